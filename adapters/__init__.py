@@ -1,0 +1,1 @@
+"""Everything that speaks a foreign protocol: chat-API dialects and chat platforms."""

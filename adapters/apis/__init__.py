@@ -1,0 +1,1 @@
+"""Chat-API dialects, one module each; registered in adapters.registry."""

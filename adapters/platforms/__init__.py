@@ -1,0 +1,1 @@
+"""Chat platforms, one package or module each; registered in adapters.registry."""

@@ -1,0 +1,145 @@
+"""The one exception family of chat-bridge.
+
+    BridgeError                  every error the bridge raises; `.user_message` is safe to show
+    ├── ConfigError              the config file is wrong (`.path` names the key)
+    ├── StoreError               the conversation store failed
+    ├── PlatformError            a chat platform refused or failed
+    └── ChatAPIError             a chat API failed (`.backend`, `.status`)
+        ├── BadRequest           400/422: the API rejected the question (`.message`)
+        ├── Unauthorized         401: the API key is wrong
+        ├── Forbidden            403: the key may not use this chatbot (or IP allowlist)
+        ├── RateLimited          429: try again at `.retry_at` (epoch seconds, or None)
+        ├── Unavailable          5xx, refused or dropped connection
+        │   └── TimedOut         no answer within the configured timeout
+        └── ProtocolError        the API spoke something we do not understand
+            ├── CutOff           the stream ended before its terminal event
+            └── APIReportedError the stream carried an error event (`.message`)
+
+Adapters translate third-party exceptions into these at the boundary with
+`raise X from exc`; the core catches nothing else. Messages never contain a
+secret.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class BridgeError(Exception):
+    """Base of every chat-bridge error."""
+
+    user_message: str = "Something went wrong."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.user_message)
+        if message:
+            self.user_message = message
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid; `path` is the key path, e.g. `routes[2].session`."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class StoreError(BridgeError):
+    user_message = "The bridge's conversation store is not available right now."
+
+
+class PlatformError(BridgeError):
+    user_message = "The chat platform refused the reply."
+
+
+class ChatAPIError(BridgeError):
+    """A chat API failed. `retryable` says whether trying again may help."""
+
+    user_message = "The assistant failed to answer."
+    retryable = False
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        backend: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.status = status
+
+
+class BadRequest(ChatAPIError):
+    user_message = "The assistant could not take that question."
+
+    def __init__(self, message: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.message = self.user_message
+
+
+class Unauthorized(ChatAPIError):
+    user_message = "The assistant is misconfigured (its API key was refused). Tell an admin."
+
+
+class Forbidden(ChatAPIError):
+    user_message = (
+        "The assistant is misconfigured (its API key may not use this chatbot, "
+        "or this server's address is not allowed). Tell an admin."
+    )
+
+
+class RateLimited(ChatAPIError):
+    """429. `retry_at` is an absolute time (epoch seconds), when the API says."""
+
+    user_message = "The assistant is rate limited."
+
+    def __init__(
+        self, message: str | None = None, *, retry_at: float | None = None, **kw: object
+    ) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_at = retry_at
+        if message is None:
+            self.user_message = self.describe()
+
+    def describe(self, now: float | None = None) -> str:
+        if self.retry_at is None:
+            return "The assistant is rate limited; please try again in a minute."
+        wait = max(1, round(self.retry_at - (time.time() if now is None else now)))
+        return f"The assistant is rate limited; please try again in {_human_seconds(wait)}."
+
+
+class Unavailable(ChatAPIError):
+    user_message = "The assistant is unavailable right now; please try again shortly."
+    retryable = True
+
+
+class TimedOut(Unavailable):
+    user_message = "The assistant took too long to answer; please try again."
+
+
+class ProtocolError(ChatAPIError):
+    user_message = "The assistant's answer could not be read."
+
+
+class CutOff(ProtocolError):
+    user_message = "The answer was cut off."
+
+
+class APIReportedError(ProtocolError):
+    def __init__(self, message: str | None = None, **kw: object) -> None:
+        super().__init__(
+            f"The assistant reported an error: {message}" if message else None,
+            **kw,  # type: ignore[arg-type]
+        )
+        self.message = message
+
+
+def _human_seconds(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{round(minutes / 60)} h"

@@ -1,0 +1,313 @@
+"""The two small interfaces the core talks through, and the values that cross them.
+
+Chat-API side: a `ChatAPI` class per dialect, registered by its `kind` name.
+Platform side: a `Platform` per chat platform, which delivers `Inbound` messages
+with a `ReplyTarget` to answer on.
+
+Nothing here imports a third-party client; adapters implement these.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import httpx
+
+# --------------------------------------------------------------------------- chat API side
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A cited source: where the answer came from."""
+
+    url: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A piece of answer text, to be appended."""
+
+    text: str
+    kind: Literal["token"] = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Sources cited by the answer; may arrive more than once, the bridge dedupes by URL."""
+
+    items: tuple[Source, ...]
+    kind: Literal["sources"] = "sources"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A progress note shown while no text is available yet ("Working… 6 s")."""
+
+    text: str
+    kind: Literal["status"] = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The terminal event of a stream.
+
+    `text`, where the API sends the whole answer at the end, wins over the
+    concatenated tokens. `session` is the API's session/thread id where the API
+    assigns one. `usage` carries what the API says about cost or quota, and any
+    other per-conversation value worth keeping (for example a conversation id).
+    """
+
+    text: str | None = None
+    session: str | None = None
+    usage: Mapping[str, Any] | None = None
+    kind: Literal["done"] = "done"
+
+
+ChatEvent = Token | Sources | Status | Done
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message of a stored history, for stateless APIs."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What the bridge asks of a chat API."""
+
+    message: str
+    session: str | None = None
+    history: tuple[Turn, ...] = ()
+    user_id: str | None = None
+
+
+class DialectOptions(BaseModel):
+    """Base of every dialect's options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    url: str
+
+
+class ChatAPI(ABC):
+    """One chat-API dialect.
+
+    Class attributes declare what the dialect can do:
+      kind       the `kind:` name in the config
+      stateful   True: the API keeps the conversation (the bridge sends a
+                 session id); False: the bridge keeps and sends the history
+      streams    True: answers arrive token by token
+      client_sessions  True: the bridge generates the session id
+                 (`new_session()`); False: the API assigns one (`Done.session`)
+      max_message_chars  the longest question the API accepts, or None
+      Options    the pydantic model of this dialect's config block
+
+    Errors are raised as `bridge.errors.ChatAPIError` subclasses only.
+    """
+
+    kind: ClassVar[str]
+    stateful: ClassVar[bool]
+    streams: ClassVar[bool] = True
+    client_sessions: ClassVar[bool] = True
+    max_message_chars: ClassVar[int | None] = None
+    Options: ClassVar[type[DialectOptions]]
+
+    def __init__(self, name: str, options: DialectOptions, http: httpx.AsyncClient) -> None:
+        self.name = name
+        self.options = options
+        self.http = http
+
+    def new_session(self) -> str:
+        """A fresh session id for a new conversation (when `client_sessions`)."""
+        import uuid
+
+        return f"cb-{uuid.uuid4().hex}"
+
+    @abstractmethod
+    def stream(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+        """Answer one message; yields events and ends with exactly one `Done`.
+
+        Must be an async generator: closing it early closes the connection.
+        """
+
+    async def probe(self) -> None:
+        """Send one short request; raise a ChatAPIError if the backend is not usable."""
+        async for _event in self.stream(ChatRequest(message="ping")):
+            pass
+
+
+# --------------------------------------------------------------------------- platform side
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` operations in any window of `per` seconds."""
+
+    count: int
+    per: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a reply target may do, and which shared budget each operation draws on.
+
+    Targets with the same bucket key share one budget (Discord: a channel;
+    Slack chat.update: a workspace).
+    """
+
+    max_chars: int
+    edit_bucket: str
+    edit_rate: Rate
+    post_bucket: str
+    post_rate: Rate
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A normalized incoming message.
+
+    `thread` is the thread root the message belongs to (None outside threads).
+    `text` has the bot mention stripped. `event_id` is unique per delivery
+    source (Slack event_id, Discord message id) and used for deduplication.
+    `command` is set for commands ("reset", "ask") instead of plain questions.
+    """
+
+    platform: str
+    workspace: str
+    channel: str
+    user: str
+    text: str
+    message_id: str
+    event_id: str
+    thread: str | None = None
+    is_dm: bool = False
+    mentioned: bool = False
+    roles: tuple[str, ...] = ()
+    command: str | None = None
+    has_attachments: bool = False
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a reply lives, stored with in-flight replies so a later process can edit it."""
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str | None = None
+
+
+class ReplyTarget(ABC):
+    """The place a reply goes, with the platform's primitives and limits.
+
+    Text passed to `post`/`edit` is already formatted (`format_markdown`) and
+    within `limits.max_chars`. Implementations must never ping anyone.
+    """
+
+    address: Address
+    limits: Limits
+
+    @abstractmethod
+    async def begin(self) -> str | None:
+        """Show activity at once (typing, status, or a placeholder message).
+
+        Returns the id of a placeholder message to edit, or None.
+        """
+
+    @abstractmethod
+    async def post(self, text: str) -> str:
+        """Send a new message in the reply's place; returns its id."""
+
+    @abstractmethod
+    async def edit(self, message_id: str, text: str) -> None:
+        """Replace the text of a message this target posted."""
+
+    async def status(self, text: str | None) -> None:  # noqa: B027 - optional hook
+        """Show a progress status (None clears it). Default: nothing."""
+
+    async def end(self) -> None:  # noqa: B027 - optional hook
+        """The reply is complete: clear typing/status indicators."""
+
+    @abstractmethod
+    async def notice(self, text: str) -> None:
+        """A short message for the asker (ephemeral where the platform has it)."""
+
+    @abstractmethod
+    def format_markdown(self, markdown: str) -> str:
+        """Convert the API's Markdown into the platform's markup, neutralizing mentions."""
+
+    @abstractmethod
+    def format_sources(self, sources: Sequence[Source]) -> str:
+        """The final sources block, in the platform's markup."""
+
+
+Handler = Callable[[Inbound, ReplyTarget], Awaitable[None]]
+
+
+class Platform(ABC):
+    """A chat platform connection: delivers messages, and answers through targets.
+
+    An async context manager: `start()` connects and begins delivering to the
+    handler; `aclose()` disconnects.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+
+    @abstractmethod
+    async def start(self, handler: Handler) -> None:
+        """Connect and begin delivering messages. Returns once connected."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop delivering and disconnect."""
+
+    @abstractmethod
+    def target(self, address: Address) -> ReplyTarget:
+        """A reply target for an address (used to fix up replies after a restart)."""
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def __aenter__(self) -> Platform:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+@dataclass(frozen=True)
+class PlatformContext:
+    """What a platform is built with."""
+
+    options: BaseModel
+    http_listener: Any = None  # bridge.http.HttpServer, for platforms that take webhooks
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+PlatformFactory = Callable[[PlatformContext], Platform]
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The explicit tables of dialects and platforms, built outside the core.
+
+    Values are zero-argument loaders, so a dialect's or platform's module is
+    imported only when the config uses it.
+    """
+
+    dialects: Mapping[str, Callable[[], type[ChatAPI]]]
+    platforms: Mapping[str, Callable[[], type[Platform]]]

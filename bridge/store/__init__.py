@@ -1,0 +1,7 @@
+"""The conversation store: one interface, an embedded SQLite and a PostgreSQL implementation."""
+
+from __future__ import annotations
+
+from bridge.store.base import Conversation, InFlight, Store, open_store
+
+__all__ = ["Conversation", "InFlight", "Store", "open_store"]

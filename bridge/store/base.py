@@ -1,0 +1,158 @@
+"""The store interface: what the bridge remembers between messages and restarts."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.errors import ConfigError
+from bridge.interfaces import Address, Turn
+
+
+@dataclass(slots=True)
+class Conversation:
+    """A platform conversation mapped to a backend session."""
+
+    key: str
+    backend: str
+    session: str | None
+    created_at: float
+    last_used: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A reply being streamed, recorded so a later process can mark it interrupted."""
+
+    id: str
+    key: str
+    address: Address
+    owner: str
+    started_at: float
+    message_ids: list[str] = field(default_factory=list)
+    text: str = ""
+    heartbeat_at: float = 0.0
+
+
+def address_to_json(address: Address) -> str:
+    return json.dumps(
+        {
+            "platform": address.platform,
+            "workspace": address.workspace,
+            "channel": address.channel,
+            "thread": address.thread,
+        }
+    )
+
+
+def address_from_json(raw: str) -> Address:
+    data = json.loads(raw)
+    return Address(
+        platform=data["platform"],
+        workspace=data["workspace"],
+        channel=data["channel"],
+        thread=data.get("thread"),
+    )
+
+
+class Store(ABC):
+    """Async store of conversations, histories, event ids, in-flight replies and leases.
+
+    Every method is safe to call concurrently. Times are epoch seconds.
+    """
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreError unless the store answers."""
+
+    # conversations
+    @abstractmethod
+    async def get_conversation(self, key: str) -> Conversation | None: ...
+
+    @abstractmethod
+    async def save_conversation(self, conv: Conversation) -> None:
+        """Insert or replace the conversation row for `conv.key`."""
+
+    @abstractmethod
+    async def reset_conversation(self, key: str) -> bool:
+        """Forget the conversation and its history; True if there was one."""
+
+    # history (stateless APIs)
+    @abstractmethod
+    async def history(self, key: str) -> list[Turn]:
+        """The stored turns, oldest first."""
+
+    @abstractmethod
+    async def append_history(self, key: str, turns: Sequence[Turn], keep: int) -> None:
+        """Append turns and keep only the newest `keep` messages."""
+
+    # deduplication
+    @abstractmethod
+    async def claim_event(self, event_id: str, now: float) -> bool:
+        """Atomically record an event id; True if this call was the first."""
+
+    @abstractmethod
+    async def prune_events(self, older_than: float) -> int:
+        """Forget event ids recorded before `older_than`; returns how many."""
+
+    # in-flight replies
+    @abstractmethod
+    async def inflight_begin(self, rec: InFlight) -> None: ...
+
+    @abstractmethod
+    async def inflight_update(
+        self, rec_id: str, message_ids: Sequence[str], text: str, now: float
+    ) -> None: ...
+
+    @abstractmethod
+    async def inflight_end(self, rec_id: str) -> None: ...
+
+    @abstractmethod
+    async def inflight_orphans(self, owner: str, stale_before: float) -> list[InFlight]:
+        """Replies left by other owners whose heartbeat is older than `stale_before`,
+        plus every reply of `owner` itself (a previous run with the same owner id)."""
+
+    @abstractmethod
+    async def inflight_claim(self, rec_id: str, owner: str, expected_heartbeat: float) -> bool:
+        """Take over an orphan (so only one process fixes it up); True if taken."""
+
+    # conversation leases (answer a conversation's messages in order across processes)
+    @abstractmethod
+    async def acquire_lease(self, key: str, owner: str, ttl: float, now: float) -> bool:
+        """Take or renew the lease on `key` if free, expired or already ours."""
+
+    @abstractmethod
+    async def release_lease(self, key: str, owner: str) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """Build (not open) the store for a `store:` URL."""
+    if url.startswith("sqlite://"):
+        from bridge.store.sqlite import SQLiteStore
+
+        # sqlite:///data/x.db is the absolute path /data/x.db; sqlite://x.db is relative.
+        path = url[len("sqlite://") :]
+        return SQLiteStore(path or ":memory:")
+    if url.startswith(("postgresql://", "postgres://")):
+        from bridge.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigError("store", "must start with sqlite:/// or postgresql://")
