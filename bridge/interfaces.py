@@ -163,7 +163,8 @@ class Limits:
     """What a reply target may do, and which shared budget each operation draws on.
 
     Targets with the same bucket key share one budget (Discord: a channel;
-    Slack chat.update: a workspace).
+    Slack chat.update: a workspace). `begin()` draws on the post budget when
+    `begin_posts` is true (it posts a placeholder message).
     """
 
     max_chars: int
@@ -171,6 +172,7 @@ class Limits:
     edit_rate: Rate
     post_bucket: str
     post_rate: Rate
+    begin_posts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,14 @@ class ReplyTarget(ABC):
 
     async def end(self) -> None:  # noqa: B027 - optional hook
         """The reply is complete: clear typing/status indicators."""
+
+    async def open_thread(self, name: str) -> tuple[str, ReplyTarget] | None:
+        """Open a platform thread for this reply (route option `reply_in_thread`).
+
+        Returns the new thread's id and a target inside it, or None where the
+        platform or place cannot have one.
+        """
+        return None
 
     @abstractmethod
     async def notice(self, text: str) -> None:
