@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -276,6 +276,9 @@ class Platform(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
 
+    def __init__(self, ctx: PlatformContext) -> None:
+        self.ctx = ctx
+
     @abstractmethod
     async def start(self, handler: Handler) -> None:
         """Connect and begin delivering messages. Returns once connected."""
@@ -299,16 +302,23 @@ class Platform(ABC):
         await self.aclose()
 
 
+class HttpRoutes(Protocol):
+    """The daemon's HTTP listener, for platforms that take webhooks.
+
+    `handler` is an aiohttp handler (`async (aiohttp.web.Request) -> Response`).
+    Routes must be added before the listener starts (in the platform's __init__).
+    """
+
+    def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class PlatformContext:
-    """What a platform is built with."""
+    """What a platform is built with: `Platform(ctx)`."""
 
-    options: BaseModel
-    http_listener: Any = None  # bridge.http.HttpServer, for platforms that take webhooks
+    options: Any  # the platform's validated Options model
+    http: HttpRoutes | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-PlatformFactory = Callable[[PlatformContext], Platform]
 
 
 @dataclass(frozen=True)
