@@ -15,18 +15,60 @@ def _chatmount() -> type[ChatAPI]:
     return ChatMount
 
 
+def _ndjson() -> type[ChatAPI]:
+    from adapters.apis.ndjson import NDJSONStream
+
+    return NDJSONStream
+
+
+def _chaturdata() -> type[ChatAPI]:
+    from adapters.apis.chaturdata import ChatUrData
+
+    return ChatUrData
+
+
+def _bot_messages() -> type[ChatAPI]:
+    from adapters.apis.bot_messages import BotMessages
+
+    return BotMessages
+
+
+def _openai() -> type[ChatAPI]:
+    from adapters.apis.openai import OpenAICompatible
+
+    return OpenAICompatible
+
+
 def _console() -> type[Platform]:
     from adapters.platforms.console import ConsolePlatform
 
     return ConsolePlatform
 
 
+def _slack() -> type[Platform]:
+    from adapters.platforms.slack import SlackPlatform
+
+    return SlackPlatform
+
+
+def _discord() -> type[Platform]:
+    from adapters.platforms.discord import DiscordPlatform
+
+    return DiscordPlatform
+
+
 REGISTRY = Registry(
     dialects={
         "chatmount": _chatmount,
+        "ndjson": _ndjson,
+        "chaturdata": _chaturdata,
+        "bot-messages": _bot_messages,
+        "openai": _openai,
     },
     platforms={
         "console": _console,
+        "slack": _slack,
+        "discord": _discord,
     },
 )
 
