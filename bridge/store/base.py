@@ -6,7 +6,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from bridge.errors import ConfigError
 from bridge.interfaces import Address, Turn
@@ -63,7 +63,10 @@ class Store(ABC):
     """Async store of conversations, histories, event ids, in-flight replies and leases.
 
     Every method is safe to call concurrently. Times are epoch seconds.
+    `shared` is True where several processes may use the same store at once.
     """
+
+    shared: ClassVar[bool] = False
 
     async def __aenter__(self) -> Store:
         await self.open()
