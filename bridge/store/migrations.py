@@ -1,0 +1,137 @@
+"""Numbered schema migrations shared by the SQLite and PostgreSQL stores.
+
+Each migration has one version number and the SQL for each dialect. A store
+records the versions it has applied in `schema_version` and, on open, applies
+the missing ones in order, each in its own transaction. Never edit a released
+migration: add a new one with the next number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: `sqlite` and `postgres` are lists of statements."""
+
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+SCHEMA_VERSION_SQLITE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY,"
+    " description TEXT NOT NULL,"
+    " applied_at REAL NOT NULL)"
+)
+
+SCHEMA_VERSION_POSTGRES = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY,"
+    " description TEXT NOT NULL,"
+    " applied_at DOUBLE PRECISION NOT NULL)"
+)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "conversations and their histories",
+        sqlite=(
+            "CREATE TABLE conversations ("
+            " key TEXT PRIMARY KEY,"
+            " backend TEXT NOT NULL,"
+            " session TEXT,"
+            " created_at REAL NOT NULL,"
+            " last_used REAL NOT NULL,"
+            " meta TEXT NOT NULL DEFAULT '{}')",
+            # seq is global and only grows, so it orders a key's turns.
+            "CREATE TABLE history ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " key TEXT NOT NULL,"
+            " role TEXT NOT NULL,"
+            " content TEXT NOT NULL)",
+            "CREATE INDEX history_key_seq ON history (key, seq)",
+        ),
+        postgres=(
+            "CREATE TABLE conversations ("
+            " key TEXT PRIMARY KEY,"
+            " backend TEXT NOT NULL,"
+            " session TEXT,"
+            " created_at DOUBLE PRECISION NOT NULL,"
+            " last_used DOUBLE PRECISION NOT NULL,"
+            " meta JSONB NOT NULL DEFAULT '{}'::jsonb)",
+            "CREATE TABLE history ("
+            " seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " key TEXT NOT NULL,"
+            " role TEXT NOT NULL,"
+            " content TEXT NOT NULL)",
+            "CREATE INDEX history_key_seq ON history (key, seq)",
+        ),
+    ),
+    Migration(
+        2,
+        "seen event ids, for deduplication",
+        sqlite=(
+            "CREATE TABLE events (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL)",
+            "CREATE INDEX events_seen_at ON events (seen_at)",
+        ),
+        postgres=(
+            "CREATE TABLE events (event_id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX events_seen_at ON events (seen_at)",
+        ),
+    ),
+    Migration(
+        3,
+        "in-flight replies and conversation leases",
+        sqlite=(
+            "CREATE TABLE inflight ("
+            " id TEXT PRIMARY KEY,"
+            " key TEXT NOT NULL,"
+            " address TEXT NOT NULL,"
+            " owner TEXT NOT NULL,"
+            " message_ids TEXT NOT NULL DEFAULT '[]',"
+            " text TEXT NOT NULL DEFAULT '',"
+            " started_at REAL NOT NULL,"
+            " heartbeat_at REAL NOT NULL)",
+            "CREATE INDEX inflight_owner ON inflight (owner)",
+            "CREATE INDEX inflight_heartbeat ON inflight (heartbeat_at)",
+            "CREATE TABLE leases ("
+            " key TEXT PRIMARY KEY,"
+            " owner TEXT NOT NULL,"
+            " expires_at REAL NOT NULL)",
+        ),
+        postgres=(
+            "CREATE TABLE inflight ("
+            " id TEXT PRIMARY KEY,"
+            " key TEXT NOT NULL,"
+            " address JSONB NOT NULL,"
+            " owner TEXT NOT NULL,"
+            " message_ids JSONB NOT NULL DEFAULT '[]'::jsonb,"
+            " text TEXT NOT NULL DEFAULT '',"
+            " started_at DOUBLE PRECISION NOT NULL,"
+            " heartbeat_at DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX inflight_owner ON inflight (owner)",
+            "CREATE INDEX inflight_heartbeat ON inflight (heartbeat_at)",
+            "CREATE TABLE leases ("
+            " key TEXT PRIMARY KEY,"
+            " owner TEXT NOT NULL,"
+            " expires_at DOUBLE PRECISION NOT NULL)",
+        ),
+    ),
+)
+
+
+def check_migrations(migrations: tuple[Migration, ...] | list[Migration]) -> None:
+    """Fail loudly if the list is not numbered 1, 2, 3, ... (a programming error)."""
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise RuntimeError(
+                f"schema migration {migration.version} is out of order; expected {expected}"
+            )
+
+
+check_migrations(MIGRATIONS)

@@ -1,0 +1,431 @@
+"""The SQLite store: one file (or `:memory:`), WAL mode, one connection per process.
+
+All statements go through one aiosqlite connection, guarded by an asyncio lock
+so a multi-statement transaction of one task never interleaves with another
+task's statements. Write transactions start with BEGIN IMMEDIATE, so two
+processes sharing the file serialise on SQLite's write lock and wait up to the
+busy timeout for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bridge.errors import StoreError
+from bridge.interfaces import Turn
+from bridge.store.base import (
+    Conversation,
+    InFlight,
+    Store,
+    address_from_json,
+    address_to_json,
+)
+from bridge.store.migrations import MIGRATIONS, SCHEMA_VERSION_SQLITE, Migration, check_migrations
+
+_MEMORY = ("", ":memory:")
+
+
+class SQLiteStore(Store):
+    """Conversation store in a SQLite file.
+
+    `path` is a file path (its parent directory is created if missing) or
+    `:memory:`. `busy_timeout` is how long, in seconds, a statement waits for
+    another process's lock before failing with StoreError.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.busy_timeout = busy_timeout
+        self._migrations = tuple(migrations)
+        check_migrations(self._migrations)
+        self._clock = clock
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Open the file (creating it and its directory) and apply pending migrations."""
+        if self._db is not None:
+            return
+        memory = self.path in _MEMORY
+        if not memory:
+            parent = Path(self.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the directory {str(parent)!r} for the SQLite database "
+                    f"({exc.strerror}); create it or fix its permissions"
+                ) from exc
+        try:
+            db = await aiosqlite.connect(
+                ":memory:" if memory else self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "opening the database") from exc
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if not memory:
+                await db.execute("PRAGMA journal_mode = WAL")
+                await db.execute("PRAGMA synchronous = NORMAL")
+            await self._migrate(db)
+        except BaseException as exc:
+            await _close_quietly(db)
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, "preparing the database") from exc
+            raise
+        self._db = db
+
+    async def aclose(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            async with self._lock:
+                await _close_quietly(db)
+
+    async def ping(self) -> None:
+        async with self._read("answering a ping") as db:
+            await db.execute("SELECT 1")
+
+    # ------------------------------------------------------------------ migrations
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        await db.execute(SCHEMA_VERSION_SQLITE)
+        applied = await _versions(db)
+        newest = len(self._migrations)
+        if applied and max(applied) > newest:
+            raise StoreError(
+                f"the SQLite database {self.path} has schema version {max(applied)}, newer "
+                f"than this chat-bridge understands ({newest}); upgrade chat-bridge"
+            )
+        for migration in self._migrations:
+            if migration.version in applied:
+                continue
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have applied it while we waited for the lock.
+                if migration.version not in await _versions(db):
+                    for statement in migration.sqlite:
+                        await db.execute(statement)
+                    await db.execute(
+                        "INSERT INTO schema_version (version, description, applied_at)"
+                        " VALUES (?, ?, ?)",
+                        (migration.version, migration.description, time.time()),
+                    )
+            except BaseException:
+                await _rollback_quietly(db)
+                raise
+            await db.execute("COMMIT")
+
+    async def schema_versions(self) -> list[int]:
+        """The migration versions applied to this database, ascending."""
+        async with self._read("reading the schema version") as db:
+            return sorted(await _versions(db))
+
+    # ------------------------------------------------------------------ conversations
+
+    async def get_conversation(self, key: str) -> Conversation | None:
+        async with self._read("reading a conversation") as db:
+            row = await _one(
+                db,
+                "SELECT key, backend, session, created_at, last_used, meta"
+                " FROM conversations WHERE key = ?",
+                (key,),
+            )
+        if row is None:
+            return None
+        return Conversation(
+            key=row[0],
+            backend=row[1],
+            session=row[2],
+            created_at=row[3],
+            last_used=row[4],
+            meta=json.loads(row[5]) if row[5] else {},
+        )
+
+    async def save_conversation(self, conv: Conversation) -> None:
+        async with self._write("saving a conversation") as db:
+            await db.execute(
+                "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET backend = excluded.backend,"
+                " session = excluded.session, created_at = excluded.created_at,"
+                " last_used = excluded.last_used, meta = excluded.meta",
+                (
+                    conv.key,
+                    conv.backend,
+                    conv.session,
+                    conv.created_at,
+                    conv.last_used,
+                    json.dumps(conv.meta),
+                ),
+            )
+
+    async def reset_conversation(self, key: str) -> bool:
+        async with self._write("resetting a conversation") as db:
+            conv = await db.execute("DELETE FROM conversations WHERE key = ?", (key,))
+            hist = await db.execute("DELETE FROM history WHERE key = ?", (key,))
+            return conv.rowcount > 0 or hist.rowcount > 0
+
+    # ------------------------------------------------------------------ history
+
+    async def history(self, key: str) -> list[Turn]:
+        async with self._read("reading a history") as db:
+            cursor = await db.execute(
+                "SELECT role, content FROM history WHERE key = ? ORDER BY seq", (key,)
+            )
+            rows = await cursor.fetchall()
+        return [Turn(role=role, content=content) for role, content in rows]
+
+    async def append_history(self, key: str, turns: Sequence[Turn], keep: int) -> None:
+        async with self._write("appending to a history") as db:
+            if turns:
+                await db.executemany(
+                    "INSERT INTO history (key, role, content) VALUES (?, ?, ?)",
+                    [(key, turn.role, turn.content) for turn in turns],
+                )
+            if keep <= 0:
+                await db.execute("DELETE FROM history WHERE key = ?", (key,))
+            else:
+                await db.execute(
+                    "DELETE FROM history WHERE key = ? AND seq < ("
+                    " SELECT seq FROM history WHERE key = ?"
+                    " ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (key, key, keep - 1),
+                )
+
+    # ------------------------------------------------------------------ deduplication
+
+    async def claim_event(self, event_id: str, now: float) -> bool:
+        async with self._write("recording an event id", transaction=False) as db:
+            cursor = await db.execute(
+                "INSERT INTO events (event_id, seen_at) VALUES (?, ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
+                (event_id, now),
+            )
+            return cursor.rowcount == 1
+
+    async def prune_events(self, older_than: float) -> int:
+        async with self._write("pruning event ids", transaction=False) as db:
+            cursor = await db.execute("DELETE FROM events WHERE seen_at < ?", (older_than,))
+            return cursor.rowcount
+
+    # ------------------------------------------------------------------ in-flight replies
+
+    async def inflight_begin(self, rec: InFlight) -> None:
+        async with self._write("recording an in-flight reply", transaction=False) as db:
+            await db.execute(
+                "INSERT INTO inflight"
+                " (id, key, address, owner, message_ids, text, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET key = excluded.key,"
+                " address = excluded.address, owner = excluded.owner,"
+                " message_ids = excluded.message_ids, text = excluded.text,"
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+                (
+                    rec.id,
+                    rec.key,
+                    address_to_json(rec.address),
+                    rec.owner,
+                    json.dumps(list(rec.message_ids)),
+                    rec.text,
+                    rec.started_at,
+                    rec.heartbeat_at or rec.started_at,
+                ),
+            )
+
+    async def inflight_update(
+        self, rec_id: str, message_ids: Sequence[str], text: str, now: float
+    ) -> None:
+        async with self._write("updating an in-flight reply", transaction=False) as db:
+            await db.execute(
+                "UPDATE inflight SET message_ids = ?, text = ?, heartbeat_at = ? WHERE id = ?",
+                (json.dumps(list(message_ids)), text, now, rec_id),
+            )
+
+    async def inflight_end(self, rec_id: str) -> None:
+        async with self._write("ending an in-flight reply", transaction=False) as db:
+            await db.execute("DELETE FROM inflight WHERE id = ?", (rec_id,))
+
+    async def inflight_orphans(self, owner: str, stale_before: float) -> list[InFlight]:
+        async with self._read("looking for interrupted replies") as db:
+            cursor = await db.execute(
+                "SELECT id, key, address, owner, message_ids, text, started_at, heartbeat_at"
+                " FROM inflight WHERE owner = ? OR heartbeat_at < ?"
+                " ORDER BY started_at, id",
+                (owner, stale_before),
+            )
+            rows = await cursor.fetchall()
+        return [_inflight(row) for row in rows]
+
+    async def inflight_claim(self, rec_id: str, owner: str, expected_heartbeat: float) -> bool:
+        # The new heartbeat must differ from the expected one, so a second claim
+        # that read the same orphan fails its compare-and-set.
+        beat = max(self._clock(), math.nextafter(expected_heartbeat, math.inf))
+        async with self._write("claiming an interrupted reply", transaction=False) as db:
+            cursor = await db.execute(
+                "UPDATE inflight SET owner = ?, heartbeat_at = ?"
+                " WHERE id = ? AND heartbeat_at = ?",
+                (owner, beat, rec_id, expected_heartbeat),
+            )
+            return cursor.rowcount == 1
+
+    # ------------------------------------------------------------------ leases
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float, now: float) -> bool:
+        async with self._write("taking a conversation lease", transaction=False) as db:
+            cursor = await db.execute(
+                "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner,"
+                " expires_at = excluded.expires_at"
+                " WHERE leases.expires_at <= ? OR leases.owner = excluded.owner"
+                " RETURNING owner",
+                (key, owner, now + ttl, now),
+            )
+            rows = await cursor.fetchall()
+            return len(rows) == 1
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        async with self._write("releasing a conversation lease", transaction=False) as db:
+            await db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"the SQLite store {self.path} is not open; open() it first")
+        return self._db
+
+    @asynccontextmanager
+    async def _read(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            db = self._conn()
+            try:
+                yield db
+            except sqlite3.Error as exc:
+                raise self._error(exc, what) from exc
+            except ValueError as exc:  # aiosqlite: the connection was closed under us
+                raise StoreError(f"the SQLite store {self.path} was closed") from exc
+
+    @asynccontextmanager
+    async def _write(
+        self, what: str, *, transaction: bool = True
+    ) -> AsyncIterator[aiosqlite.Connection]:
+        """Run the body under the lock; in one IMMEDIATE transaction unless it is
+        a single atomic statement (`transaction=False`, autocommit)."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                if not transaction:
+                    yield db
+                    return
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await _rollback_quietly(db)
+                    raise
+                try:
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await _rollback_quietly(db)
+                    raise
+            except sqlite3.Error as exc:
+                raise self._error(exc, what) from exc
+            except ValueError as exc:
+                raise StoreError(f"the SQLite store {self.path} was closed") from exc
+
+    def _error(self, exc: sqlite3.Error, what: str) -> StoreError:
+        """A StoreError that says what went wrong and what to do about it."""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = str(exc).lower()
+        where = "the in-memory SQLite database" if self.path in _MEMORY else (
+            f"the SQLite database {self.path}"
+        )
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+            return StoreError(
+                f"{where} is locked by another process or connection (gave up after "
+                f"{self.busy_timeout:g} s while {what}); make sure only one chat-bridge uses "
+                "this file, or use a postgresql:// store for several replicas"
+            )
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return StoreError(
+                f"{where} is not writable ({what}); check the permissions of the file, "
+                "its -wal and -shm files and its directory"
+            )
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            return StoreError(
+                f"cannot open {where}; check that the path is a file in a writable directory"
+            )
+        if name.startswith("SQLITE_NOTADB") or "not a database" in text:
+            return StoreError(f"{where} is not a SQLite database; point `store:` at another file")
+        if name.startswith("SQLITE_FULL") or "disk is full" in text:
+            return StoreError(f"{where} cannot grow: the disk is full ({what})")
+        if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
+            return StoreError(f"{where} is corrupt ({what}); restore it from a backup")
+        return StoreError(f"{where} failed while {what}: {exc}")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _one(
+    db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()
+) -> sqlite3.Row | tuple[Any, ...] | None:
+    cursor = await db.execute(sql, tuple(params))
+    return await cursor.fetchone()
+
+
+async def _versions(db: aiosqlite.Connection) -> set[int]:
+    cursor = await db.execute("SELECT version FROM schema_version")
+    return {row[0] for row in await cursor.fetchall()}
+
+
+async def _rollback_quietly(db: aiosqlite.Connection) -> None:
+    try:
+        await db.execute("ROLLBACK")
+    except (sqlite3.Error, ValueError):
+        pass  # no transaction open (BEGIN failed) or the connection is gone
+
+
+async def _close_quietly(db: aiosqlite.Connection) -> None:
+    try:
+        await db.close()
+    except (sqlite3.Error, ValueError):
+        pass
+
+
+def _inflight(row: Sequence[Any]) -> InFlight:
+    return InFlight(
+        id=row[0],
+        key=row[1],
+        address=address_from_json(row[2]),
+        owner=row[3],
+        message_ids=list(json.loads(row[4])) if row[4] else [],
+        text=row[5],
+        started_at=row[6],
+        heartbeat_at=row[7],
+    )

@@ -1,0 +1,103 @@
+"""What only the SQLite store does: files, directories, locks, `:memory:`, URLs."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import ConfigError, StoreError
+from bridge.store.base import open_store
+from bridge.store.sqlite import SQLiteStore
+
+
+async def test_memory_database(tmp_path: Path) -> None:
+    async with SQLiteStore(":memory:") as s:
+        assert await s.claim_event("e", 1.0) is True
+        assert await s.claim_event("e", 1.0) is False
+        assert await s.schema_versions() == [1, 2, 3]
+
+
+async def test_creates_parent_directory_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "bridge.db"
+    async with SQLiteStore(path) as s:
+        await s.ping()
+    assert path.is_file()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    raw.close()
+
+
+async def test_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot create the directory") as info:
+        await SQLiteStore(blocker / "sub" / "bridge.db").open()
+    assert "permissions" in str(info.value)
+
+
+async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.db"
+    path.write_bytes(b"this is certainly not sqlite " * 100)
+    with pytest.raises(StoreError, match="is not a SQLite database"):
+        await SQLiteStore(path).open()
+
+
+def _hold_exclusive_lock(path: Path) -> sqlite3.Connection:
+    holder = sqlite3.connect(path, isolation_level=None, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+async def test_locked_file_gives_store_error_after_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.db"
+    async with SQLiteStore(path, busy_timeout=0.3) as s:
+        assert await s.claim_event("before", 1.0) is True
+        holder = _hold_exclusive_lock(path)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreError) as info:
+                await s.claim_event("during", 2.0)
+            waited = time.monotonic() - started
+            with pytest.raises(StoreError, match="locked"):
+                await s.append_history("k", [], keep=1)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        message = str(info.value)
+        assert "locked" in message and str(path) in message and "0.3 s" in message
+        assert 0.2 <= waited < 5.0
+        # Once the other connection lets go, the store works again.
+        assert await s.claim_event("during", 3.0) is True
+        assert await s.history("k") == []
+
+
+async def test_locked_file_at_open_gives_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.db"
+    # A rollback-journal database with an exclusive lock blocks even readers.
+    sqlite3.connect(path).close()
+    holder = _hold_exclusive_lock(path)
+    holder.execute("CREATE TABLE squatter (x)")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="locked by another process"):
+            await SQLiteStore(path, busy_timeout=0.2).open()
+        assert time.monotonic() - started < 5.0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    async with SQLiteStore(path) as s:
+        await s.ping()
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    absolute = open_store("sqlite:///data/x.db")
+    assert isinstance(absolute, SQLiteStore) and absolute.path == "/data/x.db"
+    relative = open_store("sqlite://x.db")
+    assert isinstance(relative, SQLiteStore) and relative.path == "x.db"
+    memory = open_store("sqlite://")
+    assert isinstance(memory, SQLiteStore) and memory.path == ":memory:"
+    with pytest.raises(ConfigError, match="store"):
+        open_store("mysql://nope")
