@@ -1,0 +1,196 @@
+"""The daemon's lifespan: open everything in order, close it in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+
+from bridge.budget import Budgets
+from bridge.config import Config
+from bridge.errors import BridgeError
+from bridge.http import HttpServer
+from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
+from bridge.metrics import Metrics
+from bridge.relay import Relay
+from bridge.store import InFlight, Store, open_store
+
+log = logging.getLogger("chat_bridge.app")
+
+INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
+HEARTBEAT = 10.0
+
+
+def build_backends(config: Config, registry: Registry, http: httpx.AsyncClient) -> dict[str, ChatAPI]:
+    """One dialect instance per configured backend."""
+    backends: dict[str, ChatAPI] = {}
+    for name, options in config.backends.items():
+        cls = registry.dialects[options.kind]()
+        backends[name] = cls(name, options, http)
+    return backends
+
+
+def http_client() -> httpx.AsyncClient:
+    """The shared outbound client; dialects set per-request timeouts."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        follow_redirects=False,
+    )
+
+
+class Bridge:
+    """Store, backends, HTTP listener and platforms, wired to one relay."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        *,
+        owner: str | None = None,
+        platform_extra: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.owner = owner or f"proc-{uuid.uuid4().hex[:12]}"
+        self.metrics = Metrics()
+        self.budgets = Budgets()
+        self.platforms: dict[str, Platform] = {}
+        self._platform_extra = platform_extra or {}
+        self._stack = AsyncExitStack()
+        self.store: Store
+        self.relay: Relay
+        self.http: HttpServer | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http else None
+
+    async def __aenter__(self) -> Bridge:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _open(self) -> None:
+        stack = self._stack
+        self.store = open_store(self.config.store)
+        await self.store.open()
+        stack.push_async_callback(self.store.aclose)
+
+        client = http_client()
+        stack.push_async_callback(client.aclose)
+        self.backends = build_backends(self.config, self.registry, client)
+        self.relay = Relay(
+            self.config, self.store, self.backends,
+            budgets=self.budgets, metrics=self.metrics, owner=self.owner,
+        )
+
+        if self.config.http.listen:
+            self.http = HttpServer(self.config.http.listen, self._health, self.metrics.render)
+        for name, options in self.config.platforms.items():
+            cls = self.registry.platforms[name]()
+            ctx = PlatformContext(options=options, http=self.http,
+                                  extra=self._platform_extra.get(name, {}))
+            self.platforms[name] = cls(ctx)
+        if self.http is not None:
+            await self.http.start()
+            stack.push_async_callback(self.http.aclose)
+
+        for name, platform in self.platforms.items():
+            await platform.start(self.relay.handle)
+            stack.push_async_callback(platform.aclose)
+            log.info("platform connected", extra={"platform": name})
+        await self.recover()
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def recover(self) -> int:
+        """Mark replies left in flight by a dead process as interrupted.
+
+        With a store of its own (SQLite) every record left is an orphan; with a
+        shared one, only records whose owner stopped beating its heartbeat.
+        """
+        now = time.time()
+        stale = now - 3 * HEARTBEAT if self.store.shared else now + 1
+        fixed = 0
+        for rec in await self.store.inflight_orphans(self.owner, stale):
+            if await self.store.inflight_claim(rec.id, self.owner, rec.heartbeat_at):
+                fixed += await self._mark_interrupted(rec)
+        if fixed:
+            log.info("marked %d interrupted replies", fixed)
+        return fixed
+
+    async def _mark_interrupted(self, rec: InFlight) -> int:
+        """Edit a reply's last message to keep its text and say it was interrupted."""
+        platform = self.platforms.get(rec.address.platform)
+        if platform is None:
+            return 0  # that platform is not configured now; keep the record for later
+        target = platform.target(rec.address)
+        marked = 0
+        try:
+            body = target.format_markdown(rec.text) if rec.text and rec.message_ids else ""
+            note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
+            if rec.message_ids and len(note) <= target.limits.max_chars:
+                await target.edit(rec.message_ids[-1], note)
+            else:
+                await target.post(INTERRUPTED)
+            marked = 1
+        except BridgeError as exc:
+            log.warning("could not mark an interrupted reply: %s", exc)
+        await self.store.inflight_end(rec.id)
+        return marked
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                now = time.time()
+                for rec_id, reply in list(self.relay._live.items()):
+                    await self.store.inflight_update(rec_id, reply.message_ids, reply.text, now)
+                await self.store.prune_events(now - self.config.limits.event_ttl)
+            except BridgeError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _health(self) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        for name, platform in self.platforms.items():
+            if not platform.connected:
+                problems[name] = "disconnected"
+        try:
+            await self.store.ping()
+        except BridgeError as exc:
+            problems["store"] = exc.user_message
+        return problems
+
+    async def drain(self) -> None:
+        """Graceful stop: finish live replies for the grace period, mark the rest."""
+        for platform in self.platforms.values():
+            platform_stop = getattr(platform, "stop_receiving", None)
+            if platform_stop is not None:
+                await platform_stop()
+        cancelled = await self.relay.drain(self.config.limits.shutdown_grace)
+        if cancelled:
+            log.info("%d replies did not finish in time; marking them interrupted", cancelled)
+            for rec in await self.store.inflight_orphans(self.owner, time.time() + 1):
+                if rec.owner == self.owner:
+                    await self._mark_interrupted(rec)
+
+    async def aclose(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        if hasattr(self, "relay"):
+            await self.relay.drain(0)
+        await self._stack.aclose()

@@ -1,0 +1,122 @@
+"""Rate budgets shared by every live reply in the same bucket.
+
+A `Budget` allows at most `rate.count` operations in any window of
+`rate.per` seconds (a sliding window, so it never trips a fixed-window or a
+token-bucket limiter on the other side). Waiters are served by priority, not
+arrival: replies that have shown nothing yet go first, then the reply whose
+text has waited longest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+
+from bridge.interfaces import Rate
+
+Priority = tuple[int, float]
+
+
+class Budget:
+    """A sliding-window budget with prioritized waiters."""
+
+    def __init__(
+        self, rate: Rate, *, margin: float = 0.05, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        # Requests reach the other side a little after we send them, unevenly;
+        # a small margin on the window keeps their view of it within the limit.
+        self.window = rate.per + margin
+        self._clock = clock
+        self._stamps: deque[float] = deque()
+        self._waiters: list[tuple[Priority, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self.granted = 0
+
+    def _expire(self, now: float) -> None:
+        stamps = self._stamps
+        while stamps and now - stamps[0] >= self.window:
+            stamps.popleft()
+
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody is waiting."""
+        now = self._clock()
+        self._expire(now)
+        if not self._waiters and len(self._stamps) < self.rate.count:
+            self._stamps.append(now)
+            self.granted += 1
+            return True
+        return False
+
+    async def acquire(self, priority: Priority = (0, 0.0)) -> None:
+        """Wait for a slot; lower `priority` tuples are served first."""
+        if self.try_acquire():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), future))
+        self._schedule()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # Granted just as we were cancelled: give the slot back.
+                self._stamps.pop() if self._stamps else None
+                self.granted -= 1
+                self._grant()
+            raise
+
+    def _schedule(self) -> None:
+        if self._timer is not None or not self._waiters:
+            return
+        now = self._clock()
+        self._expire(now)
+        if len(self._stamps) < self.rate.count:
+            delay = 0.0
+        else:
+            delay = max(0.0, self._stamps[0] + self.window - now)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._grant()
+
+    def _grant(self) -> None:
+        now = self._clock()
+        self._expire(now)
+        while self._waiters and len(self._stamps) < self.rate.count:
+            _, _, future = heapq.heappop(self._waiters)
+            if future.done():
+                continue
+            self._stamps.append(now)
+            self.granted += 1
+            future.set_result(None)
+        # Drop cancelled waiters at the head so they do not hold the timer.
+        while self._waiters and self._waiters[0][2].done():
+            heapq.heappop(self._waiters)
+        self._schedule()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for _, _, f in self._waiters if not f.done())
+
+
+class Budgets:
+    """Budgets by bucket key, created on first use."""
+
+    def __init__(self, *, margin: float = 0.05) -> None:
+        self._margin = margin
+        self._budgets: dict[str, Budget] = {}
+
+    def get(self, key: str, rate: Rate) -> Budget:
+        budget = self._budgets.get(key)
+        if budget is None:
+            budget = self._budgets[key] = Budget(rate, margin=self._margin)
+        return budget
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._budgets.items())

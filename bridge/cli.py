@@ -1,0 +1,164 @@
+"""The `chat-bridge` command: run, check, ask, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from bridge.app import Bridge, build_backends, http_client
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigError, Forbidden, TimedOut, Unauthorized, Unavailable
+from bridge.interfaces import ChatRequest, Done, Registry, Sources, Status, Token
+from bridge.logs import setup_logging
+from bridge.render import dedupe_sources
+
+log = logging.getLogger("chat_bridge.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chat-bridge",
+        description="Put hosted chatbots into Slack and Discord.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", required=True, help="the YAML config file")
+
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("-c", "--config", required=True)
+    check.add_argument("--probe", action="store_true", help="also call each backend once")
+
+    ask = sub.add_parser("ask", help="stream one answer from a backend in the terminal")
+    ask.add_argument("-c", "--config", required=True)
+    ask.add_argument("--backend", required=True, help="a name under `backends:`")
+    ask.add_argument("question")
+
+    demo = sub.add_parser("demo", help="a local stand-in chat API and a terminal conversation")
+    demo.add_argument(
+        "--question", action="append", default=None,
+        help="ask this first (repeatable); default: one sample question",
+    )
+    demo.add_argument(
+        "--no-input", action="store_true", help="do not read further questions from stdin"
+    )
+    return parser
+
+
+def run_cli(argv: Sequence[str] | None, registry: Registry) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from bridge.demo import DEMO_QUESTION, run_demo
+
+            logging.basicConfig(level=logging.WARNING)
+            questions = args.question or [DEMO_QUESTION]
+            read_stdin = not args.no_input and sys.stdin is not None and not sys.stdin.closed
+            return asyncio.run(run_demo(registry, questions, read_stdin))
+        config = load_config(args.config, registry=registry)
+        if args.command == "check":
+            return asyncio.run(_check(config, registry, args.probe))
+        if args.command == "ask":
+            return asyncio.run(_ask(config, registry, args.backend, args.question))
+        return _run(config, registry)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except BridgeError as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _check(config: Config, registry: Registry, probe: bool) -> int:
+    platforms = ", ".join(config.platforms) or "none"
+    print(
+        f"config ok: {len(config.backends)} backend(s), {len(config.routes)} route(s), "
+        f"platforms: {platforms}"
+    )
+    if not probe:
+        return 0
+    failed = 0
+    async with http_client() as client:
+        for name, backend in build_backends(config, registry, client).items():
+            try:
+                await backend.probe()
+                verdict = "ok"
+            except (Unauthorized, Forbidden) as exc:
+                verdict, failed = f"auth failed ({exc.user_message})", failed + 1
+            except (Unavailable, TimedOut) as exc:
+                verdict, failed = f"unreachable ({exc.user_message})", failed + 1
+            except BridgeError as exc:
+                verdict, failed = f"error ({exc.user_message})", failed + 1
+            print(f"backend {name}: {verdict}")
+    return 1 if failed else 0
+
+
+async def _ask(config: Config, registry: Registry, name: str, question: str) -> int:
+    if name not in config.backends:
+        raise ConfigError("--backend", f"no backend named {name!r} (known: {', '.join(config.backends)})")
+    out = sys.stdout
+    async with http_client() as client:
+        backend = build_backends(config, registry, client)[name]
+        session = backend.new_session() if backend.stateful and backend.client_sessions else None
+        sources = []
+        shown = ""
+        final: str | None = None
+        try:
+            async for event in backend.stream(ChatRequest(message=question, session=session)):
+                if isinstance(event, Token):
+                    shown += event.text
+                    out.write(event.text)
+                    out.flush()
+                elif isinstance(event, Sources):
+                    sources.extend(event.items)
+                elif isinstance(event, Status):
+                    print(f"[{event.text}]", file=sys.stderr)
+                elif isinstance(event, Done):
+                    final = event.text
+        except BridgeError as exc:
+            out.write("\n")
+            print(f"error: {exc.user_message}", file=sys.stderr)
+            return 1
+        if final and final.strip() != shown.strip():
+            out.write(("\n\n" if shown else "") + final)
+        out.write("\n")
+        picked = dedupe_sources(sources, config.reply.sources.max)
+        if picked and config.reply.sources.show:
+            out.write("\nSources:\n")
+            for i, source in enumerate(picked, 1):
+                out.write(f"  {i}. {source.title or source.url} — {source.url}\n")
+        out.flush()
+    return 0
+
+
+def _run(config: Config, registry: Registry) -> int:
+    setup_logging(config.logging.level, config.logging.json_format, config.secrets())
+    return asyncio.run(_serve(config, registry))
+
+
+async def _serve(config: Config, registry: Registry) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Bridge(config, registry) as bridge:
+            port = f" on port {bridge.http_port}" if bridge.http_port else ""
+            log.info("chat-bridge running%s", port, extra={"platforms": ",".join(config.platforms)})
+            await stop.wait()
+            log.info("stopping: finishing live replies")
+            await bridge.drain()
+    except BridgeError as exc:
+        log.error("chat-bridge stopped: %s", exc.user_message)
+        return 1
+    log.info("stopped")
+    return 0

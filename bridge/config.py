@@ -1,0 +1,327 @@
+"""Configuration: one YAML file -> validated pydantic models.
+
+`${VAR}` and `${VAR:-default}` are expanded from the environment before
+validation. Every error names the key path (`routes[2].session: ...`) and never
+shows a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bridge.errors import ConfigError
+from bridge.interfaces import DialectOptions, Registry
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateLimitConfig(_Model):
+    """Per-user message budget."""
+
+    messages: int = Field(10, ge=1)
+    per: float = Field(60.0, gt=0)
+
+
+class RouteConfig(_Model):
+    """Which messages go to which backend, and how conversations are scoped."""
+
+    platform: Literal["slack", "discord", "console", "any"] = "any"
+    workspace: list[str] | None = None
+    channels: list[str] | None = None
+    dm: bool | None = None
+    users: list[str] | None = None
+    roles: list[str] | None = None
+    trigger: Literal["mention", "all", "dm"] = "mention"
+    session: Literal["thread", "channel", "user", "user+channel"] = "thread"
+    backend: str
+    reply_in_thread: bool = False
+    history: int = Field(20, ge=0, le=500)
+    rate_limit: RateLimitConfig | None = None
+
+
+class SourcesConfig(_Model):
+    show: bool = True
+    max: int = Field(5, ge=0, le=50)
+
+
+class ReplyConfig(_Model):
+    """How live replies are shown."""
+
+    edit_interval: float = Field(1.0, ge=0.05, le=60)
+    sources: SourcesConfig = SourcesConfig()
+    thinking_text: str = "_Thinking…_"
+
+
+class HttpConfig(_Model):
+    """The daemon's HTTP listener: /healthz, /metrics, /slack/events."""
+
+    listen: str | None = "127.0.0.1:8080"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError('must be "host:port", e.g. "127.0.0.1:8080"')
+        return value
+
+
+class LimitsConfig(_Model):
+    """Guards for the daemon as a whole."""
+
+    max_concurrent_streams: int = Field(64, ge=1)
+    queue_size: int = Field(256, ge=0)
+    max_question_chars: int = Field(4000, ge=1)
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    shutdown_grace: float = Field(20.0, ge=0)
+    event_ttl: float = Field(86400.0, gt=0)
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(False, alias="json")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CommandsConfig(_Model):
+    reset_keywords: list[str] = ["reset"]
+    reset_reply: str = "Started a new conversation."
+
+
+class Config(_Model):
+    """The whole configuration."""
+
+    store: str = "sqlite:///data/chat-bridge.db"
+    http: HttpConfig = HttpConfig()
+    backends: dict[str, Any]
+    platforms: dict[str, Any] = {}
+    routes: list[RouteConfig]
+    reply: ReplyConfig = ReplyConfig()
+    limits: LimitsConfig = LimitsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    commands: CommandsConfig = CommandsConfig()
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, so logs can be scrubbed of them."""
+        found: list[str] = []
+        for block in (*self.backends.values(), *self.platforms.values()):
+            _collect_secrets(block, found)
+        if "@" in self.store and "://" in self.store:
+            userinfo = self.store.split("://", 1)[1].split("@", 1)[0]
+            if ":" in userinfo:
+                found.append(userinfo.split(":", 1)[1])
+        return [s for s in found if s]
+
+
+PLATFORM_KEYS = ("slack", "discord", "console")
+_TOP_KEYS = {
+    "store",
+    "http",
+    "backends",
+    "routes",
+    "reply",
+    "limits",
+    "logging",
+    "commands",
+    *PLATFORM_KEYS,
+}
+
+
+def _collect_secrets(model: Any, out: list[str]) -> None:
+    from pydantic import SecretStr
+
+    if isinstance(model, SecretStr):
+        out.append(model.get_secret_value())
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            _collect_secrets(getattr(model, name), out)
+    elif isinstance(model, Mapping):
+        for value in model.values():
+            _collect_secrets(value, out)
+    elif isinstance(model, list | tuple):
+        for value in model:
+            _collect_secrets(value, out)
+
+
+def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string of a YAML tree."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, env, _join(path, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = env.get(name)
+            if value is None or value == "" and default is not None:
+                if default is None:
+                    raise ConfigError(
+                        path,
+                        f"environment variable {name} is not set; export it or "
+                        f"write ${{{name}:-default}} to give a default",
+                    )
+                return default
+            return value
+
+        return _VAR.sub(sub, node)
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _loc_path(prefix: str, loc: tuple[Any, ...]) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = _join(path, str(part))
+    return path
+
+
+def _explain(prefix: str, exc: ValidationError) -> ConfigError:
+    """The first validation error as a ConfigError; input values are never echoed."""
+    lines = []
+    first_path = prefix
+    for i, err in enumerate(exc.errors(include_input=False, include_url=False)):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = _loc_path(prefix, loc)
+        if i == 0:
+            first_path = path
+        lines.append(f"{path}: {_message(err)}")
+    if len(lines) == 1:
+        return ConfigError(first_path, lines[0].split(": ", 1)[1])
+    error = ConfigError(first_path, "; ".join(lines[0].split(": ", 1)[1:]))
+    error.args = ("\n".join(lines),)
+    return error
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling)"
+    if kind == "missing":
+        return "is required"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = re.findall(r"'([^']*)'", expected)
+        return f"must be one of {', '.join(choices)}" if choices else err["msg"]
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(prefix, exc) from None
+
+
+def parse_config(
+    text: str,
+    env: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+) -> Config:
+    """Validate a YAML config text. Raises ConfigError naming the key path."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"the file is not valid YAML{where}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", "the file must be a mapping of keys (store, backends, routes, ...)")
+    raw = expand_env(raw, os.environ if env is None else env)
+
+    for key in raw:
+        if key not in _TOP_KEYS:
+            raise ConfigError(str(key), "unknown key (check its spelling)")
+    platforms = {k: raw.pop(k) for k in PLATFORM_KEYS if k in raw}
+    for key in ("backends", "routes"):
+        if key not in raw:
+            raise ConfigError(key, "is required")
+    if not isinstance(raw["backends"], dict) or not raw["backends"]:
+        raise ConfigError("backends", "must map at least one backend name to its settings")
+    config: Config = _validate(Config, raw, "")
+
+    backends: dict[str, DialectOptions] = {}
+    for name, block in config.backends.items():
+        backends[name] = _backend_options(name, block, registry)
+    validated_platforms: dict[str, Any] = {}
+    for name, block in platforms.items():
+        validated_platforms[name] = _platform_options(name, block, registry)
+
+    for i, route in enumerate(config.routes):
+        if route.backend not in backends:
+            known = ", ".join(sorted(backends))
+            raise ConfigError(
+                f"routes[{i}].backend", f"no backend named {route.backend!r} (known: {known})"
+            )
+        if route.platform not in ("any", "console") and route.platform not in validated_platforms:
+            raise ConfigError(
+                f"routes[{i}].platform",
+                f"{route.platform} is routed but has no `{route.platform}:` block",
+            )
+    return config.model_copy(update={"backends": backends, "platforms": validated_platforms})
+
+
+def _backend_options(name: str, block: Any, registry: Registry | None) -> DialectOptions:
+    path = f"backends.{name}"
+    if not isinstance(block, dict):
+        raise ConfigError(path, "must be a mapping with at least `kind:` and `url:`")
+    kind = block.get("kind")
+    if registry is None:
+        raise ConfigError(path, "no dialect registry given")
+    if kind not in registry.dialects:
+        raise ConfigError(f"{path}.kind", f"must be one of {', '.join(registry.dialects)}")
+    options: DialectOptions = _validate(registry.dialects[kind]().Options, block, path)
+    return options
+
+
+def _platform_options(name: str, block: Any, registry: Registry | None) -> Any:
+    if registry is None or name not in registry.platforms:
+        raise ConfigError(name, "no such platform")
+    if block is None:
+        block = {}
+    if not isinstance(block, dict):
+        raise ConfigError(name, "must be a mapping of settings")
+    return _validate(registry.platforms[name]().Options, block, name)
+
+
+def load_config(
+    path: str | Path,
+    env: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+) -> Config:
+    """Read and validate a config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    return parse_config(text, env, registry)

@@ -1,0 +1,57 @@
+"""The daemon's HTTP listener: /healthz, /metrics, and platform webhooks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+Health = Callable[[], Awaitable[dict[str, str]]]
+
+
+class HttpServer:
+    """An aiohttp listener; platforms add their routes before `start()`."""
+
+    def __init__(self, listen: str, health: Health, metrics: Callable[[], bytes]) -> None:
+        host, _, port = listen.rpartition(":")
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self._health = health
+        self._metrics = metrics
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/metrics", self._metrics_handler)
+        self._runner: web.AppRunner | None = None
+
+    def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]]) -> None:
+        self.app.router.add_route(method, path, handler)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server  # the bound socket tells the real port when 0 was asked
+        if server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        problems = await self._health()
+        body = {"status": "ok" if not problems else "unhealthy", "down": problems}
+        return web.Response(
+            status=200 if not problems else 503,
+            text=json.dumps(body),
+            content_type="application/json",
+        )
+
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )

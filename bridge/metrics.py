@@ -1,0 +1,60 @@
+"""Prometheus metrics of one bridge process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """Every metric the bridge exports, in a registry of its own."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.received = Counter(
+            "chat_bridge_messages_received", "Messages delivered by platforms", ["platform"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "chat_bridge_duplicate_events", "Deliveries dropped as duplicates", ["platform"],
+            registry=r,
+        )
+        self.answered = Counter(
+            "chat_bridge_messages_answered",
+            "Replies by outcome (answered, failed, interrupted)",
+            ["platform", "backend", "outcome"],
+            registry=r,
+        )
+        self.stream_seconds = Histogram(
+            "chat_bridge_stream_seconds", "Duration of answer streams", ["backend"],
+            buckets=_LATENCY, registry=r,
+        )
+        self.first_token = Histogram(
+            "chat_bridge_time_to_first_token_seconds", "Time to the first answer token",
+            ["backend"], buckets=_LATENCY, registry=r,
+        )
+        self.edits = Counter(
+            "chat_bridge_platform_edits", "Message edits made", ["platform"], registry=r
+        )
+        self.platform_429 = Counter(
+            "chat_bridge_platform_rate_limited", "429 answers from platforms", ["platform"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "chat_bridge_queue_depth", "Messages waiting for a stream slot", registry=r
+        )
+        self.live_streams = Gauge(
+            "chat_bridge_live_streams", "Answers streaming now", registry=r
+        )
+        self.backend_remaining = Gauge(
+            "chat_bridge_backend_ratelimit_remaining",
+            "Requests left in the backend's rate-limit window", ["backend"], registry=r,
+        )
+        self.backend_credits = Gauge(
+            "chat_bridge_backend_credits_remaining", "Credits left on the backend's plan",
+            ["backend"], registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,344 @@
+"""The relay: one inbound message -> one streamed reply.
+
+Messages are taken in arrival order per place (channel and thread), routed,
+deduplicated by event id, and then answered: messages of one conversation
+strictly in order, different conversations concurrently, at most
+`limits.max_concurrent_streams` streams at once with a bounded queue behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bridge.budget import Budgets
+from bridge.config import Config, RouteConfig
+from bridge.errors import BridgeError, ChatAPIError, RateLimited
+from bridge.interfaces import (
+    ChatAPI,
+    ChatRequest,
+    Done,
+    Inbound,
+    ReplyTarget,
+    Source,
+    Sources,
+    Status,
+    Token,
+    Turn,
+)
+from bridge.metrics import Metrics
+from bridge.render import LiveReply, dedupe_sources
+from bridge.routing import conversation_key, match_route
+from bridge.store import Conversation, InFlight, Store
+
+log = logging.getLogger("chat_bridge.relay")
+
+HELP_TEXT = "Ask me a question in words, and I will answer here."
+
+
+class UserRateLimiter:
+    """At most N messages per user per window (sliding)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[float]] = {}
+
+    def check(self, user: str, messages: int, per: float, now: float) -> float | None:
+        """None if allowed (and counted), else the seconds until it would be."""
+        stamps = self._seen.setdefault(user, deque())
+        while stamps and now - stamps[0] >= per:
+            stamps.popleft()
+        if len(stamps) >= messages:
+            return stamps[0] + per - now
+        stamps.append(now)
+        return None
+
+
+@dataclass
+class _Job:
+    msg: Inbound
+    target: ReplyTarget
+    route: RouteConfig
+    key: str
+    previous: asyncio.Future[None] | None
+    mine: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Relay:
+    """Routes inbound messages and streams the answers."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        backends: Mapping[str, ChatAPI],
+        *,
+        budgets: Budgets | None = None,
+        metrics: Metrics | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.backends = backends
+        self.budgets = budgets or Budgets()
+        self.metrics = metrics or Metrics()
+        self.owner = owner or f"proc-{uuid.uuid4().hex[:12]}"
+        self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
+        self._chains: dict[str, asyncio.Future[None]] = {}
+        self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
+        self._queued = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._live: dict[str, LiveReply] = {}
+        self._users = UserRateLimiter()
+        self.accepting = True
+
+    # ---------------------------------------------------------------- intake
+
+    async def handle(self, msg: Inbound, target: ReplyTarget) -> None:
+        """Take a message from a platform. Returns at once; the answer follows."""
+        if not self.accepting:
+            return
+        self.metrics.received.labels(msg.platform).inc()
+        place = (msg.platform, msg.workspace, msg.channel, msg.thread or "")
+        queue = self._places.get(place)
+        if queue is not None:
+            queue.append((msg, target))
+            return
+        self._places[place] = deque([(msg, target)])
+        self._spawn(self._intake(place))
+
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _intake(self, place: tuple[str, ...]) -> None:
+        """Route the messages of one place in arrival order."""
+        queue = self._places[place]
+        try:
+            while queue:
+                msg, target = queue[0]
+                try:
+                    await self._admit(msg, target)
+                except BridgeError as exc:
+                    log.error("could not take message %s: %s", msg.event_id, exc)
+                except Exception:  # keep the intake alive whatever one message does
+                    log.exception("could not take message %s", msg.event_id)
+                queue.popleft()
+        finally:
+            del self._places[place]
+
+    async def _admit(self, msg: Inbound, target: ReplyTarget) -> None:
+        async def exists(key: str) -> bool:
+            return await self.store.get_conversation(key) is not None
+
+        route = await match_route(self.config.routes, msg, exists)
+        if route is None:
+            log.debug("no route for %s message in %s", msg.platform, msg.channel)
+            return
+        if not await self.store.claim_event(msg.event_id, time.time()):
+            log.info("duplicate delivery of event %s dropped", msg.event_id)
+            self.metrics.duplicates.labels(msg.platform).inc()
+            return
+
+        text = msg.text.strip()
+        key = conversation_key(route, msg)
+        if msg.command == "reset" or (
+            msg.is_dm and text.lower() in {k.lower() for k in self.config.commands.reset_keywords}
+        ):
+            await self.store.reset_conversation(key)
+            await target.notice(self.config.commands.reset_reply)
+            return
+        if not text:
+            await target.notice(HELP_TEXT)
+            return
+        backend = self.backends[route.backend]
+        limit = min(
+            self.config.limits.max_question_chars,
+            backend.max_message_chars or self.config.limits.max_question_chars,
+        )
+        if len(text) > limit:
+            await target.notice(
+                f"That question is {len(text):,} characters long; the limit is {limit:,}. "
+                "Please shorten it and ask again."
+            )
+            return
+        rate = route.rate_limit or self.config.limits.rate_limit
+        wait = self._users.check(f"{msg.platform}:{msg.workspace}:{msg.user}", rate.messages,
+                                 rate.per, time.monotonic())
+        if wait is not None:
+            await target.notice(
+                f"You are sending messages faster than I can answer; try again in {max(1, round(wait))} s."
+            )
+            return
+        if self._queued >= self.config.limits.queue_size and self._slots.locked():
+            await target.notice("I am busy right now; please try again shortly.")
+            return
+
+        if route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread":
+            opened = await target.open_thread(_thread_name(text))
+            if opened is not None:
+                thread_id, target = opened
+                key = conversation_key(route, msg, thread=thread_id)
+
+        job = _Job(msg, target, route, key, self._chains.get(key))
+        self._chains[key] = job.mine
+        self._queued += 1
+        self.metrics.queue_depth.set(self._queued)
+        self._spawn(self._run(job))
+
+    # ---------------------------------------------------------------- answering
+
+    async def _run(self, job: _Job) -> None:
+        try:
+            if job.previous is not None:
+                await asyncio.shield(job.previous)
+            async with self._slots:
+                self._queued -= 1
+                self.metrics.queue_depth.set(self._queued)
+                await self._answer(job)
+        finally:
+            if not job.mine.done():
+                job.mine.set_result(None)
+            if self._chains.get(job.key) is job.mine:
+                del self._chains[job.key]
+
+    async def _answer(self, job: _Job) -> None:
+        msg, route, key = job.msg, job.route, job.key
+        backend = self.backends[route.backend]
+        now = time.time()
+        conv = await self.store.get_conversation(key)
+        if conv is None or conv.backend != route.backend:
+            session = backend.new_session() if backend.stateful and backend.client_sessions else None
+            conv = Conversation(key, route.backend, session, now, now)
+            await self.store.save_conversation(conv)
+        history: tuple[Turn, ...] = ()
+        if not backend.stateful:
+            history = tuple(await self.store.history(key))
+        request = ChatRequest(
+            message=msg.text.strip(),
+            session=conv.session,
+            history=history,
+            user_id=f"{msg.platform}:{msg.workspace}:{msg.user}",
+        )
+
+        record = InFlight(
+            id=uuid.uuid4().hex, key=key, address=job.target.address, owner=self.owner,
+            started_at=now, heartbeat_at=now,
+        )
+        await self.store.inflight_begin(record)
+
+        async def progress(ids: object, text: str) -> None:
+            await self.store.inflight_update(record.id, list(ids), text, time.time())  # type: ignore[call-overload]
+
+        reply = LiveReply(
+            job.target,
+            self.budgets,
+            edit_interval=self.config.reply.edit_interval,
+            thinking_text=self.config.reply.thinking_text,
+            on_progress=progress,
+        )
+        self._live[record.id] = reply
+        self.metrics.live_streams.inc()
+        started = time.monotonic()
+        outcome = "answered"
+        try:
+            await reply.start()
+            sources: list[Source] = []
+            done: Done | None = None
+            first_token = True
+            async for event in backend.stream(request):
+                if isinstance(event, Token):
+                    if first_token:
+                        first_token = False
+                        self.metrics.first_token.labels(route.backend).observe(
+                            time.monotonic() - started
+                        )
+                    reply.feed(event.text)
+                elif isinstance(event, Sources):
+                    sources.extend(event.items)
+                elif isinstance(event, Status):
+                    reply.set_status(event.text)
+                elif isinstance(event, Done):
+                    done = event
+            final = done.text if done is not None else None
+            cfg = self.config.reply.sources
+            await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
+            await self._remember(conv, backend, request, reply.text, done)
+        except RateLimited as exc:
+            outcome = "failed"
+            await reply.fail(exc.describe())
+        except ChatAPIError as exc:
+            outcome = "failed"
+            log.warning("backend %s failed: %s", route.backend, exc)
+            await reply.fail(exc.user_message)
+        except asyncio.CancelledError:
+            outcome = "interrupted"
+            raise
+        finally:
+            self._live.pop(record.id, None)
+            self.metrics.live_streams.dec()
+            self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
+            self.metrics.answered.labels(msg.platform, route.backend, outcome).inc()
+            if outcome != "interrupted":
+                await self.store.inflight_end(record.id)
+            log.info(
+                "answered",
+                extra={
+                    "conversation": key, "backend": route.backend, "outcome": outcome,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+
+    async def _remember(
+        self, conv: Conversation, backend: ChatAPI, req: ChatRequest, answer: str, done: Done | None
+    ) -> None:
+        now = time.time()
+        conv.last_used = now
+        if done is not None and done.session:
+            conv.session = done.session
+        if done is not None and done.usage:
+            conv.meta = {**conv.meta, **{k: v for k, v in done.usage.items() if _plain(v)}}
+        await self.store.save_conversation(conv)
+        if not backend.stateful:
+            keep = 2 * getattr(backend.options, "history", 20)
+            await self.store.append_history(
+                conv.key, [Turn("user", req.message), Turn("assistant", answer)], keep
+            )
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def live(self) -> int:
+        return len(self._live)
+
+    async def drain(self, grace: float) -> int:
+        """Stop taking messages; let live replies finish for `grace` seconds.
+
+        Returns how many replies were still running and were cancelled (their
+        in-flight records stay, to be marked interrupted).
+        """
+        self.accepting = False
+        pending = {t for t in self._tasks if not t.done()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+
+def _thread_name(question: str) -> str:
+    line = question.strip().splitlines()[0] if question.strip() else "Question"
+    return line[:97] + "…" if len(line) > 100 else line
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+

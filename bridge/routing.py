@@ -1,0 +1,80 @@
+"""Routes: which messages go to which backend, and the conversation key they belong to."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from bridge.config import RouteConfig
+from bridge.interfaces import Inbound
+
+
+def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None) -> str:
+    """The store key of the conversation `msg` belongs to under `route`.
+
+    `thread` overrides the thread root (a thread the bridge just opened).
+    """
+    root = thread or msg.thread or msg.message_id
+    scope = route.session
+    parts: tuple[str, ...]
+    if scope == "thread":
+        if msg.is_dm and not msg.thread:
+            # A DM without threads is one conversation per user.
+            parts = ("dm", msg.channel)
+        else:
+            parts = ("thread", msg.channel, root)
+    elif scope == "channel":
+        parts = ("channel", msg.channel)
+    elif scope == "user":
+        parts = ("user", msg.user)
+    else:
+        parts = ("user+channel", msg.channel, msg.user)
+    return ":".join((msg.platform, msg.workspace, *parts))
+
+
+def _allowed(allow: Sequence[str] | None, *values: str | None) -> bool:
+    return allow is None or any(v is not None and v in allow for v in values)
+
+
+def _static_match(route: RouteConfig, msg: Inbound) -> bool:
+    if route.platform != "any" and route.platform != msg.platform:
+        return False
+    if route.dm is not None and route.dm != msg.is_dm:
+        return False
+    if not _allowed(route.workspace, msg.workspace):
+        return False
+    if route.channels is not None and not msg.is_dm:
+        if not _allowed(route.channels, msg.channel, msg.thread):
+            return False
+    if not _allowed(route.users, msg.user):
+        return False
+    if route.roles is not None and not set(route.roles) & set(msg.roles):
+        return False
+    return True
+
+
+Exists = Callable[[str], Awaitable[bool]]
+
+
+async def match_route(
+    routes: Sequence[RouteConfig], msg: Inbound, conversation_exists: Exists
+) -> RouteConfig | None:
+    """The first route that takes `msg`, or None.
+
+    A message without a mention still counts when it continues a thread the
+    bridge is already answering (`conversation_exists` tells).
+    """
+    for route in routes:
+        if not _static_match(route, msg):
+            continue
+        if msg.is_dm or msg.command:
+            return route
+        if route.trigger == "all":
+            return route
+        if route.trigger == "dm":
+            continue
+        if msg.mentioned:
+            return route
+        if msg.thread and route.session == "thread":
+            if await conversation_exists(conversation_key(route, msg)):
+                return route
+    return None
