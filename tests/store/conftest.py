@@ -54,7 +54,7 @@ async def pg_schema_url() -> AsyncIterator[str]:
             await admin.close()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

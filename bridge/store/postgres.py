@@ -1,0 +1,430 @@
+"""The PostgreSQL store: for several bridge processes sharing one state.
+
+A connection pool on asyncpg. Everything that must be atomic across processes
+is one statement (claim_event, acquire_lease, inflight_claim) or one
+transaction under an advisory lock (migrations, history appends).
+Query parameters in the URL other than the connection's own (host, port,
+dbname, user, sslmode...) are server settings, so
+`postgresql://bridge@db/chat?search_path=bridge` keeps the tables in the
+schema `bridge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from bridge.errors import StoreError
+from bridge.interfaces import Turn
+from bridge.store.base import (
+    Conversation,
+    InFlight,
+    Store,
+    address_from_json,
+    address_to_json,
+)
+from bridge.store.migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION_POSTGRES,
+    Migration,
+    check_migrations,
+)
+
+# Any fixed number will do; every chat-bridge process takes the same lock
+# around migrations, so two processes starting at once migrate one after the other.
+_MIGRATION_LOCK = 0x63686272_64676531  # "chbrdge1"
+
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+_LOGIN_ERRORS = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+
+
+class PostgresStore(Store):
+    """Conversation store in PostgreSQL, safe to share between processes.
+
+    `url` is a libpq-style URL (`postgresql://user[:password]@host:5432/db`).
+    `min_size`/`max_size` bound the pool; `connect_timeout` and
+    `command_timeout` (seconds) bound how long a connection attempt or a
+    statement may take before StoreError.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = url
+        self.where = describe_url(url)
+        self.min_size = min_size
+        self.max_size = max_size
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._migrations = tuple(migrations)
+        check_migrations(self._migrations)
+        self._clock = clock
+        self._pool: asyncpg.Pool | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where!r})"  # never the password
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Create the pool and apply pending migrations."""
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self._url,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=self.connect_timeout,
+                command_timeout=self.command_timeout,
+                server_settings={"application_name": "chat-bridge"},
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._error(exc, "connecting") from exc
+        except ValueError as exc:  # a malformed URL
+            raise StoreError(f"store: the PostgreSQL URL {self.where} is invalid") from exc
+        try:
+            async with pool.acquire() as conn:
+                await self._migrate(conn)
+        except BaseException as exc:
+            pool.terminate()
+            if isinstance(exc, _DRIVER_ERRORS):
+                raise self._error(exc, "applying schema migrations") from exc
+            raise
+        self._pool = pool
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout=self.command_timeout)
+        except (TimeoutError, *_DRIVER_ERRORS):
+            pool.terminate()
+
+    async def ping(self) -> None:
+        async with self._conn("answering a ping") as conn:
+            await conn.fetchval("SELECT 1")
+
+    # ------------------------------------------------------------------ migrations
+
+    async def _migrate(self, conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(SCHEMA_VERSION_POSTGRES)
+            applied = await _versions(conn)
+        newest = len(self._migrations)
+        if applied and max(applied) > newest:
+            raise StoreError(
+                f"the PostgreSQL database {self.where} has schema version {max(applied)}, "
+                f"newer than this chat-bridge understands ({newest}); upgrade chat-bridge"
+            )
+        for migration in self._migrations:
+            if migration.version in applied:
+                continue
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                # Another process may have applied it while we waited for the lock.
+                if migration.version in await _versions(conn):
+                    continue
+                for statement in migration.postgres:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, description, applied_at)"
+                    " VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.description,
+                    time.time(),
+                )
+
+    async def schema_versions(self) -> list[int]:
+        """The migration versions applied to this database, ascending."""
+        async with self._conn("reading the schema version") as conn:
+            return sorted(await _versions(conn))
+
+    # ------------------------------------------------------------------ conversations
+
+    async def get_conversation(self, key: str) -> Conversation | None:
+        async with self._conn("reading a conversation") as conn:
+            row = await conn.fetchrow(
+                "SELECT key, backend, session, created_at, last_used, meta"
+                " FROM conversations WHERE key = $1",
+                key,
+            )
+        if row is None:
+            return None
+        return Conversation(
+            key=row["key"],
+            backend=row["backend"],
+            session=row["session"],
+            created_at=row["created_at"],
+            last_used=row["last_used"],
+            meta=json.loads(row["meta"]) if row["meta"] else {},
+        )
+
+    async def save_conversation(self, conv: Conversation) -> None:
+        async with self._conn("saving a conversation") as conn:
+            await conn.execute(
+                "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
+                " VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
+                " ON CONFLICT (key) DO UPDATE SET backend = EXCLUDED.backend,"
+                " session = EXCLUDED.session, created_at = EXCLUDED.created_at,"
+                " last_used = EXCLUDED.last_used, meta = EXCLUDED.meta",
+                conv.key,
+                conv.backend,
+                conv.session,
+                float(conv.created_at),
+                float(conv.last_used),
+                json.dumps(conv.meta),
+            )
+
+    async def reset_conversation(self, key: str) -> bool:
+        async with self._conn("resetting a conversation") as conn, conn.transaction():
+            conv = await conn.execute("DELETE FROM conversations WHERE key = $1", key)
+            hist = await conn.execute("DELETE FROM history WHERE key = $1", key)
+        return _count(conv) > 0 or _count(hist) > 0
+
+    # ------------------------------------------------------------------ history
+
+    async def history(self, key: str) -> list[Turn]:
+        async with self._conn("reading a history") as conn:
+            rows = await conn.fetch(
+                "SELECT role, content FROM history WHERE key = $1 ORDER BY seq", key
+            )
+        return [Turn(role=row["role"], content=row["content"]) for row in rows]
+
+    async def append_history(self, key: str, turns: Sequence[Turn], keep: int) -> None:
+        async with self._conn("appending to a history") as conn, conn.transaction():
+            # Serialise appends to one key, so concurrent trims cannot leave
+            # more than `keep` turns behind.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            if turns:
+                await conn.executemany(
+                    "INSERT INTO history (key, role, content) VALUES ($1, $2, $3)",
+                    [(key, turn.role, turn.content) for turn in turns],
+                )
+            if keep <= 0:
+                await conn.execute("DELETE FROM history WHERE key = $1", key)
+            else:
+                await conn.execute(
+                    "DELETE FROM history WHERE key = $1 AND seq < ("
+                    " SELECT seq FROM history WHERE key = $1"
+                    " ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+                    key,
+                    keep - 1,
+                )
+
+    # ------------------------------------------------------------------ deduplication
+
+    async def claim_event(self, event_id: str, now: float) -> bool:
+        async with self._conn("recording an event id") as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO events (event_id, seen_at) VALUES ($1, $2)"
+                " ON CONFLICT (event_id) DO NOTHING RETURNING 1",
+                event_id,
+                float(now),
+            )
+        return inserted is not None
+
+    async def prune_events(self, older_than: float) -> int:
+        async with self._conn("pruning event ids") as conn:
+            status = await conn.execute(
+                "DELETE FROM events WHERE seen_at < $1", float(older_than)
+            )
+        return _count(status)
+
+    # ------------------------------------------------------------------ in-flight replies
+
+    async def inflight_begin(self, rec: InFlight) -> None:
+        async with self._conn("recording an in-flight reply") as conn:
+            await conn.execute(
+                "INSERT INTO inflight"
+                " (id, key, address, owner, message_ids, text, started_at, heartbeat_at)"
+                " VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8)"
+                " ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key,"
+                " address = EXCLUDED.address, owner = EXCLUDED.owner,"
+                " message_ids = EXCLUDED.message_ids, text = EXCLUDED.text,"
+                " started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at",
+                rec.id,
+                rec.key,
+                address_to_json(rec.address),
+                rec.owner,
+                json.dumps(list(rec.message_ids)),
+                rec.text,
+                float(rec.started_at),
+                float(rec.heartbeat_at or rec.started_at),
+            )
+
+    async def inflight_update(
+        self, rec_id: str, message_ids: Sequence[str], text: str, now: float
+    ) -> None:
+        async with self._conn("updating an in-flight reply") as conn:
+            await conn.execute(
+                "UPDATE inflight SET message_ids = $1::jsonb, text = $2, heartbeat_at = $3"
+                " WHERE id = $4",
+                json.dumps(list(message_ids)),
+                text,
+                float(now),
+                rec_id,
+            )
+
+    async def inflight_end(self, rec_id: str) -> None:
+        async with self._conn("ending an in-flight reply") as conn:
+            await conn.execute("DELETE FROM inflight WHERE id = $1", rec_id)
+
+    async def inflight_orphans(self, owner: str, stale_before: float) -> list[InFlight]:
+        async with self._conn("looking for interrupted replies") as conn:
+            rows = await conn.fetch(
+                "SELECT id, key, address, owner, message_ids, text, started_at, heartbeat_at"
+                " FROM inflight WHERE owner = $1 OR heartbeat_at < $2"
+                " ORDER BY started_at, id",
+                owner,
+                float(stale_before),
+            )
+        return [
+            InFlight(
+                id=row["id"],
+                key=row["key"],
+                address=address_from_json(row["address"]),
+                owner=row["owner"],
+                message_ids=list(json.loads(row["message_ids"])),
+                text=row["text"],
+                started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"],
+            )
+            for row in rows
+        ]
+
+    async def inflight_claim(self, rec_id: str, owner: str, expected_heartbeat: float) -> bool:
+        # The new heartbeat must differ from the expected one, so a second claim
+        # that read the same orphan fails its compare-and-set.
+        beat = max(self._clock(), math.nextafter(expected_heartbeat, math.inf))
+        async with self._conn("claiming an interrupted reply") as conn:
+            taken = await conn.fetchval(
+                "UPDATE inflight SET owner = $1, heartbeat_at = $2"
+                " WHERE id = $3 AND heartbeat_at = $4 RETURNING 1",
+                owner,
+                float(beat),
+                rec_id,
+                float(expected_heartbeat),
+            )
+        return taken is not None
+
+    # ------------------------------------------------------------------ leases
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float, now: float) -> bool:
+        async with self._conn("taking a conversation lease") as conn:
+            taken = await conn.fetchval(
+                "INSERT INTO leases (key, owner, expires_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner,"
+                " expires_at = EXCLUDED.expires_at"
+                " WHERE leases.expires_at <= $4 OR leases.owner = EXCLUDED.owner"
+                " RETURNING 1",
+                key,
+                owner,
+                float(now + ttl),
+                float(now),
+            )
+        return taken is not None
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        async with self._conn("releasing a conversation lease") as conn:
+            await conn.execute("DELETE FROM leases WHERE key = $1 AND owner = $2", key, owner)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @asynccontextmanager
+    async def _conn(self, what: str) -> AsyncIterator[asyncpg.Connection]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"the PostgreSQL store {self.where} is not open; open() it first")
+        try:
+            async with pool.acquire(timeout=self.connect_timeout) as conn:
+                yield conn
+        except _DRIVER_ERRORS as exc:
+            raise self._error(exc, what) from exc
+
+    def _error(self, exc: BaseException, what: str) -> StoreError:
+        """A StoreError that says what went wrong and what to do; never the password."""
+        where = f"PostgreSQL at {self.where}"
+        if isinstance(exc, _LOGIN_ERRORS):
+            return StoreError(f"{where} refused the login; check the user and password in `store:`")
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):
+            return StoreError(f"{where}: the database does not exist; create it first")
+        if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+            return StoreError(
+                f"{where}: the user may not do this ({what}); grant it the rights to "
+                "create and write tables in the database or schema"
+            )
+        if isinstance(exc, asyncpg.TooManyConnectionsError):
+            return StoreError(
+                f"{where} has no free connections ({what}); raise max_connections or "
+                "lower the pool size"
+            )
+        if isinstance(exc, TimeoutError):
+            return StoreError(
+                f"{where} did not answer in time ({what}); check the server and the network"
+            )
+        if isinstance(exc, OSError):
+            reason = exc.strerror or exc.__class__.__name__
+            return StoreError(
+                f"cannot reach {where} ({reason}) while {what}; check that the server is "
+                "running and that `store:` points at it"
+            )
+        if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+            return StoreError(f"{where}: the connection failed while {what}: {exc}")
+        return StoreError(f"{where} failed while {what}: {exc.__class__.__name__}: {exc}")
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port:
+            netloc = f"{netloc}:{parts.port}"
+        if parts.username:
+            netloc = f"{parts.username}@{netloc}"
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "postgresql://(unparsable URL)"
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as `DELETE 3`."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except (ValueError, AttributeError):
+        return 0
+
+
+async def _versions(conn: asyncpg.Connection) -> set[int]:
+    rows: list[Any] = await conn.fetch("SELECT version FROM schema_version")
+    return {row["version"] for row in rows}
