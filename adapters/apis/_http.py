@@ -1,0 +1,365 @@
+"""What every HTTP chat-API dialect shares: options, timeouts, retries, error mapping.
+
+A dialect subclasses `HTTPDialect`, declares its `Options` (a subclass of
+`HTTPOptions`) and writes one async generator, `_attempt(req)`, that makes a
+single try at answering. `stream()` wraps it with retries: 5xx and connection
+errors are retried with exponential backoff and full jitter, but only while no
+`Token` has been yielded (text the user has seen is never shown twice).
+
+`_stream(parser, ...)` opens a streaming request and yields what the parser
+makes of the body, with three deadlines: connect, first event, and idle time
+between events (the consumer's own time between reads is not counted).
+`_request_json(...)` is the non-streaming twin. Both translate every httpx
+error and HTTP error status into the `bridge.errors` family, with the backend
+name and status set, and never put the API key in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, aclosing
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from bridge.errors import (
+    BadRequest,
+    ChatAPIError,
+    CutOff,
+    Forbidden,
+    ProtocolError,
+    RateLimited,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from bridge.interfaces import ChatAPI, ChatEvent, ChatRequest, DialectOptions, Token
+
+log = logging.getLogger("adapters.apis")
+
+T = TypeVar("T")
+
+
+class Timeouts(BaseModel):
+    """Seconds to wait: to connect, for the first event, between events, and overall."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(30.0, gt=0)
+    idle: float = Field(30.0, gt=0)
+    total: float | None = Field(None, gt=0)
+
+
+class Retries(BaseModel):
+    """Retries of 5xx and connection errors before any text was shown.
+
+    `attempts` counts the first try; the n-th retry waits a random time up to
+    `backoff * 2**(n-1)` seconds, at most `max_backoff`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(3, ge=1, le=10)
+    backoff: float = Field(0.5, ge=0, le=60)
+    max_backoff: float = Field(8.0, ge=0, le=300)
+
+
+class HTTPOptions(DialectOptions):
+    """Options every HTTP dialect has."""
+
+    url: str
+    api_key: SecretStr | None = None
+    timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class _Parser(Protocol[T]):  # type: ignore[misc]
+    def feed(self, chunk: bytes) -> list[T]: ...
+
+    def close(self) -> list[T]: ...
+
+
+class HTTPDialect(ChatAPI):
+    """Base of the HTTP dialects: retries, deadlines and error translation."""
+
+    Options: ClassVar[type[HTTPOptions]] = HTTPOptions
+    options: HTTPOptions
+
+    def __init__(self, name: str, options: DialectOptions, http: httpx.AsyncClient) -> None:
+        super().__init__(name, options, http)
+        key = self.options.api_key
+        self._key = key.get_secret_value() if key is not None else None
+        t = self.options.timeouts
+        # httpx enforces connecting; reads are timed by our own deadlines, which
+        # know the difference between the first event and the ones after it.
+        self._timeout = httpx.Timeout(
+            connect=t.connect, read=None, write=t.connect + t.first_byte, pool=t.connect
+        )
+
+    # ------------------------------------------------------------------ for dialects
+
+    def check_request(self, req: ChatRequest) -> None:
+        """Refuse a request without any HTTP call (raise BadRequest)."""
+        limit = self.max_message_chars
+        if limit is not None and not 1 <= len(req.message) <= limit:
+            raise BadRequest(
+                f"Message must be between 1 and {limit} characters", backend=self.name
+            )
+
+    def auth_headers(self) -> dict[str, str]:
+        """Request headers carrying the API key (Bearer by default)."""
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def on_response(self, response: httpx.Response) -> None:  # noqa: B027 - optional hook
+        """Called with every response's headers (for rate-limit bookkeeping)."""
+
+    def error_text(self, body: Any) -> str | None:
+        """The API's human-readable error message from a parsed error body."""
+        if isinstance(body, dict):
+            for key in ("error", "message", "detail"):
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    return value
+                if isinstance(value, dict) and isinstance(value.get("message"), str):
+                    return str(value["message"])
+        return None
+
+    @abstractmethod
+    def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+        """One try at answering: an async generator of events ending with Done."""
+
+    # ------------------------------------------------------------------ ChatAPI
+
+    async def stream(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+        self.check_request(req)
+        retries = self.options.retries
+        attempt = 0
+        while True:
+            attempt += 1
+            shown = False
+            try:
+                async with aclosing(self._attempt(req)) as events:
+                    async for event in events:
+                        if isinstance(event, Token) and event.text:
+                            shown = True
+                        yield event
+                return
+            except Unavailable as exc:
+                if shown or isinstance(exc, TimedOut) or attempt >= retries.attempts:
+                    raise
+                cap = min(retries.max_backoff, retries.backoff * 2 ** (attempt - 1))
+                delay = random.uniform(0, cap)
+                log.warning(
+                    "attempt %d failed (%s, status %s); retrying in %.2f s",
+                    attempt,
+                    type(exc).__name__,
+                    exc.status,
+                    delay,
+                    extra={"backend": self.name},
+                )
+                await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ HTTP helpers
+
+    async def _stream(
+        self,
+        parser: _Parser[T],
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[T]:
+        """Send a request and yield the parsed items of its streamed body."""
+        loop = asyncio.get_running_loop()
+        t = self.options.timeouts
+        start = loop.time()
+        end = start + t.total if t.total else None
+        deadline = _earliest(start + t.connect + t.first_byte, end)
+        got_any = False
+        try:
+            async with AsyncExitStack() as stack:
+                async with asyncio.timeout_at(deadline):
+                    response = await stack.enter_async_context(
+                        self.http.stream(
+                            method,
+                            url,
+                            json=json,
+                            params=params,
+                            headers={**self.auth_headers(), **(headers or {})},
+                            timeout=self._timeout,
+                        )
+                    )
+                self.on_response(response)
+                if response.status_code >= 400:
+                    async with asyncio.timeout_at(deadline):
+                        await response.aread()
+                    raise self._status_error(response)
+                chunks = await stack.enter_async_context(aclosing(response.aiter_bytes()))
+                while True:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            chunk = await anext(chunks, None)
+                    except httpx.TransportError as exc:
+                        if not got_any:
+                            raise
+                        raise CutOff(
+                            "The answer was cut off (the connection dropped).",
+                            backend=self.name,
+                            status=response.status_code,
+                        ) from exc
+                    if chunk is None:
+                        break
+                    items = parser.feed(chunk)
+                    if items:
+                        got_any = True
+                        for item in items:
+                            yield item
+                        deadline = _earliest(loop.time() + t.idle, end)
+                for item in parser.close():
+                    yield item
+        except TimeoutError as exc:
+            raise self._timed_out(got_any) from exc
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+
+    async def _request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send a request and return its JSON body (errors translated)."""
+        t = self.options.timeouts
+        try:
+            async with asyncio.timeout(t.connect + t.first_byte):
+                response = await self.http.request(
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    headers={**self.auth_headers(), **(headers or {})},
+                    timeout=self._timeout,
+                )
+        except TimeoutError as exc:
+            raise self._timed_out(False) from exc
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        self.on_response(response)
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProtocolError(
+                "The assistant's answer could not be read (it was not JSON).",
+                backend=self.name,
+                status=response.status_code,
+            ) from exc
+
+    # ------------------------------------------------------------------ error mapping
+
+    def _status_error(self, response: httpx.Response) -> ChatAPIError:
+        status = response.status_code
+        kw: dict[str, Any] = {"backend": self.name, "status": status}
+        try:
+            body: Any = json.loads(response.content)
+        except (ValueError, RecursionError):
+            body = None
+        detail = self._scrub(self.error_text(body))
+        log.warning(
+            "HTTP %d from the chat API: %s", status, detail or "-", extra={"backend": self.name}
+        )
+        if status == 401:
+            return Unauthorized(**kw)
+        if status == 403:
+            return Forbidden(**kw)
+        if status == 429:
+            return RateLimited(retry_at=retry_at(response.headers), **kw)
+        if status == 408:
+            return TimedOut(**kw)
+        if status >= 500:
+            return Unavailable(
+                f"The assistant is unavailable right now (HTTP {status}); please try again "
+                "shortly.",
+                **kw,
+            )
+        return BadRequest(detail or f"The assistant refused the question (HTTP {status}).", **kw)
+
+    def _timed_out(self, started: bool) -> TimedOut:
+        t = self.options.timeouts
+        wait = t.idle if started else t.connect + t.first_byte
+        what = "stopped answering" if started else "did not answer"
+        return TimedOut(
+            f"The assistant {what} within {wait:g} s; please try again.", backend=self.name
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ChatAPIError:
+        log.warning("HTTP transport error: %s", type(exc).__name__, extra={"backend": self.name})
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            return self._timed_out(False)
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return Unavailable("The assistant could not be reached.", backend=self.name)
+        return Unavailable(backend=self.name)
+
+    def _scrub(self, text: str | None, limit: int = 300) -> str | None:
+        """An API message made safe to show: no API key, bounded length."""
+        if not text:
+            return None
+        if self._key and self._key in text:
+            text = text.replace(self._key, "***")
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The epoch time a 429 says to come back, from X-RateLimit-Reset or Retry-After.
+
+    X-RateLimit-Reset is an epoch time (a small number is taken as seconds
+    from now); Retry-After is seconds or an HTTP date. With both, the later wins.
+    """
+    now = time.time() if now is None else now
+    found: list[float] = []
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            value = -1.0
+        if value >= 1e9:
+            found.append(value)
+        elif value >= 0:
+            found.append(now + value)
+    after = headers.get("retry-after")
+    if after:
+        try:
+            found.append(now + max(0.0, float(after)))
+        except ValueError:
+            try:
+                found.append(email.utils.parsedate_to_datetime(after).timestamp())
+            except (TypeError, ValueError, IndexError):
+                pass
+    return max(found) if found else None
+
+
+def _earliest(deadline: float, end: float | None) -> float:
+    return deadline if end is None else min(deadline, end)

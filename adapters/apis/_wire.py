@@ -1,0 +1,229 @@
+"""I/O-free incremental parsers for the chat APIs' stream formats.
+
+`SSEParser` (text/event-stream) and `NDJSONParser` (one JSON value a line)
+take bytes as they arrive, in chunks of any size, and return what became
+complete: `feed(chunk) -> list`, and `close() -> list` at the end of the
+stream. Both share one line splitter that accepts LF, CRLF and CR line
+endings (a CR at the end of one chunk and an LF at the start of the next are
+one line break), strips a UTF-8 byte-order mark at the start of the stream,
+and raises `LineTooLong` when a line outgrows its cap, so a misbehaving server
+cannot make the bridge buffer without bound.
+
+Bytes are split on line breaks before decoding (UTF-8 never has a CR or LF
+byte inside a multi-byte character), and undecodable bytes become U+FFFD, so
+arbitrary input can only ever raise `LineTooLong`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import ProtocolError
+
+log = logging.getLogger("adapters.apis")
+
+MAX_LINE_BYTES = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+class LineTooLong(ProtocolError):
+    """A line of the stream exceeded the parser's cap."""
+
+    def __init__(self, limit: int, *, backend: str | None = None) -> None:
+        super().__init__(
+            f"The assistant's answer could not be read (a line of its stream is longer "
+            f"than {limit} bytes).",
+            backend=backend,
+        )
+        self.limit = limit
+
+
+class LineSplitter:
+    """Splits a byte stream into decoded text lines (without their line breaks)."""
+
+    __slots__ = ("_buf", "_skip_lf", "_first", "max_line", "backend")
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES, *, backend: str | None = None) -> None:
+        self._buf = bytearray()
+        self._skip_lf = False
+        self._first = True
+        self.max_line = max_line
+        self.backend = backend
+
+    def feed(self, chunk: bytes) -> list[str]:
+        if not chunk:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[0] == 0x0A:
+                chunk = chunk[1:]
+                if not chunk:
+                    return []
+        if b"\r" in chunk:
+            # A CR ending this chunk ends a line now; remember to drop an LF
+            # that may start the next chunk (the two halves of one CRLF).
+            self._skip_lf = chunk[-1] == 0x0D
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._buf += chunk
+            if len(self._buf) > self.max_line:
+                raise LineTooLong(self.max_line, backend=self.backend)
+            return []
+        head = chunk[:end]
+        if self._buf:
+            self._buf += head
+            head = bytes(self._buf)
+        self._buf = bytearray(chunk[end + 1 :])
+        if len(self._buf) > self.max_line:
+            raise LineTooLong(self.max_line, backend=self.backend)
+        if self._first:
+            self._first = False
+            if head.startswith(_BOM):
+                head = head[3:]
+        lines = head.decode("utf-8", "replace").split("\n")
+        # Decoding never shortens a line in bytes by more than it lengthens it
+        # in characters, so checking the encoded size first keeps this cheap.
+        if len(head) > self.max_line and any(
+            len(line.encode("utf-8", "replace")) > self.max_line for line in lines
+        ):
+            raise LineTooLong(self.max_line, backend=self.backend)
+        return lines
+
+    def close(self) -> list[str]:
+        """The last line, when the stream did not end with a line break."""
+        rest = bytes(self._buf)
+        self._buf = bytearray()
+        if self._first:
+            self._first = False
+            if rest.startswith(_BOM):
+                rest = rest[3:]
+        return [rest.decode("utf-8", "replace")] if rest else []
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event: its joined `data` lines, `event` type and last event `id`."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class SSEParser:
+    """Incremental text/event-stream parser.
+
+    Follows the WHATWG event-stream rules (comments, `data` lines joined with
+    newlines, `event`, `id`, `retry`, one optional space after the colon), with
+    one leniency: an event still pending at `close()` is dispatched, since
+    some servers end the stream without the final blank line.
+    """
+
+    __slots__ = ("_lines", "_data", "_event", "_id", "retry")
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES, *, backend: str | None = None) -> None:
+        self._lines = LineSplitter(max_line, backend=backend)
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self.retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        return self._parse(self._lines.feed(chunk))
+
+    def close(self) -> list[SSEEvent]:
+        events = self._parse(self._lines.close())
+        if self._data:
+            events.append(self._dispatch())
+        return events
+
+    def _dispatch(self) -> SSEEvent:
+        event = SSEEvent("\n".join(self._data), self._event or "message", self._id)
+        self._data = []
+        self._event = ""
+        return event
+
+    def _parse(self, lines: list[str]) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        data = self._data
+        for line in lines:
+            if line.startswith("data:"):
+                data.append(line[6:] if line[5:6] == " " else line[5:])
+            elif not line:
+                if data:
+                    events.append(self._dispatch())
+                    data = self._data
+                else:
+                    self._event = ""
+            elif line[0] == ":":
+                continue
+            else:
+                name, _, value = line.partition(":")
+                if value[:1] == " ":
+                    value = value[1:]
+                if name == "event":
+                    self._event = value
+                elif name == "data":  # "data" without a colon: an empty data line
+                    data.append(value)
+                elif name == "id":
+                    if "\0" not in value:
+                        self._id = value
+                elif name == "retry" and value.isdigit():
+                    self.retry = int(value)
+        return events
+
+
+class NDJSONParser:
+    """Incremental newline-delimited JSON parser.
+
+    Returns each complete line's JSON value. Blank lines are skipped; a line
+    that is not JSON is logged and skipped (counted in `malformed`).
+    """
+
+    __slots__ = ("_lines", "backend", "malformed")
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES, *, backend: str | None = None) -> None:
+        self._lines = LineSplitter(max_line, backend=backend)
+        self.backend = backend
+        self.malformed = 0
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        return self._parse(self._lines.feed(chunk))
+
+    def close(self) -> list[Any]:
+        return self._parse(self._lines.close())
+
+    def _parse(self, lines: list[str]) -> list[Any]:
+        values: list[Any] = []
+        loads = json.loads
+        for line in lines:
+            try:
+                values.append(loads(line))
+            except (ValueError, RecursionError) as exc:
+                if line.strip():
+                    self.malformed += 1
+                    log_malformed(line, exc, self.backend)
+        return values
+
+
+def json_or_none(text: str, backend: str | None = None) -> Any:
+    """Parse one JSON text; a malformed one is logged and gives None."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        log_malformed(text, exc, backend)
+        return None
+
+
+def log_malformed(line: str, exc: BaseException, backend: str | None) -> None:
+    """Log a line that could not be parsed: its size and a short excerpt."""
+    log.warning(
+        "skipping a malformed stream line (%d chars: %r): %s",
+        len(line),
+        line[:60],
+        type(exc).__name__,
+        extra={"backend": backend},
+    )

@@ -1,0 +1,332 @@
+"""ChatMount against the fake server, through a real httpx client."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.apis._http import retry_at
+from adapters.apis.chatmount import ChatMount
+from bridge.errors import (
+    APIReportedError,
+    BadRequest,
+    CutOff,
+    Forbidden,
+    RateLimited,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from bridge.interfaces import ChatRequest, Done, Source, Sources, Token
+from tests.apis.helpers import (
+    FAST_RETRIES,
+    cancel_mid_stream,
+    collect,
+    collect_until_error,
+    done_of,
+    http,  # noqa: F401
+    text_of,
+)
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+
+
+def make(fake: FakeChatAPI, client: httpx.AsyncClient, **options: Any) -> ChatMount:
+    block = {
+        "kind": "chatmount",
+        "url": fake.endpoint("chatmount"),
+        "api_key": fake.api_key,
+        "retries": FAST_RETRIES,
+        **options,
+    }
+    return ChatMount("docs", ChatMount.Options.model_validate(block), client)
+
+
+def ask(api: ChatMount, message: str = "What are your hours?") -> ChatRequest:
+    return ChatRequest(message=message, session=api.new_session(), user_id="slack:T1:U1")
+
+
+async def test_streams_tokens_sources_and_done(fake_chat_api, http):
+    fake_chat_api.enqueue(
+        tokens=["Our", " hours", " are", " 9-5."],
+        sources=[("https://example.com/about", "About Us")],
+        final="Our hours are 9 to 5.",
+    )
+    api = make(fake_chat_api, http)
+    req = ask(api)
+    events = await collect(api, req)
+
+    assert [e for e in events if isinstance(e, Token)] == [
+        Token("Our"),
+        Token(" hours"),
+        Token(" are"),
+        Token(" 9-5."),
+    ]
+    assert Sources((Source("https://example.com/about", "About Us"),)) in events
+    done = done_of(events)
+    assert done.text == "Our hours are 9 to 5."  # the done message wins
+    assert done.session == req.session
+    assert done.usage == {"credits_used": 1, "credits_remaining": 99}
+
+    sent = fake_chat_api.requests[0]
+    assert sent.path == "/v1/chat"
+    assert sent.headers["authorization"] == f"Bearer {fake_chat_api.api_key}"
+    assert sent.json == {
+        "message": "What are your hours?",
+        "stream": True,
+        "include_sources": True,
+        "session_id": req.session,
+    }
+    assert api.last_rate_limit["limit"] == 60
+    assert api.last_rate_limit["remaining"] == 59
+    assert api.last_rate_limit["reset"] > time.time()
+    assert api.last_usage["credits_remaining"] == 99
+
+
+async def test_done_without_message_leaves_text_to_tokens(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["a", "b"])
+    api = make(fake_chat_api, http, include_sources=False)
+    events = await collect(api, ask(api))
+    assert text_of(events) == "ab"
+    assert done_of(events).text is None
+    assert fake_chat_api.requests[0].json["include_sources"] is False
+
+
+async def test_session_is_reused_across_turns(fake_chat_api, http):
+    api = make(fake_chat_api, http)
+    session = api.new_session()
+    assert re.fullmatch(r"cb-[0-9a-f]{32}", session)
+    first = await collect(api, ChatRequest(message="What do you offer?", session=session))
+    second = await collect(
+        api, ChatRequest(message="Tell me more", session=done_of(first).session)
+    )
+    assert done_of(second).session == session
+    assert [r.json["session_id"] for r in fake_chat_api.requests] == [session, session]
+    assert api.new_session() != session
+
+
+async def test_session_id_from_done_wins(fake_chat_api, http):
+    fake_chat_api.enqueue(session_id="server-chosen")
+    api = make(fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert done_of(events).session == "server-chosen"
+
+
+async def test_non_streaming_json_answer(fake_chat_api, http):
+    fake_chat_api.enqueue(
+        final="Monday to Friday.",
+        sources=[("https://example.com/hours", "Hours")],
+        usage={"credits_used": 1, "credits_remaining": 41},
+    )
+    api = make(fake_chat_api, http, stream=False)
+    events = await collect(api, ask(api))
+    assert text_of(events) == "Monday to Friday."
+    assert Sources((Source("https://example.com/hours", "Hours"),)) in events
+    done = done_of(events)
+    assert done.text == "Monday to Friday."
+    assert done.usage == {"credits_used": 1, "credits_remaining": 41}
+    assert fake_chat_api.requests[0].json["stream"] is False
+
+
+async def test_400_carries_the_api_message(fake_chat_api, http):
+    fake_chat_api.enqueue(status=400, body={"error": "Bad JSON in request"})
+    api = make(fake_chat_api, http)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert seen == []
+    assert isinstance(exc, BadRequest)
+    assert exc.status == 400 and exc.backend == "docs"
+    assert exc.message == "Bad JSON in request"
+    assert len(fake_chat_api.requests) == 1  # not retried
+
+
+async def test_401_wrong_key_never_shows_the_key(fake_chat_api, http):
+    api = make(fake_chat_api, http, api_key="cm_live_wrong_0123456789")
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, Unauthorized)
+    assert exc.status == 401
+    assert "cm_live_wrong" not in str(exc) and "cm_live_wrong" not in exc.user_message
+    assert len(fake_chat_api.requests) == 1
+
+
+async def test_403(fake_chat_api, http):
+    fake_chat_api.enqueue(status=403)
+    api = make(fake_chat_api, http)
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, Forbidden)
+    assert exc.status == 403
+    assert "allowed" in exc.user_message
+
+
+async def test_429_gives_the_reset_time(fake_chat_api, http):
+    fake_chat_api.enqueue(status=429, reset_in=120)
+    api = make(fake_chat_api, http)
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, RateLimited)
+    assert exc.retry_at is not None
+    assert 100 < exc.retry_at - time.time() <= 121
+    assert "try again in 2 min" in exc.user_message
+    assert api.last_rate_limit["remaining"] == 0
+    assert len(fake_chat_api.requests) == 1  # a 429 is not retried here
+
+
+async def test_5xx_is_retried_then_succeeds(fake_chat_api, http):
+    fake_chat_api.enqueue(status=503)
+    fake_chat_api.enqueue(status=500)
+    fake_chat_api.enqueue(tokens=["fine"])
+    api = make(fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert text_of(events) == "fine"
+    assert len(fake_chat_api.requests) == 3
+    assert len({r.json["session_id"] for r in fake_chat_api.requests}) == 1
+
+
+async def test_5xx_exhausted(fake_chat_api, http):
+    for _ in range(3):
+        fake_chat_api.enqueue(status=502)
+    fake_chat_api.enqueue(tokens=["never"])
+    api = make(fake_chat_api, http)
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, Unavailable) and not isinstance(exc, TimedOut)
+    assert exc.status == 502 and exc.retryable
+    assert len(fake_chat_api.requests) == 3
+
+
+async def test_connection_dropped_before_any_token_is_retried(fake_chat_api, http):
+    fake_chat_api.enqueue(drop_after=0)
+    fake_chat_api.enqueue(tokens=["second", " try"])
+    api = make(fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert text_of(events) == "second try"
+    assert len(fake_chat_api.requests) == 2
+
+
+async def test_no_retry_once_a_token_was_shown(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["one", " two", " three"], drop_after=2)
+    fake_chat_api.enqueue(tokens=["must not be asked"])
+    api = make(fake_chat_api, http)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "one two"
+    assert isinstance(exc, CutOff)
+    assert len(fake_chat_api.requests) == 1
+
+
+async def test_unreachable_server_is_unavailable(http):
+    block = {
+        "kind": "chatmount",
+        "url": "http://127.0.0.1:9/v1/chat",
+        "api_key": "k",
+        "retries": {"attempts": 2, "backoff": 0.0},
+    }
+    api = ChatMount("docs", ChatMount.Options.model_validate(block), http)
+    _, exc = await collect_until_error(api, ChatRequest(message="hi"))
+    assert type(exc) is Unavailable
+    assert "could not be reached" in exc.user_message
+
+
+@pytest.mark.parametrize("length", [0, 2001])
+async def test_out_of_range_question_is_refused_without_a_request(fake_chat_api, http, length):
+    api = make(fake_chat_api, http)
+    with pytest.raises(BadRequest) as info:
+        await collect(api, ask(api, "x" * length))
+    assert info.value.message == "Message must be between 1 and 2000 characters"
+    assert fake_chat_api.requests == []
+
+
+async def test_2000_chars_is_accepted(fake_chat_api, http):
+    api = make(fake_chat_api, http)
+    events = await collect(api, ask(api, "x" * 2000))
+    assert isinstance(events[-1], Done)
+
+
+async def test_malformed_line_is_skipped(fake_chat_api, http, caplog):
+    fake_chat_api.enqueue(tokens=["a", "b", "c"], malformed_after=1)
+    api = make(fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert text_of(events) == "abc"
+    assert isinstance(events[-1], Done)
+    assert "malformed" in caplog.text
+    assert fake_chat_api.api_key not in caplog.text
+
+
+async def test_stream_without_done_is_cut_off(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["par", "tial", " never"], cut_after=2)
+    api = make(fake_chat_api, http)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "partial"
+    assert not any(isinstance(e, Done) for e in seen)
+    assert isinstance(exc, CutOff) and exc.backend == "docs"
+
+
+async def test_error_event_keeps_partial_text(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["half", " way"], error_after=1, error="model overloaded")
+    api = make(fake_chat_api, http)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "half"
+    assert isinstance(exc, APIReportedError)
+    assert exc.message == "model overloaded"
+
+
+async def test_idle_timeout_on_a_slow_stream(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["quick", " then", " slow"], token_delay=5.0)
+    api = make(fake_chat_api, http, timeouts={"idle": 0.3})
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "quick"
+    assert isinstance(exc, TimedOut)
+    assert "stopped answering within 0.3 s" in exc.user_message
+    assert len(fake_chat_api.requests) == 1
+    await fake_chat_api.wait_disconnects(1)
+
+
+async def test_first_byte_timeout_is_not_retried(fake_chat_api, http):
+    fake_chat_api.enqueue(first_delay=5.0)
+    api = make(fake_chat_api, http, timeouts={"connect": 1, "first_byte": 0.3})
+    seen, exc = await collect_until_error(api, ask(api))
+    assert seen == []
+    assert isinstance(exc, TimedOut)
+    assert len(fake_chat_api.requests) == 1
+
+
+async def test_cancellation_mid_stream_closes_the_connection(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["first", " second"], hang_after=1)
+    api = make(fake_chat_api, http)
+    seen = await cancel_mid_stream(api, ask(api))
+    assert seen == [Token("first")]
+    await fake_chat_api.wait_disconnects(1)
+    assert fake_chat_api.disconnects == 1
+
+
+async def test_closing_the_generator_early_closes_the_connection(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["first", " second"], hang_after=1)
+    api = make(fake_chat_api, http)
+    events = api.stream(ask(api))
+    assert await anext(events) == Token("first")
+    await events.aclose()
+    await fake_chat_api.wait_disconnects(1)
+    assert fake_chat_api.disconnects == 1
+
+
+def test_options_need_an_api_key_and_an_http_url():
+    with pytest.raises(ValueError, match="api_key"):
+        ChatMount.Options.model_validate({"kind": "chatmount"})
+    with pytest.raises(ValueError, match="http"):
+        ChatMount.Options.model_validate({"kind": "chatmount", "api_key": "k", "url": "ftp://x"})
+    with pytest.raises(ValueError, match="include_source"):
+        ChatMount.Options.model_validate({"kind": "chatmount", "api_key": "k", "include_source": 1})
+    options = ChatMount.Options.model_validate({"kind": "chatmount", "api_key": "k"})
+    assert options.url == "https://services.chatmount.co/v1/chat"
+    assert options.timeouts.connect == 5 and options.timeouts.idle == 30
+    assert options.retries.attempts == 3
+    assert "k" not in repr(options.api_key)
+
+
+def test_retry_at_reads_reset_epoch_seconds_and_dates():
+    now = 1_714_581_000.0
+    assert retry_at({"x-ratelimit-reset": "1714581600"}, now) == 1714581600.0
+    assert retry_at({"retry-after": "7"}, now) == now + 7
+    assert retry_at({"retry-after": "Wed, 01 May 2024 16:40:00 GMT"}, now) == 1714581600.0
+    assert retry_at({"x-ratelimit-reset": "30", "retry-after": "10"}, now) == now + 30
+    assert retry_at({"retry-after": "soon"}, now) is None
+    assert retry_at({}, now) is None
