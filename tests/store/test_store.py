@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from bridge.errors import StoreError
 from bridge.interfaces import Address, Turn
 from bridge.store.base import Conversation, InFlight, Store
 from bridge.store.migrations import MIGRATIONS, Migration
+from bridge.store.sqlite import SQLiteStore
 
 from .conftest import StoreFactory
 
@@ -340,3 +343,42 @@ async def test_two_stores_migrate_at_once(make_store: StoreFactory) -> None:
         assert await s.schema_versions() == newest  # type: ignore[attr-defined]
     results = await asyncio.gather(*(s.claim_event("one", 1.0) for s in stores))
     assert results.count(True) == 1
+
+
+_OPEN_IN_A_PROCESS = """
+import asyncio, sys
+from bridge.store import open_store
+
+async def main() -> None:
+    async with open_store(sys.argv[1]) as store:
+        print(await store.schema_versions(), await store.claim_event("proc", 1.0))
+
+asyncio.run(main())
+"""
+
+
+def _url_of(store: Store) -> str:
+    if isinstance(store, SQLiteStore):
+        return f"sqlite://{Path(store.path).resolve()}"
+    return store._url  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_processes_migrate_the_same_database_at_once(make_store: StoreFactory) -> None:
+    url = _url_of(make_store())
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _OPEN_IN_A_PROCESS,
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outputs = [await asyncio.wait_for(p.communicate(), timeout=45) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err.decode()
+    lines = sorted(out.decode().strip() for out, _ in outputs)
+    newest = [m.version for m in MIGRATIONS]
+    assert lines == [f"{newest} False", f"{newest} False", f"{newest} True"]
