@@ -25,7 +25,12 @@ class Budget:
     """A sliding-window budget with prioritized waiters."""
 
     def __init__(
-        self, rate: Rate, *, margin: float = 0.05, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: Rate,
+        *,
+        margin: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        on_grant: Callable[[float], None] | None = None,
     ) -> None:
         self.rate = rate
         # Requests reach the other side a little after we send them, unevenly;
@@ -37,6 +42,7 @@ class Budget:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
+        self._on_grant = on_grant
 
     def _expire(self, now: float) -> None:
         stamps = self._stamps
@@ -48,10 +54,15 @@ class Budget:
         now = self._clock()
         self._expire(now)
         if not self._waiters and len(self._stamps) < self.rate.count:
-            self._stamps.append(now)
-            self.granted += 1
+            self._take(now)
             return True
         return False
+
+    def _take(self, now: float) -> None:
+        self._stamps.append(now)
+        self.granted += 1
+        if self._on_grant is not None:
+            self._on_grant(now)
 
     async def acquire(self, priority: Priority = (0, 0.0)) -> None:
         """Wait for a slot; lower `priority` tuples are served first."""
@@ -92,8 +103,7 @@ class Budget:
             _, _, future = heapq.heappop(self._waiters)
             if future.done():
                 continue
-            self._stamps.append(now)
-            self.granted += 1
+            self._take(now)
             future.set_result(None)
         # Drop cancelled waiters at the head so they do not hold the timer.
         while self._waiters and self._waiters[0][2].done():

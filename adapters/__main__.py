@@ -1,0 +1,9 @@
+"""`python -m adapters` runs the chat-bridge command."""
+
+from __future__ import annotations
+
+import sys
+
+from adapters.registry import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""A reply target that records what a platform would have shown, with timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bridge.interfaces import Address, Limits, Rate, ReplyTarget, Source
+
+
+@dataclass
+class Op:
+    kind: str  # post | edit | begin | end | notice
+    message_id: str | None
+    text: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class RecordingTarget(ReplyTarget):
+    """Keeps messages by id and every operation made, like a platform would."""
+
+    def __init__(
+        self,
+        *,
+        max_chars: int = 2000,
+        edit_rate: Rate = Rate(100, 1.0),
+        post_rate: Rate = Rate(100, 1.0),
+        bucket: str = "test",
+        placeholder: bool = False,
+        channel: str = "C1",
+    ) -> None:
+        self.address = Address("test", "W1", channel)
+        self.limits = Limits(
+            max_chars=max_chars,
+            edit_bucket=f"{bucket}:edit",
+            edit_rate=edit_rate,
+            post_bucket=f"{bucket}:post",
+            post_rate=post_rate,
+            begin_posts=placeholder,
+        )
+        self.placeholder = placeholder
+        self.messages: dict[str, str] = {}
+        self.ops: list[Op] = []
+        self.ended = asyncio.Event()
+        self.notices: list[str] = []
+        self._next = 0
+
+    def _id(self) -> str:
+        self._next += 1
+        return f"m{self._next}"
+
+    async def begin(self) -> str | None:
+        if not self.placeholder:
+            self.ops.append(Op("begin", None, ""))
+            return None
+        message_id = self._id()
+        self.messages[message_id] = "…"
+        self.ops.append(Op("post", message_id, "…"))
+        return message_id
+
+    async def post(self, text: str) -> str:
+        assert len(text) <= self.limits.max_chars, len(text)
+        message_id = self._id()
+        self.messages[message_id] = text
+        self.ops.append(Op("post", message_id, text))
+        return message_id
+
+    async def edit(self, message_id: str, text: str) -> None:
+        assert len(text) <= self.limits.max_chars, len(text)
+        assert message_id in self.messages
+        self.messages[message_id] = text
+        self.ops.append(Op("edit", message_id, text))
+
+    async def end(self) -> None:
+        self.ops.append(Op("end", None, ""))
+        self.ended.set()
+
+    async def notice(self, text: str) -> None:
+        self.notices.append(text)
+        self.ops.append(Op("notice", None, text))
+        self.ended.set()
+
+    def format_markdown(self, markdown: str) -> str:
+        return markdown
+
+    def format_sources(self, sources: Sequence[Source]) -> str:
+        return "Sources: " + ", ".join(f"[{s.title}]({s.url})" for s in sources)
+
+    def visible(self) -> list[str]:
+        return list(self.messages.values())
+
+    def times(self, kinds: tuple[str, ...] = ("edit",)) -> list[float]:
+        return [op.at for op in self.ops if op.kind in kinds]
+
+
+def max_in_window(times: list[float], per: float) -> int:
+    """The most operations that fall in any window of `per` seconds."""
+    times = sorted(times)
+    best = 0
+    start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= per:
+            start += 1
+        best = max(best, end - start + 1)
+    return best

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import asyncio
+
+from bridge.budget import Budget
+from bridge.interfaces import Rate
+from tests.core.recording import max_in_window
+
+
+async def test_never_more_than_count_in_any_window() -> None:
+    # Grant times are what matter: a loaded loop may resume a waiter late.
+    stamps: list[float] = []
+    budget = Budget(Rate(3, 0.2), margin=0.0, on_grant=stamps.append)
+
+    async def worker() -> None:
+        for _ in range(5):
+            await budget.acquire()
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+    assert len(stamps) == 20
+    assert max_in_window(stamps, 0.2) <= 3
+    assert budget.granted == 20
+
+
+async def test_first_visible_content_is_served_first() -> None:
+    budget = Budget(Rate(1, 0.1), margin=0.0)
+    await budget.acquire()  # the window is now full
+    order: list[str] = []
+
+    async def take(name: str, priority: tuple[int, float]) -> None:
+        await budget.acquire(priority)
+        order.append(name)
+
+    tasks = [
+        asyncio.create_task(take("shown-old", (1, 1.0))),
+        asyncio.create_task(take("shown-older", (1, 0.5))),
+        asyncio.create_task(take("nothing-shown", (0, 2.0))),
+    ]
+    await asyncio.gather(*tasks)
+    assert order == ["nothing-shown", "shown-older", "shown-old"]
+
+
+async def test_cancelled_waiter_does_not_hold_a_slot() -> None:
+    budget = Budget(Rate(1, 0.1), margin=0.0)
+    await budget.acquire()
+    waiter = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    await asyncio.wait_for(budget.acquire(), 1.0)
+    assert budget.granted == 2

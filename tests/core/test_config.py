@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.registry import REGISTRY
+from bridge.config import parse_config
+from bridge.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "cm_live_SUPERSECRET_value_123"
+
+BASE = """
+store: sqlite:///tmp/x.db
+backends:
+  docs:
+    kind: chatmount
+    url: https://services.chatmount.co/v1/chat
+    api_key: ${CHATMOUNT_API_KEY}
+routes:
+  - platform: any
+    backend: docs
+"""
+
+
+def parse(text: str, **env: str):
+    return parse_config(text, env={"CHATMOUNT_API_KEY": SECRET, **env}, registry=REGISTRY)
+
+
+def test_minimal_config_gets_defaults() -> None:
+    config = parse(BASE)
+    assert config.reply.edit_interval == 1.0
+    assert config.routes[0].session == "thread"
+    assert config.backends["docs"].api_key.get_secret_value() == SECRET
+    assert SECRET not in repr(config)
+
+
+def test_env_default_is_used_when_unset() -> None:
+    text = BASE.replace("${CHATMOUNT_API_KEY}", "${MISSING_KEY:-fallback-key}")
+    assert parse(text).backends["docs"].api_key.get_secret_value() == "fallback-key"
+
+
+def test_missing_env_var_names_the_key_and_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE, env={}, registry=REGISTRY)
+    assert err.value.path == "backends.docs.api_key"
+    assert "CHATMOUNT_API_KEY is not set" in str(err.value)
+
+
+def test_typo_in_top_level_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + "rplay: {}\n")
+    assert str(err.value) == "rplay: unknown key (check its spelling)"
+
+
+def test_typo_in_nested_key_names_its_path() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + "reply: {edit_intervl: 2}\n")
+    assert str(err.value).startswith("reply.edit_intervl: unknown key")
+
+
+def test_bad_enum_names_route_index_and_choices() -> None:
+    text = BASE + "  - platform: any\n    backend: docs\n  - backend: docs\n    session: threads\n"
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == "routes[2].session: must be one of thread, channel, user, user+channel"
+
+
+def test_unknown_backend_in_route() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("backend: docs", "backend: dcos"))
+    assert err.value.path == "routes[0].backend"
+    assert "'dcos'" in str(err.value)
+
+
+def test_dialect_option_typo_is_rejected_without_echoing_secrets() -> None:
+    text = BASE.replace("    url: https", "    include_sorces: true\n    url: https")
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert err.value.path == "backends.docs.include_sorces"
+    assert SECRET not in str(err.value)
+
+
+def test_wrong_type_does_not_echo_the_value() -> None:
+    text = BASE + "limits: {max_concurrent_streams: " + SECRET + "}\n"
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert err.value.path == "limits.max_concurrent_streams"
+    assert SECRET not in str(err.value)
+
+
+def test_invalid_yaml_says_where() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse("backends: [\n")
+    assert "not valid YAML at line" in str(err.value)
+
+
+def test_secrets_are_collected_for_scrubbing() -> None:
+    assert SECRET in parse(BASE).secrets()
+
+
+def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "adapters", "check", "-c", str(path)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=30,
+    )
+
+
+def test_check_accepts_the_example_config() -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    result = _check(ROOT / "config.example.yaml", env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("config ok")
+
+
+@pytest.mark.parametrize(
+    ("edit", "path"),
+    [
+        (lambda t: t + "reply: {edit_intervl: 2}\n", "reply.edit_intervl"),
+        (lambda t: t.replace("backend: docs", "backend: docs\n    trigger: always"),
+         "routes[0].trigger"),
+        (lambda t: t.replace("${CHATMOUNT_API_KEY}", "${NOT_SET_ANYWHERE}"),
+         "backends.docs.api_key"),
+    ],
+)
+def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(edit(BASE))
+    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET})
+    assert result.returncode == 2
+    assert path in result.stderr
+    assert SECRET not in result.stdout + result.stderr

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import asyncio
+
+from bridge.budget import Budgets
+from bridge.interfaces import Rate, Source
+from bridge.render import LiveReply, dedupe_sources
+from tests.core.recording import RecordingTarget, max_in_window
+
+
+async def _stream(reply: LiveReply, tokens: list[str], gap: float) -> None:
+    for token in tokens:
+        reply.feed(token)
+        await asyncio.sleep(gap)  # the pace of an API's token stream
+
+
+async def test_tokens_are_coalesced_into_few_edits_within_budget() -> None:
+    budgets = Budgets()
+    target = RecordingTarget(edit_rate=Rate(4, 0.5))
+    reply = LiveReply(target, budgets, edit_interval=0.05)
+    await reply.start()
+    tokens = [f"w{i} " for i in range(200)]
+    await _stream(reply, tokens, 0.005)
+    await reply.finish(None)
+    assert target.visible() == ["".join(tokens)]
+    edits = target.times(("edit",))
+    assert 1 <= len(edits) < 60  # 200 tokens, far fewer edits
+    assert max_in_window(edits, 0.5) <= 4
+
+
+async def test_replies_sharing_a_bucket_share_its_budget() -> None:
+    budgets = Budgets()
+    targets = [RecordingTarget(edit_rate=Rate(5, 0.5), bucket="chan") for _ in range(6)]
+    replies = [LiveReply(t, budgets, edit_interval=0.02) for t in targets]
+    for reply in replies:
+        await reply.start()
+    tokens = [f"t{i} " for i in range(60)]
+    await asyncio.gather(*(_stream(r, tokens, 0.005) for r in replies))
+    await asyncio.gather(*(r.finish(None) for r in replies))
+    stamps = [t for target in targets for t in target.times(("edit",))]
+    assert max_in_window(stamps, 0.5) <= 5
+    assert all(target.visible() == ["".join(tokens)] for target in targets)
+
+
+async def test_long_answer_continues_in_follow_up_messages() -> None:
+    budgets = Budgets()
+    target = RecordingTarget(max_chars=2000)
+    reply = LiveReply(target, budgets, edit_interval=0.01)
+    await reply.start()
+    line = "A line of the answer that goes on for a while, like answers do.\n"
+    text = (line * 80)[:5000]
+    for i in range(0, len(text), 50):
+        reply.feed(text[i : i + 50])
+        await asyncio.sleep(0)
+    await reply.finish(None)
+    messages = target.visible()
+    assert len(messages) == 3
+    assert all(len(m) <= 2000 for m in messages)
+    assert all(m.endswith("like answers do.") for m in messages[:-1])
+    assert "".join(m + "\n" for m in messages).replace("\n", "") == text.replace("\n", "")
+
+
+async def test_final_text_wins_and_sources_are_appended_once_in_order() -> None:
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("Helo wrld")
+    sources = dedupe_sources(
+        [Source("https://a.example/1", "One"), Source("https://b.example/2", "Two"),
+         Source("https://a.example/1", "One again"), Source("https://c.example/3", "Three")],
+        limit=2,
+    )
+    await reply.finish("Hello world", sources)
+    assert target.visible() == [
+        "Hello world\n\nSources: [One](https://a.example/1), [Two](https://b.example/2)"
+    ]
+
+
+async def test_placeholder_is_edited_into_the_answer() -> None:
+    target = RecordingTarget(placeholder=True)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    assert target.visible() == ["…"]
+    reply.feed("Answer")
+    await reply.finish(None)
+    assert target.visible() == ["Answer"]
+
+
+async def test_failure_keeps_partial_text_and_adds_a_notice() -> None:
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("The first half of")
+    await reply.fail("The answer was cut off.")
+    assert target.visible() == ["The first half of\n\n_⚠️ The answer was cut off._"]
+
+
+async def test_status_shows_until_text_arrives() -> None:
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.set_status("Working… 3 s")
+    while not target.messages:
+        await asyncio.sleep(0.01)
+    assert target.visible() == ["_Working… 3 s_"]
+    reply.feed("Done thinking.")
+    await reply.finish(None)
+    assert target.visible() == ["Done thinking."]

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.split import open_fence, split_markdown
+
+
+def _answer(length: int, seed: int = 7) -> str:
+    rng = random.Random(seed)
+    parts: list[str] = []
+    i = 0
+    while sum(len(p) + 2 for p in parts) < length:
+        if i % 5 == 2:
+            body = "\n".join(f"print({rng.randint(0, 999)})  # step {j}" for j in range(25))
+            parts.append(f"```python\n{body}\n```")
+        else:
+            parts.append(" ".join(f"word{rng.randint(0, 99)}" for _ in range(rng.randint(8, 60))))
+        i += 1
+    return "\n\n".join(parts)[:length]
+
+
+def test_short_text_is_one_message() -> None:
+    assert split_markdown("hello\n\nworld", 2000) == ["hello\n\nworld"]
+
+
+def test_5000_chars_on_2000_limit_is_three_messages_on_line_boundaries() -> None:
+    text = _answer(5000)
+    messages = split_markdown(text, 2000)
+    assert len(messages) == 3
+    for message in messages:
+        assert len(message) <= 2000
+        assert message.count("```") % 2 == 0  # fences balanced in every message
+    # Cuts fall on line boundaries: every message's last line is a whole line of the source.
+    lines = set(text.split("\n")) | {"```"}
+    for message in messages[:-1]:
+        assert message.split("\n")[-1] in lines
+
+
+def test_fence_cut_is_closed_and_reopened_with_its_language() -> None:
+    code = "\n".join(f"x = {i}" for i in range(400))
+    text = f"Intro\n\n```python\n{code}\n```\n\nOutro"
+    messages = split_markdown(text, 1000)
+    assert len(messages) > 2
+    assert messages[0].endswith("```")
+    for message in messages[1:-1]:
+        assert message.startswith("```python\n")
+        assert message.endswith("```")
+    assert messages[-1].endswith("Outro")
+
+
+def test_text_without_boundaries_is_cut_hard() -> None:
+    messages = split_markdown("x" * 4500, 2000)
+    assert [len(m) for m in messages] == [1995, 1995, 510]
+
+
+def test_formatter_growth_is_accounted_for() -> None:
+    grow = lambda s: s.replace("&", "&amp;")  # noqa: E731
+    messages = split_markdown("a & b\n" * 800, 1000, grow)
+    assert all(len(m) <= 1000 for m in messages)
+    assert "".join(messages).count("&amp;") == 800
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(list("ab \n`x#*")), max_size=3000),
+    st.integers(min_value=20, max_value=500),
+)
+def test_every_piece_fits_and_nothing_is_lost(text: str, limit: int) -> None:
+    messages = split_markdown(text, limit)
+    assert all(len(m) <= limit for m in messages)
+    assert all(open_fence(m) is None for m in messages)
+    kept = "".join(messages).replace("```", "").replace("\n", "").replace(" ", "")
+    assert kept.count("a") == text.replace("```", "").count("a")
