@@ -124,8 +124,8 @@ class SQLiteStore(Store):
         for migration in self._migrations:
             if migration.version in applied:
                 continue
-            await db.execute("BEGIN IMMEDIATE")
             try:
+                await db.execute("BEGIN IMMEDIATE")
                 # Another process may have applied it while we waited for the lock.
                 if migration.version not in await _versions(db):
                     for statement in migration.sqlite:
@@ -135,10 +135,10 @@ class SQLiteStore(Store):
                         " VALUES (?, ?, ?)",
                         (migration.version, migration.description, time.time()),
                     )
+                await db.execute("COMMIT")
             except BaseException:
                 await _rollback_quietly(db)
                 raise
-            await db.execute("COMMIT")
 
     async def schema_versions(self) -> list[int]:
         """The migration versions applied to this database, ascending."""
@@ -342,13 +342,11 @@ class SQLiteStore(Store):
                 if not transaction:
                     yield db
                     return
-                await db.execute("BEGIN IMMEDIATE")
+                # A cancelled BEGIN may still run in aiosqlite's thread; the
+                # ROLLBACK queued behind it keeps the connection usable.
                 try:
+                    await db.execute("BEGIN IMMEDIATE")
                     yield db
-                except BaseException:
-                    await _rollback_quietly(db)
-                    raise
-                try:
                     await db.execute("COMMIT")
                 except BaseException:
                     await _rollback_quietly(db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import ConfigError, StoreError
+from bridge.interfaces import Turn
 from bridge.store.base import open_store
 from bridge.store.sqlite import SQLiteStore
 
@@ -101,3 +103,24 @@ def test_store_urls(tmp_path: Path) -> None:
     assert isinstance(memory, SQLiteStore) and memory.path == ":memory:"
     with pytest.raises(ConfigError, match="store"):
         open_store("mysql://nope")
+
+
+async def test_cancelled_write_leaves_the_connection_usable(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.db"
+    async with SQLiteStore(path, busy_timeout=2.0) as s:
+        holder = _hold_exclusive_lock(path)
+        try:
+            task = asyncio.create_task(s.append_history("k", [Turn("user", "lost")], keep=5))
+            deadline = time.monotonic() + 5
+            while not s._lock.locked():  # the write is now waiting for the file lock
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await s.append_history("k", [Turn("user", "kept")], keep=5)
+        assert await s.history("k") == [Turn("user", "kept")]
+        assert await s.claim_event("after", 1.0) is True
