@@ -267,9 +267,11 @@ class Relay:
                 elif isinstance(event, Done):
                     done = event
             final = done.text if done is not None else None
+            # Keep the session and history first: the answer is complete even if
+            # the process stops during the final edit.
+            await self._remember(conv, backend, request, final or reply.text, done)
             cfg = self.config.reply.sources
             await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
-            await self._remember(conv, backend, request, reply.text, done)
         except RateLimited as exc:
             outcome = "failed"
             await reply.fail(exc.describe())
@@ -286,7 +288,9 @@ class Relay:
             self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
             self.metrics.answered.labels(msg.platform, route.backend, outcome).inc()
             if outcome != "interrupted":
-                await self.store.inflight_end(record.id)
+                # Shielded: a stop arriving now must not leave a finished reply
+                # looking interrupted to the next process.
+                await asyncio.shield(self.store.inflight_end(record.id))
             log.info(
                 "answered",
                 extra={

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.app import Bridge
+from bridge.config import parse_config
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_config(fake: FakeChatAPI, db: Path, extra: str = "", route: str = "") -> str:
+    return f"""
+store: sqlite://{db}
+http: {{listen: null}}
+backends:
+  docs:
+    kind: chatmount
+    url: {fake.endpoint("chatmount")}
+    api_key: ${{KEY}}
+    retries: {{attempts: 2, backoff: 0.01}}
+console: {{}}
+routes:
+  - platform: console
+    backend: docs
+    {route}
+reply: {{edit_interval: 0.05}}
+{extra}
+"""
+
+
+def bridge_for(fake: FakeChatAPI, db: Path, **kw: str) -> Bridge:
+    config = parse_config(make_config(fake, db, **kw), env={"KEY": fake.api_key},
+                          registry=TEST_REGISTRY)
+    return Bridge(config, TEST_REGISTRY)
+
+
+def platform(bridge: Bridge) -> LocalPlatform:
+    return bridge.platforms["console"]  # type: ignore[return-value]
+
+
+async def test_answer_streams_with_sources(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    fake_chat_api.enqueue(
+        tokens=["The ", "answer ", "is ", "42."],
+        sources=[("https://a.example/1", "One"), ("https://a.example/1", "One"),
+                 ("https://b.example/2", "Two")],
+        token_delay=0.02,
+    )
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("What is the answer?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.visible() == [
+        "The answer is 42.\n\nSources: [One](https://a.example/1), [Two](https://b.example/2)"
+    ]
+    assert fake_chat_api.requests[0].json["message"] == "What is the answer?"
+
+
+async def test_cut_off_keeps_partial_text_and_says_so(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Half ", "an ", "answer ", "and"], cut_after=3)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("Tell me everything")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    [text] = target.visible()
+    assert text.startswith("Half an answer")
+    assert "cut off" in text
+
+
+async def test_too_long_question_is_refused_without_calling_the_api(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("x" * 2001)
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.notices == [
+        "That question is 2,001 characters long; the limit is 2,000. "
+        "Please shorten it and ask again."
+    ]
+    assert fake_chat_api.requests == []
+
+
+async def test_rate_limited_api_says_when_to_retry(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(status=429, reset_in=120)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("Hello?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    [text] = target.visible()
+    assert "rate limited" in text
+    assert "try again in 2 min" in text
+
+
+async def test_one_conversation_in_order_while_another_streams(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Scripts are taken in request order: first A1, then B (concurrent), then A2.
+    fake_chat_api.enqueue(tokens=["first ", "answer"], token_delay=0.15)
+    fake_chat_api.enqueue(tokens=["other ", "conversation"], token_delay=0.05)
+    fake_chat_api.enqueue(tokens=["second ", "answer"])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        p = platform(bridge)
+        a1 = await p.say("one", thread="T-A", mentioned=True)
+        a2 = await p.say("two", thread="T-A", mentioned=True)
+        b = await p.say("three", thread="T-B", mentioned=True)
+        await wait_for(lambda: len(fake_chat_api.requests) >= 2)
+        # B started while A's first answer was still streaming, and before A's second.
+        assert [r.json["message"] for r in fake_chat_api.requests[:2]] == ["one", "three"]
+        await wait_for(lambda: b.ended.is_set())
+        await wait_for(lambda: sum(op.kind == "end" for op in a2.ops) == 2)
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["one", "three", "two"]
+    assert a1 is a2  # same thread, same place
+    assert a1.visible() == ["first answer", "second answer"]
+    sessions = {r.json["session_id"] for r in fake_chat_api.requests if r.json["message"] != "three"}
+    assert len(sessions) == 1
+
+
+async def test_session_survives_a_restart(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    db = tmp_path / "state" / "bridge.db"
+    async with bridge_for(fake_chat_api, db) as bridge:
+        target = await platform(bridge).say("first", thread="T1")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    async with bridge_for(fake_chat_api, db) as bridge:
+        target = await platform(bridge).say("again", thread="T1", mentioned=False)
+        await asyncio.wait_for(target.ended.wait(), 10)
+    first, second = fake_chat_api.requests
+    assert first.json["session_id"].startswith("cb-")
+    assert second.json["session_id"] == first.json["session_id"]
+
+
+async def test_unmentioned_message_outside_a_known_thread_is_ignored(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        p = platform(bridge)
+        await p.say("just chatting", thread="T9", mentioned=False)
+        target = await p.say("@bot a question", thread="T8")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["@bot a question"]
+
+
+async def test_duplicate_event_is_answered_once(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        p = platform(bridge)
+        target = await p.say("hello", thread="T1", event_id="Ev1")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        await p.say("hello", thread="T1", event_id="Ev1")
+        second = await p.say("other", thread="T2", event_id="Ev2")
+        await asyncio.wait_for(second.ended.wait(), 10)
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["hello", "other"]
+
+
+async def test_reset_starts_a_new_session(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="session: user") as bridge:
+        p = platform(bridge)
+        notices = []
+        for text in ("one", "reset", "two"):
+            target = await p.say(text, is_dm=True, channel="D1")
+            await asyncio.wait_for(target.ended.wait(), 10)
+            notices += target.notices
+    assert notices == ["Started a new conversation."]
+    first, second = fake_chat_api.requests
+    assert first.json["session_id"] != second.json["session_id"]
+
+
+async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    extra = "limits: {rate_limit: {messages: 1, per: 60}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        first = await p.say("one", thread="T1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        second = await p.say("two", thread="T2")
+        await asyncio.wait_for(second.ended.wait(), 10)
+    assert len(fake_chat_api.requests) == 1
+    assert second.notices[0].startswith("You are sending messages faster than I can answer")
+
+
+async def test_ask_prints_the_answer_and_sources(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Open ", "9 to 5."], sources=[("https://x.example/h", "Hours")])
+    config = tmp_path / "config.yaml"
+    config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "docs",
+        "When are you open?",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode() == "Open 9 to 5.\n\nSources:\n  1. Hours — https://x.example/h\n"
+    assert fake_chat_api.api_key not in out.decode() + err.decode()
+
+
+@pytest.mark.parametrize("probe_ok", [True, False])
+async def test_check_probe_reports_each_backend(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, probe_ok: bool
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
+    key = fake_chat_api.api_key if probe_ok else "wrong-key"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={"KEY": key, "PATH": "/usr/bin:/bin"},
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    if probe_ok:
+        assert proc.returncode == 0
+        assert "backend docs: ok" in out.decode()
+    else:
+        assert proc.returncode == 1
+        assert "backend docs: auth failed" in out.decode()
+
