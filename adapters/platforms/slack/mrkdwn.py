@@ -1,0 +1,228 @@
+"""Markdown (as the chat APIs write it) to Slack mrkdwn, with every mention made harmless.
+
+Slack's mrkdwn is not Markdown: bold is `*x*`, italics `_x_`, strike `~x~`,
+links `<url|label>`, no headings, no tables, and `&`, `<`, `>` must be escaped
+or Slack reads them as markup (`<!channel>` pings a whole channel). The
+converter works line by line: fenced code is copied (escaped) and the rest is
+split into inline code spans, which are kept, and text, which is converted.
+
+`neutralize_markdown` is for Slack's native streaming, which takes standard
+Markdown: it keeps the Markdown and only defuses Slack's mention syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from bridge.interfaces import Source
+
+WORD_JOINER = "\u2060"
+
+# <@U123>, <@U123|name>, <!here>, <!subteam^S1|@team>, <#C1|general>: Slack's own syntax.
+_SLACK_REF = re.compile(r"<([@#!])([^<>|\s]*)(?:\|([^<>]*))?>")
+# Plain @here / @channel / @everyone (pings with link_names) and @U123-style ids.
+_AT_WORD = re.compile(r"@(?=(here|channel|everyone|U[A-Z0-9]{6,}|W[A-Z0-9]{6,})\b)", re.IGNORECASE)
+
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+(\[[ xX]\]\s+)?(.*)$")
+_ORDERED = re.compile(r"^(\s*)(\d{1,9})[.)]\s+(.*)$")
+_QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_IMAGE_OR_LINK = re.compile(r"!?\[([^\]\n]*)\]\(\s*<?([^\s)<>]+(?:\([^\s)]*\))?[^\s)<>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>|]+)(?:\|([^<>]*))?>")
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
+
+_BOLD_ITALIC = re.compile(r"(?<![*\w])\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*(?![*\w])")
+_BOLD_STARS = re.compile(r"(?<![*\w])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![*\w])")
+_BOLD_UNDERSCORES = re.compile(r"(?<![_\w])__(?=\S)(.+?)(?<=\S)__(?![_\w])")
+_ITALIC_STAR = re.compile(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])")
+_STRIKE = re.compile(r"(?<!~)~~(?=\S)(.+?)(?<=\S)~~(?!~)")
+
+# Private-use sentinels stand for markup while the rest of the text is rewritten.
+_B = "\ue000"  # bold marker -> *
+_I = "\ue001"  # italic marker -> _
+_S = "\ue002"  # strike marker -> ~
+_P = "\ue003"  # placeholder bracket: \ue003<index>\ue003
+_SENTINELS = re.compile(f"[{_B}{_I}{_S}{_P}]")
+_PLACEHOLDER = re.compile(f"{_P}(\\d+){_P}")
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack treats as markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def defuse_refs(text: str) -> str:
+    """Turn Slack mention/link syntax into plain readable text: `<!here>` -> `@here`."""
+
+    def plain(match: re.Match[str]) -> str:
+        sigil, target, label = match.group(1), match.group(2), match.group(3)
+        if sigil == "#":
+            return "#" + (label or target)
+        if label:
+            return label if label.startswith("@") else "@" + label
+        if sigil == "!":
+            name = target.split("^", 1)[-1]
+            return "@" + name
+        return "@" + target
+
+    return _SLACK_REF.sub(plain, text)
+
+
+def defuse_at(text: str) -> str:
+    """Put a word joiner after `@` in @here/@channel/@everyone and @U… ids."""
+    return _AT_WORD.sub("@" + WORD_JOINER, text)
+
+
+def neutralize_markdown(markdown: str) -> str:
+    """Standard Markdown with Slack's mention syntax and @-pings made harmless."""
+    return defuse_at(defuse_refs(markdown.replace(WORD_JOINER, "")))
+
+
+def markdown_to_mrkdwn(markdown: str) -> str:
+    """Convert Markdown to Slack mrkdwn; the result pings nobody."""
+    markdown = _SENTINELS.sub("", markdown.replace("\r\n", "\n"))
+    out: list[str] = []
+    lines = markdown.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        fence = _FENCE.match(line)
+        if fence:
+            marker = fence.group(2)
+            out.append("```")
+            i += 1
+            while i < len(lines):
+                closing = _FENCE.match(lines[i])
+                if closing and closing.group(2).startswith(marker[0] * 3) and not closing.group(3).strip():
+                    break
+                out.append(escape(defuse_at(lines[i])))
+                i += 1
+            out.append("```")
+            i += 1
+            continue
+        if _TABLE_ROW.match(line) and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
+            # Slack has no tables: keep the grid readable as preformatted text.
+            out.append("```")
+            while i < len(lines) and (_TABLE_ROW.match(lines[i]) or _TABLE_RULE.match(lines[i])):
+                out.append(escape(defuse_at(lines[i].strip())))
+                i += 1
+            out.append("```")
+            continue
+        out.append(_convert_line(line))
+        i += 1
+    return "\n".join(out)
+
+
+def _convert_line(line: str) -> str:
+    if not line.strip():
+        return ""
+    if _RULE.match(line):
+        return "──────────"
+    heading = _HEADING.match(line)
+    if heading:
+        inner = _inline(heading.group(2), strip_bold=True)
+        return f"*{inner}*" if inner else ""
+    quote = _QUOTE.match(line)
+    if quote:
+        return "> " + _convert_line(quote.group(1)) if quote.group(1).strip() else ">"
+    bullet = _BULLET.match(line)
+    if bullet:
+        indent, task, rest = bullet.groups()
+        mark = "•" if len(indent.expandtabs(4)) < 2 else "◦"
+        box = ""
+        if task:
+            box = "☑ " if task[1] in "xX" else "☐ "
+        return f"{indent}{mark} {box}{_inline(rest)}"
+    ordered = _ORDERED.match(line)
+    if ordered:
+        indent, number, rest = ordered.groups()
+        return f"{indent}{number}. {_inline(rest)}"
+    return _inline(line)
+
+
+def _inline(text: str, strip_bold: bool = False) -> str:
+    """Convert one line of inline Markdown; code spans are kept verbatim (escaped)."""
+    parts: list[str] = []
+    pos = 0
+    for match in _CODE_SPAN.finditer(text):
+        parts.append(_inline_text(text[pos : match.start()], strip_bold))
+        code = match.group(2).replace("`", "'")
+        parts.append("`" + escape(defuse_at(code)) + "`")
+        pos = match.end()
+    parts.append(_inline_text(text[pos:], strip_bold))
+    return "".join(parts)
+
+
+def _inline_text(text: str, strip_bold: bool) -> str:
+    if not text:
+        return ""
+    stash: list[str] = []
+
+    def keep(rendered: str) -> str:
+        stash.append(rendered)
+        return f"{_P}{len(stash) - 1}{_P}"
+
+    text = _AUTOLINK.sub(lambda m: keep(link(m.group(1), _label(m.group(2) or ""))), text)
+    text = defuse_refs(text)
+    text = _IMAGE_OR_LINK.sub(lambda m: keep(link(m.group(2), _label(m.group(1)))), text)
+    text = _ESCAPED.sub(lambda m: keep(escape(m.group(1))), text)
+    text = escape(defuse_at(text))
+    text = _BOLD_ITALIC.sub(lambda m: f"{_B}{_I}{m.group(1)}{_I}{_B}", text)
+    text = _BOLD_STARS.sub(lambda m: f"{_B}{m.group(1)}{_B}", text)
+    text = _BOLD_UNDERSCORES.sub(lambda m: f"{_B}{m.group(1)}{_B}", text)
+    text = _ITALIC_STAR.sub(lambda m: f"{_I}{m.group(1)}{_I}", text)
+    text = _STRIKE.sub(lambda m: f"{_S}{m.group(1)}{_S}", text)
+    text = text.replace(_B, "" if strip_bold else "*").replace(_I, "_").replace(_S, "~")
+    return _PLACEHOLDER.sub(lambda m: stash[int(m.group(1))], text)
+
+
+def _label(markdown_label: str) -> str:
+    """Link text without Markdown emphasis (Slack shows labels plain)."""
+    return re.sub(r"\\(?=\S)|[*_~`]+", "", markdown_label).strip()
+
+
+def link(url: str, label: str = "") -> str:
+    """A Slack link `<url|label>`; unsafe schemes are shown as plain text."""
+    url = url.strip()
+    if not re.match(r"(?i)^(https?://|mailto:)", url):
+        shown = label or url
+        return escape(defuse_at(shown)) + (f" ({escape(url)})" if label and url else "")
+    safe_url = quote(url, safe="/:?#[]@!$&'()*+,;=%~-._").replace("&", "&amp;")
+    if not label or label == url:
+        return f"<{safe_url}>"
+    clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
+    return f"<{safe_url}|{clean}>"
+
+
+def mrkdwn_sources(sources: Sequence[Source]) -> str:
+    """The sources line in mrkdwn: `Sources: <url|title> · <url|title>`."""
+    links = [link(s.url, s.title.strip() or _host(s.url)) for s in sources if s.url.strip()]
+    return f"_Sources:_ {' · '.join(links)}" if links else ""
+
+
+def markdown_sources(sources: Sequence[Source]) -> str:
+    """The sources line in standard Markdown, for native streaming."""
+    links = []
+    for s in sources:
+        url = s.url.strip()
+        if not url:
+            continue
+        title = (s.title.strip() or _host(url)).replace("[", "(").replace("]", ")")
+        if re.match(r"(?i)^https?://", url):
+            links.append(f"[{neutralize_markdown(title)}]({url.replace(')', '%29')})")
+        else:
+            links.append(neutralize_markdown(title))
+    return f"_Sources:_ {' · '.join(links)}" if links else ""
+
+
+def _host(url: str) -> str:
+    match = re.match(r"(?i)^[a-z]+://([^/?#]+)", url)
+    return match.group(1) if match else url

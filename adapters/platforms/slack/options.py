@@ -1,0 +1,129 @@
+"""The `slack:` block of the config."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from bridge.interfaces import Rate
+
+
+class RateOption(BaseModel):
+    """At most `count` calls in any `per`-second window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=1)
+    per: float = Field(gt=0)
+
+    def rate(self) -> Rate:
+        return Rate(self.count, self.per)
+
+
+class SlackOptions(BaseModel):
+    """Settings of the Slack platform (`slack:` in the config).
+
+    Exactly one connection mode: `app_token` (Socket Mode, the default for
+    internal apps) or `signing_secret` (HTTP mode: Slack posts events to
+    `events_path` on the daemon's HTTP listener).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bot_token: SecretStr
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    events_path: str = "/slack/events"
+
+    mode: Literal["update", "native"] = "update"
+    ignore_bots: bool = True
+    reset_command: str = "/chat-reset"
+    placeholder: str = "_Thinking…_"
+    thinking: Literal["auto", "status", "reaction", "none"] = "auto"
+    thinking_reaction: str = "hourglass_flowing_sand"
+    max_chars: int = Field(3900, ge=500, le=4000)
+
+    # Budgets shared by every live reply: chat.update per workspace (Tier 3),
+    # chat.postMessage per channel, chat.startStream per workspace (Tier 2).
+    update_rate: RateOption = RateOption(count=50, per=60)
+    post_rate: RateOption = RateOption(count=1, per=1.0)
+    stream_rate: RateOption = RateOption(count=20, per=60)
+
+    timeout: float = Field(30.0, gt=0, le=300)
+    max_retries: int = Field(3, ge=0, le=10)
+    ping_interval: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("app_token", "signing_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `${SLACK_APP_TOKEN:-}` expands to "" when the variable is unset.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value().strip()
+        if not secret:
+            raise ValueError("is empty; export SLACK_BOT_TOKEN (xoxb-…) or set slack.bot_token")
+        if secret.startswith("xapp-"):
+            raise ValueError(
+                "is an app-level token (xapp-…); put it in slack.app_token and use the "
+                "Bot User OAuth Token (xoxb-…) here"
+            )
+        return SecretStr(secret)
+
+    @field_validator("app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        secret = value.get_secret_value().strip()
+        if secret.startswith(("xoxb-", "xoxp-")):
+            raise ValueError(
+                "is a bot or user token; Socket Mode needs the app-level token (xapp-…) "
+                "with the connections:write scope"
+            )
+        return SecretStr(secret)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, e.g. https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("reset_command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        if not value.startswith("/") or len(value) < 2 or " " in value:
+            raise ValueError('must be a slash command such as "/chat-reset"')
+        return value
+
+    @field_validator("events_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError('must be a path starting with "/", e.g. /slack/events')
+        return value
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SlackOptions:
+        if self.app_token is None and self.signing_secret is None:
+            raise ValueError(
+                "set slack.app_token (Socket Mode; export SLACK_APP_TOKEN=xapp-…) or "
+                "slack.signing_secret (HTTP mode; export SLACK_SIGNING_SECRET)"
+            )
+        if self.app_token is not None and self.signing_secret is not None:
+            raise ValueError(
+                "set only one of slack.app_token (Socket Mode) and slack.signing_secret "
+                "(HTTP mode), not both"
+            )
+        return self
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.app_token is not None

@@ -1,0 +1,315 @@
+"""The Slack platform: slack-bolt's AsyncApp over Socket Mode or the daemon's HTTP listener.
+
+Every message the app sees is normalized into an `Inbound` and handed to the
+core, which decides whether to answer. This module only translates: Slack
+events and slash commands in, a `SlackTarget` to answer on out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Coroutine
+from typing import Any, ClassVar
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge.errors import PlatformError
+from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext
+
+from .options import SlackOptions
+from .target import SlackRefused, SlackTarget, guard
+
+log = logging.getLogger("chat_bridge.slack")
+
+# Message subtypes that are still a person talking; every other subtype
+# (edits, deletions, joins, bot messages, ...) is not a question.
+_USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
+_ENTITY = re.compile(r"&(amp|lt|gt);")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+_REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
+
+
+def plain_text(text: str) -> str:
+    """Slack message markup as plain text for the chat API: links, mentions, entities."""
+
+    def ref(match: re.Match[str]) -> str:
+        sigil, target, label = match.groups()
+        if sigil == "#":
+            return "#" + (label or target)
+        if label:
+            return label if label.startswith("@") else "@" + label
+        return "@" + target.split("^", 1)[-1]
+
+    text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
+    text = _REF.sub(ref, text)
+    return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)
+
+
+class SlackPlatform(Platform):
+    """Slack through slack-bolt: Socket Mode (app token) or HTTP events (signing secret)."""
+
+    name: ClassVar[str] = "slack"
+    Options: ClassVar[type[SlackOptions]] = SlackOptions
+
+    def __init__(self, ctx: PlatformContext) -> None:
+        super().__init__(ctx)
+        self.options: SlackOptions = ctx.options
+        opts = self.options
+        token = opts.bot_token.get_secret_value()
+        retries = [
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            # slack-sdk does not retry 429 by default; honour Retry-After.
+            AsyncRateLimitErrorRetryHandler(max_retry_count=opts.max_retries),
+        ]
+        self.client = AsyncWebClient(
+            token=token, base_url=opts.api_url, timeout=int(opts.timeout), retry_handlers=retries
+        )
+        # "Thinking" indicators are decoration: never wait out a rate limit for them.
+        self.decor = AsyncWebClient(
+            token=token, base_url=opts.api_url, timeout=int(opts.timeout), retry_handlers=[]
+        )
+        self.native_ok = True
+        self.bot_user_id: str | None = None
+        self.bot_id: str | None = None
+        self.team_id: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._handler: Handler | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+        secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
+        self.app = AsyncApp(
+            name="chat-bridge",
+            client=self.client,
+            signing_secret=secret,
+            logger=logging.getLogger("chat_bridge.slack.bolt"),
+            # Listeners only hand the work off, so they finish before the ack.
+            process_before_response=True,
+            request_verification_enabled=not opts.socket_mode,
+        )
+        self.app.event("app_mention")(self._on_app_mention)
+        self.app.event("message")(self._on_message)
+        self.app.command(opts.reset_command)(self._on_command)
+        # Acknowledge any other event the app is subscribed to, rather than 404.
+        self.app.event(re.compile(".*"))(self._on_other)
+
+        if not opts.socket_mode:
+            if ctx.http is None:
+                raise PlatformError(
+                    "Slack HTTP mode (slack.signing_secret) needs the HTTP listener; "
+                    "set http.listen, or use Socket Mode with slack.app_token"
+                )
+            ctx.http.add_route("POST", opts.events_path, self._http_events)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            self.client.session = self._session
+            self.decor.session = self._session
+        return self._session
+
+    async def start(self, handler: Handler) -> None:
+        _ = self.session
+        auth = await guard("auth.test", self.client.auth_test())
+        self.bot_user_id = auth.get("user_id")
+        self.bot_id = auth.get("bot_id")
+        self.team_id = auth.get("team_id")
+        log.info("slack: signed in to team %s as %s", self.team_id, self.bot_user_id)
+        self._handler = handler
+        if self.options.socket_mode:
+            await self._connect_socket()
+
+    async def _connect_socket(self) -> None:
+        assert self.options.app_token is not None
+        app_token = self.options.app_token.get_secret_value()
+        socket = AsyncSocketModeHandler(
+            self.app,
+            app_token=app_token,
+            web_client=self.client,
+            ping_interval=self.options.ping_interval,
+        )
+        self._socket = socket
+        try:
+            # Ask for the URL here, so a bad app token fails start() instead of retrying forever.
+            socket.client.wss_uri = await guard(
+                "apps.connections.open", socket.client.issue_new_wss_url()
+            )
+        except SlackRefused as exc:
+            await socket.close_async()
+            raise PlatformError(
+                f"Slack refused the app-level token ({exc.error}); check SLACK_APP_TOKEN "
+                "(xapp-…, with the connections:write scope) and that Socket Mode is enabled"
+            ) from exc
+        await socket.connect_async()
+
+    @property
+    def connected(self) -> bool:
+        if self._handler is None or self._closed:
+            return False
+        if self._socket is None:
+            return True
+        session = self._socket.client.current_session
+        return session is not None and not session.closed
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._handler = None
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def target(self, address: Address) -> SlackTarget:
+        return SlackTarget(self, address)
+
+    # ------------------------------------------------------------------ inbound
+
+    async def _http_events(self, request: web.Request) -> web.StreamResponse:
+        if self._handler is None:
+            # Not started (or shutting down): Slack retries later.
+            return web.Response(status=503, text="not ready")
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def _on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        self._deliver(body, event, mention=True)
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        self._deliver(body, event, mention=False)
+
+    async def _on_other(self, body: dict[str, Any]) -> None:
+        log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
+
+    def _deliver(self, body: dict[str, Any], event: dict[str, Any], *, mention: bool) -> None:
+        made = self.inbound(body, event, via_mention=mention)
+        if made is None or self._handler is None:
+            return
+        inbound, target = made
+        self._spawn(self._handler(inbound, target))
+
+    def inbound(
+        self, body: dict[str, Any], event: dict[str, Any], *, via_mention: bool
+    ) -> tuple[Inbound, SlackTarget] | None:
+        """Normalize one message event; None when it is not someone asking something."""
+        if event.get("subtype") not in _USER_SUBTYPES or event.get("hidden"):
+            return None
+        user = event.get("user")
+        if not user or user == self.bot_user_id:
+            return None
+        if event.get("bot_id") or event.get("bot_profile"):
+            if event.get("bot_id") == self.bot_id or self.options.ignore_bots:
+                return None
+        channel = str(event.get("channel", ""))
+        if not channel:
+            return None
+        ts = str(event.get("ts") or event.get("event_ts") or "")
+        is_dm = event.get("channel_type") == "im" or (
+            "channel_type" not in event and channel.startswith("D")
+        )
+        text = str(event.get("text") or "")
+        mentioned = via_mention or self._mentions_me(text)
+        if not via_mention and mentioned and not is_dm:
+            # The same message also arrives as app_mention: answer that one only.
+            return None
+        thread_ts = event.get("thread_ts")
+        thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
+        workspace = str(body.get("team_id") or event.get("team") or self.team_id or "")
+        inbound = Inbound(
+            platform=self.name,
+            workspace=workspace,
+            channel=channel,
+            user=str(user),
+            text=self._strip_mention(text),
+            message_id=ts,
+            event_id=str(body.get("event_id") or f"{channel}:{ts}"),
+            thread=thread,
+            is_dm=is_dm,
+            mentioned=mentioned,
+            has_attachments=bool(event.get("files")),
+            received_at=time.time(),
+        )
+        address = Address(self.name, workspace, channel, thread)
+        target = SlackTarget(self, address, question_ts=ts, user=str(user), is_dm=is_dm)
+        return inbound, target
+
+    async def _on_command(
+        self, ack: Any, command: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        if self._handler is None:
+            return
+        channel = str(command.get("channel_id", ""))
+        user = str(command.get("user_id", ""))
+        workspace = str(command.get("team_id") or context.team_id or self.team_id or "")
+        is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
+        trigger = str(command.get("trigger_id") or f"{channel}:{user}:{time.time()}")
+        inbound = Inbound(
+            platform=self.name,
+            workspace=workspace,
+            channel=channel,
+            user=user,
+            text=str(command.get("text") or "").strip(),
+            message_id=trigger,
+            event_id=f"command:{trigger}",
+            is_dm=is_dm,
+            command="reset",
+            received_at=time.time(),
+        )
+        address = Address(self.name, workspace, channel, None)
+        target = SlackTarget(
+            self, address, user=user, is_dm=is_dm, response_url=command.get("response_url")
+        )
+        self._spawn(self._handler(inbound, target))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _my_mention(self) -> re.Pattern[str] | None:
+        if not self.bot_user_id:
+            return None
+        return re.compile(rf"<@{re.escape(self.bot_user_id)}(?:\|[^>]*)?>")
+
+    def _mentions_me(self, text: str) -> bool:
+        pattern = self._my_mention()
+        return pattern is not None and pattern.search(text) is not None
+
+    def _strip_mention(self, text: str) -> str:
+        pattern = self._my_mention()
+        if pattern is not None:
+            text = pattern.sub(" ", text)
+        return re.sub(r"[ \t]{2,}", " ", plain_text(text)).strip()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._run(work), name="slack-inbound")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("slack: handler failed")

@@ -1,0 +1,344 @@
+"""Where a Slack reply goes: a thread, answered with chat.postMessage/chat.update or a native stream.
+
+Mode `update` posts a placeholder at once and edits it with mrkdwn text.
+Mode `native` streams Markdown with chat.startStream / appendStream /
+stopStream: an edit whose text extends what was sent appends the difference;
+any other edit stops the stream and replaces the text with chat.update. If
+Slack refuses to start a stream, the target falls back to `update` behaviour
+(Markdown sent as `markdown_text`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge.errors import PlatformError
+from bridge.interfaces import Address, Limits, ReplyTarget, Source
+
+from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
+
+if TYPE_CHECKING:
+    from .platform import SlackPlatform
+
+log = logging.getLogger("chat_bridge.slack")
+
+# Slack rejects chat.update text past this; markdown_text takes more.
+TEXT_LIMIT = 4000
+MARKDOWN_LIMIT = 12000
+# Errors that mean this app or workspace cannot stream at all (not just here).
+_NO_STREAMING = {"unknown_method", "missing_scope", "not_allowed_token_type", "feature_not_enabled"}
+
+
+class SlackRefused(PlatformError):
+    """Slack answered `ok: false`; `error` is Slack's error code (e.g. `msg_too_long`)."""
+
+    def __init__(self, method: str, error: str) -> None:
+        super().__init__(f"Slack refused {method}: {error}")
+        self.method = method
+        self.error = error
+
+
+async def guard(method: str, call: Awaitable[Any]) -> Any:
+    """Await a Web API call, translating slack-sdk and aiohttp errors into PlatformError."""
+    try:
+        return await call
+    except SlackApiError as exc:
+        error = "unknown_error"
+        if exc.response is not None:
+            error = str(exc.response.get("error") or exc.response.status_code)
+        raise SlackRefused(method, error) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise PlatformError(f"Slack could not be reached for {method}") from exc
+
+
+@dataclass(slots=True)
+class _Stream:
+    """A natively streamed message: what was appended, and the newest full text."""
+
+    sent: str = ""
+    full: str = ""
+    open: bool = True
+
+
+def stable_prefix(markdown: str) -> str:
+    """`markdown` without a code fence the renderer closed only for display."""
+    if markdown.endswith("```"):
+        head = markdown[:-3]
+        if head.count("```") % 2 == 1:
+            return head.rstrip("\n")
+    return markdown
+
+
+class SlackTarget(ReplyTarget):
+    """A reply in a Slack conversation (a thread, or a DM's top level)."""
+
+    def __init__(
+        self,
+        platform: SlackPlatform,
+        address: Address,
+        *,
+        question_ts: str | None = None,
+        user: str | None = None,
+        is_dm: bool = False,
+        response_url: str | None = None,
+    ) -> None:
+        self.platform = platform
+        self.address = address
+        self.options = platform.options
+        self.question_ts = question_ts
+        self.user = user
+        self.is_dm = is_dm
+        self.response_url = response_url
+        self.markdown = self.options.mode == "native"
+        # Streams need a thread to live in, and (in channels) the asker to show them to.
+        self._native = (
+            self.markdown
+            and platform.native_ok
+            and address.thread is not None
+            and (is_dm or user is not None)
+        )
+        self._streams: dict[str, _Stream] = {}
+        self._indicator: asyncio.Task[None] | None = None
+        self._status_on = False
+        self._reaction_on = False
+        team, channel = address.workspace, address.channel
+        if self.markdown:
+            post_bucket, post_rate = f"slack:stream:{team}", self.options.stream_rate.rate()
+        else:
+            post_bucket, post_rate = f"slack:post:{team}:{channel}", self.options.post_rate.rate()
+        self.limits = Limits(
+            max_chars=self.options.max_chars,
+            edit_bucket=f"slack:update:{team}",
+            edit_rate=self.options.update_rate.rate(),
+            post_bucket=post_bucket,
+            post_rate=post_rate,
+            begin_posts=True,
+        )
+
+    @property
+    def client(self) -> AsyncWebClient:
+        return self.platform.client
+
+    # ------------------------------------------------------------------ the reply
+
+    async def begin(self) -> str | None:
+        if self.options.thinking != "none":
+            self._indicator = asyncio.create_task(self._thinking_on(), name="slack-thinking")
+        if self._native:
+            ts = await self._start_stream("")
+            if ts is not None:
+                return ts
+        return await self._post(self.options.placeholder)
+
+    async def post(self, text: str) -> str:
+        if self._native:
+            await self._stop_streams()
+            ts = await self._start_stream(text)
+            if ts is not None:
+                return ts
+        return await self._post(text)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        stream = self._streams.get(message_id)
+        if stream is not None and stream.open:
+            stream.full = text
+            stable = stable_prefix(text)
+            if stable.startswith(stream.sent):
+                delta = stable[len(stream.sent) :]
+                if delta:
+                    await guard(
+                        "chat.appendStream",
+                        self.client.chat_appendStream(
+                            channel=self.address.channel, ts=message_id, markdown_text=delta
+                        ),
+                    )
+                    stream.sent = stable
+                return
+            # The text changed behind what was streamed: make it a plain message.
+            await self._stop(message_id, stream, flush=False)
+        await self._update(message_id, text)
+
+    async def end(self) -> None:
+        await self._stop_streams()
+        await self._thinking_off()
+
+    async def status(self, text: str | None) -> None:
+        if self._assistant_thread():
+            await self._set_status(text or "")
+
+    async def notice(self, text: str) -> None:
+        body = markdown_to_mrkdwn(text)
+        channel, thread = self.address.channel, self.address.thread
+        if self.response_url:
+            payload = {"response_type": "ephemeral", "text": body}
+            try:
+                async with self.platform.session.post(self.response_url, json=payload) as resp:
+                    if resp.status < 300:
+                        return
+                    log.warning("slack: response_url answered %s", resp.status)
+            except aiohttp.ClientError:
+                log.warning("slack: response_url unreachable")
+        if self.user:
+            await guard(
+                "chat.postEphemeral",
+                self.client.chat_postEphemeral(
+                    channel=channel, user=self.user, text=body, thread_ts=thread
+                ),
+            )
+            return
+        await guard(
+            "chat.postMessage",
+            self.client.chat_postMessage(channel=channel, thread_ts=thread, text=body),
+        )
+
+    def format_markdown(self, markdown: str) -> str:
+        if self.markdown:
+            return neutralize_markdown(markdown)
+        return markdown_to_mrkdwn(markdown)
+
+    def format_sources(self, sources: Sequence[Source]) -> str:
+        if self.markdown:
+            return markdown_sources(sources)
+        return mrkdwn_sources(sources)
+
+    # ------------------------------------------------------------------ messages
+
+    def _body(self, text: str) -> dict[str, str]:
+        if self.markdown:
+            return {"markdown_text": text[:MARKDOWN_LIMIT]}
+        if len(text) > TEXT_LIMIT:
+            text = text[: TEXT_LIMIT - 1] + "…"
+        return {"text": text}
+
+    async def _post(self, text: str) -> str:
+        resp = await guard(
+            "chat.postMessage",
+            self.client.chat_postMessage(
+                channel=self.address.channel,
+                thread_ts=self.address.thread,
+                unfurl_links=False,
+                unfurl_media=False,
+                **self._body(text),
+            ),
+        )
+        return str(resp["ts"])
+
+    async def _update(self, message_id: str, text: str) -> None:
+        call = self.client.chat_update
+        channel = self.address.channel
+        try:
+            await guard("chat.update", call(channel=channel, ts=message_id, **self._body(text)))
+        except SlackRefused as exc:
+            if exc.error != "streaming_state_conflict":
+                raise
+            # A stream left open (by an earlier process): close it, then edit.
+            await guard("chat.stopStream", self.client.chat_stopStream(channel=channel, ts=message_id))
+            await guard("chat.update", call(channel=channel, ts=message_id, **self._body(text)))
+
+    # ------------------------------------------------------------------ native streams
+
+    async def _start_stream(self, text: str) -> str | None:
+        """Start a stream showing `text`; None (and fall back) if Slack refuses."""
+        stable = stable_prefix(text)
+        recipient: dict[str, str] = {}
+        if not self.is_dm and self.user:
+            recipient = {"recipient_team_id": self.address.workspace, "recipient_user_id": self.user}
+        try:
+            resp = await guard(
+                "chat.startStream",
+                self.client.chat_startStream(
+                    channel=self.address.channel,
+                    thread_ts=self.address.thread or "",
+                    markdown_text=stable or None,
+                    **recipient,
+                ),
+            )
+        except SlackRefused as exc:
+            if exc.error == "ratelimited":
+                raise
+            self._native = False
+            if exc.error in _NO_STREAMING:
+                self.platform.native_ok = False
+            log.warning("slack: streaming refused (%s); answering with chat.update", exc.error)
+            return None
+        ts = str(resp["ts"])
+        self._streams[ts] = _Stream(sent=stable, full=text)
+        return ts
+
+    async def _stop(self, ts: str, stream: _Stream, *, flush: bool = True) -> None:
+        stream.open = False
+        rest: str | None = None
+        if flush and stream.full.startswith(stream.sent):
+            rest = stream.full[len(stream.sent) :] or None
+        await guard(
+            "chat.stopStream",
+            self.client.chat_stopStream(channel=self.address.channel, ts=ts, markdown_text=rest),
+        )
+        if flush and rest is None and stream.full != stream.sent and stream.full:
+            await self._update(ts, stream.full)
+
+    async def _stop_streams(self) -> None:
+        for ts, stream in list(self._streams.items()):
+            if stream.open:
+                await self._stop(ts, stream)
+
+    # ------------------------------------------------------------------ "thinking"
+
+    def _assistant_thread(self) -> bool:
+        return self.is_dm and self.address.thread is not None
+
+    async def _thinking_on(self) -> None:
+        mode = self.options.thinking
+        if mode == "status" or (mode == "auto" and self._assistant_thread()):
+            if self.address.thread is not None and await self._set_status("is thinking…"):
+                self._status_on = True
+                return
+        if mode in ("auto", "reaction") and self.question_ts:
+            try:
+                await self.platform.decor.reactions_add(
+                    channel=self.address.channel,
+                    timestamp=self.question_ts,
+                    name=self.options.thinking_reaction,
+                )
+                self._reaction_on = True
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                log.debug("slack: reaction not added: %s", type(exc).__name__)
+
+    async def _thinking_off(self) -> None:
+        if self._indicator is not None:
+            await self._indicator
+            self._indicator = None
+        if self._status_on:
+            self._status_on = False
+            await self._set_status("")
+        if self._reaction_on:
+            self._reaction_on = False
+            try:
+                await self.platform.decor.reactions_remove(
+                    channel=self.address.channel,
+                    timestamp=self.question_ts or "",
+                    name=self.options.thinking_reaction,
+                )
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                log.debug("slack: reaction not removed: %s", type(exc).__name__)
+
+    async def _set_status(self, status: str) -> bool:
+        """Best effort: the assistant "is thinking…" line; False if Slack refused."""
+        if self.address.thread is None:
+            return False
+        try:
+            await self.platform.decor.assistant_threads_setStatus(
+                channel_id=self.address.channel, thread_ts=self.address.thread, status=status
+            )
+            return True
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("slack: status not set: %s", type(exc).__name__)
+            return False
