@@ -1,0 +1,23 @@
+# chat-bridge: docker build -t chat-bridge . && docker run -v $PWD/config.yaml:/config/config.yaml:ro -v chat-bridge-data:/data --env-file .env chat-bridge
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bridge ./bridge
+COPY adapters ./adapters
+RUN pip install . && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin bridge \
+    && mkdir -p /data /config && chown bridge:bridge /data
+
+USER bridge
+VOLUME ["/data"]
+EXPOSE 8080
+
+# The config's http.listen must be reachable inside the container (the default 127.0.0.1:8080 is).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"
+
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["chat-bridge"]
+CMD ["run", "-c", "/config/config.yaml"]
