@@ -209,6 +209,44 @@ class NDJSONParser:
         return values
 
 
+class DataLineParser:
+    """Line-oriented reading of a stream whose lines may or may not be SSE.
+
+    Returns each line's payload: the value of a `data:` line, or a bare line
+    as it is. Blank lines, `:` comments and the other SSE fields (`event:`,
+    `id:`, `retry:`) are skipped. For APIs that send `{"json"}` lines with or
+    without the `data: ` prefix; each payload is one line.
+    """
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES, *, backend: str | None = None) -> None:
+        self._lines = LineSplitter(max_line, backend=backend)
+
+    def feed(self, chunk: bytes) -> list[str]:
+        return _payloads(self._lines.feed(chunk))
+
+    def close(self) -> list[str]:
+        return _payloads(self._lines.close())
+
+
+def _payloads(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            value = line[6:] if line[5:6] == " " else line[5:]
+            if value and not value.isspace():
+                out.append(value)
+        elif not line or line[0] == ":" or line.startswith(_SSE_FIELDS) or line.isspace():
+            continue
+        else:
+            out.append(line)
+    return out
+
+
+_SSE_FIELDS = ("event:", "id:", "retry:")
+
+
 def json_or_none(text: str, backend: str | None = None) -> Any:
     """Parse one JSON text; a malformed one is logged and gives None."""
     try:

@@ -5,14 +5,49 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 import httpx
 import pytest_asyncio
 
+from adapters.registry import REGISTRY
 from bridge.errors import ChatAPIError
 from bridge.interfaces import ChatAPI, ChatEvent, ChatRequest, Done, Token
+from tests.fakes.chatapi import FakeChatAPI
 
 FAST_RETRIES = {"attempts": 3, "backoff": 0.01, "max_backoff": 0.02}
+
+# The options each dialect needs beyond url, api_key and retries.
+REQUIRED: dict[str, dict[str, Any]] = {
+    "chatmount": {},
+    "ndjson": {},
+    "chaturdata": {},
+    "bot-messages": {"bot_slug": "taxson"},
+    "openai": {"model": "test-model"},
+}
+
+
+def make(kind: str, fake: FakeChatAPI, client: httpx.AsyncClient, **options: Any) -> ChatAPI:
+    """A dialect from a config block, as the core builds it, pointed at the fake."""
+    block = {
+        "kind": kind,
+        "url": fake.endpoint(kind),
+        "api_key": fake.api_key,
+        "retries": FAST_RETRIES,
+        **REQUIRED[kind],
+        **options,
+    }
+    cls = REGISTRY.dialects[kind]()
+    opts = cls.Options.model_validate(block)
+    if kind == "chaturdata":
+        opts = opts.model_copy(update={"poll_interval": 0.02})
+    return cls("bot", opts, client)
+
+
+def ask(api: ChatAPI, message: str = "What are your hours?", **kw: Any) -> ChatRequest:
+    """A request as the relay makes it for the first message of a conversation."""
+    session = api.new_session() if api.stateful and api.client_sessions else None
+    return ChatRequest(message=message, session=session, user_id="slack:T1:U1", **kw)
 
 
 @pytest_asyncio.fixture

@@ -433,7 +433,7 @@ class FakeChatAPI:
         return {
             "id": _id("msg"),
             "object": "thread.message",
-            "created_at": int(time.time()),
+            "created_at": int(time.time()) + next(self._ids),
             "role": role,
             "content": [{"type": "text", "text": {"value": text, "annotations": annotations}}],
         }

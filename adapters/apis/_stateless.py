@@ -1,0 +1,51 @@
+"""Options and request pieces shared by the stateless dialects (the bridge keeps the history)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from adapters.apis._http import HTTPOptions
+from bridge.interfaces import ChatRequest
+
+
+class StatelessOptions(HTTPOptions):
+    """History, system prompt and end-user id handling.
+
+    `history` is in turns (a question and its answer); the relay keeps
+    2*history messages. `user_id`: `hashed` sends an HMAC-SHA256 of the
+    platform user id keyed with `user_id_key` (default: the API key, else the
+    backend's URL), `raw` sends it as is, `none` sends nothing.
+    """
+
+    history: int = Field(20, ge=0, le=500)
+    system_prompt: str | None = None
+    user_id: Literal["hashed", "raw", "none"] = "hashed"
+    user_id_key: SecretStr | None = None
+
+
+def chat_messages(req: ChatRequest, options: StatelessOptions) -> list[dict[str, str]]:
+    """`[{role, content}, ...]`: the system prompt, the kept history, then the question."""
+    messages: list[dict[str, str]] = []
+    if options.system_prompt:
+        messages.append({"role": "system", "content": options.system_prompt})
+    keep = 2 * options.history
+    history = req.history[-keep:] if keep else ()
+    messages.extend({"role": turn.role, "content": turn.content} for turn in history)
+    messages.append({"role": "user", "content": req.message})
+    return messages
+
+
+def end_user(req: ChatRequest, options: StatelessOptions) -> str | None:
+    """The end-user id to send, per the `user_id` option."""
+    if req.user_id is None or options.user_id == "none":
+        return None
+    if options.user_id == "raw":
+        return req.user_id
+    secret = options.user_id_key or options.api_key
+    key = secret.get_secret_value() if secret is not None else options.url
+    digest = hmac.new(key.encode(), req.user_id.encode(), hashlib.sha256).hexdigest()
+    return f"u-{digest[:32]}"

@@ -1,0 +1,102 @@
+"""The bot-messages API: `POST /v1/chat` with `{bot_uid | bot_slug, messages, stream, user_id}`.
+
+Stateless: the bridge sends the history as `messages`. The stream is lines of
+`{"content": ...}` then `[DONE]`, each with or without an SSE `data: ` prefix;
+the non-streamed answer is one `{"content": ...}`. Validation errors come back
+as 422 with FastAPI's `detail[]`, turned into a message naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Literal
+
+from pydantic import model_validator
+
+from adapters.apis._http import HTTPDialect
+from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
+from adapters.apis._wire import DataLineParser, json_or_none
+from bridge.errors import APIReportedError, CutOff, ProtocolError
+from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
+
+log = logging.getLogger("adapters.apis")
+
+
+class BotMessagesOptions(StatelessOptions):
+    """`backends.<name>` with `kind: bot-messages`; exactly one of bot_uid / bot_slug."""
+
+    kind: Literal["bot-messages"] = "bot-messages"
+    bot_uid: str | None = None
+    bot_slug: str | None = None
+    stream: bool = True
+
+    @model_validator(mode="after")
+    def _one_bot(self) -> BotMessagesOptions:
+        if bool(self.bot_uid) == bool(self.bot_slug):
+            which = "both are set" if self.bot_uid else "neither is set"
+            raise ValueError(f"set exactly one of bot_uid or bot_slug ({which})")
+        return self
+
+
+class BotMessages(HTTPDialect):
+    """The bot-messages chat API (stateless; the bridge keeps the history)."""
+
+    kind: ClassVar[str] = "bot-messages"
+    stateful: ClassVar[bool] = False
+    streams: ClassVar[bool] = True
+    client_sessions: ClassVar[bool] = False
+    Options: ClassVar[type[BotMessagesOptions]] = BotMessagesOptions
+    options: BotMessagesOptions
+
+    def error_text(self, body: Any) -> str | None:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if isinstance(detail, list):
+            parts = [_describe(item) for item in detail if isinstance(item, dict)]
+            return "; ".join(p for p in parts if p) or None
+        return super().error_text(body)
+
+    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+        opts = self.options
+        body: dict[str, Any] = {"stream": opts.stream, "messages": chat_messages(req, opts)}
+        if opts.bot_uid:
+            body["bot_uid"] = opts.bot_uid
+        else:
+            body["bot_slug"] = opts.bot_slug
+        user = end_user(req, opts)
+        if user:
+            body["user_id"] = user
+        if not opts.stream:
+            answer = await self._request_json("POST", opts.url, json=body)
+            if not isinstance(answer, dict) or not isinstance(answer.get("content"), str):
+                raise ProtocolError(
+                    "The assistant's answer could not be read (no content in it).",
+                    backend=self.name,
+                )
+            yield Token(answer["content"])
+            yield Done(text=answer["content"])
+            return
+
+        parser = DataLineParser(backend=self.name)
+        async for payload in self._stream(parser, "POST", opts.url, json=body):
+            if payload == "[DONE]":
+                yield Done()
+                return
+            chunk = json_or_none(payload, self.name)
+            if not isinstance(chunk, dict):
+                continue
+            text = chunk.get("content")
+            if isinstance(text, str):
+                if text:
+                    yield Token(text)
+            elif "error" in chunk or "detail" in chunk:
+                raise APIReportedError(self._scrub(self.error_text(chunk)), backend=self.name)
+        raise CutOff(backend=self.name)
+
+
+def _describe(item: dict[str, Any]) -> str:
+    """`{"loc": ["body", "stream"], "msg": "field required"}` -> "stream: field required"."""
+    loc = item.get("loc")
+    parts = [str(p) for p in loc if p not in ("body", "__root__")] if isinstance(loc, list) else []
+    msg = str(item.get("msg") or "invalid")
+    return f"{'.'.join(parts)}: {msg}" if parts else msg

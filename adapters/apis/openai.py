@@ -1,0 +1,124 @@
+"""OpenAI-compatible chat completions: `POST {url}/chat/completions` with `stream: true`.
+
+Serves OpenAI and the servers that copy its API (Ollama, vLLM, LiteLLM,
+OpenRouter, ...). Stateless: the bridge sends the history. Streamed chunks
+carry `choices[0].delta.content`; the stream ends with `data: [DONE]`. Plain
+httpx, no client library.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from adapters.apis._http import HTTPDialect
+from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
+from adapters.apis._wire import SSEParser, json_or_none
+from bridge.errors import APIReportedError, CutOff, ProtocolError
+from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
+
+log = logging.getLogger("adapters.apis")
+
+_PATH = "/chat/completions"
+
+
+class OpenAIOptions(StatelessOptions):
+    """`backends.<name>` with `kind: openai`. `url` is the API base (…/v1)."""
+
+    kind: Literal["openai"] = "openai"
+    url: str = "https://api.openai.com/v1"
+    model: str = Field(min_length=1)
+    stream: bool = True
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    user_id: Literal["hashed", "raw", "none"] = "none"
+
+
+class OpenAICompatible(HTTPDialect):
+    """An OpenAI-compatible chat-completions server (stateless)."""
+
+    kind: ClassVar[str] = "openai"
+    stateful: ClassVar[bool] = False
+    streams: ClassVar[bool] = True
+    client_sessions: ClassVar[bool] = False
+    Options: ClassVar[type[OpenAIOptions]] = OpenAIOptions
+    options: OpenAIOptions
+
+    @property
+    def endpoint(self) -> str:
+        url = self.options.url.rstrip("/")
+        return url if url.endswith(_PATH) else url + _PATH
+
+    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+        opts = self.options
+        body: dict[str, Any] = {
+            "model": opts.model,
+            "messages": chat_messages(req, opts),
+            "stream": opts.stream,
+        }
+        if opts.temperature is not None:
+            body["temperature"] = opts.temperature
+        if opts.max_tokens is not None:
+            body["max_tokens"] = opts.max_tokens
+        user = end_user(req, opts)
+        if user:
+            body["user"] = user
+        if not opts.stream:
+            answer = await self._request_json("POST", self.endpoint, json=body)
+            text = _message_text(answer)
+            if text is None:
+                raise ProtocolError(
+                    "The assistant's answer could not be read (no choices in it).",
+                    backend=self.name,
+                )
+            yield Token(text)
+            yield Done(text=text, usage=_usage(answer))
+            return
+
+        finished = False
+        usage: dict[str, Any] | None = None
+        parser = SSEParser(backend=self.name)
+        async for sse in self._stream(parser, "POST", self.endpoint, json=body):
+            if sse.data.strip() == "[DONE]":
+                yield Done(usage=usage)
+                return
+            chunk = json_or_none(sse.data, self.name)
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                raise APIReportedError(self._scrub(self.error_text(chunk)), backend=self.name)
+            usage = _usage(chunk) or usage
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(text, str) and text:
+                    yield Token(text)
+                if choice.get("finish_reason"):
+                    finished = True
+        if finished:
+            # Some compatible servers close the stream without `[DONE]`;
+            # a finish_reason already said the answer is complete.
+            yield Done(usage=usage)
+            return
+        raise CutOff(backend=self.name)
+
+
+def _message_text(answer: Any) -> str | None:
+    if not isinstance(answer, dict):
+        return None
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    text = message.get("content") if isinstance(message, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def _usage(data: Any) -> dict[str, Any] | None:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return dict(usage) if isinstance(usage, dict) else None

@@ -1,0 +1,94 @@
+"""The OpenAI-compatible dialect against the fake server.
+
+Shared streaming behaviour (timeouts, cut-off, retries, cancellation, 401/429/5xx,
+malformed lines) is in test_streaming_common.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.apis.openai import OpenAICompatible
+from bridge.errors import APIReportedError, BadRequest
+from bridge.interfaces import ChatRequest, Turn
+from tests.apis.helpers import (
+    ask,
+    collect,
+    collect_until_error,
+    done_of,
+    http,  # noqa: F401
+    make,
+    text_of,
+)
+from tests.fakes.chatapi import fake_chat_api  # noqa: F401
+
+
+async def test_request_shape_and_stream(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["Hi", " there"])
+    api = make("openai", fake_chat_api, http, system_prompt="Be brief.", temperature=0.2)
+    events = await collect(api, ask(api, "Hello?"))
+    assert text_of(events) == "Hi there"
+    assert done_of(events).text is None
+
+    sent = fake_chat_api.requests[0]
+    assert sent.path == "/openai/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {fake_chat_api.api_key}"
+    assert sent.json == {
+        "model": "test-model",
+        "stream": True,
+        "temperature": 0.2,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hello?"},
+        ],
+    }
+
+
+async def test_multi_turn_sends_the_history(fake_chat_api, http):
+    api = make("openai", fake_chat_api, http, user_id="hashed")
+    history = (Turn("user", "Hello?"), Turn("assistant", "Hi there"))
+    await collect(api, ChatRequest(message="And you?", history=history, user_id="slack:T1:U1"))
+    body = fake_chat_api.requests[0].json
+    assert [m["content"] for m in body["messages"]] == ["Hello?", "Hi there", "And you?"]
+    assert body["user"].startswith("u-")
+
+
+async def test_full_endpoint_url_is_used_as_is(fake_chat_api, http):
+    url = fake_chat_api.url + "/openai/v1/chat/completions/"
+    api = make("openai", fake_chat_api, http, url=url)
+    await collect(api, ask(api))
+    assert fake_chat_api.requests[0].path == "/openai/v1/chat/completions"
+
+
+async def test_non_streaming_answer(fake_chat_api, http):
+    fake_chat_api.enqueue(final="Whole answer.", usage={"prompt_tokens": 3, "completion_tokens": 2})
+    api = make("openai", fake_chat_api, http, stream=False, max_tokens=50)
+    events = await collect(api, ask(api))
+    done = done_of(events)
+    assert done.text == "Whole answer."
+    assert done.usage == {"prompt_tokens": 3, "completion_tokens": 2}
+    assert fake_chat_api.requests[0].json["max_tokens"] == 50
+
+
+async def test_400_carries_the_api_message(fake_chat_api, http):
+    api = make("openai", fake_chat_api, http)
+    api.options = api.options.model_copy(update={"model": ""})  # the server requires one
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, BadRequest)
+    assert exc.message == "you must provide a model parameter"
+
+
+async def test_error_chunk_mid_stream(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["half", " never"], error_after=1, error="overloaded")
+    api = make("openai", fake_chat_api, http)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "half"
+    assert isinstance(exc, APIReportedError) and exc.message == "overloaded"
+
+
+def test_options():
+    with pytest.raises(ValueError, match="model"):
+        OpenAICompatible.Options.model_validate({"kind": "openai"})
+    options = OpenAICompatible.Options.model_validate({"kind": "openai", "model": "llama3"})
+    assert options.url == "https://api.openai.com/v1"
+    assert options.api_key is None and options.user_id == "none" and options.history == 20

@@ -1,0 +1,160 @@
+"""What every streaming dialect must do, run against each one's fake endpoint.
+
+ChatMount has the same cases in its own file; chaturdata polls instead of
+streaming and has its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.errors import CutOff, RateLimited, TimedOut, Unauthorized, Unavailable
+from bridge.interfaces import ChatAPI, Done, Token
+from tests.apis.helpers import (
+    ask,
+    cancel_mid_stream,
+    collect,
+    collect_until_error,
+    done_of,
+    http,  # noqa: F401
+    make,
+    text_of,
+)
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+
+
+@dataclass
+class Variant:
+    kind: str
+    fake: FakeChatAPI
+    client: httpx.AsyncClient
+    script: dict[str, Any]
+
+    def api(self, **options: Any) -> ChatAPI:
+        return make(self.kind, self.fake, self.client, **options)
+
+    def enqueue(self, **script: Any) -> None:
+        self.fake.enqueue(**{**self.script, **script})
+
+
+VARIANTS = {
+    "ndjson": ("ndjson", {}),
+    "bot-messages": ("bot-messages", {}),
+    "bot-messages-bare-lines": ("bot-messages", {"bare": True}),
+    "openai": ("openai", {}),
+}
+
+
+@pytest.fixture(params=list(VARIANTS))
+def dialect(request, fake_chat_api, http) -> Variant:
+    kind, script = VARIANTS[request.param]
+    return Variant(kind, fake_chat_api, http, script)
+
+
+async def test_happy_path_streams_every_token(dialect):
+    dialect.enqueue(tokens=["To", " pay", " taxes", ","], token_delay=0.01)
+    api = dialect.api()
+    events = await collect(api, ask(api))
+    assert [e.text for e in events if isinstance(e, Token)] == ["To", " pay", " taxes", ","]
+    done_of(events)
+
+
+async def test_malformed_line_is_logged_and_skipped(dialect, caplog):
+    dialect.enqueue(tokens=["a", "b", "c"], malformed_after=2)
+    api = dialect.api()
+    events = await collect(api, ask(api))
+    assert text_of(events) == "abc"
+    assert isinstance(events[-1], Done)
+    assert "malformed stream line" in caplog.text
+    assert dialect.fake.api_key not in caplog.text
+
+
+async def test_stream_ending_without_terminal_event_is_cut_off(dialect):
+    dialect.enqueue(tokens=["par", "tial", " lost"], cut_after=2)
+    api = dialect.api()
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "partial"
+    assert isinstance(exc, CutOff)
+    assert exc.backend == "bot"
+
+
+async def test_slow_stream_hits_the_idle_timeout(dialect):
+    dialect.enqueue(tokens=["quick", " slow"], token_delay=5.0)
+    api = dialect.api(timeouts={"idle": 0.3})
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "quick"
+    assert isinstance(exc, TimedOut)
+    assert len(dialect.fake.requests) == 1
+    await dialect.fake.wait_disconnects(1)
+
+
+async def test_slow_first_byte_times_out(dialect):
+    dialect.enqueue(first_delay=5.0)
+    api = dialect.api(timeouts={"connect": 0.2, "first_byte": 0.2})
+    seen, exc = await collect_until_error(api, ask(api))
+    assert not any(isinstance(e, Token) for e in seen)
+    assert isinstance(exc, TimedOut)
+    assert "did not answer within 0.4 s" in exc.user_message
+
+
+async def test_cancellation_mid_stream_closes_the_connection(dialect):
+    dialect.enqueue(tokens=["first", " second"], hang_after=1)
+    api = dialect.api()
+    seen = await cancel_mid_stream(api, ask(api))
+    assert text_of(seen) == "first"
+    await dialect.fake.wait_disconnects(1)
+    assert dialect.fake.disconnects == 1
+
+
+async def test_5xx_is_retried_before_any_text(dialect):
+    dialect.enqueue(status=500)
+    dialect.enqueue(status=503)
+    dialect.enqueue(tokens=["ok"])
+    api = dialect.api()
+    events = await collect(api, ask(api))
+    assert text_of(events) == "ok"
+    assert len(dialect.fake.requests) == 3
+    assert dialect.fake.requests[0].json == dialect.fake.requests[2].json
+
+
+async def test_5xx_exhausted_is_unavailable(dialect):
+    for _ in range(3):
+        dialect.enqueue(status=502)
+    api = dialect.api()
+    _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is Unavailable
+    assert exc.status == 502
+    assert len(dialect.fake.requests) == 3
+
+
+async def test_dropped_connection_after_text_is_not_retried(dialect):
+    dialect.enqueue(tokens=["one", " two", " three"], drop_after=2)
+    dialect.enqueue(tokens=["must not be asked"])
+    api = dialect.api()
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "one two"
+    assert isinstance(exc, CutOff)
+    assert len(dialect.fake.requests) == 1
+
+
+async def test_429_honours_retry_after(dialect):
+    dialect.enqueue(status=429, retry_after=42)
+    api = dialect.api()
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, RateLimited)
+    assert exc.status == 429
+    assert exc.retry_at is not None and 40 <= exc.retry_at - time.time() <= 43
+    assert len(dialect.fake.requests) == 1
+
+
+async def test_401_is_unauthorized_and_hides_the_key(dialect):
+    api = dialect.api(api_key="wrong-key-0123456789")
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, Unauthorized)
+    assert exc.status == 401 and exc.backend == "bot"
+    assert "wrong-key" not in str(exc)
