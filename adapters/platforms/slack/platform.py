@@ -158,6 +158,13 @@ class SlackPlatform(Platform):
             ) from exc
         await socket.connect_async()
 
+    async def stop_receiving(self) -> None:
+        """Take no more events (the daemon is draining); Slack sends them elsewhere or retries."""
+        self._handler = None
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+
     @property
     def connected(self) -> bool:
         if self._handler is None or self._closed:
@@ -171,10 +178,7 @@ class SlackPlatform(Platform):
         if self._closed:
             return
         self._closed = True
-        self._handler = None
-        if self._socket is not None:
-            await self._socket.close_async()
-            self._socket = None
+        await self.stop_receiving()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -1,0 +1,120 @@
+"""Markdown -> Slack mrkdwn, and mention neutralization."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.platforms.slack.mrkdwn import (
+    WORD_JOINER,
+    markdown_sources,
+    markdown_to_mrkdwn,
+    mrkdwn_sources,
+    neutralize_markdown,
+)
+from adapters.platforms.slack.platform import plain_text
+from bridge.interfaces import Source
+from tests.fakes.slack import pings_in
+
+J = WORD_JOINER
+
+
+@pytest.mark.parametrize(
+    ("markdown", "mrkdwn"),
+    [
+        ("**bold** and __also__", "*bold* and *also*"),
+        ("*italic* and _this_", "_italic_ and _this_"),
+        ("***both***", "*_both_*"),
+        ("~~gone~~", "~gone~"),
+        ("[the docs](https://example.com/a?b=1&c=2)", "<https://example.com/a?b=1&amp;c=2|the docs>"),
+        ("![diagram](https://example.com/d.png)", "<https://example.com/d.png|diagram>"),
+        ("<https://example.com>", "<https://example.com>"),
+        ("[**bold** label](https://x.example)", "<https://x.example|bold label>"),
+        ("[local](/relative/path)", "local (/relative/path)"),
+        ("[x](javascript:alert(1))", "x (javascript:alert(1))"),
+        ("# Title", "*Title*"),
+        ("### A **strong** heading", "*A strong heading*"),
+        ("- one\n- two", "• one\n• two"),
+        ("* one\n  * nested", "• one\n  ◦ nested"),
+        ("- [x] done\n- [ ] todo", "• ☑ done\n• ☐ todo"),
+        ("1. first\n2) second", "1. first\n2. second"),
+        ("> quoted **text**", "> quoted *text*"),
+        ("---", "──────────"),
+        ("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d"),
+        ("`a <b> **c**`", "`a &lt;b&gt; **c**`"),
+        ("snake_case_name stays", "snake_case_name stays"),
+        ("2 * 3 * 4", "2 * 3 * 4"),
+        (r"\*not italic\*", "*not italic*"),
+    ],
+)
+def test_inline_and_block_markup(markdown: str, mrkdwn: str) -> None:
+    assert markdown_to_mrkdwn(markdown) == mrkdwn
+
+
+def test_code_block_is_kept_escaped_without_language() -> None:
+    markdown = "Run:\n```python\nif a < b and c:\n    print('**x**')\n```\nDone."
+    assert markdown_to_mrkdwn(markdown) == (
+        "Run:\n```\nif a &lt; b and c:\n    print('**x**')\n```\nDone."
+    )
+
+
+def test_unclosed_code_block_is_closed() -> None:
+    assert markdown_to_mrkdwn("```\nhalf") == "```\nhalf\n```"
+
+
+def test_table_becomes_preformatted() -> None:
+    table = "| a | b |\n|---|---|\n| 1 | 2 |"
+    assert markdown_to_mrkdwn(table) == "```\n| a | b |\n|---|---|\n| 1 | 2 |\n```"
+
+
+def test_slack_mentions_from_the_api_are_neutralized() -> None:
+    text = markdown_to_mrkdwn("Hey <!channel> and <!here|here>, <@U0123ABCD> <!subteam^S1|@devs> @everyone")
+    assert pings_in(text) == []
+    assert "<!" not in text and "<@" not in text
+    assert f"@{J}channel" in text and f"@{J}here" in text and f"@{J}everyone" in text
+    assert f"@{J}U0123ABCD" in text and "@devs" in text
+
+
+def test_mentions_in_code_are_escaped_not_live() -> None:
+    text = markdown_to_mrkdwn("`<!here>` and\n```\n<!channel> @here\n```")
+    assert pings_in(text) == []
+
+
+def test_mentions_in_link_labels_are_neutralized() -> None:
+    text = markdown_to_mrkdwn("[@here](https://x.example) <https://y.example|@channel>")
+    assert pings_in(text) == []
+    assert f"|@{J}here>" in text and f"|@{J}channel>" in text
+
+
+def test_native_markdown_keeps_markdown_and_defuses_mentions() -> None:
+    text = neutralize_markdown("**Hi** <!everyone> @here [a](https://a.example)")
+    assert text == f"**Hi** @{J}everyone @{J}here [a](https://a.example)"
+    assert pings_in(text) == []
+
+
+def test_sources_line() -> None:
+    sources = [Source("https://a.example/1", "One & <Two>"), Source("https://b.example/x|y", "")]
+    assert mrkdwn_sources(sources) == (
+        "_Sources:_ <https://a.example/1|One &amp; &lt;Two&gt;> · <https://b.example/x%7Cy|b.example>"
+    )
+    assert markdown_sources(sources[:1]) == "_Sources:_ [One & <Two>](https://a.example/1)"
+    assert mrkdwn_sources([]) == ""
+
+
+def test_question_text_is_made_plain() -> None:
+    assert plain_text("see <https://a.example|the page> &amp; <#C1|general> cc <@U1>") == (
+        "see the page & #general cc @U1"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("<>!@&*_~`[]()#|-\n hereUCchanl0123:/.")), max_size=80))
+def test_no_output_ever_pings(markdown: str) -> None:
+    text = markdown_to_mrkdwn(markdown)
+    assert pings_in(text) == []
+    # Every < left in the output opens a link the converter made itself.
+    assert not re.search(r"<(?!https?://|mailto:)", text)
+    assert pings_in(neutralize_markdown(markdown)) == []

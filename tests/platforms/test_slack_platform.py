@@ -1,0 +1,536 @@
+"""The Slack adapter against the fake Slack: what it delivers, and how its targets answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget
+from adapters.registry import REGISTRY
+from bridge.config import parse_config
+from bridge.errors import ConfigError, PlatformError
+from bridge.http import HttpServer
+from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
+from tests.fakes.slack import FakeSlack, fake_slack  # noqa: F401
+
+CHANNEL = "C0GENERAL1"
+DM = "D0DIRECT01"
+
+
+class Inbox:
+    """A platform handler that records what it is given."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Inbound, SlackTarget]] = []
+        self._changed = asyncio.Event()
+
+    async def __call__(self, inbound: Inbound, target: ReplyTarget) -> None:
+        assert isinstance(target, SlackTarget)
+        self.items.append((inbound, target))
+        self._changed.set()
+
+    @property
+    def inbound(self) -> list[Inbound]:
+        return [i for i, _ in self.items]
+
+    async def wait(self, n: int, timeout: float = 5.0) -> list[Inbound]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.items) < n:
+            self._changed.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"expected {n} deliveries, got {len(self.items)}")
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+        return self.inbound
+
+
+def options(fake: FakeSlack, http: bool = False, **kw: Any) -> SlackOptions:
+    mode = {"signing_secret": fake.signing_secret} if http else {"app_token": fake.app_token}
+    return SlackOptions(bot_token=fake.bot_token, api_url=fake.url, **mode, **kw)
+
+
+async def started(fake: FakeSlack, inbox: Inbox, **kw: Any) -> SlackPlatform:
+    platform = SlackPlatform(PlatformContext(options=options(fake, **kw)))
+    await platform.start(inbox)
+    await fake.wait_socket()
+    return platform
+
+
+@pytest.fixture
+async def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+async def socket_platform(fake_slack: FakeSlack, inbox: Inbox) -> AsyncIterator[SlackPlatform]:
+    platform = await started(fake_slack, inbox)
+    try:
+        yield platform
+    finally:
+        await platform.aclose()
+
+
+async def deliver(fake: FakeSlack, bodies: list[dict[str, Any]]) -> None:
+    """Send event bodies over Socket Mode and wait until each is acknowledged."""
+    for body in bodies:
+        await fake.wait_ack(await fake.send_envelope("events_api", body))
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_options_need_exactly_one_mode() -> None:
+    with pytest.raises(ValidationError, match="set slack.app_token"):
+        SlackOptions(bot_token="xoxb-1")
+    with pytest.raises(ValidationError, match="not both"):
+        SlackOptions(bot_token="xoxb-1", app_token="xapp-1", signing_secret="s")
+    # `${SLACK_APP_TOKEN:-}` left empty counts as unset.
+    opts = SlackOptions(bot_token="xoxb-1", app_token="", signing_secret="s")
+    assert not opts.socket_mode
+
+
+def test_options_catch_swapped_tokens_without_echoing_them() -> None:
+    text = """
+backends: {docs: {kind: chatmount, url: "http://127.0.0.1:9/v1/chat", api_key: k}}
+slack: {bot_token: "${BOT}", app_token: "${APP}"}
+routes: [{platform: slack, backend: docs}]
+"""
+    env = {"BOT": "xapp-secret-value", "APP": "xoxb-other-secret"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env=env, registry=REGISTRY)
+    message = str(caught.value)
+    assert caught.value.path == "slack.bot_token"
+    assert "app-level token" in message
+    assert "secret-value" not in message and "other-secret" not in message
+    with pytest.raises(ConfigError, match="exactly|set slack.app_token") as missing:
+        parse_config(text.replace(', app_token: "${APP}"', ""), env={"BOT": "xoxb-1"},
+                     registry=REGISTRY)
+    assert missing.value.path == "slack"
+
+
+def test_options_defaults_are_slacks_real_limits() -> None:
+    opts = SlackOptions(bot_token="xoxb-1", app_token="xapp-1")
+    assert opts.mode == "update" and opts.ignore_bots and opts.reset_command == "/chat-reset"
+    assert (opts.update_rate.count, opts.update_rate.per) == (50, 60)
+    assert (opts.post_rate.count, opts.post_rate.per) == (1, 1.0)
+    assert opts.max_chars == 3900 and opts.api_url == "https://slack.com/api/"
+    with pytest.raises(ValidationError, match="slash command"):
+        SlackOptions(bot_token="xoxb-1", app_token="xapp-1", reset_command="reset")
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+async def test_bad_bot_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
+    opts = SlackOptions(bot_token="xoxb-wrong-secret", app_token=fake_slack.app_token, api_url=fake_slack.url)
+    platform = SlackPlatform(PlatformContext(options=opts))
+    with pytest.raises(PlatformError, match="invalid_auth") as caught:
+        await platform.start(Inbox())
+    assert "wrong-secret" not in str(caught.value)
+    await platform.aclose()
+
+
+async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
+    opts = SlackOptions(bot_token=fake_slack.bot_token, app_token="xapp-wrong-secret", api_url=fake_slack.url)
+    platform = SlackPlatform(PlatformContext(options=opts))
+    with pytest.raises(PlatformError, match="SLACK_APP_TOKEN") as caught:
+        await platform.start(Inbox())
+    assert "wrong-secret" not in str(caught.value)
+    assert not platform.connected
+    await platform.aclose()
+
+
+async def test_http_mode_needs_the_listener(fake_slack: FakeSlack) -> None:
+    with pytest.raises(PlatformError, match="http.listen"):
+        SlackPlatform(PlatformContext(options=options(fake_slack, http=True)))
+
+
+# --------------------------------------------------------------------------- inbound
+
+
+async def test_mention_in_channel_is_delivered_once(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    bodies = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> how do I  deploy?")
+    assert [b["event"]["type"] for b in bodies] == ["message", "app_mention"]
+    await deliver(fake_slack, bodies)
+    [msg] = await inbox.wait(1)
+    assert socket_platform.connected
+    root = bodies[0]["event"]["ts"]
+    assert msg == Inbound(
+        platform="slack",
+        workspace=fake_slack.team_id,
+        channel=CHANNEL,
+        user="U0USER001",
+        text="how do I deploy?",
+        message_id=root,
+        event_id=bodies[1]["event_id"],
+        thread=root,
+        is_dm=False,
+        mentioned=True,
+        received_at=msg.received_at,
+    )
+    # A later message proves nothing else was queued behind the duplicate.
+    await deliver(fake_slack, fake_slack.user_message(CHANNEL, "unrelated chatter"))
+    assert len(await inbox.wait(2)) == 2
+    assert inbox.inbound[1].mentioned is False
+
+
+async def test_thread_reply_without_mention_is_delivered_unmentioned(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    root = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> first")
+    await deliver(fake_slack, root)
+    root_ts = root[0]["event"]["ts"]
+    await deliver(fake_slack, fake_slack.user_message(CHANNEL, "and a follow-up", thread_ts=root_ts))
+    first, second = await inbox.wait(2)
+    assert first.thread == second.thread == root_ts
+    assert second.mentioned is False and second.text == "and a follow-up"
+    _, target = inbox.items[1]
+    assert target.address == Address("slack", fake_slack.team_id, CHANNEL, root_ts)
+
+
+async def test_dm_is_delivered_as_dm_at_top_level(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    body = fake_slack.user_message(DM, "hello there")
+    assert len(body) == 1
+    await deliver(fake_slack, body)
+    [msg] = await inbox.wait(1)
+    assert msg.is_dm and msg.thread is None and msg.text == "hello there" and not msg.mentioned
+
+
+async def test_own_and_other_bots_edits_and_subtypes_are_ignored(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    fake = fake_slack
+    ignored = [
+        *fake.user_message(CHANNEL, "my own message", user=fake.bot_user_id, bot_id=fake.bot_id),
+        *fake.user_message(CHANNEL, "another bot", user="U0OTHERBOT", bot_id="B0OTHER01"),
+        *fake.user_message(CHANNEL, "joined", subtype="channel_join"),
+        fake.event_body(
+            {"type": "message", "subtype": "message_changed", "channel": CHANNEL, "hidden": True,
+             "message": {"type": "message", "user": "U0USER001", "text": "edited", "ts": "1.1"},
+             "ts": "1.2", "event_ts": "1.2", "channel_type": "channel"}
+        ),
+        fake.event_body(
+            {"type": "message", "subtype": "message_deleted", "channel": CHANNEL, "hidden": True,
+             "deleted_ts": "1.1", "ts": "1.3", "event_ts": "1.3", "channel_type": "channel"}
+        ),
+        fake.event_body({"type": "reaction_added", "user": "U0USER001", "reaction": "eyes",
+                         "item": {"type": "message", "channel": CHANNEL, "ts": "1.1"}}),
+    ]
+    await deliver(fake, ignored)
+    await deliver(fake, fake.user_message(CHANNEL, "a person", user="U0PERSON1"))
+    [msg] = await inbox.wait(1)
+    assert msg.user == "U0PERSON1"
+    # Every envelope was acknowledged, ignored or not.
+    assert len(fake.acks) == len(ignored) + 1
+
+
+async def test_other_bots_can_be_let_in(fake_slack: FakeSlack, inbox: Inbox) -> None:
+    platform = await started(fake_slack, inbox, ignore_bots=False)
+    try:
+        fake = fake_slack
+        await deliver(fake, fake.user_message(CHANNEL, "mine", user=fake.bot_user_id, bot_id=fake.bot_id))
+        await deliver(fake, fake.user_message(CHANNEL, "theirs", user="U0OTHERBOT", bot_id="B0OTHER01"))
+        [msg] = await inbox.wait(1)
+        assert msg.text == "theirs"
+    finally:
+        await platform.aclose()
+
+
+async def test_retried_envelope_keeps_its_event_id(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    [body] = fake_slack.user_message(DM, "once")
+    await deliver(fake_slack, [body])
+    env = await fake_slack.send_envelope("events_api", body, retry_attempt=1, retry_reason="timeout")
+    await fake_slack.wait_ack(env)
+    first, second = await inbox.wait(2)
+    assert first.event_id == second.event_id == body["event_id"]
+
+
+async def test_slash_command_delivers_reset_and_answers_ephemerally(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
+    env = await fake_slack.send_envelope("slash_commands", fields)
+    assert await fake_slack.wait_ack(env) is None  # empty ack: nothing shown in the channel
+    [msg] = await inbox.wait(1)
+    assert msg.command == "reset" and msg.channel == CHANNEL and msg.user == "U0USER001"
+    assert msg.event_id == f"command:{fields['trigger_id']}"
+    _, target = inbox.items[0]
+    await target.notice("Started a new conversation.")
+    assert fake_slack.responses == [
+        {"response_type": "ephemeral", "text": "Started a new conversation."}
+    ]
+    assert fake_slack.bot_replies(CHANNEL) == []
+
+
+async def test_stop_receiving_disconnects(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform
+) -> None:
+    await socket_platform.stop_receiving()
+    assert not socket_platform.connected
+    await fake_slack.wait_for(lambda: not fake_slack._sockets)
+
+
+# --------------------------------------------------------------------------- HTTP mode
+
+
+@pytest.fixture
+async def http_platform(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> AsyncIterator[tuple[SlackPlatform, str]]:
+    async def health() -> dict[str, str]:
+        return {}
+
+    server = HttpServer("127.0.0.1:0", health, lambda: b"")
+    platform = SlackPlatform(PlatformContext(options=options(fake_slack, http=True), http=server))
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}/slack/events"
+    # Before start(), events are refused so Slack retries them later.
+    status, _ = await fake_slack.post_event(url, fake_slack.user_message(DM, "early")[0])
+    assert status == 503
+    await platform.start(inbox)
+    try:
+        yield platform, url
+    finally:
+        await platform.aclose()
+        await server.aclose()
+
+
+async def test_http_events_are_verified_and_delivered(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox
+) -> None:
+    _, url = http_platform
+    bodies = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> over http")
+    for body in bodies:
+        status, _ = await fake_slack.post_event(url, body)
+        assert status == 200
+    [msg] = await inbox.wait(1)
+    assert msg.text == "over http" and msg.mentioned and msg.event_id == bodies[1]["event_id"]
+
+
+async def test_http_bad_signature_and_stale_timestamp_get_401(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox
+) -> None:
+    _, url = http_platform
+    [body] = fake_slack.user_message(DM, "forged")
+    assert (await fake_slack.post_event(url, body, secret="not-the-secret"))[0] == 401
+    assert (await fake_slack.post_event(url, body, timestamp=int(time.time()) - 600))[0] == 401
+    assert (await fake_slack.post_event(url, body, signature="v0=deadbeef"))[0] == 401
+    status, _ = await fake_slack.post_event(url, fake_slack.user_message(DM, "genuine")[0])
+    assert status == 200
+    [msg] = await inbox.wait(1)
+    assert msg.text == "genuine"
+
+
+async def test_http_url_verification_and_retries(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox
+) -> None:
+    _, url = http_platform
+    status, text = await fake_slack.post_event(
+        url, {"token": "t", "challenge": "c-123", "type": "url_verification"}
+    )
+    assert status == 200 and "c-123" in text
+    [body] = fake_slack.user_message(DM, "retry me")
+    assert (await fake_slack.post_event(url, body))[0] == 200
+    assert (await fake_slack.post_event(url, body, retry_num=1))[0] == 200
+    first, second = await inbox.wait(2)
+    assert first.event_id == second.event_id  # the core drops the second by event id
+
+
+async def test_http_slash_command(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox
+) -> None:
+    _, url = http_platform
+    status, text = await fake_slack.post_command(url, fake_slack.slash_command("/chat-reset", DM))
+    assert status == 200 and text == ""
+    [msg] = await inbox.wait(1)
+    assert msg.command == "reset" and msg.is_dm
+
+
+# --------------------------------------------------------------------------- replies
+
+
+async def asked(fake: FakeSlack, inbox: Inbox, channel: str = CHANNEL, text: str = "q") -> SlackTarget:
+    if not channel.startswith("D"):
+        text = f"<@{fake.bot_user_id}> {text}"
+    before = len(inbox.items)
+    await deliver(fake, fake.user_message(channel, text))
+    await inbox.wait(before + 1)
+    return inbox.items[-1][1]
+
+
+async def test_update_mode_reply_in_thread(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    target = await asked(fake_slack, inbox)
+    assert target.limits.begin_posts and target.limits.max_chars == 3900
+    assert target.limits.edit_bucket == f"slack:update:{fake_slack.team_id}"
+    assert target.limits.post_bucket == f"slack:post:{fake_slack.team_id}:{CHANNEL}"
+    placeholder = await target.begin()
+    assert placeholder is not None
+    await target.edit(placeholder, target.format_markdown("Partial **answer**"))
+    body = target.format_markdown("Partial **answer**, complete <!here>.")
+    await target.edit(placeholder, body + "\n\n" + target.format_sources([Source("https://d.example", "Docs")]))
+    await target.end()
+    root = target.address.thread
+    assert root is not None
+    [reply] = fake_slack.bot_replies(CHANNEL, root)
+    assert reply.versions[0] == "_Thinking…_"
+    assert reply.text == (
+        "Partial *answer*, complete @\u2060here.\n\n_Sources:_ <https://d.example|Docs>"
+    )
+    assert fake_slack.pings == []
+    # The question got a "thinking" reaction for the duration of the answer.
+    assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
+    assert not fake_slack.reactions[(CHANNEL, root)]
+
+
+async def test_update_never_sends_more_than_slack_takes(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    target = await asked(fake_slack, inbox)
+    ts = await target.begin()
+    assert ts is not None
+    await target.edit(ts, "x" * 5000)
+    assert len(fake_slack.find(CHANNEL, ts).text) == 4000  # type: ignore[union-attr]
+    assert not fake_slack.rejected
+
+
+async def test_refusals_become_platform_errors(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform
+) -> None:
+    target = socket_platform.target(Address("slack", fake_slack.team_id, CHANNEL, "1.1"))
+    with pytest.raises(PlatformError, match="thread_not_found"):
+        await target.post("hello")
+    with pytest.raises(PlatformError, match="message_not_found"):
+        await target.edit("9.9", "hello")
+
+
+async def test_dm_thread_uses_assistant_status(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    [root] = fake_slack.user_message(DM, "start")
+    await deliver(fake_slack, [root])
+    await deliver(fake_slack, fake_slack.user_message(DM, "in thread", thread_ts=root["event"]["ts"]))
+    await inbox.wait(2)
+    target = inbox.items[1][1]
+    ts = await target.begin()
+    assert ts is not None
+    await target.status("Searching the docs")
+    await target.end()
+    assert [s["status"] for s in fake_slack.statuses] == ["is thinking…", "Searching the docs", ""]
+    assert fake_slack.count("reactions.add") == 0
+
+
+async def test_rate_limited_call_is_retried_after_retry_after(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    target = await asked(fake_slack, inbox)
+    ts = await target.begin()
+    assert ts is not None
+    fake_slack.set_rate("chat.update", 1, 1.0)
+    await target.edit(ts, "one")
+    await target.edit(ts, "two")  # 429, Retry-After: 1, then retried
+    assert fake_slack.rate_limited["chat.update"] == 1
+    assert fake_slack.find(CHANNEL, ts).text == "two"  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- native streaming
+
+
+async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbox: Inbox) -> None:
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox)
+        assert target.limits.post_bucket == f"slack:stream:{fake_slack.team_id}"
+        ts = await target.begin()
+        assert ts is not None
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None and message.streaming and message.recipient_user_id == "U0USER001"
+        await target.edit(ts, target.format_markdown("Hello"))
+        await target.edit(ts, target.format_markdown("Hello **world**\n```py\nx = 1\n```"))
+        await target.edit(ts, target.format_markdown("Hello **world**\n```py\nx = 1\ny = 2\n```"))
+        await target.edit(ts, "Hello **world**\n```py\nx = 1\ny = 2\n```\n\n" + target.format_sources(
+            [Source("https://d.example", "Docs")]))
+        await target.end()
+        assert not message.streaming
+        assert message.text == (
+            "Hello **world**\n```py\nx = 1\ny = 2\n```\n\n_Sources:_ [Docs](https://d.example)"
+        )
+        assert fake_slack.count("chat.appendStream") == 4
+        assert fake_slack.count("chat.update") == 0 and not fake_slack.rejected
+    finally:
+        await platform.aclose()
+
+
+async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: Inbox) -> None:
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        assert ts is not None
+        await target.edit(ts, "_Working… 3 s_")
+        await target.edit(ts, "The real answer")  # diverges: stop the stream, then chat.update
+        second = await target.post("Part two")
+        await target.edit(second, "Part two, longer")
+        await target.end()
+        first = fake_slack.find(CHANNEL, ts)
+        follow = fake_slack.find(CHANNEL, second)
+        assert first is not None and follow is not None
+        assert (first.text, first.streaming) == ("The real answer", False)
+        assert (follow.text, follow.streaming) == ("Part two, longer", False)
+        assert not fake_slack.rejected
+    finally:
+        await platform.aclose()
+
+
+async def test_native_mode_falls_back_to_update_when_refused(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    fake_slack.stream_error = "unknown_method"
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        assert ts is not None
+        await target.edit(ts, "**Markdown** answer")
+        await target.end()
+        reply = fake_slack.find(CHANNEL, ts)
+        assert reply is not None and reply.markdown and reply.text == "**Markdown** answer"
+        assert not platform.native_ok  # the whole app cannot stream: stop trying
+        assert fake_slack.count("chat.startStream") == 1
+        later = await asked(fake_slack, inbox)
+        assert await later.begin() is not None
+        assert fake_slack.count("chat.startStream") == 1
+    finally:
+        await platform.aclose()
+
+
+async def test_restarted_target_closes_a_leftover_stream(fake_slack: FakeSlack, inbox: Inbox) -> None:
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        assert ts is not None
+        await target.edit(ts, "half an answ")
+        # A new process fixes the reply up through `target(address)`.
+        later = platform.target(target.address)
+        await later.edit(ts, "half an answ\n\n_interrupted_")
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None and not message.streaming
+        assert message.text == "half an answ\n\n_interrupted_"
+    finally:
+        await platform.aclose()
