@@ -59,6 +59,8 @@ class Script:
     hangs up; `malformed_after` inserts one unparsable line; `error_after`
     sends the API's error event. `status`/`body`/`headers` answer with an
     error (429: `retry_after` sets Retry-After, `reset_in` X-RateLimit-Reset).
+    chaturdata: the run completes on poll number `polls` with `run_status`;
+    `hang_after`/`malformed_after` count polls instead of tokens.
     """
 
     tokens: list[str] | None = None
@@ -395,6 +397,8 @@ class FakeChatAPI:
         script = self._next()
         if script.status != 200 or script.body is not None:
             return self._scripted_error(script, {"error": _reason(script.status)})
+        if script.first_delay:
+            await asyncio.sleep(script.first_delay)
         thread.messages.append(self._thread_message("user", body["message"], []))
         thread.script = script
         thread.polls_left = script.polls
@@ -412,6 +416,12 @@ class FakeChatAPI:
             return web.json_response({"error": "Thread not found"}, status=404)
         script = thread.script
         if script is not None and thread.status in ("queued", "in_progress"):
+            polled = script.polls - thread.polls_left
+            if polled == script.hang_after:
+                return await self._hang(request)
+            if polled == script.malformed_after:
+                script.malformed_after = None
+                return web.Response(text="<html>Bad gateway</html>", content_type="text/html")
             thread.polls_left -= 1
             if thread.polls_left > 0:
                 thread.status = "in_progress"
@@ -426,6 +436,16 @@ class FakeChatAPI:
         return web.json_response(
             {"messages": list(reversed(thread.messages)), "run_status": run}
         )
+
+    async def _hang(self, request: web.Request) -> web.Response:
+        """Answer nothing until the client hangs up (or the fake closes)."""
+        try:
+            await self._closing.wait()
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            await asyncio.shield(self._notify())
+            raise
+        return web.Response(status=503)
 
     def _thread_message(
         self, role: str, text: str, annotations: list[dict[str, Any]]

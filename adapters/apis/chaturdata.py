@@ -1,0 +1,217 @@
+"""Chat Ur Data: post a message to a thread, then poll the thread until its run ends.
+
+`POST {url}/newMessage {message, thread_id?}` answers with the thread id (the
+API assigns it on the first message; it is the conversation's session from
+then on) and a run status. `GET {url}/getThread?threadId=…` is polled every
+`poll_interval` seconds until `run_status.status` is `completed` (the answer
+is the assistant message(s) after the question) or `expired` / `cancelled` /
+`failed` (the error is shown). Messages are in the OpenAI assistants format;
+text annotations become sources and their inline markers (【4:0†source】) are
+removed. Polling gives up after `timeouts.total` (default 120 s).
+
+`poll_interval` is validated to 1-10 s. Tests that need a faster pace set it
+with `Options.model_copy(update={"poll_interval": 0.05})`, which skips
+validation on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr
+
+from adapters.apis._http import HTTPDialect, HTTPOptions, Timeouts
+from bridge.errors import APIReportedError, ProtocolError, TimedOut, Unavailable
+from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Status, Token
+
+log = logging.getLogger("adapters.apis")
+
+_MARKER = re.compile(r"【[^】]{0,80}】")
+_FILE_NAME = re.compile(r"†([^】]+)】")
+_FAILED = {"expired", "cancelled", "failed"}
+
+
+class ChatUrDataOptions(HTTPOptions):
+    """`backends.<name>` with `kind: chaturdata`. `url` is the API base (…/api)."""
+
+    kind: Literal["chaturdata"] = "chaturdata"
+    url: str = "https://www.chaturdata.com/api"
+    api_key: SecretStr
+    poll_interval: float = Field(3.0, ge=1, le=10)
+    timeouts: Timeouts = Timeouts(total=120)
+    file_url: str | None = None
+    """A link for file citations, with `{file_id}` in it; without it they give no source."""
+
+
+class ChatUrData(HTTPDialect):
+    """The Chat Ur Data threads API (stateful; the API assigns thread ids)."""
+
+    kind: ClassVar[str] = "chaturdata"
+    stateful: ClassVar[bool] = True
+    streams: ClassVar[bool] = False
+    client_sessions: ClassVar[bool] = False
+    Options: ClassVar[type[ChatUrDataOptions]] = ChatUrDataOptions
+    options: ChatUrDataOptions
+
+    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+        opts = self.options
+        base = opts.url.rstrip("/")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + (opts.timeouts.total or 120.0)
+
+        body: dict[str, Any] = {"message": req.message}
+        if req.session:
+            body["thread_id"] = req.session
+        posted = await self._request_json("POST", f"{base}/newMessage", json=body)
+        thread = posted.get("thread_id") if isinstance(posted, dict) else None
+        if not isinstance(thread, str) or not thread:
+            raise ProtocolError(
+                "The assistant's answer could not be read (no thread id in it).",
+                backend=self.name,
+            )
+
+        while True:
+            wait = min(opts.poll_interval, deadline - loop.time())
+            if wait <= 0:
+                raise TimedOut(
+                    f"The assistant did not finish within {deadline - started:g} s; "
+                    "please try again.",
+                    backend=self.name,
+                )
+            await asyncio.sleep(wait)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await self._request_json(
+                        "GET", f"{base}/getThread", params={"threadId": thread}
+                    )
+            except (Unavailable, ProtocolError) as exc:
+                # A failed or unreadable poll is retried by the next one: reading
+                # the thread is harmless and the run goes on server-side.
+                log.warning("poll failed (%s)", type(exc).__name__, extra={"backend": self.name})
+                continue
+            except TimeoutError:
+                continue  # the loop's deadline check reports it
+            status = _run_status(data)
+            answer = _answer(data) if status in ("completed", None) else None
+            if status == "completed" or answer is not None:
+                text, sources = self._clean(*(answer or ("", [])))
+                if not text:
+                    raise ProtocolError(
+                        "The assistant finished without an answer.", backend=self.name
+                    )
+                yield Token(text)
+                if sources:
+                    yield Sources(tuple(sources))
+                yield Done(text=text, session=thread)
+                return
+            if status in _FAILED:
+                raise APIReportedError(
+                    self._scrub(_run_error(data)) or f"the run {status}", backend=self.name
+                )
+            yield Status(f"Working… {round(loop.time() - started)} s")
+
+    def _clean(self, text: str, annotations: list[dict[str, Any]]) -> tuple[str, list[Source]]:
+        """Remove citation markers from the text; annotations become sources."""
+        sources: list[Source] = []
+        for note in annotations:
+            marker = note.get("text")
+            if isinstance(marker, str) and marker:
+                text = text.replace(marker, "")
+            source = self._source(note)
+            if source is not None and source not in sources:
+                sources.append(source)
+        text = _MARKER.sub("", text)
+        return re.sub(r"[ \t]+\n", "\n", text).strip(), sources
+
+    def _source(self, note: dict[str, Any]) -> Source | None:
+        kind = note.get("type")
+        detail = note.get(kind) if isinstance(kind, str) else None
+        if not isinstance(detail, dict):
+            return None
+        url = detail.get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            return Source(url, str(detail.get("title") or ""))
+        file_id = detail.get("file_id")
+        if self.options.file_url and isinstance(file_id, str) and file_id:
+            # The marker names the file ("【4:0†guide.md】"); "source" names nothing.
+            named = _FILE_NAME.search(str(note.get("text") or ""))
+            title = named.group(1) if named and named.group(1) != "source" else file_id
+            return Source(self.options.file_url.replace("{file_id}", file_id), title)
+        return None
+
+
+def _run_status(data: Any) -> str | None:
+    run = data.get("run_status") if isinstance(data, dict) else None
+    if isinstance(run, dict):
+        run = run.get("status")
+    return run if isinstance(run, str) else None
+
+
+def _run_error(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    run = data.get("run_status")
+    error = run.get("last_error") if isinstance(run, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    for key in ("error", "message"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
+    return None
+
+
+def _answer(data: Any) -> tuple[str, list[dict[str, Any]]] | None:
+    """The assistant's text after the question, and its annotations (None: no answer yet)."""
+    messages = data.get("messages") if isinstance(data, dict) else None
+    if not isinstance(messages, list):
+        return None
+    messages = [m for m in messages if isinstance(m, dict)]
+    if _newest_first(messages):
+        messages.reverse()
+    if any("role" in m for m in messages):
+        last_user = max(
+            (i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1
+        )
+        replies = [m for m in messages[last_user + 1 :] if m.get("role") == "assistant"]
+    else:
+        replies = [m for m in messages[-1:] if _text(m)[0]]
+    texts: list[str] = []
+    notes: list[dict[str, Any]] = []
+    for message in replies:
+        text, annotations = _text(message)
+        if text:
+            texts.append(text)
+            notes.extend(annotations)
+    return ("\n\n".join(texts), notes) if texts else None
+
+
+def _newest_first(messages: list[dict[str, Any]]) -> bool:
+    """The list's order: by created_at where it tells, else the API's default (newest first)."""
+    stamps = [m.get("created_at") for m in messages]
+    if len(stamps) > 1 and all(isinstance(s, int | float) for s in stamps):
+        if stamps[0] != stamps[-1]:
+            return bool(stamps[0] > stamps[-1])  # type: ignore[operator]
+    return True
+
+
+def _text(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content, []
+    parts: list[str] = []
+    notes: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict) or part.get("type") != "text":
+            continue
+        text = part.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+        elif isinstance(text, dict) and isinstance(text.get("value"), str):
+            parts.append(text["value"])
+            notes.extend(a for a in text.get("annotations") or () if isinstance(a, dict))
+    return "\n".join(parts), notes

@@ -1,0 +1,183 @@
+"""The chaturdata (thread + polling) dialect against the fake server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapters.apis.chaturdata import ChatUrData
+from bridge.errors import (
+    APIReportedError,
+    BadRequest,
+    ProtocolError,
+    RateLimited,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from bridge.interfaces import ChatRequest, Source, Sources, Status, Token
+from tests.apis.helpers import (
+    collect,
+    collect_until_error,
+    done_of,
+    http,  # noqa: F401
+    make,
+    text_of,
+)
+from tests.fakes.chatapi import fake_chat_api  # noqa: F401
+
+
+async def test_new_thread_polls_until_completed(fake_chat_api, http):
+    fake_chat_api.enqueue(
+        final="Our refund window is 30 days.",
+        sources=[("https://docs.example.com/refunds", "Refunds")],
+        polls=3,
+    )
+    api = make("chaturdata", fake_chat_api, http)
+    events = await collect(api, ChatRequest(message="What is the refund window?"))
+
+    statuses = [e for e in events if isinstance(e, Status)]
+    assert len(statuses) == 2 and all(s.text.startswith("Working… ") for s in statuses)
+    assert statuses[0].text.endswith(" s")
+    assert [e for e in events if isinstance(e, Token)] == [Token("Our refund window is 30 days.")]
+    assert Sources((Source("https://docs.example.com/refunds", "Refunds"),)) in events
+    done = done_of(events)
+    assert done.text == "Our refund window is 30 days."  # the 【0:0†source】 marker is gone
+    assert done.session is not None and done.session in fake_chat_api.threads
+
+    post, *polls = fake_chat_api.requests
+    assert post.path == "/chaturdata/api/newMessage"
+    assert post.json == {"message": "What is the refund window?"}
+    assert post.headers["authorization"] == f"Bearer {fake_chat_api.api_key}"
+    assert len(polls) == 3
+    assert all(p.method == "GET" and p.query == {"threadId": done.session} for p in polls)
+
+
+async def test_second_message_reuses_the_thread_and_reads_only_the_new_answer(
+    fake_chat_api, http
+):
+    fake_chat_api.enqueue(final="First answer.")
+    fake_chat_api.enqueue(final="Second answer.", polls=2)
+    api = make("chaturdata", fake_chat_api, http)
+    first = await collect(api, ChatRequest(message="one"))
+    thread = done_of(first).session
+    second = await collect(api, ChatRequest(message="two", session=thread))
+    assert done_of(second).text == "Second answer."
+    assert done_of(second).session == thread
+    posts = [r for r in fake_chat_api.requests if r.method == "POST"]
+    assert posts[1].json == {"message": "two", "thread_id": thread}
+    assert len(fake_chat_api.threads[thread].messages) == 4
+
+
+async def test_file_citations_become_sources_with_a_file_url(fake_chat_api, http):
+    fake_chat_api.enqueue(final="See the guide.", file_citations=[("file-abc", "a quote")])
+    api = make("chaturdata", fake_chat_api, http, file_url="https://files.example.com/{file_id}")
+    events = await collect(api, ChatRequest(message="guide?"))
+    assert done_of(events).text == "See the guide."
+    assert Sources((Source("https://files.example.com/file-abc", "file-abc.md"),)) in events
+
+    fake_chat_api.enqueue(final="See the guide.", file_citations=[("file-abc", "a quote")])
+    plain = make("chaturdata", fake_chat_api, http)
+    events = await collect(plain, ChatRequest(message="guide?"))
+    assert done_of(events).text == "See the guide."
+    assert not any(isinstance(e, Sources) for e in events)
+
+
+@pytest.mark.parametrize("status", ["failed", "expired", "cancelled"])
+async def test_failed_runs_show_the_error(fake_chat_api, http, status):
+    fake_chat_api.enqueue(run_status=status, error="Vector store unavailable", polls=2)
+    api = make("chaturdata", fake_chat_api, http)
+    seen, exc = await collect_until_error(api, ChatRequest(message="q"))
+    assert any(isinstance(e, Status) for e in seen)
+    assert isinstance(exc, APIReportedError)
+    assert exc.message == "Vector store unavailable"
+
+
+async def test_overall_timeout_ends_polling(fake_chat_api, http):
+    fake_chat_api.enqueue(polls=10_000)
+    api = make("chaturdata", fake_chat_api, http, timeouts={"total": 0.3})
+    seen, exc = await collect_until_error(api, ChatRequest(message="q"))
+    assert seen and all(isinstance(e, Status) for e in seen)
+    assert isinstance(exc, TimedOut)
+    assert "did not finish within 0.3 s" in exc.user_message
+
+
+async def test_a_hanging_poll_is_bounded_by_the_overall_timeout(fake_chat_api, http):
+    fake_chat_api.enqueue(polls=5, hang_after=1)
+    api = make("chaturdata", fake_chat_api, http, timeouts={"total": 0.8, "first_byte": 0.2})
+    _, exc = await collect_until_error(api, ChatRequest(message="q"))
+    assert isinstance(exc, TimedOut)
+    await fake_chat_api.wait_disconnects(1)
+
+
+async def test_an_unreadable_poll_is_skipped(fake_chat_api, http, caplog):
+    fake_chat_api.enqueue(final="Still fine.", polls=3, malformed_after=1)
+    api = make("chaturdata", fake_chat_api, http)
+    events = await collect(api, ChatRequest(message="q"))
+    assert done_of(events).text == "Still fine."
+    assert "poll failed (ProtocolError)" in caplog.text
+
+
+async def test_completed_without_an_answer_is_a_protocol_error(fake_chat_api, http):
+    fake_chat_api.enqueue(final="")
+    api = make("chaturdata", fake_chat_api, http)
+    _, exc = await collect_until_error(api, ChatRequest(message="q"))
+    assert isinstance(exc, ProtocolError)
+
+
+async def test_cancellation_while_polling_closes_the_connection(fake_chat_api, http):
+    fake_chat_api.enqueue(polls=5, hang_after=1)
+    api = make("chaturdata", fake_chat_api, http)
+    task = asyncio.create_task(collect(api, ChatRequest(message="q")))
+    hanging = await fake_chat_api.wait_requests(3)  # the post, one poll, the hanging poll
+    assert hanging.method == "GET"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await fake_chat_api.wait_disconnects(1)
+    assert fake_chat_api.disconnects == 1
+
+
+async def test_statuses(fake_chat_api, http):
+    api = make("chaturdata", fake_chat_api, http)
+    fake_chat_api.enqueue(status=400, body={"error": "message is too long"})
+    _, exc = await collect_until_error(api, ChatRequest(message="q"))
+    assert isinstance(exc, BadRequest) and exc.message == "message is too long"
+
+    fake_chat_api.enqueue(status=429, retry_after=9)
+    _, exc = await collect_until_error(api, ChatRequest(message="q"))
+    assert isinstance(exc, RateLimited) and exc.retry_at is not None
+
+    for _ in range(3):
+        fake_chat_api.enqueue(status=500)
+    _, exc = await collect_until_error(api, ChatRequest(message="q"))
+    assert type(exc) is Unavailable and exc.status == 500
+
+    _, exc = await collect_until_error(api, ChatRequest(message="q", session="thread_gone"))
+    assert isinstance(exc, BadRequest) and exc.status == 404
+
+    wrong = make("chaturdata", fake_chat_api, http, api_key="wrong-key")
+    _, exc = await collect_until_error(wrong, ChatRequest(message="q"))
+    assert isinstance(exc, Unauthorized)
+
+
+async def test_5xx_on_post_is_retried(fake_chat_api, http):
+    fake_chat_api.enqueue(status=502)
+    fake_chat_api.enqueue(final="ok")
+    api = make("chaturdata", fake_chat_api, http)
+    events = await collect(api, ChatRequest(message="q"))
+    assert text_of(events) == "ok"
+    assert [r.method for r in fake_chat_api.requests] == ["POST", "POST", "GET"]
+
+
+def test_poll_interval_is_validated_and_defaults():
+    base = {"kind": "chaturdata", "api_key": "k"}
+    options = ChatUrData.Options.model_validate(base)
+    assert options.poll_interval == 3.0
+    assert options.timeouts.total == 120
+    assert options.url == "https://www.chaturdata.com/api"
+    for bad in (0.5, 11):
+        with pytest.raises(ValueError, match="poll_interval"):
+            ChatUrData.Options.model_validate({**base, "poll_interval": bad})
+    assert ChatUrData.Options.model_validate({**base, "poll_interval": 1.5}).poll_interval == 1.5
