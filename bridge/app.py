@@ -101,8 +101,12 @@ class Bridge:
             self.http = HttpServer(self.config.http.listen, self._health, self.metrics.render)
         for name, options in self.config.platforms.items():
             cls = self.registry.platforms[name]()
-            ctx = PlatformContext(options=options, http=self.http,
-                                  extra=self._platform_extra.get(name, {}))
+            ctx = PlatformContext(
+                options=options,
+                http=self.http,
+                on_rate_limited=self.metrics.platform_429.labels(name).inc,
+                extra=self._platform_extra.get(name, {}),
+            )
             self.platforms[name] = cls(ctx)
         if self.http is not None:
             await self.http.start()

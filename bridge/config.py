@@ -79,6 +79,13 @@ class HttpConfig(_Model):
         return value
 
 
+class CircuitConfig(_Model):
+    """When to stop calling a backend that keeps failing."""
+
+    failures: int = Field(5, ge=1)
+    cooldown: float = Field(30.0, gt=0)
+
+
 class LimitsConfig(_Model):
     """Guards for the daemon as a whole."""
 
@@ -88,6 +95,7 @@ class LimitsConfig(_Model):
     rate_limit: RateLimitConfig = RateLimitConfig()
     shutdown_grace: float = Field(20.0, ge=0)
     event_ttl: float = Field(86400.0, gt=0)
+    circuit: CircuitConfig = CircuitConfig()
 
 
 class LoggingConfig(_Model):

@@ -141,6 +141,20 @@ class ChatAPI(ABC):
         Must be an async generator: closing it early closes the connection.
         """
 
+    def health(self) -> Mapping[str, float]:
+        """What the API last said of its quota: `ratelimit_remaining`, `credits_remaining`.
+
+        Read after each answer for the metrics; dialects that learn nothing return {}.
+        """
+        out: dict[str, float] = {}
+        remaining = getattr(self, "last_rate_limit", {}).get("remaining")
+        if isinstance(remaining, int | float):
+            out["ratelimit_remaining"] = float(remaining)
+        credits = getattr(self, "last_usage", {}).get("credits_remaining")
+        if isinstance(credits, int | float):
+            out["credits_remaining"] = float(credits)
+        return out
+
     async def probe(self) -> None:
         """Send one short request; raise a ChatAPIError if the backend is not usable."""
         async for _event in self.stream(ChatRequest(message="ping")):
@@ -318,6 +332,8 @@ class PlatformContext:
 
     options: Any  # the platform's validated Options model
     http: HttpRoutes | None = None
+    # Called by the adapter each time the platform answers 429 (for /metrics).
+    on_rate_limited: Callable[[], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -9,6 +9,7 @@ strictly in order, different conversations concurrently, at most
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -17,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bridge.budget import Budgets
+from bridge.circuit import Circuit
 from bridge.config import Config, RouteConfig
-from bridge.errors import BridgeError, ChatAPIError, RateLimited
+from bridge.errors import BridgeError, ChatAPIError, RateLimited, Unavailable
 from bridge.interfaces import (
     ChatAPI,
     ChatRequest,
@@ -94,6 +96,8 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[str, LiveReply] = {}
         self._users = UserRateLimiter()
+        circuit = config.limits.circuit
+        self.circuits = {name: Circuit(circuit.failures, circuit.cooldown) for name in backends}
         self.accepting = True
 
     # ---------------------------------------------------------------- intake
@@ -127,6 +131,8 @@ class Relay:
                     await self._admit(msg, target)
                 except BridgeError as exc:
                     log.error("could not take message %s: %s", msg.event_id, exc)
+                    with contextlib.suppress(BridgeError):
+                        await target.notice(exc.user_message)
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
                 queue.popleft()
@@ -176,6 +182,14 @@ class Relay:
                 f"You are sending messages faster than I can answer; try again in {max(1, round(wait))} s."
             )
             return
+        circuit = self.circuits[route.backend]
+        if circuit.state == "open":
+            wait = max(1, round(circuit.retry_in()))
+            await target.notice(
+                f"The assistant is unavailable right now; please try again in {wait} s."
+            )
+            self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
+            return
         if self._queued >= self.config.limits.queue_size and self._slots.locked():
             await target.notice("I am busy right now; please try again shortly.")
             return
@@ -211,6 +225,14 @@ class Relay:
     async def _answer(self, job: _Job) -> None:
         msg, route, key = job.msg, job.route, job.key
         backend = self.backends[route.backend]
+        circuit = self.circuits[route.backend]
+        if not circuit.allow():
+            wait = max(1, round(circuit.retry_in()))
+            await job.target.notice(
+                f"The assistant is unavailable right now; please try again in {wait} s."
+            )
+            self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
+            return
         now = time.time()
         conv = await self.store.get_conversation(key)
         if conv is None or conv.backend != route.backend:
@@ -271,20 +293,32 @@ class Relay:
             # the process stops during the final edit.
             await self._remember(conv, backend, request, final or reply.text, done)
             cfg = self.config.reply.sources
+            circuit.success()
             await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
         except RateLimited as exc:
             outcome = "failed"
+            circuit.release()
             await reply.fail(exc.describe())
         except ChatAPIError as exc:
             outcome = "failed"
+            if isinstance(exc, Unavailable):
+                circuit.failure()
+            else:
+                circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc)
             await reply.fail(exc.user_message)
         except asyncio.CancelledError:
             outcome = "interrupted"
+            circuit.release()
             raise
         finally:
+            for name, value in backend.health().items():
+                gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
+                         else self.metrics.backend_credits)
+                gauge.labels(route.backend).set(value)
             self._live.pop(record.id, None)
             self.metrics.live_streams.dec()
+            self.metrics.edits.labels(msg.platform).inc(reply.stats.edits)
             self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
             self.metrics.answered.labels(msg.platform, route.backend, outcome).inc()
             if outcome != "interrupted":

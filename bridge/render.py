@@ -23,6 +23,8 @@ from bridge.split import split_pieces
 
 log = logging.getLogger("chat_bridge.render")
 
+FINAL_RETRIES = 5
+
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
 
 
@@ -90,6 +92,7 @@ class LiveReply:
         self._last_edit = float("-inf")
         self._pending_since: float | None = None
         self.stats = RenderStats()
+        self._retries = 0
 
     # ------------------------------------------------------------------ feeding
 
@@ -223,6 +226,11 @@ class LiveReply:
                     await self._progress()
             except BridgeError as exc:
                 log.warning("reply update failed: %s", exc)
+                if final and self._retries < FINAL_RETRIES:
+                    # The final text must land: try again after a pause.
+                    await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
+                    self._retries += 1
+                    await self._sync(pieces, final=True)
                 return
             now = time.monotonic()
             self._last_edit = now

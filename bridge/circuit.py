@@ -1,0 +1,64 @@
+"""A circuit breaker per backend: fail fast while a backend keeps failing.
+
+After `failures` consecutive failures of the kind that waiting will not fix
+(unavailable, timed out), the circuit opens: questions get an immediate
+"unavailable" answer for `cooldown` seconds. Then one question is let through
+as a probe; its success closes the circuit, its failure opens it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Circuit:
+    """closed -> open (fail fast) -> half-open (one probe) -> closed."""
+
+    def __init__(
+        self, failures: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.threshold = failures
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        if self._probing or self._clock() - self._opened_at >= self.cooldown:
+            return "half-open"
+        return "open"
+
+    def allow(self) -> bool:
+        """May a request go to the backend now? (Takes the probe slot when half-open.)"""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def retry_in(self) -> float:
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.cooldown - self._clock())
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._probing or self._failures >= self.threshold:
+            self._opened_at = self._clock()
+        self._probing = False
+
+    def release(self) -> None:
+        """The probe ended without telling anything (e.g. a bad question)."""
+        self._probing = False
