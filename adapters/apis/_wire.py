@@ -84,14 +84,10 @@ class LineSplitter:
             self._first = False
             if head.startswith(_BOM):
                 head = head[3:]
-        lines = head.decode("utf-8", "replace").split("\n")
-        # Decoding never shortens a line in bytes by more than it lengthens it
-        # in characters, so checking the encoded size first keeps this cheap.
-        if len(head) > self.max_line and any(
-            len(line.encode("utf-8", "replace")) > self.max_line for line in lines
-        ):
+        # Only a head longer than the cap can hold a line longer than it.
+        if len(head) > self.max_line and max(map(len, head.split(b"\n"))) > self.max_line:
             raise LineTooLong(self.max_line, backend=self.backend)
-        return lines
+        return head.decode("utf-8", "replace").split("\n")
 
     def close(self) -> list[str]:
         """The last line, when the stream did not end with a line break."""
