@@ -1,0 +1,193 @@
+"""What users see, and what the store holds, when things go wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+from pathlib import Path
+
+from bridge.app import Bridge
+from bridge.config import parse_config
+from bridge.errors import PlatformError
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
+from tests.core.recording import RecordingTarget
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+
+
+def config_text(url: str, db: Path, extra: str = "") -> str:
+    return f"""
+store: sqlite://{db}
+http: {{listen: null}}
+backends:
+  docs:
+    kind: chatmount
+    url: {url}
+    api_key: ${{KEY}}
+    retries: {{attempts: 3, backoff: 0.01, max_backoff: 0.02}}
+    timeouts: {{idle: 0.5, first_byte: 2}}
+console: {{}}
+routes:
+  - platform: console
+    backend: docs
+reply: {{edit_interval: 0.05}}
+{extra}
+"""
+
+
+def bridge(fake: FakeChatAPI, db: Path, url: str | None = None, extra: str = "") -> Bridge:
+    text = config_text(url or fake.endpoint("chatmount"), db, extra)
+    return Bridge(parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY),
+                  TEST_REGISTRY)
+
+
+def local(b: Bridge) -> LocalPlatform:
+    return b.platforms["console"]  # type: ignore[return-value]
+
+
+async def ask(b: Bridge, text: str, thread: str = "T1") -> RecordingTarget:
+    target = await local(b).say(text, thread=thread)
+    await asyncio.wait_for(target.ended.wait(), 15)
+    return target
+
+
+async def assert_consistent(b: Bridge) -> None:
+    """Nothing is left marked in flight once every reply ended."""
+    await wait_for(lambda: b.relay.live == 0)
+    assert await b.store.inflight_orphans("nobody", float("inf")) == []
+
+
+async def test_api_5xx_then_success(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    fake_chat_api.enqueue(status=502)
+    fake_chat_api.enqueue(status=503)
+    fake_chat_api.enqueue(tokens=["Recovered", " answer"])
+    async with bridge(fake_chat_api, tmp_path / "b.db") as b:
+        target = await ask(b, "hello")
+        await assert_consistent(b)
+    assert target.visible() == ["Recovered answer"]
+    assert len(fake_chat_api.requests) == 3
+
+
+async def test_api_429_with_reset(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    fake_chat_api.enqueue(status=429, reset_in=30)
+    async with bridge(fake_chat_api, tmp_path / "b.db") as b:
+        target = await ask(b, "hello")
+        await assert_consistent(b)
+    assert len(fake_chat_api.requests) == 1  # a 429 is not retried blindly
+    assert "rate limited; please try again in 30 s" in target.visible()[0]
+
+
+async def test_connection_refused_then_circuit_opens(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    extra = "limits: {circuit: {failures: 2, cooldown: 60}}"
+    async with bridge(fake_chat_api, tmp_path / "b.db", f"http://127.0.0.1:{port}/v1/chat",
+                      extra) as b:
+        first = await ask(b, "one", "T1")
+        second = await ask(b, "two", "T2")
+        third = await local(b).say("three", thread="T3")
+        await asyncio.wait_for(third.ended.wait(), 5)
+        await assert_consistent(b)
+    assert "could not be reached" in first.visible()[0]
+    assert "could not be reached" in second.visible()[0]
+    # The circuit is open: the third asker is told at once, nothing is attempted.
+    assert third.notices and third.notices[0].startswith("The assistant is unavailable right now")
+    assert third.visible() == []
+
+
+async def test_circuit_closes_after_a_successful_probe(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    extra = "limits: {circuit: {failures: 1, cooldown: 0.2}}"
+    for _ in range(3):
+        fake_chat_api.enqueue(status=500)
+    fake_chat_api.enqueue(tokens=["back"])
+    fake_chat_api.enqueue(tokens=["still", " back"])
+    async with bridge(fake_chat_api, tmp_path / "b.db", extra=extra) as b:
+        failed = await ask(b, "one", "T1")
+        assert "unavailable" in failed.visible()[0]
+        assert b.relay.circuits["docs"].state == "open"
+        await wait_for(lambda: b.relay.circuits["docs"].state == "half-open")
+        probe = await ask(b, "two", "T2")
+        after = await ask(b, "three", "T3")
+    assert probe.visible() == ["back"]
+    assert after.visible() == ["still back"]
+
+
+async def test_connection_dropped_mid_stream(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    fake_chat_api.enqueue(tokens=["Part ", "one ", "part ", "two"], drop_after=2)
+    async with bridge(fake_chat_api, tmp_path / "b.db") as b:
+        target = await ask(b, "hello")
+        await assert_consistent(b)
+    [text] = target.visible()
+    assert text.startswith("Part one")
+    assert "⚠️" in text
+    assert len(fake_chat_api.requests) == 1  # text was shown: no retry
+
+
+async def test_malformed_line_is_skipped(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    fake_chat_api.enqueue(tokens=["All ", "of ", "it"], malformed_after=1)
+    async with bridge(fake_chat_api, tmp_path / "b.db") as b:
+        target = await ask(b, "hello")
+    assert target.visible() == ["All of it"]
+
+
+async def test_stream_that_never_ends_hits_the_idle_timeout(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Waiting ", "forever"], hang_after=1)
+    async with bridge(fake_chat_api, tmp_path / "b.db") as b:
+        target = await ask(b, "hello")
+        await assert_consistent(b)
+    [text] = target.visible()
+    assert text.startswith("Waiting")
+    assert "stopped answering" in text
+    await fake_chat_api.wait_disconnects(1)
+
+
+class StormTarget(RecordingTarget):
+    """A platform answering 429 to every other edit (the adapter gave up retrying)."""
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.attempts = getattr(self, "attempts", 0) + 1
+        if self.attempts % 2:
+            raise PlatformError("rate limited by the platform")
+        await super().edit(message_id, text)
+
+
+async def test_platform_429_storm_on_edits_still_ends_with_the_full_answer(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch
+) -> None:
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.01)
+    monkeypatch.setattr(
+        LocalPlatform, "target",
+        lambda self, address: self.targets.setdefault(address, StormTarget(placeholder=True)),
+    )
+    async with bridge(fake_chat_api, tmp_path / "b.db") as b:
+        target = await ask(b, "hello")
+        await assert_consistent(b)
+    assert target.visible() == ["".join(f"w{i} " for i in range(40))]
+
+
+async def test_store_file_locked_tells_the_user_and_recovers(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db) as b:
+        b.store.busy_timeout = 0.2  # type: ignore[attr-defined]
+        locker = sqlite3.connect(db, timeout=0)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            blocked = await local(b).say("while locked", thread="T1")
+            await asyncio.wait_for(blocked.ended.wait(), 20)
+        finally:
+            locker.rollback()
+            locker.close()
+        answered = await ask(b, "after the lock", "T2")
+        await assert_consistent(b)
+    assert blocked.notices and "store" in blocked.notices[0]
+    assert answered.visible() == ["Hello from the fake."]
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["after the lock"]
