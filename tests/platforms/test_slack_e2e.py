@@ -1,0 +1,363 @@
+"""End to end: the real Bridge, the real slack-bolt app, the fake Slack and the fake chat API.
+
+Most tests run twice: over Socket Mode and over signed HTTP events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.registry import REGISTRY
+from bridge.app import Bridge
+from bridge.config import parse_config
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.slack import FakeMessage, FakeSlack, fake_slack  # noqa: F401
+
+CHANNEL = "C0GENERAL1"
+CHANNEL_2 = "C0SUPPORT1"
+UNROUTED = "C0RANDOM01"
+DM = "D0DIRECT01"
+J = "\u2060"
+
+
+def config_text(
+    slack: FakeSlack, chat: FakeChatAPI, db: Path, mode: str, slack_extra: str = ""
+) -> str:
+    connection = "app_token: ${SLACK_APP_TOKEN}" if mode == "socket" else (
+        "signing_secret: ${SLACK_SIGNING_SECRET}"
+    )
+    channels = ", ".join([CHANNEL, CHANNEL_2, *[f"C0LOAD000{i}" for i in range(4)]])
+    return f"""
+store: sqlite://{db}
+http: {{listen: "127.0.0.1:0"}}
+backends:
+  docs:
+    kind: chatmount
+    url: {chat.endpoint("chatmount")}
+    api_key: ${{CHATMOUNT_API_KEY}}
+slack:
+  bot_token: ${{SLACK_BOT_TOKEN}}
+  {connection}
+  api_url: {slack.url}
+  {slack_extra}
+routes:
+  - platform: slack
+    channels: [{channels}]
+    backend: docs
+    trigger: mention
+    session: thread
+  - platform: slack
+    dm: true
+    backend: docs
+    session: user
+reply: {{edit_interval: 0.05}}
+"""
+
+
+@dataclass
+class Harness:
+    """The daemon under test and how Slack reaches it."""
+
+    slack: FakeSlack
+    chat: FakeChatAPI
+    bridge: Bridge
+    mode: str
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.bridge.http_port}/slack/events"
+
+    async def send(self, body: dict[str, Any], retry: int = 0) -> None:
+        if self.mode == "socket":
+            envelope = await self.slack.send_envelope(
+                "events_api", body, retry_attempt=retry, retry_reason="timeout" if retry else ""
+            )
+            await self.slack.wait_ack(envelope)
+        else:
+            status, _ = await self.slack.post_event(
+                self.events_url, body, retry_num=retry or None
+            )
+            assert status == 200
+
+    async def command(self, fields: dict[str, str]) -> None:
+        if self.mode == "socket":
+            await self.slack.wait_ack(await self.slack.send_envelope("slash_commands", fields))
+        else:
+            status, _ = await self.slack.post_command(self.events_url, fields)
+            assert status == 200
+
+    async def ask(
+        self,
+        channel: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        mention: bool = True,
+        user: str = "U0USER001",
+    ) -> str:
+        """Someone asks; returns the thread root the answer belongs in."""
+        if mention and not channel.startswith("D"):
+            text = f"<@{self.slack.bot_user_id}> {text}"
+        bodies = self.slack.user_message(channel, text, thread_ts=thread_ts, user=user)
+        for body in bodies:
+            await self.send(body)
+        return thread_ts or bodies[0]["event"]["ts"]
+
+    async def answer(self, channel: str, root: str | None, final: str, n: int = 1) -> list[FakeMessage]:
+        """Wait until the reply in `root` ends with `final`; returns its messages."""
+
+        def done() -> list[FakeMessage] | None:
+            replies = [
+                m for m in self.slack.bot_replies(channel, root)
+                if root is not None or m.thread_ts is None
+            ]
+            if len(replies) >= n and replies[-1].text.endswith(final) and not replies[-1].streaming:
+                return replies
+            return None
+
+        result: list[FakeMessage] = await self.slack.wait_for(done, timeout=30)
+        return result
+
+
+@pytest.fixture(params=["socket", "http"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def open_harness(
+    slack: FakeSlack, chat: FakeChatAPI, tmp_path: Path, mode: str, slack_extra: str = ""
+) -> tuple[Harness, Bridge]:
+    env = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_APP_TOKEN": slack.app_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "CHATMOUNT_API_KEY": chat.api_key,
+    }
+    text = config_text(slack, chat, tmp_path / "bridge.db", mode, slack_extra)
+    config = parse_config(text, env=env, registry=REGISTRY)
+    bridge = Bridge(config, REGISTRY)
+    await bridge.__aenter__()
+    if mode == "socket":
+        await slack.wait_socket()
+    return Harness(slack, chat, bridge, mode), bridge
+
+
+@pytest.fixture
+async def harness(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path, mode: str
+) -> AsyncIterator[Harness]:
+    h, bridge = await open_harness(fake_slack, fake_chat_api, tmp_path, mode)
+    try:
+        yield h
+    finally:
+        await bridge.aclose()
+
+
+def assert_clean(slack: FakeSlack) -> None:
+    """Nothing Slack would have refused, rate limited, or pinged anyone with."""
+    assert not slack.rejected, slack.rejected
+    assert not slack.rate_limited, slack.rate_limited
+    assert slack.pings == []
+
+
+# --------------------------------------------------------------------------- acceptance
+
+
+async def test_mention_gets_a_threaded_progressive_reply_with_sources(harness: Harness) -> None:
+    words = [f"word{i} " for i in range(30)]
+    harness.chat.enqueue(
+        tokens=["**Deploying**: ", *words, "done."],
+        sources=[("https://docs.example/deploy", "Deploy guide"), ("https://docs.example/ci", "CI")],
+        token_delay=0.03,
+    )
+    root = await harness.ask(CHANNEL, "how do I deploy?")
+    final = (
+        "*Deploying*: " + "".join(words) + "done.\n\n"
+        "_Sources:_ <https://docs.example/deploy|Deploy guide> · <https://docs.example/ci|CI>"
+    )
+    [reply] = await harness.answer(CHANNEL, root, final)
+    assert reply.thread_ts == root and reply.text == final
+    assert reply.versions[0] == "_Thinking…_"
+    # Shown growing in place: several edits, each showing more of the answer.
+    partial = [v for v in reply.versions[1:-1] if v.startswith("*Deploying*")]
+    assert len(partial) >= 2
+    assert all(len(a) <= len(b) for a, b in zip(partial, partial[1:], strict=False))
+    assert harness.chat.requests[0].json["message"] == "how do I deploy?"
+    # The "thinking" reaction came and went.
+    await harness.slack.wait_for(lambda: harness.slack.count("reactions.remove") == 1)
+    assert not harness.slack.reactions[(CHANNEL, root)]
+    assert_clean(harness.slack)
+
+
+async def test_follow_up_in_thread_without_mention_reuses_the_session(harness: Harness) -> None:
+    harness.chat.enqueue(tokens=["First ", "answer."])
+    harness.chat.enqueue(tokens=["Second ", "answer."])
+    root = await harness.ask(CHANNEL, "first question")
+    await harness.answer(CHANNEL, root, "First answer.")
+    await harness.ask(CHANNEL, "and then?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Second answer.", n=2)
+    first, second = harness.chat.requests
+    assert second.json["message"] == "and then?"
+    assert first.json["session_id"] == second.json["session_id"] is not None
+    assert_clean(harness.slack)
+
+
+async def test_a_dm_is_answered(harness: Harness) -> None:
+    harness.chat.enqueue(tokens=["Hello ", "in private."])
+    await harness.ask(DM, "hi there")
+    [reply] = await harness.answer(DM, None, "Hello in private.")
+    assert reply.thread_ts is None
+    assert harness.chat.requests[0].json["message"] == "hi there"
+    assert_clean(harness.slack)
+
+
+async def test_unrouted_channel_is_ignored(harness: Harness) -> None:
+    harness.chat.enqueue(tokens=["Routed."])
+    await harness.ask(UNROUTED, "anyone?")
+    await harness.ask(CHANNEL, "not in a thread, no mention", mention=False)
+    root = await harness.ask(CHANNEL, "routed")
+    await harness.answer(CHANNEL, root, "Routed.")
+    assert len(harness.chat.requests) == 1
+    assert harness.slack.bot_replies(UNROUTED) == []
+    assert len(harness.slack.all_bot_messages()) == 1
+
+
+async def test_long_answer_arrives_as_three_messages(harness: Harness) -> None:
+    paragraph = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 9).strip()
+    paragraphs = [f"{i}. {paragraph}" for i in range(18)]
+    answer = "\n\n".join(paragraphs)
+    assert 9000 <= len(answer) <= 9400
+    tokens = [answer[i : i + 400] for i in range(0, len(answer), 400)]
+    harness.chat.enqueue(tokens=tokens, sources=[("https://docs.example/x", "X")], token_delay=0.02)
+    root = await harness.ask(CHANNEL, "tell me everything")
+    replies = await harness.answer(CHANNEL, root, "<https://docs.example/x|X>", n=3)
+    assert len(replies) == 3
+    assert all(len(m.text) <= 4000 for m in replies)
+    shown = "\n\n".join(m.text for m in replies)
+    assert all(p in shown for p in paragraphs)
+    assert_clean(harness.slack)
+
+
+async def test_retried_event_is_answered_once(harness: Harness) -> None:
+    harness.chat.enqueue(tokens=["Once."])
+    harness.chat.enqueue(tokens=["Sentinel."])
+    [body] = harness.slack.user_message(DM, "answer me once")
+    await harness.send(body)
+    await harness.send(body, retry=1)
+    await harness.send(body, retry=2)
+    await harness.answer(DM, None, "Once.")
+    await harness.ask(DM, "sentinel")
+    await harness.answer(DM, None, "Sentinel.", n=2)
+    assert [r.json["message"] for r in harness.chat.requests] == ["answer me once", "sentinel"]
+    assert len(harness.slack.bot_replies(DM)) == 2
+
+
+async def test_reset_command_starts_a_new_session(harness: Harness) -> None:
+    harness.chat.enqueue(tokens=["One."])
+    harness.chat.enqueue(tokens=["Two."])
+    harness.chat.enqueue(tokens=["Three."])
+    await harness.ask(DM, "first")
+    await harness.answer(DM, None, "One.")
+    await harness.ask(DM, "second")
+    await harness.answer(DM, None, "Two.", n=2)
+    await harness.command(harness.slack.slash_command("/chat-reset", DM))
+    await harness.slack.wait_for(lambda: harness.slack.responses)
+    assert harness.slack.responses == [
+        {"response_type": "ephemeral", "text": "Started a new conversation."}
+    ]
+    await harness.ask(DM, "third")
+    await harness.answer(DM, None, "Three.", n=3)
+    sessions = [r.json["session_id"] for r in harness.chat.requests]
+    assert sessions[0] == sessions[1] != sessions[2]
+    # The DM keyword does the same, answered ephemerally too.
+    await harness.ask(DM, "reset")
+    await harness.slack.wait_for(lambda: harness.slack.ephemerals)
+    assert harness.slack.ephemerals[0]["user"] == "U0USER001"
+    assert len(harness.chat.requests) == 3
+
+
+async def test_an_answer_with_channel_mentions_pings_nobody(harness: Harness) -> None:
+    harness.chat.enqueue(
+        tokens=["Hey <!channel> and ", "<!here|here>, ", "@here @everyone ", "<@U0SOMEONE1> done."],
+        sources=[("https://x.example", "@channel notes")],
+    )
+    root = await harness.ask(CHANNEL, "ping test")
+    [reply] = await harness.answer(CHANNEL, root, f"<https://x.example|@{J}channel notes>")
+    assert reply.text.startswith(f"Hey @{J}channel and @{J}here, @{J}here @{J}everyone @{J}U0SOMEONE1 done.")
+    for version in reply.versions:
+        assert "<!" not in version and "<@" not in version
+    assert_clean(harness.slack)
+
+
+# --------------------------------------------------------------------------- load and modes
+
+
+@pytest.mark.parametrize("mode", ["socket"])
+async def test_twenty_replies_at_once_cause_no_429(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path, mode: str
+) -> None:
+    # Slack's limits, sped up the same way on both sides: chat.update per
+    # workspace, chat.postMessage per channel.
+    fake_slack.set_rate("chat.update", 20, 1.0)
+    fake_slack.set_rate("chat.postMessage", 3, 1.0)
+    extra = "update_rate: {count: 20, per: 1.0}\n  post_rate: {count: 3, per: 1.0}"
+    h, bridge = await open_harness(fake_slack, fake_chat_api, tmp_path, mode, extra)
+    try:
+        for _ in range(20):
+            fake_chat_api.enqueue(tokens=[f"part{i} " for i in range(15)] + ["end."], token_delay=0.03)
+        channels = [f"C0LOAD000{i}" for i in range(4)]
+        roots = []
+        for i in range(20):
+            channel = channels[i % 4]
+            # Twenty people: the core's per-user message limit stays out of the way.
+            roots.append((channel, await h.ask(channel, f"question {i}", user=f"U0PERSON{i:02d}")))
+        expected = "".join(f"part{i} " for i in range(15)) + "end."
+        for channel, root in roots:
+            [reply] = await h.answer(channel, root, expected)
+            assert reply.text == expected
+        assert fake_slack.count("chat.update") >= 20
+        assert_clean(fake_slack)
+    finally:
+        await bridge.aclose()
+
+
+@pytest.mark.parametrize("mode", ["socket"])
+async def test_native_streaming_mode(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path, mode: str
+) -> None:
+    h, bridge = await open_harness(fake_slack, fake_chat_api, tmp_path, mode, "mode: native")
+    try:
+        fake_chat_api.enqueue(
+            tokens=["Streamed ", "**natively** ", "<!here>."],
+            sources=[("https://docs.example/s", "Streams")],
+            token_delay=0.03,
+        )
+        root = await h.ask(CHANNEL, "stream it")
+        final = f"Streamed **natively** @{J}here.\n\n_Sources:_ [Streams](https://docs.example/s)"
+        [reply] = await h.answer(CHANNEL, root, final)
+        assert reply.text == final and reply.markdown
+        assert fake_slack.count("chat.startStream") == 1
+        assert fake_slack.count("chat.appendStream") >= 1
+        assert fake_slack.count("chat.stopStream") == 1
+        assert fake_slack.count("chat.update") == 0
+        assert_clean(fake_slack)
+    finally:
+        await bridge.aclose()
+
+
+async def test_health_reports_the_slack_connection(harness: Harness) -> None:
+    url = f"http://127.0.0.1:{harness.bridge.http_port}/healthz"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as resp:
+            assert resp.status == 200
+        # Draining: the platform stops taking events and says so.
+        await harness.bridge.platforms["slack"].stop_receiving()  # type: ignore[attr-defined]
+        async with session.get(url) as resp:
+            assert resp.status == 503
+            assert (await resp.json())["down"] == {"slack": "disconnected"}
