@@ -1,0 +1,50 @@
+"""Suite-wide checks: every test runs with DEBUG logging, and no secret may appear in a log line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+# Every secret the fakes and tests configure. A log line (message, fields or
+# traceback) containing one fails the test that wrote it.
+KNOWN_SECRETS = (
+    "cm_test_key_5ecret",  # the fake chat APIs' key
+    "xoxb-fake-bot-token",  # fake Slack
+    "xapp-fake-app-token",
+    "fake-signing-secret",
+    "fake-discord-bot-token",  # fake Discord
+    "cm_live_SUPERSECRET_value_123",  # config tests
+)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        extras = " ".join(str(v) for k, v in vars(record).items() if k not in _STANDARD)
+        trace = logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+        self.lines.append(f"{record.name}: {text} {extras} {trace}")
+
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    handler = _Collect()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    leaks = [line for line in handler.lines for s in KNOWN_SECRETS if s in line]
+    assert not leaks, f"a secret was logged: {leaks[0][:200]}"
