@@ -217,6 +217,7 @@ class LiveReply:
                     await self.target.edit(self.message_ids[index], text)
                     self.stats.edits += 1
                     self._shown[index] = text
+                    await self._progress()
                 else:
                     await self._post_budget.acquire(priority)
                     message_id = await self.target.post(text)

@@ -93,12 +93,14 @@ class ConsoleTarget(ReplyTarget):
         )
         self._messages: dict[str, str] = {}
         self._status = ""
+        self._live = False  # begin() was called: a reply is being drawn
 
     def _render(self) -> str:
         body = "\n".join(self._messages.values()) or self._status
         return BOT + body
 
     async def begin(self) -> str | None:
+        self._live = True
         self._status = "…"
         self._platform.screen.draw(self._render())
         return None
@@ -106,12 +108,18 @@ class ConsoleTarget(ReplyTarget):
     async def post(self, text: str) -> str:
         message_id = f"m{len(self._messages) + 1}"
         self._messages[message_id] = text
-        self._platform.screen.draw(self._render())
+        if self._live:
+            self._platform.screen.draw(self._render())
+        else:
+            self._platform.screen.line(BOT + text)
         return message_id
 
     async def edit(self, message_id: str, text: str) -> None:
         self._messages[message_id] = text
-        self._platform.screen.draw(self._render())
+        if self._live:
+            self._platform.screen.draw(self._render())
+        else:  # a fix-up of an earlier reply (after a restart): show it as a line
+            self._platform.screen.line(BOT + text)
 
     async def end(self) -> None:
         self._platform.screen.settle(self._render())
