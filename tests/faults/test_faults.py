@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sqlite3
 from pathlib import Path
@@ -74,7 +75,8 @@ async def test_api_429_with_reset(fake_chat_api: FakeChatAPI, tmp_path: Path) ->
         target = await ask(b, "hello")
         await assert_consistent(b)
     assert len(fake_chat_api.requests) == 1  # a 429 is not retried blindly
-    assert "rate limited; please try again in 30 s" in target.visible()[0]
+    # X-RateLimit-Reset is whole epoch seconds: 29 or 30 s from now.
+    assert re.search(r"rate limited; please try again in (29|30|31) s", target.visible()[0])
 
 
 async def test_connection_refused_then_circuit_opens(
