@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.errors import ProtocolError
 
@@ -100,8 +99,7 @@ class LineSplitter:
         return [rest.decode("utf-8", "replace")] if rest else []
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One server-sent event: its joined `data` lines, `event` type and last event `id`."""
 
     data: str
@@ -137,7 +135,10 @@ class SSEParser:
         return events
 
     def _dispatch(self) -> SSEEvent:
-        event = SSEEvent("\n".join(self._data), self._event or "message", self._id)
+        data = self._data
+        event = SSEEvent(
+            data[0] if len(data) == 1 else "\n".join(data), self._event or "message", self._id
+        )
         self._data = []
         self._event = ""
         return event
@@ -146,17 +147,15 @@ class SSEParser:
         events: list[SSEEvent] = []
         data = self._data
         for line in lines:
-            if line.startswith("data:"):
-                data.append(line[6:] if line[5:6] == " " else line[5:])
-            elif not line:
+            if not line:
                 if data:
                     events.append(self._dispatch())
                     data = self._data
                 else:
                     self._event = ""
-            elif line[0] == ":":
-                continue
-            else:
+            elif line.startswith("data:"):
+                data.append(line[6:] if line[5:6] == " " else line[5:])
+            elif line[0] != ":":
                 name, _, value = line.partition(":")
                 if value[:1] == " ":
                     value = value[1:]
@@ -194,12 +193,13 @@ class NDJSONParser:
 
     def _parse(self, lines: list[str]) -> list[Any]:
         values: list[Any] = []
-        loads = json.loads
         for line in lines:
+            if not line:
+                continue
             try:
                 values.append(loads(line))
             except (ValueError, RecursionError) as exc:
-                if line.strip():
+                if not line.isspace():
                     self.malformed += 1
                     log_malformed(line, exc, self.backend)
         return values
@@ -243,10 +243,27 @@ def _payloads(lines: list[str]) -> list[str]:
 _SSE_FIELDS = ("event:", "id:", "retry:")
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def loads(text: str) -> Any:
+    """`json.loads` for one line, faster on the common case (no surrounding blanks).
+
+    Raises ValueError (or RecursionError) exactly where `json.loads` would.
+    """
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)  # leading blanks, or raise json's own error
+    if end != len(text) and not text[end:].isspace():
+        return json.loads(text)  # raises "Extra data"
+    return value
+
+
 def json_or_none(text: str, backend: str | None = None) -> Any:
     """Parse one JSON text; a malformed one is logged and gives None."""
     try:
-        return json.loads(text)
+        return loads(text)
     except (ValueError, RecursionError) as exc:
         log_malformed(text, exc, backend)
         return None

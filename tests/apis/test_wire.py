@@ -15,6 +15,7 @@ from adapters.apis._wire import (
     NDJSONParser,
     SSEEvent,
     SSEParser,
+    loads,
 )
 from bridge.errors import ProtocolError
 
@@ -196,3 +197,16 @@ def test_arbitrary_bytes_only_ever_raise_line_too_long(parser_cls, data, points)
     whole = run([data])
     assert run(split_at(data, points)) == whole
     assert run([bytes([b]) for b in data]) == whole
+
+
+@given(st.one_of(st.text(max_size=30), json_values.map(json.dumps)))
+def test_fast_loads_agrees_with_json_loads(line):
+    try:
+        expected: Any = ("ok", json.loads(line))
+    except (ValueError, RecursionError):
+        expected = "error"
+    try:
+        got: Any = ("ok", loads(line))
+    except (ValueError, RecursionError):
+        got = "error"
+    assert got == expected
