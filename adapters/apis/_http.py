@@ -46,6 +46,7 @@ from bridge.interfaces import ChatAPI, ChatEvent, ChatRequest, DialectOptions, T
 log = logging.getLogger("adapters.apis")
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class Timeouts(BaseModel):
@@ -89,10 +90,10 @@ class HTTPOptions(DialectOptions):
         return value
 
 
-class _Parser(Protocol[T]):  # type: ignore[misc]
-    def feed(self, chunk: bytes) -> list[T]: ...
+class _Parser(Protocol[T_co]):
+    def feed(self, chunk: bytes) -> list[T_co]: ...
 
-    def close(self) -> list[T]: ...
+    def close(self) -> list[T_co]: ...
 
 
 class HTTPDialect(ChatAPI):
@@ -237,7 +238,7 @@ class HTTPDialect(ChatAPI):
                     yield item
         except TimeoutError as exc:
             raise self._timed_out(got_any) from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
 
     async def _request_json(
@@ -263,7 +264,7 @@ class HTTPDialect(ChatAPI):
                 )
         except TimeoutError as exc:
             raise self._timed_out(False) from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
         self.on_response(response)
         if response.status_code >= 400:
@@ -314,8 +315,15 @@ class HTTPDialect(ChatAPI):
             f"The assistant {what} within {wait:g} s; please try again.", backend=self.name
         )
 
-    def _transport_error(self, exc: httpx.HTTPError) -> ChatAPIError:
+    def _transport_error(self, exc: Exception) -> ChatAPIError:
         log.warning("HTTP transport error: %s", type(exc).__name__, extra={"backend": self.name})
+        if isinstance(exc, UnicodeEncodeError):
+            return BadRequest("The question has characters that cannot be sent.", backend=self.name)
+        if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+            return ChatAPIError(
+                "The assistant is misconfigured (its URL is not valid). Tell an admin.",
+                backend=self.name,
+            )
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return self._timed_out(False)
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):

@@ -18,7 +18,15 @@ from pydantic import SecretStr
 from adapters.apis._http import HTTPDialect, HTTPOptions
 from adapters.apis._wire import SSEParser, json_or_none
 from bridge.errors import APIReportedError, CutOff, ProtocolError
-from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Token
+from bridge.interfaces import (
+    ChatEvent,
+    ChatRequest,
+    DialectOptions,
+    Done,
+    Source,
+    Sources,
+    Token,
+)
 
 log = logging.getLogger("adapters.apis")
 
@@ -44,7 +52,7 @@ class ChatMount(HTTPDialect):
     Options: ClassVar[type[ChatMountOptions]] = ChatMountOptions
     options: ChatMountOptions
 
-    def __init__(self, name: str, options: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, options: DialectOptions, http: httpx.AsyncClient) -> None:
         super().__init__(name, options, http)
         #: The latest X-RateLimit-* values: {"limit", "remaining", "reset"} (ints).
         self.last_rate_limit: dict[str, int] = {}

@@ -14,6 +14,7 @@ from adapters.apis.chatmount import ChatMount
 from bridge.errors import (
     APIReportedError,
     BadRequest,
+    ChatAPIError,
     CutOff,
     Forbidden,
     RateLimited,
@@ -22,8 +23,9 @@ from bridge.errors import (
     Unavailable,
 )
 from bridge.interfaces import ChatRequest, Done, Source, Sources, Token
+from tests.apis import helpers
 from tests.apis.helpers import (
-    FAST_RETRIES,
+    ask,
     cancel_mid_stream,
     collect,
     collect_until_error,
@@ -35,18 +37,9 @@ from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
 
 
 def make(fake: FakeChatAPI, client: httpx.AsyncClient, **options: Any) -> ChatMount:
-    block = {
-        "kind": "chatmount",
-        "url": fake.endpoint("chatmount"),
-        "api_key": fake.api_key,
-        "retries": FAST_RETRIES,
-        **options,
-    }
-    return ChatMount("docs", ChatMount.Options.model_validate(block), client)
-
-
-def ask(api: ChatMount, message: str = "What are your hours?") -> ChatRequest:
-    return ChatRequest(message=message, session=api.new_session(), user_id="slack:T1:U1")
+    api = helpers.make("chatmount", fake, client, **options)
+    assert isinstance(api, ChatMount)
+    return api
 
 
 async def test_streams_tokens_sources_and_done(fake_chat_api, http):
@@ -137,7 +130,7 @@ async def test_400_carries_the_api_message(fake_chat_api, http):
     seen, exc = await collect_until_error(api, ask(api))
     assert seen == []
     assert isinstance(exc, BadRequest)
-    assert exc.status == 400 and exc.backend == "docs"
+    assert exc.status == 400 and exc.backend == "bot"
     assert exc.message == "Bad JSON in request"
     assert len(fake_chat_api.requests) == 1  # not retried
 
@@ -226,6 +219,17 @@ async def test_unreachable_server_is_unavailable(http):
     assert "could not be reached" in exc.user_message
 
 
+async def test_unusable_url_and_text_are_translated(fake_chat_api, http):
+    api = make(fake_chat_api, http, url="http://[::1:bad/v1/chat")
+    _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is ChatAPIError and "URL is not valid" in exc.user_message
+
+    api = make(fake_chat_api, http)
+    _, exc = await collect_until_error(api, ask(api, "lone \ud800 surrogate"))
+    assert isinstance(exc, BadRequest)
+    assert fake_chat_api.requests == []
+
+
 @pytest.mark.parametrize("length", [0, 2001])
 async def test_out_of_range_question_is_refused_without_a_request(fake_chat_api, http, length):
     api = make(fake_chat_api, http)
@@ -257,7 +261,7 @@ async def test_stream_without_done_is_cut_off(fake_chat_api, http):
     seen, exc = await collect_until_error(api, ask(api))
     assert text_of(seen) == "partial"
     assert not any(isinstance(e, Done) for e in seen)
-    assert isinstance(exc, CutOff) and exc.backend == "docs"
+    assert isinstance(exc, CutOff) and exc.backend == "bot"
 
 
 async def test_error_event_keeps_partial_text(fake_chat_api, http):
