@@ -25,7 +25,7 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, aclosing
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -237,7 +237,8 @@ class HTTPDialect(ChatAPI):
                 for item in parser.close():
                     yield item
         except TimeoutError as exc:
-            raise self._timed_out(got_any) from exc
+            over = end is not None and loop.time() >= end
+            raise self._timed_out("total" if over else "idle" if got_any else "first") from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
 
@@ -263,7 +264,7 @@ class HTTPDialect(ChatAPI):
                     timeout=self._timeout,
                 )
         except TimeoutError as exc:
-            raise self._timed_out(False) from exc
+            raise self._timed_out("first") from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
         self.on_response(response)
@@ -307,10 +308,14 @@ class HTTPDialect(ChatAPI):
             )
         return BadRequest(detail or f"The assistant refused the question (HTTP {status}).", **kw)
 
-    def _timed_out(self, started: bool) -> TimedOut:
+    def _timed_out(self, which: Literal["first", "idle", "total"]) -> TimedOut:
+        """TimedOut for the deadline that passed: first event, between events, or overall."""
         t = self.options.timeouts
-        wait = t.idle if started else t.connect + t.first_byte
-        what = "stopped answering" if started else "did not answer"
+        what, wait = {
+            "first": ("did not answer", t.connect + t.first_byte),
+            "idle": ("stopped answering", t.idle),
+            "total": ("did not finish", t.total or 0.0),
+        }[which]
         return TimedOut(
             f"The assistant {what} within {wait:g} s; please try again.", backend=self.name
         )
@@ -325,7 +330,7 @@ class HTTPDialect(ChatAPI):
                 backend=self.name,
             )
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-            return self._timed_out(False)
+            return self._timed_out("first")
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return Unavailable("The assistant could not be reached.", backend=self.name)
         return Unavailable(backend=self.name)

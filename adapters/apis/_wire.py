@@ -1,9 +1,10 @@
 """I/O-free incremental parsers for the chat APIs' stream formats.
 
-`SSEParser` (text/event-stream) and `NDJSONParser` (one JSON value a line)
-take bytes as they arrive, in chunks of any size, and return what became
-complete: `feed(chunk) -> list`, and `close() -> list` at the end of the
-stream. Both share one line splitter that accepts LF, CRLF and CR line
+`SSEParser` (text/event-stream), `NDJSONParser` (one JSON value a line) and
+`DataLineParser` (lines with or without SSE's `data: `) take bytes as they
+arrive, in chunks of any size, and return what became complete:
+`feed(chunk) -> list`, and `close() -> list` at the end of the stream. They
+share one line splitter that accepts LF, CRLF and CR line
 endings (a CR at the end of one chunk and an LF at the start of the next are
 one line break), strips a UTF-8 byte-order mark at the start of the stream,
 and raises `LineTooLong` when a line outgrows its cap, so a misbehaving server
@@ -226,6 +227,9 @@ class DataLineParser:
         return _payloads(self._lines.close())
 
 
+_SSE_FIELDS = ("event:", "id:", "retry:")
+
+
 def _payloads(lines: list[str]) -> list[str]:
     out: list[str] = []
     for line in lines:
@@ -238,9 +242,6 @@ def _payloads(lines: list[str]) -> list[str]:
         else:
             out.append(line)
     return out
-
-
-_SSE_FIELDS = ("event:", "id:", "retry:")
 
 
 _raw_decode = json.JSONDecoder().raw_decode

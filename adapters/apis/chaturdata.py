@@ -22,10 +22,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions, Timeouts
-from bridge.errors import APIReportedError, ProtocolError, TimedOut, Unavailable
+from bridge.errors import APIReportedError, ProtocolError, Unavailable
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Status, Token
 
 log = logging.getLogger("adapters.apis")
@@ -35,6 +35,19 @@ _FILE_NAME = re.compile(r"†([^】]+)】")
 _FAILED = {"expired", "cancelled", "failed"}
 
 
+class PollTimeouts(Timeouts):
+    """Timeouts of each request, and `total`: how long to poll for one answer."""
+
+    total: float | None = Field(120.0, gt=0)
+
+    @field_validator("total")
+    @classmethod
+    def _required(cls, value: float | None) -> float | None:
+        if value is None:
+            raise ValueError("must be set: it bounds the polling (default 120)")
+        return value
+
+
 class ChatUrDataOptions(HTTPOptions):
     """`backends.<name>` with `kind: chaturdata`. `url` is the API base (…/api)."""
 
@@ -42,7 +55,7 @@ class ChatUrDataOptions(HTTPOptions):
     url: str = "https://www.chaturdata.com/api"
     api_key: SecretStr
     poll_interval: float = Field(3.0, ge=1, le=10)
-    timeouts: Timeouts = Timeouts(total=120)
+    timeouts: PollTimeouts = PollTimeouts()
     file_url: str | None = None
     """A link for file citations, with `{file_id}` in it; without it they give no source."""
 
@@ -62,7 +75,7 @@ class ChatUrData(HTTPDialect):
         base = opts.url.rstrip("/")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + (opts.timeouts.total or 120.0)
+        deadline = started + (opts.timeouts.total or 0.0)  # validated: always set
 
         body: dict[str, Any] = {"message": req.message}
         if req.session:
@@ -78,11 +91,7 @@ class ChatUrData(HTTPDialect):
         while True:
             wait = min(opts.poll_interval, deadline - loop.time())
             if wait <= 0:
-                raise TimedOut(
-                    f"The assistant did not finish within {deadline - started:g} s; "
-                    "please try again.",
-                    backend=self.name,
-                )
+                raise self._timed_out("total")
             await asyncio.sleep(wait)
             try:
                 async with asyncio.timeout_at(deadline):

@@ -459,29 +459,24 @@ class FakeChatAPI:
         }
 
     def _assistant_message(self, script: Script) -> dict[str, Any]:
+        """The answer, with a citation marker and annotation per source and file."""
+        citations = [
+            ("url_citation", f"【{n}:0†source】", {"url": url, "title": title})
+            for n, (url, title) in enumerate(script.sources)
+        ] + [
+            ("file_citation", f"【{n}:0†{file_id}.md】", {"file_id": file_id, "quote": quote})
+            for n, (file_id, quote) in enumerate(script.file_citations, len(script.sources))
+        ]
         text = script.answer
         annotations: list[dict[str, Any]] = []
-        for n, (url, title) in enumerate(script.sources):
-            marker = f"【{n}:0†source】"
+        for kind, marker, detail in citations:
             annotations.append(
                 {
-                    "type": "url_citation",
+                    "type": kind,
                     "text": marker,
                     "start_index": len(text),
                     "end_index": len(text) + len(marker),
-                    "url_citation": {"url": url, "title": title},
-                }
-            )
-            text += marker
-        for n, (file_id, quote) in enumerate(script.file_citations, len(script.sources)):
-            marker = f"【{n}:0†{file_id}.md】"
-            annotations.append(
-                {
-                    "type": "file_citation",
-                    "text": marker,
-                    "start_index": len(text),
-                    "end_index": len(text) + len(marker),
-                    "file_citation": {"file_id": file_id, "quote": quote},
+                    kind: detail,
                 }
             )
             text += marker
