@@ -23,7 +23,6 @@ from bridge.store import InFlight, Store, open_store
 log = logging.getLogger("chat_bridge.app")
 
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
-HEARTBEAT = 10.0
 
 
 def build_backends(config: Config, registry: Registry, http: httpx.AsyncClient) -> dict[str, ChatAPI]:
@@ -67,6 +66,7 @@ class Bridge:
         self.relay: Relay
         self.http: HttpServer | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self.heartbeat = config.limits.heartbeat_interval
 
     @property
     def http_port(self) -> int | None:
@@ -119,16 +119,18 @@ class Bridge:
         await self.recover()
         self._heartbeat = asyncio.create_task(self._beat())
 
-    async def recover(self) -> int:
+    async def recover(self, *, at_start: bool = True) -> int:
         """Mark replies left in flight by a dead process as interrupted.
 
         With a store of its own (SQLite) every record left is an orphan; with a
         shared one, only records whose owner stopped beating its heartbeat.
         """
         now = time.time()
-        stale = now - 3 * HEARTBEAT if self.store.shared else now + 1
+        stale = now - 3 * self.heartbeat if self.store.shared else now + 1
         fixed = 0
         for rec in await self.store.inflight_orphans(self.owner, stale):
+            if rec.owner == self.owner and not at_start:
+                continue  # our own live replies
             if await self.store.inflight_claim(rec.id, self.owner, rec.heartbeat_at):
                 fixed += await self._mark_interrupted(rec)
         if fixed:
@@ -156,13 +158,19 @@ class Bridge:
         return marked
 
     async def _beat(self) -> None:
+        """Keep this process's replies marked alive; on a shared store, take over
+        the replies of processes that stopped beating."""
         while True:
-            await asyncio.sleep(HEARTBEAT)
+            await asyncio.sleep(self.heartbeat)
             try:
                 now = time.time()
-                for rec_id, reply in list(self.relay._live.items()):
-                    await self.store.inflight_update(rec_id, reply.message_ids, reply.text, now)
+                for rec, reply in self.relay.records():
+                    ids = reply.message_ids if reply is not None else rec.message_ids
+                    text = reply.text if reply is not None else rec.text
+                    await self.store.inflight_update(rec.id, ids, text, now)
                 await self.store.prune_events(now - self.config.limits.event_ttl)
+                if self.store.shared:
+                    await self.recover(at_start=False)
             except BridgeError as exc:
                 log.warning("heartbeat failed: %s", exc)
 

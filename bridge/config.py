@@ -96,6 +96,7 @@ class LimitsConfig(_Model):
     shutdown_grace: float = Field(20.0, ge=0)
     event_ttl: float = Field(86400.0, gt=0)
     circuit: CircuitConfig = CircuitConfig()
+    heartbeat_interval: float = Field(10.0, gt=0)
 
 
 class LoggingConfig(_Model):

@@ -213,6 +213,9 @@ class Inbound:
     command: str | None = None
     has_attachments: bool = False
     received_at: float = 0.0
+    # The platform's own time of the message (epoch seconds), the same in every
+    # delivery of it: orders a conversation's messages across replicas.
+    sent_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bridge.budget import Budgets
 from bridge.circuit import Circuit
@@ -60,14 +60,24 @@ class UserRateLimiter:
         return None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     msg: Inbound
     target: ReplyTarget
     route: RouteConfig
     key: str
-    previous: asyncio.Future[None] | None
-    mine: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    record: InFlight
+    previous: asyncio.Future[None] | None = None
+    mine: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    reply: LiveReply | None = None
+    interrupted: bool = False
+
+
+def order_of(msg: Inbound) -> float:
+    """Where a message stands in its conversation, the same on every replica."""
+    return msg.sent_at or msg.received_at or time.time()
 
 
 class Relay:
@@ -96,6 +106,8 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[str, LiveReply] = {}
         self._users = UserRateLimiter()
+        self._jobs: set[_Job] = set()
+        self.heartbeat_interval = config.limits.heartbeat_interval
         circuit = config.limits.circuit
         self.circuits = {name: Circuit(circuit.failures, circuit.cooldown) for name in backends}
         self.accepting = True
@@ -147,22 +159,47 @@ class Relay:
         if route is None:
             log.debug("no route for %s message in %s", msg.platform, msg.channel)
             return
+        key = conversation_key(route, msg)
+        now = time.time()
+        # Recorded before the event is claimed, so a replica answering a later
+        # message of this conversation sees this one waiting ahead of it.
+        record = InFlight(
+            id=uuid.uuid4().hex, key=key, address=target.address, owner=self.owner,
+            started_at=order_of(msg), heartbeat_at=now,
+        )
+        await self.store.inflight_begin(record)
+        job: _Job | None = None
+        try:
+            job = await self._check(msg, target, route, key, record)
+        finally:
+            if job is None:
+                await self.store.inflight_end(record.id)
+        if job is not None:
+            job.previous = self._chains.get(job.key)
+            self._chains[job.key] = job.mine
+            self._jobs.add(job)
+            self._queued += 1
+            self.metrics.queue_depth.set(self._queued)
+            self._spawn(self._run(job))
+
+    async def _check(
+        self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight
+    ) -> _Job | None:
+        """Deduplicate, validate and answer commands; a job when there is a question to answer."""
         if not await self.store.claim_event(msg.event_id, time.time()):
             log.info("duplicate delivery of event %s dropped", msg.event_id)
             self.metrics.duplicates.labels(msg.platform).inc()
-            return
-
+            return None
         text = msg.text.strip()
-        key = conversation_key(route, msg)
         if msg.command == "reset" or (
             msg.is_dm and text.lower() in {k.lower() for k in self.config.commands.reset_keywords}
         ):
             await self.store.reset_conversation(key)
             await target.notice(self.config.commands.reset_reply)
-            return
+            return None
         if not text:
             await target.notice(HELP_TEXT)
-            return
+            return None
         backend = self.backends[route.backend]
         limit = min(
             self.config.limits.max_question_chars,
@@ -173,38 +210,35 @@ class Relay:
                 f"That question is {len(text):,} characters long; the limit is {limit:,}. "
                 "Please shorten it and ask again."
             )
-            return
+            return None
         rate = route.rate_limit or self.config.limits.rate_limit
-        wait = self._users.check(f"{msg.platform}:{msg.workspace}:{msg.user}", rate.messages,
-                                 rate.per, time.monotonic())
+        user = f"{msg.platform}:{msg.workspace}:{msg.user}"
+        wait = self._users.check(user, rate.messages, rate.per, time.monotonic())
         if wait is not None:
             await target.notice(
-                f"You are sending messages faster than I can answer; try again in {max(1, round(wait))} s."
+                "You are sending messages faster than I can answer; "
+                f"try again in {max(1, round(wait))} s."
             )
-            return
+            return None
         circuit = self.circuits[route.backend]
         if circuit.state == "open":
-            wait = max(1, round(circuit.retry_in()))
-            await target.notice(
-                f"The assistant is unavailable right now; please try again in {wait} s."
-            )
+            await target.notice(_unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
-            return
+            return None
         if self._queued >= self.config.limits.queue_size and self._slots.locked():
             await target.notice("I am busy right now; please try again shortly.")
-            return
+            return None
 
         if route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread":
             opened = await target.open_thread(_thread_name(text))
             if opened is not None:
                 thread_id, target = opened
                 key = conversation_key(route, msg, thread=thread_id)
-
-        job = _Job(msg, target, route, key, self._chains.get(key))
-        self._chains[key] = job.mine
-        self._queued += 1
-        self.metrics.queue_depth.set(self._queued)
-        self._spawn(self._run(job))
+                moved = replace(record, key=key, address=target.address)
+                await self.store.inflight_begin(moved)
+                await self.store.inflight_end(record.id)
+                record = moved
+        return _Job(msg, target, route, key, record)
 
     # ---------------------------------------------------------------- answering
 
@@ -212,25 +246,51 @@ class Relay:
         try:
             if job.previous is not None:
                 await asyncio.shield(job.previous)
+            if self.store.shared:
+                await self._wait_turn(job)
             async with self._slots:
                 self._queued -= 1
                 self.metrics.queue_depth.set(self._queued)
                 await self._answer(job)
+        except asyncio.CancelledError:
+            job.interrupted = True
+            raise
         finally:
+            self._jobs.discard(job)
             if not job.mine.done():
                 job.mine.set_result(None)
             if self._chains.get(job.key) is job.mine:
                 del self._chains[job.key]
+            if not job.interrupted:
+                # Shielded: a stop arriving now must not leave a finished reply
+                # looking interrupted to the next process.
+                await asyncio.shield(self.store.inflight_end(job.record.id))
+
+    async def _wait_turn(self, job: _Job) -> None:
+        """Wait while another process answers an earlier message of this conversation."""
+        pause = 0.05
+        while True:
+            stale = time.time() - 3 * self.heartbeat_interval
+            ahead = [
+                r for r in await self.store.inflight_for_key(job.key)
+                if r.id != job.record.id and r.heartbeat_at >= stale
+                and (r.started_at, r.id) < (job.record.started_at, job.record.id)
+            ]
+            if not ahead:
+                return
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 2)
+
+    def records(self) -> list[tuple[InFlight, LiveReply | None]]:
+        """Every reply this process owns, queued or streaming (for heartbeats)."""
+        return [(job.record, job.reply) for job in self._jobs]
 
     async def _answer(self, job: _Job) -> None:
         msg, route, key = job.msg, job.route, job.key
         backend = self.backends[route.backend]
         circuit = self.circuits[route.backend]
         if not circuit.allow():
-            wait = max(1, round(circuit.retry_in()))
-            await job.target.notice(
-                f"The assistant is unavailable right now; please try again in {wait} s."
-            )
+            await job.target.notice(_unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return
         now = time.time()
@@ -249,11 +309,7 @@ class Relay:
             user_id=f"{msg.platform}:{msg.workspace}:{msg.user}",
         )
 
-        record = InFlight(
-            id=uuid.uuid4().hex, key=key, address=job.target.address, owner=self.owner,
-            started_at=now, heartbeat_at=now,
-        )
-        await self.store.inflight_begin(record)
+        record = job.record
 
         async def progress(ids: object, text: str) -> None:
             await self.store.inflight_update(record.id, list(ids), text, time.time())  # type: ignore[call-overload]
@@ -266,6 +322,7 @@ class Relay:
             on_progress=progress,
         )
         self._live[record.id] = reply
+        job.reply = reply
         self.metrics.live_streams.inc()
         started = time.monotonic()
         outcome = "answered"
@@ -321,10 +378,6 @@ class Relay:
             self.metrics.edits.labels(msg.platform).inc(reply.stats.edits)
             self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
             self.metrics.answered.labels(msg.platform, route.backend, outcome).inc()
-            if outcome != "interrupted":
-                # Shielded: a stop arriving now must not leave a finished reply
-                # looking interrupted to the next process.
-                await asyncio.shield(self.store.inflight_end(record.id))
             log.info(
                 "answered",
                 extra={
@@ -370,6 +423,11 @@ class Relay:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return len(pending)
+
+
+def _unavailable(circuit: Circuit) -> str:
+    wait = max(1, round(circuit.retry_in()))
+    return f"The assistant is unavailable right now; please try again in {wait} s."
 
 
 def _thread_name(question: str) -> str:

@@ -134,6 +134,10 @@ class Store(ABC):
         plus every reply of `owner` itself (a previous run with the same owner id)."""
 
     @abstractmethod
+    async def inflight_for_key(self, key: str) -> list[InFlight]:
+        """Every reply recorded for a conversation, oldest `started_at` first."""
+
+    @abstractmethod
     async def inflight_claim(self, rec_id: str, owner: str, expected_heartbeat: float) -> bool:
         """Take over an orphan (so only one process fixes it up); True if taken."""
 

@@ -122,6 +122,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             " expires_at DOUBLE PRECISION NOT NULL)",
         ),
     ),
+    Migration(
+        4,
+        "in-flight replies looked up by conversation",
+        sqlite=("CREATE INDEX inflight_key ON inflight (key, started_at)",),
+        postgres=("CREATE INDEX inflight_key ON inflight (key, started_at)",),
+    ),
 )
 
 

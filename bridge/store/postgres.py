@@ -306,19 +306,16 @@ class PostgresStore(Store):
                 owner,
                 float(stale_before),
             )
-        return [
-            InFlight(
-                id=row["id"],
-                key=row["key"],
-                address=address_from_json(row["address"]),
-                owner=row["owner"],
-                message_ids=list(json.loads(row["message_ids"])),
-                text=row["text"],
-                started_at=row["started_at"],
-                heartbeat_at=row["heartbeat_at"],
+        return [_inflight(row) for row in rows]
+
+    async def inflight_for_key(self, key: str) -> list[InFlight]:
+        async with self._conn("looking up a conversation's replies") as conn:
+            rows = await conn.fetch(
+                "SELECT id, key, address, owner, message_ids, text, started_at, heartbeat_at"
+                " FROM inflight WHERE key = $1 ORDER BY started_at, id",
+                key,
             )
-            for row in rows
-        ]
+        return [_inflight(row) for row in rows]
 
     async def inflight_claim(self, rec_id: str, owner: str, expected_heartbeat: float) -> bool:
         # The new heartbeat must differ from the expected one, so a second claim
@@ -428,3 +425,16 @@ def _count(status: str) -> int:
 async def _versions(conn: asyncpg.Connection) -> set[int]:
     rows: list[Any] = await conn.fetch("SELECT version FROM schema_version")
     return {row["version"] for row in rows}
+
+
+def _inflight(row: Any) -> InFlight:
+    return InFlight(
+        id=row["id"],
+        key=row["key"],
+        address=address_from_json(row["address"]),
+        owner=row["owner"],
+        message_ids=list(json.loads(row["message_ids"])),
+        text=row["text"],
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+    )

@@ -281,6 +281,16 @@ class SQLiteStore(Store):
             rows = await cursor.fetchall()
         return [_inflight(row) for row in rows]
 
+    async def inflight_for_key(self, key: str) -> list[InFlight]:
+        async with self._read("looking up a conversation's replies") as db:
+            cursor = await db.execute(
+                "SELECT id, key, address, owner, message_ids, text, started_at, heartbeat_at"
+                " FROM inflight WHERE key = ? ORDER BY started_at, id",
+                (key,),
+            )
+            rows = await cursor.fetchall()
+        return [_inflight(row) for row in rows]
+
     async def inflight_claim(self, rec_id: str, owner: str, expected_heartbeat: float) -> bool:
         # The new heartbeat must differ from the expected one, so a second claim
         # that read the same orphan fails its compare-and-set.

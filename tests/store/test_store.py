@@ -382,3 +382,15 @@ async def test_processes_migrate_the_same_database_at_once(make_store: StoreFact
     lines = sorted(out.decode().strip() for out, _ in outputs)
     newest = [m.version for m in MIGRATIONS]
     assert lines == [f"{newest} False", f"{newest} False", f"{newest} True"]
+
+
+async def test_inflight_for_key_lists_a_conversations_replies_in_order(store: Store) -> None:
+    for rec_id, key, started in (("b", "k1", 2.0), ("a", "k1", 1.0), ("c", "k2", 0.5)):
+        await store.inflight_begin(
+            InFlight(rec_id, key, Address("slack", "T1", "C1", "1.0"), "owner", started)
+        )
+    assert [r.id for r in await store.inflight_for_key("k1")] == ["a", "b"]
+    assert [r.id for r in await store.inflight_for_key("k2")] == ["c"]
+    await store.inflight_end("a")
+    assert [r.id for r in await store.inflight_for_key("k1")] == ["b"]
+    assert await store.inflight_for_key("nothing") == []
