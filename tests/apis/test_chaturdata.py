@@ -183,4 +183,5 @@ def test_poll_interval_is_validated_and_defaults():
     assert ChatUrData.Options.model_validate({**base, "poll_interval": 1.5}).poll_interval == 1.5
     with pytest.raises(ValueError, match="bounds the polling"):
         ChatUrData.Options.model_validate({**base, "timeouts": {"total": None}})
-    assert ChatUrData.Options.model_validate({**base, "timeouts": {"idle": 5}}).timeouts.total == 120
+    idle_only = ChatUrData.Options.model_validate({**base, "timeouts": {"idle": 5}})
+    assert idle_only.timeouts.total == 120
