@@ -33,12 +33,14 @@ TEXT_LIMIT = 4000
 POST_TEXT_LIMIT = 40000
 MARKDOWN_LIMIT = 12000
 
-_PING = re.compile(r"<!(channel|here|everyone)(?:\|[^>]*)?>|<!subteam\^[^>]+>|<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_PING = re.compile(
+    r"<!(channel|here|everyone)(?:\|[^>]*)?>|<!subteam\^[^>]+>|<@([UW][A-Z0-9]+)(?:\|[^>]*)?>"
+)
 _PLAIN_PING = re.compile(r"(?<![\w@])@(channel|here|everyone)\b")
 
 
 def pings_in(text: str, *, plain: bool = True) -> list[str]:
-    """What a message would notify: `<!here>`-style markup, and plain @here where Slack links names."""
+    """What a message would notify: `<!here>` markup, and plain @here where Slack links names."""
     found = [m.group(0) for m in _PING.finditer(text)]
     if plain:
         found += [m.group(0) for m in _PLAIN_PING.finditer(text)]
@@ -233,7 +235,8 @@ class FakeSlack:
             if token != self.app_token:
                 return self._error(method, "invalid_auth")
             self.connections += 1
-            return self._ok({"url": f"ws://127.0.0.1:{self.port}/socket-mode?ticket={uuid.uuid4().hex}"})
+            ticket = uuid.uuid4().hex
+            return self._ok({"url": f"ws://127.0.0.1:{self.port}/socket-mode?ticket={ticket}"})
         if token != self.bot_token:
             return self._error(method, "not_authed" if not token else "invalid_auth")
         rule = self.rates.get(method)
@@ -294,7 +297,8 @@ class FakeSlack:
         return str(text or ""), False
 
     def _record_pings(self, message: FakeMessage, args: dict[str, Any]) -> None:
-        linked = str(args.get("link_names", "")).lower() in ("1", "true") or args.get("parse") == "full"
+        link_names = str(args.get("link_names", "")).lower() in ("1", "true")
+        linked = link_names or args.get("parse") == "full"
         for ping in pings_in(message.text, plain=linked or message.markdown):
             self.pings.append((message.channel, message.ts, ping))
 
@@ -622,7 +626,8 @@ class FakeSlack:
         return await self.post_http(url, json.dumps(body), "application/json", **kw)
 
     async def post_command(self, url: str, fields: dict[str, str], **kw: Any) -> tuple[int, str]:
-        return await self.post_http(url, urlencode(fields), "application/x-www-form-urlencoded", **kw)
+        form = "application/x-www-form-urlencoded"
+        return await self.post_http(url, urlencode(fields), form, **kw)
 
 
 @pytest.fixture

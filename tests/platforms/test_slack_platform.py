@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget
@@ -18,6 +20,7 @@ from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.fakes.slack import FakeSlack, fake_slack  # noqa: F401
 
+ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "C0GENERAL1"
 DM = "D0DIRECT01"
 
@@ -126,11 +129,25 @@ def test_options_defaults_are_slacks_real_limits() -> None:
         SlackOptions(bot_token="xoxb-1", app_token="xapp-1", reset_command="reset")
 
 
+def test_manifest_matches_what_the_adapter_needs() -> None:
+    manifest = yaml.safe_load((ROOT / "slack-app-manifest.yaml").read_text(encoding="utf-8"))
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert {"app_mention", "message.channels", "message.groups", "message.im"} <= events
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"app_mentions:read", "channels:history", "im:history", "chat:write",
+            "commands", "reactions:write"} <= scopes
+    commands = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert commands == [SlackOptions.model_fields["reset_command"].default]
+    assert manifest["settings"]["socket_mode_enabled"] is True
+
+
 # --------------------------------------------------------------------------- connecting
 
 
 async def test_bad_bot_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
-    opts = SlackOptions(bot_token="xoxb-wrong-secret", app_token=fake_slack.app_token, api_url=fake_slack.url)
+    opts = SlackOptions(
+        bot_token="xoxb-wrong-secret", app_token=fake_slack.app_token, api_url=fake_slack.url
+    )
     platform = SlackPlatform(PlatformContext(options=opts))
     with pytest.raises(PlatformError, match="invalid_auth") as caught:
         await platform.start(Inbox())
@@ -139,7 +156,9 @@ async def test_bad_bot_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
 
 
 async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
-    opts = SlackOptions(bot_token=fake_slack.bot_token, app_token="xapp-wrong-secret", api_url=fake_slack.url)
+    opts = SlackOptions(
+        bot_token=fake_slack.bot_token, app_token="xapp-wrong-secret", api_url=fake_slack.url
+    )
     platform = SlackPlatform(PlatformContext(options=opts))
     with pytest.raises(PlatformError, match="SLACK_APP_TOKEN") as caught:
         await platform.start(Inbox())
@@ -190,7 +209,8 @@ async def test_thread_reply_without_mention_is_delivered_unmentioned(
     root = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> first")
     await deliver(fake_slack, root)
     root_ts = root[0]["event"]["ts"]
-    await deliver(fake_slack, fake_slack.user_message(CHANNEL, "and a follow-up", thread_ts=root_ts))
+    follow_up = fake_slack.user_message(CHANNEL, "and a follow-up", thread_ts=root_ts)
+    await deliver(fake_slack, follow_up)
     first, second = await inbox.wait(2)
     assert first.thread == second.thread == root_ts
     assert second.mentioned is False and second.text == "and a follow-up"
@@ -240,8 +260,9 @@ async def test_other_bots_can_be_let_in(fake_slack: FakeSlack, inbox: Inbox) -> 
     platform = await started(fake_slack, inbox, ignore_bots=False)
     try:
         fake = fake_slack
-        await deliver(fake, fake.user_message(CHANNEL, "mine", user=fake.bot_user_id, bot_id=fake.bot_id))
-        await deliver(fake, fake.user_message(CHANNEL, "theirs", user="U0OTHERBOT", bot_id="B0OTHER01"))
+        mine = fake.user_message(CHANNEL, "mine", user=fake.bot_user_id, bot_id=fake.bot_id)
+        theirs = fake.user_message(CHANNEL, "theirs", user="U0OTHERBOT", bot_id="B0OTHER01")
+        await deliver(fake, mine + theirs)
         [msg] = await inbox.wait(1)
         assert msg.text == "theirs"
     finally:
@@ -253,7 +274,9 @@ async def test_retried_envelope_keeps_its_event_id(
 ) -> None:
     [body] = fake_slack.user_message(DM, "once")
     await deliver(fake_slack, [body])
-    env = await fake_slack.send_envelope("events_api", body, retry_attempt=1, retry_reason="timeout")
+    env = await fake_slack.send_envelope(
+        "events_api", body, retry_attempt=1, retry_reason="timeout"
+    )
     await fake_slack.wait_ack(env)
     first, second = await inbox.wait(2)
     assert first.event_id == second.event_id == body["event_id"]
@@ -363,7 +386,9 @@ async def test_http_slash_command(
 # --------------------------------------------------------------------------- replies
 
 
-async def asked(fake: FakeSlack, inbox: Inbox, channel: str = CHANNEL, text: str = "q") -> SlackTarget:
+async def asked(
+    fake: FakeSlack, inbox: Inbox, channel: str = CHANNEL, text: str = "q"
+) -> SlackTarget:
     if not channel.startswith("D"):
         text = f"<@{fake.bot_user_id}> {text}"
     before = len(inbox.items)
@@ -383,7 +408,8 @@ async def test_update_mode_reply_in_thread(
     assert placeholder is not None
     await target.edit(placeholder, target.format_markdown("Partial **answer**"))
     body = target.format_markdown("Partial **answer**, complete <!here>.")
-    await target.edit(placeholder, body + "\n\n" + target.format_sources([Source("https://d.example", "Docs")]))
+    sources = target.format_sources([Source("https://d.example", "Docs")])
+    await target.edit(placeholder, body + "\n\n" + sources)
     await target.end()
     root = target.address.thread
     assert root is not None
@@ -396,6 +422,21 @@ async def test_update_mode_reply_in_thread(
     # The question got a "thinking" reaction for the duration of the answer.
     assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
     assert not fake_slack.reactions[(CHANNEL, root)]
+
+
+async def test_placeholder_follows_the_core_thinking_text(fake_slack: FakeSlack) -> None:
+    ctx = PlatformContext(options=options(fake_slack), extra={"thinking_text": "**Working**"})
+    platform = SlackPlatform(ctx)
+    inbox = Inbox()
+    await platform.start(inbox)
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        message = fake_slack.find(CHANNEL, ts or "")
+        assert message is not None and message.text == "*Working*"
+        await target.end()
+    finally:
+        await platform.aclose()
 
 
 async def test_update_never_sends_more_than_slack_takes(
@@ -424,7 +465,8 @@ async def test_dm_thread_uses_assistant_status(
 ) -> None:
     [root] = fake_slack.user_message(DM, "start")
     await deliver(fake_slack, [root])
-    await deliver(fake_slack, fake_slack.user_message(DM, "in thread", thread_ts=root["event"]["ts"]))
+    in_thread = fake_slack.user_message(DM, "in thread", thread_ts=root["event"]["ts"])
+    await deliver(fake_slack, in_thread)
     await inbox.wait(2)
     target = inbox.items[1][1]
     ts = await target.begin()
@@ -459,12 +501,13 @@ async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbo
         ts = await target.begin()
         assert ts is not None
         message = fake_slack.find(CHANNEL, ts)
-        assert message is not None and message.streaming and message.recipient_user_id == "U0USER001"
+        assert message is not None and message.streaming
+        assert message.recipient_user_id == "U0USER001"
         await target.edit(ts, target.format_markdown("Hello"))
         await target.edit(ts, target.format_markdown("Hello **world**\n```py\nx = 1\n```"))
         await target.edit(ts, target.format_markdown("Hello **world**\n```py\nx = 1\ny = 2\n```"))
-        await target.edit(ts, "Hello **world**\n```py\nx = 1\ny = 2\n```\n\n" + target.format_sources(
-            [Source("https://d.example", "Docs")]))
+        sources = target.format_sources([Source("https://d.example", "Docs")])
+        await target.edit(ts, "Hello **world**\n```py\nx = 1\ny = 2\n```\n\n" + sources)
         await target.end()
         assert not message.streaming
         assert message.text == (
@@ -519,7 +562,9 @@ async def test_native_mode_falls_back_to_update_when_refused(
         await platform.aclose()
 
 
-async def test_restarted_target_closes_a_leftover_stream(fake_slack: FakeSlack, inbox: Inbox) -> None:
+async def test_restarted_target_closes_a_leftover_stream(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
     platform = await started(fake_slack, inbox, mode="native", thinking="none")
     try:
         target = await asked(fake_slack, inbox)

@@ -35,7 +35,11 @@ _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
-_IMAGE_OR_LINK = re.compile(r"!?\[([^\]\n]*)\]\(\s*<?([^\s)<>]+(?:\([^\s)]*\))?[^\s)<>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_IMAGE_OR_LINK = re.compile(
+    r"!?\[([^\]\n]*)\]"  # [label] or ![alt]
+    r"\(\s*<?([^\s)<>]+(?:\([^\s)]*\))?[^\s)<>]*)>?"  # (url), one level of parentheses
+    r"(?:\s+\"[^\"]*\")?\s*\)"  # an optional "title"
+)
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>|]+)(?:\|([^<>]*))?>")
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
 
@@ -101,7 +105,11 @@ def markdown_to_mrkdwn(markdown: str) -> str:
             i += 1
             while i < len(lines):
                 closing = _FENCE.match(lines[i])
-                if closing and closing.group(2).startswith(marker[0] * 3) and not closing.group(3).strip():
+                if (
+                    closing
+                    and closing.group(2).startswith(marker[0] * 3)
+                    and not closing.group(3).strip()
+                ):
                     break
                 out.append(escape(defuse_at(lines[i])))
                 i += 1

@@ -40,7 +40,7 @@ class SlackOptions(BaseModel):
     mode: Literal["update", "native"] = "update"
     ignore_bots: bool = True
     reset_command: str = "/chat-reset"
-    placeholder: str = "_Thinking…_"
+    placeholder: str | None = None  # None: reply.thinking_text, else "_Thinking…_"
     thinking: Literal["auto", "status", "reaction", "none"] = "auto"
     thinking_reaction: str = "hourglass_flowing_sand"
     max_chars: int = Field(3900, ge=500, le=4000)

@@ -81,6 +81,7 @@ class SlackPlatform(Platform):
             token=token, base_url=opts.api_url, timeout=int(opts.timeout), retry_handlers=[]
         )
         self.native_ok = True
+        self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self.team_id: str | None = None
@@ -126,7 +127,13 @@ class SlackPlatform(Platform):
 
     async def start(self, handler: Handler) -> None:
         _ = self.session
-        auth = await guard("auth.test", self.client.auth_test())
+        try:
+            auth = await guard("auth.test", self.client.auth_test())
+        except SlackRefused as exc:
+            raise PlatformError(
+                f"Slack refused the bot token ({exc.error}); check SLACK_BOT_TOKEN "
+                "(the Bot User OAuth Token, xoxb-…) and that the app is installed"
+            ) from exc
         self.bot_user_id = auth.get("user_id")
         self.bot_id = auth.get("bot_id")
         self.team_id = auth.get("team_id")

@@ -1,4 +1,4 @@
-"""Where a Slack reply goes: a thread, answered with chat.postMessage/chat.update or a native stream.
+"""Where a Slack reply goes: a thread, answered by posting and editing, or by a native stream.
 
 Mode `update` posts a placeholder at once and edits it with mrkdwn text.
 Mode `native` streams Markdown with chat.startStream / appendStream /
@@ -136,7 +136,7 @@ class SlackTarget(ReplyTarget):
             ts = await self._start_stream("")
             if ts is not None:
                 return ts
-        return await self._post(self.options.placeholder)
+        return await self._post(self.format_markdown(self.platform.placeholder))
 
     async def post(self, text: str) -> str:
         if self._native:
@@ -240,7 +240,8 @@ class SlackTarget(ReplyTarget):
             if exc.error != "streaming_state_conflict":
                 raise
             # A stream left open (by an earlier process): close it, then edit.
-            await guard("chat.stopStream", self.client.chat_stopStream(channel=channel, ts=message_id))
+            stop = self.client.chat_stopStream(channel=channel, ts=message_id)
+            await guard("chat.stopStream", stop)
             await guard("chat.update", call(channel=channel, ts=message_id, **self._body(text)))
 
     # ------------------------------------------------------------------ native streams
@@ -250,7 +251,10 @@ class SlackTarget(ReplyTarget):
         stable = stable_prefix(text)
         recipient: dict[str, str] = {}
         if not self.is_dm and self.user:
-            recipient = {"recipient_team_id": self.address.workspace, "recipient_user_id": self.user}
+            recipient = {
+                "recipient_team_id": self.address.workspace,
+                "recipient_user_id": self.user,
+            }
         try:
             resp = await guard(
                 "chat.startStream",
