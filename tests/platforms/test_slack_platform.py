@@ -152,7 +152,7 @@ async def test_bad_bot_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
     with pytest.raises(PlatformError, match="invalid_auth") as caught:
         await platform.start(Inbox())
     assert "wrong-secret" not in str(caught.value)
-    await platform.aclose()
+    assert platform._session is not None and platform._session.closed
 
 
 async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
@@ -164,7 +164,6 @@ async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
         await platform.start(Inbox())
     assert "wrong-secret" not in str(caught.value)
     assert not platform.connected
-    await platform.aclose()
 
 
 async def test_http_mode_needs_the_listener(fake_slack: FakeSlack) -> None:
@@ -262,9 +261,15 @@ async def test_other_bots_can_be_let_in(fake_slack: FakeSlack, inbox: Inbox) -> 
         fake = fake_slack
         mine = fake.user_message(CHANNEL, "mine", user=fake.bot_user_id, bot_id=fake.bot_id)
         theirs = fake.user_message(CHANNEL, "theirs", user="U0OTHERBOT", bot_id="B0OTHER01")
-        await deliver(fake, mine + theirs)
-        [msg] = await inbox.wait(1)
-        assert msg.text == "theirs"
+        legacy = fake.event_body(
+            {"type": "message", "subtype": "bot_message", "channel": CHANNEL, "text": "hook",
+             "bot_id": "B0HOOK001", "username": "ci", "ts": "1.5", "event_ts": "1.5",
+             "channel_type": "channel"}
+        )
+        await deliver(fake, [*mine, *theirs, legacy])
+        theirs_msg, hook = await inbox.wait(2)
+        assert theirs_msg.text == "theirs" and theirs_msg.user == "U0OTHERBOT"
+        assert hook.text == "hook" and hook.user == "B0HOOK001"
     finally:
         await platform.aclose()
 

@@ -126,6 +126,14 @@ class SlackPlatform(Platform):
         return self._session
 
     async def start(self, handler: Handler) -> None:
+        try:
+            await self._start(handler)
+        except BaseException:
+            # The daemon closes only what started; leave nothing open behind.
+            await self.aclose()
+            raise
+
+    async def _start(self, handler: Handler) -> None:
         _ = self.session
         try:
             auth = await guard("auth.test", self.client.auth_test())
@@ -225,14 +233,17 @@ class SlackPlatform(Platform):
         self, body: dict[str, Any], event: dict[str, Any], *, via_mention: bool
     ) -> tuple[Inbound, SlackTarget] | None:
         """Normalize one message event; None when it is not someone asking something."""
-        if event.get("subtype") not in _USER_SUBTYPES or event.get("hidden"):
+        subtype = event.get("subtype")
+        bot_id = event.get("bot_id")
+        if bot_id or subtype == "bot_message" or event.get("bot_profile"):
+            if bot_id == self.bot_id or self.options.ignore_bots:
+                return None
+            subtype = None  # another bot, let in by `ignore_bots: false`
+        if subtype not in _USER_SUBTYPES or event.get("hidden"):
             return None
-        user = event.get("user")
+        user = event.get("user") or bot_id
         if not user or user == self.bot_user_id:
             return None
-        if event.get("bot_id") or event.get("bot_profile"):
-            if event.get("bot_id") == self.bot_id or self.options.ignore_bots:
-                return None
         channel = str(event.get("channel", ""))
         if not channel:
             return None
