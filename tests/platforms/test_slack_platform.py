@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -164,6 +165,17 @@ async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
         await platform.start(Inbox())
     assert "wrong-secret" not in str(caught.value)
     assert not platform.connected
+
+
+async def test_start_logs_no_warnings_with_the_usual_environment(
+    fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", fake_slack.bot_token)
+    monkeypatch.setenv("SLACK_APP_TOKEN", fake_slack.app_token)
+    platform = await started(fake_slack, Inbox())
+    await platform.aclose()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert fake_slack.bot_token not in caplog.text
 
 
 async def test_http_mode_needs_the_listener(fake_slack: FakeSlack) -> None:

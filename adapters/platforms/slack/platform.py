@@ -57,6 +57,18 @@ def plain_text(text: str) -> str:
     return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)
 
 
+class _QuietBolt(logging.Filter):
+    """Drop bolt's start-up warning about SLACK_BOT_TOKEN: bolt reads that variable
+    itself, but the bridge hands it a client already holding the configured token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+_BOLT_LOG = logging.getLogger("chat_bridge.slack.bolt")
+_BOLT_LOG.addFilter(_QuietBolt())
+
+
 class SlackPlatform(Platform):
     """Slack through slack-bolt: Socket Mode (app token) or HTTP events (signing secret)."""
 
@@ -96,7 +108,7 @@ class SlackPlatform(Platform):
             name="chat-bridge",
             client=self.client,
             signing_secret=secret,
-            logger=logging.getLogger("chat_bridge.slack.bolt"),
+            logger=_BOLT_LOG,
             # Listeners only hand the work off, so they finish before the ack.
             process_before_response=True,
             request_verification_enabled=not opts.socket_mode,
