@@ -213,6 +213,14 @@ async def test_follow_up_in_thread_without_mention_reuses_the_session(harness: H
     assert_clean(harness.slack)
 
 
+async def test_events_are_acknowledged_before_the_answer(harness: Harness) -> None:
+    # The API takes its time; Slack's 3-second ack window must not wait for it.
+    harness.chat.enqueue(tokens=["Slow ", "answer."], first_delay=2.0)
+    await harness.ask(DM, "take your time")
+    assert not any(m.text.endswith("Slow answer.") for m in harness.slack.all_bot_messages())
+    await harness.answer(DM, None, "Slow answer.")
+
+
 async def test_a_dm_is_answered(harness: Harness) -> None:
     harness.chat.enqueue(tokens=["Hello ", "in private."])
     await harness.ask(DM, "hi there")
