@@ -1,0 +1,83 @@
+"""Discord markup: answer text, sources block, thread names, mention stripping.
+
+Discord speaks Markdown, so answers pass through almost unchanged. Mention
+syntax is broken up visually with a zero-width space (outside code, where it
+would change what readers copy); the real protection against pings is
+`allowed_mentions` none on every send and edit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from bridge.interfaces import Source
+
+ZWSP = "\u200b"
+THREAD_NAME_MAX = 100
+SOURCE_TITLE_MAX = 200
+
+# Fenced blocks, then inline code spans: left exactly as they are.
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
+_EVERYONE = re.compile(r"@(everyone|here)\b")
+_MENTION = re.compile(r"<(@[!&]?|#)(\d+)>")
+
+
+def _neutralize(text: str) -> str:
+    text = _EVERYONE.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
+    return _MENTION.sub(lambda m: f"<{m.group(1)}{ZWSP}{m.group(2)}>", text)
+
+
+def format_markdown(markdown: str) -> str:
+    """The answer as Discord markup: Markdown with mention syntax neutralized."""
+    out: list[str] = []
+    last = 0
+    for match in _CODE.finditer(markdown):
+        out.append(_neutralize(markdown[last : match.start()]))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(_neutralize(markdown[last:]))
+    return "".join(out)
+
+
+def _link_title(title: str) -> str:
+    title = " ".join(title.split())
+    if len(title) > SOURCE_TITLE_MAX:
+        title = title[: SOURCE_TITLE_MAX - 1].rstrip() + "…"
+    # Brackets would end the link text early; backslash-escape them.
+    title = re.sub(r"([\[\]\\])", r"\\\1", title)
+    return _neutralize(title)
+
+
+def format_sources(sources: Sequence[Source]) -> str:
+    """A "Sources" block of `[title](<url>)` links; the angle brackets stop previews."""
+    lines = ["**Sources**"]
+    for source in _dedupe(sources):
+        url = source.url.replace(">", "%3E").replace(" ", "%20")
+        title = _link_title(source.title)
+        lines.append(f"- [{title}](<{url}>)" if title else f"- <{url}>")
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
+def _dedupe(sources: Iterable[Source]) -> list[Source]:
+    seen: set[str] = set()
+    unique = []
+    for source in sources:
+        if source.url and source.url not in seen:
+            seen.add(source.url)
+            unique.append(source)
+    return unique
+
+
+def thread_name(name: str) -> str:
+    """A valid thread name (1..100 characters, one line) from a question."""
+    name = " ".join(name.replace(ZWSP, "").split())
+    if len(name) > THREAD_NAME_MAX:
+        name = name[: THREAD_NAME_MAX - 1].rstrip() + "…"
+    return name or "Question"
+
+
+def strip_mentions(text: str, user_id: int, role_ids: Iterable[int] = ()) -> str:
+    """`text` without the bot's user mention (and its managed role's mention)."""
+    ids = "|".join([f"@!?{user_id}", *(f"@&{r}" for r in role_ids)])
+    return re.sub(rf"[ \t]*<(?:{ids})>[ \t]*", " ", text).strip()

@@ -1,0 +1,96 @@
+"""The `discord:` block of the config file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from bridge.interfaces import Rate
+
+
+class RateOption(BaseModel):
+    """At most `count` operations in any window of `per` seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(5, ge=1, le=100)
+    per: float = Field(5.0, gt=0, le=3600)
+
+    def rate(self) -> Rate:
+        return Rate(self.count, self.per)
+
+
+class DiscordOptions(BaseModel):
+    """Options of the Discord platform (`discord:` in the config file).
+
+    token          the bot token (Developer Portal > Bot > Reset Token)
+    api_url        REST base; REST proxies and test servers override it
+    gateway_url    gateway websocket URL; None means Discord's own
+    ask_ephemeral  `/ask` answers only the asker (true) or the channel (false)
+    edit_rate      budget for message edits per channel (Discord: 5 per 5 s)
+    post_rate      budget for new messages per channel (Discord: 5 per 5 s)
+    shard_count    total shards; "auto" asks Discord; None runs one connection
+    shard_ids      the shards this process runs (needs shard_count)
+    message_content  ask for the privileged Message Content intent; without it
+                   the bot reads only DMs and messages that mention it
+    sync_commands  register /ask and /reset with Discord at start-up
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str | None = None
+    ask_ephemeral: bool = False
+    edit_rate: RateOption = RateOption(count=5, per=5.0)
+    post_rate: RateOption = RateOption(count=5, per=5.0)
+    shard_count: int | Literal["auto"] | None = None
+    shard_ids: list[int] | None = None
+    message_content: bool = True
+    sync_commands: bool = True
+    guild_ready_timeout: float = Field(2.0, ge=0, le=60)
+    connect_timeout: float = Field(60.0, gt=0, le=600)
+
+    @field_validator("token")
+    @classmethod
+    def _token_set(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError(
+                "is empty; export DISCORD_BOT_TOKEN or set discord.token to the bot token"
+            )
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local proxy)")
+        return value.rstrip("/")
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("wss://", "ws://")):
+            raise ValueError("must start with wss:// (or ws:// for a local test server)")
+        return value
+
+    @field_validator("shard_count")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError('must be at least 1, or "auto"')
+        return value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordOptions:
+        if self.shard_ids is None:
+            return self
+        if not isinstance(self.shard_count, int):
+            raise ValueError("shard_ids needs a numeric shard_count (the total across processes)")
+        bad = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if bad or not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError(
+                f"shard_ids must be distinct numbers from 0 to {self.shard_count - 1}"
+            )
+        return self

@@ -1,0 +1,408 @@
+"""The Discord platform: discord.py's gateway client, translated to `Inbound` and targets.
+
+Every message the bot can see is delivered, normalized; the core routes it.
+`Inbound.workspace` is the guild id, or "@dm" for direct messages; in a
+thread, `channel` is the parent channel and `thread` the thread's id.
+Slash commands `/ask` and `/reset` arrive as `Inbound.command`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from adapters.platforms.discord.format import strip_mentions
+from adapters.platforms.discord.options import DiscordOptions
+from adapters.platforms.discord.targets import (
+    DM_WORKSPACE,
+    ChannelTarget,
+    InteractionTarget,
+    platform_error,
+)
+from bridge.errors import PlatformError
+from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext, ReplyTarget
+
+log = logging.getLogger("chat_bridge.discord")
+
+INTENT_HELP = (
+    "Discord closed the gateway with 4014 (disallowed intent): the bot asks for the "
+    "Message Content intent, which is not enabled for this application. Enable it in the "
+    "Developer Portal (Applications > your app > Bot > Privileged Gateway Intents > "
+    "Message Content Intent) and restart, or set discord.message_content: false to answer "
+    "only mentions, DMs and slash commands."
+)
+TOKEN_HELP = (
+    "Discord refused the bot token (401 Unauthorized). Check discord.token "
+    "(Developer Portal > your app > Bot > Reset Token)."
+)
+SHARD_HELP = (
+    "Discord refused the shard settings (gateway close {code}). Check discord.shard_count "
+    'and discord.shard_ids, or set discord.shard_count: "auto".'
+)
+# With no route for a slash command the core stays silent; the deferred
+# "thinking…" must not hang until the token expires.
+UNANSWERED_AFTER = 60.0  # seconds; tests shorten it per instance
+UNANSWERED_TEXT = "_No answer came. Questions may not be set up for this channel._"
+MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+class _Endpoints:
+    """Discord's REST base and gateway URL.
+
+    discord.py keeps both as class attributes (`Route.BASE`,
+    `DiscordWebSocket.DEFAULT_GATEWAY`) used by every request, interaction
+    callbacks included, so they are set for the process while a platform
+    runs. One process talks to one Discord endpoint.
+    """
+
+    defaults = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    holders = 0
+    current: tuple[str, str | None] | None = None
+
+    @classmethod
+    def acquire(cls, api_url: str, gateway_url: str | None) -> None:
+        wanted = (api_url, gateway_url)
+        if cls.holders and cls.current != wanted:
+            raise PlatformError(
+                "Another Discord connection in this process uses a different "
+                "discord.api_url or discord.gateway_url; run one per process."
+            )
+        cls.holders += 1
+        cls.current = wanted
+        Route.BASE = api_url
+        DiscordWebSocket.DEFAULT_GATEWAY = (
+            yarl.URL(gateway_url) if gateway_url else cls.defaults[1]
+        )
+
+    @classmethod
+    def release(cls) -> None:
+        cls.holders = max(0, cls.holders - 1)
+        if cls.holders == 0:
+            cls.current = None
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = cls.defaults
+
+
+def _start_error(exc: BaseException, options: DiscordOptions) -> PlatformError:
+    """What went wrong at start-up, in words an admin can act on."""
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return PlatformError(INTENT_HELP)
+    if isinstance(exc, discord.LoginFailure):
+        return PlatformError(TOKEN_HELP)
+    if isinstance(exc, discord.ConnectionClosed):
+        if exc.code == 4004:
+            return PlatformError(TOKEN_HELP)
+        if exc.code in (4010, 4011):
+            return PlatformError(SHARD_HELP.format(code=exc.code))
+        return PlatformError(f"Discord closed the gateway with code {exc.code} at start-up.")
+    if isinstance(exc, discord.GatewayNotFound):
+        return PlatformError("Discord did not give a gateway address; try again shortly.")
+    if isinstance(exc, discord.HTTPException):
+        return platform_error("log in", exc)
+    if isinstance(exc, OSError | aiohttp.ClientError | asyncio.TimeoutError):
+        return PlatformError(
+            f"Cannot reach Discord at {options.api_url} ({exc.__class__.__name__}); "
+            "check discord.api_url and the network."
+        )
+    return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
+
+
+class DiscordPlatform(Platform):
+    """Discord through discord.py: gateway events in, REST replies out."""
+
+    name = "discord"
+    Options = DiscordOptions
+
+    def __init__(self, ctx: PlatformContext) -> None:
+        super().__init__(ctx)
+        self.options: DiscordOptions = ctx.options
+        self.client: discord.Client | None = None
+        self._handler: Handler | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._receiving = False
+        self._endpoints_held = False
+        self._watchdogs: set[asyncio.Task[None]] = set()
+        self.unanswered_after = UNANSWERED_AFTER
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _build_client(self) -> discord.Client:
+        opts = self.options
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = opts.message_content
+        kwargs: dict[str, Any] = {
+            "intents": intents,
+            "allowed_mentions": discord.AllowedMentions.none(),
+            "max_messages": None,
+            "chunk_guilds_at_startup": False,
+            "guild_ready_timeout": opts.guild_ready_timeout,
+        }
+        count, ids = opts.shard_count, opts.shard_ids
+        client: discord.Client
+        if count == "auto":
+            client = discord.AutoShardedClient(**kwargs)
+        elif count is None:
+            client = discord.Client(**kwargs)
+        elif ids is not None and len(ids) == 1:
+            client = discord.Client(shard_id=ids[0], shard_count=count, **kwargs)
+        elif ids is None and count == 1:
+            client = discord.Client(shard_id=0, shard_count=1, **kwargs)
+        else:
+            client = discord.AutoShardedClient(shard_ids=ids, shard_count=count, **kwargs)
+
+        tree = app_commands.CommandTree(client)
+        self._add_commands(tree)
+        platform = self
+
+        async def setup_hook() -> None:
+            if opts.sync_commands:
+                try:
+                    await tree.sync()
+                except discord.HTTPException as exc:
+                    log.warning("could not register /ask and /reset: %s", platform_error("sync", exc))
+
+        async def on_ready() -> None:
+            platform._ready.set()
+
+        async def on_message(message: discord.Message) -> None:
+            await platform._on_message(message)
+
+        client.setup_hook = setup_hook  # type: ignore[method-assign]
+        client.on_ready = on_ready  # type: ignore[attr-defined]
+        client.on_message = on_message  # type: ignore[attr-defined]
+        return client
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+        _Endpoints.acquire(self.options.api_url, self.options.gateway_url)
+        self._endpoints_held = True
+        try:
+            failure = await self._connect()
+        except BaseException:
+            await self.aclose()
+            raise
+        if failure is None:
+            self._receiving = True
+            log.info("connected to Discord", extra={"platform": "discord"})
+            return
+        await self.aclose()
+        raise failure
+
+    async def _connect(self) -> PlatformError | None:
+        """Log in and wait for READY; the error to raise if that failed."""
+        self.client = client = self._build_client()
+        token = self.options.token.get_secret_value()
+        self._runner = runner = asyncio.create_task(self._run(client, token), name="discord")
+        ready = asyncio.create_task(self._ready.wait())
+        try:
+            await asyncio.wait(
+                {runner, ready},
+                timeout=self.options.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
+        if self._ready.is_set():
+            return None
+        if runner.done() and not runner.cancelled() and runner.exception() is not None:
+            exc = runner.exception()
+            assert exc is not None
+            error = _start_error(exc, self.options)
+            error.__cause__ = exc
+            return error
+        return PlatformError(
+            f"Discord did not finish connecting within {self.options.connect_timeout:g} s."
+        )
+
+    async def _run(self, client: discord.Client, token: str) -> None:
+        try:
+            await client.start(token, reconnect=True)
+        except Exception as exc:
+            if self._ready.is_set():
+                # Lost after start-up: the health check reports it; say why here.
+                log.error("Discord connection ended: %s", _start_error(exc, self.options))
+            raise
+
+    async def stop_receiving(self) -> None:
+        """Stop taking new messages (replies in progress can still be sent)."""
+        self._receiving = False
+
+    async def aclose(self) -> None:
+        self._receiving = False
+        for task in list(self._watchdogs):
+            task.cancel()
+        if self._watchdogs:
+            await asyncio.wait(self._watchdogs)
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            if not runner.done():
+                runner.cancel()
+            await asyncio.wait([runner])
+            if not runner.cancelled():
+                runner.exception()  # retrieved, so asyncio does not log it again
+        if self._endpoints_held:
+            self._endpoints_held = False
+            _Endpoints.release()
+
+    @property
+    def connected(self) -> bool:
+        client = self.client
+        return (
+            client is not None
+            and client.is_ready()
+            and not client.is_closed()
+            and self._runner is not None
+            and not self._runner.done()
+        )
+
+    def target(self, address: Address) -> ReplyTarget:
+        if self.client is None:
+            raise PlatformError("The Discord platform is not started.")
+        return ChannelTarget(self.client, self.options, address)
+
+    # ------------------------------------------------------------------ messages
+
+    async def _on_message(self, message: discord.Message) -> None:
+        client = self.client
+        if not self._receiving or client is None or client.user is None:
+            return
+        if message.author.bot or message.webhook_id is not None:
+            return  # never answer bots, webhooks, or ourselves
+        if message.type not in MESSAGE_TYPES:
+            return
+        guild = message.guild
+        channel_id, thread_id = await self._place(message.channel, guild)
+        me = client.user.id
+        self_role = guild.self_role if guild is not None else None
+        role_ids = [self_role.id] if self_role is not None else []
+        mentioned = any(u.id == me for u in message.mentions) or any(
+            r in message.raw_role_mentions for r in role_ids
+        )
+        workspace = str(guild.id) if guild is not None else DM_WORKSPACE
+        inbound = Inbound(
+            platform="discord",
+            workspace=workspace,
+            channel=channel_id,
+            thread=thread_id,
+            user=str(message.author.id),
+            text=strip_mentions(message.content, me, role_ids),
+            message_id=str(message.id),
+            event_id=str(message.id),
+            is_dm=guild is None,
+            mentioned=mentioned,
+            roles=_roles(message.author),
+            has_attachments=bool(message.attachments),
+            received_at=time.time(),
+        )
+        address = Address("discord", workspace, channel_id, thread_id)
+        target = ChannelTarget(client, self.options, address, question_id=message.id)
+        await self._deliver(inbound, target)
+
+    async def _place(
+        self, channel: Any, guild: discord.Guild | None
+    ) -> tuple[str, str | None]:
+        """(channel, thread) ids: a thread's messages belong to its parent channel."""
+        if guild is not None and isinstance(channel, discord.PartialMessageable):
+            # Not in the cache (a thread discord.py has not seen yet): ask Discord.
+            found = guild.get_channel_or_thread(channel.id)
+            if found is None and self.client is not None:
+                try:
+                    found = await self.client.fetch_channel(channel.id)
+                except (discord.HTTPException, discord.InvalidData) as exc:
+                    log.debug("could not look up channel %s: %s", channel.id, exc)
+            channel = found or channel
+        if isinstance(channel, discord.Thread):
+            return str(channel.parent_id), str(channel.id)
+        return str(channel.id), None
+
+    async def _deliver(self, inbound: Inbound, target: ReplyTarget) -> None:
+        assert self._handler is not None
+        try:
+            await self._handler(inbound, target)
+        except Exception:
+            log.exception(
+                "the bridge failed to take a Discord message",
+                extra={"platform": "discord", "channel": inbound.channel},
+            )
+
+    # ------------------------------------------------------------------ commands
+
+    def _add_commands(self, tree: app_commands.CommandTree[Any]) -> None:
+        platform = self
+
+        @tree.command(name="ask", description="Ask the assistant a question")
+        @app_commands.describe(question="Your question")
+        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
+        async def ask(interaction: discord.Interaction, question: str) -> None:
+            await platform._on_command(interaction, "ask", question)
+
+        @tree.command(name="reset", description="Start a new conversation with the assistant")
+        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
+        async def reset(interaction: discord.Interaction) -> None:
+            await platform._on_command(interaction, "reset", "")
+
+    async def _on_command(self, interaction: discord.Interaction, command: str, text: str) -> None:
+        if not self._receiving:
+            await interaction.response.send_message(
+                "The assistant is restarting; please try again in a moment.", ephemeral=True
+            )
+            return
+        guild_id = interaction.guild_id
+        workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
+        channel = interaction.channel
+        if channel is None:
+            channel = discord.Object(interaction.channel_id or 0)
+        channel_id, thread_id = await self._place(channel, interaction.guild)
+        ephemeral = command == "reset" or self.options.ask_ephemeral
+        address = Address("discord", workspace, channel_id, thread_id)
+        target = InteractionTarget(interaction, self.options, address, ephemeral=ephemeral)
+        await target.acknowledge()
+        inbound = Inbound(
+            platform="discord",
+            workspace=workspace,
+            channel=channel_id,
+            thread=thread_id,
+            user=str(interaction.user.id),
+            text=text,
+            message_id=str(interaction.id),
+            event_id=str(interaction.id),
+            is_dm=guild_id is None,
+            mentioned=True,
+            roles=_roles(interaction.user),
+            command=command,
+            received_at=time.time(),
+        )
+        await self._deliver(inbound, target)
+        watchdog = asyncio.create_task(self._unanswered(target))
+        self._watchdogs.add(watchdog)
+        watchdog.add_done_callback(self._watchdogs.discard)
+
+    async def _unanswered(self, target: InteractionTarget) -> None:
+        try:
+            await asyncio.wait_for(target.touched.wait(), self.unanswered_after)
+        except TimeoutError:
+            try:
+                await target.notice(UNANSWERED_TEXT)
+            except PlatformError as exc:
+                log.debug("could not close an unanswered command: %s", exc)
+
+
+def _roles(author: discord.abc.User) -> tuple[str, ...]:
+    if isinstance(author, discord.Member):
+        return tuple(str(r.id) for r in author.roles if not r.is_default())
+    return ()

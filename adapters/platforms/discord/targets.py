@@ -1,0 +1,268 @@
+"""Where a Discord reply goes: a channel (or thread, or DM), or a slash-command interaction.
+
+Every send and every edit passes `allowed_mentions` none explicitly:
+discord.py applies the client-wide default only when `content` is given, and
+an answer must never ping anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import discord
+
+from adapters.platforms.discord import format as fmt
+from bridge.errors import PlatformError
+from bridge.interfaces import Address, Limits, ReplyTarget, Source
+
+if TYPE_CHECKING:
+    from adapters.platforms.discord.options import DiscordOptions
+
+log = logging.getLogger("chat_bridge.discord")
+
+NO_MENTIONS = discord.AllowedMentions.none()
+MAX_CHARS = 2000
+TYPING_RENEW = 8.0  # Discord shows typing for 10 s after each trigger
+TYPING_MAX = 600.0  # never type for longer than this, whatever happens upstream
+DM_WORKSPACE = "@dm"
+
+
+def platform_error(action: str, exc: Exception) -> PlatformError:
+    """A user-safe PlatformError for a failed Discord call."""
+    if isinstance(exc, discord.Forbidden):
+        return PlatformError(
+            f"Discord refused to {action}: the bot lacks a permission here ({exc.text or '403'})."
+        )
+    if isinstance(exc, discord.NotFound):
+        return PlatformError(f"Discord could not {action}: the channel or message is gone.")
+    if isinstance(exc, discord.HTTPException):
+        detail = f"{exc.status} {exc.text}".strip()
+        return PlatformError(f"Discord refused to {action} ({detail}).")
+    return PlatformError(f"Could not reach Discord to {action} ({exc.__class__.__name__}).")
+
+
+_FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError)
+
+
+def _limits(key: str, options: DiscordOptions) -> Limits:
+    return Limits(
+        max_chars=MAX_CHARS,
+        edit_bucket=f"discord:edit:{key}",
+        edit_rate=options.edit_rate.rate(),
+        post_bucket=f"discord:post:{key}",
+        post_rate=options.post_rate.rate(),
+        begin_posts=False,
+    )
+
+
+class _Formatting:
+    def format_markdown(self, markdown: str) -> str:
+        return fmt.format_markdown(markdown)
+
+    def format_sources(self, sources: Sequence[Source]) -> str:
+        return fmt.format_sources(sources)
+
+
+class ChannelTarget(_Formatting, ReplyTarget):
+    """A reply in a channel, thread or DM: typing first, then messages edited in place.
+
+    `question_id` is the message being answered: the first reply message
+    references it, and `open_thread` opens the thread on it.
+    """
+
+    def __init__(
+        self,
+        client: discord.Client,
+        options: DiscordOptions,
+        address: Address,
+        *,
+        question_id: int | None = None,
+    ) -> None:
+        self.address = address
+        self._client = client
+        self._options = options
+        self._channel_id = int(address.thread or address.channel)
+        guild_id = None if address.workspace == DM_WORKSPACE else int(address.workspace)
+        self._guild_id = guild_id
+        self._channel = client.get_partial_messageable(self._channel_id, guild_id=guild_id)
+        self._question_id = question_id
+        self._referenced = False
+        self.limits = _limits(str(self._channel_id), options)
+        self._typing: asyncio.Task[None] | None = None
+        self._typing_stop = asyncio.Event()
+
+    # -------------------------------------------------------------- typing
+
+    async def begin(self) -> str | None:
+        if self._typing is None and not self._typing_stop.is_set():
+            await self._type_once()
+            self._typing = asyncio.create_task(self._keep_typing(), name="discord-typing")
+        return None
+
+    async def _type_once(self) -> None:
+        try:
+            await self._channel.typing()
+        except _FAILURES as exc:  # typing is a courtesy; the reply matters more
+            log.debug("typing failed in %s: %s", self._channel_id, exc)
+
+    async def _keep_typing(self) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + TYPING_MAX
+        while loop.time() < until:
+            try:
+                await asyncio.wait_for(self._typing_stop.wait(), TYPING_RENEW)
+                return
+            except TimeoutError:
+                await self._type_once()
+
+    async def _stop_typing(self) -> None:
+        self._typing_stop.set()
+        task, self._typing = self._typing, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def end(self) -> None:
+        await self._stop_typing()
+
+    # -------------------------------------------------------------- messages
+
+    async def post(self, text: str) -> str:
+        await self._stop_typing()
+        reference = None
+        if self._question_id is not None and not self._referenced:
+            reference = discord.MessageReference(
+                message_id=self._question_id,
+                channel_id=self._channel_id,
+                guild_id=self._guild_id,
+                fail_if_not_exists=False,
+            )
+        try:
+            message = await self._channel.send(
+                content=text,
+                allowed_mentions=NO_MENTIONS,
+                reference=reference,  # type: ignore[arg-type]
+                mention_author=False,
+            )
+        except _FAILURES as exc:
+            raise platform_error("post the reply", exc) from exc
+        self._referenced = True
+        return str(message.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        partial = self._channel.get_partial_message(int(message_id))
+        try:
+            await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
+        except _FAILURES as exc:
+            raise platform_error("edit the reply", exc) from exc
+
+    async def notice(self, text: str) -> None:
+        # Channel messages cannot be ephemeral; answer the question in place.
+        await self.post(text)
+
+    async def open_thread(self, name: str) -> tuple[str, ReplyTarget] | None:
+        if self._question_id is None or self.address.thread or self._guild_id is None:
+            return None
+        partial = self._channel.get_partial_message(self._question_id)
+        try:
+            thread = await partial.create_thread(name=fmt.thread_name(name))
+        except _FAILURES as exc:
+            log.warning(
+                "could not open a thread in %s, answering in the channel: %s",
+                self._channel_id,
+                platform_error("open a thread", exc),
+            )
+            return None
+        await self._stop_typing()
+        address = Address(
+            platform="discord",
+            workspace=self.address.workspace,
+            channel=self.address.channel,
+            thread=str(thread.id),
+        )
+        return str(thread.id), ChannelTarget(self._client, self._options, address)
+
+
+class InteractionTarget(_Formatting, ReplyTarget):
+    """The answer to a slash command: the deferred response, then follow-ups.
+
+    The platform defers the interaction as soon as it arrives (Discord wants
+    an acknowledgement within 3 s; the answer may take longer), which shows
+    "thinking…". The first message fills the deferred response; later ones
+    are follow-ups. `ephemeral` answers show only to the asker.
+    """
+
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        options: DiscordOptions,
+        address: Address,
+        *,
+        ephemeral: bool,
+    ) -> None:
+        self.address = address
+        self._interaction = interaction
+        self._ephemeral = ephemeral
+        self._original: str | None = None
+        self.touched = asyncio.Event()
+        self.limits = _limits(f"interaction:{interaction.id}", options)
+
+    async def acknowledge(self) -> None:
+        """Defer the response ("thinking…"), once."""
+        if self._interaction.response.is_done():
+            return
+        try:
+            await self._interaction.response.defer(ephemeral=self._ephemeral, thinking=True)
+        except _FAILURES as exc:
+            raise platform_error("acknowledge the command", exc) from exc
+
+    async def begin(self) -> str | None:
+        self.touched.set()
+        await self.acknowledge()
+        return None
+
+    async def post(self, text: str) -> str:
+        self.touched.set()
+        await self.acknowledge()
+        try:
+            if self._original is None:
+                message = await self._interaction.edit_original_response(
+                    content=text, allowed_mentions=NO_MENTIONS
+                )
+                self._original = str(message.id)
+                return self._original
+            followup = await self._interaction.followup.send(
+                content=text, allowed_mentions=NO_MENTIONS, ephemeral=self._ephemeral, wait=True
+            )
+        except _FAILURES as exc:
+            raise platform_error("post the answer", exc) from exc
+        return str(followup.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        try:
+            if message_id == self._original:
+                await self._interaction.edit_original_response(
+                    content=text, allowed_mentions=NO_MENTIONS
+                )
+            else:
+                await self._interaction.followup.edit_message(
+                    int(message_id), content=text, allowed_mentions=NO_MENTIONS
+                )
+        except _FAILURES as exc:
+            raise platform_error("edit the answer", exc) from exc
+
+    async def notice(self, text: str) -> None:
+        self.touched.set()
+        await self.acknowledge()
+        if self._original is None:
+            await self.post(text)
+            return
+        try:
+            await self._interaction.followup.send(
+                content=text, allowed_mentions=NO_MENTIONS, ephemeral=True
+            )
+        except _FAILURES as exc:
+            raise platform_error("answer the command", exc) from exc

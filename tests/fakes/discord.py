@@ -1,0 +1,850 @@
+"""A fake Discord: REST API and gateway websocket, on a loopback port.
+
+Speaks enough of Discord's wire format for the real discord.py client to log
+in, identify, receive guilds, messages and slash-command interactions, and to
+post, edit, type, open threads and answer interactions. It enforces what the
+real service enforces and the bridge must respect:
+
+- message content is at most 2,000 characters (400 with Discord's error JSON);
+- per-channel budgets for posting and for editing messages (429 with
+  `Retry-After`, `X-RateLimit-*`, a `Via` header and a JSON `retry_after`,
+  which is what discord.py needs to wait and retry), counted in `rate_limited`;
+- the privileged message-content intent (gateway close 4014 when it is asked
+  for but not enabled, and blank message text without it);
+- REST responses with `Content-Type: application/json` exactly.
+
+Every REST request is recorded (`requests`) with its JSON body, and channel
+messages are kept (`messages`, `edits`) for assertions. Tests wait for state
+with `wait_until(predicate)`, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest_asyncio
+from aiohttp import WSMsgType, web
+
+DISCORD_EPOCH_MS = 1420070400000
+MESSAGE_CONTENT = 1 << 15
+MAX_CONTENT = 2000
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+
+_counter = itertools.count(1)
+
+
+def snowflake() -> str:
+    """A fresh, increasing Discord id."""
+    ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return str((ms << 22) | (next(_counter) & 0x3FFFFF))
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class Recorded:
+    """One REST request as the fake saw it."""
+
+    method: str
+    path: str
+    body: Any
+    query: dict[str, str]
+    at: float
+
+
+@dataclass
+class RateRule:
+    """At most `count` requests in any `per`-second window (minus `tolerance`)."""
+
+    count: int = 5
+    per: float = 5.0
+
+
+@dataclass
+class _Gateway:
+    ws: web.WebSocketResponse
+    seq: int = 0
+    shard: tuple[int, int] = (0, 1)
+    intents: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # discord.py only parses a body as JSON when the Content-Type is exactly this.
+    hdrs = {"Content-Type": "application/json"}
+    hdrs.update(headers or {})
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=hdrs)
+
+
+def _error(status: int, code: int, message: str, errors: Any = None) -> web.Response:
+    body: dict[str, Any] = {"message": message, "code": code}
+    if errors is not None:
+        body["errors"] = errors
+    return _json(body, status)
+
+
+async def _body(request: web.Request) -> Any:
+    # aiohttp keeps the body once read, so handlers may call this again.
+    raw = await request.read() if request.body_exists else b""
+    return json.loads(raw) if raw else None
+
+
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+
+
+class FakeDiscord:
+    """The fake service. Build guilds, channels and users, then drive events."""
+
+    def __init__(self) -> None:
+        self.token = "fake-discord-bot-token"
+        self.app_id = snowflake()
+        self.bot: dict[str, Any] = self._user_obj(self.app_id, "bridgebot", bot=True)
+        self.message_content_enabled = True
+        self.ratelimit_headers = True
+        self.rates = {"post": RateRule(), "edit": RateRule()}
+        self.tolerance = 0.05  # network jitter the fake forgives at a window's edge
+        self.users: dict[str, dict[str, Any]] = {self.app_id: self.bot}
+        self.guilds: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.edits: dict[str, list[str]] = {}
+        self.requests: list[Recorded] = []
+        self.rate_limited = 0
+        self.rejected: list[Recorded] = []
+        self.commands: list[dict[str, Any]] = []
+        self.interactions: dict[str, dict[str, Any]] = {}
+        self.identifies: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.gateway_shards = 1
+        self.gateways: list[_Gateway] = []
+        self._windows: dict[str, deque[float]] = {}
+        self._tick = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/gateway", self._gateway)
+        base = "/api/v10"
+        r.add_get(f"{base}/users/@me", self._me)
+        r.add_get(f"{base}/oauth2/applications/@me", self._application)
+        r.add_get(f"{base}/gateway", self._gateway_info)
+        r.add_get(f"{base}/gateway/bot", self._gateway_info)
+        r.add_put(f"{base}/applications/{{app}}/commands", self._put_commands)
+        r.add_get(f"{base}/channels/{{cid}}", self._get_channel)
+        r.add_post(f"{base}/channels/{{cid}}/messages", self._post_message)
+        r.add_patch(f"{base}/channels/{{cid}}/messages/{{mid}}", self._edit_message)
+        r.add_post(f"{base}/channels/{{cid}}/typing", self._typing)
+        r.add_post(f"{base}/channels/{{cid}}/messages/{{mid}}/threads", self._open_thread)
+        r.add_post(f"{base}/interactions/{{iid}}/{{token}}/callback", self._callback)
+        r.add_post(f"{base}/webhooks/{{app}}/{{token}}", self._followup)
+        r.add_patch(f"{base}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self._webhook_edit)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def aclose(self) -> None:
+        for gw in list(self.gateways):
+            await gw.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.url.replace('http://', 'ws://')}/gateway"
+
+    # ------------------------------------------------------------------ world building
+
+    @staticmethod
+    def _user_obj(uid: str, name: str, *, bot: bool = False) -> dict[str, Any]:
+        user = {
+            "id": uid,
+            "username": name,
+            "discriminator": "0",
+            "global_name": None,
+            "avatar": None,
+            "public_flags": 0,
+        }
+        if bot:
+            user["bot"] = True
+        return user
+
+    def add_user(self, name: str = "asker") -> str:
+        uid = snowflake()
+        self.users[uid] = self._user_obj(uid, name)
+        return uid
+
+    def add_guild(self, name: str = "guild") -> str:
+        gid = snowflake()
+        everyone = self._role(gid, "@everyone")
+        bot_role = self._role(snowflake(), self.bot["username"], managed=True)
+        bot_role["tags"] = {"bot_id": self.app_id}
+        self.guilds[gid] = {
+            "id": gid,
+            "name": name,
+            "roles": [everyone, bot_role],
+            "members": {self.app_id: {"roles": [bot_role["id"]]}},
+        }
+        return gid
+
+    @staticmethod
+    def _role(rid: str, name: str, *, managed: bool = False) -> dict[str, Any]:
+        return {
+            "id": rid,
+            "name": name,
+            "color": 0,
+            "hoist": False,
+            "position": 0,
+            "permissions": "0",
+            "managed": managed,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+    def add_role(self, guild_id: str, name: str) -> str:
+        rid = snowflake()
+        self.guilds[guild_id]["roles"].append(self._role(rid, name))
+        return rid
+
+    def add_member(self, guild_id: str, user_id: str, roles: list[str] | None = None) -> None:
+        self.guilds[guild_id]["members"][user_id] = {"roles": list(roles or [])}
+
+    def add_channel(self, guild_id: str, name: str = "general") -> str:
+        cid = snowflake()
+        self.channels[cid] = {
+            "id": cid,
+            "type": 0,
+            "guild_id": guild_id,
+            "name": name,
+            "position": len(self.channels),
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+        }
+        return cid
+
+    def dm_channel(self, user_id: str) -> str:
+        for cid, ch in self.channels.items():
+            if ch["type"] == 1 and ch["recipients"][0]["id"] == user_id:
+                return cid
+        cid = snowflake()
+        self.channels[cid] = {
+            "id": cid,
+            "type": 1,
+            "recipients": [self.users[user_id]],
+            "last_message_id": None,
+        }
+        return cid
+
+    def _member_obj(self, guild_id: str, user_id: str, *, with_user: bool) -> dict[str, Any]:
+        roles = self.guilds[guild_id]["members"].get(user_id, {"roles": []})["roles"]
+        member: dict[str, Any] = {
+            "roles": roles,
+            "joined_at": _now_iso(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "nick": None,
+        }
+        if with_user:
+            member["user"] = self.users[user_id]
+        return member
+
+    def _guild_create(self, gid: str) -> dict[str, Any]:
+        guild = self.guilds[gid]
+        chans = [c for c in self.channels.values() if c.get("guild_id") == gid]
+        return {
+            "id": gid,
+            "name": guild["name"],
+            "icon": None,
+            "owner_id": self.app_id,
+            "roles": guild["roles"],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "member_count": len(guild["members"]),
+            "members": [self._member_obj(gid, u, with_user=True) for u in guild["members"]],
+            "channels": [c for c in chans if c["type"] != 11],
+            "threads": [c for c in chans if c["type"] == 11],
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "large": False,
+            "unavailable": False,
+            "preferred_locale": "en-US",
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "system_channel_flags": 0,
+        }
+
+    # ------------------------------------------------------------------ driving events
+
+    def _new_message(
+        self, channel_id: str, author: dict[str, Any], content: str, **extra: Any
+    ) -> dict[str, Any]:
+        ch = self.channels.get(channel_id, {})
+        mentions = [
+            self.users[u] for u in _USER_MENTION.findall(content) if u in self.users
+        ]
+        msg: dict[str, Any] = {
+            "id": snowflake(),
+            "channel_id": channel_id,
+            "author": author,
+            "content": content,
+            "timestamp": _now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions,
+            "mention_roles": _ROLE_MENTION.findall(content),
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
+        if ch.get("guild_id"):
+            msg["guild_id"] = ch["guild_id"]
+        msg.update(extra)
+        self.messages[msg["id"]] = msg
+        return msg
+
+    async def say(self, channel_id: str, user_id: str, content: str) -> dict[str, Any]:
+        """A user posts `content` in a channel, thread or DM channel (MESSAGE_CREATE)."""
+        msg = self._new_message(channel_id, self.users[user_id], content)
+        await self._dispatch_message(msg)
+        self._changed()
+        return msg
+
+    async def mention(self, channel_id: str, user_id: str, text: str) -> dict[str, Any]:
+        """A user mentions the bot: `<@bot> text`."""
+        return await self.say(channel_id, user_id, f"<@{self.app_id}> {text}")
+
+    async def dm(self, user_id: str, content: str) -> dict[str, Any]:
+        return await self.say(self.dm_channel(user_id), user_id, content)
+
+    async def _dispatch_message(self, msg: dict[str, Any]) -> None:
+        event = dict(msg)
+        gid = event.get("guild_id")
+        if gid and not event["author"].get("bot"):
+            event["member"] = self._member_obj(gid, event["author"]["id"], with_user=False)
+        for gw in self._gateways_for(gid):
+            data = dict(event)
+            if gid and not gw.intents & MESSAGE_CONTENT:
+                mentioned = any(u["id"] == self.app_id for u in data["mentions"])
+                if not mentioned and data["author"]["id"] != self.app_id:
+                    data.update(content="", embeds=[], attachments=[], components=[])
+            await self._send_dispatch(gw, "MESSAGE_CREATE", data)
+
+    async def invoke(
+        self,
+        channel_id: str,
+        user_id: str,
+        command: str,
+        options: dict[str, str] | None = None,
+    ) -> str:
+        """A user runs a slash command (INTERACTION_CREATE); returns the interaction id."""
+        known = {c["name"]: c for c in self.commands}
+        if command not in known:
+            raise AssertionError(f"/{command} was never synced (have {sorted(known)})")
+        ch = self.channels[channel_id]
+        iid, token = snowflake(), f"itoken-{snowflake()}"
+        data: dict[str, Any] = {
+            "id": iid,
+            "application_id": self.app_id,
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "channel_id": channel_id,
+            "channel": {k: v for k, v in ch.items() if k != "recipients"},
+            "data": {
+                "id": known[command]["id"],
+                "name": command,
+                "type": 1,
+                "options": [
+                    {"name": k, "type": 3, "value": v} for k, v in (options or {}).items()
+                ],
+            },
+            "app_permissions": "0",
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": ch.get("guild_id") or user_id},
+            "attachment_size_limit": 8388608,
+        }
+        gid = ch.get("guild_id")
+        if gid:
+            data.update(
+                guild_id=gid,
+                guild_locale="en-US",
+                context=0,
+                member={
+                    **self._member_obj(gid, user_id, with_user=True),
+                    "permissions": "0",
+                },
+            )
+        else:
+            data.update(user=self.users[user_id], context=1)
+        self.interactions[iid] = {
+            "id": iid,
+            "token": token,
+            "channel_id": channel_id,
+            "callback": None,
+            "original": None,
+        }
+        for gw in self._gateways_for(gid):
+            await self._send_dispatch(gw, "INTERACTION_CREATE", data)
+        self._changed()
+        return iid
+
+    def _gateways_for(self, guild_id: str | None) -> list[_Gateway]:
+        if not self.gateways:
+            raise AssertionError("no gateway connection")
+        if guild_id is None:
+            return [gw for gw in self.gateways if gw.shard[0] == 0][:1]
+        return [gw for gw in self.gateways if (int(guild_id) >> 22) % gw.shard[1] == gw.shard[0]]
+
+    # ------------------------------------------------------------------ assertions
+
+    def _changed(self) -> None:
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
+
+    async def wait_until(self, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+        """Wait until `predicate()` is truthy (re-checked on every change); returns it."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not (result := predicate()):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError("the fake Discord never reached the expected state")
+            try:
+                await asyncio.wait_for(self._tick.wait(), remaining)
+            except TimeoutError:
+                continue
+        return result
+
+    def channel_messages(self, channel_id: str, *, bot_only: bool = True) -> list[dict[str, Any]]:
+        found = [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == channel_id
+            and (not bot_only or m["author"]["id"] == self.app_id)
+        ]
+        return sorted(found, key=lambda m: int(m["id"]))
+
+    def sent(self, method: str, pattern: str) -> list[Recorded]:
+        """Recorded requests whose path matches the regex `pattern`."""
+        return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
+
+    def message_writes(self) -> list[Recorded]:
+        """Every request that created or changed message content."""
+        return [
+            r
+            for r in self.requests
+            if (r.method in ("POST", "PATCH") and "/messages" in r.path and "/threads" not in r.path)
+            or (r.method == "POST" and "/webhooks/" in r.path)
+            or (r.path.endswith("/callback") and isinstance(r.body, dict) and r.body.get("type") == 4)
+        ]
+
+    # ------------------------------------------------------------------ REST
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/gateway":
+            return await handler(request)
+        body = await _body(request)
+        rec = Recorded(request.method, request.path, body, dict(request.query), time.monotonic())
+        self.requests.append(rec)
+        needs_auth = "/interactions/" not in request.path and "/webhooks/" not in request.path
+        if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
+            return _error(401, 0, "401: Unauthorized")
+        try:
+            response = await handler(request)
+        except Exception as exc:  # a bug in the fake: fail the test, not only this request
+            self.errors.append(f"{request.method} {request.path}: {exc!r}")
+            raise
+        if response.status >= 400 and response.status != 429:
+            self.rejected.append(rec)
+        self._changed()
+        return response
+
+    def _limit(self, key: str, rule: RateRule) -> tuple[web.Response | None, dict[str, str]]:
+        now = time.monotonic()
+        window = self._windows.setdefault(key, deque())
+        while window and window[0] <= now - rule.per + self.tolerance:
+            window.popleft()
+        reset_after = (window[0] + rule.per - now) if window else rule.per
+        headers = {"Via": "1.1 google", "X-RateLimit-Bucket": f"fake-{key.split(':')[0]}"}
+        if len(window) >= rule.count:
+            self.rate_limited += 1
+            headers.update(
+                {
+                    "Retry-After": str(max(1, round(reset_after))),
+                    "X-RateLimit-Limit": str(rule.count),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+                    "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+                    "X-RateLimit-Scope": "user",
+                }
+            )
+            body = {
+                "message": "You are being rate limited.",
+                "retry_after": round(reset_after, 3),
+                "global": False,
+            }
+            return _json(body, 429, headers), {}
+        window.append(now)
+        if not self.ratelimit_headers:
+            return None, {}
+        reset_after = window[0] + rule.per - now
+        headers.update(
+            {
+                "X-RateLimit-Limit": str(rule.count),
+                "X-RateLimit-Remaining": str(rule.count - len(window)),
+                "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+                "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            }
+        )
+        return None, headers
+
+    @staticmethod
+    def _check_content(body: Any, *, require: bool) -> web.Response | None:
+        content = (body or {}).get("content")
+        if content is not None and len(content) > MAX_CONTENT:
+            errors = {
+                "content": {
+                    "_errors": [
+                        {
+                            "code": "BASE_TYPE_MAX_LENGTH",
+                            "message": f"Must be {MAX_CONTENT} or fewer in length.",
+                        }
+                    ]
+                }
+            }
+            return _error(400, 50035, "Invalid Form Body", errors)
+        if require and not content and not (body or {}).get("embeds"):
+            return _error(400, 50006, "Cannot send an empty message")
+        return None
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return _json(self.bot)
+
+    async def _application(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "id": self.app_id,
+                "name": self.bot["username"],
+                "icon": None,
+                "description": "",
+                "rpc_origins": [],
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "verify_key": "0" * 64,
+                "flags": (1 << 19) if self.message_content_enabled else 0,
+                "owner": self.users[self.app_id],
+                "team": None,
+                "interactions_endpoint_url": None,
+            }
+        )
+
+    async def _gateway_info(self, request: web.Request) -> web.Response:
+        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        return _json(
+            {"url": self.gateway_url, "shards": self.gateway_shards, "session_start_limit": limit}
+        )
+
+    async def _put_commands(self, request: web.Request) -> web.Response:
+        self.commands = [
+            {**c, "id": snowflake(), "application_id": self.app_id, "version": snowflake()}
+            for c in await _body(request)
+        ]
+        return _json(self.commands)
+
+    async def _get_channel(self, request: web.Request) -> web.Response:
+        ch = self.channels.get(request.match_info["cid"])
+        if ch is None:
+            return _error(404, 10003, "Unknown Channel")
+        return _json(ch)
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        if request.match_info["cid"] not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        return web.Response(status=204)
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        cid, body = request.match_info["cid"], await _body(request) or {}
+        if cid not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        bad = self._check_content(body, require=True)
+        if bad is not None:
+            return bad
+        limited, headers = self._limit(f"post:{cid}", self.rates["post"])
+        if limited is not None:
+            return limited
+        extra: dict[str, Any] = {}
+        ref = body.get("message_reference")
+        if ref:
+            extra["message_reference"] = ref
+            extra["type"] = 19
+        msg = self._new_message(cid, self.bot, body.get("content") or "", **extra)
+        self.edits[msg["id"]] = []
+        await self._dispatch_message(msg)
+        return _json(msg, headers=headers)
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        cid, mid = request.match_info["cid"], request.match_info["mid"]
+        msg = self.messages.get(mid)
+        if msg is None or msg["channel_id"] != cid:
+            return _error(404, 10008, "Unknown Message")
+        if msg["author"]["id"] != self.app_id:
+            return _error(403, 50005, "Cannot edit a message authored by another user")
+        body = await _body(request) or {}
+        bad = self._check_content(body, require=False)
+        if bad is not None:
+            return bad
+        limited, headers = self._limit(f"edit:{cid}", self.rates["edit"])
+        if limited is not None:
+            return limited
+        self._apply_edit(msg, body)
+        return _json(msg, headers=headers)
+
+    def _apply_edit(self, msg: dict[str, Any], body: dict[str, Any]) -> None:
+        if "content" in body:
+            msg["content"] = body["content"] or ""
+            msg["edited_timestamp"] = _now_iso()
+            self.edits.setdefault(msg["id"], []).append(msg["content"])
+        if "flags" in body and body["flags"] is not None:
+            msg["flags"] = body["flags"]
+        msg["flags"] &= ~LOADING
+
+    async def _open_thread(self, request: web.Request) -> web.Response:
+        cid, mid = request.match_info["cid"], request.match_info["mid"]
+        parent, msg = self.channels.get(cid), self.messages.get(mid)
+        if parent is None or msg is None or parent["type"] != 0:
+            return _error(404, 10008, "Unknown Message")
+        body = await _body(request) or {}
+        name = body.get("name") or ""
+        if not 1 <= len(name) <= 100:
+            errors = {"name": {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": "bad"}]}}
+            return _error(400, 50035, "Invalid Form Body", errors)
+        if mid in self.channels:
+            return _error(400, 160004, "A thread has already been created for this message")
+        thread = {
+            "id": mid,  # Discord: a thread opened on a message has the message's id
+            "type": 11,
+            "guild_id": parent["guild_id"],
+            "parent_id": cid,
+            "owner_id": self.app_id,
+            "name": name,
+            "last_message_id": None,
+            "message_count": 0,
+            "member_count": 1,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": body.get("auto_archive_duration", 1440),
+                "archive_timestamp": _now_iso(),
+                "locked": False,
+            },
+        }
+        self.channels[mid] = thread
+        msg["thread"] = thread
+        for gw in self._gateways_for(parent["guild_id"]):
+            await self._send_dispatch(gw, "THREAD_CREATE", {**thread, "newly_created": True})
+        return _json(thread, 201)
+
+    # ------------------------------------------------------------------ interactions
+
+    def _interaction(self, token: str) -> dict[str, Any] | None:
+        return next((i for i in self.interactions.values() if i["token"] == token), None)
+
+    def _webhook_message(self, it: dict[str, Any], content: str, flags: int) -> dict[str, Any]:
+        msg = self._new_message(
+            it["channel_id"],
+            self.bot,
+            content,
+            flags=flags,
+            webhook_id=self.app_id,
+            application_id=self.app_id,
+            type=20,
+        )
+        self.edits[msg["id"]] = []
+        return msg
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        it = self.interactions.get(request.match_info["iid"])
+        if it is None or it["token"] != request.match_info["token"]:
+            return _error(404, 10062, "Unknown interaction")
+        if it["callback"] is not None:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        body = await _body(request) or {}
+        data = body.get("data") or {}
+        bad = self._check_content(data, require=False)
+        if bad is not None:
+            return bad
+        kind = body.get("type")
+        flags = int(data.get("flags") or 0)
+        if kind == 5:
+            msg = self._webhook_message(it, "", flags | LOADING)
+        elif kind == 4:
+            msg = self._webhook_message(it, data.get("content") or "", flags)
+        else:
+            return _error(400, 50035, "Invalid Form Body")
+        it["callback"], it["original"] = kind, msg["id"]
+        reply = {
+            "interaction": {
+                "id": it["id"],
+                "type": 2,
+                "response_message_id": msg["id"],
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool(flags & EPHEMERAL),
+            },
+            "resource": {"type": kind, "message": msg},
+        }
+        if request.query.get("with_response") in ("1", "true"):
+            return _json(reply)
+        return web.Response(status=204)
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        it = self._interaction(request.match_info["token"])
+        if it is None or it["callback"] is None:
+            return _error(404, 10015, "Unknown Webhook")
+        body = await _body(request) or {}
+        bad = self._check_content(body, require=True)
+        if bad is not None:
+            return bad
+        limited, headers = self._limit(f"post:{it['token']}", self.rates["post"])
+        if limited is not None:
+            return limited
+        msg = self._webhook_message(it, body.get("content") or "", int(body.get("flags") or 0))
+        return _json(msg, headers=headers)
+
+    async def _webhook_edit(self, request: web.Request) -> web.Response:
+        it = self._interaction(request.match_info["token"])
+        if it is None or it["callback"] is None:
+            return _error(404, 10015, "Unknown Webhook")
+        mid = request.match_info["mid"]
+        mid = it["original"] if mid == "@original" else mid
+        msg = self.messages.get(mid)
+        if msg is None:
+            return _error(404, 10008, "Unknown Message")
+        body = await _body(request) or {}
+        bad = self._check_content(body, require=False)
+        if bad is not None:
+            return bad
+        limited, headers = self._limit(f"edit:{it['token']}", self.rates["edit"])
+        if limited is not None:
+            return limited
+        self._apply_edit(msg, body)
+        return _json(msg, headers=headers)
+
+    # ------------------------------------------------------------------ gateway
+
+    async def _send(self, gw: _Gateway, payload: dict[str, Any]) -> None:
+        async with gw.lock:
+            await gw.ws.send_str(json.dumps(payload))
+
+    async def _send_dispatch(self, gw: _Gateway, event: str, data: Any) -> None:
+        async with gw.lock:
+            gw.seq += 1
+            await gw.ws.send_str(json.dumps({"op": 0, "t": event, "s": gw.seq, "d": data}))
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        gw = _Gateway(ws)
+        await self._send(gw, {"op": 10, "d": {"heartbeat_interval": 41250}})
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                payload = json.loads(frame.data)
+                op = payload.get("op")
+                if op == 1:
+                    await self._send(gw, {"op": 11})
+                elif op == 2:
+                    await self._identify(gw, payload["d"])
+                elif op == 6:
+                    await self._send(gw, {"op": 9, "d": False})
+        except Exception as exc:  # a bug in the fake: fail the test
+            self.errors.append(f"gateway: {exc!r}")
+            raise
+        finally:
+            if gw in self.gateways:
+                self.gateways.remove(gw)
+            self._changed()
+        return ws
+
+    async def _identify(self, gw: _Gateway, data: dict[str, Any]) -> None:
+        self.identifies.append(data)
+        if data.get("token") != self.token:
+            await gw.ws.close(code=4004, message=b"Authentication failed.")
+            return
+        gw.intents = int(data.get("intents") or 0)
+        if gw.intents & MESSAGE_CONTENT and not self.message_content_enabled:
+            await gw.ws.close(code=4014, message=b"Disallowed intent(s).")
+            self._changed()
+            return
+        gw.shard = tuple(data.get("shard") or (0, 1))  # type: ignore[assignment]
+        mine = [g for g in self.guilds if (int(g) >> 22) % gw.shard[1] == gw.shard[0]]
+        ready = {
+            "v": 10,
+            "user": self.bot,
+            "guilds": [{"id": g, "unavailable": True} for g in mine],
+            "session_id": snowflake(),
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": self.app_id, "flags": 0},
+            "shard": list(gw.shard),
+            "private_channels": [],
+            "relationships": [],
+        }
+        await self._send_dispatch(gw, "READY", ready)
+        for gid in mine:
+            await self._send_dispatch(gw, "GUILD_CREATE", self._guild_create(gid))
+        self.gateways.append(gw)
+        self._changed()
+
+
+@pytest_asyncio.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    """A running fake Discord on a free loopback port."""
+    fake = FakeDiscord()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.aclose()
+    assert not fake.errors, f"the fake Discord failed: {fake.errors}"

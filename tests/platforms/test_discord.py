@@ -1,0 +1,413 @@
+"""The Discord adapter against the fake Discord: what it delivers, and what its targets send."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from adapters.platforms.discord import DiscordOptions, DiscordPlatform
+from adapters.platforms.discord.format import ZWSP
+from adapters.platforms.discord.targets import InteractionTarget
+from bridge.errors import PlatformError
+from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
+from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, fake_discord  # noqa: F401
+
+
+@dataclass
+class World:
+    """A guild with two channels, two members (one with a role), and a stranger."""
+
+    fake: FakeDiscord
+    guild: str
+    general: str
+    other: str
+    alice: str
+    bob: str
+    role: str
+    got: asyncio.Queue[tuple[Inbound, ReplyTarget]] = field(default_factory=asyncio.Queue)
+
+    async def next(self) -> tuple[Inbound, ReplyTarget]:
+        return await asyncio.wait_for(self.got.get(), 10)
+
+
+def build_world(fake: FakeDiscord) -> World:
+    guild = fake.add_guild("Community")
+    general, other = fake.add_channel(guild, "general"), fake.add_channel(guild, "ask-ai")
+    alice, bob = fake.add_user("alice"), fake.add_user("bob")
+    role = fake.add_role(guild, "helpers")
+    fake.add_member(guild, alice, [role])
+    fake.add_member(guild, bob)
+    return World(fake, guild, general, other, alice, bob, role)
+
+
+def options(fake: FakeDiscord, **extra: Any) -> DiscordOptions:
+    return DiscordOptions(
+        token=fake.token,
+        api_url=fake.api_url,
+        gateway_url=fake.gateway_url,
+        guild_ready_timeout=0.05,
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def running(world: World, **extra: Any) -> AsyncIterator[DiscordPlatform]:
+    platform = DiscordPlatform(PlatformContext(options=options(world.fake, **extra)))
+
+    async def handler(msg: Inbound, target: ReplyTarget) -> None:
+        await world.got.put((msg, target))
+
+    await platform.start(handler)
+    try:
+        yield platform
+    finally:
+        await platform.aclose()
+
+
+@pytest.fixture
+def world(fake_discord: FakeDiscord) -> World:
+    return build_world(fake_discord)
+
+
+# ---------------------------------------------------------------------- start-up
+
+
+async def test_start_identifies_with_intents_and_syncs_commands(world: World) -> None:
+    async with running(world) as platform:
+        assert platform.connected
+        intents = world.fake.identifies[0]["intents"]
+        # guilds, guild messages, direct messages, message content
+        assert intents == (1 << 0) | (1 << 9) | (1 << 12) | MESSAGE_CONTENT
+        assert sorted(c["name"] for c in world.fake.commands) == ["ask", "reset"]
+        ask = next(c for c in world.fake.commands if c["name"] == "ask")
+        assert ask["options"][0]["name"] == "question" and ask["options"][0]["required"]
+    assert not platform.connected
+
+
+async def test_missing_message_content_intent_is_a_clear_error(world: World) -> None:
+    world.fake.message_content_enabled = False
+    with pytest.raises(PlatformError) as caught:
+        async with running(world):
+            pass
+    text = str(caught.value)
+    assert "4014" in text and "Message Content Intent" in text and "Developer Portal" in text
+    assert world.fake.token not in text
+
+
+async def test_without_message_content_option_it_starts_and_sees_mentions(world: World) -> None:
+    world.fake.message_content_enabled = False
+    async with running(world, message_content=False):
+        assert not world.fake.identifies[0]["intents"] & MESSAGE_CONTENT
+        await world.fake.say(world.general, world.alice, "no mention here")
+        await world.fake.mention(world.general, world.alice, "but this one")
+        first, _ = await world.next()
+        second, _ = await world.next()
+    assert first.text == "" and not first.mentioned
+    assert second.text == "but this one" and second.mentioned
+
+
+async def test_wrong_token_is_a_clear_error(world: World) -> None:
+    platform = DiscordPlatform(
+        PlatformContext(options=options(world.fake).model_copy(update={"token": SecretStr("nope")}))
+    )
+
+    async def handler(msg: Inbound, target: ReplyTarget) -> None:
+        raise AssertionError("nothing should arrive")
+
+    with pytest.raises(PlatformError, match="refused the bot token"):
+        await platform.start(handler)
+    assert not platform.connected
+
+
+async def test_unreachable_discord_is_a_clear_error(world: World) -> None:
+    url = world.fake.api_url
+    await world.fake.aclose()
+    platform = DiscordPlatform(PlatformContext(options=options(world.fake)))
+
+    async def handler(msg: Inbound, target: ReplyTarget) -> None:
+        raise AssertionError("nothing should arrive")
+
+    with pytest.raises(PlatformError, match="Cannot reach Discord") as caught:
+        await platform.start(handler)
+    assert url in str(caught.value)
+
+
+async def test_auto_sharding_asks_discord_and_runs_every_shard(world: World) -> None:
+    world.fake.gateway_shards = 2
+    async with running(world, shard_count="auto"):
+        assert world.fake.sent("GET", r"/gateway/bot$")
+        assert sorted(i["shard"][0] for i in world.fake.identifies) == [0, 1]
+        await world.fake.mention(world.general, world.alice, "sharded hello")
+        msg, _ = await world.next()
+    assert msg.text == "sharded hello"
+
+
+async def test_one_shard_of_several(world: World) -> None:
+    async with running(world, shard_count=4, shard_ids=[2]):
+        assert [i["shard"] for i in world.fake.identifies] == [[2, 4]]
+
+
+# ---------------------------------------------------------------------- inbound
+
+
+async def test_mention_in_channel_is_normalized(world: World) -> None:
+    async with running(world):
+        sent = await world.fake.mention(world.general, world.alice, "what is a bridge?")
+        msg, target = await world.next()
+    assert msg == Inbound(
+        platform="discord",
+        workspace=world.guild,
+        channel=world.general,
+        thread=None,
+        user=world.alice,
+        text="what is a bridge?",
+        message_id=sent["id"],
+        event_id=sent["id"],
+        is_dm=False,
+        mentioned=True,
+        roles=(world.role,),
+        received_at=msg.received_at,
+    )
+    assert target.address == Address("discord", world.guild, world.general, None)
+    assert target.limits.max_chars == 2000
+    assert target.limits.edit_bucket == f"discord:edit:{world.general}"
+    assert target.limits.post_bucket == f"discord:post:{world.general}"
+    assert not target.limits.begin_posts
+
+
+async def test_plain_message_is_delivered_unmentioned(world: World) -> None:
+    async with running(world):
+        await world.fake.say(world.other, world.bob, "anyone around?")
+        msg, _ = await world.next()
+    assert (msg.channel, msg.text, msg.mentioned, msg.roles) == (
+        world.other, "anyone around?", False, ()
+    )
+
+
+async def test_mention_of_the_bots_role_counts(world: World) -> None:
+    bot_role = next(r["id"] for r in world.fake.guilds[world.guild]["roles"] if r["managed"])
+    async with running(world):
+        await world.fake.say(world.general, world.bob, f"<@&{bot_role}> hi")
+        msg, _ = await world.next()
+    assert msg.mentioned and msg.text == "hi"
+
+
+async def test_dm_is_normalized(world: World) -> None:
+    async with running(world):
+        sent = await world.fake.dm(world.bob, "private question")
+        msg, target = await world.next()
+    assert (msg.workspace, msg.channel, msg.thread, msg.is_dm) == (
+        "@dm", sent["channel_id"], None, True
+    )
+    assert msg.text == "private question"
+    assert await target.open_thread("x") is None
+
+
+async def test_bots_own_messages_are_not_delivered(world: World) -> None:
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "first")
+        _, target = await world.next()
+        await target.post("an answer")  # the gateway echoes it back to the bot
+        await world.fake.say(world.general, world.alice, "second")
+        msg, _ = await world.next()
+    assert msg.text == "second"
+
+
+async def test_thread_messages_name_parent_channel_and_thread(world: World) -> None:
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "start a thread")
+        question, target = await world.next()
+        opened = await target.open_thread("start a thread")
+        assert opened is not None
+        thread_id, inner = opened
+        assert thread_id == question.message_id  # Discord: same id as the message
+        assert inner.address == Address("discord", world.guild, world.general, thread_id)
+        assert inner.limits.edit_bucket == f"discord:edit:{thread_id}"
+        await inner.post("in the thread")
+        await world.fake.say(thread_id, world.alice, "a follow-up")
+        follow, _ = await world.next()
+    assert (follow.channel, follow.thread, follow.mentioned) == (world.general, thread_id, False)
+    thread = world.fake.channels[thread_id]
+    assert thread["name"] == "start a thread" and thread["parent_id"] == world.general
+    assert [m["content"] for m in world.fake.channel_messages(thread_id)] == ["in the thread"]
+
+
+async def test_uncached_thread_is_looked_up(world: World) -> None:
+    async with running(world):
+        # A thread discord.py never saw (no THREAD_CREATE reached it).
+        await world.fake.say(world.general, world.alice, "root")
+        root, _ = await world.next()
+        thread = dict(world.fake.channels[world.general])
+        thread.update(
+            id=root.message_id, type=11, parent_id=world.general, owner_id=world.alice,
+            name="t", message_count=0, member_count=1, flags=0,
+            thread_metadata={"archived": False, "auto_archive_duration": 60,
+                             "archive_timestamp": "2024-01-01T00:00:00+00:00", "locked": False},
+        )
+        world.fake.channels[root.message_id] = thread
+        await world.fake.say(root.message_id, world.bob, "inside")
+        msg, _ = await world.next()
+    assert (msg.channel, msg.thread) == (world.general, root.message_id)
+    assert world.fake.sent("GET", rf"/channels/{root.message_id}$")
+
+
+async def test_messages_after_stop_receiving_are_ignored(world: World) -> None:
+    async with running(world) as platform:
+        await platform.stop_receiving()
+        await world.fake.mention(world.general, world.alice, "too late")
+        await world.fake.invoke(world.general, world.alice, "reset")
+        await world.fake.wait_until(lambda: world.fake.sent("POST", r"/callback$"))
+        assert world.got.empty()
+        body = world.fake.sent("POST", r"/callback$")[0].body
+    assert body["data"]["flags"] & 64 and "restarting" in body["data"]["content"]
+
+
+# ---------------------------------------------------------------------- replies
+
+
+async def test_reply_types_then_posts_and_edits_without_pinging(world: World) -> None:
+    async with running(world):
+        sent = await world.fake.mention(world.general, world.alice, "ping test")
+        _, target = await world.next()
+        await target.begin()
+        mid = await target.post("@everyone hi")
+        await target.edit(mid, "@here <@&1> <@2> done")
+        await target.end()
+    fake = world.fake
+    typing = fake.sent("POST", rf"/channels/{world.general}/typing$")
+    post = fake.sent("POST", rf"/channels/{world.general}/messages$")
+    assert typing and typing[0].at <= post[0].at
+    assert post[0].body["message_reference"]["message_id"] == int(sent["id"])
+    for write in fake.message_writes():
+        assert write.body["allowed_mentions"]["parse"] == []
+        assert not write.body["allowed_mentions"].get("replied_user")
+    assert fake.messages[mid]["content"] == "@here <@&1> <@2> done"
+    assert fake.edits[mid] == ["@here <@&1> <@2> done"]
+
+
+async def test_typing_is_renewed_until_the_first_post(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.platforms.discord import targets
+
+    monkeypatch.setattr(targets, "TYPING_RENEW", 0.05)
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "slow one")
+        _, target = await world.next()
+        await target.begin()
+        path = rf"/channels/{world.general}/typing$"
+        await world.fake.wait_until(lambda: len(world.fake.sent("POST", path)) >= 3)
+        await target.post("text at last")
+        count = len(world.fake.sent("POST", path))
+        # Typing stops with the first post: more messages bring no more typing.
+        await target.post("second message")
+    assert len(world.fake.sent("POST", path)) == count
+
+
+async def test_edit_errors_become_platform_errors(world: World) -> None:
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "x")
+        _, target = await world.next()
+        with pytest.raises(PlatformError, match="2000 or fewer"):
+            await target.post("y" * 2001)
+        with pytest.raises(PlatformError, match="gone"):
+            await target.edit("12345", "nothing there")
+
+
+async def test_target_for_an_address_edits_after_restart(world: World) -> None:
+    async with running(world) as platform:
+        await world.fake.mention(world.general, world.alice, "x")
+        _, target = await world.next()
+        mid = await target.post("partial answer")
+    async with running(world) as platform:
+        again = platform.target(Address("discord", world.guild, world.general, None))
+        await again.edit(mid, "partial answer — interrupted")
+    assert world.fake.messages[mid]["content"] == "partial answer — interrupted"
+
+
+async def test_formatting() -> None:
+    from adapters.platforms.discord import format as fmt
+
+    text = fmt.format_markdown("hi @everyone and <@&5> `@here` <@!7>")
+    assert text == f"hi @{ZWSP}everyone and <@&{ZWSP}5> `@here` <@!{ZWSP}7>"
+    assert fmt.format_markdown(text) == text
+    block = fmt.format_sources([Source("https://a.example/x", "A [draft]"), Source("https://b")])
+    assert block == "**Sources**\n- [A \\[draft\\]](<https://a.example/x>)\n- <https://b>"
+
+
+# ---------------------------------------------------------------------- slash commands
+
+
+async def test_ask_command_is_deferred_then_answered_in_channel(world: World) -> None:
+    async with running(world):
+        iid = await world.fake.invoke(world.general, world.alice, "ask", {"question": "why?"})
+        msg, target = await world.next()
+        assert isinstance(target, InteractionTarget)
+        await target.begin()
+        first = await target.post("because")
+        second = await target.post("and more")
+        await target.edit(first, "because, edited")
+        await target.edit(second, "and more, edited")
+        await target.end()
+    assert (msg.command, msg.text, msg.mentioned, msg.event_id) == ("ask", "why?", True, iid)
+    assert (msg.channel, msg.workspace, msg.roles) == (world.general, world.guild, (world.role,))
+    fake = world.fake
+    callback = fake.sent("POST", rf"/interactions/{iid}/.+/callback$")
+    assert len(callback) == 1 and callback[0].body["type"] == 5
+    assert not (callback[0].body.get("data") or {}).get("flags")
+    original = fake.interactions[iid]["original"]
+    assert first == original
+    assert fake.messages[first]["content"] == "because, edited"
+    assert fake.messages[second]["content"] == "and more, edited"
+    assert not fake.messages[second]["flags"] & 64
+    for write in fake.message_writes():
+        assert write.body["allowed_mentions"]["parse"] == []
+
+
+async def test_ask_can_be_ephemeral(world: World) -> None:
+    async with running(world, ask_ephemeral=True):
+        iid = await world.fake.invoke(world.general, world.alice, "ask", {"question": "q"})
+        _, target = await world.next()
+        await target.post("only for you")
+        await target.post("still only for you")
+    fake = world.fake
+    assert fake.sent("POST", r"/callback$")[0].body["data"]["flags"] & 64
+    assert all(m["flags"] & 64 for m in fake.channel_messages(world.general))
+    assert fake.messages[fake.interactions[iid]["original"]]["content"] == "only for you"
+
+
+async def test_reset_command_is_ephemeral_and_answered_by_notice(world: World) -> None:
+    async with running(world):
+        iid = await world.fake.invoke(world.general, world.bob, "reset")
+        msg, target = await world.next()
+        await target.notice("Started a new conversation.")
+    assert (msg.command, msg.text) == ("reset", "")
+    original = world.fake.messages[world.fake.interactions[iid]["original"]]
+    assert original["content"] == "Started a new conversation."
+    assert original["flags"] & 64
+
+
+async def test_command_in_a_dm(world: World) -> None:
+    async with running(world):
+        channel = world.fake.dm_channel(world.bob)
+        await world.fake.invoke(channel, world.bob, "ask", {"question": "dm q"})
+        msg, _ = await world.next()
+    assert (msg.workspace, msg.channel, msg.is_dm, msg.text) == ("@dm", channel, True, "dm q")
+
+
+async def test_unanswered_command_is_closed(world: World) -> None:
+    async with running(world) as platform:
+        platform.unanswered_after = 0.1
+        iid = await world.fake.invoke(world.general, world.bob, "ask", {"question": "hello?"})
+        await world.next()  # the handler keeps it and never answers (no route)
+        await world.fake.wait_until(
+            lambda: world.fake.edits.get(world.fake.interactions[iid]["original"] or "")
+        )
+    original = world.fake.messages[world.fake.interactions[iid]["original"]]
+    assert "not be set up" in original["content"]
