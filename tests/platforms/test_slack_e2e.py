@@ -313,7 +313,6 @@ async def test_an_answer_with_channel_mentions_pings_nobody(harness: Harness) ->
 # --------------------------------------------------------------------------- load and modes
 
 
-@pytest.mark.parametrize("mode", ["socket"])
 async def test_twenty_replies_at_once_cause_no_429(
     fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path, mode: str
 ) -> None:
