@@ -170,3 +170,15 @@ def test_option_defaults():
     assert options.stream is True
     assert options.system_prompt is None
     assert options.api_key is None
+
+
+async def test_the_fakes_own_422_reads_well(fake_chat_api, http):
+    response = await http.post(
+        fake_chat_api.endpoint("bot-messages"),
+        json={"bot_slug": "taxson", "messages": [{"role": "bot", "content": "x"}]},
+    )
+    assert response.status_code == 422
+    api = make("bot-messages", fake_chat_api, http)
+    assert api.error_text(response.json()) == (
+        "stream: field required; messages.0.role: value is not a valid enumeration member"
+    )

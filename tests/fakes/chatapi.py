@@ -612,51 +612,36 @@ def _openai_error(message: str, code: str | None = None) -> dict[str, Any]:
 
 def _bot_messages_problems(body: Any) -> list[dict[str, Any]]:
     """FastAPI-style validation of a bot-messages request body."""
+
+    def problem(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
+        return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
     if not isinstance(body, dict):
-        return [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]
+        return [problem([], "field required", "value_error.missing")]
     problems = []
     if "stream" not in body:
-        problems.append(
-            {"loc": ["body", "stream"], "msg": "field required", "type": "value_error.missing"}
-        )
+        problems.append(problem(["stream"], "field required", "value_error.missing"))
     elif not isinstance(body["stream"], bool):
         problems.append(
-            {
-                "loc": ["body", "stream"],
-                "msg": "value could not be parsed to a boolean",
-                "type": "type_error.bool",
-            }
+            problem(["stream"], "value could not be parsed to a boolean", "type_error.bool")
         )
-    if not body.get("bot_uid") and not body.get("bot_slug"):
-        problems.append(
-            {
-                "loc": ["body", "__root__"],
-                "msg": 'Either "bot_uid" or "bot_slug" is required',
-                "type": "value_error",
-            }
-        )
-    if not body.get("prompt") and not body.get("messages"):
-        problems.append(
-            {
-                "loc": ["body", "__root__"],
-                "msg": 'Either "prompt" or "messages" is required',
-                "type": "value_error",
-            }
-        )
+    for one, other in (("bot_uid", "bot_slug"), ("prompt", "messages")):
+        if not body.get(one) and not body.get(other):
+            msg = f'Either "{one}" or "{other}" is required'
+            problems.append(problem(["__root__"], msg, "value_error"))
     for i, message in enumerate(body.get("messages") or []):
-        if not isinstance(message, dict) or message.get("role") not in (
-            "system",
-            "user",
-            "assistant",
-        ):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
             problems.append(
-                {
-                    "loc": ["body", "messages", i, "role"],
-                    "msg": "value is not a valid enumeration member",
-                    "type": "type_error.enum",
-                }
+                problem(
+                    ["messages", i, "role"],
+                    "value is not a valid enumeration member",
+                    "type_error.enum",
+                )
             )
     return problems
+
+
+_ROLES = ("system", "user", "assistant")
 
 
 @pytest_asyncio.fixture
