@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from bridge.budget import Budgets
@@ -23,6 +23,7 @@ from bridge.config import Config, RouteConfig
 from bridge.errors import BridgeError, ChatAPIError, RateLimited, Unavailable
 from bridge.interfaces import (
     ChatAPI,
+    ChatEvent,
     ChatRequest,
     Done,
     Inbound,
@@ -328,23 +329,8 @@ class Relay:
         outcome = "answered"
         try:
             await reply.start()
-            sources: list[Source] = []
-            done: Done | None = None
-            first_token = True
-            async for event in backend.stream(request):
-                if isinstance(event, Token):
-                    if first_token:
-                        first_token = False
-                        self.metrics.first_token.labels(route.backend).observe(
-                            time.monotonic() - started
-                        )
-                    reply.feed(event.text)
-                elif isinstance(event, Sources):
-                    sources.extend(event.items)
-                elif isinstance(event, Status):
-                    reply.set_status(event.text)
-                elif isinstance(event, Done):
-                    done = event
+            done, sources = await self._consume(backend.stream(request), reply, route.backend,
+                                                started)
             final = done.text if done is not None else None
             # Keep the session and history first: the answer is complete even if
             # the process stops during the final edit.
@@ -385,6 +371,30 @@ class Relay:
                     "seconds": round(time.monotonic() - started, 3),
                 },
             )
+
+    async def _consume(
+        self, stream: AsyncIterator[ChatEvent], reply: LiveReply, backend: str, started: float
+    ) -> tuple[Done | None, list[Source]]:
+        """Feed a chat API's events to the live reply; the Done event and the sources."""
+        sources: list[Source] = []
+        done: Done | None = None
+        first_token = True
+        async with contextlib.aclosing(stream) as events:  # type: ignore[type-var]
+            async for event in events:
+                if isinstance(event, Token):
+                    if first_token:
+                        first_token = False
+                        self.metrics.first_token.labels(backend).observe(
+                            time.monotonic() - started
+                        )
+                    reply.feed(event.text)
+                elif isinstance(event, Sources):
+                    sources.extend(event.items)
+                elif isinstance(event, Status):
+                    reply.set_status(event.text)
+                elif isinstance(event, Done):
+                    done = event
+        return done, sources
 
     async def _remember(
         self, conv: Conversation, backend: ChatAPI, req: ChatRequest, answer: str, done: Done | None
