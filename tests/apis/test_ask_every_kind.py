@@ -1,0 +1,51 @@
+"""`chat-bridge ask` streams an answer, with its sources, from every kind of backend."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BLOCKS = {
+    "chatmount": 'kind: chatmount\n    url: "{url}"\n    api_key: "${{KEY}}"',
+    "ndjson": 'kind: ndjson\n    url: "{url}"\n    api_key: "${{KEY}}"',
+    "chaturdata": (
+        'kind: chaturdata\n    url: "{url}"\n    api_key: "${{KEY}}"\n    poll_interval: 1'
+    ),
+    "bot-messages": (
+        'kind: bot-messages\n    url: "{url}"\n    api_key: "${{KEY}}"\n    bot_slug: taxson'
+    ),
+    "openai": 'kind: openai\n    url: "{url}"\n    api_key: "${{KEY}}"\n    model: test-model',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
+async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, kind: str) -> None:
+    fake_chat_api.enqueue(
+        tokens=["Forty", "-two."], sources=[("https://docs.example/answer", "The answer")]
+    )
+    block = BLOCKS[kind].format(url=fake_chat_api.endpoint(kind))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"store: sqlite://{tmp_path / 'b.db'}\nbackends:\n  b:\n    {block}\n"
+        "routes: [{platform: any, backend: b}]\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "b",
+        "What is the answer?",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert text.startswith("Forty-two.\n")
+    if kind in ("chatmount", "chaturdata"):  # the APIs that cite sources
+        assert text.endswith("\nSources:\n  1. The answer — https://docs.example/answer\n")
+    assert fake_chat_api.api_key not in text + err.decode()
