@@ -1,0 +1,296 @@
+"""End to end: the real Bridge, the real discord.py client, the fake Discord and the fake chat API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.platforms.discord.format import ZWSP
+from adapters.registry import REGISTRY
+from bridge.app import Bridge
+from bridge.config import parse_config
+from bridge.errors import PlatformError
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.discord import FakeDiscord, RateRule, fake_discord  # noqa: F401
+
+SOURCE = ("https://docs.example/bridges", "Bridges 101")
+SOURCES_BLOCK = "**Sources**\n- [Bridges 101](<https://docs.example/bridges>)"
+
+
+@dataclass
+class Setup:
+    """A guild with a mention channel, an auto-reply channel and a thread channel."""
+
+    discord: FakeDiscord
+    chat: FakeChatAPI
+    db: Path
+    guild: str
+    general: str  # mention; one conversation per channel
+    ask: str  # auto-reply (trigger: all), one conversation per message/thread
+    help: str  # mention; answers in a new thread
+    alice: str
+    bob: str
+    role: str
+
+    def config(self) -> str:
+        return f"""
+store: sqlite://{self.db}
+http: {{listen: null}}
+backends:
+  docs:
+    kind: chatmount
+    url: {self.chat.endpoint("chatmount")}
+    api_key: ${{CHAT_KEY}}
+discord:
+  token: ${{DISCORD_BOT_TOKEN}}
+  api_url: {self.discord.api_url}
+  gateway_url: {self.discord.gateway_url}
+  guild_ready_timeout: 0.05
+  edit_rate: {{count: 5, per: 1.0}}
+  post_rate: {{count: 5, per: 1.0}}
+routes:
+  - platform: discord
+    channels: ["{self.ask}"]
+    trigger: all
+    session: thread
+    backend: docs
+  - platform: discord
+    channels: ["{self.help}"]
+    trigger: mention
+    session: thread
+    reply_in_thread: true
+    backend: docs
+  - platform: discord
+    channels: ["{self.general}"]
+    trigger: mention
+    session: channel
+    backend: docs
+  - platform: discord
+    dm: true
+    session: user
+    backend: docs
+reply: {{edit_interval: 0.05}}
+limits: {{rate_limit: {{messages: 50, per: 60}}}}
+"""
+
+    @asynccontextmanager
+    async def bridge(self) -> AsyncIterator[Bridge]:
+        env = {"CHAT_KEY": self.chat.api_key, "DISCORD_BOT_TOKEN": self.discord.token}
+        config = parse_config(self.config(), env=env, registry=REGISTRY)
+        async with Bridge(config, REGISTRY) as bridge:
+            yield bridge
+
+    async def final(self, channel: str, text: str, count: int = 1) -> list[dict[str, Any]]:
+        """Wait until `count` bot messages in `channel` end with `text`; returns them all."""
+
+        def done() -> list[dict[str, Any]] | None:
+            msgs = self.discord.channel_messages(channel)
+            finished = [m for m in msgs if m["content"].endswith(text)]
+            return msgs if len(finished) >= count else None
+
+        result: list[dict[str, Any]] = await self.discord.wait_until(done)
+        return result
+
+    def sessions(self) -> list[str | None]:
+        return [r.json.get("session_id") for r in self.chat.requests if r.path.endswith("/chat")]
+
+
+@pytest.fixture
+def setup(fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path) -> Setup:
+    fake = fake_discord
+    fake.rates = {"post": RateRule(5, 1.0), "edit": RateRule(5, 1.0)}
+    guild = fake.add_guild("Community")
+    general = fake.add_channel(guild, "general")
+    ask = fake.add_channel(guild, "ask-ai")
+    help_ = fake.add_channel(guild, "help")
+    alice, bob = fake.add_user("alice"), fake.add_user("bob")
+    role = fake.add_role(guild, "moderators")
+    fake.add_member(guild, alice, [role])
+    fake.add_member(guild, bob)
+    return Setup(fake, fake_chat_api, tmp_path / "bridge.db", guild, general, ask, help_,
+                 alice, bob, role)
+
+
+def assert_never_pinged(fake: FakeDiscord) -> None:
+    writes = fake.message_writes()
+    assert writes
+    for write in writes:
+        assert write.body["allowed_mentions"]["parse"] == [], write
+        assert not write.body["allowed_mentions"].get("replied_user"), write
+
+
+async def test_mention_gets_a_progressively_edited_reply_with_sources(setup: Setup) -> None:
+    tokens = ["Bridges ", "carry ", "roads ", "over ", "rivers ", "and ", "valleys."]
+    setup.chat.enqueue(tokens=tokens, sources=[SOURCE], token_delay=0.08)
+    answer = "".join(tokens)
+    async with setup.bridge():
+        question = await setup.discord.mention(setup.general, setup.alice, "What do bridges do?")
+        [reply] = await setup.final(setup.general, SOURCES_BLOCK)
+    assert reply["content"] == f"{answer}\n\n{SOURCES_BLOCK}"
+    assert setup.chat.requests[0].json["message"] == "What do bridges do?"
+    fake = setup.discord
+    post = fake.sent("POST", rf"/channels/{setup.general}/messages$")[0]
+    typing = fake.sent("POST", rf"/channels/{setup.general}/typing$")
+    assert typing and typing[0].at <= post.at  # typing first, then the message
+    assert post.body["message_reference"]["message_id"] == int(question["id"])
+    shown = [post.body["content"], *fake.edits[reply["id"]]]
+    partial = [s for s in shown if s and answer.startswith(s) and s != answer]
+    assert partial, f"no partial text was ever shown: {shown}"
+    assert len(fake.edits[reply["id"]]) >= 2
+    assert_never_pinged(fake)
+    assert fake.rate_limited == 0 and not fake.rejected
+
+
+async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: Setup) -> None:
+    setup.chat.enqueue(tokens=["First ", "answer."], sources=[SOURCE])
+    setup.chat.enqueue(tokens=["Second ", "answer."])
+    async with setup.bridge():
+        question = await setup.discord.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread_id = question["id"]
+        await setup.final(thread_id, SOURCES_BLOCK)
+        thread = setup.discord.channels[thread_id]
+        assert thread["type"] == 11 and thread["parent_id"] == setup.help
+        assert thread["name"] == "How long is the bridge?"
+        await setup.discord.say(thread_id, setup.bob, "And how wide?")  # no mention
+        msgs = await setup.final(thread_id, "Second answer.")
+    assert [m["content"] for m in msgs] == [f"First answer.\n\n{SOURCES_BLOCK}", "Second answer."]
+    assert setup.discord.channel_messages(setup.help) == []  # nothing in the channel itself
+    first, second = setup.sessions()
+    assert first and first == second
+    assert setup.chat.requests[1].json["message"] == "And how wide?"
+
+
+async def test_dm_is_answered(setup: Setup) -> None:
+    setup.chat.enqueue(tokens=["Privately ", "answered."])
+    async with setup.bridge():
+        sent = await setup.discord.dm(setup.alice, "a private question")
+        [reply] = await setup.final(sent["channel_id"], "Privately answered.")
+    assert reply["content"] == "Privately answered."
+    assert setup.chat.requests[0].json["message"] == "a private question"
+
+
+async def test_auto_reply_channel_answers_without_a_mention(setup: Setup) -> None:
+    setup.chat.enqueue(tokens=["Auto ", "reply."])
+    async with setup.bridge():
+        await setup.discord.say(setup.ask, setup.bob, "no mention needed?")
+        [reply] = await setup.final(setup.ask, "Auto reply.")
+        # A plain message in a mention-only channel is not answered.
+        await setup.discord.say(setup.general, setup.bob, "just chatting")
+        await setup.discord.mention(setup.general, setup.bob, "now answer")
+        await setup.final(setup.general, "fake.")
+    assert reply["content"] == "Auto reply."
+    questions = [r.json["message"] for r in setup.chat.requests]
+    assert questions == ["no mention needed?", "now answer"]
+
+
+async def test_long_answer_arrives_as_three_messages(setup: Setup) -> None:
+    lines = [f"Line {i:03d}: " + "x" * 39 for i in range(100)]
+    answer = "\n".join(lines) + "!"
+    assert len(answer) == 5000
+    chunks = [answer[i : i + 250] for i in range(0, len(answer), 250)]
+    setup.chat.enqueue(tokens=chunks, token_delay=0.01)
+    async with setup.bridge():
+        await setup.discord.mention(setup.general, setup.alice, "the long one")
+        msgs = await setup.final(setup.general, lines[-1] + "!")
+    assert len(msgs) == 3
+    assert all(len(m["content"]) <= 2000 for m in msgs)
+    shown = [line for m in msgs for line in m["content"].splitlines() if line.strip()]
+    assert shown == answer.splitlines()
+    assert not setup.discord.rejected
+    assert setup.discord.rate_limited == 0
+
+
+async def test_ten_replies_at_once_in_one_channel_cause_no_429(setup: Setup) -> None:
+    fake = setup.discord
+    fake.ratelimit_headers = False  # only the bridge's own budget keeps it in line
+    users = [fake.add_user(f"user{i}") for i in range(10)]
+    for i in range(10):
+        setup.chat.enqueue(
+            tokens=[f"Answer {i}: "] + ["more words "] * 15 + ["end."],
+            sources=[SOURCE],
+            token_delay=0.03,
+        )
+    async with setup.bridge():
+        for i, user in enumerate(users):
+            fake.add_member(setup.guild, user)
+            await fake.say(setup.ask, user, f"question {i}")
+        msgs = await setup.final(setup.ask, SOURCES_BLOCK, count=10)
+    assert len(msgs) == 10
+    assert sorted(m["content"].split(":")[0] for m in msgs) == [f"Answer {i}" for i in range(10)]
+    assert fake.rate_limited == 0
+    assert not fake.rejected
+    writes = fake.message_writes()
+    assert len(writes) > 20  # progressive edits happened, not one post each
+    assert_never_pinged(fake)
+
+
+async def test_answer_with_mentions_pings_nobody(setup: Setup) -> None:
+    fake = setup.discord
+    text = f"Hey @everyone and @here: ask <@&{setup.role}> or <@{setup.alice}>."
+    setup.chat.enqueue(tokens=[text[:20], text[20:]], token_delay=0.05)
+    async with setup.bridge():
+        await fake.mention(setup.general, setup.bob, "who do I ask?")
+        [reply] = await setup.final(setup.general, f"<@{ZWSP}{setup.alice}>.")
+    content = reply["content"]
+    assert "@everyone" not in content and "@here" not in content
+    assert f"<@&{setup.role}>" not in content and f"<@{setup.alice}>" not in content
+    assert f"@{ZWSP}everyone" in content
+    assert_never_pinged(fake)
+    for write in fake.message_writes():
+        assert "mentions" not in write.body  # nothing but the text and allowed_mentions
+
+
+async def test_reset_command_starts_a_new_session(setup: Setup) -> None:
+    fake = setup.discord
+    for word in ("one", "two", "three"):
+        setup.chat.enqueue(tokens=[f"Answer {word}."])
+    async with setup.bridge():
+        await fake.mention(setup.general, setup.alice, "first")
+        await setup.final(setup.general, "Answer one.")
+        await fake.mention(setup.general, setup.alice, "second")
+        await setup.final(setup.general, "Answer two.")
+        iid = await fake.invoke(setup.general, setup.alice, "reset")
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
+            and m["content"]
+        )
+        await fake.mention(setup.general, setup.alice, "third")
+        await setup.final(setup.general, "Answer three.")
+    original = fake.messages[fake.interactions[iid]["original"]]
+    assert original["content"] == "Started a new conversation."
+    assert original["flags"] & 64  # only the asker sees it
+    one, two, three = setup.sessions()
+    assert one and one == two
+    assert three and three != one
+
+
+async def test_ask_command_answers_in_the_channel(setup: Setup) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Slash ", "answer."], sources=[SOURCE], token_delay=0.05)
+    async with setup.bridge():
+        iid = await fake.invoke(setup.ask, setup.bob, "ask", {"question": "via slash?"})
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
+            and m["content"].endswith(SOURCES_BLOCK)
+        )
+    original = fake.messages[fake.interactions[iid]["original"]]
+    assert original["content"] == f"Slash answer.\n\n{SOURCES_BLOCK}"
+    assert not original["flags"] & 64
+    assert setup.chat.requests[0].json["message"] == "via slash?"
+    assert_never_pinged(fake)
+
+
+async def test_missing_message_content_intent_fails_start_clearly(setup: Setup) -> None:
+    setup.discord.message_content_enabled = False
+    with pytest.raises(PlatformError) as caught:
+        async with setup.bridge():
+            pass
+    assert "Message Content Intent" in str(caught.value)
+    assert setup.discord.token not in str(caught.value)
+    await asyncio.sleep(0)  # let closed transports settle before the fixtures close
