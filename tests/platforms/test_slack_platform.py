@@ -207,6 +207,7 @@ async def test_mention_in_channel_is_delivered_once(
         is_dm=False,
         mentioned=True,
         received_at=msg.received_at,
+        sent_at=float(root),
     )
     # A later message proves nothing else was queued behind the duplicate.
     await deliver(fake_slack, fake_slack.user_message(CHANNEL, "unrelated chatter"))

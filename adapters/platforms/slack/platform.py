@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 import aiohttp
@@ -83,7 +83,7 @@ class SlackPlatform(Platform):
         retries = [
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             # slack-sdk does not retry 429 by default; honour Retry-After.
-            AsyncRateLimitErrorRetryHandler(max_retry_count=opts.max_retries),
+            _CountedRateLimitRetries(ctx.on_rate_limited, max_retry_count=opts.max_retries),
         ]
         self.client = AsyncWebClient(
             token=token, base_url=opts.api_url, timeout=int(opts.timeout), retry_handlers=retries
@@ -284,6 +284,7 @@ class SlackPlatform(Platform):
             mentioned=mentioned,
             has_attachments=bool(event.get("files")),
             received_at=time.time(),
+            sent_at=_ts_seconds(ts),
         )
         address = Address(self.name, workspace, channel, thread)
         target = SlackTarget(self, address, question_ts=ts, user=str(user), is_dm=is_dm)
@@ -347,3 +348,25 @@ class SlackPlatform(Platform):
             raise
         except Exception:
             log.exception("slack: handler failed")
+
+
+class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
+    """Honours 429 + Retry-After, and tells the bridge each time Slack said 429."""
+
+    def __init__(self, on_rate_limited: Callable[[], None] | None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._on_rate_limited = on_rate_limited
+
+    async def _can_retry_async(self, **kw: Any) -> bool:
+        limited = await super()._can_retry_async(**kw)
+        if limited and self._on_rate_limited is not None:
+            self._on_rate_limited()
+        return limited
+
+
+def _ts_seconds(ts: str) -> float:
+    """A Slack message ts ("1700000000.000100") as epoch seconds; 0 when it is not one."""
+    try:
+        return float(ts)
+    except ValueError:
+        return 0.0
