@@ -101,6 +101,14 @@ async def _body(request: web.Request) -> Any:
     return json.loads(raw) if raw else None
 
 
+_GUILD_DEFAULTS: dict[str, Any] = {
+    **{k: [] for k in ("emojis", "stickers", "features", "voice_states", "presences",
+                       "stage_instances", "guild_scheduled_events", "soundboard_sounds")},
+    **{k: 0 for k in ("verification_level", "default_message_notifications", "mfa_level",
+                      "explicit_content_filter", "nsfw_level", "premium_tier",
+                      "system_channel_flags")},
+    "icon": None, "large": False, "unavailable": False, "preferred_locale": "en-US",
+}
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 
@@ -180,14 +188,9 @@ class FakeDiscord:
 
     @staticmethod
     def _user_obj(uid: str, name: str, *, bot: bool = False) -> dict[str, Any]:
-        user = {
-            "id": uid,
-            "username": name,
-            "discriminator": "0",
-            "global_name": None,
-            "avatar": None,
-            "public_flags": 0,
-        }
+        user: dict[str, Any] = dict(
+            id=uid, username=name, discriminator="0", global_name=None, avatar=None, public_flags=0
+        )
         if bot:
             user["bot"] = True
         return user
@@ -212,17 +215,8 @@ class FakeDiscord:
 
     @staticmethod
     def _role(rid: str, name: str, *, managed: bool = False) -> dict[str, Any]:
-        return {
-            "id": rid,
-            "name": name,
-            "color": 0,
-            "hoist": False,
-            "position": 0,
-            "permissions": "0",
-            "managed": managed,
-            "mentionable": False,
-            "flags": 0,
-        }
+        return dict(id=rid, name=name, color=0, hoist=False, position=0, permissions="0",
+                    managed=managed, mentionable=False, flags=0)
 
     def add_role(self, guild_id: str, name: str) -> str:
         rid = snowflake()
@@ -234,19 +228,11 @@ class FakeDiscord:
 
     def add_channel(self, guild_id: str, name: str = "general") -> str:
         cid = snowflake()
-        self.channels[cid] = {
-            "id": cid,
-            "type": 0,
-            "guild_id": guild_id,
-            "name": name,
-            "position": len(self.channels),
-            "permission_overwrites": [],
-            "nsfw": False,
-            "parent_id": None,
-            "topic": None,
-            "last_message_id": None,
-            "rate_limit_per_user": 0,
-        }
+        self.channels[cid] = dict(
+            id=cid, type=0, guild_id=guild_id, name=name, position=len(self.channels),
+            permission_overwrites=[], nsfw=False, parent_id=None, topic=None,
+            last_message_id=None, rate_limit_per_user=0,
+        )
         return cid
 
     def dm_channel(self, user_id: str) -> str:
@@ -254,24 +240,16 @@ class FakeDiscord:
             if ch["type"] == 1 and ch["recipients"][0]["id"] == user_id:
                 return cid
         cid = snowflake()
-        self.channels[cid] = {
-            "id": cid,
-            "type": 1,
-            "recipients": [self.users[user_id]],
-            "last_message_id": None,
-        }
+        self.channels[cid] = dict(
+            id=cid, type=1, recipients=[self.users[user_id]], last_message_id=None
+        )
         return cid
 
     def _member_obj(self, guild_id: str, user_id: str, *, with_user: bool) -> dict[str, Any]:
         roles = self.guilds[guild_id]["members"].get(user_id, {"roles": []})["roles"]
-        member: dict[str, Any] = {
-            "roles": roles,
-            "joined_at": _now_iso(),
-            "deaf": False,
-            "mute": False,
-            "flags": 0,
-            "nick": None,
-        }
+        member: dict[str, Any] = dict(
+            roles=roles, joined_at=_now_iso(), deaf=False, mute=False, flags=0, nick=None
+        )
         if with_user:
             member["user"] = self.users[user_id]
         return member
@@ -280,33 +258,15 @@ class FakeDiscord:
         guild = self.guilds[gid]
         chans = [c for c in self.channels.values() if c.get("guild_id") == gid]
         return {
+            **_GUILD_DEFAULTS,
             "id": gid,
             "name": guild["name"],
-            "icon": None,
             "owner_id": self.app_id,
             "roles": guild["roles"],
-            "emojis": [],
-            "stickers": [],
-            "features": [],
             "member_count": len(guild["members"]),
             "members": [self._member_obj(gid, u, with_user=True) for u in guild["members"]],
             "channels": [c for c in chans if c["type"] != 11],
             "threads": [c for c in chans if c["type"] == 11],
-            "voice_states": [],
-            "presences": [],
-            "stage_instances": [],
-            "guild_scheduled_events": [],
-            "soundboard_sounds": [],
-            "large": False,
-            "unavailable": False,
-            "preferred_locale": "en-US",
-            "verification_level": 0,
-            "default_message_notifications": 0,
-            "explicit_content_filter": 0,
-            "mfa_level": 0,
-            "nsfw_level": 0,
-            "premium_tier": 0,
-            "system_channel_flags": 0,
         }
 
     # ------------------------------------------------------------------ driving events
@@ -315,27 +275,13 @@ class FakeDiscord:
         self, channel_id: str, author: dict[str, Any], content: str, **extra: Any
     ) -> dict[str, Any]:
         ch = self.channels.get(channel_id, {})
-        mentions = [
-            self.users[u] for u in _USER_MENTION.findall(content) if u in self.users
-        ]
-        msg: dict[str, Any] = {
-            "id": snowflake(),
-            "channel_id": channel_id,
-            "author": author,
-            "content": content,
-            "timestamp": _now_iso(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": mentions,
-            "mention_roles": _ROLE_MENTION.findall(content),
-            "attachments": [],
-            "embeds": [],
-            "components": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-        }
+        mentions = [self.users[u] for u in _USER_MENTION.findall(content) if u in self.users]
+        msg: dict[str, Any] = dict(
+            id=snowflake(), channel_id=channel_id, author=author, content=content,
+            timestamp=_now_iso(), edited_timestamp=None, tts=False, mention_everyone=False,
+            mentions=mentions, mention_roles=_ROLE_MENTION.findall(content), attachments=[],
+            embeds=[], components=[], pinned=False, type=0, flags=0,
+        )
         if ch.get("guild_id"):
             msg["guild_id"] = ch["guild_id"]
         msg.update(extra)
@@ -370,11 +316,7 @@ class FakeDiscord:
             await self._send_dispatch(gw, "MESSAGE_CREATE", data)
 
     async def invoke(
-        self,
-        channel_id: str,
-        user_id: str,
-        command: str,
-        options: dict[str, str] | None = None,
+        self, channel_id: str, user_id: str, command: str, options: dict[str, str] | None = None
     ) -> str:
         """A user runs a slash command (INTERACTION_CREATE); returns the interaction id."""
         known = {c["name"]: c for c in self.commands}
@@ -382,48 +324,24 @@ class FakeDiscord:
             raise AssertionError(f"/{command} was never synced (have {sorted(known)})")
         ch = self.channels[channel_id]
         iid, token = snowflake(), f"itoken-{snowflake()}"
-        data: dict[str, Any] = {
-            "id": iid,
-            "application_id": self.app_id,
-            "type": 2,
-            "token": token,
-            "version": 1,
-            "channel_id": channel_id,
-            "channel": {k: v for k, v in ch.items() if k != "recipients"},
-            "data": {
-                "id": known[command]["id"],
-                "name": command,
-                "type": 1,
-                "options": [
-                    {"name": k, "type": 3, "value": v} for k, v in (options or {}).items()
-                ],
-            },
-            "app_permissions": "0",
-            "locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": ch.get("guild_id") or user_id},
-            "attachment_size_limit": 8388608,
-        }
+        args = [{"name": k, "type": 3, "value": v} for k, v in (options or {}).items()]
+        data: dict[str, Any] = dict(
+            id=iid, application_id=self.app_id, type=2, token=token, version=1,
+            channel_id=channel_id, channel={k: v for k, v in ch.items() if k != "recipients"},
+            data={"id": known[command]["id"], "name": command, "type": 1, "options": args},
+            app_permissions="0", locale="en-US", entitlements=[],
+            authorizing_integration_owners={"0": ch.get("guild_id") or user_id},
+            attachment_size_limit=8388608,
+        )
         gid = ch.get("guild_id")
         if gid:
-            data.update(
-                guild_id=gid,
-                guild_locale="en-US",
-                context=0,
-                member={
-                    **self._member_obj(gid, user_id, with_user=True),
-                    "permissions": "0",
-                },
-            )
+            member = {**self._member_obj(gid, user_id, with_user=True), "permissions": "0"}
+            data.update(guild_id=gid, guild_locale="en-US", context=0, member=member)
         else:
             data.update(user=self.users[user_id], context=1)
-        self.interactions[iid] = {
-            "id": iid,
-            "token": token,
-            "channel_id": channel_id,
-            "callback": None,
-            "original": None,
-        }
+        self.interactions[iid] = dict(
+            id=iid, token=token, channel_id=channel_id, callback=None, original=None
+        )
         for gw in self._gateways_for(gid):
             await self._send_dispatch(gw, "INTERACTION_CREATE", data)
         self._changed()
@@ -470,13 +388,15 @@ class FakeDiscord:
 
     def message_writes(self) -> list[Recorded]:
         """Every request that created or changed message content."""
-        return [
-            r
-            for r in self.requests
-            if (r.method in ("POST", "PATCH") and "/messages" in r.path and "/threads" not in r.path)
-            or (r.method == "POST" and "/webhooks/" in r.path)
-            or (r.path.endswith("/callback") and isinstance(r.body, dict) and r.body.get("type") == 4)
-        ]
+        def writes(r: Recorded) -> bool:
+            if r.path.endswith("/callback"):
+                return isinstance(r.body, dict) and r.body.get("type") == 4
+            if r.method == "POST" and "/webhooks/" in r.path:
+                return True
+            content = re.search(r"/messages(/\d+|/@original)?$", r.path) is not None
+            return r.method in ("POST", "PATCH") and content
+
+        return [r for r in self.requests if writes(r)]
 
     # ------------------------------------------------------------------ REST
 
@@ -501,83 +421,57 @@ class FakeDiscord:
         return response
 
     def _limit(self, key: str, rule: RateRule) -> tuple[web.Response | None, dict[str, str]]:
+        """Count one request against `key`'s window: (a 429 response, or None; headers)."""
         now = time.monotonic()
         window = self._windows.setdefault(key, deque())
         while window and window[0] <= now - rule.per + self.tolerance:
             window.popleft()
-        reset_after = (window[0] + rule.per - now) if window else rule.per
-        headers = {"Via": "1.1 google", "X-RateLimit-Bucket": f"fake-{key.split(':')[0]}"}
-        if len(window) >= rule.count:
-            self.rate_limited += 1
-            headers.update(
-                {
-                    "Retry-After": str(max(1, round(reset_after))),
-                    "X-RateLimit-Limit": str(rule.count),
-                    "X-RateLimit-Remaining": "0",
-                    "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
-                    "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-                    "X-RateLimit-Scope": "user",
-                }
-            )
-            body = {
-                "message": "You are being rate limited.",
-                "retry_after": round(reset_after, 3),
-                "global": False,
-            }
-            return _json(body, 429, headers), {}
-        window.append(now)
-        if not self.ratelimit_headers:
-            return None, {}
+        over = len(window) >= rule.count
+        if not over:
+            window.append(now)
         reset_after = window[0] + rule.per - now
-        headers.update(
-            {
-                "X-RateLimit-Limit": str(rule.count),
-                "X-RateLimit-Remaining": str(rule.count - len(window)),
-                "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
-                "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            }
-        )
-        return None, headers
+        headers = {
+            "Via": "1.1 google",  # discord.py retries a 429 only when this is present
+            "X-RateLimit-Bucket": f"fake-{key.split(':')[0]}",
+            "X-RateLimit-Limit": str(rule.count),
+            "X-RateLimit-Remaining": str(rule.count - len(window)),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+        }
+        if over:
+            self.rate_limited += 1
+            headers["Retry-After"] = str(max(1, round(reset_after)))
+            headers["X-RateLimit-Scope"] = "user"
+            body = {"message": "You are being rate limited.", "retry_after": round(reset_after, 3),
+                    "global": False}
+            return _json(body, 429, headers), {}
+        return None, (headers if self.ratelimit_headers else {})
 
-    @staticmethod
-    def _check_content(body: Any, *, require: bool) -> web.Response | None:
+    def _admit(
+        self, body: Any, key: str, kind: str, *, require: bool
+    ) -> tuple[web.Response | None, dict[str, str]]:
+        """Content limits first, then the rate limit: (a refusal or None, headers)."""
         content = (body or {}).get("content")
         if content is not None and len(content) > MAX_CONTENT:
-            errors = {
-                "content": {
-                    "_errors": [
-                        {
-                            "code": "BASE_TYPE_MAX_LENGTH",
-                            "message": f"Must be {MAX_CONTENT} or fewer in length.",
-                        }
-                    ]
-                }
-            }
-            return _error(400, 50035, "Invalid Form Body", errors)
+            problem = {"code": "BASE_TYPE_MAX_LENGTH",
+                       "message": f"Must be {MAX_CONTENT} or fewer in length."}
+            errors = {"content": {"_errors": [problem]}}
+            return _error(400, 50035, "Invalid Form Body", errors), {}
         if require and not content and not (body or {}).get("embeds"):
-            return _error(400, 50006, "Cannot send an empty message")
-        return None
+            return _error(400, 50006, "Cannot send an empty message"), {}
+        return self._limit(key, self.rates[kind])
 
     async def _me(self, request: web.Request) -> web.Response:
         return _json(self.bot)
 
     async def _application(self, request: web.Request) -> web.Response:
-        return _json(
-            {
-                "id": self.app_id,
-                "name": self.bot["username"],
-                "icon": None,
-                "description": "",
-                "rpc_origins": [],
-                "bot_public": True,
-                "bot_require_code_grant": False,
-                "verify_key": "0" * 64,
-                "flags": (1 << 19) if self.message_content_enabled else 0,
-                "owner": self.users[self.app_id],
-                "team": None,
-                "interactions_endpoint_url": None,
-            }
-        )
+        # flags: GATEWAY_MESSAGE_CONTENT_LIMITED (1 << 19) when the intent is enabled
+        return _json(dict(
+            id=self.app_id, name=self.bot["username"], icon=None, description="", rpc_origins=[],
+            bot_public=True, bot_require_code_grant=False, verify_key="0" * 64,
+            flags=(1 << 19) if self.message_content_enabled else 0, owner=self.bot, team=None,
+            interactions_endpoint_url=None,
+        ))
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
@@ -607,16 +501,14 @@ class FakeDiscord:
         cid, body = request.match_info["cid"], await _body(request) or {}
         if cid not in self.channels:
             return _error(404, 10003, "Unknown Channel")
-        bad = self._check_content(body, require=True)
-        if bad is not None:
-            return bad
-        limited, headers = self._limit(f"post:{cid}", self.rates["post"])
-        if limited is not None:
-            return limited
+        refused, headers = self._admit(body, f"post:{cid}", "post", require=True)
+        if refused is not None:
+            return refused
         extra: dict[str, Any] = {}
         ref = body.get("message_reference")
-        if ref:
-            extra["message_reference"] = ref
+        if ref:  # Discord answers with string ids
+            extra["message_reference"] = {k: str(v) if k.endswith("_id") else v
+                                          for k, v in ref.items()}
             extra["type"] = 19
         msg = self._new_message(cid, self.bot, body.get("content") or "", **extra)
         self.edits[msg["id"]] = []
@@ -631,12 +523,9 @@ class FakeDiscord:
         if msg["author"]["id"] != self.app_id:
             return _error(403, 50005, "Cannot edit a message authored by another user")
         body = await _body(request) or {}
-        bad = self._check_content(body, require=False)
-        if bad is not None:
-            return bad
-        limited, headers = self._limit(f"edit:{cid}", self.rates["edit"])
-        if limited is not None:
-            return limited
+        refused, headers = self._admit(body, f"edit:{cid}", "edit", require=False)
+        if refused is not None:
+            return refused
         self._apply_edit(msg, body)
         return _json(msg, headers=headers)
 
@@ -661,25 +550,14 @@ class FakeDiscord:
             return _error(400, 50035, "Invalid Form Body", errors)
         if mid in self.channels:
             return _error(400, 160004, "A thread has already been created for this message")
-        thread = {
-            "id": mid,  # Discord: a thread opened on a message has the message's id
-            "type": 11,
-            "guild_id": parent["guild_id"],
-            "parent_id": cid,
-            "owner_id": self.app_id,
-            "name": name,
-            "last_message_id": None,
-            "message_count": 0,
-            "member_count": 1,
-            "rate_limit_per_user": 0,
-            "flags": 0,
-            "thread_metadata": {
-                "archived": False,
-                "auto_archive_duration": body.get("auto_archive_duration", 1440),
-                "archive_timestamp": _now_iso(),
-                "locked": False,
-            },
-        }
+        meta = dict(archived=False, auto_archive_duration=body.get("auto_archive_duration", 1440),
+                    archive_timestamp=_now_iso(), locked=False)
+        thread = dict(
+            id=mid,  # Discord: a thread opened on a message has the message's id
+            type=11, guild_id=parent["guild_id"], parent_id=cid, owner_id=self.app_id, name=name,
+            last_message_id=None, message_count=0, member_count=1, rate_limit_per_user=0,
+            flags=0, thread_metadata=meta,
+        )
         self.channels[mid] = thread
         msg["thread"] = thread
         for gw in self._gateways_for(parent["guild_id"]):
@@ -692,15 +570,8 @@ class FakeDiscord:
         return next((i for i in self.interactions.values() if i["token"] == token), None)
 
     def _webhook_message(self, it: dict[str, Any], content: str, flags: int) -> dict[str, Any]:
-        msg = self._new_message(
-            it["channel_id"],
-            self.bot,
-            content,
-            flags=flags,
-            webhook_id=self.app_id,
-            application_id=self.app_id,
-            type=20,
-        )
+        msg = self._new_message(it["channel_id"], self.bot, content, flags=flags,
+                                webhook_id=self.app_id, application_id=self.app_id, type=20)
         self.edits[msg["id"]] = []
         return msg
 
@@ -712,9 +583,9 @@ class FakeDiscord:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         body = await _body(request) or {}
         data = body.get("data") or {}
-        bad = self._check_content(data, require=False)
-        if bad is not None:
-            return bad
+        refused, _ = self._admit(data, f"callback:{it['id']}", "post", require=False)
+        if refused is not None:
+            return refused
         kind = body.get("type")
         flags = int(data.get("flags") or 0)
         if kind == 5:
@@ -725,13 +596,11 @@ class FakeDiscord:
             return _error(400, 50035, "Invalid Form Body")
         it["callback"], it["original"] = kind, msg["id"]
         reply = {
-            "interaction": {
-                "id": it["id"],
-                "type": 2,
-                "response_message_id": msg["id"],
-                "response_message_loading": kind == 5,
-                "response_message_ephemeral": bool(flags & EPHEMERAL),
-            },
+            "interaction": dict(
+                id=it["id"], type=2, response_message_id=msg["id"],
+                response_message_loading=kind == 5,
+                response_message_ephemeral=bool(flags & EPHEMERAL),
+            ),
             "resource": {"type": kind, "message": msg},
         }
         if request.query.get("with_response") in ("1", "true"):
@@ -743,12 +612,9 @@ class FakeDiscord:
         if it is None or it["callback"] is None:
             return _error(404, 10015, "Unknown Webhook")
         body = await _body(request) or {}
-        bad = self._check_content(body, require=True)
-        if bad is not None:
-            return bad
-        limited, headers = self._limit(f"post:{it['token']}", self.rates["post"])
-        if limited is not None:
-            return limited
+        refused, headers = self._admit(body, f"post:{it['token']}", "post", require=True)
+        if refused is not None:
+            return refused
         msg = self._webhook_message(it, body.get("content") or "", int(body.get("flags") or 0))
         return _json(msg, headers=headers)
 
@@ -762,12 +628,9 @@ class FakeDiscord:
         if msg is None:
             return _error(404, 10008, "Unknown Message")
         body = await _body(request) or {}
-        bad = self._check_content(body, require=False)
-        if bad is not None:
-            return bad
-        limited, headers = self._limit(f"edit:{it['token']}", self.rates["edit"])
-        if limited is not None:
-            return limited
+        refused, headers = self._admit(body, f"edit:{it['token']}", "edit", require=False)
+        if refused is not None:
+            return refused
         self._apply_edit(msg, body)
         return _json(msg, headers=headers)
 
@@ -820,17 +683,12 @@ class FakeDiscord:
             return
         gw.shard = tuple(data.get("shard") or (0, 1))  # type: ignore[assignment]
         mine = [g for g in self.guilds if (int(g) >> 22) % gw.shard[1] == gw.shard[0]]
-        ready = {
-            "v": 10,
-            "user": self.bot,
-            "guilds": [{"id": g, "unavailable": True} for g in mine],
-            "session_id": snowflake(),
-            "resume_gateway_url": self.gateway_url,
-            "application": {"id": self.app_id, "flags": 0},
-            "shard": list(gw.shard),
-            "private_channels": [],
-            "relationships": [],
-        }
+        ready = dict(
+            v=10, user=self.bot, guilds=[{"id": g, "unavailable": True} for g in mine],
+            session_id=snowflake(), resume_gateway_url=self.gateway_url,
+            application={"id": self.app_id, "flags": 0}, shard=list(gw.shard),
+            private_channels=[], relationships=[],
+        )
         await self._send_dispatch(gw, "READY", ready)
         for gid in mine:
             await self._send_dispatch(gw, "GUILD_CREATE", self._guild_create(gid))

@@ -16,7 +16,7 @@ from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import InteractionTarget
 from bridge.errors import PlatformError
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
-from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, fake_discord  # noqa: F401
+from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, RateRule, fake_discord  # noqa: F401
 
 
 @dataclass
@@ -411,3 +411,34 @@ async def test_unanswered_command_is_closed(world: World) -> None:
         )
     original = world.fake.messages[world.fake.interactions[iid]["original"]]
     assert "not be set up" in original["content"]
+
+
+# ---------------------------------------------------------------------- the fake's limits
+
+
+async def test_fake_rate_limit_is_honoured_by_discord_py(world: World) -> None:
+    """Control for the zero-429 tests: overspending the budget does draw 429s."""
+    fake = world.fake
+    fake.ratelimit_headers = False
+    fake.rates["post"] = RateRule(2, 0.5)
+    async with running(world):
+        await fake.mention(world.general, world.alice, "x")
+        _, target = await world.next()
+        ids = await asyncio.gather(*(target.post(f"burst {i}") for i in range(4)))
+    assert fake.rate_limited >= 1  # discord.py saw the 429, waited and retried
+    assert len(set(ids)) == 4
+    assert sorted(m["content"] for m in fake.channel_messages(world.general)) == [
+        f"burst {i}" for i in range(4)
+    ]
+    limited = [r for r in fake.requests if r.method == "POST" and "/messages" in r.path]
+    assert len(limited) == 4 + fake.rate_limited
+
+
+async def test_fake_rejects_overlong_content_with_discords_error(world: World) -> None:
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "x")
+        _, target = await world.next()
+        with pytest.raises(PlatformError, match="50035"):
+            await target.post("z" * 2001)
+        await target.post("z" * 2000)
+    assert len(world.fake.rejected) == 1

@@ -1,4 +1,4 @@
-"""End to end: the real Bridge, the real discord.py client, the fake Discord and the fake chat API."""
+"""End to end: the real Bridge and discord.py client against the fake Discord and chat API."""
 
 from __future__ import annotations
 

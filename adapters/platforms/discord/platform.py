@@ -171,7 +171,8 @@ class DiscordPlatform(Platform):
                 try:
                     await tree.sync()
                 except discord.HTTPException as exc:
-                    log.warning("could not register /ask and /reset: %s", platform_error("sync", exc))
+                    error = platform_error("register /ask and /reset", exc)
+                    log.warning("slash commands unavailable: %s", error)
 
         async def on_ready() -> None:
             platform._ready.set()

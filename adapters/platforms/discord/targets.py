@@ -39,8 +39,9 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
     if isinstance(exc, discord.NotFound):
         return PlatformError(f"Discord could not {action}: the channel or message is gone.")
     if isinstance(exc, discord.HTTPException):
-        detail = f"{exc.status} {exc.text}".strip()
-        return PlatformError(f"Discord refused to {action} ({detail}).")
+        code = f", error {exc.code}" if exc.code else ""
+        text = " ".join((exc.text or "").split())
+        return PlatformError(f"Discord refused to {action} (HTTP {exc.status}{code}: {text}).")
     return PlatformError(f"Could not reach Discord to {action} ({exc.__class__.__name__}).")
 
 
