@@ -324,6 +324,7 @@ class Relay:
         )
         self._live[record.id] = reply
         job.reply = reply
+        log.info("answering", extra={"conversation": key, "backend": route.backend})
         self.metrics.live_streams.inc()
         started = time.monotonic()
         outcome = "answered"

@@ -134,6 +134,10 @@ class FakeChatAPI:
 
     # ------------------------------------------------------------------ test API
 
+    #: When no script is queued, ChatMount requests are answered with
+    #: `answer_for(question)` if set (e.g. an answer that names its question).
+    answer_for: Callable[[str], Script] | None = None
+
     def enqueue(self, **script: Any) -> Script:
         """Queue the answer for the next answering request."""
         item = Script(**script)
@@ -207,8 +211,12 @@ class FakeChatAPI:
         await self._notify()
         return rec
 
-    def _next(self) -> Script:
-        return self._scripts.popleft() if self._scripts else Script()
+    def _next(self, question: str | None = None) -> Script:
+        if self._scripts:
+            return self._scripts.popleft()
+        if self.answer_for is not None and question is not None:
+            return self.answer_for(question)
+        return Script()
 
     def _bearer_ok(self, rec: Recorded) -> bool:
         return rec.headers.get("authorization") == f"Bearer {self.api_key}"
@@ -303,7 +311,7 @@ class FakeChatAPI:
                 status=400,
                 headers=self._rate_headers(),
             )
-        script = self._next()
+        script = self._next(message)
         self._remaining = max(0, self._remaining - 1)
         if script.status == 429:
             reset = time.time() + (script.reset_in if script.reset_in is not None else 30)
