@@ -219,3 +219,33 @@ async def test_check_probe_reports_each_backend(
         assert proc.returncode == 1
         assert "backend docs: auth failed" in out.decode()
 
+
+
+async def test_full_queue_answers_busy_never_silence(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    for _ in range(2):
+        fake_chat_api.enqueue(tokens=["slow ", "answer"], token_delay=0.3)
+    extra = "limits: {max_concurrent_streams: 1, queue_size: 1}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        streaming = await p.say("one", thread="T1")
+        await fake_chat_api.wait_requests(1)
+        queued = await p.say("two", thread="T2")
+        refused = await p.say("three", thread="T3")
+        await asyncio.wait_for(refused.ended.wait(), 10)
+        assert refused.notices == ["I am busy right now; please try again shortly."]
+        await asyncio.wait_for(queued.ended.wait(), 10)
+        assert streaming.visible() == ["slow answer"]
+        assert queued.visible() == ["slow answer"]
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["one", "two"]
+
+
+async def test_attachment_only_message_gets_help(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("   ", thread="T1")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.notices == ["Ask me a question in words, and I will answer here."]
+    assert fake_chat_api.requests == []

@@ -1,0 +1,57 @@
+"""SIGTERM: live replies finish within the grace period; the rest are marked interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.faults.test_kill import start
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+
+
+def write_config(path: Path, fake: FakeChatAPI, db: Path, grace: float) -> None:
+    path.write_text(f"""
+store: sqlite://{db}
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: "{fake.endpoint("chatmount")}", api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: docs, session: user}}]
+reply: {{edit_interval: 0.05}}
+limits: {{shutdown_grace: {grace}}}
+""")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("finishes", [True, False])
+async def test_sigterm_drains_live_replies(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, finishes: bool
+) -> None:
+    db = tmp_path / "bridge.db"
+    config = tmp_path / "config.yaml"
+    # A 1.2 s answer: within a 10 s grace it finishes; past a 0.3 s grace it is interrupted.
+    write_config(config, fake_chat_api, db, grace=10 if finishes else 0.3)
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(12)], token_delay=0.1)
+    proc = await start(config, fake_chat_api.api_key)
+    assert proc.stdin is not None
+    proc.stdin.write(b"question\n")
+    await proc.stdin.drain()
+    await fake_chat_api.wait_requests(1, timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    text = out.decode()
+    if finishes:
+        assert "w11" in text and "interrupted" not in text
+    else:
+        assert "interrupted by a restart — please ask again" in text
+        assert "w11" not in text
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM inflight").fetchone() == (0,)
+    finally:
+        conn.close()
