@@ -295,6 +295,11 @@ class FakeDiscord:
         self._changed()
         return msg
 
+    async def redeliver(self, msg: dict[str, Any]) -> None:
+        """Dispatch a message again, as a gateway replay after a resume does."""
+        await self._dispatch_message(msg)
+        self._changed()
+
     async def mention(self, channel_id: str, user_id: str, text: str) -> dict[str, Any]:
         """A user mentions the bot: `<@bot> text`."""
         return await self.say(channel_id, user_id, f"<@{self.app_id}> {text}")

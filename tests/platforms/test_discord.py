@@ -257,6 +257,19 @@ async def test_uncached_thread_is_looked_up(world: World) -> None:
     assert world.fake.sent("GET", rf"/channels/{root.message_id}$")
 
 
+async def test_message_in_a_guild_not_yet_cached_is_not_a_dm(world: World) -> None:
+    async with running(world):
+        late = world.fake.add_guild("joined later")  # never sent to this connection
+        channel = world.fake.add_channel(late, "lobby")
+        role = world.fake.add_role(late, "regulars")
+        world.fake.add_member(late, world.bob, [role])
+        await world.fake.mention(channel, world.bob, "hello from a new guild")
+        msg, target = await world.next()
+    assert (msg.workspace, msg.channel, msg.thread, msg.is_dm) == (late, channel, None, False)
+    assert msg.roles == (role,) and msg.mentioned
+    assert target.address.workspace == late
+
+
 async def test_messages_after_stop_receiving_are_ignored(world: World) -> None:
     async with running(world) as platform:
         await platform.stop_receiving()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -293,4 +292,16 @@ async def test_missing_message_content_intent_fails_start_clearly(setup: Setup) 
             pass
     assert "Message Content Intent" in str(caught.value)
     assert setup.discord.token not in str(caught.value)
-    await asyncio.sleep(0)  # let closed transports settle before the fixtures close
+
+
+async def test_a_replayed_message_is_answered_once(setup: Setup) -> None:
+    setup.chat.enqueue(tokens=["Once."])
+    setup.chat.enqueue(tokens=["Twice."])
+    async with setup.bridge():
+        question = await setup.discord.mention(setup.general, setup.alice, "only once")
+        await setup.final(setup.general, "Once.")
+        await setup.discord.redeliver(question)  # a gateway replay of the same event
+        await setup.discord.mention(setup.general, setup.alice, "a new question")
+        msgs = await setup.final(setup.general, "Twice.")
+    assert [m["content"] for m in msgs] == ["Once.", "Twice."]
+    assert [r.json["message"] for r in setup.chat.requests] == ["only once", "a new question"]

@@ -287,14 +287,16 @@ class DiscordPlatform(Platform):
         if message.type not in MESSAGE_TYPES:
             return
         guild = message.guild
-        channel_id, thread_id = await self._place(message.channel, guild)
+        # A guild discord.py has not cached yet still has an id: never mistake it for a DM.
+        guild_id = guild.id if guild is not None else getattr(message.channel, "guild_id", None)
+        channel_id, thread_id = await self._place(message.channel, guild_id)
         me = client.user.id
         self_role = guild.self_role if guild is not None else None
         role_ids = [self_role.id] if self_role is not None else []
         mentioned = any(u.id == me for u in message.mentions) or any(
             r in message.raw_role_mentions for r in role_ids
         )
-        workspace = str(guild.id) if guild is not None else DM_WORKSPACE
+        workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
         inbound = Inbound(
             platform="discord",
             workspace=workspace,
@@ -304,7 +306,7 @@ class DiscordPlatform(Platform):
             text=strip_mentions(message.content, me, role_ids),
             message_id=str(message.id),
             event_id=str(message.id),
-            is_dm=guild is None,
+            is_dm=guild_id is None,
             mentioned=mentioned,
             roles=_roles(message.author),
             has_attachments=bool(message.attachments),
@@ -314,16 +316,18 @@ class DiscordPlatform(Platform):
         target = ChannelTarget(client, self.options, address, question_id=message.id)
         await self._deliver(inbound, target)
 
-    async def _place(
-        self, channel: Any, guild: discord.Guild | None
-    ) -> tuple[str, str | None]:
+    async def _place(self, channel: Any, guild_id: int | None) -> tuple[str, str | None]:
         """(channel, thread) ids: a thread's messages belong to its parent channel."""
-        if guild is not None and isinstance(channel, discord.PartialMessageable):
+        client = self.client
+        if guild_id is not None and client is not None and not isinstance(
+            channel, discord.abc.GuildChannel | discord.Thread
+        ):
             # Not in the cache (a thread discord.py has not seen yet): ask Discord.
-            found = guild.get_channel_or_thread(channel.id)
-            if found is None and self.client is not None:
+            guild = client.get_guild(guild_id)
+            found = guild.get_channel_or_thread(channel.id) if guild is not None else None
+            if found is None:
                 try:
-                    found = await self.client.fetch_channel(channel.id)
+                    found = await client.fetch_channel(channel.id)
                 except (discord.HTTPException, discord.InvalidData) as exc:
                     log.debug("could not look up channel %s: %s", channel.id, exc)
             channel = found or channel
@@ -368,7 +372,7 @@ class DiscordPlatform(Platform):
         channel = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
-        channel_id, thread_id = await self._place(channel, interaction.guild)
+        channel_id, thread_id = await self._place(channel, guild_id)
         ephemeral = command == "reset" or self.options.ask_ephemeral
         address = Address("discord", workspace, channel_id, thread_id)
         target = InteractionTarget(interaction, self.options, address, ephemeral=ephemeral)
@@ -404,6 +408,8 @@ class DiscordPlatform(Platform):
 
 
 def _roles(author: discord.abc.User) -> tuple[str, ...]:
-    if isinstance(author, discord.Member):
-        return tuple(str(r.id) for r in author.roles if not r.is_default())
-    return ()
+    if not isinstance(author, discord.Member):
+        return ()
+    if author.guild is None:  # guild not cached yet: only the raw ids are known
+        return tuple(str(r) for r in getattr(author, "_roles", ()))
+    return tuple(str(r.id) for r in author.roles if not r.is_default())
