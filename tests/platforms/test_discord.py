@@ -455,3 +455,57 @@ async def test_fake_rejects_overlong_content_with_discords_error(world: World) -
             await target.post("z" * 2001)
         await target.post("z" * 2000)
     assert len(world.fake.rejected) == 1
+
+
+# ---------------------------------------------------------------------- options
+
+
+def _config(discord_block: str) -> str:
+    return (
+        "store: sqlite:///tmp/unused.db\n"
+        "backends:\n  docs: {kind: chatmount, url: 'https://a.example/v1/chat', api_key: k}\n"
+        + discord_block
+    )
+
+
+def test_documented_config_is_valid() -> None:
+    import re
+    from pathlib import Path
+
+    from adapters.registry import REGISTRY
+    from bridge.config import parse_config
+
+    doc = (Path(__file__).parents[2] / "docs" / "discord.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?)```", doc, re.DOTALL)
+    assert block is not None
+    config = parse_config(_config(block.group(1)), env={"DISCORD_BOT_TOKEN": "t0k"},
+                          registry=REGISTRY)
+    opts = config.platforms["discord"]
+    assert opts.token.get_secret_value() == "t0k"
+    assert opts.api_url == "https://discord.com/api/v10" and opts.gateway_url is None
+    assert (opts.edit_rate.rate().count, opts.edit_rate.rate().per) == (5, 5.0)
+    assert (opts.post_rate.count, opts.post_rate.per, opts.ask_ephemeral) == (5, 5.0, False)
+    assert [r.trigger for r in config.routes] == ["all", "mention", "mention"]
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("discord: {token: ''}", "discord.token: is empty; export DISCORD_BOT_TOKEN"),
+        ("discord: {token: x, shard_ids: [1]}", "shard_ids needs a numeric shard_count"),
+        ("discord: {token: x, shard_count: 2, shard_ids: [2]}", "from 0 to 1"),
+        ("discord: {token: x, shard_count: 0}", 'at least 1, or "auto"'),
+        ("discord: {token: x, edit_rate: {count: 0}}", "discord.edit_rate.count"),
+        ("discord: {token: x, api_url: 'ftp://x'}", "discord.api_url: must start with https://"),
+        ("discord: {token: x, gateway_url: 'http://x'}", "discord.gateway_url: must start"),
+        ("discord: {token: x, colour: 1}", "discord.colour: unknown key"),
+    ],
+)
+def test_bad_options_name_the_key(block: str, expected: str) -> None:
+    from adapters.registry import REGISTRY
+    from bridge.config import parse_config
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_config(block + "\nroutes: []"), env={}, registry=REGISTRY)
+    assert expected in str(caught.value)
