@@ -135,6 +135,8 @@ class FakeDiscord:
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
+        self.resumes = 0
+        self._sessions: dict[str, tuple[tuple[int, int], int]] = {}
         self.errors: list[str] = []
         self.gateway_shards = 1
         self.gateways: list[_Gateway] = []
@@ -666,7 +668,7 @@ class FakeDiscord:
                 elif op == 2:
                     await self._identify(gw, payload["d"])
                 elif op == 6:
-                    await self._send(gw, {"op": 9, "d": False})
+                    await self._resume(gw, payload["d"])
         except Exception as exc:  # a bug in the fake: fail the test
             self.errors.append(f"gateway: {exc!r}")
             raise
@@ -688,9 +690,11 @@ class FakeDiscord:
             return
         gw.shard = tuple(data.get("shard") or (0, 1))  # type: ignore[assignment]
         mine = [g for g in self.guilds if (int(g) >> 22) % gw.shard[1] == gw.shard[0]]
+        session_id = snowflake()
+        self._sessions[session_id] = (gw.shard, gw.intents)
         ready = dict(
             v=10, user=self.bot, guilds=[{"id": g, "unavailable": True} for g in mine],
-            session_id=snowflake(), resume_gateway_url=self.gateway_url,
+            session_id=session_id, resume_gateway_url=self.gateway_url,
             application={"id": self.app_id, "flags": 0}, shard=list(gw.shard),
             private_channels=[], relationships=[],
         )
@@ -698,6 +702,26 @@ class FakeDiscord:
         for gid in mine:
             await self._send_dispatch(gw, "GUILD_CREATE", self._guild_create(gid))
         self.gateways.append(gw)
+        self._changed()
+
+
+    async def _resume(self, gw: _Gateway, data: dict[str, Any]) -> None:
+        known = self._sessions.get(data.get("session_id") or "")
+        if known is None or data.get("token") != self.token:
+            await self._send(gw, {"op": 9, "d": False})  # not resumable: identify again
+            return
+        gw.shard, gw.intents = known
+        gw.seq = int(data.get("seq") or 0)
+        await self._send_dispatch(gw, "RESUMED", {})
+        self.resumes += 1
+        self.gateways.append(gw)
+        self._changed()
+
+    async def drop_gateways(self, code: int = 1001) -> None:
+        """Close every gateway connection from the server side (Discord restarting)."""
+        for gw in list(self.gateways):
+            self.gateways.remove(gw)
+            await gw.ws.close(code=code, message=b"going away")
         self._changed()
 
 

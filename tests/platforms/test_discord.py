@@ -270,6 +270,17 @@ async def test_message_in_a_guild_not_yet_cached_is_not_a_dm(world: World) -> No
     assert target.address.workspace == late
 
 
+async def test_gateway_drop_is_resumed_and_delivery_continues(world: World) -> None:
+    async with running(world) as platform:
+        await world.fake.drop_gateways()
+        await world.fake.wait_until(lambda: world.fake.resumes == 1 and world.fake.gateways)
+        await world.fake.mention(world.general, world.alice, "still there?")
+        msg, _ = await world.next()
+        assert platform.connected
+    assert msg.text == "still there?"
+    assert len(world.fake.identifies) == 1  # resumed, not a new session
+
+
 async def test_messages_after_stop_receiving_are_ignored(world: World) -> None:
     async with running(world) as platform:
         await platform.stop_receiving()
