@@ -138,6 +138,20 @@ async def test_unreachable_discord_is_a_clear_error(world: World) -> None:
     assert url in str(caught.value)
 
 
+async def test_unreachable_gateway_is_a_clear_error(world: World) -> None:
+    opts = options(world.fake).model_copy(
+        update={"gateway_url": "ws://127.0.0.1:9/gateway", "connect_timeout": 0.5}
+    )
+    platform = DiscordPlatform(PlatformContext(options=opts))
+
+    async def handler(msg: Inbound, target: ReplyTarget) -> None:
+        raise AssertionError("nothing should arrive")
+
+    with pytest.raises(PlatformError, match="Cannot reach Discord at ws://127.0.0.1:9/gateway"):
+        await platform.start(handler)
+    assert not platform.connected
+
+
 async def test_auto_sharding_asks_discord_and_runs_every_shard(world: World) -> None:
     world.fake.gateway_shards = 2
     async with running(world, shard_count="auto"):

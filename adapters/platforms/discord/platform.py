@@ -91,8 +91,18 @@ class _Endpoints:
             Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = cls.defaults
 
 
-def _start_error(exc: BaseException, options: DiscordOptions) -> PlatformError:
-    """What went wrong at start-up, in words an admin can act on."""
+_KNOWN = (discord.DiscordException, OSError, aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def _start_error(exc: BaseException, where: str) -> PlatformError:
+    """What went wrong at start-up, in words an admin can act on.
+
+    `where` names the endpoint that was being reached (REST base or gateway).
+    """
+    # discord.py can fail while handling a failure (a first gateway connection
+    # that never opened); the error that started it is the one to report.
+    while not isinstance(exc, _KNOWN) and exc.__context__ is not None:
+        exc = exc.__context__
     if isinstance(exc, discord.PrivilegedIntentsRequired):
         return PlatformError(INTENT_HELP)
     if isinstance(exc, discord.LoginFailure):
@@ -109,8 +119,8 @@ def _start_error(exc: BaseException, options: DiscordOptions) -> PlatformError:
         return platform_error("log in", exc)
     if isinstance(exc, OSError | aiohttp.ClientError | asyncio.TimeoutError):
         return PlatformError(
-            f"Cannot reach Discord at {options.api_url} ({exc.__class__.__name__}); "
-            "check discord.api_url and the network."
+            f"Cannot reach Discord at {where} ({exc.__class__.__name__}); "
+            "check discord.api_url, discord.gateway_url and the network."
         )
     return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
 
@@ -194,15 +204,24 @@ class DiscordPlatform(Platform):
         except BaseException:
             await self.aclose()
             raise
-        if failure is None:
+        if self._ready.is_set():
             self._receiving = True
             log.info("connected to Discord", extra={"platform": "discord"})
             return
+        logged_in = self.client is not None and self.client.user is not None
+        where = self.options.api_url
+        if logged_in:
+            where = self.options.gateway_url or "Discord's gateway"
         await self.aclose()
-        raise failure
+        if failure is None:
+            raise PlatformError(
+                f"Discord did not finish connecting within {self.options.connect_timeout:g} s "
+                f"({where}); check discord.gateway_url and the network."
+            )
+        raise _start_error(failure, where) from failure
 
-    async def _connect(self) -> PlatformError | None:
-        """Log in and wait for READY; the error to raise if that failed."""
+    async def _connect(self) -> BaseException | None:
+        """Log in and wait for READY; returns why the client stopped, if it did."""
         self.client = client = self._build_client()
         token = self.options.token.get_secret_value()
         self._runner = runner = asyncio.create_task(self._run(client, token), name="discord")
@@ -215,17 +234,9 @@ class DiscordPlatform(Platform):
             )
         finally:
             ready.cancel()
-        if self._ready.is_set():
-            return None
-        if runner.done() and not runner.cancelled() and runner.exception() is not None:
-            exc = runner.exception()
-            assert exc is not None
-            error = _start_error(exc, self.options)
-            error.__cause__ = exc
-            return error
-        return PlatformError(
-            f"Discord did not finish connecting within {self.options.connect_timeout:g} s."
-        )
+        if runner.done() and not runner.cancelled():
+            return runner.exception()
+        return None
 
     async def _run(self, client: discord.Client, token: str) -> None:
         try:
@@ -233,7 +244,8 @@ class DiscordPlatform(Platform):
         except Exception as exc:
             if self._ready.is_set():
                 # Lost after start-up: the health check reports it; say why here.
-                log.error("Discord connection ended: %s", _start_error(exc, self.options))
+                where = self.options.gateway_url or "Discord's gateway"
+                log.error("Discord connection ended: %s", _start_error(exc, where))
             raise
 
     async def stop_receiving(self) -> None:
