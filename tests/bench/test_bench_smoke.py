@@ -1,0 +1,61 @@
+"""The streams benchmark runs end to end in its quick mode and reports every figure.
+
+No timing is asserted: the figures are the benchmark's output, not pass/fail
+conditions of the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIGURES = {
+    "first_visible_ms": ("p50", "p99"),
+    "token_to_visible_ms": ("p50", "p99", "max"),
+    "token_to_visible_budget_allows_ms": ("p99",),
+}
+SCALARS = (
+    "utilisation", "updates_showing_new_text", "edits_allowed", "edits", "posts",
+    "platform_429", "cpu_seconds", "cpu_us_per_token", "peak_rss_mb", "baseline_rss_mb",
+    "rss_per_stream_kb", "peak_live_streams", "tokens",
+)
+
+
+def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "streams.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.streams", "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=55,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+
+    assert result["parameters"]["conversations"] == 50
+    assert result["parameters"]["quick"] is True
+    assert set(result["machine"]) >= {"cpus", "python"}
+    assert set(result["method"]) >= {"processes", "visible", "utilisation", "cpu", "memory"}
+    figures = result["figures"]
+    assert set(figures) == {"all", "slack", "discord"}
+    whole = figures["all"]
+    for name, keys in FIGURES.items():
+        for key in keys:
+            assert isinstance(whole[name][key], int | float), (name, key)
+    for name in SCALARS:
+        assert isinstance(whole[name], int | float), name
+    assert whole["completed"] == whole["conversations"] == 50
+    assert whole["tokens"] == 50 * result["parameters"]["tokens"]
+    for platform in ("slack", "discord"):
+        assert figures[platform]["conversations"] == 25
+        assert isinstance(figures[platform]["utilisation"], float)
+
+    targets = {t["target"]: t for t in result["targets"]}
+    assert len(targets) == 7
+    assert all(t["pass"] in (True, False, None) for t in targets.values())
+    # The table and a PASS/FAIL line per target are printed.
+    assert "token-to-visible p99" in proc.stdout
+    assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") >= 6
+    assert out.with_suffix(".log").exists()
