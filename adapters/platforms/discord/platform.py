@@ -94,10 +94,10 @@ class _Endpoints:
 _KNOWN = (discord.DiscordException, OSError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
-def _start_error(exc: BaseException, where: str) -> PlatformError:
+def _start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
     """What went wrong at start-up, in words an admin can act on.
 
-    `where` names the endpoint that was being reached (REST base or gateway).
+    `where` is the endpoint that was being reached and `setting` its config key.
     """
     # discord.py can fail while handling a failure (a first gateway connection
     # that never opened); the error that started it is the one to report.
@@ -120,7 +120,7 @@ def _start_error(exc: BaseException, where: str) -> PlatformError:
     if isinstance(exc, OSError | aiohttp.ClientError | asyncio.TimeoutError):
         return PlatformError(
             f"Cannot reach Discord at {where} ({exc.__class__.__name__}); "
-            "check discord.api_url, discord.gateway_url and the network."
+            f"check {setting} and the network."
         )
     return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
 
@@ -209,16 +209,16 @@ class DiscordPlatform(Platform):
             log.info("connected to Discord", extra={"platform": "discord"})
             return
         logged_in = self.client is not None and self.client.user is not None
-        where = self.options.api_url
+        where, setting = self.options.api_url, "discord.api_url"
         if logged_in:
-            where = self.options.gateway_url or "Discord's gateway"
+            where, setting = self.options.gateway_url or "Discord's gateway", "discord.gateway_url"
         await self.aclose()
         if failure is None:
             raise PlatformError(
                 f"Discord did not finish connecting within {self.options.connect_timeout:g} s "
-                f"({where}); check discord.gateway_url and the network."
+                f"({where}); check {setting} and the network."
             )
-        raise _start_error(failure, where) from failure
+        raise _start_error(failure, where, setting) from failure
 
     async def _connect(self) -> BaseException | None:
         """Log in and wait for READY; returns why the client stopped, if it did."""
@@ -245,7 +245,8 @@ class DiscordPlatform(Platform):
             if self._ready.is_set():
                 # Lost after start-up: the health check reports it; say why here.
                 where = self.options.gateway_url or "Discord's gateway"
-                log.error("Discord connection ended: %s", _start_error(exc, where))
+                error = _start_error(exc, where, "discord.gateway_url")
+                log.error("Discord connection ended: %s", error)
             raise
 
     async def stop_receiving(self) -> None:
