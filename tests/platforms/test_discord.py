@@ -375,8 +375,9 @@ async def test_target_for_an_address_edits_after_restart(world: World) -> None:
 async def test_formatting() -> None:
     from adapters.platforms.discord import format as fmt
 
-    text = fmt.format_markdown("hi @everyone and <@&5> `@here` <@!7>")
-    assert text == f"hi @{ZWSP}everyone and <@&{ZWSP}5> `@here` <@!{ZWSP}7>"
+    text = fmt.format_markdown("hi @everyone and <@&5> `@here` <@!7> in <#9>\n```\n@here\n```")
+    expected = f"hi @{ZWSP}everyone and <@&{ZWSP}5> `@here` <@!{ZWSP}7> in <#9>"
+    assert text == expected + "\n```\n@here\n```"  # code is left exactly as it was
     assert fmt.format_markdown(text) == text
     block = fmt.format_sources([Source("https://a.example/x", "A [draft]"), Source("https://b")])
     assert block == "**Sources**\n- [A \\[draft\\]](<https://a.example/x>)\n- <https://b>"

@@ -20,7 +20,7 @@ SOURCE_TITLE_MAX = 200
 # Fenced blocks, then inline code spans: left exactly as they are.
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
 _EVERYONE = re.compile(r"@(everyone|here)\b")
-_MENTION = re.compile(r"<(@[!&]?|#)(\d+)>")
+_MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: kept
 
 
 def _neutralize(text: str) -> str:
