@@ -443,6 +443,19 @@ async def test_command_in_a_dm(world: World) -> None:
     assert (msg.workspace, msg.channel, msg.is_dm, msg.text) == ("@dm", channel, True, "dm q")
 
 
+async def test_command_in_a_thread_names_parent_and_thread(world: World) -> None:
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "open one")
+        _, target = await world.next()
+        opened = await target.open_thread("open one")
+        assert opened is not None
+        await world.fake.invoke(opened[0], world.alice, "reset")
+        msg, inner = await world.next()
+        await inner.notice("done")
+    assert (msg.channel, msg.thread, msg.command) == (world.general, opened[0], "reset")
+    assert inner.address == Address("discord", world.guild, world.general, opened[0])
+
+
 async def test_unanswered_command_is_closed(world: World) -> None:
     async with running(world) as platform:
         platform.unanswered_after = 0.1

@@ -382,14 +382,19 @@ class DiscordPlatform(Platform):
             return
         guild_id = interaction.guild_id
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
+        ephemeral = command == "reset" or self.options.ask_ephemeral
+        address = Address("discord", workspace, str(interaction.channel_id), None)
+        target = InteractionTarget(interaction, self.options, address, ephemeral=ephemeral)
+        try:
+            await target.acknowledge()  # first: Discord wants an answer within 3 s
+        except PlatformError as exc:
+            log.warning("could not take /%s: %s", command, exc)
+            return
         channel = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
         channel_id, thread_id = await self._place(channel, guild_id)
-        ephemeral = command == "reset" or self.options.ask_ephemeral
-        address = Address("discord", workspace, channel_id, thread_id)
-        target = InteractionTarget(interaction, self.options, address, ephemeral=ephemeral)
-        await target.acknowledge()
+        target.address = Address("discord", workspace, channel_id, thread_id)
         inbound = Inbound(
             platform="discord",
             workspace=workspace,
