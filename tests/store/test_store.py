@@ -335,9 +335,11 @@ async def test_newer_schema_is_refused(make_store: StoreFactory) -> None:
         await make_store(migrations=MIGRATIONS[:1]).open()
 
 
-async def test_two_stores_migrate_at_once(make_store: StoreFactory) -> None:
+async def test_two_stores_migrate_at_once(make_store: StoreFactory, store_kind: str) -> None:
     newest = [m.version for m in MIGRATIONS]
-    stores = [make_store() for _ in range(4)]
+    # Correctness, not speed: on a loaded machine four openers may queue for the lock.
+    kw = {"busy_timeout": 30.0} if store_kind == "sqlite" else {}
+    stores = [make_store(**kw) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))
     for s in stores:
         assert await s.schema_versions() == newest  # type: ignore[attr-defined]
