@@ -159,6 +159,8 @@ class Relay:
         route = await match_route(self.config.routes, msg, exists)
         if route is None:
             log.debug("no route for %s message in %s", msg.platform, msg.channel)
+            if msg.command:  # a command expects an answer, even a refusal
+                await target.notice("I am not set up to answer here.")
             return
         key = conversation_key(route, msg)
         now = time.time()

@@ -249,3 +249,15 @@ async def test_attachment_only_message_gets_help(
         await asyncio.wait_for(target.ended.wait(), 10)
     assert target.notices == ["Ask me a question in words, and I will answer here."]
     assert fake_chat_api.requests == []
+
+
+async def test_command_where_no_route_answers_gets_a_refusal(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="channels: [C9]") as bridge:
+        target = await platform(bridge).say("hello", channel="C1", command="ask")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        ignored = await platform(bridge).say("hello", channel="C1")
+    assert target.notices == ["I am not set up to answer here."]
+    assert ignored.notices == [] and ignored.ops == []
+    assert fake_chat_api.requests == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +57,12 @@ def options(fake: FakeDiscord, **extra: Any) -> DiscordOptions:
 
 
 @asynccontextmanager
-async def running(world: World, **extra: Any) -> AsyncIterator[DiscordPlatform]:
-    platform = DiscordPlatform(PlatformContext(options=options(world.fake, **extra)))
+async def running(
+    world: World, on_rate_limited: Callable[[], None] | None = None, **extra: Any
+) -> AsyncIterator[DiscordPlatform]:
+    platform = DiscordPlatform(
+        PlatformContext(options=options(world.fake, **extra), on_rate_limited=on_rate_limited)
+    )
 
     async def handler(msg: Inbound, target: ReplyTarget) -> None:
         await world.got.put((msg, target))
@@ -476,11 +480,13 @@ async def test_fake_rate_limit_is_honoured_by_discord_py(world: World) -> None:
     fake = world.fake
     fake.ratelimit_headers = False
     fake.rates["post"] = RateRule(2, 0.5)
-    async with running(world):
+    seen: list[int] = []
+    async with running(world, on_rate_limited=lambda: seen.append(1)):
         await fake.mention(world.general, world.alice, "x")
         _, target = await world.next()
         ids = await asyncio.gather(*(target.post(f"burst {i}") for i in range(4)))
     assert fake.rate_limited >= 1  # discord.py saw the 429, waited and retried
+    assert len(seen) == fake.rate_limited  # and each one was counted for /metrics
     assert len(set(ids)) == 4
     assert sorted(m["content"] for m in fake.channel_messages(world.general)) == [
         f"burst {i}" for i in range(4)

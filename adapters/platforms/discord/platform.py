@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -197,6 +198,9 @@ class DiscordPlatform(Platform):
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
+        if self.ctx.on_rate_limited is not None:
+            self._counter = _RateLimitCounter(self.ctx.on_rate_limited)
+            logging.getLogger("discord.http").addHandler(self._counter)
         _Endpoints.acquire(self.options.api_url, self.options.gateway_url)
         self._endpoints_held = True
         try:
@@ -255,6 +259,10 @@ class DiscordPlatform(Platform):
 
     async def aclose(self) -> None:
         self._receiving = False
+        counter = getattr(self, "_counter", None)
+        if counter is not None:
+            logging.getLogger("discord.http").removeHandler(counter)
+            self._counter = None
         for task in list(self._watchdogs):
             task.cancel()
         if self._watchdogs:
@@ -431,3 +439,15 @@ def _roles(author: discord.abc.User) -> tuple[str, ...]:
     if author.guild is None:  # guild not cached yet: only the raw ids are known
         return tuple(str(r) for r in getattr(author, "_roles", ()))
     return tuple(str(r.id) for r in author.roles if not r.is_default())
+
+
+class _RateLimitCounter(logging.Handler):
+    """discord.py retries 429s by itself and says so only in its log: count those lines."""
+
+    def __init__(self, on_rate_limited: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._on_rate_limited = on_rate_limited
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "429" in str(record.msg):
+            self._on_rate_limited()
