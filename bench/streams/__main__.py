@@ -109,7 +109,7 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p, args = parse_args(argv)
     from bench.streams import bridge_side, world
-    from bench.streams.analyse import analyse, table
+    from bench.streams.analyse import analyse, profile_by_package, table
 
     ctx = multiprocessing.get_context("spawn")
     mine, theirs = ctx.Pipe()
@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_name(out.stem + "-raw.json").write_text(json.dumps(run))
     result = analyse(p, run)
+    if profile is not None:
+        result["profile_self_seconds_by_package"] = dict(profile_by_package(str(profile)))
     result = {"machine": machine(), "parameters": p.as_dict(), **result,
               "seconds": round(time.monotonic() - started, 1)}
     print(describe(p))
@@ -142,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}" + (f" and {profile}" if profile else ""))
     if profile is not None:
-        import pstats
-
-        pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
+        print("\nbridge process under cProfile (main thread; slower than unprofiled), "
+              "self seconds by package:")
+        for name, seconds in result["profile_self_seconds_by_package"].items():
+            print(f"{seconds:9.2f}  {name}")
     return 0
 
 

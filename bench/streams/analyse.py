@@ -309,5 +309,30 @@ def table(p: Params, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def profile_by_package(path: str, top: int = 20) -> list[tuple[str, float]]:
+    """Self time of a cProfile dump summed by package (site-packages name, project module,
+    stdlib module), largest first; the event loop's idle wait is its own row."""
+    import pstats
+    import re
+
+    package = re.compile(r"site-packages/([A-Za-z0-9_]+)")
+    project = re.compile(r"/((?:bridge|adapters|bench)/[A-Za-z0-9_]+)")
+    stdlib = re.compile(r"python3\.\d+/([A-Za-z0-9_]+)")
+    totals: Counter[str] = Counter()
+    for (filename, _, name), row in pstats.Stats(path).stats.items():  # type: ignore[attr-defined]
+        if "select.epoll" in name:
+            key = "(idle: waiting in epoll)"
+        elif found := package.search(filename):
+            key = found[1]
+        elif found := project.search(filename):
+            key = found[1]
+        elif found := stdlib.search(filename):
+            key = f"stdlib {found[1]}"
+        else:
+            key = "(C functions)"
+        totals[key] += row[2]
+    return [(k, round(v, 3)) for k, v in totals.most_common(top)]
+
+
 def _outcomes(outcomes: dict[str, float]) -> str:
     return ", ".join(f"{k} {int(v)}" for k, v in sorted(outcomes.items())) or "none"
