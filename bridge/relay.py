@@ -52,6 +52,8 @@ class UserRateLimiter:
 
     def check(self, user: str, messages: int, per: float, now: float) -> float | None:
         """None if allowed (and counted), else the seconds until it would be."""
+        if len(self._seen) > 10_000:  # forget users who have been quiet for a window
+            self._seen = {u: s for u, s in self._seen.items() if s and now - s[-1] < per}
         stamps = self._seen.setdefault(user, deque())
         while stamps and now - stamps[0] >= per:
             stamps.popleft()
