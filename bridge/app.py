@@ -25,7 +25,9 @@ log = logging.getLogger("chat_bridge.app")
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 
 
-def build_backends(config: Config, registry: Registry, http: httpx.AsyncClient) -> dict[str, ChatAPI]:
+def build_backends(
+    config: Config, registry: Registry, http: httpx.AsyncClient
+) -> dict[str, ChatAPI]:
     """One dialect instance per configured backend."""
     backends: dict[str, ChatAPI] = {}
     for name, options in config.backends.items():

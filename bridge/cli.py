@@ -103,7 +103,8 @@ async def _check(config: Config, registry: Registry, probe: bool) -> int:
 
 async def _ask(config: Config, registry: Registry, name: str, question: str) -> int:
     if name not in config.backends:
-        raise ConfigError("--backend", f"no backend named {name!r} (known: {', '.join(config.backends)})")
+        known = ", ".join(config.backends)
+        raise ConfigError("--backend", f"no backend named {name!r} (known: {known})")
     out = sys.stdout
     async with http_client() as client:
         backend = build_backends(config, registry, client)[name]

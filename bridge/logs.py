@@ -70,7 +70,9 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
     """Configure the root logger once for the process; returns the scrubbing filter."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_format else PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if json_format
+        else PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     scrub = SecretFilter(secrets)
     handler.addFilter(scrub)

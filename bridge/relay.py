@@ -301,7 +301,8 @@ class Relay:
         now = time.time()
         conv = await self.store.get_conversation(key)
         if conv is None or conv.backend != route.backend:
-            session = backend.new_session() if backend.stateful and backend.client_sessions else None
+            chooses = backend.stateful and backend.client_sessions
+            session = backend.new_session() if chooses else None
             conv = Conversation(key, route.backend, session, now, now)
             await self.store.save_conversation(conv)
         history: tuple[Turn, ...] = ()

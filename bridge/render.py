@@ -144,7 +144,9 @@ class LiveReply:
         await self._close(self.text, note, empty_note="")
 
     async def _close(self, text: str, tail: str, empty_note: str) -> None:
-        pieces = [p.text for p in split_pieces(text, self.limits.max_chars, self._fmt)] if text else []
+        pieces = (
+            [p.text for p in split_pieces(text, self.limits.max_chars, self._fmt)] if text else []
+        )
         if not pieces:
             pieces = [empty_note or tail]
             tail = "" if not empty_note else tail

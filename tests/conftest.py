@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The fake servers' fixtures (fake_chat_api, fake_slack, fake_discord), for every test.
+pytest_plugins = ["tests.fakes.chatapi", "tests.fakes.slack", "tests.fakes.discord"]
+
 # Every secret the fakes and tests configure. A log line (message, fields or
 # traceback) containing one fails the test that wrote it.
 KNOWN_SECRETS = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
 
 ROOT = Path(__file__).resolve().parents[2]
 

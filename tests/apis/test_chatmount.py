@@ -30,10 +30,9 @@ from tests.apis.helpers import (
     collect,
     collect_until_error,
     done_of,
-    http,  # noqa: F401
     text_of,
 )
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
 
 
 def make(fake: FakeChatAPI, client: httpx.AsyncClient, **options: Any) -> ChatMount:

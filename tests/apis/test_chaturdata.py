@@ -21,11 +21,9 @@ from tests.apis.helpers import (
     collect,
     collect_until_error,
     done_of,
-    http,  # noqa: F401
     make,
     text_of,
 )
-from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 
 
 async def test_new_thread_polls_until_completed(fake_chat_api, http):

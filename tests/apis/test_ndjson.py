@@ -18,11 +18,9 @@ from tests.apis.helpers import (
     collect,
     collect_until_error,
     done_of,
-    http,  # noqa: F401
     make,
     text_of,
 )
-from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 
 
 async def test_streams_and_done_message_wins(fake_chat_api, http):

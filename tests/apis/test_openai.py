@@ -16,11 +16,9 @@ from tests.apis.helpers import (
     collect,
     collect_until_error,
     done_of,
-    http,  # noqa: F401
     make,
     text_of,
 )
-from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 
 
 async def test_request_shape_and_stream(fake_chat_api, http):

@@ -21,11 +21,10 @@ from tests.apis.helpers import (
     collect,
     collect_until_error,
     done_of,
-    http,  # noqa: F401
     make,
     text_of,
 )
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
 
 
 @dataclass

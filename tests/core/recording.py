@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from bridge.interfaces import Address, Limits, Rate, ReplyTarget, Source
 
+FAST = Rate(100, 1.0)
+
 
 @dataclass
 class Op:
@@ -25,8 +27,8 @@ class RecordingTarget(ReplyTarget):
         self,
         *,
         max_chars: int = 2000,
-        edit_rate: Rate = Rate(100, 1.0),
-        post_rate: Rate = Rate(100, 1.0),
+        edit_rate: Rate = FAST,
+        post_rate: Rate = FAST,
         bucket: str = "test",
         placeholder: bool = False,
         channel: str = "C1",

@@ -8,7 +8,7 @@ import httpx
 from bridge.app import Bridge
 from bridge.config import parse_config
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
 
 
 def make(fake: FakeChatAPI, tmp_path: Path) -> Bridge:

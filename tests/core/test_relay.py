@@ -9,7 +9,7 @@ import pytest
 from bridge.app import Bridge
 from bridge.config import parse_config
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,7 +117,8 @@ async def test_one_conversation_in_order_while_another_streams(
     assert [r.json["message"] for r in fake_chat_api.requests] == ["one", "three", "two"]
     assert a1 is a2  # same thread, same place
     assert a1.visible() == ["first answer", "second answer"]
-    sessions = {r.json["session_id"] for r in fake_chat_api.requests if r.json["message"] != "three"}
+    asked = [r for r in fake_chat_api.requests if r.json["message"] != "three"]
+    sessions = {r.json["session_id"] for r in asked}
     assert len(sessions) == 1
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.chatapi import FakeChatAPI
 from tests.faults.test_kill import start
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
 
 
 def write_config(path: Path, fake: FakeChatAPI, db: Path, grace: float) -> None:

@@ -13,7 +13,7 @@ from bridge.config import parse_config
 from bridge.errors import PlatformError
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
 
 
 def config_text(url: str, db: Path, extra: str = "") -> str:

@@ -16,7 +16,7 @@ from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import InteractionTarget
 from bridge.errors import PlatformError
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
-from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, RateRule, fake_discord  # noqa: F401
+from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, RateRule
 
 
 @dataclass

@@ -15,8 +15,8 @@ from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlatformError
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
-from tests.fakes.discord import FakeDiscord, RateRule, fake_discord  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
+from tests.fakes.discord import FakeDiscord, RateRule
 
 SOURCE = ("https://docs.example/bridges", "Bridges 101")
 SOURCES_BLOCK = "**Sources**\n- [Bridges 101](<https://docs.example/bridges>)"

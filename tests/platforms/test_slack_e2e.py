@@ -16,8 +16,8 @@ import pytest
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
-from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
-from tests.fakes.slack import FakeMessage, FakeSlack, fake_slack  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI
+from tests.fakes.slack import FakeMessage, FakeSlack
 
 CHANNEL = "C0GENERAL1"
 CHANNEL_2 = "C0SUPPORT1"

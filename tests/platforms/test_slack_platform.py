@@ -19,7 +19,7 @@ from bridge.config import parse_config
 from bridge.errors import ConfigError, PlatformError
 from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
-from tests.fakes.slack import FakeSlack, fake_slack  # noqa: F401
+from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "C0GENERAL1"

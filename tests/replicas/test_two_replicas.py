@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.core.fakeplatform import wait_for
-from tests.fakes.chatapi import FakeChatAPI, Script, fake_chat_api  # noqa: F401
-from tests.fakes.slack import FakeSlack, fake_slack  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI, Script
+from tests.fakes.slack import FakeSlack
 from tests.store.conftest import pg_schema_url
 
 ROOT = Path(__file__).resolve().parents[2]
