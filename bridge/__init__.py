@@ -1,0 +1,1 @@
+"""chat-bridge core: platform-agnostic; talks to the outside through bridge.interfaces."""
