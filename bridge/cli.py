@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from bridge.app import Bridge, build_backends, http_client
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError, Forbidden, TimedOut, Unauthorized, Unavailable
-from bridge.interfaces import ChatRequest, Done, Registry, Sources, Status, Token
+from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
 from bridge.render import dedupe_sources
 
@@ -109,7 +109,7 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
     async with http_client() as client:
         backend = build_backends(config, registry, client)[name]
         session = backend.new_session() if backend.stateful and backend.client_sessions else None
-        sources = []
+        sources: list[Source] = []
         shown = ""
         final: str | None = None
         try:

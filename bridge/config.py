@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -309,7 +309,9 @@ def _backend_options(name: str, block: Any, registry: Registry | None) -> Dialec
         raise ConfigError(path, "no dialect registry given")
     if kind not in registry.dialects:
         raise ConfigError(f"{path}.kind", f"must be one of {', '.join(registry.dialects)}")
-    options: DialectOptions = _validate(registry.dialects[kind]().Options, block, path)
+    # `kind` is a key of the table (checked just above), so a str.
+    dialect = registry.dialects[cast(str, kind)]()
+    options: DialectOptions = _validate(dialect.Options, block, path)
     return options
 
 

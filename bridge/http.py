@@ -33,9 +33,11 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server  # the bound socket tells the real port when 0 was asked
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        # The bound socket tells the real port when 0 was asked. `_server` is typed
+        # as AbstractServer, which has no `sockets`; asyncio's and uvloop's servers do.
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
 
     async def aclose(self) -> None:
         if self._runner is not None:

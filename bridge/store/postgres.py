@@ -124,7 +124,7 @@ class PostgresStore(Store):
             return
         try:
             await asyncio.wait_for(pool.close(), timeout=self.command_timeout)
-        except (TimeoutError, *_DRIVER_ERRORS):
+        except _DRIVER_ERRORS:  # TimeoutError is one of them
             pool.terminate()
 
     async def ping(self) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -315,7 +315,8 @@ class SQLiteStore(Store):
                 " RETURNING owner",
                 (key, owner, now + ttl, now),
             )
-            rows = await cursor.fetchall()
+            # aiosqlite hints fetchall() as an Iterable; it returns sqlite3's list.
+            rows = cast("list[sqlite3.Row]", await cursor.fetchall())
             return len(rows) == 1
 
     async def release_lease(self, key: str, owner: str) -> None:
