@@ -23,9 +23,9 @@ import logging
 import random
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AsyncExitStack, aclosing
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -46,7 +46,6 @@ from bridge.interfaces import ChatAPI, ChatEvent, ChatRequest, DialectOptions, T
 log = logging.getLogger("adapters.apis")
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
 
 class Timeouts(BaseModel):
@@ -90,10 +89,10 @@ class HTTPOptions(DialectOptions):
         return value
 
 
-class _Parser(Protocol[T_co]):
-    def feed(self, chunk: bytes) -> list[T_co]: ...
+class _Parser(Protocol[T]):
+    def feed(self, chunk: bytes) -> list[T]: ...
 
-    def close(self) -> list[T_co]: ...
+    def close(self) -> list[T]: ...
 
 
 class HTTPDialect(ChatAPI):
@@ -142,7 +141,7 @@ class HTTPDialect(ChatAPI):
         return None
 
     @abstractmethod
-    def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         """One try at answering: an async generator of events ending with Done."""
 
     # ------------------------------------------------------------------ ChatAPI
@@ -213,7 +212,9 @@ class HTTPDialect(ChatAPI):
                     async with asyncio.timeout_at(deadline):
                         await response.aread()
                     raise self._status_error(response)
-                chunks = await stack.enter_async_context(aclosing(response.aiter_bytes()))
+                # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
+                body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+                chunks = await stack.enter_async_context(aclosing(body))
                 while True:
                     try:
                         async with asyncio.timeout_at(deadline):

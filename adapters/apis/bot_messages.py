@@ -9,7 +9,7 @@ as 422 with FastAPI's `detail[]`, turned into a message naming the field.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
@@ -56,7 +56,7 @@ class BotMessages(HTTPDialect):
             return "; ".join(p for p in parts if p) or None
         return super().error_text(body)
 
-    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
         body: dict[str, Any] = {"stream": opts.stream, "messages": chat_messages(req, opts)}
         if opts.bot_uid:

@@ -9,7 +9,7 @@ for health metrics; the credits left arrive in the answer's `usage`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -68,7 +68,7 @@ class ChatMount(HTTPDialect):
                 except ValueError:
                     pass
 
-    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
         body: dict[str, Any] = {
             "message": req.message,

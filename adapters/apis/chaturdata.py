@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -70,7 +70,7 @@ class ChatUrData(HTTPDialect):
     Options: ClassVar[type[ChatUrDataOptions]] = ChatUrDataOptions
     options: ChatUrDataOptions
 
-    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
         base = opts.url.rstrip("/")
         loop = asyncio.get_running_loop()

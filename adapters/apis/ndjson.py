@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr
@@ -56,7 +56,7 @@ class NDJSONStream(HTTPDialect):
                 backend=self.name,
             )
 
-    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         session = req.session or self.new_session()
         body = {"sessionId": session, "message": req.message}
         conversation: str | None = None

@@ -9,7 +9,7 @@ httpx, no client library.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -52,7 +52,7 @@ class OpenAICompatible(HTTPDialect):
         url = self.options.url.rstrip("/")
         return url if url.endswith(_PATH) else url + _PATH
 
-    async def _attempt(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
         body: dict[str, Any] = {
             "model": opts.model,
