@@ -153,8 +153,10 @@ class ConsolePlatform(Platform):
     def __init__(self, ctx: PlatformContext) -> None:
         super().__init__(ctx)
         self.options: ConsoleOptions = ctx.options
-        self.screen = _Screen(ctx.extra.get("stdout", sys.stdout))
-        self._stdin: IO[str] = ctx.extra.get("stdin", sys.stdin)
+        extra = ctx.extra
+        stdout: IO[str] = extra["stdout"] if "stdout" in extra else sys.stdout
+        self.screen = _Screen(stdout)
+        self._stdin: IO[str] = extra["stdin"] if "stdin" in extra else sys.stdin
         self._handler: Handler | None = None
         self._outstanding = 0
         self._input_done = False

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 import discord
@@ -54,6 +54,8 @@ SHARD_HELP = (
 UNANSWERED_AFTER = 60.0  # seconds; tests shorten it per instance
 UNANSWERED_TEXT = "_No answer came. Questions may not be set up for this channel._"
 MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# Any channel discord.py can hand over or look up (guild, private, thread).
+_Channel: TypeAlias = "discord.abc.GuildChannel | discord.abc.PrivateChannel | discord.Thread"
 
 
 class _Endpoints:
@@ -142,6 +144,7 @@ class DiscordPlatform(Platform):
         self._receiving = False
         self._endpoints_held = False
         self._watchdogs: set[asyncio.Task[None]] = set()
+        self._counter: _RateLimitCounter | None = None
         self.unanswered_after = UNANSWERED_AFTER
 
     # ------------------------------------------------------------------ lifecycle
@@ -170,6 +173,8 @@ class DiscordPlatform(Platform):
             client = discord.Client(shard_id=ids[0], shard_count=count, **kwargs)
         elif ids is None and count == 1:
             client = discord.Client(shard_id=0, shard_count=1, **kwargs)
+        elif ids is None:
+            client = discord.AutoShardedClient(shard_count=count, **kwargs)
         else:
             client = discord.AutoShardedClient(shard_ids=ids, shard_count=count, **kwargs)
 
@@ -345,6 +350,7 @@ class DiscordPlatform(Platform):
         ):
             # Not in the cache (a thread discord.py has not seen yet): ask Discord.
             guild = client.get_guild(guild_id)
+            found: _Channel | None
             found = guild.get_channel_or_thread(channel.id) if guild is not None else None
             if found is None:
                 try:
@@ -398,7 +404,7 @@ class DiscordPlatform(Platform):
         except PlatformError as exc:
             log.warning("could not take /%s: %s", command, exc)
             return
-        channel = interaction.channel
+        channel: _Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
         channel_id, thread_id = await self._place(channel, guild_id)

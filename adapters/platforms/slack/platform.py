@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import aiohttp
@@ -336,12 +336,12 @@ class SlackPlatform(Platform):
             text = pattern.sub(" ", text)
         return re.sub(r"[ \t]{2,}", " ", plain_text(text)).strip()
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.create_task(self._run(work), name="slack-inbound")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _run(self, work: Awaitable[None]) -> None:
         try:
             await work
         except asyncio.CancelledError:

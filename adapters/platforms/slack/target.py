@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -35,6 +35,20 @@ TEXT_LIMIT = 4000
 MARKDOWN_LIMIT = 12000
 # Errors that mean this app or workspace cannot stream at all (not just here).
 _NO_STREAMING = {"unknown_method", "missing_scope", "not_allowed_token_type", "feature_not_enabled"}
+
+
+class _Body(TypedDict, total=False):
+    """A message's text: `markdown_text` or `text`, one of the two."""
+
+    text: str
+    markdown_text: str
+
+
+class _Recipient(TypedDict, total=False):
+    """Whom a stream in a channel is for (chat.startStream); empty in DMs."""
+
+    recipient_team_id: str
+    recipient_user_id: str
 
 
 class SlackRefused(PlatformError):
@@ -211,7 +225,7 @@ class SlackTarget(ReplyTarget):
 
     # ------------------------------------------------------------------ messages
 
-    def _body(self, text: str) -> dict[str, str]:
+    def _body(self, text: str) -> _Body:
         if self.markdown:
             return {"markdown_text": text[:MARKDOWN_LIMIT]}
         if len(text) > TEXT_LIMIT:
@@ -249,7 +263,7 @@ class SlackTarget(ReplyTarget):
     async def _start_stream(self, text: str) -> str | None:
         """Start a stream showing `text`; None (and fall back) if Slack refuses."""
         stable = stable_prefix(text)
-        recipient: dict[str, str] = {}
+        recipient: _Recipient = {}
         if not self.is_dm and self.user:
             recipient = {
                 "recipient_team_id": self.address.workspace,
