@@ -307,7 +307,7 @@ def _backend_options(name: str, block: Any, registry: Registry | None) -> Dialec
     kind = block.get("kind")
     if registry is None:
         raise ConfigError(path, "no dialect registry given")
-    if kind not in registry.dialects:
+    if not isinstance(kind, str) or kind not in registry.dialects:
         raise ConfigError(f"{path}.kind", f"must be one of {', '.join(registry.dialects)}")
     # `kind` is a key of the table (checked just above), so a str.
     dialect = registry.dialects[cast(str, kind)]()

@@ -10,7 +10,7 @@ Nothing here imports a third-party client; adapters implement these.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -135,7 +135,7 @@ class ChatAPI(ABC):
         return f"cb-{uuid.uuid4().hex}"
 
     @abstractmethod
-    def stream(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    def stream(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         """Answer one message; yields events and ends with exactly one `Done`.
 
         Must be an async generator: closing it early closes the connection.

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
 
 from bridge.budget import Budgets
@@ -379,13 +379,17 @@ class Relay:
             )
 
     async def _consume(
-        self, stream: AsyncIterator[ChatEvent], reply: LiveReply, backend: str, started: float
+        self,
+        stream: AsyncGenerator[ChatEvent, None],
+        reply: LiveReply,
+        backend: str,
+        started: float,
     ) -> tuple[Done | None, list[Source]]:
         """Feed a chat API's events to the live reply; the Done event and the sources."""
         sources: list[Source] = []
         done: Done | None = None
         first_token = True
-        async with contextlib.aclosing(stream) as events:  # type: ignore[type-var]
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 if isinstance(event, Token):
                     if first_token:

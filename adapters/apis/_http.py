@@ -146,7 +146,7 @@ class HTTPDialect(ChatAPI):
 
     # ------------------------------------------------------------------ ChatAPI
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def stream(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         self.check_request(req)
         retries = self.options.retries
         attempt = 0

@@ -133,3 +133,10 @@ def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str
     assert result.returncode == 2
     assert path in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_kind_that_is_not_a_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("kind: chatmount", "kind: [chatmount]"))
+    assert err.value.path == "backends.docs.kind"
+    assert "must be one of chatmount" in str(err.value)

@@ -264,7 +264,7 @@ class DiscordPlatform(Platform):
 
     async def aclose(self) -> None:
         self._receiving = False
-        counter = getattr(self, "_counter", None)
+        counter = self._counter
         if counter is not None:
             logging.getLogger("discord.http").removeHandler(counter)
             self._counter = None
