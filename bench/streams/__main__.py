@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> tuple[Params, argparse.Namespace]:
     ap.add_argument("--ramp", type=float, default=None,
                     help=f"questions are asked evenly over this many seconds "
                     f"(default {d.ramp}; quick 1)")
+    ap.add_argument("--no-discord-global", action="store_true",
+                    help="do not enforce Discord's global limit (50 requests/s per bot)")
     ap.add_argument("--out", type=Path, default=RESULTS / "streams.json")
     ap.add_argument("--raw", action="store_true",
                     help="also write every conversation's timings (streams-raw.json)")
@@ -72,6 +74,7 @@ def parse_args(argv: list[str] | None) -> tuple[Params, argparse.Namespace]:
     p.discord_guilds = args.discord_guilds
     p.tps, p.edit_interval = args.tps, args.edit_interval
     p.tokens_per_write = args.tokens_per_write
+    p.discord_global = not args.no_discord_global
     for name in ("conversations", "tokens", "ttft", "ramp"):
         if getattr(args, name) is not None:
             setattr(p, name, getattr(args, name))

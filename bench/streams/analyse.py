@@ -12,8 +12,9 @@ Definitions (also written into the JSON as `method`):
   a long answer in a new message), divided by the edits an ideal
   scheduler could have made under the same limits (at most one edit per reply
   per `edit_interval`, except the final one; the platform's edit window per
-  budget bucket; the first text on Discord is a new message, on the post
-  budget) given the same token times, with requests taking no time at all.
+  budget bucket; Discord's global 50 requests/s; the first text on Discord is a
+  new message, on the post budget) given the same token times, with requests
+  taking no time at all.
 - CPU per token: the bridge process's user+system CPU (all threads) from the
   first question to the last reply finishing, divided by the tokens streamed.
 """
@@ -39,9 +40,12 @@ METHOD = {
     "first token",
     "token_to_visible": "API sent the token -> first platform version showing it",
     "utilisation": "updates that showed new text (edits, and posts continuing a long answer) / "
-    "edits an ideal scheduler could make under "
-    "the same limits (one edit per reply per edit_interval except the final one; the "
-    "platform's edit window per bucket) from the same token times, with instant requests",
+    "edits an ideal scheduler could make under the same limits (one edit per reply per "
+    "edit_interval except the final one; the platform's edit window per bucket; Discord's "
+    "global 50 requests/s) from the same token times, with instant requests",
+    "limits": "fake Slack: chat.update 50/60 s and reactions 50/60 s per workspace, "
+    "chat.postMessage 1/s per channel; fake Discord: edits 5/5 s and posts 5/5 s per "
+    "channel, 50 requests/s per bot in all; the adapters' budgets set to the same",
     "cpu": "bridge process user+system CPU (all threads) from the first question to the "
     "last reply finishing, divided by tokens streamed; includes inbound events, store "
     "writes, the chat API's HTTP and SSE parsing, rendering, and the platforms' HTTP",
@@ -76,26 +80,37 @@ def token_latencies(sent: Sequence[float], reveals: Sequence[Sequence[float]]) -
     return out
 
 
-def ideal_edits(
-    replies: Sequence[tuple[Sequence[float], float]],
-    interval: float,
-    count: int,
-    per: float,
-    first_is_post: bool,
-) -> int:
-    """Edits showing new text that an ideal scheduler could make in one budget bucket.
+def _slot(stamps: deque[float], count: int, per: float, at: float) -> float:
+    """The earliest time from `at` when a window of `count` per `per` has room."""
+    if len(stamps) >= count and stamps[-count] > at - per:
+        return stamps[-count] + per
+    return at
 
-    `replies` are (token send times, done time). Greedy and instantaneous: the
-    reply that can go soonest goes; each edit shows every token sent by then.
+
+def ideal_edits(
+    replies: Sequence[tuple[Sequence[float], float, str]],
+    interval: float,
+    rule: tuple[int, float],
+    first_is_post: bool,
+    global_rule: tuple[int, float] | None = None,
+) -> int:
+    """Updates showing new text that an ideal scheduler could make.
+
+    `replies` are (token send times, done time, budget bucket). Each bucket
+    allows `rule` = (count, per) edits; `global_rule`, if any, limits every
+    request of all `replies` together. Greedy and instantaneous: the reply that
+    can go soonest goes, and each update shows every token sent by then.
     """
     n = len(replies)
     shown = [-1] * n
     last = [-math.inf] * n
-    stamps: deque[float] = deque()
-    edits = 0
+    count, per = rule
+    buckets: dict[str, deque[float]] = {key: deque() for _, _, key in replies}
+    everyone: deque[float] = deque()
+    updates = 0
     while True:
         best, best_at = -1, math.inf
-        for r, (sent, done) in enumerate(replies):
+        for r, (sent, done, key) in enumerate(replies):
             nxt = shown[r] + 1
             if nxt >= len(sent):
                 continue
@@ -103,20 +118,22 @@ def ideal_edits(
             if done and done < ready:
                 ready = done  # the final edit does not wait for the interval
             at = max(sent[nxt], ready)
+            if not (first_is_post and shown[r] < 0):
+                at = _slot(buckets[key], count, per, at)
+            if global_rule is not None:
+                at = _slot(everyone, global_rule[0], global_rule[1], at)
             if at < best_at:
                 best, best_at = r, at
         if best < 0:
-            return edits
+            return updates
         at = best_at
         if not (first_is_post and shown[best] < 0):
-            while stamps and stamps[0] <= at - per:
-                stamps.popleft()
-            if len(stamps) >= count:
-                at = stamps[0] + per
-                while stamps and stamps[0] <= at - per:
-                    stamps.popleft()
-            stamps.append(at)
-            edits += 1
+            buckets[replies[best][2]].append(at)
+            updates += 1
+        if global_rule is not None:
+            everyone.append(at)
+            while everyone and everyone[0] <= at - global_rule[1]:
+                everyone.popleft()
         shown[best] = bisect_right(replies[best][0], at) - 1
         last[best] = at
 
@@ -127,11 +144,16 @@ def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
     convs: list[dict[str, Any]] = world["conversations"]
     limits = world["limits"]
     per_bucket = Counter((c["platform"], c["bucket"]) for c in convs)
+    per_platform = Counter(c["platform"] for c in convs)
 
     def allows_one_per_interval(c: dict[str, Any]) -> bool:
         count, per = limits[c["platform"]]["edit"]
         rate = count / (per + BUDGET_MARGIN)
-        return rate * p.edit_interval >= per_bucket[(c["platform"], c["bucket"])]
+        if rate * p.edit_interval < per_bucket[(c["platform"], c["bucket"])]:
+            return False
+        overall = limits[c["platform"]]["global"]
+        return overall is None or overall[0] / overall[1] * p.edit_interval >= (
+            per_platform[c["platform"]])
 
     groups: dict[str, list[dict[str, Any]]] = {"all": convs}
     for name in ("slack", "discord"):
@@ -146,15 +168,17 @@ def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
     tokens = total["tokens"]
     cpu = bridge["cpu_seconds"]
     slack_429 = sum(world["platform_429"]["slack"].values())
-    discord_429 = world["platform_429"]["discord"]
+    discord_429 = world["platform_429"]["discord"] + world["platform_429"]["discord_global"]
     live = bridge["peak_live_streams"]
     peak_kb, base_kb = bridge["peak_rss_kb"], bridge["baseline_rss_kb"]
     total.update(
         platform_429=slack_429 + discord_429,
         platform_429_by_method={
             **{f"slack {k}": v for k, v in world["platform_429"]["slack"].items()},
-            "discord": discord_429,
+            "discord per channel": world["platform_429"]["discord"],
+            "discord global": world["platform_429"]["discord_global"],
         },
+        platform_429_in_metrics=sum(bridge["platform_429_seen"].values()),
         platform_refusals=world["rejected"],
         cpu_seconds=round(cpu, 3),
         cpu_us_per_token=round(cpu / tokens * 1e6, 2) if tokens else None,
@@ -182,7 +206,6 @@ def _group(
     overhead, first_raw, api_ttft, lat_all, lat_ok = [], [], [], [], []
     made = ideal = 0
     tokens = complete = 0
-    by_bucket: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in convs:
         tokens += len(c["sent"])
         reveals = c["reveals"]
@@ -199,12 +222,16 @@ def _group(
             lat_ok.extend(lat)
         # Operations that showed new text; Discord's first is a new message (post budget).
         made += max(0, len(reveals) - (1 if limits[c["platform"]]["first_reveal_is_post"] else 0))
-        by_bucket.setdefault((c["platform"], c["bucket"]), []).append(c)
-    for (platform, _), members in by_bucket.items():
-        count, per = limits[platform]["edit"]
-        replies = [(m["sent"], m["done"]) for m in members]
-        ideal += ideal_edits(replies, p.edit_interval, count, per,
-                             limits[platform]["first_reveal_is_post"])
+    for platform in {c["platform"] for c in convs}:
+        lim = limits[platform]
+        mine = [(m["sent"], m["done"], m["bucket"]) for m in convs if m["platform"] == platform]
+        if lim["global"] is not None:
+            ideal += ideal_edits(mine, p.edit_interval, lim["edit"], lim["first_reveal_is_post"],
+                                 lim["global"])
+            continue
+        for key in {b for _, _, b in mine}:
+            ideal += ideal_edits([m for m in mine if m[2] == key], p.edit_interval,
+                                 lim["edit"], lim["first_reveal_is_post"])
     edits = sum(len(c["edits"]) for c in convs)
     return {
         "conversations": len(convs),

@@ -15,6 +15,7 @@ SLACK_POST = (1, 1.0)  # chat.postMessage per channel
 SLACK_REACTIONS = (50, 60.0)  # reactions.add / reactions.remove per workspace (Tier 3)
 DISCORD_EDIT = (5, 5.0)  # message edits per channel
 DISCORD_POST = (5, 5.0)  # new messages per channel
+DISCORD_GLOBAL = (50, 1.0)  # every REST request of the bot (interactions aside)
 BUDGET_MARGIN = 0.05  # what bridge.budget.Budgets adds to every window
 CHANNELS_PER_GUILD = 50
 
@@ -35,6 +36,7 @@ class Params:
     ttft: float = 0.5  # the API's time to first token, seconds
     edit_interval: float = 1.25
     ramp: float = 5.0  # questions are asked evenly over this many seconds
+    discord_global: bool = True  # enforce Discord's global 50 requests/s per bot
     quick: bool = False
 
     # ------------------------------------------------------------------ derived

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -28,6 +31,7 @@ from aiohttp import web
 
 from bench.streams.params import (
     DISCORD_EDIT,
+    DISCORD_GLOBAL,
     DISCORD_POST,
     SLACK_POST,
     SLACK_REACTIONS,
@@ -36,7 +40,8 @@ from bench.streams.params import (
     token_text,
 )
 from tests.fakes.chatapi import FakeChatAPI, Recorded, Script
-from tests.fakes.discord import FakeDiscord, RateRule as DiscordRule
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import RateRule as DiscordRule
 from tests.fakes.slack import FakeMessage, FakeSlack, RateRule
 
 _MARK = re.compile(r"k(\d+)x(\d+)")
@@ -230,6 +235,7 @@ class World:
     def results(self, finished: bool) -> dict[str, Any]:
         slack_429 = dict(self.slack.rate_limited) if self.slack else {}
         discord_429 = self.discord.rate_limited if self.discord else 0
+        discord_global_429 = self.discord.global_limited if self.discord else 0
         rejected: dict[str, int] = dict(self.slack.rejected) if self.slack else {}
         if self.discord is not None:
             for rec in self.discord.rejected:
@@ -239,14 +245,17 @@ class World:
         return {
             "finished": finished,
             "conversations": [c.record() for c in self.convs],
-            "platform_429": {"slack": slack_429, "discord": discord_429},
+            "platform_429": {"slack": slack_429, "discord": discord_429,
+                             "discord_global": discord_global_429},
             "rejected": rejected,
             "chat_disconnects": self.chat.disconnects,
             "world_cpu_seconds": cpu - self.cpu_at_go,
             "world_lag": self.lag,
             "limits": {
-                "slack": {"edit": SLACK_UPDATE, "post": SLACK_POST, "first_reveal_is_post": False},
+                "slack": {"edit": SLACK_UPDATE, "post": SLACK_POST, "global": None,
+                          "first_reveal_is_post": False},
                 "discord": {"edit": DISCORD_EDIT, "post": DISCORD_POST,
+                            "global": DISCORD_GLOBAL if self.p.discord_global else None,
                             "first_reveal_is_post": True},
             },
         }
@@ -359,12 +368,44 @@ class BenchSlack(FakeSlack):
 
 
 class BenchDiscord(FakeDiscord):
-    """The fake Discord, with every accepted message version seen."""
+    """The fake Discord, with every accepted message version seen, and the global limit.
+
+    Discord allows a bot 50 REST requests per second in all (interaction
+    callbacks aside); past that it answers 429 with `"global": true`, which
+    discord.py honours by pausing every request. Counted in `global_limited`.
+    """
 
     def __init__(self, world: World) -> None:
         super().__init__()
         self.world = world
         self.rates = {"post": DiscordRule(*DISCORD_POST), "edit": DiscordRule(*DISCORD_EDIT)}
+        self.global_rule = DISCORD_GLOBAL if world.p.discord_global else None
+        self.global_limited = 0
+        self._global: deque[float] = deque()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        path = request.path
+        if self.global_rule is not None and path.startswith("/api/") and not (
+            "/interactions/" in path or "/webhooks/" in path
+        ):
+            count, per = self.global_rule
+            now = time.monotonic()
+            while self._global and self._global[0] <= now - per:
+                self._global.popleft()
+            if len(self._global) >= count:
+                self.global_limited += 1
+                wait = self._global[0] + per - now
+                headers = {"Via": "1.1 google", "Retry-After": str(max(1, math.ceil(wait))),
+                           "X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}
+                body = {"message": "You are being rate limited.", "retry_after": round(wait, 3),
+                        "global": True}
+                # discord.py reads a body as JSON only with exactly this content type.
+                headers["Content-Type"] = "application/json"
+                return web.Response(body=json.dumps(body).encode(), status=429, headers=headers)
+            self._global.append(now)
+        response: web.StreamResponse = await super()._middleware(request, handler)
+        return response
 
     def _new_message(
         self, channel_id: str, author: dict[str, Any], content: str, **extra: Any
