@@ -1,4 +1,4 @@
-"""Streams benchmark: many concurrent answers through the real bridge, measured where people see them.
+"""Streams benchmark: many concurrent answers through the real bridge, seen where people see them.
 
     python3 -m bench.streams            # 1,000 conversations, half Slack, half Discord
     python3 -m bench.streams --quick    # 50 conversations, well under 30 s
