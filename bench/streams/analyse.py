@@ -182,6 +182,7 @@ def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
         platform_refusals=world["rejected"],
         cpu_seconds=round(cpu, 3),
         cpu_us_per_token=round(cpu / tokens * 1e6, 2) if tokens else None,
+        cpu_seconds_per_1000_tokens=round(cpu / tokens * 1000, 4) if tokens else None,
         cpu_by_thread=bridge["cpu_by_thread"],
         wall_seconds=round(bridge["wall_seconds"], 2),
         world_cpu_seconds=round(world["world_cpu_seconds"], 2),
@@ -321,7 +322,8 @@ def table(p: Params, result: dict[str, Any]) -> str:
         f"platform 429s: {a['platform_429']}  refusals: {sum(a['platform_refusals'].values())}"
         f"  outcomes: {_outcomes(a['outcomes'])}",
         f"bridge CPU: {a['cpu_seconds']:.2f} s over {a['wall_seconds']:.1f} s = "
-        f"{a['cpu_us_per_token']} us per token  (world process: {a['world_cpu_seconds']:.1f} s)",
+        f"{a['cpu_us_per_token']} us per token, {a['cpu_seconds_per_1000_tokens']} s per 1,000 "
+        f"(world process: {a['world_cpu_seconds']:.1f} s)",
         f"memory: baseline {a['baseline_rss_mb']} MB, peak {a['peak_rss_mb']} MB, "
         f"{a['peak_live_streams']} live streams at most, {a['rss_per_stream_kb']} KB per stream",
         f"event-loop lag: bridge p50 {a['loop_lag_ms']['bridge_p50']} ms, p99 "

@@ -20,8 +20,8 @@ FIGURES = {
 }
 SCALARS = (
     "utilisation", "updates_showing_new_text", "edits_allowed", "edits", "posts",
-    "platform_429", "cpu_seconds", "cpu_us_per_token", "peak_rss_mb", "baseline_rss_mb",
-    "rss_per_stream_kb", "peak_live_streams", "tokens",
+    "platform_429", "cpu_seconds", "cpu_us_per_token", "cpu_seconds_per_1000_tokens",
+    "peak_rss_mb", "baseline_rss_mb", "rss_per_stream_kb", "peak_live_streams", "tokens",
 )
 
 
