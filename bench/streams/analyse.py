@@ -196,6 +196,7 @@ def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
             "world_p99": _ms(percentile(world["world_lag"], 99)),
         },
         outcomes=bridge["outcomes"],
+        unfinished_at_end=bridge["unfinished_at_end"],
         finished=world["finished"],
     )
     return {"figures": figures, "targets": targets(p, total), "method": METHOD}

@@ -134,13 +134,19 @@ async def _recv(conn: Connection) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, conn.recv)
 
 
-async def _until(predicate: Any, timeout: float, what: str) -> None:
-    """Poll `predicate` until true (a benchmark may poll; it is not a test)."""
+async def _until(predicate: Any, timeout: float, what: str | None = None) -> bool:
+    """Poll `predicate` until true (a benchmark may poll; it is not a test).
+
+    At the deadline: raise naming `what`, or (without `what`) return False.
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
+            if what is None:
+                return False
             raise RuntimeError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+    return True
 
 
 async def run(
@@ -158,13 +164,12 @@ async def run(
     }
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         config = parse_config(config_text(p, info, Path(tmp) / "bridge.db"), env, REGISTRY)
-        scrub = setup_logging(config.logging.level, False, config.secrets())
+        setup_logging(config.logging.level, False, config.secrets())
         handler = logging.getLogger().handlers[0]
         assert isinstance(handler, logging.StreamHandler)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
         handler.setStream(log_file)
-        del scrub
         try:
             async with Bridge(config, REGISTRY) as bridge:
                 return await _measure(p, conn, bridge, profile_path)
@@ -191,7 +196,8 @@ async def _measure(
     if kind != "done":
         raise RuntimeError(f"the world process failed: {world}")
     # The last text is visible; let the replies finish (final edit, store) before stopping.
-    await _until(lambda: bridge.relay.live == 0, 30, "the replies to finish")
+    await _until(lambda: bridge.relay.live == 0, 30)
+    unfinished = bridge.relay.live
     cpu1, wall1 = cpu_seconds(), time.monotonic()
     names = _thread_names()
     by_thread: dict[str, float] = {}
@@ -214,6 +220,7 @@ async def _measure(
             "peak_rss_kb": peak_rss,
             "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "peak_live_streams": sampler.peak_live,
+            "unfinished_at_end": unfinished,
             "lag": sampler.lag,
             "platform_429_seen": _by_label(bridge.metrics.platform_429, "platform"),
             "outcomes": _by_label(bridge.metrics.answered, "outcome"),
