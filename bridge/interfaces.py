@@ -178,7 +178,8 @@ class Limits:
 
     Targets with the same bucket key share one budget (Discord: a channel;
     Slack chat.update: a workspace). `begin()` draws on the post budget when
-    `begin_posts` is true (it posts a placeholder message).
+    `begin_posts` is true (it posts a placeholder message). Every post and
+    edit also draws on `global_bucket` when set (Discord: requests per bot).
     """
 
     max_chars: int
@@ -187,6 +188,8 @@ class Limits:
     post_bucket: str
     post_rate: Rate
     begin_posts: bool = False
+    global_bucket: str | None = None
+    global_rate: Rate | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,8 @@ class LiveReply:
         self.limits = target.limits
         self._edit_budget = budgets.get(self.limits.edit_bucket, self.limits.edit_rate)
         self._post_budget = budgets.get(self.limits.post_bucket, self.limits.post_rate)
+        bucket, rate = self.limits.global_bucket, self.limits.global_rate
+        self._global_budget = budgets.get(bucket, rate) if bucket and rate else None
         self.edit_interval = edit_interval
         self.thinking_text = thinking_text
         self._on_progress = on_progress
@@ -100,6 +102,8 @@ class LiveReply:
         """Show activity at once, and start the flusher."""
         if self.limits.begin_posts:
             await self._post_budget.acquire((0, time.monotonic()))
+        if self._global_budget is not None:  # begin() makes a request either way
+            await self._global_budget.acquire((0, time.monotonic()))
         placeholder = await self.target.begin()
         if placeholder is not None:
             self.message_ids.append(placeholder)
@@ -216,12 +220,16 @@ class LiveReply:
             try:
                 if index < len(self.message_ids):
                     await self._edit_budget.acquire(priority)
+                    if self._global_budget is not None:
+                        await self._global_budget.acquire(priority)
                     await self.target.edit(self.message_ids[index], text)
                     self.stats.edits += 1
                     self._shown[index] = text
                     await self._progress()
                 else:
                     await self._post_budget.acquire(priority)
+                    if self._global_budget is not None:
+                        await self._global_budget.acquire(priority)
                     message_id = await self.target.post(text)
                     self.stats.posts += 1
                     self.message_ids.append(message_id)

@@ -168,7 +168,7 @@ async def run(
         handler = logging.getLogger().handlers[0]
         assert isinstance(handler, logging.StreamHandler)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        log_file = open(log_path, "w", encoding="utf-8")  # noqa: ASYNC230 - once, before the run
         handler.setStream(log_file)
         try:
             async with Bridge(config, REGISTRY) as bridge:

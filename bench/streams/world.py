@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
-import math
 import re
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -52,13 +49,9 @@ _request: contextvars.ContextVar[Recorded | None] = contextvars.ContextVar("requ
 
 def last_mark(text: str) -> tuple[int, int] | None:
     """(conversation, token index) of the last marker in `text`."""
-    found = None
-    for found in _MARK.finditer(text, max(0, len(text) - 400)):
-        pass
-    if found is None:
-        for found in _MARK.finditer(text):
-            pass
-    return (int(found[1]), int(found[2])) if found is not None else None
+    marks = list(_MARK.finditer(text, max(0, len(text) - 400))) or list(_MARK.finditer(text))
+    last = marks[-1] if marks else None
+    return (int(last[1]), int(last[2])) if last is not None else None
 
 
 @dataclass
@@ -379,33 +372,8 @@ class BenchDiscord(FakeDiscord):
         super().__init__()
         self.world = world
         self.rates = {"post": DiscordRule(*DISCORD_POST), "edit": DiscordRule(*DISCORD_EDIT)}
-        self.global_rule = DISCORD_GLOBAL if world.p.discord_global else None
-        self.global_limited = 0
-        self._global: deque[float] = deque()
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        path = request.path
-        if self.global_rule is not None and path.startswith("/api/") and not (
-            "/interactions/" in path or "/webhooks/" in path
-        ):
-            count, per = self.global_rule
-            now = time.monotonic()
-            while self._global and self._global[0] <= now - per:
-                self._global.popleft()
-            if len(self._global) >= count:
-                self.global_limited += 1
-                wait = self._global[0] + per - now
-                headers = {"Via": "1.1 google", "Retry-After": str(max(1, math.ceil(wait))),
-                           "X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}
-                body = {"message": "You are being rate limited.", "retry_after": round(wait, 3),
-                        "global": True}
-                # discord.py reads a body as JSON only with exactly this content type.
-                headers["Content-Type"] = "application/json"
-                return web.Response(body=json.dumps(body).encode(), status=429, headers=headers)
-            self._global.append(now)
-        response: web.StreamResponse = await super()._middleware(request, handler)
-        return response
+        if world.p.discord_global:  # the fake counts these in `global_limited`
+            self.global_rule = DiscordRule(*DISCORD_GLOBAL)
 
     def _new_message(
         self, channel_id: str, author: dict[str, Any], content: str, **extra: Any

@@ -123,6 +123,9 @@ class FakeDiscord:
         self.message_content_enabled = True
         self.ratelimit_headers = True
         self.rates = {"post": RateRule(), "edit": RateRule()}
+        # Discord's limit on every request of the bot (None: not enforced).
+        self.global_rule: RateRule | None = None
+        self.global_limited = 0
         self.tolerance = 0.05  # network jitter the fake forgives at a window's edge
         self.users: dict[str, dict[str, Any]] = {self.app_id: self.bot}
         self.guilds: dict[str, dict[str, Any]] = {}
@@ -417,6 +420,10 @@ class FakeDiscord:
         needs_auth = "/interactions/" not in request.path and "/webhooks/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
+        if needs_auth and self.global_rule is not None:
+            refused = self._global_limit(self.global_rule)
+            if refused is not None:
+                return refused
         try:
             response = await handler(request)
         except Exception as exc:  # a bug in the fake: fail the test, not only this request
@@ -426,6 +433,23 @@ class FakeDiscord:
             self.rejected.append(rec)
         self._changed()
         return response
+
+    def _global_limit(self, rule: RateRule) -> web.Response | None:
+        """Discord's per-bot limit on all requests: a 429 with `global: true`, or None."""
+        now = time.monotonic()
+        window = self._windows.setdefault("@global", deque())
+        while window and window[0] <= now - rule.per + self.tolerance:
+            window.popleft()
+        if len(window) < rule.count:
+            window.append(now)
+            return None
+        self.global_limited += 1
+        wait = window[0] + rule.per - now
+        headers = {"Via": "1.1 google", "Retry-After": str(max(1, round(wait))),
+                   "X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}
+        body = {"message": "You are being rate limited.", "retry_after": round(wait, 3),
+                "global": True}
+        return _json(body, 429, headers)
 
     def _limit(self, key: str, rule: RateRule) -> tuple[web.Response | None, dict[str, str]]:
         """Count one request against `key`'s window: (a 429 response, or None; headers)."""

@@ -229,6 +229,30 @@ async def test_ten_replies_at_once_in_one_channel_cause_no_429(setup: Setup) -> 
     assert_never_pinged(fake)
 
 
+async def test_replies_across_channels_stay_within_the_bots_global_limit(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = setup.discord
+    fake.ratelimit_headers = False
+    channels = [fake.add_channel(setup.guild, f"ask-{i}") for i in range(8)]
+    for i in range(8):
+        setup.chat.enqueue(tokens=[f"Answer {i}: "] + ["word "] * 30, token_delay=0.02)
+    config = setup.config().replace(
+        f'channels: ["{setup.ask}"]', "channels: [" + ", ".join(f'"{c}"' for c in channels) + "]"
+    ).replace("post_rate: {count: 5, per: 1.0}", "post_rate: {count: 5, per: 1.0}\n"
+              "  global_rate: {count: 8, per: 1.0}")
+    monkeypatch.setattr(Setup, "config", lambda self: config)
+    async with setup.bridge():
+        fake.global_rule = RateRule(10, 1.0)  # a small global limit, so these replies reach it
+        for i, channel in enumerate(channels):
+            await fake.say(channel, setup.alice, f"question {i}")
+        answers = [(await setup.final(channel, "word "))[0]["content"] for channel in channels]
+    assert sorted(a.split(":")[0] for a in answers) == [f"Answer {i}" for i in range(8)]
+    assert fake.global_limited == 0
+    assert fake.rate_limited == 0
+    assert len(fake.message_writes()) > 16  # edits happened, within the global budget
+
+
 async def test_answer_with_mentions_pings_nobody(setup: Setup) -> None:
     fake = setup.discord
     text = f"Hey @everyone and @here: ask <@&{setup.role}> or <@{setup.alice}>."

@@ -30,6 +30,7 @@ class DiscordOptions(BaseModel):
     ask_ephemeral  `/ask` answers only the asker (true) or the channel (false)
     edit_rate      budget for message edits per channel (Discord: 5 per 5 s)
     post_rate      budget for new messages per channel (Discord: 5 per 5 s)
+    global_rate    budget for every reply post and edit of the bot (Discord: 50 per s)
     shard_count    total shards; "auto" asks Discord; None runs one connection
     shard_ids      the shards this process runs (needs shard_count)
     message_content  ask for the privileged Message Content intent; without it
@@ -45,6 +46,8 @@ class DiscordOptions(BaseModel):
     ask_ephemeral: bool = False
     edit_rate: RateOption = RateOption(count=5, per=5.0)
     post_rate: RateOption = RateOption(count=5, per=5.0)
+    # Discord allows a bot 50 requests per second in all; replies keep under it.
+    global_rate: RateOption = RateOption(count=45, per=1.0)
     shard_count: int | Literal["auto"] | None = None
     shard_ids: list[int] | None = None
     message_content: bool = True

@@ -56,6 +56,8 @@ def _limits(key: str, options: DiscordOptions) -> Limits:
         post_bucket=f"discord:post:{key}",
         post_rate=options.post_rate.rate(),
         begin_posts=False,
+        global_bucket="discord:global",
+        global_rate=options.global_rate.rate(),
     )
 
 
