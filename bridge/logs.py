@@ -81,4 +81,7 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    if level != "DEBUG":
+        # httpx writes a line per request at INFO; the bridge logs what matters itself.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     return scrub
