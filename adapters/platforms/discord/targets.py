@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,9 @@ log = logging.getLogger("chat_bridge.discord")
 NO_MENTIONS = discord.AllowedMentions.none()
 MAX_CHARS = 2000
 TYPING_RENEW = 8.0  # Discord shows typing for 10 s after each trigger
+# Renewals are a courtesy and are not budgeted by the bridge: keep them to a few
+# per second in all, so they never push the bot past Discord's global limit.
+TYPING_RENEWALS_PER_SECOND = 4
 TYPING_MAX = 600.0  # never type for longer than this, whatever happens upstream
 DM_WORKSPACE = "@dm"
 
@@ -67,6 +71,25 @@ class _Formatting:
 
     def format_sources(self, sources: Sequence[Source]) -> str:
         return fmt.format_sources(sources)
+
+
+class _Window:
+    """At most `count` events in any second; `allow()` says whether one may happen now."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._times: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        while self._times and now - self._times[0] >= 1.0:
+            self._times.popleft()
+        if len(self._times) >= self.count:
+            return False
+        self._times.append(now)
+        return True
+
+
+_renewals = _Window(TYPING_RENEWALS_PER_SECOND)
 
 
 class ChannelTarget(_Formatting, ReplyTarget):
@@ -119,7 +142,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
                 await asyncio.wait_for(self._typing_stop.wait(), TYPING_RENEW)
                 return
             except TimeoutError:
-                await self._type_once()
+                if _renewals.allow(loop.time()):
+                    await self._type_once()
 
     async def _stop_typing(self) -> None:
         self._typing_stop.set()
