@@ -29,7 +29,7 @@ MAX_CHARS = 2000
 TYPING_RENEW = 8.0  # Discord shows typing for 10 s after each trigger
 # Renewals are a courtesy and are not budgeted by the bridge: keep them to a few
 # per second in all, so they never push the bot past Discord's global limit.
-TYPING_RENEWALS_PER_SECOND = 4
+TYPING_RENEWALS_PER_SECOND = 2
 TYPING_MAX = 600.0  # never type for longer than this, whatever happens upstream
 DM_WORKSPACE = "@dm"
 
