@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import discord
 import pytest
 from pydantic import SecretStr
 
@@ -194,6 +195,8 @@ async def test_mention_in_channel_is_normalized(world: World) -> None:
         mentioned=True,
         roles=(world.role,),
         received_at=msg.received_at,
+        # Discord's own time of the message, from its snowflake id: the same on every replica.
+        sent_at=discord.utils.snowflake_time(int(sent["id"])).timestamp(),
     )
     assert target.address == Address("discord", world.guild, world.general, None)
     assert target.limits.max_chars == 2000

@@ -337,6 +337,7 @@ class DiscordPlatform(Platform):
             roles=_roles(message.author),
             has_attachments=bool(message.attachments),
             received_at=time.time(),
+            sent_at=message.created_at.timestamp(),
         )
         address = Address("discord", workspace, channel_id, thread_id)
         target = ChannelTarget(client, self.options, address, question_id=message.id)
@@ -423,6 +424,7 @@ class DiscordPlatform(Platform):
             roles=_roles(interaction.user),
             command=command,
             received_at=time.time(),
+            sent_at=interaction.created_at.timestamp(),
         )
         await self._deliver(inbound, target)
         watchdog = asyncio.create_task(self._unanswered(target))
