@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import discord
 import pytest
 from pydantic import SecretStr
 
@@ -18,6 +17,8 @@ from adapters.platforms.discord.targets import InteractionTarget
 from bridge.errors import PlatformError
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, RateRule
+
+DISCORD_EPOCH_MS = 1420070400000  # snowflake ids count milliseconds from 2015
 
 
 @dataclass
@@ -196,7 +197,7 @@ async def test_mention_in_channel_is_normalized(world: World) -> None:
         roles=(world.role,),
         received_at=msg.received_at,
         # Discord's own time of the message, from its snowflake id: the same on every replica.
-        sent_at=discord.utils.snowflake_time(int(sent["id"])).timestamp(),
+        sent_at=((int(sent["id"]) >> 22) + DISCORD_EPOCH_MS) / 1000,
     )
     assert target.address == Address("discord", world.guild, world.general, None)
     assert target.limits.max_chars == 2000
