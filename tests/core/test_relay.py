@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 
@@ -200,26 +201,30 @@ async def test_ask_prints_the_answer_and_sources(
     assert fake_chat_api.api_key not in out.decode() + err.decode()
 
 
-@pytest.mark.parametrize("probe_ok", [True, False])
+@pytest.mark.parametrize(
+    ("case", "code", "verdict"),
+    [("ok", 0, "ok"), ("bad key", 1, "auth failed"), ("nobody listening", 1, "unreachable")],
+)
 async def test_check_probe_reports_each_backend(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, probe_ok: bool
+    fake_chat_api: FakeChatAPI, tmp_path: Path, case: str, code: int, verdict: str
 ) -> None:
+    text = make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", "")
+    if case == "nobody listening":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        text = text.replace(fake_chat_api.url, f"http://127.0.0.1:{port}")
     config = tmp_path / "config.yaml"
-    config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
-    key = fake_chat_api.api_key if probe_ok else "wrong-key"
+    config.write_text(text)
+    key = "wrong-key" if case == "bad key" else fake_chat_api.api_key
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         env={"KEY": key, "PATH": "/usr/bin:/bin"},
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    if probe_ok:
-        assert proc.returncode == 0
-        assert "backend docs: ok" in out.decode()
-    else:
-        assert proc.returncode == 1
-        assert "backend docs: auth failed" in out.decode()
-
+    assert proc.returncode == code
+    assert f"backend docs: {verdict}" in out.decode()
 
 
 async def test_full_queue_answers_busy_never_silence(
