@@ -8,7 +8,10 @@ migration: add a new one with the next number.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+
+from bridge.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +144,16 @@ def check_migrations(migrations: tuple[Migration, ...] | list[Migration]) -> Non
 
 
 check_migrations(MIGRATIONS)
+
+
+def pending(
+    migrations: tuple[Migration, ...] | list[Migration], applied: Collection[int], where: str
+) -> list[Migration]:
+    """The migrations a database still needs; refuses a database newer than this build."""
+    newest = len(migrations)
+    if applied and max(applied) > newest:
+        raise StoreError(
+            f"{where} has schema version {max(applied)}, newer than this chat-bridge "
+            f"understands ({newest}); upgrade chat-bridge"
+        )
+    return [m for m in migrations if m.version not in applied]

@@ -36,6 +36,7 @@ from bridge.store.migrations import (
     SCHEMA_VERSION_POSTGRES,
     Migration,
     check_migrations,
+    pending,
 )
 
 # Any fixed number will do; every chat-bridge process takes the same lock
@@ -138,15 +139,8 @@ class PostgresStore(Store):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute(SCHEMA_VERSION_POSTGRES)
             applied = await _versions(conn)
-        newest = len(self._migrations)
-        if applied and max(applied) > newest:
-            raise StoreError(
-                f"the PostgreSQL database {self.where} has schema version {max(applied)}, "
-                f"newer than this chat-bridge understands ({newest}); upgrade chat-bridge"
-            )
-        for migration in self._migrations:
-            if migration.version in applied:
-                continue
+        where = f"the PostgreSQL database {self.where}"
+        for migration in pending(self._migrations, applied, where):
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
                 # Another process may have applied it while we waited for the lock.

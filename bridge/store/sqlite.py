@@ -31,7 +31,13 @@ from bridge.store.base import (
     address_from_json,
     address_to_json,
 )
-from bridge.store.migrations import MIGRATIONS, SCHEMA_VERSION_SQLITE, Migration, check_migrations
+from bridge.store.migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION_SQLITE,
+    Migration,
+    check_migrations,
+    pending,
+)
 
 _MEMORY = ("", ":memory:")
 
@@ -115,15 +121,7 @@ class SQLiteStore(Store):
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         await db.execute(SCHEMA_VERSION_SQLITE)
         applied = await _versions(db)
-        newest = len(self._migrations)
-        if applied and max(applied) > newest:
-            raise StoreError(
-                f"the SQLite database {self.path} has schema version {max(applied)}, newer "
-                f"than this chat-bridge understands ({newest}); upgrade chat-bridge"
-            )
-        for migration in self._migrations:
-            if migration.version in applied:
-                continue
+        for migration in pending(self._migrations, applied, f"the SQLite database {self.path}"):
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 # Another process may have applied it while we waited for the lock.
