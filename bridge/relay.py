@@ -398,6 +398,9 @@ class Relay:
                             time.monotonic() - started
                         )
                     reply.feed(event.text)
+                    # Let the stream's next tokens gather while the reply could
+                    # not show them anyway.
+                    await reply.pace()
                 elif isinstance(event, Sources):
                     sources.extend(event.items)
                 elif isinstance(event, Status):

@@ -11,6 +11,7 @@ never edited again until the final pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,8 @@ from bridge.split import split_pieces
 log = logging.getLogger("chat_bridge.render")
 
 FINAL_RETRIES = 5
+# How long before its next edit a reply wants the text that arrived meanwhile.
+READ_AHEAD = 0.05
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
 
@@ -82,6 +85,8 @@ class LiveReply:
         self._final_pieces: list[str] = []
         self._dirty = asyncio.Event()
         self._closed = asyncio.Event()
+        self._first_shown = asyncio.Event()
+        self._awaited_first = False
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
 
@@ -131,6 +136,28 @@ class LiveReply:
         if self._track:
             self.stats.visible_marks.append((len(self.text), time.monotonic()))
         self._dirty.set()
+
+    async def pace(self) -> None:
+        """Pause the reader while newer text could not be shown anyway.
+
+        Text arriving before the next edit waits for it, so the reader may as
+        well take it all at once: one network read per edit instead of one per
+        token. Before the first text is shown, the reader waits for that edit
+        (at most one interval), so a busy process shows answers before it reads
+        further into them.
+        """
+        if self._closing:
+            return
+        if self.stats.first_visible_at is None:
+            if self.text and not self._awaited_first:
+                self._awaited_first = True  # once: a failing platform must not slow reading
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.edit_interval):
+                        await self._first_shown.wait()
+            return
+        pause = self._last_edit + self.edit_interval - READ_AHEAD - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
 
     async def finish(
         self, final_text: str | None, sources: Sequence[Source] = (), show_sources: bool = True
@@ -247,6 +274,7 @@ class LiveReply:
             self._last_edit = now
             if self.stats.first_visible_at is None and self.text:
                 self.stats.first_visible_at = now
+                self._first_shown.set()
             if self._track:
                 self.stats.visible_marks.append((-len(self.text), now))
         if len(self.text) == snapshot:

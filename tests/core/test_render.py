@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from bridge.budget import Budgets
+from bridge.errors import PlatformError
 from bridge.interfaces import Rate, Source
 from bridge.render import LiveReply, dedupe_sources
 from tests.core.recording import RecordingTarget, max_in_window
@@ -106,3 +108,38 @@ async def test_status_shows_until_text_arrives() -> None:
     reply.feed("Done thinking.")
     await reply.finish(None)
     assert target.visible() == ["Done thinking."]
+
+
+async def test_reader_is_paced_to_the_edits() -> None:
+    from bridge.render import READ_AHEAD
+
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.3)
+    await reply.start()
+    reply.feed("first")
+    await reply.pace()  # waits until the first text is on screen
+    assert target.visible() == ["first"]
+    shown_at = target.ops[-1].at
+    reply.feed(" second")
+    await reply.pace()  # then until just before the next edit can happen
+    assert time.monotonic() >= shown_at + 0.3 - READ_AHEAD
+    await reply.finish(None)
+    assert target.visible() == ["first second"]
+
+
+async def test_pacing_never_stalls_on_a_failing_platform() -> None:
+    class Refusing(RecordingTarget):
+        async def post(self, text: str) -> str:
+            raise PlatformError("refused")
+
+    target = Refusing()
+    reply = LiveReply(target, Budgets(), edit_interval=0.2)
+    await reply.start()
+    reply.feed("a")
+    await reply.pace()  # waits once, at most one interval
+    started = time.monotonic()
+    for word in "b c d e".split():
+        reply.feed(word)
+        await reply.pace()
+    assert time.monotonic() - started < 0.2  # no further waits: reading goes on
+    await reply.aclose()

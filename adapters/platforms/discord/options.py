@@ -48,7 +48,7 @@ class DiscordOptions(BaseModel):
     post_rate: RateOption = RateOption(count=5, per=5.0)
     # Discord allows a bot 50 requests per second in all; replies keep under it,
     # leaving room for typing, threads and commands.
-    global_rate: RateOption = RateOption(count=45, per=1.0)
+    global_rate: RateOption = RateOption(count=40, per=1.0)
     shard_count: int | Literal["auto"] | None = None
     shard_ids: list[int] | None = None
     message_content: bool = True

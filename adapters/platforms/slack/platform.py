@@ -132,7 +132,12 @@ class SlackPlatform(Platform):
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            # No cap on connections: aiohttp's default (100) would queue every live
+            # reply's edits behind each other, first ones included.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=30),
+                connector=aiohttp.TCPConnector(limit=0),
+            )
             self.client.session = self._session
             self.decor.session = self._session
         return self._session
