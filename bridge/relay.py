@@ -107,7 +107,6 @@ class Relay:
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
         self._queued = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._live: dict[str, LiveReply] = {}
         self._users = UserRateLimiter()
         self._jobs: set[_Job] = set()
         self.heartbeat_interval = config.limits.heartbeat_interval
@@ -261,15 +260,17 @@ class Relay:
             job.interrupted = True
             raise
         finally:
-            self._jobs.discard(job)
             if not job.mine.done():
                 job.mine.set_result(None)
             if self._chains.get(job.key) is job.mine:
                 del self._chains[job.key]
-            if not job.interrupted:
-                # Shielded: a stop arriving now must not leave a finished reply
-                # looking interrupted to the next process.
-                await asyncio.shield(self.store.inflight_end(job.record.id))
+            try:
+                if not job.interrupted:
+                    # Shielded: a stop arriving now must not leave a finished reply
+                    # looking interrupted to the next process.
+                    await asyncio.shield(self.store.inflight_end(job.record.id))
+            finally:
+                self._jobs.discard(job)
 
     async def _wait_turn(self, job: _Job) -> None:
         """Wait while another process answers an earlier message of this conversation."""
@@ -327,7 +328,6 @@ class Relay:
             thinking_text=self.config.reply.thinking_text,
             on_progress=progress,
         )
-        self._live[record.id] = reply
         job.reply = reply
         log.info("answering", extra={"conversation": key, "backend": route.backend})
         self.metrics.live_streams.inc()
@@ -365,7 +365,6 @@ class Relay:
                 gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
                          else self.metrics.backend_credits)
                 gauge.labels(route.backend).set(value)
-            self._live.pop(record.id, None)
             self.metrics.live_streams.dec()
             self.metrics.edits.labels(msg.platform).inc(reply.stats.edits)
             self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
@@ -429,7 +428,8 @@ class Relay:
 
     @property
     def live(self) -> int:
-        return len(self._live)
+        """Replies started and not yet finished with (their store record included)."""
+        return sum(1 for job in self._jobs if job.reply is not None)
 
     async def drain(self, grace: float) -> int:
         """Stop taking messages; let live replies finish for `grace` seconds.
