@@ -72,6 +72,12 @@ class _Screen:
             self.out.flush()
         self._lines = 0
 
+    def prompt(self, text: str) -> None:
+        """Ask for the next question on a terminal; the person types after it."""
+        self.out.write(text)
+        self.out.flush()
+        self._lines = 0
+
     def line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
@@ -170,19 +176,26 @@ class ConsolePlatform(Platform):
 
     async def _read(self) -> None:
         for question in self.options.questions:
-            await self._ask(question)
+            await self._ask(question, echo=True)
         if self.options.read_stdin:
-            async for line in _lines(self._stdin):
+            typed = self._stdin.isatty()  # the terminal shows what was typed already
+            lines = _lines(self._stdin)
+            while True:
+                if typed:
+                    self.screen.prompt(f"{self.options.user} › ")
+                line = await anext(lines, None)
+                if line is None:
+                    break
                 if line.strip():
-                    await self._ask(line.strip())
+                    await self._ask(line.strip(), echo=not typed)
         self._input_done = True
         self._check_finished()
 
-    async def _ask(self, text: str) -> None:
+    async def _ask(self, text: str, *, echo: bool) -> None:
         assert self._handler is not None
         self._count += 1
         self._outstanding += 1
-        if not self.screen.tty or self.options.questions:
+        if echo:
             self.screen.line(f"{self.options.user} › {text}")
         msg = Inbound(
             platform="console",
