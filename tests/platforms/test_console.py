@@ -1,0 +1,49 @@
+"""The terminal platform (what `chat-bridge demo` uses), through the real bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+from adapters.registry import REGISTRY
+from bridge.app import Bridge
+from bridge.config import parse_config
+from tests.fakes.chatapi import FakeChatAPI
+
+
+async def test_questions_and_answers_in_order_with_sources(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["One ", "answer."], sources=[("https://a.example/", "A")])
+    fake_chat_api.enqueue(tokens=["Another."])
+    config = parse_config(
+        f"""
+store: sqlite://{tmp_path / "b.db"}
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: "{fake_chat_api.endpoint("chatmount")}", api_key: "${{KEY}}"}}
+console: {{questions: ["first?"], user: ana}}
+routes: [{{platform: console, backend: docs, session: user}}]
+reply: {{edit_interval: 0.05}}
+""",
+        env={"KEY": fake_chat_api.api_key},
+        registry=REGISTRY,
+    )
+    out = io.StringIO()
+    extra = {"console": {"stdin": io.StringIO("second?\n\nreset\n"), "stdout": out}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    assert out.getvalue().splitlines() == [
+        "ana › first?",
+        "bot › One answer.",
+        "",
+        "Sources:",
+        "  1. A — https://a.example/",
+        "ana › second?",
+        "bot › Another.",
+        "ana › reset",
+        "bot › Started a new conversation.",
+    ]
+    first, second = fake_chat_api.requests
+    assert first.json["session_id"] == second.json["session_id"]
