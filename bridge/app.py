@@ -193,9 +193,7 @@ class Bridge:
     async def drain(self) -> None:
         """Graceful stop: finish live replies for the grace period, mark the rest."""
         for platform in self.platforms.values():
-            platform_stop = getattr(platform, "stop_receiving", None)
-            if platform_stop is not None:
-                await platform_stop()
+            await platform.stop_receiving()
         cancelled = await self.relay.drain(self.config.limits.shutdown_grace)
         if cancelled:
             log.info("%d replies did not finish in time; marking them interrupted", cancelled)

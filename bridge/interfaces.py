@@ -303,6 +303,9 @@ class Platform(ABC):
     async def start(self, handler: Handler) -> None:
         """Connect and begin delivering messages. Returns once connected."""
 
+    async def stop_receiving(self) -> None:  # noqa: B027 - optional hook
+        """Stop taking new messages (a graceful stop); replies can still be sent."""
+
     @abstractmethod
     async def aclose(self) -> None:
         """Stop delivering and disconnect."""

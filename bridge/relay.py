@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from bridge.budget import Budgets
@@ -216,8 +216,7 @@ class Relay:
             )
             return None
         rate = route.rate_limit or self.config.limits.rate_limit
-        user = f"{msg.platform}:{msg.workspace}:{msg.user}"
-        wait = self._users.check(user, rate.messages, rate.per, time.monotonic())
+        wait = self._users.check(_user_key(msg), rate.messages, rate.per, time.monotonic())
         if wait is not None:
             await target.notice(
                 "You are sending messages faster than I can answer; "
@@ -313,13 +312,13 @@ class Relay:
             message=msg.text.strip(),
             session=conv.session,
             history=history,
-            user_id=f"{msg.platform}:{msg.workspace}:{msg.user}",
+            user_id=_user_key(msg),
         )
 
         record = job.record
 
-        async def progress(ids: object, text: str) -> None:
-            await self.store.inflight_update(record.id, list(ids), text, time.time())  # type: ignore[call-overload]
+        async def progress(ids: Sequence[str], text: str) -> None:
+            await self.store.inflight_update(record.id, ids, text, time.time())
 
         reply = LiveReply(
             job.target,
@@ -446,6 +445,11 @@ class Relay:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return len(pending)
+
+
+def _user_key(msg: Inbound) -> str:
+    """The asker, unique across platforms and workspaces."""
+    return f"{msg.platform}:{msg.workspace}:{msg.user}"
 
 
 def _unavailable(circuit: Circuit) -> str:

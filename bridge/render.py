@@ -95,7 +95,6 @@ class LiveReply:
         self._frozen: list[str] = []  # complete messages (all but the live last one)
         self._frozen_end = 0  # source offset just past the frozen messages
         self._reopen = ""  # fence to reopen at the start of the next message
-        self._placeholder = False  # message 0 is a placeholder, not content
         self._last_edit = float("-inf")
         self._pending_since: float | None = None
         self.stats = RenderStats()
@@ -113,7 +112,6 @@ class LiveReply:
         if placeholder is not None:
             self.message_ids.append(placeholder)
             self._shown.append(self.thinking_text)
-            self._placeholder = True
             self.stats.posts += 1
         self._flusher = asyncio.create_task(self._run(), name="live-reply")
 
@@ -165,9 +163,8 @@ class LiveReply:
         """The answer is complete: show the authoritative text and the sources."""
         text = final_text if final_text is not None and final_text.strip() else self.text
         self.text = text
-        body = self.target.format_markdown(text) if text else ""
         block = self.target.format_sources(sources) if (sources and show_sources) else ""
-        await self._close(text or "", block, empty_note="_(no answer)_" if not body else "")
+        await self._close(text, block, empty_note="" if text else "_(no answer)_")
 
     async def fail(self, notice: str) -> None:
         """Keep what was shown and add a short notice of what happened."""
@@ -223,10 +220,9 @@ class LiveReply:
     def _progress_pieces(self) -> list[str]:
         """Messages for the text so far: frozen ones as shown, then the live tail."""
         if not self.text:
-            status = self._status or None
-            if status is None:
+            if not self._status:
                 return list(self._shown)
-            return [self._fmt(f"_{status}_")]
+            return [self._fmt(f"_{self._status}_")]
         pieces = split_pieces(
             self.text, self.limits.max_chars, self._fmt, start=self._frozen_end, prefix=self._reopen
         )
@@ -244,24 +240,20 @@ class LiveReply:
             if index < len(self._shown) and self._shown[index] == text:
                 continue
             priority = (0 if self.stats.first_visible_at is None else 1, self._pending_since or 0.0)
+            editing = index < len(self.message_ids)
             try:
-                if index < len(self.message_ids):
-                    await self._edit_budget.acquire(priority)
-                    if self._global_budget is not None:
-                        await self._global_budget.acquire(priority)
+                await (self._edit_budget if editing else self._post_budget).acquire(priority)
+                if self._global_budget is not None:
+                    await self._global_budget.acquire(priority)
+                if editing:
                     await self.target.edit(self.message_ids[index], text)
                     self.stats.edits += 1
                     self._shown[index] = text
-                    await self._progress()
                 else:
-                    await self._post_budget.acquire(priority)
-                    if self._global_budget is not None:
-                        await self._global_budget.acquire(priority)
-                    message_id = await self.target.post(text)
+                    self.message_ids.append(await self.target.post(text))
                     self.stats.posts += 1
-                    self.message_ids.append(message_id)
                     self._shown.append(text)
-                    await self._progress()
+                await self._progress()
             except BridgeError as exc:
                 log.warning("reply update failed: %s", exc)
                 if final and self._retries < FINAL_RETRIES:
