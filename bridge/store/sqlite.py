@@ -96,7 +96,7 @@ class SQLiteStore(Store):
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if not memory:
-                await db.execute("PRAGMA journal_mode = WAL")
+                await self._enter_wal(db)
                 await db.execute("PRAGMA synchronous = NORMAL")
             await self._migrate(db)
         except BaseException as exc:
@@ -105,6 +105,22 @@ class SQLiteStore(Store):
                 raise self._error(exc, "preparing the database") from exc
             raise
         self._db = db
+
+    async def _enter_wal(self, db: aiosqlite.Connection) -> None:
+        """Switch the file to WAL mode; waits out other openers doing the same.
+
+        The switch needs the file to itself, and SQLite may report it busy at
+        once instead of waiting for the busy timeout, so wait here.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                await db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.05)
 
     async def aclose(self) -> None:
         db, self._db = self._db, None
