@@ -19,6 +19,7 @@ from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
 from bridge.relay import Relay
 from bridge.store import InFlight, Store, open_store
+from bridge.transport import http_client
 
 log = logging.getLogger("chat_bridge.app")
 
@@ -34,15 +35,6 @@ def build_backends(
         cls = registry.dialects[options.kind]()
         backends[name] = cls(name, options, http)
     return backends
-
-
-def http_client() -> httpx.AsyncClient:
-    """The shared outbound client; dialects set per-request timeouts."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(30.0, connect=5.0),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        follow_redirects=False,
-    )
 
 
 class Bridge:

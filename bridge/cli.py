@@ -10,12 +10,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.app import Bridge, build_backends, http_client
+from bridge.app import Bridge, build_backends
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError, Forbidden, TimedOut, Unauthorized, Unavailable
 from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
 from bridge.render import dedupe_sources
+from bridge.transport import http_client
 
 log = logging.getLogger("chat_bridge.cli")
 

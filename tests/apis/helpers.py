@@ -13,6 +13,7 @@ import pytest_asyncio
 from adapters.registry import REGISTRY
 from bridge.errors import ChatAPIError
 from bridge.interfaces import ChatAPI, ChatEvent, ChatRequest, Done, Token
+from bridge.transport import http_client
 from tests.fakes.chatapi import FakeChatAPI
 
 FAST_RETRIES = {"attempts": 3, "backoff": 0.01, "max_backoff": 0.02}
@@ -53,7 +54,7 @@ def ask(api: ChatAPI, message: str = "What are your hours?", **kw: Any) -> ChatR
 @pytest_asyncio.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     """The shared HTTP client a dialect is built with."""
-    async with httpx.AsyncClient() as client:
+    async with http_client() as client:
         yield client
 
 

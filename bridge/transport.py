@@ -1,0 +1,160 @@
+"""The chat APIs' HTTP transport: httpx's interface over aiohttp's connections.
+
+Dialects speak httpx (`httpx.AsyncClient`, its requests, responses and
+errors). Underneath, this transport sends the requests with aiohttp, for two
+reasons that matter when hundreds of answers stream at once:
+
+- aiohttp decodes chunked bodies in C and hands over everything that has
+  arrived in one read, where httpx's own stack turns every HTTP chunk (one
+  token, for most chat APIs) into a separate event through several layers;
+- a body is read only while its reader asks for more: between reads the
+  socket is paused, so tokens that arrive while a reply waits for its next
+  edit (see `bridge.interfaces.READ_GATE`) gather in the kernel and cost one
+  read, not one each.
+
+aiohttp's errors become the httpx errors they correspond to, so a dialect's
+error handling is the same whichever transport it runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import httpx
+
+# aiohttp's errors and what they mean to an httpx caller; the first match wins.
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.TimeoutException),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.InvalidUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.ClientError, httpx.TransportError),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except aiohttp.ClientError as exc:
+        for theirs, ours in _ERRORS:
+            if isinstance(exc, theirs):
+                # The message names the error type only: aiohttp's text may
+                # quote the URL, which can carry a key in its query.
+                raise ours(type(exc).__name__, request=request) from exc
+        raise
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body, read only while its consumer asks for more."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    def _socket(self) -> asyncio.Transport | None:
+        connection = self._response.connection  # None once the body is complete
+        transport = connection.transport if connection is not None else None
+        return transport if isinstance(transport, asyncio.Transport) else None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        while True:
+            socket = self._socket()
+            if socket is not None:
+                socket.resume_reading()
+            with _as_httpx(self._request):
+                chunk = await content.readany()
+            if not chunk:
+                return
+            socket = self._socket()
+            if socket is not None and not content.is_eof():
+                # Leave what arrives next in the kernel until it is asked for.
+                socket.pause_reading()
+            yield chunk
+
+    async def aclose(self) -> None:
+        response = self._response
+        if response.content.is_eof():
+            response.release()  # the connection goes back to the pool
+        else:
+            response.close()  # a body left unread: drop its connection
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport sending requests with one aiohttp session."""
+
+    def __init__(self, *, max_connections: int = 1000, keepalive: float = 30.0) -> None:
+        self._max_connections = max_connections
+        self._keepalive = keepalive
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made on first use, inside the running loop
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, keepalive_timeout=self._keepalive
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # httpx decodes, as it would on its own transport
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {})
+        body = await request.aread()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
+        with _as_httpx(request):
+            response = await self._get_session().request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=_sum(timeout.get("pool"), timeout.get("connect")),
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
+            )
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response, request),
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _sum(*parts: float | None) -> float | None:
+    known = [p for p in parts if p is not None]
+    return sum(known) if known else None
+
+
+def http_client(max_connections: int = 1000) -> httpx.AsyncClient:
+    """The shared outbound client of the chat APIs; dialects set per-request timeouts."""
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=max_connections),
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        follow_redirects=False,
+    )

@@ -1,0 +1,167 @@
+"""The chat APIs' transport: httpx requests sent over aiohttp, bodies read on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from bridge.transport import http_client
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    """A raw HTTP/1.1 server on loopback; yields its base URL."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return await reader.readexactly(length) if length else b""
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+async def test_what_arrives_between_reads_comes_in_one_read() -> None:
+    written = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(STREAM_HEAD + chunk(b"first\n"))
+        await writer.drain()
+        await go_on.wait()
+        for i in range(20):  # one network write per token, as chat APIs send them
+            writer.write(chunk(b"token %d\n" % i))
+            await writer.drain()
+        written.set()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url, http_client() as client:
+        async with client.stream("POST", url, json={"q": 1}) as response:
+            chunks = aiter(response.aiter_bytes())
+            assert await anext(chunks) == b"first\n"
+            go_on.set()
+            await written.wait()  # all 20 tokens were sent while nobody read
+            rest = await anext(chunks)
+            assert rest.count(b"token") == 20
+            assert [c async for c in chunks] == []
+
+
+async def test_a_connection_is_reused_after_a_complete_body() -> None:
+    peers: list[object] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peername"))
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(STREAM_HEAD + chunk(b"a\n") + chunk(b"b\n") + b"0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url, http_client() as client:
+        for _ in range(2):
+            async with client.stream("GET", url) as response:
+                assert b"".join([c async for c in response.aiter_bytes()]) == b"a\nb\n"
+    assert len(peers) == 1  # the second request went over the same connection
+
+
+async def test_a_stream_closed_halfway_closes_its_connection() -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(STREAM_HEAD + chunk(b"partial\n"))
+        await writer.drain()
+        await reader.read()  # until the client goes away
+        closed.set()
+        writer.close()
+
+    async with serve(handler) as url, http_client() as client:
+        async with client.stream("GET", url) as response:
+            async for _ in response.aiter_bytes():
+                break
+        await asyncio.wait_for(closed.wait(), 5)
+
+
+async def test_a_refused_connection_is_an_httpx_connect_error() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with http_client() as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.get(f"http://127.0.0.1:{port}/v1/chat?key=sk-secret-1")
+    assert "sk-secret-1" not in str(caught.value)
+
+
+async def test_a_body_cut_off_is_an_httpx_transport_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(STREAM_HEAD + chunk(b"half of it\n"))
+        await writer.drain()
+        writer.close()  # no final chunk
+
+    async with serve(handler) as url, http_client() as client:
+        async with client.stream("GET", url) as response:
+            chunks = aiter(response.aiter_bytes())
+            assert await anext(chunks) == b"half of it\n"
+            with pytest.raises(httpx.TransportError):
+                await anext(chunks)
+
+
+async def test_requests_and_responses_keep_their_headers_and_bodies() -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head)
+        length = int(next(
+            line.split(b":")[1] for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ))
+        seen.append(await reader.readexactly(length))
+        body = b'{"error": "nope"}'
+        writer.write(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url, http_client() as client:
+        response = await client.post(
+            url + "/v1/chat", json={"message": "hi"}, headers={"Authorization": "Bearer k"}
+        )
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.json() == {"error": "nope"}
+    head = seen[0].lower()
+    assert head.startswith(b"post /v1/chat http/1.1")
+    assert b"authorization: bearer k" in head
+    assert b"content-type: application/json" in head
+    assert seen[1] == b'{"message":"hi"}'
