@@ -10,6 +10,7 @@ text has waited longest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -38,7 +39,7 @@ class Budget:
         self.window = rate.per + margin
         self._clock = clock
         self._stamps: deque[float] = deque()
-        self._waiters: list[tuple[Priority, int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[Priority, int, asyncio.Future[float]]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
@@ -49,14 +50,30 @@ class Budget:
         while stamps and now - stamps[0] >= self.window:
             stamps.popleft()
 
-    def try_acquire(self) -> bool:
-        """Take a slot now if one is free and nobody is waiting."""
+    def try_acquire(self) -> float | None:
+        """Take a slot now if one is free and nobody is waiting; its stamp, or None."""
         now = self._clock()
         self._expire(now)
         if not self._waiters and len(self._stamps) < self.rate.count:
             self._take(now)
-            return True
-        return False
+            return now
+        return None
+
+    def restamp(self, stamp: float) -> None:
+        """Count a slot granted at `stamp` as used now (the request went out later)."""
+        now = self._clock()
+        with contextlib.suppress(ValueError):
+            self._stamps.remove(stamp)  # gone if it already left the window
+        self._stamps.append(now)
+
+    def release(self, stamp: float) -> None:
+        """Give back a slot granted at `stamp` that was not used."""
+        try:
+            self._stamps.remove(stamp)
+        except ValueError:
+            return
+        self.granted -= 1
+        self._grant()
 
     def _take(self, now: float) -> None:
         self._stamps.append(now)
@@ -64,15 +81,16 @@ class Budget:
         if self._on_grant is not None:
             self._on_grant(now)
 
-    async def acquire(self, priority: Priority = (0, 0.0)) -> None:
-        """Wait for a slot; lower `priority` tuples are served first."""
-        if self.try_acquire():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def acquire(self, priority: Priority = (0, 0.0)) -> float:
+        """Wait for a slot; lower `priority` tuples are served first. Returns its stamp."""
+        stamp = self.try_acquire()
+        if stamp is not None:
+            return stamp
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._seq), future))
         self._schedule()
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 # Granted just as we were cancelled: give the slot back.
@@ -104,7 +122,7 @@ class Budget:
             if future.done():
                 continue
             self._take(now)
-            future.set_result(None)
+            future.set_result(now)
         # Drop cancelled waiters at the head so they do not hold the timer.
         while self._waiters and self._waiters[0][2].done():
             heapq.heappop(self._waiters)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -98,6 +99,15 @@ class DialectOptions(BaseModel):
 
     kind: str
     url: str
+
+
+#: Set by the relay while it consumes an answer: a streaming dialect awaits it
+#: before each network read after the first (and outside its own read
+#: deadlines), so the reads keep time with the reply's edits and the tokens
+#: that arrive meanwhile are taken in one read.
+READ_GATE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
+    "chat_bridge_read_gate", default=None
+)
 
 
 class ChatAPI(ABC):

@@ -22,6 +22,7 @@ from bridge.circuit import Circuit
 from bridge.config import Config, RouteConfig
 from bridge.errors import BridgeError, ChatAPIError, RateLimited, Unavailable
 from bridge.interfaces import (
+    READ_GATE,
     ChatAPI,
     ChatEvent,
     ChatRequest,
@@ -387,24 +388,27 @@ class Relay:
         sources: list[Source] = []
         done: Done | None = None
         first_token = True
-        async with contextlib.aclosing(stream) as events:
-            async for event in events:
-                if isinstance(event, Token):
-                    if first_token:
-                        first_token = False
-                        self.metrics.first_token.labels(backend).observe(
-                            time.monotonic() - started
-                        )
-                    reply.feed(event.text)
-                    # Let the stream's next tokens gather while the reply could
-                    # not show them anyway.
-                    await reply.pace()
-                elif isinstance(event, Sources):
-                    sources.extend(event.items)
-                elif isinstance(event, Status):
-                    reply.set_status(event.text)
-                elif isinstance(event, Done):
-                    done = event
+        # The stream's next tokens gather in the network while the reply could
+        # not show them anyway: its reads wait for the reply's edits.
+        gate = READ_GATE.set(reply.pace)
+        try:
+            async with contextlib.aclosing(stream) as events:
+                async for event in events:
+                    if isinstance(event, Token):
+                        if first_token:
+                            first_token = False
+                            self.metrics.first_token.labels(backend).observe(
+                                time.monotonic() - started
+                            )
+                        reply.feed(event.text)
+                    elif isinstance(event, Sources):
+                        sources.extend(event.items)
+                    elif isinstance(event, Status):
+                        reply.set_status(event.text)
+                    elif isinstance(event, Done):
+                        done = event
+        finally:
+            READ_GATE.reset(gate)
         return done, sources
 
     async def _remember(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from bridge.budget import Budgets
+from bridge.budget import Budget, Budgets
 from bridge.errors import BridgeError
 from bridge.interfaces import ReplyTarget, Source
 from bridge.split import split_pieces
@@ -25,10 +25,14 @@ from bridge.split import split_pieces
 log = logging.getLogger("chat_bridge.render")
 
 FINAL_RETRIES = 5
-# How long before its next edit a reply wants the text that arrived meanwhile.
+# How long an edit waits for a held reader to bring the text that arrived meanwhile.
 READ_AHEAD = 0.05
+# A held reader reads again after this many edit intervals even with no edit made.
+HOLD_AT_MOST = 4
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
+# Budget slots taken for one operation: (is an edit, [(budget, stamp), ...]).
+_Held = tuple[bool, list[tuple[Budget, float]]]
 
 
 @dataclass
@@ -85,8 +89,12 @@ class LiveReply:
         self._final_pieces: list[str] = []
         self._dirty = asyncio.Event()
         self._closed = asyncio.Event()
-        self._first_shown = asyncio.Event()
-        self._awaited_first = False
+        # The reader of the answer's stream runs while this is set; it is held
+        # while the next edit waits (for its interval or its budget).
+        self._may_read = asyncio.Event()
+        self._may_read.set()
+        self._parked = False  # the reader waits in pace()
+        self._caught_up = asyncio.Event()  # the reader fed what it read after being let go
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
 
@@ -103,17 +111,28 @@ class LiveReply:
     # ------------------------------------------------------------------ feeding
 
     async def start(self) -> None:
-        """Show activity at once, and start the flusher."""
+        """Start the flusher; it shows activity first (a placeholder, typing).
+
+        Returns at once: the question goes to the chat API while the
+        platform's first request waits for its budget.
+        """
+        self._flusher = asyncio.create_task(self._run(), name="live-reply")
+
+    async def _begin(self) -> None:
+        priority = (0, time.monotonic())
         if self.limits.begin_posts:
-            await self._post_budget.acquire((0, time.monotonic()))
+            await self._post_budget.acquire(priority)
         if self._global_budget is not None:  # begin() makes a request either way
-            await self._global_budget.acquire((0, time.monotonic()))
-        placeholder = await self.target.begin()
+            await self._global_budget.acquire(priority)
+        try:
+            placeholder = await self.target.begin()
+        except BridgeError as exc:
+            log.warning("could not show that an answer is coming: %s", exc)
+            return
         if placeholder is not None:
             self.message_ids.append(placeholder)
             self._shown.append(self.thinking_text)
             self.stats.posts += 1
-        self._flusher = asyncio.create_task(self._run(), name="live-reply")
 
     def feed(self, text: str) -> None:
         """Append answer text."""
@@ -136,26 +155,41 @@ class LiveReply:
         self._dirty.set()
 
     async def pace(self) -> None:
-        """Pause the reader while newer text could not be shown anyway.
+        """The answer's reader is about to read the network again: wait while that is early.
 
-        Text arriving before the next edit waits for it, so the reader may as
-        well take it all at once: one network read per edit instead of one per
-        token. Before the first text is shown, the reader waits for that edit
-        (at most one interval), so a busy process shows answers before it reads
-        further into them.
+        Called before each network read of the answer's stream after the
+        first (through `bridge.interfaces.READ_GATE`). Text arriving while the
+        next edit waits for its interval or its budget would wait with it, so
+        the reader is held until that edit is about to be made, and then
+        takes everything that arrived at once: one network read per edit
+        instead of one per token. The first text waits for its edit too, so a
+        busy process shows answers before it reads further into them.
         """
         if self._closing:
             return
-        if self.stats.first_visible_at is None:
-            if self.text and not self._awaited_first:
-                self._awaited_first = True  # once: a failing platform must not slow reading
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.edit_interval):
-                        await self._first_shown.wait()
+        self._caught_up.set()
+        if self._may_read.is_set():
             return
-        pause = self._last_edit + self.edit_interval - READ_AHEAD - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
+        self._parked = True
+        try:
+            # Bounded, so a flusher that stopped cannot stop the reading.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HOLD_AT_MOST * self.edit_interval):
+                    await self._may_read.wait()
+        finally:
+            self._parked = False
+
+    async def _let_reader_catch_up(self) -> None:
+        """Before an edit: let a held reader take what arrived, briefly."""
+        if self._may_read.is_set():
+            return
+        parked = self._parked
+        self._caught_up.clear()
+        self._may_read.set()
+        if parked:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(READ_AHEAD):
+                    await self._caught_up.wait()
 
     async def finish(
         self, final_text: str | None, sources: Sequence[Source] = (), show_sources: bool = True
@@ -193,7 +227,7 @@ class LiveReply:
         if self._flusher is not None:
             await self._flusher
         else:
-            await self._sync(pieces)
+            await self._sync(lambda: pieces)
         await self.target.end()
 
     def _fmt(self, markdown: str) -> str:
@@ -202,20 +236,28 @@ class LiveReply:
     # ------------------------------------------------------------------ flushing
 
     async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            if not self._closing:
-                wait = self._last_edit + self.edit_interval - time.monotonic()
-                if wait > 0:
-                    try:
-                        await asyncio.wait_for(self._closed.wait(), wait)
-                    except TimeoutError:
-                        pass
-            if self._closing:
-                await self._sync(self._final_pieces, final=True)
-                return
-            await self._sync(self._progress_pieces())
+        try:
+            await self._begin()
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                if not self._closing:
+                    if self.text:
+                        self._may_read.clear()  # hold the reader until this edit
+                    wait = self._last_edit + self.edit_interval - time.monotonic()
+                    if wait > 0:
+                        try:
+                            await asyncio.wait_for(self._closed.wait(), wait)
+                        except TimeoutError:
+                            pass
+                if self._closing:
+                    self._may_read.set()
+                    await self._sync(lambda: self._final_pieces, final=True)
+                    return
+                await self._sync(self._progress_pieces)
+                self._may_read.set()
+        finally:
+            self._may_read.set()
 
     def _progress_pieces(self) -> list[str]:
         """Messages for the text so far: frozen ones as shown, then the live tail."""
@@ -233,18 +275,33 @@ class LiveReply:
             self._reopen = pieces[-2].reopen
         return [*self._frozen, pieces[-1].text]
 
-    async def _sync(self, pieces: list[str], final: bool = False) -> None:
-        """Make the messages show `pieces`, spending budget per operation."""
+    async def _sync(self, make: Callable[[], list[str]], final: bool = False) -> None:
+        """Make the messages show the pieces `make()` returns, spending budget per operation.
+
+        Progress updates draw on the budget first and take the text after, so
+        an edit that waited for its turn shows what arrived while it waited.
+        """
+        pieces = make()
+        start = self._first_change(pieces, 0)
+        if start is None:
+            self._pending_since = None
+            return
+        held: _Held | None = await self._acquire(start < len(self.message_ids))
+        if not final:
+            await self._let_reader_catch_up()
+            pieces = make()
+            # Text read while this edit is on its way waits for the next one.
+            self._may_read.clear()
         snapshot = len(self.text)
-        for index, text in enumerate(pieces):
-            if index < len(self._shown) and self._shown[index] == text:
-                continue
-            priority = (0 if self.stats.first_visible_at is None else 1, self._pending_since or 0.0)
+        index = self._first_change(pieces, start)
+        while index is not None:
+            text = pieces[index]
             editing = index < len(self.message_ids)
             try:
-                await (self._edit_budget if editing else self._post_budget).acquire(priority)
-                if self._global_budget is not None:
-                    await self._global_budget.acquire(priority)
+                if held is None or held[0] != editing:
+                    self._release(held)
+                    held = await self._acquire(editing)
+                stamps, held = held, None
                 if editing:
                     await self.target.edit(self.message_ids[index], text)
                     self.stats.edits += 1
@@ -253,6 +310,7 @@ class LiveReply:
                     self.message_ids.append(await self.target.post(text))
                     self.stats.posts += 1
                     self._shown.append(text)
+                self._restamp(stamps)
                 await self._progress()
             except BridgeError as exc:
                 log.warning("reply update failed: %s", exc)
@@ -260,17 +318,55 @@ class LiveReply:
                     # The final text must land: try again after a pause.
                     await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
                     self._retries += 1
-                    await self._sync(pieces, final=True)
+                    await self._sync(make, final=True)
                 return
             now = time.monotonic()
             self._last_edit = now
             if self.stats.first_visible_at is None and self.text:
                 self.stats.first_visible_at = now
-                self._first_shown.set()
             if self._track:
-                self.stats.visible_marks.append((-len(self.text), now))
+                self.stats.visible_marks.append((-snapshot, now))
+            index = self._first_change(pieces, index + 1)
+        self._release(held)
         if len(self.text) == snapshot:
             self._pending_since = None
+
+    def _first_change(self, pieces: list[str], start: int) -> int | None:
+        """The first message from `start` on that does not show its piece yet."""
+        shown = self._shown
+        for index in range(start, len(pieces)):
+            if index >= len(shown) or shown[index] != pieces[index]:
+                return index
+        return None
+
+    async def _acquire(self, editing: bool) -> _Held:
+        """A slot of each budget an edit (or a new message) draws on, in order."""
+        priority = (0 if self.stats.first_visible_at is None else 1, self._pending_since or 0.0)
+        budgets = [self._edit_budget if editing else self._post_budget]
+        if self._global_budget is not None:
+            budgets.append(self._global_budget)
+        stamps: list[tuple[Budget, float]] = []
+        try:
+            for budget in budgets:
+                stamps.append((budget, await budget.acquire(priority)))
+        except BaseException:
+            self._release((editing, stamps))
+            raise
+        return editing, stamps
+
+    @staticmethod
+    def _restamp(held: _Held | None) -> None:
+        """Count the operation at the time it was sent, not when its slots were granted."""
+        if held is not None:
+            for budget, stamp in held[1]:
+                budget.restamp(stamp)
+
+    @staticmethod
+    def _release(held: _Held | None) -> None:
+        """Give back slots that were not used."""
+        if held is not None:
+            for budget, stamp in held[1]:
+                budget.release(stamp)
 
     async def _progress(self) -> None:
         if self._on_progress is not None:

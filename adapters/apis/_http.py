@@ -8,7 +8,8 @@ errors are retried with exponential backoff and full jitter, but only while no
 
 `_stream(parser, ...)` opens a streaming request and yields what the parser
 makes of the body, with three deadlines: connect, first event, and idle time
-between events (the consumer's own time between reads is not counted).
+between events (the consumer's own time between reads is not counted, nor
+the pauses `READ_GATE` asks for).
 `_request_json(...)` is the non-streaming twin. Both translate every httpx
 error and HTTP error status into the `bridge.errors` family, with the backend
 name and status set, and never put the API key in a message.
@@ -41,7 +42,7 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
-from bridge.interfaces import ChatAPI, ChatEvent, ChatRequest, DialectOptions, Token
+from bridge.interfaces import READ_GATE, ChatAPI, ChatEvent, ChatRequest, DialectOptions, Token
 
 log = logging.getLogger("adapters.apis")
 
@@ -215,7 +216,10 @@ class HTTPDialect(ChatAPI):
                 # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
                 body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
                 chunks = await stack.enter_async_context(aclosing(body))
+                gate = READ_GATE.get()
                 while True:
+                    if gate is not None and got_any:
+                        await gate()  # not counted against the deadlines
                     try:
                         async with asyncio.timeout_at(deadline):
                             chunk = await anext(chunks, None)

@@ -49,3 +49,26 @@ async def test_cancelled_waiter_does_not_hold_a_slot() -> None:
     await asyncio.gather(waiter, return_exceptions=True)
     await asyncio.wait_for(budget.acquire(), 1.0)
     assert budget.granted == 2
+
+
+async def test_a_slot_used_later_counts_from_when_it_was_used() -> None:
+    now = [100.0]
+    budget = Budget(Rate(2, 1.0), margin=0.0, clock=lambda: now[0])
+    first = await budget.acquire()
+    await budget.acquire()
+    now[0] = 100.8  # the first request went out only now
+    budget.restamp(first)
+    now[0] = 101.05  # one second after the second grant, not after the first use
+    assert budget.try_acquire() is not None
+    assert budget.try_acquire() is None  # the first use, at 100.8, is still in the window
+
+
+async def test_a_slot_given_back_is_granted_to_the_next_waiter() -> None:
+    budget = Budget(Rate(1, 60.0), margin=0.0)
+    stamp = await budget.acquire()
+    waiter = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    budget.release(stamp)  # not used after all
+    await asyncio.wait_for(waiter, 1.0)
+    assert budget.granted == 1

@@ -2,12 +2,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from bridge.budget import Budgets
 from bridge.errors import PlatformError
 from bridge.interfaces import Rate, Source
 from bridge.render import LiveReply, dedupe_sources
 from tests.core.recording import RecordingTarget, max_in_window
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def _settle() -> None:
+    """Let the reply's flusher task take its next step."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def _stream(reply: LiveReply, tokens: list[str], gap: float) -> None:
@@ -81,8 +95,8 @@ async def test_final_text_wins_and_sources_are_appended_once_in_order() -> None:
 async def test_placeholder_is_edited_into_the_answer() -> None:
     target = RecordingTarget(placeholder=True)
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
-    await reply.start()
-    assert target.visible() == ["…"]
+    await reply.start()  # the placeholder follows at once
+    await _until(lambda: target.visible() == ["…"])
     reply.feed("Answer")
     await reply.finish(None)
     assert target.visible() == ["Answer"]
@@ -110,21 +124,37 @@ async def test_status_shows_until_text_arrives() -> None:
     assert target.visible() == ["Done thinking."]
 
 
-async def test_reader_is_paced_to_the_edits() -> None:
-    from bridge.render import READ_AHEAD
-
+async def test_reader_is_held_until_the_next_edit_and_that_edit_takes_its_catch_up() -> None:
     target = RecordingTarget()
     reply = LiveReply(target, Budgets(), edit_interval=0.3)
     await reply.start()
     reply.feed("first")
-    await reply.pace()  # waits until the first text is on screen
-    assert target.visible() == ["first"]
+    await _until(lambda: target.visible() == ["first"])
     shown_at = target.ops[-1].at
     reply.feed(" second")
-    await reply.pace()  # then until just before the next edit can happen
-    assert time.monotonic() >= shown_at + 0.3 - READ_AHEAD
+    await _settle()
+    await reply.pace()  # the read after " second" waits for the next edit
+    assert time.monotonic() >= shown_at + 0.3
+    reply.feed(" third")  # what that read brought: everything that arrived meanwhile
+    await reply.pace()
+    await _until(lambda: len(target.times(("edit", "post"))) == 2)
+    assert target.visible() == ["first second third"]  # one edit showed both
     await reply.finish(None)
-    assert target.visible() == ["first second"]
+    assert target.visible() == ["first second third"]
+
+
+async def test_an_edit_that_waited_for_its_budget_shows_what_arrived_meanwhile() -> None:
+    target = RecordingTarget(edit_rate=Rate(1, 0.4), placeholder=True)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("one")
+    await _until(lambda: target.visible() == ["one"])  # an edit of the placeholder
+    reply.feed(" two")  # its edit waits for the budget (one edit per 0.4 s)...
+    await _until(lambda: reply._edit_budget.waiting == 1)
+    reply.feed(" three")  # ...while more text arrives
+    await _until(lambda: len(target.times(("edit",))) == 2)
+    assert target.visible() == ["one two three"]
+    await reply.finish(None)
 
 
 async def test_pacing_never_stalls_on_a_failing_platform() -> None:
@@ -135,11 +165,13 @@ async def test_pacing_never_stalls_on_a_failing_platform() -> None:
     target = Refusing()
     reply = LiveReply(target, Budgets(), edit_interval=0.2)
     await reply.start()
-    reply.feed("a")
-    await reply.pace()  # waits once, at most one interval
-    started = time.monotonic()
-    for word in "b c d e".split():
+    waits = []
+    for word in "a b c d e".split():
         reply.feed(word)
+        await _settle()
+        started = time.monotonic()
         await reply.pace()
-    assert time.monotonic() - started < 0.2  # no further waits: reading goes on
+        waits.append(time.monotonic() - started)
+    # Each read waits for the next attempt at most, never for a success.
+    assert max(waits) < 0.2 + 0.15
     await reply.aclose()
