@@ -9,7 +9,9 @@ errors are retried with exponential backoff and full jitter, but only while no
 `_stream(parser, ...)` opens a streaming request and yields what the parser
 makes of the body, with three deadlines: connect, first event, and idle time
 between events (the consumer's own time between reads is not counted, nor
-the pauses `READ_GATE` asks for).
+the pauses `READ_GATE` asks for). `_stream_batches` yields the same a list
+per network read, and `_events` turns those into chat events, joining each
+read's tokens into one.
 `_request_json(...)` is the non-streaming twin. Both translate every httpx
 error and HTTP error status into the `bridge.errors` family, with the backend
 name and status set, and never put the API key in a message.
@@ -24,7 +26,7 @@ import logging
 import random
 import time
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, aclosing
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
 
@@ -42,11 +44,21 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
-from bridge.interfaces import READ_GATE, ChatAPI, ChatEvent, ChatRequest, DialectOptions, Token
+from bridge.interfaces import (
+    READ_GATE,
+    ChatAPI,
+    ChatEvent,
+    ChatRequest,
+    DialectOptions,
+    Done,
+    Token,
+)
 
 log = logging.getLogger("adapters.apis")
 
 T = TypeVar("T")
+# What a dialect makes of one parsed item: a token's text, another event, or nothing.
+Event = str | ChatEvent | None
 
 
 class Timeouts(BaseModel):
@@ -189,6 +201,59 @@ class HTTPDialect(ChatAPI):
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[T]:
         """Send a request and yield the parsed items of its streamed body."""
+        batches = self._stream_batches(
+            parser, method, url, json=json, params=params, headers=headers
+        )
+        async with aclosing(batches):
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    async def _events(
+        self, batches: AsyncGenerator[list[T], None], convert: Callable[[T], Event]
+    ) -> AsyncIterator[ChatEvent]:
+        """The chat events of a stream's batches, each read's tokens joined into one Token.
+
+        `convert` makes one parsed item a token's text (str), an event, or
+        None (ignored); it may raise. Stops after a Done; a stream that ends
+        without one was cut off.
+        """
+        async with aclosing(batches):
+            async for batch in batches:
+                text: list[str] = []
+                for item in batch:
+                    try:
+                        event = convert(item)
+                    except ChatAPIError:
+                        if text:  # what came before the error is still shown
+                            yield Token("".join(text))
+                        raise
+                    if event is None:
+                        continue
+                    if isinstance(event, str):
+                        text.append(event)
+                        continue
+                    if text:
+                        yield Token("".join(text))
+                        text = []
+                    yield event
+                    if isinstance(event, Done):
+                        return
+                if text:
+                    yield Token("".join(text))
+        raise CutOff(backend=self.name)
+
+    async def _stream_batches(
+        self,
+        parser: _Parser[T],
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[list[T], None]:
+        """Send a request and yield what the parser makes of each read of its body."""
         loop = asyncio.get_running_loop()
         t = self.options.timeouts
         start = loop.time()
@@ -236,11 +301,11 @@ class HTTPDialect(ChatAPI):
                     items = parser.feed(chunk)
                     if items:
                         got_any = True
-                        for item in items:
-                            yield item
+                        yield items
                         deadline = _earliest(loop.time() + t.idle, end)
-                for item in parser.close():
-                    yield item
+                items = parser.close()
+                if items:
+                    yield items
         except TimeoutError as exc:
             over = end is not None and loop.time() >= end
             raise self._timed_out("total" if over else "idle" if got_any else "first") from exc

@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import SecretStr
 
-from adapters.apis._http import HTTPDialect, HTTPOptions
-from adapters.apis._wire import SSEParser, json_or_none
-from bridge.errors import APIReportedError, CutOff, ProtocolError
+from adapters.apis._http import Event, HTTPDialect, HTTPOptions
+from adapters.apis._wire import SSEEvent, SSEParser, json_or_none
+from bridge.errors import APIReportedError, ProtocolError
 from bridge.interfaces import (
     ChatEvent,
     ChatRequest,
@@ -83,32 +83,32 @@ class ChatMount(HTTPDialect):
                 yield event
             return
 
-        parser = SSEParser(backend=self.name)
-        async for sse in self._stream(parser, "POST", opts.url, json=body):
+        def convert(sse: SSEEvent) -> Event:
             data = json_or_none(sse.data, self.name)
             if not isinstance(data, dict):
-                continue
+                return None
             kind = data.get("type")
             if kind == "token":
                 text = data.get("content")
-                if isinstance(text, str) and text:
-                    yield Token(text)
-            elif kind == "sources":
+                return text if isinstance(text, str) and text else None
+            if kind == "sources":
                 sources = _sources(data.get("sources"))
-                if sources:
-                    yield Sources(sources)
-            elif kind == "done":
-                yield self._done(data, req.session)
-                return
-            elif kind == "error":
+                return Sources(sources) if sources else None
+            if kind == "done":
+                return self._done(data, req.session)
+            if kind == "error":
                 message = data.get("error") or data.get("message")
                 raise APIReportedError(
                     self._scrub(message if isinstance(message, str) else None),
                     backend=self.name,
                 )
-            else:
-                log.debug("ignoring a %r event", kind, extra={"backend": self.name})
-        raise CutOff(backend=self.name)
+            log.debug("ignoring a %r event", kind, extra={"backend": self.name})
+            return None
+
+        parser = SSEParser(backend=self.name)
+        batches = self._stream_batches(parser, "POST", opts.url, json=body)
+        async for event in self._events(batches, convert):
+            yield event
 
     def _answer(self, answer: Any, session: str | None) -> list[ChatEvent]:
         if not isinstance(answer, dict) or not isinstance(answer.get("message"), str):

@@ -16,10 +16,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr
 
-from adapters.apis._http import HTTPDialect, HTTPOptions
+from adapters.apis._http import Event, HTTPDialect, HTTPOptions
 from adapters.apis._wire import NDJSONParser
-from bridge.errors import APIReportedError, BadRequest, CutOff
-from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
+from bridge.errors import APIReportedError, BadRequest
+from bridge.interfaces import ChatEvent, ChatRequest, Done
 
 log = logging.getLogger("adapters.apis")
 
@@ -60,30 +60,33 @@ class NDJSONStream(HTTPDialect):
         session = req.session or self.new_session()
         body = {"sessionId": session, "message": req.message}
         conversation: str | None = None
-        parser = NDJSONParser(backend=self.name)
-        async for event in self._stream(parser, "POST", self.options.url, json=body):
+
+        def convert(event: Any) -> Event:
+            nonlocal conversation
             if not isinstance(event, dict):
-                continue
+                return None
             kind = event.get("type")
             conversation = _str(event.get("conversationId")) or conversation
             if kind == "token":
-                text = _str(event.get("token"))
-                if text:
-                    yield Token(text)
-            elif kind == "done":
+                return _str(event.get("token")) or None
+            if kind == "done":
                 usage: dict[str, Any] | None = (
                     {"conversation_id": conversation} if conversation else None
                 )
-                yield Done(text=_str(event.get("message")), session=session, usage=usage)
-                return
-            elif kind == "error":
+                return Done(text=_str(event.get("message")), session=session, usage=usage)
+            if kind == "error":
                 raise APIReportedError(
                     self._scrub(_str(event.get("error")) or _str(event.get("message"))),
                     backend=self.name,
                 )
-            elif kind != "start":
+            if kind != "start":
                 log.debug("ignoring a %r event", kind, extra={"backend": self.name})
-        raise CutOff(backend=self.name)
+            return None
+
+        parser = NDJSONParser(backend=self.name)
+        batches = self._stream_batches(parser, "POST", self.options.url, json=body)
+        async for item in self._events(batches, convert):
+            yield item
 
 
 def _str(value: Any) -> str | None:

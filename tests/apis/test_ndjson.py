@@ -12,7 +12,7 @@ import pytest
 
 from adapters.apis.ndjson import NDJSONStream
 from bridge.errors import APIReportedError, BadRequest, Unauthorized
-from bridge.interfaces import ChatRequest, Token
+from bridge.interfaces import ChatRequest
 from tests.apis.helpers import (
     ask,
     collect,
@@ -33,7 +33,7 @@ async def test_streams_and_done_message_wins(fake_chat_api, http):
     req = ask(api, "Explain what your company does")
     events = await collect(api, req)
 
-    assert [e for e in events if isinstance(e, Token)] == [Token("We"), Token(" are"), Token(" a")]
+    assert text_of(events) == "We are a"
     done = done_of(events)
     assert done.text == "We are a customer support platform."
     assert done.session == req.session

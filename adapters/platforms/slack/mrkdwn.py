@@ -12,6 +12,7 @@ Markdown: it keeps the Markdown and only defuses Slack's mention syntax.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from urllib.parse import quote
@@ -129,7 +130,9 @@ def markdown_to_mrkdwn(markdown: str) -> str:
     return "\n".join(out)
 
 
+@functools.lru_cache(maxsize=8192)
 def _convert_line(line: str) -> str:
+    # Cached: a reply's lines are converted again at every edit while it grows.
     if not line.strip():
         return ""
     if _RULE.match(line):
