@@ -18,7 +18,7 @@ from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
 from bridge.relay import Relay
-from bridge.store import InFlight, Store, open_store
+from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client
 
 log = logging.getLogger("chat_bridge.app")
@@ -60,6 +60,7 @@ class Bridge:
         self.relay: Relay
         self.http: HttpServer | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
 
     @property
@@ -115,6 +116,7 @@ class Bridge:
             log.info("platform connected", extra={"platform": name})
         await self.recover()
         self._heartbeat = asyncio.create_task(self._beat())
+        self._progress = asyncio.create_task(self.relay.progress.run())
 
     async def recover(self, *, at_start: bool = True) -> int:
         """Mark replies left in flight by a dead process as interrupted.
@@ -161,10 +163,12 @@ class Bridge:
             await asyncio.sleep(self.heartbeat)
             try:
                 now = time.time()
+                rows: list[InFlightProgress] = []
                 for rec, reply in self.relay.records():
                     ids = reply.message_ids if reply is not None else rec.message_ids
                     text = reply.text if reply is not None else rec.text
-                    await self.store.inflight_update(rec.id, ids, text, now)
+                    rows.append((rec.id, ids, text, now))
+                await self.store.inflight_update_many(rows)
                 await self.store.prune_events(now - self.config.limits.event_ttl)
                 if self.store.shared:
                     await self.recover(at_start=False)
@@ -187,6 +191,7 @@ class Bridge:
         for platform in self.platforms.values():
             await platform.stop_receiving()
         cancelled = await self.relay.drain(self.config.limits.shutdown_grace)
+        await self.relay.progress.flush()
         if cancelled:
             log.info("%d replies did not finish in time; marking them interrupted", cancelled)
             for rec in await self.store.inflight_orphans(self.owner, time.time() + 1):
@@ -194,10 +199,12 @@ class Bridge:
                     await self._mark_interrupted(rec)
 
     async def aclose(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
+        for task in (self._heartbeat, self._progress):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._heartbeat = self._progress = None
         if hasattr(self, "relay"):
             await self.relay.drain(0)
+            await self.relay.progress.flush()
         await self._stack.aclose()

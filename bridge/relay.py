@@ -36,6 +36,7 @@ from bridge.interfaces import (
     Turn,
 )
 from bridge.metrics import Metrics
+from bridge.progress import ProgressLog
 from bridge.render import LiveReply, dedupe_sources
 from bridge.routing import conversation_key, match_route
 from bridge.store import Conversation, InFlight, Store
@@ -110,6 +111,7 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._users = UserRateLimiter()
         self._jobs: set[_Job] = set()
+        self.progress = ProgressLog(store)
         self.heartbeat_interval = config.limits.heartbeat_interval
         circuit = config.limits.circuit
         self.circuits = {name: Circuit(circuit.failures, circuit.cooldown) for name in backends}
@@ -268,6 +270,7 @@ class Relay:
                 if not job.interrupted:
                     # Shielded: a stop arriving now must not leave a finished reply
                     # looking interrupted to the next process.
+                    self.progress.forget(job.record.id)
                     await asyncio.shield(self.store.inflight_end(job.record.id))
             finally:
                 self._jobs.discard(job)
@@ -319,7 +322,7 @@ class Relay:
         record = job.record
 
         async def progress(ids: Sequence[str], text: str) -> None:
-            await self.store.inflight_update(record.id, ids, text, time.time())
+            await self.progress.note(record.id, ids, text)
 
         reply = LiveReply(
             job.target,

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bridge.store.base import Conversation, InFlight, Store, open_store
+from bridge.store.base import Conversation, InFlight, InFlightProgress, Store, open_store
 
-__all__ = ["Conversation", "InFlight", "Store", "open_store"]
+__all__ = ["Conversation", "InFlight", "InFlightProgress", "Store", "open_store"]

@@ -59,6 +59,10 @@ def address_from_json(raw: str) -> Address:
     )
 
 
+#: One reply's progress: (record id, its message ids, the text shown, when).
+InFlightProgress = tuple[str, Sequence[str], str, float]
+
+
 class Store(ABC):
     """Async store of conversations, histories, event ids, in-flight replies and leases.
 
@@ -120,10 +124,14 @@ class Store(ABC):
     @abstractmethod
     async def inflight_begin(self, rec: InFlight) -> None: ...
 
-    @abstractmethod
     async def inflight_update(
         self, rec_id: str, message_ids: Sequence[str], text: str, now: float
-    ) -> None: ...
+    ) -> None:
+        await self.inflight_update_many([(rec_id, message_ids, text, now)])
+
+    @abstractmethod
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+        """Record several replies' progress at once: (id, message ids, text, now) each."""
 
     @abstractmethod
     async def inflight_end(self, rec_id: str) -> None: ...

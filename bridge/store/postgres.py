@@ -27,6 +27,7 @@ from bridge.interfaces import Turn
 from bridge.store.base import (
     Conversation,
     InFlight,
+    InFlightProgress,
     Store,
     address_from_json,
     address_to_json,
@@ -274,17 +275,15 @@ class PostgresStore(Store):
                 float(rec.heartbeat_at or rec.started_at),
             )
 
-    async def inflight_update(
-        self, rec_id: str, message_ids: Sequence[str], text: str, now: float
-    ) -> None:
-        async with self._conn("updating an in-flight reply") as conn:
-            await conn.execute(
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+        if not rows:
+            return
+        async with self._conn("updating in-flight replies") as conn:
+            await conn.executemany(
                 "UPDATE inflight SET message_ids = $1::jsonb, text = $2, heartbeat_at = $3"
                 " WHERE id = $4",
-                json.dumps(list(message_ids)),
-                text,
-                float(now),
-                rec_id,
+                [(json.dumps(list(ids)), text, float(now), rec_id)
+                 for rec_id, ids, text, now in rows],
             )
 
     async def inflight_end(self, rec_id: str) -> None:

@@ -27,6 +27,7 @@ from bridge.interfaces import Turn
 from bridge.store.base import (
     Conversation,
     InFlight,
+    InFlightProgress,
     Store,
     address_from_json,
     address_to_json,
@@ -271,13 +272,13 @@ class SQLiteStore(Store):
                 ),
             )
 
-    async def inflight_update(
-        self, rec_id: str, message_ids: Sequence[str], text: str, now: float
-    ) -> None:
-        async with self._write("updating an in-flight reply", transaction=False) as db:
-            await db.execute(
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+        if not rows:
+            return
+        async with self._write("updating in-flight replies") as db:
+            await db.executemany(
                 "UPDATE inflight SET message_ids = ?, text = ?, heartbeat_at = ? WHERE id = ?",
-                (json.dumps(list(message_ids)), text, now, rec_id),
+                [(json.dumps(list(ids)), text, now, rec_id) for rec_id, ids, text, now in rows],
             )
 
     async def inflight_end(self, rec_id: str) -> None:

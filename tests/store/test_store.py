@@ -208,6 +208,21 @@ async def test_inflight_begin_update_end(store: Store) -> None:
     )
     await store.inflight_end("r1")
     assert await store.inflight_orphans("proc-a", stale_before=1e12) == []
+
+
+async def test_inflight_progress_of_several_replies_in_one_call(store: Store) -> None:
+    await store.inflight_begin(flight("r1"))
+    await store.inflight_begin(flight("r2"))
+    await store.inflight_update_many([
+        ("r1", ["m1"], "Hello", 150.0),
+        ("r2", ["m1", "m2"], "Hi there", 151.0),
+        ("gone", ["m9"], "a reply that already ended", 152.0),
+    ])
+    await store.inflight_update_many([])
+    recs = {r.id: r for r in await store.inflight_orphans("proc-a", stale_before=0.0)}
+    assert set(recs) == {"r1", "r2"}
+    assert (recs["r1"].text, recs["r1"].heartbeat_at) == ("Hello", 150.0)
+    assert (recs["r2"].message_ids, recs["r2"].text) == (["m1", "m2"], "Hi there")
     await store.inflight_end("r1")  # ending twice is harmless
 
 

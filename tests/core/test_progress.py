@@ -1,0 +1,110 @@
+"""Live replies' progress: new messages written at once, text in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from bridge.errors import StoreError
+from bridge.progress import ProgressLog
+from bridge.store import InFlightProgress
+
+
+class Store:
+    """Records each batch written; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[InFlightProgress]] = []
+        self.failing = False
+
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+        if self.failing:
+            raise StoreError("the store is down")
+        self.batches.append(list(rows))
+
+
+def make() -> tuple[Store, ProgressLog]:
+    store = Store()
+    return store, ProgressLog(store, every=0.05)  # type: ignore[arg-type]
+
+
+def texts(batch: list[InFlightProgress]) -> list[tuple[str, list[str], str]]:
+    return [(rec_id, list(ids), text) for rec_id, ids, text, _ in batch]
+
+
+async def test_a_new_message_is_written_at_once() -> None:
+    store, progress = make()
+    await progress.note("r1", ["m1"], "Hello")
+    assert [texts(b) for b in store.batches] == [[("r1", ["m1"], "Hello")]]
+    await progress.note("r1", ["m1", "m2"], "Hello ... continued")
+    assert texts(store.batches[-1]) == [("r1", ["m1", "m2"], "Hello ... continued")]
+
+
+async def test_text_of_the_same_messages_is_written_in_one_batch_with_the_newest() -> None:
+    store, progress = make()
+    await progress.note("r1", ["m1"], "a")
+    await progress.note("r2", ["m9"], "x")
+    for text in ("a b", "a b c", "a b c d"):
+        await progress.note("r1", ["m1"], text)
+    await progress.note("r2", ["m9"], "x y")
+    assert len(store.batches) == 2  # only the two first messages so far
+    await progress.flush()
+    assert sorted(texts(store.batches[-1])) == [
+        ("r1", ["m1"], "a b c d"),
+        ("r2", ["m9"], "x y"),
+    ]
+
+
+async def test_the_writer_task_writes_pending_text_by_itself() -> None:
+    store, progress = make()
+    await progress.note("r1", ["m1"], "a")
+    writer = asyncio.create_task(progress.run())
+    try:
+        await progress.note("r1", ["m1"], "a b")
+        deadline = time.monotonic() + 5
+        while len(store.batches) < 2:
+            assert time.monotonic() < deadline, "the batch was never written"
+            await asyncio.sleep(0.01)
+        assert texts(store.batches[-1]) == [("r1", ["m1"], "a b")]
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_a_finished_reply_is_not_written_again() -> None:
+    store, progress = make()
+    await progress.note("r1", ["m1"], "a")
+    await progress.note("r1", ["m1"], "a b")
+    progress.forget("r1")
+    await progress.flush()
+    assert len(store.batches) == 1
+
+
+async def test_a_failed_batch_is_kept_for_the_next_one(caplog: pytest.LogCaptureFixture) -> None:
+    store, progress = make()
+    await progress.note("r1", ["m1"], "a")
+    await progress.note("r1", ["m1"], "a b")
+    store.failing = True
+    with caplog.at_level(logging.WARNING, logger="chat_bridge.progress"):
+        await progress.flush()
+    assert "could not record the progress of 1 replies" in caplog.text
+    store.failing = False
+    await progress.flush()
+    assert texts(store.batches[-1]) == [("r1", ["m1"], "a b")]
+
+
+async def test_a_new_message_the_store_refused_is_written_with_the_next_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, progress = make()
+    store.failing = True
+    with caplog.at_level(logging.WARNING, logger="chat_bridge.progress"):
+        await progress.note("r1", ["m1"], "a")
+    assert "could not record the messages of a reply" in caplog.text
+    store.failing = False
+    await progress.flush()
+    assert texts(store.batches[-1]) == [("r1", ["m1"], "a")]
