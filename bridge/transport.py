@@ -101,12 +101,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use, inside the running loop
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=0, keepalive_timeout=self._keepalive
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive,
+                # As httpx would: certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR.
+                ssl=httpx.create_ssl_context(),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,  # httpx decodes, as it would on its own transport
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                trust_env=True,  # HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as httpx would
             )
         return self._session
 

@@ -165,3 +165,26 @@ async def test_requests_and_responses_keep_their_headers_and_bodies() -> None:
     assert b"authorization: bearer k" in head
     assert b"content-type: application/json" in head
     assert seen[1] == b'{"message":"hi"}'
+
+
+async def test_an_http_proxy_from_the_environment_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        body = b'{"ok": true}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    async with serve(proxy) as proxy_url:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        async with http_client() as client:
+            response = await client.get("http://chat.example.invalid/v1/health")
+    assert response.json() == {"ok": True}
+    assert seen == [b"GET http://chat.example.invalid/v1/health HTTP/1.1"]
