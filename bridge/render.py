@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from bridge.budget import Budget, Budgets
+from bridge.budget import Budget, Budgets, Priority
 from bridge.errors import BridgeError
 from bridge.interfaces import ReplyTarget, Source
 from bridge.split import split_pieces
@@ -88,6 +88,7 @@ class LiveReply:
         self._status: str | None = None
         self._final_pieces: list[str] = []
         self._dirty = asyncio.Event()
+        self._has_text = asyncio.Event()
         self._closed = asyncio.Event()
         # The reader of the answer's stream runs while this is set; it is held
         # while the next edit waits (for its interval or its budget).
@@ -123,7 +124,10 @@ class LiveReply:
         if self.limits.begin_posts:
             await self._post_budget.acquire(priority)
         if self._global_budget is not None:  # begin() makes a request either way
-            await self._global_budget.acquire(priority)
+            if self.limits.begin_posts:
+                await self._global_budget.acquire(priority)
+            elif not await self._slot_before_text(self._global_budget, priority):
+                return  # a busy budget and the answer came first: show it instead
         try:
             placeholder = await self.target.begin()
         except BridgeError as exc:
@@ -134,11 +138,27 @@ class LiveReply:
             self._shown.append(self.thinking_text)
             self.stats.posts += 1
 
+    async def _slot_before_text(self, budget: Budget, priority: Priority) -> bool:
+        """Wait for a slot of `budget`, unless the answer's first text comes first."""
+        slot = asyncio.ensure_future(budget.acquire(priority))
+        if slot.done():
+            return True
+        text = asyncio.ensure_future(self._has_text.wait())
+        try:
+            await asyncio.wait({slot, text}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            text.cancel()
+            if not slot.done():
+                slot.cancel()
+            await asyncio.gather(slot, text, return_exceptions=True)
+        return not slot.cancelled()
+
     def feed(self, text: str) -> None:
         """Append answer text."""
         if not text:
             return
         self.text += text
+        self._has_text.set()
         self._mark()
 
     def set_status(self, status: str | None) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from bridge.budget import Budgets
 from bridge.errors import PlatformError
@@ -175,3 +176,27 @@ async def test_pacing_never_stalls_on_a_failing_platform() -> None:
     # Each read waits for the next attempt at most, never for a success.
     assert max(waits) < 0.2 + 0.15
     await reply.aclose()
+
+
+async def test_typing_is_skipped_when_the_answer_comes_before_a_free_request() -> None:
+    budgets = Budgets()
+    target = RecordingTarget()
+    target.limits = replace(target.limits, global_bucket="bot", global_rate=Rate(1, 0.3))
+    assert budgets.get("bot", Rate(1, 0.3)).try_acquire() is not None  # the bot is busy
+    reply = LiveReply(target, budgets, edit_interval=0.01)
+    await reply.start()
+    reply.feed("Here it is.")
+    await reply.finish(None)
+    assert [op.kind for op in target.ops] == ["post", "end"]  # no "begin": text came first
+    assert target.visible() == ["Here it is."]
+
+
+async def test_typing_is_shown_while_the_bot_has_requests_to_spare() -> None:
+    target = RecordingTarget()
+    target.limits = replace(target.limits, global_bucket="bot", global_rate=Rate(5, 1.0))
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    await _until(lambda: bool(target.ops))
+    reply.feed("Here it is.")
+    await reply.finish(None)
+    assert [op.kind for op in target.ops][:2] == ["begin", "post"]

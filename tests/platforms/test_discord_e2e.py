@@ -250,8 +250,8 @@ async def test_replies_across_channels_stay_within_the_bots_global_limit(
     assert sorted(a.split(":")[0] for a in answers) == [f"Answer {i}" for i in range(8)]
     assert fake.global_limited == 0
     assert fake.rate_limited == 0
-    # Typing, posts and edits took more than two seconds of the global budget.
-    assert len([r for r in fake.requests if r.path.startswith("/api/v10/channels/")]) > 16
+    # More requests than the fake's global limit allows in one second, and no 429.
+    assert len([r for r in fake.requests if r.path.startswith("/api/v10/channels/")]) > 10
 
 
 async def test_answer_with_mentions_pings_nobody(setup: Setup) -> None:
