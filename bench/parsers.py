@@ -1,13 +1,22 @@
 """Throughput of the chat-API stream parsers, and of each streaming dialect end to end.
 
-    python3 bench/parsers.py [--events 200000] [--chunk 4096]
+    python3 bench/parsers.py [--events 200000] [--chunk 4096] [--tokens-per-read 25]
 
 Parsers: a generated stream of N events is fed in chunks of `--chunk` bytes
 (like reads from a socket) and the events per second counted. Dialects: the
 same size of answer in each dialect's wire format is served by an in-memory
-httpx transport and read through the dialect's `stream()`, counting tokens per
-second (parsing, JSON decoding and event building, without the network).
-chaturdata polls for whole answers and has no stream parser, so it has no row.
+httpx transport and read through the dialect's `stream()`, counting the
+answer's token events per second (parsing, JSON decoding and event building,
+without the network). chaturdata polls for whole answers and has no stream
+parser, so it has no row.
+
+Pipeline: the bridge's own work per streamed token, without the network
+stacks: a chatmount answer read through the dialect as above, one chunk per
+read, fed to a real live reply whose target formats every update as Slack
+mrkdwn and sends it nowhere; `--tokens-per-read` token events arrive in each
+read (25: an answer at 20 tokens/s read once per 1.25 s edit) and the reply
+updates as often as it can, about once per read. CPU microseconds per token
+event: parse, coalesce, render.
 
 Prints a table and writes bench/results/parsers.json. Figures, not assertions.
 """
@@ -21,7 +30,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +39,20 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.apis._wire import DataLineParser, NDJSONParser, SSEParser  # noqa: E402
+from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn  # noqa: E402
 from adapters.registry import REGISTRY  # noqa: E402
-from bridge.interfaces import ChatRequest, Token  # noqa: E402
+from bridge.budget import Budgets  # noqa: E402
+from bridge.interfaces import (  # noqa: E402
+    READ_GATE,
+    Address,
+    ChatRequest,
+    Limits,
+    Rate,
+    ReplyTarget,
+    Source,
+    Token,
+)
+from bridge.render import LiveReply  # noqa: E402
 
 WORDS = ["The", " answer", " is", " forty", "-two", ",", " as", " the", " docs", " say", "."]
 
@@ -123,12 +144,88 @@ async def bench_dialect(kind: str, chunks: list[bytes]) -> tuple[float, int]:
     options = cls.Options.model_validate({"kind": kind, **OPTIONS[kind]})
     async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
         api = cls("bench", options, http)
-        tokens = 0
+        text = 0
         start = time.perf_counter()
         async for event in api.stream(ChatRequest(message="q", session="cb-bench")):
             if isinstance(event, Token):
-                tokens += 1
-        return time.perf_counter() - start, tokens
+                text += len(event.text)
+        assert text, f"{kind}: no text"
+        return time.perf_counter() - start, sum(1 for _ in _token_events(kind, chunks))
+
+
+def _token_events(kind: str, chunks: list[bytes]) -> list[None]:
+    marker = {"chatmount": b'"type":"token"', "ndjson": b'"type":"token"',
+              "bot-messages": b'{"content"', "openai": b'"delta"'}[kind]
+    return [None] * b"".join(chunks).count(marker)
+
+
+class _NullTarget(ReplyTarget):
+    """Formats like Slack, sends nowhere."""
+
+    def __init__(self) -> None:
+        self.address = Address("bench", "W", "C")
+        self.limits = Limits(max_chars=4000, edit_bucket="e", edit_rate=Rate(10**9, 1.0),
+                             post_bucket="p", post_rate=Rate(10**9, 1.0))
+        self.updates = 0
+
+    def format_markdown(self, markdown: str) -> str:
+        return markdown_to_mrkdwn(markdown)
+
+    def format_sources(self, sources: Sequence[Source]) -> str:
+        return ""
+
+    async def begin(self) -> str | None:
+        return None
+
+    async def post(self, text: str) -> str:
+        self.updates += 1
+        return f"m{self.updates}"
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.updates += 1
+
+    async def end(self) -> None:
+        return None
+
+    async def notice(self, text: str) -> None:
+        return None
+
+
+class _Reads(httpx.AsyncByteStream):
+    """One chunk per read, with a pause for the network between reads."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            await asyncio.sleep(0)
+            yield chunk
+
+
+async def bench_pipeline(chunks: list[bytes]) -> tuple[float, int, int]:
+    """CPU seconds, token events and updates: chatmount -> live reply -> Slack formatting."""
+    def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Reads(chunks))
+
+    cls = REGISTRY.dialects["chatmount"]()
+    options = cls.Options.model_validate({"kind": "chatmount", **OPTIONS["chatmount"]})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+        api = cls("bench", options, http)
+        target = _NullTarget()
+        reply = LiveReply(target, Budgets(), edit_interval=0.0)
+        start = time.process_time()
+        await reply.start()
+        gate = READ_GATE.set(reply.pace)
+        try:
+            async for event in api.stream(ChatRequest(message="q", session="cb-bench")):
+                if isinstance(event, Token):
+                    reply.feed(event.text)
+        finally:
+            READ_GATE.reset(gate)
+        await reply.finish(None)
+        seconds = time.process_time() - start
+    return seconds, len(_token_events("chatmount", chunks)), target.updates
 
 
 def best_of(runs: int, fn: Callable[[], tuple[float, int]]) -> tuple[float, int]:
@@ -140,6 +237,9 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tokens-per-read", type=int, default=25,
+                    help="pipeline: token events per network read (default 25: 20 tokens/s, "
+                         "one read per 1.25 s edit)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "parsers.json"))
     args = ap.parse_args()
 
@@ -159,11 +259,35 @@ def main() -> int:
         rows.append({"what": f"dialect {kind}", "items": count, "seconds": seconds,
                      "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6})
 
+    data = chatmount_body(args.events)
+    events = data.split(b"\n\n")
+    per = args.tokens_per_read
+    chunks = [b"".join(e + b"\n\n" for e in events[i : i + per] if e)
+              for i in range(0, len(events), per)]
+    seconds, count, updates = min(
+        (asyncio.run(bench_pipeline(chunks)) for _ in range(args.runs)), key=lambda r: r[0]
+    )
+    rows.append({"what": "pipeline (CPU)", "items": count, "seconds": seconds,
+                 "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6,
+                 "us_per_token": seconds / count * 1e6, "updates": updates})
+
     print(f"{args.events} events per stream, {args.chunk}-byte chunks, best of {args.runs}")
     print(f"{'what':<24}{'items':>10}{'seconds':>10}{'items/s':>14}{'MB/s':>9}")
     for row in rows:
         print(f"{row['what']:<24}{row['items']:>10}{row['seconds']:>10.3f}"
               f"{row['per_second']:>14,.0f}{row['mb_per_second']:>9.1f}")
+
+    pipe = rows[-1]
+    print(f"pipeline: {pipe['us_per_token']:.1f} us CPU per token event (parse, coalesce, "
+          f"render; {pipe['updates']:,} updates, one per {count / max(1, updates):.0f} tokens)")
+
+    parsers = ("parser SSEParser", "parser NDJSONParser")
+    checks = [(f"{r['what']}: {r['per_second']:,.0f} events/s", r["per_second"] >= 300_000,
+               ">= 300,000") for r in rows if r["what"] in parsers]
+    checks.append((f"pipeline: {pipe['us_per_token']:.1f} us per token", pipe["us_per_token"] <= 20,
+                   "<= 20 us (parse, coalesce, render; the network stacks are in bench/streams)"))
+    for text, ok, wanted in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {text} (wanted {wanted})")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,3 +59,19 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     assert "token-to-visible p99" in proc.stdout
     assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") >= 6
     assert out.with_suffix(".log").exists()
+
+
+def test_parsers_bench_reports_parsers_dialects_and_the_pipeline(tmp_path: Path) -> None:
+    out = tmp_path / "parsers.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/parsers.py", "--events", "2000", "--runs", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=55,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {row["what"]: row for row in json.loads(out.read_text())["rows"]}
+    for kind in ("chatmount", "ndjson", "bot-messages", "openai"):
+        assert rows[f"dialect {kind}"]["items"] == 2000  # every token event counted
+    pipeline = rows["pipeline (CPU)"]
+    assert pipeline["items"] == 2000 and pipeline["updates"] >= 1
+    assert isinstance(pipeline["us_per_token"], float)
+    assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") == 3
