@@ -399,6 +399,8 @@ async def test_ask_command_is_deferred_then_answered_in_channel(world: World) ->
         iid = await world.fake.invoke(world.general, world.alice, "ask", {"question": "why?"})
         msg, target = await world.next()
         assert isinstance(target, InteractionTarget)
+        # Interaction responses are outside the bot's global limit: never queued behind it.
+        assert target.limits.global_bucket is None and target.limits.global_rate is None
         await target.begin()
         first = await target.post("because")
         second = await target.post("and more")

@@ -52,7 +52,9 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
 _FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError)
 
 
-def _limits(key: str, options: DiscordOptions) -> Limits:
+def _limits(key: str, options: DiscordOptions, *, bot_wide: bool = True) -> Limits:
+    """A target's budgets; `bot_wide`: its requests count against the bot's global limit
+    (interaction responses and their webhooks do not)."""
     return Limits(
         max_chars=MAX_CHARS,
         edit_bucket=f"discord:edit:{key}",
@@ -60,8 +62,8 @@ def _limits(key: str, options: DiscordOptions) -> Limits:
         post_bucket=f"discord:post:{key}",
         post_rate=options.post_rate.rate(),
         begin_posts=False,
-        global_bucket="discord:global",
-        global_rate=options.global_rate.rate(),
+        global_bucket="discord:global" if bot_wide else None,
+        global_rate=options.global_rate.rate() if bot_wide else None,
     )
 
 
@@ -235,7 +237,9 @@ class InteractionTarget(_Formatting, ReplyTarget):
         self._ephemeral = ephemeral
         self._original: str | None = None
         self.touched = asyncio.Event()
-        self.limits = _limits(f"interaction:{interaction.id}", options)
+        # Interaction responses are not bound by the bot's global rate limit, so an
+        # acknowledgement never waits behind channel replies (it is due within 3 s).
+        self.limits = _limits(f"interaction:{interaction.id}", options, bot_wide=False)
 
     async def acknowledge(self) -> None:
         """Defer the response ("thinking…"), once."""
