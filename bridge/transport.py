@@ -93,7 +93,7 @@ class _Body(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx transport sending requests with one aiohttp session."""
 
-    def __init__(self, *, max_connections: int = 1000, keepalive: float = 30.0) -> None:
+    def __init__(self, *, max_connections: int = 1000, keepalive: float = 15.0) -> None:
         self._max_connections = max_connections
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None

@@ -284,7 +284,10 @@ class HTTPDialect(ChatAPI):
                 gate = READ_GATE.get()
                 while True:
                     if gate is not None and got_any:
-                        await gate()  # not counted against the deadlines
+                        held = loop.time()
+                        await gate()
+                        # The pause is the reply's, not the API's idle time.
+                        deadline = _earliest(deadline + loop.time() - held, end)
                     try:
                         async with asyncio.timeout_at(deadline):
                             chunk = await anext(chunks, None)

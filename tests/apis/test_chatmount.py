@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -22,7 +23,7 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
-from bridge.interfaces import ChatRequest, Done, Source, Sources, Token
+from bridge.interfaces import READ_GATE, ChatRequest, Done, Source, Sources, Token
 from tests.apis import helpers
 from tests.apis.helpers import (
     ask,
@@ -278,6 +279,25 @@ async def test_idle_timeout_on_a_slow_stream(fake_chat_api, http):
     assert "stopped answering within 0.3 s" in exc.user_message
     assert len(fake_chat_api.requests) == 1
     await fake_chat_api.wait_disconnects(1)
+
+
+async def test_pauses_the_reply_asks_for_are_not_idle_time(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["one", " two", " three", " four"], token_delay=0.05)
+    api = make(fake_chat_api, http, timeouts={"idle": 0.3})
+    pauses: list[float] = []
+
+    async def gate() -> None:  # a reply holding its reader for longer than the idle timeout
+        started = time.monotonic()
+        await asyncio.sleep(0.5)
+        pauses.append(time.monotonic() - started)
+
+    token = READ_GATE.set(gate)
+    try:
+        events = await collect(api, ask(api))
+    finally:
+        READ_GATE.reset(token)
+    assert text_of(events) == "one two three four"
+    assert pauses and min(pauses) >= 0.5  # each pause outlasted the idle timeout
 
 
 async def test_first_byte_timeout_is_not_retried(fake_chat_api, http):
