@@ -3,8 +3,8 @@
 A `Budget` allows at most `rate.count` operations in any window of
 `rate.per` seconds (a sliding window, so it never trips a fixed-window or a
 token-bucket limiter on the other side). Waiters are served by priority, not
-arrival: replies that have shown nothing yet go first, then the reply whose
-text has waited longest.
+arrival: replies that have shown nothing yet go first, then typing, then the
+reply whose text has waited longest (the classes are in `bridge.render`).
 """
 
 from __future__ import annotations

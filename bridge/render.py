@@ -29,6 +29,10 @@ FINAL_RETRIES = 5
 READ_AHEAD = 0.05
 # A held reader reads again after this many edit intervals even with no edit made.
 HOLD_AT_MOST = 4
+# Who goes first when replies wait for the same budget (then: who has waited longest).
+FIRST = 0  # a reply's first words (or its placeholder)
+COURTESY = 1  # typing: worth a request only while the words are not there
+MORE = 2  # more words of a reply already showing some
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
 # Budget slots taken for one operation: (is an edit, [(budget, stamp), ...]).
@@ -120,13 +124,13 @@ class LiveReply:
         self._flusher = asyncio.create_task(self._run(), name="live-reply")
 
     async def _begin(self) -> None:
-        priority = (0, time.monotonic())
+        now = time.monotonic()
         if self.limits.begin_posts:
-            await self._post_budget.acquire(priority)
+            await self._post_budget.acquire((FIRST, now))
         if self._global_budget is not None:  # begin() makes a request either way
             if self.limits.begin_posts:
-                await self._global_budget.acquire(priority)
-            elif not await self._slot_before_text(self._global_budget, priority):
+                await self._global_budget.acquire((FIRST, now))
+            elif not await self._slot_before_text(self._global_budget, (COURTESY, now)):
                 return  # a busy budget and the answer came first: show it instead
         try:
             placeholder = await self.target.begin()
@@ -361,7 +365,8 @@ class LiveReply:
 
     async def _acquire(self, editing: bool) -> _Held:
         """A slot of each budget an edit (or a new message) draws on, in order."""
-        priority = (0 if self.stats.first_visible_at is None else 1, self._pending_since or 0.0)
+        first = self.stats.first_visible_at is None
+        priority = (FIRST if first else MORE, self._pending_since or 0.0)
         budgets = [self._edit_budget if editing else self._post_budget]
         if self._global_budget is not None:
             budgets.append(self._global_budget)

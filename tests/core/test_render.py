@@ -200,3 +200,23 @@ async def test_typing_is_shown_while_the_bot_has_requests_to_spare() -> None:
     reply.feed("Here it is.")
     await reply.finish(None)
     assert [op.kind for op in target.ops][:2] == ["begin", "post"]
+
+
+async def test_first_words_go_before_typing_that_asked_earlier() -> None:
+    budgets = Budgets()
+    rate = Rate(1, 0.3)
+    early, late = RecordingTarget(channel="C1"), RecordingTarget(channel="C2")
+    for target in (early, late):
+        target.limits = replace(target.limits, global_bucket="bot", global_rate=rate)
+    assert budgets.get("bot", rate).try_acquire() is not None  # the bot is busy
+    waiting = LiveReply(early, budgets, edit_interval=0.01)
+    await waiting.start()  # its typing waits for the budget...
+    await _until(lambda: budgets.get("bot", rate).waiting == 1)
+    answering = LiveReply(late, budgets, edit_interval=0.01)
+    await answering.start()
+    answering.feed("Here it is.")  # ...and a later question's first words go first
+    await _until(lambda: late.visible() == ["Here it is."])
+    assert [op.kind for op in early.ops] == []
+    await _until(lambda: [op.kind for op in early.ops] == ["begin"])
+    await answering.finish(None)
+    await waiting.aclose()
