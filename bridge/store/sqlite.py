@@ -182,7 +182,7 @@ class SQLiteStore(Store):
         )
 
     async def save_conversation(self, conv: Conversation) -> None:
-        async with self._write("saving a conversation") as db:
+        async with self._write("saving a conversation", transaction=False) as db:
             await db.execute(
                 "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
                 " VALUES (?, ?, ?, ?, ?, ?)"
@@ -275,7 +275,8 @@ class SQLiteStore(Store):
     async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
         if not rows:
             return
-        async with self._write("updating in-flight replies") as db:
+        # One statement commits by itself; several share one transaction.
+        async with self._write("updating in-flight replies", transaction=len(rows) > 1) as db:
             await db.executemany(
                 "UPDATE inflight SET message_ids = ?, text = ?, heartbeat_at = ? WHERE id = ?",
                 [(json.dumps(list(ids)), text, now, rec_id) for rec_id, ids, text, now in rows],
@@ -419,8 +420,8 @@ class SQLiteStore(Store):
 async def _one(
     db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()
 ) -> sqlite3.Row | tuple[Any, ...] | None:
-    cursor = await db.execute(sql, tuple(params))
-    return await cursor.fetchone()
+    rows = await db.execute_fetchall(sql, tuple(params))  # one trip to the database thread
+    return next(iter(rows), None)
 
 
 async def _versions(db: aiosqlite.Connection) -> set[int]:
