@@ -6,12 +6,12 @@ single try at answering. `stream()` wraps it with retries: 5xx and connection
 errors are retried with exponential backoff and full jitter, but only while no
 `Token` has been yielded (text the user has seen is never shown twice).
 
-`_stream(parser, ...)` opens a streaming request and yields what the parser
-makes of the body, with three deadlines: connect, first event, and idle time
-between events (the consumer's own time between reads is not counted, nor
-the pauses `READ_GATE` asks for). `_stream_batches` yields the same a list
-per network read, and `_events` turns those into chat events, joining each
-read's tokens into one.
+`_stream_batches(parser, ...)` opens a streaming request and yields what the
+parser makes of each network read of the body, with three deadlines:
+connect, first event, and idle time between events (the consumer's own time
+between reads is not counted, nor the pauses `READ_GATE` asks for).
+`_events(batches, convert)` turns those into chat events, joining each read's
+tokens into one.
 `_request_json(...)` is the non-streaming twin. Both translate every httpx
 error and HTTP error status into the `bridge.errors` family, with the backend
 name and status set, and never put the API key in a message.
@@ -190,33 +190,17 @@ class HTTPDialect(ChatAPI):
 
     # ------------------------------------------------------------------ HTTP helpers
 
-    async def _stream(
-        self,
-        parser: _Parser[T],
-        method: str,
-        url: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[T]:
-        """Send a request and yield the parsed items of its streamed body."""
-        batches = self._stream_batches(
-            parser, method, url, json=json, params=params, headers=headers
-        )
-        async with aclosing(batches):
-            async for batch in batches:
-                for item in batch:
-                    yield item
-
     async def _events(
-        self, batches: AsyncGenerator[list[T], None], convert: Callable[[T], Event]
+        self,
+        batches: AsyncGenerator[list[T], None],
+        convert: Callable[[T], Event],
+        at_end: Callable[[], Done | None] | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """The chat events of a stream's batches, each read's tokens joined into one Token.
 
         `convert` makes one parsed item a token's text (str), an event, or
-        None (ignored); it may raise. Stops after a Done; a stream that ends
-        without one was cut off.
+        None (ignored); it may raise. Stops after a Done. A stream that ends
+        without one was cut off, unless `at_end()` gives the Done it implies.
         """
         async with aclosing(batches):
             async for batch in batches:
@@ -241,7 +225,10 @@ class HTTPDialect(ChatAPI):
                         return
                 if text:
                     yield Token("".join(text))
-        raise CutOff(backend=self.name)
+        done = at_end() if at_end is not None else None
+        if done is None:
+            raise CutOff(backend=self.name)
+        yield done
 
     async def _stream_batches(
         self,

@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
-from adapters.apis._http import HTTPDialect
+from adapters.apis._http import Event, HTTPDialect
 from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
 from adapters.apis._wire import DataLineParser, json_or_none
-from bridge.errors import APIReportedError, CutOff, ProtocolError
+from bridge.errors import APIReportedError, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
 
 log = logging.getLogger("adapters.apis")
@@ -77,21 +77,23 @@ class BotMessages(HTTPDialect):
             yield Done(text=answer["content"])
             return
 
-        parser = DataLineParser(backend=self.name)
-        async for payload in self._stream(parser, "POST", opts.url, json=body):
+        def convert(payload: str) -> Event:
             if payload == "[DONE]":
-                yield Done()
-                return
+                return Done()
             chunk = json_or_none(payload, self.name)
             if not isinstance(chunk, dict):
-                continue
+                return None
             text = chunk.get("content")
             if isinstance(text, str):
-                if text:
-                    yield Token(text)
-            elif "error" in chunk or "detail" in chunk:
+                return text or None
+            if "error" in chunk or "detail" in chunk:
                 raise APIReportedError(self._scrub(self.error_text(chunk)), backend=self.name)
-        raise CutOff(backend=self.name)
+            return None
+
+        parser = DataLineParser(backend=self.name)
+        batches = self._stream_batches(parser, "POST", opts.url, json=body)
+        async for event in self._events(batches, convert):
+            yield event
 
 
 def _describe(item: dict[str, Any]) -> str:

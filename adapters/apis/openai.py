@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from adapters.apis._http import HTTPDialect
+from adapters.apis._http import Event, HTTPDialect
 from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
-from adapters.apis._wire import SSEParser, json_or_none
-from bridge.errors import APIReportedError, CutOff, ProtocolError
+from adapters.apis._wire import SSEEvent, SSEParser, json_or_none
+from bridge.errors import APIReportedError, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
 
 log = logging.getLogger("adapters.apis")
@@ -80,32 +80,38 @@ class OpenAICompatible(HTTPDialect):
 
         finished = False
         usage: dict[str, Any] | None = None
-        parser = SSEParser(backend=self.name)
-        async for sse in self._stream(parser, "POST", self.endpoint, json=body):
+
+        def convert(sse: SSEEvent) -> Event:
+            nonlocal finished, usage
             if sse.data.strip() == "[DONE]":
-                yield Done(usage=usage)
-                return
+                return Done(usage=usage)
             chunk = json_or_none(sse.data, self.name)
             if not isinstance(chunk, dict):
-                continue
+                return None
             if chunk.get("error"):
                 raise APIReportedError(self._scrub(self.error_text(chunk)), backend=self.name)
             usage = _usage(chunk) or usage
+            texts: list[str] = []
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
                 delta = choice.get("delta")
                 text = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(text, str) and text:
-                    yield Token(text)
+                    texts.append(text)
                 if choice.get("finish_reason"):
                     finished = True
-        if finished:
+            return "".join(texts) or None
+
+        def at_end() -> Done | None:
             # Some compatible servers close the stream without `[DONE]`;
             # a finish_reason already said the answer is complete.
-            yield Done(usage=usage)
-            return
-        raise CutOff(backend=self.name)
+            return Done(usage=usage) if finished else None
+
+        parser = SSEParser(backend=self.name)
+        batches = self._stream_batches(parser, "POST", self.endpoint, json=body)
+        async for event in self._events(batches, convert, at_end):
+            yield event
 
 
 def _message_text(answer: Any) -> str | None:
