@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from bridge.errors import StoreError
 from bridge.progress import ProgressLog
 from bridge.store import InFlightProgress
+from tests.core.fakeplatform import wait_for
 
 
 class Store:
@@ -65,10 +65,7 @@ async def test_the_writer_task_writes_pending_text_by_itself() -> None:
     writer = asyncio.create_task(progress.run())
     try:
         await progress.note("r1", ["m1"], "a b")
-        deadline = time.monotonic() + 5
-        while len(store.batches) < 2:
-            assert time.monotonic() < deadline, "the batch was never written"
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: len(store.batches) >= 2, timeout=5)
         assert texts(store.batches[-1]) == [("r1", ["m1"], "a b")]
     finally:
         writer.cancel()

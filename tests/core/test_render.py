@@ -2,21 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 from bridge.budget import Budgets
 from bridge.errors import PlatformError
 from bridge.interfaces import Rate, Source
 from bridge.render import LiveReply, dedupe_sources
+from tests.core.fakeplatform import wait_for
 from tests.core.recording import RecordingTarget, max_in_window
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 async def _settle() -> None:
@@ -97,7 +90,7 @@ async def test_placeholder_is_edited_into_the_answer() -> None:
     target = RecordingTarget(placeholder=True)
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
     await reply.start()  # the placeholder follows at once
-    await _until(lambda: target.visible() == ["…"])
+    await wait_for(lambda: target.visible() == ["…"])
     reply.feed("Answer")
     await reply.finish(None)
     assert target.visible() == ["Answer"]
@@ -130,7 +123,7 @@ async def test_reader_is_held_until_the_next_edit_and_that_edit_takes_its_catch_
     reply = LiveReply(target, Budgets(), edit_interval=0.3)
     await reply.start()
     reply.feed("first")
-    await _until(lambda: target.visible() == ["first"])
+    await wait_for(lambda: target.visible() == ["first"])
     shown_at = target.ops[-1].at
     reply.feed(" second")
     await _settle()
@@ -138,7 +131,7 @@ async def test_reader_is_held_until_the_next_edit_and_that_edit_takes_its_catch_
     assert time.monotonic() >= shown_at + 0.3
     reply.feed(" third")  # what that read brought: everything that arrived meanwhile
     await reply.pace()
-    await _until(lambda: len(target.times(("edit", "post"))) == 2)
+    await wait_for(lambda: len(target.times(("edit", "post"))) == 2)
     assert target.visible() == ["first second third"]  # one edit showed both
     await reply.finish(None)
     assert target.visible() == ["first second third"]
@@ -149,11 +142,11 @@ async def test_an_edit_that_waited_for_its_budget_shows_what_arrived_meanwhile()
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
     await reply.start()
     reply.feed("one")
-    await _until(lambda: target.visible() == ["one"])  # an edit of the placeholder
+    await wait_for(lambda: target.visible() == ["one"])  # an edit of the placeholder
     reply.feed(" two")  # its edit waits for the budget (one edit per 0.4 s)...
-    await _until(lambda: reply._edit_budget.waiting == 1)
+    await wait_for(lambda: reply._edit_budget.waiting == 1)
     reply.feed(" three")  # ...while more text arrives
-    await _until(lambda: len(target.times(("edit",))) == 2)
+    await wait_for(lambda: len(target.times(("edit",))) == 2)
     assert target.visible() == ["one two three"]
     await reply.finish(None)
 
@@ -196,7 +189,7 @@ async def test_typing_is_shown_while_the_bot_has_requests_to_spare() -> None:
     target.limits = replace(target.limits, global_bucket="bot", global_rate=Rate(5, 1.0))
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
     await reply.start()
-    await _until(lambda: bool(target.ops))
+    await wait_for(lambda: bool(target.ops))
     reply.feed("Here it is.")
     await reply.finish(None)
     assert [op.kind for op in target.ops][:2] == ["begin", "post"]
@@ -211,12 +204,12 @@ async def test_first_words_go_before_typing_that_asked_earlier() -> None:
     assert budgets.get("bot", rate).try_acquire() is not None  # the bot is busy
     waiting = LiveReply(early, budgets, edit_interval=0.01)
     await waiting.start()  # its typing waits for the budget...
-    await _until(lambda: budgets.get("bot", rate).waiting == 1)
+    await wait_for(lambda: budgets.get("bot", rate).waiting == 1)
     answering = LiveReply(late, budgets, edit_interval=0.01)
     await answering.start()
     answering.feed("Here it is.")  # ...and a later question's first words go first
-    await _until(lambda: late.visible() == ["Here it is."])
+    await wait_for(lambda: late.visible() == ["Here it is."])
     assert [op.kind for op in early.ops] == []
-    await _until(lambda: [op.kind for op in early.ops] == ["begin"])
+    await wait_for(lambda: [op.kind for op in early.ops] == ["begin"])
     await answering.finish(None)
     await waiting.aclose()
