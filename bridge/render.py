@@ -145,8 +145,6 @@ class LiveReply:
     async def _slot_before_text(self, budget: Budget, priority: Priority) -> bool:
         """Wait for a slot of `budget`, unless the answer's first text comes first."""
         slot = asyncio.ensure_future(budget.acquire(priority))
-        if slot.done():
-            return True
         text = asyncio.ensure_future(self._has_text.wait())
         try:
             await asyncio.wait({slot, text}, return_when=asyncio.FIRST_COMPLETED)
