@@ -23,7 +23,9 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
+import aiohttp.helpers
 import httpx
+import yarl
 
 # aiohttp's errors and what they mean to an httpx caller; the first match wins.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -52,6 +54,10 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
                 # quote the URL, which can carry a key in its query.
                 raise ours(type(exc).__name__, request=request) from exc
         raise
+
+
+# A proxy URL and its credentials, or (None, None) to go direct.
+_Proxy = tuple[str | None, aiohttp.BasicAuth | None]
 
 
 class _Body(httpx.AsyncByteStream):
@@ -97,6 +103,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str, int | None], _Proxy] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use, inside the running loop
@@ -111,21 +118,42 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,  # httpx decodes, as it would on its own transport
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                trust_env=True,  # HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as httpx would
+                # Proxies come from `_proxy`: aiohttp's own trust_env would make two
+                # trips to a worker thread (netrc, then the environment) per request.
+                trust_env=False,
             )
         return self._session
+
+    def _proxy(self, url: httpx.URL) -> _Proxy:
+        """The proxy HTTP(S)_PROXY and NO_PROXY name for `url`; read once per origin."""
+        origin = (url.scheme, url.host, url.port)
+        found = self._proxies.get(origin)
+        if found is None:
+            where = yarl.URL.build(scheme=url.scheme, host=url.host, port=url.port)
+            try:
+                proxy, auth = aiohttp.helpers.get_env_proxy_for_url(where)
+                found = (str(proxy), auth)
+            except LookupError:
+                found = (None, None)
+            if len(self._proxies) >= 256:
+                self._proxies.clear()
+            self._proxies[origin] = found
+        return found
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                    if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
+        proxy, proxy_auth = self._proxy(request.url)
         with _as_httpx(request):
             response = await self._get_session().request(
                 request.method,
                 str(request.url),
                 headers=headers,
                 data=body or None,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(
                     total=None,

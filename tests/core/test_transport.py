@@ -188,3 +188,25 @@ async def test_an_http_proxy_from_the_environment_is_used(
             response = await client.get("http://chat.example.invalid/v1/health")
     assert response.json() == {"ok": True}
     assert seen == [b"GET http://chat.example.invalid/v1/health HTTP/1.1"]
+
+
+async def test_no_proxy_sends_a_host_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def api(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        body = b'{"direct": true}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    with socket.socket() as closed:  # a port nothing listens on: a proxy there would fail
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    async with serve(api) as url:
+        for name in ("HTTPS_PROXY", "https_proxy", "http_proxy", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", dead)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with http_client() as client:
+            first = await client.get(f"{url}/v1/health")
+            again = await client.get(f"{url}/v1/health")  # the origin's answer is remembered
+    assert first.json() == again.json() == {"direct": True}
