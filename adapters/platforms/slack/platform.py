@@ -67,6 +67,18 @@ class _QuietBolt(logging.Filter):
 
 _BOLT_LOG = logging.getLogger("chat_bridge.slack.bolt")
 _BOLT_LOG.addFilter(_QuietBolt())
+_WEB_LOG = logging.getLogger("chat_bridge.slack.web")
+
+
+def _web_log() -> logging.Logger:
+    """The Web API clients' logger, with a level of its own.
+
+    slack-sdk checks its logger's own level, not the effective one, before it
+    formats a debug line per API call: with no level set it formats every
+    request and response only for them to be dropped.
+    """
+    _WEB_LOG.setLevel(logging.getLogger().getEffectiveLevel())
+    return _WEB_LOG
 
 
 class SlackPlatform(Platform):
@@ -86,11 +98,13 @@ class SlackPlatform(Platform):
             _CountedRateLimitRetries(ctx.on_rate_limited, max_retry_count=opts.max_retries),
         ]
         self.client = AsyncWebClient(
-            token=token, base_url=opts.api_url, timeout=int(opts.timeout), retry_handlers=retries
+            token=token, base_url=opts.api_url, timeout=int(opts.timeout),
+            retry_handlers=retries, logger=_web_log(),
         )
         # "Thinking" indicators are decoration: never wait out a rate limit for them.
         self.decor = AsyncWebClient(
-            token=token, base_url=opts.api_url, timeout=int(opts.timeout), retry_handlers=[]
+            token=token, base_url=opts.api_url, timeout=int(opts.timeout),
+            retry_handlers=[], logger=_web_log(),
         )
         self.native_ok = True
         self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
