@@ -108,6 +108,7 @@ class LiveReply:
         self._frozen: list[str] = []  # complete messages (all but the live last one)
         self._frozen_end = 0  # source offset just past the frozen messages
         self._reopen = ""  # fence to reopen at the start of the next message
+        self._tail_of: tuple[str | None, str] = (None, "")  # (text, its live last piece)
         self._last_edit = float("-inf")
         self._pending_since: float | None = None
         self.stats = RenderStats()
@@ -287,15 +288,20 @@ class LiveReply:
             if not self._status:
                 return list(self._shown)
             return [self._fmt(f"_{self._status}_")]
-        pieces = split_pieces(
-            self.text, self.limits.max_chars, self._fmt, start=self._frozen_end, prefix=self._reopen
-        )
-        if len(pieces) > 1:
-            # Everything but the last piece is complete: freeze it.
-            self._frozen.extend(p.text for p in pieces[:-1])
-            self._frozen_end = pieces[-2].end
-            self._reopen = pieces[-2].reopen
-        return [*self._frozen, pieces[-1].text]
+        text = self.text
+        if self._tail_of[0] is not text:
+            # The same text is asked for twice per edit (before and after its budget
+            # slot): split and format it once.
+            pieces = split_pieces(
+                text, self.limits.max_chars, self._fmt, start=self._frozen_end, prefix=self._reopen
+            )
+            if len(pieces) > 1:
+                # Everything but the last piece is complete: freeze it.
+                self._frozen.extend(p.text for p in pieces[:-1])
+                self._frozen_end = pieces[-2].end
+                self._reopen = pieces[-2].reopen
+            self._tail_of = (text, pieces[-1].text)
+        return [*self._frozen, self._tail_of[1]]
 
     async def _sync(self, make: Callable[[], list[str]], final: bool = False) -> None:
         """Make the messages show the pieces `make()` returns, spending budget per operation.
