@@ -178,6 +178,19 @@ async def test_start_logs_no_warnings_with_the_usual_environment(
     assert fake_slack.bot_token not in caplog.text
 
 
+def test_web_api_debug_lines_follow_the_configured_level(fake_slack: FakeSlack) -> None:
+    root = logging.getLogger()
+    before = root.level
+    try:
+        for level in (logging.INFO, logging.DEBUG):
+            root.setLevel(level)
+            platform = SlackPlatform(PlatformContext(options=options(fake_slack)))
+            # slack-sdk formats a debug line per call when its logger's own level allows it.
+            assert platform.client.logger.level == platform.decor.logger.level == level
+    finally:
+        root.setLevel(before)
+
+
 async def test_http_mode_needs_the_listener(fake_slack: FakeSlack) -> None:
     with pytest.raises(PlatformError, match="http.listen"):
         SlackPlatform(PlatformContext(options=options(fake_slack, http=True)))
