@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiosqlite
 
@@ -163,7 +163,7 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ conversations
 
     async def get_conversation(self, key: str) -> Conversation | None:
-        async with self._read("reading a conversation") as db:
+        async with self._read("reading a conversation", one_trip=True) as db:
             row = await _one(
                 db,
                 "SELECT key, backend, session, created_at, last_used, meta"
@@ -323,7 +323,8 @@ class SQLiteStore(Store):
 
     async def acquire_lease(self, key: str, owner: str, ttl: float, now: float) -> bool:
         async with self._write("taking a conversation lease", transaction=False) as db:
-            cursor = await db.execute(
+            # One trip: the statement runs to its end in the database thread.
+            rows = await db.execute_fetchall(
                 "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner,"
                 " expires_at = excluded.expires_at"
@@ -331,9 +332,7 @@ class SQLiteStore(Store):
                 " RETURNING owner",
                 (key, owner, now + ttl, now),
             )
-            # aiosqlite hints fetchall() as an Iterable; it returns sqlite3's list.
-            rows = cast("list[sqlite3.Row]", await cursor.fetchall())
-            return len(rows) == 1
+            return len(list(rows)) == 1
 
     async def release_lease(self, key: str, owner: str) -> None:
         async with self._write("releasing a conversation lease", transaction=False) as db:
@@ -347,8 +346,29 @@ class SQLiteStore(Store):
         return self._db
 
     @asynccontextmanager
-    async def _read(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+    async def _turn(self, one_trip: bool) -> AsyncIterator[None]:
+        """Wait for the connection where that is needed.
+
+        An operation that is one statement in one trip to aiosqlite's thread
+        goes straight to its queue unless a transaction is open: the queue is
+        first in, first out, so it runs before any BEGIN queued after it and
+        cannot land inside someone else's transaction. Under load this keeps
+        many questions' lookups in the queue at once, where taking turns would
+        cost each of them a full round trip through the busy event loop.
+        Everything else (transactions, reads that fetch in a second trip)
+        holds the lock.
+        """
+        if one_trip and not self._lock.locked():
+            yield
+            return
         async with self._lock:
+            yield
+
+    @asynccontextmanager
+    async def _read(
+        self, what: str, *, one_trip: bool = False
+    ) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._turn(one_trip):
             db = self._conn()
             try:
                 yield db
@@ -361,9 +381,9 @@ class SQLiteStore(Store):
     async def _write(
         self, what: str, *, transaction: bool = True
     ) -> AsyncIterator[aiosqlite.Connection]:
-        """Run the body under the lock; in one IMMEDIATE transaction unless it is
-        a single atomic statement (`transaction=False`, autocommit)."""
-        async with self._lock:
+        """Run the body in one IMMEDIATE transaction under the lock, or as a single
+        atomic statement in one trip (`transaction=False`, autocommit; see `_turn`)."""
+        async with self._turn(not transaction):
             db = self._conn()
             try:
                 if not transaction:

@@ -11,7 +11,7 @@ import pytest
 
 from bridge.errors import ConfigError, StoreError
 from bridge.interfaces import Turn
-from bridge.store.base import open_store
+from bridge.store.base import Conversation, open_store
 from bridge.store.sqlite import SQLiteStore
 
 
@@ -124,3 +124,33 @@ async def test_cancelled_write_leaves_the_connection_usable(tmp_path: Path) -> N
         await s.append_history("k", [Turn("user", "kept")], keep=5)
         assert await s.history("k") == [Turn("user", "kept")]
         assert await s.claim_event("after", 1.0) is True
+
+
+async def test_a_write_never_lands_in_another_tasks_rolled_back_transaction(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "bridge.db") as s:
+        unbindable = Turn("user", object())  # type: ignore[arg-type]  # fails inside BEGIN…COMMIT
+        failing = asyncio.create_task(s.append_history("k", [unbindable], keep=5))
+        await asyncio.sleep(0)  # its BEGIN is queued: the transaction is open
+        assert s._lock.locked()
+        claimed, saved = await asyncio.gather(
+            s.claim_event("e", 1.0),
+            s.save_conversation(Conversation("c", "b", "s1", 1.0, 1.0)),
+        )
+        with pytest.raises(StoreError, match="appending to a history"):
+            await failing
+        assert claimed is True
+        assert await s.claim_event("e", 1.0) is False  # kept, not rolled back with it
+        conv = await s.get_conversation("c")
+        assert conv is not None and conv.session == "s1"
+        assert await s.history("k") == []
+
+
+async def test_one_statement_writes_do_not_take_turns(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "bridge.db") as s:
+        writes = [asyncio.ensure_future(s.claim_event(f"e{i}", 1.0)) for i in range(50)]
+        await asyncio.sleep(0)
+        # All fifty are queued for the database thread at once, none waits for a lock.
+        assert not s._lock.locked()
+        assert await asyncio.gather(*writes) == [True] * 50
