@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -134,6 +135,10 @@ class _Body(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:
             yield chunk
+
+
+def _run_dialect(kind: str, chunks: list[bytes]) -> tuple[float, int]:
+    return asyncio.run(bench_dialect(kind, chunks))
 
 
 async def bench_dialect(kind: str, chunks: list[bytes]) -> tuple[float, int]:
@@ -248,15 +253,13 @@ def main() -> int:
     for name, (make, body) in PARSERS.items():
         data = body(args.events)
         chunks = chunks_of(data, args.chunk)
-        seconds, count = best_of(args.runs, lambda m=make, c=chunks: bench_parser(m, c))
+        seconds, count = best_of(args.runs, functools.partial(bench_parser, make, chunks))
         rows.append({"what": f"parser {name}", "items": count, "seconds": seconds,
                      "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6})
     for kind, body in BODIES.items():
         data = body(args.events)
         chunks = chunks_of(data, args.chunk)
-        seconds, count = best_of(
-            args.runs, lambda k=kind, c=chunks: asyncio.run(bench_dialect(k, c))
-        )
+        seconds, count = best_of(args.runs, functools.partial(_run_dialect, kind, chunks))
         rows.append({"what": f"dialect {kind}", "items": count, "seconds": seconds,
                      "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6})
 

@@ -327,7 +327,7 @@ class FakeChatAPI:
         if script.body is not None:
             return self._scripted_error(script, None, self._rate_headers())
         if not body.get("stream"):
-            answer = {"message": script.answer, "usage": usage}
+            answer: dict[str, Any] = {"message": script.answer, "usage": usage}
             if body.get("include_sources"):
                 answer["sources"] = sources
             return web.json_response(answer, headers=self._rate_headers())
