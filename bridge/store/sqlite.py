@@ -43,6 +43,12 @@ from bridge.store.migrations import (
 _MEMORY = ("", ":memory:")
 
 
+# Many rows in one UPDATE needs UPDATE … FROM (SQLite 3.33, 2020); older builds
+# update them in one transaction instead.
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+_ROWS_PER_UPDATE = 500  # four parameters a row, far below SQLite's limit
+
+
 class SQLiteStore(Store):
     """Conversation store in a SQLite file.
 
@@ -274,6 +280,25 @@ class SQLiteStore(Store):
 
     async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
         if not rows:
+            return
+        if len(rows) > 1 and _UPDATE_FROM:
+            # A statement per few hundred rows, each atomic by itself and one trip:
+            # other calls need not wait for a transaction to finish.
+            for start in range(0, len(rows), _ROWS_PER_UPDATE):
+                chunk = rows[start : start + _ROWS_PER_UPDATE]
+                values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                params = [
+                    value
+                    for rec_id, ids, text, now in chunk
+                    for value in (rec_id, json.dumps(list(ids)), text, now)
+                ]
+                async with self._write("updating in-flight replies", transaction=False) as db:
+                    await db.execute(
+                        f"WITH v (id, message_ids, text, heartbeat_at) AS (VALUES {values})"
+                        " UPDATE inflight SET message_ids = v.message_ids, text = v.text,"
+                        " heartbeat_at = v.heartbeat_at FROM v WHERE inflight.id = v.id",
+                        params,
+                    )
             return
         # One statement commits by itself; several share one transaction.
         async with self._write("updating in-flight replies", transaction=len(rows) > 1) as db:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import ConfigError, StoreError
-from bridge.interfaces import Turn
-from bridge.store.base import Conversation, open_store
+from bridge.interfaces import Address, Turn
+from bridge.store.base import Conversation, InFlight, open_store
 from bridge.store.sqlite import SQLiteStore
 
 
@@ -154,3 +154,25 @@ async def test_one_statement_writes_do_not_take_turns(tmp_path: Path) -> None:
         # All fifty are queued for the database thread at once, none waits for a lock.
         assert not s._lock.locked()
         assert await asyncio.gather(*writes) == [True] * 50
+
+
+@pytest.mark.parametrize("update_from", [True, False], ids=["one-statement", "transaction"])
+async def test_progress_of_many_replies_lands_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update_from: bool
+) -> None:
+    # More rows than one statement takes; older SQLite builds use a transaction instead.
+    monkeypatch.setattr("bridge.store.sqlite._UPDATE_FROM", update_from)
+    where = Address("slack", "T1", "C1")
+    async with SQLiteStore(tmp_path / "bridge.db") as s:
+        for i in range(1200):
+            await s.inflight_begin(InFlight(f"r{i}", f"k{i}", where, "me", started_at=1.0))
+        await s.inflight_update_many(
+            [(f"r{i}", [f"m{i}", "m"], f"text {i}", 2.0 + i) for i in range(1200)]
+            + [("gone", ["x"], "a reply that already ended", 9.0)]
+        )
+        recs = {r.id: r for r in await s.inflight_orphans("me", stale_before=0.0)}
+    assert len(recs) == 1200
+    assert all(
+        (r.message_ids, r.text, r.heartbeat_at) == ([f"m{i}", "m"], f"text {i}", 2.0 + i)
+        for i, r in ((int(k[1:]), r) for k, r in recs.items())
+    )
