@@ -97,14 +97,15 @@ class SlackPlatform(Platform):
             # slack-sdk does not retry 429 by default; honour Retry-After.
             _CountedRateLimitRetries(ctx.on_rate_limited, max_retry_count=opts.max_retries),
         ]
+        web_log = _web_log()
         self.client = AsyncWebClient(
             token=token, base_url=opts.api_url, timeout=int(opts.timeout),
-            retry_handlers=retries, logger=_web_log(),
+            retry_handlers=retries, logger=web_log,
         )
         # "Thinking" indicators are decoration: never wait out a rate limit for them.
         self.decor = AsyncWebClient(
             token=token, base_url=opts.api_url, timeout=int(opts.timeout),
-            retry_handlers=[], logger=_web_log(),
+            retry_handlers=[], logger=web_log,
         )
         self.native_ok = True
         self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
