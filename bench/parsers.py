@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -54,6 +54,9 @@ from bridge.interfaces import (  # noqa: E402
     Token,
 )
 from bridge.render import LiveReply  # noqa: E402
+
+# A timed run's result: (seconds, ...).
+R = TypeVar("R", bound=tuple[Any, ...])
 
 WORDS = ["The", " answer", " is", " forty", "-two", ",", " as", " the", " docs", " say", "."]
 
@@ -234,7 +237,8 @@ async def bench_pipeline(chunks: list[bytes]) -> tuple[float, int, int]:
     return seconds, _token_events("chatmount", chunks), target.updates
 
 
-def best_of(runs: int, fn: Callable[[], tuple[float, int]]) -> tuple[float, int]:
+def best_of(runs: int, fn: Callable[[], R]) -> R:
+    """The fastest of `runs` runs of `fn` (its result's first item is the seconds)."""
     return min((fn() for _ in range(runs)), key=lambda r: r[0])
 
 
@@ -268,8 +272,8 @@ def main() -> int:
     per = args.tokens_per_read
     chunks = [b"".join(e + b"\n\n" for e in events[i : i + per] if e)
               for i in range(0, len(events), per)]
-    seconds, count, updates = min(
-        (asyncio.run(bench_pipeline(chunks)) for _ in range(args.runs)), key=lambda r: r[0]
+    seconds, count, updates = best_of(
+        args.runs, lambda: asyncio.run(bench_pipeline(chunks))
     )
     rows.append({"what": "pipeline (CPU)", "items": count, "seconds": seconds,
                  "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6,
