@@ -5,6 +5,10 @@ A `Budget` allows at most `rate.count` operations in any window of
 token-bucket limiter on the other side). Waiters are served by priority, not
 arrival: replies that have shown nothing yet go first, then typing, then the
 reply whose text has waited longest (the classes are in `bridge.render`).
+
+`Budgets` keeps one budget per bucket (a Slack workspace, a Discord channel)
+and forgets the ones that have gone quiet, so a daemon that has replied in
+many channels over months does not keep a budget for each of them.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import contextlib
 import heapq
 import itertools
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from bridge.interfaces import Rate
 
@@ -132,19 +137,52 @@ class Budget:
     def waiting(self) -> int:
         return sum(1 for _, _, f in self._waiters if not f.done())
 
+    def idle(self) -> bool:
+        """Nothing in the window and nobody waiting: a new budget would behave the same."""
+        self._expire(self._clock())
+        return not self._stamps and not self._waiters and self._timer is None
+
+
+# Budgets are looked over for quiet ones when their number reaches this, and
+# then again when it has doubled since the last look (so the cost stays O(1)
+# per new budget).
+SWEEP_FROM = 1024
+
 
 class Budgets:
-    """Budgets by bucket key, created on first use."""
+    """Budgets by bucket key, created on first use and forgotten once idle."""
 
-    def __init__(self, *, margin: float = 0.05) -> None:
+    def __init__(
+        self, *, margin: float = 0.05, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._margin = margin
+        self._clock = clock
         self._budgets: dict[str, Budget] = {}
+        # Idle budgets a live reply may still hold: found again while it does, so a
+        # bucket never has two budgets at once.
+        self._resting: weakref.WeakValueDictionary[str, Budget] = weakref.WeakValueDictionary()
+        self._sweep_at = SWEEP_FROM
 
     def get(self, key: str, rate: Rate) -> Budget:
         budget = self._budgets.get(key)
         if budget is None:
-            budget = self._budgets[key] = Budget(rate, margin=self._margin)
+            budget = self._resting.pop(key, None)
+            if budget is None:
+                budget = Budget(rate, margin=self._margin, clock=self._clock)
+            self._budgets[key] = budget
+            if len(self._budgets) >= self._sweep_at:
+                self._sweep()
         return budget
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._budgets.items())
+    def _sweep(self) -> None:
+        for key, budget in list(self._budgets.items()):
+            if budget.idle():
+                del self._budgets[key]
+                self._resting[key] = budget
+        self._sweep_at = max(SWEEP_FROM, 2 * len(self._budgets))
+
+    def __len__(self) -> int:
+        return len(self._budgets) + len(self._resting)
+
+    def __iter__(self) -> Iterator[tuple[str, Budget]]:
+        return iter(list(self._budgets.items()) + list(self._resting.items()))

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
-from bridge.budget import Budget
+from bridge.budget import SWEEP_FROM, Budget, Budgets
 from bridge.interfaces import Rate
 from tests.core.recording import max_in_window
 
@@ -72,3 +73,28 @@ async def test_a_slot_given_back_is_granted_to_the_next_waiter() -> None:
     budget.release(stamp)  # not used after all
     await asyncio.wait_for(waiter, 1.0)
     assert budget.granted == 1
+
+
+def test_quiet_budgets_are_forgotten_and_held_ones_found_again() -> None:
+    now = [0.0]
+    budgets = Budgets(margin=0.0, clock=lambda: now[0])
+    rate = Rate(1, 1.0)
+    held = budgets.get("held", rate)  # as a live reply holds its budgets
+    assert held.try_acquire() is not None
+    for i in range(SWEEP_FROM - 3):
+        assert budgets.get(f"quiet-{i}", rate).try_acquire() is not None
+    now[0] = 5.0  # every slot taken so far has left its window
+    busy = budgets.get("busy", rate)
+    assert busy.try_acquire() is not None
+    fresh = budgets.get("fresh", rate)  # the SWEEP_FROM-th budget: quiet ones go
+    gc.collect()
+
+    assert len(budgets) == 3  # busy (a slot in its window), held and fresh (referenced)
+    # A bucket never has two budgets at once: the held ones are found again...
+    assert budgets.get("held", rate) is held
+    assert budgets.get("fresh", rate) is fresh
+    # ...and the busy one still counts its slot.
+    assert budgets.get("busy", rate) is busy
+    assert busy.try_acquire() is None
+    # A forgotten bucket starts again with a full window.
+    assert budgets.get("quiet-0", rate).try_acquire() is not None
