@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bridge.budget import Budget, Budgets, Priority
 from bridge.errors import BridgeError
@@ -46,7 +46,6 @@ class RenderStats:
     edits: int = 0
     posts: int = 0
     first_visible_at: float | None = None
-    visible_marks: list[tuple[int, float]] = field(default_factory=list)
 
 
 def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
@@ -75,7 +74,6 @@ class LiveReply:
         edit_interval: float = 1.0,
         thinking_text: str = "_Thinking…_",
         on_progress: ProgressHook | None = None,
-        track_latency: bool = False,
     ) -> None:
         self.target = target
         self.limits = target.limits
@@ -86,7 +84,6 @@ class LiveReply:
         self.edit_interval = edit_interval
         self.thinking_text = thinking_text
         self._on_progress = on_progress
-        self._track = track_latency
 
         self.text = ""
         self._status: str | None = None
@@ -173,8 +170,6 @@ class LiveReply:
     def _mark(self) -> None:
         if self._pending_since is None:
             self._pending_since = time.monotonic()
-        if self._track:
-            self.stats.visible_marks.append((len(self.text), time.monotonic()))
         self._dirty.set()
 
     async def pace(self) -> None:
@@ -352,8 +347,6 @@ class LiveReply:
             self._last_edit = now
             if self.stats.first_visible_at is None and self.text:
                 self.stats.first_visible_at = now
-            if self._track:
-                self.stats.visible_marks.append((-snapshot, now))
             index = self._first_change(pieces, index + 1)
         self._release(held)
         if len(self.text) == snapshot:
