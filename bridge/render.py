@@ -48,6 +48,48 @@ class RenderStats:
     first_visible_at: float | None = None
 
 
+class Flag:
+    """asyncio.Event's set/clear/wait, in a fraction of its memory.
+
+    An asyncio.Event keeps a deque for its waiters (over 600 bytes, even
+    empty); a live reply has five flags, each with one waiter at a time, and
+    a thousand replies may be live at once. Waiters woken by `set` return
+    even if the flag is cleared before they run, as with asyncio.Event.
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+
+
 def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
     """Sources in first-seen order, once per URL, at most `limit`."""
     seen: set[str] = set()
@@ -65,6 +107,15 @@ def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
 
 class LiveReply:
     """One reply being streamed to one target."""
+
+    # Slots, not a dict per reply: a thousand replies may be live at once.
+    __slots__ = (
+        "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget", "_final_pieces",
+        "_flusher", "_frozen", "_frozen_end", "_global_budget", "_has_text", "_last_edit",
+        "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget", "_reopen",
+        "_retries", "_shown", "_status", "_tail_of", "_version", "edit_interval", "limits",
+        "message_ids", "stats", "target", "text", "thinking_text",
+    )
 
     def __init__(
         self,
@@ -88,15 +139,15 @@ class LiveReply:
         self.text = ""
         self._status: str | None = None
         self._final_pieces: list[str] = []
-        self._dirty = asyncio.Event()
-        self._has_text = asyncio.Event()
-        self._closed = asyncio.Event()
+        self._dirty = Flag()
+        self._has_text = Flag()
+        self._closed = Flag()
         # The reader of the answer's stream runs while this is set; it is held
         # while the next edit waits (for its interval or its budget).
-        self._may_read = asyncio.Event()
+        self._may_read = Flag()
         self._may_read.set()
         self._parked = False  # the reader waits in pace()
-        self._caught_up = asyncio.Event()  # the reader fed what it read after being let go
+        self._caught_up = Flag()  # the reader fed what it read after being let go
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
 
@@ -105,7 +156,8 @@ class LiveReply:
         self._frozen: list[str] = []  # complete messages (all but the live last one)
         self._frozen_end = 0  # source offset just past the frozen messages
         self._reopen = ""  # fence to reopen at the start of the next message
-        self._tail_of: tuple[str | None, str] = (None, "")  # (text, its live last piece)
+        self._version = 0  # counts changes of self.text
+        self._tail_of: tuple[int, str] = (-1, "")  # (version of the text, its live last piece)
         self._last_edit = float("-inf")
         self._pending_since: float | None = None
         self.stats = RenderStats()
@@ -158,6 +210,7 @@ class LiveReply:
         if not text:
             return
         self.text += text
+        self._version += 1
         self._has_text.set()
         self._mark()
 
@@ -215,6 +268,7 @@ class LiveReply:
         """The answer is complete: show the authoritative text and the sources."""
         text = final_text if final_text is not None and final_text.strip() else self.text
         self.text = text
+        self._version += 1
         block = self.target.format_sources(sources) if (sources and show_sources) else ""
         await self._close(text, block, empty_note="" if text else "_(no answer)_")
 
@@ -264,10 +318,10 @@ class LiveReply:
                         self._may_read.clear()  # hold the reader until this edit
                     wait = self._last_edit + self.edit_interval - time.monotonic()
                     if wait > 0:
-                        try:
-                            await asyncio.wait_for(self._closed.wait(), wait)
-                        except TimeoutError:
-                            pass
+                        # A timeout, not wait_for: no task made per edit.
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(wait):
+                                await self._closed.wait()
                 if self._closing:
                     self._may_read.set()
                     await self._sync(lambda: self._final_pieces, final=True)
@@ -284,7 +338,7 @@ class LiveReply:
                 return list(self._shown)
             return [self._fmt(f"_{self._status}_")]
         text = self.text
-        if self._tail_of[0] is not text:
+        if self._tail_of[0] != self._version:
             # The same text is asked for twice per edit (before and after its budget
             # slot): split and format it once.
             pieces = split_pieces(
@@ -295,7 +349,7 @@ class LiveReply:
                 self._frozen.extend(p.text for p in pieces[:-1])
                 self._frozen_end = pieces[-2].end
                 self._reopen = pieces[-2].reopen
-            self._tail_of = (text, pieces[-1].text)
+            self._tail_of = (self._version, pieces[-1].text)
         return [*self._frozen, self._tail_of[1]]
 
     async def _sync(self, make: Callable[[], list[str]], final: bool = False) -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from bridge.budget import Budgets
 from bridge.errors import PlatformError
 from bridge.interfaces import Rate, Source
-from bridge.render import LiveReply, dedupe_sources
+from bridge.render import Flag, LiveReply, dedupe_sources
 from tests.core.fakeplatform import wait_for
 from tests.core.recording import RecordingTarget, max_in_window
 
@@ -213,3 +213,29 @@ async def test_first_words_go_before_typing_that_asked_earlier() -> None:
     await wait_for(lambda: [op.kind for op in early.ops] == ["begin"])
     await answering.finish(None)
     await waiting.aclose()
+
+
+async def test_flag_wakes_every_waiter_as_asyncio_event_does() -> None:
+    flag = Flag()
+    flag.set()
+    await asyncio.wait_for(flag.wait(), 1.0)  # already set: returns at once
+    flag.clear()
+    assert not flag.is_set()
+
+    first = asyncio.create_task(flag.wait())
+    second = asyncio.create_task(flag.wait())
+    gone = asyncio.create_task(flag.wait())
+    await _settle()
+    assert not (first.done() or second.done())
+    gone.cancel()
+    await asyncio.gather(gone, return_exceptions=True)
+    flag.set()
+    flag.clear()  # as with asyncio.Event, a waiter already woken still returns
+    await asyncio.wait_for(asyncio.gather(first, second), 1.0)
+    assert gone.cancelled()
+
+    late = asyncio.create_task(flag.wait())
+    await _settle()
+    assert not late.done()  # cleared: a new waiter waits again
+    flag.set()
+    await asyncio.wait_for(late, 1.0)

@@ -141,7 +141,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
         until = loop.time() + TYPING_MAX
         while loop.time() < until:
             try:
-                await asyncio.wait_for(self._typing_stop.wait(), TYPING_RENEW)
+                async with asyncio.timeout(TYPING_RENEW):
+                    await self._typing_stop.wait()
                 return
             except TimeoutError:
                 if _renewals.allow(loop.time()):
