@@ -225,6 +225,9 @@ class HTTPDialect(ChatAPI):
                         return
                 if text:
                     yield Token("".join(text))
+                # The next read may wait for the reply's next edit: keep nothing of this one.
+                batch.clear()
+                text.clear()
         done = at_end() if at_end is not None else None
         if done is None:
             raise CutOff(backend=self.name)
