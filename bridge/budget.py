@@ -4,7 +4,8 @@ A `Budget` allows at most `rate.count` operations in any window of
 `rate.per` seconds (a sliding window, so it never trips a fixed-window or a
 token-bucket limiter on the other side). Waiters are served by priority, not
 arrival: replies that have shown nothing yet go first, then typing, then the
-reply whose text has waited longest (the classes are in `bridge.render`).
+reply whose text has waited longest (the classes are in `bridge.render`,
+which also caps typing at half of a bot-wide budget).
 
 `Budgets` keeps one budget per bucket (a Slack workspace, a Discord channel)
 and forgets the ones that have gone quiet, so a daemon that has replied in

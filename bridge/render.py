@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from bridge.budget import Budget, Budgets, Priority
 from bridge.errors import BridgeError
-from bridge.interfaces import ReplyTarget, Source
+from bridge.interfaces import Rate, ReplyTarget, Source
 from bridge.split import split_pieces
 
 log = logging.getLogger("chat_bridge.render")
@@ -32,6 +32,9 @@ HOLD_AT_MOST = 4
 # Who goes first when replies wait for the same budget (then: who has waited longest).
 FIRST = 0  # a reply's first words (or its placeholder)
 COURTESY = 1  # typing: worth a request only while the words are not there
+# Typing may take at most this share of a bot-wide budget's window, so the first
+# words of answers asked in a burst find requests left to show them at once.
+TYPING_SHARE = 0.5
 MORE = 2  # more words of a reply already showing some
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
@@ -113,8 +116,8 @@ class LiveReply:
         "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget", "_final_pieces",
         "_flusher", "_frozen", "_frozen_end", "_global_budget", "_has_text", "_last_edit",
         "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget", "_reopen",
-        "_retries", "_shown", "_status", "_tail_of", "_version", "edit_interval", "limits",
-        "message_ids", "stats", "target", "text", "thinking_text",
+        "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
+        "edit_interval", "limits", "message_ids", "stats", "target", "text", "thinking_text",
     )
 
     def __init__(
@@ -132,6 +135,11 @@ class LiveReply:
         self._post_budget = budgets.get(self.limits.post_bucket, self.limits.post_rate)
         bucket, rate = self.limits.global_bucket, self.limits.global_rate
         self._global_budget = budgets.get(bucket, rate) if bucket and rate else None
+        self._typing_budget = (
+            budgets.get(f"{bucket}:typing", Rate(max(1, int(rate.count * TYPING_SHARE)), rate.per))
+            if bucket and rate and not self.limits.begin_posts
+            else None
+        )
         self.edit_interval = edit_interval
         self.thinking_text = thinking_text
         self._on_progress = on_progress
@@ -180,7 +188,7 @@ class LiveReply:
         if self._global_budget is not None:  # begin() makes a request either way
             if self.limits.begin_posts:
                 await self._global_budget.acquire((FIRST, now))
-            elif not await self._slot_before_text(self._global_budget, (COURTESY, now)):
+            elif not await self._typing_slots((COURTESY, now)):
                 return  # a busy budget and the answer came first: show it instead
         try:
             placeholder = await self.target.begin()
@@ -192,8 +200,19 @@ class LiveReply:
             self._shown.append(self.thinking_text)
             self.stats.posts += 1
 
-    async def _slot_before_text(self, budget: Budget, priority: Priority) -> bool:
-        """Wait for a slot of `budget`, unless the answer's first text comes first."""
+    async def _typing_slots(self, priority: Priority) -> bool:
+        """Slots of typing's share and of the bot-wide budget, unless the first text comes first."""
+        assert self._typing_budget is not None and self._global_budget is not None
+        share = await self._slot_before_text(self._typing_budget, priority)
+        if share is None:
+            return False
+        if await self._slot_before_text(self._global_budget, priority) is None:
+            self._typing_budget.release(share)
+            return False
+        return True
+
+    async def _slot_before_text(self, budget: Budget, priority: Priority) -> float | None:
+        """Wait for a slot of `budget` (its stamp), unless the answer's first text comes first."""
         slot = asyncio.ensure_future(budget.acquire(priority))
         text = asyncio.ensure_future(self._has_text.wait())
         try:
@@ -203,7 +222,7 @@ class LiveReply:
             if not slot.done():
                 slot.cancel()
             await asyncio.gather(slot, text, return_exceptions=True)
-        return not slot.cancelled()
+        return None if slot.cancelled() else slot.result()
 
     def feed(self, text: str) -> None:
         """Append answer text."""

@@ -215,6 +215,26 @@ async def test_first_words_go_before_typing_that_asked_earlier() -> None:
     await waiting.aclose()
 
 
+async def test_typing_leaves_half_of_the_bot_budget_to_first_words() -> None:
+    budgets = Budgets()
+    rate = Rate(4, 5.0)
+    targets = [RecordingTarget(channel=f"C{i}") for i in range(4)]
+    for target in targets:
+        target.limits = replace(target.limits, global_bucket="bot", global_rate=rate)
+    replies = [LiveReply(target, budgets, edit_interval=0.01) for target in targets]
+    for reply in replies:
+        await reply.start()  # four questions at once, no words yet
+    typing = budgets.get("bot:typing", Rate(2, 5.0))
+    await wait_for(lambda: typing.waiting == 2)
+    typed = [t for t in targets if [op.kind for op in t.ops] == ["begin"]]
+    assert len(typed) == 2  # typing took half of the bot's requests, not all of them
+    reply, target = next((r, t) for r, t in zip(replies, targets, strict=True) if not t.ops)
+    reply.feed("Here it is.")  # so these first words are shown at once
+    await wait_for(lambda: target.visible() == ["Here it is."])
+    for reply in replies:
+        await reply.aclose()
+
+
 async def test_flag_wakes_every_waiter_as_asyncio_event_does() -> None:
     flag = Flag()
     flag.set()
