@@ -398,6 +398,7 @@ class LiveReply:
                     self._release(held)
                     held = await self._acquire(editing)
                 stamps, held = held, None
+                sent = time.monotonic()
                 if editing:
                     await self.target.edit(self.message_ids[index], text)
                     self.stats.edits += 1
@@ -416,10 +417,11 @@ class LiveReply:
                     self._retries += 1
                     await self._sync(make, final=True)
                 return
-            now = time.monotonic()
-            self._last_edit = now
+            # The interval runs from when this update was sent: text that arrives
+            # while it is on its way waits one interval, not one plus its round trip.
+            self._last_edit = sent
             if self.stats.first_visible_at is None and self.text:
-                self.stats.first_visible_at = now
+                self.stats.first_visible_at = time.monotonic()
             index = self._first_change(pieces, index + 1)
         self._release(held)
         if len(self.text) == snapshot:

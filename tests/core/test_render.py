@@ -235,6 +235,39 @@ async def test_typing_leaves_half_of_the_bot_budget_to_first_words() -> None:
         await reply.aclose()
 
 
+class _SlowEditTarget(RecordingTarget):
+    """Its first edit stays on its way until the test lets it land."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.editing = asyncio.Event()
+        self.land = asyncio.Event()
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.editing.set()
+        await self.land.wait()
+        await super().edit(message_id, text)
+
+
+async def test_the_edit_interval_runs_from_when_the_last_edit_was_sent() -> None:
+    target = _SlowEditTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=1.0)
+    await reply.start()
+    reply.feed("one")
+    await wait_for(lambda: target.visible() == ["one"])  # first words: posted at once
+    reply.feed(" two")
+    await asyncio.wait_for(target.editing.wait(), 5.0)  # an interval later, an edit goes
+    reply.feed(" three")  # ...and more text comes while it is on its way
+    await asyncio.sleep(1.0)  # a slow platform: the edit takes a whole interval to land
+    landed = time.monotonic()
+    target.land.set()
+    await wait_for(lambda: target.visible() == ["one two three"])
+    # The next edit was due an interval after the last one was sent, so it goes at
+    # once; it does not wait another whole interval after the last one landed.
+    assert time.monotonic() - landed < 0.5
+    await reply.finish(None)
+
+
 async def test_flag_wakes_every_waiter_as_asyncio_event_does() -> None:
     flag = Flag()
     flag.set()
