@@ -20,7 +20,6 @@ import heapq
 import itertools
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator
 
 from bridge.interfaces import Rate
@@ -44,7 +43,9 @@ class Budget:
         # a small margin on the window keeps their view of it within the limit.
         self.window = rate.per + margin
         self._clock = clock
-        self._stamps: deque[float] = deque()
+        # A list, not a deque: it holds at most `rate.count` stamps, and an empty
+        # deque alone takes 600 bytes (there is a budget per channel or workspace).
+        self._stamps: list[float] = []
         self._waiters: list[tuple[Priority, int, asyncio.Future[float]]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -53,8 +54,13 @@ class Budget:
 
     def _expire(self, now: float) -> None:
         stamps = self._stamps
-        while stamps and now - stamps[0] >= self.window:
-            stamps.popleft()
+        gone = 0
+        for stamp in stamps:
+            if now - stamp < self.window:
+                break
+            gone += 1
+        if gone:
+            del stamps[:gone]
 
     def try_acquire(self) -> float | None:
         """Take a slot now if one is free and nobody is waiting; its stamp, or None."""

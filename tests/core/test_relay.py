@@ -9,6 +9,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.relay import UserRateLimiter
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI, Script
 
@@ -269,3 +270,14 @@ async def test_command_where_no_route_answers_gets_a_refusal(
     assert target.notices == ["I am not set up to answer here."]
     assert ignored.notices == [] and ignored.ops == []
     assert fake_chat_api.requests == []
+
+
+def test_user_rate_limit_window_slides() -> None:
+    limiter = UserRateLimiter()
+    assert limiter.check("U1", 2, 10.0, 0.0) is None
+    assert limiter.check("U1", 2, 10.0, 4.0) is None
+    assert limiter.check("U1", 2, 10.0, 6.0) == 4.0  # the first message leaves at 10
+    assert limiter.check("U2", 2, 10.0, 6.0) is None  # each user has their own window
+    assert limiter.check("U1", 2, 10.0, 10.0) is None  # it left: one more fits
+    assert limiter.check("U1", 2, 10.0, 11.0) == 3.0  # 4.0 and 10.0 are in the window
+    assert limiter.check("U1", 2, 10.0, 30.0) is None  # both left at once
