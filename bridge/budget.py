@@ -27,8 +27,21 @@ from bridge.interfaces import Rate
 Priority = tuple[int, float]
 
 
+# A slot whose request has not been reported done counts this long at most: a
+# request still on its way after this is taken as lost, so a slot nobody gives
+# back cannot shrink a budget for good.
+MAX_FLIGHT = 60.0
+
+
 class Budget:
-    """A sliding-window budget with prioritized waiters."""
+    """A sliding-window budget with prioritized waiters.
+
+    Every slot granted (`try_acquire`, `acquire`) is given back with
+    `restamp(stamp)` once its request is done, which counts it for a window
+    from then, or with `release(stamp)` if it was never sent. Until then it
+    counts however long it takes: a request held up in a busy process still
+    reaches the other side, and must find its window there within the limit.
+    """
 
     def __init__(
         self,
@@ -43,9 +56,10 @@ class Budget:
         # a small margin on the window keeps their view of it within the limit.
         self.window = rate.per + margin
         self._clock = clock
-        # A list, not a deque: it holds at most `rate.count` stamps, and an empty
+        # Lists, not deques: each holds at most `rate.count` stamps, and an empty
         # deque alone takes 600 bytes (there is a budget per channel or workspace).
-        self._stamps: list[float] = []
+        self._stamps: list[float] = []  # when each done request was done, oldest first
+        self._flying: list[float] = []  # when each slot still on its way was granted
         self._waiters: list[tuple[Priority, int, asyncio.Future[float]]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -53,42 +67,49 @@ class Budget:
         self._on_grant = on_grant
 
     def _expire(self, now: float) -> None:
-        stamps = self._stamps
-        gone = 0
-        for stamp in stamps:
-            if now - stamp < self.window:
-                break
-            gone += 1
-        if gone:
-            del stamps[:gone]
+        for stamps, span in ((self._stamps, self.window), (self._flying, MAX_FLIGHT)):
+            gone = 0
+            for stamp in stamps:
+                if now - stamp < span:
+                    break
+                gone += 1
+            if gone:
+                del stamps[:gone]
+
+    def _free(self) -> bool:
+        return len(self._stamps) + len(self._flying) < self.rate.count
 
     def try_acquire(self) -> float | None:
         """Take a slot now if one is free and nobody is waiting; its stamp, or None."""
         now = self._clock()
         self._expire(now)
-        if not self._waiters and len(self._stamps) < self.rate.count:
+        if not self._waiters and self._free():
             self._take(now)
             return now
         return None
 
     def restamp(self, stamp: float) -> None:
-        """Count a slot granted at `stamp` as used now (the request went out later)."""
+        """The request of the slot granted at `stamp` is done: it counts for a window from now."""
         now = self._clock()
         with contextlib.suppress(ValueError):
-            self._stamps.remove(stamp)  # gone if it already left the window
+            self._flying.remove(stamp)  # gone if it was taken as lost
         self._stamps.append(now)
+        if self._timer is not None:  # it may wait for a lost slot: this stamp frees sooner
+            self._timer.cancel()
+            self._timer = None
+        self._schedule()
 
     def release(self, stamp: float) -> None:
-        """Give back a slot granted at `stamp` that was not used."""
+        """Give back the slot granted at `stamp`: its request was never sent."""
         try:
-            self._stamps.remove(stamp)
+            self._flying.remove(stamp)
         except ValueError:
             return
         self.granted -= 1
         self._grant()
 
     def _take(self, now: float) -> None:
-        self._stamps.append(now)
+        self._flying.append(now)
         self.granted += 1
         if self._on_grant is not None:
             self._on_grant(now)
@@ -106,9 +127,7 @@ class Budget:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 # Granted just as we were cancelled: give the slot back.
-                self._stamps.pop() if self._stamps else None
-                self.granted -= 1
-                self._grant()
+                self.release(future.result())
             raise
 
     def _schedule(self) -> None:
@@ -116,10 +135,14 @@ class Budget:
             return
         now = self._clock()
         self._expire(now)
-        if len(self._stamps) < self.rate.count:
+        if self._free():
             delay = 0.0
         else:
-            delay = max(0.0, self._stamps[0] + self.window - now)
+            # A slot frees when the oldest stamp leaves its window or the oldest slot
+            # on its way is taken as lost (restamp and release wake waiters too).
+            frees = [t + self.window for t in self._stamps[:1]]
+            frees += [t + MAX_FLIGHT for t in self._flying[:1]]
+            delay = max(0.0, min(frees) - now)
         self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -129,7 +152,7 @@ class Budget:
     def _grant(self) -> None:
         now = self._clock()
         self._expire(now)
-        while self._waiters and len(self._stamps) < self.rate.count:
+        while self._waiters and self._free():
             _, _, future = heapq.heappop(self._waiters)
             if future.done():
                 continue
@@ -141,13 +164,18 @@ class Budget:
         self._schedule()
 
     @property
+    def in_flight(self) -> int:
+        """Slots granted whose request has not been reported done or given back."""
+        return len(self._flying)
+
+    @property
     def waiting(self) -> int:
         return sum(1 for _, _, f in self._waiters if not f.done())
 
     def idle(self) -> bool:
         """Nothing in the window and nobody waiting: a new budget would behave the same."""
         self._expire(self._clock())
-        return not self._stamps and not self._waiters and self._timer is None
+        return not (self._stamps or self._flying or self._waiters) and self._timer is None
 
 
 # Budgets are looked over for quiet ones when their number reaches this, and

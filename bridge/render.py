@@ -38,8 +38,9 @@ TYPING_SHARE = 0.5
 MORE = 2  # more words of a reply already showing some
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
-# Budget slots taken for one operation: (is an edit, [(budget, stamp), ...]).
-_Held = tuple[bool, list[tuple[Budget, float]]]
+# Budget slots taken for one operation, and (with _Held) whether it is an edit.
+_Slots = list[tuple[Budget, float]]
+_Held = tuple[bool, _Slots]
 
 
 @dataclass
@@ -183,32 +184,41 @@ class LiveReply:
 
     async def _begin(self) -> None:
         now = time.monotonic()
-        if self.limits.begin_posts:
-            await self._post_budget.acquire((FIRST, now))
-        if self._global_budget is not None:  # begin() makes a request either way
+        slots: _Slots = []
+        try:
             if self.limits.begin_posts:
-                await self._global_budget.acquire((FIRST, now))
-            elif not await self._typing_slots((COURTESY, now)):
-                return  # a busy budget and the answer came first: show it instead
+                slots.append((self._post_budget, await self._post_budget.acquire((FIRST, now))))
+                if self._global_budget is not None:
+                    stamp = await self._global_budget.acquire((FIRST, now))
+                    slots.append((self._global_budget, stamp))
+            elif self._global_budget is not None:  # typing is a request too
+                if not await self._typing_slots((COURTESY, now), slots):
+                    self._release(slots)
+                    return  # a busy budget and the answer came first: show it instead
+        except BaseException:
+            self._release(slots)
+            raise
         try:
             placeholder = await self.target.begin()
         except BridgeError as exc:
             log.warning("could not show that an answer is coming: %s", exc)
             return
+        finally:
+            self._restamp(slots)
         if placeholder is not None:
             self.message_ids.append(placeholder)
             self._shown.append(self.thinking_text)
             self.stats.posts += 1
 
-    async def _typing_slots(self, priority: Priority) -> bool:
-        """Slots of typing's share and of the bot-wide budget, unless the first text comes first."""
-        assert self._typing_budget is not None and self._global_budget is not None
-        share = await self._slot_before_text(self._typing_budget, priority)
-        if share is None:
-            return False
-        if await self._slot_before_text(self._global_budget, priority) is None:
-            self._typing_budget.release(share)
-            return False
+    async def _typing_slots(self, priority: Priority, slots: _Slots) -> bool:
+        """Slots of typing's share and of the bot-wide budget (added to `slots`),
+        unless the answer's first text comes first."""
+        for budget in (self._typing_budget, self._global_budget):
+            assert budget is not None
+            stamp = await self._slot_before_text(budget, priority)
+            if stamp is None:
+                return False
+            slots.append((budget, stamp))
         return True
 
     async def _slot_before_text(self, budget: Budget, priority: Priority) -> float | None:
@@ -383,49 +393,55 @@ class LiveReply:
             self._pending_since = None
             return
         held: _Held | None = await self._acquire(start < len(self.message_ids))
-        if not final:
-            await self._let_reader_catch_up()
-            pieces = make()
-            # Text read while this edit is on its way waits for the next one.
-            self._may_read.clear()
-        snapshot = len(self.text)
-        index = self._first_change(pieces, start)
-        while index is not None:
-            text = pieces[index]
-            editing = index < len(self.message_ids)
-            try:
-                if held is None or held[0] != editing:
-                    self._release(held)
-                    held = await self._acquire(editing)
-                stamps, held = held, None
-                sent = time.monotonic()
-                if editing:
-                    await self.target.edit(self.message_ids[index], text)
-                    self.stats.edits += 1
-                    self._shown[index] = text
-                else:
-                    self.message_ids.append(await self.target.post(text))
-                    self.stats.posts += 1
-                    self._shown.append(text)
-                self._restamp(stamps)
-                await self._progress()
-            except BridgeError as exc:
-                log.warning("reply update failed: %s", exc)
-                if final and self._retries < FINAL_RETRIES:
-                    # The final text must land: try again after a pause.
-                    await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
-                    self._retries += 1
-                    await self._sync(make, final=True)
-                return
-            # The interval runs from when this update was sent: text that arrives
-            # while it is on its way waits one interval, not one plus its round trip.
-            self._last_edit = sent
-            if self.stats.first_visible_at is None and self.text:
-                self.stats.first_visible_at = time.monotonic()
-            index = self._first_change(pieces, index + 1)
-        self._release(held)
-        if len(self.text) == snapshot:
-            self._pending_since = None
+        try:
+            if not final:
+                await self._let_reader_catch_up()
+                pieces = make()
+                # Text read while this edit is on its way waits for the next one.
+                self._may_read.clear()
+            snapshot = len(self.text)
+            index = self._first_change(pieces, start)
+            while index is not None:
+                text = pieces[index]
+                editing = index < len(self.message_ids)
+                try:
+                    if held is None or held[0] != editing:
+                        self._release(held[1] if held else [])
+                        held = None
+                        held = await self._acquire(editing)
+                    slots, held = held[1], None
+                    sent = time.monotonic()
+                    try:
+                        if editing:
+                            await self.target.edit(self.message_ids[index], text)
+                            self.stats.edits += 1
+                            self._shown[index] = text
+                        else:
+                            self.message_ids.append(await self.target.post(text))
+                            self.stats.posts += 1
+                            self._shown.append(text)
+                    finally:
+                        # Made or failed, the request may have reached the platform.
+                        self._restamp(slots)
+                    await self._progress()
+                except BridgeError as exc:
+                    log.warning("reply update failed: %s", exc)
+                    if final and self._retries < FINAL_RETRIES:
+                        # The final text must land: try again after a pause.
+                        await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
+                        self._retries += 1
+                        await self._sync(make, final=True)
+                    return
+                # The interval runs from when this update was sent: text that arrives
+                # while it is on its way waits one interval, not one plus its round trip.
+                self._last_edit = sent
+                if self.stats.first_visible_at is None and self.text:
+                    self.stats.first_visible_at = time.monotonic()
+                index = self._first_change(pieces, index + 1)
+            if len(self.text) == snapshot:
+                self._pending_since = None
+        finally:
+            self._release(held[1] if held else [])
 
     def _first_change(self, pieces: list[str], start: int) -> int | None:
         """The first message from `start` on that does not show its piece yet."""
@@ -442,28 +458,26 @@ class LiveReply:
         budgets = [self._edit_budget if editing else self._post_budget]
         if self._global_budget is not None:
             budgets.append(self._global_budget)
-        stamps: list[tuple[Budget, float]] = []
+        slots: _Slots = []
         try:
             for budget in budgets:
-                stamps.append((budget, await budget.acquire(priority)))
+                slots.append((budget, await budget.acquire(priority)))
         except BaseException:
-            self._release((editing, stamps))
+            self._release(slots)
             raise
-        return editing, stamps
+        return editing, slots
 
     @staticmethod
-    def _restamp(held: _Held | None) -> None:
-        """Count the operation at the time it was sent, not when its slots were granted."""
-        if held is not None:
-            for budget, stamp in held[1]:
-                budget.restamp(stamp)
+    def _restamp(slots: _Slots) -> None:
+        """The operation is done: its slots count from now, not from when they were granted."""
+        for budget, stamp in slots:
+            budget.restamp(stamp)
 
     @staticmethod
-    def _release(held: _Held | None) -> None:
-        """Give back slots that were not used."""
-        if held is not None:
-            for budget, stamp in held[1]:
-                budget.release(stamp)
+    def _release(slots: _Slots) -> None:
+        """Give back slots whose operation was not made."""
+        for budget, stamp in slots:
+            budget.release(stamp)
 
     async def _progress(self) -> None:
         if self._on_progress is not None:

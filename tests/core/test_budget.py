@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from bridge.budget import SWEEP_FROM, Budget, Budgets
+from bridge.budget import MAX_FLIGHT, SWEEP_FROM, Budget, Budgets
 from bridge.interfaces import Rate
 from tests.core.recording import max_in_window
 
@@ -15,7 +15,7 @@ async def test_never_more_than_count_in_any_window() -> None:
 
     async def worker() -> None:
         for _ in range(5):
-            await budget.acquire()
+            budget.restamp(await budget.acquire())  # a request made at once
 
     await asyncio.gather(*(worker() for _ in range(4)))
     assert len(stamps) == 20
@@ -25,11 +25,11 @@ async def test_never_more_than_count_in_any_window() -> None:
 
 async def test_first_visible_content_is_served_first() -> None:
     budget = Budget(Rate(1, 0.1), margin=0.0)
-    await budget.acquire()  # the window is now full
+    budget.restamp(await budget.acquire())  # the window is now full
     order: list[str] = []
 
     async def take(name: str, priority: tuple[int, float]) -> None:
-        await budget.acquire(priority)
+        budget.restamp(await budget.acquire(priority))
         order.append(name)
 
     tasks = [
@@ -43,7 +43,7 @@ async def test_first_visible_content_is_served_first() -> None:
 
 async def test_cancelled_waiter_does_not_hold_a_slot() -> None:
     budget = Budget(Rate(1, 0.1), margin=0.0)
-    await budget.acquire()
+    budget.restamp(await budget.acquire())
     waiter = asyncio.create_task(budget.acquire())
     await asyncio.sleep(0)
     waiter.cancel()
@@ -56,12 +56,29 @@ async def test_a_slot_used_later_counts_from_when_it_was_used() -> None:
     now = [100.0]
     budget = Budget(Rate(2, 1.0), margin=0.0, clock=lambda: now[0])
     first = await budget.acquire()
-    await budget.acquire()
-    now[0] = 100.8  # the first request went out only now
+    budget.restamp(await budget.acquire())  # made at once, at 100.0
+    now[0] = 100.8  # the first request was done only now
     budget.restamp(first)
-    now[0] = 101.05  # one second after the second grant, not after the first use
+    now[0] = 101.05  # one second after the second, not after the first was done
     assert budget.try_acquire() is not None
-    assert budget.try_acquire() is None  # the first use, at 100.8, is still in the window
+    assert budget.try_acquire() is None  # the first, done at 100.8, is still in the window
+
+
+def test_a_slot_counts_while_its_request_is_on_its_way() -> None:
+    now = [100.0]
+    budget = Budget(Rate(1, 1.0), margin=0.0, clock=lambda: now[0])
+    stamp = budget.try_acquire()
+    assert stamp is not None
+    now[0] = 105.0  # a busy process: the request is still on its way
+    assert budget.try_acquire() is None  # it may reach the platform any moment
+    budget.restamp(stamp)
+    now[0] = 105.5
+    assert budget.try_acquire() is None  # done at 105.0: it counts until 106.0
+    now[0] = 106.0
+    lost = budget.try_acquire()
+    assert lost is not None
+    now[0] = 106.0 + MAX_FLIGHT  # never given back: taken as lost, the slot is free
+    assert budget.try_acquire() is not None
 
 
 async def test_a_slot_given_back_is_granted_to_the_next_waiter() -> None:
@@ -80,12 +97,12 @@ def test_quiet_budgets_are_forgotten_and_held_ones_found_again() -> None:
     budgets = Budgets(margin=0.0, clock=lambda: now[0])
     rate = Rate(1, 1.0)
     held = budgets.get("held", rate)  # as a live reply holds its budgets
-    assert held.try_acquire() is not None
+    _use(held)
     for i in range(SWEEP_FROM - 3):
-        assert budgets.get(f"quiet-{i}", rate).try_acquire() is not None
+        _use(budgets.get(f"quiet-{i}", rate))
     now[0] = 5.0  # every slot taken so far has left its window
     busy = budgets.get("busy", rate)
-    assert busy.try_acquire() is not None
+    _use(busy)
     fresh = budgets.get("fresh", rate)  # the SWEEP_FROM-th budget: quiet ones go
     gc.collect()
 
@@ -98,3 +115,10 @@ def test_quiet_budgets_are_forgotten_and_held_ones_found_again() -> None:
     assert busy.try_acquire() is None
     # A forgotten bucket starts again with a full window.
     assert budgets.get("quiet-0", rate).try_acquire() is not None
+
+
+def _use(budget: Budget) -> None:
+    """Take a slot and make its request at once."""
+    stamp = budget.try_acquire()
+    assert stamp is not None
+    budget.restamp(stamp)

@@ -4,7 +4,7 @@ import asyncio
 import time
 from dataclasses import replace
 
-from bridge.budget import Budgets
+from bridge.budget import Budget, Budgets
 from bridge.errors import PlatformError
 from bridge.interfaces import Rate, Source
 from bridge.render import Flag, LiveReply, dedupe_sources
@@ -16,6 +16,13 @@ async def _settle() -> None:
     """Let the reply's flusher task take its next step."""
     for _ in range(3):
         await asyncio.sleep(0)
+
+
+def _use(budget: Budget) -> None:
+    """A request made at once: the budget's window counts it from now."""
+    stamp = budget.try_acquire()
+    assert stamp is not None
+    budget.restamp(stamp)
 
 
 async def _stream(reply: LiveReply, tokens: list[str], gap: float) -> None:
@@ -175,7 +182,7 @@ async def test_typing_is_skipped_when_the_answer_comes_before_a_free_request() -
     budgets = Budgets()
     target = RecordingTarget()
     target.limits = replace(target.limits, global_bucket="bot", global_rate=Rate(1, 0.3))
-    assert budgets.get("bot", Rate(1, 0.3)).try_acquire() is not None  # the bot is busy
+    _use(budgets.get("bot", Rate(1, 0.3)))  # the bot is busy
     reply = LiveReply(target, budgets, edit_interval=0.01)
     await reply.start()
     reply.feed("Here it is.")
@@ -201,7 +208,7 @@ async def test_first_words_go_before_typing_that_asked_earlier() -> None:
     early, late = RecordingTarget(channel="C1"), RecordingTarget(channel="C2")
     for target in (early, late):
         target.limits = replace(target.limits, global_bucket="bot", global_rate=rate)
-    assert budgets.get("bot", rate).try_acquire() is not None  # the bot is busy
+    _use(budgets.get("bot", rate))  # the bot is busy
     waiting = LiveReply(early, budgets, edit_interval=0.01)
     await waiting.start()  # its typing waits for the budget...
     await wait_for(lambda: budgets.get("bot", rate).waiting == 1)
@@ -233,6 +240,40 @@ async def test_typing_leaves_half_of_the_bot_budget_to_first_words() -> None:
     await wait_for(lambda: target.visible() == ["Here it is."])
     for reply in replies:
         await reply.aclose()
+
+
+async def test_every_slot_is_given_back_whatever_the_requests_do() -> None:
+    class Failing(RecordingTarget):
+        """Refuses its first edit, and waits on its second until the reply is stopped."""
+
+        edits = 0
+
+        async def edit(self, message_id: str, text: str) -> None:
+            self.edits += 1
+            if self.edits == 1:
+                raise PlatformError("refused")
+            if self.edits == 2:
+                await asyncio.Event().wait()
+            await super().edit(message_id, text)
+
+    budgets = Budgets()
+    failing = Failing(channel="C2")
+    targets = [RecordingTarget(channel="C1"), failing]
+    for target in targets:  # typing, then posts and edits, all on a bot-wide budget too
+        target.limits = replace(target.limits, global_bucket="bot", global_rate=Rate(50, 1.0))
+    done, stopped = (LiveReply(t, budgets, edit_interval=0.01) for t in targets)
+    for reply in (done, stopped):
+        await reply.start()
+        reply.feed("one")
+    await wait_for(lambda: all(t.visible() == ["one"] for t in targets))
+    for reply in (done, stopped):
+        reply.feed(" two")
+    await wait_for(lambda: failing.edits == 1)  # refused
+    stopped.feed(" three")
+    await wait_for(lambda: failing.edits == 2)  # on its way...
+    await done.finish(None)
+    await stopped.aclose()  # ...when the process stops
+    assert [budget.in_flight for _, budget in budgets] == [0] * len(budgets)
 
 
 class _SlowEditTarget(RecordingTarget):
