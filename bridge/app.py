@@ -58,6 +58,7 @@ class Bridge:
         self._stack = AsyncExitStack()
         self.store: Store
         self.relay: Relay
+        self.chat_http: httpx.AsyncClient  # the chat APIs' client
         self.http: HttpServer | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._progress: asyncio.Task[None] | None = None
@@ -84,7 +85,9 @@ class Bridge:
         await self.store.open()
         stack.push_async_callback(self.store.aclose)
 
-        client = http_client()
+        # Every answer streaming at once holds a connection: the pool never makes one wait.
+        streams = self.config.limits.max_concurrent_streams
+        self.chat_http = client = http_client(max_connections=max(1000, streams + 100))
         stack.push_async_callback(client.aclose)
         self.backends = build_backends(self.config, self.registry, client)
         self.relay = Relay(

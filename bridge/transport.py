@@ -105,6 +105,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str, int | None], _Proxy] = {}
 
+    @property
+    def max_connections(self) -> int:
+        """The most connections open at once (a request waits for one beyond that)."""
+        return self._max_connections
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use, inside the running loop
             connector = aiohttp.TCPConnector(

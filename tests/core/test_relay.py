@@ -10,6 +10,7 @@ import pytest
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.relay import UserRateLimiter
+from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI, Script
 
@@ -281,3 +282,15 @@ def test_user_rate_limit_window_slides() -> None:
     assert limiter.check("U1", 2, 10.0, 10.0) is None  # it left: one more fits
     assert limiter.check("U1", 2, 10.0, 11.0) == 3.0  # 4.0 and 10.0 are in the window
     assert limiter.check("U1", 2, 10.0, 30.0) is None  # both left at once
+
+
+async def test_the_chat_api_pool_has_a_connection_for_every_stream(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # With more streams than connections, answers past the pool's size waited for a
+    # connection and failed to connect in time.
+    extra = "limits: {max_concurrent_streams: 1500, queue_size: 10}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        transport = bridge.chat_http._transport  # the client's own transport
+        assert isinstance(transport, AiohttpTransport)
+        assert transport.max_connections >= 1500
