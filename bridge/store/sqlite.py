@@ -97,6 +97,11 @@ class SQLiteStore(Store):
                 ":memory:" if memory else self.path,
                 timeout=self.busy_timeout,
                 isolation_level=None,
+                # No statement cache: aiosqlite drops a statement's cursor in the event
+                # loop's thread, whose cleanup can reset a cached statement that the
+                # database thread is running again meanwhile ("bad parameter or other
+                # API misuse" under load; CPython gh-118172). Preparing is cheap here.
+                cached_statements=0,
             )
         except sqlite3.Error as exc:
             raise self._error(exc, "opening the database") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,40 @@ async def test_progress_of_many_replies_lands_whole(
         (r.message_ids, r.text, r.heartbeat_at) == ([f"m{i}", "m"], f"text {i}", 2.0 + i)
         for i, r in ((int(k[1:]), r) for k, r in recs.items())
     )
+
+
+async def test_statements_from_many_tasks_at_once_all_run(tmp_path: Path) -> None:
+    # aiosqlite lets a statement's cursor go in the event loop's thread, and
+    # sqlite3's statement cache may already have lent that statement to the
+    # database thread again: under load some writes failed with "bad parameter
+    # or other API misuse" (CPython gh-118172). The store keeps no such cache.
+    where = Address("slack", "T1", "C1")
+    errors: list[StoreError] = []
+    async with SQLiteStore(tmp_path / "bridge.db") as s:
+        for i in range(1000):
+            await s.inflight_begin(InFlight(f"r{i}", f"k{i}", where, "me", started_at=1.0))
+        until = time.monotonic() + 3.0
+
+        async def keep(write: Callable[[], Awaitable[object]], pause: float) -> None:
+            while time.monotonic() < until:
+                try:
+                    await write()
+                except StoreError as exc:
+                    errors.append(exc)
+                await asyncio.sleep(pause)
+
+        def one(i: int) -> Callable[[], Awaitable[None]]:
+            return lambda: s.inflight_update_many([(f"r{i}", ["m1", "m2"], "a b " * 50, 2.0)])
+
+        def every() -> Awaitable[None]:
+            return s.inflight_update_many([(f"r{i}", ["m1"], "a" * 2000, 3.0) for i in range(1000)])
+
+        def lookups() -> Awaitable[object]:
+            return asyncio.gather(s.get_conversation("k1"), s.inflight_for_key("k2"))
+
+        await asyncio.gather(
+            *(keep(one(i), 0.0) for i in range(200)),
+            keep(every, 0.05),
+            *(keep(lookups, 0.0) for _ in range(20)),
+        )
+    assert errors == []
