@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.platforms.discord import DiscordOptions, DiscordPlatform
+from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import InteractionTarget
 from bridge.errors import PlatformError
@@ -94,6 +96,19 @@ async def test_start_identifies_with_intents_and_syncs_commands(world: World) ->
         ask = next(c for c in world.fake.commands if c["name"] == "ask")
         assert ask["options"][0]["name"] == "question" and ask["options"][0]["required"]
     assert not platform.connected
+
+
+async def test_start_up_logs_no_warning_about_voice(
+    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # discord.py warns once per process that its voice libraries are missing.
+    voice = discord_platform.discord.VoiceClient  # discord.py, as the adapter imports it
+    monkeypatch.setattr(voice, "warn_nacl", True)
+    monkeypatch.setattr(voice, "warn_dave", True)
+    with caplog.at_level(logging.WARNING):
+        async with running(world) as platform:
+            assert platform.connected
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_missing_message_content_intent_is_a_clear_error(world: World) -> None:

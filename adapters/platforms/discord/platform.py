@@ -151,6 +151,10 @@ class DiscordPlatform(Platform):
 
     def _build_client(self) -> discord.Client:
         opts = self.options
+        # The bot never joins voice: discord.py's warnings at start-up that its
+        # voice libraries are missing would only worry an admin reading the log.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_messages = True
