@@ -14,8 +14,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from bridge.budget import Budgets
 from bridge.circuit import Circuit
@@ -37,11 +38,13 @@ from bridge.interfaces import (
 )
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
-from bridge.render import LiveReply, dedupe_sources
+from bridge.render import FIRST, LiveReply, dedupe_sources
 from bridge.routing import conversation_key, match_route
 from bridge.store import Conversation, InFlight, Store
 
 log = logging.getLogger("chat_bridge.relay")
+
+T = TypeVar("T")
 
 HELP_TEXT = "Ask me a question in words, and I will answer here."
 
@@ -244,7 +247,7 @@ class Relay:
             return None
 
         if route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread":
-            opened = await target.open_thread(_thread_name(text))
+            opened = await self._bot_wide(target, lambda: target.open_thread(_thread_name(text)))
             if opened is not None:
                 thread_id, target = opened
                 key = conversation_key(route, msg, thread=thread_id)
@@ -253,6 +256,18 @@ class Relay:
                 await self.store.inflight_end(record.id)
                 record = moved
         return _Job(msg, target, route, key, record)
+
+    async def _bot_wide(self, target: ReplyTarget, request: Callable[[], Awaitable[T]]) -> T:
+        """Make a request of the platform outside a reply within its bot-wide budget, if any."""
+        bucket, rate = target.limits.global_bucket, target.limits.global_rate
+        if not (bucket and rate):
+            return await request()
+        budget = self.budgets.get(bucket, rate)
+        stamp = await budget.acquire((FIRST, time.monotonic()))  # it comes before first words
+        try:
+            return await request()
+        finally:
+            budget.restamp(stamp)
 
     # ---------------------------------------------------------------- answering
 

@@ -3,15 +3,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.interfaces import Address, Rate, ReplyTarget
 from bridge.relay import UserRateLimiter
 from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
+from tests.core.recording import RecordingTarget, max_in_window
 from tests.fakes.chatapi import FakeChatAPI, Script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -294,3 +298,47 @@ async def test_the_chat_api_pool_has_a_connection_for_every_stream(
         transport = bridge.chat_http._transport  # the client's own transport
         assert isinstance(transport, AiohttpTransport)
         assert transport.max_connections >= 1500
+
+
+class _ThreadingTarget(RecordingTarget):
+    """A channel where each answer opens a thread; every request counts bot-wide."""
+
+    BOT = Rate(3, 0.3)
+
+    def __init__(self, address: Address, requests: list[float]) -> None:
+        super().__init__(channel=address.channel)
+        self.address = address
+        self.limits = replace(self.limits, global_bucket="bot", global_rate=self.BOT)
+        self._requests = requests
+
+    async def open_thread(self, name: str) -> tuple[str, ReplyTarget] | None:
+        self._requests.append(time.monotonic())
+        thread = f"th-{self.address.channel}"
+        return thread, _ThreadingTarget(replace(self.address, thread=thread), self._requests)
+
+    async def post(self, text: str) -> str:
+        self._requests.append(time.monotonic())
+        return await super().post(text)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self._requests.append(time.monotonic())
+        await super().edit(message_id, text)
+
+
+async def test_opening_threads_draws_on_the_bot_wide_budget(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests: list[float] = []
+    monkeypatch.setattr(
+        LocalPlatform, "target", lambda self, address: _ThreadingTarget(address, requests)
+    )
+    for _ in range(6):
+        fake_chat_api.enqueue(tokens=["An ", "answer."])
+    route = "reply_in_thread: true"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route=route) as bridge:
+        asked = [await platform(bridge).say("What?", channel=f"C{i}") for i in range(6)]
+        await wait_for(lambda: len(fake_chat_api.requests) == 6)
+        await wait_for(lambda: bridge.relay.live == 0)
+    assert len(requests) >= 12  # six threads, and each answer posted in its thread
+    assert max_in_window(requests, _ThreadingTarget.BOT.per) <= _ThreadingTarget.BOT.count
+    assert all(t.ops == [] for t in asked)  # the answers went to the threads
