@@ -160,7 +160,7 @@ class Relay:
                 except BridgeError as exc:
                     log.error("could not take message %s: %s", msg.event_id, exc)
                     with contextlib.suppress(BridgeError):
-                        await target.notice(exc.user_message)
+                        await self._notice(target, exc.user_message)
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
                 queue.popleft()
@@ -175,7 +175,7 @@ class Relay:
         if route is None:
             log.debug("no route for %s message in %s", msg.platform, msg.channel)
             if msg.command:  # a command expects an answer, even a refusal
-                await target.notice("I am not set up to answer here.")
+                await self._notice(target, "I am not set up to answer here.")
             return
         key = conversation_key(route, msg)
         now = time.time()
@@ -213,10 +213,10 @@ class Relay:
             msg.is_dm and text.lower() in {k.lower() for k in self.config.commands.reset_keywords}
         ):
             await self.store.reset_conversation(key)
-            await target.notice(self.config.commands.reset_reply)
+            await self._notice(target, self.config.commands.reset_reply)
             return None
         if not text:
-            await target.notice(HELP_TEXT)
+            await self._notice(target, HELP_TEXT)
             return None
         backend = self.backends[route.backend]
         limit = min(
@@ -224,26 +224,28 @@ class Relay:
             backend.max_message_chars or self.config.limits.max_question_chars,
         )
         if len(text) > limit:
-            await target.notice(
+            await self._notice(
+                target,
                 f"That question is {len(text):,} characters long; the limit is {limit:,}. "
-                "Please shorten it and ask again."
+                "Please shorten it and ask again.",
             )
             return None
         rate = route.rate_limit or self.config.limits.rate_limit
         wait = self._users.check(_user_key(msg), rate.messages, rate.per, time.monotonic())
         if wait is not None:
-            await target.notice(
+            await self._notice(
+                target,
                 "You are sending messages faster than I can answer; "
-                f"try again in {max(1, round(wait))} s."
+                f"try again in {max(1, round(wait))} s.",
             )
             return None
         circuit = self.circuits[route.backend]
         if circuit.state == "open":
-            await target.notice(_unavailable(circuit))
+            await self._notice(target, _unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return None
         if self._queued >= self.config.limits.queue_size and self._slots.locked():
-            await target.notice("I am busy right now; please try again shortly.")
+            await self._notice(target, "I am busy right now; please try again shortly.")
             return None
 
         if route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread":
@@ -256,6 +258,10 @@ class Relay:
                 await self.store.inflight_end(record.id)
                 record = moved
         return _Job(msg, target, route, key, record)
+
+    async def _notice(self, target: ReplyTarget, text: str) -> None:
+        """Tell the asker something instead of answering, within the bot-wide budget."""
+        await self._bot_wide(target, lambda: target.notice(text))
 
     async def _bot_wide(self, target: ReplyTarget, request: Callable[[], Awaitable[T]]) -> T:
         """Make a request of the platform outside a reply within its bot-wide budget, if any."""
@@ -322,7 +328,7 @@ class Relay:
         backend = self.backends[route.backend]
         circuit = self.circuits[route.backend]
         if not circuit.allow():
-            await job.target.notice(_unavailable(circuit))
+            await self._notice(job.target, _unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return
         now = time.time()

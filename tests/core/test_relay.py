@@ -342,3 +342,19 @@ async def test_opening_threads_draws_on_the_bot_wide_budget(
     assert len(requests) >= 12  # six threads, and each answer posted in its thread
     assert max_in_window(requests, _ThreadingTarget.BOT.per) <= _ThreadingTarget.BOT.count
     assert all(t.ops == [] for t in asked)  # the answers went to the threads
+
+
+async def test_notices_draw_on_the_bot_wide_budget(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests: list[float] = []
+    monkeypatch.setattr(
+        LocalPlatform, "target", lambda self, address: _ThreadingTarget(address, requests)
+    )
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        asked = [await platform(bridge).say("   ", channel=f"C{i}") for i in range(6)]
+        await wait_for(lambda: all(t.notices for t in asked))
+    times = [op.at for t in asked for op in t.ops if op.kind == "notice"]
+    assert len(times) == 6  # each asker was told to ask in words...
+    # ...within the bot's budget.
+    assert max_in_window(times, _ThreadingTarget.BOT.per) <= _ThreadingTarget.BOT.count
