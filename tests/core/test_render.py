@@ -6,8 +6,9 @@ from dataclasses import replace
 
 from bridge.budget import Budget, Budgets
 from bridge.errors import PlatformError
+from bridge.flag import Flag
 from bridge.interfaces import Rate, Source
-from bridge.render import Flag, LiveReply, dedupe_sources
+from bridge.render import LiveReply, dedupe_sources
 from tests.core.fakeplatform import wait_for
 from tests.core.recording import RecordingTarget, max_in_window
 

@@ -17,6 +17,7 @@ import discord
 
 from adapters.platforms.discord import format as fmt
 from bridge.errors import PlatformError
+from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self._referenced = False
         self.limits = _limits(str(self._channel_id), options)
         self._typing: asyncio.Task[None] | None = None
-        self._typing_stop = asyncio.Event()
+        self._typing_stop = Flag()  # a slotted asyncio.Event: one per answer
 
     # -------------------------------------------------------------- typing
 
