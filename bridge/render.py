@@ -185,12 +185,17 @@ class LiveReply:
         slot = asyncio.ensure_future(budget.acquire(priority))
         text = asyncio.ensure_future(self._has_text.wait())
         try:
-            await asyncio.wait({slot, text}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            text.cancel()
-            if not slot.done():
-                slot.cancel()
-            await asyncio.gather(slot, text, return_exceptions=True)
+            try:
+                await asyncio.wait({slot, text}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                text.cancel()
+                if not slot.done():
+                    slot.cancel()
+                await asyncio.gather(slot, text, return_exceptions=True)
+        except BaseException:
+            if not slot.cancelled() and slot.exception() is None:
+                budget.release(slot.result())  # granted as we were stopped: not used
+            raise
         return None if slot.cancelled() else slot.result()
 
     def feed(self, text: str) -> None:

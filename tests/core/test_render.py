@@ -277,6 +277,24 @@ async def test_every_slot_is_given_back_whatever_the_requests_do() -> None:
     assert [budget.in_flight for _, budget in budgets] == [0] * len(budgets)
 
 
+async def test_a_slot_granted_as_the_reply_stops_is_given_back() -> None:
+    budgets = Budgets()
+    rate = Rate(1, 60.0)
+    target = RecordingTarget()
+    target.limits = replace(target.limits, global_bucket="bot", global_rate=rate)
+    bot = budgets.get("bot", rate)
+    held = bot.try_acquire()  # another request of the bot, on its way
+    assert held is not None
+    reply = LiveReply(target, budgets, edit_interval=0.01)
+    await reply.start()
+    await wait_for(lambda: bot.waiting == 1)  # its typing waits for the bot's budget
+    bot.release(held)  # the slot goes to the typing...
+    await asyncio.sleep(0)  # ...whose wait takes it
+    await reply.aclose()  # ...just as the process stops
+    assert [budget.in_flight for _, budget in budgets] == [0] * len(budgets)
+    assert target.ops == []
+
+
 class _SlowEditTarget(RecordingTarget):
     """Its first edit stays on its way until the test lets it land."""
 
