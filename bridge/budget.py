@@ -27,6 +27,17 @@ from bridge.interfaces import Rate
 Priority = tuple[int, float]
 
 
+def drop_older(stamps: list[float], now: float, span: float) -> None:
+    """Drop the stamps (oldest first) that are `span` seconds or more before `now`."""
+    gone = 0
+    for stamp in stamps:
+        if now - stamp < span:
+            break
+        gone += 1
+    if gone:
+        del stamps[:gone]
+
+
 # A slot whose request has not been reported done counts this long at most: a
 # request still on its way after this is taken as lost, so a slot nobody gives
 # back cannot shrink a budget for good.
@@ -67,14 +78,8 @@ class Budget:
         self._on_grant = on_grant
 
     def _expire(self, now: float) -> None:
-        for stamps, span in ((self._stamps, self.window), (self._flying, MAX_FLIGHT)):
-            gone = 0
-            for stamp in stamps:
-                if now - stamp < span:
-                    break
-                gone += 1
-            if gone:
-                del stamps[:gone]
+        drop_older(self._stamps, now, self.window)
+        drop_older(self._flying, now, MAX_FLIGHT)
 
     def _free(self) -> bool:
         return len(self._stamps) + len(self._flying) < self.rate.count

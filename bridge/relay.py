@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from bridge.budget import Budgets
+from bridge.budget import Budgets, drop_older
 from bridge.circuit import Circuit
 from bridge.config import Config, RouteConfig
 from bridge.errors import BridgeError, ChatAPIError, RateLimited, Unavailable
@@ -63,13 +63,7 @@ class UserRateLimiter:
         stamps = self._seen.get(user)
         if stamps is None:
             stamps = self._seen[user] = []
-        gone = 0
-        for stamp in stamps:
-            if now - stamp < per:
-                break
-            gone += 1
-        if gone:
-            del stamps[:gone]
+        drop_older(stamps, now, per)
         if len(stamps) >= messages:
             return stamps[0] + per - now
         stamps.append(now)
