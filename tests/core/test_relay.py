@@ -325,13 +325,19 @@ class _ThreadingTarget(RecordingTarget):
         await super().edit(message_id, text)
 
 
-async def test_opening_threads_draws_on_the_bot_wide_budget(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def bot_requests(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every console target is a _ThreadingTarget; when each bot-wide request was made."""
     requests: list[float] = []
     monkeypatch.setattr(
         LocalPlatform, "target", lambda self, address: _ThreadingTarget(address, requests)
     )
+    return requests
+
+
+async def test_opening_threads_draws_on_the_bot_wide_budget(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, bot_requests: list[float]
+) -> None:
     for _ in range(6):
         fake_chat_api.enqueue(tokens=["An ", "answer."])
     route = "reply_in_thread: true"
@@ -339,18 +345,14 @@ async def test_opening_threads_draws_on_the_bot_wide_budget(
         asked = [await platform(bridge).say("What?", channel=f"C{i}") for i in range(6)]
         await wait_for(lambda: len(fake_chat_api.requests) == 6)
         await wait_for(lambda: bridge.relay.live == 0)
-    assert len(requests) >= 12  # six threads, and each answer posted in its thread
-    assert max_in_window(requests, _ThreadingTarget.BOT.per) <= _ThreadingTarget.BOT.count
+    assert len(bot_requests) >= 12  # six threads, and each answer posted in its thread
+    assert max_in_window(bot_requests, _ThreadingTarget.BOT.per) <= _ThreadingTarget.BOT.count
     assert all(t.ops == [] for t in asked)  # the answers went to the threads
 
 
 async def test_notices_draw_on_the_bot_wide_budget(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_chat_api: FakeChatAPI, tmp_path: Path, bot_requests: list[float]
 ) -> None:
-    requests: list[float] = []
-    monkeypatch.setattr(
-        LocalPlatform, "target", lambda self, address: _ThreadingTarget(address, requests)
-    )
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         asked = [await platform(bridge).say("   ", channel=f"C{i}") for i in range(6)]
         await wait_for(lambda: all(t.notices for t in asked))
