@@ -165,18 +165,23 @@ class Bridge:
         while True:
             await asyncio.sleep(self.heartbeat)
             try:
-                now = time.time()
-                rows: list[InFlightProgress] = []
-                for rec, reply in self.relay.records():
-                    ids = reply.message_ids if reply is not None else rec.message_ids
-                    text = reply.text if reply is not None else rec.text
-                    rows.append((rec.id, ids, text, now))
-                await self.store.inflight_update_many(rows)
-                await self.store.prune_events(now - self.config.limits.event_ttl)
-                if self.store.shared:
-                    await self.recover(at_start=False)
+                await self._beat_once()
             except BridgeError as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    async def _beat_once(self) -> None:
+        # Its own frame: what a beat gathers (every live reply's text) is let go
+        # when it ends, not kept through the sleep until the next one.
+        now = time.time()
+        rows: list[InFlightProgress] = []
+        for rec, reply in self.relay.records():
+            ids = reply.message_ids if reply is not None else rec.message_ids
+            text = reply.text if reply is not None else rec.text
+            rows.append((rec.id, ids, text, now))
+        await self.store.inflight_update_many(rows)
+        await self.store.prune_events(now - self.config.limits.event_ttl)
+        if self.store.shared:
+            await self.recover(at_start=False)
 
     async def _health(self) -> dict[str, str]:
         problems: dict[str, str] = {}

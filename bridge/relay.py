@@ -85,6 +85,29 @@ class _Job:
     interrupted: bool = False
 
 
+class _Pace:
+    """What the relay puts in `READ_GATE`: a reply's `pace`, until the answer is read.
+
+    Connections and timers made while an answer streams keep a copy of the
+    context they were made in, a pooled connection for as long as it stays
+    open. Closed, this holds nothing, so such a copy no longer keeps the
+    finished reply alive, with its text and its platform target.
+    """
+
+    __slots__ = ("_pace",)
+
+    def __init__(self, pace: Callable[[], Awaitable[None]]) -> None:
+        self._pace: Callable[[], Awaitable[None]] | None = pace
+
+    async def __call__(self) -> None:
+        pace = self._pace
+        if pace is not None:
+            await pace()
+
+    def close(self) -> None:
+        self._pace = None
+
+
 def order_of(msg: Inbound) -> float:
     """Where a message stands in its conversation, the same on every replica."""
     return msg.sent_at or msg.received_at or time.time()
@@ -416,7 +439,8 @@ class Relay:
         first_token = True
         # The stream's next tokens gather in the network while the reply could
         # not show them anyway: its reads wait for the reply's edits.
-        gate = READ_GATE.set(reply.pace)
+        pace = _Pace(reply.pace)
+        gate = READ_GATE.set(pace)
         try:
             async with contextlib.aclosing(stream) as events:
                 async for event in events:
@@ -435,6 +459,7 @@ class Relay:
                         done = event
         finally:
             READ_GATE.reset(gate)
+            pace.close()
         return done, sources
 
     async def _remember(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import sys
 import time
@@ -13,6 +14,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.interfaces import Address, Rate, ReplyTarget
 from bridge.relay import UserRateLimiter
+from bridge.render import LiveReply
 from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget, max_in_window
@@ -298,6 +300,29 @@ async def test_the_chat_api_pool_has_a_connection_for_every_stream(
         transport = bridge.chat_http._transport  # the client's own transport
         assert isinstance(transport, AiohttpTransport)
         assert transport.max_connections >= 1500
+
+
+async def test_a_finished_reply_is_freed_while_its_connection_stays_open(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # The chat API's connection, kept open for the next request, keeps a copy of
+    # the context it was last read in; that copy held the whole reply, its text
+    # and its platform target, for as long as the connection lived. The
+    # heartbeat, which beats here while the answer streams, held the last reply
+    # it saw until it saw another.
+    fake_chat_api.enqueue(tokens=["a ", "b ", "c"], token_delay=0.05)
+    extra = "limits: {heartbeat_interval: 0.02}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        target = await platform(bridge).say("Hello?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        await wait_for(lambda: bridge.relay.live == 0)
+        transport = bridge.chat_http._transport
+        assert isinstance(transport, AiohttpTransport) and transport._session is not None
+        assert transport._session.connector is not None
+        pooled = sum(len(c) for c in transport._session.connector._conns.values())
+        assert pooled == 1  # the connection waits in the pool
+        gc.collect()
+        assert [o for o in gc.get_objects() if isinstance(o, LiveReply)] == []
 
 
 class _ThreadingTarget(RecordingTarget):
