@@ -49,8 +49,9 @@ METHOD = {
     "cpu": "bridge process user+system CPU (all threads) from the first question to the "
     "last reply finishing, divided by tokens streamed; includes inbound events, store "
     "writes, the chat API's HTTP and SSE parsing, rendering, and the platforms' HTTP",
-    "memory": "bridge process VmRSS sampled every 0.1 s; per stream = (peak - baseline "
-    "after connecting) / peak live streams; MB = 1024 KiB",
+    "memory": "bridge process VmRSS sampled every 0.1 s until the last reply finishes "
+    "(the fakes' records reach the bridge process only after that); per stream = (peak - "
+    "baseline after connecting) / peak live streams; MB = 1024 KiB",
 }
 
 

@@ -192,9 +192,9 @@ async def _measure(
     if profiler is not None:
         profiler.enable()
     conn.send(("go",))
-    kind, world = await _recv(conn)
+    kind, failure = await _recv(conn)
     if kind != "done":
-        raise RuntimeError(f"the world process failed: {world}")
+        raise RuntimeError(f"the world process failed: {failure}")
     # The last text is visible; let the replies finish (final edit, store) before stopping.
     await _until(lambda: bridge.relay.live == 0, 30)
     unfinished = bridge.relay.live
@@ -210,6 +210,11 @@ async def _measure(
         profiler.dump_stats(str(profile_path))
     sampling.cancel()
     peak_rss = max(sampler.peak_rss, rss_kb())
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    conn.send(("records",))
+    kind, world = await _recv(conn)
+    if kind != "records":
+        raise RuntimeError(f"the world process failed: {world}")
     return {
         "world": world,
         "bridge": {
@@ -218,7 +223,7 @@ async def _measure(
             "cpu_by_thread": by_thread,
             "baseline_rss_kb": baseline_rss,
             "peak_rss_kb": peak_rss,
-            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "maxrss_kb": maxrss,
             "peak_live_streams": sampler.peak_live,
             "unfinished_at_end": unfinished,
             "lag": sampler.lag,

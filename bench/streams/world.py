@@ -411,8 +411,14 @@ async def _serve(conn: Connection, params: Params) -> None:
             limit = 2 * (params.ramp + params.stream_seconds) + 60
             finished = await world.wait_complete(limit)
             await asking
-            conn.send(("done", world.results(finished)))
-            await loop.run_in_executor(None, conn.recv)  # "stop": the bridge has closed
+            results = world.results(finished)
+            conn.send(("done", None))
+            # The records follow when asked for, once the bridge has taken its
+            # last readings: loaded earlier, they would count in its memory.
+            command = await loop.run_in_executor(None, conn.recv)
+            if command[0] == "records":
+                conn.send(("records", results))
+                await loop.run_in_executor(None, conn.recv)  # "stop": the bridge has closed
     except Exception as exc:  # report it to the other process, which is waiting
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         raise
