@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from adapters.platforms.slack.mrkdwn import (
     WORD_JOINER,
+    _convert_line,
     markdown_sources,
     markdown_to_mrkdwn,
     mrkdwn_sources,
@@ -95,6 +96,19 @@ def test_native_markdown_keeps_markdown_and_defuses_mentions() -> None:
     text = neutralize_markdown("**Hi** <!everyone> @here [a](https://a.example)")
     assert text == f"**Hi** @{J}everyone @{J}here [a](https://a.example)"
     assert pings_in(text) == []
+
+
+def test_only_finished_lines_are_cached() -> None:
+    # While a reply streams its last line grows: a new one at every edit. Cached,
+    # those lines would push out the finished ones, which every edit asks for again.
+    text = "A **finished** line, cached\nand the growing one, with **bold**"
+    growing = [text[:n] for n in range(text.index("\n") + 2, len(text) + 1)]
+    _convert_line.cache_clear()
+    for partial in growing:
+        assert markdown_to_mrkdwn(partial).startswith("A *finished* line, cached\n")
+    assert markdown_to_mrkdwn(text).endswith("and the growing one, with *bold*")
+    info = _convert_line.cache_info()
+    assert (info.currsize, info.hits) == (1, len(growing))
 
 
 def test_sources_line() -> None:

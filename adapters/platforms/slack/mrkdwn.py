@@ -125,14 +125,17 @@ def markdown_to_mrkdwn(markdown: str) -> str:
                 i += 1
             out.append("```")
             continue
-        out.append(_convert_line(line))
         i += 1
+        # The last line is the one still growing while a reply streams: a new
+        # line at every edit, never asked for again. Kept out of the cache, it
+        # does not push out the finished lines that are.
+        out.append(_convert_line(line) if i < len(lines) else _convert_line.__wrapped__(line))
     return "\n".join(out)
 
 
 @functools.lru_cache(maxsize=8192)
 def _convert_line(line: str) -> str:
-    # Cached: a reply's lines are converted again at every edit while it grows.
+    # Cached: a reply's finished lines are converted again at every edit while it grows.
     if not line.strip():
         return ""
     if _RULE.match(line):
