@@ -1,6 +1,7 @@
 """Throughput of the chat-API stream parsers, and of each streaming dialect end to end.
 
     python3 bench/parsers.py [--events 200000] [--chunk 4096] [--tokens-per-read 25]
+                             [--answer-tokens 300]
 
 Parsers: a generated stream of N events is fed in chunks of `--chunk` bytes
 (like reads from a socket) and the events per second counted. Dialects: the
@@ -11,12 +12,13 @@ without the network). chaturdata polls for whole answers and has no stream
 parser, so it has no row.
 
 Pipeline: the bridge's own work per streamed token, without the network
-stacks: a chatmount answer read through the dialect as above, one chunk per
-read, fed to a real live reply whose target formats every update as Slack
-mrkdwn and sends it nowhere; `--tokens-per-read` token events arrive in each
-read (25: an answer at 20 tokens/s read once per 1.25 s edit) and the reply
-updates as often as it can, about once per read. CPU microseconds per token
-event: parse, coalesce, render.
+stacks: the events as chatmount answers of `--answer-tokens` tokens (300, as
+in bench/streams), each read through the dialect as above, one chunk per
+read, and fed to its own real live reply whose target formats every update
+as Slack mrkdwn and sends it nowhere; `--tokens-per-read` token events arrive
+in each read (25: an answer at 20 tokens/s read once per 1.25 s edit) and the
+reply updates as often as it can, about once per read. CPU microseconds per
+token event: parse, coalesce, render.
 
 Prints a table and writes bench/results/parsers.json. Figures, not assertions.
 """
@@ -212,29 +214,44 @@ class _Reads(httpx.AsyncByteStream):
             yield chunk
 
 
-async def bench_pipeline(chunks: list[bytes]) -> tuple[float, int, int]:
-    """CPU seconds, token events and updates: chatmount -> live reply -> Slack formatting."""
+async def bench_pipeline(answers: list[list[bytes]]) -> tuple[float, int, int]:
+    """CPU seconds, token events and updates: chatmount -> live reply -> Slack formatting.
+
+    Each answer (its reads) goes through its own live reply, as each question's does.
+    """
+    streams = iter(answers)
+
     def serve(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, stream=_Reads(chunks))
+        return httpx.Response(200, stream=_Reads(next(streams)))
 
     cls = REGISTRY.dialects["chatmount"]()
     options = cls.Options.model_validate({"kind": "chatmount", **OPTIONS["chatmount"]})
+    target = _NullTarget()
+    count = 0
     async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
         api = cls("bench", options, http)
-        target = _NullTarget()
-        reply = LiveReply(target, Budgets(), edit_interval=0.0)
         start = time.process_time()
-        await reply.start()
-        gate = READ_GATE.set(reply.pace)
-        try:
-            async for event in api.stream(ChatRequest(message="q", session="cb-bench")):
-                if isinstance(event, Token):
-                    reply.feed(event.text)
-        finally:
-            READ_GATE.reset(gate)
-        await reply.finish(None)
+        for reads in answers:
+            reply = LiveReply(target, Budgets(), edit_interval=0.0)
+            await reply.start()
+            gate = READ_GATE.set(reply.pace)
+            try:
+                async for event in api.stream(ChatRequest(message="q", session="cb-bench")):
+                    if isinstance(event, Token):
+                        reply.feed(event.text)
+            finally:
+                READ_GATE.reset(gate)
+            await reply.finish(None)
+            count += _token_events("chatmount", reads)
         seconds = time.process_time() - start
-    return seconds, _token_events("chatmount", chunks), target.updates
+    return seconds, count, target.updates
+
+
+def _reads(body: bytes, per: int) -> list[bytes]:
+    """An SSE body as network reads of `per` events each."""
+    events = body.split(b"\n\n")
+    return [b"".join(e + b"\n\n" for e in events[i : i + per] if e)
+            for i in range(0, len(events), per)]
 
 
 def best_of(runs: int, fn: Callable[[], R]) -> R:
@@ -250,6 +267,10 @@ def main() -> int:
     ap.add_argument("--tokens-per-read", type=int, default=25,
                     help="pipeline: token events per network read (default 25: 20 tokens/s, "
                          "one read per 1.25 s edit)")
+    ap.add_argument("--answer-tokens", type=int, default=300,
+                    help="pipeline: tokens per answer, each through its own live reply "
+                         "(default 300, as in bench/streams; 0: one answer of --events "
+                         "tokens)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "parsers.json"))
     args = ap.parse_args()
 
@@ -267,17 +288,17 @@ def main() -> int:
         rows.append({"what": f"dialect {kind}", "items": count, "seconds": seconds,
                      "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6})
 
-    data = chatmount_body(args.events)
-    events = data.split(b"\n\n")
-    per = args.tokens_per_read
-    chunks = [b"".join(e + b"\n\n" for e in events[i : i + per] if e)
-              for i in range(0, len(events), per)]
+    length = args.answer_tokens or args.events
+    answers = [_reads(chatmount_body(min(length, args.events - i)), args.tokens_per_read)
+               for i in range(0, args.events, length)]
+    size = sum(len(chunk) for reads in answers for chunk in reads)
     seconds, count, updates = best_of(
-        args.runs, lambda: asyncio.run(bench_pipeline(chunks))
+        args.runs, lambda: asyncio.run(bench_pipeline(answers))
     )
     rows.append({"what": "pipeline (CPU)", "items": count, "seconds": seconds,
-                 "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6,
-                 "us_per_token": seconds / count * 1e6, "updates": updates})
+                 "per_second": count / seconds, "mb_per_second": size / seconds / 1e6,
+                 "us_per_token": seconds / count * 1e6, "updates": updates,
+                 "answers": len(answers), "answer_tokens": length})
 
     print(f"{args.events} events per stream, {args.chunk}-byte chunks, best of {args.runs}")
     print(f"{'what':<24}{'items':>10}{'seconds':>10}{'items/s':>14}{'MB/s':>9}")
@@ -287,7 +308,8 @@ def main() -> int:
 
     pipe = rows[-1]
     print(f"pipeline: {pipe['us_per_token']:.1f} us CPU per token event (parse, coalesce, "
-          f"render; {pipe['updates']:,} updates, one per {count / max(1, updates):.0f} tokens)")
+          f"render; {pipe['answers']:,} answers of {pipe['answer_tokens']:,} tokens, "
+          f"{pipe['updates']:,} updates, one per {count / max(1, updates):.0f} tokens)")
 
     parsers = ("parser SSEParser", "parser NDJSONParser")
     checks = [(f"{r['what']}: {r['per_second']:,.0f} events/s", r["per_second"] >= 300_000,
@@ -301,7 +323,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "cpus": os.cpu_count(), "events": args.events, "chunk": args.chunk,
-            "runs": args.runs}
+            "runs": args.runs, "answer_tokens": length}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

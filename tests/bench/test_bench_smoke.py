@@ -73,5 +73,6 @@ def test_parsers_bench_reports_parsers_dialects_and_the_pipeline(tmp_path: Path)
         assert rows[f"dialect {kind}"]["items"] == 2000  # every token event counted
     pipeline = rows["pipeline (CPU)"]
     assert pipeline["items"] == 2000 and pipeline["updates"] >= 1
+    assert (pipeline["answers"], pipeline["answer_tokens"]) == (7, 300)  # 6 x 300 and 200
     assert isinstance(pipeline["us_per_token"], float)
     assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") == 3
