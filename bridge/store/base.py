@@ -124,11 +124,6 @@ class Store(ABC):
     @abstractmethod
     async def inflight_begin(self, rec: InFlight) -> None: ...
 
-    async def inflight_update(
-        self, rec_id: str, message_ids: Sequence[str], text: str, now: float
-    ) -> None:
-        await self.inflight_update_many([(rec_id, message_ids, text, now)])
-
     @abstractmethod
     async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
         """Record several replies' progress at once: (id, message ids, text, now) each."""

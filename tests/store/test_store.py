@@ -194,7 +194,7 @@ async def test_prune_events(store: Store) -> None:
 
 async def test_inflight_begin_update_end(store: Store) -> None:
     await store.inflight_begin(flight())
-    await store.inflight_update("r1", ["m1", "m2"], "Hello, world", now=150.0)
+    await store.inflight_update_many([("r1", ["m1", "m2"], "Hello, world", 150.0)])
     [rec] = await store.inflight_orphans("proc-a", stale_before=0.0)
     assert rec == InFlight(
         id="r1",
@@ -241,7 +241,7 @@ async def test_inflight_orphans(store: Store) -> None:
     got = await store.inflight_orphans("me", stale_before=300.0)
     assert sorted(r.id for r in got) == ["mine", "stale"]
     # A heartbeat keeps a reply of another owner out of the orphans.
-    await store.inflight_update("stale", ["m1"], "more", now=350.0)
+    await store.inflight_update_many([("stale", ["m1"], "more", 350.0)])
     assert [r.id for r in await store.inflight_orphans("me", 300.0)] == ["mine"]
 
 
