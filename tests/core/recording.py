@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bridge.budget import Budget
 from bridge.interfaces import Address, Limits, Rate, ReplyTarget, Source
 
 FAST = Rate(100, 1.0)
@@ -107,3 +108,10 @@ def max_in_window(times: list[float], per: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def use_slot(budget: Budget) -> None:
+    """Take a slot and make its request at once: the window counts it from now."""
+    stamp = budget.try_acquire()
+    assert stamp is not None
+    budget.restamp(stamp)

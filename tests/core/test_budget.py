@@ -5,7 +5,7 @@ import gc
 
 from bridge.budget import MAX_FLIGHT, SWEEP_FROM, Budget, Budgets
 from bridge.interfaces import Rate
-from tests.core.recording import max_in_window
+from tests.core.recording import max_in_window, use_slot
 
 
 async def test_never_more_than_count_in_any_window() -> None:
@@ -97,12 +97,12 @@ def test_quiet_budgets_are_forgotten_and_held_ones_found_again() -> None:
     budgets = Budgets(margin=0.0, clock=lambda: now[0])
     rate = Rate(1, 1.0)
     held = budgets.get("held", rate)  # as a live reply holds its budgets
-    _use(held)
+    use_slot(held)
     for i in range(SWEEP_FROM - 3):
-        _use(budgets.get(f"quiet-{i}", rate))
+        use_slot(budgets.get(f"quiet-{i}", rate))
     now[0] = 5.0  # every slot taken so far has left its window
     busy = budgets.get("busy", rate)
-    _use(busy)
+    use_slot(busy)
     fresh = budgets.get("fresh", rate)  # the SWEEP_FROM-th budget: quiet ones go
     gc.collect()
 
@@ -115,10 +115,3 @@ def test_quiet_budgets_are_forgotten_and_held_ones_found_again() -> None:
     assert busy.try_acquire() is None
     # A forgotten bucket starts again with a full window.
     assert budgets.get("quiet-0", rate).try_acquire() is not None
-
-
-def _use(budget: Budget) -> None:
-    """Take a slot and make its request at once."""
-    stamp = budget.try_acquire()
-    assert stamp is not None
-    budget.restamp(stamp)

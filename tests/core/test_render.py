@@ -4,26 +4,19 @@ import asyncio
 import time
 from dataclasses import replace
 
-from bridge.budget import Budget, Budgets
+from bridge.budget import Budgets
 from bridge.errors import PlatformError
 from bridge.flag import Flag
 from bridge.interfaces import Rate, Source
 from bridge.render import LiveReply, dedupe_sources
 from tests.core.fakeplatform import wait_for
-from tests.core.recording import RecordingTarget, max_in_window
+from tests.core.recording import RecordingTarget, max_in_window, use_slot
 
 
 async def _settle() -> None:
     """Let the reply's flusher task take its next step."""
     for _ in range(3):
         await asyncio.sleep(0)
-
-
-def _use(budget: Budget) -> None:
-    """A request made at once: the budget's window counts it from now."""
-    stamp = budget.try_acquire()
-    assert stamp is not None
-    budget.restamp(stamp)
 
 
 async def _stream(reply: LiveReply, tokens: list[str], gap: float) -> None:
@@ -183,7 +176,7 @@ async def test_typing_is_skipped_when_the_answer_comes_before_a_free_request() -
     budgets = Budgets()
     target = RecordingTarget()
     target.limits = replace(target.limits, global_bucket="bot", global_rate=Rate(1, 0.3))
-    _use(budgets.get("bot", Rate(1, 0.3)))  # the bot is busy
+    use_slot(budgets.get("bot", Rate(1, 0.3)))  # the bot is busy
     reply = LiveReply(target, budgets, edit_interval=0.01)
     await reply.start()
     reply.feed("Here it is.")
@@ -209,7 +202,7 @@ async def test_first_words_go_before_typing_that_asked_earlier() -> None:
     early, late = RecordingTarget(channel="C1"), RecordingTarget(channel="C2")
     for target in (early, late):
         target.limits = replace(target.limits, global_bucket="bot", global_rate=rate)
-    _use(budgets.get("bot", rate))  # the bot is busy
+    use_slot(budgets.get("bot", rate))  # the bot is busy
     waiting = LiveReply(early, budgets, edit_interval=0.01)
     await waiting.start()  # its typing waits for the budget...
     await wait_for(lambda: budgets.get("bot", rate).waiting == 1)
