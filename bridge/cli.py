@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.app import Bridge, build_backends
+from bridge.app import Bridge, build_backends, settle_heap
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError, Forbidden, TimedOut, Unauthorized, Unavailable
 from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
@@ -154,6 +154,7 @@ async def _serve(config: Config, registry: Registry) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         async with Bridge(config, registry) as bridge:
+            settle_heap()
             port = f" on port {bridge.http_port}" if bridge.http_port else ""
             log.info("chat-bridge running%s", port, extra={"platforms": ",".join(config.platforms)})
             await stop.wait()

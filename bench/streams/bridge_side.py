@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import gc
 import logging
 import os
 import resource
@@ -24,7 +23,7 @@ from typing import Any
 
 from adapters.registry import REGISTRY
 from bench.streams.params import DISCORD_EDIT, DISCORD_POST, SLACK_POST, SLACK_UPDATE, Params
-from bridge.app import Bridge
+from bridge.app import Bridge, settle_heap
 from bridge.config import parse_config
 from bridge.logs import setup_logging
 
@@ -182,7 +181,7 @@ async def _measure(
     p: Params, conn: Connection, bridge: Bridge, profile_path: Path | None
 ) -> dict[str, Any]:
     await _until(lambda: all(pl.connected for pl in bridge.platforms.values()), 60, "platforms")
-    gc.collect()
+    settle_heap()  # as `chat-bridge run` does once the daemon is up
     baseline_rss = rss_kb()
     sampler = Sampler(bridge)
     sampling = asyncio.create_task(sampler.run())
