@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from adapters.registry import REGISTRY
+from bridge import cli
 from bridge.app import GC_YOUNG_THRESHOLD, settle_heap
+from bridge.config import parse_config
 
 
 class Node:
@@ -67,3 +73,29 @@ def test_young_objects_are_collected_less_often(restored: None) -> None:
     settle_heap()
     assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, middle, old)
     assert GC_YOUNG_THRESHOLD > 700  # CPython's default
+
+
+async def test_chat_bridge_run_settles_the_heap_once_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = parse_config(
+        f"""
+store: sqlite://{tmp_path / "b.db"}
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: "http://127.0.0.1:9/chat", api_key: "${{KEY}}"}}
+console: {{read_stdin: false}}
+routes: [{{platform: console, backend: docs}}]
+""",
+        env={"KEY": "never-used-key"},
+        registry=REGISTRY,
+    )
+    up: list[bool] = []
+
+    def settle() -> None:  # records the call instead of changing this process's collector
+        up.append(True)
+        signal.raise_signal(signal.SIGTERM)  # then stop, as `docker stop` would
+
+    monkeypatch.setattr(cli, "settle_heap", settle)
+    assert await asyncio.wait_for(cli._serve(config, REGISTRY), 20) == 0
+    assert up == [True]
