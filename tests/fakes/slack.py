@@ -110,6 +110,8 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []
         self.reactions: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.statuses: list[dict[str, Any]] = []
+        # method -> seconds each of its next calls takes before it is handled
+        self.slow: dict[str, list[float]] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.pings: list[tuple[str, str, str]] = []
         self.rejected: Counter[str] = Counter()  # (method, error) -> count of ok:false answers
@@ -229,6 +231,9 @@ class FakeSlack:
             args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         self.calls.append((method, args))
         self._touch()
+        delays = self.slow.get(method)
+        if delays:  # this call takes its time, as a busy Slack's would
+            await asyncio.sleep(delays.pop(0))
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
         if method == "apps.connections.open":

@@ -508,6 +508,24 @@ async def test_dm_thread_uses_assistant_status(
     assert fake_slack.count("reactions.add") == 0
 
 
+async def test_a_status_is_not_replaced_by_a_late_thinking_status(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    [root] = fake_slack.user_message(DM, "start")
+    await deliver(fake_slack, [root])
+    in_thread = fake_slack.user_message(DM, "in thread", thread_ts=root["event"]["ts"])
+    await deliver(fake_slack, in_thread)
+    await inbox.wait(2)
+    target = inbox.items[1][1]
+    # "is thinking…" is slow to land; the API's first status comes at once.
+    fake_slack.slow["assistant.threads.setStatus"] = [0.5]
+    await target.begin()
+    await target.status("Searching the docs")
+    assert [s["status"] for s in fake_slack.statuses] == ["is thinking…", "Searching the docs"]
+    await target.end()
+    assert fake_slack.statuses[-1]["status"] == ""
+
+
 async def test_rate_limited_call_is_retried_after_retry_after(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

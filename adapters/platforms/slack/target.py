@@ -186,6 +186,8 @@ class SlackTarget(ReplyTarget):
 
     async def status(self, text: str | None) -> None:
         if self._assistant_thread():
+            # After "is thinking…", never before: a late one would replace this.
+            await self._indicator_sent()
             await self._set_status(text or "")
 
     async def notice(self, text: str) -> None:
@@ -330,10 +332,14 @@ class SlackTarget(ReplyTarget):
             except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
                 log.debug("slack: reaction not added: %s", type(exc).__name__)
 
-    async def _thinking_off(self) -> None:
+    async def _indicator_sent(self) -> None:
+        """Wait for the "thinking" indicator's request, if it is still on its way."""
         if self._indicator is not None:
             await self._indicator
             self._indicator = None
+
+    async def _thinking_off(self) -> None:
+        await self._indicator_sent()
         if self._status_on:
             self._status_on = False
             await self._set_status("")
