@@ -491,15 +491,20 @@ async def test_refusals_become_platform_errors(
         await target.edit("9.9", "hello")
 
 
-async def test_dm_thread_uses_assistant_status(
-    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
-) -> None:
+async def dm_thread_target(fake_slack: FakeSlack, inbox: Inbox) -> SlackTarget:
+    """The target of a question asked in a thread of a DM (an assistant thread)."""
     [root] = fake_slack.user_message(DM, "start")
     await deliver(fake_slack, [root])
     in_thread = fake_slack.user_message(DM, "in thread", thread_ts=root["event"]["ts"])
     await deliver(fake_slack, in_thread)
     await inbox.wait(2)
-    target = inbox.items[1][1]
+    return inbox.items[1][1]
+
+
+async def test_dm_thread_uses_assistant_status(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    target = await dm_thread_target(fake_slack, inbox)
     ts = await target.begin()
     assert ts is not None
     await target.status("Searching the docs")
@@ -511,12 +516,7 @@ async def test_dm_thread_uses_assistant_status(
 async def test_a_status_is_not_replaced_by_a_late_thinking_status(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
-    [root] = fake_slack.user_message(DM, "start")
-    await deliver(fake_slack, [root])
-    in_thread = fake_slack.user_message(DM, "in thread", thread_ts=root["event"]["ts"])
-    await deliver(fake_slack, in_thread)
-    await inbox.wait(2)
-    target = inbox.items[1][1]
+    target = await dm_thread_target(fake_slack, inbox)
     # "is thinking…" is slow to land; the API's first status comes at once.
     fake_slack.slow["assistant.threads.setStatus"] = [0.5]
     await target.begin()
