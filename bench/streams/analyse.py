@@ -51,7 +51,8 @@ METHOD = {
     "writes, the chat API's HTTP and SSE parsing, rendering, and the platforms' HTTP",
     "memory": "bridge process VmRSS sampled every 0.1 s until the last reply finishes "
     "(the fakes' records reach the bridge process only after that); per stream = (peak - "
-    "baseline after connecting) / peak live streams; MB = 1024 KiB",
+    "baseline after connecting) / peak live streams; MB = 1024 KiB; the bridge process "
+    "imports what the daemon does, not the fakes (test_modules_in_bridge_process)",
 }
 
 
@@ -189,6 +190,7 @@ def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
         world_cpu_seconds=round(world["world_cpu_seconds"], 2),
         peak_rss_mb=round(peak_kb / 1024, 1),
         baseline_rss_mb=round(base_kb / 1024, 1),
+        test_modules_in_bridge_process=bridge["test_modules_loaded"],
         peak_live_streams=live,
         rss_per_stream_kb=round((peak_kb - base_kb) / live, 1) if live else None,
         loop_lag_ms={

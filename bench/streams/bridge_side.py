@@ -14,6 +14,7 @@ import cProfile
 import logging
 import os
 import resource
+import sys
 import tempfile
 import threading
 import time
@@ -183,6 +184,8 @@ async def _measure(
     await _until(lambda: all(pl.connected for pl in bridge.platforms.values()), 60, "platforms")
     settle_heap()  # as `chat-bridge run` does once the daemon is up
     baseline_rss = rss_kb()
+    # Modules of the test suite in this process would count as the daemon's memory.
+    test_modules = sorted(name for name in sys.modules if name.partition(".")[0] == "tests")
     sampler = Sampler(bridge)
     sampling = asyncio.create_task(sampler.run())
     profiler = cProfile.Profile() if profile_path is not None else None
@@ -221,6 +224,7 @@ async def _measure(
             "wall_seconds": wall1 - wall0,
             "cpu_by_thread": by_thread,
             "baseline_rss_kb": baseline_rss,
+            "test_modules_loaded": test_modules,
             "peak_rss_kb": peak_rss,
             "maxrss_kb": maxrss,
             "peak_live_streams": sampler.peak_live,

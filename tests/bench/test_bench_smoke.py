@@ -47,6 +47,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     for name in SCALARS:
         assert isinstance(whole[name], int | float), name
     assert whole["completed"] == whole["conversations"] == 50
+    # The bridge's process holds what the daemon would: the fakes run in the other one.
+    assert whole["test_modules_in_bridge_process"] == []
     assert whole["tokens"] == 50 * result["parameters"]["tokens"]
     for platform in ("slack", "discord"):
         assert figures[platform]["conversations"] == 25
