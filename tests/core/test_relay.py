@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import socket
 import sys
 import time
@@ -67,6 +68,35 @@ async def test_answer_streams_with_sources(fake_chat_api: FakeChatAPI, tmp_path:
         "The answer is 42.\n\nSources: [One](https://a.example/1), [Two](https://b.example/2)"
     ]
     assert fake_chat_api.requests[0].json["message"] == "What is the answer?"
+
+
+async def test_an_answered_message_writes_two_log_lines_and_a_refused_one_none(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_chat_api.enqueue(tokens=["Fine."])
+    caplog.set_level(logging.INFO)
+
+    def relay_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "chat_bridge.relay"]
+
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("How are you?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        await wait_for(lambda: len(relay_lines()) >= 2)
+        # A refused message gets its notice and writes no line.
+        refused = await platform(bridge).say("x" * 2001)
+        await asyncio.wait_for(refused.ended.wait(), 10)
+    assert refused.notices and len(fake_chat_api.requests) == 1
+    answering, answered = relay_lines()
+    assert answering.getMessage() == "answering"
+    assert answered.getMessage() == "answered"
+    key = answering.conversation  # type: ignore[attr-defined]
+    assert key.startswith("console:") and answered.conversation == key  # type: ignore[attr-defined]
+    assert answering.backend == answered.backend == "docs"  # type: ignore[attr-defined]
+    assert answered.outcome == "answered"  # type: ignore[attr-defined]
+    assert isinstance(answered.seconds, float)  # type: ignore[attr-defined]
+    after = caplog.records[caplog.records.index(answered) + 1 :]
+    assert [r.getMessage() for r in after if r.name.startswith("chat_bridge")] == []
 
 
 async def test_cut_off_keeps_partial_text_and_says_so(
