@@ -46,7 +46,6 @@ class RouteConfig(_Model):
     session: Literal["thread", "channel", "user", "user+channel"] = "thread"
     backend: str
     reply_in_thread: bool = False
-    history: int = Field(20, ge=0, le=500)
     rate_limit: RateLimitConfig | None = None
 
 
@@ -229,10 +228,19 @@ def _explain(prefix: str, exc: ValidationError) -> ConfigError:
     return error
 
 
+# Keys that belong elsewhere: (section, key) -> where to put them.
+_ELSEWHERE = {
+    ("routes", "history"): "not a route's key: set `history` on the backend (a stateless "
+    "API's question+answer pairs kept and sent with each question)",
+}
+
+
 def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key (check its spelling)"
+        loc = err["loc"]
+        moved = _ELSEWHERE.get((str(loc[0]), str(loc[-1]))) if loc else None
+        return moved or "unknown key (check its spelling)"
     if kind == "missing":
         return "is required"
     if kind == "literal_error":

@@ -42,9 +42,9 @@ def _static_match(route: RouteConfig, msg: Inbound) -> bool:
         return False
     if not _allowed(route.workspace, msg.workspace):
         return False
-    if route.channels is not None and not msg.is_dm:
-        if not _allowed(route.channels, msg.channel, msg.thread):
-            return False
+    # A DM is in its own channel: a route for named channels does not take it.
+    if not _allowed(route.channels, msg.channel, msg.thread):
+        return False
     if not _allowed(route.users, msg.user):
         return False
     if route.roles is not None and not set(route.roles) & set(msg.roles):

@@ -62,6 +62,14 @@ def test_typo_in_nested_key_names_its_path() -> None:
     assert str(err.value).startswith("reply.edit_intervl: unknown key")
 
 
+def test_history_on_a_route_says_it_belongs_to_the_backend() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + "    history: 5\n")
+    assert str(err.value).startswith(
+        "routes[0].history: not a route's key: set `history` on the backend"
+    )
+
+
 def test_bad_enum_names_route_index_and_choices() -> None:
     text = BASE + "  - platform: any\n    backend: docs\n  - backend: docs\n    session: threads\n"
     with pytest.raises(ConfigError) as err:

@@ -1,0 +1,115 @@
+"""Which route takes a message (first match wins), and the conversation it belongs to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.config import RouteConfig
+from bridge.interfaces import Inbound
+from bridge.routing import conversation_key, match_route
+
+
+def route(**kw: Any) -> RouteConfig:
+    return RouteConfig(**{"backend": "docs", **kw})
+
+
+def msg(**kw: Any) -> Inbound:
+    fields: dict[str, Any] = {
+        "platform": "slack", "workspace": "T1", "channel": "C1", "user": "U1",
+        "text": "hello", "message_id": "100.1", "event_id": "Ev1",
+    }
+    return Inbound(**{**fields, **kw})
+
+
+async def no_conversations(key: str) -> bool:
+    return False
+
+
+async def pick(routes: list[RouteConfig], m: Inbound, known: set[str] = frozenset()) -> int | None:  # type: ignore[assignment]
+    async def exists(key: str) -> bool:
+        return key in known
+
+    found = await match_route(routes, m, exists)
+    return None if found is None else routes.index(found)
+
+
+# The example of the design: mentions in one channel, per thread; DMs per person.
+EXAMPLE = [
+    route(platform="slack", channels=["C0123ABCD"], trigger="mention", session="thread"),
+    route(platform="any", dm=True, session="user"),
+]
+
+
+async def test_a_dm_goes_to_the_dm_route_not_to_a_route_for_named_channels() -> None:
+    dm = msg(channel="D999", is_dm=True)
+    assert await pick(EXAMPLE, dm) == 1
+    assert conversation_key(EXAMPLE[1], dm) == "slack:T1:user:U1"
+
+
+async def test_a_dm_in_a_thread_also_goes_to_the_dm_route() -> None:
+    assert await pick(EXAMPLE, msg(channel="D999", is_dm=True, thread="99.1")) == 1
+
+
+async def test_a_mention_in_a_named_channel_goes_to_its_route() -> None:
+    m = msg(channel="C0123ABCD", mentioned=True)
+    assert await pick(EXAMPLE, m) == 0
+    assert conversation_key(EXAMPLE[0], m) == "slack:T1:thread:C0123ABCD:100.1"
+
+
+async def test_a_mention_in_another_channel_is_taken_by_no_route() -> None:
+    assert await pick(EXAMPLE, msg(channel="C777", mentioned=True)) is None
+
+
+async def test_a_route_for_any_channel_takes_dms_unless_it_says_dm_false() -> None:
+    dm = msg(channel="D999", is_dm=True)
+    assert await pick([route()], dm) == 0
+    assert await pick([route(dm=False)], dm) is None
+    assert await pick([route(dm=True)], msg(mentioned=True)) is None
+
+
+async def test_a_dm_channel_can_be_named_like_any_other() -> None:
+    assert await pick([route(channels=["D999"])], msg(channel="D999", is_dm=True)) == 0
+
+
+async def test_a_channel_list_matches_a_thread_by_its_channel_or_its_root() -> None:
+    # Discord threads are channels of their own: the parent may be listed as the root.
+    assert await pick([route(channels=["C1"])], msg(channel="C1", mentioned=True)) == 0
+    assert await pick([route(channels=["P1"])], msg(channel="T9", thread="P1", mentioned=True)) == 0
+
+
+async def test_first_match_wins() -> None:
+    routes = [route(platform="discord"), route(backend="first"), route(backend="second")]
+    assert await pick(routes, msg(mentioned=True)) == 1
+
+
+async def test_triggers() -> None:
+    plain = msg()
+    assert await pick([route(trigger="mention")], plain) is None
+    assert await pick([route(trigger="mention")], msg(mentioned=True)) == 0
+    assert await pick([route(trigger="all")], plain) == 0
+    assert await pick([route(trigger="dm")], msg(mentioned=True)) is None
+    assert await pick([route(trigger="dm")], msg(channel="D1", is_dm=True)) == 0
+
+
+async def test_a_command_always_counts() -> None:
+    assert await pick([route(trigger="mention")], msg(command="reset")) == 0
+
+
+async def test_a_thread_the_bridge_answers_continues_without_a_mention() -> None:
+    r = route(session="thread")
+    follow_up = msg(thread="50.1", message_id="51.1")
+    assert await pick([r], follow_up) is None
+    assert await pick([r], follow_up, known={"slack:T1:thread:C1:50.1"}) == 0
+    # Only per-thread sessions continue a thread this way.
+    per_user = route(session="user")
+    assert await pick([per_user], follow_up, known={"slack:T1:user:U1"}) is None
+
+
+async def test_workspace_user_and_role_allowlists() -> None:
+    m = msg(mentioned=True, roles=("R1",))
+    assert await pick([route(workspace=["T2"])], m) is None
+    assert await pick([route(workspace=["T1"])], m) == 0
+    assert await pick([route(users=["U2"])], m) is None
+    assert await pick([route(users=["U1"])], m) == 0
+    assert await pick([route(roles=["R2"])], m) is None
+    assert await pick([route(roles=["R1", "R2"])], m) == 0
