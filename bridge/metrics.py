@@ -22,7 +22,7 @@ class Metrics:
         )
         self.answered = Counter(
             "chat_bridge_messages_answered",
-            "Replies by outcome (answered, failed, interrupted)",
+            "Replies by outcome (answered, failed, interrupted, unavailable)",
             ["platform", "backend", "outcome"],
             registry=r,
         )

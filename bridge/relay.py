@@ -21,7 +21,7 @@ from typing import TypeVar
 from bridge.budget import Budgets, drop_older
 from bridge.circuit import Circuit
 from bridge.config import Config, RouteConfig
-from bridge.errors import BridgeError, ChatAPIError, RateLimited, Unavailable
+from bridge.errors import BridgeError, ChatAPIError, RateLimited, StoreError, Unavailable
 from bridge.interfaces import (
     READ_GATE,
     ChatAPI,
@@ -47,6 +47,7 @@ log = logging.getLogger("chat_bridge.relay")
 T = TypeVar("T")
 
 HELP_TEXT = "Ask me a question in words, and I will answer here."
+UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
 
 
 class UserRateLimiter:
@@ -177,7 +178,7 @@ class Relay:
                 except BridgeError as exc:
                     log.error("could not take message %s: %s", msg.event_id, exc)
                     with contextlib.suppress(BridgeError):
-                        await self._notice(target, exc.user_message)
+                        await self._notice(target, _told(exc))
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
                 queue.popleft()
@@ -307,6 +308,14 @@ class Relay:
         except asyncio.CancelledError:
             job.interrupted = True
             raise
+        except Exception as exc:  # before the answer began (a store lookup): say so
+            self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
+            if isinstance(exc, BridgeError):
+                log.error("could not answer %s: %s", job.key, exc)
+            else:
+                log.exception("could not answer %s", job.key)
+            with contextlib.suppress(Exception):
+                await self._notice(job.target, _told(exc))
         finally:
             if not job.mine.done():
                 job.mine.set_result(None)
@@ -318,6 +327,8 @@ class Relay:
                     # looking interrupted to the next process.
                     self.progress.forget(job.record.id)
                     await asyncio.shield(self.store.inflight_end(job.record.id))
+            except BridgeError as exc:
+                log.error("could not close the record of reply %s: %s", job.record.id, exc)
             finally:
                 self._jobs.discard(job)
 
@@ -349,15 +360,19 @@ class Relay:
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return
         now = time.time()
-        conv = await self.store.get_conversation(key)
-        if conv is None or conv.backend != route.backend:
-            chooses = backend.stateful and backend.client_sessions
-            session = backend.new_session() if chooses else None
-            conv = Conversation(key, route.backend, session, now, now)
-            await self.store.save_conversation(conv)
         history: tuple[Turn, ...] = ()
-        if not backend.stateful:
-            history = tuple(await self.store.history(key))
+        try:
+            conv = await self.store.get_conversation(key)
+            if conv is None or conv.backend != route.backend:
+                chooses = backend.stateful and backend.client_sessions
+                session = backend.new_session() if chooses else None
+                conv = Conversation(key, route.backend, session, now, now)
+                await self.store.save_conversation(conv)
+            if not backend.stateful:
+                history = tuple(await self.store.history(key))
+        except BaseException:
+            circuit.release()  # nothing was asked of the backend
+            raise
         request = ChatRequest(
             message=msg.text.strip(),
             session=conv.session,
@@ -389,7 +404,11 @@ class Relay:
             final = done.text if done is not None else None
             # Keep the session and history first: the answer is complete even if
             # the process stops during the final edit.
-            await self._remember(conv, backend, request, final or reply.text, done)
+            try:
+                await self._remember(conv, backend, request, final or reply.text, done)
+            except BridgeError as exc:
+                # The answer is whole: show it; only what follows it may lack context.
+                log.error("could not save conversation %s: %s", key, exc)
             cfg = self.config.reply.sources
             circuit.success()
             await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
@@ -409,6 +428,15 @@ class Relay:
             outcome = "interrupted"
             circuit.release()
             raise
+        except Exception as exc:  # the bridge's own failure: end the reply, say so
+            outcome = "failed"
+            circuit.release()
+            if isinstance(exc, BridgeError):
+                log.error("could not answer %s: %s", key, exc)
+            else:
+                log.exception("could not answer %s", key)
+            with contextlib.suppress(Exception):
+                await reply.fail(_told(exc))
         finally:
             for name, value in backend.health().items():
                 gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
@@ -500,6 +528,13 @@ class Relay:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return len(pending)
+
+
+def _told(exc: BaseException) -> str:
+    """What the asker is told of a failure; a store's details are for the admin's log."""
+    if isinstance(exc, StoreError):
+        return StoreError.user_message
+    return exc.user_message if isinstance(exc, BridgeError) else UNEXPECTED
 
 
 def _user_key(msg: Inbound) -> str:

@@ -6,6 +6,7 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.interfaces import Address, Rate, ReplyTarget
-from bridge.relay import UserRateLimiter
+from bridge.errors import StoreError
+from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
+from bridge.relay import UNEXPECTED, UserRateLimiter
 from bridge.render import LiveReply
+from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget, max_in_window
@@ -97,6 +100,89 @@ async def test_an_answered_message_writes_two_log_lines_and_a_refused_one_none(
     assert isinstance(answered.seconds, float)  # type: ignore[attr-defined]
     after = caplog.records[caplog.records.index(answered) + 1 :]
     assert [r.getMessage() for r in after if r.name.startswith("chat_bridge")] == []
+
+
+# An admin's detail of a store failure: never shown in the chat.
+STORE_DOWN = "PostgreSQL store db.internal:5432/chat: the connection failed while reading: reset"
+
+
+def failed_answers(bridge: Bridge) -> float:
+    for line in bridge.metrics.render().decode().splitlines():
+        if line.startswith("chat_bridge_messages_answered_total{") and 'outcome="failed"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_a_store_failing_before_the_answer_tells_the_asker_without_its_details(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        async def down(key: str) -> Conversation | None:
+            raise StoreError(STORE_DOWN)
+
+        bridge.store.get_conversation = down  # type: ignore[method-assign]
+        target = await platform(bridge).say("Anyone there?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        assert failed_answers(bridge) == 1
+    assert target.notices == [StoreError.user_message]
+    assert fake_chat_api.requests == []
+    assert any("could not answer" in r.getMessage() and STORE_DOWN in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_a_store_failing_as_a_message_arrives_tells_the_asker_without_its_details(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        async def down(event_id: str, now: float) -> bool:
+            raise StoreError(STORE_DOWN)
+
+        bridge.store.claim_event = down  # type: ignore[method-assign]
+        target = await platform(bridge).say("Anyone there?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.notices == [StoreError.user_message]
+    assert fake_chat_api.requests == []
+
+
+async def test_a_store_failing_after_the_answer_still_shows_it_whole(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_chat_api.enqueue(tokens=["All ", "of ", "it."], sources=[("https://a.example/1", "One")])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        save = bridge.store.save_conversation
+        calls: list[Conversation] = []
+
+        async def save_then_fail(conv: Conversation) -> None:
+            calls.append(conv)
+            if len(calls) > 1:  # the first makes the conversation; the next keeps the answer's
+                raise StoreError(STORE_DOWN)
+            await save(conv)
+
+        bridge.store.save_conversation = save_then_fail  # type: ignore[method-assign]
+        target = await platform(bridge).say("Everything, please")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        assert failed_answers(bridge) == 0
+    assert len(calls) == 2
+    assert target.visible() == ["All of it.\n\nSources: [One](https://a.example/1)"]
+    assert target.notices == []
+    assert any("could not save conversation" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_unexpected_failure_mid_answer_ends_the_reply_with_a_notice(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        async def breaks(req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
+            yield Token("Half ")
+            raise RuntimeError("a bug")
+
+        bridge.relay.backends["docs"].stream = breaks  # type: ignore[method-assign]
+        target = await platform(bridge).say("Go on")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        assert failed_answers(bridge) == 1
+    [text] = target.visible()
+    assert text.startswith("Half") and UNEXPECTED in text
+    assert any(r.exc_info and "could not answer" in r.getMessage() for r in caplog.records)
 
 
 async def test_cut_off_keeps_partial_text_and_says_so(
