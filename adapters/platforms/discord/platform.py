@@ -49,8 +49,8 @@ SHARD_HELP = (
     "Discord refused the shard settings (gateway close {code}). Check discord.shard_count "
     'and discord.shard_ids, or set discord.shard_count: "auto".'
 )
-# With no route for a slash command the core stays silent; the deferred
-# "thinking…" must not hang until the token expires.
+# Should nothing answer a slash command (the core tells a command without a
+# route so), the deferred "thinking…" must not hang until the token expires.
 UNANSWERED_AFTER = 60.0  # seconds; tests shorten it per instance
 UNANSWERED_TEXT = "_No answer came. Questions may not be set up for this channel._"
 MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
@@ -326,6 +326,10 @@ class DiscordPlatform(Platform):
         mentioned = any(u.id == me for u in message.mentions) or any(
             r in message.raw_role_mentions for r in role_ids
         )
+        if not mentioned and guild_id is not None and not self.options.message_content:
+            # Without the Message Content intent its text arrives empty: nothing to answer.
+            log.debug("message %s not read: it does not mention the bot", message.id)
+            return
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
         inbound = Inbound(
             platform="discord",
