@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.budget import Budget, Budgets, Priority
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, PlatformError
 from bridge.flag import Flag
 from bridge.interfaces import Rate, ReplyTarget, Source
 from bridge.split import split_pieces
@@ -53,6 +53,12 @@ class RenderStats:
     first_visible_at: float | None = None
 
 
+def _why(exc: Exception) -> str:
+    """A failure for the log: a bridge error's message, else only its kind (a library's
+    message may hold a URL with a token in it)."""
+    return str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
+
+
 def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
     """Sources in first-seen order, once per URL, at most `limit`."""
     seen: set[str] = set()
@@ -73,10 +79,10 @@ class LiveReply:
 
     # Slots, not a dict per reply: a thousand replies may be live at once.
     __slots__ = (
-        "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget", "_final_pieces",
-        "_flusher", "_frozen", "_frozen_end", "_global_budget", "_has_text", "_last_edit",
-        "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget", "_reopen",
-        "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
+        "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget", "_final_failed",
+        "_final_pieces", "_flusher", "_frozen", "_frozen_end", "_global_budget", "_has_text",
+        "_last_edit", "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget",
+        "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
         "edit_interval", "limits", "message_ids", "stats", "target", "text", "thinking_text",
     )
 
@@ -107,6 +113,7 @@ class LiveReply:
         self.text = ""
         self._status: str | None = None
         self._final_pieces: list[str] = []
+        self._final_failed = False  # the final update gave up
         self._dirty = Flag()
         self._has_text = Flag()
         self._closed = Flag()
@@ -159,8 +166,8 @@ class LiveReply:
             raise
         try:
             placeholder = await self.target.begin()
-        except BridgeError as exc:
-            log.warning("could not show that an answer is coming: %s", exc)
+        except Exception as exc:  # the platform's failure, whatever its kind
+            log.warning("could not show that an answer is coming: %s", _why(exc))
             return
         finally:
             self._restamp(slots)
@@ -286,14 +293,29 @@ class LiveReply:
         while len(pieces) < len(self.message_ids):
             pieces.append(self._fmt("_(continued above)_"))
         self._final_pieces = pieces
+        self._final_failed = False
         self._closing = True
         self._closed.set()
         self._dirty.set()
-        if self._flusher is not None:
-            await self._flusher
-        else:
-            await self._sync(lambda: pieces)
-        await self.target.end()
+        try:
+            await self._flusher_ended()
+            if not self._final_failed and self._first_change(pieces, 0) is not None:
+                # No flusher, or it stopped before showing these pieces: show them here.
+                await self._sync(lambda: pieces, final=True)
+        finally:
+            await self.target.end()
+        if self._final_failed:
+            raise PlatformError("The reply could not be completed: the platform kept refusing it.")
+
+    async def _flusher_ended(self) -> None:
+        """Wait for the flusher to end; a failure of its own is logged, not raised."""
+        flusher = self._flusher
+        if flusher is None or flusher.cancelled():
+            return
+        try:
+            await flusher
+        except Exception as exc:
+            log.warning("reply updates stopped: %s", _why(exc))
 
     def _fmt(self, markdown: str) -> str:
         return self.target.format_markdown(markdown)
@@ -388,13 +410,15 @@ class LiveReply:
                         # Made or failed, the request may have reached the platform.
                         self._restamp(slots)
                     await self._progress()
-                except BridgeError as exc:
-                    log.warning("reply update failed: %s", exc)
+                except Exception as exc:  # the platform's failure, whatever its kind
+                    log.warning("reply update failed: %s", _why(exc))
                     if final and self._retries < FINAL_RETRIES:
                         # The final text must land: try again after a pause.
                         await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
                         self._retries += 1
                         await self._sync(make, final=True)
+                    elif final:
+                        self._final_failed = True
                     return
                 # The interval runs from when this update was sent: text that arrives
                 # while it is on its way waits one interval, not one plus its round trip.

@@ -4,6 +4,9 @@ import asyncio
 import time
 from dataclasses import replace
 
+import pytest
+
+from bridge import render
 from bridge.budget import Budgets
 from bridge.errors import PlatformError
 from bridge.flag import Flag
@@ -170,6 +173,49 @@ async def test_pacing_never_stalls_on_a_failing_platform() -> None:
     # Each read waits for the next attempt at most, never for a success.
     assert max(waits) < 0.2 + 0.15
     await reply.aclose()
+
+
+async def test_a_library_error_from_the_platform_does_not_stop_the_reply() -> None:
+    class Dropped(Exception):
+        """Not a BridgeError: as a client library's own error reaches the renderer."""
+
+    class Flaky(RecordingTarget):
+        failures = 2
+
+        async def begin(self) -> str | None:
+            raise Dropped("connection closed")
+
+        async def edit(self, message_id: str, text: str) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise Dropped("connection closed")
+            await super().edit(message_id, text)
+
+    target = Flaky(placeholder=False)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    await _stream(reply, [f"w{i} " for i in range(20)], 0.005)
+    await reply.finish(None)
+    assert target.visible() == ["".join(f"w{i} " for i in range(20))]
+    assert target.failures == 0 and target.ended.is_set()
+
+
+async def test_a_final_update_the_platform_keeps_refusing_raises_and_the_reply_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render, "FINAL_RETRIES", 1)
+
+    class Refusing(RecordingTarget):
+        async def post(self, text: str) -> str:
+            raise PlatformError("channel_not_found")
+
+    target = Refusing()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("An answer nobody will see")
+    with pytest.raises(PlatformError, match="could not be completed"):
+        await reply.finish(None)
+    assert target.ended.is_set()  # the platform's indicators are cleaned up all the same
 
 
 async def test_typing_is_skipped_when_the_answer_comes_before_a_free_request() -> None:

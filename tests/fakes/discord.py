@@ -135,6 +135,9 @@ class FakeDiscord:
         self.requests: list[Recorded] = []
         self.rate_limited = 0
         self.rejected: list[Recorded] = []
+        # (method, path pattern): the next such request loses its connection, unanswered
+        # (as a keep-alive connection the server closed does); one entry per drop.
+        self.drop: list[tuple[str, str]] = []
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
@@ -420,6 +423,12 @@ class FakeDiscord:
         needs_auth = "/interactions/" not in request.path and "/webhooks/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
+        for i, (method, pattern) in enumerate(self.drop):
+            if request.method == method and re.search(pattern, request.path):
+                del self.drop[i]
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=204)  # never reaches the client
         if needs_auth and self.global_rule is not None:
             refused = self._global_limit(self.global_rule)
             if refused is not None:

@@ -146,6 +146,20 @@ async def test_mention_gets_a_progressively_edited_reply_with_sources(setup: Set
     assert fake.rate_limited == 0 and not fake.rejected
 
 
+async def test_a_dropped_connection_does_not_lose_the_answer(setup: Setup) -> None:
+    # The typing request's connection closes unanswered (aiohttp's ServerDisconnectedError
+    # reaches the bridge as it is), and so does the first edit's.
+    setup.discord.drop = [("POST", rf"/channels/{setup.general}/typing$"),
+                          ("PATCH", rf"/channels/{setup.general}/messages/")]
+    setup.chat.enqueue(tokens=["Still ", "here, ", "whole."], sources=[SOURCE], token_delay=0.05)
+    async with setup.bridge():
+        await setup.discord.mention(setup.general, setup.alice, "Are you there?")
+        [reply] = await setup.final(setup.general, SOURCES_BLOCK)
+    assert reply["content"] == f"Still here, whole.\n\n{SOURCES_BLOCK}"
+    assert setup.discord.drop == []  # both were dropped
+    assert not setup.discord.errors
+
+
 async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: Setup) -> None:
     setup.chat.enqueue(tokens=["First ", "answer."], sources=[SOURCE])
     setup.chat.enqueue(tokens=["Second ", "answer."])

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 
 from adapters.platforms.discord import format as fmt
@@ -50,7 +51,8 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
     return PlatformError(f"Could not reach Discord to {action} ({exc.__class__.__name__}).")
 
 
-_FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError)
+# aiohttp's own errors (a dropped keep-alive connection) come through discord.py as they are.
+_FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError)
 
 
 def _limits(key: str, options: DiscordOptions, *, bot_wide: bool = True) -> Limits:
