@@ -48,6 +48,7 @@ T = TypeVar("T")
 
 HELP_TEXT = "Ask me a question in words, and I will answer here."
 UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
+END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
 
 
 class UserRateLimiter:
@@ -427,6 +428,13 @@ class Relay:
         except asyncio.CancelledError:
             outcome = "interrupted"
             circuit.release()
+            # Stop its updates (a late one would undo the "interrupted" mark the stop
+            # adds) and let the platform clear its indicators, briefly: the process
+            # is going away.
+            with contextlib.suppress(Exception):
+                await reply.aclose()
+                async with asyncio.timeout(END_ON_STOP):
+                    await reply.target.end()
             raise
         except Exception as exc:  # the bridge's own failure: end the reply, say so
             outcome = "failed"
@@ -520,9 +528,16 @@ class Relay:
         in-flight records stay, to be marked interrupted).
         """
         self.accepting = False
+        deadline = asyncio.get_running_loop().time() + grace
         pending = {t for t in self._tasks if not t.done()}
-        if pending:
-            _, pending = await asyncio.wait(pending, timeout=grace)
+        while pending:
+            # A message being taken as the drain began starts its answer later: wait
+            # for that one too, within the same grace.
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(pending, timeout=left)
+            pending = {t for t in self._tasks if not t.done()}
         for task in pending:
             task.cancel()
         if pending:

@@ -185,6 +185,47 @@ async def test_an_unexpected_failure_mid_answer_ends_the_reply_with_a_notice(
     assert any(r.exc_info and "could not answer" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_message_being_taken_as_the_drain_begins_is_answered_within_the_grace(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["All ", "done."], token_delay=0.05)
+    db = tmp_path / "b.db"
+    async with bridge_for(fake_chat_api, db, extra="limits: {shutdown_grace: 10}") as bridge:
+        claim = bridge.store.claim_event
+        taking, go_on = asyncio.Event(), asyncio.Event()
+
+        async def held(event_id: str, now: float) -> bool:
+            taking.set()
+            await go_on.wait()  # a busy store: the message is still being taken
+            return await claim(event_id, now)
+
+        bridge.store.claim_event = held  # type: ignore[method-assign]
+        target = await platform(bridge).say("Quick one?")
+        await asyncio.wait_for(taking.wait(), 5)
+        draining = asyncio.create_task(bridge.relay.drain(10))
+        await wait_for(lambda: not bridge.relay.accepting)  # the drain has begun
+        go_on.set()
+        cancelled = await asyncio.wait_for(draining, 10)
+    assert cancelled == 0
+    assert target.visible() == ["All done."]
+
+
+async def test_a_reply_cut_by_the_stop_ends_and_keeps_its_interrupted_mark(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(100)], token_delay=0.05)
+    extra = "limits: {shutdown_grace: 0.3}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        target = await platform(bridge).say("A long one, please")
+        await wait_for(lambda: bool(target.visible()) and target.visible()[0].startswith("w0"))
+        await bridge.drain()
+        [marked] = target.visible()
+        # The reply's own updates stopped with it: none lands after the mark.
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "live-reply"]
+    assert "interrupted" in marked and target.visible() == [marked]
+    assert [op.kind for op in target.ops].count("end") == 1  # its indicators were cleared
+
+
 async def test_cut_off_keeps_partial_text_and_says_so(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
