@@ -56,6 +56,12 @@ def build_backends(
     return backends
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A background task should run until cancelled: say so if one ended on an error."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background task %r ended", task.get_name(), exc_info=exc)
+
+
 class Bridge:
     """Store, backends, HTTP listener and platforms, wired to one relay."""
 
@@ -137,8 +143,10 @@ class Bridge:
             stack.push_async_callback(platform.aclose)
             log.info("platform connected", extra={"platform": name})
         await self.recover()
-        self._heartbeat = asyncio.create_task(self._beat())
-        self._progress = asyncio.create_task(self.relay.progress.run())
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        self._progress = asyncio.create_task(self.relay.progress.run(), name="progress writer")
+        for task in (self._heartbeat, self._progress):
+            task.add_done_callback(_log_failure)
 
     async def recover(self, *, at_start: bool = True) -> int:
         """Mark replies left in flight by a dead process as interrupted.
@@ -173,8 +181,13 @@ class Bridge:
             else:
                 await target.post(INTERRUPTED)
             marked = 1
-        except BridgeError as exc:
-            log.warning("could not mark an interrupted reply: %s", exc)
+        except Exception as exc:  # a platform library's own error too: skip this reply only
+            # A foreign error's text may carry a URL or a request: name its type alone.
+            reason = exc if isinstance(exc, BridgeError) else type(exc).__name__
+            log.warning(
+                "could not mark an interrupted reply: %s", reason,
+                extra={"platform": rec.address.platform, "channel": rec.address.channel},
+            )
         await self.store.inflight_end(rec.id)
         return marked
 
@@ -187,6 +200,10 @@ class Bridge:
                 await self._beat_once()
             except BridgeError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:
+                # A bug or an untranslated error must not end the heartbeat: other
+                # replicas would take this one's replies over as if it were dead.
+                log.exception("heartbeat failed")
 
     async def _beat_once(self) -> None:
         # Its own frame: what a beat gathers (every live reply's text) is let go

@@ -60,13 +60,17 @@ class ProgressLog:
         rows, self._pending = list(self._pending.values()), {}
         if not rows:
             return
+        written = False
         try:
             await self.store.inflight_update_many(rows)
+            written = True
         except BridgeError as exc:
             log.warning("could not record the progress of %d replies: %s", len(rows), exc)
-            for row in rows:  # try again with the next batch, unless superseded
-                self._pending.setdefault(row[0], row)
-            self._due.set()
+        finally:
+            if not written:  # whatever stopped it: try again with the next batch, unless superseded
+                for row in rows:
+                    self._pending.setdefault(row[0], row)
+                self._due.set()
 
     async def run(self) -> None:
         """Write batches until cancelled."""
@@ -74,4 +78,7 @@ class ProgressLog:
             await self._due.wait()
             await asyncio.sleep(self.every)  # let the batch gather
             self._due.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not record the progress of live replies")

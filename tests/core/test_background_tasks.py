@@ -1,0 +1,171 @@
+"""The heartbeat and the progress writer outlive a round that fails unexpectedly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bridge.app import Bridge
+from bridge.config import parse_config
+from bridge.interfaces import Address
+from bridge.progress import ProgressLog
+from bridge.store import InFlight, InFlightProgress, open_store
+from tests.core.fakeplatform import TEST_REGISTRY, wait_for
+from tests.core.recording import RecordingTarget
+from tests.fakes.chatapi import FakeChatAPI
+
+
+def bridge_for(fake: FakeChatAPI, db: Path, heartbeat: float = 0.05) -> Bridge:
+    config = parse_config(
+        f"""
+store: sqlite://{db}
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: {fake.endpoint("chatmount")}, api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: docs}}]
+limits: {{heartbeat_interval: {heartbeat}}}
+""",
+        env={"KEY": fake.api_key},
+        registry=TEST_REGISTRY,
+    )
+    return Bridge(config, TEST_REGISTRY)
+
+
+def orphan(rec_id: str, owner: str = "proc-dead") -> InFlight:
+    """A reply left by a process that stopped a minute ago."""
+    then = time.time() - 60
+    return InFlight(
+        id=rec_id, key=f"k-{rec_id}", address=Address("console", "W1", "C1", "t"), owner=owner,
+        started_at=then, message_ids=["m1"], text="partial", heartbeat_at=then,
+    )
+
+
+async def disconnected(self: RecordingTarget, message_id: str, text: str) -> None:
+    raise aiohttp.ServerDisconnectedError()  # what discord.py lets through
+
+
+def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def count_rounds(bridge: Bridge) -> list[float]:
+    """Each heartbeat round prunes events once: record when."""
+    rounds: list[float] = []
+    prune = bridge.store.prune_events
+
+    async def counted(older_than: float) -> int:
+        rounds.append(time.monotonic())
+        return await prune(older_than)
+
+    bridge.store.prune_events = counted  # type: ignore[method-assign]
+    return rounds
+
+
+async def test_a_platform_error_marking_an_orphan_does_not_stop_the_heartbeat(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(RecordingTarget, "edit", disconnected)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        bridge.store.shared = True  # as with PostgreSQL: replicas take over each other's orphans
+        rounds = count_rounds(bridge)
+        await bridge.store.inflight_begin(orphan("r1"))
+        await wait_for(lambda: any("could not mark" in m for m in
+                                   messages(caplog, logging.WARNING)), timeout=5)
+        after = len(rounds)
+        await wait_for(lambda: len(rounds) >= after + 2, timeout=5)
+        assert bridge._heartbeat is not None and not bridge._heartbeat.done()
+        # The orphan was given up on, not left for every round to fail on again.
+        assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
+
+
+async def test_an_unexpected_error_in_a_heartbeat_round_is_logged_and_the_next_round_runs(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        rounds = count_rounds(bridge)
+        prune = bridge.store.prune_events
+
+        async def fails_once(older_than: float) -> int:
+            n = await prune(older_than)
+            if len(rounds) == 1:
+                raise RuntimeError("the store's driver broke")
+            return n
+
+        bridge.store.prune_events = fails_once  # type: ignore[method-assign]
+        await wait_for(lambda: len(rounds) >= 3, timeout=5)
+        assert bridge._heartbeat is not None and not bridge._heartbeat.done()
+    failed = [r for r in caplog.records if r.getMessage() == "heartbeat failed"]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+
+
+async def test_start_up_recovery_survives_a_platform_error(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = tmp_path / "b.db"
+    async with open_store(f"sqlite://{db}") as store:
+        await store.inflight_begin(orphan("r1"))
+    monkeypatch.setattr(RecordingTarget, "edit", disconnected)
+    async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
+        assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
+    assert any("could not mark an interrupted reply" in m
+               for m in messages(caplog, logging.WARNING))
+
+
+async def test_a_background_task_that_fails_anyway_is_logged(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Bridge):
+        async def _beat(self) -> None:
+            raise RuntimeError("a bug")
+
+    config = bridge_for(fake_chat_api, tmp_path / "b.db").config
+    async with Broken(config, TEST_REGISTRY):
+        await wait_for(lambda: messages(caplog, logging.ERROR), timeout=5)
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "heartbeat" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+
+
+class FlakyStore:
+    """Records each batch written; fails once with an error no adapter translated."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[InFlightProgress]] = []
+        self.failures = 1
+
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the store's driver broke")
+        self.batches.append(list(rows))
+
+
+async def test_the_progress_writer_survives_an_unexpected_store_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    progress = ProgressLog(store, every=0.01)  # type: ignore[arg-type]
+    store.failures = 0
+    await progress.note("r1", ["m1"], "a")  # a new message: written at once
+    store.failures = 1
+    writer = asyncio.create_task(progress.run())
+    try:
+        await progress.note("r1", ["m1"], "a b")  # the batch that fails
+        await wait_for(lambda: store.failures == 0, timeout=5)
+        await wait_for(lambda: len(store.batches) >= 2, timeout=5)
+        assert [(rec_id, text) for rec_id, _, text, _ in store.batches[-1]] == [("r1", "a b")]
+        assert not writer.done()
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.exc_info is not None
