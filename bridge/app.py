@@ -248,7 +248,9 @@ class Bridge:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._heartbeat = self._progress = None
-        if hasattr(self, "relay"):
-            await self.relay.drain(0)
-            await self.relay.progress.flush()
-        await self._stack.aclose()
+        try:
+            if hasattr(self, "relay"):
+                await self.relay.drain(0)
+                await self.relay.progress.flush()
+        finally:  # the store, the clients and the platforms are closed whatever happened
+            await self._stack.aclose()

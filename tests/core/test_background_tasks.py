@@ -169,3 +169,17 @@ async def test_the_progress_writer_survives_an_unexpected_store_error(
         await asyncio.gather(writer, return_exceptions=True)
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.exc_info is not None
+
+
+async def test_closing_closes_the_store_even_when_the_last_flush_fails(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    bridge = await bridge_for(fake_chat_api, tmp_path / "b.db").__aenter__()
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    bridge.relay.progress.flush = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await bridge.aclose()
+    assert bridge.store._db is None  # type: ignore[attr-defined]
