@@ -121,6 +121,8 @@ class FakeSlack:
             "chat.postMessage": RateRule(1, 1.0, "channel"),
         }
         self.stream_error: str | None = None  # make chat.startStream refuse with this error
+        # method -> errors its next calls answer with (ok: false), one per call
+        self.fail: dict[str, list[str]] = {}
         self.acks: dict[str, dict[str, Any] | None] = {}
         self.connections = 0
         self._sockets: list[web.WebSocketResponse] = []
@@ -244,6 +246,9 @@ class FakeSlack:
             return self._ok({"url": f"ws://127.0.0.1:{self.port}/socket-mode?ticket={ticket}"})
         if token != self.bot_token:
             return self._error(method, "not_authed" if not token else "invalid_auth")
+        failing = self.fail.get(method)
+        if failing:
+            return self._error(method, failing.pop(0))
         rule = self.rates.get(method)
         if rule is not None:
             key = self.team_id if rule.scope == "team" else f"{self.team_id}:{args.get('channel')}"

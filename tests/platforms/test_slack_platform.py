@@ -568,6 +568,23 @@ async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbo
         await platform.aclose()
 
 
+async def test_thinking_goes_even_when_stopping_the_stream_fails(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    platform = await started(fake_slack, inbox, mode="native", thinking="reaction")
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        assert ts is not None
+        await target.edit(ts, target.format_markdown("Hello"))
+        fake_slack.fail["chat.stopStream"] = ["internal_error"]
+        with pytest.raises(PlatformError, match="chat.stopStream"):
+            await target.end()
+        assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
+    finally:
+        await platform.aclose()
+
+
 async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: Inbox) -> None:
     platform = await started(fake_slack, inbox, mode="native", thinking="none")
     try:

@@ -181,8 +181,10 @@ class SlackTarget(ReplyTarget):
         await self._update(message_id, text)
 
     async def end(self) -> None:
-        await self._stop_streams()
-        await self._thinking_off()
+        try:
+            await self._stop_streams()
+        finally:  # the question's "thinking" goes, whatever became of the streams
+            await self._thinking_off()
 
     async def status(self, text: str | None) -> None:
         if self._assistant_thread():
