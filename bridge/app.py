@@ -14,7 +14,7 @@ import httpx
 
 from bridge.budget import Budgets
 from bridge.config import Config
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
@@ -182,10 +182,8 @@ class Bridge:
                 await target.post(INTERRUPTED)
             marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
-            # A foreign error's text may carry a URL or a request: name its type alone.
-            reason = exc if isinstance(exc, BridgeError) else type(exc).__name__
             log.warning(
-                "could not mark an interrupted reply: %s", reason,
+                "could not mark an interrupted reply: %s", for_log(exc),
                 extra={"platform": rec.address.platform, "channel": rec.address.channel},
             )
         await self.store.inflight_end(rec.id)

@@ -143,3 +143,9 @@ def _human_seconds(seconds: int) -> str:
     if minutes < 90:
         return f"{minutes} min"
     return f"{round(minutes / 60)} h"
+
+
+def for_log(exc: BaseException) -> str:
+    """A failure as a log line may name it: a bridge error's message, else only its kind
+    (a library's own message may hold a URL with a token in it)."""
+    return str(exc) if isinstance(exc, BridgeError) else type(exc).__name__

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.budget import Budget, Budgets, Priority
-from bridge.errors import BridgeError, PlatformError
+from bridge.errors import PlatformError, for_log
 from bridge.flag import Flag
 from bridge.interfaces import Rate, ReplyTarget, Source
 from bridge.split import split_pieces
@@ -51,12 +51,6 @@ class RenderStats:
     edits: int = 0
     posts: int = 0
     first_visible_at: float | None = None
-
-
-def _why(exc: Exception) -> str:
-    """A failure for the log: a bridge error's message, else only its kind (a library's
-    message may hold a URL with a token in it)."""
-    return str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
 
 
 def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
@@ -167,7 +161,7 @@ class LiveReply:
         try:
             placeholder = await self.target.begin()
         except Exception as exc:  # the platform's failure, whatever its kind
-            log.warning("could not show that an answer is coming: %s", _why(exc))
+            log.warning("could not show that an answer is coming: %s", for_log(exc))
             return
         finally:
             self._restamp(slots)
@@ -315,7 +309,7 @@ class LiveReply:
         try:
             await flusher
         except Exception as exc:
-            log.warning("reply updates stopped: %s", _why(exc))
+            log.warning("reply updates stopped: %s", for_log(exc))
 
     def _fmt(self, markdown: str) -> str:
         return self.target.format_markdown(markdown)
@@ -411,7 +405,7 @@ class LiveReply:
                         self._restamp(slots)
                     await self._progress()
                 except Exception as exc:  # the platform's failure, whatever its kind
-                    log.warning("reply update failed: %s", _why(exc))
+                    log.warning("reply update failed: %s", for_log(exc))
                     if final and self._retries < FINAL_RETRIES:
                         # The final text must land: try again after a pause.
                         await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
