@@ -98,6 +98,15 @@ def test_native_markdown_keeps_markdown_and_defuses_mentions() -> None:
     assert pings_in(text) == []
 
 
+def test_native_sources_cannot_ping_through_their_urls() -> None:
+    line = markdown_sources([
+        Source("https://ex.com/a\n<!channel> <@U01ABCDEF> <!subteam^S0123|@eng>", "Doc"),
+        Source("https://ex.com/<!here>", ""),
+    ])
+    assert pings_in(line) == [] and "\n" not in line
+    assert "(https://ex.com/a%0A%3C!channel%3E" in line
+
+
 def test_only_finished_lines_are_cached() -> None:
     # While a reply streams its last line grows: a new one at every edit. Cached,
     # those lines would push out the finished ones, which every edit asks for again.
