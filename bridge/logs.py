@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Tokens no config holds but URLs carry, which libraries log (discord.py at DEBUG):
+# a Discord interaction's or webhook's token, and a Slack response_url's path.
+_URL_TOKENS = (
+    (re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s\"'<>?#]+"), r"\1***"),
+    (re.compile(r"(hooks\.slack\.com/)[^\s\"'<>]+"), r"\1***"),
+)
 
 
 class SecretFilter(logging.Filter):
@@ -21,19 +28,25 @@ class SecretFilter(logging.Filter):
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
+        if "hooks" in text or "/interactions/" in text:
+            for pattern, keep in _URL_TOKENS:
+                text = pattern.sub(keep, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            record.msg = self.scrub(message)
-            record.args = None
-            if record.exc_info and record.exc_info[1] is not None:
-                record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-            for key, value in list(vars(record).items()):
-                if key not in _STANDARD and isinstance(value, str):
-                    setattr(record, key, self.scrub(value))
+        record.msg = self.scrub(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key in _STANDARD or value is None or isinstance(value, bool | int | float):
+                continue
+            # Anything else is written as text: scrub that text.
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            setattr(record, key, self.scrub(text))
         return True
 
 

@@ -42,3 +42,31 @@ def test_json_lines_carry_fields_and_no_secret() -> None:
     assert first["conversation"] == "k-***"
     assert first["level"] == "WARNING"
     assert SECRET not in "".join(lines)
+
+
+def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(SecretFilter([SECRET]))
+    logger = logging.getLogger("test.scrub.urls")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        # As discord.py logs its webhook requests at DEBUG: the interaction's token.
+        logger.warning("Webhook ID 111 with PATCH https://discord.com/api/v10/webhooks/111/"
+                       "aW50ZXJhY3Rpb246SECRET/messages/@original has returned 200")
+        logger.warning("POST https://discord.com/api/v10/interactions/222/TOKEN-2/callback")
+        logger.warning("posting to https://hooks.slack.com/commands/T1/2/RESPONSE-SECRET")
+        logger.warning("req", extra={"request": {"Authorization": f"Bearer {SECRET}"}, "n": 3})
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    for leaked in ("aW50ZXJhY3Rpb246SECRET", "TOKEN-2", "RESPONSE-SECRET", SECRET):
+        assert leaked not in out
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["message"].startswith("Webhook ID 111 with PATCH https://discord.com/api/"
+                                          "v10/webhooks/111/***/messages/@original")
+    assert lines[1]["message"].endswith("/interactions/222/***/callback")
+    assert lines[2]["message"] == "posting to https://hooks.slack.com/***"
+    assert "Bearer ***" in lines[3]["request"] and lines[3]["n"] == 3
