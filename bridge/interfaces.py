@@ -266,6 +266,9 @@ class ReplyTarget(ABC):
     async def edit(self, message_id: str, text: str) -> None:
         """Replace the text of a message this target posted."""
 
+    def accepted(self) -> None:  # noqa: B027 - optional hook
+        """The bridge took the message: an answer will come, perhaps after a queue."""
+
     async def status(self, text: str | None) -> None:  # noqa: B027 - optional hook
         """Show a progress status (None clears it). Default: nothing."""
 

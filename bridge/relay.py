@@ -212,6 +212,7 @@ class Relay:
             if job is None:
                 await self.store.inflight_end(record.id)
         if job is not None:
+            target.accepted()
             job.previous = self._chains.get(job.key)
             self._chains[job.key] = job.mine
             self._jobs.add(job)

@@ -48,11 +48,15 @@ class RecordingTarget(ReplyTarget):
         self.ops: list[Op] = []
         self.ended = asyncio.Event()
         self.notices: list[str] = []
+        self.was_accepted = False
         self._next = 0
 
     def _id(self) -> str:
         self._next += 1
         return f"m{self._next}"
+
+    def accepted(self) -> None:
+        self.was_accepted = True
 
     async def begin(self) -> str | None:
         if not self.placeholder:

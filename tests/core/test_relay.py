@@ -70,6 +70,7 @@ async def test_answer_streams_with_sources(fake_chat_api: FakeChatAPI, tmp_path:
     assert target.visible() == [
         "The answer is 42.\n\nSources: [One](https://a.example/1), [Two](https://b.example/2)"
     ]
+    assert target.was_accepted  # the platform was told an answer is coming
     assert fake_chat_api.requests[0].json["message"] == "What is the answer?"
 
 
@@ -249,6 +250,7 @@ async def test_too_long_question_is_refused_without_calling_the_api(
         "Please shorten it and ask again."
     ]
     assert fake_chat_api.requests == []
+    assert not target.was_accepted  # a platform may tell the asker nothing is coming
 
 
 async def test_rate_limited_api_says_when_to_retry(

@@ -302,6 +302,28 @@ async def test_uncached_thread_is_looked_up(world: World) -> None:
     assert world.fake.sent("GET", rf"/channels/{root.message_id}$")
 
 
+async def test_a_message_in_a_thread_that_cannot_be_looked_up_is_still_taken(
+    world: World,
+) -> None:
+    async with running(world):
+        await world.fake.say(world.general, world.alice, "root")
+        root, _ = await world.next()
+        thread = dict(world.fake.channels[world.general])
+        thread.update(
+            id=root.message_id, type=11, parent_id=world.general, owner_id=world.alice,
+            name="t", message_count=0, member_count=1, flags=0,
+            thread_metadata={"archived": False, "auto_archive_duration": 60,
+                             "archive_timestamp": "2024-01-01T00:00:00+00:00", "locked": False},
+        )
+        world.fake.channels[root.message_id] = thread
+        # The look-up's connection closes unanswered, and again when aiohttp retries it:
+        # aiohttp's own error reaches the adapter, not discord.py's.
+        world.fake.drop = [("GET", rf"/channels/{root.message_id}$")] * 2
+        await world.fake.say(root.message_id, world.bob, "inside")
+        msg, _ = await world.next()
+    assert msg.text == "inside" and world.fake.drop == []
+
+
 async def test_message_in_a_guild_not_yet_cached_is_not_a_dm(world: World) -> None:
     async with running(world):
         late = world.fake.add_guild("joined later")  # never sent to this connection
@@ -496,6 +518,16 @@ async def test_unanswered_command_is_closed(world: World) -> None:
         )
     original = world.fake.messages[world.fake.interactions[iid]["original"]]
     assert "not be set up" in original["content"]
+
+
+async def test_a_command_whose_answer_is_queued_is_not_called_unanswered(world: World) -> None:
+    async with running(world) as platform:
+        platform.unanswered_after = 0.1
+        iid = await world.fake.invoke(world.general, world.bob, "ask", {"question": "later?"})
+        _, target = await world.next()
+        target.accepted()  # the relay queued its answer behind another one
+        await wait_for(lambda: not platform._watchdogs)
+    assert not world.fake.edits.get(world.fake.interactions[iid]["original"] or "")
 
 
 # ---------------------------------------------------------------------- the fake's limits

@@ -25,11 +25,12 @@ from adapters.platforms.discord.format import strip_mentions
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.targets import (
     DM_WORKSPACE,
+    FAILURES,
     ChannelTarget,
     InteractionTarget,
     platform_error,
 )
-from bridge.errors import PlatformError
+from bridge.errors import PlatformError, for_log
 from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext, ReplyTarget
 
 log = logging.getLogger("chat_bridge.discord")
@@ -364,8 +365,8 @@ class DiscordPlatform(Platform):
             if found is None:
                 try:
                     found = await client.fetch_channel(channel.id)
-                except (discord.HTTPException, discord.InvalidData) as exc:
-                    log.debug("could not look up channel %s: %s", channel.id, exc)
+                except (*FAILURES, discord.InvalidData) as exc:  # answer it all the same
+                    log.debug("could not look up channel %s: %s", channel.id, for_log(exc))
             channel = found or channel
         if isinstance(channel, discord.Thread):
             return str(channel.parent_id), str(channel.id)
@@ -413,6 +414,10 @@ class DiscordPlatform(Platform):
         except PlatformError as exc:
             log.warning("could not take /%s: %s", command, exc)
             return
+        # From here on "thinking…" shows: whatever happens next, it must not hang.
+        watchdog = asyncio.create_task(self._unanswered(target))
+        self._watchdogs.add(watchdog)
+        watchdog.add_done_callback(self._watchdogs.discard)
         channel: _Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
@@ -435,9 +440,6 @@ class DiscordPlatform(Platform):
             sent_at=interaction.created_at.timestamp(),
         )
         await self._deliver(inbound, target)
-        watchdog = asyncio.create_task(self._unanswered(target))
-        self._watchdogs.add(watchdog)
-        watchdog.add_done_callback(self._watchdogs.discard)
 
     async def _unanswered(self, target: InteractionTarget) -> None:
         try:

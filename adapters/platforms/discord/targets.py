@@ -52,7 +52,7 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
 
 
 # aiohttp's own errors (a dropped keep-alive connection) come through discord.py as they are.
-_FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError)
+FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError)
 
 
 def _limits(key: str, options: DiscordOptions, *, bot_wide: bool = True) -> Limits:
@@ -136,7 +136,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
     async def _type_once(self) -> None:
         try:
             await self._channel.typing()
-        except _FAILURES as exc:  # typing is a courtesy; the reply matters more
+        except FAILURES as exc:  # typing is a courtesy; the reply matters more
             log.debug("typing failed in %s: %s", self._channel_id, exc)
 
     async def _keep_typing(self) -> None:
@@ -180,7 +180,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
                 reference=reference,  # type: ignore[arg-type]
                 mention_author=False,
             )
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise platform_error("post the reply", exc) from exc
         self._referenced = True
         return str(message.id)
@@ -189,7 +189,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         partial = self._channel.get_partial_message(int(message_id))
         try:
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise platform_error("edit the reply", exc) from exc
 
     async def notice(self, text: str) -> None:
@@ -202,7 +202,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         partial = self._channel.get_partial_message(self._question_id)
         try:
             thread = await partial.create_thread(name=fmt.thread_name(name))
-        except _FAILURES as exc:
+        except FAILURES as exc:
             log.warning(
                 "could not open a thread in %s, answering in the channel: %s",
                 self._channel_id,
@@ -251,8 +251,11 @@ class InteractionTarget(_Formatting, ReplyTarget):
             return
         try:
             await self._interaction.response.defer(ephemeral=self._ephemeral, thinking=True)
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise platform_error("acknowledge the command", exc) from exc
+
+    def accepted(self) -> None:
+        self.touched.set()  # its answer is queued: not "unanswered"
 
     async def begin(self) -> str | None:
         self.touched.set()
@@ -272,7 +275,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
             followup = await self._interaction.followup.send(
                 content=text, allowed_mentions=NO_MENTIONS, ephemeral=self._ephemeral, wait=True
             )
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise platform_error("post the answer", exc) from exc
         return str(followup.id)
 
@@ -286,7 +289,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
                 await self._interaction.followup.edit_message(
                     int(message_id), content=text, allowed_mentions=NO_MENTIONS
                 )
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise platform_error("edit the answer", exc) from exc
 
     async def notice(self, text: str) -> None:
@@ -299,5 +302,5 @@ class InteractionTarget(_Formatting, ReplyTarget):
             await self._interaction.followup.send(
                 content=text, allowed_mentions=NO_MENTIONS, ephemeral=True
             )
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise platform_error("answer the command", exc) from exc
