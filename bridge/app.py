@@ -160,6 +160,8 @@ class Bridge:
         for rec in await self.store.inflight_orphans(self.owner, stale):
             if rec.owner == self.owner and not at_start:
                 continue  # our own live replies
+            if rec.id in self.relay.unended:
+                continue  # finished: only its record is left, for the heartbeat to remove
             if await self.store.inflight_claim(rec.id, self.owner, rec.heartbeat_at):
                 fixed += await self._mark_interrupted(rec)
         if fixed:
@@ -213,6 +215,7 @@ class Bridge:
             text = reply.text if reply is not None else rec.text
             rows.append((rec.id, ids, text, now))
         await self.store.inflight_update_many(rows)
+        await self.relay.end_records()
         await self.store.prune_events(now - self.config.limits.event_ttl)
         if self.store.shared:
             await self.recover(at_start=False)

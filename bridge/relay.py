@@ -141,6 +141,9 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._users = UserRateLimiter()
         self._jobs: set[_Job] = set()
+        # Records of finished replies whose removal from the store failed: the
+        # heartbeat removes them later, and nobody may mark them interrupted.
+        self.unended: set[str] = set()
         self.progress = ProgressLog(store)
         self.heartbeat_interval = config.limits.heartbeat_interval
         circuit = config.limits.circuit
@@ -178,8 +181,11 @@ class Relay:
                     await self._admit(msg, target)
                 except BridgeError as exc:
                     log.error("could not take message %s: %s", msg.event_id, exc)
-                    with contextlib.suppress(BridgeError):
-                        await self._notice(target, _told(exc))
+                    if msg.mentioned or msg.is_dm or msg.command:
+                        # Only to whoever asked: chatter in a thread (checked against
+                        # the store to see if it continues a conversation) is not told.
+                        with contextlib.suppress(BridgeError):
+                            await self._notice(target, _told(exc))
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
                 queue.popleft()
@@ -210,7 +216,7 @@ class Relay:
             job = await self._check(msg, target, route, key, record)
         finally:
             if job is None:
-                await self.store.inflight_end(record.id)
+                await self._end_record(record.id)
         if job is not None:
             target.accepted()
             job.previous = self._chains.get(job.key)
@@ -328,11 +334,23 @@ class Relay:
                     # Shielded: a stop arriving now must not leave a finished reply
                     # looking interrupted to the next process.
                     self.progress.forget(job.record.id)
-                    await asyncio.shield(self.store.inflight_end(job.record.id))
-            except BridgeError as exc:
-                log.error("could not close the record of reply %s: %s", job.record.id, exc)
+                    await asyncio.shield(self._end_record(job.record.id))
             finally:
                 self._jobs.discard(job)
+
+    async def _end_record(self, rec_id: str) -> None:
+        """Remove a reply's in-flight record; if the store fails, the heartbeat will."""
+        try:
+            await self.store.inflight_end(rec_id)
+        except BridgeError as exc:
+            self.unended.add(rec_id)
+            log.error("could not close the record of reply %s (will retry): %s", rec_id, exc)
+
+    async def end_records(self) -> None:
+        """Retry removing the records whose removal failed."""
+        for rec_id in list(self.unended):
+            await self.store.inflight_end(rec_id)
+            self.unended.discard(rec_id)
 
     async def _wait_turn(self, job: _Job) -> None:
         """Wait while another process answers an earlier message of this conversation."""

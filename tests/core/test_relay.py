@@ -227,6 +227,47 @@ async def test_a_reply_cut_by_the_stop_ends_and_keeps_its_interrupted_mark(
     assert [op.kind for op in target.ops].count("end") == 1  # its indicators were cleared
 
 
+async def test_a_finished_reply_whose_record_the_store_failed_to_remove_is_never_marked(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["The ", "full ", "answer."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        end = bridge.store.inflight_end
+        failures = [StoreError(STORE_DOWN)]
+
+        async def blip(rec_id: str) -> None:
+            if failures:
+                raise failures.pop()
+            await end(rec_id)
+
+        bridge.store.inflight_end = blip  # type: ignore[method-assign]
+        target = await platform(bridge).say("Everything?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        await wait_for(lambda: bool(bridge.relay.unended))
+        assert await bridge.recover() == 0  # as a restart or another replica would
+        await bridge._beat_once()  # the heartbeat removes the record
+        assert not bridge.relay.unended
+        assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []
+    assert target.visible() == ["The full answer."]
+
+
+async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        async def down(key: str) -> Conversation | None:
+            raise StoreError(STORE_DOWN)
+
+        bridge.store.get_conversation = down  # type: ignore[method-assign]
+        # Not addressed to the bot: routing asks the store whether it continues a thread.
+        chatter = await platform(bridge).say("lunch?", thread="7.000", mentioned=False)
+        await wait_for(lambda: any("could not take message" in r.getMessage()
+                                   for r in caplog.records))
+        asker = await platform(bridge).say("Are you there?")
+        await asyncio.wait_for(asker.ended.wait(), 10)
+    assert chatter.notices == [] and asker.notices == [StoreError.user_message]
+
+
 async def test_cut_off_keeps_partial_text_and_says_so(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

@@ -66,6 +66,8 @@ async def test_locked_file_gives_store_error_after_busy_timeout(tmp_path: Path) 
             waited = time.monotonic() - started
             with pytest.raises(StoreError, match="locked"):
                 await s.append_history("k", [], keep=1)
+            with pytest.raises(StoreError, match="locked"):  # so /healthz says so
+                await s.ping()
         finally:
             holder.execute("ROLLBACK")
             holder.close()
