@@ -431,6 +431,11 @@ async def test_formatting() -> None:
     assert fmt.format_markdown(text) == text
     block = fmt.format_sources([Source("https://a.example/x", "A [draft]"), Source("https://b")])
     assert block == "**Sources**\n- [A \\[draft\\]](<https://a.example/x>)\n- <https://b>"
+    # A backslash-escaped backtick opens no code span: the mention inside is defused.
+    assert fmt.format_markdown("\\`<@123>\\`") == f"\\`<@{ZWSP}123>\\`"
+    # A URL cannot end its link or break its line.
+    odd = fmt.format_sources([Source("https://x.y/<@&12>\n@everyone x", "T")])
+    assert odd == "**Sources**\n- [T](<https://x.y/%3C@&12%3E%0A@everyone%20x>)"
 
 
 # ---------------------------------------------------------------------- slash commands

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from urllib.parse import quote
 
 from bridge.interfaces import Source
 
@@ -18,7 +19,8 @@ THREAD_NAME_MAX = 100
 SOURCE_TITLE_MAX = 200
 
 # Fenced blocks, then inline code spans: left exactly as they are.
-_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
+# A backslash-escaped backtick is shown as a backtick: it opens no code span.
+_CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
 _EVERYONE = re.compile(r"@(everyone|here)\b")
 _MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: kept
 
@@ -53,7 +55,7 @@ def format_sources(sources: Sequence[Source]) -> str:
     """A "Sources" block of `[title](<url>)` links; the angle brackets stop previews."""
     lines = ["**Sources**"]
     for source in _dedupe(sources):
-        url = source.url.replace(">", "%3E").replace(" ", "%20")
+        url = quote(source.url.strip(), safe="/:?#[]@!$&'()*+,;=%~-._")  # `<`, `>`, breaks
         title = _link_title(source.title)
         lines.append(f"- [{title}](<{url}>)" if title else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""
