@@ -8,31 +8,45 @@ Each piece is formatted for the platform and fits its limit after formatting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 FENCE = "```"
 Formatter = Callable[[str], str]
+# A fence line: three or more backticks (whose info string has none: ```x``` is inline
+# code) or tildes, then the info string.
+_FENCE_LINE = re.compile(r"^\s*(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+
+
+def _opener(text: str) -> tuple[str, str] | None:
+    """(marker, info string) of a code fence left open at the end of `text`, or None."""
+    opened: tuple[str, str] | None = None
+    for line in text.split("\n"):
+        match = _FENCE_LINE.match(line)
+        if match is None:
+            continue
+        marker, info = match.group(1), match.group(2).strip()
+        if opened is None:
+            opened = (marker, info)
+        elif marker[0] == opened[0][0] and len(marker) >= len(opened[0]) and not info:
+            opened = None  # closed by the same character, at least as many, alone
+    return opened
 
 
 def open_fence(text: str) -> str | None:
-    """The info string of a code fence left open at the end of `text`, or None."""
-    lang: str | None = None
-    for line in text.split("\n"):
-        stripped = line.lstrip()
-        if stripped.startswith(FENCE):
-            if lang is None:
-                lang = stripped[3:].strip()
-            else:
-                lang = None
-    return lang
+    """The opening line (marker and info string) of a code fence left open at the end
+    of `text`, to reopen it with, or None."""
+    opened = _opener(text)
+    return None if opened is None else opened[0] + opened[1]
 
 
 def close_fences(text: str) -> str:
     """`text` with an open code fence closed, for display."""
-    if open_fence(text) is None:
+    opened = _opener(text)
+    if opened is None:
         return text
-    return text + ("\n" if not text.endswith("\n") else "") + FENCE
+    return text + ("\n" if not text.endswith("\n") else "") + opened[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +90,7 @@ def split_pieces(
         while True:
             cut = _cut_point(rest, max(budget, floor + 1), floor)
             head = rest[:cut].rstrip("\n")
-            lang = open_fence(head)
+            lang = open_fence(head)  # the line that reopens it
             shown = fmt(close_fences(head))
             if len(shown) <= limit or cut <= floor + 1:
                 break
@@ -86,7 +100,7 @@ def split_pieces(
         # Skip the newlines we cut at, so the next message does not start blank.
         while pos < len(markdown) and markdown[pos] == "\n":
             pos += 1
-        prefix = f"{FENCE}{lang}\n" if lang is not None else ""
+        prefix = f"{lang}\n" if lang is not None else ""
         pieces.append(Piece(shown, pos, prefix))
         if pos >= len(markdown):
             return pieces

@@ -51,6 +51,21 @@ def test_fence_cut_is_closed_and_reopened_with_its_language() -> None:
     assert messages[-1].endswith("Outro")
 
 
+def test_a_tilde_fence_is_closed_and_reopened_with_tildes() -> None:
+    code = "".join(f"# step {i}\nx_{i} = a * b\n" for i in range(200))
+    text = f"Script:\n\n~~~python\n{code}~~~\n\nAfter the code, **this** is prose."
+    first, second = split_markdown(text, 3900)
+    assert first.endswith("\n~~~") and second.startswith("~~~python\n")
+    assert second.endswith("~~~\n\nAfter the code, **this** is prose.")
+
+
+def test_inline_code_written_with_three_backticks_opens_no_fence() -> None:
+    text = "Install it:\n\n```pip install chat-bridge```\n\n" + "word " * 1200
+    messages = split_markdown(text, 2000)
+    assert [m.count("pip install") for m in messages] == [1] + [0] * (len(messages) - 1)
+    assert all(open_fence(m) is None for m in messages)
+
+
 def test_text_without_boundaries_is_cut_hard() -> None:
     messages = split_markdown("x" * 4500, 2000)
     assert [len(m) for m in messages] == [1995, 1995, 510]

@@ -107,6 +107,11 @@ def test_native_sources_cannot_ping_through_their_urls() -> None:
     assert "(https://ex.com/a%0A%3C!channel%3E" in line
 
 
+def test_inline_code_written_with_three_backticks_stays_inline() -> None:
+    text = markdown_to_mrkdwn("Run:\n```pip install x```\nThen **enjoy** & relax.")
+    assert text == "Run:\n`pip install x`\nThen *enjoy* &amp; relax."
+
+
 def test_only_finished_lines_are_cached() -> None:
     # While a reply streams its last line grows: a new one at every edit. Cached,
     # those lines would push out the finished ones, which every edit asks for again.

@@ -26,7 +26,8 @@ _SLACK_REF = re.compile(r"<([@#!])([^<>|\s]*)(?:\|([^<>]*))?>")
 # Plain @here / @channel / @everyone (pings with link_names) and @U123-style ids.
 _AT_WORD = re.compile(r"@(?=(here|channel|everyone|U[A-Z0-9]{6,}|W[A-Z0-9]{6,})\b)", re.IGNORECASE)
 
-_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
+# A backtick fence's info string has no backtick: "```pip install x```" is inline code.
+_FENCE = re.compile(r"^(\s*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+(\[[ xX]\]\s+)?(.*)$")
