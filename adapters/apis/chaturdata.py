@@ -30,7 +30,8 @@ from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Sta
 
 log = logging.getLogger("adapters.apis")
 
-_MARKER = re.compile(r"【[^】]{0,80}】")
+# A citation marker holds a dagger (【4:0†source】); other 【…】 is the answer's own text.
+_MARKER = re.compile(r"【[^】†]{0,80}†[^】]{0,80}】")
 _FILE_NAME = re.compile(r"†([^】]+)】")
 _FAILED = {"expired", "cancelled", "failed"}
 
@@ -81,7 +82,8 @@ class ChatUrData(HTTPDialect):
         if req.session:
             body["thread_id"] = req.session
         posted = await self._request_json("POST", f"{base}/newMessage", json=body)
-        thread = posted.get("thread_id") if isinstance(posted, dict) else None
+        # The API may leave the thread id out when adding to a thread it was given.
+        thread = (posted.get("thread_id") if isinstance(posted, dict) else None) or req.session
         if not isinstance(thread, str) or not thread:
             raise ProtocolError(
                 "The assistant's answer could not be read (no thread id in it).",

@@ -68,6 +68,23 @@ async def test_second_message_reuses_the_thread_and_reads_only_the_new_answer(
     assert len(fake_chat_api.threads[thread].messages) == 4
 
 
+async def test_a_follow_up_whose_post_does_not_name_the_thread_keeps_it(fake_chat_api, http):
+    fake_chat_api.enqueue(final="First answer.")
+    fake_chat_api.enqueue(final="Second answer.")
+    api = make("chaturdata", fake_chat_api, http)
+    thread = done_of(await collect(api, ChatRequest(message="one"))).session
+    fake_chat_api.chaturdata_echo_thread = False
+    second = done_of(await collect(api, ChatRequest(message="two", session=thread)))
+    assert (second.text, second.session) == ("Second answer.", thread)
+
+
+async def test_brackets_of_the_answer_are_kept_and_citation_markers_removed(fake_chat_api, http):
+    fake_chat_api.enqueue(final="【重要】営業時間は【平日】9時〜17時です。")
+    api = make("chaturdata", fake_chat_api, http)
+    done = done_of(await collect(api, ChatRequest(message="営業時間は？")))
+    assert done.text == "【重要】営業時間は【平日】9時〜17時です。"
+
+
 async def test_file_citations_become_sources_with_a_file_url(fake_chat_api, http):
     fake_chat_api.enqueue(final="See the guide.", file_citations=[("file-abc", "a quote")])
     api = make("chaturdata", fake_chat_api, http, file_url="https://files.example.com/{file_id}")

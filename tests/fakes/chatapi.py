@@ -125,6 +125,9 @@ class FakeChatAPI:
         self.requests: list[Recorded] = []
         self.disconnects = 0
         self.threads: dict[str, _Thread] = {}
+        # chaturdata: newMessage names the thread it added to (the contract's examples
+        # treat the field as optional when a thread_id was sent).
+        self.chaturdata_echo_thread = True
         self._scripts: deque[Script] = deque()
         self._changed = asyncio.Condition()
         self._closing = asyncio.Event()
@@ -411,9 +414,10 @@ class FakeChatAPI:
         thread.script = script
         thread.polls_left = script.polls
         thread.status = "queued"
-        return web.json_response(
-            {"thread_id": thread.id, "run_status": {"status": "queued", "id": _id("run")}}
-        )
+        answer: dict[str, Any] = {"run_status": {"status": "queued", "id": _id("run")}}
+        if thread_id is None or self.chaturdata_echo_thread:
+            answer["thread_id"] = thread.id
+        return web.json_response(answer)
 
     async def _chaturdata_get(self, request: web.Request) -> web.Response:
         rec = await self._record(request)
