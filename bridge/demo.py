@@ -96,18 +96,21 @@ class StandInChatAPI:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
         )
         await response.prepare(request)
-        for token in re.findall(r"\S*\s*", answer):
-            if not token:
-                continue
-            event = {"type": "token", "content": token}
-            await response.write(f"data: {json.dumps(event)}\n\n".encode())
-            await asyncio.sleep(self.token_delay)  # a pace a person can watch
-        if body.get("include_sources", True):
-            sources = {"type": "sources", "sources": _SOURCES}
-            await response.write(f"data: {json.dumps(sources)}\n\n".encode())
-        done = {"type": "done", "usage": {"credits_used": 1, "credits_remaining": 99}}
-        await response.write(f"data: {json.dumps(done)}\n\n".encode())
-        await response.write_eof()
+        try:
+            for token in re.findall(r"\S*\s*", answer):
+                if not token:
+                    continue
+                event = {"type": "token", "content": token}
+                await response.write(f"data: {json.dumps(event)}\n\n".encode())
+                await asyncio.sleep(self.token_delay)  # a pace a person can watch
+            if body.get("include_sources", True):
+                sources = {"type": "sources", "sources": _SOURCES}
+                await response.write(f"data: {json.dumps(sources)}\n\n".encode())
+            done = {"type": "done", "usage": {"credits_used": 1, "credits_remaining": 99}}
+            await response.write(f"data: {json.dumps(done)}\n\n".encode())
+            await response.write_eof()
+        except ConnectionResetError:  # the reader left (Ctrl-C): nobody to tell
+            pass
         return response
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.errors import BridgeError
+
 Health = Callable[[], Awaitable[dict[str, str]]]
 
 
@@ -32,7 +34,15 @@ class HttpServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # the port is taken, the host unknown, ...
+            await self._runner.cleanup()
+            self._runner = None
+            raise BridgeError(
+                f"http.listen {self.host}:{self.port}: cannot listen there "
+                f"({exc.strerror or type(exc).__name__})"
+            ) from exc
         # The bound socket tells the real port when 0 was asked. `_server` is typed
         # as AbstractServer, which has no `sockets`; asyncio's and uvloop's servers do.
         sockets = getattr(site._server, "sockets", None)

@@ -28,10 +28,10 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, aclosing
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bridge.errors import (
     BadRequest,
@@ -84,6 +84,16 @@ class Retries(BaseModel):
     attempts: int = Field(3, ge=1, le=10)
     backoff: float = Field(0.5, ge=0, le=60)
     max_backoff: float = Field(8.0, ge=0, le=300)
+
+
+def _given(key: SecretStr) -> SecretStr:
+    if not key.get_secret_value().strip():
+        raise ValueError("is empty (is its environment variable set?)")
+    return key
+
+
+# An API key the dialect cannot work without: an empty one is a config error.
+RequiredKey = Annotated[SecretStr, AfterValidator(_given)]
 
 
 class HTTPOptions(DialectOptions):

@@ -13,9 +13,8 @@ from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import SecretStr
 
-from adapters.apis._http import Event, HTTPDialect, HTTPOptions
+from adapters.apis._http import Event, HTTPDialect, HTTPOptions, RequiredKey
 from adapters.apis._wire import SSEEvent, SSEParser, json_or_none
 from bridge.errors import APIReportedError, ProtocolError
 from bridge.interfaces import (
@@ -36,7 +35,7 @@ class ChatMountOptions(HTTPOptions):
 
     kind: Literal["chatmount"] = "chatmount"
     url: str = "https://services.chatmount.co/v1/chat"
-    api_key: SecretStr
+    api_key: RequiredKey
     include_sources: bool = True
     stream: bool = True
 

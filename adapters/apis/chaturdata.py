@@ -22,9 +22,9 @@ import re
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from adapters.apis._http import HTTPDialect, HTTPOptions, Timeouts
+from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts
 from bridge.errors import APIReportedError, ProtocolError, Unavailable
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Status, Token
 
@@ -54,7 +54,7 @@ class ChatUrDataOptions(HTTPOptions):
 
     kind: Literal["chaturdata"] = "chaturdata"
     url: str = "https://www.chaturdata.com/api"
-    api_key: SecretStr
+    api_key: RequiredKey
     poll_interval: float = Field(3.0, ge=1, le=10)
     timeouts: PollTimeouts = PollTimeouts()
     file_url: str | None = None

@@ -14,9 +14,7 @@ import re
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
-from pydantic import SecretStr
-
-from adapters.apis._http import Event, HTTPDialect, HTTPOptions
+from adapters.apis._http import Event, HTTPDialect, HTTPOptions, RequiredKey
 from adapters.apis._wire import NDJSONParser
 from bridge.errors import APIReportedError, BadRequest
 from bridge.interfaces import ChatEvent, ChatRequest, Done
@@ -30,7 +28,7 @@ class NDJSONOptions(HTTPOptions):
     """`backends.<name>` with `kind: ndjson`."""
 
     kind: Literal["ndjson"] = "ndjson"
-    api_key: SecretStr
+    api_key: RequiredKey
     auth_header: Literal["x-api-key", "x-widget-api-key"] = "x-api-key"
 
 

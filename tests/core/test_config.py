@@ -70,6 +70,14 @@ def test_history_on_a_route_says_it_belongs_to_the_backend() -> None:
     )
 
 
+def test_an_api_key_whose_variable_is_empty_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE, CHATMOUNT_API_KEY="")
+    assert str(err.value) == (
+        "backends.docs.api_key: is empty (is its environment variable set?)"
+    )
+
+
 def test_bad_enum_names_route_index_and_choices() -> None:
     text = BASE + "  - platform: any\n    backend: docs\n  - backend: docs\n    session: threads\n"
     with pytest.raises(ConfigError) as err:

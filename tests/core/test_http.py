@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.errors import BridgeError
+from bridge.http import HttpServer
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform
 from tests.fakes.chatapi import FakeChatAPI
 
@@ -68,3 +72,21 @@ async def test_metrics_count_messages_and_backend_quota(
     assert "chat_bridge_time_to_first_token_seconds_bucket" in body
     assert "chat_bridge_live_streams 0.0" in body
     assert "chat_bridge_queue_depth 0.0" in body
+
+
+async def test_a_listen_address_in_use_is_one_clear_error() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        server = HttpServer(f"127.0.0.1:{port}", _healthy, lambda: b"")
+        with pytest.raises(BridgeError, match=rf"http.listen 127.0.0.1:{port}: cannot listen"):
+            await server.start()
+        await server.aclose()
+    finally:
+        taken.close()
+
+
+async def _healthy() -> dict[str, str]:
+    return {}
