@@ -142,7 +142,12 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
 
 
 def _run(config: Config, registry: Registry) -> int:
+    if not config.platforms:
+        raise ConfigError("", "no platform to answer on: add a `slack:` or `discord:` block")
     setup_logging(config.logging.level, config.logging.json_format, config.secrets())
+    if config.store == "sqlite://":
+        log.warning("the store is in memory: conversations and processed events are "
+                    "forgotten at every restart (give `store:` a file)")
     return asyncio.run(_serve(config, registry))
 
 

@@ -265,7 +265,11 @@ def parse_config(
 ) -> Config:
     """Validate a YAML config text. Raises ConfigError naming the key path."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            "", f"the key {exc.path!r} is given twice (lines {exc.first} and {exc.second})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -300,6 +304,12 @@ def parse_config(
             raise ConfigError(
                 f"routes[{i}].backend", f"no backend named {route.backend!r} (known: {known})"
             )
+        if route.channels is not None and (route.dm or route.trigger == "dm"):
+            raise ConfigError(
+                f"routes[{i}].channels",
+                "a DM is in a channel of its own, so this route could never answer: "
+                "drop `channels`, or `dm: true` / `trigger: dm`",
+            )
         if route.platform not in ("any", "console") and route.platform not in validated_platforms:
             raise ConfigError(
                 f"routes[{i}].platform",
@@ -331,6 +341,27 @@ def _platform_options(name: str, block: Any, registry: Registry | None) -> Any:
     if not isinstance(block, dict):
         raise ConfigError(name, "must be a mapping of settings")
     return _validate(registry.platforms[name]().Options, block, name)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, path: str, first: int, second: int) -> None:
+        super().__init__(path)
+        self.path, self.first, self.second = path, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep
+    the last and drop the first without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(str(key), seen[key], line)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def load_config(

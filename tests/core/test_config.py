@@ -78,6 +78,20 @@ def test_an_api_key_whose_variable_is_empty_is_a_config_error() -> None:
     )
 
 
+def test_a_key_given_twice_is_a_config_error() -> None:
+    text = BASE.replace("  docs:\n", "  docs:\n    kind: openai\n    model: m\n  docs:\n", 1)
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == "the key 'docs' is given twice (lines 4 and 7)"
+
+
+def test_a_route_for_named_channels_and_dms_only_is_a_config_error() -> None:
+    for extra in ("    channels: [C1]\n    dm: true\n", "    channels: [C1]\n    trigger: dm\n"):
+        with pytest.raises(ConfigError) as err:
+            parse(BASE + extra)
+        assert str(err.value).startswith("routes[0].channels: a DM is in a channel of its own")
+
+
 def test_bad_enum_names_route_index_and_choices() -> None:
     text = BASE + "  - platform: any\n    backend: docs\n  - backend: docs\n    session: threads\n"
     with pytest.raises(ConfigError) as err:
@@ -156,3 +170,14 @@ def test_kind_that_is_not_a_name_is_a_config_error() -> None:
         parse(BASE.replace("kind: chatmount", "kind: [chatmount]"))
     assert err.value.path == "backends.docs.kind"
     assert "must be one of chatmount" in str(err.value)
+
+
+def test_run_without_a_platform_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import run_cli
+
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE.replace("${CHATMOUNT_API_KEY}", "cm_test_key"), encoding="utf-8")
+    assert run_cli(["run", "-c", str(path)], REGISTRY) == 2
+    assert "no platform to answer on: add a `slack:` or `discord:` block" in capsys.readouterr().err
