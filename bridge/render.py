@@ -263,15 +263,33 @@ class LiveReply:
         text = final_text if final_text is not None and final_text.strip() else self.text
         self.text = text
         self._version += 1
-        block = self.target.format_sources(sources) if (sources and show_sources) else ""
-        await self._close(text, block, empty_note="" if text else "_(no answer)_")
+        blocks = self._source_blocks(sources) if (sources and show_sources) else [""]
+        await self._close(
+            text, blocks[0], empty_note="" if text else "_(no answer)_", more=blocks[1:]
+        )
+
+    def _source_blocks(self, sources: Sequence[Source]) -> list[str]:
+        """The sources block, as several where one would pass the platform's limit:
+        split between sources, never inside a link."""
+        limit = self.limits.max_chars
+        blocks: list[str] = []
+        group: list[Source] = []
+        for source in sources:
+            if group and len(self.target.format_sources([*group, source])) > limit:
+                blocks.append(self.target.format_sources(group))
+                group = []
+            group.append(source)
+        blocks.append(self.target.format_sources(group)[:limit])  # one source too long: cut
+        return blocks
 
     async def fail(self, notice: str) -> None:
         """Keep what was shown and add a short notice of what happened."""
         note = self.target.format_markdown(f"_⚠️ {notice}_")
         await self._close(self.text, note, empty_note="")
 
-    async def _close(self, text: str, tail: str, empty_note: str) -> None:
+    async def _close(
+        self, text: str, tail: str, empty_note: str, more: Sequence[str] = ()
+    ) -> None:
         pieces = (
             [p.text for p in split_pieces(text, self.limits.max_chars, self._fmt)] if text else []
         )
@@ -283,9 +301,7 @@ class LiveReply:
                 pieces[-1] = f"{pieces[-1]}\n\n{tail}"
             else:
                 pieces.append(tail[: self.limits.max_chars])
-        # Messages the final text no longer needs (it came out shorter) say so.
-        while len(pieces) < len(self.message_ids):
-            pieces.append(self._fmt("_(continued above)_"))
+        pieces.extend(more)  # sources that did not fit in one message
         self._final_pieces = pieces
         self._final_failed = False
         self._closing = True
@@ -293,9 +309,9 @@ class LiveReply:
         self._dirty.set()
         try:
             await self._flusher_ended()
-            if not self._final_failed and self._first_change(pieces, 0) is not None:
+            if not self._final_failed and self._first_change(self._final_view(), 0) is not None:
                 # No flusher, or it stopped before showing these pieces: show them here.
-                await self._sync(lambda: pieces, final=True)
+                await self._sync(self._final_view, final=True)
         finally:
             await self.target.end()
         if self._final_failed:
@@ -310,6 +326,14 @@ class LiveReply:
             await flusher
         except Exception as exc:
             log.warning("reply updates stopped: %s", for_log(exc))
+
+    def _final_view(self) -> list[str]:
+        """The final pieces, and for each message they no longer need (the final text
+        came out shorter, or a post landed as the reply closed) a note saying so."""
+        pieces = list(self._final_pieces)
+        while len(pieces) < len(self.message_ids):
+            pieces.append(self._fmt("_(continued above)_"))
+        return pieces
 
     def _fmt(self, markdown: str) -> str:
         return self.target.format_markdown(markdown)
@@ -333,7 +357,7 @@ class LiveReply:
                                 await self._closed.wait()
                 if self._closing:
                     self._may_read.set()
-                    await self._sync(lambda: self._final_pieces, final=True)
+                    await self._sync(self._final_view, final=True)
                     return
                 await self._sync(self._progress_pieces)
                 self._may_read.set()
@@ -384,6 +408,8 @@ class LiveReply:
             while index is not None:
                 text = pieces[index]
                 editing = index < len(self.message_ids)
+                if not final and self._closing and not editing:
+                    break  # the final pass takes over: no new message of older text
                 try:
                     if held is None or held[0] != editing:
                         self._release(held[1] if held else [])

@@ -218,6 +218,41 @@ async def test_a_final_update_the_platform_keeps_refusing_raises_and_the_reply_e
     assert target.ended.is_set()  # the platform's indicators are cleaned up all the same
 
 
+async def test_a_shorter_final_text_leaves_no_stale_message_behind_a_post_in_flight() -> None:
+    class Slow(RecordingTarget):
+        posting = asyncio.Event()
+        go_on = asyncio.Event()
+
+        async def post(self, text: str) -> str:
+            self.posting.set()
+            await self.go_on.wait()  # a platform round trip, still on its way
+            return await super().post(text)
+
+    target = Slow(max_chars=100)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed(("word " * 19 + "\n\n") * 3)  # about three messages' worth
+    await asyncio.wait_for(target.posting.wait(), 5)
+    finishing = asyncio.create_task(reply.finish("Short final answer."))
+    await _settle()  # the reply is closing while its first post is on its way
+    target.go_on.set()
+    await asyncio.wait_for(finishing, 10)
+    first, *rest = target.visible()
+    assert first == "Short final answer."
+    assert all(text == "_(continued above)_" for text in rest)
+
+
+async def test_sources_too_long_for_the_last_message_are_cut_between_links() -> None:
+    target = RecordingTarget(max_chars=120)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("An answer.")
+    sources = [Source(f"https://example.com/{'a' * 40}/{i}", f"Title {i}") for i in range(5)]
+    await reply.finish(None, sources)
+    shown = "\n".join(target.visible())
+    assert all(f"[Title {i}](https://example.com/{'a' * 40}/{i})" in shown for i in range(5))
+
+
 async def test_typing_is_skipped_when_the_answer_comes_before_a_free_request() -> None:
     budgets = Budgets()
     target = RecordingTarget()
