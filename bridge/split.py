@@ -21,6 +21,8 @@ _FENCE_LINE = re.compile(r"^\s*(`{3,}(?=[^`]*$)|~{3,})(.*)$")
 
 def _opener(text: str) -> tuple[str, str] | None:
     """(marker, info string) of a code fence left open at the end of `text`, or None."""
+    if "```" not in text and "~~~" not in text:
+        return None  # most answers: no line to look at
     opened: tuple[str, str] | None = None
     for line in text.split("\n"):
         match = _FENCE_LINE.match(line)
@@ -43,7 +45,10 @@ def open_fence(text: str) -> str | None:
 
 def close_fences(text: str) -> str:
     """`text` with an open code fence closed, for display."""
-    opened = _opener(text)
+    return _closed(text, _opener(text))
+
+
+def _closed(text: str, opened: tuple[str, str] | None) -> str:
     if opened is None:
         return text
     return text + ("\n" if not text.endswith("\n") else "") + opened[0]
@@ -90,8 +95,8 @@ def split_pieces(
         while True:
             cut = _cut_point(rest, max(budget, floor + 1), floor)
             head = rest[:cut].rstrip("\n")
-            lang = open_fence(head)  # the line that reopens it
-            shown = fmt(close_fences(head))
+            opened = _opener(head)
+            shown = fmt(_closed(head, opened))
             if len(shown) <= limit or cut <= floor + 1:
                 break
             budget -= max(1, len(shown) - limit)
@@ -100,7 +105,8 @@ def split_pieces(
         # Skip the newlines we cut at, so the next message does not start blank.
         while pos < len(markdown) and markdown[pos] == "\n":
             pos += 1
-        prefix = f"{lang}\n" if lang is not None else ""
+        # The fence left open is reopened with its own line.
+        prefix = f"{opened[0]}{opened[1]}\n" if opened is not None else ""
         pieces.append(Piece(shown, pos, prefix))
         if pos >= len(markdown):
             return pieces
