@@ -318,10 +318,7 @@ class Relay:
             raise
         except Exception as exc:  # before the answer began (a store lookup): say so
             self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
-            if isinstance(exc, BridgeError):
-                log.error("could not answer %s: %s", job.key, exc)
-            else:
-                log.exception("could not answer %s", job.key)
+            _log_failure(job.key, exc)
             with contextlib.suppress(Exception):
                 await self._notice(job.target, _told(exc))
         finally:
@@ -458,10 +455,7 @@ class Relay:
         except Exception as exc:  # the bridge's own failure: end the reply, say so
             outcome = "failed"
             circuit.release()
-            if isinstance(exc, BridgeError):
-                log.error("could not answer %s: %s", key, exc)
-            else:
-                log.exception("could not answer %s", key)
+            _log_failure(key, exc)
             with contextlib.suppress(Exception):
                 await reply.fail(_told(exc))
         finally:
@@ -562,6 +556,15 @@ class Relay:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return len(pending)
+
+
+def _log_failure(key: str, exc: Exception) -> None:
+    """A conversation could not be answered: a bridge error in a line, anything else
+    (a bug) with its traceback."""
+    if isinstance(exc, BridgeError):
+        log.error("could not answer %s: %s", key, exc)
+    else:
+        log.exception("could not answer %s", key, exc_info=exc)
 
 
 def _told(exc: BaseException) -> str:
