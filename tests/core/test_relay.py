@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -107,6 +108,15 @@ async def test_an_answered_message_writes_two_log_lines_and_a_refused_one_none(
 STORE_DOWN = "PostgreSQL store db.internal:5432/chat: the connection failed while reading: reset"
 
 
+def store_down(bridge: Bridge, method: str) -> None:
+    """Make one of the store's methods fail as an unreachable store's do."""
+
+    async def down(*args: object) -> NoReturn:
+        raise StoreError(STORE_DOWN)
+
+    setattr(bridge.store, method, down)
+
+
 def failed_answers(bridge: Bridge) -> float:
     for line in bridge.metrics.render().decode().splitlines():
         if line.startswith("chat_bridge_messages_answered_total{") and 'outcome="failed"' in line:
@@ -118,10 +128,7 @@ async def test_a_store_failing_before_the_answer_tells_the_asker_without_its_det
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        async def down(key: str) -> Conversation | None:
-            raise StoreError(STORE_DOWN)
-
-        bridge.store.get_conversation = down  # type: ignore[method-assign]
+        store_down(bridge, "get_conversation")
         target = await platform(bridge).say("Anyone there?")
         await asyncio.wait_for(target.ended.wait(), 10)
         assert failed_answers(bridge) == 1
@@ -135,10 +142,7 @@ async def test_a_store_failing_as_a_message_arrives_tells_the_asker_without_its_
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        async def down(event_id: str, now: float) -> bool:
-            raise StoreError(STORE_DOWN)
-
-        bridge.store.claim_event = down  # type: ignore[method-assign]
+        store_down(bridge, "claim_event")
         target = await platform(bridge).say("Anyone there?")
         await asyncio.wait_for(target.ended.wait(), 10)
     assert target.notices == [StoreError.user_message]
@@ -255,10 +259,7 @@ async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        async def down(key: str) -> Conversation | None:
-            raise StoreError(STORE_DOWN)
-
-        bridge.store.get_conversation = down  # type: ignore[method-assign]
+        store_down(bridge, "get_conversation")
         # Not addressed to the bot: routing asks the store whether it continues a thread.
         chatter = await platform(bridge).say("lunch?", thread="7.000", mentioned=False)
         await wait_for(lambda: any("could not take message" in r.getMessage()

@@ -22,6 +22,13 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+class RefusingPosts(RecordingTarget):
+    """A place where no message can be posted (gone, or no permission)."""
+
+    async def post(self, text: str) -> str:
+        raise PlatformError("channel_not_found")
+
+
 async def _stream(reply: LiveReply, tokens: list[str], gap: float) -> None:
     for token in tokens:
         reply.feed(token)
@@ -156,11 +163,7 @@ async def test_an_edit_that_waited_for_its_budget_shows_what_arrived_meanwhile()
 
 
 async def test_pacing_never_stalls_on_a_failing_platform() -> None:
-    class Refusing(RecordingTarget):
-        async def post(self, text: str) -> str:
-            raise PlatformError("refused")
-
-    target = Refusing()
+    target = RefusingPosts()
     reply = LiveReply(target, Budgets(), edit_interval=0.2)
     await reply.start()
     waits = []
@@ -205,11 +208,7 @@ async def test_a_final_update_the_platform_keeps_refusing_raises_and_the_reply_e
 ) -> None:
     monkeypatch.setattr(render, "FINAL_RETRIES", 1)
 
-    class Refusing(RecordingTarget):
-        async def post(self, text: str) -> str:
-            raise PlatformError("channel_not_found")
-
-    target = Refusing()
+    target = RefusingPosts()
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
     await reply.start()
     reply.feed("An answer nobody will see")

@@ -283,43 +283,40 @@ async def test_thread_messages_name_parent_channel_and_thread(world: World) -> N
     assert [m["content"] for m in world.fake.channel_messages(thread_id)] == ["in the thread"]
 
 
+async def unseen_thread(world: World) -> str:
+    """A thread on a message in #general that discord.py never saw (no THREAD_CREATE
+    reached it); its id."""
+    await world.fake.say(world.general, world.alice, "root")
+    root, _ = await world.next()
+    thread = dict(world.fake.channels[world.general])
+    thread.update(
+        id=root.message_id, type=11, parent_id=world.general, owner_id=world.alice,
+        name="t", message_count=0, member_count=1, flags=0,
+        thread_metadata={"archived": False, "auto_archive_duration": 60,
+                         "archive_timestamp": "2024-01-01T00:00:00+00:00", "locked": False},
+    )
+    world.fake.channels[root.message_id] = thread
+    return root.message_id
+
+
 async def test_uncached_thread_is_looked_up(world: World) -> None:
     async with running(world):
-        # A thread discord.py never saw (no THREAD_CREATE reached it).
-        await world.fake.say(world.general, world.alice, "root")
-        root, _ = await world.next()
-        thread = dict(world.fake.channels[world.general])
-        thread.update(
-            id=root.message_id, type=11, parent_id=world.general, owner_id=world.alice,
-            name="t", message_count=0, member_count=1, flags=0,
-            thread_metadata={"archived": False, "auto_archive_duration": 60,
-                             "archive_timestamp": "2024-01-01T00:00:00+00:00", "locked": False},
-        )
-        world.fake.channels[root.message_id] = thread
-        await world.fake.say(root.message_id, world.bob, "inside")
+        thread_id = await unseen_thread(world)
+        await world.fake.say(thread_id, world.bob, "inside")
         msg, _ = await world.next()
-    assert (msg.channel, msg.thread) == (world.general, root.message_id)
-    assert world.fake.sent("GET", rf"/channels/{root.message_id}$")
+    assert (msg.channel, msg.thread) == (world.general, thread_id)
+    assert world.fake.sent("GET", rf"/channels/{thread_id}$")
 
 
 async def test_a_message_in_a_thread_that_cannot_be_looked_up_is_still_taken(
     world: World,
 ) -> None:
     async with running(world):
-        await world.fake.say(world.general, world.alice, "root")
-        root, _ = await world.next()
-        thread = dict(world.fake.channels[world.general])
-        thread.update(
-            id=root.message_id, type=11, parent_id=world.general, owner_id=world.alice,
-            name="t", message_count=0, member_count=1, flags=0,
-            thread_metadata={"archived": False, "auto_archive_duration": 60,
-                             "archive_timestamp": "2024-01-01T00:00:00+00:00", "locked": False},
-        )
-        world.fake.channels[root.message_id] = thread
+        thread_id = await unseen_thread(world)
         # The look-up's connection closes unanswered, and again when aiohttp retries it:
         # aiohttp's own error reaches the adapter, not discord.py's.
-        world.fake.drop = [("GET", rf"/channels/{root.message_id}$")] * 2
-        await world.fake.say(root.message_id, world.bob, "inside")
+        world.fake.drop = [("GET", rf"/channels/{thread_id}$")] * 2
+        await world.fake.say(thread_id, world.bob, "inside")
         msg, _ = await world.next()
     assert msg.text == "inside" and world.fake.drop == []
 
