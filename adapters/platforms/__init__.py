@@ -1,1 +1,9 @@
 """Chat platforms, one package or module each; registered in adapters.registry."""
+
+from urllib.parse import quote
+
+
+def encoded_url(url: str) -> str:
+    """`url` with everything but URL syntax percent-encoded (spaces, `<`, `>`, line
+    breaks): an API's URL can neither end the link it is put in nor break its line."""
+    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from urllib.parse import quote
 
+from adapters.platforms import encoded_url
 from bridge.interfaces import Source
 
 ZWSP = "\u200b"
@@ -55,7 +55,7 @@ def format_sources(sources: Sequence[Source]) -> str:
     """A "Sources" block of `[title](<url>)` links; the angle brackets stop previews."""
     lines = ["**Sources**"]
     for source in _dedupe(sources):
-        url = quote(source.url.strip(), safe="/:?#[]@!$&'()*+,;=%~-._")  # `<`, `>`, breaks
+        url = encoded_url(source.url.strip())
         title = _link_title(source.title)
         lines.append(f"- [{title}](<{url}>)" if title else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""

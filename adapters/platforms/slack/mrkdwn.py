@@ -15,8 +15,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from urllib.parse import quote
 
+from adapters.platforms import encoded_url
 from bridge.interfaces import Source
 
 WORD_JOINER = "\u2060"
@@ -204,18 +204,13 @@ def _label(markdown_label: str) -> str:
     return re.sub(r"\\(?=\S)|[*_~`]+", "", markdown_label).strip()
 
 
-def _encoded(url: str) -> str:
-    """`url` with everything but URL syntax percent-encoded (spaces, `<`, `>`, line breaks)."""
-    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._")
-
-
 def link(url: str, label: str = "") -> str:
     """A Slack link `<url|label>`; unsafe schemes are shown as plain text."""
     url = url.strip()
     if not re.match(r"(?i)^(https?://|mailto:)", url):
         shown = label or url
         return escape(defuse_at(shown)) + (f" ({escape(url)})" if label and url else "")
-    safe_url = _encoded(url).replace("&", "&amp;")
+    safe_url = encoded_url(url).replace("&", "&amp;")
     if not label or label == url:
         return f"<{safe_url}>"
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
@@ -238,7 +233,7 @@ def markdown_sources(sources: Sequence[Source]) -> str:
         title = (s.title.strip() or _host(url)).replace("[", "(").replace("]", ")")
         if re.match(r"(?i)^https?://", url):
             # Encoded: a `<!channel>` or a line break in an API's URL must not reach Slack.
-            links.append(f"[{neutralize_markdown(title)}]({_encoded(url).replace(')', '%29')})")
+            links.append(f"[{neutralize_markdown(title)}]({encoded_url(url).replace(')', '%29')})")
         else:
             links.append(neutralize_markdown(title))
     return f"_Sources:_ {' · '.join(links)}" if links else ""
