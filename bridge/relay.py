@@ -110,6 +110,12 @@ class _Pace:
         self._pace = None
 
 
+def _record_id() -> str:
+    """A new in-flight record's id: it sorts by when the message arrived here, so two
+    messages sent in the same millisecond are answered in the order they came."""
+    return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
+
+
 def order_of(msg: Inbound) -> float:
     """Where a message stands in its conversation, the same on every replica."""
     return msg.sent_at or msg.received_at or time.time()
@@ -207,7 +213,7 @@ class Relay:
         # Recorded before the event is claimed, so a replica answering a later
         # message of this conversation sees this one waiting ahead of it.
         record = InFlight(
-            id=uuid.uuid4().hex, key=key, address=target.address, owner=self.owner,
+            id=_record_id(), key=key, address=target.address, owner=self.owner,
             started_at=order_of(msg), heartbeat_at=now,
         )
         await self.store.inflight_begin(record)
@@ -279,10 +285,9 @@ class Relay:
             if opened is not None:
                 thread_id, target = opened
                 key = conversation_key(route, msg, thread=thread_id)
-                moved = replace(record, key=key, address=target.address)
-                await self.store.inflight_begin(moved)
-                await self.store.inflight_end(record.id)
-                record = moved
+                # The same record, moved: it keeps its id and its place in the order.
+                record = replace(record, key=key, address=target.address)
+                await self.store.inflight_begin(record)
         return _Job(msg, target, route, key, record)
 
     async def _notice(self, target: ReplyTarget, text: str) -> None:
@@ -305,10 +310,10 @@ class Relay:
 
     async def _run(self, job: _Job) -> None:
         try:
-            if job.previous is not None:
-                await asyncio.shield(job.previous)
             if self.store.shared:
                 await self._wait_turn(job)
+            elif job.previous is not None:
+                await asyncio.shield(job.previous)
             async with self._slots:
                 self._queued -= 1
                 self.metrics.queue_depth.set(self._queued)
@@ -350,17 +355,29 @@ class Relay:
             self.unended.discard(rec_id)
 
     async def _wait_turn(self, job: _Job) -> None:
-        """Wait while another process answers an earlier message of this conversation."""
+        """Wait while an earlier message of this conversation is answered, here or elsewhere.
+
+        On a shared store the order is the records' (message time, then record
+        id), the same on every replica, for this process's own jobs too: a
+        second order (the order they arrived in here) could make two jobs wait
+        for each other for ever.
+        """
         pause = 0.05
+        mine = (job.record.started_at, job.record.id)
         while True:
             stale = time.time() - 3 * self.heartbeat_interval
-            ahead = [
-                r for r in await self.store.inflight_for_key(job.key)
+            ahead = {
+                r.id for r in await self.store.inflight_for_key(job.key)
                 if r.id != job.record.id and r.heartbeat_at >= stale
-                and (r.started_at, r.id) < (job.record.started_at, job.record.id)
-            ]
+                and (r.started_at, r.id) < mine
+            }
             if not ahead:
                 return
+            local = next((j for j in self._jobs if j.record.id in ahead), None)
+            if local is not None:
+                await asyncio.shield(local.mine)  # no polling for a job of our own
+                pause = 0.05
+                continue
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
 

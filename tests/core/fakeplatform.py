@@ -57,7 +57,7 @@ class LocalPlatform(Platform):
     async def say(
         self, text: str, *, channel: str = "C1", user: str = "U1", thread: str | None = None,
         event_id: str | None = None, mentioned: bool = True, is_dm: bool = False,
-        command: str | None = None,
+        command: str | None = None, sent_at: float = 0.0,
     ) -> RecordingTarget:
         """Deliver a message; returns the target its reply goes to."""
         assert self.handler is not None
@@ -66,7 +66,7 @@ class LocalPlatform(Platform):
         msg = Inbound(
             platform="console", workspace="W1", channel=channel, user=user, text=text,
             message_id=message_id, event_id=event_id or f"ev-{uuid.uuid4().hex}", thread=thread,
-            is_dm=is_dm, mentioned=mentioned, command=command,
+            is_dm=is_dm, mentioned=mentioned, command=command, sent_at=sent_at,
         )
         target = self.target(Address("console", "W1", channel, thread or message_id))
         target.ended.clear()

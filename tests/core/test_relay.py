@@ -576,6 +576,21 @@ async def test_opening_threads_draws_on_the_bot_wide_budget(
     assert all(t.ops == [] for t in asked)  # the answers went to the threads
 
 
+async def test_a_reply_moved_into_its_new_thread_keeps_its_in_flight_record(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, bot_requests: list[float]
+) -> None:
+    fake_chat_api.enqueue(tokens=["An ", "answer."], token_delay=0.2)
+    route = "reply_in_thread: true"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route=route) as bridge:
+        await platform(bridge).say("What?", channel="C7")
+        await wait_for(lambda: bridge.relay.live == 1)
+        [(record, _)] = bridge.relay.records()
+        # Stored under the thread, so a crash now is marked and later replies wait for it.
+        [stored] = await bridge.store.inflight_orphans("anyone", time.time() + 1)
+        assert (stored.id, stored.address.thread) == (record.id, "th-C7")
+        await wait_for(lambda: bridge.relay.live == 0)
+
+
 async def test_notices_draw_on_the_bot_wide_budget(
     fake_chat_api: FakeChatAPI, tmp_path: Path, bot_requests: list[float]
 ) -> None:
