@@ -148,17 +148,19 @@ class Bridge:
         for task in (self._heartbeat, self._progress):
             task.add_done_callback(_log_failure)
 
-    async def recover(self, *, at_start: bool = True) -> int:
+    async def recover(self) -> int:
         """Mark replies left in flight by a dead process as interrupted.
 
-        With a store of its own (SQLite) every record left is an orphan; with a
-        shared one, only records whose owner stopped beating its heartbeat.
+        With a store of its own (SQLite) every other process's record left is an
+        orphan; with a shared one, only records whose owner stopped beating its
+        heartbeat. This process's own records are its live replies, at start-up
+        too: the platforms deliver messages before this runs.
         """
         now = time.time()
         stale = now - 3 * self.heartbeat if self.store.shared else now + 1
         fixed = 0
         for rec in await self.store.inflight_orphans(self.owner, stale):
-            if rec.owner == self.owner and not at_start:
+            if rec.owner == self.owner:
                 continue  # our own live replies
             if rec.id in self.relay.unended:
                 continue  # finished: only its record is left, for the heartbeat to remove
@@ -218,7 +220,7 @@ class Bridge:
         await self.relay.end_records()
         await self.store.prune_events(now - self.config.limits.event_ttl)
         if self.store.shared:
-            await self.recover(at_start=False)
+            await self.recover()
 
     async def _health(self) -> dict[str, str]:
         problems: dict[str, str] = {}

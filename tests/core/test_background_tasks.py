@@ -13,10 +13,10 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.interfaces import Address
+from bridge.interfaces import Address, Handler
 from bridge.progress import ProgressLog
 from bridge.store import InFlight, InFlightProgress, open_store
-from tests.core.fakeplatform import TEST_REGISTRY, wait_for
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
 from tests.fakes.chatapi import FakeChatAPI
 
@@ -118,6 +118,27 @@ async def test_start_up_recovery_survives_a_platform_error(
         assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
     assert any("could not mark an interrupted reply" in m
                for m in messages(caplog, logging.WARNING))
+
+
+async def test_a_message_taken_while_the_platforms_connect_is_not_marked_interrupted(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_chat_api.enqueue(tokens=["The ", "answer."], token_delay=0.1)
+    asked: list[RecordingTarget] = []
+
+    async def start(self: LocalPlatform, handler: Handler) -> None:
+        # A queued event arrives as soon as the platform connects, and is being
+        # answered while start-up goes on (another platform's handshake, say).
+        self.handler = handler
+        asked.append(await self.say("Asked while we were away?"))
+        await wait_for(lambda: bool(asked[0].visible()))
+
+    monkeypatch.setattr(LocalPlatform, "start", start)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", heartbeat=10) as bridge:
+        await asyncio.wait_for(asked[0].ended.wait(), 10)
+        await wait_for(lambda: bridge.relay.live == 0)
+    assert asked[0].visible() == ["The answer."]
+    assert not [op.text for op in asked[0].ops if "interrupted" in op.text]
 
 
 async def test_a_background_task_that_fails_anyway_is_logged(
