@@ -48,6 +48,7 @@ T = TypeVar("T")
 
 HELP_TEXT = "Ask me a question in words, and I will answer here."
 UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
+THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
 END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
 
 
@@ -85,6 +86,7 @@ class _Job:
     )
     reply: LiveReply | None = None
     interrupted: bool = False
+    reset: bool = False  # a reset, in its turn: after the answers asked before it
 
 
 class _Pace:
@@ -244,9 +246,11 @@ class Relay:
         if msg.command == "reset" or (
             msg.is_dm and text.lower() in {k.lower() for k in self.config.commands.reset_keywords}
         ):
-            await self.store.reset_conversation(key)
-            await self._notice(target, self.config.commands.reset_reply)
-            return None
+            if route.session == "thread" and not msg.thread and not msg.is_dm:
+                # A command run in the channel belongs to no thread's conversation.
+                await self._notice(target, THREAD_RESET)
+                return None
+            return _Job(msg, target, route, key, record, reset=True)
         if not text:
             await self._notice(target, HELP_TEXT)
             return None
@@ -314,6 +318,12 @@ class Relay:
                 await self._wait_turn(job)
             elif job.previous is not None:
                 await asyncio.shield(job.previous)
+            if job.reset:
+                self._queued -= 1
+                self.metrics.queue_depth.set(self._queued)
+                await self.store.reset_conversation(job.key)
+                await self._notice(job.target, self.config.commands.reset_reply)
+                return
             async with self._slots:
                 self._queued -= 1
                 self.metrics.queue_depth.set(self._queued)

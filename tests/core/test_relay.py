@@ -17,7 +17,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import StoreError
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
-from bridge.relay import UNEXPECTED, UserRateLimiter
+from bridge.relay import THREAD_RESET, UNEXPECTED, UserRateLimiter
 from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
@@ -380,6 +380,33 @@ async def test_reset_starts_a_new_session(fake_chat_api: FakeChatAPI, tmp_path: 
     assert notices == ["Started a new conversation."]
     first, second = fake_chat_api.requests
     assert first.json["session_id"] != second.json["session_id"]
+
+
+async def test_a_reset_during_an_answer_takes_effect_after_it(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["A ", "slow ", "answer."], token_delay=0.2)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="session: user") as bridge:
+        p = platform(bridge)
+        first = await p.say("one", is_dm=True, channel="D1")
+        await wait_for(lambda: bool(first.visible()))
+        reset = await p.say("reset", is_dm=True, channel="D1")  # while "one" streams
+        await wait_for(lambda: bool(reset.notices))
+        assert first.visible() == ["A slow answer."]  # told once the answer was done
+        second = await p.say("two", is_dm=True, channel="D1")
+        await asyncio.wait_for(second.ended.wait(), 10)
+    first_ask, second_ask = fake_chat_api.requests
+    # Saving the answer to "one" did not bring the old session back.
+    assert first_ask.json["session_id"] != second_ask.json["session_id"]
+
+
+async def test_a_reset_command_in_a_channel_of_thread_conversations_says_how_to_start_over(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("", command="reset")
+        await wait_for(lambda: bool(target.notices))
+    assert target.notices == [THREAD_RESET]
 
 
 async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
