@@ -555,6 +555,39 @@ class FakeSlack:
             bodies.append(self.event_body({"type": "app_mention", **mention}))
         return bodies
 
+    def user_edit(
+        self, channel: str, ts: str, text: str, *, user: str = "U0USER001"
+    ) -> list[dict[str, Any]]:
+        """Someone edits their message `ts` to `text`: the event bodies Slack sends.
+
+        A `message_changed` message event, and, when the new text mentions the
+        bot outside a DM, an `app_mention` again: a new event id, the message's
+        own `ts`, and an `edited` field.
+        """
+        [message] = [m for m in self.messages[channel] if m.ts == ts]
+        message.text = text
+        edit_ts = self._next_ts()
+        edited = {"user": user, "ts": edit_ts}
+        changed: dict[str, Any] = {
+            "type": "message", "subtype": "message_changed", "hidden": True,
+            "channel": channel, "channel_type": self.channel_type(channel),
+            "ts": edit_ts, "event_ts": edit_ts,
+            "message": {"type": "message", "user": user, "text": text, "ts": ts,
+                        "edited": edited, "team": self.team_id},
+        }
+        if message.thread_ts:
+            changed["message"]["thread_ts"] = message.thread_ts
+        bodies = [self.event_body(changed)]
+        if self.channel_type(channel) != "im" and f"<@{self.bot_user_id}>" in text:
+            mention: dict[str, Any] = {
+                "type": "app_mention", "channel": channel, "user": user, "text": text,
+                "ts": ts, "event_ts": edit_ts, "edited": edited, "team": self.team_id,
+            }
+            if message.thread_ts:
+                mention["thread_ts"] = message.thread_ts
+            bodies.append(self.event_body(mention))
+        return bodies
+
     def event_body(self, event: dict[str, Any]) -> dict[str, Any]:
         """Wrap an event in an `event_callback` envelope with a fresh event_id."""
         return {

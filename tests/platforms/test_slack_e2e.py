@@ -271,6 +271,22 @@ async def test_retried_event_is_answered_once(harness: Harness) -> None:
     assert len(harness.slack.bot_replies(DM)) == 2
 
 
+async def test_an_edited_question_is_not_answered_again(harness: Harness) -> None:
+    harness.chat.enqueue(tokens=["First answer."])
+    harness.chat.enqueue(tokens=["Sentinel."])
+    root = await harness.ask(CHANNEL, "how do I deploy?")
+    await harness.answer(CHANNEL, root, "First answer.")
+    mention = f"<@{harness.slack.bot_user_id}>"
+    edits = harness.slack.user_edit(CHANNEL, root, f"{mention} how do I deploy to staging?")
+    assert [b["event"]["type"] for b in edits] == ["message", "app_mention"]
+    for body in edits:
+        await harness.send(body)
+    await harness.ask(DM, "sentinel")
+    await harness.answer(DM, None, "Sentinel.")
+    assert [r.json["message"] for r in harness.chat.requests] == ["how do I deploy?", "sentinel"]
+    assert len(harness.slack.bot_replies(CHANNEL, root)) == 1
+
+
 async def test_reset_command_starts_a_new_session(harness: Harness) -> None:
     harness.chat.enqueue(tokens=["One."])
     harness.chat.enqueue(tokens=["Two."])

@@ -139,6 +139,10 @@ def test_question_text_is_made_plain() -> None:
     assert plain_text("see <https://a.example|the page> &amp; <#C1|general> cc <@U1>") == (
         "see the page & #general cc @U1"
     )
+    # A date a workflow wrote is its text, not someone to mention.
+    assert plain_text("due <!date^1392734382^{date_short}|Feb 18, 2014> <!here>") == (
+        "due Feb 18, 2014 @here"
+    )
 
 
 ALPHABET = list("<>!@&*_~`[]()#|-\n hereUCchanl0123:/.")

@@ -48,6 +48,8 @@ def plain_text(text: str) -> str:
         sigil, target, label = match.groups()
         if sigil == "#":
             return "#" + (label or target)
+        if sigil == "!" and target.split("^", 1)[0] == "date":
+            return label or target  # <!date^…|Feb 18, 2014>: a date, shown as its text
         if label:
             return label if label.startswith("@") else "@" + label
         return "@" + target.split("^", 1)[-1]
@@ -272,6 +274,10 @@ class SlackPlatform(Platform):
                 return None
             subtype = None  # another bot, let in by `ignore_bots: false`
         if subtype not in _USER_SUBTYPES or event.get("hidden"):
+            return None
+        if event.get("edited"):
+            # An edited mention comes again as app_mention (a new event id, the
+            # same ts): the message was answered when it was first sent.
             return None
         user = event.get("user") or bot_id
         if not user or user == self.bot_user_id:
