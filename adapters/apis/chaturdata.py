@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts
-from bridge.errors import APIReportedError, ProtocolError, Unavailable
+from bridge.errors import APIReportedError, BadRequest, ProtocolError, Unavailable
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Status, Token
 
 log = logging.getLogger("adapters.apis")
@@ -34,6 +34,9 @@ log = logging.getLogger("adapters.apis")
 _MARKER = re.compile(r"【[^】†]{0,80}†[^】]{0,80}】")
 _FILE_NAME = re.compile(r"†([^】]+)】")
 _FAILED = {"expired", "cancelled", "failed"}
+NEW_THREAD = (
+    "_(The assistant no longer had our earlier conversation, so this answer starts a new one.)_"
+)
 
 
 class PollTimeouts(Timeouts):
@@ -81,9 +84,22 @@ class ChatUrData(HTTPDialect):
         body: dict[str, Any] = {"message": req.message}
         if req.session:
             body["thread_id"] = req.session
-        posted = await self._request_json("POST", f"{base}/newMessage", json=body)
+        session, note = req.session, ""
+        try:
+            posted = await self._request_json("POST", f"{base}/newMessage", json=body)
+        except BadRequest as exc:
+            if not session or exc.status != 404:
+                raise
+            # The thread is gone (deleted, or expired at the API): asking in it
+            # would fail every time, so the question starts a new one, and says so.
+            log.warning("the stored thread was not found; starting a new one",
+                        extra={"backend": self.name})
+            session, note = None, NEW_THREAD + "\n\n"
+            posted = await self._request_json(
+                "POST", f"{base}/newMessage", json={"message": req.message}
+            )
         # The API may leave the thread id out when adding to a thread it was given.
-        thread = (posted.get("thread_id") if isinstance(posted, dict) else None) or req.session
+        thread = (posted.get("thread_id") if isinstance(posted, dict) else None) or session
         if not isinstance(thread, str) or not thread:
             raise ProtocolError(
                 "The assistant's answer could not be read (no thread id in it).",
@@ -115,6 +131,7 @@ class ChatUrData(HTTPDialect):
                     raise ProtocolError(
                         "The assistant finished without an answer.", backend=self.name
                     )
+                text = note + text
                 yield Token(text)
                 if sources:
                     yield Sources(tuple(sources))

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.apis.chaturdata import ChatUrData
+from adapters.apis.chaturdata import NEW_THREAD, ChatUrData
 from bridge.errors import (
     APIReportedError,
     BadRequest,
@@ -76,6 +76,19 @@ async def test_a_follow_up_whose_post_does_not_name_the_thread_keeps_it(fake_cha
     fake_chat_api.chaturdata_echo_thread = False
     second = done_of(await collect(api, ChatRequest(message="two", session=thread)))
     assert (second.text, second.session) == ("Second answer.", thread)
+
+
+async def test_a_thread_the_api_no_longer_knows_is_replaced_by_a_new_one(fake_chat_api, http):
+    fake_chat_api.enqueue(final="First answer.")
+    fake_chat_api.enqueue(final="Fresh answer.")
+    api = make("chaturdata", fake_chat_api, http)
+    thread = done_of(await collect(api, ChatRequest(message="one"))).session
+    del fake_chat_api.threads[thread]  # deleted, or expired at the API
+    done = done_of(await collect(api, ChatRequest(message="two", session=thread)))
+    assert done.text == f"{NEW_THREAD}\n\nFresh answer."
+    assert done.session in fake_chat_api.threads and done.session != thread
+    posts = [r.json for r in fake_chat_api.requests if r.method == "POST"]
+    assert posts[1:] == [{"message": "two", "thread_id": thread}, {"message": "two"}]
 
 
 async def test_brackets_of_the_answer_are_kept_and_citation_markers_removed(fake_chat_api, http):
@@ -168,9 +181,6 @@ async def test_statuses(fake_chat_api, http):
         fake_chat_api.enqueue(status=500)
     _, exc = await collect_until_error(api, ChatRequest(message="q"))
     assert type(exc) is Unavailable and exc.status == 500
-
-    _, exc = await collect_until_error(api, ChatRequest(message="q", session="thread_gone"))
-    assert isinstance(exc, BadRequest) and exc.status == 404
 
     wrong = make("chaturdata", fake_chat_api, http, api_key="wrong-key")
     _, exc = await collect_until_error(wrong, ChatRequest(message="q"))
