@@ -217,6 +217,10 @@ class Bridge:
             text = reply.text if reply is not None else rec.text
             rows.append((rec.id, ids, text, now))
         await self.store.inflight_update_many(rows)
+        if self.store.shared:
+            await self.store.renew_leases(
+                self.relay.leases(), self.owner, 3 * self.heartbeat, now
+            )
         await self.relay.end_records()
         await self.store.prune_events(now - self.config.limits.event_ttl)
         if self.store.shared:

@@ -87,6 +87,7 @@ class _Job:
     reply: LiveReply | None = None
     interrupted: bool = False
     reset: bool = False  # a reset, in its turn: after the answers asked before it
+    leased: bool = False  # holds its conversation's lease (shared store)
 
 
 class _Pace:
@@ -149,6 +150,9 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._users = UserRateLimiter()
         self._jobs: set[_Job] = set()
+        # Conversations whose lease this process holds (shared store): done
+        # when the job holding it lets go.
+        self._leases: dict[str, asyncio.Future[None]] = {}
         # Records of finished replies whose removal from the store failed: the
         # heartbeat removes them later, and nobody may mark them interrupted.
         self.unended: set[str] = set()
@@ -316,6 +320,7 @@ class Relay:
         try:
             if self.store.shared:
                 await self._wait_turn(job)
+                await self._take_lease(job)
             elif job.previous is not None:
                 await asyncio.shield(job.previous)
             if job.reset:
@@ -347,6 +352,8 @@ class Relay:
                     # looking interrupted to the next process.
                     self.progress.forget(job.record.id)
                     await asyncio.shield(self._end_record(job.record.id))
+                if job.leased:
+                    await asyncio.shield(self._let_go(job.key))
             finally:
                 self._jobs.discard(job)
 
@@ -390,6 +397,41 @@ class Relay:
                 continue
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
+
+    async def _take_lease(self, job: _Job) -> None:
+        """Hold the conversation's lease while answering: no other job, here or on
+        another replica, answers it meanwhile, even one whose message was
+        recorded too late for the order to show it."""
+        pause = 0.05
+        ttl = 3 * self.heartbeat_interval  # renewed by the heartbeat (`leases`)
+        while True:
+            held = self._leases.get(job.key)
+            if held is not None:  # by a job of ours
+                await asyncio.shield(held)
+                continue
+            if await self.store.acquire_lease(job.key, self.owner, ttl, time.time()):
+                if job.key in self._leases:
+                    continue  # another job of ours took it meanwhile
+                self._leases[job.key] = asyncio.get_running_loop().create_future()
+                job.leased = True
+                return
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 2)
+
+    async def _let_go(self, key: str) -> None:
+        try:
+            await self.store.release_lease(key, self.owner)
+        except BridgeError as exc:  # it expires on its own
+            log.warning("could not release the lease of %s: %s", key, exc)
+        finally:
+            # Released in the store first: a job of ours waiting for it takes it anew.
+            held = self._leases.pop(key, None)
+            if held is not None and not held.done():
+                held.set_result(None)
+
+    def leases(self) -> list[str]:
+        """The conversations whose lease this process holds (for heartbeats)."""
+        return list(self._leases)
 
     def records(self) -> list[tuple[InFlight, LiveReply | None]]:
         """Every reply this process owns, queued or streaming (for heartbeats)."""

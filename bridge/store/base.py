@@ -152,6 +152,11 @@ class Store(ABC):
     @abstractmethod
     async def release_lease(self, key: str, owner: str) -> None: ...
 
+    async def renew_leases(self, keys: Sequence[str], owner: str, ttl: float, now: float) -> None:
+        """Extend the leases `owner` holds on `keys` (the heartbeat's renewal)."""
+        for key in keys:
+            await self.acquire_lease(key, owner, ttl, now)
+
 
 def open_store(url: str) -> Store:
     """Build (not open) the store for a `store:` URL."""

@@ -346,6 +346,17 @@ class PostgresStore(Store):
         async with self._conn("releasing a conversation lease") as conn:
             await conn.execute("DELETE FROM leases WHERE key = $1 AND owner = $2", key, owner)
 
+    async def renew_leases(self, keys: Sequence[str], owner: str, ttl: float, now: float) -> None:
+        if not keys:
+            return
+        async with self._conn("renewing conversation leases") as conn:
+            await conn.execute(
+                "UPDATE leases SET expires_at = $3 WHERE owner = $2 AND key = ANY($1::text[])",
+                list(keys),
+                owner,
+                float(now + ttl),
+            )
+
     # ------------------------------------------------------------------ plumbing
 
     @asynccontextmanager

@@ -65,3 +65,29 @@ async def test_messages_sent_in_the_same_millisecond_are_answered_as_they_came(
         await ask_two(fake_chat_api, ("one", 1_700_000_000.123), ("two", 1_700_000_000.123))
         assert [r.json["message"] for r in fake_chat_api.requests] == ["one", "two"]
         await asyncio.sleep(0)
+
+
+async def test_a_conversation_is_answered_by_one_replica_at_a_time(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    # It lasts longer than a lease unrenewed (three heartbeats: 0.6 s).
+    fake_chat_api.enqueue(tokens=["A ", "slow ", "answer ", "in ", "six ", "parts."],
+                          token_delay=0.3)
+    fake_chat_api.enqueue(tokens=["Then ", "this."])
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url) as a,
+        shared_bridge(fake_chat_api, url) as b,
+    ):
+        on_a: LocalPlatform = a.platforms["console"]  # type: ignore[assignment]
+        on_b: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
+        later = await on_b.say("second", thread="T1", sent_at=1_700_000_000.2)
+        await wait_for(lambda: bool(later.visible()))
+        # The earlier message reaches the other replica only now: too late to be
+        # answered first, but it must not be answered alongside.
+        earlier = await on_a.say("first", thread="T1", sent_at=1_700_000_000.1)
+        await wait_for(lambda: bool(earlier.visible()) and a.relay.live == 0)
+        assert later.visible() == ["A slow answer in six parts."]  # it had finished
+    first_ask, second_ask = fake_chat_api.requests
+    # One conversation, one session: the second answer went on from the first.
+    assert first_ask.json["session_id"] == second_ask.json["session_id"]

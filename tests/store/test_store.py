@@ -294,6 +294,17 @@ async def test_lease_exclusive_renew_expire_release(store: Store) -> None:
     await store.release_lease("never-held", "c")
 
 
+async def test_leases_are_renewed_together_and_only_for_their_owner(store: Store) -> None:
+    for key in ("k1", "k2"):
+        assert await store.acquire_lease(key, "a", ttl=30.0, now=100.0)
+    assert await store.acquire_lease("theirs", "b", ttl=30.0, now=100.0)
+    await store.renew_leases(["k1", "k2", "theirs"], "a", ttl=30.0, now=125.0)
+    for key in ("k1", "k2"):  # still held at 140, past the first expiry
+        assert not await store.acquire_lease(key, "b", ttl=30.0, now=140.0)
+    assert await store.acquire_lease("theirs", "c", ttl=30.0, now=140.0)  # not a's to renew
+    await store.renew_leases([], "a", ttl=30.0, now=141.0)
+
+
 async def test_lease_concurrent_one_wins(make_store: StoreFactory) -> None:
     async with make_store() as a, make_store() as b:
         results = await asyncio.gather(
