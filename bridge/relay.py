@@ -256,7 +256,10 @@ class Relay:
                 return None
             return _Job(msg, target, route, key, record, reset=True)
         if not text:
-            await self._notice(target, HELP_TEXT)
+            if msg.mentioned or msg.is_dm or msg.command:
+                await self._notice(target, HELP_TEXT)
+            # Else a picture or a sticker in a channel or thread the bot follows:
+            # nobody asked the bot anything.
             return None
         backend = self.backends[route.backend]
         limit = min(

@@ -495,6 +495,19 @@ async def test_attachment_only_message_gets_help(
     assert fake_chat_api.requests == []
 
 
+async def test_a_picture_nobody_addressed_to_the_bot_gets_no_help(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Answered."])
+    route = "trigger: all"  # a channel the bot answers without being mentioned
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route=route) as bridge:
+        picture = await platform(bridge).say("", mentioned=False)
+        asked = await platform(bridge).say("A question?", mentioned=False)
+        await asyncio.wait_for(asked.ended.wait(), 10)
+    assert asked.visible() == ["Answered."]
+    assert picture.ops == []  # the screenshot or sticker drew no reply
+
+
 async def test_command_where_no_route_answers_gets_a_refusal(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

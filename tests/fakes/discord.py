@@ -138,6 +138,9 @@ class FakeDiscord:
         # (method, path pattern): the next such request loses its connection, unanswered
         # (as a keep-alive connection the server closed does); one entry per drop.
         self.drop: list[tuple[str, str]] = []
+        # Guilds listed at READY whose GUILD_CREATE is held back (a big bot's
+        # guilds still streaming in): discord.py knows them only by id.
+        self.late_guilds: set[str] = set()
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
@@ -307,6 +310,25 @@ class FakeDiscord:
         """Dispatch a message again, as a gateway replay after a resume does."""
         await self._dispatch_message(msg)
         self._changed()
+
+    async def reply(
+        self, channel_id: str, user_id: str, to: str, content: str, *, ping: bool = True
+    ) -> dict[str, Any]:
+        """A user replies to message `to`: its author is in `mentions` only with `ping`
+        (the client's "@ON", its default), though the text does not mention them."""
+        replied = self.messages[to]
+        msg = self._new_message(
+            channel_id, self.users[user_id], content, type=19,
+            message_reference={"type": 0, "message_id": to, "channel_id": channel_id,
+                               **({"guild_id": replied["guild_id"]} if "guild_id" in replied
+                                  else {})},
+            referenced_message=replied,
+        )
+        if ping and replied["author"] not in msg["mentions"]:
+            msg["mentions"] = [*msg["mentions"], replied["author"]]
+        await self._dispatch_message(msg)
+        self._changed()
+        return msg
 
     async def mention(self, channel_id: str, user_id: str, text: str) -> dict[str, Any]:
         """A user mentions the bot: `<@bot> text`."""
@@ -733,7 +755,8 @@ class FakeDiscord:
         )
         await self._send_dispatch(gw, "READY", ready)
         for gid in mine:
-            await self._send_dispatch(gw, "GUILD_CREATE", self._guild_create(gid))
+            if gid not in self.late_guilds:
+                await self._send_dispatch(gw, "GUILD_CREATE", self._guild_create(gid))
         self.gateways.append(gw)
         self._changed()
 

@@ -243,6 +243,35 @@ async def test_mention_of_the_bots_role_counts(world: World) -> None:
     assert msg.mentioned and msg.text == "hi"
 
 
+async def test_a_reply_to_the_bot_is_a_mention_only_when_its_text_says_so(
+    world: World,
+) -> None:
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "q")
+        _, target = await world.next()
+        answer = await target.post("an answer")
+        seen = []
+        for ping in (True, False):  # whatever the replier's client does with the ping
+            await world.fake.reply(world.general, world.alice, answer, "thanks!", ping=ping)
+            msg, _ = await world.next()
+            seen.append(msg.mentioned)
+        await world.fake.reply(world.general, world.bob, answer, f"<@{world.fake.app_id}> more?")
+        asked, _ = await world.next()
+    assert seen == [False, False]
+    assert (asked.mentioned, asked.text) == (True, "more?")
+
+
+async def test_roles_are_known_before_the_guild_is(fake_discord: FakeDiscord) -> None:
+    world = build_world(fake_discord)
+    fake_discord.late_guilds.add(world.guild)  # listed at READY, GUILD_CREATE not yet come
+    async with running(world):
+        await world.fake.say(world.general, world.alice, "from a member with a role")
+        plain, _ = await world.next()
+        await world.fake.invoke(world.general, world.alice, "ask", {"question": "q"})
+        command, _ = await world.next()
+    assert plain.roles == command.roles == (world.role,)
+
+
 async def test_dm_is_normalized(world: World) -> None:
     async with running(world):
         sent = await world.fake.dm(world.bob, "private question")

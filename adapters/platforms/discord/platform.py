@@ -324,7 +324,9 @@ class DiscordPlatform(Platform):
         me = client.user.id
         self_role = guild.self_role if guild is not None else None
         role_ids = [self_role.id] if self_role is not None else []
-        mentioned = any(u.id == me for u in message.mentions) or any(
+        # Mentioned in the text: a reply to the bot's message lists the bot in
+        # `mentions` too, but only while the replier's client leaves its ping on.
+        mentioned = me in message.raw_mentions or any(
             r in message.raw_role_mentions for r in role_ids
         )
         if not mentioned and guild_id is not None and not self.options.message_content:
@@ -454,9 +456,13 @@ class DiscordPlatform(Platform):
 def _roles(author: discord.abc.User) -> tuple[str, ...]:
     if not isinstance(author, discord.Member):
         return ()
-    if author.guild is None:  # guild not cached yet: only the raw ids are known
-        return tuple(str(r) for r in getattr(author, "_roles", ()))
-    return tuple(str(r.id) for r in author.roles if not r.is_default())
+    # The ids as Discord sent them: `roles` would look each up in the guild's
+    # cache, which is empty for a guild listed at READY whose GUILD_CREATE has
+    # not come yet.
+    raw = getattr(author, "_roles", None)
+    if raw is None:
+        return tuple(str(r.id) for r in author.roles if not r.is_default())
+    return tuple(str(r) for r in raw)
 
 
 class _RateLimitCounter(logging.Handler):
