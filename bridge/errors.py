@@ -4,6 +4,7 @@
     ├── ConfigError              the config file is wrong (`.path` names the key)
     ├── StoreError               the conversation store failed
     ├── PlatformError            a chat platform refused or failed
+    │   └── PlaceGone            the reply's channel or message is gone, or closed to the bot
     └── ChatAPIError             a chat API failed (`.backend`, `.status`)
         ├── BadRequest           400/422: the API rejected the question (`.message`)
         ├── Unauthorized         401: the API key is wrong
@@ -51,6 +52,13 @@ class StoreError(BridgeError):
 
 class PlatformError(BridgeError):
     user_message = "The chat platform refused the reply."
+
+
+class PlaceGone(PlatformError):
+    """The reply cannot go on where it was: its channel or message was deleted, or the
+    bot was removed or lost its access there. Trying again would fail the same way."""
+
+    user_message = "The reply's channel or message is gone, or the bot may no longer post there."
 
 
 class ChatAPIError(BridgeError):

@@ -21,7 +21,14 @@ from typing import TypeVar
 from bridge.budget import Budgets, drop_older
 from bridge.circuit import Circuit
 from bridge.config import Config, RouteConfig
-from bridge.errors import BridgeError, ChatAPIError, RateLimited, StoreError, Unavailable
+from bridge.errors import (
+    BridgeError,
+    ChatAPIError,
+    PlaceGone,
+    RateLimited,
+    StoreError,
+    Unavailable,
+)
 from bridge.interfaces import (
     READ_GATE,
     ChatAPI,
@@ -513,6 +520,12 @@ class Relay:
                 circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc)
             await reply.fail(exc.user_message)
+        except PlaceGone as exc:
+            outcome = "failed"
+            circuit.release()
+            log.warning("answer stopped: %s", exc, extra={"conversation": key})
+            with contextlib.suppress(Exception):
+                await reply.abandon()
         except asyncio.CancelledError:
             outcome = "interrupted"
             circuit.release()
@@ -565,6 +578,8 @@ class Relay:
         try:
             async with contextlib.aclosing(stream) as events:
                 async for event in events:
+                    if reply.gone is not None:
+                        raise reply.gone  # nobody can see the rest: stop asking for it
                     if isinstance(event, Token):
                         if first_token:
                             first_token = False

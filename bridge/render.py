@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.budget import Budget, Budgets, Priority
-from bridge.errors import PlatformError, for_log
+from bridge.errors import PlaceGone, PlatformError, for_log
 from bridge.flag import Flag
 from bridge.interfaces import Rate, ReplyTarget, Source
 from bridge.split import split_pieces
@@ -77,7 +77,8 @@ class LiveReply:
         "_final_pieces", "_flusher", "_frozen", "_frozen_end", "_global_budget", "_has_text",
         "_last_edit", "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
-        "edit_interval", "limits", "message_ids", "stats", "target", "text", "thinking_text",
+        "edit_interval", "gone", "limits", "message_ids", "stats", "target", "text",
+        "thinking_text",
     )
 
     def __init__(
@@ -108,6 +109,7 @@ class LiveReply:
         self._status: str | None = None
         self._final_pieces: list[str] = []
         self._final_failed = False  # the final update gave up
+        self.gone: PlaceGone | None = None  # the platform says the reply's place is gone
         self._dirty = Flag()
         self._has_text = Flag()
         self._closed = Flag()
@@ -162,6 +164,8 @@ class LiveReply:
             placeholder = await self.target.begin()
         except Exception as exc:  # the platform's failure, whatever its kind
             log.warning("could not show that an answer is coming: %s", for_log(exc))
+            if isinstance(exc, PlaceGone):
+                self.gone = exc
             return
         finally:
             self._restamp(slots)
@@ -230,7 +234,7 @@ class LiveReply:
         instead of one per token. The first text waits for its edit too, so a
         busy process shows answers before it reads further into them.
         """
-        if self._closing:
+        if self._closing or self.gone is not None:
             return
         self._caught_up.set()
         if self._may_read.is_set():
@@ -309,11 +313,17 @@ class LiveReply:
         self._dirty.set()
         try:
             await self._flusher_ended()
-            if not self._final_failed and self._first_change(self._final_view(), 0) is not None:
+            if (
+                not self._final_failed
+                and self.gone is None
+                and self._first_change(self._final_view(), 0) is not None
+            ):
                 # No flusher, or it stopped before showing these pieces: show them here.
                 await self._sync(self._final_view, final=True)
         finally:
             await self.target.end()
+        if self.gone is not None:
+            raise self.gone
         if self._final_failed:
             raise PlatformError("The reply could not be completed: the platform kept refusing it.")
 
@@ -343,7 +353,7 @@ class LiveReply:
     async def _run(self) -> None:
         try:
             await self._begin()
-            while True:
+            while self.gone is None:
                 await self._dirty.wait()
                 self._dirty.clear()
                 if not self._closing:
@@ -432,7 +442,9 @@ class LiveReply:
                     await self._progress()
                 except Exception as exc:  # the platform's failure, whatever its kind
                     log.warning("reply update failed: %s", for_log(exc))
-                    if final and self._retries < FINAL_RETRIES:
+                    if isinstance(exc, PlaceGone):
+                        self.gone = exc  # nothing more can be shown there
+                    elif final and self._retries < FINAL_RETRIES:
                         # The final text must land: try again after a pause.
                         await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
                         self._retries += 1
@@ -490,6 +502,14 @@ class LiveReply:
     async def _progress(self) -> None:
         if self._on_progress is not None:
             await self._on_progress(list(self.message_ids), self.text)
+
+    async def abandon(self) -> None:
+        """Stop without a final edit, and clear the platform's indicators unless
+        closing the reply did (its place is gone: nothing more can be shown)."""
+        closed = self._closed.is_set()
+        await self.aclose()
+        if not closed:
+            await self.target.end()
 
     async def aclose(self) -> None:
         """Stop the flusher without a final edit (used when the process is going away)."""

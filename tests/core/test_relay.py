@@ -15,14 +15,14 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.errors import StoreError
+from bridge.errors import PlaceGone, StoreError
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
 from bridge.relay import THREAD_RESET, UNEXPECTED, UserRateLimiter
 from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
-from tests.core.recording import RecordingTarget, max_in_window
+from tests.core.recording import Op, RecordingTarget, max_in_window
 from tests.fakes.chatapi import FakeChatAPI, Script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -407,6 +407,27 @@ async def test_a_reset_command_in_a_channel_of_thread_conversations_says_how_to_
         target = await platform(bridge).say("", command="reset")
         await wait_for(lambda: bool(target.notices))
     assert target.notices == [THREAD_RESET]
+
+
+class VanishingPlace(RecordingTarget):
+    """A channel deleted (or the bot removed) after the reply's first message."""
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.ops.append(Op("edit", message_id, text))
+        raise PlaceGone("Discord could not edit a message: the channel or message is gone.")
+
+
+async def test_a_reply_whose_place_is_gone_stops_the_answer(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(100)], token_delay=0.05)
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: VanishingPlace())
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("A long one")
+        await fake_chat_api.wait_disconnects(1)  # the API's stream is let go at once
+        await wait_for(lambda: bridge.relay.live == 0)
+    # One refused edit, nothing tried after it, and the indicators cleared once.
+    assert [op.kind for op in target.ops] == ["begin", "post", "edit", "end"]
 
 
 async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:

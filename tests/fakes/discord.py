@@ -408,6 +408,12 @@ class FakeDiscord:
                 continue
         return result
 
+    def delete_channel(self, channel_id: str) -> None:
+        """A moderator deletes a channel: every request about it is 404 Unknown Channel."""
+        del self.channels[channel_id]
+        for mid in [m for m, v in self.messages.items() if v["channel_id"] == channel_id]:
+            del self.messages[mid]
+
     def channel_messages(self, channel_id: str, *, bot_only: bool = True) -> list[dict[str, Any]]:
         found = [
             m

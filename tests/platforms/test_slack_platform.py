@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget
 from adapters.registry import REGISTRY
 from bridge.config import parse_config
-from bridge.errors import ConfigError, PlatformError
+from bridge.errors import ConfigError, PlaceGone, PlatformError
 from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.fakes.slack import FakeSlack
@@ -485,9 +485,11 @@ async def test_refusals_become_platform_errors(
     fake_slack: FakeSlack, socket_platform: SlackPlatform
 ) -> None:
     target = socket_platform.target(Address("slack", fake_slack.team_id, CHANNEL, "1.1"))
-    with pytest.raises(PlatformError, match="thread_not_found"):
+    with pytest.raises(PlatformError, match="thread_not_found") as refused:
         await target.post("hello")
-    with pytest.raises(PlatformError, match="message_not_found"):
+    assert not isinstance(refused.value, PlaceGone)
+    # A message that is gone ends the reply: trying again cannot help.
+    with pytest.raises(PlaceGone, match="message_not_found"):
         await target.edit("9.9", "hello")
 
 

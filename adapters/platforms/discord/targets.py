@@ -17,7 +17,7 @@ import aiohttp
 import discord
 
 from adapters.platforms.discord import format as fmt
-from bridge.errors import PlatformError
+from bridge.errors import PlaceGone, PlatformError
 from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 
@@ -38,12 +38,13 @@ DM_WORKSPACE = "@dm"
 
 def platform_error(action: str, exc: Exception) -> PlatformError:
     """A user-safe PlatformError for a failed Discord call."""
+    # Neither is mended by trying again: the reply stops (see PlaceGone).
     if isinstance(exc, discord.Forbidden):
-        return PlatformError(
+        return PlaceGone(
             f"Discord refused to {action}: the bot lacks a permission here ({exc.text or '403'})."
         )
     if isinstance(exc, discord.NotFound):
-        return PlatformError(f"Discord could not {action}: the channel or message is gone.")
+        return PlaceGone(f"Discord could not {action}: the channel or message is gone.")
     if isinstance(exc, discord.HTTPException):
         code = f", error {exc.code}" if exc.code else ""
         text = " ".join((exc.text or "").split())

@@ -20,7 +20,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.errors import PlatformError
+from bridge.errors import PlaceGone, PlatformError
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
@@ -60,6 +60,16 @@ class SlackRefused(PlatformError):
         self.error = error
 
 
+class SlackGone(SlackRefused, PlaceGone):
+    """A message could not be posted or edited because its place is gone."""
+
+
+# Errors of chat.* that no retry can mend: the channel or message was deleted or
+# archived, or the bot was removed or may not post there.
+_GONE = {"channel_not_found", "message_not_found", "not_in_channel", "is_archived",
+         "restricted_action"}
+
+
 async def guard(method: str, call: Awaitable[Any]) -> Any:
     """Await a Web API call, translating slack-sdk and aiohttp errors into PlatformError."""
     try:
@@ -68,6 +78,8 @@ async def guard(method: str, call: Awaitable[Any]) -> Any:
         error = "unknown_error"
         if exc.response is not None:
             error = str(exc.response.get("error") or exc.response.status_code)
+        if error in _GONE and method.startswith("chat."):
+            raise SlackGone(method, error) from exc
         raise SlackRefused(method, error) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise PlatformError(f"Slack could not be reached for {method}") from exc
