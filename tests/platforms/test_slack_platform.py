@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -383,6 +384,28 @@ async def test_http_bad_signature_and_stale_timestamp_get_401(
     assert (await fake_slack.post_event(url, body, secret="not-the-secret"))[0] == 401
     assert (await fake_slack.post_event(url, body, timestamp=int(time.time()) - 600))[0] == 401
     assert (await fake_slack.post_event(url, body, signature="v0=deadbeef"))[0] == 401
+    status, _ = await fake_slack.post_event(url, fake_slack.user_message(DM, "genuine")[0])
+    assert status == 200
+    [msg] = await inbox.wait(1)
+    assert msg.text == "genuine"
+
+
+async def test_http_garbage_is_refused_in_a_word(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, url = http_platform
+    json_type = "application/json"
+    # Signed by Slack's secret but not a body Slack sends: 400.
+    assert (await fake_slack.post_http(url, "{not json", json_type))[0] == 400
+    assert (await fake_slack.post_http(url, "[1]", json_type))[0] == 400
+    # Not signed, or not even text: 401, before anything is read.
+    assert (await fake_slack.post_http(url, "{}", json_type, signature="v0=00"))[0] == 401
+    async with aiohttp.ClientSession() as session:
+        for headers in ({"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"}, {}):
+            async with session.post(url, data=b"\xff\xfe", headers=headers) as resp:
+                assert resp.status == 401
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     status, _ = await fake_slack.post_event(url, fake_slack.user_message(DM, "genuine")[0])
     assert status == 200
     [msg] = await inbox.wait(1)

@@ -16,13 +16,15 @@ from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PlatformError
@@ -121,6 +123,7 @@ class SlackPlatform(Platform):
         self._closed = False
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
+        self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
         self.app = AsyncApp(
             name="chat-bridge",
             client=self.client,
@@ -244,7 +247,31 @@ class SlackPlatform(Platform):
         if self._handler is None:
             # Not started (or shutting down): Slack retries later.
             return web.Response(status=503, text="not ready")
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        # The endpoint faces the internet: a request is checked before it is read,
+        # and one that is not Slack's is refused in a word, not a traceback.
+        raw = await request.read()
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        try:
+            body = raw.decode("utf-8")
+            signed = (
+                self._verifier is not None
+                and timestamp.isdigit()
+                and self._verifier.is_valid(body, timestamp, signature)
+            )
+        except ValueError:
+            signed = False
+        if not signed:
+            log.debug("slack: refused an unsigned or stale request to the events endpoint")
+            return web.Response(status=401, text="invalid signature")
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=body, query=request.query_string, headers=dict(request.headers)
+            )
+        except (ValueError, AttributeError, TypeError):
+            log.debug("slack: refused a signed request whose body could not be read")
+            return web.Response(status=400, text="malformed body")
+        bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     async def _on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
