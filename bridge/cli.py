@@ -163,7 +163,15 @@ async def _serve(config: Config, registry: Registry) -> int:
             port = f" on port {bridge.http_port}" if bridge.http_port else ""
             log.info("chat-bridge running%s", port, extra={"platforms": ",".join(config.platforms)})
             await stop.wait()
-            log.info("stopping: finishing live replies")
+            log.info("stopping: finishing live replies (signal again to stop at once)")
+
+            def hurry() -> None:
+                log.warning("stopping at once: replies still running are marked interrupted")
+                bridge.relay.hurry()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, hurry)
             await bridge.drain()
     except BridgeError as exc:
         log.error("chat-bridge stopped: %s", exc.user_message)

@@ -29,6 +29,7 @@ from bridge.errors import (
     StoreError,
     Unavailable,
 )
+from bridge.flag import Flag
 from bridge.interfaces import (
     READ_GATE,
     ChatAPI,
@@ -168,6 +169,7 @@ class Relay:
         circuit = config.limits.circuit
         self.circuits = {name: Circuit(circuit.failures, circuit.cooldown) for name in backends}
         self.accepting = True
+        self._hurry = Flag()  # a second stop signal: the grace is over
 
     # ---------------------------------------------------------------- intake
 
@@ -621,6 +623,10 @@ class Relay:
         """Replies started and not yet finished with (their store record included)."""
         return sum(1 for job in self._jobs if job.reply is not None)
 
+    def hurry(self) -> None:
+        """End a drain's grace now (the admin asked a second time to stop)."""
+        self._hurry.set()
+
     async def drain(self, grace: float) -> int:
         """Stop taking messages; let live replies finish for `grace` seconds.
 
@@ -630,14 +636,19 @@ class Relay:
         self.accepting = False
         deadline = asyncio.get_running_loop().time() + grace
         pending = {t for t in self._tasks if not t.done()}
-        while pending:
-            # A message being taken as the drain began starts its answer later: wait
-            # for that one too, within the same grace.
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            await asyncio.wait(pending, timeout=left)
-            pending = {t for t in self._tasks if not t.done()}
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while pending and not self._hurry.is_set():
+                # A message being taken as the drain began starts its answer later:
+                # wait for that one too, within the same grace.
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                await asyncio.wait({*pending, hurry}, timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                pending = {t for t in self._tasks if not t.done()}
+        finally:
+            hurry.cancel()
         for task in pending:
             task.cancel()
         if pending:

@@ -55,3 +55,24 @@ async def test_sigterm_drains_live_replies(
         assert conn.execute("SELECT COUNT(*) FROM inflight").fetchone() == (0,)
     finally:
         conn.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_second_signal_stops_at_once(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    write_config(config, fake_chat_api, tmp_path / "bridge.db", grace=600)
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(600)], token_delay=0.1)  # a minute
+    proc = await start(config, fake_chat_api.api_key)
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(b"question\n")
+    await proc.stdin.drain()
+    await fake_chat_api.wait_requests(1, timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):  # the first signal is taken before the second is sent
+        while b"stopping: finishing live replies" not in await proc.stderr.readline():
+            pass
+    proc.send_signal(signal.SIGINT)  # Ctrl-C after `docker stop`, or a second kill
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "interrupted by a restart — please ask again" in out.decode()
+    assert "stopping at once" in err.decode()
