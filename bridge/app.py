@@ -234,7 +234,9 @@ class Bridge:
         try:
             await self.store.ping()
         except BridgeError as exc:
-            problems["store"] = exc.user_message
+            # The detail (the store's address) is for the log, not for whoever polls.
+            log.debug("health: the store failed: %s", exc)
+            problems["store"] = "unavailable"
         return problems
 
     async def drain(self) -> None:

@@ -63,6 +63,9 @@ def run_cli(argv: Sequence[str] | None, registry: Registry) -> int:
             read_stdin = not args.no_input and sys.stdin is not None and not sys.stdin.closed
             return asyncio.run(run_demo(registry, questions, read_stdin))
         config = load_config(args.config, registry=registry)
+        if args.command in ("check", "ask"):
+            # Their requests log as the daemon's do: the backend named, secrets scrubbed.
+            setup_logging(config.logging.level, config.logging.json_format, config.secrets())
         if args.command == "check":
             return asyncio.run(_check(config, registry, args.probe))
         if args.command == "ask":

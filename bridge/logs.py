@@ -97,4 +97,7 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
     if level != "DEBUG":
         # httpx writes a line per request at INFO; the bridge logs what matters itself.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        # While PostgreSQL is down asyncpg logs each failed reconnect with a long
+        # traceback; the store's own errors say what matters in a line.
+        logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     return scrub

@@ -109,6 +109,12 @@ class HTTPOptions(DialectOptions):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # Never echoed: what precedes the @ is a password.
+            raise ValueError(
+                "must not carry a user or password (user:password@host); "
+                "give the key in api_key"
+            )
         return value
 
 

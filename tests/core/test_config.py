@@ -78,6 +78,14 @@ def test_an_api_key_whose_variable_is_empty_is_a_config_error() -> None:
     )
 
 
+def test_a_backend_url_with_a_password_in_it_is_a_config_error() -> None:
+    url = "https://bot:${CHATMOUNT_API_KEY}@services.chatmount.co/v1/chat"
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("https://services.chatmount.co/v1/chat", url))
+    assert err.value.path == "backends.docs.url"
+    assert "give the key in api_key" in str(err.value) and SECRET not in str(err.value)
+
+
 def test_a_key_given_twice_is_a_config_error() -> None:
     text = BASE.replace("  docs:\n", "  docs:\n    kind: openai\n    model: m\n  docs:\n", 1)
     with pytest.raises(ConfigError) as err:
@@ -162,6 +170,23 @@ def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str
     result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET})
     assert result.returncode == 2
     assert path in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE.replace("https://services.chatmount.co", "http://127.0.0.1:9")
+                      + "    # unreachable\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config)],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET},
+        cwd=ROOT, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "backend docs: unreachable" in result.stdout
+    # Each of the backend's log lines says which backend it is about.
+    lines = [line for line in result.stderr.splitlines() if "ConnectError" in line]
+    assert lines and all(line.endswith("backend=docs") for line in lines)
     assert SECRET not in result.stdout + result.stderr
 
 
