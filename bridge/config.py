@@ -182,6 +182,8 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
 
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            if default is not None and "${" in default:
+                raise ConfigError(path, f"${{{name}:-...}}: a default cannot hold another ${{...}}")
             value = env.get(name)
             if value is None or value == "" and default is not None:
                 if default is None:
@@ -193,6 +195,11 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
                 return default
             return value
 
+        if "${" in _VAR.sub("", node):
+            raise ConfigError(
+                path, "has a ${ that is not ${VAR} or ${VAR:-default} (names are letters, "
+                "digits and _)"
+            )
         return _VAR.sub(sub, node)
     return node
 
@@ -273,7 +280,10 @@ def parse_config(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("", f"the file is not valid YAML{where}") from None
+        hint = ""
+        if mark is not None and "${" in (text.splitlines()[mark.line:mark.line + 1] or [""])[0]:
+            hint = ' (inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
+        raise ConfigError("", f"the file is not valid YAML{where}{hint}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -122,6 +122,30 @@ def test_dialect_option_typo_is_rejected_without_echoing_secrets() -> None:
     assert SECRET not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        ("${CHATMOUNT_API_KEY-fallback}", "that is not ${VAR} or ${VAR:-default}"),
+        ("${NOT SET}", "that is not ${VAR} or ${VAR:-default}"),
+        ("${OTHER:-${CHATMOUNT_API_KEY}}", "a default cannot hold another ${...}"),
+    ],
+)
+def test_a_variable_the_config_cannot_expand_is_an_error(written: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("${CHATMOUNT_API_KEY}", written))
+    assert err.value.path == "backends.docs.api_key" and says in str(err.value)
+    assert SECRET not in str(err.value)  # it was taken as written before: no key sent
+
+
+def test_an_unquoted_variable_in_a_flow_mapping_gets_a_hint() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + "limits: {shutdown_grace: ${GRACE}}\n", GRACE="5")
+    assert str(err.value) == (
+        "the file is not valid YAML at line 11, column 27 "
+        '(inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
+    )
+
+
 def test_wrong_type_does_not_echo_the_value() -> None:
     text = BASE + "limits: {max_concurrent_streams: " + SECRET + "}\n"
     with pytest.raises(ConfigError) as err:
