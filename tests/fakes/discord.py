@@ -174,6 +174,7 @@ class FakeDiscord:
         r.add_post(f"{base}/interactions/{{iid}}/{{token}}/callback", self._callback)
         r.add_post(f"{base}/webhooks/{{app}}/{{token}}", self._followup)
         r.add_patch(f"{base}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self._webhook_edit)
+        r.add_delete(f"{base}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self._webhook_delete)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -701,6 +702,17 @@ class FakeDiscord:
             return refused
         self._apply_edit(msg, body)
         return _json(msg, headers=headers)
+
+    async def _webhook_delete(self, request: web.Request) -> web.Response:
+        it = self._interaction(request.match_info["token"])
+        if it is None or it["callback"] is None:
+            return _error(404, 10015, "Unknown Webhook")
+        mid = request.match_info["mid"]
+        mid = it["original"] if mid == "@original" else mid
+        if self.messages.pop(mid, None) is None:
+            return _error(404, 10008, "Unknown Message")
+        self._changed()
+        return web.Response(status=204)
 
     # ------------------------------------------------------------------ gateway
 

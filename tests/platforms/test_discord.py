@@ -518,6 +518,18 @@ async def test_reset_command_is_ephemeral_and_answered_by_notice(world: World) -
     assert original["flags"] & 64
 
 
+async def test_a_notice_for_a_public_ask_is_shown_to_the_asker_alone(world: World) -> None:
+    async with running(world):
+        iid = await world.fake.invoke(world.general, world.bob, "ask", {"question": "q"})
+        _, target = await world.next()
+        await target.notice("I am busy right now; please try again shortly.")
+    fake = world.fake
+    assert fake.interactions[iid]["original"] not in fake.messages  # the public thinking
+    [notice] = fake.channel_messages(world.general)
+    assert notice["content"] == "I am busy right now; please try again shortly."
+    assert notice["flags"] & 64
+
+
 async def test_command_in_a_dm(world: World) -> None:
     async with running(world):
         channel = world.fake.dm_channel(world.bob)
@@ -544,11 +556,12 @@ async def test_unanswered_command_is_closed(world: World) -> None:
         platform.unanswered_after = 0.1
         iid = await world.fake.invoke(world.general, world.bob, "ask", {"question": "hello?"})
         await world.next()  # the handler keeps it and never answers (no route)
-        await world.fake.wait_until(
-            lambda: world.fake.edits.get(world.fake.interactions[iid]["original"] or "")
+        [closed] = await world.fake.wait_until(
+            lambda: [m for m in world.fake.channel_messages(world.general)
+                     if "not be set up" in m["content"]]
         )
-    original = world.fake.messages[world.fake.interactions[iid]["original"]]
-    assert "not be set up" in original["content"]
+    assert closed["flags"] & 64  # told to the asker; the public thinking is gone
+    assert world.fake.interactions[iid]["original"] not in world.fake.messages
 
 
 async def test_a_command_whose_answer_is_queued_is_not_called_unanswered(world: World) -> None:

@@ -241,6 +241,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         self._interaction = interaction
         self._ephemeral = ephemeral
         self._original: str | None = None
+        self._dropped = False  # the public "thinking…" was deleted for a private notice
         self.touched = asyncio.Event()
         # Interaction responses are not bound by the bot's global rate limit, so an
         # acknowledgement never waits behind channel replies (it is due within 3 s).
@@ -267,7 +268,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         self.touched.set()
         await self.acknowledge()
         try:
-            if self._original is None:
+            if self._original is None and not self._dropped:
                 message = await self._interaction.edit_original_response(
                     content=text, allowed_mentions=NO_MENTIONS
                 )
@@ -296,9 +297,17 @@ class InteractionTarget(_Formatting, ReplyTarget):
     async def notice(self, text: str) -> None:
         self.touched.set()
         await self.acknowledge()
-        if self._original is None:
-            await self.post(text)
-            return
+        if self._original is None and not self._dropped:
+            if self._ephemeral:
+                await self.post(text)  # the deferred response is the asker's alone
+                return
+            # A public "thinking…" would show the notice to the whole channel: the
+            # asker alone gets it, and the thinking goes.
+            try:
+                await self._interaction.delete_original_response()
+            except FAILURES as exc:
+                raise platform_error("answer the command", exc) from exc
+            self._dropped = True
         try:
             await self._interaction.followup.send(
                 content=text, allowed_mentions=NO_MENTIONS, ephemeral=True
