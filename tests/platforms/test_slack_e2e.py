@@ -22,6 +22,7 @@ from tests.fakes.slack import FakeMessage, FakeSlack
 CHANNEL = "C0GENERAL1"
 CHANNEL_2 = "C0SUPPORT1"
 UNROUTED = "C0RANDOM01"
+GROUP_DM = "G0GROUPDM1"  # a group DM (mpim): routed like a channel
 DM = "D0DIRECT01"
 J = "\u2060"
 
@@ -32,7 +33,7 @@ def config_text(
     connection = "app_token: ${SLACK_APP_TOKEN}" if mode == "socket" else (
         "signing_secret: ${SLACK_SIGNING_SECRET}"
     )
-    channels = ", ".join([CHANNEL, CHANNEL_2, *[f"C0LOAD000{i}" for i in range(4)]])
+    channels = ", ".join([CHANNEL, CHANNEL_2, GROUP_DM, *[f"C0LOAD000{i}" for i in range(4)]])
     return f"""
 store: sqlite://{db}
 http: {{listen: "127.0.0.1:0"}}
@@ -269,6 +270,27 @@ async def test_retried_event_is_answered_once(harness: Harness) -> None:
     await harness.answer(DM, None, "Sentinel.", n=2)
     assert [r.json["message"] for r in harness.chat.requests] == ["answer me once", "sentinel"]
     assert len(harness.slack.bot_replies(DM)) == 2
+
+
+@pytest.mark.parametrize("app_mention_too", [True, False])
+async def test_a_mention_in_a_group_dm_is_answered_once(
+    harness: Harness, app_mention_too: bool
+) -> None:
+    harness.slack.channels[GROUP_DM] = "mpim"
+    harness.chat.enqueue(tokens=["Group answer."])
+    mention = f"<@{harness.slack.bot_user_id}>"
+    bodies = harness.slack.user_message(GROUP_DM, f"{mention} for all of us?")
+    # Whether Slack adds an app_mention to a group DM's message event is not
+    # settled: the question is answered, once, either way.
+    assert [b["event"]["type"] for b in bodies] == ["message", "app_mention"]
+    for body in bodies if app_mention_too else bodies[:1]:
+        await harness.send(body)
+    root = bodies[0]["event"]["ts"]
+    await harness.answer(GROUP_DM, root, "Group answer.")
+    await harness.ask(DM, "sentinel")  # both events were taken before it
+    await harness.answer(DM, None, "Hello from the fake.")
+    assert [r.json["message"] for r in harness.chat.requests] == ["for all of us?", "sentinel"]
+    assert len(harness.slack.bot_replies(GROUP_DM, root)) == 1
 
 
 async def test_an_edited_question_is_not_answered_again(harness: Harness) -> None:

@@ -318,8 +318,10 @@ class SlackPlatform(Platform):
         )
         text = str(event.get("text") or "")
         mentioned = via_mention or self._mentions_me(text)
-        if not via_mention and mentioned and not is_dm:
-            # The same message also arrives as app_mention: answer that one only.
+        if not via_mention and mentioned and not is_dm and event.get("channel_type") != "mpim":
+            # The same message also arrives as app_mention: answer that one only. In a
+            # group DM, whether Slack sends that app_mention is not settled: both are
+            # taken, and the second is dropped as a duplicate (one event id per message).
             return None
         thread_ts = event.get("thread_ts")
         thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
@@ -331,7 +333,9 @@ class SlackPlatform(Platform):
             user=str(user),
             text=self._strip_mention(text),
             message_id=ts,
-            event_id=str(body.get("event_id") or f"{channel}:{ts}"),
+            # The message's own id, not the event's: its message and app_mention
+            # events, and Slack's retries of either, are one question.
+            event_id=f"{channel}:{ts}",
             thread=thread,
             is_dm=is_dm,
             mentioned=mentioned,
