@@ -11,7 +11,10 @@ from bridge.interfaces import Inbound
 def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None) -> str:
     """The store key of the conversation `msg` belongs to under `route`.
 
-    `thread` overrides the thread root (a thread the bridge just opened).
+    `thread` overrides the thread root (a thread the bridge just opened). The
+    route's backend is part of it: two bots reached from the same place (a
+    `user` session across channels routed to different backends) each keep a
+    conversation of their own, and never see the other's history or session.
     """
     root = thread or msg.thread or msg.message_id
     scope = route.session
@@ -28,7 +31,7 @@ def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None
         parts = ("user", msg.user)
     else:
         parts = ("user+channel", msg.channel, msg.user)
-    return ":".join((msg.platform, msg.workspace, *parts))
+    return ":".join((msg.platform, msg.workspace, *parts)) + f"|{route.backend}"
 
 
 def _allowed(allow: Sequence[str] | None, *values: str | None) -> bool:

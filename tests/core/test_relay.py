@@ -430,6 +430,31 @@ async def test_a_reply_whose_place_is_gone_stops_the_answer(
     assert [op.kind for op in target.ops] == ["begin", "post", "edit", "end"]
 
 
+async def test_two_bots_reached_by_one_person_keep_apart(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    url = fake_chat_api.endpoint("chatmount")
+    text = f"""
+store: sqlite://{tmp_path / "b.db"}
+http: {{listen: null}}
+backends:
+  hr: {{kind: chatmount, url: {url}, api_key: "${{KEY}}"}}
+  docs: {{kind: chatmount, url: {url}, api_key: "${{KEY}}"}}
+console: {{}}
+routes:
+  - {{platform: console, channels: [C1], backend: hr, session: user}}
+  - {{platform: console, channels: [C2], backend: docs, session: user}}
+reply: {{edit_interval: 0.05}}
+"""
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        for channel in ("C1", "C2", "C1"):  # the HR bot, the docs bot, the HR bot again
+            target = await platform(bridge).say("A question", channel=channel)
+            await asyncio.wait_for(target.ended.wait(), 10)
+    hr, docs, hr_again = (r.json["session_id"] for r in fake_chat_api.requests)
+    assert hr == hr_again != docs  # each bot's session is its own, and kept
+
+
 async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     extra = "limits: {rate_limit: {messages: 1, per: 60}}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:

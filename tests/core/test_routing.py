@@ -43,7 +43,7 @@ EXAMPLE = [
 async def test_a_dm_goes_to_the_dm_route_not_to_a_route_for_named_channels() -> None:
     dm = msg(channel="D999", is_dm=True)
     assert await pick(EXAMPLE, dm) == 1
-    assert conversation_key(EXAMPLE[1], dm) == "slack:T1:user:U1"
+    assert conversation_key(EXAMPLE[1], dm) == "slack:T1:user:U1|docs"
 
 
 async def test_a_dm_in_a_thread_also_goes_to_the_dm_route() -> None:
@@ -53,7 +53,7 @@ async def test_a_dm_in_a_thread_also_goes_to_the_dm_route() -> None:
 async def test_a_mention_in_a_named_channel_goes_to_its_route() -> None:
     m = msg(channel="C0123ABCD", mentioned=True)
     assert await pick(EXAMPLE, m) == 0
-    assert conversation_key(EXAMPLE[0], m) == "slack:T1:thread:C0123ABCD:100.1"
+    assert conversation_key(EXAMPLE[0], m) == "slack:T1:thread:C0123ABCD:100.1|docs"
 
 
 async def test_a_mention_in_another_channel_is_taken_by_no_route() -> None:
@@ -99,10 +99,10 @@ async def test_a_thread_the_bridge_answers_continues_without_a_mention() -> None
     r = route(session="thread")
     follow_up = msg(thread="50.1", message_id="51.1")
     assert await pick([r], follow_up) is None
-    assert await pick([r], follow_up, known={"slack:T1:thread:C1:50.1"}) == 0
+    assert await pick([r], follow_up, known={"slack:T1:thread:C1:50.1|docs"}) == 0
     # Only per-thread sessions continue a thread this way.
     per_user = route(session="user")
-    assert await pick([per_user], follow_up, known={"slack:T1:user:U1"}) is None
+    assert await pick([per_user], follow_up, known={"slack:T1:user:U1|docs"}) is None
 
 
 async def test_workspace_user_and_role_allowlists() -> None:
@@ -113,3 +113,9 @@ async def test_workspace_user_and_role_allowlists() -> None:
     assert await pick([route(users=["U1"])], m) == 0
     assert await pick([route(roles=["R2"])], m) is None
     assert await pick([route(roles=["R1", "R2"])], m) == 0
+
+
+def test_each_backend_reached_from_one_place_has_a_conversation_of_its_own() -> None:
+    hr, docs = route(backend="hr", session="user"), route(backend="docs", session="user")
+    asked = msg(channel="C2")
+    assert conversation_key(hr, asked) != conversation_key(docs, asked)
