@@ -16,10 +16,12 @@ from pydantic import ValidationError
 
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget
 from adapters.registry import REGISTRY
+from bridge.budget import Budgets
 from bridge.config import parse_config
 from bridge.errors import ConfigError, PlaceGone, PlatformError
 from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
+from bridge.render import LiveReply
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -590,6 +592,24 @@ async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbo
         )
         assert fake_slack.count("chat.appendStream") == 4
         assert fake_slack.count("chat.update") == 0 and not fake_slack.rejected
+    finally:
+        await platform.aclose()
+
+
+async def test_native_mode_posts_that_are_no_streams_keep_to_the_channels_post_rate(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox, DM)  # a top-level DM: no thread to stream in
+        assert target.limits.post_bucket == f"slack:post:{fake_slack.team_id}:{DM}"
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        paragraph = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 9).strip()
+        reply.feed("\n\n".join(f"{i}. {paragraph}" for i in range(18)))  # three messages
+        await reply.finish(None)
+        assert len(fake_slack.bot_replies(DM)) == 3
+        assert not fake_slack.rate_limited  # chat.postMessage: 1 a second in a channel
     finally:
         await platform.aclose()
 

@@ -136,9 +136,9 @@ class SlackTarget(ReplyTarget):
         self._status_on = False
         self._reaction_on = False
         team, channel = address.workspace, address.channel
-        if self.markdown:
+        if self._native:
             post_bucket, post_rate = f"slack:stream:{team}", self.options.stream_rate.rate()
-        else:
+        else:  # chat.postMessage, in native mode too where no stream can be started
             post_bucket, post_rate = f"slack:post:{team}:{channel}", self.options.post_rate.rate()
         self.limits = Limits(
             max_chars=self.options.max_chars,
