@@ -49,6 +49,17 @@ J = WORD_JOINER
         ("snake_case_name stays", "snake_case_name stays"),
         ("2 * 3 * 4", "2 * 3 * 4"),
         (r"\*not italic\*", "*not italic*"),
+        # Parentheses in a URL (Wikipedia, MSDN) belong to it.
+        ("[Foo](https://en.wikipedia.org/wiki/Foo_(bar))",
+         "<https://en.wikipedia.org/wiki/Foo_(bar)|Foo>"),
+        ("[t](https://a.example/x?q=(1)&r=2) and (aside)",
+         "<https://a.example/x?q=(1)&amp;r=2|t> and (aside)"),
+        # Code inside a link's label or an emphasis does not hide them.
+        ("See [`finish_reason()`](https://docs.example/api) here",
+         "See <https://docs.example/api|finish_reason()> here"),
+        ("**Run `npm install` first**", "*Run `npm install` first*"),
+        ("`[not](https://a.link)` but [this](https://b.example)",
+         "`[not](https://a.link)` but <https://b.example|this>"),
     ],
 )
 def test_inline_and_block_markup(markdown: str, mrkdwn: str) -> None:
@@ -59,6 +70,14 @@ def test_code_block_is_kept_escaped_without_language() -> None:
     markdown = "Run:\n```python\nif a < b and c:\n    print('**x**')\n```\nDone."
     assert markdown_to_mrkdwn(markdown) == (
         "Run:\n```\nif a &lt; b and c:\n    print('**x**')\n```\nDone."
+    )
+
+
+def test_a_longer_fence_is_closed_only_by_one_as_long() -> None:
+    markdown = "````markdown\n```python\nprint(1)\n```\n````\n\nAfter **this** text."
+    assert markdown_to_mrkdwn(markdown) == (
+        # Slack has no nested fences: the inner ones are kept from closing the block.
+        "```\n`\u200b`\u200b`python\nprint(1)\n`\u200b`\u200b`\n```\n\nAfter *this* text."
     )
 
 

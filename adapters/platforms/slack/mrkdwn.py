@@ -39,7 +39,7 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 _IMAGE_OR_LINK = re.compile(
     r"!?\[([^\]\n]*)\]"  # [label] or ![alt]
-    r"\(\s*<?([^\s)<>]+(?:\([^\s)]*\))?[^\s)<>]*)>?"  # (url), one level of parentheses
+    r"\(\s*<?([^\s()<>]+(?:\([^\s()<>]*\)[^\s()<>]*)*)>?"  # (url), balanced parentheses in it
     r"(?:\s+\"[^\"]*\")?\s*\)"  # an optional "title"
 )
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>|]+)(?:\|([^<>]*))?>")
@@ -107,13 +107,15 @@ def markdown_to_mrkdwn(markdown: str) -> str:
             i += 1
             while i < len(lines):
                 closing = _FENCE.match(lines[i])
-                if (
+                if (  # closed by the same character, at least as many (CommonMark)
                     closing
-                    and closing.group(2).startswith(marker[0] * 3)
+                    and closing.group(2)[0] == marker[0]
+                    and len(closing.group(2)) >= len(marker)
                     and not closing.group(3).strip()
                 ):
                     break
-                out.append(escape(defuse_at(lines[i])))
+                # Slack has no nested fences: a ``` line inside would end the block.
+                out.append(escape(defuse_at(lines[i])).replace("```", "`\u200b`\u200b`"))
                 i += 1
             out.append("```")
             i += 1
@@ -164,30 +166,38 @@ def _convert_line(line: str) -> str:
 
 
 def _inline(text: str, strip_bold: bool = False) -> str:
-    """Convert one line of inline Markdown; code spans are kept verbatim (escaped)."""
-    parts: list[str] = []
-    pos = 0
-    for match in _CODE_SPAN.finditer(text):
-        parts.append(_inline_text(text[pos : match.start()], strip_bold))
-        code = match.group(2).replace("`", "'")
-        parts.append("`" + escape(defuse_at(code)) + "`")
-        pos = match.end()
-    parts.append(_inline_text(text[pos:], strip_bold))
-    return "".join(parts)
+    """Convert one line of inline Markdown; code spans are kept verbatim (escaped).
 
-
-def _inline_text(text: str, strip_bold: bool) -> str:
+    Code spans stand aside as placeholders while the rest is converted, so a
+    link or an emphasis around one (`[`f()`](url)`, `**run `x` first**`) is
+    still seen whole.
+    """
     if not text:
         return ""
     stash: list[str] = []
+    code: dict[int, str] = {}  # placeholder index -> the span's own text
 
     def keep(rendered: str) -> str:
         stash.append(rendered)
         return f"{_P}{len(stash) - 1}{_P}"
 
-    text = _AUTOLINK.sub(lambda m: keep(link(m.group(1), _label(m.group(2) or ""))), text)
-    text = defuse_refs(text)
-    text = _IMAGE_OR_LINK.sub(lambda m: keep(link(m.group(2), _label(m.group(1)))), text)
+    def keep_code(match: re.Match[str]) -> str:
+        raw = match.group(2).replace("`", "'")
+        code[len(stash)] = raw
+        return keep("`" + escape(defuse_at(raw)) + "`")
+
+    def label(markdown: str) -> str:
+        # A link's label shows as plain text: its code spans lose their backticks.
+        plain = _label(markdown)
+        return _PLACEHOLDER.sub(lambda m: code.get(int(m.group(1)), ""), plain) if code else plain
+
+    if "`" in text:
+        text = _CODE_SPAN.sub(keep_code, text)
+    if "<" in text:
+        text = _AUTOLINK.sub(lambda m: keep(link(m.group(1), label(m.group(2) or ""))), text)
+        text = defuse_refs(text)
+    if "](" in text:
+        text = _IMAGE_OR_LINK.sub(lambda m: keep(link(m.group(2), label(m.group(1)))), text)
     text = _ESCAPED.sub(lambda m: keep(escape(m.group(1))), text)
     text = escape(defuse_at(text))
     text = _BOLD_ITALIC.sub(lambda m: f"{_B}{_I}{m.group(1)}{_I}{_B}", text)
