@@ -96,6 +96,7 @@ class _Job:
     interrupted: bool = False
     reset: bool = False  # a reset, in its turn: after the answers asked before it
     leased: bool = False  # holds its conversation's lease (shared store)
+    queued: bool = True  # counted in the queue until it takes a slot
 
 
 class _Pace:
@@ -336,24 +337,24 @@ class Relay:
             elif job.previous is not None:
                 await asyncio.shield(job.previous)
             if job.reset:
-                self._queued -= 1
-                self.metrics.queue_depth.set(self._queued)
+                self._dequeue(job)
                 await self.store.reset_conversation(job.key)
                 await self._notice(job.target, self.config.commands.reset_reply)
                 return
             async with self._slots:
-                self._queued -= 1
-                self.metrics.queue_depth.set(self._queued)
+                self._dequeue(job)
                 await self._answer(job)
         except asyncio.CancelledError:
             job.interrupted = True
             raise
         except Exception as exc:  # before the answer began (a store lookup): say so
-            self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
+            if not job.reset:  # a reset asks no backend anything
+                self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
             _log_failure(job.key, exc)
             with contextlib.suppress(Exception):
                 await self._notice(job.target, _told(exc))
         finally:
+            self._dequeue(job)  # if it never left the queue (a failure or a stop before)
             if not job.mine.done():
                 job.mine.set_result(None)
             if self._chains.get(job.key) is job.mine:
@@ -368,6 +369,13 @@ class Relay:
                     await asyncio.shield(self._let_go(job.key))
             finally:
                 self._jobs.discard(job)
+
+    def _dequeue(self, job: _Job) -> None:
+        """The job leaves the queue (once)."""
+        if job.queued:
+            job.queued = False
+            self._queued -= 1
+            self.metrics.queue_depth.set(self._queued)
 
     async def _end_record(self, rec_id: str) -> None:
         """Remove a reply's in-flight record; if the store fails, the heartbeat will."""

@@ -455,6 +455,26 @@ reply: {{edit_interval: 0.05}}
     assert hr == hr_again != docs  # each bot's session is its own, and kept
 
 
+def queue_depth(bridge: Bridge) -> float:
+    [line] = [line for line in bridge.metrics.render().decode().splitlines()
+              if line.startswith("chat_bridge_queue_depth ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_questions_stopped_in_the_queue_leave_it(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(100)], token_delay=0.05)
+    extra = "limits: {max_concurrent_streams: 1}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        first = await platform(bridge).say("First", thread="T1")
+        await platform(bridge).say("Second", thread="T2")  # waits for the one slot
+        await platform(bridge).say("Third", thread="T3")
+        await wait_for(lambda: bool(first.visible()) and queue_depth(bridge) == 2)
+        assert await bridge.relay.drain(0) == 3  # a stop: all three cancelled
+        assert bridge.relay._queued == 0 and queue_depth(bridge) == 0
+
+
 async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     extra = "limits: {rate_limit: {messages: 1, per: 60}}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
