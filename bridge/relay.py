@@ -618,7 +618,9 @@ class Relay:
         if done is not None and done.usage:
             conv.meta = {**conv.meta, **{k: v for k, v in done.usage.items() if _plain(v)}}
         await self.store.save_conversation(conv)
-        if not backend.stateful:
+        if not backend.stateful and answer.strip():
+            # An empty answer ("(no answer)") is no turn: kept, it would be sent
+            # back with every later question, and some APIs refuse an empty one.
             keep = 2 * getattr(backend.options, "history", 20)
             await self.store.append_history(
                 conv.key, [Turn("user", req.message), Turn("assistant", answer)], keep

@@ -475,6 +475,30 @@ async def test_questions_stopped_in_the_queue_leave_it(
         assert bridge.relay._queued == 0 and queue_depth(bridge) == 0
 
 
+async def test_an_empty_answer_is_not_kept_in_the_history(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=[])  # "(no answer)"
+    fake_chat_api.enqueue(tokens=["Second."])
+    fake_chat_api.enqueue(tokens=["Third."])
+    text = f"""
+store: sqlite://{tmp_path / "b.db"}
+http: {{listen: null}}
+backends:
+  local: {{kind: openai, url: {fake_chat_api.endpoint("openai")}, model: m, api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: local, session: user}}]
+reply: {{edit_interval: 0.05}}
+"""
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        for question in ("first?", "second?", "third?"):
+            target = await platform(bridge).say(question, channel="C1")
+            await asyncio.wait_for(target.ended.wait(), 10)
+    sent = [m["content"] for m in fake_chat_api.requests[2].json["messages"]]
+    assert sent == ["second?", "Second.", "third?"]
+
+
 async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     extra = "limits: {rate_limit: {messages: 1, per: 60}}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
