@@ -17,12 +17,19 @@ from pydantic import Field
 from adapters.apis._http import Event, HTTPDialect
 from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
 from adapters.apis._wire import SSEEvent, SSEParser, json_or_none
-from bridge.errors import APIReportedError, ProtocolError
+from bridge.errors import APIReportedError, CutOff, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
 
 log = logging.getLogger("adapters.apis")
 
 _PATH = "/chat/completions"
+
+
+# finish_reason values that end an answer before its end.
+_CUT = {
+    "length": "The answer was cut short: it reached the assistant's length limit.",
+    "content_filter": "The answer was stopped by the assistant's content filter.",
+}
 
 
 class OpenAIOptions(StatelessOptions):
@@ -52,6 +59,11 @@ class OpenAICompatible(HTTPDialect):
         url = self.options.url.rstrip("/")
         return url if url.endswith(_PATH) else url + _PATH
 
+    def _check_finish(self, reason: str | None) -> None:
+        """An answer that stopped short of its end is cut off, not complete."""
+        if reason in _CUT:
+            raise CutOff(_CUT[reason], backend=self.name)
+
     async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
         body: dict[str, Any] = {
@@ -75,15 +87,18 @@ class OpenAICompatible(HTTPDialect):
                     backend=self.name,
                 )
             yield Token(text)
+            self._check_finish(_finish_reason(answer))
             yield Done(text=text, usage=_usage(answer))
             return
 
         finished = False
+        reason: str | None = None
         usage: dict[str, Any] | None = None
 
         def convert(sse: SSEEvent) -> Event:
-            nonlocal finished, usage
+            nonlocal finished, usage, reason
             if sse.data.strip() == "[DONE]":
+                self._check_finish(reason)
                 return Done(usage=usage)
             chunk = json_or_none(sse.data, self.name)
             if not isinstance(chunk, dict):
@@ -101,17 +116,27 @@ class OpenAICompatible(HTTPDialect):
                     texts.append(text)
                 if choice.get("finish_reason"):
                     finished = True
+                    reason = str(choice["finish_reason"])
             return "".join(texts) or None
 
         def at_end() -> Done | None:
             # Some compatible servers close the stream without `[DONE]`;
             # a finish_reason already said the answer is complete.
+            self._check_finish(reason)
             return Done(usage=usage) if finished else None
 
         parser = SSEParser(backend=self.name)
         batches = self._stream_batches(parser, "POST", self.endpoint, json=body)
         async for event in self._events(batches, convert, at_end):
             yield event
+
+
+def _finish_reason(answer: Any) -> str | None:
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        reason = choices[0].get("finish_reason")
+        return reason if isinstance(reason, str) else None
+    return None
 
 
 def _message_text(answer: Any) -> str | None:

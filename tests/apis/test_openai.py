@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.apis.openai import OpenAICompatible
-from bridge.errors import APIReportedError, BadRequest
+from bridge.errors import APIReportedError, BadRequest, CutOff
 from bridge.interfaces import ChatRequest, Turn
 from tests.apis.helpers import (
     ask,
@@ -40,6 +40,18 @@ async def test_request_shape_and_stream(fake_chat_api, http):
             {"role": "user", "content": "Hello?"},
         ],
     }
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize(
+    ("reason", "says"), [("length", "length limit"), ("content_filter", "content filter")]
+)
+async def test_an_answer_stopped_short_is_cut_off(fake_chat_api, http, stream, reason, says):
+    fake_chat_api.enqueue(tokens=["To deploy, ", "first run"], finish_reason=reason)
+    api = make("openai", fake_chat_api, http, stream=stream)
+    events, exc = await collect_until_error(api, ChatRequest(message="How?"))
+    assert text_of(events) == "To deploy, first run"  # what came is still shown
+    assert isinstance(exc, CutOff) and says in exc.user_message
 
 
 async def test_multi_turn_sends_the_history(fake_chat_api, http):

@@ -86,6 +86,7 @@ class Script:
     polls: int = 1
     run_status: str = "completed"
     file_citations: list[tuple[str, str]] = field(default_factory=list)
+    finish_reason: str = "stop"  # openai: "length" (max_tokens reached), "content_filter"
 
     @property
     def token_list(self) -> list[str]:
@@ -556,7 +557,7 @@ class FakeChatAPI:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": script.answer},
-                            "finish_reason": "stop",
+                            "finish_reason": script.finish_reason,
                         }
                     ],
                     "usage": script.usage or {"prompt_tokens": 5, "completion_tokens": 5},
@@ -581,7 +582,7 @@ class FakeChatAPI:
             head=chunk({"role": "assistant", "content": ""}),
             malformed=b'data: {"id": "x", "choices": [\n\n',
             error=lambda e: _sse({"error": {"message": e, "type": "server_error"}}),
-            tail=lambda: chunk({}, "stop") + b"data: [DONE]\n\n",
+            tail=lambda: chunk({}, script.finish_reason) + b"data: [DONE]\n\n",
         )
 
 
