@@ -567,6 +567,27 @@ async def test_rate_limited_call_is_retried_after_retry_after(
     assert fake_slack.find(CHANNEL, ts).text == "two"  # type: ignore[union-attr]
 
 
+async def test_a_429_that_ends_a_call_is_counted_too(fake_slack: FakeSlack, inbox: Inbox) -> None:
+    limited: list[int] = []
+    platform = SlackPlatform(PlatformContext(
+        options=options(fake_slack, max_retries=0, thinking="none"),
+        on_rate_limited=lambda: limited.append(1),
+    ))
+    await platform.start(inbox)
+    await fake_slack.wait_socket()
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        assert ts is not None
+        fake_slack.set_rate("chat.update", 1, 30.0)
+        await target.edit(ts, "one")
+        with pytest.raises(PlatformError, match="ratelimited"):
+            await target.edit(ts, "two")  # 429, and no retry allowed
+        assert len(limited) == fake_slack.rate_limited["chat.update"] == 1
+    finally:
+        await platform.aclose()
+
+
 # --------------------------------------------------------------------------- native streaming
 
 

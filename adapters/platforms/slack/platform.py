@@ -414,11 +414,13 @@ class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
         super().__init__(**kw)
         self._on_rate_limited = on_rate_limited
 
-    async def _can_retry_async(self, **kw: Any) -> bool:
-        limited = await super()._can_retry_async(**kw)
-        if limited and self._on_rate_limited is not None:
+    async def can_retry_async(self, **kw: Any) -> bool:
+        # Counted here, before the retry budget is looked at: a 429 that ends a
+        # call (its retries spent, or none allowed) is one too.
+        response = kw.get("response")
+        if response is not None and response.status_code == 429 and self._on_rate_limited:
             self._on_rate_limited()
-        return limited
+        return await super().can_retry_async(**kw)
 
 
 def _ts_seconds(ts: str) -> float:
