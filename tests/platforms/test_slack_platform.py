@@ -22,6 +22,7 @@ from bridge.errors import ConfigError, PlaceGone, PlatformError
 from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from bridge.render import LiveReply
+from bridge.split import close_fences
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -631,6 +632,27 @@ async def test_native_mode_posts_that_are_no_streams_keep_to_the_channels_post_r
         await reply.finish(None)
         assert len(fake_slack.bot_replies(DM)) == 3
         assert not fake_slack.rate_limited  # chat.postMessage: 1 a second in a channel
+    finally:
+        await platform.aclose()
+
+
+async def test_a_tilde_fence_closed_for_display_does_not_end_the_stream(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        assert ts is not None
+        for markdown in ("Code:\n~~~py\nx = 1", "Code:\n~~~py\nx = 1\ny = 2",
+                         "Code:\n~~~py\nx = 1\ny = 2\n~~~\nDone."):
+            # As the renderer shows text so far: an open fence closed for display.
+            await target.edit(ts, target.format_markdown(close_fences(markdown)))
+        await target.end()
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None and message.text == "Code:\n~~~py\nx = 1\ny = 2\n~~~\nDone."
+        assert fake_slack.count("chat.appendStream") == 3  # grown by appends alone
+        assert fake_slack.count("chat.update") == 0
     finally:
         await platform.aclose()
 

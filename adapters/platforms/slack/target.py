@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PlaceGone, PlatformError
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
+from bridge.split import open_fence
 
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 
@@ -95,11 +96,14 @@ class _Stream:
 
 
 def stable_prefix(markdown: str) -> str:
-    """`markdown` without a code fence the renderer closed only for display."""
-    if markdown.endswith("```"):
-        head = markdown[:-3]
-        if head.count("```") % 2 == 1:
-            return head.rstrip("\n")
+    """`markdown` without a code fence the renderer closed only for display
+    (``` or ~~~, of any length: the closer is the open fence's own marker)."""
+    if not markdown.endswith(("```", "~~~")):
+        return markdown
+    head, _, last = markdown.rpartition("\n")
+    opener = open_fence(head)
+    if opener is not None and last == opener[: len(opener) - len(opener.lstrip(opener[0]))]:
+        return head.rstrip("\n")
     return markdown
 
 
