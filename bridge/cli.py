@@ -81,12 +81,23 @@ def run_cli(argv: Sequence[str] | None, registry: Registry) -> int:
         return 130
 
 
+def config_warnings(config: Config) -> list[str]:
+    """Options that load but that an admin should know about, with their key path."""
+    found: list[str] = []
+    for name, options in config.backends.items():
+        warn = getattr(options, "warnings", None)
+        found.extend(f"backends.{name}: {text}" for text in (warn() if warn else ()))
+    return found
+
+
 async def _check(config: Config, registry: Registry, probe: bool) -> int:
     platforms = ", ".join(config.platforms) or "none"
     print(
         f"config ok: {len(config.backends)} backend(s), {len(config.routes)} route(s), "
         f"platforms: {platforms}"
     )
+    for text in config_warnings(config):
+        print(f"warning: {text}")
     if not probe:
         return 0
     failed = 0
@@ -151,6 +162,8 @@ def _run(config: Config, registry: Registry) -> int:
     if config.store == "sqlite://":
         log.warning("the store is in memory: conversations and processed events are "
                     "forgotten at every restart (give `store:` a file)")
+    for text in config_warnings(config):
+        log.warning("%s", text)
     return asyncio.run(_serve(config, registry))
 
 

@@ -26,6 +26,15 @@ class StatelessOptions(HTTPOptions):
     user_id: Literal["hashed", "raw", "none"] = "hashed"
     user_id_key: SecretStr | None = None
 
+    def warnings(self) -> list[str]:
+        """What `check` and `run` point out about these options (they still load)."""
+        if self.user_id == "hashed" and self.user_id_key is None and self.api_key is None:
+            return [
+                "user ids are hashed with the backend's URL as the key, which anyone who "
+                "knows the URL can repeat: set user_id_key to a secret of your own"
+            ]
+        return []
+
 
 def chat_messages(req: ChatRequest, options: StatelessOptions) -> list[dict[str, str]]:
     """`[{role, content}, ...]`: the system prompt, the kept history, then the question."""

@@ -175,7 +175,7 @@ def test_check_accepts_the_example_config() -> None:
     env = {"PATH": "/usr/bin:/bin"}
     result = _check(ROOT / "config.example.yaml", env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("config ok")
+    assert result.stdout.startswith("config ok") and "warning" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -212,6 +212,22 @@ def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if "ConnectError" in line]
     assert lines and all(line.endswith("backend=docs") for line in lines)
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_check_warns_of_user_ids_hashed_with_a_public_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    block = (
+        "  bot:\n    kind: bot-messages\n    url: https://bots.example/v1/chat\n"
+        "    bot_slug: b\n"
+    )
+    config.write_text(BASE.replace("backends:\n", "backends:\n" + block))
+    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert "warning: backends.bot: user ids are hashed with the backend's URL" in result.stdout
+    keyed = BASE.replace("backends:\n", "backends:\n" + block + "    user_id_key: k3y\n")
+    config.write_text(keyed)
+    assert "warning" not in _check(config, {"PATH": "/usr/bin:/bin",
+                                            "CHATMOUNT_API_KEY": SECRET}).stdout
 
 
 def test_kind_that_is_not_a_name_is_a_config_error() -> None:
