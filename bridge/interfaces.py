@@ -188,8 +188,10 @@ class Limits:
 
     Targets with the same bucket key share one budget (Discord: a channel;
     Slack chat.update: a workspace). `begin()` draws on the post budget when
-    `begin_posts` is true (it posts a placeholder message). Every post and
-    edit also draws on `global_bucket` when set (Discord: requests per bot).
+    `begin_posts` is true (it posts a placeholder message), and `notice()` when
+    `notices_post` is (it posts a message in the place, not an ephemeral one).
+    Every post and edit also draws on `global_bucket` when set (Discord:
+    requests per bot).
     """
 
     max_chars: int
@@ -198,6 +200,7 @@ class Limits:
     post_bucket: str
     post_rate: Rate
     begin_posts: bool = False
+    notices_post: bool = False
     global_bucket: str | None = None
     global_rate: Rate | None = None
 

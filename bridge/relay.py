@@ -312,8 +312,18 @@ class Relay:
         return _Job(msg, target, route, key, record)
 
     async def _notice(self, target: ReplyTarget, text: str) -> None:
-        """Tell the asker something instead of answering, within the bot-wide budget."""
-        await self._bot_wide(target, lambda: target.notice(text))
+        """Tell the asker something instead of answering, within the bot-wide budget
+        and, where a notice is a message in the place, the place's post budget."""
+        limits = target.limits
+        if not limits.notices_post:
+            await self._bot_wide(target, lambda: target.notice(text))
+            return
+        budget = self.budgets.get(limits.post_bucket, limits.post_rate)
+        stamp = await budget.acquire((FIRST, time.monotonic()))
+        try:
+            await self._bot_wide(target, lambda: target.notice(text))
+        finally:
+            budget.restamp(stamp)
 
     async def _bot_wide(self, target: ReplyTarget, request: Callable[[], Awaitable[T]]) -> T:
         """Make a request of the platform outside a reply within its bot-wide budget, if any."""

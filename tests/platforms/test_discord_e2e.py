@@ -256,6 +256,24 @@ async def test_ten_replies_at_once_in_one_channel_cause_no_429(setup: Setup) -> 
     assert_never_pinged(fake)
 
 
+async def test_notices_among_answers_in_one_channel_cause_no_429(setup: Setup) -> None:
+    fake = setup.discord
+    fake.ratelimit_headers = False  # only the bridge's own budget keeps it in line
+    users = [fake.add_user(f"user{i}") for i in range(6)]
+    for i in range(5):
+        setup.chat.enqueue(tokens=[f"Answer {i}."], token_delay=0.01)
+    async with setup.bridge():
+        for user in users:
+            fake.add_member(setup.guild, user)
+        for i, user in enumerate(users[:5]):
+            await fake.say(setup.ask, user, f"question {i}")
+        await fake.mention(setup.ask, users[5], "")  # no words: told to ask in words
+        await fake.wait_until(lambda: len(fake.channel_messages(setup.ask)) >= 6, timeout=30)
+    # A notice is a message in the channel: it keeps to the channel's 5 posts in 5 s.
+    assert fake.rate_limited == 0
+    assert not fake.rejected
+
+
 async def test_replies_across_channels_stay_within_the_bots_global_limit(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:

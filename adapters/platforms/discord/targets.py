@@ -56,7 +56,9 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
 FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError)
 
 
-def _limits(key: str, options: DiscordOptions, *, bot_wide: bool = True) -> Limits:
+def _limits(
+    key: str, options: DiscordOptions, *, bot_wide: bool = True, notices_post: bool = False
+) -> Limits:
     """A target's budgets; `bot_wide`: its requests count against the bot's global limit
     (interaction responses and their webhooks do not)."""
     return Limits(
@@ -66,6 +68,7 @@ def _limits(key: str, options: DiscordOptions, *, bot_wide: bool = True) -> Limi
         post_bucket=f"discord:post:{key}",
         post_rate=options.post_rate.rate(),
         begin_posts=False,
+        notices_post=notices_post,
         global_bucket="discord:global" if bot_wide else None,
         global_rate=options.global_rate.rate() if bot_wide else None,
     )
@@ -122,7 +125,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self._channel = client.get_partial_messageable(self._channel_id, guild_id=guild_id)
         self._question_id = question_id
         self._referenced = False
-        self.limits = _limits(str(self._channel_id), options)
+        # A notice here is a message in the channel, like an answer's.
+        self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
         self._typing_stop = Flag()  # a slotted asyncio.Event: one per answer
 
