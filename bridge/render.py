@@ -309,6 +309,7 @@ class LiveReply:
         self._final_pieces = pieces
         self._final_failed = False
         self._closing = True
+        self._has_text.set()  # the answer is here: no typing slot to wait for
         self._closed.set()
         self._dirty.set()
         try:
@@ -410,10 +411,16 @@ class LiveReply:
         try:
             if not final:
                 await self._let_reader_catch_up()
+                if self._closing:
+                    # The final text came while this waited: this slot shows it (the
+                    # progress pieces of a final text could show it half, or empty).
+                    make, final, start = self._final_view, True, 0
+                else:
+                    # Text read while this edit is on its way waits for the next one.
+                    self._may_read.clear()
                 pieces = make()
-                # Text read while this edit is on its way waits for the next one.
-                self._may_read.clear()
             snapshot = len(self.text)
+            snapped_at = time.monotonic()
             index = self._first_change(pieces, start)
             while index is not None:
                 text = pieces[index]
@@ -455,11 +462,17 @@ class LiveReply:
                 # The interval runs from when this update was sent: text that arrives
                 # while it is on its way waits one interval, not one plus its round trip.
                 self._last_edit = sent
-                if self.stats.first_visible_at is None and self.text:
+                if self.stats.first_visible_at is None and snapshot:
+                    # Words, not a status, are on screen now.
                     self.stats.first_visible_at = time.monotonic()
                 index = self._first_change(pieces, index + 1)
             if len(self.text) == snapshot:
                 self._pending_since = None
+            elif self._pending_since is not None:
+                # Text came while this update was on its way: it has waited since
+                # then, not since the first text this reply ever had pending (that
+                # would rank a long answer ahead of every later one for good).
+                self._pending_since = snapped_at
         finally:
             self._release(held[1] if held else [])
 

@@ -425,3 +425,114 @@ async def test_flag_wakes_every_waiter_as_asyncio_event_does() -> None:
     assert not late.done()  # cleared: a new waiter waits again
     flag.set()
     await asyncio.wait_for(late, 1.0)
+
+
+# ------------------------------------------------------------------ sharing a busy budget
+
+
+class SlowTarget(RecordingTarget):
+    """Each request takes a network round trip."""
+
+    async def post(self, text: str) -> str:
+        await asyncio.sleep(0.02)
+        return await super().post(text)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        await asyncio.sleep(0.02)
+        await super().edit(message_id, text)
+
+
+async def _read_like_the_relay(reply: LiveReply, tokens: list[str], gap: float) -> None:
+    """Tokens reach the network every `gap` s; the reader paces itself on the reply
+    (as READ_GATE makes it) and takes everything that arrived at each read."""
+    arrived: list[str] = []
+    more = Flag()
+
+    async def network() -> None:
+        for token in tokens:
+            await asyncio.sleep(gap)
+            arrived.append(token)
+            more.set()
+
+    sender = asyncio.create_task(network())
+    first = True
+    while not (sender.done() and not arrived):
+        if not first:
+            await reply.pace()
+        first = False
+        while not arrived and not sender.done():
+            more.clear()
+            await more.wait()
+        reply.feed("".join(arrived))
+        arrived.clear()
+    await sender
+
+
+async def test_a_reply_that_keeps_streaming_does_not_starve_a_later_one() -> None:
+    budgets = Budgets(margin=0.0)
+    shared = Rate(1, 0.25)  # one edit a quarter second for the whole channel
+    a_target = SlowTarget(edit_rate=shared, bucket="chan")
+    b_target = SlowTarget(edit_rate=shared, bucket="chan")
+    a = LiveReply(a_target, budgets, edit_interval=0.05)
+    b = LiveReply(b_target, budgets, edit_interval=0.05)
+    await a.start()
+    a_reads = asyncio.create_task(_read_like_the_relay(a, [f"a{i} " for i in range(300)], 0.01))
+    await asyncio.sleep(0.3)
+    await b.start()
+    await _read_like_the_relay(b, [f"b{i} " for i in range(200)], 0.01)  # inside A's stream
+    b_edits = len(b_target.times(("edit",)))
+    await a_reads
+    await asyncio.gather(a.finish(None), b.finish(None))
+    # Text that waits is ranked from when it came, not from A's first token: B,
+    # streaming the whole time, has its share of the ~8 edits the budget allowed.
+    assert b_edits >= 2
+
+
+async def test_a_status_on_screen_leaves_the_first_words_their_priority() -> None:
+    budgets = Budgets(margin=0.0)
+    target = SlowTarget(edit_rate=Rate(5, 1.0))
+    reply = LiveReply(target, budgets, edit_interval=0.05)
+    await reply.start()
+    reply.set_status("Searching the docs")
+    await asyncio.sleep(0.005)
+    reply.feed("Hello")  # the first words arrive while the status is being posted
+    await wait_for(lambda: target.visible() == ["_Searching the docs_"])
+    assert reply.stats.first_visible_at is None  # a status is not the answer's first words
+    await wait_for(lambda: target.visible() == ["Hello"])
+    assert reply.stats.first_visible_at is not None
+    await reply.finish(None)
+
+
+async def test_an_answer_that_arrives_whole_does_not_wait_for_typing() -> None:
+    budgets = Budgets(margin=0.0)
+    typing = budgets.get("bot:typing", Rate(2, 1.0))
+    use_slot(typing)
+    use_slot(typing)  # other replies' typing took this second's share
+    target = RecordingTarget(bucket="c1")
+    target.limits = replace(target.limits, global_bucket="bot", global_rate=Rate(4, 1.0))
+    reply = LiveReply(target, budgets, edit_interval=0.05)
+    await reply.start()
+    await asyncio.sleep(0.01)
+    asked = time.monotonic()
+    await reply.finish("The whole answer, from the API's last event.")
+    [posted] = target.times(("post",))
+    assert posted - asked < 0.5  # not after the typing window (a second)
+    assert "begin" not in [op.kind for op in target.ops]  # no typing after the answer
+
+
+async def test_a_final_text_that_comes_while_an_update_waits_is_not_shown_half() -> None:
+    target = RecordingTarget(max_chars=60, edit_rate=Rate(1, 0.3))
+    reply = LiveReply(target, Budgets(margin=0.0), edit_interval=0.01)
+    await reply.start()
+    for k in range(30):
+        reply.feed(f"word{k} ")
+        await asyncio.sleep(0.01)
+    await wait_for(lambda: "word29" in target.visible()[-1])
+    reply.feed("more ")
+    await asyncio.sleep(0.02)
+    reply.feed("more ")  # this update now waits for the edit budget
+    await asyncio.sleep(0.02)
+    await reply.finish("Short.")
+    # Nothing of the final text went to a message as a progress update first.
+    assert all(op.text.strip() for op in target.ops if op.kind in ("edit", "post"))
+    assert target.visible()[0] == "Short."

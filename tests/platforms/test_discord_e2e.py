@@ -252,7 +252,9 @@ async def test_ten_replies_at_once_in_one_channel_cause_no_429(setup: Setup) -> 
     assert fake.rate_limited == 0
     assert not fake.rejected
     writes = fake.message_writes()
-    assert len(writes) > 20  # progressive edits happened, not one post each
+    # Each reply was posted with its first words and edited after: not one post each.
+    # (The channel's 5 edits in 5 s leave ten replies little more than that.)
+    assert len(writes) >= 20
     assert_never_pinged(fake)
 
 
