@@ -89,6 +89,9 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
     )
     scrub = SecretFilter(secrets)
     handler.addFilter(scrub)
+    # The handler keeps to the level too: a library logger set lower on purpose
+    # (so its records are made, and counted) prints nothing below it.
+    handler.setLevel(level)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

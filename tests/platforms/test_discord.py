@@ -462,6 +462,13 @@ async def test_formatting() -> None:
     # A URL cannot end its link or break its line.
     odd = fmt.format_sources([Source("https://x.y/<@&12>\n@everyone x", "T")])
     assert odd == "**Sources**\n- [T](<https://x.y/%3C@&12%3E%0A@everyone%20x>)"
+    # Addresses that hold @here or @everyone are left whole: they mention nobody.
+    for address in ("https://mastodon.social/@here/1", "[g](https://x.example/@everyone)",
+                    "ops@here.example"):
+        assert fmt.format_markdown(address) == address
+    # A title that is a URL would show as raw Markdown in a masked link.
+    titled = fmt.format_sources([Source("https://a.example/x", "https://a.example/x")])
+    assert titled == "**Sources**\n- <https://a.example/x>"
 
 
 # ---------------------------------------------------------------------- slash commands
@@ -595,6 +602,42 @@ async def test_fake_rate_limit_is_honoured_by_discord_py(world: World) -> None:
     ]
     limited = [r for r in fake.requests if r.method == "POST" and "/messages" in r.path]
     assert len(limited) == 4 + fake.rate_limited
+
+
+async def test_429s_on_ask_answers_are_counted_too(world: World) -> None:
+    fake = world.fake
+    fake.ratelimit_headers = False
+    fake.rates["edit"] = RateRule(1, 1.0)  # the second edit of the answer draws a 429
+    seen: list[int] = []
+    async with running(world, on_rate_limited=lambda: seen.append(1)):
+        await fake.invoke(world.general, world.alice, "ask", {"question": "q"})
+        _, target = await world.next()
+        answer = await target.post("a")  # an interaction's answer goes by its webhook
+        await target.edit(answer, "ab")
+        await target.edit(answer, "abc")
+    assert fake.rate_limited >= 1 and len(seen) == fake.rate_limited
+
+
+async def test_429s_are_counted_whatever_the_log_level(world: World) -> None:
+    fake = world.fake
+    fake.ratelimit_headers = False
+    fake.rates["edit"] = RateRule(1, 1.0)
+    seen: list[int] = []
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # `logging.level: ERROR`
+    try:
+        async with running(world, on_rate_limited=lambda: seen.append(1)):
+            await fake.mention(world.general, world.alice, "q")
+            _, target = await world.next()
+            message = await target.post("a")
+            await target.edit(message, "ab")
+            await target.edit(message, "abc")
+    finally:
+        root.setLevel(level)
+        for name in ("discord.http", "discord.webhook.async_"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    assert fake.rate_limited >= 1 and len(seen) == fake.rate_limited
 
 
 async def test_fake_rejects_overlong_content_with_discords_error(world: World) -> None:

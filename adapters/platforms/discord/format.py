@@ -21,7 +21,9 @@ SOURCE_TITLE_MAX = 200
 # Fenced blocks, then inline code spans: left exactly as they are.
 # A backslash-escaped backtick is shown as a backtick: it opens no code span.
 _CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
-_EVERYONE = re.compile(r"@(everyone|here)\b")
+# Not inside a word, a path or a host name: https://x.example/@here and ops@here.example
+# are an address, not a mention (and the zero-width space would break them).
+_EVERYONE = re.compile(r"(?<![\w/.@-])@(everyone|here)\b")
 _MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: kept
 
 
@@ -57,7 +59,9 @@ def format_sources(sources: Sequence[Source]) -> str:
     for source in _dedupe(sources):
         url = encoded_url(source.url.strip())
         title = _link_title(source.title)
-        lines.append(f"- [{title}](<{url}>)" if title else f"- <{url}>")
+        # Discord shows a masked link whose text holds a URL as raw Markdown.
+        masked = title and "://" not in title
+        lines.append(f"- [{title}](<{url}>)" if masked else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""
 
 

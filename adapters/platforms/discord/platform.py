@@ -210,7 +210,13 @@ class DiscordPlatform(Platform):
         self._handler = handler
         if self.ctx.on_rate_limited is not None:
             self._counter = _RateLimitCounter(self.ctx.on_rate_limited)
-            logging.getLogger("discord.http").addHandler(self._counter)
+            for name in _COUNTED_LOGGERS:
+                counted = logging.getLogger(name)
+                counted.addHandler(self._counter)
+                if not counted.isEnabledFor(logging.WARNING):
+                    # Made whatever the log level: the console's handler still drops
+                    # what is below the configured level.
+                    counted.setLevel(logging.WARNING)
         _Endpoints.acquire(self.options.api_url, self.options.gateway_url)
         self._endpoints_held = True
         try:
@@ -271,7 +277,8 @@ class DiscordPlatform(Platform):
         self._receiving = False
         counter = self._counter
         if counter is not None:
-            logging.getLogger("discord.http").removeHandler(counter)
+            for name in _COUNTED_LOGGERS:
+                logging.getLogger(name).removeHandler(counter)
             self._counter = None
         for task in list(self._watchdogs):
             task.cancel()
@@ -465,6 +472,11 @@ def _roles(author: discord.abc.User) -> tuple[str, ...]:
     return tuple(str(r) for r in raw)
 
 
+# Where discord.py says it met a 429: its REST client, and the webhooks that
+# carry the answers of /ask.
+_COUNTED_LOGGERS = ("discord.http", "discord.webhook.async_")
+
+
 class _RateLimitCounter(logging.Handler):
     """discord.py retries 429s by itself and says so only in its log: count those lines."""
 
@@ -473,5 +485,6 @@ class _RateLimitCounter(logging.Handler):
         self._on_rate_limited = on_rate_limited
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "429" in str(record.msg):
+        text = str(record.msg)
+        if "429" in text or "is rate limited" in text:
             self._on_rate_limited()
