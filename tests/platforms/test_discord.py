@@ -16,7 +16,7 @@ from adapters.platforms.discord import DiscordOptions, DiscordPlatform
 from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import InteractionTarget
-from bridge.errors import PlatformError
+from bridge.errors import PlaceGone, PlatformError
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.core.fakeplatform import wait_for
 from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, RateRule
@@ -435,6 +435,18 @@ async def test_edit_errors_become_platform_errors(world: World) -> None:
             await target.post("y" * 2001)
         with pytest.raises(PlatformError, match="gone"):
             await target.edit("12345", "nothing there")
+
+
+def test_a_command_whose_15_minutes_are_over_ends_its_answer() -> None:
+    import discord  # loaded by the adapter already, its import warnings silenced
+
+    from adapters.platforms.discord.targets import platform_error
+
+    class Refused:
+        status, reason = 401, "Unauthorized"
+
+    expired = discord.HTTPException(Refused(), {"code": 50027, "message": "Invalid Webhook Token"})
+    assert isinstance(platform_error("edit the answer", expired), PlaceGone)  # not retried
 
 
 async def test_target_for_an_address_edits_after_restart(world: World) -> None:

@@ -34,6 +34,9 @@ TYPING_RENEW = 8.0  # Discord shows typing for 10 s after each trigger
 TYPING_RENEWALS_PER_SECOND = 2
 TYPING_MAX = 600.0  # never type for longer than this, whatever happens upstream
 DM_WORKSPACE = "@dm"
+# An interaction's token (its answer's webhook) lasts 15 minutes; after, every
+# request with it is refused with this code.
+INVALID_WEBHOOK_TOKEN = 50027
 
 
 def platform_error(action: str, exc: Exception) -> PlatformError:
@@ -45,6 +48,11 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
         )
     if isinstance(exc, discord.NotFound):
         return PlaceGone(f"Discord could not {action}: the channel or message is gone.")
+    if isinstance(exc, discord.HTTPException) and exc.code == INVALID_WEBHOOK_TOKEN:
+        return PlaceGone(
+            f"Discord no longer lets the bot {action}: a command's answer must come "
+            "within 15 minutes."
+        )
     if isinstance(exc, discord.HTTPException):
         code = f", error {exc.code}" if exc.code else ""
         text = " ".join((exc.text or "").split())
