@@ -97,7 +97,13 @@ class Bridge:
         try:
             await self._open()
         except BaseException:
-            await self._stack.aclose()
+            # What the platforms delivered before the failure stops first, then
+            # the store and the clients it was using close. The failure that
+            # stopped the start is the one reported.
+            try:
+                await self.aclose()
+            except Exception as exc:
+                log.warning("closing after a failed start: %s", for_log(exc))
             raise
         return self
 

@@ -149,8 +149,9 @@ class Relay:
         self.config = config
         self.store = store
         self.backends = backends
-        self.budgets = budgets or Budgets()
-        self.metrics = metrics or Metrics()
+        # `is None`, not `or`: an empty Budgets is false, and the bridge's own must be used.
+        self.budgets = budgets if budgets is not None else Budgets()
+        self.metrics = metrics if metrics is not None else Metrics()
         self.owner = owner or f"proc-{uuid.uuid4().hex[:12]}"
         self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
         self._chains: dict[str, asyncio.Future[None]] = {}

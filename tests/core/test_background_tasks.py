@@ -13,6 +13,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.errors import StoreError
 from bridge.interfaces import Address, Handler
 from bridge.progress import ProgressLog
 from bridge.store import InFlight, InFlightProgress, open_store
@@ -141,6 +142,30 @@ async def test_a_message_taken_while_the_platforms_connect_is_not_marked_interru
     assert not [op.text for op in asked[0].ops if "interrupted" in op.text]
 
 
+async def test_a_failed_start_stops_what_the_platforms_had_delivered(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_chat_api.enqueue(tokens=["slow "] * 50, token_delay=0.1)
+
+    async def start(self: LocalPlatform, handler: Handler) -> None:
+        self.handler = handler
+        await self.say("Asked while we connect")
+        await wait_for(lambda: fake_chat_api.requests != [])  # its answer streams
+
+    async def recover(self: Bridge) -> int:
+        raise StoreError("the store went away during start-up")
+
+    monkeypatch.setattr(LocalPlatform, "start", start)
+    monkeypatch.setattr(Bridge, "recover", recover)
+    bridge = bridge_for(fake_chat_api, tmp_path / "b.db", heartbeat=10)
+    with pytest.raises(StoreError, match="went away"):  # the failure that stopped the start
+        async with bridge:
+            pass
+    # Nothing of the relay goes on against the closed store and clients.
+    assert not [t for t in bridge.relay._tasks if not t.done()]
+    assert bridge.relay.live == 0
+
+
 async def test_a_background_task_that_fails_anyway_is_logged(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -204,3 +229,12 @@ async def test_closing_closes_the_store_even_when_the_last_flush_fails(
     with pytest.raises(RuntimeError):
         await bridge.aclose()
     assert bridge.store._db is None  # type: ignore[attr-defined]
+
+
+async def test_the_relay_spends_the_bridges_own_budgets(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        # An empty Budgets is false: it must not be swapped for another one.
+        assert bridge.relay.budgets is bridge.budgets
+        assert bridge.relay.metrics is bridge.metrics
