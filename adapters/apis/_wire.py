@@ -245,6 +245,7 @@ def _payloads(lines: list[str]) -> list[str]:
 
 
 _raw_decode = json.JSONDecoder().raw_decode
+_JSON_BLANKS = " \t\n\r"  # the only whitespace JSON allows around a value
 
 
 def loads(text: str) -> Any:
@@ -256,8 +257,10 @@ def loads(text: str) -> Any:
         value, end = _raw_decode(text)
     except ValueError:
         return json.loads(text)  # leading blanks, or raise json's own error
-    if end != len(text) and not text[end:].isspace():
-        return json.loads(text)  # raises "Extra data"
+    if end != len(text) and text[end:].strip(_JSON_BLANKS):
+        # Not only JSON's own blanks after the value (str.isspace also takes
+        # \x1c-\x1f, \xa0, \u2028, ...): json.loads raises "Extra data".
+        return json.loads(text)
     return value
 
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adapters.apis._wire import (
@@ -200,6 +200,10 @@ def test_arbitrary_bytes_only_ever_raise_line_too_long(parser_cls, data, points)
 
 
 @given(st.one_of(st.text(max_size=30), json_values.map(json.dumps)))
+# After a value, JSON allows only space, tab, CR and LF; str.isspace() takes more.
+@example("0\x1f")
+@example('{"a": 1}\u00a0')
+@example("1\u2028")
 def test_fast_loads_agrees_with_json_loads(line):
     try:
         expected: Any = ("ok", json.loads(line))
