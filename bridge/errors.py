@@ -14,6 +14,7 @@
         │   └── TimedOut         no answer within the configured timeout
         └── ProtocolError        the API spoke something we do not understand
             ├── CutOff           the stream ended before its terminal event
+            │   └── Dropped      ...as its connection dropped (also an Unavailable)
             └── APIReportedError the stream carried an error event (`.message`)
 
 Adapters translate third-party exceptions into these at the boundary with
@@ -133,6 +134,13 @@ class ProtocolError(ChatAPIError):
 
 class CutOff(ProtocolError):
     user_message = "The answer was cut off."
+
+
+class Dropped(CutOff, Unavailable):
+    """The connection dropped once the answer's stream had begun: cut off if the asker
+    saw text already, else tried again (a stream's opening event shows nothing)."""
+
+    user_message = "The answer was cut off (the connection dropped)."
 
 
 class APIReportedError(ProtocolError):

@@ -37,6 +37,7 @@ from bridge.errors import (
     BadRequest,
     ChatAPIError,
     CutOff,
+    Dropped,
     Forbidden,
     ProtocolError,
     RateLimited,
@@ -300,11 +301,9 @@ class HTTPDialect(ChatAPI):
                     except httpx.TransportError as exc:
                         if not got_any:
                             raise
-                        raise CutOff(
-                            "The answer was cut off (the connection dropped).",
-                            backend=self.name,
-                            status=response.status_code,
-                        ) from exc
+                        # Retried by `stream` while no text was shown (the stream may
+                        # have opened with an event that shows none), else cut off.
+                        raise Dropped(backend=self.name, status=response.status_code) from exc
                     if chunk is None:
                         break
                     items = parser.feed(chunk)

@@ -141,6 +141,17 @@ async def test_dropped_connection_after_text_is_not_retried(dialect):
     assert len(dialect.fake.requests) == 1
 
 
+async def test_dropped_connection_before_any_text_is_retried(dialect):
+    # The stream's opening event (ndjson's start, bot-messages' empty first chunk,
+    # openai's role chunk) came, then the connection dropped: nothing was shown.
+    dialect.enqueue(drop_after=0)
+    dialect.enqueue(tokens=["second", " try"])
+    api = dialect.api()
+    events = await collect(api, ask(api))
+    assert text_of(events) == "second try"
+    assert len(dialect.fake.requests) == 2
+
+
 async def test_429_honours_retry_after(dialect):
     dialect.enqueue(status=429, retry_after=42)
     api = dialect.api()
