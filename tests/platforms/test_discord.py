@@ -449,6 +449,16 @@ def test_a_command_whose_15_minutes_are_over_ends_its_answer() -> None:
     assert isinstance(platform_error("edit the answer", expired), PlaceGone)  # not retried
 
 
+async def test_a_thread_keeps_its_channels_archive_setting(world: World) -> None:
+    world.fake.channels[world.general]["default_auto_archive_duration"] = 60  # an hour
+    async with running(world):
+        await world.fake.mention(world.general, world.alice, "open one")
+        _, target = await world.next()
+        assert await target.open_thread("open one") is not None
+    [opened] = world.fake.sent("POST", r"/threads$")
+    assert opened.body["auto_archive_duration"] == 60
+
+
 async def test_target_for_an_address_edits_after_restart(world: World) -> None:
     async with running(world) as platform:
         await world.fake.mention(world.general, world.alice, "x")

@@ -213,8 +213,13 @@ class ChannelTarget(_Formatting, ReplyTarget):
         if self._question_id is None or self.address.thread or self._guild_id is None:
             return None
         partial = self._channel.get_partial_message(self._question_id)
+        # The channel's own "hide after inactivity", where the cache knows it
+        # (discord.py would otherwise ask for 24 hours whatever the channel says).
+        cached = self._client.get_channel(self._channel_id)
+        known = getattr(cached, "default_auto_archive_duration", None)
+        archive = {"auto_archive_duration": known} if known else {}
         try:
-            thread = await partial.create_thread(name=fmt.thread_name(name))
+            thread = await partial.create_thread(name=fmt.thread_name(name), **archive)
         except FAILURES as exc:
             log.warning(
                 "could not open a thread in %s, answering in the channel: %s",
