@@ -24,6 +24,7 @@ from bridge.config import Config, RouteConfig
 from bridge.errors import (
     BridgeError,
     ChatAPIError,
+    CutOff,
     PlaceGone,
     RateLimited,
     StoreError,
@@ -376,10 +377,12 @@ class Relay:
                     # looking interrupted to the next process.
                     self.progress.forget(job.record.id)
                     await asyncio.shield(self._end_record(job.record.id))
-                if job.leased:
-                    await asyncio.shield(self._let_go(job.key))
             finally:
-                self._jobs.discard(job)
+                try:
+                    if job.leased:  # let go even if a stop came during the line above
+                        await asyncio.shield(self._let_go(job.key))
+                finally:
+                    self._jobs.discard(job)
 
     def _dequeue(self, job: _Job) -> None:
         """The job leaves the queue (once)."""
@@ -421,7 +424,11 @@ class Relay:
             }
             if not ahead:
                 return
-            local = next((j for j in self._jobs if j.record.id in ahead), None)
+            # A job of ours still answering (one that is done only has its
+            # record left to remove: polling waits for that, with its pause).
+            local = next(
+                (j for j in self._jobs if j.record.id in ahead and not j.mine.done()), None
+            )
             if local is not None:
                 await asyncio.shield(local.mine)  # no polling for a job of our own
                 pause = 0.05
@@ -535,8 +542,8 @@ class Relay:
             await reply.fail(exc.describe())
         except ChatAPIError as exc:
             outcome = "failed"
-            if isinstance(exc, Unavailable):
-                circuit.failure()
+            if isinstance(exc, Unavailable) and not isinstance(exc, CutOff):
+                circuit.failure()  # not a drop mid-answer (Dropped): the backend did answer
             else:
                 circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc)

@@ -499,6 +499,21 @@ reply: {{edit_interval: 0.05}}
     assert sent == ["second?", "Second.", "third?"]
 
 
+async def test_answers_cut_by_a_dropped_connection_do_not_open_the_circuit(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Half ", "an ", "answer"], drop_after=2)
+    fake_chat_api.enqueue(tokens=["Whole."])
+    extra = "limits: {circuit: {failures: 1, cooldown: 60}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        cut = await platform(bridge).say("One?", thread="T1")
+        await asyncio.wait_for(cut.ended.wait(), 10)
+        whole = await platform(bridge).say("Two?", thread="T2")
+        await asyncio.wait_for(whole.ended.wait(), 10)
+    assert "cut off" in cut.visible()[0]
+    assert whole.visible() == ["Whole."]  # the backend answers: it is not "unavailable"
+
+
 async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     extra = "limits: {rate_limit: {messages: 1, per: 60}}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:

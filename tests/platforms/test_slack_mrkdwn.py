@@ -60,6 +60,8 @@ J = WORD_JOINER
         ("**Run `npm install` first**", "*Run `npm install` first*"),
         ("`[not](https://a.link)` but [this](https://b.example)",
          "`[not](https://a.link)` but <https://b.example|this>"),
+        # ...but a stray star before code does not pair with one after it.
+        ("pass *args to `f(*a)`, then *b*", "pass *args to `f(*a)`, then _b_"),
     ],
 )
 def test_inline_and_block_markup(markdown: str, mrkdwn: str) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.store import InFlight
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.store.conftest import pg_schema_url
@@ -91,3 +92,36 @@ async def test_a_conversation_is_answered_by_one_replica_at_a_time(
     first_ask, second_ask = fake_chat_api.requests
     # One conversation, one session: the second answer went on from the first.
     assert first_ask.json["session_id"] == second_ask.json["session_id"]
+
+
+async def test_a_job_waiting_behind_one_of_ours_that_is_closing_does_not_spin(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    fake_chat_api.enqueue(tokens=["One."], token_delay=0.05)
+    fake_chat_api.enqueue(tokens=["Two."])
+    async with pg_schema_url() as url, shared_bridge(fake_chat_api, url) as bridge:
+        store = bridge.store
+        looks: list[bool] = []  # one per look at the conversation's records
+        closing = asyncio.Event()
+        look, end = store.inflight_for_key, store.inflight_end
+
+        async def counted(key: str) -> list[InFlight]:
+            looks.append(closing.is_set())
+            return await look(key)
+
+        async def slow_end(rec_id: str) -> None:
+            closing.set()  # a busy pool: removing the first record takes a while
+            try:
+                await asyncio.sleep(0.5)
+                await end(rec_id)
+            finally:
+                closing.clear()
+
+        store.inflight_for_key = counted  # type: ignore[method-assign]
+        store.inflight_end = slow_end  # type: ignore[method-assign]
+        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+        await console.say("first", thread="T1", sent_at=1_700_000_000.1)
+        await console.say("second", thread="T1", sent_at=1_700_000_000.2)
+        await wait_for(lambda: len(fake_chat_api.requests) == 2 and bridge.relay.live == 0)
+    # The second waits with its back-off meanwhile, not in a loop of queries.
+    assert looks.count(True) < 10

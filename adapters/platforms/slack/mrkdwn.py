@@ -48,7 +48,8 @@ _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
 _BOLD_ITALIC = re.compile(r"(?<![*\w])\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*(?![*\w])")
 _BOLD_STARS = re.compile(r"(?<![*\w])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![*\w])")
 _BOLD_UNDERSCORES = re.compile(r"(?<![_\w])__(?=\S)(.+?)(?<=\S)__(?![_\w])")
-_ITALIC_STAR = re.compile(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])")
+# Italics do not run across a code span (a stray `*args` before one and `*b*` after).
+_ITALIC_STAR = re.compile(r"(?<![*\w])\*(?=[^\s*])([^\ue003]+?)(?<=[^\s*])\*(?![*\w])")
 _STRIKE = re.compile(r"(?<!~)~~(?=\S)(.+?)(?<=\S)~~(?!~)")
 
 # Private-use sentinels stand for markup while the rest of the text is rewritten.
