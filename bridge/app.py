@@ -225,7 +225,7 @@ class Bridge:
         await self.store.inflight_update_many(rows)
         if self.store.shared:
             await self.store.renew_leases(
-                self.relay.leases(), self.owner, 3 * self.heartbeat, now
+                self.relay.leases(), self.owner, self.relay.lease_ttl, now
             )
         await self.relay.end_records()
         await self.store.prune_events(now - self.config.limits.event_ttl)

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from bridge.budget import Budgets, drop_older
+from bridge.budget import Budget, Budgets, drop_older
 from bridge.circuit import Circuit
 from bridge.config import Config, RouteConfig
 from bridge.errors import (
@@ -38,6 +38,7 @@ from bridge.interfaces import (
     ChatRequest,
     Done,
     Inbound,
+    Rate,
     ReplyTarget,
     Source,
     Sources,
@@ -169,6 +170,8 @@ class Relay:
         self.unended: set[str] = set()
         self.progress = ProgressLog(store)
         self.heartbeat_interval = config.limits.heartbeat_interval
+        # A lease not renewed for three heartbeats has lost its owner.
+        self.lease_ttl = 3 * self.heartbeat_interval
         circuit = config.limits.circuit
         self.circuits = {name: Circuit(circuit.failures, circuit.cooldown) for name in backends}
         self.accepting = True
@@ -243,8 +246,9 @@ class Relay:
                 await self._end_record(record.id)
         if job is not None:
             target.accepted()
-            job.previous = self._chains.get(job.key)
-            self._chains[job.key] = job.mine
+            if not self.store.shared:  # on a shared store, `_wait_turn` orders them
+                job.previous = self._chains.get(job.key)
+                self._chains[job.key] = job.mine
             self._jobs.add(job)
             self._queued += 1
             self.metrics.queue_depth.set(self._queued)
@@ -317,27 +321,31 @@ class Relay:
         """Tell the asker something instead of answering, within the bot-wide budget
         and, where a notice is a message in the place, the place's post budget."""
         limits = target.limits
-        if not limits.notices_post:
-            await self._bot_wide(target, lambda: target.notice(text))
-            return
-        budget = self.budgets.get(limits.post_bucket, limits.post_rate)
-        stamp = await budget.acquire((FIRST, time.monotonic()))
-        try:
-            await self._bot_wide(target, lambda: target.notice(text))
-        finally:
-            budget.restamp(stamp)
+        place = [(limits.post_bucket, limits.post_rate)] if limits.notices_post else []
+        await self._bot_wide(target, lambda: target.notice(text), place)
 
-    async def _bot_wide(self, target: ReplyTarget, request: Callable[[], Awaitable[T]]) -> T:
-        """Make a request of the platform outside a reply within its bot-wide budget, if any."""
-        bucket, rate = target.limits.global_bucket, target.limits.global_rate
-        if not (bucket and rate):
-            return await request()
-        budget = self.budgets.get(bucket, rate)
-        stamp = await budget.acquire((FIRST, time.monotonic()))  # it comes before first words
+    async def _bot_wide(
+        self,
+        target: ReplyTarget,
+        request: Callable[[], Awaitable[T]],
+        first: Sequence[tuple[str, Rate]] = (),
+    ) -> T:
+        """Make a request of the platform outside a reply within its bot-wide budget, if
+        any, and the budgets in `first` before it (as a reply takes its own budget first)."""
+        limits = target.limits
+        wanted = list(first)
+        if limits.global_bucket and limits.global_rate:
+            wanted.append((limits.global_bucket, limits.global_rate))
+        held: list[tuple[Budget, float]] = []
         try:
+            for bucket, rate in wanted:
+                budget = self.budgets.get(bucket, rate)
+                # It comes before first words.
+                held.append((budget, await budget.acquire((FIRST, time.monotonic()))))
             return await request()
         finally:
-            budget.restamp(stamp)
+            for budget, stamp in held:
+                budget.restamp(stamp)
 
     # ---------------------------------------------------------------- answering
 
@@ -441,13 +449,13 @@ class Relay:
         another replica, answers it meanwhile, even one whose message was
         recorded too late for the order to show it."""
         pause = 0.05
-        ttl = 3 * self.heartbeat_interval  # renewed by the heartbeat (`leases`)
         while True:
             held = self._leases.get(job.key)
             if held is not None:  # by a job of ours
                 await asyncio.shield(held)
                 continue
-            if await self.store.acquire_lease(job.key, self.owner, ttl, time.time()):
+            # Renewed by the heartbeat (`leases`) while the answer runs.
+            if await self.store.acquire_lease(job.key, self.owner, self.lease_ttl, time.time()):
                 if job.key in self._leases:
                     continue  # another job of ours took it meanwhile
                 self._leases[job.key] = asyncio.get_running_loop().create_future()
