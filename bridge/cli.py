@@ -85,8 +85,7 @@ def config_warnings(config: Config) -> list[str]:
     """Options that load but that an admin should know about, with their key path."""
     found: list[str] = []
     for name, options in config.backends.items():
-        warn = getattr(options, "warnings", None)
-        found.extend(f"backends.{name}: {text}" for text in (warn() if warn else ()))
+        found.extend(f"backends.{name}: {text}" for text in options.warnings())
     return found
 
 

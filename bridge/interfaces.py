@@ -100,6 +100,10 @@ class DialectOptions(BaseModel):
     kind: str
     url: str
 
+    def warnings(self) -> list[str]:
+        """What `check` and `run` point out about these options (they still load)."""
+        return []
+
 
 #: Set by the relay while it consumes an answer: a streaming dialect awaits it
 #: before each network read after the first (and outside its own read

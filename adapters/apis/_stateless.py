@@ -27,7 +27,6 @@ class StatelessOptions(HTTPOptions):
     user_id_key: SecretStr | None = None
 
     def warnings(self) -> list[str]:
-        """What `check` and `run` point out about these options (they still load)."""
         if self.user_id == "hashed" and self.user_id_key is None and self.api_key is None:
             return [
                 "user ids are hashed with the backend's URL as the key, which anyone who "
