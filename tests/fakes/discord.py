@@ -676,10 +676,20 @@ class FakeDiscord:
             return _json(reply)
         return web.Response(status=204)
 
-    async def _followup(self, request: web.Request) -> web.Response:
+    def _webhook(self, request: web.Request) -> tuple[dict[str, Any], str] | web.Response:
+        """The interaction a webhook request is for and the message it names (its
+        original response for `@original`), or Discord's answer to an unknown one."""
         it = self._interaction(request.match_info["token"])
         if it is None or it["callback"] is None:
             return _error(404, 10015, "Unknown Webhook")
+        mid = request.match_info.get("mid", "")
+        return it, it["original"] if mid == "@original" else mid
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        found = self._webhook(request)
+        if isinstance(found, web.Response):
+            return found
+        it, _ = found
         body = await _body(request) or {}
         refused, headers = self._admit(body, f"post:{it['token']}", "post", require=True)
         if refused is not None:
@@ -688,11 +698,10 @@ class FakeDiscord:
         return _json(msg, headers=headers)
 
     async def _webhook_edit(self, request: web.Request) -> web.Response:
-        it = self._interaction(request.match_info["token"])
-        if it is None or it["callback"] is None:
-            return _error(404, 10015, "Unknown Webhook")
-        mid = request.match_info["mid"]
-        mid = it["original"] if mid == "@original" else mid
+        found = self._webhook(request)
+        if isinstance(found, web.Response):
+            return found
+        it, mid = found
         msg = self.messages.get(mid)
         if msg is None:
             return _error(404, 10008, "Unknown Message")
@@ -704,11 +713,10 @@ class FakeDiscord:
         return _json(msg, headers=headers)
 
     async def _webhook_delete(self, request: web.Request) -> web.Response:
-        it = self._interaction(request.match_info["token"])
-        if it is None or it["callback"] is None:
-            return _error(404, 10015, "Unknown Webhook")
-        mid = request.match_info["mid"]
-        mid = it["original"] if mid == "@original" else mid
+        found = self._webhook(request)
+        if isinstance(found, web.Response):
+            return found
+        _, mid = found
         if self.messages.pop(mid, None) is None:
             return _error(404, 10008, "Unknown Message")
         self._changed()
