@@ -127,6 +127,15 @@ class Harness:
         result: list[FakeMessage] = await self.slack.wait_for(done, timeout=30)
         return result
 
+    async def sentinel(self) -> list[str]:
+        """Ask in the DM and wait for its answer, so that every event sent before has
+        been taken: the questions the chat API was asked, this one last."""
+        self.chat.enqueue(tokens=["Sentinel."])
+        n = len(self.slack.bot_replies(DM)) + 1
+        await self.ask(DM, "sentinel")
+        await self.answer(DM, None, "Sentinel.", n=n)
+        return [r.json["message"] for r in self.chat.requests]
+
 
 @pytest.fixture(params=["socket", "http"])
 def mode(request: pytest.FixtureRequest) -> str:
@@ -260,15 +269,12 @@ async def test_long_answer_arrives_as_three_messages(harness: Harness) -> None:
 
 async def test_retried_event_is_answered_once(harness: Harness) -> None:
     harness.chat.enqueue(tokens=["Once."])
-    harness.chat.enqueue(tokens=["Sentinel."])
     [body] = harness.slack.user_message(DM, "answer me once")
     await harness.send(body)
     await harness.send(body, retry=1)
     await harness.send(body, retry=2)
     await harness.answer(DM, None, "Once.")
-    await harness.ask(DM, "sentinel")
-    await harness.answer(DM, None, "Sentinel.", n=2)
-    assert [r.json["message"] for r in harness.chat.requests] == ["answer me once", "sentinel"]
+    assert await harness.sentinel() == ["answer me once", "sentinel"]
     assert len(harness.slack.bot_replies(DM)) == 2
 
 
@@ -287,15 +293,12 @@ async def test_a_mention_in_a_group_dm_is_answered_once(
         await harness.send(body)
     root = bodies[0]["event"]["ts"]
     await harness.answer(GROUP_DM, root, "Group answer.")
-    await harness.ask(DM, "sentinel")  # both events were taken before it
-    await harness.answer(DM, None, "Hello from the fake.")
-    assert [r.json["message"] for r in harness.chat.requests] == ["for all of us?", "sentinel"]
+    assert await harness.sentinel() == ["for all of us?", "sentinel"]
     assert len(harness.slack.bot_replies(GROUP_DM, root)) == 1
 
 
 async def test_an_edited_question_is_not_answered_again(harness: Harness) -> None:
     harness.chat.enqueue(tokens=["First answer."])
-    harness.chat.enqueue(tokens=["Sentinel."])
     root = await harness.ask(CHANNEL, "how do I deploy?")
     await harness.answer(CHANNEL, root, "First answer.")
     mention = f"<@{harness.slack.bot_user_id}>"
@@ -303,9 +306,7 @@ async def test_an_edited_question_is_not_answered_again(harness: Harness) -> Non
     assert [b["event"]["type"] for b in edits] == ["message", "app_mention"]
     for body in edits:
         await harness.send(body)
-    await harness.ask(DM, "sentinel")
-    await harness.answer(DM, None, "Sentinel.")
-    assert [r.json["message"] for r in harness.chat.requests] == ["how do I deploy?", "sentinel"]
+    assert await harness.sentinel() == ["how do I deploy?", "sentinel"]
     assert len(harness.slack.bot_replies(CHANNEL, root)) == 1
 
 
