@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,11 @@ def options(fake: FakeSlack, http: bool = False, **kw: Any) -> SlackOptions:
     return SlackOptions(bot_token=fake.bot_token, api_url=fake.url, **mode, **kw)
 
 
-async def started(fake: FakeSlack, inbox: Inbox, **kw: Any) -> SlackPlatform:
-    platform = SlackPlatform(PlatformContext(options=options(fake, **kw)))
+async def started(
+    fake: FakeSlack, inbox: Inbox, on_rate_limited: Callable[[], None] | None = None, **kw: Any
+) -> SlackPlatform:
+    context = PlatformContext(options=options(fake, **kw), on_rate_limited=on_rate_limited)
+    platform = SlackPlatform(context)
     await platform.start(inbox)
     await fake.wait_socket()
     return platform
@@ -570,12 +573,9 @@ async def test_rate_limited_call_is_retried_after_retry_after(
 
 async def test_a_429_that_ends_a_call_is_counted_too(fake_slack: FakeSlack, inbox: Inbox) -> None:
     limited: list[int] = []
-    platform = SlackPlatform(PlatformContext(
-        options=options(fake_slack, max_retries=0, thinking="none"),
-        on_rate_limited=lambda: limited.append(1),
-    ))
-    await platform.start(inbox)
-    await fake_slack.wait_socket()
+    platform = await started(
+        fake_slack, inbox, lambda: limited.append(1), max_retries=0, thinking="none"
+    )
     try:
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
