@@ -131,21 +131,24 @@ class OpenAICompatible(HTTPDialect):
             yield event
 
 
-def _finish_reason(answer: Any) -> str | None:
+def _first_choice(answer: Any) -> dict[str, Any] | None:
+    """`choices[0]` of a non-streamed answer, if it has one."""
     choices = answer.get("choices") if isinstance(answer, dict) else None
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        reason = choices[0].get("finish_reason")
-        return reason if isinstance(reason, str) else None
+        return choices[0]
     return None
 
 
+def _finish_reason(answer: Any) -> str | None:
+    reason = (_first_choice(answer) or {}).get("finish_reason")
+    return reason if isinstance(reason, str) else None
+
+
 def _message_text(answer: Any) -> str | None:
-    if not isinstance(answer, dict):
+    choice = _first_choice(answer)
+    if choice is None:
         return None
-    choices = answer.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    message = choices[0].get("message")
+    message = choice.get("message")
     text = message.get("content") if isinstance(message, dict) else None
     return text if isinstance(text, str) else None
 
