@@ -15,6 +15,9 @@ _URL_TOKENS = (
     (re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s\"'<>?#]+"), r"\1***"),
     (re.compile(r"(hooks\.slack\.com/)[^\s\"'<>]+"), r"\1***"),
 )
+# A `token` field of a payload logged whole (discord.py logs every gateway event
+# at DEBUG, an interaction's token with it), as a dict's repr or as JSON.
+_TOKEN_FIELD = re.compile(r"""(['"][\w-]*token['"]\s*:\s*)(['"])(?:(?!\2).)+\2""")
 
 
 class SecretFilter(logging.Filter):
@@ -31,6 +34,8 @@ class SecretFilter(logging.Filter):
         if "hooks" in text or "/interactions/" in text:
             for pattern, keep in _URL_TOKENS:
                 text = pattern.sub(keep, text)
+        if "token" in text:
+            text = _TOKEN_FIELD.sub(r"\1\2***\2", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -70,3 +70,25 @@ def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
     assert lines[1]["message"].endswith("/interactions/222/***/callback")
     assert lines[2]["message"] == "posting to https://hooks.slack.com/***"
     assert "Bearer ***" in lines[3]["request"] and lines[3]["n"] == 3
+
+
+def test_token_fields_of_payloads_logged_whole_are_scrubbed() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(PlainFormatter("%(message)s"))
+    handler.addFilter(SecretFilter([]))
+    logger = logging.getLogger("test.scrub.payloads")
+    logger.addHandler(handler)
+    logger.propagate = False
+    event = {"op": 0, "t": "INTERACTION_CREATE",
+             "d": {"id": "9", "token": "itoken-1574360334485946380", "data": {"name": "ask"}}}
+    try:
+        # As discord.py logs every gateway event at DEBUG: the dict itself.
+        logger.warning("For Shard ID %s: WebSocket Event: %s", None, event)
+        logger.warning("envelope %s", json.dumps({"token": "verif-TOKEN-9", "text": "a token"}))
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "itoken-1574360334485946380" not in out and "verif-TOKEN-9" not in out
+    assert "'token': '***', 'data': {'name': 'ask'}" in out
+    assert '"token": "***", "text": "a token"' in out
