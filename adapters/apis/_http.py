@@ -31,6 +31,7 @@ from contextlib import AsyncExitStack, aclosing
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import httpx
+import yarl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bridge.errors import (
@@ -87,10 +88,19 @@ class Retries(BaseModel):
     max_backoff: float = Field(8.0, ge=0, le=300)
 
 
+def _trimmed(key: SecretStr | None) -> SecretStr | None:
+    """The key without the line break a secret file or a YAML block leaves after it
+    (sent in a header, it would fail every request)."""
+    if key is None:
+        return None
+    value = key.get_secret_value()
+    return key if value == value.strip() else SecretStr(value.strip())
+
+
 def _given(key: SecretStr) -> SecretStr:
     if not key.get_secret_value().strip():
         raise ValueError("is empty (is its environment variable set?)")
-    return key
+    return _trimmed(key)  # type: ignore[return-value]
 
 
 # An API key the dialect cannot work without: an empty one is a config error.
@@ -116,7 +126,20 @@ class HTTPOptions(DialectOptions):
                 "must not carry a user or password (user:password@host); "
                 "give the key in api_key"
             )
+        try:
+            host = yarl.URL(value).host
+            httpx.URL(value)
+        except (ValueError, httpx.InvalidURL):
+            # Not echoed either: a key may ride in the query.
+            raise ValueError("is not a valid URL (check its host and port)") from None
+        if not host or any(c.isspace() for c in value):
+            raise ValueError("is not a valid URL (check its host and port)")
         return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _trimmed(value)
 
 
 class _Parser(Protocol[T]):

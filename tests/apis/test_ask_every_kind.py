@@ -40,7 +40,8 @@ async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, k
         sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "b",
         "What is the answer?",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
-        env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
+        # The key ends in a line break, as a secret file or a YAML block leaves it.
+        env={"KEY": fake_chat_api.api_key + "\n", "PATH": "/usr/bin:/bin"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()

@@ -80,6 +80,15 @@ def _required(kind: str) -> dict:
         ),
         ({"kind": "openai"}, "backends.x.model", "is required"),
         ({"kind": "ndjson", "api_key": "k", "url": "api.example.com"}, "backends.x.url", "http"),
+        (
+            {"kind": "ndjson", "api_key": "k", "url": "http://127.0.0.1:99999/v1/chat"},
+            "backends.x.url",
+            "not a valid URL (check its host and port)",
+        ),
+        ({"kind": "chatmount", "api_key": "k", "url": "https:///v1/chat"}, "backends.x.url",
+         "not a valid URL"),
+        ({"kind": "chatmount", "api_key": "k", "url": "https://[::1/v1"}, "backends.x.url",
+         "not a valid URL"),
     ],
 )
 def test_config_errors_name_the_key(block, path, problem):

@@ -86,6 +86,21 @@ def test_a_backend_url_with_a_password_in_it_is_a_config_error() -> None:
     assert "give the key in api_key" in str(err.value) and SECRET not in str(err.value)
 
 
+def test_secrets_lose_the_line_break_a_secret_file_leaves() -> None:
+    config = parse(
+        BASE
+        + "slack: {bot_token: '${BOT}', signing_secret: '${SIGNING}'}\n"
+        + "discord: {token: '${DISCORD}'}\n",
+        CHATMOUNT_API_KEY=SECRET + "\n",
+        BOT="xoxb-1\n",
+        SIGNING="f00d\r\n",
+        DISCORD="d.t.k\n",
+    )
+    assert config.backends["docs"].api_key.get_secret_value() == SECRET
+    assert config.platforms["slack"].signing_secret.get_secret_value() == "f00d"
+    assert config.platforms["discord"].token.get_secret_value() == "d.t.k"
+
+
 def test_a_key_given_twice_is_a_config_error() -> None:
     text = BASE.replace("  docs:\n", "  docs:\n    kind: openai\n    model: m\n  docs:\n", 1)
     with pytest.raises(ConfigError) as err:

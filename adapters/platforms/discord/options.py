@@ -63,7 +63,8 @@ class DiscordOptions(BaseModel):
             raise ValueError(
                 "is empty; export DISCORD_BOT_TOKEN or set discord.token to the bot token"
             )
-        return value
+        # A secret file's trailing line break would fail the login.
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("api_url")
     @classmethod

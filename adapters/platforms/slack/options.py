@@ -89,6 +89,12 @@ class SlackOptions(BaseModel):
             )
         return SecretStr(secret)
 
+    @field_validator("signing_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # A secret file's trailing line break would fail every signature check.
+        return None if value is None else SecretStr(value.get_secret_value().strip())
+
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
