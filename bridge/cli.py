@@ -97,6 +97,9 @@ async def _check(config: Config, registry: Registry, probe: bool) -> int:
     )
     for text in config_warnings(config):
         print(f"warning: {text}")
+    if not config.platforms:
+        print("warning: no `slack:` or `discord:` block: `run` needs one to answer on "
+              "(`ask` and `check --probe` do not)")
     if not probe:
         return 0
     failed = 0

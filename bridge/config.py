@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.errors import ConfigError
-from bridge.interfaces import DialectOptions, Registry
+from bridge.interfaces import DialectOptions, PlatformOptions, Registry
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -307,6 +307,13 @@ def parse_config(
     validated_platforms: dict[str, Any] = {}
     for name, block in platforms.items():
         validated_platforms[name] = _platform_options(name, block, registry)
+        needs = validated_platforms[name].needs_listener()
+        if needs and config.http.listen is None:
+            raise ConfigError(
+                "http.listen",
+                f"{needs} needs the HTTP listener; set http.listen "
+                '(e.g. "0.0.0.0:8080"), or use Socket Mode with slack.app_token',
+            )
 
     for i, route in enumerate(config.routes):
         if route.backend not in backends:
@@ -343,7 +350,7 @@ def _backend_options(name: str, block: Any, registry: Registry | None) -> Dialec
     return options
 
 
-def _platform_options(name: str, block: Any, registry: Registry | None) -> Any:
+def _platform_options(name: str, block: Any, registry: Registry | None) -> PlatformOptions:
     if registry is None or name not in registry.platforms:
         raise ConfigError(name, "no such platform")
     if block is None:
@@ -384,4 +391,9 @@ def load_config(
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            "", f"{path} is not UTF-8 text (line {line}); save it as UTF-8"
+        ) from None
     return parse_config(text, env, registry)

@@ -105,6 +105,14 @@ class DialectOptions(BaseModel):
         return []
 
 
+class PlatformOptions(BaseModel):
+    """Base of every platform's options (each sets its own model_config)."""
+
+    def needs_listener(self) -> str | None:
+        """What in these options needs the daemon's HTTP listener, or None."""
+        return None
+
+
 #: Set by the relay while it consumes an answer: a streaming dialect awaits it
 #: before each network read after the first (and outside its own read
 #: deadlines), so the reads keep time with the reply's edits and the tokens
@@ -314,7 +322,7 @@ class Platform(ABC):
     """
 
     name: ClassVar[str]
-    Options: ClassVar[type[BaseModel]]
+    Options: ClassVar[type[PlatformOptions]]
 
     def __init__(self, ctx: PlatformContext) -> None:
         self.ctx = ctx

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import IO, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from bridge.interfaces import (
     Address,
@@ -24,6 +24,7 @@ from bridge.interfaces import (
     Limits,
     Platform,
     PlatformContext,
+    PlatformOptions,
     Rate,
     ReplyTarget,
     Source,
@@ -32,7 +33,7 @@ from bridge.interfaces import (
 BOT = "bot › "
 
 
-class ConsoleOptions(BaseModel):
+class ConsoleOptions(PlatformOptions):
     """The `console:` block."""
 
     model_config = ConfigDict(extra="forbid")
@@ -154,7 +155,7 @@ class ConsolePlatform(Platform):
     """
 
     name: ClassVar[str] = "console"
-    Options: ClassVar[type[BaseModel]] = ConsoleOptions
+    Options: ClassVar[type[PlatformOptions]] = ConsoleOptions
 
     def __init__(self, ctx: PlatformContext) -> None:
         super().__init__(ctx)

@@ -7,14 +7,23 @@ import itertools
 import uuid
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from adapters.registry import REGISTRY
-from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext, Rate, Registry
+from bridge.interfaces import (
+    Address,
+    Handler,
+    Inbound,
+    Platform,
+    PlatformContext,
+    PlatformOptions,
+    Rate,
+    Registry,
+)
 from tests.core.recording import RecordingTarget
 
 
-class LocalOptions(BaseModel):
+class LocalOptions(PlatformOptions):
     model_config = ConfigDict(extra="forbid")
 
     max_chars: int = 2000
@@ -26,7 +35,7 @@ class LocalPlatform(Platform):
     """Registered as platform "console" so routes and config accept it."""
 
     name: ClassVar[str] = "console"
-    Options: ClassVar[type[BaseModel]] = LocalOptions
+    Options: ClassVar[type[PlatformOptions]] = LocalOptions
     instances: ClassVar[list[LocalPlatform]] = []
 
     def __init__(self, ctx: PlatformContext) -> None:

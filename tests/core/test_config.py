@@ -212,6 +212,33 @@ def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str
     assert SECRET not in result.stdout + result.stderr
 
 
+def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(BASE.encode() + 'reply: {thinking_text: "Réflexion"}\n'.encode("latin-1"))
+    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET})
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("is not UTF-8 text (line 11); save it as UTF-8")
+    assert "Traceback" not in result.stderr
+
+
+def test_check_says_run_needs_a_platform(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE)
+    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert "warning: no `slack:` or `discord:` block: `run` needs one" in result.stdout
+
+
+def test_slack_http_mode_without_the_listener_is_a_config_error() -> None:
+    slack = "slack: {bot_token: xoxb-1, signing_secret: s3cr3t}\n"
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + slack + "http: {listen: null}\n")
+    assert err.value.path == "http.listen"
+    assert "Slack HTTP mode (slack.signing_secret) needs the HTTP listener" in str(err.value)
+    assert parse(BASE + slack).platforms["slack"].needs_listener()
+    assert parse(BASE + "slack: {bot_token: xoxb-1, app_token: xapp-1}\nhttp: {listen: null}\n")
+
+
 def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(BASE.replace("https://services.chatmount.co", "http://127.0.0.1:9")
@@ -241,8 +268,8 @@ def test_check_warns_of_user_ids_hashed_with_a_public_key(tmp_path: Path) -> Non
     assert "warning: backends.bot: user ids are hashed with the backend's URL" in result.stdout
     keyed = BASE.replace("backends:\n", "backends:\n" + block + "    user_id_key: k3y\n")
     config.write_text(keyed)
-    assert "warning" not in _check(config, {"PATH": "/usr/bin:/bin",
-                                            "CHATMOUNT_API_KEY": SECRET}).stdout
+    assert "user ids are hashed" not in _check(config, {"PATH": "/usr/bin:/bin",
+                                                        "CHATMOUNT_API_KEY": SECRET}).stdout
 
 
 def test_kind_that_is_not_a_name_is_a_config_error() -> None:

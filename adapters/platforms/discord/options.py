@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bridge.interfaces import Rate
+from bridge.interfaces import PlatformOptions, Rate
 
 
 class RateOption(BaseModel):
@@ -21,7 +21,7 @@ class RateOption(BaseModel):
         return Rate(self.count, self.per)
 
 
-class DiscordOptions(BaseModel):
+class DiscordOptions(PlatformOptions):
     """Options of the Discord platform (`discord:` in the config file).
 
     token          the bot token (Developer Portal > Bot > Reset Token)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bridge.interfaces import Rate
+from bridge.interfaces import PlatformOptions, Rate
 
 
 class RateOption(BaseModel):
@@ -21,7 +21,7 @@ class RateOption(BaseModel):
         return Rate(self.count, self.per)
 
 
-class SlackOptions(BaseModel):
+class SlackOptions(PlatformOptions):
     """Settings of the Slack platform (`slack:` in the config).
 
     Exactly one connection mode: `app_token` (Socket Mode, the default for
@@ -133,3 +133,6 @@ class SlackOptions(BaseModel):
     @property
     def socket_mode(self) -> bool:
         return self.app_token is not None
+
+    def needs_listener(self) -> str | None:
+        return None if self.socket_mode else "Slack HTTP mode (slack.signing_secret)"
