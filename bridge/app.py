@@ -43,6 +43,8 @@ def settle_heap() -> None:
 
 
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
+# How long a stop keeps retrying to remove finished replies' records from a failing store.
+RECORD_RETRY_SECONDS = 5.0
 
 
 def build_backends(
@@ -256,6 +258,29 @@ class Bridge:
             for rec in await self.store.inflight_orphans(self.owner, time.time() + 1):
                 if rec.owner == self.owner:
                     await self._mark_interrupted(rec)
+        await self.close_records(RECORD_RETRY_SECONDS)
+
+    async def close_records(self, within: float) -> bool:
+        """Retry, for up to `within` seconds, removing the in-flight records of finished
+        replies that the store failed to remove; False if some are left.
+
+        A record left behind makes the next start take its reply for one cut by
+        a crash and mark it interrupted.
+        """
+        deadline = time.monotonic() + within
+        while self.relay.unended:
+            try:
+                await self.relay.end_records()
+            except BridgeError:
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "the store is unavailable: %d finished replies are still recorded "
+                        "as live, and the next start will mark them interrupted",
+                        len(self.relay.unended),
+                    )
+                    return False
+                await asyncio.sleep(0.5)
+        return True
 
     async def aclose(self) -> None:
         for task in (self._heartbeat, self._progress):

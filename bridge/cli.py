@@ -172,7 +172,9 @@ def _run(config: Config, registry: Registry) -> int:
 async def _serve(config: Config, registry: Registry) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP: the terminal or SSH session that started the daemon closed.
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for sig in signals:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
@@ -187,12 +189,13 @@ async def _serve(config: Config, registry: Registry) -> int:
                 log.warning("stopping at once: replies still running are marked interrupted")
                 bridge.relay.hurry()
 
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in signals:
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, hurry)
             await bridge.drain()
+            clean = not bridge.relay.unended
     except BridgeError as exc:
         log.error("chat-bridge stopped: %s", exc.user_message)
         return 1
     log.info("stopped")
-    return 0
+    return 0 if clean else 1

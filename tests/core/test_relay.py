@@ -255,6 +255,34 @@ async def test_a_finished_reply_whose_record_the_store_failed_to_remove_is_never
     assert target.visible() == ["The full answer."]
 
 
+async def test_a_stop_retries_removing_the_records_of_finished_replies(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_chat_api.enqueue(tokens=["The ", "full ", "answer."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        end = bridge.store.inflight_end
+        down = [True]
+
+        async def failing(rec_id: str) -> None:
+            if down[0]:
+                raise StoreError(STORE_DOWN)
+            await end(rec_id)
+
+        bridge.store.inflight_end = failing  # type: ignore[method-assign]
+        target = await platform(bridge).say("Everything?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        await wait_for(lambda: bool(bridge.relay.unended))
+        # The store stays down past the retries: the stop says what that leaves behind.
+        assert await bridge.close_records(0.1) is False
+        assert "1 finished replies are still recorded as live" in caplog.text
+        # The store comes back while a stop retries: the record goes.
+        down[0] = False
+        await bridge.drain()
+        assert not bridge.relay.unended
+        assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []
+    assert target.visible() == ["The full answer."]
+
+
 async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -27,9 +27,13 @@ limits: {{shutdown_grace: {grace}}}
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("finishes", [True, False])
+@pytest.mark.parametrize(
+    ("finishes", "sig"),
+    # SIGHUP: the terminal or SSH session that started the daemon closed.
+    [(True, signal.SIGTERM), (False, signal.SIGTERM), (True, signal.SIGHUP)],
+)
 async def test_sigterm_drains_live_replies(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, finishes: bool
+    fake_chat_api: FakeChatAPI, tmp_path: Path, finishes: bool, sig: signal.Signals
 ) -> None:
     db = tmp_path / "bridge.db"
     config = tmp_path / "config.yaml"
@@ -41,7 +45,7 @@ async def test_sigterm_drains_live_replies(
     proc.stdin.write(b"question\n")
     await proc.stdin.drain()
     await fake_chat_api.wait_requests(1, timeout=30)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
     text = out.decode()
