@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -92,18 +93,20 @@ class SQLiteStore(Store):
                     f"cannot create the directory {str(parent)!r} for the SQLite database "
                     f"({exc.strerror}); create it or fix its permissions"
                 ) from exc
+        connecting = aiosqlite.connect(
+            ":memory:" if memory else self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            # No statement cache: aiosqlite drops a statement's cursor in the event
+            # loop's thread, whose cleanup can reset a cached statement that the
+            # database thread is running again meanwhile ("bad parameter or other
+            # API misuse" under load; CPython gh-118172). Preparing is cheap here.
+            cached_statements=0,
+        )
         try:
-            db = await aiosqlite.connect(
-                ":memory:" if memory else self.path,
-                timeout=self.busy_timeout,
-                isolation_level=None,
-                # No statement cache: aiosqlite drops a statement's cursor in the event
-                # loop's thread, whose cleanup can reset a cached statement that the
-                # database thread is running again meanwhile ("bad parameter or other
-                # API misuse" under load; CPython gh-118172). Preparing is cheap here.
-                cached_statements=0,
-            )
+            db = await connecting
         except sqlite3.Error as exc:
+            await _thread_ended(connecting)
             raise self._error(exc, "opening the database") from exc
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -486,6 +489,18 @@ async def _rollback_quietly(db: aiosqlite.Connection) -> None:
         await db.execute("ROLLBACK")
     except (sqlite3.Error, ValueError):
         pass  # no transaction open (BEGIN failed) or the connection is gone
+
+
+async def _thread_ended(connecting: aiosqlite.Connection) -> None:
+    """Wait for the database thread of a connection that failed to open.
+
+    aiosqlite stops it without waiting; a start that fails on it closes the
+    event loop at once, and the thread's last callback then finds the loop
+    closed and prints a traceback after the daemon's own clear error.
+    """
+    thread = getattr(connecting, "_thread", None)
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        await asyncio.to_thread(thread.join, 5.0)
 
 
 async def _close_quietly(db: aiosqlite.Connection) -> None:

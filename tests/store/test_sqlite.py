@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +40,17 @@ async def test_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot create the directory") as info:
         await SQLiteStore(blocker / "sub" / "bridge.db").open()
     assert "permissions" in str(info.value)
+
+
+async def test_a_file_that_cannot_be_opened_leaves_no_database_thread(tmp_path: Path) -> None:
+    def workers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+    before = workers()
+    # Its last callback would find the event loop of a failed start closed.
+    with pytest.raises(StoreError, match="cannot open the SQLite database"):
+        await SQLiteStore(tmp_path).open()  # a directory
+    assert workers() <= before
 
 
 async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
