@@ -69,12 +69,12 @@ async def match_route(
     for route in routes:
         if not _static_match(route, msg):
             continue
-        if msg.is_dm or msg.command:
-            return route
-        if route.trigger == "all":
-            return route
-        if route.trigger == "dm":
+        if route.trigger == "dm" and not msg.is_dm:
+            # Not even a command run in a channel: a DM route may have a private
+            # backend and the asker's DM session, and its answer would be public.
             continue
+        if msg.is_dm or msg.command or route.trigger == "all":
+            return route
         if msg.mentioned:
             return route
         if msg.thread and route.session == "thread":

@@ -95,6 +95,14 @@ async def test_a_command_always_counts() -> None:
     assert await pick([route(trigger="mention")], msg(command="reset")) == 0
 
 
+async def test_a_dm_route_takes_no_command_run_in_a_channel() -> None:
+    dm_only = route(trigger="dm", session="user", backend="private")
+    channel = route(channels=["C2"], trigger="all", backend="public")
+    assert await pick([dm_only, channel], msg(command="ask")) is None
+    assert await pick([dm_only, channel], msg(command="reset", mentioned=True)) is None
+    assert await pick([dm_only], msg(channel="D1", is_dm=True, command="reset")) == 0
+
+
 async def test_a_thread_the_bridge_answers_continues_without_a_mention() -> None:
     r = route(session="thread")
     follow_up = msg(thread="50.1", message_id="51.1")
