@@ -63,19 +63,27 @@ END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its i
 
 
 class UserRateLimiter:
-    """At most N messages per user per window (sliding)."""
+    """At most N messages per counter per window (sliding).
+
+    A counter is a user's messages under one limit (see `Relay._rate_key`); each
+    counter is always checked with the same limit.
+    """
 
     def __init__(self) -> None:
         # Lists, not deques: a few stamps per user, and an empty deque takes 600 bytes.
         self._seen: dict[str, list[float]] = {}
+        self._longest = 0.0  # the longest window any counter has
 
-    def check(self, user: str, messages: int, per: float, now: float) -> float | None:
+    def check(self, key: str, messages: int, per: float, now: float) -> float | None:
         """None if allowed (and counted), else the seconds until it would be."""
-        if len(self._seen) > 10_000:  # forget users who have been quiet for a window
-            self._seen = {u: s for u, s in self._seen.items() if s and now - s[-1] < per}
-        stamps = self._seen.get(user)
+        self._longest = max(self._longest, per)
+        if len(self._seen) > 10_000:
+            # Forget counters quiet for the longest window: this one's may be shorter.
+            longest = self._longest
+            self._seen = {k: s for k, s in self._seen.items() if s and now - s[-1] < longest}
+        stamps = self._seen.get(key)
         if stamps is None:
-            stamps = self._seen[user] = []
+            stamps = self._seen[key] = []
         drop_older(stamps, now, per)
         if len(stamps) >= messages:
             return stamps[0] + per - now
@@ -290,7 +298,9 @@ class Relay:
             )
             return None
         rate = route.rate_limit or self.config.limits.rate_limit
-        wait = self._users.check(_user_key(msg), rate.messages, rate.per, time.monotonic())
+        wait = self._users.check(
+            self._rate_key(msg, route), rate.messages, rate.per, time.monotonic()
+        )
         if wait is not None:
             await self._notice(
                 target,
@@ -316,6 +326,15 @@ class Relay:
                 record = replace(record, key=key, address=target.address)
                 await self.store.inflight_begin(record)
         return _Job(msg, target, route, key, record)
+
+    def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:
+        """The counter a message counts against: the asker's on `route` when the route
+        sets its own rate_limit, else the asker's across every route that does not."""
+        user = _user_key(msg)
+        if route.rate_limit is None:
+            return user
+        index = next((i for i, r in enumerate(self.config.routes) if r is route), -1)
+        return f"{user}|route {index}"
 
     async def _notice(self, target: ReplyTarget, text: str) -> None:
         """Tell the asker something instead of answering, within the bot-wide budget

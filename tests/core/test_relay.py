@@ -554,6 +554,55 @@ async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_pat
     assert second.notices[0].startswith("You are sending messages faster than I can answer")
 
 
+async def test_a_route_with_its_own_rate_limit_counts_apart(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # HOURLY has its own limit; the other two routes share the global one.
+    routes = """
+  - {platform: console, channels: [HOURLY], backend: docs,
+     rate_limit: {messages: 2, per: 3600}}
+  - {platform: console, channels: [O1], backend: docs}
+  - {platform: console, backend: docs}
+"""
+    text = make_config(fake_chat_api, tmp_path / "b.db",
+                       extra="limits: {rate_limit: {messages: 2, per: 1.0}}")
+    text = text.replace("  - platform: console\n    backend: docs\n", routes)
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    assert len(config.routes) == 3
+
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        p = platform(bridge)
+
+        async def ask(text: str, channel: str) -> list[str]:
+            target = await p.say(text, channel=channel, thread=text)
+            await asyncio.wait_for(target.ended.wait(), 10)
+            return target.notices
+
+        assert await ask("o1", "O1") == []
+        assert await ask("o2", "O2") == []
+        counted = time.monotonic()
+        assert await ask("o3", "O1")  # the global limit spans the routes without their own
+        # Messages elsewhere do not count against HOURLY's limit...
+        assert await ask("h1", "HOURLY") == []
+        assert await ask("h2", "HOURLY") == []
+        assert await ask("h3", "HOURLY")
+        await asyncio.sleep(max(0.0, counted + 1.05 - time.monotonic()))
+        # ...and answering elsewhere, once the global window has passed, does not
+        # free HOURLY's hour.
+        assert await ask("o4", "O1") == []
+        assert await ask("h4", "HOURLY")
+    asked = [r.json["message"] for r in fake_chat_api.requests]
+    assert asked == ["o1", "o2", "h1", "h2", "o4"]
+
+
+def test_a_rate_limiter_keeps_long_windows_when_it_forgets_quiet_users() -> None:
+    limiter = UserRateLimiter()
+    assert limiter.check("U1|hourly", 1, 3600.0, 0.0) is None
+    for n in range(10_001):  # past 10,000 counters, quiet ones are forgotten
+        assert limiter.check(f"U{n}", 5, 1.0, 10.0) is None
+    assert limiter.check("U1|hourly", 1, 3600.0, 20.0) == 3580.0
+
+
 async def test_ask_prints_the_answer_and_sources(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
