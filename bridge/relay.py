@@ -513,11 +513,17 @@ class Relay:
         now = time.time()
         history: tuple[Turn, ...] = ()
         try:
-            conv = await self.store.get_conversation(key)
-            if conv is None or conv.backend != route.backend:
-                chooses = backend.stateful and backend.client_sessions
-                session = backend.new_session() if chooses else None
-                conv = Conversation(key, route.backend, session, now, now)
+            known = await self.store.get_conversation(key)
+            if known is not None and known.backend == route.backend:
+                conv = known
+            else:
+                conv = Conversation(key, route.backend, None, now, now)
+            fresh = conv is not known
+            if conv.session is None and backend.stateful and backend.client_sessions:
+                # A new conversation, or one a reset started afresh.
+                conv.session = backend.new_session()
+                fresh = True
+            if fresh:
                 await self.store.save_conversation(conv)
             if not backend.stateful:
                 history = tuple(await self.store.history(key))

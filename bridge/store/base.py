@@ -100,7 +100,13 @@ class Store(ABC):
 
     @abstractmethod
     async def reset_conversation(self, key: str) -> bool:
-        """Forget the conversation and its history; True if there was one."""
+        """Start the conversation afresh: forget its session, meta and history.
+
+        Its row stays, with no session: the conversation is still known (a
+        thread the bridge answers is still followed without a mention), and its
+        next message starts a new session. True if there was a session or
+        history to forget.
+        """
 
     # history (stateless APIs)
     @abstractmethod

@@ -200,9 +200,14 @@ class PostgresStore(Store):
 
     async def reset_conversation(self, key: str) -> bool:
         async with self._conn("resetting a conversation") as conn, conn.transaction():
-            conv = await conn.execute("DELETE FROM conversations WHERE key = $1", key)
+            session = await conn.fetchval(
+                "SELECT session FROM conversations WHERE key = $1 FOR UPDATE", key
+            )
+            await conn.execute(
+                "UPDATE conversations SET session = NULL, meta = '{}'::jsonb WHERE key = $1", key
+            )
             hist = await conn.execute("DELETE FROM history WHERE key = $1", key)
-        return _count(conv) > 0 or _count(hist) > 0
+        return session is not None or _count(hist) > 0
 
     # ------------------------------------------------------------------ history
 

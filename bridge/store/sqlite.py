@@ -217,9 +217,12 @@ class SQLiteStore(Store):
 
     async def reset_conversation(self, key: str) -> bool:
         async with self._write("resetting a conversation") as db:
-            conv = await db.execute("DELETE FROM conversations WHERE key = ?", (key,))
+            row = await _one(db, "SELECT session FROM conversations WHERE key = ?", (key,))
+            await db.execute(
+                "UPDATE conversations SET session = NULL, meta = '{}' WHERE key = ?", (key,)
+            )
             hist = await db.execute("DELETE FROM history WHERE key = ?", (key,))
-            return conv.rowcount > 0 or hist.rowcount > 0
+            return (row is not None and row[0] is not None) or hist.rowcount > 0
 
     # ------------------------------------------------------------------ history
 

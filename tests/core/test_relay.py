@@ -428,6 +428,24 @@ async def test_a_reset_during_an_answer_takes_effect_after_it(
     assert first_ask.json["session_id"] != second_ask.json["session_id"]
 
 
+async def test_a_thread_reset_keeps_following_the_thread_with_a_new_session(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="session: thread") as bridge:
+        p = platform(bridge)
+        first = await p.say("one", thread="T1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        reset = await p.say("", thread="T1", command="reset")
+        await wait_for(lambda: bool(reset.notices))
+        # No mention: the thread is still one the bridge answers.
+        second = await p.say("two", thread="T1", mentioned=False)
+        await asyncio.wait_for(second.ended.wait(), 10)
+    assert reset.notices == ["Started a new conversation."]
+    first_ask, second_ask = fake_chat_api.requests
+    assert second_ask.json["message"] == "two"
+    assert first_ask.json["session_id"] != second_ask.json["session_id"]
+
+
 async def test_a_reset_command_in_a_channel_of_thread_conversations_says_how_to_start_over(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

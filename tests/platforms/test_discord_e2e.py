@@ -341,6 +341,30 @@ async def test_reset_command_starts_a_new_session(setup: Setup) -> None:
     assert three and three != one
 
 
+async def test_reset_in_a_bot_opened_thread_keeps_answering_it_without_a_mention(
+    setup: Setup,
+) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["First ", "answer."], sources=[SOURCE])
+    setup.chat.enqueue(tokens=["Second answer."])
+    async with setup.bridge():
+        question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread_id = question["id"]
+        await setup.final(thread_id, SOURCES_BLOCK)
+        iid = await fake.invoke(thread_id, setup.bob, "reset")
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
+            and m["content"]
+        )
+        await fake.say(thread_id, setup.bob, "And how wide?")  # no mention, as before
+        await setup.final(thread_id, "Second answer.")
+    original = fake.messages[fake.interactions[iid]["original"]]
+    assert original["content"] == "Started a new conversation."
+    first, second = setup.sessions()
+    assert first and second and first != second
+    assert setup.chat.requests[1].json["message"] == "And how wide?"
+
+
 async def test_ask_command_answers_in_the_channel(setup: Setup) -> None:
     fake = setup.discord
     setup.chat.enqueue(tokens=["Slash ", "answer."], sources=[SOURCE], token_delay=0.05)

@@ -98,15 +98,29 @@ async def test_session_survives_reopen(make_store: StoreFactory) -> None:
         assert await second.history("slack:T1:C1:1") == [Turn("user", "hi")]
 
 
-async def test_reset_forgets_conversation_and_history(store: Store) -> None:
+async def test_reset_forgets_session_and_history_and_keeps_the_conversation(
+    store: Store,
+) -> None:
     await store.save_conversation(conv())
     await store.append_history("slack:T1:C1:1", [Turn("user", "q"), Turn("assistant", "a")], 10)
     await store.save_conversation(conv(key="other"))
     assert await store.reset_conversation("slack:T1:C1:1") is True
-    assert await store.get_conversation("slack:T1:C1:1") is None
+    # Still known (a thread the bridge answers stays followed), with nothing of the old one.
+    assert await store.get_conversation("slack:T1:C1:1") == conv(session=None, meta={})
     assert await store.history("slack:T1:C1:1") == []
-    assert await store.reset_conversation("slack:T1:C1:1") is False
-    assert await store.get_conversation("other") is not None
+    assert await store.reset_conversation("slack:T1:C1:1") is False  # nothing left to forget
+    assert await store.get_conversation("other") == conv(key="other")
+    assert await store.reset_conversation("never-seen") is False
+    assert await store.get_conversation("never-seen") is None
+
+
+async def test_reset_of_a_conversation_without_a_session(store: Store) -> None:
+    # A stateless API's conversation: its history is what is forgotten.
+    await store.save_conversation(conv(session=None))
+    await store.append_history("slack:T1:C1:1", [Turn("user", "q")], 10)
+    assert await store.reset_conversation("slack:T1:C1:1") is True
+    assert await store.get_conversation("slack:T1:C1:1") == conv(session=None, meta={})
+    assert await store.history("slack:T1:C1:1") == []
 
 
 async def test_reset_of_history_only_key(store: Store) -> None:
