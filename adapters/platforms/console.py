@@ -12,7 +12,7 @@ import shutil
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any, ClassVar
 
 from pydantic import ConfigDict
@@ -244,9 +244,20 @@ async def _lines(stream: IO[str]) -> Any:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
+    def decoded() -> Iterator[str]:
+        # Bytes decoded a line at a time: a line that is not valid text is read
+        # with replacement characters instead of ending the input.
+        raw = getattr(stream, "buffer", None)
+        if raw is None:
+            yield from stream
+            return
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        for line in raw:
+            yield line.decode(encoding, "replace")
+
     def pump() -> None:
         try:
-            for line in stream:
+            for line in decoded():
                 loop.call_soon_threadsafe(queue.put_nowait, line)
         except (OSError, ValueError):
             pass

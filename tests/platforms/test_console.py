@@ -47,3 +47,30 @@ reply: {{edit_interval: 0.05}}
     ]
     first, second = fake_chat_api.requests
     assert first.json["session_id"] == second.json["session_id"]
+
+
+async def test_a_line_that_is_not_utf8_loses_no_question(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    for _ in range(3):
+        fake_chat_api.enqueue(tokens=["Yes."])
+    config = parse_config(
+        f"""
+store: sqlite://{tmp_path / "b.db"}
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: "{fake_chat_api.endpoint("chatmount")}", api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: docs, session: user}}]
+reply: {{edit_interval: 0.05}}
+""",
+        env={"KEY": fake_chat_api.api_key},
+        registry=REGISTRY,
+    )
+    # A UTF-8 terminal's stdin, strict as most locales make it, given a Latin-1 byte.
+    stdin = io.TextIOWrapper(io.BytesIO(b"first?\n\xff bad?\nthird?\n"), encoding="utf-8")
+    extra = {"console": {"stdin": stdin, "stdout": io.StringIO()}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    asked = [r.json["message"] for r in fake_chat_api.requests]
+    assert asked == ["first?", "\ufffd bad?", "third?"]
