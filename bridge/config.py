@@ -327,6 +327,17 @@ def parse_config(
                 "a DM is in a channel of its own, so this route could never answer: "
                 "drop `channels`, or `dm: true` / `trigger: dm`",
             )
+        if route.dm is False and route.trigger == "dm":
+            raise ConfigError(
+                f"routes[{i}].dm",
+                "`dm: false` with `trigger: dm` could never answer: drop one of them",
+            )
+        if route.roles is not None and route.platform in ("slack", "console"):
+            raise ConfigError(
+                f"routes[{i}].roles",
+                f"{route.platform} messages carry no roles, so this route could never "
+                "answer: roles are Discord's",
+            )
         if route.platform not in ("any", "console") and route.platform not in validated_platforms:
             raise ConfigError(
                 f"routes[{i}].platform",

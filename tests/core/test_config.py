@@ -115,6 +115,23 @@ def test_a_route_for_named_channels_and_dms_only_is_a_config_error() -> None:
         assert str(err.value).startswith("routes[0].channels: a DM is in a channel of its own")
 
 
+@pytest.mark.parametrize(
+    ("route", "path", "says"),
+    [
+        ("dm: false\n    trigger: dm", "routes[0].dm", "could never answer"),
+        ("roles: [R1]", "routes[0].roles", "slack messages carry no roles"),
+    ],
+)
+def test_a_route_that_could_never_answer_is_a_config_error(
+    route: str, path: str, says: str
+) -> None:
+    slack = "slack: {bot_token: xoxb-1, app_token: xapp-1}\n"
+    text = BASE.replace("platform: any", "platform: slack")
+    with pytest.raises(ConfigError) as err:
+        parse(text.replace("backend: docs", "backend: docs\n    " + route) + slack)
+    assert err.value.path == path and says in str(err.value)
+
+
 def test_bad_enum_names_route_index_and_choices() -> None:
     text = BASE + "  - platform: any\n    backend: docs\n  - backend: docs\n    session: threads\n"
     with pytest.raises(ConfigError) as err:
