@@ -1,9 +1,11 @@
 """Splitting Markdown answers into platform-sized messages.
 
 Cuts fall at a paragraph boundary if one is close enough, else a line
-boundary, else a space, else anywhere. A code fence open at a cut is closed at
-the end of one message and reopened (same language) at the start of the next.
-Each piece is formatted for the platform and fits its limit after formatting.
+boundary, else a space, else anywhere, but never where the message before the
+cut would show nothing (blank lines, a fence's opening line). A code fence open
+at a cut is closed at the end of one message and reopened (same language) at
+the start of the next. Each piece is formatted for the platform and fits its
+limit after formatting.
 """
 
 from __future__ import annotations
@@ -63,17 +65,33 @@ class Piece:
     reopen: str  # the fence line to prefix the next piece with ("" when none)
 
 
+def _blank(text: str) -> bool:
+    """Whether `text` shows nothing as a message: blank lines and code fence lines only."""
+    if "```" not in text and "~~~" not in text:
+        return not text or text.isspace()
+    return all(not line.strip() or _FENCE_LINE.match(line) for line in text.split("\n"))
+
+
 def _cut_point(text: str, budget: int, floor: int) -> int:
-    """The best cut at or before `budget` (and after `floor`)."""
+    """The best cut at or before `budget` (and after `floor`).
+
+    A cut is taken only where the message before it shows some text: not
+    before leading blank lines, nor right after a code fence's opening line
+    (that message would be blank, or an empty code block, and a platform
+    refuses a blank message). With no such cut the text is cut at `budget`.
+    """
     window = text[:budget]
     # Prefer a paragraph break in the last half of the window, then a line break.
-    for sep, min_frac in (("\n\n", 0.5), ("\n", 0.3), (" ", 0.3)):
-        pos = window.rfind(sep)
-        if pos > floor and pos >= budget * min_frac:
-            return pos + len(sep)
-    for sep in ("\n", " "):
-        pos = window.rfind(sep)
-        if pos > floor:
+    for sep, min_frac in (("\n\n", 0.5), ("\n", 0.3), (" ", 0.3), ("\n", 0.0), (" ", 0.0)):
+        end = len(window)
+        while (pos := window.rfind(sep, 0, end)) > floor and pos >= budget * min_frac:
+            head = text[:pos].rstrip()
+            if _blank(head):
+                break  # an earlier cut would show even less
+            line = head.rfind("\n") + 1
+            if _opener(head) is not None and _opener(head[:line]) is None:
+                end = line  # the last line opens a fence: cut before it
+                continue
             return pos + len(sep)
     return max(budget, floor + 1)
 
@@ -83,7 +101,7 @@ def split_pieces(
 ) -> list[Piece]:
     """Split `markdown[start:]` (continuing after `prefix`, a reopened fence) into pieces."""
     pieces: list[Piece] = []
-    pos = start
+    pos = _past_breaks(markdown, start)  # an answer's leading blank lines show nothing
     while True:
         rest = prefix + markdown[pos:]
         whole = fmt(close_fences(rest))
@@ -94,22 +112,26 @@ def split_pieces(
         floor = len(prefix)
         while True:
             cut = _cut_point(rest, max(budget, floor + 1), floor)
-            head = rest[:cut].rstrip("\n")
+            head = rest[:cut].rstrip("\r\n")
             opened = _opener(head)
             shown = fmt(_closed(head, opened))
             if len(shown) <= limit or cut <= floor + 1:
                 break
             budget -= max(1, len(shown) - limit)
-        consumed = cut - len(prefix)
-        pos += consumed
-        # Skip the newlines we cut at, so the next message does not start blank.
-        while pos < len(markdown) and markdown[pos] == "\n":
-            pos += 1
+        # Skip the line breaks we cut at, so the next message does not start blank.
+        pos = _past_breaks(markdown, pos + cut - len(prefix))
         # The fence left open is reopened with its own line.
         prefix = f"{opened[0]}{opened[1]}\n" if opened is not None else ""
         pieces.append(Piece(shown, pos, prefix))
         if pos >= len(markdown):
             return pieces
+
+
+def _past_breaks(markdown: str, pos: int) -> int:
+    """The offset past the line breaks (LF or CRLF) at `pos`."""
+    while pos < len(markdown) and markdown[pos] in "\r\n":
+        pos += 1
+    return pos
 
 
 def split_markdown(markdown: str, limit: int, fmt: Formatter = lambda s: s) -> list[str]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,6 +70,37 @@ def test_inline_code_written_with_three_backticks_opens_no_fence() -> None:
 def test_text_without_boundaries_is_cut_hard() -> None:
     messages = split_markdown("x" * 4500, 2000)
     assert [len(m) for m in messages] == [1995, 1995, 510]
+
+
+UNSPACED = "这是一个很长的中文段落，没有空格。" * 150  # 2,550 characters, one line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("\n\n" + UNSPACED, id="leading-blank-lines"),
+        pytest.param("```json\n" + '{"k":"' + "a" * 3000 + '"}\n```', id="long-line-in-fence"),
+        pytest.param("y" * 300 + "\n\n\r\n" + "x" * 600, id="stray-carriage-return"),
+    ],
+)
+def test_no_message_is_blank_or_an_empty_code_block(text: str) -> None:
+    # A platform refuses a blank message (Discord: 50006), and the rest of the answer
+    # was never posted.
+    messages = split_markdown(text, 500)
+    shown = [m.replace("```json", "").replace("```", "").strip() for m in messages]
+    assert all(shown), messages
+
+
+def test_leading_blank_lines_are_not_a_message() -> None:
+    messages = split_markdown("\n\n" + UNSPACED, 2000)
+    assert [len(m) for m in messages] == [1995, 555]
+    assert "".join(messages) == UNSPACED
+
+
+def test_a_fence_opened_before_a_long_line_opens_the_next_message() -> None:
+    messages = split_markdown("Intro\n\n```json\n" + "a" * 3000 + "\n```", 2000)
+    assert messages[0] == "Intro"
+    assert all(m.startswith("```json\na") and m.endswith("a\n```") for m in messages[1:])
 
 
 def test_formatter_growth_is_accounted_for() -> None:
