@@ -53,6 +53,12 @@ class RenderStats:
     first_visible_at: float | None = None
 
 
+def _shows(text: str) -> bool:
+    """Whether `text` shows anything: a platform refuses a blank message (Discord trims
+    the content and answers 50006), so whitespace alone counts as no text."""
+    return bool(text) and not text.isspace()
+
+
 def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
     """Sources in first-seen order, once per URL, at most `limit`."""
     seen: set[str] = set()
@@ -215,7 +221,7 @@ class LiveReply:
     def set_status(self, status: str | None) -> None:
         """Show a progress status while there is no text yet."""
         self._status = status
-        if not self.text:
+        if not _shows(self.text):
             self._mark()
 
     def _mark(self) -> None:
@@ -269,7 +275,7 @@ class LiveReply:
         self._version += 1
         blocks = self._source_blocks(sources) if (sources and show_sources) else [""]
         await self._close(
-            text, blocks[0], empty_note="" if text else "_(no answer)_", more=blocks[1:]
+            text, blocks[0], empty_note="" if _shows(text) else "_(no answer)_", more=blocks[1:]
         )
 
     def _source_blocks(self, sources: Sequence[Source]) -> list[str]:
@@ -295,7 +301,9 @@ class LiveReply:
         self, text: str, tail: str, empty_note: str, more: Sequence[str] = ()
     ) -> None:
         pieces = (
-            [p.text for p in split_pieces(text, self.limits.max_chars, self._fmt)] if text else []
+            [p.text for p in split_pieces(text, self.limits.max_chars, self._fmt)]
+            if _shows(text)
+            else []
         )
         if not pieces:
             pieces = [empty_note or tail]
@@ -377,7 +385,7 @@ class LiveReply:
 
     def _progress_pieces(self) -> list[str]:
         """Messages for the text so far: frozen ones as shown, then the live tail."""
-        if not self.text:
+        if not _shows(self.text):
             if not self._status:
                 return list(self._shown)
             return [self._fmt(f"_{self._status}_")]
@@ -462,7 +470,7 @@ class LiveReply:
                 # The interval runs from when this update was sent: text that arrives
                 # while it is on its way waits one interval, not one plus its round trip.
                 self._last_edit = sent
-                if self.stats.first_visible_at is None and snapshot:
+                if self.stats.first_visible_at is None and _shows(self.text[:snapshot]):
                     # Words, not a status, are on screen now.
                     self.stats.first_visible_at = time.monotonic()
                 index = self._first_change(pieces, index + 1)

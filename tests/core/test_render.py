@@ -116,6 +116,30 @@ async def test_failure_keeps_partial_text_and_adds_a_notice() -> None:
     assert target.visible() == ["The first half of\n\n_⚠️ The answer was cut off._"]
 
 
+async def test_a_whitespace_only_answer_shows_no_answer_not_a_blank_message() -> None:
+    # A platform refuses a blank message (Discord: 50006): the reply ended refused.
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.set_status("Working… 1 s")
+    await _stream(reply, ["\n", "  ", "\n"], 0.03)
+    await reply.finish(None)
+    assert target.visible() == ["_(no answer)_"]
+    written = [op.text for op in target.ops if op.kind in ("post", "edit")]
+    assert all(text.strip() for text in written), written
+    assert reply.stats.first_visible_at is None  # a status, never words, was shown
+
+
+async def test_a_failure_after_whitespace_only_text_shows_just_the_notice() -> None:
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    await _stream(reply, ["\n", "  "], 0.03)
+    await reply.fail("The answer was cut off.")
+    assert target.visible() == ["_⚠️ The answer was cut off._"]
+    assert all(op.text.strip() for op in target.ops if op.kind in ("post", "edit"))
+
+
 async def test_status_shows_until_text_arrives() -> None:
     target = RecordingTarget()
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
