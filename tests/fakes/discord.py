@@ -526,7 +526,10 @@ class FakeDiscord:
                        "message": f"Must be {MAX_CONTENT} or fewer in length."}
             errors = {"content": {"_errors": [problem]}}
             return _error(400, 50035, "Invalid Form Body", errors), {}
-        if require and not content and not (body or {}).get("embeds"):
+        # Discord trims the content: whitespace alone is an empty message, refused on a
+        # post (no content) and on an edit (content given) unless embeds show something.
+        blank = not (content or "").strip()
+        if blank and (require or content is not None) and not (body or {}).get("embeds"):
             return _error(400, 50006, "Cannot send an empty message"), {}
         return self._limit(key, self.rates[kind])
 
