@@ -232,6 +232,42 @@ async def test_long_answer_arrives_as_three_messages(setup: Setup) -> None:
     assert setup.discord.rate_limited == 0
 
 
+UNSPACED = "这是一个很长的中文段落，没有空格。" * 150  # 2,550 characters, one line
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param("\n\n" + UNSPACED, id="leading-blank-lines"),
+        pytest.param("```json\n" + "a" * 3000 + "!\n```", id="long-line-in-fence"),
+    ],
+)
+async def test_a_long_line_after_blank_lines_or_a_fence_is_posted_whole(
+    setup: Setup, answer: str
+) -> None:
+    # The first message was blank (or an empty code block); Discord refused the
+    # blank one and the rest of the answer was never posted.
+    setup.chat.enqueue(tokens=[answer[i : i + 200] for i in range(0, len(answer), 200)],
+                       token_delay=0.01)
+    async with setup.bridge():
+        await setup.discord.mention(setup.general, setup.alice, "one long line")
+        msgs = await setup.final(setup.general, answer[-10:])
+    assert len(msgs) == 2
+    assert all(len(m["content"]) <= 2000 for m in msgs)
+    shown = "".join(m["content"] for m in msgs).replace("```json\n", "").replace("\n```", "")
+    assert shown == answer.strip().removeprefix("```json\n").removesuffix("\n```")
+    assert not setup.discord.rejected
+
+
+async def test_a_whitespace_only_answer_shows_no_answer(setup: Setup) -> None:
+    setup.chat.enqueue(tokens=["\n", "  ", "\n"], token_delay=0.05)
+    async with setup.bridge():
+        await setup.discord.mention(setup.general, setup.alice, "blank?")
+        [reply] = await setup.final(setup.general, "(no answer)_")
+    assert reply["content"] == "_(no answer)_"
+    assert not setup.discord.rejected
+
+
 async def test_ten_replies_at_once_in_one_channel_cause_no_429(setup: Setup) -> None:
     fake = setup.discord
     fake.ratelimit_headers = False  # only the bridge's own budget keeps it in line
