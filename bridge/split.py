@@ -120,11 +120,39 @@ def split_pieces(
             budget -= max(1, len(shown) - limit)
         # Skip the line breaks we cut at, so the next message does not start blank.
         pos = _past_breaks(markdown, pos + cut - len(prefix))
-        # The fence left open is reopened with its own line.
-        prefix = f"{opened[0]}{opened[1]}\n" if opened is not None else ""
+        # The fence left open is reopened with its own line; a table cut
+        # between its rows goes on under its header again.
+        if opened is not None:
+            prefix = f"{opened[0]}{opened[1]}\n"
+        else:
+            prefix = _table_header(head, markdown[pos : pos + 2000], limit)
         pieces.append(Piece(shown, pos, prefix))
         if pos >= len(markdown):
             return pieces
+
+
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _table_header(head: str, after: str, limit: int) -> str:
+    """The header and rule lines of the Markdown table `head` ends inside, when
+    `after` goes on with its rows; else "".
+
+    Without them, the rows of the next message are not a table any more (Slack's
+    formatter shows a table as preformatted text only under its header).
+    """
+    if "|" not in head[-2:] or not _TABLE_ROW.match(after.split("\n", 1)[0]):
+        return ""
+    lines = head.split("\n")
+    i = len(lines)
+    while i > 0 and (_TABLE_ROW.match(lines[i - 1]) or _TABLE_RULE.match(lines[i - 1])):
+        i -= 1
+    for j in range(i, len(lines) - 1):
+        if _TABLE_ROW.match(lines[j]) and _TABLE_RULE.match(lines[j + 1]):
+            header = f"{lines[j]}\n{lines[j + 1]}\n"
+            return header if len(header) <= limit // 4 else ""
+    return ""
 
 
 def _past_breaks(markdown: str, pos: int) -> int:

@@ -121,3 +121,29 @@ def test_every_piece_fits_and_nothing_is_lost(text: str, limit: int) -> None:
     assert all(open_fence(m) is None for m in messages)
     kept = "".join(messages).replace("```", "").replace("\n", "").replace(" ", "")
     assert kept.count("a") == text.replace("```", "").count("a")
+
+
+def test_a_table_cut_between_rows_goes_on_under_its_header() -> None:
+    from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn
+
+    rows = "".join(f"| row{i} | value {i} * 2 |\n" for i in range(300))
+    text = f"Intro.\n\n| name | value |\n|---|---|\n{rows}\nAfter."
+    plain = split_markdown(text, 2000)
+    assert len(plain) > 2
+    for piece in plain[1:]:
+        assert piece.startswith("| name | value |\n|---|---|\n| row")
+    # On Slack every message shows its part of the table as one preformatted grid.
+    slack = split_markdown(text, 3000, markdown_to_mrkdwn)
+    assert len(slack) > 1
+    for piece in slack[1:]:
+        assert piece.startswith("```\n| name | value |\n|---|---|\n| row")
+    assert "* 2" in slack[-1] and slack[-1].endswith("```\n\nAfter.")
+    # Every row is shown once.
+    shown = "".join(slack)
+    assert all(shown.count(f"| row{i} |") == 1 for i in range(300))
+
+
+def test_a_long_paragraph_after_a_table_is_not_given_its_header() -> None:
+    text = "| a | b |\n|---|---|\n| 1 | 2 |\n\n" + "word " * 800
+    pieces = split_markdown(text, 2000)
+    assert len(pieces) > 1 and all("| a | b |" not in p for p in pieces[1:])
