@@ -119,16 +119,21 @@ def split_pieces(
                 break
             budget -= max(1, len(shown) - limit)
         # Skip the line breaks we cut at, so the next message does not start blank.
-        pos = _past_breaks(markdown, pos + cut - len(prefix))
+        cut_at = pos + cut - len(prefix)
+        pos = _past_breaks(markdown, cut_at)
+        if pos >= len(markdown) or _blank(markdown[pos:]):
+            pieces.append(Piece(shown, len(markdown), ""))  # the rest shows nothing
+            return pieces
         # The fence left open is reopened with its own line; a table cut
-        # between its rows goes on under its header again.
+        # between two of its rows (one line break, no blank line) goes on under
+        # its header again.
         if opened is not None:
             prefix = f"{opened[0]}{opened[1]}\n"
-        else:
+        elif (rest[len(head) : cut] + markdown[cut_at:pos]).count("\n") == 1:
             prefix = _table_header(head, markdown[pos : pos + 2000], limit)
+        else:
+            prefix = ""
         pieces.append(Piece(shown, pos, prefix))
-        if pos >= len(markdown):
-            return pieces
 
 
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
@@ -142,7 +147,12 @@ def _table_header(head: str, after: str, limit: int) -> str:
     Without them, the rows of the next message are not a table any more (Slack's
     formatter shows a table as preformatted text only under its header).
     """
-    if "|" not in head[-2:] or not _TABLE_ROW.match(after.split("\n", 1)[0]):
+    following = after.split("\n", 2)
+    # A row, maybe still arriving (its closing pipe not yet there), and not the
+    # header of another table (a header is followed by its rule line).
+    if "|" not in head[-2:] or not following[0].lstrip().startswith("|"):
+        return ""
+    if len(following) > 1 and _TABLE_RULE.match(following[1]):
         return ""
     lines = head.split("\n")
     i = len(lines)

@@ -560,3 +560,28 @@ async def test_a_final_text_that_comes_while_an_update_waits_is_not_shown_half()
     # Nothing of the final text went to a message as a progress update first.
     assert all(op.text.strip() for op in target.ops if op.kind in ("edit", "post"))
     assert target.visible()[0] == "Short."
+
+
+async def test_a_streamed_table_past_the_limit_shows_its_header_in_every_message() -> None:
+    rows = "".join(f"| item number {i} | some value {i} |\n" for i in range(150))
+    text = "| Item | Value |\n|---|---|\n" + rows
+    from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn
+
+    class SlackLike(RecordingTarget):
+        def format_markdown(self, markdown: str) -> str:
+            return markdown_to_mrkdwn(markdown)
+
+    target = SlackLike(max_chars=2000, edit_rate=Rate(100_000, 1.0), post_rate=Rate(100_000, 1.0))
+    reply = LiveReply(target, Budgets(), edit_interval=0.0)
+    await reply.start()
+    # Small deltas: a message is cut while the next row is still arriving.
+    await _read_like_the_relay(reply, [text[i : i + 7] for i in range(0, len(text), 7)], 0.001)
+    live = [op.text for op in target.ops if op.kind in ("post", "edit") and op.message_id == "m2"]
+    await reply.finish(None)
+    final = target.visible()
+    assert len(final) > 1 and live
+    # On Slack, each message's rows are one grid under the header (a row still
+    # arriving joins it when its closing pipe comes).
+    grid = "```\n| Item | Value |\n|---|---|\n"
+    assert all(t.startswith(grid) for t in live)
+    assert final[1].startswith(grid + "| item number")

@@ -147,3 +147,19 @@ def test_a_long_paragraph_after_a_table_is_not_given_its_header() -> None:
     text = "| a | b |\n|---|---|\n| 1 | 2 |\n\n" + "word " * 800
     pieces = split_markdown(text, 2000)
     assert len(pieces) > 1 and all("| a | b |" not in p for p in pieces[1:])
+
+
+def test_a_second_table_after_a_blank_line_keeps_its_own_header() -> None:
+    def table(name: str) -> str:
+        rows = "\n".join(f"| {name} row {i} | value {i} |" for i in range(60))
+        return f"| {name}1 | {name}2 |\n|---|---|\n{rows}"
+
+    first, second = table("A"), table("B")
+    pieces = split_markdown(f"Two tables.\n\n{first}\n\n{second}", len(first) + 40)
+    assert len(pieces) == 2 and pieces[1] == second
+
+
+def test_blank_space_at_the_end_is_not_a_message_of_its_own() -> None:
+    text = ("word " * 396).rstrip() + "\n\n" + " " * 30
+    pieces = split_markdown(text, 2000)
+    assert pieces == [text.rstrip()]
