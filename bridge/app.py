@@ -253,12 +253,13 @@ class Bridge:
             await platform.stop_receiving()
         cancelled = await self.relay.drain(self.config.limits.shutdown_grace)
         await self.relay.progress.flush()
+        await self.close_records(RECORD_RETRY_SECONDS)
         if cancelled:
             log.info("%d replies did not finish in time; marking them interrupted", cancelled)
             for rec in await self.store.inflight_orphans(self.owner, time.time() + 1):
-                if rec.owner == self.owner:
+                # A record the store failed to remove is of a finished reply.
+                if rec.owner == self.owner and rec.id not in self.relay.unended:
                     await self._mark_interrupted(rec)
-        await self.close_records(RECORD_RETRY_SECONDS)
 
     async def close_records(self, within: float) -> bool:
         """Retry, for up to `within` seconds, removing the in-flight records of finished
@@ -269,17 +270,22 @@ class Bridge:
         """
         deadline = time.monotonic() + within
         while self.relay.unended:
+            # After a second stop signal, one short try: the admin asked to stop now.
+            left = max(0.1, deadline - time.monotonic())
             try:
-                await self.relay.end_records()
-            except BridgeError:
-                if time.monotonic() >= deadline:
+                async with asyncio.timeout(min(left, 1.0) if self.relay.hurried else left):
+                    await self.relay.end_records()
+            except (BridgeError, TimeoutError):
+                left = deadline - time.monotonic()
+                if self.relay.hurried or left <= 0 or await self.relay.hurry_within(
+                    min(0.5, left)
+                ):
                     log.error(
                         "the store is unavailable: %d finished replies are still recorded "
                         "as live, and the next start will mark them interrupted",
                         len(self.relay.unended),
                     )
                     return False
-                await asyncio.sleep(0.5)
         return True
 
     async def aclose(self) -> None:

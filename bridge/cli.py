@@ -172,8 +172,11 @@ def _run(config: Config, registry: Registry) -> int:
 async def _serve(config: Config, registry: Registry) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # SIGHUP: the terminal or SSH session that started the daemon closed.
-    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    # SIGHUP: the terminal or SSH session that started the daemon closed; unless
+    # it was started to outlive that (`nohup` sets SIGHUP to be ignored).
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals += (signal.SIGHUP,)
     for sig in signals:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)

@@ -688,6 +688,19 @@ class Relay:
         """End a drain's grace now (the admin asked a second time to stop)."""
         self._hurry.set()
 
+    @property
+    def hurried(self) -> bool:
+        return self._hurry.is_set()
+
+    async def hurry_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for `hurry`; whether it came."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._hurry.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def drain(self, grace: float) -> int:
         """Stop taking messages; let live replies finish for `grace` seconds.
 

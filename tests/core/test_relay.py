@@ -283,6 +283,55 @@ async def test_a_stop_retries_removing_the_records_of_finished_replies(
     assert target.visible() == ["The full answer."]
 
 
+async def test_a_second_stop_signal_does_not_wait_on_a_failing_store(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_chat_api.enqueue(tokens=["The ", "full ", "answer."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+
+        async def failing(rec_id: str) -> None:
+            raise StoreError(STORE_DOWN)
+
+        bridge.store.inflight_end = failing  # type: ignore[method-assign]
+        target = await platform(bridge).say("Everything?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        await wait_for(lambda: bool(bridge.relay.unended))
+        bridge.relay.hurry()  # "stopping at once"
+        started = time.monotonic()
+        await bridge.drain()
+        assert time.monotonic() - started < 2.0  # not the 5 s of retries
+    assert "1 finished replies are still recorded as live" in caplog.text
+
+
+async def test_a_stop_that_cuts_a_reply_leaves_finished_ones_as_they_are(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["The ", "full ", "answer."])
+    fake_chat_api.enqueue(tokens=["Half ", "and never more"], hang_after=1)
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 0.2}"
+    ) as bridge:
+        end = bridge.store.inflight_end
+        stuck: set[str] = set()
+
+        async def blip(rec_id: str) -> None:
+            if not stuck or rec_id in stuck:  # the first record's removal keeps failing
+                stuck.add(rec_id)
+                raise StoreError(STORE_DOWN)
+            await end(rec_id)
+
+        bridge.store.inflight_end = blip  # type: ignore[method-assign]
+        finished = await platform(bridge).say("A?", channel="CA")
+        await asyncio.wait_for(finished.ended.wait(), 10)
+        await wait_for(lambda: bool(bridge.relay.unended))
+        cut = await platform(bridge).say("B?", channel="CB")
+        await wait_for(lambda: any(t.startswith("Half") for t in cut.visible()))
+        bridge.relay.hurry()
+        await bridge.drain()
+    assert finished.visible() == ["The full answer."]
+    assert "interrupted" in cut.visible()[-1]
+
+
 async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

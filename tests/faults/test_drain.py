@@ -62,6 +62,37 @@ async def test_sigterm_drains_live_replies(
 
 
 @pytest.mark.timeout(60)
+async def test_sighup_is_ignored_when_started_with_nohup(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    write_config(tmp_path / "config.yaml", fake_chat_api, tmp_path / "bridge.db", grace=10)
+    fake_chat_api.enqueue(tokens=["First ", "answer."])
+    fake_chat_api.enqueue(tokens=["Second ", "answer."])
+    # What `nohup` does before it starts the daemon.
+    proc = await start(
+        tmp_path / "config.yaml", fake_chat_api.api_key,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"first?\n")
+    await proc.stdin.drain()
+    async with asyncio.timeout(30):
+        while b"First answer." not in await proc.stdout.readline():
+            pass
+    proc.send_signal(signal.SIGHUP)  # the session that started it closed
+    proc.stdin.write(b"second?\n")  # still read and answered
+    await proc.stdin.drain()
+    async with asyncio.timeout(30):
+        while b"Second answer." not in await proc.stdout.readline():
+            pass
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "stopping at once" not in err.decode()
+    assert err.decode().count("stopping: finishing live replies") == 1
+
+
+@pytest.mark.timeout(60)
 async def test_a_second_signal_stops_at_once(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     write_config(config, fake_chat_api, tmp_path / "bridge.db", grace=600)

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,12 +30,12 @@ def inflight_rows(db: Path) -> list[tuple[str, str, str]]:
         conn.close()
 
 
-async def start(config: Path, key: str) -> asyncio.subprocess.Process:
+async def start(config: Path, key: str, **options: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters", "run", "-c", str(config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "KEY": key},
+        env={"PATH": "/usr/bin:/bin", "KEY": key}, **options,
     )
 
 
