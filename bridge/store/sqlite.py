@@ -501,7 +501,8 @@ async def _thread_ended(connecting: aiosqlite.Connection) -> None:
     event loop at once, and the thread's last callback then finds the loop
     closed and prints a traceback after the daemon's own clear error.
     """
-    thread = getattr(connecting, "_thread", None)
+    # aiosqlite 0.22 keeps its thread in `_thread`; before, the connection was the thread.
+    thread = getattr(connecting, "_thread", connecting)
     if isinstance(thread, threading.Thread) and thread.is_alive():
         await asyncio.to_thread(thread.join, 5.0)
 
