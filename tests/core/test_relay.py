@@ -6,7 +6,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -231,23 +231,33 @@ async def test_a_reply_cut_by_the_stop_ends_and_keeps_its_interrupted_mark(
     assert [op.kind for op in target.ops].count("end") == 1  # its indicators were cleared
 
 
+async def finished_with_its_record_stuck(
+    bridge: Bridge, stuck: Callable[[str], bool], question: str = "Everything?",
+    channel: str = "C1",
+) -> RecordingTarget:
+    """Ask and wait for the reply to finish while the store fails to remove the
+    in-flight records `stuck` picks (the others are removed as usual)."""
+    end = bridge.store.inflight_end
+
+    async def blip(rec_id: str) -> None:
+        if stuck(rec_id):
+            raise StoreError(STORE_DOWN)
+        await end(rec_id)
+
+    bridge.store.inflight_end = blip  # type: ignore[method-assign]
+    target = await platform(bridge).say(question, channel=channel)
+    await asyncio.wait_for(target.ended.wait(), 10)
+    await wait_for(lambda: bool(bridge.relay.unended))
+    return target
+
+
 async def test_a_finished_reply_whose_record_the_store_failed_to_remove_is_never_marked(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
     fake_chat_api.enqueue(tokens=["The ", "full ", "answer."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        end = bridge.store.inflight_end
-        failures = [StoreError(STORE_DOWN)]
-
-        async def blip(rec_id: str) -> None:
-            if failures:
-                raise failures.pop()
-            await end(rec_id)
-
-        bridge.store.inflight_end = blip  # type: ignore[method-assign]
-        target = await platform(bridge).say("Everything?")
-        await asyncio.wait_for(target.ended.wait(), 10)
-        await wait_for(lambda: bool(bridge.relay.unended))
+        failures = iter([True])  # the first removal fails
+        target = await finished_with_its_record_stuck(bridge, lambda _: next(failures, False))
         assert await bridge.recover() == 0  # as a restart or another replica would
         await bridge._beat_once()  # the heartbeat removes the record
         assert not bridge.relay.unended
@@ -260,18 +270,8 @@ async def test_a_stop_retries_removing_the_records_of_finished_replies(
 ) -> None:
     fake_chat_api.enqueue(tokens=["The ", "full ", "answer."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        end = bridge.store.inflight_end
         down = [True]
-
-        async def failing(rec_id: str) -> None:
-            if down[0]:
-                raise StoreError(STORE_DOWN)
-            await end(rec_id)
-
-        bridge.store.inflight_end = failing  # type: ignore[method-assign]
-        target = await platform(bridge).say("Everything?")
-        await asyncio.wait_for(target.ended.wait(), 10)
-        await wait_for(lambda: bool(bridge.relay.unended))
+        target = await finished_with_its_record_stuck(bridge, lambda _: down[0])
         # The store stays down past the retries: the stop says what that leaves behind.
         assert await bridge.close_records(0.1) is False
         assert "1 finished replies are still recorded as live" in caplog.text
@@ -288,14 +288,7 @@ async def test_a_second_stop_signal_does_not_wait_on_a_failing_store(
 ) -> None:
     fake_chat_api.enqueue(tokens=["The ", "full ", "answer."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-
-        async def failing(rec_id: str) -> None:
-            raise StoreError(STORE_DOWN)
-
-        bridge.store.inflight_end = failing  # type: ignore[method-assign]
-        target = await platform(bridge).say("Everything?")
-        await asyncio.wait_for(target.ended.wait(), 10)
-        await wait_for(lambda: bool(bridge.relay.unended))
+        await finished_with_its_record_stuck(bridge, lambda _: True)
         bridge.relay.hurry()  # "stopping at once"
         started = time.monotonic()
         await bridge.drain()
@@ -311,19 +304,14 @@ async def test_a_stop_that_cuts_a_reply_leaves_finished_ones_as_they_are(
     async with bridge_for(
         fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 0.2}"
     ) as bridge:
-        end = bridge.store.inflight_end
         stuck: set[str] = set()
 
-        async def blip(rec_id: str) -> None:
-            if not stuck or rec_id in stuck:  # the first record's removal keeps failing
+        def first_record(rec_id: str) -> bool:  # its removal keeps failing
+            if not stuck:
                 stuck.add(rec_id)
-                raise StoreError(STORE_DOWN)
-            await end(rec_id)
+            return rec_id in stuck
 
-        bridge.store.inflight_end = blip  # type: ignore[method-assign]
-        finished = await platform(bridge).say("A?", channel="CA")
-        await asyncio.wait_for(finished.ended.wait(), 10)
-        await wait_for(lambda: bool(bridge.relay.unended))
+        finished = await finished_with_its_record_stuck(bridge, first_record, "A?", "CA")
         cut = await platform(bridge).say("B?", channel="CB")
         await wait_for(lambda: any(t.startswith("Half") for t in cut.visible()))
         bridge.relay.hurry()

@@ -8,8 +8,24 @@ from pathlib import Path
 
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
-from bridge.config import parse_config
+from bridge.config import Config, parse_config
 from tests.fakes.chatapi import FakeChatAPI
+
+
+def console_config(fake: FakeChatAPI, tmp_path: Path, console: str = "{}") -> Config:
+    return parse_config(
+        f"""
+store: sqlite://{tmp_path / "b.db"}
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: "{fake.endpoint("chatmount")}", api_key: "${{KEY}}"}}
+console: {console}
+routes: [{{platform: console, backend: docs, session: user}}]
+reply: {{edit_interval: 0.05}}
+""",
+        env={"KEY": fake.api_key},
+        registry=REGISTRY,
+    )
 
 
 async def test_questions_and_answers_in_order_with_sources(
@@ -17,19 +33,7 @@ async def test_questions_and_answers_in_order_with_sources(
 ) -> None:
     fake_chat_api.enqueue(tokens=["One ", "answer."], sources=[("https://a.example/", "A")])
     fake_chat_api.enqueue(tokens=["Another."])
-    config = parse_config(
-        f"""
-store: sqlite://{tmp_path / "b.db"}
-http: {{listen: null}}
-backends:
-  docs: {{kind: chatmount, url: "{fake_chat_api.endpoint("chatmount")}", api_key: "${{KEY}}"}}
-console: {{questions: ["first?"], user: ana}}
-routes: [{{platform: console, backend: docs, session: user}}]
-reply: {{edit_interval: 0.05}}
-""",
-        env={"KEY": fake_chat_api.api_key},
-        registry=REGISTRY,
-    )
+    config = console_config(fake_chat_api, tmp_path, '{questions: ["first?"], user: ana}')
     out = io.StringIO()
     extra = {"console": {"stdin": io.StringIO("second?\n\nreset\n"), "stdout": out}}
     async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
@@ -54,19 +58,7 @@ async def test_a_line_that_is_not_utf8_loses_no_question(
 ) -> None:
     for _ in range(3):
         fake_chat_api.enqueue(tokens=["Yes."])
-    config = parse_config(
-        f"""
-store: sqlite://{tmp_path / "b.db"}
-http: {{listen: null}}
-backends:
-  docs: {{kind: chatmount, url: "{fake_chat_api.endpoint("chatmount")}", api_key: "${{KEY}}"}}
-console: {{}}
-routes: [{{platform: console, backend: docs, session: user}}]
-reply: {{edit_interval: 0.05}}
-""",
-        env={"KEY": fake_chat_api.api_key},
-        registry=REGISTRY,
-    )
+    config = console_config(fake_chat_api, tmp_path)
     # A UTF-8 terminal's stdin, strict as most locales make it, given a Latin-1 byte.
     stdin = io.TextIOWrapper(io.BytesIO(b"first?\n\xff bad?\nthird?\n"), encoding="utf-8")
     extra = {"console": {"stdin": stdin, "stdout": io.StringIO()}}
