@@ -49,6 +49,8 @@ METHOD = {
     "cpu": "bridge process user+system CPU (all threads) from the first question to the "
     "last reply finishing, divided by tokens streamed; includes inbound events, store "
     "writes, the chat API's HTTP and SSE parsing, rendering, and the platforms' HTTP",
+    "platform_requests": "every request the fake platforms received, by Slack method or "
+    "Discord route, start-up included",
     "memory": "bridge process VmRSS sampled every 0.1 s until the last reply finishes "
     "(the fakes' records reach the bridge process only after that); per stream = (peak - "
     "baseline after connecting) / peak live streams; MB = 1024 KiB; the bridge process "
@@ -182,6 +184,7 @@ def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
         },
         platform_429_in_metrics=sum(bridge["platform_429_seen"].values()),
         platform_refusals=world["rejected"],
+        platform_requests=world["platform_requests"],
         cpu_seconds=round(cpu, 3),
         cpu_us_per_token=round(cpu / tokens * 1e6, 2) if tokens else None,
         cpu_seconds_per_1000_tokens=round(cpu / tokens * 1000, 4) if tokens else None,

@@ -7,7 +7,7 @@ their real limits), and the people asking. This process records:
 - when each text became visible: every message version the fake platforms
   accept, with the newest token it shows (tokens carry markers, see
   `params.token_text`);
-- the platforms' 429s and refusals.
+- the platforms' 429s and refusals, and every request they received.
 
 It runs in a separate process so that its CPU is not counted as the bridge's.
 Both processes read `time.monotonic()`, one clock for the whole machine.
@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -235,12 +236,21 @@ class World:
                 key = f"discord {rec.method} {rec.path.split('/')[-2]}"
                 rejected[key] = rejected.get(key, 0) + 1
         cpu = time.process_time()
+        requests: Counter[str] = Counter()
+        if self.slack is not None:
+            requests.update(f"slack {name}" for name, _ in self.slack.calls)
+        if self.discord is not None:
+            requests.update(
+                f"discord {rec.method} {re.sub(r'/[0-9]+', '/{id}', rec.path)}"
+                for rec in self.discord.requests
+            )
         return {
             "finished": finished,
             "conversations": [c.record() for c in self.convs],
             "platform_429": {"slack": slack_429, "discord": discord_429,
                              "discord_global": discord_global_429},
             "rejected": rejected,
+            "platform_requests": dict(requests.most_common()),
             "chat_disconnects": self.chat.disconnects,
             "world_cpu_seconds": cpu - self.cpu_at_go,
             "world_lag": self.lag,

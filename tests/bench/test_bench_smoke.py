@@ -50,6 +50,10 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     # The bridge's process holds what the daemon would: the fakes run in the other one.
     assert whole["test_modules_in_bridge_process"] == []
     assert whole["tokens"] == 50 * result["parameters"]["tokens"]
+    # Each Slack answer has its placeholder posted once; each Discord answer its message.
+    requests = whole["platform_requests"]
+    assert requests["slack chat.postMessage"] == 25
+    assert requests["discord POST /api/v10/channels/{id}/messages"] == 25
     for platform in ("slack", "discord"):
         assert figures[platform]["conversations"] == 25
         assert isinstance(figures[platform]["utilisation"], float)
