@@ -127,6 +127,7 @@ class FakeSlack:
         self.connections = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._ts = itertools.count(1)
+        self._ts_seconds = 0
         self._event_ids = itertools.count(1)
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -276,7 +277,9 @@ class FakeSlack:
         return web.json_response({"ok": False, "error": error})
 
     def _next_ts(self) -> str:
-        return f"1700000000.{next(self._ts):06d}"
+        # Slack's ts is the message's time: seconds, then a sequence within them.
+        self._ts_seconds = max(self._ts_seconds, int(time.time()))
+        return f"{self._ts_seconds}.{next(self._ts):06d}"
 
     def _m_auth_test(self, method: str, args: dict[str, Any]) -> web.Response:
         return self._ok(

@@ -13,9 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.platforms.slack import platform as slack_platform
+from adapters.platforms.slack.platform import EDIT_WINDOW
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
+from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeMessage, FakeSlack
 
@@ -310,6 +313,27 @@ async def test_an_edited_question_is_not_answered_again(harness: Harness) -> Non
     assert len(harness.slack.bot_replies(CHANNEL, root)) == 1
 
 
+@pytest.mark.parametrize("window", [EDIT_WINDOW, 0.0])
+async def test_a_question_edited_to_mention_the_bot_is_answered_if_recent(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, window: float
+) -> None:
+    # Someone forgot to mention the bot, and edits the message to add it.
+    monkeypatch.setattr(slack_platform, "EDIT_WINDOW", window)
+    if window:
+        harness.chat.enqueue(tokens=["Now answered."])
+    root = await harness.ask(CHANNEL, "how do I deploy?", mention=False)
+    mention = f"<@{harness.slack.bot_user_id}>"
+    for body in harness.slack.user_edit(CHANNEL, root, f"{mention} how do I deploy?"):
+        await harness.send(body)
+    if window:
+        await harness.answer(CHANNEL, root, "Now answered.")
+        assert await harness.sentinel() == ["how do I deploy?", "sentinel"]
+        assert len(harness.slack.bot_replies(CHANNEL, root)) == 1
+    else:  # an edit of an older message is not taken as a question
+        assert await harness.sentinel() == ["sentinel"]
+        assert harness.slack.bot_replies(CHANNEL, root) == []
+
+
 async def test_reset_command_starts_a_new_session(harness: Harness) -> None:
     harness.chat.enqueue(tokens=["One."])
     harness.chat.enqueue(tokens=["Two."])
@@ -417,3 +441,45 @@ async def test_health_reports_the_slack_connection(harness: Harness) -> None:
         async with session.get(url) as resp:
             assert resp.status == 503
             assert (await resp.json())["down"] == {"slack": "disconnected"}
+
+
+# --------------------------------------------------------------------------- gone mid-answer
+
+
+@pytest.mark.parametrize("native", [False, True])
+async def test_a_question_deleted_before_its_reply_lands_ends_the_answer(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path, native: bool
+) -> None:
+    # The asker deletes the question while the reply's first message is on its way:
+    # Slack then refuses every post into its thread with thread_not_found.
+    h, bridge = await open_harness(
+        fake_slack, fake_chat_api, tmp_path, "socket", "mode: native" if native else ""
+    )
+    try:
+        first = "chat.startStream" if native else "chat.postMessage"
+        fake_slack.slow[first] = [0.3]
+        fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(100)], token_delay=0.05)
+        root = await h.ask(CHANNEL, "how do I deploy?")
+        fake_slack.messages[CHANNEL] = [m for m in fake_slack.messages[CHANNEL] if m.ts != root]
+        await fake_chat_api.wait_disconnects(1)  # the answer's stream is let go
+        await wait_for(lambda: bridge.relay.live == 0)
+    finally:
+        await bridge.aclose()
+    # One refused first message, and no other place or way tried after it.
+    posts = [name for name, _ in fake_slack.calls if name.startswith("chat.")]
+    assert posts == [first]
+    refused = {k: n for k, n in fake_slack.rejected.items() if k.startswith("chat.")}
+    assert refused == {f"{first}:thread_not_found": 1}
+
+
+async def test_a_revoked_bot_token_ends_the_answer(harness: Harness) -> None:
+    # The app is uninstalled, or its token revoked, while an answer streams.
+    slack = harness.slack
+    harness.chat.enqueue(tokens=[f"w{i} " for i in range(100)], token_delay=0.05)
+    root = await harness.ask(CHANNEL, "a long one?")
+    await slack.wait_for(lambda: any("w2" in m.text for m in slack.bot_replies(CHANNEL, root)))
+    slack.bot_token = "xoxb-another-token"  # every call with the old one: invalid_auth
+    await harness.chat.wait_disconnects(1)  # the answer's stream is let go
+    await wait_for(lambda: harness.bridge.relay.live == 0)
+    # An edit in flight, and the one refused: no retries.
+    assert slack.rejected["chat.update:invalid_auth"] <= 2

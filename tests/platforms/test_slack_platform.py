@@ -515,12 +515,21 @@ async def test_refusals_become_platform_errors(
     fake_slack: FakeSlack, socket_platform: SlackPlatform
 ) -> None:
     target = socket_platform.target(Address("slack", fake_slack.team_id, CHANNEL, "1.1"))
-    with pytest.raises(PlatformError, match="thread_not_found") as refused:
+    fake_slack.fail["chat.postMessage"] = ["msg_too_long"]
+    with pytest.raises(PlatformError, match="msg_too_long") as refused:
         await target.post("hello")
     assert not isinstance(refused.value, PlaceGone)
-    # A message that is gone ends the reply: trying again cannot help.
+    # A message, or the question whose thread a reply goes in, that is gone ends
+    # the reply: trying again cannot help.
     with pytest.raises(PlaceGone, match="message_not_found"):
         await target.edit("9.9", "hello")
+    with pytest.raises(PlaceGone, match="thread_not_found"):
+        await target.post("hello")
+    # So does a token Slack no longer takes, and the error says what to look at.
+    fake_slack.fail["chat.postMessage"] = ["token_revoked"]
+    with pytest.raises(PlaceGone, match="token_revoked.*uninstalled") as locked_out:
+        await target.post("hello")
+    assert fake_slack.bot_token not in str(locked_out.value)
 
 
 async def dm_thread_target(fake_slack: FakeSlack, inbox: Inbox) -> SlackTarget:

@@ -38,6 +38,10 @@ log = logging.getLogger("chat_bridge.slack")
 # Message subtypes that are still a person talking; every other subtype
 # (edits, deletions, joins, bot messages, ...) is not a question.
 _USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
+# A message edited to mention the bot is taken as a question only this soon after it
+# was sent (someone forgot the mention); an older message may have been answered
+# before the daemon's record of its event was pruned (limits.event_ttl).
+EDIT_WINDOW = 600.0
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
@@ -304,9 +308,12 @@ class SlackPlatform(Platform):
             subtype = None  # another bot, let in by `ignore_bots: false`
         if subtype not in _USER_SUBTYPES or event.get("hidden"):
             return None
-        if event.get("edited"):
-            # An edited mention comes again as app_mention (a new event id, the
-            # same ts): the message was answered when it was first sent.
+        if event.get("edited") and (
+            not via_mention or time.time() - _ts_seconds(str(event.get("ts") or "")) > EDIT_WINDOW
+        ):
+            # An edit that mentions the bot comes as app_mention, with the message's
+            # own ts: its event id is the message's, so a question answered when it
+            # was sent is not answered again, and one that forgot the mention is.
             return None
         user = event.get("user") or bot_id
         if not user or user == self.bot_user_id:

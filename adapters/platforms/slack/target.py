@@ -65,10 +65,25 @@ class SlackGone(SlackRefused, PlaceGone):
     """A message could not be posted or edited because its place is gone."""
 
 
-# Errors of chat.* that no retry can mend: the channel or message was deleted or
-# archived, or the bot was removed or may not post there.
-_GONE = {"channel_not_found", "message_not_found", "not_in_channel", "is_archived",
-         "restricted_action"}
+class SlackLockedOut(SlackRefused, PlaceGone):
+    """Slack no longer takes the bot's token: no reply can go on until an admin acts."""
+
+    def __init__(self, method: str, error: str) -> None:
+        super().__init__(method, error)
+        self.args = (
+            f"Slack refused {method}: {error} (the bot token is no longer accepted: "
+            "was the app uninstalled, or its token revoked or replaced?)",
+        )
+
+
+# Errors of chat.* that no retry can mend: the channel, the message or the thread
+# (the question it answers) was deleted or archived, or the bot was removed or may
+# not post there.
+_GONE = {"channel_not_found", "message_not_found", "thread_not_found", "not_in_channel",
+         "is_archived", "restricted_action"}
+# Errors of any method that say the bot's token no longer works.
+_LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
+               "account_inactive"}
 
 
 async def guard(method: str, call: Awaitable[Any]) -> Any:
@@ -81,6 +96,8 @@ async def guard(method: str, call: Awaitable[Any]) -> Any:
             error = str(exc.response.get("error") or exc.response.status_code)
         if error in _GONE and method.startswith("chat."):
             raise SlackGone(method, error) from exc
+        if error in _LOCKED_OUT:
+            raise SlackLockedOut(method, error) from exc
         raise SlackRefused(method, error) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise PlatformError(f"Slack could not be reached for {method}") from exc
@@ -300,7 +317,7 @@ class SlackTarget(ReplyTarget):
                 ),
             )
         except SlackRefused as exc:
-            if exc.error == "ratelimited":
+            if exc.error == "ratelimited" or isinstance(exc, PlaceGone):
                 raise
             self._native = False
             if exc.error in _NO_STREAMING:
