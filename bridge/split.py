@@ -11,6 +11,7 @@ limit after formatting.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,19 +73,37 @@ def _blank(text: str) -> bool:
     return all(not line.strip() or _FENCE_LINE.match(line) for line in text.split("\n"))
 
 
+# What a cut at a space inside would break in two, showing raw markup on both
+# sides: a code span, a Markdown link or image, a <...> link.
+_INLINE = re.compile(r"`[^`\n]+`|!?\[[^\]\n]*\]\([^)\s]*\)|<[^<>\s][^<>\n]*>")
+# How far past the budget an inline construct that starts before it is looked for.
+_INLINE_REACH = 2000
+
+
 def _cut_point(text: str, budget: int, floor: int) -> int:
     """The best cut at or before `budget` (and after `floor`).
 
     A cut is taken only where the message before it shows some text: not
     before leading blank lines, nor right after a code fence's opening line
     (that message would be blank, or an empty code block, and a platform
-    refuses a blank message). With no such cut the text is cut at `budget`.
+    refuses a blank message). A space inside a code span or a link is no cut.
+    With no such cut the text is cut at `budget`, between characters a reader
+    sees as one.
     """
     window = text[:budget]
+    inline: list[tuple[int, int]] | None = None
     # Prefer a paragraph break in the last half of the window, then a line break.
     for sep, min_frac in (("\n\n", 0.5), ("\n", 0.3), (" ", 0.3), ("\n", 0.0), (" ", 0.0)):
         end = len(window)
         while (pos := window.rfind(sep, 0, end)) > floor and pos >= budget * min_frac:
+            if sep == " ":
+                if inline is None:
+                    found = _INLINE.finditer(text, max(floor, 0), budget + _INLINE_REACH)
+                    inline = [m.span() for m in found if m.start() < budget]
+                around = next((a for a, b in inline if a < pos < b), None)
+                if around is not None:
+                    end = around  # inside a code span or a link: cut before it
+                    continue
             head = text[:pos].rstrip()
             if _blank(head):
                 break  # an earlier cut would show even less
@@ -93,7 +112,50 @@ def _cut_point(text: str, budget: int, floor: int) -> int:
                 end = line  # the last line opens a fence: cut before it
                 continue
             return pos + len(sep)
-    return max(budget, floor + 1)
+    return _grapheme_start(text, max(budget, floor + 1), floor + 1)
+
+
+def _joins_previous(char: str) -> bool:
+    """Whether `char` belongs to the character before it (a combining mark, a
+    joiner, a variation selector, an emoji skin tone)."""
+    code = ord(char)
+    return (
+        code == 0x200D
+        or 0xFE00 <= code <= 0xFE0F
+        or 0x1F3FB <= code <= 0x1F3FF
+        or 0xE0020 <= code <= 0xE007F  # the tags of subdivision flags
+        or unicodedata.category(char) in ("Mn", "Mc", "Me")
+    )
+
+
+def _joins_next(char: str) -> bool:
+    """Whether `char` belongs to the character after it (a joiner, a virama)."""
+    return char == "\u200d" or unicodedata.combining(char) == 9
+
+
+def _regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def _grapheme_start(text: str, cut: int, lowest: int) -> int:
+    """`cut`, moved back (not below `lowest`, nor more than a few characters) so
+    that it does not fall inside what a reader sees as one character: an accented
+    letter, an emoji sequence joined by ZWJ, a flag."""
+    start = cut
+    while (
+        cut > lowest
+        and start - cut < 32
+        and cut < len(text)
+        and (_joins_previous(text[cut]) or _joins_next(text[cut - 1]))
+    ):
+        cut -= 1
+    if cut < len(text) and _regional(text[cut]):
+        run = cut
+        while run > 0 and _regional(text[run - 1]):
+            run -= 1
+        if (cut - run) % 2 and cut - 1 >= lowest:
+            cut -= 1  # a flag is two regional indicators: keep the pair together
+    return cut if start - cut < 32 else start
 
 
 def split_pieces(

@@ -163,3 +163,45 @@ def test_blank_space_at_the_end_is_not_a_message_of_its_own() -> None:
     text = ("word " * 396).rstrip() + "\n\n" + " " * 30
     pieces = split_markdown(text, 2000)
     assert pieces == [text.rstrip()]
+
+
+PROSE = "This sentence is ordinary prose that keeps going without a line break. "
+
+
+@pytest.mark.parametrize(
+    "inline",
+    [
+        "[the official installation guide](https://example.com/install)",
+        "![a diagram of the parts](https://example.com/parts.png)",
+        "`pip install --upgrade my-package`",
+        "<https://example.com/a|the guide to it>",
+    ],
+)
+def test_a_long_paragraph_is_not_cut_inside_a_code_span_or_a_link(inline: str) -> None:
+    for pad in range(1930, 1990, 7):  # the construct at, before and across the cut
+        text = (PROSE * 40)[:pad] + f" See {inline} for details. " + PROSE * 5
+        messages = split_markdown(text, 2000)
+        assert len(messages) == 2
+        assert sum(inline in m for m in messages) == 1, (pad, messages[0][-60:])
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "\U0001F468\u200d\U0001F469\u200d\U0001F467\u200d\U0001F466",  # a family, joined by ZWJ
+        "\U0001F1FA\U0001F1F8",  # a flag: two regional indicators
+        "\U0001F44D\U0001F3FD",  # a thumb with a skin tone
+        "e\u0301",  # an accented letter made of two code points
+        "\u0938\u094d\u0924\u0947",  # a Devanagari conjunct, joined by a virama
+        "\u2764\ufe0f",  # a heart with its emoji presentation selector
+    ],
+)
+@pytest.mark.parametrize("limit", [2000, 1999, 1998, 1997])
+def test_a_run_with_no_space_is_cut_between_characters_a_reader_sees_as_one(
+    unit: str, limit: int
+) -> None:
+    text = unit * (2 * limit // len(unit) + 3)
+    messages = split_markdown(text, limit)
+    assert len(messages) >= 2 and "".join(messages) == text
+    assert all(len(m) <= limit for m in messages)
+    assert all(m.startswith(unit) for m in messages), [m[:8] for m in messages]
