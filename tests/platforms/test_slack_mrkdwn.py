@@ -62,6 +62,17 @@ J = WORD_JOINER
          "`[not](https://a.link)` but <https://b.example|this>"),
         # ...but a stray star before code does not pair with one after it.
         ("pass *args to `f(*a)`, then *b*", "pass *args to `f(*a)`, then _b_"),
+        # A bare URL is kept whole: Slack links it as it is.
+        ("Docs: https://docs.python.org/3/library/__main__.html",
+         "Docs: https://docs.python.org/3/library/__main__.html"),
+        ("See https://docs.example/model.html#object.__init__ for it.",
+         "See https://docs.example/model.html#object.__init__ for it."),
+        ("https://x.example/?q=*foo*&r=1", "https://x.example/?q=*foo*&amp;r=1"),
+        ("**https://x.example/a_b_c** (see https://y.example/z).",
+         "*https://x.example/a_b_c* (see https://y.example/z)."),
+        # A heading's closing #s come after a space; C# keeps its #.
+        ("## Getting started with C#", "*Getting started with C#*"),
+        ("# Title ##", "*Title*"),
     ],
 )
 def test_inline_and_block_markup(markdown: str, mrkdwn: str) -> None:
@@ -126,6 +137,12 @@ def test_native_sources_cannot_ping_through_their_urls() -> None:
     ])
     assert pings_in(line) == [] and "\n" not in line
     assert "(https://ex.com/a%0A%3C!channel%3E" in line
+
+
+def test_native_sources_with_parentheses_in_the_url_stay_links() -> None:
+    line = markdown_sources([Source("https://en.wikipedia.org/wiki/Foo_(bar)", "Foo (bar)")])
+    # An unbalanced "(" would end a CommonMark link's destination early.
+    assert line == "_Sources:_ [Foo (bar)](https://en.wikipedia.org/wiki/Foo_%28bar%29)"
 
 
 def test_inline_code_written_with_three_backticks_stays_inline() -> None:

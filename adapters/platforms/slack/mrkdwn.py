@@ -28,7 +28,8 @@ _AT_WORD = re.compile(r"@(?=(here|channel|everyone|U[A-Z0-9]{6,}|W[A-Z0-9]{6,})\
 
 # A backtick fence's info string has no backtick: "```pip install x```" is inline code.
 _FENCE = re.compile(r"^(\s*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
-_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+# Closing #s count only after a space: "## Using C#" keeps its #.
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
 _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+(\[[ xX]\]\s+)?(.*)$")
 _ORDERED = re.compile(r"^(\s*)(\d{1,9})[.)]\s+(.*)$")
@@ -43,6 +44,8 @@ _IMAGE_OR_LINK = re.compile(
     r"(?:\s+\"[^\"]*\")?\s*\)"  # an optional "title"
 )
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>|]+)(?:\|([^<>]*))?>")
+# A bare URL, which Slack links by itself: kept whole, or its `__init__` would be bold.
+_BARE_URL = re.compile(r"(?i)\bhttps?://[^\s<>\ue000-\ue003]*[^\s<>\ue000-\ue003.,;:!?)\]'\"*~]")
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
 
 _BOLD_ITALIC = re.compile(r"(?<![*\w])\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*(?![*\w])")
@@ -199,6 +202,8 @@ def _inline(text: str, strip_bold: bool = False) -> str:
         text = defuse_refs(text)
     if "](" in text:
         text = _IMAGE_OR_LINK.sub(lambda m: keep(link(m.group(2), label(m.group(1)))), text)
+    if "://" in text:
+        text = _BARE_URL.sub(lambda m: keep(escape(defuse_at(m.group(0)))), text)
     text = _ESCAPED.sub(lambda m: keep(escape(m.group(1))), text)
     text = escape(defuse_at(text))
     text = _BOLD_ITALIC.sub(lambda m: f"{_B}{_I}{m.group(1)}{_I}{_B}", text)
@@ -244,7 +249,9 @@ def markdown_sources(sources: Sequence[Source]) -> str:
         title = (s.title.strip() or _host(url)).replace("[", "(").replace("]", ")")
         if re.match(r"(?i)^https?://", url):
             # Encoded: a `<!channel>` or a line break in an API's URL must not reach Slack.
-            links.append(f"[{neutralize_markdown(title)}]({encoded_url(url).replace(')', '%29')})")
+            # Parentheses encoded: CommonMark ends the link at an unbalanced one.
+            target = encoded_url(url).replace("(", "%28").replace(")", "%29")
+            links.append(f"[{neutralize_markdown(title)}]({target})")
         else:
             links.append(neutralize_markdown(title))
     return f"_Sources:_ {' · '.join(links)}" if links else ""
