@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from adapters.registry import main
+from adapters.entry import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The explicit tables of dialects and platforms, and the console-script entry point.
+"""The explicit tables of dialects and platforms, and the command run with them.
 
 Each entry imports its module only when called, so a config that uses only
 Slack never imports discord.py.

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 
-from bridge.budget import Budgets
+from bridge.budget import Budget, Budgets
 from bridge.config import Config
 from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
-from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
+from bridge.interfaces import ChatAPI, Limits, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
 from bridge.relay import Relay
 from bridge.store import InFlight, InFlightProgress, Store, open_store
@@ -43,6 +43,9 @@ def settle_heap() -> None:
 
 
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
+# How long a stop spends marking the replies it cut as interrupted; those left
+# are marked by the next start (their records stay).
+MARK_ON_STOP_SECONDS = 5.0
 # How long a stop keeps retrying to remove finished replies' records from a failing store.
 RECORD_RETRY_SECONDS = 5.0
 
@@ -188,10 +191,18 @@ class Bridge:
         try:
             body = target.format_markdown(rec.text) if rec.text and rec.message_ids else ""
             note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
-            if rec.message_ids and len(note) <= target.limits.max_chars:
-                await target.edit(rec.message_ids[-1], note)
-            else:
-                await target.post(INTERRUPTED)
+            edit = bool(rec.message_ids) and len(note) <= target.limits.max_chars
+            # Within the platform's limits, as every reply is: live replies may
+            # just have used the budget up.
+            slots = await self._slots(target.limits, edit)
+            try:
+                if edit:
+                    await target.edit(rec.message_ids[-1], note)
+                else:
+                    await target.post(INTERRUPTED)
+            finally:
+                for budget, stamp in slots:
+                    budget.restamp(stamp)
             marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
             log.warning(
@@ -200,6 +211,24 @@ class Bridge:
             )
         await self.store.inflight_end(rec.id)
         return marked
+
+    async def _slots(self, limits: Limits, edit: bool) -> list[tuple[Budget, float]]:
+        """The budget slots an edit (or a post) in a place draws on, waited for."""
+        own = (limits.edit_bucket, limits.edit_rate) if edit else (
+            limits.post_bucket, limits.post_rate
+        )
+        wanted = [own, (limits.global_bucket, limits.global_rate)]
+        slots: list[tuple[Budget, float]] = []
+        try:
+            for bucket, rate in wanted:
+                if bucket and rate:
+                    budget = self.budgets.get(bucket, rate)
+                    slots.append((budget, await budget.acquire()))
+        except BaseException:
+            for budget, stamp in slots:
+                budget.release(stamp)
+            raise
+        return slots
 
     async def _beat(self) -> None:
         """Keep this process's replies marked alive; on a shared store, take over
@@ -256,10 +285,21 @@ class Bridge:
         await self.close_records(RECORD_RETRY_SECONDS)
         if cancelled:
             log.info("%d replies did not finish in time; marking them interrupted", cancelled)
-            for rec in await self.store.inflight_orphans(self.owner, time.time() + 1):
+            left = [
+                rec for rec in await self.store.inflight_orphans(self.owner, time.time() + 1)
                 # A record the store failed to remove is of a finished reply.
-                if rec.owner == self.owner and rec.id not in self.relay.unended:
-                    await self._mark_interrupted(rec)
+                if rec.owner == self.owner and rec.id not in self.relay.unended
+            ]
+            try:
+                async with asyncio.timeout(MARK_ON_STOP_SECONDS):
+                    while left:
+                        await self._mark_interrupted(left[0])
+                        left.pop(0)
+            except TimeoutError:
+                log.warning(
+                    "%d replies are left to mark interrupted; the next start marks them",
+                    len(left),
+                )
 
     async def close_records(self, within: float) -> bool:
         """Retry, for up to `within` seconds, removing the in-flight records of finished

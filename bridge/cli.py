@@ -169,6 +169,24 @@ def _run(config: Config, registry: Registry) -> int:
     return asyncio.run(_serve(config, registry))
 
 
+async def _started(bridge: Bridge, stop: asyncio.Event) -> bool:
+    """Start `bridge`; False when a stop signal came first and the start was given
+    up (connecting to a slow platform can take a minute)."""
+    starting = asyncio.ensure_future(bridge.__aenter__())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()  # the start closes whatever it had opened
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    starting.result()  # a failed start raises here
+    return True
+
+
 async def _serve(config: Config, registry: Registry) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -181,7 +199,11 @@ async def _serve(config: Config, registry: Registry) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        async with Bridge(config, registry) as bridge:
+        bridge = Bridge(config, registry)
+        if not await _started(bridge, stop):
+            log.info("stopped while starting")
+            return 0
+        try:
             settle_heap()
             port = f" on port {bridge.http_port}" if bridge.http_port else ""
             log.info("chat-bridge running%s", port, extra={"platforms": ",".join(config.platforms)})
@@ -197,6 +219,8 @@ async def _serve(config: Config, registry: Registry) -> int:
                     loop.add_signal_handler(sig, hurry)
             await bridge.drain()
             clean = not bridge.relay.unended
+        finally:
+            await bridge.aclose()
     except BridgeError as exc:
         log.error("chat-bridge stopped: %s", exc.user_message)
         return 1

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 import pytest
 
+from bridge import app
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlaceGone, StoreError
@@ -28,7 +29,9 @@ from tests.fakes.chatapi import FakeChatAPI, Script
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make_config(fake: FakeChatAPI, db: Path, extra: str = "", route: str = "") -> str:
+def make_config(
+    fake: FakeChatAPI, db: Path, extra: str = "", route: str = "", console: str = "{}"
+) -> str:
     return f"""
 store: sqlite://{db}
 http: {{listen: null}}
@@ -38,7 +41,7 @@ backends:
     url: {fake.endpoint("chatmount")}
     api_key: ${{KEY}}
     retries: {{attempts: 2, backoff: 0.01}}
-console: {{}}
+console: {console}
 routes:
   - platform: console
     backend: docs
@@ -318,6 +321,30 @@ async def test_a_stop_that_cuts_a_reply_leaves_finished_ones_as_they_are(
         await bridge.drain()
     assert finished.visible() == ["The full answer."]
     assert "interrupted" in cut.visible()[-1]
+
+
+async def test_a_stop_marks_cut_replies_within_the_platforms_limits_and_in_bounded_time(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app, "MARK_ON_STOP_SECONDS", 0.3)
+    fake_chat_api.enqueue(tokens=["Half ", "and never more"], hang_after=1)
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 0.1}",
+        console="{edit_count: 50, edit_per: 60}",
+    ) as bridge:
+        cut = await platform(bridge).say("A long one?")
+        await wait_for(lambda: any(t.startswith("Half") for t in cut.visible()))
+        # Live replies used the place's edit budget up: a mark would be refused (429).
+        budget = bridge.budgets.get(cut.limits.edit_bucket, cut.limits.edit_rate)
+        while budget.try_acquire() is not None:
+            pass
+        started = time.monotonic()
+        await bridge.drain()
+        assert time.monotonic() - started < 3.0  # not until the budget frees, a minute on
+        # Not marked now: its record stays, for the next start to mark.
+        [left] = await bridge.store.inflight_orphans("another process", time.time() + 1)
+        assert left.text == "Half "
+    assert not any("interrupted" in t for t in cut.visible())
 
 
 async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from adapters.entry import exit_on_stop_signals
+from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
-from tests.faults.test_kill import start
+from tests.fakes.slack import FakeSlack
+from tests.faults.test_kill import ROOT, start
 
 
 def write_config(path: Path, fake: FakeChatAPI, db: Path, grace: float) -> None:
@@ -111,3 +116,63 @@ async def test_a_second_signal_stops_at_once(fake_chat_api: FakeChatAPI, tmp_pat
     assert proc.returncode == 0, err.decode()[-2000:]
     assert "interrupted by a restart — please ask again" in out.decode()
     assert "stopping at once" in err.decode()
+
+
+@pytest.mark.timeout(60)
+async def test_a_stop_while_a_platform_is_slow_to_connect_ends_the_start(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_slack.slow["auth.test"] = [45.0]  # Slack takes its time to answer the sign-in
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+store: sqlite://{tmp_path / "bridge.db"}
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: "{fake_chat_api.endpoint("chatmount")}", api_key: "${{KEY}}"}}
+slack: {{bot_token: "${{BOT}}", app_token: "${{APP}}", api_url: "{fake_slack.url}"}}
+routes: [{{platform: slack, backend: docs, session: user}}]
+""")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "run", "-c", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "KEY": fake_chat_api.api_key,
+             "BOT": fake_slack.bot_token, "APP": fake_slack.app_token},
+    )
+    await wait_for(lambda: fake_slack.count("auth.test") == 1, timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 10)  # not the 45 s of the sign-in
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "stopped while starting" in err.decode()
+
+
+def test_a_stop_signal_ends_the_command_before_the_daemon_handles_it() -> None:
+    # As PID 1 in a container, a signal with no handler is ignored: a stop during
+    # the imports would be lost. The command handles it from its first moment.
+    sigs = (signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in sigs}
+    try:
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_DFL)
+        exit_on_stop_signals()
+        for sig in sigs:
+            with pytest.raises(SystemExit) as stopped:
+                signal.raise_signal(sig)
+            assert stopped.value.code == 128 + sig
+        # Ignored stays ignored (`nohup`).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        exit_on_stop_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_the_command_handles_stop_signals_before_its_heavy_imports() -> None:
+    probe = (
+        "import sys, adapters.entry\n"
+        "print(sorted(m for m in ('bridge', 'pydantic', 'httpx', 'aiohttp') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
