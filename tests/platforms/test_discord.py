@@ -449,6 +449,25 @@ def test_a_command_whose_15_minutes_are_over_ends_its_answer() -> None:
     assert isinstance(platform_error("edit the answer", expired), PlaceGone)  # not retried
 
 
+def test_a_reset_bot_token_or_an_archived_thread_ends_the_answer() -> None:
+    import discord
+
+    from adapters.platforms.discord.targets import platform_error
+
+    class Unauthorized:
+        status, reason = 401, "Unauthorized"
+
+    class Refused:
+        status, reason = 400, "Bad Request"
+
+    reset = discord.HTTPException(Unauthorized(), {"code": 0, "message": "401: Unauthorized"})
+    error = platform_error("edit the answer", reset)
+    assert isinstance(error, PlaceGone) and "token is no longer accepted" in str(error)
+    archived = discord.HTTPException(Refused(), {"code": 50083, "message": "Thread is archived"})
+    error = platform_error("edit the answer", archived)
+    assert isinstance(error, PlaceGone) and "archived" in str(error)
+
+
 async def test_a_thread_keeps_its_channels_archive_setting(world: World) -> None:
     world.fake.channels[world.general]["default_auto_archive_duration"] = 60  # an hour
     async with running(world):

@@ -173,6 +173,19 @@ async def test_a_deleted_channel_ends_the_answer(setup: Setup) -> None:
     assert len(after) <= 2  # an edit in flight, and the one refused: no retries
 
 
+async def test_a_reset_bot_token_ends_the_answer(setup: Setup) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["word "] * 100, token_delay=0.05)
+    async with setup.bridge():
+        await fake.mention(setup.general, setup.alice, "A slow one?")
+        await fake.wait_until(lambda: fake.channel_messages(setup.general))
+        sent = len(fake.requests)
+        fake.token = "reset-in-the-developer-portal"  # every request: 401
+        await setup.chat.wait_disconnects(1)  # the answer's stream is let go
+    after = [r for r in fake.requests[sent:] if setup.general in r.path]
+    assert len(after) <= 2  # an edit in flight, and the one refused: no retries
+
+
 async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: Setup) -> None:
     setup.chat.enqueue(tokens=["First ", "answer."], sources=[SOURCE])
     setup.chat.enqueue(tokens=["Second ", "answer."])

@@ -37,6 +37,8 @@ DM_WORKSPACE = "@dm"
 # An interaction's token (its answer's webhook) lasts 15 minutes; after, every
 # request with it is refused with this code.
 INVALID_WEBHOOK_TOKEN = 50027
+# "Thread is archived": a message in an archived (or locked) thread cannot be edited.
+ARCHIVED_THREAD = 50083
 
 
 def platform_error(action: str, exc: Exception) -> PlatformError:
@@ -53,6 +55,13 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
             f"Discord no longer lets the bot {action}: a command's answer must come "
             "within 15 minutes."
         )
+    if isinstance(exc, discord.HTTPException) and exc.status == 401:
+        return PlaceGone(
+            f"Discord refused to {action}: the bot token is no longer accepted (was it "
+            "reset, or the application deleted?)."
+        )
+    if isinstance(exc, discord.HTTPException) and exc.code == ARCHIVED_THREAD:
+        return PlaceGone(f"Discord refused to {action}: the thread is archived or locked.")
     if isinstance(exc, discord.HTTPException):
         code = f", error {exc.code}" if exc.code else ""
         text = " ".join((exc.text or "").split())
