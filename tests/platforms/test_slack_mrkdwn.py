@@ -139,6 +139,16 @@ def test_native_sources_cannot_ping_through_their_urls() -> None:
     assert "(https://ex.com/a%0A%3C!channel%3E" in line
 
 
+def test_a_source_title_on_several_lines_is_one_line_in_its_link() -> None:
+    title = "Deploying\n  to staging\r\n"
+    assert mrkdwn_sources([Source("https://d.example/s", title)]) == (
+        "_Sources:_ <https://d.example/s|Deploying to staging>"
+    )
+    assert markdown_sources([Source("https://d.example/s", title)]) == (
+        "_Sources:_ [Deploying to staging](https://d.example/s)"
+    )
+
+
 def test_native_sources_with_parentheses_in_the_url_stay_links() -> None:
     line = markdown_sources([Source("https://en.wikipedia.org/wiki/Foo_(bar)", "Foo (bar)")])
     # An unbalanced "(" would end a CommonMark link's destination early.

@@ -235,7 +235,8 @@ def link(url: str, label: str = "") -> str:
 
 def mrkdwn_sources(sources: Sequence[Source]) -> str:
     """The sources line in mrkdwn: `Sources: <url|title> · <url|title>`."""
-    links = [link(s.url, s.title.strip() or _host(s.url)) for s in sources if s.url.strip()]
+    # A title's line breaks would break its link: one line, as Discord shows them.
+    links = [link(s.url, _one_line(s.title) or _host(s.url)) for s in sources if s.url.strip()]
     return f"_Sources:_ {' · '.join(links)}" if links else ""
 
 
@@ -246,7 +247,7 @@ def markdown_sources(sources: Sequence[Source]) -> str:
         url = s.url.strip()
         if not url:
             continue
-        title = (s.title.strip() or _host(url)).replace("[", "(").replace("]", ")")
+        title = (_one_line(s.title) or _host(url)).replace("[", "(").replace("]", ")")
         if re.match(r"(?i)^https?://", url):
             # Encoded: a `<!channel>` or a line break in an API's URL must not reach Slack.
             # Parentheses encoded: CommonMark ends the link at an unbalanced one.
@@ -255,6 +256,10 @@ def markdown_sources(sources: Sequence[Source]) -> str:
         else:
             links.append(neutralize_markdown(title))
     return f"_Sources:_ {' · '.join(links)}" if links else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _host(url: str) -> str:
