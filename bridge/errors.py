@@ -81,11 +81,19 @@ class ChatAPIError(BridgeError):
 
 
 class BadRequest(ChatAPIError):
+    """The API rejected the question. `api_said` is its own reason, shown after
+    "The assistant could not take that question:"; `.message` is that reason, or
+    the whole message when the bridge wrote it."""
+
     user_message = "The assistant could not take that question."
 
-    def __init__(self, message: str | None = None, **kw: object) -> None:
+    def __init__(
+        self, message: str | None = None, *, api_said: str | None = None, **kw: object
+    ) -> None:
+        if api_said:
+            message = f"The assistant could not take that question: {api_said.rstrip('.')}."
         super().__init__(message, **kw)  # type: ignore[arg-type]
-        self.message = self.user_message
+        self.message = api_said or self.user_message
 
 
 class Unauthorized(ChatAPIError):
@@ -144,6 +152,8 @@ class Dropped(CutOff, Unavailable):
 
 
 class APIReportedError(ProtocolError):
+    user_message = "The assistant reported an error."
+
     def __init__(self, message: str | None = None, **kw: object) -> None:
         super().__init__(
             f"The assistant reported an error: {message}" if message else None,

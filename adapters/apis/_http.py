@@ -20,9 +20,11 @@ name and status set, and never put the API key in a message.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 from abc import abstractmethod
@@ -59,6 +61,8 @@ from bridge.interfaces import (
 log = logging.getLogger("adapters.apis")
 
 T = TypeVar("T")
+# The longest wait a 429 is taken at its word for (a day).
+MAX_RETRY_AFTER = 86400.0
 # What a dialect makes of one parsed item: a token's text, another event, or nothing.
 Event = str | ChatEvent | None
 
@@ -407,7 +411,16 @@ class HTTPDialect(ChatAPI):
                 "shortly.",
                 **kw,
             )
-        return BadRequest(detail or f"The assistant refused the question (HTTP {status}).", **kw)
+        if status in (404, 405):
+            # Most often the backend's URL is wrong: nothing the asker can mend. (A
+            # dialect may know better: Chat Ur Data's 404 is a thread it forgot.)
+            return BadRequest(
+                f"The assistant is misconfigured (HTTP {status} from its URL). Tell an admin.",
+                **kw,
+            )
+        if detail:
+            return BadRequest(api_said=detail, **kw)
+        return BadRequest(f"The assistant refused the question (HTTP {status}).", **kw)
 
     def _timed_out(self, which: Literal["first", "idle", "total"]) -> TimedOut:
         """TimedOut for the deadline that passed: first event, between events, or overall."""
@@ -466,13 +479,22 @@ def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | No
     after = headers.get("retry-after")
     if after:
         try:
-            found.append(now + max(0.0, float(after)))
+            seconds = float(after)
+            if math.isfinite(seconds):
+                found.append(now + max(0.0, seconds))
         except ValueError:
             try:
-                found.append(email.utils.parsedate_to_datetime(after).timestamp())
+                when = email.utils.parsedate_to_datetime(after)
             except (TypeError, ValueError, IndexError):
                 pass
-    return max(found) if found else None
+            else:
+                # HTTP dates are GMT; the asctime form carries no zone of its own.
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=datetime.UTC)
+                found.append(when.timestamp())
+    # A value that is no time at all (inf, nan) or absurdly far is not taken at its word.
+    found = [t for t in found if math.isfinite(t)]
+    return min(max(found), now + MAX_RETRY_AFTER) if found else None
 
 
 def _earliest(deadline: float, end: float | None) -> float:

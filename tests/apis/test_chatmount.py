@@ -352,3 +352,24 @@ def test_retry_at_reads_reset_epoch_seconds_and_dates():
     assert retry_at({"x-ratelimit-reset": "30", "retry-after": "10"}, now) == now + 30
     assert retry_at({"retry-after": "soon"}, now) is None
     assert retry_at({}, now) is None
+    # The other two HTTP-date forms (RFC 850, asctime), both GMT.
+    assert retry_at({"retry-after": "Wednesday, 01-May-24 16:40:00 GMT"}, now) == 1714581600.0
+    assert retry_at({"retry-after": "Wed May  1 16:40:00 2024"}, now) == 1714581600.0
+    # No time at all, or absurdly far: not taken at its word.
+    for absurd in ("inf", "Infinity", "1e400", "nan"):
+        assert retry_at({"retry-after": absurd}, now) is None, absurd
+        assert retry_at({"x-ratelimit-reset": absurd}, now) is None, absurd
+    assert retry_at({"retry-after": "9999999999"}, now) == now + 86400
+
+
+def test_an_asctime_retry_after_is_gmt_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        now = 1_714_581_000.0
+        assert retry_at({"retry-after": "Wed May  1 16:40:00 2024"}, now) == 1714581600.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -323,6 +323,29 @@ async def test_a_stop_that_cuts_a_reply_leaves_finished_ones_as_they_are(
     assert "interrupted" in cut.visible()[-1]
 
 
+@pytest.mark.parametrize(
+    ("script", "notice"),
+    [
+        # The API's reason, framed: the asker sees whose words they are.
+        ({"status": 400, "body": {"error": "Message must be shorter"}},
+         "The assistant could not take that question: Message must be shorter."),
+        # A wrong URL is the admin's to mend, not the asker's.
+        ({"status": 404, "body": {"error": "Not found"}},
+         "The assistant is misconfigured (HTTP 404 from its URL). Tell an admin."),
+        # An error event with no text of its own is still the API's error.
+        ({"tokens": [], "error_after": 0, "error": ""}, "The assistant reported an error."),
+    ],
+)
+async def test_what_the_asker_is_told_when_the_api_refuses_or_reports_an_error(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, script: dict[str, object], notice: str
+) -> None:
+    fake_chat_api.enqueue(**script)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("A question?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.visible()[-1] == f"_⚠️ {notice}_"
+
+
 async def test_a_stop_marks_cut_replies_within_the_platforms_limits_and_in_bounded_time(
     fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
