@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts
-from bridge.errors import APIReportedError, BadRequest, ProtocolError, Unavailable
+from bridge.errors import APIReportedError, BadRequest, ProtocolError, RateLimited, Unavailable
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Status, Token
 
 log = logging.getLogger("adapters.apis")
@@ -120,6 +121,14 @@ class ChatUrData(HTTPDialect):
                 # A failed or unreadable poll is retried by the next one: reading
                 # the thread is harmless and the run goes on server-side.
                 log.warning("poll failed (%s)", type(exc).__name__, extra={"backend": self.name})
+                continue
+            except RateLimited as exc:
+                # Polled too often: the question is asked and its run goes on, so
+                # wait as told (within the deadline) rather than ask again later.
+                log.warning("poll rate limited", extra={"backend": self.name})
+                if exc.retry_at is not None:
+                    pause = exc.retry_at - time.time() - opts.poll_interval
+                    await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
                 continue
             except TimeoutError:
                 continue  # the loop's deadline check reports it

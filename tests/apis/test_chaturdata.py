@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -120,6 +121,20 @@ async def test_failed_runs_show_the_error(fake_chat_api, http, status):
     assert any(isinstance(e, Status) for e in seen)
     assert isinstance(exc, APIReportedError)
     assert exc.message == "Vector store unavailable"
+
+
+async def test_a_rate_limited_poll_waits_as_told_and_goes_on(fake_chat_api, http):
+    # The question is asked and its run goes on: polling too often is no reason
+    # to give the answer up (and ask again, paying twice).
+    fake_chat_api.enqueue(final="Done at last.", polls=2, limited_after=0, retry_after=1)
+    api = make("chaturdata", fake_chat_api, http)
+    started = time.monotonic()
+    events = await collect(api, ChatRequest(message="q"))
+    assert done_of(events).text == "Done at last."
+    assert time.monotonic() - started >= 0.9  # the Retry-After, not the poll interval
+    posts = [r for r in fake_chat_api.requests if r.path.endswith("/newMessage")]
+    polls = [r for r in fake_chat_api.requests if r.path.endswith("/getThread")]
+    assert len(posts) == 1 and len(polls) == 3
 
 
 async def test_overall_timeout_ends_polling(fake_chat_api, http):

@@ -60,7 +60,8 @@ class Script:
     sends the API's error event. `status`/`body`/`headers` answer with an
     error (429: `retry_after` sets Retry-After, `reset_in` X-RateLimit-Reset).
     chaturdata: the run completes on poll number `polls` with `run_status`;
-    `hang_after`/`malformed_after` count polls instead of tokens.
+    `hang_after`/`malformed_after` count polls instead of tokens, and the poll
+    after `limited_after` polls is answered 429 (Retry-After: `retry_after`).
     """
 
     tokens: list[str] | None = None
@@ -84,6 +85,7 @@ class Script:
     conversation_id: str | None = None
     bare: bool = False
     polls: int = 1
+    limited_after: int | None = None
     run_status: str = "completed"
     file_citations: list[tuple[str, str]] = field(default_factory=list)
     finish_reason: str = "stop"  # openai: "length" (max_tokens reached), "content_filter"
@@ -435,6 +437,12 @@ class FakeChatAPI:
             if polled == script.malformed_after:
                 script.malformed_after = None
                 return web.Response(text="<html>Bad gateway</html>", content_type="text/html")
+            if polled == script.limited_after:
+                script.limited_after = None
+                return web.json_response(
+                    {"error": "Too many requests"}, status=429,
+                    headers={"Retry-After": f"{script.retry_after or 1:g}"},
+                )
             thread.polls_left -= 1
             if thread.polls_left > 0:
                 thread.status = "in_progress"
