@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -166,7 +167,8 @@ class Relay:
         self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
         self._chains: dict[str, asyncio.Future[None]] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
-        self._queued = 0
+        self._queued = 0  # accepted, not answering yet
+        self._running = 0  # answering (each holds one of `_slots`)
         self._tasks: set[asyncio.Task[None]] = set()
         self._users = UserRateLimiter()
         self._jobs: set[_Job] = set()
@@ -297,6 +299,19 @@ class Relay:
                 "Please shorten it and ask again.",
             )
             return None
+        # Refusals that ask the backend nothing come before the asker's rate limit,
+        # so that they do not count against it.
+        circuit = self.circuits[route.backend]
+        if circuit.state == "open":
+            await self._notice(target, _unavailable(circuit))
+            self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
+            return None
+        # Waiting: questions not answering yet beyond the free streams (one behind
+        # another of its conversation waits even while streams are free).
+        free = max(0, self.config.limits.max_concurrent_streams - self._running)
+        if self._queued >= self.config.limits.queue_size + free:
+            await self._notice(target, "I am busy right now; please try again shortly.")
+            return None
         rate = route.rate_limit or self.config.limits.rate_limit
         wait = self._users.check(
             self._rate_key(msg, route), rate.messages, rate.per, time.monotonic()
@@ -305,16 +320,8 @@ class Relay:
             await self._notice(
                 target,
                 "You are sending messages faster than I can answer; "
-                f"try again in {max(1, round(wait))} s.",
+                f"try again in {_seconds(wait)} s.",
             )
-            return None
-        circuit = self.circuits[route.backend]
-        if circuit.state == "open":
-            await self._notice(target, _unavailable(circuit))
-            self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
-            return None
-        if self._queued >= self.config.limits.queue_size and self._slots.locked():
-            await self._notice(target, "I am busy right now; please try again shortly.")
             return None
 
         if route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread":
@@ -382,7 +389,11 @@ class Relay:
                 return
             async with self._slots:
                 self._dequeue(job)
-                await self._answer(job)
+                self._running += 1
+                try:
+                    await self._answer(job)
+                finally:
+                    self._running -= 1
         except asyncio.CancelledError:
             job.interrupted = True
             raise
@@ -752,8 +763,15 @@ def _user_key(msg: Inbound) -> str:
 
 
 def _unavailable(circuit: Circuit) -> str:
-    wait = max(1, round(circuit.retry_in()))
-    return f"The assistant is unavailable right now; please try again in {wait} s."
+    wait = circuit.retry_in()
+    if wait <= 0:  # a question is finding out whether the backend is back
+        return "The assistant is unavailable right now; please try again shortly."
+    return f"The assistant is unavailable right now; please try again in {_seconds(wait)} s."
+
+
+def _seconds(wait: float) -> int:
+    """A wait in whole seconds, rounded up: trying again when told is never too soon."""
+    return max(1, math.ceil(wait))
 
 
 def _thread_name(question: str) -> str:

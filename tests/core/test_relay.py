@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -657,6 +657,81 @@ async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_pat
         await asyncio.wait_for(second.ended.wait(), 10)
     assert len(fake_chat_api.requests) == 1
     assert second.notices[0].startswith("You are sending messages faster than I can answer")
+
+
+async def ask_and_wait(p: LocalPlatform, text: str, **kw: Any) -> RecordingTarget:
+    target = await p.say(text, **kw)
+    await asyncio.wait_for(target.ended.wait(), 10)
+    return target
+
+
+async def test_a_refusal_that_asks_the_backend_nothing_does_not_count_against_the_rate_limit(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    for _ in range(2):  # the first try, and its retry
+        fake_chat_api.enqueue(status=503)
+    extra = ("limits: {rate_limit: {messages: 2, per: 60}, "
+             "circuit: {failures: 1, cooldown: 60}}")
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        await ask_and_wait(p, "one", thread="T1")  # fails: the circuit opens
+        refused = await ask_and_wait(p, "two", thread="T2")
+        assert refused.notices[0].startswith("The assistant is unavailable right now")
+        bridge.relay.circuits["docs"].success()  # the backend is back
+        third = await ask_and_wait(p, "three", thread="T3")
+    assert third.notices == [] and third.visible() == ["Hello from the fake."]
+
+
+async def test_the_wait_a_rate_limit_tells_is_rounded_up(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    extra = "limits: {rate_limit: {messages: 1, per: 2.4}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        await ask_and_wait(p, "one", thread="T1")
+        second = await ask_and_wait(p, "two", thread="T2")
+    # Trying again after 2 s would be refused again.
+    assert second.notices == [
+        "You are sending messages faster than I can answer; try again in 3 s."
+    ]
+
+
+async def test_while_one_question_finds_out_if_the_backend_is_back_others_are_told_shortly(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    for _ in range(2):  # the first try, and its retry
+        fake_chat_api.enqueue(status=503)
+    fake_chat_api.enqueue(tokens=["Back ", "again."], hang_after=1)  # the probe, in flight
+    extra = "limits: {circuit: {failures: 1, cooldown: 0.05}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        await ask_and_wait(p, "one", thread="T1")
+        circuit = bridge.relay.circuits["docs"]
+        await wait_for(lambda: circuit.state == "half-open")
+        probe = await p.say("probe", thread="T2")
+        await wait_for(lambda: any(t.startswith("Back") for t in probe.visible()))
+        other = await ask_and_wait(p, "other", thread="T3", user="U2")
+    assert other.notices == ["The assistant is unavailable right now; please try again shortly."]
+
+
+async def test_questions_waiting_behind_one_conversation_count_against_the_queue(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Slow ", "one."], hang_after=1)
+    extra = "limits: {max_concurrent_streams: 2, queue_size: 1}"
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", extra=extra, route="session: channel"
+    ) as bridge:
+        p = platform(bridge)
+        first = await p.say("first", user="U0")
+        await wait_for(lambda: any(t.startswith("Slow") for t in first.visible()))
+        # One channel, one conversation: the others wait behind the first answer.
+        later = [await p.say(f"q{u}", user=f"U{u}") for u in range(1, 6)]
+        await wait_for(lambda: sum(bool(t.notices) for t in later) == 3)
+        # One waits within queue_size, one more while a stream is free: no more.
+        assert bridge.relay._queued == 2
+    assert all(n == ["I am busy right now; please try again shortly."]
+               for n in (t.notices for t in later[2:]))
 
 
 async def test_a_route_with_its_own_rate_limit_counts_apart(
