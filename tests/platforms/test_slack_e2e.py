@@ -334,6 +334,25 @@ async def test_a_question_edited_to_mention_the_bot_is_answered_if_recent(
         assert harness.slack.bot_replies(CHANNEL, root) == []
 
 
+async def test_a_follow_up_waiting_its_turn_shows_at_once_that_it_was_taken(
+    harness: Harness,
+) -> None:
+    slack = harness.slack
+    harness.chat.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.05)
+    harness.chat.enqueue(tokens=["Second answer."])
+    root = await harness.ask(CHANNEL, "first?")
+    await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
+    [body] = slack.user_message(CHANNEL, "and then?", thread_ts=root)
+    await harness.send(body)
+    follow_up = (CHANNEL, body["event"]["ts"])
+    # Thinking shows while the first answer still streams, not when its turn comes.
+    await slack.wait_for(lambda: slack.reactions[follow_up])
+    [first] = slack.bot_replies(CHANNEL, root)  # no placeholder of its own yet
+    assert "w39" not in first.text
+    await harness.answer(CHANNEL, root, "Second answer.", n=2)
+    await slack.wait_for(lambda: not slack.reactions[follow_up])
+
+
 async def test_reset_command_starts_a_new_session(harness: Harness) -> None:
     harness.chat.enqueue(tokens=["One."])
     harness.chat.enqueue(tokens=["Two."])

@@ -176,9 +176,18 @@ class SlackTarget(ReplyTarget):
 
     # ------------------------------------------------------------------ the reply
 
+    def accepted(self) -> None:
+        # A question waiting its turn (behind another of its conversation, or for
+        # a free stream) shows at once that it was taken.
+        self._think()
+
+    def _think(self) -> None:
+        if self.options.thinking != "none" and self._indicator is None:
+            if not (self._reaction_on or self._status_on):
+                self._indicator = asyncio.create_task(self._thinking_on(), name="slack-thinking")
+
     async def begin(self) -> str | None:
-        if self.options.thinking != "none":
-            self._indicator = asyncio.create_task(self._thinking_on(), name="slack-thinking")
+        self._think()
         if self._native:
             ts = await self._start_stream("")
             if ts is not None:
@@ -226,6 +235,12 @@ class SlackTarget(ReplyTarget):
             await self._set_status(text or "")
 
     async def notice(self, text: str) -> None:
+        try:
+            await self._notice(text)
+        finally:  # a question taken and then refused (a backend found down) is done
+            await self._thinking_off()
+
+    async def _notice(self, text: str) -> None:
         body = markdown_to_mrkdwn(text)
         channel, thread = self.address.channel, self.address.thread
         if self.response_url:
