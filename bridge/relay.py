@@ -70,21 +70,28 @@ class UserRateLimiter:
     counter is always checked with the same limit.
     """
 
+    SWEEP_FROM = 10_000
+
     def __init__(self) -> None:
-        # Lists, not deques: a few stamps per user, and an empty deque takes 600 bytes.
-        self._seen: dict[str, list[float]] = {}
-        self._longest = 0.0  # the longest window any counter has
+        # Per counter: its window, and its stamps (a list, not a deque: a few
+        # stamps per user, and an empty deque takes 600 bytes).
+        self._seen: dict[str, tuple[float, list[float]]] = {}
+        self._sweep_at = self.SWEEP_FROM
 
     def check(self, key: str, messages: int, per: float, now: float) -> float | None:
         """None if allowed (and counted), else the seconds until it would be."""
-        self._longest = max(self._longest, per)
-        if len(self._seen) > 10_000:
-            # Forget counters quiet for the longest window: this one's may be shorter.
-            longest = self._longest
-            self._seen = {k: s for k, s in self._seen.items() if s and now - s[-1] < longest}
-        stamps = self._seen.get(key)
-        if stamps is None:
-            stamps = self._seen[key] = []
+        if len(self._seen) >= self._sweep_at:
+            # Forget counters quiet for their own window; the next sweep waits until
+            # the counters kept have doubled, so a sweep costs O(1) a message.
+            self._seen = {
+                k: (window, s) for k, (window, s) in self._seen.items()
+                if s and now - s[-1] < window
+            }
+            self._sweep_at = max(self.SWEEP_FROM, 2 * len(self._seen))
+        counter = self._seen.get(key)
+        if counter is None:
+            counter = self._seen[key] = (per, [])
+        stamps = counter[1]
         drop_older(stamps, now, per)
         if len(stamps) >= messages:
             return stamps[0] + per - now

@@ -783,6 +783,35 @@ def test_a_rate_limiter_keeps_long_windows_when_it_forgets_quiet_users() -> None
     assert limiter.check("U1|hourly", 1, 3600.0, 20.0) == 3580.0
 
 
+def test_a_rate_limiter_forgets_each_counter_by_its_own_window() -> None:
+    limiter = UserRateLimiter()
+    assert limiter.check("U0|daily", 5, 86400.0, 0.0) is None
+    for n in range(9_999):  # quiet after a second, their window
+        assert limiter.check(f"U{n}", 5, 1.0, 0.0) is None
+    assert limiter.check("U-new", 5, 1.0, 10.0) is None  # the sweep: a daily one is kept
+    assert len(limiter._seen) == 2
+
+
+def test_a_rate_limiter_with_many_askers_in_a_long_window_does_not_sweep_at_every_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limiter = UserRateLimiter()
+    sweeps = 0
+    seen = limiter.check
+
+    def counted(key: str, messages: int, per: float, now: float) -> float | None:
+        nonlocal sweeps
+        before = limiter._seen
+        result = seen(key, messages, per, now)
+        sweeps += limiter._seen is not before  # a sweep builds the table anew
+        return result
+
+    monkeypatch.setattr(limiter, "check", counted)
+    for n in range(40_000):  # a community with a daily quota: nobody is quiet yet
+        assert limiter.check(f"U{n}", 20, 86400.0, float(n)) is None
+    assert sweeps <= 3  # at 10,000, 20,000 and 40,000 counters, not at every message
+
+
 async def test_ask_prints_the_answer_and_sources(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
