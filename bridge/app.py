@@ -43,6 +43,10 @@ def settle_heap() -> None:
 
 
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
+# How often old conversations are looked for (limits.conversation_ttl), and how
+# many are forgotten at most in one heartbeat.
+CONVERSATION_PRUNE_EVERY = 600.0
+PRUNE_BATCH = 1000
 # How long a stop spends marking the replies it cut as interrupted; those left
 # are marked by the next start (their records stay).
 MARK_ON_STOP_SECONDS = 5.0
@@ -93,6 +97,7 @@ class Bridge:
         self._heartbeat: asyncio.Task[None] | None = None
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
+        self._pruned_at = 0.0  # when old conversations were last all forgotten
 
     @property
     def http_port(self) -> int | None:
@@ -260,6 +265,11 @@ class Bridge:
             )
         await self.relay.end_records()
         await self.store.prune_events(now - self.config.limits.event_ttl)
+        ttl = self.config.limits.conversation_ttl
+        if ttl is not None and now - self._pruned_at >= CONVERSATION_PRUNE_EVERY:
+            # In batches, one a beat, so a large backlog never holds the store long.
+            if await self.store.prune_conversations(now - ttl, PRUNE_BATCH) < PRUNE_BATCH:
+                self._pruned_at = now
         if self.store.shared:
             await self.recover()
 

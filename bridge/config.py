@@ -94,6 +94,8 @@ class LimitsConfig(_Model):
     rate_limit: RateLimitConfig = RateLimitConfig()
     shutdown_grace: float = Field(20.0, ge=0)
     event_ttl: float = Field(86400.0, gt=0)
+    # Conversations unused this long are forgotten, with their history; None: kept.
+    conversation_ttl: float | None = Field(None, gt=0)
     circuit: CircuitConfig = CircuitConfig()
     heartbeat_interval: float = Field(10.0, gt=0)
 

@@ -126,6 +126,11 @@ class Store(ABC):
     async def prune_events(self, older_than: float) -> int:
         """Forget event ids recorded before `older_than`; returns how many."""
 
+    @abstractmethod
+    async def prune_conversations(self, older_than: float, limit: int) -> int:
+        """Forget at most `limit` conversations last used before `older_than`, the
+        oldest first, with their history; returns how many."""
+
     # in-flight replies
     @abstractmethod
     async def inflight_begin(self, rec: InFlight) -> None: ...

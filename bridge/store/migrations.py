@@ -131,6 +131,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("CREATE INDEX inflight_key ON inflight (key, started_at)",),
         postgres=("CREATE INDEX inflight_key ON inflight (key, started_at)",),
     ),
+    Migration(
+        5,
+        "conversations found by when they were last used, to forget old ones",
+        sqlite=("CREATE INDEX conversations_last_used ON conversations (last_used)",),
+        postgres=("CREATE INDEX conversations_last_used ON conversations (last_used)",),
+    ),
 )
 
 

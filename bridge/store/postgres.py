@@ -258,6 +258,19 @@ class PostgresStore(Store):
             )
         return _count(status)
 
+    async def prune_conversations(self, older_than: float, limit: int) -> int:
+        async with self._conn("forgetting old conversations") as conn:
+            gone = await conn.fetchval(
+                "WITH gone AS (DELETE FROM conversations WHERE key IN ("
+                " SELECT key FROM conversations WHERE last_used < $1"
+                " ORDER BY last_used LIMIT $2) RETURNING key),"
+                " history_gone AS (DELETE FROM history WHERE key IN (SELECT key FROM gone))"
+                " SELECT count(*) FROM gone",
+                float(older_than),
+                limit,
+            )
+        return int(gone or 0)
+
     # ------------------------------------------------------------------ in-flight replies
 
     async def inflight_begin(self, rec: InFlight) -> None:

@@ -267,6 +267,17 @@ class SQLiteStore(Store):
             cursor = await db.execute("DELETE FROM events WHERE seen_at < ?", (older_than,))
             return cursor.rowcount
 
+    async def prune_conversations(self, older_than: float, limit: int) -> int:
+        oldest = (
+            "SELECT key FROM conversations WHERE last_used < ? ORDER BY last_used LIMIT ?"
+        )
+        async with self._write("forgetting old conversations") as db:
+            await db.execute(f"DELETE FROM history WHERE key IN ({oldest})", (older_than, limit))
+            cursor = await db.execute(
+                f"DELETE FROM conversations WHERE key IN ({oldest})", (older_than, limit)
+            )
+            return cursor.rowcount
+
     # ------------------------------------------------------------------ in-flight replies
 
     async def inflight_begin(self, rec: InFlight) -> None:

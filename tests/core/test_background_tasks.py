@@ -11,18 +11,19 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bridge import app
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import StoreError
 from bridge.interfaces import Address, Handler
 from bridge.progress import ProgressLog
-from bridge.store import InFlight, InFlightProgress, open_store
+from bridge.store import Conversation, InFlight, InFlightProgress, open_store
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
 from tests.fakes.chatapi import FakeChatAPI
 
 
-def bridge_for(fake: FakeChatAPI, db: Path, heartbeat: float = 0.05) -> Bridge:
+def bridge_for(fake: FakeChatAPI, db: Path, heartbeat: float = 0.05, limits: str = "") -> Bridge:
     config = parse_config(
         f"""
 store: sqlite://{db}
@@ -31,7 +32,7 @@ backends:
   docs: {{kind: chatmount, url: {fake.endpoint("chatmount")}, api_key: "${{KEY}}"}}
 console: {{}}
 routes: [{{platform: console, backend: docs}}]
-limits: {{heartbeat_interval: {heartbeat}}}
+limits: {{heartbeat_interval: {heartbeat}{limits}}}
 """,
         env={"KEY": fake.api_key},
         registry=TEST_REGISTRY,
@@ -238,3 +239,21 @@ async def test_the_relay_spends_the_bridges_own_budgets(
         # An empty Budgets is false: it must not be swapped for another one.
         assert bridge.relay.budgets is bridge.budgets
         assert bridge.relay.metrics is bridge.metrics
+
+
+@pytest.mark.parametrize("ttl", [None, 86400.0])
+async def test_conversations_unused_for_conversation_ttl_are_forgotten(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ttl: float | None
+) -> None:
+    monkeypatch.setattr(app, "PRUNE_BATCH", 2)  # a backlog goes in batches, one a beat
+    limits = f", conversation_ttl: {ttl}" if ttl else ""
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", heartbeat=60, limits=limits) as b:
+        now = time.time()
+        for key, age in (("old1", 3), ("old2", 2), ("old3", 2), ("recent", 0.5)):
+            used = now - age * 86400
+            await b.store.save_conversation(Conversation(key, "docs", "s", used, used))
+        await b._beat_once()
+        await b._beat_once()
+        left = {k for k in ("old1", "old2", "old3", "recent")
+                if await b.store.get_conversation(k) is not None}
+    assert left == ({"recent"} if ttl else {"old1", "old2", "old3", "recent"})

@@ -21,7 +21,7 @@ async def test_memory_database(tmp_path: Path) -> None:
     async with SQLiteStore(":memory:") as s:
         assert await s.claim_event("e", 1.0) is True
         assert await s.claim_event("e", 1.0) is False
-        assert await s.schema_versions() == [1, 2, 3, 4]
+        assert await s.schema_versions() == [1, 2, 3, 4, 5]
 
 
 async def test_creates_parent_directory_and_uses_wal(tmp_path: Path) -> None:

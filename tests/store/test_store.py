@@ -436,3 +436,22 @@ async def test_inflight_for_key_lists_a_conversations_replies_in_order(store: St
     await store.inflight_end("a")
     assert [r.id for r in await store.inflight_for_key("k1")] == ["b"]
     assert await store.inflight_for_key("nothing") == []
+
+
+async def test_prune_conversations_forgets_the_oldest_with_their_history(store: Store) -> None:
+    turns = [Turn("user", "q"), Turn("assistant", "a")]
+    for i in range(5):
+        await store.save_conversation(conv(f"k{i}", created_at=float(i), last_used=float(i)))
+        await store.append_history(f"k{i}", turns, 20)
+    # In batches, the oldest first.
+    assert await store.prune_conversations(older_than=3.0, limit=2) == 2
+    assert await store.get_conversation("k0") is None
+    assert await store.get_conversation("k1") is None
+    assert await store.get_conversation("k2") is not None
+    assert await store.prune_conversations(older_than=3.0, limit=10) == 1
+    assert await store.prune_conversations(older_than=3.0, limit=10) == 0
+    for gone in ("k0", "k1", "k2"):
+        assert await store.history(gone) == []
+    for kept in ("k3", "k4"):
+        assert await store.get_conversation(kept) is not None
+        assert await store.history(kept) == turns
