@@ -76,8 +76,6 @@ def _blank(text: str) -> bool:
 # What a cut at a space inside would break in two, showing raw markup on both
 # sides: a code span, a Markdown link or image, a <...> link.
 _INLINE = re.compile(r"`[^`\n]+`|!?\[[^\]\n]*\]\([^)\s]*\)|<[^<>\s][^<>\n]*>")
-# How far past the budget an inline construct that starts before it is looked for.
-_INLINE_REACH = 2000
 
 
 def _cut_point(text: str, budget: int, floor: int) -> int:
@@ -98,8 +96,9 @@ def _cut_point(text: str, budget: int, floor: int) -> int:
         while (pos := window.rfind(sep, 0, end)) > floor and pos >= budget * min_frac:
             if sep == " ":
                 if inline is None:
-                    found = _INLINE.finditer(text, max(floor, 0), budget + _INLINE_REACH)
-                    inline = [m.span() for m in found if m.start() < budget]
+                    # Within the window only: the cut must not move as text arrives
+                    # after it (a streamed message already frozen would change).
+                    inline = [m.span() for m in _INLINE.finditer(window, max(floor, 0))]
                 around = next((a for a, b in inline if a < pos < b), None)
                 if around is not None:
                     end = around  # inside a code span or a link: cut before it
@@ -112,6 +111,8 @@ def _cut_point(text: str, budget: int, floor: int) -> int:
                 end = line  # the last line opens a fence: cut before it
                 continue
             return pos + len(sep)
+    # The character at the budget is there whenever a piece is cut from a streaming
+    # answer (its text is longer than a message), so this cut does not move later.
     return _grapheme_start(text, max(budget, floor + 1), floor + 1)
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.split import open_fence, split_markdown
+from bridge.split import open_fence, split_markdown, split_pieces
 
 
 def _answer(length: int, seed: int = 7) -> str:
@@ -178,7 +178,10 @@ PROSE = "This sentence is ordinary prose that keeps going without a line break. 
     ],
 )
 def test_a_long_paragraph_is_not_cut_inside_a_code_span_or_a_link(inline: str) -> None:
-    for pad in range(1930, 1990, 7):  # the construct at, before and across the cut
+    # The construct ends at the cut: its spaces are the last in the message. (One
+    # still open at the cut may be cut: a streamed message, once full, must not
+    # change as more text arrives.)
+    for pad in (1995 - len(" See ") - len(inline),):
         text = (PROSE * 40)[:pad] + f" See {inline} for details. " + PROSE * 5
         messages = split_markdown(text, 2000)
         assert len(messages) == 2
@@ -205,3 +208,22 @@ def test_a_run_with_no_space_is_cut_between_characters_a_reader_sees_as_one(
     assert len(messages) >= 2 and "".join(messages) == text
     assert all(len(m) <= limit for m in messages)
     assert all(m.startswith(unit) for m in messages), [m[:8] for m in messages]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "run `git commit --amend --no-edit` to fix it, then push again. ",
+        "see [the guide to all of it](https://example.com/guide) for more. ",
+        "e\u0301\U0001F44D\U0001F3FD\U0001F1FA\U0001F1F8" * 30,
+    ],
+)
+def test_a_message_cut_while_the_answer_streams_stays_as_it_was_cut(tail: str) -> None:
+    # The renderer freezes a message once the text runs past it: the same cut
+    # must come out of every longer text, or a message already shown would change.
+    text = ("lorem ipsum dolor sit amet " * 100)[:1985] + tail * 3
+    final = split_pieces(text, 2000, lambda s: s)[0]
+    for n in range(1990, len(text) + 1):
+        pieces = split_pieces(text[:n], 2000, lambda s: s)
+        if len(pieces) > 1:
+            assert pieces[0] == final, n
