@@ -10,6 +10,7 @@ handlers once it runs (a stop then drains its live replies).
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 
 
@@ -27,7 +28,9 @@ def exit_on_stop_signals() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    exit_on_stop_signals()
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["run"]:  # the other commands end on a signal as any program does
+        exit_on_stop_signals()
     from adapters.registry import main as run
 
     return run(argv)

@@ -33,6 +33,11 @@ class Circuit:
             return "half-open"
         return "open"
 
+    @property
+    def probing(self) -> bool:
+        """Whether one question is finding out, now, whether the backend is back."""
+        return self._probing
+
     def allow(self) -> bool:
         """May a request go to the backend now? (Takes the probe slot when half-open.)"""
         state = self.state

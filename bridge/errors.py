@@ -90,8 +90,10 @@ class BadRequest(ChatAPIError):
     def __init__(
         self, message: str | None = None, *, api_said: str | None = None, **kw: object
     ) -> None:
+        api_said = (api_said or "").strip() or None
         if api_said:
-            message = f"The assistant could not take that question: {api_said.rstrip('.')}."
+            end = "" if api_said.endswith((".", "!", "?", "…")) else "."
+            message = f"The assistant could not take that question: {api_said}{end}"
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.message = api_said or self.user_message
 

@@ -309,7 +309,7 @@ class Relay:
         # Refusals that ask the backend nothing come before the asker's rate limit,
         # so that they do not count against it.
         circuit = self.circuits[route.backend]
-        if circuit.state == "open":
+        if circuit.state == "open" or circuit.probing:
             await self._notice(target, _unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return None

@@ -263,7 +263,9 @@ class PostgresStore(Store):
             gone = await conn.fetchval(
                 "WITH gone AS (DELETE FROM conversations WHERE key IN ("
                 " SELECT key FROM conversations WHERE last_used < $1"
-                " ORDER BY last_used LIMIT $2) RETURNING key),"
+                " ORDER BY last_used LIMIT $2)"
+                # Checked again: a conversation used meanwhile stays.
+                " AND last_used < $1 RETURNING key),"
                 " history_gone AS (DELETE FROM history WHERE key IN (SELECT key FROM gone))"
                 " SELECT count(*) FROM gone",
                 float(older_than),

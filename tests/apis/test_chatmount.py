@@ -362,6 +362,22 @@ def test_retry_at_reads_reset_epoch_seconds_and_dates():
     assert retry_at({"retry-after": "9999999999"}, now) == now + 86400
 
 
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("Message too long", "Message too long."),
+        ("Message too long!", "Message too long!"),
+        ("Which model?", "Which model?"),
+        ("cut at the limit…", "cut at the limit…"),
+        ("  padded.  ", "padded."),
+    ],
+)
+def test_the_apis_reason_is_shown_as_its_own_sentence(said: str, shown: str) -> None:
+    refused = BadRequest(api_said=said)
+    assert refused.user_message == f"The assistant could not take that question: {shown}"
+    assert BadRequest(api_said="   ").user_message == BadRequest.user_message
+
+
 def test_an_asctime_retry_after_is_gmt_whatever_the_local_zone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -701,17 +701,23 @@ async def test_while_one_question_finds_out_if_the_backend_is_back_others_are_to
 ) -> None:
     for _ in range(2):  # the first try, and its retry
         fake_chat_api.enqueue(status=503)
-    fake_chat_api.enqueue(tokens=["Back ", "again."], hang_after=1)  # the probe, in flight
-    extra = "limits: {circuit: {failures: 1, cooldown: 0.05}}"
+    # The probe: its answer takes a moment to begin.
+    fake_chat_api.enqueue(tokens=["Back ", "again."], first_delay=0.5)
+    extra = ("limits: {circuit: {failures: 1, cooldown: 0.05}, "
+             "rate_limit: {messages: 1, per: 60}}")
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
         p = platform(bridge)
         await ask_and_wait(p, "one", thread="T1")
         circuit = bridge.relay.circuits["docs"]
         await wait_for(lambda: circuit.state == "half-open")
-        probe = await p.say("probe", thread="T2")
-        await wait_for(lambda: any(t.startswith("Back") for t in probe.visible()))
+        probe = await p.say("probe", thread="T2", user="U3")
+        await wait_for(lambda: circuit.probing)
         other = await ask_and_wait(p, "other", thread="T3", user="U2")
+        await asyncio.wait_for(probe.ended.wait(), 10)  # the backend is back
+        again = await ask_and_wait(p, "other again", thread="T4", user="U2")
     assert other.notices == ["The assistant is unavailable right now; please try again shortly."]
+    # Told to try again shortly, and doing so, is not "too fast".
+    assert again.notices == [] and again.visible() == ["Hello from the fake."]
 
 
 async def test_questions_waiting_behind_one_conversation_count_against_the_queue(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters import entry
 from adapters.entry import exit_on_stop_signals
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
@@ -165,6 +166,18 @@ def test_a_stop_signal_ends_the_command_before_the_daemon_handles_it() -> None:
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+def test_only_the_daemon_handles_stop_signals_early(tmp_path: Path) -> None:
+    # The other commands end on a signal as any program does (no SystemExit
+    # raised inside whatever asyncio task runs at that moment).
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert entry.main(["check", "-c", str(tmp_path / "missing.yaml")]) == 2
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_the_command_handles_stop_signals_before_its_heavy_imports() -> None:
