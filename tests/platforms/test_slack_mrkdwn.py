@@ -68,6 +68,9 @@ J = WORD_JOINER
         ("See https://docs.example/model.html#object.__init__ for it.",
          "See https://docs.example/model.html#object.__init__ for it."),
         ("https://x.example/?q=*foo*&r=1", "https://x.example/?q=*foo*&amp;r=1"),
+        (r"https://x.example/some\_path\_here", "https://x.example/some_path_here"),
+        ("See the __guide at https://x.example/guide__ first.",
+         "See the *guide at https://x.example/guide* first."),
         ("**https://x.example/a_b_c** (see https://y.example/z).",
          "*https://x.example/a_b_c* (see https://y.example/z)."),
         # A heading's closing #s come after a space; C# keeps its #.

@@ -203,7 +203,17 @@ def _inline(text: str, strip_bold: bool = False) -> str:
     if "](" in text:
         text = _IMAGE_OR_LINK.sub(lambda m: keep(link(m.group(2), label(m.group(1)))), text)
     if "://" in text:
-        text = _BARE_URL.sub(lambda m: keep(escape(defuse_at(m.group(0)))), text)
+
+        def bare(match: re.Match[str]) -> str:
+            url = _ESCAPED.sub(r"\1", match.group(0))  # `some\_path` is `some_path`
+            closing = ""
+            if url.endswith("_") and "_" in text[: match.start()]:
+                # `__see https://x/y__`: the underscores close an emphasis.
+                stripped = url.rstrip("_")
+                url, closing = stripped, url[len(stripped) :]
+            return keep(escape(defuse_at(url))) + closing
+
+        text = _BARE_URL.sub(bare, text)
     text = _ESCAPED.sub(lambda m: keep(escape(m.group(1))), text)
     text = escape(defuse_at(text))
     text = _BOLD_ITALIC.sub(lambda m: f"{_B}{_I}{m.group(1)}{_I}{_B}", text)
