@@ -403,6 +403,12 @@ class Relay:
                     self._running -= 1
         except asyncio.CancelledError:
             job.interrupted = True
+            if job.reply is None and not job.reset:
+                # Cut while it waited its turn: the platform clears what shows that
+                # it was taken (a "thinking" reaction), briefly: the process is going.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(END_ON_STOP):
+                        await asyncio.shield(job.target.end())
             raise
         except Exception as exc:  # before the answer began (a store lookup): say so
             if not job.reset:  # a reset asks no backend anything

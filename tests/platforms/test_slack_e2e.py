@@ -502,3 +502,29 @@ async def test_a_revoked_bot_token_ends_the_answer(harness: Harness) -> None:
     await wait_for(lambda: harness.bridge.relay.live == 0)
     # An edit in flight, and the one refused: no retries.
     assert slack.rejected["chat.update:invalid_auth"] <= 2
+
+
+async def test_a_question_waiting_its_turn_loses_its_reaction_at_a_stop(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    slack, chat = fake_slack, fake_chat_api
+    env = {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_APP_TOKEN": slack.app_token,
+           "CHATMOUNT_API_KEY": chat.api_key}
+    text = config_text(slack, chat, tmp_path / "b.db", "socket") + "limits: {shutdown_grace: 0.3}\n"
+    bridge = Bridge(parse_config(text, env=env, registry=REGISTRY), REGISTRY)
+    await bridge.__aenter__()
+    try:
+        await slack.wait_socket()
+        h = Harness(slack, chat, bridge, "socket")
+        chat.enqueue(tokens=[f"w{i} " for i in range(200)], token_delay=0.05)
+        root = await h.ask(CHANNEL, "first?")
+        await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
+        [body] = slack.user_message(CHANNEL, "and then?", thread_ts=root)
+        await h.send(body)
+        follow_up = (CHANNEL, body["event"]["ts"])
+        await slack.wait_for(lambda: slack.reactions[follow_up])
+        await bridge.drain()  # a stop while the follow-up waits its turn
+    finally:
+        await bridge.aclose()
+    assert not slack.reactions[(CHANNEL, root)]
+    assert not slack.reactions[follow_up]
