@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 
-from bridge.budget import Budget, Budgets
+from bridge.budget import Budgets
 from bridge.config import Config
 from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
-from bridge.interfaces import ChatAPI, Limits, Platform, PlatformContext, Registry
+from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
 from bridge.relay import Relay
 from bridge.store import InFlight, InFlightProgress, Store, open_store
@@ -196,18 +196,20 @@ class Bridge:
         try:
             body = target.format_markdown(rec.text) if rec.text and rec.message_ids else ""
             note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
-            edit = bool(rec.message_ids) and len(note) <= target.limits.max_chars
             # Within the platform's limits, as every reply is: live replies may
             # just have used the budget up.
-            slots = await self._slots(target.limits, edit)
-            try:
-                if edit:
-                    await target.edit(rec.message_ids[-1], note)
-                else:
-                    await target.post(INTERRUPTED)
-            finally:
-                for budget, stamp in slots:
-                    budget.restamp(stamp)
+            limits = target.limits
+            if rec.message_ids and len(note) <= limits.max_chars:
+                last = rec.message_ids[-1]
+                await self.relay.within_budgets(
+                    target, lambda: target.edit(last, note),
+                    [(limits.edit_bucket, limits.edit_rate)],
+                )
+            else:
+                await self.relay.within_budgets(
+                    target, lambda: target.post(INTERRUPTED),
+                    [(limits.post_bucket, limits.post_rate)],
+                )
             marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
             log.warning(
@@ -216,24 +218,6 @@ class Bridge:
             )
         await self.store.inflight_end(rec.id)
         return marked
-
-    async def _slots(self, limits: Limits, edit: bool) -> list[tuple[Budget, float]]:
-        """The budget slots an edit (or a post) in a place draws on, waited for."""
-        own = (limits.edit_bucket, limits.edit_rate) if edit else (
-            limits.post_bucket, limits.post_rate
-        )
-        wanted = [own, (limits.global_bucket, limits.global_rate)]
-        slots: list[tuple[Budget, float]] = []
-        try:
-            for bucket, rate in wanted:
-                if bucket and rate:
-                    budget = self.budgets.get(bucket, rate)
-                    slots.append((budget, await budget.acquire()))
-        except BaseException:
-            for budget, stamp in slots:
-                budget.release(stamp)
-            raise
-        return slots
 
     async def _beat(self) -> None:
         """Keep this process's replies marked alive; on a shared store, take over

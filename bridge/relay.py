@@ -332,7 +332,9 @@ class Relay:
             return None
 
         if route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread":
-            opened = await self._bot_wide(target, lambda: target.open_thread(_thread_name(text)))
+            opened = await self.within_budgets(
+                target, lambda: target.open_thread(_thread_name(text))
+            )
             if opened is not None:
                 thread_id, target = opened
                 key = conversation_key(route, msg, thread=thread_id)
@@ -355,9 +357,9 @@ class Relay:
         and, where a notice is a message in the place, the place's post budget."""
         limits = target.limits
         place = [(limits.post_bucket, limits.post_rate)] if limits.notices_post else []
-        await self._bot_wide(target, lambda: target.notice(text), place)
+        await self.within_budgets(target, lambda: target.notice(text), place)
 
-    async def _bot_wide(
+    async def within_budgets(
         self,
         target: ReplyTarget,
         request: Callable[[], Awaitable[T]],
