@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,27 +160,25 @@ async def test_a_dropped_connection_does_not_lose_the_answer(setup: Setup) -> No
     assert not setup.discord.errors
 
 
-async def test_a_deleted_channel_ends_the_answer(setup: Setup) -> None:
+def _delete_channel(setup: Setup) -> None:
+    setup.discord.delete_channel(setup.general)
+
+
+def _reset_token(setup: Setup) -> None:
+    setup.discord.token = "reset-in-the-developer-portal"  # every request: 401
+
+
+@pytest.mark.parametrize("gone", [_delete_channel, _reset_token])
+async def test_a_deleted_channel_or_a_reset_bot_token_ends_the_answer(
+    setup: Setup, gone: Callable[[Setup], None]
+) -> None:
     fake = setup.discord
     setup.chat.enqueue(tokens=["word "] * 100, token_delay=0.05)
     async with setup.bridge():
         await fake.mention(setup.general, setup.alice, "A slow one?")
         await fake.wait_until(lambda: fake.channel_messages(setup.general))
         sent = len(fake.requests)
-        fake.delete_channel(setup.general)
-        await setup.chat.wait_disconnects(1)  # the answer's stream is let go
-    after = [r for r in fake.requests[sent:] if setup.general in r.path]
-    assert len(after) <= 2  # an edit in flight, and the one refused: no retries
-
-
-async def test_a_reset_bot_token_ends_the_answer(setup: Setup) -> None:
-    fake = setup.discord
-    setup.chat.enqueue(tokens=["word "] * 100, token_delay=0.05)
-    async with setup.bridge():
-        await fake.mention(setup.general, setup.alice, "A slow one?")
-        await fake.wait_until(lambda: fake.channel_messages(setup.general))
-        sent = len(fake.requests)
-        fake.token = "reset-in-the-developer-portal"  # every request: 401
+        gone(setup)
         await setup.chat.wait_disconnects(1)  # the answer's stream is let go
     after = [r for r in fake.requests[sent:] if setup.general in r.path]
     assert len(after) <= 2  # an edit in flight, and the one refused: no retries

@@ -130,6 +130,24 @@ class Harness:
         result: list[FakeMessage] = await self.slack.wait_for(done, timeout=30)
         return result
 
+    async def follow_up_while_streaming(
+        self, tokens: int, then: str | None = None
+    ) -> tuple[str, tuple[str, str]]:
+        """A question answered in `tokens` slow tokens, and a follow-up in its thread
+        while it streams, shown as taken; the thread root and the follow-up's
+        (channel, ts). `then` is the follow-up's answer, if it is to have one."""
+        self.chat.enqueue(tokens=[f"w{i} " for i in range(tokens)], token_delay=0.05)
+        if then is not None:
+            self.chat.enqueue(tokens=[then])
+        root = await self.ask(CHANNEL, "first?")
+        slack = self.slack
+        await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
+        [body] = slack.user_message(CHANNEL, "and then?", thread_ts=root)
+        await self.send(body)
+        follow_up = (CHANNEL, body["event"]["ts"])
+        await slack.wait_for(lambda: slack.reactions[follow_up])
+        return root, follow_up
+
     async def sentinel(self) -> list[str]:
         """Ask in the DM and wait for its answer, so that every event sent before has
         been taken: the questions the chat API was asked, this one last."""
@@ -338,15 +356,8 @@ async def test_a_follow_up_waiting_its_turn_shows_at_once_that_it_was_taken(
     harness: Harness,
 ) -> None:
     slack = harness.slack
-    harness.chat.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.05)
-    harness.chat.enqueue(tokens=["Second answer."])
-    root = await harness.ask(CHANNEL, "first?")
-    await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
-    [body] = slack.user_message(CHANNEL, "and then?", thread_ts=root)
-    await harness.send(body)
-    follow_up = (CHANNEL, body["event"]["ts"])
     # Thinking shows while the first answer still streams, not when its turn comes.
-    await slack.wait_for(lambda: slack.reactions[follow_up])
+    root, follow_up = await harness.follow_up_while_streaming(40, then="Second answer.")
     [first] = slack.bot_replies(CHANNEL, root)  # no placeholder of its own yet
     assert "w39" not in first.text
     await harness.answer(CHANNEL, root, "Second answer.", n=2)
@@ -516,13 +527,7 @@ async def test_a_question_waiting_its_turn_loses_its_reaction_at_a_stop(
     try:
         await slack.wait_socket()
         h = Harness(slack, chat, bridge, "socket")
-        chat.enqueue(tokens=[f"w{i} " for i in range(200)], token_delay=0.05)
-        root = await h.ask(CHANNEL, "first?")
-        await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
-        [body] = slack.user_message(CHANNEL, "and then?", thread_ts=root)
-        await h.send(body)
-        follow_up = (CHANNEL, body["event"]["ts"])
-        await slack.wait_for(lambda: slack.reactions[follow_up])
+        root, follow_up = await h.follow_up_while_streaming(200)
         await bridge.drain()  # a stop while the follow-up waits its turn
     finally:
         await bridge.aclose()
