@@ -180,7 +180,10 @@ def split_pieces(
             shown = fmt(_closed(head, opened))
             if len(shown) <= limit or cut <= floor + 1:
                 break
-            budget -= max(1, len(shown) - limit)
+            # Formatting grew the text (escapes): try the share of it that fits. Taking
+            # off only the excess would overshoot where it more than doubles (Slack's
+            # `&` is `&amp;`) and cut a piece to a few characters.
+            budget = min(budget - 1, (cut - floor) * limit // len(shown) + floor)
         # Skip the line breaks we cut at, so the next message does not start blank.
         cut_at = pos + cut - len(prefix)
         pos = _past_breaks(markdown, cut_at)
