@@ -248,7 +248,10 @@ class Bridge:
                 self.relay.leases(), self.owner, self.relay.lease_ttl, now
             )
         await self.relay.end_records()
-        await self.store.prune_events(now - self.config.limits.event_ttl)
+        kept = max([self.config.limits.event_ttl] + [
+            type(platform).redelivers_within for platform in self.platforms.values()
+        ])
+        await self.store.prune_events(now - kept)
         ttl = self.config.limits.conversation_ttl
         if ttl is not None and now - self._pruned_at >= CONVERSATION_PRUNE_EVERY:
             # In batches, one a beat, so a large backlog never holds the store long.

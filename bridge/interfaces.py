@@ -323,6 +323,10 @@ class Platform(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[PlatformOptions]]
+    #: How long after a message was sent the platform may deliver it again as a new
+    #: event (an edit that adds the bot's mention): its event record is kept at least
+    #: this long, whatever `limits.event_ttl` says, so it is not answered twice.
+    redelivers_within: ClassVar[float] = 0.0
 
     def __init__(self, ctx: PlatformContext) -> None:
         self.ctx = ctx

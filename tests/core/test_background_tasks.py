@@ -257,3 +257,21 @@ async def test_conversations_unused_for_conversation_ttl_are_forgotten(
         left = {k for k in ("old1", "old2", "old3", "recent")
                 if await b.store.get_conversation(k) is not None}
     assert left == ({"recent"} if ttl else {"old1", "old2", "old3", "recent"})
+
+
+async def test_event_records_are_kept_as_long_as_a_platform_may_deliver_a_message_again(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Slack delivers a message edited to add the bot's mention again, up to 10 minutes
+    # on: with `event_ttl` shorter than that, an answered question was answered twice.
+    monkeypatch.setattr(LocalPlatform, "redelivers_within", 600.0)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", limits=", event_ttl: 1") as bridge:
+        cutoffs: list[float] = []
+
+        async def recorded(older_than: float) -> int:
+            cutoffs.append(time.time() - older_than)
+            return 0
+
+        bridge.store.prune_events = recorded  # type: ignore[method-assign]
+        await wait_for(lambda: len(cutoffs) >= 1, timeout=5)
+        assert cutoffs[0] >= 600.0

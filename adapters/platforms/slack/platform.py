@@ -39,8 +39,8 @@ log = logging.getLogger("chat_bridge.slack")
 # (edits, deletions, joins, bot messages, ...) is not a question.
 _USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
 # A message edited to mention the bot is taken as a question only this soon after it
-# was sent (someone forgot the mention); an older message may have been answered
-# before the daemon's record of its event was pruned (limits.event_ttl).
+# was sent (someone forgot the mention). Event records are kept at least this long
+# (`SlackPlatform.redelivers_within`), so one answered when it was sent is known.
 EDIT_WINDOW = 600.0
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
@@ -94,6 +94,7 @@ class SlackPlatform(Platform):
 
     name: ClassVar[str] = "slack"
     Options: ClassVar[type[SlackOptions]] = SlackOptions
+    redelivers_within: ClassVar[float] = EDIT_WINDOW
 
     def __init__(self, ctx: PlatformContext) -> None:
         super().__init__(ctx)
