@@ -62,6 +62,7 @@ J = WORD_JOINER
          "`[not](https://a.link)` but <https://b.example|this>"),
         # ...but a stray star before code does not pair with one after it.
         ("pass *args to `f(*a)`, then *b*", "pass *args to `f(*a)`, then _b_"),
+        ("*Run `npm install` first*, then *go*", "_Run `npm install` first_, then _go_"),
         # A bare URL is kept whole: Slack links it as it is.
         ("Docs: https://docs.python.org/3/library/__main__.html",
          "Docs: https://docs.python.org/3/library/__main__.html"),
@@ -76,6 +77,9 @@ J = WORD_JOINER
         # A heading's closing #s come after a space; C# keeps its #.
         ("## Getting started with C#", "*Getting started with C#*"),
         ("# Title ##", "*Title*"),
+        ("# #", ""),
+        ("## ###", ""),
+        ("# #hashtag", "*#hashtag*"),
     ],
 )
 def test_inline_and_block_markup(markdown: str, mrkdwn: str) -> None:

@@ -51,8 +51,11 @@ _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
 _BOLD_ITALIC = re.compile(r"(?<![*\w])\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*(?![*\w])")
 _BOLD_STARS = re.compile(r"(?<![*\w])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![*\w])")
 _BOLD_UNDERSCORES = re.compile(r"(?<![_\w])__(?=\S)(.+?)(?<=\S)__(?![_\w])")
-# Italics do not run across a code span (a stray `*args` before one and `*b*` after).
-_ITALIC_STAR = re.compile(r"(?<![*\w])\*(?=[^\s*])([^\ue003]+?)(?<=[^\s*])\*(?![*\w])")
+# Italics run across a code span only if no other star is inside: a stray `*args`
+# before one does not pair with `*b*` after it, and `*run `x` first*` is italic.
+_ITALIC_STAR = re.compile(
+    r"(?<![*\w])\*(?=[^\s*])([^\ue003]+?|[^*]+?)(?<=[^\s*])\*(?![*\w])"
+)
 _STRIKE = re.compile(r"(?<!~)~~(?=\S)(.+?)(?<=\S)~~(?!~)")
 
 # Private-use sentinels stand for markup while the rest of the text is rewritten.
@@ -149,7 +152,9 @@ def _convert_line(line: str) -> str:
         return "──────────"
     heading = _HEADING.match(line)
     if heading:
-        inner = _inline(heading.group(2), strip_bold=True)
+        title = heading.group(2)
+        # `# #` is an empty heading: what follows the opening #s is its closing ones.
+        inner = "" if not title.strip("#") else _inline(title, strip_bold=True)
         return f"*{inner}*" if inner else ""
     quote = _QUOTE.match(line)
     if quote:
