@@ -535,3 +535,15 @@ async def test_a_question_waiting_its_turn_loses_its_reaction_at_a_stop(
         await bridge.aclose()
     assert not slack.reactions[(CHANNEL, root)]
     assert not slack.reactions[follow_up]
+
+
+async def test_the_first_question_after_a_start_needs_no_further_sign_in(
+    harness: Harness,
+) -> None:
+    # Who the bot is was learnt at the start. Asked again at the first event, a
+    # failing auth.test acked that event with an apology and dropped the question.
+    harness.slack.fail["auth.test"] = ["internal_error"]
+    harness.chat.enqueue(tokens=["First answer."])
+    await harness.ask(DM, "first question after a start")
+    await harness.answer(DM, None, "First answer.")
+    assert [m for m, _ in harness.slack.calls if m == "auth.test"] == ["auth.test"]

@@ -19,6 +19,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -116,6 +117,11 @@ class SlackPlatform(Platform):
             token=token, base_url=opts.api_url, timeout=int(opts.timeout),
             retry_handlers=[], logger=web_log,
         )
+        # bolt's own client, which it copies for each request with the token that
+        # `_authorize` gives: it asks Slack nothing itself.
+        self._bolt_client = AsyncWebClient(
+            base_url=opts.api_url, timeout=int(opts.timeout), logger=web_log
+        )
         self.native_ok = True
         self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
         self.bot_user_id: str | None = None
@@ -131,7 +137,11 @@ class SlackPlatform(Platform):
         self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
         self.app = AsyncApp(
             name="chat-bridge",
-            client=self.client,
+            client=self._bolt_client,
+            # Who the bot is comes from start()'s auth.test. Left to itself, bolt asks
+            # auth.test again at the first event, and a failure of that call acked the
+            # event with an apology and dropped it (Slack does not redeliver it).
+            authorize=self._authorizer(),
             signing_secret=secret,
             logger=_BOLT_LOG,
             # Listeners only hand the work off, so they finish before the ack.
@@ -167,6 +177,7 @@ class SlackPlatform(Platform):
             )
             self.client.session = self._session
             self.decor.session = self._session
+            self._bolt_client.session = self._session
         return self._session
 
     async def start(self, handler: Handler) -> None:
@@ -280,6 +291,19 @@ class SlackPlatform(Platform):
             return web.Response(status=400, text="malformed body")
         bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
+
+    def _authorizer(self) -> Callable[..., Awaitable[AuthorizeResult]]:
+        # A plain function: bolt passes it the arguments its signature names.
+        async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+            return AuthorizeResult(
+                enterprise_id=enterprise_id,
+                team_id=team_id or self.team_id,
+                bot_user_id=self.bot_user_id,
+                bot_id=self.bot_id,
+                bot_token=self.options.bot_token.get_secret_value(),
+            )
+
+        return authorize
 
     async def _on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         self._deliver(body, event, mention=True)
