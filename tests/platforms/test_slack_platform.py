@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget
@@ -412,11 +414,57 @@ async def test_http_garbage_is_refused_in_a_word(
         for headers in ({"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"}, {}):
             async with session.post(url, data=b"\xff\xfe", headers=headers) as resp:
                 assert resp.status == 401
+        # A signature that is not even ASCII (the digest comparison refuses it).
+        stamp = str(int(time.time()))
+        headers = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": "v0=\u00e9"}
+        async with session.post(url, data=b"{}", headers=headers) as resp:
+            assert resp.status == 401
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     status, _ = await fake_slack.post_event(url, fake_slack.user_message(DM, "genuine")[0])
     assert status == 200
     [msg] = await inbox.wait(1)
     assert msg.text == "genuine"
+
+
+async def test_http_slacks_notice_that_it_drops_events_is_acknowledged_and_logged(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, url = http_platform
+    notice = {"token": "t", "team_id": "T0TEAM0001", "minute_rate_limited": 1518467820,
+              "api_app_id": "A0APP00001", "type": "app_rate_limited"}
+    status, _ = await fake_slack.post_event(url, notice)
+    assert status == 200  # not "unhandled request" (404), which Slack counts as a failure
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "Slack is dropping this app's events" in warning
+
+
+async def test_http_an_event_arriving_as_the_stop_begins_is_refused_for_slack_to_retry(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox
+) -> None:
+    platform, _ = http_platform
+    [body] = fake_slack.user_message(DM, "asked as the daemon stops")
+    raw = json.dumps(body)
+    stamp = int(time.time())
+
+    class Arriving:
+        """A request whose body is still arriving when the daemon begins to stop."""
+
+        query_string = ""
+        headers = {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": str(stamp),
+            "X-Slack-Signature": fake_slack.sign(raw, stamp),
+        }
+
+        async def read(self) -> bytes:
+            await platform.stop_receiving()
+            return raw.encode()
+
+    response = await platform._http_events(Arriving())  # type: ignore[arg-type]
+    assert isinstance(response, web.Response)
+    assert response.status == 503  # acked, it would be lost: Slack retries a 503
+    assert inbox.items == []
 
 
 async def test_http_url_verification_and_retries(

@@ -8,6 +8,7 @@ events and slash commands in, a `SlackTarget` to answer on out.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -46,6 +47,15 @@ EDIT_WINDOW = 600.0
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
+
+
+def _kind(body: str) -> str | None:
+    """The `type` of a JSON request body, or None."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    return payload.get("type") if isinstance(payload, dict) else None
 
 
 def plain_text(text: str) -> str:
@@ -277,11 +287,22 @@ class SlackPlatform(Platform):
                 and timestamp.isdigit()
                 and self._verifier.is_valid(body, timestamp, signature)
             )
-        except ValueError:
+        except (ValueError, TypeError):  # not UTF-8; a signature that is not ASCII
             signed = False
         if not signed:
             log.debug("slack: refused an unsigned or stale request to the events endpoint")
             return web.Response(status=401, text="invalid signature")
+        if self._handler is None:
+            # The stop began while the body arrived: acked, the event would be lost.
+            return web.Response(status=503, text="not ready")
+        if '"app_rate_limited"' in body and _kind(body) == "app_rate_limited":
+            # Slack's notice that it is dropping this app's events (more than 30,000
+            # in an hour for a workspace): acknowledged, and said plainly.
+            log.warning(
+                "slack: Slack is dropping this app's events for now (app_rate_limited): "
+                "questions asked meanwhile are not delivered"
+            )
+            return web.Response(status=200)
         try:
             bolt_request = AsyncBoltRequest(
                 body=body, query=request.query_string, headers=dict(request.headers)
