@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 if TYPE_CHECKING:
     import httpx
@@ -103,6 +103,24 @@ class DialectOptions(BaseModel):
     def warnings(self) -> list[str]:
         """What `check` and `run` point out about these options (they still load)."""
         return []
+
+
+def clean_secret(secret: SecretStr) -> SecretStr:
+    """`secret` without the line break a secret file or a YAML block leaves around it.
+
+    A value with a line break or a character that is not printable ASCII inside
+    (two lines of a file, a curly quote from a copy) cannot go in a header, and would
+    fail every request with an error about something else: a config error instead,
+    which does not show the value.
+    """
+    value = secret.get_secret_value()
+    stripped = value.strip()
+    if not (stripped.isascii() and stripped.isprintable()):
+        raise ValueError(
+            "has a line break or a character that is not plain ASCII inside "
+            "(a curly quote, say): copy the value again"
+        )
+    return secret if stripped == value else SecretStr(stripped)
 
 
 class PlatformOptions(BaseModel):

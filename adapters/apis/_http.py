@@ -56,6 +56,7 @@ from bridge.interfaces import (
     DialectOptions,
     Done,
     Token,
+    clean_secret,
 )
 
 log = logging.getLogger("adapters.apis")
@@ -93,12 +94,8 @@ class Retries(BaseModel):
 
 
 def _trimmed(key: SecretStr | None) -> SecretStr | None:
-    """The key without the line break a secret file or a YAML block leaves after it
-    (sent in a header, it would fail every request)."""
-    if key is None:
-        return None
-    value = key.get_secret_value()
-    return key if value == value.strip() else SecretStr(value.strip())
+    """The key as a header can carry it (see `clean_secret`)."""
+    return None if key is None else clean_secret(key)
 
 
 def _given(key: SecretStr) -> SecretStr:
@@ -143,7 +140,8 @@ class HTTPOptions(DialectOptions):
     @field_validator("api_key")
     @classmethod
     def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
-        return _trimmed(value)
+        # `${KEY:-}` with the variable unset expands to "": no key, as if not given.
+        return None if value is None or not value.get_secret_value().strip() else _trimmed(value)
 
 
 class _Parser(Protocol[T]):

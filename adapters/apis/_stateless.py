@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from adapters.apis._http import HTTPOptions
 from bridge.interfaces import ChatRequest
@@ -25,6 +25,12 @@ class StatelessOptions(HTTPOptions):
     system_prompt: str | None = None
     user_id: Literal["hashed", "raw", "none"] = "hashed"
     user_id_key: SecretStr | None = None
+
+    @field_validator("user_id_key")
+    @classmethod
+    def _key_given(cls, value: SecretStr | None) -> SecretStr | None:
+        # Blank (its variable empty) is no key: the warning below says what that means.
+        return value if value is None or value.get_secret_value().strip() else None
 
     def warnings(self) -> list[str]:
         if self.user_id == "hashed" and self.user_id_key is None and self.api_key is None:

@@ -101,6 +101,41 @@ def test_secrets_lose_the_line_break_a_secret_file_leaves() -> None:
     assert config.platforms["discord"].token.get_secret_value() == "d.t.k"
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CHATMOUNT_API_KEY", SECRET + "\nX-Other: y"),  # two lines of a file
+        ("CHATMOUNT_API_KEY", f"\u201c{SECRET}\u201d"),  # curly quotes from a copy
+        ("BOT", "xoxb-1\nxoxb-2"),
+        ("DISCORD", "d.t\tk"),
+    ],
+)
+def test_a_secret_a_header_cannot_carry_is_a_config_error(variable: str, value: str) -> None:
+    # It passed `check`, then failed every request with an error about something else
+    # (Slack: a traceback at the start; a chat API: "the question has characters...").
+    text = BASE + (
+        "slack: {bot_token: '${BOT}', app_token: xapp-1}\ndiscord: {token: '${DISCORD}'}\n"
+    )
+    env = {"BOT": "xoxb-1", "DISCORD": "d.t.k", variable: value}
+    with pytest.raises(ConfigError) as err:
+        parse(text, **env)
+    assert "a line break or a character that is not plain ASCII" in str(err.value)
+    path = {"CHATMOUNT_API_KEY": "backends.docs.api_key", "BOT": "slack.bot_token",
+            "DISCORD": "discord.token"}[variable]
+    assert err.value.path == path
+    assert SECRET not in str(err.value) and value not in str(err.value)
+
+
+def test_shared_settings_merged_with_a_yaml_anchor_are_read() -> None:
+    text = BASE.replace("  docs:\n", "  docs: &base\n", 1).replace(
+        "routes:", "  docs2: {<<: *base, include_sources: false}\nroutes:", 1
+    )
+    config = parse(text)
+    assert config.backends["docs2"].include_sources is False
+    assert config.backends["docs2"].api_key.get_secret_value() == SECRET
+    assert config.backends["docs"].include_sources is True
+
+
 def test_a_key_given_twice_is_a_config_error() -> None:
     text = BASE.replace("  docs:\n", "  docs:\n    kind: openai\n    model: m\n  docs:\n", 1)
     with pytest.raises(ConfigError) as err:
@@ -287,6 +322,11 @@ def test_check_warns_of_user_ids_hashed_with_a_public_key(tmp_path: Path) -> Non
     config.write_text(keyed)
     assert "user ids are hashed" not in _check(config, {"PATH": "/usr/bin:/bin",
                                                         "CHATMOUNT_API_KEY": SECRET}).stdout
+    # A key whose variable is empty is no key: the warning says so.
+    config.write_text(keyed.replace("k3y", "'${USER_ID_KEY}'"))
+    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET,
+                             "USER_ID_KEY": ""})
+    assert "user ids are hashed with the backend's URL" in result.stdout, result.stderr
 
 
 def test_kind_that_is_not_a_name_is_a_config_error() -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bridge.interfaces import PlatformOptions, Rate
+from bridge.interfaces import PlatformOptions, Rate, clean_secret
 
 
 class RateOption(BaseModel):
@@ -64,7 +64,7 @@ class DiscordOptions(PlatformOptions):
                 "is empty; export DISCORD_BOT_TOKEN or set discord.token to the bot token"
             )
         # A secret file's trailing line break would fail the login.
-        return SecretStr(value.get_secret_value().strip())
+        return clean_secret(value)
 
     @field_validator("api_url")
     @classmethod

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bridge.interfaces import PlatformOptions, Rate
+from bridge.interfaces import PlatformOptions, Rate, clean_secret
 
 
 class RateOption(BaseModel):
@@ -66,7 +66,7 @@ class SlackOptions(PlatformOptions):
     @field_validator("bot_token")
     @classmethod
     def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
-        secret = value.get_secret_value().strip()
+        secret = clean_secret(value).get_secret_value()
         if not secret:
             raise ValueError("is empty; export SLACK_BOT_TOKEN (xoxb-…) or set slack.bot_token")
         if secret.startswith("xapp-"):
@@ -81,7 +81,7 @@ class SlackOptions(PlatformOptions):
     def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return value
-        secret = value.get_secret_value().strip()
+        secret = clean_secret(value).get_secret_value()
         if secret.startswith(("xoxb-", "xoxp-")):
             raise ValueError(
                 "is a bot or user token; Socket Mode needs the app-level token (xapp-…) "
@@ -93,7 +93,7 @@ class SlackOptions(PlatformOptions):
     @classmethod
     def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
         # A secret file's trailing line break would fail every signature check.
-        return None if value is None else SecretStr(value.get_secret_value().strip())
+        return None if value is None else clean_secret(value)
 
     @field_validator("api_url")
     @classmethod
