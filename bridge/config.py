@@ -317,7 +317,16 @@ def parse_config(
                 '(e.g. "0.0.0.0:8080"), or use Socket Mode with slack.app_token',
             )
 
+    if not config.routes:
+        raise ConfigError("routes", "is empty, so nothing would ever be answered: add a route")
     for i, route in enumerate(config.routes):
+        for name in ("workspace", "channels", "users", "roles"):
+            if getattr(route, name) == []:
+                raise ConfigError(
+                    f"routes[{i}].{name}",
+                    "is an empty list, so this route could never answer: leave it out "
+                    "(or null) for any",
+                )
         if route.backend not in backends:
             known = ", ".join(sorted(backends))
             raise ConfigError(

@@ -167,6 +167,20 @@ def test_a_route_that_could_never_answer_is_a_config_error(
     assert err.value.path == path and says in str(err.value)
 
 
+@pytest.mark.parametrize("key", ["channels", "users", "workspace", "roles"])
+def test_a_route_with_an_empty_list_is_a_config_error(key: str) -> None:
+    # `check` said "config ok", and the bot then answered nobody without a word.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("backend: docs", f"backend: docs\n    {key}: []"))
+    assert err.value.path == f"routes[0].{key}" and "could never answer" in str(err.value)
+
+
+def test_no_route_at_all_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.split("routes:")[0] + "routes: []\n")
+    assert err.value.path == "routes" and "nothing would ever be answered" in str(err.value)
+
+
 def test_bad_enum_names_route_index_and_choices() -> None:
     text = BASE + "  - platform: any\n    backend: docs\n  - backend: docs\n    session: threads\n"
     with pytest.raises(ConfigError) as err:
