@@ -60,12 +60,16 @@ def _shows(text: str) -> bool:
 
 
 def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
-    """Sources in first-seen order, once per URL, at most `limit`."""
+    """Web sources (http, https) in first-seen order, once per URL, at most `limit`.
+
+    Anything else (`javascript:`, `about:blank`, `#`, a relative path) is no link a
+    reader can follow, and would take the place of one that is.
+    """
     seen: set[str] = set()
     out: list[Source] = []
     for source in sources:
         url = source.url.strip()
-        if not url or url in seen:
+        if not url.lower().startswith(("http://", "https://")) or url in seen:
             continue
         seen.add(url)
         out.append(source)

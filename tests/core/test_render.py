@@ -97,6 +97,12 @@ async def test_final_text_wins_and_sources_are_appended_once_in_order() -> None:
     ]
 
 
+def test_sources_that_are_no_web_link_do_not_take_the_place_of_one() -> None:
+    junk = [Source(url, "x") for url in ("javascript:void(0)", "about:blank", "#", "/docs/a")]
+    kept = dedupe_sources([*junk, Source("HTTPS://docs.example/real", "Real")], limit=2)
+    assert kept == [Source("HTTPS://docs.example/real", "Real")]
+
+
 async def test_placeholder_is_edited_into_the_answer() -> None:
     target = RecordingTarget(placeholder=True)
     reply = LiveReply(target, Budgets(), edit_interval=0.01)

@@ -496,6 +496,10 @@ async def test_formatting() -> None:
     expected = f"hi @{ZWSP}everyone and <@&{ZWSP}5> `@here` <@!{ZWSP}7> in <#9>"
     assert text == expected + "\n```\n@here\n```"  # code is left exactly as it was
     assert fmt.format_markdown(text) == text
+    # In italics too; an address is left whole.
+    assert fmt.format_markdown("_@everyone_ __@here__ ops@here.example") == (
+        f"_@{ZWSP}everyone_ __@{ZWSP}here__ ops@here.example"
+    )
     block = fmt.format_sources([Source("https://a.example/x", "A [draft]"), Source("https://b")])
     assert block == "**Sources**\n- [A \\[draft\\]](<https://a.example/x>)\n- <https://b>"
     # A backslash-escaped backtick opens no code span: the mention inside is defused.

@@ -22,8 +22,9 @@ SOURCE_TITLE_MAX = 200
 # A backslash-escaped backtick is shown as a backtick: it opens no code span.
 _CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
 # Not inside a word, a path or a host name: https://x.example/@here and ops@here.example
-# are an address, not a mention (and the zero-width space would break them).
-_EVERYONE = re.compile(r"(?<![\w/.@-])@(everyone|here)\b")
+# are an address, not a mention (and the zero-width space would break them). Within
+# `_` (italics: _@everyone_) it is a mention.
+_EVERYONE = re.compile(r"(?<![^\W_]|[/.@-])@(everyone|here)(?![^\W_])")
 _MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: kept
 
 
