@@ -415,6 +415,17 @@ class FakeDiscord:
         for mid in [m for m, v in self.messages.items() if v["channel_id"] == channel_id]:
             del self.messages[mid]
 
+    async def delete_message(self, message_id: str) -> None:
+        """A moderator deletes a message (MESSAGE_DELETE); a thread opened on it stays."""
+        msg = self.messages.pop(message_id)
+        gid = msg.get("guild_id")
+        data = {"id": message_id, "channel_id": msg["channel_id"]}
+        if gid:
+            data["guild_id"] = gid
+        for gw in self._gateways_for(gid):
+            await self._send_dispatch(gw, "MESSAGE_DELETE", data)
+        self._changed()
+
     def channel_messages(self, channel_id: str, *, bot_only: bool = True) -> list[dict[str, Any]]:
         found = [
             m

@@ -184,6 +184,27 @@ async def test_a_deleted_channel_or_a_reset_bot_token_ends_the_answer(
     assert len(after) <= 2  # an edit in flight, and the one refused: no retries
 
 
+@pytest.mark.parametrize("where", ["general", "help"])
+async def test_a_question_deleted_while_it_is_answered_ends_the_answer(
+    setup: Setup, where: str
+) -> None:
+    # A moderator removes the question: the answer, in the channel or in the thread
+    # opened on the question, stops (the reply itself would still be accepted).
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["word "] * 100, token_delay=0.05)
+    channel = getattr(setup, where)
+    async with setup.bridge():
+        question = await fake.mention(channel, setup.alice, "Something a moderator removes")
+        shown_in = question["id"] if where == "help" else channel
+        await fake.wait_until(lambda: fake.channel_messages(shown_in))
+        sent = len(fake.requests)
+        await fake.delete_message(question["id"])
+        await setup.chat.wait_disconnects(1)  # the answer's stream is let go
+        writes = [r for r in fake.requests[sent:] if "/messages" in r.path]
+    assert len(writes) <= 1  # an edit in flight at most
+    assert "word " * 100 not in fake.channel_messages(shown_in)[0]["content"]
+
+
 async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: Setup) -> None:
     setup.chat.enqueue(tokens=["First ", "answer."], sources=[SOURCE])
     setup.chat.enqueue(tokens=["Second ", "answer."])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -28,6 +29,7 @@ from adapters.platforms.discord.targets import (
     FAILURES,
     ChannelTarget,
     InteractionTarget,
+    Question,
     platform_error,
 )
 from bridge.errors import PlatformError, for_log
@@ -144,6 +146,11 @@ class DiscordPlatform(Platform):
         self._ready = asyncio.Event()
         self._receiving = False
         self._endpoints_held = False
+        # Questions being answered (or waiting), by id, as long as a target holds
+        # them: one deleted meanwhile stops its answer.
+        self._questions: weakref.WeakValueDictionary[int, Question] = (
+            weakref.WeakValueDictionary()
+        )
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._counter: _RateLimitCounter | None = None
         self.unanswered_after = UNANSWERED_AFTER
@@ -201,9 +208,17 @@ class DiscordPlatform(Platform):
         async def on_message(message: discord.Message) -> None:
             await platform._on_message(message)
 
+        async def on_raw_message_delete(event: discord.RawMessageDeleteEvent) -> None:
+            platform._deleted([event.message_id])
+
+        async def on_raw_bulk_message_delete(event: discord.RawBulkMessageDeleteEvent) -> None:
+            platform._deleted(event.message_ids)
+
         client.setup_hook = setup_hook  # type: ignore[method-assign]
         client.on_ready = on_ready  # type: ignore[attr-defined]
         client.on_message = on_message  # type: ignore[attr-defined]
+        client.on_raw_message_delete = on_raw_message_delete  # type: ignore[attr-defined]
+        client.on_raw_bulk_message_delete = on_raw_bulk_message_delete  # type: ignore[attr-defined]
         return client
 
     async def start(self, handler: Handler) -> None:
@@ -359,7 +374,15 @@ class DiscordPlatform(Platform):
         )
         address = Address("discord", workspace, channel_id, thread_id)
         target = ChannelTarget(client, self.options, address, question_id=message.id)
+        self._questions[message.id] = target.question
         await self._deliver(inbound, target)
+
+    def _deleted(self, message_ids: Any) -> None:
+        for message_id in message_ids:
+            question = self._questions.pop(message_id, None)
+            if question is not None:
+                log.info("question %s was deleted: its answer stops", message_id)
+                question.deleted = True
 
     async def _place(self, channel: Any, guild_id: int | None) -> tuple[str, str | None]:
         """(channel, thread) ids: a thread's messages belong to its parent channel."""

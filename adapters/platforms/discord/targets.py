@@ -118,6 +118,14 @@ class _Window:
 _renewals = _Window(TYPING_RENEWALS_PER_SECOND)
 
 
+class Question:
+    """The message a reply answers, as its targets share it: `deleted` once a
+    moderator removed it (the answer then stops)."""
+
+    def __init__(self) -> None:
+        self.deleted = False
+
+
 class ChannelTarget(_Formatting, ReplyTarget):
     """A reply in a channel, thread or DM: typing first, then messages edited in place.
 
@@ -132,6 +140,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         address: Address,
         *,
         question_id: int | None = None,
+        question: Question | None = None,
     ) -> None:
         self.address = address
         self._client = client
@@ -146,10 +155,17 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
         self._typing_stop = Flag()  # a slotted asyncio.Event: one per answer
+        # Shared with the thread opened on the question.
+        self.question = question if question is not None else Question()
+
+    def _check_question(self) -> None:
+        if self.question.deleted:
+            raise PlaceGone("the question was deleted while it was being answered.")
 
     # -------------------------------------------------------------- typing
 
     async def begin(self) -> str | None:
+        self._check_question()
         if self._typing is None and not self._typing_stop.is_set():
             await self._type_once()
             self._typing = asyncio.create_task(self._keep_typing(), name="discord-typing")
@@ -187,6 +203,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
 
     async def post(self, text: str) -> str:
         await self._stop_typing()
+        self._check_question()
         reference = None
         if self._question_id is not None and not self._referenced:
             reference = discord.MessageReference(
@@ -208,6 +225,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         return str(message.id)
 
     async def edit(self, message_id: str, text: str) -> None:
+        self._check_question()
         partial = self._channel.get_partial_message(int(message_id))
         try:
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
@@ -243,7 +261,10 @@ class ChannelTarget(_Formatting, ReplyTarget):
             channel=self.address.channel,
             thread=str(thread.id),
         )
-        return str(thread.id), ChannelTarget(self._client, self._options, address)
+        target = ChannelTarget(
+            self._client, self._options, address, question=self.question
+        )
+        return str(thread.id), target
 
 
 class InteractionTarget(_Formatting, ReplyTarget):
