@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -98,6 +99,7 @@ class Bridge:
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
         self._pruned_at = 0.0  # when old conversations were last all forgotten
+        self._beat_failed_at = -math.inf  # (monotonic) when a heartbeat last failed
 
     @property
     def http_port(self) -> int | None:
@@ -227,16 +229,21 @@ class Bridge:
             try:
                 await self._beat_once()
             except BridgeError as exc:
+                self._beat_failed_at = time.monotonic()
                 log.warning("heartbeat failed: %s", exc)
             except Exception:
                 # A bug or an untranslated error must not end the heartbeat: other
                 # replicas would take this one's replies over as if it were dead.
+                self._beat_failed_at = time.monotonic()
                 log.exception("heartbeat failed")
 
     async def _beat_once(self) -> None:
         # Its own frame: what a beat gathers (every live reply's text) is let go
         # when it ends, not kept through the sleep until the next one.
         now = time.time()
+        # First the records of replies that ended while the store failed: left, they
+        # would look like orphans to the other replicas.
+        await self.relay.end_records()
         rows: list[InFlightProgress] = []
         for rec, reply in self.relay.records():
             ids = reply.message_ids if reply is not None else rec.message_ids
@@ -247,7 +254,6 @@ class Bridge:
             await self.store.renew_leases(
                 self.relay.leases(), self.owner, self.relay.lease_ttl, now
             )
-        await self.relay.end_records()
         kept = max([self.config.limits.event_ttl] + [
             type(platform).redelivers_within for platform in self.platforms.values()
         ])
@@ -257,7 +263,10 @@ class Bridge:
             # In batches, one a beat, so a large backlog never holds the store long.
             if await self.store.prune_conversations(now - ttl, PRUNE_BATCH) < PRUNE_BATCH:
                 self._pruned_at = now
-        if self.store.shared:
+        if self.store.shared and time.monotonic() - self._beat_failed_at >= 3 * self.heartbeat:
+            # Not while this process could not reach the store lately: the other
+            # replicas likely could not either, and their records look stale only
+            # until they beat again (finished answers were marked interrupted).
             await self.recover()
 
     async def _health(self) -> dict[str, str]:

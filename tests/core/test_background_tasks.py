@@ -275,3 +275,31 @@ async def test_event_records_are_kept_as_long_as_a_platform_may_deliver_a_messag
         bridge.store.prune_events = recorded  # type: ignore[method-assign]
         await wait_for(lambda: len(cutoffs) >= 1, timeout=5)
         assert cutoffs[0] >= 600.0
+
+
+async def test_replies_are_not_taken_over_while_the_store_was_just_unreachable(
+    fake_chat_api: FakeChatAPI, tmp_path: Path,
+) -> None:
+    # The other replicas could not beat either: their records look stale only until
+    # they do (finished answers were marked "interrupted" after a database restart).
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        bridge.store.shared = True
+        failed_at: list[float] = []
+        claimed_at: list[float] = []
+        update, claim = bridge.store.inflight_update_many, bridge.store.inflight_claim
+
+        async def fails_once(rows: Sequence[InFlightProgress]) -> None:
+            if not failed_at:
+                failed_at.append(time.monotonic())
+                raise StoreError("the database is restarting")
+            await update(rows)
+
+        async def claimed(rec_id: str, owner: str, expected: float) -> bool:
+            claimed_at.append(time.monotonic())
+            return await claim(rec_id, owner, expected)
+
+        bridge.store.inflight_update_many = fails_once  # type: ignore[method-assign]
+        bridge.store.inflight_claim = claimed  # type: ignore[method-assign]
+        await bridge.store.inflight_begin(orphan("r1", owner="proc-other"))
+        await wait_for(lambda: claimed_at, timeout=5)
+        assert claimed_at[0] - failed_at[0] >= 3 * bridge.heartbeat
