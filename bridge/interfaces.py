@@ -56,6 +56,15 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class Session:
+    """The session (thread) id the API assigned, as soon as it is known: kept even if
+    the answer then fails, so the conversation's next question goes on in it."""
+
+    session: str
+    kind: Literal["session"] = "session"
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The terminal event of a stream.
 
@@ -71,7 +80,7 @@ class Done:
     kind: Literal["done"] = "done"
 
 
-ChatEvent = Token | Sources | Status | Done
+ChatEvent = Token | Sources | Status | Session | Done
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from bridge.interfaces import (
     Inbound,
     Rate,
     ReplyTarget,
+    Session,
     Source,
     Sources,
     Status,
@@ -582,8 +583,18 @@ class Relay:
         outcome = "answered"
         try:
             await reply.start()
-            done, sources = await self._consume(backend.stream(request), reply, route.backend,
-                                                started)
+
+            async def keep_session(session: str) -> None:
+                if session != conv.session:
+                    conv.session = session
+                    try:
+                        await self.store.save_conversation(conv)
+                    except BridgeError as exc:  # kept with the answer, if it completes
+                        log.error("could not save conversation %s: %s", key, exc)
+
+            done, sources = await self._consume(
+                backend.stream(request), reply, route.backend, started, keep_session
+            )
             final = done.text if done is not None else None
             # Keep the session and history first: the answer is complete even if
             # the process stops during the final edit.
@@ -653,6 +664,7 @@ class Relay:
         reply: LiveReply,
         backend: str,
         started: float,
+        keep_session: Callable[[str], Awaitable[None]],
     ) -> tuple[Done | None, list[Source]]:
         """Feed a chat API's events to the live reply; the Done event and the sources."""
         sources: list[Source] = []
@@ -678,6 +690,8 @@ class Relay:
                         sources.extend(event.items)
                     elif isinstance(event, Status):
                         reply.set_status(event.text)
+                    elif isinstance(event, Session):
+                        await keep_session(event.session)
                     elif isinstance(event, Done):
                         done = event
         finally:

@@ -27,7 +27,16 @@ from pydantic import Field, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts
 from bridge.errors import APIReportedError, BadRequest, ProtocolError, RateLimited, Unavailable
-from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Status, Token
+from bridge.interfaces import (
+    ChatEvent,
+    ChatRequest,
+    Done,
+    Session,
+    Source,
+    Sources,
+    Status,
+    Token,
+)
 
 log = logging.getLogger("adapters.apis")
 
@@ -106,6 +115,10 @@ class ChatUrData(HTTPDialect):
                 "The assistant's answer could not be read (no thread id in it).",
                 backend=self.name,
             )
+        if thread != session:
+            # The question is in this thread now, whatever becomes of its run: the
+            # next question goes on in it (a follow-up such as "did you finish?").
+            yield Session(thread)
 
         while True:
             wait = min(opts.poll_interval, deadline - loop.time())

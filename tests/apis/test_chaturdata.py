@@ -17,7 +17,7 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
-from bridge.interfaces import ChatRequest, Source, Sources, Status, Token
+from bridge.interfaces import ChatRequest, Session, Source, Sources, Status, Token
 from tests.apis.helpers import (
     collect,
     collect_until_error,
@@ -119,6 +119,9 @@ async def test_failed_runs_show_the_error(fake_chat_api, http, status):
     api = make("chaturdata", fake_chat_api, http)
     seen, exc = await collect_until_error(api, ChatRequest(message="q"))
     assert any(isinstance(e, Status) for e in seen)
+    # The thread the question opened is told before the run fails: it is kept.
+    [thread] = fake_chat_api.threads
+    assert seen[0] == Session(thread)
     assert isinstance(exc, APIReportedError)
     assert exc.message == "Vector store unavailable"
 
@@ -141,7 +144,9 @@ async def test_overall_timeout_ends_polling(fake_chat_api, http):
     fake_chat_api.enqueue(polls=10_000)
     api = make("chaturdata", fake_chat_api, http, timeouts={"total": 0.3})
     seen, exc = await collect_until_error(api, ChatRequest(message="q"))
-    assert seen and all(isinstance(e, Status) for e in seen)
+    session, *statuses = seen
+    assert isinstance(session, Session)  # the run goes on in it: kept for the next question
+    assert statuses and all(isinstance(e, Status) for e in statuses)
     assert isinstance(exc, TimedOut)
     assert "did not finish within 0.3 s" in exc.user_message
 

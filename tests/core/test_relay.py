@@ -462,6 +462,28 @@ async def test_session_survives_a_restart(fake_chat_api: FakeChatAPI, tmp_path: 
     assert second.json["session_id"] == first.json["session_id"]
 
 
+async def test_a_thread_the_api_opened_is_kept_when_its_first_answer_fails(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Chat Ur Data opens the thread with the question, before its run fails (or runs
+    # out of time): the follow-up ("did you finish?") goes on in that thread.
+    fake_chat_api.enqueue(run_status="failed", error="Vector store unavailable")
+    fake_chat_api.enqueue(final="Done now.")
+    text = make_config(fake_chat_api, tmp_path / "b.db").replace(
+        "kind: chatmount", "kind: chaturdata\n    poll_interval: 1"
+    ).replace(fake_chat_api.endpoint("chatmount"), fake_chat_api.endpoint("chaturdata"))
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        first = await platform(bridge).say("first", thread="T1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        assert "Vector store unavailable" in first.visible()[-1]
+        second = await platform(bridge).say("did you finish?", thread="T1")
+        await asyncio.wait_for(second.ended.wait(), 10)
+    [thread] = fake_chat_api.threads
+    posts = [r.json for r in fake_chat_api.requests if r.method == "POST"]
+    assert posts == [{"message": "first"}, {"message": "did you finish?", "thread_id": thread}]
+
+
 async def test_unmentioned_message_outside_a_known_thread_is_ignored(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
