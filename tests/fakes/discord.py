@@ -109,6 +109,13 @@ _GUILD_DEFAULTS: dict[str, Any] = {
                       "system_channel_flags")},
     "icon": None, "large": False, "unavailable": False, "preferred_locale": "en-US",
 }
+# Permission bits (Discord's documented values).
+VIEW_CHANNEL, SEND_MESSAGES, READ_MESSAGE_HISTORY = 1 << 10, 1 << 11, 1 << 16
+EMBED_LINKS, ADD_REACTIONS = 1 << 14, 1 << 6
+CREATE_PUBLIC_THREADS, SEND_MESSAGES_IN_THREADS = 1 << 35, 1 << 38
+# What @everyone may do in a new server, as far as the bot is concerned.
+EVERYONE_DEFAULT = (VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | EMBED_LINKS
+                    | ADD_REACTIONS | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS)
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 
@@ -214,21 +221,55 @@ class FakeDiscord:
 
     def add_guild(self, name: str = "guild") -> str:
         gid = snowflake()
-        everyone = self._role(gid, "@everyone")
+        everyone = self._role(gid, "@everyone", permissions=EVERYONE_DEFAULT)
         bot_role = self._role(snowflake(), self.bot["username"], managed=True)
         bot_role["tags"] = {"bot_id": self.app_id}
+        owner = self.add_user(f"{name} owner")  # a person: the owner may do anything
         self.guilds[gid] = {
             "id": gid,
             "name": name,
+            "owner_id": owner,
             "roles": [everyone, bot_role],
-            "members": {self.app_id: {"roles": [bot_role["id"]]}},
+            "members": {self.app_id: {"roles": [bot_role["id"]]}, owner: {"roles": []}},
         }
         return gid
 
     @staticmethod
-    def _role(rid: str, name: str, *, managed: bool = False) -> dict[str, Any]:
-        return dict(id=rid, name=name, color=0, hoist=False, position=0, permissions="0",
-                    managed=managed, mentionable=False, flags=0)
+    def _role(
+        rid: str, name: str, *, managed: bool = False, permissions: int = 0
+    ) -> dict[str, Any]:
+        return dict(id=rid, name=name, color=0, hoist=False, position=0,
+                    permissions=str(permissions), managed=managed, mentionable=False, flags=0)
+
+    async def deny_bot(self, channel_id: str, permissions: int) -> None:
+        """A moderator denies the bot `permissions` in a channel (an overwrite for its
+        member, CHANNEL_UPDATE); the REST API then enforces it."""
+        ch = self.channels[channel_id]
+        ch["permission_overwrites"] = [
+            *ch["permission_overwrites"],
+            {"id": self.app_id, "type": 1, "allow": "0", "deny": str(permissions)},
+        ]
+        for gw in self._gateways_for(ch["guild_id"]):
+            await self._send_dispatch(gw, "CHANNEL_UPDATE", ch)
+        self._changed()
+
+    def _denied(self, channel_id: str, permission: int) -> bool:
+        """Whether an overwrite denies the bot `permission` in a channel (a thread's
+        are its parent's)."""
+        ch = self.channels[channel_id]
+        if ch.get("parent_id") and ch["type"] == 11:
+            ch = self.channels.get(ch["parent_id"], ch)
+        return any(
+            o["id"] == self.app_id and int(o["deny"]) & permission
+            for o in ch.get("permission_overwrites", ())
+        )
+
+    def _may_not_send(self, channel_id: str) -> web.Response | None:
+        ch = self.channels[channel_id]
+        needed = SEND_MESSAGES_IN_THREADS if ch["type"] == 11 else SEND_MESSAGES
+        if ch.get("guild_id") and self._denied(channel_id, needed):
+            return _error(403, 50013, "Missing Permissions")
+        return None
 
     def add_role(self, guild_id: str, name: str) -> str:
         rid = snowflake()
@@ -273,7 +314,7 @@ class FakeDiscord:
             **_GUILD_DEFAULTS,
             "id": gid,
             "name": guild["name"],
-            "owner_id": self.app_id,
+            "owner_id": guild["owner_id"],
             "roles": guild["roles"],
             "member_count": len(guild["members"]),
             "members": [self._member_obj(gid, u, with_user=True) for u in guild["members"]],
@@ -578,12 +619,14 @@ class FakeDiscord:
     async def _typing(self, request: web.Request) -> web.Response:
         if request.match_info["cid"] not in self.channels:
             return _error(404, 10003, "Unknown Channel")
-        return web.Response(status=204)
+        return self._may_not_send(request.match_info["cid"]) or web.Response(status=204)
 
     async def _post_message(self, request: web.Request) -> web.Response:
         cid, body = request.match_info["cid"], await _body(request) or {}
         if cid not in self.channels:
             return _error(404, 10003, "Unknown Channel")
+        if (forbidden := self._may_not_send(cid)) is not None:
+            return forbidden
         refused, headers = self._admit(body, f"post:{cid}", "post", require=True)
         if refused is not None:
             return refused

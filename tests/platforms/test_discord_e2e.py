@@ -16,7 +16,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlatformError
 from tests.fakes.chatapi import FakeChatAPI
-from tests.fakes.discord import FakeDiscord, RateRule
+from tests.fakes.discord import SEND_MESSAGES, FakeDiscord, RateRule
 
 SOURCE = ("https://docs.example/bridges", "Bridges 101")
 SOURCES_BLOCK = "**Sources**\n- [Bridges 101](<https://docs.example/bridges>)"
@@ -182,6 +182,24 @@ async def test_a_deleted_channel_or_a_reset_bot_token_ends_the_answer(
         await setup.chat.wait_disconnects(1)  # the answer's stream is let go
     after = [r for r in fake.requests[sent:] if setup.general in r.path]
     assert len(after) <= 2  # an edit in flight, and the one refused: no retries
+
+
+async def test_where_a_moderator_took_the_bots_voice_nothing_is_asked_of_the_chat_api(
+    setup: Setup,
+) -> None:
+    # Denying Send Messages is how a moderator mutes a bot in one channel: every
+    # message there went to the (paid, outside) chat API, for answers nobody saw.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Answered ", "elsewhere."])
+    async with setup.bridge():
+        await fake.deny_bot(setup.ask, SEND_MESSAGES)
+        await fake.say(setup.ask, setup.alice, "a plain message in the muted channel")
+        await fake.mention(setup.ask, setup.bob, "and one that asks the bot")
+        await fake.mention(setup.general, setup.alice, "Still there?")  # comes after them
+        await setup.final(setup.general, "Answered elsewhere.")
+    assert [r.json["message"] for r in setup.chat.requests] == ["Still there?"]
+    assert fake.channel_messages(setup.ask) == []
+    assert not fake.errors  # not even a refused typing request
 
 
 @pytest.mark.parametrize("where", ["general", "help"])

@@ -355,6 +355,14 @@ class DiscordPlatform(Platform):
             # Without the Message Content intent its text arrives empty: nothing to answer.
             log.debug("message %s not read: it does not mention the bot", message.id)
             return
+        if guild is not None and not _may_send(message.channel, guild):
+            # A moderator took the bot's Send Messages away here: asking the chat API
+            # would cost a request, send the member's text out, and show nothing.
+            (log.info if mentioned else log.debug)(
+                "not answering in channel %s: the bot may not send messages there",
+                channel_id,
+            )
+            return
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
         inbound = Inbound(
             platform="discord",
@@ -511,3 +519,18 @@ class _RateLimitCounter(logging.Handler):
         text = str(record.msg)
         if "429" in text or "is rate limited" in text:
             self._on_rate_limited()
+
+
+def _may_send(channel: Any, guild: discord.Guild) -> bool:
+    """Whether the bot may send messages in `channel`, as far as discord.py's cache
+    knows (what it does not know, it is let try: the reply's error says why)."""
+    me = guild.me
+    if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return True
+    try:
+        allowed = channel.permissions_for(me)
+    except discord.ClientException:  # a thread whose parent is not cached
+        return True
+    if isinstance(channel, discord.Thread):
+        return allowed.send_messages_in_threads
+    return allowed.send_messages
