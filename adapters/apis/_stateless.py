@@ -16,12 +16,16 @@ class StatelessOptions(HTTPOptions):
     """History, system prompt and end-user id handling.
 
     `history` is in turns (a question and its answer); the relay keeps
-    2*history messages. `user_id`: `hashed` sends an HMAC-SHA256 of the
+    2*history messages. Of those, the latest that come to at most
+    `history_chars` characters are sent (null: no cap): a few long answers
+    would otherwise fill a model's context, and every later question of the
+    conversation would be refused. `user_id`: `hashed` sends an HMAC-SHA256 of the
     platform user id keyed with `user_id_key` (default: the API key, else the
     backend's URL), `raw` sends it as is, `none` sends nothing.
     """
 
     history: int = Field(20, ge=0, le=500)
+    history_chars: int | None = Field(24000, ge=0)
     system_prompt: str | None = None
     user_id: Literal["hashed", "raw", "none"] = "hashed"
     user_id_key: SecretStr | None = None
@@ -48,6 +52,15 @@ def chat_messages(req: ChatRequest, options: StatelessOptions) -> list[dict[str,
         messages.append({"role": "system", "content": options.system_prompt})
     keep = 2 * options.history
     history = req.history[-keep:] if keep else ()
+    if options.history_chars is not None and history:
+        size = sum(len(turn.content) for turn in history)
+        start = 0
+        while start < len(history) and size > options.history_chars:
+            # The oldest turn goes whole: a question and its answer (the history
+            # is kept in pairs).
+            size -= sum(len(turn.content) for turn in history[start : start + 2])
+            start += 2
+        history = history[start:]
     messages.extend({"role": turn.role, "content": turn.content} for turn in history)
     messages.append({"role": "user", "content": req.message})
     return messages

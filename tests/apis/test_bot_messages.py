@@ -72,6 +72,21 @@ async def test_history_is_bounded_in_turns(fake_chat_api, http):
     assert fake_chat_api.requests[1].json["messages"] == [{"role": "user", "content": "Alone"}]
 
 
+async def test_history_is_bounded_in_characters_whole_turns_at_a_time(fake_chat_api, http):
+    # A few long answers filled a small model's context: every later question of
+    # the conversation was refused until someone thought of `reset`.
+    long = [Turn("user", "q1"), Turn("assistant", "a" * 30_000),
+            Turn("user", "q2"), Turn("assistant", "b" * 5_000)]
+    await collect(make("bot-messages", fake_chat_api, http), ChatRequest(message="q3",
+                                                                        history=long))
+    sent = [m["content"] for m in fake_chat_api.requests[0].json["messages"]]
+    assert sent == ["q2", "b" * 5_000, "q3"]  # within the default 24,000 characters
+
+    uncapped = make("bot-messages", fake_chat_api, http, history_chars=None)
+    await collect(uncapped, ChatRequest(message="q3", history=long))
+    assert len(fake_chat_api.requests[1].json["messages"]) == 5
+
+
 async def test_user_id_modes(fake_chat_api, http):
     hashed = make("bot-messages", fake_chat_api, http)
     for user in ("slack:T1:U1", "slack:T1:U1", "slack:T1:U2"):
