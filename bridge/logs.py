@@ -13,8 +13,18 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # a Discord interaction's or webhook's token, and a Slack response_url's path.
 _URL_TOKENS = (
     (re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s\"'<>?#]+"), r"\1***"),
-    (re.compile(r"(hooks\.slack\.com/)[^\s\"'<>]+"), r"\1***"),
+    # The path's slashes escaped too: Slack's JSON writes `\/`, logged as `\\/` in a repr.
+    (re.compile(r"(hooks\.slack\.com(?:\\*/|%2[fF]))[^\s\"'<>]+"), r"\1***"),
 )
+# What would break a plain log line or drive the terminal: line breaks and other
+# control characters (an API's error text carries them as it likes).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _escaped(text: str) -> str:
+    """`text` on one line: control characters as Python writes them (`\\n`, `\\x1b`)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text) if _CONTROL.search(text) else text
+
 # A `token` field of a payload logged whole (discord.py logs every gateway event
 # at DEBUG, an interaction's token with it), as a dict's repr or as JSON.
 _TOKEN_FIELD = re.compile(r"""(['"][\w-]*token['"]\s*:\s*)(['"])(?:(?!\2).)+\2""")
@@ -74,14 +84,16 @@ class JsonFormatter(logging.Formatter):
 
 
 class PlainFormatter(logging.Formatter):
-    """`time level logger: message key=value ...`"""
+    """`time level logger: message key=value ...`, one line a record (a traceback
+    follows on its own lines): no text logged can end the line and forge another."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = _escaped(record.message)
+        line = super().formatMessage(record)
         extras = " ".join(
-            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD
+            f"{k}={_escaped(str(v))}" for k, v in vars(record).items() if k not in _STANDARD
         )
-        return f"{base} {extras}" if extras else base
+        return f"{line} {extras}" if extras else line
 
 
 def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> SecretFilter:

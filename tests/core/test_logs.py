@@ -92,3 +92,42 @@ def test_token_fields_of_payloads_logged_whole_are_scrubbed() -> None:
     assert "itoken-1574360334485946380" not in out and "verif-TOKEN-9" not in out
     assert "'token': '***', 'data': {'name': 'ask'}" in out
     assert '"token": "***", "text": "a token"' in out
+
+
+def test_a_slack_response_url_with_escaped_slashes_is_scrubbed() -> None:
+    # Slack's JSON writes "https:\/\/hooks.slack.com\/commands\/...", and slack-sdk
+    # logs a Socket Mode frame through repr() at DEBUG: "\\/".
+    frame = json.dumps({"response_url": "https://hooks.slack.com/commands/T1/2/RESP-SECRET"})
+    frame = frame.replace("/", "\\/")
+    scrub = SecretFilter([]).scrub
+    for text in (frame, repr(frame), "https%3A%2F%2Fhooks.slack.com%2Fcommands%2FRESP-SECRET"):
+        assert "RESP-SECRET" not in scrub(text), text
+
+
+def test_plain_lines_cannot_be_forged_by_the_text_they_carry() -> None:
+    # An API's error text (or an asker's, echoed in it) with a line break and
+    # terminal escapes: in plain format it began a line of its own.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(PlainFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SecretFilter([]))
+    logger = logging.getLogger("test.forged")
+    logger.addHandler(handler)
+    logger.propagate = False
+    forged = "bad question\n2099-01-01 ERROR chat_bridge.app: FORGED\x1b[31m"
+    try:
+        logger.warning("HTTP 400 from the chat API: %s", forged, extra={"backend": "a\rb"})
+        try:
+            raise RuntimeError("kept as it is")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == (
+        "WARNING test.forged: HTTP 400 from the chat API: bad question\\n2099-01-01 ERROR "
+        "chat_bridge.app: FORGED\\x1b[31m backend=a\\rb"
+    )
+    assert lines[1] == "ERROR test.forged: failed"
+    assert lines[2] == "Traceback (most recent call last):"  # a traceback keeps its lines
+    assert not any(line.startswith("2099") for line in lines)
