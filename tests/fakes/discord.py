@@ -152,6 +152,7 @@ class FakeDiscord:
         self.interactions: dict[str, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
         self.resumes = 0
+        self.gateway_down = False  # True: gateway connections are refused (an outage)
         self._sessions: dict[str, tuple[tuple[int, int], int]] = {}
         self.errors: list[str] = []
         self.gateway_shards = 1
@@ -790,7 +791,9 @@ class FakeDiscord:
             gw.seq += 1
             await gw.ws.send_str(json.dumps({"op": 0, "t": event, "s": gw.seq, "d": data}))
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return web.Response(status=503, text="Discord is down")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         gw = _Gateway(ws)

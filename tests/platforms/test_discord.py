@@ -374,6 +374,19 @@ async def test_gateway_drop_is_resumed_and_delivery_continues(world: World) -> N
     assert len(world.fake.identifies) == 1  # resumed, not a new session
 
 
+async def test_a_gateway_outage_shows_as_disconnected_until_it_is_back(world: World) -> None:
+    # discord.py stays "ready" while it tries to reconnect: /healthz said ok throughout.
+    async with running(world) as platform:
+        world.fake.gateway_down = True
+        await world.fake.drop_gateways()
+        await wait_for(lambda: not platform.connected, timeout=10)
+        world.fake.gateway_down = False
+        await wait_for(lambda: platform.connected, timeout=30)
+        await world.fake.mention(world.general, world.alice, "back?")
+        msg, _ = await world.next()
+    assert msg.text == "back?"
+
+
 async def test_messages_after_stop_receiving_are_ignored(world: World) -> None:
     async with running(world) as platform:
         await platform.stop_receiving()

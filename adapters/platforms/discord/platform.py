@@ -144,6 +144,8 @@ class DiscordPlatform(Platform):
         self._handler: Handler | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        # Whether the gateway is up: discord.py stays "ready" while it reconnects.
+        self._online = False
         self._receiving = False
         self._endpoints_held = False
         # Questions being answered (or waiting), by id, as long as a target holds
@@ -203,7 +205,14 @@ class DiscordPlatform(Platform):
                     log.warning("slash commands unavailable: %s", error)
 
         async def on_ready() -> None:
+            platform._online = True
             platform._ready.set()
+
+        async def on_resumed() -> None:
+            platform._online = True
+
+        async def on_disconnect() -> None:
+            platform._online = False
 
         async def on_message(message: discord.Message) -> None:
             await platform._on_message(message)
@@ -216,6 +225,8 @@ class DiscordPlatform(Platform):
 
         client.setup_hook = setup_hook  # type: ignore[method-assign]
         client.on_ready = on_ready  # type: ignore[attr-defined]
+        client.on_resumed = on_resumed  # type: ignore[attr-defined]
+        client.on_disconnect = on_disconnect  # type: ignore[attr-defined]
         client.on_message = on_message  # type: ignore[attr-defined]
         client.on_raw_message_delete = on_raw_message_delete  # type: ignore[attr-defined]
         client.on_raw_bulk_message_delete = on_raw_bulk_message_delete  # type: ignore[attr-defined]
@@ -319,6 +330,7 @@ class DiscordPlatform(Platform):
         return (
             client is not None
             and client.is_ready()
+            and self._online
             and not client.is_closed()
             and self._runner is not None
             and not self._runner.done()
