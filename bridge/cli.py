@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -69,7 +70,14 @@ def run_cli(argv: Sequence[str] | None, registry: Registry) -> int:
         if args.command == "check":
             return asyncio.run(_check(config, registry, args.probe))
         if args.command == "ask":
-            return asyncio.run(_ask(config, registry, args.backend, args.question))
+            try:
+                return asyncio.run(_ask(config, registry, args.backend, args.question))
+            except BrokenPipeError:
+                # Whoever read the answer went away (`| head`): stop without a traceback,
+                # and let what is left in stdout's buffer go nowhere at exit.
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 1
         return _run(config, registry)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

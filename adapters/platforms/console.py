@@ -8,6 +8,8 @@ when it is complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
 import sys
 import threading
@@ -50,6 +52,17 @@ class _Screen:
         self.out = out
         self.tty = out.isatty()
         self._lines = 0  # lines the live reply occupies on screen
+        self.closed = False  # whoever read the output went away (`| head`)
+
+    def _write(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            _quiet(self.out)
 
     def _height(self, text: str) -> int:
         width = max(20, shutil.get_terminal_size((80, 24)).columns)
@@ -58,10 +71,8 @@ class _Screen:
     def draw(self, text: str) -> None:
         if not self.tty:
             return
-        if self._lines:
-            self.out.write(f"\x1b[{self._lines}F\x1b[J")
-        self.out.write(text + "\n")
-        self.out.flush()
+        up = f"\x1b[{self._lines}F\x1b[J" if self._lines else ""
+        self._write(up + text + "\n")
         self._lines = self._height(text)
 
     def settle(self, text: str) -> None:
@@ -69,20 +80,26 @@ class _Screen:
         if self.tty:
             self.draw(text)
         else:
-            self.out.write(text + "\n")
-            self.out.flush()
+            self._write(text + "\n")
         self._lines = 0
 
     def prompt(self, text: str) -> None:
         """Ask for the next question on a terminal; the person types after it."""
-        self.out.write(text)
-        self.out.flush()
+        self._write(text)
         self._lines = 0
 
     def line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        self._write(text + "\n")
         self._lines = 0
+
+
+def _quiet(out: IO[str]) -> None:
+    """Point `out`'s file at /dev/null, so what is left in its buffer (flushed at
+    exit) does not raise again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
 
 
 class ConsoleTarget(ReplyTarget):
@@ -227,7 +244,10 @@ class ConsolePlatform(Platform):
         self._check_finished()
 
     def _check_finished(self) -> None:
-        if self._input_done and not self._outstanding:
+        if self.screen.closed:
+            # Nobody reads the answers any more (`demo | head`): the conversation is over.
+            self.finished.set()
+        elif self._input_done and not self._outstanding:
             self.finished.set()
 
     def target(self, address: Address) -> ReplyTarget:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -50,3 +51,27 @@ async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, k
     if kind in ("chatmount", "chaturdata"):  # the APIs that cite sources
         assert text.endswith("\nSources:\n  1. The answer — https://docs.example/answer\n")
     assert fake_chat_api.api_key not in text + err.decode()
+
+
+async def test_ask_whose_reader_went_away_stops_without_a_traceback(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # `chat-bridge ask ... | head -0`: the answer has nowhere to go.
+    fake_chat_api.enqueue(tokens=["Forty", "-two."])
+    block = BLOCKS["chatmount"].format(url=fake_chat_api.endpoint("chatmount"))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"store: sqlite://{tmp_path / 'b.db'}\nbackends:\n  b:\n    {block}\n"
+        "routes: [{platform: any, backend: b}]\n"
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the answer comes
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "b", "Why?",
+        stdout=write_end, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
+    )
+    os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert "Traceback" not in err.decode() and "BrokenPipeError" not in err.decode()

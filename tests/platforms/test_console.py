@@ -66,3 +66,26 @@ async def test_a_line_that_is_not_utf8_loses_no_question(
         await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
     asked = [r.json["message"] for r in fake_chat_api.requests]
     assert asked == ["first?", "\ufffd bad?", "third?"]
+
+
+class _ReaderGone(io.StringIO):
+    """Output whose reader went away after its first line (`chat-bridge demo | head -1`)."""
+
+    def write(self, text: str) -> int:
+        if self.getvalue():
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+async def test_when_nobody_reads_the_output_any_more_the_conversation_ends(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # The reply's end could not be written: the platform never learnt the question was
+    # answered, and `demo | head -1` hung for ever.
+    fake_chat_api.enqueue(tokens=["One ", "answer."])
+    config = console_config(fake_chat_api, tmp_path, '{questions: ["first?"], user: ana}')
+    out = _ReaderGone()
+    extra = {"console": {"stdin": io.StringIO("second?\n"), "stdout": out}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    assert out.getvalue() == "ana › first?\n"
