@@ -284,16 +284,22 @@ class LiveReply:
 
     def _source_blocks(self, sources: Sequence[Source]) -> list[str]:
         """The sources block, as several where one would pass the platform's limit:
-        split between sources, never inside a link."""
+        split between sources, never inside a link. A source whose link alone passes
+        the limit (a URL of thousands of characters) cannot be shown: it is left out."""
         limit = self.limits.max_chars
+        fmt = self.target.format_sources
+        shown = [source for source in sources if len(fmt([source])) <= limit]
+        if len(shown) < len(sources):
+            log.info("left out %d source(s) whose link is longer than a message",
+                     len(sources) - len(shown))
         blocks: list[str] = []
         group: list[Source] = []
-        for source in sources:
-            if group and len(self.target.format_sources([*group, source])) > limit:
-                blocks.append(self.target.format_sources(group))
+        for source in shown:
+            if group and len(fmt([*group, source])) > limit:
+                blocks.append(fmt(group))
                 group = []
             group.append(source)
-        blocks.append(self.target.format_sources(group)[:limit])  # one source too long: cut
+        blocks.append(fmt(group) if group else "")
         return blocks
 
     async def fail(self, notice: str) -> None:

@@ -282,6 +282,19 @@ async def test_sources_too_long_for_the_last_message_are_cut_between_links() -> 
     assert all(f"[Title {i}](https://example.com/{'a' * 40}/{i})" in shown for i in range(5))
 
 
+async def test_a_source_whose_link_is_longer_than_a_message_is_left_out() -> None:
+    # Its block was cut inside the link and still passed the limit: every post of it
+    # was refused, the reply ended "could not be completed", and no source showed.
+    target = RecordingTarget(max_chars=120)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("An answer.")
+    huge = Source("https://example.com/?q=" + "a" * 200, "Huge")
+    await reply.finish(None, [huge, Source("https://example.com/b", "B"), huge])
+    assert target.visible() == ["An answer.\n\nSources: [B](https://example.com/b)"]
+    assert all(len(text) <= 120 for text in target.visible())
+
+
 async def test_typing_is_skipped_when_the_answer_comes_before_a_free_request() -> None:
     budgets = Budgets()
     target = RecordingTarget()
