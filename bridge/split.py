@@ -76,6 +76,21 @@ def _blank(text: str) -> bool:
 # What a cut at a space inside would break in two, showing raw markup on both
 # sides: a code span, a Markdown link or image, a <...> link.
 _INLINE = re.compile(r"`[^`\n]+`|!?\[[^\]\n]*\]\([^)\s]*\)|<[^<>\s][^<>\n]*>")
+# One of those opened and not closed before the window's end: it closes after it.
+_OPENED = re.compile(r"`[^`\n]*$|!?\[[^\]\n]*(?:\](?:\([^)\s]*)?)?$|<[^<>\s][^<>\n]*$")
+
+
+def _inline_spans(window: str, start: int) -> list[tuple[int, int]]:
+    """Where in `window` (from `start`) a cut at a space would break a code span or a
+    link: those closed within it, and one opened in its last quarter that closes
+    after it (one opened earlier is more likely a stray backtick or bracket, and
+    keeping it whole would leave the message short)."""
+    spans = [m.span() for m in _INLINE.finditer(window, start)]
+    rest = spans[-1][1] if spans else start
+    opened = _OPENED.search(window, rest)
+    if opened is not None and opened.start() >= len(window) * 3 // 4:
+        spans.append((opened.start(), len(window) + 1))
+    return spans
 
 
 def _cut_point(text: str, budget: int, floor: int) -> int:
@@ -98,7 +113,7 @@ def _cut_point(text: str, budget: int, floor: int) -> int:
                 if inline is None:
                     # Within the window only: the cut must not move as text arrives
                     # after it (a streamed message already frozen would change).
-                    inline = [m.span() for m in _INLINE.finditer(window, max(floor, 0))]
+                    inline = _inline_spans(window, max(floor, 0))
                 around = next((a for a, b in inline if a < pos < b), None)
                 if around is not None:
                     end = around  # inside a code span or a link: cut before it

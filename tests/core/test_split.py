@@ -188,14 +188,20 @@ PROSE = "This sentence is ordinary prose that keeps going without a line break. 
     ],
 )
 def test_a_long_paragraph_is_not_cut_inside_a_code_span_or_a_link(inline: str) -> None:
-    # The construct ends at the cut: its spaces are the last in the message. (One
-    # still open at the cut may be cut: a streamed message, once full, must not
-    # change as more text arrives.)
-    for pad in (1995 - len(" See ") - len(inline),):
+    # The construct ends at the cut (its spaces are the last in the message), or
+    # goes on past it: the cut comes before it, from what the message holds alone
+    # (a streamed message, once full, must not change as more text arrives).
+    for pad in range(1995 - len(" See ") - len(inline), 1995 - len(" See ")):
         text = (PROSE * 40)[:pad] + f" See {inline} for details. " + PROSE * 5
         messages = split_markdown(text, 2000)
         assert len(messages) == 2
         assert sum(inline in m for m in messages) == 1, (pad, messages[0][-60:])
+
+
+def test_a_stray_backtick_early_in_a_long_paragraph_leaves_the_message_full() -> None:
+    # Nothing closes it: it is no code span to keep whole.
+    messages = split_markdown("Press the ` key to open the console. " + PROSE * 60, 2000)
+    assert len(messages[0]) > 1900
 
 
 @pytest.mark.parametrize(
