@@ -239,7 +239,11 @@ class Relay:
 
     async def _admit(self, msg: Inbound, target: ReplyTarget) -> None:
         async def exists(key: str) -> bool:
-            return await self.store.get_conversation(key) is not None
+            if await self.store.get_conversation(key) is not None:
+                return True
+            # A thread whose first question was taken and waits its turn: its
+            # conversation is saved when the answer begins, but the thread is ours.
+            return bool(await self.store.inflight_for_key(key))
 
         route = await match_route(self.config.routes, msg, exists)
         if route is None:

@@ -484,6 +484,27 @@ async def test_a_thread_the_api_opened_is_kept_when_its_first_answer_fails(
     assert posts == [{"message": "first"}, {"message": "did you finish?", "thread_id": thread}]
 
 
+async def test_a_follow_up_to_a_question_still_waiting_its_turn_is_taken(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # The question shows it was taken (Slack's hourglass, Discord's new thread); the
+    # asker adds a detail in its thread, without a mention. It was dropped unseen.
+    fake_chat_api.enqueue(tokens=["slow "] * 20, token_delay=0.05)
+    fake_chat_api.enqueue(tokens=["First."])
+    fake_chat_api.enqueue(tokens=["Second."])
+    extra = "limits: {max_concurrent_streams: 1}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        await p.say("a long question", thread="T1")  # holds the only stream
+        await wait_for(lambda: fake_chat_api.requests)
+        await p.say("how do I deploy?", thread="T2")
+        follow_up = await p.say("on Windows, please", thread="T2", mentioned=False)
+        await asyncio.wait_for(follow_up.ended.wait(), 20)
+    assert [r.json["message"] for r in fake_chat_api.requests] == [
+        "a long question", "how do I deploy?", "on Windows, please"
+    ]
+
+
 async def test_unmentioned_message_outside_a_known_thread_is_ignored(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
