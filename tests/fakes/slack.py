@@ -123,6 +123,8 @@ class FakeSlack:
         self.stream_error: str | None = None  # make chat.startStream refuse with this error
         # method -> errors its next calls answer with (ok: false), one per call
         self.fail: dict[str, list[str]] = {}
+        # method -> its next calls are carried out, then the connection closes unanswered
+        self.lose_answer: Counter[str] = Counter()
         self.acks: dict[str, dict[str, Any] | None] = {}
         self.connections = 0
         self._sockets: list[web.WebSocketResponse] = []
@@ -267,6 +269,10 @@ class FakeSlack:
             return self._error(method, "unknown_method")
         result: web.Response = handler(method, args)
         self._touch()
+        if self.lose_answer[method] > 0:
+            self.lose_answer[method] -= 1
+            assert request.transport is not None
+            request.transport.close()  # done, but the client never hears of it
         return result
 
     def _ok(self, data: dict[str, Any] | None = None) -> web.Response:

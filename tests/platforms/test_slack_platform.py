@@ -731,6 +731,63 @@ async def test_thinking_goes_even_when_stopping_the_stream_fails(
         await platform.aclose()
 
 
+async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_twice(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The connection dropped after Slack took the append: sent again (slack-sdk's own
+    # retry, or the renderer's), its text showed twice for good.
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox)
+        ts = await target.begin()
+        assert ts is not None
+        await target.edit(ts, "Hello")
+        fake_slack.lose_answer["chat.appendStream"] = 1
+        with pytest.raises(PlatformError, match="could not be reached"):
+            await target.edit(ts, "Hello world")
+        await target.edit(ts, "Hello world, again")  # the renderer tries again, text so far
+        await target.end()
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None and not message.streaming
+        assert message.text == "Hello world, again"
+    finally:
+        await platform.aclose()
+
+
+async def test_native_mode_a_stream_slack_starts_as_a_stop_comes_is_stopped(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Its ts never came back: nothing could stop it, and it showed "typing" for ever.
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        target = await asked(fake_slack, inbox)
+        fake_slack.slow["chat.startStream"] = [0.3]
+        begin = asyncio.create_task(target.begin())
+        await fake_slack.wait_for(lambda: fake_slack.count("chat.startStream"))
+        begin.cancel()  # the stop
+        with pytest.raises(asyncio.CancelledError):
+            await begin
+        await target.end()
+        [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
+        assert not message.streaming
+    finally:
+        await platform.aclose()
+
+
+async def test_a_web_api_call_is_given_the_configured_timeout(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The shared session's 30 s applied whatever `timeout` said.
+    platform = await started(fake_slack, inbox, thinking="none", timeout=0.5)
+    try:
+        target = await asked(fake_slack, inbox)
+        fake_slack.slow["chat.postMessage"] = [3.0, 3.0, 3.0]  # slack-sdk retries twice
+        with pytest.raises(PlatformError, match="could not be reached for chat.postMessage"):
+            await target.post("Hello")
+    finally:
+        await platform.aclose()
+
+
 async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: Inbox) -> None:
     platform = await started(fake_slack, inbox, mode="native", thinking="none")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -112,26 +113,31 @@ class SlackPlatform(Platform):
         self.options: SlackOptions = ctx.options
         opts = self.options
         token = opts.bot_token.get_secret_value()
-        retries = [
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            # slack-sdk does not retry 429 by default; honour Retry-After.
-            _CountedRateLimitRetries(ctx.on_rate_limited, max_retry_count=opts.max_retries),
-        ]
+        # slack-sdk does not retry 429 by default; honour Retry-After.
+        rate_limits = _CountedRateLimitRetries(
+            ctx.on_rate_limited, max_retry_count=opts.max_retries
+        )
+        retries = [AsyncConnectionErrorRetryHandler(max_retry_count=2), rate_limits]
         web_log = _web_log()
+        timeout = math.ceil(opts.timeout)  # the session's timeout is the one that counts
         self.client = AsyncWebClient(
-            token=token, base_url=opts.api_url, timeout=int(opts.timeout),
+            token=token, base_url=opts.api_url, timeout=timeout,
             retry_handlers=retries, logger=web_log,
+        )
+        # Appends to a native stream are not safe to repeat: one whose connection
+        # dropped after Slack took it would show twice if sent again. A 429 is.
+        self.appender = AsyncWebClient(
+            token=token, base_url=opts.api_url, timeout=timeout,
+            retry_handlers=[rate_limits], logger=web_log,
         )
         # "Thinking" indicators are decoration: never wait out a rate limit for them.
         self.decor = AsyncWebClient(
-            token=token, base_url=opts.api_url, timeout=int(opts.timeout),
+            token=token, base_url=opts.api_url, timeout=timeout,
             retry_handlers=[], logger=web_log,
         )
         # bolt's own client, which it copies for each request with the token that
-        # `_authorize` gives: it asks Slack nothing itself.
-        self._bolt_client = AsyncWebClient(
-            base_url=opts.api_url, timeout=int(opts.timeout), logger=web_log
-        )
+        # `authorize` gives: it asks Slack nothing itself.
+        self._bolt_client = AsyncWebClient(base_url=opts.api_url, timeout=timeout, logger=web_log)
         self.native_ok = True
         self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
         self.bot_user_id: str | None = None
@@ -182,10 +188,11 @@ class SlackPlatform(Platform):
             # No cap on connections: aiohttp's default (100) would queue every live
             # reply's edits behind each other, first ones included.
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=30),
+                timeout=aiohttp.ClientTimeout(total=self.options.timeout),
                 connector=aiohttp.TCPConnector(limit=0),
             )
             self.client.session = self._session
+            self.appender.session = self._session
             self.decor.session = self._session
             self._bolt_client.session = self._session
         return self._session

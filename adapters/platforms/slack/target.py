@@ -11,6 +11,7 @@ Slack refuses to start a stream, the target falls back to `update` behaviour
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ log = logging.getLogger("chat_bridge.slack")
 
 # Slack rejects chat.update text past this; markdown_text takes more.
 TEXT_LIMIT = 4000
+# Seconds a stop waits for a stream being started, to stop it rather than leave it open.
+START_ON_STOP = 2.0
 MARKDOWN_LIMIT = 12000
 # Errors that mean this app or workspace cannot stream at all (not just here).
 _NO_STREAMING = {"unknown_method", "missing_scope", "not_allowed_token_type", "feature_not_enabled"}
@@ -210,12 +213,25 @@ class SlackTarget(ReplyTarget):
             if stable.startswith(stream.sent):
                 delta = stable[len(stream.sent) :]
                 if delta:
-                    await guard(
-                        "chat.appendStream",
-                        self.client.chat_appendStream(
-                            channel=self.address.channel, ts=message_id, markdown_text=delta
-                        ),
-                    )
+                    try:
+                        await guard(
+                            "chat.appendStream",
+                            self.platform.appender.chat_appendStream(
+                                channel=self.address.channel, ts=message_id, markdown_text=delta
+                            ),
+                        )
+                    except SlackRefused:
+                        raise  # Slack answered: nothing was appended
+                    except PlatformError:
+                        # No answer: Slack may have appended it, and sent again it would
+                        # show twice. The stream ends; the retried edit sends the whole
+                        # text by chat.update, which is safe to repeat.
+                        stream.open = False
+                        with contextlib.suppress(PlatformError):
+                            await guard("chat.stopStream", self.client.chat_stopStream(
+                                channel=self.address.channel, ts=message_id
+                            ))
+                        raise
                     stream.sent = stable
                 return
             # The text changed behind what was streamed: make it a plain message.
@@ -321,16 +337,25 @@ class SlackTarget(ReplyTarget):
                 "recipient_team_id": self.address.workspace,
                 "recipient_user_id": self.user,
             }
+        call = asyncio.ensure_future(guard(
+            "chat.startStream",
+            self.client.chat_startStream(
+                channel=self.address.channel,
+                thread_ts=self.address.thread or "",
+                markdown_text=stable or None,
+                **recipient,
+            ),
+        ))
         try:
-            resp = await guard(
-                "chat.startStream",
-                self.client.chat_startStream(
-                    channel=self.address.channel,
-                    thread_ts=self.address.thread or "",
-                    markdown_text=stable or None,
-                    **recipient,
-                ),
-            )
+            resp = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # A stop while Slack starts the stream: it is started all the same. Kept,
+            # `end()` stops it; lost, the message would show "typing" for ever.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(START_ON_STOP):
+                    started = await call
+                self._streams[str(started["ts"])] = _Stream(sent=stable, full=text)
+            raise
         except SlackRefused as exc:
             if exc.error == "ratelimited" or isinstance(exc, PlaceGone):
                 raise
