@@ -83,8 +83,9 @@ class LiveReply:
 
     # Slots, not a dict per reply: a thousand replies may be live at once.
     __slots__ = (
-        "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget", "_final_failed",
-        "_final_pieces", "_flusher", "_frozen", "_frozen_end", "_global_budget", "_has_text",
+        "_budgets", "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget",
+        "_final_failed", "_final_pieces", "_flusher", "_frozen", "_frozen_end", "_global_budget",
+        "_has_text",
         "_last_edit", "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
         "edit_interval", "gone", "limits", "message_ids", "stats", "target", "text",
@@ -101,6 +102,7 @@ class LiveReply:
         on_progress: ProgressHook | None = None,
     ) -> None:
         self.target = target
+        self._budgets = budgets
         self.limits = target.limits
         self._edit_budget = budgets.get(self.limits.edit_bucket, self.limits.edit_rate)
         self._post_budget = budgets.get(self.limits.post_bucket, self.limits.post_rate)
@@ -504,6 +506,12 @@ class LiveReply:
 
     async def _acquire(self, editing: bool) -> _Held:
         """A slot of each budget an edit (or a new message) draws on, in order."""
+        if self.target.limits is not self.limits:
+            # The platform changed how it answers here (Slack: a stream refused, so
+            # messages are posted): its budgets follow.
+            self.limits = limits = self.target.limits
+            self._edit_budget = self._budgets.get(limits.edit_bucket, limits.edit_rate)
+            self._post_budget = self._budgets.get(limits.post_bucket, limits.post_rate)
         first = self.stats.first_visible_at is None
         priority = (FIRST if first else MORE, self._pending_since or 0.0)
         budgets = [self._edit_budget if editing else self._post_budget]

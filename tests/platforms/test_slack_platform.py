@@ -693,6 +693,29 @@ async def test_native_mode_posts_that_are_no_streams_keep_to_the_channels_post_r
         await platform.aclose()
 
 
+async def test_native_mode_where_streaming_is_refused_posts_keep_to_the_channels_post_rate(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The messages posted instead drew on the streams' budget (20 a minute, in bursts):
+    # Slack refused most of them with 429 and each waited out its Retry-After.
+    platform = await started(fake_slack, inbox, mode="native", thinking="none")
+    try:
+        fake_slack.stream_error = "not_allowed"  # this channel only: the app may stream
+        target = await asked(fake_slack, inbox)
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        paragraph = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 9).strip()
+        reply.feed("\n\n".join(f"{i}. {paragraph}" for i in range(30)))  # five messages
+        await reply.finish(None)
+        assert len(fake_slack.bot_replies(CHANNEL, target.address.thread)) == 5
+        # The placeholder, posted as the stream was refused, is the one post the
+        # channel's budget did not count.
+        assert fake_slack.rate_limited["chat.postMessage"] <= 1
+        assert target.limits.post_bucket == f"slack:post:{fake_slack.team_id}:{CHANNEL}"
+    finally:
+        await platform.aclose()
+
+
 async def test_a_tilde_fence_closed_for_display_does_not_end_the_stream(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import aiohttp
@@ -360,6 +360,12 @@ class SlackTarget(ReplyTarget):
             if exc.error == "ratelimited" or isinstance(exc, PlaceGone):
                 raise
             self._native = False
+            # Posted, not streamed: at the channel's pace, as any post.
+            self.limits = replace(
+                self.limits,
+                post_bucket=f"slack:post:{self.address.workspace}:{self.address.channel}",
+                post_rate=self.options.post_rate.rate(),
+            )
             if exc.error in _NO_STREAMING:
                 self.platform.native_ok = False
             log.warning("slack: streaming refused (%s); answering with chat.update", exc.error)
