@@ -271,6 +271,10 @@ class Inbound:
     # The platform's own time of the message (epoch seconds), the same in every
     # delivery of it: orders a conversation's messages across replicas.
     sent_at: float = 0.0
+    # False where the bot may not post in the message's channel itself but may open
+    # a thread there (a channel for threads only): only a route answering in a new
+    # thread answers it.
+    may_post: bool = True
 
 
 @dataclass(frozen=True, slots=True)

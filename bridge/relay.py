@@ -251,6 +251,10 @@ class Relay:
             if msg.command:  # a command expects an answer, even a refusal
                 await self._notice(target, "I am not set up to answer here.")
             return
+        if not msg.may_post and not _opens_thread(route, msg):
+            log.info("not answering in %s %s: the bot may only answer there in a thread "
+                     "of its own (reply_in_thread)", msg.platform, msg.channel)
+            return
         key = conversation_key(route, msg)
         now = time.time()
         # Recorded before the event is claimed, so a replica answering a later
@@ -336,7 +340,7 @@ class Relay:
             )
             return None
 
-        if route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread":
+        if _opens_thread(route, msg):
             opened = await self.within_budgets(
                 target, lambda: target.open_thread(_thread_name(text))
             )
@@ -805,6 +809,11 @@ def _unavailable(circuit: Circuit) -> str:
 def _seconds(wait: float) -> int:
     """A wait in whole seconds, rounded up: trying again when told is never too soon."""
     return max(1, math.ceil(wait))
+
+
+def _opens_thread(route: RouteConfig, msg: Inbound) -> bool:
+    """Whether the answer to `msg` goes in a thread opened on it."""
+    return route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread"
 
 
 def _thread_name(question: str) -> str:

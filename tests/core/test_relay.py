@@ -498,8 +498,8 @@ async def test_a_follow_up_to_a_question_still_waiting_its_turn_is_taken(
         await p.say("a long question", thread="T1")  # holds the only stream
         await wait_for(lambda: fake_chat_api.requests)
         await p.say("how do I deploy?", thread="T2")
-        follow_up = await p.say("on Windows, please", thread="T2", mentioned=False)
-        await asyncio.wait_for(follow_up.ended.wait(), 20)
+        thread = await p.say("on Windows, please", thread="T2", mentioned=False)
+        await wait_for(lambda: "Second." in thread.visible(), timeout=20)
     assert [r.json["message"] for r in fake_chat_api.requests] == [
         "a long question", "how do I deploy?", "on Windows, please"
     ]

@@ -859,9 +859,14 @@ class FakeDiscord:
         self.gateways.append(gw)
         self._changed()
 
-    async def drop_gateways(self, code: int = 1001) -> None:
-        """Close every gateway connection from the server side (Discord restarting)."""
-        for gw in list(self.gateways):
+    async def drop_gateways(
+        self, code: int = 1001, *, shard: int | None = None, forget: bool = False
+    ) -> None:
+        """Close every gateway connection (or `shard`'s) from the server side (Discord
+        restarting); `forget`: their sessions cannot be resumed, they identify again."""
+        for gw in [g for g in self.gateways if shard is None or g.shard[0] == shard]:
+            if forget:
+                self._sessions = {k: v for k, v in self._sessions.items() if v[0] != gw.shard}
             self.gateways.remove(gw)
             await gw.ws.close(code=code, message=b"going away")
         self._changed()

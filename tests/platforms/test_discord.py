@@ -387,6 +387,23 @@ async def test_a_gateway_outage_shows_as_disconnected_until_it_is_back(world: Wo
     assert msg.text == "back?"
 
 
+async def test_a_shard_that_logs_in_again_shows_as_connected_once_it_is_back(
+    world: World,
+) -> None:
+    # discord.py says "ready" only when every shard is, not when one logs in again:
+    # /healthz said disconnected for good, though the bot went on answering.
+    world.fake.gateway_shards = 2
+    async with running(world, shard_count="auto") as platform:
+        await wait_for(lambda: platform.connected, timeout=10)
+        await world.fake.drop_gateways(shard=1, forget=True)
+        await wait_for(lambda: len(world.fake.identifies) == 3, timeout=20)
+        await wait_for(lambda: platform.connected, timeout=20)
+        await world.fake.mention(world.general, world.alice, "still answering?")
+        msg, _ = await world.next()
+    assert msg.text == "still answering?"
+    assert [i["shard"] for i in world.fake.identifies] == [[0, 2], [1, 2], [1, 2]]
+
+
 async def test_messages_after_stop_receiving_are_ignored(world: World) -> None:
     async with running(world) as platform:
         await platform.stop_receiving()

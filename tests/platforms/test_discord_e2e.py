@@ -202,6 +202,19 @@ async def test_where_a_moderator_took_the_bots_voice_nothing_is_asked_of_the_cha
     assert not fake.errors  # not even a refused typing request
 
 
+async def test_a_channel_for_threads_only_is_answered_in_a_thread(setup: Setup) -> None:
+    # Send Messages denied, threads allowed: a route that answers in a new thread
+    # needs no more (it was left silent with the rest).
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["In ", "a thread."])
+    async with setup.bridge():
+        await fake.deny_bot(setup.help, SEND_MESSAGES)
+        question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        await setup.final(question["id"], "In a thread.")
+    assert fake.channels[question["id"]]["parent_id"] == setup.help
+    assert fake.channel_messages(setup.help) == []
+
+
 @pytest.mark.parametrize("where", ["general", "help"])
 async def test_a_question_deleted_while_it_is_answered_ends_the_answer(
     setup: Setup, where: str

@@ -144,8 +144,9 @@ class DiscordPlatform(Platform):
         self._handler: Handler | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        # Whether the gateway is up: discord.py stays "ready" while it reconnects.
-        self._online = False
+        # Shards (0 for a client that is not sharded) whose gateway is down:
+        # discord.py stays "ready" while it reconnects.
+        self._down: set[int] = set()
         self._receiving = False
         self._endpoints_held = False
         # Questions being answered (or waiting), by id, as long as a target holds
@@ -205,14 +206,15 @@ class DiscordPlatform(Platform):
                     log.warning("slash commands unavailable: %s", error)
 
         async def on_ready() -> None:
-            platform._online = True
             platform._ready.set()
 
-        async def on_resumed() -> None:
-            platform._online = True
+        # Up at READY or RESUMED, down at a drop; per shard where sharded (discord.py
+        # sends `ready` only when every shard is, not when one logs in again).
+        async def on_shard_up(shard_id: int = 0) -> None:
+            platform._down.discard(shard_id)
 
-        async def on_disconnect() -> None:
-            platform._online = False
+        async def on_shard_down(shard_id: int = 0) -> None:
+            platform._down.add(shard_id)
 
         async def on_message(message: discord.Message) -> None:
             await platform._on_message(message)
@@ -225,8 +227,11 @@ class DiscordPlatform(Platform):
 
         client.setup_hook = setup_hook  # type: ignore[method-assign]
         client.on_ready = on_ready  # type: ignore[attr-defined]
-        client.on_resumed = on_resumed  # type: ignore[attr-defined]
-        client.on_disconnect = on_disconnect  # type: ignore[attr-defined]
+        sharded = isinstance(client, discord.AutoShardedClient)
+        prefix = "on_shard_" if sharded else "on_"
+        setattr(client, f"{prefix}connect", on_shard_up)
+        setattr(client, f"{prefix}resumed", on_shard_up)
+        setattr(client, f"{prefix}disconnect", on_shard_down)
         client.on_message = on_message  # type: ignore[attr-defined]
         client.on_raw_message_delete = on_raw_message_delete  # type: ignore[attr-defined]
         client.on_raw_bulk_message_delete = on_raw_bulk_message_delete  # type: ignore[attr-defined]
@@ -330,7 +335,7 @@ class DiscordPlatform(Platform):
         return (
             client is not None
             and client.is_ready()
-            and self._online
+            and not self._down
             and not client.is_closed()
             and self._runner is not None
             and not self._runner.done()
@@ -367,7 +372,8 @@ class DiscordPlatform(Platform):
             # Without the Message Content intent its text arrives empty: nothing to answer.
             log.debug("message %s not read: it does not mention the bot", message.id)
             return
-        if guild is not None and not _may_send(message.channel, guild):
+        may_post, may_thread = _may_send(message.channel, guild)
+        if not (may_post or may_thread):
             # A moderator took the bot's Send Messages away here: asking the chat API
             # would cost a request, send the member's text out, and show nothing.
             (log.info if mentioned else log.debug)(
@@ -391,6 +397,7 @@ class DiscordPlatform(Platform):
             has_attachments=bool(message.attachments),
             received_at=time.time(),
             sent_at=message.created_at.timestamp(),
+            may_post=may_post,
         )
         address = Address("discord", workspace, channel_id, thread_id)
         target = ChannelTarget(client, self.options, address, question_id=message.id)
@@ -533,16 +540,19 @@ class _RateLimitCounter(logging.Handler):
             self._on_rate_limited()
 
 
-def _may_send(channel: Any, guild: discord.Guild) -> bool:
-    """Whether the bot may send messages in `channel`, as far as discord.py's cache
-    knows (what it does not know, it is let try: the reply's error says why)."""
-    me = guild.me
+def _may_send(channel: Any, guild: discord.Guild | None) -> tuple[bool, bool]:
+    """Whether the bot may send messages in `channel`, and open a thread there and
+    answer in it, as far as discord.py's cache knows (what it does not know, it is
+    let try: the reply's error says why)."""
+    me = guild.me if guild is not None else None
     if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-        return True
+        return True, True
     try:
         allowed = channel.permissions_for(me)
     except discord.ClientException:  # a thread whose parent is not cached
-        return True
+        return True, True
     if isinstance(channel, discord.Thread):
-        return allowed.send_messages_in_threads
-    return allowed.send_messages
+        return allowed.send_messages_in_threads, False
+    return allowed.send_messages, (
+        allowed.create_public_threads and allowed.send_messages_in_threads
+    )
