@@ -239,11 +239,11 @@ class Relay:
 
     async def _admit(self, msg: Inbound, target: ReplyTarget) -> None:
         async def exists(key: str) -> bool:
-            if await self.store.get_conversation(key) is not None:
-                return True
-            # A thread whose first question was taken and waits its turn: its
+            # A thread whose first question was taken here and waits its turn: its
             # conversation is saved when the answer begins, but the thread is ours.
-            return bool(await self.store.inflight_for_key(key))
+            if any(job.key == key for job in self._jobs):
+                return True
+            return await self.store.get_conversation(key) is not None
 
         route = await match_route(self.config.routes, msg, exists)
         if route is None:
@@ -350,6 +350,11 @@ class Relay:
                 # The same record, moved: it keeps its id and its place in the order.
                 record = replace(record, key=key, address=target.address)
                 await self.store.inflight_begin(record)
+            elif not msg.may_post:
+                # Nowhere else to answer: the bot may not post in the channel itself.
+                log.info("not answering in %s %s: no thread could be opened there",
+                         msg.platform, msg.channel)
+                return None
         return _Job(msg, target, route, key, record)
 
     def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:

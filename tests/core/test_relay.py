@@ -505,6 +505,35 @@ async def test_a_follow_up_to_a_question_still_waiting_its_turn_is_taken(
     ]
 
 
+async def test_chatter_in_the_thread_of_a_refused_question_is_not_answered(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the refusal was being told (Slack's round trip, a busy budget), the
+    # question's record made its thread look taken: chatter there went to the API.
+    release = asyncio.Event()
+    notice = RecordingTarget.notice
+
+    async def held(self: RecordingTarget, text: str) -> None:
+        await release.wait()
+        await notice(self, text)
+
+    monkeypatch.setattr(RecordingTarget, "notice", held)
+    fake_chat_api.enqueue(tokens=["Sentinel."])
+    extra = "limits: {max_question_chars: 20}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        question = await p.say("a question far too long for the limit")
+        root = question.address.thread
+        await p.say("lol same", thread=root, user="U2", mentioned=False)
+        place = ("console", "W1", "C1", root)
+        await wait_for(lambda: place not in bridge.relay._places)  # the chatter was routed
+        release.set()
+        await wait_for(lambda: question.notices)
+        sentinel = await p.say("sentinel", thread="T9")
+        await wait_for(lambda: "Sentinel." in sentinel.visible(), timeout=20)
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["sentinel"]
+
+
 async def test_unmentioned_message_outside_a_known_thread_is_ignored(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

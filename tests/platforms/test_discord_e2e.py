@@ -15,6 +15,7 @@ from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlatformError
+from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.discord import SEND_MESSAGES, FakeDiscord, RateRule
 
@@ -213,6 +214,43 @@ async def test_a_channel_for_threads_only_is_answered_in_a_thread(setup: Setup) 
         await setup.final(question["id"], "In a thread.")
     assert fake.channels[question["id"]]["parent_id"] == setup.help
     assert fake.channel_messages(setup.help) == []
+
+
+async def test_a_voice_channels_chat_where_the_bot_may_not_post_asks_nothing(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A voice channel's chat has no threads to answer in, whatever the permissions say.
+    fake = setup.discord
+    fake.channels[setup.help].update(type=2, bitrate=64000, user_limit=0, rtc_region=None)
+    async with setup.bridge():
+        await fake.deny_bot(setup.help, SEND_MESSAGES)
+        await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        await wait_for(lambda: any("may not send messages there" in r.getMessage()
+                                   for r in caplog.records))
+    assert setup.chat.requests == []
+    assert not [r for r in fake.requests if r.path.endswith("/threads")]
+
+
+async def test_a_channel_for_threads_only_where_no_thread_opens_asks_and_says_nothing(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The answer would have been posted where the bot may not post (403), and a
+    # refusal the same: the chat API was paid for an answer nobody saw.
+    fake = setup.discord
+    async with setup.bridge():
+        await fake.deny_bot(setup.help, SEND_MESSAGES)
+        sent = len(fake.requests)
+        fake.drop.append(("POST", r"/messages/\d+/threads$"))  # the thread does not open
+        await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        await fake.mention(setup.help, setup.alice, "")  # a refusal: "ask me in words"
+        await fake.wait_until(lambda: not fake.drop)
+        await wait_for(lambda: sum(
+            "no thread could be opened" in r.getMessage() or "not telling the asker" in
+            r.getMessage() for r in caplog.records) == 2)
+        posts = [r for r in fake.requests[sent:]
+                 if r.method == "POST" and r.path.endswith(f"/channels/{setup.help}/messages")]
+    assert setup.chat.requests == []
+    assert posts == []  # neither the answer nor the refusal
 
 
 @pytest.mark.parametrize("where", ["general", "help"])

@@ -400,7 +400,9 @@ class DiscordPlatform(Platform):
             may_post=may_post,
         )
         address = Address("discord", workspace, channel_id, thread_id)
-        target = ChannelTarget(client, self.options, address, question_id=message.id)
+        target = ChannelTarget(
+            client, self.options, address, question_id=message.id, may_post=may_post
+        )
         self._questions[message.id] = target.question
         await self._deliver(inbound, target)
 
@@ -553,6 +555,9 @@ def _may_send(channel: Any, guild: discord.Guild | None) -> tuple[bool, bool]:
         return True, True
     if isinstance(channel, discord.Thread):
         return allowed.send_messages_in_threads, False
+    # Threads open in text and announcement channels only (not a voice channel's chat).
     return allowed.send_messages, (
-        allowed.create_public_threads and allowed.send_messages_in_threads
+        isinstance(channel, discord.TextChannel)
+        and allowed.create_public_threads
+        and allowed.send_messages_in_threads
     )

@@ -141,6 +141,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         *,
         question_id: int | None = None,
         question: Question | None = None,
+        may_post: bool = True,
     ) -> None:
         self.address = address
         self._client = client
@@ -157,6 +158,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self._typing_stop = Flag()  # a slotted asyncio.Event: one per answer
         # Shared with the thread opened on the question.
         self.question = question if question is not None else Question()
+        # False in a channel for threads only: nothing is posted in it (a refusal,
+        # which would be refused with 403, goes unsaid).
+        self._may_post = may_post
 
     def _check_question(self) -> None:
         if self.question.deleted:
@@ -204,6 +208,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
     async def post(self, text: str) -> str:
         await self._stop_typing()
         self._check_question()
+        if not self._may_post:
+            raise PlaceGone("Discord does not let the bot post in this channel, only in threads.")
         reference = None
         if self._question_id is not None and not self._referenced:
             reference = discord.MessageReference(
@@ -233,6 +239,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
             raise platform_error("edit the reply", exc) from exc
 
     async def notice(self, text: str) -> None:
+        if not self._may_post:
+            log.info("not telling the asker in %s: the bot may not post there", self._channel_id)
+            return
         # Channel messages cannot be ephemeral; answer the question in place.
         await self.post(text)
 
