@@ -239,10 +239,6 @@ class Relay:
 
     async def _admit(self, msg: Inbound, target: ReplyTarget) -> None:
         async def exists(key: str) -> bool:
-            # A thread whose first question was taken here and waits its turn: its
-            # conversation is saved when the answer begins, but the thread is ours.
-            if any(job.key == key for job in self._jobs):
-                return True
             return await self.store.get_conversation(key) is not None
 
         route = await match_route(self.config.routes, msg, exists)
@@ -279,6 +275,16 @@ class Relay:
             self._queued += 1
             self.metrics.queue_depth.set(self._queued)
             self._spawn(self._run(job))
+            if not job.reset:
+                # The conversation is known from now, on every replica: a follow-up in
+                # its thread while this waits its turn is taken (its session comes with
+                # the answer). After the job is counted: the queue check stays exact.
+                now = time.time()
+                conv = Conversation(job.key, job.route.backend, None, now, now)
+                try:
+                    await self.store.create_conversation(conv)
+                except BridgeError as exc:  # only a follow-up meanwhile depends on it
+                    log.warning("could not record conversation %s: %s", job.key, exc)
 
     async def _check(
         self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight

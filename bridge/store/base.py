@@ -99,6 +99,10 @@ class Store(ABC):
         """Insert or replace the conversation row for `conv.key`."""
 
     @abstractmethod
+    async def create_conversation(self, conv: Conversation) -> None:
+        """Insert the conversation row for `conv.key`, unless there is one already."""
+
+    @abstractmethod
     async def reset_conversation(self, key: str) -> bool:
         """Start the conversation afresh: forget its session, meta and history.
 

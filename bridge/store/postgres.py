@@ -198,6 +198,19 @@ class PostgresStore(Store):
                 json.dumps(conv.meta),
             )
 
+    async def create_conversation(self, conv: Conversation) -> None:
+        async with self._conn("saving a conversation") as conn:
+            await conn.execute(
+                "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
+                " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (key) DO NOTHING",
+                conv.key,
+                conv.backend,
+                conv.session,
+                float(conv.created_at),
+                float(conv.last_used),
+                json.dumps(conv.meta),
+            )
+
     async def reset_conversation(self, key: str) -> bool:
         async with self._conn("resetting a conversation") as conn, conn.transaction():
             session = await conn.fetchval(

@@ -215,6 +215,15 @@ class SQLiteStore(Store):
                 ),
             )
 
+    async def create_conversation(self, conv: Conversation) -> None:
+        async with self._write("saving a conversation", transaction=False) as db:
+            await db.execute(
+                "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                (conv.key, conv.backend, conv.session, conv.created_at, conv.last_used,
+                 json.dumps(conv.meta)),
+            )
+
     async def reset_conversation(self, key: str) -> bool:
         async with self._write("resetting a conversation") as db:
             row = await _one(db, "SELECT session FROM conversations WHERE key = ?", (key,))

@@ -21,7 +21,9 @@ from tests.store.conftest import pg_schema_url
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
 
-def shared_bridge(fake: FakeChatAPI, store_url: str) -> Bridge:
+def shared_bridge(
+    fake: FakeChatAPI, store_url: str, limits: str = "heartbeat_interval: 0.2"
+) -> Bridge:
     config = parse_config(
         f"""
 store: "{store_url}"
@@ -31,7 +33,7 @@ backends:
 console: {{}}
 routes: [{{platform: console, backend: docs}}]
 reply: {{edit_interval: 0.05}}
-limits: {{heartbeat_interval: 0.2}}
+limits: {{{limits}}}
 """,
         env={"KEY": fake.api_key},
         registry=TEST_REGISTRY,
@@ -92,6 +94,34 @@ async def test_a_conversation_is_answered_by_one_replica_at_a_time(
     first_ask, second_ask = fake_chat_api.requests
     # One conversation, one session: the second answer went on from the first.
     assert first_ask.json["session_id"] == second_ask.json["session_id"]
+
+
+async def test_a_follow_up_reaching_another_replica_while_its_question_waits_is_taken(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    # The thread was known only to the replica that took its question (and only once
+    # the answer began): the follow-up, on the other replica, was dropped unseen.
+    fake_chat_api.enqueue(tokens=["slow "] * 20, token_delay=0.05)
+    fake_chat_api.enqueue(tokens=["First."])
+    fake_chat_api.enqueue(tokens=["Second."])
+    busy = "heartbeat_interval: 0.2, max_concurrent_streams: 1"
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url, busy) as a,
+        shared_bridge(fake_chat_api, url, busy) as b,
+    ):
+        on_a: LocalPlatform = a.platforms["console"]  # type: ignore[assignment]
+        on_b: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
+        await on_a.say("a long question", thread="T1", sent_at=1_700_000_000.1)
+        await wait_for(lambda: fake_chat_api.requests)  # A's only stream is taken
+        await on_a.say("how do I deploy?", thread="T2", sent_at=1_700_000_000.2)
+        await wait_for(lambda: len(a.relay._jobs) == 2)  # taken, waiting its turn
+        await on_b.say("on Windows, please", thread="T2", mentioned=False,
+                       sent_at=1_700_000_000.3)
+        await wait_for(lambda: len(fake_chat_api.requests) == 3, timeout=20)
+    assert [r.json["message"] for r in fake_chat_api.requests] == [
+        "a long question", "how do I deploy?", "on Windows, please"
+    ]
 
 
 async def test_a_job_waiting_behind_one_of_ours_that_is_closing_does_not_spin(

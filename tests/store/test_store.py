@@ -98,6 +98,16 @@ async def test_session_survives_reopen(make_store: StoreFactory) -> None:
         assert await second.history("slack:T1:C1:1") == [Turn("user", "hi")]
 
 
+async def test_create_conversation_leaves_one_that_is_there(store: Store) -> None:
+    await store.create_conversation(conv(session=None))
+    got = await store.get_conversation("slack:T1:C1:1")
+    assert got is not None and got.session is None
+    await store.save_conversation(conv(session="cb-real"))
+    await store.create_conversation(conv(session=None))  # a later question, taken
+    got = await store.get_conversation("slack:T1:C1:1")
+    assert got is not None and got.session == "cb-real"
+
+
 async def test_reset_forgets_session_and_history_and_keeps_the_conversation(
     store: Store,
 ) -> None:
