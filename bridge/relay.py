@@ -275,10 +275,11 @@ class Relay:
             self._queued += 1
             self.metrics.queue_depth.set(self._queued)
             self._spawn(self._run(job))
-            if not job.reset:
+            if not job.reset and job.route.session == "thread":
                 # The conversation is known from now, on every replica: a follow-up in
                 # its thread while this waits its turn is taken (its session comes with
-                # the answer). After the job is counted: the queue check stays exact.
+                # the answer). Only thread conversations are followed so. After the job
+                # is counted: the queue check stays exact.
                 now = time.time()
                 conv = Conversation(job.key, job.route.backend, None, now, now)
                 try:
