@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import IO
 
 from bridge.app import Bridge, build_backends, settle_heap
 from bridge.config import Config, load_config
@@ -20,6 +21,15 @@ from bridge.render import dedupe_sources
 from bridge.transport import http_client
 
 log = logging.getLogger("chat_bridge.cli")
+
+
+def discard_output(out: IO[str]) -> None:
+    """Point `out`'s file at /dev/null once its reader went away, so what is left in
+    its buffer (flushed at exit) does not raise again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,10 +83,8 @@ def run_cli(argv: Sequence[str] | None, registry: Registry) -> int:
             try:
                 return asyncio.run(_ask(config, registry, args.backend, args.question))
             except BrokenPipeError:
-                # Whoever read the answer went away (`| head`): stop without a traceback,
-                # and let what is left in stdout's buffer go nowhere at exit.
-                with contextlib.suppress(OSError, ValueError):
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                # Whoever read the answer went away (`| head`): stop without a traceback.
+                discard_output(sys.stdout)
                 return 1
         return _run(config, registry)
     except ConfigError as exc:

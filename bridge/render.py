@@ -103,9 +103,7 @@ class LiveReply:
     ) -> None:
         self.target = target
         self._budgets = budgets
-        self.limits = target.limits
-        self._edit_budget = budgets.get(self.limits.edit_bucket, self.limits.edit_rate)
-        self._post_budget = budgets.get(self.limits.post_bucket, self.limits.post_rate)
+        self._follow_limits()
         bucket, rate = self.limits.global_bucket, self.limits.global_rate
         self._global_budget = budgets.get(bucket, rate) if bucket and rate else None
         self._typing_budget = (
@@ -509,9 +507,7 @@ class LiveReply:
         if self.target.limits is not self.limits:
             # The platform changed how it answers here (Slack: a stream refused, so
             # messages are posted): its budgets follow.
-            self.limits = limits = self.target.limits
-            self._edit_budget = self._budgets.get(limits.edit_bucket, limits.edit_rate)
-            self._post_budget = self._budgets.get(limits.post_bucket, limits.post_rate)
+            self._follow_limits()
         first = self.stats.first_visible_at is None
         priority = (FIRST if first else MORE, self._pending_since or 0.0)
         budgets = [self._edit_budget if editing else self._post_budget]
@@ -525,6 +521,12 @@ class LiveReply:
             self._release(slots)
             raise
         return editing, slots
+
+    def _follow_limits(self) -> None:
+        """Take the target's limits, and the edit and post budgets they name."""
+        self.limits = limits = self.target.limits
+        self._edit_budget = self._budgets.get(limits.edit_bucket, limits.edit_rate)
+        self._post_budget = self._budgets.get(limits.post_bucket, limits.post_rate)
 
     @staticmethod
     def _restamp(slots: _Slots) -> None:

@@ -8,8 +8,6 @@ when it is complete.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shutil
 import sys
 import threading
@@ -19,6 +17,7 @@ from typing import IO, Any, ClassVar
 
 from pydantic import ConfigDict
 
+from bridge.cli import discard_output
 from bridge.interfaces import (
     Address,
     Handler,
@@ -62,7 +61,7 @@ class _Screen:
             self.out.flush()
         except BrokenPipeError:
             self.closed = True
-            _quiet(self.out)
+            discard_output(self.out)
 
     def _height(self, text: str) -> int:
         width = max(20, shutil.get_terminal_size((80, 24)).columns)
@@ -91,15 +90,6 @@ class _Screen:
     def line(self, text: str) -> None:
         self._write(text + "\n")
         self._lines = 0
-
-
-def _quiet(out: IO[str]) -> None:
-    """Point `out`'s file at /dev/null, so what is left in its buffer (flushed at
-    exit) does not raise again."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, out.fileno())
-        os.close(devnull)
 
 
 class ConsoleTarget(ReplyTarget):

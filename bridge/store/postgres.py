@@ -183,26 +183,21 @@ class PostgresStore(Store):
         )
 
     async def save_conversation(self, conv: Conversation) -> None:
-        async with self._conn("saving a conversation") as conn:
-            await conn.execute(
-                "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
-                " VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
-                " ON CONFLICT (key) DO UPDATE SET backend = EXCLUDED.backend,"
-                " session = EXCLUDED.session, created_at = EXCLUDED.created_at,"
-                " last_used = EXCLUDED.last_used, meta = EXCLUDED.meta",
-                conv.key,
-                conv.backend,
-                conv.session,
-                float(conv.created_at),
-                float(conv.last_used),
-                json.dumps(conv.meta),
-            )
+        await self._insert_conversation(
+            conv,
+            "DO UPDATE SET backend = EXCLUDED.backend, session = EXCLUDED.session,"
+            " created_at = EXCLUDED.created_at, last_used = EXCLUDED.last_used,"
+            " meta = EXCLUDED.meta",
+        )
 
     async def create_conversation(self, conv: Conversation) -> None:
+        await self._insert_conversation(conv, "DO NOTHING")
+
+    async def _insert_conversation(self, conv: Conversation, on_conflict: str) -> None:
         async with self._conn("saving a conversation") as conn:
             await conn.execute(
                 "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
-                " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (key) DO NOTHING",
+                f" VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (key) {on_conflict}",
                 conv.key,
                 conv.backend,
                 conv.session,

@@ -198,13 +198,21 @@ class SQLiteStore(Store):
         )
 
     async def save_conversation(self, conv: Conversation) -> None:
+        await self._insert_conversation(
+            conv,
+            "DO UPDATE SET backend = excluded.backend, session = excluded.session,"
+            " created_at = excluded.created_at, last_used = excluded.last_used,"
+            " meta = excluded.meta",
+        )
+
+    async def create_conversation(self, conv: Conversation) -> None:
+        await self._insert_conversation(conv, "DO NOTHING")
+
+    async def _insert_conversation(self, conv: Conversation, on_conflict: str) -> None:
         async with self._write("saving a conversation", transaction=False) as db:
             await db.execute(
                 "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET backend = excluded.backend,"
-                " session = excluded.session, created_at = excluded.created_at,"
-                " last_used = excluded.last_used, meta = excluded.meta",
+                f" VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) {on_conflict}",
                 (
                     conv.key,
                     conv.backend,
@@ -213,15 +221,6 @@ class SQLiteStore(Store):
                     conv.last_used,
                     json.dumps(conv.meta),
                 ),
-            )
-
-    async def create_conversation(self, conv: Conversation) -> None:
-        async with self._write("saving a conversation", transaction=False) as db:
-            await db.execute(
-                "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-                (conv.key, conv.backend, conv.session, conv.created_at, conv.last_used,
-                 json.dumps(conv.meta)),
             )
 
     async def reset_conversation(self, key: str) -> bool:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import aiohttp
@@ -159,12 +159,16 @@ class SlackTarget(ReplyTarget):
         self._indicator: asyncio.Task[None] | None = None
         self._status_on = False
         self._reaction_on = False
-        team, channel = address.workspace, address.channel
+        self.limits = self._limits()
+
+    def _limits(self) -> Limits:
+        """The budgets of streams started, or of messages posted where none is."""
+        team, channel = self.address.workspace, self.address.channel
         if self._native:
             post_bucket, post_rate = f"slack:stream:{team}", self.options.stream_rate.rate()
         else:  # chat.postMessage, in native mode too where no stream can be started
             post_bucket, post_rate = f"slack:post:{team}:{channel}", self.options.post_rate.rate()
-        self.limits = Limits(
+        return Limits(
             max_chars=self.options.max_chars,
             edit_bucket=f"slack:update:{team}",
             edit_rate=self.options.update_rate.rate(),
@@ -226,11 +230,8 @@ class SlackTarget(ReplyTarget):
                         # No answer: Slack may have appended it, and sent again it would
                         # show twice. The stream ends; the retried edit sends the whole
                         # text by chat.update, which is safe to repeat.
-                        stream.open = False
                         with contextlib.suppress(PlatformError):
-                            await guard("chat.stopStream", self.client.chat_stopStream(
-                                channel=self.address.channel, ts=message_id
-                            ))
+                            await self._stop(message_id, stream, flush=False)
                         raise
                     stream.sent = stable
                 return
@@ -360,12 +361,7 @@ class SlackTarget(ReplyTarget):
             if exc.error == "ratelimited" or isinstance(exc, PlaceGone):
                 raise
             self._native = False
-            # Posted, not streamed: at the channel's pace, as any post.
-            self.limits = replace(
-                self.limits,
-                post_bucket=f"slack:post:{self.address.workspace}:{self.address.channel}",
-                post_rate=self.options.post_rate.rate(),
-            )
+            self.limits = self._limits()  # posted, not streamed: at the channel's pace
             if exc.error in _NO_STREAMING:
                 self.platform.native_ok = False
             log.warning("slack: streaming refused (%s); answering with chat.update", exc.error)
