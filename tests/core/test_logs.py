@@ -3,28 +3,40 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bridge.logs import JsonFormatter, PlainFormatter, SecretFilter
 
 SECRET = "xoxb-very-secret-token"
 
 
-def _log(formatter: logging.Formatter) -> str:
+@contextmanager
+def _captured(
+    name: str, formatter: logging.Formatter, secrets: list[str]
+) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing through `formatter` and a SecretFilter to a string."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
-    handler.addFilter(SecretFilter([SECRET, "abc"]))  # too short to scrub safely: ignored
-    logger = logging.getLogger("test.scrub")
+    handler.addFilter(SecretFilter(secrets))
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+
+
+def _log(formatter: logging.Formatter) -> str:
+    # "abc" is too short to scrub safely: ignored.
+    with _captured("test.scrub", formatter, [SECRET, "abc"]) as (logger, stream):
         logger.warning("token %s refused", SECRET, extra={"conversation": f"k-{SECRET}"})
         try:
             raise RuntimeError(f"bad header Bearer {SECRET}")
         except RuntimeError:
             logger.exception("request failed")
-    finally:
-        logger.removeHandler(handler)
     return stream.getvalue()
 
 
@@ -45,22 +57,13 @@ def test_json_lines_carry_fields_and_no_secret() -> None:
 
 
 def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(SecretFilter([SECRET]))
-    logger = logging.getLogger("test.scrub.urls")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with _captured("test.scrub.urls", JsonFormatter(), [SECRET]) as (logger, stream):
         # As discord.py logs its webhook requests at DEBUG: the interaction's token.
         logger.warning("Webhook ID 111 with PATCH https://discord.com/api/v10/webhooks/111/"
                        "aW50ZXJhY3Rpb246SECRET/messages/@original has returned 200")
         logger.warning("POST https://discord.com/api/v10/interactions/222/TOKEN-2/callback")
         logger.warning("posting to https://hooks.slack.com/commands/T1/2/RESPONSE-SECRET")
         logger.warning("req", extra={"request": {"Authorization": f"Bearer {SECRET}"}, "n": 3})
-    finally:
-        logger.removeHandler(handler)
     out = stream.getvalue()
     for leaked in ("aW50ZXJhY3Rpb246SECRET", "TOKEN-2", "RESPONSE-SECRET", SECRET):
         assert leaked not in out
@@ -73,21 +76,13 @@ def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
 
 
 def test_token_fields_of_payloads_logged_whole_are_scrubbed() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(PlainFormatter("%(message)s"))
-    handler.addFilter(SecretFilter([]))
-    logger = logging.getLogger("test.scrub.payloads")
-    logger.addHandler(handler)
-    logger.propagate = False
     event = {"op": 0, "t": "INTERACTION_CREATE",
              "d": {"id": "9", "token": "itoken-1574360334485946380", "data": {"name": "ask"}}}
-    try:
+    plain = PlainFormatter("%(message)s")
+    with _captured("test.scrub.payloads", plain, []) as (logger, stream):
         # As discord.py logs every gateway event at DEBUG: the dict itself.
         logger.warning("For Shard ID %s: WebSocket Event: %s", None, event)
         logger.warning("envelope %s", json.dumps({"token": "verif-TOKEN-9", "text": "a token"}))
-    finally:
-        logger.removeHandler(handler)
     out = stream.getvalue()
     assert "itoken-1574360334485946380" not in out and "verif-TOKEN-9" not in out
     assert "'token': '***', 'data': {'name': 'ask'}" in out
@@ -107,22 +102,14 @@ def test_a_slack_response_url_with_escaped_slashes_is_scrubbed() -> None:
 def test_plain_lines_cannot_be_forged_by_the_text_they_carry() -> None:
     # An API's error text (or an asker's, echoed in it) with a line break and
     # terminal escapes: in plain format it began a line of its own.
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(PlainFormatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretFilter([]))
-    logger = logging.getLogger("test.forged")
-    logger.addHandler(handler)
-    logger.propagate = False
     forged = "bad question\n2099-01-01 ERROR chat_bridge.app: FORGED\x1b[31m"
-    try:
+    plain = PlainFormatter("%(levelname)s %(name)s: %(message)s")
+    with _captured("test.forged", plain, []) as (logger, stream):
         logger.warning("HTTP 400 from the chat API: %s", forged, extra={"backend": "a\rb"})
         try:
             raise RuntimeError("kept as it is")
         except RuntimeError:
             logger.exception("failed")
-    finally:
-        logger.removeHandler(handler)
     lines = stream.getvalue().splitlines()
     assert lines[0] == (
         "WARNING test.forged: HTTP 400 from the chat API: bad question\\n2099-01-01 ERROR "

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,18 @@ async def started(
     return platform
 
 
+@asynccontextmanager
+async def running(
+    fake: FakeSlack, inbox: Inbox, on_rate_limited: Callable[[], None] | None = None, **kw: Any
+) -> AsyncIterator[SlackPlatform]:
+    """A started platform (Socket Mode), closed at the end."""
+    platform = await started(fake, inbox, on_rate_limited, **kw)
+    try:
+        yield platform
+    finally:
+        await platform.aclose()
+
+
 @pytest.fixture
 async def inbox() -> Inbox:
     return Inbox()
@@ -84,11 +97,8 @@ async def inbox() -> Inbox:
 
 @pytest.fixture
 async def socket_platform(fake_slack: FakeSlack, inbox: Inbox) -> AsyncIterator[SlackPlatform]:
-    platform = await started(fake_slack, inbox)
-    try:
+    async with running(fake_slack, inbox) as platform:
         yield platform
-    finally:
-        await platform.aclose()
 
 
 async def deliver(fake: FakeSlack, bodies: list[dict[str, Any]]) -> None:
@@ -291,8 +301,7 @@ async def test_own_and_other_bots_edits_and_subtypes_are_ignored(
 
 
 async def test_other_bots_can_be_let_in(fake_slack: FakeSlack, inbox: Inbox) -> None:
-    platform = await started(fake_slack, inbox, ignore_bots=False)
-    try:
+    async with running(fake_slack, inbox, ignore_bots=False):
         fake = fake_slack
         mine = fake.user_message(CHANNEL, "mine", user=fake.bot_user_id, bot_id=fake.bot_id)
         theirs = fake.user_message(CHANNEL, "theirs", user="U0OTHERBOT", bot_id="B0OTHER01")
@@ -305,8 +314,6 @@ async def test_other_bots_can_be_let_in(fake_slack: FakeSlack, inbox: Inbox) -> 
         theirs_msg, hook = await inbox.wait(2)
         assert theirs_msg.text == "theirs" and theirs_msg.user == "U0OTHERBOT"
         assert hook.text == "hook" and hook.user == "B0HOOK001"
-    finally:
-        await platform.aclose()
 
 
 async def test_retried_envelope_keeps_its_event_id(
@@ -650,8 +657,7 @@ async def test_a_429_that_ends_a_call_is_counted_too(fake_slack: FakeSlack, inbo
 
 
 async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbox: Inbox) -> None:
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox)
         assert target.limits.post_bucket == f"slack:stream:{fake_slack.team_id}"
         ts = await target.begin()
@@ -671,15 +677,12 @@ async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbo
         )
         assert fake_slack.count("chat.appendStream") == 4
         assert fake_slack.count("chat.update") == 0 and not fake_slack.rejected
-    finally:
-        await platform.aclose()
 
 
 async def test_native_mode_posts_that_are_no_streams_keep_to_the_channels_post_rate(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox, DM)  # a top-level DM: no thread to stream in
         assert target.limits.post_bucket == f"slack:post:{fake_slack.team_id}:{DM}"
         reply = LiveReply(target, Budgets(), edit_interval=0.05)
@@ -689,8 +692,6 @@ async def test_native_mode_posts_that_are_no_streams_keep_to_the_channels_post_r
         await reply.finish(None)
         assert len(fake_slack.bot_replies(DM)) == 3
         assert not fake_slack.rate_limited  # chat.postMessage: 1 a second in a channel
-    finally:
-        await platform.aclose()
 
 
 async def test_native_mode_where_streaming_is_refused_posts_keep_to_the_channels_post_rate(
@@ -698,8 +699,7 @@ async def test_native_mode_where_streaming_is_refused_posts_keep_to_the_channels
 ) -> None:
     # The messages posted instead drew on the streams' budget (20 a minute, in bursts):
     # Slack refused most of them with 429 and each waited out its Retry-After.
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
         fake_slack.stream_error = "not_allowed"  # this channel only: the app may stream
         target = await asked(fake_slack, inbox)
         reply = LiveReply(target, Budgets(), edit_interval=0.05)
@@ -712,15 +712,12 @@ async def test_native_mode_where_streaming_is_refused_posts_keep_to_the_channels
         # channel's budget did not count.
         assert fake_slack.rate_limited["chat.postMessage"] <= 1
         assert target.limits.post_bucket == f"slack:post:{fake_slack.team_id}:{CHANNEL}"
-    finally:
-        await platform.aclose()
 
 
 async def test_a_tilde_fence_closed_for_display_does_not_end_the_stream(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
         assert ts is not None
@@ -733,15 +730,12 @@ async def test_a_tilde_fence_closed_for_display_does_not_end_the_stream(
         assert message is not None and message.text == "Code:\n~~~py\nx = 1\ny = 2\n~~~\nDone."
         assert fake_slack.count("chat.appendStream") == 3  # grown by appends alone
         assert fake_slack.count("chat.update") == 0
-    finally:
-        await platform.aclose()
 
 
 async def test_thinking_goes_even_when_stopping_the_stream_fails(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
-    platform = await started(fake_slack, inbox, mode="native", thinking="reaction")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="reaction"):
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
         assert ts is not None
@@ -750,8 +744,6 @@ async def test_thinking_goes_even_when_stopping_the_stream_fails(
         with pytest.raises(PlatformError, match="chat.stopStream"):
             await target.end()
         assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
-    finally:
-        await platform.aclose()
 
 
 async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_twice(
@@ -759,8 +751,7 @@ async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_t
 ) -> None:
     # The connection dropped after Slack took the append: sent again (slack-sdk's own
     # retry, or the renderer's), its text showed twice for good.
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
         assert ts is not None
@@ -773,16 +764,13 @@ async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_t
         message = fake_slack.find(CHANNEL, ts)
         assert message is not None and not message.streaming
         assert message.text == "Hello world, again"
-    finally:
-        await platform.aclose()
 
 
 async def test_native_mode_a_stream_slack_starts_as_a_stop_comes_is_stopped(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     # Its ts never came back: nothing could stop it, and it showed "typing" for ever.
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox)
         fake_slack.slow["chat.startStream"] = [0.3]
         begin = asyncio.create_task(target.begin())
@@ -793,27 +781,21 @@ async def test_native_mode_a_stream_slack_starts_as_a_stop_comes_is_stopped(
         await target.end()
         [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
         assert not message.streaming
-    finally:
-        await platform.aclose()
 
 
 async def test_a_web_api_call_is_given_the_configured_timeout(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     # The shared session's 30 s applied whatever `timeout` said.
-    platform = await started(fake_slack, inbox, thinking="none", timeout=0.5)
-    try:
+    async with running(fake_slack, inbox, thinking="none", timeout=0.5):
         target = await asked(fake_slack, inbox)
         fake_slack.slow["chat.postMessage"] = [3.0, 3.0, 3.0]  # slack-sdk retries twice
         with pytest.raises(PlatformError, match="could not be reached for chat.postMessage"):
             await target.post("Hello")
-    finally:
-        await platform.aclose()
 
 
 async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: Inbox) -> None:
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
         assert ts is not None
@@ -828,16 +810,13 @@ async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: I
         assert (first.text, first.streaming) == ("The real answer", False)
         assert (follow.text, follow.streaming) == ("Part two, longer", False)
         assert not fake_slack.rejected
-    finally:
-        await platform.aclose()
 
 
 async def test_native_mode_falls_back_to_update_when_refused(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     fake_slack.stream_error = "unknown_method"
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none") as platform:
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
         assert ts is not None
@@ -850,15 +829,12 @@ async def test_native_mode_falls_back_to_update_when_refused(
         later = await asked(fake_slack, inbox)
         assert await later.begin() is not None
         assert fake_slack.count("chat.startStream") == 1
-    finally:
-        await platform.aclose()
 
 
 async def test_restarted_target_closes_a_leftover_stream(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
-    platform = await started(fake_slack, inbox, mode="native", thinking="none")
-    try:
+    async with running(fake_slack, inbox, mode="native", thinking="none") as platform:
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
         assert ts is not None
@@ -869,5 +845,3 @@ async def test_restarted_target_closes_a_leftover_stream(
         message = fake_slack.find(CHANNEL, ts)
         assert message is not None and not message.streaming
         assert message.text == "half an answ\n\n_interrupted_"
-    finally:
-        await platform.aclose()
