@@ -67,6 +67,8 @@ def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
     """
     seen: set[str] = set()
     out: list[Source] = []
+    if limit <= 0:  # `reply.sources.max: 0`: no sources shown
+        return out
     for source in sources:
         url = source.url.strip()
         if not url.lower().startswith(("http://", "https://")) or url in seen:

@@ -103,6 +103,11 @@ def test_sources_that_are_no_web_link_do_not_take_the_place_of_one() -> None:
     assert kept == [Source("HTTPS://docs.example/real", "Real")]
 
 
+def test_sources_max_zero_shows_none() -> None:
+    sources = [Source("https://a.example/1", "One"), Source("https://b.example/2", "Two")]
+    assert dedupe_sources(sources, limit=0) == []
+
+
 async def test_placeholder_is_edited_into_the_answer() -> None:
     target = RecordingTarget(placeholder=True)
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
