@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 from adapters.apis._http import Event, HTTPDialect, HTTPOptions, RequiredKey
-from adapters.apis._wire import SSEEvent, SSEParser, json_or_none
+from adapters.apis._wire import DataLineParser, json_or_none
 from bridge.errors import APIReportedError, ProtocolError
 from bridge.interfaces import (
     ChatEvent,
@@ -82,8 +82,8 @@ class ChatMount(HTTPDialect):
                 yield event
             return
 
-        def convert(sse: SSEEvent) -> Event:
-            data = json_or_none(sse.data, self.name)
+        def convert(line: str) -> Event:
+            data = json_or_none(line, self.name)
             if not isinstance(data, dict):
                 return None
             kind = data.get("type")
@@ -104,7 +104,9 @@ class ChatMount(HTTPDialect):
             log.debug("ignoring a %r event", kind, extra={"backend": self.name})
             return None
 
-        parser = SSEParser(backend=self.name)
+        # One event per `data:` line, as ChatMount's own clients read it: the blank
+        # line SSE ends an event with is not always sent between them.
+        parser = DataLineParser(backend=self.name)
         batches = self._stream_batches(parser, "POST", opts.url, json=body)
         async for event in self._events(batches, convert):
             yield event

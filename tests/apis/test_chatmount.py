@@ -76,6 +76,22 @@ async def test_streams_tokens_sources_and_done(fake_chat_api, http):
     assert api.last_usage["credits_remaining"] == 99
 
 
+async def test_events_one_line_each_without_blank_lines(fake_chat_api, http):
+    # ChatMount's own clients read a `data:` line as one event; a server that
+    # leaves out SSE's blank line between events is answered all the same.
+    fake_chat_api.enqueue(
+        tokens=["Our", " hours", " are", " 9-5."],
+        sources=[("https://example.com/about", "About Us")],
+        token_delay=0.01,
+        one_newline=True,
+    )
+    api = make(fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert text_of(events) == "Our hours are 9-5."
+    assert Sources((Source("https://example.com/about", "About Us"),)) in events
+    assert isinstance(events[-1], Done)
+
+
 async def test_done_without_message_leaves_text_to_tokens(fake_chat_api, http):
     fake_chat_api.enqueue(tokens=["a", "b"])
     api = make(fake_chat_api, http, include_sources=False)

@@ -89,6 +89,7 @@ class Script:
     run_status: str = "completed"
     file_citations: list[tuple[str, str]] = field(default_factory=list)
     finish_reason: str = "stop"  # openai: "length" (max_tokens reached), "content_filter"
+    one_newline: bool = False  # chatmount: events end at one newline, not SSE's blank line
 
     @property
     def token_list(self) -> list[str]:
@@ -338,24 +339,27 @@ class FakeChatAPI:
                 answer["sources"] = sources
             return web.json_response(answer, headers=self._rate_headers())
 
+        def sse(event: Any) -> bytes:
+            return _sse(event)[:-1] if script.one_newline else _sse(event)
+
         def done() -> bytes:
             out = b""
             if sources and body.get("include_sources", True):
-                out += _sse({"type": "sources", "sources": sources})
+                out += sse({"type": "sources", "sources": sources})
             event: dict[str, Any] = {"type": "done", "usage": usage}
             if script.final is not None:
                 event["message"] = script.final
             if script.session_id is not None:
                 event["session_id"] = script.session_id
-            return out + _sse(event)
+            return out + sse(event)
 
         return await self._stream(
             request,
             script,
             "text/event-stream",
-            lambda t: _sse({"type": "token", "content": t}),
+            lambda t: sse({"type": "token", "content": t}),
             malformed=b'data: {"type": "token", "content": \n\n',
-            error=lambda e: _sse({"type": "error", "error": e}),
+            error=lambda e: sse({"type": "error", "error": e}),
             tail=done,
             headers=self._rate_headers(),
         )
