@@ -306,7 +306,7 @@ class HTTPDialect(ChatAPI):
                         )
                     )
                 self.on_response(response)
-                if response.status_code >= 400:
+                if response.status_code >= 300:  # redirects are not followed: see _status_error
                     async with asyncio.timeout_at(deadline):
                         await response.aread()
                     raise self._status_error(response)
@@ -371,7 +371,7 @@ class HTTPDialect(ChatAPI):
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
         self.on_response(response)
-        if response.status_code >= 400:
+        if response.status_code >= 300:  # redirects are not followed: see _status_error
             raise self._status_error(response)
         try:
             return response.json()
@@ -391,6 +391,20 @@ class HTTPDialect(ChatAPI):
             body: Any = json.loads(response.content)
         except (ValueError, RecursionError):
             body = None
+        if status < 400:
+            # Not followed (a redirect could take the key to another host): the
+            # admin sets the backend's url to where it leads.
+            log.warning(
+                "HTTP %d from the chat API: its url redirects to %s; set the backend's url "
+                "to that",
+                status,
+                self._scrub(_without_query(response.headers.get("location", ""))) or "-",
+                extra={"backend": self.name},
+            )
+            return BadRequest(
+                f"The assistant is misconfigured (HTTP {status} from its URL). Tell an admin.",
+                **kw,
+            )
         detail = self._scrub(self.error_text(body))
         log.warning(
             "HTTP %d from the chat API: %s", status, detail or "-", extra={"backend": self.name}
@@ -454,6 +468,14 @@ class HTTPDialect(ChatAPI):
         if self._key and self._key in text:
             text = text.replace(self._key, "***")
         return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _without_query(url: str) -> str:
+    """`url` without its credentials, query and fragment (where a key might be)."""
+    try:
+        return str(httpx.URL(url).copy_with(userinfo=b"", query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return ""
 
 
 def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | None:

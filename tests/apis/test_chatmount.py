@@ -148,6 +148,16 @@ async def test_400_carries_the_api_message(fake_chat_api, http):
     assert len(fake_chat_api.requests) == 1  # not retried
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_redirect_says_the_url_is_wrong(fake_chat_api, http, stream):
+    fake_chat_api.enqueue(status=308, body="", headers={"Location": "https://api.example/v1/chat"})
+    api = make(fake_chat_api, http, stream=stream)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert seen == []
+    assert isinstance(exc, BadRequest) and exc.status == 308
+    assert "misconfigured (HTTP 308" in exc.user_message
+
+
 async def test_401_wrong_key_never_shows_the_key(fake_chat_api, http):
     api = make(fake_chat_api, http, api_key="cm_live_wrong_0123456789")
     _, exc = await collect_until_error(api, ask(api))

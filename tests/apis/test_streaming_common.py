@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.errors import CutOff, RateLimited, TimedOut, Unauthorized, Unavailable
+from bridge.errors import BadRequest, CutOff, RateLimited, TimedOut, Unauthorized, Unavailable
 from bridge.interfaces import ChatAPI, Done, Token
 from tests.apis.helpers import (
     ask,
@@ -168,3 +168,17 @@ async def test_401_is_unauthorized_and_hides_the_key(dialect):
     assert isinstance(exc, Unauthorized)
     assert exc.status == 401 and exc.backend == "bot"
     assert "wrong-key" not in str(exc)
+
+
+async def test_a_redirect_says_the_url_is_wrong(dialect, caplog):
+    # Redirects are not followed: the asker is told to tell an admin, and the
+    # log says where the url leads, without its query (a key may be in it).
+    dialect.enqueue(status=301, body="<html>Moved</html>",
+                    headers={"Location": "https://api.example/v2/chat?key=s3cret"})
+    api = dialect.api()
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, BadRequest) and exc.status == 301
+    assert "misconfigured" in exc.user_message
+    assert "redirects to https://api.example/v2/chat;" in caplog.text
+    assert "s3cret" not in caplog.text
+    assert len(dialect.fake.requests) == 1
