@@ -133,13 +133,15 @@ def _cut_point(text: str, budget: int, floor: int) -> int:
 
 def _joins_previous(char: str) -> bool:
     """Whether `char` belongs to the character before it (a combining mark, a
-    joiner, a variation selector, an emoji skin tone)."""
+    joiner, a variation selector, an emoji skin tone, a Hangul syllable's jamo)."""
     code = ord(char)
     return (
         code == 0x200D
         or 0xFE00 <= code <= 0xFE0F
         or 0x1F3FB <= code <= 0x1F3FF
         or 0xE0020 <= code <= 0xE007F  # the tags of subdivision flags
+        or 0x1160 <= code <= 0x11FF  # a Hangul syllable's vowel and last consonant,
+        or 0xD7B0 <= code <= 0xD7FF  # written apart (NFD, as macOS keeps file names)
         or unicodedata.category(char) in ("Mn", "Mc", "Me")
     )
 

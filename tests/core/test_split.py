@@ -213,6 +213,7 @@ def test_a_stray_backtick_early_in_a_long_paragraph_leaves_the_message_full() ->
         "e\u0301",  # an accented letter made of two code points
         "\u0938\u094d\u0924\u0947",  # a Devanagari conjunct, joined by a virama
         "\u2764\ufe0f",  # a heart with its emoji presentation selector
+        "\u1100\u1161\u11a8",  # a Hangul syllable written as its three jamo (NFD)
     ],
 )
 @pytest.mark.parametrize("limit", [2000, 1999, 1998, 1997])
