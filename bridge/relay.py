@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 import uuid
 from collections import deque
@@ -139,6 +140,41 @@ class _Pace:
 
     def close(self) -> None:
         self._pace = None
+
+
+# What a chat API's text may hold that is no Unicode text: halves of UTF-16 pairs
+# (a JSON "\ud83d" that a server cut from its "\ude00") and NUL. No store keeps them.
+_ODD = re.compile("[\ud800-\udfff\x00]")
+
+
+def valid_text(text: str) -> str:
+    """`text` as Unicode: UTF-16 halves side by side paired, any other one U+FFFD, NUL gone."""
+    if _ODD.search(text) is None:
+        return text
+    paired = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return paired.replace("\x00", "")
+
+
+class _Tokens:
+    """A stream's tokens made `valid_text`, a pair's halves in two tokens joined."""
+
+    __slots__ = ("_high",)
+
+    def __init__(self) -> None:
+        self._high = ""  # the first half of a pair, waiting for the next token
+
+    def clean(self, text: str) -> str:
+        if self._high:
+            text, self._high = self._high + text, ""
+        if _ODD.search(text) is None:
+            return text
+        if "\ud800" <= text[-1] <= "\udbff":
+            text, self._high = text[:-1], text[-1]
+        return valid_text(text)
+
+    def rest(self) -> str:
+        """What is left at the stream's end: a half that never found its pair."""
+        return "\ufffd" if self._high else ""
 
 
 def _record_id() -> str:
@@ -578,7 +614,7 @@ class Relay:
             circuit.release()  # nothing was asked of the backend
             raise
         request = ChatRequest(
-            message=msg.text.strip(),
+            message=valid_text(msg.text).strip(),
             session=conv.session,
             history=history,
             user_id=_user_key(msg),
@@ -616,6 +652,8 @@ class Relay:
                 backend.stream(request), reply, route.backend, started, keep_session
             )
             final = done.text if done is not None else None
+            if final:
+                final = valid_text(final)
             # Keep the session and history first: the answer is complete even if
             # the process stops during the final edit.
             try:
@@ -690,6 +728,7 @@ class Relay:
         sources: list[Source] = []
         done: Done | None = None
         first_token = True
+        tokens = _Tokens()
         # The stream's next tokens gather in the network while the reply could
         # not show them anyway: its reads wait for the reply's edits.
         pace = _Pace(reply.pace)
@@ -705,7 +744,7 @@ class Relay:
                             self.metrics.first_token.labels(backend).observe(
                                 time.monotonic() - started
                             )
-                        reply.feed(event.text)
+                        reply.feed(tokens.clean(event.text))
                     elif isinstance(event, Sources):
                         sources.extend(event.items)
                     elif isinstance(event, Status):
@@ -714,6 +753,8 @@ class Relay:
                         await keep_session(event.session)
                     elif isinstance(event, Done):
                         done = event
+            if tail := tokens.rest():
+                reply.feed(tail)
         finally:
             READ_GATE.reset(gate)
             pace.close()

@@ -431,6 +431,8 @@ class SQLiteStore(Store):
                 yield db
             except sqlite3.Error as exc:
                 raise self._error(exc, what) from exc
+            except UnicodeError as exc:
+                raise self._not_text(what) from exc
             except ValueError as exc:  # aiosqlite: the connection was closed under us
                 raise StoreError(f"the SQLite store {self.path} was closed") from exc
 
@@ -457,8 +459,15 @@ class SQLiteStore(Store):
                     raise
             except sqlite3.Error as exc:
                 raise self._error(exc, what) from exc
+            except UnicodeError as exc:
+                raise self._not_text(what) from exc
             except ValueError as exc:
                 raise StoreError(f"the SQLite store {self.path} was closed") from exc
+
+    def _not_text(self, what: str) -> StoreError:
+        # A string SQLite cannot take (half of a UTF-16 pair): not the store's fault.
+        return StoreError(f"the SQLite store {self.path} was given text that is not Unicode "
+                          f"({what})")
 
     def _error(self, exc: sqlite3.Error, what: str) -> StoreError:
         """A StoreError that says what went wrong and what to do about it."""

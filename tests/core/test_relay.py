@@ -704,6 +704,34 @@ reply: {{edit_interval: 0.05}}
     assert sent == ["second?", "Second.", "third?"]
 
 
+async def test_an_emoji_cut_in_halves_and_a_nul_are_kept_as_text(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A server cutting text by UTF-16 units sends an emoji's halves in two
+    # tokens; no store keeps a half (or a NUL), and the turn was lost.
+    fake_chat_api.enqueue(tokens=["Smile \ud83d", "\ude00 done", "\x00.", " \ud83d"],
+                          token_delay=0.01)
+    fake_chat_api.enqueue(tokens=["Again."])
+    text = f"""
+store: sqlite://{tmp_path / "b.db"}
+http: {{listen: null}}
+backends:
+  local: {{kind: openai, url: {fake_chat_api.endpoint("openai")}, model: m, api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: local, session: user}}]
+reply: {{edit_interval: 0.05}}
+"""
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        first = await platform(bridge).say("Smile?", channel="C1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        second = await platform(bridge).say("And again?", channel="C1")
+        await asyncio.wait_for(second.ended.wait(), 10)
+    assert first.visible() == ["Smile \U0001f600 done. \ufffd"]
+    sent = [m["content"] for m in fake_chat_api.requests[1].json["messages"]]
+    assert sent == ["Smile?", "Smile \U0001f600 done. \ufffd", "And again?"]
+
+
 async def test_answers_cut_by_a_dropped_connection_do_not_open_the_circuit(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

@@ -610,7 +610,11 @@ def _line(event: Any) -> bytes:
 
 
 def _compact(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # half a UTF-16 pair: sent escaped, as a JSON server would
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 _counter = itertools.count(1)

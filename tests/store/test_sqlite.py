@@ -24,6 +24,14 @@ async def test_memory_database(tmp_path: Path) -> None:
         assert await s.schema_versions() == [1, 2, 3, 4, 5]
 
 
+async def test_text_that_is_not_unicode_is_said_so(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "b.db") as s:
+        with pytest.raises(StoreError, match="given text that is not Unicode"):
+            await s.append_history("k", [Turn("user", "half \ud83d")], keep=5)
+        await s.append_history("k", [Turn("user", "whole")], keep=5)  # still open
+        assert [t.content for t in await s.history("k")] == ["whole"]
+
+
 async def test_creates_parent_directory_and_uses_wal(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "bridge.db"
     async with SQLiteStore(path) as s:
