@@ -474,6 +474,50 @@ async def test_http_an_event_arriving_as_the_stop_begins_is_refused_for_slack_to
     assert inbox.items == []
 
 
+async def test_an_event_the_stop_overtakes_in_bolt_is_not_acknowledged(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The stop begins while bolt dispatches an envelope: acked, nobody would
+    # answer it and Slack would not send it again.
+    platform, handler = socket_platform, socket_platform._handler
+    overtaken = asyncio.Event()
+    normalize = platform.inbound
+
+    def stop_begins(*args: Any, **kw: Any) -> Any:
+        if not overtaken.is_set():
+            platform._handler = None  # what stop_receiving() does first
+            overtaken.set()
+        return normalize(*args, **kw)
+
+    platform.inbound = stop_begins  # type: ignore[method-assign]
+    [body] = fake_slack.user_message(DM, "asked as the deploy began")
+    first = await fake_slack.send_envelope("events_api", body)
+    await asyncio.wait_for(overtaken.wait(), 5)
+    platform._handler = handler
+    [later] = fake_slack.user_message(DM, "asked next")
+    await fake_slack.wait_ack(await fake_slack.send_envelope("events_api", later))
+    [msg] = await inbox.wait(1)
+    assert msg.text == "asked next"
+    assert first not in fake_slack.acks  # Slack sends it again
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_command_the_stop_overtakes_is_not_acknowledged(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    socket_platform._handler = None  # the stop has begun; the socket is still open
+    fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
+    first = await fake_slack.send_envelope("slash_commands", fields)
+    deadline = time.monotonic() + 5
+    while not any("Unsuccessful Bolt execution" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "bolt never answered the command"
+        await asyncio.sleep(0.01)
+    assert first not in fake_slack.acks  # Slack tells the user it failed: not silence
+    assert inbox.items == []
+
+
 async def test_http_url_verification_and_retries(
     fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox
 ) -> None:

@@ -85,6 +85,11 @@ class _QuietBolt(logging.Filter):
         return "`token` will be unused" not in record.getMessage()
 
 
+class _Stopping(Exception):  # noqa: N818 - not an error: the answer bolt gives Slack
+    """Raised by a listener the stop overtook: bolt then answers 500, not the ack,
+    and Slack delivers the event again (to another replica, or after the restart)."""
+
+
 _BOLT_LOG = logging.getLogger("chat_bridge.slack.bolt")
 _BOLT_LOG.addFilter(_QuietBolt())
 _WEB_LOG = logging.getLogger("chat_bridge.slack.web")
@@ -171,6 +176,7 @@ class SlackPlatform(Platform):
         self.app.command(opts.reset_command)(self._on_command)
         # Acknowledge any other event the app is subscribed to, rather than 404.
         self.app.event(re.compile(".*"))(self._on_other)
+        self.app.error(self._on_listener_error)
 
         if not opts.socket_mode:
             if ctx.http is None:
@@ -342,10 +348,19 @@ class SlackPlatform(Platform):
     async def _on_other(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
 
+    async def _on_listener_error(self, error: Exception) -> None:
+        if isinstance(error, _Stopping):
+            log.debug("slack: stopping; an event is left for Slack to deliver again")
+            return
+        _BOLT_LOG.error("slack: listener failed", exc_info=error)
+
     def _deliver(self, body: dict[str, Any], event: dict[str, Any], *, mention: bool) -> None:
         made = self.inbound(body, event, via_mention=mention)
-        if made is None or self._handler is None:
+        if made is None:
             return
+        if self._handler is None:
+            # The stop began while bolt dispatched it: acked, it would be lost.
+            raise _Stopping
         inbound, target = made
         self._spawn(self._handler(inbound, target))
 
@@ -412,9 +427,10 @@ class SlackPlatform(Platform):
     async def _on_command(
         self, ack: Any, command: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        await ack()
-        if self._handler is None:
-            return
+        handler = self._handler
+        if handler is None:
+            raise _Stopping  # not acked: Slack tells the user it failed, not silence
+        await ack()  # acked, it is answered: the relay takes messages until its drain
         channel = str(command.get("channel_id", ""))
         user = str(command.get("user_id", ""))
         workspace = str(command.get("team_id") or context.team_id or self.team_id or "")
@@ -436,7 +452,7 @@ class SlackPlatform(Platform):
         target = SlackTarget(
             self, address, user=user, is_dm=is_dm, response_url=command.get("response_url")
         )
-        self._spawn(self._handler(inbound, target))
+        self._spawn(handler(inbound, target))
 
     # ------------------------------------------------------------------ helpers
 
