@@ -42,6 +42,7 @@ from bridge.store.migrations import (
 )
 
 _MEMORY = ("", ":memory:")
+_PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
 
 
 # Many rows in one UPDATE needs UPDATE … FROM (SQLite 3.33, 2020); older builds
@@ -114,6 +115,7 @@ class SQLiteStore(Store):
                 await self._enter_wal(db)
                 await db.execute("PRAGMA synchronous = NORMAL")
             await self._migrate(db)
+            await _probe(db)
         except BaseException as exc:
             await _close_quietly(db)
             if isinstance(exc, sqlite3.Error):
@@ -144,10 +146,10 @@ class SQLiteStore(Store):
                 await _close_quietly(db)
 
     async def ping(self) -> None:
-        # The write lock, taken and let go: a file another process holds locked
-        # (every write would fail) is not healthy, though it still reads.
-        async with self._write("answering a ping"):
-            pass
+        # A write: a file another process holds locked, or one that became read-only,
+        # is not healthy, though it still reads.
+        async with self._write("answering a ping") as db:
+            await db.execute(_PROBE)
 
     # ------------------------------------------------------------------ migrations
 
@@ -513,6 +515,19 @@ async def _one(
 async def _versions(db: aiosqlite.Connection) -> set[int]:
     cursor = await db.execute("SELECT version FROM schema_version")
     return {row[0] for row in await cursor.fetchall()}
+
+
+async def _probe(db: aiosqlite.Connection) -> None:
+    """Write, and take it back: raises if the database cannot be written.
+
+    A file SQLite opens read-only (its mode, a read-only mount) still gives the
+    write lock (BEGIN IMMEDIATE); only a write tells.
+    """
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await db.execute(_PROBE)
+    finally:
+        await _rollback_quietly(db)
 
 
 async def _rollback_quietly(db: aiosqlite.Connection) -> None:

@@ -8,7 +8,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 
 from bridge.errors import ConfigError, StoreError
@@ -59,6 +61,49 @@ async def test_a_file_that_cannot_be_opened_leaves_no_database_thread(tmp_path: 
     with pytest.raises(StoreError, match="cannot open the SQLite database"):
         await SQLiteStore(tmp_path).open()  # a directory
     assert workers() <= before
+
+
+def read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open databases as SQLite opens a file it may not write (its mode, a read-only
+    mount), as root cannot be shown with file modes."""
+    connect = aiosqlite.connect
+
+    def connect_read_only(path: str, **kw: Any) -> aiosqlite.Connection:
+        return connect(f"file:{path}?mode=ro", uri=True, **kw)
+
+    monkeypatch.setattr(aiosqlite, "connect", connect_read_only)
+
+
+async def test_a_database_that_cannot_be_written_fails_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bridge.db"
+    async with SQLiteStore(path):
+        pass  # made, migrated
+    read_only(monkeypatch)
+    store = SQLiteStore(path)
+    try:
+        with pytest.raises(StoreError, match="is not writable"):
+            await store.open()
+    finally:
+        await store.aclose()
+
+
+async def test_a_database_that_can_no_longer_be_written_fails_the_ping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bridge.db"
+    async with SQLiteStore(path) as store:
+        await store.ping()
+        read_only(monkeypatch)
+        writable, store._db = store._db, await aiosqlite.connect(str(path))  # remounted
+        try:
+            with pytest.raises(StoreError, match="is not writable"):
+                await store.ping()
+        finally:
+            assert store._db is not None
+            await store._db.close()
+            store._db = writable
 
 
 async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
