@@ -96,10 +96,17 @@ def test_line_cap_raises_a_protocol_error(parser_cls):
         parser_cls(max_line=16).feed(b"ok\n" + b"z" * 17 + b"\nok\n")
 
 
-@pytest.mark.parametrize("parser_cls", PARSERS)
-def test_lines_at_the_cap_pass(parser_cls):
+@pytest.mark.parametrize(
+    ("parser_cls", "read"),
+    [
+        (SSEParser, [SSEEvent("0123456789")]),  # the JSON line is no SSE field
+        (NDJSONParser, [{"k": 123456789}]),  # the data line is no JSON
+        (DataLineParser, ["0123456789", '{"k": 123456789}']),
+    ],
+)
+def test_lines_at_the_cap_pass(parser_cls, read):
     parser = parser_cls(max_line=16)
-    feed_all(parser, [b"data: 0123456789\n", b'{"k": 123456789}\n'])
+    assert feed_all(parser, [b"data: 0123456789\n", b'{"k": 123456789}\n']) == read
 
 
 # ---------------------------------------------------------------------------- properties

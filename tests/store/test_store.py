@@ -49,8 +49,15 @@ def flight(rec_id: str = "r1", owner: str = "proc-a", beat: float = 100.0) -> In
 
 
 async def test_ping_and_open_twice(store: Store) -> None:
+    def connection() -> object:  # SQLite's connection, or PostgreSQL's pool
+        found = getattr(store, "_db", None) or getattr(store, "_pool", None)
+        assert found is not None
+        return found
+
     await store.ping()
+    before = connection()
     await store.open()  # already open: nothing happens
+    assert connection() is before
     await store.ping()
 
 
