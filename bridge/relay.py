@@ -403,7 +403,9 @@ class Relay:
     def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:
         """The counter a message counts against: the asker's on `route` when the route
         sets its own rate_limit, else the asker's across every route that does not."""
-        user = _user_key(msg)
+        # The person, wherever they ask: a Discord user's id is the same in every
+        # server and in DMs, a Slack user's in every workspace of an organisation.
+        user = f"{msg.platform}:{msg.user}"
         if route.rate_limit is None:
             return user
         index = next((i for i, r in enumerate(self.config.routes) if r is route), -1)

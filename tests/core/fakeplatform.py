@@ -66,18 +66,18 @@ class LocalPlatform(Platform):
     async def say(
         self, text: str, *, channel: str = "C1", user: str = "U1", thread: str | None = None,
         event_id: str | None = None, mentioned: bool = True, is_dm: bool = False,
-        command: str | None = None, sent_at: float = 0.0,
+        command: str | None = None, sent_at: float = 0.0, workspace: str = "W1",
     ) -> RecordingTarget:
         """Deliver a message; returns the target its reply goes to."""
         assert self.handler is not None
         n = next(self._ids)
         message_id = f"{n}.000"
         msg = Inbound(
-            platform="console", workspace="W1", channel=channel, user=user, text=text,
+            platform="console", workspace=workspace, channel=channel, user=user, text=text,
             message_id=message_id, event_id=event_id or f"ev-{uuid.uuid4().hex}", thread=thread,
             is_dm=is_dm, mentioned=mentioned, command=command, sent_at=sent_at,
         )
-        target = self.target(Address("console", "W1", channel, thread or message_id))
+        target = self.target(Address("console", workspace, channel, thread or message_id))
         target.ended.clear()
         await self.handler(msg, target)
         return target

@@ -747,6 +747,20 @@ async def test_answers_cut_by_a_dropped_connection_do_not_open_the_circuit(
     assert whole.visible() == ["Whole."]  # the backend answers: it is not "unavailable"
 
 
+async def test_the_rate_limit_counts_a_user_in_every_server_and_dm(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A Discord user is the same person in each server and in DMs: one allowance.
+    extra = "limits: {rate_limit: {messages: 1, per: 60}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        first = await platform(bridge).say("one", thread="T1", workspace="G1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        second = await platform(bridge).say("two", thread="T2", workspace="@dm")
+        await asyncio.wait_for(second.ended.wait(), 10)
+    assert len(fake_chat_api.requests) == 1
+    assert "faster than I can answer" in second.notices[0]
+
+
 async def test_per_user_rate_limit_says_when(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     extra = "limits: {rate_limit: {messages: 1, per: 60}}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
