@@ -63,6 +63,10 @@ HELP_TEXT = "Ask me a question in words, and I will answer here."
 UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
 END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
+# Refusals told to one person at most (beyond, they go unsaid): a member sending
+# message after message where refusals are posted in the channel would otherwise
+# fill its post budget with them, and answers to everyone else would wait.
+REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
 
 
 class UserRateLimiter:
@@ -337,12 +341,12 @@ class Relay:
         ):
             if route.session == "thread" and not msg.thread and not msg.is_dm:
                 # A command run in the channel belongs to no thread's conversation.
-                await self._notice(target, THREAD_RESET)
+                await self._refuse(msg, target, THREAD_RESET)
                 return None
             return _Job(msg, target, route, key, record, reset=True)
         if not text:
             if msg.mentioned or msg.is_dm or msg.command:
-                await self._notice(target, HELP_TEXT)
+                await self._refuse(msg, target, HELP_TEXT)
             # Else a picture or a sticker in a channel or thread the bot follows:
             # nobody asked the bot anything.
             return None
@@ -352,7 +356,8 @@ class Relay:
             backend.max_message_chars or self.config.limits.max_question_chars,
         )
         if len(text) > limit:
-            await self._notice(
+            await self._refuse(
+                msg,
                 target,
                 f"That question is {len(text):,} characters long; the limit is {limit:,}. "
                 "Please shorten it and ask again.",
@@ -362,21 +367,22 @@ class Relay:
         # so that they do not count against it.
         circuit = self.circuits[route.backend]
         if circuit.state == "open" or circuit.probing:
-            await self._notice(target, _unavailable(circuit))
+            await self._refuse(msg, target, _unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return None
         # Waiting: questions not answering yet beyond the free streams (one behind
         # another of its conversation waits even while streams are free).
         free = max(0, self.config.limits.max_concurrent_streams - self._running)
         if self._queued >= self.config.limits.queue_size + free:
-            await self._notice(target, "I am busy right now; please try again shortly.")
+            await self._refuse(msg, target, "I am busy right now; please try again shortly.")
             return None
         rate = route.rate_limit or self.config.limits.rate_limit
         wait = self._users.check(
             self._rate_key(msg, route), rate.messages, rate.per, time.monotonic()
         )
         if wait is not None:
-            await self._notice(
+            await self._refuse(
+                msg,
                 target,
                 "You are sending messages faster than I can answer; "
                 f"try again in {_seconds(wait)} s.",
@@ -410,6 +416,15 @@ class Relay:
             return user
         index = next((i for i, r in enumerate(self.config.routes) if r is route), -1)
         return f"{user}|route {index}"
+
+    async def _refuse(self, msg: Inbound, target: ReplyTarget, text: str) -> None:
+        """Tell the asker why their message is not answered, unless they were told
+        `REFUSALS_TOLD` times lately."""
+        told, per = REFUSALS_TOLD
+        if self._users.check(f"refused {msg.platform}:{msg.user}", told, per, time.monotonic()):
+            log.info("refusal not told again to a %s user sending many: %s", msg.platform, text)
+            return
+        await self._notice(target, text)
 
     async def _notice(self, target: ReplyTarget, text: str) -> None:
         """Tell the asker something instead of answering, within the bot-wide budget

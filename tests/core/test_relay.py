@@ -18,7 +18,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlaceGone, StoreError
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
-from bridge.relay import THREAD_RESET, UNEXPECTED, UserRateLimiter
+from bridge.relay import HELP_TEXT, THREAD_RESET, UNEXPECTED, UserRateLimiter
 from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
@@ -1142,11 +1142,33 @@ async def test_a_reply_moved_into_its_new_thread_keeps_its_in_flight_record(
         await wait_for(lambda: bridge.relay.live == 0)
 
 
+async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Where refusals are posted in the channel, a flood of them would take the
+    # channel's post budget from everyone else's answers.
+    fake_chat_api.enqueue(tokens=["Answered."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        flood = [await platform(bridge).say(text, user="U1", thread=f"T{i}")
+                 for i, text in enumerate(["   ", "x" * 3000, "   ", "   ", "x" * 3000])]
+        other = await platform(bridge).say("   ", user="U2", thread="T9")
+        asked = await platform(bridge).say("A question?", user="U3", thread="T10")
+        await asyncio.wait_for(asked.ended.wait(), 10)
+        await wait_for(lambda: other.notices != [])
+        await wait_for(lambda: caplog.text.count("refusal not told again") == 2
+                       and sum(len(t.notices) for t in flood) == 3)
+    assert sorted(len(t.notices) for t in flood) == [0, 0, 1, 1, 1]
+    assert other.notices == [HELP_TEXT]  # someone else is still told
+    assert asked.visible() == ["Answered."]
+    assert caplog.text.count("refusal not told again") == 2
+
+
 async def test_notices_draw_on_the_bot_wide_budget(
     fake_chat_api: FakeChatAPI, tmp_path: Path, bot_requests: list[float]
 ) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        asked = [await platform(bridge).say("   ", channel=f"C{i}") for i in range(6)]
+        asked = [await platform(bridge).say("   ", channel=f"C{i}", user=f"U{i}")
+                 for i in range(6)]
         await wait_for(lambda: all(t.notices for t in asked))
     times = [op.at for t in asked for op in t.ops if op.kind == "notice"]
     assert len(times) == 6  # each asker was told to ask in words...
