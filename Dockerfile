@@ -1,4 +1,4 @@
-# chat-bridge: docker build -t chat-bridge . && docker run -v $PWD/config.yaml:/config/config.yaml:ro -v chat-bridge-data:/data --env-file .env chat-bridge
+# chat-bridge: docker build -t chat-bridge . && docker run --stop-timeout 30 -v $PWD/config.yaml:/config/config.yaml:ro -v chat-bridge-data:/data --env-file .env chat-bridge  (README: Docker)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1

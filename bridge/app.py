@@ -125,8 +125,9 @@ class Bridge:
     async def _open(self) -> None:
         stack = self._stack
         self.store = open_store(self.config.store)
-        await self.store.open()
         stack.push_async_callback(self.store.aclose)
+        await self.store.hold()
+        await self.store.open()
 
         # Every answer streaming at once holds a connection: the pool never makes one wait.
         streams = self.config.limits.max_concurrent_streams

@@ -83,6 +83,10 @@ class Store(ABC):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
 
+    async def hold(self) -> None:  # noqa: B027 - most stores need nothing here
+        """Before `open()`, in a daemon: wait while another process holds a store made
+        for one process (SQLite's file). Let go by `aclose()`. Shared stores: nothing."""
+
     @abstractmethod
     async def aclose(self) -> None: ...
 

@@ -10,7 +10,9 @@ busy timeout for each other.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -41,7 +43,11 @@ from bridge.store.migrations import (
     pending,
 )
 
+log = logging.getLogger("chat_bridge.store")
+
 _MEMORY = ("", ":memory:")
+HOLD_POLL = 0.5  # seconds between tries at a file another process holds
+HOLD_TELL_EVERY = 60.0  # seconds between the log lines saying so
 _PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
 
 
@@ -74,6 +80,7 @@ class SQLiteStore(Store):
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._held: int | None = None  # the lock file's descriptor, while held
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -139,11 +146,56 @@ class SQLiteStore(Store):
                     raise
             await asyncio.sleep(0.05)
 
+    async def hold(self) -> None:
+        """Wait until no other process holds the file (see `Store.hold`).
+
+        Two daemons on one file would each take the other's live replies for a dead
+        process's and mark them interrupted, and answer one conversation at once.
+        The second waits, so it takes over when the first stops.
+        """
+        if self.path in _MEMORY or self._held is not None:
+            return
+        where = f"{self.path}.lock"
+        try:
+            Path(where).parent.mkdir(parents=True, exist_ok=True)
+            held = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create {where}, the lock file of the SQLite database "
+                f"({exc.strerror}); check the permissions of its directory"
+            ) from exc
+        told_at = -math.inf
+        try:
+            while True:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() - told_at >= HOLD_TELL_EVERY:
+                        told_at = time.monotonic()
+                        other = os.pread(held, 32, 0).decode("ascii", "replace").strip()
+                        log.warning(
+                            "waiting: another chat-bridge (pid %s) uses the SQLite database "
+                            "%s; a SQLite store is for one process (stop the other, or use "
+                            "a postgresql:// store for several replicas)",
+                            other or "?", self.path,
+                        )
+                    await asyncio.sleep(HOLD_POLL)
+            os.ftruncate(held, 0)
+            os.pwrite(held, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(held)  # a lock taken goes with its descriptor
+            raise
+        self._held = held
+
     async def aclose(self) -> None:
         db, self._db = self._db, None
         if db is not None:
             async with self._lock:
                 await _close_quietly(db)
+        held, self._held = self._held, None
+        if held is not None:
+            os.close(held)
 
     async def ping(self) -> None:
         # A write: a file another process holds locked, or one that became read-only,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import socket
@@ -252,6 +253,33 @@ async def finished_with_its_record_stuck(
     await asyncio.wait_for(target.ended.wait(), 10)
     await wait_for(lambda: bool(bridge.relay.unended))
     return target
+
+
+async def test_a_second_daemon_on_the_sqlite_file_waits_for_the_first(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Started beside it (a deploy, a second `docker run`), it took the first one's
+    # live replies for a dead process's and marked them interrupted.
+    fake_chat_api.enqueue(tokens=["Still ", "being ", "answered."], token_delay=0.1)
+    first = bridge_for(fake_chat_api, tmp_path / "b.db")
+    second = bridge_for(fake_chat_api, tmp_path / "b.db")
+    async with first:
+        target = await platform(first).say("Long one?")
+        await wait_for(lambda: target.visible() != [])
+        starting = asyncio.create_task(second.__aenter__())
+        try:
+            await wait_for(lambda: "another chat-bridge (pid" in caplog.text)
+            await asyncio.wait_for(target.ended.wait(), 10)
+            assert not starting.done()
+        except BaseException:
+            starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting  # started after all: closed, not left running
+                await second.__aexit__(None, None, None)
+            raise
+    await asyncio.wait_for(starting, 10)  # the first stopped: the second starts
+    await second.__aexit__(None, None, None)
+    assert target.visible() == ["Still being answered."]
 
 
 async def test_a_finished_reply_whose_record_the_store_failed_to_remove_is_never_marked(

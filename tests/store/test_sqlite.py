@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -104,6 +105,50 @@ async def test_a_database_that_can_no_longer_be_written_fails_the_ping(
             assert store._db is not None
             await store._db.close()
             store._db = writable
+
+
+async def test_a_daemon_waits_while_another_holds_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "bridge.db"
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    await first.hold()
+    await first.open()
+    waiting = asyncio.create_task(second.hold())
+    try:
+        deadline = time.monotonic() + 5
+        while "another chat-bridge (pid" not in caplog.text:
+            assert time.monotonic() < deadline, "no word of the wait"
+            await asyncio.sleep(0.01)
+        assert f"(pid {os.getpid()})" in caplog.text
+        assert "postgresql://" in caplog.text
+        assert not waiting.done()
+        await first.aclose()  # the first stops: the second goes on
+        await asyncio.wait_for(waiting, 5)
+        await second.open()
+        await second.ping()
+    finally:
+        waiting.cancel()
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_waiting_for_the_file_ends_with_a_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "bridge.db"
+    async with SQLiteStore(path) as first:
+        await first.hold()
+        descriptors = len(os.listdir("/proc/self/fd"))
+        waiting = asyncio.create_task(SQLiteStore(path).hold())
+        deadline = time.monotonic() + 5
+        while "another chat-bridge (pid" not in caplog.text:
+            assert time.monotonic() < deadline, "no word of the wait"
+            await asyncio.sleep(0.01)
+        waiting.cancel()  # a stop while it waits
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert len(os.listdir("/proc/self/fd")) == descriptors  # the lock file is closed
 
 
 async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
