@@ -171,16 +171,21 @@ class SQLiteStore(Store):
                     fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() - told_at >= HOLD_TELL_EVERY:
-                        told_at = time.monotonic()
-                        other = os.pread(held, 32, 0).decode("ascii", "replace").strip()
-                        log.warning(
-                            "waiting: another chat-bridge (pid %s) uses the SQLite database "
-                            "%s; a SQLite store is for one process (stop the other, or use "
-                            "a postgresql:// store for several replicas)",
-                            other or "?", self.path,
-                        )
-                    await asyncio.sleep(HOLD_POLL)
+                    pass
+                except OSError as exc:  # a file system without locks (some network ones)
+                    log.warning("cannot lock %s (%s): make sure only one chat-bridge uses "
+                                "the SQLite database %s", where, exc.strerror, self.path)
+                    break
+                if time.monotonic() - told_at >= HOLD_TELL_EVERY:
+                    told_at = time.monotonic()
+                    other = os.pread(held, 32, 0).decode("ascii", "replace").strip()
+                    log.warning(
+                        "waiting: another chat-bridge (pid %s) uses the SQLite database "
+                        "%s; a SQLite store is for one process (stop the other, or use "
+                        "a postgresql:// store for several replicas)",
+                        other or "?", self.path,
+                    )
+                await asyncio.sleep(HOLD_POLL)
             os.ftruncate(held, 0)
             os.pwrite(held, f"{os.getpid()}\n".encode(), 0)
         except BaseException:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import os
 import sqlite3
 import threading
@@ -131,6 +133,19 @@ async def test_a_daemon_waits_while_another_holds_the_file(
         waiting.cancel()
         await first.aclose()
         await second.aclose()
+
+
+async def test_a_file_system_without_locks_is_said_and_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    async with SQLiteStore(tmp_path / "bridge.db") as store:
+        await asyncio.wait_for(store.hold(), 5)
+        await store.ping()
+    assert "make sure only one chat-bridge uses the SQLite database" in caplog.text
 
 
 async def test_waiting_for_the_file_ends_with_a_stop(
