@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -420,7 +421,12 @@ class PostgresStore(Store):
                 f"{where} did not answer in time ({what}); check the server and the network"
             )
         if isinstance(exc, OSError):
-            reason = exc.strerror or exc.__class__.__name__
+            reason = exc.strerror or str(exc) or exc.__class__.__name__
+            if isinstance(exc, ssl.SSLError) or "SSL" in reason:
+                return StoreError(
+                    f"TLS with {where} failed ({reason}) while {what}; check `sslmode` "
+                    "(and `sslrootcert`) in `store:` against the server's TLS set-up"
+                )
             return StoreError(
                 f"cannot reach {where} ({reason}) while {what}; check that the server is "
                 "running and that `store:` points at it"

@@ -34,6 +34,17 @@ async def test_unreachable_server_is_a_clear_error_without_the_password() -> Non
         await store.ping()
 
 
+async def test_tls_the_server_does_not_offer_is_said_so() -> None:
+    # The test server speaks no TLS: `sslmode=require` was "cannot reach ... check
+    # that the server is running", though it is.
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}sslmode=require"
+    with pytest.raises(StoreError) as info:
+        await PostgresStore(url).open()
+    message = str(info.value)
+    assert message.startswith("TLS with PostgreSQL at ")
+    assert "rejected SSL upgrade" in message and "sslmode" in message
+
+
 async def test_missing_database_is_a_clear_error() -> None:
     url = PG_URL.rsplit("/", 1)[0] + "/no_such_db_for_chat_bridge"
     with pytest.raises(StoreError, match="database does not exist"):
