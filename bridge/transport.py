@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
-import aiohttp.helpers
 import httpx
 import yarl
 
@@ -56,8 +56,29 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
         raise
 
 
-# A proxy URL and its credentials, or (None, None) to go direct.
-_Proxy = tuple[str | None, aiohttp.BasicAuth | None]
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url`, read as httpx and curl read it;
+    None to go direct.
+
+    HTTPS_PROXY (wss: too) or HTTP_PROXY by the URL's scheme, else ALL_PROXY, in
+    upper or lower case; none for a host NO_PROXY names. A proxy given without
+    a scheme (`proxy.corp:3128`) is an http:// one; an https:// one is used as
+    such; any other kind (socks5://) is passed by. Credentials stay in the URL
+    (aiohttp sends them as Proxy-Authorization): never log it.
+    """
+    target = yarl.URL(url)
+    scheme = {"ws": "http", "wss": "https"}.get(target.scheme, target.scheme)
+    proxies = urllib.request.getproxies_environment()
+    named = (proxies.get(scheme) or proxies.get("all") or "").strip()
+    if not named or target.host is None:
+        return None
+    where = target.host if target.explicit_port is None else f"{target.host}:{target.port}"
+    if urllib.request.proxy_bypass(where):  # NO_PROXY (on Linux: the environment only)
+        return None
+    proxy = yarl.URL(named if "://" in named else f"http://{named}")
+    if proxy.scheme not in ("http", "https"):
+        return None  # socks5:// and the like: no client here speaks them
+    return str(proxy)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -103,7 +124,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[tuple[str, str, int | None], _Proxy] = {}
+        self._proxies: dict[tuple[str, str, int | None], str | None] = {}
 
     @property
     def max_connections(self) -> int:
@@ -129,28 +150,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
-    def _proxy(self, url: httpx.URL) -> _Proxy:
-        """The proxy HTTP(S)_PROXY and NO_PROXY name for `url`; read once per origin."""
+    def _proxy(self, url: httpx.URL) -> str | None:
+        """The proxy the environment names for `url` (`env_proxy`); read once per origin."""
         origin = (url.scheme, url.host, url.port)
-        found = self._proxies.get(origin)
-        if found is None:
-            where = yarl.URL.build(scheme=url.scheme, host=url.host, port=url.port)
-            try:
-                proxy, auth = aiohttp.helpers.get_env_proxy_for_url(where)
-                found = (str(proxy), auth)
-            except LookupError:
-                found = (None, None)
+        if origin not in self._proxies:
             if len(self._proxies) >= 256:
                 self._proxies.clear()
-            self._proxies[origin] = found
-        return found
+            where = yarl.URL.build(scheme=url.scheme, host=url.host, port=url.port)
+            self._proxies[origin] = env_proxy(str(where))
+        return self._proxies[origin]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                    if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
-        proxy, proxy_auth = self._proxy(request.url)
+        proxy = self._proxy(request.url)
         with _as_httpx(request):
             response = await self._get_session().request(
                 request.method,
@@ -158,7 +173,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=body or None,
                 proxy=proxy,
-                proxy_auth=proxy_auth,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(
                     total=None,

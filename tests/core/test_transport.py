@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from bridge.transport import http_client
+from bridge.transport import env_proxy, http_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -187,6 +187,75 @@ async def test_an_http_proxy_from_the_environment_is_used(
         async with http_client() as client:
             response = await client.get("http://chat.example.invalid/v1/health")
     assert response.json() == {"ok": True}
+    assert seen == [b"GET http://chat.example.invalid/v1/health HTTP/1.1"]
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("variables", "url", "found"),
+    [
+        # Without a scheme, as curl, pip and httpx take it: http://.
+        ({"HTTPS_PROXY": "proxy.corp:3128"}, "https://slack.com/api/", "http://proxy.corp:3128"),
+        ({"https_proxy": "https://tls.corp:8443"}, "https://api.example/", "https://tls.corp:8443"),
+        ({"HTTPS_PROXY": "http://p:1"}, "wss://wss-primary.slack.com/link", "http://p:1"),
+        ({"HTTP_PROXY": "http://p:1"}, "https://api.example/", None),
+        ({"ALL_PROXY": "http://all:1"}, "https://api.example/", "http://all:1"),
+        ({"ALL_PROXY": "socks5://s:1080"}, "https://api.example/", None),  # none speaks it
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".internal"}, "https://a.internal/", None),
+        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "localhost"}, "http://localhost:8080/x", None),
+        ({"HTTPS_PROXY": " "}, "https://api.example/", None),
+    ],
+)
+def test_the_proxy_the_environment_names(
+    no_proxies: pytest.MonkeyPatch, variables: dict[str, str], url: str, found: str | None
+) -> None:
+    for name, value in variables.items():
+        no_proxies.setenv(name, value)
+    assert env_proxy(url) == found
+
+
+async def test_a_proxys_credentials_are_sent_to_it(no_proxies: pytest.MonkeyPatch) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async with serve(proxy) as where:
+        no_proxies.setenv("HTTP_PROXY", where.replace("http://", "http://me:s3cret@"))
+        async with http_client() as client:
+            response = await client.get("http://chat.example.invalid/v1/health")
+    assert response.text == "ok"
+    assert b"Proxy-Authorization: Basic bWU6czNjcmV0" in seen[0]  # me:s3cret
+
+
+async def test_a_proxy_named_without_a_scheme_is_used(no_proxies: pytest.MonkeyPatch) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async with serve(proxy) as where:
+        no_proxies.setenv("HTTP_PROXY", where.removeprefix("http://"))
+        async with http_client() as client:
+            response = await client.get("http://chat.example.invalid/v1/health")
+    assert response.text == "ok"
     assert seen == [b"GET http://chat.example.invalid/v1/health HTTP/1.1"]
 
 

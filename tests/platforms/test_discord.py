@@ -20,6 +20,7 @@ from bridge.errors import PlaceGone, PlatformError
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.core.fakeplatform import wait_for
 from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, RateRule
+from tests.fakes.proxy import FakeProxy
 
 DISCORD_EPOCH_MS = 1420070400000  # snowflake ids count milliseconds from 2015
 
@@ -97,6 +98,24 @@ async def test_start_identifies_with_intents_and_syncs_commands(world: World) ->
         ask = next(c for c in world.fake.commands if c["name"] == "ask")
         assert ask["options"][0]["name"] == "question" and ask["options"][0]["required"]
     assert not platform.connected
+
+
+async def test_rest_and_the_gateway_go_through_the_proxy_the_environment_names(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # discord.py reads no proxy variable itself: behind a proxy it could not start.
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    async with FakeProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        async with running(world) as platform:
+            assert platform.connected
+            await world.fake.mention(world.general, world.alice, "through the proxy?")
+            msg, _ = await world.next()
+            assert msg.text == "through the proxy?"
+    assert proxy.saw(f"GET {world.fake.api_url}/users/@me ")
+    assert proxy.saw(f"GET {world.fake.gateway_url}")
 
 
 async def test_start_up_logs_no_warning_about_voice(

@@ -26,6 +26,7 @@ from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from bridge.render import LiveReply
 from bridge.split import close_fences
+from tests.fakes.proxy import FakeProxy
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -327,6 +328,30 @@ async def test_retried_envelope_keeps_its_event_id(
     await fake_slack.wait_ack(env)
     first, second = await inbox.wait(2)
     assert first.event_id == second.event_id == f"{DM}:{body['event']['ts']}"
+
+
+async def test_everything_goes_through_the_proxy_the_environment_names(
+    fake_slack: FakeSlack, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Named without a scheme, as curl and pip take it; slack-sdk's own reading
+    # of the variable took "127.0.0.1:port" for a URL and could not start.
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    async with FakeProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.removeprefix("http://"))
+        async with running(fake_slack, inbox):
+            fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
+            await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", fields))
+            await inbox.wait(1)
+            _, target = inbox.items[0]
+            await target.notice("Started a new conversation.")
+    assert fake_slack.responses == [
+        {"response_type": "ephemeral", "text": "Started a new conversation."}
+    ]
+    assert proxy.saw(f"POST {fake_slack.base}/api/auth.test ")  # the Web API
+    assert proxy.saw(f"GET ws://127.0.0.1:{fake_slack.port}/socket-mode?ticket=")  # Socket Mode
+    assert proxy.saw(f"POST {fake_slack.base}/commands/response/")  # response_url
 
 
 async def test_slash_command_delivers_reset_and_answers_ephemerally(

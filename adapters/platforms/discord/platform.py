@@ -34,6 +34,7 @@ from adapters.platforms.discord.targets import (
 )
 from bridge.errors import PlatformError, for_log
 from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext, ReplyTarget
+from bridge.transport import env_proxy
 
 log = logging.getLogger("chat_bridge.discord")
 
@@ -177,6 +178,9 @@ class DiscordPlatform(Platform):
             "max_messages": None,
             "chunk_guilds_at_startup": False,
             "guild_ready_timeout": opts.guild_ready_timeout,
+            # REST and the gateway, through the proxy the environment names, as the
+            # chat APIs' requests go (discord.py itself reads no proxy variable).
+            "proxy": env_proxy(opts.api_url),
         }
         count, ids = opts.shard_count, opts.shard_ids
         client: discord.Client

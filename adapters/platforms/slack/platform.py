@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PlatformError
 from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext
+from bridge.transport import env_proxy
 
 from .options import SlackOptions
 from .target import SlackRefused, SlackTarget, guard
@@ -143,6 +144,11 @@ class SlackPlatform(Platform):
         # bolt's own client, which it copies for each request with the token that
         # `authorize` gives: it asks Slack nothing itself.
         self._bolt_client = AsyncWebClient(base_url=opts.api_url, timeout=timeout, logger=web_log)
+        # The proxy the environment names, read as the chat APIs' is (slack-sdk's
+        # own reading passes NO_PROXY by and takes `host:port` for a URL).
+        self.proxy = env_proxy(opts.api_url)
+        for client in (self.client, self.appender, self.decor, self._bolt_client):
+            client.proxy = self.proxy
         self.native_ok = True
         self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
         self.bot_user_id: str | None = None
@@ -235,8 +241,10 @@ class SlackPlatform(Platform):
             self.app,
             app_token=app_token,
             web_client=self.client,
+            proxy=self.proxy,
             ping_interval=self.options.ping_interval,
         )
+        socket.client.proxy = self.proxy  # None too: slack-sdk would read the environment
         self._socket = socket
         try:
             # Ask for the URL here, so a bad app token fails start() instead of retrying forever.

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.errors import PlaceGone, PlatformError
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
+from bridge.transport import env_proxy
 
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 
@@ -263,7 +264,10 @@ class SlackTarget(ReplyTarget):
         if self.response_url:
             payload = {"response_type": "ephemeral", "text": body}
             try:
-                async with self.platform.session.post(self.response_url, json=payload) as resp:
+                post = self.platform.session.post(
+                    self.response_url, json=payload, proxy=env_proxy(self.response_url)
+                )
+                async with post as resp:
                     if resp.status < 300:
                         return
                     log.warning("slack: response_url answered %s", resp.status)

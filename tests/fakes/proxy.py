@@ -1,0 +1,112 @@
+"""A forward HTTP proxy on loopback, as a corporate network puts between the
+daemon and the internet: CONNECT tunnels, and absolute-form requests (plain
+HTTP, and websocket upgrades) forwarded to their origin.
+
+`seen` holds the request line of every request sent through it (for a
+tunnel, its CONNECT line), so a test can tell which client used it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from urllib.parse import urlsplit
+
+
+class FakeProxy:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ends: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> FakeProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        for end in list(self._ends):  # the handlers see their connections end
+            end.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def saw(self, start: str) -> bool:
+        return any(line.startswith(start) for line in self.seen)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._ends.add(writer)
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            self.seen.append(line)
+            method, target, _ = line.split(" ", 2)
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                up_reader, upstream = await asyncio.open_connection(host, int(port))
+                self._ends.add(upstream)
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+                return
+            where = urlsplit(target)
+            assert where.hostname is not None, line
+            up_reader, upstream = await asyncio.open_connection(where.hostname, where.port or 80)
+            self._ends.add(upstream)
+            answers = asyncio.ensure_future(_pipe(up_reader, writer))
+            try:
+                await self._requests(head, reader, upstream)
+            finally:
+                await answers
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            for end in (writer, upstream):
+                if end is not None:
+                    end.close()
+                    self._ends.discard(end)
+            self._tasks.discard(task)
+
+    async def _requests(
+        self, head: bytes, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter
+    ) -> None:
+        """Forward the requests of a kept-alive connection one by one, each seen."""
+        while True:
+            upstream.write(head)
+            fields = head.decode("latin-1").lower()
+            if "\r\nupgrade:" in fields:  # a websocket: frames from here on
+                await _pipe(reader, upstream)
+                return
+            length = 0
+            for field in fields.split("\r\n"):
+                if field.startswith("content-length:"):
+                    length = int(field.partition(":")[2])
+            if length:
+                upstream.write(await reader.readexactly(length))
+            await upstream.drain()
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                with contextlib.suppress(OSError, RuntimeError):
+                    upstream.write_eof()
+                return
+            self.seen.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    with contextlib.suppress(OSError, RuntimeError):
+        if sink.can_write_eof():
+            sink.write_eof()
