@@ -17,6 +17,7 @@ from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError, Forbidden, TimedOut, Unauthorized, Unavailable
 from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
+from bridge.relay import TokenText, valid_text
 from bridge.render import dedupe_sources
 from bridge.transport import http_client
 
@@ -145,18 +146,23 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
         sources: list[Source] = []
         shown = ""
         final: str | None = None
+        tokens = TokenText()  # as the relay reads them: what a terminal can show
         try:
             async for event in backend.stream(ChatRequest(message=question, session=session)):
                 if isinstance(event, Token):
-                    shown += event.text
-                    out.write(event.text)
+                    text = tokens.clean(event.text)
+                    shown += text
+                    out.write(text)
                     out.flush()
                 elif isinstance(event, Sources):
                     sources.extend(event.items)
                 elif isinstance(event, Status):
                     print(f"[{event.text}]", file=sys.stderr)
                 elif isinstance(event, Done):
-                    final = event.text
+                    final = valid_text(event.text) if event.text else event.text
+            if tail := tokens.rest():
+                shown += tail
+                out.write(tail)
         except BridgeError as exc:
             out.write("\n")
             print(f"error: {exc.user_message}", file=sys.stderr)
@@ -168,7 +174,7 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
         if picked and config.reply.sources.show:
             out.write("\nSources:\n")
             for i, source in enumerate(picked, 1):
-                out.write(f"  {i}. {source.title or source.url} — {source.url}\n")
+                out.write(valid_text(f"  {i}. {source.title or source.url} — {source.url}\n"))
         out.flush()
     return 0
 

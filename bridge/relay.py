@@ -159,7 +159,7 @@ def valid_text(text: str) -> str:
     return paired.replace("\x00", "")
 
 
-class _Tokens:
+class TokenText:
     """A stream's tokens made `valid_text`, a pair's halves in two tokens joined."""
 
     __slots__ = ("_high",)
@@ -418,10 +418,16 @@ class Relay:
         return f"{user}|route {index}"
 
     async def _refuse(self, msg: Inbound, target: ReplyTarget, text: str) -> None:
-        """Tell the asker why their message is not answered, unless they were told
-        `REFUSALS_TOLD` times lately."""
+        """Tell the asker why their message is not answered, unless the refusal is a
+        message posted in a channel and they were told `REFUSALS_TOLD` times lately.
+
+        A command's refusal is always said (it answers the command, privately, and
+        unanswered the platform shows it failed), and so is one in a DM.
+        """
+        public = target.limits.notices_post and not msg.is_dm and not msg.command
         told, per = REFUSALS_TOLD
-        if self._users.check(f"refused {msg.platform}:{msg.user}", told, per, time.monotonic()):
+        key = f"refused {msg.platform}:{msg.user}"
+        if public and self._users.check(key, told, per, time.monotonic()) is not None:
             log.info("refusal not told again to a %s user sending many: %s", msg.platform, text)
             return
         await self._notice(target, text)
@@ -745,7 +751,7 @@ class Relay:
         sources: list[Source] = []
         done: Done | None = None
         first_token = True
-        tokens = _Tokens()
+        tokens = TokenText()
         # The stream's next tokens gather in the network while the reply could
         # not show them anyway: its reads wait for the reply's edits.
         pace = _Pace(reply.pace)

@@ -978,6 +978,24 @@ async def test_ask_prints_the_answer_and_sources(
     assert fake_chat_api.api_key not in out.decode() + err.decode()
 
 
+async def test_ask_prints_an_emoji_cut_in_halves_as_one(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A half of a UTF-16 pair cannot be written to a terminal: `ask` stopped with a
+    # traceback, losing what it had shown.
+    fake_chat_api.enqueue(tokens=["Smile \ud83d", "\ude00 ok", " \ud83d"], token_delay=0.01)
+    config = tmp_path / "config.yaml"
+    config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "docs", "Smile?",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode() == "Smile \U0001f600 ok \ufffd\n"
+
+
 @pytest.mark.parametrize(
     ("case", "code", "verdict"),
     [("ok", 0, "ok"), ("bad key", 1, "auth failed"), ("nobody listening", 1, "unreachable")],
@@ -1171,24 +1189,39 @@ async def test_a_reply_moved_into_its_new_thread_keeps_its_in_flight_record(
 
 
 async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Where refusals are posted in the channel, a flood of them would take the
     # channel's post budget from everyone else's answers.
+    made = LocalPlatform.target
+
+    def posting_notices(self: LocalPlatform, address: Address) -> RecordingTarget:
+        target = made(self, address)
+        target.limits = replace(target.limits, notices_post=True)
+        return target
+
+    monkeypatch.setattr(LocalPlatform, "target", posting_notices)
     fake_chat_api.enqueue(tokens=["Answered."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        flood = [await platform(bridge).say(text, user="U1", thread=f"T{i}")
+        say = platform(bridge).say
+        flood = [await say(text, user="U1", thread=f"T{i}")
                  for i, text in enumerate(["   ", "x" * 3000, "   ", "   ", "x" * 3000])]
-        other = await platform(bridge).say("   ", user="U2", thread="T9")
-        asked = await platform(bridge).say("A question?", user="U3", thread="T10")
+        # Said all the same: a command's answer (private; unanswered, the platform
+        # shows it failed) and a refusal in a DM.
+        command = await say("x" * 3000, user="U1", thread="T5", command="ask")
+        in_dm = await say("   ", user="U1", channel="D1", is_dm=True)
+        other = await say("   ", user="U2", thread="T9")
+        asked = await say("A question?", user="U3", thread="T10")
         await asyncio.wait_for(asked.ended.wait(), 10)
-        await wait_for(lambda: other.notices != [])
         await wait_for(lambda: caplog.text.count("refusal not told again") == 2
                        and sum(len(t.notices) for t in flood) == 3)
+        await wait_for(lambda: [] not in (other.notices, command.notices, in_dm.notices))
     assert sorted(len(t.notices) for t in flood) == [0, 0, 1, 1, 1]
     assert other.notices == [HELP_TEXT]  # someone else is still told
+    assert in_dm.notices == [HELP_TEXT]
+    assert "3,000 characters long" in command.notices[0]
     assert asked.visible() == ["Answered."]
-    assert caplog.text.count("refusal not told again") == 2
 
 
 async def test_notices_draw_on_the_bot_wide_budget(
