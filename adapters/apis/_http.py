@@ -398,7 +398,8 @@ class HTTPDialect(ChatAPI):
                 "HTTP %d from the chat API: its url redirects to %s; set the backend's url "
                 "to that",
                 status,
-                self._scrub(_without_query(response.headers.get("location", ""))) or "-",
+                self._scrub(_without_query(response, response.headers.get("location", "")))
+                or "-",
                 extra={"backend": self.name},
             )
             return BadRequest(
@@ -470,11 +471,15 @@ class HTTPDialect(ChatAPI):
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _without_query(url: str) -> str:
-    """`url` without its credentials, query and fragment (where a key might be)."""
+def _without_query(response: httpx.Response, location: str) -> str:
+    """Where a redirect leads (a relative `location` read against the request's URL),
+    without credentials, query or fragment (where a key might be)."""
     try:
-        return str(httpx.URL(url).copy_with(userinfo=b"", query=None, fragment=None))
-    except (httpx.InvalidURL, TypeError, ValueError):
+        where = response.request.url.join(location) if location else None
+        if where is None:
+            return ""
+        return str(where.copy_with(userinfo=b"", query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError, RuntimeError):  # RuntimeError: no request
         return ""
 
 

@@ -158,6 +158,14 @@ async def test_a_redirect_says_the_url_is_wrong(fake_chat_api, http, stream):
     assert "misconfigured (HTTP 308" in exc.user_message
 
 
+async def test_a_redirect_to_a_path_is_logged_as_the_url_it_makes(fake_chat_api, http, caplog):
+    fake_chat_api.enqueue(status=308, body="", headers={"Location": "/v1/chat/?token=x"})
+    api = make(fake_chat_api, http)
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, BadRequest)
+    assert f"redirects to {fake_chat_api.url}/v1/chat/;" in caplog.text
+
+
 async def test_401_wrong_key_never_shows_the_key(fake_chat_api, http):
     api = make(fake_chat_api, http, api_key="cm_live_wrong_0123456789")
     _, exc = await collect_until_error(api, ask(api))
