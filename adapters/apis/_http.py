@@ -356,8 +356,13 @@ class HTTPDialect(ChatAPI):
     ) -> Any:
         """Send a request and return its JSON body (errors translated)."""
         t = self.options.timeouts
+        # The whole answer comes at once: it is its first byte and its end.
+        limit = t.connect + t.first_byte
+        which: Literal["first", "total"] = "first"
+        if t.total and t.total < limit:
+            limit, which = t.total, "total"
         try:
-            async with asyncio.timeout(t.connect + t.first_byte):
+            async with asyncio.timeout(limit):
                 response = await self.http.request(
                     method,
                     url,
@@ -367,7 +372,7 @@ class HTTPDialect(ChatAPI):
                     timeout=self._timeout,
                 )
         except TimeoutError as exc:
-            raise self._timed_out("first") from exc
+            raise self._timed_out(which) from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
         self.on_response(response)

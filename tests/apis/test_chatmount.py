@@ -137,6 +137,17 @@ async def test_non_streaming_json_answer(fake_chat_api, http):
     assert fake_chat_api.requests[0].json["stream"] is False
 
 
+async def test_a_whole_answer_waits_no_longer_than_the_total_timeout(fake_chat_api, http):
+    # With `stream: false` the answer is one response: `total` bounds it too.
+    fake_chat_api.enqueue(first_delay=5)
+    api = make(fake_chat_api, http, stream=False, timeouts={"total": 0.2})
+    started = time.monotonic()
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, TimedOut)
+    assert "did not finish within 0.2 s" in exc.user_message
+    assert time.monotonic() - started < 4  # not connect + first_byte (35 s)
+
+
 async def test_400_carries_the_api_message(fake_chat_api, http):
     fake_chat_api.enqueue(status=400, body={"error": "Bad JSON in request"})
     api = make(fake_chat_api, http)

@@ -334,6 +334,8 @@ class FakeChatAPI:
         if script.body is not None:
             return self._scripted_error(script, None, self._rate_headers())
         if not body.get("stream"):
+            if script.first_delay:  # the whole answer, after it
+                await asyncio.sleep(script.first_delay)
             answer: dict[str, Any] = {"message": script.answer, "usage": usage}
             if body.get("include_sources"):
                 answer["sources"] = sources
