@@ -781,7 +781,10 @@ def test_documented_config_is_valid() -> None:
         ("discord: {token: ''}", "discord.token: is empty; export DISCORD_BOT_TOKEN"),
         ("discord: {token: x, shard_ids: [1]}", "shard_ids needs a numeric shard_count"),
         ("discord: {token: x, shard_count: 2, shard_ids: [2]}", "from 0 to 1"),
-        ("discord: {token: x, shard_count: 0}", 'at least 1, or "auto"'),
+        ("discord: {token: x, shard_count: 0}", 'shard_count: must be a number of shards (1 '),
+        # One line naming the key, not the branches of its type (`shard_count.int`).
+        ("discord: {token: x, shard_count: Auto}",
+         'discord.shard_count: must be a number of shards (1 or more) or "auto"'),
         ("discord: {token: x, edit_rate: {count: 0}}", "discord.edit_rate.count"),
         ("discord: {token: x, api_url: 'ftp://x'}", "discord.api_url: must start with https://"),
         ("discord: {token: x, gateway_url: 'http://x'}", "discord.gateway_url: must start"),

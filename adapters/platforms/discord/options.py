@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -80,12 +80,19 @@ class DiscordOptions(PlatformOptions):
             raise ValueError("must start with wss:// (or ws:// for a local test server)")
         return value
 
-    @field_validator("shard_count")
+    @field_validator("shard_count", mode="before")
     @classmethod
-    def _positive(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and value < 1:
-            raise ValueError('must be at least 1, or "auto"')
-        return value
+    def _positive(cls, value: Any) -> Any:
+        # Checked here, in one message: the union's own errors name its branches
+        # (`shard_count.int`, `shard_count.literal['auto']`), which are no keys.
+        if value is None or value == "auto":
+            return value
+        number = value
+        if isinstance(value, str) and value.strip().isdigit():
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise ValueError('must be a number of shards (1 or more) or "auto"')
+        return number
 
     @model_validator(mode="after")
     def _shards_fit(self) -> DiscordOptions:
