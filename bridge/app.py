@@ -176,7 +176,9 @@ class Bridge:
         too: the platforms deliver messages before this runs.
         """
         now = time.time()
-        stale = now - 3 * self.heartbeat if self.store.shared else now + 1
+        # A store of its own is held by this process alone (`Store.hold`): every other
+        # owner's record is an orphan, whatever its time says (a clock set back).
+        stale = now - 3 * self.heartbeat if self.store.shared else math.inf
         fixed = 0
         for rec in await self.store.inflight_orphans(self.owner, stale):
             if rec.owner == self.owner:

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bridge import app
-from bridge.app import Bridge
+from bridge.app import INTERRUPTED, Bridge
 from bridge.config import parse_config
 from bridge.errors import StoreError
 from bridge.interfaces import Address, Handler
@@ -120,6 +121,27 @@ async def test_start_up_recovery_survives_a_platform_error(
         assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
     assert any("could not mark an interrupted reply" in m
                for m in messages(caplog, logging.WARNING))
+
+
+async def test_a_crashed_processs_reply_is_marked_though_the_clock_went_back(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An NTP step back, or a volume moved to a host whose clock is behind: the
+    # record's time is ahead of this start's. On SQLite no other process can be
+    # alive (the file is held): every other owner's record is an orphan.
+    db = tmp_path / "b.db"
+    ahead = replace(orphan("r1"), heartbeat_at=time.time() + 5)
+    async with open_store(f"sqlite://{db}") as store:
+        await store.inflight_begin(ahead)
+    edits: list[tuple[str, str]] = []
+
+    async def edit(self: RecordingTarget, message_id: str, text: str) -> None:
+        edits.append((message_id, text))
+
+    monkeypatch.setattr(RecordingTarget, "edit", edit)
+    async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
+        assert await bridge.store.inflight_orphans("anyone", time.time() + 60) == []
+    assert edits == [("m1", f"partial\n\n{INTERRUPTED}")]
 
 
 async def test_a_message_taken_while_the_platforms_connect_is_not_marked_interrupted(
