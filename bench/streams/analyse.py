@@ -41,11 +41,14 @@ METHOD = {
     "token_to_visible": "API sent the token -> first platform version showing it",
     "utilisation": "updates that showed new text (edits, and posts continuing a long answer) / "
     "edits an ideal scheduler could make under the same limits (one edit per reply per "
-    "edit_interval except the final one; the platform's edit window per bucket; Discord's "
-    "global 50 requests/s) from the same token times, with instant requests",
+    "edit_interval except the final one; the platform's edit window per bucket; the "
+    "bridge's own Discord budget of 40 requests/s) from the same token times, with "
+    "instant requests",
     "limits": "fake Slack: chat.update 50/60 s and reactions 50/60 s per workspace, "
     "chat.postMessage 1/s per channel; fake Discord: edits 5/5 s and posts 5/5 s per "
-    "channel, 50 requests/s per bot in all; the adapters' budgets set to the same",
+    "channel, 50 requests/s per bot in all; the adapters' budgets set to the same, but "
+    "Discord's bot-wide one, 40/s (discord.global_rate, its default); 'budget allows one "
+    "edit per interval' and the ideal use the bridge's budgets (with their 0.05 s margin)",
     "cpu": "bridge process user+system CPU (all threads) from the first question to the "
     "last reply finishing, divided by tokens streamed; includes inbound events, store "
     "writes, the chat API's HTTP and SSE parsing, rendering, and the platforms' HTTP",

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from adapters.registry import REGISTRY
-from bench.streams.params import DISCORD_EDIT, DISCORD_POST, SLACK_POST, SLACK_UPDATE, Params
+from bench.streams.params import (
+    DISCORD_BOT_BUDGET,
+    DISCORD_EDIT,
+    DISCORD_POST,
+    SLACK_POST,
+    SLACK_UPDATE,
+    Params,
+)
 from bridge.app import Bridge, settle_heap
 from bridge.config import parse_config
 from bridge.logs import setup_logging
@@ -70,6 +77,7 @@ discord:
   guild_ready_timeout: 0.2
   edit_rate: {{count: {DISCORD_EDIT[0]}, per: {DISCORD_EDIT[1]}}}
   post_rate: {{count: {DISCORD_POST[0]}, per: {DISCORD_POST[1]}}}
+  global_rate: {{count: {DISCORD_BOT_BUDGET[0]}, per: {DISCORD_BOT_BUDGET[1]}}}
 """
     return text
 

@@ -9,13 +9,16 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# The real limits, as both the fakes and the adapters are configured with them.
+# The real limits, as both the fakes and the adapters are configured with them (but
+# Discord's bot-wide one, which the bridge keeps under: DISCORD_BOT_BUDGET).
 SLACK_UPDATE = (50, 60.0)  # chat.update per workspace (Tier 3)
 SLACK_POST = (1, 1.0)  # chat.postMessage per channel
 SLACK_REACTIONS = (50, 60.0)  # reactions.add / reactions.remove per workspace (Tier 3)
 DISCORD_EDIT = (5, 5.0)  # message edits per channel
 DISCORD_POST = (5, 5.0)  # new messages per channel
 DISCORD_GLOBAL = (50, 1.0)  # every REST request of the bot (interactions aside)
+# The bridge's own bot-wide budget: discord.global_rate, its default, under Discord's 50.
+DISCORD_BOT_BUDGET = (40, 1.0)
 BUDGET_MARGIN = 0.05  # what bridge.budget.Budgets adds to every window
 CHANNELS_PER_GUILD = 50
 

@@ -28,6 +28,8 @@ from typing import Any
 from aiohttp import web
 
 from bench.streams.params import (
+    BUDGET_MARGIN,
+    DISCORD_BOT_BUDGET,
     DISCORD_EDIT,
     DISCORD_GLOBAL,
     DISCORD_POST,
@@ -258,7 +260,10 @@ class World:
                 "slack": {"edit": SLACK_UPDATE, "post": SLACK_POST, "global": None,
                           "first_reveal_is_post": False},
                 "discord": {"edit": DISCORD_EDIT, "post": DISCORD_POST,
-                            "global": DISCORD_GLOBAL if self.p.discord_global else None,
+                            # The bridge's own bot-wide budget, not Discord's: what it may
+                            # spend, enforced or not by the fake.
+                            "global": (DISCORD_BOT_BUDGET[0],
+                                       DISCORD_BOT_BUDGET[1] + BUDGET_MARGIN),
                             "first_reveal_is_post": True},
             },
         }
