@@ -19,7 +19,7 @@ from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
-from bridge.relay import Relay
+from bridge.relay import INTERRUPTED, Relay
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client
 
@@ -43,7 +43,6 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # How often old conversations are looked for (limits.conversation_ttl), and how
 # many are forgotten at most in one heartbeat.
 CONVERSATION_PRUNE_EVERY = 600.0

@@ -296,6 +296,9 @@ class ReplyTarget(ABC):
 
     address: Address
     limits: Limits
+    #: Only this target reaches its reply (a slash command's own webhook): a stop
+    #: marks the reply interrupted through it, not through `address` later.
+    marks_own_interruption: ClassVar[bool] = False
 
     @abstractmethod
     async def begin(self) -> str | None:

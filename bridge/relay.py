@@ -63,6 +63,7 @@ HELP_TEXT = "Ask me a question in words, and I will answer here."
 UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
 END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
+INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # Refusals told to one person at most (beyond, they go unsaid): a member sending
 # message after message where refusals are posted in the channel would otherwise
 # fill its post budget with them, and answers to everyone else would wait.
@@ -485,7 +486,15 @@ class Relay:
                     self._running -= 1
         except asyncio.CancelledError:
             job.interrupted = True
-            if job.reply is None and not job.reset:
+            if job.target.marks_own_interruption and not job.reset:
+                # Nothing else can reach this reply later: marked now, briefly (the
+                # process is going). Its record goes, marked or not: through the
+                # address it keeps, a later mark would land in the channel.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(END_ON_STOP):
+                        await asyncio.shield(self._mark_interrupted(job))
+                job.interrupted = False
+            elif job.reply is None and not job.reset:
                 # Cut while it waited its turn: the platform clears what shows that
                 # it was taken (a "thinking" reaction), briefly: the process is going.
                 with contextlib.suppress(Exception):
@@ -516,6 +525,17 @@ class Relay:
                         await asyncio.shield(self._let_go(job.key))
                 finally:
                     self._jobs.discard(job)
+
+    async def _mark_interrupted(self, job: _Job) -> None:
+        """Say on a reply cut by a stop that it was interrupted, as a later process would
+        (see `Bridge._mark_interrupted`), through its own target."""
+        target, reply = job.target, job.reply
+        if reply is not None and reply.message_ids and reply.text:
+            note = f"{target.format_markdown(reply.text)}\n\n{INTERRUPTED}"
+            if len(note) <= target.limits.max_chars:
+                await target.edit(reply.message_ids[-1], note)
+                return
+        await target.notice(INTERRUPTED)
 
     def _dequeue(self, job: _Job) -> None:
         """The job leaves the queue (once)."""

@@ -15,6 +15,7 @@ from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlatformError
+from bridge.relay import INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.discord import SEND_MESSAGES, FakeDiscord, RateRule
@@ -516,6 +517,33 @@ async def test_ask_command_answers_in_the_channel(setup: Setup) -> None:
     assert not original["flags"] & 64
     assert setup.chat.requests[0].json["message"] == "via slash?"
     assert_never_pinged(fake)
+
+
+async def test_a_stop_marks_slash_command_answers_through_their_own_webhooks(
+    setup: Setup,
+) -> None:
+    # A command's messages are the interaction's: the channel's endpoints cannot
+    # edit them, and a mark posted in the channel replied to nothing, in public.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Partial answer", " never shown"], hang_after=1)
+    async with setup.bridge() as bridge:
+        first = await fake.invoke(setup.general, setup.bob, "ask", {"question": "slow one?"})
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[first]["original"] or ""))
+            and m["content"] == "Partial answer"
+        )
+        queued = await fake.invoke(setup.general, setup.alice, "ask", {"question": "and me?"})
+        await wait_for(lambda: len(bridge.relay._jobs) == 2)  # taken, waiting its turn
+        sent = len(fake.requests)
+        bridge.relay.hurry()  # no grace: the answer hangs
+        await bridge.drain()
+        stop = fake.requests[sent:]
+    original = fake.messages[fake.interactions[first]["original"]]
+    assert original["content"] == f"Partial answer\n\n{INTERRUPTED}"
+    told = [m for m in fake.messages.values() if m["content"] == INTERRUPTED]
+    assert len(told) == 1 and told[0]["flags"] & 64  # the queued one's asker, alone
+    assert fake.interactions[queued]["original"] not in fake.messages  # its public thinking…
+    assert [r for r in stop if "/channels/" in r.path and "/messages" in r.path] == []
 
 
 async def test_missing_message_content_intent_fails_start_clearly(setup: Setup) -> None:

@@ -285,6 +285,10 @@ class InteractionTarget(_Formatting, ReplyTarget):
     are follow-ups. `ephemeral` answers show only to the asker.
     """
 
+    # Its messages are the interaction's: the channel's endpoints cannot edit them
+    # (an ephemeral one is not even in the channel), and its token lasts 15 minutes.
+    marks_own_interruption = True
+
     def __init__(
         self,
         interaction: discord.Interaction,
