@@ -248,6 +248,20 @@ async def test_mention_in_channel_is_delivered_once(
     assert inbox.inbound[1].mentioned is False
 
 
+async def test_a_mention_posted_with_a_file_is_delivered(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    # With a file, Slack sends the message event alone: no app_mention to wait for.
+    bodies = fake_slack.user_message(
+        CHANNEL, f"<@{fake_slack.bot_user_id}> what is this error?", subtype="file_share"
+    )
+    assert [b["event"]["type"] for b in bodies] == ["message"]
+    await deliver(fake_slack, bodies)
+    [msg] = await inbox.wait(1)
+    assert msg.text == "what is this error?" and msg.mentioned
+    assert msg.event_id == f"{CHANNEL}:{bodies[0]['event']['ts']}"
+
+
 async def test_thread_reply_without_mention_is_delivered_unmentioned(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

@@ -403,10 +403,14 @@ class SlackPlatform(Platform):
         )
         text = str(event.get("text") or "")
         mentioned = via_mention or self._mentions_me(text)
-        if not via_mention and mentioned and not is_dm and event.get("channel_type") != "mpim":
+        if (
+            not via_mention and mentioned and not is_dm
+            and event.get("channel_type") != "mpim" and subtype != "file_share"
+        ):
             # The same message also arrives as app_mention: answer that one only. In a
-            # group DM, whether Slack sends that app_mention is not settled: both are
-            # taken, and the second is dropped as a duplicate (one event id per message).
+            # group DM, whether Slack sends that app_mention is not settled, and with a
+            # file Slack sends none (slackapi/bolt-python#925): both are taken, and a
+            # second is dropped as a duplicate (one event id per message).
             return None
         thread_ts = event.get("thread_ts")
         thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
