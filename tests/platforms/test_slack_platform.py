@@ -262,6 +262,20 @@ async def test_a_mention_posted_with_a_file_is_delivered(
     assert msg.event_id == f"{CHANNEL}:{bodies[0]['event']['ts']}"
 
 
+async def test_a_channel_shared_with_another_organisation_is_the_installs_workspace(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    # Slack Connect: the body's team_id is the channel maker's organisation; a
+    # /reset there carries the asker's, this install's. One conversation, not two.
+    [body] = fake_slack.user_message(CHANNEL, "in a shared channel", thread_ts="1.000001")
+    body["team_id"] = body["context_team_id"] = "T0OTHERORG"
+    await deliver(fake_slack, [body])
+    fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
+    await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", fields))
+    asked, reset = await inbox.wait(2)
+    assert asked.workspace == reset.workspace == fake_slack.team_id
+
+
 async def test_thread_reply_without_mention_is_delivered_unmentioned(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

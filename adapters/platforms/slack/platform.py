@@ -414,7 +414,8 @@ class SlackPlatform(Platform):
             return None
         thread_ts = event.get("thread_ts")
         thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
-        workspace = str(body.get("team_id") or event.get("team") or self.team_id or "")
+        workspace = str(_installed_in(body) or body.get("team_id") or event.get("team")
+                        or self.team_id or "")
         inbound = Inbound(
             platform=self.name,
             workspace=workspace,
@@ -495,6 +496,20 @@ class SlackPlatform(Platform):
             raise
         except Exception:
             log.exception("slack: handler failed")
+
+
+def _installed_in(body: dict[str, Any]) -> str | None:
+    """The workspace the app is installed in that the event came through.
+
+    In a channel shared with another organisation (Slack Connect) the body's
+    `team_id` may be that organisation's, the channel's maker; a slash command
+    there carries the asker's, and its budgets are the install's: this one.
+    """
+    found = body.get("authorizations")
+    if isinstance(found, list) and found and isinstance(found[0], dict):
+        team = found[0].get("team_id")
+        return str(team) if team else None
+    return None
 
 
 class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
