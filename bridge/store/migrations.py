@@ -39,6 +39,20 @@ SCHEMA_VERSION_POSTGRES = (
 )
 
 
+# A key written before the backend was part of it ("slack:T1:user:U1"), taken to the
+# one routing makes now ("slack:T1:user:U1|docs"), its history with it; not where a
+# conversation under the new key was begun meanwhile (that one is kept).
+_RENAMED = (
+    " key NOT LIKE '%|%' AND NOT EXISTS (SELECT 1 FROM conversations n"
+    " WHERE n.key = conversations.key || '|' || conversations.backend)"
+)
+_KEYS_WITH_BACKEND = (
+    "UPDATE history SET key = key || '|' || (SELECT c.backend FROM conversations c"
+    " WHERE c.key = history.key)"
+    " WHERE key IN (SELECT key FROM conversations WHERE" + _RENAMED + ")",
+    "UPDATE conversations SET key = key || '|' || backend WHERE" + _RENAMED,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -136,6 +150,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "conversations found by when they were last used, to forget old ones",
         sqlite=("CREATE INDEX conversations_last_used ON conversations (last_used)",),
         postgres=("CREATE INDEX conversations_last_used ON conversations (last_used)",),
+    ),
+    Migration(
+        6,
+        "conversation keys end with their backend (`|name`), as routing makes them",
+        sqlite=_KEYS_WITH_BACKEND,
+        postgres=_KEYS_WITH_BACKEND,
     ),
 )
 

@@ -19,6 +19,7 @@ import pytest
 from bridge.errors import ConfigError, StoreError
 from bridge.interfaces import Address, Turn
 from bridge.store.base import Conversation, InFlight, open_store
+from bridge.store.migrations import MIGRATIONS
 from bridge.store.sqlite import SQLiteStore
 
 
@@ -26,7 +27,7 @@ async def test_memory_database(tmp_path: Path) -> None:
     async with SQLiteStore(":memory:") as s:
         assert await s.claim_event("e", 1.0) is True
         assert await s.claim_event("e", 1.0) is False
-        assert await s.schema_versions() == [1, 2, 3, 4, 5]
+        assert await s.schema_versions() == [m.version for m in MIGRATIONS]
 
 
 async def test_text_that_is_not_unicode_is_said_so(tmp_path: Path) -> None:

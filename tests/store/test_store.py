@@ -361,7 +361,7 @@ async def test_migrations_recorded_and_idempotent(make_store: StoreFactory) -> N
 async def test_reopen_applies_only_missing_migrations(make_store: StoreFactory) -> None:
     async with make_store(migrations=MIGRATIONS[:1]) as s:
         assert await s.schema_versions() == [1]  # type: ignore[attr-defined]
-        await s.save_conversation(conv())
+        await s.save_conversation(conv("slack:T1:C1:1|docs"))
     extra = Migration(
         len(MIGRATIONS) + 1,
         "test: a table that counts how often this migration ran",
@@ -379,10 +379,32 @@ async def test_reopen_applies_only_missing_migrations(make_store: StoreFactory) 
     # shows that only the missing ones ran.
     async with make_store(migrations=(*MIGRATIONS, extra)) as s:
         assert await s.schema_versions() == with_extra  # type: ignore[attr-defined]
-        assert await s.get_conversation("slack:T1:C1:1") == conv()
+        assert await s.get_conversation("slack:T1:C1:1|docs") == conv("slack:T1:C1:1|docs")
         assert await s.claim_event("e", 1.0) is True
     async with make_store(migrations=(*MIGRATIONS, extra)) as s:
         assert await s.schema_versions() == with_extra  # type: ignore[attr-defined]
+
+
+async def test_conversations_kept_before_keys_named_their_backend_are_found(
+    make_store: StoreFactory,
+) -> None:
+    # Keys gained their backend ("|docs") without a migration: after an upgrade
+    # every conversation started afresh, and followed threads were ignored.
+    old_kept, old_new, new = "console:W1:user:U1", "console:W1:user:U2", "console:W1:user:U2|docs"
+    async with make_store(migrations=MIGRATIONS[:5]) as s:
+        await s.save_conversation(conv(old_kept, session="cb-old"))
+        await s.append_history(old_kept, [Turn("user", "q"), Turn("assistant", "a")], keep=10)
+        await s.save_conversation(conv(old_new, session="cb-older"))
+        await s.append_history(old_new, [Turn("user", "stale")], keep=10)
+        await s.save_conversation(conv(new, session="cb-begun-since"))  # run without it
+    async with make_store() as s:
+        kept = await s.get_conversation(f"{old_kept}|docs")
+        assert kept is not None and kept.session == "cb-old"
+        assert [t.content for t in await s.history(f"{old_kept}|docs")] == ["q", "a"]
+        assert await s.get_conversation(old_kept) is None
+        begun = await s.get_conversation(new)
+        assert begun is not None and begun.session == "cb-begun-since"  # kept as it is
+        assert await s.history(new) == []
 
 
 async def test_newer_schema_is_refused(make_store: StoreFactory) -> None:
