@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote, urlsplit
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Tokens no config holds but URLs carry, which libraries log (discord.py at DEBUG):
@@ -96,15 +98,41 @@ class PlainFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
+def proxy_secrets(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The passwords in the proxy variables (`http://user:password@proxy:3128`).
+
+    Every client here uses them, and libraries log a proxy's URL whole: aiohttp's
+    errors through discord.py's reconnect tracebacks, slack-sdk at DEBUG.
+    """
+    found: list[str] = []
+    for name in _PROXY_VARIABLES:
+        for value in (environ.get(name), environ.get(name.lower())):
+            url = (value or "").strip()
+            if not url:
+                continue
+            try:
+                password = urlsplit(url if "://" in url else f"http://{url}").password
+            except ValueError:  # not a URL at all: nothing the clients could use
+                continue
+            if password:
+                found += [password, unquote(password)]
+    return found
+
+
 def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> SecretFilter:
-    """Configure the root logger once for the process; returns the scrubbing filter."""
+    """Configure the root logger once for the process; returns the scrubbing filter.
+
+    The passwords of the proxy variables are scrubbed with `secrets`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter()
         if json_format
         else PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    scrub = SecretFilter(secrets)
+    scrub = SecretFilter([*secrets, *proxy_secrets()])
     handler.addFilter(scrub)
     # The handler keeps to the level too: a library logger set lower on purpose
     # (so its records are made, and counted) prints nothing below it.

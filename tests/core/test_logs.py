@@ -6,7 +6,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bridge.logs import JsonFormatter, PlainFormatter, SecretFilter
+import pytest
+
+from bridge.logs import JsonFormatter, PlainFormatter, SecretFilter, proxy_secrets, setup_logging
 
 SECRET = "xoxb-very-secret-token"
 
@@ -118,3 +120,37 @@ def test_plain_lines_cannot_be_forged_by_the_text_they_carry() -> None:
     assert lines[1] == "ERROR test.forged: failed"
     assert lines[2] == "Traceback (most recent call last):"  # a traceback keeps its lines
     assert not any(line.startswith("2099") for line in lines)
+
+
+def test_the_proxy_variables_passwords_are_secrets() -> None:
+    # Libraries log a proxy's URL whole (aiohttp's errors in discord.py's reconnect
+    # tracebacks, slack-sdk at DEBUG): its password is scrubbed like any secret.
+    environ = {
+        "HTTPS_PROXY": "http://me:Top%40Secret9@proxy.corp:3128",
+        "http_proxy": "ops:An0ther-pw@proxy.corp:3128",  # without a scheme
+        "ALL_PROXY": "http://[not a url",
+        "NO_PROXY": "x:y@z",  # not a proxy
+    }
+    assert sorted(proxy_secrets(environ)) == ["An0ther-pw", "An0ther-pw", "Top%40Secret9",
+                                              "Top@Secret9"]
+    scrub = SecretFilter(proxy_secrets(environ))
+    assert scrub.scrub("url='http://me:Top%40Secret9@proxy.corp:3128'") == (
+        "url='http://me:***@proxy.corp:3128'"
+    )
+
+
+def test_logging_set_up_scrubs_the_proxy_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://me:Pr0xyPass@proxy.corp:3128")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        scrub = setup_logging("INFO", False, ["configured-secret"])
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    assert scrub.scrub("http://me:Pr0xyPass@proxy.corp:3128 configured-secret") == (
+        "http://me:***@proxy.corp:3128 ***"
+    )
