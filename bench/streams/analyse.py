@@ -48,7 +48,8 @@ METHOD = {
     "chat.postMessage 1/s per channel; fake Discord: edits 5/5 s and posts 5/5 s per "
     "channel, 50 requests/s per bot in all; the adapters' budgets set to the same, but "
     "Discord's bot-wide one, 40/s (discord.global_rate, its default); 'budget allows one "
-    "edit per interval' and the ideal use the bridge's budgets (with their 0.05 s margin)",
+    "edit per interval' uses the bridge's budgets (with their 0.05 s margin), the ideal "
+    "the platforms' edit windows and the bridge's bot-wide Discord budget (with it)",
     "cpu": "bridge process user+system CPU (all threads) from the first question to the "
     "last reply finishing, divided by tokens streamed; includes inbound events, store "
     "writes, the chat API's HTTP and SSE parsing, rendering, and the platforms' HTTP",
