@@ -41,17 +41,21 @@ SCHEMA_VERSION_POSTGRES = (
 
 # A key written before the backend was part of it ("slack:T1:user:U1"), taken to the
 # one routing makes now ("slack:T1:user:U1|docs"), its history with it; not where a
-# conversation under the new key was begun meanwhile (that one is kept).
-_RENAMED = (
-    " key NOT LIKE '%|%' AND NOT EXISTS (SELECT 1 FROM conversations n"
-    " WHERE n.key = conversations.key || '|' || conversations.backend)"
-)
-_KEYS_WITH_BACKEND = (
-    "UPDATE history SET key = key || '|' || (SELECT c.backend FROM conversations c"
-    " WHERE c.key = history.key)"
-    " WHERE key IN (SELECT key FROM conversations WHERE" + _RENAMED + ")",
-    "UPDATE conversations SET key = key || '|' || backend WHERE" + _RENAMED,
-)
+# conversation under the new key was begun meanwhile (that one is kept). `tail(n)` is
+# the dialect's last n characters of the key.
+def _keys_with_backend(tail: str) -> tuple[str, ...]:
+    renamed = (
+        f" {tail.format(n='length(backend) + 1')} <> ('|' || backend)"
+        " AND NOT EXISTS (SELECT 1 FROM conversations n"
+        " WHERE n.key = (conversations.key || '|' || conversations.backend))"
+    )
+    return (
+        "UPDATE history SET key = (key || '|' || (SELECT c.backend FROM conversations c"
+        " WHERE c.key = history.key))"
+        " WHERE key IN (SELECT key FROM conversations WHERE" + renamed + ")",
+        "UPDATE conversations SET key = (key || '|' || backend) WHERE" + renamed,
+    )
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -154,8 +158,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         6,
         "conversation keys end with their backend (`|name`), as routing makes them",
-        sqlite=_KEYS_WITH_BACKEND,
-        postgres=_KEYS_WITH_BACKEND,
+        sqlite=_keys_with_backend("substr(key, -({n}))"),
+        postgres=_keys_with_backend("right(key, {n})"),
     ),
 )
 

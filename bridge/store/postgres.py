@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import ssl
 import time
@@ -43,7 +44,10 @@ from bridge.store.migrations import (
 
 # Any fixed number will do; every chat-bridge process takes the same lock
 # around migrations, so two processes starting at once migrate one after the other.
+log = logging.getLogger("chat_bridge.store")
+
 _MIGRATION_LOCK = 0x63686272_64676531  # "chbrdge1"
+MIGRATION_TIMEOUT = 3600.0  # seconds a migration's statement (or the wait for another's) may take
 
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
@@ -144,12 +148,18 @@ class PostgresStore(Store):
         where = f"the PostgreSQL database {self.where}"
         for migration in pending(self._migrations, applied, where):
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                # A migration rewriting a big table outlasts command_timeout, and so
+                # does another process's wait for it: neither is the network's fault.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK, timeout=MIGRATION_TIMEOUT
+                )
                 # Another process may have applied it while we waited for the lock.
                 if migration.version in await _versions(conn):
                     continue
+                log.info("applying schema migration %d to %s: %s", migration.version,
+                         where, migration.description)
                 for statement in migration.postgres:
-                    await conn.execute(statement)
+                    await conn.execute(statement, timeout=MIGRATION_TIMEOUT)
                 await conn.execute(
                     "INSERT INTO schema_version (version, description, applied_at)"
                     " VALUES ($1, $2, $3)",

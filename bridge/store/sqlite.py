@@ -218,6 +218,8 @@ class SQLiteStore(Store):
                 await db.execute("BEGIN IMMEDIATE")
                 # Another process may have applied it while we waited for the lock.
                 if migration.version not in await _versions(db):
+                    log.info("applying schema migration %d to the SQLite database %s: %s",
+                             migration.version, self.path, migration.description)
                     for statement in migration.sqlite:
                         await db.execute(statement)
                     await db.execute(

@@ -8,6 +8,7 @@ import pytest
 
 from bridge.errors import StoreError
 from bridge.store.base import open_store
+from bridge.store.migrations import MIGRATIONS, Migration
 from bridge.store.postgres import PostgresStore, describe_url
 
 from .conftest import PG_URL, pg_schema_url
@@ -43,6 +44,20 @@ async def test_tls_the_server_does_not_offer_is_said_so() -> None:
     message = str(info.value)
     assert message.startswith("TLS with PostgreSQL at ")
     assert "rejected SSL upgrade" in message and "sslmode" in message
+
+
+async def test_a_migration_may_take_longer_than_a_command() -> None:
+    # Renaming the keys of a big store took more than the 30 s command timeout:
+    # the start failed, and every restart did the same work and failed again.
+    slow = Migration(len(MIGRATIONS) + 1, "test: a slow step", sqlite=(),
+                     postgres=("SELECT pg_sleep(1.5)",))
+    async with pg_schema_url() as url:
+        store = PostgresStore(url, command_timeout=0.5, migrations=(*MIGRATIONS, slow))
+        try:
+            await store.open()
+            assert await store.schema_versions() == [m.version for m in (*MIGRATIONS, slow)]
+        finally:
+            await store.aclose()
 
 
 async def test_missing_database_is_a_clear_error() -> None:

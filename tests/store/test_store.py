@@ -391,7 +391,9 @@ async def test_conversations_kept_before_keys_named_their_backend_are_found(
     # Keys gained their backend ("|docs") without a migration: after an upgrade
     # every conversation started afresh, and followed threads were ignored.
     old_kept, old_new, new = "console:W1:user:U1", "console:W1:user:U2", "console:W1:user:U2|docs"
+    piped = "console:local:user:ops|dev"  # a console user's name is free text
     async with make_store(migrations=MIGRATIONS[:5]) as s:
+        await s.save_conversation(conv(piped, session="cb-piped"))
         await s.save_conversation(conv(old_kept, session="cb-old"))
         await s.append_history(old_kept, [Turn("user", "q"), Turn("assistant", "a")], keep=10)
         await s.save_conversation(conv(old_new, session="cb-older"))
@@ -405,6 +407,8 @@ async def test_conversations_kept_before_keys_named_their_backend_are_found(
         begun = await s.get_conversation(new)
         assert begun is not None and begun.session == "cb-begun-since"  # kept as it is
         assert await s.history(new) == []
+        piped_now = await s.get_conversation(f"{piped}|docs")
+        assert piped_now is not None and piped_now.session == "cb-piped"
 
 
 async def test_newer_schema_is_refused(make_store: StoreFactory) -> None:
