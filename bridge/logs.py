@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Tokens no config holds but URLs carry, which libraries log (discord.py at DEBUG):
@@ -118,7 +118,10 @@ def proxy_secrets(environ: Mapping[str, str] = os.environ) -> list[str]:
             except ValueError:  # not a URL at all: nothing the clients could use
                 continue
             if password:
-                found += [password, unquote(password)]
+                # As written, decoded, and encoded as clients rewrite it (`:` `@`
+                # spaces and letters beyond ASCII come out percent-encoded).
+                plain = unquote(password)
+                found += [password, plain, quote(plain, safe=""), quote(plain, safe="!$&'()*+,;=")]
     return found
 
 

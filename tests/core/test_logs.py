@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from bridge.logs import JsonFormatter, PlainFormatter, SecretFilter, proxy_secrets, setup_logging
+from bridge.transport import env_proxy
 
 SECRET = "xoxb-very-secret-token"
 
@@ -131,8 +132,7 @@ def test_the_proxy_variables_passwords_are_secrets() -> None:
         "ALL_PROXY": "http://[not a url",
         "NO_PROXY": "x:y@z",  # not a proxy
     }
-    assert sorted(proxy_secrets(environ)) == ["An0ther-pw", "An0ther-pw", "Top%40Secret9",
-                                              "Top@Secret9"]
+    assert set(proxy_secrets(environ)) == {"An0ther-pw", "Top%40Secret9", "Top@Secret9"}
     scrub = SecretFilter(proxy_secrets(environ))
     assert scrub.scrub("url='http://me:Top%40Secret9@proxy.corp:3128'") == (
         "url='http://me:***@proxy.corp:3128'"
@@ -153,4 +153,21 @@ def test_logging_set_up_scrubs_the_proxy_password(monkeypatch: pytest.MonkeyPatc
         root.setLevel(level)
     assert scrub.scrub("http://me:Pr0xyPass@proxy.corp:3128 configured-secret") == (
         "http://me:***@proxy.corp:3128 ***"
+    )
+
+
+@pytest.mark.parametrize("password", ["Secr3t:Word", "Grüezi2024", "Str0ng pass@2024"])
+def test_a_proxy_password_is_scrubbed_as_the_clients_encode_it(
+    password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written raw in the variable, it reaches aiohttp's errors percent-encoded.
+    environ = {"HTTPS_PROXY": f"http://bob:{password}@proxy.corp:3128"}
+    for name in ("HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", environ["HTTPS_PROXY"])
+    used = env_proxy("https://discord.com/api/v10")
+    assert used is not None
+    assert SecretFilter(proxy_secrets(environ)).scrub(f"url='{used}'") == (
+        "url='http://bob:***@proxy.corp:3128'"
     )
