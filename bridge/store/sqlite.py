@@ -4,7 +4,9 @@ All statements go through one aiosqlite connection, guarded by an asyncio lock
 so a multi-statement transaction of one task never interleaves with another
 task's statements. Write transactions start with BEGIN IMMEDIATE, so two
 processes sharing the file serialise on SQLite's write lock and wait up to the
-busy timeout for each other.
+busy timeout for each other. A daemon holds `<file>.lock` first (`hold()`), so a
+second daemon waits for the first to stop; the write lock is left to the other
+users of the file (tests, tools) and to file systems without locks.
 """
 
 from __future__ import annotations
