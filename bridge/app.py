@@ -19,7 +19,7 @@ from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
-from bridge.relay import INTERRUPTED, Relay
+from bridge.relay import INTERRUPTED, MARKED_HERE_ONLY, Relay
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client
 
@@ -192,6 +192,14 @@ class Bridge:
 
     async def _mark_interrupted(self, rec: InFlight) -> int:
         """Edit a reply's last message to keep its text and say it was interrupted."""
+        if rec.id.endswith(MARKED_HERE_ONLY):
+            # A slash command's reply: only the process that had it could reach it,
+            # and through the channel a mark would land where nobody asked.
+            log.info("not marking an interrupted slash-command reply (it can only be "
+                     "reached by the process that had it)",
+                     extra={"platform": rec.address.platform, "channel": rec.address.channel})
+            await self.store.inflight_end(rec.id)
+            return 0
         platform = self.platforms.get(rec.address.platform)
         if platform is None:
             return 0  # that platform is not configured now; keep the record for later

@@ -182,10 +182,16 @@ class TokenText:
         return "\ufffd" if self._high else ""
 
 
-def _record_id() -> str:
+# Ends the id of a record whose reply only its own target reaches (a slash command's
+# webhook, whose token the process had): a later process cannot mark it.
+MARKED_HERE_ONLY = "-own"
+
+
+def _record_id(target: ReplyTarget) -> str:
     """A new in-flight record's id: it sorts by when the message arrived here, so two
     messages sent in the same millisecond are answered in the order they came."""
-    return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
+    own = MARKED_HERE_ONLY if target.marks_own_interruption else ""
+    return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}{own}"
 
 
 def order_of(msg: Inbound) -> float:
@@ -297,7 +303,7 @@ class Relay:
         # Recorded before the event is claimed, so a replica answering a later
         # message of this conversation sees this one waiting ahead of it.
         record = InFlight(
-            id=_record_id(), key=key, address=target.address, owner=self.owner,
+            id=_record_id(target), key=key, address=target.address, owner=self.owner,
             started_at=order_of(msg), heartbeat_at=now,
         )
         await self.store.inflight_begin(record)

@@ -18,6 +18,7 @@ from bridge.config import parse_config
 from bridge.errors import StoreError
 from bridge.interfaces import Address, Handler
 from bridge.progress import ProgressLog
+from bridge.relay import MARKED_HERE_ONLY
 from bridge.store import Conversation, InFlight, InFlightProgress, open_store
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
@@ -142,6 +143,27 @@ async def test_a_crashed_processs_reply_is_marked_though_the_clock_went_back(
     async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
         assert await bridge.store.inflight_orphans("anyone", time.time() + 60) == []
     assert edits == [("m1", f"partial\n\n{INTERRUPTED}")]
+
+
+async def test_a_slash_commands_reply_left_by_a_crash_is_not_marked_through_the_channel(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the crashed process had the command's webhook: through the channel an edit
+    # is refused, and a queued command's note would be posted where nobody asked.
+    db = tmp_path / "b.db"
+    queued = replace(orphan(f"r1{MARKED_HERE_ONLY}"), message_ids=[], text="")
+    async with open_store(f"sqlite://{db}") as store:
+        await store.inflight_begin(queued)
+    calls: list[str] = []
+
+    async def post(self: RecordingTarget, text: str) -> str:
+        calls.append(text)
+        return "m9"
+
+    monkeypatch.setattr(RecordingTarget, "post", post)
+    async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
+        assert await bridge.store.inflight_orphans("anyone", time.time() + 60) == []
+    assert calls == []
 
 
 async def test_a_message_taken_while_the_platforms_connect_is_not_marked_interrupted(
