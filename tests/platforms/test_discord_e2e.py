@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -215,6 +216,21 @@ async def test_a_channel_for_threads_only_is_answered_in_a_thread(setup: Setup) 
         await setup.final(question["id"], "In a thread.")
     assert fake.channels[question["id"]]["parent_id"] == setup.help
     assert fake.channel_messages(setup.help) == []
+
+
+async def test_a_voice_channels_chat_is_answered_in_it_without_asking_for_a_thread(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No thread opens there: asking for one every time spent the bot-wide budget
+    # and logged a warning an admin would chase.
+    fake = setup.discord
+    fake.channels[setup.help].update(type=2, bitrate=64000, user_limit=0, rtc_region=None)
+    setup.chat.enqueue(tokens=["In the channel."])
+    async with setup.bridge():
+        await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        await setup.final(setup.help, "In the channel.")
+    assert not [r for r in fake.requests if r.path.endswith("/threads")]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_a_voice_channels_chat_where_the_bot_may_not_post_asks_nothing(

@@ -405,7 +405,8 @@ class DiscordPlatform(Platform):
         )
         address = Address("discord", workspace, channel_id, thread_id)
         target = ChannelTarget(
-            client, self.options, address, question_id=message.id, may_post=may_post
+            client, self.options, address, question_id=message.id, may_post=may_post,
+            may_thread=may_thread,
         )
         self._questions[message.id] = target.question
         await self._deliver(inbound, target)

@@ -142,6 +142,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         question_id: int | None = None,
         question: Question | None = None,
         may_post: bool = True,
+        may_thread: bool = True,
     ) -> None:
         self.address = address
         self._client = client
@@ -161,6 +162,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
         # False in a channel for threads only: nothing is posted in it (a refusal,
         # which would be refused with 403, goes unsaid).
         self._may_post = may_post
+        # False where no thread can open (a voice channel's chat, or threads denied):
+        # none is asked for, and the answer goes in the channel.
+        self._may_thread = may_thread
 
     def _check_question(self) -> None:
         if self.question.deleted:
@@ -246,7 +250,10 @@ class ChannelTarget(_Formatting, ReplyTarget):
         await self.post(text)
 
     async def open_thread(self, name: str) -> tuple[str, ReplyTarget] | None:
-        if self._question_id is None or self.address.thread or self._guild_id is None:
+        if (
+            self._question_id is None or self.address.thread or self._guild_id is None
+            or not self._may_thread
+        ):
             return None
         partial = self._channel.get_partial_message(self._question_id)
         # The channel's own "hide after inactivity", where the cache knows it
