@@ -38,7 +38,8 @@ METHOD = {
     "version and the newest token it shows (every token carries a marker)",
     "first_visible": "question sent -> first visible answer text, minus the API's time to "
     "first token",
-    "token_to_visible": "API sent the token -> first platform version showing it",
+    "token_to_visible": "API sent the token -> first platform version showing it; a token "
+    "no version showed is counted in tokens_never_shown (and fails the p99 target)",
     "utilisation": "updates that showed new text (edits, and posts continuing a long answer) / "
     "edits an ideal scheduler could make under the same limits (one edit per reply per "
     "edit_interval except the final one; the platform's edit window per bucket; the "
@@ -217,7 +218,7 @@ def _group(
 ) -> dict[str, Any]:
     overhead, first_raw, api_ttft, lat_all, lat_ok = [], [], [], [], []
     made = ideal = 0
-    tokens = complete = 0
+    tokens = complete = unshown = unshown_ok = 0
     for c in convs:
         tokens += len(c["sent"])
         reveals = c["reveals"]
@@ -230,8 +231,11 @@ def _group(
             overhead.append(reveals[0][0] - c["asked"] - ttft)
         lat = token_latencies(c["sent"], reveals)
         lat_all.extend(lat)
+        # Tokens no version ever showed have no latency: counted apart, not left out.
+        unshown += len(c["sent"]) - len(lat)
         if allows(c):
             lat_ok.extend(lat)
+            unshown_ok += len(c["sent"]) - len(lat)
         # Operations that showed new text; Discord's first is a new message (post budget).
         made += max(0, len(reveals) - (1 if limits[c["platform"]]["first_reveal_is_post"] else 0))
     for platform in {c["platform"] for c in convs}:
@@ -258,7 +262,9 @@ def _group(
                                 "p99": _ms(percentile(lat_all, 99)),
                                 "max": _ms(max(lat_all) if lat_all else None)},
         "token_to_visible_budget_allows_ms": {"p99": _ms(percentile(lat_ok, 99)),
-                                              "tokens": len(lat_ok)},
+                                              "tokens": len(lat_ok),
+                                              "never_shown": unshown_ok},
+        "tokens_never_shown": unshown,
         "edits": edits,
         "posts": sum(len(c["posts"]) for c in convs),
         "updates_showing_new_text": made,
@@ -270,6 +276,7 @@ def _group(
 def targets(p: Params, f: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets as PASS/FAIL (None: does not apply to this run)."""
     budget_p99 = f["token_to_visible_budget_allows_ms"]["p99"]
+    never = f["token_to_visible_budget_allows_ms"]["never_shown"]
     interval_ms = p.edit_interval * 1000
     rss_limit = 60 * 1024 + 30 * f["peak_live_streams"]
     rows = [
@@ -279,9 +286,10 @@ def targets(p: Params, f: dict[str, Any]) -> list[dict[str, Any]]:
         ("utilisation while text pending", ">= 90%", _pct(f["utilisation"]),
          None if f["utilisation"] is None else f["utilisation"] >= 0.9),
         ("token-to-visible p99 (budget allows 1 edit/interval)",
-         f"<= {interval_ms + 100:.0f} ms",
-         "n/a" if budget_p99 is None else f"{budget_p99:.0f} ms",
-         None if budget_p99 is None else budget_p99 <= interval_ms + 100),
+         f"<= {interval_ms + 100:.0f} ms, every token shown",
+         "n/a" if budget_p99 is None else f"{budget_p99:.0f} ms"
+         + (f", {never:,} never shown" if never else ""),
+         None if budget_p99 is None else budget_p99 <= interval_ms + 100 and not never),
         ("first visible p50 beyond API TTFT", "<= 50 ms",
          _fmt_ms(f["first_visible_ms"]["p50"]),
          None if f["first_visible_ms"]["p50"] is None else f["first_visible_ms"]["p50"] <= 50),
@@ -320,6 +328,7 @@ def table(p: Params, result: dict[str, Any]) -> str:
     row("token-to-visible p50", lambda g: _fmt_ms(g["token_to_visible_ms"]["p50"]))
     row("token-to-visible p99", lambda g: _fmt_ms(g["token_to_visible_ms"]["p99"]))
     row("token-to-visible max", lambda g: _fmt_ms(g["token_to_visible_ms"]["max"]))
+    row("tokens never shown", lambda g: f"{g['tokens_never_shown']:,}")
     row("edits / posts", lambda g: f"{g['edits']:,} / {g['posts']:,}")
     row("updates with new text / allowed", lambda g: f"{g['updates_showing_new_text']:,} / "
         f"{g['edits_allowed']:,}")

@@ -50,6 +50,7 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     # The bridge's process holds what the daemon would: the fakes run in the other one.
     assert whole["test_modules_in_bridge_process"] == []
     assert whole["tokens"] == 50 * result["parameters"]["tokens"]
+    assert whole["tokens_never_shown"] == 0  # every answer completed: every token shown
     # Each Slack answer has its placeholder posted once; each Discord answer its message.
     requests = whole["platform_requests"]
     assert requests["slack chat.postMessage"] == 25
@@ -65,6 +66,26 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     assert "token-to-visible p99" in proc.stdout
     assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") >= 6
     assert out.with_suffix(".log").exists()
+
+
+def test_tokens_no_version_showed_are_counted_and_fail_the_latency_target() -> None:
+    # Left out of the percentiles, they made a run whose answers broke off look fast.
+    from bench.streams.analyse import _group, targets
+    from bench.streams.params import Params
+
+    p = Params(conversations=1, tokens=4, edit_interval=1.0)
+    conv = {"platform": "slack", "bucket": "T1", "asked": 0.0, "requested": 0.1,
+            "sent": [0.5, 0.6, 0.7, 0.8], "done": 0.9, "reveals": [(0.55, 0)],
+            "edits": [0.55], "posts": []}
+    limits = {"slack": {"edit": (50, 60.0), "post": (1, 1.0), "global": None,
+                        "first_reveal_is_post": False}}
+    figures = _group(p, [conv], limits, lambda c: True)
+    assert figures["tokens_never_shown"] == 3
+    assert figures["token_to_visible_budget_allows_ms"]["never_shown"] == 3
+    row = {**figures, "platform_429": 0, "cpu_us_per_token": None, "peak_live_streams": 1,
+           "peak_rss_mb": 1.0}
+    [check] = [t for t in targets(p, row) if t["target"].startswith("token-to-visible")]
+    assert check["pass"] is False and "3 never shown" in check["got"]
 
 
 def test_parsers_bench_reports_parsers_dialects_and_the_pipeline(tmp_path: Path) -> None:
