@@ -19,7 +19,7 @@ from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
-from bridge.relay import INTERRUPTED, MARKED_HERE_ONLY, Relay
+from bridge.relay import INTERRUPTED, MARKED_HERE_ONLY, Relay, interrupted_edit
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client
 
@@ -206,13 +206,12 @@ class Bridge:
         target = platform.target(rec.address)
         marked = 0
         try:
-            body = target.format_markdown(rec.text) if rec.text and rec.message_ids else ""
-            note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
+            edit = interrupted_edit(target, rec.text, rec.message_ids)
             # Within the platform's limits, as every reply is: live replies may
             # just have used the budget up.
             limits = target.limits
-            if rec.message_ids and len(note) <= limits.max_chars:
-                last = rec.message_ids[-1]
+            if edit is not None:
+                last, note = edit
                 await self.relay.within_budgets(
                     target, lambda: target.edit(last, note),
                     [(limits.edit_bucket, limits.edit_rate)],

@@ -182,6 +182,19 @@ class TokenText:
         return "\ufffd" if self._high else ""
 
 
+def interrupted_edit(
+    target: ReplyTarget, text: str, message_ids: Sequence[str]
+) -> tuple[str, str] | None:
+    """How a reply cut short is marked in place: its last message and the text that
+    message gets (what the reply showed, then the mark). None where it has no message
+    yet, or that would not fit one: the mark then goes on its own."""
+    if not message_ids:
+        return None
+    body = target.format_markdown(text) if text else ""
+    note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
+    return (message_ids[-1], note) if len(note) <= target.limits.max_chars else None
+
+
 # Ends the id of a record whose reply only its own target reaches (a slash command's
 # webhook, whose token the process had): a later process cannot mark it.
 MARKED_HERE_ONLY = "-own"
@@ -536,12 +549,11 @@ class Relay:
         """Say on a reply cut by a stop that it was interrupted, as a later process would
         (see `Bridge._mark_interrupted`), through its own target."""
         target, reply = job.target, job.reply
-        if reply is not None and reply.message_ids and reply.text:
-            note = f"{target.format_markdown(reply.text)}\n\n{INTERRUPTED}"
-            if len(note) <= target.limits.max_chars:
-                await target.edit(reply.message_ids[-1], note)
-                return
-        await target.notice(INTERRUPTED)
+        edit = None if reply is None else interrupted_edit(target, reply.text, reply.message_ids)
+        if edit is not None:
+            await target.edit(*edit)
+        else:
+            await target.notice(INTERRUPTED)
 
     def _dequeue(self, job: _Job) -> None:
         """The job leaves the queue (once)."""
