@@ -479,10 +479,10 @@ class HTTPDialect(ChatAPI):
 def _without_query(response: httpx.Response, location: str) -> str:
     """Where a redirect leads (a relative `location` read against the request's URL),
     without credentials, query or fragment (where a key might be)."""
+    if not location:
+        return ""
     try:
-        where = response.request.url.join(location) if location else None
-        if where is None:
-            return ""
+        where = response.request.url.join(location)
         return str(where.copy_with(userinfo=b"", query=None, fragment=None))
     except (httpx.InvalidURL, TypeError, ValueError, RuntimeError):  # RuntimeError: no request
         return ""
