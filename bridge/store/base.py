@@ -38,6 +38,14 @@ class InFlight:
     heartbeat_at: float = 0.0
 
 
+# What `save_conversation` does where the row exists, the same SQL in both stores:
+# the row saved replaces it whole (EXCLUDED is the row offered).
+CONVERSATION_REPLACED = (
+    "DO UPDATE SET backend = EXCLUDED.backend, session = EXCLUDED.session,"
+    " created_at = EXCLUDED.created_at, last_used = EXCLUDED.last_used, meta = EXCLUDED.meta"
+)
+
+
 def address_to_json(address: Address) -> str:
     return json.dumps(
         {

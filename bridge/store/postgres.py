@@ -27,6 +27,7 @@ import asyncpg
 from bridge.errors import StoreError
 from bridge.interfaces import Turn
 from bridge.store.base import (
+    CONVERSATION_REPLACED,
     Conversation,
     InFlight,
     InFlightProgress,
@@ -194,12 +195,7 @@ class PostgresStore(Store):
         )
 
     async def save_conversation(self, conv: Conversation) -> None:
-        await self._insert_conversation(
-            conv,
-            "DO UPDATE SET backend = EXCLUDED.backend, session = EXCLUDED.session,"
-            " created_at = EXCLUDED.created_at, last_used = EXCLUDED.last_used,"
-            " meta = EXCLUDED.meta",
-        )
+        await self._insert_conversation(conv, CONVERSATION_REPLACED)
 
     async def create_conversation(self, conv: Conversation) -> None:
         await self._insert_conversation(conv, "DO NOTHING")

@@ -30,6 +30,7 @@ import aiosqlite
 from bridge.errors import StoreError
 from bridge.interfaces import Turn
 from bridge.store.base import (
+    CONVERSATION_REPLACED,
     Conversation,
     InFlight,
     InFlightProgress,
@@ -261,12 +262,7 @@ class SQLiteStore(Store):
         )
 
     async def save_conversation(self, conv: Conversation) -> None:
-        await self._insert_conversation(
-            conv,
-            "DO UPDATE SET backend = excluded.backend, session = excluded.session,"
-            " created_at = excluded.created_at, last_used = excluded.last_used,"
-            " meta = excluded.meta",
-        )
+        await self._insert_conversation(conv, CONVERSATION_REPLACED)
 
     async def create_conversation(self, conv: Conversation) -> None:
         await self._insert_conversation(conv, "DO NOTHING")
