@@ -708,23 +708,29 @@ async def test_questions_stopped_in_the_queue_leave_it(
         assert bridge.relay._queued == 0 and queue_depth(bridge) == 0
 
 
+def stateless_bridge(fake: FakeChatAPI, db: Path) -> Bridge:
+    """A bridge whose backend keeps no conversation (openai: the bridge sends the
+    history), one conversation per console user."""
+    text = f"""
+store: sqlite://{db}
+http: {{listen: null}}
+backends:
+  local: {{kind: openai, url: {fake.endpoint("openai")}, model: m, api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: local, session: user}}]
+reply: {{edit_interval: 0.05}}
+"""
+    config = parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY)
+    return Bridge(config, TEST_REGISTRY)
+
+
 async def test_an_empty_answer_is_not_kept_in_the_history(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
     fake_chat_api.enqueue(tokens=[])  # "(no answer)"
     fake_chat_api.enqueue(tokens=["Second."])
     fake_chat_api.enqueue(tokens=["Third."])
-    text = f"""
-store: sqlite://{tmp_path / "b.db"}
-http: {{listen: null}}
-backends:
-  local: {{kind: openai, url: {fake_chat_api.endpoint("openai")}, model: m, api_key: "${{KEY}}"}}
-console: {{}}
-routes: [{{platform: console, backend: local, session: user}}]
-reply: {{edit_interval: 0.05}}
-"""
-    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
-    async with Bridge(config, TEST_REGISTRY) as bridge:
+    async with stateless_bridge(fake_chat_api, tmp_path / "b.db") as bridge:
         for question in ("first?", "second?", "third?"):
             target = await platform(bridge).say(question, channel="C1")
             await asyncio.wait_for(target.ended.wait(), 10)
@@ -740,17 +746,7 @@ async def test_an_emoji_cut_in_halves_and_a_nul_are_kept_as_text(
     fake_chat_api.enqueue(tokens=["Smile \ud83d", "\ude00 done", "\x00.", " \ud83d"],
                           token_delay=0.01)
     fake_chat_api.enqueue(tokens=["Again."])
-    text = f"""
-store: sqlite://{tmp_path / "b.db"}
-http: {{listen: null}}
-backends:
-  local: {{kind: openai, url: {fake_chat_api.endpoint("openai")}, model: m, api_key: "${{KEY}}"}}
-console: {{}}
-routes: [{{platform: console, backend: local, session: user}}]
-reply: {{edit_interval: 0.05}}
-"""
-    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
-    async with Bridge(config, TEST_REGISTRY) as bridge:
+    async with stateless_bridge(fake_chat_api, tmp_path / "b.db") as bridge:
         first = await platform(bridge).say("Smile?", channel="C1")
         await asyncio.wait_for(first.ended.wait(), 10)
         second = await platform(bridge).say("And again?", channel="C1")
