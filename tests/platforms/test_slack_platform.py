@@ -610,6 +610,15 @@ async def asked(
     return inbox.items[-1][1]
 
 
+async def begun(fake: FakeSlack, inbox: Inbox) -> tuple[SlackTarget, str]:
+    """A question asked and its reply begun: the target, and the ts of the reply's
+    first message (a stream's, in native mode)."""
+    target = await asked(fake, inbox)
+    ts = await target.begin()
+    assert ts is not None
+    return target, ts
+
+
 async def test_update_mode_reply_in_thread(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
@@ -655,9 +664,7 @@ async def test_placeholder_follows_the_core_thinking_text(fake_slack: FakeSlack)
 async def test_update_never_sends_more_than_slack_takes(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
-    target = await asked(fake_slack, inbox)
-    ts = await target.begin()
-    assert ts is not None
+    target, ts = await begun(fake_slack, inbox)
     await target.edit(ts, "x" * 5000)
     assert len(fake_slack.find(CHANNEL, ts).text) == 4000  # type: ignore[union-attr]
     assert not fake_slack.rejected
@@ -722,9 +729,7 @@ async def test_a_status_is_not_replaced_by_a_late_thinking_status(
 async def test_rate_limited_call_is_retried_after_retry_after(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
-    target = await asked(fake_slack, inbox)
-    ts = await target.begin()
-    assert ts is not None
+    target, ts = await begun(fake_slack, inbox)
     fake_slack.set_rate("chat.update", 1, 1.0)
     await target.edit(ts, "one")
     await target.edit(ts, "two")  # 429, Retry-After: 1, then retried
@@ -738,9 +743,7 @@ async def test_a_429_that_ends_a_call_is_counted_too(fake_slack: FakeSlack, inbo
         fake_slack, inbox, lambda: limited.append(1), max_retries=0, thinking="none"
     )
     try:
-        target = await asked(fake_slack, inbox)
-        ts = await target.begin()
-        assert ts is not None
+        target, ts = await begun(fake_slack, inbox)
         fake_slack.set_rate("chat.update", 1, 30.0)
         await target.edit(ts, "one")
         with pytest.raises(PlatformError, match="ratelimited"):
@@ -815,9 +818,7 @@ async def test_a_tilde_fence_closed_for_display_does_not_end_the_stream(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     async with running(fake_slack, inbox, mode="native", thinking="none"):
-        target = await asked(fake_slack, inbox)
-        ts = await target.begin()
-        assert ts is not None
+        target, ts = await begun(fake_slack, inbox)
         for markdown in ("Code:\n~~~py\nx = 1", "Code:\n~~~py\nx = 1\ny = 2",
                          "Code:\n~~~py\nx = 1\ny = 2\n~~~\nDone."):
             # As the renderer shows text so far: an open fence closed for display.
@@ -833,9 +834,7 @@ async def test_thinking_goes_even_when_stopping_the_stream_fails(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     async with running(fake_slack, inbox, mode="native", thinking="reaction"):
-        target = await asked(fake_slack, inbox)
-        ts = await target.begin()
-        assert ts is not None
+        target, ts = await begun(fake_slack, inbox)
         await target.edit(ts, target.format_markdown("Hello"))
         fake_slack.fail["chat.stopStream"] = ["internal_error"]
         with pytest.raises(PlatformError, match="chat.stopStream"):
@@ -849,9 +848,7 @@ async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_t
     # The connection dropped after Slack took the append: sent again (slack-sdk's own
     # retry, or the renderer's), its text showed twice for good.
     async with running(fake_slack, inbox, mode="native", thinking="none"):
-        target = await asked(fake_slack, inbox)
-        ts = await target.begin()
-        assert ts is not None
+        target, ts = await begun(fake_slack, inbox)
         await target.edit(ts, "Hello")
         fake_slack.lose_answer["chat.appendStream"] = 1
         with pytest.raises(PlatformError, match="could not be reached"):
@@ -893,9 +890,7 @@ async def test_a_web_api_call_is_given_the_configured_timeout(
 
 async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: Inbox) -> None:
     async with running(fake_slack, inbox, mode="native", thinking="none"):
-        target = await asked(fake_slack, inbox)
-        ts = await target.begin()
-        assert ts is not None
+        target, ts = await begun(fake_slack, inbox)
         await target.edit(ts, "_Working… 3 s_")
         await target.edit(ts, "The real answer")  # diverges: stop the stream, then chat.update
         second = await target.post("Part two")
@@ -914,9 +909,7 @@ async def test_native_mode_falls_back_to_update_when_refused(
 ) -> None:
     fake_slack.stream_error = "unknown_method"
     async with running(fake_slack, inbox, mode="native", thinking="none") as platform:
-        target = await asked(fake_slack, inbox)
-        ts = await target.begin()
-        assert ts is not None
+        target, ts = await begun(fake_slack, inbox)
         await target.edit(ts, "**Markdown** answer")
         await target.end()
         reply = fake_slack.find(CHANNEL, ts)
@@ -932,9 +925,7 @@ async def test_restarted_target_closes_a_leftover_stream(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     async with running(fake_slack, inbox, mode="native", thinking="none") as platform:
-        target = await asked(fake_slack, inbox)
-        ts = await target.begin()
-        assert ts is not None
+        target, ts = await begun(fake_slack, inbox)
         await target.edit(ts, "half an answ")
         # A new process fixes the reply up through `target(address)`.
         later = platform.target(target.address)
