@@ -26,6 +26,7 @@ from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from bridge.render import LiveReply
 from bridge.split import close_fences
+from tests.core.fakeplatform import wait_for
 from tests.fakes.proxy import FakeProxy
 from tests.fakes.slack import FakeSlack
 
@@ -563,10 +564,10 @@ async def test_a_command_the_stop_overtakes_is_not_acknowledged(
     socket_platform._handler = None  # the stop has begun; the socket is still open
     fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
     first = await fake_slack.send_envelope("slash_commands", fields)
-    deadline = time.monotonic() + 5
-    while not any("Unsuccessful Bolt execution" in r.getMessage() for r in caplog.records):
-        assert time.monotonic() < deadline, "bolt never answered the command"
-        await asyncio.sleep(0.01)
+    await wait_for(  # bolt answered the command (500: no ack)
+        lambda: any("Unsuccessful Bolt execution" in r.getMessage() for r in caplog.records),
+        timeout=5,
+    )
     assert first not in fake_slack.acks  # Slack tells the user it failed: not silence
     assert inbox.items == []
 

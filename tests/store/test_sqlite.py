@@ -21,6 +21,7 @@ from bridge.interfaces import Address, Turn
 from bridge.store.base import Conversation, InFlight, open_store
 from bridge.store.migrations import MIGRATIONS
 from bridge.store.sqlite import SQLiteStore
+from tests.core.fakeplatform import wait_for
 
 
 async def test_memory_database(tmp_path: Path) -> None:
@@ -119,10 +120,7 @@ async def test_a_daemon_waits_while_another_holds_the_file(
     await first.open()
     waiting = asyncio.create_task(second.hold())
     try:
-        deadline = time.monotonic() + 5
-        while "another chat-bridge (pid" not in caplog.text:
-            assert time.monotonic() < deadline, "no word of the wait"
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: "another chat-bridge (pid" in caplog.text, timeout=5)
         assert f"(pid {os.getpid()})" in caplog.text
         assert "postgresql://" in caplog.text
         assert not waiting.done()
@@ -157,10 +155,7 @@ async def test_waiting_for_the_file_ends_with_a_stop(
         await first.hold()
         descriptors = len(os.listdir("/proc/self/fd"))
         waiting = asyncio.create_task(SQLiteStore(path).hold())
-        deadline = time.monotonic() + 5
-        while "another chat-bridge (pid" not in caplog.text:
-            assert time.monotonic() < deadline, "no word of the wait"
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: "another chat-bridge (pid" in caplog.text, timeout=5)
         waiting.cancel()  # a stop while it waits
         with pytest.raises(asyncio.CancelledError):
             await waiting
