@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from adapters.platforms.slack.mrkdwn import (
     WORD_JOINER,
+    ZWSP,
     _convert_line,
     markdown_sources,
     markdown_to_mrkdwn,
@@ -21,6 +22,7 @@ from bridge.interfaces import Source
 from tests.fakes.slack import pings_in
 
 J = WORD_JOINER
+Z = ZWSP
 
 
 @pytest.mark.parametrize(
@@ -48,7 +50,28 @@ J = WORD_JOINER
         ("`a <b> **c**`", "`a &lt;b&gt; **c**`"),
         ("snake_case_name stays", "snake_case_name stays"),
         ("2 * 3 * 4", "2 * 3 * 4"),
-        (r"\*not italic\*", "*not italic*"),
+        # An escaped mark is the character, which Slack would pair as a bare one does.
+        (r"\*not italic\*", f"{Z}*{Z}not italic{Z}*{Z}"),
+        (r"Price \_not italic\_ here", f"Price {Z}_{Z}not italic{Z}_{Z} here"),
+        (r"snake\_case", "snake_case"),
+        # Stars emphasise inside a word, which Slack sees with a zero-width space there.
+        ("这是**重要**的设置", f"这是{Z}*重要*{Z}的设置"),
+        ("使用*斜体*文字 and the **API**s", f"使用{Z}_斜体_{Z}文字 and the *API*{Z}s"),
+        ("### The **API**s", "*The APIs*"),
+        # A link's label keeps its lone and escaped marks.
+        ("[config_example.yaml](https://x.example/c) [the ~/.bashrc guide](https://y.example)",
+         "<https://x.example/c|config_example.yaml> <https://y.example|the ~/.bashrc guide>"),
+        (r"[**bold**, _it_, ~~gone~~ and \*star\*](https://x.example)",
+         "<https://x.example|bold, it, gone and *star*>"),
+        # Only an upper-case id is one: names, scopes, decorators and addresses stay whole.
+        ("`@unittest.skip` @wordpress/scripts admissions@university.edu @WebServlet",
+         "`@unittest.skip` @wordpress/scripts admissions@university.edu @WebServlet"),
+        ("https://medium.com/@webdevsimplified/x", "https://medium.com/@webdevsimplified/x"),
+        # Code with a backtick in it keeps it (Slack's inline code cannot: a block can).
+        ("run `` echo `date` `` now", "run ``` echo `date` ``` now"),
+        ("Use `` ` `` for one", "Use ``` ` ``` for one"),
+        # A run of backticks pairs only with a run as long.
+        ("Wrap the code in ``` fences.", "Wrap the code in ``` fences."),
         # Parentheses in a URL (Wikipedia, MSDN) belong to it.
         ("[Foo](https://en.wikipedia.org/wiki/Foo_(bar))",
          "<https://en.wikipedia.org/wiki/Foo_(bar)|Foo>"),
@@ -99,6 +122,15 @@ def test_a_longer_fence_is_closed_only_by_one_as_long() -> None:
         # Slack has no nested fences: the inner ones are kept from closing the block.
         "```\n`\u200b`\u200b`python\nprint(1)\n`\u200b`\u200b`\n```\n\nAfter *this* text."
     )
+
+
+def test_code_block_in_a_quote_stays_code() -> None:
+    markdown = "> Output:\n> ```\n> ERROR: **boom** <x>\n> ```\nAfter"
+    assert markdown_to_mrkdwn(markdown) == (
+        "> Output:\n> ```\n> ERROR: **boom** &lt;x&gt;\n> ```\nAfter"
+    )
+    # The quote ending ends its code block.
+    assert markdown_to_mrkdwn("> ```\n> a_b\nplain **b**") == "> ```\n> a_b\n> ```\nplain *b*"
 
 
 def test_unclosed_code_block_is_closed() -> None:

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from adapters.platforms import encoded_url
 from bridge.interfaces import Source
 
 WORD_JOINER = "\u2060"
+# Where a mark must stand next to a letter: Slack reads `*`, `_` and `~` as markup
+# only at a word's edge, and takes a zero-width space for one.
+ZWSP = "\u200b"
 
 # <@U123>, <@U123|name>, <!here>, <!subteam^S1|@team>, <#C1|general>: Slack's own syntax.
 _SLACK_REF = re.compile(r"<([@#!])([^<>|\s]*)(?:\|([^<>]*))?>")
-# Plain @here / @channel / @everyone (pings with link_names) and @U123-style ids.
-_AT_WORD = re.compile(r"@(?=(here|channel|everyone|U[A-Z0-9]{6,}|W[A-Z0-9]{6,})\b)", re.IGNORECASE)
+# Plain @here / @channel / @everyone (pings with link_names) and @U123-style ids, which
+# are upper case: `@unittest`, `@WebServlet` and `me@university.edu` are left alone.
+_AT_WORD = re.compile(r"@(?=(?i:here|channel|everyone)\b|[UW][A-Z0-9]{6,}\b)")
 
 # A backtick fence's info string has no backtick: "```pip install x```" is inline code.
 _FENCE = re.compile(r"^(\s*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
@@ -37,7 +41,9 @@ _QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
-_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+# A code span opens and closes with whole runs of as many backticks (CommonMark):
+# "``" in "```" is no code span.
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 _IMAGE_OR_LINK = re.compile(
     r"!?\[([^\]\n]*)\]"  # [label] or ![alt]
     r"\(\s*<?([^\s()<>]+(?:\([^\s()<>]*\)[^\s()<>]*)*)>?"  # (url), balanced parentheses in it
@@ -48,22 +54,26 @@ _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>|]+)(?:\|([^<>]*))?>")
 _BARE_URL = re.compile(r"(?i)\bhttps?://[^\s<>\ue000-\ue003]*[^\s<>\ue000-\ue003.,;:!?)\]'\"*~]")
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
 
-_BOLD_ITALIC = re.compile(r"(?<![*\w])\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*(?![*\w])")
-_BOLD_STARS = re.compile(r"(?<![*\w])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![*\w])")
+# Stars emphasise inside a word too (CommonMark): `这是**重要**的`, `the **API**s`.
+# Underscores do not: snake_case_name is a name.
+_BOLD_ITALIC = re.compile(r"(?<!\*)\*\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*\*(?!\*)")
+_BOLD_STARS = re.compile(r"(?<!\*)\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*(?!\*)")
 _BOLD_UNDERSCORES = re.compile(r"(?<![_\w])__(?=\S)(.+?)(?<=\S)__(?![_\w])")
 # Italics run across a code span only if no other star is inside: a stray `*args`
 # before one does not pair with `*b*` after it, and `*run `x` first*` is italic.
-_ITALIC_STAR = re.compile(
-    r"(?<![*\w])\*(?=[^\s*])([^\ue003]+?|[^*]+?)(?<=[^\s*])\*(?![*\w])"
-)
+_ITALIC_STAR = re.compile(r"(?<!\*)\*(?=[^\s*])([^\ue003]+?|[^*]+?)(?<=[^\s*])\*(?!\*)")
+_ITALIC_UNDERSCORE = re.compile(r"(?<![_\w])_(?=\S)(.+?)(?<=\S)_(?![_\w])")
 _STRIKE = re.compile(r"(?<!~)~~(?=\S)(.+?)(?<=\S)~~(?!~)")
+_EMPHASIS = (_BOLD_ITALIC, _BOLD_STARS, _BOLD_UNDERSCORES, _ITALIC_STAR, _ITALIC_UNDERSCORE,
+             _STRIKE)
+_WORD_CHAR = re.compile(r"\w")
 
 # Private-use sentinels stand for markup while the rest of the text is rewritten.
 _B = "\ue000"  # bold marker -> *
 _I = "\ue001"  # italic marker -> _
 _S = "\ue002"  # strike marker -> ~
 _P = "\ue003"  # placeholder bracket: \ue003<index>\ue003
-_SENTINELS = re.compile(f"[{_B}{_I}{_S}{_P}]")
+_SENTINELS = re.compile("[\ue000-\ue007]")  # these, and _LABEL_KEPT's
 _PLACEHOLDER = re.compile(f"{_P}(\\d+){_P}")
 
 
@@ -107,25 +117,32 @@ def markdown_to_mrkdwn(markdown: str) -> str:
     i = 0
     while i < len(lines):
         line = lines[i]
-        fence = _FENCE.match(line)
+        quoted = _QUOTE.match(line)
+        fence = _FENCE.match(quoted.group(1) if quoted else line)
         if fence:
+            # A block quote's code block is quoted line by line, and ends with the quote.
+            prefix = "> " if quoted else ""
             marker = fence.group(2)
-            out.append("```")
+            out.append(prefix + "```")
             i += 1
             while i < len(lines):
-                closing = _FENCE.match(lines[i])
+                held = _QUOTE.match(lines[i]) if quoted else None
+                if quoted and held is None:
+                    break  # the quote ended, and its code block with it
+                inner = held.group(1) if held else lines[i]
+                closing = _FENCE.match(inner)
                 if (  # closed by the same character, at least as many (CommonMark)
                     closing
                     and closing.group(2)[0] == marker[0]
                     and len(closing.group(2)) >= len(marker)
                     and not closing.group(3).strip()
                 ):
+                    i += 1
                     break
                 # Slack has no nested fences: a ``` line inside would end the block.
-                out.append(escape(defuse_at(lines[i])).replace("```", "`\u200b`\u200b`"))
+                out.append(prefix + escape(defuse_at(inner)).replace("```", f"`{ZWSP}`{ZWSP}`"))
                 i += 1
-            out.append("```")
-            i += 1
+            out.append(prefix + "```")
             continue
         if _TABLE_ROW.match(line) and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
             # Slack has no tables: keep the grid readable as preformatted text.
@@ -191,9 +208,25 @@ def _inline(text: str, strip_bold: bool = False) -> str:
         return f"{_P}{len(stash) - 1}{_P}"
 
     def keep_code(match: re.Match[str]) -> str:
-        raw = match.group(2).replace("`", "'")
+        raw = match.group(2)
         code[len(stash)] = raw
-        return keep("`" + escape(defuse_at(raw)) + "`")
+        shown = escape(defuse_at(raw))
+        if "`" not in raw:
+            return keep(f"`{shown}`")
+        # Slack's inline code cannot hold a backtick; its preformatted text can
+        # (shown as a block): the code stays as written, to be copied.
+        shown = shown.replace("```", f"`{ZWSP}`{ZWSP}`")
+        return keep(f"```{shown}```" if shown.strip("`") == shown else f"``` {shown} ```")
+
+    def escaped(match: re.Match[str]) -> str:
+        char, line, start = match.group(1), match.string, match.start()
+        within_word = start > 0 and _WORD_CHAR.match(line, start - 1) and (
+            _WORD_CHAR.match(line, match.end())
+        )
+        if char in "*_~`" and not within_word:
+            # Bare, Slack would pair it with another: `\*not bold\*` stays as written.
+            return keep(f"{ZWSP}{char}{ZWSP}")
+        return keep(escape(char))
 
     def label(markdown: str) -> str:
         # A link's label shows as plain text: its code spans lose their backticks.
@@ -219,20 +252,43 @@ def _inline(text: str, strip_bold: bool = False) -> str:
             return keep(escape(defuse_at(url))) + closing
 
         text = _BARE_URL.sub(bare, text)
-    text = _ESCAPED.sub(lambda m: keep(escape(m.group(1))), text)
+    text = _ESCAPED.sub(escaped, text)
     text = escape(defuse_at(text))
-    text = _BOLD_ITALIC.sub(lambda m: f"{_B}{_I}{m.group(1)}{_I}{_B}", text)
-    text = _BOLD_STARS.sub(lambda m: f"{_B}{m.group(1)}{_B}", text)
-    text = _BOLD_UNDERSCORES.sub(lambda m: f"{_B}{m.group(1)}{_B}", text)
-    text = _ITALIC_STAR.sub(lambda m: f"{_I}{m.group(1)}{_I}", text)
-    text = _STRIKE.sub(lambda m: f"{_S}{m.group(1)}{_S}", text)
+    text = _BOLD_ITALIC.sub(_marked(_B + _I, _I + _B, strip_bold), text)
+    text = _BOLD_STARS.sub(_marked(_B, _B, strip_bold), text)
+    text = _BOLD_UNDERSCORES.sub(_marked(_B, _B, strip_bold), text)
+    text = _ITALIC_STAR.sub(_marked(_I, _I), text)
+    text = _STRIKE.sub(_marked(_S, _S), text)
     text = text.replace(_B, "" if strip_bold else "*").replace(_I, "_").replace(_S, "~")
     return _PLACEHOLDER.sub(lambda m: stash[int(m.group(1))], text)
 
 
+def _marked(opening: str, closing: str, plain: bool = False) -> Callable[[re.Match[str]], str]:
+    """An emphasis made Slack's: its marks, and a zero-width space between a mark
+    and a letter it touches (`这是**重要**的`), which Slack needs to see the mark."""
+
+    def mark(match: re.Match[str]) -> str:
+        text, start, end = match.string, match.start(), match.end()
+        before = ZWSP if not plain and start and _WORD_CHAR.match(text, start - 1) else ""
+        after = ZWSP if not plain and _WORD_CHAR.match(text, end) else ""
+        return f"{before}{opening}{match.group(1)}{closing}{after}"
+
+    return mark
+
+
+# A Markdown escape in a link's label, and the mark it keeps there meanwhile.
+_LABEL_KEPT = {"*": "\ue004", "_": "\ue005", "~": "\ue006", "`": "\ue007"}
+
+
 def _label(markdown_label: str) -> str:
-    """Link text without Markdown emphasis (Slack shows labels plain)."""
-    return re.sub(r"\\(?=\S)|[*_~`]+", "", markdown_label).strip()
+    """Link text without its Markdown emphasis (Slack shows labels plain); a lone or
+    escaped `_`, `~` or `*` is text (`config_example.yaml`, `the ~/.bashrc guide`)."""
+    text = _ESCAPED.sub(lambda m: _LABEL_KEPT.get(m.group(1), m.group(1)), markdown_label)
+    for emphasis in _EMPHASIS:
+        text = emphasis.sub(r"\1", text)
+    for char, kept in _LABEL_KEPT.items():
+        text = text.replace(kept, char)
+    return text.strip()
 
 
 def link(url: str, label: str = "") -> str:
