@@ -1,13 +1,16 @@
 """Discord markup: answer text, sources block, thread names, mention stripping.
 
-Discord speaks Markdown, so answers pass through almost unchanged. Mention
-syntax is broken up visually with a zero-width space (outside code, where it
-would change what readers copy); the real protection against pings is
-`allowed_mentions` none on every send and edit.
+Discord speaks Markdown, so answers pass through almost unchanged, but for
+what Discord reads otherwise or not at all: a table becomes preformatted text,
+a heading below `###` a bold line, and `__bold__` (underlined on Discord)
+`**bold**`. Mention syntax is broken up visually with a zero-width space
+(outside code, where it would change what readers copy); the real protection
+against pings is `allowed_mentions` none on every send and edit.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Sequence
 
@@ -26,15 +29,62 @@ _CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
 # `_` (italics: _@everyone_) it is a mention.
 _EVERYONE = re.compile(r"(?<![^\W_]|[/.@-])@(everyone|here)(?![^\W_])")
 _MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: kept
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+# Discord has headings #, ## and ### only.
+_DEEP_HEADING = re.compile(r"^\s{0,3}#{4,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_BOLD_UNDERSCORES = re.compile(r"(?<![_\w])__(?=\S)(.+?)(?<=\S)__(?![_\w])")
+
+
+def _blocks(markdown: str) -> str:
+    """Tables made preformatted and deep headings bold, outside code blocks."""
+    if "|" not in markdown and "####" not in markdown:
+        return markdown
+    fences = [(m.start(), m.end()) for m in _FENCED.finditer(markdown)]
+    starts = [start for start, _ in fences]
+
+    def in_code(offset: int) -> bool:
+        at = bisect.bisect_right(starts, offset) - 1
+        return at >= 0 and offset < fences[at][1]
+
+    lines = markdown.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if in_code(offsets[i]):
+            out.append(line)
+            i += 1
+            continue
+        if _TABLE_ROW.match(line) and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
+            out.append("```")
+            while i < len(lines) and not in_code(offsets[i]) and (
+                _TABLE_ROW.match(lines[i]) or _TABLE_RULE.match(lines[i])
+            ):
+                out.append(lines[i].strip().replace("```", f"`{ZWSP}`{ZWSP}`"))
+                i += 1
+            out.append("```")
+            continue
+        heading = _DEEP_HEADING.match(line)
+        out.append(f"**{heading.group(1)}**" if heading and heading.group(1) else line)
+        i += 1
+    return "\n".join(out)
 
 
 def _neutralize(text: str) -> str:
+    if "__" in text:
+        text = _BOLD_UNDERSCORES.sub(r"**\1**", text)
     text = _EVERYONE.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
     return _MENTION.sub(lambda m: f"<{m.group(1)}{ZWSP}{m.group(2)}>", text)
 
 
 def format_markdown(markdown: str) -> str:
     """The answer as Discord markup: Markdown with mention syntax neutralized."""
+    markdown = _blocks(markdown)
     out: list[str] = []
     last = 0
     for match in _CODE.finditer(markdown):
