@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -137,6 +138,12 @@ class Config(_Model):
         found: list[str] = []
         for block in (*self.backends.values(), *self.platforms.values()):
             _collect_secrets(block, found)
+        for block in self.backends.values():
+            # A key may ride in a URL's query (`?key=${KEY}`), which an HTTP client logs.
+            url = getattr(block, "url", None)
+            if isinstance(url, str):
+                found += _query_values(url)
+        found += _query_values(self.store)  # `?password=`
         if "@" in self.store and "://" in self.store:
             userinfo = self.store.split("://", 1)[1].split("@", 1)[0]
             if ":" in userinfo:
@@ -156,6 +163,12 @@ _TOP_KEYS = {
     "commands",
     *PLATFORM_KEYS,
 }
+
+
+def _query_values(url: str) -> list[str]:
+    """The values in a URL's query long enough to be a key (not `?v=1`)."""
+    query = urllib.parse.urlsplit(url).query if "?" in url else ""
+    return [value for _, value in urllib.parse.parse_qsl(query) if len(value) >= 8]
 
 
 def _collect_secrets(model: Any, out: list[str]) -> None:

@@ -243,6 +243,13 @@ def test_invalid_yaml_says_where() -> None:
 
 def test_secrets_are_collected_for_scrubbing() -> None:
     assert SECRET in parse(BASE).secrets()
+    # A key in a backend URL's query or a password in the store's: an HTTP client
+    # logs the URL whole at DEBUG. A short value (?v=1) is no key.
+    text = BASE.replace("/v1/chat", "/v1/chat?v=1&key=${QUERY_KEY}").replace(
+        "sqlite:///tmp/x.db", "postgresql://bridge@db/bridge?password=pg_SECRET_pw"
+    )
+    found = parse(text, QUERY_KEY="q_SECRET_key_42").secrets()
+    assert "q_SECRET_key_42" in found and "pg_SECRET_pw" in found and "1" not in found
 
 
 def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
