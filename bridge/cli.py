@@ -19,7 +19,7 @@ from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Stat
 from bridge.logs import setup_logging
 from bridge.relay import TokenText, valid_text
 from bridge.render import dedupe_sources
-from bridge.transport import http_client
+from bridge.transport import check_proxy_env, http_client
 
 log = logging.getLogger("chat_bridge.cli")
 
@@ -75,6 +75,7 @@ def run_cli(argv: Sequence[str] | None, registry: Registry) -> int:
             read_stdin = not args.no_input and sys.stdin is not None and not sys.stdin.closed
             return asyncio.run(run_demo(registry, questions, read_stdin))
         config = load_config(args.config, registry=registry)
+        check_proxy_env()
         if args.command in ("check", "ask"):
             # Their requests log as the daemon's do: the backend named, secrets scrubbed.
             setup_logging(config.logging.level, config.logging.json_format, config.secrets())

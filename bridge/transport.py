@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
 import httpx
 import yarl
+
+from bridge.errors import ConfigError
 
 # aiohttp's errors and what they mean to an httpx caller; the first match wins.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -79,6 +82,26 @@ def env_proxy(url: str) -> str | None:
     if proxy.scheme not in ("http", "https"):
         return None  # socks5:// and the like: no client here speaks them
     return str(proxy)
+
+
+def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigError naming a proxy variable (HTTPS_PROXY...) that is no URL.
+
+    Found at start-up, not at the first request it would fail; its value is
+    never echoed (it may hold a password).
+    """
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if not name.lower().endswith("_proxy") or name.lower() == "no_proxy" or not value:
+            continue
+        value = value.strip()
+        try:
+            yarl.URL(value if "://" in value else f"http://{value}").port  # noqa: B018
+        except ValueError:
+            raise ConfigError(
+                name, "is not a valid proxy URL (check its host and port, and that "
+                "special characters in its password are %-encoded)"
+            ) from None
 
 
 class _Body(httpx.AsyncByteStream):

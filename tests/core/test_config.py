@@ -285,6 +285,34 @@ def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str
     assert SECRET not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "block",
+    [
+        "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'http://u:pw_SECRET@h/api/'}",
+        "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'http://h:port_SECRET/api/'}",
+        "discord: {token: d-1, api_url: 'https://u:pw_SECRET@h/api'}",
+        "discord: {token: d-1, gateway_url: 'wss://u:pw_SECRET@h/'}",
+    ],
+)
+def test_a_platform_url_with_a_password_or_no_port_is_refused(block: str) -> None:
+    # aiohttp would refuse it at the first request, with a traceback.
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE + block + "\n")
+    assert caught.value.path.endswith("_url") and "pw_SECRET" not in str(caught.value)
+    assert "port_SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["http://u:pw_SECRET@proxy:port", "http://u:p\\w_SECRET@proxy:1"])
+def test_a_proxy_variable_that_is_no_url_is_a_config_error(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE)
+    env = {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET, "https_proxy": value}
+    result = _check(config, env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("config error: https_proxy: is not a valid proxy URL")
+    assert "SECRET" not in result.stdout + result.stderr
+
+
 def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_bytes(BASE.encode() + 'reply: {thinking_text: "Réflexion"}\n'.encode("latin-1"))

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from adapters.platforms import plain_url
 from bridge.interfaces import PlatformOptions, Rate, clean_secret
 
 
@@ -71,14 +72,14 @@ class DiscordOptions(PlatformOptions):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local proxy)")
-        return value.rstrip("/")
+        return plain_url(value.rstrip("/"))
 
     @field_validator("gateway_url")
     @classmethod
     def _ws_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("wss://", "ws://")):
             raise ValueError("must start with wss:// (or ws:// for a local test server)")
-        return value
+        return value if value is None else plain_url(value)
 
     @field_validator("shard_count", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from adapters.platforms import plain_url
 from bridge.interfaces import PlatformOptions, Rate, clean_secret
 
 
@@ -100,7 +101,7 @@ class SlackOptions(PlatformOptions):
     def _api_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL, e.g. https://slack.com/api/")
-        return value if value.endswith("/") else value + "/"
+        return plain_url(value if value.endswith("/") else value + "/")
 
     @field_validator("reset_command")
     @classmethod
