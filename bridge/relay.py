@@ -68,6 +68,7 @@ INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # message after message where refusals are posted in the channel would otherwise
 # fill its post budget with them, and answers to everyone else would wait.
 REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
+INTAKE_BATCH = 16  # messages of one place recorded before their answers start
 
 
 class UserRateLimiter:
@@ -277,13 +278,19 @@ class Relay:
         return task
 
     async def _intake(self, place: tuple[str, ...]) -> None:
-        """Route the messages of one place in arrival order."""
+        """Route the messages of one place in arrival order.
+
+        The answers of the messages waiting here start once all of them are
+        recorded (or every INTAKE_BATCH): on a shared store, one sent earlier
+        but delivered just after is then seen waiting ahead, and goes first.
+        """
         queue = self._places[place]
+        ready: list[_Job] = []
         try:
             while queue:
                 msg, target = queue[0]
                 try:
-                    await self._admit(msg, target)
+                    await self._admit(msg, target, ready)
                 except BridgeError as exc:
                     log.error("could not take message %s: %s", msg.event_id, exc)
                     if msg.mentioned or msg.is_dm or msg.command:
@@ -294,10 +301,15 @@ class Relay:
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
                 queue.popleft()
+                if not queue or len(ready) >= INTAKE_BATCH:
+                    for job in ready:
+                        self._spawn(self._run(job))
+                    ready.clear()
         finally:
             del self._places[place]
 
-    async def _admit(self, msg: Inbound, target: ReplyTarget) -> None:
+    async def _admit(self, msg: Inbound, target: ReplyTarget, ready: list[_Job]) -> None:
+        """Route a message and record it; its job, if it is to be answered, joins `ready`."""
         async def exists(key: str) -> bool:
             return await self.store.get_conversation(key) is not None
 
@@ -334,7 +346,7 @@ class Relay:
             self._jobs.add(job)
             self._queued += 1
             self.metrics.queue_depth.set(self._queued)
-            self._spawn(self._run(job))
+            ready.append(job)
             if not job.reset and job.route.session == "thread":
                 # The conversation is known from now, on every replica: a follow-up in
                 # its thread while this waits its turn is taken (its session comes with

@@ -8,6 +8,7 @@ two of them never wait for each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -57,6 +58,41 @@ async def test_a_message_that_arrives_after_a_later_one_is_answered_first(
 ) -> None:
     # A redelivered message, or one from another place in the same conversation.
     await ask_two(fake_chat_api, ("second", 1_700_000_000.2), ("first", 1_700_000_000.1))
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["first", "second"]
+
+
+async def test_an_earlier_message_recorded_slowly_is_still_answered_first(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    # The later message's answer looked for messages ahead of it before the earlier
+    # one (delivered right after it) was recorded, and went first.
+    for _ in range(2):
+        fake_chat_api.enqueue(tokens=["An ", "answer."], token_delay=0.05)
+    async with pg_schema_url() as url, shared_bridge(fake_chat_api, url) as bridge:
+        store = bridge.relay.store
+        looked = asyncio.Event()
+        begin, lookup = store.inflight_begin, store.inflight_for_key
+        calls = 0
+
+        async def slow_begin(record: InFlight) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the earlier message's record: slow, as a busy store is
+                with contextlib.suppress(TimeoutError):  # (not so slow it is stale)
+                    await asyncio.wait_for(looked.wait(), 0.3)
+            await begin(record)
+
+        async def watched_lookup(key: str) -> list[InFlight]:
+            found = await lookup(key)
+            looked.set()
+            return found
+
+        store.inflight_begin = slow_begin  # type: ignore[method-assign]
+        store.inflight_for_key = watched_lookup  # type: ignore[method-assign]
+        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+        await console.say("second", thread="T1", sent_at=1_700_000_000.2)
+        await console.say("first", thread="T1", sent_at=1_700_000_000.1)
+        await wait_for(lambda: len(fake_chat_api.requests) == 2 and bridge.relay.live == 0)
     assert [r.json["message"] for r in fake_chat_api.requests] == ["first", "second"]
 
 
