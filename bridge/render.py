@@ -185,6 +185,9 @@ class LiveReply:
             self.message_ids.append(placeholder)
             self._shown.append(self.thinking_text)
             self.stats.posts += 1
+            # Recorded at once: after a crash before the first words, the next
+            # process marks this message interrupted, not a new one.
+            await self._progress()
 
     async def _typing_slots(self, priority: Priority, slots: _Slots) -> bool:
         """Slots of typing's share and of the bot-wide budget (added to `slots`),

@@ -609,3 +609,19 @@ async def test_a_streamed_table_past_the_limit_shows_its_header_in_every_message
     grid = "```\n| Item | Value |\n|---|---|\n"
     assert all(t.startswith(grid) for t in live)
     assert final[1].startswith(grid + "| item number")
+
+
+async def test_the_placeholder_is_recorded_before_any_text() -> None:
+    # A crash before the first words left the next process nothing to mark: it
+    # posted its note apart, and "Thinking…" stayed for ever.
+    recorded: list[tuple[list[str], str]] = []
+
+    async def progress(message_ids: list[str], text: str) -> None:
+        recorded.append((message_ids, text))
+
+    target = RecordingTarget(placeholder=True)
+    reply = LiveReply(target, Budgets(), edit_interval=0.05, on_progress=progress)
+    await reply.start()
+    await wait_for(lambda: bool(reply.message_ids))
+    assert recorded == [(reply.message_ids, "")]
+    await reply.finish(None)
