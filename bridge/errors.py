@@ -24,6 +24,7 @@ secret.
 
 from __future__ import annotations
 
+import re
 import time
 
 
@@ -48,7 +49,9 @@ class ConfigError(BridgeError):
 
 
 class StoreError(BridgeError):
-    user_message = "The bridge's conversation store is not available right now."
+    user_message = (
+        "The bridge's conversation store is not available right now; please try again shortly."
+    )
 
 
 class PlatformError(BridgeError):
@@ -92,10 +95,11 @@ class BadRequest(ChatAPIError):
     ) -> None:
         api_said = (api_said or "").strip() or None
         if api_said:
-            end = "" if api_said.endswith((".", "!", "?", "…")) else "."
-            message = f"The assistant could not take that question: {api_said}{end}"
+            message = f"The assistant could not take that question: {_sentence(api_said)}"
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.message = api_said or self.user_message
+        if api_said and not presentable(api_said):
+            self.user_message = BadRequest.user_message  # the whole of it is in the log
 
 
 class Unauthorized(ChatAPIError):
@@ -143,14 +147,14 @@ class ProtocolError(ChatAPIError):
 
 
 class CutOff(ProtocolError):
-    user_message = "The answer was cut off."
+    user_message = "The answer was cut off; please ask again."
 
 
 class Dropped(CutOff, Unavailable):
     """The connection dropped once the answer's stream had begun: cut off if the asker
     saw text already, else tried again (a stream's opening event shows nothing)."""
 
-    user_message = "The answer was cut off (the connection dropped)."
+    user_message = "The answer was cut off (the connection dropped); please ask again."
 
 
 class APIReportedError(ProtocolError):
@@ -158,10 +162,29 @@ class APIReportedError(ProtocolError):
 
     def __init__(self, message: str | None = None, **kw: object) -> None:
         super().__init__(
-            f"The assistant reported an error: {message}" if message else None,
+            f"The assistant reported an error: {_sentence(message)}" if message else None,
             **kw,  # type: ignore[arg-type]
         )
         self.message = message
+        if message and not presentable(message):
+            self.user_message = APIReportedError.user_message  # the whole of it is in the log
+
+
+# What an API's own reason must not hold to be shown to the asker: an address, a
+# file path, a traceback. Those are for the admin's log.
+_INTERNAL = re.compile(r"://|traceback|\.py\b|(?:^|[\s(\"'])/[\w.-]+/", re.IGNORECASE)
+
+
+def presentable(api_text: str) -> bool:
+    """Whether an API's own reason may be shown to the asker: one short line, with
+    nothing internal in it."""
+    text = api_text.strip()
+    return "\n" not in text and len(text) <= 300 and not _INTERNAL.search(text)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
 
 
 def _human_seconds(seconds: int) -> str:

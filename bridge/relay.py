@@ -28,6 +28,7 @@ from bridge.errors import (
     ChatAPIError,
     CutOff,
     PlaceGone,
+    PlatformError,
     RateLimited,
     StoreError,
     Unavailable,
@@ -914,9 +915,11 @@ def _log_failure(key: str, exc: Exception) -> None:
 
 
 def _told(exc: BaseException) -> str:
-    """What the asker is told of a failure; a store's details are for the admin's log."""
-    if isinstance(exc, StoreError):
-        return StoreError.user_message
+    """What the asker is told of a failure; a store's or a platform's details (a
+    method, an error code) are for the admin's log."""
+    for kind in (StoreError, PlaceGone, PlatformError):
+        if isinstance(exc, kind):
+            return kind.user_message
     return exc.user_message if isinstance(exc, BridgeError) else UNEXPECTED
 
 

@@ -464,7 +464,9 @@ class HTTPDialect(ChatAPI):
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return self._timed_out("first")
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return Unavailable("The assistant could not be reached.", backend=self.name)
+            return Unavailable(
+                "The assistant could not be reached; please try again shortly.", backend=self.name
+            )
         return Unavailable(backend=self.name)
 
     def _scrub(self, text: str | None, limit: int = 300) -> str | None:

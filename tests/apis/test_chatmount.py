@@ -423,6 +423,27 @@ def test_the_apis_reason_is_shown_as_its_own_sentence(said: str, shown: str) -> 
     assert BadRequest(api_said="   ").user_message == BadRequest.user_message
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "upstream openai 500 at https://internal.example/v1",
+        "Traceback: KeyError at /srv/app.py line 3",
+        "failed reading /var/lib/models/x",
+        "line one\nline two",
+        "x" * 301,
+    ],
+)
+def test_an_apis_reason_with_internals_in_it_is_kept_for_the_log(said: str) -> None:
+    # An address, a path or a traceback is the backend's business, not the asker's.
+    refused = BadRequest(api_said=said)
+    assert refused.user_message == BadRequest.user_message and said.strip() in str(refused)
+    reported = APIReportedError(said)
+    assert reported.user_message == APIReportedError.user_message and said.strip() in str(reported)
+    assert APIReportedError("model overloaded").user_message == (
+        "The assistant reported an error: model overloaded."
+    )
+
+
 def test_an_asctime_retry_after_is_gmt_whatever_the_local_zone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -17,9 +17,9 @@ import pytest
 from bridge import app
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.errors import PlaceGone, StoreError
+from bridge.errors import PlaceGone, PlatformError, StoreError
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
-from bridge.relay import HELP_TEXT, THREAD_RESET, UNEXPECTED, UserRateLimiter
+from bridge.relay import HELP_TEXT, THREAD_RESET, UNEXPECTED, UserRateLimiter, _told
 from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
@@ -1231,3 +1231,16 @@ async def test_notices_draw_on_the_bot_wide_budget(
     assert len(times) == 6  # each asker was told to ask in words...
     # ...within the bot's budget.
     assert max_in_window(times, _ThreadingTarget.BOT.per) <= _ThreadingTarget.BOT.count
+
+
+def test_a_platforms_failure_is_told_without_its_method_or_code() -> None:
+    # A notice of it (a refusal whose post failed) showed "Slack refused
+    # chat.postEphemeral: internal_error" to the asker, on Discord in the channel.
+    assert _told(PlatformError("Slack refused chat.postEphemeral: internal_error")) == (
+        PlatformError.user_message
+    )
+    assert _told(PlaceGone("Slack refused chat.update: message_not_found")) == (
+        PlaceGone.user_message
+    )
+    assert _told(StoreError("database is locked")) == StoreError.user_message
+    assert _told(KeyError("x")) == UNEXPECTED
