@@ -55,7 +55,7 @@ class StoreError(BridgeError):
 
 
 class PlatformError(BridgeError):
-    user_message = "The chat platform refused the reply."
+    user_message = "The chat platform refused the reply; please ask again."
 
 
 class PlaceGone(PlatformError):

@@ -32,6 +32,7 @@ from bridge.errors import (
     RateLimited,
     StoreError,
     Unavailable,
+    for_log,
 )
 from bridge.flag import Flag
 from bridge.interfaces import (
@@ -741,7 +742,7 @@ class Relay:
         except RateLimited as exc:
             outcome = "failed"
             circuit.release()
-            await reply.fail(exc.describe())
+            await self._fail(reply, exc.describe(), key)
         except ChatAPIError as exc:
             outcome = "failed"
             if isinstance(exc, Unavailable) and not isinstance(exc, CutOff):
@@ -749,7 +750,7 @@ class Relay:
             else:
                 circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc)
-            await reply.fail(exc.user_message)
+            await self._fail(reply, exc.user_message, key)
         except PlaceGone as exc:
             outcome = "failed"
             circuit.release()
@@ -771,8 +772,7 @@ class Relay:
             outcome = "failed"
             circuit.release()
             _log_failure(key, exc)
-            with contextlib.suppress(Exception):
-                await reply.fail(_told(exc))
+            await self._fail(reply, _told(exc), key)
         finally:
             for name, value in backend.health().items():
                 gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
@@ -789,6 +789,19 @@ class Relay:
                     "seconds": round(time.monotonic() - started, 3),
                 },
             )
+
+    async def _fail(self, reply: LiveReply, notice: str, key: str) -> None:
+        """End a failed reply with `notice` after what it showed; where its message
+        cannot take it, tell the asker apart (unless the place itself is gone)."""
+        try:
+            await reply.fail(notice)
+        except PlaceGone as exc:
+            log.warning("answer stopped: %s", exc, extra={"conversation": key})
+        except Exception as exc:
+            log.warning("could not show that the answer failed: %s", for_log(exc),
+                        extra={"conversation": key})
+            with contextlib.suppress(Exception):
+                await self._notice(reply.target, notice)
 
     async def _consume(
         self,

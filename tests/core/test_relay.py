@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from bridge import app
+from bridge import app, render
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlaceGone, PlatformError, StoreError
@@ -661,6 +661,53 @@ async def test_a_reply_whose_place_is_gone_stops_the_answer(
         await wait_for(lambda: bridge.relay.live == 0)
     # One refused edit, nothing tried after it, and the indicators cleared once.
     assert [op.kind for op in target.ops] == ["begin", "post", "edit", "end"]
+
+
+async def test_a_reply_gone_before_its_failure_is_shown_is_left_alone(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its first message deleted, then the API failed: the failure's notice was
+    # posted apart, into a place that had lost the reply.
+    fake_chat_api.enqueue(tokens=["Partial ", "more ", "x"], error_after=2, error="boom",
+                          token_delay=0.2)
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: GoneAtTheEnd())
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("A question")
+        await wait_for(lambda: bridge.relay.live == 0 and any(
+            "boom" in op.text for op in target.ops))
+    assert target.ops[-1].kind == "end" and target.notices == []
+
+
+class GoneAtTheEnd(RecordingTarget):
+    """A reply deleted just before its failure is shown."""
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.ops.append(Op("edit", message_id, text))
+        if "⚠️" in text:
+            raise PlaceGone("Slack refused chat.update: message_not_found")
+
+
+class RefusingEdits(RecordingTarget):
+    """A platform that takes new messages but refuses every edit (not for a gone place)."""
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.ops.append(Op("edit", message_id, text))
+        raise PlatformError("Slack refused chat.update: fatal_error")
+
+
+async def test_a_reply_that_cannot_be_finished_is_said_apart(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The final edit refused for good: the asker saw the first words and nothing
+    # more, and was told nothing.
+    fake_chat_api.enqueue(tokens=["Hello ", "world."], token_delay=0.1)
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: RefusingEdits())
+    monkeypatch.setattr(render, "FINAL_RETRIES", 0)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("A question")
+        await wait_for(lambda: bridge.relay.live == 0 and bool(target.notices))
+    assert target.notices == [PlatformError.user_message]
+    assert "fatal_error" not in target.notices[0]
 
 
 async def test_two_bots_reached_by_one_person_keep_apart(
