@@ -809,10 +809,27 @@ async def test_native_mode_where_streaming_is_refused_posts_keep_to_the_channels
         reply.feed("\n\n".join(f"{i}. {paragraph}" for i in range(30)))  # five messages
         await reply.finish(None)
         assert len(fake_slack.bot_replies(CHANNEL, target.address.thread)) == 5
-        # The placeholder, posted as the stream was refused, is the one post the
-        # channel's budget did not count.
-        assert fake_slack.rate_limited["chat.postMessage"] <= 1
+        assert not fake_slack.rate_limited
         assert target.limits.post_bucket == f"slack:post:{fake_slack.team_id}:{CHANNEL}"
+
+
+async def test_native_mode_where_streaming_is_refused_questions_at_once_draw_no_429(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Each refused stream's placeholder was posted within the streams' budget: four
+    # questions at once in one channel drew 429s from chat.postMessage.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        fake_slack.stream_error = "not_allowed"
+        budgets = Budgets()
+        replies = []
+        for _ in range(4):
+            target = await asked(fake_slack, inbox)
+            replies.append(LiveReply(target, budgets, edit_interval=0.05))
+        await asyncio.gather(*(reply.start() for reply in replies))
+        for reply in replies:
+            reply.feed("An answer.")
+        await asyncio.gather(*(reply.finish(None) for reply in replies))
+        assert not fake_slack.rate_limited
 
 
 async def test_a_tilde_fence_closed_for_display_does_not_end_the_stream(
@@ -859,6 +876,57 @@ async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_t
         message = fake_slack.find(CHANNEL, ts)
         assert message is not None and not message.streaming
         assert message.text == "Hello world, again"
+
+
+async def test_native_mode_a_stream_slack_ended_goes_on_by_chat_update(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Slack ended the stream (its own time limit): every later edit was an append
+    # refused, drawing on the workspace's budget, and the end a false failure.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target, ts = await begun(fake_slack, inbox)
+        await target.edit(ts, "Hello")
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None
+        message.streaming = False
+        await target.edit(ts, "Hello world")
+        await target.edit(ts, "Hello world, and more")
+        await target.end()
+        assert message.text == "Hello world, and more"
+        assert fake_slack.rejected["chat.appendStream:message_not_in_streaming_state"] == 1
+        assert fake_slack.count("chat.appendStream") == 2
+        assert fake_slack.count("chat.stopStream") == 0
+
+
+async def test_native_mode_a_stream_the_person_stopped_ends_the_answer(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target, ts = await begun(fake_slack, inbox)
+        await target.edit(ts, "Hello")
+        fake_slack.fail["chat.appendStream"] = ["stopped_by_user"]
+        with pytest.raises(PlaceGone):  # the relay lets the answer go
+            await target.edit(ts, "Hello world")
+        await target.end()
+        assert fake_slack.count("chat.stopStream") == 0 and fake_slack.count("chat.update") == 0
+
+
+@pytest.mark.parametrize("lost", [1, 3])
+async def test_native_mode_a_stop_whose_answer_was_lost_still_shows_the_whole_answer(
+    fake_slack: FakeSlack, inbox: Inbox, lost: int
+) -> None:
+    # Sent again (slack-sdk's retry), the stop was refused: the stream had stopped.
+    # The whole answer was then reported failed, its sources replaced by the error.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target, ts = await begun(fake_slack, inbox)
+        await target.edit(ts, "Hello")
+        sources = target.format_sources([Source("https://d.example", "Docs")])
+        await target.edit(ts, "Hello world\n\n" + sources)
+        fake_slack.lose_answer["chat.stopStream"] = lost  # once, or past every retry
+        await target.end()
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None and not message.streaming
+        assert message.text == "Hello world\n\n_Sources:_ [Docs](https://d.example)"
 
 
 async def test_native_mode_a_stream_slack_starts_as_a_stop_comes_is_stopped(
@@ -910,8 +978,9 @@ async def test_native_mode_falls_back_to_update_when_refused(
 ) -> None:
     fake_slack.stream_error = "unknown_method"
     async with running(fake_slack, inbox, mode="native", thinking="none") as platform:
-        target, ts = await begun(fake_slack, inbox)
-        await target.edit(ts, "**Markdown** answer")
+        target = await asked(fake_slack, inbox)
+        assert await target.begin() is None  # refused: the first words are posted
+        ts = await target.post("**Markdown** answer")
         await target.end()
         reply = fake_slack.find(CHANNEL, ts)
         assert reply is not None and reply.markdown and reply.text == "**Markdown** answer"

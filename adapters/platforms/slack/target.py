@@ -38,6 +38,8 @@ TEXT_LIMIT = 4000
 # Seconds a stop waits for a stream being started, to stop it rather than leave it open.
 START_ON_STOP = 2.0
 MARKDOWN_LIMIT = 12000
+# A native stream's message that is no longer streaming (Slack ended it, or a stop did).
+_NOT_STREAMING = "message_not_in_streaming_state"
 # Errors that mean this app or workspace cannot stream at all (not just here).
 _NO_STREAMING = {"unknown_method", "missing_scope", "not_allowed_token_type", "feature_not_enabled"}
 
@@ -197,9 +199,10 @@ class SlackTarget(ReplyTarget):
     async def begin(self) -> str | None:
         self._think()
         if self._native:
-            ts = await self._start_stream("")
-            if ts is not None:
-                return ts
+            # Refused, no placeholder: it would be posted within the streams' budget
+            # the renderer took for this call, not the channel's (Slack's 1 a second).
+            # The answer's first words are posted within the channel's.
+            return await self._start_stream("")
         return await self._post(self.format_markdown(self.platform.placeholder))
 
     async def post(self, text: str) -> str:
@@ -225,8 +228,19 @@ class SlackTarget(ReplyTarget):
                                 channel=self.address.channel, ts=message_id, markdown_text=delta
                             ),
                         )
-                    except SlackRefused:
-                        raise  # Slack answered: nothing was appended
+                    except SlackRefused as exc:
+                        # Slack answered: nothing was appended.
+                        if exc.error == "stopped_by_user":
+                            # The person pressed Stop: the answer ends here, as shown.
+                            stream.open = False
+                            raise SlackGone("chat.appendStream", exc.error) from exc
+                        if exc.error != _NOT_STREAMING:
+                            raise
+                        # The stream ended without us (Slack's own time limit): the
+                        # message takes the whole text as any other does.
+                        stream.open = False
+                        await self._update(message_id, text)
+                        return
                     except PlatformError:
                         # No answer: Slack may have appended it, and sent again it would
                         # show twice. The stream ends; the retried edit sends the whole
@@ -379,10 +393,27 @@ class SlackTarget(ReplyTarget):
         rest: str | None = None
         if flush and stream.full.startswith(stream.sent):
             rest = stream.full[len(stream.sent) :] or None
-        await guard(
-            "chat.stopStream",
-            self.client.chat_stopStream(channel=self.address.channel, ts=ts, markdown_text=rest),
-        )
+        try:
+            await guard(
+                "chat.stopStream",
+                self.client.chat_stopStream(
+                    channel=self.address.channel, ts=ts, markdown_text=rest
+                ),
+            )
+        except SlackRefused as exc:
+            if exc.error != _NOT_STREAMING or not (flush and stream.full):
+                raise
+            # Stopped already: by Slack, or by this very call, sent again when its
+            # answer was lost. Whether `rest` shows is unknown: the whole text does.
+            await self._update(ts, stream.full)
+            return
+        except PlatformError:
+            if not (flush and stream.full):
+                raise
+            # No answer: the stream may be open still. chat.update closes it (see
+            # `_update`) and shows the whole text; it is safe to repeat.
+            await self._update(ts, stream.full)
+            return
         if flush and rest is None and stream.full != stream.sent and stream.full:
             await self._update(ts, stream.full)
 
