@@ -131,6 +131,18 @@ class Config(_Model):
     def _store_url(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        if value.startswith("postgres"):
+            try:
+                # A password's "/", "?" or ":" cuts the host part short: a bad port.
+                urllib.parse.urlsplit(value).port  # noqa: B018 - parsing is the check
+                unreadable = "#" in value  # the rest would be lost as a fragment
+            except ValueError:
+                unreadable = True
+            if unreadable:  # never echoed: it holds a password
+                raise ValueError(
+                    "cannot be read as a URL; %-encode special characters in its user and "
+                    "password (@ as %40, / as %2F, # as %23, : as %3A)"
+                )
         return value
 
     def secrets(self) -> list[str]:
@@ -295,9 +307,13 @@ def parse_config(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        hint = ""
-        if mark is not None and "${" in (text.splitlines()[mark.line:mark.line + 1] or [""])[0]:
+        line = (text.splitlines()[mark.line:mark.line + 1] or [""])[0] if mark else ""
+        problem = getattr(exc, "problem", None)
+        if "${" in line and any(c in line[: line.index("${")] for c in "{["):
             hint = ' (inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
+        else:  # PyYAML's own words, which name characters, never values
+            said = f": {problem}" if problem else ""
+            hint = f"{said} (check the indentation: the keys of one block line up)"
         raise ConfigError("", f"the file is not valid YAML{where}{hint}") from None
     if raw is None:
         raw = {}

@@ -313,6 +313,41 @@ def test_a_proxy_variable_that_is_no_url_is_a_config_error(tmp_path: Path, value
     assert "SECRET" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("password", ["p@ss:w/rd#1", "abc#def", "ab/cd", "a?b"])
+def test_a_store_password_that_needs_encoding_is_a_config_error(password: str) -> None:
+    # `check` passed it; `run` then said only that the URL was invalid.
+    text = BASE.replace("sqlite:///tmp/x.db", "postgresql://bridge:${PG}@db:5432/chat")
+    with pytest.raises(ConfigError) as caught:
+        parse(text, PG=password)
+    assert caught.value.path == "store" and "%-encode" in caught.value.problem
+    assert password not in str(caught.value)
+    assert parse(text, PG="p%40ss%3Aw%2Frd%231").store.endswith("@db:5432/chat")
+
+
+@pytest.mark.parametrize("prefix", ["Bot ", "bot ", "Bearer "])
+def test_a_discord_token_given_with_its_prefix_is_a_config_error(prefix: str) -> None:
+    # discord.py adds "Bot ": Discord refused "Bot Bot …", and the error sent the
+    # admin to reset a token that was fine.
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE + "discord: {token: '${DISCORD}'}\n", DISCORD=prefix + "MTIz.abc.SECRETPART")
+    assert caught.value.path == "discord.token" and "give the token alone" in str(caught.value)
+    assert "SECRETPART" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # A key indented one space too many, on a line with ${VAR}: not a quoting matter.
+        (BASE.replace("    api_key:", "     api_key:"), "check the indentation"),
+        (BASE + "reply: {thinking_text: ${X}}\n", 'write a ${VAR} in quotes'),
+    ],
+)
+def test_a_yaml_error_gets_the_hint_that_fits_it(text: str, said: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, X="x")
+    assert said in str(caught.value) and "not valid YAML at line" in str(caught.value)
+
+
 def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_bytes(BASE.encode() + 'reply: {thinking_text: "Réflexion"}\n'.encode("latin-1"))

@@ -64,6 +64,11 @@ class DiscordOptions(PlatformOptions):
             raise ValueError(
                 "is empty; export DISCORD_BOT_TOKEN or set discord.token to the bot token"
             )
+        if value.get_secret_value().strip().lower().startswith(("bot ", "bearer ")):
+            # discord.py adds "Bot " itself: Discord would refuse "Bot Bot …".
+            raise ValueError(
+                'starts with "Bot " or "Bearer "; give the token alone (the prefix is added)'
+            )
         # A secret file's trailing line break would fail the login.
         return clean_secret(value)
 
