@@ -9,12 +9,22 @@ import logging
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from typing import IO
 
 from bridge.app import Bridge, build_backends, settle_heap
 from bridge.config import Config, load_config
-from bridge.errors import BridgeError, ConfigError, Forbidden, TimedOut, Unauthorized, Unavailable
+from bridge.errors import (
+    BadRequest,
+    BridgeError,
+    ChatAPIError,
+    ConfigError,
+    Forbidden,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
 from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
 from bridge.relay import TokenText, valid_text
@@ -127,11 +137,14 @@ async def _check(config: Config, registry: Registry, probe: bool) -> int:
                 await backend.probe()
                 verdict = "ok"
             except (Unauthorized, Forbidden) as exc:
-                verdict, failed = f"auth failed ({exc.user_message})", failed + 1
+                verdict = f"auth failed ({exc.user_message}){_to_check(config, name, exc)}"
+                failed += 1
             except (Unavailable, TimedOut) as exc:
-                verdict, failed = f"unreachable ({exc.user_message})", failed + 1
+                verdict = f"unreachable ({exc.user_message}){_to_check(config, name, exc)}"
+                failed += 1
             except BridgeError as exc:
-                verdict, failed = f"error ({exc.user_message})", failed + 1
+                verdict = f"error ({exc.user_message}){_to_check(config, name, exc)}"
+                failed += 1
             print(f"backend {name}: {verdict}")
     return 1 if failed else 0
 
@@ -166,7 +179,7 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
                 out.write(tail)
         except BridgeError as exc:
             out.write("\n")
-            print(f"error: {exc.user_message}", file=sys.stderr)
+            print(f"error: {exc.user_message}{_to_check(config, name, exc)}", file=sys.stderr)
             return 1
         if final and final.strip() != shown.strip():
             out.write(("\n\n" if shown else "") + final)
@@ -178,6 +191,22 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
                 out.write(valid_text(f"  {i}. {source.title or source.url} — {source.url}\n"))
         out.flush()
     return 0
+
+
+def _to_check(config: Config, name: str, exc: BridgeError) -> str:
+    """For the admin running `ask` or `check --probe`, a line on which key to look
+    at, and where the URL leads (without its query, where a key may be)."""
+    where = f"\n  check backends.{name}"
+    if isinstance(exc, (Unauthorized, Forbidden)):
+        return f"{where}.api_key"
+    url = str(getattr(config.backends[name], "url", "") or "")
+    shown = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl() if url else ""
+    status = exc.status if isinstance(exc, ChatAPIError) else None
+    if isinstance(exc, Unavailable) and status is None:
+        return f"{where}.url ({shown}) and that the server is running"
+    if isinstance(exc, BadRequest) and status is not None and (status < 400 or status == 404):
+        return f"{where}.url ({shown})"
+    return ""
 
 
 def _run(config: Config, registry: Registry) -> int:

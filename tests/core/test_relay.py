@@ -1040,11 +1040,17 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
 
 
 @pytest.mark.parametrize(
-    ("case", "code", "verdict"),
-    [("ok", 0, "ok"), ("bad key", 1, "auth failed"), ("nobody listening", 1, "unreachable")],
+    ("case", "code", "verdict", "hint"),
+    [
+        ("ok", 0, "ok", None),
+        # The admin is told which key to look at, not only what an asker would be.
+        ("bad key", 1, "auth failed", "\n  check backends.docs.api_key\n"),
+        ("nobody listening", 1, "unreachable", "\n  check backends.docs.url (http://127.0.0.1:"),
+    ],
 )
 async def test_check_probe_reports_each_backend(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, case: str, code: int, verdict: str
+    fake_chat_api: FakeChatAPI, tmp_path: Path, case: str, code: int, verdict: str,
+    hint: str | None,
 ) -> None:
     text = make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", "")
     if case == "nobody listening":
@@ -1063,6 +1069,9 @@ async def test_check_probe_reports_each_backend(
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == code
     assert f"backend docs: {verdict}" in out.decode()
+    assert (hint is None and "check backends" not in out.decode()) or (
+        hint is not None and hint in out.decode()
+    )
 
 
 async def test_full_queue_answers_busy_never_silence(
