@@ -412,6 +412,15 @@ class PostgresStore(Store):
             return StoreError(f"{where} refused the login; check the user and password in `store:`")
         if isinstance(exc, asyncpg.InvalidCatalogNameError):
             return StoreError(f"{where}: the database does not exist; create it first")
+        if isinstance(exc, asyncpg.InvalidSchemaNameError):
+            schema = urllib.parse.parse_qs(urllib.parse.urlsplit(self._url).query).get(
+                "search_path", [""]
+            )[0]
+            named = f" {schema!r}" if schema else ""
+            return StoreError(
+                f"{where}: the schema{named} (search_path in `store:`) does not exist; "
+                "create it first (CREATE SCHEMA)"
+            )
         if isinstance(exc, asyncpg.InsufficientPrivilegeError):
             return StoreError(
                 f"{where}: the user may not do this ({what}); grant it the rights to "

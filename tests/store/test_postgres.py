@@ -66,6 +66,13 @@ async def test_missing_database_is_a_clear_error() -> None:
         await PostgresStore(url).open()
 
 
+async def test_a_missing_schema_is_a_clear_error() -> None:
+    # PostgreSQL's own words ("no schema has been selected to create in") named no schema.
+    url = PG_URL + ("&" if "?" in PG_URL else "?") + "search_path=no_such_schema_for_bridge"
+    with pytest.raises(StoreError, match="the schema 'no_such_schema_for_bridge'.*CREATE SCHEMA"):
+        await PostgresStore(url).open()
+
+
 def test_describe_url_drops_password_and_query() -> None:
     assert describe_url("postgresql://u:pw@db.example:5433/chat?search_path=x") == (
         "postgresql://u@db.example:5433/chat"
