@@ -132,12 +132,11 @@ class Config(_Model):
         if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         if value.startswith("postgres"):
-            try:
-                # A password's "/", "?" or ":" cuts the host part short: a bad port.
-                urllib.parse.urlsplit(value).port  # noqa: B018 - parsing is the check
-                unreadable = "#" in value  # the rest would be lost as a fragment
-            except ValueError:
-                unreadable = True
+            # A password's "/", "?" or ":" cuts the host part short, where a port then
+            # is no number; after a "#" the rest would be lost as a fragment.
+            hosts = urllib.parse.urlsplit(value).netloc.rpartition("@")[2].split(",")
+            ports = [h.rpartition(":")[2] for h in hosts if ":" in h and not h.endswith("]")]
+            unreadable = "#" in value or not all(port.isdigit() for port in ports)
             if unreadable:  # never echoed: it holds a password
                 raise ValueError(
                     "cannot be read as a URL; %-encode special characters in its user and "

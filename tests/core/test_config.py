@@ -322,6 +322,9 @@ def test_a_store_password_that_needs_encoding_is_a_config_error(password: str) -
     assert caught.value.path == "store" and "%-encode" in caught.value.problem
     assert password not in str(caught.value)
     assert parse(text, PG="p%40ss%3Aw%2Frd%231").store.endswith("@db:5432/chat")
+    for fine in ("postgresql://u:p@h1:5432,h2:5433/chat", "postgresql://u:p@[::1]:5432/chat",
+                 "postgresql://u@[::1]/chat", "postgresql:///chat?host=/var/run/postgresql"):
+        assert parse(BASE.replace("sqlite:///tmp/x.db", fine)).store == fine
 
 
 @pytest.mark.parametrize("prefix", ["Bot ", "bot ", "Bearer "])
