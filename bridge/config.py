@@ -154,7 +154,7 @@ class Config(_Model):
             url = getattr(block, "url", None)
             if isinstance(url, str):
                 found += _query_values(url)
-        found += _query_values(self.store)  # `?password=`
+        found += _query_values(self.store, keys=("password", "sslpassword"))
         if "@" in self.store and "://" in self.store:
             userinfo = self.store.split("://", 1)[1].split("@", 1)[0]
             if ":" in userinfo:
@@ -176,10 +176,12 @@ _TOP_KEYS = {
 }
 
 
-def _query_values(url: str) -> list[str]:
-    """The values in a URL's query long enough to be a key (not `?v=1`)."""
+def _query_values(url: str, keys: tuple[str, ...] | None = None) -> list[str]:
+    """The values in a URL's query long enough to be a key (not `?v=1`); only those
+    of `keys`, when given."""
     query = urllib.parse.urlsplit(url).query if "?" in url else ""
-    return [value for _, value in urllib.parse.parse_qsl(query) if len(value) >= 8]
+    return [value for name, value in urllib.parse.parse_qsl(query)
+            if (keys is None and len(value) >= 8) or (keys is not None and name in keys)]
 
 
 def _collect_secrets(model: Any, out: list[str]) -> None:
@@ -307,12 +309,11 @@ def parse_config(
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         line = (text.splitlines()[mark.line:mark.line + 1] or [""])[0] if mark else ""
-        problem = getattr(exc, "problem", None)
+        # PyYAML's own words are left out: they can quote a value (`*alias`, `!tag`).
         if "${" in line and any(c in line[: line.index("${")] for c in "{["):
             hint = ' (inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
-        else:  # PyYAML's own words, which name characters, never values
-            said = f": {problem}" if problem else ""
-            hint = f"{said} (check the indentation: the keys of one block line up)"
+        else:
+            hint = " (check the indentation: the keys of one block line up)"
         raise ConfigError("", f"the file is not valid YAML{where}{hint}") from None
     if raw is None:
         raw = {}

@@ -92,8 +92,8 @@ def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
     """
     env = os.environ if env is None else env
     for name, value in env.items():
-        if not name.lower().endswith("_proxy") or name.lower() == "no_proxy" or not value:
-            continue
+        if name.lower() not in ("http_proxy", "https_proxy", "all_proxy") or not value:
+            continue  # NO_PROXY and the like (npm_config_no_proxy) are host lists
         value = value.strip()
         try:
             yarl.URL(value if "://" in value else f"http://{value}").port  # noqa: B018

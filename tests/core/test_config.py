@@ -246,10 +246,14 @@ def test_secrets_are_collected_for_scrubbing() -> None:
     # A key in a backend URL's query or a password in the store's: an HTTP client
     # logs the URL whole at DEBUG. A short value (?v=1) is no key.
     text = BASE.replace("/v1/chat", "/v1/chat?v=1&key=${QUERY_KEY}").replace(
-        "sqlite:///tmp/x.db", "postgresql://bridge@db/bridge?password=pg_SECRET_pw"
+        "sqlite:///tmp/x.db",
+        "postgresql://bridge@db/bridge?search_path=chat_bridge_prod&password=pg_SECRET_pw"
+        "&sslmode=verify-full",
     )
     found = parse(text, QUERY_KEY="q_SECRET_key_42").secrets()
     assert "q_SECRET_key_42" in found and "pg_SECRET_pw" in found and "1" not in found
+    # The store's other settings are no secrets: an error naming the schema keeps it.
+    assert "chat_bridge_prod" not in found and "verify-full" not in found
 
 
 def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -313,6 +317,15 @@ def test_a_proxy_variable_that_is_no_url_is_a_config_error(tmp_path: Path, value
     assert "SECRET" not in result.stdout + result.stderr
 
 
+def test_host_lists_in_variables_named_like_proxies_are_no_proxies(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE)
+    env = {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET, "NO_PROXY": "::1,h:80",
+           "npm_config_no_proxy": "localhost,::1", "DOCKER_NO_PROXY": "127.0.0.1:9000"}
+    result = _check(config, env)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("password", ["p@ss:w/rd#1", "abc#def", "ab/cd", "a?b"])
 def test_a_store_password_that_needs_encoding_is_a_config_error(password: str) -> None:
     # `check` passed it; `run` then said only that the URL was invalid.
@@ -343,12 +356,16 @@ def test_a_discord_token_given_with_its_prefix_is_a_config_error(prefix: str) ->
         # A key indented one space too many, on a line with ${VAR}: not a quoting matter.
         (BASE.replace("    api_key:", "     api_key:"), "check the indentation"),
         (BASE + "reply: {thinking_text: ${X}}\n", 'write a ${VAR} in quotes'),
+        # PyYAML's own words would quote a literal key read as an alias or a tag.
+        (BASE.replace("${CHATMOUNT_API_KEY}", "*Qm9vX2tleV9zZWNyZXQ"), "not valid YAML"),
+        (BASE.replace("${CHATMOUNT_API_KEY}", "!Pa55w0rd-secret"), "not valid YAML"),
     ],
 )
 def test_a_yaml_error_gets_the_hint_that_fits_it(text: str, said: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text, X="x")
     assert said in str(caught.value) and "not valid YAML at line" in str(caught.value)
+    assert "Qm9v" not in str(caught.value) and "Pa55w0rd" not in str(caught.value)
 
 
 def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:

