@@ -345,10 +345,7 @@ class LiveReply:
                 # No flusher, or it stopped before showing these pieces: show them here.
                 await self._sync(self._final_view, final=True)
         finally:
-            try:
-                await self.target.end()
-            except Exception as exc:  # the answer shows whole: only an indicator is left
-                log.warning("could not end the reply cleanly: %s", for_log(exc))
+            await self.target.end()
         if self.gone is not None:
             raise self.gone
         if self._final_failed:

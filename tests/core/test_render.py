@@ -625,22 +625,3 @@ async def test_the_placeholder_is_recorded_before_any_text() -> None:
     await wait_for(lambda: bool(reply.message_ids))
     assert recorded == [(reply.message_ids, "")]
     await reply.finish(None)
-
-
-class FailingEnd(RecordingTarget):
-    """A platform whose last call of a reply (Slack's chat.stopStream) fails."""
-
-    async def end(self) -> None:
-        await super().end()
-        raise PlatformError("Slack refused chat.stopStream: internal_error")
-
-
-async def test_a_finished_answer_whose_end_fails_is_still_finished() -> None:
-    # It raised out of finish(): the relay took the whole answer for a failure and
-    # replaced its sources with the platform's error.
-    target = FailingEnd()
-    reply = LiveReply(target, Budgets(), edit_interval=0.05)
-    await reply.start()
-    reply.feed("The whole answer.")
-    await reply.finish(None, [Source("https://a.example/1", "One")])
-    assert target.visible() == ["The whole answer.\n\nSources: [One](https://a.example/1)"]

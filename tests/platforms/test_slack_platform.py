@@ -854,10 +854,27 @@ async def test_thinking_goes_even_when_stopping_the_stream_fails(
     async with running(fake_slack, inbox, mode="native", thinking="reaction"):
         target, ts = await begun(fake_slack, inbox)
         await target.edit(ts, target.format_markdown("Hello"))
+        await target.edit(ts, target.format_markdown("Hello, and the end\n```\nx\n```"))
         fake_slack.fail["chat.stopStream"] = ["internal_error"]
-        with pytest.raises(PlatformError, match="chat.stopStream"):
+        fake_slack.fail["chat.update"] = ["internal_error"]
+        with pytest.raises(PlatformError, match="chat.update"):
             await target.end()
         assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
+
+
+async def test_native_mode_a_stop_slack_refused_shows_the_whole_answer_by_chat_update(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The held-back end of the answer (its closing fence) went with the stop: refused,
+    # the message was left streaming and unfinished, or the answer reported failed.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target, ts = await begun(fake_slack, inbox)
+        await target.edit(ts, "Run this:\n\n```python\nprint('hi')\n```")
+        fake_slack.fail["chat.stopStream"] = ["internal_error"]
+        await target.end()
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None and not message.streaming
+        assert message.text == "Run this:\n\n```python\nprint('hi')\n```"
 
 
 async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_twice(

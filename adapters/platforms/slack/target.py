@@ -400,18 +400,13 @@ class SlackTarget(ReplyTarget):
                     channel=self.address.channel, ts=ts, markdown_text=rest
                 ),
             )
-        except SlackRefused as exc:
-            if exc.error != _NOT_STREAMING or not (flush and stream.full):
+        except PlatformError as exc:
+            if isinstance(exc, PlaceGone) or not (flush and stream.full):
                 raise
-            # Stopped already: by Slack, or by this very call, sent again when its
-            # answer was lost. Whether `rest` shows is unknown: the whole text does.
-            await self._update(ts, stream.full)
-            return
-        except PlatformError:
-            if not (flush and stream.full):
-                raise
-            # No answer: the stream may be open still. chat.update closes it (see
-            # `_update`) and shows the whole text; it is safe to repeat.
+            # Stopped already (by Slack, or by this very call, sent again when its
+            # answer was lost), refused, or not answered: whether `rest` shows is
+            # unknown. chat.update shows the whole text, closing a stream still open
+            # (see `_update`), and is safe to repeat.
             await self._update(ts, stream.full)
             return
         if flush and rest is None and stream.full != stream.sent and stream.full:
