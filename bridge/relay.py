@@ -70,7 +70,8 @@ INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # message after message where refusals are posted in the channel would otherwise
 # fill its post budget with them, and answers to everyone else would wait.
 REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
-INTAKE_BATCH = 16  # messages of one place recorded before their answers start
+INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
+INTAKE_WAIT = 1.0  # seconds an answer waits at most for that
 
 
 class UserRateLimiter:
@@ -125,6 +126,8 @@ class _Job:
     reset: bool = False  # a reset, in its turn: after the answers asked before it
     leased: bool = False  # holds its conversation's lease (shared store)
     queued: bool = True  # counted in the queue until it takes a slot
+    # Set once the messages that were waiting with it in its place are recorded too.
+    recorded: Flag = field(default_factory=Flag)
 
 
 class _Pace:
@@ -282,9 +285,10 @@ class Relay:
     async def _intake(self, place: tuple[str, ...]) -> None:
         """Route the messages of one place in arrival order.
 
-        The answers of the messages waiting here start once all of them are
-        recorded (or every INTAKE_BATCH): on a shared store, one sent earlier
-        but delivered just after is then seen waiting ahead, and goes first.
+        On a shared store, an answer looks for messages ahead of it once those
+        waiting with it here are recorded too (every INTAKE_BATCH, and for
+        INTAKE_WAIT at most): one sent earlier but delivered just after is
+        then seen, and goes first.
         """
         queue = self._places[place]
         ready: list[_Job] = []
@@ -305,13 +309,16 @@ class Relay:
                 queue.popleft()
                 if not queue or len(ready) >= INTAKE_BATCH:
                     for job in ready:
-                        self._spawn(self._run(job))
+                        job.recorded.set()
                     ready.clear()
         finally:
+            for job in ready:
+                job.recorded.set()
             del self._places[place]
 
     async def _admit(self, msg: Inbound, target: ReplyTarget, ready: list[_Job]) -> None:
-        """Route a message and record it; its job, if it is to be answered, joins `ready`."""
+        """Route a message and record it; its job, if it is to be answered, starts and
+        joins `ready`."""
         async def exists(key: str) -> bool:
             return await self.store.get_conversation(key) is not None
 
@@ -348,6 +355,7 @@ class Relay:
             self._jobs.add(job)
             self._queued += 1
             self.metrics.queue_depth.set(self._queued)
+            self._spawn(self._run(job))
             ready.append(job)
             if not job.reset and job.route.session == "thread":
                 # The conversation is known from now, on every replica: a follow-up in
@@ -501,6 +509,9 @@ class Relay:
     async def _run(self, job: _Job) -> None:
         try:
             if self.store.shared:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(INTAKE_WAIT):
+                        await job.recorded.wait()
                 await self._wait_turn(job)
                 await self._take_lease(job)
             elif job.previous is not None:

@@ -687,6 +687,32 @@ class GoneAtTheEnd(RecordingTarget):
             raise PlaceGone("Slack refused chat.update: message_not_found")
 
 
+async def test_a_message_slow_to_take_holds_up_no_answer_before_it(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # The first question's answer waited for the second's intake; a stop meanwhile
+    # left it never started and never ended.
+    fake_chat_api.enqueue(tokens=["First ", "answer."])
+    fake_chat_api.enqueue(tokens=["Second."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        store = bridge.relay.store
+        claim, calls, hold = store.claim_event, 0, asyncio.Event()
+
+        async def slow_claim(event_id: str, at: float) -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                await hold.wait()
+            return await claim(event_id, at)
+
+        store.claim_event = slow_claim  # type: ignore[method-assign]
+        first = await platform(bridge).say("one", thread="T1")
+        second = await platform(bridge).say("two", thread="T1")
+        await wait_for(lambda: first.visible() == ["First answer."])
+        hold.set()
+        await wait_for(lambda: second.visible()[-1:] == ["Second."] and bridge.relay.live == 0)
+
+
 class RefusingEdits(RecordingTarget):
     """A platform that takes new messages but refuses every edit (not for a gone place)."""
 
