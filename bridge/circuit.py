@@ -8,16 +8,25 @@ as a probe; its success closes the circuit, its failure opens it again.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+
+log = logging.getLogger("chat_bridge.circuit")
 
 
 class Circuit:
     """closed -> open (fail fast) -> half-open (one probe) -> closed."""
 
     def __init__(
-        self, failures: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+        self,
+        failures: int = 5,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        name: str = "",
     ) -> None:
+        self.name = name
         self.threshold = failures
         self.cooldown = cooldown
         self._clock = clock
@@ -54,6 +63,9 @@ class Circuit:
         return max(0.0, self._opened_at + self.cooldown - self._clock())
 
     def success(self) -> None:
+        if self._opened_at is not None:
+            log.info("backend %s answers again: calling it again", self.name,
+                     extra={"backend": self.name})
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -61,6 +73,12 @@ class Circuit:
     def failure(self) -> None:
         self._failures += 1
         if self._probing or self._failures >= self.threshold:
+            if self._opened_at is None or self._probing:
+                log.warning(
+                    "backend %s failed %d times in a row: not called for %g s (questions "
+                    "are told it is unavailable)", self.name, self._failures, self.cooldown,
+                    extra={"backend": self.name},
+                )
             self._opened_at = self._clock()
         self._probing = False
 

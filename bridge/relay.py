@@ -70,6 +70,7 @@ INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # message after message where refusals are posted in the channel would otherwise
 # fill its post budget with them, and answers to everyone else would wait.
 REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
+NO_BACKEND = "none"  # the backend label of a message that failed before it was routed
 INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
 INTAKE_WAIT = 1.0  # seconds an answer waits at most for that
 
@@ -257,7 +258,9 @@ class Relay:
         # A lease not renewed for three heartbeats has lost its owner.
         self.lease_ttl = 3 * self.heartbeat_interval
         circuit = config.limits.circuit
-        self.circuits = {name: Circuit(circuit.failures, circuit.cooldown) for name in backends}
+        self.circuits = {
+            name: Circuit(circuit.failures, circuit.cooldown, name=name) for name in backends
+        }
         self.accepting = True
         self._hurry = Flag()  # a second stop signal: the grace is over
 
@@ -299,6 +302,7 @@ class Relay:
                     await self._admit(msg, target, ready)
                 except BridgeError as exc:
                     log.error("could not take message %s: %s", msg.event_id, exc)
+                    self.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
                     if msg.mentioned or msg.is_dm or msg.command:
                         # Only to whoever asked: chatter in a thread (checked against
                         # the store to see if it continues a conversation) is not told.
@@ -306,6 +310,7 @@ class Relay:
                             await self._notice(target, _told(exc))
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
+                    self.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
                 queue.popleft()
                 if not queue or len(ready) >= INTAKE_BATCH:
                     for job in ready:
@@ -760,7 +765,8 @@ class Relay:
                 circuit.failure()  # not a drop mid-answer (Dropped): the backend did answer
             else:
                 circuit.release()
-            log.warning("backend %s failed: %s", route.backend, exc)
+            log.warning("backend %s failed: %s", route.backend, exc,
+                        extra={"conversation": key, "backend": route.backend})
             await self._fail(reply, exc.user_message, key)
         except PlaceGone as exc:
             outcome = "failed"

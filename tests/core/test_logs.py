@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,6 +58,8 @@ def test_json_lines_carry_fields_and_no_secret() -> None:
     assert first["conversation"] == "k-***"
     assert first["level"] == "WARNING"
     assert SECRET not in "".join(lines)
+    # To the millisecond, with its offset: lines a shipper re-sorts keep their order.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", first["time"])
 
 
 def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:

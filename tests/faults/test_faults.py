@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
@@ -101,8 +104,9 @@ async def test_connection_refused_then_circuit_opens(
 
 
 async def test_circuit_closes_after_a_successful_probe(
-    fake_chat_api: FakeChatAPI, tmp_path: Path
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     extra = "limits: {circuit: {failures: 1, cooldown: 0.2}}"
     for _ in range(3):
         fake_chat_api.enqueue(status=500)
@@ -117,6 +121,15 @@ async def test_circuit_closes_after_a_successful_probe(
         after = await ask(b, "three", "T3")
     assert probe.visible() == ["back"]
     assert after.visible() == ["still back"]
+    # The admin sees it open and close (it was silent), and which answer failed.
+    said = [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "chat_bridge.circuit"]
+    assert said[0][0] == "WARNING" and said[0][1].startswith("backend docs failed 1 times")
+    assert said[-1] == ("INFO", "backend docs answers again: calling it again")
+    failed = [r for r in caplog.records if r.getMessage().startswith("backend docs failed:")]
+    assert failed and all(
+        getattr(r, "conversation", "").startswith("console:") for r in failed
+    )
 
 
 async def test_connection_dropped_mid_stream(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:

@@ -757,6 +757,20 @@ async def test_a_429_that_ends_a_call_is_counted_too(fake_slack: FakeSlack, inbo
 # --------------------------------------------------------------------------- native streaming
 
 
+async def test_a_429_to_a_thinking_reaction_is_counted_and_not_waited_out(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The reactions' client had no handler at all: their 429s, the first under load,
+    # were in no metric.
+    seen: list[int] = []
+    fake_slack.set_rate("reactions.add", 1, 60.0)
+    async with running(fake_slack, inbox, lambda: seen.append(1), thinking="reaction"):
+        for text in ("one", "two"):
+            (await asked(fake_slack, inbox, text=text)).accepted()  # shows it is thinking
+        await wait_for(lambda: fake_slack.rate_limited["reactions.add"] == 1 and seen == [1])
+        assert fake_slack.count("reactions.add") == 2  # tried once: never waited out
+
+
 async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbox: Inbox) -> None:
     async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox)

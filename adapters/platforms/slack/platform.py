@@ -136,10 +136,12 @@ class SlackPlatform(Platform):
             token=token, base_url=opts.api_url, timeout=timeout,
             retry_handlers=[rate_limits], logger=web_log,
         )
-        # "Thinking" indicators are decoration: never wait out a rate limit for them.
+        # "Thinking" indicators are decoration: never wait out a rate limit for them
+        # (their 429s are counted all the same).
         self.decor = AsyncWebClient(
             token=token, base_url=opts.api_url, timeout=timeout,
-            retry_handlers=[], logger=web_log,
+            retry_handlers=[_CountedRateLimitRetries(ctx.on_rate_limited, max_retry_count=0)],
+            logger=web_log,
         )
         # bolt's own client, which it copies for each request with the token that
         # `authorize` gives: it asks Slack nothing itself.
