@@ -477,7 +477,18 @@ class Relay:
         if public and self._users.check(key, told, per, time.monotonic()) is not None:
             log.info("refusal not told again to a %s user sending many: %s", msg.platform, text)
             return
+        if public:
+            # Posted in the channel, within the post budget its answers share: not
+            # waited for, or the place's next messages (others') would wait behind it.
+            self._spawn(self._notice_apart(target, text))
+            return
         await self._notice(target, text)
+
+    async def _notice_apart(self, target: ReplyTarget, text: str) -> None:
+        try:
+            await self._notice(target, text)
+        except Exception as exc:  # a platform library's own error too: it is only a refusal
+            log.warning("could not tell a refusal: %s", for_log(exc))
 
     async def _notice(self, target: ReplyTarget, text: str) -> None:
         """Tell the asker something instead of answering, within the bot-wide budget
@@ -526,13 +537,22 @@ class Relay:
                 await self.store.reset_conversation(job.key)
                 await self._notice(job.target, self.config.commands.reset_reply)
                 return
-            async with self._slots:
-                self._dequeue(job)
-                self._running += 1
-                try:
-                    await self._answer(job)
-                finally:
+            await self._slots.acquire()
+            self._dequeue(job)
+            self._running += 1
+            held = True
+
+            def free_slot() -> None:
+                nonlocal held
+                if held:
+                    held = False
                     self._running -= 1
+                    self._slots.release()
+
+            try:
+                await self._answer(job, free_slot)
+            finally:
+                free_slot()
         except asyncio.CancelledError:
             job.interrupted = True
             if job.target.marks_own_interruption and not job.reset:
@@ -676,7 +696,10 @@ class Relay:
         """Every reply this process owns, queued or streaming (for heartbeats)."""
         return [(job.record, job.reply) for job in self._jobs]
 
-    async def _answer(self, job: _Job) -> None:
+    async def _answer(self, job: _Job, free_slot: Callable[[], None]) -> None:
+        """Answer a job; `free_slot` gives its stream slot back once the chat API's
+        stream has ended (the final edit may wait long for a busy platform's budget,
+        which is no reason for questions elsewhere to wait)."""
         msg, route, key = job.msg, job.route, job.key
         backend = self.backends[route.backend]
         circuit = self.circuits[route.backend]
@@ -739,9 +762,12 @@ class Relay:
                     except BridgeError as exc:  # kept with the answer, if it completes
                         log.error("could not save conversation %s: %s", key, exc)
 
-            done, sources = await self._consume(
-                backend.stream(request), reply, route.backend, started, keep_session
-            )
+            try:
+                done, sources = await self._consume(
+                    backend.stream(request), reply, route.backend, started, keep_session
+                )
+            finally:
+                free_slot()
             final = done.text if done is not None else None
             if final:
                 final = valid_text(final)

@@ -713,6 +713,63 @@ async def test_a_message_slow_to_take_holds_up_no_answer_before_it(
         await wait_for(lambda: second.visible()[-1:] == ["Second."] and bridge.relay.live == 0)
 
 
+async def test_a_reply_waiting_for_its_platforms_budget_holds_no_stream_slot(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reply kept its slot until its final edit, however long its own (busy) place's
+    # budget made that wait: questions elsewhere, with budget to spare, waited too.
+    fake_chat_api.enqueue(tokens=["Slow ", "to ", "show."], token_delay=0.05)
+    fake_chat_api.enqueue(tokens=["Quick."])
+
+    def target(self: LocalPlatform, address: Address) -> RecordingTarget:
+        if address.channel == "BUSY":  # one edit a minute: the final one waits
+            return RecordingTarget(edit_rate=Rate(1, 60.0), bucket="busy", channel="BUSY")
+        return RecordingTarget(bucket="quiet", channel=address.channel)
+
+    monkeypatch.setattr(LocalPlatform, "target", target)
+    extra = "limits: {max_concurrent_streams: 1, queue_size: 5}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        busy = await platform(bridge).say("one", channel="BUSY")
+        await fake_chat_api.wait_requests(1)
+        await wait_for(lambda: len(busy.ops) >= 2)  # its first words are out
+        quiet = await platform(bridge).say("two", channel="QUIET")
+        await wait_for(lambda: quiet.visible() == ["Quick."])
+        assert busy.visible() != ["Slow to show."]  # still waiting for its budget
+
+
+class SlowNotices(RecordingTarget):
+    """A channel where a notice is a message, posted only when `go` is set."""
+
+    def __init__(self, go: asyncio.Event, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.limits = replace(self.limits, notices_post=True)
+        self.go = go
+
+    async def notice(self, text: str) -> None:
+        await self.go.wait()
+        await super().notice(text)
+
+
+async def test_a_refusal_waiting_to_be_posted_holds_up_no_one_elses_question(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A flooder's refusals waited for the channel's post budget inside the intake:
+    # the next person's question reached the chat API only once they were out.
+    fake_chat_api.enqueue(tokens=["For A."])
+    fake_chat_api.enqueue(tokens=["For B."])
+    go = asyncio.Event()
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: SlowNotices(go))
+    extra = "limits: {rate_limit: {messages: 1, per: 60}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        await platform(bridge).say("one", user="A")
+        refused = await platform(bridge).say("two", user="A")  # over A's limit
+        await platform(bridge).say("three", user="B")
+        await fake_chat_api.wait_requests(2)
+        assert [r.json["message"] for r in fake_chat_api.requests] == ["one", "three"]
+        go.set()
+        await wait_for(lambda: bool(refused.notices) and bridge.relay.live == 0)
+
+
 class RefusingEdits(RecordingTarget):
     """A platform that takes new messages but refuses every edit (not for a gone place)."""
 
