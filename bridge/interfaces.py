@@ -318,6 +318,11 @@ class ReplyTarget(ABC):
     def accepted(self) -> None:  # noqa: B027 - optional hook
         """The bridge took the message: an answer will come, perhaps after a queue."""
 
+    def withdrawn(self) -> bool:
+        """The question was taken back (deleted) before its answer began: the chat
+        API is not asked it. Default: never (a platform that does not say)."""
+        return False
+
     async def status(self, text: str | None) -> None:  # noqa: B027 - optional hook
         """Show a progress status (None clears it). Default: nothing."""
 

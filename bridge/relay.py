@@ -703,6 +703,14 @@ class Relay:
         msg, route, key = job.msg, job.route, job.key
         backend = self.backends[route.backend]
         circuit = self.circuits[route.backend]
+        if job.target.withdrawn():
+            # Posted by mistake (a password, the wrong channel) and deleted while it
+            # waited: it is not sent on, nor paid for.
+            log.info("not answering: the question was deleted before its answer began",
+                     extra={"conversation": key})
+            with contextlib.suppress(Exception):
+                await job.target.end()
+            return
         if not circuit.allow():
             await self._notice(job.target, _unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()

@@ -291,6 +291,26 @@ async def test_a_question_deleted_while_it_is_answered_ends_the_answer(
     assert "word " * 100 not in fake.channel_messages(shown_in)[0]["content"]
 
 
+async def test_a_question_deleted_while_it_waits_its_turn_is_never_asked(setup: Setup) -> None:
+    # Deleted (a password posted by mistake) while the answer before it streamed: it
+    # was sent to the chat API all the same, and paid for.
+    setup.chat.enqueue(tokens=["First ", "answer."], token_delay=0.5)
+    setup.chat.enqueue(tokens=["After."])
+    fake = setup.discord
+    async with setup.bridge():
+        question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread_id = question["id"]
+        await fake.wait_until(lambda: fake.channel_messages(thread_id))
+        oops = await fake.say(thread_id, setup.bob, "my password is hunter2")
+        await fake.delete_message(oops["id"])
+        await setup.final(thread_id, "First answer.")
+        await fake.say(thread_id, setup.bob, "And then?")
+        await setup.final(thread_id, "After.")
+    assert [r.json["message"] for r in setup.chat.requests] == [
+        "How long is the bridge?", "And then?"
+    ]
+
+
 async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: Setup) -> None:
     setup.chat.enqueue(tokens=["First ", "answer."], sources=[SOURCE])
     setup.chat.enqueue(tokens=["Second ", "answer."])

@@ -170,6 +170,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
         if self.question.deleted:
             raise PlaceGone("the question was deleted while it was being answered.")
 
+    def withdrawn(self) -> bool:
+        return self.question.deleted
+
     # -------------------------------------------------------------- typing
 
     async def begin(self) -> str | None:
