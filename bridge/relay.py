@@ -555,6 +555,12 @@ class Relay:
                 free_slot()
         except asyncio.CancelledError:
             job.interrupted = True
+            if job.reply is None and not job.reset:  # cut while it waited its turn
+                self.metrics.answered.labels(
+                    job.msg.platform, job.route.backend, "interrupted"
+                ).inc()
+                log.info("answered", extra={"conversation": job.key, "backend": job.route.backend,
+                                            "outcome": "interrupted", "seconds": 0.0})
             if job.target.marks_own_interruption and not job.reset:
                 # Nothing else can reach this reply later: marked now, briefly (the
                 # process is going). Its record goes, marked or not: through the

@@ -235,6 +235,23 @@ async def test_a_reply_cut_by_the_stop_ends_and_keeps_its_interrupted_mark(
     assert [op.kind for op in target.ops].count("end") == 1  # its indicators were cleared
 
 
+async def test_a_question_cut_by_the_stop_while_it_waited_is_counted_interrupted(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Marked interrupted to its asker, and logged by the app, but in no metric.
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(100)], token_delay=0.05)
+    extra = "limits: {shutdown_grace: 0.3, max_concurrent_streams: 1}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        first = await platform(bridge).say("A long one, please", thread="T1")
+        await platform(bridge).say("And one more", thread="T2")  # waits for the slot
+        await wait_for(lambda: bool(first.visible()))
+        await bridge.drain()
+        counted = [line for line in bridge.metrics.render().decode().splitlines()
+                   if line.startswith("chat_bridge_messages_answered_total{")
+                   and 'outcome="interrupted"' in line]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) == 2.0
+
+
 async def finished_with_its_record_stuck(
     bridge: Bridge, stuck: Callable[[str], bool], question: str = "Everything?",
     channel: str = "C1",
