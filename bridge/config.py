@@ -313,7 +313,10 @@ def parse_config(
         if "${" in line and any(c in line[: line.index("${")] for c in "{["):
             hint = ' (inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
         else:
-            hint = " (check the indentation: the keys of one block line up)"
+            hint = (
+                " (check the indentation: spaces, not tabs, the keys of one block lined "
+                "up; and quote a value that holds \": \" or starts with * & ! @ or `)"
+            )
         raise ConfigError("", f"the file is not valid YAML{where}{hint}") from None
     if raw is None:
         raw = {}

@@ -98,8 +98,12 @@ class BadRequest(ChatAPIError):
             message = f"The assistant could not take that question: {_sentence(api_said)}"
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.message = api_said or self.user_message
-        if api_said and not presentable(api_said):
-            self.user_message = BadRequest.user_message  # the whole of it is in the log
+        if api_said:  # the whole of it is in the log
+            shown = shown_reason(api_said)
+            self.user_message = (
+                f"The assistant could not take that question: {_sentence(shown)}"
+                if shown else BadRequest.user_message
+            )
 
 
 class Unauthorized(ChatAPIError):
@@ -166,20 +170,32 @@ class APIReportedError(ProtocolError):
             **kw,  # type: ignore[arg-type]
         )
         self.message = message
-        if message and not presentable(message):
-            self.user_message = APIReportedError.user_message  # the whole of it is in the log
+        if message:  # the whole of it is in the log
+            shown = shown_reason(message)
+            self.user_message = (
+                f"The assistant reported an error: {_sentence(shown)}"
+                if shown else APIReportedError.user_message
+            )
 
 
-# What an API's own reason must not hold to be shown to the asker: an address, a
-# file path, a traceback. Those are for the admin's log.
-_INTERNAL = re.compile(r"://|traceback|\.py\b|(?:^|[\s(\"'])/[\w.-]+/", re.IGNORECASE)
+# A link in an API's reason (many end with one to their docs): left out of what the
+# asker sees, the rest of the sentence kept.
+_LINK = re.compile(r"\s*\(?(?:see\s+)?<?\b[a-z][a-z0-9+.-]*://[^\s)>]+>?\)?", re.IGNORECASE)
+# What an API's own reason must not hold to be shown to the asker: a host and port,
+# an IP address, a file path, a traceback. Those are for the admin's log.
+_INTERNAL = re.compile(
+    r"traceback|\.py\b|(?:^|[\s(\"'])/[\w.-]+/|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[\w.-]+:\d{2,5}\b",
+    re.IGNORECASE,
+)
 
 
-def presentable(api_text: str) -> bool:
-    """Whether an API's own reason may be shown to the asker: one short line, with
-    nothing internal in it."""
-    text = api_text.strip()
-    return "\n" not in text and len(text) <= 300 and not _INTERNAL.search(text)
+def shown_reason(api_text: str) -> str | None:
+    """An API's own reason as the asker may see it: one short line, its links left
+    out; None where it holds something internal."""
+    text = _LINK.sub("", api_text.strip()).strip().rstrip(":;,-–—").strip()
+    if not text or "\n" in text or len(text) > 300 or _INTERNAL.search(text):
+        return None
+    return text
 
 
 def _sentence(text: str) -> str:

@@ -426,9 +426,10 @@ def test_the_apis_reason_is_shown_as_its_own_sentence(said: str, shown: str) -> 
 @pytest.mark.parametrize(
     "said",
     [
-        "upstream openai 500 at https://internal.example/v1",
         "Traceback: KeyError at /srv/app.py line 3",
         "failed reading /var/lib/models/x",
+        "connect ECONNREFUSED 10.20.0.7:6379",
+        "upstream db.prod.internal:5432 refused the connection",
         "line one\nline two",
         "x" * 301,
     ],
@@ -442,6 +443,20 @@ def test_an_apis_reason_with_internals_in_it_is_kept_for_the_log(said: str) -> N
     assert APIReportedError("model overloaded").user_message == (
         "The assistant reported an error: model overloaded."
     )
+
+
+def test_an_apis_reason_keeps_its_sentence_without_its_links() -> None:
+    # Many reasons end with a link to the API's docs: the sentence is what helps.
+    said = ("The response was filtered due to the prompt triggering content management "
+            "policy. Please modify your prompt and retry. To learn more: "
+            "https://go.microsoft.com/fwlink/?linkid=2198766")
+    refused = BadRequest(api_said=said)
+    assert refused.user_message.startswith(
+        "The assistant could not take that question: The response was filtered"
+    )
+    assert "https://" not in refused.user_message and "linkid" in str(refused)
+    reported = APIReportedError("upstream openai 500 (see https://status.example/x)")
+    assert reported.user_message == "The assistant reported an error: upstream openai 500."
 
 
 def test_an_asctime_retry_after_is_gmt_whatever_the_local_zone(

@@ -356,8 +356,9 @@ def test_a_discord_token_given_with_its_prefix_is_a_config_error(prefix: str) ->
         # A key indented one space too many, on a line with ${VAR}: not a quoting matter.
         (BASE.replace("    api_key:", "     api_key:"), "check the indentation"),
         (BASE + "reply: {thinking_text: ${X}}\n", 'write a ${VAR} in quotes'),
-        # PyYAML's own words would quote a literal key read as an alias or a tag.
-        (BASE.replace("${CHATMOUNT_API_KEY}", "*Qm9vX2tleV9zZWNyZXQ"), "not valid YAML"),
+        # PyYAML's own words would quote a literal key read as an alias or a tag; the
+        # hint names that mistake too, not the indentation only.
+        (BASE.replace("${CHATMOUNT_API_KEY}", "*Qm9vX2tleV9zZWNyZXQ"), "starts with * & !"),
         (BASE.replace("${CHATMOUNT_API_KEY}", "!Pa55w0rd-secret"), "not valid YAML"),
     ],
 )
