@@ -244,6 +244,10 @@ class Relay:
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
         self._queued = 0  # accepted, not answering yet
         self._running = 0  # answering (each holds one of `_slots`)
+        # Answered, their slot given back, their final text still to show: counted
+        # with the queue, or a place slow to edit would take questions without end.
+        self._finishing = 0
+        self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
         self._tasks: set[asyncio.Task[None]] = set()
         self._users = UserRateLimiter()
         self._jobs: set[_Job] = set()
@@ -420,7 +424,7 @@ class Relay:
         # Waiting: questions not answering yet beyond the free streams (one behind
         # another of its conversation waits even while streams are free).
         free = max(0, self.config.limits.max_concurrent_streams - self._running)
-        if self._queued >= self.config.limits.queue_size + free:
+        if self._queued + self._finishing >= self.config.limits.queue_size + free:
             await self._refuse(msg, target, "I am busy right now; please try again shortly.")
             return None
         rate = route.rate_limit or self.config.limits.rate_limit
@@ -480,11 +484,22 @@ class Relay:
         if public:
             # Posted in the channel, within the post budget its answers share: not
             # waited for, or the place's next messages (others') would wait behind it.
-            self._spawn(self._notice_apart(target, text))
+            # A place's refusals are posted in the order of their messages.
+            place = (msg.platform, msg.workspace, msg.channel)
+            task = self._spawn(self._notice_apart(target, text, self._refusals.get(place)))
+            self._refusals[place] = task
+            task.add_done_callback(
+                lambda done: self._refusals.pop(place, None) if self._refusals.get(place) is done
+                else None
+            )
             return
         await self._notice(target, text)
 
-    async def _notice_apart(self, target: ReplyTarget, text: str) -> None:
+    async def _notice_apart(
+        self, target: ReplyTarget, text: str, after: asyncio.Task[None] | None
+    ) -> None:
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is its own
         try:
             await self._notice(target, text)
         except Exception as exc:  # a platform library's own error too: it is only a refusal
@@ -540,19 +555,21 @@ class Relay:
             await self._slots.acquire()
             self._dequeue(job)
             self._running += 1
-            held = True
+            held, finishing = True, False
 
             def free_slot() -> None:
-                nonlocal held
+                nonlocal held, finishing
                 if held:
-                    held = False
+                    held, finishing = False, True
                     self._running -= 1
+                    self._finishing += 1
                     self._slots.release()
 
             try:
                 await self._answer(job, free_slot)
             finally:
                 free_slot()
+                self._finishing -= 1
         except asyncio.CancelledError:
             job.interrupted = True
             if job.reply is None and not job.reset:  # cut while it waited its turn

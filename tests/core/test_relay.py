@@ -787,6 +787,63 @@ async def test_a_refusal_waiting_to_be_posted_holds_up_no_one_elses_question(
         await wait_for(lambda: bool(refused.notices) and bridge.relay.live == 0)
 
 
+async def test_replies_waiting_to_show_their_end_count_against_the_queue(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Their slots given back, replies waiting for a place's budget counted nowhere:
+    # that place took, and paid for, every question asked.
+    for _ in range(6):
+        fake_chat_api.enqueue(tokens=["A ", "long ", "one ", "answer."], token_delay=0.1)
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: RecordingTarget(
+        edit_rate=Rate(1, 60.0), bucket="busy"))
+    extra = "limits: {max_concurrent_streams: 1, queue_size: 1}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        targets = [await platform(bridge).say("q0", thread="T0", user="U0")]
+        # Its answer read whole, its end waiting for the place's budget:
+        await wait_for(lambda: any(
+            job.reply is not None and job.reply.text == "A long one answer."
+            for job in bridge.relay._jobs))
+        for i in range(1, 6):
+            targets.append(await platform(bridge).say(f"q{i}", thread=f"T{i}", user=f"U{i}"))
+            await wait_for(lambda: len(fake_chat_api.requests) + sum(
+                1 for t in targets if t.notices) == len(targets) or bridge.relay._queued > 0)
+        await wait_for(lambda: len(fake_chat_api.requests) + sum(
+            1 for t in targets if t.notices) == len(targets))
+        assert len(fake_chat_api.requests) <= 2  # one streaming, one in the queue
+        assert sum(1 for t in targets if t.notices) >= 4
+
+
+class OrderedNotices(RecordingTarget):
+    """Notices as a channel shows them; the first one's request is slow."""
+
+    def __init__(self, shown: list[str], second: asyncio.Event) -> None:
+        super().__init__()
+        self.limits = replace(self.limits, notices_post=True)
+        self.shown, self.second = shown, second
+
+    async def notice(self, text: str) -> None:
+        if not self.shown and "long" in text:
+            with contextlib.suppress(TimeoutError):  # until the next one is asked for
+                await asyncio.wait_for(self.second.wait(), 0.5)
+        else:
+            self.second.set()
+        self.shown.append(text)
+
+
+async def test_a_places_refusals_are_posted_in_the_order_of_their_messages(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[str] = []
+    second = asyncio.Event()
+    monkeypatch.setattr(LocalPlatform, "target",
+                        lambda self, address: OrderedNotices(shown, second))
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        await platform(bridge).say("x" * 5000)
+        await platform(bridge).say("   ")
+        await wait_for(lambda: len(shown) == 2)
+    assert "long" in shown[0] and shown[1] == HELP_TEXT
+
+
 class RefusingEdits(RecordingTarget):
     """A platform that takes new messages but refuses every edit (not for a gone place)."""
 
