@@ -95,6 +95,10 @@ class Bridge:
         self.chat_http: httpx.AsyncClient  # the chat APIs' client
         self.http: HttpServer | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        # Recovery running beside the heartbeat (its marks may wait long for a
+        # platform's budget), and the orphans it has claimed and not yet marked.
+        self._recovering: asyncio.Task[None] | None = None
+        self._marking: dict[str, InFlight] = {}
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
         self._pruned_at = 0.0  # when old conversations were last all forgotten
@@ -185,7 +189,13 @@ class Bridge:
             if rec.id in self.relay.unended:
                 continue  # finished: only its record is left, for the heartbeat to remove
             if await self.store.inflight_claim(rec.id, self.owner, rec.heartbeat_at):
-                fixed += await self._mark_interrupted(rec)
+                # Beaten for while it waits to be marked, or it would look an orphan
+                # again and be claimed and marked twice.
+                self._marking[rec.id] = rec
+                try:
+                    fixed += await self._mark_interrupted(rec)
+                finally:
+                    self._marking.pop(rec.id, None)
         if fixed:
             log.info("marked %d interrupted replies", fixed)
         return fixed
@@ -258,6 +268,7 @@ class Bridge:
             ids = reply.message_ids if reply is not None else rec.message_ids
             text = reply.text if reply is not None else rec.text
             rows.append((rec.id, ids, text, now))
+        rows.extend((rec.id, rec.message_ids, rec.text, now) for rec in self._marking.values())
         await self.store.inflight_update_many(rows)
         if self.store.shared:
             await self.store.renew_leases(
@@ -276,7 +287,18 @@ class Bridge:
             # Not while this process could not reach the store lately: the other
             # replicas likely could not either, and their records look stale only
             # until they beat again (finished answers were marked interrupted).
+            # Beside the heartbeat, not in it: marking many replies waits on the
+            # platforms' budgets, and a heartbeat held up meanwhile would make this
+            # replica's own live replies look dead to the others.
+            if self._recovering is None or self._recovering.done():
+                self._recovering = asyncio.create_task(self._recover_once(), name="recovery")
+                self._recovering.add_done_callback(_log_failure)
+
+    async def _recover_once(self) -> None:
+        try:
             await self.recover()
+        except BridgeError as exc:
+            log.warning("could not look for interrupted replies: %s", exc)
 
     async def _health(self) -> dict[str, str]:
         problems: dict[str, str] = {}
@@ -344,11 +366,11 @@ class Bridge:
         return True
 
     async def aclose(self) -> None:
-        for task in (self._heartbeat, self._progress):
+        for task in (self._heartbeat, self._progress, self._recovering):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._heartbeat = self._progress = None
+        self._heartbeat = self._progress = self._recovering = None
         try:
             if hasattr(self, "relay"):
                 await self.relay.drain(0)

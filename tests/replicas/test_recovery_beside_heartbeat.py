@@ -1,0 +1,60 @@
+"""Marking a dead replica's replies, which may wait long on a platform's budget,
+holds up neither this replica's heartbeat nor its claim on what it marks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bridge.interfaces import Address
+from bridge.store import InFlight
+from tests.core.fakeplatform import LocalPlatform, wait_for
+from tests.fakes.chatapi import FakeChatAPI
+from tests.replicas.test_shared_order import shared_bridge
+from tests.store.conftest import pg_schema_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
+
+LIVE = "console:W1:thread:C1:T1|docs"
+DEAD = "console:W1:thread:C9:T9|docs"
+
+
+async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    # The heartbeat awaited the marking: this replica's own live replies went stale,
+    # and the other replica marked one of them interrupted and answered its
+    # conversation's next message alongside.
+    fake_chat_api.enqueue(tokens=["A ", "slow ", "answer."], token_delay=2.0)
+    async with pg_schema_url() as url, shared_bridge(fake_chat_api, url) as bridge:
+        store = bridge.store
+        await store.inflight_begin(InFlight(
+            id="dead-1", key=DEAD, address=Address("console", "W1", "C9", "T9"),
+            owner="replica-gone", started_at=1.0, heartbeat_at=time.time() - 60,
+        ))
+        marking, release = asyncio.Event(), asyncio.Event()
+        mark = bridge._mark_interrupted
+
+        async def slow_mark(rec: InFlight) -> int:  # waiting, as for a platform's budget
+            marking.set()
+            await release.wait()
+            return await mark(rec)
+
+        bridge._mark_interrupted = slow_mark  # type: ignore[method-assign]
+        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+        await console.say("A long question", thread="T1")
+        await wait_for(lambda: marking.is_set(), timeout=10)
+        since = time.time()
+
+        async def beaten(key: str) -> bool:
+            return all(r.heartbeat_at > since + 0.5 for r in await store.inflight_for_key(key))
+
+        for key in (LIVE, DEAD):
+            deadline = time.monotonic() + 5
+            while not await beaten(key):
+                assert time.monotonic() < deadline, f"no heartbeat for {key} while marking"
+                await asyncio.sleep(0.1)
+        release.set()
+        await wait_for(lambda: bridge.relay.live == 0, timeout=10)
