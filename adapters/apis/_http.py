@@ -30,6 +30,7 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, aclosing
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import httpx
@@ -204,31 +205,40 @@ class HTTPDialect(ChatAPI):
     async def stream(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         self.check_request(req)
         retries = self.options.retries
+        loop = asyncio.get_running_loop()
+        total = self.options.timeouts.total
+        ends = loop.time() + total if total else None  # the answer's, across its attempts
         attempt = 0
-        while True:
-            attempt += 1
-            shown = False
-            try:
-                async with aclosing(self._attempt(req)) as events:
-                    async for event in events:
-                        if isinstance(event, Token) and event.text:
-                            shown = True
-                        yield event
-                return
-            except Unavailable as exc:
-                if shown or isinstance(exc, TimedOut) or attempt >= retries.attempts:
-                    raise
-                cap = min(retries.max_backoff, retries.backoff * 2 ** (attempt - 1))
-                delay = random.uniform(0, cap)
-                log.warning(
-                    "attempt %d failed (%s, status %s); retrying in %.2f s",
-                    attempt,
-                    type(exc).__name__,
-                    exc.status,
-                    delay,
-                    extra={"backend": self.name},
-                )
-                await asyncio.sleep(delay)
+        try:
+            while True:
+                attempt += 1
+                shown = False
+                _ANSWER_ENDS.set(ends)
+                try:
+                    async with aclosing(self._attempt(req)) as events:
+                        async for event in events:
+                            if isinstance(event, Token) and event.text:
+                                shown = True
+                            yield event
+                    return
+                except Unavailable as exc:
+                    if shown or isinstance(exc, TimedOut) or attempt >= retries.attempts:
+                        raise
+                    cap = min(retries.max_backoff, retries.backoff * 2 ** (attempt - 1))
+                    delay = random.uniform(0, cap)
+                    if ends is not None and loop.time() + delay >= ends:
+                        raise self._timed_out("total") from exc
+                    log.warning(
+                        "attempt %d failed (%s, status %s); retrying in %.2f s",
+                        attempt,
+                        type(exc).__name__,
+                        exc.status,
+                        delay,
+                        extra={"backend": self.name},
+                    )
+                    await asyncio.sleep(delay)
+        finally:
+            _ANSWER_ENDS.set(None)
 
     # ------------------------------------------------------------------ HTTP helpers
 
@@ -289,7 +299,7 @@ class HTTPDialect(ChatAPI):
         loop = asyncio.get_running_loop()
         t = self.options.timeouts
         start = loop.time()
-        end = start + t.total if t.total else None
+        end = _answer_end(start, t.total)
         deadline = _earliest(start + t.connect + t.first_byte, end)
         got_any = False
         try:
@@ -356,13 +366,15 @@ class HTTPDialect(ChatAPI):
     ) -> Any:
         """Send a request and return its JSON body (errors translated)."""
         t = self.options.timeouts
+        now = asyncio.get_running_loop().time()
         # The whole answer comes at once: it is its first byte and its end.
-        limit = t.connect + t.first_byte
+        limit = now + t.connect + t.first_byte
         which: Literal["first", "total"] = "first"
-        if t.total and t.total < limit:
-            limit, which = t.total, "total"
+        end = _answer_end(now, t.total)
+        if end is not None and end < limit:
+            limit, which = end, "total"
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(limit):
                 response = await self.http.request(
                     method,
                     url,
@@ -531,3 +543,14 @@ def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | No
 
 def _earliest(deadline: float, end: float | None) -> float:
     return deadline if end is None else min(deadline, end)
+
+
+# When the answer being asked for must end (event-loop time): `stream` sets it for
+# its attempts, so `timeouts.total` bounds the answer, not each attempt.
+_ANSWER_ENDS: ContextVar[float | None] = ContextVar("answer_ends", default=None)
+
+
+def _answer_end(now: float, total: float | None) -> float | None:
+    """The end of a request begun `now`: `total` from now, or the answer's end."""
+    ends = [end for end in (now + total if total else None, _ANSWER_ENDS.get()) if end]
+    return min(ends) if ends else None

@@ -470,3 +470,19 @@ def test_an_asctime_retry_after_is_gmt_whatever_the_local_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+async def test_the_total_timeout_bounds_the_answer_not_each_attempt(
+    fake_chat_api: FakeChatAPI, http: httpx.AsyncClient
+) -> None:
+    # Each drop before any text was retried with a fresh `total`: an answer with
+    # `total: 1` took 3 s, and was asked for three times.
+    for _ in range(2):
+        fake_chat_api.enqueue(tokens=["never"], first_delay=0.8, drop_after=0)
+    fake_chat_api.enqueue(tokens=["late ", "answer"], first_delay=0.8)
+    api = make(fake_chat_api, http, timeouts={"total": 1.0})
+    started = time.monotonic()
+    events, error = await collect_until_error(api, ask(api))
+    assert isinstance(error, TimedOut) and "did not finish" in error.user_message
+    assert time.monotonic() - started < 1.5 and len(fake_chat_api.requests) <= 2
+    assert not [e for e in events if isinstance(e, Token)]
