@@ -299,7 +299,7 @@ class HTTPDialect(ChatAPI):
         loop = asyncio.get_running_loop()
         t = self.options.timeouts
         start = loop.time()
-        end = _answer_end(start, t.total)
+        end = answer_end(start, t.total)
         deadline = _earliest(start + t.connect + t.first_byte, end)
         got_any = False
         try:
@@ -370,7 +370,7 @@ class HTTPDialect(ChatAPI):
         # The whole answer comes at once: it is its first byte and its end.
         limit = now + t.connect + t.first_byte
         which: Literal["first", "total"] = "first"
-        end = _answer_end(now, t.total)
+        end = answer_end(now, t.total)
         if end is not None and end < limit:
             limit, which = end, "total"
         try:
@@ -550,7 +550,7 @@ def _earliest(deadline: float, end: float | None) -> float:
 _ANSWER_ENDS: ContextVar[float | None] = ContextVar("answer_ends", default=None)
 
 
-def _answer_end(now: float, total: float | None) -> float | None:
+def answer_end(now: float, total: float | None) -> float | None:
     """The end of a request begun `now`: `total` from now, or the answer's end."""
     ends = [end for end in (now + total if total else None, _ANSWER_ENDS.get()) if end]
     return min(ends) if ends else None

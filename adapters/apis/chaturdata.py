@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts
+from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts, answer_end
 from bridge.errors import APIReportedError, BadRequest, ProtocolError, RateLimited, Unavailable
 from bridge.interfaces import (
     ChatEvent,
@@ -89,7 +89,8 @@ class ChatUrData(HTTPDialect):
         base = opts.url.rstrip("/")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + (opts.timeouts.total or 0.0)  # validated: always set
+        # The answer's end, its retries included (validated: `total` is always set).
+        deadline = answer_end(started, opts.timeouts.total) or started
 
         body: dict[str, Any] = {"message": req.message}
         if req.session:

@@ -231,3 +231,21 @@ def test_poll_interval_is_validated_and_defaults():
         ChatUrData.Options.model_validate({**base, "timeouts": {"total": None}})
     idle_only = ChatUrData.Options.model_validate({**base, "timeouts": {"idle": 5}})
     assert idle_only.timeouts.total == 120
+
+
+async def test_polling_after_a_retried_post_keeps_to_the_answers_total(
+    fake_chat_api, http, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # The retried attempt polled until its own start + total, each poll past the
+    # answer's end failing at once ("poll failed" at every interval).
+    monkeypatch.setattr("adapters.apis._http.random.uniform", lambda low, high: high)
+    fake_chat_api.enqueue(status=503)
+    fake_chat_api.enqueue(final="Too late.", polls=30)
+    api = make("chaturdata", fake_chat_api, http, timeouts={"total": 1.0},
+               retries={"attempts": 3, "backoff": 0.3, "max_backoff": 0.3})
+    api.options = api.options.model_copy(update={"poll_interval": 0.05})
+    started = time.monotonic()
+    _, exc = await collect_until_error(api, ChatRequest(message="Anything?"))
+    assert isinstance(exc, TimedOut) and "did not finish" in exc.user_message
+    assert time.monotonic() - started < 1.3
+    assert not [r for r in caplog.records if "poll failed" in r.getMessage()]
