@@ -555,12 +555,12 @@ class Relay:
             await self._slots.acquire()
             self._dequeue(job)
             self._running += 1
-            held, finishing = True, False
+            held = True
 
-            def free_slot() -> None:
-                nonlocal held, finishing
+            def free_slot() -> None:  # once: the answer read, its end still to show
+                nonlocal held
                 if held:
-                    held, finishing = False, True
+                    held = False
                     self._running -= 1
                     self._finishing += 1
                     self._slots.release()
