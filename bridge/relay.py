@@ -243,10 +243,10 @@ class Relay:
         self._chains: dict[str, asyncio.Future[None]] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
         self._queued = 0  # accepted, not answering yet
-        self._running = 0  # answering (each holds one of `_slots`)
-        # Answered, their slot given back, their final text still to show: counted
-        # with the queue, or a place slow to edit would take questions without end.
-        self._finishing = 0
+        # Answering: streaming (holding one of `_slots`) or, the slot given back,
+        # still showing the end (counted, or a place slow to edit takes questions
+        # without end).
+        self._answering = 0
         self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
         self._tasks: set[asyncio.Task[None]] = set()
         self._users = UserRateLimiter()
@@ -298,12 +298,12 @@ class Relay:
         then seen, and goes first.
         """
         queue = self._places[place]
-        ready: list[_Job] = []
+        batch, taken = Flag(), 0
         try:
             while queue:
                 msg, target = queue[0]
                 try:
-                    await self._admit(msg, target, ready)
+                    taken += await self._admit(msg, target, batch) is not None
                 except BridgeError as exc:
                     log.error("could not take message %s: %s", msg.event_id, exc)
                     self.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
@@ -316,18 +316,16 @@ class Relay:
                     log.exception("could not take message %s", msg.event_id)
                     self.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
                 queue.popleft()
-                if not queue or len(ready) >= INTAKE_BATCH:
-                    for job in ready:
-                        job.recorded.set()
-                    ready.clear()
+                if taken >= INTAKE_BATCH:
+                    batch.set()
+                    batch, taken = Flag(), 0
         finally:
-            for job in ready:
-                job.recorded.set()
+            batch.set()
             del self._places[place]
 
-    async def _admit(self, msg: Inbound, target: ReplyTarget, ready: list[_Job]) -> None:
-        """Route a message and record it; its job, if it is to be answered, starts and
-        joins `ready`."""
+    async def _admit(self, msg: Inbound, target: ReplyTarget, batch: Flag) -> _Job | None:
+        """Route a message and record it; its job, if it is to be answered, starts
+        (on a shared store, once `batch` is set) and is returned."""
         async def exists(key: str) -> bool:
             return await self.store.get_conversation(key) is not None
 
@@ -336,11 +334,11 @@ class Relay:
             log.debug("no route for %s message in %s", msg.platform, msg.channel)
             if msg.command:  # a command expects an answer, even a refusal
                 await self._notice(target, "I am not set up to answer here.")
-            return
+            return None
         if not msg.may_post and not _opens_thread(route, msg):
             log.info("not answering in %s %s: the bot may only answer there in a thread "
                      "of its own (reply_in_thread)", msg.platform, msg.channel)
-            return
+            return None
         key = conversation_key(route, msg)
         now = time.time()
         # Recorded before the event is claimed, so a replica answering a later
@@ -364,8 +362,8 @@ class Relay:
             self._jobs.add(job)
             self._queued += 1
             self.metrics.queue_depth.set(self._queued)
+            job.recorded = batch
             self._spawn(self._run(job))
-            ready.append(job)
             if not job.reset and job.route.session == "thread":
                 # The conversation is known from now, on every replica: a follow-up in
                 # its thread while this waits its turn is taken (its session comes with
@@ -377,6 +375,7 @@ class Relay:
                     await self.store.create_conversation(conv)
                 except BridgeError as exc:  # only a follow-up meanwhile depends on it
                     log.warning("could not record conversation %s: %s", job.key, exc)
+        return job
 
     async def _check(
         self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight
@@ -423,8 +422,8 @@ class Relay:
             return None
         # Waiting: questions not answering yet beyond the free streams (one behind
         # another of its conversation waits even while streams are free).
-        free = max(0, self.config.limits.max_concurrent_streams - self._running)
-        if self._queued + self._finishing >= self.config.limits.queue_size + free:
+        limits = self.config.limits
+        if self._queued + self._answering >= limits.queue_size + limits.max_concurrent_streams:
             await self._refuse(msg, target, "I am busy right now; please try again shortly.")
             return None
         rate = route.rate_limit or self.config.limits.rate_limit
@@ -486,24 +485,24 @@ class Relay:
             # waited for, or the place's next messages (others') would wait behind it.
             # A place's refusals are posted in the order of their messages.
             place = (msg.platform, msg.workspace, msg.channel)
-            task = self._spawn(self._notice_apart(target, text, self._refusals.get(place)))
-            self._refusals[place] = task
-            task.add_done_callback(
-                lambda done: self._refusals.pop(place, None) if self._refusals.get(place) is done
-                else None
-            )
+            after = self._refusals.get(place)
+            self._refusals[place] = self._spawn(self._notice_apart(place, target, text, after))
             return
         await self._notice(target, text)
 
     async def _notice_apart(
-        self, target: ReplyTarget, text: str, after: asyncio.Task[None] | None
+        self, place: tuple[str, str, str], target: ReplyTarget, text: str,
+        after: asyncio.Task[None] | None,
     ) -> None:
-        if after is not None:
-            await asyncio.wait([after])  # its outcome is its own
         try:
+            if after is not None:
+                await asyncio.wait([after])  # its outcome is its own
             await self._notice(target, text)
         except Exception as exc:  # a platform library's own error too: it is only a refusal
             log.warning("could not tell a refusal: %s", for_log(exc))
+        finally:
+            if self._refusals.get(place) is asyncio.current_task():
+                del self._refusals[place]
 
     async def _notice(self, target: ReplyTarget, text: str) -> None:
         """Tell the asker something instead of answering, within the bot-wide budget
@@ -554,22 +553,20 @@ class Relay:
                 return
             await self._slots.acquire()
             self._dequeue(job)
-            self._running += 1
+            self._answering += 1
             held = True
 
             def free_slot() -> None:  # once: the answer read, its end still to show
                 nonlocal held
                 if held:
                     held = False
-                    self._running -= 1
-                    self._finishing += 1
                     self._slots.release()
 
             try:
                 await self._answer(job, free_slot)
             finally:
                 free_slot()
-                self._finishing -= 1
+                self._answering -= 1
         except asyncio.CancelledError:
             job.interrupted = True
             if job.reply is None and not job.reset:  # cut while it waited its turn
