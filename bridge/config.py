@@ -134,9 +134,12 @@ class Config(_Model):
         if value.startswith("postgres"):
             # A password's "/", "?" or ":" cuts the host part short, where a port then
             # is no number; after a "#" the rest would be lost as a fragment.
-            hosts = urllib.parse.urlsplit(value).netloc.rpartition("@")[2].split(",")
+            netloc = urllib.parse.urlsplit(value).netloc
+            hosts = netloc.rpartition("@")[2].split(",")
             ports = [h.rpartition(":")[2] for h in hosts if ":" in h and not h.endswith("]")]
-            unreadable = "#" in value or not all(port.isdigit() for port in ports)
+            # A second "@": a password's, which the driver would take for the host's start.
+            unreadable = ("#" in value or netloc.count("@") > 1
+                          or not all(port.isdigit() for port in ports))
             if unreadable:  # never echoed: it holds a password
                 raise ValueError(
                     "cannot be read as a URL; %-encode special characters in its user and "

@@ -99,10 +99,8 @@ class BadRequest(ChatAPIError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.message = api_said or self.user_message
         if api_said:  # the whole of it is in the log
-            shown = shown_reason(api_said)
-            self.user_message = (
-                f"The assistant could not take that question: {_sentence(shown)}"
-                if shown else BadRequest.user_message
+            self.user_message = _told_with(
+                "The assistant could not take that question", api_said, BadRequest.user_message
             )
 
 
@@ -171,10 +169,8 @@ class APIReportedError(ProtocolError):
         )
         self.message = message
         if message:  # the whole of it is in the log
-            shown = shown_reason(message)
-            self.user_message = (
-                f"The assistant reported an error: {_sentence(shown)}"
-                if shown else APIReportedError.user_message
+            self.user_message = _told_with(
+                "The assistant reported an error", message, APIReportedError.user_message
             )
 
 
@@ -184,7 +180,9 @@ _LINK = re.compile(r"\s*\(?(?:see\s+)?<?\b[a-z][a-z0-9+.-]*://[^\s)>]+>?\)?", re
 # What an API's own reason must not hold to be shown to the asker: a host and port,
 # an IP address, a file path, a traceback. Those are for the admin's log.
 _INTERNAL = re.compile(
-    r"traceback|\.py\b|(?:^|[\s(\"'])/[\w.-]+/|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[\w.-]+:\d{2,5}\b",
+    r"traceback|\.py\b|(?:^|[\s(\"'])/[\w.-]+/"  # a traceback, a file path
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}\b|[\w.\]-]:\d{2,5}\b"  # an IPv4 address, a host:port
+    r"|\b[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*::[0-9a-f]{1,4}\b|(?<![\w:])::[0-9a-f]{1,4}\b",  # IPv6
     re.IGNORECASE,
 )
 
@@ -196,6 +194,12 @@ def shown_reason(api_text: str) -> str | None:
     if not text or "\n" in text or len(text) > 300 or _INTERNAL.search(text):
         return None
     return text
+
+
+def _told_with(what: str, reason: str, plain: str) -> str:
+    """`what: reason.` as the asker may see it, or the `plain` sentence alone."""
+    shown = shown_reason(reason)
+    return f"{what}: {_sentence(shown)}" if shown else plain
 
 
 def _sentence(text: str) -> str:

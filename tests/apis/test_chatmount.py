@@ -430,6 +430,9 @@ def test_the_apis_reason_is_shown_as_its_own_sentence(said: str, shown: str) -> 
         "failed reading /var/lib/models/x",
         "connect ECONNREFUSED 10.20.0.7:6379",
         "upstream db.prod.internal:5432 refused the connection",
+        "dial tcp [fd00:ec2::23]:6379: connect: connection refused",
+        "dial tcp [::1]:5432: i/o timeout",
+        "no route to fd00:ec2::23",
         "line one\nline two",
         "x" * 301,
     ],
@@ -457,6 +460,7 @@ def test_an_apis_reason_keeps_its_sentence_without_its_links() -> None:
     assert "https://" not in refused.user_message and "linkid" in str(refused)
     reported = APIReportedError("upstream openai 500 (see https://status.example/x)")
     assert reported.user_message == "The assistant reported an error: upstream openai 500."
+    assert "std::vector" in APIReportedError("std::vector overflow").user_message
 
 
 def test_an_asctime_retry_after_is_gmt_whatever_the_local_zone(

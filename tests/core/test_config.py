@@ -326,7 +326,7 @@ def test_host_lists_in_variables_named_like_proxies_are_no_proxies(tmp_path: Pat
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("password", ["p@ss:w/rd#1", "abc#def", "ab/cd", "a?b"])
+@pytest.mark.parametrize("password", ["p@ss:w/rd#1", "abc#def", "ab/cd", "a?b", "Secr3t@2024"])
 def test_a_store_password_that_needs_encoding_is_a_config_error(password: str) -> None:
     # `check` passed it; `run` then said only that the URL was invalid.
     text = BASE.replace("sqlite:///tmp/x.db", "postgresql://bridge:${PG}@db:5432/chat")
