@@ -219,8 +219,8 @@ def split_pieces(
         pieces.append(Piece(shown, pos, prefix))
 
 
-_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
 def _table_header(head: str, after: str, limit: int) -> str:
@@ -235,14 +235,14 @@ def _table_header(head: str, after: str, limit: int) -> str:
     # header of another table (a header is followed by its rule line).
     if "|" not in head[-2:] or not following[0].lstrip().startswith("|"):
         return ""
-    if len(following) > 1 and _TABLE_RULE.match(following[1]):
+    if len(following) > 1 and TABLE_RULE.match(following[1]):
         return ""
     lines = head.split("\n")
     i = len(lines)
-    while i > 0 and (_TABLE_ROW.match(lines[i - 1]) or _TABLE_RULE.match(lines[i - 1])):
+    while i > 0 and (TABLE_ROW.match(lines[i - 1]) or TABLE_RULE.match(lines[i - 1])):
         i -= 1
     for j in range(i, len(lines) - 1):
-        if _TABLE_ROW.match(lines[j]) and _TABLE_RULE.match(lines[j + 1]):
+        if TABLE_ROW.match(lines[j]) and TABLE_RULE.match(lines[j + 1]):
             header = f"{lines[j]}\n{lines[j + 1]}\n"
             return header if len(header) <= limit // 4 else ""
     return ""

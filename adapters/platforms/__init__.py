@@ -4,6 +4,14 @@ from urllib.parse import quote
 
 import yarl
 
+ZWSP = "\u200b"
+
+
+def break_fences(text: str) -> str:
+    """`text` with every ``` broken by zero-width spaces: inside a code block or a
+    preformatted span, it cannot end it."""
+    return text.replace("```", f"`{ZWSP}`{ZWSP}`")
+
 
 def encoded_url(url: str) -> str:
     """`url` with everything but URL syntax percent-encoded (spaces, `<`, `>`, line

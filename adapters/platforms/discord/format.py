@@ -13,10 +13,10 @@ import bisect
 import re
 from collections.abc import Iterable, Sequence
 
-from adapters.platforms import encoded_url
+from adapters.platforms import ZWSP, break_fences, encoded_url
 from bridge.interfaces import Source
+from bridge.split import TABLE_ROW, TABLE_RULE
 
-ZWSP = "\u200b"
 THREAD_NAME_MAX = 100
 SOURCE_TITLE_MAX = 200
 
@@ -31,8 +31,6 @@ _MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: 
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 # Discord has headings #, ## and ### only.
 _DEEP_HEADING = re.compile(r"^\s{0,3}#{4,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
-_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
 def _blocks(markdown: str) -> str:
@@ -58,12 +56,12 @@ def _blocks(markdown: str) -> str:
             out.append(line)
             i += 1
             continue
-        if _TABLE_ROW.match(line) and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
+        if TABLE_ROW.match(line) and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
             out.append("```")
             while i < len(lines) and not in_code(offsets[i]) and (
-                _TABLE_ROW.match(lines[i]) or _TABLE_RULE.match(lines[i])
+                TABLE_ROW.match(lines[i]) or TABLE_RULE.match(lines[i])
             ):
-                out.append(lines[i].strip().replace("```", f"`{ZWSP}`{ZWSP}`"))
+                out.append(break_fences(lines[i].strip()))
                 i += 1
             out.append("```")
             continue

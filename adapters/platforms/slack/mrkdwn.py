@@ -16,13 +16,11 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 
-from adapters.platforms import encoded_url
+from adapters.platforms import ZWSP, break_fences, encoded_url
 from bridge.interfaces import Source
+from bridge.split import TABLE_ROW, TABLE_RULE
 
 WORD_JOINER = "\u2060"
-# Where a mark must stand next to a letter: Slack reads `*`, `_` and `~` as markup
-# only at a word's edge, and takes a zero-width space for one.
-ZWSP = "\u200b"
 
 # <@U123>, <@U123|name>, <!here>, <!subteam^S1|@team>, <#C1|general>: Slack's own syntax.
 _SLACK_REF = re.compile(r"<([@#!])([^<>|\s]*)(?:\|([^<>]*))?>")
@@ -38,8 +36,6 @@ _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+(\[[ xX]\]\s+)?(.*)$")
 _ORDERED = re.compile(r"^(\s*)(\d{1,9})[.)]\s+(.*)$")
 _QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
-_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 # A code span opens and closes with whole runs of as many backticks (CommonMark):
 # "``" in "```" is no code span.
@@ -66,6 +62,8 @@ _ITALIC_UNDERSCORE = re.compile(r"(?<![_\w])_(?=\S)(.+?)(?<=\S)_(?![_\w])")
 _STRIKE = re.compile(r"(?<!~)~~(?=\S)(.+?)(?<=\S)~~(?!~)")
 _EMPHASIS = (_BOLD_ITALIC, _BOLD_STARS, _BOLD_UNDERSCORES, _ITALIC_STAR, _ITALIC_UNDERSCORE,
              _STRIKE)
+# Where a mark must stand next to a letter, a zero-width space (ZWSP): Slack reads
+# `*`, `_` and `~` as markup only at a word's edge, and takes one for an edge.
 _WORD_CHAR = re.compile(r"\w")
 
 # Private-use sentinels stand for markup while the rest of the text is rewritten.
@@ -140,14 +138,14 @@ def markdown_to_mrkdwn(markdown: str) -> str:
                     i += 1
                     break
                 # Slack has no nested fences: a ``` line inside would end the block.
-                out.append(prefix + escape(defuse_at(inner)).replace("```", f"`{ZWSP}`{ZWSP}`"))
+                out.append(prefix + break_fences(escape(defuse_at(inner))))
                 i += 1
             out.append(prefix + "```")
             continue
-        if _TABLE_ROW.match(line) and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
+        if TABLE_ROW.match(line) and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
             # Slack has no tables: keep the grid readable as preformatted text.
             out.append("```")
-            while i < len(lines) and (_TABLE_ROW.match(lines[i]) or _TABLE_RULE.match(lines[i])):
+            while i < len(lines) and (TABLE_ROW.match(lines[i]) or TABLE_RULE.match(lines[i])):
                 out.append(escape(defuse_at(lines[i].strip())))
                 i += 1
             out.append("```")
@@ -215,7 +213,7 @@ def _inline(text: str, strip_bold: bool = False) -> str:
             return keep(f"`{shown}`")
         # Slack's inline code cannot hold a backtick; its preformatted text can
         # (shown as a block): the code stays as written, to be copied.
-        shown = shown.replace("```", f"`{ZWSP}`{ZWSP}`")
+        shown = break_fences(shown)
         return keep(f"```{shown}```" if shown.strip("`") == shown else f"``` {shown} ```")
 
     def escaped(match: re.Match[str]) -> str:
