@@ -25,7 +25,9 @@ def plain_url(value: str) -> str:
     if "@" in value.split("://", 1)[-1].split("/", 1)[0]:
         raise ValueError("must not carry a user or password (user:password@host)")
     try:
-        yarl.URL(value).port  # noqa: B018 - parsing is the check
+        host = yarl.URL(value).host
     except ValueError:
-        raise ValueError("is not a valid URL (check its host and port)") from None
+        host = None
+    if not host or any(c.isspace() for c in value):
+        raise ValueError("is not a valid URL (check its host and port)")
     return value

@@ -296,6 +296,8 @@ def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str
         "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'http://h:port_SECRET/api/'}",
         "discord: {token: d-1, api_url: 'https://u:pw_SECRET@h/api'}",
         "discord: {token: d-1, gateway_url: 'wss://u:pw_SECRET@h/'}",
+        "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'https:///api/'}",
+        "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'https://sla ck.com/api/'}",
     ],
 )
 def test_a_platform_url_with_a_password_or_no_port_is_refused(block: str) -> None:
