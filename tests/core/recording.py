@@ -33,6 +33,7 @@ class RecordingTarget(ReplyTarget):
         bucket: str = "test",
         placeholder: bool = False,
         channel: str = "C1",
+        notices_post: bool = False,
     ) -> None:
         self.address = Address("test", "W1", channel)
         self.limits = Limits(
@@ -42,6 +43,7 @@ class RecordingTarget(ReplyTarget):
             post_bucket=f"{bucket}:post",
             post_rate=post_rate,
             begin_posts=placeholder,
+            notices_post=notices_post,
         )
         self.placeholder = placeholder
         self.messages: dict[str, str] = {}

@@ -121,9 +121,12 @@ def store_down(bridge: Bridge, method: str) -> None:
     setattr(bridge.store, method, down)
 
 
-def failed_answers(bridge: Bridge) -> float:
+def failed_answers(bridge: Bridge, outcome: str = "failed") -> float:
+    """chat_bridge_messages_answered_total of one outcome (its first series)."""
     for line in bridge.metrics.render().decode().splitlines():
-        if line.startswith("chat_bridge_messages_answered_total{") and 'outcome="failed"' in line:
+        if line.startswith("chat_bridge_messages_answered_total{") and (
+            f'outcome="{outcome}"' in line
+        ):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -246,10 +249,7 @@ async def test_a_question_cut_by_the_stop_while_it_waited_is_counted_interrupted
         await platform(bridge).say("And one more", thread="T2")  # waits for the slot
         await wait_for(lambda: bool(first.visible()))
         await bridge.drain()
-        counted = [line for line in bridge.metrics.render().decode().splitlines()
-                   if line.startswith("chat_bridge_messages_answered_total{")
-                   and 'outcome="interrupted"' in line]
-    assert counted and float(counted[0].rsplit(" ", 1)[1]) == 2.0
+        assert failed_answers(bridge, "interrupted") == 2.0
 
 
 async def finished_with_its_record_stuck(
@@ -757,9 +757,8 @@ async def test_a_reply_waiting_for_its_platforms_budget_holds_no_stream_slot(
 class SlowNotices(RecordingTarget):
     """A channel where a notice is a message, posted only when `go` is set."""
 
-    def __init__(self, go: asyncio.Event, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.limits = replace(self.limits, notices_post=True)
+    def __init__(self, go: asyncio.Event) -> None:
+        super().__init__(notices_post=True)
         self.go = go
 
     async def notice(self, text: str) -> None:
@@ -817,8 +816,7 @@ class OrderedNotices(RecordingTarget):
     """Notices as a channel shows them; the first one's request is slow."""
 
     def __init__(self, shown: list[str], second: asyncio.Event) -> None:
-        super().__init__()
-        self.limits = replace(self.limits, notices_post=True)
+        super().__init__(notices_post=True)
         self.shown, self.second = shown, second
 
     async def notice(self, text: str) -> None:
