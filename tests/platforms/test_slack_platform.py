@@ -620,6 +620,13 @@ async def begun(fake: FakeSlack, inbox: Inbox) -> tuple[SlackTarget, str]:
     return target, ts
 
 
+def stopped_text(fake: FakeSlack, ts: str) -> str:
+    """The text of the bot's message `ts`, which must be there and streaming no more."""
+    message = fake.find(CHANNEL, ts)
+    assert message is not None and not message.streaming
+    return message.text
+
+
 async def test_update_mode_reply_in_thread(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
@@ -886,9 +893,7 @@ async def test_native_mode_a_stop_slack_refused_shows_the_whole_answer_by_chat_u
         await target.edit(ts, "Run this:\n\n```python\nprint('hi')\n```")
         fake_slack.fail["chat.stopStream"] = ["internal_error"]
         await target.end()
-        message = fake_slack.find(CHANNEL, ts)
-        assert message is not None and not message.streaming
-        assert message.text == "Run this:\n\n```python\nprint('hi')\n```"
+        assert stopped_text(fake_slack, ts) == "Run this:\n\n```python\nprint('hi')\n```"
 
 
 async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_twice(
@@ -904,9 +909,7 @@ async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_t
             await target.edit(ts, "Hello world")
         await target.edit(ts, "Hello world, again")  # the renderer tries again, text so far
         await target.end()
-        message = fake_slack.find(CHANNEL, ts)
-        assert message is not None and not message.streaming
-        assert message.text == "Hello world, again"
+        assert stopped_text(fake_slack, ts) == "Hello world, again"
 
 
 async def test_native_mode_a_stream_slack_ended_goes_on_by_chat_update(
@@ -955,9 +958,7 @@ async def test_native_mode_a_stop_whose_answer_was_lost_still_shows_the_whole_an
         await target.edit(ts, "Hello world\n\n" + sources)
         fake_slack.lose_answer["chat.stopStream"] = lost  # once, or past every retry
         await target.end()
-        message = fake_slack.find(CHANNEL, ts)
-        assert message is not None and not message.streaming
-        assert message.text == "Hello world\n\n_Sources:_ [Docs](https://d.example)"
+        assert stopped_text(fake_slack, ts) == "Hello world\n\n_Sources:_ [Docs](https://d.example)"
 
 
 async def test_native_mode_a_stream_slack_starts_as_a_stop_comes_is_stopped(
@@ -1031,6 +1032,4 @@ async def test_restarted_target_closes_a_leftover_stream(
         # A new process fixes the reply up through `target(address)`.
         later = platform.target(target.address)
         await later.edit(ts, "half an answ\n\n_interrupted_")
-        message = fake_slack.find(CHANNEL, ts)
-        assert message is not None and not message.streaming
-        assert message.text == "half an answ\n\n_interrupted_"
+        assert stopped_text(fake_slack, ts) == "half an answ\n\n_interrupted_"
