@@ -659,19 +659,34 @@ async def test_a_reset_command_in_a_channel_of_thread_conversations_says_how_to_
     assert target.notices == [THREAD_RESET]
 
 
-class VanishingPlace(RecordingTarget):
-    """A channel deleted (or the bot removed) after the reply's first message."""
+class RefusingEdits(RecordingTarget):
+    """A place whose edits (those `refused` picks, by their text) fail with `error`;
+    each is recorded, none shown."""
+
+    def __init__(
+        self, error: PlatformError, refused: Callable[[str], bool] = lambda text: True
+    ) -> None:
+        super().__init__()
+        self.error, self.refused = error, refused
 
     async def edit(self, message_id: str, text: str) -> None:
         self.ops.append(Op("edit", message_id, text))
-        raise PlaceGone("Discord could not edit a message: the channel or message is gone.")
+        if self.refused(text):
+            raise self.error
+
+
+def vanishing_place() -> RefusingEdits:
+    """A channel deleted (or the bot removed) after the reply's first message."""
+    return RefusingEdits(
+        PlaceGone("Discord could not edit a message: the channel or message is gone.")
+    )
 
 
 async def test_a_reply_whose_place_is_gone_stops_the_answer(
     fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(100)], token_delay=0.05)
-    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: VanishingPlace())
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: vanishing_place())
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("A long one")
         await fake_chat_api.wait_disconnects(1)  # the API's stream is let go at once
@@ -687,21 +702,15 @@ async def test_a_reply_gone_before_its_failure_is_shown_is_left_alone(
     # posted apart, into a place that had lost the reply.
     fake_chat_api.enqueue(tokens=["Partial ", "more ", "x"], error_after=2, error="boom",
                           token_delay=0.2)
-    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: GoneAtTheEnd())
+    # Deleted just before its failure is shown.
+    gone = PlaceGone("Slack refused chat.update: message_not_found")
+    monkeypatch.setattr(LocalPlatform, "target",
+                        lambda self, address: RefusingEdits(gone, lambda text: "⚠️" in text))
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("A question")
         await wait_for(lambda: bridge.relay.live == 0 and any(
             "boom" in op.text for op in target.ops))
     assert target.ops[-1].kind == "end" and target.notices == []
-
-
-class GoneAtTheEnd(RecordingTarget):
-    """A reply deleted just before its failure is shown."""
-
-    async def edit(self, message_id: str, text: str) -> None:
-        self.ops.append(Op("edit", message_id, text))
-        if "⚠️" in text:
-            raise PlaceGone("Slack refused chat.update: message_not_found")
 
 
 async def test_a_message_slow_to_take_holds_up_no_answer_before_it(
@@ -842,21 +851,14 @@ async def test_a_places_refusals_are_posted_in_the_order_of_their_messages(
     assert "long" in shown[0] and shown[1] == HELP_TEXT
 
 
-class RefusingEdits(RecordingTarget):
-    """A platform that takes new messages but refuses every edit (not for a gone place)."""
-
-    async def edit(self, message_id: str, text: str) -> None:
-        self.ops.append(Op("edit", message_id, text))
-        raise PlatformError("Slack refused chat.update: fatal_error")
-
-
 async def test_a_reply_that_cannot_be_finished_is_said_apart(
     fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The final edit refused for good: the asker saw the first words and nothing
     # more, and was told nothing.
     fake_chat_api.enqueue(tokens=["Hello ", "world."], token_delay=0.1)
-    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: RefusingEdits())
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: RefusingEdits(
+        PlatformError("Slack refused chat.update: fatal_error")))
     monkeypatch.setattr(render, "FINAL_RETRIES", 0)
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("A question")
