@@ -47,10 +47,17 @@ async def ask_two(fake: FakeChatAPI, first: tuple[str, float], then: tuple[str, 
     for _ in range(2):
         fake.enqueue(tokens=["An ", "answer."], token_delay=0.05)
     async with pg_schema_url() as url, shared_bridge(fake, url) as bridge:
-        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
-        for text, sent_at in (first, then):
-            await console.say(text, thread="T1", sent_at=sent_at)
-        await wait_for(lambda: len(fake.requests) == 2 and bridge.relay.live == 0)
+        await say_two(bridge, fake, first, then)
+
+
+async def say_two(
+    bridge: Bridge, fake: FakeChatAPI, first: tuple[str, float], then: tuple[str, float]
+) -> None:
+    """Deliver two messages of one thread to `bridge`; wait until both are answered."""
+    console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+    for text, sent_at in (first, then):
+        await console.say(text, thread="T1", sent_at=sent_at)
+    await wait_for(lambda: len(fake.requests) == 2 and bridge.relay.live == 0)
 
 
 async def test_a_message_that_arrives_after_a_later_one_is_answered_first(
@@ -89,10 +96,8 @@ async def test_an_earlier_message_recorded_slowly_is_still_answered_first(
 
         store.inflight_begin = slow_begin  # type: ignore[method-assign]
         store.inflight_for_key = watched_lookup  # type: ignore[method-assign]
-        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
-        await console.say("second", thread="T1", sent_at=1_700_000_000.2)
-        await console.say("first", thread="T1", sent_at=1_700_000_000.1)
-        await wait_for(lambda: len(fake_chat_api.requests) == 2 and bridge.relay.live == 0)
+        await say_two(bridge, fake_chat_api, ("second", 1_700_000_000.2),
+                      ("first", 1_700_000_000.1))
     assert [r.json["message"] for r in fake_chat_api.requests] == ["first", "second"]
 
 
@@ -185,9 +190,7 @@ async def test_a_job_waiting_behind_one_of_ours_that_is_closing_does_not_spin(
 
         store.inflight_for_key = counted  # type: ignore[method-assign]
         store.inflight_end = slow_end  # type: ignore[method-assign]
-        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
-        await console.say("first", thread="T1", sent_at=1_700_000_000.1)
-        await console.say("second", thread="T1", sent_at=1_700_000_000.2)
-        await wait_for(lambda: len(fake_chat_api.requests) == 2 and bridge.relay.live == 0)
+        await say_two(bridge, fake_chat_api, ("first", 1_700_000_000.1),
+                      ("second", 1_700_000_000.2))
     # The second waits with its back-off meanwhile, not in a loop of queries.
     assert looks.count(True) < 10
