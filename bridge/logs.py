@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, unquote, urlsplit
+
+from bridge.transport import proxy_variables
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Tokens no config holds but URLs carry, which libraries log (discord.py at DEBUG):
@@ -103,30 +104,23 @@ class PlainFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
-_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
-
-
-def proxy_secrets(environ: Mapping[str, str] = os.environ) -> list[str]:
+def proxy_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """The passwords in the proxy variables (`http://user:password@proxy:3128`).
 
     Every client here uses them, and libraries log a proxy's URL whole: aiohttp's
     errors through discord.py's reconnect tracebacks, slack-sdk at DEBUG.
     """
     found: list[str] = []
-    for name in _PROXY_VARIABLES:
-        for value in (environ.get(name), environ.get(name.lower())):
-            url = (value or "").strip()
-            if not url:
-                continue
-            try:
-                password = urlsplit(url if "://" in url else f"http://{url}").password
-            except ValueError:  # not a URL at all: nothing the clients could use
-                continue
-            if password:
-                # As written, decoded, and encoded as clients rewrite it (`:` `@`
-                # spaces and letters beyond ASCII come out percent-encoded).
-                plain = unquote(password)
-                found += [password, plain, quote(plain, safe=""), quote(plain, safe="!$&'()*+,;=")]
+    for _, url in proxy_variables(environ):
+        try:
+            password = urlsplit(url).password
+        except ValueError:  # not a URL at all: nothing the clients could use
+            continue
+        if password:
+            # As written, decoded, and encoded as clients rewrite it (`:` `@`
+            # spaces and letters beyond ASCII come out percent-encoded).
+            plain = unquote(password)
+            found += [password, plain, quote(plain, safe=""), quote(plain, safe="!$&'()*+,;=")]
     return found
 
 

@@ -78,10 +78,24 @@ def env_proxy(url: str) -> str | None:
     where = target.host if target.explicit_port is None else f"{target.host}:{target.port}"
     if urllib.request.proxy_bypass(where):  # NO_PROXY (on Linux: the environment only)
         return None
-    proxy = yarl.URL(named if "://" in named else f"http://{named}")
+    proxy = yarl.URL(_as_url(named))
     if proxy.scheme not in ("http", "https"):
         return None  # socks5:// and the like: no client here speaks them
     return str(proxy)
+
+
+def _as_url(proxy: str) -> str:
+    """A proxy as the variables may name it, as a URL: without a scheme, http://."""
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def proxy_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """(name, URL) of each proxy variable set that the clients read: HTTPS_PROXY,
+    HTTP_PROXY and ALL_PROXY, in any case (NO_PROXY and the like, such as
+    npm_config_no_proxy, are host lists)."""
+    env = os.environ if env is None else env
+    return [(name, _as_url(value.strip())) for name, value in env.items()
+            if name.lower() in ("http_proxy", "https_proxy", "all_proxy") and value.strip()]
 
 
 def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
@@ -90,13 +104,9 @@ def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
     Found at start-up, not at the first request it would fail; its value is
     never echoed (it may hold a password).
     """
-    env = os.environ if env is None else env
-    for name, value in env.items():
-        if name.lower() not in ("http_proxy", "https_proxy", "all_proxy") or not value:
-            continue  # NO_PROXY and the like (npm_config_no_proxy) are host lists
-        value = value.strip()
+    for name, url in proxy_variables(env):
         try:
-            yarl.URL(value if "://" in value else f"http://{value}").port  # noqa: B018
+            yarl.URL(url).port  # noqa: B018 - parsing is the check
         except ValueError:
             raise ConfigError(
                 name, "is not a valid proxy URL (check its host and port, and that "
