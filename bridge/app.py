@@ -164,11 +164,15 @@ class Bridge:
             await platform.start(self.relay.handle)
             stack.push_async_callback(platform.aclose)
             log.info("platform connected", extra={"platform": name})
-        await self.recover()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         self._progress = asyncio.create_task(self.relay.progress.run(), name="progress writer")
         for task in (self._heartbeat, self._progress):
             task.add_done_callback(_log_failure)
+        # After the heartbeat starts: marking may wait long on the platforms' budgets,
+        # and what it claimed (and the first live replies) must be beaten for meanwhile.
+        # As `_recovering`, so the heartbeat starts no second recovery beside it.
+        self._recovering = asyncio.create_task(self.recover(), name="recovery")
+        await self._recovering
 
     async def recover(self) -> int:
         """Mark replies left in flight by a dead process as interrupted.

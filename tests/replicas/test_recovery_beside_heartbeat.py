@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bridge.interfaces import Address
-from bridge.store import InFlight
+from bridge.store import InFlight, open_store
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
@@ -58,3 +58,50 @@ async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
                 await asyncio.sleep(0.1)
         release.set()
         await wait_for(lambda: bridge.relay.live == 0, timeout=10)
+
+
+async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    # Start-up recovery ran before the heartbeat started: a reply it claimed and
+    # waited to mark went stale meanwhile, for another replica to claim and mark again.
+    async with pg_schema_url() as url:
+        first = shared_bridge(fake_chat_api, url)
+        async with first:  # makes the schema
+            pass
+        store = open_store(first.config.store)
+        await store.open()
+        try:
+            await store.inflight_begin(InFlight(
+                id="dead-1", key=DEAD, address=Address("console", "W1", "C9", "T9"),
+                owner="replica-gone", started_at=1.0, heartbeat_at=time.time() - 60,
+            ))
+            bridge = shared_bridge(fake_chat_api, url)
+            marking, release = asyncio.Event(), asyncio.Event()
+            mark = bridge._mark_interrupted
+
+            async def slow_mark(rec: InFlight) -> int:
+                marking.set()
+                await release.wait()
+                return await mark(rec)
+
+            bridge._mark_interrupted = slow_mark  # type: ignore[method-assign]
+            starting = asyncio.create_task(bridge.__aenter__())
+            try:
+                await wait_for(lambda: marking.is_set(), timeout=10)
+                since = time.time()
+                deadline = time.monotonic() + 5
+                while not all(
+                    r.heartbeat_at > since + 0.5 for r in await store.inflight_for_key(DEAD)
+                ):
+                    assert time.monotonic() < deadline, "no heartbeat for it while marking"
+                    await asyncio.sleep(0.1)
+                release.set()
+                await starting
+                assert await store.inflight_for_key(DEAD) == []
+            finally:
+                release.set()
+                await asyncio.gather(starting, return_exceptions=True)
+                await bridge.aclose()
+        finally:
+            await store.aclose()
