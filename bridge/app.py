@@ -97,7 +97,7 @@ class Bridge:
         self._heartbeat: asyncio.Task[None] | None = None
         # Recovery running beside the heartbeat (its marks may wait long for a
         # platform's budget), and the orphans it has claimed and not yet marked.
-        self._recovering: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Task[object] | None = None
         self._marking: dict[str, InFlight] = {}
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
