@@ -148,6 +148,15 @@ class ProtocolError(ChatAPIError):
     user_message = "The assistant's answer could not be read."
 
 
+class WebPage(ProtocolError):
+    """A web page came where the answer's stream should (a wrong URL, a proxy's or a
+    sign-in page)."""
+
+    user_message = (
+        "The assistant is misconfigured (its address answered with a web page). Tell an admin."
+    )
+
+
 class CutOff(ProtocolError):
     user_message = "The answer was cut off; please ask again."
 

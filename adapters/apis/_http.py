@@ -48,6 +48,7 @@ from bridge.errors import (
     TimedOut,
     Unauthorized,
     Unavailable,
+    WebPage,
 )
 from bridge.interfaces import (
     READ_GATE,
@@ -324,6 +325,7 @@ class HTTPDialect(ChatAPI):
                 body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
                 chunks = await stack.enter_async_context(aclosing(body))
                 gate = READ_GATE.get()
+                began = b""  # the body's first byte beyond blanks
                 while True:
                     if gate is not None and got_any:
                         held = loop.time()
@@ -341,6 +343,13 @@ class HTTPDialect(ChatAPI):
                         raise Dropped(backend=self.name, status=response.status_code) from exc
                     if chunk is None:
                         break
+                    if not began and (began := chunk.lstrip()[:1]) == b"<":
+                        # No stream starts so: a wrong URL, a proxy's or a sign-in page.
+                        raise WebPage(
+                            "The chat API's URL answered with a web page, not an answer: "
+                            "check the backend's url, and any proxy or gateway between.",
+                            backend=self.name, status=response.status_code,
+                        )
                     items = parser.feed(chunk)
                     if items:
                         got_any = True

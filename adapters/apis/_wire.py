@@ -113,8 +113,9 @@ class SSEParser:
 
     Follows the WHATWG event-stream rules (comments, `data` lines joined with
     newlines, `event`, `id`, `retry`, one optional space after the colon), with
-    one leniency: an event still pending at `close()` is dispatched, since
-    some servers end the stream without the final blank line.
+    two leniencies: an event still pending at `close()` is dispatched, since
+    some servers end the stream without the final blank line; and an `error:`
+    line (llama.cpp's server sends its errors so) is an `error` event's data.
     """
 
     __slots__ = ("_lines", "_data", "_event", "_id", "retry")
@@ -163,6 +164,9 @@ class SSEParser:
                 if name == "event":
                     self._event = value
                 elif name == "data":  # "data" without a colon: an empty data line
+                    data.append(value)
+                elif name == "error":  # llama.cpp's errors: an `error` event
+                    self._event = "error"
                     data.append(value)
                 elif name == "id":
                     if "\0" not in value:

@@ -12,11 +12,12 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
+import httpx
 from pydantic import Field
 
 from adapters.apis._http import Event, HTTPDialect
 from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
-from adapters.apis._wire import SSEEvent, SSEParser, json_or_none
+from adapters.apis._wire import MAX_LINE_BYTES, LineTooLong, SSEEvent, SSEParser, json_or_none
 from bridge.errors import APIReportedError, CutOff, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
 
@@ -29,7 +30,12 @@ _PATH = "/chat/completions"
 _CUT = {
     "length": "The answer was cut short: it reached the assistant's length limit.",
     "content_filter": "The answer was stopped by the assistant's content filter.",
+    # vLLM's own: a request aborted, an engine error, a repetition detected.
+    "abort": "The answer was cut short: the assistant stopped it before its end.",
+    "error": "The answer was cut short by an error on the assistant's side.",
+    "repetition": "The answer was cut short: the assistant stopped it for repeating itself.",
 }
+_WHOLE = "whole answer"  # the SSEEvent type of a JSON body given instead of a stream
 
 
 class OpenAIOptions(StatelessOptions):
@@ -56,8 +62,9 @@ class OpenAICompatible(HTTPDialect):
 
     @property
     def endpoint(self) -> str:
-        url = self.options.url.rstrip("/")
-        return url if url.endswith(_PATH) else url + _PATH
+        url = httpx.URL(self.options.url)  # its query (Azure's api-version) kept after the path
+        path = url.path.rstrip("/")
+        return str(url.copy_with(path=path if path.endswith(_PATH) else path + _PATH))
 
     def _check_finish(self, reason: str | None) -> None:
         """An answer that stopped short of its end is cut off, not complete."""
@@ -97,6 +104,12 @@ class OpenAICompatible(HTTPDialect):
 
         def convert(sse: SSEEvent) -> Event:
             nonlocal finished, usage, reason
+            if sse.event == "error":  # `event: error`, or llama.cpp's `error:` line
+                said = sse.data.strip()
+                chunk = json_or_none(said, self.name) if said.startswith("{") else None
+                raise APIReportedError(
+                    self._scrub(self.error_text(chunk) or said or None), backend=self.name
+                )
             if sse.data.strip() == "[DONE]":
                 self._check_finish(reason)
                 return Done(usage=usage)
@@ -105,6 +118,15 @@ class OpenAICompatible(HTTPDialect):
                 return None
             if chunk.get("error"):
                 raise APIReportedError(self._scrub(self.error_text(chunk)), backend=self.name)
+            if sse.event == _WHOLE:
+                text = _message_text(chunk)
+                if text is None:
+                    raise ProtocolError(
+                        "The assistant's answer could not be read (no choices in it).",
+                        backend=self.name,
+                    )
+                finished, reason, usage = True, _finish_reason(chunk), _usage(chunk)
+                return text or None
             usage = _usage(chunk) or usage
             texts: list[str] = []
             for choice in chunk.get("choices") or ():
@@ -125,10 +147,44 @@ class OpenAICompatible(HTTPDialect):
             self._check_finish(reason)
             return Done(usage=usage) if finished else None
 
-        parser = SSEParser(backend=self.name)
+        parser = _StreamOrWhole(self.name)
         batches = self._stream_batches(parser, "POST", self.endpoint, json=body)
         async for event in self._events(batches, convert, at_end):
             yield event
+
+
+class _StreamOrWhole:
+    """The SSE stream asked for, or the whole answer as one JSON body (from a
+    server that does not stream), as one `_WHOLE` event at the end."""
+
+    __slots__ = ("_sse", "_whole", "_began", "backend")
+
+    def __init__(self, backend: str) -> None:
+        self._sse = SSEParser(backend=backend)
+        self._whole: bytearray | None = None
+        self._began = False
+        self.backend = backend
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._whole is not None:
+            self._whole += chunk
+            if len(self._whole) > MAX_LINE_BYTES:
+                raise LineTooLong(MAX_LINE_BYTES, backend=self.backend)
+            return []
+        if not self._began:
+            head = chunk.lstrip()
+            if not head:
+                return []
+            self._began = True
+            if head[:1] == b"{":  # no event stream starts so
+                self._whole = bytearray()
+                return self.feed(head)
+        return self._sse.feed(chunk)
+
+    def close(self) -> list[SSEEvent]:
+        if self._whole is not None:
+            return [SSEEvent(self._whole.decode("utf-8", "replace"), _WHOLE)]
+        return self._sse.close()
 
 
 def _first_choice(answer: Any) -> dict[str, Any] | None:

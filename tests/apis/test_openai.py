@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.apis.openai import OpenAICompatible
-from bridge.errors import APIReportedError, BadRequest, CutOff
+from bridge.errors import APIReportedError, BadRequest, CutOff, ProtocolError
 from bridge.interfaces import ChatRequest, Turn
 from tests.apis.helpers import (
     ask,
@@ -44,7 +44,15 @@ async def test_request_shape_and_stream(fake_chat_api, http):
 
 @pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize(
-    ("reason", "says"), [("length", "length limit"), ("content_filter", "content filter")]
+    ("reason", "says"),
+    [
+        ("length", "length limit"),
+        ("content_filter", "content filter"),
+        # vLLM's own: an aborted request, an engine error, a repetition detected.
+        ("abort", "stopped it before its end"),
+        ("error", "an error on the assistant's side"),
+        ("repetition", "repeating itself"),
+    ],
 )
 async def test_an_answer_stopped_short_is_cut_off(fake_chat_api, http, stream, reason, says):
     fake_chat_api.enqueue(tokens=["To deploy, ", "first run"], finish_reason=reason)
@@ -102,3 +110,60 @@ def test_options():
     options = OpenAICompatible.Options.model_validate({"kind": "openai", "model": "llama3"})
     assert options.url == "https://api.openai.com/v1"
     assert options.api_key is None and options.user_id == "none" and options.history == 20
+
+
+@pytest.mark.parametrize("form", ["data", "event", "field"])
+async def test_an_error_sent_in_the_stream_is_reported_in_any_form(fake_chat_api, http, form):
+    # `event: error` (a bare message object) and llama.cpp's `error:` line, followed
+    # by `data: [DONE]`, were taken for a cut-off and a complete answer.
+    fake_chat_api.enqueue(
+        tokens=["Step 1: ", "open the"], error_after=1, error_form=form,
+        error="the request exceeds the available context size",
+    )
+    api = make("openai", fake_chat_api, http)
+    events, exc = await collect_until_error(api, ask(api))
+    assert text_of(events) == "Step 1: "
+    assert isinstance(exc, APIReportedError)
+    assert exc.message == "the request exceeds the available context size"
+
+
+async def test_a_whole_answer_to_a_stream_request_is_shown(fake_chat_api, http):
+    # A server that ignores `stream: true` answers with the whole completion: it was
+    # read as a stream of nothing, and said to be cut off, on every try.
+    fake_chat_api.enqueue(tokens=["All ", "of it."], ignore_stream=True)
+    api = make("openai", fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert text_of(events) == "All of it."
+    assert done_of(events).usage == {"prompt_tokens": 5, "completion_tokens": 5}
+
+
+async def test_a_json_error_body_with_status_200_is_reported(fake_chat_api, http):
+    fake_chat_api.enqueue(body={"error": {"message": "model 'llama9' not found"}})
+    api = make("openai", fake_chat_api, http)
+    events, exc = await collect_until_error(api, ask(api))
+    assert events == []
+    assert isinstance(exc, APIReportedError) and exc.message == "model 'llama9' not found"
+
+
+async def test_a_web_page_instead_of_a_stream_is_named(fake_chat_api, http):
+    # A proxy's or a login page's HTML with status 200 was said to be a cut-off answer.
+    fake_chat_api.enqueue(
+        body="<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>",
+        headers={"Content-Type": "text/html"},
+    )
+    api = make("openai", fake_chat_api, http)
+    events, exc = await collect_until_error(api, ask(api))
+    assert events == []
+    assert isinstance(exc, ProtocolError) and not isinstance(exc, CutOff)
+    assert "web page" in str(exc) and "web page" in exc.user_message
+
+
+async def test_a_query_in_the_url_is_kept(fake_chat_api, http):
+    # Azure's `?api-version=`: the path was appended after the query.
+    url = fake_chat_api.endpoint("openai") + "?api-version=2024-06-01"
+    fake_chat_api.enqueue(tokens=["Hi"])
+    api = make("openai", fake_chat_api, http, url=url)
+    assert text_of(await collect(api, ask(api))) == "Hi"
+    sent = fake_chat_api.requests[0]
+    assert sent.path == "/openai/v1/chat/completions"
+    assert sent.query == {"api-version": "2024-06-01"}

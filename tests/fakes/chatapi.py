@@ -89,6 +89,11 @@ class Script:
     run_status: str = "completed"
     file_citations: list[tuple[str, str]] = field(default_factory=list)
     finish_reason: str = "stop"  # openai: "length" (max_tokens reached), "content_filter"
+    # openai: how `error_after` says its error, as servers do: "data" (OpenAI's
+    # `data: {"error": ...}`), "event" (`event: error`, a bare message object) or
+    # "field" (llama.cpp's `error: {...}` line, then `data: [DONE]`).
+    error_form: str = "data"
+    ignore_stream: bool = False  # openai: the whole answer as JSON, though a stream was asked
     one_newline: bool = False  # chatmount: events end at one newline, not SSE's blank line
 
     @property
@@ -561,7 +566,7 @@ class FakeChatAPI:
             return self._scripted_error(script, _openai_error(_reason(script.status)))
         cid = _id("chatcmpl")
         model = body["model"]
-        if not body.get("stream"):
+        if not body.get("stream") or script.ignore_stream:
             return web.json_response(
                 {
                     "id": cid,
@@ -595,9 +600,18 @@ class FakeChatAPI:
             lambda t: chunk({"content": t}),
             head=chunk({"role": "assistant", "content": ""}),
             malformed=b'data: {"id": "x", "choices": [\n\n',
-            error=lambda e: _sse({"error": {"message": e, "type": "server_error"}}),
+            error=lambda e: _openai_stream_error(e, script.error_form),
             tail=lambda: chunk({}, script.finish_reason) + b"data: [DONE]\n\n",
         )
+
+
+def _openai_stream_error(message: str, form: str) -> bytes:
+    if form == "event":
+        return b"event: error\n" + _sse({"message": message, "code": 503})
+    if form == "field":
+        error = {"code": 400, "message": message, "type": "exceed_context_size_error"}
+        return b"error: " + _compact({"error": error}) + b"\n\ndata: [DONE]\n\n"
+    return _sse({"error": {"message": message, "type": "server_error"}})
 
 
 # ---------------------------------------------------------------------- helpers
