@@ -251,6 +251,9 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._users = UserRateLimiter()
         self._jobs: set[_Job] = set()
+        # Records written for messages still being admitted (a thread may take long to
+        # open): beaten for as the jobs' are, or they would look like a dead replica's.
+        self._admitting: dict[str, InFlight] = {}
         # Conversations whose lease this process holds (shared store): done
         # when the job holding it lets go.
         self._leases: dict[str, asyncio.Future[None]] = {}
@@ -348,10 +351,12 @@ class Relay:
             started_at=order_of(msg), heartbeat_at=now,
         )
         await self.store.inflight_begin(record)
+        self._admitting[record.id] = record
         job: _Job | None = None
         try:
             job = await self._check(msg, target, route, key, record)
         finally:
+            del self._admitting[record.id]
             if job is None:
                 await self._end_record(record.id)
         if job is not None:
@@ -447,7 +452,10 @@ class Relay:
                 thread_id, target = opened
                 key = conversation_key(route, msg, thread=thread_id)
                 # The same record, moved: it keeps its id and its place in the order.
-                record = replace(record, key=key, address=target.address)
+                record = replace(
+                    record, key=key, address=target.address, heartbeat_at=time.time()
+                )
+                self._admitting[record.id] = record
                 await self.store.inflight_begin(record)
             elif not msg.may_post:
                 # Nowhere else to answer: the bot may not post in the channel itself.
@@ -713,8 +721,10 @@ class Relay:
         return list(self._leases)
 
     def records(self) -> list[tuple[InFlight, LiveReply | None]]:
-        """Every reply this process owns, queued or streaming (for heartbeats)."""
-        return [(job.record, job.reply) for job in self._jobs]
+        """Every reply this process owns, being admitted, queued or streaming (for
+        heartbeats)."""
+        jobs = [(job.record, job.reply) for job in self._jobs]
+        return jobs + [(record, None) for record in self._admitting.values()]
 
     async def _answer(self, job: _Job, free_slot: Callable[[], None]) -> None:
         """Answer a job; `free_slot` gives its stream slot back once the chat API's

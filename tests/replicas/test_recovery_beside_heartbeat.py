@@ -8,9 +8,12 @@ import time
 
 import pytest
 
-from bridge.interfaces import Address
+from bridge.app import Bridge
+from bridge.config import parse_config
+from bridge.interfaces import Address, ReplyTarget
 from bridge.store import InFlight, open_store
-from tests.core.fakeplatform import LocalPlatform, wait_for
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
+from tests.core.recording import RecordingTarget
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
 from tests.store.conftest import pg_schema_url
@@ -105,3 +108,60 @@ async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
                 await bridge.aclose()
         finally:
             await store.aclose()
+
+
+class SlowThreadTarget(RecordingTarget):
+    """Opens a thread only once `opened` is set (as waiting on Discord's budget)."""
+
+    platform: LocalPlatform
+    opened: asyncio.Event
+    opening: asyncio.Event
+
+    async def open_thread(self, name: str) -> tuple[str, ReplyTarget]:
+        self.opening.set()
+        await self.opened.wait()
+        return "T7", self.platform.target(Address("console", "W1", self.address.channel, "T7"))
+
+
+async def test_a_record_is_beaten_for_while_its_thread_opens(fake_chat_api: FakeChatAPI) -> None:
+    # The record was written before its job was counted: while the thread waited to
+    # open, no heartbeat renewed it, and another replica marked the live reply
+    # interrupted (in the channel, and again in the thread once the record moved).
+    fake_chat_api.enqueue(tokens=["The ", "answer."])
+    async with pg_schema_url() as url:
+        config = parse_config(
+            f"""
+store: "{url}"
+http: {{listen: null}}
+backends:
+  docs: {{kind: chatmount, url: {fake_chat_api.endpoint("chatmount")}, api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: docs, reply_in_thread: true}}]
+reply: {{edit_interval: 0.05}}
+limits: {{heartbeat_interval: 0.2}}
+""",
+            env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY,
+        )
+        async with Bridge(config, TEST_REGISTRY) as bridge:
+            console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+            question = Address("console", "W1", "C1", "1.000")
+            slow = SlowThreadTarget(channel="C1")
+            slow.address, slow.platform = question, console
+            slow.opening, slow.opened = asyncio.Event(), asyncio.Event()
+            console.targets[question] = slow
+            await console.say("What is it?", channel="C1")
+            await wait_for(lambda: slow.opening.is_set(), timeout=10)
+            since = time.time()
+            deadline = time.monotonic() + 5
+            while True:
+                rows = await bridge.store.inflight_orphans("nobody", time.time() + 1)
+                if rows and all(r.heartbeat_at > since + 0.5 for r in rows):
+                    break
+                assert time.monotonic() < deadline, f"not beaten while its thread opens: {rows}"
+                await asyncio.sleep(0.1)
+            slow.opened.set()
+            in_thread = Address("console", "W1", "C1", "T7")
+            await wait_for(lambda: in_thread in console.targets, timeout=10)
+            await console.targets[in_thread].ended.wait()
+            assert console.targets[in_thread].visible() == ["The answer."]
+            assert slow.visible() == []  # nothing marked interrupted where it was asked
