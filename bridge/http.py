@@ -11,6 +11,7 @@ from aiohttp import web
 from bridge.errors import BridgeError
 
 Health = Callable[[], Awaitable[dict[str, str]]]
+SHUTDOWN_SECONDS = 2.0
 
 
 class HttpServer:
@@ -31,7 +32,11 @@ class HttpServer:
         self.app.router.add_route(method, path, handler)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # Its requests are short: a stop waits for one still open this long at most
+        # (aiohttp's default is a minute, for a client that may be trickling a body).
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         try:

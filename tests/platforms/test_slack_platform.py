@@ -487,6 +487,80 @@ async def test_http_garbage_is_refused_in_a_word(
     assert msg.text == "genuine"
 
 
+async def _send_part(
+    url: str, headers: dict[str, str], declared: int, sent: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a POST declaring a body of `declared` bytes and send only `sent` of it."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = ["POST /slack/events HTTP/1.1", f"Host: {host}", f"Content-Length: {declared}",
+             "Content-Type: application/json", *(f"{k}: {v}" for k, v in headers.items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + sent)
+    await writer.drain()
+    return reader, writer
+
+
+async def _status_of(reader: asyncio.StreamReader) -> int:
+    async with asyncio.timeout(5):  # a deadline for a hang, not a speed target
+        return int((await reader.readline()).split()[1])
+
+
+async def test_http_an_unsigned_request_is_refused_before_its_body_is_read(
+    http_platform: tuple[SlackPlatform, str],
+) -> None:
+    # Its whole body was read first: anyone could make the daemon hold a megabyte a
+    # connection, for as long as they kept the body from ending.
+    _, url = http_platform
+    stale = {"X-Slack-Request-Timestamp": str(int(time.time()) - 3600), "X-Slack-Signature": "v0=1"}
+    for headers in ({}, stale):
+        reader, writer = await _send_part(url, headers, 1_000_000, b"{")
+        try:
+            assert await _status_of(reader) == 401
+        finally:
+            writer.close()
+
+
+async def test_http_a_body_that_does_not_arrive_in_time_is_refused(
+    http_platform: tuple[SlackPlatform, str], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("adapters.platforms.slack.platform.BODY_SECONDS", 0.2)
+    _, url = http_platform
+    fresh = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=1"}
+    reader, writer = await _send_part(url, fresh, 1000, b'{"type": ')
+    try:
+        assert await _status_of(reader) == 408
+    finally:
+        writer.close()
+    # A client that leaves mid-body: a word at DEBUG, not an ERROR and a traceback.
+    caplog.set_level(logging.DEBUG, "chat_bridge.slack")
+    reader, writer = await _send_part(url, fresh, 1000, b'{"type": ')
+    writer.close()
+    await wait_for(lambda: any("left before" in r.getMessage() for r in caplog.records))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_stop_waits_briefly_for_a_request_still_arriving(fake_slack: FakeSlack) -> None:
+    # aiohttp waits a minute by default for requests still open: one client trickling
+    # a body held every stop that long, a second signal notwithstanding.
+    async def health() -> dict[str, str]:
+        return {}
+
+    server = HttpServer("127.0.0.1:0", health, lambda: b"")
+    platform = SlackPlatform(PlatformContext(options=options(fake_slack, http=True), http=server))
+    await server.start()
+    await platform.start(lambda msg, target: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
+    url = f"http://127.0.0.1:{server.port}/slack/events"
+    fresh = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=1"}
+    reader, writer = await _send_part(url, fresh, 1000, b"{")
+    try:
+        await platform.aclose()
+        async with asyncio.timeout(5):  # BODY_SECONDS is 10: the stop's own limit ends it
+            await server.aclose()
+    finally:
+        writer.close()
+
+
 async def test_http_slacks_notice_that_it_drops_events_is_acknowledged_and_logged(
     fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str],
     caplog: pytest.LogCaptureFixture,

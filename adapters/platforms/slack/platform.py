@@ -46,6 +46,10 @@ _USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
 # was sent (someone forgot the mention). Event records are kept at least this long
 # (`SlackPlatform.redelivers_within`), so one answered when it was sent is known.
 EDIT_WINDOW = 600.0
+# HTTP mode: a request's timestamp must be this close to now (Slack's own rule,
+# which the signature check applies too), and its body arrive within this time.
+SIGNED_WITHIN = 300
+BODY_SECONDS = 10.0
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
@@ -298,11 +302,26 @@ class SlackPlatform(Platform):
         if self._handler is None:
             # Not started (or shutting down): Slack retries later.
             return web.Response(status=503, text="not ready")
-        # The endpoint faces the internet: a request is checked before it is read,
-        # and one that is not Slack's is refused in a word, not a traceback.
-        raw = await request.read()
+        # The endpoint faces the internet: a request is checked before it is read
+        # (its headers), and as it is read (in time), and one that is not Slack's is
+        # refused in a word, not a traceback.
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
+        if not (
+            self._verifier is not None and signature and timestamp.isdigit()
+            and abs(time.time() - int(timestamp)) <= SIGNED_WITHIN
+        ):
+            log.debug("slack: refused an unsigned or stale request to the events endpoint")
+            return web.Response(status=401, text="invalid signature")
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                raw = await request.read()
+        except TimeoutError:
+            log.debug("slack: a request's body did not arrive within %g s", BODY_SECONDS)
+            return web.Response(status=408, text="body too slow")
+        except ConnectionError:
+            log.debug("slack: a client left before its request's body arrived")
+            return web.Response(status=400, text="body not received")
         try:
             body = raw.decode("utf-8")
             signed = (
