@@ -307,8 +307,9 @@ class Bridge:
     async def _health(self) -> dict[str, str]:
         problems: dict[str, str] = {}
         for name, platform in self.platforms.items():
-            if not platform.connected:
-                problems[name] = "disconnected"
+            problem = platform.problem
+            if problem is not None:
+                problems[name] = problem
         try:
             await self.store.ping()
         except BridgeError as exc:

@@ -389,6 +389,12 @@ class Platform(ABC):
     def connected(self) -> bool:
         return True
 
+    @property
+    def problem(self) -> str | None:
+        """What keeps the platform from answering now, in a word or two for /healthz;
+        None when nothing does."""
+        return None if self.connected else "disconnected"
+
     async def __aenter__(self) -> Platform:
         return self
 

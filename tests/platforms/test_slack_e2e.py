@@ -517,6 +517,38 @@ async def test_a_revoked_bot_token_ends_the_answer(harness: Harness) -> None:
     assert slack.rejected["chat.update:invalid_auth"] <= 2
 
 
+async def test_a_refused_bot_token_is_reported_and_its_questions_are_not_paid_for(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app uninstalled or its token revoked: /healthz said "ok", and every question
+    # was sent to the chat API (and paid for) for an answer nobody could see.
+    slack, chat = harness.slack, harness.chat
+    health = f"http://127.0.0.1:{harness.bridge.http_port}/healthz"
+
+    async def healthz() -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session, session.get(health) as resp:
+            return resp.status, await resp.json()
+
+    good, slack.bot_token = slack.bot_token, "xoxb-another-token"
+    chat.enqueue(tokens=["Never shown."])
+    await harness.ask(DM, "anyone there?")  # how the bridge learns it
+    await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)
+    assert await healthz() == (503, {"status": "unhealthy", "down": {"slack": "bot token refused"}})
+    for text in ("still there?", "hello?"):  # the first has the token checked again
+        await harness.ask(DM, text)
+    await wait_for(
+        lambda: sum("a question is not answered" in r.getMessage() for r in caplog.records) == 2
+    )
+    assert slack.rejected["auth.test:invalid_auth"] == 1
+    slack.bot_token = good
+    monkeypatch.setattr(slack_platform, "RECHECK_SECONDS", 0.0)
+    chat.enqueue(tokens=["Back."])
+    await harness.ask(DM, "back?")
+    await harness.answer(DM, None, "Back.")
+    assert [r.json["message"] for r in chat.requests] == ["anyone there?", "back?"]
+    assert (await healthz())[0] == 200
+
+
 async def test_a_question_waiting_its_turn_loses_its_reaction_at_a_stop(
     fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

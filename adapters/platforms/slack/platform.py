@@ -50,6 +50,9 @@ EDIT_WINDOW = 600.0
 # which the signature check applies too), and its body arrive within this time.
 SIGNED_WITHIN = 300
 BODY_SECONDS = 10.0
+# While Slack refuses the bot token, a question has it checked again (auth.test),
+# at most this often.
+RECHECK_SECONDS = 60.0
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
@@ -165,6 +168,9 @@ class SlackPlatform(Platform):
         self._socket: AsyncSocketModeHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Slack's error code while it refuses the bot token (uninstalled, revoked, ...).
+        self.locked_out: str | None = None
+        self._checked_at = -math.inf  # (monotonic) the last check of a refused token
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
         self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
@@ -281,6 +287,23 @@ class SlackPlatform(Platform):
         session = self._socket.client.current_session
         return session is not None and not session.closed
 
+    @property
+    def problem(self) -> str | None:
+        if self.locked_out is not None and self.connected:
+            return "bot token refused"
+        return super().problem
+
+    def lock_out(self, method: str, error: str) -> None:
+        """Slack refused the bot token: no question is answered (or paid for) until it
+        takes it again, and /healthz says so."""
+        if self.locked_out is None:
+            log.error(
+                "slack: Slack no longer accepts the bot token (%s, on %s): questions are "
+                "not answered, nor sent to the chat API, until it does; check "
+                "SLACK_BOT_TOKEN and that the app is still installed", error, method,
+            )
+        self.locked_out = error
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -391,7 +414,29 @@ class SlackPlatform(Platform):
             # The stop began while bolt dispatched it: acked, it would be lost.
             raise _Stopping
         inbound, target = made
+        if self.locked_out is not None:
+            self._spawn(self._deliver_if_accepted(inbound, target))
+            return
         self._spawn(self._handler(inbound, target))
+
+    async def _deliver_if_accepted(self, inbound: Inbound, target: SlackTarget) -> None:
+        """A question while the bot token is refused: handed over only if Slack
+        takes the token again (checked at most every RECHECK_SECONDS)."""
+        now = time.monotonic()
+        if now - self._checked_at >= RECHECK_SECONDS:
+            self._checked_at = now
+            try:
+                await guard("auth.test", self.client.auth_test())
+            except PlatformError as exc:
+                log.debug("slack: the bot token is still refused: %s", exc)
+            else:
+                self.locked_out = None
+                log.info("slack: Slack accepts the bot token again; answering questions")
+        handler = self._handler
+        if self.locked_out is not None or handler is None:
+            log.info("slack: a question is not answered: Slack refuses the bot token")
+            return
+        await handler(inbound, target)
 
     def inbound(
         self, body: dict[str, Any], event: dict[str, Any], *, via_mention: bool

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -90,10 +90,17 @@ _GONE = {"channel_not_found", "message_not_found", "thread_not_found", "not_in_c
 # Errors of any method that say the bot's token no longer works.
 _LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
                "account_inactive"}
+# Errors that say the token may not post at all (the app reinstalled without chat:write,
+# a user token given), when a method every reply needs refuses so.
+_NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
+_ESSENTIAL = {"chat.postMessage", "chat.update"}
 
 
-async def guard(method: str, call: Awaitable[Any]) -> Any:
-    """Await a Web API call, translating slack-sdk and aiohttp errors into PlatformError."""
+async def guard(
+    method: str, call: Awaitable[Any], locked_out: Callable[[str, str], None] | None = None
+) -> Any:
+    """Await a Web API call, translating slack-sdk and aiohttp errors into PlatformError;
+    `locked_out(method, error)` is told when Slack refuses the bot token."""
     try:
         return await call
     except SlackApiError as exc:
@@ -102,7 +109,9 @@ async def guard(method: str, call: Awaitable[Any]) -> Any:
             error = str(exc.response.get("error") or exc.response.status_code)
         if error in _GONE and method.startswith("chat."):
             raise SlackGone(method, error) from exc
-        if error in _LOCKED_OUT:
+        if error in _LOCKED_OUT or (error in _NO_SCOPE and method in _ESSENTIAL):
+            if locked_out is not None:
+                locked_out(method, error)
             raise SlackLockedOut(method, error) from exc
         raise SlackRefused(method, error) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -186,6 +195,9 @@ class SlackTarget(ReplyTarget):
 
     # ------------------------------------------------------------------ the reply
 
+    def _guard(self, method: str, call: Awaitable[Any]) -> Awaitable[Any]:
+        return guard(method, call, self.platform.lock_out)
+
     def accepted(self) -> None:
         # A question waiting its turn (behind another of its conversation, or for
         # a free stream) shows at once that it was taken.
@@ -222,7 +234,7 @@ class SlackTarget(ReplyTarget):
                 delta = stable[len(stream.sent) :]
                 if delta:
                     try:
-                        await guard(
+                        await self._guard(
                             "chat.appendStream",
                             self.platform.appender.chat_appendStream(
                                 channel=self.address.channel, ts=message_id, markdown_text=delta
@@ -288,14 +300,14 @@ class SlackTarget(ReplyTarget):
             except aiohttp.ClientError:
                 log.warning("slack: response_url unreachable")
         if self.user:
-            await guard(
+            await self._guard(
                 "chat.postEphemeral",
                 self.client.chat_postEphemeral(
                     channel=channel, user=self.user, text=body, thread_ts=thread
                 ),
             )
             return
-        await guard(
+        await self._guard(
             "chat.postMessage",
             self.client.chat_postMessage(channel=channel, thread_ts=thread, text=body),
         )
@@ -320,7 +332,7 @@ class SlackTarget(ReplyTarget):
         return {"text": text}
 
     async def _post(self, text: str) -> str:
-        resp = await guard(
+        resp = await self._guard(
             "chat.postMessage",
             self.client.chat_postMessage(
                 channel=self.address.channel,
@@ -336,14 +348,18 @@ class SlackTarget(ReplyTarget):
         call = self.client.chat_update
         channel = self.address.channel
         try:
-            await guard("chat.update", call(channel=channel, ts=message_id, **self._body(text)))
+            await self._guard(
+                "chat.update", call(channel=channel, ts=message_id, **self._body(text))
+            )
         except SlackRefused as exc:
             if exc.error != "streaming_state_conflict":
                 raise
             # A stream left open (by an earlier process): close it, then edit.
             stop = self.client.chat_stopStream(channel=channel, ts=message_id)
-            await guard("chat.stopStream", stop)
-            await guard("chat.update", call(channel=channel, ts=message_id, **self._body(text)))
+            await self._guard("chat.stopStream", stop)
+            await self._guard(
+                "chat.update", call(channel=channel, ts=message_id, **self._body(text))
+            )
 
     # ------------------------------------------------------------------ native streams
 
@@ -356,7 +372,7 @@ class SlackTarget(ReplyTarget):
                 "recipient_team_id": self.address.workspace,
                 "recipient_user_id": self.user,
             }
-        call = asyncio.ensure_future(guard(
+        call = asyncio.ensure_future(self._guard(
             "chat.startStream",
             self.client.chat_startStream(
                 channel=self.address.channel,
@@ -394,7 +410,7 @@ class SlackTarget(ReplyTarget):
         if flush and stream.full.startswith(stream.sent):
             rest = stream.full[len(stream.sent) :] or None
         try:
-            await guard(
+            await self._guard(
                 "chat.stopStream",
                 self.client.chat_stopStream(
                     channel=self.address.channel, ts=ts, markdown_text=rest
