@@ -26,6 +26,10 @@ from bridge.split import split_pieces
 log = logging.getLogger("chat_bridge.render")
 
 FINAL_RETRIES = 5
+# A progress edit the platform refused is tried again after 1, 2, 4, ... intervals, at
+# most this many seconds: a reply it keeps refusing does not spend the budget its
+# place shares with others (nor write a warning a try).
+REFUSED_BACKOFF = 60.0
 # How long an edit waits for a held reader to bring the text that arrived meanwhile.
 READ_AHEAD = 0.05
 # A held reader reads again after this many edit intervals even with no edit made.
@@ -86,8 +90,8 @@ class LiveReply:
     # Slots, not a dict per reply: a thousand replies may be live at once.
     __slots__ = (
         "_budgets", "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget",
-        "_final_failed", "_final_pieces", "_flusher", "_frozen", "_frozen_end", "_global_budget",
-        "_has_text",
+        "_failures", "_final_failed", "_final_pieces", "_flusher", "_frozen", "_frozen_end",
+        "_global_budget", "_has_text",
         "_last_edit", "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
         "edit_interval", "gone", "limits", "message_ids", "stats", "target", "text",
@@ -145,6 +149,7 @@ class LiveReply:
         self._pending_since: float | None = None
         self.stats = RenderStats()
         self._retries = 0
+        self._failures = 0  # progress updates refused in a row
 
     # ------------------------------------------------------------------ feeding
 
@@ -381,8 +386,10 @@ class LiveReply:
                 await self._dirty.wait()
                 self._dirty.clear()
                 if not self._closing:
-                    if self.text:
-                        self._may_read.clear()  # hold the reader until this edit
+                    if self.text and not self._failures:
+                        # Hold the reader until this edit (not while the platform
+                        # refuses them: the next try may be a minute away).
+                        self._may_read.clear()
                     wait = self._last_edit + self.edit_interval - time.monotonic()
                     if wait > 0:
                         # A timeout, not wait_for: no task made per edit.
@@ -471,7 +478,10 @@ class LiveReply:
                         self._restamp(slots)
                     await self._progress()
                 except Exception as exc:  # the platform's failure, whatever its kind
-                    log.warning("reply update failed: %s", for_log(exc))
+                    if final or not self._failures or isinstance(exc, PlaceGone):
+                        log.warning("reply update failed: %s", for_log(exc))
+                    else:
+                        log.debug("reply update failed again: %s", for_log(exc))
                     if isinstance(exc, PlaceGone):
                         self.gone = exc  # nothing more can be shown there
                     elif final and self._retries < FINAL_RETRIES:
@@ -481,7 +491,12 @@ class LiveReply:
                         await self._sync(make, final=True)
                     elif final:
                         self._final_failed = True
+                    else:
+                        self._failures += 1
+                        later = self.edit_interval * (2 ** min(self._failures - 1, 16) - 1)
+                        self._last_edit = time.monotonic() + min(REFUSED_BACKOFF, later)
                     return
+                self._failures = 0
                 # The interval runs from when this update was sent: text that arrives
                 # while it is on its way waits one interval, not one plus its round trip.
                 self._last_edit = sent

@@ -13,7 +13,7 @@ from bridge.flag import Flag
 from bridge.interfaces import Rate, Source
 from bridge.render import LiveReply, dedupe_sources
 from tests.core.fakeplatform import wait_for
-from tests.core.recording import RecordingTarget, max_in_window, use_slot
+from tests.core.recording import Op, RecordingTarget, max_in_window, use_slot
 
 
 async def _settle() -> None:
@@ -33,6 +33,39 @@ async def _stream(reply: LiveReply, tokens: list[str], gap: float) -> None:
     for token in tokens:
         reply.feed(token)
         await asyncio.sleep(gap)  # the pace of an API's token stream
+
+
+class RefusingEdits(RecordingTarget):
+    """A place whose edits are refused (not for good: no PlaceGone) while `refusing`."""
+
+    refusing = True
+
+    async def edit(self, message_id: str, text: str) -> None:
+        if self.refusing:
+            self.ops.append(Op("refused", message_id, text))
+            raise PlatformError("Slack refused chat.update: cant_update_message")
+        await super().edit(message_id, text)
+
+
+async def test_a_refused_edit_is_tried_again_less_and_less_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It was tried again at every wake (every token), spending the budget the place
+    # shares with other replies, and logging a warning a try.
+    target = RefusingEdits()
+    reply = LiveReply(target, Budgets(), edit_interval=0.05)
+    await reply.start()
+    await _stream(reply, [f"w{i} " for i in range(100)], 0.01)  # about a second
+    refused = target.times(("refused",))
+    # Tries at 0, 0.05, 0.15, 0.35, 0.75 s, ... (0.05 s more in between, or 100 tries)
+    assert 1 <= len(refused) <= 6
+    gaps = [b - a for a, b in zip(refused, refused[1:], strict=False)]
+    assert all(gap >= 0.05 * 2**i * 0.9 for i, gap in enumerate(gaps))
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    target.refusing = False
+    await reply.finish(None)
+    assert target.visible() == ["".join(f"w{i} " for i in range(100))]
 
 
 async def test_tokens_are_coalesced_into_few_edits_within_budget() -> None:
