@@ -628,6 +628,11 @@ class FakeDiscord:
             return _error(404, 10003, "Unknown Channel")
         if (forbidden := self._may_not_send(cid)) is not None:
             return forbidden
+        if (
+            body.get("message_reference") and self.channels[cid].get("guild_id")
+            and self._denied(cid, READ_MESSAGE_HISTORY)
+        ):  # a reply needs Read Message History
+            return _error(403, 50013, "Missing Permissions")
         refused, headers = self._admit(body, f"post:{cid}", "post", require=True)
         if refused is not None:
             return refused

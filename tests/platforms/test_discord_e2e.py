@@ -19,7 +19,7 @@ from bridge.errors import PlatformError
 from bridge.relay import INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
-from tests.fakes.discord import SEND_MESSAGES, FakeDiscord, RateRule
+from tests.fakes.discord import READ_MESSAGE_HISTORY, SEND_MESSAGES, FakeDiscord, RateRule
 
 SOURCE = ("https://docs.example/bridges", "Bridges 101")
 SOURCES_BLOCK = "**Sources**\n- [Bridges 101](<https://docs.example/bridges>)"
@@ -203,6 +203,22 @@ async def test_where_a_moderator_took_the_bots_voice_nothing_is_asked_of_the_cha
     assert [r.json["message"] for r in setup.chat.requests] == ["Still there?"]
     assert fake.channel_messages(setup.ask) == []
     assert not fake.errors  # not even a refused typing request
+
+
+async def test_without_read_message_history_the_answer_is_posted_as_no_reply(
+    setup: Setup,
+) -> None:
+    # A reply (message reference) needs Read Message History: every answer there was
+    # refused, after the chat API had been asked and paid.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Posted ", "plainly."])
+    async with setup.bridge():
+        await fake.deny_bot(setup.ask, READ_MESSAGE_HISTORY)
+        await fake.mention(setup.ask, setup.bob, "How do I deploy?")
+        await setup.final(setup.ask, "Posted plainly.")
+    [answer] = fake.channel_messages(setup.ask)
+    assert "message_reference" not in answer
+    assert not fake.errors
 
 
 async def test_a_channel_for_threads_only_is_answered_in_a_thread(setup: Setup) -> None:

@@ -13,7 +13,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import aiohttp
 import discord
@@ -376,7 +376,7 @@ class DiscordPlatform(Platform):
             # Without the Message Content intent its text arrives empty: nothing to answer.
             log.debug("message %s not read: it does not mention the bot", message.id)
             return
-        may_post, may_thread = _may_send(message.channel, guild)
+        may_post, may_thread, may_reply = _may_send(message.channel, guild)
         if not (may_post or may_thread):
             # A moderator took the bot's Send Messages away here: asking the chat API
             # would cost a request, send the member's text out, and show nothing.
@@ -406,7 +406,7 @@ class DiscordPlatform(Platform):
         address = Address("discord", workspace, channel_id, thread_id)
         target = ChannelTarget(
             client, self.options, address, question_id=message.id, may_post=may_post,
-            may_thread=may_thread,
+            may_thread=may_thread, may_reply=may_reply,
         )
         self._questions[message.id] = target.question
         await self._deliver(inbound, target)
@@ -547,22 +547,28 @@ class _RateLimitCounter(logging.Handler):
             self._on_rate_limited()
 
 
-def _may_send(channel: Any, guild: discord.Guild | None) -> tuple[bool, bool]:
-    """Whether the bot may send messages in `channel`, and open a thread there and
-    answer in it, as far as discord.py's cache knows (what it does not know, it is
-    let try: the reply's error says why)."""
+class _Allowed(NamedTuple):
+    post: bool  # send messages in the channel (or thread) itself
+    thread: bool  # open a thread there and answer in it
+    reply: bool  # post as a reply to the question (Read Message History)
+
+
+def _may_send(channel: Any, guild: discord.Guild | None) -> _Allowed:
+    """What the bot may do in `channel`, as far as discord.py's cache knows (what it
+    does not know, it is let try: the reply's error says why)."""
     me = guild.me if guild is not None else None
     if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-        return True, True
+        return _Allowed(True, True, True)
     try:
         allowed = channel.permissions_for(me)
     except discord.ClientException:  # a thread whose parent is not cached
-        return True, True
+        return _Allowed(True, True, True)
+    reply = allowed.read_message_history
     if isinstance(channel, discord.Thread):
-        return allowed.send_messages_in_threads, False
+        return _Allowed(allowed.send_messages_in_threads, False, reply)
     # Threads open in text and announcement channels only (not a voice channel's chat).
-    return allowed.send_messages, (
+    return _Allowed(allowed.send_messages, (
         isinstance(channel, discord.TextChannel)
         and allowed.create_public_threads
         and allowed.send_messages_in_threads
-    )
+    ), reply)

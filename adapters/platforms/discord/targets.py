@@ -143,6 +143,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         question: Question | None = None,
         may_post: bool = True,
         may_thread: bool = True,
+        may_reply: bool = True,
     ) -> None:
         self.address = address
         self._client = client
@@ -152,7 +153,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self._guild_id = guild_id
         self._channel = client.get_partial_messageable(self._channel_id, guild_id=guild_id)
         self._question_id = question_id
-        self._referenced = False
+        # The first message replies to the question, where the bot may read the
+        # channel's history (Discord refuses a reply otherwise).
+        self._referenced = not may_reply
         # A notice here is a message in the channel, like an answer's.
         self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
