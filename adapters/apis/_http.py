@@ -351,10 +351,12 @@ class HTTPDialect(ChatAPI):
                             backend=self.name, status=response.status_code,
                         )
                     items = parser.feed(chunk)
+                    # Any bytes are signs of life: a keep-alive comment too (OpenRouter's
+                    # while a model queues or reasons); `total` bounds the whole answer.
+                    deadline = _earliest(loop.time() + t.idle, end)
                     if items:
                         got_any = True
                         yield items
-                        deadline = _earliest(loop.time() + t.idle, end)
                 items = parser.close()
                 if items:
                     yield items

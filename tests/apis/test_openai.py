@@ -167,3 +167,11 @@ async def test_a_query_in_the_url_is_kept(fake_chat_api, http):
     sent = fake_chat_api.requests[0]
     assert sent.path == "/openai/v1/chat/completions"
     assert sent.query == {"api-version": "2024-06-01"}
+
+
+async def test_keep_alive_comments_are_signs_of_life(fake_chat_api, http):
+    # OpenRouter sends ": OPENROUTER PROCESSING" while a model queues or reasons:
+    # the first-byte deadline ran out all the same, on a server alive and working.
+    fake_chat_api.enqueue(tokens=["Thought ", "through."], first_delay=1.0, keepalive_every=0.1)
+    api = make("openai", fake_chat_api, http, timeouts={"connect": 0.2, "first_byte": 0.3})
+    assert text_of(await collect(api, ask(api))) == "Thought through."

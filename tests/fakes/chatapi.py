@@ -94,6 +94,7 @@ class Script:
     # "field" (llama.cpp's `error: {...}` line, then `data: [DONE]`).
     error_form: str = "data"
     ignore_stream: bool = False  # openai: the whole answer as JSON, though a stream was asked
+    keepalive_every: float = 0.0  # SSE comments (": keep-alive") this often during first_delay
     one_newline: bool = False  # chatmount: events end at one newline, not SSE's blank line
 
     @property
@@ -265,7 +266,7 @@ class FakeChatAPI:
         try:
             await resp.prepare(request)
             if script.first_delay:
-                await asyncio.sleep(script.first_delay)
+                await self._wait_alive(resp, script)
             if head:
                 await resp.write(head)
             tokens = script.token_list
@@ -298,6 +299,18 @@ class FakeChatAPI:
             await asyncio.shield(self._notify())
             raise
         return resp
+
+    @staticmethod
+    async def _wait_alive(resp: web.StreamResponse, script: Script) -> None:
+        """Wait `first_delay`, sending keep-alive comments meanwhile if the script says."""
+        if not script.keepalive_every:
+            await asyncio.sleep(script.first_delay)
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + script.first_delay
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(left, script.keepalive_every))
+            await resp.write(b": keep-alive\n\n")
 
     # ------------------------------------------------------------------ chatmount
 
