@@ -98,6 +98,22 @@ def proxy_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str
             if name.lower() in ("http_proxy", "https_proxy", "all_proxy") and value.strip()]
 
 
+def plain_url(value: str, *, credentials: str = "") -> str:
+    """`value`, a URL without a user or password and with a valid host and port;
+    else ValueError, which never echoes it (what precedes an @ is a password, and
+    a key may ride in the query). `credentials` says where they go instead."""
+    if "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+        raise ValueError(f"must not carry a user or password (user:password@host){credentials}")
+    try:
+        host = yarl.URL(value).host
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL):
+        host = None
+    if not host or any(c.isspace() for c in value):
+        raise ValueError("is not a valid URL (check its host and port)")
+    return value
+
+
 def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
     """Raise ConfigError naming a proxy variable (HTTPS_PROXY...) that is no URL.
 

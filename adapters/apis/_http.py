@@ -34,7 +34,6 @@ from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import httpx
-import yarl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bridge.errors import (
@@ -60,6 +59,7 @@ from bridge.interfaces import (
     Token,
     clean_secret,
 )
+from bridge.transport import plain_url
 
 log = logging.getLogger("adapters.apis")
 
@@ -123,21 +123,7 @@ class HTTPOptions(DialectOptions):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
-        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
-            # Never echoed: what precedes the @ is a password.
-            raise ValueError(
-                "must not carry a user or password (user:password@host); "
-                "give the key in api_key"
-            )
-        try:
-            host = yarl.URL(value).host
-            httpx.URL(value)
-        except (ValueError, httpx.InvalidURL):
-            # Not echoed either: a key may ride in the query.
-            raise ValueError("is not a valid URL (check its host and port)") from None
-        if not host or any(c.isspace() for c in value):
-            raise ValueError("is not a valid URL (check its host and port)")
-        return value
+        return plain_url(value, credentials="; give the key in api_key")
 
     @field_validator("api_key")
     @classmethod

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from adapters.platforms import plain_url
 from bridge.interfaces import PlatformOptions, Rate, clean_secret
+from bridge.transport import plain_url
 
 
 class RateOption(BaseModel):
