@@ -17,9 +17,10 @@ from bridge.budget import Budgets
 from bridge.config import Config
 from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
+from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
-from bridge.relay import INTERRUPTED, MARKED_HERE_ONLY, Relay, interrupted_edit
+from bridge.relay import INTERRUPTED, Relay, interrupted_edit
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client
 

@@ -229,3 +229,15 @@ def for_log(exc: BaseException) -> str:
     """A failure as a log line may name it: a bridge error's message, else only its kind
     (a library's own message may hold a URL with a token in it)."""
     return str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
+
+
+UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
+
+
+def told(exc: BaseException) -> str:
+    """What the asker is told of a failure; a store's or a platform's details (a
+    method, an error code) are for the admin's log."""
+    for kind in (StoreError, PlaceGone, PlatformError):
+        if isinstance(exc, kind):
+            return kind.user_message
+    return exc.user_message if isinstance(exc, BridgeError) else UNEXPECTED

@@ -1,9 +1,8 @@
-"""The relay: one inbound message -> one streamed reply.
+"""The relay: each job the intake takes (bridge/intake.py) -> one streamed reply.
 
-Messages are taken in arrival order per place (channel and thread), routed,
-deduplicated by event id, and then answered: messages of one conversation
-strictly in order, different conversations concurrently, at most
-`limits.max_concurrent_streams` streams at once with a bounded queue behind.
+Messages of one conversation are answered strictly in order, different
+conversations concurrently, at most `limits.max_concurrent_streams` streams at
+once with a bounded queue behind.
 """
 
 from __future__ import annotations
@@ -11,30 +10,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from bridge.budget import Budget, Budgets, drop_older
+from bridge.budget import Budget, Budgets
 from bridge.circuit import Circuit
-from bridge.config import Config, RouteConfig
+from bridge.config import Config
 from bridge.errors import (
     BridgeError,
     ChatAPIError,
     CutOff,
     PlaceGone,
-    PlatformError,
     RateLimited,
-    StoreError,
     Unavailable,
     for_log,
+    told,
 )
 from bridge.flag import Flag
+from bridge.intake import Intake, Job, unavailable
 from bridge.interfaces import (
     READ_GATE,
     ChatAPI,
@@ -54,81 +50,17 @@ from bridge.interfaces import (
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.render import FIRST, LiveReply, dedupe_sources
-from bridge.routing import conversation_key, match_route
 from bridge.store import Conversation, InFlight, Store
 
 log = logging.getLogger("chat_bridge.relay")
 
 T = TypeVar("T")
 
-HELP_TEXT = "Ask me a question in words, and I will answer here."
-UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
-THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
 END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
-# Refusals told to one person at most (beyond, they go unsaid): a member sending
-# message after message where refusals are posted in the channel would otherwise
-# fill its post budget with them, and answers to everyone else would wait.
-REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
-NO_BACKEND = "none"  # the backend label of a message that failed before it was routed
-INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
-INTAKE_WAIT = 1.0  # seconds an answer waits at most for that
-
-
-class UserRateLimiter:
-    """At most N messages per counter per window (sliding).
-
-    A counter is a user's messages under one limit (see `Relay._rate_key`); each
-    counter is always checked with the same limit.
-    """
-
-    SWEEP_FROM = 10_000
-
-    def __init__(self) -> None:
-        # Per counter: its window, and its stamps (a list, not a deque: a few
-        # stamps per user, and an empty deque takes 600 bytes).
-        self._seen: dict[str, tuple[float, list[float]]] = {}
-        self._sweep_at = self.SWEEP_FROM
-
-    def check(self, key: str, messages: int, per: float, now: float) -> float | None:
-        """None if allowed (and counted), else the seconds until it would be."""
-        if len(self._seen) >= self._sweep_at:
-            # Forget counters quiet for their own window; the next sweep waits until
-            # the counters kept have doubled, so a sweep costs O(1) a message.
-            self._seen = {
-                k: (window, s) for k, (window, s) in self._seen.items()
-                if s and now - s[-1] < window
-            }
-            self._sweep_at = max(self.SWEEP_FROM, 2 * len(self._seen))
-        counter = self._seen.get(key)
-        if counter is None:
-            counter = self._seen[key] = (per, [])
-        stamps = counter[1]
-        drop_older(stamps, now, per)
-        if len(stamps) >= messages:
-            return stamps[0] + per - now
-        stamps.append(now)
-        return None
-
-
-@dataclass(eq=False)
-class _Job:
-    msg: Inbound
-    target: ReplyTarget
-    route: RouteConfig
-    key: str
-    record: InFlight
-    previous: asyncio.Future[None] | None = None
-    mine: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    reply: LiveReply | None = None
-    interrupted: bool = False
-    reset: bool = False  # a reset, in its turn: after the answers asked before it
-    leased: bool = False  # holds its conversation's lease (shared store)
-    queued: bool = True  # counted in the queue until it takes a slot
-    # Set once the messages that were waiting with it in its place are recorded too.
-    recorded: Flag = field(default_factory=Flag)
+# On a shared store, seconds an answer waits at most for the messages taken with it
+# to be recorded (see `Intake._intake`).
+INTAKE_WAIT = 1.0
 
 
 class _Pace:
@@ -202,23 +134,6 @@ def interrupted_edit(
     return (message_ids[-1], note) if len(note) <= target.limits.max_chars else None
 
 
-# Ends the id of a record whose reply only its own target reaches (a slash command's
-# webhook, whose token the process had): a later process cannot mark it.
-MARKED_HERE_ONLY = "-own"
-
-
-def _record_id(target: ReplyTarget) -> str:
-    """A new in-flight record's id: it sorts by when the message arrived here, so two
-    messages sent in the same millisecond are answered in the order they came."""
-    own = MARKED_HERE_ONLY if target.marks_own_interruption else ""
-    return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}{own}"
-
-
-def order_of(msg: Inbound) -> float:
-    """Where a message stands in its conversation, the same on every replica."""
-    return msg.sent_at or msg.received_at or time.time()
-
-
 class Relay:
     """Routes inbound messages and streams the answers."""
 
@@ -239,7 +154,6 @@ class Relay:
         self.budgets = budgets if budgets is not None else Budgets()
         self.metrics = metrics if metrics is not None else Metrics()
         self.owner = owner or f"proc-{uuid.uuid4().hex[:12]}"
-        self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
         self._chains: dict[str, asyncio.Future[None]] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
         self._queued = 0  # accepted, not answering yet
@@ -247,13 +161,8 @@ class Relay:
         # still showing the end (counted, or a place slow to edit takes questions
         # without end).
         self._answering = 0
-        self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
         self._tasks: set[asyncio.Task[None]] = set()
-        self._users = UserRateLimiter()
-        self._jobs: set[_Job] = set()
-        # Records written for messages still being admitted (a thread may take long to
-        # open): beaten for as the jobs' are, or they would look like a dead replica's.
-        self._admitting: dict[str, InFlight] = {}
+        self._jobs: set[Job] = set()
         # Conversations whose lease this process holds (shared store): done
         # when the job holding it lets go.
         self._leases: dict[str, asyncio.Future[None]] = {}
@@ -270,249 +179,38 @@ class Relay:
         }
         self.accepting = True
         self._hurry = Flag()  # a second stop signal: the grace is over
+        self.intake = Intake(self)
 
-    # ---------------------------------------------------------------- intake
+    # ---------------------------------------------------------------- jobs
 
     async def handle(self, msg: Inbound, target: ReplyTarget) -> None:
         """Take a message from a platform. Returns at once; the answer follows."""
-        if not self.accepting:
-            return
-        self.metrics.received.labels(msg.platform).inc()
-        place = (msg.platform, msg.workspace, msg.channel, msg.thread or "")
-        queue = self._places.get(place)
-        if queue is not None:
-            queue.append((msg, target))
-            return
-        self._places[place] = deque([(msg, target)])
-        self._spawn(self._intake(place))
+        await self.intake.handle(msg, target)
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
+    def spawn(self, coro: object) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _intake(self, place: tuple[str, ...]) -> None:
-        """Route the messages of one place in arrival order.
+    def start(self, job: Job, batch: Flag) -> None:
+        """Queue a job the intake took; it runs once its turn comes (on a shared store,
+        once `batch` is set: the messages taken with it are recorded)."""
+        if not self.store.shared:  # on a shared store, `_wait_turn` orders them
+            job.previous = self._chains.get(job.key)
+            self._chains[job.key] = job.mine
+        self._jobs.add(job)
+        self._queued += 1
+        self.metrics.queue_depth.set(self._queued)
+        job.recorded = batch
+        self.spawn(self._run(job))
 
-        On a shared store, an answer looks for messages ahead of it once those
-        waiting with it here are recorded too (every INTAKE_BATCH, and for
-        INTAKE_WAIT at most): one sent earlier but delivered just after is
-        then seen, and goes first.
-        """
-        queue = self._places[place]
-        batch, taken = Flag(), 0
-        try:
-            while queue:
-                msg, target = queue[0]
-                try:
-                    taken += await self._admit(msg, target, batch) is not None
-                except BridgeError as exc:
-                    log.error("could not take message %s: %s", msg.event_id, exc)
-                    self.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
-                    if msg.mentioned or msg.is_dm or msg.command:
-                        # Only to whoever asked: chatter in a thread (checked against
-                        # the store to see if it continues a conversation) is not told.
-                        with contextlib.suppress(BridgeError):
-                            await self._notice(target, _told(exc))
-                except Exception:  # keep the intake alive whatever one message does
-                    log.exception("could not take message %s", msg.event_id)
-                    self.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
-                queue.popleft()
-                if taken >= INTAKE_BATCH:
-                    batch.set()
-                    batch, taken = Flag(), 0
-        finally:
-            batch.set()
-            del self._places[place]
+    @property
+    def waiting(self) -> int:
+        """Questions taken and not ended: queued, or answering."""
+        return self._queued + self._answering
 
-    async def _admit(self, msg: Inbound, target: ReplyTarget, batch: Flag) -> _Job | None:
-        """Route a message and record it; its job, if it is to be answered, starts
-        (on a shared store, once `batch` is set) and is returned."""
-        async def exists(key: str) -> bool:
-            return await self.store.get_conversation(key) is not None
-
-        route = await match_route(self.config.routes, msg, exists)
-        if route is None:
-            log.debug("no route for %s message in %s", msg.platform, msg.channel)
-            if msg.command:  # a command expects an answer, even a refusal
-                await self._notice(target, "I am not set up to answer here.")
-            return None
-        if not msg.may_post and not _opens_thread(route, msg):
-            log.info("not answering in %s %s: the bot may only answer there in a thread "
-                     "of its own (reply_in_thread)", msg.platform, msg.channel)
-            return None
-        key = conversation_key(route, msg)
-        now = time.time()
-        # Recorded before the event is claimed, so a replica answering a later
-        # message of this conversation sees this one waiting ahead of it.
-        record = InFlight(
-            id=_record_id(target), key=key, address=target.address, owner=self.owner,
-            started_at=order_of(msg), heartbeat_at=now,
-        )
-        await self.store.inflight_begin(record)
-        self._admitting[record.id] = record
-        job: _Job | None = None
-        try:
-            job = await self._check(msg, target, route, key, record)
-        finally:
-            del self._admitting[record.id]
-            if job is None:
-                await self._end_record(record.id)
-        if job is not None:
-            target.accepted()
-            if not self.store.shared:  # on a shared store, `_wait_turn` orders them
-                job.previous = self._chains.get(job.key)
-                self._chains[job.key] = job.mine
-            self._jobs.add(job)
-            self._queued += 1
-            self.metrics.queue_depth.set(self._queued)
-            job.recorded = batch
-            self._spawn(self._run(job))
-            if not job.reset and job.route.session == "thread":
-                # The conversation is known from now, on every replica: a follow-up in
-                # its thread while this waits its turn is taken (its session comes with
-                # the answer). Only thread conversations are followed so. After the job
-                # is counted: the queue check stays exact.
-                now = time.time()
-                conv = Conversation(job.key, job.route.backend, None, now, now)
-                try:
-                    await self.store.create_conversation(conv)
-                except BridgeError as exc:  # only a follow-up meanwhile depends on it
-                    log.warning("could not record conversation %s: %s", job.key, exc)
-        return job
-
-    async def _check(
-        self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight
-    ) -> _Job | None:
-        """Deduplicate, validate and answer commands; a job when there is a question to answer."""
-        if not await self.store.claim_event(msg.event_id, time.time()):
-            log.info("duplicate delivery of event %s dropped", msg.event_id)
-            self.metrics.duplicates.labels(msg.platform).inc()
-            return None
-        text = msg.text.strip()
-        if msg.command == "reset" or (
-            msg.is_dm and text.lower() in {k.lower() for k in self.config.commands.reset_keywords}
-        ):
-            if route.session == "thread" and not msg.thread and not msg.is_dm:
-                # A command run in the channel belongs to no thread's conversation.
-                await self._refuse(msg, target, THREAD_RESET)
-                return None
-            return _Job(msg, target, route, key, record, reset=True)
-        if not text:
-            if msg.mentioned or msg.is_dm or msg.command:
-                await self._refuse(msg, target, HELP_TEXT)
-            # Else a picture or a sticker in a channel or thread the bot follows:
-            # nobody asked the bot anything.
-            return None
-        backend = self.backends[route.backend]
-        limit = min(
-            self.config.limits.max_question_chars,
-            backend.max_message_chars or self.config.limits.max_question_chars,
-        )
-        if len(text) > limit:
-            await self._refuse(
-                msg,
-                target,
-                f"That question is {len(text):,} characters long; the limit is {limit:,}. "
-                "Please shorten it and ask again.",
-            )
-            return None
-        # Refusals that ask the backend nothing come before the asker's rate limit,
-        # so that they do not count against it.
-        circuit = self.circuits[route.backend]
-        if circuit.state == "open" or circuit.probing:
-            await self._refuse(msg, target, _unavailable(circuit))
-            self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
-            return None
-        # Waiting: questions not answering yet beyond the free streams (one behind
-        # another of its conversation waits even while streams are free).
-        limits = self.config.limits
-        if self._queued + self._answering >= limits.queue_size + limits.max_concurrent_streams:
-            await self._refuse(msg, target, "I am busy right now; please try again shortly.")
-            return None
-        rate = route.rate_limit or self.config.limits.rate_limit
-        wait = self._users.check(
-            self._rate_key(msg, route), rate.messages, rate.per, time.monotonic()
-        )
-        if wait is not None:
-            await self._refuse(
-                msg,
-                target,
-                "You are sending messages faster than I can answer; "
-                f"try again in {_seconds(wait)} s.",
-            )
-            return None
-
-        if _opens_thread(route, msg):
-            opened = await self.within_budgets(
-                target, lambda: target.open_thread(_thread_name(text))
-            )
-            if opened is not None:
-                thread_id, target = opened
-                key = conversation_key(route, msg, thread=thread_id)
-                # The same record, moved: it keeps its id and its place in the order.
-                record = replace(
-                    record, key=key, address=target.address, heartbeat_at=time.time()
-                )
-                self._admitting[record.id] = record
-                await self.store.inflight_begin(record)
-            elif not msg.may_post:
-                # Nowhere else to answer: the bot may not post in the channel itself.
-                log.info("not answering in %s %s: no thread could be opened there",
-                         msg.platform, msg.channel)
-                return None
-        return _Job(msg, target, route, key, record)
-
-    def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:
-        """The counter a message counts against: the asker's on `route` when the route
-        sets its own rate_limit, else the asker's across every route that does not."""
-        # The person, wherever they ask: a Discord user's id is the same in every
-        # server and in DMs, a Slack user's in every workspace of an organisation.
-        user = f"{msg.platform}:{msg.user}"
-        if route.rate_limit is None:
-            return user
-        index = next((i for i, r in enumerate(self.config.routes) if r is route), -1)
-        return f"{user}|route {index}"
-
-    async def _refuse(self, msg: Inbound, target: ReplyTarget, text: str) -> None:
-        """Tell the asker why their message is not answered, unless the refusal is a
-        message posted in a channel and they were told `REFUSALS_TOLD` times lately.
-
-        A command's refusal is always said (it answers the command, privately, and
-        unanswered the platform shows it failed), and so is one in a DM.
-        """
-        public = target.limits.notices_post and not msg.is_dm and not msg.command
-        told, per = REFUSALS_TOLD
-        key = f"refused {msg.platform}:{msg.user}"
-        if public and self._users.check(key, told, per, time.monotonic()) is not None:
-            log.info("refusal not told again to a %s user sending many: %s", msg.platform, text)
-            return
-        if public:
-            # Posted in the channel, within the post budget its answers share: not
-            # waited for, or the place's next messages (others') would wait behind it.
-            # A place's refusals are posted in the order of their messages.
-            place = (msg.platform, msg.workspace, msg.channel)
-            after = self._refusals.get(place)
-            self._refusals[place] = self._spawn(self._notice_apart(place, target, text, after))
-            return
-        await self._notice(target, text)
-
-    async def _notice_apart(
-        self, place: tuple[str, str, str], target: ReplyTarget, text: str,
-        after: asyncio.Task[None] | None,
-    ) -> None:
-        try:
-            if after is not None:
-                await asyncio.wait([after])  # its outcome is its own
-            await self._notice(target, text)
-        except Exception as exc:  # a platform library's own error too: it is only a refusal
-            log.warning("could not tell a refusal: %s", for_log(exc))
-        finally:
-            if self._refusals.get(place) is asyncio.current_task():
-                del self._refusals[place]
-
-    async def _notice(self, target: ReplyTarget, text: str) -> None:
+    async def notice(self, target: ReplyTarget, text: str) -> None:
         """Tell the asker something instead of answering, within the bot-wide budget
         and, where a notice is a message in the place, the place's post budget."""
         limits = target.limits
@@ -544,7 +242,7 @@ class Relay:
 
     # ---------------------------------------------------------------- answering
 
-    async def _run(self, job: _Job) -> None:
+    async def _run(self, job: Job) -> None:
         try:
             if self.store.shared:
                 with contextlib.suppress(TimeoutError):
@@ -557,7 +255,7 @@ class Relay:
             if job.reset:
                 self._dequeue(job)
                 await self.store.reset_conversation(job.key)
-                await self._notice(job.target, self.config.commands.reset_reply)
+                await self.notice(job.target, self.config.commands.reset_reply)
                 return
             await self._slots.acquire()
             self._dequeue(job)
@@ -603,7 +301,7 @@ class Relay:
                 self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
             _log_failure(job.key, exc)
             with contextlib.suppress(Exception):
-                await self._notice(job.target, _told(exc))
+                await self.notice(job.target, told(exc))
         finally:
             self._dequeue(job)  # if it never left the queue (a failure or a stop before)
             if not job.mine.done():
@@ -615,7 +313,7 @@ class Relay:
                     # Shielded: a stop arriving now must not leave a finished reply
                     # looking interrupted to the next process.
                     self.progress.forget(job.record.id)
-                    await asyncio.shield(self._end_record(job.record.id))
+                    await asyncio.shield(self.end_record(job.record.id))
             finally:
                 try:
                     if job.leased:  # let go even if a stop came during the line above
@@ -623,7 +321,7 @@ class Relay:
                 finally:
                     self._jobs.discard(job)
 
-    async def _mark_interrupted(self, job: _Job) -> None:
+    async def _mark_interrupted(self, job: Job) -> None:
         """Say on a reply cut by a stop that it was interrupted, as a later process would
         (see `Bridge._mark_interrupted`), through its own target."""
         target, reply = job.target, job.reply
@@ -633,14 +331,14 @@ class Relay:
         else:
             await target.notice(INTERRUPTED)
 
-    def _dequeue(self, job: _Job) -> None:
+    def _dequeue(self, job: Job) -> None:
         """The job leaves the queue (once)."""
         if job.queued:
             job.queued = False
             self._queued -= 1
             self.metrics.queue_depth.set(self._queued)
 
-    async def _end_record(self, rec_id: str) -> None:
+    async def end_record(self, rec_id: str) -> None:
         """Remove a reply's in-flight record; if the store fails, the heartbeat will."""
         try:
             await self.store.inflight_end(rec_id)
@@ -654,7 +352,7 @@ class Relay:
             await self.store.inflight_end(rec_id)
             self.unended.discard(rec_id)
 
-    async def _wait_turn(self, job: _Job) -> None:
+    async def _wait_turn(self, job: Job) -> None:
         """Wait while an earlier message of this conversation is answered, here or elsewhere.
 
         On a shared store the order is the records' (message time, then record
@@ -685,7 +383,7 @@ class Relay:
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
 
-    async def _take_lease(self, job: _Job) -> None:
+    async def _take_lease(self, job: Job) -> None:
         """Hold the conversation's lease while answering: no other job, here or on
         another replica, answers it meanwhile, even one whose message was
         recorded too late for the order to show it."""
@@ -724,9 +422,9 @@ class Relay:
         """Every reply this process owns, being admitted, queued or streaming (for
         heartbeats)."""
         jobs = [(job.record, job.reply) for job in self._jobs]
-        return jobs + [(record, None) for record in self._admitting.values()]
+        return jobs + [(record, None) for record in self.intake.admitting.values()]
 
-    async def _answer(self, job: _Job, free_slot: Callable[[], None]) -> None:
+    async def _answer(self, job: Job, free_slot: Callable[[], None]) -> None:
         """Answer a job; `free_slot` gives its stream slot back once the chat API's
         stream has ended (the final edit may wait long for a busy platform's budget,
         which is no reason for questions elsewhere to wait)."""
@@ -742,7 +440,7 @@ class Relay:
                 await job.target.end()
             return
         if not circuit.allow():
-            await self._notice(job.target, _unavailable(circuit))
+            await self.notice(job.target, unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return
         now = time.time()
@@ -853,7 +551,7 @@ class Relay:
             outcome = "failed"
             circuit.release()
             _log_failure(key, exc)
-            await self._fail(reply, _told(exc), key)
+            await self._fail(reply, told(exc), key)
         finally:
             for name, value in backend.health().items():
                 gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
@@ -882,7 +580,7 @@ class Relay:
             log.warning("could not show that the answer failed: %s", for_log(exc),
                         extra={"conversation": key})
             with contextlib.suppress(Exception):
-                await self._notice(reply.target, notice)
+                await self.notice(reply.target, notice)
 
     async def _consume(
         self,
@@ -1008,40 +706,9 @@ def _log_failure(key: str, exc: Exception) -> None:
         log.exception("could not answer %s", key, exc_info=exc)
 
 
-def _told(exc: BaseException) -> str:
-    """What the asker is told of a failure; a store's or a platform's details (a
-    method, an error code) are for the admin's log."""
-    for kind in (StoreError, PlaceGone, PlatformError):
-        if isinstance(exc, kind):
-            return kind.user_message
-    return exc.user_message if isinstance(exc, BridgeError) else UNEXPECTED
-
-
 def _user_key(msg: Inbound) -> str:
     """The asker, unique across platforms and workspaces."""
     return f"{msg.platform}:{msg.workspace}:{msg.user}"
-
-
-def _unavailable(circuit: Circuit) -> str:
-    wait = circuit.retry_in()
-    if wait <= 0:  # a question is finding out whether the backend is back
-        return "The assistant is unavailable right now; please try again shortly."
-    return f"The assistant is unavailable right now; please try again in {_seconds(wait)} s."
-
-
-def _seconds(wait: float) -> int:
-    """A wait in whole seconds, rounded up: trying again when told is never too soon."""
-    return max(1, math.ceil(wait))
-
-
-def _opens_thread(route: RouteConfig, msg: Inbound) -> bool:
-    """Whether the answer to `msg` goes in a thread opened on it."""
-    return route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread"
-
-
-def _thread_name(question: str) -> str:
-    line = question.strip().splitlines()[0] if question.strip() else "Question"
-    return line[:97] + "…" if len(line) > 100 else line
 
 
 def _plain(value: object) -> bool:

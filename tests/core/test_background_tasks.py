@@ -16,9 +16,9 @@ from bridge import app
 from bridge.app import INTERRUPTED, Bridge
 from bridge.config import parse_config
 from bridge.errors import StoreError
+from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import Address, Handler
 from bridge.progress import ProgressLog
-from bridge.relay import MARKED_HERE_ONLY
 from bridge.store import Conversation, InFlight, InFlightProgress, open_store
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget

@@ -17,9 +17,9 @@ import pytest
 from bridge import app, render
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.errors import PlaceGone, PlatformError, StoreError
+from bridge.errors import UNEXPECTED, PlaceGone, PlatformError, StoreError, told
+from bridge.intake import HELP_TEXT, THREAD_RESET, UserRateLimiter
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
-from bridge.relay import HELP_TEXT, THREAD_RESET, UNEXPECTED, UserRateLimiter, _told
 from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
@@ -571,7 +571,7 @@ async def test_chatter_in_the_thread_of_a_refused_question_is_not_answered(
         root = question.address.thread
         await p.say("lol same", thread=root, user="U2", mentioned=False)
         place = ("console", "W1", "C1", root)
-        await wait_for(lambda: place not in bridge.relay._places)  # the chatter was routed
+        await wait_for(lambda: place not in bridge.relay.intake._places)  # the chatter was routed
         release.set()
         await wait_for(lambda: question.notices)
         sentinel = await p.say("sentinel", thread="T9")
@@ -1449,11 +1449,11 @@ async def test_notices_draw_on_the_bot_wide_budget(
 def test_a_platforms_failure_is_told_without_its_method_or_code() -> None:
     # A notice of it (a refusal whose post failed) showed "Slack refused
     # chat.postEphemeral: internal_error" to the asker, on Discord in the channel.
-    assert _told(PlatformError("Slack refused chat.postEphemeral: internal_error")) == (
+    assert told(PlatformError("Slack refused chat.postEphemeral: internal_error")) == (
         PlatformError.user_message
     )
-    assert _told(PlaceGone("Slack refused chat.update: message_not_found")) == (
+    assert told(PlaceGone("Slack refused chat.update: message_not_found")) == (
         PlaceGone.user_message
     )
-    assert _told(StoreError("database is locked")) == StoreError.user_message
-    assert _told(KeyError("x")) == UNEXPECTED
+    assert told(StoreError("database is locked")) == StoreError.user_message
+    assert told(KeyError("x")) == UNEXPECTED

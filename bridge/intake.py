@@ -1,0 +1,381 @@
+"""The intake: messages taken from the platforms, in arrival order per place (channel
+and thread), routed, deduplicated by event id, checked (commands, length, the
+backend's circuit, the queue, the asker's rate) and handed to the relay as jobs;
+or refused, with a word to the asker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from bridge.budget import drop_older
+from bridge.circuit import Circuit
+from bridge.config import RouteConfig
+from bridge.errors import BridgeError, for_log, told
+from bridge.flag import Flag
+from bridge.interfaces import Inbound, ReplyTarget
+from bridge.render import LiveReply
+from bridge.routing import conversation_key, match_route
+from bridge.store import Conversation, InFlight
+
+if TYPE_CHECKING:
+    from bridge.relay import Relay
+
+log = logging.getLogger("chat_bridge.relay")
+
+HELP_TEXT = "Ask me a question in words, and I will answer here."
+THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
+# Refusals told to one person at most (beyond, they go unsaid): a member sending
+# message after message where refusals are posted in the channel would otherwise
+# fill its post budget with them, and answers to everyone else would wait.
+REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
+NO_BACKEND = "none"  # the backend label of a message that failed before it was routed
+INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
+
+
+class UserRateLimiter:
+    """At most N messages per counter per window (sliding).
+
+    A counter is a user's messages under one limit (see `Intake._rate_key`); each
+    counter is always checked with the same limit.
+    """
+
+    SWEEP_FROM = 10_000
+
+    def __init__(self) -> None:
+        # Per counter: its window, and its stamps (a list, not a deque: a few
+        # stamps per user, and an empty deque takes 600 bytes).
+        self._seen: dict[str, tuple[float, list[float]]] = {}
+        self._sweep_at = self.SWEEP_FROM
+
+    def check(self, key: str, messages: int, per: float, now: float) -> float | None:
+        """None if allowed (and counted), else the seconds until it would be."""
+        if len(self._seen) >= self._sweep_at:
+            # Forget counters quiet for their own window; the next sweep waits until
+            # the counters kept have doubled, so a sweep costs O(1) a message.
+            self._seen = {
+                k: (window, s) for k, (window, s) in self._seen.items()
+                if s and now - s[-1] < window
+            }
+            self._sweep_at = max(self.SWEEP_FROM, 2 * len(self._seen))
+        counter = self._seen.get(key)
+        if counter is None:
+            counter = self._seen[key] = (per, [])
+        stamps = counter[1]
+        drop_older(stamps, now, per)
+        if len(stamps) >= messages:
+            return stamps[0] + per - now
+        stamps.append(now)
+        return None
+
+
+@dataclass(eq=False)
+class Job:
+    """A message taken to be answered (or a reset to be done), in its conversation's turn."""
+
+    msg: Inbound
+    target: ReplyTarget
+    route: RouteConfig
+    key: str
+    record: InFlight
+    previous: asyncio.Future[None] | None = None
+    mine: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    reply: LiveReply | None = None
+    interrupted: bool = False
+    reset: bool = False  # a reset, in its turn: after the answers asked before it
+    leased: bool = False  # holds its conversation's lease (shared store)
+    queued: bool = True  # counted in the queue until it takes a slot
+    # Set once the messages that were waiting with it in its place are recorded too.
+    recorded: Flag = field(default_factory=Flag)
+
+
+# Ends the id of a record whose reply only its own target reaches (a slash command's
+# webhook, whose token the process had): a later process cannot mark it.
+MARKED_HERE_ONLY = "-own"
+
+
+def record_id(target: ReplyTarget) -> str:
+    """A new in-flight record's id: it sorts by when the message arrived here, so two
+    messages sent in the same millisecond are answered in the order they came."""
+    own = MARKED_HERE_ONLY if target.marks_own_interruption else ""
+    return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}{own}"
+
+
+def order_of(msg: Inbound) -> float:
+    """Where a message stands in its conversation, the same on every replica."""
+    return msg.sent_at or msg.received_at or time.time()
+
+
+class Intake:
+    """Takes the platforms' messages for a relay and starts its jobs."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
+        self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
+        self._users = UserRateLimiter()
+        # Records written for messages still being admitted (a thread may take long to
+        # open): beaten for as the jobs' are, or they would look like a dead replica's.
+        self.admitting: dict[str, InFlight] = {}
+
+    async def handle(self, msg: Inbound, target: ReplyTarget) -> None:
+        """Take a message from a platform. Returns at once; the answer follows."""
+        if not self.relay.accepting:
+            return
+        self.relay.metrics.received.labels(msg.platform).inc()
+        place = (msg.platform, msg.workspace, msg.channel, msg.thread or "")
+        queue = self._places.get(place)
+        if queue is not None:
+            queue.append((msg, target))
+            return
+        self._places[place] = deque([(msg, target)])
+        self.relay.spawn(self._intake(place))
+
+    async def _intake(self, place: tuple[str, ...]) -> None:
+        """Route the messages of one place in arrival order.
+
+        On a shared store, an answer looks for messages ahead of it once those
+        waiting with it here are recorded too (every INTAKE_BATCH, and for
+        INTAKE_WAIT at most): one sent earlier but delivered just after is
+        then seen, and goes first.
+        """
+        queue = self._places[place]
+        batch, taken = Flag(), 0
+        try:
+            while queue:
+                msg, target = queue[0]
+                try:
+                    taken += await self._admit(msg, target, batch) is not None
+                except BridgeError as exc:
+                    log.error("could not take message %s: %s", msg.event_id, exc)
+                    self.relay.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
+                    if msg.mentioned or msg.is_dm or msg.command:
+                        # Only to whoever asked: chatter in a thread (checked against
+                        # the store to see if it continues a conversation) is not told.
+                        with contextlib.suppress(BridgeError):
+                            await self.relay.notice(target, told(exc))
+                except Exception:  # keep the intake alive whatever one message does
+                    log.exception("could not take message %s", msg.event_id)
+                    self.relay.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
+                queue.popleft()
+                if taken >= INTAKE_BATCH:
+                    batch.set()
+                    batch, taken = Flag(), 0
+        finally:
+            batch.set()
+            del self._places[place]
+
+    async def _admit(self, msg: Inbound, target: ReplyTarget, batch: Flag) -> Job | None:
+        """Route a message and record it; its job, if it is to be answered, starts
+        (on a shared store, once `batch` is set) and is returned."""
+        relay = self.relay
+
+        async def exists(key: str) -> bool:
+            return await relay.store.get_conversation(key) is not None
+
+        route = await match_route(relay.config.routes, msg, exists)
+        if route is None:
+            log.debug("no route for %s message in %s", msg.platform, msg.channel)
+            if msg.command:  # a command expects an answer, even a refusal
+                await relay.notice(target, "I am not set up to answer here.")
+            return None
+        if not msg.may_post and not _opens_thread(route, msg):
+            log.info("not answering in %s %s: the bot may only answer there in a thread "
+                     "of its own (reply_in_thread)", msg.platform, msg.channel)
+            return None
+        key = conversation_key(route, msg)
+        now = time.time()
+        # Recorded before the event is claimed, so a replica answering a later
+        # message of this conversation sees this one waiting ahead of it.
+        record = InFlight(
+            id=record_id(target), key=key, address=target.address, owner=relay.owner,
+            started_at=order_of(msg), heartbeat_at=now,
+        )
+        await relay.store.inflight_begin(record)
+        self.admitting[record.id] = record
+        job: Job | None = None
+        try:
+            job = await self._check(msg, target, route, key, record)
+        finally:
+            del self.admitting[record.id]
+            if job is None:
+                await relay.end_record(record.id)
+        if job is not None:
+            target.accepted()
+            relay.start(job, batch)
+            if not job.reset and job.route.session == "thread":
+                # The conversation is known from now, on every replica: a follow-up in
+                # its thread while this waits its turn is taken (its session comes with
+                # the answer). Only thread conversations are followed so. After the job
+                # is counted: the queue check stays exact.
+                now = time.time()
+                conv = Conversation(job.key, job.route.backend, None, now, now)
+                try:
+                    await relay.store.create_conversation(conv)
+                except BridgeError as exc:  # only a follow-up meanwhile depends on it
+                    log.warning("could not record conversation %s: %s", job.key, exc)
+        return job
+
+    async def _check(
+        self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight
+    ) -> Job | None:
+        """Deduplicate, validate and answer commands; a job when there is a question to answer."""
+        relay = self.relay
+        if not await relay.store.claim_event(msg.event_id, time.time()):
+            log.info("duplicate delivery of event %s dropped", msg.event_id)
+            relay.metrics.duplicates.labels(msg.platform).inc()
+            return None
+        text = msg.text.strip()
+        if msg.command == "reset" or (
+            msg.is_dm and text.lower() in {k.lower() for k in relay.config.commands.reset_keywords}
+        ):
+            if route.session == "thread" and not msg.thread and not msg.is_dm:
+                # A command run in the channel belongs to no thread's conversation.
+                await self._refuse(msg, target, THREAD_RESET)
+                return None
+            return Job(msg, target, route, key, record, reset=True)
+        if not text:
+            if msg.mentioned or msg.is_dm or msg.command:
+                await self._refuse(msg, target, HELP_TEXT)
+            # Else a picture or a sticker in a channel or thread the bot follows:
+            # nobody asked the bot anything.
+            return None
+        backend = relay.backends[route.backend]
+        limit = min(
+            relay.config.limits.max_question_chars,
+            backend.max_message_chars or relay.config.limits.max_question_chars,
+        )
+        if len(text) > limit:
+            await self._refuse(
+                msg,
+                target,
+                f"That question is {len(text):,} characters long; the limit is {limit:,}. "
+                "Please shorten it and ask again.",
+            )
+            return None
+        # Refusals that ask the backend nothing come before the asker's rate limit,
+        # so that they do not count against it.
+        circuit = relay.circuits[route.backend]
+        if circuit.state == "open" or circuit.probing:
+            await self._refuse(msg, target, unavailable(circuit))
+            relay.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
+            return None
+        # Waiting: questions not answering yet beyond the free streams (one behind
+        # another of its conversation waits even while streams are free).
+        limits = relay.config.limits
+        if relay.waiting >= limits.queue_size + limits.max_concurrent_streams:
+            await self._refuse(msg, target, "I am busy right now; please try again shortly.")
+            return None
+        rate = route.rate_limit or relay.config.limits.rate_limit
+        wait = self._users.check(
+            self._rate_key(msg, route), rate.messages, rate.per, time.monotonic()
+        )
+        if wait is not None:
+            await self._refuse(
+                msg,
+                target,
+                "You are sending messages faster than I can answer; "
+                f"try again in {_seconds(wait)} s.",
+            )
+            return None
+
+        if _opens_thread(route, msg):
+            opened = await relay.within_budgets(
+                target, lambda: target.open_thread(_thread_name(text))
+            )
+            if opened is not None:
+                thread_id, target = opened
+                key = conversation_key(route, msg, thread=thread_id)
+                # The same record, moved: it keeps its id and its place in the order.
+                record = replace(
+                    record, key=key, address=target.address, heartbeat_at=time.time()
+                )
+                self.admitting[record.id] = record
+                await relay.store.inflight_begin(record)
+            elif not msg.may_post:
+                # Nowhere else to answer: the bot may not post in the channel itself.
+                log.info("not answering in %s %s: no thread could be opened there",
+                         msg.platform, msg.channel)
+                return None
+        return Job(msg, target, route, key, record)
+
+    def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:
+        """The counter a message counts against: the asker's on `route` when the route
+        sets its own rate_limit, else the asker's across every route that does not."""
+        # The person, wherever they ask: a Discord user's id is the same in every
+        # server and in DMs, a Slack user's in every workspace of an organisation.
+        user = f"{msg.platform}:{msg.user}"
+        if route.rate_limit is None:
+            return user
+        index = next((i for i, r in enumerate(self.relay.config.routes) if r is route), -1)
+        return f"{user}|route {index}"
+
+    async def _refuse(self, msg: Inbound, target: ReplyTarget, text: str) -> None:
+        """Tell the asker why their message is not answered, unless the refusal is a
+        message posted in a channel and they were told `REFUSALS_TOLD` times lately.
+
+        A command's refusal is always said (it answers the command, privately, and
+        unanswered the platform shows it failed), and so is one in a DM.
+        """
+        public = target.limits.notices_post and not msg.is_dm and not msg.command
+        times, per = REFUSALS_TOLD
+        key = f"refused {msg.platform}:{msg.user}"
+        if public and self._users.check(key, times, per, time.monotonic()) is not None:
+            log.info("refusal not told again to a %s user sending many: %s", msg.platform, text)
+            return
+        if public:
+            # Posted in the channel, within the post budget its answers share: not
+            # waited for, or the place's next messages (others') would wait behind it.
+            # A place's refusals are posted in the order of their messages.
+            place = (msg.platform, msg.workspace, msg.channel)
+            after = self._refusals.get(place)
+            task = self.relay.spawn(self._notice_apart(place, target, text, after))
+            self._refusals[place] = task
+            return
+        await self.relay.notice(target, text)
+
+    async def _notice_apart(
+        self, place: tuple[str, str, str], target: ReplyTarget, text: str,
+        after: asyncio.Task[None] | None,
+    ) -> None:
+        try:
+            if after is not None:
+                await asyncio.wait([after])  # its outcome is its own
+            await self.relay.notice(target, text)
+        except Exception as exc:  # a platform library's own error too: it is only a refusal
+            log.warning("could not tell a refusal: %s", for_log(exc))
+        finally:
+            if self._refusals.get(place) is asyncio.current_task():
+                del self._refusals[place]
+
+
+def unavailable(circuit: Circuit) -> str:
+    wait = circuit.retry_in()
+    if wait <= 0:  # a question is finding out whether the backend is back
+        return "The assistant is unavailable right now; please try again shortly."
+    return f"The assistant is unavailable right now; please try again in {_seconds(wait)} s."
+
+
+def _seconds(wait: float) -> int:
+    """A wait in whole seconds, rounded up: trying again when told is never too soon."""
+    return max(1, math.ceil(wait))
+
+
+def _opens_thread(route: RouteConfig, msg: Inbound) -> bool:
+    """Whether the answer to `msg` goes in a thread opened on it."""
+    return route.reply_in_thread and not msg.thread and not msg.is_dm and route.session == "thread"
+
+
+def _thread_name(question: str) -> str:
+    line = question.strip().splitlines()[0] if question.strip() else "Question"
+    return line[:97] + "…" if len(line) > 100 else line
