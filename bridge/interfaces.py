@@ -244,6 +244,9 @@ class Limits:
     global_rate: Rate | None = None
 
 
+Audience = Literal["channel", "thread", "asker"]
+
+
 @dataclass(frozen=True, slots=True)
 class Inbound:
     """A normalized incoming message.
@@ -275,6 +278,10 @@ class Inbound:
     # a thread there (a channel for threads only): only a route answering in a new
     # thread answers it.
     may_post: bool = True
+    # Who sees the conversation, where fewer than the channel's members do:
+    # "thread" (a private thread: its members) or "asker" (an answer only the asker
+    # sees). Its conversation is then never one that others' answers draw on.
+    audience: Audience = "channel"
 
 
 @dataclass(frozen=True, slots=True)

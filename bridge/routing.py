@@ -15,22 +15,37 @@ def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None
     route's backend is part of it: two bots reached from the same place (a
     `user` session across channels routed to different backends) each keep a
     conversation of their own, and never see the other's history or session.
+
+    No conversation spans places whose audiences differ, so an answer others
+    see never draws on what was said in private: a private thread is a place
+    of its own (not its channel), answers only the asker sees are their own
+    conversation there, and a `user` conversation in DMs is not the one in
+    channels.
     """
     root = thread or msg.thread or msg.message_id
     scope = route.session
+    # The place: a private thread's members are not its channel's.
+    place = msg.thread if msg.audience == "thread" and msg.thread else msg.channel
     parts: tuple[str, ...]
-    if scope == "thread":
+    if msg.audience == "asker":
+        parts = ("asker", place, msg.user)
+    elif scope == "thread":
         if msg.is_dm and not msg.thread:
             # A DM without threads is one conversation per user.
             parts = ("dm", msg.channel)
         else:
             parts = ("thread", msg.channel, root)
     elif scope == "channel":
-        parts = ("channel", msg.channel)
+        parts = ("channel", place)
     elif scope == "user":
-        parts = ("user", msg.user)
+        if msg.is_dm:
+            parts = ("user", msg.user)
+        elif place != msg.channel:
+            parts = ("user", msg.user, "thread", place)
+        else:
+            parts = ("user", msg.user, "channels")
     else:
-        parts = ("user+channel", msg.channel, msg.user)
+        parts = ("user+channel", place, msg.user)
     return ":".join((msg.platform, msg.workspace, *parts)) + f"|{route.backend}"
 
 

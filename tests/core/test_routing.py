@@ -127,3 +127,30 @@ def test_each_backend_reached_from_one_place_has_a_conversation_of_its_own() -> 
     hr, docs = route(backend="hr", session="user"), route(backend="docs", session="user")
     asked = msg(channel="C2")
     assert conversation_key(hr, asked) != conversation_key(docs, asked)
+
+
+def test_no_conversation_spans_places_whose_audiences_differ() -> None:
+    # What is said in private never reaches an answer others see.
+    dm = msg(channel="D1", is_dm=True)
+    public = msg(channel="C1")
+    private_thread = msg(platform="discord", channel="C1", thread="T9", audience="thread")
+    thread_in_public = msg(platform="discord", channel="C1", thread="T8")
+    only_asker = msg(channel="C1", audience="asker", command="ask")
+    for session in ("channel", "user", "user+channel", "thread"):
+        r = route(session=session)
+        keys = {
+            "dm": conversation_key(r, dm),
+            "public": conversation_key(r, public),
+            "private thread": conversation_key(r, private_thread),
+            "asker": conversation_key(r, only_asker),
+        }
+        assert len(set(keys.values())) == 4, (session, keys)
+    # A thread everyone in the channel sees is still the channel's, where the route
+    # says so; and a user's DMs stay one conversation.
+    channel = route(session="channel")
+    assert conversation_key(channel, thread_in_public) == conversation_key(
+        channel, msg(platform="discord", channel="C1")
+    )
+    user = route(session="user")
+    assert conversation_key(user, dm) == conversation_key(user, msg(channel="D2", is_dm=True))
+    assert conversation_key(user, dm) == "slack:T1:user:U1|docs"  # kept as it was

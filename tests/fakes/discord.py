@@ -289,6 +289,24 @@ class FakeDiscord:
         )
         return cid
 
+    async def add_thread(self, parent_id: str, name: str, *, private: bool = False) -> str:
+        """A member opens a thread in a channel (a private one: type 12, its members
+        only); the bot's gateway hears of it."""
+        parent = self.channels[parent_id]
+        tid = snowflake()
+        meta = dict(archived=False, auto_archive_duration=1440, archive_timestamp=_now_iso(),
+                    locked=False, invitable=False)
+        thread = dict(
+            id=tid, type=12 if private else 11, guild_id=parent["guild_id"],
+            parent_id=parent_id, owner_id=snowflake(), name=name, last_message_id=None,
+            message_count=0, member_count=2, rate_limit_per_user=0, flags=0,
+            thread_metadata=meta,
+        )
+        self.channels[tid] = thread
+        for gw in self._gateways_for(parent["guild_id"]):
+            await self._send_dispatch(gw, "THREAD_CREATE", {**thread, "newly_created": True})
+        return tid
+
     def dm_channel(self, user_id: str) -> str:
         for cid, ch in self.channels.items():
             if ch["type"] == 1 and ch["recipients"][0]["id"] == user_id:

@@ -39,6 +39,7 @@ class Setup:
     alice: str
     bob: str
     role: str
+    discord_extra: str = ""
 
     def config(self) -> str:
         return f"""
@@ -56,6 +57,7 @@ discord:
   guild_ready_timeout: 0.05
   edit_rate: {{count: 5, per: 1.0}}
   post_rate: {{count: 5, per: 1.0}}
+  {self.discord_extra}
 routes:
   - platform: discord
     channels: ["{self.ask}"]
@@ -529,6 +531,47 @@ async def test_reset_command_starts_a_new_session(setup: Setup) -> None:
     one, two, three = setup.sessions()
     assert one and one == two
     assert three and three != one
+
+
+async def test_a_private_threads_conversation_is_not_its_channels(setup: Setup) -> None:
+    # Under `session: channel`, a private thread's questions and answers went into its
+    # public channel's conversation: the next public answer drew on them.
+    fake = setup.discord
+    for word in ("private", "public"):
+        setup.chat.enqueue(tokens=[f"Answer {word}."])
+    async with setup.bridge():
+        private = await fake.add_thread(setup.general, "hr", private=True)
+        await fake.mention(private, setup.alice, "my salary is 95k, am I underpaid?")
+        await setup.final(private, "Answer private.")
+        await fake.mention(setup.general, setup.bob, "what was the previous question?")
+        await setup.final(setup.general, "Answer public.")
+    in_private, in_public = setup.sessions()
+    assert in_private and in_public and in_private != in_public
+
+
+async def test_a_private_ask_is_a_conversation_of_the_askers_own(setup: Setup) -> None:
+    # With ask_ephemeral, an /ask answer only the asker saw went into the channel's
+    # conversation, for the next public answer to draw on.
+    setup.discord_extra = "ask_ephemeral: true"
+    fake = setup.discord
+    for word in ("private", "public", "again"):
+        setup.chat.enqueue(tokens=[f"Answer {word}."])
+
+    async def ask(question: str) -> None:
+        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": question})
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
+            and m["content"].endswith(".")
+        )
+
+    async with setup.bridge():
+        await ask("how do I report my manager?")
+        await fake.mention(setup.general, setup.bob, "what was asked before me?")
+        await setup.final(setup.general, "Answer public.")
+        await ask("and then?")
+    private, public, again = setup.sessions()
+    assert private and public and private != public
+    assert again == private  # the asker's own conversation goes on
 
 
 async def test_reset_in_a_bot_opened_thread_keeps_answering_it_without_a_mention(

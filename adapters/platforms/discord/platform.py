@@ -33,7 +33,15 @@ from adapters.platforms.discord.targets import (
     platform_error,
 )
 from bridge.errors import PlatformError, for_log
-from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext, ReplyTarget
+from bridge.interfaces import (
+    Address,
+    Audience,
+    Handler,
+    Inbound,
+    Platform,
+    PlatformContext,
+    ReplyTarget,
+)
 from bridge.transport import env_proxy
 
 log = logging.getLogger("chat_bridge.discord")
@@ -363,7 +371,7 @@ class DiscordPlatform(Platform):
         guild = message.guild
         # A guild discord.py has not cached yet still has an id: never mistake it for a DM.
         guild_id = guild.id if guild is not None else getattr(message.channel, "guild_id", None)
-        channel_id, thread_id = await self._place(message.channel, guild_id)
+        channel_id, thread_id, audience = await self._place(message.channel, guild_id)
         me = client.user.id
         self_role = guild.self_role if guild is not None else None
         role_ids = [self_role.id] if self_role is not None else []
@@ -402,6 +410,7 @@ class DiscordPlatform(Platform):
             received_at=time.time(),
             sent_at=message.created_at.timestamp(),
             may_post=may_post,
+            audience=audience,
         )
         address = Address("discord", workspace, channel_id, thread_id)
         target = ChannelTarget(
@@ -418,8 +427,11 @@ class DiscordPlatform(Platform):
                 log.info("question %s was deleted: its answer stops", message_id)
                 question.deleted = True
 
-    async def _place(self, channel: Any, guild_id: int | None) -> tuple[str, str | None]:
-        """(channel, thread) ids: a thread's messages belong to its parent channel."""
+    async def _place(
+        self, channel: Any, guild_id: int | None
+    ) -> tuple[str, str | None, Audience]:
+        """(channel, thread) ids, and who sees it: a thread's messages belong to its
+        parent channel, a private thread's to its members."""
         client = self.client
         if guild_id is not None and client is not None and not isinstance(
             channel, discord.abc.GuildChannel | discord.Thread
@@ -435,8 +447,9 @@ class DiscordPlatform(Platform):
                     log.debug("could not look up channel %s: %s", channel.id, for_log(exc))
             channel = found or channel
         if isinstance(channel, discord.Thread):
-            return str(channel.parent_id), str(channel.id)
-        return str(channel.id), None
+            audience: Audience = "thread" if channel.is_private() else "channel"
+            return str(channel.parent_id), str(channel.id), audience
+        return str(channel.id), None, "channel"
 
     async def _deliver(self, inbound: Inbound, target: ReplyTarget) -> None:
         assert self._handler is not None
@@ -487,7 +500,10 @@ class DiscordPlatform(Platform):
         channel: _Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
-        channel_id, thread_id = await self._place(channel, guild_id)
+        channel_id, thread_id, audience = await self._place(channel, guild_id)
+        if self.options.ask_ephemeral:
+            # /ask answers only the asker: their own conversation, which /reset resets.
+            audience = "asker"
         target.address = Address("discord", workspace, channel_id, thread_id)
         inbound = Inbound(
             platform="discord",
@@ -504,6 +520,7 @@ class DiscordPlatform(Platform):
             command=command,
             received_at=time.time(),
             sent_at=interaction.created_at.timestamp(),
+            audience=audience,
         )
         await self._deliver(inbound, target)
 
