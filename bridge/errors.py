@@ -13,6 +13,7 @@
         ├── Unavailable          5xx, refused or dropped connection
         │   └── TimedOut         no answer within the configured timeout
         └── ProtocolError        the API spoke something we do not understand
+            ├── WebPage          a web page came where the answer should
             ├── CutOff           the stream ended before its terminal event
             │   └── Dropped      ...as its connection dropped (also an Unavailable)
             └── APIReportedError the stream carried an error event (`.message`)

@@ -26,7 +26,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts, answer_end
-from bridge.errors import APIReportedError, BadRequest, ProtocolError, RateLimited, Unavailable
+from bridge.errors import (
+    APIReportedError,
+    BadRequest,
+    CutOff,
+    ProtocolError,
+    RateLimited,
+    Unavailable,
+)
 from bridge.interfaces import (
     ChatEvent,
     ChatRequest,
@@ -136,6 +143,15 @@ class ChatUrData(HTTPDialect):
                 # the thread is harmless and the run goes on server-side.
                 log.warning("poll failed (%s)", type(exc).__name__, extra={"backend": self.name})
                 continue
+            except BadRequest as exc:
+                if exc.status != 404:
+                    raise
+                # The thread went (deleted, or expired at the API) while its run was
+                # polled: the answer is lost, not the bridge misconfigured.
+                raise CutOff(
+                    "The assistant lost this conversation while answering; please ask again.",
+                    backend=self.name, status=404,
+                ) from exc
             except RateLimited as exc:
                 # Polled too often: the question is asked and its run goes on, so
                 # wait as told (within the deadline) rather than ask again later.

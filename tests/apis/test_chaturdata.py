@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from adapters.apis.chaturdata import NEW_THREAD, ChatUrData
 from bridge.errors import (
     APIReportedError,
     BadRequest,
+    CutOff,
     ProtocolError,
     RateLimited,
     TimedOut,
@@ -249,3 +251,15 @@ async def test_polling_after_a_retried_post_keeps_to_the_answers_total(
     assert isinstance(exc, TimedOut) and "did not finish" in exc.user_message
     assert time.monotonic() - started < 1.3
     assert not [r for r in caplog.records if "poll failed" in r.getMessage()]
+
+
+async def test_a_thread_gone_while_its_answer_is_polled_is_a_lost_answer(fake_chat_api, http):
+    # It was said to be a misconfiguration ("HTTP 404 from its URL. Tell an admin.").
+    fake_chat_api.enqueue(final="Never read.", polls=3)
+    api = make("chaturdata", fake_chat_api, http)
+    with pytest.raises(CutOff) as caught:
+        async with contextlib.aclosing(api.stream(ChatRequest(message="q"))) as events:
+            async for event in events:
+                if isinstance(event, Session):
+                    del fake_chat_api.threads[event.session]  # expired at the API
+    assert "lost this conversation" in caught.value.user_message
