@@ -436,6 +436,7 @@ class Relay:
             # waited: it is not sent on, nor paid for.
             log.info("not answering: the question was deleted before its answer began",
                      extra={"conversation": key})
+            self.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
             with contextlib.suppress(Exception):
                 await job.target.end()
             return

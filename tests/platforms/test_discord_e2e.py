@@ -315,7 +315,7 @@ async def test_a_question_deleted_while_it_waits_its_turn_is_never_asked(setup: 
     setup.chat.enqueue(tokens=["First ", "answer."], token_delay=0.5)
     setup.chat.enqueue(tokens=["After."])
     fake = setup.discord
-    async with setup.bridge():
+    async with setup.bridge() as bridge:
         question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
         thread_id = question["id"]
         await fake.wait_until(lambda: fake.channel_messages(thread_id))
@@ -324,9 +324,12 @@ async def test_a_question_deleted_while_it_waits_its_turn_is_never_asked(setup: 
         await setup.final(thread_id, "First answer.")
         await fake.say(thread_id, setup.bob, "And then?")
         await setup.final(thread_id, "After.")
+        metrics = bridge.metrics.render().decode()
     assert [r.json["message"] for r in setup.chat.requests] == [
         "How long is the bridge?", "And then?"
     ]
+    # Counted: every message taken ends in one outcome.
+    assert 'outcome="withdrawn",platform="discord"} 1.0' in metrics
 
 
 async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: Setup) -> None:
