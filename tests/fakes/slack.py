@@ -597,6 +597,19 @@ class FakeSlack:
             bodies.append(self.event_body(mention))
         return bodies
 
+    def user_delete(self, channel: str, ts: str) -> dict[str, Any]:
+        """Someone deletes their message `ts`: the `message_deleted` event body."""
+        [message] = [m for m in self.messages[channel] if m.ts == ts]
+        self.messages[channel].remove(message)
+        now = self._next_ts()
+        return self.event_body({
+            "type": "message", "subtype": "message_deleted", "hidden": True,
+            "channel": channel, "channel_type": self.channel_type(channel),
+            "ts": now, "event_ts": now, "deleted_ts": ts,
+            "previous_message": {"type": "message", "user": message.user, "text": message.text,
+                                 "ts": ts},
+        })
+
     def event_body(self, event: dict[str, Any]) -> dict[str, Any]:
         """Wrap an event in an `event_callback` envelope with a fresh event_id."""
         return {

@@ -549,6 +549,22 @@ async def test_a_refused_bot_token_is_reported_and_its_questions_are_not_paid_fo
     assert (await healthz())[0] == 200
 
 
+async def test_a_question_deleted_while_it_waits_its_turn_is_never_asked(
+    harness: Harness,
+) -> None:
+    # Deleted (a password posted by mistake) while the answer before it streamed: it
+    # was sent to the chat API all the same, and paid for.
+    slack, chat = harness.slack, harness.chat
+    root, (channel, ts) = await harness.follow_up_while_streaming(40)
+    await harness.send(slack.user_delete(channel, ts))
+    await harness.answer(CHANNEL, root, "w39 ")
+    chat.enqueue(tokens=["After."])
+    await harness.ask(CHANNEL, "and after?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "After.", n=2)
+    assert [r.json["message"] for r in chat.requests] == ["first?", "and after?"]
+    assert not slack.reactions[(channel, ts)]  # nothing shows it is still taken
+
+
 async def test_a_question_waiting_its_turn_loses_its_reaction_at_a_stop(
     fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -168,6 +169,11 @@ class SlackPlatform(Platform):
         self._socket: AsyncSocketModeHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Questions delivered, by (channel, ts), while their replies live: a deletion
+        # withdraws one not yet answered.
+        self._questions: weakref.WeakValueDictionary[tuple[str, str], SlackTarget] = (
+            weakref.WeakValueDictionary()
+        )
         # Slack's error code while it refuses the bot token (uninstalled, revoked, ...).
         self.locked_out: str | None = None
         self._checked_at = -math.inf  # (monotonic) the last check of a refused token
@@ -407,6 +413,8 @@ class SlackPlatform(Platform):
         _BOLT_LOG.error("slack: listener failed", exc_info=error)
 
     def _deliver(self, body: dict[str, Any], event: dict[str, Any], *, mention: bool) -> None:
+        if self._deleted(event):
+            return
         made = self.inbound(body, event, via_mention=mention)
         if made is None:
             return
@@ -414,10 +422,30 @@ class SlackPlatform(Platform):
             # The stop began while bolt dispatched it: acked, it would be lost.
             raise _Stopping
         inbound, target = made
+        if target.question_ts:
+            self._questions[(inbound.channel, target.question_ts)] = target
         if self.locked_out is not None:
             self._spawn(self._deliver_if_accepted(inbound, target))
             return
         self._spawn(self._handler(inbound, target))
+
+    def _deleted(self, event: dict[str, Any]) -> bool:
+        """Whether `event` says a message was deleted; a question of it still waiting
+        for its answer is then not answered (a password posted by mistake)."""
+        subtype = event.get("subtype")
+        if subtype == "message_deleted":
+            ts = event.get("deleted_ts")
+        elif subtype == "message_changed" and (event.get("message") or {}).get(
+            "subtype"
+        ) == "tombstone":  # a thread's first message, deleted: its replies stay
+            ts = event["message"].get("ts")
+        else:
+            return False
+        target = self._questions.pop((str(event.get("channel")), str(ts)), None)
+        if target is not None:
+            log.info("slack: question %s was deleted", ts)
+            target.deleted = True
+        return True
 
     async def _deliver_if_accepted(self, inbound: Inbound, target: SlackTarget) -> None:
         """A question while the bot token is refused: handed over only if Slack

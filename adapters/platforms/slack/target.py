@@ -172,6 +172,7 @@ class SlackTarget(ReplyTarget):
         self._status_on = False
         self._reaction_on = False
         self.limits = self._limits()
+        self.deleted = False  # the question was deleted: not answered if not begun
 
     def _limits(self) -> Limits:
         """The budgets of streams started, or of messages posted where none is."""
@@ -197,6 +198,9 @@ class SlackTarget(ReplyTarget):
 
     def _guard(self, method: str, call: Awaitable[Any]) -> Awaitable[Any]:
         return guard(method, call, self.platform.lock_out)
+
+    def withdrawn(self) -> bool:
+        return self.deleted
 
     def accepted(self) -> None:
         # A question waiting its turn (behind another of its conversation, or for
