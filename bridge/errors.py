@@ -151,11 +151,15 @@ class ProtocolError(ChatAPIError):
 
 class WebPage(ProtocolError):
     """A web page came where the answer's stream should (a wrong URL, a proxy's or a
-    sign-in page)."""
+    sign-in page). The message is for the log; the asker is told to tell an admin."""
 
     user_message = (
         "The assistant is misconfigured (its address answered with a web page). Tell an admin."
     )
+
+    def __init__(self, message: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.user_message = WebPage.user_message
 
 
 class CutOff(ProtocolError):

@@ -27,8 +27,12 @@ def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None
     # The place: a private thread's members are not its channel's.
     place = msg.thread if msg.audience == "thread" and msg.thread else msg.channel
     parts: tuple[str, ...]
-    if msg.audience == "asker":
-        parts = ("asker", place, msg.user)
+    if msg.audience == "asker" and not msg.is_dm:  # a DM's audience is the asker already
+        # Their own conversation where they ask: per thread (a question outside any
+        # thread starts one) where the route keeps one a thread, else in the place.
+        parts = ("asker", msg.channel, root, msg.user) if scope == "thread" else (
+            "asker", place, msg.user
+        )
     elif scope == "thread":
         if msg.is_dm and not msg.thread:
             # A DM without threads is one conversation per user.

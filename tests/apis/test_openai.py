@@ -155,7 +155,8 @@ async def test_a_web_page_instead_of_a_stream_is_named(fake_chat_api, http):
     events, exc = await collect_until_error(api, ask(api))
     assert events == []
     assert isinstance(exc, ProtocolError) and not isinstance(exc, CutOff)
-    assert "web page" in str(exc) and "web page" in exc.user_message
+    assert "check the backend's url" in str(exc)  # for the admin, in the log
+    assert exc.user_message.endswith("Tell an admin.")  # for the asker
 
 
 async def test_a_query_in_the_url_is_kept(fake_chat_api, http):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bridge.config import RouteConfig
@@ -154,3 +155,24 @@ def test_no_conversation_spans_places_whose_audiences_differ() -> None:
     user = route(session="user")
     assert conversation_key(user, dm) == conversation_key(user, msg(channel="D2", is_dm=True))
     assert conversation_key(user, dm) == "slack:T1:user:U1|docs"  # kept as it was
+
+
+def test_a_private_ask_in_a_dm_is_the_dms_conversation_and_in_threads_the_threads() -> None:
+    # In a DM the asker is the whole audience: /reset there resets the DM's
+    # conversation. Where each thread is a conversation, a private /ask outside any
+    # thread is a question of its own, and in a thread the asker's own there.
+    user = route(session="user")
+    dm = msg(channel="D1", is_dm=True)
+    assert conversation_key(user, replace(dm, audience="asker", command="reset")) == (
+        conversation_key(user, dm)
+    )
+    thread = route(session="thread")
+    one = msg(channel="C1", message_id="I1", audience="asker", command="ask")
+    two = msg(channel="C1", message_id="I2", audience="asker", command="ask")
+    assert conversation_key(thread, one) != conversation_key(thread, two)
+    in_thread = msg(channel="C1", thread="T1", message_id="I3", audience="asker")
+    again = replace(in_thread, message_id="I4")
+    assert conversation_key(thread, in_thread) == conversation_key(thread, again)
+    assert conversation_key(thread, in_thread) != conversation_key(
+        thread, msg(channel="C1", thread="T1")
+    )

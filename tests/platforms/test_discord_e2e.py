@@ -577,6 +577,28 @@ async def test_a_private_ask_is_a_conversation_of_the_askers_own(setup: Setup) -
     assert again == private  # the asker's own conversation goes on
 
 
+async def test_with_private_asks_a_reset_in_a_dm_resets_the_dm(setup: Setup) -> None:
+    # A DM's audience is the asker already: /reset there said it reset, and the DM's
+    # conversation went on.
+    setup.discord_extra = "ask_ephemeral: true"
+    fake = setup.discord
+    for word in ("one", "two"):
+        setup.chat.enqueue(tokens=[f"Answer {word}."])
+    dm = fake.dm_channel(setup.alice)
+    async with setup.bridge():
+        await fake.dm(setup.alice, "first")
+        await setup.final(dm, "Answer one.")
+        iid = await fake.invoke(dm, setup.alice, "reset")
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
+            and m["content"]
+        )
+        await fake.dm(setup.alice, "second")
+        await setup.final(dm, "Answer two.", count=2)
+    one, two = setup.sessions()
+    assert one and two and one != two
+
+
 async def test_reset_in_a_bot_opened_thread_keeps_answering_it_without_a_mention(
     setup: Setup,
 ) -> None:
