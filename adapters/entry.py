@@ -9,6 +9,8 @@ handlers once it runs (a stop then drains its live replies).
 
 from __future__ import annotations
 
+import io
+import os
 import signal
 import sys
 from types import FrameType
@@ -27,10 +29,30 @@ def exit_on_stop_signals() -> None:
             signal.signal(sig, _stop)
 
 
+def interrupt_on_stop_signals() -> None:
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does (what it made is removed,
+    the exit code is 130); a signal that is ignored stays ignored."""
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["run"]:  # the other commands end on a signal as any program does
+    if args[:1] == ["run"]:
         exit_on_stop_signals()
-    from adapters.registry import main as run
+    else:
+        interrupt_on_stop_signals()
+    if sys.stdout is None:  # closed by whoever started it (`>&-`)
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the process
+    elif isinstance(sys.stdout, io.TextIOWrapper):
+        # A terminal whose encoding lacks a character of an answer ("›", "—") shows
+        # a "?" for it, rather than stopping the command.
+        sys.stdout.reconfigure(errors="replace")
+    try:
+        from adapters.registry import main as run
 
-    return run(argv)
+        return run(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command still imports
+        return 130

@@ -8,6 +8,7 @@ when it is complete.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import sys
 import threading
@@ -18,6 +19,7 @@ from typing import IO, Any, ClassVar
 from pydantic import ConfigDict
 
 from bridge.cli import discard_output
+from bridge.errors import for_log
 from bridge.interfaces import (
     Address,
     Handler,
@@ -30,6 +32,8 @@ from bridge.interfaces import (
     ReplyTarget,
     Source,
 )
+
+log = logging.getLogger("chat_bridge.console")
 
 BOT = "bot › "
 
@@ -181,6 +185,13 @@ class ConsolePlatform(Platform):
     async def start(self, handler: Handler) -> None:
         self._handler = handler
         self._task = asyncio.create_task(self._read())
+        self._task.add_done_callback(self._read_ended)
+
+    def _read_ended(self, task: asyncio.Task[None]) -> None:
+        # A failure of the terminal ends the conversation, never leaves it waiting.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the console stopped: %s", for_log(exc))
+            self.finished.set()
 
     async def _read(self) -> None:
         for question in self.options.questions:
