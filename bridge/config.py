@@ -49,6 +49,18 @@ class RouteConfig(_Model):
     reply_in_thread: bool = False
     rate_limit: RateLimitConfig | None = None
 
+    @field_validator("workspace", "channels", "users", "roles", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> Any:
+        """Ids as strings: a Discord id copied from the app is a number, and YAML reads
+        it as one (exactly); one id alone is a list of one."""
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                    for v in value]
+        return value
+
 
 class SourcesConfig(_Model):
     show: bool = True

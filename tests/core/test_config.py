@@ -452,3 +452,15 @@ def test_run_without_a_platform_is_a_config_error(
     path.write_text(BASE.replace("${CHATMOUNT_API_KEY}", "cm_test_key"), encoding="utf-8")
     assert run_cli(["run", "-c", str(path)], REGISTRY) == 2
     assert "no platform to answer on: add a `slack:` or `discord:` block" in capsys.readouterr().err
+
+
+def test_discord_ids_written_as_numbers_are_read_as_ids() -> None:
+    # "Copy ID" gives a number, and YAML reads it as one: it was refused with
+    # pydantic's bare "Input should be a valid string".
+    config = parse(BASE.replace(
+        "routes:\n", "routes:\n  - {channels: [1234567890123456789], users: 987654321098765432,"
+        " roles: [111], workspace: [222], backend: docs}\n",
+    ))
+    first = config.routes[0]
+    assert first.channels == ["1234567890123456789"]
+    assert (first.users, first.roles, first.workspace) == (["987654321098765432"], ["111"], ["222"])

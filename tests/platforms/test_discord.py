@@ -794,7 +794,7 @@ def test_documented_config_is_valid() -> None:
 @pytest.mark.parametrize(
     ("block", "expected"),
     [
-        ("discord: {token: ''}", "discord.token: is empty; export DISCORD_BOT_TOKEN"),
+        ("discord: {token: ''}", "discord.token: is empty (is the environment variable"),
         ("discord: {token: x, shard_ids: [1]}", "shard_ids needs a numeric shard_count"),
         ("discord: {token: x, shard_count: 2, shard_ids: [2]}", "from 0 to 1"),
         ("discord: {token: x, shard_count: 0}", 'shard_count: must be a number of shards (1 '),

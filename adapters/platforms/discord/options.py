@@ -62,7 +62,8 @@ class DiscordOptions(PlatformOptions):
     def _token_set(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError(
-                "is empty; export DISCORD_BOT_TOKEN or set discord.token to the bot token"
+                "is empty (is the environment variable it names set?); it takes the bot's "
+                "token (Developer Portal, Bot, Reset Token)"
             )
         if value.get_secret_value().strip().lower().startswith(("bot ", "bearer ")):
             # discord.py adds "Bot " itself: Discord would refuse "Bot Bot …".

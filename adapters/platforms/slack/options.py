@@ -69,7 +69,10 @@ class SlackOptions(PlatformOptions):
     def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
         secret = clean_secret(value).get_secret_value()
         if not secret:
-            raise ValueError("is empty; export SLACK_BOT_TOKEN (xoxb-…) or set slack.bot_token")
+            raise ValueError(
+                "is empty (is the environment variable it names set?); it takes the Bot "
+                "User OAuth Token, xoxb-…"
+            )
         if secret.startswith("xapp-"):
             raise ValueError(
                 "is an app-level token (xapp-…); put it in slack.app_token and use the "
