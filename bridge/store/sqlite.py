@@ -96,14 +96,7 @@ class SQLiteStore(Store):
             return
         memory = self.path in _MEMORY
         if not memory:
-            parent = Path(self.path).parent
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the directory {str(parent)!r} for the SQLite database "
-                    f"({exc.strerror}); create it or fix its permissions"
-                ) from exc
+            _make_parent(self.path)
         connecting = aiosqlite.connect(
             ":memory:" if memory else self.path,
             timeout=self.busy_timeout,
@@ -159,8 +152,8 @@ class SQLiteStore(Store):
         if self.path in _MEMORY or self._held is not None:
             return
         where = f"{self.path}.lock"
+        _make_parent(where)
         try:
-            Path(where).parent.mkdir(parents=True, exist_ok=True)
             held = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StoreError(
@@ -625,3 +618,21 @@ def _inflight(row: Sequence[Any]) -> InFlight:
         started_at=row[6],
         heartbeat_at=row[7],
     )
+
+
+def _make_parent(path: str) -> None:
+    """Create the directory `path` goes in, or say why it cannot be."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # A part of the path is a file: permissions are not the problem.
+        raise StoreError(
+            f"cannot use {str(parent)!r} as the SQLite database's directory: a part of it "
+            "is a file, not a directory; check the store path"
+        ) from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the directory {str(parent)!r} for the SQLite database "
+            f"({exc.strerror}); create it or fix its permissions"
+        ) from exc

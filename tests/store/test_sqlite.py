@@ -49,12 +49,16 @@ async def test_creates_parent_directory_and_uses_wal(tmp_path: Path) -> None:
     raw.close()
 
 
-async def test_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
+async def test_a_file_where_the_directory_should_be_is_named_as_such(tmp_path: Path) -> None:
+    # It was said to be a matter of permissions, which it is not.
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreError, match="cannot create the directory") as info:
-        await SQLiteStore(blocker / "sub" / "bridge.db").open()
-    assert "permissions" in str(info.value)
+    for path in (blocker / "sub" / "bridge.db", blocker / "bridge.db"):
+        store = SQLiteStore(path)
+        for step in (store.hold, store.open):
+            with pytest.raises(StoreError, match="is a file, not a directory") as info:
+                await step()
+            assert "permissions" not in str(info.value)
 
 
 async def test_a_file_that_cannot_be_opened_leaves_no_database_thread(tmp_path: Path) -> None:
