@@ -93,6 +93,7 @@ class Job:
     reply: LiveReply | None = None
     interrupted: bool = False
     reset: bool = False  # a reset, in its turn: after the answers asked before it
+    also: str | None = None  # a reset's second conversation (the asker's own there)
     leased: bool = False  # holds its conversation's lease (shared store)
     queued: bool = True  # counted in the queue until it takes a slot
     # Set once the messages that were waiting with it in its place are recorded too.
@@ -243,7 +244,10 @@ class Intake:
                 # A command run in the channel belongs to no thread's conversation.
                 await self._refuse(msg, target, THREAD_RESET)
                 return None
-            return Job(msg, target, route, key, record, reset=True)
+            # The asker's own conversation there too (private /ask answers), if any.
+            own = conversation_key(route, replace(msg, audience="asker"))
+            return Job(msg, target, route, key, record, reset=True,
+                       also=own if own != key else None)
         if not text:
             if msg.mentioned or msg.is_dm or msg.command:
                 await self._refuse(msg, target, HELP_TEXT)

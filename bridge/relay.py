@@ -255,6 +255,8 @@ class Relay:
             if job.reset:
                 self._dequeue(job)
                 await self.store.reset_conversation(job.key)
+                if job.also is not None:
+                    await self.store.reset_conversation(job.also)
                 await self.notice(job.target, self.config.commands.reset_reply)
                 return
             await self._slots.acquire()

@@ -577,6 +577,38 @@ async def test_a_private_ask_is_a_conversation_of_the_askers_own(setup: Setup) -
     assert again == private  # the asker's own conversation goes on
 
 
+async def test_with_private_asks_a_reset_resets_the_places_and_the_askers_own(
+    setup: Setup,
+) -> None:
+    # /reset reset only the asker's private /ask conversation: the channel's went on.
+    setup.discord_extra = "ask_ephemeral: true"
+    fake = setup.discord
+    for n in range(4):
+        setup.chat.enqueue(tokens=[f"Answer {n}."])
+
+    async def ask(question: str) -> None:
+        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": question})
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
+            and m["content"].endswith(".")
+        )
+
+    async with setup.bridge():
+        await fake.mention(setup.general, setup.bob, "in public")
+        await setup.final(setup.general, "Answer 0.")
+        await ask("in private")
+        iid = await fake.invoke(setup.general, setup.alice, "reset")
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
+            and m["content"]
+        )
+        await fake.mention(setup.general, setup.bob, "in public again")
+        await setup.final(setup.general, "Answer 2.")
+        await ask("in private again")
+    public, private, public_again, private_again = setup.sessions()
+    assert len({public, private, public_again, private_again}) == 4
+
+
 async def test_with_private_asks_a_reset_in_a_dm_resets_the_dm(setup: Setup) -> None:
     # A DM's audience is the asker already: /reset there said it reset, and the DM's
     # conversation went on.
@@ -594,7 +626,7 @@ async def test_with_private_asks_a_reset_in_a_dm_resets_the_dm(setup: Setup) -> 
             and m["content"]
         )
         await fake.dm(setup.alice, "second")
-        await setup.final(dm, "Answer two.", count=2)
+        await setup.final(dm, "Answer two.")
     one, two = setup.sessions()
     assert one and two and one != two
 

@@ -501,8 +501,8 @@ class DiscordPlatform(Platform):
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
         channel_id, thread_id, audience = await self._place(channel, guild_id)
-        if self.options.ask_ephemeral:
-            # /ask answers only the asker: their own conversation, which /reset resets.
+        if self.options.ask_ephemeral and command == "ask":
+            # Answered to the asker only: their own conversation (/reset resets it too).
             audience = "asker"
         target.address = Address("discord", workspace, channel_id, thread_id)
         inbound = Inbound(
