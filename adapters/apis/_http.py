@@ -339,9 +339,13 @@ class HTTPDialect(ChatAPI):
                     items = parser.feed(chunk)
                     # Any bytes are signs of life: a keep-alive comment too (OpenRouter's
                     # while a model queues or reasons); `total` bounds the whole answer.
-                    deadline = _earliest(loop.time() + t.idle, end)
+                    # Before the first event they only ever push the deadline later:
+                    # `first_byte` may be longer than `idle`.
+                    alive = loop.time() + t.idle
                     if items:
                         got_any = True
+                    deadline = _earliest(alive if got_any else max(deadline, alive), end)
+                    if items:
                         yield items
                 items = parser.close()
                 if items:

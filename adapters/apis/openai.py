@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
-import httpx
 from pydantic import Field
 
 from adapters.apis._http import Event, HTTPDialect
@@ -62,9 +61,10 @@ class OpenAICompatible(HTTPDialect):
 
     @property
     def endpoint(self) -> str:
-        url = httpx.URL(self.options.url)  # its query (Azure's api-version) kept after the path
-        path = url.path.rstrip("/")
-        return str(url.copy_with(path=path if path.endswith(_PATH) else path + _PATH))
+        # The path as written (percent-escapes kept), its query (Azure's api-version) after.
+        base, mark, query = self.options.url.partition("?")
+        base = base.rstrip("/")
+        return (base if base.endswith(_PATH) else base + _PATH) + mark + query
 
     def _check_finish(self, reason: str | None) -> None:
         """An answer that stopped short of its end is cut off, not complete."""

@@ -176,3 +176,30 @@ async def test_keep_alive_comments_are_signs_of_life(fake_chat_api, http):
     fake_chat_api.enqueue(tokens=["Thought ", "through."], first_delay=1.0, keepalive_every=0.1)
     api = make("openai", fake_chat_api, http, timeouts={"connect": 0.2, "first_byte": 0.3})
     assert text_of(await collect(api, ask(api))) == "Thought through."
+
+
+async def test_an_early_keep_alive_does_not_shorten_the_first_byte_deadline(fake_chat_api, http):
+    # A comment at once made the deadline `idle` from then, shorter than first_byte.
+    fake_chat_api.enqueue(tokens=["Slow ", "start."], first_delay=0.6, keepalive_every=10.0)
+    api = make("openai", fake_chat_api, http,
+               timeouts={"connect": 0.2, "first_byte": 1.0, "idle": 0.2})
+    assert text_of(await collect(api, ask(api))) == "Slow start."
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        ("http://h:8000/v1", "http://h:8000/v1/chat/completions"),
+        ("http://h/v1/", "http://h/v1/chat/completions"),
+        ("http://h/v1/chat/completions", "http://h/v1/chat/completions"),
+        ("https://r.openai.azure.com/openai/deployments/a%2Fb?api-version=2024-06-01",
+         "https://r.openai.azure.com/openai/deployments/a%2Fb/chat/completions"
+         "?api-version=2024-06-01"),
+        ("http://[::1]:8080/a%3Fb/v1", "http://[::1]:8080/a%3Fb/v1/chat/completions"),
+    ],
+)
+def test_the_endpoint_keeps_the_url_as_written(url, endpoint):
+    api = OpenAICompatible("bot", OpenAICompatible.Options.model_validate(
+        {"kind": "openai", "url": url, "model": "m"}
+    ), None)  # type: ignore[arg-type]
+    assert api.endpoint == endpoint

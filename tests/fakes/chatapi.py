@@ -94,7 +94,8 @@ class Script:
     # "field" (llama.cpp's `error: {...}` line, then `data: [DONE]`).
     error_form: str = "data"
     ignore_stream: bool = False  # openai: the whole answer as JSON, though a stream was asked
-    keepalive_every: float = 0.0  # SSE comments (": keep-alive") this often during first_delay
+    # SSE comments (": keep-alive") during first_delay: one at once, then this often.
+    keepalive_every: float = 0.0
     one_newline: bool = False  # chatmount: events end at one newline, not SSE's blank line
 
     @property
@@ -308,9 +309,11 @@ class FakeChatAPI:
             return
         loop = asyncio.get_running_loop()
         end = loop.time() + script.first_delay
+        await resp.write(b": keep-alive\n\n")  # one at once, as proxies and servers do
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(left, script.keepalive_every))
-            await resp.write(b": keep-alive\n\n")
+            if end - loop.time() > 0:
+                await resp.write(b": keep-alive\n\n")
 
     # ------------------------------------------------------------------ chatmount
 

@@ -520,6 +520,21 @@ async def test_http_an_unsigned_request_is_refused_before_its_body_is_read(
             writer.close()
 
 
+async def test_http_a_timestamp_of_digits_no_number_is_refused_in_a_word(
+    http_platform: tuple[SlackPlatform, str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Digits Python's int() refuses ("²"), or thousands of them: a 500 and a traceback.
+    _, url = http_platform
+    for stamp in ("²", "9" * 5000):
+        headers = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": "v0=1"}
+        reader, writer = await _send_part(url, headers, 2, b"{}")
+        try:
+            assert await _status_of(reader) == 401
+        finally:
+            writer.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_http_a_body_that_does_not_arrive_in_time_is_refused(
     http_platform: tuple[SlackPlatform, str], monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,

@@ -337,7 +337,8 @@ class SlackPlatform(Platform):
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
         if not (
-            self._verifier is not None and signature and timestamp.isdigit()
+            self._verifier is not None and signature
+            and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
             and abs(time.time() - int(timestamp)) <= SIGNED_WITHIN
         ):
             log.debug("slack: refused an unsigned or stale request to the events endpoint")
