@@ -123,6 +123,11 @@ class FakeSlack:
         self.stream_error: str | None = None  # make chat.startStream refuse with this error
         # method -> errors its next calls answer with (ok: false), one per call
         self.fail: dict[str, list[str]] = {}
+        # The bot token's scopes (the manifest's), told in X-OAuth-Scopes on every
+        # answer; a chat.* method without chat:write is refused missing_scope.
+        self.scopes = {"app_mentions:read", "channels:history", "groups:history",
+                       "im:history", "mpim:history", "chat:write", "commands",
+                       "reactions:write"}
         # method -> its next calls are carried out, then the connection closes unanswered
         self.lose_answer: Counter[str] = Counter()
         self.acks: dict[str, dict[str, Any] | None] = {}
@@ -252,6 +257,8 @@ class FakeSlack:
         failing = self.fail.get(method)
         if failing:
             return self._error(method, failing.pop(0))
+        if method.startswith("chat.") and "chat:write" not in self.scopes:
+            return self._error(method, "missing_scope")
         rule = self.rates.get(method)
         if rule is not None:
             key = self.team_id if rule.scope == "team" else f"{self.team_id}:{args.get('channel')}"
@@ -276,7 +283,10 @@ class FakeSlack:
         return result
 
     def _ok(self, data: dict[str, Any] | None = None) -> web.Response:
-        return web.json_response({"ok": True, **(data or {})})
+        return web.json_response(
+            {"ok": True, **(data or {})},
+            headers={"X-OAuth-Scopes": ",".join(sorted(self.scopes))},
+        )
 
     def _error(self, method: str, error: str) -> web.Response:
         self.rejected[f"{method}:{error}"] += 1

@@ -549,6 +549,46 @@ async def test_a_refused_bot_token_is_reported_and_its_questions_are_not_paid_fo
     assert (await healthz())[0] == 200
 
 
+async def test_an_app_without_chat_write_stays_locked_out_until_it_has_it_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # auth.test takes a token that may not post: each recheck let the next question
+    # through, to the chat API (paid), to fail to post again.
+    slack, chat = harness.slack, harness.chat
+    slack.scopes.discard("chat:write")  # the app reinstalled without it
+    chat.enqueue(tokens=["Never shown."])
+    await harness.ask(DM, "one?")
+    await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)
+    monkeypatch.setattr(slack_platform, "RECHECK_SECONDS", 0.0)  # a minute later
+    await harness.ask(DM, "two?")
+    await wait_for(lambda: any("a question is not answered" in r.getMessage()
+                               for r in caplog.records))
+    slack.scopes.add("chat:write")
+    chat.enqueue(tokens=["Back."])
+    await harness.ask(DM, "three?")
+    await harness.answer(DM, None, "Back.")
+    assert [r.json["message"] for r in chat.requests] == ["one?", "three?"]
+
+
+async def test_questions_asked_while_the_token_is_checked_again_wait_for_the_check(
+    harness: Harness,
+) -> None:
+    # The second question, seeing a check under way, was dropped: the token was good.
+    slack, chat = harness.slack, harness.chat
+    good, slack.bot_token = slack.bot_token, "xoxb-another-token"
+    chat.enqueue(tokens=["Never shown."])
+    await harness.ask(DM, "anyone there?")
+    await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)
+    slack.bot_token = good
+    slack.slow["auth.test"] = [0.5]
+    chat.enqueue(tokens=["A."])
+    chat.enqueue(tokens=["B."])
+    await harness.ask(DM, "A?")
+    await harness.ask(DM, "B?")
+    await harness.answer(DM, None, "B.", n=2)
+    assert [r.json["message"] for r in chat.requests] == ["anyone there?", "A?", "B?"]
+
+
 async def test_a_question_deleted_while_it_waits_its_turn_is_never_asked(
     harness: Harness,
 ) -> None:

@@ -36,7 +36,7 @@ from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformConte
 from bridge.transport import env_proxy
 
 from .options import SlackOptions
-from .target import SlackRefused, SlackTarget, guard
+from .target import NO_SCOPE, SlackRefused, SlackTarget, guard
 
 log = logging.getLogger("chat_bridge.slack")
 
@@ -177,6 +177,7 @@ class SlackPlatform(Platform):
         # Slack's error code while it refuses the bot token (uninstalled, revoked, ...).
         self.locked_out: str | None = None
         self._checked_at = -math.inf  # (monotonic) the last check of a refused token
+        self._check: asyncio.Task[bool] | None = None  # that check, while it runs
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
         self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
@@ -450,22 +451,43 @@ class SlackPlatform(Platform):
 
     async def _deliver_if_accepted(self, inbound: Inbound, target: SlackTarget) -> None:
         """A question while the bot token is refused: handed over only if Slack
-        takes the token again (checked at most every RECHECK_SECONDS)."""
-        now = time.monotonic()
-        if now - self._checked_at >= RECHECK_SECONDS:
-            self._checked_at = now
-            try:
-                await guard("auth.test", self.client.auth_test())
-            except PlatformError as exc:
-                log.debug("slack: the bot token is still refused: %s", exc)
-            else:
-                self.locked_out = None
-                log.info("slack: Slack accepts the bot token again; answering questions")
+        takes the token again."""
         handler = self._handler
-        if self.locked_out is not None or handler is None:
+        if not await self._token_accepted() or handler is None:
             log.info("slack: a question is not answered: Slack refuses the bot token")
             return
         await handler(inbound, target)
+
+    async def _token_accepted(self) -> bool:
+        """Whether Slack takes the bot token now: asked (auth.test) at most every
+        RECHECK_SECONDS, once for every question waiting on the answer."""
+        if self.locked_out is None:
+            return True
+        if self._check is None or self._check.done():
+            if time.monotonic() - self._checked_at < RECHECK_SECONDS:
+                return False
+            self._checked_at = time.monotonic()
+            self._check = asyncio.create_task(self._recheck(), name="slack-token-check")
+            self._tasks.add(self._check)  # type: ignore[arg-type]
+            self._check.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+        return await asyncio.shield(self._check)
+
+    async def _recheck(self) -> bool:
+        try:
+            auth = await guard("auth.test", self.client.auth_test())
+        except PlatformError as exc:
+            log.debug("slack: the bot token is still refused: %s", exc)
+            return False
+        if self.locked_out in NO_SCOPE:
+            # auth.test takes a token that may not post: its scopes must say it may.
+            told = {k.lower(): v for k, v in (auth.headers or {}).items()}
+            scopes = {s.strip() for s in str(told.get("x-oauth-scopes", "")).split(",")}
+            if "chat:write" not in scopes:
+                log.debug("slack: the bot token still lacks chat:write")
+                return False
+        self.locked_out = None
+        log.info("slack: Slack accepts the bot token again; answering questions")
+        return True
 
     def inbound(
         self, body: dict[str, Any], event: dict[str, Any], *, via_mention: bool

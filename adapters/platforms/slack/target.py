@@ -92,7 +92,7 @@ _LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
                "account_inactive"}
 # Errors that say the token may not post at all (the app reinstalled without chat:write,
 # a user token given), when a method every reply needs refuses so.
-_NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
+NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
 _ESSENTIAL = {"chat.postMessage", "chat.update"}
 
 
@@ -109,7 +109,7 @@ async def guard(
             error = str(exc.response.get("error") or exc.response.status_code)
         if error in _GONE and method.startswith("chat."):
             raise SlackGone(method, error) from exc
-        if error in _LOCKED_OUT or (error in _NO_SCOPE and method in _ESSENTIAL):
+        if error in _LOCKED_OUT or (error in NO_SCOPE and method in _ESSENTIAL):
             if locked_out is not None:
                 locked_out(method, error)
             raise SlackLockedOut(method, error) from exc
