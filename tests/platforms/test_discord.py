@@ -795,6 +795,8 @@ def test_documented_config_is_valid() -> None:
     ("block", "expected"),
     [
         ("discord: {token: ''}", "discord.token: is empty (is the environment variable"),
+        # Half a rate took its other half from another rate's default.
+        ("discord: {token: t, global_rate: {count: 20}}", "discord.global_rate.per"),
         ("discord: {token: x, shard_ids: [1]}", "shard_ids needs a numeric shard_count"),
         ("discord: {token: x, shard_count: 2, shard_ids: [2]}", "from 0 to 1"),
         ("discord: {token: x, shard_count: 0}", 'shard_count: must be a number of shards (1 '),

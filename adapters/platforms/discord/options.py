@@ -15,8 +15,10 @@ class RateOption(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: int = Field(5, ge=1, le=100)
-    per: float = Field(5.0, gt=0, le=3600)
+    # Both required: half a rate taking the other half from a default of another
+    # rate (5 a second for `global_rate: {count: 20}`) would be no rate anyone meant.
+    count: int = Field(ge=1, le=100)
+    per: float = Field(gt=0, le=3600)
 
     def rate(self) -> Rate:
         return Rate(self.count, self.per)
