@@ -53,6 +53,9 @@ PRUNE_BATCH = 1000
 MARK_ON_STOP_SECONDS = 5.0
 # How long a stop keeps retrying to remove finished replies' records from a failing store.
 RECORD_RETRY_SECONDS = 5.0
+# A reply cut off on a platform no longer configured is kept (with its text) this
+# long for a later start that has it again to mark; then forgotten.
+UNMARKED_KEPT = 7 * 24 * 3600.0
 
 
 def build_backends(
@@ -216,8 +219,12 @@ class Bridge:
             await self.store.inflight_end(rec.id)
             return 0
         platform = self.platforms.get(rec.address.platform)
-        if platform is None:
-            return 0  # that platform is not configured now; keep the record for later
+        if platform is None:  # not configured now: kept for a while, for a later start
+            if time.time() - rec.started_at > UNMARKED_KEPT:
+                log.info("forgetting an interrupted reply on %s, which is no longer "
+                         "configured", rec.address.platform)
+                await self.store.inflight_end(rec.id)
+            return 0
         target = platform.target(rec.address)
         marked = 0
         try:

@@ -140,7 +140,8 @@ class Store(ABC):
 
     @abstractmethod
     async def prune_events(self, older_than: float) -> int:
-        """Forget event ids recorded before `older_than`; returns how many."""
+        """Forget event ids recorded before `older_than` (and conversation leases
+        expired by then); returns how many event ids."""
 
     @abstractmethod
     async def prune_conversations(self, older_than: float, limit: int) -> int:

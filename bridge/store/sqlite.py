@@ -52,6 +52,7 @@ _MEMORY = ("", ":memory:")
 HOLD_POLL = 0.5  # seconds between tries at a file another process holds
 HOLD_TELL_EVERY = 60.0  # seconds between the log lines saying so
 _PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
+TRUNCATE_WAL_EVERY = 60.0  # seconds between emptyings of the write-ahead log (heartbeats)
 
 
 # Many rows in one UPDATE needs UPDATE … FROM (SQLite 3.33, 2020); older builds
@@ -84,6 +85,7 @@ class SQLiteStore(Store):
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._held: int | None = None  # the lock file's descriptor, while held
+        self._truncated_at = -math.inf  # (monotonic) when the write-ahead log was emptied
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -117,6 +119,9 @@ class SQLiteStore(Store):
             if not memory:
                 await self._enter_wal(db)
                 await db.execute("PRAGMA synchronous = NORMAL")
+                # What is deleted (a reset's history, a finished reply's text) is
+                # overwritten in the file, not left in its free pages.
+                await db.execute("PRAGMA secure_delete = ON")
             await self._migrate(db)
             await _probe(db)
         except BaseException as exc:
@@ -325,7 +330,15 @@ class SQLiteStore(Store):
     async def prune_events(self, older_than: float) -> int:
         async with self._write("pruning event ids", transaction=False) as db:
             cursor = await db.execute("DELETE FROM events WHERE seen_at < ?", (older_than,))
-            return cursor.rowcount
+            pruned = cursor.rowcount
+            await db.execute("DELETE FROM leases WHERE expires_at < ?", (older_than,))
+            if time.monotonic() - self._truncated_at >= TRUNCATE_WAL_EVERY:
+                # The write-ahead log keeps what was deleted since its last checkpoint
+                # until it is written over: emptied now and then, it keeps it for
+                # minutes, not for as long as the daemon runs.
+                self._truncated_at = time.monotonic()
+                await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return pruned
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         oldest = (

@@ -145,6 +145,22 @@ async def test_a_crashed_processs_reply_is_marked_though_the_clock_went_back(
     assert edits == [("m1", f"partial\n\n{INTERRUPTED}")]
 
 
+async def test_a_reply_left_on_a_platform_no_longer_configured_is_kept_a_week(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # It was kept for ever, with its text, claimed anew by every start.
+    db = tmp_path / "b.db"
+    elsewhere = Address("discord", "G1", "C1", None)  # not configured here
+    old = replace(orphan("r-old"), address=elsewhere, started_at=time.time() - 8 * 86400)
+    recent = replace(orphan("r-new"), address=elsewhere)
+    async with open_store(f"sqlite://{db}") as store:
+        for rec in (old, recent):
+            await store.inflight_begin(rec)
+    async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
+        left = await bridge.store.inflight_orphans("anyone", time.time() + 60)
+    assert [rec.id for rec in left] == ["r-new"]
+
+
 async def test_a_slash_commands_reply_left_by_a_crash_is_not_marked_through_the_channel(
     fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

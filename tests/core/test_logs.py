@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,39 @@ def test_a_proxy_password_is_scrubbed_as_the_clients_encode_it(
     assert SecretFilter(proxy_secrets(environ)).scrub(f"url='{used}'") == (
         "url='http://bob:***@proxy.corp:3128'"
     )
+
+
+async def test_what_people_write_is_not_logged_even_at_debug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # At DEBUG (the docs' advice for routing questions) the store's statements logged
+    # every question and answer, and Slack's payloads and request bodies too.
+    from bridge.interfaces import Turn
+    from bridge.store.sqlite import SQLiteStore
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    named = {n: logging.getLogger(n).level
+             for n in ("aiosqlite", "chat_bridge.slack.bolt", "chat_bridge.slack.web")}
+    try:
+        setup_logging("DEBUG", False, [])
+        store = SQLiteStore(tmp_path / "b.db")
+        await store.open()
+        try:
+            await store.append_history("k", [Turn("user", "my password is PW-hunter2")], 10)
+        finally:
+            await store.aclose()
+        logging.getLogger("chat_bridge.slack.bolt").debug("payload: %s", "PW-hunter2")
+        logging.getLogger("chat_bridge.slack.web").debug("body: %s", "PW-hunter2")
+        logging.getLogger("chat_bridge.relay").debug("the bridge's own debug line")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        for name, was in named.items():
+            logging.getLogger(name).setLevel(was)
+    written = capsys.readouterr().err
+    assert "the bridge's own debug line" in written  # DEBUG is on
+    assert "PW-hunter2" not in written

@@ -341,3 +341,23 @@ async def test_statements_from_many_tasks_at_once_all_run(tmp_path: Path) -> Non
             *(keep(lookups, 0.0) for _ in range(20)),
         )
     assert errors == []
+
+
+async def test_what_a_reset_forgets_leaves_the_files_at_the_next_heartbeat(
+    tmp_path: Path,
+) -> None:
+    # The write-ahead log kept a reset conversation's words for as long as the
+    # daemon ran (and the file's free pages, where SQLite is built so).
+    path = tmp_path / "b.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.save_conversation(Conversation("k", "docs", "s1", 1.0, 1.0))
+        await store.append_history("k", [Turn("user", "my password is PW-hunter2")], 10)
+        await store.reset_conversation("k")
+        await store.prune_events(0.0)  # what every heartbeat does
+        for name in (path, Path(f"{path}-wal")):
+            if name.exists():
+                assert b"PW-hunter2" not in name.read_bytes(), name
+    finally:
+        await store.aclose()

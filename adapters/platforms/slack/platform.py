@@ -109,9 +109,10 @@ def _web_log() -> logging.Logger:
 
     slack-sdk checks its logger's own level, not the effective one, before it
     formats a debug line per API call: with no level set it formats every
-    request and response only for them to be dropped.
+    request and response only for them to be dropped. Never below INFO: its debug
+    lines hold the messages' text.
     """
-    _WEB_LOG.setLevel(logging.getLogger().getEffectiveLevel())
+    _WEB_LOG.setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
     return _WEB_LOG
 
 
