@@ -817,3 +817,20 @@ def test_bad_options_name_the_key(block: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(_config(block + "\nroutes: []"), env={}, registry=REGISTRY)
     assert expected in str(caught.value)
+
+
+def test_a_sources_title_naming_another_place_is_no_masked_link() -> None:
+    # Only "://" was looked for: a title with no scheme, a zero-width space in it, or
+    # nothing visible at all made a masked link to somewhere else.
+    from adapters.platforms.discord import format as fmt
+
+    block = fmt.format_sources([
+        Source("https://evil.example/1", "bank.example/login"),
+        Source("https://evil.example/2", "https:/\u200b/bank.example/login"),
+        Source("https://evil.example/3", "\u200b"),
+        Source("https://docs.example/4", "The docs"),
+    ])
+    assert block.splitlines()[1:] == [
+        "- <https://evil.example/1>", "- <https://evil.example/2>",
+        "- <https://evil.example/3>", "- [The docs](<https://docs.example/4>)",
+    ]

@@ -218,7 +218,7 @@ def test_sources_line() -> None:
         "_Sources:_ <https://a.example/1|One &amp; &lt;Two&gt;> · "
         "<https://b.example/x%7Cy|b.example>"
     )
-    assert markdown_sources(sources[:1]) == "_Sources:_ [One & <Two>](https://a.example/1)"
+    assert markdown_sources(sources[:1]) == "_Sources:_ [One & \\<Two\\>](https://a.example/1)"
     assert mrkdwn_sources([]) == ""
 
 
@@ -243,3 +243,55 @@ def test_no_output_ever_pings(markdown: str) -> None:
     # Every < left in the output opens a link the converter made itself.
     assert not re.search(r"<(?!https?://|mailto:)", text)
     assert pings_in(neutralize_markdown(markdown)) == []
+
+
+@pytest.mark.parametrize(
+    ("markdown", "mrkdwn"),
+    [
+        # A link whose text names another place than where it leads: its address shown.
+        ("[https://bank.example/login](https://evil.example/phish)",
+         "<https://evil.example/phish>"),
+        ("[support@bank.example](mailto:attacker@evil.example)",
+         "<mailto:attacker@evil.example>"),
+        ("[bank.example/login](https://evil.example/x)", "<https://evil.example/x>"),
+        ("[https:/\u200b/bank.example](https://evil.example/x)", "<https://evil.example/x>"),
+        ("[\u200b](https://evil.example/x)", "<https://evil.example/x>"),
+        # Its own host, or a parent of it, or no address at all: kept.
+        ("[docs.python.org](https://docs.python.org/3/)",
+         "<https://docs.python.org/3/|docs.python.org>"),
+        ("[python.org](https://docs.python.org/3/)", "<https://docs.python.org/3/|python.org>"),
+        ("[the Python 3.11 docs](https://docs.python.org/3/)",
+         "<https://docs.python.org/3/|the Python 3.11 docs>"),
+    ],
+)
+def test_the_bot_makes_no_link_whose_text_names_another_place(markdown: str, mrkdwn: str) -> None:
+    assert markdown_to_mrkdwn(markdown) == mrkdwn
+
+
+def test_sources_name_no_other_place_than_theirs() -> None:
+    lying = Source("https://evil.example/phish", "https://bank.example/login")
+    homograph = Source("https://b\u0430nk.example/", "")  # a Cyrillic a
+    userinfo = Source("https://bank.example\u2044login@evil.example/", "")
+    assert mrkdwn_sources([lying, homograph, userinfo]) == (
+        "_Sources:_ <https://evil.example/phish> · "
+        "<https://b%D0%B0nk.example/|xn--bnk-6cd.example> · "
+        "<https://bank.example%E2%81%84login@evil.example/|evil.example>"
+    )
+    assert markdown_sources([lying]) == "_Sources:_ <https://evil.example/phish>"
+
+
+def test_native_sources_titles_cannot_open_code_spans_or_end_their_label() -> None:
+    # Two titles with a backtick each made one code span across both links.
+    line = markdown_sources([
+        Source("https://docs.example/a", "Press ` to open the console"),
+        Source("https://docs.example/b", "C:\\"),
+    ])
+    assert line == (
+        "_Sources:_ [Press \\` to open the console](https://docs.example/a) · "
+        "[C:\\\\](https://docs.example/b)"
+    )
+
+
+def test_native_mention_syntax_holding_a_bracket_pings_nobody() -> None:
+    for text in ("Heads up <!here|<> now.", "<!channel|a<b>", "<@U0123456|<x>"):
+        assert "<!" not in neutralize_markdown(text) and "<@" not in neutralize_markdown(text)

@@ -13,7 +13,7 @@ import bisect
 import re
 from collections.abc import Iterable, Sequence
 
-from adapters.platforms import ZWSP, break_fences, encoded_url
+from adapters.platforms import ZWSP, break_fences, encoded_url, honest_label
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
@@ -104,8 +104,9 @@ def format_sources(sources: Sequence[Source]) -> str:
     for source in _dedupe(sources):
         url = encoded_url(source.url.strip())
         title = _link_title(source.title)
-        # Discord shows a masked link whose text holds a URL as raw Markdown.
-        masked = title and "://" not in title
+        # Discord shows a masked link whose text holds a URL as raw Markdown; and a
+        # title naming another place than the link's own would pass for it.
+        masked = title and "://" not in title and honest_label(source.title, source.url)
         lines.append(f"- [{title}](<{url}>)" if masked else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""
 

@@ -16,11 +16,14 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 
-from adapters.platforms import ZWSP, break_fences, encoded_url
+from adapters.platforms import ZWSP, address_of, break_fences, encoded_url, honest_label
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
 WORD_JOINER = "\u2060"
+_REF_START = re.compile(r"<(?=[@#!])")
+# Marks that mean something in a Markdown link's label.
+_MARKS = re.compile(r"[\\`*_~\[\]<>]")
 
 # <@U123>, <@U123|name>, <!here>, <!subteam^S1|@team>, <#C1|general>: Slack's own syntax.
 _SLACK_REF = re.compile(r"<([@#!])([^<>|\s]*)(?:\|([^<>]*))?>")
@@ -103,8 +106,10 @@ def defuse_at(text: str) -> str:
 
 
 def neutralize_markdown(markdown: str) -> str:
-    """Standard Markdown with Slack's mention syntax and @-pings made harmless."""
-    return defuse_at(defuse_refs(markdown.replace(WORD_JOINER, "")))
+    """Standard Markdown with Slack's mention syntax and @-pings made harmless; a `<`
+    before `@`, `#` or `!` left (a label holding `<`: `<!here|<>`) is broken too."""
+    text = defuse_at(defuse_refs(markdown.replace(WORD_JOINER, "")))
+    return _REF_START.sub("<" + WORD_JOINER, text)
 
 
 def markdown_to_mrkdwn(markdown: str) -> str:
@@ -296,7 +301,7 @@ def link(url: str, label: str = "") -> str:
         shown = label or url
         return escape(defuse_at(shown)) + (f" ({escape(url)})" if label and url else "")
     safe_url = encoded_url(url).replace("&", "&amp;")
-    if not label or label == url:
+    if not label or label == url or not honest_label(label, url):
         return f"<{safe_url}>"
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
     return f"<{safe_url}|{clean}>"
@@ -316,11 +321,17 @@ def markdown_sources(sources: Sequence[Source]) -> str:
         url = s.url.strip()
         if not url:
             continue
-        title = (_one_line(s.title) or _host(url)).replace("[", "(").replace("]", ")")
+        title = _one_line(s.title) or _host(url)
         if re.match(r"(?i)^https?://", url):
             # Encoded: a `<!channel>` or a line break in an API's URL must not reach Slack.
             # Parentheses encoded: CommonMark ends the link at an unbalanced one.
             target = encoded_url(url).replace("(", "%28").replace(")", "%29")
+            if not honest_label(title, url):
+                links.append(f"<{target}>")
+                continue
+            # Marks escaped: a backtick would open a code span over the next link, a
+            # backslash end the label early.
+            title = _MARKS.sub(r"\\\g<0>", title)
             links.append(f"[{neutralize_markdown(title)}]({target})")
         else:
             links.append(neutralize_markdown(title))
@@ -332,5 +343,7 @@ def _one_line(text: str) -> str:
 
 
 def _host(url: str) -> str:
-    match = re.match(r"(?i)^[a-z]+://([^/?#]+)", url)
-    return match.group(1) if match else url
+    """The host a link leads to, as shown for a source without a title: as DNS
+    knows it (an IDN in punycode: `bаnk.example`, with a Cyrillic a, would pass
+    for another)."""
+    return address_of(url) or url
