@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from bridge.budget import Budget, Budgets, Priority
 from bridge.errors import PlaceGone, PlatformError, for_log
@@ -75,13 +76,25 @@ def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
         return out
     for source in sources:
         url = source.url.strip()
-        if not url.lower().startswith(("http://", "https://")) or url in seen:
+        if not url.lower().startswith(("http://", "https://")):
             continue
-        seen.add(url)
+        same = _same_page(url)
+        if same in seen:
+            continue
+        seen.add(same)
         out.append(source)
         if len(out) >= limit:
             break
     return out
+
+
+def _same_page(url: str) -> str:
+    """What two URLs of one page share: the scheme and host in any case, a default
+    port or a trailing slash or not (`HTTPS://X.example:443/a/` is `https://x.example/a`)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.netloc.lower().removesuffix(":443" if scheme == "https" else ":80")
+    return urlunsplit((scheme, host, parts.path.rstrip("/"), parts.query, ""))
 
 
 class LiveReply:

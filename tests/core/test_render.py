@@ -658,3 +658,19 @@ async def test_the_placeholder_is_recorded_before_any_text() -> None:
     await wait_for(lambda: bool(reply.message_ids))
     assert recorded == [(reply.message_ids, "")]
     await reply.finish(None)
+
+
+def test_one_page_is_one_source_however_its_url_is_written() -> None:
+    # Case, a default port or a trailing slash made four sources of one page, and
+    # pushed others out of the five shown.
+    same = ["https://x.example/a", "https://X.example/a", "https://x.example/a/",
+            "HTTPS://x.example:443/a#part"]
+    kept = dedupe_sources(
+        [*(Source(url, f"t{i}") for i, url in enumerate(same)), Source("https://y.example", "y")],
+        limit=5,
+    )
+    assert [s.url for s in kept] == ["https://x.example/a", "https://y.example"]
+    # The path and the query tell pages apart.
+    other = dedupe_sources([Source("https://x.example/A"), Source("https://x.example/a?p=2"),
+                            Source("https://x.example/a")], limit=5)
+    assert len(other) == 3
