@@ -655,6 +655,8 @@ class FakeDiscord:
         if refused is not None:
             return refused
         extra: dict[str, Any] = {}
+        if body.get("flags"):  # SUPPRESS_EMBEDS (4): no preview cards under it
+            extra["flags"] = int(body["flags"])
         ref = body.get("message_reference")
         if ref:  # Discord answers with string ids
             extra["message_reference"] = {k: str(v) if k.endswith("_id") else v

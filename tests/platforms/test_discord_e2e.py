@@ -536,6 +536,16 @@ async def test_reset_command_starts_a_new_session(setup: Setup) -> None:
     assert three and three != one
 
 
+async def test_links_in_an_answer_get_no_preview_cards(setup: Setup) -> None:
+    # A page named in an answer (from a document the bot read) chose the title, text
+    # and picture of a card shown under the bot's message.
+    setup.chat.enqueue(tokens=["Verify at ", "https://evil.example/verify now."])
+    async with setup.bridge():
+        await setup.discord.mention(setup.general, setup.alice, "How do I verify?")
+        [answer] = await setup.final(setup.general, "now.")
+    assert answer["flags"] & 4  # SUPPRESS_EMBEDS
+
+
 async def test_a_private_threads_conversation_is_not_its_channels(setup: Setup) -> None:
     # Under `session: channel`, a private thread's questions and answers went into its
     # public channel's conversation: the next public answer drew on them.

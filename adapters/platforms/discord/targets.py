@@ -234,6 +234,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
                 allowed_mentions=NO_MENTIONS,
                 reference=reference,  # type: ignore[arg-type]
                 mention_author=False,
+                # No preview cards under the answer (their title, text and picture are
+                # the linked page's owner's), as Slack's are not unfurled either.
+                suppress_embeds=True,
             )
         except FAILURES as exc:
             raise platform_error("post the reply", exc) from exc
@@ -348,7 +351,8 @@ class InteractionTarget(_Formatting, ReplyTarget):
                 self._original = str(message.id)
                 return self._original
             followup = await self._interaction.followup.send(
-                content=text, allowed_mentions=NO_MENTIONS, ephemeral=self._ephemeral, wait=True
+                content=text, allowed_mentions=NO_MENTIONS, ephemeral=self._ephemeral, wait=True,
+                suppress_embeds=True,
             )
         except FAILURES as exc:
             raise platform_error("post the answer", exc) from exc
