@@ -328,17 +328,20 @@ class SQLiteStore(Store):
             return cursor.rowcount == 1
 
     async def prune_events(self, older_than: float) -> int:
+        # One statement a trip each (see `_turn`): none lands in another's transaction.
         async with self._write("pruning event ids", transaction=False) as db:
             cursor = await db.execute("DELETE FROM events WHERE seen_at < ?", (older_than,))
             pruned = cursor.rowcount
+        async with self._write("pruning expired leases", transaction=False) as db:
             await db.execute("DELETE FROM leases WHERE expires_at < ?", (older_than,))
-            if time.monotonic() - self._truncated_at >= TRUNCATE_WAL_EVERY:
-                # The write-ahead log keeps what was deleted since its last checkpoint
-                # until it is written over: emptied now and then, it keeps it for
-                # minutes, not for as long as the daemon runs.
-                self._truncated_at = time.monotonic()
+        if time.monotonic() - self._truncated_at >= TRUNCATE_WAL_EVERY:
+            # The write-ahead log keeps what was deleted since its last checkpoint
+            # until it is written over: emptied now and then, it keeps it for
+            # minutes, not for as long as the daemon runs.
+            self._truncated_at = time.monotonic()
+            async with self._write("emptying the write-ahead log", transaction=False) as db:
                 await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return pruned
+        return pruned
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         oldest = (

@@ -361,3 +361,21 @@ async def test_what_a_reset_forgets_leaves_the_files_at_the_next_heartbeat(
                 assert b"PW-hunter2" not in name.read_bytes(), name
     finally:
         await store.aclose()
+
+
+async def test_a_heartbeats_pruning_beside_a_reset_fails_neither(tmp_path: Path) -> None:
+    # Pruning ran three statements outside the lock: a reset's transaction opened
+    # between them, and the log's emptying ran inside it ("database is locked").
+    store = SQLiteStore(tmp_path / "b.db")
+    await store.open()
+    try:
+        await store.save_conversation(Conversation("k", "docs", "s1", 1.0, 1.0))
+        await store.append_history("k", [Turn("user", "a question")], 10)
+        results = await asyncio.gather(
+            store.prune_events(time.time()), store.reset_conversation("k"),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        assert await store.history("k") == []
+    finally:
+        await store.aclose()
