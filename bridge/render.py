@@ -91,7 +91,10 @@ def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
 def _same_page(url: str) -> str:
     """What two URLs of one page share: the scheme and host in any case, a default
     port or a trailing slash or not (`HTTPS://X.example:443/a/` is `https://x.example/a`)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # no URL Python can read (`https://[::1`): itself only
+        return url
     scheme = parts.scheme.lower()
     host = parts.netloc.lower().removesuffix(":443" if scheme == "https" else ":80")
     return urlunsplit((scheme, host, parts.path.rstrip("/"), parts.query, ""))

@@ -674,3 +674,11 @@ def test_one_page_is_one_source_however_its_url_is_written() -> None:
     other = dedupe_sources([Source("https://x.example/A"), Source("https://x.example/a?p=2"),
                             Source("https://x.example/a")], limit=5)
     assert len(other) == 3
+
+
+def test_a_source_url_python_cannot_read_is_kept_and_breaks_nothing() -> None:
+    # urlsplit raised: the finished answer lost its sources and ended "went wrong".
+    odd = [Source("https://example.jp\uff0fguide", "Guide"), Source("https://[::1", "x")]
+    assert dedupe_sources([*odd, Source("https://y.example", "y")], limit=5) == [
+        *odd, Source("https://y.example", "y")
+    ]
