@@ -54,8 +54,13 @@ class RouteConfig(_Model):
     def _ids(cls, value: Any) -> Any:
         """Ids as strings: a Discord id copied from the app is a number, and YAML reads
         it as one (exactly); one id alone is a list of one."""
-        if isinstance(value, str | int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
+        elif isinstance(value, str):
+            if not value.strip() or any(c == "," or c.isspace() for c in value.strip()):
+                # `${CHANNELS}` holding "C1,C2", or nothing: no id would ever match.
+                raise ValueError('must be a list of ids, e.g. ["C0123ABCD", "C0456EFGH"]')
+            value = [value.strip()]
         if isinstance(value, list):
             return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
                     for v in value]

@@ -464,3 +464,11 @@ def test_discord_ids_written_as_numbers_are_read_as_ids() -> None:
     first = config.routes[0]
     assert first.channels == ["1234567890123456789"]
     assert (first.users, first.roles, first.workspace) == (["987654321098765432"], ["111"], ["222"])
+
+
+@pytest.mark.parametrize("written", ['"C0123ABCD,C0456EFGH"', '"C0123ABCD C0456EFGH"', '""'])
+def test_ids_in_one_string_are_refused_not_matched_against_nothing(written: str) -> None:
+    # `channels: ${CHANNELS}` with "C1,C2" became one id that matched no channel.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("    backend: docs\n", f"    backend: docs\n    channels: {written}\n"))
+    assert err.value.path == "routes[0].channels" and "list of ids" in str(err.value)
