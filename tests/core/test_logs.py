@@ -188,7 +188,8 @@ async def test_what_people_write_is_not_logged_even_at_debug(
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     named = {n: logging.getLogger(n).level
-             for n in ("aiosqlite", "chat_bridge.slack.bolt", "chat_bridge.slack.web")}
+             for n in ("aiosqlite", "chat_bridge.slack.bolt", "chat_bridge.slack.web",
+                       "discord.gateway", "discord.http")}
     try:
         setup_logging("DEBUG", False, [])
         store = SQLiteStore(tmp_path / "b.db")
@@ -199,6 +200,8 @@ async def test_what_people_write_is_not_logged_even_at_debug(
             await store.aclose()
         logging.getLogger("chat_bridge.slack.bolt").debug("payload: %s", "PW-hunter2")
         logging.getLogger("chat_bridge.slack.web").debug("body: %s", "PW-hunter2")
+        logging.getLogger("discord.gateway").debug("WebSocket Event: %s", "PW-hunter2")
+        logging.getLogger("discord.http").debug("POST with %s", "PW-hunter2")
         logging.getLogger("chat_bridge.relay").debug("the bridge's own debug line")
     finally:
         for handler in list(root.handlers):
