@@ -23,9 +23,22 @@ def encoded_url(url: str) -> str:
 
 # What no reader sees: zero-width characters, the soft hyphen, the byte-order mark.
 _UNSEEN = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
-# A domain in a label (`bank.example`, `https://bank.example/x`, `me@bank.example`);
-# not a name no host can have (`config_example.yaml`: hosts hold no `_`).
-_DOMAIN = re.compile(r"(?<![\w.-])(?:[^\W_]+(?:-+[^\W_]+)*\.)+[^\W\d_]{2,}(?![\w-])")
+# Full stops that a browser (IDNA) or a reader takes for a domain's dot.
+_DOTS = str.maketrans(dict.fromkeys("\u3002\uff0e\uff61\u06d4\u0589\u2024\ufe52", "."))
+# Addresses a label may hold: a URL's host, an e-mail's domain, a `www.` name, or a
+# name under a top-level domain people know (`bank.com`); not `Node.js`, `config.yaml`
+# or `os.path`, which end in no such domain.
+_URL_HOST = re.compile(r"(?i)[a-z][a-z0-9+.-]*:/+(?:[^\s/@]*@)?([^\s/?#:]+)")
+_MAIL_DOMAIN = re.compile(r"[^\s@]@([^\s@/?#>]+)")
+_NAME = r"(?:[^\W_]+(?:-+[^\W_]+)*\.)+"
+_WWW = re.compile(rf"(?i)(?<![\w.-])(www\.{_NAME}[^\W\d_]{{2,}})(?![\w-])")
+_KNOWN_TLDS = (
+    "com|net|org|edu|gov|mil|int|info|biz|io|co|ai|app|dev|me|us|uk|de|fr|jp|cn|ru|br|in|"
+    "it|es|nl|eu|ca|au|ch|se|no|dk|fi|pl|be|at|cz|kr|tw|hk|sg|nz|ie|il|mx|ar|za|tr|gr|pt|"
+    "hu|ro|ua|vn|th|id|my|ph|pk|sa|ae|ir|cc|tv|xyz|online|site|shop|store|tech|cloud|page|"
+    "link|live|news|blog|club|top|icu|bank|email|support|help|login|security|finance|pay"
+)
+_DOMAIN = re.compile(rf"(?i)(?<![\w.-])({_NAME}(?:{_KNOWN_TLDS}))(?![\w-])")
 
 
 def address_of(url: str) -> str | None:
@@ -46,15 +59,17 @@ def honest_label(label: str, url: str) -> bool:
     every address it reads as (a URL, a domain, an e-mail) must be the link's own
     host or a parent of it. A link whose text names another place than where it
     leads is how phishing looks; the bot never makes one from what an API said."""
-    seen = _UNSEEN.sub("", unicodedata.normalize("NFKC", label)).strip()
+    seen = _UNSEEN.sub("", unicodedata.normalize("NFKC", label)).translate(_DOTS).strip()
     if not seen:
         return False
     host = address_of(url.strip())
-    for named in _DOMAIN.findall(seen.lower()):
+    named = [*_URL_HOST.findall(seen), *_MAIL_DOMAIN.findall(seen), *_WWW.findall(seen),
+             *_DOMAIN.findall(seen)]
+    for name in named:
         try:
-            named = named.encode("idna").decode("ascii")
+            name = name.lower().rstrip(".").encode("idna").decode("ascii")
         except UnicodeError:
             return False
-        if host is None or not (host == named or host.endswith("." + named)):
+        if host is None or not (host == name or host.endswith("." + name)):
             return False
     return True

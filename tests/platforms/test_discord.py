@@ -825,7 +825,7 @@ def test_a_sources_title_naming_another_place_is_no_masked_link() -> None:
     from adapters.platforms.discord import format as fmt
 
     block = fmt.format_sources([
-        Source("https://evil.example/1", "bank.example/login"),
+        Source("https://evil.example/1", "bank.com/login"),
         Source("https://evil.example/2", "https:/\u200b/bank.example/login"),
         Source("https://evil.example/3", "\u200b"),
         Source("https://docs.example/4", "The docs"),

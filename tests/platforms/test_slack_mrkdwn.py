@@ -253,7 +253,7 @@ def test_no_output_ever_pings(markdown: str) -> None:
          "<https://evil.example/phish>"),
         ("[support@bank.example](mailto:attacker@evil.example)",
          "<mailto:attacker@evil.example>"),
-        ("[bank.example/login](https://evil.example/x)", "<https://evil.example/x>"),
+        ("[bank.com/login](https://evil.example/x)", "<https://evil.example/x>"),
         ("[https:/\u200b/bank.example](https://evil.example/x)", "<https://evil.example/x>"),
         ("[\u200b](https://evil.example/x)", "<https://evil.example/x>"),
         # Its own host, or a parent of it, or no address at all: kept.
@@ -262,6 +262,15 @@ def test_no_output_ever_pings(markdown: str) -> None:
         ("[python.org](https://docs.python.org/3/)", "<https://docs.python.org/3/|python.org>"),
         ("[the Python 3.11 docs](https://docs.python.org/3/)",
          "<https://docs.python.org/3/|the Python 3.11 docs>"),
+        # Names of files, packages and methods are no addresses.
+        ("[Node.js](https://nodejs.org/en/download)", "<https://nodejs.org/en/download|Node.js>"),
+        ("[config.yaml](https://github.com/o/r)", "<https://github.com/o/r|config.yaml>"),
+        ("[os.path.join](https://docs.python.org/3/)",
+         "<https://docs.python.org/3/|os.path.join>"),
+        # A dot a browser reads as one, in another script.
+        ("[https://paypal\u3002com/signin](https://evil.example/login)",
+         "<https://evil.example/login>"),
+        ("[PayPal.com](https://evil.example/login)", "<https://evil.example/login>"),
     ],
 )
 def test_the_bot_makes_no_link_whose_text_names_another_place(markdown: str, mrkdwn: str) -> None:
@@ -294,4 +303,9 @@ def test_native_sources_titles_cannot_open_code_spans_or_end_their_label() -> No
 
 def test_native_mention_syntax_holding_a_bracket_pings_nobody() -> None:
     for text in ("Heads up <!here|<> now.", "<!channel|a<b>", "<@U0123456|<x>"):
-        assert "<!" not in neutralize_markdown(text) and "<@" not in neutralize_markdown(text)
+        out = neutralize_markdown(text)
+        assert re.search(r"<(?:@[UWB]|!(?:here|channel|everyone))", out) is None, out
+    # Code that only looks like it is kept as written, to be copied.
+    for code in ("<!DOCTYPE html>", "<!-- note -->", r"(?<!\w)x", "List<@NonNull T>",
+                 "<# block comment #>"):
+        assert neutralize_markdown(f"```\n{code}\n```") == f"```\n{code}\n```"

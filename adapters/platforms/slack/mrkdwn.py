@@ -21,7 +21,9 @@ from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
 WORD_JOINER = "\u2060"
-_REF_START = re.compile(r"<(?=[@#!])")
+# The start of what Slack reads as a mention (`<!here`, `<@U…`, `<#C…`, `<!subteam^…`):
+# not `<!DOCTYPE`, `<!--`, `(?<!x)` or `List<@NonNull T>` in code.
+_REF_START = re.compile(r"<(?=(?i:!(?:here|channel|everyone|subteam))|@[UWB][A-Z0-9]|#C[A-Z0-9])")
 # Marks that mean something in a Markdown link's label.
 _MARKS = re.compile(r"[\\`*_~\[\]<>]")
 
