@@ -9,27 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bridge.budget import drop_older
-from bridge.circuit import Circuit
 from bridge.config import RouteConfig
 from bridge.errors import BridgeError, for_log, told
 from bridge.flag import Flag
 from bridge.interfaces import Inbound, ReplyTarget
-from bridge.render import LiveReply
+from bridge.jobs import Job, seconds, unavailable
 from bridge.routing import conversation_key, match_route
 from bridge.store import Conversation, InFlight
 
 if TYPE_CHECKING:
     from bridge.relay import Relay
 
-log = logging.getLogger("chat_bridge.relay")
+log = logging.getLogger("chat_bridge.intake")
 
 HELP_TEXT = "Ask me a question in words, and I will answer here."
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
@@ -75,29 +73,6 @@ class UserRateLimiter:
             return stamps[0] + per - now
         stamps.append(now)
         return None
-
-
-@dataclass(eq=False)
-class Job:
-    """A message taken to be answered (or a reset to be done), in its conversation's turn."""
-
-    msg: Inbound
-    target: ReplyTarget
-    route: RouteConfig
-    key: str
-    record: InFlight
-    previous: asyncio.Future[None] | None = None
-    mine: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    reply: LiveReply | None = None
-    interrupted: bool = False
-    reset: bool = False  # a reset, in its turn: after the answers asked before it
-    also: str | None = None  # a reset's second conversation (the asker's own there)
-    leased: bool = False  # holds its conversation's lease (shared store)
-    queued: bool = True  # counted in the queue until it takes a slot
-    # Set once the messages that were waiting with it in its place are recorded too.
-    recorded: Flag = field(default_factory=Flag)
 
 
 # Ends the id of a record whose reply only its own target reaches (a slash command's
@@ -289,7 +264,7 @@ class Intake:
                 msg,
                 target,
                 "You are sending messages faster than I can answer; "
-                f"try again in {_seconds(wait)} s.",
+                f"try again in {seconds(wait)} s.",
             )
             return None
 
@@ -361,18 +336,6 @@ class Intake:
         finally:
             if self._refusals.get(place) is asyncio.current_task():
                 del self._refusals[place]
-
-
-def unavailable(circuit: Circuit) -> str:
-    wait = circuit.retry_in()
-    if wait <= 0:  # a question is finding out whether the backend is back
-        return "The assistant is unavailable right now; please try again shortly."
-    return f"The assistant is unavailable right now; please try again in {_seconds(wait)} s."
-
-
-def _seconds(wait: float) -> int:
-    """A wait in whole seconds, rounded up: trying again when told is never too soon."""
-    return max(1, math.ceil(wait))
 
 
 def _opens_thread(route: RouteConfig, msg: Inbound) -> bool:

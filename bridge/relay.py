@@ -30,7 +30,7 @@ from bridge.errors import (
     told,
 )
 from bridge.flag import Flag
-from bridge.intake import Intake, Job, unavailable
+from bridge.intake import Intake
 from bridge.interfaces import (
     READ_GATE,
     ChatAPI,
@@ -47,6 +47,7 @@ from bridge.interfaces import (
     Token,
     Turn,
 )
+from bridge.jobs import Job, unavailable
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.render import FIRST, LiveReply, dedupe_sources
@@ -135,7 +136,7 @@ def interrupted_edit(
 
 
 class Relay:
-    """Routes inbound messages and streams the answers."""
+    """Answers the jobs its intake takes, each as one streamed reply."""
 
     def __init__(
         self,

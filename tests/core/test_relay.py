@@ -86,7 +86,7 @@ async def test_an_answered_message_writes_two_log_lines_and_a_refused_one_none(
     caplog.set_level(logging.INFO)
 
     def relay_lines() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "chat_bridge.relay"]
+        return [r for r in caplog.records if r.name in ("chat_bridge.relay", "chat_bridge.intake")]
 
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("How are you?")

@@ -1,0 +1,49 @@
+"""A job: a message the intake took, as the relay answers it in its turn."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+
+from bridge.circuit import Circuit
+from bridge.config import RouteConfig
+from bridge.flag import Flag
+from bridge.interfaces import Inbound, ReplyTarget
+from bridge.render import LiveReply
+from bridge.store import InFlight
+
+
+@dataclass(eq=False)
+class Job:
+    """A message taken to be answered (or a reset to be done), in its conversation's turn."""
+
+    msg: Inbound
+    target: ReplyTarget
+    route: RouteConfig
+    key: str
+    record: InFlight
+    previous: asyncio.Future[None] | None = None
+    mine: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    reply: LiveReply | None = None
+    interrupted: bool = False
+    reset: bool = False  # a reset, in its turn: after the answers asked before it
+    also: str | None = None  # a reset's second conversation (the asker's own there)
+    leased: bool = False  # holds its conversation's lease (shared store)
+    queued: bool = True  # counted in the queue until it takes a slot
+    # Set once the messages that were waiting with it in its place are recorded too.
+    recorded: Flag = field(default_factory=Flag)
+
+
+def unavailable(circuit: Circuit) -> str:
+    wait = circuit.retry_in()
+    if wait <= 0:  # a question is finding out whether the backend is back
+        return "The assistant is unavailable right now; please try again shortly."
+    return f"The assistant is unavailable right now; please try again in {seconds(wait)} s."
+
+
+def seconds(wait: float) -> int:
+    """A wait in whole seconds, rounded up: trying again when told is never too soon."""
+    return max(1, math.ceil(wait))
