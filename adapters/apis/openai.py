@@ -16,7 +16,7 @@ from pydantic import Field
 
 from adapters.apis._http import Event, HTTPDialect
 from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
-from adapters.apis._wire import MAX_LINE_BYTES, LineTooLong, SSEEvent, SSEParser, json_or_none
+from adapters.apis._wire import MAX_LINE_BYTES, SSEEvent, SSEParser, json_or_none
 from bridge.errors import APIReportedError, CutOff, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
 
@@ -169,7 +169,11 @@ class _StreamOrWhole:
         if self._whole is not None:
             self._whole += chunk
             if len(self._whole) > MAX_LINE_BYTES:
-                raise LineTooLong(MAX_LINE_BYTES, backend=self.backend)
+                raise ProtocolError(
+                    f"The assistant's answer could not be read (it is larger than "
+                    f"{MAX_LINE_BYTES // (1 << 20)} MiB).",
+                    backend=self.backend,
+                )
             return []
         if not self._began:
             head = chunk.lstrip()

@@ -203,3 +203,11 @@ def test_the_endpoint_keeps_the_url_as_written(url, endpoint):
         {"kind": "openai", "url": url, "model": "m"}
     ), None)  # type: ignore[arg-type]
     assert api.endpoint == endpoint
+
+
+async def test_a_whole_answer_too_large_says_so(fake_chat_api, http):
+    # It was said to be a stream line longer than the cap, of a body with short lines.
+    fake_chat_api.enqueue(final="x " * 600_000, ignore_stream=True)
+    api = make("openai", fake_chat_api, http)
+    events, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, ProtocolError) and "larger than 1 MiB" in exc.user_message
