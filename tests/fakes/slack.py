@@ -607,11 +607,23 @@ class FakeSlack:
             bodies.append(self.event_body(mention))
         return bodies
 
-    def user_delete(self, channel: str, ts: str) -> dict[str, Any]:
-        """Someone deletes their message `ts`: the `message_deleted` event body."""
+    def user_delete(self, channel: str, ts: str, *, tombstone: bool = False) -> dict[str, Any]:
+        """Someone deletes their message `ts`: the `message_deleted` event body, or for
+        a thread's first message that has replies (`tombstone`), the `message_changed`
+        one that leaves "This message was deleted." in its place."""
         [message] = [m for m in self.messages[channel] if m.ts == ts]
-        self.messages[channel].remove(message)
         now = self._next_ts()
+        if tombstone:
+            message.text = "This message was deleted."
+            return self.event_body({
+                "type": "message", "subtype": "message_changed", "hidden": True,
+                "channel": channel, "channel_type": self.channel_type(channel),
+                "ts": now, "event_ts": now,
+                "message": {"type": "message", "subtype": "tombstone", "hidden": True,
+                            "text": "This message was deleted.", "ts": ts, "thread_ts": ts,
+                            "user": "USLACKBOT"},
+            })
+        self.messages[channel].remove(message)
         return self.event_body({
             "type": "message", "subtype": "message_deleted", "hidden": True,
             "channel": channel, "channel_type": self.channel_type(channel),

@@ -1124,3 +1124,20 @@ async def test_restarted_target_closes_a_leftover_stream(
         later = platform.target(target.address)
         await later.edit(ts, "half an answ\n\n_interrupted_")
         assert stopped_text(fake_slack, ts) == "half an answ\n\n_interrupted_"
+
+
+@pytest.mark.parametrize("tombstone", [False, True])
+async def test_a_deleted_question_is_withdrawn(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox, tombstone: bool
+) -> None:
+    # A thread's first message with replies is not deleted outright: Slack leaves a
+    # tombstone in its place (message_changed), which withdraws the question too.
+    bodies = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> my password is x")
+    await deliver(fake_slack, bodies)
+    await inbox.wait(1)
+    [(_, target)] = inbox.items
+    assert not target.withdrawn()
+    ts = bodies[0]["event"]["ts"]
+    await deliver(fake_slack, [fake_slack.user_delete(CHANNEL, ts, tombstone=tombstone)])
+    await wait_for(target.withdrawn)
+    assert len(inbox.items) == 1  # the deletion is no question
