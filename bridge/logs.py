@@ -144,11 +144,9 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # What people write is never logged, DEBUG included: these libraries' debug lines
-    # carry it (a store's statements, Slack's and Discord's payloads and request bodies).
-    for name in ("aiosqlite", "chat_bridge.slack.bolt", "chat_bridge.slack.web",
-                 "discord.gateway", "discord.http"):
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # What people write is never logged, DEBUG included: the store's statements carry
+    # it (the platform adapters keep their libraries' payload dumps off likewise).
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(level)))
     if level != "DEBUG":
         # httpx writes a line per request at INFO; the bridge logs what matters itself.
         logging.getLogger("httpx").setLevel(logging.WARNING)

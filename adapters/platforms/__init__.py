@@ -1,5 +1,6 @@
 """Chat platforms, one package or module each; registered in adapters.registry."""
 
+import logging
 import re
 import unicodedata
 from urllib.parse import quote
@@ -73,3 +74,12 @@ def honest_label(label: str, url: str) -> bool:
         if host is None or not (host == name or host.endswith("." + name)):
             return False
     return True
+
+
+def never_below_info(*names: str) -> None:
+    """Keep these library loggers at INFO or above, at DEBUG too: their debug lines
+    hold what people write (event payloads, request bodies). A level of their own,
+    too: some libraries format a debug line before the handler could drop it."""
+    level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
+    for name in names:
+        logging.getLogger(name).setLevel(level)

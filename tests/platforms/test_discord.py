@@ -834,3 +834,20 @@ def test_a_sources_title_naming_another_place_is_no_masked_link() -> None:
         "- <https://evil.example/1>", "- <https://evil.example/2>",
         "- <https://evil.example/3>", "- [The docs](<https://docs.example/4>)",
     ]
+
+
+def test_discords_payloads_and_request_bodies_are_never_logged() -> None:
+    # At DEBUG discord.py's gateway logged every MESSAGE_CREATE, the question's text
+    # with it, and its HTTP client the bodies of the answers.
+    root = logging.getLogger()
+    before = root.level
+    loggers = [logging.getLogger(n) for n in ("discord.gateway", "discord.http")]
+    was = [logger.level for logger in loggers]
+    try:
+        root.setLevel(logging.DEBUG)
+        DiscordPlatform(PlatformContext(options=DiscordOptions(token="t")))
+        assert [logger.level for logger in loggers] == [logging.INFO, logging.INFO]
+    finally:
+        root.setLevel(before)
+        for logger, level in zip(loggers, was, strict=True):
+            logger.setLevel(level)

@@ -210,6 +210,7 @@ def test_web_api_debug_lines_are_never_formatted(fake_slack: FakeSlack) -> None:
             platform = SlackPlatform(PlatformContext(options=options(fake_slack)))
             shown = max(logging.INFO, level)
             assert platform.client.logger.level == platform.decor.logger.level == shown
+            assert logging.getLogger("chat_bridge.slack.bolt").level == shown  # payloads
     finally:
         root.setLevel(before)
 

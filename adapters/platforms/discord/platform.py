@@ -22,6 +22,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.platforms import never_below_info
 from adapters.platforms.discord.format import strip_mentions
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.targets import (
@@ -149,6 +150,7 @@ class DiscordPlatform(Platform):
     def __init__(self, ctx: PlatformContext) -> None:
         super().__init__(ctx)
         self.options: DiscordOptions = ctx.options
+        never_below_info("discord.gateway", "discord.http")  # payloads, request bodies
         self.client: discord.Client | None = None
         self._handler: Handler | None = None
         self._runner: asyncio.Task[None] | None = None

@@ -31,6 +31,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.platforms import never_below_info
 from bridge.errors import PlatformError
 from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
@@ -105,14 +106,10 @@ _WEB_LOG = logging.getLogger("chat_bridge.slack.web")
 
 
 def _web_log() -> logging.Logger:
-    """The Web API clients' logger, with a level of its own.
-
-    slack-sdk checks its logger's own level, not the effective one, before it
-    formats a debug line per API call: with no level set it formats every
-    request and response only for them to be dropped. Never below INFO: its debug
-    lines hold the messages' text.
-    """
-    _WEB_LOG.setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
+    """The Web API clients' logger, with a level of its own (slack-sdk checks its
+    logger's own level, not the effective one, before it formats a debug line per
+    API call), never below INFO, as bolt's: their debug lines hold messages' text."""
+    never_below_info(_WEB_LOG.name, _BOLT_LOG.name)
     return _WEB_LOG
 
 
