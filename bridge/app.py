@@ -48,6 +48,9 @@ def settle_heap() -> None:
 # many are forgotten at most in one heartbeat.
 CONVERSATION_PRUNE_EVERY = 600.0
 PRUNE_BATCH = 1000
+# Seconds between a heartbeat's `Store.compact` (SQLite: the write-ahead log emptied, so
+# what a reset or a pruning deleted leaves the files within about this long).
+COMPACT_EVERY = 60.0
 # How long a stop spends marking the replies it cut as interrupted; those left
 # are marked by the next start (their records stay).
 MARK_ON_STOP_SECONDS = 5.0
@@ -106,6 +109,7 @@ class Bridge:
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
         self._pruned_at = 0.0  # when old conversations were last all forgotten
+        self._compacted_at = 0.0  # when the store last let go of what deletes leave
         self._beat_failed_at = -math.inf  # (monotonic) when a heartbeat last failed
 
     @property
@@ -290,6 +294,10 @@ class Bridge:
             type(platform).redelivers_within for platform in self.platforms.values()
         ])
         await self.store.prune_events(now - kept)
+        await self.store.prune_leases(now)
+        if now - self._compacted_at >= COMPACT_EVERY:
+            self._compacted_at = now
+            await self.store.compact()
         ttl = self.config.limits.conversation_ttl
         if ttl is not None and now - self._pruned_at >= CONVERSATION_PRUNE_EVERY:
             # In batches, one a beat, so a large backlog never holds the store long.

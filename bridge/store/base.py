@@ -140,8 +140,16 @@ class Store(ABC):
 
     @abstractmethod
     async def prune_events(self, older_than: float) -> int:
-        """Forget event ids recorded before `older_than` (and conversation leases
-        expired by then); returns how many event ids."""
+        """Forget event ids recorded before `older_than`; returns how many."""
+
+    @abstractmethod
+    async def prune_leases(self, now: float) -> None:
+        """Forget the conversation leases expired by `now` (a stopped replica's: nobody
+        holds them, and each names a conversation)."""
+
+    async def compact(self) -> None:  # noqa: B027 - nothing to do for most stores
+        """Let go of what deleted rows leave behind in the store's files (a heartbeat
+        calls it now and then)."""
 
     @abstractmethod
     async def prune_conversations(self, older_than: float, limit: int) -> int:

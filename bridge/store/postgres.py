@@ -271,10 +271,11 @@ class PostgresStore(Store):
             status = await conn.execute(
                 "DELETE FROM events WHERE seen_at < $1", float(older_than)
             )
-            # Leases a replica stopped (crashed) without letting go: expired, nobody
-            # holds them, and each names a conversation.
-            await conn.execute("DELETE FROM leases WHERE expires_at < $1", float(older_than))
         return _count(status)
+
+    async def prune_leases(self, now: float) -> None:
+        async with self._conn("forgetting expired leases") as conn:
+            await conn.execute("DELETE FROM leases WHERE expires_at < $1", float(now))
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         async with self._conn("forgetting old conversations") as conn:

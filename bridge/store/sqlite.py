@@ -52,7 +52,6 @@ _MEMORY = ("", ":memory:")
 HOLD_POLL = 0.5  # seconds between tries at a file another process holds
 HOLD_TELL_EVERY = 60.0  # seconds between the log lines saying so
 _PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
-TRUNCATE_WAL_EVERY = 60.0  # seconds between emptyings of the write-ahead log (heartbeats)
 
 
 # Many rows in one UPDATE needs UPDATE … FROM (SQLite 3.33, 2020); older builds
@@ -85,7 +84,6 @@ class SQLiteStore(Store):
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._held: int | None = None  # the lock file's descriptor, while held
-        self._truncated_at = -math.inf  # (monotonic) when the write-ahead log was emptied
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -328,20 +326,20 @@ class SQLiteStore(Store):
             return cursor.rowcount == 1
 
     async def prune_events(self, older_than: float) -> int:
-        # One statement a trip each (see `_turn`): none lands in another's transaction.
         async with self._write("pruning event ids", transaction=False) as db:
             cursor = await db.execute("DELETE FROM events WHERE seen_at < ?", (older_than,))
-            pruned = cursor.rowcount
-        async with self._write("pruning expired leases", transaction=False) as db:
-            await db.execute("DELETE FROM leases WHERE expires_at < ?", (older_than,))
-        if time.monotonic() - self._truncated_at >= TRUNCATE_WAL_EVERY:
-            # The write-ahead log keeps what was deleted since its last checkpoint
-            # until it is written over: emptied now and then, it keeps it for
-            # minutes, not for as long as the daemon runs.
-            self._truncated_at = time.monotonic()
-            async with self._write("emptying the write-ahead log", transaction=False) as db:
-                await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return pruned
+            return cursor.rowcount
+
+    async def prune_leases(self, now: float) -> None:
+        async with self._write("forgetting expired leases", transaction=False) as db:
+            await db.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
+
+    async def compact(self) -> None:
+        # The write-ahead log keeps what was deleted since its last checkpoint until
+        # it is written over: emptied now and then, it keeps it for minutes, not for
+        # as long as the daemon runs. One statement in one trip (see `_turn`).
+        async with self._write("emptying the write-ahead log", transaction=False) as db:
+            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         oldest = (

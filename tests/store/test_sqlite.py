@@ -355,7 +355,7 @@ async def test_what_a_reset_forgets_leaves_the_files_at_the_next_heartbeat(
         await store.save_conversation(Conversation("k", "docs", "s1", 1.0, 1.0))
         await store.append_history("k", [Turn("user", "my password is PW-hunter2")], 10)
         await store.reset_conversation("k")
-        await store.prune_events(0.0)  # what every heartbeat does
+        await store.compact()  # what a heartbeat does a minute apart
         for name in (path, Path(f"{path}-wal")):
             if name.exists():
                 assert b"PW-hunter2" not in name.read_bytes(), name
@@ -363,8 +363,8 @@ async def test_what_a_reset_forgets_leaves_the_files_at_the_next_heartbeat(
         await store.aclose()
 
 
-async def test_a_heartbeats_pruning_beside_a_reset_fails_neither(tmp_path: Path) -> None:
-    # Pruning ran three statements outside the lock: a reset's transaction opened
+async def test_emptying_the_log_beside_a_reset_fails_neither(tmp_path: Path) -> None:
+    # It ran outside the lock after other statements: a reset's transaction opened
     # between them, and the log's emptying ran inside it ("database is locked").
     store = SQLiteStore(tmp_path / "b.db")
     await store.open()
@@ -372,7 +372,7 @@ async def test_a_heartbeats_pruning_beside_a_reset_fails_neither(tmp_path: Path)
         await store.save_conversation(Conversation("k", "docs", "s1", 1.0, 1.0))
         await store.append_history("k", [Turn("user", "a question")], 10)
         results = await asyncio.gather(
-            store.prune_events(time.time()), store.reset_conversation("k"),
+            store.compact(), store.reset_conversation("k"),
             return_exceptions=True,
         )
         assert not [r for r in results if isinstance(r, BaseException)], results

@@ -500,11 +500,11 @@ async def test_prune_conversations_forgets_the_oldest_with_their_history(store: 
         assert await store.history(kept) == turns
 
 
-async def test_a_lease_nobody_let_go_is_forgotten_with_old_events(store: Store) -> None:
+async def test_a_lease_nobody_let_go_is_forgotten_once_expired(store: Store) -> None:
     # A crashed replica's lease stayed for ever, naming its conversation.
     assert await store.acquire_lease("k", "gone", ttl=30.0, now=100.0)  # to 130
     assert await store.acquire_lease("live", "here", ttl=600.0, now=100.0)  # to 700
-    await store.prune_events(500.0)
+    await store.prune_leases(500.0)
     # Asked as of 110: a lease still in the store would be held until 130.
     assert await store.acquire_lease("k", "other", ttl=30.0, now=110.0)
     assert not await store.acquire_lease("live", "other", ttl=30.0, now=110.0)
