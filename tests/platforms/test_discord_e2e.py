@@ -101,6 +101,22 @@ limits: {{rate_limit: {{messages: 50, per: 60}}}}
         result: list[dict[str, Any]] = await self.discord.wait_until(done)
         return result
 
+    async def command_answered(self, iid: str, ending: str = "") -> dict[str, Any]:
+        """Wait until the command `iid`'s answer shows text ending with `ending`."""
+        fake = self.discord
+
+        def answered() -> dict[str, Any] | None:
+            m = fake.messages.get(fake.interactions[iid]["original"] or "")
+            return m if m and m["content"] and m["content"].endswith(ending) else None
+
+        result: dict[str, Any] = await fake.wait_until(answered)
+        return result
+
+    async def slash_ask(self, question: str) -> None:
+        """Alice runs /ask in #general; returns once its answer (ending ".") shows."""
+        iid = await self.discord.invoke(self.general, self.alice, "ask", {"question": question})
+        await self.command_answered(iid, ".")
+
     def sessions(self) -> list[str | None]:
         return [r.json.get("session_id") for r in self.chat.requests if r.path.endswith("/chat")]
 
@@ -522,10 +538,7 @@ async def test_reset_command_starts_a_new_session(setup: Setup) -> None:
         await fake.mention(setup.general, setup.alice, "second")
         await setup.final(setup.general, "Answer two.")
         iid = await fake.invoke(setup.general, setup.alice, "reset")
-        await fake.wait_until(
-            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
-            and m["content"]
-        )
+        await setup.command_answered(iid)
         await fake.mention(setup.general, setup.alice, "third")
         await setup.final(setup.general, "Answer three.")
     original = fake.messages[fake.interactions[iid]["original"]]
@@ -570,18 +583,11 @@ async def test_a_private_ask_is_a_conversation_of_the_askers_own(setup: Setup) -
     for word in ("private", "public", "again"):
         setup.chat.enqueue(tokens=[f"Answer {word}."])
 
-    async def ask(question: str) -> None:
-        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": question})
-        await fake.wait_until(
-            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
-            and m["content"].endswith(".")
-        )
-
     async with setup.bridge():
-        await ask("how do I report my manager?")
+        await setup.slash_ask("how do I report my manager?")
         await fake.mention(setup.general, setup.bob, "what was asked before me?")
         await setup.final(setup.general, "Answer public.")
-        await ask("and then?")
+        await setup.slash_ask("and then?")
     private, public, again = setup.sessions()
     assert private and public and private != public
     assert again == private  # the asker's own conversation goes on
@@ -596,25 +602,15 @@ async def test_with_private_asks_a_reset_resets_the_places_and_the_askers_own(
     for n in range(4):
         setup.chat.enqueue(tokens=[f"Answer {n}."])
 
-    async def ask(question: str) -> None:
-        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": question})
-        await fake.wait_until(
-            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
-            and m["content"].endswith(".")
-        )
-
     async with setup.bridge():
         await fake.mention(setup.general, setup.bob, "in public")
         await setup.final(setup.general, "Answer 0.")
-        await ask("in private")
+        await setup.slash_ask("in private")
         iid = await fake.invoke(setup.general, setup.alice, "reset")
-        await fake.wait_until(
-            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
-            and m["content"]
-        )
+        await setup.command_answered(iid)
         await fake.mention(setup.general, setup.bob, "in public again")
         await setup.final(setup.general, "Answer 2.")
-        await ask("in private again")
+        await setup.slash_ask("in private again")
     public, private, public_again, private_again = setup.sessions()
     assert len({public, private, public_again, private_again}) == 4
 
@@ -631,10 +627,7 @@ async def test_with_private_asks_a_reset_in_a_dm_resets_the_dm(setup: Setup) -> 
         await fake.dm(setup.alice, "first")
         await setup.final(dm, "Answer one.")
         iid = await fake.invoke(dm, setup.alice, "reset")
-        await fake.wait_until(
-            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
-            and m["content"]
-        )
+        await setup.command_answered(iid)
         await fake.dm(setup.alice, "second")
         await setup.final(dm, "Answer two.")
     one, two = setup.sessions()
@@ -652,10 +645,7 @@ async def test_reset_in_a_bot_opened_thread_keeps_answering_it_without_a_mention
         thread_id = question["id"]
         await setup.final(thread_id, SOURCES_BLOCK)
         iid = await fake.invoke(thread_id, setup.bob, "reset")
-        await fake.wait_until(
-            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
-            and m["content"]
-        )
+        await setup.command_answered(iid)
         await fake.say(thread_id, setup.bob, "And how wide?")  # no mention, as before
         await setup.final(thread_id, "Second answer.")
     original = fake.messages[fake.interactions[iid]["original"]]
@@ -670,10 +660,7 @@ async def test_ask_command_answers_in_the_channel(setup: Setup) -> None:
     setup.chat.enqueue(tokens=["Slash ", "answer."], sources=[SOURCE], token_delay=0.05)
     async with setup.bridge():
         iid = await fake.invoke(setup.ask, setup.bob, "ask", {"question": "via slash?"})
-        await fake.wait_until(
-            lambda: (m := fake.messages.get(fake.interactions[iid]["original"] or ""))
-            and m["content"].endswith(SOURCES_BLOCK)
-        )
+        await setup.command_answered(iid, SOURCES_BLOCK)
     original = fake.messages[fake.interactions[iid]["original"]]
     assert original["content"] == f"Slash answer.\n\n{SOURCES_BLOCK}"
     assert not original["flags"] & 64
