@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.platforms.slack import lockout as slack_lockout
 from adapters.platforms.slack import platform as slack_platform
 from adapters.platforms.slack.platform import EDIT_WINDOW
 from adapters.registry import REGISTRY
@@ -541,7 +542,7 @@ async def test_a_refused_bot_token_is_reported_and_its_questions_are_not_paid_fo
     )
     assert slack.rejected["auth.test:invalid_auth"] == 1
     slack.bot_token = good
-    monkeypatch.setattr(slack_platform, "RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(slack_lockout, "RECHECK_SECONDS", 0.0)
     chat.enqueue(tokens=["Back."])
     await harness.ask(DM, "back?")
     await harness.answer(DM, None, "Back.")
@@ -559,7 +560,7 @@ async def test_an_app_without_chat_write_stays_locked_out_until_it_has_it_again(
     chat.enqueue(tokens=["Never shown."])
     await harness.ask(DM, "one?")
     await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)
-    monkeypatch.setattr(slack_platform, "RECHECK_SECONDS", 0.0)  # a minute later
+    monkeypatch.setattr(slack_lockout, "RECHECK_SECONDS", 0.0)  # a minute later
     await harness.ask(DM, "two?")
     await wait_for(lambda: any("a question is not answered" in r.getMessage()
                                for r in caplog.records))

@@ -36,8 +36,9 @@ from bridge.errors import PlatformError
 from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
 
+from .lockout import TokenGate
 from .options import SlackOptions
-from .target import NO_SCOPE, SlackRefused, SlackTarget, guard
+from .target import SlackRefused, SlackTarget, guard
 
 log = logging.getLogger("chat_bridge.slack")
 
@@ -52,9 +53,6 @@ EDIT_WINDOW = 600.0
 # which the signature check applies too), and its body arrive within this time.
 SIGNED_WITHIN = 300
 BODY_SECONDS = 10.0
-# While Slack refuses the bot token, a question has it checked again (auth.test),
-# at most this often.
-RECHECK_SECONDS = 60.0
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
@@ -172,10 +170,7 @@ class SlackPlatform(Platform):
         self._questions: weakref.WeakValueDictionary[tuple[str, str], SlackTarget] = (
             weakref.WeakValueDictionary()
         )
-        # Slack's error code while it refuses the bot token (uninstalled, revoked, ...).
-        self.locked_out: str | None = None
-        self._checked_at = -math.inf  # (monotonic) the last check of a refused token
-        self._check: asyncio.Task[bool] | None = None  # that check, while it runs
+        self.gate = TokenGate(lambda: guard("auth.test", self.client.auth_test()))
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
         self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
@@ -294,20 +289,9 @@ class SlackPlatform(Platform):
 
     @property
     def problem(self) -> str | None:
-        if self.locked_out is not None and self.connected:
+        if self.gate.refused is not None and self.connected:
             return "bot token refused"
         return super().problem
-
-    def lock_out(self, method: str, error: str) -> None:
-        """Slack refused the bot token: no question is answered (or paid for) until it
-        takes it again, and /healthz says so."""
-        if self.locked_out is None:
-            log.error(
-                "slack: Slack no longer accepts the bot token (%s, on %s): questions are "
-                "not answered, nor sent to the chat API, until it does; check "
-                "SLACK_BOT_TOKEN and that the app is still installed", error, method,
-            )
-        self.locked_out = error
 
     async def aclose(self) -> None:
         if self._closed:
@@ -318,6 +302,7 @@ class SlackPlatform(Platform):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.gate.aclose()
         if self._session is not None:
             await self._session.close()
 
@@ -424,7 +409,7 @@ class SlackPlatform(Platform):
         inbound, target = made
         if target.question_ts:
             self._questions[(inbound.channel, target.question_ts)] = target
-        if self.locked_out is not None:
+        if self.gate.refused is not None:
             self._spawn(self._deliver_if_accepted(inbound, target))
             return
         self._spawn(self._handler(inbound, target))
@@ -451,41 +436,10 @@ class SlackPlatform(Platform):
         """A question while the bot token is refused: handed over only if Slack
         takes the token again."""
         handler = self._handler
-        if not await self._token_accepted() or handler is None:
+        if not await self.gate.accepted() or handler is None:
             log.info("slack: a question is not answered: Slack refuses the bot token")
             return
         await handler(inbound, target)
-
-    async def _token_accepted(self) -> bool:
-        """Whether Slack takes the bot token now: asked (auth.test) at most every
-        RECHECK_SECONDS, once for every question waiting on the answer."""
-        if self.locked_out is None:
-            return True
-        if self._check is None or self._check.done():
-            if time.monotonic() - self._checked_at < RECHECK_SECONDS:
-                return False
-            self._checked_at = time.monotonic()
-            self._check = asyncio.create_task(self._recheck(), name="slack-token-check")
-            self._tasks.add(self._check)  # type: ignore[arg-type]
-            self._check.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
-        return await asyncio.shield(self._check)
-
-    async def _recheck(self) -> bool:
-        try:
-            auth = await guard("auth.test", self.client.auth_test())
-        except PlatformError as exc:
-            log.debug("slack: the bot token is still refused: %s", exc)
-            return False
-        if self.locked_out in NO_SCOPE:
-            # auth.test takes a token that may not post: its scopes must say it may.
-            told = {k.lower(): v for k, v in (auth.headers or {}).items()}
-            scopes = {s.strip() for s in str(told.get("x-oauth-scopes", "")).split(",")}
-            if "chat:write" not in scopes:
-                log.debug("slack: the bot token still lacks chat:write")
-                return False
-        self.locked_out = None
-        log.info("slack: Slack accepts the bot token again; answering questions")
-        return True
 
     def inbound(
         self, body: dict[str, Any], event: dict[str, Any], *, via_mention: bool

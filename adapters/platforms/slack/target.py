@@ -197,7 +197,7 @@ class SlackTarget(ReplyTarget):
     # ------------------------------------------------------------------ the reply
 
     def _guard(self, method: str, call: Awaitable[Any]) -> Awaitable[Any]:
-        return guard(method, call, self.platform.lock_out)
+        return guard(method, call, self.platform.gate.lock_out)
 
     def withdrawn(self) -> bool:
         return self.deleted

@@ -1,0 +1,77 @@
+"""Slack refusing the bot token (the app uninstalled, its token revoked, the app
+reinstalled without chat:write): no question is answered, nor sent to the chat
+API, until Slack takes the token again; /healthz says so meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bridge.errors import PlatformError
+
+from .target import NO_SCOPE
+
+log = logging.getLogger("chat_bridge.slack")
+
+# While Slack refuses the bot token, a question has it checked again (auth.test),
+# at most this often.
+RECHECK_SECONDS = 60.0
+
+
+class TokenGate:
+    """Whether Slack takes the bot token, as the replies' refusals and a check now
+    and then (`auth_test`: auth.test through the platform's guard) tell."""
+
+    def __init__(self, auth_test: Callable[[], Awaitable[Any]]) -> None:
+        self._auth_test = auth_test
+        self.refused: str | None = None  # Slack's error code while it refuses the token
+        self._checked_at = -math.inf  # (monotonic) the last check
+        self._check: asyncio.Task[bool] | None = None  # that check, while it runs
+
+    def lock_out(self, method: str, error: str) -> None:
+        """Slack refused the bot token (told by `guard`)."""
+        if self.refused is None:
+            log.error(
+                "slack: Slack no longer accepts the bot token (%s, on %s): questions are "
+                "not answered, nor sent to the chat API, until it does; check "
+                "SLACK_BOT_TOKEN and that the app is still installed", error, method,
+            )
+        self.refused = error
+
+    async def accepted(self) -> bool:
+        """Whether Slack takes the bot token now: asked at most every RECHECK_SECONDS,
+        once for every question waiting on the answer."""
+        if self.refused is None:
+            return True
+        if self._check is None or self._check.done():
+            if time.monotonic() - self._checked_at < RECHECK_SECONDS:
+                return False
+            self._checked_at = time.monotonic()
+            self._check = asyncio.create_task(self._recheck(), name="slack-token-check")
+        return await asyncio.shield(self._check)
+
+    async def _recheck(self) -> bool:
+        try:
+            auth = await self._auth_test()
+        except PlatformError as exc:
+            log.debug("slack: the bot token is still refused: %s", exc)
+            return False
+        if self.refused in NO_SCOPE:
+            # auth.test takes a token that may not post: its scopes must say it may.
+            told = {k.lower(): v for k, v in (auth.headers or {}).items()}
+            scopes = {s.strip() for s in str(told.get("x-oauth-scopes", "")).split(",")}
+            if "chat:write" not in scopes:
+                log.debug("slack: the bot token still lacks chat:write")
+                return False
+        self.refused = None
+        log.info("slack: Slack accepts the bot token again; answering questions")
+        return True
+
+    async def aclose(self) -> None:
+        if self._check is not None and not self._check.done():
+            self._check.cancel()
+            await asyncio.gather(self._check, return_exceptions=True)
