@@ -29,7 +29,9 @@ _DOTS = str.maketrans(dict.fromkeys("\u3002\uff0e\uff61\u06d4\u0589\u2024\ufe52"
 # Addresses a label may hold: a URL's host, an e-mail's domain, a `www.` name, or a
 # name under a top-level domain people know (`bank.com`); not `Node.js`, `config.yaml`
 # or `os.path`, which end in no such domain.
-_URL_HOST = re.compile(r"(?i)[a-z][a-z0-9+.-]*:/+(?:[^\s/@]*@)?([^\s/?#:]+)")
+# (A scheme starts only where no scheme character precedes it: each start would
+# otherwise scan a long run of letters again, in time that grows with its square.)
+_URL_HOST = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:/+(?:[^\s/@]*@)?([^\s/?#:]+)")
 _MAIL_DOMAIN = re.compile(r"[^\s@]@([^\s@/?#>]+)")
 _NAME = r"(?:[^\W_]+(?:-+[^\W_]+)*\.)+"
 _WWW = re.compile(rf"(?i)(?<![\w.-])(www\.{_NAME}[^\W\d_]{{2,}})(?![\w-])")
@@ -64,8 +66,8 @@ def honest_label(label: str, url: str) -> bool:
     if not seen:
         return False
     host = address_of(url.strip())
-    named = [*_URL_HOST.findall(seen), *_MAIL_DOMAIN.findall(seen), *_WWW.findall(seen),
-             *_DOMAIN.findall(seen)]
+    urls = _URL_HOST.findall(seen) if ":/" in seen else []
+    named = [*urls, *_MAIL_DOMAIN.findall(seen), *_WWW.findall(seen), *_DOMAIN.findall(seen)]
     for name in named:
         try:
             name = name.lower().rstrip(".").encode("idna").decode("ascii")
