@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["run"]:
         exit_on_stop_signals()
-    elif args[:1] in (["demo"], ["ask"]):  # they clean up what they made, as on Ctrl-C
+    else:
+        # As Ctrl-C does: what the command made is cleaned up (the demo's store), and
+        # as PID 1 in a container (`docker run IMAGE check --probe`) a stop is heard.
         interrupt_on_stop_signals()
     if sys.stdout is None:  # closed by whoever started it (`>&-`)
         sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the process
