@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -21,6 +22,19 @@ from tests.store.conftest import pg_schema_url
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
 LIVE = "console:W1:thread:C1:T1|docs"
+
+
+async def beaten_after(
+    since: float, rows: Callable[[], Awaitable[list[InFlight]]], what: str
+) -> None:
+    """Poll (5 s at most) until there are records and each was beaten for after `since`."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = await rows()
+        if found and all(r.heartbeat_at > since + 0.5 for r in found):
+            return
+        assert time.monotonic() < deadline, f"no heartbeat for {what}: {found}"
+        await asyncio.sleep(0.1)
 DEAD = "console:W1:thread:C9:T9|docs"
 
 
@@ -51,14 +65,8 @@ async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
         await wait_for(lambda: marking.is_set(), timeout=10)
         since = time.time()
 
-        async def beaten(key: str) -> bool:
-            return all(r.heartbeat_at > since + 0.5 for r in await store.inflight_for_key(key))
-
         for key in (LIVE, DEAD):
-            deadline = time.monotonic() + 5
-            while not await beaten(key):
-                assert time.monotonic() < deadline, f"no heartbeat for {key} while marking"
-                await asyncio.sleep(0.1)
+            await beaten_after(since, lambda k=key: store.inflight_for_key(k), key)
         release.set()
         await wait_for(lambda: bridge.relay.live == 0, timeout=10)
 
@@ -93,12 +101,7 @@ async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
             try:
                 await wait_for(lambda: marking.is_set(), timeout=10)
                 since = time.time()
-                deadline = time.monotonic() + 5
-                while not all(
-                    r.heartbeat_at > since + 0.5 for r in await store.inflight_for_key(DEAD)
-                ):
-                    assert time.monotonic() < deadline, "no heartbeat for it while marking"
-                    await asyncio.sleep(0.1)
+                await beaten_after(since, lambda: store.inflight_for_key(DEAD), "it")
                 release.set()
                 await starting
                 assert await store.inflight_for_key(DEAD) == []
@@ -152,13 +155,10 @@ limits: {{heartbeat_interval: 0.2}}
             await console.say("What is it?", channel="C1")
             await wait_for(lambda: slow.opening.is_set(), timeout=10)
             since = time.time()
-            deadline = time.monotonic() + 5
-            while True:
-                rows = await bridge.store.inflight_orphans("nobody", time.time() + 1)
-                if rows and all(r.heartbeat_at > since + 0.5 for r in rows):
-                    break
-                assert time.monotonic() < deadline, f"not beaten while its thread opens: {rows}"
-                await asyncio.sleep(0.1)
+            await beaten_after(
+                since, lambda: bridge.store.inflight_orphans("nobody", time.time() + 1),
+                "the record while its thread opens",
+            )
             slow.opened.set()
             in_thread = Address("console", "W1", "C1", "T7")
             await wait_for(lambda: in_thread in console.targets, timeout=10)
