@@ -9,11 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bridge.app import Bridge
-from bridge.config import parse_config
 from bridge.interfaces import Address, ReplyTarget
 from bridge.store import InFlight, open_store
-from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
+from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
@@ -131,37 +129,25 @@ async def test_a_record_is_beaten_for_while_its_thread_opens(fake_chat_api: Fake
     # open, no heartbeat renewed it, and another replica marked the live reply
     # interrupted (in the channel, and again in the thread once the record moved).
     fake_chat_api.enqueue(tokens=["The ", "answer."])
-    async with pg_schema_url() as url:
-        config = parse_config(
-            f"""
-store: "{url}"
-http: {{listen: null}}
-backends:
-  docs: {{kind: chatmount, url: {fake_chat_api.endpoint("chatmount")}, api_key: "${{KEY}}"}}
-console: {{}}
-routes: [{{platform: console, backend: docs, reply_in_thread: true}}]
-reply: {{edit_interval: 0.05}}
-limits: {{heartbeat_interval: 0.2}}
-""",
-            env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY,
+    async with pg_schema_url() as url, shared_bridge(
+        fake_chat_api, url, route=", reply_in_thread: true"
+    ) as bridge:
+        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+        question = Address("console", "W1", "C1", "1.000")
+        slow = SlowThreadTarget(channel="C1")
+        slow.address, slow.platform = question, console
+        slow.opening, slow.opened = asyncio.Event(), asyncio.Event()
+        console.targets[question] = slow
+        await console.say("What is it?", channel="C1")
+        await wait_for(lambda: slow.opening.is_set(), timeout=10)
+        since = time.time()
+        await beaten_after(
+            since, lambda: bridge.store.inflight_orphans("nobody", time.time() + 1),
+            "the record while its thread opens",
         )
-        async with Bridge(config, TEST_REGISTRY) as bridge:
-            console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
-            question = Address("console", "W1", "C1", "1.000")
-            slow = SlowThreadTarget(channel="C1")
-            slow.address, slow.platform = question, console
-            slow.opening, slow.opened = asyncio.Event(), asyncio.Event()
-            console.targets[question] = slow
-            await console.say("What is it?", channel="C1")
-            await wait_for(lambda: slow.opening.is_set(), timeout=10)
-            since = time.time()
-            await beaten_after(
-                since, lambda: bridge.store.inflight_orphans("nobody", time.time() + 1),
-                "the record while its thread opens",
-            )
-            slow.opened.set()
-            in_thread = Address("console", "W1", "C1", "T7")
-            await wait_for(lambda: in_thread in console.targets, timeout=10)
-            await console.targets[in_thread].ended.wait()
-            assert console.targets[in_thread].visible() == ["The answer."]
-            assert slow.visible() == []  # nothing marked interrupted where it was asked
+        slow.opened.set()
+        in_thread = Address("console", "W1", "C1", "T7")
+        await wait_for(lambda: in_thread in console.targets, timeout=10)
+        await console.targets[in_thread].ended.wait()
+        assert console.targets[in_thread].visible() == ["The answer."]
+        assert slow.visible() == []  # nothing marked interrupted where it was asked

@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
 
 def shared_bridge(
-    fake: FakeChatAPI, store_url: str, limits: str = "heartbeat_interval: 0.2"
+    fake: FakeChatAPI, store_url: str, limits: str = "heartbeat_interval: 0.2", route: str = ""
 ) -> Bridge:
+    """A bridge on the shared store at `store_url`; `route` adds to its one route."""
     config = parse_config(
         f"""
 store: "{store_url}"
@@ -32,7 +33,7 @@ http: {{listen: null}}
 backends:
   docs: {{kind: chatmount, url: {fake.endpoint("chatmount")}, api_key: "${{KEY}}"}}
 console: {{}}
-routes: [{{platform: console, backend: docs}}]
+routes: [{{platform: console, backend: docs{route}}}]
 reply: {{edit_interval: 0.05}}
 limits: {{{limits}}}
 """,
