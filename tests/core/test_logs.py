@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -143,18 +144,29 @@ def test_the_proxy_variables_passwords_are_secrets() -> None:
     )
 
 
-def test_logging_set_up_scrubs_the_proxy_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://me:Pr0xyPass@proxy.corp:3128")
+@contextlib.contextmanager
+def logging_set_up(level: str, secrets: list[str]) -> Iterator[SecretFilter]:
+    """`setup_logging` as the daemon calls it; the test's own logging put back after."""
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    handlers, was = list(root.handlers), root.level
+    libraries = [logging.getLogger(n) for n in ("aiosqlite", "httpx", "asyncpg.pool")]
+    levels = [logger.level for logger in libraries]
     try:
-        scrub = setup_logging("INFO", False, ["configured-secret"])
+        yield setup_logging(level, False, secrets)
     finally:
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in handlers:
             root.addHandler(handler)
-        root.setLevel(level)
+        root.setLevel(was)
+        for logger, level_was in zip(libraries, levels, strict=True):
+            logger.setLevel(level_was)
+
+
+def test_logging_set_up_scrubs_the_proxy_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://me:Pr0xyPass@proxy.corp:3128")
+    with logging_set_up("INFO", ["configured-secret"]) as scrub:
+        pass
     assert scrub.scrub("http://me:Pr0xyPass@proxy.corp:3128 configured-secret") == (
         "http://me:***@proxy.corp:3128 ***"
     )
@@ -185,11 +197,7 @@ async def test_what_people_write_is_not_logged_even_at_debug(
     from bridge.interfaces import Turn
     from bridge.store.sqlite import SQLiteStore
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    named = {"aiosqlite": logging.getLogger("aiosqlite").level}
-    try:
-        setup_logging("DEBUG", False, [])
+    with logging_set_up("DEBUG", []):
         store = SQLiteStore(tmp_path / "b.db")
         await store.open()
         try:
@@ -197,14 +205,6 @@ async def test_what_people_write_is_not_logged_even_at_debug(
         finally:
             await store.aclose()
         logging.getLogger("chat_bridge.relay").debug("the bridge's own debug line")
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
-        for name, was in named.items():
-            logging.getLogger(name).setLevel(was)
     written = capsys.readouterr().err
     assert "the bridge's own debug line" in written  # DEBUG is on
     assert "PW-hunter2" not in written
