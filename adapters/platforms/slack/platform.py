@@ -320,8 +320,9 @@ class SlackPlatform(Platform):
         # refused in a word, not a traceback.
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
+        verifier = self._verifier
         if not (
-            self._verifier is not None and signature
+            verifier is not None and signature
             and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
             and abs(time.time() - int(timestamp)) <= SIGNED_WITHIN
         ):
@@ -338,11 +339,7 @@ class SlackPlatform(Platform):
             return web.Response(status=400, text="body not received")
         try:
             body = raw.decode("utf-8")
-            signed = (
-                self._verifier is not None
-                and timestamp.isdigit()
-                and self._verifier.is_valid(body, timestamp, signature)
-            )
+            signed = verifier.is_valid(body, timestamp, signature)  # headers checked above
         except (ValueError, TypeError):  # not UTF-8; a signature that is not ASCII
             signed = False
         if not signed:
