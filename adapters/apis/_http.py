@@ -342,8 +342,7 @@ class HTTPDialect(ChatAPI):
                     # Before the first event they only ever push the deadline later:
                     # `first_byte` may be longer than `idle`.
                     alive = loop.time() + t.idle
-                    if items:
-                        got_any = True
+                    got_any = got_any or bool(items)
                     deadline = _earliest(alive if got_any else max(deadline, alive), end)
                     if items:
                         yield items
