@@ -13,7 +13,9 @@ import io
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -21,21 +23,23 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def exit_on_stop_signals() -> None:
-    """End the process on SIGTERM and SIGHUP until the daemon handles them itself;
-    a signal that is ignored (SIGHUP under `nohup`) stays ignored."""
-    for name in ("SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
-            signal.signal(sig, _stop)
+    """End the process on SIGTERM and SIGHUP until the daemon handles them itself."""
+    _on_stop_signals(_stop)
 
 
 def interrupt_on_stop_signals() -> None:
     """SIGTERM and SIGHUP stop the command as Ctrl-C does (what it made is removed,
-    the exit code is 130); a signal that is ignored stays ignored."""
+    the exit code is 130)."""
+    _on_stop_signals(signal.default_int_handler)
+
+
+def _on_stop_signals(handler: Callable[[int, FrameType | None], Any]) -> None:
+    """Handle SIGTERM and SIGHUP with `handler`; a signal that is ignored (SIGHUP
+    under `nohup`) stays ignored."""
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
-            signal.signal(sig, signal.default_int_handler)
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
