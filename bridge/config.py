@@ -76,6 +76,9 @@ class ReplyConfig(_Model):
     """How live replies are shown."""
 
     edit_interval: float = Field(1.0, ge=0.05, le=60)
+    # Past it an answer is stopped: a model repeating itself for ever would fill
+    # the channel with messages and spend credits nobody reads. None: no limit.
+    max_answer_chars: int | None = Field(20000, ge=500)
     sources: SourcesConfig = SourcesConfig()
     thinking_text: str = "_Thinking…_"
 

@@ -5,6 +5,7 @@
     ├── StoreError               the conversation store failed
     ├── PlatformError            a chat platform refused or failed
     │   └── PlaceGone            the reply's channel or message is gone, or closed to the bot
+    ├── TooLong                  an answer grew past `reply.max_answer_chars`
     └── ChatAPIError             a chat API failed (`.backend`, `.status`)
         ├── BadRequest           400/422: the API rejected the question (`.message`)
         ├── Unauthorized         401: the API key is wrong
@@ -64,6 +65,18 @@ class PlaceGone(PlatformError):
     bot was removed or lost its access there. Trying again would fail the same way."""
 
     user_message = "The reply's channel or message is gone, or the bot may no longer post there."
+
+
+class TooLong(BridgeError):
+    """An answer grew past `reply.max_answer_chars`: what came before is shown, the
+    rest is not asked for."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The answer was stopped here: it grew longer than this bot shows"
+            f" ({limit:,} characters)."
+        )
+        self.limit = limit
 
 
 class ChatAPIError(BridgeError):

@@ -25,6 +25,7 @@ from bridge.errors import (
     CutOff,
     PlaceGone,
     RateLimited,
+    TooLong,
     Unavailable,
     for_log,
     told,
@@ -511,6 +512,9 @@ class Relay:
             final = done.text if done is not None else None
             if final:
                 final = valid_text(final)
+                cap = self.config.reply.max_answer_chars
+                if cap is not None and len(final) > cap:
+                    raise TooLong(cap)  # the streamed text, within it, stays
             # Keep the session and history first: the answer is complete even if
             # the process stops during the final edit.
             try:
@@ -521,6 +525,12 @@ class Relay:
             cfg = self.config.reply.sources
             circuit.success()
             await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
+        except TooLong as exc:
+            outcome = "too_long"
+            circuit.success()  # the chat API answered; the bridge stopped it
+            log.warning("answer stopped: longer than %d characters", exc.limit,
+                        extra={"conversation": key, "backend": route.backend})
+            await self._fail(reply, exc.user_message, key)
         except RateLimited as exc:
             outcome = "failed"
             circuit.release()
@@ -599,6 +609,7 @@ class Relay:
         done: Done | None = None
         first_token = True
         tokens = TokenText()
+        cap = self.config.reply.max_answer_chars
         # The stream's next tokens gather in the network while the reply could
         # not show them anyway: its reads wait for the reply's edits.
         pace = _Pace(reply.pace)
@@ -614,7 +625,11 @@ class Relay:
                             self.metrics.first_token.labels(backend).observe(
                                 time.monotonic() - started
                             )
-                        reply.feed(tokens.clean(event.text))
+                        text = tokens.clean(event.text)
+                        if cap is not None and len(reply.text) + len(text) > cap:
+                            reply.feed(text[: cap - len(reply.text)])
+                            raise TooLong(cap)  # closing the stream stops the answer
+                        reply.feed(text)
                     elif isinstance(event, Sources):
                         sources.extend(event.items)
                     elif isinstance(event, Status):

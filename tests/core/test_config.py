@@ -38,6 +38,14 @@ def test_minimal_config_gets_defaults() -> None:
     assert SECRET not in repr(config)
 
 
+def test_an_answers_length_limit_has_a_floor_and_may_be_lifted() -> None:
+    assert parse(BASE).reply.max_answer_chars == 20000
+    assert parse(BASE + "reply: {max_answer_chars: null}\n").reply.max_answer_chars is None
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + "reply: {max_answer_chars: 100}\n")
+    assert err.value.path == "reply.max_answer_chars" and "500" in str(err.value)
+
+
 def test_env_default_is_used_when_unset() -> None:
     text = BASE.replace("${CHATMOUNT_API_KEY}", "${MISSING_KEY:-fallback-key}")
     assert parse(text).backends["docs"].api_key.get_secret_value() == "fallback-key"
