@@ -4,11 +4,16 @@ After `failures` consecutive failures of the kind that waiting will not fix
 (unavailable, timed out), the circuit opens: questions get an immediate
 "unavailable" answer for `cooldown` seconds. Then one question is let through
 as a probe; its success closes the circuit, its failure opens it again.
+
+A 429 that names when to call again holds the backend until then: questions
+are told when to try again without being sent (each would be refused, and
+an API may count the calls it refuses against the key).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -33,6 +38,7 @@ class Circuit:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._held_until = 0.0  # epoch seconds: a 429's "not before"
 
     @property
     def state(self) -> str:
@@ -81,6 +87,18 @@ class Circuit:
                 )
             self._opened_at = self._clock()
         self._probing = False
+
+    def hold(self, retry_at: float) -> None:
+        """The backend answered 429 and said when to call it again: not before then."""
+        if retry_at > max(self._held_until, time.time()):
+            log.warning("backend %s is rate limited: not called for %d s (questions are "
+                        "told when to try again)", self.name, math.ceil(retry_at - time.time()),
+                        extra={"backend": self.name})
+            self._held_until = retry_at
+
+    def held_until(self) -> float | None:
+        """When a 429 said the backend may be called again, while that is still ahead."""
+        return self._held_until if self._held_until > time.time() else None
 
     def release(self) -> None:
         """The probe ended without telling anything (e.g. a bad question)."""

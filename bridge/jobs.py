@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from bridge.circuit import Circuit
 from bridge.config import RouteConfig
+from bridge.errors import RateLimited
 from bridge.flag import Flag
 from bridge.interfaces import Inbound, ReplyTarget
 from bridge.render import LiveReply
@@ -38,6 +39,9 @@ class Job:
 
 
 def unavailable(circuit: Circuit) -> str:
+    """Why a backend is not being called now, as the asker is told."""
+    if (held := circuit.held_until()) is not None:
+        return RateLimited(retry_at=held).describe()
     wait = circuit.retry_in()
     if wait <= 0:  # a question is finding out whether the backend is back
         return "The assistant is unavailable right now; please try again shortly."

@@ -444,7 +444,7 @@ class Relay:
             with contextlib.suppress(Exception):
                 await job.target.end()
             return
-        if not circuit.allow():
+        if circuit.held_until() is not None or not circuit.allow():
             await self.notice(job.target, unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return
@@ -534,6 +534,8 @@ class Relay:
         except RateLimited as exc:
             outcome = "failed"
             circuit.release()
+            if exc.retry_at is not None:
+                circuit.hold(exc.retry_at)
             await self._fail(reply, exc.describe(), key)
         except ChatAPIError as exc:
             outcome = "failed"

@@ -468,6 +468,26 @@ async def test_rate_limited_api_says_when_to_retry(
     assert "try again in 2 min" in text
 
 
+async def test_after_a_429_the_api_is_not_called_until_the_time_it_named(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Each question sent within the wait would be refused too, and counted
+    # against the key by APIs that count refused calls.
+    fake_chat_api.enqueue(status=429, reset_in=120)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        first = await platform(bridge).say("Hello?", user="U1", channel="C1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        later = [await platform(bridge).say(f"Question {n}?", user=f"U{n}", channel=f"C{n}")
+                 for n in range(2, 5)]
+        for target in later:
+            await asyncio.wait_for(target.ended.wait(), 10)
+        assert failed_answers(bridge, "unavailable") == 3
+    assert len(fake_chat_api.requests) == 1
+    for target in later:
+        [told] = [*target.visible(), *target.notices]
+        assert "rate limited; please try again in 2 min" in told
+
+
 async def test_one_conversation_in_order_while_another_streams(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

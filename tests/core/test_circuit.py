@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from bridge import circuit as circuit_module
+from bridge.circuit import Circuit
+from bridge.jobs import unavailable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_429s_hold_lasts_until_the_time_it_named_and_only_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(circuit_module.time, "time", clock)
+    monkeypatch.setattr("bridge.errors.time.time", clock)
+    circuit = Circuit(name="docs")
+    assert circuit.held_until() is None
+    circuit.hold(clock.now + 90)
+    circuit.hold(clock.now + 30)  # an earlier answer's shorter wait does not shorten it
+    assert circuit.held_until() == clock.now + 90
+    assert unavailable(circuit) == "The assistant is rate limited; please try again in 2 min."
+    clock.now += 89
+    assert unavailable(circuit) == "The assistant is rate limited; please try again in 1 s."
+    clock.now += 1
+    assert circuit.held_until() is None  # called again
+    assert circuit.state == "closed" and circuit.allow()
+    circuit.hold(clock.now - 5)  # a time already past holds nothing
+    assert circuit.held_until() is None
