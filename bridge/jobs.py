@@ -24,7 +24,8 @@ class Job:
     route: RouteConfig
     key: str
     record: InFlight
-    previous: asyncio.Future[None] | None = None
+    # The jobs of its conversations taken before it, that it waits for.
+    previous: tuple[asyncio.Future[None], ...] = ()
     mine: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -32,10 +33,15 @@ class Job:
     interrupted: bool = False
     reset: bool = False  # a reset, in its turn: after the answers asked before it
     also: str | None = None  # a reset's second conversation (the asker's own there)
-    leased: bool = False  # holds its conversation's lease (shared store)
+    leased: list[str] = field(default_factory=list)  # the leases it holds (shared store)
     queued: bool = True  # counted in the queue until it takes a slot
     # Set once the messages that were waiting with it in its place are recorded too.
     recorded: Flag = field(default_factory=Flag)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The conversations it answers in or resets, each in its turn there."""
+        return (self.key,) if self.also is None else (self.key, self.also)
 
 
 def unavailable(circuit: Circuit) -> str:

@@ -199,8 +199,11 @@ class Relay:
         """Queue a job the intake took; it runs once its turn comes (on a shared store,
         once `batch` is set: the messages taken with it are recorded)."""
         if not self.store.shared:  # on a shared store, `_wait_turn` orders them
-            job.previous = self._chains.get(job.key)
-            self._chains[job.key] = job.mine
+            job.previous = tuple(
+                previous for key in job.keys if (previous := self._chains.get(key)) is not None
+            )
+            for key in job.keys:
+                self._chains[key] = job.mine
         self._jobs.add(job)
         self._queued += 1
         self.metrics.queue_depth.set(self._queued)
@@ -251,9 +254,9 @@ class Relay:
                     async with asyncio.timeout(INTAKE_WAIT):
                         await job.recorded.wait()
                 await self._wait_turn(job)
-                await self._take_lease(job)
-            elif job.previous is not None:
-                await asyncio.shield(job.previous)
+                await self._take_leases(job)
+            for previous in job.previous:
+                await asyncio.shield(previous)
             if job.reset:
                 self._dequeue(job)
                 await self.store.reset_conversation(job.key)
@@ -310,8 +313,9 @@ class Relay:
             self._dequeue(job)  # if it never left the queue (a failure or a stop before)
             if not job.mine.done():
                 job.mine.set_result(None)
-            if self._chains.get(job.key) is job.mine:
-                del self._chains[job.key]
+            for key in job.keys:
+                if self._chains.get(key) is job.mine:
+                    del self._chains[key]
             try:
                 if not job.interrupted:
                     # Shielded: a stop arriving now must not leave a finished reply
@@ -320,8 +324,8 @@ class Relay:
                     await asyncio.shield(self.end_record(job.record.id))
             finally:
                 try:
-                    if job.leased:  # let go even if a stop came during the line above
-                        await asyncio.shield(self._let_go(job.key))
+                    for key in job.leased:  # let go even if a stop came during the line above
+                        await asyncio.shield(self._let_go(key))
                 finally:
                     self._jobs.discard(job)
 
@@ -369,7 +373,7 @@ class Relay:
         while True:
             stale = time.time() - 3 * self.heartbeat_interval
             ahead = {
-                r.id for r in await self.store.inflight_for_key(job.key)
+                r.id for key in job.keys for r in await self.store.inflight_for_key(key)
                 if r.id != job.record.id and r.heartbeat_at >= stale
                 and (r.started_at, r.id) < mine
             }
@@ -387,22 +391,27 @@ class Relay:
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
 
-    async def _take_lease(self, job: Job) -> None:
-        """Hold the conversation's lease while answering: no other job, here or on
-        another replica, answers it meanwhile, even one whose message was
-        recorded too late for the order to show it."""
+    async def _take_leases(self, job: Job) -> None:
+        """Hold its conversations' leases while answering: no other job, here or on
+        another replica, answers one meanwhile, even one whose message was
+        recorded too late for the order to show it. (Taken in one order, so two
+        jobs that each want two cannot wait for each other.)"""
+        for key in sorted(job.keys):
+            await self._take_lease(job, key)
+
+    async def _take_lease(self, job: Job, key: str) -> None:
         pause = 0.05
         while True:
-            held = self._leases.get(job.key)
+            held = self._leases.get(key)
             if held is not None:  # by a job of ours
                 await asyncio.shield(held)
                 continue
             # Renewed by the heartbeat (`leases`) while the answer runs.
-            if await self.store.acquire_lease(job.key, self.owner, self.lease_ttl, time.time()):
-                if job.key in self._leases:
+            if await self.store.acquire_lease(key, self.owner, self.lease_ttl, time.time()):
+                if key in self._leases:
                     continue  # another job of ours took it meanwhile
-                self._leases[job.key] = asyncio.get_running_loop().create_future()
-                job.leased = True
+                self._leases[key] = asyncio.get_running_loop().create_future()
+                job.leased.append(key)
                 return
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)

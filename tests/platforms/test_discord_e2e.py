@@ -615,6 +615,29 @@ async def test_with_private_asks_a_reset_resets_the_places_and_the_askers_own(
     assert len({public, private, public_again, private_again}) == 4
 
 
+async def test_a_reset_while_a_private_answer_streams_waits_for_it_and_holds(
+    setup: Setup,
+) -> None:
+    # The reset went first, mid-answer; the answer's end then kept its session
+    # again: the next /ask went on in the conversation "reset" had ended.
+    setup.discord_extra = "ask_ephemeral: true"
+    fake = setup.discord
+    setup.chat.enqueue(tokens=[f"w{n} " for n in range(30)] + ["end."], token_delay=0.03)
+    setup.chat.enqueue(tokens=["Again."])
+    async with setup.bridge():
+        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": "in private"})
+        await fake.wait_until(  # the answer is streaming
+            lambda: "w2" in (fake.messages.get(fake.interactions[iid]["original"] or "")
+                             or {}).get("content", "")
+        )
+        rid = await fake.invoke(setup.general, setup.alice, "reset")
+        await setup.command_answered(rid)
+        await setup.command_answered(iid, "end.")
+        await setup.slash_ask("in private again")
+    first, again = setup.sessions()
+    assert first and again and first != again
+
+
 async def test_with_private_asks_a_reset_in_a_dm_resets_the_dm(setup: Setup) -> None:
     # A DM's audience is the asker already: /reset there said it reset, and the DM's
     # conversation went on.
