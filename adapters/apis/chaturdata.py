@@ -80,6 +80,16 @@ class ChatUrDataOptions(HTTPOptions):
     file_url: str | None = None
     """A link for file citations, with `{file_id}` in it; without it they give no source."""
 
+    def warnings(self) -> list[str]:
+        if self.poll_interval < 3:
+            # Faster polling costs the account's rate limit, not the asker's wait.
+            return [
+                f"poll_interval {self.poll_interval:g} s is shorter than the 3-5 s Chat Ur "
+                "Data recommends: each answer polls more often and counts against the "
+                "account's rate limit"
+            ]
+        return []
+
 
 class ChatUrData(HTTPDialect):
     """The Chat Ur Data threads API (stateful; the API assigns thread ids)."""

@@ -228,7 +228,12 @@ def test_poll_interval_is_validated_and_defaults():
     for bad in (0.5, 11):
         with pytest.raises(ValueError, match="poll_interval"):
             ChatUrData.Options.model_validate({**base, "poll_interval": bad})
-    assert ChatUrData.Options.model_validate({**base, "poll_interval": 1.5}).poll_interval == 1.5
+    fast = ChatUrData.Options.model_validate({**base, "poll_interval": 1.5})
+    assert fast.poll_interval == 1.5
+    # Loaded, but `check` and `run` point out what the API's docs advise against.
+    [warning] = fast.warnings()
+    assert warning.startswith("poll_interval 1.5 s is shorter than the 3-5 s")
+    assert options.warnings() == []
     with pytest.raises(ValueError, match="bounds the polling"):
         ChatUrData.Options.model_validate({**base, "timeouts": {"total": None}})
     idle_only = ChatUrData.Options.model_validate({**base, "timeouts": {"idle": 5}})
