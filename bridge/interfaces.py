@@ -193,16 +193,10 @@ class ChatAPI(ABC):
     def health(self) -> Mapping[str, float]:
         """What the API last said of its quota: `ratelimit_remaining`, `credits_remaining`.
 
-        Read after each answer for the metrics; dialects that learn nothing return {}.
+        Read after each answer for the metrics; a dialect whose API tells nothing of
+        it keeps this {}.
         """
-        out: dict[str, float] = {}
-        remaining = getattr(self, "last_rate_limit", {}).get("remaining")
-        if isinstance(remaining, int | float):
-            out["ratelimit_remaining"] = float(remaining)
-        credits = getattr(self, "last_usage", {}).get("credits_remaining")
-        if isinstance(credits, int | float):
-            out["credits_remaining"] = float(credits)
-        return out
+        return {}
 
     async def probe(self) -> None:
         """Send one short request; raise a ChatAPIError if the backend is not usable."""

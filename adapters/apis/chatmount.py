@@ -9,7 +9,7 @@ for health metrics; the credits left arrive in the answer's `usage`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -57,6 +57,15 @@ class ChatMount(HTTPDialect):
         self.last_rate_limit: dict[str, int] = {}
         #: The latest `usage` an answer reported (credits_used, credits_remaining).
         self.last_usage: dict[str, Any] = {}
+
+    def health(self) -> Mapping[str, float]:
+        out: dict[str, float] = {}
+        if "remaining" in self.last_rate_limit:
+            out["ratelimit_remaining"] = float(self.last_rate_limit["remaining"])
+        credits = self.last_usage.get("credits_remaining")
+        if isinstance(credits, int | float) and not isinstance(credits, bool):
+            out["credits_remaining"] = float(credits)
+        return out
 
     def on_response(self, response: httpx.Response) -> None:
         for key in ("limit", "remaining", "reset"):
