@@ -193,7 +193,7 @@ class Bridge:
         now = time.time()
         # A store of its own is held by this process alone (`Store.hold`): every other
         # owner's record is an orphan, whatever its time says (a clock set back).
-        stale = now - 3 * self.heartbeat if self.store.shared else math.inf
+        stale = now - self.relay.stale_after if self.store.shared else math.inf
         fixed = 0
         for rec in await self.store.inflight_orphans(self.owner, stale):
             if rec.owner == self.owner:
@@ -288,7 +288,7 @@ class Bridge:
         await self.store.inflight_update_many(rows)
         if self.store.shared:
             await self.store.renew_leases(
-                self.relay.leases(), self.owner, self.relay.lease_ttl, now
+                self.relay.leases(), self.owner, self.relay.stale_after, now
             )
         kept = max([self.config.limits.event_ttl] + [
             type(platform).redelivers_within for platform in self.platforms.values()
@@ -303,7 +303,7 @@ class Bridge:
             # In batches, one a beat, so a large backlog never holds the store long.
             if await self.store.prune_conversations(now - ttl, PRUNE_BATCH) < PRUNE_BATCH:
                 self._pruned_at = now
-        if self.store.shared and time.monotonic() - self._beat_failed_at >= 3 * self.heartbeat:
+        if self.store.shared and time.monotonic() - self._beat_failed_at >= self.relay.stale_after:
             # Not while this process could not reach the store lately: the other
             # replicas likely could not either, and their records look stale only
             # until they beat again (finished answers were marked interrupted).

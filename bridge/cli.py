@@ -6,12 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import urllib.parse
 from collections.abc import Sequence
-from typing import IO
 
 from bridge.app import Bridge, build_backends, settle_heap
 from bridge.config import Config, load_config
@@ -27,20 +25,12 @@ from bridge.errors import (
 )
 from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
-from bridge.relay import TokenText, valid_text
 from bridge.render import dedupe_sources
+from bridge.terminal import discard_output
+from bridge.text import TokenText, valid_text
 from bridge.transport import check_proxy_env, http_client
 
 log = logging.getLogger("chat_bridge.cli")
-
-
-def discard_output(out: IO[str]) -> None:
-    """Point `out`'s file at /dev/null once its reader went away, so what is left in
-    its buffer (flushed at exit) does not raise again."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, out.fileno())
-        os.close(devnull)
 
 
 def _parser() -> argparse.ArgumentParser:

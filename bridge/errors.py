@@ -105,12 +105,13 @@ class BadRequest(ChatAPIError):
     user_message = "The assistant could not take that question."
 
     def __init__(
-        self, message: str | None = None, *, api_said: str | None = None, **kw: object
+        self, message: str | None = None, *, api_said: str | None = None,
+        backend: str | None = None, status: int | None = None,
     ) -> None:
         api_said = (api_said or "").strip() or None
         if api_said:
             message = f"The assistant could not take that question: {_sentence(api_said)}"
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, backend=backend, status=status)
         self.message = api_said or self.user_message
         if api_said:  # the whole of it is in the log
             self.user_message = _told_with(
@@ -135,9 +136,10 @@ class RateLimited(ChatAPIError):
     user_message = "The assistant is rate limited."
 
     def __init__(
-        self, message: str | None = None, *, retry_at: float | None = None, **kw: object
+        self, message: str | None = None, *, retry_at: float | None = None,
+        backend: str | None = None, status: int | None = None,
     ) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, backend=backend, status=status)
         self.retry_at = retry_at
         if message is None:
             self.user_message = self.describe()
@@ -170,8 +172,10 @@ class WebPage(ProtocolError):
         "The assistant is misconfigured (its address answered with a web page). Tell an admin."
     )
 
-    def __init__(self, message: str | None = None, **kw: object) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+    def __init__(
+        self, message: str | None = None, *, backend: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message, backend=backend, status=status)
         self.user_message = WebPage.user_message
 
 
@@ -189,10 +193,12 @@ class Dropped(CutOff, Unavailable):
 class APIReportedError(ProtocolError):
     user_message = "The assistant reported an error."
 
-    def __init__(self, message: str | None = None, **kw: object) -> None:
+    def __init__(
+        self, message: str | None = None, *, backend: str | None = None, status: int | None = None
+    ) -> None:
         super().__init__(
             f"The assistant reported an error: {_sentence(message)}" if message else None,
-            **kw,  # type: ignore[arg-type]
+            backend=backend, status=status,
         )
         self.message = message
         if message:  # the whole of it is in the log

@@ -199,7 +199,8 @@ class Intake:
                 try:
                     await relay.store.create_conversation(conv)
                 except BridgeError as exc:  # only a follow-up meanwhile depends on it
-                    log.warning("could not record conversation %s: %s", job.key, exc)
+                    log.warning("could not record the conversation: %s", exc,
+                                extra={"conversation": job.key})
         return job
 
     async def _check(

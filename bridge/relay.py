@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from bridge.budget import Budget, Budgets
 from bridge.circuit import Circuit
@@ -53,6 +52,7 @@ from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.render import FIRST, LiveReply, dedupe_sources
 from bridge.store import Conversation, InFlight, Store
+from bridge.text import TokenText, valid_text
 
 log = logging.getLogger("chat_bridge.relay")
 
@@ -86,41 +86,6 @@ class _Pace:
 
     def close(self) -> None:
         self._pace = None
-
-
-# What a chat API's text may hold that is no Unicode text: halves of UTF-16 pairs
-# (a JSON "\ud83d" that a server cut from its "\ude00") and NUL. No store keeps them.
-_ODD = re.compile("[\ud800-\udfff\x00]")
-
-
-def valid_text(text: str) -> str:
-    """`text` as Unicode: UTF-16 halves side by side paired, any other one U+FFFD, NUL gone."""
-    if _ODD.search(text) is None:
-        return text
-    paired = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return paired.replace("\x00", "")
-
-
-class TokenText:
-    """A stream's tokens made `valid_text`, a pair's halves in two tokens joined."""
-
-    __slots__ = ("_high",)
-
-    def __init__(self) -> None:
-        self._high = ""  # the first half of a pair, waiting for the next token
-
-    def clean(self, text: str) -> str:
-        if self._high:
-            text, self._high = self._high + text, ""
-        if _ODD.search(text) is None:
-            return text
-        if "\ud800" <= text[-1] <= "\udbff":
-            text, self._high = text[:-1], text[-1]
-        return valid_text(text)
-
-    def rest(self) -> str:
-        """What is left at the stream's end: a half that never found its pair."""
-        return "\ufffd" if self._high else ""
 
 
 def interrupted_edit(
@@ -172,9 +137,9 @@ class Relay:
         # heartbeat removes them later, and nobody may mark them interrupted.
         self.unended: set[str] = set()
         self.progress = ProgressLog(store)
-        self.heartbeat_interval = config.limits.heartbeat_interval
-        # A lease not renewed for three heartbeats has lost its owner.
-        self.lease_ttl = 3 * self.heartbeat_interval
+        # A replica that has not beaten for three heartbeats has stopped: the leases
+        # it did not renew and the records it did not mark are nobody's.
+        self.stale_after = 3 * config.limits.heartbeat_interval
         circuit = config.limits.circuit
         self.circuits = {
             name: Circuit(circuit.failures, circuit.cooldown, name=name) for name in backends
@@ -189,8 +154,8 @@ class Relay:
         """Take a message from a platform. Returns at once; the answer follows."""
         await self.intake.handle(msg, target)
 
-    def spawn(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -371,7 +336,7 @@ class Relay:
         pause = 0.05
         mine = (job.record.started_at, job.record.id)
         while True:
-            stale = time.time() - 3 * self.heartbeat_interval
+            stale = time.time() - self.stale_after
             ahead = {
                 r.id for key in job.keys for r in await self.store.inflight_for_key(key)
                 if r.id != job.record.id and r.heartbeat_at >= stale
@@ -407,7 +372,7 @@ class Relay:
                 await asyncio.shield(held)
                 continue
             # Renewed by the heartbeat (`leases`) while the answer runs.
-            if await self.store.acquire_lease(key, self.owner, self.lease_ttl, time.time()):
+            if await self.store.acquire_lease(key, self.owner, self.stale_after, time.time()):
                 if key in self._leases:
                     continue  # another job of ours took it meanwhile
                 self._leases[key] = asyncio.get_running_loop().create_future()
@@ -420,7 +385,7 @@ class Relay:
         try:
             await self.store.release_lease(key, self.owner)
         except BridgeError as exc:  # it expires on its own
-            log.warning("could not release the lease of %s: %s", key, exc)
+            log.warning("could not release the lease: %s", exc, extra={"conversation": key})
         finally:
             # Released in the store first: a job of ours waiting for it takes it anew.
             held = self._leases.pop(key, None)
@@ -510,7 +475,8 @@ class Relay:
                     try:
                         await self.store.save_conversation(conv)
                     except BridgeError as exc:  # kept with the answer, if it completes
-                        log.error("could not save conversation %s: %s", key, exc)
+                        log.error("could not save the conversation: %s", exc,
+                                  extra={"conversation": key})
 
             try:
                 done, sources = await self._consume(
@@ -530,7 +496,7 @@ class Relay:
                 await self._remember(conv, backend, request, final or reply.text, done)
             except BridgeError as exc:
                 # The answer is whole: show it; only what follows it may lack context.
-                log.error("could not save conversation %s: %s", key, exc)
+                log.error("could not save the conversation: %s", exc, extra={"conversation": key})
             cfg = self.config.reply.sources
             circuit.success()
             await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
@@ -731,9 +697,9 @@ def _log_failure(key: str, exc: Exception) -> None:
     """A conversation could not be answered: a bridge error in a line, anything else
     (a bug) with its traceback."""
     if isinstance(exc, BridgeError):
-        log.error("could not answer %s: %s", key, exc)
+        log.error("could not answer: %s", exc, extra={"conversation": key})
     else:
-        log.exception("could not answer %s", key, exc_info=exc)
+        log.exception("could not answer", exc_info=exc, extra={"conversation": key})
 
 
 def _user_key(msg: Inbound) -> str:

@@ -22,7 +22,7 @@ from bridge.budget import Budget, Budgets, Priority
 from bridge.errors import PlaceGone, PlatformError, for_log
 from bridge.flag import Flag
 from bridge.interfaces import Rate, ReplyTarget, Source
-from bridge.split import split_pieces
+from bridge.split import split_markdown, split_pieces
 
 log = logging.getLogger("chat_bridge.render")
 
@@ -54,7 +54,6 @@ class RenderStats:
     """What a reply did, for metrics and benchmarks."""
 
     edits: int = 0
-    posts: int = 0
     first_visible_at: float | None = None
 
 
@@ -205,7 +204,6 @@ class LiveReply:
         if placeholder is not None:
             self.message_ids.append(placeholder)
             self._shown.append(self.thinking_text)
-            self.stats.posts += 1
             # Recorded at once: after a crash before the first words, the next
             # process marks this message interrupted, not a new one.
             await self._progress()
@@ -337,7 +335,7 @@ class LiveReply:
         self, text: str, tail: str, empty_note: str, more: Sequence[str] = ()
     ) -> None:
         pieces = (
-            [p.text for p in split_pieces(text, self.limits.max_chars, self._fmt)]
+            split_markdown(text, self.limits.max_chars, self._fmt)
             if _shows(text)
             else []
         )
@@ -487,7 +485,6 @@ class LiveReply:
                             self._shown[index] = text
                         else:
                             self.message_ids.append(await self.target.post(text))
-                            self.stats.posts += 1
                             self._shown.append(text)
                     finally:
                         # Made or failed, the request may have reached the platform.

@@ -18,7 +18,6 @@ from typing import IO, Any, ClassVar
 
 from pydantic import ConfigDict
 
-from bridge.cli import discard_output
 from bridge.errors import for_log
 from bridge.interfaces import (
     Address,
@@ -32,6 +31,7 @@ from bridge.interfaces import (
     ReplyTarget,
     Source,
 )
+from bridge.terminal import discard_output
 
 log = logging.getLogger("chat_bridge.console")
 

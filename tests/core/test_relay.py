@@ -25,7 +25,7 @@ from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import Op, RecordingTarget, max_in_window
-from tests.fakes.chatapi import FakeChatAPI, Script
+from tests.fakes.chatapi import RATE_LIMIT, FakeChatAPI, Script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +78,19 @@ async def test_answer_streams_with_sources(fake_chat_api: FakeChatAPI, tmp_path:
     ]
     assert target.was_accepted  # the platform was told an answer is coming
     assert fake_chat_api.requests[0].json["message"] == "What is the answer?"
+
+
+async def test_the_metrics_show_what_the_api_said_of_its_quota(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Fine."], usage={"credits_used": 1, "credits_remaining": 41})
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("How are you?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        lines = bridge.metrics.render().decode().splitlines()
+    assert 'chat_bridge_backend_credits_remaining{backend="docs"} 41.0' in lines
+    # X-RateLimit-Remaining after the one request.
+    assert f'chat_bridge_backend_ratelimit_remaining{{backend="docs"}} {RATE_LIMIT - 1.0}' in lines
 
 
 async def test_an_answered_message_writes_two_log_lines_and_a_refused_one_none(
@@ -142,7 +155,9 @@ async def test_a_store_failing_before_the_answer_tells_the_asker_without_its_det
         assert failed_answers(bridge) == 1
     assert target.notices == [StoreError.user_message]
     assert fake_chat_api.requests == []
+    # The conversation is a field of its own (JSON logs filter on it).
     assert any("could not answer" in r.getMessage() and STORE_DOWN in r.getMessage()
+               and getattr(r, "conversation", "").startswith("console:")
                for r in caplog.records)
 
 
@@ -178,7 +193,7 @@ async def test_a_store_failing_after_the_answer_still_shows_it_whole(
     assert len(calls) == 2
     assert target.visible() == ["All of it.\n\nSources: [One](https://a.example/1)"]
     assert target.notices == []
-    assert any("could not save conversation" in r.getMessage() for r in caplog.records)
+    assert any("could not save the conversation" in r.getMessage() for r in caplog.records)
 
 
 async def test_an_unexpected_failure_mid_answer_ends_the_reply_with_a_notice(
