@@ -8,10 +8,11 @@ errors are retried with exponential backoff and full jitter, but only while no
 
 `_stream_batches(parser, ...)` opens a streaming request and yields what the
 parser makes of each network read of the body, with three deadlines:
-connect, first event, and idle time between events (the consumer's own time
-between reads is not counted, nor the pauses `READ_GATE` asks for).
+connect, the answer's first text, and idle time between reads (the
+consumer's own time between reads is not counted, nor the pauses `READ_GATE`
+asks for).
 `_events(batches, convert)` turns those into chat events, joining each read's
-tokens into one.
+tokens into one, and tells `_stream_batches` when the answer's text has begun.
 `_request_json(...)` is the non-streaming twin. Both translate every httpx
 error and HTTP error status into the `bridge.errors` family, with the backend
 name and status set, and never put the API key in a message.
@@ -71,7 +72,7 @@ Event = str | ChatEvent | None
 
 
 class Timeouts(BaseModel):
-    """Seconds to wait: to connect, for the first event, between events, and overall."""
+    """Seconds to wait: to connect, for the answer's first text, between reads, and overall."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -150,7 +151,7 @@ class HTTPDialect(ChatAPI):
         self._key = key.get_secret_value() if key is not None else None
         t = self.options.timeouts
         # httpx enforces connecting; reads are timed by our own deadlines, which
-        # know the difference between the first event and the ones after it.
+        # know the difference between the wait for the first text and the ones after it.
         self._timeout = httpx.Timeout(
             connect=t.connect, read=None, write=t.connect + t.first_byte, pool=t.connect
         )
@@ -231,18 +232,26 @@ class HTTPDialect(ChatAPI):
 
     async def _events(
         self,
-        batches: AsyncGenerator[list[T], None],
+        batches: AsyncGenerator[list[T], bool | None],
         convert: Callable[[T], Event],
         at_end: Callable[[], Done | None] | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """The chat events of a stream's batches, each read's tokens joined into one Token.
 
         `convert` makes one parsed item a token's text (str), an event, or
-        None (ignored); it may raise. Stops after a Done. A stream that ends
-        without one was cut off, unless `at_end()` gives the Done it implies.
+        None (ignored; so is an empty text); it may raise. Stops after a Done.
+        A stream that ends without one was cut off, unless `at_end()` gives
+        the Done it implies. Asking for each read after the first, it tells
+        `batches` whether the last one held text (see `_stream_batches`).
         """
         async with aclosing(batches):
-            async for batch in batches:
+            wrote: bool | None = None  # a just-started generator takes only None
+            while True:
+                try:
+                    batch = await batches.asend(wrote)
+                except StopAsyncIteration:
+                    break
+                wrote = False
                 text: list[str] = []
                 for item in batch:
                     try:
@@ -251,10 +260,11 @@ class HTTPDialect(ChatAPI):
                         if text:  # what came before the error is still shown
                             yield Token("".join(text))
                         raise
-                    if event is None:
+                    if not event:
                         continue
                     if isinstance(event, str):
                         text.append(event)
+                        wrote = True
                         continue
                     if text:
                         yield Token("".join(text))
@@ -281,14 +291,22 @@ class HTTPDialect(ChatAPI):
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> AsyncGenerator[list[T], None]:
-        """Send a request and yield what the parser makes of each read of its body."""
+    ) -> AsyncGenerator[list[T], bool | None]:
+        """Send a request and yield what the parser makes of each read of its body.
+
+        The consumer sends back, with its request for the next read, whether
+        the items it was given held the answer's text (`_events` does). Until
+        some did, the deadline is the first-byte one: a stream's opening event
+        (NDJSON's `start`, bot-messages' empty content, OpenAI's role chunk)
+        comes as the stream opens, before the model has written anything.
+        """
         loop = asyncio.get_running_loop()
         t = self.options.timeouts
         start = loop.time()
         end = answer_end(start, t.total)
         deadline = _earliest(start + t.connect + t.first_byte, end)
-        got_any = False
+        got_any = False  # an event was parsed
+        wrote = False  # ...and one held the answer's text
         try:
             async with AsyncExitStack() as stack:
                 async with asyncio.timeout_at(deadline):
@@ -337,21 +355,24 @@ class HTTPDialect(ChatAPI):
                             backend=self.name, status=response.status_code,
                         )
                     items = parser.feed(chunk)
-                    # Any bytes are signs of life: a keep-alive comment too (OpenRouter's
-                    # while a model queues or reasons); `total` bounds the whole answer.
-                    # Before the first event they only ever push the deadline later:
-                    # `first_byte` may be longer than `idle`.
+                    # Any bytes are signs of life: a keep-alive comment (OpenRouter's
+                    # while a model queues or reasons), an event without text (a
+                    # stream's opening one); `total` bounds the whole answer. Until the
+                    # answer's text has begun they only ever push the deadline later:
+                    # `first_byte` may be longer than `idle`. Only text begins it:
+                    # Sources are shown once the answer ends, and a Status or a
+                    # Session is news about the answer, not the model writing it.
                     alive = loop.time() + t.idle
                     got_any = got_any or bool(items)
-                    deadline = _earliest(alive if got_any else max(deadline, alive), end)
                     if items:
-                        yield items
+                        wrote = bool((yield items)) or wrote
+                    deadline = _earliest(alive if wrote else max(deadline, alive), end)
                 items = parser.close()
                 if items:
                     yield items
         except TimeoutError as exc:
             over = end is not None and loop.time() >= end
-            raise self._timed_out("total" if over else "idle" if got_any else "first") from exc
+            raise self._timed_out("total" if over else "idle" if wrote else "first") from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
 
@@ -453,7 +474,7 @@ class HTTPDialect(ChatAPI):
         return BadRequest(f"The assistant refused the question (HTTP {status}).", **kw)
 
     def _timed_out(self, which: Literal["first", "idle", "total"]) -> TimedOut:
-        """TimedOut for the deadline that passed: first event, between events, or overall."""
+        """TimedOut for the deadline that passed: first text, between reads, or overall."""
         t = self.options.timeouts
         what, wait = {
             "first": ("did not answer", t.connect + t.first_byte),

@@ -93,12 +93,28 @@ async def test_slow_stream_hits_the_idle_timeout(dialect):
 
 
 async def test_slow_first_byte_times_out(dialect):
+    # The stream opens with its event without text at once (ndjson's start,
+    # bot-messages' empty content, openai's role chunk): a sign of life, which
+    # may push the deadline to `idle` from then, so `idle` is short too.
     dialect.enqueue(first_delay=5.0)
-    api = dialect.api(timeouts={"connect": 0.2, "first_byte": 0.2})
+    api = dialect.api(timeouts={"connect": 0.2, "first_byte": 0.4, "idle": 0.2})
     seen, exc = await collect_until_error(api, ask(api))
     assert not any(isinstance(e, Token) for e in seen)
     assert isinstance(exc, TimedOut)
-    assert "did not answer within 0.4 s" in exc.user_message
+    assert "did not answer within 0.6 s" in exc.user_message
+    assert len(dialect.fake.requests) == 1
+    await dialect.fake.wait_disconnects(1)
+
+
+async def test_an_opening_event_without_text_keeps_the_first_byte_deadline(dialect):
+    # The opening event made the deadline `idle` from then: a model given
+    # `first_byte` to start was told it "stopped answering" before it began.
+    dialect.enqueue(tokens=["Slow ", "start."], first_delay=1.0)
+    api = dialect.api(timeouts={"connect": 0.5, "first_byte": 2.0, "idle": 0.3})
+    events = await collect(api, ask(api))
+    assert text_of(events) == "Slow start."
+    done_of(events)
+    assert len(dialect.fake.requests) == 1
 
 
 async def test_cancellation_mid_stream_closes_the_connection(dialect):

@@ -67,7 +67,7 @@ class Script:
     tokens: list[str] | None = None
     sources: list[tuple[str, str]] = field(default_factory=list)
     final: str | None = None
-    first_delay: float = 0.0
+    first_delay: float = 0.0  # before the first token (a stream's opening event comes at once)
     token_delay: float = 0.0
     status: int = 200
     body: Any = None
@@ -266,10 +266,13 @@ class FakeChatAPI:
         resp.headers.update(script.headers)
         try:
             await resp.prepare(request)
-            if script.first_delay:
-                await self._wait_alive(resp, script)
+            # The opening event (NDJSON's start, bot-messages' empty content,
+            # OpenAI's role chunk) goes out as the stream opens, before the
+            # model has written anything, as real servers send it.
             if head:
                 await resp.write(head)
+            if script.first_delay:
+                await self._wait_alive(resp, script)
             tokens = script.token_list
             for i in range(len(tokens) + 1):
                 if i == script.malformed_after:
