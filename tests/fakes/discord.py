@@ -207,17 +207,21 @@ class FakeDiscord:
     # ------------------------------------------------------------------ world building
 
     @staticmethod
-    def _user_obj(uid: str, name: str, *, bot: bool = False) -> dict[str, Any]:
+    def _user_obj(
+        uid: str, name: str, *, bot: bool = False, global_name: str | None = None
+    ) -> dict[str, Any]:
         user: dict[str, Any] = dict(
-            id=uid, username=name, discriminator="0", global_name=None, avatar=None, public_flags=0
+            id=uid, username=name, discriminator="0", global_name=global_name, avatar=None,
+            public_flags=0,
         )
         if bot:
             user["bot"] = True
         return user
 
-    def add_user(self, name: str = "asker") -> str:
+    def add_user(self, name: str = "asker", global_name: str | None = None) -> str:
+        """A user; `global_name` is their display name (`name` is the username)."""
         uid = snowflake()
-        self.users[uid] = self._user_obj(uid, name)
+        self.users[uid] = self._user_obj(uid, name, global_name=global_name)
         return uid
 
     def add_guild(self, name: str = "guild") -> str:
@@ -277,8 +281,11 @@ class FakeDiscord:
         self.guilds[guild_id]["roles"].append(self._role(rid, name))
         return rid
 
-    def add_member(self, guild_id: str, user_id: str, roles: list[str] | None = None) -> None:
-        self.guilds[guild_id]["members"][user_id] = {"roles": list(roles or [])}
+    def add_member(
+        self, guild_id: str, user_id: str, roles: list[str] | None = None, nick: str | None = None
+    ) -> None:
+        """`user_id` joins the guild, with `roles` and a server nickname `nick`."""
+        self.guilds[guild_id]["members"][user_id] = {"roles": list(roles or []), "nick": nick}
 
     def add_channel(self, guild_id: str, name: str = "general") -> str:
         cid = snowflake()
@@ -318,9 +325,10 @@ class FakeDiscord:
         return cid
 
     def _member_obj(self, guild_id: str, user_id: str, *, with_user: bool) -> dict[str, Any]:
-        roles = self.guilds[guild_id]["members"].get(user_id, {"roles": []})["roles"]
+        joined = self.guilds[guild_id]["members"].get(user_id, {"roles": []})
         member: dict[str, Any] = dict(
-            roles=roles, joined_at=_now_iso(), deaf=False, mute=False, flags=0, nick=None
+            roles=joined["roles"], joined_at=_now_iso(), deaf=False, mute=False, flags=0,
+            nick=joined.get("nick"),
         )
         if with_user:
             member["user"] = self.users[user_id]
@@ -347,7 +355,8 @@ class FakeDiscord:
         self, channel_id: str, author: dict[str, Any], content: str, **extra: Any
     ) -> dict[str, Any]:
         ch = self.channels.get(channel_id, {})
-        mentions = [self.users[u] for u in _USER_MENTION.findall(content) if u in self.users]
+        ids = dict.fromkeys(_USER_MENTION.findall(content))  # each user once, as Discord lists
+        mentions = [self.users[u] for u in ids if u in self.users]
         msg: dict[str, Any] = dict(
             id=snowflake(), channel_id=channel_id, author=author, content=content,
             timestamp=_now_iso(), edited_timestamp=None, tts=False, mention_everyone=False,
@@ -403,6 +412,14 @@ class FakeDiscord:
         gid = event.get("guild_id")
         if gid and not event["author"].get("bot"):
             event["member"] = self._member_obj(gid, event["author"]["id"], with_user=False)
+        if gid:
+            # In a guild, a mentioned member comes with their member data (nickname, roles).
+            members = self.guilds[gid]["members"]
+            event["mentions"] = [
+                {**u, "member": self._member_obj(gid, u["id"], with_user=False)}
+                if u["id"] in members else u
+                for u in event["mentions"]
+            ]
         for gw in self._gateways_for(gid):
             data = dict(event)
             if gid and not gw.intents & MESSAGE_CONTENT:

@@ -19,7 +19,7 @@ from adapters.platforms.discord.targets import InteractionTarget
 from bridge.errors import PlaceGone, PlatformError
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.core.fakeplatform import wait_for
-from tests.fakes.discord import MESSAGE_CONTENT, FakeDiscord, RateRule
+from tests.fakes.discord import MESSAGE_CONTENT, VIEW_CHANNEL, FakeDiscord, RateRule
 from tests.fakes.proxy import FakeProxy
 
 DISCORD_EPOCH_MS = 1420070400000  # snowflake ids count milliseconds from 2015
@@ -300,6 +300,46 @@ async def test_dm_is_normalized(world: World) -> None:
     )
     assert msg.text == "private question"
     assert await target.open_thread("x") is None
+
+
+EMOJI = "<:partyparrot:112233445566778899> <a:blobwave:998877665544332211>"
+NOVEMBER = "2023-11-14 22:13 UTC"  # <t:1700000000>, whatever its style
+
+
+async def test_a_questions_markup_reaches_the_core_in_words(world: World) -> None:
+    fake = world.fake
+    carol = fake.add_user("carol", global_name="Carol Chen")
+    fake.add_member(world.guild, carol, nick="caz")  # her nickname in this server
+    dave = fake.add_user("dave", global_name="Dave D.")  # not in this server
+    secret = fake.add_channel(world.guild, "secret-plans")
+    fake.channels[secret]["permission_overwrites"] = [  # hidden from @everyone
+        {"id": world.guild, "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)}
+    ]
+    elsewhere = fake.add_channel(fake.add_guild("Other"), "elsewhere")
+    nobody = "1574615727560720392"  # no such user
+    async with running(world):
+        await fake.mention(
+            world.general, world.bob,
+            f"did <@{carol}> and <@!{world.alice}> or <@{dave}>, <@{nobody}> see <#{world.other}>, "
+            f"<#{secret}>, <#{elsewhere}> or <#{world.general}>? ask <@&{world.role}> "
+            f"<@&{world.guild}> @here {EMOJI} <t:1700000000:R> <t:1700000000> </ask:{nobody}> "
+            f"with `<@{carol}> <t:1>` and\n```\n<#{world.other}> <:x:1>\n```\n<@{carol}>",
+        )
+        msg, _ = await world.next()
+    assert msg.text == (
+        f"did @caz and @alice or @Dave D., @user see #ask-ai, #channel, #channel or #general? "
+        f"ask @helpers @everyone @here :partyparrot: :blobwave: {NOVEMBER} {NOVEMBER} /ask "
+        f"with `<@{carol}> <t:1>` and\n```\n<#{world.other}> <:x:1>\n```\n@caz"
+    )
+
+
+async def test_a_dms_markup_names_users_but_no_servers_channels_or_roles(world: World) -> None:
+    async with running(world):
+        await world.fake.dm(
+            world.bob, f"<@{world.alice}> in <#{world.general}> with <@&{world.role}> {EMOJI}"
+        )
+        msg, _ = await world.next()
+    assert msg.text == "@alice in #channel with @role :partyparrot: :blobwave:"
 
 
 async def test_bots_own_messages_are_not_delivered(world: World) -> None:
@@ -610,6 +650,22 @@ async def test_ask_command_is_deferred_then_answered_in_channel(world: World) ->
     assert not fake.messages[second]["flags"] & 64
     for write in fake.message_writes():
         assert write.body["allowed_mentions"]["parse"] == []
+
+
+async def test_ask_commands_text_is_in_words_too(world: World) -> None:
+    fake = world.fake
+    question = (
+        f"<@{fake.app_id}> what did <@{world.bob}> and <@{world.alice}> post in "
+        f"<#{world.other}> for <@&{world.role}> {EMOJI} at <t:1700000000:t>? `<#{world.other}>`"
+    )
+    async with running(world):
+        await fake.invoke(world.general, world.alice, "ask", {"question": question})
+        msg, _ = await world.next()
+    # A string option carries no mentioned users: bob, not known to the bot, is a word.
+    assert msg.text == (
+        f"what did @user and @alice post in #ask-ai for @helpers :partyparrot: :blobwave: "
+        f"at {NOVEMBER}? `<#{world.other}>`"
+    )
 
 
 async def test_ask_can_be_ephemeral(world: World) -> None:

@@ -40,16 +40,20 @@ class Setup:
     bob: str
     role: str
     discord_extra: str = ""
+    stateless: bool = False  # a backend that keeps no history: it is sent every time
 
     def config(self) -> str:
+        kind = "openai" if self.stateless else "chatmount"
+        model = "model: m" if self.stateless else ""
         return f"""
 store: sqlite://{self.db}
 http: {{listen: null}}
 backends:
   docs:
-    kind: chatmount
-    url: {self.chat.endpoint("chatmount")}
+    kind: {kind}
+    url: {self.chat.endpoint(kind)}
     api_key: ${{CHAT_KEY}}
+    {model}
 discord:
   token: ${{DISCORD_BOT_TOKEN}}
   api_url: {self.discord.api_url}
@@ -365,6 +369,35 @@ async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: 
     first, second = setup.sessions()
     assert first and first == second
     assert setup.chat.requests[1].json["message"] == "And how wide?"
+
+
+async def test_a_questions_markup_reaches_the_chat_api_and_names_its_thread_in_words(
+    setup: Setup,
+) -> None:
+    fake, setup.stateless = setup.discord, True
+    carol = fake.add_user("carol", global_name="Carol Chen")
+    fake.add_member(setup.guild, carol, nick="caz")
+    for answer in ("First.", "Second.", "Third."):
+        setup.chat.enqueue(tokens=[answer])
+    async with setup.bridge():
+        question = await fake.mention(
+            setup.help, setup.bob,
+            f"why did <@{carol}> say <a:blobwave:112233445566778899> in <#{setup.general}> "
+            "on <t:1700000000:f>?",
+        )
+        await setup.final(question["id"], "First.")
+        await fake.say(question["id"], setup.bob, f"and <@&{setup.role}>?")
+        await setup.final(question["id"], "Second.")
+        await setup.slash_ask(f"is <#{setup.help}> for <@{carol}>?")
+    asked = "why did @caz say :blobwave: in #general on 2023-11-14 22:13 UTC?"
+    assert fake.channels[question["id"]]["name"] == asked
+    first, second, third = (
+        [m["content"] for m in r.json["messages"] if m["role"] == "user"]
+        for r in setup.chat.requests
+    )
+    # The history a stateless API is sent again holds the words too.
+    assert (first, second) == ([asked], [asked, "and @moderators?"])
+    assert third == ["is #help for @user?"]  # /ask: a typed option carries no users
 
 
 async def test_dm_is_answered(setup: Setup) -> None:

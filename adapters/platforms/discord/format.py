@@ -22,7 +22,7 @@ SOURCE_TITLE_MAX = 200
 
 # Fenced blocks, then inline code spans: left exactly as they are.
 # A backslash-escaped backtick is shown as a backtick: it opens no code span.
-_CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
+CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
 # Not inside a word, a path or a host name: https://x.example/@here and ops@here.example
 # are an address, not a mention (and the zero-width space would break them). Within
 # `_` (italics: _@everyone_) it is a mention.
@@ -81,7 +81,7 @@ def format_markdown(markdown: str) -> str:
     markdown = _blocks(markdown)
     out: list[str] = []
     last = 0
-    for match in _CODE.finditer(markdown):
+    for match in CODE.finditer(markdown):
         out.append(_neutralize(markdown[last : match.start()]))
         out.append(match.group(0))
         last = match.end()

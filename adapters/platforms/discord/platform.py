@@ -23,8 +23,8 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.platforms import never_below_info
-from adapters.platforms.discord.format import strip_mentions
 from adapters.platforms.discord.options import DiscordOptions
+from adapters.platforms.discord.readable import Names, question_text
 from adapters.platforms.discord.targets import (
     DM_WORKSPACE,
     FAILURES,
@@ -402,7 +402,7 @@ class DiscordPlatform(Platform):
             channel=channel_id,
             thread=thread_id,
             user=str(message.author.id),
-            text=strip_mentions(message.content, me, role_ids),
+            text=question_text(message.content, Names.of_message(message), me),
             message_id=str(message.id),
             event_id=str(message.id),
             is_dm=guild_id is None,
@@ -507,6 +507,9 @@ class DiscordPlatform(Platform):
             # Answered to the asker only: their own conversation (/reset resets it too).
             audience = "asker"
         target.address = Address("discord", workspace, channel_id, thread_id)
+        me = interaction.client.user
+        if text and me is not None:  # a mention typed in the option is markup too
+            text = question_text(text, Names.of_interaction(interaction), me.id)
         inbound = Inbound(
             platform="discord",
             workspace=workspace,

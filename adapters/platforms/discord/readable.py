@@ -1,0 +1,137 @@
+"""A question's Discord markup in words, for the chat API.
+
+Discord writes mentions, custom emoji and timestamps as markup holding ids
+(`<@123…>`, `<#123…>`, `<@&123…>`, `<:name:123…>`, `<t:1700000000:R>`), which
+its clients show as names. A chat API would read the ids, so the question is
+sent as a person reads it: `@display name`, `#channel`, `@role`, `:emoji:`
+and a UTC date-time. Code spans and blocks are left as written: Discord shows
+markup there as it is typed.
+
+Names come from what Discord sent with the message (its mentioned users, with
+their server nicknames) and from discord.py's cache of the server. A channel
+is named only if the asker may see it (Discord's own client does not name it
+to them either: the answer must not); a role or a channel is named only in its
+own server. What cannot be named is a word (`@user`, `#channel`, `@role`),
+never an id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import discord
+
+from adapters.platforms.discord.format import CODE, strip_mentions
+
+UNKNOWN_USER, UNKNOWN_CHANNEL, UNKNOWN_ROLE = "@user", "#channel", "@role"
+
+_MARKUP = re.compile(
+    r"<(?:"
+    r"(?P<kind>@!?|@&|#)(?P<id>\d{1,20})"  # user, role, channel
+    r"|a?:(?P<emoji>\w{1,32}):\d{1,20}"  # custom emoji, still or animated
+    r"|t:(?P<time>-?\d{1,15})(?::[A-Za-z])?"  # timestamp, with or without a style
+    r"|/(?P<command>[-\w]{1,32}(?: [-\w]{1,32}){0,2}):\d{1,20}"  # a slash command
+    r")>"
+)
+
+
+def timestamp_text(seconds: int) -> str | None:
+    """A Unix time as "2023-11-14 22:13 UTC" (every style alike: the chat API gets
+    the moment, not how the asker's client would show it); None if out of range."""
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass
+class Names:
+    """Who and what ids stand for, where a question was asked."""
+
+    guild: discord.Guild | None
+    asker: discord.abc.User
+    channel_id: int | None
+    # Users Discord sent with the question (members carry their nicknames).
+    known: Mapping[int, discord.abc.User] = field(default_factory=dict)
+
+    @classmethod
+    def of_message(cls, message: discord.Message) -> Names:
+        known = {user.id: user for user in message.mentions}
+        return cls(message.guild, message.author, message.channel.id, known)
+
+    @classmethod
+    def of_interaction(cls, interaction: discord.Interaction) -> Names:
+        # An option typed as text carries no mentioned users: names come from the cache.
+        return cls(interaction.guild, interaction.user, interaction.channel_id)
+
+    def user(self, user_id: int) -> str:
+        found: discord.abc.User | None = self.known.get(user_id)
+        if found is None and self.asker.id == user_id:
+            found = self.asker
+        if found is None and self.guild is not None:
+            found = self.guild.get_member(user_id)
+        return f"@{found.display_name}" if found is not None else UNKNOWN_USER
+
+    def role(self, role_id: int) -> str:
+        role = self.guild.get_role(role_id) if self.guild is not None else None
+        if role is None:
+            return UNKNOWN_ROLE
+        return role.name if role.name.startswith("@") else f"@{role.name}"  # @everyone
+
+    def channel(self, channel_id: int) -> str:
+        if self.guild is None:
+            return UNKNOWN_CHANNEL
+        found = self.guild.get_channel_or_thread(channel_id)
+        if found is None or not (channel_id == self.channel_id or self._may_see(found)):
+            return UNKNOWN_CHANNEL
+        return f"#{found.name}"
+
+    def _may_see(self, channel: discord.abc.GuildChannel | discord.Thread) -> bool:
+        asker = self.asker
+        if not isinstance(asker, discord.Member):
+            return False
+        if isinstance(channel, discord.Thread) and channel.is_private():
+            return False  # its members are not known here
+        try:
+            return channel.permissions_for(asker).view_channel
+        except discord.ClientException:  # a thread whose parent is not cached
+            return False
+
+
+def plain_text(text: str, names: Names) -> str:
+    """`text` with Discord's markup in words, outside code."""
+    if "<" not in text:
+        return text
+
+    def words(match: re.Match[str]) -> str:
+        kind, emoji, time, command = match.group("kind", "emoji", "time", "command")
+        if kind is not None:
+            target = int(match.group("id"))
+            if kind == "#":
+                return names.channel(target)
+            return names.role(target) if kind == "@&" else names.user(target)
+        if emoji is not None:
+            return f":{emoji}:"
+        if time is not None:
+            return timestamp_text(int(time)) or match.group(0)
+        return f"/{command}"
+
+    out: list[str] = []
+    last = 0
+    for code in CODE.finditer(text):
+        out.append(_MARKUP.sub(words, text[last : code.start()]))
+        out.append(code.group(0))
+        last = code.end()
+    out.append(_MARKUP.sub(words, text[last:]))
+    return "".join(out)
+
+
+def question_text(text: str, names: Names, bot_id: int) -> str:
+    """A question as the chat API gets it: without the bot's own mention (its user,
+    its role in the server), in words."""
+    role = names.guild.self_role if names.guild is not None else None
+    return plain_text(strip_mentions(text, bot_id, [role.id] if role is not None else []), names)
