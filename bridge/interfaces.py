@@ -177,6 +177,12 @@ class ChatAPI(ABC):
         self.options = options
         self.http = http
 
+    @property
+    def history_turns(self) -> int:
+        """For a stateless API, the turns (a question and its answer) the bridge keeps
+        and sends with each question."""
+        return 0
+
     def new_session(self) -> str:
         """A fresh session id for a new conversation (when `client_sessions`)."""
         import uuid
@@ -348,7 +354,8 @@ class ReplyTarget(ABC):
 
     @abstractmethod
     def format_sources(self, sources: Sequence[Source]) -> str:
-        """The final sources block, in the platform's markup."""
+        """The final sources block, in the platform's markup. `sources` are web pages
+        (http, https), each once, as `bridge.render.dedupe_sources` leaves them."""
 
 
 Handler = Callable[[Inbound, ReplyTarget], Awaitable[None]]

@@ -635,9 +635,9 @@ class Relay:
         if not backend.stateful and answer.strip():
             # An empty answer ("(no answer)") is no turn: kept, it would be sent
             # back with every later question, and some APIs refuse an empty one.
-            keep = 2 * getattr(backend.options, "history", 20)
             await self.store.append_history(
-                conv.key, [Turn("user", req.message), Turn("assistant", answer)], keep
+                conv.key, [Turn("user", req.message), Turn("assistant", answer)],
+                2 * backend.history_turns,
             )
 
     # ---------------------------------------------------------------- lifecycle

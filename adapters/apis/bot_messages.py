@@ -49,6 +49,10 @@ class BotMessages(HTTPDialect):
     Options: ClassVar[type[BotMessagesOptions]] = BotMessagesOptions
     options: BotMessagesOptions
 
+    @property
+    def history_turns(self) -> int:
+        return self.options.history
+
     def error_text(self, body: Any) -> str | None:
         detail = body.get("detail") if isinstance(body, dict) else None
         if isinstance(detail, list):

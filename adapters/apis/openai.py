@@ -60,6 +60,10 @@ class OpenAICompatible(HTTPDialect):
     options: OpenAIOptions
 
     @property
+    def history_turns(self) -> int:
+        return self.options.history
+
+    @property
     def endpoint(self) -> str:
         # The path as written (percent-escapes kept), its query (Azure's api-version) after.
         base, mark, query = self.options.url.partition("?")

@@ -5,6 +5,7 @@ import contextlib
 import gc
 import logging
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -948,20 +949,36 @@ async def test_questions_stopped_in_the_queue_leave_it(
         assert bridge.relay._queued == 0 and queue_depth(bridge) == 0
 
 
-def stateless_bridge(fake: FakeChatAPI, db: Path) -> Bridge:
+def stateless_bridge(fake: FakeChatAPI, db: Path, options: str = "") -> Bridge:
     """A bridge whose backend keeps no conversation (openai: the bridge sends the
     history), one conversation per console user."""
     text = f"""
 store: sqlite://{db}
 http: {{listen: null}}
 backends:
-  local: {{kind: openai, url: {fake.endpoint("openai")}, model: m, api_key: "${{KEY}}"}}
+  local: {{kind: openai, url: {fake.endpoint("openai")}, model: m, api_key: "${{KEY}}"{options}}}
 console: {{}}
 routes: [{{platform: console, backend: local, session: user}}]
 reply: {{edit_interval: 0.05}}
 """
     config = parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY)
     return Bridge(config, TEST_REGISTRY)
+
+
+async def test_the_history_kept_is_the_backends_last_turns(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    for word in ("One", "Two", "Three"):
+        fake_chat_api.enqueue(tokens=[f"{word}."])
+    async with stateless_bridge(fake_chat_api, tmp_path / "b.db", ", history: 1") as bridge:
+        for question in ("one?", "two?", "three?"):
+            target = await platform(bridge).say(question, channel="C1")
+            await asyncio.wait_for(target.ended.wait(), 10)
+    with contextlib.closing(sqlite3.connect(tmp_path / "b.db")) as db:
+        kept = [content for (content,) in db.execute("SELECT content FROM history ORDER BY seq")]
+    sent = [m["content"] for m in fake_chat_api.requests[2].json["messages"]]
+    assert sent == ["two?", "Two.", "three?"]
+    assert kept == ["three?", "Three."]
 
 
 async def test_an_empty_answer_is_not_kept_in_the_history(
