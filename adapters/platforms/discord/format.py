@@ -101,7 +101,7 @@ def _link_title(title: str) -> str:
 def format_sources(sources: Sequence[Source]) -> str:
     """A "Sources" block of `[title](<url>)` links; the angle brackets stop previews."""
     lines = ["**Sources**"]
-    for source in _dedupe(sources):
+    for source in sources:
         url = encoded_url(source.url.strip())
         title = _link_title(source.title)
         # Discord shows a masked link whose text holds a URL as raw Markdown; and a
@@ -109,16 +109,6 @@ def format_sources(sources: Sequence[Source]) -> str:
         masked = title and "://" not in title and honest_label(source.title, source.url)
         lines.append(f"- [{title}](<{url}>)" if masked else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""
-
-
-def _dedupe(sources: Iterable[Source]) -> list[Source]:
-    seen: set[str] = set()
-    unique = []
-    for source in sources:
-        if source.url and source.url not in seen:
-            seen.add(source.url)
-            unique.append(source)
-    return unique
 
 
 def thread_name(name: str) -> str:

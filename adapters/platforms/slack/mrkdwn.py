@@ -312,7 +312,7 @@ def link(url: str, label: str = "") -> str:
 def mrkdwn_sources(sources: Sequence[Source]) -> str:
     """The sources line in mrkdwn: `Sources: <url|title> · <url|title>`."""
     # A title's line breaks would break its link: one line, as Discord shows them.
-    links = [link(s.url, _one_line(s.title) or _host(s.url)) for s in sources if s.url.strip()]
+    links = [link(s.url, _one_line(s.title) or _host(s.url)) for s in sources]
     return f"_Sources:_ {' · '.join(links)}" if links else ""
 
 
@@ -321,22 +321,17 @@ def markdown_sources(sources: Sequence[Source]) -> str:
     links = []
     for s in sources:
         url = s.url.strip()
-        if not url:
-            continue
         title = _one_line(s.title) or _host(url)
-        if re.match(r"(?i)^https?://", url):
-            # Encoded: a `<!channel>` or a line break in an API's URL must not reach Slack.
-            # Parentheses encoded: CommonMark ends the link at an unbalanced one.
-            target = encoded_url(url).replace("(", "%28").replace(")", "%29")
-            if not honest_label(title, url):
-                links.append(f"<{target}>")
-                continue
-            # Marks escaped: a backtick would open a code span over the next link, a
-            # backslash end the label early.
-            title = _MARKS.sub(r"\\\g<0>", title)
-            links.append(f"[{neutralize_markdown(title)}]({target})")
-        else:
-            links.append(neutralize_markdown(title))
+        # Encoded: a `<!channel>` or a line break in an API's URL must not reach Slack.
+        # Parentheses encoded: CommonMark ends the link at an unbalanced one.
+        target = encoded_url(url).replace("(", "%28").replace(")", "%29")
+        if not honest_label(title, url):
+            links.append(f"<{target}>")
+            continue
+        # Marks escaped: a backtick would open a code span over the next link, a
+        # backslash end the label early.
+        title = _MARKS.sub(r"\\\g<0>", title)
+        links.append(f"[{neutralize_markdown(title)}]({target})")
     return f"_Sources:_ {' · '.join(links)}" if links else ""
 
 
