@@ -45,7 +45,8 @@ METHOD = {
     "edit_interval except the final one; the platform's edit window per bucket; the "
     "bridge's own Discord budget of 40 requests/s) from the same token times, with "
     "instant requests",
-    "limits": "fake Slack: chat.update 50/60 s and reactions 50/60 s per workspace, "
+    "limits": "fake Slack: chat.update and reactions.add 50/60 s, reactions.remove 20/60 s "
+    "per workspace, "
     "chat.postMessage 1/s per channel; fake Discord: edits 5/5 s and posts 5/5 s per "
     "channel, 50 requests/s per bot in all; the adapters' budgets set to the same, but "
     "Discord's bot-wide one, 40/s (discord.global_rate, its default); 'budget allows one "

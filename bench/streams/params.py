@@ -13,7 +13,8 @@ from typing import Any
 # Discord's bot-wide one, which the bridge keeps under: DISCORD_BOT_BUDGET).
 SLACK_UPDATE = (50, 60.0)  # chat.update per workspace (Tier 3)
 SLACK_POST = (1, 1.0)  # chat.postMessage per channel
-SLACK_REACTIONS = (50, 60.0)  # reactions.add / reactions.remove per workspace (Tier 3)
+SLACK_REACTION_ADD = (50, 60.0)  # reactions.add per workspace (Tier 3)
+SLACK_REACTION_REMOVE = (20, 60.0)  # reactions.remove per workspace (Tier 2)
 DISCORD_EDIT = (5, 5.0)  # message edits per channel
 DISCORD_POST = (5, 5.0)  # new messages per channel
 DISCORD_GLOBAL = (50, 1.0)  # every REST request of the bot (interactions aside)

@@ -34,7 +34,8 @@ from bench.streams.params import (
     DISCORD_GLOBAL,
     DISCORD_POST,
     SLACK_POST,
-    SLACK_REACTIONS,
+    SLACK_REACTION_ADD,
+    SLACK_REACTION_REMOVE,
     SLACK_UPDATE,
     Params,
     token_text,
@@ -353,10 +354,16 @@ class BenchSlack(FakeSlack):
         self.team_of: dict[str, str] = {}
         for method, (count, per) in (
             ("chat.update", SLACK_UPDATE),
-            ("reactions.add", SLACK_REACTIONS),
-            ("reactions.remove", SLACK_REACTIONS),
+            ("reactions.add", SLACK_REACTION_ADD),
+            ("reactions.remove", SLACK_REACTION_REMOVE),
         ):
-            self.rates[method] = WorkspaceRule(count, per, "channel", team_of=self.team_of)
+            self.set_rate(method, count, per, "team")
+        # The fake's other workspace limits (the stream methods') too, per workspace.
+        for method, rule in list(self.rates.items()):
+            if rule.scope == "team":
+                self.rates[method] = WorkspaceRule(
+                    rule.count, rule.per, "channel", team_of=self.team_of
+                )
         self.set_rate("chat.postMessage", SLACK_POST[0], SLACK_POST[1], "channel")
 
     def question(self, conv: Conv, text: str) -> list[dict[str, Any]]:

@@ -3,9 +3,10 @@
 It speaks the real wire format (slack-sdk and slack-bolt run against it
 unmodified) and enforces the limits that matter to a streaming bot:
 chat.update text past 4,000 characters is `msg_too_long`, and methods given a
-rate answer 429 with `Retry-After` (chat.update counts per workspace,
-chat.postMessage per channel, by default). Every message is kept as a channel
-history, so tests assert what a person would finally see.
+rate answer 429 with `Retry-After`: by default the methods a reply calls, at
+Slack's tiers (chat.update, the stream methods and reactions per workspace,
+chat.postMessage per channel). Every message is kept as a channel history, so
+tests assert what a person would finally see.
 """
 
 from __future__ import annotations
@@ -116,9 +117,16 @@ class FakeSlack:
         self.pings: list[tuple[str, str, str]] = []
         self.rejected: Counter[str] = Counter()  # (method, error) -> count of ok:false answers
         self.rate_limited: Counter[str] = Counter()  # method -> 429s sent
+        # Slack's tiers for the methods a reply calls (Tier 2 20, Tier 3 50, Tier 4
+        # 100 a minute per workspace); `set_rate` changes one (a shorter window).
         self.rates: dict[str, RateRule] = {
             "chat.update": RateRule(50, 60.0, "team"),
             "chat.postMessage": RateRule(1, 1.0, "channel"),
+            "chat.startStream": RateRule(20, 60.0, "team"),
+            "chat.appendStream": RateRule(100, 60.0, "team"),
+            "chat.stopStream": RateRule(20, 60.0, "team"),
+            "reactions.add": RateRule(50, 60.0, "team"),
+            "reactions.remove": RateRule(20, 60.0, "team"),
         }
         self.stream_error: str | None = None  # make chat.startStream refuse with this error
         # method -> errors its next calls answer with (ok: false), one per call
