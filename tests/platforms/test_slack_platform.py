@@ -741,9 +741,10 @@ async def test_update_mode_reply_in_thread(
         "Partial *answer*, complete @\u2060here.\n\n_Sources:_ <https://d.example|Docs>"
     )
     assert fake_slack.pings == []
-    # The question got a "thinking" reaction for the duration of the answer.
+    # The question got a "thinking" reaction for the duration of the answer (taken
+    # off in the background: the end does not wait for it).
+    await fake_slack.wait_for(lambda: not fake_slack.reactions[(CHANNEL, root)])
     assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
-    assert not fake_slack.reactions[(CHANNEL, root)]
 
 
 async def test_placeholder_follows_the_core_thinking_text(fake_slack: FakeSlack) -> None:
@@ -972,7 +973,9 @@ async def test_thinking_goes_even_when_stopping_the_stream_fails(
         fake_slack.fail["chat.update"] = ["internal_error"]
         with pytest.raises(PlatformError, match="chat.update"):
             await target.end()
-        assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
+        await fake_slack.wait_for(lambda: fake_slack.count("reactions.remove") == 1)
+        assert fake_slack.count("reactions.add") == 1
+        assert not fake_slack.reactions[(CHANNEL, target.address.thread or "")]
 
 
 async def test_native_mode_a_stop_slack_refused_shows_the_whole_answer_by_chat_update(

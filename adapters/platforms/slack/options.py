@@ -51,6 +51,9 @@ class SlackOptions(PlatformOptions):
     update_rate: RateOption = RateOption(count=50, per=60)
     post_rate: RateOption = RateOption(count=1, per=1.0)
     stream_rate: RateOption = RateOption(count=20, per=60)
+    # reactions.remove per workspace (Tier 2): a thinking reaction is put on only
+    # where its removal fits (adds, Tier 3, then stay within it too).
+    reaction_rate: RateOption = RateOption(count=20, per=60)
 
     timeout: float = Field(30.0, gt=0, le=300)
     max_retries: int = Field(3, ge=0, le=10)

@@ -38,6 +38,7 @@ from bridge.transport import env_proxy
 
 from .lockout import TokenGate
 from .options import SlackOptions
+from .reactions import ThinkingReactions
 from .target import SlackRefused, SlackTarget, guard
 
 log = logging.getLogger("chat_bridge.slack")
@@ -141,7 +142,8 @@ class SlackPlatform(Platform):
             retry_handlers=[rate_limits], logger=web_log,
         )
         # "Thinking" indicators are decoration: never wait out a rate limit for them
-        # (their 429s are counted all the same).
+        # in the call (their 429s are counted all the same). A reaction's removal is
+        # tried again, after its Retry-After, by `reactions`.
         self.decor = AsyncWebClient(
             token=token, base_url=opts.api_url, timeout=timeout,
             retry_handlers=[_CountedRateLimitRetries(ctx.on_rate_limited, max_retry_count=0)],
@@ -155,6 +157,7 @@ class SlackPlatform(Platform):
         self.proxy = env_proxy(opts.api_url)
         for client in (self.client, self.appender, self.decor, self._bolt_client):
             client.proxy = self.proxy
+        self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
         self.native_ok = True
         self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
         self.bot_user_id: str | None = None
@@ -302,6 +305,7 @@ class SlackPlatform(Platform):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.reactions.aclose()  # the replies have ended: their reactions go
         await self.gate.aclose()
         if self._session is not None:
             await self._session.close()

@@ -27,6 +27,7 @@ from bridge.split import open_fence
 from bridge.transport import env_proxy
 
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
+from .reactions import Reaction
 
 if TYPE_CHECKING:
     from .platform import SlackPlatform
@@ -449,15 +450,13 @@ class SlackTarget(ReplyTarget):
                 self._status_on = True
                 return
         if mode in ("auto", "reaction") and self.question_ts:
-            try:
-                await self.platform.decor.reactions_add(
-                    channel=self.address.channel,
-                    timestamp=self.question_ts,
-                    name=self.options.thinking_reaction,
-                )
-                self._reaction_on = True
-            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-                log.debug("slack: reaction not added: %s", type(exc).__name__)
+            self._reaction_on = await self.platform.reactions.add(self._reaction())
+
+    def _reaction(self) -> Reaction:
+        return Reaction(
+            self.address.workspace, self.address.channel, self.question_ts or "",
+            self.options.thinking_reaction,
+        )
 
     async def _indicator_sent(self) -> None:
         """Wait for the "thinking" indicator's request, if it is still on its way."""
@@ -467,19 +466,13 @@ class SlackTarget(ReplyTarget):
 
     async def _thinking_off(self) -> None:
         await self._indicator_sent()
+        if self._reaction_on:
+            self._reaction_on = False
+            # In the background, within Slack's limit for removals: never waited for.
+            self.platform.reactions.remove(self._reaction())
         if self._status_on:
             self._status_on = False
             await self._set_status("")
-        if self._reaction_on:
-            self._reaction_on = False
-            try:
-                await self.platform.decor.reactions_remove(
-                    channel=self.address.channel,
-                    timestamp=self.question_ts or "",
-                    name=self.options.thinking_reaction,
-                )
-            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-                log.debug("slack: reaction not removed: %s", type(exc).__name__)
 
     async def _set_status(self, status: str) -> bool:
         """Best effort: the assistant "is thinking…" line; False if Slack refused."""

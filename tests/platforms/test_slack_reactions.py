@@ -1,0 +1,187 @@
+"""The Slack "thinking" reaction against the fake Slack at Slack's tiers: reactions.add
+50 and reactions.remove 20 a minute per workspace. Whatever the load, a reaction put on
+a question is taken off once its answer is done."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from adapters.platforms.slack import SlackPlatform, SlackTarget
+from adapters.platforms.slack.reactions import FLUSH_SECONDS
+from tests.fakes.slack import FakeSlack
+from tests.platforms.test_slack_platform import Inbox, asked, running, started
+
+NAME = "hourglass_flowing_sand"
+
+
+@pytest.fixture
+async def inbox() -> Inbox:
+    return Inbox()
+
+
+def shown(fake: FakeSlack) -> list[tuple[str, str]]:
+    """The messages that show the thinking reaction."""
+    return [key for key, names in fake.reactions.items() if NAME in names]
+
+
+def question(target: SlackTarget) -> tuple[str, str]:
+    return (target.address.channel, target.question_ts or "")
+
+
+async def settled(*targets: SlackTarget) -> None:
+    """Wait until each target's reaction was put on, or not."""
+    for target in targets:
+        await target._indicator_sent()
+
+
+async def taken(fake: FakeSlack, inbox: Inbox, n: int, channels: int = 5) -> list[SlackTarget]:
+    """`n` questions asked in `channels` channels of one workspace, each shown as taken."""
+    targets = []
+    for i in range(n):
+        target = await asked(fake, inbox, channel=f"C0CHAN{i % channels:04d}", text=f"q{i}")
+        target.accepted()
+        targets.append(target)
+    return targets
+
+
+async def test_more_answers_a_minute_than_slack_removes_leave_no_reaction(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Past 20 answers a minute, each removal beyond was refused (429) and never tried
+    # again: the question said "thinking" for good under its answer.
+    async with running(fake_slack, inbox, thinking="reaction"):
+        targets = await taken(fake_slack, inbox, 25)
+        for target in targets:
+            await target.end()
+        await fake_slack.wait_for(
+            lambda: not shown(fake_slack)
+            and fake_slack.count("reactions.remove") == fake_slack.count("reactions.add"),
+            timeout=5.0,
+        )
+        # Put on only where its removal fitted Slack's 20: the rest went without.
+        assert fake_slack.count("reactions.add") == 20
+        assert fake_slack.rate_limited["reactions.remove"] == 0
+
+
+async def test_removals_slack_refuses_for_its_rate_go_after_its_retry_after(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Slack stricter than the bridge's budget (another replica spends it too), its
+    # window shortened: 5 removals in 2 s.
+    fake_slack.set_rate("reactions.remove", 5, 2.0)
+    async with running(fake_slack, inbox, thinking="reaction") as platform:
+        targets = await taken(fake_slack, inbox, 12)
+        await fake_slack.wait_for(lambda: len(shown(fake_slack)) == 12)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for target in targets:
+            await target.end()
+        await fake_slack.wait_for(lambda: not shown(fake_slack), timeout=15.0)
+        took = loop.time() - began
+        assert platform.reactions.pending() == 0
+        limited = fake_slack.rate_limited["reactions.remove"]
+        assert limited >= 1 and fake_slack.count("reactions.remove") == 12 + limited
+        # Sent again only once Slack's Retry-After (a second at least) had passed.
+        assert limited <= took + 1
+
+
+async def test_the_end_of_an_answer_does_not_wait_for_its_reaction_to_go(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    async with running(fake_slack, inbox, thinking="reaction"):
+        target = await asked(fake_slack, inbox)
+        target.accepted()
+        fake_slack.slow["reactions.remove"] = [2.0]  # Slack slow to answer
+        async with asyncio.timeout(1.0):
+            await target.end()
+        await fake_slack.wait_for(lambda: not shown(fake_slack))
+
+
+async def test_only_as_many_reactions_as_slack_can_remove_are_put_on(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    budget = {"count": 2, "per": 60}
+    async with running(fake_slack, inbox, thinking="reaction", reaction_rate=budget):
+        first, second, third = await taken(fake_slack, inbox, 3)
+        await settled(first, second, third)
+        assert shown(fake_slack) == [question(first), question(second)]
+        await first.end()
+        await fake_slack.wait_for(lambda: shown(fake_slack) == [question(second)])
+        # Its removal counts for a minute: the next would not fit either.
+        [fourth] = await taken(fake_slack, inbox, 1)
+        await settled(fourth)
+        assert fake_slack.count("reactions.add") == 2
+        for target in (second, third, fourth):
+            await target.end()
+        await fake_slack.wait_for(lambda: not shown(fake_slack))
+        assert fake_slack.count("reactions.remove") == 2
+
+
+async def test_an_add_refused_for_its_rate_leaves_nothing_to_remove(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    fake_slack.set_rate("reactions.add", 1, 60.0)
+    async with running(fake_slack, inbox, thinking="reaction") as platform:
+        targets = await taken(fake_slack, inbox, 3)
+        for target in targets:
+            await target.end()
+        await fake_slack.wait_for(
+            lambda: platform.reactions.pending() == 0 and not shown(fake_slack)
+        )
+        # The second was refused (429), and the third not sent within its Retry-After.
+        assert fake_slack.count("reactions.add") == 2
+        assert fake_slack.rate_limited["reactions.add"] == 1
+        assert fake_slack.count("reactions.remove") == 1  # the first's alone
+        assert not fake_slack.rejected
+
+
+async def test_an_add_whose_answer_was_lost_is_taken_off_too(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Slack put it on; the bridge, never told, left it there.
+    fake_slack.lose_answer["reactions.add"] = 1
+    async with running(fake_slack, inbox, thinking="reaction"):
+        target = await asked(fake_slack, inbox)
+        target.accepted()
+        await settled(target)
+        assert shown(fake_slack) == [question(target)]
+        await target.end()
+        await fake_slack.wait_for(lambda: not shown(fake_slack))
+
+
+async def test_a_stop_waits_out_a_short_retry_after_to_take_the_reactions_off(
+    fake_slack: FakeSlack, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_slack.set_rate("reactions.remove", 1, 1.0)
+    platform = await started(fake_slack, inbox, thinking="reaction")
+    try:
+        targets = await taken(fake_slack, inbox, 2)
+        for target in targets:
+            await target.end()
+        await fake_slack.wait_for(lambda: fake_slack.rate_limited["reactions.remove"] == 1)
+    finally:
+        await platform.aclose()
+    assert not shown(fake_slack)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_stop_logs_the_reactions_slack_would_not_take_off_before_it(
+    fake_slack: FakeSlack, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_slack.set_rate("reactions.remove", 1, 60.0)
+    platform: SlackPlatform = await started(fake_slack, inbox, thinking="reaction")
+    try:
+        targets = await taken(fake_slack, inbox, 2)
+        for target in targets:
+            await target.end()
+        await fake_slack.wait_for(lambda: fake_slack.rate_limited["reactions.remove"] == 1)
+    finally:
+        async with asyncio.timeout(FLUSH_SECONDS):  # not waiting out Slack's minute
+            await platform.aclose()
+    assert shown(fake_slack) == [question(targets[1])]
+    assert fake_slack.count("reactions.remove") == 2  # not asked again before its time
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert f"1 question(s) keep the :{NAME}: reaction" in warning
