@@ -158,10 +158,8 @@ class Bridge:
                 options=options,
                 http=self.http,
                 on_rate_limited=self.metrics.platform_429.labels(name).inc,
-                extra={
-                    "thinking_text": self.config.reply.thinking_text,
-                    **self._platform_extra.get(name, {}),
-                },
+                thinking_text=self.config.reply.thinking_text,
+                extra=self._platform_extra.get(name, {}),
             )
             self.platforms[name] = cls(ctx)
         if self.http is not None:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.errors import ConfigError
-from bridge.interfaces import DialectOptions, PlatformOptions, Registry
+from bridge.interfaces import THINKING_TEXT, DialectOptions, PlatformOptions, Registry
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -80,7 +80,7 @@ class ReplyConfig(_Model):
     # the channel with messages and spend credits nobody reads. None: no limit.
     max_answer_chars: int | None = Field(20000, ge=500)
     sources: SourcesConfig = SourcesConfig()
-    thinking_text: str = "_Thinking…_"
+    thinking_text: str = THINKING_TEXT
 
 
 class HttpConfig(_Model):

@@ -330,9 +330,6 @@ class ReplyTarget(ABC):
         API is not asked it. Default: never (a platform that does not say)."""
         return False
 
-    async def status(self, text: str | None) -> None:  # noqa: B027 - optional hook
-        """Show a progress status (None clears it). Default: nothing."""
-
     async def end(self) -> None:  # noqa: B027 - optional hook
         """The reply is complete: clear typing/status indicators."""
 
@@ -420,6 +417,10 @@ class HttpRoutes(Protocol):
     def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]]) -> None: ...
 
 
+#: What a reply shows before its first words (`reply.thinking_text`).
+THINKING_TEXT = "_Thinking…_"
+
+
 @dataclass(frozen=True)
 class PlatformContext:
     """What a platform is built with: `Platform(ctx)`."""
@@ -428,6 +429,7 @@ class PlatformContext:
     http: HttpRoutes | None = None
     # Called by the adapter each time the platform answers 429 (for /metrics).
     on_rate_limited: Callable[[], None] | None = None
+    thinking_text: str = THINKING_TEXT  # `reply.thinking_text`
     extra: dict[str, Any] = field(default_factory=dict)
 
 

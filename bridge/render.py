@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bridge.budget import Budget, Budgets, Priority
 from bridge.errors import PlaceGone, PlatformError, for_log
 from bridge.flag import Flag
-from bridge.interfaces import Rate, ReplyTarget, Source
+from bridge.interfaces import THINKING_TEXT, Rate, ReplyTarget, Source
 from bridge.split import split_markdown, split_pieces
 
 log = logging.getLogger("chat_bridge.render")
@@ -119,7 +119,7 @@ class LiveReply:
         budgets: Budgets,
         *,
         edit_interval: float = 1.0,
-        thinking_text: str = "_Thinking…_",
+        thinking_text: str = THINKING_TEXT,
         on_progress: ProgressHook | None = None,
     ) -> None:
         self.target = target

@@ -748,7 +748,7 @@ async def test_update_mode_reply_in_thread(
 
 
 async def test_placeholder_follows_the_core_thinking_text(fake_slack: FakeSlack) -> None:
-    ctx = PlatformContext(options=options(fake_slack), extra={"thinking_text": "**Working**"})
+    ctx = PlatformContext(options=options(fake_slack), thinking_text="**Working**")
     platform = SlackPlatform(ctx)
     inbox = Inbox()
     await platform.start(inbox)
@@ -808,23 +808,9 @@ async def test_dm_thread_uses_assistant_status(
     target = await dm_thread_target(fake_slack, inbox)
     ts = await target.begin()
     assert ts is not None
-    await target.status("Searching the docs")
     await target.end()
-    assert [s["status"] for s in fake_slack.statuses] == ["is thinking…", "Searching the docs", ""]
+    assert [s["status"] for s in fake_slack.statuses] == ["is thinking…", ""]
     assert fake_slack.count("reactions.add") == 0
-
-
-async def test_a_status_is_not_replaced_by_a_late_thinking_status(
-    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
-) -> None:
-    target = await dm_thread_target(fake_slack, inbox)
-    # "is thinking…" is slow to land; the API's first status comes at once.
-    fake_slack.slow["assistant.threads.setStatus"] = [0.5]
-    await target.begin()
-    await target.status("Searching the docs")
-    assert [s["status"] for s in fake_slack.statuses] == ["is thinking…", "Searching the docs"]
-    await target.end()
-    assert fake_slack.statuses[-1]["status"] == ""
 
 
 async def test_rate_limited_call_is_retried_after_retry_after(

@@ -159,7 +159,7 @@ class SlackPlatform(Platform):
             client.proxy = self.proxy
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
         self.native_ok = True
-        self.placeholder = opts.placeholder or str(ctx.extra.get("thinking_text") or "_Thinking…_")
+        self.placeholder = opts.placeholder or ctx.thinking_text
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self.team_id: str | None = None

@@ -277,12 +277,6 @@ class SlackTarget(ReplyTarget):
         finally:  # the question's "thinking" goes, whatever became of the streams
             await self._thinking_off()
 
-    async def status(self, text: str | None) -> None:
-        if self._assistant_thread():
-            # After "is thinking…", never before: a late one would replace this.
-            await self._indicator_sent()
-            await self._set_status(text or "")
-
     async def notice(self, text: str) -> None:
         try:
             await self._notice(text)
