@@ -286,7 +286,7 @@ class Bridge:
         await self.store.inflight_update_many(rows)
         if self.store.shared:
             await self.store.renew_leases(
-                self.relay.leases(), self.owner, self.relay.stale_after, now
+                self.relay.turns.leases(), self.owner, self.relay.stale_after, now
             )
         kept = max([self.config.limits.event_ttl] + [
             type(platform).redelivers_within for platform in self.platforms.values()

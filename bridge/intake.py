@@ -222,8 +222,15 @@ class Intake:
                 return None
             # The asker's own conversation there too (private /ask answers), if any.
             own = conversation_key(route, replace(msg, audience="asker"))
-            return Job(msg, target, route, key, record, reset=True,
-                       also=own if own != key else None)
+            if own == key:
+                return Job(msg, target, route, key, record, reset=True)
+            # Recorded in that conversation's order too: a question asked there after
+            # the reset waits for it, on every replica. Never marked interrupted: it
+            # shows nothing (its id says so to the one recovering it).
+            aside = replace(record, key=own,
+                            id=f"{record.id.removesuffix(MARKED_HERE_ONLY)}-also{MARKED_HERE_ONLY}")
+            await relay.store.inflight_begin(aside)
+            return Job(msg, target, route, key, record, reset=True, also=own, aside=aside)
         if not text:
             if msg.mentioned or msg.is_dm or msg.command:
                 await self._refuse(msg, target, HELP_TEXT)

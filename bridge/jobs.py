@@ -33,6 +33,7 @@ class Job:
     interrupted: bool = False
     reset: bool = False  # a reset, in its turn: after the answers asked before it
     also: str | None = None  # a reset's second conversation (the asker's own there)
+    aside: InFlight | None = None  # its record there, for that conversation's order
     leased: list[str] = field(default_factory=list)  # the leases it holds (shared store)
     queued: bool = True  # counted in the queue until it takes a slot
     # Set once the messages that were waiting with it in its place are recorded too.
@@ -42,6 +43,11 @@ class Job:
     def keys(self) -> tuple[str, ...]:
         """The conversations it answers in or resets, each in its turn there."""
         return (self.key,) if self.also is None else (self.key, self.also)
+
+    @property
+    def records(self) -> tuple[InFlight, ...]:
+        """Its records: one in each of its conversations."""
+        return (self.record,) if self.aside is None else (self.record, self.aside)
 
 
 def unavailable(circuit: Circuit) -> str:

@@ -53,6 +53,7 @@ from bridge.progress import ProgressLog
 from bridge.render import FIRST, LiveReply, dedupe_sources
 from bridge.store import Conversation, InFlight, Store
 from bridge.text import TokenText, valid_text
+from bridge.turns import Turns
 
 log = logging.getLogger("chat_bridge.relay")
 
@@ -130,9 +131,6 @@ class Relay:
         self._answering = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: set[Job] = set()
-        # Conversations whose lease this process holds (shared store): done
-        # when the job holding it lets go.
-        self._leases: dict[str, asyncio.Future[None]] = {}
         # Records of finished replies whose removal from the store failed: the
         # heartbeat removes them later, and nobody may mark them interrupted.
         self.unended: set[str] = set()
@@ -140,6 +138,7 @@ class Relay:
         # A replica that has not beaten for three heartbeats has stopped: the leases
         # it did not renew and the records it did not mark are nobody's.
         self.stale_after = 3 * config.limits.heartbeat_interval
+        self.turns = Turns(store, self.owner, self.stale_after, self._jobs)
         circuit = config.limits.circuit
         self.circuits = {
             name: Circuit(circuit.failures, circuit.cooldown, name=name) for name in backends
@@ -163,7 +162,7 @@ class Relay:
     def start(self, job: Job, batch: Flag) -> None:
         """Queue a job the intake took; it runs once its turn comes (on a shared store,
         once `batch` is set: the messages taken with it are recorded)."""
-        if not self.store.shared:  # on a shared store, `_wait_turn` orders them
+        if not self.store.shared:  # on a shared store, `turns` orders them
             job.previous = tuple(
                 previous for key in job.keys if (previous := self._chains.get(key)) is not None
             )
@@ -218,8 +217,8 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(INTAKE_WAIT):
                         await job.recorded.wait()
-                await self._wait_turn(job)
-                await self._take_leases(job)
+                await self.turns.wait(job)
+                await self.turns.take_leases(job)
             for previous in job.previous:
                 await asyncio.shield(previous)
             if job.reset:
@@ -286,11 +285,12 @@ class Relay:
                     # Shielded: a stop arriving now must not leave a finished reply
                     # looking interrupted to the next process.
                     self.progress.forget(job.record.id)
-                    await asyncio.shield(self.end_record(job.record.id))
+                    for record in job.records:
+                        await asyncio.shield(self.end_record(record.id))
             finally:
                 try:
                     for key in job.leased:  # let go even if a stop came during the line above
-                        await asyncio.shield(self._let_go(key))
+                        await asyncio.shield(self.turns.let_go(key))
                 finally:
                     self._jobs.discard(job)
 
@@ -325,82 +325,12 @@ class Relay:
             await self.store.inflight_end(rec_id)
             self.unended.discard(rec_id)
 
-    async def _wait_turn(self, job: Job) -> None:
-        """Wait while an earlier message of this conversation is answered, here or elsewhere.
-
-        On a shared store the order is the records' (message time, then record
-        id), the same on every replica, for this process's own jobs too: a
-        second order (the order they arrived in here) could make two jobs wait
-        for each other for ever.
-        """
-        pause = 0.05
-        mine = (job.record.started_at, job.record.id)
-        while True:
-            stale = time.time() - self.stale_after
-            ahead = {
-                r.id for key in job.keys for r in await self.store.inflight_for_key(key)
-                if r.id != job.record.id and r.heartbeat_at >= stale
-                and (r.started_at, r.id) < mine
-            }
-            if not ahead:
-                return
-            # A job of ours still answering (one that is done only has its
-            # record left to remove: polling waits for that, with its pause).
-            local = next(
-                (j for j in self._jobs if j.record.id in ahead and not j.mine.done()), None
-            )
-            if local is not None:
-                await asyncio.shield(local.mine)  # no polling for a job of our own
-                pause = 0.05
-                continue
-            await asyncio.sleep(pause)
-            pause = min(1.0, pause * 2)
-
-    async def _take_leases(self, job: Job) -> None:
-        """Hold its conversations' leases while answering: no other job, here or on
-        another replica, answers one meanwhile, even one whose message was
-        recorded too late for the order to show it. (Taken in one order, so two
-        jobs that each want two cannot wait for each other.)"""
-        for key in sorted(job.keys):
-            await self._take_lease(job, key)
-
-    async def _take_lease(self, job: Job, key: str) -> None:
-        pause = 0.05
-        while True:
-            held = self._leases.get(key)
-            if held is not None:  # by a job of ours
-                await asyncio.shield(held)
-                continue
-            # Renewed by the heartbeat (`leases`) while the answer runs.
-            if await self.store.acquire_lease(key, self.owner, self.stale_after, time.time()):
-                if key in self._leases:
-                    continue  # another job of ours took it meanwhile
-                self._leases[key] = asyncio.get_running_loop().create_future()
-                job.leased.append(key)
-                return
-            await asyncio.sleep(pause)
-            pause = min(1.0, pause * 2)
-
-    async def _let_go(self, key: str) -> None:
-        try:
-            await self.store.release_lease(key, self.owner)
-        except BridgeError as exc:  # it expires on its own
-            log.warning("could not release the lease: %s", exc, extra={"conversation": key})
-        finally:
-            # Released in the store first: a job of ours waiting for it takes it anew.
-            held = self._leases.pop(key, None)
-            if held is not None and not held.done():
-                held.set_result(None)
-
-    def leases(self) -> list[str]:
-        """The conversations whose lease this process holds (for heartbeats)."""
-        return list(self._leases)
-
     def records(self) -> list[tuple[InFlight, LiveReply | None]]:
         """Every reply this process owns, being admitted, queued or streaming (for
         heartbeats)."""
         jobs = [(job.record, job.reply) for job in self._jobs]
-        return jobs + [(record, None) for record in self.intake.admitting.values()]
+        asides = [(job.aside, None) for job in self._jobs if job.aside is not None]
+        return jobs + asides + [(record, None) for record in self.intake.admitting.values()]
 
     async def _answer(self, job: Job, free_slot: Callable[[], None]) -> None:
         """Answer a job; `free_slot` gives its stream slot back once the chat API's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,34 @@ async def test_a_job_waiting_behind_one_of_ours_that_is_closing_does_not_spin(
                       ("second", 1_700_000_000.2))
     # The second waits with its back-off meanwhile, not in a loop of queries.
     assert looks.count(True) < 10
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_question_asked_after_a_waiting_reset_is_not_reset_by_it(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, shared: bool
+) -> None:
+    # The reset waits behind a slow answer in the channel; the asker's private
+    # question, asked after it, went first and was then reset by it.
+    fake = fake_chat_api
+    fake.enqueue(tokens=[f"w{n} " for n in range(15)], token_delay=0.05, session_id="PUBLIC")
+    fake.enqueue(tokens=["Private."], session_id="ASKED-AFTER")
+    fake.enqueue(tokens=["Again."], session_id="ASKED-AFTER")
+    async with contextlib.AsyncExitStack() as stack:
+        url = (await stack.enter_async_context(pg_schema_url()) if shared
+               else f"sqlite://{tmp_path / 'b.db'}")
+        bridge = await stack.enter_async_context(
+            shared_bridge(fake, url, route=", session: channel")
+        )
+        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+        t0 = 1_700_000_000.0
+        public = await console.say("public", sent_at=t0)
+        await wait_for(lambda: len(fake.requests) == 1)
+        reset = await console.say("", command="reset", sent_at=t0 + 1)
+        await wait_for(lambda: any(job.reset for job in bridge.relay._jobs))
+        private = await console.say("private", audience="asker", sent_at=t0 + 2)
+        for target in (public, private):
+            await asyncio.wait_for(target.ended.wait(), 10)
+        assert reset.notices
+        again = await console.say("again", audience="asker", sent_at=t0 + 3)
+        await asyncio.wait_for(again.ended.wait(), 10)
+    assert fake.requests[2].json.get("session_id") == "ASKED-AFTER"
