@@ -13,7 +13,7 @@ import bisect
 import re
 from collections.abc import Iterable, Sequence
 
-from adapters.platforms import ZWSP, break_fences, encoded_url, honest_label
+from adapters.platforms.markup import ZWSP, break_fences, encoded_url, honest_label
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 

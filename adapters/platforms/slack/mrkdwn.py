@@ -16,7 +16,7 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 
-from adapters.platforms import ZWSP, address_of, break_fences, encoded_url, honest_label
+from adapters.platforms.markup import ZWSP, address_of, break_fences, encoded_url, honest_label
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
