@@ -342,6 +342,54 @@ async def test_a_dms_markup_names_users_but_no_servers_channels_or_roles(world: 
     assert msg.text == "@alice in #channel with @role :partyparrot: :blobwave:"
 
 
+def helpers_only(world: World, name: str) -> str:
+    """A channel @everyone may not view and the helpers (alice) and the bot may."""
+    channel = world.fake.add_channel(world.guild, name)
+    world.fake.channels[channel]["permission_overwrites"] = [
+        {"id": world.guild, "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)},
+        {"id": world.role, "type": 0, "allow": str(VIEW_CHANNEL), "deny": "0"},
+        {"id": world.fake.app_id, "type": 1, "allow": str(VIEW_CHANNEL), "deny": "0"},
+    ]
+    return channel
+
+
+async def test_a_channel_is_named_only_where_everyone_who_reads_the_answer_may_see_it(
+    world: World,
+) -> None:
+    fake = world.fake
+    mods = helpers_only(world, "layoffs-q3")
+    named = f"<#{mods}>, <#{world.other}> or <#{world.general}>?"
+    async with running(world):
+        # alice may see it, but bob reads #general, and its thread, and its history.
+        await fake.mention(world.general, world.alice, named)
+        in_general, _ = await world.next()
+        # Where it was asked, every reader sees it, and its thread's parent.
+        await fake.mention(mods, world.alice, named)
+        in_mods, _ = await world.next()
+        thread = await fake.add_thread(mods, "plans")
+        await fake.mention(thread, world.alice, f"<#{thread}> of <#{mods}>?")
+        in_thread, _ = await world.next()
+    assert in_general.text == "#channel, #ask-ai or #general?"
+    assert in_mods.text == "#layoffs-q3, #ask-ai or #general?"
+    assert in_thread.text == "#plans of #layoffs-q3?"
+
+
+@pytest.mark.parametrize("ephemeral", [True, False])
+async def test_an_answer_for_the_asker_alone_names_what_the_asker_may_see(
+    world: World, ephemeral: bool
+) -> None:
+    fake = world.fake
+    mods = helpers_only(world, "layoffs-q3")
+    seen: list[str] = []
+    async with running(world, ask_ephemeral=ephemeral):
+        for asker in (world.alice, world.bob):
+            await fake.invoke(world.general, asker, "ask", {"question": f"<#{mods}>?"})
+            msg, _ = await world.next()
+            seen.append(msg.text)
+    # Only alice's private answer names it: she may see it, bob may not.
+    assert seen == (["#layoffs-q3?", "#channel?"] if ephemeral else ["#channel?", "#channel?"])
+
+
 async def test_bots_own_messages_are_not_delivered(world: World) -> None:
     async with running(world):
         await world.fake.mention(world.general, world.alice, "first")

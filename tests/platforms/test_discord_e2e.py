@@ -19,7 +19,13 @@ from bridge.errors import PlatformError
 from bridge.relay import INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
-from tests.fakes.discord import READ_MESSAGE_HISTORY, SEND_MESSAGES, FakeDiscord, RateRule
+from tests.fakes.discord import (
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    FakeDiscord,
+    RateRule,
+)
 
 SOURCE = ("https://docs.example/bridges", "Bridges 101")
 SOURCES_BLOCK = "**Sources**\n- [Bridges 101](<https://docs.example/bridges>)"
@@ -398,6 +404,24 @@ async def test_a_questions_markup_reaches_the_chat_api_and_names_its_thread_in_w
     # The history a stateless API is sent again holds the words too.
     assert (first, second) == ([asked], [asked, "and @moderators?"])
     assert third == ["is #help for @user?"]  # /ask: a typed option carries no users
+
+
+async def test_a_thread_a_moderator_opens_in_public_does_not_name_a_hidden_channel(
+    setup: Setup,
+) -> None:
+    fake = setup.discord
+    hidden = fake.add_channel(setup.guild, "layoffs-q3")
+    fake.channels[hidden]["permission_overwrites"] = [
+        {"id": setup.guild, "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)},  # @everyone
+        {"id": setup.role, "type": 0, "allow": str(VIEW_CHANNEL), "deny": "0"},  # moderators
+    ]
+    setup.chat.enqueue(tokens=["Answer."])
+    async with setup.bridge():
+        # alice, a moderator, asks in #help, which bob reads too: he may not see the channel.
+        question = await fake.mention(setup.help, setup.alice, f"what is <#{hidden}> for?")
+        await setup.final(question["id"], "Answer.")
+    assert fake.channels[question["id"]]["name"] == "what is #channel for?"
+    assert setup.chat.requests[0].json["message"] == "what is #channel for?"
 
 
 async def test_dm_is_answered(setup: Setup) -> None:

@@ -402,7 +402,9 @@ class DiscordPlatform(Platform):
             channel=channel_id,
             thread=thread_id,
             user=str(message.author.id),
-            text=question_text(message.content, Names.of_message(message), me),
+            text=question_text(
+                message.content, Names.of_message(message, (channel_id, thread_id)), me
+            ),
             message_id=str(message.id),
             event_id=str(message.id),
             is_dm=guild_id is None,
@@ -509,7 +511,10 @@ class DiscordPlatform(Platform):
         target.address = Address("discord", workspace, channel_id, thread_id)
         me = interaction.client.user
         if text and me is not None:  # a mention typed in the option is markup too
-            text = question_text(text, Names.of_interaction(interaction), me.id)
+            names = Names.of_interaction(
+                interaction, (channel_id, thread_id), private=audience == "asker"
+            )
+            text = question_text(text, names, me.id)
         inbound = Inbound(
             platform="discord",
             workspace=workspace,

@@ -8,17 +8,22 @@ and a UTC date-time. Code spans and blocks are left as written: Discord shows
 markup there as it is typed.
 
 Names come from what Discord sent with the message (its mentioned users, with
-their server nicknames) and from discord.py's cache of the server. A channel
-is named only if the asker may see it (Discord's own client does not name it
-to them either: the answer must not); a role or a channel is named only in its
-own server. What cannot be named is a word (`@user`, `#channel`, `@role`),
-never an id.
+their server nicknames) and from discord.py's cache of the server. The text
+is read by more than the asker: it names the thread the bot opens, stays in a
+conversation everyone in the channel shares, and the answer may repeat it.
+So a channel is named only if everyone who reads the answer may see it (to
+the others Discord's own client shows "No Access"): the channel or thread it
+was asked in, or its parent, or a channel @everyone may view; in an answer
+for the asker alone (an ephemeral `/ask`), a channel the asker may see. A
+private thread is named only where it was asked in. A role or a channel is
+named only in its own server. What cannot be named is a word (`@user`,
+`#channel`, `@role`), never an id.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -50,23 +55,29 @@ def timestamp_text(seconds: int) -> str | None:
 
 @dataclass
 class Names:
-    """Who and what ids stand for, where a question was asked."""
+    """Who and what ids stand for, in a question asked in a channel (and a thread
+    of it), answered there or to the asker alone."""
 
     guild: discord.Guild | None
     asker: discord.abc.User
-    channel_id: int | None
+    # The channel asked in and, in a thread, the thread: every reader sees them.
+    here: frozenset[int]
+    # The answer is the asker's alone (an ephemeral /ask): what they see may be named.
+    private: bool = False
     # Users Discord sent with the question (members carry their nicknames).
     known: Mapping[int, discord.abc.User] = field(default_factory=dict)
 
     @classmethod
-    def of_message(cls, message: discord.Message) -> Names:
+    def of_message(cls, message: discord.Message, here: Iterable[str | None]) -> Names:
         known = {user.id: user for user in message.mentions}
-        return cls(message.guild, message.author, message.channel.id, known)
+        return cls(message.guild, message.author, _ids(here), known=known)
 
     @classmethod
-    def of_interaction(cls, interaction: discord.Interaction) -> Names:
+    def of_interaction(
+        cls, interaction: discord.Interaction, here: Iterable[str | None], *, private: bool
+    ) -> Names:
         # An option typed as text carries no mentioned users: names come from the cache.
-        return cls(interaction.guild, interaction.user, interaction.channel_id)
+        return cls(interaction.guild, interaction.user, _ids(here), private)
 
     def user(self, user_id: int) -> str:
         found: discord.abc.User | None = self.known.get(user_id)
@@ -77,6 +88,8 @@ class Names:
         return f"@{found.display_name}" if found is not None else UNKNOWN_USER
 
     def role(self, role_id: int) -> str:
+        # Named whoever reads it: every member's client gets the server's roles and
+        # shows a role mention by its name, whatever the channels they may see.
         role = self.guild.get_role(role_id) if self.guild is not None else None
         if role is None:
             return UNKNOWN_ROLE
@@ -86,20 +99,32 @@ class Names:
         if self.guild is None:
             return UNKNOWN_CHANNEL
         found = self.guild.get_channel_or_thread(channel_id)
-        if found is None or not (channel_id == self.channel_id or self._may_see(found)):
+        if found is None or not self._all_readers_see(found, self.guild):
             return UNKNOWN_CHANNEL
         return f"#{found.name}"
 
-    def _may_see(self, channel: discord.abc.GuildChannel | discord.Thread) -> bool:
-        asker = self.asker
-        if not isinstance(asker, discord.Member):
-            return False
+    def _all_readers_see(
+        self, channel: discord.abc.GuildChannel | discord.Thread, guild: discord.Guild
+    ) -> bool:
+        if channel.id in self.here:
+            return True
         if isinstance(channel, discord.Thread) and channel.is_private():
             return False  # its members are not known here
+        # Whoever reads it is a member of the server: a channel open to @everyone is
+        # no secret from them (even from one a role of theirs keeps out of it).
+        reader: discord.Member | discord.Role = guild.default_role
+        if self.private:
+            if not isinstance(self.asker, discord.Member):
+                return False
+            reader = self.asker
         try:
-            return channel.permissions_for(asker).view_channel
+            return channel.permissions_for(reader).view_channel
         except discord.ClientException:  # a thread whose parent is not cached
             return False
+
+
+def _ids(here: Iterable[str | None]) -> frozenset[int]:
+    return frozenset(int(i) for i in here if i is not None)
 
 
 def plain_text(text: str, names: Names) -> str:
