@@ -995,6 +995,21 @@ async def test_an_empty_answer_is_not_kept_in_the_history(
     assert sent == ["second?", "Second.", "third?"]
 
 
+async def test_a_source_holding_half_an_emoji_is_shown_mended(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Sent as a JSON "\ud83d" escape by a server cutting UTF-16 pairs: encoding the
+    # URL failed, and the finished answer ended "something went wrong".
+    fake_chat_api.enqueue(tokens=["Bridges carry roads."],
+                          sources=[("https://a.example/\ud83d", "Roads \ud83d")])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("Bridges?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.visible() == [
+        "Bridges carry roads.\n\nSources: [Roads \ufffd](https://a.example/\ufffd)"
+    ]
+
+
 async def test_an_emoji_cut_in_halves_and_a_nul_are_kept_as_text(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
