@@ -20,6 +20,10 @@ in each read (25: an answer at 20 tokens/s read once per 1.25 s edit) and the
 reply updates as often as it can, about once per read. CPU microseconds per
 token event: parse, coalesce, render.
 
+Unclosed marks: one line of 25,000 and one of 100,000 characters of emphasis
+marks that never close (`*a **b ~~c __d ***e `) formatted as Slack mrkdwn,
+characters per second; 4 times the line should take about 4 times as long.
+
 Prints a table and writes bench/results/parsers.json. Figures, not assertions.
 """
 
@@ -247,6 +251,20 @@ async def bench_pipeline(answers: list[list[bytes]]) -> tuple[float, int, int]:
     return seconds, count, target.updates
 
 
+# Marks of every kind that never close, on one line: each opening mark looks for its
+# closing one no further than the next opening mark of its kind, so the time grows
+# with the line's length (it grew with its square).
+UNCLOSED = "*a **b ~~c __d ***e "
+
+
+def bench_unclosed(chars: int) -> tuple[float, int]:
+    """Seconds to format one line of `chars` characters of UNCLOSED as Slack mrkdwn."""
+    line = (UNCLOSED * (chars // len(UNCLOSED) + 1))[:chars]
+    start = time.perf_counter()
+    markdown_to_mrkdwn(line)
+    return time.perf_counter() - start, chars
+
+
 def _reads(body: bytes, per: int) -> list[bytes]:
     """An SSE body as network reads of `per` events each."""
     events = body.split(b"\n\n")
@@ -300,13 +318,19 @@ def main() -> int:
                  "us_per_token": seconds / count * 1e6, "updates": updates,
                  "answers": len(answers), "answer_tokens": length})
 
+    for chars in (25_000, 100_000):
+        took, _ = best_of(args.runs, functools.partial(bench_unclosed, chars))
+        rows.append({"what": f"mrkdwn unclosed {chars // 1000}k", "items": chars,
+                     "seconds": took, "per_second": chars / took,
+                     "mb_per_second": chars / took / 1e6})
+
     print(f"{args.events} events per stream, {args.chunk}-byte chunks, best of {args.runs}")
     print(f"{'what':<24}{'items':>10}{'seconds':>10}{'items/s':>14}{'MB/s':>9}")
     for row in rows:
         print(f"{row['what']:<24}{row['items']:>10}{row['seconds']:>10.3f}"
               f"{row['per_second']:>14,.0f}{row['mb_per_second']:>9.1f}")
 
-    pipe = rows[-1]
+    pipe = next(r for r in rows if r["what"] == "pipeline (CPU)")
     print(f"pipeline: {pipe['us_per_token']:.1f} us CPU per token event (parse, coalesce, "
           f"render; {pipe['answers']:,} answers of {pipe['answer_tokens']:,} tokens, "
           f"{pipe['updates']:,} updates, one per {count / max(1, updates):.0f} tokens)")
@@ -316,6 +340,9 @@ def main() -> int:
                ">= 300,000") for r in rows if r["what"] in parsers]
     checks.append((f"pipeline: {pipe['us_per_token']:.1f} us per token", pipe["us_per_token"] <= 20,
                    "<= 20 us (parse, coalesce, render; the network stacks are in bench/streams)"))
+    short, long = (r["seconds"] for r in rows if r["what"].startswith("mrkdwn unclosed"))
+    checks.append((f"mrkdwn: a line of unclosed marks 4 times as long takes {long / short:.1f} "
+                   "times as long", long / short <= 8, "<= 8 (4: linear; 16: quadratic)"))
     for text, ok, wanted in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text} (wanted {wanted})")
 

@@ -88,7 +88,7 @@ def test_tokens_no_version_showed_are_counted_and_fail_the_latency_target() -> N
     assert check["pass"] is False and "3 never shown" in check["got"]
 
 
-def test_parsers_bench_reports_parsers_dialects_and_the_pipeline(tmp_path: Path) -> None:
+def test_parsers_bench_reports_parsers_dialects_the_pipeline_and_mrkdwn(tmp_path: Path) -> None:
     out = tmp_path / "parsers.json"
     proc = subprocess.run(
         [sys.executable, "bench/parsers.py", "--events", "2000", "--runs", "1", "--out", str(out)],
@@ -102,4 +102,5 @@ def test_parsers_bench_reports_parsers_dialects_and_the_pipeline(tmp_path: Path)
     assert pipeline["items"] == 2000 and pipeline["updates"] >= 1
     assert (pipeline["answers"], pipeline["answer_tokens"]) == (7, 300)  # 6 x 300 and 200
     assert isinstance(pipeline["us_per_token"], float)
-    assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") == 3
+    assert rows["mrkdwn unclosed 100k"]["items"] == 100_000
+    assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") == 4

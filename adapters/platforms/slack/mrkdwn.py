@@ -55,16 +55,25 @@ _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>|]+)(?:\|([^<>]*))?>")
 _BARE_URL = re.compile(r"(?i)\bhttps?://[^\s<>\ue000-\ue003]*[^\s<>\ue000-\ue003.,;:!?)\]'\"*~]")
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
 
+
+def _emphasis(opener: str, closer: str) -> re.Pattern[str]:
+    """An emphasis from `opener` to the nearest `closer`, holding no other opener of
+    its kind: in `*args and *kwargs*` the second star opens (as in CommonMark). An
+    opener without a closer is given up at the next one, so a long line of them
+    (`*a *a *a …`) is read once, not once from each."""
+    return re.compile(f"{opener}((?:(?!{opener}).)+?){closer}")
+
+
 # Stars emphasise inside a word too (CommonMark): `这是**重要**的`, `the **API**s`.
 # Underscores do not: snake_case_name is a name.
-_BOLD_ITALIC = re.compile(r"(?<!\*)\*\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*\*(?!\*)")
-_BOLD_STARS = re.compile(r"(?<!\*)\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*(?!\*)")
-_BOLD_UNDERSCORES = re.compile(r"(?<![_\w])__(?=\S)(.+?)(?<=\S)__(?![_\w])")
-# Italics run across a code span only if no other star is inside: a stray `*args`
-# before one does not pair with `*b*` after it, and `*run `x` first*` is italic.
-_ITALIC_STAR = re.compile(r"(?<!\*)\*(?=[^\s*])([^\ue003]+?|[^*]+?)(?<=[^\s*])\*(?!\*)")
-_ITALIC_UNDERSCORE = re.compile(r"(?<![_\w])_(?=\S)(.+?)(?<=\S)_(?![_\w])")
-_STRIKE = re.compile(r"(?<!~)~~(?=\S)(.+?)(?<=\S)~~(?!~)")
+_BOLD_ITALIC = _emphasis(r"(?<!\*)\*\*\*(?=[^\s*])", r"(?<=[^\s*])\*\*\*(?!\*)")
+_BOLD_STARS = _emphasis(r"(?<!\*)\*\*(?=[^\s*])", r"(?<=[^\s*])\*\*(?!\*)")
+_BOLD_UNDERSCORES = _emphasis(r"(?<![_\w])__(?=\S)", r"(?<=\S)__(?![_\w])")
+# Italics run across a code span (`*run `x` first*`), and a stray `*args` before
+# one does not pair with `*b*` after it.
+_ITALIC_STAR = _emphasis(r"(?<!\*)\*(?=[^\s*])", r"(?<=[^\s*])\*(?!\*)")
+_ITALIC_UNDERSCORE = _emphasis(r"(?<![_\w])_(?=\S)", r"(?<=\S)_(?![_\w])")
+_STRIKE = _emphasis(r"(?<!~)~~(?=\S)", r"(?<=\S)~~(?!~)")
 _EMPHASIS = (_BOLD_ITALIC, _BOLD_STARS, _BOLD_UNDERSCORES, _ITALIC_STAR, _ITALIC_UNDERSCORE,
              _STRIKE)
 # Where a mark must stand next to a letter, a zero-width space (ZWSP): Slack reads
