@@ -186,6 +186,25 @@ def test_mentions_in_link_labels_are_neutralized() -> None:
     assert f"|@{J}here>" in text and f"|@{J}channel>" in text
 
 
+@pytest.mark.parametrize(
+    ("markdown", "mrkdwn"),
+    [
+        ("[x](@here)", f"x (@{J}here)"),
+        ("@[here](x)", f"@{J}here (x)"),
+        ("@[channel](#install)", f"@{J}channel (#install)"),
+        ("[](@)everyone", f"@{J}everyone"),
+        ("# @**here**", f"*@{J}here*"),
+        # A link's own address is kept as written.
+        ("@[Everyone](https://social.example/@Everyone)",
+         "@<https://social.example/@Everyone|Everyone>"),
+    ],
+)
+def test_a_plain_ping_that_formatting_puts_together_is_text(markdown: str, mrkdwn: str) -> None:
+    text = markdown_to_mrkdwn(markdown)
+    assert text == mrkdwn
+    assert pings_in(text) == []
+
+
 def test_native_markdown_keeps_markdown_and_defuses_mentions() -> None:
     text = neutralize_markdown("**Hi** <!everyone> @here [a](https://a.example)")
     assert text == f"**Hi** @{J}everyone @{J}here [a](https://a.example)"

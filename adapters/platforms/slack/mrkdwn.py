@@ -32,6 +32,9 @@ _SLACK_REF = re.compile(r"<([@#!])([^<>|\s]*)(?:\|([^<>]*))?>")
 # Plain @here / @channel / @everyone (pings with link_names) and @U123-style ids, which
 # are upper case: `@unittest`, `@WebServlet` and `me@university.edu` are left alone.
 _AT_WORD = re.compile(r"@(?=(?i:here|channel|everyone)\b|[UW][A-Z0-9]{6,}\b)")
+# The same outside the links the converter made (`<url|label>`), whose labels are
+# defused already and whose addresses must stay as they are.
+_AT_WORD_OR_LINK = re.compile(rf"(<[^<>]*>)|{_AT_WORD.pattern}")
 
 # A backtick fence's info string has no backtick: "```pip install x```" is inline code.
 _FENCE = re.compile(r"^(\s*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
@@ -274,7 +277,10 @@ def _inline(text: str, strip_bold: bool = False) -> str:
     text = _ITALIC_STAR.sub(_marked(_I, _I), text)
     text = _STRIKE.sub(_marked(_S, _S), text)
     text = text.replace(_B, "" if strip_bold else "*").replace(_I, "_").replace(_S, "~")
-    return _PLACEHOLDER.sub(lambda m: stash[int(m.group(1))], text)
+    text = _PLACEHOLDER.sub(lambda m: stash[int(m.group(1))], text)
+    # An `@` meets the name after it only now: `@[here](x)` is `@here (x)`, and a
+    # heading's `@**here**` is `@here`.
+    return _AT_WORD_OR_LINK.sub(lambda m: m.group(1) or "@" + WORD_JOINER, text)
 
 
 def _marked(opening: str, closing: str, plain: bool = False) -> Callable[[re.Match[str]], str]:
@@ -310,7 +316,7 @@ def link(url: str, label: str = "") -> str:
     url = url.strip()
     if not re.match(r"(?i)^(https?://|mailto:)", url):
         shown = label or url
-        return escape(defuse_at(shown)) + (f" ({escape(url)})" if label and url else "")
+        return escape(defuse_at(shown)) + (f" ({escape(defuse_at(url))})" if label and url else "")
     safe_url = encoded_url(url).replace("&", "&amp;")
     if not label or label == url or not honest_label(label, url):
         return f"<{safe_url}>"
