@@ -747,8 +747,15 @@ async def test_update_mode_reply_in_thread(
     assert fake_slack.count("reactions.add") == 1 and fake_slack.count("reactions.remove") == 1
 
 
-async def test_placeholder_follows_the_core_thinking_text(fake_slack: FakeSlack) -> None:
-    ctx = PlatformContext(options=options(fake_slack), thinking_text="**Working**")
+@pytest.mark.parametrize(
+    ("thinking_text", "shown"),
+    # Empty (shown nowhere on Discord): Slack refused every placeholder (no_text).
+    [("**Working**", "*Working*"), ("", "_Thinking…_")],
+)
+async def test_placeholder_follows_the_core_thinking_text(
+    fake_slack: FakeSlack, thinking_text: str, shown: str
+) -> None:
+    ctx = PlatformContext(options=options(fake_slack), thinking_text=thinking_text)
     platform = SlackPlatform(ctx)
     inbox = Inbox()
     await platform.start(inbox)
@@ -756,7 +763,7 @@ async def test_placeholder_follows_the_core_thinking_text(fake_slack: FakeSlack)
         target = await asked(fake_slack, inbox)
         ts = await target.begin()
         message = fake_slack.find(CHANNEL, ts or "")
-        assert message is not None and message.text == "*Working*"
+        assert message is not None and message.text == shown
         await target.end()
     finally:
         await platform.aclose()

@@ -10,7 +10,8 @@ import logging
 import pytest
 
 from adapters.platforms.slack import SlackPlatform, SlackTarget
-from adapters.platforms.slack.reactions import FLUSH_SECONDS
+from adapters.platforms.slack.reactions import FLUSH_SECONDS, Reaction, ThinkingReactions
+from bridge.interfaces import Rate
 from tests.fakes.slack import FakeSlack
 from tests.platforms.test_slack_platform import Inbox, asked, running, started
 
@@ -185,3 +186,39 @@ async def test_a_stop_logs_the_reactions_slack_would_not_take_off_before_it(
     assert fake_slack.count("reactions.remove") == 2  # not asked again before its time
     [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert f"1 question(s) keep the :{NAME}: reaction" in warning
+
+
+class _Accepting:
+    """A Web API client that takes every reaction request."""
+
+    async def reactions_add(self, **_: str) -> None:
+        return None
+
+    async def reactions_remove(self, **_: str) -> None:
+        return None
+
+
+async def test_the_workspaces_whose_reactions_are_all_off_are_forgotten() -> None:
+    # An install across an organisation meets a workspace per team: each was kept
+    # for good once it had had a reaction.
+    now = [1000.0]
+    reactions = ThinkingReactions(_Accepting(), Rate(20, 60.0),  # type: ignore[arg-type]
+                                  clock=lambda: now[0])
+    try:
+        for n in range(500):
+            reaction = Reaction(f"T{n}", "C1", "1.0", "hourglass")
+            assert await reactions.add(reaction)
+            reactions.remove(reaction)
+        async with asyncio.timeout(10):
+            while reactions.pending():
+                await asyncio.sleep(0.01)
+        busy = Reaction("T-busy", "C1", "1.0", "hourglass")
+        assert await reactions.add(busy)  # on, not yet taken off: kept
+        now[0] += 61  # the removals leave the budget's window
+        for n in range(500, 1000):
+            assert await reactions.add(Reaction(f"T{n}", "C1", "1.0", "hourglass"))
+        known = set(reactions._workspaces)
+        assert "T-busy" in known and "T0" not in known
+        assert len(known) <= 1 + 500
+    finally:
+        await reactions.aclose()

@@ -33,7 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms import never_below_info
 from bridge.errors import PlatformError
-from bridge.interfaces import Address, Handler, Inbound, Platform, PlatformContext
+from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
 
 from .lockout import TokenGate
@@ -159,7 +159,8 @@ class SlackPlatform(Platform):
             client.proxy = self.proxy
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
         self.native_ok = True
-        self.placeholder = opts.placeholder or ctx.thinking_text
+        # An empty one is Discord's to show nothing with: Slack posts no empty message.
+        self.placeholder = opts.placeholder or ctx.thinking_text or THINKING_TEXT
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self.team_id: str | None = None

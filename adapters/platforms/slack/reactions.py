@@ -51,6 +51,8 @@ MAX_PAUSE = 60.0
 # Added to the budget's window, as the bridge's budgets do: requests reach Slack a
 # little after they are sent, unevenly.
 MARGIN = 0.05
+# Workspaces known before the idle ones are first forgotten.
+SWEEP_FLOOR = 64
 # Slack's refusals that a later try may not meet.
 _TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
@@ -91,14 +93,28 @@ class ThinkingReactions:
         self._window = rate.per + MARGIN
         self._clock = clock
         self._workspaces: dict[str, _Workspace] = {}
+        self._sweep_at = SWEEP_FLOOR  # workspaces known when the idle ones are next forgotten
         self._closing = False
         self._closed = False
 
     def _workspace(self, key: str) -> _Workspace:
         found = self._workspaces.get(key)
         if found is None:
+            if len(self._workspaces) >= self._sweep_at:
+                self._forget_idle()
             found = self._workspaces[key] = _Workspace()
         return found
+
+    def _forget_idle(self) -> None:
+        """Forget the workspaces with nothing on, queued or counted (a daemon installed
+        across an organisation meets many): each sweep is paid for by as many new ones."""
+        now = self._clock()
+        for key, ws in list(self._workspaces.items()):
+            if (not ws.queue and ws.on == 0 and ws.worker is None
+                    and max(ws.adds_at, ws.removals_at) <= now
+                    and all(now - sent >= self._window for sent in ws.spent)):
+                del self._workspaces[key]
+        self._sweep_at = max(SWEEP_FLOOR, 2 * len(self._workspaces))
 
     def pending(self) -> int:
         """Removals queued, not yet taken by Slack."""
