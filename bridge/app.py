@@ -214,9 +214,11 @@ class Bridge:
         """Edit a reply's last message to keep its text and say it was interrupted."""
         if rec.id.endswith(MARKED_HERE_ONLY):
             # A slash command's reply: only the process that had it could reach it,
-            # and through the channel a mark would land where nobody asked.
-            log.info("not marking an interrupted slash-command reply (it can only be "
-                     "reached by the process that had it)",
+            # and through the channel a mark would land where nobody asked. (A
+            # reset's record in the asker's own conversation is one too: it shows
+            # nothing.)
+            log.info("not marking an interrupted reply only the process that had it could "
+                     "reach (a slash command's), or a record that shows nothing",
                      extra={"platform": rec.address.platform, "channel": rec.address.channel})
             await self.store.inflight_end(rec.id)
             return 0
