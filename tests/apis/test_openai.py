@@ -173,16 +173,16 @@ async def test_a_query_in_the_url_is_kept(fake_chat_api, http):
 async def test_keep_alive_comments_are_signs_of_life(fake_chat_api, http):
     # OpenRouter sends ": OPENROUTER PROCESSING" while a model queues or reasons:
     # the first-byte deadline ran out all the same, on a server alive and working.
-    fake_chat_api.enqueue(tokens=["Thought ", "through."], first_delay=1.0, keepalive_every=0.1)
-    api = make("openai", fake_chat_api, http, timeouts={"connect": 0.2, "first_byte": 0.3})
+    fake_chat_api.enqueue(tokens=["Thought ", "through."], first_delay=3.0, keepalive_every=0.3)
+    api = make("openai", fake_chat_api, http, timeouts={"connect": 0.5, "first_byte": 1.0})
     assert text_of(await collect(api, ask(api))) == "Thought through."
 
 
 async def test_an_early_keep_alive_does_not_shorten_the_first_byte_deadline(fake_chat_api, http):
     # A comment at once made the deadline `idle` from then, shorter than first_byte.
-    fake_chat_api.enqueue(tokens=["Slow ", "start."], first_delay=0.6, keepalive_every=10.0)
+    fake_chat_api.enqueue(tokens=["Slow ", "start."], first_delay=1.5, keepalive_every=10.0)
     api = make("openai", fake_chat_api, http,
-               timeouts={"connect": 0.2, "first_byte": 1.0, "idle": 0.2})
+               timeouts={"connect": 0.5, "first_byte": 3.0, "idle": 0.5})
     assert text_of(await collect(api, ask(api))) == "Slow start."
 
 

@@ -1095,7 +1095,7 @@ async def test_a_refusal_that_asks_the_backend_nothing_does_not_count_against_th
 async def test_the_wait_a_rate_limit_tells_is_rounded_up(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
-    extra = "limits: {rate_limit: {messages: 1, per: 2.4}}"
+    extra = "limits: {rate_limit: {messages: 1, per: 2.9}}"  # the first answer's 0.9 s
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
         p = platform(bridge)
         await ask_and_wait(p, "one", thread="T1")
@@ -1161,7 +1161,7 @@ async def test_a_route_with_its_own_rate_limit_counts_apart(
   - {platform: console, backend: docs}
 """
     text = make_config(fake_chat_api, tmp_path / "b.db",
-                       extra="limits: {rate_limit: {messages: 2, per: 1.0}}")
+                       extra="limits: {rate_limit: {messages: 2, per: 3.0}}")
     text = text.replace("  - platform: console\n    backend: docs\n", routes)
     config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
     assert len(config.routes) == 3
@@ -1182,7 +1182,7 @@ async def test_a_route_with_its_own_rate_limit_counts_apart(
         assert await ask("h1", "HOURLY") == []
         assert await ask("h2", "HOURLY") == []
         assert await ask("h3", "HOURLY")
-        await asyncio.sleep(max(0.0, counted + 1.05 - time.monotonic()))
+        await asyncio.sleep(max(0.0, counted + 3.05 - time.monotonic()))
         # ...and answering elsewhere, once the global window has passed, does not
         # free HOURLY's hour.
         assert await ask("o4", "O1") == []

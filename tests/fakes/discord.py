@@ -543,6 +543,7 @@ class FakeDiscord:
         for i, (method, pattern) in enumerate(self.drop):
             if request.method == method and re.search(pattern, request.path):
                 del self.drop[i]
+                self._changed()  # a test may wait for the drop to happen
                 assert request.transport is not None
                 request.transport.close()
                 return web.Response(status=204)  # never reaches the client

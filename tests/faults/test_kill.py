@@ -30,12 +30,19 @@ def inflight_rows(db: Path) -> list[tuple[str, str, str]]:
         conn.close()
 
 
+def _hangup_as_default() -> None:
+    """The daemon leaves SIGHUP alone where it is ignored (started under nohup): the
+    tests' own run under nohup must not hand that on to the daemons they start."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 async def start(config: Path, key: str, **options: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters", "run", "-c", str(config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "KEY": key}, **options,
+        env={"PATH": "/usr/bin:/bin", "KEY": key},
+        **{"preexec_fn": _hangup_as_default, **options},
     )
 
 

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
 
 def shared_bridge(
-    fake: FakeChatAPI, store_url: str, limits: str = "heartbeat_interval: 0.2", route: str = ""
+    fake: FakeChatAPI, store_url: str, limits: str = "heartbeat_interval: 0.5", route: str = ""
 ) -> Bridge:
     """A bridge on the shared store at `store_url`; `route` adds to its one route."""
     config = parse_config(
@@ -147,7 +147,7 @@ async def test_a_follow_up_reaching_another_replica_while_its_question_waits_is_
     fake_chat_api.enqueue(tokens=["slow "] * 20, token_delay=0.05)
     fake_chat_api.enqueue(tokens=["First."])
     fake_chat_api.enqueue(tokens=["Second."])
-    busy = "heartbeat_interval: 0.2, max_concurrent_streams: 1"
+    busy = "heartbeat_interval: 0.5, max_concurrent_streams: 1"
     async with (
         pg_schema_url() as url,
         shared_bridge(fake_chat_api, url, busy) as a,

@@ -98,7 +98,7 @@ slack:
 routes:
   - {{platform: slack, channels: [{", ".join(CHANNELS)}], backend: docs, session: thread}}
 reply: {{edit_interval: 0.05}}
-limits: {{heartbeat_interval: 0.5}}
+limits: {{heartbeat_interval: 1.0}}
 """)
         env = {
             "PATH": "/usr/bin:/bin", "KEY": fake_chat_api.api_key,
