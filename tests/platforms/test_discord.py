@@ -638,7 +638,7 @@ async def test_formatting() -> None:
         f"_@{ZWSP}everyone_ __@{ZWSP}here__ ops@here.example"
     )
     block = fmt.format_sources([Source("https://a.example/x", "A [draft]"), Source("https://b")])
-    assert block == "**Sources**\n- [A \\[draft\\]](<https://a.example/x>)\n- <https://b>"
+    assert block == "**Sources**\n- [A (draft)](<https://a.example/x>)\n- <https://b>"
     # A backslash-escaped backtick opens no code span: the mention inside is defused.
     assert fmt.format_markdown("\\`<@123>\\`") == f"\\`<@{ZWSP}123>\\`"
     # A URL cannot end its link or break its line.
@@ -651,6 +651,52 @@ async def test_formatting() -> None:
     # A title that is a URL would show as raw Markdown in a masked link.
     titled = fmt.format_sources([Source("https://a.example/x", "https://a.example/x")])
     assert titled == "**Sources**\n- <https://a.example/x>"
+
+
+def test_a_sources_title_with_brackets_shows_no_backslashes() -> None:
+    # Discord shows a backslash in a link's text rather than read it as an escape:
+    # people saw `\[Solved\]`.
+    from adapters.platforms.discord import format as fmt
+
+    block = fmt.format_sources([
+        Source("https://docs.acme.dev/faq", "[Solved] Login loop on SSO"),
+        Source("https://docs.acme.dev/rel", "Release notes [v2.1]"),
+        Source("https://docs.acme.dev/win", "Paths like C:\\temp\\"),
+        Source("https://docs.acme.dev/x", "a](https://evil.example) ["),
+    ])
+    assert "\\" not in block
+    assert block.splitlines()[1:] == [
+        "- [(Solved) Login loop on SSO](<https://docs.acme.dev/faq>)",
+        "- [Release notes (v2.1)](<https://docs.acme.dev/rel>)",
+        "- [Paths like C:\u29f5temp\u29f5](<https://docs.acme.dev/win>)",
+        "- <https://docs.acme.dev/x>",  # a title naming another place: no masked link
+    ]
+
+
+def test_an_answers_link_whose_text_is_a_url_or_another_place_is_a_bare_link() -> None:
+    # Discord shows a masked link whose text holds a URL as raw Markdown, and a text
+    # naming another place than the link leads would pass for it.
+    from adapters.platforms.discord import format as fmt
+
+    api = "https://docs.acme.dev/api"
+    assert fmt.format_markdown(f"Full reference: [{api}]({api}).") == f"Full reference: <{api}>."
+    wiki = "https://en.wikipedia.org/wiki/Foo_(bar)"
+    assert fmt.format_markdown(f"See [{wiki}]({wiki}), [{wiki}](<{wiki}>).") == (
+        f"See <{wiki}>, <{wiki}>."
+    )
+    odd = "[bank.com](https://evil.example/login) and [](https://x.example)"
+    assert fmt.format_markdown(odd) == "<https://evil.example/login> and <https://x.example>"
+    # The label's brackets, code in it, and a link inside it are the label's.
+    assert fmt.format_markdown(f"[see [1] `{api}`]({api}) [a [b]({api}) c]({api}#c)") == (
+        f"<{api}> <{api}#c>"
+    )
+    kept = (
+        f"[the API]({api}) [docs.acme.dev]({api}) [Foo]({wiki}) array[i](x)"
+        f" `[{api}]({api})`\n```\n[{api}]({api})\n```"
+    )
+    assert fmt.format_markdown(kept) == kept
+    # An unclosed bracket or parenthesis hides no link from it.
+    assert fmt.format_markdown(f"[ ( [{api}]({api}) )") == f"[ ( <{api}> )"
 
 
 def test_what_discord_reads_otherwise_is_made_discord_markdown() -> None:

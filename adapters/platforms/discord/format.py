@@ -1,10 +1,12 @@
 """Discord markup: answer text, sources block, thread names, mention stripping.
 
 Discord speaks Markdown, so answers pass through almost unchanged, but for
-what Discord does not read: a table becomes preformatted text, and a heading
-below `###` a bold line. Mention syntax is broken up visually with a zero-width space
-(outside code, where it would change what readers copy); the real protection
-against pings is `allowed_mentions` none on every send and edit.
+what Discord does not read: a table becomes preformatted text, a heading
+below `###` a bold line, and a masked link whose text is a URL (shown as raw
+Markdown) or names another place than the link's own a bare `<url>`. Mention
+syntax is broken up visually with a zero-width space (outside code, where it
+would change what readers copy); the real protection against pings is
+`allowed_mentions` none on every send and edit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bridge.split import TABLE_ROW, TABLE_RULE
 
 THREAD_NAME_MAX = 100
 SOURCE_TITLE_MAX = 200
+_TITLE_MARKS = str.maketrans({"[": "(", "]": ")", "\\": "\u29f5"})
 
 # Fenced blocks, then inline code spans: left exactly as they are.
 # A backslash-escaped backtick is shown as a backtick: it opens no code span.
@@ -76,9 +79,66 @@ def _neutralize(text: str) -> str:
     return _MENTION.sub(lambda m: f"<{m.group(1)}{ZWSP}{m.group(2)}>", text)
 
 
+def _masked_links(text: str) -> list[tuple[int, int, str, str]]:
+    """The `[label](url)` links outside code in `text`: start, end, label and url.
+
+    Brackets and parentheses are paired with stacks in one pass (time linear in the
+    text, whatever it holds): a label may hold brackets, a URL balanced parentheses
+    (`wiki/Foo_(bar)`) but no space. A link inside another's label is left to it."""
+    plain = list(text)
+    for match in CODE.finditer(text):  # code is neither label nor URL syntax
+        plain[match.start() : match.end()] = "\0" * (match.end() - match.start())
+    opened: list[int] = []
+    parens: list[int] = []
+    closer: dict[int, int] = {}  # an opening parenthesis -> its closing one
+    labels: list[tuple[int, int]] = []  # (`[`, `]`) with a `(` right after
+    escaped = False
+    for at, char in enumerate(plain):
+        # Discord pairs a label's brackets escaped or not; in a URL, `\(` and `\)` are
+        # characters of it.
+        if char == "[":
+            opened.append(at)
+        elif char == "]" and opened:
+            start = opened.pop()
+            if at + 1 < len(plain) and plain[at + 1] == "(":
+                labels.append((start, at))
+        elif escaped:
+            pass
+        elif char == "(":
+            parens.append(at)
+        elif char == ")" and parens:
+            closer[parens.pop()] = at
+        elif char.isspace() or char == "\0":
+            parens.clear()
+        escaped = char == "\\" and not escaped
+    links: list[tuple[int, int, str, str]] = []
+    for start, end in sorted(labels):
+        close = closer.get(end + 1)
+        if close is not None and (not links or start >= links[-1][1]):
+            links.append((start, close + 1, text[start + 1 : end], text[end + 2 : close]))
+    return links
+
+
+def _unmask(text: str) -> str:
+    """`text` with a link whose label holds a URL, or names another place than the
+    link leads, made a bare `<url>` link (as in the sources block)."""
+    if "](" not in text:
+        return text
+    out: list[str] = []
+    last = 0
+    for start, end, label, url in _masked_links(text):
+        url = url[1:-1] if url.startswith("<") and url.endswith(">") else url
+        if url and ("://" in label or not honest_label(label, url)):
+            out.append(text[last:start])
+            out.append(f"<{encoded_url(url)}>")
+            last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
 def format_markdown(markdown: str) -> str:
     """The answer as Discord markup: Markdown with mention syntax neutralized."""
-    markdown = _blocks(markdown)
+    markdown = _unmask(_blocks(markdown))
     out: list[str] = []
     last = 0
     for match in CODE.finditer(markdown):
@@ -93,9 +153,10 @@ def _link_title(title: str) -> str:
     title = " ".join(title.split())
     if len(title) > SOURCE_TITLE_MAX:
         title = title[: SOURCE_TITLE_MAX - 1].rstrip() + "…"
-    # Brackets would end the link text early; backslash-escape them.
-    title = re.sub(r"([\[\]\\])", r"\\\1", title)
-    return _neutralize(title)
+    # A bracket would end the link's text early, and Discord shows a backslash there
+    # rather than read it as an escape (one at the end might still hide the `]`):
+    # look-alikes that Markdown does not read.
+    return _neutralize(title.translate(_TITLE_MARKS))
 
 
 def format_sources(sources: Sequence[Source]) -> str:
