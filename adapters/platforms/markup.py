@@ -3,8 +3,10 @@ link labels that name no other place than where the link leads."""
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
+from typing import NamedTuple
 from urllib.parse import quote
 
 import yarl
@@ -78,3 +80,155 @@ def honest_label(label: str, url: str) -> bool:
         if host is None or not (host == name or host.endswith("." + name)):
             return False
     return True
+
+
+class MarkdownLink(NamedTuple):
+    """A link or image in standard Markdown: where it starts and ends, its label as
+    written, and its URL as a reader follows it (escapes and references decoded)."""
+
+    start: int
+    end: int
+    label: str
+    url: str
+
+
+# A fence line, up to three spaces in (CommonMark); a backtick fence's info string
+# holds no backtick.
+_FENCE_LINE = re.compile(r" {0,3}(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+# What a paragraph's links are read by: an escape, a backtick run, an opening or
+# closing bracket, and `<`, which may open an autolink or a tag (they hide brackets).
+_INLINE = re.compile(r"\\[!-/:-@\[-`{-~]|`+|!?\[|\]|<")
+_TICKS = re.compile(r"`+")
+_LABEL_OR_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_AUTOLINK_OR_TAG = re.compile(
+    r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\x00-\x20<>]*"  # <https://…>
+    rf"|[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL_OR_NAME}(?:\.{_LABEL_OR_NAME})*"  # <a@b.c>
+    r"|[A-Za-z][A-Za-z0-9-]*(?:\s+[A-Za-z_:][\w.:-]*"  # an opening tag, its attributes
+    r"(?:\s*=\s*(?:[^\s\"'=<>`]+|'[^']*'|\"[^\"]*\"))?)*\s*/?"
+    r"|/[A-Za-z][A-Za-z0-9-]*\s*)>"  # a closing tag
+)
+# Between `(` and a destination, or a destination and its title: spaces, and one
+# line break (past a block quote's marks).
+_GAP = re.compile(r"[ \t]*(?:\n[ \t]*(?:>[ \t]*)*)?")
+_POINTY = re.compile(r"<((?:[^<>\n\\]|\\.)*)>")
+_DESTINATION_STOP = re.compile(r"[\x00-\x20\x7f()\\]")
+_TITLE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.)*\)", re.DOTALL)
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def markdown_links(markdown: str) -> list[MarkdownLink]:
+    """The links and images of standard Markdown as CommonMark reads them, outside
+    fenced code and code spans, in the order they start (an image in a link's label
+    after the link). The text is read once: linear time, whatever it holds."""
+    links: list[MarkdownLink] = []
+    fence = ""  # the marker of the fenced block the line is in
+    paragraph = -1  # where the paragraph being read began
+    offset = 0
+    for line in markdown.split("\n"):
+        marker = _FENCE_LINE.match(line)
+        if fence:
+            if (  # closed by the same character, at least as many
+                marker
+                and marker.group(1)[0] == fence[0]
+                and len(marker.group(1)) >= len(fence)
+                and not marker.group(2).strip()
+            ):
+                fence = ""
+        elif marker or not line.strip():
+            if paragraph >= 0:
+                _paragraph_links(markdown, paragraph, offset, links)
+                paragraph = -1
+            fence = marker.group(1) if marker else ""
+        elif paragraph < 0:
+            paragraph = offset
+        offset += len(line) + 1
+    if paragraph >= 0:
+        _paragraph_links(markdown, paragraph, len(markdown), links)
+    links.sort(key=lambda link: link.start)
+    return links
+
+
+def _paragraph_links(text: str, start: int, end: int, links: list[MarkdownLink]) -> None:
+    # The backtick runs of each length, for the one that closes a code span.
+    runs: dict[int, list[int]] = {}
+    if "`" in text[start:end]:
+        for run in _TICKS.finditer(text, start, end):
+            runs.setdefault(run.end() - run.start(), []).append(run.start())
+    looked: dict[int, int] = {}  # run length -> how many of its runs lie behind
+    openers: list[tuple[int, bool]] = []  # where a `[` or `![` opened; an image's?
+    inert = start  # a link holds no link: no `[` before this opens one any more
+    pos = start
+    while token := _INLINE.search(text, pos, end):
+        pos = token.end()
+        kind = token.group()
+        if kind[0] == "\\":
+            continue  # an escaped mark is text
+        if kind[0] == "`":
+            # A code span closes at the next run of as many backticks, if any.
+            length = len(kind)
+            starts = runs.get(length, [])
+            at = looked.get(length, 0)
+            while at < len(starts) and starts[at] < pos:
+                at += 1
+            looked[length] = at
+            if at < len(starts):
+                pos = starts[at] + length
+        elif kind == "<":
+            tag = _AUTOLINK_OR_TAG.match(text, token.start(), end)
+            if tag:
+                pos = tag.end()
+        elif kind[-1] == "[":
+            openers.append((token.start(), kind[0] == "!"))
+        elif kind == "]" and openers:
+            opened, image = openers.pop()
+            if (image or opened >= inert) and pos < end and text[pos] == "(":
+                destination = _destination(text, pos, end)
+                if destination is None:
+                    continue
+                pos, url = destination
+                label = text[opened + (2 if image else 1) : token.start()]
+                links.append(MarkdownLink(opened, pos, label, url))
+                if not image:
+                    inert = pos
+
+
+def _destination(text: str, at: int, end: int) -> tuple[int, str] | None:
+    """Where the destination `(url "title")` opening at `at` ends, and its URL."""
+    gap = _GAP.match(text, at + 1, end)
+    i = gap.end() if gap else at + 1
+    if i < end and text[i] == "<":
+        pointy = _POINTY.match(text, i, end)
+        if pointy is None:
+            return None
+        url, i = pointy.group(1), pointy.end()
+    else:
+        # Up to a space or a `)` that closes no `(` of its own (32 deep at most).
+        depth, j = 0, i
+        while stop := _DESTINATION_STOP.search(text, j, end):
+            j, char = stop.end(), stop.group()
+            if char == "\\":
+                j += j < end and text[j] in _PUNCTUATION
+            elif char == "(":
+                depth += 1
+                if depth > 32:
+                    return None
+            elif char == ")" and depth:
+                depth -= 1
+            else:
+                j = stop.start()
+                break
+        else:
+            j = end
+        if depth:
+            return None
+        url, i = text[i:j], j
+    gap = _GAP.match(text, i, end)
+    if gap and gap.end() > i:
+        title = _TITLE.match(text, gap.end(), end)
+        i = title.end() if title else gap.end()
+        gap = _GAP.match(text, i, end)
+        i = gap.end() if gap else i
+    if i < end and text[i] == ")":
+        return i + 1, html.unescape(_ESCAPE.sub(r"\1", url))
+    return None

@@ -211,6 +211,83 @@ def test_native_markdown_keeps_markdown_and_defuses_mentions() -> None:
     assert pings_in(text) == []
 
 
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        ("go to [https://acme.dev/account](https://acme-login.example/steal) now",
+         "go to <https://acme-login.example/steal> now"),
+        ("[acme.dev](https://evil.example/)", "<https://evil.example/>"),
+        ("[](https://evil.example/)", "<https://evil.example/>"),  # shows nothing
+        # However the label is written, it is read as it is shown.
+        ("[[acme.dev]](https://evil.example/)", "<https://evil.example/>"),
+        ("[acme.**dev**](https://evil.example/)", "<https://evil.example/>"),
+        ("[acme\\.dev](https://evil.example/)", "<https://evil.example/>"),
+        ("[acme&#46;dev](https://evil.example/)", "<https://evil.example/>"),
+        ("[acme.dev\nlogin](https://evil.example/)", "<https://evil.example/>"),
+        ("[acme.dev `]` login](https://evil.example/)", "<https://evil.example/>"),
+        ("[acme.dev <https://x.example/]>](https://evil.example/)", "<https://evil.example/>"),
+        ("[![acme.dev](https://cdn.example/i.png)](https://evil.example/)",
+         "<https://evil.example/>"),
+        # ... and the address as a reader follows it.
+        ("[acme.dev](https://acme.dev&#64;evil.example/)", "<https://acme.dev@evil.example/>"),
+        ("[acme.dev](<https://evil.example/a b>)", "<https://evil.example/a%20b>"),
+        ("[acme.dev](https://evil.example/((a)) \"Acme\")", "<https://evil.example/%28%28a%29%29>"),
+        ("> [acme.dev](\n> https://evil.example/)", "> <https://evil.example/>"),
+        # A code span that is none (its backtick escaped, or in a link's address)
+        # hides no link.
+        ("\\`[acme.dev](https://evil.example/)`", "\\`<https://evil.example/>`"),
+        ("[a](https://a.example/`) [acme.dev](https://evil.example/) `",
+         "[a](https://a.example/`) <https://evil.example/> `"),
+        # An address without a scheme leads nowhere: shown as text.
+        ("[acme.dev](/steal_it)", "/steal\\_it"),
+    ],
+)
+def test_native_link_whose_label_names_another_place_is_its_bare_address(
+    markdown: str, shown: str
+) -> None:
+    assert neutralize_markdown(markdown) == shown
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "[docs](https://acme.dev/x), [acme.dev](https://docs.acme.dev/a_(b)), [x](/y)",
+        "[Acme](https://acme.dev) [acme.dev](https://acme.dev/x",
+        # Code is kept as written, to be copied.
+        "`[acme.dev](https://evil.example/)` and ``[x](https://evil.example/) ` ``",
+        "Example:\n```md\n[acme.dev](https://evil.example/)\n```\nend",
+        "~~~~\n[acme.dev](https://evil.example/)\n~~~\n[acme.dev](https://evil.example/)",
+        # A link holds no link; a bracket escaped opens none.
+        "[a [b](https://b.example/) acme.dev](https://evil.example/)",
+        "\\[acme.dev](https://evil.example/)",
+    ],
+)
+def test_native_links_shown_as_written(markdown: str) -> None:
+    assert neutralize_markdown(markdown) == markdown
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "[" * 50_000 + "](",
+        "[a](" * 25_000,
+        "[[a]" * 25_000 + "](x)",
+        "[" * 50_000 + "](x](y)" * 7_000,
+        "[" * 50_000 + "](a" * 16_000 + " x",
+        "[" * 50_000 + '](x "' * 10_000,
+        "[" * 50_000 + "](<" * 16_000,
+        "[" * 50_000 + '<a b="' * 16_000,
+        "x " + "`" * 500 + "[a](x)",
+        "\\" * 50_000,
+    ],
+)
+def test_native_links_are_read_in_one_pass_whatever_the_text(markdown: str) -> None:
+    # Read again from each bracket, each of these would take minutes (the test's
+    # timeout ends it); read once, a fraction of a second.
+    tail = " [acme.dev](https://evil.example/)"
+    assert neutralize_markdown(markdown + tail) == markdown + " <https://evil.example/>"
+
+
 def test_native_sources_cannot_ping_through_their_urls() -> None:
     line = markdown_sources([
         Source("https://ex.com/a\n<!channel> <@U01ABCDEF> <!subteam^S0123|@eng>", "Doc"),

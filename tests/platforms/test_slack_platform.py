@@ -1093,6 +1093,23 @@ async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: I
         assert not fake_slack.rejected
 
 
+async def test_native_mode_shows_a_link_whose_label_names_another_place_bare(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target, ts = await begun(fake_slack, inbox)
+        answer = "Sign in at [acme.dev](https://evil.example/login) or [Acme](https://acme.dev)."
+        for end in (24, 40, len(answer)):  # streamed as it comes, the link whole at last
+            await target.edit(ts, target.format_markdown(answer[:end]))
+        await target.end()
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None and not message.streaming
+        assert message.text == (
+            "Sign in at <https://evil.example/login> or [Acme](https://acme.dev)."
+        )
+        assert not fake_slack.rejected
+
+
 async def test_native_mode_falls_back_to_update_when_refused(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:

@@ -7,16 +7,25 @@ converter works line by line: fenced code is copied (escaped) and the rest is
 split into inline code spans, which are kept, and text, which is converted.
 
 `neutralize_markdown` is for Slack's native streaming, which takes standard
-Markdown: it keeps the Markdown and only defuses Slack's mention syntax.
+Markdown: it keeps the Markdown, defuses Slack's mention syntax, and shows a
+link whose label names another place as its bare address.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import re
 from collections.abc import Callable, Sequence
 
-from adapters.platforms.markup import ZWSP, address_of, break_fences, encoded_url, honest_label
+from adapters.platforms.markup import (
+    ZWSP,
+    address_of,
+    break_fences,
+    encoded_url,
+    honest_label,
+    markdown_links,
+)
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
@@ -26,6 +35,11 @@ WORD_JOINER = "\u2060"
 _REF_START = re.compile(r"<(?=(?i:!(?:here|channel|everyone|subteam))|@[UWB][A-Z0-9]|#C[A-Z0-9])")
 # Marks that mean something in a Markdown link's label.
 _MARKS = re.compile(r"[\\`*_~\[\]<>]")
+# What a label shows of its Markdown: `acme.**dev**` reads as acme.dev.
+_MARKUP = re.compile(r"[`*_~]|<[^<>]*>")
+_LABEL_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+# A scheme, which `<…>` needs to be a link (CommonMark's autolink).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{1,31}:")
 
 # <@U123>, <@U123|name>, <!here>, <!subteam^S1|@team>, <#C1|general>: Slack's own syntax.
 _SLACK_REF = re.compile(r"<([@#!])([^<>|\s]*)(?:\|([^<>]*))?>")
@@ -121,9 +135,51 @@ def defuse_at(text: str) -> str:
 
 def neutralize_markdown(markdown: str) -> str:
     """Standard Markdown with Slack's mention syntax and @-pings made harmless; a `<`
-    before `@`, `#` or `!` left (a label holding `<`: `<!here|<>`) is broken too."""
-    text = defuse_at(defuse_refs(markdown.replace(WORD_JOINER, "")))
+    before `@`, `#` or `!` left (a label holding `<`: `<!here|<>`) is broken too. A
+    link whose label names another place than where it leads is its bare address."""
+    text = defuse_at(defuse_refs(_honest_links(markdown.replace(WORD_JOINER, ""))))
     return _REF_START.sub("<" + WORD_JOINER, text)
+
+
+def _honest_links(markdown: str) -> str:
+    """`markdown` with each link (or image) whose label is not honest as its bare
+    address, outside code; code is kept as written."""
+    if "](" not in markdown:
+        return markdown
+    out: list[str] = []
+    last = 0
+    for found in markdown_links(markdown):
+        if found.start < last or _honest_markdown_label(found.label, found.url):
+            continue  # in a label already replaced, or shown as written
+        out += (markdown[last : found.start], _bare_link(found.url))
+        last = found.end
+    return "".join(out) + markdown[last:] if out else markdown
+
+
+def _honest_markdown_label(label: str, url: str) -> bool:
+    """Whether a Markdown label names no other place than `url`: as written, and as
+    shown (escapes and character references decoded, emphasis marks and tags out)."""
+    shown = html.unescape(_LABEL_ESCAPE.sub(r"\1", label))
+    plain = _MARKUP.sub("", shown)
+    return honest_label(label, url) and all(
+        not text.strip() or honest_label(text, url) for text in (shown, plain)
+    )
+
+
+def _markdown_target(url: str) -> str:
+    """`url` for a Markdown link: encoded, so a `<!channel>` or a line break in it
+    cannot reach Slack, parentheses too, as CommonMark ends a link at an unbalanced
+    one."""
+    return encoded_url(url).replace("(", "%28").replace(")", "%29")
+
+
+def _bare_link(url: str) -> str:
+    """`url` as native Markdown shows it as a link: `<url>`; one without a scheme
+    leads nowhere, and is shown as text."""
+    url = url.strip()
+    if _SCHEME.match(url):
+        return f"<{_markdown_target(url)}>"
+    return _MARKS.sub(r"\\\g<0>", url)
 
 
 def markdown_to_mrkdwn(markdown: str) -> str:
@@ -337,9 +393,7 @@ def markdown_sources(sources: Sequence[Source]) -> str:
     for s in sources:
         url = s.url.strip()
         title = _one_line(s.title) or _host(url)
-        # Encoded: a `<!channel>` or a line break in an API's URL must not reach Slack.
-        # Parentheses encoded: CommonMark ends the link at an unbalanced one.
-        target = encoded_url(url).replace("(", "%28").replace(")", "%29")
+        target = _markdown_target(url)
         if not honest_label(title, url):
             links.append(f"<{target}>")
             continue
