@@ -63,7 +63,9 @@ _QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
 # "``" in "```" is no code span.
 _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 _IMAGE_OR_LINK = re.compile(
-    r"!?\[([^\]\n]*)\]"  # [label] or ![alt]
+    # [label] or ![alt]: a label holds no "[" (as CommonMark, the innermost bracket
+    # opens the link), so a failed try stops at the next one, not at the line's end.
+    r"!?\[([^\[\]\n]*)\]"
     r"\(\s*<?([^\s()<>]+(?:\([^\s()<>]*\)[^\s()<>]*)*)>?"  # (url), balanced parentheses in it
     r"(?:\s+\"[^\"]*\")?\s*\)"  # an optional "title"
 )
