@@ -302,9 +302,7 @@ class LiveReply:
         self.text = text
         self._version += 1
         blocks = self._source_blocks(sources) if (sources and show_sources) else [""]
-        await self._close(
-            text, blocks[0], empty_note="" if _shows(text) else "_(no answer)_", more=blocks[1:]
-        )
+        await self._close(text, blocks[0], empty_note="_(no answer)_", more=blocks[1:])
 
     def _source_blocks(self, sources: Sequence[Source]) -> list[str]:
         """The sources block, as several where one would pass the platform's limit:
@@ -334,6 +332,8 @@ class LiveReply:
     async def _close(
         self, text: str, tail: str, empty_note: str, more: Sequence[str] = ()
     ) -> None:
+        """Show `text`, then `tail` under it; where `text` shows nothing once formatted
+        (blank, or an empty heading on Slack), `empty_note` instead when there is one."""
         pieces = (
             split_markdown(text, self.limits.max_chars, self._fmt)
             if _shows(text)
@@ -421,12 +421,8 @@ class LiveReply:
 
     def _progress_pieces(self) -> list[str]:
         """Messages for the text so far: frozen ones as shown, then the live tail."""
-        if not _shows(self.text):
-            if not self._status:
-                return list(self._shown)
-            return [self._fmt(f"_{self._status}_")]
         text = self.text
-        if self._tail_of[0] != self._version:
+        if _shows(text) and self._tail_of[0] != self._version:
             # The same text is asked for twice per edit (before and after its budget
             # slot): split and format it once.
             pieces = split_pieces(
@@ -437,8 +433,13 @@ class LiveReply:
                 self._frozen.extend(p.text for p in pieces[:-1])
                 self._frozen_end = pieces[-2].end
                 self._reopen = pieces[-2].reopen
-            self._tail_of = (self._version, pieces[-1].text)
-        return [*self._frozen, self._tail_of[1]]
+            # No piece: what follows the frozen ones shows nothing yet (an empty heading).
+            self._tail_of = (self._version, pieces[-1].text if pieces else "")
+        if _shows(text) and (self._frozen or self._tail_of[1]):
+            return [*self._frozen, self._tail_of[1]] if self._tail_of[1] else list(self._frozen)
+        if not self._status:
+            return list(self._shown)
+        return [self._fmt(f"_{self._status}_")]
 
     async def _sync(self, make: Callable[[], list[str]], final: bool = False) -> None:
         """Make the messages show the pieces `make()` returns, spending budget per operation.

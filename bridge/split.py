@@ -2,10 +2,12 @@
 
 Cuts fall at a paragraph boundary if one is close enough, else a line
 boundary, else a space, else anywhere, but never where the message before the
-cut would show nothing (blank lines, a fence's opening line). A code fence open
-at a cut is closed at the end of one message and reopened (same language) at
-the start of the next. Each piece is formatted for the platform and fits its
-limit after formatting.
+cut would show nothing (blank lines, a fence's opening line), nor where the
+message after it would start with a fence marker the source has in the middle
+of a line. A code fence open at a cut is closed at the end of one message and
+reopened (same language) at the start of the next. Each piece is formatted for
+the platform and fits its limit after formatting; a piece whose formatted text
+shows nothing is no message.
 """
 
 from __future__ import annotations
@@ -22,10 +24,17 @@ Formatter = Callable[[str], str]
 _FENCE_LINE = re.compile(r"^\s*(`{3,}(?=[^`]*$)|~{3,})(.*)$")
 
 
-def _opener(text: str) -> tuple[str, str] | None:
-    """(marker, info string) of a code fence left open at the end of `text`, or None."""
+def _opener(text: str, continued: int = -1) -> tuple[str, str] | None:
+    """(marker, info string) of a code fence left open at the end of `text`, or None.
+
+    The line at offset `continued` (when given) is the rest of a line cut in two:
+    only a line's start can open or close a fence.
+    """
     if "```" not in text and "~~~" not in text:
         return None  # most answers: no line to look at
+    if continued >= 0:
+        end = text.find("\n", continued)
+        text = text[:continued] + ("" if end < 0 else text[end:])
     opened: tuple[str, str] | None = None
     for line in text.split("\n"):
         match = _FENCE_LINE.match(line)
@@ -66,11 +75,44 @@ class Piece:
     reopen: str  # the fence line to prefix the next piece with ("" when none)
 
 
-def _blank(text: str) -> bool:
-    """Whether `text` shows nothing as a message: blank lines and code fence lines only."""
+# A line that shows nothing: blank, or a code fence's marker with at most a language
+# after it (an info string of more is shown by some platforms: Discord shows
+# ```json{"k": 1} as code).
+_SILENT_LINE = re.compile(r"\s*(?:(?:`{3,}|~{3,})[\w+#.-]*\s*)?")
+
+
+def _blank(text: str, continued: int = -1) -> bool:
+    """Whether `text` shows nothing as a message: blank lines and code fence lines only
+    (an empty code block, or nothing at all). The line at offset `continued`, the rest
+    of a line cut in two, is no fence line."""
     if "```" not in text and "~~~" not in text:
         return not text or text.isspace()
-    return all(not line.strip() or _FENCE_LINE.match(line) for line in text.split("\n"))
+    if continued >= 0:
+        end = text.find("\n", continued)
+        if text[continued : len(text) if end < 0 else end].strip():
+            return False
+    return all(_SILENT_LINE.fullmatch(line) for line in text.split("\n"))
+
+
+# A fence line with nothing after its marker.
+_BARE_FENCE = re.compile(r"\s*(?:`{3,}|~{3,})\s*")
+
+
+def _shows(formatted: str) -> bool:
+    """Whether a formatted message shows anything: a platform refuses a blank one
+    (Slack's formatting shows an empty heading as nothing), and an empty code block
+    is no message either."""
+    if "```" not in formatted and "~~~" not in formatted:
+        return bool(formatted) and not formatted.isspace()
+    return not all(
+        not line.strip() or _BARE_FENCE.fullmatch(line) for line in formatted.split("\n")
+    )
+
+
+# What, at the start of the rest of a line cut at a space, a message would read as a
+# fence line: a fence marker, or the start of one at the end of what is known.
+_MARKER_AHEAD = re.compile(r"[^\S\n]*(```|~~~|`{0,2}\Z|~{0,2}\Z)")
+_SPACED_MARKER = re.compile(r"[ \t]+(```|~~~)")
 
 
 # What a cut at a space inside would break in two, showing raw markup on both
@@ -93,15 +135,17 @@ def _inline_spans(window: str, start: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _cut_point(text: str, budget: int, floor: int) -> int:
+def _cut_point(text: str, budget: int, floor: int, continued: int = -1) -> int:
     """The best cut at or before `budget` (and after `floor`).
 
     A cut is taken only where the message before it shows some text: not
     before leading blank lines, nor right after a code fence's opening line
     (that message would be blank, or an empty code block, and a platform
-    refuses a blank message). A space inside a code span or a link is no cut.
-    With no such cut the text is cut at `budget`, between characters a reader
-    sees as one.
+    refuses a blank message). A space inside a code span or a link is no cut,
+    nor one before ``` or ~~~ (the next message would start with it, and read
+    it as a fence). With no such cut the text is cut at `budget`, between
+    characters a reader sees as one, and not just before a run of ` or ~.
+    `continued` is as for `_opener`.
     """
     window = text[:budget]
     inline: list[tuple[int, int]] | None = None
@@ -118,17 +162,37 @@ def _cut_point(text: str, budget: int, floor: int) -> int:
                 if around is not None:
                     end = around  # inside a code span or a link: cut before it
                     continue
+                if _MARKER_AHEAD.match(window, pos + 1):
+                    # What follows would open the next message as a fence: cut before
+                    # the spaces in front of it.
+                    end = pos
+                    while end > 0 and window[end - 1] in " \t":
+                        end -= 1
+                    continue
             head = text[:pos].rstrip()
-            if _blank(head):
+            if _blank(head, continued):
                 break  # an earlier cut would show even less
             line = head.rfind("\n") + 1
-            if _opener(head) is not None and _opener(head[:line]) is None:
-                end = line  # the last line opens a fence: cut before it
-                continue
+            if _opener(head, continued) is not None and _opener(head[:line], continued) is None:
+                if sep != " " or line > floor or "\n" in window[pos:]:
+                    end = line  # the last line opens a fence: cut before it
+                    continue
+                # It starts the message and goes on past it: cut inside it (the
+                # message shows its part as code).
             return pos + len(sep)
     # The character at the budget is there whenever a piece is cut from a streaming
     # answer (its text is longer than a message), so this cut does not move later.
-    return _grapheme_start(text, max(budget, floor + 1), floor + 1)
+    cut = _grapheme_start(text, max(budget, floor + 1), floor + 1)
+    if cut < len(text) and (text[cut] in "`~" or _SPACED_MARKER.match(text, cut)):
+        # The next message would start with what may be a fence marker (of a run
+        # of ` or ~, only the first may be known yet): cut before it, and the
+        # spaces before it.
+        back = cut
+        while back > floor + 1 and cut - back < 64 and text[back] in "`~ \t":
+            back -= 1
+        if text[back] not in "`~ \t":
+            cut = _grapheme_start(text, back, floor + 1)
+    return cut
 
 
 def _joins_previous(char: str) -> bool:
@@ -179,24 +243,42 @@ def _grapheme_start(text: str, cut: int, lowest: int) -> int:
 def split_pieces(
     markdown: str, limit: int, fmt: Formatter, *, start: int = 0, prefix: str = ""
 ) -> list[Piece]:
-    """Split `markdown[start:]` (continuing after `prefix`, a reopened fence) into pieces."""
+    """Split `markdown[start:]` (continuing after `prefix`, a reopened fence) into pieces.
+
+    A piece whose formatted text shows nothing is no message: it is left out, and a
+    text that shows nothing has no piece.
+    """
     pieces: list[Piece] = []
     pos = _past_breaks(markdown, start)  # an answer's leading blank lines show nothing
     while True:
+        # After a cut inside a line, the rest goes on as that line: no fence line.
+        inside = 0 < pos < len(markdown) and markdown[pos - 1] != "\n"
         rest = prefix + markdown[pos:]
-        whole = fmt(close_fences(rest))
+        floor = len(prefix)
+        continued = floor if inside else -1
+        whole = fmt(_closed(rest, _opener(rest, continued)))
         if len(whole) <= limit:
-            pieces.append(Piece(whole, len(markdown), ""))
+            if _shows(whole):
+                pieces.append(Piece(whole, len(markdown), ""))
             return pieces
         budget = limit - len(FENCE) - 2
-        floor = len(prefix)
         while True:
-            cut = _cut_point(rest, max(budget, floor + 1), floor)
+            cut = _cut_point(rest, max(budget, floor + 1), floor, continued)
             head = rest[:cut].rstrip("\r\n")
-            opened = _opener(head)
-            shown = fmt(_closed(head, opened))
-            if len(shown) <= limit or cut <= floor + 1:
+            opened = _opener(head, continued)
+            info = _cut_opening(rest, head, cut, opened, continued)
+            shown = fmt(_closed(head if info < 0 else f"{head[:info]}\n{head[info:]}", opened))
+            if len(shown) <= limit:
                 break
+            if cut <= floor + 1:
+                if not prefix:
+                    break  # one character is over the limit: no limit a platform has
+                # The reopened fence or table header leaves no room once formatted (a
+                # header full of `&` on Slack): the rest goes on without it.
+                prefix, rest, floor = "", markdown[pos:], 0
+                continued = 0 if inside else -1
+                budget = limit - len(FENCE) - 2
+                continue
             # Formatting grew the text (escapes): try the share of it that fits. Taking
             # off only the excess would overshoot where it more than doubles (Slack's
             # `&` is `&amp;`) and cut a piece to a few characters.
@@ -204,19 +286,53 @@ def split_pieces(
         # Skip the line breaks we cut at, so the next message does not start blank.
         cut_at = pos + cut - len(prefix)
         pos = _past_breaks(markdown, cut_at)
-        if pos >= len(markdown) or _blank(markdown[pos:]):
-            pieces.append(Piece(shown, len(markdown), ""))  # the rest shows nothing
+        inside = 0 < pos < len(markdown) and markdown[pos - 1] != "\n"
+        if pos >= len(markdown) or _blank(markdown[pos:], 0 if inside else -1):
+            if _shows(shown):
+                pieces.append(Piece(shown, len(markdown), ""))  # the rest shows nothing
             return pieces
-        # The fence left open is reopened with its own line; a table cut
+        # The fence left open is reopened with its marker and language; a table cut
         # between two of its rows (one line break, no blank line) goes on under
         # its header again.
         if opened is not None:
-            prefix = f"{opened[0]}{opened[1]}\n"
+            prefix = _reopening(opened if info < 0 else (opened[0], ""), limit)
         elif (rest[len(head) : cut] + markdown[cut_at:pos]).count("\n") == 1:
             prefix = _table_header(head, markdown[pos : pos + 2000], limit)
         else:
             prefix = ""
-        pieces.append(Piece(shown, pos, prefix))
+        if _shows(shown):
+            pieces.append(Piece(shown, pos, prefix))
+
+
+def _cut_opening(
+    rest: str, head: str, cut: int, opened: tuple[str, str] | None, continued: int
+) -> int:
+    """Where the info string starts in the last line of `head`, when that line opens
+    the fence left open and the cut fell inside it (an opening line longer than a
+    message); else -1.
+
+    That message shows the part of the line it holds as code: taken for an info
+    string, it would show nothing (an empty code block; Slack drops the info string).
+    """
+    if opened is None or len(head) != cut or cut >= len(rest) or rest[cut] in "\r\n":
+        return -1
+    line = head.rfind("\n") + 1
+    if _opener(head[:line], continued) is not None:
+        return -1
+    match = _FENCE_LINE.match(head[line:])
+    return -1 if match is None else line + match.end(1)
+
+
+def _reopening(opened: tuple[str, str], limit: int) -> str:
+    """The line to reopen a fence with in the next message: its marker and language
+    (the first word of its info string, not all of it: an opening line can be longer
+    than a message), or its marker alone where that would pass a quarter of one."""
+    marker, info = opened
+    words = info.split(maxsplit=1)
+    for line in (f"{marker}{words[0]}\n" if words else "", f"{marker}\n"):
+        if line and len(line) <= limit // 4:
+            return line
+    return ""
 
 
 TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")

@@ -184,6 +184,43 @@ async def test_a_failure_after_whitespace_only_text_shows_just_the_notice() -> N
     assert all(op.text.strip() for op in target.ops if op.kind in ("post", "edit"))
 
 
+class SlackFormatting(RecordingTarget):
+    """Formats like Slack's mrkdwn, which shows an empty heading as nothing."""
+
+    def format_markdown(self, markdown: str) -> str:
+        from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn
+
+        return markdown_to_mrkdwn(markdown)
+
+
+async def test_an_answer_that_formats_to_nothing_shows_no_answer_not_a_blank_message() -> None:
+    # Slack refuses a message with no text (no_text): the reply ended failed.
+    target = SlackFormatting()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    await _stream(reply, ["#", "# "], 0.03)
+    await reply.finish(None, [Source(url="https://docs.example/a", title="A")])
+    assert target.visible()[0].startswith("_(no answer)_\n\n")
+    written = [op.text for op in target.ops if op.kind in ("post", "edit")]
+    assert written and all(text.strip() for text in written), written
+
+
+async def test_a_heading_still_arriving_shows_the_status_until_it_has_words() -> None:
+    target = SlackFormatting()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.set_status("Working… 1 s")
+    reply.feed("#")
+    await wait_for(lambda: target.visible() == ["#"])
+    reply.feed("# ")  # an empty heading so far: Slack would show nothing
+    await wait_for(lambda: target.visible() == ["_Working… 1 s_"])
+    reply.feed("Title")
+    await reply.finish(None)
+    assert target.visible() == ["*Title*"]
+    written = [op.text for op in target.ops if op.kind in ("post", "edit")]
+    assert all(text.strip() for text in written), written
+
+
 async def test_status_shows_until_text_arrives() -> None:
     target = RecordingTarget()
     reply = LiveReply(target, Budgets(), edit_interval=0.01)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.platforms.discord.format import format_markdown
+from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn, neutralize_markdown
 from bridge.split import open_fence, split_markdown, split_pieces
 
 
@@ -134,8 +137,6 @@ def test_every_piece_fits_and_nothing_is_lost(text: str, limit: int) -> None:
 
 
 def test_a_table_cut_between_rows_goes_on_under_its_header() -> None:
-    from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn
-
     rows = "".join(f"| row{i} | value {i} * 2 |\n" for i in range(300))
     text = f"Intro.\n\n| name | value |\n|---|---|\n{rows}\nAfter."
     plain = split_markdown(text, 2000)
@@ -244,3 +245,140 @@ def test_a_message_cut_while_the_answer_streams_stays_as_it_was_cut(tail: str) -
         pieces = split_pieces(text[:n], 2000, lambda s: s)
         if len(pieces) > 1:
             assert pieces[0] == final, n
+
+
+FORMATS = {
+    "plain": lambda s: s,
+    "discord": format_markdown,
+    "slack": markdown_to_mrkdwn,
+    "slack-native": neutralize_markdown,
+}
+LIMITS = {"plain": 2000, "discord": 2000, "slack": 3900, "slack-native": 3900}
+
+
+@pytest.mark.parametrize("platform", sorted(FORMATS))
+@pytest.mark.parametrize(
+    "opening",
+    [
+        pytest.param("```" + "word " * 1000, id="long-info-string"),
+        pytest.param('```json{"k": "' + "v" * 5000 + '"}', id="code-on-the-opening-line"),
+    ],
+)
+def test_a_fence_opening_line_longer_than_a_message_is_not_repeated_in_each(
+    platform: str, opening: str
+) -> None:
+    # It was reopened whole in the next message: each came out one character over
+    # the limit (refused), and one source character long (hundreds of messages).
+    fmt, limit = FORMATS[platform], LIMITS[platform]
+    text = f"Here is the data:\n{opening}\nprint(1)\n```\n\nDone."
+    messages = split_markdown(text, limit, fmt)
+    assert all(len(m) <= limit for m in messages), [len(m) for m in messages]
+    assert len(messages) <= len(text) // (limit // 2) + 2
+    assert all(open_fence(m) is None for m in messages)
+    assert "print(1)" in messages[-1] and messages[-1].endswith("Done.")
+    if fmt is not markdown_to_mrkdwn:  # Slack's formatting shows no info string
+        shown = "".join(messages)
+        assert shown.count("v") >= 5000 or shown.count("word") >= 1000
+
+
+def test_a_fence_reopens_with_its_language_only() -> None:
+    code = "\n".join(f"x = {i}" for i in range(400))
+    messages = split_markdown(f"```python title=example.py\n{code}\n```", 1000)
+    assert messages[0].startswith("```python title=example.py\n")
+    assert all(m.startswith("```python\nx = ") for m in messages[1:])
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "platform"),
+    [
+        ("word " * 9 + "then run ~~~ and see", 60, "plain"),
+        ("a ```" + "x" * 50, 40, "plain"),
+        ("Long paragraph " * 132 + "and so ```triple backticks open a code block", 2000, "discord"),
+        ("Long paragraph " * 259 + "and ~~~tildes~~~ are fences too", 3900, "slack"),
+        ("x" * 1995 + "```" + "y" * 100, 2000, "plain"),  # cut hard, before the marker
+    ],
+)
+def test_a_fence_marker_in_the_middle_of_a_line_opens_no_code_block_when_cut_near_it(
+    text: str, limit: int, platform: str
+) -> None:
+    # The cut fell at the space before it: the rest, taken for a fence's opening
+    # line, showed nothing and was dropped.
+    fmt = FORMATS[platform]
+    messages = split_markdown(text, limit, fmt)
+    assert len(messages) == 2
+    assert all(open_fence(m) is None for m in messages), messages
+    assert "".join(messages).replace(" ", "") == fmt(text).replace(" ", "")
+
+
+def test_the_rest_of_a_line_cut_before_a_fence_marker_is_no_code_block() -> None:
+    # It went on as a code block the answer never had, to its end.
+    text = "Long paragraph " * 132 + "and so ```triple backticks open a block\n\nMore.\n\nEnd."
+    first, second = split_markdown(text, 2000, format_markdown)
+    assert second.startswith("so ```triple") and second.endswith("block\n\nMore.\n\nEnd.")
+    assert open_fence(first) is None and open_fence(second) is None
+
+
+def test_a_code_block_whose_opening_line_holds_the_code_is_kept_at_the_end() -> None:
+    # Discord shows ```json{...} as code; it was taken for a fence line that shows nothing.
+    text = "word " * 397 + 'end.\n\n```json{"answer": 42}\n```'
+    messages = split_markdown(text, 2000, format_markdown)
+    assert messages[0].endswith("word end.")
+    assert messages[1:] == ['```json{"answer": 42}\n```']
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("## ", []),
+        ("## \n" + "x" * 5000, ["x" * 3895, "x" * 1105]),
+        ("\n\n```\n\n```\n", []),
+    ],
+)
+def test_a_piece_that_formats_to_nothing_is_no_message(text: str, expected: list[str]) -> None:
+    # Slack shows an empty heading as nothing: the message was refused (no_text).
+    assert split_markdown(text, 3900, markdown_to_mrkdwn) == expected
+
+
+MARKUP = [
+    "a", "b", " ", "  ", "\n", "\n\n", "\n```", "\n```py", "\n~~~", "```", "~~~", " ```", " ~~~",
+    "`", "``", "~", "|", "| a | b |\n", "|---|---|\n", "## ", "#", "&", "&&&&&&&&", "\r\n", "\t",
+    "e\u0301", "\U0001F44D\U0001F3FD", "x" * 50, "word " * 10, '```json{"k":"' + "v" * 80,
+    "```" + "w " * 60, "\n" + "~" * 12, "`" * 8, "- ", "> ", "*", "_", "[a](https://x.example/a)",
+]
+# A line that shows nothing: blank, or a fence's marker and at most a language.
+SILENT = re.compile(r"\s*(?:(?:`{3,}|~{3,})[\w+#.-]*\s*)?")
+BARE = re.compile(r"^\s*(`{3,}|~{3,})\s*$", re.MULTILINE)
+
+
+def _short_runs(text: str) -> str:
+    """`text` with no run of ` or ~ (and spaces) longer than a third of the smallest
+    message: one that long can start the next message whatever the cut."""
+    return re.sub(r"[`~ ]{13}", lambda run: run[0][:-1] + "a", text)
+
+
+def _text(markdown: str, source: bool = False) -> str:
+    """What a reader sees of `markdown`, but for spaces and fence markers."""
+    if source:
+        markdown = "\n".join(line for line in markdown.split("\n") if not SILENT.fullmatch(line))
+    return re.sub(r"[\s`~]", "", markdown)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(MARKUP), max_size=300).map("".join).map(_short_runs),
+    st.integers(min_value=40, max_value=400),
+    st.sampled_from(sorted(FORMATS)),
+)
+def test_every_piece_fits_shows_something_and_keeps_its_fences_balanced(
+    text: str, limit: int, platform: str
+) -> None:
+    messages = split_markdown(text, limit, FORMATS[platform])
+    assert all(len(m) <= limit for m in messages), [len(m) for m in messages]
+    # No message is blank, nor an empty code block.
+    assert all(BARE.sub("", m).strip() for m in messages), messages
+    assert len(messages) <= 3 * len(text) // limit + 3
+    if platform == "plain":
+        assert all(open_fence(m) is None for m in messages), messages
+        # Every character a reader sees comes out, in order.
+        shown = iter(_text("\n".join(messages)))
+        assert all(char in shown for char in _text(text, source=True)), messages
