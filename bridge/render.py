@@ -343,8 +343,9 @@ class LiveReply:
             pieces = [empty_note or tail]
             tail = "" if not empty_note else tail
         if tail:
-            if len(pieces[-1]) + 2 + len(tail) <= self.limits.max_chars:
-                pieces[-1] = f"{pieces[-1]}\n\n{tail}"
+            body = pieces[-1].rstrip()  # an answer ending in a line break: one blank line
+            if len(body) + 2 + len(tail) <= self.limits.max_chars:
+                pieces[-1] = f"{body}\n\n{tail}"
             else:
                 pieces.append(tail[: self.limits.max_chars])
         pieces.extend(more)  # sources that did not fit in one message

@@ -94,6 +94,16 @@ async def test_the_metrics_show_what_the_api_said_of_its_quota(
     assert f'chat_bridge_backend_ratelimit_remaining{{backend="docs"}} {RATE_LIMIT - 1.0}' in lines
 
 
+async def test_one_blank_line_stands_between_an_answer_and_its_sources(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["The answer.\n", "\n"], sources=[("https://a.example/1", "One")])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("What is it?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.visible() == ["The answer.\n\nSources: [One](https://a.example/1)"]
+
+
 async def test_an_answered_message_writes_two_log_lines_and_a_refused_one_none(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
