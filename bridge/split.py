@@ -116,10 +116,17 @@ _SPACED_MARKER = re.compile(r"[ \t]+(```|~~~)")
 
 
 # What a cut at a space inside would break in two, showing raw markup on both
-# sides: a code span, a Markdown link or image, a <...> link.
-_INLINE = re.compile(r"`[^`\n]+`|!?\[[^\]\n]*\]\([^)\s]*\)|<[^<>\s][^<>\n]*>")
+# sides: a code span, a Markdown link or image, a <...> link, **bold** or ~~struck~~
+# words (their bodies hold no mark of their kind: a stray one stops a try at once).
+_INLINE = re.compile(
+    r"`[^`\n]+`|!?\[[^\]\n]*\]\([^)\s]*\)|<[^<>\s][^<>\n]*>"
+    r"|\*\*(?=\S)[^*\n]*?(?<=\S)\*\*|~~(?=\S)[^~\n]*?(?<=\S)~~"
+)
 # One of those opened and not closed before the window's end: it closes after it.
-_OPENED = re.compile(r"`[^`\n]*$|!?\[[^\]\n]*(?:\](?:\([^)\s]*)?)?$|<[^<>\s][^<>\n]*$")
+_OPENED = re.compile(
+    r"`[^`\n]*$|!?\[[^\]\n]*(?:\](?:\([^)\s]*)?)?$|<[^<>\s][^<>\n]*$"
+    r"|\*\*(?=\S)[^*\n]*\*?$|~~(?=\S)[^~\n]*~?$"  # (half its closing mark in)
+)
 
 
 def _inline_spans(window: str, start: int) -> list[tuple[int, int]]:

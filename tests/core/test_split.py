@@ -382,3 +382,15 @@ def test_every_piece_fits_shows_something_and_keeps_its_fences_balanced(
         # Every character a reader sees comes out, in order.
         shown = iter(_text("\n".join(messages)))
         assert all(char in shown for char in _text(text, source=True)), messages
+
+
+@pytest.mark.parametrize("mark", ["**", "~~"])
+@pytest.mark.parametrize("words", range(236, 246))
+def test_a_cut_in_a_long_paragraph_keeps_bold_and_struck_words_whole(
+    mark: str, words: int
+) -> None:
+    # Cut at the space inside them, both messages showed the marks raw.
+    text = "x " * words + f"{mark}dead letter queue{mark} after three attempts, and more."
+    pieces = split_markdown(text, 500)
+    assert all(piece.count(mark) % 2 == 0 for piece in pieces)
+    assert "".join(pieces).split() == text.split()
