@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,19 @@ def _shows(text: str) -> bool:
     """Whether `text` shows anything: a platform refuses a blank message (Discord trims
     the content and answers 50006), so whitespace alone counts as no text."""
     return bool(text) and not text.isspace()
+
+
+# A link still arriving at the end of the text ("[the guide](https://do"): a progress
+# edit shows the text before it, and the link once whole (half of one shows as raw
+# Markdown, its address cut short). Bounded: a "[" that never closes is shown soon.
+_LINK_ARRIVING = re.compile(r"!?\[[^\[\]\n]{0,200}(?:\](?:\([^()\s]{0,500})?)?\Z")
+_ARRIVING_AT_MOST = 720  # the longest match the pattern can make, and a little more
+
+
+def _settled(text: str, start: int) -> str:
+    """`text` without a link still arriving at its end (after `start`)."""
+    found = _LINK_ARRIVING.search(text, max(start, len(text) - _ARRIVING_AT_MOST))
+    return text if found is None else text[: found.start()]
 
 
 def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
@@ -422,7 +436,7 @@ class LiveReply:
 
     def _progress_pieces(self) -> list[str]:
         """Messages for the text so far: frozen ones as shown, then the live tail."""
-        text = self.text
+        text = _settled(self.text, self._frozen_end)
         if _shows(text) and self._tail_of[0] != self._version:
             # The same text is asked for twice per edit (before and after its budget
             # slot): split and format it once.

@@ -221,6 +221,24 @@ async def test_a_heading_still_arriving_shows_the_status_until_it_has_words() ->
     assert all(text.strip() for text in written), written
 
 
+async def test_a_link_still_arriving_is_shown_once_whole() -> None:
+    # Half a link showed as raw Markdown for an edit interval, its address cut short.
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("See the [guide](https://do")
+    await wait_for(lambda: target.visible() == ["See the "])
+    reply.feed("cs.example/install) and [")
+    await wait_for(
+        lambda: target.visible() == ["See the [guide](https://docs.example/install) and "]
+    )
+    reply.feed("arr[i")  # a "[" that makes no link is shown with what follows it
+    await reply.finish(None)
+    assert target.visible() == ["See the [guide](https://docs.example/install) and [arr[i"]
+    shown = [op.text for op in target.ops if op.kind in ("post", "edit")]
+    assert not any("(https://do" in text and "install" not in text for text in shown)
+
+
 async def test_status_shows_until_text_arrives() -> None:
     target = RecordingTarget()
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
