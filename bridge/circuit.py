@@ -53,8 +53,17 @@ class Circuit:
         """Whether one question is finding out, now, whether the backend is back."""
         return self._probing
 
+    @property
+    def refusing(self) -> bool:
+        """Whether a question now is told the backend is not being called, without
+        taking the probe slot (that is for the first question to reach `allow`)."""
+        return self.state == "open" or self._probing or self.held_until() is not None
+
     def allow(self) -> bool:
-        """May a request go to the backend now? (Takes the probe slot when half-open.)"""
+        """May a request go to the backend now? (Takes the probe slot when half-open.)
+        Not while a 429's wait runs."""
+        if self.held_until() is not None:
+            return False
         state = self.state
         if state == "closed":
             return True

@@ -253,7 +253,7 @@ class Intake:
         # Refusals that ask the backend nothing come before the asker's rate limit,
         # so that they do not count against it.
         circuit = relay.circuits[route.backend]
-        if circuit.state == "open" or circuit.probing or circuit.held_until() is not None:
+        if circuit.refusing:
             await self._refuse(msg, target, unavailable(circuit))
             relay.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return None

@@ -348,7 +348,7 @@ class Relay:
             with contextlib.suppress(Exception):
                 await job.target.end()
             return
-        if circuit.held_until() is not None or not circuit.allow():
+        if not circuit.allow():
             await self.notice(job.target, unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return

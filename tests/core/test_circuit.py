@@ -26,6 +26,7 @@ def test_a_429s_hold_lasts_until_the_time_it_named_and_only_grows(
     circuit.hold(clock.now + 90)
     circuit.hold(clock.now + 30)  # an earlier answer's shorter wait does not shorten it
     assert circuit.held_until() == clock.now + 90
+    assert circuit.refusing and not circuit.allow()
     assert unavailable(circuit) == "The assistant is rate limited; please try again in 2 min."
     clock.now += 89
     assert unavailable(circuit) == "The assistant is rate limited; please try again in 1 s."
