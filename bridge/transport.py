@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import os
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -193,6 +194,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,  # httpx decodes, as it would on its own transport
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                # A cookie of one conversation's answer is not sent with another's.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 # Proxies come from `_proxy`: aiohttp's own trust_env would make two
                 # trips to a worker thread (netrc, then the environment) per request.
                 trust_env=False,
@@ -252,10 +255,26 @@ def _sum(*parts: float | None) -> float | None:
     return sum(known) if known else None
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        return None
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
+
+
 def http_client(max_connections: int = 1000) -> httpx.AsyncClient:
-    """The shared outbound client of the chat APIs; dialects set per-request timeouts."""
+    """The shared outbound client of the chat APIs; dialects set per-request timeouts.
+
+    It keeps no cookies: it serves every conversation, and a cookie one answer
+    set (a session an API keys on a cookie, say) would go with everyone's
+    questions after it.
+    """
     return httpx.AsyncClient(
         transport=AiohttpTransport(max_connections=max_connections),
+        cookies=_NoCookies(),
         timeout=httpx.Timeout(30.0, connect=5.0),
         follow_redirects=False,
     )

@@ -279,3 +279,33 @@ async def test_no_proxy_sends_a_host_direct(monkeypatch: pytest.MonkeyPatch) -> 
             first = await client.get(f"{url}/v1/health")
             again = await client.get(f"{url}/v1/health")  # the origin's answer is remembered
     assert first.json() == again.json() == {"direct": True}
+
+
+async def test_a_cookie_one_answer_got_is_not_sent_with_the_next() -> None:
+    """The client serves every conversation: a cookie set in one person's answer (a
+    session an API keys on a cookie) must not ride along with someone else's question."""
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            heads.append(head.lower())
+            body = b"{}"
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: session=alice; Path=/\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url, http_client() as client:
+        for _ in range(2):  # by name: aiohttp keeps no cookie of a bare IP address
+            response = await client.get(url.replace("127.0.0.1", "localhost") + "/v1/chat")
+            assert response.status_code == 200
+        assert len(client.cookies) == 0
+    assert len(heads) == 2
+    assert all(b"cookie" not in head for head in heads), heads
