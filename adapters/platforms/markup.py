@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import yarl
 
+from bridge.split import TABLE_RULE
+
 ZWSP = "\u200b"
 
 
@@ -232,3 +234,107 @@ def _destination(text: str, at: int, end: int) -> tuple[int, str] | None:
     if i < end and text[i] == ")":
         return i + 1, html.unescape(_ESCAPE.sub(r"\1", url))
     return None
+
+
+# A table cell's inline marks that monospace text shows as clutter: bold, code spans.
+_CELL_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_CELL_CODE = re.compile(r"(`+)(.+?)\1")
+
+
+def _cells(row: str) -> list[str]:
+    """A table row's cells: split at `|` outside code spans and not escaped."""
+    row = row.strip()
+    if row.startswith("|"):
+        row = row[1:]
+    if row.endswith("|") and not row.endswith("\\|"):
+        row = row[:-1]
+    cells: list[str] = []
+    cell: list[str] = []
+    i, n = 0, len(row)
+    while i < n:
+        c = row[i]
+        if c == "\\" and i + 1 < n and row[i + 1] == "|":
+            cell.append("|")
+            i += 2
+            continue
+        if c == "`":  # a code span, `|` and all, up to its closing run
+            run = _run_end(row, i)
+            closing = row.find(row[i:run], run)
+            end = closing + run - i if closing != -1 else run
+            cell.append(row[i:end])
+            i = end
+            continue
+        if c == "|":
+            cells.append("".join(cell))
+            cell = []
+        else:
+            cell.append(c)
+        i += 1
+    cells.append("".join(cell))
+    return [_CELL_CODE.sub(r"\2", _CELL_BOLD.sub(r"\2", c.strip())) for c in cells]
+
+
+def _run_end(text: str, at: int) -> int:
+    end = at
+    while end < len(text) and text[end] == text[at]:
+        end += 1
+    return end
+
+
+def text_width(text: str) -> int:
+    """Columns `text` takes in monospace: wide (East Asian, most emoji) characters two,
+    combining marks and zero-width ones none."""
+    width = 0
+    for c in text:
+        if unicodedata.combining(c) or _UNSEEN.match(c):
+            continue
+        width += 2 if unicodedata.east_asian_width(c) in "WF" else 1
+    return width
+
+
+def table_grid(rows: list[str]) -> list[str]:
+    """A Markdown table's lines (its header, rule and rows) as aligned monospace lines.
+
+    Platforms without tables show them as preformatted text: padded so that
+    columns line up, right-aligned or centred as the rule's colons say, with
+    bold and code marks taken off the cells (they would show as clutter).
+    """
+    parsed: list[list[str] | None] = []
+    aligns: list[str] = []
+    for row in rows:
+        if not aligns and parsed and TABLE_RULE.match(row):
+            aligns = [_align(cell) for cell in _cells(row)]
+            parsed.append(None)
+        else:
+            parsed.append(_cells(row))
+    columns = max(len(cells) for cells in parsed if cells is not None) if any(parsed) else 0
+    widths = [0] * columns
+    for cells in parsed:
+        for j, cell in enumerate(cells or ()):
+            widths[j] = max(widths[j], text_width(cell))
+    out = []
+    for cells in parsed:
+        if cells is None:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+            continue
+        cells = cells + [""] * (columns - len(cells))
+        out.append("|" + "|".join(
+            f" {_pad(cell, widths[j], aligns[j] if j < len(aligns) else 'left')} "
+            for j, cell in enumerate(cells)
+        ) + "|")
+    return out
+
+
+def _align(rule_cell: str) -> str:
+    if rule_cell.endswith(":"):
+        return "center" if rule_cell.startswith(":") else "right"
+    return "left"
+
+
+def _pad(cell: str, width: int, align: str) -> str:
+    room = width - text_width(cell)
+    if align == "right":
+        return " " * room + cell
+    if align == "center":
+        return " " * (room // 2) + cell + " " * (room - room // 2)
+    return cell + " " * room

@@ -147,11 +147,11 @@ def test_a_table_cut_between_rows_goes_on_under_its_header() -> None:
     slack = split_markdown(text, 3000, markdown_to_mrkdwn)
     assert len(slack) > 1
     for piece in slack[1:]:
-        assert piece.startswith("```\n| name | value |\n|---|---|\n| row")
+        assert re.match(r"```\n\| name +\| value +\|\n\|-+\|-+\|\n\| row", piece), piece[:80]
     assert "* 2" in slack[-1] and slack[-1].endswith("```\n\nAfter.")
     # Every row is shown once.
     shown = "".join(slack)
-    assert all(shown.count(f"| row{i} |") == 1 for i in range(300))
+    assert all(len(re.findall(rf"\| row{i} +\|", shown)) == 1 for i in range(300))
 
 
 def test_a_long_paragraph_after_a_table_is_not_given_its_header() -> None:

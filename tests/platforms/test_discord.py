@@ -709,8 +709,8 @@ def test_what_discord_reads_otherwise_is_made_discord_markdown() -> None:
     )
     assert fmt.format_markdown(answer) == (
         # No tables on Discord: the grid is kept readable as preformatted text.
-        "**Options compared**\n\n```\n| Option | Default |\n|---|:---:|\n| `timeout` | 30 |"
-        "\n```\n\nRestart. `__init__` stays.\n"
+        "**Options compared**\n\n```\n| Option  | Default |\n|---------|---------|\n"
+        "| timeout |   30    |\n```\n\nRestart. `__init__` stays.\n"
         "```\n| a | b |\n|---|---|\n#### in code\n```\n###### "
     )
 

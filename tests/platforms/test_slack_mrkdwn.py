@@ -165,6 +165,28 @@ def test_table_becomes_preformatted() -> None:
     assert markdown_to_mrkdwn(table) == "```\n| a | b |\n|---|---|\n| 1 | 2 |\n```"
 
 
+def test_a_tables_columns_line_up() -> None:
+    """Padded to the widest cell (a wide character takes two columns), aligned as the
+    rule says, bold and code marks off; `|` escaped or in code stays in its cell, a
+    short row gets empty cells."""
+    table = (
+        "| Plan | Price | Notes |\n"
+        "|:-----|------:|:-----:|\n"
+        "| **Free** | $0 | `a|b` |\n"
+        "| Team | $12.50 | 日本語 |\n"
+        "| Pro \\| Max | ask |"
+    )
+    assert markdown_to_mrkdwn(table) == (
+        "```\n"
+        "| Plan      |  Price | Notes  |\n"
+        "|-----------|--------|--------|\n"
+        "| Free      |     $0 |  a|b   |\n"
+        "| Team      | $12.50 | 日本語 |\n"
+        "| Pro | Max |    ask |        |\n"
+        "```"
+    )
+
+
 def test_slack_mentions_from_the_api_are_neutralized() -> None:
     text = markdown_to_mrkdwn(
         "Hey <!channel> and <!here|here>, <@U0123ABCD> <!subteam^S1|@devs> @everyone"

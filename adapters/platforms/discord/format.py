@@ -15,7 +15,7 @@ import bisect
 import re
 from collections.abc import Iterable, Sequence
 
-from adapters.platforms.markup import ZWSP, break_fences, encoded_url, honest_label
+from adapters.platforms.markup import ZWSP, break_fences, encoded_url, honest_label, table_grid
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
@@ -60,13 +60,13 @@ def _blocks(markdown: str) -> str:
             i += 1
             continue
         if TABLE_ROW.match(line) and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
-            out.append("```")
+            rows = []
             while i < len(lines) and not in_code(offsets[i]) and (
                 TABLE_ROW.match(lines[i]) or TABLE_RULE.match(lines[i])
             ):
-                out.append(break_fences(lines[i].strip()))
+                rows.append(lines[i])
                 i += 1
-            out.append("```")
+            out.extend(["```", *(break_fences(row) for row in table_grid(rows)), "```"])
             continue
         heading = _DEEP_HEADING.match(line)
         out.append(f"**{heading.group(1)}**" if heading and heading.group(1) else line)

@@ -25,6 +25,7 @@ from adapters.platforms.markup import (
     encoded_url,
     honest_label,
     markdown_links,
+    table_grid,
 )
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
@@ -221,11 +222,11 @@ def markdown_to_mrkdwn(markdown: str) -> str:
             continue
         if TABLE_ROW.match(line) and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
             # Slack has no tables: keep the grid readable as preformatted text.
-            out.append("```")
+            rows = []
             while i < len(lines) and (TABLE_ROW.match(lines[i]) or TABLE_RULE.match(lines[i])):
-                out.append(escape(defuse_at(lines[i].strip())))
+                rows.append(lines[i])
                 i += 1
-            out.append("```")
+            out.extend(["```", *(escape(defuse_at(row)) for row in table_grid(rows)), "```"])
             continue
         i += 1
         # The last line is the one still growing while a reply streams: a new
