@@ -236,6 +236,8 @@ def _destination(text: str, at: int, end: int) -> tuple[int, str] | None:
     return None
 
 
+# The widest column a table is padded to (monospace columns).
+GRID_COLUMN_MAX = 40
 # A table cell's inline marks that monospace text shows as clutter: bold, code spans.
 _CELL_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _CELL_CODE = re.compile(r"(`+)(.+?)\1")
@@ -297,7 +299,9 @@ def table_grid(rows: list[str]) -> list[str]:
 
     Platforms without tables show them as preformatted text: padded so that
     columns line up, right-aligned or centred as the rule's colons say, with
-    bold and code marks taken off the cells (they would show as clutter).
+    bold and code marks taken off the cells (they would show as clutter). A
+    cell wider than `GRID_COLUMN_MAX` runs over its column rather than pad
+    every other row of it (which would lengthen the answer by as much a row).
     """
     parsed: list[list[str] | None] = []
     aligns: list[str] = []
@@ -311,7 +315,9 @@ def table_grid(rows: list[str]) -> list[str]:
     widths = [0] * columns
     for cells in parsed:
         for j, cell in enumerate(cells or ()):
-            widths[j] = max(widths[j], text_width(cell))
+            width = text_width(cell)
+            if width <= GRID_COLUMN_MAX:  # a long cell overflows; it widens no other
+                widths[j] = max(widths[j], width)
     out = []
     for cells in parsed:
         if cells is None:

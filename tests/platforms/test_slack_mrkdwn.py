@@ -187,6 +187,14 @@ def test_a_tables_columns_line_up() -> None:
     )
 
 
+def test_a_long_cell_runs_over_its_column_instead_of_widening_every_row() -> None:
+    long = "word " * 30
+    table = f"| k | v |\n|---|---|\n| a | {long.strip()} |\n| b | short |\n| c | mid |"
+    assert markdown_to_mrkdwn(table).split("\n")[3:6] == [
+        f"| a | {long.strip()} |", "| b | short |", "| c | mid   |"
+    ]
+
+
 def test_slack_mentions_from_the_api_are_neutralized() -> None:
     text = markdown_to_mrkdwn(
         "Hey <!channel> and <!here|here>, <@U0123ABCD> <!subteam^S1|@devs> @everyone"
