@@ -111,6 +111,9 @@ class LimitsConfig(_Model):
 
     max_concurrent_streams: int = Field(64, ge=1)
     queue_size: int = Field(256, ge=0)
+    # Questions waiting behind another of their own conversation (answered one at a
+    # time), each conversation apart: they never hold up other conversations.
+    conversation_queue_size: int = Field(10, ge=0)
     max_question_chars: int = Field(4000, ge=1)
     rate_limit: RateLimitConfig = RateLimitConfig()
     shutdown_grace: float = Field(20.0, ge=0)

@@ -31,6 +31,10 @@ log = logging.getLogger("chat_bridge.intake")
 
 HELP_TEXT = "Ask me a question in words, and I will answer here."
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
+CONVERSATION_BUSY = (
+    "This conversation already has questions waiting for their answers; "
+    "please ask again once they are answered."
+)
 # Refusals told to one person at most (beyond, they go unsaid): a member sending
 # message after message where refusals are posted in the channel would otherwise
 # fill its post budget with them, and answers to everyone else would wait.
@@ -257,10 +261,14 @@ class Intake:
             await self._refuse(msg, target, unavailable(circuit))
             relay.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return None
-        # Waiting: questions not answering yet beyond the free streams (one behind
-        # another of its conversation waits even while streams are free).
+        # One behind another of its conversation waits for it, not for a stream: it
+        # counts against its conversation's queue, never against other conversations'.
         limits = relay.config.limits
-        if relay.waiting >= limits.queue_size + limits.max_concurrent_streams:
+        if taken := relay.taken(key):
+            if taken > limits.conversation_queue_size:
+                await self._refuse(msg, target, CONVERSATION_BUSY)
+                return None
+        elif relay.ahead >= limits.queue_size + limits.max_concurrent_streams:
             await self._refuse(msg, target, "I am busy right now; please try again shortly.")
             return None
         rate = route.rate_limit or relay.config.limits.rate_limit

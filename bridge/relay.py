@@ -129,6 +129,11 @@ class Relay:
         # still showing the end (counted, or a place slow to edit takes questions
         # without end).
         self._answering = 0
+        # Jobs taken and not ended, by conversation: all but its first wait behind
+        # it and could not take a free stream slot. (On a shared store the first may
+        # itself wait for another replica's answer: counted all the same, one per
+        # conversation, or questions in conversations busy elsewhere would pile up.)
+        self._taken: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: set[Job] = set()
         # Records of finished replies whose removal from the store failed: the
@@ -169,6 +174,7 @@ class Relay:
             for key in job.keys:
                 self._chains[key] = job.mine
         self._jobs.add(job)
+        self._taken[job.key] = self._taken.get(job.key, 0) + 1
         self._queued += 1
         self.metrics.queue_depth.set(self._queued)
         job.recorded = batch
@@ -178,6 +184,16 @@ class Relay:
     def waiting(self) -> int:
         """Questions taken and not ended: queued, or answering."""
         return self._queued + self._answering
+
+    @property
+    def ahead(self) -> int:
+        """Questions answering, or that could take a free stream slot now: the first
+        one taken of each conversation (those behind it wait for it, not for a slot)."""
+        return len(self._taken)
+
+    def taken(self, key: str) -> int:
+        """The questions of conversation `key` taken here and not ended."""
+        return self._taken.get(key, 0)
 
     async def notice(self, target: ReplyTarget, text: str) -> None:
         """Tell the asker something instead of answering, within the bot-wide budget
@@ -277,6 +293,10 @@ class Relay:
             self._dequeue(job)  # if it never left the queue (a failure or a stop before)
             if not job.mine.done():
                 job.mine.set_result(None)
+            if (left := self._taken[job.key] - 1) > 0:
+                self._taken[job.key] = left
+            else:
+                del self._taken[job.key]
             for key in job.keys:
                 if self._chains.get(key) is job.mine:
                     del self._chains[key]

@@ -19,7 +19,7 @@ from bridge import app, render
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import UNEXPECTED, PlaceGone, PlatformError, StoreError, told
-from bridge.intake import HELP_TEXT, THREAD_RESET, UserRateLimiter
+from bridge.intake import CONVERSATION_BUSY, HELP_TEXT, THREAD_RESET, UserRateLimiter
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
 from bridge.render import LiveReply
 from bridge.store import Conversation
@@ -1140,11 +1140,11 @@ async def test_while_one_question_finds_out_if_the_backend_is_back_others_are_to
     assert again.notices == [] and again.visible() == ["Hello from the fake."]
 
 
-async def test_questions_waiting_behind_one_conversation_count_against_the_queue(
+async def test_questions_waiting_behind_their_conversation_have_a_queue_of_their_own(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
     fake_chat_api.enqueue(tokens=["Slow ", "one."], hang_after=1)
-    extra = "limits: {max_concurrent_streams: 2, queue_size: 1}"
+    extra = "limits: {max_concurrent_streams: 2, queue_size: 1, conversation_queue_size: 2}"
     async with bridge_for(
         fake_chat_api, tmp_path / "b.db", extra=extra, route="session: channel"
     ) as bridge:
@@ -1154,10 +1154,56 @@ async def test_questions_waiting_behind_one_conversation_count_against_the_queue
         # One channel, one conversation: the others wait behind the first answer.
         later = [await p.say(f"q{u}", user=f"U{u}") for u in range(1, 6)]
         await wait_for(lambda: sum(bool(t.notices) for t in later) == 3)
-        # One waits within queue_size, one more while a stream is free: no more.
+        # Two wait behind the one answering, within conversation_queue_size: no more.
         assert bridge.relay._queued == 2
-    assert all(n == ["I am busy right now; please try again shortly."]
-               for n in (t.notices for t in later[2:]))
+        assert [t.notices for t in later[:2]] == [[], []]
+    assert all(n == [CONVERSATION_BUSY] for n in (t.notices for t in later[2:]))
+
+
+async def test_one_conversations_backlog_leaves_the_free_streams_to_others(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Its backlog counted against the bridge-wide queue: with three of four streams
+    # idle, someone asking elsewhere was told the bot was busy.
+    fake_chat_api.enqueue(tokens=["Slow ", "one."], hang_after=1)
+    fake_chat_api.enqueue(tokens=["For you."])
+    extra = "limits: {max_concurrent_streams: 4, queue_size: 4}"
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", extra=extra, route="session: channel"
+    ) as bridge:
+        p = platform(bridge)
+        # One person, one conversation answered one at a time, within their rate limit.
+        noisy = [await p.say(f"question {i}", channel="C-NOISY", user="U-NOISY")
+                 for i in range(8)]
+        await wait_for(lambda: bridge.relay.waiting == 8)
+        other = await p.say("a different question", channel="C-QUIET", user="U-OTHER")
+        await asyncio.wait_for(other.ended.wait(), 10)
+        assert other.visible() == ["For you."]
+        assert other.notices == []
+        assert all(t.notices == [] for t in noisy)  # all eight wait their turn
+
+
+async def test_a_busy_shared_channel_leaves_the_free_streams_to_others_by_default(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # 32 members of one `session: channel` channel asking 10 each, within their rate
+    # limit, filled the default queue while 63 of 64 streams stood idle.
+    fake_chat_api.enqueue(tokens=["Slow ", "one."], hang_after=1)
+    fake_chat_api.enqueue(tokens=["For you."])
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", route="session: channel"
+    ) as bridge:
+        p = platform(bridge)
+        busy = [await p.say(f"q{u}.{i}", channel="C-BUSY", user=f"U{u}")
+                for u in range(32) for i in range(10)]
+        await wait_for(lambda: bridge.relay.waiting + sum(bool(t.notices) for t in busy) == 320)
+        # The one answering and the default 10 behind it; the rest are told why.
+        assert bridge.relay.waiting == 11
+        assert {tuple(t.notices) for t in busy[11:]} == {(CONVERSATION_BUSY,)}
+        other = await p.say("a different question", channel="C-QUIET", user="U-OTHER")
+        await asyncio.wait_for(other.ended.wait(), 10)
+        assert other.visible() == ["For you."]
+        assert other.notices == []
 
 
 async def test_a_route_with_its_own_rate_limit_counts_apart(

@@ -167,6 +167,34 @@ async def test_a_follow_up_reaching_another_replica_while_its_question_waits_is_
     ]
 
 
+async def test_a_backlog_behind_another_replicas_answer_leaves_the_free_streams_to_others(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    # Questions of one conversation waiting (on the store) for its answer on another
+    # replica counted against this one's queue: with its streams idle, someone
+    # asking elsewhere was told the bot was busy.
+    fake_chat_api.enqueue(tokens=["Slow ", "one."], hang_after=1)
+    fake_chat_api.enqueue(tokens=["For you."])
+    limits = "heartbeat_interval: 0.5, max_concurrent_streams: 2, queue_size: 0"
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url, limits, route=", session: channel") as a,
+        shared_bridge(fake_chat_api, url, limits, route=", session: channel") as b,
+    ):
+        on_a: LocalPlatform = a.platforms["console"]  # type: ignore[assignment]
+        on_b: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
+        first = await on_a.say("first", channel="C-NOISY", sent_at=1_700_000_000.0)
+        await wait_for(lambda: any(t.startswith("Slow") for t in first.visible()))
+        noisy = [await on_b.say(f"question {i}", channel="C-NOISY", user="U-NOISY",
+                                sent_at=1_700_000_001.0 + i) for i in range(8)]
+        await wait_for(lambda: b.relay.waiting == 8)
+        other = await on_b.say("a different question", channel="C-QUIET", user="U-OTHER")
+        await asyncio.wait_for(other.ended.wait(), 10)
+        assert other.visible() == ["For you."]
+        assert other.notices == []
+        assert all(t.notices == [] for t in noisy)  # still waiting their turn, on B
+
+
 async def test_a_job_waiting_behind_one_of_ours_that_is_closing_does_not_spin(
     fake_chat_api: FakeChatAPI,
 ) -> None:
