@@ -131,6 +131,9 @@ class FakeSlack:
         self.stream_error: str | None = None  # make chat.startStream refuse with this error
         # method -> errors its next calls answer with (ok: false), one per call
         self.fail: dict[str, list[str]] = {}
+        # method -> HTTP statuses its next calls answer with, one per call, with a page
+        # that is not JSON (an outage's, a proxy's 502)
+        self.unavailable: dict[str, list[int]] = {}
         # The bot token's scopes (the manifest's), told in X-OAuth-Scopes on every
         # answer; a chat.* method without chat:write is refused missing_scope.
         self.scopes = {"app_mentions:read", "channels:history", "groups:history",
@@ -252,6 +255,9 @@ class FakeSlack:
         delays = self.slow.get(method)
         if delays:  # this call takes its time, as a busy Slack's would
             await asyncio.sleep(delays.pop(0))
+        statuses = self.unavailable.get(method)
+        if statuses:
+            return web.Response(status=statuses.pop(0), text="Slack is having trouble")
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
         if method == "apps.connections.open":

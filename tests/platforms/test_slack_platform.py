@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget
+from adapters.platforms.slack.target import SlackRefused
 from adapters.registry import REGISTRY
 from bridge.budget import Budgets
 from bridge.config import parse_config
@@ -797,6 +798,27 @@ async def test_refusals_become_platform_errors(
     with pytest.raises(PlaceGone, match="token_revoked.*uninstalled") as locked_out:
         await target.post("hello")
     assert fake_slack.bot_token not in str(locked_out.value)
+
+
+async def test_a_page_that_is_not_slacks_answer_means_slack_could_not_be_reached(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform
+) -> None:
+    # An outage's 503 or a proxy's 502 comes with a page, not Slack's JSON: reading an
+    # error code from it raised AttributeError, and each failure was logged as that.
+    target = socket_platform.target(Address("slack", fake_slack.team_id, CHANNEL, None))
+    fake_slack.unavailable["chat.postMessage"] = [503]
+    reached = r"could not be reached for chat.postMessage \(HTTP 503\)"
+    with pytest.raises(PlatformError, match=reached) as caught:
+        await target.post("hello")
+    assert not isinstance(caught.value, SlackRefused | PlaceGone)  # tried again, not ended
+    ts = await target.post("hello")
+    fake_slack.unavailable["chat.update"] = [502]
+    with pytest.raises(PlatformError, match=r"could not be reached for chat.update \(HTTP 502\)"):
+        await target.edit(ts, "hello again")
+    # Slack's own refusals are still read from its answer.
+    fake_slack.fail["chat.update"] = ["msg_too_long"]
+    with pytest.raises(SlackRefused, match="msg_too_long"):
+        await target.edit(ts, "hello again")
 
 
 async def dm_thread_target(fake_slack: FakeSlack, inbox: Inbox) -> SlackTarget:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge.errors import PlatformError
 
-from .target import NO_SCOPE
+from .refusal import NO_SCOPE
 
 log = logging.getLogger("chat_bridge.slack")
 

@@ -42,6 +42,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.budget import drop_older
 from bridge.interfaces import Rate
 
+from .refusal import error_code, status
+
 log = logging.getLogger("chat_bridge.slack")
 
 # How long a stop waits for the removals still queued.
@@ -139,10 +141,10 @@ class ThinkingReactions:
                 channel=reaction.channel, timestamp=reaction.ts, name=reaction.name
             )
         except SlackApiError as exc:
-            error = _error(exc)
+            error = error_code(exc)
             if error == "already_reacted":
                 return True  # left by a process stopped before it took it off: ours
-            if _status(exc) == 429:
+            if status(exc) == 429:
                 ws.adds_at = self._clock() + (_retry_after(exc) or 1.0)
             ws.on -= 1
             log.debug("slack: reaction not added: %s", error)
@@ -207,15 +209,15 @@ class ThinkingReactions:
                 channel=reaction.channel, timestamp=reaction.ts, name=reaction.name
             )
         except SlackApiError as exc:
-            status, error = _status(exc), _error(exc)
-            if status == 429:
+            code, error = status(exc), error_code(exc)
+            if code == 429:
                 after = _retry_after(exc)
                 if after is None:  # Slack always says; were it not to, a pause of our own
                     return "failed"
                 ws.removals_at = self._clock() + after
                 log.debug("slack: reaction removal rate limited; again in %g s", after)
                 return "limited"
-            if status >= 500 or error in _TRANSIENT:
+            if code >= 500 or error in _TRANSIENT:
                 log.debug("slack: reaction not removed yet: %s", error)
                 return "failed"
             # Nothing to take off (`no_reaction`, the message gone), or it never will be.
@@ -253,22 +255,6 @@ class ThinkingReactions:
                 "removal before the stop (rate limited, or not reached)",
                 left, next(ws.queue[0].name for ws in self._workspaces.values() if ws.queue),
             )
-
-
-def _status(exc: SlackApiError) -> int:
-    """The HTTP status of a refusal (slack-sdk's response, or aiohttp's for a body
-    that was not JSON)."""
-    response = exc.response
-    status = getattr(response, "status_code", None) or getattr(response, "status", 0)
-    return status if isinstance(status, int) else 0
-
-
-def _error(exc: SlackApiError) -> str:
-    try:
-        error = exc.response.get("error")
-    except (AttributeError, TypeError, ValueError):  # no response, or a body not JSON
-        error = None
-    return str(error or _status(exc) or "unknown_error")
 
 
 def _retry_after(exc: SlackApiError) -> float | None:

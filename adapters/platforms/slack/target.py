@@ -28,6 +28,7 @@ from bridge.transport import env_proxy
 
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
+from .refusal import NO_SCOPE, error_code, status, told
 
 if TYPE_CHECKING:
     from .platform import SlackPlatform
@@ -91,9 +92,8 @@ _GONE = {"channel_not_found", "message_not_found", "thread_not_found", "not_in_c
 # Errors of any method that say the bot's token no longer works.
 _LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
                "account_inactive"}
-# Errors that say the token may not post at all (the app reinstalled without chat:write,
-# a user token given), when a method every reply needs refuses so.
-NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
+# The token may not post at all (the app reinstalled without chat:write, a user token
+# given) when a method every reply needs refuses so (NO_SCOPE).
 _ESSENTIAL = {"chat.postMessage", "chat.update"}
 
 
@@ -105,9 +105,12 @@ async def guard(
     try:
         return await call
     except SlackApiError as exc:
-        error = "unknown_error"
-        if exc.response is not None:
-            error = str(exc.response.get("error") or exc.response.status_code)
+        if told(exc) is None and status(exc) >= 500:
+            # Not Slack's answer, or Slack failing (an outage's page, a proxy's 502).
+            raise PlatformError(
+                f"Slack could not be reached for {method} (HTTP {status(exc)})"
+            ) from exc
+        error = error_code(exc)
         if error in _GONE and method.startswith("chat."):
             raise SlackGone(method, error) from exc
         if error in _LOCKED_OUT or (error in NO_SCOPE and method in _ESSENTIAL):

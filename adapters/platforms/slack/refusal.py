@@ -1,0 +1,30 @@
+"""What a refusal of the Slack Web API says (slack-sdk's `SlackApiError`): its HTTP
+status and Slack's error code, whatever its body (Slack's JSON, or the page of a
+proxy or of an outage, which is not)."""
+
+from __future__ import annotations
+
+from slack_sdk.errors import SlackApiError
+
+# Errors that say the token may not do this (the app installed without the method's
+# scope, a user token given where a bot token is needed).
+NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
+
+
+def status(exc: SlackApiError) -> int:
+    """The HTTP status of a refusal (slack-sdk's response, or aiohttp's); 0 if unknown."""
+    response = exc.response
+    found = getattr(response, "status_code", None) or getattr(response, "status", 0)
+    return found if isinstance(found, int) else 0
+
+
+def told(exc: SlackApiError) -> str | None:
+    """Slack's error code (`not_in_channel`), if the body is Slack's JSON and says one."""
+    data = getattr(exc.response, "data", None)
+    error = data.get("error") if isinstance(data, dict) else None
+    return str(error) if error else None
+
+
+def error_code(exc: SlackApiError) -> str:
+    """Slack's error code, else the HTTP status (`503`), else `unknown_error`."""
+    return told(exc) or str(status(exc) or "unknown_error")
