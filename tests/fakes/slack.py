@@ -135,7 +135,8 @@ class FakeSlack:
         # that is not JSON (an outage's, a proxy's 502)
         self.unavailable: dict[str, list[int]] = {}
         # The bot token's scopes (the manifest's), told in X-OAuth-Scopes on every
-        # answer; a chat.* method without chat:write is refused missing_scope.
+        # answer; a chat.* method without chat:write is refused missing_scope, and
+        # a reactions.* one without reactions:write.
         self.scopes = {"app_mentions:read", "channels:history", "groups:history",
                        "im:history", "mpim:history", "chat:write", "commands",
                        "reactions:write"}
@@ -271,7 +272,8 @@ class FakeSlack:
         failing = self.fail.get(method)
         if failing:
             return self._error(method, failing.pop(0))
-        if method.startswith("chat.") and "chat:write" not in self.scopes:
+        family = method.split(".", 1)[0]
+        if family in ("chat", "reactions") and f"{family}:write" not in self.scopes:
             return self._error(method, "missing_scope")
         rule = self.rates.get(method)
         if rule is not None:

@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from adapters.platforms.slack import SlackPlatform, SlackTarget
+from adapters.platforms.slack import reactions as reactions_module
 from adapters.platforms.slack.reactions import FLUSH_SECONDS, Reaction, ThinkingReactions
 from bridge.interfaces import Rate
 from tests.fakes.slack import FakeSlack
@@ -137,6 +138,35 @@ async def test_an_add_refused_for_its_rate_leaves_nothing_to_remove(
         assert fake_slack.rate_limited["reactions.add"] == 1
         assert fake_slack.count("reactions.remove") == 1  # the first's alone
         assert not fake_slack.rejected
+
+
+async def test_an_app_without_reactions_write_says_so_once_and_answers_all_the_same(
+    fake_slack: FakeSlack, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Refused for its scope, each question's reaction was tried again and the refusal
+    # logged at DEBUG: the thinking reaction never showed, and nobody was told why.
+    fake_slack.scopes.discard("reactions:write")
+    async with running(fake_slack, inbox, thinking="reaction") as platform:
+        now = [1000.0]
+        platform.reactions._clock = lambda: now[0]
+        targets = await taken(fake_slack, inbox, 3)
+        await settled(*targets)
+        assert fake_slack.count("reactions.add") == 1  # not tried again for a while
+        for target in targets:  # answered as usual
+            assert await target.begin() is not None
+            await target.end()
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warned) == 1
+        assert fake_slack.team_id in warned[0] and "reactions:write" in warned[0]
+        # The app reinstalled with the scope: after the pause, reactions show again.
+        fake_slack.scopes.add("reactions:write")
+        now[0] += reactions_module.NO_SCOPE_SECONDS
+        [target] = await taken(fake_slack, inbox, 1)
+        await settled(target)
+        assert shown(fake_slack) == [question(target)]
+        await target.end()
+        await fake_slack.wait_for(lambda: not shown(fake_slack))
+        assert fake_slack.rejected == {"reactions.add:missing_scope": 1}
 
 
 async def test_an_add_whose_answer_was_lost_is_taken_off_too(

@@ -19,6 +19,9 @@ must not be lost:
   the token refused) leave nothing to do.
 - An add is never waited out or retried: shown late, it would say nothing.
   After a 429 no add goes to that workspace until its Retry-After has passed.
+  After a refusal for a missing scope (the app installed without
+  `reactions:write`) none goes there for `NO_SCOPE_SECONDS`; the first says so
+  in a warning.
   An add whose answer was lost may have been carried out: it is taken off
   like any other.
 - At a stop, the removals still queued are tried for up to `FLUSH_SECONDS`
@@ -42,7 +45,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.budget import drop_older
 from bridge.interfaces import Rate
 
-from .refusal import error_code, status
+from .refusal import NO_SCOPE, error_code, status
 
 log = logging.getLogger("chat_bridge.slack")
 
@@ -53,6 +56,8 @@ MAX_PAUSE = 60.0
 # Added to the budget's window, as the bridge's budgets do: requests reach Slack a
 # little after they are sent, unevenly.
 MARGIN = 0.05
+# Seconds without adds in a workspace whose token may not add reactions.
+NO_SCOPE_SECONDS = 600.0
 # Workspaces known before the idle ones are first forgotten.
 SWEEP_FLOOR = 64
 # Slack's refusals that a later try may not meet.
@@ -80,7 +85,8 @@ class _Workspace:
     queue: deque[Reaction] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
     removals_at: float = 0.0  # no removal before this: a 429's Retry-After
-    adds_at: float = 0.0  # no add before this: a 429's Retry-After
+    adds_at: float = 0.0  # no add before this: a 429's Retry-After, a missing scope
+    no_scope: bool = False  # reactions.add was refused for its scope: said once
 
 
 class ThinkingReactions:
@@ -112,7 +118,7 @@ class ThinkingReactions:
         across an organisation meets many): each sweep is paid for by as many new ones."""
         now = self._clock()
         for key, ws in list(self._workspaces.items()):
-            if (not ws.queue and ws.on == 0 and ws.worker is None
+            if (not ws.queue and ws.on == 0 and ws.worker is None and not ws.no_scope
                     and max(ws.adds_at, ws.removals_at) <= now
                     and all(now - sent >= self._window for sent in ws.spent)):
                 del self._workspaces[key]
@@ -147,6 +153,18 @@ class ThinkingReactions:
             if status(exc) == 429:
                 ws.adds_at = self._clock() + (_retry_after(exc) or 1.0)
             ws.on -= 1
+            if error in NO_SCOPE:
+                ws.adds_at = self._clock() + NO_SCOPE_SECONDS
+                if not ws.no_scope:
+                    ws.no_scope = True
+                    log.warning(
+                        "slack: the thinking reaction is not shown in workspace %s: Slack "
+                        "refused reactions.add (%s); add the reactions:write scope to the "
+                        "app and reinstall it. Answers are given as usual; reactions are "
+                        "tried again every %d minutes",
+                        reaction.workspace, error, NO_SCOPE_SECONDS // 60,
+                    )
+                return False
             log.debug("slack: reaction not added: %s", error)
             return False
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -157,6 +175,10 @@ class ThinkingReactions:
         except asyncio.CancelledError:
             self.remove(reaction)  # the request may have gone
             raise
+        if ws.no_scope:
+            ws.no_scope = False
+            log.info("slack: thinking reactions are shown again in workspace %s",
+                     reaction.workspace)
         return True
 
     # ------------------------------------------------------------------ removing
