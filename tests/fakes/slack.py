@@ -106,6 +106,9 @@ class FakeSlack:
         self.app_token = "xapp-fake-app-token"
         self.signing_secret = "fake-signing-secret"
         self.channels: dict[str, str] = {}
+        # Channels the bot is not a member of: chat.* methods there are refused
+        # not_in_channel, until `invite_bot`.
+        self.outside: set[str] = set()
         self.messages: dict[str, list[FakeMessage]] = defaultdict(list)
         self.ephemerals: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []
@@ -272,6 +275,8 @@ class FakeSlack:
         failing = self.fail.get(method)
         if failing:
             return self._error(method, failing.pop(0))
+        if method.startswith("chat.") and args.get("channel") in self.outside:
+            return self._error(method, "not_in_channel")
         family = method.split(".", 1)[0]
         if family in ("chat", "reactions") and f"{family}:write" not in self.scopes:
             return self._error(method, "missing_scope")
@@ -646,6 +651,15 @@ class FakeSlack:
             "ts": now, "event_ts": now, "deleted_ts": ts,
             "previous_message": {"type": "message", "user": message.user, "text": message.text,
                                  "ts": ts},
+        })
+
+    def invite_bot(self, channel: str, *, inviter: str = "U0USER001") -> dict[str, Any]:
+        """Someone invites the bot to `channel`: the body of the `member_joined_channel`
+        event Slack sends an app subscribed to it."""
+        self.outside.discard(channel)
+        return self.event_body({
+            "type": "member_joined_channel", "user": self.bot_user_id, "channel": channel,
+            "channel_type": "C", "team": self.team_id, "inviter": inviter,
         })
 
     def event_body(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Most tests run twice: over Socket Mode and over signed HTTP events.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.platforms.slack import closed as slack_closed
 from adapters.platforms.slack import lockout as slack_lockout
 from adapters.platforms.slack import platform as slack_platform
 from adapters.platforms.slack.platform import EDIT_WINDOW
@@ -636,3 +639,54 @@ async def test_the_first_question_after_a_start_needs_no_further_sign_in(
     await harness.ask(DM, "first question after a start")
     await harness.answer(DM, None, "First answer.")
     assert [m for m, _ in harness.slack.calls if m == "auth.test"] == ["auth.test"]
+
+
+def not_answered_in(caplog: pytest.LogCaptureFixture, channel: str) -> int:
+    """Questions in `channel` left unanswered because the bot cannot post there."""
+    return sum(f"not answering in channel {channel}" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_channel_the_bot_is_not_in_is_asked_nothing_until_it_is_invited(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each question there went to the chat API (paid for) for an answer nobody could
+    # see, and the log said only "Slack refused chat.postMessage: not_in_channel".
+    caplog.set_level(logging.INFO)
+    slack, chat = harness.slack, harness.chat
+    slack.outside.add(CHANNEL_2)
+    chat.enqueue(tokens=["Never shown."])
+    await harness.ask(CHANNEL_2, "one?")  # how the bridge learns it
+    await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)
+    await harness.ask(CHANNEL_2, "two?")
+    assert not_answered_in(caplog, CHANNEL_2) == 1
+    assert await harness.sentinel() == ["one?", "sentinel"]
+    warned = [r.getMessage() for r in caplog.records
+              if r.levelno >= logging.WARNING and "cannot post" in r.getMessage()]
+    assert len(warned) == 1
+    assert CHANNEL_2 in warned[0] and "/invite @chat-bridge" in warned[0]
+    await harness.send(slack.invite_bot(CHANNEL_2))  # member_joined_channel
+    chat.enqueue(tokens=["Answered."])
+    root = await harness.ask(CHANNEL_2, "three?")
+    await harness.answer(CHANNEL_2, root, "Answered.")
+    assert [r.json["message"] for r in chat.requests] == ["one?", "sentinel", "three?"]
+
+
+async def test_a_channel_the_bot_could_not_post_in_is_tried_again_after_a_while(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    slack, chat = harness.slack, harness.chat
+    slack.fail["chat.postMessage"] = ["restricted_action"]  # only admins may post there
+    chat.enqueue(tokens=["Never shown."])
+    await harness.ask(CHANNEL_2, "one?")
+    await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)
+    await harness.ask(CHANNEL_2, "two?")
+    assert not_answered_in(caplog, CHANNEL_2) == 1
+    # An admin lets the bot post; a while later, the next question is answered.
+    platform = harness.bridge.platforms["slack"]
+    assert isinstance(platform, slack_platform.SlackPlatform)
+    platform.closed.clock = lambda: time.monotonic() + slack_closed.CLOSED_SECONDS
+    chat.enqueue(tokens=["Answered."])
+    root = await harness.ask(CHANNEL_2, "three?")
+    await harness.answer(CHANNEL_2, root, "Answered.")
+    assert [r.json["message"] for r in chat.requests] == ["one?", "three?"]

@@ -36,6 +36,7 @@ from bridge.errors import PlatformError
 from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
 
+from .closed import ClosedChannels
 from .lockout import TokenGate
 from .options import SlackOptions
 from .reactions import ThinkingReactions
@@ -175,6 +176,7 @@ class SlackPlatform(Platform):
             weakref.WeakValueDictionary()
         )
         self.gate = TokenGate(lambda: guard("auth.test", self.client.auth_test()))
+        self.closed = ClosedChannels()
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
         self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
@@ -195,6 +197,10 @@ class SlackPlatform(Platform):
         )
         self.app.event("app_mention")(self._on_app_mention)
         self.app.event("message")(self._on_message)
+        # Where the app subscribes to it (with channels:read and groups:read), it says
+        # at once that the bot was invited to a channel it could not post in. (bolt
+        # drops the bot's own channel_join message.)
+        self.app.event("member_joined_channel")(self._on_member_joined)
         self.app.command(opts.reset_command)(self._on_command)
         # Acknowledge any other event the app is subscribed to, rather than 404.
         self.app.event(re.compile(".*"))(self._on_other)
@@ -245,6 +251,7 @@ class SlackPlatform(Platform):
         self.bot_user_id = auth.get("user_id")
         self.bot_id = auth.get("bot_id")
         self.team_id = auth.get("team_id")
+        self.closed.bot_name = str(auth.get("user") or self.closed.bot_name)
         log.info("slack: signed in to team %s as %s", self.team_id, self.bot_user_id)
         self._handler = handler
         if self.options.socket_mode:
@@ -390,6 +397,11 @@ class SlackPlatform(Platform):
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         self._deliver(body, event, mention=False)
 
+    async def _on_member_joined(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("user") == self.bot_user_id:
+            channel = str(event.get("channel", ""))
+            self.closed.opened(_workspace(body, event, self.team_id), channel, joined=True)
+
     async def _on_other(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
 
@@ -409,6 +421,14 @@ class SlackPlatform(Platform):
             # The stop began while bolt dispatched it: acked, it would be lost.
             raise _Stopping
         inbound, target = made
+        if self.closed.closed(inbound.workspace, inbound.channel):
+            # Slack refused the bot a post there: asking the chat API would cost a
+            # request, send the text out, and show nothing.
+            (log.info if inbound.mentioned else log.debug)(
+                "slack: not answering in channel %s: the bot cannot post there",
+                inbound.channel,
+            )
+            return
         if target.question_ts:
             self._questions[(inbound.channel, target.question_ts)] = target
         if self.gate.refused is not None:
@@ -485,8 +505,7 @@ class SlackPlatform(Platform):
             return None
         thread_ts = event.get("thread_ts")
         thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
-        workspace = str(_installed_in(body) or body.get("team_id") or event.get("team")
-                        or self.team_id or "")
+        workspace = _workspace(body, event, self.team_id)
         inbound = Inbound(
             platform=self.name,
             workspace=workspace,
@@ -567,6 +586,11 @@ class SlackPlatform(Platform):
             raise
         except Exception:
             log.exception("slack: handler failed")
+
+
+def _workspace(body: dict[str, Any], event: dict[str, Any], team_id: str | None) -> str:
+    """The workspace an event belongs to: the install's (see `_installed_in`)."""
+    return str(_installed_in(body) or body.get("team_id") or event.get("team") or team_id or "")
 
 
 def _installed_in(body: dict[str, Any]) -> str | None:

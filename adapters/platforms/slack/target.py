@@ -26,6 +26,7 @@ from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
 from bridge.transport import env_proxy
 
+from .closed import CLOSING
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
 from .refusal import NO_SCOPE, error_code, status, told
@@ -95,6 +96,8 @@ _LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
 # The token may not post at all (the app reinstalled without chat:write, a user token
 # given) when a method every reply needs refuses so (NO_SCOPE).
 _ESSENTIAL = {"chat.postMessage", "chat.update"}
+# Methods whose success says the bot may post in the channel.
+_POSTS = {"chat.postMessage", "chat.startStream"}
 
 
 async def guard(
@@ -200,8 +203,17 @@ class SlackTarget(ReplyTarget):
 
     # ------------------------------------------------------------------ the reply
 
-    def _guard(self, method: str, call: Awaitable[Any]) -> Awaitable[Any]:
-        return guard(method, call, self.platform.gate.lock_out)
+    async def _guard(self, method: str, call: Awaitable[Any]) -> Any:
+        workspace, channel = self.address.workspace, self.address.channel
+        try:
+            resp = await guard(method, call, self.platform.gate.lock_out)
+        except SlackGone as exc:
+            if exc.error in CLOSING:  # the channel, not just this reply's message
+                self.platform.closed.close(workspace, channel, exc.error)
+            raise
+        if method in _POSTS:
+            self.platform.closed.opened(workspace, channel)
+        return resp
 
     def withdrawn(self) -> bool:
         return self.deleted
