@@ -13,15 +13,20 @@ reasons that matter when hundreds of answers stream at once:
   read, not one each.
 
 aiohttp's errors become the httpx errors they correspond to, so a dialect's
-error handling is the same whichever transport it runs on.
+error handling is the same whichever transport it runs on. A failure to
+connect says what failed in words an admin can act on (a host name that does
+not resolve, a TLS handshake that failed, a refused connection), naming the
+host and port only: never the URL, whose query may carry a key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import http.cookiejar
 import os
+import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 
@@ -47,17 +52,56 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 )
 
 
+class BadAddress(httpx.ConnectError):
+    """A connection that trying again will not mend: the URL's host name does not
+    resolve, or the TLS handshake failed (https to a plain-HTTP port, a certificate
+    refused). The message says what to check."""
+
+
 @contextlib.contextmanager
 def _as_httpx(request: httpx.Request) -> Iterator[None]:
     try:
         yield
     except aiohttp.ClientError as exc:
+        said = _connect_failure(exc)
+        if said is not None:
+            raise said[0](said[1], request=request) from exc
         for theirs, ours in _ERRORS:
             if isinstance(exc, theirs):
                 # The message names the error type only: aiohttp's text may
                 # quote the URL, which can carry a key in its query.
                 raise ours(type(exc).__name__, request=request) from exc
         raise
+
+
+def _connect_failure(exc: aiohttp.ClientError) -> tuple[type[httpx.ConnectError], str] | None:
+    """The httpx error and the words for a connection that failed for a reason an
+    admin can act on; None for the others. Host and port are aiohttp's (those of
+    the proxy, where it was the proxy that failed), never the URL."""
+    if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(
+        exc, aiohttp.ClientProxyConnectionError
+    ):
+        return None
+    where = f"[{exc.host}]:{exc.port}" if ":" in exc.host else f"{exc.host}:{exc.port}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return BadAddress, f"the host name {exc.host} does not resolve (check the backend's url)"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return BadAddress, (
+            f"the TLS handshake with {where} failed (check the url's scheme and port, "
+            f"or the certificate: {_tls_reason(exc)})"
+        )
+    if isinstance(exc.os_error, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return httpx.ConnectError, f"connection refused at {where}"
+    return None
+
+
+def _tls_reason(exc: aiohttp.ClientSSLError) -> str:
+    """Why a TLS handshake failed: "self-signed certificate", "wrong version number"..."""
+    cause = getattr(exc, "certificate_error", None) or exc.os_error
+    said = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+    if isinstance(cause, ssl.SSLError) and said:
+        return str(said).replace("_", " ").lower() if str(said).isupper() else str(said)
+    return type(cause).__name__
 
 
 def env_proxy(url: str) -> str | None:

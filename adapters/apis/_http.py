@@ -60,7 +60,7 @@ from bridge.interfaces import (
     Token,
     clean_secret,
 )
-from bridge.transport import plain_url
+from bridge.transport import BadAddress, plain_url
 
 log = logging.getLogger("adapters.apis")
 
@@ -486,7 +486,12 @@ class HTTPDialect(ChatAPI):
         )
 
     def _transport_error(self, exc: Exception) -> ChatAPIError:
-        log.warning("HTTP transport error: %s", type(exc).__name__, extra={"backend": self.name})
+        # A failure to connect says what failed (the transport words it with the host
+        # and port, never the URL); any other error is named by its kind only.
+        said = self._scrub(str(exc)) if isinstance(exc, httpx.ConnectError) else None
+        log.warning(
+            "HTTP transport error: %s", said or type(exc).__name__, extra={"backend": self.name}
+        )
         if isinstance(exc, UnicodeEncodeError):
             return BadRequest("The question has characters that cannot be sent.", backend=self.name)
         if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
@@ -496,6 +501,14 @@ class HTTPDialect(ChatAPI):
             )
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return self._timed_out("first")
+        if isinstance(exc, BadAddress):
+            # Still tried again (a name may just have been added), but saying "shortly"
+            # would send the asker back to a fault only an admin can mend.
+            return Unavailable(
+                "The assistant is misconfigured (its address could not be reached). "
+                "Tell an admin.",
+                backend=self.name,
+            )
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return Unavailable(
                 "The assistant could not be reached; please try again shortly.", backend=self.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from typing import Any
 
@@ -259,6 +260,41 @@ async def test_unreachable_server_is_unavailable(http):
     _, exc = await collect_until_error(api, ChatRequest(message="hi"))
     assert type(exc) is Unavailable
     assert "could not be reached" in exc.user_message
+
+
+@pytest.mark.parametrize(
+    ("case", "told", "logged"),
+    [
+        ("dns", "is misconfigured (its address could not be reached). Tell an admin.",
+         "the host name chat.exmaple-typo.invalid does not resolve (check the backend's url)"),
+        ("tls", "is misconfigured (its address could not be reached). Tell an admin.",
+         "the TLS handshake with {where} failed (check the url's scheme and port, "
+         "or the certificate: "),
+        ("refused", "could not be reached; please try again shortly.",
+         "connection refused at {where}"),
+    ],
+    ids=["dns", "tls", "refused"],
+)
+async def test_a_failure_to_connect_tells_the_admin_what_to_check(
+    fake_chat_api, http, caplog, case, told, logged
+):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    where = {"dns": "", "tls": fake_chat_api.url.removeprefix("http://"), "refused": closed}[case]
+    url = {
+        "dns": "https://chat.exmaple-typo.invalid/v1/chat",
+        "tls": fake_chat_api.endpoint("chatmount").replace("http://", "https://"),
+        "refused": f"http://{closed}/v1/chat",
+    }[case]
+    api = make(fake_chat_api, http, url=url + "?token=query-secret")
+    _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is Unavailable  # tried again as any connection error is
+    assert exc.user_message == f"The assistant {told}"
+    said = [r.getMessage() for r in caplog.records if "transport error" in r.getMessage()]
+    assert len(said) == 3  # one a try
+    assert said[0].startswith(f"HTTP transport error: {logged.format(where=where)}"), said[0]
+    assert "query-secret" not in caplog.text and fake_chat_api.requests == []
 
 
 async def test_unusable_url_and_text_are_translated(fake_chat_api, http):

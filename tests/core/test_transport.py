@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
-from bridge.transport import env_proxy, http_client
+from bridge.transport import BadAddress, env_proxy, http_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -116,7 +120,72 @@ async def test_a_refused_connection_is_an_httpx_connect_error() -> None:
     async with http_client() as client:
         with pytest.raises(httpx.ConnectError) as caught:
             await client.get(f"http://127.0.0.1:{port}/v1/chat?key=sk-secret-1")
-    assert "sk-secret-1" not in str(caught.value)
+    assert not isinstance(caught.value, BadAddress)  # a server restarting, as likely as not
+    assert str(caught.value) == f"connection refused at 127.0.0.1:{port}"
+
+
+async def test_a_host_name_that_does_not_resolve_is_named() -> None:
+    async with http_client() as client:
+        with pytest.raises(BadAddress) as caught:
+            await client.get("https://chat.exmaple-typo.invalid/v1/chat?key=sk-secret-1")
+    assert str(caught.value) == (
+        "the host name chat.exmaple-typo.invalid does not resolve (check the backend's url)"
+    )
+
+
+async def test_https_to_a_plain_http_port_says_the_tls_handshake_failed() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # a TLS hello, answered as HTTP/1.1 would
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url, http_client() as client:
+        secure = url.replace("http://", "https://")
+        with pytest.raises(BadAddress) as caught:
+            await client.get(f"{secure}/v1/chat?key=sk-secret-1")
+    said = str(caught.value)
+    where = secure.removeprefix("https://")
+    assert said.startswith(
+        f"the TLS handshake with {where} failed (check the url's scheme and port, "
+        "or the certificate: "
+    ), said
+    assert "sk-secret-1" not in said and "/v1/chat" not in said
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> ssl.SSLContext:
+    """A server's TLS context with a certificate nobody vouches for."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_a_certificate_refused_says_why(self_signed: ssl.SSLContext) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=self_signed)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with http_client() as client:
+            with pytest.raises(BadAddress) as caught:
+                await client.get(f"https://127.0.0.1:{port}/v1/chat?key=sk-secret-1")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert str(caught.value) == (
+        f"the TLS handshake with 127.0.0.1:{port} failed (check the url's scheme and port, "
+        "or the certificate: self-signed certificate)"
+    )
 
 
 async def test_a_body_cut_off_is_an_httpx_transport_error() -> None:
