@@ -14,7 +14,8 @@
         ├── Unavailable          5xx, refused or dropped connection
         │   └── TimedOut         no answer within the configured timeout
         └── ProtocolError        the API spoke something we do not understand
-            ├── WebPage          a web page came where the answer should
+            ├── NotAStream       the URL answered, but with no stream the dialect reads
+            │   └── WebPage      ...a web page
             ├── CutOff           the stream ended before its terminal event
             │   └── Dropped      ...as its connection dropped (also an Unavailable)
             └── APIReportedError the stream carried an error event (`.message`)
@@ -164,19 +165,30 @@ class ProtocolError(ChatAPIError):
     user_message = "The assistant's answer could not be read."
 
 
-class WebPage(ProtocolError):
-    """A web page came where the answer's stream should (a wrong URL, a proxy's or a
-    sign-in page). The message is for the log; the asker is told to tell an admin."""
+class NotAStream(ProtocolError):
+    """The URL answered, but its body held not one event of the stream asked for (a
+    JSON or text answer: a wrong URL or `kind`). Asking again cannot help. The
+    message is for the log; the asker is told to tell an admin."""
 
     user_message = (
-        "The assistant is misconfigured (its address answered with a web page). Tell an admin."
+        "The assistant is misconfigured (its address did not answer with a stream). "
+        "Tell an admin."
     )
 
     def __init__(
         self, message: str | None = None, *, backend: str | None = None, status: int | None = None
     ) -> None:
         super().__init__(message, backend=backend, status=status)
-        self.user_message = WebPage.user_message
+        self.user_message = type(self).user_message
+
+
+class WebPage(NotAStream):
+    """A web page came where the answer's stream should (a wrong URL, a proxy's or a
+    sign-in page)."""
+
+    user_message = (
+        "The assistant is misconfigured (its address answered with a web page). Tell an admin."
+    )
 
 
 class CutOff(ProtocolError):

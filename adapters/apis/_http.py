@@ -12,7 +12,9 @@ connect, the answer's first text, and idle time between reads (the
 consumer's own time between reads is not counted, nor the pauses `READ_GATE`
 asks for).
 `_events(batches, convert)` turns those into chat events, joining each read's
-tokens into one, and tells `_stream_batches` when the answer's text has begun.
+tokens into one, and tells `_stream_batches` when the answer's text has begun
+(and whether anything was an event of the API's stream at all: a body of
+which nothing was is `NotAStream`).
 `_request_json(...)` is the non-streaming twin. Both translate every httpx
 error and HTTP error status into the `bridge.errors` family, with the backend
 name and status set, and never put the API key in a message.
@@ -43,6 +45,7 @@ from bridge.errors import (
     CutOff,
     Dropped,
     Forbidden,
+    NotAStream,
     ProtocolError,
     RateLimited,
     TimedOut,
@@ -67,7 +70,12 @@ log = logging.getLogger("adapters.apis")
 T = TypeVar("T")
 # The longest wait a 429 is taken at its word for (a day).
 MAX_RETRY_AFTER = 86400.0
-# What a dialect makes of one parsed item: a token's text, another event, or nothing.
+# Content-Types of the streams the dialects read.
+STREAM_TYPES = frozenset(
+    {"text/event-stream", "application/x-ndjson", "application/ndjson", "application/jsonl"}
+)
+# What a dialect makes of one parsed item: a token's text ("" for an event of the
+# stream that shows none), another event, or None: no event of the API's stream.
 Event = str | ChatEvent | None
 
 
@@ -238,11 +246,13 @@ class HTTPDialect(ChatAPI):
     ) -> AsyncIterator[ChatEvent]:
         """The chat events of a stream's batches, each read's tokens joined into one Token.
 
-        `convert` makes one parsed item a token's text (str), an event, or
-        None (ignored; so is an empty text); it may raise. Stops after a Done.
-        A stream that ends without one was cut off, unless `at_end()` gives
-        the Done it implies. Asking for each read after the first, it tells
-        `batches` whether the last one held text (see `_stream_batches`).
+        `convert` makes one parsed item a token's text (str; "" for an event
+        of the stream that shows none, such as NDJSON's `start`), an event, or
+        None: no event of the API's stream (ignored); it may raise. Stops
+        after a Done. A stream that ends without one was cut off, unless
+        `at_end()` gives the Done it implies. Asking for each read after the
+        first, it tells `batches` whether the last one held text, only events
+        without text, or no event at all (True, False, None: see `_stream_batches`).
         """
         async with aclosing(batches):
             wrote: bool | None = None  # a just-started generator takes only None
@@ -251,7 +261,7 @@ class HTTPDialect(ChatAPI):
                     batch = await batches.asend(wrote)
                 except StopAsyncIteration:
                     break
-                wrote = False
+                wrote = None
                 text: list[str] = []
                 for item in batch:
                     try:
@@ -260,6 +270,9 @@ class HTTPDialect(ChatAPI):
                         if text:  # what came before the error is still shown
                             yield Token("".join(text))
                         raise
+                    if event is None:
+                        continue
+                    wrote = wrote or False
                     if not event:
                         continue
                     if isinstance(event, str):
@@ -295,10 +308,15 @@ class HTTPDialect(ChatAPI):
         """Send a request and yield what the parser makes of each read of its body.
 
         The consumer sends back, with its request for the next read, whether
-        the items it was given held the answer's text (`_events` does). Until
-        some did, the deadline is the first-byte one: a stream's opening event
-        (NDJSON's `start`, bot-messages' empty content, OpenAI's role chunk)
-        comes as the stream opens, before the model has written anything.
+        the items it was given held the answer's text (`_events` does: True;
+        False for events without text; None where none was an event of the
+        API's stream). Until some held text, the deadline is the first-byte
+        one: a stream's opening event (NDJSON's `start`, bot-messages' empty
+        content, OpenAI's role chunk) comes as the stream opens, before the
+        model has written anything. A body that ends without a single event
+        of the stream (a JSON or text answer from a wrong URL or `kind`) is
+        `NotAStream`: asking again would only cost another try. (An empty one
+        whose Content-Type is a stream's is left to the consumer: cut off.)
         """
         loop = asyncio.get_running_loop()
         t = self.options.timeouts
@@ -306,6 +324,7 @@ class HTTPDialect(ChatAPI):
         end = answer_end(start, t.total)
         deadline = _earliest(start + t.connect + t.first_byte, end)
         got_any = False  # an event was parsed
+        known = False  # ...and the consumer took one for an event of its stream
         wrote = False  # ...and one held the answer's text
         try:
             async with AsyncExitStack() as stack:
@@ -365,11 +384,24 @@ class HTTPDialect(ChatAPI):
                     alive = loop.time() + t.idle
                     got_any = got_any or bool(items)
                     if items:
-                        wrote = bool((yield items)) or wrote
+                        said = yield items
+                        known = known or said is not None
+                        wrote = bool(said) or wrote
                     deadline = _earliest(alive if wrote else max(deadline, alive), end)
                 items = parser.close()
                 if items:
-                    yield items
+                    known = (yield items) is not None or known
+                ctype = response.headers.get("content-type", "")
+                # An empty body said to be a stream is one that ended before it began.
+                if not known and (began or _media_type(ctype) not in STREAM_TYPES):
+                    ctype = self._scrub(ctype, 100) or "none"
+                    raise NotAStream(
+                        "The chat API's URL did not answer with a stream "
+                        f"(HTTP {response.status_code}, Content-Type: {ctype}"
+                        f"{'' if began else ', an empty body'}): check the backend's url "
+                        "and kind, and any proxy or gateway between.",
+                        backend=self.name, status=response.status_code,
+                    )
         except TimeoutError as exc:
             over = end is not None and loop.time() >= end
             raise self._timed_out("total" if over else "idle" if wrote else "first") from exc
@@ -573,6 +605,11 @@ def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | No
     # A value that is no time at all (inf, nan) or absurdly far is not taken at its word.
     found = [t for t in found if math.isfinite(t)]
     return min(max(found), now + MAX_RETRY_AFTER) if found else None
+
+
+def _media_type(content_type: str) -> str:
+    """`text/event-stream` of `text/event-stream; charset=utf-8`."""
+    return content_type.partition(";")[0].strip().lower()
 
 
 def _earliest(deadline: float, end: float | None) -> float:

@@ -89,7 +89,7 @@ class BotMessages(HTTPDialect):
                 return None
             text = chunk.get("content")
             if isinstance(text, str):
-                return text or None
+                return text
             if "error" in chunk or "detail" in chunk:
                 raise APIReportedError(self._scrub(self.error_text(chunk)), backend=self.name)
             return None

@@ -98,10 +98,10 @@ class ChatMount(HTTPDialect):
             kind = data.get("type")
             if kind == "token":
                 text = data.get("content")
-                return text if isinstance(text, str) and text else None
+                return text if isinstance(text, str) else ""
             if kind == "sources":
                 sources = _sources(data.get("sources"))
-                return Sources(sources) if sources else None
+                return Sources(sources) if sources else ""
             if kind == "done":
                 return self._done(data, req.session)
             if kind == "error":
@@ -110,8 +110,10 @@ class ChatMount(HTTPDialect):
                     self._scrub(message if isinstance(message, str) else None),
                     backend=self.name,
                 )
+            if not isinstance(kind, str):
+                return None  # no event of this stream: a JSON answer, say
             log.debug("ignoring a %r event", kind, extra={"backend": self.name})
-            return None
+            return ""
 
         # One event per `data:` line, as ChatMount's own clients read it: the blank
         # line SSE ends an event with is not always sent between them.

@@ -66,7 +66,7 @@ class NDJSONStream(HTTPDialect):
             kind = event.get("type")
             conversation = _str(event.get("conversationId")) or conversation
             if kind == "token":
-                return _str(event.get("token")) or None
+                return _str(event.get("token")) or ""
             if kind == "done":
                 usage: dict[str, Any] | None = (
                     {"conversation_id": conversation} if conversation else None
@@ -77,9 +77,11 @@ class NDJSONStream(HTTPDialect):
                     self._scrub(_str(event.get("error")) or _str(event.get("message"))),
                     backend=self.name,
                 )
+            if not isinstance(kind, str):
+                return None  # no event of this stream: a JSON answer, say
             if kind != "start":
                 log.debug("ignoring a %r event", kind, extra={"backend": self.name})
-            return None
+            return ""
 
         parser = NDJSONParser(backend=self.name)
         batches = self._stream_batches(parser, "POST", self.options.url, json=body)

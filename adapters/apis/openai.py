@@ -130,7 +130,7 @@ class OpenAICompatible(HTTPDialect):
                         backend=self.name,
                     )
                 finished, reason, usage = True, _finish_reason(chunk), _usage(chunk)
-                return text or None
+                return text
             usage = _usage(chunk) or usage
             texts: list[str] = []
             for choice in chunk.get("choices") or ():
@@ -143,7 +143,7 @@ class OpenAICompatible(HTTPDialect):
                 if choice.get("finish_reason"):
                     finished = True
                     reason = str(choice["finish_reason"])
-            return "".join(texts) or None
+            return "".join(texts)  # "" for a chunk without text (the role's, the usage's)
 
         def at_end() -> Done | None:
             # Some compatible servers close the stream without `[DONE]`;

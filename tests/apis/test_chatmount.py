@@ -19,6 +19,7 @@ from bridge.errors import (
     ChatAPIError,
     CutOff,
     Forbidden,
+    NotAStream,
     RateLimited,
     TimedOut,
     Unauthorized,
@@ -342,6 +343,36 @@ async def test_stream_without_done_is_cut_off(fake_chat_api, http):
     assert text_of(seen) == "partial"
     assert not any(isinstance(e, Done) for e in seen)
     assert isinstance(exc, CutOff) and exc.backend == "bot"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [({"message": "Our hours are 9 to 5.", "usage": {"credits_used": 1}}, "application/json"),
+     ("Hi there", "text/plain")],
+    ids=["json", "text"],
+)
+async def test_a_200_answer_that_is_no_stream_says_the_url_is_wrong(
+    fake_chat_api, http, body, content_type
+):
+    # ChatMount's own whole answer (as `stream: false` gets), to a stream request.
+    headers = {} if isinstance(body, dict) else {"Content-Type": content_type}
+    fake_chat_api.enqueue(body=body, headers=headers)
+    api = make(fake_chat_api, http)
+    events, exc = await collect_until_error(api, ask(api))
+    assert events == [] and len(fake_chat_api.requests) == 1
+    assert type(exc) is NotAStream and exc.user_message.endswith("Tell an admin.")
+    assert f"did not answer with a stream (HTTP 200, Content-Type: {content_type}" in str(exc)
+
+
+@pytest.mark.parametrize(
+    "body", ["", 'data: {"type": "ping"}\n\n'], ids=["empty", "unknown-events-only"]
+)
+async def test_a_stream_without_an_answer_is_cut_off(fake_chat_api, http, body):
+    # The stream asked for, ended before its text: asking again may help.
+    fake_chat_api.enqueue(body=body, headers={"Content-Type": "text/event-stream"})
+    api = make(fake_chat_api, http)
+    events, exc = await collect_until_error(api, ask(api))
+    assert events == [] and type(exc) is CutOff
 
 
 async def test_error_event_keeps_partial_text(fake_chat_api, http):

@@ -13,7 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.errors import BadRequest, CutOff, RateLimited, TimedOut, Unauthorized, Unavailable
+from bridge.errors import (
+    BadRequest,
+    CutOff,
+    NotAStream,
+    ProtocolError,
+    RateLimited,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
 from bridge.interfaces import ChatAPI, Done, Token
 from tests.apis.helpers import (
     ask,
@@ -198,3 +207,48 @@ async def test_a_redirect_says_the_url_is_wrong(dialect, caplog):
     assert "redirects to https://api.example/v2/chat;" in caplog.text
     assert "s3cret" not in caplog.text
     assert len(dialect.fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [('{"answer": "Hi"}', "application/json"), ("Hi there", "text/plain"), ("", "text/plain")],
+    ids=["json", "text", "empty"],
+)
+async def test_a_200_answer_that_is_no_stream_says_the_url_is_wrong(dialect, body, content_type):
+    # It was "cut off; please ask again": asking again cannot help, and costs a credit.
+    dialect.enqueue(body=body, headers={"Content-Type": content_type})
+    api = dialect.api()
+    events, exc = await collect_until_error(api, ask(api))
+    assert events == []
+    assert len(dialect.fake.requests) == 1  # not tried again
+    if dialect.kind == "openai" and body.startswith("{"):
+        # A server that ignores `stream: true` sends the whole answer as JSON: read as such.
+        assert type(exc) is ProtocolError and "no choices" in str(exc)
+        return
+    assert type(exc) is NotAStream
+    assert exc.user_message == (
+        "The assistant is misconfigured (its address did not answer with a stream). "
+        "Tell an admin."
+    )
+    assert f"did not answer with a stream (HTTP 200, Content-Type: {content_type}" in str(exc)
+    assert ("an empty body" in str(exc)) == (not body)
+
+
+async def test_a_stream_that_ends_after_its_opening_event_is_cut_off(dialect):
+    # The opening event (NDJSON's start, bot-messages' empty content, OpenAI's role
+    # chunk) shows no text, but it is the stream asked for: not a wrong URL.
+    dialect.enqueue(tokens=["never sent"], cut_after=0)
+    api = dialect.api()
+    events, exc = await collect_until_error(api, ask(api))
+    assert events == []
+    assert type(exc) is CutOff
+
+
+@pytest.mark.parametrize("content_type", ["text/event-stream", "application/x-ndjson"])
+async def test_an_empty_stream_is_cut_off(dialect, content_type):
+    # Said to be a stream, it ended before its first event: asking again may help.
+    dialect.enqueue(body="", headers={"Content-Type": f"{content_type}; charset=utf-8"})
+    api = dialect.api()
+    events, exc = await collect_until_error(api, ask(api))
+    assert events == []
+    assert type(exc) is CutOff
