@@ -315,8 +315,8 @@ class HTTPDialect(ChatAPI):
         content, OpenAI's role chunk) comes as the stream opens, before the
         model has written anything. A body that ends without a single event
         of the stream (a JSON or text answer from a wrong URL or `kind`) is
-        `NotAStream`: asking again would only cost another try. (An empty one
-        whose Content-Type is a stream's is left to the consumer: cut off.)
+        `NotAStream`: asking again would only cost another try. (One whose
+        Content-Type is a stream's is left to the consumer: cut off.)
         """
         loop = asyncio.get_running_loop()
         t = self.options.timeouts
@@ -392,8 +392,9 @@ class HTTPDialect(ChatAPI):
                 if items:
                     known = (yield items) is not None or known
                 ctype = response.headers.get("content-type", "")
-                # An empty body said to be a stream is one that ended before it began.
-                if not known and (began or _media_type(ctype) not in STREAM_TYPES):
+                # A body said to be a stream that held none of its events (empty, or
+                # keep-alives only) is one that ended before it began: cut off.
+                if not known and _media_type(ctype) not in STREAM_TYPES:
                     ctype = self._scrub(ctype, 100) or "none"
                     raise NotAStream(
                         "The chat API's URL did not answer with a stream "
