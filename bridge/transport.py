@@ -26,6 +26,7 @@ import contextlib
 import errno
 import http.cookiejar
 import os
+import socket
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -50,6 +51,10 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ClientOSError, httpx.ReadError),
     (aiohttp.ClientError, httpx.TransportError),
 )
+
+
+# getaddrinfo's answers that the name does not exist (not that the lookup failed).
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 class BadAddress(httpx.ConnectError):
@@ -84,7 +89,12 @@ def _connect_failure(exc: aiohttp.ClientError) -> tuple[type[httpx.ConnectError]
         return None
     where = f"[{exc.host}]:{exc.port}" if ":" in exc.host else f"{exc.host}:{exc.port}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return BadAddress, f"the host name {exc.host} does not resolve (check the backend's url)"
+        if exc.errno in _NO_SUCH_NAME:
+            return BadAddress, (
+                f"the host name {exc.host} does not resolve (check the backend's url)"
+            )
+        # The resolver failed for now (EAI_AGAIN, say): the name may well be right.
+        return httpx.ConnectError, f"the host name {exc.host} could not be looked up for now"
     if isinstance(exc, aiohttp.ClientSSLError):
         return BadAddress, (
             f"the TLS handshake with {where} failed (check the url's scheme and port, "

@@ -133,6 +133,21 @@ async def test_a_host_name_that_does_not_resolve_is_named() -> None:
     )
 
 
+async def test_a_resolver_failing_for_now_is_no_wrong_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # EAI_AGAIN: the name may well be right, and the asker may try again shortly.
+    async def failing(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", failing)
+    async with http_client() as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.get("https://chat.example.com/v1/chat")
+    assert not isinstance(caught.value, BadAddress)
+    assert str(caught.value) == "the host name chat.example.com could not be looked up for now"
+
+
 async def test_https_to_a_plain_http_port_says_the_tls_handshake_failed() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1024)  # a TLS hello, answered as HTTP/1.1 would
