@@ -42,7 +42,10 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "chat_bridge_queue_depth", "Messages waiting for a stream slot", registry=r
+            "chat_bridge_queue_depth",
+            "Messages taken and not answering yet (waiting for a stream slot, or for "
+            "the answer before them in their conversation)",
+            registry=r,
         )
         self.live_streams = Gauge(
             "chat_bridge_live_streams", "Answers streaming now", registry=r
