@@ -244,7 +244,7 @@ class Limits:
     global_rate: Rate | None = None
 
 
-Audience = Literal["channel", "thread", "asker"]
+Audience = Literal["channel", "members", "thread", "asker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +278,8 @@ class Inbound:
     # a thread there (a channel for threads only): only a route answering in a new
     # thread answers it.
     may_post: bool = True
-    # Who sees the conversation, where fewer than the channel's members do:
+    # Who sees the conversation, where fewer than everyone in the workspace do:
+    # "members" (a place only its members see: a private channel, a group DM),
     # "thread" (a private thread: its members) or "asker" (an answer only the asker
     # sees). Its conversation is then never one that others' answers draw on.
     audience: Audience = "channel"

@@ -19,8 +19,9 @@ def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None
     No conversation spans places whose audiences differ, so an answer others
     see never draws on what was said in private: a private thread is a place
     of its own (not its channel), answers only the asker sees are their own
-    conversation there, and a `user` conversation in DMs is not the one in
-    channels.
+    conversation there, a `user` conversation in DMs is not the one in
+    channels, and one in a place only its members see (a private channel, a
+    group DM) is that place's alone.
     """
     root = thread or msg.thread or msg.message_id
     scope = route.session
@@ -46,6 +47,8 @@ def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None
             parts = ("user", msg.user)
         elif place != msg.channel:
             parts = ("user", msg.user, "thread", place)
+        elif msg.audience == "members":
+            parts = ("user", msg.user, "place", place)
         else:
             parts = ("user", msg.user, "channels")
     else:

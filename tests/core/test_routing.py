@@ -137,6 +137,8 @@ def test_no_conversation_spans_places_whose_audiences_differ() -> None:
     private_thread = msg(platform="discord", channel="C1", thread="T9", audience="thread")
     thread_in_public = msg(platform="discord", channel="C1", thread="T8")
     only_asker = msg(channel="C1", audience="asker", command="ask")
+    private_channel = msg(channel="G1", audience="members")
+    group_dm = msg(channel="G2", audience="members")
     for session in ("channel", "user", "user+channel", "thread"):
         r = route(session=session)
         keys = {
@@ -144,8 +146,10 @@ def test_no_conversation_spans_places_whose_audiences_differ() -> None:
             "public": conversation_key(r, public),
             "private thread": conversation_key(r, private_thread),
             "asker": conversation_key(r, only_asker),
+            "private channel": conversation_key(r, private_channel),
+            "group dm": conversation_key(r, group_dm),
         }
-        assert len(set(keys.values())) == 4, (session, keys)
+        assert len(set(keys.values())) == 6, (session, keys)
     # A thread everyone in the channel sees is still the channel's, where the route
     # says so; and a user's DMs stay one conversation.
     channel = route(session="channel")
@@ -155,6 +159,14 @@ def test_no_conversation_spans_places_whose_audiences_differ() -> None:
     user = route(session="user")
     assert conversation_key(user, dm) == conversation_key(user, msg(channel="D2", is_dm=True))
     assert conversation_key(user, dm) == "slack:T1:user:U1|docs"  # kept as it was
+    # Public channels stay one conversation, kept as it was; a private place's
+    # threads are that place's.
+    assert conversation_key(user, public) == conversation_key(user, msg(channel="C2")) == (
+        "slack:T1:user:U1:channels|docs"
+    )
+    assert conversation_key(user, replace(private_channel, thread="5.1")) == (
+        conversation_key(user, private_channel)
+    ) == "slack:T1:user:U1:place:G1|docs"
 
 
 def test_a_private_ask_in_a_dm_is_the_dms_conversation_and_in_threads_the_threads() -> None:
