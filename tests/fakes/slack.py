@@ -138,11 +138,12 @@ class FakeSlack:
         # that is not JSON (an outage's, a proxy's 502)
         self.unavailable: dict[str, list[int]] = {}
         # The bot token's scopes (the manifest's), told in X-OAuth-Scopes on every
-        # answer; a chat.* method without chat:write is refused missing_scope, and
-        # a reactions.* one without reactions:write.
+        # answer; a chat.* method without chat:write is refused missing_scope, as are
+        # a reactions.* one without reactions:write and conversations.info without
+        # the :read scope of the channel's type.
         self.scopes = {"app_mentions:read", "channels:history", "groups:history",
-                       "im:history", "mpim:history", "chat:write", "commands",
-                       "reactions:write"}
+                       "im:history", "mpim:history", "channels:read", "groups:read",
+                       "mpim:read", "chat:write", "commands", "reactions:write"}
         # method -> its next calls are carried out, then the connection closes unanswered
         self.lose_answer: Counter[str] = Counter()
         self.acks: dict[str, dict[str, Any] | None] = {}
@@ -170,6 +171,7 @@ class FakeSlack:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack-sdk GETs a few (conversations.info)
         app.router.add_get("/socket-mode", self._socket)
         app.router.add_post("/commands/response/{n}", self._response_url)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
@@ -474,6 +476,9 @@ class FakeSlack:
     def _m_conversations_info(self, method: str, args: dict[str, Any]) -> web.Response:
         channel = str(args.get("channel", ""))
         kind = self.channel_type(channel)
+        needs = {"channel": "channels", "group": "groups"}.get(kind, kind) + ":read"
+        if needs not in self.scopes:
+            return self._error(method, "missing_scope")
         return self._ok(
             {
                 "channel": {
@@ -695,7 +700,10 @@ class FakeSlack:
             "team_id": self.team_id,
             "team_domain": "fake",
             "channel_id": channel,
-            "channel_name": "directmessage" if self.channel_type(channel) == "im" else "general",
+            # Slack names a DM and a private channel by their type, not their name.
+            "channel_name": {"im": "directmessage", "group": "privategroup"}.get(
+                self.channel_type(channel), "general"
+            ),
             "user_id": user,
             "user_name": "someone",
             "command": command,

@@ -158,7 +158,7 @@ def test_manifest_matches_what_the_adapter_needs() -> None:
     assert {"app_mention", "message.channels", "message.groups", "message.im"} <= events
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"app_mentions:read", "channels:history", "im:history", "chat:write",
-            "commands", "reactions:write"} <= scopes
+            "commands", "reactions:write", "channels:read", "groups:read", "mpim:read"} <= scopes
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
     assert commands == [SlackOptions.model_fields["reset_command"].default]
     assert manifest["settings"]["socket_mode_enabled"] is True
@@ -279,6 +279,49 @@ async def test_a_channel_shared_with_another_organisation_is_the_installs_worksp
     await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", fields))
     asked, reset = await inbox.wait(2)
     assert asked.workspace == reset.workspace == fake_slack.team_id
+
+
+async def test_a_place_only_its_members_see_is_told_as_such(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    # A private channel's id may start with C, and an app_mention does not say
+    # the channel's type: Slack is asked, once per channel.
+    fake = fake_slack
+    fake.channels.update({"C0PRIVATE1": "group", "C0PRIVATE3": "group", "G0GROUPDM1": "mpim"})
+    mention = f"<@{fake.bot_user_id}>"
+    for channel in ("C0PRIVATE1", CHANNEL, "C0PRIVATE1"):  # app_mention alone
+        [_, app_mention] = fake.user_message(channel, f"{mention} asked")
+        await deliver(fake, [app_mention])
+    await deliver(fake, fake.user_message("G0PRIVATE2", f"{mention} asked"))  # message first
+    await deliver(fake, fake.user_message("G0GROUPDM1", f"{mention} asked")[:1])
+    await deliver(fake, fake.user_message(DM, "asked"))
+    await fake.wait_ack(await fake.send_envelope(
+        "slash_commands", fake.slash_command("/chat-reset", "C0PRIVATE3")
+    ))
+    got = await inbox.wait(7)
+    assert sorted((m.channel, m.audience) for m in got) == sorted([
+        ("C0PRIVATE1", "members"), (CHANNEL, "channel"), ("C0PRIVATE1", "members"),
+        ("G0PRIVATE2", "members"), ("G0GROUPDM1", "members"), (DM, "channel"),
+        ("C0PRIVATE3", "members"),  # a command in a private channel: its name says so
+    ])
+    asked = [a["channel"] for m, a in fake.calls if m == "conversations.info"]
+    assert asked == ["C0PRIVATE1", CHANNEL]
+
+
+async def test_a_channel_slack_will_not_describe_counts_as_private(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An app installed before it asked for channels:read: nothing said there can
+    # reach another place's conversation, and the log says what to add.
+    fake_slack.scopes.discard("channels:read")
+    [_, app_mention] = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> hi")
+    await deliver(fake_slack, [app_mention])
+    [msg] = await inbox.wait(1)
+    assert msg.audience == "members"
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "channels:read" in warning and CHANNEL in warning
+    assert fake_slack.bot_token not in caplog.text
 
 
 async def test_thread_reply_without_mention_is_delivered_unmentioned(

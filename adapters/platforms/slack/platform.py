@@ -15,6 +15,7 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import aiohttp
@@ -39,6 +40,7 @@ from bridge.transport import env_proxy
 from .closed import ClosedChannels
 from .lockout import TokenGate
 from .options import SlackOptions
+from .places import ChannelKinds
 from .reactions import ThinkingReactions
 from .target import SlackRefused, SlackTarget, guard
 
@@ -159,6 +161,7 @@ class SlackPlatform(Platform):
         for client in (self.client, self.appender, self.decor, self._bolt_client):
             client.proxy = self.proxy
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
+        self.kinds = ChannelKinds(self.client)
         self.native_ok = True
         # An empty one is Discord's to show nothing with: Slack posts no empty message.
         self.placeholder = opts.placeholder or ctx.thinking_text or THINKING_TEXT
@@ -414,6 +417,9 @@ class SlackPlatform(Platform):
     def _deliver(self, body: dict[str, Any], event: dict[str, Any], *, mention: bool) -> None:
         if self._deleted(event):
             return
+        # Told even by an event not answered (a mention's message, its app_mention
+        # answered): its app_mention does not say who sees the channel.
+        self.kinds.learn(str(event.get("channel", "")), event.get("channel_type"))
         made = self.inbound(body, event, via_mention=mention)
         if made is None:
             return
@@ -434,7 +440,14 @@ class SlackPlatform(Platform):
         if self.gate.refused is not None:
             self._spawn(self._deliver_if_accepted(inbound, target))
             return
-        self._spawn(self._handler(inbound, target))
+        self._spawn(self._hand_over(inbound, target, self._handler))
+
+    async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> None:
+        """Hand `inbound` over once who sees its channel is known: a private
+        channel's or a group DM's conversation is kept to it."""
+        if not inbound.is_dm:
+            inbound = replace(inbound, audience=await self.kinds.audience(inbound.channel))
+        await handler(inbound, target)
 
     def _deleted(self, event: dict[str, Any]) -> bool:
         """Whether `event` says a message was deleted; a question of it still waiting
@@ -461,7 +474,7 @@ class SlackPlatform(Platform):
         if not await self.gate.accepted() or handler is None:
             log.info("slack: a question is not answered: Slack refuses the bot token")
             return
-        await handler(inbound, target)
+        await self._hand_over(inbound, target, handler)
 
     def inbound(
         self, body: dict[str, Any], event: dict[str, Any], *, via_mention: bool
@@ -538,6 +551,8 @@ class SlackPlatform(Platform):
         user = str(command.get("user_id", ""))
         workspace = str(command.get("team_id") or context.team_id or self.team_id or "")
         is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
+        if command.get("channel_name") == "privategroup":  # a private channel
+            self.kinds.learn(channel, "group")
         trigger = str(command.get("trigger_id") or f"{channel}:{user}:{time.time()}")
         inbound = Inbound(
             platform=self.name,
@@ -555,7 +570,7 @@ class SlackPlatform(Platform):
         target = SlackTarget(
             self, address, user=user, is_dm=is_dm, response_url=command.get("response_url")
         )
-        self._spawn(handler(inbound, target))
+        self._spawn(self._hand_over(inbound, target, handler))
 
     # ------------------------------------------------------------------ helpers
 

@@ -1,0 +1,107 @@
+"""End to end, one person in many places: what is said in a private channel or a
+group DM stays there, and a shared channel's conversation is the install's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.registry import REGISTRY
+from bridge.app import Bridge
+from bridge.config import parse_config
+from tests.fakes.chatapi import FakeChatAPI
+from tests.fakes.slack import FakeSlack
+
+PUBLIC = "C0GENERAL1"
+PUBLIC_2 = "C0SUPPORT1"
+PRIVATE = "C0PRIVATE1"  # a private channel, its id like a public one's
+GROUP_DM = "G0GROUPDM1"
+
+
+class Place:
+    """The daemon with one `session: user` route for all of Slack, and how to ask it."""
+
+    def __init__(self, slack: FakeSlack, chat: FakeChatAPI, bridge: Bridge) -> None:
+        self.slack, self.chat, self.bridge = slack, chat, bridge
+
+    async def ask(
+        self, channel: str, question: str, *, user: str = "U0USER001", team: str | None = None
+    ) -> str:
+        """Ask with a mention; returns the session the chat API was asked in."""
+        n = len(self.chat.requests) + 1
+        self.chat.enqueue(tokens=[f"Answer {n}."])
+        for body in self.slack.user_message(
+            channel, f"<@{self.slack.bot_user_id}> {question}", user=user
+        ):
+            if team is not None:  # Slack Connect: the body names the other organisation
+                body["team_id"] = body["context_team_id"] = team
+            await self.slack.wait_ack(await self.slack.send_envelope("events_api", body))
+        await self.chat.wait_requests(n, timeout=10)
+        await self.slack.wait_for(
+            lambda: any(m.text == f"Answer {n}." for m in self.slack.bot_replies(channel)),
+            timeout=10,
+        )
+        return str(self.chat.requests[n - 1].json["session_id"])
+
+    async def reset(
+        self, channel: str, *, user: str = "U0USER001", team: str | None = None
+    ) -> None:
+        fields = self.slack.slash_command("/chat-reset", channel, user=user)
+        if team is not None:
+            fields["team_id"] = team  # a slash command carries the asker's organisation
+        n = len(self.slack.responses) + 1
+        await self.slack.wait_ack(await self.slack.send_envelope("slash_commands", fields))
+        await self.slack.wait_for(lambda: len(self.slack.responses) >= n, timeout=10)
+        assert self.slack.responses[-1]["text"] == "Started a new conversation."
+
+
+@pytest.fixture
+async def place(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> AsyncIterator[Place]:
+    slack, chat = fake_slack, fake_chat_api
+    slack.channels.update({PRIVATE: "group", GROUP_DM: "mpim"})
+    text = f"""
+store: sqlite://{tmp_path / 'bridge.db'}
+http: {{listen: null}}
+backends:
+  docs:
+    kind: chatmount
+    url: {chat.endpoint("chatmount")}
+    api_key: ${{K}}
+slack:
+  bot_token: ${{BT}}
+  app_token: ${{AT}}
+  api_url: {slack.url}
+routes:
+  - platform: slack
+    workspace: [{slack.team_id}]
+    backend: docs
+    session: user
+reply: {{edit_interval: 0.05}}
+"""
+    env = {"K": chat.api_key, "BT": slack.bot_token, "AT": slack.app_token}
+    bridge = Bridge(parse_config(text, env=env, registry=REGISTRY), REGISTRY)
+    await bridge.__aenter__()
+    try:
+        await slack.wait_socket()
+        yield Place(slack, chat, bridge)
+    finally:
+        await bridge.aclose()
+
+
+@pytest.mark.parametrize("private", [PRIVATE, GROUP_DM])
+async def test_what_is_said_in_a_private_place_stays_there(place: Place, private: str) -> None:
+    secret = await place.ask(private, "remember: Bob is being let go on Friday")
+    public = await place.ask(PUBLIC, "what did I tell you?")
+    assert public != secret
+    # Public channels are still one conversation, and the private place its own.
+    assert await place.ask(PUBLIC_2, "and here?") == public
+    assert await place.ask(private, "and there?") == secret
+    # A reset in the private place resets its conversation, and only that one.
+    await place.reset(private)
+    fresh = await place.ask(private, "anew")
+    assert fresh not in (secret, public)
+    assert await place.ask(PUBLIC, "still there?") == public
