@@ -105,3 +105,15 @@ async def test_what_is_said_in_a_private_place_stays_there(place: Place, private
     fresh = await place.ask(private, "anew")
     assert fresh not in (secret, public)
     assert await place.ask(PUBLIC, "still there?") == public
+
+
+async def test_a_member_of_the_other_organisation_resets_the_shared_channels_conversation(
+    place: Place,
+) -> None:
+    # Slack Connect: the channel's conversation is the install's, and so is the
+    # reset of a member of the other organisation, which the route's workspace takes.
+    external = {"user": "U0EXTERNAL", "team": "T0OTHERORG"}
+    before = await place.ask(PUBLIC, "first question", **external)
+    assert await place.ask(PUBLIC, "second question", **external) == before
+    await place.reset(PUBLIC, **external)
+    assert await place.ask(PUBLIC, "after the reset", **external) != before

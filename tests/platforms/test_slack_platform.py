@@ -271,14 +271,21 @@ async def test_a_channel_shared_with_another_organisation_is_the_installs_worksp
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
     # Slack Connect: the body's team_id is the channel maker's organisation; a
-    # /reset there carries the asker's, this install's. One conversation, not two.
+    # /reset there carries the asker's, this install's or the other one's. One
+    # conversation, not two.
     [body] = fake_slack.user_message(CHANNEL, "in a shared channel", thread_ts="1.000001")
     body["team_id"] = body["context_team_id"] = "T0OTHERORG"
     await deliver(fake_slack, [body])
     fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
     await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", fields))
-    asked, reset = await inbox.wait(2)
-    assert asked.workspace == reset.workspace == fake_slack.team_id
+    external = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0EXTERNAL")
+    external["team_id"] = "T0OTHERORG"  # a member of the other organisation
+    await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", external))
+    asked, reset, reset_by_external = await inbox.wait(3)
+    assert asked.workspace == reset.workspace == reset_by_external.workspace == (
+        fake_slack.team_id
+    )
+    assert inbox.items[2][1].address.workspace == fake_slack.team_id
 
 
 async def test_a_place_only_its_members_see_is_told_as_such(

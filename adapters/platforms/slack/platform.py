@@ -549,7 +549,9 @@ class SlackPlatform(Platform):
         await ack()  # acked, it is answered: the relay takes messages until its drain
         channel = str(command.get("channel_id", ""))
         user = str(command.get("user_id", ""))
-        workspace = str(command.get("team_id") or context.team_id or self.team_id or "")
+        # The install's workspace, as a message's is: in a channel shared with another
+        # organisation, the payload's team_id is the asker's organisation.
+        workspace = str(self.team_id or command.get("team_id") or context.team_id or "")
         is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
         if command.get("channel_name") == "privategroup":  # a private channel
             self.kinds.learn(channel, "group")
