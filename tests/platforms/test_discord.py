@@ -374,6 +374,32 @@ async def test_a_channel_is_named_only_where_everyone_who_reads_the_answer_may_s
     assert in_thread.text == "#plans of #layoffs-q3?"
 
 
+async def test_a_place_only_its_members_see_is_told_as_such(world: World) -> None:
+    # A channel @everyone may not view, and a public thread in it, are its members':
+    # under `session: user`, what is said there stays there.
+    fake = world.fake
+    mods = helpers_only(world, "layoffs-q3")
+    async with running(world):
+        thread = await fake.add_thread(mods, "plans")
+        private = await fake.add_thread(mods, "just us", private=True)
+        public_thread = await fake.add_thread(world.general, "chat")
+        for place in (world.general, mods, thread, private, public_thread):
+            await fake.mention(place, world.alice, "hi")
+        await fake.invoke(mods, world.alice, "reset")
+        await fake.dm(world.alice, "hi")
+        got = [(await world.next())[0] for _ in range(7)]
+    told = {(m.command, m.channel, m.thread): m.audience for m in got}
+    assert told == {
+        (None, world.general, None): "channel",
+        (None, mods, None): "members",
+        (None, mods, thread): "members",
+        (None, mods, private): "thread",
+        (None, world.general, public_thread): "channel",
+        ("reset", mods, None): "members",  # /reset there: the same place
+        (None, fake.dm_channel(world.alice), None): "channel",  # the asker's already
+    }
+
+
 @pytest.mark.parametrize("ephemeral", [True, False])
 async def test_an_answer_for_the_asker_alone_names_what_the_asker_may_see(
     world: World, ephemeral: bool

@@ -24,7 +24,7 @@ from discord.http import Route
 
 from adapters.platforms import never_below_info
 from adapters.platforms.discord.options import DiscordOptions
-from adapters.platforms.discord.readable import Names, question_text
+from adapters.platforms.discord.readable import Names, everyone_sees, question_text
 from adapters.platforms.discord.targets import (
     DM_WORKSPACE,
     FAILURES,
@@ -435,7 +435,8 @@ class DiscordPlatform(Platform):
         self, channel: Any, guild_id: int | None
     ) -> tuple[str, str | None, Audience]:
         """(channel, thread) ids, and who sees it: a thread's messages belong to its
-        parent channel, a private thread's to its members."""
+        parent channel, a private thread's to its members; a channel @everyone may
+        not view (or one not found) is its members'."""
         client = self.client
         if guild_id is not None and client is not None and not isinstance(
             channel, discord.abc.GuildChannel | discord.Thread
@@ -450,10 +451,17 @@ class DiscordPlatform(Platform):
                 except (*FAILURES, discord.InvalidData) as exc:  # answer it all the same
                     log.debug("could not look up channel %s: %s", channel.id, for_log(exc))
             channel = found or channel
+        audience: Audience = "channel"
+        if guild_id is not None and not (
+            isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+            and everyone_sees(channel)
+        ):
+            audience = "members"
         if isinstance(channel, discord.Thread):
-            audience: Audience = "thread" if channel.is_private() else "channel"
+            if channel.is_private():
+                audience = "thread"
             return str(channel.parent_id), str(channel.id), audience
-        return str(channel.id), None, "channel"
+        return str(channel.id), None, audience
 
     async def _deliver(self, inbound: Inbound, target: ReplyTarget) -> None:
         assert self._handler is not None

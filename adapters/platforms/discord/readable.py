@@ -123,6 +123,15 @@ class Names:
             return False
 
 
+def everyone_sees(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
+    """Whether every member of the server may view `channel` (a thread: its parent);
+    False where that cannot be told (a thread whose parent is not cached)."""
+    try:
+        return channel.permissions_for(channel.guild.default_role).view_channel
+    except discord.ClientException:
+        return False
+
+
 def _ids(here: Iterable[str | None]) -> frozenset[int]:
     return frozenset(int(i) for i in here if i is not None)
 
