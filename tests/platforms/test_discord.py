@@ -289,6 +289,8 @@ async def test_roles_are_known_before_the_guild_is(fake_discord: FakeDiscord) ->
         await world.fake.invoke(world.general, world.alice, "ask", {"question": "q"})
         command, _ = await world.next()
     assert plain.roles == command.roles == (world.role,)
+    # Who may view the channel cannot be told yet: it counts as its members'.
+    assert plain.audience == command.audience == "members"
 
 
 async def test_dm_is_normalized(world: World) -> None:

@@ -125,9 +125,13 @@ class Names:
 
 def everyone_sees(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
     """Whether every member of the server may view `channel` (a thread: its parent);
-    False where that cannot be told (a thread whose parent is not cached)."""
+    False where that cannot be told (a server or a thread's parent not cached yet)."""
+    guild = channel.guild
+    everyone = guild.default_role if guild is not None else None
+    if everyone is None:
+        return False
     try:
-        return channel.permissions_for(channel.guild.default_role).view_channel
+        return channel.permissions_for(everyone).view_channel
     except discord.ClientException:
         return False
 
