@@ -159,6 +159,10 @@ class Bridge:
                 http=self.http,
                 on_rate_limited=self.metrics.platform_429.labels(name).inc,
                 thinking_text=self.config.reply.thinking_text,
+                per_user=any(
+                    route.session == "user" and route.platform in (name, "any")
+                    for route in self.config.routes
+                ),
                 extra=self._platform_extra.get(name, {}),
             )
             self.platforms[name] = cls(ctx)

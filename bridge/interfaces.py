@@ -431,6 +431,10 @@ class PlatformContext:
     # Called by the adapter each time the platform answers 429 (for /metrics).
     on_rate_limited: Callable[[], None] | None = None
     thinking_text: str = THINKING_TEXT  # `reply.thinking_text`
+    # Whether a route of the platform keeps a person's conversation across places
+    # (`session: user`): only there does who sees a place (`Inbound.audience`)
+    # change which conversation a question belongs to.
+    per_user: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -331,6 +331,36 @@ async def test_a_channel_slack_will_not_describe_counts_as_private(
     assert fake_slack.bot_token not in caplog.text
 
 
+async def test_a_channel_slack_will_not_describe_is_not_asked_about_at_every_question(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    fake_slack.scopes.discard("channels:read")
+    for _ in range(3):
+        [_, app_mention] = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> hi")
+        await deliver(fake_slack, [app_mention])
+    got = await inbox.wait(3)
+    assert [m.audience for m in got] == ["members"] * 3
+    assert [m for m, _ in fake_slack.calls if m == "conversations.info"] == ["conversations.info"]
+
+
+async def test_without_a_route_per_user_slack_is_not_asked_who_sees_a_channel(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Only `session: user` keys a conversation by who sees its place: elsewhere the
+    # lookup would cost a call, and nag an app without the scopes it does not need.
+    socket_platform.per_user = False
+    fake_slack.scopes.discard("channels:read")
+    fake_slack.channels["C0PRIVATE1"] = "group"
+    for channel in (CHANNEL, "C0PRIVATE1"):
+        [_, app_mention] = fake_slack.user_message(channel, f"<@{fake_slack.bot_user_id}> hi")
+        await deliver(fake_slack, [app_mention])
+    got = await inbox.wait(2)
+    assert [m.audience for m in got] == ["channel", "channel"]
+    assert not [m for m, _ in fake_slack.calls if m == "conversations.info"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_thread_reply_without_mention_is_delivered_unmentioned(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

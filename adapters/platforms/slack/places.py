@@ -11,6 +11,8 @@ with public channels might.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -24,14 +26,21 @@ log = logging.getLogger("chat_bridge.slack")
 # Slack's channel types seen only by a place's members.
 PRIVATE_KINDS = frozenset({"group", "mpim"})
 _KINDS = frozenset({"channel", "im", *PRIVATE_KINDS})
+# Seconds a channel Slack would not describe counts as private before it is asked
+# again (an app without the scopes would otherwise make a refused call a question).
+UNTOLD_SECONDS = 600.0
 
 
 class ChannelKinds:
     """Each channel's type, as events told it or Slack answered it."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(
+        self, client: AsyncWebClient, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._client = client
+        self._clock = clock
         self._kinds: dict[str, str] = {}
+        self._untold: dict[str, float] = {}  # channel: until when it is not asked about
         self._warned = False
 
     def learn(self, channel: str, kind: object) -> None:
@@ -48,6 +57,8 @@ class ChannelKinds:
         found = self.known(channel)
         if found is not None:
             return found
+        if self._untold.get(channel, 0.0) > self._clock():
+            return "members"
         try:
             answer = await guard(
                 "conversations.info", self._client.conversations_info(channel=channel)
@@ -60,6 +71,9 @@ class ChannelKinds:
                 channel, exc,
             )
             self._warned = True
+            if len(self._untold) >= 10_000:
+                self._untold.clear()
+            self._untold[channel] = self._clock() + UNTOLD_SECONDS
             return "members"
         info = answer.get("channel") or {}
         if info.get("is_im"):

@@ -162,6 +162,9 @@ class SlackPlatform(Platform):
             client.proxy = self.proxy
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
         self.kinds = ChannelKinds(self.client)
+        # Who sees a channel matters only to a route of `session: user`: without one,
+        # Slack is not asked (nor are its scopes needed).
+        self.per_user = ctx.per_user
         self.native_ok = True
         # An empty one is Discord's to show nothing with: Slack posts no empty message.
         self.placeholder = opts.placeholder or ctx.thinking_text or THINKING_TEXT
@@ -445,7 +448,7 @@ class SlackPlatform(Platform):
     async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> None:
         """Hand `inbound` over once who sees its channel is known: a private
         channel's or a group DM's conversation is kept to it."""
-        if not inbound.is_dm:
+        if not inbound.is_dm and self.per_user:
             inbound = replace(inbound, audience=await self.kinds.audience(inbound.channel))
         await handler(inbound, target)
 
