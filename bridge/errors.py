@@ -3,7 +3,8 @@
     BridgeError                  every error the bridge raises; `.user_message` is safe to show
     ├── ConfigError              the config file is wrong (`.path` names the key)
     ├── StoreError               the conversation store failed
-    ├── PlatformError            a chat platform refused or failed
+    ├── PlatformError            a chat platform refused or failed (or could not be reached)
+    │   ├── PlatformRefused      it answered and refused this request (a 4xx)
     │   └── PlaceGone            the reply's channel or message is gone, or closed to the bot
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
     └── ChatAPIError             a chat API failed (`.backend`, `.status`)
@@ -58,7 +59,15 @@ class StoreError(BridgeError):
 
 
 class PlatformError(BridgeError):
+    """A chat platform failed a request. This kind alone says it could not be reached,
+    or failed on its side (a 5xx), or the adapter cannot tell: it may take it later."""
+
     user_message = "The chat platform refused the reply; please ask again."
+
+
+class PlatformRefused(PlatformError):
+    """The platform answered and refused this very request (a 4xx: a text it will not
+    take): trying it again soon would be refused the same way."""
 
 
 class PlaceGone(PlatformError):

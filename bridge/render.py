@@ -20,14 +20,20 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge.budget import Budget, Budgets, Priority
-from bridge.errors import PlaceGone, PlatformError, for_log
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, Rate, ReplyTarget, Source
 from bridge.split import split_markdown, split_pieces
 
 log = logging.getLogger("chat_bridge.render")
 
+# The final text must land. Where the platform refused it (`PlatformRefused`), it is
+# tried again this many times (0.5 + 1 + 2 + 4 + 8 s); where the platform could not be
+# reached or failed on its side, for FINAL_PATIENCE seconds, at most FINAL_BACKOFF
+# apart: an outage of a few minutes costs no answer. A stop cuts the wait short.
 FINAL_RETRIES = 5
+FINAL_PATIENCE = 300.0
+FINAL_BACKOFF = 30.0
 # A progress edit the platform refused is tried again after 1, 2, 4, ... intervals, at
 # most this many seconds: a reply it keeps refusing does not spend the budget its
 # place shares with others (nor write a warning a try).
@@ -119,11 +125,12 @@ class LiveReply:
     # Slots, not a dict per reply: a thousand replies may be live at once.
     __slots__ = (
         "_budgets", "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget",
-        "_failures", "_final_failed", "_final_pieces", "_flusher", "_frozen", "_frozen_end",
+        "_failures", "_final_failed", "_final_pieces", "_final_since", "_flusher", "_frozen",
+        "_frozen_end",
         "_global_budget", "_has_text",
         "_last_edit", "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
-        "edit_interval", "gone", "limits", "message_ids", "stats", "target", "text",
+        "edit_interval", "gave_up", "gone", "limits", "message_ids", "stats", "target", "text",
         "thinking_text",
     )
 
@@ -154,6 +161,10 @@ class LiveReply:
         self._status: str | None = None
         self._final_pieces: list[str] = []
         self._final_failed = False  # the final update gave up
+        # The end of the reply (its final text, or a failure's notice) could not be
+        # shown: the platform kept failing. Nothing on screen says it ended.
+        self.gave_up = False
+        self._final_since: float | None = None  # when a final update first failed
         self.gone: PlaceGone | None = None  # the platform says the reply's place is gone
         self._dirty = Flag()
         self._has_text = Flag()
@@ -383,7 +394,11 @@ class LiveReply:
         if self.gone is not None:
             raise self.gone
         if self._final_failed:
-            raise PlatformError("The reply could not be completed: the platform kept refusing it.")
+            self.gave_up = True
+            raise PlatformError(
+                "The reply could not be completed: the platform kept refusing it, "
+                "or could not be reached."
+            )
 
     async def _flusher_ended(self) -> None:
         """Wait for the flusher to end; a failure of its own is logged, not raised."""
@@ -507,15 +522,16 @@ class LiveReply:
                         self._restamp(slots)
                     await self._progress()
                 except Exception as exc:  # the platform's failure, whatever its kind
-                    if final or not self._failures or isinstance(exc, PlaceGone):
+                    first_final = final and self._final_since is None
+                    if first_final or not (final or self._failures) or isinstance(exc, PlaceGone):
                         log.warning("reply update failed: %s", for_log(exc))
                     else:
                         log.debug("reply update failed again: %s", for_log(exc))
                     if isinstance(exc, PlaceGone):
                         self.gone = exc  # nothing more can be shown there
-                    elif final and self._retries < FINAL_RETRIES:
+                    elif final and self._may_retry(exc):
                         # The final text must land: try again after a pause.
-                        await asyncio.sleep(min(8.0, 0.5 * 2**self._retries))
+                        await asyncio.sleep(min(FINAL_BACKOFF, 0.5 * 2**self._retries))
                         self._retries += 1
                         await self._sync(make, final=True)
                     elif final:
@@ -542,6 +558,15 @@ class LiveReply:
                 self._pending_since = snapped_at
         finally:
             self._release(held[1] if held else [])
+
+    def _may_retry(self, failure: Exception) -> bool:
+        """Whether a final update that failed so is tried again (see FINAL_PATIENCE)."""
+        now = time.monotonic()
+        if self._final_since is None:
+            self._final_since = now
+        if isinstance(failure, PlatformRefused):
+            return self._retries < FINAL_RETRIES
+        return now - self._final_since < FINAL_PATIENCE
 
     def _first_change(self, pieces: list[str], start: int) -> int | None:
         """The first message from `start` on that does not show its piece yet."""

@@ -18,9 +18,10 @@ import pytest
 from bridge import app, render
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.errors import UNEXPECTED, PlaceGone, PlatformError, StoreError, told
+from bridge.errors import UNEXPECTED, PlaceGone, PlatformError, PlatformRefused, StoreError, told
 from bridge.intake import CONVERSATION_BUSY, HELP_TEXT, THREAD_RESET, UserRateLimiter
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
+from bridge.relay import INTERRUPTED
 from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
@@ -905,13 +906,41 @@ async def test_a_reply_that_cannot_be_finished_is_said_apart(
     # more, and was told nothing.
     fake_chat_api.enqueue(tokens=["Hello ", "world."], token_delay=0.1)
     monkeypatch.setattr(LocalPlatform, "target", lambda self, address: RefusingEdits(
-        PlatformError("Slack refused chat.update: fatal_error")))
+        PlatformRefused("Slack refused chat.update: cant_update_message")))
     monkeypatch.setattr(render, "FINAL_RETRIES", 0)
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("A question")
         await wait_for(lambda: bridge.relay.live == 0 and bool(target.notices))
     assert target.notices == [PlatformError.user_message]
-    assert "fatal_error" not in target.notices[0]
+    assert "cant_update_message" not in target.notices[0]
+
+
+async def test_a_stop_cuts_short_a_reply_waiting_for_its_platform_and_marks_it(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of reach, the platform gets minutes to take the reply's end: a stop still
+    # ends it within the grace, and marks it as any reply it cuts.
+    fake_chat_api.enqueue(tokens=["Hello ", "world."], token_delay=0.1)
+    unreachable = RefusingEdits(PlatformError("Could not reach the platform to edit a message."))
+
+    def target(self: LocalPlatform, address: Address) -> RefusingEdits:
+        unreachable.address = address  # where a stop's mark finds it
+        return unreachable
+
+    monkeypatch.setattr(LocalPlatform, "target", target)
+    extra = "limits: {shutdown_grace: 0.2}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        await platform(bridge).say("A question")
+        await wait_for(lambda: [op.text for op in unreachable.ops if op.kind == "edit"].count(
+            "Hello world.") >= 2)  # the whole answer is here, and being tried again
+        assert bridge.relay.live == 1
+        started = time.monotonic()
+        await bridge.drain()
+        assert time.monotonic() - started < 3.0
+        assert bridge.relay.live == 0
+    # Marked as a stop marks what it cut (here refused too: the next start cannot
+    # find it either, as before).
+    assert any(INTERRUPTED in op.text for op in unreachable.ops if op.kind == "edit")
 
 
 async def test_two_bots_reached_by_one_person_keep_apart(

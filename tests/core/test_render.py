@@ -9,7 +9,7 @@ import pytest
 
 from bridge import render
 from bridge.budget import Budgets
-from bridge.errors import PlatformError
+from bridge.errors import PlatformError, PlatformRefused
 from bridge.flag import Flag
 from bridge.interfaces import Rate, Source
 from bridge.render import LiveReply, dedupe_sources
@@ -27,7 +27,7 @@ class RefusingPosts(RecordingTarget):
     """A place where no message can be posted (gone, or no permission)."""
 
     async def post(self, text: str) -> str:
-        raise PlatformError("channel_not_found")
+        raise PlatformRefused("no_permission")
 
 
 async def _stream(reply: LiveReply, tokens: list[str], gap: float) -> None:
@@ -339,6 +339,48 @@ async def test_a_final_update_the_platform_keeps_refusing_raises_and_the_reply_e
     with pytest.raises(PlatformError, match="could not be completed"):
         await reply.finish(None)
     assert target.ended.is_set()  # the platform's indicators are cleaned up all the same
+
+
+class OutOfReach(RecordingTarget):
+    """A platform that cannot be reached (or fails on its side) for its next `failures` posts."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def post(self, text: str) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise PlatformError("Could not reach the platform to post a message.")
+        return await super().post(text)
+
+
+async def test_a_final_update_the_platform_cannot_take_yet_is_tried_for_longer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render, "FINAL_RETRIES", 1)  # a refusal's: not this
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.01)
+    target = OutOfReach(failures=10)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("An answer shown once the platform is back")
+    await reply.finish(None)
+    assert target.visible() == ["An answer shown once the platform is back"]
+    assert not reply.gave_up
+
+
+async def test_a_platform_out_of_reach_for_longer_than_the_patience_ends_the_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.1)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.01)
+    target = OutOfReach(failures=10**6)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("An answer nobody will see")
+    with pytest.raises(PlatformError, match="could not be completed"):
+        await reply.finish(None)
+    assert reply.gave_up and target.ended.is_set()
 
 
 async def test_a_shorter_final_text_leaves_no_stale_message_behind_a_post_in_flight() -> None:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from pydantic import SecretStr
 
@@ -16,7 +17,7 @@ from adapters.platforms.discord import DiscordOptions, DiscordPlatform
 from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import InteractionTarget
-from bridge.errors import PlaceGone, PlatformError
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.core.fakeplatform import wait_for
 from tests.fakes.discord import MESSAGE_CONTENT, VIEW_CHANNEL, FakeDiscord, RateRule
@@ -631,6 +632,29 @@ def test_a_reset_bot_token_or_an_archived_thread_ends_the_answer() -> None:
     archived = discord.HTTPException(Refused(), {"code": 50083, "message": "Thread is archived"})
     error = platform_error("edit the answer", archived)
     assert isinstance(error, PlaceGone) and "archived" in str(error)
+
+
+def test_a_refusal_is_told_from_discord_failing_or_out_of_reach() -> None:
+    # The bridge tries a reply's end again for minutes where Discord may take it
+    # later, and gives up soon where Discord refused it.
+    import discord
+
+    from adapters.platforms.discord.targets import platform_error
+
+    class Refused:
+        status, reason = 400, "Bad Request"
+
+    class Failing:
+        status, reason = 503, "Service Unavailable"
+
+    refused = discord.HTTPException(Refused(), {"code": 50035, "message": "Invalid Form Body"})
+    assert isinstance(platform_error("edit the answer", refused), PlatformRefused)
+    failing = discord.DiscordServerError(Failing(), "upstream connect error")
+    error = platform_error("edit the answer", failing)
+    assert not isinstance(error, PlatformRefused) and "HTTP 503" in str(error)
+    unreachable = platform_error("edit the answer", aiohttp.ClientConnectionError())
+    assert not isinstance(unreachable, PlatformRefused)
+    assert "Could not reach Discord" in str(unreachable)
 
 
 async def test_a_thread_keeps_its_channels_archive_setting(world: World) -> None:

@@ -17,7 +17,7 @@ import aiohttp
 import discord
 
 from adapters.platforms.discord import format as fmt
-from bridge.errors import PlaceGone, PlatformError
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused
 from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 
@@ -65,7 +65,9 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
     if isinstance(exc, discord.HTTPException):
         code = f", error {exc.code}" if exc.code else ""
         text = " ".join((exc.text or "").split())
-        return PlatformError(f"Discord refused to {action} (HTTP {exc.status}{code}: {text}).")
+        if exc.status >= 500:  # Discord's own failure: it may take the request later
+            return PlatformError(f"Discord failed to {action} (HTTP {exc.status}{code}: {text}).")
+        return PlatformRefused(f"Discord refused to {action} (HTTP {exc.status}{code}: {text}).")
     return PlatformError(f"Could not reach Discord to {action} ({exc.__class__.__name__}).")
 
 
