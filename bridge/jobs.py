@@ -31,6 +31,9 @@ class Job:
     )
     reply: LiveReply | None = None
     interrupted: bool = False
+    # Its reply's end showed nothing (the platform kept failing): its record stays, to
+    # be marked interrupted as a crashed process's would.
+    unmarked: bool = False
     reset: bool = False  # a reset, in its turn: after the answers asked before it
     also: str | None = None  # a reset's second conversation (the asker's own there)
     aside: InFlight | None = None  # its record there, for that conversation's order

@@ -301,7 +301,7 @@ class Relay:
                 if self._chains.get(key) is job.mine:
                     del self._chains[key]
             try:
-                if not job.interrupted:
+                if not (job.interrupted or job.unmarked):
                     # Shielded: a stop arriving now must not leave a finished reply
                     # looking interrupted to the next process.
                     self.progress.forget(job.record.id)
@@ -455,13 +455,13 @@ class Relay:
             circuit.success()  # the chat API answered; the bridge stopped it
             log.warning("answer stopped: longer than %d characters", exc.limit,
                         extra={"conversation": key, "backend": route.backend})
-            await self._fail(reply, exc.user_message, key)
+            await self._fail(job, reply, exc.user_message)
         except RateLimited as exc:
             outcome = "failed"
             circuit.release()
             if exc.retry_at is not None:
                 circuit.hold(exc.retry_at)
-            await self._fail(reply, exc.describe(), key)
+            await self._fail(job, reply, exc.describe())
         except ChatAPIError as exc:
             outcome = "failed"
             if isinstance(exc, Unavailable) and not isinstance(exc, CutOff):
@@ -470,7 +470,7 @@ class Relay:
                 circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc,
                         extra={"conversation": key, "backend": route.backend})
-            await self._fail(reply, exc.user_message, key)
+            await self._fail(job, reply, exc.user_message)
         except PlaceGone as exc:
             outcome = "failed"
             circuit.release()
@@ -492,7 +492,7 @@ class Relay:
             outcome = "failed"
             circuit.release()
             _log_failure(key, exc)
-            await self._fail(reply, told(exc), key)
+            await self._fail(job, reply, told(exc))
         finally:
             for name, value in backend.health().items():
                 gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
@@ -510,9 +510,12 @@ class Relay:
                 },
             )
 
-    async def _fail(self, reply: LiveReply, notice: str, key: str) -> None:
+    async def _fail(self, job: Job, reply: LiveReply, notice: str) -> None:
         """End a failed reply with `notice` after what it showed; where its message
-        cannot take it, tell the asker apart (unless the place itself is gone)."""
+        cannot take it, tell the asker apart (unless the place itself is gone). Where
+        the platform takes neither, the reply's record stays, for the recovery of
+        interrupted replies to mark it once the platform is back."""
+        key = job.key
         try:
             await reply.fail(notice)
         except PlaceGone as exc:
@@ -520,8 +523,16 @@ class Relay:
         except Exception as exc:
             log.warning("could not show that the answer failed: %s", for_log(exc),
                         extra={"conversation": key})
-            with contextlib.suppress(Exception):
+            try:
                 await self.notice(reply.target, notice)
+            except Exception as missed:
+                if reply.gave_up:  # the platform kept failing: nothing shows the reply ended
+                    job.unmarked = True
+                    log.warning(
+                        "could not tell the asker either (%s): the reply stays recorded as "
+                        "in flight, for the next start (or another replica) to mark it "
+                        "interrupted", for_log(missed), extra={"conversation": key},
+                    )
 
     async def _consume(
         self,

@@ -73,3 +73,34 @@ async def test_a_question_asked_while_slack_is_out_of_reach_is_answered_once_it_
     finally:
         await bridge.aclose()
 
+
+async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
+    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its record was deleted as it gave up: it stayed frozen mid-answer, unmarked,
+    # with nothing left to mark it.
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(10)], token_delay=0.1)
+    h, bridge = await open_harness(slack, fake_chat_api, tmp_path, "socket")
+    try:
+        root = await h.ask(CHANNEL, "first?")
+        await slack.wait_for(lambda: any("w2" in m.text for m in slack.bot_replies(CHANNEL, root)))
+        slack.down = True
+        await wait_for(lambda: bridge.relay.live == 0, timeout=20)  # given up
+        [kept] = await bridge.store.inflight_orphans("nobody", float("inf"))
+        assert kept.message_ids and "w2" in kept.text
+    finally:
+        await bridge.aclose()
+    [frozen] = slack.bot_replies(CHANNEL, root)
+    assert "interrupted" not in frozen.text
+    slack.down = False  # Slack is back by the next start, which marks it
+    h, bridge = await open_harness(slack, fake_chat_api, tmp_path, "socket")
+    try:
+        [reply] = slack.bot_replies(CHANNEL, root)
+        assert reply.text.startswith("w0 w1 w2 ")
+        assert reply.text.endswith("_⚠️ interrupted by a restart — please ask again_")
+        assert await bridge.store.inflight_orphans("nobody", float("inf")) == []
+    finally:
+        await bridge.aclose()
