@@ -22,7 +22,7 @@ from adapters.platforms.slack.target import SlackRefused
 from adapters.registry import REGISTRY
 from bridge.budget import Budgets
 from bridge.config import parse_config
-from bridge.errors import ConfigError, PlaceGone, PlatformError
+from bridge.errors import ConfigError, PlaceGone, PlatformError, PlatformRefused
 from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from bridge.render import LiveReply
@@ -895,10 +895,17 @@ async def test_a_page_that_is_not_slacks_answer_means_slack_could_not_be_reached
     fake_slack.unavailable["chat.update"] = [502]
     with pytest.raises(PlatformError, match=r"could not be reached for chat.update \(HTTP 502\)"):
         await target.edit(ts, "hello again")
-    # Slack's own refusals are still read from its answer.
+    # Slack's own refusals are still read from its answer: a refusal of this very
+    # request (tried again a few times only), or Slack failing on its side (it may
+    # take the request later: a reply's end is tried again for minutes).
     fake_slack.fail["chat.update"] = ["msg_too_long"]
-    with pytest.raises(SlackRefused, match="msg_too_long"):
+    with pytest.raises(PlatformRefused, match="msg_too_long") as refused:
         await target.edit(ts, "hello again")
+    assert isinstance(refused.value, SlackRefused)
+    fake_slack.fail["chat.update"] = ["internal_error"]
+    with pytest.raises(PlatformError, match="internal_error") as failing:
+        await target.edit(ts, "hello again")
+    assert not isinstance(failing.value, PlatformRefused)
 
 
 async def dm_thread_target(fake_slack: FakeSlack, inbox: Inbox) -> SlackTarget:

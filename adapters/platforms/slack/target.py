@@ -21,7 +21,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.errors import PlaceGone, PlatformError
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
 from bridge.transport import env_proxy
@@ -61,11 +61,21 @@ class _Recipient(TypedDict, total=False):
     recipient_user_id: str
 
 
-class SlackRefused(PlatformError):
+class SlackRefused(PlatformRefused):
     """Slack answered `ok: false`; `error` is Slack's error code (e.g. `msg_too_long`)."""
 
     def __init__(self, method: str, error: str) -> None:
         super().__init__(f"Slack refused {method}: {error}")
+        self.method = method
+        self.error = error
+
+
+class SlackFailed(PlatformError):
+    """Slack failed on its side (`ok: false` with a 5xx, or an error such as
+    `ratelimited` or `internal_error`): it may take the request later."""
+
+    def __init__(self, method: str, error: str) -> None:
+        super().__init__(f"Slack failed {method}: {error}")
         self.method = method
         self.error = error
 
@@ -90,6 +100,9 @@ class SlackLockedOut(SlackRefused, PlaceGone):
 # not post there.
 _GONE = {"channel_not_found", "message_not_found", "thread_not_found", "not_in_channel",
          "is_archived", "restricted_action"}
+# Errors that say Slack failed on its side, or is busy: the same request may pass later.
+_FAILING = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+            "request_timeout"}
 # Errors of any method that say the bot's token no longer works.
 _LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
                "account_inactive"}
@@ -114,6 +127,8 @@ async def guard(
                 f"Slack could not be reached for {method} (HTTP {status(exc)})"
             ) from exc
         error = error_code(exc)
+        if status(exc) >= 500 or error in _FAILING:
+            raise SlackFailed(method, error) from exc
         if error in _GONE and method.startswith("chat."):
             raise SlackGone(method, error) from exc
         if error in _LOCKED_OUT or (error in NO_SCOPE and method in _ESSENTIAL):
@@ -406,7 +421,7 @@ class SlackTarget(ReplyTarget):
                 self._streams[str(started["ts"])] = _Stream(sent=stable, full=text)
             raise
         except SlackRefused as exc:
-            if exc.error == "ratelimited" or isinstance(exc, PlaceGone):
+            if isinstance(exc, PlaceGone):
                 raise
             self._native = False
             self.limits = self._limits()  # posted, not streamed: at the channel's pace
