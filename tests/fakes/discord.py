@@ -453,7 +453,8 @@ class FakeDiscord:
         else:
             data.update(user=self.users[user_id], context=1)
         self.interactions[iid] = dict(
-            id=iid, token=token, channel_id=channel_id, callback=None, original=None
+            id=iid, token=token, channel_id=channel_id, callback=None, original=None,
+            expired=False,  # True: its token's 15 minutes are over
         )
         for gw in self._gateways_for(gid):
             await self._send_dispatch(gw, "INTERACTION_CREATE", data)
@@ -783,6 +784,8 @@ class FakeDiscord:
         it = self._interaction(request.match_info["token"])
         if it is None or it["callback"] is None:
             return _error(404, 10015, "Unknown Webhook")
+        if it["expired"]:
+            return _error(401, 50027, "Invalid Webhook Token")
         mid = request.match_info.get("mid", "")
         return it, it["original"] if mid == "@original" else mid
 
