@@ -327,8 +327,10 @@ class ReplyTarget(ABC):
         """The bridge took the message: an answer will come, perhaps after a queue."""
 
     def withdrawn(self) -> bool:
-        """The question was taken back (deleted) before its answer began: the chat
-        API is not asked it. Default: never (a platform that does not say)."""
+        """The question was taken back (deleted), or can no longer be answered (it
+        waited past the platform's time for an answer), before its answer began: the
+        chat API is not asked it. Called once, as its turn comes. Default: never (a
+        platform that does not say)."""
         return False
 
     async def end(self) -> None:  # noqa: B027 - optional hook

@@ -361,8 +361,9 @@ class Relay:
         circuit = self.circuits[route.backend]
         if job.target.withdrawn():
             # Posted by mistake (a password, the wrong channel) and deleted while it
-            # waited: it is not sent on, nor paid for.
-            log.info("not answering: the question was deleted before its answer began",
+            # waited, or waited past the platform's time for an answer: it is not sent
+            # on, nor paid for.
+            log.info("not answering: the question was withdrawn before its answer began",
                      extra={"conversation": key})
             self.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
             with contextlib.suppress(Exception):

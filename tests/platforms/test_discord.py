@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -891,6 +892,57 @@ async def test_a_command_whose_answer_is_queued_is_not_called_unanswered(world: 
         target.accepted()  # the relay queued its answer behind another one
         await wait_for(lambda: not platform._watchdogs)
     assert not world.fake.edits.get(world.fake.interactions[iid]["original"] or "")
+
+
+async def test_an_ask_given_up_says_nothing_more_and_is_withdrawn(world: World) -> None:
+    async with running(world) as platform:
+        platform.give_up_after = 0.1
+        iid = await world.fake.invoke(world.general, world.bob, "ask", {"question": "later?"})
+        _, target = await world.next()
+        assert isinstance(target, InteractionTarget)
+        target.accepted()  # queued behind another answer, which outlasts it
+        await world.fake.wait_until(
+            lambda: [m for m in world.fake.channel_messages(world.general)
+                     if m["content"] == discord_platform.TOO_LATE_TEXT]
+        )
+        sent = len(world.fake.requests)
+        await target.notice("interrupted")  # a stop's mark, say: the asker knows already
+        assert target.withdrawn()  # its turn comes: the chat API is not asked
+        assert world.fake.requests[sent:] == []
+    assert world.fake.interactions[iid]["original"] not in world.fake.messages
+
+
+async def test_an_ask_past_its_time_is_withdrawn_even_before_its_asker_is_told(
+    world: World,
+) -> None:
+    # The loop too busy for the timer, or the clock moved: its time says enough.
+    async with running(world) as platform:
+        platform.give_up_after = 0.1
+        await world.fake.invoke(world.general, world.bob, "ask", {"question": "later?"})
+        _, target = await world.next()
+        assert isinstance(target, InteractionTarget) and target.timer is not None
+        target.timer.cancel()
+        assert target.give_up_at is not None
+        await wait_for(lambda: time.time() >= target.give_up_at)
+        assert target.withdrawn()
+
+
+async def test_an_ask_whose_answer_began_is_never_given_up(world: World) -> None:
+    async with running(world) as platform:
+        platform.give_up_after = 0.1
+        await world.fake.invoke(world.general, world.bob, "ask", {"question": "now?"})
+        _, target = await world.next()
+        assert isinstance(target, InteractionTarget)
+        assert not target.withdrawn()  # its turn came in time
+        assert target.timer is None  # cancelled
+        assert not await target.give_up(discord_platform.TOO_LATE_TEXT)
+        await target.post("the answer")
+        rid = await world.fake.invoke(world.general, world.bob, "reset")
+        _, reset = await world.next()
+        assert isinstance(reset, InteractionTarget)
+        await reset.notice("done")
+    assert reset.give_up_at is None  # a /reset is not to be asked again
+    assert world.fake.messages[world.fake.interactions[rid]["original"]]["content"] == "done"
 
 
 # ---------------------------------------------------------------------- the fake's limits

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.platforms.discord.format import ZWSP
+from adapters.platforms.discord.platform import TOO_LATE_TEXT
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
@@ -776,6 +777,77 @@ async def test_a_stop_marks_slash_command_answers_through_their_own_webhooks(
     assert len(told) == 1 and told[0]["flags"] & 64  # the queued one's asker, alone
     assert fake.interactions[queued]["original"] not in fake.messages  # its public thinking…
     assert [r for r in stop if "/channels/" in r.path and "/messages" in r.path] == []
+
+
+async def test_an_ask_still_queued_near_discords_15_minutes_is_dropped_and_its_asker_told(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sent on when its turn came, its answer could not have shown (the command's token
+    # gone), its credit spent, and a stateful API's session kept a turn nobody saw.
+    caplog.set_level(logging.INFO, logger="chat_bridge")
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["First "] * 30 + ["answer."], token_delay=0.05)
+    setup.chat.enqueue(tokens=["Later."])
+    async with setup.bridge() as bridge:
+        bridge.platforms["discord"].give_up_after = 0.5  # not 14 minutes
+        first = await fake.invoke(setup.general, setup.bob, "ask", {"question": "slow one?"})
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[first]["original"] or ""))
+            and m["content"].startswith("First")
+        )
+        queued = await fake.invoke(setup.general, setup.alice, "ask", {"question": "and me?"})
+        [told] = await fake.wait_until(
+            lambda: [m for m in fake.messages.values() if m["content"] == TOO_LATE_TEXT]
+        )
+        await setup.command_answered(first, "answer.")
+        later = await fake.invoke(setup.general, setup.bob, "ask", {"question": "later?"})
+        await setup.command_answered(later, "Later.")
+        metrics = bridge.metrics.render().decode()
+    assert [r.json["message"] for r in setup.chat.requests] == ["slow one?", "later?"]
+    assert setup.sessions()[0] == setup.sessions()[1]  # no turn in between nobody saw
+    assert told["flags"] & 64  # to the asker alone; the public "thinking…" is gone
+    assert fake.interactions[queued]["original"] not in fake.messages
+    assert 'outcome="withdrawn",platform="discord"} 1.0' in metrics
+    assert any("waited past Discord's 15 minutes" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_ask_begun_in_time_is_answered_past_the_point_a_queued_one_is_dropped(
+    setup: Setup,
+) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Word "] * 20 + ["end."], token_delay=0.05)  # 1 s
+    async with setup.bridge() as bridge:
+        bridge.platforms["discord"].give_up_after = 0.3
+        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": "long?"})
+        await setup.command_answered(iid, "end.")
+    original = fake.messages[fake.interactions[iid]["original"]]
+    assert original["content"] == "Word " * 20 + "end."
+    assert [m for m in fake.messages.values() if m["content"] == TOO_LATE_TEXT] == []
+
+
+async def test_an_ask_dropped_near_its_15_minutes_whose_asker_cannot_be_told_is_not_asked(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["First "] * 30 + ["answer."], token_delay=0.05)
+    setup.chat.enqueue(tokens=["Later."])
+    async with setup.bridge() as bridge:
+        bridge.platforms["discord"].give_up_after = 0.5
+        first = await fake.invoke(setup.general, setup.bob, "ask", {"question": "slow one?"})
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[first]["original"] or ""))
+            and m["content"].startswith("First")
+        )
+        queued = await fake.invoke(setup.general, setup.alice, "ask", {"question": "and me?"})
+        # Its token already refused (this host's clock behind Discord's, say).
+        fake.interactions[queued]["expired"] = True
+        await wait_for(lambda: any(
+            "could not be told" in r.getMessage() for r in caplog.records
+        ), timeout=10)
+        await setup.command_answered(first, "answer.")
+        later = await fake.invoke(setup.general, setup.bob, "ask", {"question": "later?"})
+        await setup.command_answered(later, "Later.")
+    assert [r.json["message"] for r in setup.chat.requests] == ["slow one?", "later?"]
 
 
 async def test_missing_message_content_intent_fails_start_clearly(setup: Setup) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple, TypeAlias
 
 import aiohttp
@@ -26,8 +26,10 @@ from adapters.platforms import never_below_info
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.readable import Names, everyone_sees, question_text
 from adapters.platforms.discord.targets import (
+    ANSWER_MARGIN,
     DM_WORKSPACE,
     FAILURES,
+    TOKEN_LIFE,
     ChannelTarget,
     InteractionTarget,
     Question,
@@ -66,6 +68,12 @@ SHARD_HELP = (
 # route so), the deferred "thinking…" must not hang until the token expires.
 UNANSWERED_AFTER = 60.0  # seconds; tests shorten it per instance
 UNANSWERED_TEXT = "_No answer came. Questions may not be set up for this channel._"
+# An /ask still waiting its turn when Discord is about to stop taking its answer.
+GIVE_UP_AFTER = TOKEN_LIFE - ANSWER_MARGIN  # seconds after the command; tests shorten it
+TOO_LATE_TEXT = (
+    "_The assistant was too busy to answer this within the 15 minutes Discord gives a "
+    "command. Please ask again._"
+)
 MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # Any channel discord.py can hand over or look up (guild, private, thread).
 _Channel: TypeAlias = "discord.abc.GuildChannel | discord.abc.PrivateChannel | discord.Thread"
@@ -168,6 +176,8 @@ class DiscordPlatform(Platform):
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._counter: _RateLimitCounter | None = None
         self.unanswered_after = UNANSWERED_AFTER
+        self.give_up_after = GIVE_UP_AFTER
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -320,6 +330,7 @@ class DiscordPlatform(Platform):
 
     async def aclose(self) -> None:
         self._receiving = False
+        self._closing = True  # no new watchdogs
         counter = self._counter
         if counter is not None:
             for name in _COUNTED_LOGGERS:
@@ -499,16 +510,25 @@ class DiscordPlatform(Platform):
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
         ephemeral = command == "reset" or self.options.ask_ephemeral
         address = Address("discord", workspace, str(interaction.channel_id), None)
-        target = InteractionTarget(interaction, self.options, address, ephemeral=ephemeral)
+        # Discord's clock: the command's id says when it was run.
+        give_up_at = interaction.created_at.timestamp() + self.give_up_after
+        target = InteractionTarget(
+            interaction, self.options, address, ephemeral=ephemeral,
+            # A /reset is quick once its turn comes, and is not to be asked again.
+            give_up_at=give_up_at if command == "ask" else None,
+        )
         try:
             await target.acknowledge()  # first: Discord wants an answer within 3 s
         except PlatformError as exc:
             log.warning("could not take /%s: %s", command, exc)
             return
         # From here on "thinking…" shows: whatever happens next, it must not hang.
-        watchdog = asyncio.create_task(self._unanswered(target))
-        self._watchdogs.add(watchdog)
-        watchdog.add_done_callback(self._watchdogs.discard)
+        self._watch(self._unanswered(target))
+        if target.give_up_at is not None:
+            # A timer, not a task: most answers begin long before it, and cancel it.
+            target.timer = asyncio.get_running_loop().call_later(
+                max(0.0, target.give_up_at - time.time()), self._too_late, target
+            )
         channel: _Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
@@ -541,6 +561,30 @@ class DiscordPlatform(Platform):
             audience=audience,
         )
         await self._deliver(inbound, target)
+
+    def _watch(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` as a watchdog of a command (cancelled when the platform closes)."""
+        watchdog = asyncio.create_task(coro)
+        self._watchdogs.add(watchdog)
+        watchdog.add_done_callback(self._watchdogs.discard)
+
+    def _too_late(self, target: InteractionTarget) -> None:
+        if not self._closing:
+            self._watch(self._give_up(target))
+
+    async def _give_up(self, target: InteractionTarget) -> None:
+        """An /ask still waiting its turn is dropped while the asker can be told: its
+        answer could no longer show (nor would the credit it costs buy anything)."""
+        place = {"platform": "discord", "channel": target.address.channel}
+        try:
+            if not await target.give_up(TOO_LATE_TEXT):
+                return  # its answer began meanwhile
+        except PlatformError as exc:
+            log.warning("not answering /ask: it waited past Discord's 15 minutes for its "
+                        "turn, and its asker could not be told: %s", exc, extra=place)
+            return
+        log.info("not answering /ask: it waited past Discord's 15 minutes for its turn; "
+                 "its asker is told to ask again", extra=place)
 
     async def _unanswered(self, target: InteractionTarget) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -37,6 +38,11 @@ DM_WORKSPACE = "@dm"
 # An interaction's token (its answer's webhook) lasts 15 minutes; after, every
 # request with it is refused with this code.
 INVALID_WEBHOOK_TOKEN = 50027
+TOKEN_LIFE = 15 * 60.0
+# An /ask still waiting its turn this long before its token runs out is given up:
+# its answer would have too little time to show anything, and the asker can still
+# be told.
+ANSWER_MARGIN = 60.0
 # "Thread is archived": a message in an archived (or locked) thread cannot be edited.
 ARCHIVED_THREAD = 50083
 
@@ -314,6 +320,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         address: Address,
         *,
         ephemeral: bool,
+        give_up_at: float | None = None,
     ) -> None:
         self.address = address
         self._interaction = interaction
@@ -321,6 +328,12 @@ class InteractionTarget(_Formatting, ReplyTarget):
         self._original: str | None = None
         self._dropped = False  # the public "thinking…" was deleted for a private notice
         self.touched = asyncio.Event()
+        # When the question is given up if its answer has not begun (wall clock; None:
+        # never), the timer that does it, and whether it was.
+        self.give_up_at = give_up_at
+        self.timer: asyncio.TimerHandle | None = None
+        self._begun = False
+        self._given_up = False
         # Interaction responses are not bound by the bot's global rate limit, so an
         # acknowledgement never waits behind channel replies (it is due within 3 s).
         self.limits = _limits(f"interaction:{interaction.id}", options, bot_wide=False)
@@ -337,13 +350,43 @@ class InteractionTarget(_Formatting, ReplyTarget):
     def accepted(self) -> None:
         self.touched.set()  # its answer is queued: not "unanswered"
 
+    def _begin_answer(self) -> None:
+        """The answer (or a notice in its place) begins: it is not given up any more."""
+        self._begun = True
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def withdrawn(self) -> bool:
+        if self._given_up:
+            return True
+        if not self._begun and self.give_up_at is not None and time.time() >= self.give_up_at:
+            # Too late to show an answer, and the timer that tells the asker is due.
+            log.info("not answering /ask: it waited past Discord's 15 minutes for its turn")
+            return True
+        self._begin_answer()  # its turn came in time: the chat API is asked now
+        return False
+
+    async def give_up(self, text: str) -> bool:
+        """Drop the question if its answer has not begun (its token is about to run
+        out): the asker alone is told `text`, and a public "thinking…" goes. Returns
+        whether it was dropped; once it is, nothing else is said here."""
+        if self._begun or self._given_up:
+            return False
+        self._given_up = True
+        self.timer = None
+        await self._notice(text)
+        return True
+
     async def begin(self) -> str | None:
         self.touched.set()
+        self._begin_answer()
         await self.acknowledge()
         return None
 
     async def post(self, text: str) -> str:
         self.touched.set()
+        self._begin_answer()
         await self.acknowledge()
         try:
             if self._original is None and not self._dropped:
@@ -374,6 +417,12 @@ class InteractionTarget(_Formatting, ReplyTarget):
             raise platform_error("edit the answer", exc) from exc
 
     async def notice(self, text: str) -> None:
+        if self._given_up:  # the asker was told it was dropped (an interruption, say)
+            return
+        self._begin_answer()
+        await self._notice(text)
+
+    async def _notice(self, text: str) -> None:
         self.touched.set()
         await self.acknowledge()
         if self._original is None and not self._dropped:
