@@ -238,42 +238,50 @@ def _destination(text: str, at: int, end: int) -> tuple[int, str] | None:
 
 # The widest column a table is padded to (monospace columns).
 GRID_COLUMN_MAX = 40
-# A table cell's inline marks that monospace text shows as clutter: bold, code spans.
-_CELL_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_CELL_CODE = re.compile(r"(`+)(.+?)\1")
+# A cell wholly bold, or wholly one code span: shown without its marks (they would
+# be clutter in monospace text). Marks within a cell stay as written: stripped, they
+# would take `__init__`'s underscores, or the `**` of `x**2` in code.
+_WHOLE_BOLD = re.compile(r"(\*\*|__)(\S(?:.*\S)?)\1")
+_WHOLE_CODE = re.compile(r"(`+)([^`](?:.*[^`])?)\1")
 
 
 def _cells(row: str) -> list[str]:
-    """A table row's cells: split at `|` outside code spans and not escaped."""
+    """A table row's cells: split at `|` outside code spans and not escaped (`\\|`
+    stays as written: shown bare, it would read as a column's border)."""
     row = row.strip()
     if row.startswith("|"):
         row = row[1:]
     if row.endswith("|") and not row.endswith("\\|"):
         row = row[:-1]
+    if "`" not in row and "\\" not in row:
+        return [_bare(cell) for cell in row.split("|")]
     cells: list[str] = []
-    cell: list[str] = []
-    i, n = 0, len(row)
+    start = i = 0
+    n = len(row)
     while i < n:
         c = row[i]
-        if c == "\\" and i + 1 < n and row[i + 1] == "|":
-            cell.append("|")
+        if c == "\\":
             i += 2
-            continue
-        if c == "`":  # a code span, `|` and all, up to its closing run
+        elif c == "`":  # a code span, `|` and all, up to its closing run
             run = _run_end(row, i)
             closing = row.find(row[i:run], run)
-            end = closing + run - i if closing != -1 else run
-            cell.append(row[i:end])
-            i = end
-            continue
-        if c == "|":
-            cells.append("".join(cell))
-            cell = []
+            i = closing + run - i if closing != -1 else run
+        elif c == "|":
+            cells.append(row[start:i])
+            start = i = i + 1
         else:
-            cell.append(c)
-        i += 1
-    cells.append("".join(cell))
-    return [_CELL_CODE.sub(r"\2", _CELL_BOLD.sub(r"\2", c.strip())) for c in cells]
+            i += 1
+    cells.append(row[start:])
+    return [_bare(cell) for cell in cells]
+
+
+def _bare(cell: str) -> str:
+    cell = cell.strip()
+    for pattern in (_WHOLE_BOLD, _WHOLE_CODE):
+        whole = pattern.fullmatch(cell)
+        if whole and whole.group(1) not in whole.group(2):
+            return whole.group(2).strip() if pattern is _WHOLE_CODE else whole.group(2)
+    return cell
 
 
 def _run_end(text: str, at: int) -> int:
@@ -286,6 +294,8 @@ def _run_end(text: str, at: int) -> int:
 def text_width(text: str) -> int:
     """Columns `text` takes in monospace: wide (East Asian, most emoji) characters two,
     combining marks and zero-width ones none."""
+    if text.isascii():
+        return len(text)
     width = 0
     for c in text:
         if unicodedata.combining(c) or _UNSEEN.match(c):

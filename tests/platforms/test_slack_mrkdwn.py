@@ -167,22 +167,26 @@ def test_table_becomes_preformatted() -> None:
 
 def test_a_tables_columns_line_up() -> None:
     """Padded to the widest cell (a wide character takes two columns), aligned as the
-    rule says, bold and code marks off; `|` escaped or in code stays in its cell, a
-    short row gets empty cells."""
+    rule says; a cell wholly bold or wholly code shows without its marks, marks within
+    a cell stay (`__init__`, `x**2`); `|` escaped or in code stays in its cell (an
+    escaped one as written: bare, it would read as a border); a short row gets empty
+    cells."""
     table = (
         "| Plan | Price | Notes |\n"
         "|:-----|------:|:-----:|\n"
         "| **Free** | $0 | `a|b` |\n"
         "| Team | $12.50 | 日本語 |\n"
+        "| `__init__` | x**2 | a **b** c |\n"
         "| Pro \\| Max | ask |"
     )
     assert markdown_to_mrkdwn(table) == (
         "```\n"
-        "| Plan      |  Price | Notes  |\n"
-        "|-----------|--------|--------|\n"
-        "| Free      |     $0 |  a|b   |\n"
-        "| Team      | $12.50 | 日本語 |\n"
-        "| Pro | Max |    ask |        |\n"
+        "| Plan       |  Price |   Notes   |\n"
+        "|------------|--------|-----------|\n"
+        "| Free       |     $0 |    a|b    |\n"
+        "| Team       | $12.50 |  日本語   |\n"
+        "| __init__   |   x**2 | a **b** c |\n"
+        "| Pro \\| Max |    ask |           |\n"
         "```"
     )
 
