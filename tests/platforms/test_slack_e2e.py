@@ -671,6 +671,27 @@ async def test_a_channel_the_bot_is_not_in_is_asked_nothing_until_it_is_invited(
     assert [r.json["message"] for r in chat.requests] == ["one?", "sentinel", "three?"]
 
 
+async def test_questions_waiting_when_the_bot_loses_its_channel_are_not_asked(
+    harness: Harness,
+) -> None:
+    # Taken before Slack refused the bot the channel, they went to the chat API one
+    # by one when their turn came, each for an answer nobody could see.
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.05)
+    root = await harness.ask(CHANNEL_2, "first?")
+    await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL_2, root)))
+    for text in ("second?", "third?"):
+        [body] = slack.user_message(CHANNEL_2, text, thread_ts=root)
+        await harness.send(body)
+        taken = (CHANNEL_2, body["event"]["ts"])
+        await slack.wait_for(lambda taken=taken: bool(slack.reactions[taken]))
+    slack.outside.add(CHANNEL_2)  # the bot is removed while it answers the first
+    relay = harness.bridge.relay
+    await wait_for(lambda: relay.waiting == 0, timeout=10)
+    assert [r.json["message"] for r in chat.requests] == ["first?"]
+    assert relay.metrics.answered.labels("slack", "docs", "withdrawn")._value.get() == 2
+
+
 async def test_a_channel_the_bot_could_not_post_in_is_tried_again_after_a_while(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -231,7 +231,11 @@ class SlackTarget(ReplyTarget):
         return resp
 
     def withdrawn(self) -> bool:
-        return self.deleted
+        # A question still waiting when Slack refused the bot its channel: its answer
+        # could not be shown, and asking the chat API would cost a request.
+        return self.deleted or self.platform.closed.closed(
+            self.address.workspace, self.address.channel
+        )
 
     def accepted(self) -> None:
         # A question waiting its turn (behind another of its conversation, or for
