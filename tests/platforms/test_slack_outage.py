@@ -25,12 +25,12 @@ class OutageSlack(FakeSlack):
 
     def __init__(self) -> None:
         super().__init__()
-        self.unavailable: Counter[str] = Counter()  # method -> 503s answered
+        self.outage_503s: Counter[str] = Counter()  # method -> 503s answered
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if self.down and method != "apps.connections.open":
-            self.unavailable[method] += 1
+            self.outage_503s[method] += 1
             self._touch()
             return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
         return await super()._api(request)
@@ -62,7 +62,7 @@ async def test_a_question_asked_while_slack_is_out_of_reach_is_answered_once_it_
         await wait_for(lambda: len(fake_chat_api.requests) == 1)
         # More tries than a refused reply makes (its placeholder, its final text, and
         # the failure's notice in its place): one a second, as Slack's budget allows.
-        await slack.wait_for(lambda: slack.unavailable["chat.postMessage"] >= 5)
+        await slack.wait_for(lambda: slack.outage_503s["chat.postMessage"] >= 5)
         assert bridge.relay.live == 1  # still trying
         slack.down = False
         [reply] = await h.answer(CHANNEL, root, "Answer one.")
