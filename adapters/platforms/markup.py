@@ -292,15 +292,30 @@ def _run_end(text: str, at: int) -> int:
 
 
 def text_width(text: str) -> int:
-    """Columns `text` takes in monospace: wide (East Asian, most emoji) characters two,
-    combining marks and zero-width ones none."""
+    """Columns `text` takes in monospace: wide (East Asian, most emoji) characters two;
+    marks, format characters (zero-width ones), variation selectors and skin tones
+    none (a character made an emoji by its selector, ❤️, two); emoji joined by a
+    zero-width joiner (a family) count as the first one."""
     if text.isascii():
         return len(text)
-    width = 0
+    width = last = 0
+    joined = False
     for c in text:
-        if unicodedata.combining(c) or _UNSEEN.match(c):
+        if c == "\u200d":
+            joined = True
             continue
-        width += 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        if joined:
+            joined = False
+            continue
+        if c == "\ufe0f" and last == 1:  # shown as an emoji (❤️): two columns
+            width += 1
+            last = 2
+            continue
+        if (unicodedata.category(c) in ("Mn", "Me", "Cf") or "\ufe00" <= c <= "\ufe0f"
+                or "\U0001f3fb" <= c <= "\U0001f3ff"):
+            continue
+        last = 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        width += last
     return width
 
 

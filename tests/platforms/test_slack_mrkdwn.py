@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.platforms.markup import table_grid
 from adapters.platforms.slack.mrkdwn import (
     WORD_JOINER,
     ZWSP,
@@ -189,6 +190,17 @@ def test_a_tables_columns_line_up() -> None:
         "| Pro \\| Max |    ask |           |\n"
         "```"
     )
+
+
+def test_emoji_take_the_columns_they_are_shown_in() -> None:
+    # A family (joined emoji), a skin tone and a heart made emoji by its selector
+    # each show as one emoji, two columns: counted by code point, their rows were
+    # padded short.
+    rows = ["| e | n |", "|---|---|", "| 👨\u200d👩\u200d👧 | 1 |", "| 👍🏽 | 2 |",
+            "| ❤️ | 3 |", "| ab | 4 |"]
+    assert table_grid(rows)[2:] == [
+        "| 👨\u200d👩\u200d👧 | 1 |", "| 👍🏽 | 2 |", "| ❤️ | 3 |", "| ab | 4 |"
+    ]
 
 
 def test_a_long_cell_runs_over_its_column_instead_of_widening_every_row() -> None:
