@@ -473,6 +473,25 @@ class FakeSlack:
         self.statuses.append(dict(args))
         return self._ok()
 
+    def _m_users_conversations(self, method: str, args: dict[str, Any]) -> web.Response:
+        # The channels the fake was told of (`channels`), paged by `limit` and `cursor`.
+        if not {"channels:read", "groups:read", "mpim:read"} <= self.scopes:
+            return self._error(method, "missing_scope")
+        listed = [c for c, kind in self.channels.items() if kind != "im"]
+        start = int(str(args.get("cursor") or 0))
+        limit = int(str(args.get("limit") or 100))
+        page = listed[start : start + limit]
+        more = start + limit < len(listed)
+        kinds = {c: self.channels[c] for c in page}
+        return self._ok({
+            "channels": [
+                {"id": c, "is_channel": k == "channel", "is_group": k == "group",
+                 "is_mpim": k == "mpim", "is_im": False, "is_private": k != "channel"}
+                for c, k in kinds.items()
+            ],
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        })
+
     def _m_conversations_info(self, method: str, args: dict[str, Any]) -> web.Response:
         channel = str(args.get("channel", ""))
         kind = self.channel_type(channel)
@@ -664,7 +683,8 @@ class FakeSlack:
         self.outside.discard(channel)
         return self.event_body({
             "type": "member_joined_channel", "user": self.bot_user_id, "channel": channel,
-            "channel_type": "C", "team": self.team_id, "inviter": inviter,
+            "channel_type": "C" if self.channel_type(channel) == "channel" else "G",
+            "team": self.team_id, "inviter": inviter,
         })
 
     def event_body(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -291,13 +291,19 @@ async def test_a_channel_shared_with_another_organisation_is_the_installs_worksp
 async def test_a_place_only_its_members_see_is_told_as_such(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
-    # A private channel's id may start with C, and an app_mention does not say
-    # the channel's type: Slack is asked, once per channel.
+    # A private channel's id may start with C, and an app_mention does not say the
+    # channel's type. Not known yet, a channel counts as private, and Slack is asked
+    # once, in the background, for the questions after.
     fake = fake_slack
     fake.channels.update({"C0PRIVATE1": "group", "C0PRIVATE3": "group", "G0GROUPDM1": "mpim"})
     mention = f"<@{fake.bot_user_id}>"
-    for channel in ("C0PRIVATE1", CHANNEL, "C0PRIVATE1"):  # app_mention alone
+    for channel in ("C0PRIVATE1", CHANNEL):  # app_mention alone
         [_, app_mention] = fake.user_message(channel, f"{mention} asked")
+        await deliver(fake, [app_mention])
+    kinds = socket_platform.kinds
+    await wait_for(lambda: None not in (kinds.known("C0PRIVATE1"), kinds.known(CHANNEL)))
+    for channel in ("C0PRIVATE1", CHANNEL):
+        [_, app_mention] = fake.user_message(channel, f"{mention} asked again")
         await deliver(fake, [app_mention])
     await deliver(fake, fake.user_message("G0PRIVATE2", f"{mention} asked"))  # message first
     await deliver(fake, fake.user_message("G0GROUPDM1", f"{mention} asked")[:1])
@@ -305,14 +311,62 @@ async def test_a_place_only_its_members_see_is_told_as_such(
     await fake.wait_ack(await fake.send_envelope(
         "slash_commands", fake.slash_command("/chat-reset", "C0PRIVATE3")
     ))
-    got = await inbox.wait(7)
-    assert sorted((m.channel, m.audience) for m in got) == sorted([
-        ("C0PRIVATE1", "members"), (CHANNEL, "channel"), ("C0PRIVATE1", "members"),
+    got = await inbox.wait(8)
+    assert [(m.channel, m.audience) for m in got[:4]] == [
+        ("C0PRIVATE1", "members"), (CHANNEL, "members"),  # not known yet
+        ("C0PRIVATE1", "members"), (CHANNEL, "channel"),
+    ]
+    assert sorted((m.channel, m.audience) for m in got[4:]) == sorted([
         ("G0PRIVATE2", "members"), ("G0GROUPDM1", "members"), (DM, "channel"),
         ("C0PRIVATE3", "members"),  # a command in a private channel: its name says so
     ])
     asked = [a["channel"] for m, a in fake.calls if m == "conversations.info"]
     assert asked == ["C0PRIVATE1", CHANNEL]
+
+
+async def test_the_channels_the_bot_is_in_are_known_from_the_start(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    fake_slack.channels.update({f"C0PUB{i:05d}": "channel" for i in range(250)})
+    fake_slack.channels["C0PRIVATE1"] = "group"
+    async with running(fake_slack, inbox) as platform:
+        await wait_for(lambda: platform.kinds.known("C0PRIVATE1") is not None)
+        for channel in ("C0PUB00249", "C0PRIVATE1"):
+            [_, app_mention] = fake_slack.user_message(
+                channel, f"<@{fake_slack.bot_user_id}> asked"
+            )
+            await deliver(fake_slack, [app_mention])
+        got = await inbox.wait(2)
+    assert [m.audience for m in got] == ["channel", "members"]
+    assert [m for m, _ in fake_slack.calls if m == "users.conversations"] == [
+        "users.conversations"
+    ] * 2  # 251 channels, 200 a page
+    assert not [m for m, _ in fake_slack.calls if m == "conversations.info"]
+
+
+async def test_a_channel_the_bot_is_invited_to_is_known_from_its_invitation(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    fake_slack.channels.update({"C0NEWPUB01": "channel", "C0NEWPRIV1": "group"})
+    for channel in ("C0NEWPUB01", "C0NEWPRIV1"):
+        await deliver(fake_slack, [fake_slack.invite_bot(channel)])
+    await wait_for(lambda: socket_platform.kinds.known("C0NEWPRIV1") is not None)
+    assert socket_platform.kinds.known("C0NEWPUB01") == "channel"
+    assert socket_platform.kinds.known("C0NEWPRIV1") == "members"
+
+
+async def test_questions_are_handed_over_in_order_while_their_channel_is_looked_up(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    # A question was held for the lookup: the next, in a channel already known or
+    # after it, overtook it (a question after /chat-reset went to the old session).
+    fake_slack.slow["conversations.info"] = [1.0]
+    mention = f"<@{fake_slack.bot_user_id}>"
+    for text in ("first", "second"):
+        [_, app_mention] = fake_slack.user_message(CHANNEL, f"{mention} {text}")
+        await deliver(fake_slack, [app_mention])
+    got = await inbox.wait(2)
+    assert [m.text for m in got] == ["first", "second"]
 
 
 async def test_a_channel_slack_will_not_describe_counts_as_private(
@@ -322,12 +376,15 @@ async def test_a_channel_slack_will_not_describe_counts_as_private(
     # An app installed before it asked for channels:read: nothing said there can
     # reach another place's conversation, and the log says what to add.
     fake_slack.scopes.discard("channels:read")
-    [_, app_mention] = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> hi")
-    await deliver(fake_slack, [app_mention])
-    [msg] = await inbox.wait(1)
-    assert msg.audience == "members"
-    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert "channels:read" in warning and CHANNEL in warning
+    for _ in range(2):
+        [_, app_mention] = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> hi")
+        await deliver(fake_slack, [app_mention])
+        await wait_for(lambda: not socket_platform.kinds._asking)
+    got = await inbox.wait(2)
+    assert [m.audience for m in got] == ["members", "members"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "channels:read" in warnings[0]
     assert fake_slack.bot_token not in caplog.text
 
 

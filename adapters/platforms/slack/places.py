@@ -2,17 +2,22 @@
 
 A message event says (`channel_type`); an `app_mention` event and a slash
 command do not, and a private channel's id may start with C like a public
-one's. What events said is remembered, and a channel no event has told of yet
-is looked up once (`conversations.info`). Where neither tells, the channel
-counts as private: a conversation kept to one place leaks nothing, one shared
+one's. The channels the bot is in are listed once at start
+(`users.conversations`), what events say is remembered, and a channel still
+unknown is looked up (`conversations.info`) in the background. A question is
+never held for a lookup (questions of a place would overtake each other, and
+one taken just before a stop would be lost): until its channel is known, it
+counts as private. A conversation kept to one place leaks nothing; one shared
 with public channels might.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,10 +34,12 @@ _KINDS = frozenset({"channel", "im", *PRIVATE_KINDS})
 # Seconds a channel Slack would not describe counts as private before it is asked
 # again (an app without the scopes would otherwise make a refused call a question).
 UNTOLD_SECONDS = 600.0
+# Pages of 200 channels listed at start at most.
+LIST_PAGES = 50
 
 
 class ChannelKinds:
-    """Each channel's type, as events told it or Slack answered it."""
+    """Each channel's type, as the listing at start, events or Slack's answers told it."""
 
     def __init__(
         self, client: AsyncWebClient, *, clock: Callable[[], float] = time.monotonic
@@ -41,6 +48,8 @@ class ChannelKinds:
         self._clock = clock
         self._kinds: dict[str, str] = {}
         self._untold: dict[str, float] = {}  # channel: until when it is not asked about
+        self._asking: set[str] = set()  # channels being looked up now
+        self._tasks: set[asyncio.Task[None]] = set()
         self._warned = False
 
     def learn(self, channel: str, kind: object) -> None:
@@ -52,38 +61,81 @@ class ChannelKinds:
         kind = self._kinds.get(channel)
         return None if kind is None else _audience(kind)
 
-    async def audience(self, channel: str) -> Audience:
-        """Who sees `channel`: "channel" (the workspace) or "members"."""
+    def audience(self, channel: str) -> Audience:
+        """Who sees `channel`: "channel" (the workspace) or "members". Not known yet,
+        it is "members", and Slack is asked in the background for the next question."""
         found = self.known(channel)
         if found is not None:
             return found
-        if self._untold.get(channel, 0.0) > self._clock():
-            return "members"
+        if channel not in self._asking and self._untold.get(channel, 0.0) <= self._clock():
+            self._asking.add(channel)
+            self._spawn(self._look_up(channel))
+        return "members"
+
+    def list_at_start(self) -> None:
+        """List the channels the bot is in, in the background."""
+        self._spawn(self._list())
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _list(self) -> None:
+        cursor = ""
+        for _ in range(LIST_PAGES):
+            try:
+                answer = await guard("users.conversations", self._client.users_conversations(
+                    types="public_channel,private_channel,mpim", exclude_archived=True,
+                    limit=200, cursor=cursor or None,
+                ))
+            except PlatformError as exc:
+                self._cannot_tell("the channels it is in", exc)
+                return
+            for info in answer.get("channels") or ():
+                if isinstance(info, dict) and info.get("id"):
+                    self._kinds.setdefault(str(info["id"]), _kind(info))
+            cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return
+
+    async def _look_up(self, channel: str) -> None:
         try:
             answer = await guard(
                 "conversations.info", self._client.conversations_info(channel=channel)
             )
         except PlatformError as exc:
-            (log.debug if self._warned else log.warning)(
-                "slack: could not tell whether channel %s is private (%s); its "
-                "conversation is kept to it. Add the scopes channels:read, "
-                "groups:read and mpim:read to the app (see slack-app-manifest.yaml)",
-                channel, exc,
-            )
-            self._warned = True
+            self._cannot_tell(f"channel {channel}", exc)
             if len(self._untold) >= 10_000:
                 self._untold.clear()
             self._untold[channel] = self._clock() + UNTOLD_SECONDS
-            return "members"
-        info = answer.get("channel") or {}
-        if info.get("is_im"):
-            kind = "im"
-        elif info.get("is_mpim"):
-            kind = "mpim"
-        else:
-            kind = "group" if info.get("is_private") else "channel"
-        self._kinds[channel] = kind
-        return _audience(kind)
+            return
+        finally:
+            self._asking.discard(channel)
+        self._kinds[channel] = _kind(answer.get("channel") or {})
+
+    def _cannot_tell(self, what: str, exc: Exception) -> None:
+        (log.debug if self._warned else log.warning)(
+            "slack: could not tell whether %s is private (%s); a channel not known "
+            "to be public keeps its conversation to itself. Add the scopes "
+            "channels:read, groups:read and mpim:read to the app (see "
+            "slack-app-manifest.yaml)", what, exc,
+        )
+        self._warned = True
+
+
+def _kind(info: dict[str, Any]) -> str:
+    if info.get("is_im"):
+        return "im"
+    if info.get("is_mpim"):
+        return "mpim"
+    return "group" if info.get("is_private") else "channel"
 
 
 def _audience(kind: str) -> Audience:

@@ -260,6 +260,8 @@ class SlackPlatform(Platform):
         self.closed.bot_name = str(auth.get("user") or self.closed.bot_name)
         log.info("slack: signed in to team %s as %s", self.team_id, self.bot_user_id)
         self._handler = handler
+        if self.per_user:
+            self.kinds.list_at_start()
         if self.options.socket_mode:
             await self._connect_socket()
 
@@ -319,6 +321,7 @@ class SlackPlatform(Platform):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.kinds.aclose()
         await self.reactions.aclose()  # the replies have ended: their reactions go
         await self.gate.aclose()
         if self._session is not None:
@@ -407,6 +410,9 @@ class SlackPlatform(Platform):
         if event.get("user") == self.bot_user_id:
             channel = str(event.get("channel", ""))
             self.closed.opened(_workspace(body, event, self.team_id), channel, joined=True)
+            # Its channel_type is C for a public channel, G for a private one.
+            self.kinds.learn(channel, {"C": "channel", "G": "group"}.get(
+                str(event.get("channel_type", ""))))
 
     async def _on_other(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
@@ -446,10 +452,11 @@ class SlackPlatform(Platform):
         self._spawn(self._hand_over(inbound, target, self._handler))
 
     async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> None:
-        """Hand `inbound` over once who sees its channel is known: a private
-        channel's or a group DM's conversation is kept to it."""
+        """Hand `inbound` over, saying who sees its channel: a private channel's or a
+        group DM's conversation is kept to it (see `places`; nothing is awaited first,
+        so questions are handed over in the order they came)."""
         if not inbound.is_dm and self.per_user:
-            inbound = replace(inbound, audience=await self.kinds.audience(inbound.channel))
+            inbound = replace(inbound, audience=self.kinds.audience(inbound.channel))
         await handler(inbound, target)
 
     def _deleted(self, event: dict[str, Any]) -> bool:
