@@ -711,3 +711,57 @@ async def test_a_channel_the_bot_could_not_post_in_is_tried_again_after_a_while(
     root = await harness.ask(CHANNEL_2, "three?")
     await harness.answer(CHANNEL_2, root, "Answered.")
     assert [r.json["message"] for r in chat.requests] == ["one?", "three?"]
+
+
+# --------------------------------------------------------------------------- message kinds
+
+
+async def test_a_me_message_is_a_question(harness: Harness) -> None:
+    # `/me is stuck deploying` comes as subtype me_message: it was dropped, unanswered.
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=["In private."])
+    for body in slack.user_message(DM, "is stuck deploying, help?", subtype="me_message"):
+        await harness.send(body)
+    await harness.answer(DM, None, "In private.")
+    chat.enqueue(tokens=["First."])
+    chat.enqueue(tokens=["In the thread."])
+    root = await harness.ask(CHANNEL, "how do I deploy?")
+    await harness.answer(CHANNEL, root, "First.")
+    for body in slack.user_message(CHANNEL, "tried that", thread_ts=root, subtype="me_message"):
+        await harness.send(body)
+    await harness.answer(CHANNEL, root, "In the thread.", n=2)
+    assert [r.json["message"] for r in chat.requests] == [
+        "is stuck deploying, help?", "how do I deploy?", "tried that"
+    ]
+
+
+async def test_an_integration_added_is_no_question_with_bots_let_in(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path, mode: str
+) -> None:
+    # With `ignore_bots: false`, "added an integration to this channel: Jira" (a
+    # bot_add system message, which carries the integration's bot_id) was taken as a
+    # question from the person who added it.
+    h, bridge = await open_harness(fake_slack, fake_chat_api, tmp_path, mode, "ignore_bots: false")
+    try:
+        fake_chat_api.enqueue(tokens=["First."])
+        root = await h.ask(CHANNEL, "hello")
+        await h.answer(CHANNEL, root, "First.")
+        # Where any message is answered: a DM, and a thread the bot follows.
+        for n, (subtype, channel) in enumerate(
+            [("bot_add", DM), ("bot_remove", DM), ("bot_add", CHANNEL), ("bot_remove", CHANNEL)]
+        ):
+            verb = "added" if subtype == "bot_add" else "removed"
+            ts = f"9.00000{n}"
+            event = {
+                "type": "message", "subtype": subtype, "channel": channel,
+                "user": "U0USER001", "bot_id": "B0OTHER01",
+                "bot_link": "<https://x.slack.com/services/B0OTHER01|Jira>",
+                "text": f"{verb} an integration to this channel: <https://x|Jira>",
+                "ts": ts, "event_ts": ts, "channel_type": "im" if channel == DM else "channel",
+            }
+            if channel == CHANNEL:
+                event["thread_ts"] = root
+            await h.send(fake_slack.event_body(event))
+        assert await h.sentinel() == ["hello", "sentinel"]
+    finally:
+        await bridge.aclose()

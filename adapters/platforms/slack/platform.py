@@ -46,9 +46,9 @@ from .target import SlackRefused, SlackTarget, guard
 
 log = logging.getLogger("chat_bridge.slack")
 
-# Message subtypes that are still a person talking; every other subtype
-# (edits, deletions, joins, bot messages, ...) is not a question.
-_USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
+# Message subtypes that are still a person talking (`me_message`: a `/me ...`); every
+# other subtype (edits, deletions, joins, integrations added, ...) is not a question.
+_USER_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
 # A message edited to mention the bot is taken as a question only this soon after it
 # was sent (someone forgot the mention). Event records are kept at least this long
 # (`SlackPlatform.redelivers_within`), so one answered when it was sent is known.
@@ -495,7 +495,8 @@ class SlackPlatform(Platform):
         if bot_id or subtype == "bot_message" or event.get("bot_profile"):
             if bot_id == self.bot_id or self.options.ignore_bots:
                 return None
-            subtype = None  # another bot, let in by `ignore_bots: false`
+            if subtype == "bot_message":
+                subtype = None  # another bot, let in by `ignore_bots: false`
         if subtype not in _USER_SUBTYPES or event.get("hidden"):
             return None
         if event.get("edited") and (
