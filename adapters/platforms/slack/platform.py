@@ -39,6 +39,7 @@ from bridge.transport import env_proxy
 
 from .closed import ClosedChannels
 from .lockout import TokenGate
+from .loops import BotTurns
 from .options import SlackOptions
 from .places import ChannelKinds
 from .reactions import ThinkingReactions
@@ -183,6 +184,7 @@ class SlackPlatform(Platform):
         )
         self.gate = TokenGate(lambda: guard("auth.test", self.client.auth_test()))
         self.closed = ClosedChannels()
+        self.bot_turns = BotTurns()
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
         self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
@@ -436,6 +438,8 @@ class SlackPlatform(Platform):
             # The stop began while bolt dispatched it: acked, it would be lost.
             raise _Stopping
         inbound, target = made
+        if self._loops(inbound, event):
+            return
         if self.closed.closed(inbound.workspace, inbound.channel):
             # Slack refused the bot a post there: asking the chat API would cost a
             # request, send the text out, and show nothing.
@@ -450,6 +454,23 @@ class SlackPlatform(Platform):
             self._spawn(self._deliver_if_accepted(inbound, target))
             return
         self._spawn(self._hand_over(inbound, target, self._handler))
+
+    def _loops(self, inbound: Inbound, event: dict[str, Any]) -> bool:
+        """Whether `inbound` is another bot's message past `BotTurns.limit` in a row in
+        its conversation: not answered, lest two bots answer each other for ever."""
+        place = (inbound.workspace, inbound.channel, inbound.thread)
+        if not _from_bot(event):
+            self.bot_turns.person(place)
+            return False
+        turns = self.bot_turns.bot(place, inbound.message_id)
+        if turns == self.bot_turns.limit + 1:
+            log.warning(
+                "slack: not answering bot %s in channel %s (thread %s): %d bot messages in "
+                "a row there, none from a person, as when two bots answer each other; bots "
+                "are answered there again once a person writes in it",
+                inbound.user, inbound.channel, inbound.thread, turns,
+            )
+        return turns > self.bot_turns.limit
 
     async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> None:
         """Hand `inbound` over, saying who sees its channel: a private channel's or a
@@ -492,7 +513,7 @@ class SlackPlatform(Platform):
         """Normalize one message event; None when it is not someone asking something."""
         subtype = event.get("subtype")
         bot_id = event.get("bot_id")
-        if bot_id or subtype == "bot_message" or event.get("bot_profile"):
+        if _from_bot(event):
             if bot_id == self.bot_id or self.options.ignore_bots:
                 return None
             if subtype == "bot_message":
@@ -619,6 +640,13 @@ class SlackPlatform(Platform):
 def _workspace(body: dict[str, Any], event: dict[str, Any], team_id: str | None) -> str:
     """The workspace an event belongs to: the install's (see `_installed_in`)."""
     return str(_installed_in(body) or body.get("team_id") or event.get("team") or team_id or "")
+
+
+def _from_bot(event: dict[str, Any]) -> bool:
+    """Whether a message event is a bot's (this one's too), not a person's."""
+    return bool(
+        event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile")
+    )
 
 
 def _installed_in(body: dict[str, Any]) -> str | None:

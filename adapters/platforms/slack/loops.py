@@ -1,0 +1,42 @@
+"""A brake on the bot and another bot answering each other for ever (`ignore_bots: false`):
+another assistant that answers in the threads it is in would answer each answer, and
+each of its answers would be asked of the chat API (paid for) and answered in turn."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+# Bot messages in a row, with no person's between, that a conversation takes; the next
+# bots' messages there are not answered until a person writes in it.
+BOT_TURNS = 3
+# Conversations remembered at most (the least recently heard from are forgotten first).
+MAX_PLACES = 1000
+
+# (workspace, channel, thread): a thread, or a DM
+Place = tuple[str, str, str | None]
+
+
+class BotTurns:
+    """Bot messages handed over in a row in each conversation."""
+
+    def __init__(self, *, limit: int = BOT_TURNS, size: int = MAX_PLACES) -> None:
+        self.limit = limit
+        self.size = size
+        # bot messages in a row there, and the last one's id (a message Slack sends
+        # twice, as a retry or as message and app_mention, is one turn)
+        self._turns: OrderedDict[Place, tuple[int, str]] = OrderedDict()
+
+    def person(self, place: Place) -> None:
+        """A person wrote in `place`: bots are answered there again."""
+        self._turns.pop(place, None)
+
+    def bot(self, place: Place, message_id: str) -> int:
+        """A bot wrote `message_id` in `place`: how many bot messages in a row that makes
+        (past `limit`, it is not to be answered)."""
+        count, last = self._turns.pop(place, (0, ""))
+        if message_id != last:
+            count += 1
+        self._turns[place] = (count, message_id)
+        while len(self._turns) > self.size:
+            self._turns.popitem(last=False)
+        return count
