@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import resource
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.web import RequestHandler
 
 from bridge.errors import BridgeError
 
+log = logging.getLogger("chat_bridge.http")
+
 Health = Callable[[], Awaitable[dict[str, str]]]
 SHUTDOWN_SECONDS = 2.0
+# From a connection's start, or its last answer, to the end of a request's headers:
+# past this the connection is closed (aiohttp's default is an hour).
+HEADER_SECONDS = 15.0
+# Connections held at once: at most this, and at most half the open files the
+# process may have, so that a crowd of clients leaves room for the chat APIs,
+# the store and the platforms.
+MAX_CONNECTIONS = 512
+FULL_WARNING_SECONDS = 60.0
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
 
 
 class HttpServer:
@@ -23,24 +41,37 @@ class HttpServer:
         self.port = int(port)
         self._health = health
         self._metrics = metrics
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self._track])
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics_handler)
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self.max_connections = MAX_CONNECTIONS
+        # The connections made, oldest first, with when; those with a request in hand.
+        self._conns: dict[RequestHandler, float] = {}
+        self._busy: set[RequestHandler] = set()
+        self._closed_idle = 0
+        self._refused = 0
+        self._next_full_warning = 0.0
 
     def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]]) -> None:
         self.app.router.add_route(method, path, handler)
 
     async def start(self) -> None:
         # Its requests are short: a stop waits for one still open this long at most
-        # (aiohttp's default is a minute, for a client that may be trickling a body).
+        # (aiohttp's default is a minute, for a client that may be trickling a body),
+        # and a connection that sends no request, or only part of its headers, is
+        # closed HEADER_SECONDS after it opened (or after its last answer).
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS,
+            keepalive_timeout=HEADER_SECONDS,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        self.max_connections = min(MAX_CONNECTIONS, max(_open_files() // 2, 1))
         try:
-            await site.start()
+            self._listener = await asyncio.get_running_loop().create_server(
+                self._accept, self.host, self.port
+            )
         except OSError as exc:  # the port is taken, the host unknown, ...
             await self._runner.cleanup()
             self._runner = None
@@ -48,16 +79,74 @@ class HttpServer:
                 f"http.listen {self.host}:{self.port}: cannot listen there "
                 f"({exc.strerror or type(exc).__name__})"
             ) from exc
-        # The bound socket tells the real port when 0 was asked. `_server` is typed
-        # as AbstractServer, which has no `sockets`; asyncio's and uvloop's servers do.
-        sockets = getattr(site._server, "sockets", None)
+        # The bound socket tells the real port when 0 was asked. AbstractServer has
+        # no `sockets`; asyncio's and uvloop's servers do.
+        sockets = getattr(self._listener, "sockets", None)
         if sockets:
             self.port = sockets[0].getsockname()[1]
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _accept(self) -> asyncio.BaseProtocol:
+        """A new connection's protocol. At the cap, the oldest connection that has no
+        request in hand (headers still arriving, or idle between requests) is closed
+        to make room, so a crowd of half-sent requests cannot keep /healthz or Slack
+        out; when every one is busy, the new one is answered 503 and closed."""
+        server = self._runner.server if self._runner is not None else None
+        assert server is not None
+        # Connections accepted together get their transports a loop turn after this
+        # call: one without a transport for a second is closed (or never opened).
+        now = time.monotonic()
+        self._conns = {
+            conn: made for conn, made in self._conns.items()
+            if conn.transport is not None or now - made < 1.0
+        }
+        if len(self._conns) >= self.max_connections:
+            idle = next(
+                (conn for conn in self._conns if conn.transport is not None
+                 and conn not in self._busy),
+                None,
+            )
+            if idle is None:
+                self._refused += 1
+                self._warn_full(len(self._conns))
+                return _Refused()
+            idle.force_close()
+            del self._conns[idle]
+            self._closed_idle += 1
+            self._warn_full(len(self._conns) + 1)
+        conn = server()
+        self._conns[conn] = now
+        return conn
+
+    def _warn_full(self, held: int) -> None:
+        now = time.monotonic()
+        if now < self._next_full_warning:
+            return
+        self._next_full_warning = now + FULL_WARNING_SECONDS
+        log.warning(
+            "http.listen is full (%d connections, the most it holds): closed %d idle or "
+            "half-sent connections and refused %d new ones since the last such warning",
+            held, self._closed_idle, self._refused,
+        )
+        self._closed_idle = self._refused = 0
+
+    @web.middleware
+    async def _track(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        conn = request.protocol
+        self._busy.add(conn)
+        try:
+            return await handler(request)
+        finally:
+            self._busy.discard(conn)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         problems = await self._health()
@@ -72,3 +161,25 @@ class HttpServer:
         return web.Response(
             body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
         )
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: answered 503 and closed, its request unread."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).write(_REFUSAL)
+        transport.close()
+
+
+def _open_files() -> int:
+    """The open files this process may have, its soft limit raised to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.debug("open files: the limit stays at %d (%s)", soft, exc)
+        else:
+            log.debug("open files: the limit raised from %d to %d", soft, hard)
+            soft = hard
+    return MAX_CONNECTIONS * 2 if soft == resource.RLIM_INFINITY else soft

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
 
+from bridge import http as http_module
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import BridgeError
@@ -87,6 +90,100 @@ async def test_a_listen_address_in_use_is_one_clear_error() -> None:
         await server.aclose()
     finally:
         taken.close()
+
+
+async def test_a_request_whose_headers_never_end_is_closed_after_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_module, "HEADER_SECONDS", 0.3)
+    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    await server.start()
+    try:
+        reader, writer = await _half_sent(server.port)
+        # aiohttp's own deadline is an hour: the wait would time out.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        async with httpx.AsyncClient() as client:  # the listener itself is fine
+            assert (await client.get(f"http://127.0.0.1:{server.port}/healthz")).status_code == 200
+    finally:
+        await server.aclose()
+
+
+async def test_at_the_cap_half_sent_requests_make_room_and_healthz_answers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="chat_bridge.http")
+    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 4)
+    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    await server.start()
+    held = [await _half_sent(server.port) for _ in range(4)]
+    more: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    clients: list[httpx.AsyncClient] = []
+    try:
+        # Each /healthz, on a connection of its own kept open, closes the oldest.
+        for _ in range(3):
+            clients.append(client := httpx.AsyncClient())
+            ok = await client.get(f"http://127.0.0.1:{server.port}/healthz")
+            assert ok.status_code == 200
+        for reader, _ in held[:3]:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        more += [await _half_sent(server.port) for _ in range(20)]
+        for reader, _ in more[:-4]:  # the crowd pushes itself out, the newest stay
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        for _, writer in held + more:
+            writer.close()
+        for client in clients:
+            await client.aclose()
+        await server.aclose()
+    full = [r for r in caplog.records if r.name == "chat_bridge.http"]
+    assert len(full) == 1  # once a minute at most, not once a connection
+    assert full[0].levelno == logging.WARNING
+    assert "http.listen is full (4 connections" in full[0].getMessage()
+
+
+async def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="chat_bridge.http")
+    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 2)
+    release = asyncio.Event()
+    entered = asyncio.Semaphore(0)
+
+    async def slow(request: web.Request) -> web.Response:
+        entered.release()
+        await release.wait()
+        return web.Response(text="done")
+
+    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    server.add_route("GET", "/slow", slow)
+    await server.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{server.port}"
+            busy = [asyncio.create_task(client.get(f"{url}/slow")) for _ in range(2)]
+            for _ in range(2):
+                await asyncio.wait_for(entered.acquire(), 5)
+            for _ in range(5):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                answer = await asyncio.wait_for(reader.read(), 5)
+                writer.close()
+                assert answer.startswith(b"HTTP/1.1 503 ")
+            release.set()
+            assert [(await task).text for task in busy] == ["done", "done"]
+            assert (await client.get(f"{url}/healthz")).status_code == 200
+    finally:
+        await server.aclose()
+    full = [r for r in caplog.records if r.name == "chat_bridge.http"]
+    assert len(full) == 1
+    assert "refused 1 new ones" in full[0].getMessage()
+
+
+async def _half_sent(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /slack/events HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+    await writer.drain()
+    return reader, writer
 
 
 async def _healthy() -> dict[str, str]:
