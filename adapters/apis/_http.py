@@ -70,6 +70,10 @@ log = logging.getLogger("adapters.apis")
 T = TypeVar("T")
 # The longest wait a 429 is taken at its word for (a day).
 MAX_RETRY_AFTER = 86400.0
+# The most of a body read whole: an error status's (only its message is kept) and
+# a whole JSON answer (`stream: false`, Chat Ur Data); the rest is not read.
+ERROR_BODY_BYTES = 16 * 1024
+JSON_BODY_BYTES = 8 * 1024 * 1024
 # Content-Types of the streams the dialects read.
 STREAM_TYPES = frozenset(
     {"text/event-stream", "application/x-ndjson", "application/ndjson", "application/jsonl"}
@@ -342,8 +346,8 @@ class HTTPDialect(ChatAPI):
                 self.on_response(response)
                 if response.status_code >= 300:  # redirects are not followed: see _status_error
                     async with asyncio.timeout_at(deadline):
-                        await response.aread()
-                    raise self._status_error(response)
+                        content = await _read_at_most(response, ERROR_BODY_BYTES)
+                    raise self._status_error(response, content)
                 # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
                 body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
                 chunks = await stack.enter_async_context(aclosing(body))
@@ -428,24 +432,36 @@ class HTTPDialect(ChatAPI):
         if end is not None and end < limit:
             limit, which = end, "total"
         try:
-            async with asyncio.timeout_at(limit):
-                response = await self.http.request(
+            async with (
+                asyncio.timeout_at(limit),
+                self.http.stream(
                     method,
                     url,
                     json=json,
                     params=params,
                     headers={**self.auth_headers(), **(headers or {})},
                     timeout=self._timeout,
+                ) as response,
+            ):
+                failed = response.status_code >= 300
+                content = await _read_at_most(
+                    response, ERROR_BODY_BYTES if failed else JSON_BODY_BYTES
                 )
         except TimeoutError as exc:
             raise self._timed_out(which) from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
         self.on_response(response)
-        if response.status_code >= 300:  # redirects are not followed: see _status_error
-            raise self._status_error(response)
+        if failed:  # redirects are not followed: see _status_error
+            raise self._status_error(response, content)
+        if content is None:
+            raise ProtocolError(
+                "The assistant's answer was too large to read.",
+                backend=self.name,
+                status=response.status_code,
+            )
         try:
-            return response.json()
+            return _parse_json(content)
         except ValueError as exc:
             raise ProtocolError(
                 "The assistant's answer could not be read (it was not JSON).",
@@ -455,11 +471,13 @@ class HTTPDialect(ChatAPI):
 
     # ------------------------------------------------------------------ error mapping
 
-    def _status_error(self, response: httpx.Response) -> ChatAPIError:
+    def _status_error(self, response: httpx.Response, content: bytes | None) -> ChatAPIError:
+        """The error an HTTP status of 300 or more means; `content` is its body, None
+        when that was too large to read (the status still says what went wrong)."""
         status = response.status_code
         kw: dict[str, Any] = {"backend": self.name, "status": status}
         try:
-            body: Any = json.loads(response.content)
+            body: Any = json.loads(content) if content is not None else None
         except (ValueError, RecursionError):
             body = None
         if status < 400:
@@ -478,9 +496,9 @@ class HTTPDialect(ChatAPI):
                 **kw,
             )
         detail = self._scrub(self.error_text(body))
-        log.warning(
-            "HTTP %d from the chat API: %s", status, detail or "-", extra={"backend": self.name}
-        )
+        unread = f"- (its body is over {ERROR_BODY_BYTES} bytes: not read)"
+        said = detail or ("-" if content is not None else unread)
+        log.warning("HTTP %d from the chat API: %s", status, said, extra={"backend": self.name})
         if status == 401:
             return Unauthorized(**kw)
         if status == 403:
@@ -555,6 +573,24 @@ class HTTPDialect(ChatAPI):
         if self._key and self._key in text:
             text = text.replace(self._key, "***")
         return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """A streamed response's body, or None once it passes `limit` bytes (the rest
+    is left unread: the connection is closed with the response)."""
+    body = bytearray()
+    # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
+    chunks = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                return None
+    return bytes(body)
+
+
+def _parse_json(content: bytes) -> Any:
+    return json.loads(content)
 
 
 def _without_query(response: httpx.Response, location: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.apis import _http
 from adapters.apis._http import retry_at
 from adapters.apis.chatmount import ChatMount
 from bridge.errors import (
@@ -20,6 +21,7 @@ from bridge.errors import (
     CutOff,
     Forbidden,
     NotAStream,
+    ProtocolError,
     RateLimited,
     TimedOut,
     Unauthorized,
@@ -159,6 +161,42 @@ async def test_400_carries_the_api_message(fake_chat_api, http):
     assert exc.status == 400 and exc.backend == "bot"
     assert exc.message == "Bad JSON in request"
     assert len(fake_chat_api.requests) == 1  # not retried
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_an_error_body_past_the_cap_is_not_read_and_the_status_still_counts(
+    fake_chat_api, http, monkeypatch, caplog, stream
+):
+    monkeypatch.setattr(_http, "ERROR_BODY_BYTES", 1024)
+    fake_chat_api.enqueue(status=400, body={"error": "Bad JSON " + "x" * 5000})
+    fake_chat_api.enqueue(status=400, body={"error": "Bad JSON in request"})  # under the cap
+    api = make(fake_chat_api, http, stream=stream)
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, BadRequest) and exc.status == 400
+    assert exc.message == "The assistant refused the question (HTTP 400)."
+    assert "xxx" not in caplog.text
+    assert "HTTP 400 from the chat API: - (its body is over 1024 bytes: not read)" in caplog.text
+    _, exc = await collect_until_error(api, ask(api))
+    assert isinstance(exc, BadRequest) and exc.message == "Bad JSON in request"
+
+    fake_chat_api.enqueue(status=500, body="x" * 5000)
+    fake_chat_api.enqueue(tokens=["Fine."])
+    events = await collect(api, ask(api))  # a 5xx is retried, its body or not
+    assert text_of(events) == "Fine."
+
+
+async def test_a_whole_answer_past_the_cap_is_too_large(fake_chat_api, http, monkeypatch):
+    monkeypatch.setattr(_http, "JSON_BODY_BYTES", 1024)
+    fake_chat_api.enqueue(final="y" * 5000)
+    fake_chat_api.enqueue(final="y" * 500)
+    api = make(fake_chat_api, http, stream=False)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert seen == []
+    assert isinstance(exc, ProtocolError)
+    assert exc.user_message == "The assistant's answer was too large to read."
+    assert len(fake_chat_api.requests) == 1  # not retried
+    done = done_of(await collect(api, ask(api)))  # one under the cap is read
+    assert done.text == "y" * 500
 
 
 @pytest.mark.parametrize("stream", [True, False])
