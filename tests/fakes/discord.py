@@ -1,8 +1,8 @@
 """A fake Discord: REST API and gateway websocket, on a loopback port.
 
 Speaks enough of Discord's wire format for the real discord.py client to log
-in, identify, receive guilds, messages and slash-command interactions, and to
-post, edit, type, open threads and answer interactions. It enforces what the
+in, identify, receive guilds, messages, forum posts and slash-command
+interactions, and to post, edit, type, open threads and answer interactions. It enforces what the
 real service enforces and the bridge must respect:
 
 - message content is at most 2,000 characters (400 with Discord's error JSON);
@@ -295,6 +295,27 @@ class FakeDiscord:
             last_message_id=None, rate_limit_per_user=0,
         )
         return cid
+
+    def add_forum(self, guild_id: str, name: str = "questions", *, media: bool = False) -> str:
+        """A forum channel (a media channel with `media`): nothing is posted in it but
+        posts, each a thread whose name is its title."""
+        cid = self.add_channel(guild_id, name)
+        self.channels[cid].update(
+            type=16 if media else 15, available_tags=[], default_forum_layout=0,
+            default_reaction_emoji=None, default_sort_order=None, flags=0,
+        )
+        return cid
+
+    async def add_post(
+        self, forum_id: str, user_id: str, title: str, content: str = "", **extra: Any
+    ) -> dict[str, Any]:
+        """A member posts in a forum: the post's thread (THREAD_CREATE), then its first
+        message, whose id is the thread's (MESSAGE_CREATE); returns that message."""
+        tid = await self.add_thread(forum_id, title)
+        msg = self._new_message(tid, self.users[user_id], content, id=tid, **extra)
+        await self._dispatch_message(msg)
+        self._changed()
+        return msg
 
     async def add_thread(self, parent_id: str, name: str, *, private: bool = False) -> str:
         """A member opens a thread in a channel (a private one: type 12, its members
@@ -665,6 +686,8 @@ class FakeDiscord:
             return _error(404, 10003, "Unknown Channel")
         if (forbidden := self._may_not_send(cid)) is not None:
             return forbidden
+        if self.channels[cid]["type"] in (15, 16):  # a forum takes posts, not messages
+            return _error(400, 50008, "Cannot send messages in a non-text channel")
         if (
             body.get("message_reference") and self.channels[cid].get("guild_id")
             and self._denied(cid, READ_MESSAGE_HISTORY)

@@ -2,7 +2,9 @@
 
 Every message the bot can see is delivered, normalized; the core routes it.
 `Inbound.workspace` is the guild id, or "@dm" for direct messages; in a
-thread, `channel` is the parent channel and `thread` the thread's id.
+thread, `channel` is the parent channel and `thread` the thread's id. A post
+in a forum (or media) channel is such a thread: its first message's text is
+the post's title, then the message.
 Slash commands `/ask` and `/reset` arrive as `Inbound.command`.
 """
 
@@ -384,7 +386,7 @@ class DiscordPlatform(Platform):
         guild = message.guild
         # A guild discord.py has not cached yet still has an id: never mistake it for a DM.
         guild_id = guild.id if guild is not None else getattr(message.channel, "guild_id", None)
-        channel_id, thread_id, audience = await self._place(message.channel, guild_id)
+        channel_id, thread_id, audience, title = await self._place(message.channel, guild_id)
         me = client.user.id
         self_role = guild.self_role if guild is not None else None
         role_ids = [self_role.id] if self_role is not None else []
@@ -407,15 +409,20 @@ class DiscordPlatform(Platform):
             )
             return
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
+        text = question_text(
+            message.content, Names.of_message(message, (channel_id, thread_id)), me
+        )
+        if title is not None and thread_id == str(message.id):
+            # A forum post's first message: its title is most often the question itself
+            # (plain text, which Discord shows as typed), and may be all there is to it.
+            text = f"{title}\n{text}" if text.strip() else title
         inbound = Inbound(
             platform="discord",
             workspace=workspace,
             channel=channel_id,
             thread=thread_id,
             user=str(message.author.id),
-            text=question_text(
-                message.content, Names.of_message(message, (channel_id, thread_id)), me
-            ),
+            text=text,
             message_id=str(message.id),
             event_id=str(message.id),
             is_dm=guild_id is None,
@@ -444,10 +451,11 @@ class DiscordPlatform(Platform):
 
     async def _place(
         self, channel: Any, guild_id: int | None
-    ) -> tuple[str, str | None, Audience]:
-        """(channel, thread) ids, and who sees it: a thread's messages belong to its
-        parent channel, a private thread's to its members; a channel @everyone may
-        not view (or one not found) is its members'."""
+    ) -> tuple[str, str | None, Audience, str | None]:
+        """(channel, thread) ids, who sees it, and the title of a forum (or media
+        channel) post: a thread's messages belong to its parent channel, a private
+        thread's to its members; a channel @everyone may not view (or one not found)
+        is its members'."""
         client = self.client
         if guild_id is not None and client is not None and not isinstance(
             channel, discord.abc.GuildChannel | discord.Thread
@@ -471,8 +479,10 @@ class DiscordPlatform(Platform):
         if isinstance(channel, discord.Thread):
             if channel.is_private():
                 audience = "thread"
-            return str(channel.parent_id), str(channel.id), audience
-        return str(channel.id), None, audience
+            # A post in a forum or media channel is a thread named by its title.
+            title = channel.name if isinstance(channel.parent, discord.ForumChannel) else None
+            return str(channel.parent_id), str(channel.id), audience, title
+        return str(channel.id), None, audience, None
 
     async def _deliver(self, inbound: Inbound, target: ReplyTarget) -> None:
         assert self._handler is not None
@@ -532,7 +542,7 @@ class DiscordPlatform(Platform):
         channel: _Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
-        channel_id, thread_id, audience = await self._place(channel, guild_id)
+        channel_id, thread_id, audience, _ = await self._place(channel, guild_id)
         if self.options.ask_ephemeral and command == "ask":
             # Answered to the asker only: their own conversation (/reset resets it too).
             audience = "asker"

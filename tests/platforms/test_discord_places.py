@@ -1,0 +1,67 @@
+"""Discord places end to end: forum posts (the real Bridge and discord.py client
+against the fakes)."""
+
+from __future__ import annotations
+
+from tests.fakes.chatapi import fake_chat_api  # noqa: F401
+from tests.fakes.discord import fake_discord  # noqa: F401
+from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
+
+PICTURE = [{"id": "1", "filename": "screenshot.png", "size": 10, "url": "https://x/a.png",
+            "proxy_url": "https://x/a.png"}]
+
+
+def asked(setup: Setup) -> list[str]:  # noqa: F811
+    return [r.json["message"] for r in setup.chat.requests]
+
+
+# ------------------------------------------------------------------ forum posts
+
+
+async def test_a_forum_posts_title_is_its_questions_first_line(setup: Setup) -> None:  # noqa: F811
+    # A post's title is most often the question itself; the text under it, the details.
+    fake = setup.discord
+    setup.ask = fake.add_forum(setup.guild, "questions")  # the route for every message
+    setup.chat.enqueue(tokens=["Use ", "the ", "chart."])
+    setup.chat.enqueue(tokens=["Still the chart."])
+    title = "How do I deploy chat-bridge to Kubernetes?"
+    async with setup.bridge():
+        post = await fake.add_post(setup.ask, setup.bob, title, "I tried helm and it failed.")
+        tid = post["id"]
+        await setup.final(tid, "Use the chart.")
+        await fake.say(tid, setup.bob, "anyone else?")  # a later message: no title
+        await setup.final(tid, "Still the chart.")
+    assert asked(setup) == [f"{title}\nI tried helm and it failed.", "anyone else?"]
+    assert len(set(setup.sessions())) == 1  # the post is one conversation
+    # Answered in the post, as a reply to its first message: a forum takes no messages.
+    first = fake.sent("POST", rf"/channels/{tid}/messages$")[0]
+    assert first.body["message_reference"]["message_id"] == int(tid)
+    assert not fake.sent("POST", rf"/channels/{setup.ask}/") and not fake.rejected
+
+
+async def test_a_media_channel_post_of_a_title_and_a_picture_is_asked_its_title(
+    setup: Setup,  # noqa: F811
+) -> None:
+    fake = setup.discord
+    setup.ask = fake.add_forum(setup.guild, "screenshots", media=True)
+    setup.chat.enqueue(tokens=["Check the token."])
+    title = "Why does the health check say slack: bot token refused?"
+    async with setup.bridge():
+        post = await fake.add_post(setup.ask, setup.bob, title, "", attachments=PICTURE)
+        await setup.final(post["id"], "Check the token.")
+    assert asked(setup) == [title]
+
+
+async def test_a_forum_post_that_mentions_the_bot_is_answered_in_it(setup: Setup) -> None:  # noqa: F811
+    # The route's trigger holds for posts too: a title cannot mention anyone, so the
+    # mention is in the post's text; the answer stays in the post.
+    fake = setup.discord
+    setup.help = fake.add_forum(setup.guild, "help")  # mention, reply_in_thread
+    setup.chat.enqueue(tokens=["Yes."])
+    async with setup.bridge():
+        await fake.add_post(setup.help, setup.alice, "Not for the bot", "we'll sort it out")
+        post = await fake.add_post(setup.help, setup.bob, "Can the bot read PDFs?",
+                                   f"<@{fake.app_id}>")
+        await setup.final(post["id"], "Yes.")
+    assert asked(setup) == ["Can the bot read PDFs?"]
+    assert not fake.sent("POST", r"/threads$")  # the post is the thread
