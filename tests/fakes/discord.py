@@ -1,9 +1,10 @@
 """A fake Discord: REST API and gateway websocket, on a loopback port.
 
 Speaks enough of Discord's wire format for the real discord.py client to log
-in, identify, receive guilds, messages, forum posts and slash-command
-interactions, and to post, edit, type, open threads and answer interactions. It enforces what the
-real service enforces and the bridge must respect:
+in, identify, receive guilds, messages, forum posts, slash-command interactions
+and the deletion of messages, threads and channels, and to post, edit, type,
+open threads and answer interactions. It enforces what the real service
+enforces and the bridge must respect:
 
 - message content is at most 2,000 characters (400 with Discord's error JSON);
 - per-channel budgets for posting and for editing messages (429 with
@@ -514,6 +515,23 @@ class FakeDiscord:
         for mid in [m for m, v in self.messages.items() if v["channel_id"] == channel_id]:
             del self.messages[mid]
 
+    async def delete_place(self, channel_id: str) -> None:
+        """A moderator deletes a thread (THREAD_DELETE) or a channel with its threads
+        (CHANNEL_DELETE): Discord sends no MESSAGE_DELETE for their messages."""
+        ch = self.channels[channel_id]
+        threads = [c for c, v in self.channels.items()
+                   if v["type"] in (11, 12) and v["parent_id"] == channel_id]
+        for cid in [channel_id, *threads]:
+            self.delete_channel(cid)
+        if ch["type"] in (11, 12):  # the fields discord.py's parse_thread_delete reads
+            event = "THREAD_DELETE"
+            data = {k: ch[k] for k in ("id", "type", "guild_id", "parent_id")}
+        else:  # the channel object, as parse_channel_delete reads it
+            event, data = "CHANNEL_DELETE", ch
+        for gw in self._gateways_for(ch["guild_id"]):
+            await self._send_dispatch(gw, event, data)
+        self._changed()
+
     async def delete_message(self, message_id: str) -> None:
         """A moderator deletes a message (MESSAGE_DELETE); a thread opened on it stays."""
         msg = self.messages.pop(message_id)
@@ -711,6 +729,8 @@ class FakeDiscord:
 
     async def _edit_message(self, request: web.Request) -> web.Response:
         cid, mid = request.match_info["cid"], request.match_info["mid"]
+        if cid not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
         msg = self.messages.get(mid)
         if msg is None or msg["channel_id"] != cid:
             return _error(404, 10008, "Unknown Message")

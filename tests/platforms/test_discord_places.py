@@ -1,14 +1,27 @@
-"""Discord places end to end: forum posts (the real Bridge and discord.py client
-against the fakes)."""
+"""Discord places end to end: forum posts, and threads and channels deleted under waiting
+questions (the real Bridge and discord.py client against the fakes)."""
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
+from bridge.app import Bridge
+from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 from tests.fakes.discord import fake_discord  # noqa: F401
 from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
 PICTURE = [{"id": "1", "filename": "screenshot.png", "size": 10, "url": "https://x/a.png",
             "proxy_url": "https://x/a.png"}]
+
+
+def withdrawn(bridge: Bridge) -> int:
+    """How many Discord questions the bridge took and never asked the chat API."""
+    text = bridge.metrics.render().decode()
+    found = re.search(r'outcome="withdrawn",platform="discord"\} (\d+)', text)
+    return int(found.group(1)) if found else 0
 
 
 def asked(setup: Setup) -> list[str]:  # noqa: F811
@@ -65,3 +78,60 @@ async def test_a_forum_post_that_mentions_the_bot_is_answered_in_it(setup: Setup
         await setup.final(post["id"], "Yes.")
     assert asked(setup) == ["Can the bot read PDFs?"]
     assert not fake.sent("POST", r"/threads$")  # the post is the thread
+
+
+# ------------------------------------------------------------------ deleted places
+
+
+@pytest.mark.parametrize("event", [True, False], ids=["thread-delete", "unseen"])
+async def test_the_questions_waiting_in_a_deleted_thread_are_never_asked(
+    setup: Setup, event: bool  # noqa: F811
+) -> None:
+    # A moderator deletes a thread while its first answer is coming and more questions
+    # wait their turn: Discord sends THREAD_DELETE, no MESSAGE_DELETE for its messages.
+    # Unseen (a gateway reconnect), the first request Discord answers "Unknown
+    # Channel" ends them all the same.
+    fake = setup.discord
+    for _ in range(4):
+        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    async with setup.bridge() as bridge:
+        tid = await fake.add_thread(setup.ask, "a thread")
+        await fake.say(tid, setup.bob, "first question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{tid}/typing$"))
+        for question in ("second", "third", "fourth"):
+            await fake.say(tid, setup.bob, question)
+        await wait_for(lambda: len(bridge.relay.records()) == 4)  # taken, waiting
+        sent = len(fake.requests)
+        if event:
+            await fake.delete_place(tid)
+        else:
+            fake.delete_channel(tid)
+        await setup.chat.wait_disconnects(1)  # the first answer's stream is let go
+        await wait_for(lambda: withdrawn(bridge) == 3)
+    assert asked(setup) == ["first question"]
+    after = [(r.method, r.path) for r in fake.requests[sent:] if tid in r.path]
+    # Told, the bot sends nothing more there; else only the first answer's post.
+    assert after == ([] if event else [("POST", f"/api/v10/channels/{tid}/messages")])
+
+
+async def test_the_questions_waiting_in_a_deleted_channel_and_its_threads_are_never_asked(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # #general is one conversation, its threads' messages included: deleting the
+    # channel (CHANNEL_DELETE; its threads go with it, unannounced) ends them all.
+    fake = setup.discord
+    for _ in range(3):
+        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    async with setup.bridge() as bridge:
+        await fake.mention(setup.general, setup.alice, "first question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
+        tid = await fake.add_thread(setup.general, "aside")
+        await fake.mention(tid, setup.bob, "one from a thread")
+        await fake.mention(setup.general, setup.bob, "one from the channel")
+        await wait_for(lambda: len(bridge.relay.records()) == 3)
+        sent = len(fake.requests)
+        await fake.delete_place(setup.general)
+        await setup.chat.wait_disconnects(1)
+        await wait_for(lambda: withdrawn(bridge) == 2)
+    assert asked(setup) == ["first question"]
+    assert [r.path for r in fake.requests[sent:] if "/channels/" in r.path] == []

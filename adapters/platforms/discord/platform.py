@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple, TypeAlias
 
@@ -35,6 +34,7 @@ from adapters.platforms.discord.targets import (
     ChannelTarget,
     InteractionTarget,
     Question,
+    Questions,
     platform_error,
 )
 from bridge.errors import PlatformError, for_log
@@ -170,11 +170,9 @@ class DiscordPlatform(Platform):
         self._down: set[int] = set()
         self._receiving = False
         self._endpoints_held = False
-        # Questions being answered (or waiting), by id, as long as a target holds
-        # them: one deleted meanwhile stops its answer.
-        self._questions: weakref.WeakValueDictionary[int, Question] = (
-            weakref.WeakValueDictionary()
-        )
+        # Questions being answered (or waiting): one deleted meanwhile, or whose
+        # channel or thread is, stops its answer.
+        self._questions = Questions()
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._counter: _RateLimitCounter | None = None
         self.unanswered_after = UNANSWERED_AFTER
@@ -246,10 +244,17 @@ class DiscordPlatform(Platform):
             await platform._on_message(message)
 
         async def on_raw_message_delete(event: discord.RawMessageDeleteEvent) -> None:
-            platform._deleted([event.message_id])
+            platform._questions.deleted([event.message_id])
 
         async def on_raw_bulk_message_delete(event: discord.RawBulkMessageDeleteEvent) -> None:
-            platform._deleted(event.message_ids)
+            platform._questions.deleted(event.message_ids)
+
+        # Discord sends no MESSAGE_DELETE for the messages of a deleted thread or channel.
+        async def on_raw_thread_delete(event: discord.RawThreadDeleteEvent) -> None:
+            platform._questions.place_gone(event.thread_id)
+
+        async def on_guild_channel_delete(channel: discord.abc.GuildChannel) -> None:
+            platform._questions.place_gone(channel.id)
 
         client.setup_hook = setup_hook  # type: ignore[method-assign]
         client.on_ready = on_ready  # type: ignore[attr-defined]
@@ -261,6 +266,8 @@ class DiscordPlatform(Platform):
         client.on_message = on_message  # type: ignore[attr-defined]
         client.on_raw_message_delete = on_raw_message_delete  # type: ignore[attr-defined]
         client.on_raw_bulk_message_delete = on_raw_bulk_message_delete  # type: ignore[attr-defined]
+        client.on_raw_thread_delete = on_raw_thread_delete  # type: ignore[attr-defined]
+        client.on_guild_channel_delete = on_guild_channel_delete  # type: ignore[attr-defined]
         return client
 
     async def start(self, handler: Handler) -> None:
@@ -435,19 +442,14 @@ class DiscordPlatform(Platform):
             audience=audience,
         )
         address = Address("discord", workspace, channel_id, thread_id)
+        places = frozenset(int(i) for i in (channel_id, thread_id) if i is not None)
         target = ChannelTarget(
             client, self.options, address, question_id=message.id, may_post=may_post,
-            may_thread=may_thread, may_reply=may_reply,
+            may_thread=may_thread, may_reply=may_reply, question=Question(places),
+            questions=self._questions,
         )
-        self._questions[message.id] = target.question
+        self._questions.add(message.id, target.question)
         await self._deliver(inbound, target)
-
-    def _deleted(self, message_ids: Any) -> None:
-        for message_id in message_ids:
-            question = self._questions.pop(message_id, None)
-            if question is not None:
-                log.info("question %s was deleted: its answer stops", message_id)
-                question.deleted = True
 
     async def _place(
         self, channel: Any, guild_id: int | None

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -45,6 +46,8 @@ TOKEN_LIFE = 15 * 60.0
 ANSWER_MARGIN = 60.0
 # "Thread is archived": a message in an archived (or locked) thread cannot be edited.
 ARCHIVED_THREAD = 50083
+# "Unknown Channel": the channel or thread was deleted.
+UNKNOWN_CHANNEL = 10003
 
 
 def platform_error(action: str, exc: Exception) -> PlatformError:
@@ -128,10 +131,46 @@ _renewals = _Window(TYPING_RENEWALS_PER_SECOND)
 
 class Question:
     """The message a reply answers, as its targets share it: `deleted` once a
-    moderator removed it (the answer then stops)."""
+    moderator removed it, or the channel or thread it was asked in (the answer
+    then stops). `places`: the ids of that channel and thread."""
+
+    def __init__(self, places: frozenset[int] = frozenset()) -> None:
+        self.deleted = False
+        self.places = places
+        self.why = "the question was deleted while it was being answered."
+
+
+class Questions:
+    """The questions being answered or waiting their turn, by message id, as long
+    as a target holds them (so never more than the bridge has taken)."""
 
     def __init__(self) -> None:
-        self.deleted = False
+        self._by_id: weakref.WeakValueDictionary[int, Question] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def add(self, message_id: int, question: Question) -> None:
+        self._by_id[message_id] = question
+
+    def deleted(self, message_ids: Iterable[int]) -> None:
+        """Discord says these messages were deleted."""
+        for message_id in message_ids:
+            question = self._by_id.pop(message_id, None)
+            if question is not None:
+                log.info("question %s was deleted: its answer stops", message_id)
+                question.deleted = True
+
+    def place_gone(self, place_id: int) -> None:
+        """The channel or thread `place_id` was deleted (its threads with a channel):
+        the questions asked there are not answered, nor sent to the chat API."""
+        gone = [q for q in list(self._by_id.values()) if place_id in q.places and not q.deleted]
+        for question in gone:
+            question.deleted = True
+            question.why = "the channel or thread it was asked in was deleted."
+        if gone:
+            log.info("channel or thread %s was deleted: the %d question(s) asked there "
+                     "stop, and none still waiting is sent to the chat API", place_id, len(gone),
+                     extra={"platform": "discord", "channel": str(place_id)})
 
 
 class ChannelTarget(_Formatting, ReplyTarget):
@@ -152,9 +191,12 @@ class ChannelTarget(_Formatting, ReplyTarget):
         may_post: bool = True,
         may_thread: bool = True,
         may_reply: bool = True,
+        questions: Questions | None = None,
     ) -> None:
         self.address = address
         self._client = client
+        # Told when Discord says this place is gone (the other questions there stop).
+        self._questions = questions
         self._options = options
         self._channel_id = int(address.thread or address.channel)
         guild_id = None if address.workspace == DM_WORKSPACE else int(address.workspace)
@@ -179,7 +221,17 @@ class ChannelTarget(_Formatting, ReplyTarget):
 
     def _check_question(self) -> None:
         if self.question.deleted:
-            raise PlaceGone("the question was deleted while it was being answered.")
+            raise PlaceGone(self.question.why)
+
+    def _failed(self, action: str, exc: Exception) -> PlatformError:
+        """`platform_error`; a channel Discord no longer knows is gone for every question
+        still waiting in it (the gateway's deletion event may never have come)."""
+        if (
+            isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL
+            and self._questions is not None
+        ):
+            self._questions.place_gone(self._channel_id)
+        return platform_error(action, exc)
 
     def withdrawn(self) -> bool:
         return self.question.deleted
@@ -197,7 +249,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         try:
             await self._channel.typing()
         except FAILURES as exc:  # typing is a courtesy; the reply matters more
-            log.debug("typing failed in %s: %s", self._channel_id, exc)
+            log.debug("typing failed in %s: %s", self._channel_id, self._failed("show typing", exc))
 
     async def _keep_typing(self) -> None:
         loop = asyncio.get_running_loop()
@@ -247,7 +299,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
                 suppress_embeds=True,
             )
         except FAILURES as exc:
-            raise platform_error("post the reply", exc) from exc
+            raise self._failed("post the reply", exc) from exc
         self._referenced = True
         return str(message.id)
 
@@ -257,7 +309,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         try:
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
         except FAILURES as exc:
-            raise platform_error("edit the reply", exc) from exc
+            raise self._failed("edit the reply", exc) from exc
 
     async def notice(self, text: str) -> None:
         if not self._may_post:
@@ -288,6 +340,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
             )
             return None
         await self._stop_typing()
+        self.question.places |= {thread.id}
         address = Address(
             platform="discord",
             workspace=self.address.workspace,
@@ -295,7 +348,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
             thread=str(thread.id),
         )
         target = ChannelTarget(
-            self._client, self._options, address, question=self.question
+            self._client, self._options, address, question=self.question,
+            questions=self._questions,
         )
         return str(thread.id), target
 
