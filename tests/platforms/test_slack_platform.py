@@ -680,7 +680,7 @@ async def test_http_a_body_that_does_not_arrive_in_time_is_refused(
     http_platform: tuple[SlackPlatform, str], monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr("adapters.platforms.slack.platform.BODY_SECONDS", 0.2)
+    monkeypatch.setattr("adapters.platforms.slack.http_mode.BODY_SECONDS", 0.2)
     _, url = http_platform
     fresh = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=1"}
     reader, writer = await _send_part(url, fresh, 1000, b'{"type": ')

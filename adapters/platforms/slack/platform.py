@@ -8,7 +8,6 @@ events and slash commands in, a `SlackTarget` to answer on out.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import re
@@ -19,17 +18,13 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import aiohttp
-from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms import never_below_info
@@ -38,6 +33,8 @@ from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform
 from bridge.transport import env_proxy
 
 from .closed import ClosedChannels
+from .events import USER_SUBTYPES, from_bot, plain_text, ts_seconds, workspace_of
+from .http_mode import EventsEndpoint
 from .lockout import TokenGate
 from .loops import BotTurns
 from .options import SlackOptions
@@ -47,49 +44,10 @@ from .target import SlackRefused, SlackTarget, guard
 
 log = logging.getLogger("chat_bridge.slack")
 
-# Message subtypes that are still a person talking (`me_message`: a `/me ...`); every
-# other subtype (edits, deletions, joins, integrations added, ...) is not a question.
-_USER_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
 # A message edited to mention the bot is taken as a question only this soon after it
 # was sent (someone forgot the mention). Event records are kept at least this long
 # (`SlackPlatform.redelivers_within`), so one answered when it was sent is known.
 EDIT_WINDOW = 600.0
-# HTTP mode: a request's timestamp must be this close to now (Slack's own rule,
-# which the signature check applies too), and its body arrive within this time.
-SIGNED_WITHIN = 300
-BODY_SECONDS = 10.0
-_ENTITY = re.compile(r"&(amp|lt|gt);")
-_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
-_REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
-
-
-def _kind(body: str) -> str | None:
-    """The `type` of a JSON request body, or None."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    return payload.get("type") if isinstance(payload, dict) else None
-
-
-def plain_text(text: str) -> str:
-    """Slack message markup as plain text for the chat API: links, mentions, entities."""
-
-    def ref(match: re.Match[str]) -> str:
-        sigil, target, label = match.groups()
-        if sigil == "#":
-            return "#" + (label or target)
-        if sigil == "!" and target.split("^", 1)[0] == "date":
-            return label or target  # <!date^…|Feb 18, 2014>: a date, shown as its text
-        if label:
-            return label if label.startswith("@") else "@" + label
-        return "@" + target.split("^", 1)[-1]
-
-    text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
-    text = _REF.sub(ref, text)
-    return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)
-
-
 class _QuietBolt(logging.Filter):
     """Drop bolt's start-up warning about SLACK_BOT_TOKEN: bolt reads that variable
     itself, but the bridge hands it a client already holding the configured token."""
@@ -187,7 +145,6 @@ class SlackPlatform(Platform):
         self.bot_turns = BotTurns()
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
-        self._verifier = SignatureVerifier(secret) if secret else None  # HTTP mode only
         self.app = AsyncApp(
             name="chat-bridge",
             client=self._bolt_client,
@@ -199,7 +156,7 @@ class SlackPlatform(Platform):
             logger=_BOLT_LOG,
             # Listeners only hand the work off, so they finish before the ack.
             process_before_response=True,
-            # HTTP mode: `_http_events` checks the signature and its age before bolt
+            # HTTP mode: `EventsEndpoint` checks the signature and its age before bolt
             # sees the request; Socket Mode needs none.
             request_verification_enabled=False,
         )
@@ -220,6 +177,8 @@ class SlackPlatform(Platform):
                     "Slack HTTP mode (slack.signing_secret) needs the HTTP listener; "
                     "set http.listen, or use Socket Mode with slack.app_token"
                 )
+            endpoint = EventsEndpoint(secret, self.app, lambda: self._handler is not None)
+            self._http_events = endpoint.handle
             ctx.http.add_route("POST", opts.events_path, self._http_events)
 
     # ------------------------------------------------------------------ lifecycle
@@ -334,61 +293,6 @@ class SlackPlatform(Platform):
 
     # ------------------------------------------------------------------ inbound
 
-    async def _http_events(self, request: web.Request) -> web.StreamResponse:
-        if self._handler is None:
-            # Not started (or shutting down): Slack retries later.
-            return web.Response(status=503, text="not ready")
-        # The endpoint faces the internet: a request is checked before it is read
-        # (its headers), and as it is read (in time), and one that is not Slack's is
-        # refused in a word, not a traceback.
-        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-        signature = request.headers.get("X-Slack-Signature", "")
-        verifier = self._verifier
-        if not (
-            verifier is not None and signature
-            and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
-            and abs(time.time() - int(timestamp)) <= SIGNED_WITHIN
-        ):
-            log.debug("slack: refused an unsigned or stale request to the events endpoint")
-            return web.Response(status=401, text="invalid signature")
-        try:
-            async with asyncio.timeout(BODY_SECONDS):
-                raw = await request.read()
-        except TimeoutError:
-            log.debug("slack: a request's body did not arrive within %g s", BODY_SECONDS)
-            return web.Response(status=408, text="body too slow")
-        except ConnectionError:
-            log.debug("slack: a client left before its request's body arrived")
-            return web.Response(status=400, text="body not received")
-        try:
-            body = raw.decode("utf-8")
-            signed = verifier.is_valid(body, timestamp, signature)  # headers checked above
-        except (ValueError, TypeError):  # not UTF-8; a signature that is not ASCII
-            signed = False
-        if not signed:
-            log.debug("slack: refused an unsigned or stale request to the events endpoint")
-            return web.Response(status=401, text="invalid signature")
-        if self._handler is None:
-            # The stop began while the body arrived: acked, the event would be lost.
-            return web.Response(status=503, text="not ready")
-        if '"app_rate_limited"' in body and _kind(body) == "app_rate_limited":
-            # Slack's notice that it is dropping this app's events (more than 30,000
-            # in an hour for a workspace): acknowledged, and said plainly.
-            log.warning(
-                "slack: Slack is dropping this app's events for now (app_rate_limited): "
-                "questions asked meanwhile are not delivered"
-            )
-            return web.Response(status=200)
-        try:
-            bolt_request = AsyncBoltRequest(
-                body=body, query=request.query_string, headers=dict(request.headers)
-            )
-        except (ValueError, AttributeError, TypeError):
-            log.debug("slack: refused a signed request whose body could not be read")
-            return web.Response(status=400, text="malformed body")
-        bolt_response = await self.app.async_dispatch(bolt_request)
-        return await to_aiohttp_response(bolt_response)
-
     def _authorizer(self) -> Callable[..., Awaitable[AuthorizeResult]]:
         # A plain function: bolt passes it the arguments its signature names.
         async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
@@ -411,7 +315,7 @@ class SlackPlatform(Platform):
     async def _on_member_joined(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("user") == self.bot_user_id:
             channel = str(event.get("channel", ""))
-            self.closed.opened(_workspace(body, event, self.team_id), channel, joined=True)
+            self.closed.opened(workspace_of(body, event, self.team_id), channel, joined=True)
             # Its channel_type is C for a public channel, G for a private one.
             self.kinds.learn(channel, {"C": "channel", "G": "group"}.get(
                 str(event.get("channel_type", ""))))
@@ -459,7 +363,7 @@ class SlackPlatform(Platform):
         """Whether `inbound` is another bot's message past `BotTurns.limit` in a row in
         its conversation: not answered, lest two bots answer each other for ever."""
         place = (inbound.workspace, inbound.channel, inbound.thread)
-        if not _from_bot(event):
+        if not from_bot(event):
             self.bot_turns.person(place)
             return False
         turns = self.bot_turns.bot(place, inbound.message_id)
@@ -513,15 +417,15 @@ class SlackPlatform(Platform):
         """Normalize one message event; None when it is not someone asking something."""
         subtype = event.get("subtype")
         bot_id = event.get("bot_id")
-        if _from_bot(event):
+        if from_bot(event):
             if bot_id == self.bot_id or self.options.ignore_bots:
                 return None
             if subtype == "bot_message":
                 subtype = None  # another bot, let in by `ignore_bots: false`
-        if subtype not in _USER_SUBTYPES or event.get("hidden"):
+        if subtype not in USER_SUBTYPES or event.get("hidden"):
             return None
         if event.get("edited") and (
-            not via_mention or time.time() - _ts_seconds(str(event.get("ts") or "")) > EDIT_WINDOW
+            not via_mention or time.time() - ts_seconds(str(event.get("ts") or "")) > EDIT_WINDOW
         ):
             # An edit that mentions the bot comes as app_mention, with the message's
             # own ts: its event id is the message's, so a question answered when it
@@ -550,7 +454,7 @@ class SlackPlatform(Platform):
             return None
         thread_ts = event.get("thread_ts")
         thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
-        workspace = _workspace(body, event, self.team_id)
+        workspace = workspace_of(body, event, self.team_id)
         inbound = Inbound(
             platform=self.name,
             workspace=workspace,
@@ -566,7 +470,7 @@ class SlackPlatform(Platform):
             mentioned=mentioned,
             has_attachments=bool(event.get("files")),
             received_at=time.time(),
-            sent_at=_ts_seconds(ts),
+            sent_at=ts_seconds(ts),
         )
         address = Address(self.name, workspace, channel, thread)
         target = SlackTarget(self, address, question_ts=ts, user=str(user), is_dm=is_dm)
@@ -637,32 +541,6 @@ class SlackPlatform(Platform):
             log.exception("slack: handler failed")
 
 
-def _workspace(body: dict[str, Any], event: dict[str, Any], team_id: str | None) -> str:
-    """The workspace an event belongs to: the install's (see `_installed_in`)."""
-    return str(_installed_in(body) or body.get("team_id") or event.get("team") or team_id or "")
-
-
-def _from_bot(event: dict[str, Any]) -> bool:
-    """Whether a message event is a bot's (this one's too), not a person's."""
-    return bool(
-        event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile")
-    )
-
-
-def _installed_in(body: dict[str, Any]) -> str | None:
-    """The workspace the app is installed in that the event came through.
-
-    In a channel shared with another organisation (Slack Connect) the body's
-    `team_id` may be that organisation's, the channel's maker; a slash command
-    there carries the asker's, and its budgets are the install's: this one.
-    """
-    found = body.get("authorizations")
-    if isinstance(found, list) and found and isinstance(found[0], dict):
-        team = found[0].get("team_id")
-        return str(team) if team else None
-    return None
-
-
 class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
     """Honours 429 + Retry-After, and tells the bridge each time Slack said 429."""
 
@@ -677,11 +555,3 @@ class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
         if response is not None and response.status_code == 429 and self._on_rate_limited:
             self._on_rate_limited()
         return await super().can_retry_async(**kw)
-
-
-def _ts_seconds(ts: str) -> float:
-    """A Slack message ts ("1700000000.000100") as epoch seconds; 0 when it is not one."""
-    try:
-        return float(ts)
-    except ValueError:
-        return 0.0

@@ -1,0 +1,66 @@
+"""What a Slack event says: its workspace, whether a person or a bot wrote it, when,
+and its text as plain words for a chat API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Message subtypes that are still a person talking (`me_message`: a `/me ...`); every
+# other subtype (edits, deletions, joins, integrations added, ...) is not a question.
+USER_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
+_ENTITY = re.compile(r"&(amp|lt|gt);")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+_REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
+
+
+def plain_text(text: str) -> str:
+    """Slack message markup as plain text for the chat API: links, mentions, entities."""
+
+    def ref(match: re.Match[str]) -> str:
+        sigil, target, label = match.groups()
+        if sigil == "#":
+            return "#" + (label or target)
+        if sigil == "!" and target.split("^", 1)[0] == "date":
+            return label or target  # <!date^…|Feb 18, 2014>: a date, shown as its text
+        if label:
+            return label if label.startswith("@") else "@" + label
+        return "@" + target.split("^", 1)[-1]
+
+    text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
+    text = _REF.sub(ref, text)
+    return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)
+
+
+def workspace_of(body: dict[str, Any], event: dict[str, Any], team_id: str | None) -> str:
+    """The workspace an event belongs to: the install's (see `installed_in`)."""
+    return str(installed_in(body) or body.get("team_id") or event.get("team") or team_id or "")
+
+
+def from_bot(event: dict[str, Any]) -> bool:
+    """Whether a message event is a bot's (this one's too), not a person's."""
+    return bool(
+        event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile")
+    )
+
+
+def installed_in(body: dict[str, Any]) -> str | None:
+    """The workspace the app is installed in that the event came through.
+
+    In a channel shared with another organisation (Slack Connect) the body's
+    `team_id` may be that organisation's, the channel's maker; a slash command
+    there carries the asker's, and its budgets are the install's: this one.
+    """
+    found = body.get("authorizations")
+    if isinstance(found, list) and found and isinstance(found[0], dict):
+        team = found[0].get("team_id")
+        return str(team) if team else None
+    return None
+
+
+def ts_seconds(ts: str) -> float:
+    """A Slack message ts ("1700000000.000100") as epoch seconds; 0 when it is not one."""
+    try:
+        return float(ts)
+    except ValueError:
+        return 0.0
