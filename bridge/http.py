@@ -47,9 +47,9 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self.max_connections = MAX_CONNECTIONS
-        # The connections made, oldest first, with when; those with a request in hand.
-        self._conns: dict[RequestHandler, float] = {}
+        # The connections with a request in hand; those closed to make room.
         self._busy: set[RequestHandler] = set()
+        self._evicted: set[RequestHandler] = set()
         self._closed_idle = 0
         self._refused = 0
         self._next_full_warning = 0.0
@@ -94,36 +94,30 @@ class HttpServer:
             self._runner = None
 
     def _accept(self) -> asyncio.BaseProtocol:
-        """A new connection's protocol. At the cap, the oldest connection that has no
-        request in hand (headers still arriving, or idle between requests) is closed
-        to make room, so a crowd of half-sent requests cannot keep /healthz or Slack
-        out; when every one is busy, the new one is answered 503 and closed."""
+        """A new connection's protocol. At the cap, the oldest open connection that has
+        no request in hand (headers still arriving, or idle between requests) is
+        closed to make room, so a crowd of half-sent requests cannot keep /healthz or
+        Slack out; when every one is busy, the new one is answered 503 and closed.
+
+        Open connections are aiohttp's own count (made, not yet lost): one closed is
+        no longer counted. Those accepted in the same burst are counted once open,
+        so a burst may pass the cap by what the accept backlog holds."""
         server = self._runner.server if self._runner is not None else None
         assert server is not None
-        # Connections accepted together get their transports a loop turn after this
-        # call: one without a transport for a second is closed (or never opened).
-        now = time.monotonic()
-        self._conns = {
-            conn: made for conn, made in self._conns.items()
-            if conn.transport is not None or now - made < 1.0
-        }
-        if len(self._conns) >= self.max_connections:
-            idle = next(
-                (conn for conn in self._conns if conn.transport is not None
-                 and conn not in self._busy),
-                None,
-            )
+        held = server.connections
+        self._evicted.intersection_update(held)  # those lost since are forgotten
+        if len(held) >= self.max_connections:
+            idle = next((conn for conn in held
+                         if conn not in self._busy and conn not in self._evicted), None)
             if idle is None:
                 self._refused += 1
-                self._warn_full(len(self._conns))
+                self._warn_full(len(held))
                 return _Refused()
-            idle.force_close()
-            del self._conns[idle]
+            idle.force_close()  # counted until it is lost: not chosen again meanwhile
+            self._evicted.add(idle)
             self._closed_idle += 1
-            self._warn_full(len(self._conns) + 1)
-        conn = server()
-        self._conns[conn] = now
-        return conn
+            self._warn_full(len(held))
+        return server()
 
     def _warn_full(self, held: int) -> None:
         now = time.monotonic()

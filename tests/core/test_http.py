@@ -14,7 +14,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import BridgeError
 from bridge.http import HttpServer
-from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI
 
 
@@ -140,6 +140,32 @@ async def test_at_the_cap_half_sent_requests_make_room_and_healthz_answers(
     assert len(full) == 1  # once a minute at most, not once a connection
     assert full[0].levelno == logging.WARNING
     assert "http.listen is full (4 connections" in full[0].getMessage()
+
+
+async def test_connections_already_closed_do_not_count_against_the_cap(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Counted for a second after they closed, a client opening and closing
+    # connections (holding none) had /healthz and Slack answered 503.
+    caplog.set_level(logging.WARNING, logger="chat_bridge.http")
+    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 4)
+    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    await server.start()
+    try:
+        for _ in range(8):
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.close()
+            await writer.wait_closed()
+        assert server._runner is not None
+        held = server._runner.server
+        assert held is not None
+        await wait_for(lambda: not held.connections)
+        async with httpx.AsyncClient() as client:
+            ok = await client.get(f"http://127.0.0.1:{server.port}/healthz")
+        assert ok.status_code == 200
+    finally:
+        await server.aclose()
+    assert not [r for r in caplog.records if r.name == "chat_bridge.http"]
 
 
 async def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(
