@@ -388,6 +388,21 @@ async def test_a_channel_slack_will_not_describe_counts_as_private(
     assert fake_slack.bot_token not in caplog.text
 
 
+async def test_slack_failing_for_now_is_not_taken_for_missing_scopes(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chat_bridge.slack")
+    fake_slack.fail["conversations.info"] = ["internal_error"]
+    [_, app_mention] = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> hi")
+    await deliver(fake_slack, [app_mention])
+    await inbox.wait(1)
+    await wait_for(lambda: not socket_platform.kinds._asking)
+    said = [r for r in caplog.records if "is private" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO]
+    assert "scopes" not in said[0].getMessage() and "internal_error" in said[0].getMessage()
+
+
 async def test_a_channel_slack_will_not_describe_is_not_asked_about_at_every_question(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

@@ -24,7 +24,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.errors import PlatformError
 from bridge.interfaces import Audience
 
-from .target import guard
+from .refusal import NO_SCOPE
+from .target import SlackRefused, guard
 
 log = logging.getLogger("chat_bridge.slack")
 
@@ -111,16 +112,23 @@ class ChannelKinds:
                 "conversations.info", self._client.conversations_info(channel=channel)
             )
         except PlatformError as exc:
-            self._cannot_tell(f"channel {channel}", exc)
+            scopes = self._cannot_tell(f"channel {channel}", exc)
             if len(self._untold) >= 10_000:
                 self._untold.clear()
-            self._untold[channel] = self._clock() + UNTOLD_SECONDS
+            self._untold[channel] = self._clock() + (UNTOLD_SECONDS if scopes else 60.0)
             return
         finally:
             self._asking.discard(channel)
         self._kinds[channel] = _kind(answer.get("channel") or {})
 
-    def _cannot_tell(self, what: str, exc: Exception) -> None:
+    def _cannot_tell(self, what: str, exc: Exception) -> bool:
+        """Log why Slack did not say; whether it is for the app's missing scopes."""
+        if not (isinstance(exc, SlackRefused) and exc.error in NO_SCOPE):
+            # Slack failing for now, say: a channel is asked about again in a minute.
+            log.info("slack: could not tell whether %s is private for now (%s); a "
+                     "channel not known to be public keeps its conversation to itself",
+                     what, exc)
+            return False
         (log.debug if self._warned else log.warning)(
             "slack: could not tell whether %s is private (%s); a channel not known "
             "to be public keeps its conversation to itself. Add the scopes "
@@ -128,6 +136,7 @@ class ChannelKinds:
             "slack-app-manifest.yaml)", what, exc,
         )
         self._warned = True
+        return True
 
 
 def _kind(info: dict[str, Any]) -> str:
