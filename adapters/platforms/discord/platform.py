@@ -16,16 +16,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple, TypeAlias
 
-import aiohttp
 import discord
-import yarl
 from discord import app_commands
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 
 from adapters.platforms import never_below_info
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.readable import Names, everyone_sees, question_text
+from adapters.platforms.discord.startup import Endpoints, start_error
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
     DM_WORKSPACE,
@@ -51,21 +48,6 @@ from bridge.transport import env_proxy
 
 log = logging.getLogger("chat_bridge.discord")
 
-INTENT_HELP = (
-    "Discord closed the gateway with 4014 (disallowed intent): the bot asks for the "
-    "Message Content intent, which is not enabled for this application. Enable it in the "
-    "Developer Portal (Applications > your app > Bot > Privileged Gateway Intents > "
-    "Message Content Intent) and restart, or set discord.message_content: false to answer "
-    "only mentions, DMs and slash commands."
-)
-TOKEN_HELP = (
-    "Discord refused the bot token (401 Unauthorized). Check discord.token "
-    "(Developer Portal > your app > Bot > Reset Token)."
-)
-SHARD_HELP = (
-    "Discord refused the shard settings (gateway close {code}). Check discord.shard_count "
-    'and discord.shard_ids, or set discord.shard_count: "auto".'
-)
 # Should nothing answer a slash command (the core tells a command without a
 # route so), the deferred "thinking…" must not hang until the token expires.
 UNANSWERED_AFTER = 60.0  # seconds; tests shorten it per instance
@@ -79,76 +61,6 @@ TOO_LATE_TEXT = (
 MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # Any channel discord.py can hand over or look up (guild, private, thread).
 _Channel: TypeAlias = "discord.abc.GuildChannel | discord.abc.PrivateChannel | discord.Thread"
-
-
-class _Endpoints:
-    """Discord's REST base and gateway URL.
-
-    discord.py keeps both as class attributes (`Route.BASE`,
-    `DiscordWebSocket.DEFAULT_GATEWAY`) used by every request, interaction
-    callbacks included, so they are set for the process while a platform
-    runs. One process talks to one Discord endpoint.
-    """
-
-    defaults = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
-    holders = 0
-    current: tuple[str, str | None] | None = None
-
-    @classmethod
-    def acquire(cls, api_url: str, gateway_url: str | None) -> None:
-        wanted = (api_url, gateway_url)
-        if cls.holders and cls.current != wanted:
-            raise PlatformError(
-                "Another Discord connection in this process uses a different "
-                "discord.api_url or discord.gateway_url; run one per process."
-            )
-        cls.holders += 1
-        cls.current = wanted
-        Route.BASE = api_url
-        DiscordWebSocket.DEFAULT_GATEWAY = (
-            yarl.URL(gateway_url) if gateway_url else cls.defaults[1]
-        )
-
-    @classmethod
-    def release(cls) -> None:
-        cls.holders = max(0, cls.holders - 1)
-        if cls.holders == 0:
-            cls.current = None
-            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = cls.defaults
-
-
-_KNOWN = (discord.DiscordException, OSError, aiohttp.ClientError, asyncio.TimeoutError)
-
-
-def _start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
-    """What went wrong at start-up, in words an admin can act on.
-
-    `where` is the endpoint that was being reached and `setting` its config key.
-    """
-    # discord.py can fail while handling a failure (a first gateway connection
-    # that never opened); the error that started it is the one to report.
-    while not isinstance(exc, _KNOWN) and exc.__context__ is not None:
-        exc = exc.__context__
-    if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return PlatformError(INTENT_HELP)
-    if isinstance(exc, discord.LoginFailure):
-        return PlatformError(TOKEN_HELP)
-    if isinstance(exc, discord.ConnectionClosed):
-        if exc.code == 4004:
-            return PlatformError(TOKEN_HELP)
-        if exc.code in (4010, 4011):
-            return PlatformError(SHARD_HELP.format(code=exc.code))
-        return PlatformError(f"Discord closed the gateway with code {exc.code} at start-up.")
-    if isinstance(exc, discord.GatewayNotFound):
-        return PlatformError("Discord did not give a gateway address; try again shortly.")
-    if isinstance(exc, discord.HTTPException):
-        return platform_error("log in", exc)
-    if isinstance(exc, OSError | aiohttp.ClientError | asyncio.TimeoutError):
-        return PlatformError(
-            f"Cannot reach Discord at {where} ({exc.__class__.__name__}); "
-            f"check {setting} and the network."
-        )
-    return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
 
 
 class DiscordPlatform(Platform):
@@ -281,7 +193,7 @@ class DiscordPlatform(Platform):
                     # Made whatever the log level: the console's handler still drops
                     # what is below the configured level.
                     counted.setLevel(logging.WARNING)
-        _Endpoints.acquire(self.options.api_url, self.options.gateway_url)
+        Endpoints.acquire(self.options.api_url, self.options.gateway_url)
         self._endpoints_held = True
         try:
             failure = await self._connect()
@@ -302,7 +214,7 @@ class DiscordPlatform(Platform):
                 f"Discord did not finish connecting within {self.options.connect_timeout:g} s "
                 f"({where}); check {setting} and the network."
             )
-        raise _start_error(failure, where, setting) from failure
+        raise start_error(failure, where, setting) from failure
 
     async def _connect(self) -> BaseException | None:
         """Log in and wait for READY; returns why the client stopped, if it did."""
@@ -329,7 +241,7 @@ class DiscordPlatform(Platform):
             if self._ready.is_set():
                 # Lost after start-up: the health check reports it; say why here.
                 where = self.options.gateway_url or "Discord's gateway"
-                error = _start_error(exc, where, "discord.gateway_url")
+                error = start_error(exc, where, "discord.gateway_url")
                 log.error("Discord connection ended: %s", error)
             raise
 
@@ -361,7 +273,7 @@ class DiscordPlatform(Platform):
                 runner.exception()  # retrieved, so asyncio does not log it again
         if self._endpoints_held:
             self._endpoints_held = False
-            _Endpoints.release()
+            Endpoints.release()
 
     @property
     def connected(self) -> bool:
