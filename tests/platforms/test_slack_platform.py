@@ -16,8 +16,9 @@ import pytest
 import yaml
 from aiohttp import web
 from pydantic import ValidationError
+from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget
+from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget, places
 from adapters.platforms.slack.target import SlackRefused
 from adapters.registry import REGISTRY
 from bridge.budget import Budgets
@@ -353,6 +354,21 @@ async def test_a_channel_the_bot_is_invited_to_is_known_from_its_invitation(
     await wait_for(lambda: socket_platform.kinds.known("C0NEWPRIV1") is not None)
     assert socket_platform.kinds.known("C0NEWPUB01") == "channel"
     assert socket_platform.kinds.known("C0NEWPRIV1") == "members"
+
+
+def test_the_channel_types_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One entry per channel ever heard from, for ever: months in a large workspace
+    # (DMs included) grew it without end. The longest quiet are forgotten (asked
+    # about again if they speak), and DMs are not kept at all.
+    monkeypatch.setattr(places, "MAX_KINDS", 3)
+    kinds = places.ChannelKinds(AsyncWebClient(token="xoxb-1"))
+    kinds.learn("D0DM0001", "im")
+    for channel in ("C1", "C2", "C3"):
+        kinds.learn(channel, "channel")
+    assert kinds.known("C1") == "channel"  # heard from again: kept over C2
+    kinds.learn("G4", "group")
+    assert [c for c in ("C1", "C2", "C3", "G4") if kinds.known(c)] == ["C1", "C3", "G4"]
+    assert kinds.known("D0DM0001") is None
 
 
 async def test_questions_are_handed_over_in_order_while_their_channel_is_looked_up(

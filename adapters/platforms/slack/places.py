@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,6 +38,8 @@ _KINDS = frozenset({"channel", "im", *PRIVATE_KINDS})
 UNTOLD_SECONDS = 600.0
 # Pages of 200 channels listed at start at most.
 LIST_PAGES = 50
+# Channels whose type is remembered at most (about 150 bytes each).
+MAX_KINDS = 20_000
 
 
 class ChannelKinds:
@@ -47,7 +50,8 @@ class ChannelKinds:
     ) -> None:
         self._client = client
         self._clock = clock
-        self._kinds: dict[str, str] = {}
+        # The newest learnt or asked about last; DMs are not kept (they need no lookup).
+        self._kinds: OrderedDict[str, str] = OrderedDict()
         self._untold: dict[str, float] = {}  # channel: until when it is not asked about
         self._asking: set[str] = set()  # channels being looked up now
         self._tasks: set[asyncio.Task[None]] = set()
@@ -56,11 +60,14 @@ class ChannelKinds:
     def learn(self, channel: str, kind: object) -> None:
         """Remember what an event said (the newest wins: a channel made private)."""
         if isinstance(kind, str) and kind in _KINDS:
-            self._kinds[channel] = kind
+            self._keep(channel, kind)
 
     def known(self, channel: str) -> Audience | None:
         kind = self._kinds.get(channel)
-        return None if kind is None else _audience(kind)
+        if kind is None:
+            return None
+        self._kinds.move_to_end(channel)
+        return _audience(kind)
 
     def audience(self, channel: str) -> Audience:
         """Who sees `channel`: "channel" (the workspace) or "members". Not known yet,
@@ -101,7 +108,8 @@ class ChannelKinds:
                 return
             for info in answer.get("channels") or ():
                 if isinstance(info, dict) and info.get("id"):
-                    self._kinds.setdefault(str(info["id"]), _kind(info))
+                    if str(info["id"]) not in self._kinds:
+                        self._keep(str(info["id"]), _kind(info))
             cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 return
@@ -119,7 +127,15 @@ class ChannelKinds:
             return
         finally:
             self._asking.discard(channel)
-        self._kinds[channel] = _kind(answer.get("channel") or {})
+        self._keep(channel, _kind(answer.get("channel") or {}))
+
+    def _keep(self, channel: str, kind: str) -> None:
+        if kind == "im":
+            return
+        self._kinds[channel] = kind
+        self._kinds.move_to_end(channel)
+        while len(self._kinds) > MAX_KINDS:  # the longest quiet are forgotten, and
+            self._kinds.popitem(last=False)  # looked up again if asked in
 
     def _cannot_tell(self, what: str, exc: Exception) -> bool:
         """Log why Slack did not say; whether it is for the app's missing scopes."""

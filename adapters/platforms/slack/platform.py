@@ -334,7 +334,8 @@ class SlackPlatform(Platform):
             return
         # Told even by an event not answered (a mention's message, its app_mention
         # answered): its app_mention does not say who sees the channel.
-        self.kinds.learn(str(event.get("channel", "")), event.get("channel_type"))
+        if self.per_user:  # only a route of session: user reads it
+            self.kinds.learn(str(event.get("channel", "")), event.get("channel_type"))
         made = self.inbound(body, event, via_mention=mention)
         if made is None:
             return
