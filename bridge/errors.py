@@ -4,7 +4,7 @@
     ├── ConfigError              the config file is wrong (`.path` names the key)
     ├── StoreError               the conversation store failed
     ├── PlatformError            a chat platform refused or failed (or could not be reached)
-    │   ├── PlatformRefused      it answered and refused this request (a 4xx)
+    │   ├── PlatformRefused      it answered and refused this request (a 4xx, not 429)
     │   └── PlaceGone            the reply's channel or message is gone, or closed to the bot
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
     └── ChatAPIError             a chat API failed (`.backend`, `.status`)
@@ -66,8 +66,8 @@ class PlatformError(BridgeError):
 
 
 class PlatformRefused(PlatformError):
-    """The platform answered and refused this very request (a 4xx: a text it will not
-    take): trying it again soon would be refused the same way."""
+    """The platform answered and refused this very request (a 4xx other than 429: a
+    text it will not take): trying it again soon would be refused the same way."""
 
 
 class PlaceGone(PlatformError):

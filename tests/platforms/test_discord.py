@@ -653,6 +653,12 @@ def test_a_refusal_is_told_from_discord_failing_or_out_of_reach() -> None:
     failing = discord.DiscordServerError(Failing(), "upstream connect error")
     error = platform_error("edit the answer", failing)
     assert not isinstance(error, PlatformRefused) and "HTTP 503" in str(error)
+    class Busy:
+        status, reason = 429, "Too Many Requests"
+
+    # A 429 past discord.py's own waits (or Cloudflare's) is Discord busy, not a no.
+    busy = discord.HTTPException(Busy(), "You are being rate limited.")
+    assert not isinstance(platform_error("edit the answer", busy), PlatformRefused)
     unreachable = platform_error("edit the answer", aiohttp.ClientConnectionError())
     assert not isinstance(unreachable, PlatformRefused)
     assert "Could not reach Discord" in str(unreachable)

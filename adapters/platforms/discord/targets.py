@@ -74,7 +74,8 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
     if isinstance(exc, discord.HTTPException):
         code = f", error {exc.code}" if exc.code else ""
         text = " ".join((exc.text or "").split())
-        if exc.status >= 500:  # Discord's own failure: it may take the request later
+        if exc.status >= 500 or exc.status == 429:  # Discord failing, or busy: it may
+            # take the request later (a 429 past discord.py's own waits, Cloudflare's)
             return PlatformError(f"Discord failed to {action} (HTTP {exc.status}{code}: {text}).")
         return PlatformRefused(f"Discord refused to {action} (HTTP {exc.status}{code}: {text}).")
     return PlatformError(f"Could not reach Discord to {action} ({exc.__class__.__name__}).")

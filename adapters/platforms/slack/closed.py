@@ -15,8 +15,6 @@ log = logging.getLogger("chat_bridge.slack")
 CLOSED_SECONDS = 600.0
 # Channels remembered at most (the oldest are forgotten first).
 MAX_CLOSED = 1000
-# Slack's refusals of a post that say the bot cannot post in the channel at all.
-CLOSING = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
 _REMEDY = {
     "not_in_channel": "invite the bot to it (/invite @{bot})",
@@ -37,7 +35,7 @@ class ClosedChannels:
         self._until: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def close(self, workspace: str, channel: str, error: str) -> None:
-        """Slack refused a post in `channel` with `error`, one of CLOSING."""
+        """Slack refused a post in `channel` with `error`, one of `refusal.CLOSING`."""
         key = (workspace, channel)
         known = key in self._until
         self._until[key] = self.clock() + CLOSED_SECONDS

@@ -45,7 +45,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.budget import drop_older
 from bridge.interfaces import Rate
 
-from .refusal import NO_SCOPE, error_code, status
+from .refusal import FAILING, NO_SCOPE, error_code, status
 
 log = logging.getLogger("chat_bridge.slack")
 
@@ -60,8 +60,6 @@ MARGIN = 0.05
 NO_SCOPE_SECONDS = 600.0
 # Workspaces known before the idle ones are first forgotten.
 SWEEP_FLOOR = 64
-# Slack's refusals that a later try may not meet.
-_TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
 _Outcome = Literal["done", "limited", "failed"]
 
@@ -239,7 +237,7 @@ class ThinkingReactions:
                 ws.removals_at = self._clock() + after
                 log.debug("slack: reaction removal rate limited; again in %g s", after)
                 return "limited"
-            if code >= 500 or error in _TRANSIENT:
+            if code >= 500 or error in FAILING:  # ratelimited: a 429, met above
                 log.debug("slack: reaction not removed yet: %s", error)
                 return "failed"
             # Nothing to take off (`no_reaction`, the message gone), or it never will be.

@@ -9,6 +9,12 @@ from slack_sdk.errors import SlackApiError
 # Errors that say the token may not do this (the app installed without the method's
 # scope, a user token given where a bot token is needed).
 NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
+# Errors that say Slack failed on its side, or is busy: the same request may pass later.
+FAILING = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+           "request_timeout"}
+# Errors of a post that say the bot may not post in the channel at all (not invited,
+# the channel deleted or archived, posting restricted).
+CLOSING = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
 
 def status(exc: SlackApiError) -> int:

@@ -26,10 +26,9 @@ from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
 from bridge.transport import env_proxy
 
-from .closed import CLOSING
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
-from .refusal import NO_SCOPE, error_code, status, told
+from .refusal import CLOSING, FAILING, NO_SCOPE, error_code, status, told
 
 if TYPE_CHECKING:
     from .platform import SlackPlatform
@@ -98,11 +97,7 @@ class SlackLockedOut(SlackRefused, PlaceGone):
 # Errors of chat.* that no retry can mend: the channel, the message or the thread
 # (the question it answers) was deleted or archived, or the bot was removed or may
 # not post there.
-_GONE = {"channel_not_found", "message_not_found", "thread_not_found", "not_in_channel",
-         "is_archived", "restricted_action"}
-# Errors that say Slack failed on its side, or is busy: the same request may pass later.
-_FAILING = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
-            "request_timeout"}
+_GONE = CLOSING | {"message_not_found", "thread_not_found"}
 # Errors of any method that say the bot's token no longer works.
 _LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
                "account_inactive"}
@@ -127,7 +122,7 @@ async def guard(
                 f"Slack could not be reached for {method} (HTTP {status(exc)})"
             ) from exc
         error = error_code(exc)
-        if status(exc) >= 500 or error in _FAILING:
+        if status(exc) >= 500 or error in FAILING:
             raise SlackFailed(method, error) from exc
         if error in _GONE and method.startswith("chat."):
             raise SlackGone(method, error) from exc
