@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import math
+import resource
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -32,6 +33,21 @@ log = logging.getLogger("chat_bridge.app")
 # the event loop for 150-250 ms each time (bench/streams). The price: garbage
 # in reference cycles waits longer, a few MB more at the peak of a burst.
 GC_YOUNG_THRESHOLD = 10_000
+
+
+def raise_open_files() -> None:
+    """Raise the process's soft limit of open files to its hard one: every answer
+    streaming holds a connection to its chat API, and the HTTP listener takes its
+    own share (a soft limit of 1,024 is a common default in containers)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or hard == resource.RLIM_INFINITY:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.debug("open files: the limit stays at %d (%s)", soft, exc)
+    else:
+        log.debug("open files: the limit raised from %d to %d", soft, hard)
 
 
 def settle_heap() -> None:
@@ -135,6 +151,7 @@ class Bridge:
 
     async def _open(self) -> None:
         stack = self._stack
+        raise_open_files()
         self.store = open_store(self.config.store)
         stack.push_async_callback(self.store.aclose)
         await self.store.hold()

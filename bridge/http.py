@@ -166,14 +166,6 @@ class _Refused(asyncio.Protocol):
 
 
 def _open_files() -> int:
-    """The open files this process may have, its soft limit raised to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard and hard != resource.RLIM_INFINITY:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as exc:
-            log.debug("open files: the limit stays at %d (%s)", soft, exc)
-        else:
-            log.debug("open files: the limit raised from %d to %d", soft, hard)
-            soft = hard
+    """The open files this process may have (see `bridge.app.raise_open_files`)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return MAX_CONNECTIONS * 2 if soft == resource.RLIM_INFINITY else soft
