@@ -177,8 +177,7 @@ class Bridge:
                 on_rate_limited=self.metrics.platform_429.labels(name).inc,
                 thinking_text=self.config.reply.thinking_text,
                 per_user=any(
-                    route.session == "user" and route.platform in (name, "any")
-                    for route in self.config.routes
+                    route.session == "user" and route.serves(name) for route in self.config.routes
                 ),
                 extra=self._platform_extra.get(name, {}),
             )

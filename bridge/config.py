@@ -49,6 +49,10 @@ class RouteConfig(_Model):
     reply_in_thread: bool = False
     rate_limit: RateLimitConfig | None = None
 
+    def serves(self, platform: str) -> bool:
+        """Whether the route takes messages of `platform`."""
+        return self.platform in ("any", platform)
+
     @field_validator("workspace", "channels", "users", "roles", mode="before")
     @classmethod
     def _ids(cls, value: Any) -> Any:

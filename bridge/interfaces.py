@@ -282,6 +282,8 @@ class Inbound:
     # "members" (a place only its members see: a private channel, a group DM),
     # "thread" (a private thread: its members) or "asker" (an answer only the asker
     # sees). Its conversation is then never one that others' answers draw on.
+    # "members" is told only where `PlatformContext.per_user` is set: elsewhere no
+    # route reads it, and an adapter may not find it out (Slack would be asked).
     audience: Audience = "channel"
 
 

@@ -61,7 +61,7 @@ def _allowed(allow: Sequence[str] | None, *values: str | None) -> bool:
 
 
 def _static_match(route: RouteConfig, msg: Inbound) -> bool:
-    if route.platform != "any" and route.platform != msg.platform:
+    if not route.serves(msg.platform):
         return False
     if route.dm is not None and route.dm != msg.is_dm:
         return False

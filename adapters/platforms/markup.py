@@ -323,10 +323,11 @@ def table_grid(rows: list[str]) -> list[str]:
     """A Markdown table's lines (its header, rule and rows) as aligned monospace lines.
 
     Platforms without tables show them as preformatted text: padded so that
-    columns line up, right-aligned or centred as the rule's colons say, with
-    bold and code marks taken off the cells (they would show as clutter). A
-    cell wider than `GRID_COLUMN_MAX` runs over its column rather than pad
-    every other row of it (which would lengthen the answer by as much a row).
+    columns line up, right-aligned or centred as the rule's colons say. A cell
+    wholly bold or wholly one code span is shown without its marks (they would
+    be clutter); marks within a cell stay as written. A cell wider than
+    `GRID_COLUMN_MAX` runs over its column rather than pad every other row of
+    it (which would lengthen the answer by as much a row).
     """
     parsed: list[list[str] | None] = []
     aligns: list[str] = []

@@ -437,7 +437,7 @@ async def test_without_a_route_per_user_slack_is_not_asked_who_sees_a_channel(
 ) -> None:
     # Only `session: user` keys a conversation by who sees its place: elsewhere the
     # lookup would cost a call, and nag an app without the scopes it does not need.
-    socket_platform.per_user = False
+    socket_platform.kinds.enabled = False
     fake_slack.scopes.discard("channels:read")
     fake_slack.channels["C0PRIVATE1"] = "group"
     for channel in (CHANNEL, "C0PRIVATE1"):
@@ -446,6 +446,9 @@ async def test_without_a_route_per_user_slack_is_not_asked_who_sees_a_channel(
     got = await inbox.wait(2)
     assert [m.audience for m in got] == ["channel", "channel"]
     assert not [m for m, _ in fake_slack.calls if m == "conversations.info"]
+    await deliver(fake_slack, [fake_slack.invite_bot("C0PRIVATE1")])  # nor kept
+    await deliver(fake_slack, fake_slack.user_message("C0PRIVATE1", "no mention"))
+    assert len(socket_platform.kinds._kinds) == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+
+from adapters.platforms.recent import Recent
 
 log = logging.getLogger("chat_bridge.slack")
 
@@ -32,16 +33,13 @@ class ClosedChannels:
         self.bot_name = "chat-bridge"  # the bot's name, as /invite takes it
         # until when each is closed; one past it stays until the bot posts there,
         # so a channel closed again is not warned about again
-        self._until: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._until: Recent[tuple[str, str], float] = Recent(MAX_CLOSED)
 
     def close(self, workspace: str, channel: str, error: str) -> None:
         """Slack refused a post in `channel` with `error`, one of `refusal.CLOSING`."""
         key = (workspace, channel)
         known = key in self._until
-        self._until[key] = self.clock() + CLOSED_SECONDS
-        self._until.move_to_end(key)
-        while len(self._until) > MAX_CLOSED:
-            self._until.popitem(last=False)
+        self._until.put(key, self.clock() + CLOSED_SECONDS)
         remedy = _REMEDY.get(error, "").format(bot=self.bot_name)
         (log.info if known else log.warning)(
             "slack: the bot cannot post in channel %s of workspace %s (%s): its questions "
@@ -56,6 +54,6 @@ class ClosedChannels:
 
     def opened(self, workspace: str, channel: str, *, joined: bool = False) -> None:
         """The bot posted in `channel`, or (`joined`) Slack says it joined it."""
-        if self._until.pop((workspace, channel), None) is not None:
+        if self._until.pop((workspace, channel)) is not None:
             log.info("slack: the bot %s channel %s of workspace %s: answering there again",
                      "joined" if joined else "may post in", channel, workspace)

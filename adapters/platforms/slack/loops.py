@@ -4,7 +4,7 @@ each of its answers would be asked of the chat API (paid for) and answered in tu
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from adapters.platforms.recent import Recent
 
 # Bot messages in a row, with no person's between, that a conversation takes; the next
 # bots' messages there are not answered until a person writes in it.
@@ -19,24 +19,22 @@ Place = tuple[str, str, str | None]
 class BotTurns:
     """Bot messages handed over in a row in each conversation."""
 
-    def __init__(self, *, limit: int = BOT_TURNS, size: int = MAX_PLACES) -> None:
-        self.limit = limit
-        self.size = size
+    limit = BOT_TURNS
+
+    def __init__(self) -> None:
         # bot messages in a row there, and the last one's id (a message Slack sends
         # twice, as a retry or as message and app_mention, is one turn)
-        self._turns: OrderedDict[Place, tuple[int, str]] = OrderedDict()
+        self._turns: Recent[Place, tuple[int, str]] = Recent(MAX_PLACES)
 
     def person(self, place: Place) -> None:
         """A person wrote in `place`: bots are answered there again."""
-        self._turns.pop(place, None)
+        self._turns.pop(place)
 
     def bot(self, place: Place, message_id: str) -> int:
         """A bot wrote `message_id` in `place`: how many bot messages in a row that makes
         (past `limit`, it is not to be answered)."""
-        count, last = self._turns.pop(place, (0, ""))
+        count, last = self._turns.pop(place) or (0, "")
         if message_id != last:
             count += 1
-        self._turns[place] = (count, message_id)
-        while len(self._turns) > self.size:
-            self._turns.popitem(last=False)
+        self._turns.put(place, (count, message_id))
         return count

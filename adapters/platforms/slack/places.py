@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.platforms.recent import Recent
 from bridge.errors import PlatformError
 from bridge.interfaces import Audience
 
@@ -38,51 +38,54 @@ _KINDS = frozenset({"channel", "im", *PRIVATE_KINDS})
 UNTOLD_SECONDS = 600.0
 # Pages of 200 channels listed at start at most.
 LIST_PAGES = 50
-# Channels whose type is remembered at most (about 150 bytes each).
+# Channels whose type is remembered at most (about 150 bytes each), and channels
+# Slack would not describe.
 MAX_KINDS = 20_000
+MAX_UNTOLD = 10_000
 
 
 class ChannelKinds:
     """Each channel's type, as the listing at start, events or Slack's answers told it."""
 
-    def __init__(
-        self, client: AsyncWebClient, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, client: AsyncWebClient, *, enabled: bool = True) -> None:
         self._client = client
-        self._clock = clock
-        # The newest learnt or asked about last; DMs are not kept (they need no lookup).
-        self._kinds: OrderedDict[str, str] = OrderedDict()
-        self._untold: dict[str, float] = {}  # channel: until when it is not asked about
+        # Off where no route reads who sees a place (no `session: user`): nothing is
+        # learnt, listed or asked, and every channel is said to be the workspace's.
+        self.enabled = enabled
+        # DMs are not kept: they need no lookup.
+        self._kinds: Recent[str, str] = Recent(MAX_KINDS)
+        # channel: until when it is not asked about (Slack would not say)
+        self._untold: Recent[str, float] = Recent(MAX_UNTOLD)
         self._asking: set[str] = set()  # channels being looked up now
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = False
 
     def learn(self, channel: str, kind: object) -> None:
         """Remember what an event said (the newest wins: a channel made private)."""
-        if isinstance(kind, str) and kind in _KINDS:
+        if self.enabled and isinstance(kind, str) and kind in _KINDS:
             self._keep(channel, kind)
 
     def known(self, channel: str) -> Audience | None:
-        kind = self._kinds.get(channel)
-        if kind is None:
-            return None
-        self._kinds.move_to_end(channel)
-        return _audience(kind)
+        kind = self._kinds.touch(channel)
+        return None if kind is None else _audience(kind)
 
     def audience(self, channel: str) -> Audience:
         """Who sees `channel`: "channel" (the workspace) or "members". Not known yet,
         it is "members", and Slack is asked in the background for the next question."""
+        if not self.enabled:
+            return "channel"
         found = self.known(channel)
         if found is not None:
             return found
-        if channel not in self._asking and self._untold.get(channel, 0.0) <= self._clock():
+        if channel not in self._asking and (self._untold.get(channel) or 0.0) <= time.monotonic():
             self._asking.add(channel)
             self._spawn(self._look_up(channel))
         return "members"
 
     def list_at_start(self) -> None:
         """List the channels the bot is in, in the background."""
-        self._spawn(self._list())
+        if self.enabled:
+            self._spawn(self._list())
 
     async def aclose(self) -> None:
         tasks = list(self._tasks)
@@ -121,21 +124,15 @@ class ChannelKinds:
             )
         except PlatformError as exc:
             scopes = self._cannot_tell(f"channel {channel}", exc)
-            if len(self._untold) >= 10_000:
-                self._untold.clear()
-            self._untold[channel] = self._clock() + (UNTOLD_SECONDS if scopes else 60.0)
+            self._untold.put(channel, time.monotonic() + (UNTOLD_SECONDS if scopes else 60.0))
             return
         finally:
             self._asking.discard(channel)
         self._keep(channel, _kind(answer.get("channel") or {}))
 
     def _keep(self, channel: str, kind: str) -> None:
-        if kind == "im":
-            return
-        self._kinds[channel] = kind
-        self._kinds.move_to_end(channel)
-        while len(self._kinds) > MAX_KINDS:  # the longest quiet are forgotten, and
-            self._kinds.popitem(last=False)  # looked up again if asked in
+        if kind != "im":  # the longest quiet are forgotten (looked up again if asked in)
+            self._kinds.put(channel, kind)
 
     def _cannot_tell(self, what: str, exc: Exception) -> bool:
         """Log why Slack did not say; whether it is for the app's missing scopes."""

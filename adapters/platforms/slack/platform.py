@@ -120,10 +120,9 @@ class SlackPlatform(Platform):
         for client in (self.client, self.appender, self.decor, self._bolt_client):
             client.proxy = self.proxy
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
-        self.kinds = ChannelKinds(self.client)
         # Who sees a channel matters only to a route of `session: user`: without one,
         # Slack is not asked (nor are its scopes needed).
-        self.per_user = ctx.per_user
+        self.kinds = ChannelKinds(self.client, enabled=ctx.per_user)
         self.native_ok = True
         # An empty one is Discord's to show nothing with: Slack posts no empty message.
         self.placeholder = opts.placeholder or ctx.thinking_text or THINKING_TEXT
@@ -221,8 +220,7 @@ class SlackPlatform(Platform):
         self.closed.bot_name = str(auth.get("user") or self.closed.bot_name)
         log.info("slack: signed in to team %s as %s", self.team_id, self.bot_user_id)
         self._handler = handler
-        if self.per_user:
-            self.kinds.list_at_start()
+        self.kinds.list_at_start()
         if self.options.socket_mode:
             await self._connect_socket()
 
@@ -334,8 +332,7 @@ class SlackPlatform(Platform):
             return
         # Told even by an event not answered (a mention's message, its app_mention
         # answered): its app_mention does not say who sees the channel.
-        if self.per_user:  # only a route of session: user reads it
-            self.kinds.learn(str(event.get("channel", "")), event.get("channel_type"))
+        self.kinds.learn(str(event.get("channel", "")), event.get("channel_type"))
         made = self.inbound(body, event, via_mention=mention)
         if made is None:
             return
@@ -381,7 +378,7 @@ class SlackPlatform(Platform):
         """Hand `inbound` over, saying who sees its channel: a private channel's or a
         group DM's conversation is kept to it (see `places`; nothing is awaited first,
         so questions are handed over in the order they came)."""
-        if not inbound.is_dm and self.per_user:
+        if not inbound.is_dm and self.kinds.enabled:
             inbound = replace(inbound, audience=self.kinds.audience(inbound.channel))
         await handler(inbound, target)
 
