@@ -23,22 +23,19 @@ name and status set, and never put the API key in a message.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
-import json
 import logging
-import math
 import random
-import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, aclosing
 from contextvars import ContextVar
+from json import loads as json_loads  # `json` is a request's body in the methods below
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from adapters.apis._bodies import media_type, read_at_most, retry_at, without_query
 from bridge.errors import (
     BadRequest,
     ChatAPIError,
@@ -68,8 +65,6 @@ from bridge.transport import BadAddress, plain_url
 log = logging.getLogger("adapters.apis")
 
 T = TypeVar("T")
-# The longest wait a 429 is taken at its word for (a day).
-MAX_RETRY_AFTER = 86400.0
 # The most of a body read whole: an error status's (only its message is kept) and
 # a whole JSON answer (`stream: false`, Chat Ur Data); the rest is not read.
 ERROR_BODY_BYTES = 16 * 1024
@@ -346,7 +341,7 @@ class HTTPDialect(ChatAPI):
                 self.on_response(response)
                 if response.status_code >= 300:  # redirects are not followed: see _status_error
                     async with asyncio.timeout_at(deadline):
-                        content = await _read_at_most(response, ERROR_BODY_BYTES)
+                        content = await read_at_most(response, ERROR_BODY_BYTES)
                     raise self._status_error(response, content)
                 # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
                 body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
@@ -398,7 +393,7 @@ class HTTPDialect(ChatAPI):
                 ctype = response.headers.get("content-type", "")
                 # A body said to be a stream that held none of its events (empty, or
                 # keep-alives only) is one that ended before it began: cut off.
-                if not known and _media_type(ctype) not in STREAM_TYPES:
+                if not known and media_type(ctype) not in STREAM_TYPES:
                     ctype = self._scrub(ctype, 100) or "none"
                     raise NotAStream(
                         "The chat API's URL did not answer with a stream "
@@ -444,7 +439,7 @@ class HTTPDialect(ChatAPI):
                 ) as response,
             ):
                 failed = response.status_code >= 300
-                content = await _read_at_most(
+                content = await read_at_most(
                     response, ERROR_BODY_BYTES if failed else JSON_BODY_BYTES
                 )
         except TimeoutError as exc:
@@ -461,7 +456,7 @@ class HTTPDialect(ChatAPI):
                 status=response.status_code,
             )
         try:
-            return _parse_json(content)
+            return json_loads(content)
         except ValueError as exc:
             raise ProtocolError(
                 "The assistant's answer could not be read (it was not JSON).",
@@ -477,7 +472,7 @@ class HTTPDialect(ChatAPI):
         status = response.status_code
         kw: dict[str, Any] = {"backend": self.name, "status": status}
         try:
-            body: Any = json.loads(content) if content is not None else None
+            body: Any = json_loads(content) if content is not None else None
         except (ValueError, RecursionError):
             body = None
         if status < 400:
@@ -487,7 +482,7 @@ class HTTPDialect(ChatAPI):
                 "HTTP %d from the chat API: its url redirects to %s; set the backend's url "
                 "to that",
                 status,
-                self._scrub(_without_query(response, response.headers.get("location", "")))
+                self._scrub(without_query(response, response.headers.get("location", "")))
                 or "-",
                 extra={"backend": self.name},
             )
@@ -573,80 +568,6 @@ class HTTPDialect(ChatAPI):
         if self._key and self._key in text:
             text = text.replace(self._key, "***")
         return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-async def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
-    """A streamed response's body, or None once it passes `limit` bytes (the rest
-    is left unread: the connection is closed with the response)."""
-    body = bytearray()
-    # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
-    chunks = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
-    async with aclosing(chunks):
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > limit:
-                return None
-    return bytes(body)
-
-
-def _parse_json(content: bytes) -> Any:
-    return json.loads(content)
-
-
-def _without_query(response: httpx.Response, location: str) -> str:
-    """Where a redirect leads (a relative `location` read against the request's URL),
-    without credentials, query or fragment (where a key might be)."""
-    if not location:
-        return ""
-    try:
-        where = response.request.url.join(location)
-        return str(where.copy_with(userinfo=b"", query=None, fragment=None))
-    except (httpx.InvalidURL, TypeError, ValueError, RuntimeError):  # RuntimeError: no request
-        return ""
-
-
-def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """The epoch time a 429 says to come back, from X-RateLimit-Reset or Retry-After.
-
-    X-RateLimit-Reset is an epoch time (a small number is taken as seconds
-    from now); Retry-After is seconds or an HTTP date. With both, the later wins.
-    """
-    now = time.time() if now is None else now
-    found: list[float] = []
-    reset = headers.get("x-ratelimit-reset")
-    if reset:
-        try:
-            value = float(reset)
-        except ValueError:
-            value = -1.0
-        if value >= 1e9:
-            found.append(value)
-        elif value >= 0:
-            found.append(now + value)
-    after = headers.get("retry-after")
-    if after:
-        try:
-            seconds = float(after)
-            if math.isfinite(seconds):
-                found.append(now + max(0.0, seconds))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(after)
-            except (TypeError, ValueError, IndexError):
-                pass
-            else:
-                # HTTP dates are GMT; the asctime form carries no zone of its own.
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=datetime.UTC)
-                found.append(when.timestamp())
-    # A value that is no time at all (inf, nan) or absurdly far is not taken at its word.
-    found = [t for t in found if math.isfinite(t)]
-    return min(max(found), now + MAX_RETRY_AFTER) if found else None
-
-
-def _media_type(content_type: str) -> str:
-    """`text/event-stream` of `text/event-stream; charset=utf-8`."""
-    return content_type.partition(";")[0].strip().lower()
 
 
 def _earliest(deadline: float, end: float | None) -> float:

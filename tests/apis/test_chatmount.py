@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from adapters.apis import _http
-from adapters.apis._http import retry_at
+from adapters.apis._bodies import retry_at
 from adapters.apis.chatmount import ChatMount
 from bridge.errors import (
     APIReportedError,

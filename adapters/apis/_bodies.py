@@ -1,0 +1,92 @@
+"""What the HTTP dialects read of an answer besides its stream.
+
+A body read whole up to a cap (`read_at_most`: an error status's, a whole
+JSON answer), a Content-Type's media type, where a redirect leads without
+what could carry a key (`without_query`), and when a 429 says to come back
+(`retry_at`). Only `read_at_most` does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import math
+import time
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from typing import cast
+
+import httpx
+
+# The longest wait a 429 is taken at its word for (a day).
+MAX_RETRY_AFTER = 86400.0
+
+
+async def read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """A streamed response's body, or None once it passes `limit` bytes (the rest
+    is left unread: the connection is closed with the response)."""
+    body = bytearray()
+    # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
+    chunks = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                return None
+    return bytes(body)
+
+
+def media_type(content_type: str) -> str:
+    """`text/event-stream` of `text/event-stream; charset=utf-8`."""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def without_query(response: httpx.Response, location: str) -> str:
+    """Where a redirect leads (a relative `location` read against the request's URL),
+    without credentials, query or fragment (where a key might be)."""
+    if not location:
+        return ""
+    try:
+        where = response.request.url.join(location)
+        return str(where.copy_with(userinfo=b"", query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError, RuntimeError):  # RuntimeError: no request
+        return ""
+
+
+def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The epoch time a 429 says to come back, from X-RateLimit-Reset or Retry-After.
+
+    X-RateLimit-Reset is an epoch time (a small number is taken as seconds
+    from now); Retry-After is seconds or an HTTP date. With both, the later wins.
+    """
+    now = time.time() if now is None else now
+    found: list[float] = []
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            value = -1.0
+        if value >= 1e9:
+            found.append(value)
+        elif value >= 0:
+            found.append(now + value)
+    after = headers.get("retry-after")
+    if after:
+        try:
+            seconds = float(after)
+            if math.isfinite(seconds):
+                found.append(now + max(0.0, seconds))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(after)
+            except (TypeError, ValueError, IndexError):
+                pass
+            else:
+                # HTTP dates are GMT; the asctime form carries no zone of its own.
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=datetime.UTC)
+                found.append(when.timestamp())
+    # A value that is no time at all (inf, nan) or absurdly far is not taken at its word.
+    found = [t for t in found if math.isfinite(t)]
+    return min(max(found), now + MAX_RETRY_AFTER) if found else None
