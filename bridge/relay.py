@@ -125,10 +125,6 @@ class Relay:
         self._chains: dict[str, asyncio.Future[None]] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
         self._queued = 0  # accepted, not answering yet
-        # Answering: streaming (holding one of `_slots`) or, the slot given back,
-        # still showing the end (counted, or a place slow to edit takes questions
-        # without end).
-        self._answering = 0
         # Jobs taken and not ended, by conversation: all but its first wait behind
         # it and could not take a free stream slot. (On a shared store the first may
         # itself wait for another replica's answer: counted all the same, one per
@@ -179,11 +175,6 @@ class Relay:
         self.metrics.queue_depth.set(self._queued)
         job.recorded = batch
         self.spawn(self._run(job))
-
-    @property
-    def waiting(self) -> int:
-        """Questions taken and not ended: queued, or answering."""
-        return self._queued + self._answering
 
     @property
     def ahead(self) -> int:
@@ -246,7 +237,6 @@ class Relay:
                 return
             await self._slots.acquire()
             self._dequeue(job)
-            self._answering += 1
             held = True
 
             def free_slot() -> None:  # once: the answer read, its end still to show
@@ -259,7 +249,6 @@ class Relay:
                 await self._answer(job, free_slot)
             finally:
                 free_slot()
-                self._answering -= 1
         except asyncio.CancelledError:
             job.interrupted = True
             if job.reply is None and not job.reset:  # cut while it waited its turn

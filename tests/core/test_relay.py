@@ -1204,7 +1204,7 @@ async def test_one_conversations_backlog_leaves_the_free_streams_to_others(
         # One person, one conversation answered one at a time, within their rate limit.
         noisy = [await p.say(f"question {i}", channel="C-NOISY", user="U-NOISY")
                  for i in range(8)]
-        await wait_for(lambda: bridge.relay.waiting == 8)
+        await wait_for(lambda: bridge.relay.taken("console:W1:channel:C-NOISY|docs") == 8)
         other = await p.say("a different question", channel="C-QUIET", user="U-OTHER")
         await asyncio.wait_for(other.ended.wait(), 10)
         assert other.visible() == ["For you."]
@@ -1225,9 +1225,11 @@ async def test_a_busy_shared_channel_leaves_the_free_streams_to_others_by_defaul
         p = platform(bridge)
         busy = [await p.say(f"q{u}.{i}", channel="C-BUSY", user=f"U{u}")
                 for u in range(32) for i in range(10)]
-        await wait_for(lambda: bridge.relay.waiting + sum(bool(t.notices) for t in busy) == 320)
+        taken = bridge.relay.taken
+        key = "console:W1:channel:C-BUSY|docs"
+        await wait_for(lambda: taken(key) + sum(bool(t.notices) for t in busy) == 320)
         # The one answering and the default 10 behind it; the rest are told why.
-        assert bridge.relay.waiting == 11
+        assert taken(key) == 11
         assert {tuple(t.notices) for t in busy[11:]} == {(CONVERSATION_BUSY,)}
         other = await p.say("a different question", channel="C-QUIET", user="U-OTHER")
         await asyncio.wait_for(other.ended.wait(), 10)

@@ -688,7 +688,7 @@ async def test_questions_waiting_when_the_bot_loses_its_channel_are_not_asked(
         await slack.wait_for(lambda taken=taken: bool(slack.reactions[taken]))
     slack.outside.add(CHANNEL_2)  # the bot is removed while it answers the first
     relay = harness.bridge.relay
-    await wait_for(lambda: relay.waiting == 0, timeout=10)
+    await wait_for(lambda: relay.ahead == 0, timeout=10)  # nothing taken is left
     assert [r.json["message"] for r in chat.requests] == ["first?"]
     assert relay.metrics.answered.labels("slack", "docs", "withdrawn")._value.get() == 2
 

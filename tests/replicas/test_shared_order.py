@@ -187,7 +187,7 @@ async def test_a_backlog_behind_another_replicas_answer_leaves_the_free_streams_
         await wait_for(lambda: any(t.startswith("Slow") for t in first.visible()))
         noisy = [await on_b.say(f"question {i}", channel="C-NOISY", user="U-NOISY",
                                 sent_at=1_700_000_001.0 + i) for i in range(8)]
-        await wait_for(lambda: b.relay.waiting == 8)
+        await wait_for(lambda: b.relay.taken("console:W1:channel:C-NOISY|docs") == 8)
         other = await on_b.say("a different question", channel="C-QUIET", user="U-OTHER")
         await asyncio.wait_for(other.ended.wait(), 10)
         assert other.visible() == ["For you."]
