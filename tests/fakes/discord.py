@@ -247,16 +247,24 @@ class FakeDiscord:
         return dict(id=rid, name=name, color=0, hoist=False, position=0,
                     permissions=str(permissions), managed=managed, mentionable=False, flags=0)
 
-    async def deny_bot(self, channel_id: str, permissions: int) -> None:
+    async def deny_bot(self, channel_id: str, permissions: int, *, quietly: bool = False) -> None:
         """A moderator denies the bot `permissions` in a channel (an overwrite for its
-        member, CHANNEL_UPDATE); the REST API then enforces it."""
+        member, CHANNEL_UPDATE; none sent `quietly`, as when the bot missed it in a
+        reconnect); the REST API then enforces it."""
         ch = self.channels[channel_id]
+        # One overwrite per member, as Discord keeps it (discord.py reads the first).
+        others = [o for o in ch["permission_overwrites"] if o["id"] != self.app_id]
+        allowed, denied = 0, permissions
+        for o in ch["permission_overwrites"]:
+            if o["id"] == self.app_id:
+                allowed, denied = allowed | int(o["allow"]), denied | int(o["deny"])
         ch["permission_overwrites"] = [
-            *ch["permission_overwrites"],
-            {"id": self.app_id, "type": 1, "allow": "0", "deny": str(permissions)},
+            *others,
+            {"id": self.app_id, "type": 1, "allow": str(allowed & ~denied), "deny": str(denied)},
         ]
-        for gw in self._gateways_for(ch["guild_id"]):
-            await self._send_dispatch(gw, "CHANNEL_UPDATE", ch)
+        if not quietly:
+            for gw in self._gateways_for(ch["guild_id"]):
+                await self._send_dispatch(gw, "CHANNEL_UPDATE", ch)
         self._changed()
 
     def _denied(self, channel_id: str, permission: int) -> bool:
