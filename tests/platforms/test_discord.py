@@ -21,7 +21,14 @@ from adapters.platforms.discord.targets import InteractionTarget
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.core.fakeplatform import wait_for
-from tests.fakes.discord import MESSAGE_CONTENT, VIEW_CHANNEL, FakeDiscord, RateRule
+from tests.fakes.discord import (
+    MESSAGE_CONTENT,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
+    FakeDiscord,
+    RateRule,
+)
 from tests.fakes.proxy import FakeProxy
 
 DISCORD_EPOCH_MS = 1420070400000  # snowflake ids count milliseconds from 2015
@@ -890,6 +897,43 @@ async def test_unanswered_command_is_closed(world: World) -> None:
     assert world.fake.interactions[iid]["original"] not in world.fake.messages
 
 
+async def test_a_question_waiting_where_the_bot_lost_send_messages_is_withdrawn(
+    world: World,
+) -> None:
+    # Asked, the chat API would answer where Discord refuses the bot's messages (403).
+    fake = world.fake
+    async with running(world):
+        await fake.mention(world.general, world.alice, "in the channel")
+        _, target = await world.next()
+        tid = await fake.add_thread(world.general, "aside")
+        await fake.mention(tid, world.bob, "in a thread")
+        _, in_thread = await world.next()
+        assert not target.withdrawn() and not in_thread.withdrawn()
+        await fake.deny_bot(world.general, SEND_MESSAGES)
+        await wait_for(target.withdrawn)
+        assert not in_thread.withdrawn()  # Send Messages in Threads still allowed
+        await fake.deny_bot(world.general, SEND_MESSAGES_IN_THREADS)
+        await wait_for(in_thread.withdrawn)
+
+
+async def test_an_ask_in_a_deleted_thread_is_withdrawn_and_posts_nothing(world: World) -> None:
+    fake = world.fake
+    async with running(world):
+        tid = await fake.add_thread(world.general, "aside")
+        iid = await fake.invoke(tid, world.bob, "ask", {"question": "here?"})
+        _, target = await world.next()
+        await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
+        assert not target.withdrawn()
+        await fake.delete_place(tid)
+        await wait_for(target.withdrawn)
+        sent = len(fake.requests)
+        with pytest.raises(PlaceGone):
+            await target.post("the answer")
+        assert isinstance(target, InteractionTarget)
+        assert not await target.give_up(discord_platform.TOO_LATE_TEXT)  # nobody to tell
+    assert fake.requests[sent:] == []
+
+
 async def test_a_command_whose_answer_is_queued_is_not_called_unanswered(world: World) -> None:
     async with running(world) as platform:
         platform.unanswered_after = 0.1
@@ -926,7 +970,9 @@ async def test_an_ask_past_its_time_is_withdrawn_even_before_its_asker_is_told(
         platform.give_up_after = 0.1
         await world.fake.invoke(world.general, world.bob, "ask", {"question": "later?"})
         _, target = await world.next()
-        assert isinstance(target, InteractionTarget) and target.timer is not None
+        assert isinstance(target, InteractionTarget)
+        await wait_for(lambda: target.timer is not None)  # once Discord took the command
+        assert target.timer is not None
         target.timer.cancel()
         assert target.give_up_at is not None
         await wait_for(lambda: time.time() >= target.give_up_at)
@@ -939,8 +985,13 @@ async def test_an_ask_whose_answer_began_is_never_given_up(world: World) -> None
         await world.fake.invoke(world.general, world.bob, "ask", {"question": "now?"})
         _, target = await world.next()
         assert isinstance(target, InteractionTarget)
+        await wait_for(lambda: target.timer is not None)
+        timer = target.timer
         assert not target.withdrawn()  # its turn came in time
-        assert target.timer is None  # cancelled
+        assert not target.withdrawn()  # asking again changes nothing: the timer still runs
+        assert target.timer is timer
+        await target.begin()  # the answer begins: no more giving up
+        assert target.timer is None
         assert not await target.give_up(discord_platform.TOO_LATE_TEXT)
         await target.post("the answer")
         rid = await world.fake.invoke(world.general, world.bob, "reset")

@@ -811,6 +811,40 @@ async def test_an_ask_still_queued_near_discords_15_minutes_is_dropped_and_its_a
     assert any("waited past Discord's 15 minutes" in r.getMessage() for r in caplog.records)
 
 
+async def test_an_ask_is_answered_before_a_message_sent_just_after_it(setup: Setup) -> None:
+    # #general is one conversation, answered in order: a mention sent just after an
+    # /ask overtook it while Discord took the command ("thinking…").
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["To the ask."])
+    setup.chat.enqueue(tokens=["To the mention."])
+    async with setup.bridge():
+        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": "first"})
+        await fake.mention(setup.general, setup.bob, "second")
+        await setup.command_answered(iid, "To the ask.")
+        await setup.final(setup.general, "To the mention.")
+    assert [r.json["message"] for r in setup.chat.requests] == ["first", "second"]
+
+
+async def test_an_ask_discord_did_not_take_is_not_asked_when_its_turn_comes(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Handed on while Discord takes it: refused (or lost) there, it has nowhere to show
+    # an answer, so it is withdrawn.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["First "] * 20 + ["answer."], token_delay=0.05)
+    async with setup.bridge() as bridge:
+        await fake.mention(setup.general, setup.alice, "first question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
+        fake.drop.append(("POST", r"/interactions/\d+/[^/]+/callback$"))
+        await fake.invoke(setup.general, setup.bob, "ask", {"question": "and me?"})
+        await wait_for(lambda: any("could not take /ask" in r.getMessage()
+                                   for r in caplog.records))
+        await setup.final(setup.general, "answer.")
+        await wait_for(lambda: 'outcome="withdrawn",platform="discord"} 1.0'
+                       in bridge.metrics.render().decode())
+    assert [r.json["message"] for r in setup.chat.requests] == ["first question"]
+
+
 async def test_an_ask_begun_in_time_is_answered_past_the_point_a_queued_one_is_dropped(
     setup: Setup,
 ) -> None:

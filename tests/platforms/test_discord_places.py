@@ -1,5 +1,6 @@
-"""Discord places end to end: forum posts, and threads and channels deleted under waiting
-questions (the real Bridge and discord.py client against the fakes)."""
+"""Discord places end to end: forum posts, and threads and channels deleted (or the bot
+muted in them) under waiting questions (the real Bridge and discord.py client against
+the fakes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from bridge.app import Bridge
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
-from tests.fakes.discord import fake_discord  # noqa: F401
+from tests.fakes.discord import SEND_MESSAGES, fake_discord  # noqa: F401
 from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
 PICTURE = [{"id": "1", "filename": "screenshot.png", "size": 10, "url": "https://x/a.png",
@@ -135,3 +136,51 @@ async def test_the_questions_waiting_in_a_deleted_channel_and_its_threads_are_ne
         await wait_for(lambda: withdrawn(bridge) == 2)
     assert asked(setup) == ["first question"]
     assert [r.path for r in fake.requests[sent:] if "/channels/" in r.path] == []
+
+
+@pytest.mark.parametrize("quietly", [False, True], ids=["channel-update", "unseen"])
+async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
+    setup: Setup, quietly: bool  # noqa: F811
+) -> None:
+    # A moderator takes the bot's Send Messages away in #general while its first answer
+    # is coming and more questions wait their turn: each was asked of the chat API for
+    # an answer Discord refused (403). Unseen (a reconnect), the first refusal there
+    # ends them all the same.
+    fake = setup.discord
+    for _ in range(3):
+        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    async with setup.bridge() as bridge:
+        await fake.mention(setup.general, setup.alice, "first question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
+        await fake.mention(setup.general, setup.bob, "second")
+        await fake.mention(setup.general, setup.alice, "third")
+        await wait_for(lambda: len(bridge.relay.records()) == 3)
+        sent = len(fake.requests)
+        await fake.deny_bot(setup.general, SEND_MESSAGES, quietly=quietly)
+        await setup.chat.wait_disconnects(1)  # the first answer's, refused, is let go
+        await wait_for(lambda: withdrawn(bridge) == 2)
+    assert asked(setup) == ["first question"]
+    posts = [r for r in fake.requests[sent:]
+             if r.method == "POST" and r.path.endswith(f"/channels/{setup.general}/messages")]
+    assert len(posts) == 1  # the first answer's: nothing for the others
+
+
+async def test_an_ask_waiting_in_a_deleted_thread_is_never_asked(setup: Setup) -> None:  # noqa: F811
+    # #general is one conversation, its threads' questions included: an /ask in a
+    # thread deleted while it waits behind another question is withdrawn with it.
+    fake = setup.discord
+    for _ in range(2):
+        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    async with setup.bridge() as bridge:
+        tid = await fake.add_thread(setup.general, "aside")
+        await fake.mention(tid, setup.bob, "first question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{tid}/typing$"))
+        iid = await fake.invoke(tid, setup.alice, "ask", {"question": "a slash one"})
+        await wait_for(lambda: len(bridge.relay.records()) == 2)
+        await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
+        sent = len(fake.requests)
+        await fake.delete_place(tid)
+        await setup.chat.wait_disconnects(1)
+        await wait_for(lambda: withdrawn(bridge) == 1)
+    assert asked(setup) == ["first question"]
+    assert [r.path for r in fake.requests[sent:] if "/webhooks/" in r.path] == []

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 
 import discord
 from discord import app_commands
@@ -32,6 +32,7 @@ from adapters.platforms.discord.targets import (
     InteractionTarget,
     Question,
     Questions,
+    may_send,
     platform_error,
 )
 from bridge.errors import PlatformError, for_log
@@ -318,7 +319,7 @@ class DiscordPlatform(Platform):
             # Without the Message Content intent its text arrives empty: nothing to answer.
             log.debug("message %s not read: it does not mention the bot", message.id)
             return
-        may_post, may_thread, may_reply = _may_send(message.channel, guild)
+        may_post, may_thread, may_reply = may_send(message.channel, guild)
         if not (may_post or may_thread):
             # A moderator took the bot's Send Messages away here: asking the chat API
             # would cost a request, send the member's text out, and show nothing.
@@ -355,9 +356,10 @@ class DiscordPlatform(Platform):
         )
         address = Address("discord", workspace, channel_id, thread_id)
         places = frozenset(int(i) for i in (channel_id, thread_id) if i is not None)
+        question = Question(places, replies_in=int(thread_id or channel_id))
         target = ChannelTarget(
             client, self.options, address, question_id=message.id, may_post=may_post,
-            may_thread=may_thread, may_reply=may_reply, question=Question(places),
+            may_thread=may_thread, may_reply=may_reply, question=question,
             questions=self._questions,
         )
         self._questions.add(message.id, target.question)
@@ -441,18 +443,9 @@ class DiscordPlatform(Platform):
             # A /reset is quick once its turn comes, and is not to be asked again.
             give_up_at=give_up_at if command == "ask" else None,
         )
-        try:
-            await target.acknowledge()  # first: Discord wants an answer within 3 s
-        except PlatformError as exc:
-            log.warning("could not take /%s: %s", command, exc)
-            return
-        # From here on "thinking…" shows: whatever happens next, it must not hang.
-        self._watch(self._unanswered(target))
-        if target.give_up_at is not None:
-            # A timer, not a task: most answers begin long before it, and cancel it.
-            target.timer = asyncio.get_running_loop().call_later(
-                max(0.0, target.give_up_at - time.time()), self._too_late, target
-            )
+        # First: Discord wants an answer within 3 s. Not waited for before the command
+        # is handed on: a message sent just after it would overtake it meanwhile.
+        acknowledged = target.acknowledge_soon()
         channel: _Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
@@ -484,7 +477,24 @@ class DiscordPlatform(Platform):
             sent_at=interaction.created_at.timestamp(),
             audience=audience,
         )
+        # Deleted with the channel or thread it was asked in, as a message is.
+        target.question.places = frozenset(
+            int(i) for i in (channel_id, thread_id) if i is not None
+        )
+        self._questions.add(interaction.id, target.question)
         await self._deliver(inbound, target)
+        try:
+            await asyncio.shield(acknowledged)
+        except PlatformError as exc:  # withdrawn: not asked when its turn comes
+            log.warning("could not take /%s: %s", command, exc)
+            return
+        # From here on "thinking…" shows: whatever happens next, it must not hang.
+        self._watch(self._unanswered(target))
+        if target.give_up_at is not None and not target.begun:
+            # A timer, not a task: most answers begin long before it, and cancel it.
+            target.timer = asyncio.get_running_loop().call_later(
+                max(0.0, target.give_up_at - time.time()), self._too_late, target
+            )
 
     def _watch(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` as a watchdog of a command (cancelled when the platform closes)."""
@@ -548,30 +558,3 @@ class _RateLimitCounter(logging.Handler):
         text = str(record.msg)
         if "429" in text or "is rate limited" in text:
             self._on_rate_limited()
-
-
-class _Allowed(NamedTuple):
-    post: bool  # send messages in the channel (or thread) itself
-    thread: bool  # open a thread there and answer in it
-    reply: bool  # post as a reply to the question (Read Message History)
-
-
-def _may_send(channel: Any, guild: discord.Guild | None) -> _Allowed:
-    """What the bot may do in `channel`, as far as discord.py's cache knows (what it
-    does not know, it is let try: the reply's error says why)."""
-    me = guild.me if guild is not None else None
-    if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-        return _Allowed(True, True, True)
-    try:
-        allowed = channel.permissions_for(me)
-    except discord.ClientException:  # a thread whose parent is not cached
-        return _Allowed(True, True, True)
-    reply = allowed.read_message_history
-    if isinstance(channel, discord.Thread):
-        return _Allowed(allowed.send_messages_in_threads, False, reply)
-    # Threads open in text and announcement channels only (not a voice channel's chat).
-    return _Allowed(allowed.send_messages, (
-        isinstance(channel, discord.TextChannel)
-        and allowed.create_public_threads
-        and allowed.send_messages_in_threads
-    ), reply)

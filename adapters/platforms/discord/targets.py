@@ -13,7 +13,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 import discord
@@ -48,6 +48,8 @@ ANSWER_MARGIN = 60.0
 ARCHIVED_THREAD = 50083
 # "Unknown Channel": the channel or thread was deleted.
 UNKNOWN_CHANNEL = 10003
+# "Missing Permissions": refusing a post, Discord says the bot may not send messages there.
+MISSING_PERMISSIONS = 50013
 
 
 def platform_error(action: str, exc: Exception) -> PlatformError:
@@ -130,14 +132,46 @@ class _Window:
 _renewals = _Window(TYPING_RENEWALS_PER_SECOND)
 
 
-class Question:
-    """The message a reply answers, as its targets share it: `deleted` once a
-    moderator removed it, or the channel or thread it was asked in (the answer
-    then stops). `places`: the ids of that channel and thread."""
+class Allowed(NamedTuple):
+    post: bool  # send messages in the channel (or thread) itself
+    thread: bool  # open a thread there and answer in it
+    reply: bool  # post as a reply to the question (Read Message History)
 
-    def __init__(self, places: frozenset[int] = frozenset()) -> None:
+
+def may_send(channel: Any, guild: discord.Guild | None) -> Allowed:
+    """What the bot may do in `channel`, as far as discord.py's cache knows (what it
+    does not know, it is let try: the reply's error says why)."""
+    me = guild.me if guild is not None else None
+    if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return Allowed(True, True, True)
+    try:
+        allowed = channel.permissions_for(me)
+    except discord.ClientException:  # a thread whose parent is not cached
+        return Allowed(True, True, True)
+    reply = allowed.read_message_history
+    if isinstance(channel, discord.Thread):
+        return Allowed(allowed.send_messages_in_threads, False, reply)
+    # Threads open in text and announcement channels only (not a voice channel's chat).
+    return Allowed(allowed.send_messages, (
+        isinstance(channel, discord.TextChannel)
+        and allowed.create_public_threads
+        and allowed.send_messages_in_threads
+    ), reply)
+
+
+class Question:
+    """The message (or /ask) a reply answers, as its targets share it: `deleted` once
+    a moderator removed it, or the channel or thread it was asked in (the answer
+    then stops). `places`: the ids of that channel and thread; `replies_in`: where
+    its answer is posted as the bot's own messages (None: through a command's
+    webhook)."""
+
+    def __init__(
+        self, places: frozenset[int] = frozenset(), replies_in: int | None = None
+    ) -> None:
         self.deleted = False
         self.places = places
+        self.replies_in = replies_in
         self.why = "the question was deleted while it was being answered."
 
 
@@ -171,6 +205,22 @@ class Questions:
         if gone:
             log.info("channel or thread %s was deleted: the %d question(s) asked there "
                      "stop, and none still waiting is sent to the chat API", place_id, len(gone),
+                     extra={"platform": "discord", "channel": str(place_id)})
+
+    def refused(self, place_id: int) -> None:
+        """Discord refused the bot's message in `place_id` for a missing permission
+        (Send Messages taken away, which the cache did not know): the other questions
+        to be answered there would be refused too, after the chat API was paid."""
+        refused = [
+            q for q in list(self._by_id.values()) if q.replies_in == place_id and not q.deleted
+        ]
+        for question in refused:
+            question.deleted = True
+            question.why = "Discord does not let the bot send messages there any more."
+        if refused:
+            log.info("Discord refused the bot's message in %s (a missing permission): the "
+                     "%d question(s) to be answered there stop, and none still waiting is "
+                     "sent to the chat API", place_id, len(refused),
                      extra={"platform": "discord", "channel": str(place_id)})
 
 
@@ -224,18 +274,28 @@ class ChannelTarget(_Formatting, ReplyTarget):
         if self.question.deleted:
             raise PlaceGone(self.question.why)
 
-    def _failed(self, action: str, exc: Exception) -> PlatformError:
+    def _failed(self, action: str, exc: Exception, *, posting: bool = False) -> PlatformError:
         """`platform_error`; a channel Discord no longer knows is gone for every question
-        still waiting in it (the gateway's deletion event may never have come)."""
-        if (
-            isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL
-            and self._questions is not None
-        ):
-            self._questions.place_gone(self._channel_id)
+        still waiting in it (the gateway's deletion event may never have come), and a
+        post refused for a missing permission refuses every other one there."""
+        if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
+            if self._questions is not None:
+                self._questions.place_gone(self._channel_id)
+        elif isinstance(exc, discord.Forbidden) and exc.code == MISSING_PERMISSIONS and posting:
+            if self._questions is not None:
+                self._questions.refused(self._channel_id)
         return platform_error(action, exc)
 
     def withdrawn(self) -> bool:
-        return self.question.deleted
+        if self.question.deleted:
+            return True
+        # A moderator may have taken the bot's Send Messages away here while the
+        # question waited (CHANNEL_UPDATE): as on its arrival, the chat API is not
+        # asked for an answer Discord would refuse. (A thread opened on it is the
+        # target by now: its own permission counts.)
+        guild = self._client.get_guild(self._guild_id) if self._guild_id is not None else None
+        channel = guild.get_channel_or_thread(self._channel_id) if guild is not None else None
+        return not may_send(channel, guild).post
 
     # -------------------------------------------------------------- typing
 
@@ -300,7 +360,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
                 suppress_embeds=True,
             )
         except FAILURES as exc:
-            raise self._failed("post the reply", exc) from exc
+            raise self._failed("post the reply", exc, posting=True) from exc
         self._referenced = True
         return str(message.id)
 
@@ -342,6 +402,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
             return None
         await self._stop_typing()
         self.question.places |= {thread.id}
+        self.question.replies_in = thread.id
         address = Address(
             platform="discord",
             workspace=self.address.workspace,
@@ -387,19 +448,38 @@ class InteractionTarget(_Formatting, ReplyTarget):
         # never), the timer that does it, and whether it was.
         self.give_up_at = give_up_at
         self.timer: asyncio.TimerHandle | None = None
-        self._begun = False
+        self.begun = False
         self._given_up = False
+        # Deleted with the channel or thread it was asked in (the platform registers
+        # its places once it knows them).
+        self.question = Question()
+        self._acknowledging: asyncio.Future[None] | None = None
+        self._unacknowledged = False  # Discord refused the acknowledgement
         # Interaction responses are not bound by the bot's global rate limit, so an
         # acknowledgement never waits behind channel replies (it is due within 3 s).
         self.limits = _limits(f"interaction:{interaction.id}", options, bot_wide=False)
 
+    def acknowledge_soon(self) -> asyncio.Future[None]:
+        """Defer the response ("thinking…"), once: the request starts now, and every
+        caller waits for that one (done when Discord took it)."""
+        if self._acknowledging is None:
+            self._acknowledging = asyncio.ensure_future(self._defer())
+            # Retrieved whoever waits, so asyncio never logs it as forgotten.
+            self._acknowledging.add_done_callback(
+                lambda done: done.cancelled() or done.exception()
+            )
+        return self._acknowledging
+
     async def acknowledge(self) -> None:
-        """Defer the response ("thinking…"), once."""
+        await asyncio.shield(self.acknowledge_soon())
+
+    async def _defer(self) -> None:
         if self._interaction.response.is_done():
             return
         try:
             await self._interaction.response.defer(ephemeral=self._ephemeral, thinking=True)
         except FAILURES as exc:
+            self._unacknowledged = True
             raise platform_error("acknowledge the command", exc) from exc
 
     def accepted(self) -> None:
@@ -407,26 +487,29 @@ class InteractionTarget(_Formatting, ReplyTarget):
 
     def _begin_answer(self) -> None:
         """The answer (or a notice in its place) begins: it is not given up any more."""
-        self._begun = True
+        self.begun = True
         timer, self.timer = self.timer, None
         if timer is not None:
             timer.cancel()
 
+    def _check_question(self) -> None:
+        if self.question.deleted:
+            raise PlaceGone(self.question.why)
+
     def withdrawn(self) -> bool:
-        if self._given_up:
+        # A query only (asked as its turn comes, and by whoever wants to know): the
+        # give-up timer stops when the answer begins.
+        if self._given_up or self.question.deleted or self._unacknowledged:
             return True
-        if not self._begun and self.give_up_at is not None and time.time() >= self.give_up_at:
-            # Too late to show an answer, and the timer that tells the asker is due.
-            log.info("not answering /ask: it waited past Discord's 15 minutes for its turn")
-            return True
-        self._begin_answer()  # its turn came in time: the chat API is asked now
-        return False
+        # Past its time, the timer that tells the asker is due (if not run yet).
+        return not self.begun and self.give_up_at is not None and time.time() >= self.give_up_at
 
     async def give_up(self, text: str) -> bool:
         """Drop the question if its answer has not begun (its token is about to run
         out): the asker alone is told `text`, and a public "thinking…" goes. Returns
-        whether it was dropped; once it is, nothing else is said here."""
-        if self._begun or self._given_up:
+        whether it was dropped; once it is, nothing else is said here. (Asked where
+        it is gone, nobody would read it.)"""
+        if self.begun or self._given_up or self.question.deleted:
             return False
         self._given_up = True
         self.timer = None
@@ -434,12 +517,16 @@ class InteractionTarget(_Formatting, ReplyTarget):
         return True
 
     async def begin(self) -> str | None:
+        if self._given_up:  # its give-up ran just as its turn came
+            raise PlaceGone("the asker was told it waited too long, and to ask again.")
+        self._check_question()
         self.touched.set()
         self._begin_answer()
         await self.acknowledge()
         return None
 
     async def post(self, text: str) -> str:
+        self._check_question()
         self.touched.set()
         self._begin_answer()
         await self.acknowledge()
@@ -459,6 +546,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         return str(followup.id)
 
     async def edit(self, message_id: str, text: str) -> None:
+        self._check_question()
         try:
             if message_id == self._original:
                 await self._interaction.edit_original_response(
