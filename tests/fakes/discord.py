@@ -146,6 +146,9 @@ class FakeDiscord:
         # (method, path pattern): the next such request loses its connection, unanswered
         # (as a keep-alive connection the server closed does); one entry per drop.
         self.drop: list[tuple[str, str]] = []
+        # (method, path pattern, seconds): the next such request is answered (or
+        # dropped) that much later, as over a slow network; one entry per request.
+        self.slow: list[tuple[str, str, float]] = []
         # Guilds listed at READY whose GUILD_CREATE is held back (a big bot's
         # guilds still streaming in): discord.py knows them only by id.
         self.late_guilds: set[str] = set()
@@ -588,6 +591,11 @@ class FakeDiscord:
         needs_auth = "/interactions/" not in request.path and "/webhooks/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
+        for i, (method, pattern, seconds) in enumerate(self.slow):
+            if request.method == method and re.search(pattern, request.path):
+                del self.slow[i]
+                await asyncio.sleep(seconds)
+                break
         for i, (method, pattern) in enumerate(self.drop):
             if request.method == method and re.search(pattern, request.path):
                 del self.drop[i]

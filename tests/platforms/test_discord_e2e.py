@@ -845,6 +845,24 @@ async def test_an_ask_discord_did_not_take_is_not_asked_when_its_turn_comes(
     assert [r.json["message"] for r in setup.chat.requests] == ["first question"]
 
 
+async def test_a_lone_ask_discord_did_not_take_is_not_asked(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With nothing ahead of it, its turn came while the acknowledgement was on its
+    # way: it was asked of the chat API (paid for) and could never show.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Nobody "] * 5 + ["sees this."], token_delay=0.02)
+    async with setup.bridge() as bridge:
+        # Lost after a while: its turn comes first.
+        fake.slow.append(("POST", r"/interactions/\d+/[^/]+/callback$", 0.5))
+        fake.drop.append(("POST", r"/interactions/\d+/[^/]+/callback$"))
+        await fake.invoke(setup.general, setup.bob, "ask", {"question": "lonely?"})
+        await wait_for(lambda: 'outcome="withdrawn",platform="discord"} 1.0'
+                       in bridge.metrics.render().decode())
+    assert setup.chat.requests == []
+    assert any("could not take /ask" in r.getMessage() for r in caplog.records)
+
+
 async def test_an_ask_begun_in_time_is_answered_past_the_point_a_queued_one_is_dropped(
     setup: Setup,
 ) -> None:

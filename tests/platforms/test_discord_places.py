@@ -11,7 +11,7 @@ import pytest
 from bridge.app import Bridge
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
-from tests.fakes.discord import SEND_MESSAGES, fake_discord  # noqa: F401
+from tests.fakes.discord import SEND_MESSAGES, FakeDiscord, fake_discord  # noqa: F401
 from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
 PICTURE = [{"id": "1", "filename": "screenshot.png", "size": 10, "url": "https://x/a.png",
@@ -163,6 +163,34 @@ async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
     posts = [r for r in fake.requests[sent:]
              if r.method == "POST" and r.path.endswith(f"/channels/{setup.general}/messages")]
     assert len(posts) == 1  # the first answer's: nothing for the others
+
+
+async def test_an_answer_showing_where_the_bot_was_muted_goes_on(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # Two answers in #ask-ai (each message a conversation of its own). Muted quietly
+    # while the first shows, the second's first post is refused: that ended the
+    # first too, cut off unmarked, though Discord still lets the bot edit its own.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=[f"w{i} " for i in range(20)] + ["A-done."], token_delay=0.1)
+    setup.chat.enqueue(tokens=["B-first ", "B-done."], first_delay=1.0)
+    async with setup.bridge() as bridge:
+        await fake.say(setup.ask, setup.alice, "question A")
+        await setup.chat.wait_requests(1)
+        await fake.say(setup.ask, setup.bob, "question B")
+        await setup.chat.wait_requests(2)
+        await fake.wait_until(lambda: bot_texts(fake, setup.ask) or None)
+        await fake.deny_bot(setup.ask, SEND_MESSAGES, quietly=True)
+        await fake.wait_until(
+            lambda: any(t.endswith("A-done.") for t in bot_texts(fake, setup.ask)) or None
+        )
+        await wait_for(lambda: bridge.relay.live == 0)
+    assert not any("B-" in t for t in bot_texts(fake, setup.ask))
+
+
+def bot_texts(fake: FakeDiscord, channel: int) -> list[str]:
+    return [m["content"] for m in fake.channel_messages(channel)
+            if m["author"]["id"] == fake.app_id]
 
 
 async def test_an_ask_waiting_in_a_deleted_thread_is_never_asked(setup: Setup) -> None:  # noqa: F811

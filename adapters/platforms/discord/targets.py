@@ -8,6 +8,7 @@ an answer must never ping anyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -170,6 +171,7 @@ class Question:
         self, places: frozenset[int] = frozenset(), replies_in: int | None = None
     ) -> None:
         self.deleted = False
+        self.posted = False  # its answer has a message already (edits go on)
         self.places = places
         self.replies_in = replies_in
         self.why = "the question was deleted while it was being answered."
@@ -210,9 +212,12 @@ class Questions:
     def refused(self, place_id: int) -> None:
         """Discord refused the bot's message in `place_id` for a missing permission
         (Send Messages taken away, which the cache did not know): the other questions
-        to be answered there would be refused too, after the chat API was paid."""
+        whose answers have no message there yet would be refused too, after the chat
+        API was paid."""
+        # Those with a message already go on: Discord lets the bot edit its own.
         refused = [
-            q for q in list(self._by_id.values()) if q.replies_in == place_id and not q.deleted
+            q for q in list(self._by_id.values())
+            if q.replies_in == place_id and not (q.deleted or q.posted)
         ]
         for question in refused:
             question.deleted = True
@@ -362,6 +367,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         except FAILURES as exc:
             raise self._failed("post the reply", exc, posting=True) from exc
         self._referenced = True
+        self.question.posted = True
         return str(message.id)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -472,6 +478,12 @@ class InteractionTarget(_Formatting, ReplyTarget):
 
     async def acknowledge(self) -> None:
         await asyncio.shield(self.acknowledge_soon())
+
+    async def ready(self) -> None:
+        # Handed on before Discord took it (a message right after keeps its place
+        # behind it): not asked of the chat API until it has (see `withdrawn`).
+        with contextlib.suppress(Exception):
+            await self.acknowledge()
 
     async def _defer(self) -> None:
         if self._interaction.response.is_done():
