@@ -328,11 +328,6 @@ class ReplyTarget(ABC):
     def accepted(self) -> None:  # noqa: B027 - optional hook
         """The bridge took the message: an answer will come, perhaps after a queue."""
 
-    async def ready(self) -> None:  # noqa: B027 - optional hook
-        """Wait, as the question's turn comes and before `withdrawn()` is asked, until
-        the platform has taken the question in (a slash command's acknowledgement,
-        sent as it arrived). Never raises. Default: at once."""
-
     def withdrawn(self) -> bool:
         """The question was taken back (deleted), or can no longer be answered (it
         waited past the platform's time for an answer), before its answer began: the

@@ -348,7 +348,6 @@ class Relay:
         msg, route, key = job.msg, job.route, job.key
         backend = self.backends[route.backend]
         circuit = self.circuits[route.backend]
-        await job.target.ready()
         if job.target.withdrawn():
             # Posted by mistake (a password, the wrong channel) and deleted while it
             # waited, or waited past the platform's time for an answer: it is not sent

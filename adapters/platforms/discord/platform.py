@@ -443,8 +443,10 @@ class DiscordPlatform(Platform):
             # A /reset is quick once its turn comes, and is not to be asked again.
             give_up_at=give_up_at if command == "ask" else None,
         )
-        # First: Discord wants an answer within 3 s. Not waited for before the command
-        # is handed on: a message sent just after it would overtake it meanwhile.
+        # First: Discord wants an answer within 3 s. Its request starts now, while the
+        # place is read; the command is handed on once Discord took it (handed on
+        # before, one whose acknowledgement failed or hung held a stream slot, was
+        # asked of the chat API, or reset a conversation its asker saw fail).
         acknowledged = target.acknowledge_soon()
         channel: _Channel | discord.Object | None = interaction.channel
         if channel is None:
@@ -482,12 +484,12 @@ class DiscordPlatform(Platform):
             int(i) for i in (channel_id, thread_id) if i is not None
         )
         self._questions.add(interaction.id, target.question)
-        await self._deliver(inbound, target)
         try:
             await asyncio.shield(acknowledged)
-        except PlatformError as exc:  # withdrawn: not asked when its turn comes
+        except PlatformError as exc:
             log.warning("could not take /%s: %s", command, exc)
             return
+        await self._deliver(inbound, target)
         # From here on "thinking…" shows: whatever happens next, it must not hang.
         self._watch(self._unanswered(target))
         if target.give_up_at is not None and not target.begun:

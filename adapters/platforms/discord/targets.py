@@ -8,7 +8,6 @@ an answer must never ping anyone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -479,11 +478,6 @@ class InteractionTarget(_Formatting, ReplyTarget):
     async def acknowledge(self) -> None:
         await asyncio.shield(self.acknowledge_soon())
 
-    async def ready(self) -> None:
-        # Handed on before Discord took it (a message right after keeps its place
-        # behind it): not asked of the chat API until it has (see `withdrawn`).
-        with contextlib.suppress(Exception):
-            await self.acknowledge()
 
     async def _defer(self) -> None:
         if self._interaction.response.is_done():
