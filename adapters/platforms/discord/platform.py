@@ -21,7 +21,7 @@ from discord import app_commands
 
 from adapters.platforms import never_below_info
 from adapters.platforms.discord.options import DiscordOptions
-from adapters.platforms.discord.readable import Names, everyone_sees, question_text
+from adapters.platforms.discord.readable import Names, everyone_sees, place_ids, question_text
 from adapters.platforms.discord.startup import Endpoints, start_error
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
@@ -355,8 +355,9 @@ class DiscordPlatform(Platform):
             audience=audience,
         )
         address = Address("discord", workspace, channel_id, thread_id)
-        places = frozenset(int(i) for i in (channel_id, thread_id) if i is not None)
-        question = Question(places, replies_in=int(thread_id or channel_id))
+        question = Question(
+            place_ids((channel_id, thread_id)), replies_in=int(thread_id or channel_id)
+        )
         target = ChannelTarget(
             client, self.options, address, question_id=message.id, may_post=may_post,
             may_thread=may_thread, may_reply=may_reply, question=question,
@@ -480,9 +481,7 @@ class DiscordPlatform(Platform):
             audience=audience,
         )
         # Deleted with the channel or thread it was asked in, as a message is.
-        target.question.places = frozenset(
-            int(i) for i in (channel_id, thread_id) if i is not None
-        )
+        target.question.places = place_ids((channel_id, thread_id))
         self._questions.add(interaction.id, target.question)
         try:
             await asyncio.shield(acknowledged)

@@ -70,14 +70,14 @@ class Names:
     @classmethod
     def of_message(cls, message: discord.Message, here: Iterable[str | None]) -> Names:
         known = {user.id: user for user in message.mentions}
-        return cls(message.guild, message.author, _ids(here), known=known)
+        return cls(message.guild, message.author, place_ids(here), known=known)
 
     @classmethod
     def of_interaction(
         cls, interaction: discord.Interaction, here: Iterable[str | None], *, private: bool
     ) -> Names:
         # An option typed as text carries no mentioned users: names come from the cache.
-        return cls(interaction.guild, interaction.user, _ids(here), private)
+        return cls(interaction.guild, interaction.user, place_ids(here), private)
 
     def user(self, user_id: int) -> str:
         found: discord.abc.User | None = self.known.get(user_id)
@@ -136,7 +136,8 @@ def everyone_sees(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
         return False
 
 
-def _ids(here: Iterable[str | None]) -> frozenset[int]:
+def place_ids(here: Iterable[str | None]) -> frozenset[int]:
+    """The ids of a (channel, thread) pair, as Discord's ints (a thread may be None)."""
     return frozenset(int(i) for i in here if i is not None)
 
 

@@ -175,6 +175,11 @@ class Question:
         self.replies_in = replies_in
         self.why = "the question was deleted while it was being answered."
 
+    def check(self) -> None:
+        """Raise PlaceGone once the question (or its place) is gone."""
+        if self.deleted:
+            raise PlaceGone(self.why)
+
 
 class Questions:
     """The questions being answered or waiting their turn, by message id, as long
@@ -274,10 +279,6 @@ class ChannelTarget(_Formatting, ReplyTarget):
         # none is asked for, and the answer goes in the channel.
         self._may_thread = may_thread
 
-    def _check_question(self) -> None:
-        if self.question.deleted:
-            raise PlaceGone(self.question.why)
-
     def _failed(self, action: str, exc: Exception, *, posting: bool = False) -> PlatformError:
         """`platform_error`; a channel Discord no longer knows is gone for every question
         still waiting in it (the gateway's deletion event may never have come), and a
@@ -304,7 +305,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
     # -------------------------------------------------------------- typing
 
     async def begin(self) -> str | None:
-        self._check_question()
+        self.question.check()
         if self._typing is None and not self._typing_stop.is_set():
             await self._type_once()
             self._typing = asyncio.create_task(self._keep_typing(), name="discord-typing")
@@ -342,7 +343,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
 
     async def post(self, text: str) -> str:
         await self._stop_typing()
-        self._check_question()
+        self.question.check()
         if not self._may_post:
             raise PlaceGone("Discord does not let the bot post in this channel, only in threads.")
         reference = None
@@ -370,7 +371,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         return str(message.id)
 
     async def edit(self, message_id: str, text: str) -> None:
-        self._check_question()
+        self.question.check()
         partial = self._channel.get_partial_message(int(message_id))
         try:
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
@@ -459,7 +460,6 @@ class InteractionTarget(_Formatting, ReplyTarget):
         # its places once it knows them).
         self.question = Question()
         self._acknowledging: asyncio.Future[None] | None = None
-        self._unacknowledged = False  # Discord refused the acknowledgement
         # Interaction responses are not bound by the bot's global rate limit, so an
         # acknowledgement never waits behind channel replies (it is due within 3 s).
         self.limits = _limits(f"interaction:{interaction.id}", options, bot_wide=False)
@@ -478,14 +478,12 @@ class InteractionTarget(_Formatting, ReplyTarget):
     async def acknowledge(self) -> None:
         await asyncio.shield(self.acknowledge_soon())
 
-
     async def _defer(self) -> None:
         if self._interaction.response.is_done():
             return
         try:
             await self._interaction.response.defer(ephemeral=self._ephemeral, thinking=True)
         except FAILURES as exc:
-            self._unacknowledged = True
             raise platform_error("acknowledge the command", exc) from exc
 
     def accepted(self) -> None:
@@ -498,14 +496,10 @@ class InteractionTarget(_Formatting, ReplyTarget):
         if timer is not None:
             timer.cancel()
 
-    def _check_question(self) -> None:
-        if self.question.deleted:
-            raise PlaceGone(self.question.why)
-
     def withdrawn(self) -> bool:
         # A query only (asked as its turn comes, and by whoever wants to know): the
         # give-up timer stops when the answer begins.
-        if self._given_up or self.question.deleted or self._unacknowledged:
+        if self._given_up or self.question.deleted:
             return True
         # Past its time, the timer that tells the asker is due (if not run yet).
         return not self.begun and self.give_up_at is not None and time.time() >= self.give_up_at
@@ -525,14 +519,14 @@ class InteractionTarget(_Formatting, ReplyTarget):
     async def begin(self) -> str | None:
         if self._given_up:  # its give-up ran just as its turn came
             raise PlaceGone("the asker was told it waited too long, and to ask again.")
-        self._check_question()
+        self.question.check()
         self.touched.set()
         self._begin_answer()
         await self.acknowledge()
         return None
 
     async def post(self, text: str) -> str:
-        self._check_question()
+        self.question.check()
         self.touched.set()
         self._begin_answer()
         await self.acknowledge()
@@ -552,7 +546,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         return str(followup.id)
 
     async def edit(self, message_id: str, text: str) -> None:
-        self._check_question()
+        self.question.check()
         try:
             if message_id == self._original:
                 await self._interaction.edit_original_response(
