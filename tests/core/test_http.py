@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -113,29 +115,26 @@ async def test_at_the_cap_half_sent_requests_make_room_and_healthz_answers(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="chat_bridge.http")
-    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 4)
-    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
-    await server.start()
-    held = [await _half_sent(server.port) for _ in range(4)]
-    more: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    clients: list[httpx.AsyncClient] = []
-    try:
-        # Each /healthz, on a connection of its own kept open, closes the oldest.
-        for _ in range(3):
-            clients.append(client := httpx.AsyncClient())
-            ok = await client.get(f"http://127.0.0.1:{server.port}/healthz")
-            assert ok.status_code == 200
-        for reader, _ in held[:3]:
-            assert await asyncio.wait_for(reader.read(), 5) == b""
-        more += [await _half_sent(server.port) for _ in range(20)]
-        for reader, _ in more[:-4]:  # the crowd pushes itself out, the newest stay
-            assert await asyncio.wait_for(reader.read(), 5) == b""
-    finally:
-        for _, writer in held + more:
-            writer.close()
-        for client in clients:
-            await client.aclose()
-        await server.aclose()
+    async with _capped(monkeypatch, 4) as server:
+        held = [await _half_sent(server.port) for _ in range(4)]
+        more: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        clients: list[httpx.AsyncClient] = []
+        try:
+            # Each /healthz, on a connection of its own kept open, closes the oldest.
+            for _ in range(3):
+                clients.append(client := httpx.AsyncClient())
+                ok = await client.get(f"http://127.0.0.1:{server.port}/healthz")
+                assert ok.status_code == 200
+            for reader, _ in held[:3]:
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            more += [await _half_sent(server.port) for _ in range(20)]
+            for reader, _ in more[:-4]:  # the crowd pushes itself out, the newest stay
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
+            for _, writer in held + more:
+                writer.close()
+            for client in clients:
+                await client.aclose()
     full = [r for r in caplog.records if r.name == "chat_bridge.http"]
     assert len(full) == 1  # once a minute at most, not once a connection
     assert full[0].levelno == logging.WARNING
@@ -148,10 +147,7 @@ async def test_connections_already_closed_do_not_count_against_the_cap(
     # Counted for a second after they closed, a client opening and closing
     # connections (holding none) had /healthz and Slack answered 503.
     caplog.set_level(logging.WARNING, logger="chat_bridge.http")
-    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 4)
-    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
-    await server.start()
-    try:
+    async with _capped(monkeypatch, 4) as server:
         for _ in range(8):
             _, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.close()
@@ -163,8 +159,6 @@ async def test_connections_already_closed_do_not_count_against_the_cap(
         async with httpx.AsyncClient() as client:
             ok = await client.get(f"http://127.0.0.1:{server.port}/healthz")
         assert ok.status_code == 200
-    finally:
-        await server.aclose()
     assert not [r for r in caplog.records if r.name == "chat_bridge.http"]
 
 
@@ -172,7 +166,6 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="chat_bridge.http")
-    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 2)
     release = asyncio.Event()
     entered = asyncio.Semaphore(0)
 
@@ -181,28 +174,41 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(
         await release.wait()
         return web.Response(text="done")
 
-    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
-    server.add_route("GET", "/slow", slow)
-    await server.start()
-    try:
-        async with httpx.AsyncClient() as client:
-            url = f"http://127.0.0.1:{server.port}"
-            busy = [asyncio.create_task(client.get(f"{url}/slow")) for _ in range(2)]
-            for _ in range(2):
-                await asyncio.wait_for(entered.acquire(), 5)
-            for _ in range(5):
-                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-                answer = await asyncio.wait_for(reader.read(), 5)
-                writer.close()
-                assert answer.startswith(b"HTTP/1.1 503 ")
-            release.set()
-            assert [(await task).text for task in busy] == ["done", "done"]
-            assert (await client.get(f"{url}/healthz")).status_code == 200
-    finally:
-        await server.aclose()
+    async with _capped(monkeypatch, 2, slow=slow) as server, httpx.AsyncClient() as client:
+        url = f"http://127.0.0.1:{server.port}"
+        busy = [asyncio.create_task(client.get(f"{url}/slow")) for _ in range(2)]
+        for _ in range(2):
+            await asyncio.wait_for(entered.acquire(), 5)
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 503 ")
+        release.set()
+        assert [(await task).text for task in busy] == ["done", "done"]
+        assert (await client.get(f"{url}/healthz")).status_code == 200
     full = [r for r in caplog.records if r.name == "chat_bridge.http"]
     assert len(full) == 1
     assert "refused 1 new ones" in full[0].getMessage()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def _capped(
+    monkeypatch: pytest.MonkeyPatch, cap: int, **routes: Handler
+) -> AsyncIterator[HttpServer]:
+    """A started listener holding `cap` connections at most, with `routes` (GET) too."""
+    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", cap)
+    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    for path, handler in routes.items():
+        server.add_route("GET", f"/{path}", handler)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.aclose()
 
 
 async def _half_sent(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

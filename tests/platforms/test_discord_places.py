@@ -29,6 +29,12 @@ def asked(setup: Setup) -> list[str]:  # noqa: F811
     return [r.json["message"] for r in setup.chat.requests]
 
 
+def slow_answers(setup: Setup, count: int) -> None:  # noqa: F811
+    """Answers that take their time: later questions wait their turn behind them."""
+    for _ in range(count):
+        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+
+
 # ------------------------------------------------------------------ forum posts
 
 
@@ -93,8 +99,7 @@ async def test_the_questions_waiting_in_a_deleted_thread_are_never_asked(
     # Unseen (a gateway reconnect), the first request Discord answers "Unknown
     # Channel" ends them all the same.
     fake = setup.discord
-    for _ in range(4):
-        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    slow_answers(setup, 4)
     async with setup.bridge() as bridge:
         tid = await fake.add_thread(setup.ask, "a thread")
         await fake.say(tid, setup.bob, "first question")
@@ -121,8 +126,7 @@ async def test_the_questions_waiting_in_a_deleted_channel_and_its_threads_are_ne
     # #general is one conversation, its threads' messages included: deleting the
     # channel (CHANNEL_DELETE; its threads go with it, unannounced) ends them all.
     fake = setup.discord
-    for _ in range(3):
-        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    slow_answers(setup, 3)
     async with setup.bridge() as bridge:
         await fake.mention(setup.general, setup.alice, "first question")
         await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
@@ -147,8 +151,7 @@ async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
     # an answer Discord refused (403). Unseen (a reconnect), the first refusal there
     # ends them all the same.
     fake = setup.discord
-    for _ in range(3):
-        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    slow_answers(setup, 3)
     async with setup.bridge() as bridge:
         await fake.mention(setup.general, setup.alice, "first question")
         await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
@@ -197,8 +200,7 @@ async def test_an_ask_waiting_in_a_deleted_thread_is_never_asked(setup: Setup) -
     # #general is one conversation, its threads' questions included: an /ask in a
     # thread deleted while it waits behind another question is withdrawn with it.
     fake = setup.discord
-    for _ in range(2):
-        setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
+    slow_answers(setup, 2)
     async with setup.bridge() as bridge:
         tid = await fake.add_thread(setup.general, "aside")
         await fake.mention(tid, setup.bob, "first question")
