@@ -361,7 +361,7 @@ def test_the_channel_types_remembered_are_bounded(monkeypatch: pytest.MonkeyPatc
     # (DMs included) grew it without end. The longest quiet are forgotten (asked
     # about again if they speak), and DMs are not kept at all.
     monkeypatch.setattr(places, "MAX_KINDS", 3)
-    kinds = places.ChannelKinds(AsyncWebClient(token="xoxb-1"))
+    kinds = places.ChannelKinds(AsyncWebClient(token="xoxb-1"), lambda work: work.close())
     kinds.learn("D0DM0001", "im")
     for channel in ("C1", "C2", "C3"):
         kinds.learn(channel, "channel")

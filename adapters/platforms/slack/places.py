@@ -13,10 +13,9 @@ with public channels might.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -47,8 +46,15 @@ MAX_UNTOLD = 10_000
 class ChannelKinds:
     """Each channel's type, as the listing at start, events or Slack's answers told it."""
 
-    def __init__(self, client: AsyncWebClient, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        *,
+        enabled: bool = True,
+    ) -> None:
         self._client = client
+        self._spawn = spawn  # the platform's: its lookups end with its other work
         # Off where no route reads who sees a place (no `session: user`): nothing is
         # learnt, listed or asked, and every channel is said to be the workspace's.
         self.enabled = enabled
@@ -57,7 +63,6 @@ class ChannelKinds:
         # channel: until when it is not asked about (Slack would not say)
         self._untold: Recent[str, float] = Recent(MAX_UNTOLD)
         self._asking: set[str] = set()  # channels being looked up now
-        self._tasks: set[asyncio.Task[None]] = set()
         self._warned = False
 
     def learn(self, channel: str, kind: object) -> None:
@@ -86,17 +91,6 @@ class ChannelKinds:
         """List the channels the bot is in, in the background."""
         if self.enabled:
             self._spawn(self._list())
-
-    async def aclose(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _list(self) -> None:
         cursor = ""

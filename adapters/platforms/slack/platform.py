@@ -122,7 +122,7 @@ class SlackPlatform(Platform):
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
         # Who sees a channel matters only to a route of `session: user`: without one,
         # Slack is not asked (nor are its scopes needed).
-        self.kinds = ChannelKinds(self.client, enabled=ctx.per_user)
+        self.kinds = ChannelKinds(self.client, self._spawn, enabled=ctx.per_user)
         self.native_ok = True
         # An empty one is Discord's to show nothing with: Slack posts no empty message.
         self.placeholder = opts.placeholder or ctx.thinking_text or THINKING_TEXT
@@ -280,7 +280,6 @@ class SlackPlatform(Platform):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.kinds.aclose()
         await self.reactions.aclose()  # the replies have ended: their reactions go
         await self.gate.aclose()
         if self._session is not None:
