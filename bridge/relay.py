@@ -12,12 +12,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from bridge.budget import Budget, Budgets
 from bridge.circuit import Circuit
 from bridge.config import Config
+from bridge.conversations import open_conversation, remember
 from bridge.errors import (
     BridgeError,
     ChatAPIError,
@@ -32,27 +33,19 @@ from bridge.errors import (
 from bridge.flag import Flag
 from bridge.intake import Intake
 from bridge.interfaces import (
-    READ_GATE,
     ChatAPI,
-    ChatEvent,
     ChatRequest,
-    Done,
     Inbound,
     Rate,
     ReplyTarget,
-    Session,
-    Source,
-    Sources,
-    Status,
-    Token,
-    Turn,
 )
 from bridge.jobs import Job, unavailable
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
+from bridge.reading import read_answer
 from bridge.render import FIRST, LiveReply, dedupe_sources
-from bridge.store import Conversation, InFlight, Store
-from bridge.text import TokenText, valid_text
+from bridge.store import InFlight, Store
+from bridge.text import valid_text
 from bridge.turns import Turns
 
 log = logging.getLogger("chat_bridge.relay")
@@ -64,29 +57,6 @@ INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # On a shared store, seconds an answer waits at most for the messages taken with it
 # to be recorded (see `Intake._intake`).
 INTAKE_WAIT = 1.0
-
-
-class _Pace:
-    """What the relay puts in `READ_GATE`: a reply's `pace`, until the answer is read.
-
-    Connections and timers made while an answer streams keep a copy of the
-    context they were made in, a pooled connection for as long as it stays
-    open. Closed, this holds nothing, so such a copy no longer keeps the
-    finished reply alive, with its text and its platform target.
-    """
-
-    __slots__ = ("_pace",)
-
-    def __init__(self, pace: Callable[[], Awaitable[None]]) -> None:
-        self._pace: Callable[[], Awaitable[None]] | None = pace
-
-    async def __call__(self) -> None:
-        pace = self._pace
-        if pace is not None:
-            await pace()
-
-    def close(self) -> None:
-        self._pace = None
 
 
 def interrupted_edit(
@@ -362,23 +332,8 @@ class Relay:
             await self.notice(job.target, unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return
-        now = time.time()
-        history: tuple[Turn, ...] = ()
         try:
-            known = await self.store.get_conversation(key)
-            if known is not None and known.backend == route.backend:
-                conv = known
-            else:
-                conv = Conversation(key, route.backend, None, now, now)
-            fresh = conv is not known
-            if conv.session is None and backend.stateful and backend.client_sessions:
-                # A new conversation, or one a reset started afresh.
-                conv.session = backend.new_session()
-                fresh = True
-            if fresh:
-                await self.store.save_conversation(conv)
-            if not backend.stateful:
-                history = tuple(await self.store.history(key))
+            conv, history = await open_conversation(self.store, key, route.backend, backend)
         except BaseException:
             circuit.release()  # nothing was asked of the backend
             raise
@@ -419,8 +374,11 @@ class Relay:
                                   extra={"conversation": key})
 
             try:
-                done, sources = await self._consume(
-                    backend.stream(request), reply, route.backend, started, keep_session
+                done, sources = await read_answer(
+                    backend.stream(request), reply, cap=self.config.reply.max_answer_chars,
+                    on_first_token=lambda: self.metrics.first_token.labels(
+                        route.backend).observe(time.monotonic() - started),
+                    keep_session=keep_session,
                 )
             finally:
                 free_slot()
@@ -433,7 +391,7 @@ class Relay:
             # Keep the session and history first: the answer is complete even if
             # the process stops during the final edit.
             try:
-                await self._remember(conv, backend, request, final or reply.text, done)
+                await remember(self.store, conv, backend, request, final or reply.text, done)
             except BridgeError as exc:
                 # The answer is whole: show it; only what follows it may lack context.
                 log.error("could not save the conversation: %s", exc, extra={"conversation": key})
@@ -524,76 +482,6 @@ class Relay:
                         "interrupted", for_log(missed), extra={"conversation": key},
                     )
 
-    async def _consume(
-        self,
-        stream: AsyncGenerator[ChatEvent, None],
-        reply: LiveReply,
-        backend: str,
-        started: float,
-        keep_session: Callable[[str], Awaitable[None]],
-    ) -> tuple[Done | None, list[Source]]:
-        """Feed a chat API's events to the live reply; the Done event and the sources."""
-        sources: list[Source] = []
-        done: Done | None = None
-        first_token = True
-        tokens = TokenText()
-        cap = self.config.reply.max_answer_chars
-        # The stream's next tokens gather in the network while the reply could
-        # not show them anyway: its reads wait for the reply's edits.
-        pace = _Pace(reply.pace)
-        gate = READ_GATE.set(pace)
-        try:
-            async with contextlib.aclosing(stream) as events:
-                async for event in events:
-                    if reply.gone is not None:
-                        raise reply.gone  # nobody can see the rest: stop asking for it
-                    if isinstance(event, Token):
-                        if first_token:
-                            first_token = False
-                            self.metrics.first_token.labels(backend).observe(
-                                time.monotonic() - started
-                            )
-                        text = tokens.clean(event.text)
-                        if cap is not None and len(reply.text) + len(text) > cap:
-                            reply.feed(text[: cap - len(reply.text)])
-                            raise TooLong(cap)  # closing the stream stops the answer
-                        reply.feed(text)
-                    elif isinstance(event, Sources):
-                        # Mended as the text is: a half of a UTF-16 pair in a URL
-                        # would fail its encoding, and the answer's end with it.
-                        sources.extend(Source(valid_text(s.url), valid_text(s.title))
-                                       for s in event.items)
-                    elif isinstance(event, Status):
-                        reply.set_status(event.text)
-                    elif isinstance(event, Session):
-                        await keep_session(event.session)
-                    elif isinstance(event, Done):
-                        done = event
-            if tail := tokens.rest():
-                reply.feed(tail)
-        finally:
-            READ_GATE.reset(gate)
-            pace.close()
-        return done, sources
-
-    async def _remember(
-        self, conv: Conversation, backend: ChatAPI, req: ChatRequest, answer: str, done: Done | None
-    ) -> None:
-        now = time.time()
-        conv.last_used = now
-        if done is not None and done.session:
-            conv.session = done.session
-        if done is not None and done.usage:
-            conv.meta = {**conv.meta, **{k: v for k, v in done.usage.items() if _plain(v)}}
-        await self.store.save_conversation(conv)
-        if not backend.stateful and answer.strip():
-            # An empty answer ("(no answer)") is no turn: kept, it would be sent
-            # back with every later question, and some APIs refuse an empty one.
-            await self.store.append_history(
-                conv.key, [Turn("user", req.message), Turn("assistant", answer)],
-                2 * backend.history_turns,
-            )
-
     # ---------------------------------------------------------------- lifecycle
 
     @property
@@ -659,8 +547,4 @@ def _log_failure(key: str, exc: Exception) -> None:
 def _user_key(msg: Inbound) -> str:
     """The asker, unique across platforms and workspaces."""
     return f"{msg.platform}:{msg.workspace}:{msg.user}"
-
-
-def _plain(value: object) -> bool:
-    return isinstance(value, str | int | float | bool) or value is None
 

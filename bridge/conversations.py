@@ -1,0 +1,60 @@
+"""The conversation a question continues: found or begun before it is asked, and
+remembered once it is answered (its session, usage and, for a stateless API, the
+turn)."""
+
+from __future__ import annotations
+
+import time
+
+from bridge.interfaces import ChatAPI, ChatRequest, Done, Turn
+from bridge.store import Conversation, Store
+
+
+async def open_conversation(
+    store: Store, key: str, backend_name: str, backend: ChatAPI
+) -> tuple[Conversation, tuple[Turn, ...]]:
+    """The conversation `key` continues with `backend_name`, saved if it is new (or a
+    reset started it afresh), and the history to send with it (a stateless API's)."""
+    known = await store.get_conversation(key)
+    if known is not None and known.backend == backend_name:
+        conv = known
+    else:
+        now = time.time()
+        conv = Conversation(key, backend_name, None, now, now)
+    fresh = conv is not known
+    if conv.session is None and backend.stateful and backend.client_sessions:
+        conv.session = backend.new_session()
+        fresh = True
+    if fresh:
+        await store.save_conversation(conv)
+    history = () if backend.stateful else tuple(await store.history(key))
+    return conv, history
+
+
+async def remember(
+    store: Store,
+    conv: Conversation,
+    backend: ChatAPI,
+    req: ChatRequest,
+    answer: str,
+    done: Done | None,
+) -> None:
+    """Keep what an answered question leaves: the session the API gave, its usage
+    figures and, where the bridge keeps the history, the question and its answer."""
+    conv.last_used = time.time()
+    if done is not None and done.session:
+        conv.session = done.session
+    if done is not None and done.usage:
+        conv.meta = {**conv.meta, **{k: v for k, v in done.usage.items() if _plain(v)}}
+    await store.save_conversation(conv)
+    if not backend.stateful and answer.strip():
+        # An empty answer ("(no answer)") is no turn: kept, it would be sent
+        # back with every later question, and some APIs refuse an empty one.
+        await store.append_history(
+            conv.key, [Turn("user", req.message), Turn("assistant", answer)],
+            2 * backend.history_turns,
+        )
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
