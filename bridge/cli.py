@@ -25,7 +25,7 @@ from bridge.errors import (
 )
 from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
-from bridge.render import dedupe_sources
+from bridge.sources import dedupe_sources
 from bridge.terminal import discard_output
 from bridge.text import TokenText, valid_text
 from bridge.transport import check_proxy_env, http_client

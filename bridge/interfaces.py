@@ -357,7 +357,7 @@ class ReplyTarget(ABC):
     @abstractmethod
     def format_sources(self, sources: Sequence[Source]) -> str:
         """The final sources block, in the platform's markup. `sources` are web pages
-        (http, https), each once, as `bridge.render.dedupe_sources` leaves them."""
+        (http, https), each once, as `bridge.sources.dedupe_sources` leaves them."""
 
 
 Handler = Callable[[Inbound, ReplyTarget], Awaitable[None]]

@@ -43,7 +43,8 @@ from bridge.jobs import Job, unavailable
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.reading import read_answer
-from bridge.render import FIRST, LiveReply, dedupe_sources
+from bridge.render import FIRST, LiveReply
+from bridge.sources import dedupe_sources
 from bridge.store import InFlight, Store
 from bridge.text import valid_text
 from bridge.turns import Turns

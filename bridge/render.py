@@ -17,12 +17,12 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from bridge.budget import Budget, Budgets, Priority
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, Rate, ReplyTarget, Source
+from bridge.sources import source_blocks
 from bridge.split import split_markdown, split_pieces
 
 log = logging.getLogger("chat_bridge.render")
@@ -81,42 +81,6 @@ def _settled(text: str, start: int) -> str:
     """`text` without a link still arriving at its end (after `start`)."""
     found = _LINK_ARRIVING.search(text, max(start, len(text) - _ARRIVING_AT_MOST))
     return text if found is None else text[: found.start()]
-
-
-def dedupe_sources(sources: Sequence[Source], limit: int) -> list[Source]:
-    """Web sources (http, https) in first-seen order, once per URL, at most `limit`.
-
-    Anything else (`javascript:`, `about:blank`, `#`, a relative path) is no link a
-    reader can follow, and would take the place of one that is.
-    """
-    seen: set[str] = set()
-    out: list[Source] = []
-    if limit <= 0:  # `reply.sources.max: 0`: no sources shown
-        return out
-    for source in sources:
-        url = source.url.strip()
-        if not url.lower().startswith(("http://", "https://")):
-            continue
-        same = _same_page(url)
-        if same in seen:
-            continue
-        seen.add(same)
-        out.append(source)
-        if len(out) >= limit:
-            break
-    return out
-
-
-def _same_page(url: str) -> str:
-    """What two URLs of one page share: the scheme and host in any case, a default
-    port or a trailing slash or not (`HTTPS://X.example:443/a/` is `https://x.example/a`)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # no URL Python can read (`https://[::1`): itself only
-        return url
-    scheme = parts.scheme.lower()
-    host = parts.netloc.lower().removesuffix(":443" if scheme == "https" else ":80")
-    return urlunsplit((scheme, host, parts.path.rstrip("/"), parts.query, ""))
 
 
 class LiveReply:
@@ -326,28 +290,9 @@ class LiveReply:
         text = final_text if final_text is not None and final_text.strip() else self.text
         self.text = text
         self._version += 1
-        blocks = self._source_blocks(sources) if (sources and show_sources) else [""]
+        blocks = (source_blocks(sources, self.target.format_sources, self.limits.max_chars)
+                  if (sources and show_sources) else [""])
         await self._close(text, blocks[0], empty_note="_(no answer)_", more=blocks[1:])
-
-    def _source_blocks(self, sources: Sequence[Source]) -> list[str]:
-        """The sources block, as several where one would pass the platform's limit:
-        split between sources, never inside a link. A source whose link alone passes
-        the limit (a URL of thousands of characters) cannot be shown: it is left out."""
-        limit = self.limits.max_chars
-        fmt = self.target.format_sources
-        shown = [source for source in sources if len(fmt([source])) <= limit]
-        if len(shown) < len(sources):
-            log.info("left out %d source(s) whose link is longer than a message",
-                     len(sources) - len(shown))
-        blocks: list[str] = []
-        group: list[Source] = []
-        for source in shown:
-            if group and len(fmt([*group, source])) > limit:
-                blocks.append(fmt(group))
-                group = []
-            group.append(source)
-        blocks.append(fmt(group) if group else "")
-        return blocks
 
     async def fail(self, notice: str) -> None:
         """Keep what was shown and add a short notice of what happened."""

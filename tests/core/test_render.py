@@ -12,7 +12,8 @@ from bridge.budget import Budgets
 from bridge.errors import PlatformError, PlatformRefused
 from bridge.flag import Flag
 from bridge.interfaces import Rate, Source
-from bridge.render import LiveReply, dedupe_sources
+from bridge.render import LiveReply
+from bridge.sources import dedupe_sources
 from tests.core.fakeplatform import wait_for
 from tests.core.recording import Op, RecordingTarget, max_in_window, use_slot
 
