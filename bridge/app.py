@@ -23,7 +23,7 @@ from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.metrics import Metrics
 from bridge.relay import INTERRUPTED, Relay, interrupted_edit
 from bridge.store import InFlight, InFlightProgress, Store, open_store
-from bridge.transport import http_client
+from bridge.transport import http_client, tls_context
 
 log = logging.getLogger("chat_bridge.app")
 
@@ -159,7 +159,9 @@ class Bridge:
 
         # Every answer streaming at once holds a connection: the pool never makes one wait.
         streams = self.config.limits.max_concurrent_streams
-        self.chat_http = client = http_client(max_connections=max(1000, streams + 100))
+        self.chat_http = client = http_client(
+            max_connections=max(1000, streams + 100), ssl_context=await tls_context()
+        )
         stack.push_async_callback(client.aclose)
         self.backends = build_backends(self.config, self.registry, client)
         self.relay = Relay(

@@ -224,9 +224,16 @@ class _Body(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx transport sending requests with one aiohttp session."""
 
-    def __init__(self, *, max_connections: int = 1000, keepalive: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1000,
+        keepalive: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._max_connections = max_connections
         self._keepalive = keepalive
+        self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str, int | None], str | None] = {}
 
@@ -241,8 +248,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit=self._max_connections,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive,
-                # As httpx would: certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR.
-                ssl=httpx.create_ssl_context(),
+                ssl=self._ssl or httpx.create_ssl_context(),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -319,15 +325,25 @@ class _NoCookies(http.cookiejar.CookieJar):
         return None
 
 
-def http_client(max_connections: int = 1000) -> httpx.AsyncClient:
+async def tls_context() -> ssl.SSLContext:
+    """The chat APIs' TLS context, as httpx makes it (certifi's CAs, or SSL_CERT_FILE /
+    SSL_CERT_DIR), made in a worker thread: loading the CAs takes tens of
+    milliseconds, which the first question would otherwise hold the event loop for."""
+    return await asyncio.to_thread(httpx.create_ssl_context)
+
+
+def http_client(
+    max_connections: int = 1000, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     """The shared outbound client of the chat APIs; dialects set per-request timeouts.
 
     It keeps no cookies: it serves every conversation, and a cookie one answer
     set (a session an API keys on a cookie, say) would go with everyone's
-    questions after it.
+    questions after it. Without `ssl_context` (see `tls_context`), one is made
+    at the first request.
     """
     return httpx.AsyncClient(
-        transport=AiohttpTransport(max_connections=max_connections),
+        transport=AiohttpTransport(max_connections=max_connections, ssl_context=ssl_context),
         cookies=_NoCookies(),
         timeout=httpx.Timeout(30.0, connect=5.0),
         follow_redirects=False,

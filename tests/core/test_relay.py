@@ -6,13 +6,16 @@ import gc
 import logging
 import socket
 import sqlite3
+import ssl
 import sys
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+import httpx
 import pytest
 
 from bridge import app, render
@@ -1667,3 +1670,24 @@ reply: {{edit_interval: 0.05, max_answer_chars: 600}}
     # What was stopped is no turn of the conversation (as an answer cut off is not).
     sent = [m["content"] for m in fake_chat_api.requests[1].json["messages"]]
     assert sent == ["Short?"]
+
+
+async def test_the_chat_apis_tls_context_is_made_off_the_event_loop(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loading the CAs takes tens of milliseconds: on the loop, the first question
+    # after a start would hold every other reply that long.
+    made_in: list[threading.Thread] = []
+    make = httpx.create_ssl_context
+
+    def recording(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made_in.append(threading.current_thread())
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", recording)
+    fake_chat_api.enqueue(tokens=["Fine."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("How are you?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.visible() == ["Fine."]
+    assert made_in and threading.main_thread() not in made_in
