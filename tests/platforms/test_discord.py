@@ -271,6 +271,36 @@ async def test_mention_of_the_bots_role_counts(world: World) -> None:
     assert msg.mentioned and msg.text == "hi"
 
 
+async def test_the_bots_mention_within_a_question_is_its_name(world: World) -> None:
+    # Taken out, it would leave "what can do for me?"; at the start or the end it
+    # only says who is asked. Its name is the one its readers see: in a server, its
+    # nickname there.
+    fake = world.fake
+    fake.guilds[world.guild]["members"][fake.app_id]["nick"] = "Helper"
+    bot_role = next(r["id"] for r in fake.guilds[world.guild]["roles"] if r["managed"])
+    me = f"<@{fake.app_id}>"
+    asked = [
+        f"what can {me} do for me?",
+        f"ask <@{world.alice}> and <@&{bot_role}> about it",
+        f"<@!{fake.app_id}>, what is a bridge?",
+        f"thanks {me}!",
+    ]
+    async with running(world):
+        got = []
+        for text in asked:
+            await fake.say(world.general, world.bob, text)
+            got.append((await world.next())[0].text)
+        await fake.dm(world.bob, f"what can {me} do?")
+        got.append((await world.next())[0].text)
+    assert got == [
+        "what can Helper do for me?",
+        "ask @alice and Helper about it",
+        "what is a bridge?",
+        "thanks!",
+        "what can bridgebot do?",  # no server: its own name
+    ]
+
+
 async def test_a_reply_to_the_bot_is_a_mention_only_when_its_text_says_so(
     world: World,
 ) -> None:

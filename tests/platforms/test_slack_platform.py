@@ -268,6 +268,29 @@ async def test_a_mention_posted_with_a_file_is_delivered(
     assert msg.event_id == f"{CHANNEL}:{bodies[0]['event']['ts']}"
 
 
+async def test_the_bots_mention_within_a_question_is_its_name(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    # Taken out, it would leave "what can do for me?"; at the start or the end it
+    # only says who is asked.
+    me = f"<@{fake_slack.bot_user_id}>"
+    asked = [
+        f"what can {me} do for me?",
+        f"ask <@U0OTHER01> and {me} about it",
+        f"{me}, what is a bridge?",
+        f"thanks {me}!",
+    ]
+    for n, text in enumerate(asked, 1):
+        await deliver(fake_slack, fake_slack.user_message(CHANNEL, text))
+        await inbox.wait(n)
+    assert [m.text for m in inbox.inbound] == [
+        "what can chat-bridge do for me?",
+        "ask @U0OTHER01 and chat-bridge about it",
+        "what is a bridge?",
+        "thanks!",
+    ]
+
+
 async def test_a_channel_shared_with_another_organisation_is_the_installs_workspace(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

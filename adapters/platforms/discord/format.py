@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from adapters.platforms.markup import ZWSP, break_fences, encoded_url, honest_label, table_grid
+from adapters.platforms.mentions import without_mention
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
@@ -180,7 +181,8 @@ def thread_name(name: str) -> str:
     return name or "Question"
 
 
-def strip_mentions(text: str, user_id: int, role_ids: Iterable[int] = ()) -> str:
-    """`text` without the bot's user mention (and its managed role's mention)."""
+def strip_mentions(text: str, user_id: int, role_ids: Iterable[int], name: str) -> str:
+    """`text` without the bot's user mention (and its managed role's mention) where it
+    only addresses the bot, and with the bot's `name` for it within a sentence."""
     ids = "|".join([f"@!?{user_id}", *(f"@&{r}" for r in role_ids)])
-    return re.sub(rf"[ \t]*<(?:{ids})>[ \t]*", " ", text).strip()
+    return without_mention(text, rf"<(?:{ids})>", name).strip()

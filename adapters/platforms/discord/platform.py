@@ -330,7 +330,7 @@ class DiscordPlatform(Platform):
             return
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
         text = question_text(
-            message.content, Names.of_message(message, (channel_id, thread_id)), me
+            message.content, Names.of_message(message, (channel_id, thread_id)), client.user
         )
         if title is not None and thread_id == str(message.id):
             # A forum post's first message: its title is most often the question itself
@@ -462,7 +462,7 @@ class DiscordPlatform(Platform):
             names = Names.of_interaction(
                 interaction, (channel_id, thread_id), private=audience == "asker"
             )
-            text = question_text(text, names, me.id)
+            text = question_text(text, names, me)
         inbound = Inbound(
             platform="discord",
             workspace=workspace,

@@ -169,8 +169,12 @@ def plain_text(text: str, names: Names) -> str:
     return "".join(out)
 
 
-def question_text(text: str, names: Names, bot_id: int) -> str:
+def question_text(text: str, names: Names, me: discord.abc.User) -> str:
     """A question as the chat API gets it: without the bot's own mention (its user,
-    its role in the server), in words."""
-    role = names.guild.self_role if names.guild is not None else None
-    return plain_text(strip_mentions(text, bot_id, [role.id] if role is not None else []), names)
+    its role in the server) where that only addresses the bot, its name within a
+    sentence (its nickname in the server), in words."""
+    guild = names.guild
+    role = guild.self_role if guild is not None else None
+    name = ((guild.me if guild is not None else None) or me).display_name
+    roles = [role.id] if role is not None else []
+    return plain_text(strip_mentions(text, me.id, roles, name), names)

@@ -28,6 +28,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms import never_below_info
+from adapters.platforms.mentions import without_mention
 from bridge.errors import PlatformError
 from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
@@ -127,6 +128,7 @@ class SlackPlatform(Platform):
         # An empty one is Discord's to show nothing with: Slack posts no empty message.
         self.placeholder = opts.placeholder or ctx.thinking_text or THINKING_TEXT
         self.bot_user_id: str | None = None
+        self.bot_name: str | None = None  # its user name: a mention within a question
         self.bot_id: str | None = None
         self.team_id: str | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -217,7 +219,8 @@ class SlackPlatform(Platform):
         self.bot_user_id = auth.get("user_id")
         self.bot_id = auth.get("bot_id")
         self.team_id = auth.get("team_id")
-        self.closed.bot_name = str(auth.get("user") or self.closed.bot_name)
+        self.bot_name = str(auth.get("user") or "") or None
+        self.closed.bot_name = self.bot_name or self.closed.bot_name
         log.info("slack: signed in to team %s as %s", self.team_id, self.bot_user_id)
         self._handler = handler
         self.kinds.list_at_start()
@@ -519,9 +522,11 @@ class SlackPlatform(Platform):
         return pattern is not None and pattern.search(text) is not None
 
     def _strip_mention(self, text: str) -> str:
+        """The question's text for the chat API: the bot's mention goes where it only
+        addresses the bot, and is the bot's name within a sentence (see `mentions`)."""
         pattern = self._my_mention()
-        if pattern is not None:
-            text = pattern.sub(" ", text)
+        if pattern is not None and self.bot_user_id:
+            text = without_mention(text, pattern.pattern, self.bot_name or f"@{self.bot_user_id}")
         return re.sub(r"[ \t]{2,}", " ", plain_text(text)).strip()
 
     def _spawn(self, work: Awaitable[None]) -> None:
