@@ -433,6 +433,27 @@ class FakeDiscord:
         self._changed()
         return msg
 
+    async def edit(self, message_id: str, content: str) -> dict[str, Any]:
+        """Its author edits message `message_id` to say `content` (MESSAGE_UPDATE, a
+        full message, as Discord sends for an edit)."""
+        msg = self.messages[message_id]
+        ids = dict.fromkeys(_USER_MENTION.findall(content))
+        msg.update(
+            content=content, edited_timestamp=_now_iso(),
+            mentions=[self.users[u] for u in ids if u in self.users],
+            mention_roles=_ROLE_MENTION.findall(content),
+        )
+        await self._dispatch_message(msg, "MESSAGE_UPDATE")
+        self._changed()
+        return msg
+
+    async def unfurl(self, message_id: str) -> None:
+        """Discord fills in the preview of a link in message `message_id`: a MESSAGE_UPDATE
+        (of the whole message, as every one is) that is no edit: `edited_timestamp` as it was."""
+        self.messages[message_id]["embeds"] = [{"type": "link", "url": "https://example.com/"}]
+        await self._dispatch_message(self.messages[message_id], "MESSAGE_UPDATE")
+        self._changed()
+
     async def mention(self, channel_id: str, user_id: str, text: str) -> dict[str, Any]:
         """A user mentions the bot: `<@bot> text`."""
         return await self.say(channel_id, user_id, f"<@{self.app_id}> {text}")
@@ -440,7 +461,7 @@ class FakeDiscord:
     async def dm(self, user_id: str, content: str) -> dict[str, Any]:
         return await self.say(self.dm_channel(user_id), user_id, content)
 
-    async def _dispatch_message(self, msg: dict[str, Any]) -> None:
+    async def _dispatch_message(self, msg: dict[str, Any], kind: str = "MESSAGE_CREATE") -> None:
         event = dict(msg)
         gid = event.get("guild_id")
         if gid and not event["author"].get("bot"):
@@ -459,7 +480,7 @@ class FakeDiscord:
                 mentioned = any(u["id"] == self.app_id for u in data["mentions"])
                 if not mentioned and data["author"]["id"] != self.app_id:
                     data.update(content="", embeds=[], attachments=[], components=[])
-            await self._send_dispatch(gw, "MESSAGE_CREATE", data)
+            await self._send_dispatch(gw, kind, data)
 
     async def invoke(
         self, channel_id: str, user_id: str, command: str, options: dict[str, str] | None = None

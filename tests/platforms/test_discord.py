@@ -301,6 +301,39 @@ async def test_the_bots_mention_within_a_question_is_its_name(world: World) -> N
     ]
 
 
+async def test_a_message_edited_to_mention_the_bot_is_delivered_again_as_itself(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Someone forgot the mention, and edits the message to add it: the same event id,
+    # so the bridge answers it once, whichever of the two it saw first.
+    fake = world.fake
+    me = f"<@{fake.app_id}>"
+    async with running(world):
+        sent = await fake.say(world.general, world.alice, "what is a bridge?")
+        first, _ = await world.next()
+        await fake.edit(sent["id"], f"{me} what is a bridge?")
+        edited, target = await world.next()
+        # Not taken: an edit that does not mention the bot, a link's preview filled in,
+        # the bot's own answer edited, and a message older than the window.
+        await fake.edit(sent["id"], "what is a bridge, really?")
+        await fake.unfurl(sent["id"])
+        answer = await target.post("an answer")
+        await fake.edit(answer, f"{me} an answer")
+        window = discord_platform.EDIT_WINDOW
+        monkeypatch.setattr(discord_platform, "EDIT_WINDOW", 0.0)
+        await fake.edit(sent["id"], f"{me} what is a bridge, then?")
+        await fake.say(world.general, world.bob, "the next message")
+        after, _ = await world.next()
+    assert (first.mentioned, first.event_id) == (False, sent["id"])
+    assert (edited.mentioned, edited.text, edited.event_id, edited.message_id) == (
+        True, "what is a bridge?", sent["id"], sent["id"]
+    )
+    assert edited.sent_at == first.sent_at  # when it was sent, not edited
+    assert after.text == "the next message"
+    # Its event record outlives the window, whatever `limits.event_ttl` says.
+    assert DiscordPlatform.redelivers_within >= window > 0
+
+
 async def test_a_reply_to_the_bot_is_a_mention_only_when_its_text_says_so(
     world: World,
 ) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
-from adapters.platforms.discord.platform import TOO_LATE_TEXT
+from adapters.platforms.discord.platform import EDIT_WINDOW, TOO_LATE_TEXT
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
@@ -357,6 +358,51 @@ async def test_a_question_deleted_while_it_waits_its_turn_is_never_asked(setup: 
     ]
     # Counted: every message taken ends in one outcome.
     assert 'outcome="withdrawn",platform="discord"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("window", [EDIT_WINDOW, 0.0])
+async def test_a_question_edited_to_mention_the_bot_is_answered_once_if_recent(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, window: float
+) -> None:
+    # Someone forgot to mention the bot, and edits the message to add it.
+    monkeypatch.setattr(discord_platform, "EDIT_WINDOW", window)
+    fake, me = setup.discord, f"<@{setup.discord.app_id}>"
+    if window:
+        setup.chat.enqueue(tokens=["Now answered."])
+    setup.chat.enqueue(tokens=["Next."])
+    async with setup.bridge():
+        question = await fake.say(setup.general, setup.alice, "how do bridges work?")
+        await fake.edit(question["id"], f"{me} how do bridges work?")
+        if window:
+            await setup.final(setup.general, "Now answered.")
+            # Edited again (a typo): it was answered already.
+            await fake.edit(question["id"], f"{me} how do bridges work, then?")
+        await fake.mention(setup.general, setup.bob, "and then?")
+        msgs = await setup.final(setup.general, "Next.")
+    asked = [r.json["message"] for r in setup.chat.requests]
+    if window:
+        assert asked == ["how do bridges work?", "and then?"]
+        assert [m["content"] for m in msgs] == ["Now answered.", "Next."]
+    else:  # an edit of an older message is not taken as a question
+        assert asked == ["and then?"]
+
+
+async def test_a_question_edited_while_it_is_answered_is_answered_once_and_still_withdrawn(
+    setup: Setup,
+) -> None:
+    # A typo fixed while the answer streams: that answer goes on alone, and a
+    # moderator deleting the question still stops it.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["word "] * 100, token_delay=0.05)
+    async with setup.bridge():
+        question = await fake.mention(setup.general, setup.alice, "Something with a tpyo")
+        await fake.wait_until(lambda: fake.channel_messages(setup.general))
+        await fake.edit(question["id"], f"<@{fake.app_id}> Something with a typo")
+        await fake.delete_message(question["id"])
+        await setup.chat.wait_disconnects(1)  # the answer's stream is let go
+    assert len(setup.chat.requests) == 1
+    [answer] = fake.channel_messages(setup.general)
+    assert "word " * 100 not in answer["content"]
 
 
 async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: Setup) -> None:

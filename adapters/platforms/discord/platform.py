@@ -1,6 +1,7 @@
 """The Discord platform: discord.py's gateway client, translated to `Inbound` and targets.
 
-Every message the bot can see is delivered, normalized; the core routes it.
+Every message the bot can see is delivered, normalized, and again a recent one
+edited to mention the bot (with its own id as event id); the core routes it.
 `Inbound.workspace` is the guild id, or "@dm" for direct messages; in a
 thread, `channel` is the parent channel and `thread` the thread's id. A post
 in a forum (or media) channel is such a thread: its first message's text is
@@ -60,6 +61,10 @@ TOO_LATE_TEXT = (
     "command. Please ask again._"
 )
 MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# A message edited to mention the bot is taken as a question only this soon after it
+# was sent (someone forgot the mention), as on Slack. Event records are kept at least
+# this long (`DiscordPlatform.redelivers_within`), so one answered already is known.
+EDIT_WINDOW = 600.0
 # Any channel discord.py can hand over or look up (guild, private, thread).
 _Channel: TypeAlias = "discord.abc.GuildChannel | discord.abc.PrivateChannel | discord.Thread"
 
@@ -69,6 +74,7 @@ class DiscordPlatform(Platform):
 
     name = "discord"
     Options = DiscordOptions
+    redelivers_within = EDIT_WINDOW
 
     def __init__(self, ctx: PlatformContext) -> None:
         super().__init__(ctx)
@@ -156,6 +162,9 @@ class DiscordPlatform(Platform):
         async def on_message(message: discord.Message) -> None:
             await platform._on_message(message)
 
+        async def on_raw_message_edit(event: discord.RawMessageUpdateEvent) -> None:
+            await platform._on_edit(event)
+
         async def on_raw_message_delete(event: discord.RawMessageDeleteEvent) -> None:
             platform._questions.deleted([event.message_id])
 
@@ -177,6 +186,7 @@ class DiscordPlatform(Platform):
         setattr(client, f"{prefix}resumed", on_shard_up)
         setattr(client, f"{prefix}disconnect", on_shard_down)
         client.on_message = on_message  # type: ignore[attr-defined]
+        client.on_raw_message_edit = on_raw_message_edit  # type: ignore[attr-defined]
         client.on_raw_message_delete = on_raw_message_delete  # type: ignore[attr-defined]
         client.on_raw_bulk_message_delete = on_raw_bulk_message_delete  # type: ignore[attr-defined]
         client.on_raw_thread_delete = on_raw_thread_delete  # type: ignore[attr-defined]
@@ -295,7 +305,18 @@ class DiscordPlatform(Platform):
 
     # ------------------------------------------------------------------ messages
 
-    async def _on_message(self, message: discord.Message) -> None:
+    async def _on_edit(self, event: discord.RawMessageUpdateEvent) -> None:
+        """A message edited to mention the bot, if recent: a question with the message's
+        own id as its event id, so one answered already is not answered again."""
+        # Discord sends the whole message (an update without its content, as it once
+        # sent for a link's preview, would be nothing to read); not every update is an
+        # edit of its text: a link's preview filled in is none.
+        if "content" not in event.data or not event.data.get("edited_timestamp"):
+            return
+        if time.time() - event.message.created_at.timestamp() <= EDIT_WINDOW:
+            await self._on_message(event.message, edited=True)
+
+    async def _on_message(self, message: discord.Message, *, edited: bool = False) -> None:
         client = self.client
         if not self._receiving or client is None or client.user is None:
             return
@@ -315,6 +336,8 @@ class DiscordPlatform(Platform):
         mentioned = me in message.raw_mentions or any(
             r in message.raw_role_mentions for r in role_ids
         )
+        if edited and not mentioned:
+            return  # an edit is a question only where it mentions the bot
         if not mentioned and guild_id is not None and not self.options.message_content:
             # Without the Message Content intent its text arrives empty: nothing to answer.
             log.debug("message %s not read: it does not mention the bot", message.id)
@@ -355,7 +378,9 @@ class DiscordPlatform(Platform):
             audience=audience,
         )
         address = Address("discord", workspace, channel_id, thread_id)
-        question = Question(
+        # An edit while the message is answered (or waits) shares its question: a
+        # deletion stops that answer still.
+        question = self._questions.held(message.id) or Question(
             place_ids((channel_id, thread_id)), replies_in=int(thread_id or channel_id)
         )
         target = ChannelTarget(

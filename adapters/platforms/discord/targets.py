@@ -193,6 +193,10 @@ class Questions:
     def add(self, message_id: int, question: Question) -> None:
         self._by_id[message_id] = question
 
+    def held(self, message_id: int) -> Question | None:
+        """The question of `message_id` still being answered or waiting, if any."""
+        return self._by_id.get(message_id)
+
     def deleted(self, message_ids: Iterable[int]) -> None:
         """Discord says these messages were deleted."""
         for message_id in message_ids:
