@@ -610,6 +610,24 @@ async def test_a_question_deleted_while_it_waits_its_turn_is_never_asked(
     assert not slack.reactions[(channel, ts)]  # nothing shows it is still taken
 
 
+async def test_a_question_edited_while_it_waits_is_still_withdrawn_by_its_deletion(
+    harness: Harness,
+) -> None:
+    # The edit is the same question (answered once): it must not take the place of
+    # the one waiting, or deleting the message afterwards would withdraw nothing.
+    slack, chat = harness.slack, harness.chat
+    root, (channel, ts) = await harness.follow_up_while_streaming(40)
+    edit = f"<@{slack.bot_user_id}> my password is hunter2, oops"
+    for body in slack.user_edit(channel, ts, edit):
+        await harness.send(body)
+    await harness.send(slack.user_delete(channel, ts))
+    await harness.answer(CHANNEL, root, "w39 ")
+    chat.enqueue(tokens=["After."])
+    await harness.ask(CHANNEL, "and after?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "After.", n=2)
+    assert [r.json["message"] for r in chat.requests] == ["first?", "and after?"]
+
+
 async def test_a_question_waiting_its_turn_loses_its_reaction_at_a_stop(
     fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

@@ -353,7 +353,9 @@ class SlackPlatform(Platform):
             )
             return
         if target.question_ts:
-            self._questions[(inbound.channel, target.question_ts)] = target
+            # An edit of a question still waiting or answered is that question (taken
+            # once): the one held stays, for a deletion to withdraw it.
+            self._questions.setdefault((inbound.channel, target.question_ts), target)
         if self.gate.refused is not None:
             self._spawn(self._deliver_if_accepted(inbound, target))
             return
