@@ -176,6 +176,8 @@ async def test_bad_bot_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
     with pytest.raises(PlatformError, match="invalid_auth") as caught:
         await platform.start(Inbox())
     assert "wrong-secret" not in str(caught.value)
+    # The config key, whichever variable it names (SLACK_BOT_TOKEN is only the usual one).
+    assert "check slack.bot_token" in str(caught.value)
     assert platform._session is not None and platform._session.closed
 
 
@@ -184,7 +186,7 @@ async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
         bot_token=fake_slack.bot_token, app_token="xapp-wrong-secret", api_url=fake_slack.url
     )
     platform = SlackPlatform(PlatformContext(options=opts))
-    with pytest.raises(PlatformError, match="SLACK_APP_TOKEN") as caught:
+    with pytest.raises(PlatformError, match="check slack.app_token") as caught:
         await platform.start(Inbox())
     assert "wrong-secret" not in str(caught.value)
     assert not platform.connected

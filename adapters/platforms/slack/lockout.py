@@ -38,7 +38,7 @@ class TokenGate:
             log.error(
                 "slack: Slack no longer accepts the bot token (%s, on %s): questions are "
                 "not answered, nor sent to the chat API, until it does; check "
-                "SLACK_BOT_TOKEN and that the app is still installed", error, method,
+                "slack.bot_token and that the app is still installed", error, method,
             )
         self.refused = error
 

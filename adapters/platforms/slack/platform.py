@@ -213,7 +213,7 @@ class SlackPlatform(Platform):
             auth = await guard("auth.test", self.client.auth_test())
         except SlackRefused as exc:
             raise PlatformError(
-                f"Slack refused the bot token ({exc.error}); check SLACK_BOT_TOKEN "
+                f"Slack refused the bot token ({exc.error}); check slack.bot_token "
                 "(the Bot User OAuth Token, xoxb-…) and that the app is installed"
             ) from exc
         self.bot_user_id = auth.get("user_id")
@@ -247,7 +247,7 @@ class SlackPlatform(Platform):
         except SlackRefused as exc:
             await socket.close_async()
             raise PlatformError(
-                f"Slack refused the app-level token ({exc.error}); check SLACK_APP_TOKEN "
+                f"Slack refused the app-level token ({exc.error}); check slack.app_token "
                 "(xapp-…, with the connections:write scope) and that Socket Mode is enabled"
             ) from exc
         await socket.connect_async()
