@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chat_bridge.intake")
 
+# Places remembered as told to have no route: bounded, whatever a daemon meets.
+UNROUTED_PLACES = 1000
 HELP_TEXT = "Ask me a question in words, and I will answer here."
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
 CONVERSATION_BUSY = (
@@ -104,6 +106,8 @@ class Intake:
         self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
         self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
         self._users = UserRateLimiter()
+        # Places where the bot was asked and no route serves, already said (in order).
+        self._unrouted_places: dict[tuple[str, str, str], None] = {}
         # Records written for messages still being admitted (a thread may take long to
         # open): beaten for as the jobs' are, or they would look like a dead replica's.
         self.admitting: dict[str, InFlight] = {}
@@ -165,7 +169,10 @@ class Intake:
 
         route = await match_route(relay.config.routes, msg, exists)
         if route is None:
-            log.debug("no route for %s message in %s", msg.platform, msg.channel)
+            if msg.mentioned or msg.is_dm or msg.command:
+                self._unrouted(msg)
+            else:
+                log.debug("no route for %s message in %s", msg.platform, msg.channel)
             if msg.command:  # a command expects an answer, even a refusal
                 await relay.notice(target, "I am not set up to answer here.")
             return None
@@ -303,6 +310,22 @@ class Intake:
                          msg.platform, msg.channel)
                 return None
         return Job(msg, target, route, key, record)
+
+    def _unrouted(self, msg: Inbound) -> None:
+        """Say, once per place, that the bot was asked where no route serves: a route
+        that names a channel wrongly otherwise looks like a bot that ignores people."""
+        place = (msg.platform, msg.workspace, msg.channel)
+        if place in self._unrouted_places:
+            return
+        self._unrouted_places[place] = None
+        if len(self._unrouted_places) > UNROUTED_PLACES:  # the oldest said is forgotten
+            del self._unrouted_places[next(iter(self._unrouted_places))]
+        log.info(
+            "no route serves %s %s %s (workspace %s): the bot was asked there and does not "
+            "answer; check the routes' platform, workspace, channels (ids), dm, users and "
+            "roles", msg.platform, "DM" if msg.is_dm else "channel", msg.channel,
+            msg.workspace, extra={"platform": msg.platform, "channel": msg.channel},
+        )
 
     def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:
         """The counter a message counts against: the asker's on `route` when the route
