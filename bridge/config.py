@@ -15,12 +15,32 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from bridge.errors import ConfigError
 from bridge.interfaces import THINKING_TEXT, DialectOptions, PlatformOptions, Registry
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `$$` (a `$` itself), `${VAR}` / `${VAR:-default}`, or `$VAR`: a variable without
+# braces, which is not expanded (a shell's habit: the name would be sent as written).
+_VAR = re.compile(
+    r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
+
+# What a channel id of each platform looks like, and where to find it. Console
+# places are any name (its terminal, or a test's).
+_CHANNEL_IDS = {
+    "slack": (re.compile(r"[CGD][A-Z0-9]+"), "a Slack channel id (C…, G… or D…: capital "
+              "letters and digits)", "Slack: open the channel's details, the id is at the bottom"),
+    "discord": (re.compile(r"[0-9]+"), "a Discord channel id (digits)",
+                "Discord: turn on Developer Mode, then Copy Channel ID on the channel"),
+}
 
 
 class _Model(BaseModel):
@@ -70,6 +90,27 @@ class RouteConfig(_Model):
                     for v in value]
         return value
 
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """Channel ids, not names or links: a channel is matched by its id alone, so a
+        name would pass and the bot would never answer there."""
+        platform = info.data.get("platform", "any")
+        shapes = [_CHANNEL_IDS[p] for p in (("slack", "discord") if platform == "any"
+                                            else (platform,)) if p in _CHANNEL_IDS]
+        how = "; ".join(where for _, _, where in shapes)
+        use = f"use the channel's id ({how})" if how else "use the channel's id"
+        for channel in value or ():
+            shown = channel if len(channel) <= 80 else channel[:77] + "..."
+            if channel.startswith("#"):
+                raise ValueError(f"{shown!r} is a channel's name: {use}")
+            if "/" in channel:
+                raise ValueError(f"{shown!r} is a link: {use}")
+            if shapes and not any(shape.fullmatch(channel) for shape, _, _ in shapes):
+                kinds = " or ".join(kind for _, kind, _ in shapes)
+                raise ValueError(f"{shown!r} is not {kinds}: {use}")
+        return value
+
 
 class SourcesConfig(_Model):
     show: bool = True
@@ -97,6 +138,8 @@ class HttpConfig(_Model):
     def _host_port(cls, value: str | None) -> str | None:
         if value is None:
             return value
+        if "/" in value:  # `http://0.0.0.0:8080`, `0.0.0.0:8080/`: no address to bind
+            raise ValueError('must be "host:port" without a scheme, e.g. "0.0.0.0:8080"')
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError('must be "host:port", e.g. "127.0.0.1:8080"')
@@ -231,7 +274,8 @@ def _collect_secrets(model: Any, out: list[str]) -> None:
 
 
 def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string of a YAML tree."""
+    """Replace `${VAR}` / `${VAR:-default}` in every string of a YAML tree; `$$` is a
+    `$` itself."""
     if isinstance(node, dict):
         return {k: expand_env(v, env, _join(path, str(k))) for k, v in node.items()}
     if isinstance(node, list):
@@ -239,6 +283,17 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
     if isinstance(node, str):
 
         def sub(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            bare = match.group(3)
+            if bare is not None:
+                # The name is shown only when it is a variable: else it may be part of
+                # a password written in the file.
+                write = f"${{{bare}}}" if bare in env else "${VAR}"
+                raise ConfigError(
+                    path, f"write {write}: the braces are needed (a $ meant as itself is "
+                    "written $$)"
+                )
             name, default = match.group(1), match.group(2)
             if default is not None and "${" in default:
                 raise ConfigError(path, f"${{{name}:-...}}: a default cannot hold another ${{...}}")
@@ -356,7 +411,7 @@ def parse_config(
 
     for key in raw:
         if key not in _TOP_KEYS:
-            raise ConfigError(str(key), "unknown key (check its spelling)")
+            raise ConfigError(str(key), _misplaced(str(key), raw, registry))
     platforms = {k: raw.pop(k) for k in PLATFORM_KEYS if k in raw}
     for key in ("backends", "routes"):
         if key not in raw:
@@ -417,6 +472,36 @@ def parse_config(
                 f"{route.platform} is routed but has no `{route.platform}:` block",
             )
     return config.model_copy(update={"backends": backends, "platforms": validated_platforms})
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "http": HttpConfig, "reply": ReplyConfig, "limits": LimitsConfig,
+    "logging": LoggingConfig, "commands": CommandsConfig,
+}
+
+
+def _misplaced(key: str, raw: Mapping[Any, Any], registry: Registry | None) -> str:
+    """What to say of an unknown top-level key: where it belongs when it is a key of a
+    section, a platform's block or a route (indented wrong, or a route's key written
+    where no route is), else to check its spelling."""
+
+    def has(model: type[BaseModel]) -> bool:
+        return any(key in (name, field.alias) for name, field in model.model_fields.items())
+
+    homes = [f"`{name}:`" for name, model in _SECTIONS.items() if has(model)]
+    platforms = [name for name in (registry.platforms if registry else ())
+                 if has(registry.platforms[name]().Options)] if registry else []
+    # A key several platforms have (api_url): the blocks the file has.
+    platforms = [name for name in platforms if name in raw] or platforms
+    homes += [f"`{name}:`" for name in platforms]
+    if has(RouteConfig) and homes:
+        return (f"not a top-level key: indent it under {' or '.join(homes)}, or (a route's "
+                "own) under an item of `routes:`")
+    if has(RouteConfig):
+        return "not a top-level key but a route's: indent it under an item of `routes:`"
+    if homes:
+        return f"not a top-level key: indent it under {' or '.join(homes)}"
+    return "unknown key (check its spelling)"
 
 
 def _backend_options(name: str, block: Any, registry: Registry | None) -> DialectOptions:

@@ -119,8 +119,8 @@ def clean_secret(secret: SecretStr) -> SecretStr:
 
     A value with a line break or a character that is not printable ASCII inside
     (two lines of a file, a curly quote from a copy) cannot go in a header, and would
-    fail every request with an error about something else: a config error instead,
-    which does not show the value.
+    fail every request with an error about something else; one in quotes would be
+    refused as a wrong secret: a config error instead, which does not show the value.
     """
     value = secret.get_secret_value()
     stripped = value.strip()
@@ -129,6 +129,9 @@ def clean_secret(secret: SecretStr) -> SecretStr:
             "has a line break or a character that is not plain ASCII inside "
             "(a curly quote, say): copy the value again"
         )
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "\"'":
+        # `KEY="..."` in a file for `docker --env-file`, which keeps the quotes.
+        raise ValueError("is wrapped in quotes; remove them (docker --env-file keeps them)")
     return secret if stripped == value else SecretStr(stripped)
 
 

@@ -75,7 +75,8 @@ async def test_a_dm_channel_can_be_named_like_any_other() -> None:
 async def test_a_channel_list_matches_a_thread_by_its_channel_or_its_root() -> None:
     # Discord threads are channels of their own: the parent may be listed as the root.
     assert await pick([route(channels=["C1"])], msg(channel="C1", mentioned=True)) == 0
-    assert await pick([route(channels=["P1"])], msg(channel="T9", thread="P1", mentioned=True)) == 0
+    thread = msg(platform="discord", channel="9", thread="1", mentioned=True)
+    assert await pick([route(channels=["1"])], thread) == 0
 
 
 async def test_first_match_wins() -> None:

@@ -81,6 +81,13 @@ class SlackOptions(PlatformOptions):
                 "is an app-level token (xapp-…); put it in slack.app_token and use the "
                 "Bot User OAuth Token (xoxb-…) here"
             )
+        if not secret.startswith(("xoxb-", "xoxe.xoxb-")):
+            # Slack would refuse it at start: said here, by `check`, and never shown.
+            kind = "a user token (xoxp-…)" if secret.startswith("xoxp-") else "not a bot token"
+            raise ValueError(
+                f"is {kind}; it takes the Bot User OAuth Token, which starts xoxb- "
+                "(xoxe.xoxb- when tokens rotate): OAuth & Permissions in the app's settings"
+            )
         return SecretStr(secret)
 
     @field_validator("app_token")

@@ -1,0 +1,192 @@
+"""Mistakes a first config makes that `check` used to pass and `run` then failed on (or
+that left the bot silent): each is a config error that points at the real mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.registry import REGISTRY
+from bridge.config import parse_config
+from bridge.errors import ConfigError
+
+SECRET = "cm_live_SUPERSECRET_value_123"
+BOT = "xoxb-1234-SECRETBOT"
+
+BASE = """
+store: sqlite:///tmp/x.db
+backends:
+  docs:
+    kind: chatmount
+    url: https://services.chatmount.co/v1/chat
+    api_key: ${CHATMOUNT_API_KEY}
+slack:
+  bot_token: ${SLACK_BOT_TOKEN}
+  app_token: xapp-1
+discord:
+  token: ${DISCORD_BOT_TOKEN}
+routes:
+  - platform: any
+    backend: docs
+"""
+
+
+def parse(text: str, **env: str):
+    env = {"CHATMOUNT_API_KEY": SECRET, "SLACK_BOT_TOKEN": BOT, "DISCORD_BOT_TOKEN": "d.t.k",
+           **env}
+    return parse_config(text, env=env, registry=REGISTRY)
+
+
+def with_route(platform: str, channels: str) -> str:
+    return BASE.replace("platform: any", f"platform: {platform}\n    channels: {channels}")
+
+
+@pytest.mark.parametrize(
+    ("platform", "channels", "says"),
+    [
+        ("slack", '["#general"]', "'#general' is a channel's name"),
+        ("slack", "[general]", "'general' is not a Slack channel id"),
+        ("slack", "[https://myteam.slack.com/archives/C0123ABCD]", "is a link"),
+        ("slack", "[c0123abcd]", "is not a Slack channel id"),
+        ("slack", "[U0123ABCD]", "is not a Slack channel id"),  # a user's id
+        ("slack", "[123456789012345678]", "is not a Slack channel id"),
+        ("discord", '["#ask-ai"]', "is a channel's name"),
+        ("discord", "[ask-ai]", "'ask-ai' is not a Discord channel id (digits)"),
+        ("discord", "[https://discord.com/channels/1/2]", "is a link"),
+        ("any", "[general]", "is not a Slack channel id (C…, G… or D…: capital letters and "
+         "digits) or a Discord channel id (digits)"),
+        ("console", '["#general"]', "is a channel's name"),
+    ],
+)
+def test_a_channel_given_by_name_or_link_is_a_config_error(
+    platform: str, channels: str, says: str
+) -> None:
+    # It passed `check`, and the bot then never answered there: only a DEBUG line said so.
+    with pytest.raises(ConfigError) as err:
+        parse(with_route(platform, channels))
+    assert err.value.path == "routes[0].channels" and says in str(err.value)
+    where = {"slack": "Slack: open the channel's details", "discord": "Copy Channel ID"}
+    for name, how in where.items():
+        assert (how in str(err.value)) == (platform in (name, "any")), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("platform", "channels"),
+    [
+        ("slack", "[C0123ABCD, G01ABCDEF23, D999]"),
+        ("discord", '["123456789012345678", 987654321098765432]'),
+        ("any", "[C0123ABCD, 123456789012345678]"),
+        ("console", "[terminal, HOURLY]"),  # a console's places are any name
+    ],
+)
+def test_channel_ids_of_the_routes_platform_are_taken(platform: str, channels: str) -> None:
+    assert parse(with_route(platform, channels)).routes[0].channels
+
+
+@pytest.mark.parametrize("key", ["bot_token", "app_token"])
+def test_a_variable_without_braces_is_a_config_error(key: str) -> None:
+    # `$SLACK_BOT_TOKEN` was sent to Slack as the token, as written.
+    text = BASE.replace("${SLACK_BOT_TOKEN}", "$SLACK_BOT_TOKEN")
+    if key == "app_token":
+        text = BASE.replace("xapp-1", "$SLACK_APP_TOKEN")
+    with pytest.raises(ConfigError) as err:
+        parse(text, SLACK_APP_TOKEN="xapp-2")
+    assert err.value.path == f"slack.{key}"
+    assert str(err.value).endswith(
+        f"write ${{SLACK_{key.upper()}}}: the braces are needed (a $ meant as itself is "
+        "written $$)"
+    )
+
+
+def test_a_dollar_in_a_written_value_is_kept_with_an_escape_and_never_shown() -> None:
+    store = "store: postgresql://bridge:{}@db:5432/chat\n"
+    config = parse(BASE.replace("store: sqlite:///tmp/x.db\n", store.format("pa$$word")))
+    assert config.store == "postgresql://bridge:pa$word@db:5432/chat"
+    # Not a variable: the name would be part of the password, and is not shown.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("store: sqlite:///tmp/x.db\n", store.format("pa$word")))
+    assert err.value.path == "store" and "word" not in str(err.value)
+    assert "write ${VAR}" in str(err.value)
+    # A $ before no name is as written.
+    text = BASE + "reply: {thinking_text: 'Costs $5 $ each'}\n"
+    assert parse(text).reply.thinking_text == "Costs $5 $ each"
+
+
+@pytest.mark.parametrize(
+    ("variable", "path"),
+    [
+        ("SLACK_BOT_TOKEN", "slack.bot_token"),
+        ("DISCORD_BOT_TOKEN", "discord.token"),
+        ("CHATMOUNT_API_KEY", "backends.docs.api_key"),
+    ],
+)
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_a_secret_wrapped_in_quotes_is_a_config_error(variable: str, path: str, quote: str) -> None:
+    # docker --env-file keeps the quotes of KEY="...": the token was refused at run,
+    # with advice to reset it.
+    value = {"SLACK_BOT_TOKEN": BOT, "DISCORD_BOT_TOKEN": "d.t.k", "CHATMOUNT_API_KEY": SECRET}
+    quoted = quote + value[variable] + quote
+    with pytest.raises(ConfigError) as err:
+        parse(BASE, **{variable: quoted})
+    assert err.value.path == path
+    assert "is wrapped in quotes; remove them (docker --env-file keeps them)" in str(err.value)
+    assert value[variable] not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("xoxp-1234-SECRETUSER", "is a user token (xoxp-…)"),
+        ("1234-SECRETOTHER", "is not a bot token"),
+        ("SLACK_BOT_TOKEN", "is not a bot token"),
+    ],
+)
+def test_a_bot_token_that_is_none_is_a_config_error(token: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE, SLACK_BOT_TOKEN=token)
+    assert err.value.path == "slack.bot_token" and says in str(err.value)
+    assert "starts xoxb- (xoxe.xoxb- when tokens rotate)" in str(err.value)
+    assert token not in str(err.value)
+
+
+def test_a_rotating_bot_token_is_taken() -> None:
+    config = parse(BASE, SLACK_BOT_TOKEN="xoxe.xoxb-1-ROTATING")
+    assert config.platforms["slack"].bot_token.get_secret_value() == "xoxe.xoxb-1-ROTATING"
+
+
+@pytest.mark.parametrize("listen", ["http://0.0.0.0:8080", "0.0.0.0:8080/", "//h:80"])
+def test_a_listen_address_with_a_scheme_or_path_is_a_config_error(listen: str) -> None:
+    # `http://0.0.0.0:8080` passed `check`, and `run` failed to bind it.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + f"http: {{listen: '{listen}'}}\n")
+    assert str(err.value) == (
+        'http.listen: must be "host:port" without a scheme, e.g. "0.0.0.0:8080"'
+    )
+    assert parse(BASE + "http: {listen: '[::]:8080'}\n").http.listen == "[::]:8080"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("trigger: all", "trigger: not a top-level key but a route's: indent it under an "
+         "item of `routes:`"),
+        ("backend: docs", "backend: not a top-level key but a route's"),
+        ("app_token: xapp-2", "app_token: not a top-level key: indent it under `slack:`"),
+        ("message_content: false", "message_content: not a top-level key: indent it under "
+         "`discord:`"),
+        ("edit_interval: 2", "edit_interval: not a top-level key: indent it under `reply:`"),
+        ("rate_limit: {messages: 5, per: 60}", "rate_limit: not a top-level key: indent it "
+         "under `limits:`, or (a route's own) under an item of `routes:`"),
+        ("rplay: {}", "rplay: unknown key (check its spelling)"),
+    ],
+)
+def test_a_key_out_of_place_at_the_top_says_where_it_belongs(line: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + line + "\n")
+    assert str(err.value) == says or str(err.value).startswith(says)
+
+
+def test_a_key_several_platforms_have_is_put_under_the_block_the_file_has() -> None:
+    slack_only = BASE.replace("discord:\n  token: ${DISCORD_BOT_TOKEN}\n", "")
+    with pytest.raises(ConfigError) as err:
+        parse(slack_only + "api_url: http://127.0.0.1:1/api/\n")
+    assert str(err.value) == "api_url: not a top-level key: indent it under `slack:`"
