@@ -52,7 +52,7 @@ async def remember(
         # back with every later question, and some APIs refuse an empty one.
         await store.append_history(
             conv.key, [Turn("user", req.message), Turn("assistant", answer)],
-            2 * backend.history_turns,
+            2 * backend.history_turns, backend.history_chars,
         )
 
 

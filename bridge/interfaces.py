@@ -186,6 +186,12 @@ class ChatAPI(ABC):
         and sends with each question."""
         return 0
 
+    @property
+    def history_chars(self) -> int | None:
+        """For a stateless API, the most characters of those turns sent with a question
+        (None: no cap); the store keeps no more (`bridge.history`)."""
+        return None
+
     def new_session(self) -> str:
         """A fresh session id for a new conversation (when `client_sessions`)."""
         import uuid

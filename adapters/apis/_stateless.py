@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from adapters.apis._http import HTTPOptions
+from adapters.apis._http import HTTPDialect, HTTPOptions
+from bridge.history import recent
 from bridge.interfaces import ChatRequest
 
 
 class StatelessOptions(HTTPOptions):
     """History, system prompt and end-user id handling.
 
-    `history` is in turns (a question and its answer); the relay keeps
-    2*history messages. Of those, the latest that come to at most
-    `history_chars` characters are sent (null: no cap): a few long answers
-    would otherwise fill a model's context, and every later question of the
-    conversation would be refused. `user_id`: `hashed` sends an HMAC-SHA256 of the
+    `history` is in turns (a question and its answer). Of the latest `history`
+    turns, the latest that come to at most `history_chars` characters are sent
+    (null: no cap), and the store keeps no more (`bridge.history`): a few long
+    answers would otherwise fill a model's context, and every later question of
+    the conversation would be refused. `user_id`: `hashed` sends an HMAC-SHA256 of the
     platform user id keyed with `user_id_key` (default: the API key, else the
     backend's URL), `raw` sends it as is, `none` sends nothing.
     """
@@ -45,22 +46,29 @@ class StatelessOptions(HTTPOptions):
         return []
 
 
+class StatelessDialect(HTTPDialect):
+    """Base of the dialects whose API keeps no conversation: the bridge keeps the
+    history, and sends it with each question."""
+
+    stateful: ClassVar[bool] = False
+    client_sessions: ClassVar[bool] = False
+    options: StatelessOptions
+
+    @property
+    def history_turns(self) -> int:
+        return self.options.history
+
+    @property
+    def history_chars(self) -> int | None:
+        return self.options.history_chars
+
+
 def chat_messages(req: ChatRequest, options: StatelessOptions) -> list[dict[str, str]]:
     """`[{role, content}, ...]`: the system prompt, the kept history, then the question."""
     messages: list[dict[str, str]] = []
     if options.system_prompt:
         messages.append({"role": "system", "content": options.system_prompt})
-    keep = 2 * options.history
-    history = req.history[-keep:] if keep else ()
-    if options.history_chars is not None and history:
-        size = sum(len(turn.content) for turn in history)
-        start = 0
-        while start < len(history) and size > options.history_chars:
-            # The oldest turn goes whole: a question and its answer (the history
-            # is kept in pairs).
-            size -= sum(len(turn.content) for turn in history[start : start + 2])
-            start += 2
-        history = history[start:]
+    history = recent(req.history, 2 * options.history, options.history_chars)
     messages.extend({"role": turn.role, "content": turn.content} for turn in history)
     messages.append({"role": "user", "content": req.message})
     return messages

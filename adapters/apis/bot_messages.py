@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
-from adapters.apis._http import Event, HTTPDialect
-from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
+from adapters.apis._http import Event
+from adapters.apis._stateless import StatelessDialect, StatelessOptions, chat_messages, end_user
 from adapters.apis._wire import DataLineParser, json_or_none
 from bridge.errors import APIReportedError, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
@@ -39,19 +39,13 @@ class BotMessagesOptions(StatelessOptions):
         return self
 
 
-class BotMessages(HTTPDialect):
+class BotMessages(StatelessDialect):
     """The bot-messages chat API (stateless; the bridge keeps the history)."""
 
     kind: ClassVar[str] = "bot-messages"
-    stateful: ClassVar[bool] = False
     streams: ClassVar[bool] = True
-    client_sessions: ClassVar[bool] = False
     Options: ClassVar[type[BotMessagesOptions]] = BotMessagesOptions
     options: BotMessagesOptions
-
-    @property
-    def history_turns(self) -> int:
-        return self.options.history
 
     def error_text(self, body: Any) -> str | None:
         detail = body.get("detail") if isinstance(body, dict) else None

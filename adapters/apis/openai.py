@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from adapters.apis._http import Event, HTTPDialect
-from adapters.apis._stateless import StatelessOptions, chat_messages, end_user
+from adapters.apis._http import Event
+from adapters.apis._stateless import StatelessDialect, StatelessOptions, chat_messages, end_user
 from adapters.apis._wire import MAX_LINE_BYTES, SSEEvent, SSEParser, json_or_none
 from bridge.errors import APIReportedError, CutOff, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
@@ -49,19 +49,13 @@ class OpenAIOptions(StatelessOptions):
     user_id: Literal["hashed", "raw", "none"] = "none"
 
 
-class OpenAICompatible(HTTPDialect):
+class OpenAICompatible(StatelessDialect):
     """An OpenAI-compatible chat-completions server (stateless)."""
 
     kind: ClassVar[str] = "openai"
-    stateful: ClassVar[bool] = False
     streams: ClassVar[bool] = True
-    client_sessions: ClassVar[bool] = False
     Options: ClassVar[type[OpenAIOptions]] = OpenAIOptions
     options: OpenAIOptions
-
-    @property
-    def history_turns(self) -> int:
-        return self.options.history
 
     @property
     def endpoint(self) -> str:

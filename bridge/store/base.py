@@ -130,8 +130,11 @@ class Store(ABC):
         """The stored turns, oldest first."""
 
     @abstractmethod
-    async def append_history(self, key: str, turns: Sequence[Turn], keep: int) -> None:
-        """Append turns and keep only the newest `keep` messages."""
+    async def append_history(
+        self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
+    ) -> None:
+        """Append turns, then keep only what `bridge.history.kept_from` keeps: of the
+        newest `keep` messages, the newest whole pairs within `max_chars` characters."""
 
     # deduplication
     @abstractmethod

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from bridge.errors import StoreError
+from bridge.history import kept_from
 from bridge.interfaces import Turn
 from bridge.store.base import (
     CONVERSATION_REPLACED,
@@ -233,25 +234,28 @@ class PostgresStore(Store):
             )
         return [Turn(role=row["role"], content=row["content"]) for row in rows]
 
-    async def append_history(self, key: str, turns: Sequence[Turn], keep: int) -> None:
+    async def append_history(
+        self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
+    ) -> None:
         async with self._conn("appending to a history") as conn, conn.transaction():
             # Serialise appends to one key, so concurrent trims cannot leave
-            # more than `keep` turns behind.
+            # more behind than the rule keeps.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
             if turns:
                 await conn.executemany(
                     "INSERT INTO history (key, role, content) VALUES ($1, $2, $3)",
                     [(key, turn.role, turn.content) for turn in turns],
                 )
-            if keep <= 0:
+            rows = await conn.fetch(
+                "SELECT seq, length(content) AS size FROM history WHERE key = $1 ORDER BY seq",
+                key,
+            )
+            start = kept_from([row["size"] for row in rows], keep, max_chars)
+            if start == len(rows):
                 await conn.execute("DELETE FROM history WHERE key = $1", key)
-            else:
+            elif start:
                 await conn.execute(
-                    "DELETE FROM history WHERE key = $1 AND seq < ("
-                    " SELECT seq FROM history WHERE key = $1"
-                    " ORDER BY seq DESC LIMIT 1 OFFSET $2)",
-                    key,
-                    keep - 1,
+                    "DELETE FROM history WHERE key = $1 AND seq < $2", key, rows[start]["seq"]
                 )
 
     # ------------------------------------------------------------------ deduplication

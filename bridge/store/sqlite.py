@@ -28,6 +28,7 @@ from typing import Any
 import aiosqlite
 
 from bridge.errors import StoreError
+from bridge.history import kept_from
 from bridge.interfaces import Turn
 from bridge.store.base import (
     CONVERSATION_REPLACED,
@@ -297,21 +298,25 @@ class SQLiteStore(Store):
             rows = await cursor.fetchall()
         return [Turn(role=role, content=content) for role, content in rows]
 
-    async def append_history(self, key: str, turns: Sequence[Turn], keep: int) -> None:
+    async def append_history(
+        self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
+    ) -> None:
         async with self._write("appending to a history") as db:
             if turns:
                 await db.executemany(
                     "INSERT INTO history (key, role, content) VALUES (?, ?, ?)",
                     [(key, turn.role, turn.content) for turn in turns],
                 )
-            if keep <= 0:
+            cursor = await db.execute(
+                "SELECT seq, length(content) FROM history WHERE key = ? ORDER BY seq", (key,)
+            )
+            rows = list(await cursor.fetchall())
+            start = kept_from([size for _, size in rows], keep, max_chars)
+            if start == len(rows):
                 await db.execute("DELETE FROM history WHERE key = ?", (key,))
-            else:
+            elif start:
                 await db.execute(
-                    "DELETE FROM history WHERE key = ? AND seq < ("
-                    " SELECT seq FROM history WHERE key = ?"
-                    " ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (key, key, keep - 1),
+                    "DELETE FROM history WHERE key = ? AND seq < ?", (key, rows[start][0])
                 )
 
     # ------------------------------------------------------------------ deduplication

@@ -173,6 +173,20 @@ async def test_history_keep_smaller_than_batch_and_zero(store: Store) -> None:
     assert await store.history("k") == []
 
 
+async def test_history_keeps_only_the_newest_whole_turns_within_max_chars(store: Store) -> None:
+    # Trimmed only by count, long answers were kept (and read with every question)
+    # although the dialect never sent them: megabytes per conversation.
+    pair = [Turn("user", "q"), Turn("assistant", "a" * 99)]  # 100 characters
+    for _ in range(5):
+        await store.append_history("k", pair, keep=100, max_chars=250)
+    assert await store.history("k") == pair + pair
+    await store.append_history("k", [Turn("user", "q"), Turn("assistant", "b" * 300)],
+                               keep=100, max_chars=250)
+    assert await store.history("k") == []  # the newest turn alone is over: none is sent
+    await store.append_history("k", pair, keep=2, max_chars=None)
+    assert await store.history("k") == pair
+
+
 async def test_history_keeps_unicode_and_long_text(store: Store) -> None:
     text = "Grüße — 你好 ```code```\n" * 2000
     await store.append_history("k", [Turn("assistant", text)], keep=2)
