@@ -184,6 +184,7 @@ class Bridge:
                 extra=self._platform_extra.get(name, {}),
             )
             self.platforms[name] = cls(ctx)
+            self.relay.reset_commands[name] = self.platforms[name].reset_command
         if self.http is not None:
             await self.http.start()
             stack.push_async_callback(self.http.aclose)

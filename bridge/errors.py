@@ -8,7 +8,8 @@
     │   └── PlaceGone            the reply's channel or message is gone, or closed to the bot
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
     └── ChatAPIError             a chat API failed (`.backend`, `.status`)
-        ├── BadRequest           400/422: the API rejected the question (`.message`)
+        ├── BadRequest           400/422: the API rejected the question (`.message`,
+        │                        `.history_sent`)
         ├── Unauthorized         401: the API key is wrong
         ├── Forbidden            403: the key may not use this chatbot (or IP allowlist)
         ├── RateLimited          429: try again at `.retry_at` (epoch seconds, or None)
@@ -110,9 +111,12 @@ class ChatAPIError(BridgeError):
 class BadRequest(ChatAPIError):
     """The API rejected the question. `api_said` is its own reason, shown after
     "The assistant could not take that question:"; `.message` is that reason, or
-    the whole message when the bridge wrote it."""
+    the whole message when the bridge wrote it. `history_sent`: the request refused
+    carried the conversation's history (a stateless API's), even once asked again
+    with less of it: that history may be what the API cannot take."""
 
     user_message = "The assistant could not take that question."
+    history_sent = False
 
     def __init__(
         self, message: str | None = None, *, api_said: str | None = None,

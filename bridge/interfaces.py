@@ -409,6 +409,12 @@ class Platform(ABC):
         return True
 
     @property
+    def reset_command(self) -> str | None:
+        """The command that starts a place's conversation afresh (`/reset`), for notices
+        that tell how; None where the platform has none."""
+        return None
+
+    @property
     def problem(self) -> str | None:
         """What keeps the platform from answering now, in a word or two for /healthz;
         None when nothing does."""

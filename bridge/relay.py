@@ -20,6 +20,7 @@ from bridge.circuit import Circuit
 from bridge.config import Config
 from bridge.conversations import open_conversation, remember
 from bridge.errors import (
+    BadRequest,
     BridgeError,
     ChatAPIError,
     CutOff,
@@ -115,6 +116,8 @@ class Relay:
         self.circuits = {
             name: Circuit(circuit.failures, circuit.cooldown, name=name) for name in backends
         }
+        # Each platform's reset command (`Platform.reset_command`), for notices.
+        self.reset_commands: dict[str, str | None] = {}
         self.accepting = True
         self._hurry = Flag()  # a second stop signal: the grace is over
         self.intake = Intake(self)
@@ -419,7 +422,10 @@ class Relay:
                 circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc,
                         extra={"conversation": key, "backend": route.backend})
-            await self._fail(job, reply, exc.user_message)
+            notice = exc.user_message
+            if isinstance(exc, BadRequest) and exc.history_sent:
+                notice = f"{notice} {self._start_over(job)}"
+            await self._fail(job, reply, notice)
         except PlaceGone as exc:
             outcome = "failed"
             circuit.release()
@@ -458,6 +464,20 @@ class Relay:
                     "seconds": round(time.monotonic() - started, 3),
                 },
             )
+
+    def _start_over(self, job: Job) -> str:
+        """For a question refused with its conversation's history: how to start afresh."""
+        msg, keywords = job.msg, self.config.commands.reset_keywords
+        command = self.reset_commands.get(msg.platform)
+        if job.route.session == "thread" and not msg.is_dm:
+            how = "start a new thread"
+        elif msg.is_dm and keywords:
+            how = f"send `{keywords[0]}`"
+        elif command:
+            how = f"use `{command}`"
+        else:
+            return "This conversation may be longer than it takes."
+        return f"This conversation may be longer than it takes: {how} to start over."
 
     async def _fail(self, job: Job, reply: LiveReply, notice: str) -> None:
         """End a failed reply with `notice` after what it showed; where its message

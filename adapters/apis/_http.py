@@ -73,6 +73,9 @@ JSON_BODY_BYTES = 8 * 1024 * 1024
 STREAM_TYPES = frozenset(
     {"text/event-stream", "application/x-ndjson", "application/ndjson", "application/jsonl"}
 )
+# Statuses an API refuses a request with that may be too large for its model (a
+# context-length error: OpenAI's and vLLM's 400, llama.cpp's, a proxy's 413, a 422).
+REFUSED_AS_TOO_LARGE = frozenset({400, 413, 422})
 # What a dialect makes of one parsed item: a token's text ("" for an event of the
 # stream that shows none), another event, or None: no event of the API's stream.
 Event = str | ChatEvent | None
@@ -177,6 +180,12 @@ class HTTPDialect(ChatAPI):
         """Request headers carrying the API key (Bearer by default)."""
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
+    def with_less_history(self, req: ChatRequest) -> ChatRequest | None:
+        """`req` with less of the history the dialect would send (a stateless API's),
+        to ask again when the API refused the request as too large; None where it
+        sends none."""
+        return None
+
     def on_response(self, response: httpx.Response) -> None:  # noqa: B027 - optional hook
         """Called with every response's headers (for rate-limit bookkeeping)."""
 
@@ -204,6 +213,7 @@ class HTTPDialect(ChatAPI):
         total = self.options.timeouts.total
         ends = loop.time() + total if total else None  # the answer's, across its attempts
         attempt = 0
+        shortened = False
         try:
             while True:
                 attempt += 1
@@ -216,6 +226,24 @@ class HTTPDialect(ChatAPI):
                                 shown = True
                             yield event
                     return
+                except BadRequest as exc:
+                    if shown or exc.status not in REFUSED_AS_TOO_LARGE:
+                        raise
+                    shorter = self.with_less_history(req)
+                    if shortened or shorter is None:
+                        # Still sent with history: the asker is told how to start over.
+                        exc.history_sent = shortened and shorter is not None
+                        raise
+                    # A small model's context may not take `history_chars` of history:
+                    # refused, the conversation would stay refused for good.
+                    log.warning(
+                        "the chat API refused a question sent with the conversation's history "
+                        "(HTTP %s); asking once more with half of it (%d messages): lower "
+                        "the backend's history_chars if its model's context is small",
+                        exc.status, len(shorter.history),
+                        extra={"backend": self.name},
+                    )
+                    req, shortened = shorter, True
                 except Unavailable as exc:
                     if shown or isinstance(exc, TimedOut) or attempt >= retries.attempts:
                         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -61,6 +62,15 @@ class StatelessDialect(HTTPDialect):
     @property
     def history_chars(self) -> int | None:
         return self.options.history_chars
+
+    def with_less_history(self, req: ChatRequest) -> ChatRequest | None:
+        # The newer half, in characters, of what would be sent: whole turns.
+        opts = self.options
+        sent = recent(req.history, 2 * opts.history, opts.history_chars)
+        if not sent:
+            return None
+        half = sum(len(turn.content) for turn in sent) // 2
+        return replace(req, history=recent(sent, len(sent), half))
 
 
 def chat_messages(req: ChatRequest, options: StatelessOptions) -> list[dict[str, str]]:

@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
@@ -37,7 +40,7 @@ limits: {{rate_limit: {{messages: 1000}}}}
     return Bridge(config, TEST_REGISTRY)
 
 
-async def ask(bridge: Bridge, text: str, **kw: str) -> RecordingTarget:
+async def ask(bridge: Bridge, text: str, **kw: Any) -> RecordingTarget:
     console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
     target = await console.say(text, **kw)
     await asyncio.wait_for(target.ended.wait(), 10)
@@ -73,3 +76,54 @@ async def test_the_store_keeps_no_more_than_is_sent(
     assert sum(len(content) for _, content in kept) <= 24_000
     sent = fake_chat_api.requests[-1].json["messages"]
     assert [m["content"][:2] for m in sent] == ["Q3", "A3", "Q4", "A4", "Q5"]
+
+
+TOO_LONG = {"error": {"message": "This model's maximum context length is 4096 tokens.",
+                      "code": "context_length_exceeded"}}
+
+
+async def test_a_conversation_too_long_for_the_model_goes_on_with_half_its_history(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    for word in ("One", "Two"):
+        fake_chat_api.enqueue(tokens=[f"{word} " + "z" * 7000])
+    fake_chat_api.enqueue(status=400, body=TOO_LONG)
+    fake_chat_api.enqueue(tokens=["Three."])
+    async with stateless_bridge(fake_chat_api, tmp_path / "b.db") as bridge:
+        for question in ("one?", "two?"):
+            await ask(bridge, question)
+        target = await ask(bridge, "three?")
+    assert target.visible() == ["Three."]
+    sent = [m["content"][:4] for m in fake_chat_api.requests[-1].json["messages"]]
+    assert sent == ["two?", "Two ", "thre"]
+
+
+@pytest.mark.parametrize(
+    ("session", "where", "told"),
+    [
+        ("user", {"is_dm": True}, "send `reset` to start over."),
+        ("thread", {"thread": "T1"}, "start a new thread to start over."),
+        ("channel", {}, "use `/chat-reset` to start over."),
+    ],
+)
+async def test_refused_even_so_the_asker_is_told_how_to_start_over(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, session: str, where: dict[str, Any], told: str
+) -> None:
+    for word in ("One", "Two"):
+        fake_chat_api.enqueue(tokens=[f"{word} " + "z" * 7000])
+    for _ in range(2):
+        fake_chat_api.enqueue(status=400, body=TOO_LONG)
+    fake_chat_api.enqueue(tokens=["Afresh."])
+    async with stateless_bridge(fake_chat_api, tmp_path / "b.db", session=session) as bridge:
+        bridge.relay.reset_commands["console"] = "/chat-reset"  # as Slack's is
+        for question in ("one?", "two?"):
+            await ask(bridge, question, **where)
+        target = await ask(bridge, "three?", **where)
+        notice = target.visible()[-1]  # (a thread's target shows all its replies)
+        assert "maximum context length is 4096 tokens" in notice
+        assert notice.endswith(f"This conversation may be longer than it takes: {told}_")
+        assert len(fake_chat_api.requests) == 4  # asked once more, no more
+        if session == "user":
+            await ask(bridge, "reset", **where)
+            assert (await ask(bridge, "four?", **where)).visible() == ["Afresh."]
+            assert len(fake_chat_api.requests[-1].json["messages"]) == 1

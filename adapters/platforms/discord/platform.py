@@ -76,6 +76,10 @@ class DiscordPlatform(Platform):
     Options = DiscordOptions
     redelivers_within = EDIT_WINDOW
 
+    @property
+    def reset_command(self) -> str:
+        return "/reset"
+
     def __init__(self, ctx: PlatformContext) -> None:
         super().__init__(ctx)
         self.options: DiscordOptions = ctx.options

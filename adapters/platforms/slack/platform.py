@@ -82,6 +82,10 @@ class SlackPlatform(Platform):
     Options: ClassVar[type[SlackOptions]] = SlackOptions
     redelivers_within: ClassVar[float] = EDIT_WINDOW
 
+    @property
+    def reset_command(self) -> str:
+        return self.options.reset_command
+
     def __init__(self, ctx: PlatformContext) -> None:
         super().__init__(ctx)
         self.options: SlackOptions = ctx.options
