@@ -51,7 +51,7 @@ async def remember(
         # An empty answer ("(no answer)") is no turn: kept, it would be sent
         # back with every later question, and some APIs refuse an empty one.
         await store.append_history(
-            conv.key, [Turn("user", req.message), Turn("assistant", answer)],
+            conv.key, [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
             2 * backend.history_turns, backend.history_chars,
         )
 

@@ -85,10 +85,12 @@ ChatEvent = Token | Sources | Status | Session | Done
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One message of a stored history, for stateless APIs."""
+    """One message of a stored history, for stateless APIs. `asker`: who asked a
+    question (the relay's user key, `slack:T1:U1`), where known."""
 
     role: Literal["user", "assistant"]
     content: str
+    asker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

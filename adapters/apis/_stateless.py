@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions
 from bridge.history import recent
-from bridge.interfaces import ChatRequest
+from bridge.interfaces import ChatRequest, Turn
 
 
 class StatelessOptions(HTTPOptions):
@@ -73,15 +73,41 @@ class StatelessDialect(HTTPDialect):
         return replace(req, history=recent(sent, len(sent), half))
 
 
-def chat_messages(req: ChatRequest, options: StatelessOptions) -> list[dict[str, str]]:
-    """`[{role, content}, ...]`: the system prompt, the kept history, then the question."""
+def chat_messages(
+    req: ChatRequest, options: StatelessOptions, *, names: Literal["name", "prefix"] = "name"
+) -> list[dict[str, str]]:
+    """`[{role, content}, ...]`: the system prompt, the kept history, then the question.
+
+    Where the questions sent (the history's and this one) come from more than one
+    asker (a thread or channel several people share), each is labelled with its
+    asker's `pseudonym`, so that the model can tell "my account" of one from
+    another's: OpenAI's per-message `name` (`names="name"`), or `[name] ` before
+    the text where a message has only a role and content (`"prefix"`). A
+    conversation of one asker's questions is sent unlabelled. (A question kept
+    before the bridge recorded askers has none, and is not labelled.)
+    """
     messages: list[dict[str, str]] = []
     if options.system_prompt:
         messages.append({"role": "system", "content": options.system_prompt})
     history = recent(req.history, 2 * options.history, options.history_chars)
-    messages.extend({"role": turn.role, "content": turn.content} for turn in history)
-    messages.append({"role": "user", "content": req.message})
+    asked = [*history, Turn("user", req.message, req.user_id)]
+    askers = {turn.asker for turn in asked if turn.role == "user" and turn.asker}
+    for turn in asked:
+        message = {"role": turn.role, "content": turn.content}
+        if len(askers) > 1 and turn.role == "user" and turn.asker:
+            name = pseudonym(turn.asker, options)
+            if names == "name":
+                message["name"] = name
+            else:
+                message["content"] = f"[{name}] {turn.content}"
+        messages.append(message)
     return messages
+
+
+def pseudonym(asker: str, options: StatelessOptions) -> str:
+    """A short name for an asker that stays the same (`user-` and 8 hex characters of
+    the keyed hash `end_user` sends), never the platform's id."""
+    return f"user-{_digest(asker, options)[:8]}"
 
 
 def end_user(req: ChatRequest, options: StatelessOptions) -> str | None:
@@ -90,7 +116,12 @@ def end_user(req: ChatRequest, options: StatelessOptions) -> str | None:
         return None
     if options.user_id == "raw":
         return req.user_id
+    return f"u-{_digest(req.user_id, options)[:32]}"
+
+
+def _digest(user: str, options: StatelessOptions) -> str:
+    """HMAC-SHA256 of a platform user id, keyed with `user_id_key`, else the API key,
+    else the backend's URL."""
     secret = options.user_id_key or options.api_key
     key = secret.get_secret_value() if secret is not None else options.url
-    digest = hmac.new(key.encode(), req.user_id.encode(), hashlib.sha256).hexdigest()
-    return f"u-{digest[:32]}"
+    return hmac.new(key.encode(), user.encode(), hashlib.sha256).hexdigest()

@@ -56,7 +56,9 @@ class BotMessages(StatelessDialect):
 
     async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
-        body: dict[str, Any] = {"stream": opts.stream, "messages": chat_messages(req, opts)}
+        # A ChatMessage has only a role and content: an asker's name goes in the text.
+        messages = chat_messages(req, opts, names="prefix")
+        body: dict[str, Any] = {"stream": opts.stream, "messages": messages}
         if opts.bot_uid:
             body["bot_uid"] = opts.bot_uid
         else:

@@ -161,6 +161,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=_keys_with_backend("substr(key, -({n}))"),
         postgres=_keys_with_backend("right(key, {n})"),
     ),
+    Migration(
+        7,
+        "who asked each question of a history, to tell people apart in shared conversations",
+        # Nullable, no default: a replica not yet upgraded still writes its turns (with
+        # none), and the column costs no rewrite of the table.
+        sqlite=("ALTER TABLE history ADD COLUMN asker TEXT",),
+        postgres=("ALTER TABLE history ADD COLUMN asker TEXT",),
+    ),
 )
 
 

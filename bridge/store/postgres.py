@@ -230,9 +230,9 @@ class PostgresStore(Store):
     async def history(self, key: str) -> list[Turn]:
         async with self._conn("reading a history") as conn:
             rows = await conn.fetch(
-                "SELECT role, content FROM history WHERE key = $1 ORDER BY seq", key
+                "SELECT role, content, asker FROM history WHERE key = $1 ORDER BY seq", key
             )
-        return [Turn(role=row["role"], content=row["content"]) for row in rows]
+        return [Turn(role=row["role"], content=row["content"], asker=row["asker"]) for row in rows]
 
     async def append_history(
         self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
@@ -243,8 +243,8 @@ class PostgresStore(Store):
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
             if turns:
                 await conn.executemany(
-                    "INSERT INTO history (key, role, content) VALUES ($1, $2, $3)",
-                    [(key, turn.role, turn.content) for turn in turns],
+                    "INSERT INTO history (key, role, content, asker) VALUES ($1, $2, $3, $4)",
+                    [(key, turn.role, turn.content, turn.asker) for turn in turns],
                 )
             rows = await conn.fetch(
                 "SELECT seq, length(content) AS size FROM history WHERE key = $1 ORDER BY seq",

@@ -293,10 +293,10 @@ class SQLiteStore(Store):
     async def history(self, key: str) -> list[Turn]:
         async with self._read("reading a history") as db:
             cursor = await db.execute(
-                "SELECT role, content FROM history WHERE key = ? ORDER BY seq", (key,)
+                "SELECT role, content, asker FROM history WHERE key = ? ORDER BY seq", (key,)
             )
             rows = await cursor.fetchall()
-        return [Turn(role=role, content=content) for role, content in rows]
+        return [Turn(role=role, content=content, asker=asker) for role, content, asker in rows]
 
     async def append_history(
         self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
@@ -304,8 +304,8 @@ class SQLiteStore(Store):
         async with self._write("appending to a history") as db:
             if turns:
                 await db.executemany(
-                    "INSERT INTO history (key, role, content) VALUES (?, ?, ?)",
-                    [(key, turn.role, turn.content) for turn in turns],
+                    "INSERT INTO history (key, role, content, asker) VALUES (?, ?, ?, ?)",
+                    [(key, turn.role, turn.content, turn.asker) for turn in turns],
                 )
             cursor = await db.execute(
                 "SELECT seq, length(content) FROM history WHERE key = ? ORDER BY seq", (key,)

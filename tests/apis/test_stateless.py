@@ -3,10 +3,13 @@ as too large is asked once more with half its history."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from bridge.errors import BadRequest, RateLimited, Unauthorized
-from bridge.interfaces import Turn
+from bridge.interfaces import ChatRequest, Turn
 from tests.apis.helpers import ask, collect, collect_until_error, make, text_of
 
 STATELESS = ["openai", "bot-messages"]
@@ -91,3 +94,57 @@ async def test_other_refusals_are_not_asked_again(fake_chat_api, http, kind, scr
     _, exc = await collect_until_error(api, ask(api, history=HISTORY))
     assert isinstance(exc, error)
     assert len(fake_chat_api.requests) == 1
+
+
+ALICE, BOB = "slack:T1:UALICE", "slack:T1:UBOB"
+SHARED = (Turn("user", "My account is 4711.", ALICE), Turn("assistant", "Noted."))
+NAME = re.compile(r"^user-[0-9a-f]{8}$")  # within OpenAI's ^[a-zA-Z0-9_-]{1,64}$
+
+
+async def test_in_a_shared_conversation_openai_is_told_who_asked_what(fake_chat_api, http):
+    # "What is my account number?" from Bob was answered with Alice's: nothing
+    # said the two questions came from different people.
+    fake_chat_api.enqueue(tokens=["I don't know yours."])
+    api = make("openai", fake_chat_api, http)
+    await collect(api, ChatRequest("What is my account number?", history=SHARED, user_id=BOB))
+    alice, answer, bob = fake_chat_api.requests[0].json["messages"]
+    assert NAME.match(alice["name"]) and NAME.match(bob["name"])
+    assert alice["name"] != bob["name"]
+    assert alice["content"] == "My account is 4711." and "name" not in answer
+    assert ALICE.split(":")[-1] not in json.dumps(fake_chat_api.requests[0].json)
+
+    # The same person is the same name with every question.
+    fake_chat_api.enqueue(tokens=["Yes."])
+    again = (*SHARED, Turn("user", "Mine?", BOB), Turn("assistant", "No idea."))
+    await collect(api, ChatRequest("Is that so?", history=again, user_id=ALICE))
+    names = [m.get("name") for m in fake_chat_api.requests[1].json["messages"]]
+    assert names == [alice["name"], None, bob["name"], None, alice["name"]]
+
+
+async def test_in_a_shared_conversation_bot_messages_names_the_asker_in_the_text(
+    fake_chat_api, http
+):
+    fake_chat_api.enqueue(tokens=["I don't know yours."])
+    api = make("bot-messages", fake_chat_api, http)
+    await collect(api, ChatRequest("What is my account number?", history=SHARED, user_id=BOB))
+    alice, answer, bob = fake_chat_api.requests[0].json["messages"]
+    assert set(alice) == set(bob) == {"role", "content"}  # a ChatMessage's fields
+    alice_name = re.match(r"^\[(user-[0-9a-f]{8})\] My account is 4711\.$", alice["content"])
+    bob_name = re.match(r"^\[(user-[0-9a-f]{8})\] What is my account number\?$", bob["content"])
+    assert alice_name and bob_name and alice_name[1] != bob_name[1]
+    assert answer == {"role": "assistant", "content": "Noted."}
+
+
+@pytest.mark.parametrize("kind", STATELESS)
+async def test_one_askers_conversation_is_sent_as_it_was(fake_chat_api, http, kind):
+    history = (SHARED[0], SHARED[1], Turn("user", "And before?"), Turn("assistant", "None."))
+    fake_chat_api.enqueue(tokens=["4711."])
+    api = make(kind, fake_chat_api, http)
+    await collect(api, ChatRequest("My account?", history=history, user_id=ALICE))
+    assert fake_chat_api.requests[0].json["messages"] == [
+        {"role": "user", "content": "My account is 4711."},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "And before?"},  # kept before askers were
+        {"role": "assistant", "content": "None."},
+        {"role": "user", "content": "My account?"},
+    ]

@@ -127,3 +127,33 @@ async def test_refused_even_so_the_asker_is_told_how_to_start_over(
             await ask(bridge, "reset", **where)
             assert (await ask(bridge, "four?", **where)).visible() == ["Afresh."]
             assert len(fake_chat_api.requests[-1].json["messages"]) == 1
+
+
+@pytest.mark.parametrize("kind", ["openai", "bot-messages"])
+async def test_a_thread_several_people_share_tells_the_api_who_asked_what(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, kind: str
+) -> None:
+    for answer in ("Noted.", "Still 4711.", "I don't know yours."):
+        fake_chat_api.enqueue(tokens=[answer])
+    db = tmp_path / "b.db"
+    async with stateless_bridge(fake_chat_api, db, kind=kind, session="thread") as bridge:
+        await ask(bridge, "My account number is 4711.", user="UALICE", thread="T1")
+        await ask(bridge, "What was it again?", user="UALICE", thread="T1")
+        await ask(bridge, "What is my account number?", user="UBOB", thread="T1")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        askers = [a for (a,) in conn.execute("SELECT asker FROM history ORDER BY seq")]
+    assert askers == ["console:W1:UALICE", None, "console:W1:UALICE", None,
+                      "console:W1:UBOB", None]
+    alone, shared = (r.json["messages"] for r in fake_chat_api.requests[1:])
+    # Alice alone: sent as it always was.
+    assert alone == [{"role": "user", "content": "My account number is 4711."},
+                     {"role": "assistant", "content": "Noted."},
+                     {"role": "user", "content": "What was it again?"}]
+    if kind == "openai":
+        names = [m.get("name") for m in shared]
+        assert names[0] == names[2] != names[4] and names[1] is names[3] is None
+        assert all(name is None or name.startswith("user-") for name in names)
+    else:
+        labels = [m["content"].split(" ")[0] for m in shared if m["role"] == "user"]
+        assert labels[0] == labels[1] != labels[2] and labels[2].startswith("[user-")
+    assert "UALICE" not in str(shared) and "UBOB" not in str(shared)

@@ -361,6 +361,44 @@ async def test_lease_concurrent_one_wins(make_store: StoreFactory) -> None:
 # ---------------------------------------------------------------------- migrations
 
 
+async def written_before_askers(store: Store, key: str, turns: list[tuple[str, str]]) -> None:
+    """History rows as a version before migration 7 writes them (no asker): a store
+    not yet migrated, or a replica not yet upgraded on a migrated one."""
+    for role, content in turns:
+        if isinstance(store, SQLiteStore):
+            async with store._write("test") as db:
+                await db.execute(
+                    "INSERT INTO history (key, role, content) VALUES (?, ?, ?)",
+                    (key, role, content),
+                )
+        else:
+            async with store._conn("test") as conn:  # type: ignore[attr-defined]
+                await conn.execute(
+                    "INSERT INTO history (key, role, content) VALUES ($1, $2, $3)",
+                    key, role, content,
+                )
+
+
+async def test_history_keeps_who_asked_beside_an_older_replicas_turns(
+    make_store: StoreFactory,
+) -> None:
+    # A thread several people share: each question's asker is kept, so the API can
+    # be told whose question is whose.
+    async with make_store(migrations=MIGRATIONS[:6]) as s:
+        await written_before_askers(s, "k", [("user", "old"), ("assistant", "A0")])
+    async with make_store() as s:
+        await s.append_history(
+            "k", [Turn("user", "mine", "slack:T1:U1"), Turn("assistant", "A1")], keep=10
+        )
+        # A replica not yet upgraded goes on writing (and reading) as it did.
+        await written_before_askers(s, "k", [("user", "theirs"), ("assistant", "A2")])
+        assert await s.history("k") == [
+            Turn("user", "old"), Turn("assistant", "A0"),
+            Turn("user", "mine", "slack:T1:U1"), Turn("assistant", "A1"),
+            Turn("user", "theirs"), Turn("assistant", "A2"),
+        ]
+
+
 async def test_migrations_recorded_and_idempotent(make_store: StoreFactory) -> None:
     newest = [m.version for m in MIGRATIONS]
     async with make_store() as s:
@@ -409,9 +447,9 @@ async def test_conversations_kept_before_keys_named_their_backend_are_found(
     async with make_store(migrations=MIGRATIONS[:5]) as s:
         await s.save_conversation(conv(piped, session="cb-piped"))
         await s.save_conversation(conv(old_kept, session="cb-old"))
-        await s.append_history(old_kept, [Turn("user", "q"), Turn("assistant", "a")], keep=10)
+        await written_before_askers(s, old_kept, [("user", "q"), ("assistant", "a")])
         await s.save_conversation(conv(old_new, session="cb-older"))
-        await s.append_history(old_new, [Turn("user", "stale")], keep=10)
+        await written_before_askers(s, old_new, [("user", "stale")])
         await s.save_conversation(conv(new, session="cb-begun-since"))  # run without it
     async with make_store() as s:
         kept = await s.get_conversation(f"{old_kept}|docs")
