@@ -80,9 +80,10 @@ def chat_messages(
 
     Where the questions sent (the history's and this one) come from more than one
     asker (a thread or channel several people share), each is labelled with its
-    asker's `pseudonym`, so that the model can tell "my account" of one from
-    another's: OpenAI's per-message `name` (`names="name"`), or `[name] ` before
-    the text where a message has only a role and content (`"prefix"`). A
+    asker's name in that request (`person-1`, `person-2`, ...), so that the model
+    can tell "my account" of one from another's: OpenAI's per-message `name`
+    (`names="name"`), or `[name] ` before the text where a message has only a
+    role and content (`"prefix"`). A
     conversation of one asker's questions is sent unlabelled. (A question kept
     before the bridge recorded askers has none, and is not labelled.)
     """
@@ -91,11 +92,16 @@ def chat_messages(
         messages.append({"role": "system", "content": options.system_prompt})
     history = recent(req.history, 2 * options.history, options.history_chars)
     asked = [*history, Turn("user", req.message, req.user_id)]
-    askers = {turn.asker for turn in asked if turn.role == "user" and turn.asker}
+    # Named in the order they first ask in what is sent: the model reads one request at
+    # a time, and a name of this request's own says nothing of the person elsewhere.
+    names_of: dict[str, str] = {}
+    for turn in asked:
+        if turn.role == "user" and turn.asker:
+            names_of.setdefault(turn.asker, f"person-{len(names_of) + 1}")
     for turn in asked:
         message = {"role": turn.role, "content": turn.content}
-        if len(askers) > 1 and turn.role == "user" and turn.asker:
-            name = pseudonym(turn.asker, options)
+        if len(names_of) > 1 and turn.role == "user" and turn.asker:
+            name = names_of[turn.asker]
             if names == "name":
                 message["name"] = name
             else:
@@ -104,24 +110,13 @@ def chat_messages(
     return messages
 
 
-def pseudonym(asker: str, options: StatelessOptions) -> str:
-    """A short name for an asker that stays the same (`user-` and 8 hex characters of
-    the keyed hash `end_user` sends), never the platform's id."""
-    return f"user-{_digest(asker, options)[:8]}"
-
-
 def end_user(req: ChatRequest, options: StatelessOptions) -> str | None:
     """The end-user id to send, per the `user_id` option."""
     if req.user_id is None or options.user_id == "none":
         return None
     if options.user_id == "raw":
         return req.user_id
-    return f"u-{_digest(req.user_id, options)[:32]}"
-
-
-def _digest(user: str, options: StatelessOptions) -> str:
-    """HMAC-SHA256 of a platform user id, keyed with `user_id_key`, else the API key,
-    else the backend's URL."""
     secret = options.user_id_key or options.api_key
     key = secret.get_secret_value() if secret is not None else options.url
-    return hmac.new(key.encode(), user.encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(key.encode(), req.user_id.encode(), hashlib.sha256).hexdigest()
+    return f"u-{digest[:32]}"

@@ -98,7 +98,7 @@ async def test_other_refusals_are_not_asked_again(fake_chat_api, http, kind, scr
 
 ALICE, BOB = "slack:T1:UALICE", "slack:T1:UBOB"
 SHARED = (Turn("user", "My account is 4711.", ALICE), Turn("assistant", "Noted."))
-NAME = re.compile(r"^user-[0-9a-f]{8}$")  # within OpenAI's ^[a-zA-Z0-9_-]{1,64}$
+NAME = re.compile(r"^person-[0-9]+$")  # within OpenAI's ^[a-zA-Z0-9_-]{1,64}$
 
 
 async def test_in_a_shared_conversation_openai_is_told_who_asked_what(fake_chat_api, http):
@@ -113,7 +113,8 @@ async def test_in_a_shared_conversation_openai_is_told_who_asked_what(fake_chat_
     assert alice["content"] == "My account is 4711." and "name" not in answer
     assert ALICE.split(":")[-1] not in json.dumps(fake_chat_api.requests[0].json)
 
-    # The same person is the same name with every question.
+    # The same person is the same name throughout a request, named in the order
+    # they first asked in it: nothing that says who they are elsewhere.
     fake_chat_api.enqueue(tokens=["Yes."])
     again = (*SHARED, Turn("user", "Mine?", BOB), Turn("assistant", "No idea."))
     await collect(api, ChatRequest("Is that so?", history=again, user_id=ALICE))
@@ -129,8 +130,8 @@ async def test_in_a_shared_conversation_bot_messages_names_the_asker_in_the_text
     await collect(api, ChatRequest("What is my account number?", history=SHARED, user_id=BOB))
     alice, answer, bob = fake_chat_api.requests[0].json["messages"]
     assert set(alice) == set(bob) == {"role", "content"}  # a ChatMessage's fields
-    alice_name = re.match(r"^\[(user-[0-9a-f]{8})\] My account is 4711\.$", alice["content"])
-    bob_name = re.match(r"^\[(user-[0-9a-f]{8})\] What is my account number\?$", bob["content"])
+    alice_name = re.match(r"^\[(person-[0-9]+)\] My account is 4711\.$", alice["content"])
+    bob_name = re.match(r"^\[(person-[0-9]+)\] What is my account number\?$", bob["content"])
     assert alice_name and bob_name and alice_name[1] != bob_name[1]
     assert answer == {"role": "assistant", "content": "Noted."}
 

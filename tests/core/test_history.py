@@ -152,8 +152,8 @@ async def test_a_thread_several_people_share_tells_the_api_who_asked_what(
     if kind == "openai":
         names = [m.get("name") for m in shared]
         assert names[0] == names[2] != names[4] and names[1] is names[3] is None
-        assert all(name is None or name.startswith("user-") for name in names)
+        assert names == ["person-1", None, "person-1", None, "person-2"]
     else:
         labels = [m["content"].split(" ")[0] for m in shared if m["role"] == "user"]
-        assert labels[0] == labels[1] != labels[2] and labels[2].startswith("[user-")
+        assert labels == ["[person-1]", "[person-1]", "[person-2]"]
     assert "UALICE" not in str(shared) and "UBOB" not in str(shared)
