@@ -32,6 +32,8 @@ log = logging.getLogger("chat_bridge.intake")
 # Places remembered as told to have no route: bounded, whatever a daemon meets.
 UNROUTED_PLACES = 1000
 HELP_TEXT = "Ask me a question in words, and I will answer here."
+# Ends the event record of a message that asked nothing (see `Intake._check`).
+ASKED_NOTHING = "|asked nothing"
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
 CONVERSATION_BUSY = (
     "This conversation already has questions waiting for their answers; "
@@ -219,14 +221,23 @@ class Intake:
     ) -> Job | None:
         """Deduplicate, validate and answer commands; a job when there is a question to answer."""
         relay = self.relay
-        if not await relay.store.claim_event(msg.event_id, time.time()):
-            log.info("duplicate delivery of event %s dropped", msg.event_id)
-            relay.metrics.duplicates.labels(msg.platform).inc()
-            return None
         text = msg.text.strip()
-        if msg.command == "reset" or (
+        reset = msg.command == "reset" or (
             msg.is_dm and text.lower() in {k.lower() for k in relay.config.commands.reset_keywords}
-        ):
+        )
+        if not text and not reset:
+            if msg.mentioned or msg.is_dm or msg.command:
+                # A record of its own, not the message's: the message edited to hold its
+                # question (Slack delivers the edit with the message's event id) is then
+                # answered, and a second delivery of it is still told nothing.
+                if await self._claim(msg, f"{msg.event_id}{ASKED_NOTHING}"):
+                    await self._refuse(msg, target, HELP_TEXT)
+            # Else a picture or a sticker in a channel or thread the bot follows:
+            # nobody asked the bot anything.
+            return None
+        if not await self._claim(msg, msg.event_id):
+            return None
+        if reset:
             if route.session == "thread" and not msg.thread and not msg.is_dm:
                 # A command run in the channel belongs to no thread's conversation.
                 await self._refuse(msg, target, THREAD_RESET)
@@ -242,12 +253,6 @@ class Intake:
                             id=f"{record.id.removesuffix(MARKED_HERE_ONLY)}-also{MARKED_HERE_ONLY}")
             await relay.store.inflight_begin(aside)
             return Job(msg, target, route, key, record, reset=True, also=own, aside=aside)
-        if not text:
-            if msg.mentioned or msg.is_dm or msg.command:
-                await self._refuse(msg, target, HELP_TEXT)
-            # Else a picture or a sticker in a channel or thread the bot follows:
-            # nobody asked the bot anything.
-            return None
         backend = relay.backends[route.backend]
         limit = min(
             relay.config.limits.max_question_chars,
@@ -326,6 +331,14 @@ class Intake:
             "roles", msg.platform, "DM" if msg.is_dm else "channel", msg.channel,
             msg.workspace, extra={"platform": msg.platform, "channel": msg.channel},
         )
+
+    async def _claim(self, msg: Inbound, event_id: str) -> bool:
+        """Record `event_id` as taken; False (and logged) if it was already."""
+        if await self.relay.store.claim_event(event_id, time.time()):
+            return True
+        log.info("duplicate delivery of event %s dropped", msg.event_id)
+        self.relay.metrics.duplicates.labels(msg.platform).inc()
+        return False
 
     def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:
         """The counter a message counts against: the asker's on `route` when the route

@@ -1419,6 +1419,26 @@ async def test_attachment_only_message_gets_help(
     assert fake_chat_api.requests == []
 
 
+async def test_an_empty_mention_edited_to_hold_its_question_is_answered_once(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Slack delivers the edit with the message's own event id.
+    fake_chat_api.enqueue(tokens=["Answered."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        p = platform(bridge)
+        empty = await p.say("   ", thread="T1", event_id="Ev1")
+        await wait_for(lambda: empty.notices)
+        await p.say("   ", thread="T1", event_id="Ev1")  # delivered again: told once
+        edited = await p.say("how do I deploy?", thread="T1", event_id="Ev1")
+        await wait_for(lambda: edited.visible() == ["Answered."])
+        await p.say("how do I deploy?", thread="T1", event_id="Ev1")  # and again
+        fake_chat_api.enqueue(tokens=["Sentinel."])
+        await p.say("sentinel", thread="T1")  # taken after it
+        await wait_for(lambda: edited.visible() == ["Answered.", "Sentinel."])
+    assert empty.notices == [HELP_TEXT]
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["how do I deploy?", "sentinel"]
+
+
 async def test_a_picture_nobody_addressed_to_the_bot_gets_no_help(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

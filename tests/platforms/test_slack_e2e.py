@@ -23,6 +23,7 @@ from adapters.platforms.slack.platform import EDIT_WINDOW
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.intake import HELP_TEXT
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeMessage, FakeSlack
@@ -357,6 +358,26 @@ async def test_a_question_edited_to_mention_the_bot_is_answered_if_recent(
     else:  # an edit of an older message is not taken as a question
         assert await harness.sentinel() == ["sentinel"]
         assert harness.slack.bot_replies(CHANNEL, root) == []
+
+
+async def test_an_empty_mention_edited_to_hold_its_question_is_answered_once(
+    harness: Harness,
+) -> None:
+    slack = harness.slack
+    harness.chat.enqueue(tokens=["Deployed."])
+    [empty] = slack.user_message(CHANNEL, f"<@{slack.bot_user_id}>")[1:]  # its app_mention
+    await harness.send(empty)
+    await harness.send(empty, retry=1)
+    root = empty["event"]["ts"]
+    edits = slack.user_edit(CHANNEL, root, f"<@{slack.bot_user_id}> how do I deploy?")
+    for body in edits:
+        await harness.send(body)
+    await harness.answer(CHANNEL, root, "Deployed.")
+    for body in edits:  # delivered again: answered already
+        await harness.send(body, retry=1)
+    assert await harness.sentinel() == ["how do I deploy?", "sentinel"]
+    assert len(slack.bot_replies(CHANNEL, root)) == 1
+    assert [e["text"] for e in slack.ephemerals] == [HELP_TEXT]
 
 
 async def test_a_follow_up_waiting_its_turn_shows_at_once_that_it_was_taken(
