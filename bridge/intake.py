@@ -21,7 +21,7 @@ from bridge.errors import BridgeError, for_log, told
 from bridge.flag import Flag
 from bridge.interfaces import Inbound, ReplyTarget
 from bridge.jobs import Job, seconds, unavailable
-from bridge.routing import conversation_key, match_route
+from bridge.routing import conversation_key, follows, match_route
 from bridge.store import Conversation, InFlight
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ log = logging.getLogger("chat_bridge.intake")
 # Places remembered as told to have no route: bounded, whatever a daemon meets.
 UNROUTED_PLACES = 1000
 HELP_TEXT = "Ask me a question in words, and I will answer here."
+# Where the next message is not answered without a mention (no thread the bot follows).
+MENTION_HELP = "Mention me with a question in words, and I will answer it."
 # Ends the event record of a message that asked nothing (see `Intake._check`).
 ASKED_NOTHING = "|asked nothing"
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
@@ -231,7 +233,7 @@ class Intake:
                 # question (Slack delivers the edit with the message's event id) is then
                 # answered, and a second delivery of it is still told nothing.
                 if await self._claim(msg, f"{msg.event_id}{ASKED_NOTHING}"):
-                    await self._refuse(msg, target, HELP_TEXT)
+                    await self._ask_in_words(msg, target, route, key)
             # Else a picture or a sticker in a channel or thread the bot follows:
             # nobody asked the bot anything.
             return None
@@ -339,6 +341,34 @@ class Intake:
         log.info("duplicate delivery of event %s dropped", msg.event_id)
         self.relay.metrics.duplicates.labels(msg.platform).inc()
         return False
+
+    async def _ask_in_words(
+        self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str
+    ) -> None:
+        """Ask for the question in words, promising an answer to a message without a
+        mention only where it will have one. Where the bot was mentioned in a thread
+        it follows once it answers there, the thread's conversation is recorded now:
+        the question then written in it without a mention is answered."""
+        if msg.is_dm or msg.command or (route.trigger == "all" and msg.follow_ups):
+            words = HELP_TEXT
+        elif follows(route, msg) and await self._follow(key, route):
+            words = HELP_TEXT
+        else:
+            words = MENTION_HELP
+        await self._refuse(msg, target, words)
+
+    async def _follow(self, key: str, route: RouteConfig) -> bool:
+        """Record the conversation `key` (unless it is known): its thread is followed."""
+        now = time.time()
+        try:
+            await self.relay.store.create_conversation(
+                Conversation(key, route.backend, None, now, now)
+            )
+        except BridgeError as exc:
+            log.warning("could not record the conversation: %s", exc,
+                        extra={"conversation": key})
+            return False
+        return True
 
     def _rate_key(self, msg: Inbound, route: RouteConfig) -> str:
         """The counter a message counts against: the asker's on `route` when the route

@@ -296,6 +296,10 @@ class Inbound:
     # "members" is told only where `PlatformContext.per_user` is set: elsewhere no
     # route reads it, and an adapter may not find it out (Slack would be asked).
     audience: Audience = "channel"
+    # False where the platform does not deliver the place's messages that do not
+    # mention the bot (Discord without the Message Content intent): nobody is then
+    # told that one would be answered.
+    follow_ups: bool = True
 
 
 @dataclass(frozen=True, slots=True)

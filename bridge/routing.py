@@ -77,6 +77,13 @@ def _static_match(route: RouteConfig, msg: Inbound) -> bool:
     return True
 
 
+def follows(route: RouteConfig, msg: Inbound) -> bool:
+    """Whether, under `route`, the messages of `msg`'s thread are taken without a
+    mention once its conversation is known (a thread the bridge answers), where the
+    platform delivers them."""
+    return bool(msg.thread) and route.session == "thread" and msg.follow_ups
+
+
 Exists = Callable[[str], Awaitable[bool]]
 
 
@@ -99,7 +106,7 @@ async def match_route(
             return route
         if msg.mentioned:
             return route
-        if msg.thread and route.session == "thread":
+        if follows(route, msg):
             if await conversation_exists(conversation_key(route, msg)):
                 return route
     return None

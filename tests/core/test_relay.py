@@ -22,7 +22,13 @@ from bridge import app, render
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import UNEXPECTED, PlaceGone, PlatformError, PlatformRefused, StoreError, told
-from bridge.intake import CONVERSATION_BUSY, HELP_TEXT, THREAD_RESET, UserRateLimiter
+from bridge.intake import (
+    CONVERSATION_BUSY,
+    HELP_TEXT,
+    MENTION_HELP,
+    THREAD_RESET,
+    UserRateLimiter,
+)
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
 from bridge.relay import INTERRUPTED
 from bridge.render import LiveReply
@@ -899,7 +905,7 @@ async def test_a_places_refusals_are_posted_in_the_order_of_their_messages(
         await platform(bridge).say("x" * 5000)
         await platform(bridge).say("   ")
         await wait_for(lambda: len(shown) == 2)
-    assert "long" in shown[0] and shown[1] == HELP_TEXT
+    assert "long" in shown[0] and shown[1] == MENTION_HELP
 
 
 async def test_a_reply_that_cannot_be_finished_is_said_apart(
@@ -1417,6 +1423,44 @@ async def test_attachment_only_message_gets_help(
         await asyncio.wait_for(target.ended.wait(), 10)
     assert target.notices == ["Ask me a question in words, and I will answer here."]
     assert fake_chat_api.requests == []
+
+
+async def test_a_question_written_in_the_thread_of_an_empty_mention_is_answered(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # "@bot" alone, sent too early: the bot says it will answer there, and does.
+    fake_chat_api.enqueue(tokens=["Answered."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        p = platform(bridge)
+        empty = await p.say("   ", thread="T1")
+        await wait_for(lambda: empty.notices)
+        asked = await p.say("how do I deploy?", thread="T1", mentioned=False)
+        await wait_for(lambda: asked.visible() == ["Answered."])
+    assert empty.notices[0] == HELP_TEXT
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["how do I deploy?"]
+
+
+@pytest.mark.parametrize(
+    ("route", "thread", "follow_ups"),
+    [("", None, True), ("session: user", "T1", True), ("", "T1", False)],
+    ids=["outside-a-thread", "no-thread-sessions", "unmentioned-not-delivered"],
+)
+async def test_an_empty_mention_where_no_thread_is_followed_asks_for_a_mention(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, route: str, thread: str | None,
+    follow_ups: bool,
+) -> None:
+    # A message there without a mention would not be answered: the bot says so.
+    fake_chat_api.enqueue(tokens=["Sentinel."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route=route) as bridge:
+        p = platform(bridge)
+        empty = await p.say("   ", thread=thread, follow_ups=follow_ups)
+        await wait_for(lambda: empty.notices)
+        place = thread or "1.000"  # the empty mention's own thread, were one opened
+        await p.say("how do I deploy?", thread=place, mentioned=False)
+        sentinel = await p.say("sentinel", thread=place)  # taken after it
+        await wait_for(lambda: sentinel.visible() == ["Sentinel."])
+    assert empty.notices == [MENTION_HELP]
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["sentinel"]
 
 
 async def test_an_empty_mention_edited_to_hold_its_question_is_answered_once(

@@ -163,6 +163,7 @@ async def test_without_message_content_option_it_starts_and_answers_mentions_onl
         first, _ = await world.next()
         await wait_for(lambda: any("not read" in r.getMessage() for r in caplog.records))
     assert first.text == "but this one" and first.mentioned
+    assert not first.follow_ups  # a message without a mention is never heard
     assert world.got.empty()
 
 

@@ -18,6 +18,7 @@ from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlatformError
+from bridge.intake import MENTION_HELP
 from bridge.relay import INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
@@ -422,6 +423,25 @@ async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: 
     first, second = setup.sessions()
     assert first and first == second
     assert setup.chat.requests[1].json["message"] == "And how wide?"
+
+
+async def test_an_empty_mention_promises_an_answer_to_a_follow_up_only_in_a_thread(
+    setup: Setup,
+) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Answered."])
+    async with setup.bridge():
+        # In the channel, only a mention would be answered (in a new thread).
+        await fake.mention(setup.help, setup.bob, "")
+        [told] = await setup.final(setup.help, "I will answer it.")
+        # In a thread of the channel, the question then written there is answered.
+        thread = await fake.add_thread(setup.help, "deploys")
+        await fake.mention(thread, setup.bob, "")
+        await setup.final(thread, "I will answer here.")
+        await fake.say(thread, setup.bob, "how do I deploy?")  # no mention
+        await setup.final(thread, "Answered.")
+    assert told["content"] == MENTION_HELP
+    assert [r.json["message"] for r in setup.chat.requests] == ["how do I deploy?"]
 
 
 async def test_a_questions_markup_reaches_the_chat_api_and_names_its_thread_in_words(

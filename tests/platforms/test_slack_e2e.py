@@ -360,6 +360,22 @@ async def test_a_question_edited_to_mention_the_bot_is_answered_if_recent(
         assert harness.slack.bot_replies(CHANNEL, root) == []
 
 
+async def test_a_question_written_in_the_thread_of_an_empty_mention_is_answered(
+    harness: Harness,
+) -> None:
+    # "@bot" alone, Enter hit too early: the bot says, in the message's thread, that
+    # it will answer there; the question then written there needs no mention.
+    slack = harness.slack
+    harness.chat.enqueue(tokens=["Deployed."])
+    root = await harness.ask(CHANNEL, "")
+    await slack.wait_for(lambda: slack.ephemerals)
+    [told] = slack.ephemerals
+    assert (told["text"], told["thread_ts"]) == (HELP_TEXT, root)
+    await harness.ask(CHANNEL, "how do I deploy?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Deployed.")
+    assert await harness.sentinel() == ["how do I deploy?", "sentinel"]
+
+
 async def test_an_empty_mention_edited_to_hold_its_question_is_answered_once(
     harness: Harness,
 ) -> None:

@@ -374,6 +374,8 @@ class DiscordPlatform(Platform):
             event_id=str(message.id),
             is_dm=guild_id is None,
             mentioned=mentioned,
+            # Without the Message Content intent, only mentions are read in a server.
+            follow_ups=guild_id is None or self.options.message_content,
             roles=_roles(message.author),
             has_attachments=bool(message.attachments),
             received_at=time.time(),
