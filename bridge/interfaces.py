@@ -296,6 +296,9 @@ class Inbound:
     # "members" is told only where `PlatformContext.per_user` is set: elsewhere no
     # route reads it, and an adapter may not find it out (Slack would be asked).
     audience: Audience = "channel"
+    # The message begins by addressing someone else (a mention of another person or
+    # bot, not this one): in a thread the bot follows, it is no follow-up to the bot.
+    addresses_other: bool = False
     # False where the platform does not deliver the place's messages that do not
     # mention the bot (Discord without the Message Content intent): nobody is then
     # told that one would be answered.

@@ -93,7 +93,8 @@ async def match_route(
     """The first route that takes `msg`, or None.
 
     A message without a mention still counts when it continues a thread the
-    bridge is already answering (`conversation_exists` tells).
+    bridge is already answering (`conversation_exists` tells), unless it begins by
+    addressing someone else: it is not a follow-up to the bot.
     """
     for route in routes:
         if not _static_match(route, msg):
@@ -106,7 +107,7 @@ async def match_route(
             return route
         if msg.mentioned:
             return route
-        if follows(route, msg):
+        if follows(route, msg) and not msg.addresses_other:
             if await conversation_exists(conversation_key(route, msg)):
                 return route
     return None

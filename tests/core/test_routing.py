@@ -115,6 +115,17 @@ async def test_a_thread_the_bridge_answers_continues_without_a_mention() -> None
     assert await pick([per_user], follow_up, known={"slack:T1:user:U1|docs"}) is None
 
 
+async def test_a_message_addressing_someone_else_in_a_followed_thread_is_no_follow_up() -> None:
+    r = route(session="thread")
+    known = {"slack:T1:thread:C1:50.1|docs"}
+    to_other = msg(thread="50.1", message_id="51.1", addresses_other=True)
+    assert await pick([r], to_other, known=known) is None
+    # Mentioning the bot too, it is the bot's; and a route answering every message
+    # answers it.
+    assert await pick([r], replace(to_other, mentioned=True), known=known) == 0
+    assert await pick([route(trigger="all")], to_other) == 0
+
+
 async def test_workspace_user_and_role_allowlists() -> None:
     m = msg(mentioned=True, roles=("R1",))
     assert await pick([route(workspace=["T2"])], m) is None

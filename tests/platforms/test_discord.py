@@ -335,6 +335,28 @@ async def test_a_message_edited_to_mention_the_bot_is_delivered_again_as_itself(
     assert DiscordPlatform.redelivers_within >= window > 0
 
 
+async def test_a_message_beginning_with_someone_elses_mention_says_so(world: World) -> None:
+    bot_role = next(r["id"] for r in world.fake.guilds[world.guild]["roles"] if r["managed"])
+    me = f"<@{world.fake.app_id}>"
+    texts = [
+        f"<@{world.alice}> can you check?",  # a person, or another bot
+        f" <@!{world.alice}> can you check?",
+        f"<@&{world.role}> is this right?",  # a role
+        f"<@{world.alice}> what do you think, {me}?",  # the bot too: its own
+        f"<@&{bot_role}> and <@{world.alice}>, what is it?",
+        f"thanks <@{world.alice}>, and a question",  # not addressed to them first
+    ]
+    seen = []
+    async with running(world):
+        for text in texts:
+            await world.fake.say(world.other, world.bob, text)
+            msg, _ = await world.next()
+            seen.append((msg.addresses_other, msg.mentioned))
+    assert seen == [
+        (True, False), (True, False), (True, False), (True, True), (False, True), (False, False)
+    ]
+
+
 async def test_a_reply_to_the_bot_is_a_mention_only_when_its_text_says_so(
     world: World,
 ) -> None:

@@ -444,6 +444,25 @@ async def test_an_empty_mention_promises_an_answer_to_a_follow_up_only_in_a_thre
     assert [r.json["message"] for r in setup.chat.requests] == ["how do I deploy?"]
 
 
+async def test_a_message_addressed_to_someone_else_in_a_followed_thread_is_not_answered(
+    setup: Setup,
+) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["First answer."])
+    setup.chat.enqueue(tokens=["Second answer."])
+    async with setup.bridge():
+        question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread = question["id"]
+        await setup.final(thread, "First answer.")
+        await fake.say(thread, setup.bob, f"<@{setup.alice}> can you check this?")
+        await fake.say(thread, setup.bob, f"<@&{setup.role}> is this right?")
+        await fake.say(thread, setup.bob, "And how wide?")
+        await setup.final(thread, "Second answer.")
+    assert [r.json["message"] for r in setup.chat.requests] == [
+        "How long is the bridge?", "And how wide?"
+    ]
+
+
 async def test_a_questions_markup_reaches_the_chat_api_and_names_its_thread_in_words(
     setup: Setup,
 ) -> None:

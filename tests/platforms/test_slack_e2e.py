@@ -396,6 +396,28 @@ async def test_an_empty_mention_edited_to_hold_its_question_is_answered_once(
     assert [e["text"] for e in slack.ephemerals] == [HELP_TEXT]
 
 
+async def test_a_message_addressed_to_someone_else_in_a_followed_thread_is_not_answered(
+    harness: Harness,
+) -> None:
+    harness.chat.enqueue(tokens=["First answer."])
+    harness.chat.enqueue(tokens=["Second answer."])
+    harness.chat.enqueue(tokens=["Third answer."])
+    root = await harness.ask(CHANNEL, "how do I deploy?")
+    await harness.answer(CHANNEL, root, "First answer.")
+    for text in ("<@U0OTHERBOT> please summarise this thread", "<!subteam^S0ONCALL> look?"):
+        await harness.ask(CHANNEL, text, thread_ts=root, mention=False)
+    # Mentioning the bot too, it is the bot's.
+    mention = f"<@{harness.slack.bot_user_id}>"
+    await harness.ask(CHANNEL, f"<@U0OTHERBOT> what do you think, {mention}?",
+                      thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Second answer.", n=2)
+    await harness.ask(CHANNEL, "and on staging?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Third answer.", n=3)
+    first, mentioned, follow_up = [r.json["message"] for r in harness.chat.requests]
+    assert (first, follow_up) == ("how do I deploy?", "and on staging?")
+    assert mentioned.startswith("@U0OTHERBOT what do you think")
+
+
 async def test_a_follow_up_waiting_its_turn_shows_at_once_that_it_was_taken(
     harness: Harness,
 ) -> None:

@@ -492,6 +492,26 @@ async def test_thread_reply_without_mention_is_delivered_unmentioned(
     assert target.address == Address("slack", fake_slack.team_id, CHANNEL, root_ts)
 
 
+async def test_a_message_beginning_with_someone_elses_mention_says_so(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    me = f"<@{fake_slack.bot_user_id}>"
+    texts = [
+        "<@U0OTHERBOT> please summarise this thread",  # another bot, or a person
+        " <!subteam^S0ONCALL|@oncall> can you look?",  # a user group
+        f"<@U0OTHERBOT> what do you think, {me}?",  # the bot too: its own
+        f"{me} and <@U0OTHERBOT>, what is it?",
+        "thanks <@U0OTHERBOT>, and a question",  # not addressed to them first
+        "a follow-up",
+    ]
+    bodies = [b for text in texts for b in fake_slack.user_message(CHANNEL, text, thread_ts="1.0")]
+    await deliver(fake_slack, bodies)
+    delivered = await inbox.wait(len(texts))
+    assert [(m.addresses_other, m.mentioned) for m in delivered] == [
+        (True, False), (True, False), (True, True), (False, True), (False, False), (False, False)
+    ]
+
+
 async def test_dm_is_delivered_as_dm_at_top_level(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

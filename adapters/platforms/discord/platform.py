@@ -22,7 +22,13 @@ from discord import app_commands
 
 from adapters.platforms import never_below_info
 from adapters.platforms.discord.options import DiscordOptions
-from adapters.platforms.discord.readable import Names, everyone_sees, place_ids, question_text
+from adapters.platforms.discord.readable import (
+    Names,
+    addresses_other,
+    everyone_sees,
+    place_ids,
+    question_text,
+)
 from adapters.platforms.discord.startup import Endpoints, start_error
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
@@ -374,6 +380,7 @@ class DiscordPlatform(Platform):
             event_id=str(message.id),
             is_dm=guild_id is None,
             mentioned=mentioned,
+            addresses_other=addresses_other(message.content, me, role_ids),
             # Without the Message Content intent, only mentions are read in a server.
             follow_ups=guild_id is None or self.options.message_content,
             roles=_roles(message.author),

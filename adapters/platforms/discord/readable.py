@@ -53,6 +53,20 @@ def timestamp_text(seconds: int) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+# A mention of a person or a bot (<@123…>, <@!123…>) or of a role (<@&123…>), first.
+_FIRST_MENTION = re.compile(r"\s*<@([!&]?)(\d{1,20})>")
+
+
+def addresses_other(text: str, bot_id: int, role_ids: Iterable[int] = ()) -> bool:
+    """Whether a message's text begins by addressing someone other than the bot (its
+    user `bot_id`, its role among `role_ids`): a mention of another person, bot or role."""
+    first = _FIRST_MENTION.match(text)
+    if first is None:
+        return False
+    kind, target = first.group(1), int(first.group(2))
+    return target not in role_ids if kind == "&" else target != bot_id
+
+
 @dataclass
 class Names:
     """Who and what ids stand for, in a question asked in a channel (and a thread

@@ -12,6 +12,8 @@ USER_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
+# A mention of a person or a bot (<@U…>), or of a user group (<!subteam^S…>), first.
+_FIRST_MENTION = re.compile(r"\s*<(@[^|>]+|!subteam\^[^|>]+)(?:\|[^>]*)?>")
 
 
 def plain_text(text: str) -> str:
@@ -30,6 +32,13 @@ def plain_text(text: str) -> str:
     text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
     text = _REF.sub(ref, text)
     return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)
+
+
+def addresses_other(text: str, me: str | None) -> bool:
+    """Whether a message's text (Slack markup) begins by addressing someone other than
+    the bot whose user id is `me`: a mention of another person, bot or user group."""
+    first = _FIRST_MENTION.match(text)
+    return first is not None and first.group(1) != f"@{me}"
 
 
 def workspace_of(body: dict[str, Any], event: dict[str, Any], team_id: str | None) -> str:

@@ -34,7 +34,7 @@ from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform
 from bridge.transport import env_proxy
 
 from .closed import ClosedChannels
-from .events import USER_SUBTYPES, from_bot, plain_text, ts_seconds, workspace_of
+from .events import USER_SUBTYPES, addresses_other, from_bot, plain_text, ts_seconds, workspace_of
 from .http_mode import EventsEndpoint
 from .lockout import TokenGate
 from .loops import BotTurns
@@ -474,6 +474,7 @@ class SlackPlatform(Platform):
             thread=thread,
             is_dm=is_dm,
             mentioned=mentioned,
+            addresses_other=addresses_other(text, self.bot_user_id),
             has_attachments=bool(event.get("files")),
             received_at=time.time(),
             sent_at=ts_seconds(ts),
