@@ -444,6 +444,25 @@ async def test_an_empty_mention_promises_an_answer_to_a_follow_up_only_in_a_thre
     assert [r.json["message"] for r in setup.chat.requests] == ["how do I deploy?"]
 
 
+async def test_an_empty_mention_edited_to_hold_its_question_is_answered_once(
+    setup: Setup,
+) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Answered."])
+    setup.chat.enqueue(tokens=["Sentinel."])
+    async with setup.bridge():
+        empty = await fake.mention(setup.general, setup.bob, "")
+        await setup.final(setup.general, "I will answer it.")
+        await fake.redeliver(empty)  # delivered again: told once
+        edited = await fake.edit(empty["id"], f"<@{fake.app_id}> how do I deploy?")
+        await setup.final(setup.general, "Answered.")
+        await fake.redeliver(edited)  # and again: answered once
+        await fake.mention(setup.general, setup.bob, "sentinel")  # taken after it
+        msgs = await setup.final(setup.general, "Sentinel.")
+    assert [m["content"] for m in msgs] == [MENTION_HELP, "Answered.", "Sentinel."]
+    assert [r.json["message"] for r in setup.chat.requests] == ["how do I deploy?", "sentinel"]
+
+
 async def test_a_message_addressed_to_someone_else_in_a_followed_thread_is_not_answered(
     setup: Setup,
 ) -> None:
