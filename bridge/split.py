@@ -204,10 +204,12 @@ def _cut_point(text: str, budget: int, floor: int, continued: int = -1) -> int:
 
 def _joins_previous(char: str) -> bool:
     """Whether `char` belongs to the character before it (a combining mark, a
-    joiner, a variation selector, an emoji skin tone, a Hangul syllable's jamo)."""
+    joiner, a variation selector, an emoji skin tone, a Hangul syllable's jamo, Thai's
+    and Lao's vowel AM, a letter by its category but a mark of the syllable before)."""
     code = ord(char)
     return (
         code == 0x200D
+        or code in (0x0E33, 0x0EB3)
         or 0xFE00 <= code <= 0xFE0F
         or 0x1F3FB <= code <= 0x1F3FF
         or 0xE0020 <= code <= 0xE007F  # the tags of subdivision flags

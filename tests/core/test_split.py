@@ -215,6 +215,7 @@ def test_a_stray_backtick_early_in_a_long_paragraph_leaves_the_message_full() ->
         "\u0938\u094d\u0924\u0947",  # a Devanagari conjunct, joined by a virama
         "\u2764\ufe0f",  # a heart with its emoji presentation selector
         "\u1100\u1161\u11a8",  # a Hangul syllable written as its three jamo (NFD)
+        "\u0e19\u0e49\u0e33",  # Thai "water": a consonant, a tone mark, the vowel AM
     ],
 )
 @pytest.mark.parametrize("limit", [2000, 1999, 1998, 1997])
