@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 
 _SPACE = re.compile(r"\s*")
-_AFTER_LEADING = re.compile(r"\s*(?:[,:]\s*)?")  # "@bot, what…", "@bot: what…"
-_BETWEEN_TRAILING = re.compile(r"\s*(?:,\s*)?")
-_END = re.compile(r"[\s.?!]*")  # "… thanks @bot!"
+# "@bot, what…", "@bot: what…", "@bot、これは…" (and the full-width forms).
+_AFTER_LEADING = re.compile(r"\s*(?:[,:、，：；]\s*)?")
+_BETWEEN_TRAILING = re.compile(r"\s*(?:[,、，]\s*)?")
+_END = re.compile(r"[\s.?!。？！…]*")  # "… thanks @bot!", "谢谢，@bot。"
 
 
 def without_mention(text: str, mention: str, name: str) -> str:
@@ -48,5 +49,5 @@ def without_mention(text: str, mention: str, name: str) -> str:
     out.append(text[start:end])
     kept = "".join(out)
     if trail < len(spans):  # the closing punctuation stays, the comma before them goes
-        kept = kept.rstrip().removesuffix(",").rstrip() + text[spans[-1][1] :].lstrip()
+        kept = kept.rstrip().rstrip(",、，").rstrip() + text[spans[-1][1] :].lstrip()
     return kept

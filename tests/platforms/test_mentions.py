@@ -33,6 +33,10 @@ ME = r"<@U1(?:\|[^>]*)?>"
         # Someone else's mention is not the bot's.
         ("<@U2> <@U1> what is it?", "<@U2> Bridge Bot what is it?"),
         ("what is a bridge?", "what is a bridge?"),
+        # Chinese and Japanese punctuation addresses the bot as a comma does.
+        ("<@U1>、これは何ですか？", "これは何ですか？"),
+        ("<@U1>：这是什么？", "这是什么？"),
+        ("谢谢，<@U1>。", "谢谢。"),
     ],
 )
 def test_a_mention_that_addresses_the_bot_goes_and_one_within_is_its_name(
