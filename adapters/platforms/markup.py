@@ -7,7 +7,7 @@ import html
 import re
 import unicodedata
 from typing import NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import yarl
 
@@ -24,8 +24,25 @@ def break_fences(text: str) -> str:
 
 def encoded_url(url: str) -> str:
     """`url` with everything but URL syntax percent-encoded (spaces, `<`, `>`, line
-    breaks): an API's URL can neither end the link it is put in nor break its line."""
-    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._")
+    breaks): an API's URL can neither end the link it is put in nor break its line. An
+    international host is in its `xn--` form, which every client resolves."""
+    return quote(ascii_host(url), safe="/:?#[]@!$&'()*+,;=%~-._")
+
+
+def ascii_host(url: str) -> str:
+    """`url` with an international host in its `xn--` form (the rest as it is); as it
+    is where IDNA takes no such host."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host.isascii():
+            return url
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        port = f":{parts.port}" if parts.port is not None else ""
+        netloc = f"{userinfo}{at}{host.encode('idna').decode('ascii')}{port}"
+    except (ValueError, UnicodeError):
+        return url
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # What no reader sees: zero-width characters, the soft hyphen, the byte-order mark.

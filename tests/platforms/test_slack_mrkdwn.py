@@ -448,7 +448,7 @@ def test_sources_name_no_other_place_than_theirs() -> None:
     userinfo = Source("https://bank.example\u2044login@evil.example/", "")
     assert mrkdwn_sources([lying, homograph, userinfo]) == (
         "_Sources:_ <https://evil.example/phish> · "
-        "<https://b%D0%B0nk.example/|xn--bnk-6cd.example> · "
+        "<https://xn--bnk-6cd.example/|xn--bnk-6cd.example> · "
         "<https://bank.example%E2%81%84login@evil.example/|evil.example>"
     )
     assert markdown_sources([lying]) == "_Sources:_ <https://evil.example/phish>"
@@ -483,3 +483,15 @@ def test_a_link_opens_at_its_innermost_bracket() -> None:
     assert markdown_to_mrkdwn("[a [b](https://b.example) c") == "[a <https://b.example|b> c"
     brackets = "[" * 50_000 + "]("
     assert markdown_to_mrkdwn(brackets) == brackets
+
+
+def test_a_link_to_a_page_in_another_script_reads_in_its_letters() -> None:
+    # Shown as its URL, it was runs of %XX: `https://%E4%BE%8B%E3%81%88.jp/%E6%9D%B1...`.
+    assert markdown_to_mrkdwn("詳しくは <https://例え.jp/東京> を参照。") == (
+        "詳しくは <https://xn--r8jz45g.jp/%E6%9D%B1%E4%BA%AC|https://xn--r8jz45g.jp/東京> を参照。"
+    )
+    # A host of letters that pass for Latin ones shows as browsers show it.
+    assert markdown_to_mrkdwn("<https://аpple.com/login>") == (
+        "<https://xn--pple-43d.com/login|https://xn--pple-43d.com/login>"
+    )
+    assert markdown_to_mrkdwn("<https://example.com/a-page>") == "<https://example.com/a-page>"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from adapters.platforms.markup import (
     ZWSP,
     address_of,
+    ascii_host,
     break_fences,
     encoded_url,
     honest_label,
@@ -378,9 +379,20 @@ def link(url: str, label: str = "") -> str:
         return escape(defuse_at(shown)) + (f" ({escape(defuse_at(url))})" if label and url else "")
     safe_url = encoded_url(url).replace("&", "&amp;")
     if not label or label == url or not honest_label(label, url):
-        return f"<{safe_url}>"
+        if url.isascii():
+            return f"<{safe_url}>"
+        # Slack shows a link without a label as its URL, here percent-encoded: a page
+        # in Japanese or Russian would read as runs of %XX.
+        label = _readable(url)
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
     return f"<{safe_url}|{clean}>"
+
+
+def _readable(url: str) -> str:
+    """`url` as a reader reads it: its path and query in their own letters, its host
+    in the form browsers show where letters of several scripts could pass for
+    another's (`xn--`), on one line."""
+    return ascii_host(" ".join(url.split()))
 
 
 def mrkdwn_sources(sources: Sequence[Source]) -> str:
