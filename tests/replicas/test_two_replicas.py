@@ -20,7 +20,7 @@ import pytest
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI, Script
 from tests.fakes.slack import FakeSlack
-from tests.store.conftest import pg_schema_url
+from tests.store.conftest import PG_URL, pg_schema_url
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ["C0REPLICA1", "C0REPLICA2", "C0REPLICA3"]
@@ -108,7 +108,7 @@ limits: {{heartbeat_interval: 1.0}}
         one, two = await start_replica(config, env), await start_replica(config, env)
         try:
             await _exactly_once_in_order(fake_slack, fake_chat_api, one, two)
-            await _survivor_takes_over(fake_slack, fake_chat_api, one, two)
+            await _survivor_takes_over(fake_slack, fake_chat_api, one, two, store_url)
         finally:
             for replica in (one, two):
                 if replica.proc.returncode is None:
@@ -165,7 +165,7 @@ async def _exactly_once_in_order(
 
 
 async def _survivor_takes_over(
-    slack: FakeSlack, chat: FakeChatAPI, one: Replica, two: Replica
+    slack: FakeSlack, chat: FakeChatAPI, one: Replica, two: Replica, store_url: str
 ) -> None:
     slow = ["a ", "long ", "story ", "that ", "goes ", "on"]
     chat.answer_for = lambda q: (
@@ -180,6 +180,8 @@ async def _survivor_takes_over(
     key_part = f"{channel}:{root}"
     victim, survivor = (one, two) if one.answering(key_part) else (two, one)
     assert victim.answering(key_part)
+    # What it showed is recorded a moment later (a busy machine's moment may be long).
+    await _recorded(store_url, "a long")
     victim.proc.kill()
     await victim.proc.wait()
 
@@ -199,3 +201,19 @@ async def _survivor_takes_over(
     )
     await stop(survivor)
     assert survivor.proc.returncode == 0
+
+
+async def _recorded(store_url: str, text: str) -> None:
+    """Wait until a reply's in-flight record holds `text`."""
+    import asyncpg
+
+    schema = store_url.rsplit("search_path=", 1)[1]
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+    try:
+        async with asyncio.timeout(30):
+            while not await conn.fetchval(
+                "SELECT count(*) FROM inflight WHERE position($1 in text) > 0", text
+            ):
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
