@@ -10,12 +10,14 @@ import resource
 import time
 import uuid
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any
 
 import httpx
 
 from bridge.budget import Budgets
 from bridge.config import Config
+from bridge.deletions import record_deletion
 from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
@@ -182,6 +184,7 @@ class Bridge:
                     route.session == "user" and route.serves(name) for route in self.config.routes
                 ),
                 extra=self._platform_extra.get(name, {}),
+                deleted=partial(record_deletion, self.store, name) if self.store.shared else None,
             )
             self.platforms[name] = cls(ctx)
             self.relay.reset_commands[name] = self.platforms[name].reset_command

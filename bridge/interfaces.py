@@ -464,6 +464,11 @@ class PlatformContext:
     # change which conversation a question belongs to.
     per_user: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set on a shared store, where an event may reach another replica than the one
+    # holding its question: called by the adapter with (workspace, channel, message
+    # id) when a message is deleted, so that a question of it still waiting its turn
+    # is not answered wherever it waits (see bridge/deletions.py).
+    deleted: Callable[[str, str, str], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from bridge.budget import Budget, Budgets
 from bridge.circuit import Circuit
 from bridge.config import Config
 from bridge.conversations import open_conversation, remember
+from bridge.deletions import deleted_elsewhere
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -322,10 +323,10 @@ class Relay:
         msg, route, key = job.msg, job.route, job.key
         backend = self.backends[route.backend]
         circuit = self.circuits[route.backend]
-        if job.target.withdrawn():
+        if job.target.withdrawn() or await deleted_elsewhere(self.store, msg):
             # Posted by mistake (a password, the wrong channel) and deleted while it
-            # waited, or waited past the platform's time for an answer: it is not sent
-            # on, nor paid for.
+            # waited (the deletion perhaps told to another replica), or waited past the
+            # platform's time for an answer: it is not sent on, nor paid for.
             log.info("not answering: the question was withdrawn before its answer began",
                      extra={"conversation": key})
             self.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()

@@ -142,6 +142,10 @@ class Store(ABC):
         """Atomically record an event id; True if this call was the first."""
 
     @abstractmethod
+    async def event_claimed(self, event_id: str) -> bool:
+        """Whether an event id is recorded (claimed, and not pruned yet)."""
+
+    @abstractmethod
     async def prune_events(self, older_than: float) -> int:
         """Forget event ids recorded before `older_than`; returns how many."""
 

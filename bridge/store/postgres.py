@@ -270,6 +270,11 @@ class PostgresStore(Store):
             )
         return inserted is not None
 
+    async def event_claimed(self, event_id: str) -> bool:
+        async with self._conn("looking up an event id") as conn:
+            found = await conn.fetchval("SELECT 1 FROM events WHERE event_id = $1", event_id)
+        return found is not None
+
     async def prune_events(self, older_than: float) -> int:
         async with self._conn("pruning event ids") as conn:
             status = await conn.execute(

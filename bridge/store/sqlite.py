@@ -330,6 +330,11 @@ class SQLiteStore(Store):
             )
             return cursor.rowcount == 1
 
+    async def event_claimed(self, event_id: str) -> bool:
+        async with self._read("looking up an event id", one_trip=True) as db:
+            row = await _one(db, "SELECT 1 FROM events WHERE event_id = ?", (event_id,))
+        return row is not None
+
     async def prune_events(self, older_than: float) -> int:
         async with self._write("pruning event ids", transaction=False) as db:
             cursor = await db.execute("DELETE FROM events WHERE seen_at < ?", (older_than,))

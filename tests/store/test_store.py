@@ -225,6 +225,15 @@ async def test_claim_event_concurrent_across_two_stores(make_store: StoreFactory
         assert results[2 * n] != results[2 * n + 1]
 
 
+async def test_event_claimed_until_pruned(store: Store) -> None:
+    assert await store.event_claimed("Ev1") is False
+    await store.claim_event("Ev1", 10.0)
+    assert await store.event_claimed("Ev1") is True
+    assert await store.claim_event("Ev1", 11.0) is False  # a look claims nothing
+    await store.prune_events(older_than=11.0)
+    assert await store.event_claimed("Ev1") is False
+
+
 async def test_prune_events(store: Store) -> None:
     for i in range(5):
         assert await store.claim_event(f"e{i}", float(i))

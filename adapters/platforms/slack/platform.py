@@ -334,7 +334,7 @@ class SlackPlatform(Platform):
         _BOLT_LOG.error("slack: listener failed", exc_info=error)
 
     def _deliver(self, body: dict[str, Any], event: dict[str, Any], *, mention: bool) -> None:
-        if self._deleted(event):
+        if self._deleted(body, event):
             return
         # Told even by an event not answered (a mention's message, its app_mention
         # answered): its app_mention does not say who sees the channel.
@@ -390,9 +390,10 @@ class SlackPlatform(Platform):
             inbound = replace(inbound, audience=self.kinds.audience(inbound.channel))
         await handler(inbound, target)
 
-    def _deleted(self, event: dict[str, Any]) -> bool:
+    def _deleted(self, body: dict[str, Any], event: dict[str, Any]) -> bool:
         """Whether `event` says a message was deleted; a question of it still waiting
-        for its answer is then not answered (a password posted by mistake)."""
+        for its answer is then not answered (a password posted by mistake), here or on
+        another replica sharing the store."""
         subtype = event.get("subtype")
         if subtype == "message_deleted":
             ts = event.get("deleted_ts")
@@ -402,10 +403,15 @@ class SlackPlatform(Platform):
             ts = event["message"].get("ts")
         else:
             return False
-        target = self._questions.pop((str(event.get("channel")), str(ts)), None)
+        channel = str(event.get("channel"))
+        target = self._questions.pop((channel, str(ts)), None)
         if target is not None:
             log.info("slack: question %s was deleted", ts)
             target.deleted = True
+        if self.ctx.deleted is not None:
+            # Recorded even for a question held here: this replica may hold only a
+            # second delivery of it, dropped as a duplicate, while another answers it.
+            self._spawn(self.ctx.deleted(workspace_of(body, event, self.team_id), channel, str(ts)))
         return True
 
     async def _deliver_if_accepted(self, inbound: Inbound, target: SlackTarget) -> None:

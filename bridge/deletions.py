@@ -1,0 +1,51 @@
+"""Questions deleted on their platform, told to the replica that holds them.
+
+A question deleted while it waits its turn is not sent to the chat API. The
+platform adapter marks a question it holds itself (`ReplyTarget.withdrawn`),
+but on a shared store the deletion may reach another replica than the one
+holding the question (a load balancer sends each event to any of them). There
+the adapter records it in the store (`PlatformContext.deleted`), as an event id
+of its own, pruned with the others after `limits.event_ttl`; the replica
+holding the question looks for it just before asking the chat API.
+
+A deletion recorded after that finds the answer begun: it is answered, as
+on one replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bridge.errors import BridgeError
+from bridge.interfaces import Inbound
+from bridge.store import Store
+
+log = logging.getLogger("chat_bridge.relay")
+
+
+def deletion_id(platform: str, workspace: str, channel: str, message_id: str) -> str:
+    """The event id that stands for the deletion of a message."""
+    return f"deleted:{platform}:{workspace}:{channel}:{message_id}"
+
+
+async def record_deletion(
+    store: Store, platform: str, workspace: str, channel: str, message_id: str
+) -> None:
+    """A message was deleted: say so to the replica that may hold it as a question."""
+    try:
+        await store.claim_event(deletion_id(platform, workspace, channel, message_id), time.time())
+    except BridgeError as exc:
+        log.warning("could not record the deletion of message %s: %s; if another replica "
+                    "holds it as a question waiting its turn, it is answered", message_id, exc,
+                    extra={"platform": platform, "channel": channel})
+
+
+async def deleted_elsewhere(store: Store, msg: Inbound) -> bool:
+    """On a shared store, whether a deletion of `msg` was recorded (by any replica).
+    With a store of the process's own, the platform's own targets know: False."""
+    if not store.shared:
+        return False
+    return await store.event_claimed(
+        deletion_id(msg.platform, msg.workspace, msg.channel, msg.message_id)
+    )
