@@ -120,6 +120,7 @@ class Bridge:
         self.chat_http: httpx.AsyncClient  # the chat APIs' client
         self.http: HttpServer | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._fence: asyncio.Task[None] | None = None
         # Recovery running beside the heartbeat (its marks may wait long for a
         # platform's budget), and the orphans it has claimed and not yet marked.
         self._recovering: asyncio.Task[object] | None = None
@@ -200,6 +201,9 @@ class Bridge:
         self._progress = asyncio.create_task(self.relay.progress.run(), name="progress writer")
         for task in (self._heartbeat, self._progress):
             task.add_done_callback(_log_failure)
+        if self.store.shared:
+            self._fence = asyncio.create_task(self.relay.fence.watch(self.relay.cut), name="fence")
+            self._fence.add_done_callback(_log_failure)
         # After the heartbeat starts: marking may wait long on the platforms' budgets,
         # and what it claimed (and the first live replies) must be beaten for meanwhile.
         # As `_recovering`, so the heartbeat starts no second recovery beside it.
@@ -286,7 +290,11 @@ class Bridge:
         """Keep this process's replies marked alive; on a shared store, take over
         the replies of processes that stopped beating."""
         while True:
-            await asyncio.sleep(self.heartbeat)
+            # On a shared store a failed heartbeat is tried again sooner: one failure
+            # alone does not fence the replica (bridge/fence.py).
+            failed = self._beat_failed_at > self.relay.fence.beaten_at
+            await asyncio.sleep(self.heartbeat / 2 if failed and self.store.shared
+                                else self.heartbeat)
             try:
                 await self._beat_once()
             except BridgeError as exc:
@@ -301,7 +309,7 @@ class Bridge:
     async def _beat_once(self) -> None:
         # Its own frame: what a beat gathers (every live reply's text) is let go
         # when it ends, not kept through the sleep until the next one.
-        now = time.time()
+        now, began = time.time(), time.monotonic()
         # First the records of replies that ended while the store failed: left, they
         # would look like orphans to the other replicas.
         await self.relay.end_records()
@@ -316,6 +324,9 @@ class Bridge:
             await self.store.renew_leases(
                 self.relay.turns.leases(), self.owner, self.relay.stale_after, now
             )
+        # Marked alive as of `now`: what follows may take long, or fail, and changes
+        # nothing to that.
+        self.relay.fence.beaten(began)
         kept = max([self.config.limits.event_ttl] + [
             type(platform).redelivers_within for platform in self.platforms.values()
         ])
@@ -413,11 +424,11 @@ class Bridge:
         return True
 
     async def aclose(self) -> None:
-        for task in (self._heartbeat, self._progress, self._recovering):
+        for task in (self._heartbeat, self._fence, self._progress, self._recovering):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._heartbeat = self._progress = self._recovering = None
+        self._heartbeat = self._fence = self._progress = self._recovering = None
         try:
             if hasattr(self, "relay"):
                 await self.relay.drain(0)

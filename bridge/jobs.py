@@ -41,6 +41,8 @@ class Job:
     queued: bool = True  # counted in the queue until it takes a slot
     # Set once the messages that were waiting with it in its place are recorded too.
     recorded: Flag = field(default_factory=Flag)
+    task: asyncio.Task[None] | None = None  # answering it
+    fenced: bool = False  # cut by the fence (bridge/fence.py), to be marked interrupted now
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from bridge.errors import (
     for_log,
     told,
 )
+from bridge.fence import Fence
 from bridge.flag import Flag
 from bridge.intake import Intake
 from bridge.interfaces import (
@@ -112,7 +113,10 @@ class Relay:
         # A replica that has not beaten for three heartbeats has stopped: the leases
         # it did not renew and the records it did not mark are nobody's.
         self.stale_after = 3 * config.limits.heartbeat_interval
-        self.turns = Turns(store, self.owner, self.stale_after, self._jobs)
+        # On a shared store, answers stop before the others take over when no heartbeat
+        # reaches the store (the bridge watches it).
+        self.fence = Fence(config.limits.heartbeat_interval, self.stale_after)
+        self.turns = Turns(store, self.owner, self.stale_after, self._jobs, self.fence)
         circuit = config.limits.circuit
         self.circuits = {
             name: Circuit(circuit.failures, circuit.cooldown, name=name) for name in backends
@@ -149,7 +153,7 @@ class Relay:
         self._queued += 1
         self.metrics.queue_depth.set(self._queued)
         job.recorded = batch
-        self.spawn(self._run(job))
+        job.task = self.spawn(self._run(job))
 
     @property
     def ahead(self) -> int:
@@ -199,8 +203,10 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(INTAKE_WAIT):
                         await job.recorded.wait()
-                await self.turns.wait(job)
-                await self.turns.take_leases(job)
+                if not await self.turns.take(job):
+                    with contextlib.suppress(Exception):
+                        await job.target.end()
+                    return
             for previous in job.previous:
                 await asyncio.shield(previous)
             if job.reset:
@@ -246,6 +252,8 @@ class Relay:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(END_ON_STOP):
                         await asyncio.shield(job.target.end())
+            if job.fenced and not (job.reset or job.target.marks_own_interruption):
+                await self._mark_cut(job)
             raise
         except Exception as exc:  # before the answer began (a store lookup): say so
             if not job.reset:  # a reset asks no backend anything
@@ -288,6 +296,21 @@ class Relay:
         else:
             await target.notice(INTERRUPTED)
 
+    async def _mark_cut(self, job: Job) -> None:
+        """Mark a reply the fence cut, before the other replicas may take it over (their
+        mark then comes after it). Its record goes once the store answers (the heartbeat
+        removes it); one not marked in time stays, for them to mark."""
+        try:
+            async with asyncio.timeout(
+                max(0.0, min(END_ON_STOP, self.fence.takeover_at - time.monotonic()))
+            ):
+                await self._mark_interrupted(job)
+        except Exception as exc:  # a platform library's own error too
+            log.warning("could not mark a reply cut off as interrupted (%s): another replica "
+                        "will", for_log(exc), extra={"conversation": job.key})
+        else:
+            job.interrupted = False
+
     def _dequeue(self, job: Job) -> None:
         """The job leaves the queue (once)."""
         if job.queued:
@@ -308,6 +331,15 @@ class Relay:
         for rec_id in list(self.unended):
             await self.store.inflight_end(rec_id)
             self.unended.discard(rec_id)
+
+    def cut(self) -> None:
+        """Stop the answers holding a conversation's lease (answering, or about to), as
+        a stop does: the fence is up (bridge/fence.py)."""
+        for job in self._jobs:
+            # Not one that has ended, its record being removed: it would look cut off.
+            if job.leased and not job.mine.done() and job.task is not None:
+                job.fenced = True
+                job.task.cancel()
 
     def records(self) -> list[tuple[InFlight, LiveReply | None]]:
         """Every reply this process owns, being admitted, queued or streaming (for

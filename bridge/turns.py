@@ -14,6 +14,7 @@ import time
 from collections.abc import Collection
 
 from bridge.errors import BridgeError
+from bridge.fence import Fence
 from bridge.jobs import Job
 from bridge.store import Store
 
@@ -23,14 +24,39 @@ log = logging.getLogger("chat_bridge.relay")
 class Turns:
     """Where this process's jobs stand in their conversations on a shared store."""
 
-    def __init__(self, store: Store, owner: str, stale_after: float, jobs: Collection[Job]) -> None:
+    def __init__(
+        self, store: Store, owner: str, stale_after: float, jobs: Collection[Job], fence: Fence
+    ) -> None:
         self.store = store
         self.owner = owner
         self.stale_after = stale_after
         self._jobs = jobs  # this process's jobs, live
+        self.fence = fence
         # Conversations whose lease this process holds: done when the job holding
         # it lets go.
         self._leases: dict[str, asyncio.Future[None]] = {}
+
+    async def take(self, job: Job) -> bool:
+        """Wait for the job's turn and take its conversations' leases, never while this
+        replica is fenced (see bridge/fence.py): a job held by the fence takes its turn
+        afresh once it is down. False where another replica took the job's record over
+        meanwhile, as a dead replica's (it told the asker the reply was interrupted)."""
+        while True:
+            if self.fence.up:
+                await self.fence.passable()
+                if not any(r.id == job.record.id and r.owner == self.owner
+                           for r in await self.store.inflight_for_key(job.key)):
+                    log.info("not answering: another replica took the question over while "
+                             "this one could not reach the store", extra={"conversation": job.key})
+                    return False
+            await self.wait(job)
+            await self.take_leases(job)
+            if not self.fence.up:
+                return True
+            # Fenced while it took them (the fence's cut saw no lease of it yet).
+            for key in job.leased:
+                await self.let_go(key)
+            job.leased.clear()
 
     async def wait(self, job: Job) -> None:
         """Wait while an earlier message of this conversation is answered, here or elsewhere.

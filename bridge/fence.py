@@ -1,0 +1,90 @@
+"""A replica cut off from a shared store stops answering before others take over.
+
+The other replicas take a replica's conversations over once its heartbeat is
+three intervals old (its leases expire, its replies look orphaned). A replica
+that lost only its own connection to the store does not stop meanwhile: it
+would answer on, beside the replica that took its conversation over, and its
+late edits would undo the "interrupted" mark the other one put on its reply.
+
+So it fences itself: once its last heartbeat that succeeded is FENCE_AFTER
+intervals old, its live answers stop, as at a stop, and it takes no
+conversation's turn (a question taken meanwhile waits) until a heartbeat
+succeeds again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from bridge.flag import Flag
+
+log = logging.getLogger("chat_bridge.app")
+
+FENCE_AFTER = 2.0  # heartbeat intervals without one that succeeded; others take over at 3
+
+
+class Fence:
+    """Whether this replica may answer, by how old its last good heartbeat is."""
+
+    def __init__(self, interval: float, takeover_after: float) -> None:
+        self.after = FENCE_AFTER * interval
+        self.takeover_after = takeover_after  # (Relay.stale_after)
+        self._beaten_at = time.monotonic()  # when the last heartbeat that succeeded began
+        self._open = Flag()
+        self._open.set()
+        self.held = 0  # questions waiting for the fence to go down
+
+    @property
+    def up(self) -> bool:
+        """Fenced: no answer runs, no turn is taken."""
+        return not self._open.is_set()
+
+    @property
+    def beaten_at(self) -> float:
+        """When (monotonic) the last heartbeat that succeeded began."""
+        return self._beaten_at
+
+    @property
+    def takeover_at(self) -> float:
+        """When (monotonic) others may take this replica's conversations over."""
+        return self._beaten_at + self.takeover_after
+
+    def beaten(self, began: float) -> None:
+        """A heartbeat begun at `began` (monotonic) succeeded."""
+        self._beaten_at = max(self._beaten_at, began)
+        if self.up:
+            self._open.set()
+            log.warning("the store answers this replica's heartbeat again: it answers again "
+                        "(%d questions held meanwhile go on in their turn)", self.held)
+
+    async def passable(self) -> None:
+        """Return once the fence is down (at once if it is)."""
+        self.held += 1
+        try:
+            while not self._open.is_set():
+                await self._open.wait()
+        finally:
+            self.held -= 1
+
+    async def watch(self, cut: Callable[[], None]) -> None:
+        """Raise the fence when due, then `cut` the live answers; run beside the
+        heartbeat (a heartbeat may itself hang on a store that does not answer),
+        from when the heartbeat starts (the platforms' start may have taken long)."""
+        self._beaten_at = max(self._beaten_at, time.monotonic())
+        while True:
+            left = self._beaten_at + self.after - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
+                continue
+            self._open.clear()
+            log.error(
+                "no heartbeat reached the store for %.0f s: this replica stops its live "
+                "answers and answers nothing until the store answers again, before the "
+                "other replicas take its conversations over", time.monotonic() - self._beaten_at,
+            )
+            cut()
+            while not self._open.is_set():
+                await self._open.wait()
