@@ -27,10 +27,10 @@ from pydantic import (
 from bridge.errors import ConfigError
 from bridge.interfaces import THINKING_TEXT, DialectOptions, PlatformOptions, Registry
 
-# `$$` (a `$` itself), `${VAR}` / `${VAR:-default}`, or `$VAR`: a variable without
+# `$${` (a `${` itself), `${VAR}` / `${VAR:-default}`, or `$VAR`: a variable without
 # braces, which is not expanded (a shell's habit: the name would be sent as written).
 _VAR = re.compile(
-    r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+    r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
 )
 
 # What a channel id of each platform looks like, and where to find it. Console
@@ -274,8 +274,10 @@ def _collect_secrets(model: Any, out: list[str]) -> None:
 
 
 def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string of a YAML tree; `$$` is a
-    `$` itself."""
+    """Replace `${VAR}` / `${VAR:-default}` in every string of a YAML tree; `$${` is a
+    `${` itself. `$VAR` is a config error where it can only mean the variable (the
+    whole value, or a variable that is set): elsewhere a `$` is as written (a price,
+    a formula, a password)."""
     if isinstance(node, dict):
         return {k: expand_env(v, env, _join(path, str(k))) for k, v in node.items()}
     if isinstance(node, list):
@@ -283,17 +285,16 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
     if isinstance(node, str):
 
         def sub(match: re.Match[str]) -> str:
-            if match.group(0) == "$$":
-                return "$"
+            if match.group(0) == "$${":
+                return "${"
             bare = match.group(3)
             if bare is not None:
-                # The name is shown only when it is a variable: else it may be part of
+                if bare not in env and node.strip() != match.group(0):
+                    return match.group(0)
+                # The name is shown only when it is a variable: else the value may be
                 # a password written in the file.
                 write = f"${{{bare}}}" if bare in env else "${VAR}"
-                raise ConfigError(
-                    path, f"write {write}: the braces are needed (a $ meant as itself is "
-                    "written $$)"
-                )
+                raise ConfigError(path, f"write {write}: the braces are needed")
             name, default = match.group(1), match.group(2)
             if default is not None and "${" in default:
                 raise ConfigError(path, f"${{{name}:-...}}: a default cannot hold another ${{...}}")
