@@ -495,3 +495,14 @@ def test_a_link_to_a_page_in_another_script_reads_in_its_letters() -> None:
         "<https://xn--pple-43d.com/login|https://xn--pple-43d.com/login>"
     )
     assert markdown_to_mrkdwn("<https://example.com/a-page>") == "<https://example.com/a-page>"
+
+
+def test_a_link_whose_address_could_read_as_another_keeps_it_encoded() -> None:
+    # A right-to-left override (U+202E) lays `good.example<RLO>@evil.com/nigol/` out
+    # as `good.example/login/moc.live@`: shown as its own label, it would pass for
+    # the bank's address.
+    lying = "[https://good.example/login](https://good.example\u202e@evil.com/nigol/)"
+    assert markdown_to_mrkdwn(lying) == "<https://good.example%E2%80%AE@evil.com/nigol/>"
+    assert markdown_to_mrkdwn("<https://good.example@例え.jp/x>") == (
+        "<https://good.example@xn--r8jz45g.jp/x>"
+    )

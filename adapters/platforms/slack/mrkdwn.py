@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import html
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 
 from adapters.platforms.markup import (
@@ -379,13 +380,23 @@ def link(url: str, label: str = "") -> str:
         return escape(defuse_at(shown)) + (f" ({escape(defuse_at(url))})" if label and url else "")
     safe_url = encoded_url(url).replace("&", "&amp;")
     if not label or label == url or not honest_label(label, url):
-        if url.isascii():
+        if url.isascii() or not _plain_address(url):
             return f"<{safe_url}>"
         # Slack shows a link without a label as its URL, here percent-encoded: a page
         # in Japanese or Russian would read as runs of %XX.
         label = _readable(url)
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
     return f"<{safe_url}|{clean}>"
+
+
+def _plain_address(url: str) -> bool:
+    """Whether `url` may be shown as its own label: no character that changes how text
+    around it is laid out or hides (a right-to-left override makes
+    `good.example\u202e@evil.com/nigol` read `good.example/login`), and no user
+    before its host (`good.example@evil.com` goes to evil.com)."""
+    if any(unicodedata.category(char) in ("Cf", "Cc") for char in url):
+        return False
+    return "@" not in url.partition("://")[2].split("/", 1)[0]
 
 
 def _readable(url: str) -> str:
