@@ -231,8 +231,11 @@ class Intake:
             if msg.mentioned or msg.is_dm or msg.command:
                 # A record of its own, not the message's: the message edited to hold its
                 # question (Slack delivers the edit with the message's event id) is then
-                # answered, and a second delivery of it is still told nothing.
-                if await self._claim(msg, f"{msg.event_id}{ASKED_NOTHING}"):
+                # answered, and a second delivery of it is still told nothing. A question
+                # answered already and edited down to the mention alone is told nothing.
+                if not await relay.store.event_claimed(msg.event_id) and await self._claim(
+                    msg, f"{msg.event_id}{ASKED_NOTHING}"
+                ):
                     await self._ask_in_words(msg, target, route, key)
             # Else a picture or a sticker in a channel or thread the bot follows:
             # nobody asked the bot anything.

@@ -1030,3 +1030,48 @@ async def test_a_replayed_message_is_answered_once(setup: Setup) -> None:
         msgs = await setup.final(setup.general, "Twice.")
     assert [m["content"] for m in msgs] == ["Once.", "Twice."]
     assert [r.json["message"] for r in setup.chat.requests] == ["only once", "a new question"]
+
+
+async def test_an_answered_question_edited_down_to_the_mention_is_told_nothing(
+    setup: Setup,
+) -> None:
+    # A secret pasted by mistake and cut from the question after its answer: the edit
+    # asks nothing, and the bot is not to post that it should be asked something.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Answered."])
+    setup.chat.enqueue(tokens=["Sentinel."])
+    async with setup.bridge():
+        question = await fake.mention(
+            setup.general, setup.bob, "why does login fail with password hunter2?"
+        )
+        await setup.final(setup.general, "Answered.")
+        await fake.edit(question["id"], f"<@{fake.app_id}>")
+        await fake.mention(setup.general, setup.bob, "sentinel")
+        await setup.final(setup.general, "Sentinel.")
+    shown = [m["content"] for m in fake.channel_messages(setup.general)]
+    assert MENTION_HELP not in shown and "Answered." in shown
+
+
+async def test_a_reply_to_someone_else_in_a_followed_thread_is_not_a_follow_up(
+    setup: Setup,
+) -> None:
+    # Discord's way to address a person is its Reply: in a thread the bot follows, a
+    # reply to another member is said to them, as "@alice ..." is.
+    fake = setup.discord
+    for answer in ("First answer.", "To Alice.", "To the bot.", "Sentinel."):
+        setup.chat.enqueue(tokens=[answer])
+    async with setup.bridge():
+        question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread = question["id"]
+        first = await setup.final(thread, "First answer.")
+        alice = await fake.say(thread, setup.alice, "I measured it last week, 2 km")
+        await setup.final(thread, "To Alice.")  # the thread's follow-ups are answered
+        await fake.reply(thread, setup.bob, alice["id"], "thanks, that is what I needed")
+        await fake.reply(thread, setup.bob, first[-1]["id"], "and its height?")
+        await setup.final(thread, "To the bot.")
+        await fake.mention(setup.general, setup.bob, "sentinel")
+        await setup.final(setup.general, "Sentinel.")
+    asked = [r.json["message"] for r in setup.chat.requests]
+    assert asked == [
+        "How long is the bridge?", "I measured it last week, 2 km", "and its height?", "sentinel"
+    ]

@@ -380,7 +380,8 @@ class DiscordPlatform(Platform):
             event_id=str(message.id),
             is_dm=guild_id is None,
             mentioned=mentioned,
-            addresses_other=addresses_other(message.content, me, role_ids),
+            addresses_other=(addresses_other(message.content, me, role_ids)
+                             or _replies_to_other(message, me)),
             # Without the Message Content intent, only mentions are read in a server.
             follow_ups=guild_id is None or self.options.message_content,
             roles=_roles(message.author),
@@ -597,3 +598,11 @@ class _RateLimitCounter(logging.Handler):
         text = str(record.msg)
         if "429" in text or "is rate limited" in text:
             self._on_rate_limited()
+
+
+def _replies_to_other(message: discord.Message, me: int) -> bool:
+    """Whether `message` is a reply (Discord's Reply) to someone else's message: in a
+    thread the bot follows, it is said to them, not to the bot."""
+    reference = message.reference
+    replied = reference.resolved if reference is not None else None
+    return isinstance(replied, discord.Message) and replied.author.id != me
