@@ -17,6 +17,7 @@ import httpx
 
 from bridge.budget import Budgets
 from bridge.config import Config
+from bridge.conversations import tell_of_other_backends
 from bridge.deletions import record_deletion
 from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
@@ -159,6 +160,10 @@ class Bridge:
         stack.push_async_callback(self.store.aclose)
         await self.store.hold()
         await self.store.open()
+        await tell_of_other_backends(
+            self.store, {route.backend for route in self.config.routes},
+            self.config.limits.conversation_ttl,
+        )
 
         # Every answer streaming at once holds a connection: the pool never makes one wait.
         streams = self.config.limits.max_concurrent_streams

@@ -4,10 +4,15 @@ turn)."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Collection
 
+from bridge.errors import StoreError
 from bridge.interfaces import ChatAPI, ChatRequest, Done, Turn
 from bridge.store import Conversation, Store
+
+log = logging.getLogger("chat_bridge.conversations")
 
 
 async def open_conversation(
@@ -54,6 +59,37 @@ async def remember(
             conv.key, [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
             2 * backend.history_turns, backend.history_chars,
         )
+
+
+async def tell_of_other_backends(
+    store: Store, routed: Collection[str], ttl: float | None
+) -> None:
+    """At start: say in one warning how many conversations the store keeps for backends
+    no route names (`routed`): they are not continued, and nobody in them is told."""
+    try:
+        others = await store.other_backends(routed)
+    except StoreError as exc:
+        log.warning("could not count the conversations of backends no route uses: %s", exc)
+        return
+    if not others:
+        return
+    named = sorted(others.items(), key=lambda item: (-item[1], item[0]))
+    listed = ", ".join(f"{name}: {count:,}" for name, count in named[:10])
+    if len(named) > 10:
+        listed += f", and {len(named) - 10} more backends"
+    total = sum(others.values())
+    kept = (f"they are forgotten once unused for limits.conversation_ttl ({ttl:g} s)"
+            if ttl is not None else "they stay for ever (limits.conversation_ttl is null)")
+    log.warning(
+        "the store keeps %s conversation%s of backends no route uses (%s), and no question "
+        "continues them. A conversation's key names its backend, so renaming a backend or "
+        "pointing a route at another one starts every conversation afresh, without a word "
+        "to the people in them: a thread the bot answered is followed again only once it "
+        "is mentioned, and DMs and `session: user` conversations get a new session, "
+        "without their history. Give the backend its old name back (or the route its old "
+        "backend) to go on with them; else %s",
+        f"{total:,}", "" if total == 1 else "s", listed, kept,
+    )
 
 
 def _plain(value: object) -> bool:

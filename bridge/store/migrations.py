@@ -169,6 +169,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("ALTER TABLE history ADD COLUMN asker TEXT",),
         postgres=("ALTER TABLE history ADD COLUMN asker TEXT",),
     ),
+    Migration(
+        8,
+        "conversations found by their backend, to tell of those no route names any more",
+        sqlite=("CREATE INDEX conversations_backend ON conversations (backend)",),
+        postgres=("CREATE INDEX conversations_backend ON conversations (backend)",),
+    ),
 )
 
 

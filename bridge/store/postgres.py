@@ -18,7 +18,7 @@ import math
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from bridge.errors import StoreError
 from bridge.history import kept_from
 from bridge.interfaces import Turn
 from bridge.store.base import (
+    BACKEND_NAMES,
     CONVERSATION_REPLACED,
     Conversation,
     InFlight,
@@ -224,6 +225,16 @@ class PostgresStore(Store):
             )
             hist = await conn.execute("DELETE FROM history WHERE key = $1", key)
         return session is not None or _count(hist) > 0
+
+    async def other_backends(self, configured: Collection[str]) -> dict[str, int]:
+        async with self._conn("counting conversations by backend") as conn:
+            names = [row[0] for row in await conn.fetch(BACKEND_NAMES)]
+            return {
+                name: int(await conn.fetchval(
+                    "SELECT count(*) FROM conversations WHERE backend = $1", name
+                ))
+                for name in sorted(set(names) - set(configured))
+            }
 
     # ------------------------------------------------------------------ history
 

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from bridge.errors import StoreError
 from bridge.history import kept_from
 from bridge.interfaces import Turn
 from bridge.store.base import (
+    BACKEND_NAMES,
     CONVERSATION_REPLACED,
     Conversation,
     InFlight,
@@ -287,6 +288,17 @@ class SQLiteStore(Store):
             )
             hist = await db.execute("DELETE FROM history WHERE key = ?", (key,))
             return (row is not None and row[0] is not None) or hist.rowcount > 0
+
+    async def other_backends(self, configured: Collection[str]) -> dict[str, int]:
+        async with self._read("counting conversations by backend") as db:
+            names = [row[0] for row in await db.execute_fetchall(BACKEND_NAMES)]
+            counts = {}
+            for name in sorted(set(names) - set(configured)):
+                [(count,)] = await db.execute_fetchall(
+                    "SELECT count(*) FROM conversations WHERE backend = ?", (name,)
+                )
+                counts[name] = int(count)
+        return counts
 
     # ------------------------------------------------------------------ history
 

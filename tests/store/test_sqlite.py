@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
@@ -18,7 +19,7 @@ import pytest
 
 from bridge.errors import ConfigError, StoreError
 from bridge.interfaces import Address, Turn
-from bridge.store.base import Conversation, InFlight, open_store
+from bridge.store.base import BACKEND_NAMES, Conversation, InFlight, open_store
 from bridge.store.migrations import MIGRATIONS
 from bridge.store.sqlite import SQLiteStore
 from tests.core.fakeplatform import wait_for
@@ -379,3 +380,20 @@ async def test_emptying_the_log_beside_a_reset_fails_neither(tmp_path: Path) -> 
         assert await store.history("k") == []
     finally:
         await store.aclose()
+
+
+async def test_counting_other_backends_reads_no_conversation_it_does_not_count(
+    tmp_path: Path,
+) -> None:
+    # Run at every start: on a store of millions of conversations, a scan of them all.
+    async with SQLiteStore(tmp_path / "b.db") as s:
+        await s.save_conversation(Conversation("k|docs", "docs", None, 1.0, 1.0))
+    with contextlib.closing(sqlite3.connect(tmp_path / "b.db")) as conn:
+        plan = [row[3] for row in conn.execute(
+            f"EXPLAIN QUERY PLAN {BACKEND_NAMES}"
+        )] + [row[3] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM conversations WHERE backend = ?", ("x",)
+        )]
+    steps = [step for step in plan if "conversations" in step]
+    assert steps, plan
+    assert all("USING COVERING INDEX conversations_backend" in step for step in steps), plan

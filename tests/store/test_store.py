@@ -561,6 +561,15 @@ async def test_prune_conversations_forgets_the_oldest_with_their_history(store: 
         assert await store.history(kept) == turns
 
 
+async def test_the_conversations_of_backends_not_configured_are_counted(store: Store) -> None:
+    assert await store.other_backends(["docs"]) == {}
+    for i, backend in enumerate(["docs", "old", "docs", "old", "gone", "old"]):
+        await store.save_conversation(conv(f"k{i}|{backend}", backend=backend))
+    assert await store.other_backends(["docs"]) == {"old": 3, "gone": 1}
+    assert await store.other_backends(["docs", "old", "gone", "new"]) == {}
+    assert await store.other_backends([]) == {"docs": 2, "old": 3, "gone": 1}
+
+
 async def test_a_lease_nobody_let_go_is_forgotten_once_expired(store: Store) -> None:
     # A crashed replica's lease stayed for ever, naming its conversation.
     assert await store.acquire_lease("k", "gone", ttl=30.0, now=100.0)  # to 130

@@ -1,0 +1,87 @@
+"""A conversation against what changes around it: its backend renamed in the config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.app import Bridge
+from bridge.config import parse_config
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, RecordingTarget
+from tests.fakes.chatapi import FakeChatAPI
+
+DM = {"is_dm": True, "channel": "D1"}
+OPTIONS = {"openai": "model: m", "bot-messages": "bot_slug: b", "chaturdata": "poll_interval: 1"}
+
+
+def bridge(
+    fake: FakeChatAPI, db: Path, kind: str, *, name: str = "bot", session: str = "user",
+    limits: str = "{}",
+) -> Bridge:
+    """One backend, `name`, of `kind`, routed from the console."""
+    text = f"""
+store: sqlite://{db}
+http: {{listen: null}}
+backends:
+  {name}:
+    kind: {kind}
+    url: {fake.endpoint(kind)}
+    api_key: ${{KEY}}
+    {OPTIONS.get(kind, "")}
+console: {{}}
+routes: [{{platform: console, backend: {name}, session: {session}}}]
+reply: {{edit_interval: 0.05}}
+limits: {limits}
+"""
+    config = parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY)
+    return Bridge(config, TEST_REGISTRY)
+
+
+async def ask(b: Bridge, text: str, **kw: Any) -> RecordingTarget:
+    console: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
+    target = await console.say(text, **kw)
+    await asyncio.wait_for(target.ended.wait(), 10)
+    return target
+
+
+# ---------------------------------------------------------------------- a backend renamed
+
+
+def told_of_others(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "no route uses" in r.getMessage()]
+
+
+async def test_a_start_says_how_many_conversations_a_renamed_backend_left(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "chatmount", name="docs", session="thread") as b:
+        for thread in ("T1", "T2"):
+            await ask(b, "question", thread=thread)
+    assert told_of_others(caplog) == []
+    caplog.clear()
+    # Renamed in the config, the same API: its threads are no longer followed, and
+    # nobody in them is told; the admin is, once, at start.
+    async with bridge(fake_chat_api, db, "chatmount", name="helpdesk", session="thread",
+                      limits="{conversation_ttl: 86400}"):
+        pass
+    [warning] = told_of_others(caplog)
+    assert "2 conversations of backends no route uses (docs: 2)" in warning
+    assert "followed again only once it is mentioned" in warning
+    assert "limits.conversation_ttl (86400 s)" in warning
+
+
+async def test_no_warning_when_every_conversation_has_its_backend(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "chatmount") as b:
+        await ask(b, "question", **DM)
+    async with bridge(fake_chat_api, db, "chatmount"):
+        pass
+    assert told_of_others(caplog) == []
