@@ -14,18 +14,37 @@ from bridge.store import Conversation, Store
 
 log = logging.getLogger("chat_bridge.conversations")
 
+# In a conversation's meta: the `kind` of API it is kept for. A backend's kind may
+# change in the config under the same name; what was kept for the other kind is not
+# the new one's to go on with (a session id means nothing to another API, and the
+# history a stateless API was sent would be sent again after the person went on,
+# and perhaps asked to forget it, with a stateful one).
+KIND = "api_kind"
+
 
 async def open_conversation(
     store: Store, key: str, backend_name: str, backend: ChatAPI
 ) -> tuple[Conversation, tuple[Turn, ...]]:
     """The conversation `key` continues with `backend_name`, saved if it is new (or a
-    reset started it afresh), and the history to send with it (a stateless API's)."""
+    reset started it afresh), and the history to send with it (a stateless API's).
+
+    A conversation kept for another kind of API (the backend's `kind` changed in the
+    config) starts afresh: no session, no history."""
     known = await store.get_conversation(key)
     if known is not None and known.backend == backend_name:
         conv = known
+        kept_for = known.meta.get(KIND)
+        if kept_for is not None and kept_for != backend.kind:
+            log.info("the conversation was kept for a %s API and its backend is now %s: "
+                     "starting it afresh", kept_for, backend.kind,
+                     extra={"conversation": key, "backend": backend_name})
+            await store.reset_conversation(key)
+            conv = Conversation(key, backend_name, None, known.created_at, time.time())
     else:
         now = time.time()
         conv = Conversation(key, backend_name, None, now, now)
+    # Saved with the conversation's next save (at the latest, its answer's).
+    conv.meta[KIND] = backend.kind
     fresh = conv is not known
     if conv.session is None and backend.stateful and backend.client_sessions:
         conv.session = backend.new_session()
@@ -50,7 +69,8 @@ async def remember(
     if done is not None and done.session:
         conv.session = done.session
     if done is not None and done.usage:
-        conv.meta = {**conv.meta, **{k: v for k, v in done.usage.items() if _plain(v)}}
+        usage = {k: v for k, v in done.usage.items() if _plain(v) and k != KIND}
+        conv.meta = {**conv.meta, **usage}
     await store.save_conversation(conv)
     if not backend.stateful and answer.strip():
         # An empty answer ("(no answer)") is no turn: kept, it would be sent

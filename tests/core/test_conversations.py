@@ -1,9 +1,12 @@
-"""A conversation against what changes around it: its backend renamed in the config."""
+"""A conversation against what changes around it: its backend renamed in the config,
+its backend's kind changed under the same name."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +88,65 @@ async def test_no_warning_when_every_conversation_has_its_backend(
     async with bridge(fake_chat_api, db, "chatmount"):
         pass
     assert told_of_others(caplog) == []
+
+
+# ---------------------------------------------------------------------- a kind changed
+
+
+async def test_a_backend_made_stateful_and_back_does_not_send_its_old_history_again(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Weeks with a stateless API, then a stateful one ("forget that"), then the
+    # stateless one again under the same name: the history kept for the first was
+    # sent again, as if nothing had been said since.
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "openai") as b:
+        await ask(b, "my secret project is BLUEBIRD", **DM)
+    async with bridge(fake_chat_api, db, "chatmount") as b:
+        await ask(b, "forget that, new topic: pricing", **DM)
+    async with bridge(fake_chat_api, db, "openai") as b:
+        await ask(b, "hello again", **DM)
+    stateless_1, stateful, stateless_2 = fake_chat_api.requests
+    assert stateful.json["session_id"].startswith("cb-")
+    assert stateless_2.json["messages"] == [{"role": "user", "content": "hello again"}]
+
+
+async def test_a_backend_made_stateless_and_back_starts_a_new_session(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "chatmount") as b:
+        await ask(b, "my order is #123", **DM)
+    async with bridge(fake_chat_api, db, "bot-messages") as b:
+        await ask(b, "something else", **DM)
+    async with bridge(fake_chat_api, db, "chatmount") as b:
+        await ask(b, "and now?", **DM)
+    first, _, last = fake_chat_api.requests
+    assert last.json["session_id"].startswith("cb-")
+    assert last.json["session_id"] != first.json["session_id"]
+
+
+async def test_the_same_kind_goes_on_with_its_history(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "openai") as b:
+        await ask(b, "one", **DM)
+    async with bridge(fake_chat_api, db, "openai") as b:
+        await ask(b, "two", **DM)
+    sent = fake_chat_api.requests[-1].json["messages"]
+    assert [m["content"] for m in sent] == ["one", "Hello from the fake.", "two"]
+
+
+async def test_a_conversation_kept_before_its_kind_was_recorded_goes_on(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "openai") as b:
+        await ask(b, "one", **DM)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE conversations SET meta = '{}'")  # as versions before left it
+    async with bridge(fake_chat_api, db, "openai") as b:
+        await ask(b, "two", **DM)
+    sent = fake_chat_api.requests[-1].json["messages"]
+    assert [m["content"] for m in sent] == ["one", "Hello from the fake.", "two"]
