@@ -21,6 +21,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -29,6 +30,7 @@ from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts,
 from bridge.errors import (
     APIReportedError,
     BadRequest,
+    ChatAPIError,
     CutOff,
     ProtocolError,
     RateLimited,
@@ -53,6 +55,10 @@ _FILE_NAME = re.compile(r"†([^】]+)】")
 _FAILED = {"expired", "cancelled", "failed"}
 NEW_THREAD = (
     "_(The assistant no longer had our earlier conversation, so this answer starts a new one.)_"
+)
+# The same, where the question's run in the new thread gives no answer.
+LOST_THREAD = (
+    "The assistant no longer had our earlier conversation, so this question began a new one."
 )
 
 
@@ -137,7 +143,24 @@ class ChatUrData(HTTPDialect):
             # The question is in this thread now, whatever becomes of its run: the
             # next question goes on in it (a follow-up such as "did you finish?").
             yield Session(thread)
+        try:
+            async with aclosing(self._poll(thread, note, started, deadline)) as events:
+                async for event in events:
+                    yield event
+        except ChatAPIError as exc:
+            if note:
+                # The new thread is kept, and the next question goes on in it unannounced:
+                # the failure's notice is the asker's only word of the lost conversation.
+                exc.user_message = f"{LOST_THREAD} {exc.user_message}"
+            raise
 
+    async def _poll(
+        self, thread: str, note: str, started: float, deadline: float
+    ) -> AsyncGenerator[ChatEvent, None]:
+        """Poll `thread` until its run ends: its answer (after `note`), or an error."""
+        opts = self.options
+        base = opts.url.rstrip("/")
+        loop = asyncio.get_running_loop()
         while True:
             wait = min(opts.poll_interval, deadline - loop.time())
             if wait <= 0:

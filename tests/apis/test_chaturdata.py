@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from adapters.apis.chaturdata import NEW_THREAD, ChatUrData
+from adapters.apis.chaturdata import LOST_THREAD, NEW_THREAD, ChatUrData
 from bridge.errors import (
     APIReportedError,
     BadRequest,
@@ -92,6 +92,54 @@ async def test_a_thread_the_api_no_longer_knows_is_replaced_by_a_new_one(fake_ch
     assert done.session in fake_chat_api.threads and done.session != thread
     posts = [r.json for r in fake_chat_api.requests if r.method == "POST"]
     assert posts[1:] == [{"message": "two", "thread_id": thread}, {"message": "two"}]
+
+
+@pytest.mark.parametrize("first_run", ["failed", "timed out", "thread gone"])
+async def test_a_lost_thread_is_told_when_the_new_ones_first_run_gives_no_answer(
+    fake_chat_api, http, first_run
+):
+    # The new thread is kept (the next question goes on in it, with no note): the
+    # failure was the asker's only chance to learn their conversation was gone.
+    fake_chat_api.enqueue(final="First answer.")
+    if first_run == "failed":
+        fake_chat_api.enqueue(run_status="failed", error="Vector store unavailable")
+    else:
+        fake_chat_api.enqueue(polls=10_000)
+    api = make("chaturdata", fake_chat_api, http, timeouts={"total": 1.5})
+    thread = done_of(await collect(api, ChatRequest(message="one"))).session
+    del fake_chat_api.threads[thread]
+    if first_run == "thread gone":
+        def polled_the_new_thread() -> bool:
+            return any(r.path.endswith("/getThread") and r.query["threadId"] != thread
+                       for r in fake_chat_api.requests)
+
+        async def forget_the_new_thread() -> None:
+            while not polled_the_new_thread():
+                await fake_chat_api.wait_requests(len(fake_chat_api.requests) + 1)
+            fake_chat_api.threads.clear()
+
+        forgetting = asyncio.create_task(forget_the_new_thread())
+    seen, exc = await collect_until_error(api, ChatRequest(message="two", session=thread))
+    if first_run == "thread gone":
+        await forgetting
+    assert isinstance(seen[0], Session) and seen[0].session != thread  # kept
+    assert exc.user_message.startswith(f"{LOST_THREAD} The assistant ")
+    told = {"failed": "reported an error: Vector store unavailable.",
+            "timed out": "did not finish within 1.5 s",
+            "thread gone": "lost this conversation while answering"}[first_run]
+    assert told in exc.user_message
+    assert LOST_THREAD not in str(exc)  # the log says what failed, as before
+
+
+async def test_a_failure_in_a_thread_that_was_there_says_nothing_of_a_lost_one(
+    fake_chat_api, http
+):
+    fake_chat_api.enqueue(final="First answer.")
+    fake_chat_api.enqueue(run_status="failed", error="Vector store unavailable")
+    api = make("chaturdata", fake_chat_api, http)
+    thread = done_of(await collect(api, ChatRequest(message="one"))).session
+    _, exc = await collect_until_error(api, ChatRequest(message="two", session=thread))
+    assert exc.user_message == "The assistant reported an error: Vector store unavailable."
 
 
 async def test_brackets_of_the_answer_are_kept_and_citation_markers_removed(fake_chat_api, http):

@@ -1,5 +1,5 @@
 """A conversation against what changes around it: its backend renamed in the config,
-its backend's kind changed under the same name."""
+its backend's kind changed under the same name, its thread lost by the API."""
 
 from __future__ import annotations
 
@@ -150,3 +150,25 @@ async def test_a_conversation_kept_before_its_kind_was_recorded_goes_on(
         await ask(b, "two", **DM)
     sent = fake_chat_api.requests[-1].json["messages"]
     assert [m["content"] for m in sent] == ["one", "Hello from the fake.", "two"]
+
+
+# ---------------------------------------------------------------------- a thread lost
+
+
+async def test_a_thread_the_api_lost_is_told_with_the_failure_of_the_question_after(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    async with bridge(fake_chat_api, tmp_path / "b.db", "chaturdata", session="thread") as b:
+        await ask(b, "first", thread="T1")
+        fake_chat_api.threads.clear()  # deleted in the vendor's dashboard, or expired
+        fake_chat_api.enqueue(run_status="failed", error="Vector store unavailable")
+        thread = await ask(b, "second", thread="T1", mentioned=False)
+        assert thread.visible()[-1] == (
+            "_⚠️ The assistant no longer had our earlier conversation, so this question "
+            "began a new one. The assistant reported an error: Vector store unavailable._"
+        )
+        await ask(b, "third", thread="T1", mentioned=False)
+    assert thread.visible()[-1] == "Hello from the fake."  # in the new thread, as told
+    [new] = fake_chat_api.threads
+    posts = [r.json for r in fake_chat_api.requests if r.method == "POST"]
+    assert posts[-1] == {"message": "third", "thread_id": new}
