@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+# A reply's end may wait minutes for a platform that fails (bridge/render.py).
+_REPLY = (*_LATENCY, 300, 600)
 
 
 class Metrics:
@@ -27,8 +29,14 @@ class Metrics:
             registry=r,
         )
         self.stream_seconds = Histogram(
-            "chat_bridge_stream_seconds", "Duration of answer streams", ["backend"],
+            "chat_bridge_stream_seconds",
+            "Time from asking the chat API to the end of its answer's stream", ["backend"],
             buckets=_LATENCY, registry=r,
+        )
+        self.reply_seconds = Histogram(
+            "chat_bridge_reply_seconds",
+            "Time from asking the chat API to the reply's end shown (or given up)",
+            ["platform"], buckets=_REPLY, registry=r,
         )
         self.first_token = Histogram(
             "chat_bridge_time_to_first_token_seconds", "Time to the first answer token",

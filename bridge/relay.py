@@ -419,6 +419,9 @@ class Relay:
                 )
             finally:
                 free_slot()
+                # The chat API's part: not the wait for the platform to show the end.
+                self.metrics.stream_seconds.labels(route.backend).observe(
+                    time.monotonic() - started)
             final = done.text if done is not None else None
             if final:
                 final = valid_text(final)
@@ -488,7 +491,7 @@ class Relay:
                 gauge.labels(route.backend).set(value)
             self.metrics.live_streams.dec()
             self.metrics.edits.labels(msg.platform).inc(reply.stats.edits)
-            self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
+            self.metrics.reply_seconds.labels(msg.platform).observe(time.monotonic() - started)
             self.metrics.answered.labels(msg.platform, route.backend, outcome).inc()
             log.info(
                 "answered",

@@ -1755,3 +1755,62 @@ async def test_the_chat_apis_tls_context_is_made_off_the_event_loop(
         await asyncio.wait_for(target.ended.wait(), 10)
     assert target.visible() == ["Fine."]
     assert made_in and threading.main_thread() not in made_in
+
+
+def sample(bridge: Bridge, name: str, **labels: str) -> float | None:
+    """The value of one series of the bridge's metrics (None where it is not exported)."""
+    want = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    series = f"{name}{{{want}}}" if labels else name
+    for line in bridge.metrics.render().decode().splitlines():
+        if line.rsplit(" ", 1)[0] == series:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class HeldEnd(RecordingTarget):
+    """A busy place: the reply's end (the message with its sources) waits for `go`."""
+
+    def __init__(self, go: asyncio.Event) -> None:
+        super().__init__()
+        self.go = go
+
+    async def post(self, text: str) -> str:
+        if "Sources" in text:
+            await self.go.wait()
+        return await super().post(text)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        if "Sources" in text:
+            await self.go.wait()
+        await super().edit(message_id, text)
+
+
+async def test_the_stream_time_is_the_chat_apis_and_the_reply_time_the_whole_replys(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy platform's wait to show the end was counted as the chat API's stream
+    # time: a busy Slack made the chat API look many times slower.
+    fake_chat_api.enqueue(tokens=["The ", "answer."], sources=[("https://a.example/1", "One")])
+    go = asyncio.Event()
+
+    def target(self: LocalPlatform, address: Address) -> HeldEnd:
+        held = HeldEnd(go)
+        held.address = address
+        return held
+
+    monkeypatch.setattr(LocalPlatform, "target", target)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        reply = await platform(bridge).say("A question")
+        # The stream is timed once read, while its end still waits for the platform.
+        await wait_for(lambda: sample(
+            bridge, "chat_bridge_stream_seconds_count", backend="docs") == 1.0)
+        assert not reply.ended.is_set()
+        assert not sample(bridge, "chat_bridge_reply_seconds_count", platform="console")
+        go.set()
+        await wait_for(lambda: sample(
+            bridge, "chat_bridge_reply_seconds_count", platform="console") == 1.0)
+        stream = sample(bridge, "chat_bridge_stream_seconds_sum", backend="docs")
+        whole = sample(bridge, "chat_bridge_reply_seconds_sum", platform="console")
+    assert reply.visible() == ["The answer.\n\nSources: [One](https://a.example/1)"]
+    assert stream is not None and whole is not None and stream <= whole
+
