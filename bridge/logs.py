@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from urllib.parse import quote, unquote, urlsplit
 
 from bridge.transport import proxy_variables
@@ -32,6 +33,31 @@ def _escaped(text: str) -> str:
 # A `token` field of a payload logged whole (discord.py logs every gateway event
 # at DEBUG, an interaction's token with it), as a dict's repr or as JSON.
 _TOKEN_FIELD = re.compile(r"""(['"][\w-]*token['"]\s*:\s*)(['"])(?:(?!\2).)+\2""")
+
+
+# The fields of the answer being made (its `conversation` and `platform`), for every
+# line logged while it is made, whoever logs it: a platform's failed request, a chat
+# API's retry.
+_ANSWER: ContextVar[Mapping[str, str] | None] = ContextVar("chat_bridge_answer", default=None)
+
+
+def log_answer(**fields: str) -> None:
+    """Give every line logged from now on by the running task, and by the tasks it
+    starts, these fields (unless a line has its own). Set in an answer's own task,
+    they last as long as it does."""
+    _ANSWER.set(fields)
+
+
+class AnswerFilter(logging.Filter):
+    """Adds the fields of the answer being made (see `log_answer`) to each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _ANSWER.get()
+        if fields:
+            for key, value in fields.items():
+                if not hasattr(record, key):
+                    setattr(record, key, value)
+        return True
 
 
 class SecretFilter(logging.Filter):
@@ -135,6 +161,7 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
         else PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     scrub = SecretFilter([*secrets, *proxy_secrets()])
+    handler.addFilter(AnswerFilter())
     handler.addFilter(scrub)
     # The handler keeps to the level too: a library logger set lower on purpose
     # (so its records are made, and counted) prints nothing below it.

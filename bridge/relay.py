@@ -43,6 +43,7 @@ from bridge.interfaces import (
     ReplyTarget,
 )
 from bridge.jobs import Job, unavailable
+from bridge.logs import log_answer
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.reading import read_answer
@@ -198,6 +199,8 @@ class Relay:
     # ---------------------------------------------------------------- answering
 
     async def _run(self, job: Job) -> None:
+        # Every line logged for this answer names it (this task's and those it starts).
+        log_answer(conversation=job.key, platform=job.msg.platform)
         try:
             if self.store.shared:
                 with contextlib.suppress(TimeoutError):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge.logs import JsonFormatter, PlainFormatter, SecretFilter, proxy_secrets, setup_logging
+from bridge.logs import (
+    JsonFormatter,
+    PlainFormatter,
+    SecretFilter,
+    log_answer,
+    proxy_secrets,
+    setup_logging,
+)
 from bridge.transport import env_proxy
 
 SECRET = "xoxb-very-secret-token"
@@ -145,14 +153,16 @@ def test_the_proxy_variables_passwords_are_secrets() -> None:
 
 
 @contextlib.contextmanager
-def logging_set_up(level: str, secrets: list[str]) -> Iterator[SecretFilter]:
+def logging_set_up(
+    level: str, secrets: list[str], json_format: bool = False
+) -> Iterator[SecretFilter]:
     """`setup_logging` as the daemon calls it; the test's own logging put back after."""
     root = logging.getLogger()
     handlers, was = list(root.handlers), root.level
     libraries = [logging.getLogger(n) for n in ("aiosqlite", "httpx", "asyncpg.pool")]
     levels = [logger.level for logger in libraries]
     try:
-        yield setup_logging(level, False, secrets)
+        yield setup_logging(level, json_format, secrets)
     finally:
         for handler in list(root.handlers):
             root.removeHandler(handler)
@@ -208,3 +218,37 @@ async def test_what_people_write_is_not_logged_even_at_debug(
     written = capsys.readouterr().err
     assert "the bridge's own debug line" in written  # DEBUG is on
     assert "PW-hunter2" not in written
+
+
+@pytest.mark.parametrize("json_format", [False, True])
+async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
+    json_format: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A platform's failed request and a chat API's retry, logged by modules that know
+    # nothing of the question, could not be tied to it.
+    render, api = logging.getLogger("chat_bridge.render"), logging.getLogger("adapters.apis")
+
+    async def flusher() -> None:  # a task the answer starts
+        render.warning("reply update failed: Slack could not be reached for chat.update")
+
+    async def answer() -> None:
+        log_answer(conversation="slack:T1:thread:C1:1.000|docs", platform="slack")
+        api.warning("attempt 1 failed (Unavailable, status 503)", extra={"backend": "docs"})
+        await asyncio.create_task(flusher())
+        # A line's own fields are its own.
+        render.warning("moved", extra={"conversation": "slack:T1:thread:C1:2.000|docs"})
+
+    with logging_set_up("INFO", ["secret-token"], json_format=json_format):
+        await asyncio.create_task(answer())
+        render.warning("outside any answer")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4
+    if json_format:
+        fields = [json.loads(line) for line in lines]
+    else:
+        fields = [dict(re.findall(r"(\w+)=(\S+)", line)) for line in lines]
+    key = "slack:T1:thread:C1:1.000|docs"
+    assert [f.get("conversation") for f in fields] == [
+        key, key, "slack:T1:thread:C1:2.000|docs", None]
+    assert [f.get("platform") for f in fields] == ["slack", "slack", "slack", None]
+    assert fields[0]["backend"] == "docs"

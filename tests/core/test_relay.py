@@ -30,6 +30,7 @@ from bridge.intake import (
     UserRateLimiter,
 )
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
+from bridge.logs import AnswerFilter
 from bridge.relay import INTERRUPTED
 from bridge.render import LiveReply
 from bridge.store import Conversation
@@ -1814,3 +1815,32 @@ async def test_the_stream_time_is_the_chat_apis_and_the_reply_time_the_whole_rep
     assert reply.visible() == ["The answer.\n\nSources: [One](https://a.example/1)"]
     assert stream is not None and whole is not None and stream <= whole
 
+
+async def test_every_line_logged_for_an_answer_names_its_conversation(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A platform's failed request and the chat API's retries carried no conversation:
+    # with JSON logs they could not be tied to the question they held up.
+    fake_chat_api.enqueue(status=503)
+    fake_chat_api.enqueue(tokens=["Fine."])
+    caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(AnswerFilter())  # as the daemon's own handler has it
+
+    class NoActivity(RecordingTarget):
+        async def begin(self) -> str | None:  # showing that an answer is coming fails
+            raise PlatformError("Slack failed reactions.add: service_unavailable")
+
+    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: NoActivity())
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        reply = await platform(bridge).say("How are you?")
+        await wait_for(lambda: reply.visible() == ["Fine."] and bridge.relay.live == 0)
+    [answering] = [r for r in caplog.records if r.getMessage() == "answering"]
+    key = answering.conversation  # type: ignore[attr-defined]
+    retry = [r for r in caplog.records if r.getMessage().startswith("attempt 1 failed")]
+    begin = [r for r in caplog.records
+             if r.getMessage().startswith("could not show that an answer is coming")]
+    assert retry and begin
+    for record in [*retry, *begin, answering]:
+        assert record.conversation == key  # type: ignore[attr-defined]
+        assert record.platform == "console"  # type: ignore[attr-defined]
