@@ -23,7 +23,7 @@ from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
-from bridge.metrics import Metrics
+from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.relay import INTERRUPTED, Relay, interrupted_edit
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client, tls_context
@@ -180,6 +180,8 @@ class Bridge:
         if self.config.http.listen:
             self.http = HttpServer(self.config.http.listen, self._health, self.metrics.render)
         for name, options in self.config.platforms.items():
+            for kind in PLATFORM_FAILURES:  # at 0 from the start: an alert sees the first
+                self.metrics.platform_errors.labels(name, kind)
             cls = self.registry.platforms[name]()
             ctx = PlatformContext(
                 options=options,

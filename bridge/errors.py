@@ -5,7 +5,8 @@
     ├── StoreError               the conversation store failed
     ├── PlatformError            a chat platform refused or failed (or could not be reached)
     │   ├── PlatformRefused      it answered and refused this request (a 4xx, not 429)
-    │   └── PlaceGone            the reply's channel or message is gone, or closed to the bot
+    │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
+    │   └── PlatformUnreachable  it could not be reached (no connection, no answer in time)
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
     └── ChatAPIError             a chat API failed (`.backend`, `.status`)
         ├── BadRequest           400/422: the API rejected the question (`.message`,
@@ -60,8 +61,9 @@ class StoreError(BridgeError):
 
 
 class PlatformError(BridgeError):
-    """A chat platform failed a request. This kind alone says it could not be reached,
-    or failed on its side (a 5xx), or the adapter cannot tell: it may take it later."""
+    """A chat platform failed a request. This kind alone says it failed on its side (a
+    5xx), or the adapter cannot tell how (`PlatformUnreachable` says it could not be
+    reached): it may take it later."""
 
     user_message = "The chat platform refused the reply; please ask again."
 
@@ -76,6 +78,11 @@ class PlaceGone(PlatformError):
     bot was removed or lost its access there. Trying again would fail the same way."""
 
     user_message = "The reply's channel or message is gone, or the bot may no longer post there."
+
+
+class PlatformUnreachable(PlatformError):
+    """The platform could not be reached (the connection failed or timed out, or a
+    proxy could not reach it): it may take the request later."""
 
 
 class TooLong(BridgeError):

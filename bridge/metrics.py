@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bridge.errors import PlaceGone, PlatformRefused, PlatformUnreachable
+
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 # A reply's end may wait minutes for a platform that fails (bridge/render.py).
 _REPLY = (*_LATENCY, 300, 600)
+# How a platform's request failed (`chat_bridge_platform_errors_total`'s kinds).
+PLATFORM_FAILURES = ("refused", "gone", "unreachable", "failed")
+
+
+def platform_failure(exc: BaseException) -> str:
+    """The kind of a platform request's failure: `refused` (that request, a 4xx),
+    `gone` (the reply's place, or the bot's access to it), `unreachable`, or `failed`
+    (on the platform's side, or an error the adapter did not tell apart)."""
+    if isinstance(exc, PlaceGone):  # before `refused`: Slack's are both
+        return "gone"
+    if isinstance(exc, PlatformRefused):
+        return "refused"
+    if isinstance(exc, PlatformUnreachable):
+        return "unreachable"
+    return "failed"
 
 
 class Metrics:
@@ -49,6 +66,12 @@ class Metrics:
             "chat_bridge_platform_rate_limited", "429 answers from platforms", ["platform"],
             registry=r,
         )
+        self.platform_errors = Counter(
+            "chat_bridge_platform_errors",
+            "Platform requests of replies and notices that failed, by kind (refused, gone, "
+            "unreachable, failed)",
+            ["platform", "kind"], registry=r,
+        )
         self.queue_depth = Gauge(
             "chat_bridge_queue_depth",
             "Messages taken and not answering yet (waiting for a stream slot, or for "
@@ -66,6 +89,10 @@ class Metrics:
             "chat_bridge_backend_credits_remaining", "Credits left on the backend's plan",
             ["backend"], registry=r,
         )
+
+    def platform_failed(self, platform: str, exc: BaseException) -> None:
+        """Count a platform request of a reply or a notice that failed with `exc`."""
+        self.platform_errors.labels(platform, platform_failure(exc)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from bridge.budget import Budget, Budgets
@@ -171,7 +172,11 @@ class Relay:
         and, where a notice is a message in the place, the place's post budget."""
         limits = target.limits
         place = [(limits.post_bucket, limits.post_rate)] if limits.notices_post else []
-        await self.within_budgets(target, lambda: target.notice(text), place)
+        try:
+            await self.within_budgets(target, lambda: target.notice(text), place)
+        except Exception as exc:
+            self.metrics.platform_failed(target.address.platform, exc)
+            raise
 
     async def within_budgets(
         self,
@@ -395,6 +400,7 @@ class Relay:
             edit_interval=self.config.reply.edit_interval,
             thinking_text=self.config.reply.thinking_text,
             on_progress=progress,
+            on_failure=partial(self.metrics.platform_failed, msg.platform),
         )
         job.reply = reply
         log.info("answering", extra={"conversation": key, "backend": route.backend})

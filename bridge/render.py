@@ -51,6 +51,8 @@ TYPING_SHARE = 0.5
 MORE = 2  # more words of a reply already showing some
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
+# Told of each request of the platform that failed (for metrics).
+FailureHook = Callable[[Exception], None]
 # Budget slots taken for one operation, and (with _Held) whether it is an edit.
 _Slots = list[tuple[Budget, float]]
 _Held = tuple[bool, _Slots]
@@ -92,7 +94,8 @@ class LiveReply:
         "_failures", "_final_failed", "_final_pieces", "_final_since", "_flusher", "_frozen",
         "_frozen_end",
         "_global_budget", "_has_text",
-        "_last_edit", "_may_read", "_on_progress", "_parked", "_pending_since", "_post_budget",
+        "_last_edit", "_may_read", "_on_failure", "_on_progress", "_parked", "_pending_since",
+        "_post_budget",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
         "edit_interval", "gave_up", "gone", "limits", "message_ids", "stats", "target", "text",
         "thinking_text",
@@ -106,6 +109,7 @@ class LiveReply:
         edit_interval: float = 1.0,
         thinking_text: str = THINKING_TEXT,
         on_progress: ProgressHook | None = None,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self.target = target
         self._budgets = budgets
@@ -120,6 +124,7 @@ class LiveReply:
         self.edit_interval = edit_interval
         self.thinking_text = thinking_text
         self._on_progress = on_progress
+        self._on_failure = on_failure
 
         self.text = ""
         self._status: str | None = None
@@ -184,6 +189,7 @@ class LiveReply:
         try:
             placeholder = await self.target.begin()
         except Exception as exc:  # the platform's failure, whatever its kind
+            self._failed(exc)
             log.warning("could not show that an answer is coming: %s", for_log(exc))
             if isinstance(exc, PlaceGone):
                 self.gone = exc
@@ -467,6 +473,7 @@ class LiveReply:
                         self._restamp(slots)
                     await self._progress()
                 except Exception as exc:  # the platform's failure, whatever its kind
+                    self._failed(exc)
                     first_final = final and self._final_since is None
                     if first_final or not (final or self._failures) or isinstance(exc, PlaceGone):
                         log.warning("reply update failed: %s", for_log(exc))
@@ -558,6 +565,10 @@ class LiveReply:
         """Give back slots whose operation was not made."""
         for budget, stamp in slots:
             budget.release(stamp)
+
+    def _failed(self, exc: Exception) -> None:
+        if self._on_failure is not None:
+            self._on_failure(exc)
 
     async def _progress(self) -> None:
         if self._on_progress is not None:

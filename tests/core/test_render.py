@@ -70,6 +70,21 @@ async def test_a_refused_edit_is_tried_again_less_and_less_often(
     assert target.visible() == ["".join(f"w{i} " for i in range(100))]
 
 
+async def test_every_request_the_platform_fails_is_told() -> None:
+    # For the metrics: a platform failing every reply moved none.
+    failed: list[Exception] = []
+    target = RefusingEdits(placeholder=True)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01, on_failure=failed.append)
+    await reply.start()
+    await _stream(reply, ["Hello ", "world."], 0.02)
+    target.refusing = False
+    await reply.finish(None)
+    refused = [op for op in target.ops if op.kind == "refused"]
+    assert refused and len(failed) == len(refused)
+    assert all(isinstance(exc, PlatformError) for exc in failed)
+    assert target.visible() == ["Hello world."]
+
+
 async def test_tokens_are_coalesced_into_few_edits_within_budget() -> None:
     budgets = Budgets()
     target = RecordingTarget(edit_rate=Rate(4, 0.5))

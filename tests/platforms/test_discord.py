@@ -18,7 +18,7 @@ from adapters.platforms.discord import DiscordOptions, DiscordPlatform
 from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import InteractionTarget
-from bridge.errors import PlaceGone, PlatformError, PlatformRefused
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.core.fakeplatform import wait_for
 from tests.fakes.discord import (
@@ -753,7 +753,8 @@ def test_a_refusal_is_told_from_discord_failing_or_out_of_reach() -> None:
     busy = discord.HTTPException(Busy(), "You are being rate limited.")
     assert not isinstance(platform_error("edit the answer", busy), PlatformRefused)
     unreachable = platform_error("edit the answer", aiohttp.ClientConnectionError())
-    assert not isinstance(unreachable, PlatformRefused)
+    assert isinstance(unreachable, PlatformUnreachable)  # for the metrics' kind
+    assert not isinstance(error, PlatformUnreachable)  # answered, with a 503
     assert "Could not reach Discord" in str(unreachable)
 
 

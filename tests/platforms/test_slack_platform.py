@@ -23,7 +23,13 @@ from adapters.platforms.slack.target import SlackRefused
 from adapters.registry import REGISTRY
 from bridge.budget import Budgets
 from bridge.config import parse_config
-from bridge.errors import ConfigError, PlaceGone, PlatformError, PlatformRefused
+from bridge.errors import (
+    ConfigError,
+    PlaceGone,
+    PlatformError,
+    PlatformRefused,
+    PlatformUnreachable,
+)
 from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from bridge.render import LiveReply
@@ -1024,7 +1030,7 @@ async def test_a_page_that_is_not_slacks_answer_means_slack_could_not_be_reached
     target = socket_platform.target(Address("slack", fake_slack.team_id, CHANNEL, None))
     fake_slack.unavailable["chat.postMessage"] = [503]
     reached = r"could not be reached for chat.postMessage \(HTTP 503\)"
-    with pytest.raises(PlatformError, match=reached) as caught:
+    with pytest.raises(PlatformUnreachable, match=reached) as caught:
         await target.post("hello")
     assert not isinstance(caught.value, SlackRefused | PlaceGone)  # tried again, not ended
     ts = await target.post("hello")
@@ -1318,7 +1324,7 @@ async def test_a_web_api_call_is_given_the_configured_timeout(
     async with running(fake_slack, inbox, thinking="none", timeout=0.5):
         target = await asked(fake_slack, inbox)
         fake_slack.slow["chat.postMessage"] = [3.0, 3.0, 3.0]  # slack-sdk retries twice
-        with pytest.raises(PlatformError, match="could not be reached for chat.postMessage"):
+        with pytest.raises(PlatformUnreachable, match="could not be reached for chat.postMessage"):
             await target.post("Hello")
 
 

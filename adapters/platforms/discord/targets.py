@@ -19,7 +19,7 @@ import aiohttp
 import discord
 
 from adapters.platforms.discord import format as fmt
-from bridge.errors import PlaceGone, PlatformError, PlatformRefused
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 
@@ -80,7 +80,9 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
             # take the request later (a 429 past discord.py's own waits, Cloudflare's)
             return PlatformError(f"Discord failed to {action} (HTTP {exc.status}{code}: {text}).")
         return PlatformRefused(f"Discord refused to {action} (HTTP {exc.status}{code}: {text}).")
-    return PlatformError(f"Could not reach Discord to {action} ({exc.__class__.__name__}).")
+    return PlatformUnreachable(
+        f"Could not reach Discord to {action} ({exc.__class__.__name__})."
+    )
 
 
 # aiohttp's own errors (a dropped keep-alive connection) come through discord.py as they are.

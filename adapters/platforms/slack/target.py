@@ -21,7 +21,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.errors import PlaceGone, PlatformError, PlatformRefused
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
 from bridge.transport import env_proxy
@@ -118,7 +118,7 @@ async def guard(
     except SlackApiError as exc:
         if told(exc) is None and status(exc) >= 500:
             # Not Slack's answer, or Slack failing (an outage's page, a proxy's 502).
-            raise PlatformError(
+            raise PlatformUnreachable(
                 f"Slack could not be reached for {method} (HTTP {status(exc)})"
             ) from exc
         error = error_code(exc)
@@ -132,7 +132,7 @@ async def guard(
             raise SlackLockedOut(method, error) from exc
         raise SlackRefused(method, error) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise PlatformError(f"Slack could not be reached for {method}") from exc
+        raise PlatformUnreachable(f"Slack could not be reached for {method}") from exc
 
 
 @dataclass(slots=True)
