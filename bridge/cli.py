@@ -104,6 +104,16 @@ def config_warnings(config: Config) -> list[str]:
     found: list[str] = []
     for name, options in config.backends.items():
         found.extend(f"backends.{name}: {text}" for text in options.warnings())
+    for i, route in enumerate(config.routes):
+        if route.trigger != "all" or route.dm:
+            continue
+        for platform, platform_options in config.platforms.items():
+            why = platform_options.unmentioned_unread() if route.serves(platform) else None
+            if why:
+                found.append(
+                    f"routes[{i}]: trigger: all answers nothing in {platform} channels but "
+                    f"messages that mention the bot: {why}; use trigger: mention"
+                )
     return found
 
 

@@ -144,6 +144,11 @@ class PlatformOptions(BaseModel):
         """What in these options needs the daemon's HTTP listener, or None."""
         return None
 
+    def unmentioned_unread(self) -> str | None:
+        """Why a channel's messages that do not mention the bot come without their text
+        (a setting, in words an admin can act on), or None where they are read."""
+        return None
+
 
 #: Set by the relay while it consumes an answer: a streaming dialect awaits it
 #: before each network read after the first (and outside its own read

@@ -445,6 +445,28 @@ def test_check_warns_of_user_ids_hashed_with_a_public_key(tmp_path: Path) -> Non
     assert "user ids are hashed with the backend's URL" in result.stdout, result.stderr
 
 
+def test_check_warns_of_trigger_all_without_the_message_content_intent(tmp_path: Path) -> None:
+    # `check` said "config ok" and `run` then answered nothing in the channel.
+    from bridge.cli import config_warnings
+
+    discord = "discord: {token: t0k3n, message_content: false}\n"
+    text = BASE.replace("platform: any", "platform: any\n    trigger: all") + discord
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: routes[0]: trigger: all answers nothing in discord channels but messages "
+        "that mention the bot: without the Message Content intent "
+        "(discord.message_content: false) they come without their text; use trigger: mention"
+    ) in result.stdout
+    assert config_warnings(parse(text.replace("platform: any", "platform: discord")))
+    # Mentions, DMs, and the intent on: nothing to say.
+    assert not config_warnings(parse(BASE + discord))
+    assert not config_warnings(parse(text.replace("trigger: all", "trigger: all\n    dm: true")))
+    assert not config_warnings(parse(text.replace("content: false", "content: true")))
+
+
 def test_kind_that_is_not_a_name_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         parse(BASE.replace("kind: chatmount", "kind: [chatmount]"))

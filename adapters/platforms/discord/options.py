@@ -59,6 +59,12 @@ class DiscordOptions(PlatformOptions):
     guild_ready_timeout: float = Field(2.0, ge=0, le=60)
     connect_timeout: float = Field(60.0, gt=0, le=600)
 
+    def unmentioned_unread(self) -> str | None:
+        if self.message_content:
+            return None
+        return ("without the Message Content intent (discord.message_content: false) they "
+                "come without their text")
+
     @field_validator("token")
     @classmethod
     def _token_set(cls, value: SecretStr) -> SecretStr:
