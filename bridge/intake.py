@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chat_bridge.intake")
 
-# Places remembered as told to have no route: bounded, whatever a daemon meets.
+# Places remembered as told to have no route, or to be closed to the bot: bounded,
+# whatever a daemon meets.
 UNROUTED_PLACES = 1000
+CLOSED_PLACES = 1000
 HELP_TEXT = "Ask me a question in words, and I will answer here."
 # Where the next message is not answered without a mention (no thread the bot follows).
 MENTION_HELP = "Mention me with a question in words, and I will answer it."
@@ -111,7 +113,9 @@ class Intake:
         self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
         self._users = UserRateLimiter()
         # Places where the bot was asked and no route serves, already said (in order).
-        self._unrouted_places: dict[tuple[str, str, str], None] = {}
+        self._unrouted_places: dict[tuple[str, ...], None] = {}
+        # Places a route serves where the bot may not answer, already said (in order).
+        self._closed_places: dict[tuple[str, ...], None] = {}
         # Records written for messages still being admitted (a thread may take long to
         # open): beaten for as the jobs' are, or they would look like a dead replica's.
         self.admitting: dict[str, InFlight] = {}
@@ -180,9 +184,8 @@ class Intake:
             if msg.command:  # a command expects an answer, even a refusal
                 await relay.notice(target, "I am not set up to answer here.")
             return None
-        if not msg.may_post and not _opens_thread(route, msg):
-            log.info("not answering in %s %s: the bot may only answer there in a thread "
-                     "of its own (reply_in_thread)", msg.platform, msg.channel)
+        if not msg.may_post and not (msg.may_thread and _opens_thread(route, msg)):
+            self._closed(msg, route)
             return None
         key = conversation_key(route, msg)
         now = time.time()
@@ -324,18 +327,34 @@ class Intake:
     def _unrouted(self, msg: Inbound) -> None:
         """Say, once per place, that the bot was asked where no route serves: a route
         that names a channel wrongly otherwise looks like a bot that ignores people."""
-        place = (msg.platform, msg.workspace, msg.channel)
-        if place in self._unrouted_places:
+        if not _first_time(self._unrouted_places, (msg.platform, msg.workspace, msg.channel),
+                           UNROUTED_PLACES):
             return
-        self._unrouted_places[place] = None
-        if len(self._unrouted_places) > UNROUTED_PLACES:  # the oldest said is forgotten
-            del self._unrouted_places[next(iter(self._unrouted_places))]
         log.info(
             "no route serves %s %s %s (workspace %s): the bot was asked there and does not "
             "answer; check the routes' platform, workspace, channels (ids), dm, users and "
             "roles", msg.platform, "DM" if msg.is_dm else "channel", msg.channel,
             msg.workspace, extra={"platform": msg.platform, "channel": msg.channel},
         )
+
+    def _closed(self, msg: Inbound, route: RouteConfig) -> None:
+        """Say, once per place, that a route takes messages where the bot may not answer
+        (a permission taken away): the bot otherwise looks as if it ignores people."""
+        place = (msg.platform, msg.workspace, msg.channel, msg.thread or "")
+        if not _first_time(self._closed_places, place, CLOSED_PLACES):
+            return
+        where = f"thread {msg.thread} of channel" if msg.thread else "channel"
+        lacks = f"lacks {msg.lacks}" if msg.lacks else "may not post"
+        if _opens_thread(route, msg):  # and none may open
+            why = f"the bot {lacks} there, and no thread of its own can open there"
+        elif msg.may_thread and not msg.thread and not msg.is_dm:
+            why = (f"the bot {lacks} there, and could answer only in a thread of its own "
+                   "(a route with reply_in_thread: true and session: thread)")
+        else:
+            why = f"the bot {lacks} there"
+        log.info("not answering in %s %s %s (workspace %s): %s", msg.platform, where,
+                 msg.channel, msg.workspace, why,
+                 extra={"platform": msg.platform, "channel": msg.channel})
 
     async def _claim(self, msg: Inbound, event_id: str) -> bool:
         """Record `event_id` as taken; False (and logged) if it was already."""
@@ -421,6 +440,17 @@ class Intake:
         finally:
             if self._refusals.get(place) is asyncio.current_task():
                 del self._refusals[place]
+
+
+def _first_time(said: dict[tuple[str, ...], None], place: tuple[str, ...], most: int) -> bool:
+    """Whether `place` is yet to be said of (it then is); `said` keeps the `most`
+    places said last, in order."""
+    if place in said:
+        return False
+    said[place] = None
+    if len(said) > most:  # the oldest said is forgotten
+        del said[next(iter(said))]
+    return True
 
 
 def _opens_thread(route: RouteConfig, msg: Inbound) -> bool:

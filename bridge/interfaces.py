@@ -290,10 +290,13 @@ class Inbound:
     # The platform's own time of the message (epoch seconds), the same in every
     # delivery of it: orders a conversation's messages across replicas.
     sent_at: float = 0.0
-    # False where the bot may not post in the message's channel itself but may open
-    # a thread there (a channel for threads only): only a route answering in a new
-    # thread answers it.
+    # False where the bot may not post in the message's place itself (a channel for
+    # threads only, or one closed to it): only a route answering in a new thread
+    # answers it, where `may_thread` says one may open. `lacks` names what the bot
+    # lacks to post there, as the platform calls it (a permission), for the log.
     may_post: bool = True
+    may_thread: bool = True
+    lacks: str = ""
     # Who sees the conversation, where fewer than everyone in the workspace do:
     # "members" (a place only its members see: a private channel, a group DM),
     # "thread" (a private thread: its members) or "asker" (an answer only the asker

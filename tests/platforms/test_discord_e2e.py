@@ -289,7 +289,7 @@ async def test_a_voice_channels_chat_where_the_bot_may_not_post_asks_nothing(
     async with setup.bridge():
         await fake.deny_bot(setup.help, SEND_MESSAGES)
         await fake.mention(setup.help, setup.bob, "How long is the bridge?")
-        await wait_for(lambda: any("may not send messages there" in r.getMessage()
+        await wait_for(lambda: any("the bot lacks Send Messages there" in r.getMessage()
                                    for r in caplog.records))
     assert setup.chat.requests == []
     assert not [r for r in fake.requests if r.path.endswith("/threads")]

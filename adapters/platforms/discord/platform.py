@@ -22,6 +22,7 @@ from discord import app_commands
 
 from adapters.platforms import never_below_info
 from adapters.platforms.discord.options import DiscordOptions
+from adapters.platforms.discord.permissions import Said, may_send
 from adapters.platforms.discord.readable import (
     Names,
     addresses_other,
@@ -39,7 +40,6 @@ from adapters.platforms.discord.targets import (
     InteractionTarget,
     Question,
     Questions,
-    may_send,
     platform_error,
 )
 from bridge.errors import PlatformError, for_log
@@ -102,6 +102,7 @@ class DiscordPlatform(Platform):
         # Questions being answered (or waiting): one deleted meanwhile, or whose
         # channel or thread is, stops its answer.
         self._questions = Questions()
+        self._said = Said()  # what was logged of which places (once each)
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._counter: _RateLimitCounter | None = None
         self.unanswered_after = UNANSWERED_AFTER
@@ -352,15 +353,9 @@ class DiscordPlatform(Platform):
             # Without the Message Content intent its text arrives empty: nothing to answer.
             log.debug("message %s not read: it does not mention the bot", message.id)
             return
-        may_post, may_thread, may_reply = may_send(message.channel, guild)
-        if not (may_post or may_thread):
-            # A moderator took the bot's Send Messages away here: asking the chat API
-            # would cost a request, send the member's text out, and show nothing.
-            (log.info if mentioned else log.debug)(
-                "not answering in channel %s: the bot may not send messages there",
-                channel_id,
-            )
-            return
+        # Where a moderator took the bot's Send Messages away, the bridge answers
+        # nothing (and says so once, if a route takes the message).
+        allowed = may_send(message.channel, guild)
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
         text = question_text(
             message.content, Names.of_message(message, (channel_id, thread_id)), client.user
@@ -388,7 +383,9 @@ class DiscordPlatform(Platform):
             has_attachments=bool(message.attachments),
             received_at=time.time(),
             sent_at=message.created_at.timestamp(),
-            may_post=may_post,
+            may_post=allowed.post,
+            may_thread=allowed.thread,
+            lacks=allowed.lacks,
             audience=audience,
         )
         address = Address("discord", workspace, channel_id, thread_id)
@@ -398,9 +395,8 @@ class DiscordPlatform(Platform):
             place_ids((channel_id, thread_id)), replies_in=int(thread_id or channel_id)
         )
         target = ChannelTarget(
-            client, self.options, address, question_id=message.id, may_post=may_post,
-            may_thread=may_thread, may_reply=may_reply, question=question,
-            questions=self._questions,
+            client, self.options, address, question_id=message.id, allowed=allowed,
+            question=question, questions=self._questions, said=self._said,
         )
         self._questions.add(message.id, target.question)
         await self._deliver(inbound, target)

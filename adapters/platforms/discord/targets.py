@@ -13,12 +13,13 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
 
 from adapters.platforms.discord import format as fmt
+from adapters.platforms.discord.permissions import ANYTHING, Allowed, Said, may_send
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
@@ -134,33 +135,6 @@ class _Window:
 _renewals = _Window(TYPING_RENEWALS_PER_SECOND)
 
 
-class Allowed(NamedTuple):
-    post: bool  # send messages in the channel (or thread) itself
-    thread: bool  # open a thread there and answer in it
-    reply: bool  # post as a reply to the question (Read Message History)
-
-
-def may_send(channel: Any, guild: discord.Guild | None) -> Allowed:
-    """What the bot may do in `channel`, as far as discord.py's cache knows (what it
-    does not know, it is let try: the reply's error says why)."""
-    me = guild.me if guild is not None else None
-    if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-        return Allowed(True, True, True)
-    try:
-        allowed = channel.permissions_for(me)
-    except discord.ClientException:  # a thread whose parent is not cached
-        return Allowed(True, True, True)
-    reply = allowed.read_message_history
-    if isinstance(channel, discord.Thread):
-        return Allowed(allowed.send_messages_in_threads, False, reply)
-    # Threads open in text and announcement channels only (not a voice channel's chat).
-    return Allowed(allowed.send_messages, (
-        isinstance(channel, discord.TextChannel)
-        and allowed.create_public_threads
-        and allowed.send_messages_in_threads
-    ), reply)
-
-
 class Question:
     """The message (or /ask) a reply answers, as its targets share it: `deleted` once
     a moderator removed it, or the channel or thread it was asked in (the answer
@@ -254,10 +228,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
         *,
         question_id: int | None = None,
         question: Question | None = None,
-        may_post: bool = True,
-        may_thread: bool = True,
-        may_reply: bool = True,
+        allowed: Allowed = ANYTHING,
         questions: Questions | None = None,
+        said: Said | None = None,
     ) -> None:
         self.address = address
         self._client = client
@@ -271,7 +244,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self._question_id = question_id
         # The first message replies to the question, where the bot may read the
         # channel's history (Discord refuses a reply otherwise).
-        self._referenced = not may_reply
+        self._referenced = not allowed.reply
         # A notice here is a message in the channel, like an answer's.
         self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
@@ -280,10 +253,12 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self.question = question if question is not None else Question()
         # False in a channel for threads only: nothing is posted in it (a refusal,
         # which would be refused with 403, goes unsaid).
-        self._may_post = may_post
+        self._may_post = allowed.post
         # False where no thread can open (a voice channel's chat, or threads denied):
         # none is asked for, and the answer goes in the channel.
-        self._may_thread = may_thread
+        self._may_thread = allowed.thread
+        self._lacks_thread = allowed.lacks_thread
+        self._said = said  # the platform's: what was logged of which places
 
     def _failed(self, action: str, exc: Exception, *, posting: bool = False) -> PlatformError:
         """`platform_error`; a channel Discord no longer knows is gone for every question
@@ -392,10 +367,16 @@ class ChannelTarget(_Formatting, ReplyTarget):
         await self.post(text)
 
     async def open_thread(self, name: str) -> tuple[str, ReplyTarget] | None:
-        if (
-            self._question_id is None or self.address.thread or self._guild_id is None
-            or not self._may_thread
-        ):
+        if self._question_id is None or self.address.thread or self._guild_id is None:
+            return None
+        if not self._may_thread:
+            if self._lacks_thread and (self._said is None
+                                       or self._said.first("no thread", self._channel_id)):
+                # Else the admin sees `reply_in_thread: true` ignored, and no reason.
+                log.info("answering in channel %s itself, not in a thread of its own "
+                         "(reply_in_thread): the bot lacks %s there", self._channel_id,
+                         self._lacks_thread,
+                         extra={"platform": "discord", "channel": str(self._channel_id)})
             return None
         partial = self._channel.get_partial_message(self._question_id)
         # The channel's own "hide after inactivity", where the cache knows it

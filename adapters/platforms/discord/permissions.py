@@ -1,0 +1,68 @@
+"""What the bot may do in a Discord channel, and what it lacks there in the words of
+Discord's permission settings."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import discord
+
+from adapters.platforms.recent import Recent
+
+# Places (and things said of them) remembered as said already: bounded, whatever
+# a bot meets over months.
+SAID_PLACES = 1000
+
+
+class Allowed(NamedTuple):
+    post: bool  # send messages in the channel (or thread) itself
+    thread: bool  # open a thread there and answer in it
+    reply: bool  # post as a reply to the question (Read Message History)
+    # Where `post` is False: the permission the bot lacks, as Discord's settings name it.
+    lacks: str = ""
+    # Where no thread opens for a missing permission (not merely where none can
+    # open, as in a thread or a voice channel's chat): the permissions it lacks.
+    lacks_thread: str = ""
+
+
+ANYTHING = Allowed(True, True, True)
+
+
+def may_send(channel: Any, guild: discord.Guild | None) -> Allowed:
+    """What the bot may do in `channel`, as far as discord.py's cache knows (what it
+    does not know, it is let try: the reply's error says why)."""
+    me = guild.me if guild is not None else None
+    if me is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return ANYTHING
+    try:
+        allowed = channel.permissions_for(me)
+    except discord.ClientException:  # a thread whose parent is not cached
+        return ANYTHING
+    reply = allowed.read_message_history
+    if isinstance(channel, discord.Thread):
+        post = allowed.send_messages_in_threads
+        return Allowed(post, False, reply, "" if post else "Send Messages in Threads")
+    lacks = "" if allowed.send_messages else "Send Messages"
+    # Threads open in text and announcement channels only (not a voice channel's chat).
+    if not isinstance(channel, discord.TextChannel):
+        return Allowed(allowed.send_messages, False, reply, lacks)
+    missing = [name for name, has in (
+        ("Create Public Threads", allowed.create_public_threads),
+        ("Send Messages in Threads", allowed.send_messages_in_threads),
+    ) if not has]
+    return Allowed(allowed.send_messages, not missing, reply, lacks, " and ".join(missing))
+
+
+class Said:
+    """What was logged of which places, so that each is said once (of the most recent
+    places only: a place forgotten may be said of again)."""
+
+    def __init__(self, size: int = SAID_PLACES) -> None:
+        self._said: Recent[tuple[str, int], bool] = Recent(size)
+
+    def first(self, what: str, place: int) -> bool:
+        """Whether `what` is yet to be said of `place` (it is then taken as said)."""
+        if self._said.touch((what, place)):
+            return False
+        self._said.put((what, place), True)
+        return True
