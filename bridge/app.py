@@ -193,6 +193,7 @@ class Bridge:
                 ),
                 extra=self._platform_extra.get(name, {}),
                 deleted=partial(record_deletion, self.store, name) if self.store.shared else None,
+                route_channels=_route_channels(self.config, name),
             )
             self.platforms[name] = cls(ctx)
             self.relay.reset_commands[name] = self.platforms[name].reset_command
@@ -442,3 +443,13 @@ class Bridge:
                 await self.relay.progress.flush()
         finally:  # the store, the clients and the platforms are closed whatever happened
             await self._stack.aclose()
+
+
+def _route_channels(config: Config, platform: str) -> dict[str, str]:
+    """The channel ids the routes of `platform` list, each with the first key naming it."""
+    found: dict[str, str] = {}
+    for i, route in enumerate(config.routes):
+        if route.serves(platform):
+            for channel in route.channels or ():
+                found.setdefault(channel, f"routes[{i}].channels")
+    return found

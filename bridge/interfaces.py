@@ -477,6 +477,9 @@ class PlatformContext:
     # id) when a message is deleted, so that a question of it still waiting its turn
     # is not answered wherever it waits (see bridge/deletions.py).
     deleted: Callable[[str, str, str], Awaitable[None]] | None = None
+    # The channel ids the platform's routes list, each with where (`routes[0].channels`):
+    # an adapter that sees its channels once connected may say which match nothing.
+    route_channels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

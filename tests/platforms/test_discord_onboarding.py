@@ -1,27 +1,32 @@
-"""What an admin setting the bot up reads in the log: why the bot does not answer
-where a route takes messages (a permission missing), said once per place (the
-real Bridge and discord.py client against the fakes)."""
+"""What an admin setting the bot up reads in the log: who the bot is and where, and
+why it does not answer where a route takes messages (a permission missing, a
+category's id), said once per place (the real Bridge and discord.py client
+against the fakes)."""
 
 from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
-from adapters.platforms.discord.permissions import Said
+from adapters.platforms.discord.permissions import INVITE_PERMISSIONS, Said, invite_url
 from bridge import intake
 from bridge.app import Bridge
 from tests.core.fakeplatform import wait_for
-from tests.fakes.chatapi import fake_chat_api  # noqa: F401
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
 from tests.fakes.discord import (  # noqa: F401
     CREATE_PUBLIC_THREADS,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
+    FakeDiscord,
     fake_discord,
 )
 from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
+ROOT = Path(__file__).resolve().parents[2]
 CLOSED = SEND_MESSAGES | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS
 
 
@@ -41,6 +46,79 @@ async def taken(bridge: Bridge, count: int) -> None:
         return int(float(found.group(1))) if found else 0
 
     await wait_for(lambda: received() >= count and not bridge.relay.intake._places)
+
+
+# ------------------------------------------------------------------ connecting
+
+
+async def test_the_log_names_the_bot_and_its_servers(
+    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake = setup.discord
+    async with setup.bridge():
+        pass
+    assert lines(caplog, "connected to Discord") == [
+        f"connected to Discord as bridgebot (application {fake.app_id}), in 1 server(s)"
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_bot_in_no_server_is_told_how_to_invite_it(
+    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It said "connected" alone: an invite made with another application's id, or
+    # never completed, looked like a bot ignoring everyone.
+    caplog.set_level(logging.INFO)
+    fake = fake_discord
+    nowhere = Setup(fake, fake_chat_api, tmp_path / "b.db", *"1234567")
+    async with nowhere.bridge():
+        pass
+    assert lines(caplog, "connected to Discord")[0].endswith("in 0 server(s)")
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "the bot is in no Discord server, so nobody there can ask it anything; invite it "
+        f"with {invite_url(int(fake.app_id))}"
+    )
+    assert f"client_id={fake.app_id}&" in warning.getMessage()
+
+
+def test_the_invite_asks_for_the_permissions_the_docs_list() -> None:
+    # One sum: the URL the log gives and the one README and docs/discord.md give.
+    value = str(INVITE_PERMISSIONS.value)
+    assert invite_url(1).endswith(f"&permissions={value}")
+    for doc in ("README.md", "docs/discord.md"):
+        text = (ROOT / doc).read_text()
+        assert re.findall(r"permissions=(\d+)", text) == [value]
+        assert f"**{value}**" in text
+
+
+async def test_a_route_naming_a_category_or_an_unknown_id_is_warned_of(
+    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    # A category's id (Copy Category ID) matched no message: questions in its channels
+    # were dropped with nothing above DEBUG.
+    caplog.set_level(logging.INFO)
+    fake = setup.discord
+    category = fake.add_channel(setup.guild, "Support")
+    fake.channels[category]["type"] = 4
+    fake.channels[setup.ask]["parent_id"] = category
+    setup.ask = category  # routes[0] (trigger: all) lists the category
+    setup.help = "123456789012345678"  # routes[1]: no channel the bot can see
+    await fake.deny_bot(setup.general, VIEW_CHANNEL, quietly=True)  # routes[2]: unread
+    async with setup.bridge():
+        pass
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        f"routes[0].channels: {category} is the category 'Support', whose id matches no "
+        "message; list the ids of its channels instead",
+        "routes[1].channels: 123456789012345678 is no channel or active thread the bot can "
+        "see in its 1 server(s), and matches no message; check the id (Copy Channel ID) and "
+        "that the bot was invited to its server",
+        f"routes[2].channels: the bot lacks View Channels in channel {setup.general} "
+        "(#general), and reads nothing there",
+    ]
 
 
 # ------------------------------------------------------------------ permissions

@@ -1,5 +1,5 @@
-"""What the bot may do in a Discord channel, and what it lacks there in the words of
-Discord's permission settings."""
+"""What the bot may do in a Discord channel, what it lacks there in the words of
+Discord's permission settings, and the permissions its invite asks for."""
 
 from __future__ import annotations
 
@@ -9,9 +9,25 @@ import discord
 
 from adapters.platforms.recent import Recent
 
+# What the invite asks for; README.md and docs/discord.md give the same sum.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    read_message_history=True,
+    create_public_threads=True,
+    send_messages_in_threads=True,
+)
 # Places (and things said of them) remembered as said already: bounded, whatever
 # a bot meets over months.
 SAID_PLACES = 1000
+
+
+def invite_url(application_id: int) -> str:
+    """The URL that adds the bot, with its slash commands, to a server."""
+    return (
+        f"https://discord.com/oauth2/authorize?client_id={application_id}"
+        f"&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS.value}"
+    )
 
 
 class Allowed(NamedTuple):

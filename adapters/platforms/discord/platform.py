@@ -30,7 +30,7 @@ from adapters.platforms.discord.readable import (
     place_ids,
     question_text,
 )
-from adapters.platforms.discord.startup import Endpoints, start_error
+from adapters.platforms.discord.startup import Endpoints, report_ready, start_error
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
     DM_WORKSPACE,
@@ -222,9 +222,9 @@ class DiscordPlatform(Platform):
         except BaseException:
             await self.aclose()
             raise
-        if self._ready.is_set():
+        if self._ready.is_set() and self.client is not None:
             self._receiving = True
-            log.info("connected to Discord", extra={"platform": "discord"})
+            report_ready(self.client, self.options, self.ctx.route_channels)
             return
         logged_in = self.client is not None and self.client.user is not None
         where, setting = self.options.api_url, "discord.api_url"

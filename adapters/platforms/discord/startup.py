@@ -1,9 +1,11 @@
-"""Discord at start-up: the endpoints discord.py talks to, and what went wrong in words
-an admin can act on."""
+"""Discord at start-up: the endpoints discord.py talks to, what went wrong in words
+an admin can act on, and, once connected, who the bot is and where it can answer."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Mapping
 
 import aiohttp
 import discord
@@ -11,8 +13,12 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.platforms.discord.options import DiscordOptions
+from adapters.platforms.discord.permissions import invite_url
 from adapters.platforms.discord.targets import platform_error
 from bridge.errors import PlatformError
+
+log = logging.getLogger("chat_bridge.discord")
 
 INTENT_HELP = (
     "Discord closed the gateway with 4014 (disallowed intent): the bot asks for the "
@@ -99,3 +105,45 @@ def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
             f"check {setting} and the network."
         )
     return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
+
+
+def report_ready(
+    client: discord.Client, options: DiscordOptions, route_channels: Mapping[str, str]
+) -> None:
+    """Say who the bot is and in how many servers, once connected; warn where it can
+    answer nowhere (no server) and of each channel id of the routes that matches no
+    message (a category's, or one the bot cannot see): the bot is silent there, and
+    would look as if it ignored people. Only discord.py's cache is read."""
+    # A process running some of the shards sees only their servers.
+    all_shards = options.shard_ids is None or len(options.shard_ids) == options.shard_count
+    me, guilds = client.user, client.guilds
+    application = client.application_id or (me.id if me is not None else 0)
+    log.info("connected to Discord as %s (application %s), in %d server(s)",
+             me, application, len(guilds), extra={"platform": "discord"})
+    if not guilds:
+        if all_shards:
+            log.warning("the bot is in no Discord server, so nobody there can ask it "
+                        "anything; invite it with %s", invite_url(application),
+                        extra={"platform": "discord"})
+        return
+    # A server not loaded yet (one of many still streaming in) hides its channels.
+    everything_seen = all_shards and not any(g.unavailable for g in guilds)
+    for raw, where in route_channels.items():
+        if not raw.isdigit():
+            continue  # another platform's channel (an `any` route's)
+        channel = client.get_channel(int(raw))
+        if isinstance(channel, discord.CategoryChannel):
+            log.warning("%s: %s is the category %r, whose id matches no message; list "
+                        "the ids of its channels instead", where, raw, channel.name,
+                        extra={"platform": "discord", "channel": raw})
+        elif channel is None and everything_seen:
+            log.warning("%s: %s is no channel or active thread the bot can see in its "
+                        "%d server(s), and matches no message; check the id (Copy "
+                        "Channel ID) and that the bot was invited to its server",
+                        where, raw, len(guilds), extra={"platform": "discord", "channel": raw})
+        elif isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            bot = channel.guild.me
+            if bot is not None and not channel.permissions_for(bot).view_channel:
+                log.warning("%s: the bot lacks View Channels in channel %s (#%s), and "
+                            "reads nothing there", where, raw, channel.name,
+                            extra={"platform": "discord", "channel": raw})
