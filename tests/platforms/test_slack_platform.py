@@ -713,6 +713,25 @@ async def test_http_garbage_is_refused_in_a_word(
     assert msg.text == "genuine"
 
 
+async def test_http_slash_commands_that_say_payload_are_answered(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox
+) -> None:
+    # Bolt takes a form body holding the word "payload" anywhere for an interactivity
+    # form: these were refused as unhandled requests (404) and the user told it failed.
+    _, url = http_platform
+    in_channel = fake_slack.slash_command("/chat-reset", CHANNEL)
+    in_channel["channel_name"] = "payload-x"
+    by_user = fake_slack.slash_command("/chat-reset", CHANNEL)
+    by_user["user_name"] = "payloadops"
+    with_text = fake_slack.slash_command("/chat-reset", CHANNEL, text="the payload question")
+    for fields in (in_channel, by_user, with_text):
+        assert (await fake_slack.post_command(url, fields))[0] == 200
+    delivered = await inbox.wait(3)
+    assert [m.command for m in delivered] == ["reset"] * 3
+    assert all(m.channel == CHANNEL and m.user == "U0USER001" for m in delivered)
+    assert [m.text for m in delivered] == ["", "", "the payload question"]
+
+
 async def _send_part(
     url: str, headers: dict[str, str], declared: int, sent: bytes
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -11,11 +11,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
@@ -34,6 +38,27 @@ def _kind(body: str) -> str | None:
     except ValueError:
         return None
     return payload.get("type") if isinstance(payload, dict) else None
+
+
+def _bolt_request(
+    body: str, content_type: str, query: str, headers: dict[str, str | Sequence[str]]
+) -> AsyncBoltRequest:
+    """Bolt's request for a signed body.
+
+    Bolt takes any form body in which the word "payload" appears, anywhere, for an
+    interactivity form and finds no fields in it: a slash command typed in #payload-api,
+    by a user named payloadops, or about "the payload", went unanswered. A form is
+    parsed here instead, and bolt told its fields; the raw body stays as it was signed.
+    """
+    request = AsyncBoltRequest(body=body, query=query, headers=headers)
+    if content_type == "application/json" or body.startswith("{"):
+        return request  # JSON: bolt reads it as such
+    fields: dict[str, Any] = dict(parse_qsl(body, keep_blank_values=True))
+    if "payload" in fields:
+        return request  # an interactivity form: bolt reads its payload field
+    request.body = fields
+    request.context = build_async_context(AsyncBoltContext(), fields)
+    return request
 
 
 class EventsEndpoint:
@@ -86,8 +111,8 @@ class EventsEndpoint:
             )
             return web.Response(status=200)
         try:
-            bolt_request = AsyncBoltRequest(
-                body=body, query=request.query_string, headers=dict(request.headers)
+            bolt_request = _bolt_request(
+                body, request.content_type, request.query_string, {**request.headers}
             )
         except (ValueError, AttributeError, TypeError):
             log.debug("slack: refused a signed request whose body could not be read")
