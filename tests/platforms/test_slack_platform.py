@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -684,6 +685,49 @@ async def test_http_bad_signature_and_stale_timestamp_get_401(
     assert status == 200
     [msg] = await inbox.wait(1)
     assert msg.text == "genuine"
+
+
+async def test_http_refused_signatures_are_warned_of_once_a_minute_by_cause(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str],
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every refusal was one DEBUG line, the same for every cause: a wrong secret or a
+    # proxy re-encoding bodies left Slack's requests refused and the log silent.
+    caplog.set_level(logging.DEBUG, "chat_bridge.slack")
+    _, url = http_platform
+    [body] = fake_slack.user_message(DM, "refused")
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+    assert (await fake_slack.post_event(url, body, secret="not-the-secret"))[0] == 401
+    [wrong] = warnings()
+    assert "signature does not match the body (a wrong slack.signing_secret" in wrong
+    # Within the minute: counted, not said again.
+    assert (await fake_slack.post_event(url, body, timestamp=int(time.time()) - 360))[0] == 401
+    raw = json.dumps(body)
+    changed = fake_slack.sign(raw, int(time.time()))
+    assert (await fake_slack.post_http(url, raw + "\n", "application/json", signature=changed))[
+        0
+    ] == 401
+    assert warnings() == [wrong]
+    # Requests not claiming to be Slack's are the internet's noise: never a warning.
+    async with aiohttp.ClientSession() as session, session.post(url, data=b"{}") as resp:
+        assert resp.status == 401
+    monkeypatch.setattr("adapters.platforms.slack.http_mode.WARN_EVERY", 0.0)
+    async with aiohttp.ClientSession() as session, session.post(url, data=b"{}") as resp:
+        assert resp.status == 401
+    assert warnings() == [wrong]
+    assert (await fake_slack.post_event(url, body, timestamp=int(time.time()) + 360))[0] == 401
+    [skew] = warnings()[1:]
+    assert re.fullmatch(
+        r"slack: refused a request to the events endpoint: timestamp 3[56]\d s off this "
+        r"machine's clock \(clock skew, or a replayed request\); 2 more refused since the "
+        r"last such warning",
+        skew,
+    ), skew
+    assert fake_slack.signing_secret not in caplog.text
+    assert changed.removeprefix("v0=") not in caplog.text
 
 
 async def test_http_garbage_is_refused_in_a_word(

@@ -29,6 +29,8 @@ log = logging.getLogger("chat_bridge.slack")
 # which the signature check applies too), and its body arrive within this time.
 SIGNED_WITHIN = 300
 BODY_SECONDS = 10.0
+# A refused signed request is warned of at most this often, with a count of the rest.
+WARN_EVERY = 60.0
 
 
 def _kind(body: str) -> str | None:
@@ -61,6 +63,27 @@ def _bolt_request(
     return request
 
 
+class _Refusals:
+    """Warns of requests refused for their signature or timestamp, at most once in
+    `WARN_EVERY` seconds and with a count of those refused since: a wrong secret, a
+    proxy that changes bodies or a clock that is off refuses every request Slack sends,
+    and said once a minute that is found without flooding the log."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self._unsaid = 0  # refused since the last warning, not warned of
+
+    def refused(self, cause: str) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < WARN_EVERY:
+            self._unsaid += 1
+            log.debug("slack: refused a request to the events endpoint: %s", cause)
+            return
+        since = f"; {self._unsaid} more refused since the last such warning" if self._unsaid else ""
+        log.warning("slack: refused a request to the events endpoint: %s%s", cause, since)
+        self._last, self._unsaid = now, 0
+
+
 class EventsEndpoint:
     """The handler of Slack's requests (events, slash commands) in HTTP mode."""
 
@@ -68,6 +91,7 @@ class EventsEndpoint:
         self._verifier = SignatureVerifier(signing_secret)
         self._app = app
         self._ready = ready  # whether questions are taken (started, not stopping)
+        self._refusals = _Refusals()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._ready():
@@ -75,12 +99,19 @@ class EventsEndpoint:
             return web.Response(status=503, text="not ready")
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
-        if not (
-            signature
-            and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
-            and abs(time.time() - int(timestamp)) <= SIGNED_WITHIN
-        ):
-            log.debug("slack: refused an unsigned or stale request to the events endpoint")
+        if not (signature and timestamp):
+            # Not even claiming to be Slack's: the internet's noise, not worth a warning.
+            log.debug("slack: refused a request without Slack's headers to the events endpoint")
+            return web.Response(status=401, text="invalid signature")
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            self._refusals.refused("its timestamp is not a number of seconds")
+            return web.Response(status=401, text="invalid signature")
+        off = int(time.time()) - int(timestamp)
+        if abs(off) > SIGNED_WITHIN:
+            self._refusals.refused(
+                f"timestamp {abs(off)} s off this machine's clock "
+                "(clock skew, or a replayed request)"
+            )
             return web.Response(status=401, text="invalid signature")
         try:
             async with asyncio.timeout(BODY_SECONDS):
@@ -97,7 +128,10 @@ class EventsEndpoint:
         except (ValueError, TypeError):  # not UTF-8; a signature that is not ASCII
             signed = False
         if not signed:
-            log.debug("slack: refused an unsigned or stale request to the events endpoint")
+            self._refusals.refused(
+                "signature does not match the body "
+                "(a wrong slack.signing_secret, or a proxy that changes the body)"
+            )
             return web.Response(status=401, text="invalid signature")
         if not self._ready():
             # The stop began while the body arrived: acked, the event would be lost.
