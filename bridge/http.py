@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,14 @@ HEADER_SECONDS = 15.0
 # process may have, so that a crowd of clients leaves room for the chat APIs,
 # the store and the platforms.
 MAX_CONNECTIONS = 512
+# At the cap, a connection is closed to make room only if nothing came from its
+# client for this long: one whose request has just arrived, its handling not yet
+# begun (as in a burst through a proxy opening a connection per request), is kept.
+IDLE_SECONDS = 1.0
+# A connection refused at the cap is answered 503 and closed when its client ends
+# it, or after this: closed at once, its request unread, the kernel resets it and
+# the client may see the reset and not the 503.
+REFUSED_LINGER_SECONDS = 1.0
 FULL_WARNING_SECONDS = 60.0
 _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -47,9 +56,12 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self.max_connections = MAX_CONNECTIONS
-        # The connections with a request in hand; those closed to make room.
+        # The connections with a request in hand; those closed to make room; when
+        # each last had bytes from its client or gave an answer.
         self._busy: set[RequestHandler] = set()
         self._evicted: set[RequestHandler] = set()
+        self._active: dict[RequestHandler, float] = {}
+        self._lingering: set[_Refused] = set()
         self._closed_idle = 0
         self._refused = 0
         self._next_full_warning = 0.0
@@ -94,10 +106,11 @@ class HttpServer:
             self._runner = None
 
     def _accept(self) -> asyncio.BaseProtocol:
-        """A new connection's protocol. At the cap, the oldest open connection that has
-        no request in hand (headers still arriving, or idle between requests) is
-        closed to make room, so a crowd of half-sent requests cannot keep /healthz or
-        Slack out; when every one is busy, the new one is answered 503 and closed.
+        """A new connection's protocol. At the cap, the open connection idle longest
+        that has no request in hand (headers still arriving, or idle between requests)
+        and has sent nothing for IDLE_SECONDS is closed to make room, so a crowd of
+        half-sent requests cannot keep /healthz or Slack out; when there is none, the
+        new one is answered 503 and closed.
 
         Open connections are aiohttp's own count (made, not yet lost): one closed is
         no longer counted. Those accepted in the same burst are counted once open,
@@ -107,17 +120,25 @@ class HttpServer:
         held = server.connections
         self._evicted.intersection_update(held)  # those lost since are forgotten
         if len(held) >= self.max_connections:
-            idle = next((conn for conn in held
-                         if conn not in self._busy and conn not in self._evicted), None)
+            now = time.monotonic()
+            # One lost, its handling still ending, is no longer in `_active`: idle.
+            idle = min(
+                (conn for conn in held
+                 if conn not in self._busy and conn not in self._evicted
+                 and now - self._active.get(conn, -math.inf) >= IDLE_SECONDS),
+                key=lambda conn: self._active.get(conn, -math.inf),
+                default=None,
+            )
             if idle is None:
                 self._refused += 1
                 self._warn_full(len(held))
-                return _Refused()
+                # Those lingering are bounded too: past as many as the cap, closed at once.
+                return _Refused(self._lingering, len(self._lingering) < self.max_connections)
             idle.force_close()  # counted until it is lost: not chosen again meanwhile
             self._evicted.add(idle)
             self._closed_idle += 1
             self._warn_full(len(held))
-        return server()
+        return _Watched(server(), self._active)
 
     def _warn_full(self, held: int) -> None:
         now = time.monotonic()
@@ -141,6 +162,8 @@ class HttpServer:
             return await handler(request)
         finally:
             self._busy.discard(conn)
+            if conn in self._active:  # not if lost meanwhile
+                self._active[conn] = time.monotonic()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         problems = await self._health()
@@ -157,12 +180,70 @@ class HttpServer:
         )
 
 
-class _Refused(asyncio.Protocol):
-    """A connection past the cap: answered 503 and closed, its request unread."""
+class _Watched(asyncio.Protocol):
+    """aiohttp's protocol for a connection, noting in `active` when its client last
+    sent something."""
+
+    def __init__(self, handler: RequestHandler, active: dict[RequestHandler, float]) -> None:
+        self._handler = handler
+        self._active = active
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        cast(asyncio.Transport, transport).write(_REFUSAL)
-        transport.close()
+        self._active[self._handler] = time.monotonic()
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._active[self._handler] = time.monotonic()
+        self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self._handler.eof_received()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._active.pop(self._handler, None)
+        self._handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: answered 503, its writing side shut, what its client
+    sends read and dropped, and closed when the client ends it or after
+    REFUSED_LINGER_SECONDS (at once if `linger` is false), so the 503 is what the
+    client sees, not a reset."""
+
+    def __init__(self, lingering: set[_Refused], linger: bool) -> None:
+        self._lingering = lingering
+        self._linger = linger
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)
+        stream.write(_REFUSAL)
+        if not (self._linger and stream.can_write_eof()):
+            stream.close()
+            return
+        stream.write_eof()
+        self._lingering.add(self)
+        self._deadline = asyncio.get_running_loop().call_later(
+            REFUSED_LINGER_SECONDS, stream.close
+        )
+
+    def data_received(self, data: bytes) -> None:
+        pass  # the request is not read: dropped, so that nothing unread resets the close
+
+    def eof_received(self) -> bool | None:
+        return False  # the client's end: closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._lingering.discard(self)
 
 
 def _open_files() -> int:

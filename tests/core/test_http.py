@@ -115,6 +115,9 @@ async def test_at_the_cap_half_sent_requests_make_room_and_healthz_answers(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="chat_bridge.http")
+    # Those whose client sent something in the last second are kept (see the burst
+    # below): here every half-sent one counts as idle at once.
+    monkeypatch.setattr(http_module, "IDLE_SECONDS", 0.0)
     async with _capped(monkeypatch, 4) as server:
         held = [await _half_sent(server.port) for _ in range(4)]
         more: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -190,6 +193,54 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(
     full = [r for r in caplog.records if r.name == "chat_bridge.http"]
     assert len(full) == 1
     assert "refused 1 new ones" in full[0].getMessage()
+
+
+async def test_at_the_cap_requests_just_arrived_are_kept_and_the_next_one_reads_503(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A burst through a proxy that opens a connection per request: requests whose bytes
+    # had arrived, their handling not yet begun, were closed as idle to make room, and
+    # the client refused at the cap saw its connection reset, not the 503.
+    arrived = asyncio.Semaphore(0)
+    go = asyncio.Event()
+
+    @web.middleware
+    async def not_yet(request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived.release()  # parsed, and held before the listener's handling begins
+        await go.wait()
+        return await handler(request)
+
+    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 4)
+    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    server.app.middlewares.insert(0, not_yet)
+    await server.start()
+    try:
+        held = []
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            held.append((reader, writer))
+        for _ in range(4):
+            await asyncio.wait_for(arrived.acquire(), 5)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        body = b"{" + b" " * 300_000 + b"}"  # a request the listener leaves unread
+        writer.write(
+            b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        try:
+            answer = await asyncio.wait_for(reader.read(), 5)
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        go.set()
+        for reader, writer in held:
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        go.set()
+        await server.aclose()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
