@@ -298,10 +298,11 @@ class Bridge:
         """Keep this process's replies marked alive; on a shared store, take over
         the replies of processes that stopped beating."""
         while True:
-            # On a shared store a failed heartbeat is tried again sooner: one failure
-            # alone does not fence the replica (bridge/fence.py).
+            # On a shared store a failed heartbeat is tried again soon, and again, until
+            # one succeeds: a blip of the store, or a beat that took long to fail, does
+            # not fence the replica (bridge/fence.py).
             failed = self._beat_failed_at > self.relay.fence.beaten_at
-            await asyncio.sleep(self.heartbeat / 2 if failed and self.store.shared
+            await asyncio.sleep(self.heartbeat / 4 if failed and self.store.shared
                                 else self.heartbeat)
             try:
                 await self._beat_once()

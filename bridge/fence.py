@@ -23,7 +23,7 @@ from bridge.flag import Flag
 
 log = logging.getLogger("chat_bridge.app")
 
-FENCE_AFTER = 2.0  # heartbeat intervals without one that succeeded; others take over at 3
+FENCE_AFTER = 2.5  # heartbeat intervals without one that succeeded; others take over at 3
 
 
 class Fence:

@@ -122,3 +122,32 @@ async def test_a_question_held_is_dropped_once_another_replica_took_it_over(
         await wait_for(lambda: a.relay.live == 0 and not a.relay.records())
         await target.ended.wait()
     assert not fake_chat_api.requests
+
+
+@pytest.mark.parametrize(("fails", "taking"), [(2, 0.0), (1, 0.5)])
+async def test_a_blip_of_the_store_cuts_no_answer(
+    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture, fails: int, taking: float
+) -> None:
+    # Two heartbeats in a row failed (or one that took half an interval to fail)
+    # within about a second: the live answer was cut, on a single replica too.
+    caplog.set_level(logging.INFO)
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.1)
+    async with pg_schema_url() as url, shared_bridge(
+        fake_chat_api, url, limits="heartbeat_interval: 1.0"
+    ) as bridge:
+        beat, failed = bridge._beat_once, []
+
+        async def blipping_beat() -> None:
+            if len(failed) < fails:
+                failed.append(True)
+                await asyncio.sleep(taking)  # a beat that takes long to fail
+                raise StoreError("store: connection refused")
+            await beat()
+
+        bridge._beat_once = blipping_beat  # type: ignore[method-assign]
+        console: LocalPlatform = bridge.platforms["console"]
+        target = await console.say("a long one", thread="T1")
+        await asyncio.wait_for(target.ended.wait(), 20)
+    assert len(failed) == fails
+    assert not [r for r in caplog.records if FENCED in r.getMessage()]
+    assert target.visible()[-1].endswith("w39 ")
