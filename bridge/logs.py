@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import json
 import logging
@@ -46,6 +47,15 @@ def log_answer(**fields: str) -> None:
     starts, these fields (unless a line has its own). Set in an answer's own task,
     they last as long as it does."""
     _ANSWER.set(fields)
+
+
+def apart() -> contextvars.Context:
+    """The running task's context without an answer's fields: for work it starts that
+    serves others too (a worker shared by a workspace), whose lines are no one
+    answer's."""
+    context = contextvars.copy_context()
+    context.run(_ANSWER.set, None)
+    return context
 
 
 class AnswerFilter(logging.Filter):

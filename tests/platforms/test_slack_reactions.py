@@ -13,6 +13,7 @@ from adapters.platforms.slack import SlackPlatform, SlackTarget
 from adapters.platforms.slack import reactions as reactions_module
 from adapters.platforms.slack.reactions import FLUSH_SECONDS, Reaction, ThinkingReactions
 from bridge.interfaces import Rate
+from bridge.logs import AnswerFilter, log_answer
 from tests.fakes.slack import FakeSlack
 from tests.platforms.test_slack_platform import Inbox, asked, running, started
 
@@ -252,3 +253,40 @@ async def test_the_workspaces_whose_reactions_are_all_off_are_forgotten() -> Non
         assert len(known) <= 1 + 500
     finally:
         await reactions.aclose()
+
+
+class _Noting:
+    """A Web API client that logs each removal it is asked for."""
+
+    async def reactions_add(self, **_: str) -> None:
+        return None
+
+    async def reactions_remove(self, *, channel: str, **_: str) -> None:
+        logging.getLogger("tests.reactions").warning("removed in %s", channel)
+
+
+async def test_the_workspaces_removals_are_logged_as_no_ones_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The workspace's worker was started in the answer that first took a reaction off,
+    # and its lines about other conversations' reactions named that one.
+    caplog.handler.addFilter(AnswerFilter())
+    reactions = ThinkingReactions(_Noting(), Rate(20, 60.0))  # type: ignore[arg-type]
+
+    async def answer(conversation: str, channel: str) -> None:
+        log_answer(conversation=conversation, platform="slack")
+        reaction = Reaction("T1", channel, "1.0", "hourglass")
+        assert await reactions.add(reaction)
+        reactions.remove(reaction)
+
+    try:
+        await asyncio.create_task(answer("first", "C_A"))
+        await asyncio.create_task(answer("second", "C_B"))
+        async with asyncio.timeout(10):
+            while reactions.pending():
+                await asyncio.sleep(0.01)
+    finally:
+        await reactions.aclose()
+    removals = [r for r in caplog.records if r.getMessage().startswith("removed in")]
+    assert len(removals) == 2
+    assert all(getattr(r, "conversation", None) is None for r in removals)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.errors import PlatformError
+from bridge.logs import apart
 
 from .refusal import NO_SCOPE
 
@@ -51,7 +52,8 @@ class TokenGate:
             if time.monotonic() - self._checked_at < RECHECK_SECONDS:
                 return False
             self._checked_at = time.monotonic()
-            self._check = asyncio.create_task(self._recheck(), name="slack-token-check")
+            self._check = asyncio.create_task(self._recheck(), name="slack-token-check",
+                                              context=apart())
         return await asyncio.shield(self._check)
 
     async def _recheck(self) -> bool:

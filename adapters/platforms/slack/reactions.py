@@ -44,6 +44,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.budget import drop_older
 from bridge.interfaces import Rate
+from bridge.logs import apart
 
 from .refusal import FAILING, NO_SCOPE, error_code, status
 
@@ -192,7 +193,9 @@ class ThinkingReactions:
         ws = self._workspace(reaction.workspace)
         ws.queue.append(reaction)
         if ws.worker is None and not self._closing:
-            ws.worker = asyncio.create_task(self._work(ws), name="slack-reactions")
+            # The workspace's, not the answer's that happens to start it.
+            ws.worker = asyncio.create_task(self._work(ws), name="slack-reactions",
+                                            context=apart())
 
     async def _work(self, ws: _Workspace) -> None:
         try:
