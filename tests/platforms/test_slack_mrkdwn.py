@@ -506,3 +506,8 @@ def test_a_link_whose_address_could_read_as_another_keeps_it_encoded() -> None:
     assert markdown_to_mrkdwn("<https://good.example@例え.jp/x>") == (
         "<https://good.example@xn--r8jz45g.jp/x>"
     )
+    # A full-width solidus no IDNA takes: `good.example／login.evil.com` would read
+    # as the bank's login page.
+    assert markdown_to_mrkdwn("<https://good.example\uff0flogin.evil.com/\u00e9>") == (
+        "<https://good.example%EF%BC%8Flogin.evil.com/%C3%A9>"
+    )

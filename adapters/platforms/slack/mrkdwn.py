@@ -18,6 +18,7 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from adapters.platforms.markup import (
     ZWSP,
@@ -393,8 +394,14 @@ def _plain_address(url: str) -> bool:
     """Whether `url` may be shown as its own label: no character that changes how text
     around it is laid out or hides (a right-to-left override makes
     `good.example\u202e@evil.com/nigol` read `good.example/login`), and no user
-    before its host (`good.example@evil.com` goes to evil.com)."""
+    before its host (`good.example@evil.com` goes to evil.com), and a host that
+    reads in its `xn--` form."""
     if any(unicodedata.category(char) in ("Cf", "Cc") for char in url):
+        return False
+    try:
+        if not (urlsplit(ascii_host(url)).hostname or "").isascii():
+            return False  # no host IDNA takes: shown encoded
+    except ValueError:  # `good.example／login.evil.com`: no host at all
         return False
     return "@" not in url.partition("://")[2].split("/", 1)[0]
 
