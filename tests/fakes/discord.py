@@ -137,6 +137,7 @@ class FakeDiscord:
         self.tolerance = 0.05  # network jitter the fake forgives at a window's edge
         self.users: dict[str, dict[str, Any]] = {self.app_id: self.bot}
         self.guilds: dict[str, dict[str, Any]] = {}
+        self.left: set[str] = set()  # servers the bot was removed from
         self.channels: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.edits: dict[str, list[str]] = {}
@@ -283,6 +284,8 @@ class FakeDiscord:
 
     def _may_not_send(self, channel_id: str) -> web.Response | None:
         ch = self.channels[channel_id]
+        if ch.get("guild_id") in self.left:
+            return _error(403, 50001, "Missing Access")
         needed = SEND_MESSAGES_IN_THREADS if ch["type"] == 11 else SEND_MESSAGES
         if ch.get("guild_id") and self._denied(channel_id, needed):
             return _error(403, 50013, "Missing Permissions")
@@ -562,6 +565,14 @@ class FakeDiscord:
             event, data = "CHANNEL_DELETE", ch
         for gw in self._gateways_for(ch["guild_id"]):
             await self._send_dispatch(gw, event, data)
+        self._changed()
+
+    async def remove_bot(self, guild_id: str) -> None:
+        """The server's admins kick the bot: GUILD_DELETE without `unavailable`, and
+        every post in its channels is 403 Missing Access."""
+        self.left.add(guild_id)
+        for gw in self._gateways_for(guild_id):
+            await self._send_dispatch(gw, "GUILD_DELETE", {"id": guild_id})
         self._changed()
 
     async def delete_message(self, message_id: str) -> None:

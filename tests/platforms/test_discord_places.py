@@ -168,6 +168,30 @@ async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
     assert len(posts) == 1  # the first answer's: nothing for the others
 
 
+@pytest.mark.parametrize("quietly", [False, True], ids=["guild-delete", "unseen"])
+async def test_the_questions_waiting_in_a_server_that_removed_the_bot_are_never_asked(
+    setup: Setup, quietly: bool  # noqa: F811
+) -> None:
+    # The server's admins kick the bot while its first answer is coming and more
+    # questions wait their turn: each was asked of the chat API, and its answer refused
+    # (403 Missing Access). Unseen (a reconnect), the first refusal ends them all.
+    fake = setup.discord
+    slow_answers(setup, 3)
+    async with setup.bridge() as bridge:
+        await fake.mention(setup.general, setup.alice, "first question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
+        await fake.mention(setup.general, setup.bob, "second")
+        await fake.mention(setup.general, setup.alice, "third")
+        await wait_for(lambda: len(bridge.relay.records()) == 3)
+        if quietly:
+            fake.left.add(setup.guild)
+        else:
+            await fake.remove_bot(setup.guild)
+        await setup.chat.wait_disconnects(1)
+        await wait_for(lambda: withdrawn(bridge) == 2)
+    assert asked(setup) == ["first question"]
+
+
 async def test_an_answer_showing_where_the_bot_was_muted_goes_on(
     setup: Setup,  # noqa: F811
 ) -> None:

@@ -189,6 +189,11 @@ class DiscordPlatform(Platform):
         async def on_guild_channel_delete(channel: discord.abc.GuildChannel) -> None:
             platform._questions.place_gone(channel.id)
 
+        # Kicked, or the server deleted (not an outage: discord.py says nothing then).
+        async def on_guild_remove(guild: discord.Guild) -> None:
+            places = {guild.id, *(c.id for c in guild.channels), *(t.id for t in guild.threads)}
+            platform._questions.server_left(guild.id, places)
+
         client.setup_hook = setup_hook  # type: ignore[method-assign]
         client.on_ready = on_ready  # type: ignore[attr-defined]
         sharded = isinstance(client, discord.AutoShardedClient)
@@ -198,6 +203,7 @@ class DiscordPlatform(Platform):
         setattr(client, f"{prefix}disconnect", on_shard_down)
         client.on_message = on_message  # type: ignore[attr-defined]
         client.on_raw_message_edit = on_raw_message_edit  # type: ignore[attr-defined]
+        client.on_guild_remove = on_guild_remove  # type: ignore[attr-defined]
         client.on_raw_message_delete = on_raw_message_delete  # type: ignore[attr-defined]
         client.on_raw_bulk_message_delete = on_raw_bulk_message_delete  # type: ignore[attr-defined]
         client.on_raw_thread_delete = on_raw_thread_delete  # type: ignore[attr-defined]

@@ -51,6 +51,7 @@ ARCHIVED_THREAD = 50083
 UNKNOWN_CHANNEL = 10003
 # "Missing Permissions": refusing a post, Discord says the bot may not send messages there.
 MISSING_PERMISSIONS = 50013
+MISSING_ACCESS = 50001
 
 
 def platform_error(action: str, exc: Exception) -> PlatformError:
@@ -193,6 +194,19 @@ class Questions:
                      "stop, and none still waiting is sent to the chat API", place_id, len(gone),
                      extra={"platform": "discord", "channel": str(place_id)})
 
+    def server_left(self, server_id: int, place_ids: set[int]) -> None:
+        """The bot was removed from server `server_id` (kicked, or the server deleted),
+        whose channels and threads are `place_ids`: the questions asked there are not
+        answered, nor sent to the chat API."""
+        gone = [q for q in list(self._by_id.values()) if q.places & place_ids and not q.deleted]
+        for question in gone:
+            question.deleted = True
+            question.why = "the bot was removed from the server it was asked in."
+        if gone:
+            log.info("the bot was removed from server %s: the %d question(s) asked there stop, "
+                     "and none still waiting is sent to the chat API", server_id, len(gone),
+                     extra={"platform": "discord"})
+
     def refused(self, place_id: int) -> None:
         """Discord refused the bot's message in `place_id` for a missing permission
         (Send Messages taken away, which the cache did not know): the other questions
@@ -264,7 +278,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
         """`platform_error`; a channel Discord no longer knows is gone for every question
         still waiting in it (the gateway's deletion event may never have come), and a
         post refused for a missing permission refuses every other one there."""
-        if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
+        if (isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL) or (
+            isinstance(exc, discord.Forbidden) and exc.code == MISSING_ACCESS
+        ):  # (Missing Access: the bot is no longer in the channel's server)
             if self._questions is not None:
                 self._questions.place_gone(self._channel_id)
         elif isinstance(exc, discord.Forbidden) and exc.code == MISSING_PERMISSIONS and posting:
