@@ -185,27 +185,27 @@ class Questions:
     def place_gone(self, place_id: int) -> None:
         """The channel or thread `place_id` was deleted (its threads with a channel):
         the questions asked there are not answered, nor sent to the chat API."""
-        gone = [q for q in list(self._by_id.values()) if place_id in q.places and not q.deleted]
-        for question in gone:
-            question.deleted = True
-            question.why = "the channel or thread it was asked in was deleted."
-        if gone:
+        if stopped := self._stop({place_id}, "the channel or thread it was asked in was deleted."):
             log.info("channel or thread %s was deleted: the %d question(s) asked there "
-                     "stop, and none still waiting is sent to the chat API", place_id, len(gone),
+                     "stop, and none still waiting is sent to the chat API", place_id, stopped,
                      extra={"platform": "discord", "channel": str(place_id)})
 
     def server_left(self, server_id: int, place_ids: set[int]) -> None:
         """The bot was removed from server `server_id` (kicked, or the server deleted),
         whose channels and threads are `place_ids`: the questions asked there are not
         answered, nor sent to the chat API."""
+        if stopped := self._stop(place_ids, "the bot was removed from the server it was asked in."):
+            log.info("the bot was removed from server %s: the %d question(s) asked there stop, "
+                     "and none still waiting is sent to the chat API", server_id, stopped,
+                     extra={"platform": "discord"})
+
+    def _stop(self, place_ids: set[int], why: str) -> int:
+        """Mark the questions asked in any of `place_ids` gone, saying `why`; how many."""
         gone = [q for q in list(self._by_id.values()) if q.places & place_ids and not q.deleted]
         for question in gone:
             question.deleted = True
-            question.why = "the bot was removed from the server it was asked in."
-        if gone:
-            log.info("the bot was removed from server %s: the %d question(s) asked there stop, "
-                     "and none still waiting is sent to the chat API", server_id, len(gone),
-                     extra={"platform": "discord"})
+            question.why = why
+        return len(gone)
 
     def refused(self, place_id: int) -> None:
         """Discord refused the bot's message in `place_id` for a missing permission
