@@ -49,6 +49,11 @@ CONVERSATION_BUSY = (
 REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
 NO_BACKEND = "none"  # the backend label of a message that failed before it was routed
 INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
+# While another workspace (a Slack workspace, a Discord server) has asked within
+# SHARED_WINDOW seconds, no workspace may hold the last SHARED_RESERVE of the
+# bridge's places (streams and queue): a flood in one leaves room for the others.
+SHARED_WINDOW = 600.0
+SHARED_RESERVE = 0.25
 
 
 class UserRateLimiter:
@@ -104,6 +109,27 @@ def order_of(msg: Inbound) -> float:
     return msg.sent_at or msg.received_at or time.time()
 
 
+class Shares:
+    """Which workspaces have asked lately, and so how many places one may hold."""
+
+    def __init__(self, window: float = SHARED_WINDOW) -> None:
+        self._window = window
+        self._asked: dict[tuple[str, str], float] = {}  # by last time asked, oldest first
+
+    def asked(self, space: tuple[str, str], now: float) -> None:
+        self._asked.pop(space, None)
+        self._asked[space] = now
+        while (oldest := next(iter(self._asked.items())))[1] < now - self._window:
+            del self._asked[oldest[0]]
+
+    def room(self, space: tuple[str, str], places: int) -> int:
+        """The places `space` may hold: all of them while no other workspace asked
+        within the window, else all but the reserve."""
+        if len(self._asked) > 1 or (self._asked and space not in self._asked):
+            return places - int(places * SHARED_RESERVE)
+        return places
+
+
 class Intake:
     """Takes the platforms' messages for a relay and starts its jobs."""
 
@@ -112,6 +138,7 @@ class Intake:
         self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
         self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
         self._users = UserRateLimiter()
+        self._shares = Shares()
         # Places where the bot was asked and no route serves, already said (in order).
         self._unrouted_places: dict[tuple[str, ...], None] = {}
         # Places a route serves where the bot may not answer, already said (in order).
@@ -284,11 +311,14 @@ class Intake:
         # One behind another of its conversation waits for it, not for a stream: it
         # counts against its conversation's queue, never against other conversations'.
         limits = relay.config.limits
+        space = (msg.platform, msg.workspace)
+        self._shares.asked(space, time.monotonic())
+        places = limits.queue_size + limits.max_concurrent_streams
         if taken := relay.taken(key):
             if taken > limits.conversation_queue_size:
                 await self._refuse(msg, target, CONVERSATION_BUSY)
                 return None
-        elif relay.ahead >= limits.queue_size + limits.max_concurrent_streams:
+        elif relay.ahead >= places or relay.ahead_in(space) >= self._shares.room(space, places):
             await self._refuse(msg, target, "I am busy right now; please try again shortly.")
             return None
         rate = route.rate_limit or relay.config.limits.rate_limit

@@ -106,6 +106,7 @@ class Relay:
         # itself wait for another replica's answer: counted all the same, one per
         # conversation, or questions in conversations busy elsewhere would pile up.)
         self._taken: dict[str, int] = {}
+        self._spaces: dict[tuple[str, str], int] = {}  # `ahead`, by workspace
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: set[Job] = set()
         # Records of finished replies whose removal from the store failed: the
@@ -151,6 +152,9 @@ class Relay:
             for key in job.keys:
                 self._chains[key] = job.mine
         self._jobs.add(job)
+        if job.key not in self._taken:
+            space = (job.msg.platform, job.msg.workspace)
+            self._spaces[space] = self._spaces.get(space, 0) + 1
         self._taken[job.key] = self._taken.get(job.key, 0) + 1
         self._queued += 1
         self.metrics.queue_depth.set(self._queued)
@@ -162,6 +166,10 @@ class Relay:
         """Questions answering, or that could take a free stream slot now: the first
         one taken of each conversation (those behind it wait for it, not for a slot)."""
         return len(self._taken)
+
+    def ahead_in(self, space: tuple[str, str]) -> int:
+        """`ahead`, of one workspace: (platform, workspace)."""
+        return self._spaces.get(space, 0)
 
     def taken(self, key: str) -> int:
         """The questions of conversation `key` taken here and not ended."""
@@ -277,6 +285,11 @@ class Relay:
                 self._taken[job.key] = left
             else:
                 del self._taken[job.key]
+                space = (job.msg.platform, job.msg.workspace)
+                if (holds := self._spaces[space] - 1) > 0:
+                    self._spaces[space] = holds
+                else:
+                    del self._spaces[space]
             for key in job.keys:
                 if self._chains.get(key) is job.mine:
                     del self._chains[key]

@@ -35,6 +35,7 @@ from bridge.intake import (
     HELP_TEXT,
     MENTION_HELP,
     THREAD_RESET,
+    Shares,
     UserRateLimiter,
 )
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
@@ -1296,6 +1297,18 @@ async def test_a_route_with_its_own_rate_limit_counts_apart(
     assert asked == ["o1", "o2", "h1", "h2", "o4"]
 
 
+def test_a_workspace_alone_in_asking_may_hold_every_place() -> None:
+    shares = Shares(window=600.0)
+    shares.asked(("slack", "T1"), 0.0)
+    assert shares.room(("slack", "T1"), 320) == 320
+    assert shares.room(("discord", "G1"), 320) == 240  # one that has not asked: T1 did
+    shares.asked(("discord", "G1"), 100.0)
+    assert shares.room(("slack", "T1"), 320) == 240
+    shares.asked(("discord", "G1"), 700.0)  # T1 last asked over 600 s before
+    assert shares.room(("discord", "G1"), 320) == 320
+    assert shares._asked == {("discord", "G1"): 700.0}
+
+
 def test_a_rate_limiter_keeps_long_windows_when_it_forgets_quiet_users() -> None:
     limiter = UserRateLimiter()
     assert limiter.check("U1|hourly", 1, 3600.0, 0.0) is None
@@ -1422,6 +1435,33 @@ async def test_full_queue_answers_busy_never_silence(
         assert streaming.visible() == ["slow answer"]
         assert queued.visible() == ["slow answer"]
     assert [r.json["message"] for r in fake_chat_api.requests] == ["one", "two"]
+
+
+async def test_a_busy_workspace_leaves_room_for_the_others(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # 4 places (1 stream, 3 queued). W2 asked lately, so W1 may hold 3 of them:
+    # its fourth question is refused, and W2's next one still finds a place.
+    fake_chat_api.enqueue(tokens=["quick"])
+    for _ in range(4):
+        fake_chat_api.enqueue(tokens=["slow ", "answer"], token_delay=0.3)
+    extra = "limits: {max_concurrent_streams: 1, queue_size: 3}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        earlier = await p.say("hello", thread="T0", workspace="W2")
+        await asyncio.wait_for(earlier.ended.wait(), 10)
+        flood = [await p.say(f"q{n}", thread=f"T{n}", workspace="W1") for n in range(1, 5)]
+        await fake_chat_api.wait_requests(2)
+        await asyncio.wait_for(flood[3].ended.wait(), 10)
+        assert flood[3].notices == ["I am busy right now; please try again shortly."]
+        other = await p.say("and me?", thread="T9", workspace="W2")
+        for target in [*flood[:3], other]:
+            await asyncio.wait_for(target.ended.wait(), 10)
+        assert other.visible() == ["slow answer"]
+        assert other.notices == []
+    assert [r.json["message"] for r in fake_chat_api.requests] == [
+        "hello", "q1", "q2", "q3", "and me?"
+    ]
 
 
 async def test_attachment_only_message_gets_help(
