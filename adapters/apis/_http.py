@@ -180,11 +180,15 @@ class HTTPDialect(ChatAPI):
         """Request headers carrying the API key (Bearer by default)."""
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
-    def with_less_history(self, req: ChatRequest) -> ChatRequest | None:
+    def with_less_history(self, req: ChatRequest) -> tuple[ChatRequest, int] | None:
         """`req` with less of the history the dialect would send (a stateless API's),
-        to ask again when the API refused the request as too large; None where it
-        sends none."""
+        to ask again when the API refused the request as too large, and the most
+        characters of history it is sent with; None where it sends none."""
         return None
+
+    def took_history(self, chars: int) -> None:  # noqa: B027 - optional hook
+        """Called when the API took a request sent with at most `chars` characters of
+        history (made by `with_less_history`) after refusing it with more as too large."""
 
     def on_response(self, response: httpx.Response) -> None:  # noqa: B027 - optional hook
         """Called with every response's headers (for rate-limit bookkeeping)."""
@@ -214,6 +218,7 @@ class HTTPDialect(ChatAPI):
         ends = loop.time() + total if total else None  # the answer's, across its attempts
         attempt = 0
         shortened = False
+        took: int | None = None  # `req`'s history cap, refused with more, until it is taken
         try:
             while True:
                 attempt += 1
@@ -222,6 +227,10 @@ class HTTPDialect(ChatAPI):
                 try:
                     async with aclosing(self._attempt(req)) as events:
                         async for event in events:
+                            if took is not None:
+                                # Taken: the model's context holds that much history.
+                                self.took_history(took)
+                                took = None
                             if isinstance(event, Token) and event.text:
                                 shown = True
                             yield event
@@ -229,17 +238,17 @@ class HTTPDialect(ChatAPI):
                 except BadRequest as exc:
                     if shown or exc.status not in REFUSED_AS_TOO_LARGE:
                         raise
-                    shorter = self.with_less_history(req)
-                    if shortened or shorter is None:
+                    less = self.with_less_history(req)
+                    if shortened or less is None:
                         # Still sent with history: the asker is told how to start over.
-                        exc.history_sent = shortened and shorter is not None
+                        exc.history_sent = shortened and less is not None
                         raise
+                    shorter, took = less
                     # A small model's context may not take `history_chars` of history:
                     # refused, the conversation would stay refused for good.
-                    log.warning(
+                    log.info(
                         "the chat API refused a question sent with the conversation's history "
-                        "(HTTP %s); asking once more with half of it (%d messages): lower "
-                        "the backend's history_chars if its model's context is small",
+                        "(HTTP %s); asking once more with half of it (%d messages)",
                         exc.status, len(shorter.history),
                         extra={"backend": self.name},
                     )

@@ -7,11 +7,12 @@ import hmac
 from dataclasses import replace
 from typing import ClassVar, Literal
 
+import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from adapters.apis._http import HTTPDialect, HTTPOptions
+from adapters.apis._http import HTTPDialect, HTTPOptions, log
 from bridge.history import recent
-from bridge.interfaces import ChatRequest, Turn
+from bridge.interfaces import ChatRequest, DialectOptions, Turn
 
 
 class StatelessOptions(HTTPOptions):
@@ -55,28 +56,62 @@ class StatelessDialect(HTTPDialect):
     client_sessions: ClassVar[bool] = False
     options: StatelessOptions
 
+    def __init__(self, name: str, options: DialectOptions, http: httpx.AsyncClient) -> None:
+        super().__init__(name, options, http)
+        # The most characters of history the model was found to take (a question
+        # refused as too large, answered with less): the model's context is the
+        # backend's, so every conversation is sent no more. Lost on restart.
+        self._fits: int | None = None
+
     @property
     def history_turns(self) -> int:
         return self.options.history
 
     @property
     def history_chars(self) -> int | None:
+        # What the store keeps: the config's. What is sent may be less (`sent_chars`).
         return self.options.history_chars
 
-    def with_less_history(self, req: ChatRequest) -> ChatRequest | None:
+    @property
+    def sent_chars(self) -> int | None:
+        """The most characters of history sent with a question (None: no cap)."""
+        cap, fits = self.options.history_chars, self._fits
+        if cap is None or fits is None:
+            return fits if cap is None else cap
+        return min(cap, fits)
+
+    def with_less_history(self, req: ChatRequest) -> tuple[ChatRequest, int] | None:
         # The newer half, in characters, of what would be sent: whole turns.
-        opts = self.options
-        sent = recent(req.history, 2 * opts.history, opts.history_chars)
+        sent = recent(req.history, 2 * self.options.history, self.sent_chars)
         if not sent:
             return None
         half = sum(len(turn.content) for turn in sent) // 2
-        return replace(req, history=recent(sent, len(sent), half))
+        return replace(req, history=recent(sent, len(sent), half)), half
+
+    def took_history(self, chars: int) -> None:
+        if self._fits is not None and chars >= self._fits:
+            return  # another question found that the model takes less, meanwhile
+        self._fits = chars
+        log.warning(
+            "the chat API refused a question as too large and took it with at most %d "
+            "characters of history: every question to this backend is now sent with at "
+            "most %d (the newest), until the bridge restarts; set the backend's "
+            "history_chars to %d so that none is refused first",
+            chars, chars, chars,
+            extra={"backend": self.name},
+        )
 
 
 def chat_messages(
-    req: ChatRequest, options: StatelessOptions, *, names: Literal["name", "prefix"] = "name"
+    req: ChatRequest,
+    options: StatelessOptions,
+    max_chars: int | None,
+    *,
+    names: Literal["name", "prefix"] = "name",
 ) -> list[dict[str, str]]:
-    """`[{role, content}, ...]`: the system prompt, the kept history, then the question.
+    """`[{role, content}, ...]`: the system prompt, the kept history (of the latest
+    `history` turns, the latest within `max_chars` characters: the dialect's
+    `sent_chars`), then the question.
 
     Where the questions sent (the history's and this one) come from more than one
     asker (a thread or channel several people share), each is labelled with its
@@ -90,7 +125,7 @@ def chat_messages(
     messages: list[dict[str, str]] = []
     if options.system_prompt:
         messages.append({"role": "system", "content": options.system_prompt})
-    history = recent(req.history, 2 * options.history, options.history_chars)
+    history = recent(req.history, 2 * options.history, max_chars)
     asked = [*history, Turn("user", req.message, req.user_id)]
     # Named in the order they first ask in what is sent: the model reads one request at
     # a time, and a name of this request's own says nothing of the person elsewhere.

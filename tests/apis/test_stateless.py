@@ -1,9 +1,11 @@
 """What the stateless dialects (`openai`, `bot-messages`) share: a question refused
-as too large is asked once more with half its history."""
+as too large is asked once more with half its history, and the backend sends no more
+than that from then on."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import pytest
@@ -47,6 +49,80 @@ async def test_refused_as_too_large_it_is_asked_again_with_half_the_history(
     assert history_sent(first) == ["q0", "00", "q1", "11", "q2", "22"]
     assert history_sent(second) == ["q2", "22"]  # the newer half, in whole turns
     assert second.json["messages"][-1]["content"] == "Next?"
+
+
+def history_chars_sent(request) -> int:  # type: ignore[no-untyped-def]
+    return sum(len(m["content"]) for m in request.json["messages"][:-1])
+
+
+def learned(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "history_chars to" in r.message]
+
+
+@pytest.mark.parametrize("kind", STATELESS)
+async def test_once_answered_with_less_history_every_question_is_sent_that_much(
+    fake_chat_api, http, kind, caplog
+):
+    # Every later question of the conversation (and of any other on the backend) was
+    # sent with the whole history again: one refused request first, every time.
+    caplog.set_level(logging.WARNING, logger="adapters.apis")
+    fake_chat_api.enqueue(status=400, body=TOO_LONG)
+    for _ in range(3):
+        fake_chat_api.enqueue(tokens=["Answered."])
+    api = make(kind, fake_chat_api, http)
+    await collect(api, ask(api, "Next?", history=HISTORY))
+    assert history_sent(fake_chat_api.requests[1]) == ["q2", "22"]  # within 6,003 characters
+
+    # The same conversation's next question: one request, the newest within 6,003.
+    longer = (*HISTORY, Turn("user", "Next?"), Turn("assistant", "Answered."))
+    events = await collect(api, ask(api, "And then?", history=longer))
+    assert text_of(events) == "Answered."
+    assert len(fake_chat_api.requests) == 3
+    assert history_sent(fake_chat_api.requests[2]) == ["q2", "22", "Ne", "An"]
+
+    # Another conversation on the backend: one request too.
+    other = tuple(
+        turn for i in range(3) for turn in (Turn("user", f"r{i}"), Turn("assistant", "x" * 2900))
+    )
+    events = await collect(api, ask(api, "Other?", history=other))
+    assert text_of(events) == "Answered."
+    assert len(fake_chat_api.requests) == 4
+    assert history_sent(fake_chat_api.requests[3]) == ["r1", "xx", "r2", "xx"]
+
+    # Said once, with the figure that the admin can set so that nothing is learned.
+    (said,) = learned(caplog)
+    assert "set the backend's history_chars to 6003 " in said
+    assert api.history_chars == 24000  # the store keeps what the config says
+
+
+@pytest.mark.parametrize("kind", STATELESS)
+async def test_refused_with_the_learned_history_it_halves_again(fake_chat_api, http, kind, caplog):
+    caplog.set_level(logging.WARNING, logger="adapters.apis")
+    fake_chat_api.enqueue(status=400, body=TOO_LONG)
+    fake_chat_api.enqueue(tokens=["Answered."])
+    api = make(kind, fake_chat_api, http)
+    await collect(api, ask(api, history=HISTORY))  # learns 6,003
+
+    # Sent with the learned 6,003 at most (two turns of 2,002), refused even so:
+    # half of that (2,002) is what is sent and, answered, learned.
+    other = tuple(
+        turn for i in range(3) for turn in (Turn("user", f"r{i}"), Turn("assistant", "x" * 2000))
+    )
+    fake_chat_api.enqueue(status=400, body=TOO_LONG)
+    fake_chat_api.enqueue(tokens=["Answered."])
+    fake_chat_api.enqueue(tokens=["Answered."])
+    events = await collect(api, ask(api, history=other))
+    assert text_of(events) == "Answered."
+    refused, answered = fake_chat_api.requests[2:4]
+    assert history_sent(refused) == ["r1", "xx", "r2", "xx"]
+    assert history_sent(answered) == ["r2", "xx"]
+    # From then on, at most 2,002 characters: here the newest turn alone.
+    shorter = (*HISTORY[:-2], Turn("user", "q"), Turn("assistant", "y" * 1000))
+    await collect(api, ask(api, history=shorter))
+    assert len(fake_chat_api.requests) == 5
+    assert history_chars_sent(fake_chat_api.requests[4]) == 1001
+    assert ["6003" in m for m in learned(caplog)] == [True, False]
+    assert "set the backend's history_chars to 2002 " in learned(caplog)[1]
 
 
 @pytest.mark.parametrize("kind", STATELESS)

@@ -89,13 +89,20 @@ async def test_a_conversation_too_long_for_the_model_goes_on_with_half_its_histo
         fake_chat_api.enqueue(tokens=[f"{word} " + "z" * 7000])
     fake_chat_api.enqueue(status=400, body=TOO_LONG)
     fake_chat_api.enqueue(tokens=["Three."])
+    fake_chat_api.enqueue(tokens=["Four."])
     async with stateless_bridge(fake_chat_api, tmp_path / "b.db") as bridge:
         for question in ("one?", "two?"):
             await ask(bridge, question)
         target = await ask(bridge, "three?")
-    assert target.visible() == ["Three."]
+        assert target.visible() == ["Three."]
+        sent = [m["content"][:4] for m in fake_chat_api.requests[-1].json["messages"]]
+        assert sent == ["two?", "Two ", "thre"]
+        # The next question is sent within what was taken (7,008 characters), not
+        # refused first: one request.
+        assert (await ask(bridge, "four?")).visible() == ["Four."]
+    assert len(fake_chat_api.requests) == 5
     sent = [m["content"][:4] for m in fake_chat_api.requests[-1].json["messages"]]
-    assert sent == ["two?", "Two ", "thre"]
+    assert sent == ["thre", "Thre", "four"]
 
 
 @pytest.mark.parametrize(
