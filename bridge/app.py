@@ -388,7 +388,8 @@ class Bridge:
         await self.relay.progress.flush()
         await self.close_records(RECORD_RETRY_SECONDS)
         if cancelled:
-            log.info("%d replies did not finish in time; marking them interrupted", cancelled)
+            log.info("%d replies did not finish in time or were not begun; marking them "
+                     "interrupted", cancelled)
             left = [
                 rec for rec in await self.store.inflight_orphans(self.owner, time.time() + 1)
                 # A record the store failed to remove is of a finished reply.

@@ -127,6 +127,7 @@ class Relay:
         # Each platform's reset command (`Platform.reset_command`), for notices.
         self.reset_commands: dict[str, str | None] = {}
         self.accepting = True
+        self._unasked = 0  # questions a stop ended before they were asked (`drain`)
         self._hurry = Flag()  # a second stop signal: the grace is over
         self.intake = Intake(self)
 
@@ -214,6 +215,11 @@ class Relay:
     async def _run(self, job: Job) -> None:
         # Every line logged for this answer names it (this task's and those it starts).
         log_answer(conversation=job.key, platform=job.msg.platform)
+        # Once a stop began, a question is asked only if its turn comes at once (one
+        # being taken as it began); one that waits for its turn is not (see below). On
+        # a shared store its wait in `turns` is not seen: only one taken before counts.
+        at_once = not self.accepting
+        unasked = False
         try:
             if self.store.shared:
                 with contextlib.suppress(TimeoutError):
@@ -224,6 +230,7 @@ class Relay:
                         await job.target.end()
                     return
             for previous in job.previous:
+                at_once = at_once and previous.done()
                 await asyncio.shield(previous)
             if job.reset:
                 self._dequeue(job)
@@ -232,7 +239,17 @@ class Relay:
                     await self.store.reset_conversation(job.also)
                 await self.notice(job.target, self.config.commands.reset_reply)
                 return
+            at_once = at_once and not self._slots.locked()
             await self._slots.acquire()
+            if not (self.accepting or at_once):
+                # A stop is on and it waited its turn: asked now, it would be paid for and
+                # most likely cut at the grace's end, unread. It ends as a question cut
+                # while it waited does (its record left, to be marked interrupted).
+                self._slots.release()
+                self._unasked += 1
+                unasked = True
+                await self._stopped(job)
+                return
             self._dequeue(job)
             held = True
 
@@ -247,29 +264,8 @@ class Relay:
             finally:
                 free_slot()
         except asyncio.CancelledError:
-            job.interrupted = True
-            if job.reply is None and not job.reset:  # cut while it waited its turn
-                self.metrics.answered.labels(
-                    job.msg.platform, job.route.backend, "interrupted"
-                ).inc()
-                log.info("answered", extra={"conversation": job.key, "backend": job.route.backend,
-                                            "outcome": "interrupted", "seconds": 0.0})
-            if job.target.marks_own_interruption and not job.reset:
-                # Nothing else can reach this reply later: marked now, briefly (the
-                # process is going). Its record goes, marked or not: through the
-                # address it keeps, a later mark would land in the channel.
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(END_ON_STOP):
-                        await asyncio.shield(self._mark_interrupted(job))
-                job.interrupted = False
-            elif job.reply is None and not job.reset:
-                # Cut while it waited its turn: the platform clears what shows that
-                # it was taken (a "thinking" reaction), briefly: the process is going.
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(END_ON_STOP):
-                        await asyncio.shield(job.target.end())
-            if job.fenced and not (job.reset or job.target.marks_own_interruption):
-                await self._mark_cut(job)
+            if not unasked:  # cut as it ended unasked: counted and cleared already
+                await self._stopped(job)
             raise
         except Exception as exc:  # before the answer began (a store lookup): say so
             if not job.reset:  # a reset asks no backend anything
@@ -306,6 +302,34 @@ class Relay:
                         await asyncio.shield(self.turns.let_go(key))
                 finally:
                     self._jobs.discard(job)
+
+    async def _stopped(self, job: Job) -> None:
+        """A job a stop (or the fence) cut, answering or waiting its turn: its reply is
+        marked interrupted now where only this process can reach it, else its record
+        stays for that (marked by the stop, another replica or the next start)."""
+        job.interrupted = True
+        if job.reply is None and not job.reset:  # cut while it waited its turn
+            self.metrics.answered.labels(
+                job.msg.platform, job.route.backend, "interrupted"
+            ).inc()
+            log.info("answered", extra={"conversation": job.key, "backend": job.route.backend,
+                                        "outcome": "interrupted", "seconds": 0.0})
+        if job.target.marks_own_interruption and not job.reset:
+            # Nothing else can reach this reply later: marked now, briefly (the
+            # process is going). Its record goes, marked or not: through the
+            # address it keeps, a later mark would land in the channel.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(END_ON_STOP):
+                    await asyncio.shield(self._mark_interrupted(job))
+            job.interrupted = False
+        elif job.reply is None and not job.reset:
+            # Cut while it waited its turn: the platform clears what shows that
+            # it was taken (a "thinking" reaction), briefly: the process is going.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(END_ON_STOP):
+                    await asyncio.shield(job.target.end())
+        if job.fenced and not (job.reset or job.target.marks_own_interruption):
+            await self._mark_cut(job)
 
     async def _mark_interrupted(self, job: Job) -> None:
         """Say on a reply cut by a stop that it was interrupted, as a later process would
@@ -588,10 +612,13 @@ class Relay:
     async def drain(self, grace: float) -> int:
         """Stop taking messages; let live replies finish for `grace` seconds.
 
-        Returns how many replies were still running and were cancelled (their
-        in-flight records stay, to be marked interrupted).
+        A question still waiting for its turn is not asked once it comes: it would be
+        paid for and most likely cut unread. Returns how many replies were cut: still
+        running at the grace's end and cancelled, or not begun (their in-flight
+        records stay, to be marked interrupted).
         """
         self.accepting = False
+        self._unasked = 0
         deadline = asyncio.get_running_loop().time() + grace
         pending = {t for t in self._tasks if not t.done()}
         hurry = asyncio.ensure_future(self._hurry.wait())
@@ -611,7 +638,7 @@ class Relay:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        return len(pending)
+        return len(pending) + self._unasked
 
 
 def _log_failure(key: str, exc: Exception) -> None:

@@ -299,6 +299,53 @@ async def test_a_question_cut_by_the_stop_while_it_waited_is_counted_interrupted
         assert failed_answers(bridge, "interrupted") == 2.0
 
 
+@pytest.mark.parametrize(
+    ("thread", "extra"),
+    [
+        ("T1", "limits: {shutdown_grace: 3}"),  # behind the first, in its thread
+        ("T2", "limits: {shutdown_grace: 3, max_concurrent_streams: 1}"),  # for the slot
+    ],
+)
+async def test_a_question_whose_turn_comes_during_the_stop_is_not_sent_on(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, thread: str, extra: str
+) -> None:
+    # Asked during the grace, it was cut at its end: paid for, and asked again.
+    fake_chat_api.enqueue(tokens=[f"a{i} " for i in range(10)], token_delay=0.05)
+    fake_chat_api.enqueue(tokens=["Never ", "read"], hang_after=1)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        first = await platform(bridge).say("First?", thread="T1")
+        second = await platform(bridge).say("Second?", thread=thread)
+        await wait_for(lambda: bool(first.visible()))
+        started = time.monotonic()
+        await bridge.drain()
+        assert time.monotonic() - started < 2.5  # the first's end, not the grace
+        assert failed_answers(bridge, "interrupted") == 1.0
+        assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["First?"]
+    assert first.visible()[0] == "".join(f"a{i} " for i in range(10))  # finished
+    assert second.visible()[-1] == INTERRUPTED  # told to ask again
+
+
+async def test_a_reset_whose_turn_comes_during_the_stop_is_done(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # It asks no chat API anything: done and said, as before the stop.
+    fake_chat_api.enqueue(tokens=[f"a{i} " for i in range(10)], token_delay=0.05)
+    extra = "limits: {shutdown_grace: 3}"
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", route="session: user", extra=extra
+    ) as bridge:
+        p = platform(bridge)
+        first = await p.say("one", is_dm=True, channel="D1")
+        reset = await p.say("reset", is_dm=True, channel="D1")
+        await wait_for(lambda: bool(first.visible()))
+        await bridge.drain()
+        assert failed_answers(bridge, "interrupted") == 0.0
+    assert reset.notices == ["Started a new conversation."]
+    assert INTERRUPTED not in reset.visible()
+    assert len(fake_chat_api.requests) == 1
+
+
 async def finished_with_its_record_stuck(
     bridge: Bridge, stuck: Callable[[str], bool], question: str = "Everything?",
     channel: str = "C1",

@@ -883,6 +883,28 @@ async def test_a_stop_marks_slash_command_answers_through_their_own_webhooks(
     assert [r for r in stop if "/channels/" in r.path and "/messages" in r.path] == []
 
 
+async def test_a_slash_command_whose_turn_comes_during_a_stop_is_marked_unasked(
+    setup: Setup,
+) -> None:
+    # Asked during the grace, its answer would have been paid for and most likely cut.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=[f"w{i} " for i in range(20)], token_delay=0.05)
+    async with setup.bridge() as bridge:
+        first = await fake.invoke(setup.general, setup.bob, "ask", {"question": "slow one?"})
+        await fake.wait_until(
+            lambda: (m := fake.messages.get(fake.interactions[first]["original"] or ""))
+            and m["content"].startswith("w0")
+        )
+        await fake.invoke(setup.general, setup.alice, "ask", {"question": "and me?"})
+        await wait_for(lambda: len(bridge.relay._jobs) == 2)  # taken, waiting its turn
+        await bridge.drain()
+    original = fake.messages[fake.interactions[first]["original"]]
+    assert original["content"] == "".join(f"w{i} " for i in range(20))  # finished
+    told = [m for m in fake.messages.values() if m["content"] == INTERRUPTED]
+    assert len(told) == 1 and told[0]["flags"] & 64  # the queued one's asker, alone
+    assert [r.json["message"] for r in setup.chat.requests] == ["slow one?"]
+
+
 async def test_an_ask_still_queued_near_discords_15_minutes_is_dropped_and_its_asker_told(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
