@@ -23,8 +23,9 @@ from bridge.errors import BridgeError, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
+from bridge.interruptions import INTERRUPTED, interrupted_edit
 from bridge.metrics import PLATFORM_FAILURES, Metrics
-from bridge.relay import INTERRUPTED, Relay, interrupted_edit
+from bridge.relay import Relay
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client, tls_context
 

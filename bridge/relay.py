@@ -43,6 +43,7 @@ from bridge.interfaces import (
     Rate,
     ReplyTarget,
 )
+from bridge.interruptions import END_ON_STOP, stopped
 from bridge.jobs import Job, unavailable
 from bridge.logs import log_answer
 from bridge.metrics import Metrics
@@ -58,24 +59,9 @@ log = logging.getLogger("chat_bridge.relay")
 
 T = TypeVar("T")
 
-END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
-INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # On a shared store, seconds an answer waits at most for the messages taken with it
 # to be recorded (see `Intake._intake`).
 INTAKE_WAIT = 1.0
-
-
-def interrupted_edit(
-    target: ReplyTarget, text: str, message_ids: Sequence[str]
-) -> tuple[str, str] | None:
-    """How a reply cut short is marked in place: its last message and the text that
-    message gets (what the reply showed, then the mark). None where it has no message
-    yet, or that would not fit one: the mark then goes on its own."""
-    if not message_ids:
-        return None
-    body = target.format_markdown(text) if text else ""
-    note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
-    return (message_ids[-1], note) if len(note) <= target.limits.max_chars else None
 
 
 class Relay:
@@ -248,7 +234,7 @@ class Relay:
                 self._slots.release()
                 self._unasked += 1
                 unasked = True
-                await self._stopped(job)
+                await stopped(job, self.metrics, self.fence)
                 return
             self._dequeue(job)
             held = True
@@ -265,7 +251,7 @@ class Relay:
                 free_slot()
         except asyncio.CancelledError:
             if not unasked:  # cut as it ended unasked: counted and cleared already
-                await self._stopped(job)
+                await stopped(job, self.metrics, self.fence)
             raise
         except Exception as exc:  # before the answer began (a store lookup): say so
             if not job.reset:  # a reset asks no backend anything
@@ -302,59 +288,6 @@ class Relay:
                         await asyncio.shield(self.turns.let_go(key))
                 finally:
                     self._jobs.discard(job)
-
-    async def _stopped(self, job: Job) -> None:
-        """A job a stop (or the fence) cut, answering or waiting its turn: its reply is
-        marked interrupted now where only this process can reach it, else its record
-        stays for that (marked by the stop, another replica or the next start)."""
-        job.interrupted = True
-        if job.reply is None and not job.reset:  # cut while it waited its turn
-            self.metrics.answered.labels(
-                job.msg.platform, job.route.backend, "interrupted"
-            ).inc()
-            log.info("answered", extra={"conversation": job.key, "backend": job.route.backend,
-                                        "outcome": "interrupted", "seconds": 0.0})
-        if job.target.marks_own_interruption and not job.reset:
-            # Nothing else can reach this reply later: marked now, briefly (the
-            # process is going). Its record goes, marked or not: through the
-            # address it keeps, a later mark would land in the channel.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(END_ON_STOP):
-                    await asyncio.shield(self._mark_interrupted(job))
-            job.interrupted = False
-        elif job.reply is None and not job.reset:
-            # Cut while it waited its turn: the platform clears what shows that
-            # it was taken (a "thinking" reaction), briefly: the process is going.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(END_ON_STOP):
-                    await asyncio.shield(job.target.end())
-        if job.fenced and not (job.reset or job.target.marks_own_interruption):
-            await self._mark_cut(job)
-
-    async def _mark_interrupted(self, job: Job) -> None:
-        """Say on a reply cut by a stop that it was interrupted, as a later process would
-        (see `Bridge._mark_interrupted`), through its own target."""
-        target, reply = job.target, job.reply
-        edit = None if reply is None else interrupted_edit(target, reply.text, reply.message_ids)
-        if edit is not None:
-            await target.edit(*edit)
-        else:
-            await target.notice(INTERRUPTED)
-
-    async def _mark_cut(self, job: Job) -> None:
-        """Mark a reply the fence cut, before the other replicas may take it over (their
-        mark then comes after it). Its record goes once the store answers (the heartbeat
-        removes it); one not marked in time stays, for them to mark."""
-        try:
-            async with asyncio.timeout(
-                max(0.0, min(END_ON_STOP, self.fence.takeover_at - time.monotonic()))
-            ):
-                await self._mark_interrupted(job)
-        except Exception as exc:  # a platform library's own error too
-            log.warning("could not mark a reply cut off as interrupted (%s): another replica "
-                        "will", for_log(exc), extra={"conversation": job.key})
-        else:
-            job.interrupted = False
 
     def _dequeue(self, job: Job) -> None:
         """The job leaves the queue (once)."""

@@ -39,8 +39,8 @@ from bridge.intake import (
     UserRateLimiter,
 )
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
+from bridge.interruptions import INTERRUPTED
 from bridge.logs import AnswerFilter
-from bridge.relay import INTERRUPTED
 from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport

@@ -19,7 +19,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import PlatformError
 from bridge.intake import MENTION_HELP
-from bridge.relay import INTERRUPTED
+from bridge.interruptions import INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.discord import (

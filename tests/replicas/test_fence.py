@@ -15,7 +15,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.errors import StoreError
-from bridge.relay import INTERRUPTED
+from bridge.interruptions import INTERRUPTED
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.relay import INTERRUPTED
+from bridge.interruptions import INTERRUPTED
 from tests.fakes.chatapi import FakeChatAPI, Script
 from tests.fakes.cutter import Cutter
 from tests.fakes.slack import FakeSlack
