@@ -47,6 +47,10 @@ class HttpServer:
     def __init__(self, listen: str, health: Health, metrics: Callable[[], bytes]) -> None:
         host, _, port = listen.rpartition(":")
         self.host = host.strip("[]")
+        # `[::]` (every IPv6 address) alone would leave IPv4 out (asyncio makes IPv6
+        # sockets IPv6-only): a container's health check at 127.0.0.1 and a port
+        # published over IPv4 were refused. None: every address, IPv4 and IPv6.
+        self._bind: str | None = None if self.host == "::" else self.host
         self.port = int(port)
         self._health = health
         self._metrics = metrics
@@ -82,7 +86,7 @@ class HttpServer:
         self.max_connections = min(MAX_CONNECTIONS, max(_open_files() // 2, 1))
         try:
             self._listener = await asyncio.get_running_loop().create_server(
-                self._accept, self.host, self.port
+                self._accept, self._bind, self.port
             )
         except OSError as exc:  # the port is taken, the host unknown, ...
             await self._runner.cleanup()

@@ -94,6 +94,33 @@ async def test_a_listen_address_in_use_is_one_clear_error() -> None:
         taken.close()
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def test_listening_on_every_ipv6_address_takes_ipv4_too() -> None:
+    # `[::]:8080` is how many write "every address"; the image's health check asks
+    # 127.0.0.1, and Docker publishes ports over IPv4.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = HttpServer(f"[::]:{port}", _healthy, lambda: b"")
+    await server.start()
+    try:
+        hosts = ["127.0.0.1"] + (["[::1]"] if _has_ipv6_loopback() else [])
+        async with httpx.AsyncClient(trust_env=False) as client:
+            for host in hosts:
+                response = await client.get(f"http://{host}:{port}/healthz", timeout=5)
+                assert response.status_code == 200, host
+    finally:
+        await server.aclose()
+
+
 async def test_a_request_whose_headers_never_end_is_closed_after_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
