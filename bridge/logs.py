@@ -16,9 +16,12 @@ from bridge.transport import proxy_variables
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Tokens no config holds but URLs carry, which libraries log (discord.py at DEBUG):
-# a Discord interaction's or webhook's token, and a Slack response_url's path.
+# a Discord interaction's or webhook's token, a Slack response_url's path, and the
+# ticket of a Socket Mode URL (slack-sdk logs it, at ERROR, when Slack refuses the
+# connection: it lets a websocket receive the app's events).
 _URL_TOKENS = (
     (re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s\"'<>?#]+"), r"\1***"),
+    (re.compile(r"([?&]ticket=)[^&\s\"'<>]+"), r"\1***"),
     # The path's slashes escaped too: Slack's JSON writes `\/`, logged as `\\/` in a repr.
     (re.compile(r"(hooks\.slack\.com(?:\\*/|%2[fF]))[^\s\"'<>]+"), r"\1***"),
 )
@@ -81,7 +84,7 @@ class SecretFilter(logging.Filter):
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        if "hooks" in text or "/interactions/" in text:
+        if "hooks" in text or "/interactions/" in text or "ticket=" in text:
             for pattern, keep in _URL_TOKENS:
                 text = pattern.sub(keep, text)
         if "token" in text:

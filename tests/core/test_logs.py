@@ -80,8 +80,15 @@ def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
         logger.warning("POST https://discord.com/api/v10/interactions/222/TOKEN-2/callback")
         logger.warning("posting to https://hooks.slack.com/commands/T1/2/RESPONSE-SECRET")
         logger.warning("req", extra={"request": {"Authorization": f"Bearer {SECRET}"}, "n": 3})
+        # As slack-sdk logs a Socket Mode connection Slack refused (aiohttp's error).
+        try:
+            raise ValueError("403, message='Invalid response status', url='wss://wss-primary"
+                             ".slack.com/link/?ticket=TICKET-SECRET&app_id=A1'")
+        except ValueError as exc:
+            logger.exception(f"Failed to connect (error: {exc}); Retrying...")
     out = stream.getvalue()
-    for leaked in ("aW50ZXJhY3Rpb246SECRET", "TOKEN-2", "RESPONSE-SECRET", SECRET):
+    for leaked in ("aW50ZXJhY3Rpb246SECRET", "TOKEN-2", "RESPONSE-SECRET", SECRET,
+                   "TICKET-SECRET"):
         assert leaked not in out
     lines = [json.loads(line) for line in out.splitlines()]
     assert lines[0]["message"].startswith("Webhook ID 111 with PATCH https://discord.com/api/"
@@ -89,6 +96,8 @@ def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
     assert lines[1]["message"].endswith("/interactions/222/***/callback")
     assert lines[2]["message"] == "posting to https://hooks.slack.com/***"
     assert "Bearer ***" in lines[3]["request"] and lines[3]["n"] == 3
+    assert "/link/?ticket=***&app_id=A1" in lines[4]["message"]
+    assert "/link/?ticket=***&app_id=A1" in lines[4]["exception"]
 
 
 def test_token_fields_of_payloads_logged_whole_are_scrubbed() -> None:
