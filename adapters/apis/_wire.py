@@ -7,8 +7,10 @@ arrive, in chunks of any size, and return what became complete:
 share one line splitter that accepts LF, CRLF and CR line
 endings (a CR at the end of one chunk and an LF at the start of the next are
 one line break), strips a UTF-8 byte-order mark at the start of the stream,
-and raises `LineTooLong` when a line outgrows its cap, so a misbehaving server
-cannot make the bridge buffer without bound.
+and raises `LineTooLong` when a line outgrows its cap; `SSEParser` raises
+`EventTooLarge` (a `LineTooLong`) when an event's data lines, joined, outgrow
+the same cap. So a misbehaving server cannot make the bridge buffer without
+bound.
 
 Bytes are split on line breaks before decoding (UTF-8 never has a CR or LF
 byte inside a multi-byte character), and undecodable bytes become U+FFFD, so
@@ -32,13 +34,20 @@ _BOM = b"\xef\xbb\xbf"
 class LineTooLong(ProtocolError):
     """A line of the stream exceeded the parser's cap."""
 
+    what = "a line of its stream is longer"
+
     def __init__(self, limit: int, *, backend: str | None = None) -> None:
         super().__init__(
-            f"The assistant's answer could not be read (a line of its stream is longer "
-            f"than {limit} bytes).",
+            f"The assistant's answer could not be read ({self.what} than {limit} bytes).",
             backend=backend,
         )
         self.limit = limit
+
+
+class EventTooLarge(LineTooLong):
+    """An event of an SSE stream (its data lines, joined) exceeded the parser's cap."""
+
+    what = "an event of its stream is larger"
 
 
 class LineSplitter:
@@ -116,13 +125,16 @@ class SSEParser:
     two leniencies: an event still pending at `close()` is dispatched, since
     some servers end the stream without the final blank line; and an `error:`
     line (llama.cpp's server sends its errors so) is an `error` event's data.
+    An event whose data, joined, is longer than `max_line` raises
+    `EventTooLarge`, whether it ends or not.
     """
 
-    __slots__ = ("_lines", "_data", "_event", "_id", "retry")
+    __slots__ = ("_lines", "_data", "_size", "_event", "_id", "retry")
 
     def __init__(self, max_line: int = MAX_LINE_BYTES, *, backend: str | None = None) -> None:
         self._lines = LineSplitter(max_line, backend=backend)
         self._data: list[str] = []
+        self._size = 0  # of the pending event's data joined, as measured at the last read
         self._event = ""
         self._id: str | None = None
         self.retry: int | None = None
@@ -138,16 +150,21 @@ class SSEParser:
 
     def _dispatch(self) -> SSEEvent:
         data = self._data
-        event = SSEEvent(
-            data[0] if len(data) == 1 else "\n".join(data), self._event or "message", self._id
-        )
+        if len(data) == 1:
+            text = data[0]  # one line: the splitter capped it
+        else:
+            text = "\n".join(data)
+            if len(text) > self._lines.max_line:
+                raise EventTooLarge(self._lines.max_line, backend=self._lines.backend)
+        event = SSEEvent(text, self._event or "message", self._id)
         self._data = []
         self._event = ""
         return event
 
     def _parse(self, lines: list[str]) -> list[SSEEvent]:
         events: list[SSEEvent] = []
-        data = self._data
+        data = pending = self._data
+        measured = len(data)
         for line in lines:
             if not line:
                 if data:
@@ -173,7 +190,24 @@ class SSEParser:
                         self._id = value
                 elif name == "retry" and value.isdigit():
                     self.retry = int(value)
+        if data:  # an event still open: bound what it holds before it ends
+            self._measure(data, measured if data is pending else 0)
         return events
+
+    def _measure(self, data: list[str], measured: int) -> None:
+        """Add the data lines after the first `measured` (counted at earlier reads)
+        to the pending event's size; raise `EventTooLarge` past the cap.
+
+        Measured once a read, not a line, to keep the loop above lean: an event
+        grows by at most one read's lines past the cap before it is refused.
+        Characters are counted, each at least one byte of the stream, and every
+        line its line break, so a flood of empty `data:` lines is bounded too.
+        """
+        new = data[measured:]
+        size = (self._size if measured else -1) + sum(map(len, new)) + len(new)
+        if size > self._lines.max_line:
+            raise EventTooLarge(self._lines.max_line, backend=self._lines.backend)
+        self._size = size
 
 
 class NDJSONParser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.apis._wire import EventTooLarge
 from adapters.apis.openai import OpenAICompatible
 from bridge.errors import APIReportedError, BadRequest, CutOff, ProtocolError
 from bridge.interfaces import ChatRequest, Turn
@@ -102,6 +103,20 @@ async def test_error_chunk_mid_stream(fake_chat_api, http):
     seen, exc = await collect_until_error(api, ask(api))
     assert text_of(seen) == "half"
     assert isinstance(exc, APIReportedError) and exc.message == "overloaded"
+
+
+async def test_an_event_that_never_ends_is_refused_at_the_cap_text_kept(fake_chat_api, http):
+    # Data lines with no blank line between them were held as one event without
+    # bound: nothing more was shown, and memory grew until the server stopped.
+    fake_chat_api.enqueue(tokens=["Shown ", "so far."], unended_after=2)
+    api = make("openai", fake_chat_api, http)
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "Shown so far."
+    assert isinstance(exc, EventTooLarge)
+    assert exc.user_message == (
+        "The assistant's answer could not be read (an event of its stream is larger "
+        "than 1048576 bytes)."
+    )
 
 
 def test_options():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from adapters.apis._wire import (
     DataLineParser,
+    EventTooLarge,
     LineTooLong,
     NDJSONParser,
     SSEEvent,
@@ -94,6 +95,42 @@ def test_line_cap_raises_a_protocol_error(parser_cls):
     assert "16 bytes" in info.value.user_message
     with pytest.raises(LineTooLong):
         parser_cls(max_line=16).feed(b"ok\n" + b"z" * 17 + b"\nok\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "first_past"),
+    [
+        (b"data: 0123456789\n", 6),  # 6 * 10 characters + 5 line breaks = 65
+        (b"data:\n", 66),  # 65 line breaks: empty lines do not escape the count
+        (b"error: 0123456789\n", 6),
+    ],
+    ids=["data", "empty data", "error"],
+)
+def test_an_event_past_the_cap_raises_a_protocol_error(line, first_past):
+    # Data lines with no blank line between them were held as one event without bound.
+    parser = SSEParser(max_line=64, backend="b")
+    fed = 0
+    with pytest.raises(EventTooLarge) as info:
+        while fed < 1000:
+            fed += 1
+            parser.feed(line)
+    assert fed == first_past
+    assert isinstance(info.value, LineTooLong) and isinstance(info.value, ProtocolError)
+    assert info.value.backend == "b"
+    assert "an event of its stream is larger than 64 bytes" in info.value.user_message
+
+
+def test_an_event_at_the_cap_passes_and_one_past_it_does_not():
+    at_cap = b"data: 0123456789\n" * 5 + b"data: 012345678\n"  # 5 * 11 + 9 = 64
+    for stream in (at_cap + b"\n", at_cap):  # ended by a blank line, or by the stream
+        assert feed_all(SSEParser(max_line=64), [stream]) == [
+            SSEEvent("\n".join(["0123456789"] * 5 + ["012345678"]))
+        ]
+        assert len(feed_all(SSEParser(max_line=64), [bytes([b]) for b in stream])) == 1
+    past = at_cap.replace(b"678\n", b"6789\n")
+    for chunks in ([past + b"\n"], [bytes([b]) for b in past + b"\n"], [past]):
+        with pytest.raises(EventTooLarge):
+            feed_all(SSEParser(max_line=64), chunks)
 
 
 @pytest.mark.parametrize(

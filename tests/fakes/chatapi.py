@@ -39,6 +39,7 @@ from aiohttp import web
 DEFAULT_TOKENS = ("Hello", " from", " the", " fake", ".")
 CHATMOUNT_MAX = 2000
 RATE_LIMIT = 60
+UNENDED_BYTES = 2 << 20
 _SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 ENDPOINTS = {
@@ -57,8 +58,10 @@ class Script:
     `cut_after` ends the body cleanly without the terminal event; `drop_after`
     closes the connection mid-body; `hang_after` stops sending until the client
     hangs up; `malformed_after` inserts one unparsable line; `error_after`
-    sends the API's error event. `status`/`body`/`headers` answer with an
-    error (429: `retry_after` sets Retry-After, `reset_in` X-RateLimit-Reset).
+    sends the API's error event; `unended_after` sends 2 MiB of token lines
+    with no blank line between them (SSE: one event that never ends) and ends
+    the body. `status`/`body`/`headers` answer with an error (429:
+    `retry_after` sets Retry-After, `reset_in` X-RateLimit-Reset).
     chaturdata: the run completes on poll number `polls` with `run_status`;
     `hang_after`/`malformed_after` count polls instead of tokens, and the poll
     after `limited_after` polls is answered 429 (Retry-After: `retry_after`).
@@ -77,6 +80,7 @@ class Script:
     hang_after: int | None = None
     drop_after: int | None = None
     error_after: int | None = None
+    unended_after: int | None = None
     error: str = "Internal server error"
     usage: dict[str, Any] | None = None
     session_id: str | None = None
@@ -285,6 +289,13 @@ class FakeChatAPI:
                     request.transport.close()
                     return resp
                 if i == script.cut_after:
+                    await resp.write_eof()
+                    return resp
+                if i == script.unended_after:
+                    line = token("x" * 100).rstrip(b"\n") + b"\n"
+                    block = line * (65536 // len(line))
+                    for _ in range(UNENDED_BYTES // len(block) + 1):
+                        await resp.write(block)
                     await resp.write_eof()
                     return resp
                 if i == script.error_after:
