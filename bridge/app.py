@@ -249,8 +249,9 @@ class Bridge:
             log.info("marked %d interrupted replies", fixed)
         return fixed
 
-    async def _mark_interrupted(self, rec: InFlight) -> int:
-        """Edit a reply's last message to keep its text and say it was interrupted."""
+    async def _mark_interrupted(self, rec: InFlight, *, kept: bool = False) -> int:
+        """Edit a reply's last message to keep its text and say it was interrupted
+        (with `kept`, a stop's mark: it may take the slots the stop kept back)."""
         if rec.id.endswith(MARKED_HERE_ONLY):
             # A slash command's reply: only the process that had it could reach it,
             # and through the channel a mark would land where nobody asked. (A
@@ -279,12 +280,12 @@ class Bridge:
                 last, note = edit
                 await self.relay.within_budgets(
                     target, lambda: target.edit(last, note),
-                    [(limits.edit_bucket, limits.edit_rate)],
+                    [(limits.edit_bucket, limits.edit_rate)], kept=kept,
                 )
             else:
                 await self.relay.within_budgets(
                     target, lambda: target.post(INTERRUPTED),
-                    [(limits.post_bucket, limits.post_rate)],
+                    [(limits.post_bucket, limits.post_rate)], kept=kept,
                 )
             marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
@@ -399,7 +400,7 @@ class Bridge:
             try:
                 async with asyncio.timeout(MARK_ON_STOP_SECONDS):
                     while left:
-                        await self._mark_interrupted(left[0])
+                        await self._mark_interrupted(left[0], kept=True)
                         left.pop(0)
             except TimeoutError:
                 log.warning(

@@ -7,6 +7,10 @@ arrival: replies that have shown nothing yet go first, then typing, then the
 reply whose text has waited longest (the classes are in `bridge.render`,
 which also caps typing at half of a bot-wide budget).
 
+During a stop a budget keeps slots back (`keep`), one for each live reply drawing
+on it: the mark that says a reply was cut ("interrupted") must find one when the
+grace ends, however busy the replies kept the budget until then.
+
 `Budgets` keeps one budget per bucket (a Slack workspace, a Discord channel)
 and forgets the ones that have gone quiet, so a daemon that has replied in
 many channels over months does not keep a budget for each of them.
@@ -71,24 +75,38 @@ class Budget:
         # deque alone takes 600 bytes (there is a budget per channel or workspace).
         self._stamps: list[float] = []  # when each done request was done, oldest first
         self._flying: list[float] = []  # when each slot still on its way was granted
-        self._waiters: list[tuple[Priority, int, asyncio.Future[float]]] = []
+        # (False for a waiter that may take the slots kept back: it goes first, then
+        # by priority, then by arrival; the waiter's future; who waits, for `promote`).
+        self._waiters: list[tuple[bool, Priority, int, asyncio.Future[float], object]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
         self._on_grant = on_grant
+        # Slots kept back (see `keep`): only waiters that may take them get them.
+        self.kept = 0
 
     def _expire(self, now: float) -> None:
         drop_older(self._stamps, now, self.window)
         drop_older(self._flying, now, MAX_FLIGHT)
 
-    def _free(self) -> bool:
-        return len(self._stamps) + len(self._flying) < self.rate.count
+    def _free(self, kept: int) -> bool:
+        """Whether a slot is free beyond `kept` more."""
+        return len(self._stamps) + len(self._flying) + kept < self.rate.count
+
+    def keep(self, change: int) -> None:
+        """Keep `change` more slots back (fewer, if negative) from the waiters that may
+        not take them. Slots are kept back as they free: a spent budget fills its
+        reserve first as its window moves on."""
+        self.kept += change
+        if change < 0:
+            self._grant()
 
     def try_acquire(self) -> float | None:
-        """Take a slot now if one is free and nobody is waiting; its stamp, or None."""
+        """Take a slot now if one is free beyond those kept back and nobody is waiting;
+        its stamp, or None."""
         now = self._clock()
         self._expire(now)
-        if not self._waiters and self._free():
+        if not self._waiters and self._free(self.kept):
             self._take(now)
             return now
         return None
@@ -119,14 +137,23 @@ class Budget:
         if self._on_grant is not None:
             self._on_grant(now)
 
-    async def acquire(self, priority: Priority = (0, 0.0)) -> float:
-        """Wait for a slot; lower `priority` tuples are served first. Returns its stamp."""
+    async def acquire(
+        self, priority: Priority = (0, 0.0), *, kept: bool = False, owner: object = None
+    ) -> float:
+        """Wait for a slot; lower `priority` tuples are served first. Returns its stamp.
+
+        With `kept`, the slots kept back may be taken too, before any other waiter.
+        `owner` names who waits, for `promote`.
+        """
         stamp = self.try_acquire()
         if stamp is not None:
             return stamp
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (priority, next(self._seq), future))
-        self._schedule()
+        heapq.heappush(self._waiters, (not kept, priority, next(self._seq), future, owner))
+        if kept:  # ahead of the others, it may go now: no timer set for them holds it
+            self._grant()
+        else:
+            self._schedule()
         try:
             return await future
         except asyncio.CancelledError:
@@ -135,18 +162,31 @@ class Budget:
                 self.release(future.result())
             raise
 
+    def promote(self, owner: object) -> None:
+        """The waiters of `owner` may take the slots kept back now, before any other."""
+        found = False
+        for i, (not_kept, priority, seq, future, who) in enumerate(self._waiters):
+            if who is owner and not_kept:
+                self._waiters[i] = (False, priority, seq, future, who)
+                found = True
+        if found:
+            heapq.heapify(self._waiters)
+            self._grant()
+
     def _schedule(self) -> None:
         if self._timer is not None or not self._waiters:
             return
         now = self._clock()
         self._expire(now)
-        if self._free():
+        if self._free(self.kept if self._waiters[0][0] else 0):
             delay = 0.0
         else:
             # A slot frees when the oldest stamp leaves its window or the oldest slot
             # on its way is taken as lost (restamp and release wake waiters too).
             frees = [t + self.window for t in self._stamps[:1]]
             frees += [t + MAX_FLIGHT for t in self._flying[:1]]
+            if not frees:  # only slots kept back are free: `keep` lets them go
+                return
             delay = max(0.0, min(frees) - now)
         self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
@@ -157,15 +197,16 @@ class Budget:
     def _grant(self) -> None:
         now = self._clock()
         self._expire(now)
-        while self._waiters and self._free():
-            _, _, future = heapq.heappop(self._waiters)
-            if future.done():
+        while self._waiters:
+            not_kept, _, _, future, _ = self._waiters[0]
+            if future.done():  # cancelled: dropped, so it does not hold the timer
+                heapq.heappop(self._waiters)
                 continue
+            if not self._free(self.kept if not_kept else 0):
+                break
+            heapq.heappop(self._waiters)
             self._take(now)
             future.set_result(now)
-        # Drop cancelled waiters at the head so they do not hold the timer.
-        while self._waiters and self._waiters[0][2].done():
-            heapq.heappop(self._waiters)
         self._schedule()
 
     @property
@@ -175,12 +216,15 @@ class Budget:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for _, _, f in self._waiters if not f.done())
+        return sum(1 for _, _, _, f, _ in self._waiters if not f.done())
 
     def idle(self) -> bool:
         """Nothing in the window and nobody waiting: a new budget would behave the same."""
         self._expire(self._clock())
-        return not (self._stamps or self._flying or self._waiters) and self._timer is None
+        return (
+            not (self._stamps or self._flying or self._waiters or self.kept)
+            and self._timer is None
+        )
 
 
 # Budgets are looked over for quiet ones when their number reaches this, and

@@ -178,9 +178,12 @@ class Relay:
         target: ReplyTarget,
         request: Callable[[], Awaitable[T]],
         first: Sequence[tuple[str, Rate]] = (),
+        *,
+        kept: bool = False,
     ) -> T:
         """Make a request of the platform outside a reply within its bot-wide budget, if
-        any, and the budgets in `first` before it (as a reply takes its own budget first)."""
+        any, and the budgets in `first` before it (as a reply takes its own budget first).
+        With `kept` (a stop's mark), it may take the slots a stop kept back."""
         limits = target.limits
         wanted = list(first)
         if limits.global_bucket and limits.global_rate:
@@ -190,7 +193,8 @@ class Relay:
             for bucket, rate in wanted:
                 budget = self.budgets.get(bucket, rate)
                 # It comes before first words.
-                held.append((budget, await budget.acquire((FIRST, time.monotonic()))))
+                stamp = await budget.acquire((FIRST, time.monotonic()), kept=kept)
+                held.append((budget, stamp))
             return await request()
         finally:
             for budget, stamp in held:
@@ -373,6 +377,8 @@ class Relay:
             on_failure=partial(self.metrics.platform_failed, msg.platform),
         )
         job.reply = reply
+        if not self.accepting:  # asked as a stop began (its turn came at once)
+            reply.keep_back()
         log.info("answering", extra={"conversation": key, "backend": route.backend})
         self.metrics.live_streams.inc()
         started = time.monotonic()
@@ -552,6 +558,9 @@ class Relay:
         """
         self.accepting = False
         self._unasked = 0
+        for job in self._jobs:  # the replies it cuts find slots for their marks
+            if job.reply is not None:
+                job.reply.keep_back()
         deadline = asyncio.get_running_loop().time() + grace
         pending = {t for t in self._tasks if not t.done()}
         hurry = asyncio.ensure_future(self._hurry.wait())

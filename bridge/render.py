@@ -93,7 +93,7 @@ class LiveReply:
         "_budgets", "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget",
         "_failures", "_final_failed", "_final_pieces", "_final_since", "_flusher", "_frozen",
         "_frozen_end",
-        "_global_budget", "_has_text",
+        "_global_budget", "_has_text", "_kept",
         "_last_edit", "_may_read", "_on_failure", "_on_progress", "_parked", "_pending_since",
         "_post_budget",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
@@ -159,6 +159,9 @@ class LiveReply:
         self.stats = RenderStats()
         self._retries = 0
         self._failures = 0  # progress updates refused in a row
+        # None until a stop begins (`keep_back`); then the budgets keeping a slot back
+        # for this reply's mark, none once it ends.
+        self._kept: list[Budget] | None = None
 
     # ------------------------------------------------------------------ feeding
 
@@ -328,6 +331,8 @@ class LiveReply:
         self._final_pieces = pieces
         self._final_failed = False
         self._closing = True
+        if self._kept is not None:
+            self._ends_in_stop()
         self._has_text.set()  # the answer is here: no typing slot to wait for
         self._closed.set()
         self._dirty.set()
@@ -539,10 +544,12 @@ class LiveReply:
         budgets = [self._edit_budget if editing else self._post_budget]
         if self._global_budget is not None:
             budgets.append(self._global_budget)
+        # A reply ending during a stop: see `_ends_in_stop`.
+        kept = self._closing and self._kept is not None
         slots: _Slots = []
         try:
             for budget in budgets:
-                slots.append((budget, await budget.acquire(priority)))
+                slots.append((budget, await budget.acquire(priority, kept=kept, owner=self)))
         except BaseException:
             self._release(slots)
             raise
@@ -574,9 +581,36 @@ class LiveReply:
         if self._on_progress is not None:
             await self._on_progress(list(self.message_ids), self.text)
 
+    def keep_back(self) -> None:
+        """A stop began: keep a slot of each budget its edits draw on (Slack's chat.update:
+        one per workspace) back from the live replies' updates, for the mark saying it
+        was interrupted should the grace end before it does."""
+        if self._kept is not None:
+            return
+        self._kept = [b for b in (self._edit_budget, self._global_budget) if b is not None]
+        for budget in self._kept:
+            budget.keep(1)
+        if self._closing:
+            self._ends_in_stop()
+
+    def _ends_in_stop(self) -> None:
+        """It ends during a stop: its end (the edit waiting already too) goes before the
+        live replies' updates and may take the slots kept back; it needs no mark."""
+        for budget in (self._edit_budget, self._post_budget, self._global_budget):
+            if budget is not None:
+                budget.promote(self)
+        self._let_go()  # after: its end goes first
+
+    def _let_go(self) -> None:
+        """No mark will be needed: the slots kept back for it go back to the others."""
+        for budget in self._kept or ():
+            budget.keep(-1)
+        self._kept = []
+
     async def abandon(self) -> None:
         """Stop without a final edit, and clear the platform's indicators unless
         closing the reply did (its place is gone: nothing more can be shown)."""
+        self._let_go()  # its place is gone: no mark can be shown there either
         closed = self._closed.is_set()
         await self.aclose()
         if not closed:

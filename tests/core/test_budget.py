@@ -92,6 +92,51 @@ async def test_a_slot_given_back_is_granted_to_the_next_waiter() -> None:
     assert budget.granted == 1
 
 
+async def test_slots_kept_back_fill_first_and_go_to_those_that_may_take_them() -> None:
+    budget = Budget(Rate(3, 0.2), margin=0.0)
+    for _ in range(3):
+        use_slot(budget)  # live replies spent the budget
+    budget.keep(2)  # a stop began: two of them may need their marks
+    # As the window moves on, the slots free are kept back first: one is left to edit.
+    budget.restamp(await asyncio.wait_for(budget.acquire(), 1.0))
+    assert budget.try_acquire() is None
+    edit = asyncio.create_task(budget.acquire((0, 0.0)))
+    await asyncio.sleep(0)  # waiting, and first by its priority
+    # The marks take the slots kept back, ahead of it.
+    marks = [await asyncio.wait_for(budget.acquire((1, 0.0), kept=True), 0.1) for _ in range(2)]
+    assert not edit.done()
+    for stamp in marks:
+        budget.restamp(stamp)
+    budget.keep(-2)
+    await asyncio.wait_for(edit, 1.0)  # a slot of the next window, as before the stop
+    assert budget.granted == 7
+
+
+async def test_slots_no_longer_kept_back_go_to_the_waiters_at_once() -> None:
+    budget = Budget(Rate(1, 60.0), margin=0.0)
+    budget.keep(1)  # nothing used: all the budget is kept back
+    edit = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(0)
+    assert not edit.done()
+    budget.keep(-1)  # the reply it was kept for ended
+    await asyncio.wait_for(edit, 0.1)
+
+
+async def test_a_waiter_promoted_goes_first_and_may_take_the_slots_kept_back() -> None:
+    budget = Budget(Rate(2, 60.0), margin=0.0)
+    use_slot(budget)
+    budget.keep(1)  # the one slot left is kept back
+    older = asyncio.create_task(budget.acquire((2, 0.0), owner="older"))
+    ending = asyncio.create_task(budget.acquire((2, 1.0), owner="ending"))
+    await asyncio.sleep(0)
+    assert not (older.done() or ending.done())
+    budget.promote("ending")  # its reply ends: its end goes first, as a mark would
+    await asyncio.wait_for(ending, 0.1)
+    assert not older.done()
+    older.cancel()
+    await asyncio.gather(older, return_exceptions=True)
+
+
 def test_quiet_budgets_are_forgotten_and_held_ones_found_again() -> None:
     now = [0.0]
     budgets = Budgets(margin=0.0, clock=lambda: now[0])

@@ -45,7 +45,7 @@ from bridge.render import LiveReply
 from bridge.store import Conversation
 from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
-from tests.core.recording import Op, RecordingTarget, max_in_window
+from tests.core.recording import Op, RecordingTarget, max_in_window, use_slot
 from tests.fakes.chatapi import RATE_LIMIT, FakeChatAPI, Script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -507,6 +507,58 @@ async def test_a_stop_marks_cut_replies_within_the_platforms_limits_and_in_bound
         [left] = await bridge.store.inflight_orphans("another process", time.time() + 1)
         assert left.text == "Half "
     assert not any("interrupted" in t for t in cut.visible())
+
+
+async def test_a_stop_keeps_back_a_slot_of_a_spent_shared_budget_for_each_mark(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Live replies in one bucket (Slack: chat.update, per workspace) spend its budget
+    # to the full: when the grace ends, each reply cut still finds a slot for its mark.
+    monkeypatch.setattr(app, "MARK_ON_STOP_SECONDS", 1.0)
+    for _ in range(3):
+        fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(200)], token_delay=0.05)
+    rate = Rate(4, 2.0)  # a window shorter than the grace: it frees slots meanwhile
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 2.5}",
+        console=f"{{edit_count: {rate.count}, edit_per: {rate.per}}}",
+    ) as bridge:
+        cut = [await platform(bridge).say("A long one?", channel=f"C{i}") for i in range(3)]
+
+        def edits() -> list[float]:
+            return [op.at for target in cut for op in target.ops if op.kind == "edit"]
+
+        await wait_for(lambda: len(edits()) >= rate.count)  # the budget is spent
+        await bridge.drain()
+        assert await bridge.store.inflight_orphans("another process", time.time() + 1) == []
+    for target in cut:
+        [shown] = target.visible()
+        assert shown.startswith("w0 ") and shown.endswith(INTERRUPTED)
+    assert max_in_window(edits(), rate.per) <= rate.count
+
+
+async def test_a_reply_ending_during_the_stop_shows_its_end_before_the_others_updates(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # As it ends, its edit waits for a slot behind the other reply's, which waited
+    # longer: it goes first, taking the slot kept back for its mark (it needs none),
+    # and the reply cut still finds one for its own.
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(20)], token_delay=0.8)
+    fake_chat_api.enqueue(tokens=["Done ", "at ", "last."], token_delay=1.0)
+    rate = Rate(3, 60.0)
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 3}",
+        console=f"{{edit_count: {rate.count}, edit_per: {rate.per}}}",
+    ) as bridge:
+        cut = await platform(bridge).say("A long one?", channel="CA")
+        await fake_chat_api.wait_requests(1)
+        ends = await platform(bridge).say("A short one?", channel="CB")
+        await wait_for(lambda: ends.visible() == ["Done "] and cut.visible() == ["w0 "])
+        use_slot(bridge.budgets.get(cut.limits.edit_bucket, rate))  # another reply's edit
+        await bridge.drain()
+        assert await bridge.store.inflight_orphans("another process", time.time() + 1) == []
+    assert ends.visible() == ["Done at last."]
+    [marked] = cut.visible()
+    assert marked.startswith("w0 ") and marked.endswith(INTERRUPTED)
 
 
 async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
