@@ -19,6 +19,7 @@ from bridge.errors import (
     ChatAPIError,
     ConfigError,
     Forbidden,
+    ProxyRefused,
     TimedOut,
     Unauthorized,
     Unavailable,
@@ -136,6 +137,9 @@ async def _check(config: Config, registry: Registry, probe: bool) -> int:
             try:
                 await backend.probe()
                 verdict = "ok"
+            except ProxyRefused as exc:
+                verdict = f"proxy refused ({exc.user_message}){_to_check(config, name, exc)}"
+                failed += 1
             except (Unauthorized, Forbidden) as exc:
                 verdict = f"auth failed ({exc.user_message}){_to_check(config, name, exc)}"
                 failed += 1
@@ -196,6 +200,8 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
 def _to_check(config: Config, name: str, exc: BridgeError) -> str:
     """For the admin running `ask` or `check --probe`, a line on which key to look
     at, and where the URL leads (without its query, where a key may be)."""
+    if isinstance(exc, ProxyRefused):  # the proxy variable to check, not the backend
+        return f"\n  {exc}"
     where = f"\n  check backends.{name}"
     if isinstance(exc, (Unauthorized, Forbidden)):
         return f"{where}.api_key"

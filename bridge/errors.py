@@ -13,6 +13,7 @@
         │                        `.history_sent`)
         ├── Unauthorized         401: the API key is wrong
         ├── Forbidden            403: the key may not use this chatbot (or IP allowlist)
+        ├── ProxyRefused         407: the proxy between refused its credentials (HTTPS_PROXY)
         ├── RateLimited          429: try again at `.retry_at` (epoch seconds, or None)
         ├── Unavailable          5xx, refused or dropped connection
         │   └── TimedOut         no answer within the configured timeout
@@ -149,6 +150,24 @@ class Forbidden(ChatAPIError):
         "The assistant is misconfigured (its API key may not use this chatbot, "
         "or this server's address is not allowed). Tell an admin."
     )
+
+
+class ProxyRefused(ChatAPIError):
+    """407 Proxy Authentication Required: the proxy the environment names refused the
+    credentials its variable (HTTPS_PROXY, HTTP_PROXY) gives, or wants some. The
+    request went no further: the API key was not checked. The message, for the log,
+    says which variable to check; the asker is told to tell an admin."""
+
+    user_message = (
+        "The assistant is misconfigured (a proxy refused the bridge's credentials). "
+        "Tell an admin."
+    )
+
+    def __init__(
+        self, message: str | None = None, *, backend: str | None = None, status: int | None = 407
+    ) -> None:
+        super().__init__(message, backend=backend, status=status)
+        self.user_message = type(self).user_message
 
 
 class RateLimited(ChatAPIError):

@@ -16,7 +16,9 @@ aiohttp's errors become the httpx errors they correspond to, so a dialect's
 error handling is the same whichever transport it runs on. A failure to
 connect says what failed in words an admin can act on (a host name that does
 not resolve, a TLS handshake that failed, a refused connection), naming the
-host and port only: never the URL, whose query may carry a key.
+host and port only: never the URL, whose query may carry a key. A tunnel the
+proxy refuses with 407 is `ProxyAuthFailed`, naming the proxy variable to
+check (`proxy_refused`), never its password.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ import httpx
 import yarl
 
 from bridge.errors import ConfigError
+
+# The status a proxy answers when it wants credentials, or refuses those it was given.
+PROXY_AUTH_REQUIRED = 407
 
 # aiohttp's errors and what they mean to an httpx caller; the first match wins.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -57,6 +62,12 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
+class ProxyAuthFailed(httpx.ProxyError):
+    """The proxy the environment names refused the request its credentials (407 Proxy
+    Authentication Required, to a tunnel). The message (`proxy_refused`) says which
+    variable to check."""
+
+
 class BadAddress(httpx.ConnectError):
     """A connection that trying again will not mend: the URL's host name does not
     resolve, or the TLS handshake failed (https to a plain-HTTP port, a certificate
@@ -68,6 +79,9 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
     try:
         yield
     except aiohttp.ClientError as exc:
+        refused = proxy_refusal(exc)
+        if refused is not None:
+            raise ProxyAuthFailed(refused, request=request) from exc
         said = _connect_failure(exc)
         if said is not None:
             raise said[0](said[1], request=request) from exc
@@ -151,6 +165,48 @@ def proxy_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str
     env = os.environ if env is None else env
     return [(name, _as_url(value.strip())) for name, value in env.items()
             if name.lower() in ("http_proxy", "https_proxy", "all_proxy") and value.strip()]
+
+
+def proxy_refused(url: str | yarl.URL) -> str:
+    """What a 407 Proxy Authentication Required to a request for `url` means, in
+    words an admin can act on: the proxy (its host and port) and the variable that
+    names it, never its user or password. The request went no further than the
+    proxy: no token or key of it was checked."""
+    name = _proxy_variable(yarl.URL(url))
+    if name is None:  # a proxy no variable names (a transparent one): say which they are
+        return ("a proxy refused the request (HTTP 407 Proxy Authentication Required): "
+                "check the user:password in HTTPS_PROXY / HTTP_PROXY")
+    proxy = yarl.URL(_as_url(os.environ[name].strip()))
+    host = proxy.host or "?"
+    where = f"[{host}]:{proxy.port}" if ":" in host else f"{host}:{proxy.port}"
+    if not proxy.user:
+        return (f"the proxy at {where} asks for a user and password (HTTP 407 Proxy "
+                f"Authentication Required) and {name} gives none: give the user:password "
+                f"in {name} (http://user:password@{where})")
+    return (f"the proxy at {where} refused the user and password {name} gives it (HTTP 407 "
+            f"Proxy Authentication Required): check the user:password in {name} (special "
+            "characters %-encoded)")
+
+
+def proxy_refusal(exc: BaseException) -> str | None:
+    """`proxy_refused`'s words when `exc` is aiohttp's error for a proxy's 407 (a
+    tunnel refused, or a websocket's upgrade); None for any other."""
+    if isinstance(exc, aiohttp.ClientResponseError) and exc.status == PROXY_AUTH_REQUIRED:
+        return proxy_refused(exc.request_info.url)
+    return None
+
+
+def _proxy_variable(url: yarl.URL) -> str | None:
+    """The name, as set, of the variable that gives `url` its proxy (as `env_proxy`
+    reads them: by scheme, else ALL_PROXY; the lower-case one first); None if none."""
+    if env_proxy(str(url)) is None:
+        return None
+    scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+    for kind in (scheme, "all"):
+        for name in (f"{kind}_proxy", f"{kind.upper()}_PROXY"):
+            if os.environ.get(name, "").strip():
+                return name
+    return None
 
 
 def plain_url(value: str, *, credentials: str = "") -> str:

@@ -19,6 +19,7 @@ KNOWN_SECRETS = (
     "fake-signing-secret",
     "fake-discord-bot-token",  # fake Discord
     "cm_live_SUPERSECRET_value_123",  # config tests
+    "expired-s3cret",  # the password of a proxy variable (tests of a proxy's 407)
 )
 
 

@@ -44,6 +44,7 @@ from bridge.errors import (
     Forbidden,
     NotAStream,
     ProtocolError,
+    ProxyRefused,
     RateLimited,
     TimedOut,
     Unauthorized,
@@ -60,7 +61,13 @@ from bridge.interfaces import (
     Token,
     clean_secret,
 )
-from bridge.transport import BadAddress, plain_url
+from bridge.transport import (
+    PROXY_AUTH_REQUIRED,
+    BadAddress,
+    ProxyAuthFailed,
+    plain_url,
+    proxy_refused,
+)
 
 log = logging.getLogger("adapters.apis")
 
@@ -527,6 +534,11 @@ class HTTPDialect(ChatAPI):
                 f"The assistant is misconfigured (HTTP {status} from its URL). Tell an admin.",
                 **kw,
             )
+        if status == PROXY_AUTH_REQUIRED:
+            # The proxy's answer, not the API's: the key never reached the API.
+            said = proxy_refused(str(response.request.url))
+            log.warning("HTTP 407 from the proxy: %s", said, extra={"backend": self.name})
+            return ProxyRefused(said, **kw)
         detail = self._scrub(self.error_text(body))
         unread = f"- (its body is over {ERROR_BODY_BYTES} bytes: not read)"
         said = detail or ("-" if content is not None else unread)
@@ -571,10 +583,15 @@ class HTTPDialect(ChatAPI):
     def _transport_error(self, exc: Exception) -> ChatAPIError:
         # A failure to connect says what failed (the transport words it with the host
         # and port, never the URL); any other error is named by its kind only.
-        said = self._scrub(str(exc)) if isinstance(exc, httpx.ConnectError) else None
+        said = (
+            self._scrub(str(exc))
+            if isinstance(exc, httpx.ConnectError | ProxyAuthFailed) else None
+        )
         log.warning(
             "HTTP transport error: %s", said or type(exc).__name__, extra={"backend": self.name}
         )
+        if isinstance(exc, ProxyAuthFailed):  # a tunnel refused: the key never left
+            return ProxyRefused(str(exc), backend=self.name)
         if isinstance(exc, UnicodeEncodeError):
             return BadRequest("The question has characters that cannot be sent.", backend=self.name)
         if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):

@@ -18,6 +18,7 @@ from bridge.errors import (
     CutOff,
     NotAStream,
     ProtocolError,
+    ProxyRefused,
     RateLimited,
     TimedOut,
     Unauthorized,
@@ -34,6 +35,7 @@ from tests.apis.helpers import (
     text_of,
 )
 from tests.fakes.chatapi import FakeChatAPI
+from tests.fakes.proxy import FakeProxy
 
 
 @dataclass
@@ -193,6 +195,33 @@ async def test_401_is_unauthorized_and_hides_the_key(dialect):
     assert isinstance(exc, Unauthorized)
     assert exc.status == 401 and exc.backend == "bot"
     assert "wrong-key" not in str(exc)
+
+
+@pytest.mark.parametrize("tunnel", [False, True], ids=["forwarded", "https-tunnel"])
+async def test_a_proxy_refusing_its_credentials_is_told_as_the_proxy_not_the_key(
+    dialect, monkeypatch, caplog, tunnel
+):
+    # A forwarded 407 was "the assistant refused the question (HTTP 407)"; a tunnel's
+    # (an https URL) was "unavailable", asked again and again.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
+    url = {"url": "https://chat.example.invalid/v1/chat"} if tunnel else {}
+    async with FakeProxy(credentials="corp:right-password") as proxy:
+        monkeypatch.setenv(variable, proxy.url.replace("//", "//corp:expired-s3cret@"))
+        api = dialect.api(**url)
+        _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is ProxyRefused and exc.status == 407 and exc.backend == "bot"
+    assert len(proxy.seen) == 1  # not asked again
+    assert dialect.fake.requests == []
+    said = str(exc)
+    assert "proxy" in said and "407" in said and f"user:password in {variable}" in said
+    assert "api_key" not in said and "expired-s3cret" not in said + caplog.text
+    assert exc.user_message == (
+        "The assistant is misconfigured (a proxy refused the bridge's credentials). "
+        "Tell an admin."
+    )
 
 
 async def test_a_redirect_says_the_url_is_wrong(dialect, caplog):

@@ -47,6 +47,7 @@ from bridge.transport import AiohttpTransport
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import Op, RecordingTarget, max_in_window, use_slot
 from tests.fakes.chatapi import RATE_LIMIT, FakeChatAPI, Script
+from tests.fakes.proxy import FakeProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -1488,6 +1489,8 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
         # The admin is told which key to look at, not only what an asker would be.
         ("bad key", 1, "auth failed", "\n  check backends.docs.api_key\n"),
         ("nobody listening", 1, "unreachable", "\n  check backends.docs.url (http://127.0.0.1:"),
+        # Not "auth failed ... check backends.docs.api_key": the key never reached the API.
+        ("proxy refused", 1, "proxy refused", "check the user:password in HTTP_PROXY"),
     ],
 )
 async def test_check_probe_reports_each_backend(
@@ -1503,13 +1506,19 @@ async def test_check_probe_reports_each_backend(
     config = tmp_path / "config.yaml"
     config.write_text(text)
     key = "wrong-key" if case == "bad key" else fake_chat_api.api_key
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
-        env={"KEY": key, "PATH": "/usr/bin:/bin"},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    env = {"KEY": key, "PATH": "/usr/bin:/bin"}
+    async with FakeProxy(credentials="corp:right-password") as proxy:
+        if case == "proxy refused":
+            env["HTTP_PROXY"] = proxy.url.replace("//", "//corp:expired-s3cret@")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == code
+    assert "expired-s3cret" not in out.decode() + err.decode()
+    if case == "proxy refused":
+        assert proxy.seen and "api_key" not in out.decode()
     assert f"backend docs: {verdict}" in out.decode()
     assert (hint is None and "check backends" not in out.decode()) or (
         hint is not None and hint in out.decode()

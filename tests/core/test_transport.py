@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.transport import BadAddress, env_proxy, http_client
+from bridge.transport import BadAddress, ProxyAuthFailed, env_proxy, http_client, proxy_refused
+from tests.fakes.proxy import FakeProxy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -323,6 +324,67 @@ async def test_a_proxys_credentials_are_sent_to_it(no_proxies: pytest.MonkeyPatc
             response = await client.get("http://chat.example.invalid/v1/health")
     assert response.text == "ok"
     assert b"Proxy-Authorization: Basic bWU6czNjcmV0" in seen[0]  # me:s3cret
+
+
+async def test_the_fake_proxy_takes_its_credentials_and_refuses_others(
+    no_proxies: pytest.MonkeyPatch,
+) -> None:
+    async def api(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    statuses: list[int] = []
+    async with serve(api) as url, FakeProxy(credentials="corp:right-password") as proxy:
+        for password in ("right-password", "expired-s3cret"):
+            no_proxies.setenv("HTTP_PROXY", proxy.url.replace("//", f"//corp:{password}@"))
+            async with http_client() as client:
+                statuses.append((await client.get(f"{url}/v1/health")).status_code)
+    assert statuses == [200, 407]
+
+
+async def test_a_tunnel_the_proxy_refuses_names_the_variable_to_check(
+    no_proxies: pytest.MonkeyPatch,
+) -> None:
+    # It was a RemoteProtocolError: the dialects told it as the API being unavailable.
+    async with FakeProxy(credentials="corp:right-password") as proxy:
+        no_proxies.setenv("https_proxy", proxy.url.replace("//", "//corp:expired-s3cret@"))
+        async with http_client() as client:
+            with pytest.raises(ProxyAuthFailed) as caught:
+                await client.get("https://chat.example.invalid/v1/health")
+    assert proxy.seen == ["CONNECT chat.example.invalid:443 HTTP/1.1"]
+    where = proxy.url.removeprefix("http://")
+    assert str(caught.value) == (
+        f"the proxy at {where} refused the user and password https_proxy gives it (HTTP 407 "
+        "Proxy Authentication Required): check the user:password in https_proxy (special "
+        "characters %-encoded)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "url", "said"),
+    [
+        ({"HTTP_PROXY": "proxy.corp:3128"}, "http://api.example/v1",
+         "the proxy at proxy.corp:3128 asks for a user and password (HTTP 407 Proxy "
+         "Authentication Required) and HTTP_PROXY gives none: give the user:password in "
+         "HTTP_PROXY (http://user:password@proxy.corp:3128)"),
+        ({"ALL_PROXY": "http://me:s3cret@[::1]:3128"}, "wss://gateway.example/",
+         "the proxy at [::1]:3128 refused the user and password ALL_PROXY gives it"),
+        # No variable names a proxy for it (NO_PROXY): both are named.
+        ({"HTTPS_PROXY": "http://me:s3cret@p:1", "NO_PROXY": ".example"}, "https://api.example/",
+         "a proxy refused the request (HTTP 407 Proxy Authentication Required): check the "
+         "user:password in HTTPS_PROXY / HTTP_PROXY"),
+    ],
+)
+def test_a_proxys_407_names_the_proxy_and_its_variable_never_its_password(
+    no_proxies: pytest.MonkeyPatch, variables: dict[str, str], url: str, said: str
+) -> None:
+    for name, value in variables.items():
+        no_proxies.setenv(name, value)
+    words = proxy_refused(url)
+    assert words.startswith(said)
+    assert "s3cret" not in words and "me:" not in words
 
 
 async def test_a_proxy_named_without_a_scheme_is_used(no_proxies: pytest.MonkeyPatch) -> None:

@@ -3,19 +3,24 @@ daemon and the internet: CONNECT tunnels, and absolute-form requests (plain
 HTTP, and websocket upgrades) forwarded to their origin.
 
 `seen` holds the request line of every request sent through it (for a
-tunnel, its CONNECT line), so a test can tell which client used it.
+tunnel, its CONNECT line), so a test can tell which client used it. Given
+`credentials` ("user:password"), it answers 407 Proxy Authentication Required
+to a connection whose first request does not carry them, as a proxy does to a
+wrong or expired password.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from types import TracebackType
 from urllib.parse import urlsplit
 
 
 class FakeProxy:
-    def __init__(self) -> None:
+    def __init__(self, credentials: str | None = None) -> None:
+        self.credentials = credentials
         self.seen: list[str] = []
         self.url = ""
         self._server: asyncio.Server | None = None
@@ -50,6 +55,14 @@ class FakeProxy:
             head = await reader.readuntil(b"\r\n\r\n")
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
             self.seen.append(line)
+            if not self._authorized(head):
+                writer.write(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b'Proxy-Authenticate: Basic realm="proxy"\r\n'
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                await writer.drain()
+                return
             method, target, _ = line.split(" ", 2)
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)
@@ -75,6 +88,17 @@ class FakeProxy:
                     end.close()
                     self._ends.discard(end)
             self._tasks.discard(task)
+
+    def _authorized(self, head: bytes) -> bool:
+        if self.credentials is None:
+            return True
+        wanted = ["basic", base64.b64encode(self.credentials.encode()).decode()]
+        for field in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = field.partition(":")
+            if name.strip().lower() == "proxy-authorization":
+                scheme, _, token = value.strip().partition(" ")
+                return [scheme.lower(), token.strip()] == wanted
+        return False
 
     async def _requests(
         self, head: bytes, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter

@@ -193,6 +193,35 @@ async def test_unreachable_discord_is_a_clear_error(world: World) -> None:
     assert url in str(caught.value)
 
 
+@pytest.mark.parametrize("tunnel", [False, True], ids=["forwarded", "https-tunnel"])
+async def test_a_proxy_refusing_its_credentials_fails_start_naming_the_proxy(
+    world: World, monkeypatch: pytest.MonkeyPatch, tunnel: bool
+) -> None:
+    # A 407 was told as Discord refusing to log in (HTTP 407: ).
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    # Over https (Discord's own), the proxy refuses the tunnel (CONNECT) before any TLS.
+    api_url = "https://discord.example.invalid/api/v10" if tunnel else world.fake.api_url
+    variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
+    opts = options(world.fake).model_copy(update={"api_url": api_url})
+    platform = DiscordPlatform(PlatformContext(options=opts))
+
+    async def handler(msg: Inbound, target: ReplyTarget) -> None:
+        raise AssertionError("nothing should arrive")
+
+    async with FakeProxy(credentials="corp:right-password") as proxy:
+        monkeypatch.setenv(variable, proxy.url.replace("//", "//corp:expired-s3cret@"))
+        with pytest.raises(PlatformError) as caught:
+            await platform.start(handler)
+    said = str(caught.value)
+    assert proxy.seen  # it was the proxy that answered
+    assert "proxy" in said and "407" in said and f"user:password in {variable}" in said
+    assert "refused to log in" not in said and "token" not in said
+    assert "expired-s3cret" not in said and "corp:" not in said
+    assert not platform.connected
+
+
 async def test_unreachable_gateway_is_a_clear_error(world: World) -> None:
     opts = options(world.fake).model_copy(
         update={"gateway_url": "ws://127.0.0.1:9/gateway", "connect_timeout": 0.5}

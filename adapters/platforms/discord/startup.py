@@ -15,7 +15,7 @@ from discord.http import Route
 
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import invite_url
-from adapters.platforms.discord.targets import platform_error
+from adapters.platforms.discord.targets import platform_error, proxy_said
 from bridge.errors import PlatformError
 
 log = logging.getLogger("chat_bridge.discord")
@@ -97,6 +97,9 @@ def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
         return PlatformError(f"Discord closed the gateway with code {exc.code} at start-up.")
     if isinstance(exc, discord.GatewayNotFound):
         return PlatformError("Discord did not give a gateway address; try again shortly.")
+    refused = proxy_said(exc)
+    if refused is not None:  # not Discord refusing the token: it was never sent on
+        return PlatformError(f"Cannot reach Discord at {where}: {refused}.")
     if isinstance(exc, discord.HTTPException):
         return platform_error("log in", exc)
     if isinstance(exc, OSError | aiohttp.ClientError | asyncio.TimeoutError):

@@ -23,6 +23,7 @@ from adapters.platforms.discord.permissions import ANYTHING, Allowed, Said, may_
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
+from bridge.transport import PROXY_AUTH_REQUIRED, proxy_refusal, proxy_refused
 
 if TYPE_CHECKING:
     from adapters.platforms.discord.options import DiscordOptions
@@ -54,8 +55,22 @@ MISSING_PERMISSIONS = 50013
 MISSING_ACCESS = 50001
 
 
+def proxy_said(exc: BaseException) -> str | None:
+    """What a proxy's 407 means (`proxy_refused`), where `exc` is one: discord.py's
+    HTTPException for a request the proxy forwarded no further, or aiohttp's error
+    for a tunnel (https, wss) it refused. None for any other error."""
+    if isinstance(exc, discord.HTTPException):
+        if exc.status != PROXY_AUTH_REQUIRED:  # Discord never answers 407 itself
+            return None
+        return proxy_refused(getattr(exc.response, "url", None) or "https://discord.com/api")
+    return proxy_refusal(exc)
+
+
 def platform_error(action: str, exc: Exception) -> PlatformError:
     """A user-safe PlatformError for a failed Discord call."""
+    refused = proxy_said(exc)
+    if refused is not None:  # the request went no further than the proxy
+        return PlatformUnreachable(f"Could not reach Discord to {action}: {refused}.")
     # Neither is mended by trying again: the reply stops (see PlaceGone).
     if isinstance(exc, discord.Forbidden):
         return PlaceGone(

@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
-from bridge.transport import env_proxy
+from bridge.transport import PROXY_AUTH_REQUIRED, env_proxy, proxy_refusal, proxy_refused
 
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
@@ -116,6 +116,13 @@ async def guard(
     try:
         return await call
     except SlackApiError as exc:
+        if status(exc) == PROXY_AUTH_REQUIRED:
+            # The proxy's answer, not Slack's (which never sends a 407): the request
+            # went no further, and the bot token was not checked.
+            url = str(getattr(exc.response, "api_url", "") or "https://slack.com/api/")
+            raise PlatformUnreachable(
+                f"Slack could not be reached for {method}: {proxy_refused(url)}"
+            ) from exc
         if told(exc) is None and status(exc) >= 500:
             # Not Slack's answer, or Slack failing (an outage's page, a proxy's 502).
             raise PlatformUnreachable(
@@ -132,7 +139,9 @@ async def guard(
             raise SlackLockedOut(method, error) from exc
         raise SlackRefused(method, error) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise PlatformUnreachable(f"Slack could not be reached for {method}") from exc
+        refused = proxy_refusal(exc)  # the tunnel to Slack refused by the proxy
+        said = f": {refused}" if refused else ""
+        raise PlatformUnreachable(f"Slack could not be reached for {method}{said}") from exc
 
 
 @dataclass(slots=True)
