@@ -24,7 +24,7 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
-from bridge.interfaces import ChatRequest, Done, Registry, Source, Sources, Status, Token
+from bridge.interfaces import ChatAPI, ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
 from bridge.sources import dedupe_sources
 from bridge.terminal import discard_output
@@ -131,26 +131,34 @@ async def _check(config: Config, registry: Registry, probe: bool) -> int:
               "(`ask` and `check --probe` do not)")
     if not probe:
         return 0
-    failed = 0
-    async with http_client() as client:
-        for name, backend in build_backends(config, registry, client).items():
-            try:
-                await backend.probe()
-                verdict = "ok"
-            except ProxyRefused as exc:
-                verdict = f"proxy refused ({exc.user_message}){_to_check(config, name, exc)}"
-                failed += 1
-            except (Unauthorized, Forbidden) as exc:
-                verdict = f"auth failed ({exc.user_message}){_to_check(config, name, exc)}"
-                failed += 1
-            except (Unavailable, TimedOut) as exc:
-                verdict = f"unreachable ({exc.user_message}){_to_check(config, name, exc)}"
-                failed += 1
-            except BridgeError as exc:
-                verdict = f"error ({exc.user_message}){_to_check(config, name, exc)}"
-                failed += 1
-            print(f"backend {name}: {verdict}")
+    failed = False
+    async with http_client() as client, asyncio.TaskGroup() as probes:
+        # All at once: a slow backend holds back no other's probe, only the printing
+        # of the verdicts after its own, which keep the config's order.
+        verdicts = {
+            name: probes.create_task(_probe(config, name, backend))
+            for name, backend in build_backends(config, registry, client).items()
+        }
+        for name, verdict in verdicts.items():
+            ok, text = await verdict
+            failed = failed or not ok
+            print(f"backend {name}: {text}", flush=True)
     return 1 if failed else 0
+
+
+async def _probe(config: Config, name: str, backend: ChatAPI) -> tuple[bool, str]:
+    """Whether `backend` works, and the verdict to print (bounded by its `probe_timeout`)."""
+    try:
+        await backend.probe()
+    except ProxyRefused as exc:
+        return False, f"proxy refused ({exc.user_message}){_to_check(config, name, exc)}"
+    except (Unauthorized, Forbidden) as exc:
+        return False, f"auth failed ({exc.user_message}){_to_check(config, name, exc)}"
+    except (Unavailable, TimedOut) as exc:
+        return False, f"unreachable ({exc.user_message}){_to_check(config, name, exc)}"
+    except BridgeError as exc:
+        return False, f"error ({exc.user_message}){_to_check(config, name, exc)}"
+    return True, "ok"
 
 
 async def _ask(config: Config, registry: Registry, name: str, question: str) -> int:
@@ -208,6 +216,12 @@ def _to_check(config: Config, name: str, exc: BridgeError) -> str:
     url = str(getattr(config.backends[name], "url", "") or "")
     shown = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl() if url else ""
     status = exc.status if isinstance(exc, ChatAPIError) else None
+    if isinstance(exc, TimedOut):
+        # It may well be running: connected, it sent nothing but keep-alives.
+        return (
+            f"{where}.url ({shown}) and that the server answers in time "
+            f"(backends.{name}.timeouts)"
+        )
     if isinstance(exc, Unavailable) and status is None:
         return f"{where}.url ({shown}) and that the server is running"
     if isinstance(exc, BadRequest) and status is not None and (status < 400 or status == 404):

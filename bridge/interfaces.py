@@ -9,13 +9,17 @@ Nothing here imports a third-party client; adapters implement these.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
+
+from bridge.errors import TimedOut
 
 if TYPE_CHECKING:
     import httpx
@@ -220,10 +224,32 @@ class ChatAPI(ABC):
         """
         return {}
 
+    @property
+    def probe_timeout(self) -> float:
+        """The most seconds `probe()` waits for the answer to show the backend works."""
+        return 60.0
+
     async def probe(self) -> None:
-        """Send one short request; raise a ChatAPIError if the backend is not usable."""
-        async for _event in self.stream(ChatRequest(message="ping")):
-            pass
+        """Send one short question; raise a ChatAPIError if the backend is not usable.
+
+        Returns as soon as the answer shows the backend works (its first text, or
+        its end) and closes the stream there: a long answer is not read, nor paid
+        for, to its end. Raises TimedOut when that takes over `probe_timeout`
+        seconds (a backend that only sends keep-alives never ends its answer).
+        """
+        wait = self.probe_timeout
+        limit = asyncio.timeout(wait)
+        try:
+            async with limit, aclosing(self.stream(ChatRequest(message="ping"))) as events:
+                async for event in events:
+                    if isinstance(event, Done) or (isinstance(event, Token) and event.text):
+                        return
+        except TimeoutError as exc:
+            if not limit.expired():
+                raise
+            raise TimedOut(
+                f"The assistant did not begin an answer within {wait:g} s.", backend=self.name
+            ) from exc
 
 
 # --------------------------------------------------------------------------- platform side

@@ -217,6 +217,14 @@ class HTTPDialect(ChatAPI):
 
     # ------------------------------------------------------------------ ChatAPI
 
+    @property
+    def probe_timeout(self) -> float:
+        # Time to connect, for the first text, and for one read more: a probe that
+        # waited on the stream's own deadlines would wait for good on a backend
+        # that sends keep-alives (each pushes them back) and never an answer.
+        t = self.options.timeouts
+        return t.connect + t.first_byte + t.idle
+
     async def stream(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         self.check_request(req)
         retries = self.options.retries

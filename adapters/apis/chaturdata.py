@@ -107,6 +107,12 @@ class ChatUrData(HTTPDialect):
     Options: ClassVar[type[ChatUrDataOptions]] = ChatUrDataOptions
     options: ChatUrDataOptions
 
+    @property
+    def probe_timeout(self) -> float:
+        # The answer comes whole when its run ends, which may be `total` after the
+        # question (polling is bounded by it).
+        return max(super().probe_timeout, self.options.timeouts.total or 0.0)
+
     async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
         base = opts.url.rstrip("/")

@@ -202,6 +202,18 @@ async def test_overall_timeout_ends_polling(fake_chat_api, http):
     assert "did not finish within 1.5 s" in exc.user_message
 
 
+async def test_a_probe_waits_for_the_run_as_long_as_an_answer_may_take(fake_chat_api, http):
+    # Its answer comes whole when the run ends, up to `total` after the question: a
+    # probe bounded as a stream's (connect + first_byte + idle) would fail a slow one.
+    fake_chat_api.enqueue(final="Pong.", polls=60)
+    api = make("chaturdata", fake_chat_api, http,
+               timeouts={"connect": 0.2, "first_byte": 0.4, "idle": 0.2, "total": 30})
+    assert api.probe_timeout == 30
+    async with asyncio.timeout(10):
+        await api.probe()
+    assert len(fake_chat_api.requests) == 61  # the question, and its 60 polls
+
+
 async def test_a_hanging_poll_is_bounded_by_the_overall_timeout(fake_chat_api, http):
     fake_chat_api.enqueue(polls=5, hang_after=1)
     api = make("chaturdata", fake_chat_api, http, timeouts={"total": 0.8, "first_byte": 0.2})

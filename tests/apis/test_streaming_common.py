@@ -6,6 +6,7 @@ streaming and has its own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -283,3 +284,27 @@ async def test_an_empty_stream_is_cut_off(dialect, content_type, body):
     events, exc = await collect_until_error(api, ask(api))
     assert events == []
     assert type(exc) is CutOff
+
+
+async def test_a_probe_stops_reading_at_the_first_text(dialect):
+    # `check --probe` read the whole answer: a runaway one for good, paid for by the token.
+    dialect.enqueue(tokens=[f"word{n} " for n in range(100_000)], token_delay=0.001)
+    api = dialect.api()
+    async with asyncio.timeout(10):
+        await api.probe()
+    await dialect.fake.wait_disconnects(1)  # the stream was closed, not left open
+    assert len(dialect.fake.requests) == 1
+
+
+async def test_a_probe_of_a_backend_that_only_keeps_alive_times_out(dialect):
+    # Keep-alives push the stream's own deadlines back while they come: the probe
+    # waited for an answer that never began.
+    dialect.enqueue(first_delay=3600, keepalive_every=0.1)
+    api = dialect.api(timeouts={"connect": 0.2, "first_byte": 0.4, "idle": 0.2})
+    assert api.probe_timeout == pytest.approx(0.8)
+    async with asyncio.timeout(10):
+        with pytest.raises(TimedOut) as err:
+            await api.probe()
+    assert err.value.backend == "bot"
+    assert err.value.user_message == "The assistant did not begin an answer within 0.8 s."
+    await dialect.fake.wait_disconnects(1)

@@ -1525,6 +1525,49 @@ async def test_check_probe_reports_each_backend(
     )
 
 
+async def test_check_probe_gives_up_on_a_stuck_backend_and_probes_the_next(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A backend that sent keep-alives and never an answer held the probe for good:
+    # no verdict, and the backends after it were never probed.
+    fake_chat_api.enqueue(first_delay=3600, keepalive_every=0.1)
+    fine = FakeChatAPI(api_key=fake_chat_api.api_key)
+    await fine.start()
+    try:
+        block = (
+            "  stuck:\n    kind: chatmount\n"
+            f"    url: {fake_chat_api.endpoint('chatmount')}\n"
+            "    api_key: ${KEY}\n"
+            "    timeouts: {connect: 0.5, first_byte: 1, idle: 0.5}\n"
+        )
+        text = make_config(fine, tmp_path / "b.db").replace("console: {}\n", "")
+        config = tmp_path / "config.yaml"
+        config.write_text(text.replace("backends:\n", "backends:\n" + block))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+            env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert fine.requests  # probed too
+    finally:
+        await fine.close()
+    assert proc.returncode == 1, err.decode()
+    lines = out.decode().splitlines()
+    verdicts = [line for line in lines if line.startswith("backend ")]
+    assert verdicts == [  # in the config's order
+        "backend stuck: unreachable (The assistant did not begin an answer within 2 s.)",
+        "backend docs: ok",
+    ]
+    # It is running, and connected: the admin is told where to look all the same.
+    hint = lines[lines.index(verdicts[0]) + 1]
+    assert hint == (
+        f"  check backends.stuck.url ({fake_chat_api.endpoint('chatmount')}) and that the "
+        "server answers in time (backends.stuck.timeouts)"
+    )
+    await fake_chat_api.wait_disconnects(1)
+
+
 async def test_full_queue_answers_busy_never_silence(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
