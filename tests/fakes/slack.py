@@ -106,6 +106,9 @@ class FakeSlack:
         self.app_token = "xapp-fake-app-token"
         self.signing_secret = "fake-signing-secret"
         self.channels: dict[str, str] = {}
+        # Channels shared with another organisation (Slack Connect): events there say
+        # `is_ext_shared_channel`, and Slack's descriptions `is_ext_shared`.
+        self.shared: set[str] = set()
         # Channels the bot is not a member of: chat.* methods there are refused
         # not_in_channel, until `invite_bot`.
         self.outside: set[str] = set()
@@ -486,7 +489,8 @@ class FakeSlack:
         return self._ok({
             "channels": [
                 {"id": c, "is_channel": k == "channel", "is_group": k == "group",
-                 "is_mpim": k == "mpim", "is_im": False, "is_private": k != "channel"}
+                 "is_mpim": k == "mpim", "is_im": False, "is_private": k != "channel",
+                 "is_ext_shared": c in self.shared}
                 for c, k in kinds.items()
             ],
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
@@ -507,6 +511,7 @@ class FakeSlack:
                     "is_im": kind == "im",
                     "is_mpim": kind == "mpim",
                     "is_private": kind != "channel",
+                    "is_ext_shared": channel in self.shared,
                     "is_member": True,
                 }
             }
@@ -707,7 +712,7 @@ class FakeSlack:
                     "is_enterprise_install": False,
                 }
             ],
-            "is_ext_shared_channel": False,
+            "is_ext_shared_channel": event.get("channel") in self.shared,
         }
 
     def slash_command(

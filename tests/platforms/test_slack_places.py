@@ -1,5 +1,6 @@
-"""End to end, one person in many places: what is said in a private channel or a
-group DM stays there, and a shared channel's conversation is the install's."""
+"""End to end, one person in many places: what is said in a private channel, a
+group DM or a channel shared with another organisation stays there, and a shared
+channel's conversation is the install's."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ PUBLIC = "C0GENERAL1"
 PUBLIC_2 = "C0SUPPORT1"
 PRIVATE = "C0PRIVATE1"  # a private channel, its id like a public one's
 GROUP_DM = "G0GROUPDM1"
+SHARED = "C0ACMEPRTN"  # public in this workspace, shared with another organisation
 
 
 class Place:
@@ -63,6 +65,7 @@ async def place(
 ) -> AsyncIterator[Place]:
     slack, chat = fake_slack, fake_chat_api
     slack.channels.update({PRIVATE: "group", GROUP_DM: "mpim"})
+    slack.shared.add(SHARED)
     text = f"""
 store: sqlite://{tmp_path / 'bridge.db'}
 http: {{listen: null}}
@@ -92,7 +95,7 @@ reply: {{edit_interval: 0.05}}
         await bridge.aclose()
 
 
-@pytest.mark.parametrize("private", [PRIVATE, GROUP_DM])
+@pytest.mark.parametrize("private", [PRIVATE, GROUP_DM, SHARED])
 async def test_what_is_said_in_a_private_place_stays_there(place: Place, private: str) -> None:
     secret = await place.ask(private, "remember: Bob is being let go on Friday")
     public = await place.ask(PUBLIC, "what did I tell you?")
@@ -113,7 +116,7 @@ async def test_a_member_of_the_other_organisation_resets_the_shared_channels_con
     # Slack Connect: the channel's conversation is the install's, and so is the
     # reset of a member of the other organisation, which the route's workspace takes.
     external = {"user": "U0EXTERNAL", "team": "T0OTHERORG"}
-    before = await place.ask(PUBLIC, "first question", **external)
-    assert await place.ask(PUBLIC, "second question", **external) == before
-    await place.reset(PUBLIC, **external)
-    assert await place.ask(PUBLIC, "after the reset", **external) != before
+    before = await place.ask(SHARED, "first question", **external)
+    assert await place.ask(SHARED, "second question", **external) == before
+    await place.reset(SHARED, **external)
+    assert await place.ask(SHARED, "after the reset", **external) != before

@@ -413,6 +413,50 @@ async def test_a_channel_the_bot_is_invited_to_is_known_from_its_invitation(
     assert socket_platform.kinds.known("C0NEWPRIV1") == "members"
 
 
+async def test_a_channel_shared_with_another_organisation_is_told_as_only_its_members(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Slack Connect: people of another organisation read it, public as it is in this
+    # workspace, and its events' channel_type says "channel". The listing at start
+    # says it is shared, and so does every event's body (`is_ext_shared_channel`),
+    # an app_mention's too: Slack need not be asked.
+    fake = fake_slack
+    fake.channels["C0LISTED01"] = "channel"
+    fake.shared.update({"C0LISTED01", "C0MENTION1", "C0TOLD0001"})
+    mention = f"<@{fake.bot_user_id}>"
+    async with running(fake, inbox) as platform:
+        kinds = platform.kinds
+        await wait_for(lambda: kinds.known("C0LISTED01") is not None)
+        [_, app_mention] = fake.user_message("C0MENTION1", f"{mention} asked")
+        await deliver(fake, [app_mention])
+        await deliver(fake, fake.user_message("C0TOLD0001", "no mention"))
+        for channel in ("C0LISTED01", "C0TOLD0001"):
+            [_, app_mention] = fake.user_message(channel, f"{mention} asked")
+            await deliver(fake, [app_mention])
+        got = await inbox.wait(4)
+        assert {c: kinds.known(c) for c in ("C0LISTED01", "C0MENTION1", "C0TOLD0001")} == (
+            dict.fromkeys(("C0LISTED01", "C0MENTION1", "C0TOLD0001"), "members")
+        )
+    assert [(m.channel, m.audience) for m in got] == [
+        ("C0MENTION1", "members"), ("C0TOLD0001", "members"),  # the core answers or not
+        ("C0LISTED01", "members"), ("C0TOLD0001", "members"),
+    ]
+    assert not [m for m, _ in fake.calls if m == "conversations.info"]
+
+
+def test_a_channel_known_to_be_shared_stays_so() -> None:
+    # Only an event's body says a channel is shared with another organisation: a
+    # later event's type ("channel") does not say it no longer is, nor does the body
+    # of one whose share is not accepted yet (Slack describes it as pending).
+    kinds = places.ChannelKinds(AsyncWebClient(token="xoxb-1"), lambda work: work.close())
+    kinds.learn("C0SHARED01", "channel", shared=True)
+    kinds.learn("C0SHARED01", "channel")
+    assert kinds.known("C0SHARED01") == "members"
+    pending = {"id": "C0PENDING1", "is_channel": True, "is_private": False,
+               "is_ext_shared": False, "is_pending_ext_shared": True}
+    assert places._audience(places._kind(pending)) == "members"
+
+
 def test_the_channel_types_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     # One entry per channel ever heard from, for ever: months in a large workspace
     # (DMs included) grew it without end. The longest quiet are forgotten (asked

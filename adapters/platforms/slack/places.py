@@ -2,13 +2,16 @@
 
 A message event says (`channel_type`); an `app_mention` event and a slash
 command do not, and a private channel's id may start with C like a public
-one's. The channels the bot is in are listed once at start
-(`users.conversations`), what events say is remembered, and a channel still
-unknown is looked up (`conversations.info`) in the background. A question is
-never held for a lookup (questions of a place would overtake each other, and
-one taken just before a stop would be lost): until its channel is known, it
-counts as private. A conversation kept to one place leaks nothing; one shared
-with public channels might.
+one's. A channel shared with another organisation (Slack Connect) is read by
+people outside the workspace, public as it may be in it: it counts as private.
+Its events' `channel_type` does not say so; their body does
+(`is_ext_shared_channel`), as Slack's description of it does. The channels the
+bot is in are listed once at start (`users.conversations`), what events say is
+remembered, and a channel still unknown is looked up (`conversations.info`) in
+the background. A question is never held for a lookup (questions of a place
+would overtake each other, and one taken just before a stop would be lost):
+until its channel is known, it counts as private. A conversation kept to one
+place leaks nothing; one shared with public channels might.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ from .target import SlackRefused, guard
 
 log = logging.getLogger("chat_bridge.slack")
 
-# Slack's channel types seen only by a place's members.
-PRIVATE_KINDS = frozenset({"group", "mpim"})
-_KINDS = frozenset({"channel", "im", *PRIVATE_KINDS})
+# A channel shared with another organisation, or being shared (an invitation not
+# yet accepted), whatever its type in this workspace.
+SHARED = "shared"
+# The channel types seen only by a place's members.
+PRIVATE_KINDS = frozenset({"group", "mpim", SHARED})
+# Slack's channel types, as an event says them.
+_KINDS = frozenset({"channel", "im", "group", "mpim"})
 # Seconds a channel Slack would not describe counts as private before it is asked
 # again (an app without the scopes would otherwise make a refused call a question).
 UNTOLD_SECONDS = 600.0
@@ -65,9 +72,14 @@ class ChannelKinds:
         self._asking: set[str] = set()  # channels being looked up now
         self._warned = False
 
-    def learn(self, channel: str, kind: object) -> None:
-        """Remember what an event said (the newest wins: a channel made private)."""
-        if self.enabled and isinstance(kind, str) and kind in _KINDS:
+    def learn(self, channel: str, kind: object, *, shared: bool = False) -> None:
+        """Remember what an event said (the newest wins: a channel made private);
+        `shared`: its body said the channel is shared with another organisation."""
+        if not self.enabled:
+            return
+        if shared and kind != "im":
+            self._keep(channel, SHARED)
+        elif isinstance(kind, str) and kind in _KINDS:
             self._keep(channel, kind)
 
     def known(self, channel: str) -> Audience | None:
@@ -105,8 +117,9 @@ class ChannelKinds:
                 return
             for info in answer.get("channels") or ():
                 if isinstance(info, dict) and info.get("id"):
-                    if str(info["id"]) not in self._kinds:
-                        self._keep(str(info["id"]), _kind(info))
+                    kind = _kind(info)
+                    if kind == SHARED or str(info["id"]) not in self._kinds:
+                        self._keep(str(info["id"]), kind)
             cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 return
@@ -125,7 +138,12 @@ class ChannelKinds:
         self._keep(channel, _kind(answer.get("channel") or {}))
 
     def _keep(self, channel: str, kind: str) -> None:
-        if kind != "im":  # the longest quiet are forgotten (looked up again if asked in)
+        if kind == "im":
+            return
+        # A channel known to be shared stays so: a later event's type ("channel")
+        # does not say it no longer is, nor does one of a share not yet accepted.
+        if kind == SHARED or self._kinds.get(channel) != SHARED:
+            # The longest quiet are forgotten (looked up again if asked in).
             self._kinds.put(channel, kind)
 
     def _cannot_tell(self, what: str, exc: Exception) -> bool:
@@ -151,6 +169,8 @@ def _kind(info: dict[str, Any]) -> str:
         return "im"
     if info.get("is_mpim"):
         return "mpim"
+    if info.get("is_ext_shared") or info.get("is_pending_ext_shared"):
+        return SHARED
     return "group" if info.get("is_private") else "channel"
 
 

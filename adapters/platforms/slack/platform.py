@@ -322,7 +322,7 @@ class SlackPlatform(Platform):
             self.closed.opened(workspace_of(body, event, self.team_id), channel, joined=True)
             # Its channel_type is C for a public channel, G for a private one.
             self.kinds.learn(channel, {"C": "channel", "G": "group"}.get(
-                str(event.get("channel_type", ""))))
+                str(event.get("channel_type", ""))), shared=_ext_shared(body))
 
     async def _on_other(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
@@ -337,8 +337,11 @@ class SlackPlatform(Platform):
         if self._deleted(body, event):
             return
         # Told even by an event not answered (a mention's message, its app_mention
-        # answered): its app_mention does not say who sees the channel.
-        self.kinds.learn(str(event.get("channel", "")), event.get("channel_type"))
+        # answered): its app_mention does not say who sees the channel, but for one
+        # shared with another organisation, its body does.
+        self.kinds.learn(
+            str(event.get("channel", "")), event.get("channel_type"), shared=_ext_shared(body)
+        )
         made = self.inbound(body, event, via_mention=mention)
         if made is None:
             return
@@ -554,6 +557,11 @@ class SlackPlatform(Platform):
             raise
         except Exception:
             log.exception("slack: handler failed")
+
+
+def _ext_shared(body: dict[str, Any]) -> bool:
+    """Whether an event's body says its channel is shared with another organisation."""
+    return body.get("is_ext_shared_channel") is True
 
 
 class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
