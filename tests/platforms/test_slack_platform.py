@@ -346,6 +346,33 @@ async def test_a_channel_shared_with_another_organisation_is_the_installs_worksp
     assert inbox.items[2][1].address.workspace == fake_slack.team_id
 
 
+async def test_an_org_wide_install_resets_in_the_workspace_its_messages_come_from(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    # Enterprise Grid, the app installed for the whole organisation: an event names the
+    # workspace it came through (`authorizations`), a command the one it was run in
+    # (`team_id`); auth.test names only one. A reset in any other was taken for
+    # auth.test's workspace: it reset nothing, and a route for its own refused it.
+    org, second = "E0ORG00001", "T0WSB00002"
+    for team, channel in ((second, "C0WSBCHAN1"), (fake_slack.team_id, CHANNEL)):
+        [body] = fake_slack.user_message(channel, "hello", thread_ts="1.000001")
+        body["team_id"] = body["context_team_id"] = body["event"]["team"] = team
+        body["enterprise_id"] = org
+        body["authorizations"][0].update(
+            team_id=team, enterprise_id=org, is_enterprise_install=True
+        )
+        await deliver(fake_slack, [body])
+        fields = fake_slack.slash_command("/chat-reset", channel)
+        fields.update(team_id=team, enterprise_id=org, is_enterprise_install="true")
+        await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", fields))
+    got = await inbox.wait(4)
+    assert [(m.workspace, m.command) for m in got] == [
+        (second, None), (second, "reset"),
+        (fake_slack.team_id, None), (fake_slack.team_id, "reset"),
+    ]
+    assert inbox.items[1][1].address.workspace == second
+
+
 async def test_a_place_only_its_members_see_is_told_as_such(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:

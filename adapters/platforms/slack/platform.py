@@ -502,8 +502,14 @@ class SlackPlatform(Platform):
         channel = str(command.get("channel_id", ""))
         user = str(command.get("user_id", ""))
         # The install's workspace, as a message's is: in a channel shared with another
-        # organisation, the payload's team_id is the asker's organisation.
-        workspace = str(self.team_id or command.get("team_id") or context.team_id or "")
+        # organisation, the payload's team_id is the asker's organisation. An install
+        # for a whole Enterprise Grid organisation is in each of its workspaces, and
+        # auth.test names one: a command's team_id is the workspace it was run in, the
+        # one its messages name (their `authorizations`).
+        if command.get("is_enterprise_install") in ("true", True) and command.get("team_id"):
+            workspace = str(command["team_id"])
+        else:
+            workspace = str(self.team_id or command.get("team_id") or context.team_id or "")
         is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
         if command.get("channel_name") == "privategroup":  # a private channel
             self.kinds.learn(channel, "group")
