@@ -1297,6 +1297,34 @@ async def test_native_mode_streams_appends_and_stops(fake_slack: FakeSlack, inbo
         assert fake_slack.count("chat.update") == 0 and not fake_slack.rejected
 
 
+async def test_native_mode_streams_for_the_askers_own_team(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Slack Connect: chat.startStream names the team of the person the stream is for
+    # (`recipient_team_id`); one of another organisation's was named as this
+    # workspace's. An Enterprise Grid organisation's id (E…), which Slack may give
+    # instead of its workspace's, is not a team: the install's is named then.
+    fake_slack.shared.add(CHANNEL)
+    askers = [("U0EXTERN01", "T0PARTNER1"), ("U0USER001", None), ("W0EXTERN02", "E0PARTNER2")]
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        for user, team in askers:
+            bodies = fake_slack.user_message(CHANNEL, f"<@{fake_slack.bot_user_id}> q", user=user)
+            for body in bodies:
+                if team is not None:
+                    body["event"].update(team=team, user_team=team, source_team=team)
+            before = len(inbox.items)
+            await deliver(fake_slack, bodies)
+            await inbox.wait(before + 1)
+            assert await inbox.items[-1][1].begin() is not None
+    assert [
+        (args["recipient_user_id"], args["recipient_team_id"])
+        for method, args in fake_slack.calls if method == "chat.startStream"
+    ] == [
+        ("U0EXTERN01", "T0PARTNER1"), ("U0USER001", fake_slack.team_id),
+        ("W0EXTERN02", fake_slack.team_id),
+    ]
+
+
 async def test_native_mode_posts_that_are_no_streams_keep_to_the_channels_post_rate(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:

@@ -46,6 +46,19 @@ def workspace_of(body: dict[str, Any], event: dict[str, Any], team_id: str | Non
     return str(installed_in(body) or body.get("team_id") or event.get("team") or team_id or "")
 
 
+def team_of_asker(event: dict[str, Any], workspace: str) -> str:
+    """The team of the person who wrote `event`: in a channel shared with another
+    organisation (Slack Connect), theirs, not the install's `workspace`.
+
+    Slack may name an Enterprise Grid organisation (E…) instead of one of its
+    workspaces; that is no team, and `workspace` is taken then.
+    """
+    for team in (event.get("user_team"), event.get("team")):
+        if isinstance(team, str) and team and not team.startswith("E"):
+            return team
+    return workspace
+
+
 def from_bot(event: dict[str, Any]) -> bool:
     """Whether a message event is a bot's (this one's too), not a person's."""
     return bool(

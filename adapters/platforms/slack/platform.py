@@ -34,7 +34,15 @@ from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform
 from bridge.transport import env_proxy
 
 from .closed import ClosedChannels
-from .events import USER_SUBTYPES, addresses_other, from_bot, plain_text, ts_seconds, workspace_of
+from .events import (
+    USER_SUBTYPES,
+    addresses_other,
+    from_bot,
+    plain_text,
+    team_of_asker,
+    ts_seconds,
+    workspace_of,
+)
 from .http_mode import EventsEndpoint
 from .lockout import TokenGate
 from .loops import BotTurns
@@ -489,7 +497,10 @@ class SlackPlatform(Platform):
             sent_at=ts_seconds(ts),
         )
         address = Address(self.name, workspace, channel, thread)
-        target = SlackTarget(self, address, question_ts=ts, user=str(user), is_dm=is_dm)
+        target = SlackTarget(
+            self, address, question_ts=ts, user=str(user), is_dm=is_dm,
+            team=team_of_asker(event, workspace),
+        )
         return inbound, target
 
     async def _on_command(

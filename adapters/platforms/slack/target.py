@@ -175,6 +175,7 @@ class SlackTarget(ReplyTarget):
         *,
         question_ts: str | None = None,
         user: str | None = None,
+        team: str | None = None,
         is_dm: bool = False,
         response_url: str | None = None,
     ) -> None:
@@ -183,6 +184,8 @@ class SlackTarget(ReplyTarget):
         self.options = platform.options
         self.question_ts = question_ts
         self.user = user
+        # The asker's team: another organisation's in a channel shared with it.
+        self.team = team or address.workspace
         self.is_dm = is_dm
         self.response_url = response_url
         self.markdown = self.options.mode == "native"
@@ -405,10 +408,7 @@ class SlackTarget(ReplyTarget):
         stable = stable_prefix(text)
         recipient: _Recipient = {}
         if not self.is_dm and self.user:
-            recipient = {
-                "recipient_team_id": self.address.workspace,
-                "recipient_user_id": self.user,
-            }
+            recipient = {"recipient_team_id": self.team, "recipient_user_id": self.user}
         call = asyncio.ensure_future(self._guard(
             "chat.startStream",
             self.client.chat_startStream(
