@@ -19,7 +19,7 @@ from bridge.budget import Budgets
 from bridge.config import Config
 from bridge.conversations import tell_of_other_backends
 from bridge.deletions import record_deletion
-from bridge.errors import BridgeError, for_log
+from bridge.errors import BridgeError, StoreCorrupt, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
@@ -379,7 +379,8 @@ class Bridge:
         except BridgeError as exc:
             # The detail (the store's address) is for the log, not for whoever polls.
             log.debug("health: the store failed: %s", exc)
-            problems["store"] = "unavailable"
+            # Corrupt: trying again, or a restart, cannot help; a restore from a backup does.
+            problems["store"] = "corrupt" if isinstance(exc, StoreCorrupt) else "unavailable"
         return problems
 
     async def drain(self) -> None:

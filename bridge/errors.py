@@ -3,6 +3,7 @@
     BridgeError                  every error the bridge raises; `.user_message` is safe to show
     ├── ConfigError              the config file is wrong (`.path` names the key)
     ├── StoreError               the conversation store failed
+    │   └── StoreCorrupt         ...as its data is damaged (restore it from a backup)
     ├── PlatformError            a chat platform refused or failed (or could not be reached)
     │   ├── PlatformRefused      it answered and refused this request (a 4xx, not 429)
     │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
@@ -58,6 +59,17 @@ class ConfigError(BridgeError):
 class StoreError(BridgeError):
     user_message = (
         "The bridge's conversation store is not available right now; please try again shortly."
+    )
+
+
+class StoreCorrupt(StoreError):
+    """The store's data is damaged (SQLite found its file corrupt): asking again meets
+    the same damage, until an admin restores the store from a backup. The message is
+    for the log; the asker is told to tell an admin."""
+
+    user_message = (
+        "The bridge's conversation store is damaged (it must be restored from a backup). "
+        "Tell an admin."
     )
 
 
@@ -312,7 +324,7 @@ UNEXPECTED = "Something went wrong on the bridge's side; please ask again."
 def told(exc: BaseException) -> str:
     """What the asker is told of a failure; a store's or a platform's details (a
     method, an error code) are for the admin's log."""
-    for kind in (StoreError, PlaceGone, PlatformError):
+    for kind in (StoreCorrupt, StoreError, PlaceGone, PlatformError):
         if isinstance(exc, kind):
             return kind.user_message
     return exc.user_message if isinstance(exc, BridgeError) else UNEXPECTED

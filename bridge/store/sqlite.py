@@ -27,7 +27,7 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.errors import StoreError
+from bridge.errors import StoreCorrupt, StoreError
 from bridge.history import kept_from
 from bridge.interfaces import Turn
 from bridge.store.base import (
@@ -86,6 +86,7 @@ class SQLiteStore(Store):
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._held: int | None = None  # the lock file's descriptor, while held
+        self._corrupt: str | None = None  # how the file was first found damaged, if it was
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -122,6 +123,7 @@ class SQLiteStore(Store):
                 # What is deleted (a reset's history, a finished reply's text) is
                 # overwritten in the file, not left in its free pages.
                 await db.execute("PRAGMA secure_delete = ON")
+                await self._check(db)
             await self._migrate(db)
             await _probe(db)
         except BaseException as exc:
@@ -130,6 +132,23 @@ class SQLiteStore(Store):
                 raise self._error(exc, "preparing the database") from exc
             raise
         self._db = db
+
+    async def _check(self, db: aiosqlite.Connection) -> None:
+        """Look over every page of the file (`PRAGMA quick_check`: half a millisecond a
+        megabyte, read from the page cache): damage found is logged, and `ping`
+        reports it from the start.
+
+        The daemon runs on: the conversations in sound pages are still answered.
+        """
+        [(found,)] = await db.execute_fetchall("PRAGMA quick_check(1)")
+        if found == "ok":
+            return
+        # "*** in database main ***" comes first, then what is wrong, and where.
+        problem = next((line for line in found.splitlines() if not line.startswith("***")),
+                       found)
+        log.error("%s; until then the questions of conversations kept in the damaged pages "
+                  "fail, and /healthz reports the store corrupt",
+                  self._found_corrupt(f"the check at start: {problem}"))
 
     async def _enter_wal(self, db: aiosqlite.Connection) -> None:
         """Switch the file to WAL mode; waits out other openers doing the same.
@@ -204,6 +223,10 @@ class SQLiteStore(Store):
             os.close(held)
 
     async def ping(self) -> None:
+        if self._corrupt is not None:
+            # Once found, said until the restart: the page a ping touches may be sound,
+            # while every question of a conversation in a damaged one fails.
+            raise StoreCorrupt(self._corrupt)
         # A write: a file another process holds locked, or one that became read-only,
         # is not healthy, though it still reads.
         async with self._write("answering a ping") as db:
@@ -561,9 +584,7 @@ class SQLiteStore(Store):
         """A StoreError that says what went wrong and what to do about it."""
         name = getattr(exc, "sqlite_errorname", "") or ""
         text = str(exc).lower()
-        where = "the in-memory SQLite database" if self.path in _MEMORY else (
-            f"the SQLite database {self.path}"
-        )
+        where = self._where
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
             return StoreError(
                 f"{where} is locked by another process or connection (gave up after "
@@ -584,8 +605,22 @@ class SQLiteStore(Store):
         if name.startswith("SQLITE_FULL") or "disk is full" in text:
             return StoreError(f"{where} cannot grow: the disk is full ({what})")
         if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
-            return StoreError(f"{where} is corrupt ({what}); restore it from a backup")
+            return self._found_corrupt(what)
         return StoreError(f"{where} failed while {what}: {exc}")
+
+    @property
+    def _where(self) -> str:
+        if self.path in _MEMORY:
+            return "the in-memory SQLite database"
+        return f"the SQLite database {self.path}"
+
+    def _found_corrupt(self, what: str) -> StoreCorrupt:
+        """The file is damaged: say so, and remember it for `ping` until the restart
+        (asking again cannot help, a restore from a backup does)."""
+        message = f"{self._where} is corrupt ({what}); restore it from a backup"
+        if self._corrupt is None:
+            self._corrupt = message
+        return StoreCorrupt(message)
 
 
 # ---------------------------------------------------------------------- helpers

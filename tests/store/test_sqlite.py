@@ -1,4 +1,4 @@
-"""What only the SQLite store does: files, directories, locks, `:memory:`, URLs."""
+"""What only the SQLite store does: files, directories, locks, `:memory:`, URLs, damage."""
 
 from __future__ import annotations
 
@@ -15,14 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import httpx
 import pytest
 
-from bridge.errors import ConfigError, StoreError
+from bridge.app import Bridge
+from bridge.config import parse_config
+from bridge.errors import ConfigError, StoreCorrupt, StoreError, told
 from bridge.interfaces import Address, Turn
 from bridge.store.base import BACKEND_NAMES, Conversation, InFlight, open_store
 from bridge.store.migrations import MIGRATIONS
 from bridge.store.sqlite import SQLiteStore
-from tests.core.fakeplatform import wait_for
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
+from tests.fakes.chatapi import FakeChatAPI
 
 
 async def test_memory_database(tmp_path: Path) -> None:
@@ -397,3 +401,117 @@ async def test_counting_other_backends_reads_no_conversation_it_does_not_count(
     steps = [step for step in plan if "conversations" in step]
     assert steps, plan
     assert all("USING COVERING INDEX conversations_backend" in step for step in steps), plan
+
+
+# What only a history's pages hold: the text of its turns.
+WORDS = "q" * 400
+
+
+async def keep_histories(store: SQLiteStore, count: int = 20) -> None:
+    for i in range(count):
+        await store.save_conversation(Conversation(f"k{i}|docs", "docs", None, 1.0, 1.0))
+        await store.append_history(
+            f"k{i}|docs", [Turn("user", WORDS + "?"), Turn("assistant", WORDS + ".")], 20
+        )
+
+
+def damage_pages_holding(path: Path, words: bytes) -> int:
+    """Overwrite the cell pointers of every page of the file that holds `words`, as a
+    failing disk or a copy gone wrong may: the other pages stay sound."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[16:18], "big")  # the header's page size (1: 64 KiB)
+    size = 65536 if size == 1 else size
+    damaged = 0
+    with path.open("r+b") as file:
+        for start in range(0, len(data), size):
+            if words in data[start : start + size]:
+                file.seek(start + 8)
+                file.write(b"\xff" * 200)
+                damaged += 1
+    assert damaged, "no page holds the words"
+    return damaged
+
+
+async def test_a_file_with_damaged_pages_is_said_corrupt_from_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every question of those conversations failed with "try again shortly", for ever,
+    # and the ping, which writes a sound page, said the store was fine.
+    path = tmp_path / "b.db"
+    async with SQLiteStore(path) as store:
+        await keep_histories(store)
+    damage_pages_holding(path, WORDS.encode())
+    async with SQLiteStore(path) as store:  # it starts: the sound pages still answer
+        assert await store.get_conversation("k3|docs") is not None
+        with pytest.raises(
+            StoreCorrupt, match=r"is corrupt \(the check at start: .+\); restore it from a backup"
+        ):
+            await store.ping()
+        with pytest.raises(
+            StoreCorrupt, match=r"is corrupt \(reading a history\); restore it from a backup"
+        ) as info:
+            await store.history("k3|docs")
+        assert told(info.value) == StoreCorrupt.user_message
+        assert "Tell an admin" in told(info.value) and "try again" not in told(info.value)
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert f"the SQLite database {path} is corrupt (the check at start: " in error.getMessage()
+    assert "/healthz reports the store corrupt" in error.getMessage()
+
+
+async def test_damage_found_while_running_is_said_until_the_restart(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    async with SQLiteStore(path) as store:
+        await keep_histories(store)
+        await store.compact()  # the histories are in the file itself, not in its log
+        damage_pages_holding(path, WORDS.encode())
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            # Another writer: the store reads the file again, not the pages it kept.
+            other.execute("PRAGMA user_version = 0")
+        await store.ping()  # the page it writes is sound: nothing is known yet
+        for _ in range(2):
+            with pytest.raises(StoreCorrupt, match=r"corrupt \(reading a history\)"):
+                await store.history("k3|docs")
+        for _ in range(2):  # from now on
+            with pytest.raises(StoreCorrupt, match=r"corrupt \(reading a history\)"):
+                await store.ping()
+
+
+async def test_health_and_asker_say_a_damaged_store_is_corrupt(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # The asker was told to try again shortly, and /healthz said 200 "ok", for ever.
+    path = tmp_path / "b.db"
+    fake_chat_api.enqueue(tokens=["Kept."])
+    async with stateless_bridge(fake_chat_api, path) as bridge:
+        first = await console(bridge).say(WORDS + "?", channel="C1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+    assert first.visible() == ["Kept."]
+    damage_pages_holding(path, WORDS.encode())  # the history's page
+    async with stateless_bridge(fake_chat_api, path) as bridge:
+        async with httpx.AsyncClient() as client:
+            health = await client.get(f"http://127.0.0.1:{bridge.http_port}/healthz")
+        assert health.status_code == 503
+        assert health.json() == {"status": "unhealthy", "down": {"store": "corrupt"}}
+        again = await console(bridge).say("and then?", channel="C1")
+        await asyncio.wait_for(again.ended.wait(), 10)
+    assert again.notices == [StoreCorrupt.user_message]
+    assert len(fake_chat_api.requests) == 1  # the API was not asked without the history
+
+
+def stateless_bridge(fake: FakeChatAPI, db: Path) -> Bridge:
+    """A bridge whose backend is sent the history (one conversation per console user)."""
+    text = f"""
+store: sqlite://{db}
+http: {{listen: "127.0.0.1:0"}}
+backends:
+  docs: {{kind: openai, url: {fake.endpoint("openai")}, model: m, api_key: "${{KEY}}"}}
+console: {{}}
+routes: [{{platform: console, backend: docs, session: user}}]
+reply: {{edit_interval: 0.05}}
+"""
+    config = parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY)
+    return Bridge(config, TEST_REGISTRY)
+
+
+def console(bridge: Bridge) -> LocalPlatform:
+    return bridge.platforms["console"]  # type: ignore[return-value]
