@@ -190,12 +190,12 @@ class HTTPDialect(ChatAPI):
     def with_less_history(self, req: ChatRequest) -> tuple[ChatRequest, int] | None:
         """`req` with less of the history the dialect would send (a stateless API's),
         to ask again when the API refused the request as too large, and the most
-        characters of history it is sent with; None where it sends none."""
+        characters it is sent with in all; None where it sends no history."""
         return None
 
     def took_history(self, chars: int) -> None:  # noqa: B027 - optional hook
-        """Called when the API took a request sent with at most `chars` characters of
-        history (made by `with_less_history`) after refusing it with more as too large."""
+        """Called when the API took a request of at most `chars` characters in all
+        (made by `with_less_history`) after refusing it with more history as too large."""
 
     def on_response(self, response: httpx.Response) -> None:  # noqa: B027 - optional hook
         """Called with every response's headers (for rate-limit bookkeeping)."""
@@ -233,7 +233,7 @@ class HTTPDialect(ChatAPI):
         ends = loop.time() + total if total else None  # the answer's, across its attempts
         attempt = 0
         shortened = False
-        took: int | None = None  # `req`'s history cap, refused with more, until it is taken
+        took: int | None = None  # `req`'s size cap, refused with more, until it is taken
         try:
             while True:
                 attempt += 1

@@ -58,9 +58,10 @@ class StatelessDialect(HTTPDialect):
 
     def __init__(self, name: str, options: DialectOptions, http: httpx.AsyncClient) -> None:
         super().__init__(name, options, http)
-        # The most characters of history the model was found to take (a question
-        # refused as too large, answered with less): the model's context is the
-        # backend's, so every conversation is sent no more. Lost on restart.
+        # The most characters in all (system prompt, history and question) of a
+        # request the model was found to take after refusing more as too large: the
+        # model's context is the backend's, so no request of any conversation is sent
+        # more history than keeps it within that. Lost on restart.
         self._fits: int | None = None
 
     @property
@@ -72,32 +73,41 @@ class StatelessDialect(HTTPDialect):
         # What the store keeps: the config's. What is sent may be less (`sent_chars`).
         return self.options.history_chars
 
-    @property
-    def sent_chars(self) -> int | None:
-        """The most characters of history sent with a question (None: no cap)."""
-        cap, fits = self.options.history_chars, self._fits
-        if cap is None or fits is None:
-            return fits if cap is None else cap
-        return min(cap, fits)
+    def _besides_history(self, req: ChatRequest) -> int:
+        """The characters `req` is sent with besides its history."""
+        return len(self.options.system_prompt or "") + len(req.message)
+
+    def sent_chars(self, req: ChatRequest) -> int | None:
+        """The most characters of history sent with `req` (None: no cap): the config's,
+        and no more than keeps the request within what the model was found to take
+        (a long question leaves less room, a short one more)."""
+        cap = self.options.history_chars
+        if self._fits is None:
+            return cap
+        room = max(0, self._fits - self._besides_history(req))
+        return room if cap is None else min(cap, room)
 
     def with_less_history(self, req: ChatRequest) -> tuple[ChatRequest, int] | None:
         # The newer half, in characters, of what would be sent: whole turns.
-        sent = recent(req.history, 2 * self.options.history, self.sent_chars)
+        sent = recent(req.history, 2 * self.options.history, self.sent_chars(req))
         if not sent:
             return None
         half = sum(len(turn.content) for turn in sent) // 2
-        return replace(req, history=recent(sent, len(sent), half)), half
+        return replace(req, history=recent(sent, len(sent), half)), (
+            half + self._besides_history(req)
+        )
 
     def took_history(self, chars: int) -> None:
         if self._fits is not None and chars >= self._fits:
             return  # another question found that the model takes less, meanwhile
         self._fits = chars
         log.warning(
-            "the chat API refused a question as too large and took it with at most %d "
-            "characters of history: every question to this backend is now sent with at "
-            "most %d (the newest), until the bridge restarts; set the backend's "
-            "history_chars to %d so that none is refused first",
-            chars, chars, chars,
+            "the chat API refused a question as too large and took it with half the "
+            "history, %d characters in all (system prompt, history and question): until "
+            "the bridge restarts, no question to this backend is sent more history than "
+            "keeps it within that; if the model's context is small, lower the backend's "
+            "history_chars (the history a question may bring: well under %d)",
+            chars, chars,
             extra={"backend": self.name},
         )
 
@@ -111,7 +121,7 @@ def chat_messages(
 ) -> list[dict[str, str]]:
     """`[{role, content}, ...]`: the system prompt, the kept history (of the latest
     `history` turns, the latest within `max_chars` characters: the dialect's
-    `sent_chars`), then the question.
+    `sent_chars(req)`), then the question.
 
     Where the questions sent (the history's and this one) come from more than one
     asker (a thread or channel several people share), each is labelled with its

@@ -57,7 +57,7 @@ class BotMessages(StatelessDialect):
     async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
         # A ChatMessage has only a role and content: an asker's name goes in the text.
-        messages = chat_messages(req, opts, self.sent_chars, names="prefix")
+        messages = chat_messages(req, opts, self.sent_chars(req), names="prefix")
         body: dict[str, Any] = {"stream": opts.stream, "messages": messages}
         if opts.bot_uid:
             body["bot_uid"] = opts.bot_uid

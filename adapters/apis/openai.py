@@ -73,7 +73,7 @@ class OpenAICompatible(StatelessDialect):
         opts = self.options
         body: dict[str, Any] = {
             "model": opts.model,
-            "messages": chat_messages(req, opts, self.sent_chars),
+            "messages": chat_messages(req, opts, self.sent_chars(req)),
             "stream": opts.stream,
         }
         if opts.temperature is not None:

@@ -56,7 +56,7 @@ def history_chars_sent(request) -> int:  # type: ignore[no-untyped-def]
 
 
 def learned(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "history_chars to" in r.message]
+    return [r.getMessage() for r in caplog.records if "characters in all" in r.message]
 
 
 @pytest.mark.parametrize("kind", STATELESS)
@@ -89,9 +89,9 @@ async def test_once_answered_with_less_history_every_question_is_sent_that_much(
     assert len(fake_chat_api.requests) == 4
     assert history_sent(fake_chat_api.requests[3]) == ["r1", "xx", "r2", "xx"]
 
-    # Said once, with the figure that the admin can set so that nothing is learned.
+    # Said once, with the size taken: half the history and the question.
     (said,) = learned(caplog)
-    assert "set the backend's history_chars to 6003 " in said
+    assert "6008 characters in all" in said
     assert api.history_chars == 24000  # the store keeps what the config says
 
 
@@ -101,7 +101,7 @@ async def test_refused_with_the_learned_history_it_halves_again(fake_chat_api, h
     fake_chat_api.enqueue(status=400, body=TOO_LONG)
     fake_chat_api.enqueue(tokens=["Answered."])
     api = make(kind, fake_chat_api, http)
-    await collect(api, ask(api, history=HISTORY))  # learns 6,003
+    await collect(api, ask(api, history=HISTORY))  # learns 6,003 + 20 (the question)
 
     # Sent with the learned 6,003 at most (two turns of 2,002), refused even so:
     # half of that (2,002) is what is sent and, answered, learned.
@@ -121,8 +121,25 @@ async def test_refused_with_the_learned_history_it_halves_again(fake_chat_api, h
     await collect(api, ask(api, history=shorter))
     assert len(fake_chat_api.requests) == 5
     assert history_chars_sent(fake_chat_api.requests[4]) == 1001
-    assert ["6003" in m for m in learned(caplog)] == [True, False]
-    assert "set the backend's history_chars to 2002 " in learned(caplog)[1]
+    assert ["6023 characters" in m for m in learned(caplog)] == [True, False]
+    assert "2022 characters in all" in learned(caplog)[1]
+
+
+@pytest.mark.parametrize("kind", STATELESS)
+async def test_a_long_question_refused_leaves_a_short_one_its_whole_history(
+    fake_chat_api, http, kind
+):
+    # What is learned is the size of the whole request taken: one long question
+    # refused with its history cut the history of every conversation that followed.
+    fake_chat_api.enqueue(status=400, body=TOO_LONG)
+    fake_chat_api.enqueue(tokens=["Answered."])
+    fake_chat_api.enqueue(tokens=["Answered."])
+    api = make(kind, fake_chat_api, http)
+    await collect(api, ask(api, "x" * 9000, history=HISTORY))  # 6,003 + 9,000 taken
+    events = await collect(api, ask(api, "Short?", history=HISTORY))
+    assert text_of(events) == "Answered."
+    assert len(fake_chat_api.requests) == 3
+    assert history_sent(fake_chat_api.requests[2]) == ["q0", "00", "q1", "11", "q2", "22"]
 
 
 @pytest.mark.parametrize("kind", STATELESS)
