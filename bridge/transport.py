@@ -182,7 +182,7 @@ def proxy_refused(url: str | yarl.URL) -> str:
     if not proxy.user:
         return (f"the proxy at {where} asks for a user and password (HTTP 407 Proxy "
                 f"Authentication Required) and {name} gives none: give the user:password "
-                f"in {name} (http://user:password@{where})")
+                f"in {name} ({proxy.scheme}://user:password@{where})")
     return (f"the proxy at {where} refused the user and password {name} gives it (HTTP 407 "
             f"Proxy Authentication Required): check the user:password in {name} (special "
             "characters %-encoded)")

@@ -369,6 +369,11 @@ async def test_a_tunnel_the_proxy_refuses_names_the_variable_to_check(
          "the proxy at proxy.corp:3128 asks for a user and password (HTTP 407 Proxy "
          "Authentication Required) and HTTP_PROXY gives none: give the user:password in "
          "HTTP_PROXY (http://user:password@proxy.corp:3128)"),
+        # A proxy spoken to over TLS keeps its scheme in the example.
+        ({"HTTPS_PROXY": "https://proxy.corp:443"}, "https://api.example/v1",
+         "the proxy at proxy.corp:443 asks for a user and password (HTTP 407 Proxy "
+         "Authentication Required) and HTTPS_PROXY gives none: give the user:password in "
+         "HTTPS_PROXY (https://user:password@proxy.corp:443)"),
         ({"ALL_PROXY": "http://me:s3cret@[::1]:3128"}, "wss://gateway.example/",
          "the proxy at [::1]:3128 refused the user and password ALL_PROXY gives it"),
         # No variable names a proxy for it (NO_PROXY): both are named.
