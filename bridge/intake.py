@@ -135,7 +135,7 @@ class Intake:
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
-        self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget]]] = {}
+        self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget, Flag]]] = {}
         self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
         self._users = UserRateLimiter()
         self._shares = Shares()
@@ -147,18 +147,26 @@ class Intake:
         # open): beaten for as the jobs' are, or they would look like a dead replica's.
         self.admitting: dict[str, InFlight] = {}
 
-    async def handle(self, msg: Inbound, target: ReplyTarget) -> None:
-        """Take a message from a platform. Returns at once; the answer follows."""
+    async def handle(self, msg: Inbound, target: ReplyTarget) -> Flag:
+        """Take a message from a platform. Returns at once, with a flag set once the
+        message is taken: its event claimed and its in-flight record written (a crash
+        from then on leaves the record, marked interrupted at the next start), or it
+        is not to be answered. The answer follows."""
+        taken = Flag()
         if not self.relay.accepting:
-            return
+            taken.set()
+            return taken
         self.relay.metrics.received.labels(msg.platform).inc()
         place = (msg.platform, msg.workspace, msg.channel, msg.thread or "")
         queue = self._places.get(place)
         if queue is not None:
-            queue.append((msg, target))
-            return
-        self._places[place] = deque([(msg, target)])
-        self.relay.spawn(self._intake(place))
+            queue.append((msg, target, taken))
+            return taken
+        queue = self._places[place] = deque([(msg, target, taken)])
+        # Whatever ends the intake (a stop may cancel it before it even starts), none
+        # of its messages is left waited for.
+        self.relay.spawn(self._intake(place)).add_done_callback(lambda _: _all_taken(queue))
+        return taken
 
     async def _intake(self, place: tuple[str, ...]) -> None:
         """Route the messages of one place in arrival order.
@@ -172,10 +180,13 @@ class Intake:
         batch, taken = Flag(), 0
         try:
             while queue:
-                msg, target = queue[0]
+                msg, target, flag = queue[0]
                 try:
-                    taken += await self._admit(msg, target, batch) is not None
+                    taken += await self._admit(msg, target, batch, flag) is not None
                 except BridgeError as exc:
+                    # Taken all the same (acknowledged to the platform): the asker is
+                    # told, and a delivery again would most likely fail again.
+                    flag.set()
                     log.error("could not take message %s: %s", msg.event_id, exc)
                     self.relay.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
                     if msg.mentioned or msg.is_dm or msg.command:
@@ -186,6 +197,7 @@ class Intake:
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
                     self.relay.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
+                flag.set()
                 queue.popleft()
                 if taken >= INTAKE_BATCH:
                     batch.set()
@@ -194,9 +206,12 @@ class Intake:
             batch.set()
             del self._places[place]
 
-    async def _admit(self, msg: Inbound, target: ReplyTarget, batch: Flag) -> Job | None:
+    async def _admit(
+        self, msg: Inbound, target: ReplyTarget, batch: Flag, taken: Flag
+    ) -> Job | None:
         """Route a message and record it; its job, if it is to be answered, starts
-        (on a shared store, once `batch` is set) and is returned."""
+        (on a shared store, once `batch` is set) and is returned. `taken` is set once
+        it is recorded and its event claimed (see `handle`)."""
         relay = self.relay
 
         async def exists(key: str) -> bool:
@@ -226,7 +241,7 @@ class Intake:
         self.admitting[record.id] = record
         job: Job | None = None
         try:
-            job = await self._check(msg, target, route, key, record)
+            job = await self._check(msg, target, route, key, record, taken)
         finally:
             del self.admitting[record.id]
             if job is None:
@@ -249,9 +264,12 @@ class Intake:
         return job
 
     async def _check(
-        self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight
+        self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight,
+        taken: Flag,
     ) -> Job | None:
-        """Deduplicate, validate and answer commands; a job when there is a question to answer."""
+        """Deduplicate, validate and answer commands; a job when there is a question to
+        answer. `taken` is set once the event is claimed: what follows (a refusal told,
+        a thread opened) is not waited for by the platform's acknowledgement."""
         relay = self.relay
         text = msg.text.strip()
         reset = msg.command == "reset" or (
@@ -266,12 +284,14 @@ class Intake:
                 if not await relay.store.event_claimed(msg.event_id) and await self._claim(
                     msg, f"{msg.event_id}{ASKED_NOTHING}"
                 ):
+                    taken.set()
                     await self._ask_in_words(msg, target, route, key)
             # Else a picture or a sticker in a channel or thread the bot follows:
             # nobody asked the bot anything.
             return None
         if not await self._claim(msg, msg.event_id):
             return None
+        taken.set()
         if reset:
             if route.session == "thread" and not msg.thread and not msg.is_dm:
                 # A command run in the channel belongs to no thread's conversation.
@@ -314,8 +334,8 @@ class Intake:
         space = (msg.platform, msg.workspace)
         self._shares.asked(space, time.monotonic())
         places = limits.queue_size + limits.max_concurrent_streams
-        if taken := relay.taken(key):
-            if taken > limits.conversation_queue_size:
+        if in_conversation := relay.taken(key):
+            if in_conversation > limits.conversation_queue_size:
                 await self._refuse(msg, target, CONVERSATION_BUSY)
                 return None
         elif relay.ahead >= places or relay.ahead_in(space) >= self._shares.room(space, places):
@@ -470,6 +490,11 @@ class Intake:
         finally:
             if self._refusals.get(place) is asyncio.current_task():
                 del self._refusals[place]
+
+
+def _all_taken(queue: deque[tuple[Inbound, ReplyTarget, Flag]]) -> None:
+    for *_, taken in queue:
+        taken.set()
 
 
 def _first_time(said: dict[tuple[str, ...], None], place: tuple[str, ...], most: int) -> bool:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from bridge.errors import TimedOut
+from bridge.flag import Flag
 
 if TYPE_CHECKING:
     import httpx
@@ -412,7 +413,12 @@ class ReplyTarget(ABC):
         (http, https), each once, as `bridge.sources.dedupe_sources` leaves them."""
 
 
-Handler = Callable[[Inbound, ReplyTarget], Awaitable[None]]
+#: Takes a message from a platform; returns at once, with a flag set once the bridge
+#: has taken it (claimed its event and recorded it, or found it is not to be answered).
+#: A platform that acknowledges deliveries waits for it, briefly, before acknowledging:
+#: a delivery acknowledged earlier, and lost in a crash, is neither answered nor marked
+#: interrupted.
+Handler = Callable[[Inbound, ReplyTarget], Awaitable[Flag]]
 
 
 class Platform(ABC):

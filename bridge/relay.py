@@ -119,9 +119,10 @@ class Relay:
 
     # ---------------------------------------------------------------- jobs
 
-    async def handle(self, msg: Inbound, target: ReplyTarget) -> None:
-        """Take a message from a platform. Returns at once; the answer follows."""
-        await self.intake.handle(msg, target)
+    async def handle(self, msg: Inbound, target: ReplyTarget) -> Flag:
+        """Take a message from a platform. Returns at once, with a flag set once the
+        message is taken (see `Intake.handle`); the answer follows."""
+        return await self.intake.handle(msg, target)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)

@@ -10,6 +10,7 @@ from typing import ClassVar
 from pydantic import ConfigDict
 
 from adapters.registry import REGISTRY
+from bridge.flag import Flag
 from bridge.interfaces import (
     Address,
     Audience,
@@ -44,6 +45,7 @@ class LocalPlatform(Platform):
         self.options: LocalOptions = ctx.options
         self.handler: Handler | None = None
         self.targets: dict[Address, RecordingTarget] = {}
+        self.taken: Flag | None = None  # what the handler returned for the last message
         self._ids = itertools.count(1)
         LocalPlatform.instances.append(self)
 
@@ -82,7 +84,7 @@ class LocalPlatform(Platform):
         )
         target = self.target(Address("console", workspace, channel, thread or message_id))
         target.ended.clear()
-        await self.handler(msg, target)
+        self.taken = await self.handler(msg, target)
         return target
 
 

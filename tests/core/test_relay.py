@@ -245,6 +245,76 @@ async def test_an_unexpected_failure_mid_answer_ends_the_reply_with_a_notice(
     assert any(r.exc_info and "could not answer" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_message_is_taken_once_its_event_is_claimed_and_its_record_written(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # What a platform that acknowledges deliveries (Slack) waits for: acknowledged
+    # before, a question lost in a crash was neither answered nor marked interrupted.
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(20)], token_delay=0.05)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        store, local = bridge.store, platform(bridge)
+        claim, claiming, go_on = store.claim_event, asyncio.Event(), asyncio.Event()
+
+        async def held(event_id: str, now: float) -> bool:
+            claiming.set()
+            await go_on.wait()  # a busy store
+            return await claim(event_id, now)
+
+        store.claim_event = held  # type: ignore[method-assign]
+        target = await local.say("Kept?", event_id="ev-kept")
+        taken = local.taken
+        assert taken is not None
+        await asyncio.wait_for(claiming.wait(), 5)
+        assert not taken.is_set()
+        go_on.set()
+        await asyncio.wait_for(taken.wait(), 5)
+        assert await store.event_claimed("ev-kept")
+        [record] = await store.inflight_orphans(bridge.relay.owner, 0.0)
+        assert record.address == target.address
+        assert not target.ended.is_set()  # taken is not answered: the answer follows
+        await asyncio.wait_for(target.ended.wait(), 10)
+
+
+async def test_a_message_not_to_be_answered_is_taken_too(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Nothing waits for ever: a duplicate, chatter nobody asked the bot, a message a
+    # store failure kept from being recorded (its asker told), one the stop cut.
+    fake_chat_api.enqueue(tokens=["Once."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        local = platform(bridge)
+
+        async def taken_at(text: str, **kw: Any) -> RecordingTarget:
+            target = await local.say(text, **kw)
+            assert local.taken is not None
+            await asyncio.wait_for(local.taken.wait(), 5)
+            return target
+
+        first = await taken_at("Once?", event_id="ev-once")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        await taken_at("Once?", event_id="ev-once")  # delivered again
+        await taken_at("just chatting", mentioned=False)
+        store_down(bridge, "inflight_begin")
+        down = await taken_at("Anyone there?")
+        await wait_for(lambda: down.notices == [StoreError.user_message])
+        recording = asyncio.Event()
+
+        async def never(*args: object) -> None:
+            recording.set()
+            await asyncio.Event().wait()  # a store that never answers
+
+        bridge.store.inflight_begin = never  # type: ignore[method-assign]
+        flags = []
+        for text in ("cut?", "cut too?"):  # one place: the second waits behind the first
+            await local.say(text, channel="C9", thread="T9")
+            flags.append(local.taken)
+        await asyncio.wait_for(recording.wait(), 5)
+        assert not any(f is None or f.is_set() for f in flags)
+        await bridge.relay.drain(0)
+        assert all(f is not None and f.is_set() for f in flags)
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["Once?"]
+
+
 async def test_a_message_being_taken_as_the_drain_begins_is_answered_within_the_grace(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ from bridge.errors import (
     PlatformRefused,
     PlatformUnreachable,
 )
+from bridge.flag import Flag
 from bridge.http import HttpServer
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from bridge.render import LiveReply
@@ -51,10 +52,13 @@ class Inbox:
         self.items: list[tuple[Inbound, SlackTarget]] = []
         self._changed = asyncio.Event()
 
-    async def __call__(self, inbound: Inbound, target: ReplyTarget) -> None:
+    async def __call__(self, inbound: Inbound, target: ReplyTarget) -> Flag:
         assert isinstance(target, SlackTarget)
         self.items.append((inbound, target))
         self._changed.set()
+        taken = Flag()
+        taken.set()
+        return taken
 
     @property
     def inbound(self) -> list[Inbound]:

@@ -56,7 +56,7 @@ class ChannelKinds:
     def __init__(
         self,
         client: AsyncWebClient,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
         *,
         enabled: bool = True,
     ) -> None:

@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.platforms import never_below_info
 from adapters.platforms.mentions import without_mention
 from bridge.errors import PlatformError
+from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
 
@@ -57,6 +58,14 @@ log = logging.getLogger("chat_bridge.slack")
 # was sent (someone forgot the mention). Event records are kept at least this long
 # (`SlackPlatform.redelivers_within`), so one answered when it was sent is known.
 EDIT_WINDOW = 600.0
+# Seconds an event's acknowledgement waits at most for the bridge to take its message
+# (claim it and record it): acknowledged before, it would be lost in a crash (Slack
+# does not deliver it again); Slack wants the acknowledgement within 3 s.
+TAKEN_WITHIN = 2.0
+
+T = TypeVar("T")
+
+
 class _QuietBolt(logging.Filter):
     """Drop bolt's start-up warning about SLACK_BOT_TOKEN: bolt reads that variable
     itself, but the bridge hands it a client already holding the configured token."""
@@ -146,7 +155,7 @@ class SlackPlatform(Platform):
         self._session: aiohttp.ClientSession | None = None
         self._handler: Handler | None = None
         self._socket: AsyncSocketModeHandler | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         # Questions delivered, by (channel, ts), while their replies live: a deletion
         # withdraws one not yet answered.
@@ -319,10 +328,10 @@ class SlackPlatform(Platform):
         return authorize
 
     async def _on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        self._deliver(body, event, mention=True)
+        await self._taken(self._deliver(body, event, mention=True))
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        self._deliver(body, event, mention=False)
+        await self._taken(self._deliver(body, event, mention=False))
 
     async def _on_member_joined(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("user") == self.bot_user_id:
@@ -341,9 +350,31 @@ class SlackPlatform(Platform):
             return
         _BOLT_LOG.error("slack: listener failed", exc_info=error)
 
-    def _deliver(self, body: dict[str, Any], event: dict[str, Any], *, mention: bool) -> None:
-        if self._deleted(body, event):
+    async def _taken(self, handing: asyncio.Task[Flag | None] | None) -> None:
+        """Wait, for `TAKEN_WITHIN` at most, until the bridge has taken the message being
+        handed over: bolt acknowledges the event once the listener returns. Not its
+        answer: only its record."""
+        if handing is None:
             return
+        try:
+            async with asyncio.timeout(TAKEN_WITHIN):
+                # Shielded: the hand-over is not undone if the wait ends first.
+                taken = await asyncio.shield(handing)
+                if taken is not None:
+                    await taken.wait()
+        except TimeoutError:
+            log.warning(
+                "slack: an event is acknowledged before its message is recorded (not within "
+                "%g s: a slow store, or many messages ahead of it in its place); a crash "
+                "before it is would lose it", TAKEN_WITHIN,
+            )
+
+    def _deliver(
+        self, body: dict[str, Any], event: dict[str, Any], *, mention: bool
+    ) -> asyncio.Task[Flag | None] | None:
+        """Hand a message event over; the hand-over, to wait for, or None."""
+        if self._deleted(body, event):
+            return None
         # Told even by an event not answered (a mention's message, its app_mention
         # answered): its app_mention does not say who sees the channel, but for one
         # shared with another organisation, its body does.
@@ -352,13 +383,13 @@ class SlackPlatform(Platform):
         )
         made = self.inbound(body, event, via_mention=mention)
         if made is None:
-            return
+            return None
         if self._handler is None:
             # The stop began while bolt dispatched it: acked, it would be lost.
             raise _Stopping
         inbound, target = made
         if self._loops(inbound, event):
-            return
+            return None
         if self.closed.closed(inbound.workspace, inbound.channel):
             # Slack refused the bot a post there: asking the chat API would cost a
             # request, send the text out, and show nothing.
@@ -366,15 +397,16 @@ class SlackPlatform(Platform):
                 "slack: not answering in channel %s: the bot cannot post there",
                 inbound.channel,
             )
-            return
+            return None
         if target.question_ts:
             # An edit of a question still waiting or answered is that question (taken
             # once): the one held stays, for a deletion to withdraw it.
             self._questions.setdefault((inbound.channel, target.question_ts), target)
         if self.gate.refused is not None:
+            # Not waited for: it waits for Slack to take the token again.
             self._spawn(self._deliver_if_accepted(inbound, target))
-            return
-        self._spawn(self._hand_over(inbound, target, self._handler))
+            return None
+        return self._spawn(self._hand_over(inbound, target, self._handler))
 
     def _loops(self, inbound: Inbound, event: dict[str, Any]) -> bool:
         """Whether `inbound` is another bot's message past `BotTurns.limit` in a row in
@@ -393,13 +425,14 @@ class SlackPlatform(Platform):
             )
         return turns > self.bot_turns.limit
 
-    async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> None:
+    async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> Flag:
         """Hand `inbound` over, saying who sees its channel: a private channel's or a
         group DM's conversation is kept to it (see `places`; nothing is awaited first,
-        so questions are handed over in the order they came)."""
+        so questions are handed over in the order they came). Returns the handler's
+        flag: set once the bridge has taken it."""
         if not inbound.is_dm and self.kinds.enabled:
             inbound = replace(inbound, audience=self.kinds.audience(inbound.channel))
-        await handler(inbound, target)
+        return await handler(inbound, target)
 
     def _deleted(self, body: dict[str, Any], event: dict[str, Any]) -> bool:
         """Whether `event` says a message was deleted; a question of it still waiting
@@ -562,18 +595,20 @@ class SlackPlatform(Platform):
             text = without_mention(text, pattern.pattern, self.bot_name or f"@{self.bot_user_id}")
         return re.sub(r"[ \t]{2,}", " ", plain_text(text)).strip()
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[T]) -> asyncio.Task[T | None]:
         task = asyncio.create_task(self._run(work), name="slack-inbound")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _run(self, work: Awaitable[None]) -> None:
+    async def _run(self, work: Awaitable[T]) -> T | None:
         try:
-            await work
+            return await work
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("slack: handler failed")
+            return None
 
 
 def _ext_shared(body: dict[str, Any]) -> bool:
