@@ -7,22 +7,22 @@ processes sharing the file serialise on SQLite's write lock and wait up to the
 busy timeout for each other. A daemon holds `<file>.lock` first (`hold()`), so a
 second daemon waits for the first to stop; the write lock is left to the other
 users of the file (tests, tools) and to file systems without locks.
+
+The file itself (its directory, its lock file, what SQLite's errors on it mean)
+is `bridge.store.sqlite_file`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import math
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -47,12 +47,18 @@ from bridge.store.migrations import (
     check_migrations,
     pending,
 )
+from bridge.store.sqlite_file import (
+    MEMORY,
+    SQLiteErrors,
+    close_quietly,
+    hold_lock_file,
+    make_parent,
+    rollback_quietly,
+    thread_ended,
+)
 
 log = logging.getLogger("chat_bridge.store")
 
-_MEMORY = ("", ":memory:")
-HOLD_POLL = 0.5  # seconds between tries at a file another process holds
-HOLD_TELL_EVERY = 60.0  # seconds between the log lines saying so
 _PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
 
 
@@ -86,7 +92,7 @@ class SQLiteStore(Store):
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._held: int | None = None  # the lock file's descriptor, while held
-        self._corrupt: str | None = None  # how the file was first found damaged, if it was
+        self._errors = SQLiteErrors(self.path)  # and the first damage found in the file
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -97,9 +103,9 @@ class SQLiteStore(Store):
         """Open the file (creating it and its directory) and apply pending migrations."""
         if self._db is not None:
             return
-        memory = self.path in _MEMORY
+        memory = self.path in MEMORY
         if not memory:
-            _make_parent(self.path)
+            make_parent(self.path)
         connecting = aiosqlite.connect(
             ":memory:" if memory else self.path,
             timeout=self.busy_timeout,
@@ -113,7 +119,7 @@ class SQLiteStore(Store):
         try:
             db = await connecting
         except sqlite3.Error as exc:
-            await _thread_ended(connecting)
+            await thread_ended(connecting)
             raise self._error(exc, "opening the database") from exc
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -127,7 +133,7 @@ class SQLiteStore(Store):
             await self._migrate(db)
             await _probe(db)
         except BaseException as exc:
-            await _close_quietly(db)
+            await close_quietly(db)
             if isinstance(exc, sqlite3.Error):
                 raise self._error(exc, "preparing the database") from exc
             raise
@@ -148,7 +154,7 @@ class SQLiteStore(Store):
                        found)
         log.error("%s; until then the questions of conversations kept in the damaged pages "
                   "fail, and /healthz reports the store corrupt",
-                  self._found_corrupt(f"the check at start: {problem}"))
+                  self._errors.found_corrupt(f"the check at start: {problem}"))
 
     async def _enter_wal(self, db: aiosqlite.Connection) -> None:
         """Switch the file to WAL mode; waits out other openers doing the same.
@@ -173,60 +179,24 @@ class SQLiteStore(Store):
         process's and mark them interrupted, and answer one conversation at once.
         The second waits, so it takes over when the first stops.
         """
-        if self.path in _MEMORY or self._held is not None:
+        if self.path in MEMORY or self._held is not None:
             return
-        where = f"{self.path}.lock"
-        _make_parent(where)
-        try:
-            held = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create {where}, the lock file of the SQLite database "
-                f"({exc.strerror}); check the permissions of its directory"
-            ) from exc
-        told_at = -math.inf
-        try:
-            while True:
-                try:
-                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    pass
-                except OSError as exc:  # a file system without locks (some network ones)
-                    log.warning("cannot lock %s (%s): make sure only one chat-bridge uses "
-                                "the SQLite database %s", where, exc.strerror, self.path)
-                    break
-                if time.monotonic() - told_at >= HOLD_TELL_EVERY:
-                    told_at = time.monotonic()
-                    other = os.pread(held, 32, 0).decode("ascii", "replace").strip()
-                    log.warning(
-                        "waiting: another chat-bridge (pid %s) uses the SQLite database "
-                        "%s; a SQLite store is for one process (stop the other, or use "
-                        "a postgresql:// store for several replicas)",
-                        other or "?", self.path,
-                    )
-                await asyncio.sleep(HOLD_POLL)
-            os.ftruncate(held, 0)
-            os.pwrite(held, f"{os.getpid()}\n".encode(), 0)
-        except BaseException:
-            os.close(held)  # a lock taken goes with its descriptor
-            raise
-        self._held = held
+        self._held = await hold_lock_file(self.path)
 
     async def aclose(self) -> None:
         db, self._db = self._db, None
         if db is not None:
             async with self._lock:
-                await _close_quietly(db)
+                await close_quietly(db)
         held, self._held = self._held, None
         if held is not None:
             os.close(held)
 
     async def ping(self) -> None:
-        if self._corrupt is not None:
+        if self._errors.corrupt is not None:
             # Once found, said until the restart: the page a ping touches may be sound,
             # while every question of a conversation in a damaged one fails.
-            raise StoreCorrupt(self._corrupt)
+            raise StoreCorrupt(self._errors.corrupt)
         # A write: a file another process holds locked, or one that became read-only,
         # is not healthy, though it still reads.
         async with self._write("answering a ping") as db:
@@ -253,7 +223,7 @@ class SQLiteStore(Store):
                     )
                 await db.execute("COMMIT")
             except BaseException:
-                await _rollback_quietly(db)
+                await rollback_quietly(db)
                 raise
 
     async def schema_versions(self) -> list[int]:
@@ -543,7 +513,7 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 raise self._error(exc, what) from exc
             except UnicodeError as exc:
-                raise self._not_text(what) from exc
+                raise self._errors.not_text(what) from exc
             except ValueError as exc:  # aiosqlite: the connection was closed under us
                 raise StoreError(f"the SQLite store {self.path} was closed") from exc
 
@@ -566,61 +536,18 @@ class SQLiteStore(Store):
                     yield db
                     await db.execute("COMMIT")
                 except BaseException:
-                    await _rollback_quietly(db)
+                    await rollback_quietly(db)
                     raise
             except sqlite3.Error as exc:
                 raise self._error(exc, what) from exc
             except UnicodeError as exc:
-                raise self._not_text(what) from exc
+                raise self._errors.not_text(what) from exc
             except ValueError as exc:
                 raise StoreError(f"the SQLite store {self.path} was closed") from exc
 
-    def _not_text(self, what: str) -> StoreError:
-        # A string SQLite cannot take (half of a UTF-16 pair): not the store's fault.
-        return StoreError(f"the SQLite store {self.path} was given text that is not Unicode "
-                          f"({what})")
-
     def _error(self, exc: sqlite3.Error, what: str) -> StoreError:
         """A StoreError that says what went wrong and what to do about it."""
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        text = str(exc).lower()
-        where = self._where
-        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-            return StoreError(
-                f"{where} is locked by another process or connection (gave up after "
-                f"{self.busy_timeout:g} s while {what}); make sure only one chat-bridge uses "
-                "this file, or use a postgresql:// store for several replicas"
-            )
-        if name.startswith("SQLITE_READONLY") or "readonly" in text:
-            return StoreError(
-                f"{where} is not writable ({what}); check the permissions of the file, "
-                "its -wal and -shm files and its directory"
-            )
-        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-            return StoreError(
-                f"cannot open {where}; check that the path is a file in a writable directory"
-            )
-        if name.startswith("SQLITE_NOTADB") or "not a database" in text:
-            return StoreError(f"{where} is not a SQLite database; point `store:` at another file")
-        if name.startswith("SQLITE_FULL") or "disk is full" in text:
-            return StoreError(f"{where} cannot grow: the disk is full ({what})")
-        if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
-            return self._found_corrupt(what)
-        return StoreError(f"{where} failed while {what}: {exc}")
-
-    @property
-    def _where(self) -> str:
-        if self.path in _MEMORY:
-            return "the in-memory SQLite database"
-        return f"the SQLite database {self.path}"
-
-    def _found_corrupt(self, what: str) -> StoreCorrupt:
-        """The file is damaged: say so, and remember it for `ping` until the restart
-        (asking again cannot help, a restore from a backup does)."""
-        message = f"{self._where} is corrupt ({what}); restore it from a backup"
-        if self._corrupt is None:
-            self._corrupt = message
-        return StoreCorrupt(message)
+        return self._errors.error(exc, what, self.busy_timeout)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -648,34 +575,7 @@ async def _probe(db: aiosqlite.Connection) -> None:
     try:
         await db.execute(_PROBE)
     finally:
-        await _rollback_quietly(db)
-
-
-async def _rollback_quietly(db: aiosqlite.Connection) -> None:
-    try:
-        await db.execute("ROLLBACK")
-    except (sqlite3.Error, ValueError):
-        pass  # no transaction open (BEGIN failed) or the connection is gone
-
-
-async def _thread_ended(connecting: aiosqlite.Connection) -> None:
-    """Wait for the database thread of a connection that failed to open.
-
-    aiosqlite stops it without waiting; a start that fails on it closes the
-    event loop at once, and the thread's last callback then finds the loop
-    closed and prints a traceback after the daemon's own clear error.
-    """
-    # aiosqlite 0.22 keeps its thread in `_thread`; before, the connection was the thread.
-    thread = getattr(connecting, "_thread", connecting)
-    if isinstance(thread, threading.Thread) and thread.is_alive():
-        await asyncio.to_thread(thread.join, 5.0)
-
-
-async def _close_quietly(db: aiosqlite.Connection) -> None:
-    try:
-        await db.close()
-    except (sqlite3.Error, ValueError):
-        pass
+        await rollback_quietly(db)
 
 
 def _inflight(row: Sequence[Any]) -> InFlight:
@@ -689,21 +589,3 @@ def _inflight(row: Sequence[Any]) -> InFlight:
         started_at=row[6],
         heartbeat_at=row[7],
     )
-
-
-def _make_parent(path: str) -> None:
-    """Create the directory `path` goes in, or say why it cannot be."""
-    parent = Path(path).parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        # A part of the path is a file: permissions are not the problem.
-        raise StoreError(
-            f"cannot use {str(parent)!r} as the SQLite database's directory: a part of it "
-            "is a file, not a directory; check the store path"
-        ) from None
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the directory {str(parent)!r} for the SQLite database "
-            f"({exc.strerror}); create it or fix its permissions"
-        ) from exc

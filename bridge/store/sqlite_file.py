@@ -1,0 +1,177 @@
+"""The SQLite file itself, apart from what the store keeps in it.
+
+Making its directory (`make_parent`); holding its lock file, so one daemon uses
+it at a time (`hold_lock_file`); opening and closing it quietly when something
+already failed (`thread_ended`, `close_quietly`, `rollback_quietly`); and what
+SQLite's errors mean, in words an admin can act on (`SQLiteErrors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from bridge.errors import StoreCorrupt, StoreError
+
+log = logging.getLogger("chat_bridge.store")
+
+MEMORY = ("", ":memory:")  # the paths of an in-memory database
+HOLD_POLL = 0.5  # seconds between tries at a file another process holds
+HOLD_TELL_EVERY = 60.0  # seconds between the log lines saying so
+
+
+def make_parent(path: str) -> None:
+    """Create the directory `path` goes in, or say why it cannot be."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # A part of the path is a file: permissions are not the problem.
+        raise StoreError(
+            f"cannot use {str(parent)!r} as the SQLite database's directory: a part of it "
+            "is a file, not a directory; check the store path"
+        ) from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the directory {str(parent)!r} for the SQLite database "
+            f"({exc.strerror}); create it or fix its permissions"
+        ) from exc
+
+
+async def hold_lock_file(path: str) -> int:
+    """Wait until no other process holds `<path>.lock`, take it, and return its
+    descriptor: the lock goes when the descriptor is closed.
+
+    Where the file system has no locks, this is said in the log and the file
+    is used all the same.
+    """
+    where = f"{path}.lock"
+    make_parent(where)
+    try:
+        held = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create {where}, the lock file of the SQLite database "
+            f"({exc.strerror}); check the permissions of its directory"
+        ) from exc
+    told_at = -math.inf
+    try:
+        while True:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            except OSError as exc:  # a file system without locks (some network ones)
+                log.warning("cannot lock %s (%s): make sure only one chat-bridge uses "
+                            "the SQLite database %s", where, exc.strerror, path)
+                break
+            if time.monotonic() - told_at >= HOLD_TELL_EVERY:
+                told_at = time.monotonic()
+                other = os.pread(held, 32, 0).decode("ascii", "replace").strip()
+                log.warning(
+                    "waiting: another chat-bridge (pid %s) uses the SQLite database "
+                    "%s; a SQLite store is for one process (stop the other, or use "
+                    "a postgresql:// store for several replicas)",
+                    other or "?", path,
+                )
+            await asyncio.sleep(HOLD_POLL)
+        os.ftruncate(held, 0)
+        os.pwrite(held, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(held)  # a lock taken goes with its descriptor
+        raise
+    return held
+
+
+async def thread_ended(connecting: aiosqlite.Connection) -> None:
+    """Wait for the database thread of a connection that failed to open.
+
+    aiosqlite stops it without waiting; a start that fails on it closes the
+    event loop at once, and the thread's last callback then finds the loop
+    closed and prints a traceback after the daemon's own clear error.
+    """
+    # aiosqlite 0.22 keeps its thread in `_thread`; before, the connection was the thread.
+    thread = getattr(connecting, "_thread", connecting)
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        await asyncio.to_thread(thread.join, 5.0)
+
+
+async def close_quietly(db: aiosqlite.Connection) -> None:
+    try:
+        await db.close()
+    except (sqlite3.Error, ValueError):
+        pass
+
+
+async def rollback_quietly(db: aiosqlite.Connection) -> None:
+    try:
+        await db.execute("ROLLBACK")
+    except (sqlite3.Error, ValueError):
+        pass  # no transaction open (BEGIN failed) or the connection is gone
+
+
+class SQLiteErrors:
+    """What SQLite's errors on the file at `path` mean, as StoreErrors that say
+    what to do; and the first damage found in it (`corrupt`), kept until the
+    restart."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.corrupt: str | None = None  # how the file was first found damaged, if it was
+
+    def error(self, exc: sqlite3.Error, what: str, busy_timeout: float) -> StoreError:
+        """A StoreError that says what went wrong and what to do about it."""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = str(exc).lower()
+        where = self.where
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+            return StoreError(
+                f"{where} is locked by another process or connection (gave up after "
+                f"{busy_timeout:g} s while {what}); make sure only one chat-bridge uses "
+                "this file, or use a postgresql:// store for several replicas"
+            )
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return StoreError(
+                f"{where} is not writable ({what}); check the permissions of the file, "
+                "its -wal and -shm files and its directory"
+            )
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            return StoreError(
+                f"cannot open {where}; check that the path is a file in a writable directory"
+            )
+        if name.startswith("SQLITE_NOTADB") or "not a database" in text:
+            return StoreError(f"{where} is not a SQLite database; point `store:` at another file")
+        if name.startswith("SQLITE_FULL") or "disk is full" in text:
+            return StoreError(f"{where} cannot grow: the disk is full ({what})")
+        if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
+            return self.found_corrupt(what)
+        return StoreError(f"{where} failed while {what}: {exc}")
+
+    @property
+    def where(self) -> str:
+        if self.path in MEMORY:
+            return "the in-memory SQLite database"
+        return f"the SQLite database {self.path}"
+
+    def found_corrupt(self, what: str) -> StoreCorrupt:
+        """The file is damaged: say so, and remember it for `ping` until the restart
+        (asking again cannot help, a restore from a backup does)."""
+        message = f"{self.where} is corrupt ({what}); restore it from a backup"
+        if self.corrupt is None:
+            self.corrupt = message
+        return StoreCorrupt(message)
+
+    def not_text(self, what: str) -> StoreError:
+        # A string SQLite cannot take (half of a UTF-16 pair): not the store's fault.
+        return StoreError(f"the SQLite store {self.path} was given text that is not Unicode "
+                          f"({what})")
