@@ -81,6 +81,18 @@ def test_a_slot_counts_while_its_request_is_on_its_way() -> None:
     assert budget.try_acquire() is not None
 
 
+def test_a_window_is_a_little_longer_than_the_platforms() -> None:
+    # Requests reach the platform a little after they are sent, and unevenly: one
+    # sent just a window after the last may reach it less than a window after it.
+    now = [100.0]
+    budget = Budget(Rate(1, 1.0), clock=lambda: now[0])  # the default margin
+    use_slot(budget)
+    now[0] = 101.0
+    assert budget.try_acquire() is None
+    now[0] = 101.1
+    assert budget.try_acquire() is not None
+
+
 async def test_a_slot_given_back_is_granted_to_the_next_waiter() -> None:
     budget = Budget(Rate(1, 60.0), margin=0.0)
     stamp = await budget.acquire()
@@ -90,6 +102,21 @@ async def test_a_slot_given_back_is_granted_to_the_next_waiter() -> None:
     budget.release(stamp)  # not used after all
     await asyncio.wait_for(waiter, 1.0)
     assert budget.granted == 1
+
+
+async def test_a_slot_granted_to_a_waiter_cancelled_meanwhile_is_given_back() -> None:
+    # Typing waits for a slot, and is cancelled when the first words come: a slot
+    # granted to it in that same turn of the loop was held for MAX_FLIGHT.
+    budget = Budget(Rate(1, 60.0), margin=0.0)
+    stamp = await budget.acquire()
+    waiter = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(0)
+    budget.release(stamp)  # the slot goes to the waiter...
+    waiter.cancel()  # ...cancelled before it runs
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert waiter.cancelled()
+    assert budget.in_flight == 0
+    assert budget.try_acquire() is not None
 
 
 async def test_slots_kept_back_fill_first_and_go_to_those_that_may_take_them() -> None:

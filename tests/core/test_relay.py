@@ -102,6 +102,18 @@ async def test_answer_streams_with_sources(fake_chat_api: FakeChatAPI, tmp_path:
     assert fake_chat_api.requests[0].json["message"] == "What is the answer?"
 
 
+async def test_sources_show_false_shows_the_answer_without_its_sources(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["The answer."], sources=[("https://a.example/1", "One")])
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", reply="sources: {show: false}"
+    ) as bridge:
+        target = await platform(bridge).say("What is it?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.visible() == ["The answer."]
+
+
 async def test_the_metrics_show_what_the_api_said_of_its_quota(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
@@ -354,6 +366,22 @@ async def test_a_reply_cut_by_the_stop_ends_and_keeps_its_interrupted_mark(
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "live-reply"]
     assert "interrupted" in marked and target.visible() == [marked]
     assert [op.kind for op in target.ops].count("end") == 1  # its indicators were cleared
+
+
+async def test_a_reply_cut_by_the_stop_with_no_room_left_for_the_mark_is_marked_apart(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Under the reply's text, the mark would take its message past the platform's
+    # limit (refused): it goes in a message of its own.
+    fake_chat_api.enqueue(tokens=["x" * 95, "and never more"], hang_after=1)
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 0.1}",
+        console="{max_chars: 100}",
+    ) as bridge:
+        target = await platform(bridge).say("A long one?")
+        await wait_for(lambda: target.visible() == ["x" * 95])
+        await bridge.drain()
+    assert target.visible() == ["x" * 95, INTERRUPTED]
 
 
 async def test_a_question_cut_by_the_stop_while_it_waited_is_counted_interrupted(
@@ -838,11 +866,14 @@ async def test_duplicate_event_is_answered_once(fake_chat_api: FakeChatAPI, tmp_
     assert [r.json["message"] for r in fake_chat_api.requests] == ["hello", "other"]
 
 
-async def test_reset_starts_a_new_session(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
+@pytest.mark.parametrize("keyword", ["reset", "Reset"])  # as a phone writes it
+async def test_reset_starts_a_new_session(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, keyword: str
+) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db", route="session: user") as bridge:
         p = platform(bridge)
         notices = []
-        for text in ("one", "reset", "two"):
+        for text in ("one", keyword, "two"):
             target = await p.say(text, is_dm=True, channel="D1")
             await asyncio.wait_for(target.ended.wait(), 10)
             notices += target.notices
@@ -1236,6 +1267,17 @@ async def test_a_source_holding_half_an_emoji_is_shown_mended(
     assert target.visible() == [
         "Bridges carry roads.\n\nSources: [Roads \ufffd](https://a.example/\ufffd)"
     ]
+
+
+async def test_a_whole_answer_holding_half_an_emoji_is_shown_mended(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # The whole answer an API sends at its end wins over its tokens: mended as they are.
+    fake_chat_api.enqueue(tokens=["Hi "], final="Hi \ud83d there")
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("Hello?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    assert target.visible() == ["Hi \ufffd there"]
 
 
 async def test_an_emoji_cut_in_halves_and_a_nul_are_kept_as_text(
@@ -1976,6 +2018,24 @@ async def test_an_answer_past_its_length_limit_is_stopped_with_a_notice(
         " (500 characters)._"
     )
     assert after.visible() == ["Next."]  # the conversation goes on
+
+
+async def test_a_whole_answer_sent_at_the_end_past_the_length_limit_is_stopped(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # The whole answer an API sends at its end (it wins over the tokens) is held to
+    # the limit too: the text streamed within it stays, with the notice.
+    fake_chat_api.enqueue(tokens=["Again and "], final="Again and " * 100)
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", reply="max_answer_chars: 500",
+    ) as bridge:
+        target = await platform(bridge).say("Repeat?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+        assert failed_answers(bridge, "too_long") == 1
+    assert target.visible() == [
+        "Again and\n\n_⚠️ The answer was stopped here: it grew longer than this bot shows"
+        " (500 characters)._"
+    ]
 
 
 async def test_a_whole_answer_past_the_length_limit_is_cut_at_it_and_not_kept(

@@ -147,6 +147,19 @@ async def test_final_text_wins_and_sources_are_appended_once_in_order() -> None:
     ]
 
 
+async def test_an_empty_final_text_keeps_the_answer_shown() -> None:
+    # An API's last event may carry the whole answer empty ("message": ""): the
+    # answer streamed is the answer, not "(no answer)".
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("The answer ")
+    reply.feed("is 42.")
+    await wait_for(lambda: target.visible() == ["The answer is 42."])
+    await reply.finish("")
+    assert target.visible() == ["The answer is 42."]
+
+
 def test_sources_that_are_no_web_link_do_not_take_the_place_of_one() -> None:
     junk = [Source(url, "x") for url in ("javascript:void(0)", "about:blank", "#", "/docs/a")]
     kept = dedupe_sources([*junk, Source("HTTPS://docs.example/real", "Real")], limit=2)
@@ -421,6 +434,39 @@ async def test_a_shorter_final_text_leaves_no_stale_message_behind_a_post_in_fli
     first, *rest = target.visible()
     assert first == "Short final answer."
     assert all(text == "_(continued above)_" for text in rest)
+
+
+async def test_a_final_text_shorter_by_two_messages_leaves_neither_of_them_stale() -> None:
+    target = RecordingTarget(max_chars=100)
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("".join(f"word{i:03d} " for i in range(30)))  # three messages' worth
+    await wait_for(lambda: len(target.visible()) == 3)
+    await reply.finish("The corrected, short answer.")
+    assert target.visible() == [
+        "The corrected, short answer.", "_(continued above)_", "_(continued above)_",
+    ]
+
+
+async def test_sources_that_fit_only_without_the_blank_line_go_in_a_message_of_their_own(
+) -> None:
+    # The blank line between the answer and its sources counts too: without it, the
+    # last message came out past the limit, and the platform refused it.
+    sources = [Source("https://docs.example/a", "A")]
+    tail = RecordingTarget().format_sources(sources)
+
+    async def shown(answer: str) -> list[str]:
+        target = RecordingTarget(max_chars=200)
+        reply = LiveReply(target, Budgets(), edit_interval=0.01)
+        await reply.start()
+        reply.feed(answer)
+        await reply.finish(None, sources)
+        return target.visible()
+
+    joined = "x" * (200 - len(tail) - 2)  # with the blank line: the limit exactly
+    assert await shown(joined) == [f"{joined}\n\n{tail}"]
+    apart = "x" * (200 - len(tail) - 1)  # one character more
+    assert await shown(apart) == [apart, tail]
 
 
 async def test_sources_too_long_for_the_last_message_are_cut_between_links() -> None:

@@ -63,6 +63,28 @@ def test_a_tilde_fence_is_closed_and_reopened_with_tildes() -> None:
     assert second.endswith("~~~\n\nAfter the code, **this** is prose.")
 
 
+def test_a_fence_line_with_a_language_inside_a_code_block_closes_nothing() -> None:
+    # A closing fence has no language (CommonMark): an answer showing a README holds
+    # "```bash" in its ```markdown block. The cut after it must close and reopen the
+    # block, and the text after the block is not code.
+    readme = "# Tool\n```bash\npip install tool\n" + "".join(
+        f"line {i} of the readme\n" for i in range(60)
+    )
+    text = f"The README:\n\n```markdown\n{readme}```\n\nThat is all."
+    first, second = split_markdown(text, 1000)
+    assert first.endswith("\n```") and second.startswith("```markdown\n")
+    assert second.endswith("```\n\nThat is all.")
+
+
+def test_a_four_backtick_fence_is_not_closed_by_three() -> None:
+    # An answer showing Markdown in a ```` block holds ``` lines that close nothing.
+    example = "".join(f"line {i} of the example\n" for i in range(60))
+    text = f"Example:\n\n````markdown\n```python\nprint(1)\n```\n{example}````\n\nDone."
+    first, second = split_markdown(text, 1000)
+    assert first.endswith("\n````") and second.startswith("````markdown\n")
+    assert second.endswith("````\n\nDone.")
+
+
 def test_inline_code_written_with_three_backticks_opens_no_fence() -> None:
     text = "Install it:\n\n```pip install chat-bridge```\n\n" + "word " * 1200
     messages = split_markdown(text, 2000)
@@ -216,6 +238,9 @@ def test_a_stray_backtick_early_in_a_long_paragraph_leaves_the_message_full() ->
         "\u2764\ufe0f",  # a heart with its emoji presentation selector
         "\u1100\u1161\u11a8",  # a Hangul syllable written as its three jamo (NFD)
         "\u0e19\u0e49\u0e33",  # Thai "water": a consonant, a tone mark, the vowel AM
+        "\u0e99\u0ec9\u0eb3",  # Lao "water", written alike
+        # A subdivision flag (Scotland): a black flag, its tag letters, a cancel tag.
+        "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F",
     ],
 )
 @pytest.mark.parametrize("limit", [2000, 1999, 1998, 1997])

@@ -421,6 +421,10 @@ def test_no_output_ever_pings(markdown: str) -> None:
         ("[bank.com/login](https://evil.example/x)", "<https://evil.example/x>"),
         ("[https:/\u200b/bank.example](https://evil.example/x)", "<https://evil.example/x>"),
         ("[\u200b](https://evil.example/x)", "<https://evil.example/x>"),
+        # A host that merely ends in the letters of the one named is another.
+        ("[bank.com](https://evilbank.com/login)", "<https://evilbank.com/login>"),
+        # Full-width letters read as the same domain.
+        ("[ｂａｎｋ．ｃｏｍ](https://evil.example/login)", "<https://evil.example/login>"),
         # Its own host, or a parent of it, or no address at all: kept.
         ("[docs.python.org](https://docs.python.org/3/)",
          "<https://docs.python.org/3/|docs.python.org>"),
@@ -435,6 +439,7 @@ def test_no_output_ever_pings(markdown: str) -> None:
         # A dot a browser reads as one, in another script.
         ("[https://paypal\u3002com/signin](https://evil.example/login)",
          "<https://evil.example/login>"),
+        ("[paypal\u3002com](https://evil.example/login)", "<https://evil.example/login>"),
         ("[PayPal.com](https://evil.example/login)", "<https://evil.example/login>"),
     ],
 )
