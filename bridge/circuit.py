@@ -39,6 +39,9 @@ class Circuit:
         self._opened_at: float | None = None
         self._probing = False
         self._held_until = 0.0  # epoch seconds: a 429's "not before"
+        # What the asker is told while the circuit is open, where the last failure
+        # said waiting will not help (None: "try again in N s").
+        self.told: str | None = None
 
     @property
     def state(self) -> str:
@@ -84,9 +87,13 @@ class Circuit:
         self._failures = 0
         self._opened_at = None
         self._probing = False
+        self.told = None
 
-    def failure(self) -> None:
+    def failure(self, told: str | None = None) -> None:
+        """A failure waiting may mend; `told`: what the asker is told instead of when
+        to try again, where waiting will not (a misconfigured address)."""
         self._failures += 1
+        self.told = told
         if self._probing or self._failures >= self.threshold:
             if self._opened_at is None or self._probing:
                 log.warning(

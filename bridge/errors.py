@@ -17,6 +17,7 @@
         ├── ProxyRefused         407: the proxy between refused its credentials (HTTPS_PROXY)
         ├── RateLimited          429: try again at `.retry_at` (epoch seconds, or None)
         ├── Unavailable          5xx, refused or dropped connection
+        │   ├── Misaddressed     a host name that does not resolve, TLS that fails
         │   └── TimedOut         no answer within the configured timeout
         └── ProtocolError        the API spoke something we do not understand
             ├── NotAStream       the URL answered, but with no stream the dialect reads
@@ -206,6 +207,16 @@ class RateLimited(ChatAPIError):
 class Unavailable(ChatAPIError):
     user_message = "The assistant is unavailable right now; please try again shortly."
     retryable = True
+
+
+class Misaddressed(Unavailable):
+    """The backend's address could not be reached in a way waiting will not mend (a
+    host name that does not resolve, a TLS handshake that failed): still tried again
+    (a name may just have been added), but the asker is told an admin must act."""
+
+    user_message = (
+        "The assistant is misconfigured (its address could not be reached). Tell an admin."
+    )
 
 
 class TimedOut(Unavailable):

@@ -59,6 +59,8 @@ def unavailable(circuit: Circuit) -> str:
     """Why a backend is not being called now, as the asker is told."""
     if (held := circuit.held_until()) is not None:
         return RateLimited(retry_at=held).describe()
+    if circuit.told is not None:  # waiting will not help: the asker is not told to wait
+        return circuit.told
     wait = circuit.retry_in()
     if wait <= 0:  # a question is finding out whether the backend is back
         return "The assistant is unavailable right now; please try again shortly."

@@ -26,6 +26,7 @@ from bridge.errors import (
     BridgeError,
     ChatAPIError,
     CutOff,
+    Misaddressed,
     PlaceGone,
     RateLimited,
     TooLong,
@@ -439,7 +440,8 @@ class Relay:
         except ChatAPIError as exc:
             outcome = "failed"
             if isinstance(exc, Unavailable) and not isinstance(exc, CutOff):
-                circuit.failure()  # not a drop mid-answer (Dropped): the backend did answer
+                # Not a drop mid-answer (Dropped): the backend did answer.
+                circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None)
             else:
                 circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc,

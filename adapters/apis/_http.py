@@ -42,6 +42,7 @@ from bridge.errors import (
     CutOff,
     Dropped,
     Forbidden,
+    Misaddressed,
     NotAStream,
     ProtocolError,
     ProxyRefused,
@@ -610,13 +611,8 @@ class HTTPDialect(ChatAPI):
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return self._timed_out("first")
         if isinstance(exc, BadAddress):
-            # Still tried again (a name may just have been added), but saying "shortly"
-            # would send the asker back to a fault only an admin can mend.
-            return Unavailable(
-                "The assistant is misconfigured (its address could not be reached). "
-                "Tell an admin.",
-                backend=self.name,
-            )
+            # Saying "shortly" would send the asker back to a fault only an admin can mend.
+            return Misaddressed(backend=self.name)
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return Unavailable(
                 "The assistant could not be reached; please try again shortly.", backend=self.name

@@ -20,6 +20,7 @@ from bridge.errors import (
     ChatAPIError,
     CutOff,
     Forbidden,
+    Misaddressed,
     NotAStream,
     ProtocolError,
     RateLimited,
@@ -328,7 +329,8 @@ async def test_a_failure_to_connect_tells_the_admin_what_to_check(
     }[case]
     api = make(fake_chat_api, http, url=url + "?token=query-secret")
     _, exc = await collect_until_error(api, ask(api))
-    assert type(exc) is Unavailable  # tried again as any connection error is
+    assert isinstance(exc, Unavailable)  # tried again as any connection error is
+    assert isinstance(exc, Misaddressed) == (case != "refused")  # only an admin mends it
     assert exc.user_message == f"The assistant {told}"
     said = [r.getMessage() for r in caplog.records if "transport error" in r.getMessage()]
     assert len(said) == 3  # one a try

@@ -1313,6 +1313,27 @@ async def test_answers_cut_by_a_dropped_connection_do_not_open_the_circuit(
     assert whole.visible() == ["Whole."]  # the backend answers: it is not "unavailable"
 
 
+async def test_a_circuit_opened_by_a_misconfigured_address_does_not_say_to_wait(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # https:// to a plain-HTTP port: the TLS handshake fails, and only an admin can
+    # mend it. Once the circuit opened, askers were told to try again in 29 s.
+    text = make_config(fake_chat_api, tmp_path / "b.db",
+                       extra="limits: {circuit: {failures: 2, cooldown: 60}}")
+    config = parse_config(text.replace("url: http://", "url: https://"),
+                          env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        told = []
+        for n in range(3):
+            target = await platform(bridge).say(f"q{n}?", thread=f"T{n}")
+            await asyncio.wait_for(target.ended.wait(), 10)
+            told.append(target.visible()[-1] if target.visible() else target.notices[-1])
+        assert bridge.relay.circuits["docs"].state == "open"
+    misconfigured = "The assistant is misconfigured (its address could not be reached)."
+    assert [misconfigured in said for said in told] == [True, True, True], told
+    assert fake_chat_api.requests == []
+
+
 async def test_the_rate_limit_counts_a_user_in_every_server_and_dm(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
