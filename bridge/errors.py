@@ -161,7 +161,7 @@ class Unauthorized(ChatAPIError):
 class Forbidden(ChatAPIError):
     user_message = (
         "The assistant is misconfigured (its API key may not use this chatbot, "
-        "or this server's address is not allowed). Tell an admin."
+        "or the bot's host is not on the API's allowlist). Tell an admin."
     )
 
 

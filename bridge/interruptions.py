@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bridge.errors import for_log
 from bridge.interfaces import ReplyTarget
+from bridge.split import close_fences
 
 if TYPE_CHECKING:
     from bridge.fence import Fence
@@ -31,7 +32,9 @@ def interrupted_edit(
     yet, or that would not fit one: the mark then goes on its own."""
     if not message_ids:
         return None
-    body = target.format_markdown(text) if text else ""
+    # A code block left open would hold the mark: shown as code, it reads as the
+    # answer's (Discord's formatting leaves a fence as it is; Slack's closes it).
+    body = target.format_markdown(close_fences(text)) if text else ""
     note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
     return (message_ids[-1], note) if len(note) <= target.limits.max_chars else None
 

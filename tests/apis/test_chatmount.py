@@ -233,7 +233,7 @@ async def test_403(fake_chat_api, http):
     _, exc = await collect_until_error(api, ask(api))
     assert isinstance(exc, Forbidden)
     assert exc.status == 403
-    assert "allowed" in exc.user_message
+    assert "allowlist" in exc.user_message
 
 
 async def test_429_gives_the_reset_time(fake_chat_api, http):

@@ -39,7 +39,7 @@ from bridge.intake import (
     UserRateLimiter,
 )
 from bridge.interfaces import Address, ChatEvent, ChatRequest, Rate, ReplyTarget, Token
-from bridge.interruptions import INTERRUPTED
+from bridge.interruptions import INTERRUPTED, interrupted_edit
 from bridge.logs import AnswerFilter
 from bridge.render import LiveReply
 from bridge.store import Conversation
@@ -1332,6 +1332,12 @@ async def test_a_circuit_opened_by_a_misconfigured_address_does_not_say_to_wait(
     misconfigured = "The assistant is misconfigured (its address could not be reached)."
     assert [misconfigured in said for said in told] == [True, True, True], told
     assert fake_chat_api.requests == []
+
+
+def test_the_interrupted_mark_is_not_put_inside_a_code_block_left_open() -> None:
+    target = RecordingTarget()  # formats as Discord does: a fence is left as it is
+    edit = interrupted_edit(target, "Run this:\n```python\nimport os\n", ["m1"])
+    assert edit == ("m1", f"Run this:\n```python\nimport os\n```\n\n{INTERRUPTED}")
 
 
 async def test_the_rate_limit_counts_a_user_in_every_server_and_dm(
