@@ -129,7 +129,6 @@ class SQLiteStore(Store):
                 # What is deleted (a reset's history, a finished reply's text) is
                 # overwritten in the file, not left in its free pages.
                 await db.execute("PRAGMA secure_delete = ON")
-                await self._check(db)
             await self._migrate(db)
             await _probe(db)
         except BaseException as exc:
@@ -138,23 +137,6 @@ class SQLiteStore(Store):
                 raise self._error(exc, "preparing the database") from exc
             raise
         self._db = db
-
-    async def _check(self, db: aiosqlite.Connection) -> None:
-        """Look over every page of the file (`PRAGMA quick_check`: half a millisecond a
-        megabyte, read from the page cache): damage found is logged, and `ping`
-        reports it from the start.
-
-        The daemon runs on: the conversations in sound pages are still answered.
-        """
-        [(found,)] = await db.execute_fetchall("PRAGMA quick_check(1)")
-        if found == "ok":
-            return
-        # "*** in database main ***" comes first, then what is wrong, and where.
-        problem = next((line for line in found.splitlines() if not line.startswith("***")),
-                       found)
-        log.error("%s; until then the questions of conversations kept in the damaged pages "
-                  "fail, and /healthz reports the store corrupt",
-                  self._errors.found_corrupt(f"the check at start: {problem}"))
 
     async def _enter_wal(self, db: aiosqlite.Connection) -> None:
         """Switch the file to WAL mode; waits out other openers doing the same.
