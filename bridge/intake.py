@@ -49,11 +49,11 @@ CONVERSATION_BUSY = (
 REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
 NO_BACKEND = "none"  # the backend label of a message that failed before it was routed
 INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
-# While another workspace (a Slack workspace, a Discord server) has asked within
-# SHARED_WINDOW seconds, no workspace may hold the last SHARED_RESERVE of the
-# bridge's places (streams and queue): a flood in one leaves room for the others.
+# While another workspace (a Slack workspace, a Discord server; Discord's DMs count
+# as one) has asked within SHARED_WINDOW seconds, no workspace may hold the last
+# quarter of the bridge's places (streams and queue; one at least, of two or more):
+# a flood in one leaves room for the others.
 SHARED_WINDOW = 600.0
-SHARED_RESERVE = 0.25
 
 
 class UserRateLimiter:
@@ -126,7 +126,7 @@ class Shares:
         """The places `space` may hold: all of them while no other workspace asked
         within the window, else all but the reserve."""
         if len(self._asked) > 1 or (self._asked and space not in self._asked):
-            return places - int(places * SHARED_RESERVE)
+            return places - max(1, places // 4) if places > 1 else places
         return places
 
 
