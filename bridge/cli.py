@@ -11,7 +11,7 @@ import sys
 import urllib.parse
 from collections.abc import Sequence
 
-from bridge.app import Bridge, build_backends, settle_heap
+from bridge.app import Bridge, LoopExceptions, build_backends, settle_heap
 from bridge.config import Config, load_config
 from bridge.errors import (
     BadRequest,
@@ -19,6 +19,7 @@ from bridge.errors import (
     ChatAPIError,
     ConfigError,
     Forbidden,
+    Overloaded,
     ProxyRefused,
     TimedOut,
     Unauthorized,
@@ -208,7 +209,7 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
 def _to_check(config: Config, name: str, exc: BridgeError) -> str:
     """For the admin running `ask` or `check --probe`, a line on which key to look
     at, and where the URL leads (without its query, where a key may be)."""
-    if isinstance(exc, ProxyRefused):  # the proxy variable to check, not the backend
+    if isinstance(exc, ProxyRefused | Overloaded):  # the proxy or the bridge, not the backend
         return f"\n  {exc}"
     where = f"\n  check backends.{name}"
     if isinstance(exc, (Unauthorized, Forbidden)):
@@ -262,6 +263,7 @@ async def _started(bridge: Bridge, stop: asyncio.Event) -> bool:
 async def _serve(config: Config, registry: Registry) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopExceptions())
     # SIGHUP: the terminal or SSH session that started the daemon closed; unless
     # it was started to outlive that (`nohup` sets SIGHUP to be ignored).
     signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)

@@ -18,6 +18,7 @@
         ├── RateLimited          429: try again at `.retry_at` (epoch seconds, or None)
         ├── Unavailable          5xx, refused or dropped connection
         │   ├── Misaddressed     a host name that does not resolve, TLS that fails
+        │   ├── Overloaded       the bridge is out of open files (not the API's fault)
         │   └── TimedOut         no answer within the configured timeout
         └── ProtocolError        the API spoke something we do not understand
             ├── NotAStream       the URL answered, but with no stream the dialect reads
@@ -217,6 +218,19 @@ class Misaddressed(Unavailable):
     user_message = (
         "The assistant is misconfigured (its address could not be reached). Tell an admin."
     )
+
+
+class Overloaded(Unavailable):
+    """The bridge itself could not open a connection to the chat API: the process
+    (or the system) is out of open files. The API is not at fault, so it does not
+    count against its circuit. The message, for the log, names the limit and what
+    to raise; the asker is told the bridge is overloaded."""
+
+    user_message = "The bridge is overloaded right now; please try again shortly."
+
+    def __init__(self, message: str | None = None, *, backend: str | None = None) -> None:
+        super().__init__(message, backend=backend)
+        self.user_message = type(self).user_message
 
 
 class TimedOut(Unavailable):

@@ -27,6 +27,7 @@ from bridge.errors import (
     ChatAPIError,
     CutOff,
     Misaddressed,
+    Overloaded,
     PlaceGone,
     RateLimited,
     TooLong,
@@ -439,8 +440,9 @@ class Relay:
             await self._fail(job, reply, exc.describe())
         except ChatAPIError as exc:
             outcome = "failed"
-            if isinstance(exc, Unavailable) and not isinstance(exc, CutOff):
-                # Not a drop mid-answer (Dropped): the backend did answer.
+            if isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
+                # Not a drop mid-answer (Dropped): the backend did answer; nor the
+                # bridge out of open files (Overloaded): the backend was not asked.
                 circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None)
             else:
                 circuit.release()

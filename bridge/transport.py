@@ -18,7 +18,8 @@ connect says what failed in words an admin can act on (a host name that does
 not resolve, a TLS handshake that failed, a refused connection), naming the
 host and port only: never the URL, whose query may carry a key. A tunnel the
 proxy refuses with 407 is `ProxyAuthFailed`, naming the proxy variable to
-check (`proxy_refused`), never its password.
+check (`proxy_refused`), never its password. A connection the bridge could not
+open as it is out of open files is `OutOfFiles`, naming the limit to raise.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import contextlib
 import errno
 import http.cookiejar
 import os
+import resource
 import socket
 import ssl
 import urllib.request
@@ -74,6 +76,16 @@ class BadAddress(httpx.ConnectError):
     refused). The message says what to check."""
 
 
+class OutOfFiles(httpx.ConnectError):
+    """The bridge could not open a connection: the process is out of open files
+    (EMFILE), or the system is (ENFILE). The far end is not at fault; the message
+    names the limit and what to do."""
+
+
+# A socket (or the resolver's) refused as the process or the system has no file left.
+_OUT_OF_FILES = {errno.EMFILE, errno.ENFILE}
+
+
 @contextlib.contextmanager
 def _as_httpx(request: httpx.Request) -> Iterator[None]:
     try:
@@ -97,9 +109,11 @@ def _connect_failure(exc: aiohttp.ClientError) -> tuple[type[httpx.ConnectError]
     """The httpx error and the words for a connection that failed for a reason an
     admin can act on; None for the others. Host and port are aiohttp's (those of
     the proxy, where it was the proxy that failed), never the URL."""
-    if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(
-        exc, aiohttp.ClientProxyConnectionError
-    ):
+    if not isinstance(exc, aiohttp.ClientConnectorError):
+        return None
+    if exc.errno in _OUT_OF_FILES:  # whoever it was to reach, the proxy too
+        return OutOfFiles, _out_of_files(exc.errno)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return None
     where = f"[{exc.host}]:{exc.port}" if ":" in exc.host else f"{exc.host}:{exc.port}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -117,6 +131,20 @@ def _connect_failure(exc: aiohttp.ClientError) -> tuple[type[httpx.ConnectError]
     if isinstance(exc.os_error, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
         return httpx.ConnectError, f"connection refused at {where}"
     return None
+
+
+def _out_of_files(code: int | None) -> str:
+    """What an admin is told of a connection refused for want of open files."""
+    if code == errno.ENFILE:
+        return (
+            "the system is out of open files (ENFILE): raise its limit (fs.file-max) "
+            "or lower limits.max_concurrent_streams"
+        )
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return (
+        f"the bridge is out of open files (its limit is {soft}): raise it (`ulimit -n`, "
+        "docker's --ulimit nofile=) or lower limits.max_concurrent_streams"
+    )
 
 
 def _tls_reason(exc: aiohttp.ClientSSLError) -> str:

@@ -44,6 +44,7 @@ from bridge.errors import (
     Forbidden,
     Misaddressed,
     NotAStream,
+    Overloaded,
     ProtocolError,
     ProxyRefused,
     RateLimited,
@@ -65,6 +66,7 @@ from bridge.interfaces import (
 from bridge.transport import (
     PROXY_AUTH_REQUIRED,
     BadAddress,
+    OutOfFiles,
     ProxyAuthFailed,
     plain_url,
     proxy_refused,
@@ -610,6 +612,8 @@ class HTTPDialect(ChatAPI):
             )
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return self._timed_out("first")
+        if isinstance(exc, OutOfFiles):  # the bridge's own want: not the API's failure
+            return Overloaded(str(exc), backend=self.name)
         if isinstance(exc, BadAddress):
             # Saying "shortly" would send the asker back to a fault only an admin can mend.
             return Misaddressed(backend=self.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import shutil
 import socket
 import ssl
@@ -11,10 +12,18 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohappyeyeballs
 import httpx
 import pytest
 
-from bridge.transport import BadAddress, ProxyAuthFailed, env_proxy, http_client, proxy_refused
+from bridge.transport import (
+    BadAddress,
+    OutOfFiles,
+    ProxyAuthFailed,
+    env_proxy,
+    http_client,
+    proxy_refused,
+)
 from tests.fakes.proxy import FakeProxy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -123,6 +132,30 @@ async def test_a_refused_connection_is_an_httpx_connect_error() -> None:
             await client.get(f"http://127.0.0.1:{port}/v1/chat?key=sk-secret-1")
     assert not isinstance(caught.value, BadAddress)  # a server restarting, as likely as not
     assert str(caught.value) == f"connection refused at 127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (errno.EMFILE, "the bridge is out of open files (its limit is 1234): raise it "
+         "(`ulimit -n`, docker's --ulimit nofile=) or lower limits.max_concurrent_streams"),
+        (errno.ENFILE, "the system is out of open files (ENFILE): raise its limit "
+         "(fs.file-max) or lower limits.max_concurrent_streams"),
+    ],
+    ids=["process", "system"],
+)
+async def test_a_connection_the_bridge_has_no_file_for_says_so(
+    monkeypatch: pytest.MonkeyPatch, code: int, said: str
+) -> None:
+    async def out_of_files(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(code, "Too many open files")
+
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", out_of_files)
+    monkeypatch.setattr("bridge.transport.resource.getrlimit", lambda _: (1234, 4096))
+    async with http_client() as client:
+        with pytest.raises(OutOfFiles) as caught:
+            await client.get("http://127.0.0.1:9/v1/chat?key=sk-secret-1")
+    assert str(caught.value) == said
 
 
 async def test_a_host_name_that_does_not_resolve_is_named() -> None:
