@@ -193,8 +193,11 @@ class Bridge:
         self._marking: dict[str, InFlight] = {}
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
-        self._pruned_at = 0.0  # when old conversations were last all forgotten
-        self._compacted_at = 0.0  # when the store last let go of what deletes leave
+        # (monotonic, so a wall clock stepped back does not put them off) When old
+        # conversations were last all forgotten; when the store last let go of what
+        # deletes leave.
+        self._pruned_at = -math.inf
+        self._compacted_at = -math.inf
         self._beat_failed_at = -math.inf  # (monotonic) when a heartbeat last failed
 
     @property
@@ -408,14 +411,14 @@ class Bridge:
         ])
         await self.store.prune_events(now - kept)
         await self.store.prune_leases(now)
-        if now - self._compacted_at >= COMPACT_EVERY:
-            self._compacted_at = now
+        if began - self._compacted_at >= COMPACT_EVERY:
+            self._compacted_at = began
             await self.store.compact()
         ttl = self.config.limits.conversation_ttl
-        if ttl is not None and now - self._pruned_at >= CONVERSATION_PRUNE_EVERY:
+        if ttl is not None and began - self._pruned_at >= CONVERSATION_PRUNE_EVERY:
             # In batches, one a beat, so a large backlog never holds the store long.
             if await self.store.prune_conversations(now - ttl, PRUNE_BATCH) < PRUNE_BATCH:
-                self._pruned_at = now
+                self._pruned_at = began
         if self.store.shared and time.monotonic() - self._beat_failed_at >= self.relay.stale_after:
             # Not while this process could not reach the store lately: the other
             # replicas likely could not either, and their records look stale only

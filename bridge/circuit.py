@@ -38,7 +38,9 @@ class Circuit:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
-        self._held_until = 0.0  # epoch seconds: a 429's "not before"
+        # A 429's "not before", on `clock`: a wall clock stepped meanwhile (NTP, a
+        # VM resumed) neither stretches nor cuts the wait the API asked for.
+        self._held_until = -math.inf
         # What the asker is told while the circuit is open, where the last failure
         # said waiting will not help (None: "try again in N s").
         self.told: str | None = None
@@ -105,16 +107,21 @@ class Circuit:
         self._probing = False
 
     def hold(self, retry_at: float) -> None:
-        """The backend answered 429 and said when to call it again: not before then."""
-        if retry_at > max(self._held_until, time.time()):
+        """The backend answered 429 and said when to call it again (epoch seconds):
+        not before then."""
+        now = self._clock()
+        wait = retry_at - time.time()
+        if now + wait > max(self._held_until, now):
             log.warning("backend %s is rate limited: not called for %d s (questions are "
-                        "told when to try again)", self.name, math.ceil(retry_at - time.time()),
+                        "told when to try again)", self.name, math.ceil(wait),
                         extra={"backend": self.name})
-            self._held_until = retry_at
+            self._held_until = now + wait
 
     def held_until(self) -> float | None:
-        """When a 429 said the backend may be called again, while that is still ahead."""
-        return self._held_until if self._held_until > time.time() else None
+        """When (epoch seconds, by the wall clock now) a 429 said the backend may be
+        called again, while that is still ahead."""
+        wait = self._held_until - self._clock()
+        return time.time() + wait if wait > 0 else None
 
     def release(self) -> None:
         """The probe ended without telling anything (e.g. a bad question)."""

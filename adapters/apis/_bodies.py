@@ -58,8 +58,11 @@ def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | No
 
     X-RateLimit-Reset is an epoch time (a small number is taken as seconds
     from now); Retry-After is seconds or an HTTP date. With both, the later wins.
+    A time named by the API's clock is read against the answer's Date, where it
+    has one: a host clock behind the API's does not add its lag to the wait.
     """
     now = time.time() if now is None else now
+    skew = now - sent if (sent := http_date(headers.get("date", ""))) is not None else 0.0
     found: list[float] = []
     reset = headers.get("x-ratelimit-reset")
     if reset:
@@ -68,7 +71,7 @@ def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | No
         except ValueError:
             value = -1.0
         if value >= 1e9:
-            found.append(value)
+            found.append(value + skew)
         elif value >= 0:
             found.append(now + value)
     after = headers.get("retry-after")
@@ -78,15 +81,22 @@ def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | No
             if math.isfinite(seconds):
                 found.append(now + max(0.0, seconds))
         except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(after)
-            except (TypeError, ValueError, IndexError):
-                pass
-            else:
-                # HTTP dates are GMT; the asctime form carries no zone of its own.
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=datetime.UTC)
-                found.append(when.timestamp())
+            if (when := http_date(after)) is not None:
+                found.append(when + skew)
     # A value that is no time at all (inf, nan) or absurdly far is not taken at its word.
     found = [t for t in found if math.isfinite(t)]
     return min(max(found), now + MAX_RETRY_AFTER) if found else None
+
+
+def http_date(value: str) -> float | None:
+    """An HTTP date (any of its three forms) as epoch seconds, or None."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # HTTP dates are GMT; the asctime form carries no zone of its own.
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()

@@ -514,6 +514,17 @@ def test_retry_at_reads_reset_epoch_seconds_and_dates():
     assert retry_at({"retry-after": "9999999999"}, now) == now + 86400
 
 
+def test_a_reset_epoch_is_read_against_the_apis_own_date():
+    # This host's clock is 10 minutes behind the API's: the wait is what the API
+    # meant (30 s), not 30 s plus the lag.
+    now = 1_714_581_000.0
+    date = "Wed, 01 May 2024 16:40:00 GMT"  # 1714581600, the API's now
+    assert retry_at({"x-ratelimit-reset": "1714581630", "date": date}, now) == now + 30
+    assert retry_at({"retry-after": "Wed, 01 May 2024 16:40:30 GMT", "date": date}, now) == now + 30
+    assert retry_at({"retry-after": "7", "date": date}, now) == now + 7
+    assert retry_at({"x-ratelimit-reset": "1714581630", "date": "garbled"}, now) == 1714581630.0
+
+
 @pytest.mark.parametrize(
     ("said", "shown"),
     [

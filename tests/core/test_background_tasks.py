@@ -363,3 +363,47 @@ async def test_replies_are_not_taken_over_while_the_store_was_just_unreachable(
         await bridge.store.inflight_begin(orphan("r1", owner="proc-other"))
         await wait_for(lambda: claimed_at, timeout=5)
         assert claimed_at[0] - failed_at[0] >= 3 * bridge.heartbeat
+
+
+class SteppedClock:
+    """The `time` module as the heartbeat sees it, with its wall clock stepped."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+
+    def time(self) -> float:
+        return time.time() + self.step
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+async def test_a_clock_stepped_back_stops_neither_compaction_nor_pruning(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both are due at every beat; a wall clock stepped back an hour (NTP, a VM
+    # resumed) once held them off for that hour.
+    monkeypatch.setattr(app, "COMPACT_EVERY", 0.0)
+    monkeypatch.setattr(app, "CONVERSATION_PRUNE_EVERY", 0.0)
+    limits = ", conversation_ttl: 86400"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", heartbeat=60, limits=limits) as b:
+        compacted: list[float] = []
+        pruned: list[float] = []
+        compact, prune = b.store.compact, b.store.prune_conversations
+
+        async def counted_compact() -> None:
+            compacted.append(time.monotonic())
+            await compact()
+
+        async def counted_prune(older_than: float, limit: int) -> int:
+            pruned.append(older_than)
+            return await prune(older_than, limit)
+
+        b.store.compact = counted_compact  # type: ignore[method-assign]
+        b.store.prune_conversations = counted_prune  # type: ignore[method-assign]
+        await b._beat_once()
+        monkeypatch.setattr(app, "time", SteppedClock(-3600.0))
+        await b._beat_once()
+        assert len(compacted) == 2 and len(pruned) == 2
+        # The cut-off follows the wall clock: what was kept is still kept.
+        assert pruned[1] == pytest.approx(time.time() - 3600 - 86400, abs=5)

@@ -21,7 +21,7 @@ def test_a_429s_hold_lasts_until_the_time_it_named_and_only_grows(
     clock = Clock()
     monkeypatch.setattr(circuit_module.time, "time", clock)
     monkeypatch.setattr("bridge.errors.time.time", clock)
-    circuit = Circuit(name="docs")
+    circuit = Circuit(name="docs", clock=clock)
     assert circuit.held_until() is None
     circuit.hold(clock.now + 90)
     circuit.hold(clock.now + 30)  # an earlier answer's shorter wait does not shorten it
@@ -35,3 +35,21 @@ def test_a_429s_hold_lasts_until_the_time_it_named_and_only_grows(
     assert circuit.state == "closed" and circuit.allow()
     circuit.hold(clock.now - 5)  # a time already past holds nothing
     assert circuit.held_until() is None
+
+
+def test_a_429s_hold_ends_when_the_api_said_though_the_clock_is_stepped_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wall, monotonic = Clock(), Clock()
+    monkeypatch.setattr(circuit_module.time, "time", wall)
+    monkeypatch.setattr("bridge.errors.time.time", wall)
+    circuit = Circuit(name="docs", clock=monotonic)
+    circuit.hold(wall.now + 2)
+    wall.now -= 3600  # NTP steps the host's clock back an hour during the hold
+    monotonic.now += 1
+    wall.now += 1
+    assert unavailable(circuit) == "The assistant is rate limited; please try again in 1 s."
+    assert circuit.held_until() == wall.now + 1
+    monotonic.now += 1
+    wall.now += 1
+    assert circuit.held_until() is None and circuit.allow()
