@@ -37,6 +37,17 @@ class _Collect(logging.Handler):
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy variable set, in either case (the test sets those it wants)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
 
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs() -> Iterator[None]:

@@ -308,17 +308,6 @@ async def test_an_http_proxy_from_the_environment_is_used(
     assert seen == [b"GET http://chat.example.invalid/v1/health HTTP/1.1"]
 
 
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-@pytest.fixture
-def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
-
-
 @pytest.mark.parametrize(
     ("variables", "url", "found"),
     [

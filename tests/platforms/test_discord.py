@@ -195,12 +195,9 @@ async def test_unreachable_discord_is_a_clear_error(world: World) -> None:
 
 @pytest.mark.parametrize("tunnel", [False, True], ids=["forwarded", "https-tunnel"])
 async def test_a_proxy_refusing_its_credentials_fails_start_naming_the_proxy(
-    world: World, monkeypatch: pytest.MonkeyPatch, tunnel: bool
+    world: World, no_proxies: pytest.MonkeyPatch, tunnel: bool
 ) -> None:
     # A 407 was told as Discord refusing to log in (HTTP 407: ).
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
     # Over https (Discord's own), the proxy refuses the tunnel (CONNECT) before any TLS.
     api_url = "https://discord.example.invalid/api/v10" if tunnel else world.fake.api_url
     variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
@@ -211,7 +208,7 @@ async def test_a_proxy_refusing_its_credentials_fails_start_naming_the_proxy(
         raise AssertionError("nothing should arrive")
 
     async with FakeProxy(credentials="corp:right-password") as proxy:
-        monkeypatch.setenv(variable, proxy.url.replace("//", "//corp:expired-s3cret@"))
+        no_proxies.setenv(variable, proxy.url.replace("//", "//corp:expired-s3cret@"))
         with pytest.raises(PlatformError) as caught:
             await platform.start(handler)
     said = str(caught.value)

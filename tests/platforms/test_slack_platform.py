@@ -205,18 +205,15 @@ async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
 
 @pytest.mark.parametrize("tunnel", [False, True], ids=["forwarded", "https-tunnel"])
 async def test_a_proxy_refusing_its_credentials_fails_start_naming_the_proxy(
-    fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch, tunnel: bool
+    fake_slack: FakeSlack, no_proxies: pytest.MonkeyPatch, tunnel: bool
 ) -> None:
     # A 407 was told as Slack refusing the bot token: the admin reset a token that was fine.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
     # Over https (Slack's own), the proxy refuses the tunnel (CONNECT) before any TLS.
     api_url = "https://slack.example.invalid/api/" if tunnel else fake_slack.url
     variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
     opts = options(fake_slack).model_copy(update={"api_url": api_url})
     async with FakeProxy(credentials="corp:right-password") as proxy:
-        monkeypatch.setenv(variable, proxy.url.replace("//", "//corp:expired-s3cret@"))
+        no_proxies.setenv(variable, proxy.url.replace("//", "//corp:expired-s3cret@"))
         platform = SlackPlatform(PlatformContext(options=opts))
         with pytest.raises(PlatformError) as caught:
             await platform.start(Inbox())
