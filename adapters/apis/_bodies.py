@@ -20,6 +20,9 @@ import httpx
 
 # The longest wait a 429 is taken at its word for (a day).
 MAX_RETRY_AFTER = 86400.0
+# The most seconds an answer's Date may be off this host's clock and still be read as
+# the API's: a host started before its clock was set may be minutes off.
+DATE_TRUSTED = 900.0
 
 
 async def read_at_most(response: httpx.Response, limit: int) -> bytes | None:
@@ -59,10 +62,14 @@ def retry_at(headers: Mapping[str, str], now: float | None = None) -> float | No
     X-RateLimit-Reset is an epoch time (a small number is taken as seconds
     from now); Retry-After is seconds or an HTTP date. With both, the later wins.
     A time named by the API's clock is read against the answer's Date, where it
-    has one: a host clock behind the API's does not add its lag to the wait.
+    has one within `DATE_TRUSTED` of this host's clock: a host clock behind the
+    API's does not add its lag to the wait (further off, the Date is more likely a
+    proxy's wrong clock than the API's).
     """
     now = time.time() if now is None else now
     skew = now - sent if (sent := http_date(headers.get("date", ""))) is not None else 0.0
+    if abs(skew) > DATE_TRUSTED:
+        skew = 0.0
     found: list[float] = []
     reset = headers.get("x-ratelimit-reset")
     if reset:

@@ -523,6 +523,10 @@ def test_a_reset_epoch_is_read_against_the_apis_own_date():
     assert retry_at({"retry-after": "Wed, 01 May 2024 16:40:30 GMT", "date": date}, now) == now + 30
     assert retry_at({"retry-after": "7", "date": date}, now) == now + 7
     assert retry_at({"x-ratelimit-reset": "1714581630", "date": "garbled"}, now) == 1714581630.0
+    # A Date an hour off is more likely a proxy's wrong clock than the API's: not used
+    # (read so, a 429 would be held for no time at all, or for an hour).
+    proxys = "Wed, 01 May 2024 17:40:00 GMT"
+    assert retry_at({"x-ratelimit-reset": "1714581630", "date": proxys}, now) == 1714581630.0
 
 
 @pytest.mark.parametrize(
