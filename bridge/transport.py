@@ -133,6 +133,13 @@ def _connect_failure(exc: aiohttp.ClientError) -> tuple[type[httpx.ConnectError]
     return None
 
 
+def out_of_files(exc: BaseException) -> str | None:
+    """`_out_of_files`' words where `exc` failed for want of an open file (a platform
+    client's connection error, or the OSError itself); None for any other."""
+    code = getattr(exc, "errno", None)
+    return _out_of_files(code) if code in _OUT_OF_FILES else None
+
+
 def _out_of_files(code: int | None) -> str:
     """What an admin is told of a connection refused for want of open files."""
     if code == errno.ENFILE:

@@ -13,9 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohappyeyeballs
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
+from adapters.platforms.discord.targets import platform_error
+from adapters.platforms.slack.target import guard
+from bridge.errors import PlatformUnreachable
 from bridge.transport import (
     BadAddress,
     OutOfFiles,
@@ -156,6 +161,32 @@ async def test_a_connection_the_bridge_has_no_file_for_says_so(
         with pytest.raises(OutOfFiles) as caught:
             await client.get("http://127.0.0.1:9/v1/chat?key=sk-secret-1")
     assert str(caught.value) == said
+
+
+async def test_a_platform_request_the_bridge_has_no_file_for_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Slack's and Discord's failed requests were "could not be reached" (ClientConnector
+    # Error): the admin looked at the network, not at `ulimit -n`.
+    monkeypatch.setattr("bridge.transport.resource.getrlimit", lambda _: (1234, 4096))
+    short = OSError(errno.EMFILE, "Too many open files")
+
+    async def failing() -> None:
+        raise aiohttp.ClientConnectorError(
+            ConnectionKey("slack.com", 443, True, True, None, None, None), short
+        )
+
+    with pytest.raises(PlatformUnreachable) as slack:
+        await guard("chat.update", failing())
+    assert str(slack.value) == (
+        "Slack could not be reached for chat.update: the bridge is out of open files (its "
+        "limit is 1234): raise it (`ulimit -n`, docker's --ulimit nofile=) or lower "
+        "limits.max_concurrent_streams"
+    )
+    discord = platform_error("edit the reply", short)
+    assert str(discord).startswith(
+        "Could not reach Discord to edit the reply: the bridge is out of open files"
+    )
 
 
 async def test_a_host_name_that_does_not_resolve_is_named() -> None:

@@ -23,7 +23,7 @@ from adapters.platforms.discord.permissions import ANYTHING, Allowed, Said, may_
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
-from bridge.transport import PROXY_AUTH_REQUIRED, proxy_refusal, proxy_refused
+from bridge.transport import PROXY_AUTH_REQUIRED, out_of_files, proxy_refusal, proxy_refused
 
 if TYPE_CHECKING:
     from adapters.platforms.discord.options import DiscordOptions
@@ -97,6 +97,8 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
             # take the request later (a 429 past discord.py's own waits, Cloudflare's)
             return PlatformError(f"Discord failed to {action} (HTTP {exc.status}{code}: {text}).")
         return PlatformRefused(f"Discord refused to {action} (HTTP {exc.status}{code}: {text}).")
+    if (short := out_of_files(exc)) is not None:  # no file left for the connection
+        return PlatformUnreachable(f"Could not reach Discord to {action}: {short}.")
     return PlatformUnreachable(
         f"Could not reach Discord to {action} ({exc.__class__.__name__})."
     )

@@ -24,7 +24,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
-from bridge.transport import PROXY_AUTH_REQUIRED, env_proxy, proxy_refusal, proxy_refused
+from bridge.transport import (
+    PROXY_AUTH_REQUIRED,
+    env_proxy,
+    out_of_files,
+    proxy_refusal,
+    proxy_refused,
+)
 
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
@@ -139,7 +145,8 @@ async def guard(
             raise SlackLockedOut(method, error) from exc
         raise SlackRefused(method, error) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
-        refused = proxy_refusal(exc)  # the tunnel to Slack refused by the proxy
+        # The tunnel to Slack refused by the proxy; no file left for the connection.
+        refused = proxy_refusal(exc) or out_of_files(exc)
         said = f": {refused}" if refused else ""
         raise PlatformUnreachable(f"Slack could not be reached for {method}{said}") from exc
 
