@@ -357,6 +357,7 @@ class Bridge:
                 )
             marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
+            self.metrics.platform_failed(rec.address.platform, exc)
             log.warning(
                 "could not mark an interrupted reply: %s", for_log(exc),
                 extra={"platform": rec.address.platform, "channel": rec.address.channel},

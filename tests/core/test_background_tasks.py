@@ -120,6 +120,10 @@ async def test_start_up_recovery_survives_a_platform_error(
     monkeypatch.setattr(RecordingTarget, "edit", disconnected)
     async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
         assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
+        # Counted as every failed platform request is (it was not).
+        counted = [line for line in bridge.metrics.render().decode().splitlines()
+                   if line.startswith('chat_bridge_platform_errors_total{kind="failed"')]
+    assert counted == ['chat_bridge_platform_errors_total{kind="failed",platform="console"} 1.0']
     assert any("could not mark an interrupted reply" in m
                for m in messages(caplog, logging.WARNING))
 
