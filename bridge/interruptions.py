@@ -65,7 +65,8 @@ async def stopped(job: Job, metrics: Metrics, fence: Fence) -> None:
             async with asyncio.timeout(END_ON_STOP):
                 await asyncio.shield(job.target.end())
     if job.fenced and not (job.reset or job.target.marks_own_interruption):
-        await _mark_cut(job, fence)
+        await _mark_cut(job, metrics, fence)
+
 
 async def mark_interrupted(job: Job) -> None:
     """Say on a reply cut by a stop that it was interrupted, as a later process would
@@ -77,7 +78,8 @@ async def mark_interrupted(job: Job) -> None:
     else:
         await target.notice(INTERRUPTED)
 
-async def _mark_cut(job: Job, fence: Fence) -> None:
+
+async def _mark_cut(job: Job, metrics: Metrics, fence: Fence) -> None:
     """Mark a reply the fence cut, before the other replicas may take it over (their
     mark then comes after it). Its record goes once the store answers (the heartbeat
     removes it); one not marked in time stays, for them to mark."""
@@ -87,6 +89,8 @@ async def _mark_cut(job: Job, fence: Fence) -> None:
         ):
             await mark_interrupted(job)
     except Exception as exc:  # a platform library's own error too
+        if not isinstance(exc, TimeoutError):  # not in time: no request failed
+            metrics.platform_failed(job.msg.platform, exc)
         log.warning("could not mark a reply cut off as interrupted (%s): another replica "
                     "will", for_log(exc), extra={"conversation": job.key})
     else:

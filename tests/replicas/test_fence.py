@@ -14,9 +14,10 @@ import logging
 import pytest
 
 from bridge.app import Bridge
-from bridge.errors import StoreError
+from bridge.errors import PlatformRefused, StoreError
 from bridge.interruptions import INTERRUPTED
 from tests.core.fakeplatform import LocalPlatform, wait_for
+from tests.core.test_relay import sample
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
 from tests.store.conftest import pg_schema_url
@@ -24,6 +25,7 @@ from tests.store.conftest import pg_schema_url
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
 
 FENCED = "no heartbeat reached the store"
+CUT_NOT_MARKED = "could not mark a reply cut off as interrupted"
 BACK = "heartbeat again"
 
 
@@ -87,6 +89,30 @@ async def test_a_replica_cut_off_stops_answering_before_the_other_takes_over(
     asked = [r.json["message"] for r in fake_chat_api.requests]
     assert asked == ["first", "second", "third"]
     assert len({r.json["session_id"] for r in fake_chat_api.requests}) == 1
+
+
+async def test_a_mark_the_platform_fails_is_counted(
+    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fence's mark failing moved no metric: the other replica marks it later.
+    fake_chat_api.enqueue(tokens=[f"word{i} " for i in range(30)], token_delay=0.1)
+    async with pg_schema_url() as url, shared_bridge(fake_chat_api, url) as a:
+        on_a: LocalPlatform = a.platforms["console"]  # type: ignore[assignment]
+        first = await on_a.say("first", thread="T1")
+        await wait_for(lambda: any("word1" in t for t in first.visible()))
+        edit = first.edit
+
+        async def refused_mark(message_id: str, text: str) -> None:
+            if INTERRUPTED in text:
+                raise PlatformRefused("the platform refused the edit")
+            await edit(message_id, text)
+
+        monkeypatch.setattr(first, "edit", refused_mark)
+        cut_off(a)
+        await wait_for(lambda: said(caplog, logging.WARNING, CUT_NOT_MARKED) == 1)
+        assert sample(a, "chat_bridge_platform_errors_total",
+                      platform="console", kind="refused") == 1.0
 
 
 async def test_a_question_taken_while_fenced_waits_for_the_store(
