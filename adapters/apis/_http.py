@@ -17,7 +17,8 @@ tokens into one, and tells `_stream_batches` when the answer's text has begun
 which nothing was is `NotAStream`).
 `_request_json(...)` is the non-streaming twin. Both translate every httpx
 error and HTTP error status into the `bridge.errors` family, with the backend
-name and status set, and never put the API key in a message.
+name and status set, and never put the API key in a message (`_errors` holds
+that mapping).
 """
 
 from __future__ import annotations
@@ -35,21 +36,16 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from adapters.apis._bodies import media_type, read_at_most, retry_at, without_query
+from adapters.apis._bodies import media_type, read_at_most
+from adapters.apis._errors import scrub, status_error, timed_out, transport_error
 from bridge.errors import (
     BadRequest,
     ChatAPIError,
     CutOff,
     Dropped,
-    Forbidden,
-    Misaddressed,
     NotAStream,
-    Overloaded,
     ProtocolError,
-    ProxyRefused,
-    RateLimited,
     TimedOut,
-    Unauthorized,
     Unavailable,
     WebPage,
 )
@@ -63,14 +59,7 @@ from bridge.interfaces import (
     Token,
     clean_secret,
 )
-from bridge.transport import (
-    PROXY_AUTH_REQUIRED,
-    BadAddress,
-    OutOfFiles,
-    ProxyAuthFailed,
-    plain_url,
-    proxy_refused,
-)
+from bridge.transport import plain_url
 
 log = logging.getLogger("adapters.apis")
 
@@ -519,117 +508,31 @@ class HTTPDialect(ChatAPI):
                 status=response.status_code,
             ) from exc
 
-    # ------------------------------------------------------------------ error mapping
+    # ------------------------------------------------------------------ error mapping (_errors)
 
     def _status_error(self, response: httpx.Response, content: bytes | None) -> ChatAPIError:
-        """The error an HTTP status of 300 or more means; `content` is its body, None
-        when that was too large to read (the status still says what went wrong)."""
-        status = response.status_code
-        kw: dict[str, Any] = {"backend": self.name, "status": status}
-        try:
-            body: Any = json_loads(content) if content is not None else None
-        except (ValueError, RecursionError):
-            body = None
-        if status < 400:
-            # Not followed (a redirect could take the key to another host): the
-            # admin sets the backend's url to where it leads.
-            log.warning(
-                "HTTP %d from the chat API: its url redirects to %s; set the backend's url "
-                "to that",
-                status,
-                self._scrub(without_query(response, response.headers.get("location", "")))
-                or "-",
-                extra={"backend": self.name},
-            )
-            return BadRequest(
-                f"The assistant is misconfigured (HTTP {status} from its URL). Tell an admin.",
-                **kw,
-            )
-        if status == PROXY_AUTH_REQUIRED:
-            # The proxy's answer, not the API's: the key never reached the API.
-            said = proxy_refused(str(response.request.url))
-            log.warning("HTTP 407 from the proxy: %s", said, extra={"backend": self.name})
-            return ProxyRefused(said, **kw)
-        detail = self._scrub(self.error_text(body))
-        unread = f"- (its body is over {ERROR_BODY_BYTES} bytes: not read)"
-        said = detail or ("-" if content is not None else unread)
-        log.warning("HTTP %d from the chat API: %s", status, said, extra={"backend": self.name})
-        if status == 401:
-            return Unauthorized(**kw)
-        if status == 403:
-            return Forbidden(**kw)
-        if status == 429:
-            return RateLimited(retry_at=retry_at(response.headers), **kw)
-        if status == 408:
-            return TimedOut(**kw)
-        if status >= 500:
-            return Unavailable(
-                f"The assistant is unavailable right now (HTTP {status}); please try again "
-                "shortly.",
-                **kw,
-            )
-        if status in (404, 405):
-            # Most often the backend's URL is wrong: nothing the asker can mend. (A
-            # dialect may know better: Chat Ur Data's 404 is a thread it forgot.)
-            return BadRequest(
-                f"The assistant is misconfigured (HTTP {status} from its URL). Tell an admin.",
-                **kw,
-            )
-        if detail:
-            return BadRequest(api_said=detail, **kw)
-        return BadRequest(f"The assistant refused the question (HTTP {status}).", **kw)
+        """The error an HTTP status of 300 or more means (see `status_error`)."""
+        return status_error(
+            response,
+            content,
+            backend=self.name,
+            key=self._key,
+            error_text=self.error_text,
+            body_limit=ERROR_BODY_BYTES,
+        )
 
     def _timed_out(self, which: Literal["first", "idle", "total"]) -> TimedOut:
         """TimedOut for the deadline that passed: first text, between reads, or overall."""
-        t = self.options.timeouts
-        what, wait = {
-            "first": ("did not answer", t.connect + t.first_byte),
-            "idle": ("stopped answering", t.idle),
-            "total": ("did not finish", t.total or 0.0),
-        }[which]
-        return TimedOut(
-            f"The assistant {what} within {wait:g} s; please try again.", backend=self.name
-        )
+        return timed_out(which, self.options.timeouts, self.name)
 
     def _transport_error(self, exc: Exception) -> ChatAPIError:
-        # A failure to connect says what failed (the transport words it with the host
-        # and port, never the URL); any other error is named by its kind only.
-        said = (
-            self._scrub(str(exc))
-            if isinstance(exc, httpx.ConnectError | ProxyAuthFailed) else None
-        )
-        log.warning(
-            "HTTP transport error: %s", said or type(exc).__name__, extra={"backend": self.name}
-        )
-        if isinstance(exc, ProxyAuthFailed):  # a tunnel refused: the key never left
-            return ProxyRefused(str(exc), backend=self.name)
-        if isinstance(exc, UnicodeEncodeError):
-            return BadRequest("The question has characters that cannot be sent.", backend=self.name)
-        if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-            return ChatAPIError(
-                "The assistant is misconfigured (its URL is not valid). Tell an admin.",
-                backend=self.name,
-            )
-        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-            return self._timed_out("first")
-        if isinstance(exc, OutOfFiles):  # the bridge's own want: not the API's failure
-            return Overloaded(str(exc), backend=self.name)
-        if isinstance(exc, BadAddress):
-            # Saying "shortly" would send the asker back to a fault only an admin can mend.
-            return Misaddressed(backend=self.name)
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return Unavailable(
-                "The assistant could not be reached; please try again shortly.", backend=self.name
-            )
-        return Unavailable(backend=self.name)
+        """The error an httpx error means (see `transport_error`)."""
+        t = self.options.timeouts
+        return transport_error(exc, backend=self.name, key=self._key, timeouts=t)
 
     def _scrub(self, text: str | None, limit: int = 300) -> str | None:
         """An API message made safe to show: no API key, bounded length."""
-        if not text:
-            return None
-        if self._key and self._key in text:
-            text = text.replace(self._key, "***")
-        return text if len(text) <= limit else text[: limit - 1] + "…"
+        return scrub(text, self._key, limit)
 
 
 def _earliest(deadline: float, end: float | None) -> float:

@@ -1,0 +1,164 @@
+"""How an HTTP chat API's failures become the bridge's errors.
+
+`status_error` maps an HTTP status of 300 or more (and the API's own message
+in its body) to the `bridge.errors` family; `transport_error` does the same
+for an httpx error, or a request that cannot be sent; `timed_out` words the
+deadline that passed. Each logs what the admin needs and sets the backend's
+name and the status. `scrub` makes an API's message safe to show: the API key
+never appears in a message or a log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from json import loads as json_loads
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+
+from adapters.apis._bodies import retry_at, without_query
+from bridge.errors import (
+    BadRequest,
+    ChatAPIError,
+    Forbidden,
+    Misaddressed,
+    Overloaded,
+    ProxyRefused,
+    RateLimited,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from bridge.transport import (
+    PROXY_AUTH_REQUIRED,
+    BadAddress,
+    OutOfFiles,
+    ProxyAuthFailed,
+    proxy_refused,
+)
+
+if TYPE_CHECKING:
+    from adapters.apis._http import Timeouts
+
+log = logging.getLogger("adapters.apis")
+
+
+def status_error(
+    response: httpx.Response,
+    content: bytes | None,
+    *,
+    backend: str,
+    key: str | None,
+    error_text: Callable[[Any], str | None],
+    body_limit: int,
+) -> ChatAPIError:
+    """The error an HTTP status of 300 or more means; `content` is its body, None
+    when that was over `body_limit` bytes (the status still says what went wrong).
+    `error_text` finds the API's message in the parsed body."""
+    status = response.status_code
+    kw: dict[str, Any] = {"backend": backend, "status": status}
+    try:
+        body: Any = json_loads(content) if content is not None else None
+    except (ValueError, RecursionError):
+        body = None
+    if status < 400:
+        # Not followed (a redirect could take the key to another host): the
+        # admin sets the backend's url to where it leads.
+        log.warning(
+            "HTTP %d from the chat API: its url redirects to %s; set the backend's url "
+            "to that",
+            status,
+            scrub(without_query(response, response.headers.get("location", "")), key) or "-",
+            extra={"backend": backend},
+        )
+        return BadRequest(
+            f"The assistant is misconfigured (HTTP {status} from its URL). Tell an admin.",
+            **kw,
+        )
+    if status == PROXY_AUTH_REQUIRED:
+        # The proxy's answer, not the API's: the key never reached the API.
+        said = proxy_refused(str(response.request.url))
+        log.warning("HTTP 407 from the proxy: %s", said, extra={"backend": backend})
+        return ProxyRefused(said, **kw)
+    detail = scrub(error_text(body), key)
+    unread = f"- (its body is over {body_limit} bytes: not read)"
+    said = detail or ("-" if content is not None else unread)
+    log.warning("HTTP %d from the chat API: %s", status, said, extra={"backend": backend})
+    if status == 401:
+        return Unauthorized(**kw)
+    if status == 403:
+        return Forbidden(**kw)
+    if status == 429:
+        return RateLimited(retry_at=retry_at(response.headers), **kw)
+    if status == 408:
+        return TimedOut(**kw)
+    if status >= 500:
+        return Unavailable(
+            f"The assistant is unavailable right now (HTTP {status}); please try again "
+            "shortly.",
+            **kw,
+        )
+    if status in (404, 405):
+        # Most often the backend's URL is wrong: nothing the asker can mend. (A
+        # dialect may know better: Chat Ur Data's 404 is a thread it forgot.)
+        return BadRequest(
+            f"The assistant is misconfigured (HTTP {status} from its URL). Tell an admin.",
+            **kw,
+        )
+    if detail:
+        return BadRequest(api_said=detail, **kw)
+    return BadRequest(f"The assistant refused the question (HTTP {status}).", **kw)
+
+
+def timed_out(
+    which: Literal["first", "idle", "total"], timeouts: Timeouts, backend: str
+) -> TimedOut:
+    """TimedOut for the deadline that passed: first text, between reads, or overall."""
+    t = timeouts
+    what, wait = {
+        "first": ("did not answer", t.connect + t.first_byte),
+        "idle": ("stopped answering", t.idle),
+        "total": ("did not finish", t.total or 0.0),
+    }[which]
+    return TimedOut(f"The assistant {what} within {wait:g} s; please try again.", backend=backend)
+
+
+def transport_error(
+    exc: Exception, *, backend: str, key: str | None, timeouts: Timeouts
+) -> ChatAPIError:
+    """The error an httpx error (or a request that cannot be sent) means."""
+    # A failure to connect says what failed (the transport words it with the host
+    # and port, never the URL); any other error is named by its kind only.
+    said = scrub(str(exc), key) if isinstance(exc, httpx.ConnectError | ProxyAuthFailed) else None
+    log.warning("HTTP transport error: %s", said or type(exc).__name__, extra={"backend": backend})
+    if isinstance(exc, ProxyAuthFailed):  # a tunnel refused: the key never left
+        return ProxyRefused(str(exc), backend=backend)
+    if isinstance(exc, UnicodeEncodeError):
+        return BadRequest("The question has characters that cannot be sent.", backend=backend)
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return ChatAPIError(
+            "The assistant is misconfigured (its URL is not valid). Tell an admin.",
+            backend=backend,
+        )
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return timed_out("first", timeouts, backend)
+    if isinstance(exc, OutOfFiles):  # the bridge's own want: not the API's failure
+        return Overloaded(str(exc), backend=backend)
+    if isinstance(exc, BadAddress):
+        # Saying "shortly" would send the asker back to a fault only an admin can mend.
+        return Misaddressed(backend=backend)
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return Unavailable(
+            "The assistant could not be reached; please try again shortly.", backend=backend
+        )
+    return Unavailable(backend=backend)
+
+
+def scrub(text: str | None, key: str | None, limit: int = 300) -> str | None:
+    """An API message made safe to show: no API key, bounded length."""
+    if not text:
+        return None
+    if key and key in text:
+        text = text.replace(key, "***")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
