@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import time
 import weakref
@@ -21,19 +20,14 @@ import aiohttp
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
-from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.platforms import never_below_info
 from adapters.platforms.mentions import without_mention
 from bridge.errors import PlatformError
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
 
+from .clients import BOLT_LOG, web_clients
 from .closed import ClosedChannels
 from .events import (
     USER_SUBTYPES,
@@ -66,30 +60,9 @@ TAKEN_WITHIN = 2.0
 T = TypeVar("T")
 
 
-class _QuietBolt(logging.Filter):
-    """Drop bolt's start-up warning about SLACK_BOT_TOKEN: bolt reads that variable
-    itself, but the bridge hands it a client already holding the configured token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "`token` will be unused" not in record.getMessage()
-
-
 class _Stopping(Exception):  # noqa: N818 - not an error: the answer bolt gives Slack
     """Raised by a listener the stop overtook: bolt then answers 500, not the ack,
     and Slack delivers the event again (to another replica, or after the restart)."""
-
-
-_BOLT_LOG = logging.getLogger("chat_bridge.slack.bolt")
-_BOLT_LOG.addFilter(_QuietBolt())
-_WEB_LOG = logging.getLogger("chat_bridge.slack.web")
-
-
-def _web_log() -> logging.Logger:
-    """The Web API clients' logger, with a level of its own (slack-sdk checks its
-    logger's own level, not the effective one, before it formats a debug line per
-    API call), never below INFO, as bolt's: their debug lines hold messages' text."""
-    never_below_info(_WEB_LOG.name, _BOLT_LOG.name)
-    return _WEB_LOG
 
 
 class SlackPlatform(Platform):
@@ -107,40 +80,12 @@ class SlackPlatform(Platform):
         super().__init__(ctx)
         self.options: SlackOptions = ctx.options
         opts = self.options
-        token = opts.bot_token.get_secret_value()
-        # slack-sdk does not retry 429 by default; honour Retry-After.
-        rate_limits = _CountedRateLimitRetries(
-            ctx.on_rate_limited, max_retry_count=opts.max_retries
-        )
-        retries = [AsyncConnectionErrorRetryHandler(max_retry_count=2), rate_limits]
-        web_log = _web_log()
-        timeout = math.ceil(opts.timeout)  # the session's timeout is the one that counts
-        self.client = AsyncWebClient(
-            token=token, base_url=opts.api_url, timeout=timeout,
-            retry_handlers=retries, logger=web_log,
-        )
-        # Appends to a native stream are not safe to repeat: one whose connection
-        # dropped after Slack took it would show twice if sent again. A 429 is.
-        self.appender = AsyncWebClient(
-            token=token, base_url=opts.api_url, timeout=timeout,
-            retry_handlers=[rate_limits], logger=web_log,
-        )
-        # "Thinking" indicators are decoration: never wait out a rate limit for them
-        # in the call (their 429s are counted all the same). A reaction's removal is
-        # tried again, after its Retry-After, by `reactions`.
-        self.decor = AsyncWebClient(
-            token=token, base_url=opts.api_url, timeout=timeout,
-            retry_handlers=[_CountedRateLimitRetries(ctx.on_rate_limited, max_retry_count=0)],
-            logger=web_log,
-        )
-        # bolt's own client, which it copies for each request with the token that
-        # `authorize` gives: it asks Slack nothing itself.
-        self._bolt_client = AsyncWebClient(base_url=opts.api_url, timeout=timeout, logger=web_log)
         # The proxy the environment names, read as the chat APIs' is (slack-sdk's
         # own reading passes NO_PROXY by and takes `host:port` for a URL).
         self.proxy = env_proxy(opts.api_url)
-        for client in (self.client, self.appender, self.decor, self._bolt_client):
-            client.proxy = self.proxy
+        self.client, self.appender, self.decor, self._bolt_client = web_clients(
+            opts, self.proxy, ctx.on_rate_limited
+        )
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
         # Who sees a channel matters only to a route of `session: user`: without one,
         # Slack is not asked (nor are its scopes needed).
@@ -175,7 +120,7 @@ class SlackPlatform(Platform):
             # event with an apology and dropped it (Slack does not redeliver it).
             authorize=self._authorizer(),
             signing_secret=secret,
-            logger=_BOLT_LOG,
+            logger=BOLT_LOG,
             # Listeners only hand the work off, so they finish before the ack.
             process_before_response=True,
             # HTTP mode: `EventsEndpoint` checks the signature and its age before bolt
@@ -348,7 +293,7 @@ class SlackPlatform(Platform):
         if isinstance(error, _Stopping):
             log.debug("slack: stopping; an event is left for Slack to deliver again")
             return
-        _BOLT_LOG.error("slack: listener failed", exc_info=error)
+        BOLT_LOG.error("slack: listener failed", exc_info=error)
 
     async def _taken(self, handing: asyncio.Task[Flag | None] | None) -> None:
         """Wait, for `TAKEN_WITHIN` at most, until the bridge has taken the message being
@@ -614,19 +559,3 @@ class SlackPlatform(Platform):
 def _ext_shared(body: dict[str, Any]) -> bool:
     """Whether an event's body says its channel is shared with another organisation."""
     return body.get("is_ext_shared_channel") is True
-
-
-class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
-    """Honours 429 + Retry-After, and tells the bridge each time Slack said 429."""
-
-    def __init__(self, on_rate_limited: Callable[[], None] | None, **kw: Any) -> None:
-        super().__init__(**kw)
-        self._on_rate_limited = on_rate_limited
-
-    async def can_retry_async(self, **kw: Any) -> bool:
-        # Counted here, before the retry budget is looked at: a 429 that ends a
-        # call (its retries spent, or none allowed) is one too.
-        response = kw.get("response")
-        if response is not None and response.status_code == 429 and self._on_rate_limited:
-            self._on_rate_limited()
-        return await super().can_retry_async(**kw)
