@@ -4,7 +4,7 @@ A `Budget` allows at most `rate.count` operations in any window of
 `rate.per` seconds (a sliding window, so it never trips a fixed-window or a
 token-bucket limiter on the other side). Waiters are served by priority, not
 arrival: replies that have shown nothing yet go first, then typing, then the
-reply whose text has waited longest (the classes are in `bridge.render`,
+reply whose text has waited longest (the classes are in `bridge.reply_budget`,
 which also caps typing at half of a bot-wide budget).
 
 During a stop a budget keeps slots back (`keep`), one for each live reply drawing

@@ -51,7 +51,8 @@ from bridge.logs import log_answer
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.reading import read_answer
-from bridge.render import FIRST, LiveReply
+from bridge.render import LiveReply
+from bridge.reply_budget import FIRST
 from bridge.sources import dedupe_sources
 from bridge.store import InFlight, Store
 from bridge.text import valid_text

@@ -18,10 +18,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bridge.budget import Budget, Budgets, Priority
+from bridge.budget import Budgets
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, for_log
 from bridge.flag import Flag
-from bridge.interfaces import THINKING_TEXT, Rate, ReplyTarget, Source
+from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
+from bridge.reply_budget import Held, ReplyBudget, release, restamp
 from bridge.sources import source_blocks
 from bridge.split import split_markdown, split_pieces
 
@@ -42,20 +43,10 @@ REFUSED_BACKOFF = 60.0
 READ_AHEAD = 0.05
 # A held reader reads again after this many edit intervals even with no edit made.
 HOLD_AT_MOST = 4
-# Who goes first when replies wait for the same budget (then: who has waited longest).
-FIRST = 0  # a reply's first words (or its placeholder)
-COURTESY = 1  # typing: worth a request only while the words are not there
-# Typing may take at most this share of a bot-wide budget's window, so the first
-# words of answers asked in a burst find requests left to show them at once.
-TYPING_SHARE = 0.5
-MORE = 2  # more words of a reply already showing some
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
 # Told of each request of the platform that failed (for metrics).
 FailureHook = Callable[[Exception], None]
-# Budget slots taken for one operation, and (with _Held) whether it is an edit.
-_Slots = list[tuple[Budget, float]]
-_Held = tuple[bool, _Slots]
 
 
 @dataclass
@@ -90,13 +81,11 @@ class LiveReply:
 
     # Slots, not a dict per reply: a thousand replies may be live at once.
     __slots__ = (
-        "_budgets", "_caught_up", "_closed", "_closing", "_dirty", "_edit_budget",
+        "_budget", "_caught_up", "_closed", "_closing", "_dirty",
         "_failures", "_final_failed", "_final_pieces", "_final_since", "_flusher", "_frozen",
-        "_frozen_end",
-        "_global_budget", "_has_text", "_kept",
+        "_frozen_end", "_has_text",
         "_last_edit", "_may_read", "_on_failure", "_on_progress", "_parked", "_pending_since",
-        "_post_budget",
-        "_reopen", "_retries", "_shown", "_status", "_tail_of", "_typing_budget", "_version",
+        "_reopen", "_retries", "_shown", "_status", "_tail_of", "_version",
         "edit_interval", "gave_up", "gone", "limits", "message_ids", "stats", "target", "text",
         "thinking_text",
     )
@@ -112,15 +101,8 @@ class LiveReply:
         on_failure: FailureHook | None = None,
     ) -> None:
         self.target = target
-        self._budgets = budgets
-        self._follow_limits()
-        bucket, rate = self.limits.global_bucket, self.limits.global_rate
-        self._global_budget = budgets.get(bucket, rate) if bucket and rate else None
-        self._typing_budget = (
-            budgets.get(f"{bucket}:typing", Rate(max(1, int(rate.count * TYPING_SHARE)), rate.per))
-            if bucket and rate and not self.limits.begin_posts
-            else None
-        )
+        self.limits = target.limits
+        self._budget = ReplyBudget(budgets, self.limits)
         self.edit_interval = edit_interval
         self.thinking_text = thinking_text
         self._on_progress = on_progress
@@ -159,9 +141,6 @@ class LiveReply:
         self.stats = RenderStats()
         self._retries = 0
         self._failures = 0  # progress updates refused in a row
-        # None until a stop begins (`keep_back`); then the budgets keeping a slot back
-        # for this reply's mark, none once it ends.
-        self._kept: list[Budget] | None = None
 
     # ------------------------------------------------------------------ feeding
 
@@ -174,21 +153,9 @@ class LiveReply:
         self._flusher = asyncio.create_task(self._run(), name="live-reply")
 
     async def _begin(self) -> None:
-        now = time.monotonic()
-        slots: _Slots = []
-        try:
-            if self.limits.begin_posts:
-                slots.append((self._post_budget, await self._post_budget.acquire((FIRST, now))))
-                if self._global_budget is not None:
-                    stamp = await self._global_budget.acquire((FIRST, now))
-                    slots.append((self._global_budget, stamp))
-            elif self._global_budget is not None:  # typing is a request too
-                if not await self._typing_slots((COURTESY, now), slots):
-                    self._release(slots)
-                    return  # a busy budget and the answer came first: show it instead
-        except BaseException:
-            self._release(slots)
-            raise
+        slots = await self._budget.for_begin(self.limits.begin_posts, self._has_text)
+        if slots is None:
+            return  # a busy budget and the answer came first: show it instead
         try:
             placeholder = await self.target.begin()
         except Exception as exc:  # the platform's failure, whatever its kind
@@ -198,42 +165,13 @@ class LiveReply:
                 self.gone = exc
             return
         finally:
-            self._restamp(slots)
+            restamp(slots)
         if placeholder is not None:
             self.message_ids.append(placeholder)
             self._shown.append(self.thinking_text)
             # Recorded at once: after a crash before the first words, the next
             # process marks this message interrupted, not a new one.
             await self._progress()
-
-    async def _typing_slots(self, priority: Priority, slots: _Slots) -> bool:
-        """Slots of typing's share and of the bot-wide budget (added to `slots`),
-        unless the answer's first text comes first."""
-        for budget in (self._typing_budget, self._global_budget):
-            assert budget is not None
-            stamp = await self._slot_before_text(budget, priority)
-            if stamp is None:
-                return False
-            slots.append((budget, stamp))
-        return True
-
-    async def _slot_before_text(self, budget: Budget, priority: Priority) -> float | None:
-        """Wait for a slot of `budget` (its stamp), unless the answer's first text comes first."""
-        slot = asyncio.ensure_future(budget.acquire(priority))
-        text = asyncio.ensure_future(self._has_text.wait())
-        try:
-            try:
-                await asyncio.wait({slot, text}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                text.cancel()
-                if not slot.done():
-                    slot.cancel()
-                await asyncio.gather(slot, text, return_exceptions=True)
-        except BaseException:
-            if not slot.cancelled() and slot.exception() is None:
-                budget.release(slot.result())  # granted as we were stopped: not used
-            raise
-        return None if slot.cancelled() else slot.result()
 
     def feed(self, text: str) -> None:
         """Append answer text."""
@@ -331,8 +269,7 @@ class LiveReply:
         self._final_pieces = pieces
         self._final_failed = False
         self._closing = True
-        if self._kept is not None:
-            self._ends_in_stop()
+        self._budget.closing()
         self._has_text.set()  # the answer is here: no typing slot to wait for
         self._closed.set()
         self._dirty.set()
@@ -438,7 +375,7 @@ class LiveReply:
         if start is None:
             self._pending_since = None
             return
-        held: _Held | None = await self._acquire(start < len(self.message_ids))
+        held: Held | None = await self._acquire(start < len(self.message_ids))
         try:
             if not final:
                 await self._let_reader_catch_up()
@@ -460,7 +397,7 @@ class LiveReply:
                     break  # the final pass takes over: no new message of older text
                 try:
                     if held is None or held[0] != editing:
-                        self._release(held[1] if held else [])
+                        release(held[1] if held else [])
                         held = None
                         held = await self._acquire(editing)
                     slots, held = held[1], None
@@ -475,7 +412,7 @@ class LiveReply:
                             self._shown.append(text)
                     finally:
                         # Made or failed, the request may have reached the platform.
-                        self._restamp(slots)
+                        restamp(slots)
                     await self._progress()
                 except Exception as exc:  # the platform's failure, whatever its kind
                     self._failed(exc)
@@ -514,7 +451,7 @@ class LiveReply:
                 # would rank a long answer ahead of every later one for good).
                 self._pending_since = snapped_at
         finally:
-            self._release(held[1] if held else [])
+            release(held[1] if held else [])
 
     def _may_retry(self, failure: Exception) -> bool:
         """Whether a final update that failed so is tried again (see FINAL_PATIENCE)."""
@@ -533,45 +470,15 @@ class LiveReply:
                 return index
         return None
 
-    async def _acquire(self, editing: bool) -> _Held:
+    async def _acquire(self, editing: bool) -> Held:
         """A slot of each budget an edit (or a new message) draws on, in order."""
         if self.target.limits is not self.limits:
             # The platform changed how it answers here (Slack: a stream refused, so
             # messages are posted): its budgets follow.
-            self._follow_limits()
+            self.limits = self.target.limits
+            self._budget.follow(self.limits)
         first = self.stats.first_visible_at is None
-        priority = (FIRST if first else MORE, self._pending_since or 0.0)
-        budgets = [self._edit_budget if editing else self._post_budget]
-        if self._global_budget is not None:
-            budgets.append(self._global_budget)
-        # A reply ending during a stop: see `_ends_in_stop`.
-        kept = self._closing and self._kept is not None
-        slots: _Slots = []
-        try:
-            for budget in budgets:
-                slots.append((budget, await budget.acquire(priority, kept=kept, owner=self)))
-        except BaseException:
-            self._release(slots)
-            raise
-        return editing, slots
-
-    def _follow_limits(self) -> None:
-        """Take the target's limits, and the edit and post budgets they name."""
-        self.limits = limits = self.target.limits
-        self._edit_budget = self._budgets.get(limits.edit_bucket, limits.edit_rate)
-        self._post_budget = self._budgets.get(limits.post_bucket, limits.post_rate)
-
-    @staticmethod
-    def _restamp(slots: _Slots) -> None:
-        """The operation is done: its slots count from now, not from when they were granted."""
-        for budget, stamp in slots:
-            budget.restamp(stamp)
-
-    @staticmethod
-    def _release(slots: _Slots) -> None:
-        """Give back slots whose operation was not made."""
-        for budget, stamp in slots:
-            budget.release(stamp)
+        return await self._budget.acquire(editing, first, self._pending_since or 0.0, self._closing)
 
     def _failed(self, exc: Exception) -> None:
         if self._on_failure is not None:
@@ -582,35 +489,14 @@ class LiveReply:
             await self._on_progress(list(self.message_ids), self.text)
 
     def keep_back(self) -> None:
-        """A stop began: keep a slot of each budget its edits draw on (Slack's chat.update:
-        one per workspace) back from the live replies' updates, for the mark saying it
-        was interrupted should the grace end before it does."""
-        if self._kept is not None:
-            return
-        self._kept = [b for b in (self._edit_budget, self._global_budget) if b is not None]
-        for budget in self._kept:
-            budget.keep(1)
-        if self._closing:
-            self._ends_in_stop()
-
-    def _ends_in_stop(self) -> None:
-        """It ends during a stop: its end (the edit waiting already too) goes before the
-        live replies' updates and may take the slots kept back; it needs no mark."""
-        for budget in (self._edit_budget, self._post_budget, self._global_budget):
-            if budget is not None:
-                budget.promote(self)
-        self._let_go()  # after: its end goes first
-
-    def _let_go(self) -> None:
-        """No mark will be needed: the slots kept back for it go back to the others."""
-        for budget in self._kept or ():
-            budget.keep(-1)
-        self._kept = []
+        """A stop began: keep a slot back for the mark saying the reply was interrupted
+        (see `ReplyBudget.keep_back`)."""
+        self._budget.keep_back(self._closing)
 
     async def abandon(self) -> None:
         """Stop without a final edit, and clear the platform's indicators unless
         closing the reply did (its place is gone: nothing more can be shown)."""
-        self._let_go()  # its place is gone: no mark can be shown there either
+        self._budget.let_go()  # its place is gone: no mark can be shown there either
         closed = self._closed.is_set()
         await self.aclose()
         if not closed:

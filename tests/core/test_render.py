@@ -308,7 +308,7 @@ async def test_an_edit_that_waited_for_its_budget_shows_what_arrived_meanwhile()
     reply.feed("one")
     await wait_for(lambda: target.visible() == ["one"])  # an edit of the placeholder
     reply.feed(" two")  # its edit waits for the budget (one edit per 0.4 s)...
-    await wait_for(lambda: reply._edit_budget.waiting == 1)
+    await wait_for(lambda: reply._budget.edit.waiting == 1)
     reply.feed(" three")  # ...while more text arrives
     await wait_for(lambda: len(target.times(("edit",))) == 2)
     assert target.visible() == ["one two three"]
