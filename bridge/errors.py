@@ -117,6 +117,9 @@ class ChatAPIError(BridgeError):
 
     user_message = "The assistant failed to answer."
     retryable = False
+    # Where true, a message given is for the log alone: the asker is told the kind's
+    # own `user_message` (the message names what an admin must look at).
+    logged_only = False
 
     def __init__(
         self,
@@ -126,6 +129,8 @@ class ChatAPIError(BridgeError):
         status: int | None = None,
     ) -> None:
         super().__init__(message)
+        if self.logged_only:
+            self.user_message = type(self).user_message
         self.backend = backend
         self.status = status
 
@@ -176,12 +181,12 @@ class ProxyRefused(ChatAPIError):
         "The assistant is misconfigured (a proxy refused the bridge's credentials). "
         "Tell an admin."
     )
+    logged_only = True
 
     def __init__(
         self, message: str | None = None, *, backend: str | None = None, status: int | None = 407
     ) -> None:
         super().__init__(message, backend=backend, status=status)
-        self.user_message = type(self).user_message
 
 
 class RateLimited(ChatAPIError):
@@ -227,10 +232,7 @@ class Overloaded(Unavailable):
     to raise; the asker is told the bridge is overloaded."""
 
     user_message = "The bridge is overloaded right now; please try again shortly."
-
-    def __init__(self, message: str | None = None, *, backend: str | None = None) -> None:
-        super().__init__(message, backend=backend)
-        self.user_message = type(self).user_message
+    logged_only = True
 
 
 class TimedOut(Unavailable):
@@ -250,12 +252,7 @@ class NotAStream(ProtocolError):
         "The assistant is misconfigured (its address did not answer with a stream). "
         "Tell an admin."
     )
-
-    def __init__(
-        self, message: str | None = None, *, backend: str | None = None, status: int | None = None
-    ) -> None:
-        super().__init__(message, backend=backend, status=status)
-        self.user_message = type(self).user_message
+    logged_only = True
 
 
 class WebPage(NotAStream):
