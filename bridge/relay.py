@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from bridge.budget import Budget, Budgets
+from bridge.budget import Budgets
 from bridge.circuit import Circuit
 from bridge.config import Config
 from bridge.conversations import open_conversation, remember
@@ -52,7 +52,7 @@ from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.reading import read_answer
 from bridge.render import LiveReply
-from bridge.reply_budget import FIRST
+from bridge.reply_budget import FIRST, Slots, restamp
 from bridge.sources import dedupe_sources
 from bridge.store import InFlight, Store
 from bridge.text import valid_text
@@ -192,7 +192,7 @@ class Relay:
         wanted = list(first)
         if limits.global_bucket and limits.global_rate:
             wanted.append((limits.global_bucket, limits.global_rate))
-        held: list[tuple[Budget, float]] = []
+        held: Slots = []
         try:
             for bucket, rate in wanted:
                 budget = self.budgets.get(bucket, rate)
@@ -201,8 +201,7 @@ class Relay:
                 held.append((budget, stamp))
             return await request()
         finally:
-            for budget, stamp in held:
-                budget.restamp(stamp)
+            restamp(held)
 
     # ---------------------------------------------------------------- answering
 
