@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,14 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Raise StoreError unless the store answers."""
+
+    async def now(self) -> float:
+        """The store's time, epoch seconds: the clock its heartbeats and lease expiries
+        are written in and judged by. A store of one process reads this process's
+        clock; a shared store reads one clock for every replica (PostgreSQL's), so
+        the `heartbeat_at` of its records is compared with this, never with the
+        process's own clock, which may be behind or ahead of the others'."""
+        return time.time()
 
     # conversations
     @abstractmethod

@@ -3,6 +3,12 @@
 A connection pool on asyncpg. Everything that must be atomic across processes
 is one statement (claim_event, acquire_lease, inflight_claim) or one
 transaction under an advisory lock (migrations, history appends).
+Heartbeats, lease expiries and the checks of both are written and made in the
+database's clock (`_NOW`), in the statement itself: every replica reads the same
+clock, so one whose own clock is behind or ahead (a VM restored from a
+snapshot, an NTP step, hosts that disagree) neither keeps a dead replica's
+replies and leases alive nor takes a live one's. A time passed in by the caller
+counts only as a duration from its own clock (see `_since`).
 Query parameters in the URL other than the connection's own (host, port,
 dbname, user, sslmode...) are server settings, so
 `postgresql://bridge@db/chat?search_path=bridge` keeps the tables in the
@@ -61,6 +67,10 @@ _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _LOGIN_ERRORS = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+
+# The database's clock as epoch seconds, as the statement began (not its transaction,
+# as now() would be): once per statement, so the comparisons with it can use an index.
+_NOW = "extract(epoch from statement_timestamp())::float8"
 
 
 class PostgresStore(Store):
@@ -295,7 +305,9 @@ class PostgresStore(Store):
 
     async def prune_leases(self, now: float) -> None:
         async with self._conn("forgetting expired leases") as conn:
-            await conn.execute("DELETE FROM leases WHERE expires_at < $1", float(now))
+            await conn.execute(
+                f"DELETE FROM leases WHERE expires_at < {_NOW} + $1", self._since(now)
+            )
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         async with self._conn("forgetting old conversations") as conn:
@@ -319,7 +331,7 @@ class PostgresStore(Store):
             await conn.execute(
                 "INSERT INTO inflight"
                 " (id, key, address, owner, message_ids, text, started_at, heartbeat_at)"
-                " VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8)"
+                f" VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, {_NOW} + least($8::float8, 0))"
                 " ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key,"
                 " address = EXCLUDED.address, owner = EXCLUDED.owner,"
                 " message_ids = EXCLUDED.message_ids, text = EXCLUDED.text,"
@@ -331,7 +343,7 @@ class PostgresStore(Store):
                 json.dumps(list(rec.message_ids)),
                 rec.text,
                 float(rec.started_at),
-                float(rec.heartbeat_at or rec.started_at),
+                self._since(rec.heartbeat_at or rec.started_at),
             )
 
     async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
@@ -339,9 +351,9 @@ class PostgresStore(Store):
             return
         async with self._conn("updating in-flight replies") as conn:
             await conn.executemany(
-                "UPDATE inflight SET message_ids = $1::jsonb, text = $2, heartbeat_at = $3"
-                " WHERE id = $4",
-                [(json.dumps(list(ids)), text, float(now), rec_id)
+                "UPDATE inflight SET message_ids = $1::jsonb, text = $2,"
+                f" heartbeat_at = {_NOW} + least($3::float8, 0) WHERE id = $4",
+                [(json.dumps(list(ids)), text, self._since(now), rec_id)
                  for rec_id, ids, text, now in rows],
             )
 
@@ -353,10 +365,10 @@ class PostgresStore(Store):
         async with self._conn("looking for interrupted replies") as conn:
             rows = await conn.fetch(
                 "SELECT id, key, address, owner, message_ids, text, started_at, heartbeat_at"
-                " FROM inflight WHERE owner = $1 OR heartbeat_at < $2"
+                f" FROM inflight WHERE owner = $1 OR heartbeat_at < {_NOW} + $2"
                 " ORDER BY started_at, id",
                 owner,
-                float(stale_before),
+                self._since(stale_before),
             )
         return [_inflight(row) for row in rows]
 
@@ -371,14 +383,15 @@ class PostgresStore(Store):
 
     async def inflight_claim(self, rec_id: str, owner: str, expected_heartbeat: float) -> bool:
         # The new heartbeat must differ from the expected one, so a second claim
-        # that read the same orphan fails its compare-and-set.
-        beat = max(self._clock(), math.nextafter(expected_heartbeat, math.inf))
+        # that read the same orphan fails its compare-and-set. (Both are float8: the
+        # value read back is the value stored, to the bit.)
+        after = math.nextafter(float(expected_heartbeat), math.inf)
         async with self._conn("claiming an interrupted reply") as conn:
             taken = await conn.fetchval(
-                "UPDATE inflight SET owner = $1, heartbeat_at = $2"
+                f"UPDATE inflight SET owner = $1, heartbeat_at = greatest({_NOW}, $2)"
                 " WHERE id = $3 AND heartbeat_at = $4 RETURNING 1",
                 owner,
-                float(beat),
+                after,
                 rec_id,
                 float(expected_heartbeat),
             )
@@ -389,15 +402,16 @@ class PostgresStore(Store):
     async def acquire_lease(self, key: str, owner: str, ttl: float, now: float) -> bool:
         async with self._conn("taking a conversation lease") as conn:
             taken = await conn.fetchval(
-                "INSERT INTO leases (key, owner, expires_at) VALUES ($1, $2, $3)"
+                "INSERT INTO leases (key, owner, expires_at)"
+                f" VALUES ($1, $2, {_NOW} + least($4::float8, 0) + $3)"
                 " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner,"
                 " expires_at = EXCLUDED.expires_at"
-                " WHERE leases.expires_at <= $4 OR leases.owner = EXCLUDED.owner"
+                f" WHERE leases.expires_at <= {_NOW} + $4 OR leases.owner = EXCLUDED.owner"
                 " RETURNING 1",
                 key,
                 owner,
-                float(now + ttl),
-                float(now),
+                float(ttl),
+                self._since(now),
             )
         return taken is not None
 
@@ -410,11 +424,28 @@ class PostgresStore(Store):
             return
         async with self._conn("renewing conversation leases") as conn:
             await conn.execute(
-                "UPDATE leases SET expires_at = $3 WHERE owner = $2 AND key = ANY($1::text[])",
+                f"UPDATE leases SET expires_at = {_NOW} + least($4::float8, 0) + $3"
+                " WHERE owner = $2 AND key = ANY($1::text[])",
                 list(keys),
                 owner,
-                float(now + ttl),
+                float(ttl),
+                self._since(now),
             )
+
+    # ------------------------------------------------------------------ clock
+
+    async def now(self) -> float:
+        async with self._conn("reading the database's clock") as conn:
+            return float(await conn.fetchval(f"SELECT {_NOW}"))
+
+    def _since(self, at: float) -> float:
+        """`at`, a time by the caller's clock, as seconds from the caller's now (negative
+        for the past): added to the database's clock in the statement. Only the
+        duration counts, so a caller's clock set wrong moves nothing. Where it is
+        written down (a heartbeat, an expiry) the statement takes no more than the
+        database's now: a clock stepped between the caller's reading and this one
+        cannot date a heartbeat ahead."""
+        return float(at) - self._clock()
 
     # ------------------------------------------------------------------ plumbing
 

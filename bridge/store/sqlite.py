@@ -458,6 +458,9 @@ class SQLiteStore(Store):
         async with self._write("releasing a conversation lease", transaction=False) as db:
             await db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
 
+    async def now(self) -> float:
+        return self._clock()
+
     # ------------------------------------------------------------------ plumbing
 
     def _conn(self) -> aiosqlite.Connection:

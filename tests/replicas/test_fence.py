@@ -143,7 +143,9 @@ async def test_a_question_held_is_dropped_once_another_replica_took_it_over(
         target = await console.say("held", thread="T1")
         await wait_for(lambda: a.relay.fence.held == 1)
         [record] = [rec for rec, _ in a.relay.records()]
-        assert await a.store.inflight_claim(record.id, "replica-b", record.heartbeat_at)
+        # As the other replica read it: the heartbeat as the store dated it.
+        [seen] = await a.store.inflight_for_key(record.key)
+        assert await a.store.inflight_claim(record.id, "replica-b", seen.heartbeat_at)
         back.set()
         await wait_for(lambda: a.relay.live == 0 and not a.relay.records())
         await target.ended.wait()

@@ -246,10 +246,17 @@ async def test_prune_events(store: Store) -> None:
 # ---------------------------------------------------------------------- in-flight replies
 
 
+# A store dates heartbeats by its own clock (PostgreSQL: the database's, one for every
+# replica), from the times given as seconds before the caller's now: how far apart
+# two heartbeats are is kept, not the numbers given.
+
+
 async def test_inflight_begin_update_end(store: Store) -> None:
     await store.inflight_begin(flight())
+    [begun] = await store.inflight_orphans("proc-a", stale_before=0.0)
     await store.inflight_update_many([("r1", ["m1", "m2"], "Hello, world", 150.0)])
     [rec] = await store.inflight_orphans("proc-a", stale_before=0.0)
+    assert rec.heartbeat_at - begun.heartbeat_at == pytest.approx(50.0, abs=1.0)
     assert rec == InFlight(
         id="r1",
         key="slack:T1:C1:1",
@@ -258,7 +265,7 @@ async def test_inflight_begin_update_end(store: Store) -> None:
         started_at=100.0,
         message_ids=["m1", "m2"],
         text="Hello, world",
-        heartbeat_at=150.0,
+        heartbeat_at=rec.heartbeat_at,
     )
     await store.inflight_end("r1")
     assert await store.inflight_orphans("proc-a", stale_before=1e12) == []
@@ -275,7 +282,8 @@ async def test_inflight_progress_of_several_replies_in_one_call(store: Store) ->
     await store.inflight_update_many([])
     recs = {r.id: r for r in await store.inflight_orphans("proc-a", stale_before=0.0)}
     assert set(recs) == {"r1", "r2"}
-    assert (recs["r1"].text, recs["r1"].heartbeat_at) == ("Hello", 150.0)
+    assert recs["r1"].text == "Hello"
+    assert recs["r2"].heartbeat_at - recs["r1"].heartbeat_at == pytest.approx(1.0, abs=0.5)
     assert (recs["r2"].message_ids, recs["r2"].text) == (["m1", "m2"], "Hi there")
     await store.inflight_end("r1")  # ending twice is harmless
 
@@ -284,7 +292,9 @@ async def test_inflight_begin_without_heartbeat_uses_start(store: Store) -> None
     rec = InFlight(id="r", key="k", address=Address("discord", "G", "C"), owner="o", started_at=7.0)
     await store.inflight_begin(rec)
     [got] = await store.inflight_orphans("o", 0.0)
-    assert got.heartbeat_at == 7.0
+    # Beaten at 7: stale as of 7.5, not as of 6.5.
+    assert [r.id for r in await store.inflight_orphans("other", 7.5)] == ["r"]
+    assert await store.inflight_orphans("other", 6.5) == []
     assert got.address.thread is None and got.message_ids == [] and got.text == ""
 
 
@@ -301,14 +311,18 @@ async def test_inflight_orphans(store: Store) -> None:
 
 async def test_inflight_claim(store: Store) -> None:
     await store.inflight_begin(flight("r", owner="dead", beat=100.0))
-    assert await store.inflight_claim("r", "p1", expected_heartbeat=99.0) is False
-    assert await store.inflight_claim("missing", "p1", expected_heartbeat=100.0) is False
-    assert await store.inflight_claim("r", "p1", expected_heartbeat=100.0) is True
+    [orphan] = await store.inflight_orphans("p1", stale_before=200.0)
+    seen = orphan.heartbeat_at  # as the store dated it
+    assert await store.inflight_claim("r", "p1", expected_heartbeat=seen - 1) is False
+    assert await store.inflight_claim("missing", "p1", expected_heartbeat=seen) is False
+    assert await store.inflight_claim("r", "p1", expected_heartbeat=seen) is True
     # The same stale view cannot be used again, by anyone.
-    assert await store.inflight_claim("r", "p2", expected_heartbeat=100.0) is False
-    assert await store.inflight_claim("r", "p1", expected_heartbeat=100.0) is False
+    assert await store.inflight_claim("r", "p2", expected_heartbeat=seen) is False
+    assert await store.inflight_claim("r", "p1", expected_heartbeat=seen) is False
     [rec] = await store.inflight_orphans("p1", stale_before=0.0)
-    assert rec.owner == "p1" and rec.heartbeat_at > 100.0
+    assert rec.owner == "p1" and rec.heartbeat_at > seen
+    # Claimed now: no longer stale.
+    assert await store.inflight_orphans("p2", stale_before=200.0) == []
 
 
 async def test_inflight_claim_concurrent_one_wins(make_store: StoreFactory) -> None:
