@@ -70,7 +70,9 @@ class Turns:
         mine = (job.record.started_at, job.record.id)
         own = {r.id for r in job.records}
         while True:
-            stale = time.time() - self.stale_after
+            # The store's clock, which wrote the heartbeats: this process's own may be
+            # behind (a dead replica's reply would hold the conversation up) or ahead.
+            stale = await self.store.now() - self.stale_after
             ahead = {
                 r.id for key in job.keys for r in await self.store.inflight_for_key(key)
                 if r.id not in own and r.heartbeat_at >= stale

@@ -1,0 +1,98 @@
+"""A replica whose wall clock is far from the others' (a VM restored from a
+snapshot, an NTP step, hosts that disagree) on a shared PostgreSQL store.
+
+Heartbeats and leases go by the database's clock, so the replica neither waits
+on a dead replica's reply for as long as its clock is behind, nor takes a live
+one's over for as long as it is ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from bridge.interfaces import Address
+from bridge.interruptions import INTERRUPTED
+from bridge.store import InFlight
+from bridge.store.postgres import PostgresStore
+from tests.core.fakeplatform import LocalPlatform, wait_for
+from tests.fakes.chatapi import FakeChatAPI
+from tests.replicas.test_shared_order import shared_bridge
+from tests.store.conftest import pg_schema_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(30)]
+
+KEY = "console:W1:thread:C1:T1|docs"
+THREAD = Address("console", "W1", "C1", "T1")
+STALE_AFTER = 1.5  # three heartbeats of shared_bridge's 0.5 s
+
+
+def on_the_host(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
+    """Set this host's wall clock: `time.time`, and the store's clock that reads it."""
+    monkeypatch.setattr(time, "time", clock)
+    monkeypatch.setattr("bridge.app.open_store", lambda url: PostgresStore(url, clock=clock))
+
+
+def reply_of(owner: str, beat: float) -> InFlight:
+    return InFlight(
+        id=f"{owner}-1", key=KEY, address=THREAD, owner=owner, started_at=1.0, heartbeat_at=beat
+    )
+
+
+async def test_a_replica_whose_clock_was_set_back_answers_a_dead_ones_conversation(
+    fake_chat_api: FakeChatAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The host's clock went 600 s back across the crash: the dead process's reply
+    # and lease looked alive for 600 s, its reply stayed unmarked, and nothing in
+    # its conversation was answered meanwhile.
+    real = time.time
+    async with pg_schema_url() as url:
+        async with PostgresStore(url) as gone:  # the dead process's last heartbeat
+            await gone.inflight_begin(reply_of("replica-gone", real() - 60))
+            assert await gone.acquire_lease(KEY, "replica-gone", STALE_AFTER, real() - 60)
+
+        def behind() -> float:
+            return real() - 600
+
+        on_the_host(monkeypatch, behind)
+        fake_chat_api.enqueue(tokens=["An ", "answer."])
+        bridge = shared_bridge(fake_chat_api, url)
+        async with bridge:
+            console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+            target = await console.say("Still there?", thread="T1")
+            await wait_for(lambda: "An answer." in target.visible(), timeout=10)
+            assert target.visible() == [INTERRUPTED, "An answer."]
+            assert all(r.owner != "replica-gone" for r in await bridge.store.inflight_for_key(KEY))
+
+
+async def test_a_replica_whose_clock_is_ahead_waits_for_a_live_ones_reply(
+    fake_chat_api: FakeChatAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 600 s ahead: the live replica's reply looked dead, was marked interrupted while
+    # it went on, and the next question of its conversation was answered alongside.
+    real = time.time
+
+    def ahead() -> float:
+        return real() + 600
+
+    async with pg_schema_url() as url, PostgresStore(url) as live:
+        await live.inflight_begin(reply_of("replica-live", real()))
+        on_the_host(monkeypatch, ahead)
+        fake_chat_api.enqueue(tokens=["Then ", "this."])
+        bridge = shared_bridge(fake_chat_api, url)
+        async with bridge:
+            console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+            target = await console.say("And then?", thread="T1")
+            # The live replica beats its reply, past the time it takes to look stale,
+            # while the question waits behind it.
+            for _ in range(int(2 * STALE_AFTER / 0.25)):
+                await live.inflight_update_many([("replica-live-1", [], "Hel", real())])
+                await asyncio.sleep(0.25)
+                assert fake_chat_api.requests == []
+                [rec] = [r for r in await live.inflight_for_key(KEY) if r.id == "replica-live-1"]
+                assert rec.owner == "replica-live"
+            await live.inflight_end("replica-live-1")
+            await wait_for(lambda: target.visible() == ["Then this."], timeout=10)
