@@ -3,11 +3,12 @@
 A connection pool on asyncpg. Everything that must be atomic across processes
 is one statement (claim_event, acquire_lease, inflight_claim) or one
 transaction under an advisory lock (migrations, history appends).
-Heartbeats, lease expiries and the checks of both are written and made in the
-database's clock (`_NOW`), in the statement itself: every replica reads the same
-clock, so one whose own clock is behind or ahead (a VM restored from a
-snapshot, an NTP step, hosts that disagree) neither keeps a dead replica's
-replies and leases alive nor takes a live one's. A time passed in by the caller
+Heartbeats, lease expiries, the times event ids were seen and the checks of
+them all are written and made in the database's clock (`_NOW`), in the
+statement itself: every replica reads the same clock, so one whose own clock is
+behind or ahead (a VM restored from a snapshot, an NTP step, hosts that
+disagree) neither keeps a dead replica's replies and leases alive nor takes a
+live one's, nor forgets the events the others saw early. A time passed in by the caller
 counts only as a duration from its own clock (see `_since`).
 Query parameters in the URL other than the connection's own (host, port,
 dbname, user, sslmode...) are server settings, so
@@ -284,10 +285,10 @@ class PostgresStore(Store):
     async def claim_event(self, event_id: str, now: float) -> bool:
         async with self._conn("recording an event id") as conn:
             inserted = await conn.fetchval(
-                "INSERT INTO events (event_id, seen_at) VALUES ($1, $2)"
+                f"INSERT INTO events (event_id, seen_at) VALUES ($1, {_NOW} + least($2::float8, 0))"
                 " ON CONFLICT (event_id) DO NOTHING RETURNING 1",
                 event_id,
-                float(now),
+                self._since(now),
             )
         return inserted is not None
 
@@ -299,7 +300,7 @@ class PostgresStore(Store):
     async def prune_events(self, older_than: float) -> int:
         async with self._conn("pruning event ids") as conn:
             status = await conn.execute(
-                "DELETE FROM events WHERE seen_at < $1", float(older_than)
+                f"DELETE FROM events WHERE seen_at < {_NOW} + $1", self._since(older_than)
             )
         return _count(status)
 

@@ -2,9 +2,10 @@
 
 Each store here has a clock of its own (`clock`, and the times it is given come
 from it), as replicas on hosts whose clocks differ, or one whose clock was
-stepped (a VM restored from a snapshot, an NTP step). Heartbeats and leases go
-by the database's clock: a replica's own clock, however wrong, neither keeps a
-dead replica's reply and lease alive nor makes a live one's look dead.
+stepped (a VM restored from a snapshot, an NTP step). Heartbeats, leases and
+event ids go by the database's clock: a replica's own clock, however wrong,
+neither keeps a dead replica's reply and lease alive nor makes a live one's look
+dead, nor forgets an event another replica took.
 """
 
 from __future__ import annotations
@@ -92,6 +93,26 @@ async def test_a_live_replicas_reply_and_lease_are_not_taken_whatever_the_clocks
         assert not await other.acquire_lease(KEY, "other", TTL, clock())
         [rec] = await other.inflight_for_key(KEY)
         assert rec.heartbeat_at >= await other.now() - TTL  # fresh by the store's clock
+
+
+@pytest.mark.parametrize(("seen_skew", "skew"), SKEWS)
+async def test_an_event_another_replica_took_is_kept_whatever_the_clocks(
+    url: str, seen_skew: float, skew: float
+) -> None:
+    # A replica's clock ahead of the one that took an event: its pruning forgot the
+    # event early, and Slack's retry of it was answered a second time.
+    seen_clock, clock = skewed(seen_skew), skewed(skew)
+    async with (
+        PostgresStore(url, clock=seen_clock) as seen,
+        PostgresStore(url, clock=clock) as other,
+    ):
+        assert await seen.claim_event("Ev1", seen_clock())
+        assert await other.prune_events(clock() - 60) == 0
+        assert not await other.claim_event("Ev1", clock())
+        # One older than the window by the store's clock goes.
+        assert await seen.claim_event("Ev2", seen_clock() - 120)
+        assert await other.prune_events(clock() - 60) == 1
+        assert await other.event_claimed("Ev1")
 
 
 async def test_every_replica_reads_the_same_clock_from_the_store(url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -235,12 +236,14 @@ async def test_event_claimed_until_pruned(store: Store) -> None:
 
 
 async def test_prune_events(store: Store) -> None:
+    # Seconds apart, so a shared store's own clock (PostgreSQL's) draws the same line.
+    start = time.time() - 100
     for i in range(5):
-        assert await store.claim_event(f"e{i}", float(i))
-    assert await store.prune_events(older_than=3.0) == 3
-    assert await store.prune_events(older_than=3.0) == 0
-    assert await store.claim_event("e0", 10.0) is True  # forgotten, so new again
-    assert await store.claim_event("e3", 10.0) is False  # kept
+        assert await store.claim_event(f"e{i}", start + 10 * i)
+    assert await store.prune_events(older_than=start + 25) == 3
+    assert await store.prune_events(older_than=start + 25) == 0
+    assert await store.claim_event("e0", time.time()) is True  # forgotten, so new again
+    assert await store.claim_event("e3", time.time()) is False  # kept
 
 
 # ---------------------------------------------------------------------- in-flight replies
