@@ -22,6 +22,23 @@ def break_fences(text: str) -> str:
     return text.replace("```", f"`{ZWSP}`{ZWSP}`")
 
 
+# A fence line, up to three spaces in (CommonMark): its indent, marker and info
+# string; a backtick fence's info string holds no backtick.
+FENCE_LINE = re.compile(r"( {0,3})(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+
+
+def closes_fence(marker: str, line: str) -> bool:
+    """Whether `line` closes the fenced block opened with `marker`: a fence line of
+    the same character, at least as many, with nothing after it (CommonMark)."""
+    closing = FENCE_LINE.match(line)
+    return (
+        closing is not None
+        and closing.group(2)[0] == marker[0]
+        and len(closing.group(2)) >= len(marker)
+        and not closing.group(3).strip()
+    )
+
+
 def encoded_url(url: str) -> str:
     """`url` with everything but URL syntax percent-encoded (spaces, `<`, `>`, line
     breaks): an API's URL can neither end the link it is put in nor break its line. An
@@ -111,9 +128,6 @@ class MarkdownLink(NamedTuple):
     url: str
 
 
-# A fence line, up to three spaces in (CommonMark); a backtick fence's info string
-# holds no backtick.
-_FENCE_LINE = re.compile(r" {0,3}(`{3,}(?=[^`]*$)|~{3,})(.*)$")
 # What a paragraph's links are read by: an escape, a backtick run, an opening or
 # closing bracket, and `<`, which may open an autolink or a tag (they hide brackets).
 _INLINE = re.compile(r"\\[!-/:-@\[-`{-~]|`+|!?\[|\]|<")
@@ -145,20 +159,15 @@ def markdown_links(markdown: str) -> list[MarkdownLink]:
     paragraph = -1  # where the paragraph being read began
     offset = 0
     for line in markdown.split("\n"):
-        marker = _FENCE_LINE.match(line)
+        marker = FENCE_LINE.match(line)
         if fence:
-            if (  # closed by the same character, at least as many
-                marker
-                and marker.group(1)[0] == fence[0]
-                and len(marker.group(1)) >= len(fence)
-                and not marker.group(2).strip()
-            ):
+            if closes_fence(fence, line):
                 fence = ""
         elif marker or not line.strip():
             if paragraph >= 0:
                 _paragraph_links(markdown, paragraph, offset, links)
                 paragraph = -1
-            fence = marker.group(1) if marker else ""
+            fence = marker.group(2) if marker else ""
         elif paragraph < 0:
             paragraph = offset
         offset += len(line) + 1

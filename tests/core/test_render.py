@@ -190,6 +190,40 @@ async def test_failure_keeps_partial_text_and_adds_a_notice() -> None:
     assert target.visible() == ["The first half of\n\n_⚠️ The answer was cut off._"]
 
 
+class DiscordFormatting(RecordingTarget):
+    def format_markdown(self, markdown: str) -> str:
+        from adapters.platforms.discord.format import format_markdown
+
+        return format_markdown(markdown)
+
+
+# Discord's code block: ``` and an optional language, ended by the first ``` after it.
+DISCORD_CODE_BLOCK = re.compile(r"```(?:([a-z0-9_+\-.#]+?)\n+)?\n*([\s\S]+?)\n*```", re.I)
+
+
+async def test_a_streamed_four_backtick_block_is_a_discord_code_block_in_every_edit() -> None:
+    # Discord knows ``` only: a ```` block (one showing ``` in its code), closed for
+    # display mid-stream and reopened past the limit with ````, showed garbled.
+    code = "".join(f"Line {i}: ```x{i}``` and text\n" for i in range(150))
+    text = f"An example:\n\n````markdown\n```python\nprint(1)\n```\n{code}````\n\nThat is all."
+    target = DiscordFormatting(edit_rate=Rate(100_000, 1.0), post_rate=Rate(100_000, 1.0))
+    reply = LiveReply(target, Budgets(), edit_interval=0.0)
+    await reply.start()
+    await _read_like_the_relay(reply, [text[i : i + 7] for i in range(0, len(text), 7)], 0.001)
+    await reply.finish(None)
+    written = [op.text for op in target.ops if op.kind in ("post", "edit")]
+    final = target.visible()
+    assert len(final) > 1
+    for shown in [*written, *final]:
+        # Discord's fences only, each block closed: ``` inside the code is broken up.
+        assert "````" not in shown and "~~~" not in shown
+        assert shown.count("```") % 2 == 0, shown
+        blocks = DISCORD_CODE_BLOCK.findall(shown)
+        assert all("markdown".startswith(lang) for lang, _ in blocks), shown  # or arriving
+        assert "```" not in DISCORD_CODE_BLOCK.sub("", shown), shown
+    assert final[-1].endswith("```\n\nThat is all.")
+
+
 async def test_a_whitespace_only_answer_shows_no_answer_not_a_blank_message() -> None:
     # A platform refuses a blank message (Discord: 50006): the reply ended refused.
     target = RecordingTarget()

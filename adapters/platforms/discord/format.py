@@ -2,7 +2,9 @@
 
 Discord speaks Markdown, so answers pass through almost unchanged, but for
 what Discord does not read: a table becomes preformatted text, a heading
-below `###` a bold line, and a masked link whose text is a URL (shown as raw
+below `###` a bold line, a code block fenced with more than three backticks
+or with tildes a ``` block (Discord ends a block at the first ```: one in its
+code is broken up), and a masked link whose text is a URL (shown as raw
 Markdown) or names another place than the link's own a bare `<url>`. Mention
 syntax is broken up visually with a zero-width space (outside code, where it
 would change what readers copy); the real protection against pings is
@@ -11,14 +13,21 @@ would change what readers copy); the real protection against pings is
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterable, Sequence
 
-from adapters.platforms.markup import ZWSP, break_fences, encoded_url, honest_label, table_grid
+from adapters.platforms.markup import (
+    FENCE_LINE,
+    ZWSP,
+    break_fences,
+    closes_fence,
+    encoded_url,
+    honest_label,
+    table_grid,
+)
 from adapters.platforms.mentions import without_mention
 from bridge.interfaces import Source
-from bridge.split import TABLE_ROW, TABLE_RULE
+from bridge.split import FENCE, TABLE_ROW, TABLE_RULE
 
 THREAD_NAME_MAX = 100
 SOURCE_TITLE_MAX = 200
@@ -32,46 +41,57 @@ CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
 # `_` (italics: _@everyone_) it is a mention.
 _EVERYONE = re.compile(r"(?<![^\W_]|[/.@-])@(everyone|here)(?![^\W_])")
 _MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: kept
-_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+# What `_blocks` may change: a table, a deep heading, a fence (the code in any may hold
+# ```).
+_BLOCK_MARKS = re.compile(r"\||####|```|~~~")
 # Discord has headings #, ## and ### only.
 _DEEP_HEADING = re.compile(r"^\s{0,3}#{4,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 
 
 def _blocks(markdown: str) -> str:
-    """Tables made preformatted and deep headings bold, outside code blocks."""
-    if "|" not in markdown and "####" not in markdown:
+    """Fenced code as Discord reads it; tables preformatted and deep headings bold,
+    outside code blocks."""
+    if not _BLOCK_MARKS.search(markdown):
         return markdown
-    fences = [(m.start(), m.end()) for m in _FENCED.finditer(markdown)]
-    starts = [start for start, _ in fences]
-
-    def in_code(offset: int) -> bool:
-        at = bisect.bisect_right(starts, offset) - 1
-        return at >= 0 and offset < fences[at][1]
-
     lines = markdown.split("\n")
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
     out: list[str] = []
+    fence = ""  # the marker of the code block a line is in; FENCE for Discord's own
     i = 0
     while i < len(lines):
         line = lines[i]
-        if in_code(offsets[i]):
+        i += 1
+        if fence == FENCE:
+            # Discord's code block ends at the next ```, wherever it stands.
             out.append(line)
-            i += 1
+            fence = "" if line.count(FENCE) % 2 else fence
             continue
-        if TABLE_ROW.match(line) and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
-            rows = []
-            while i < len(lines) and not in_code(offsets[i]) and (
-                TABLE_ROW.match(lines[i]) or TABLE_RULE.match(lines[i])
-            ):
+        if fence:
+            if closes_fence(fence, line):
+                out.append(f"{line[: len(line) - len(line.lstrip())]}{FENCE}")
+                fence = ""
+            else:
+                out.append(break_fences(line))
+            continue
+        opening = FENCE_LINE.match(line)
+        if opening and opening.group(2) != FENCE:
+            # Discord knows no longer fence (one that shows ``` in its code) nor ~~~:
+            # the block is made ```, and a ``` in it broken up, so it cannot end it.
+            indent, fence, info = opening.groups()
+            out.append(f"{indent}{FENCE}{break_fences(info)}")
+            continue
+        if line.count(FENCE) % 2:
+            fence = FENCE
+            out.append(line)
+            continue
+        if TABLE_ROW.match(line) and i < len(lines) and TABLE_RULE.match(lines[i]):
+            rows = [line]
+            while i < len(lines) and (TABLE_ROW.match(lines[i]) or TABLE_RULE.match(lines[i])):
                 rows.append(lines[i])
                 i += 1
-            out.extend(["```", *(break_fences(row) for row in table_grid(rows)), "```"])
+            out.extend([FENCE, *(break_fences(row) for row in table_grid(rows)), FENCE])
             continue
         heading = _DEEP_HEADING.match(line)
         out.append(f"**{heading.group(1)}**" if heading and heading.group(1) else line)
-        i += 1
     return "\n".join(out)
 
 
