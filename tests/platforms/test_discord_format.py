@@ -77,6 +77,18 @@ def test_a_four_backtick_block_longer_than_a_message_is_a_code_block_in_each() -
     assert code == [line.replace("```", BROKEN) for line in lines]
 
 
+def test_a_quotes_blank_lines_are_quoted() -> None:
+    # Discord quotes `> ` and what follows: a bare `>` showed, and cut the quote.
+    answer = (
+        "The docs say:\n\n> Tokens expire.\n>\n> Refresh them.\n  >  \n> Or not.\n\n"
+        "```\n>\n```\n~~~\n>\n~~~"
+    )
+    assert format_markdown(answer) == (
+        f"The docs say:\n\n> Tokens expire.\n> {ZWSP}\n> Refresh them.\n> {ZWSP}\n"
+        "> Or not.\n\n```\n>\n```\n```\n>\n```"
+    )
+
+
 def test_escaped_marks_are_kept_for_discord_to_show_as_written() -> None:
     # A note escapes an API's marks: Discord shows `\_` as `_`, and keeps the italics.
     note = "_⚠️ Use 'max\\_completion\\_tokens' \\*now\\*._"

@@ -4,8 +4,9 @@ Discord speaks Markdown, so answers pass through almost unchanged, but for
 what Discord does not read: a table becomes preformatted text, a heading
 below `###` a bold line, a code block fenced with more than three backticks
 or with tildes a ``` block (Discord ends a block at the first ```: one in its
-code is broken up), and a masked link whose text is a URL (shown as raw
-Markdown) or names another place than the link's own a bare `<url>`. Mention
+code is broken up), a quote's blank line (a bare `>`) a quoted one, and a
+masked link whose text is a URL (shown as raw Markdown) or names another
+place than the link's own a bare `<url>`. Mention
 syntax is broken up visually with a zero-width space (outside code, where it
 would change what readers copy); the real protection against pings is
 `allowed_mentions` none on every send and edit.
@@ -42,15 +43,16 @@ CODE = re.compile(r"```.*?(?:```|\Z)|(?<!\\)`[^`\n]+(?<!\\)`", re.DOTALL)
 _EVERYONE = re.compile(r"(?<![^\W_]|[/.@-])@(everyone|here)(?![^\W_])")
 _MENTION = re.compile(r"<(@[!&]?)(\d+)>")  # channel links (<#id>) ping nobody: kept
 # What `_blocks` may change: a table, a deep heading, a fence (the code in any may hold
-# ```).
-_BLOCK_MARKS = re.compile(r"\||####|```|~~~")
+# ```), a quote's blank line.
+_BLOCK_MARKS = re.compile(r"\||####|```|~~~|^ {0,3}>[ \t]*$", re.MULTILINE)
+_BARE_QUOTE = re.compile(r" {0,3}>[ \t]*")
 # Discord has headings #, ## and ### only.
 _DEEP_HEADING = re.compile(r"^\s{0,3}#{4,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 
 
 def _blocks(markdown: str) -> str:
-    """Fenced code as Discord reads it; tables preformatted and deep headings bold,
-    outside code blocks."""
+    """Fenced code as Discord reads it, tables preformatted, deep headings bold and a
+    quote's blank lines quoted, outside code blocks."""
     if not _BLOCK_MARKS.search(markdown):
         return markdown
     lines = markdown.split("\n")
@@ -89,6 +91,11 @@ def _blocks(markdown: str) -> str:
                 rows.append(lines[i])
                 i += 1
             out.extend([FENCE, *(break_fences(row) for row in table_grid(rows)), FENCE])
+            continue
+        if _BARE_QUOTE.fullmatch(line):
+            # Discord quotes `> ` and what follows: a bare `>` between a quote's
+            # paragraphs would show, and end the quote.
+            out.append(f"> {ZWSP}")
             continue
         heading = _DEEP_HEADING.match(line)
         out.append(f"**{heading.group(1)}**" if heading and heading.group(1) else line)
