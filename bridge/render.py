@@ -70,6 +70,23 @@ _LINK_ARRIVING = re.compile(r"!?\[[^\[\]\n]{0,200}(?:\](?:\([^()\s]{0,500})?)?\Z
 _ARRIVING_AT_MOST = 720  # the longest match the pattern can make, and a little more
 
 
+# Marks that would make text in a note markup (an API's `max_completion_tokens` would
+# end the note's italics), and the code spans they are kept in: the bridge's own
+# notices name a command in one.
+_MARKS = re.compile(r"[\\`*_~|\[\]]")
+_CODE_SPAN = re.compile(r"`[^`\n]+`")
+
+
+def as_text(text: str) -> str:
+    """`text` as Markdown shows it as written: its marks escaped, but in code spans."""
+    out: list[str] = []
+    last = 0
+    for span in _CODE_SPAN.finditer(text):
+        out += (_MARKS.sub(r"\\\g<0>", text[last : span.start()]), span.group())
+        last = span.end()
+    return "".join(out) + _MARKS.sub(r"\\\g<0>", text[last:])
+
+
 def _settled(text: str, start: int) -> str:
     """`text` without a link still arriving at its end (after `start`)."""
     found = _LINK_ARRIVING.search(text, max(start, len(text) - _ARRIVING_AT_MOST))
@@ -243,7 +260,7 @@ class LiveReply:
 
     async def fail(self, notice: str) -> None:
         """Keep what was shown and add a short notice of what happened."""
-        note = self.target.format_markdown(f"_⚠️ {notice}_")
+        note = self.target.format_markdown(f"_⚠️ {as_text(notice)}_")
         await self._close(self.text, note, empty_note="")
 
     async def _close(
@@ -362,7 +379,7 @@ class LiveReply:
             return [*self._frozen, self._tail_of[1]] if self._tail_of[1] else list(self._frozen)
         if not self._status:
             return list(self._shown)
-        return [self._fmt(f"_{self._status}_")]
+        return [self._fmt(f"_{as_text(self._status)}_")]
 
     async def _sync(self, make: Callable[[], list[str]], final: bool = False) -> None:
         """Make the messages show the pieces `make()` returns, spending budget per operation.

@@ -199,6 +199,44 @@ class DiscordFormatting(RecordingTarget):
 
 # Discord's code block: ``` and an optional language, ended by the first ``` after it.
 DISCORD_CODE_BLOCK = re.compile(r"```(?:([a-z0-9_+\-.#]+?)\n+)?\n*([\s\S]+?)\n*```", re.I)
+# Discord's `_` italics (its clients' rule): no bare `_` inside.
+DISCORD_ITALICS = re.compile(r"\b_((?:__|\\[\s\S]|[^\\_])+?)_\b")
+
+
+async def test_a_failure_notice_holding_markdown_marks_stays_one_note_in_italics() -> None:
+    # An API's reason naming `max_completion_tokens` ended the italics on Discord:
+    # the note showed with raw underscores.
+    target = DiscordFormatting()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("Partial")
+    reply.set_status("Calling web_search")
+    await reply.fail(
+        "The assistant could not take that question: Use 'max_completion_tokens' "
+        "(or *max_tokens* ~ [1]). Send `reset_all` to start over."
+    )
+    note = target.visible()[0].split("\n\n")[1]
+    assert note == (
+        "_⚠️ The assistant could not take that question: Use 'max\\_completion\\_tokens' "
+        "(or \\*max\\_tokens\\* \\~ \\[1\\]). Send `reset_all` to start over._"
+    )
+    assert DISCORD_ITALICS.fullmatch(note.split(" `")[0] + "_")
+    # Slack's mrkdwn shows the marks as written, without the backslashes.
+    slack = SlackFormatting()
+    reply = LiveReply(slack, Budgets(), edit_interval=0.01)
+    await reply.start()
+    await reply.fail("Use 'max_completion_tokens' instead.")
+    assert slack.visible() == ["_⚠️ Use 'max_completion_tokens' instead._"]
+
+
+async def test_a_status_holding_markdown_marks_shows_as_written() -> None:
+    target = RecordingTarget()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.set_status("Calling web_search")
+    await wait_for(lambda: target.visible() == ["_Calling web\\_search_"])
+    await reply.finish("Done.")
+    assert target.visible() == ["Done."]
 
 
 async def test_a_streamed_four_backtick_block_is_a_discord_code_block_in_every_edit() -> None:
