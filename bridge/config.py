@@ -26,22 +26,13 @@ from pydantic import (
 
 from bridge.errors import ConfigError
 from bridge.interfaces import THINKING_TEXT, DialectOptions, PlatformOptions, Registry
+from bridge.route_ids import id_problem, in_no_dm_workspace
 
 # `$${` (a `${` itself), `${VAR}` / `${VAR:-default}`, or `$VAR`: a variable without
 # braces, which is not expanded (a shell's habit: the name would be sent as written).
 _VAR = re.compile(
     r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
 )
-
-# What a channel id of each platform looks like, and where to find it. Console
-# places are any name (its terminal, or a test's).
-_CHANNEL_IDS = {
-    "slack": (re.compile(r"[CGD][A-Z0-9]+"), "a Slack channel id (C…, G… or D…: capital "
-              "letters and digits)", "Slack: open the channel's details, the id is at the bottom"),
-    "discord": (re.compile(r"[0-9]+"), "a Discord channel id (digits)",
-                "Discord: turn on Developer Mode, then Copy Channel ID on the channel"),
-}
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -90,25 +81,16 @@ class RouteConfig(_Model):
                     for v in value]
         return value
 
-    @field_validator("channels")
+    @field_validator("workspace", "channels", "users", "roles")
     @classmethod
-    def _channel_ids(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        """Channel ids, not names or links: a channel is matched by its id alone, so a
-        name would pass and the bot would never answer there."""
+    def _id_shapes(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """Ids, not names, links or email addresses: a route matches by ids alone, so
+        a name would pass and the route would never answer."""
         platform = info.data.get("platform", "any")
-        shapes = [_CHANNEL_IDS[p] for p in (("slack", "discord") if platform == "any"
-                                            else (platform,)) if p in _CHANNEL_IDS]
-        how = "; ".join(where for _, _, where in shapes)
-        use = f"use the channel's id ({how})" if how else "use the channel's id"
-        for channel in value or ():
-            shown = channel if len(channel) <= 80 else channel[:77] + "..."
-            if channel.startswith("#"):
-                raise ValueError(f"{shown!r} is a channel's name: {use}")
-            if "/" in channel:
-                raise ValueError(f"{shown!r} is a link: {use}")
-            if shapes and not any(shape.fullmatch(channel) for shape, _, _ in shapes):
-                kinds = " or ".join(kind for _, kind, _ in shapes)
-                raise ValueError(f"{shown!r} is not {kinds}: {use}")
+        for item in value or ():
+            problem = id_problem(str(info.field_name), item, platform)
+            if problem:
+                raise ValueError(problem)
         return value
 
 
@@ -455,6 +437,19 @@ def parse_config(
                 f"routes[{i}].channels",
                 "a DM is in a channel of its own, so this route could never answer: "
                 "drop `channels`, or `dm: true` / `trigger: dm`",
+            )
+        only_dms = route.dm or route.trigger == "dm"
+        if only_dms and in_no_dm_workspace(route.platform, route.workspace):
+            raise ConfigError(
+                f"routes[{i}].workspace",
+                "a Discord DM is in no server (its workspace is @dm), so this route could "
+                "never answer: drop `workspace`, or `dm: true` / `trigger: dm`",
+            )
+        if only_dms and route.roles is not None:
+            raise ConfigError(
+                f"routes[{i}].roles",
+                "a DM carries no roles, so this route could never answer: drop `roles`, "
+                "or `dm: true` / `trigger: dm`",
             )
         if route.dm is False and route.trigger == "dm":
             raise ConfigError(
