@@ -12,7 +12,7 @@ import urllib.parse
 from collections.abc import Sequence
 
 from bridge.app import Bridge, LoopExceptions, build_backends, settle_heap
-from bridge.config import Config, load_config
+from bridge.config import Config, RouteConfig, load_config
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -27,6 +27,7 @@ from bridge.errors import (
 )
 from bridge.interfaces import ChatAPI, ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
+from bridge.routing import shadowed
 from bridge.sources import dedupe_sources
 from bridge.terminal import discard_output
 from bridge.text import TokenText, valid_text
@@ -116,7 +117,47 @@ def config_warnings(config: Config) -> list[str]:
                     f"routes[{i}]: trigger: all answers nothing in {platform} channels but "
                     f"messages that mention the bot: {why}; use trigger: mention"
                 )
+    found.extend(_route_warnings(config.routes))
     return found
+
+
+def _route_warnings(routes: Sequence[RouteConfig]) -> list[str]:
+    """Routes that load but do less than they say: a setting they ignore, or a route
+    an earlier one leaves nothing to (first match wins)."""
+    found: list[str] = []
+    for i, route in enumerate(routes):
+        if route.reply_in_thread and route.session != "thread":
+            found.append(
+                f"routes[{i}]: reply_in_thread: true opens no thread with session: "
+                f"{route.session} (only with session: thread); drop it, or use session: thread"
+            )
+        elif route.reply_in_thread and (route.dm or route.trigger == "dm"):
+            found.append(
+                f"routes[{i}]: reply_in_thread: true opens no thread in DMs, and this route "
+                "takes DMs only; drop it"
+            )
+    for later, earlier, workspaces in shadowed(routes):
+        where = f" in workspace {', '.join(workspaces)}" if workspaces else ""
+        found.append(
+            f"routes[{later}] can never answer{where}: routes[{earlier}] takes every "
+            f"message it would{' there' if where else ''}; move routes[{later}] above "
+            f"routes[{earlier}]{_or_narrow(routes[earlier], routes[later], earlier)}"
+        )
+    return found
+
+
+def _or_narrow(earlier: RouteConfig, later: RouteConfig, index: int) -> str:
+    """The other way out of a shadowed route: take its ids out of the earlier route's
+    first list that holds them (or the earlier route out, where they are all it lists)."""
+    for key in ("channels", "users", "workspace", "roles"):
+        listed: list[str] | None = getattr(earlier, key)
+        theirs: list[str] | None = getattr(later, key)
+        if listed is None or theirs is None:
+            continue
+        if set(listed) <= set(theirs):
+            return f", or remove routes[{index}]"
+        return f", or remove {', '.join(theirs)} from routes[{index}].{key}"
+    return ""
 
 
 async def _check(config: Config, registry: Registry, probe: bool) -> int:

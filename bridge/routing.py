@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bridge.config import RouteConfig
 from bridge.interfaces import Inbound
+from bridge.route_ids import DISCORD_DM_WORKSPACE
 
 
 def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None) -> str:
@@ -111,3 +112,126 @@ async def match_route(
             if await conversation_exists(conversation_key(route, msg)):
                 return route
     return None
+
+
+# What `check` and `run` can tell of the routes without a message: a route that an
+# earlier one leaves nothing to. Only certain cases count: no warning on a mere overlap.
+
+_ID_KEYS = ("channels", "users", "workspace", "roles")
+
+
+def _dms(route: RouteConfig) -> bool | None:
+    """True: the route takes DMs only; False: never; None: both."""
+    return True if route.trigger == "dm" else route.dm
+
+
+def _within(earlier: Sequence[str] | None, later: Sequence[str] | None) -> bool:
+    """Whether every value `later` allows, `earlier` allows (None: any)."""
+    return earlier is None or (later is not None and set(later) <= set(earlier))
+
+
+def _may_meet(one: RouteConfig, other: RouteConfig) -> bool:
+    """Whether messages of one place (platform, workspace, channel; DM or not) may be
+    taken by both routes, whoever writes them."""
+    if "any" not in (one.platform, other.platform) and one.platform != other.platform:
+        return False
+    dms = (_dms(one), _dms(other))
+    if None not in dms and dms[0] != dms[1]:
+        return False
+    if "slack" in (one.platform, other.platform):
+        # A Slack DM is in a D… channel: one only in DMs meets one listing none.
+        for dm_only, listing in ((one, other), (other, one)):
+            channels = listing.channels
+            if _dms(dm_only) and channels is not None and not any(
+                c.startswith("D") for c in channels
+            ):
+                return False
+    for key in ("workspace", "channels"):
+        mine, theirs = getattr(one, key), getattr(other, key)
+        if mine is not None and theirs is not None and not set(mine) & set(theirs):
+            return False
+    return True
+
+
+def _may_hold(route: RouteConfig, workspace: str) -> bool:
+    """Whether `workspace` may hold a message `route` takes (ids of the right platform;
+    Discord's DMs alone are in `@dm`, and a Slack DM is in its team)."""
+    if route.platform == "console":
+        return True
+    if workspace == DISCORD_DM_WORKSPACE:
+        return route.platform != "slack" and _dms(route) is not False
+    if workspace.isdigit():  # a Discord server
+        return route.platform != "slack" and _dms(route) is not True
+    return route.platform != "discord"  # a Slack team
+
+
+def coverage(
+    earlier: RouteConfig, later: RouteConfig, routes: Sequence[RouteConfig]
+) -> list[str] | None:
+    """Where `earlier`, tried first, takes every message `later` would take (see
+    `match_route`): None for nowhere, [] for everywhere, else the workspaces (those
+    `earlier` lists, where `later` lists none or more). It must allow every other id
+    `later` allows, take DMs as `later` does, and have a trigger that counts as much.
+
+    Under `trigger: mention` and `session: thread`, `later` would still take a
+    follow-up in a thread of a conversation under its own key (backend and session)
+    that `earlier` does not know: such a conversation of another of `routes` (`later`
+    in it) in a place `later` also takes keeps `later` from counting as covered, unless
+    that route comes first and follows its threads whoever writes. One kept from before
+    the config changed is not counted.
+    """
+    if earlier.platform not in ("any", later.platform):
+        return None
+    dms = _dms(earlier)
+    if dms is not None and dms != _dms(later):
+        return None
+    if not all(_within(getattr(earlier, key), getattr(later, key)) for key in _ID_KEYS
+               if key != "workspace"):
+        return None
+    where: list[str] = []
+    if earlier.workspace is not None:
+        if later.workspace is None:
+            where = [w for w in earlier.workspace if _may_hold(later, w)]
+        else:
+            where = [w for w in later.workspace if w in earlier.workspace]
+        if not where:
+            return None
+        if later.workspace is not None and len(where) == len(later.workspace):
+            where = []  # all of them
+    if _dms(later) or earlier.trigger == "all":
+        return where  # every DM counts under any trigger
+    if later.trigger == "all":
+        return None  # `earlier` takes mentions alone
+    if later.session != "thread" or (
+        earlier.session == "thread" and earlier.backend == later.backend
+    ):
+        return where  # `later` follows no thread `earlier` would not
+    place = next(k for k, route in enumerate(routes) if route is later)
+    for k, other in enumerate(routes):
+        if other is later or other.session != "thread" or other.backend != later.backend:
+            continue
+        # Tried first and taking anyone's message there, it follows its threads itself.
+        if k < place and other.users is None and other.roles is None:
+            continue
+        if _may_meet(other, later):
+            return None
+    return where
+
+
+def shadowed(routes: Sequence[RouteConfig]) -> list[tuple[int, int, list[str]]]:
+    """(later, earlier, workspaces): each route that can never answer, with the first
+    earlier route that takes every message it would, everywhere ([]) or, failing
+    one, in those workspaces."""
+    found = []
+    for j, later in enumerate(routes):
+        first: tuple[int, int, list[str]] | None = None
+        for i, earlier in enumerate(routes[:j]):
+            where = coverage(earlier, later, routes)
+            if where == []:
+                first = (j, i, where)
+                break
+            if where and first is None:
+                first = (j, i, where)
+        if first:
+            found.append(first)
+    return found
