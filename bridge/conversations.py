@@ -62,9 +62,12 @@ async def remember(
     req: ChatRequest,
     answer: str,
     done: Done | None,
+    *,
+    keep_turn: bool = True,
 ) -> None:
     """Keep what an answered question leaves: the session the API gave, its usage
-    figures and, where the bridge keeps the history, the question and its answer."""
+    figures and, where the bridge keeps the history, the question and its answer
+    (not with `keep_turn` false: the question was deleted while it was answered)."""
     conv.last_used = time.time()
     if done is not None and done.session:
         conv.session = done.session
@@ -72,7 +75,7 @@ async def remember(
         usage = {k: v for k, v in done.usage.items() if _plain(v) and k != KIND}
         conv.meta = {**conv.meta, **usage}
     await store.save_conversation(conv)
-    if not backend.stateful and answer.strip():
+    if keep_turn and not backend.stateful and answer.strip():
         # An empty answer ("(no answer)") is no turn: kept, it would be sent
         # back with every later question, and some APIs refuse an empty one.
         await store.append_history(

@@ -9,7 +9,8 @@ of its own, pruned with the others after `limits.event_ttl`; the replica
 holding the question looks for it just before asking the chat API.
 
 A deletion recorded after that finds the answer begun: it is answered, as
-on one replica.
+on one replica, but the turn is not kept in the conversation's history (a
+stateless API would be sent the deleted text again with every later question).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import time
 
 from bridge.errors import BridgeError
-from bridge.interfaces import Inbound
+from bridge.interfaces import Inbound, ReplyTarget
 from bridge.store import Store
 
 log = logging.getLogger("chat_bridge.relay")
@@ -49,3 +50,18 @@ async def deleted_elsewhere(store: Store, msg: Inbound) -> bool:
     return await store.event_claimed(
         deletion_id(msg.platform, msg.workspace, msg.channel, msg.message_id)
     )
+
+
+async def taken_back(store: Store, msg: Inbound, target: ReplyTarget) -> bool:
+    """Whether the question `msg` was deleted (or withdrawn) by now, here or, on a shared
+    store, as told to another replica: asked once its answer is read, so that a
+    question deleted while it was answered is not kept. A store that cannot say is
+    taken to say no (logged): the answer is kept as it would have been."""
+    if target.withdrawn():
+        return True
+    try:
+        return await deleted_elsewhere(store, msg)
+    except BridgeError as exc:
+        log.warning("could not look for a deletion of the question: %s; its turn is kept "
+                    "in the conversation's history", exc, extra={"platform": msg.platform})
+        return False

@@ -384,8 +384,10 @@ class ReplyTarget(ABC):
     def withdrawn(self) -> bool:
         """The question was taken back (deleted), or can no longer be answered (it
         waited past the platform's time for an answer), before its answer began: the
-        chat API is not asked it. Asked as its turn comes, perhaps more than once: a
-        query that changes nothing. Default: never (a platform that does not say)."""
+        chat API is not asked it. Asked as its turn comes, perhaps more than once, and
+        again once its answer is read (one deleted meanwhile is answered, and not kept
+        in the conversation's history): a query that changes nothing. Default: never
+        (a platform that does not say)."""
         return False
 
     async def end(self) -> None:  # noqa: B027 - optional hook
