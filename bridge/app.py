@@ -261,7 +261,7 @@ class Bridge:
                     route.session == "user" and route.serves(name) for route in self.config.routes
                 ),
                 extra=self._platform_extra.get(name, {}),
-                deleted=partial(record_deletion, self.store, name) if self.store.shared else None,
+                deleted=partial(record_deletion, self.store, name),
                 route_channels=_route_channels(self.config, name),
             )
             self.platforms[name] = cls(ctx)

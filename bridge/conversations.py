@@ -8,8 +8,9 @@ import logging
 import time
 from collections.abc import Collection
 
+from bridge.deletions import asked, taken_back
 from bridge.errors import StoreError
-from bridge.interfaces import ChatAPI, ChatRequest, Done, Turn
+from bridge.interfaces import ChatAPI, ChatRequest, Done, Inbound, ReplyTarget, Turn
 from bridge.store import Conversation, Store
 
 log = logging.getLogger("chat_bridge.conversations")
@@ -64,10 +65,12 @@ async def remember(
     done: Done | None,
     *,
     keep_turn: bool = True,
+    question: str | None = None,
 ) -> None:
     """Keep what an answered question leaves: the session the API gave, its usage
     figures and, where the bridge keeps the history, the question and its answer
-    (not with `keep_turn` false: the question was deleted while it was answered)."""
+    (not with `keep_turn` false: the question was deleted while it was answered),
+    under the question's id (`bridge.deletions.asked`), for its deletion to find."""
     conv.last_used = time.time()
     if done is not None and done.session:
         conv.session = done.session
@@ -80,8 +83,28 @@ async def remember(
         # back with every later question, and some APIs refuse an empty one.
         await store.append_history(
             conv.key, [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
-            2 * backend.history_turns, backend.history_chars,
+            2 * backend.history_turns, backend.history_chars, question=question,
         )
+
+
+async def remember_answer(
+    store: Store,
+    conv: Conversation,
+    backend: ChatAPI,
+    req: ChatRequest,
+    answer: str,
+    done: Done | None,
+    msg: Inbound,
+    target: ReplyTarget,
+) -> None:
+    """`remember` the answer to `msg`; its turn not if the question was deleted while
+    it was answered (a password posted by mistake: a stateless API would be sent it
+    again with every later question), nor once deleted as it was kept."""
+    kept = not await taken_back(store, msg, target)
+    await remember(store, conv, backend, req, answer, done, keep_turn=kept, question=asked(msg))
+    if kept and await taken_back(store, msg, target):
+        # Its deletion came as the turn was kept; told too soon to find it.
+        await store.forget_question(asked(msg))
 
 
 async def tell_of_other_backends(

@@ -1,16 +1,17 @@
-"""Questions deleted on their platform, told to the replica that holds them.
+"""Questions deleted on their platform: not asked, and not kept.
 
 A question deleted while it waits its turn is not sent to the chat API. The
 platform adapter marks a question it holds itself (`ReplyTarget.withdrawn`),
 but on a shared store the deletion may reach another replica than the one
 holding the question (a load balancer sends each event to any of them). There
-the adapter records it in the store (`PlatformContext.deleted`), as an event id
-of its own, pruned with the others after `limits.event_ttl`; the replica
-holding the question looks for it just before asking the chat API.
+the adapter's call (`PlatformContext.deleted`) records it in the store, as an
+event id of its own, pruned with the others after `limits.event_ttl`; the
+replica holding the question looks for it just before asking the chat API.
 
-A deletion recorded after that finds the answer begun: it is answered, as
-on one replica, but the turn is not kept in the conversation's history (a
-stateless API would be sent the deleted text again with every later question).
+A deletion known after that finds the answer begun: it is answered, as on one
+replica, but its turn is not kept in the conversation's history (a stateless
+API would be sent the deleted text again with every later question). One that
+comes once the turn is kept has it forgotten (`Store.forget_question`).
 """
 
 from __future__ import annotations
@@ -25,21 +26,46 @@ from bridge.store import Store
 log = logging.getLogger("chat_bridge.relay")
 
 
+def question_id(platform: str, workspace: str, channel: str, message_id: str) -> str:
+    """The id a question's turn is kept under in a history, for its deletion to find."""
+    return f"{platform}:{workspace}:{channel}:{message_id}"
+
+
 def deletion_id(platform: str, workspace: str, channel: str, message_id: str) -> str:
     """The event id that stands for the deletion of a message."""
-    return f"deleted:{platform}:{workspace}:{channel}:{message_id}"
+    return f"deleted:{question_id(platform, workspace, channel, message_id)}"
+
+
+def asked(msg: Inbound) -> str:
+    """The id `msg`'s turn is kept under (`question_id`)."""
+    return question_id(msg.platform, msg.workspace, msg.channel, msg.message_id)
 
 
 async def record_deletion(
     store: Store, platform: str, workspace: str, channel: str, message_id: str
 ) -> None:
-    """A message was deleted: say so to the replica that may hold it as a question."""
+    """A message was deleted: on a shared store, say so to the replica that may hold
+    it as a question; and forget its turn where a history keeps it (answered)."""
+    where = {"platform": platform, "channel": channel}
+    if store.shared:
+        try:
+            await store.claim_event(
+                deletion_id(platform, workspace, channel, message_id), time.time()
+            )
+        except BridgeError as exc:
+            log.warning("could not record the deletion of message %s: %s; if another replica "
+                        "holds it as a question waiting its turn, it is answered", message_id,
+                        exc, extra=where)
     try:
-        await store.claim_event(deletion_id(platform, workspace, channel, message_id), time.time())
+        forgot = await store.forget_question(question_id(platform, workspace, channel, message_id))
     except BridgeError as exc:
-        log.warning("could not record the deletion of message %s: %s; if another replica "
-                    "holds it as a question waiting its turn, it is answered", message_id, exc,
-                    extra={"platform": platform, "channel": channel})
+        log.warning("could not forget deleted message %s: %s; if it was a question answered, "
+                    "its conversation's history keeps it until a reset", message_id, exc,
+                    extra=where)
+        return
+    if forgot:
+        log.info("deleted question %s forgotten from its conversation's history", message_id,
+                 extra=where)
 
 
 async def deleted_elsewhere(store: Store, msg: Inbound) -> bool:

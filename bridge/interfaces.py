@@ -506,10 +506,11 @@ class PlatformContext:
     # change which conversation a question belongs to.
     per_user: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
-    # Set on a shared store, where an event may reach another replica than the one
-    # holding its question: called by the adapter with (workspace, channel, message
-    # id) when a message is deleted, so that a question of it still waiting its turn
-    # is not answered wherever it waits (see bridge/deletions.py).
+    # Called by the adapter with (workspace, channel, message id) when a message is
+    # deleted: a question of it already answered is forgotten from its conversation's
+    # history, and on a shared store, where an event may reach another replica than
+    # the one holding its question, one still waiting its turn is not answered
+    # wherever it waits (see bridge/deletions.py).
     deleted: Callable[[str, str, str], Awaitable[None]] | None = None
     # The channel ids the platform's routes list, each with where (`routes[0].channels`):
     # an adapter that sees its channels once connected may say which match nothing.

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from bridge.budget import Budgets
 from bridge.circuit import Circuit
 from bridge.config import Config
-from bridge.conversations import open_conversation, remember
-from bridge.deletions import deleted_elsewhere, taken_back
+from bridge.conversations import open_conversation, remember_answer
+from bridge.deletions import deleted_elsewhere
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -417,13 +417,10 @@ class Relay:
                 if cap is not None and len(final) > cap:
                     raise TooLong(cap)  # the streamed text, within it, stays
             # Keep the session and history first: the answer is complete even if
-            # the process stops during the final edit. Not the turn of a question
-            # deleted meanwhile (a password posted by mistake): a stateless API would
-            # be sent it again with every later question.
-            kept = not await taken_back(self.store, msg, job.target)
+            # the process stops during the final edit.
             try:
-                await remember(self.store, conv, backend, request, final or reply.text, done,
-                               keep_turn=kept)
+                await remember_answer(self.store, conv, backend, request,
+                                      final or reply.text, done, msg, job.target)
             except BridgeError as exc:
                 # The answer is whole: show it; only what follows it may lack context.
                 log.error("could not save the conversation: %s", exc, extra={"conversation": key})

@@ -161,10 +161,23 @@ class Store(ABC):
 
     @abstractmethod
     async def append_history(
-        self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
+        self,
+        key: str,
+        turns: Sequence[Turn],
+        keep: int,
+        max_chars: int | None = None,
+        *,
+        question: str | None = None,
     ) -> None:
         """Append turns, then keep only what `bridge.history.kept_from` keeps: of the
-        newest `keep` messages, the newest whole pairs within `max_chars` characters."""
+        newest `keep` messages, the newest whole pairs within `max_chars` characters.
+        `question`: the id of the question the turns are (`bridge.deletions.question_id`),
+        for `forget_question`."""
+
+    @abstractmethod
+    async def forget_question(self, question: str) -> int:
+        """Forget the turns appended with `question` (a question and its answer), in
+        whichever conversation: the question was deleted. Returns how many."""
 
     # deduplication
     @abstractmethod

@@ -175,6 +175,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("CREATE INDEX conversations_backend ON conversations (backend)",),
         postgres=("CREATE INDEX conversations_backend ON conversations (backend)",),
     ),
+    Migration(
+        9,
+        "the question each turn of a history belongs to, to forget it once it is deleted",
+        # Nullable, as `asker`: the turns kept before it, and those a replica not yet
+        # upgraded writes, belong to no question a deletion can name.
+        sqlite=(
+            "ALTER TABLE history ADD COLUMN question TEXT",
+            "CREATE INDEX history_question ON history (question)",
+        ),
+        postgres=(
+            "ALTER TABLE history ADD COLUMN question TEXT",
+            "CREATE INDEX history_question ON history (question)",
+        ),
+    ),
 )
 
 

@@ -257,7 +257,13 @@ class PostgresStore(Store):
         return [Turn(role=row["role"], content=row["content"], asker=row["asker"]) for row in rows]
 
     async def append_history(
-        self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
+        self,
+        key: str,
+        turns: Sequence[Turn],
+        keep: int,
+        max_chars: int | None = None,
+        *,
+        question: str | None = None,
     ) -> None:
         async with self._conn("appending to a history") as conn, conn.transaction():
             # Serialise appends to one key, so concurrent trims cannot leave
@@ -265,8 +271,9 @@ class PostgresStore(Store):
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
             if turns:
                 await conn.executemany(
-                    "INSERT INTO history (key, role, content, asker) VALUES ($1, $2, $3, $4)",
-                    [(key, turn.role, turn.content, turn.asker) for turn in turns],
+                    "INSERT INTO history (key, role, content, asker, question)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    [(key, turn.role, turn.content, turn.asker, question) for turn in turns],
                 )
             rows = await conn.fetch(
                 "SELECT seq, length(content) AS size FROM history WHERE key = $1 ORDER BY seq",
@@ -279,6 +286,11 @@ class PostgresStore(Store):
                 await conn.execute(
                     "DELETE FROM history WHERE key = $1 AND seq < $2", key, rows[start]["seq"]
                 )
+
+    async def forget_question(self, question: str) -> int:
+        async with self._conn("forgetting a deleted question") as conn:
+            status = await conn.execute("DELETE FROM history WHERE question = $1", question)
+        return _count(status)
 
     # ------------------------------------------------------------------ deduplication
 

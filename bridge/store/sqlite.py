@@ -286,13 +286,20 @@ class SQLiteStore(Store):
         return [Turn(role=role, content=content, asker=asker) for role, content, asker in rows]
 
     async def append_history(
-        self, key: str, turns: Sequence[Turn], keep: int, max_chars: int | None = None
+        self,
+        key: str,
+        turns: Sequence[Turn],
+        keep: int,
+        max_chars: int | None = None,
+        *,
+        question: str | None = None,
     ) -> None:
         async with self._write("appending to a history") as db:
             if turns:
                 await db.executemany(
-                    "INSERT INTO history (key, role, content, asker) VALUES (?, ?, ?, ?)",
-                    [(key, turn.role, turn.content, turn.asker) for turn in turns],
+                    "INSERT INTO history (key, role, content, asker, question)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(key, turn.role, turn.content, turn.asker, question) for turn in turns],
                 )
             cursor = await db.execute(
                 "SELECT seq, length(content) FROM history WHERE key = ? ORDER BY seq", (key,)
@@ -305,6 +312,11 @@ class SQLiteStore(Store):
                 await db.execute(
                     "DELETE FROM history WHERE key = ? AND seq < ?", (key, rows[start][0])
                 )
+
+    async def forget_question(self, question: str) -> int:
+        async with self._write("forgetting a deleted question", transaction=False) as db:
+            cursor = await db.execute("DELETE FROM history WHERE question = ?", (question,))
+            return cursor.rowcount
 
     # ------------------------------------------------------------------ deduplication
 

@@ -188,6 +188,19 @@ async def test_history_keeps_only_the_newest_whole_turns_within_max_chars(store:
     assert await store.history("k") == pair
 
 
+async def test_a_deleted_question_is_forgotten_with_its_answer(store: Store) -> None:
+    # Deleted once answered (a password posted by mistake): it stayed, and a stateless
+    # API was sent it again with every later question.
+    pair = [Turn("user", "hunter2"), Turn("assistant", "a")]
+    await store.append_history("k", [Turn("user", "old"), Turn("assistant", "A")], 10)
+    await store.append_history("k", pair, 10, question="slack:T1:C1:2.0")
+    await store.append_history("k", [Turn("user", "q"), Turn("assistant", "b")], 10,
+                               question="slack:T1:C1:3.0")
+    assert await store.forget_question("slack:T1:C1:2.0") == 2
+    assert [t.content for t in await store.history("k")] == ["old", "A", "q", "b"]
+    assert await store.forget_question("slack:T1:C1:2.0") == 0
+
+
 async def test_history_keeps_unicode_and_long_text(store: Store) -> None:
     text = "Grüße — 你好 ```code```\n" * 2000
     await store.append_history("k", [Turn("assistant", text)], keep=2)

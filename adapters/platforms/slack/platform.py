@@ -382,7 +382,8 @@ class SlackPlatform(Platform):
     def _deleted(self, body: dict[str, Any], event: dict[str, Any]) -> bool:
         """Whether `event` says a message was deleted; a question of it still waiting
         for its answer is then not answered (a password posted by mistake), here or on
-        another replica sharing the store."""
+        another replica sharing the store, and one answered is not kept in its
+        conversation's history."""
         subtype = event.get("subtype")
         if subtype == "message_deleted":
             ts = event.get("deleted_ts")
@@ -398,8 +399,9 @@ class SlackPlatform(Platform):
             log.info("slack: question %s was deleted", ts)
             target.deleted = True
         if self.ctx.deleted is not None:
-            # Recorded even for a question held here: this replica may hold only a
-            # second delivery of it, dropped as a duplicate, while another answers it.
+            # Told even for a question held here: this replica may hold only a second
+            # delivery of it, dropped as a duplicate, while another answers it; and an
+            # answered question's turn is forgotten.
             self._spawn(self.ctx.deleted(workspace_of(body, event, self.team_id), channel, str(ts)))
         return True
 
