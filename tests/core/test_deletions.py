@@ -21,8 +21,15 @@ class SharedStore(SQLiteStore):
 
 
 def question(ts: str) -> Inbound:
-    return Inbound(platform="slack", workspace="T1", channel="C1", user="U1", text="hunter2",
-                   message_id=ts, event_id=f"C1:{ts}")
+    return Inbound(
+        platform="slack",
+        workspace="T1",
+        channel="C1",
+        user="U1",
+        text="hunter2",
+        message_id=ts,
+        event_id=f"C1:{ts}",
+    )
 
 
 async def test_a_deletion_told_to_another_replica_is_found_once_the_answer_is_read(
@@ -46,5 +53,8 @@ async def test_a_store_that_cannot_say_keeps_the_turn(
 
         store.event_claimed = fails  # type: ignore[method-assign]
         assert not await taken_back(store, question("1.0"), RecordingTarget())
-    assert any("could not look for a deletion" in r.getMessage() for r in caplog.records
-               if r.levelno == logging.WARNING)
+    assert any(
+        "could not look for a deletion" in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING
+    )
