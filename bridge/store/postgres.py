@@ -58,6 +58,9 @@ log = logging.getLogger("chat_bridge.store")
 
 _MIGRATION_LOCK = 0x63686272_64676531  # "chbrdge1"
 MIGRATION_TIMEOUT = 3600.0  # seconds a migration's statement (or the wait for another's) may take
+# Seconds a closing pool waits for the statements still running (left by a stop's
+# deadline, perhaps on a database that stopped answering) before it drops them.
+CLOSE_TIMEOUT = 0.5
 
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
@@ -144,7 +147,7 @@ class PostgresStore(Store):
         if pool is None:
             return
         try:
-            await asyncio.wait_for(pool.close(), timeout=self.command_timeout)
+            await asyncio.wait_for(pool.close(), timeout=min(self.command_timeout, CLOSE_TIMEOUT))
         except _DRIVER_ERRORS:  # TimeoutError is one of them
             pool.terminate()
 
