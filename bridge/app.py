@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
@@ -27,6 +28,7 @@ from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.interruptions import INTERRUPTED, interrupted_edit
 from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.relay import Relay
+from bridge.stopping import StopClock
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client, tls_context
 
@@ -135,11 +137,13 @@ PRUNE_BATCH = 1000
 # Seconds between a heartbeat's `Store.compact` (SQLite: the write-ahead log emptied, so
 # what a reset or a pruning deleted leaves the files within about this long).
 COMPACT_EVERY = 60.0
-# How long a stop spends marking the replies it cut as interrupted; those left
-# are marked by the next start (their records stay).
-MARK_ON_STOP_SECONDS = 5.0
-# How long a stop keeps retrying to remove finished replies' records from a failing store.
-RECORD_RETRY_SECONDS = 5.0
+# How long a stop spends, after the grace, on the store and on marking the replies it
+# cut as interrupted, all told: retrying to remove finished replies' records from a
+# failing store, finding the cut replies' records, the marks. What is left then is
+# for the next start (the records stay).
+AFTER_GRACE_SECONDS = 5.0
+# How long a closing bridge waits for its background tasks (the heartbeat...) to end.
+TASKS_END_SECONDS = 0.5
 # A reply cut off on a platform no longer configured is kept (with its text) this
 # long for a later start that has it again to mark; then forgotten.
 UNMARKED_KEPT = 7 * 24 * 3600.0
@@ -190,6 +194,7 @@ class Bridge:
         # Recovery running beside the heartbeat (its marks may wait long for a
         # platform's budget), and the orphans it has claimed and not yet marked.
         self._recovering: asyncio.Task[object] | None = None
+        self._drained = False  # a graceful stop ran (`drain`)
         self._marking: dict[str, InFlight] = {}
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
@@ -452,48 +457,79 @@ class Bridge:
             problems["store"] = "corrupt" if isinstance(exc, StoreCorrupt) else "unavailable"
         return problems
 
-    async def drain(self) -> None:
-        """Graceful stop: finish live replies for the grace period, mark the rest."""
+    async def drain(self) -> bool:
+        """Graceful stop: finish live replies for the grace period, mark the rest.
+
+        Then the replies cut and the store have `AFTER_GRACE_SECONDS` in all (about
+        one after a second stop signal). False when the store failed or did not
+        answer meanwhile, leaving records for the next start (which marks their
+        replies interrupted).
+        """
         for platform in self.platforms.values():
             await platform.stop_receiving()
-        cancelled = await self.relay.drain(self.config.limits.shutdown_grace)
-        await self.relay.progress.flush()
-        await self.close_records(RECORD_RETRY_SECONDS)
+        grace = self.config.limits.shutdown_grace
+        self._drained = True
+        clock = StopClock(self.relay, grace + AFTER_GRACE_SECONDS)
+        cancelled = await self.relay.drain(grace, clock)
+        clock.end_within(AFTER_GRACE_SECONDS)  # the grace may have ended early
+        if self._progress is not None:
+            # The flush below writes what is left. Writing beside it, the writer would
+            # queue a statement after another to a store that does not answer.
+            self._progress.cancel()
+        try:
+            await clock.within(self.relay.progress.flush())
+        except TimeoutError:
+            log.warning("could not record the last progress of live replies: the store "
+                        "did not answer in time")
+        clean = await self.close_records(AFTER_GRACE_SECONDS, clock)
         if cancelled:
             log.info("%d replies did not finish in time or were not begun; marking them "
                      "interrupted", cancelled)
+            try:
+                found = await clock.within(
+                    self.store.inflight_orphans(self.owner, time.time() + 1)
+                )
+            except (BridgeError, TimeoutError):
+                log.error("the store is unavailable: %d replies cut by the stop are not "
+                          "marked interrupted, and the next start will mark them", cancelled)
+                return False
             left = [
-                rec for rec in await self.store.inflight_orphans(self.owner, time.time() + 1)
+                rec for rec in found
                 # A record the store failed to remove is of a finished reply.
                 if rec.owner == self.owner and rec.id not in self.relay.unended
             ]
             try:
-                async with asyncio.timeout(MARK_ON_STOP_SECONDS):
-                    while left:
-                        await self._mark_interrupted(left[0], kept=True)
-                        left.pop(0)
+                while left:
+                    # A second signal asks for the marks at once; it does not cut them.
+                    await clock.within(self._mark_interrupted(left[0], kept=True),
+                                       hurried=False)
+                    left.pop(0)
             except TimeoutError:
                 log.warning(
                     "%d replies are left to mark interrupted; the next start marks them",
                     len(left),
                 )
+            except BridgeError:
+                log.error("the store is unavailable: %d replies cut by the stop are not "
+                          "marked interrupted, and the next start will mark them", len(left))
+                return False
+        return clean
 
-    async def close_records(self, within: float) -> bool:
-        """Retry, for up to `within` seconds, removing the in-flight records of finished
-        replies that the store failed to remove; False if some are left.
+    async def close_records(self, within: float, clock: StopClock | None = None) -> bool:
+        """Retry, for up to `within` seconds (or until `clock`'s deadline), removing the
+        in-flight records of finished replies that the store failed to remove; False
+        if some are left.
 
         A record left behind makes the next start take its reply for one cut by
         a crash and mark it interrupted.
         """
-        deadline = time.monotonic() + within
+        clock = clock or StopClock(self.relay, within)
         while self.relay.unended:
-            # After a second stop signal, one short try: the admin asked to stop now.
-            left = max(0.1, deadline - time.monotonic())
             try:
-                async with asyncio.timeout(min(left, 1.0) if self.relay.hurried else left):
-                    await self.relay.end_records()
+                await clock.within(self.relay.end_records())
             except (BridgeError, TimeoutError):
-                left = deadline - time.monotonic()
+                # After a second stop signal, no second try: the admin asked to stop now.
+                left = clock.left()
                 if self.relay.hurried or left <= 0 or await self.relay.hurry_within(
                     min(0.5, left)
                 ):
@@ -506,15 +542,22 @@ class Bridge:
         return True
 
     async def aclose(self) -> None:
-        for task in (self._heartbeat, self._fence, self._progress, self._recovering):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in (self._heartbeat, self._fence, self._progress, self._recovering) if t]
         self._heartbeat = self._fence = self._progress = self._recovering = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # One cut in a statement to a database that does not answer may wait on it
+            # still (to give its connection back): left to end as the store closes.
+            await asyncio.wait(tasks, timeout=TASKS_END_SECONDS)
         try:
             if hasattr(self, "relay"):
                 await self.relay.drain(0)
-                await self.relay.progress.flush()
+                if not self._drained:  # a drain tried already, within its deadline
+                    with contextlib.suppress(TimeoutError):
+                        await StopClock(self.relay, AFTER_GRACE_SECONDS).within(
+                            self.relay.progress.flush()
+                        )
         finally:  # the store, the clients and the platforms are closed whatever happened
             await self._stack.aclose()
 

@@ -332,8 +332,7 @@ async def _serve(config: Config, registry: Registry) -> int:
             for sig in signals:
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, hurry)
-            await bridge.drain()
-            clean = not bridge.relay.unended
+            clean = await bridge.drain()
         finally:
             await bridge.aclose()
     except BridgeError as exc:

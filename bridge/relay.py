@@ -54,6 +54,7 @@ from bridge.reading import read_answer
 from bridge.render import LiveReply
 from bridge.reply_budget import FIRST, Slots, restamp
 from bridge.sources import dedupe_sources
+from bridge.stopping import StopClock
 from bridge.store import InFlight, Store
 from bridge.text import valid_text
 from bridge.turns import Turns
@@ -554,13 +555,15 @@ class Relay:
             return False
         return True
 
-    async def drain(self, grace: float) -> int:
+    async def drain(self, grace: float, clock: StopClock | None = None) -> int:
         """Stop taking messages; let live replies finish for `grace` seconds.
 
         A question still waiting for its turn is not asked once it comes: it would be
         paid for and most likely cut unread. Returns how many replies were cut: still
         running at the grace's end and cancelled, or not begun (their in-flight
-        records stay, to be marked interrupted).
+        records stay, to be marked interrupted). Those cut end on the store (their
+        leases let go): until `clock`'s deadline, past which they are left to end
+        on their own.
         """
         self.accepting = False
         self._unasked = 0
@@ -585,7 +588,12 @@ class Relay:
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            ended = asyncio.gather(*pending, return_exceptions=True)
+            if clock is None:
+                await ended
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await clock.within(ended)
         return len(pending) + self._unasked
 
 

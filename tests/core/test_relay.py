@@ -589,7 +589,7 @@ async def test_what_the_asker_is_told_when_the_api_refuses_or_reports_an_error(
 async def test_a_stop_marks_cut_replies_within_the_platforms_limits_and_in_bounded_time(
     fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app, "MARK_ON_STOP_SECONDS", 0.3)
+    monkeypatch.setattr(app, "AFTER_GRACE_SECONDS", 0.3)
     fake_chat_api.enqueue(tokens=["Half ", "and never more"], hang_after=1)
     async with bridge_for(
         fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 0.1}",
@@ -615,7 +615,7 @@ async def test_a_stop_keeps_back_a_slot_of_a_spent_shared_budget_for_each_mark(
 ) -> None:
     # Live replies in one bucket (Slack: chat.update, per workspace) spend its budget
     # to the full: when the grace ends, each reply cut still finds a slot for its mark.
-    monkeypatch.setattr(app, "MARK_ON_STOP_SECONDS", 1.0)
+    monkeypatch.setattr(app, "AFTER_GRACE_SECONDS", 1.0)
     for _ in range(3):
         fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(200)], token_delay=0.05)
     rate = Rate(4, 2.0)  # a window shorter than the grace: it frees slots meanwhile

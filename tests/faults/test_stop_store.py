@@ -1,0 +1,176 @@
+"""A graceful stop while the store does not answer ends in bounded time.
+
+A statement behind another session's lock, or a database that stopped answering
+(a failover, a partition): the stop still ends within the grace and
+`AFTER_GRACE_SECONDS`, saying what it left for the next start, before an
+orchestrator's kill (30 s in Kubernetes by default). A second signal cuts it short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bridge import app
+from bridge.app import Bridge
+from tests.core.fakeplatform import LocalPlatform, wait_for
+from tests.core.test_relay import bridge_for
+from tests.fakes.chatapi import FakeChatAPI
+from tests.replicas.test_shared_order import shared_bridge
+from tests.store.conftest import PG_URL, pg_schema_url
+
+AFTER_GRACE = 1.5  # instead of 5 s, to keep the tests short
+GRACE = 0.5
+MARGIN = 2.0  # closing the pool and the background tasks, and a loaded machine
+UNAVAILABLE = "the store is unavailable: 1 replies cut by the stop are not marked interrupted"
+
+
+@pytest.fixture(autouse=True)
+def short_after_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app, "AFTER_GRACE_SECONDS", AFTER_GRACE)
+
+
+class Freezer:
+    """A TCP relay to the PostgreSQL server that can stop forwarding: the database
+    stops answering, its connections stay open."""
+
+    def __init__(self) -> None:
+        self.frozen = False
+        self.thawed = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[int]:
+        server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        try:
+            yield int(server.sockets[0].getsockname()[1])
+        finally:
+            self.thaw()
+            server.close()
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def thaw(self) -> None:
+        self.frozen = False
+        self.thawed.set()
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        host, port = PG_URL.split("@", 1)[1].split("/", 1)[0].split(":")
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    if self.frozen:
+                        await self.thawed.wait()
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def live_reply(fake: FakeChatAPI, bridge: Bridge) -> None:
+    """Start a reply that outlasts the grace; return once it shows its first words."""
+    on: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+    first = await on.say("A long one?", thread="T1")
+    await wait_for(lambda: any("w1" in text for text in first.visible()))
+
+
+async def stop(bridge: Bridge) -> tuple[float, bool]:
+    """Stop as `chat-bridge run` does; how long it took and whether it was clean."""
+    started = time.monotonic()
+    try:
+        clean = await bridge.drain()
+    finally:
+        await bridge.aclose()
+    return time.monotonic() - started, clean
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("hurried", [False, True])
+async def test_a_stop_while_a_lock_holds_the_bridges_table(
+    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture, hurried: bool
+) -> None:
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(300)], token_delay=0.1)
+    async with pg_schema_url() as url:
+        schema = url.rsplit("=", 1)[1]
+        bridge = shared_bridge(fake_chat_api, url, limits=f"shutdown_grace: {GRACE}")
+        await bridge.__aenter__()
+        locker = await asyncpg.connect(PG_URL)
+        try:
+            await live_reply(fake_chat_api, bridge)
+            async with locker.transaction():
+                await locker.execute(f'LOCK TABLE "{schema}".inflight IN ACCESS EXCLUSIVE MODE')
+                if hurried:
+                    bridge.relay.hurry()  # a second stop signal, before the grace ends
+                took, clean = await stop(bridge)
+        finally:
+            await locker.close()
+    assert not clean  # `chat-bridge run` exits 1
+    assert UNAVAILABLE in caplog.text
+    if hurried:
+        assert took < 1.0 + MARGIN  # not the grace, nor the time after it
+    else:
+        assert took < GRACE + AFTER_GRACE + MARGIN
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+async def test_a_stop_while_the_database_stops_answering(
+    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(300)], token_delay=0.1)
+    freezer = Freezer()
+    async with freezer.serving() as port, pg_schema_url() as url:
+        where = PG_URL.split("@", 1)[1].split("/", 1)[0]
+        bridge = shared_bridge(
+            fake_chat_api,
+            url.replace(where, f"127.0.0.1:{port}"),
+            limits=f"shutdown_grace: {GRACE}",
+        )
+        await bridge.__aenter__()
+        await live_reply(fake_chat_api, bridge)
+        freezer.frozen = True
+        took, clean = await stop(bridge)
+    assert not clean
+    assert UNAVAILABLE in caplog.text
+    assert took < GRACE + AFTER_GRACE + MARGIN
+
+
+@pytest.mark.timeout(60)
+async def test_a_stop_while_another_process_holds_the_sqlite_file(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(300)], token_delay=0.1)
+    db = tmp_path / "b.db"
+    bridge = bridge_for(fake_chat_api, db, extra=f"limits: {{shutdown_grace: {GRACE}}}")
+    await bridge.__aenter__()
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        await live_reply(fake_chat_api, bridge)
+        other.execute("BEGIN EXCLUSIVE")  # a tool's write, holding the file
+        took, clean = await stop(bridge)
+    finally:
+        other.close()
+    assert not clean
+    assert UNAVAILABLE in caplog.text
+    # A SQLite statement waits out its busy timeout (5 s) for the lock, whatever the
+    # deadline, and the file is closed after those in aiosqlite's queue: the one
+    # running as the stop began and the stop's own last write.
+    assert took < GRACE + AFTER_GRACE + 2 * 5.0 + MARGIN
