@@ -8,13 +8,14 @@ Definitions (also written into the JSON as `method`):
   the bridge's share: inbound event, routing, store, request, render, edit.
 - token-to-visible: for every token, from the API sending it to the first
   accepted platform version (post or edit) showing it.
-- utilisation: updates that showed new text (edits, and the posts that continue
-  a long answer in a new message), divided by the edits an ideal
-  scheduler could have made under the same limits (at most one edit per reply
-  per `edit_interval`, except the final one; the platform's edit window per
-  budget bucket; Discord's global 50 requests/s; the first text on Discord is a
-  new message, on the post budget) given the same token times, with requests
-  taking no time at all.
+- utilisation: edits that showed new text, divided by the edits the budgets
+  allowed while the bridge's text was pending (a token sent to the bridge and
+  not yet visible): for each reply one edit per `edit_interval` from its last
+  update, and the final one; for each budget bucket the platform's edit limit;
+  on Discord the bridge's bot-wide budget less the posts it made (a reply's
+  first text and a long answer's continuations are new messages, not edits).
+  Each is an upper bound, so without 429s the figure is at most 100 %; a
+  bridge that shows text later has it pending longer, and more edits allowed.
 - CPU per token: the bridge process's user+system CPU (all threads) from the
   first question to the last reply finishing, divided by the tokens streamed.
 """
@@ -22,8 +23,8 @@ Definitions (also written into the JSON as `method`):
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from collections import Counter, deque
+from bisect import bisect_right, insort
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,18 +41,20 @@ METHOD = {
     "first token",
     "token_to_visible": "API sent the token -> first platform version showing it; a token "
     "no version showed is counted in tokens_never_shown (and fails the p99 target)",
-    "utilisation": "updates that showed new text (edits, and posts continuing a long answer) / "
-    "edits an ideal scheduler could make under the same limits (one edit per reply per "
-    "edit_interval except the final one; the platform's edit window per bucket; the "
-    "bridge's own Discord budget of 40 requests/s) from the same token times, with "
-    "instant requests",
+    "utilisation": "edits that showed new text / edits the budgets allowed while the "
+    "bridge's text was pending (from a token's sending to the first version showing it), "
+    "the least of: per reply, one per edit_interval from its last update (edit or post) "
+    "plus the final one, or the edits it made if more landed; per bucket, the platform's "
+    "edit limit as the fakes count it; on Discord, the bridge's bot-wide budget of 40 "
+    "requests/s less the posts it made; posts (Discord's first text and continuations) are "
+    "not edits and are reported apart",
     "limits": "fake Slack: chat.update and reactions.add 50/60 s, reactions.remove 20/60 s "
     "per workspace, "
     "chat.postMessage 1/s per channel; fake Discord: edits 5/5 s and posts 5/5 s per "
     "channel, 50 requests/s per bot in all; the adapters' budgets set to the same, but "
     "Discord's bot-wide one, 40/s (discord.global_rate, its default); 'budget allows one "
-    "edit per interval' uses the bridge's budgets (with their 0.05 s margin), the ideal "
-    "the platforms' edit windows and the bridge's bot-wide Discord budget (with it)",
+    "edit per interval' uses the bridge's budgets (with their 0.05 s margin), utilisation "
+    "the platforms' edit limits and the bridge's bot-wide Discord budget (with it)",
     "cpu": "bridge process user+system CPU (all threads) from the first question to the "
     "last reply finishing, divided by tokens streamed; includes inbound events, store "
     "writes, the chat API's HTTP and SSE parsing, rendering, and the platforms' HTTP",
@@ -90,62 +93,166 @@ def token_latencies(sent: Sequence[float], reveals: Sequence[Sequence[float]]) -
     return out
 
 
-def _slot(stamps: deque[float], count: int, per: float, at: float) -> float:
-    """The earliest time from `at` when a window of `count` per `per` has room."""
-    if len(stamps) >= count and stamps[-count] > at - per:
-        return stamps[-count] + per
-    return at
+def pending_windows(
+    sent: Sequence[float], reveals: Sequence[Sequence[float]], end: float
+) -> list[tuple[float, float]]:
+    """When some token sent to the bridge was not yet visible, as closed intervals in order.
 
-
-def ideal_edits(
-    replies: Sequence[tuple[Sequence[float], float, str]],
-    interval: float,
-    rule: tuple[int, float],
-    first_is_post: bool,
-    global_rule: tuple[int, float] | None = None,
-) -> int:
-    """Updates showing new text that an ideal scheduler could make.
-
-    `replies` are (token send times, done time, budget bucket). Each bucket
-    allows `rule` = (count, per) edits; `global_rule`, if any, limits every
-    request of all `replies` together. Greedy and instantaneous: the reply that
-    can go soonest goes, and each update shows every token sent by then.
+    Token i is pending from its sending to the first version showing it (to
+    `end` if none did); overlapping tokens' intervals are merged.
     """
-    n = len(replies)
-    shown = [-1] * n
-    last = [-math.inf] * n
+    out: list[tuple[float, float]] = []
+    j = 0
+    for i, at in enumerate(sent):
+        while j < len(reveals) and reveals[j][1] < i:
+            j += 1
+        until = max(at, reveals[j][0] if j < len(reveals) else end)
+        if out and at <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], until))
+        else:
+            out.append((at, until))
+    return out
+
+
+def merge(windows: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """The union of several lists of intervals, as one list in order."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(w for ws in windows for w in ws):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _from(windows: Sequence[tuple[float, float]], start: float) -> list[tuple[float, float]]:
+    return [(max(a, start), b) for a, b in windows if b >= start]
+
+
+def spaced_slots(
+    windows: Sequence[tuple[float, float]],
+    gap: float,
+    done: float,
+    posts: Sequence[float] = (),
+) -> int:
+    """Most times within `windows` at least `gap` apart and `gap` after any of `posts`.
+
+    One reply's edits: one per edit interval, counted from its last update
+    (an edit or a new message); and one more, which does not wait for the
+    interval, if text was still pending when the answer ended (`done`) and no
+    edit was due by then. Earliest first is the most there can be.
+    """
+    count, t, last = 0, -math.inf, -math.inf
+    after = sorted(posts)
+    for a, b in windows:
+        t = max(t, a)
+        while True:
+            for post in after:  # an edit waits the interval after a post
+                if post <= t < post + gap:
+                    t = post + gap
+            if t > b:
+                break
+            count, last = count + 1, t
+            t += gap
+    if windows and last < done <= windows[-1][1]:
+        count += 1  # the final edit
+    return count
+
+
+def window_slots(
+    windows: Sequence[tuple[float, float]], rule: tuple[int, float], taken: Sequence[float] = ()
+) -> int:
+    """Most requests within `windows` that a limit of `rule` = (count, per) allows.
+
+    Counted as the fakes count: a request is refused while `count` others are
+    less than `per` seconds before it. The requests at `taken` (made anyway, at
+    those times) count against the limit. Earliest first is the most there can be.
+    """
     count, per = rule
-    buckets: dict[str, deque[float]] = {key: deque() for _, _, key in replies}
-    everyone: deque[float] = deque()
-    updates = 0
-    while True:
-        best, best_at = -1, math.inf
-        for r, (sent, done, key) in enumerate(replies):
-            nxt = shown[r] + 1
-            if nxt >= len(sent):
+    points = sorted(taken)
+    placed = 0
+    for a, b in windows:
+        t = a
+        while t <= b:
+            later = _refused_until(points, t, count, per)
+            if later is None:
+                insort(points, t)
+                placed += 1
+            else:
+                t = later
+    return placed
+
+
+def _refused_until(points: list[float], t: float, count: int, per: float) -> float | None:
+    """None if one more request at `t` keeps every window within the limit; else the
+    earliest time that could."""
+    i = bisect_right(points, t)
+    near = [*points[max(0, i - count) : i], t, *points[i : i + count]]
+    k = min(i, count)  # where `t` is in `near`
+    for s in range(max(0, k - count), k + 1):
+        e = s + count
+        # Compared as the sum (not the difference): the time returned is past `t`.
+        if e < len(near) and near[s] + per > near[e]:
+            # `count` + 1 requests within `per`, `t` among them: `t` must move past
+            # the first of the others by `per`.
+            return (near[s] if s != k else near[s + 1]) + per
+    return None
+
+
+def _last_record(convs: Sequence[dict[str, Any]]) -> float:
+    """When the last thing of `convs` was recorded (the end of the run, for them)."""
+    times = [c["done"] for c in convs]
+    for c in convs:
+        for series in (c["reveals"], c["edits"]):
+            times.extend(row[0] for row in series[-1:])
+        times.extend(c["posts"][-1:])
+    return max(times, default=0.0)
+
+
+def edits_allowed(
+    convs: Sequence[dict[str, Any]], limits: dict[str, Any], interval: float, end: float
+) -> int:
+    """The edits the budgets allowed while the bridge's text was pending.
+
+    Text is pending from a token's sending to the first version showing it
+    (`end` for tokens none showed); an edit can only show it meanwhile. The
+    least of three upper bounds, each counted within those windows:
+
+    - each reply: one edit per `interval`, once its message exists (on
+      Discord, from its first post), plus its last, which does not wait for
+      the interval; or the edits it made, if more landed (the bridge spaces
+      them from when it sends them, and they reach the platform unevenly);
+    - each budget bucket (a Slack workspace, a Discord channel): the
+      platform's edit limit, as the fakes count it;
+    - on Discord, the bridge's bot-wide budget, less the posts it made (a
+      reply's first text and a long answer's continuations are new messages).
+    """
+    total = 0
+    for platform in sorted({c["platform"] for c in convs}):
+        lim = limits[platform]
+        # Per bucket: each reply's pending windows and the edits it made that showed text.
+        buckets: dict[str, list[tuple[list[tuple[float, float]], int]]] = {}
+        posts: list[float] = []
+        for c in convs:
+            if c["platform"] != platform:
                 continue
-            ready = last[r] + interval
-            if done and done < ready:
-                ready = done  # the final edit does not wait for the interval
-            at = max(sent[nxt], ready)
-            if not (first_is_post and shown[r] < 0):
-                at = _slot(buckets[key], count, per, at)
-            if global_rule is not None:
-                at = _slot(everyone, global_rule[0], global_rule[1], at)
-            if at < best_at:
-                best, best_at = r, at
-        if best < 0:
-            return updates
-        at = best_at
-        if not (first_is_post and shown[best] < 0):
-            buckets[replies[best][2]].append(at)
-            updates += 1
-        if global_rule is not None:
-            everyone.append(at)
-            while everyone and everyone[0] <= at - global_rule[1]:
-                everyone.popleft()
-        shown[best] = bisect_right(replies[best][0], at) - 1
-        last[best] = at
+            windows = pending_windows(c["sent"], c["reveals"], end)
+            if lim["first_reveal_is_post"]:
+                windows = _from(windows, c["posts"][0] if c["posts"] else math.inf)
+            made = sum(1 for _, revealed in c["edits"] if revealed)
+            slots = max(spaced_slots(windows, interval, c["done"], c["posts"]), made)
+            buckets.setdefault(c["bucket"], []).append((windows, slots))
+            posts.extend(c["posts"])
+        allowed = 0
+        for replies in buckets.values():
+            each = sum(slots for _, slots in replies)
+            pending = merge([w for w, _ in replies])
+            allowed += min(each, window_slots(pending, tuple(lim["edit"])))
+        if lim["global"] is not None:
+            everyone = merge([w for replies in buckets.values() for w, _ in replies])
+            allowed = min(allowed, window_slots(everyone, tuple(lim["global"]), posts))
+        total += allowed
+    return total
 
 
 def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +325,6 @@ def _group(
     p: Params, convs: list[dict[str, Any]], limits: dict[str, Any], allows: Any
 ) -> dict[str, Any]:
     overhead, first_raw, api_ttft, lat_all, lat_ok = [], [], [], [], []
-    made = ideal = 0
     tokens = complete = unshown = unshown_ok = 0
     for c in convs:
         tokens += len(c["sent"])
@@ -237,19 +343,11 @@ def _group(
         if allows(c):
             lat_ok.extend(lat)
             unshown_ok += len(c["sent"]) - len(lat)
-        # Operations that showed new text; Discord's first is a new message (post budget).
-        made += max(0, len(reveals) - (1 if limits[c["platform"]]["first_reveal_is_post"] else 0))
-    for platform in {c["platform"] for c in convs}:
-        lim = limits[platform]
-        mine = [(m["sent"], m["done"], m["bucket"]) for m in convs if m["platform"] == platform]
-        if lim["global"] is not None:
-            ideal += ideal_edits(mine, p.edit_interval, lim["edit"], lim["first_reveal_is_post"],
-                                 lim["global"])
-            continue
-        for key in {b for _, _, b in mine}:
-            ideal += ideal_edits([m for m in mine if m[2] == key], p.edit_interval,
-                                 lim["edit"], lim["first_reveal_is_post"])
     edits = sum(len(c["edits"]) for c in convs)
+    # Only edits: Discord's posts (its first text, a long answer's continuation) draw
+    # on the post budget, and are taken off the bot-wide one in `edits_allowed`.
+    made = sum(1 for c in convs for _, revealed in c["edits"] if revealed)
+    allowed = edits_allowed(convs, limits, p.edit_interval, _last_record(convs))
     return {
         "conversations": len(convs),
         "completed": complete,
@@ -268,9 +366,9 @@ def _group(
         "tokens_never_shown": unshown,
         "edits": edits,
         "posts": sum(len(c["posts"]) for c in convs),
-        "updates_showing_new_text": made,
-        "edits_allowed": ideal,
-        "utilisation": round(made / ideal, 4) if ideal else None,
+        "edits_showing_new_text": made,
+        "edits_allowed": allowed,
+        "utilisation": round(made / allowed, 4) if allowed else None,
     }
 
 
@@ -331,7 +429,7 @@ def table(p: Params, result: dict[str, Any]) -> str:
     row("token-to-visible max", lambda g: _fmt_ms(g["token_to_visible_ms"]["max"]))
     row("tokens never shown", lambda g: f"{g['tokens_never_shown']:,}")
     row("edits / posts", lambda g: f"{g['edits']:,} / {g['posts']:,}")
-    row("updates with new text / allowed", lambda g: f"{g['updates_showing_new_text']:,} / "
+    row("edits with new text / allowed", lambda g: f"{g['edits_showing_new_text']:,} / "
         f"{g['edits_allowed']:,}")
     row("utilisation", lambda g: _pct(g["utilisation"]))
     width = max(len(label) for label, _ in rows) + 2

@@ -19,7 +19,7 @@ FIGURES = {
     "token_to_visible_budget_allows_ms": ("p99",),
 }
 SCALARS = (
-    "utilisation", "updates_showing_new_text", "edits_allowed", "edits", "posts",
+    "utilisation", "edits_showing_new_text", "edits_allowed", "edits", "posts",
     "platform_429", "cpu_seconds", "cpu_us_per_token", "cpu_seconds_per_1000_tokens",
     "peak_rss_mb", "baseline_rss_mb", "rss_per_stream_kb", "peak_live_streams", "tokens",
 )
@@ -76,7 +76,7 @@ def test_tokens_no_version_showed_are_counted_and_fail_the_latency_target() -> N
     p = Params(conversations=1, tokens=4, edit_interval=1.0)
     conv = {"platform": "slack", "bucket": "T1", "asked": 0.0, "requested": 0.1,
             "sent": [0.5, 0.6, 0.7, 0.8], "done": 0.9, "reveals": [(0.55, 0)],
-            "edits": [0.55], "posts": []}
+            "edits": [(0.55, True)], "posts": []}
     limits = {"slack": {"edit": (50, 60.0), "post": (1, 1.0), "global": None,
                         "first_reveal_is_post": False}}
     figures = _group(p, [conv], limits, lambda c: True)
