@@ -1,7 +1,8 @@
 """The streams benchmark's figures, computed from small made-up runs.
 
 Utilisation is the edits that showed new text against the edits the budgets
-allowed while the bridge's text was pending.
+allowed while the bridge's text was pending; the peak RSS is the kernel's
+high-water mark where the samples missed it.
 """
 
 from __future__ import annotations
@@ -115,3 +116,19 @@ def _keeping_the_limits(
             (c["posts"].append(now) if post else c["edits"].append((now, True)))
             last[i] = now
     return convs
+
+
+def test_the_peak_is_the_high_water_mark_the_samples_missed() -> None:
+    from bench.streams.bridge_side import peak_rss, reset_peak, rss_kb
+
+    assert reset_peak()
+    before = rss_kb()
+    burst = b"x" * (64 << 20)  # written, so resident: 64 MiB between two samples
+    del burst
+    after = rss_kb()
+    peak, source = peak_rss(max(before, after), rss_kb("VmHWM"))
+    assert source == "VmHWM"
+    assert peak >= max(before, after) + 60 * 1024
+    # Where the samples saw more than the mark (or there is none), they count.
+    assert peak_rss(peak + 1, peak) == (peak + 1, "samples")
+    assert peak_rss(1234, None) == (1234, "samples")
