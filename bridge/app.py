@@ -356,6 +356,12 @@ class Bridge:
                     [(limits.edit_bucket, limits.edit_rate)], kept=kept,
                 )
             else:
+                if rec.message_ids and limits.settle_bucket and limits.settle_rate:
+                    # Its last message may still show as being written (a Slack stream).
+                    await self.relay.within_budgets(
+                        target, lambda: target.settle(rec.message_ids[-1]),
+                        [(limits.settle_bucket, limits.settle_rate)], kept=kept,
+                    )
                 await self.relay.within_budgets(
                     target, lambda: target.post(INTERRUPTED),
                     [(limits.post_bucket, limits.post_rate)], kept=kept,

@@ -273,7 +273,8 @@ class Limits:
     `begin_posts` is true (it posts a placeholder message), and `notice()` when
     `notices_post` is (it posts a message in the place, not an ephemeral one).
     Every post and edit also draws on `global_bucket` when set (Discord:
-    requests per bot).
+    requests per bot). `settle()` draws on `settle_bucket`, and is called only
+    where it is set (Slack's native streams: a workspace's streams).
     """
 
     max_chars: int
@@ -285,6 +286,8 @@ class Limits:
     notices_post: bool = False
     global_bucket: str | None = None
     global_rate: Rate | None = None
+    settle_bucket: str | None = None
+    settle_rate: Rate | None = None
 
 
 Audience = Literal["channel", "members", "thread", "asker"]
@@ -392,6 +395,12 @@ class ReplyTarget(ABC):
 
     async def end(self) -> None:  # noqa: B027 - optional hook
         """The reply is complete: clear typing/status indicators."""
+
+    async def settle(self, message_id: str) -> None:  # noqa: B027 - optional hook
+        """Leave a message of a reply cut short showing as done (Slack: a native stream
+        a stopped process left open ends), before the mark saying the reply was
+        interrupted goes as a message of its own. Only where `limits.settle_bucket` is
+        set, within that budget. Default: nothing to do."""
 
     async def open_thread(self, name: str) -> tuple[str, ReplyTarget] | None:
         """Open a platform thread for this reply (route option `reply_in_thread`).

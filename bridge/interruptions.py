@@ -76,6 +76,8 @@ async def mark_interrupted(job: Job) -> None:
     if edit is not None:
         await target.edit(*edit)
     else:
+        if reply is not None and reply.message_ids and target.limits.settle_bucket:
+            await target.settle(reply.message_ids[-1])
         await target.notice(INTERRUPTED)
 
 

@@ -217,6 +217,9 @@ class SlackTarget(ReplyTarget):
             post_bucket, post_rate = f"slack:stream:{team}", self.options.stream_rate.rate()
         else:  # chat.postMessage, in native mode too where no stream can be started
             post_bucket, post_rate = f"slack:post:{team}:{channel}", self.options.post_rate.rate()
+        # A stream a stopped process left open is stopped (chat.stopStream, Tier 2)
+        # within the streams' budget: each stream is stopped once it was started.
+        settle = self.markdown and self.address.thread is not None
         return Limits(
             max_chars=self.options.max_chars,
             edit_bucket=f"slack:update:{team}",
@@ -224,6 +227,8 @@ class SlackTarget(ReplyTarget):
             post_bucket=post_bucket,
             post_rate=post_rate,
             begin_posts=True,
+            settle_bucket=f"slack:stream:{team}" if settle else None,
+            settle_rate=self.options.stream_rate.rate() if settle else None,
         )
 
     @property
@@ -476,6 +481,28 @@ class SlackTarget(ReplyTarget):
         for ts, stream in list(self._streams.items()):
             if stream.open:
                 await self._stop(ts, stream)
+
+    async def settle(self, message_id: str) -> None:
+        stream = self._streams.get(message_id)
+        if stream is not None:  # this target's own stream: stopped with all its text
+            if stream.open:
+                await self._stop(message_id, stream)
+            return
+        if not self.limits.settle_bucket:
+            return  # mode update, and top-level DMs, stream nothing
+        # A stream an earlier process started, perhaps still open: Slack shows it as
+        # being written until its own time limit.
+        try:
+            await self._guard(
+                "chat.stopStream",
+                self.client.chat_stopStream(channel=self.address.channel, ts=message_id),
+            )
+        except SlackRefused as exc:
+            if isinstance(exc, SlackLockedOut) or exc.error in CLOSING:
+                raise  # nothing can be posted there either
+            # Not streaming (ended already, or never a stream), or deleted: nothing is
+            # left to settle, and the mark goes on.
+            log.debug("slack: no stream to stop (%s)", exc.error)
 
     # ------------------------------------------------------------------ "thinking"
 

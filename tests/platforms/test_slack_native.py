@@ -1,0 +1,91 @@
+"""Slack's native streams (`mode: native`): the streams a stopped process leaves open."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from adapters.platforms.slack import SlackPlatform, SlackTarget
+from bridge.interfaces import Address
+from bridge.interruptions import INTERRUPTED, mark_interrupted
+from bridge.store.base import InFlight
+from tests.fakes.chatapi import FakeChatAPI
+from tests.fakes.slack import FakeSlack
+from tests.platforms.test_slack_e2e import CHANNEL, open_harness
+from tests.platforms.test_slack_platform import Inbox, begun, running
+
+
+@pytest.fixture
+async def inbox() -> Inbox:
+    return Inbox()
+
+
+# --------------------------------------------------------------------------- left open
+
+
+async def test_a_restart_stops_the_stream_a_dead_process_left_in_a_replys_second_message(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # It showed as still being written until Slack's own time limit, under the mark.
+    _, bridge = await open_harness(
+        fake_slack,
+        fake_chat_api,
+        tmp_path,
+        "socket",
+        "mode: native\n  thinking: none\n  max_chars: 500",
+    )
+    try:
+        root = fake_slack.user_message(CHANNEL, "a long question")[0]["event"]["ts"]
+        address = Address("slack", fake_slack.team_id, CHANNEL, root)
+        platform = bridge.platforms["slack"]
+        assert isinstance(platform, SlackPlatform)
+        # The dead process's reply: its first message done, its second streaming.
+        dead = SlackTarget(platform, address, question_ts=root, user="U0USER001")
+        first = await dead.begin()
+        assert first is not None
+        await dead.edit(first, "a" * 400)
+        second = await dead.post("b" * 100)
+        await dead.edit(second, "b" * 300)
+        assert [m.streaming for m in fake_slack.bot_replies(CHANNEL, root)] == [False, True]
+        then = time.time() - 600
+        record = InFlight(
+            id="dead-reply",
+            key="slack:conversation",
+            address=address,
+            owner="dead-process",
+            started_at=then,
+            message_ids=[first, second],
+            text="a" * 400 + "\n\n" + "b" * 300,
+            heartbeat_at=then,
+        )
+        await bridge.store.inflight_begin(record)
+        assert await bridge.recover() == 1
+    finally:
+        await bridge.aclose()
+    replies = fake_slack.bot_replies(CHANNEL, root)
+    assert [m.streaming for m in replies] == [False, False, False]
+    assert [m.text for m in replies] == ["a" * 400, "b" * 300, INTERRUPTED]
+
+
+async def test_a_stops_mark_ends_the_stream_its_reply_left_open(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The reply's end did not come in time: its mark went as a notice of its own.
+    async with running(fake_slack, inbox, mode="native", thinking="none", max_chars=500):
+        target, first = await begun(fake_slack, inbox)
+        await target.edit(first, "a" * 400)
+        # Its code block closed for display only: the closer is not sent while it streams.
+        second = await target.post("```\n" + "b" * 100 + "\n```")
+        code = "```\n" + "b" * 300 + "\n```"
+        await target.edit(second, code)
+        assert fake_slack.find(CHANNEL, second).text == code[:-4]  # type: ignore[union-attr]
+        reply = SimpleNamespace(message_ids=[first, second], text="a" * 400 + code)
+        await mark_interrupted(SimpleNamespace(target=target, reply=reply))  # type: ignore[arg-type]
+    root = target.address.thread
+    replies = fake_slack.bot_replies(CHANNEL, root)
+    assert [m.streaming for m in replies] == [False, False]
+    assert replies[1].text == code  # what was held back is shown too
+    assert [e["text"] for e in fake_slack.ephemerals] == [INTERRUPTED]
