@@ -1,7 +1,9 @@
-"""Slack's native streams (`mode: native`): the streams a stopped process leaves open."""
+"""Slack's native streams (`mode: native`): the budget their appends draw on, and the
+streams a stopped process leaves open."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,18 +11,78 @@ from types import SimpleNamespace
 import pytest
 
 from adapters.platforms.slack import SlackPlatform, SlackTarget
+from bridge.budget import Budgets
 from bridge.interfaces import Address
 from bridge.interruptions import INTERRUPTED, mark_interrupted
+from bridge.render import LiveReply
 from bridge.store.base import InFlight
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
 from tests.platforms.test_slack_e2e import CHANNEL, open_harness
-from tests.platforms.test_slack_platform import Inbox, begun, running
+from tests.platforms.test_slack_platform import Inbox, asked, begun, running
 
 
 @pytest.fixture
 async def inbox() -> Inbox:
     return Inbox()
+
+
+# --------------------------------------------------------------------------- the budgets
+
+
+async def test_a_streams_appends_draw_on_their_own_budget_then_updates_on_chat_updates(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    team = fake_slack.team_id
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target, ts = await begun(fake_slack, inbox)
+        assert target.limits.edit_bucket == f"slack:append:{team}"
+        assert (target.limits.edit_rate.count, target.limits.edit_rate.per) == (100, 60)
+        await target.edit(ts, "half an answ")
+        await target.end()  # the stream ended: a later edit is a chat.update
+        assert target.limits.edit_bucket == f"slack:update:{team}"
+        # Refused a stream, a reply is posted and updated.
+        fake_slack.stream_error = "invalid_arguments"
+        refused = await asked(fake_slack, inbox)
+        assert await refused.begin() is None
+        assert refused.limits.edit_bucket == f"slack:update:{team}"
+
+
+async def test_update_modes_edits_draw_on_chat_updates_budget(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    async with running(fake_slack, inbox, mode="update", thinking="none"):
+        target, _ = await begun(fake_slack, inbox)
+        assert target.limits.edit_bucket == f"slack:update:{fake_slack.team_id}"
+        assert target.limits.settle_bucket is None  # nothing to settle: no request
+
+
+async def test_native_replies_append_faster_than_chat_update_allows_and_within_slacks_limit(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Slack's tiers on a one-second window: chat.update 5, chat.appendStream 10.
+    fake_slack.set_rate("chat.update", 5, 1.0)
+    fake_slack.set_rate("chat.appendStream", 10, 1.0)
+    update, append = {"count": 5, "per": 1.0}, {"count": 10, "per": 1.0}
+    async with running(
+        fake_slack, inbox, mode="native", thinking="none", update_rate=update, append_rate=append
+    ):
+        budgets = Budgets()
+        targets = [await asked(fake_slack, inbox, text=f"q{i}") for i in range(6)]
+        replies = [LiveReply(t, budgets, edit_interval=0.05) for t in targets]
+        for reply in replies:
+            await reply.start()
+        start = time.monotonic()
+        while time.monotonic() - start < 3.0:
+            for i, reply in enumerate(replies):
+                reply.feed(f"w{i} ")
+            await asyncio.sleep(0.02)
+        appended = fake_slack.count("chat.appendStream")
+        for reply in replies:
+            await reply.finish(None)
+    # chat.update's budget would have allowed 5 + 5 a second for 3 s at most.
+    assert appended > 20, appended
+    assert not fake_slack.rate_limited, fake_slack.rate_limited
 
 
 # --------------------------------------------------------------------------- left open

@@ -159,6 +159,7 @@ def test_options_defaults_are_slacks_real_limits() -> None:
     assert opts.mode == "update" and opts.ignore_bots and opts.reset_command == "/chat-reset"
     assert (opts.update_rate.count, opts.update_rate.per) == (50, 60)
     assert (opts.post_rate.count, opts.post_rate.per) == (1, 1.0)
+    assert (opts.append_rate.count, opts.append_rate.per) == (100, 60)
     assert opts.max_chars == 3900 and opts.api_url == "https://slack.com/api/"
     with pytest.raises(ValidationError, match="slash command"):
         SlackOptions(bot_token="xoxb-1", app_token="xapp-1", reset_command="reset")
