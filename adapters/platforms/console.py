@@ -1,23 +1,21 @@
-"""A terminal conversation: questions from standard input, replies redrawn in place.
+"""A terminal conversation: questions from standard input, replies drawn as they grow.
 
-On a terminal, every edit redraws the reply where it stands (ANSI cursor
-movement); when output is a pipe or a file, each reply is written once, whole,
-when it is complete.
+How the terminal shows them is `console_screen`'s part.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import IO, Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, ClassVar
 
 from pydantic import ConfigDict
 
+from adapters.platforms.console_screen import Screen
 from bridge.errors import for_log
 from bridge.interfaces import (
     Address,
@@ -31,7 +29,6 @@ from bridge.interfaces import (
     ReplyTarget,
     Source,
 )
-from bridge.terminal import discard_output
 
 log = logging.getLogger("chat_bridge.console")
 
@@ -46,54 +43,6 @@ class ConsoleOptions(PlatformOptions):
     user: str = "you"
     questions: list[str] = []  # asked first, in order, before reading standard input
     read_stdin: bool = True
-
-
-class _Screen:
-    """Owns the terminal output; redraws the live reply in place."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self._lines = 0  # lines the live reply occupies on screen
-        self.closed = False  # whoever read the output went away (`| head`)
-
-    def _write(self, text: str) -> None:
-        if self.closed:
-            return
-        try:
-            self.out.write(text)
-            self.out.flush()
-        except BrokenPipeError:
-            self.closed = True
-            discard_output(self.out)
-
-    def _height(self, text: str) -> int:
-        width = max(20, shutil.get_terminal_size((80, 24)).columns)
-        return sum(max(1, -(-len(line) // width)) for line in text.split("\n"))
-
-    def draw(self, text: str) -> None:
-        if not self.tty:
-            return
-        up = f"\x1b[{self._lines}F\x1b[J" if self._lines else ""
-        self._write(up + text + "\n")
-        self._lines = self._height(text)
-
-    def settle(self, text: str) -> None:
-        """The reply is complete: leave it on screen for good."""
-        if self.tty:
-            self.draw(text)
-        else:
-            self._write(text + "\n")
-        self._lines = 0
-
-    def prompt(self, text: str) -> None:
-        """Ask for the next question on a terminal; the person types after it."""
-        self._write(text)
-        self._lines = 0
-
-    def line(self, text: str) -> None:
-        self._write(text + "\n")
-        self._lines = 0
 
 
 class ConsoleTarget(ReplyTarget):
@@ -124,7 +73,7 @@ class ConsoleTarget(ReplyTarget):
         return None
 
     async def post(self, text: str) -> str:
-        message_id = f"m{len(self._messages) + 1}"
+        message_id = self._platform.new_id()
         self._messages[message_id] = text
         if self._live:
             self._platform.screen.draw(self._render())
@@ -136,11 +85,14 @@ class ConsoleTarget(ReplyTarget):
         self._messages[message_id] = text
         if self._live:
             self._platform.screen.draw(self._render())
-        else:  # a fix-up of an earlier reply (after a restart): show it as a line
-            self._platform.screen.line(BOT + text)
+        else:  # a fix-up of a complete reply (the mark of one a stop cut)
+            self._platform.fix_up(message_id, text)
 
     async def end(self) -> None:
         self._platform.screen.settle(self._render())
+        if self._live and self._messages:
+            self._platform.shown(*list(self._messages.items())[-1])
+        self._live = False  # complete: a later edit is a fix-up
         self._platform.answered()
 
     async def notice(self, text: str) -> None:
@@ -173,14 +125,19 @@ class ConsolePlatform(Platform):
         self.options: ConsoleOptions = ctx.options
         extra = ctx.extra
         stdout: IO[str] = extra["stdout"] if "stdout" in extra else sys.stdout
-        self.screen = _Screen(stdout)
         self._stdin: IO[str] = extra["stdin"] if "stdin" in extra else sys.stdin
+        self.screen = Screen(stdout, self._stdin if self.options.read_stdin else None)
         self._handler: Handler | None = None
         self._outstanding = 0
         self._input_done = False
         self.finished = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._count = 0
+        self._ids = 0
+        self._stopping = False  # a stop began: no further question is asked for
+        # The last message of the last reply shown, and its text: a mark a stop adds
+        # to it shows only what it adds.
+        self._last: tuple[str, str] | None = None
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
@@ -194,17 +151,30 @@ class ConsolePlatform(Platform):
             self.finished.set()
 
     async def _read(self) -> None:
-        for question in self.options.questions:
-            await self._ask(question, echo=True)
+        lines = None
         if self.options.read_stdin:
+            # Read from the start: a line typed ahead (while the first answers are
+            # shown) is known to be one, and is shown as it is asked.
+            lines = _read_lines(self._stdin, self.screen.typing_hidden)
+            self.screen.hide_typing()
+        for question in self.options.questions:
+            if self._stopping:
+                return
+            await self._ask(question, echo=True)
+        if lines is not None:
             typed = self._stdin.isatty()  # the terminal shows what was typed already
-            lines = _lines(self._stdin)
-            while True:
+            while not self._stopping:
                 if typed:
                     self.screen.prompt(f"{self.options.user} › ")
-                line = await anext(lines, None)
-                if line is None:
+                got = await lines.get()
+                if got is None:  # Ctrl-D: the shell's prompt comes on a line of its own
+                    self.screen.end_line()
                     break
+                line, unseen = got
+                if self._stopping:
+                    return
+                if typed:
+                    self.screen.entered(line, unseen)
                 if line.strip():
                     await self._ask(line.strip(), echo=not typed)
         self._input_done = True
@@ -251,19 +221,50 @@ class ConsolePlatform(Platform):
         elif self._input_done and not self._outstanding:
             self.finished.set()
 
+    def new_id(self) -> str:
+        self._ids += 1
+        return f"m{self._ids}"
+
+    def shown(self, message_id: str, text: str) -> None:
+        self._last = (message_id, text)
+
+    def fix_up(self, message_id: str, text: str) -> None:
+        """A complete reply's message edited (a stop marks one it cut): on the last
+        reply shown, what the edit adds to it; else (one a process before this one
+        showed) the message again, whole."""
+        if self._last is not None and self._last[0] == message_id:
+            before = self._last[1]
+            if text.startswith(before):
+                self._last = (message_id, text)
+                if added := text[len(before) :].removeprefix("\n"):
+                    self.screen.line(added)
+                return
+        self.screen.line(BOT + text)
+
     def target(self, address: Address) -> ReplyTarget:
         return ConsoleTarget(self, address)
 
+    async def stop_receiving(self) -> None:
+        """A stop began: no prompt for a further question, the one shown is closed."""
+        self._stopping = True
+        self.screen.end_line()
+
     async def aclose(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self.screen.close()
 
 
-async def _lines(stream: IO[str]) -> Any:
-    """Lines of a blocking stream, read on a daemon thread so exit never waits on it."""
+def _read_lines(
+    stream: IO[str], hidden: Callable[[], bool]
+) -> asyncio.Queue[tuple[str, bool] | None]:
+    """Lines of a blocking stream, read from now on by a daemon thread (exit never
+    waits on it), each with whether `hidden()` said it was entered unseen (not
+    echoed); None once the stream ends."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
 
     def decoded() -> Iterator[str]:
         # Bytes decoded a line at a time: a line that is not valid text is read
@@ -279,7 +280,7 @@ async def _lines(stream: IO[str]) -> Any:
     def pump() -> None:
         try:
             for line in decoded():
-                loop.call_soon_threadsafe(queue.put_nowait, line)
+                loop.call_soon_threadsafe(queue.put_nowait, (line, hidden()))
         except (OSError, ValueError):
             pass
         finally:
@@ -289,5 +290,4 @@ async def _lines(stream: IO[str]) -> Any:
                 pass  # the loop is gone; nobody is listening
 
     threading.Thread(target=pump, name="console-stdin", daemon=True).start()
-    while (line := await queue.get()) is not None:
-        yield line
+    return queue

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import shutil
+import termios
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
+
+import pytest
 
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
 from tests.fakes.chatapi import FakeChatAPI
+from tests.fakes.terminal import FakeTerminal
 
 
 def console_config(fake: FakeChatAPI, tmp_path: Path, console: str = "{}") -> Config:
@@ -89,3 +98,111 @@ async def test_when_nobody_reads_the_output_any_more_the_conversation_ends(
     async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
         await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
     assert out.getvalue() == "ana › first?\n"
+
+
+# ---------------------------------------------------------------- on a terminal
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> FakeTerminal:
+    """Standard output that is an 80 x 12 terminal."""
+    term = FakeTerminal(80, 12)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=(80, 24): term.size())
+    return term
+
+
+@pytest.fixture
+def keyboard() -> Iterator[tuple[int, IO[str]]]:
+    """A terminal to type on: what is written to the first end is typed on the second."""
+    typing, keys = os.openpty()
+    stdin = open(keys, encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        yield typing, stdin
+    finally:
+        os.close(typing)  # the reading thread's read ends
+        stdin.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def echoes(stdin: IO[str]) -> bool:
+    return bool(termios.tcgetattr(stdin.fileno())[3] & termios.ECHO)
+
+
+async def test_a_reply_taller_than_the_terminal_is_shown_once(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, terminal: FakeTerminal
+) -> None:
+    # Redrawn in place from above the window's top, each edit left a copy of the
+    # reply in the scrollback.
+    lines = [f"line {i} of a long answer" for i in range(12)]
+    lines[5:8] = ["```sh", "chat-bridge check -c config.yaml", "```"]  # closed while open
+    tokens = [t for line in lines for t in (*(w + " " for w in line.split(" ")), "\n")]
+    fake_chat_api.enqueue(tokens=tokens, token_delay=0.01, sources=[("https://a.example/", "A")])
+    config = console_config(fake_chat_api, tmp_path, '{questions: ["first?"], user: ana}')
+    extra = {"console": {"stdin": io.StringIO(), "stdout": terminal}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    assert terminal.getvalue().count("\x1b[") > 10  # redrawn as it grew, then written on
+    shown = [row.rstrip() for row in terminal.transcript()]
+    assert shown == [
+        "ana › first?",
+        f"bot › {lines[0]}",
+        *lines[1:],
+        "",
+        "Sources:",
+        "  1. A — https://a.example/",
+    ]
+
+
+async def test_a_question_typed_during_an_answer_is_shown_before_its_answer(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, terminal: FakeTerminal,
+    keyboard: tuple[int, IO[str]],
+) -> None:
+    # The terminal's echo landed in the reply being redrawn: the question vanished,
+    # the reply's first line was left twice, and the next answer came under no question.
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(20)], token_delay=0.03)
+    fake_chat_api.enqueue(tokens=["Another."])
+    typing, stdin = keyboard
+    config = console_config(fake_chat_api, tmp_path, '{questions: ["first?"], user: ana}')
+    extra = {"console": {"stdin": stdin, "stdout": terminal}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await until(lambda: "w3" in terminal.getvalue())
+        assert not echoes(stdin)  # typing lands in the reply no more
+        os.write(typing, b"second?\n")
+        await until(lambda: "Another." in terminal.getvalue())
+        await until(lambda: terminal.getvalue().endswith("ana › "))
+        assert echoes(stdin)  # at the prompt, what is typed is seen
+        os.write(typing, b"\x04")  # Ctrl-D
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    shown = [row.rstrip() for row in terminal.transcript()]
+    assert shown == [
+        "ana › first?",
+        "bot › " + " ".join(f"w{i}" for i in range(20)),
+        "ana › second?",
+        "bot › Another.",
+        "ana ›",
+    ]
+
+
+class _Typed(io.StringIO):
+    """Standard input that is a terminal, and has nothing more to give (Ctrl-D)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_ctrl_d_at_the_prompt_ends_its_line(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, terminal: FakeTerminal
+) -> None:
+    # The shell's prompt came on the line of the console's, after it.
+    config = console_config(fake_chat_api, tmp_path, "{user: ana}")
+    extra = {"console": {"stdin": _Typed(), "stdout": terminal}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    assert terminal.getvalue() == "ana › \n"
+
