@@ -8,6 +8,7 @@ relay and renderer as Slack and Discord do, with no token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -137,11 +138,20 @@ routes:
     session: user
 reply:
   edit_interval: 0.15
+limits:
+  shutdown_grace: 0
 """,
                 env={"DEMO_API_KEY": api.api_key},
                 registry=registry,
             )
             async with Bridge(config, registry) as bridge:
                 console = bridge.platforms["console"]
-                await console.finished.wait()  # type: ignore[attr-defined]
+                try:
+                    await console.finished.wait()  # type: ignore[attr-defined]
+                except asyncio.CancelledError:
+                    # Ctrl-C: stopped as `run` stops, at once (no grace): no further
+                    # prompt, and the reply it cut says so.
+                    with contextlib.suppress(Exception):
+                        await bridge.drain()
+                    raise
     return 0

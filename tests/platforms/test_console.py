@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import shutil
+import sys
 import termios
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ import pytest
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
+from bridge.demo import DEMO_QUESTION, run_demo
+from bridge.interruptions import INTERRUPTED
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.terminal import FakeTerminal
 
@@ -206,3 +209,23 @@ async def test_ctrl_d_at_the_prompt_ends_its_line(
         await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
     assert terminal.getvalue() == "ana › \n"
 
+
+async def test_ctrl_c_during_the_demos_answer_marks_it_cut_and_asks_nothing_more(
+    terminal: FakeTerminal, keyboard: tuple[int, IO[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C ended the reply as if complete, and a last prompt came before the shell's.
+    typing, stdin = keyboard
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stdin", stdin)
+    demo = asyncio.create_task(run_demo(REGISTRY, [DEMO_QUESTION], read_stdin=True))
+    await until(lambda: "relays the" in terminal.getvalue())
+    demo.cancel()  # what asyncio.run does on Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await demo
+    shown = [row.rstrip() for row in terminal.transcript()]
+    assert shown[0] == f"you › {DEMO_QUESTION}"
+    assert sum(row.startswith("bot ›") for row in shown) == 1
+    assert "Sources:" not in shown
+    assert shown[-2:] == ["", INTERRUPTED]
+    assert terminal.getvalue().endswith(f"{INTERRUPTED}\n")  # nothing after: the shell's turn
+    assert echoes(stdin)  # the terminal is left as it was found
