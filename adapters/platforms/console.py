@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import threading
 import uuid
@@ -33,6 +34,9 @@ from bridge.interfaces import (
 log = logging.getLogger("chat_bridge.console")
 
 BOT = "bot › "
+# A terminal shows Markdown as written, but for its escapes (the bridge's notes escape
+# an API's `max_completion_tokens`): code, fenced or inline, is left as it is.
+_ESCAPE_OR_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`|\\([!-/:-@\[-`{-~])", re.DOTALL)
 
 
 class ConsoleOptions(PlatformOptions):
@@ -100,7 +104,9 @@ class ConsoleTarget(ReplyTarget):
         self._platform.answered()
 
     def format_markdown(self, markdown: str) -> str:
-        return markdown
+        if "\\" not in markdown:
+            return markdown
+        return _ESCAPE_OR_CODE.sub(lambda m: m.group(1) or m.group(0), markdown)
 
     def format_sources(self, sources: Sequence[Source]) -> str:
         lines = ["Sources:"]

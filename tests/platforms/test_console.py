@@ -15,11 +15,13 @@ from typing import IO
 
 import pytest
 
+from adapters.platforms.console import ConsoleTarget
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
 from bridge.demo import DEMO_QUESTION, run_demo
 from bridge.interruptions import INTERRUPTED
+from bridge.render import as_text
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.terminal import FakeTerminal
 
@@ -229,3 +231,14 @@ async def test_ctrl_c_during_the_demos_answer_marks_it_cut_and_asks_nothing_more
     assert shown[-2:] == ["", INTERRUPTED]
     assert terminal.getvalue().endswith(f"{INTERRUPTED}\n")  # nothing after: the shell's turn
     assert echoes(stdin)  # the terminal is left as it was found
+
+
+def test_a_note_naming_an_apis_parameter_shows_no_backslashes() -> None:
+    # The bridge escapes an API's words in its notes (`max_completion_tokens` would end
+    # Markdown's italics); a terminal shows Markdown as written, so the escapes go, but
+    # in code, where a backslash is the code's own.
+    notice = "Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead."
+    shown = ConsoleTarget.format_markdown(None, f"_⚠️ {as_text(notice)}_")  # type: ignore[arg-type]
+    assert shown == f"_⚠️ {notice}_"
+    code = "Run `grep a\\_b` then:\n```\nre\\*\n```"
+    assert ConsoleTarget.format_markdown(None, code) == code  # type: ignore[arg-type]
