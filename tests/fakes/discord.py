@@ -586,6 +586,18 @@ class FakeDiscord:
             await self._send_dispatch(gw, "MESSAGE_DELETE", data)
         self._changed()
 
+    async def delete_messages(self, message_ids: list[str]) -> None:
+        """A moderator deletes several messages of one channel at once
+        (MESSAGE_DELETE_BULK)."""
+        msgs = [self.messages.pop(mid) for mid in message_ids]
+        gid = msgs[0].get("guild_id")
+        data = {"ids": message_ids, "channel_id": msgs[0]["channel_id"]}
+        if gid:
+            data["guild_id"] = gid
+        for gw in self._gateways_for(gid):
+            await self._send_dispatch(gw, "MESSAGE_DELETE_BULK", data)
+        self._changed()
+
     def channel_messages(self, channel_id: str, *, bot_only: bool = True) -> list[dict[str, Any]]:
         found = [
             m

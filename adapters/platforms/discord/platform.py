@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeAlias
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -23,6 +23,7 @@ from discord import app_commands
 from adapters.platforms import never_below_info
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import Said, may_send
+from adapters.platforms.discord.places import Channel, find_place, tell_deleted
 from adapters.platforms.discord.readable import (
     Names,
     addresses_other,
@@ -34,7 +35,6 @@ from adapters.platforms.discord.startup import Endpoints, report_ready, start_er
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
     DM_WORKSPACE,
-    FAILURES,
     TOKEN_LIFE,
     ChannelTarget,
     InteractionTarget,
@@ -42,7 +42,7 @@ from adapters.platforms.discord.targets import (
     Questions,
     platform_error,
 )
-from bridge.errors import PlatformError, for_log
+from bridge.errors import PlatformError
 from bridge.interfaces import (
     Address,
     Audience,
@@ -71,8 +71,6 @@ MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # was sent (someone forgot the mention), as on Slack. Event records are kept at least
 # this long (`DiscordPlatform.redelivers_within`), so one answered already is known.
 EDIT_WINDOW = 600.0
-# Any channel discord.py can hand over or look up (guild, private, thread).
-_Channel: TypeAlias = "discord.abc.GuildChannel | discord.abc.PrivateChannel | discord.Thread"
 
 
 class DiscordPlatform(Platform):
@@ -177,10 +175,10 @@ class DiscordPlatform(Platform):
             await platform._on_edit(event)
 
         async def on_raw_message_delete(event: discord.RawMessageDeleteEvent) -> None:
-            platform._questions.deleted([event.message_id])
+            platform._on_delete([event.message_id], event.channel_id, event.guild_id)
 
         async def on_raw_bulk_message_delete(event: discord.RawBulkMessageDeleteEvent) -> None:
-            platform._questions.deleted(event.message_ids)
+            platform._on_delete(event.message_ids, event.channel_id, event.guild_id)
 
         # Discord sends no MESSAGE_DELETE for the messages of a deleted thread or channel.
         async def on_raw_thread_delete(event: discord.RawThreadDeleteEvent) -> None:
@@ -418,16 +416,9 @@ class DiscordPlatform(Platform):
         if guild_id is not None and client is not None and not isinstance(
             channel, discord.abc.GuildChannel | discord.Thread
         ):
-            # Not in the cache (a thread discord.py has not seen yet): ask Discord.
-            guild = client.get_guild(guild_id)
-            found: _Channel | None
-            found = guild.get_channel_or_thread(channel.id) if guild is not None else None
-            if found is None:
-                try:
-                    found = await client.fetch_channel(channel.id)
-                except (*FAILURES, discord.InvalidData) as exc:  # answer it all the same
-                    log.debug("could not look up channel %s: %s", channel.id, for_log(exc))
-            channel = found or channel
+            # Not in the cache (a thread discord.py has not seen yet): ask Discord (not
+            # found, it is answered all the same).
+            channel = await find_place(client, channel.id, guild_id) or channel
         audience: Audience = "channel"
         if guild_id is not None and not (
             isinstance(channel, discord.abc.GuildChannel | discord.Thread)
@@ -441,6 +432,19 @@ class DiscordPlatform(Platform):
             title = channel.name if isinstance(channel.parent, discord.ForumChannel) else None
             return str(channel.parent_id), str(channel.id), audience, title
         return str(channel.id), None, audience, None
+
+    def _on_delete(
+        self, message_ids: Collection[int], channel_id: int, guild_id: int | None
+    ) -> None:
+        """Messages deleted: a question among them being answered (or waiting its turn)
+        here stops; and the core is told of each (`PlatformContext.deleted`), even of
+        one held here (a shared store's other replicas may hold it too), so that one
+        answered already is forgotten from its conversation's history."""
+        self._questions.deleted(message_ids)
+        client, deleted = self.client, self.ctx.deleted
+        if client is None or deleted is None or self._closing:
+            return
+        self._watch(tell_deleted(client, deleted, message_ids, channel_id, guild_id))
 
     async def _deliver(self, inbound: Inbound, target: ReplyTarget) -> None:
         assert self._handler is not None
@@ -490,7 +494,7 @@ class DiscordPlatform(Platform):
         # before, one whose acknowledgement failed or hung held a stream slot, was
         # asked of the chat API, or reset a conversation its asker saw fail).
         acknowledged = target.acknowledge_soon()
-        channel: _Channel | discord.Object | None = interaction.channel
+        channel: Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
         channel_id, thread_id, audience, _ = await self._place(channel, guild_id)
@@ -539,7 +543,8 @@ class DiscordPlatform(Platform):
             )
 
     def _watch(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run `coro` as a watchdog of a command (cancelled when the platform closes)."""
+        """Run `coro` as a task of the platform's, a command's watchdog or a deletion
+        told to the core (cancelled when the platform closes)."""
         watchdog = asyncio.create_task(coro)
         self._watchdogs.add(watchdog)
         watchdog.add_done_callback(self._watchdogs.discard)

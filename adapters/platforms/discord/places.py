@@ -1,0 +1,65 @@
+"""Discord places by id: a channel or thread looked up, and a deleted message's place
+named as its question's `Inbound` named it (a thread's messages belong to its parent
+channel), for the core to find the question's turn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeAlias
+
+import discord
+
+from adapters.platforms.discord.targets import DM_WORKSPACE, FAILURES
+from bridge.errors import for_log
+
+log = logging.getLogger("chat_bridge.discord")
+
+# Any channel discord.py can hand over or look up (guild, private, thread).
+Channel: TypeAlias = "discord.abc.GuildChannel | discord.abc.PrivateChannel | discord.Thread"
+
+
+async def find_place(client: discord.Client, channel_id: int, guild_id: int) -> Channel | None:
+    """The channel or thread `channel_id` of server `guild_id`: discord.py's cache, else
+    asked of Discord (a thread discord.py has not seen, or no longer keeps); None
+    where neither knows it."""
+    guild = client.get_guild(guild_id)
+    found: Channel | None
+    found = guild.get_channel_or_thread(channel_id) if guild is not None else None
+    if found is None:
+        try:
+            found = await client.fetch_channel(channel_id)
+        except (*FAILURES, discord.InvalidData) as exc:
+            log.debug("could not look up channel %s: %s", channel_id, for_log(exc))
+    return found
+
+
+async def tell_deleted(
+    client: discord.Client,
+    deleted: Callable[[str, str, str], Awaitable[None]],
+    message_ids: Collection[int],
+    channel_id: int,
+    guild_id: int | None,
+) -> None:
+    """Tell the core (`PlatformContext.deleted`) that the messages `message_ids` of
+    `channel_id` were deleted, each named as a question's `Inbound` names it: the
+    server's id (`@dm` in a DM), and in a thread (a forum post too) its parent channel,
+    which the deletion event does not give."""
+    workspace, channel = DM_WORKSPACE, str(channel_id)
+    try:
+        if guild_id is not None:
+            workspace = str(guild_id)
+            place = await find_place(client, channel_id, guild_id)
+            if isinstance(place, discord.Thread):
+                channel = str(place.parent_id)
+            elif place is None:
+                # Were it a thread, a question of it answered stays in its history.
+                log.info("messages deleted in channel %s, which Discord did not find: a "
+                         "question among them answered in a thread there stays in its "
+                         "conversation's history", channel_id,
+                         extra={"platform": "discord", "channel": str(channel_id)})
+        for message_id in message_ids:
+            await deleted(workspace, channel, str(message_id))
+    except Exception:  # a task of its own: nobody else would hear of it
+        log.exception("could not take the deletion of messages in %s", channel_id,
+                      extra={"platform": "discord", "channel": str(channel_id)})
