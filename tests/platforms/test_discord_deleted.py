@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from adapters.platforms.discord import DiscordPlatform
 from bridge.app import Bridge
 from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
 from tests.fakes.discord import fake_discord  # noqa: F401
@@ -76,8 +77,8 @@ async def test_a_question_deleted_once_answered_is_not_sent_again(
     if where == "post":
         setup.ask = fake.add_forum(setup.guild, "questions")
         chat.enqueue(tokens=["Hello."])
-    for answer in ("First.", "Second.", "Third."):
-        chat.enqueue(tokens=[answer])
+    for text in ("First.", "Second.", "Third."):
+        chat.enqueue(tokens=[text])
     async with setup.bridge() as bridge:
         here = await place(setup, where)
         if where == "post":
@@ -129,3 +130,28 @@ async def test_a_question_deleted_while_it_is_answered_is_not_sent_again(
     ]
     assert sent(chat)[-1] == "where are the docs?"
     assert not any("hunter2" in content for content in sent(chat))
+
+
+async def test_a_question_deleted_in_a_thread_discord_py_does_not_keep_is_forgotten(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # discord.py keeps no thread it has not seen (or one archived): its channel is
+    # asked of Discord, else the deletion would not find the question's turn.
+    fake, chat = setup.discord, setup.chat
+    setup.stateless = True
+    chat.enqueue(tokens=["First."])
+    async with setup.bridge() as bridge:
+        here = await place(setup, "thread")
+        secret = await here.say(SECRET)
+        await setup.final(here.shown_in, "First.")
+        await secret_kept(bridge, here.key)
+        platform = bridge.platforms["discord"]
+        assert isinstance(platform, DiscordPlatform) and platform.client is not None
+        guild = platform.client.get_guild(int(setup.guild))
+        thread = guild.get_thread(int(here.shown_in)) if guild is not None else None
+        assert guild is not None and thread is not None
+        guild._remove_thread(thread)
+        await fake.delete_message(secret["id"])
+        kept = await secret_kept(bridge, here.key, kept=False)
+    assert kept == []
+    assert fake.sent("GET", rf"/channels/{here.shown_in}$")  # asked where it was
