@@ -274,7 +274,11 @@ class Limits:
     `notices_post` is (it posts a message in the place, not an ephemeral one).
     Every post and edit also draws on `global_bucket` when set (Discord:
     requests per bot). `settle()` draws on `settle_bucket`, and is called only
-    where it is set (Slack's native streams: a workspace's streams).
+    where it is set (Slack's native streams: a workspace's streams). An edit that
+    only adds to the end of its message (`ReplyTarget.appends`) draws on
+    `append_bucket` instead of `edit_bucket` where that is set (Slack's native
+    streams: chat.appendStream, a budget of its own); any other edit, on
+    `edit_bucket`.
     """
 
     max_chars: int
@@ -288,6 +292,8 @@ class Limits:
     global_rate: Rate | None = None
     settle_bucket: str | None = None
     settle_rate: Rate | None = None
+    append_bucket: str | None = None
+    append_rate: Rate | None = None
 
 
 Audience = Literal["channel", "members", "thread", "asker"]
@@ -380,6 +386,12 @@ class ReplyTarget(ABC):
     @abstractmethod
     async def edit(self, message_id: str, text: str) -> None:
         """Replace the text of a message this target posted."""
+
+    def appends(self, message_id: str, text: str) -> bool:
+        """Whether editing `message_id` to show `text` only adds to its end, a request
+        of `limits.append_bucket`'s (asked where that is set, before the edit, to take
+        its budget). Default: no edit is an append."""
+        return False
 
     def accepted(self) -> None:  # noqa: B027 - optional hook
         """The bridge took the message: an answer will come, perhaps after a queue."""

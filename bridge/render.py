@@ -22,7 +22,7 @@ from bridge.budget import Budgets
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
-from bridge.reply_budget import Held, ReplyBudget, release, restamp
+from bridge.reply_budget import Held, Op, ReplyBudget, release, restamp
 from bridge.sources import source_blocks
 from bridge.split import split_markdown, split_pieces
 
@@ -392,7 +392,7 @@ class LiveReply:
         if start is None:
             self._pending_since = None
             return
-        held: Held | None = await self._acquire(start < len(self.message_ids))
+        held: Held | None = await self._acquire(self._op(start, pieces[start]))
         try:
             if not final:
                 await self._let_reader_catch_up()
@@ -413,10 +413,12 @@ class LiveReply:
                 if not final and self._closing and not editing:
                     break  # the final pass takes over: no new message of older text
                 try:
-                    if held is None or held[0] != editing:
+                    # An edit's budget may depend on its text (an append's, or not).
+                    op = self._op(index, text)
+                    if held is None or held[0] != op:
                         release(held[1] if held else [])
                         held = None
-                        held = await self._acquire(editing)
+                        held = await self._acquire(op)
                     slots, held = held[1], None
                     sent = time.monotonic()
                     try:
@@ -487,15 +489,24 @@ class LiveReply:
                 return index
         return None
 
-    async def _acquire(self, editing: bool) -> Held:
-        """A slot of each budget an edit (or a new message) draws on, in order."""
+    def _op(self, index: int, text: str) -> Op:
+        """What showing `text` as message `index` asks of the platform: a new message,
+        an edit, or an append where appends have a budget of their own."""
+        if index >= len(self.message_ids):
+            return "post"
+        if self.target.limits.append_bucket and self.target.appends(self.message_ids[index], text):
+            return "append"
+        return "edit"
+
+    async def _acquire(self, op: Op) -> Held:
+        """A slot of each budget an edit, an append or a new message draws on, in order."""
         if self.target.limits is not self.limits:
             # The platform changed how it answers here (Slack: a stream refused, so
             # messages are posted): its budgets follow.
             self.limits = self.target.limits
             self._budget.follow(self.limits)
         first = self.stats.first_visible_at is None
-        return await self._budget.acquire(editing, first, self._pending_since or 0.0, self._closing)
+        return await self._budget.acquire(op, first, self._pending_since or 0.0, self._closing)
 
     def _failed(self, exc: Exception) -> None:
         if self._on_failure is not None:

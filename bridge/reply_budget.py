@@ -1,18 +1,20 @@
 """The budgets one live reply draws on, and how it takes, holds and gives back their slots.
 
-A reply's edits draw on its platform's edit budget, its new messages on the post
-budget, and both on the bot-wide budget where the platform has one; typing draws on
-a share of that one. Waiters are served by priority class, then by how long their
-text has waited: a reply's first words go first, then typing, then more words of
-replies already showing some. During a stop a reply keeps a slot of each budget its
-edits draw on back for the mark saying it was interrupted (`keep_back`), and gives
-it back once no mark will be needed (`let_go`).
+A reply's edits draw on its platform's edit budget (its appends, where the platform
+has a budget for those, on that one), its new messages on the post budget, and both
+on the bot-wide budget where the platform has one; typing draws on a share of that
+one. Waiters are served by priority class, then by how long their text has waited: a
+reply's first words go first, then typing, then more words of replies already showing
+some. During a stop a reply keeps a slot of each budget its edits draw on back for
+the mark saying it was interrupted (`keep_back`), and gives it back once no mark
+will be needed (`let_go`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Literal
 
 from bridge.budget import Budget, Budgets, Priority
 from bridge.flag import Flag
@@ -26,9 +28,12 @@ COURTESY = 1  # typing: worth a request only while the words are not there
 TYPING_SHARE = 0.5
 MORE = 2  # more words of a reply already showing some
 
-# Budget slots taken for one operation, and (with Held) whether it is an edit.
+# What a reply asks of its platform: a new message, an edit, or an edit that only adds
+# to the end of its message (see `Limits.append_bucket`).
+Op = Literal["post", "edit", "append"]
+# Budget slots taken for one operation, and (with Held) which operation.
 Slots = list[tuple[Budget, float]]
-Held = tuple[bool, Slots]
+Held = tuple[Op, Slots]
 
 
 def restamp(slots: Slots) -> None:
@@ -44,12 +49,12 @@ def release(slots: Slots) -> None:
 
 
 class ReplyBudget:
-    """The budgets one live reply draws on: its platform's for edits (`edit`) and new
-    messages (`post`), the bot-wide one if any (`bot`) and typing's share of it
-    (`typing`). Its waits name it, for `Budget.promote`."""
+    """The budgets one live reply draws on: its platform's for edits (`edit`), for
+    appends if it has one (`append`) and for new messages (`post`), the bot-wide one if
+    any (`bot`) and typing's share of it (`typing`). Its waits name it, for `Budget.promote`."""
 
     # Slots, not a dict per reply: a thousand replies may be live at once.
-    __slots__ = ("_budgets", "_kept", "bot", "edit", "post", "typing")
+    __slots__ = ("_budgets", "_kept", "append", "bot", "edit", "post", "typing")
 
     def __init__(self, budgets: Budgets, limits: Limits) -> None:
         self._budgets = budgets
@@ -66,9 +71,11 @@ class ReplyBudget:
         self._kept: list[Budget] | None = None
 
     def follow(self, limits: Limits) -> None:
-        """Take the edit and post budgets `limits` name."""
+        """Take the edit, append and post budgets `limits` name."""
         self.edit = self._budgets.get(limits.edit_bucket, limits.edit_rate)
         self.post = self._budgets.get(limits.post_bucket, limits.post_rate)
+        bucket, rate = limits.append_bucket, limits.append_rate
+        self.append = self._budgets.get(bucket, rate) if bucket and rate else None
 
     async def for_begin(self, begin_posts: bool, has_text: Flag) -> Slots | None:
         """Slots for showing that an answer is coming (a placeholder, or typing), or
@@ -119,11 +126,15 @@ class ReplyBudget:
             raise
         return None if slot.cancelled() else slot.result()
 
-    async def acquire(self, editing: bool, first: bool, since: float, closing: bool) -> Held:
-        """A slot of each budget an edit (or a new message) draws on, in order: for a
-        reply's `first` words, or more of them, whose text has waited `since` then."""
+    async def acquire(self, op: Op, first: bool, since: float, closing: bool) -> Held:
+        """A slot of each budget an edit, an append or a new message (`op`) draws on, in
+        order: for a reply's `first` words, or more of them, whose text has waited
+        `since` then."""
         priority = (FIRST if first else MORE, since)
-        budgets = [self.edit if editing else self.post]
+        if op == "post":
+            budgets = [self.post]
+        else:
+            budgets = [self.append if op == "append" and self.append else self.edit]
         if self.bot is not None:
             budgets.append(self.bot)
         # A reply ending during a stop: see `_ends_in_stop`.
@@ -135,7 +146,7 @@ class ReplyBudget:
         except BaseException:
             release(slots)
             raise
-        return editing, slots
+        return op, slots
 
     def keep_back(self, closing: bool) -> None:
         """A stop began: keep a slot of each budget its edits draw on (Slack's chat.update:
@@ -157,7 +168,7 @@ class ReplyBudget:
     def _ends_in_stop(self) -> None:
         """It ends during a stop: its end (the edit waiting already too) goes before the
         live replies' updates and may take the slots kept back; it needs no mark."""
-        for budget in (self.edit, self.post, self.bot):
+        for budget in (self.edit, self.append, self.post, self.bot):
             if budget is not None:
                 budget.promote(self)
         self.let_go()  # after: its end goes first

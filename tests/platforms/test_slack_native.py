@@ -30,21 +30,30 @@ async def inbox() -> Inbox:
 # --------------------------------------------------------------------------- the budgets
 
 
-async def test_a_streams_appends_draw_on_their_own_budget_then_updates_on_chat_updates(
+async def test_a_streams_appends_draw_on_their_own_budget_its_other_edits_on_chat_updates(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     team = fake_slack.team_id
     async with running(fake_slack, inbox, mode="native", thinking="none"):
         target, ts = await begun(fake_slack, inbox)
-        assert target.limits.edit_bucket == f"slack:append:{team}"
-        assert (target.limits.edit_rate.count, target.limits.edit_rate.per) == (100, 60)
+        limits = target.limits
+        assert (limits.append_bucket, limits.edit_bucket) == (
+            f"slack:append:{team}", f"slack:update:{team}"
+        )
+        assert limits.append_rate is not None
+        assert (limits.append_rate.count, limits.append_rate.per) == (100, 60)
+        assert target.appends(ts, "half an answ")
         await target.edit(ts, "half an answ")
+        assert target.appends(ts, "half an answer")
+        # Text replaced (a status by the next one, or by the answer): a chat.update.
+        assert not target.appends(ts, "another text")
         await target.end()  # the stream ended: a later edit is a chat.update
-        assert target.limits.edit_bucket == f"slack:update:{team}"
+        assert not target.appends(ts, "half an answer, and more")
         # Refused a stream, a reply is posted and updated.
         fake_slack.stream_error = "invalid_arguments"
         refused = await asked(fake_slack, inbox)
         assert await refused.begin() is None
+        assert refused.limits.append_bucket is None
         assert refused.limits.edit_bucket == f"slack:update:{team}"
 
 
@@ -82,6 +91,44 @@ async def test_native_replies_append_faster_than_chat_update_allows_and_within_s
             await reply.finish(None)
     # chat.update's budget would have allowed 5 + 5 a second for 3 s at most.
     assert appended > 20, appended
+    assert not fake_slack.rate_limited, fake_slack.rate_limited
+
+
+async def test_native_replies_whose_status_gives_way_to_another_or_to_text_stay_within_chat_update(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # A status replaced by the next ("Working… 1 s", "Working… 2 s") or by the answer
+    # stops the stream and updates the message: chat.update's budget, not the appends'.
+    # Slack's tiers in their ratios (update 50, append 100, start and stop 20 a minute),
+    # on a one-second window.
+    rates = {"update": (10, "chat.update"), "append": (20, "chat.appendStream"),
+             "stream": (4, "chat.startStream")}
+    options = {f"{name}_rate": {"count": count, "per": 1.0}
+               for name, (count, _) in rates.items()}
+    for count, method in rates.values():
+        fake_slack.set_rate(method, count, 1.0)
+    fake_slack.set_rate("chat.stopStream", 4, 1.0)
+    async with running(fake_slack, inbox, mode="native", thinking="none", **options):
+        budgets = Budgets()
+        targets = [await asked(fake_slack, inbox, text=f"q{i}") for i in range(8)]
+        replies = [LiveReply(t, budgets, edit_interval=0.05) for t in targets]
+        for reply in replies:
+            await reply.start()
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < 4.0:
+            # Every reply shows a status counting tenths of seconds; one more reply's
+            # answer begins every quarter of a second, and the others' go on growing.
+            texting = min(len(replies), int(elapsed / 0.25))
+            for i, reply in enumerate(replies):
+                if i < texting:
+                    reply.feed(f"w{i} ")
+                else:
+                    reply.set_status(f"Working… {int(elapsed * 10)} s")
+            await asyncio.sleep(0.02)
+        for reply in replies:
+            await reply.finish(None)
+    assert fake_slack.count("chat.update") > 10  # statuses and texts replaced
+    assert fake_slack.count("chat.appendStream") > 0
     assert not fake_slack.rate_limited, fake_slack.rate_limited
 
 

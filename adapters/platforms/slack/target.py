@@ -5,8 +5,8 @@ Mode `native` streams Markdown with chat.startStream / appendStream /
 stopStream: an edit whose text extends what was sent appends the difference;
 any other edit stops the stream and replaces the text with chat.update. If
 Slack refuses to start a stream, the target falls back to `update` behaviour
-(Markdown sent as `markdown_text`). While a stream is open the target's edits
-draw on the appends' budget (`append_rate`), else on chat.update's.
+(Markdown sent as `markdown_text`). Appends draw on their own budget
+(`append_rate`); any other edit, a stream's too, on chat.update's.
 """
 
 from __future__ import annotations
@@ -212,42 +212,37 @@ class SlackTarget(ReplyTarget):
         self.deleted = False  # the question was deleted: not answered if not begun
 
     def _limits(self) -> Limits:
-        """The budgets of streams started and appended to, or of messages posted and
-        updated where none streams."""
+        """The budgets of streams started and appended to, or of messages posted where
+        none streams, and of messages updated."""
         team, channel = self.address.workspace, self.address.channel
         if self._native:
             post_bucket, post_rate = f"slack:stream:{team}", self.options.stream_rate.rate()
         else:  # chat.postMessage, in native mode too where no stream can be started
             post_bucket, post_rate = f"slack:post:{team}:{channel}", self.options.post_rate.rate()
-        if self._native and self._streaming():
-            # chat.appendStream (Tier 4), not chat.update's budget (Tier 3).
-            edit_bucket, edit_rate = f"slack:append:{team}", self.options.append_rate.rate()
-        else:
-            edit_bucket, edit_rate = f"slack:update:{team}", self.options.update_rate.rate()
         # A stream a stopped process left open is stopped (chat.stopStream, Tier 2)
         # within the streams' budget: each stream is stopped once it was started.
         settle = self.markdown and self.address.thread is not None
         return Limits(
             max_chars=self.options.max_chars,
-            edit_bucket=edit_bucket,
-            edit_rate=edit_rate,
+            edit_bucket=f"slack:update:{team}",
+            edit_rate=self.options.update_rate.rate(),
             post_bucket=post_bucket,
             post_rate=post_rate,
             begin_posts=True,
             settle_bucket=f"slack:stream:{team}" if settle else None,
             settle_rate=self.options.stream_rate.rate() if settle else None,
+            # chat.appendStream (Tier 4), not chat.update's budget (Tier 3). An edit
+            # that replaces a stream's text (a status by the next, or by the answer)
+            # is a chat.update: its stopStream is the stream's own, once per start.
+            append_bucket=f"slack:append:{team}" if self._native else None,
+            append_rate=self.options.append_rate.rate() if self._native else None,
         )
 
-    def _streaming(self) -> bool:
-        """Whether the reply's edits append to a stream: one is open, or (before its
-        first message) one will be started."""
-        return not self._streams or any(stream.open for stream in self._streams.values())
-
-    def _relimit(self) -> None:
-        """A stream started or ended: the budget edits draw on follows."""
-        limits = self._limits()
-        if limits != self.limits:
-            self.limits = limits
+    def appends(self, message_id: str, text: str) -> bool:
+        stream = self._streams.get(message_id)
+        return (
+            stream is not None and stream.open and stable_prefix(text).startswith(stream.sent)
+        )
 
     @property
     def client(self) -> AsyncWebClient:
@@ -320,13 +315,13 @@ class SlackTarget(ReplyTarget):
                         # Slack answered: nothing was appended.
                         if exc.error == "stopped_by_user":
                             # The person pressed Stop: the answer ends here, as shown.
-                            self._ended(stream)
+                            stream.open = False
                             raise SlackGone("chat.appendStream", exc.error) from exc
                         if exc.error != _NOT_STREAMING:
                             raise
                         # The stream ended without us (Slack's own time limit): the
                         # message takes the whole text as any other does.
-                        self._ended(stream)
+                        stream.open = False
                         await self._update(message_id, text)
                         return
                     except PlatformError:
@@ -469,15 +464,10 @@ class SlackTarget(ReplyTarget):
             return None
         ts = str(resp["ts"])
         self._streams[ts] = _Stream(sent=stable, full=text)
-        self._relimit()
         return ts
 
-    def _ended(self, stream: _Stream) -> None:
-        stream.open = False
-        self._relimit()
-
     async def _stop(self, ts: str, stream: _Stream, *, flush: bool = True) -> None:
-        self._ended(stream)
+        stream.open = False
         rest: str | None = None
         if flush and stream.full.startswith(stream.sent):
             rest = stream.full[len(stream.sent) :] or None
