@@ -44,6 +44,9 @@ class Circuit:
         # What the asker is told while the circuit is open, where the last failure
         # said waiting will not help (None: "try again in N s").
         self.told: str | None = None
+        # Whether every failure of the run was an answer that did not begin in time
+        # (`first_byte`): the backend took the questions, so it is not said to be down.
+        self.slow = False
 
     @property
     def state(self) -> str:
@@ -90,18 +93,24 @@ class Circuit:
         self._opened_at = None
         self._probing = False
         self.told = None
+        self.slow = False
 
-    def failure(self, told: str | None = None) -> None:
+    def failure(self, told: str | None = None, *, slow: bool = False) -> None:
         """A failure waiting may mend; `told`: what the asker is told instead of when
-        to try again, where waiting will not (a misconfigured address)."""
+        to try again, where waiting will not (a misconfigured address); `slow`: the
+        answer did not begin within the backend's `first_byte`."""
+        self.slow = slow and (self.slow or self._failures == 0)
         self._failures += 1
         self.told = told
         if self._probing or self._failures >= self.threshold:
             if self._opened_at is None or self._probing:
+                what = ("sent no text within its timeouts.first_byte" if self.slow
+                        else "failed")
+                told_as = "slow to answer" if self.slow else "unavailable"
                 log.warning(
-                    "backend %s failed %d times in a row: not called for %g s (questions "
-                    "are told it is unavailable)", self.name, self._failures, self.cooldown,
-                    extra={"backend": self.name},
+                    "backend %s %s %d times in a row: not called for %g s (questions "
+                    "are told it is %s)", self.name, what, self._failures, self.cooldown,
+                    told_as, extra={"backend": self.name},
                 )
             self._opened_at = self._clock()
         self._probing = False

@@ -20,6 +20,7 @@
         │   ├── Misaddressed     a host name that does not resolve, TLS that fails
         │   ├── Overloaded       the bridge is out of open files (not the API's fault)
         │   └── TimedOut         no answer within the configured timeout
+        │       └── SlowToBegin  ...no text of it within connect + first_byte
         └── ProtocolError        the API spoke something we do not understand
             ├── NotAStream       the URL answered, but with no stream the dialect reads
             │   └── WebPage      ...a web page
@@ -237,6 +238,18 @@ class Overloaded(Unavailable):
 
 class TimedOut(Unavailable):
     user_message = "The assistant took too long to answer; please try again."
+
+
+class SlowToBegin(TimedOut):
+    """No text of the answer came within the backend's connect + first_byte: most
+    often a reasoning model thinking longer before its first word than the bridge
+    waits (asking again would fail the same way, and be paid again), or a hung
+    backend. It still counts against the backend's circuit."""
+
+    user_message = (
+        "The assistant took longer than the bridge waits to begin its answer; an admin "
+        "can let it take longer."
+    )
 
 
 class ProtocolError(ChatAPIError):

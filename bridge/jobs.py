@@ -62,9 +62,11 @@ def unavailable(circuit: Circuit) -> str:
     if circuit.told is not None:  # waiting will not help: the asker is not told to wait
         return circuit.told
     wait = circuit.retry_in()
+    # Every failure a slow start: the backend took the questions, it is not said down.
+    state = "too slow to answer" if circuit.slow else "unavailable"
     if wait <= 0:  # a question is finding out whether the backend is back
-        return "The assistant is unavailable right now; please try again shortly."
-    return f"The assistant is unavailable right now; please try again in {seconds(wait)} s."
+        return f"The assistant is {state} right now; please try again shortly."
+    return f"The assistant is {state} right now; please try again in {seconds(wait)} s."
 
 
 def seconds(wait: float) -> int:

@@ -30,6 +30,7 @@ from bridge.errors import (
     Overloaded,
     PlaceGone,
     RateLimited,
+    SlowToBegin,
     TooLong,
     Unavailable,
     for_log,
@@ -445,7 +446,8 @@ class Relay:
             if isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
                 # Not a drop mid-answer (Dropped): the backend did answer; nor the
                 # bridge out of open files (Overloaded): the backend was not asked.
-                circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None)
+                circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None,
+                                slow=isinstance(exc, SlowToBegin))
             else:
                 circuit.release()
             log.warning("backend %s failed: %s", route.backend, exc,

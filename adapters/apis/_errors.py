@@ -26,6 +26,7 @@ from bridge.errors import (
     Overloaded,
     ProxyRefused,
     RateLimited,
+    SlowToBegin,
     TimedOut,
     Unauthorized,
     Unavailable,
@@ -114,14 +115,37 @@ def status_error(
 def timed_out(
     which: Literal["first", "idle", "total"], timeouts: Timeouts, backend: str
 ) -> TimedOut:
-    """TimedOut for the deadline that passed: first text, between reads, or overall."""
+    """TimedOut for the deadline that passed: first text, between reads, or overall.
+    The log names the setting that decided it, for the admin to raise."""
     t = timeouts
-    what, wait = {
-        "first": ("did not answer", t.connect + t.first_byte),
-        "idle": ("stopped answering", t.idle),
-        "total": ("did not finish", t.total or 0.0),
+    key, setting, wait = {
+        "first": ("first_byte", t.first_byte, t.connect + t.first_byte),
+        "idle": ("idle", t.idle, t.idle),
+        "total": ("total", t.total or 0.0, t.total or 0.0),
     }[which]
-    return TimedOut(f"The assistant {what} within {wait:g} s; please try again.", backend=backend)
+    what = {
+        "first": "sent no text",
+        "idle": "sent nothing more",
+        "total": "did not finish its answer",
+    }[which]
+    why = {
+        "first": " for a model that thinks long before answering",
+        "idle": " for a model that pauses long within an answer",
+        "total": " for longer answers",
+    }[which]
+    log.warning(
+        "backend %s %s within %g s: raise backends.%s.timeouts.%s (now %g)%s",
+        backend, what, wait, backend, key, setting, why, extra={"backend": backend},
+    )
+    if which == "first":
+        # Not "try again": a model that thinks this long would be cut (and paid) again.
+        return SlowToBegin(
+            f"The assistant took longer than {wait:g} s to begin its answer; an admin can "
+            "let it take longer.",
+            backend=backend,
+        )
+    said = "stopped answering" if which == "idle" else "did not finish"
+    return TimedOut(f"The assistant {said} within {wait:g} s; please try again.", backend=backend)
 
 
 def transport_error(

@@ -81,12 +81,17 @@ Event = str | ChatEvent | None
 
 
 class Timeouts(BaseModel):
-    """Seconds to wait: to connect, for the answer's first text, between reads, and overall."""
+    """Seconds to wait: to connect, for the answer's first text, between reads, and overall.
+
+    `first_byte` is long: a reasoning model thinks (a minute, two) before its first
+    text, sending nothing or keep-alives meanwhile. A stall once text has begun is
+    still caught by `idle`, and `total` bounds an answer where set.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     connect: float = Field(5.0, gt=0)
-    first_byte: float = Field(30.0, gt=0)
+    first_byte: float = Field(120.0, gt=0)
     idle: float = Field(30.0, gt=0)
     total: float | None = Field(None, gt=0)
 

@@ -150,7 +150,7 @@ async def test_a_whole_answer_waits_no_longer_than_the_total_timeout(fake_chat_a
     _, exc = await collect_until_error(api, ask(api))
     assert isinstance(exc, TimedOut)
     assert "did not finish within 0.2 s" in exc.user_message
-    assert time.monotonic() - started < 4  # not connect + first_byte (35 s)
+    assert time.monotonic() - started < 4  # not connect + first_byte (125 s)
 
 
 async def test_400_carries_the_api_message(fake_chat_api, http):

@@ -7,6 +7,7 @@ streaming and has its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,7 @@ async def test_slow_stream_hits_the_idle_timeout(dialect):
     await dialect.fake.wait_disconnects(1)
 
 
-async def test_slow_first_byte_times_out(dialect):
+async def test_slow_first_byte_times_out(dialect, caplog):
     # The stream opens with its event without text at once (ndjson's start,
     # bot-messages' empty content, openai's role chunk): a sign of life, which
     # may push the deadline to `idle` from then, so `idle` is short too.
@@ -113,7 +114,17 @@ async def test_slow_first_byte_times_out(dialect):
     seen, exc = await collect_until_error(api, ask(api))
     assert not any(isinstance(e, Token) for e in seen)
     assert isinstance(exc, TimedOut)
-    assert "did not answer within 0.6 s" in exc.user_message
+    # A model thinking this long would be cut (and paid) again: not "try again".
+    assert exc.user_message == (
+        "The assistant took longer than 0.6 s to begin its answer; an admin can let it "
+        "take longer."
+    )
+    # The admin is told which setting cut it.
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        f"backend {api.name} sent no text within 0.6 s: raise backends.{api.name}.timeouts."
+        "first_byte (now 0.4)" in line for line in warned
+    )
     assert len(dialect.fake.requests) == 1
     await dialect.fake.wait_disconnects(1)
 

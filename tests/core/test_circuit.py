@@ -53,3 +53,26 @@ def test_a_429s_hold_ends_when_the_api_said_though_the_clock_is_stepped_back(
     monotonic.now += 1
     wall.now += 1
     assert circuit.held_until() is None and circuit.allow()
+
+
+def test_a_circuit_opened_by_answers_that_did_not_begin_in_time_does_not_say_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The backend took every question and thought past `first_byte`: it opens (a
+    # hung backend must), but askers and the log are not told it is down.
+    now = [0.0]
+    slow = Circuit(3, 30.0, lambda: now[0], name="docs")
+    for _ in range(3):
+        slow.failure(slow=True)
+    assert slow.state == "open"
+    assert unavailable(slow) == (
+        "The assistant is too slow to answer right now; please try again in 30 s."
+    )
+    said = "backend docs sent no text within its timeouts.first_byte 3 times in a row"
+    assert said in caplog.text
+    # One failure of another kind in the run: it is unavailable, as before.
+    mixed = Circuit(3, 30.0, lambda: now[0], name="api")
+    for was_slow in (True, False, True):
+        mixed.failure(slow=was_slow)
+    assert unavailable(mixed) == "The assistant is unavailable right now; please try again in 30 s."
+    assert "backend api failed 3 times in a row" in caplog.text

@@ -36,6 +36,9 @@ def test_minimal_config_gets_defaults() -> None:
     assert config.routes[0].session == "thread"
     assert config.backends["docs"].api_key.get_secret_value() == SECRET
     assert SECRET not in repr(config)
+    # A reasoning model thinks a minute or two before its first text.
+    timeouts = config.backends["docs"].timeouts
+    assert (timeouts.first_byte, timeouts.idle, timeouts.total) == (120.0, 30.0, None)
 
 
 def test_an_answers_length_limit_has_a_floor_and_may_be_lifted() -> None:

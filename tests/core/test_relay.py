@@ -1485,6 +1485,30 @@ async def test_a_refusal_that_asks_the_backend_nothing_does_not_count_against_th
     assert third.notices == [] and third.visible() == ["Hello from the fake."]
 
 
+async def test_an_answer_that_does_not_begin_in_time_is_not_told_to_try_again(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A reasoning model thinking past `first_byte`: its asker was told to try again
+    # (cut, and paid, the same way again), and once the circuit opened, that the
+    # backend was unavailable.
+    fake_chat_api.enqueue(tokens=["Late."], first_delay=30)
+    text = make_config(fake_chat_api, tmp_path / "b.db",
+                       extra="limits: {circuit: {failures: 1, cooldown: 60}}")
+    timeouts = "    timeouts: {connect: 0.5, first_byte: 0.5}\n"
+    text = text.replace("    retries:", timeouts + "    retries:")
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        p = platform(bridge)
+        cut = await ask_and_wait(p, "hard one", thread="T1")
+        refused = await ask_and_wait(p, "another", thread="T2")
+    told = cut.visible()[-1:] + cut.notices[-1:]
+    assert len(told) == 1 and told[0].endswith(
+        "The assistant took longer than 1 s to begin its answer; an admin can let it take "
+        "longer._"
+    )
+    assert refused.notices[0].startswith("The assistant is too slow to answer right now; ")
+
+
 async def test_the_wait_a_rate_limit_tells_is_rounded_up(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
