@@ -247,7 +247,7 @@ class Intake:
             if job is None:
                 await relay.end_record(record.id)
         if job is not None:
-            target.accepted()
+            job.target.accepted()  # (a thread opened for it: there)
             relay.start(job, batch)
             if not job.reset and job.route.session == "thread":
                 # The conversation is known from now, on every replica: a follow-up in

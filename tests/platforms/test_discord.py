@@ -697,9 +697,9 @@ async def test_reply_types_then_posts_and_edits_without_pinging(world: World) ->
 async def test_typing_is_renewed_until_the_first_post(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.platforms.discord import targets
+    from adapters.platforms.discord import indicator
 
-    monkeypatch.setattr(targets, "TYPING_RENEW", 0.05)
+    monkeypatch.setattr(indicator, "TYPING_RENEW", 0.05)
     async with running(world):
         await world.fake.mention(world.general, world.alice, "slow one")
         _, target = await world.next()

@@ -21,6 +21,7 @@ import discord
 from discord import app_commands
 
 from adapters.platforms import never_below_info
+from adapters.platforms.discord.indicator import Typist, renewals_per_second
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import Said, may_send
 from adapters.platforms.discord.places import Channel, find_place, tell_deleted
@@ -101,6 +102,8 @@ class DiscordPlatform(Platform):
         # channel or thread is, stops its answer.
         self._questions = Questions()
         self._said = Said()  # what was logged of which places (once each)
+        # Every place's typing renewals, within what the replies leave of Discord's limit.
+        self._typist = Typist(renewals_per_second(self.options.global_rate.rate()))
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._counter: _RateLimitCounter | None = None
         self.unanswered_after = UNANSWERED_AFTER
@@ -316,7 +319,7 @@ class DiscordPlatform(Platform):
     def target(self, address: Address) -> ReplyTarget:
         if self.client is None:
             raise PlatformError("The Discord platform is not started.")
-        return ChannelTarget(self.client, self.options, address)
+        return ChannelTarget(self.client, self.options, address, typist=self._typist)
 
     # ------------------------------------------------------------------ messages
 
@@ -401,6 +404,7 @@ class DiscordPlatform(Platform):
         target = ChannelTarget(
             client, self.options, address, question_id=message.id, allowed=allowed,
             question=question, questions=self._questions, said=self._said,
+            typist=self._typist,
         )
         self._questions.add(message.id, target.question)
         await self._deliver(inbound, target)

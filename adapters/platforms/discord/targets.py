@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,8 @@ import aiohttp
 import discord
 
 from adapters.platforms.discord import format as fmt
+from adapters.platforms.discord import indicator
+from adapters.platforms.discord.indicator import Typist
 from adapters.platforms.discord.permissions import ANYTHING, Allowed, Said, may_send
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.flag import Flag
@@ -32,11 +33,6 @@ log = logging.getLogger("chat_bridge.discord")
 
 NO_MENTIONS = discord.AllowedMentions.none()
 MAX_CHARS = 2000
-TYPING_RENEW = 8.0  # Discord shows typing for 10 s after each trigger
-# Renewals are a courtesy and are not budgeted by the bridge: keep them to a few
-# per second in all, so they never push the bot past Discord's global limit.
-TYPING_RENEWALS_PER_SECOND = 2
-TYPING_MAX = 600.0  # never type for longer than this, whatever happens upstream
 DM_WORKSPACE = "@dm"
 # An interaction's token (its answer's webhook) lasts 15 minutes; after, every
 # request with it is refused with this code.
@@ -132,25 +128,6 @@ class _Formatting:
 
     def format_sources(self, sources: Sequence[Source]) -> str:
         return fmt.format_sources(sources)
-
-
-class _Window:
-    """At most `count` events in any second; `allow()` says whether one may happen now."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self._times: deque[float] = deque()
-
-    def allow(self, now: float) -> bool:
-        while self._times and now - self._times[0] >= 1.0:
-            self._times.popleft()
-        if len(self._times) >= self.count:
-            return False
-        self._times.append(now)
-        return True
-
-
-_renewals = _Window(TYPING_RENEWALS_PER_SECOND)
 
 
 class Question:
@@ -262,6 +239,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         allowed: Allowed = ANYTHING,
         questions: Questions | None = None,
         said: Said | None = None,
+        typist: Typist | None = None,
     ) -> None:
         self.address = address
         self._client = client
@@ -280,6 +258,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
         self._typing_stop = Flag()  # a slotted asyncio.Event: one per answer
+        self._typed_at: float | None = None  # (monotonic) the last typing Discord took
+        self._typist = typist  # the bot's renewals (None: typing is shown once)
         # Shared with the thread opened on the question.
         self.question = question if question is not None else Question()
         # False in a channel for threads only: nothing is posted in it (a refusal,
@@ -318,30 +298,45 @@ class ChannelTarget(_Formatting, ReplyTarget):
 
     # -------------------------------------------------------------- typing
 
+    def accepted(self) -> None:
+        # A question waiting its turn shows typing, as Slack's shows its reaction: by
+        # renewals (the reply's budgets are not yet its own), from a moment on, so
+        # one answered at once shows only its reply's own first typing (`begin`).
+        if not self._typing_stop.is_set():
+            self._keep_typing(first_after=indicator.QUEUED_AFTER)
+
     async def begin(self) -> str | None:
         self.question.check()
-        if self._typing is None and not self._typing_stop.is_set():
-            await self._type_once()
-            self._typing = asyncio.create_task(self._keep_typing(), name="discord-typing")
+        if not self._typing_stop.is_set():
+            if not self._showing():
+                await self._type_once()  # within the reply's budgets (the renderer's)
+            self._keep_typing()
         return None
 
+    def _showing(self) -> bool:
+        """Whether typing shows here now, and for a renewal's time more."""
+        last = self._typed_at
+        return last is not None and time.monotonic() < last + indicator.TYPING_RENEW
+
+    def _keep_typing(self, first_after: float = 0.0) -> None:
+        if self._typing is not None or self._typist is None:
+            return
+        self._typing = asyncio.create_task(
+            self._typist.keep_up(
+                self._type_once, lambda: self._typed_at, self._typing_stop,
+                lambda: self.question.deleted, first_after=first_after,
+            ),
+            name="discord-typing",
+        )
+
     async def _type_once(self) -> None:
+        # Counted from the request, so the renewals and `begin` never send two at once.
+        before, self._typed_at = self._typed_at, time.monotonic()
         try:
             await self._channel.typing()
         except FAILURES as exc:  # typing is a courtesy; the reply matters more
+            self._typed_at = before
             log.debug("typing failed in %s: %s", self._channel_id, self._failed("show typing", exc))
-
-    async def _keep_typing(self) -> None:
-        loop = asyncio.get_running_loop()
-        until = loop.time() + TYPING_MAX
-        while loop.time() < until:
-            try:
-                async with asyncio.timeout(TYPING_RENEW):
-                    await self._typing_stop.wait()
-                return
-            except TimeoutError:
-                if _renewals.allow(loop.time()):
-                    await self._type_once()
 
     async def _stop_typing(self) -> None:
         self._typing_stop.set()
@@ -437,7 +432,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         )
         target = ChannelTarget(
             self._client, self._options, address, question=self.question,
-            questions=self._questions,
+            questions=self._questions, typist=self._typist,
         )
         return str(thread.id), target
 
