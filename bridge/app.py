@@ -28,7 +28,7 @@ from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.interruptions import INTERRUPTED, interrupted_edit
 from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.relay import Relay
-from bridge.stopping import StopClock
+from bridge.stopping import StopClock, Unanswered
 from bridge.store import InFlight, InFlightProgress, Store, open_store
 from bridge.transport import http_client, tls_context
 
@@ -466,10 +466,12 @@ class Bridge:
     async def drain(self) -> bool:
         """Graceful stop: finish live replies for the grace period, mark the rest.
 
-        Then the replies cut and the store have `AFTER_GRACE_SECONDS` in all (about
-        one after a second stop signal). False when the store failed or did not
-        answer meanwhile, leaving records for the next start (which marks their
-        replies interrupted).
+        Then the replies cut and the store have `AFTER_GRACE_SECONDS` in all; after a
+        second stop signal, the replies cut have what their platforms take to clear
+        their indicators and each call to the store about a second (see `StopClock`).
+        False when the store failed or did not answer, leaving records for the next
+        start (which marks their replies interrupted); what no time was left for is
+        left to it too, without blaming the store.
         """
         for platform in self.platforms.values():
             await platform.stop_receiving()
@@ -484,9 +486,12 @@ class Bridge:
             self._progress.cancel()
         try:
             await clock.within(self.relay.progress.flush())
-        except TimeoutError:
+        except Unanswered:
             log.warning("could not record the last progress of live replies: the store "
                         "did not answer in time")
+        except TimeoutError:
+            log.warning("no time was left to record the last progress of live replies: "
+                        "left for the next start, which marks them from what was recorded")
         clean = await self.close_records(AFTER_GRACE_SECONDS, clock)
         if cancelled:
             log.info("%d replies did not finish in time or were not begun; marking them "
@@ -495,10 +500,12 @@ class Bridge:
                 found = await clock.within(
                     self.store.inflight_orphans(self.owner, time.time() + 1)
                 )
-            except (BridgeError, TimeoutError):
-                log.error("the store is unavailable: %d replies cut by the stop are not "
-                          "marked interrupted, and the next start will mark them", cancelled)
-                return False
+            except (BridgeError, Unanswered):
+                return self._unmarked(cancelled)
+            except TimeoutError:
+                log.warning("no time was left to mark the %d replies cut by the stop "
+                            "interrupted: left for the next start", cancelled)
+                return clean
             left = [
                 rec for rec in found
                 # A record the store failed to remove is of a finished reply.
@@ -508,7 +515,7 @@ class Bridge:
                 while left:
                     # A second signal asks for the marks at once; it does not cut them.
                     await clock.within(self._mark_interrupted(left[0], kept=True),
-                                       hurried=False)
+                                       hurried=None)
                     left.pop(0)
             except TimeoutError:
                 log.warning(
@@ -516,10 +523,15 @@ class Bridge:
                     len(left),
                 )
             except BridgeError:
-                log.error("the store is unavailable: %d replies cut by the stop are not "
-                          "marked interrupted, and the next start will mark them", len(left))
-                return False
+                return self._unmarked(len(left))
         return clean
+
+    @staticmethod
+    def _unmarked(count: int) -> bool:
+        """The store failed or did not answer: the next start marks what the stop cut."""
+        log.error("the store is unavailable: %d replies cut by the stop are not marked "
+                  "interrupted, and the next start will mark them", count)
+        return False
 
     async def close_records(self, within: float, clock: StopClock | None = None) -> bool:
         """Retry, for up to `within` seconds (or until `clock`'s deadline), removing the

@@ -55,7 +55,7 @@ from bridge.reading import read_answer
 from bridge.render import LiveReply
 from bridge.reply_budget import FIRST, Slots, restamp
 from bridge.sources import dedupe_sources
-from bridge.stopping import StopClock
+from bridge.stopping import HURRIED_SECONDS, StopClock
 from bridge.store import InFlight, Store
 from bridge.text import valid_text
 from bridge.turns import Turns
@@ -564,8 +564,9 @@ class Relay:
         paid for and most likely cut unread. Returns how many replies were cut: still
         running at the grace's end and cancelled, or not begun (their in-flight
         records stay, to be marked interrupted). Those cut end on the store (their
-        leases let go): until `clock`'s deadline, past which they are left to end
-        on their own.
+        leases let go): until `clock`'s deadline (after a second signal, about
+        END_ON_STOP + HURRIED_SECONDS from it), past which they are left to end on
+        their own.
         """
         self.accepting = False
         self._unasked = 0
@@ -594,8 +595,11 @@ class Relay:
             if clock is None:
                 await ended
             else:
+                # After a second signal, the time their platforms take to clear their
+                # indicators and a store call's (their leases let go); one not ended by
+                # then leaves the clock `stalled`.
                 with contextlib.suppress(TimeoutError):
-                    await clock.within(ended)
+                    await clock.within(ended, hurried=END_ON_STOP + HURRIED_SECONDS)
         return len(pending) + self._unasked
 
 

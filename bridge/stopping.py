@@ -5,7 +5,10 @@ the removal of finished replies' records, and the marks of the replies it cut. A
 store that does not answer (a statement behind another session's lock, a database
 that stopped answering mid-failover) must not hold the stop past what the
 orchestrator waits for before it kills the process: every wait of that part ends
-by one deadline, and a second stop signal brings it to about a second away.
+by one deadline. A second stop signal shortens the waits on a store that does not
+answer, not those on one that does: from it, each call to the store gets about a
+second of its own from when it begins, and once one goes unanswered the stop waits
+no more.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ log = logging.getLogger("chat_bridge.stop")
 
 T = TypeVar("T")
 
-# How long the store may take after a second stop signal: the admin asked to stop now.
+# How long a call to the store may take after a second stop signal (from when it
+# begins, or from the signal if it came during the call): the admin asked to stop now.
 HURRIED_SECONDS = 1.0
 
 
@@ -33,38 +37,57 @@ class Hurry(Protocol):
     async def hurry_within(self, seconds: float) -> bool: ...
 
 
+class Unanswered(TimeoutError):
+    """A call cut by the stop's deadline after it had its own time (`HURRIED_SECONDS`
+    at least): what it waited on does not answer.
+
+    A plain TimeoutError from `StopClock.within` is a call cut with less: the
+    deadline was spent before it began, which tells nothing of the store."""
+
+
 class StopClock:
-    """`seconds` from now, or about `HURRIED_SECONDS` from a second stop signal."""
+    """`seconds` from now; after a second stop signal, about `HURRIED_SECONDS` for
+    each call, until one goes unanswered."""
 
     def __init__(self, hurry: Hurry, seconds: float) -> None:
         self._hurry = hurry
         self._end = time.monotonic() + seconds
-        self._hurried_end: float | None = None
+        # Something waited on did not end in its own time: after a second signal, the
+        # stop waits no more; a call cut since then is told as unanswered.
+        self.stalled = False
 
     def end_within(self, seconds: float) -> None:
         """Bring the deadline to `seconds` from now, if it is later."""
         self._end = min(self._end, time.monotonic() + seconds)
 
-    def left(self, hurried: bool = True) -> float:
-        """Seconds left; with `hurried`, as cut short by a second stop signal."""
-        end = self._end
-        if hurried and self._hurry.hurried:
-            if self._hurried_end is None:
-                self._hurried_end = time.monotonic() + HURRIED_SECONDS
-            end = min(end, self._hurried_end)
-        return end - time.monotonic()
+    def left(self) -> float:
+        """Seconds left before the deadline."""
+        return self._end - time.monotonic()
 
-    async def within(self, aw: Awaitable[T], *, hurried: bool = True) -> T:
-        """The result of `aw`, or TimeoutError when the deadline comes first (with
-        `hurried`, one cut short by a second stop signal, also while it waits).
+    async def within(self, aw: Awaitable[T], *, hurried: float | None = HURRIED_SECONDS) -> T:
+        """The result of `aw` (a call to the store), or a TimeoutError when the
+        deadline comes first: `Unanswered` when the call had its own time.
 
+        `hurried`: how long the call gets after a second stop signal (from when it
+        begins, or from the signal if that comes during it); None: all the deadline.
         What is cut is cancelled and left to end on its own: a statement sent to a
         database that stopped answering may not end until its connection is closed.
         """
+        began = time.monotonic()
+        own_end: float | None = None  # from the second signal on
         task = asyncio.ensure_future(aw)
+
+        def end() -> float:
+            nonlocal own_end
+            if hurried is None or not self._hurry.hurried:
+                return self._end
+            if own_end is None:
+                own_end = time.monotonic() + hurried
+            return min(self._end, own_end)
+
         try:
-            while not task.done() and (left := self.left(hurried)) > 0:
-                if hurried and not self._hurry.hurried:
+            while not task.done() and (left := end() - time.monotonic()) > 0:
+                if hurried is not None and not self._hurry.hurried:
                     watch = asyncio.ensure_future(self._hurry.hurry_within(left))
                     try:
                         await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -76,9 +99,18 @@ class StopClock:
             if not task.done():
                 task.cancel()
                 task.add_done_callback(_left_behind)
-        if not task.done():
-            raise TimeoutError
-        return task.result()
+        if task.done():
+            return task.result()
+        # Its own time: its hurried part whole, or a second at least of the deadline.
+        own = (own_end is not None and own_end <= self._end) or (
+            self._end - began >= HURRIED_SECONDS
+        )
+        if own or self.stalled:
+            self.stalled = True
+            if self._hurry.hurried:  # the admin asked to stop now: waits no more
+                self.end_within(0)
+            raise Unanswered
+        raise TimeoutError
 
 
 def _left_behind(task: asyncio.Future[Any]) -> None:

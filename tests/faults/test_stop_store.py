@@ -3,7 +3,8 @@
 A statement behind another session's lock, or a database that stopped answering
 (a failover, a partition): the stop still ends within the grace and
 `AFTER_GRACE_SECONDS`, saying what it left for the next start, before an
-orchestrator's kill (30 s in Kubernetes by default). A second signal cuts it short.
+orchestrator's kill (30 s in Kubernetes by default). A second signal cuts the waits
+on a store that does not answer short, not the time of one that does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from bridge import app
 from bridge.app import Bridge
 from tests.core.fakeplatform import LocalPlatform, wait_for
+from tests.core.recording import RecordingTarget
 from tests.core.test_relay import bridge_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
@@ -174,3 +176,35 @@ async def test_a_stop_while_another_process_holds_the_sqlite_file(
     # deadline, and the file is closed after those in aiosqlite's queue: the one
     # running as the stop began and the stop's own last write.
     assert took < GRACE + AFTER_GRACE + 2 * 5.0 + MARGIN
+
+
+@pytest.mark.timeout(60)
+async def test_a_second_signal_leaves_a_healthy_store_its_time(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cut reply's platform takes a while to clear its indicators (up to
+    END_ON_STOP): the store, which answers, still gets its time after a second
+    signal; the reply is marked and the stop is clean."""
+    clearing = 1.5  # a Slack workspace slow to take a reaction off
+    original_end = RecordingTarget.end
+
+    async def slow_end(self: RecordingTarget) -> None:
+        await asyncio.sleep(clearing)
+        await original_end(self)
+
+    monkeypatch.setattr(RecordingTarget, "end", slow_end)
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(300)], token_delay=0.1)
+    bridge = bridge_for(fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 10}")
+    await bridge.__aenter__()
+    on: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+    first = await on.say("A long one?", thread="T1")
+    await wait_for(lambda: any("w1" in text for text in first.visible()))
+    bridge.relay.hurry()  # a second stop signal
+    took, clean = await stop(bridge)
+    assert clean  # `chat-bridge run` exits 0
+    assert "the store" not in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("interrupted" in text.lower() for text in first.visible())
+    assert took < clearing + 1.0 + MARGIN
+
