@@ -21,6 +21,8 @@ import pytest
 
 from bridge import app
 from bridge.app import Bridge
+from bridge.interruptions import END_ON_STOP
+from bridge.stopping import HURRIED_SECONDS
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
 from tests.core.test_relay import bridge_for
@@ -134,8 +136,9 @@ async def test_a_stop_while_a_lock_holds_the_bridges_table(
 
 @pytest.mark.postgres
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("hurried", [False, True])
 async def test_a_stop_while_the_database_stops_answering(
-    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture
+    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture, hurried: bool
 ) -> None:
     fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(300)], token_delay=0.1)
     freezer = Freezer()
@@ -149,10 +152,15 @@ async def test_a_stop_while_the_database_stops_answering(
         await bridge.__aenter__()
         await live_reply(fake_chat_api, bridge)
         freezer.frozen = True
+        if hurried:
+            bridge.relay.hurry()
         took, clean = await stop(bridge)
     assert not clean
     assert UNAVAILABLE in caplog.text
-    assert took < GRACE + AFTER_GRACE + MARGIN
+    if hurried:  # the cut reply's end waits on the store too (its lease let go)
+        assert took < END_ON_STOP + HURRIED_SECONDS + MARGIN
+    else:
+        assert took < GRACE + AFTER_GRACE + MARGIN
 
 
 @pytest.mark.timeout(60)
@@ -208,3 +216,36 @@ async def test_a_second_signal_leaves_a_healthy_store_its_time(
     assert any("interrupted" in text.lower() for text in first.visible())
     assert took < clearing + 1.0 + MARGIN
 
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+async def test_a_second_signal_while_the_store_hangs_and_the_platform_is_slow(
+    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """About a second for the store after what the cut replies take to end."""
+    clearing = 1.5
+    original_end = RecordingTarget.end
+
+    async def slow_end(self: RecordingTarget) -> None:
+        await asyncio.sleep(clearing)
+        await original_end(self)
+
+    monkeypatch.setattr(RecordingTarget, "end", slow_end)
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(300)], token_delay=0.1)
+    async with pg_schema_url() as url:
+        schema = url.rsplit("=", 1)[1]
+        bridge = shared_bridge(fake_chat_api, url, limits="shutdown_grace: 10")
+        await bridge.__aenter__()
+        locker = await asyncpg.connect(PG_URL)
+        try:
+            await live_reply(fake_chat_api, bridge)
+            async with locker.transaction():
+                await locker.execute(f'LOCK TABLE "{schema}".inflight IN ACCESS EXCLUSIVE MODE')
+                bridge.relay.hurry()
+                took, clean = await stop(bridge)
+        finally:
+            await locker.close()
+    assert not clean
+    assert UNAVAILABLE in caplog.text
+    assert took < clearing + 1.0 + MARGIN
