@@ -63,14 +63,15 @@ async def remember(
     req: ChatRequest,
     answer: str,
     done: Done | None,
-    *,
-    keep_turn: bool = True,
-    question: str | None = None,
+    msg: Inbound,
+    target: ReplyTarget,
 ) -> None:
-    """Keep what an answered question leaves: the session the API gave, its usage
-    figures and, where the bridge keeps the history, the question and its answer
-    (not with `keep_turn` false: the question was deleted while it was answered),
-    under the question's id (`bridge.deletions.asked`), for its deletion to find."""
+    """Keep what the answered question `msg` leaves: the session the API gave, its
+    usage figures and, where the bridge keeps the history, the question and its answer,
+    under the question's id (`bridge.deletions.asked`), for its deletion to find. Not
+    that turn if the question was deleted while it was answered (a password posted by
+    mistake: a stateless API would be sent it again with every later question), nor
+    once deleted as it was kept."""
     conv.last_used = time.time()
     if done is not None and done.session:
         conv.session = done.session
@@ -78,31 +79,15 @@ async def remember(
         usage = {k: v for k, v in done.usage.items() if _plain(v) and k != KIND}
         conv.meta = {**conv.meta, **usage}
     await store.save_conversation(conv)
-    if keep_turn and not backend.stateful and answer.strip():
-        # An empty answer ("(no answer)") is no turn: kept, it would be sent
-        # back with every later question, and some APIs refuse an empty one.
-        await store.append_history(
-            conv.key, [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
-            2 * backend.history_turns, backend.history_chars, question=question,
-        )
-
-
-async def remember_answer(
-    store: Store,
-    conv: Conversation,
-    backend: ChatAPI,
-    req: ChatRequest,
-    answer: str,
-    done: Done | None,
-    msg: Inbound,
-    target: ReplyTarget,
-) -> None:
-    """`remember` the answer to `msg`; its turn not if the question was deleted while
-    it was answered (a password posted by mistake: a stateless API would be sent it
-    again with every later question), nor once deleted as it was kept."""
-    kept = not await taken_back(store, msg, target)
-    await remember(store, conv, backend, req, answer, done, keep_turn=kept, question=asked(msg))
-    if kept and await taken_back(store, msg, target):
+    # An empty answer ("(no answer)") is no turn: kept, it would be sent back with
+    # every later question, and some APIs refuse an empty one.
+    if backend.stateful or not answer.strip() or await taken_back(store, msg, target):
+        return
+    await store.append_history(
+        conv.key, [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
+        2 * backend.history_turns, backend.history_chars, question=asked(msg),
+    )
+    if await taken_back(store, msg, target):
         # Its deletion came as the turn was kept; told too soon to find it.
         await store.forget_question(asked(msg))
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from bridge.budget import Budgets
 from bridge.circuit import Circuit
 from bridge.config import Config
-from bridge.conversations import open_conversation, remember_answer
+from bridge.conversations import open_conversation, remember
 from bridge.deletions import deleted_elsewhere
 from bridge.errors import (
     BadRequest,
@@ -421,8 +421,8 @@ class Relay:
             # Keep the session and history first: the answer is complete even if
             # the process stops during the final edit.
             try:
-                await remember_answer(self.store, conv, backend, request,
-                                      final or reply.text, done, msg, job.target)
+                await remember(self.store, conv, backend, request, final or reply.text,
+                               done, msg, job.target)
             except BridgeError as exc:
                 # The answer is whole: show it; only what follows it may lack context.
                 log.error("could not save the conversation: %s", exc, extra={"conversation": key})
