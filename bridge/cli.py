@@ -131,7 +131,7 @@ def _route_warnings(routes: Sequence[RouteConfig]) -> list[str]:
                 f"routes[{i}]: reply_in_thread: true opens no thread with session: "
                 f"{route.session} (only with session: thread); drop it, or use session: thread"
             )
-        elif route.reply_in_thread and (route.dm or route.trigger == "dm"):
+        elif route.reply_in_thread and route.dms_only:
             found.append(
                 f"routes[{i}]: reply_in_thread: true opens no thread in DMs, and this route "
                 "takes DMs only; drop it"

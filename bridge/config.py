@@ -64,6 +64,11 @@ class RouteConfig(_Model):
         """Whether the route takes messages of `platform`."""
         return self.platform in ("any", platform)
 
+    @property
+    def dms_only(self) -> bool:
+        """Whether the route takes DMs alone (`dm: true`, or `trigger: dm`)."""
+        return self.dm is True or self.trigger == "dm"
+
     @field_validator("workspace", "channels", "users", "roles", mode="before")
     @classmethod
     def _ids(cls, value: Any) -> Any:
@@ -432,20 +437,19 @@ def parse_config(
             raise ConfigError(
                 f"routes[{i}].backend", f"no backend named {route.backend!r} (known: {known})"
             )
-        if route.channels is not None and (route.dm or route.trigger == "dm"):
+        if route.channels is not None and route.dms_only:
             raise ConfigError(
                 f"routes[{i}].channels",
                 "a DM is in a channel of its own, so this route could never answer: "
                 "drop `channels`, or `dm: true` / `trigger: dm`",
             )
-        only_dms = route.dm or route.trigger == "dm"
-        if only_dms and in_no_dm_workspace(route.platform, route.workspace):
+        if route.dms_only and in_no_dm_workspace(route.platform, route.workspace):
             raise ConfigError(
                 f"routes[{i}].workspace",
                 "a Discord DM is in no server (its workspace is @dm), so this route could "
                 "never answer: drop `workspace`, or `dm: true` / `trigger: dm`",
             )
-        if only_dms and route.roles is not None:
+        if route.dms_only and route.roles is not None:
             raise ConfigError(
                 f"routes[{i}].roles",
                 "a DM carries no roles, so this route could never answer: drop `roles`, "

@@ -122,7 +122,7 @@ _ID_KEYS = ("channels", "users", "workspace", "roles")
 
 def _dms(route: RouteConfig) -> bool | None:
     """True: the route takes DMs only; False: never; None: both."""
-    return True if route.trigger == "dm" else route.dm
+    return True if route.dms_only else route.dm
 
 
 def _within(earlier: Sequence[str] | None, later: Sequence[str] | None) -> bool:
