@@ -1005,8 +1005,10 @@ async def test_a_message_slow_to_take_holds_up_no_answer_before_it(
         first = await platform(bridge).say("one", thread="T1")
         second = await platform(bridge).say("two", thread="T1")
         await wait_for(lambda: first.visible() == ["First answer."])
+        assert "Second." not in second.visible()  # answered while the second is still taken
         hold.set()
         await wait_for(lambda: second.visible()[-1:] == ["Second."] and bridge.relay.live == 0)
+        assert first.visible() == ["First answer.", "Second."] and calls == 2
 
 
 async def test_a_reply_waiting_for_its_platforms_budget_holds_no_stream_slot(

@@ -959,6 +959,9 @@ async def test_a_stop_waits_briefly_for_a_request_still_arriving(fake_slack: Fak
         await platform.aclose()
         async with asyncio.timeout(5):  # BODY_SECONDS is 10: the stop's own limit ends it
             await server.aclose()
+            rest = await reader.read()
+        # Refused, for Slack to send again, and the trickling connection closed.
+        assert rest.startswith(b"HTTP/1.1 503 ") and reader.at_eof()
     finally:
         writer.close()
 
