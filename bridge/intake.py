@@ -38,6 +38,8 @@ HELP_TEXT = "Ask me a question in words, and I will answer here."
 MENTION_HELP = "Mention me with a question in words, and I will answer it."
 # Ends the event record of a message that asked nothing (see `Intake._check`).
 ASKED_NOTHING = "|asked nothing"
+# Ends the event record of a question refused as too long, before its length.
+TOO_LONG = "|too long "
 THREAD_RESET = "Each thread here is its own conversation: start a new thread to start over."
 CONVERSATION_BUSY = (
     "This conversation already has questions waiting for their answers; "
@@ -289,6 +291,22 @@ class Intake:
             # Else a picture or a sticker in a channel or thread the bot follows:
             # nobody asked the bot anything.
             return None
+        limit = self._question_limit(route)
+        if not reset and len(text) > limit:
+            # A record of its own, as for a message that asked nothing: the question
+            # shortened by an edit (delivered with the message's event id) is then
+            # answered, and a second delivery of this one is told nothing. The length
+            # is in the record: an edit that is still too long is told again.
+            if not await relay.store.event_claimed(msg.event_id) and await self._claim(
+                msg, f"{msg.event_id}{TOO_LONG}{len(text)}"
+            ):
+                taken.set()
+                await self._refuse(
+                    msg, target,
+                    f"That question is {len(text):,} characters long; the limit is "
+                    f"{limit:,}. Please shorten it and ask again.",
+                )
+            return None
         if not await self._claim(msg, msg.event_id):
             return None
         taken.set()
@@ -308,19 +326,6 @@ class Intake:
                             id=f"{record.id.removesuffix(MARKED_HERE_ONLY)}-also{MARKED_HERE_ONLY}")
             await relay.store.inflight_begin(aside)
             return Job(msg, target, route, key, record, reset=True, also=own, aside=aside)
-        backend = relay.backends[route.backend]
-        limit = min(
-            relay.config.limits.max_question_chars,
-            backend.max_message_chars or relay.config.limits.max_question_chars,
-        )
-        if len(text) > limit:
-            await self._refuse(
-                msg,
-                target,
-                f"That question is {len(text):,} characters long; the limit is {limit:,}. "
-                "Please shorten it and ask again.",
-            )
-            return None
         # Refusals that ask the backend nothing come before the asker's rate limit,
         # so that they do not count against it.
         circuit = relay.circuits[route.backend]
@@ -405,6 +410,11 @@ class Intake:
         log.info("not answering in %s %s %s (workspace %s): %s", msg.platform, where,
                  msg.channel, msg.workspace, why,
                  extra={"platform": msg.platform, "channel": msg.channel})
+
+    def _question_limit(self, route: RouteConfig) -> int:
+        """The longest question `route`'s backend is asked (and the bridge allows)."""
+        most = self.relay.config.limits.max_question_chars
+        return min(most, self.relay.backends[route.backend].max_message_chars or most)
 
     async def _claim(self, msg: Inbound, event_id: str) -> bool:
         """Record `event_id` as taken; False (and logged) if it was already."""

@@ -1944,6 +1944,34 @@ async def test_an_empty_mention_edited_to_hold_its_question_is_answered_once(
     assert [r.json["message"] for r in fake_chat_api.requests] == ["how do I deploy?", "sentinel"]
 
 
+async def test_a_question_refused_as_too_long_and_shortened_by_an_edit_is_answered(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Asked to shorten it, the asker edits the message: the edit comes with the
+    # message's event id, which the refusal had taken, and went unanswered.
+    fake_chat_api.enqueue(tokens=["Answered."])
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        p = platform(bridge)
+        long = await p.say("x" * 2001, thread="T1", event_id="Ev1")
+        await wait_for(lambda: long.notices)
+        await p.say("x" * 2001, thread="T1", event_id="Ev1")  # delivered again: told once
+        await p.say("y" * 2002, thread="T1", event_id="Ev1")  # edited, still too long
+        await wait_for(lambda: len(long.notices) == 2)
+        edited = await p.say("how do I deploy?", thread="T1", event_id="Ev1")
+        await wait_for(lambda: edited.visible() == ["Answered."])
+        await p.say("how do I deploy?", thread="T1", event_id="Ev1")  # and again
+        fake_chat_api.enqueue(tokens=["Sentinel."])
+        await p.say("sentinel", thread="T1")  # taken after it
+        await wait_for(lambda: edited.visible() == ["Answered.", "Sentinel."])
+    assert long.notices == [  # the thread's notices: the redelivery told nothing
+        "That question is 2,001 characters long; the limit is 2,000. "
+        "Please shorten it and ask again.",
+        "That question is 2,002 characters long; the limit is 2,000. "
+        "Please shorten it and ask again.",
+    ]
+    assert [r.json["message"] for r in fake_chat_api.requests] == ["how do I deploy?", "sentinel"]
+
+
 async def test_a_picture_nobody_addressed_to_the_bot_gets_no_help(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

@@ -432,6 +432,24 @@ async def test_a_question_edited_to_mention_the_bot_is_answered_if_recent(
         assert harness.slack.bot_replies(CHANNEL, root) == []
 
 
+async def test_a_question_refused_as_too_long_is_answered_once_an_edit_shortens_it(
+    harness: Harness,
+) -> None:
+    slack = harness.slack
+    harness.chat.enqueue(tokens=["Now answered."])
+    root = await harness.ask(CHANNEL, "why? " + "x" * 4100)
+    await slack.wait_for(lambda: slack.ephemerals)
+    mention = f"<@{slack.bot_user_id}>"
+    for body in slack.user_edit(CHANNEL, root, f"{mention} why does deploy fail?"):
+        await harness.send(body)
+    await harness.answer(CHANNEL, root, "Now answered.")
+    assert [e["text"] for e in slack.ephemerals] == [
+        "That question is 4,105 characters long; the limit is 2,000. "
+        "Please shorten it and ask again."
+    ]
+    assert await harness.sentinel() == ["why does deploy fail?", "sentinel"]
+
+
 async def test_a_question_written_in_the_thread_of_an_empty_mention_is_answered(
     harness: Harness,
 ) -> None:
