@@ -339,6 +339,22 @@ async def test_a_dm_is_answered(harness: Harness) -> None:
     assert_clean(harness.slack)
 
 
+async def test_code_in_a_question_reaches_the_chat_api_as_written(harness: Harness) -> None:
+    # Indentation is what Python and YAML mean: squeezed, it is another question.
+    code = "```\n    def f(x):\n        if x:\n            return 1\n        return 2\n```"
+    question = (
+        f"why does this fail?\n{code}\n"
+        "see <https://docs.example/setup?a=1&amp;b=2#proxy>, `a  &lt;  b`"
+    )
+    harness.chat.enqueue(tokens=["Answered."])
+    root = await harness.ask(CHANNEL, f" {question}")  # "<@bot>  why …"
+    await harness.answer(CHANNEL, root, "Answered.")
+    assert harness.chat.requests[0].json["message"] == (
+        f"why does this fail?\n{code}\n"
+        "see https://docs.example/setup?a=1&b=2#proxy, `a  <  b`"
+    )
+
+
 async def test_unrouted_channel_is_ignored(harness: Harness) -> None:
     harness.chat.enqueue(tokens=["Routed."])
     await harness.ask(UNROUTED, "anyone?")

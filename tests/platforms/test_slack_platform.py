@@ -275,7 +275,7 @@ async def test_mention_in_channel_is_delivered_once(
         workspace=fake_slack.team_id,
         channel=CHANNEL,
         user="U0USER001",
-        text="how do I deploy?",
+        text="how do I  deploy?",  # the asker's spaces are theirs; only the mention goes
         message_id=root,
         event_id=f"{CHANNEL}:{root}",
         thread=root,
@@ -324,6 +324,28 @@ async def test_the_bots_mention_within_a_question_is_its_name(
         "ask @U0OTHER01 and chat-bridge about it",
         "what is a bridge?",
         "thanks!",
+    ]
+
+
+async def test_a_questions_spaces_are_kept_but_around_the_bots_mention(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    me = f"<@{fake_slack.bot_user_id}>"
+    yaml = "```\n  routes:\n    - platform: slack\n      backend: docs\n```"
+    asked = [
+        f"{me}  what is a bridge?",
+        f"{me} is this valid?\n{yaml}",
+        f"{me}\n```  indented first line\n\tand a tab```",
+        "what  `x  =  1`  means,\tasked in\ttabs?",
+    ]
+    for n, text in enumerate(asked, 1):
+        await deliver(fake_slack, fake_slack.user_message(CHANNEL, text))
+        await inbox.wait(n)
+    assert [m.text for m in inbox.inbound] == [
+        "what is a bridge?",
+        f"is this valid?\n{yaml}",
+        "```  indented first line\n\tand a tab```",
+        "what  `x  =  1`  means,\tasked in\ttabs?",
     ]
 
 

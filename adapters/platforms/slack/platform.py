@@ -540,7 +540,9 @@ class SlackPlatform(Platform):
         pattern = self._my_mention()
         if pattern is not None and self.bot_user_id:
             text = without_mention(text, pattern.pattern, self.bot_name or f"@{self.bot_user_id}")
-        return re.sub(r"[ \t]{2,}", " ", plain_text(text)).strip()
+        # The gaps around a removed mention are `without_mention`'s to close; any
+        # other run of spaces is the asker's (a code block's indentation).
+        return plain_text(text).strip()
 
     def _spawn(self, work: Awaitable[T]) -> asyncio.Task[T | None]:
         task = asyncio.create_task(self._run(work), name="slack-inbound")
