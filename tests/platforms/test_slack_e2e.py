@@ -344,14 +344,14 @@ async def test_code_in_a_question_reaches_the_chat_api_as_written(harness: Harne
     code = "```\n    def f(x):\n        if x:\n            return 1\n        return 2\n```"
     question = (
         f"why does this fail?\n{code}\n"
-        "see <https://docs.example/setup?a=1&amp;b=2#proxy>, `a  &lt;  b`"
+        "see <https://docs.example/setup?a=1&amp;b=2#proxy|this step>, `a  &lt;  b`"
     )
     harness.chat.enqueue(tokens=["Answered."])
     root = await harness.ask(CHANNEL, f" {question}")  # "<@bot>  why …"
     await harness.answer(CHANNEL, root, "Answered.")
     assert harness.chat.requests[0].json["message"] == (
         f"why does this fail?\n{code}\n"
-        "see https://docs.example/setup?a=1&b=2#proxy, `a  <  b`"
+        "see [this step](https://docs.example/setup?a=1&b=2#proxy), `a  <  b`"
     )
 
 

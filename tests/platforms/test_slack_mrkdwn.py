@@ -389,12 +389,37 @@ def test_sources_line() -> None:
 
 def test_question_text_is_made_plain() -> None:
     assert plain_text("see <https://a.example|the page> &amp; <#C1|general> cc <@U1>") == (
-        "see the page & #general cc @U1"
+        "see [the page](https://a.example) & #general cc @U1"
     )
     # A date a workflow wrote is its text, not someone to mention.
     assert plain_text("due <!date^1392734382^{date_short}|Feb 18, 2014> <!here>") == (
         "due Feb 18, 2014 @here"
     )
+
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        # A link's text and where it leads: the question may be about either.
+        ("why does <https://d.example/setup#proxy|this step> fail?",
+         "why does [this step](https://d.example/setup#proxy) fail?"),
+        ("<https://x.example/a?b=1&amp;c=2|the &lt;docs&gt;>",
+         "[the <docs>](https://x.example/a?b=1&c=2)"),
+        ("<mailto:ops@d.example|the ops team>", "[the ops team](mailto:ops@d.example)"),
+        # Labelled with its own address (Slack's auto-links): the address, once.
+        ("<https://y.example>", "https://y.example"),
+        ("<https://example.com|example.com>", "https://example.com"),
+        ("<http://www.example.com/a?b=1&amp;c=2|www.example.com/a?b=1&amp;c=2>",
+         "http://www.example.com/a?b=1&c=2"),
+        ("<https://y.example/p|https://y.example/p>", "https://y.example/p"),
+        ("<mailto:a@b.example|a@b.example>", "a@b.example"),
+        # Another site's name is not its own address: both are kept.
+        ("<https://evil.example|bank.example>", "[bank.example](https://evil.example)"),
+    ],
+)
+def test_a_links_address_reaches_the_chat_api(text: str, plain: str) -> None:
+    assert plain_text(text) == plain
 
 
 ALPHABET = list("<>!@&*_~`[]()#|-\n hereUCchanl0123:/.")

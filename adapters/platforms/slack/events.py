@@ -17,7 +17,26 @@ _FIRST_MENTION = re.compile(r"\s*<(@[^|>]+|!subteam\^[^|>]+)(?:\|[^>]*)?>")
 
 
 def plain_text(text: str) -> str:
-    """Slack message markup as plain text for the chat API: links, mentions, entities."""
+    """Slack message markup as plain text for the chat API: links, mentions, entities.
+
+    A labelled link keeps its address as Markdown, `[label](url)`: "why does
+    <https://…/setup#proxy|this step> fail?" asks about that step. One whose label
+    is its own address (Slack's auto-links, `<https://example.com|example.com>`,
+    `<mailto:a@b.example|a@b.example>`) is that address, once.
+    """
+
+    def link(match: re.Match[str]) -> str:
+        # Entities are decoded once, after: here they are only compared decoded.
+        url, label = match.groups()
+        if not label:
+            return url
+        scheme, _, rest = url.partition(":")
+        seen = _decoded(label)
+        if scheme == "mailto" and seen == _decoded(rest):
+            return rest
+        if seen in (_decoded(url), _decoded(rest.removeprefix("//"))):
+            return url
+        return f"[{label}]({url})"
 
     def ref(match: re.Match[str]) -> str:
         sigil, target, label = match.groups()
@@ -29,8 +48,12 @@ def plain_text(text: str) -> str:
             return label if label.startswith("@") else "@" + label
         return "@" + target.split("^", 1)[-1]
 
-    text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
-    text = _REF.sub(ref, text)
+    text = _LINK.sub(link, text)
+    return _decoded(_REF.sub(ref, text))
+
+
+def _decoded(text: str) -> str:
+    """`text` with Slack's three entities (`&amp;`, `&lt;`, `&gt;`) as the characters."""
     return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)
 
 
