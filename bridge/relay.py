@@ -67,6 +67,8 @@ T = TypeVar("T")
 # On a shared store, seconds an answer waits at most for the messages taken with it
 # to be recorded (see `Intake._intake`).
 INTAKE_WAIT = 1.0
+# Under the answer to a question that came with files: they are not sent on.
+FILES_NOT_READ = "_Attached files are not read: only your text was sent._"
 
 
 class Relay:
@@ -380,6 +382,7 @@ class Relay:
             thinking_text=self.config.reply.thinking_text,
             on_progress=progress,
             on_failure=partial(self.metrics.platform_failed, msg.platform),
+            footnote=FILES_NOT_READ if msg.has_attachments else "",
         )
         job.reply = reply
         if not self.accepting:  # asked as a stop began (its turn came at once)

@@ -103,8 +103,8 @@ class LiveReply:
         "_frozen_end", "_has_text",
         "_last_edit", "_may_read", "_on_failure", "_on_progress", "_parked", "_pending_since",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_version",
-        "edit_interval", "gave_up", "gone", "limits", "message_ids", "stats", "target", "text",
-        "thinking_text",
+        "edit_interval", "footnote", "gave_up", "gone", "limits", "message_ids", "stats",
+        "target", "text", "thinking_text",
     )
 
     def __init__(
@@ -116,8 +116,12 @@ class LiveReply:
         thinking_text: str = THINKING_TEXT,
         on_progress: ProgressHook | None = None,
         on_failure: FailureHook | None = None,
+        footnote: str = "",
     ) -> None:
         self.target = target
+        # Markdown the reply ends with, under the answer and its sources (or under a
+        # failure's notice where some answer shows): a word about the question itself.
+        self.footnote = footnote
         self.limits = target.limits
         self._budget = ReplyBudget(budgets, self.limits)
         self.edit_interval = edit_interval
@@ -256,18 +260,22 @@ class LiveReply:
         self._version += 1
         blocks = (source_blocks(sources, self.target.format_sources, self.limits.max_chars)
                   if (sources and show_sources) else [""])
-        await self._close(text, blocks[0], empty_note="_(no answer)_", more=blocks[1:])
+        await self._close(text, blocks[0], empty_note="_(no answer)_", more=blocks[1:],
+                          footnote=True)
 
     async def fail(self, notice: str) -> None:
         """Keep what was shown and add a short notice of what happened."""
         note = self.target.format_markdown(f"_⚠️ {as_text(notice)}_")
-        await self._close(self.text, note, empty_note="")
+        # The footnote is about the answer: where none shows, the notice alone.
+        await self._close(self.text, note, empty_note="", footnote=_shows(self.text))
 
     async def _close(
-        self, text: str, tail: str, empty_note: str, more: Sequence[str] = ()
+        self, text: str, tail: str, empty_note: str, more: Sequence[str] = (),
+        footnote: bool = False,
     ) -> None:
         """Show `text`, then `tail` under it; where `text` shows nothing once formatted
-        (blank, or an empty heading on Slack), `empty_note` instead when there is one."""
+        (blank, or an empty heading on Slack), `empty_note` instead when there is one.
+        With `footnote`, the reply's footnote (if it has one) ends it."""
         pieces = (
             split_markdown(text, self.limits.max_chars, self._fmt)
             if _shows(text)
@@ -276,13 +284,10 @@ class LiveReply:
         if not pieces:
             pieces = [empty_note or tail]
             tail = "" if not empty_note else tail
-        if tail:
-            body = pieces[-1].rstrip()  # an answer ending in a line break: one blank line
-            if len(body) + 2 + len(tail) <= self.limits.max_chars:
-                pieces[-1] = f"{body}\n\n{tail}"
-            else:
-                pieces.append(tail[: self.limits.max_chars])
+        self._under(pieces, tail)
         pieces.extend(more)  # sources that did not fit in one message
+        if footnote and self.footnote:
+            self._under(pieces, self._fmt(self.footnote))
         self._final_pieces = pieces
         self._final_failed = False
         self._closing = True
@@ -309,6 +314,17 @@ class LiveReply:
                 "The reply could not be completed: the platform kept refusing it, "
                 "or could not be reached."
             )
+
+    def _under(self, pieces: list[str], tail: str) -> None:
+        """Put `tail` under the last of `pieces`, after a blank line, or in a message of
+        its own where the last has no room for it."""
+        if not tail:
+            return
+        body = pieces[-1].rstrip()  # an answer ending in a line break: one blank line
+        if len(body) + 2 + len(tail) <= self.limits.max_chars:
+            pieces[-1] = f"{body}\n\n{tail}"
+        else:
+            pieces.append(tail[: self.limits.max_chars])
 
     async def _flusher_ended(self) -> None:
         """Wait for the flusher to end; a failure of its own is logged, not raised."""

@@ -552,6 +552,34 @@ async def test_sources_too_long_for_the_last_message_are_cut_between_links() -> 
     assert all(f"[Title {i}](https://example.com/{'a' * 40}/{i})" in shown for i in range(5))
 
 
+async def test_a_footnote_ends_the_reply_under_its_sources_or_in_a_message_of_its_own(
+) -> None:
+    note = "_Attached files are not read._"
+    sources = [Source("https://docs.example/a", "A")]
+    tail = RecordingTarget().format_sources(sources)
+
+    async def shown(answer: str | None, failure: str | None = None) -> list[str]:
+        target = RecordingTarget(max_chars=200)
+        reply = LiveReply(target, Budgets(), edit_interval=0.01, footnote=note)
+        await reply.start()
+        if answer is not None:
+            reply.feed(answer)
+        if failure is None:
+            await reply.finish(None, sources)
+        else:
+            await reply.fail(failure)
+        return target.visible()
+
+    assert await shown("An answer.") == [f"An answer.\n\n{tail}\n\n{note}"]
+    full = "x" * (200 - len(tail) - 2)  # the sources fill the message
+    assert await shown(full) == [f"{full}\n\n{tail}", note]
+    assert await shown("") == [f"_(no answer)_\n\n{tail}\n\n{note}"]
+    # An answer cut short keeps it, under the notice; with no answer shown, the
+    # notice stands alone.
+    assert await shown("Half an", "Cut off.") == [f"Half an\n\n_⚠️ Cut off._\n\n{note}"]
+    assert await shown(None, "Cut off.") == ["_⚠️ Cut off._"]
+
+
 async def test_a_source_whose_link_is_longer_than_a_message_is_left_out() -> None:
     # Its block was cut inside the link and still passed the limit: every post of it
     # was refused, the reply ended "could not be completed", and no source showed.

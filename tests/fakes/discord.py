@@ -40,6 +40,13 @@ MESSAGE_CONTENT = 1 << 15
 MAX_CONTENT = 2000
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
+HAS_SNAPSHOT = 1 << 14  # a forwarded message's flag
+FORWARD = 1  # a message_reference's type for a forward
+# What a message snapshot (a forwarded message, in the forward) holds of the message.
+_SNAPSHOT_FIELDS = (
+    "type", "content", "embeds", "attachments", "timestamp", "edited_timestamp", "flags",
+    "mentions", "mention_roles", "components",
+)
 
 _counter = itertools.count(1)
 
@@ -52,6 +59,12 @@ def snowflake() -> str:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def attachment(filename: str) -> dict[str, Any]:
+    """A file as a message carries it (uploaded to Discord's CDN)."""
+    url = f"https://cdn.discordapp.example/attachments/{snowflake()}/{filename}"
+    return dict(id=snowflake(), filename=filename, size=1024, url=url, proxy_url=url)
 
 
 @dataclass
@@ -405,9 +418,37 @@ class FakeDiscord:
         self.messages[msg["id"]] = msg
         return msg
 
-    async def say(self, channel_id: str, user_id: str, content: str) -> dict[str, Any]:
-        """A user posts `content` in a channel, thread or DM channel (MESSAGE_CREATE)."""
-        msg = self._new_message(channel_id, self.users[user_id], content)
+    async def say(
+        self, channel_id: str, user_id: str, content: str, files: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """A user posts `content` in a channel, thread or DM channel (MESSAGE_CREATE),
+        with the files named `files` attached."""
+        msg = self._new_message(
+            channel_id, self.users[user_id], content, attachments=[attachment(f) for f in files]
+        )
+        await self._dispatch_message(msg)
+        self._changed()
+        return msg
+
+    async def forward(
+        self, channel_id: str, user_id: str, content: str, files: tuple[str, ...] = (),
+        *, source: str | None = None,
+    ) -> dict[str, Any]:
+        """A user forwards a message of theirs (`content`, with `files`) from `source`
+        (another channel) to `channel_id`: the forward is a message of its own with no
+        text, the forwarded one a snapshot in it."""
+        source = source or channel_id
+        original = self._new_message(
+            source, self.users[user_id], content, attachments=[attachment(f) for f in files]
+        )
+        reference = {"type": FORWARD, "message_id": original["id"], "channel_id": source}
+        if "guild_id" in original:
+            reference["guild_id"] = original["guild_id"]
+        msg = self._new_message(
+            channel_id, self.users[user_id], "", flags=HAS_SNAPSHOT,
+            message_reference=reference,
+            message_snapshots=[{"message": {k: original[k] for k in _SNAPSHOT_FIELDS}}],
+        )
         await self._dispatch_message(msg)
         self._changed()
         return msg
@@ -457,9 +498,11 @@ class FakeDiscord:
         await self._dispatch_message(self.messages[message_id], "MESSAGE_UPDATE")
         self._changed()
 
-    async def mention(self, channel_id: str, user_id: str, text: str) -> dict[str, Any]:
+    async def mention(
+        self, channel_id: str, user_id: str, text: str, files: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """A user mentions the bot: `<@bot> text`."""
-        return await self.say(channel_id, user_id, f"<@{self.app_id}> {text}")
+        return await self.say(channel_id, user_id, f"<@{self.app_id}> {text}", files)
 
     async def dm(self, user_id: str, content: str) -> dict[str, Any]:
         return await self.say(self.dm_channel(user_id), user_id, content)
@@ -483,6 +526,12 @@ class FakeDiscord:
                 mentioned = any(u["id"] == self.app_id for u in data["mentions"])
                 if not mentioned and data["author"]["id"] != self.app_id:
                     data.update(content="", embeds=[], attachments=[], components=[])
+                    if "message_snapshots" in data:  # a forward's: blank as well
+                        data["message_snapshots"] = [
+                            {"message": {**snap["message"], "content": "", "embeds": [],
+                                         "attachments": [], "components": []}}
+                            for snap in data["message_snapshots"]
+                        ]
             await self._send_dispatch(gw, kind, data)
 
     async def invoke(

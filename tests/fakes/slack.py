@@ -593,10 +593,11 @@ class FakeSlack:
         thread_ts: str | None = None,
         bot_id: str | None = None,
         subtype: str | None = None,
+        files: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
-        """Someone posts `text`: it joins the history, and the event bodies Slack
-        would send are returned (a mention in a channel comes twice: as
-        `message` and as `app_mention`)."""
+        """Someone posts `text` (with the files named `files` attached, a `file_share`):
+        it joins the history, and the event bodies Slack would send are returned (a
+        mention in a channel comes twice: as `message` and as `app_mention`)."""
         ts = self._next_ts()
         self.messages[channel].append(FakeMessage(channel, ts, text, user, bot_id, thread_ts))
         kind = self.channel_type(channel)
@@ -614,6 +615,12 @@ class FakeSlack:
             event["bot_id"] = bot_id
         else:
             event["client_msg_id"] = str(uuid.uuid4())
+        if files:
+            subtype = subtype or "file_share"
+            event["files"] = [
+                {"id": f"F{uuid.uuid4().hex[:10].upper()}", "name": name, "mode": "hosted"}
+                for name in files
+            ]
         if subtype:
             event["subtype"] = subtype
         if thread_ts:

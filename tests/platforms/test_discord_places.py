@@ -9,6 +9,7 @@ import re
 import pytest
 
 from bridge.app import Bridge
+from bridge.relay import FILES_NOT_READ
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 from tests.fakes.discord import SEND_MESSAGES, FakeDiscord, fake_discord  # noqa: F401
@@ -68,8 +69,9 @@ async def test_a_media_channel_post_of_a_title_and_a_picture_is_asked_its_title(
     title = "Why does the health check say slack: bot token refused?"
     async with setup.bridge():
         post = await fake.add_post(setup.ask, setup.bob, title, "", attachments=PICTURE)
-        await setup.final(post["id"], "Check the token.")
+        [answer] = await setup.final(post["id"], FILES_NOT_READ)
     assert asked(setup) == [title]
+    assert answer["content"] == f"Check the token.\n\n{FILES_NOT_READ}"
 
 
 async def test_a_forum_post_that_mentions_the_bot_is_answered_in_it(setup: Setup) -> None:  # noqa: F811

@@ -31,6 +31,7 @@ from adapters.platforms.discord.readable import (
     everyone_sees,
     place_ids,
     question_text,
+    written,
 )
 from adapters.platforms.discord.startup import Endpoints, report_ready, start_error
 from adapters.platforms.discord.targets import (
@@ -364,8 +365,9 @@ class DiscordPlatform(Platform):
         # nothing (and says so once, if a route takes the message).
         allowed = may_send(message.channel, guild)
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
+        content, attached = written(message)
         text = question_text(
-            message.content, Names.of_message(message, (channel_id, thread_id)), client.user
+            content, Names.of_message(message, (channel_id, thread_id)), client.user
         )
         if title is not None and thread_id == str(message.id):
             # A forum post's first message: its title is most often the question itself
@@ -387,7 +389,7 @@ class DiscordPlatform(Platform):
             # Without the Message Content intent, only mentions are read in a server.
             follow_ups=guild_id is None or self.options.message_content,
             roles=_roles(message.author),
-            has_attachments=bool(message.attachments),
+            has_attachments=attached,
             received_at=time.time(),
             sent_at=message.created_at.timestamp(),
             may_post=allowed.post,

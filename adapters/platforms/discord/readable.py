@@ -183,6 +183,18 @@ def plain_text(text: str, names: Names) -> str:
     return "".join(out)
 
 
+def written(message: discord.Message) -> tuple[str, bool]:
+    """A message's text as written, and whether files come with it. A forwarded
+    message has no text of its own (a comment on it comes as a message of its own):
+    its text and files are those of the messages it forwards, its snapshots."""
+    text, attached = message.content, bool(message.attachments)
+    if not text and message.message_snapshots:
+        snapshots = message.message_snapshots
+        text = "\n\n".join(s.content for s in snapshots if s.content)
+        attached = attached or any(s.attachments for s in snapshots)
+    return text, attached
+
+
 def question_text(text: str, names: Names, me: discord.abc.User) -> str:
     """A question as the chat API gets it: without the bot's own mention (its user,
     its role in the server) where that only addresses the bot, its name within a
