@@ -25,7 +25,7 @@ from bridge.errors import BridgeError, StoreCorrupt, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
-from bridge.interruptions import INTERRUPTED, interrupted_edit
+from bridge.interruptions import show_interrupted
 from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.relay import Relay
 from bridge.stopping import StopClock, Unanswered
@@ -196,6 +196,8 @@ class Bridge:
         self._recovering: asyncio.Task[object] | None = None
         self._drained = False  # a graceful stop ran (`drain`)
         self._marking: dict[str, InFlight] = {}
+        # Marking the replies given up on (`Relay.given_up`), beside the heartbeat.
+        self._given_up: asyncio.Task[None] | None = None
         self._progress: asyncio.Task[None] | None = None
         self.heartbeat = config.limits.heartbeat_interval
         # (monotonic, so a wall clock stepped back does not put them off) When old
@@ -298,7 +300,8 @@ class Bridge:
         With a store of its own (SQLite) every other process's record left is an
         orphan; with a shared one, only records whose owner stopped beating its
         heartbeat. This process's own records are its live replies, at start-up
-        too: the platforms deliver messages before this runs.
+        too (the platforms deliver messages before this runs), or replies it gave up
+        on, which the heartbeat marks (`_mark_given_up`).
         """
         now = time.time()
         # A store of its own is held by this process alone (`Store.hold`): every other
@@ -307,7 +310,7 @@ class Bridge:
         fixed = 0
         for rec in await self.store.inflight_orphans(self.owner, stale):
             if rec.owner == self.owner:
-                continue  # our own live replies
+                continue  # our own
             if rec.id in self.relay.unended:
                 continue  # finished: only its record is left, for the heartbeat to remove
             if await self.store.inflight_claim(rec.id, self.owner, rec.heartbeat_at):
@@ -324,48 +327,13 @@ class Bridge:
 
     async def _mark_interrupted(self, rec: InFlight, *, kept: bool = False) -> int:
         """Edit a reply's last message to keep its text and say it was interrupted
-        (with `kept`, a stop's mark: it may take the slots the stop kept back)."""
-        if rec.id.endswith(MARKED_HERE_ONLY):
-            # A slash command's reply: only the process that had it could reach it,
-            # and through the channel a mark would land where nobody asked. (A
-            # reset's record in the asker's own conversation is one too: it shows
-            # nothing.)
-            log.info("not marking an interrupted reply only the process that had it could "
-                     "reach (a slash command's), or a record that shows nothing",
-                     extra={"platform": rec.address.platform, "channel": rec.address.channel})
-            await self.store.inflight_end(rec.id)
+        (with `kept`, a stop's mark: it may take the slots the stop kept back). Its
+        record ends, marked or not, unless kept for a later start."""
+        if not await self._markable(rec):
             return 0
-        platform = self.platforms.get(rec.address.platform)
-        if platform is None:  # not configured now: kept for a while, for a later start
-            if time.time() - rec.started_at > UNMARKED_KEPT:
-                log.info("forgetting an interrupted reply on %s, which is no longer "
-                         "configured", rec.address.platform)
-                await self.store.inflight_end(rec.id)
-            return 0
-        target = platform.target(rec.address)
         marked = 0
         try:
-            edit = interrupted_edit(target, rec.text, rec.message_ids)
-            # Within the platform's limits, as every reply is: live replies may
-            # just have used the budget up.
-            limits = target.limits
-            if edit is not None:
-                last, note = edit
-                await self.relay.within_budgets(
-                    target, lambda: target.edit(last, note),
-                    [(limits.edit_bucket, limits.edit_rate)], kept=kept,
-                )
-            else:
-                if rec.message_ids and limits.settle_bucket and limits.settle_rate:
-                    # Its last message may still show as being written (a Slack stream).
-                    await self.relay.within_budgets(
-                        target, lambda: target.settle(rec.message_ids[-1]),
-                        [(limits.settle_bucket, limits.settle_rate)], kept=kept,
-                    )
-                await self.relay.within_budgets(
-                    target, lambda: target.post(INTERRUPTED),
-                    [(limits.post_bucket, limits.post_rate)], kept=kept,
-                )
+            await self._show_interrupted(rec, kept=kept)
             marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
             self.metrics.platform_failed(rec.address.platform, exc)
@@ -375,6 +343,69 @@ class Bridge:
             )
         await self.store.inflight_end(rec.id)
         return marked
+
+    async def _markable(self, rec: InFlight) -> bool:
+        """Whether this process can mark a reply left in flight; where not, its record
+        ends (or is kept, for a later start that has its platform)."""
+        if rec.id.endswith(MARKED_HERE_ONLY):
+            # A slash command's reply: only the process that had it could reach it,
+            # and through the channel a mark would land where nobody asked. (A
+            # reset's record in the asker's own conversation is one too: it shows
+            # nothing.)
+            log.info("not marking an interrupted reply only the process that had it could "
+                     "reach (a slash command's), or a record that shows nothing",
+                     extra={"platform": rec.address.platform, "channel": rec.address.channel})
+            await self.store.inflight_end(rec.id)
+            return False
+        if rec.address.platform not in self.platforms:
+            # Not configured now: kept for a while, for a later start.
+            if time.time() - rec.started_at > UNMARKED_KEPT:
+                log.info("forgetting an interrupted reply on %s, which is no longer "
+                         "configured", rec.address.platform)
+                await self.store.inflight_end(rec.id)
+            return False
+        return True
+
+    async def _show_interrupted(self, rec: InFlight, *, kept: bool = False) -> None:
+        target = self.platforms[rec.address.platform].target(rec.address)
+        await show_interrupted(self.relay, target, rec, kept=kept)
+
+    async def _mark_given_up(self) -> None:
+        """Mark the replies this process gave up on interrupted, in the order it gave
+        them up; a pass stops at the first its platform still fails (likely down yet:
+        the next heartbeat tries again), and once a stop is on."""
+        given_up, marked = self.relay.given_up, 0
+        for rec in list(given_up.records.values()):
+            if self._drained:
+                break
+            if not await self._markable(rec):  # a slash command's
+                given_up.forget(rec.id)
+                continue
+            if time.time() - rec.started_at > UNMARKED_KEPT:
+                log.info("forgetting a reply given up on that its platform failed to mark "
+                         "interrupted for a week",
+                         extra={"platform": rec.address.platform, "channel": rec.address.channel})
+            else:
+                try:
+                    await self._show_interrupted(rec)
+                except Exception as exc:  # a platform library's own error too
+                    self.metrics.platform_failed(rec.address.platform, exc)
+                    if given_up.failed(rec.id):
+                        log.warning(
+                            "could not mark a reply given up on as interrupted: %s; tried "
+                            "again at every heartbeat until its platform takes it",
+                            for_log(exc), extra={"platform": rec.address.platform,
+                                                 "channel": rec.address.channel},
+                        )
+                    break
+                marked += 1
+            # Done with: nobody may mark it again, whatever cuts this now; its record
+            # goes now, or with the heartbeat.
+            given_up.forget(rec.id)
+            self.relay.unended.add(rec.id)
+            await self.relay.end_records()
+        if marked:
+            log.info("marked %d replies given up on as interrupted, their platform back", marked)
 
     async def _beat(self) -> None:
         """Keep this process's replies marked alive; on a shared store, take over
@@ -409,7 +440,8 @@ class Bridge:
             ids = reply.message_ids if reply is not None else rec.message_ids
             text = reply.text if reply is not None else rec.text
             rows.append((rec.id, ids, text, now))
-        rows.extend((rec.id, rec.message_ids, rec.text, now) for rec in self._marking.values())
+        for marking in (self._marking, self.relay.given_up.records):
+            rows.extend((rec.id, rec.message_ids, rec.text, now) for rec in marking.values())
         await self.store.inflight_update_many(rows)
         if self.store.shared:
             await self.store.renew_leases(
@@ -441,12 +473,24 @@ class Bridge:
             if self._recovering is None or self._recovering.done():
                 self._recovering = asyncio.create_task(self._recover_once(), name="recovery")
                 self._recovering.add_done_callback(_log_failure)
+        # Beside the heartbeat too, for the same reason.
+        if self.relay.given_up.records and not self._drained and (
+            self._given_up is None or self._given_up.done()
+        ):
+            self._given_up = asyncio.create_task(self._given_up_once(), name="given up")
+            self._given_up.add_done_callback(_log_failure)
 
     async def _recover_once(self) -> None:
         try:
             await self.recover()
         except BridgeError as exc:
             log.warning("could not look for interrupted replies: %s", exc)
+
+    async def _given_up_once(self) -> None:
+        try:
+            await self._mark_given_up()
+        except BridgeError as exc:
+            log.warning("could not mark the replies given up on as interrupted: %s", exc)
 
     async def _health(self) -> dict[str, str]:
         problems: dict[str, str] = {}
@@ -480,6 +524,12 @@ class Bridge:
         clock = StopClock(self.relay, grace + AFTER_GRACE_SECONDS)
         cancelled = await self.relay.drain(grace, clock)
         clock.end_within(AFTER_GRACE_SECONDS)  # the grace may have ended early
+        if self._given_up is not None:
+            # It began no mark since the stop began, and most likely ended the one it
+            # was making. One it cuts stays given up on: its record is left for the
+            # next start (or another replica), not marked by the stop below.
+            self._given_up.cancel()
+            await asyncio.wait([self._given_up], timeout=TASKS_END_SECONDS)
         if self._progress is not None:
             # The flush below writes what is left. Writing beside it, the writer would
             # queue a statement after another to a store that does not answer.
@@ -508,8 +558,11 @@ class Bridge:
                 return clean
             left = [
                 rec for rec in found
-                # A record the store failed to remove is of a finished reply.
+                # A record the store failed to remove is of a finished reply (or one
+                # marked already). One given up on is left for the next start: its
+                # platform was failing lately, and a mark failing here would end it.
                 if rec.owner == self.owner and rec.id not in self.relay.unended
+                and rec.id not in self.relay.given_up
             ]
             try:
                 while left:
@@ -560,8 +613,9 @@ class Bridge:
         return True
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._heartbeat, self._fence, self._progress, self._recovering) if t]
-        self._heartbeat = self._fence = self._progress = self._recovering = None
+        tasks = [t for t in (self._heartbeat, self._fence, self._progress, self._recovering,
+                             self._given_up) if t]
+        self._heartbeat = self._fence = self._progress = self._recovering = self._given_up = None
         for task in tasks:
             task.cancel()
         if tasks:

@@ -1,4 +1,4 @@
-"""Replies a stop or the fence cut short: how they are marked interrupted."""
+"""Replies a stop or the fence cut short, or given up on: how they are marked interrupted."""
 
 from __future__ import annotations
 
@@ -17,11 +17,17 @@ if TYPE_CHECKING:
     from bridge.fence import Fence
     from bridge.jobs import Job
     from bridge.metrics import Metrics
+    from bridge.relay import Relay
+    from bridge.store import InFlight
 
 log = logging.getLogger("chat_bridge.relay")
 
 END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
+# Replies given up on that a process keeps, to mark them interrupted once their
+# platform is back; one given up on past that is left for the next start (or another
+# replica), as a crashed process's would be.
+GIVEN_UP_KEPT = 1000
 
 
 def interrupted_edit(
@@ -37,6 +43,70 @@ def interrupted_edit(
     body = target.format_markdown(close_fences(text)) if text else ""
     note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
     return (message_ids[-1], note) if len(note) <= target.limits.max_chars else None
+
+
+async def show_interrupted(
+    relay: Relay, target: ReplyTarget, rec: InFlight, *, kept: bool = False
+) -> None:
+    """Say on a reply left in flight (by a process that ended, or given up on) that
+    it was interrupted, keeping its text, within the platform's budgets (with `kept`,
+    a stop's mark: it may take the slots the stop kept back); raises where the
+    platform fails."""
+    edit = interrupted_edit(target, rec.text, rec.message_ids)
+    # Within the platform's limits, as every reply is: live replies may
+    # just have used the budget up.
+    limits = target.limits
+    if edit is not None:
+        last, note = edit
+        await relay.within_budgets(
+            target, lambda: target.edit(last, note),
+            [(limits.edit_bucket, limits.edit_rate)], kept=kept,
+        )
+        return
+    if rec.message_ids and limits.settle_bucket and limits.settle_rate:
+        # Its last message may still show as being written (a Slack stream).
+        await relay.within_budgets(
+            target, lambda: target.settle(rec.message_ids[-1]),
+            [(limits.settle_bucket, limits.settle_rate)], kept=kept,
+        )
+    await relay.within_budgets(
+        target, lambda: target.post(INTERRUPTED),
+        [(limits.post_bucket, limits.post_rate)], kept=kept,
+    )
+
+
+class GivenUp:
+    """The replies this process gave up on, their platform failing so long that nothing
+    showed they ended (`Relay._fail`): each as its record, with the text and messages
+    the reply had. Their records stay in flight, beaten for by the heartbeat, until
+    the bridge marks them interrupted (`Bridge._mark_given_up`), in the order they
+    were given up."""
+
+    def __init__(self, most: int = GIVEN_UP_KEPT) -> None:
+        self.most = most
+        self.records: dict[str, InFlight] = {}
+        self._failed: set[str] = set()  # those whose mark failed: warned of once
+
+    def __contains__(self, rec_id: object) -> bool:
+        return rec_id in self.records
+
+    def keep(self, rec: InFlight) -> bool:
+        """Keep a reply given up on; False where `most` are kept already."""
+        if len(self.records) >= self.most:
+            return False
+        self.records[rec.id] = rec
+        return True
+
+    def failed(self, rec_id: str) -> bool:
+        """Its mark failed (again); whether for the first time (to be warned of)."""
+        first = rec_id not in self._failed
+        self._failed.add(rec_id)
+        return first
+
+    def forget(self, rec_id: str) -> None:
+        """Done with it: marked, or never to be."""
+        self.records.pop(rec_id, None)
+        self._failed.discard(rec_id)
 
 
 async def stopped(job: Job, metrics: Metrics, fence: Fence) -> None:

@@ -32,7 +32,7 @@ class Job:
     reply: LiveReply | None = None
     interrupted: bool = False
     # Its reply's end showed nothing (the platform kept failing): its record stays, to
-    # be marked interrupted as a crashed process's would.
+    # be marked interrupted once the platform is back (`Relay.given_up`).
     unmarked: bool = False
     reset: bool = False  # a reset, in its turn: after the answers asked before it
     also: str | None = None  # a reset's second conversation (the asker's own there)

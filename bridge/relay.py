@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -46,7 +47,7 @@ from bridge.interfaces import (
     Rate,
     ReplyTarget,
 )
-from bridge.interruptions import END_ON_STOP, stopped
+from bridge.interruptions import END_ON_STOP, GivenUp, stopped
 from bridge.jobs import Job, unavailable
 from bridge.logs import log_answer
 from bridge.metrics import Metrics
@@ -105,6 +106,9 @@ class Relay:
         # Records of finished replies whose removal from the store failed: the
         # heartbeat removes them later, and nobody may mark them interrupted.
         self.unended: set[str] = set()
+        # Replies whose end nothing showed (the platform kept failing): their records
+        # stay, for the bridge to mark them interrupted once the platform is back.
+        self.given_up = GivenUp()
         self.progress = ProgressLog(store)
         # A replica that has not beaten for three heartbeats has stopped: the leases
         # it did not renew and the records it did not mark are nobody's.
@@ -287,10 +291,11 @@ class Relay:
                 if self._chains.get(key) is job.mine:
                     del self._chains[key]
             try:
+                if not job.interrupted:  # (one given up on: `given_up` holds its progress)
+                    self.progress.forget(job.record.id)
                 if not (job.interrupted or job.unmarked):
                     # Shielded: a stop arriving now must not leave a finished reply
                     # looking interrupted to the next process.
-                    self.progress.forget(job.record.id)
                     for record in job.records:
                         await asyncio.shield(self.end_record(record.id))
             finally:
@@ -515,8 +520,8 @@ class Relay:
     async def _fail(self, job: Job, reply: LiveReply, notice: str) -> None:
         """End a failed reply with `notice` after what it showed; where its message
         cannot take it, tell the asker apart (unless the place itself is gone). Where
-        the platform takes neither, the reply's record stays, for the recovery of
-        interrupted replies to mark it once the platform is back."""
+        the platform takes neither, the reply's record stays, for the bridge to mark it
+        interrupted once the platform is back (`given_up`)."""
         key = job.key
         try:
             await reply.fail(notice)
@@ -530,10 +535,16 @@ class Relay:
             except Exception as missed:
                 if reply.gave_up:  # the platform kept failing: nothing shows the reply ended
                     job.unmarked = True
+                    kept = self.given_up.keep(
+                        replace(job.record, message_ids=list(reply.message_ids), text=reply.text)
+                    )
                     log.warning(
                         "could not tell the asker either (%s): the reply stays recorded as "
-                        "in flight, for the next start (or another replica) to mark it "
-                        "interrupted", for_log(missed), extra={"conversation": key},
+                        "in flight, %s", for_log(missed),
+                        "to be marked interrupted once the platform is back" if kept else
+                        "for the next start (or another replica) to mark it interrupted "
+                        "(too many replies given up on wait for their platform already)",
+                        extra={"conversation": key},
                     )
 
     # ---------------------------------------------------------------- lifecycle

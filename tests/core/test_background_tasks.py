@@ -13,11 +13,12 @@ import aiohttp
 import pytest
 
 from bridge import app
-from bridge.app import INTERRUPTED, Bridge
+from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import StoreError
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import Address, Handler
+from bridge.interruptions import INTERRUPTED
 from bridge.progress import ProgressLog
 from bridge.store import Conversation, InFlight, InFlightProgress, open_store
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for

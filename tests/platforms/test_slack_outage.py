@@ -3,6 +3,8 @@ is lost for it. The real Bridge, the fake Slack, the fake chat API."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,11 +12,16 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bridge import render
+from adapters.registry import REGISTRY
+from bridge import app, render
+from bridge.app import Bridge
+from bridge.config import parse_config
+from bridge.interruptions import INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_e2e import CHANNEL, open_harness
+from tests.platforms.test_slack_e2e import CHANNEL, Harness, config_text, open_harness
+from tests.store.conftest import pg_schema_url
 
 
 class OutageSlack(FakeSlack):
@@ -104,3 +111,115 @@ async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
         assert await bridge.store.inflight_orphans("nobody", float("inf")) == []
     finally:
         await bridge.aclose()
+
+
+
+GIVEN_UP_NOT_MARKED = "could not mark a reply given up on"
+
+
+async def open_bridge(
+    stack: contextlib.AsyncExitStack, slack: OutageSlack, chat: FakeChatAPI, tmp_path: Path,
+    store: str = "sqlite", limits: str = "",
+) -> tuple[Harness, Bridge]:
+    """`open_harness` (over Socket Mode), on the store of kind `store`, with `limits`."""
+    db = tmp_path / "bridge.db"
+    text = config_text(slack, chat, db, "socket")
+    if store == "postgres":
+        text = text.replace(f"sqlite://{db}", await stack.enter_async_context(pg_schema_url()))
+    text += f"limits: {{{limits}}}\n"
+    env = {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_APP_TOKEN": slack.app_token,
+           "CHATMOUNT_API_KEY": chat.api_key}
+    bridge = Bridge(parse_config(text, env=env, registry=REGISTRY), REGISTRY)
+    await bridge.__aenter__()
+    stack.push_async_callback(bridge.aclose)
+    await slack.wait_socket()
+    return Harness(slack, chat, bridge, "socket"), bridge
+
+
+async def give_up(h: Harness, slack: OutageSlack) -> str:
+    """A reply shows its first words, then Slack's Web API goes out of reach until the
+    reply is given up on; the reply's thread root."""
+    h.chat.enqueue(tokens=[f"w{i} " for i in range(10)], token_delay=0.1)
+    root = await h.ask(CHANNEL, "first?")
+    await slack.wait_for(lambda: any("w2" in m.text for m in slack.bot_replies(CHANNEL, root)))
+    slack.down = True
+    await wait_for(lambda: h.bridge.relay.live == 0, timeout=20)
+    return root
+
+
+def marked(slack: OutageSlack, root: str) -> bool:
+    [reply] = slack.bot_replies(CHANNEL, root)
+    return reply.text.startswith("w0 w1 w2 ") and reply.text.endswith(INTERRUPTED)
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_reply_given_up_on_is_marked_once_slack_is_back_without_a_restart(
+    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, store: str,
+) -> None:
+    # Nothing in the running process marked it: it stayed frozen mid-answer, unmarked,
+    # until the daemon restarted, though Slack was back long before (and the progress
+    # log kept an entry for it).
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+    async with contextlib.AsyncExitStack() as stack:
+        h, bridge = await open_bridge(
+            stack, slack, fake_chat_api, tmp_path, store, "heartbeat_interval: 0.3"
+        )
+        root = await give_up(h, slack)
+        [kept] = await bridge.store.inflight_orphans("nobody", float("inf"))
+        # Tried again at later heartbeats while Slack is out of reach; warned of once.
+        tries = slack.outage_503s["chat.update"]
+        await slack.wait_for(lambda: slack.outage_503s["chat.update"] >= tries + 3)
+        assert sum(GIVEN_UP_NOT_MARKED in r.getMessage() for r in caplog.records) == 1
+
+        slack.down = False
+        await slack.wait_for(lambda: marked(slack, root))
+        async with asyncio.timeout(10):  # its record goes with it
+            while await bridge.store.inflight_orphans("nobody", float("inf")):
+                await asyncio.sleep(0.05)
+        progress = bridge.relay.progress
+        assert kept.id not in progress._ids and kept.id not in progress._pending
+        assert not bridge.relay.given_up.records
+        assert sum(GIVEN_UP_NOT_MARKED in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_stop_leaves_a_reply_given_up_on_to_the_next_start_while_slack_is_out_of_reach(
+    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stop marked it with the replies it cut, and ended its record when Slack
+    # failed: nothing ever marked it.
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+    async with contextlib.AsyncExitStack() as stack:
+        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
+                                      limits="shutdown_grace: 0.1")
+        root = await give_up(h, slack)
+        fake_chat_api.enqueue(tokens=[f"v{i} " for i in range(100)], token_delay=0.1)
+        await h.ask(CHANNEL, "second?", user="U0USER002")
+        await wait_for(lambda: bridge.relay.live == 1)  # cut by the stop
+        await bridge.drain()
+    assert not marked(slack, root)
+    slack.down = False  # Slack is back by the next start, which marks it
+    async with contextlib.AsyncExitStack() as stack:
+        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path)
+        assert marked(slack, root)
+
+
+async def test_a_reply_given_up_on_is_forgotten_once_slack_fails_its_mark_for_long(
+    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+    monkeypatch.setattr(app, "UNMARKED_KEPT", 0.0)  # a week, past already
+    async with contextlib.AsyncExitStack() as stack:
+        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
+                                      limits="heartbeat_interval: 0.3")
+        root = await give_up(h, slack)
+        async with asyncio.timeout(10):
+            while await bridge.store.inflight_orphans("nobody", float("inf")):
+                await asyncio.sleep(0.05)
+        assert not bridge.relay.given_up.records
+    assert not marked(slack, root)
