@@ -11,7 +11,7 @@ import sys
 import urllib.parse
 from collections.abc import Sequence
 
-from bridge.app import Bridge, LoopExceptions, build_backends, settle_heap
+from bridge.app import Bridge, build_backends
 from bridge.config import Config, RouteConfig, load_config
 from bridge.errors import (
     BadRequest,
@@ -27,6 +27,7 @@ from bridge.errors import (
 )
 from bridge.interfaces import ChatAPI, ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
+from bridge.resources import LoopExceptions, settle_heap
 from bridge.routing import shadowed
 from bridge.sources import dedupe_sources
 from bridge.terminal import discard_output

@@ -251,6 +251,6 @@ class _Refused(asyncio.Protocol):
 
 
 def _open_files() -> int:
-    """The open files this process may have (see `bridge.app.raise_open_files`)."""
+    """The open files this process may have (see `bridge.resources.raise_open_files`)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return MAX_CONNECTIONS * 2 if soft == resource.RLIM_INFINITY else soft

@@ -31,9 +31,10 @@ from bench.streams.params import (
     SLACK_UPDATE,
     Params,
 )
-from bridge.app import Bridge, settle_heap
+from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.logs import setup_logging
+from bridge.resources import settle_heap
 
 
 def config_text(p: Params, info: dict[str, Any], db: Path) -> str:

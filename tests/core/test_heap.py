@@ -13,8 +13,8 @@ import pytest
 
 from adapters.registry import REGISTRY
 from bridge import cli
-from bridge.app import GC_YOUNG_THRESHOLD, settle_heap
 from bridge.config import parse_config
+from bridge.resources import GC_YOUNG_THRESHOLD, settle_heap
 
 
 class Node:

@@ -20,7 +20,7 @@ import aiohappyeyeballs
 import httpx
 import pytest
 
-from bridge import app, render
+from bridge import app, render, resources
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import (
@@ -1358,7 +1358,7 @@ async def test_a_start_with_too_few_open_files_for_the_streams_warns(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app.resource, "getrlimit", lambda _: (256, 256))
+    monkeypatch.setattr(resources.resource, "getrlimit", lambda _: (256, 256))
     extra = "limits: {max_concurrent_streams: 400}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra):
         pass
@@ -1375,7 +1375,7 @@ async def test_a_start_with_enough_open_files_says_nothing_of_them(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app.resource, "getrlimit", lambda _: (900, 900))
+    monkeypatch.setattr(resources.resource, "getrlimit", lambda _: (900, 900))
     extra = "limits: {max_concurrent_streams: 400}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra):
         pass
@@ -1395,8 +1395,8 @@ def test_a_listener_out_of_open_files_warns_once_a_minute_with_a_count(
         def default_exception_handler(self, context: dict[str, Any]) -> None:
             self.passed.append(context)
 
-    loop, handler = Loop(), app.LoopExceptions()
-    failed = {"message": app.ACCEPT_OUT_OF_RESOURCE,
+    loop, handler = Loop(), resources.LoopExceptions()
+    failed = {"message": resources.ACCEPT_OUT_OF_RESOURCE,
               "exception": OSError(errno.EMFILE, "Too many open files")}
     for at in (0.0, 1.0, 2.0, 59.0, 61.0):
         loop.now = at
