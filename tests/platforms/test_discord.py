@@ -17,11 +17,13 @@ from pydantic import SecretStr
 from adapters.platforms.discord import DiscordOptions, DiscordPlatform
 from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
-from adapters.platforms.discord.targets import InteractionTarget
+from adapters.platforms.discord.targets import NOT_ANSWERED_TEXT, InteractionTarget
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
 from tests.core.fakeplatform import wait_for
 from tests.fakes.discord import (
+    EPHEMERAL,
+    LOADING,
     MESSAGE_CONTENT,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
@@ -1044,7 +1046,109 @@ async def test_an_ask_in_a_deleted_thread_is_withdrawn_and_posts_nothing(world: 
             await target.post("the answer")
         assert isinstance(target, InteractionTarget)
         assert not await target.give_up(discord_platform.TOO_LATE_TEXT)  # nobody to tell
+        await target.end()  # its "thinking…" went with the thread
     assert fake.requests[sent:] == []
+
+
+async def test_an_ask_where_the_bot_lost_access_tells_its_asker_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Withdrawn (Discord refused another reply there, Missing Access), its public
+    # "thinking…" stayed until the token ran out, and the log said the channel was
+    # deleted.
+    fake = world.fake
+    caplog.set_level(logging.INFO, logger="chat_bridge.discord")
+    async with running(world):
+        await fake.mention(world.general, world.alice, "in the channel")
+        _, target = await world.next()
+        iid = await fake.invoke(world.general, world.bob, "ask", {"question": "here?"})
+        _, ask = await world.next()
+        assert isinstance(ask, InteractionTarget)
+        await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
+        fake.left.add(world.guild)  # the bot was removed, unseen
+        with pytest.raises(PlaceGone):
+            await target.post("the answer")
+        assert ask.withdrawn()
+        await ask.end()
+        sent = len(fake.requests)
+        await ask.end()
+        assert not await ask.give_up(discord_platform.TOO_LATE_TEXT)
+        await ask.notice("interrupted")
+        assert fake.requests[sent:] == []  # said once
+    assert fake.interactions[iid]["original"] not in fake.messages  # the public "thinking…"
+    [told] = [m for m in fake.channel_messages(world.general) if m["flags"] & EPHEMERAL]
+    assert told["content"] == (
+        "_This was not answered: the bot can no longer reach the channel or thread it was "
+        "asked in._"
+    )
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(f"the bot cannot reach channel or thread {world.general}" in m for m in logged)
+    assert not any("was deleted" in m for m in logged)
+
+
+async def test_an_ask_given_up_where_the_bot_was_removed_says_why(world: World) -> None:
+    # Its turn not come by its time (the bot busy elsewhere), the give-up said nothing.
+    fake = world.fake
+    async with running(world, ask_ephemeral=True):
+        iid = await fake.invoke(world.general, world.bob, "ask", {"question": "here?"})
+        _, ask = await world.next()
+        assert isinstance(ask, InteractionTarget)
+        await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
+        await fake.remove_bot(world.guild)
+        await wait_for(ask.withdrawn)
+        assert await ask.give_up(discord_platform.TOO_LATE_TEXT)
+    original = fake.messages[fake.interactions[iid]["original"]]
+    assert not original["flags"] & LOADING and original["flags"] & EPHEMERAL
+    assert original["content"] == (
+        "_This was not answered: the bot was removed from the server it was asked in._"
+    )
+
+
+async def test_an_ask_ended_unanswered_says_so_unless_a_stop_cut_it(world: World) -> None:
+    # Its turn taken over elsewhere, say: "thinking…" must not stay. Cut by a stop,
+    # it is the stop that says so.
+    fake = world.fake
+    async with running(world, ask_ephemeral=True):
+        iid = await fake.invoke(world.general, world.bob, "ask", {"question": "one"})
+        _, ask = await world.next()
+        cut = await fake.invoke(world.general, world.bob, "ask", {"question": "two"})
+        _, stopped = await world.next()
+        await fake.wait_until(lambda: all(fake.interactions[i]["callback"] for i in (iid, cut)))
+        started = asyncio.Event()
+
+        async def answering() -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await stopped.end()
+                raise
+
+        task = asyncio.create_task(answering())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not ask.withdrawn()
+        await ask.end()
+    original = fake.messages[fake.interactions[iid]["original"]]
+    assert not original["flags"] & LOADING
+    assert original["content"] == NOT_ANSWERED_TEXT
+    assert fake.messages[fake.interactions[cut]["original"]]["flags"] & LOADING
+
+
+async def test_an_ask_that_cannot_be_told_ends_all_the_same(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = world.fake
+    async with running(world):
+        iid = await fake.invoke(world.general, world.bob, "ask", {"question": "here?"})
+        _, ask = await world.next()
+        await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
+        fake.interactions[iid]["expired"] = True  # Discord refuses its webhook: 401
+        await ask.end()  # raises nothing
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.startswith("could not tell the asker of a command that it was not answered")
 
 
 async def test_a_command_whose_answer_is_queued_is_not_called_unanswered(world: World) -> None:

@@ -5,6 +5,7 @@ the fakes)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,13 @@ from bridge.app import Bridge
 from bridge.relay import FILES_NOT_READ
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
-from tests.fakes.discord import SEND_MESSAGES, FakeDiscord, fake_discord  # noqa: F401
+from tests.fakes.discord import (  # noqa: F401
+    EPHEMERAL,
+    LOADING,
+    SEND_MESSAGES,
+    FakeDiscord,
+    fake_discord,
+)
 from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
 PICTURE = [{"id": "1", "filename": "screenshot.png", "size": 10, "url": "https://x/a.png",
@@ -240,3 +247,69 @@ async def test_an_ask_waiting_in_a_deleted_thread_is_never_asked(setup: Setup) -
         await wait_for(lambda: withdrawn(bridge) == 1)
     assert asked(setup) == ["first question"]
     assert [r.path for r in fake.requests[sent:] if "/webhooks/" in r.path] == []
+
+
+def told_privately(fake: FakeDiscord, channel: str) -> list[dict[str, Any]]:
+    """The bot's messages in `channel` only their reader sees."""
+    return [m for m in fake.channel_messages(channel) if m["flags"] & EPHEMERAL]
+
+
+@pytest.mark.parametrize("quietly", [False, True], ids=["guild-delete", "unseen"])
+async def test_an_ask_waiting_in_a_server_that_removed_the_bot_tells_its_asker(
+    setup: Setup, quietly: bool  # noqa: F811
+) -> None:
+    # Withdrawn, its public "thinking…" stayed until Discord's 15 minutes were over,
+    # and its asker was never told: the command's own webhook, which needs no access
+    # to the channel, still reaches them. (Unseen: the first post is refused, Missing
+    # Access, which says the bot cannot reach the channel, not that it was deleted.)
+    fake = setup.discord
+    slow_answers(setup, 2)
+    async with setup.bridge() as bridge:
+        await fake.mention(setup.general, setup.alice, "first question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
+        iid = await fake.invoke(setup.general, setup.bob, "ask", {"question": "a slash one"})
+        await wait_for(lambda: len(bridge.relay.records()) == 2)
+        await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
+        if quietly:
+            fake.left.add(setup.guild)
+        else:
+            await fake.remove_bot(setup.guild)
+        await setup.chat.wait_disconnects(1)
+        await wait_for(lambda: withdrawn(bridge) == 1)
+        [told] = await fake.wait_until(lambda: told_privately(fake, setup.general))
+    assert asked(setup) == ["first question"]
+    assert fake.interactions[iid]["original"] not in fake.messages  # the public "thinking…"
+    why = ("can no longer reach the channel or thread it was asked in" if quietly
+           else "was removed from the server it was asked in")
+    assert told["content"] == f"_This was not answered: the bot {why}._"
+
+
+async def test_a_private_ask_waiting_in_a_server_that_removed_the_bot_tells_its_asker(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # With ask_ephemeral, its "thinking…" (the asker's alone) stayed; it says why
+    # instead. The /ask being answered as the bot was removed is not told so.
+    setup.discord_extra = "ask_ephemeral: true"
+    fake = setup.discord
+    slow_answers(setup, 2)
+    async with setup.bridge() as bridge:
+        first = await fake.invoke(setup.general, setup.bob, "ask", {"question": "first"})
+        await setup.chat.wait_requests(1)
+        iid = await fake.invoke(setup.general, setup.bob, "ask", {"question": "second"})
+        await wait_for(lambda: len(bridge.relay.records()) == 2)
+        await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
+        await fake.remove_bot(setup.guild)
+        await setup.chat.wait_disconnects(1)
+        await wait_for(lambda: withdrawn(bridge) == 1)
+        original = await fake.wait_until(
+            lambda: (m := fake.messages[fake.interactions[iid]["original"]])["content"] and m
+        )
+    assert asked(setup) == ["first"]
+    assert not original["flags"] & LOADING and original["flags"] & EPHEMERAL
+    assert original["content"] == (
+        "_This was not answered: the bot was removed from the server it was asked in._"
+    )
+    assert "not answered" not in fake.messages[fake.interactions[first]["original"]]["content"]
+    assert [m["id"] for m in fake.channel_messages(setup.general)] == [
+        fake.interactions[first]["original"], original["id"]
+    ]

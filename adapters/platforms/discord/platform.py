@@ -570,6 +570,10 @@ class DiscordPlatform(Platform):
             log.warning("not answering /ask: it waited past Discord's 15 minutes for its "
                         "turn, and its asker could not be told: %s", exc, extra=place)
             return
+        if target.question.deleted:  # its place was lost, and its turn never came
+            log.info("not answering /ask: %s Its asker is told", target.question.why,
+                     extra=place)
+            return
         log.info("not answering /ask: it waited past Discord's 15 minutes for its turn; "
                  "its asker is told to ask again", extra=place)
 

@@ -48,7 +48,10 @@ ARCHIVED_THREAD = 50083
 UNKNOWN_CHANNEL = 10003
 # "Missing Permissions": refusing a post, Discord says the bot may not send messages there.
 MISSING_PERMISSIONS = 50013
+# "Missing Access": the bot is no longer in the channel's server, or may not see the channel.
 MISSING_ACCESS = 50001
+# What the asker of an /ask dropped before its answer began is told, where no reason is known.
+NOT_ANSWERED_TEXT = "_This was not answered. Please ask again._"
 
 
 def proxy_said(exc: BaseException) -> str | None:
@@ -133,9 +136,10 @@ class _Formatting:
 class Question:
     """The message (or /ask) a reply answers, as its targets share it: `deleted` once
     a moderator removed it, or the channel or thread it was asked in (the answer
-    then stops). `places`: the ids of that channel and thread; `replies_in`: where
-    its answer is posted as the bot's own messages (None: through a command's
-    webhook)."""
+    then stops), or the bot lost that place; `place_shows` then: whether its asker
+    still sees the place (an /ask dropped so says `why` to them). `places`: the ids of that
+    channel and thread; `replies_in`: where its answer is posted as the bot's own
+    messages (None: through a command's webhook)."""
 
     def __init__(
         self, places: frozenset[int] = frozenset(), replies_in: int | None = None
@@ -145,6 +149,7 @@ class Question:
         self.places = places
         self.replies_in = replies_in
         self.why = "the question was deleted while it was being answered."
+        self.place_shows = False
 
     def check(self) -> None:
         """Raise PlaceGone once the question (or its place) is gone."""
@@ -184,21 +189,37 @@ class Questions:
                      "stop, and none still waiting is sent to the chat API", place_id, stopped,
                      extra={"platform": "discord", "channel": str(place_id)})
 
+    def out_of_reach(self, place_id: int) -> None:
+        """Discord answered "Missing Access" in the channel or thread `place_id`: the bot
+        was removed from its server, or may no longer see it (the gateway's event may
+        never have come). The questions asked there are not answered, nor sent to the
+        chat API; their places still show, so a waiting /ask's asker is told."""
+        why = "the bot can no longer reach the channel or thread it was asked in."
+        if stopped := self._stop({place_id}, why, place_shows=True):
+            log.info("the bot cannot reach channel or thread %s (Discord answers Missing "
+                     "Access): the %d question(s) asked there stop, and none still waiting "
+                     "is sent to the chat API", place_id, stopped,
+                     extra={"platform": "discord", "channel": str(place_id)})
+
     def server_left(self, server_id: int, place_ids: set[int]) -> None:
         """The bot was removed from server `server_id` (kicked, or the server deleted),
         whose channels and threads are `place_ids`: the questions asked there are not
-        answered, nor sent to the chat API."""
-        if stopped := self._stop(place_ids, "the bot was removed from the server it was asked in."):
+        answered, nor sent to the chat API. A waiting /ask's asker is told (a kick
+        leaves its place showing)."""
+        why = "the bot was removed from the server it was asked in."
+        if stopped := self._stop(place_ids, why, place_shows=True):
             log.info("the bot was removed from server %s: the %d question(s) asked there stop, "
                      "and none still waiting is sent to the chat API", server_id, stopped,
                      extra={"platform": "discord"})
 
-    def _stop(self, place_ids: set[int], why: str) -> int:
-        """Mark the questions asked in any of `place_ids` gone, saying `why`; how many."""
+    def _stop(self, place_ids: set[int], why: str, *, place_shows: bool = False) -> int:
+        """Mark the questions asked in any of `place_ids` gone, saying `why` (to their
+        askers too where the place still shows to them); how many."""
         gone = [q for q in list(self._by_id.values()) if q.places & place_ids and not q.deleted]
         for question in gone:
             question.deleted = True
             question.why = why
+            question.place_shows = place_shows
         return len(gone)
 
     def refused(self, place_id: int) -> None:
@@ -275,11 +296,12 @@ class ChannelTarget(_Formatting, ReplyTarget):
         """`platform_error`; a channel Discord no longer knows is gone for every question
         still waiting in it (the gateway's deletion event may never have come), and a
         post refused for a missing permission refuses every other one there."""
-        if (isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL) or (
-            isinstance(exc, discord.Forbidden) and exc.code == MISSING_ACCESS
-        ):  # (Missing Access: the bot is no longer in the channel's server)
+        if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
             if self._questions is not None:
                 self._questions.place_gone(self._channel_id)
+        elif isinstance(exc, discord.Forbidden) and exc.code == MISSING_ACCESS:
+            if self._questions is not None:
+                self._questions.out_of_reach(self._channel_id)
         elif isinstance(exc, discord.Forbidden) and exc.code == MISSING_PERMISSIONS and posting:
             if self._questions is not None:
                 self._questions.refused(self._channel_id)
@@ -521,19 +543,27 @@ class InteractionTarget(_Formatting, ReplyTarget):
 
     async def give_up(self, text: str) -> bool:
         """Drop the question if its answer has not begun (its token is about to run
-        out): the asker alone is told `text`, and a public "thinking…" goes. Returns
-        whether it was dropped; once it is, nothing else is said here. (Asked where
-        it is gone, nobody would read it.)"""
-        if self.begun or self._given_up or self.question.deleted:
+        out): the asker alone is told `text` (or, where the bot lost its place
+        meanwhile, that), and a public "thinking…" goes. Returns whether it was
+        dropped; once it is, nothing else is said here. (Asked where it is gone,
+        nobody would read it.)"""
+        if self.begun or self._given_up:
             return False
+        if self.question.deleted:
+            if not self.question.place_shows:
+                return False
+            text = self._stopped_text()
         self._given_up = True
         self.timer = None
         await self._notice(text)
         return True
 
+    def _stopped_text(self) -> str:
+        return f"_This was not answered: {self.question.why}_"
+
     async def begin(self) -> str | None:
-        if self._given_up:  # its give-up ran just as its turn came
-            raise PlaceGone("the asker was told it waited too long, and to ask again.")
+        if self._given_up:  # its give-up (or its end) ran just as its turn came
+            raise PlaceGone("the asker was told it was not answered.")
         self.question.check()
         self.touched.set()
         self._begin_answer()
@@ -580,12 +610,47 @@ class InteractionTarget(_Formatting, ReplyTarget):
         self._begin_answer()
         await self._notice(text)
 
+    async def end(self) -> None:
+        """A question dropped before its answer began (the bot lost its place, say)
+        must not show "thinking…" until the token runs out: the asker alone is told
+        why, through the command's webhook (which needs no access to the channel).
+        Nothing is said where its answer began, or something was said already. A
+        failure is logged: the reply is over either way."""
+        if self.begun or self._given_up:
+            return
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return  # a stop cut it: the stop says so itself (`marks_own_interruption`)
+        if self.question.deleted:
+            if not self.question.place_shows:
+                return  # its place went, "thinking…" with it: nobody would read it
+            text = self._stopped_text()
+        elif self.withdrawn():
+            return  # past its time: the give-up timer, due, tells the asker
+        else:  # (another replica took its turn over, say)
+            text = NOT_ANSWERED_TEXT
+        self._given_up = True
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+        try:
+            await self._notice(text)
+        except PlatformError as exc:
+            log.warning("could not tell the asker of a command that it was not answered: %s",
+                        exc, extra={"platform": "discord", "channel": self.address.channel})
+
     async def _notice(self, text: str) -> None:
         self.touched.set()
         await self.acknowledge()
         if self._original is None and not self._dropped:
-            if self._ephemeral:
-                await self.post(text)  # the deferred response is the asker's alone
+            if self._ephemeral:  # the deferred response is the asker's alone
+                try:
+                    message = await self._interaction.edit_original_response(
+                        content=text, allowed_mentions=NO_MENTIONS
+                    )
+                except FAILURES as exc:
+                    raise platform_error("answer the command", exc) from exc
+                self._original = str(message.id)
                 return
             # A public "thinking…" would show the notice to the whole channel: the
             # asker alone gets it, and the thinking goes.
