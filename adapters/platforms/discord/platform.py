@@ -25,6 +25,7 @@ from adapters.platforms.discord.indicator import Typist, renewals_per_second
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import Said, may_send
 from adapters.platforms.discord.places import Channel, find_place, tell_deleted
+from adapters.platforms.discord.questions import Question, Questions
 from adapters.platforms.discord.readable import (
     Names,
     addresses_other,
@@ -40,8 +41,6 @@ from adapters.platforms.discord.targets import (
     TOKEN_LIFE,
     ChannelTarget,
     InteractionTarget,
-    Question,
-    Questions,
     platform_error,
 )
 from bridge.errors import PlatformError
