@@ -22,7 +22,7 @@ from bridge.errors import BridgeError, StoreCorrupt, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
-from bridge.interruptions import show_interrupted
+from bridge.interruptions import GIVEN_UP, show_interrupted, still_ours
 from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.relay import Relay
 from bridge.resources import raise_open_files, warn_of_few_open_files
@@ -274,33 +274,44 @@ class Bridge:
 
     async def _mark_given_up(self) -> None:
         """Mark the replies this process gave up on interrupted, in the order it gave
-        them up; a pass stops at the first its platform still fails (likely down yet:
-        the next heartbeat tries again), and once a stop is on."""
-        given_up, marked = self.relay.given_up, 0
+        them up. Where a mark fails as its platform is out of reach or failing, that
+        platform's wait for the next pass (the next heartbeat); one that can never be
+        marked is forgotten (`GivenUp.failed`). A pass stops once a stop is on."""
+        given_up, marked, failing = self.relay.given_up, 0, set[str]()
         for rec in list(given_up.records.values()):
             if self._drained:
                 break
+            platform = rec.address.platform
+            if rec.id not in given_up or platform in failing:
+                continue  # dropped meanwhile (`GivenUp`), or its platform failed this pass
             if not await self._markable(rec):  # a slash command's
+                given_up.forget(rec.id)
+                continue
+            if not await still_ours(self.store, self.owner, rec):
+                log.info("not marking a reply given up on: another replica took it over",
+                         extra={"platform": platform, "channel": rec.address.channel})
                 given_up.forget(rec.id)
                 continue
             if time.time() - rec.started_at > UNMARKED_KEPT:
                 log.info("forgetting a reply given up on that its platform failed to mark "
                          "interrupted for a week",
-                         extra={"platform": rec.address.platform, "channel": rec.address.channel})
+                         extra={"platform": platform, "channel": rec.address.channel})
             else:
+                target = self.platforms[platform].target(rec.address)
                 try:
-                    await self._show_interrupted(rec)
+                    if not await show_interrupted(
+                        self.relay, target, rec, GIVEN_UP,
+                        wanted=partial(given_up.__contains__, rec.id),
+                    ):
+                        continue  # dropped while it waited for the platform's budget
                 except Exception as exc:  # a platform library's own error too
-                    self.metrics.platform_failed(rec.address.platform, exc)
-                    if given_up.failed(rec.id):
-                        log.warning(
-                            "could not mark a reply given up on as interrupted: %s; tried "
-                            "again at every heartbeat until its platform takes it",
-                            for_log(exc), extra={"platform": rec.address.platform,
-                                                 "channel": rec.address.channel},
-                        )
-                    break
-                marked += 1
+                    self.metrics.platform_failed(platform, exc)
+                    if given_up.failed(rec, exc):
+                        failing.add(platform)
+                        continue
+                else:
+                    given_up.shown(platform)
+                    marked += 1
             # Done with: nobody may mark it again, whatever cuts this now; its record
             # goes now, or with the heartbeat.
             given_up.forget(rec.id)

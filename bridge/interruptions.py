@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from bridge.errors import for_log
-from bridge.interfaces import ReplyTarget
+from bridge.interfaces import Rate, ReplyTarget
+from bridge.metrics import platform_failure
 from bridge.split import close_fences
 
 if TYPE_CHECKING:
@@ -18,12 +20,14 @@ if TYPE_CHECKING:
     from bridge.jobs import Job
     from bridge.metrics import Metrics
     from bridge.relay import Relay
-    from bridge.store import InFlight
+    from bridge.store import InFlight, Store
 
 log = logging.getLogger("chat_bridge.relay")
 
 END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its indicators
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
+# The mark of a reply given up on (`GivenUp`): nothing restarted, its platform failed.
+GIVEN_UP = "_⚠️ interrupted: the answer could not be shown in full — please ask again_"
 # Replies given up on that a process keeps, to mark them interrupted once their
 # platform is back; one given up on past that is left for the next start (or another
 # replica), as a crashed process's would be.
@@ -31,47 +35,62 @@ GIVEN_UP_KEPT = 1000
 
 
 def interrupted_edit(
-    target: ReplyTarget, text: str, message_ids: Sequence[str]
+    target: ReplyTarget, text: str, message_ids: Sequence[str], mark: str = INTERRUPTED
 ) -> tuple[str, str] | None:
     """How a reply cut short is marked in place: its last message and the text that
-    message gets (what the reply showed, then the mark). None where it has no message
+    message gets (what the reply showed, then `mark`). None where it has no message
     yet, or that would not fit one: the mark then goes on its own."""
     if not message_ids:
         return None
     # A code block left open would hold the mark: shown as code, it reads as the
     # answer's (Discord's formatting leaves a fence as it is; Slack's closes it).
     body = target.format_markdown(close_fences(text)) if text else ""
-    note = f"{body}\n\n{INTERRUPTED}" if body else INTERRUPTED
+    note = f"{body}\n\n{mark}" if body else mark
     return (message_ids[-1], note) if len(note) <= target.limits.max_chars else None
 
 
 async def show_interrupted(
-    relay: Relay, target: ReplyTarget, rec: InFlight, *, kept: bool = False
-) -> None:
+    relay: Relay, target: ReplyTarget, rec: InFlight, mark: str = INTERRUPTED, *,
+    kept: bool = False, wanted: Callable[[], bool] = lambda: True,
+) -> bool:
     """Say on a reply left in flight (by a process that ended, or given up on) that
-    it was interrupted, keeping its text, within the platform's budgets (with `kept`,
-    a stop's mark: it may take the slots the stop kept back); raises where the
-    platform fails."""
-    edit = interrupted_edit(target, rec.text, rec.message_ids)
+    it was interrupted (`mark`), keeping its text, within the platform's budgets (with
+    `kept`, a stop's mark: it may take the slots the stop kept back); raises where the
+    platform fails. False where it was no longer `wanted` once the budget let it go."""
+    edit = interrupted_edit(target, rec.text, rec.message_ids, mark)
     # Within the platform's limits, as every reply is: live replies may
     # just have used the budget up.
     limits = target.limits
+    steps: list[tuple[Callable[[], Awaitable[object]], str, Rate]] = []
     if edit is not None:
-        last, note = edit
-        await relay.within_budgets(
-            target, lambda: target.edit(last, note),
-            [(limits.edit_bucket, limits.edit_rate)], kept=kept,
-        )
-        return
-    if rec.message_ids and limits.settle_bucket and limits.settle_rate:
-        # Its last message may still show as being written (a Slack stream).
-        await relay.within_budgets(
-            target, lambda: target.settle(rec.message_ids[-1]),
-            [(limits.settle_bucket, limits.settle_rate)], kept=kept,
-        )
-    await relay.within_budgets(
-        target, lambda: target.post(INTERRUPTED),
-        [(limits.post_bucket, limits.post_rate)], kept=kept,
+        steps.append((partial(target.edit, *edit), limits.edit_bucket, limits.edit_rate))
+    else:
+        if rec.message_ids and limits.settle_bucket and limits.settle_rate:
+            # Its last message may still show as being written (a Slack stream).
+            steps.append((partial(target.settle, rec.message_ids[-1]),
+                          limits.settle_bucket, limits.settle_rate))
+        steps.append((partial(target.post, mark), limits.post_bucket, limits.post_rate))
+    for request, bucket, rate in steps:
+        if not await relay.within_budgets(
+            target, partial(_if_wanted, wanted, request), [(bucket, rate)], kept=kept
+        ):
+            return False
+    return True
+
+
+async def _if_wanted(wanted: Callable[[], bool], request: Callable[[], Awaitable[object]]) -> bool:
+    # Asked as the request's turn comes: the wait for the budget may be long.
+    if not wanted():
+        return False
+    await request()
+    return True
+
+
+async def still_ours(store: Store, owner: str, rec: InFlight) -> bool:
+    """Whether a reply's record is still `owner`'s: on a shared store, another replica
+    may have taken it over (to mark it) while this one's heartbeats failed."""
+    return not store.shared or any(
+        r.id == rec.id and r.owner == owner for r in await store.inflight_for_key(rec.key)
     )
 
 
@@ -80,12 +99,16 @@ class GivenUp:
     showed they ended (`Relay._fail`): each as its record, with the text and messages
     the reply had. Their records stay in flight, beaten for by the heartbeat, until
     the bridge marks them interrupted (`Bridge._mark_given_up`), in the order they
-    were given up."""
+    were given up, or they are dropped: never to be marked (`failed`), superseded by
+    their conversation's next answer (`superseded`), left to the other replicas
+    (`leave`)."""
 
     def __init__(self, most: int = GIVEN_UP_KEPT) -> None:
         self.most = most
         self.records: dict[str, InFlight] = {}
-        self._failed: set[str] = set()  # those whose mark failed: warned of once
+        # How marks failed lately on each platform (`platform_failure`'s kind): warned
+        # of once, until it fails otherwise or takes a mark.
+        self._failing: dict[str, str] = {}
 
     def __contains__(self, rec_id: object) -> bool:
         return rec_id in self.records
@@ -97,16 +120,56 @@ class GivenUp:
         self.records[rec.id] = rec
         return True
 
-    def failed(self, rec_id: str) -> bool:
-        """Its mark failed (again); whether for the first time (to be warned of)."""
-        first = rec_id not in self._failed
-        self._failed.add(rec_id)
-        return first
+    def failed(self, rec: InFlight, exc: BaseException) -> bool:
+        """Its mark failed with `exc`: True where its platform is out of reach or failing
+        (its other replies wait for the next pass); False where this reply can never be
+        marked (its message or place is gone, the bot removed, the platform refuses
+        it), to be forgotten."""
+        platform, kind = rec.address.platform, platform_failure(exc)
+        extra = {"platform": platform, "channel": rec.address.channel}
+        if kind in ("gone", "refused"):
+            log.warning("could not mark a reply given up on as interrupted: %s; it never "
+                        "will be, and is forgotten", for_log(exc), extra=extra)
+            return False
+        if self._failing.get(platform) != kind:
+            self._failing[platform] = kind
+            log.warning("could not mark a reply given up on as interrupted: %s; its "
+                        "platform's are tried again at every heartbeat until it takes them",
+                        for_log(exc), extra=extra)
+        return True
+
+    def shown(self, platform: str) -> None:
+        """A mark showed on `platform`: a failure there is warned of anew."""
+        self._failing.pop(platform, None)
 
     def forget(self, rec_id: str) -> None:
         """Done with it: marked, or never to be."""
         self.records.pop(rec_id, None)
-        self._failed.discard(rec_id)
+
+    def superseded(self, key: str) -> list[str]:
+        """Conversation `key` begins its next answer: the replies given up on there that
+        showed nothing are forgotten, their records to end. Their mark, a message of its
+        own, would come below that answer, which takes their place. (One that showed
+        text is marked in its own message, above that answer, where it reads right.)"""
+        gone = [rec.id for rec in self.records.values()
+                if rec.key == key and not rec.message_ids]
+        for rec_id in gone:
+            del self.records[rec_id]
+        if gone:
+            log.info("not marking %d replies given up on that showed nothing: the "
+                     "conversation's next answer supersedes them", len(gone),
+                     extra={"conversation": key})
+        return gone
+
+    def leave(self) -> None:
+        """This replica is fenced off the shared store (bridge/fence.py): another replica
+        takes the records over and marks them (or the next start does), and this one
+        must not as well."""
+        if self.records:
+            log.warning("%d replies given up on are left for another replica (or the next "
+                        "start) to mark interrupted", len(self.records))
+        self.records.clear()
+        self._failing.clear()
 
 
 async def stopped(job: Job, metrics: Metrics, fence: Fence) -> None:

@@ -328,7 +328,9 @@ class Relay:
 
     def cut(self) -> None:
         """Stop the answers holding a conversation's lease (answering, or about to), as
-        a stop does: the fence is up (bridge/fence.py)."""
+        a stop does, and leave the replies given up on to the other replicas: the fence
+        is up (bridge/fence.py)."""
+        self.given_up.leave()
         for job in self._jobs:
             # Not one that has ended, its record being removed: it would look cut off.
             if job.leased and not job.mine.done() and job.task is not None:
@@ -359,6 +361,8 @@ class Relay:
             with contextlib.suppress(Exception):
                 await job.target.end()
             return
+        for rec_id in self.given_up.superseded(key):
+            await self.end_record(rec_id)
         if not circuit.allow():
             await self.notice(job.target, unavailable(circuit))
             self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from adapters.registry import REGISTRY
 from bridge import app, render
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.interruptions import INTERRUPTED
+from bridge.interruptions import GIVEN_UP, INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
@@ -147,9 +148,16 @@ async def give_up(h: Harness, slack: OutageSlack) -> str:
     return root
 
 
-def marked(slack: OutageSlack, root: str) -> bool:
+def marked(slack: OutageSlack, root: str, mark: str = GIVEN_UP) -> bool:
+    """Whether the reply in `root`, given up on, shows its words and `mark` (the
+    heartbeat's; INTERRUPTED, a restart's)."""
     [reply] = slack.bot_replies(CHANNEL, root)
-    return reply.text.startswith("w0 w1 w2 ") and reply.text.endswith(INTERRUPTED)
+    return reply.text.startswith("w0 w1 w2 ") and reply.text.endswith(mark)
+
+
+def unmarked(slack: OutageSlack, root: str) -> bool:
+    [reply] = slack.bot_replies(CHANNEL, root)
+    return reply.text.startswith("w0 w1 w2 ") and "interrupted" not in reply.text
 
 
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -174,6 +182,7 @@ async def test_a_reply_given_up_on_is_marked_once_slack_is_back_without_a_restar
         assert sum(GIVEN_UP_NOT_MARKED in r.getMessage() for r in caplog.records) == 1
 
         slack.down = False
+        # Its mark says what happened: nothing restarted.
         await slack.wait_for(lambda: marked(slack, root))
         async with asyncio.timeout(10):  # its record goes with it
             while await bridge.store.inflight_orphans("nobody", float("inf")):
@@ -200,11 +209,11 @@ async def test_a_stop_leaves_a_reply_given_up_on_to_the_next_start_while_slack_i
         await h.ask(CHANNEL, "second?", user="U0USER002")
         await wait_for(lambda: bridge.relay.live == 1)  # cut by the stop
         await bridge.drain()
-    assert not marked(slack, root)
+    assert unmarked(slack, root)
     slack.down = False  # Slack is back by the next start, which marks it
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path)
-        assert marked(slack, root)
+        assert marked(slack, root, INTERRUPTED)
 
 
 async def test_a_reply_given_up_on_is_forgotten_once_slack_fails_its_mark_for_long(
@@ -222,4 +231,100 @@ async def test_a_reply_given_up_on_is_forgotten_once_slack_fails_its_mark_for_lo
             while await bridge.store.inflight_orphans("nobody", float("inf")):
                 await asyncio.sleep(0.05)
         assert not bridge.relay.given_up.records
-    assert not marked(slack, root)
+    assert unmarked(slack, root)
+
+
+def shows(slack: OutageSlack, root: str, words: str) -> bool:
+    return any(words in m.text for m in slack.bot_replies(CHANNEL, root))
+
+
+async def no_record_left(bridge: Bridge) -> None:
+    async with asyncio.timeout(10):
+        while await bridge.store.inflight_orphans("nobody", float("inf")):
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_reply_given_up_on_whose_message_is_gone_is_forgotten_and_holds_nothing_up(
+    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, store: str,
+) -> None:
+    # Its mark failed (message_not_found) at every heartbeat for a week, and held up
+    # the marks of the replies given up on after it; on PostgreSQL every question of
+    # its thread waited behind its record, fresh all the while.
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+    async with contextlib.AsyncExitStack() as stack:
+        h, bridge = await open_bridge(
+            stack, slack, fake_chat_api, tmp_path, store, "heartbeat_interval: 0.3"
+        )
+        for user in ("U0USER001", "U0USER002"):
+            fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(60)], token_delay=0.1)
+            root = await h.ask(CHANNEL, "first?", user=user)
+            await slack.wait_for(partial(shows, slack, root, "w2"))
+        slack.down = True
+        await wait_for(lambda: bridge.relay.live == 0, timeout=30)
+        gone, other = bridge.relay.given_up.records.values()  # in the order given up on
+        # The first one's message was deleted meanwhile (by its asker, or an admin).
+        slack.messages[CHANNEL] = [
+            m for m in slack.messages[CHANNEL] if m.ts not in gone.message_ids
+        ]
+        slack.down = False
+        assert other.address.thread is not None and gone.address.thread is not None
+        await slack.wait_for(lambda: marked(slack, other.address.thread))
+        await no_record_left(bridge)
+        assert not bridge.relay.given_up.records
+        # Its asker asks again in its thread: answered.
+        fake_chat_api.enqueue(tokens=["Fresh ", "answer."])
+        await h.ask(CHANNEL, "again?", thread_ts=gone.address.thread)
+        [fresh] = await h.answer(CHANNEL, gone.address.thread, "Fresh answer.")
+        assert fresh.text == "Fresh answer."
+    [why] = [r.getMessage() for r in caplog.records if "it never will be" in r.getMessage()]
+    assert "message_not_found" in why and "forgotten" in why
+
+
+async def test_a_reply_given_up_on_before_it_showed_anything_gives_way_to_the_next_answer(
+    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its mark, a message of its own, was posted once Slack was back: below the answer
+    # to the question its asker asked again meanwhile, saying a restart cut it.
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+    async with contextlib.AsyncExitStack() as stack:
+        # No heartbeat in the test's time: its pass runs when the test says.
+        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
+                                      limits="heartbeat_interval: 600")
+        fake_chat_api.enqueue(tokens=["First ", "answer."])
+        slack.down = True
+        root = await h.ask(CHANNEL, "first?")
+        await wait_for(lambda: bridge.relay.given_up.records, timeout=30)
+        slack.down = False
+        fake_chat_api.enqueue(tokens=["Second ", "answer."])
+        await h.ask(CHANNEL, "asking again", thread_ts=root)
+        await h.answer(CHANNEL, root, "Second answer.")
+        assert not bridge.relay.given_up.records
+        await bridge._mark_given_up()  # a heartbeat's
+        assert [m.text for m in slack.bot_replies(CHANNEL, root)] == ["Second answer."]
+        await no_record_left(bridge)
+
+
+async def test_a_reply_given_up_on_that_showed_words_is_marked_in_place_after_the_next_answer(
+    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+    async with contextlib.AsyncExitStack() as stack:
+        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
+                                      limits="heartbeat_interval: 600")
+        root = await give_up(h, slack)
+        slack.down = False
+        fake_chat_api.enqueue(tokens=["Second ", "answer."])
+        await h.ask(CHANNEL, "asking again", thread_ts=root)
+        await h.answer(CHANNEL, root, "Second answer.", n=2)
+        await bridge._mark_given_up()  # a heartbeat's
+        first, second = slack.bot_replies(CHANNEL, root)
+        assert first.text.startswith("w0 w1 w2 ") and first.text.endswith(GIVEN_UP)
+        assert second.text == "Second answer."
+        await no_record_left(bridge)
