@@ -56,6 +56,9 @@ EDIT_WINDOW = 600.0
 # (claim it and record it): acknowledged before, it would be lost in a crash (Slack
 # does not deliver it again); Slack wants the acknowledgement within 3 s.
 TAKEN_WITHIN = 2.0
+# Seconds the close waits, all told, for streams Slack was starting when a stop cut
+# their replies, to stop them once started (see `SlackPlatform.stop_when_started`).
+STARTS_ON_CLOSE = 5.0
 
 T = TypeVar("T")
 
@@ -101,6 +104,8 @@ class SlackPlatform(Platform):
         self._handler: Handler | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Streams being started when their replies were cut, to stop: by channel.
+        self._starting: dict[asyncio.Task[None], str] = {}
         self._closed = False
         # Questions delivered, by (channel, ts), while their replies live: a deletion
         # withdraws one not yet answered.
@@ -249,10 +254,40 @@ class SlackPlatform(Platform):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._stop_starting()
         await self.reactions.aclose()  # the replies have ended: their reactions go
         await self.gate.aclose()
         if self._session is not None:
             await self._session.close()
+
+    def stop_when_started(self, start: asyncio.Future[Any], channel: str) -> asyncio.Task[None]:
+        """Stop the stream `start` (chat.startStream, on its way) starts in `channel`,
+        once Slack has started it: its reply was cut before its ts was known."""
+        task = asyncio.create_task(self._stop_started(start, channel), name="slack-stream-stop")
+        self._starting[task] = channel
+        task.add_done_callback(lambda done: self._starting.pop(done, None))
+        return task
+
+    async def _stop_started(self, start: asyncio.Future[Any], channel: str) -> None:
+        try:
+            ts = str((await start)["ts"])
+            await guard("chat.stopStream", self.client.chat_stopStream(channel=channel, ts=ts))
+        except PlatformError as exc:  # not started, or ended already: nothing shows it
+            log.debug("slack: a stream started as its reply was cut: %s", exc)
+
+    async def _stop_starting(self) -> None:
+        """Wait, `STARTS_ON_CLOSE` at most, for `stop_when_started`'s streams to stop."""
+        if not self._starting:
+            return
+        _, late = await asyncio.wait(list(self._starting), timeout=STARTS_ON_CLOSE)
+        for task in late:
+            log.warning(
+                "slack: a stream Slack was still starting in channel %s (not within %g s) "
+                "is left open; it shows as being written until Slack ends it",
+                self._starting.get(task), STARTS_ON_CLOSE,
+            )
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     def target(self, address: Address) -> SlackTarget:
         return SlackTarget(self, address)

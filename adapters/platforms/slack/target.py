@@ -44,7 +44,8 @@ log = logging.getLogger("chat_bridge.slack")
 
 # Slack rejects chat.update text past this; markdown_text takes more.
 TEXT_LIMIT = 4000
-# Seconds a stop waits for a stream being started, to stop it rather than leave it open.
+# Seconds a reply's end waits for a stream a stop cut while Slack started it to be
+# stopped (by the platform, which waits longer: `STARTS_ON_CLOSE`).
 START_ON_STOP = 2.0
 MARKDOWN_LIMIT = 12000
 # A native stream's message that is no longer streaming (Slack ended it, or a stop did).
@@ -205,6 +206,8 @@ class SlackTarget(ReplyTarget):
             and (is_dm or user is not None)
         )
         self._streams: dict[str, _Stream] = {}
+        # Streams a stop cut while Slack started them, which the platform stops.
+        self._starting: list[asyncio.Task[None]] = []
         self._indicator: asyncio.Task[None] | None = None
         self._status_on = False
         self._reaction_on = False
@@ -340,6 +343,8 @@ class SlackTarget(ReplyTarget):
     async def end(self) -> None:
         try:
             await self._stop_streams()
+            if self._starting:  # a start that lands quickly is stopped before the end
+                await asyncio.wait(self._starting, timeout=START_ON_STOP)
         finally:  # the question's "thinking" goes, whatever became of the streams
             await self._thinking_off()
 
@@ -446,12 +451,10 @@ class SlackTarget(ReplyTarget):
         try:
             resp = await asyncio.shield(call)
         except asyncio.CancelledError:
-            # A stop while Slack starts the stream: it is started all the same. Kept,
-            # `end()` stops it; lost, the message would show "typing" for ever.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(START_ON_STOP):
-                    started = await call
-                self._streams[str(started["ts"])] = _Stream(sent=stable, full=text)
+            # A stop while Slack starts the stream: it is started all the same, and
+            # lost, it would show as being written until Slack's own time limit. The
+            # platform waits for it, not this cancelled reply, and stops it.
+            self._starting.append(self.platform.stop_when_started(call, self.address.channel))
             raise
         except SlackRefused as exc:
             if isinstance(exc, PlaceGone):
