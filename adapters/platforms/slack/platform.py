@@ -22,7 +22,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
 
 from adapters.platforms.mentions import without_mention
-from bridge.errors import PlatformError
+from bridge.errors import PlatformError, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
@@ -272,8 +272,8 @@ class SlackPlatform(Platform):
         try:
             ts = str((await start)["ts"])
             await guard("chat.stopStream", self.client.chat_stopStream(channel=channel, ts=ts))
-        except PlatformError as exc:  # not started, or ended already: nothing shows it
-            log.debug("slack: a stream started as its reply was cut: %s", exc)
+        except Exception as exc:  # not started, or ended already: nothing shows it
+            log.debug("slack: a stream started as its reply was cut: %s", for_log(exc))
 
     async def _stop_starting(self) -> None:
         """Wait, `STARTS_ON_CLOSE` at most, for `stop_when_started`'s streams to stop."""
