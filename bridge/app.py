@@ -275,7 +275,7 @@ class Bridge:
     async def _mark_given_up(self) -> None:
         """Mark the replies this process gave up on interrupted, in the order it gave
         them up. Where a mark fails as its platform is out of reach or failing, that
-        platform's wait for the next pass (the next heartbeat); one that can never be
+        platform's replies wait for the next pass (the next heartbeat); one that can never be
         marked is forgotten (`GivenUp.failed`). A pass stops once a stop is on."""
         given_up, marked, failing = self.relay.given_up, 0, set[str]()
         for rec in list(given_up.records.values()):
