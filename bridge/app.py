@@ -235,7 +235,8 @@ class Bridge:
             return 0
         marked = 0
         try:
-            await self._show_interrupted(rec, kept=kept)
+            target = self.platforms[rec.address.platform].target(rec.address)
+            await show_interrupted(self.relay, target, rec, kept=kept)
             marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
             self.metrics.platform_failed(rec.address.platform, exc)
@@ -267,10 +268,6 @@ class Bridge:
                 await self.store.inflight_end(rec.id)
             return False
         return True
-
-    async def _show_interrupted(self, rec: InFlight, *, kept: bool = False) -> None:
-        target = self.platforms[rec.address.platform].target(rec.address)
-        await show_interrupted(self.relay, target, rec, kept=kept)
 
     async def _mark_given_up(self) -> None:
         """Mark the replies this process gave up on interrupted, in the order it gave
