@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from adapters.platforms.discord import indicator
 from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.platform import EDIT_WINDOW, TOO_LATE_TEXT
@@ -665,8 +666,12 @@ async def test_replies_across_channels_stay_within_the_bots_global_limit(
     ).replace("post_rate: {count: 5, per: 1.0}", "post_rate: {count: 5, per: 1.0}\n"
               "  global_rate: {count: 8, per: 1.0}")
     monkeypatch.setattr(Setup, "config", lambda self: config)
+    # A small limit on all the bot's requests, so these replies reach it, and the bridge
+    # told of it: the replies keep 8 a second, typing renewals 2, and 2 stay unbudgeted.
+    # (Questions that wait for the replies' budget show typing by renewals meanwhile.)
+    monkeypatch.setattr(indicator, "BOT_LIMIT", 12)
     async with setup.bridge():
-        fake.global_rule = RateRule(10, 1.0)  # a small global limit, so these replies reach it
+        fake.global_rule = RateRule(12, 1.0)
         for i, channel in enumerate(channels):
             await fake.say(channel, setup.alice, f"question {i}")
         answers = [(await setup.final(channel, "word "))[0]["content"] for channel in channels]
@@ -674,7 +679,7 @@ async def test_replies_across_channels_stay_within_the_bots_global_limit(
     assert fake.global_limited == 0
     assert fake.rate_limited == 0
     # More requests than the fake's global limit allows in one second, and no 429.
-    assert len([r for r in fake.requests if r.path.startswith("/api/v10/channels/")]) > 10
+    assert len([r for r in fake.requests if r.path.startswith("/api/v10/channels/")]) > 12
 
 
 async def test_answer_with_mentions_pings_nobody(setup: Setup) -> None:
