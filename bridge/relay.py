@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 import uuid
@@ -606,6 +607,13 @@ class Relay:
                 pending = {t for t in self._tasks if not t.done()}
         finally:
             hurry.cancel()
+        # A task not begun (a question taken as the stop began) cancelled now would
+        # never run a line: none of its ending (its asker told, its indicator
+        # cleared, its place in the queue given back). Each runs to its first wait (a
+        # turn of the loop, and one more for any a task started meanwhile).
+        while any(_not_begun(t) for t in self._tasks):  # noqa: ASYNC110 (no event to wait on)
+            await asyncio.sleep(0)
+        pending = {t for t in self._tasks if not t.done()}
         for task in pending:
             task.cancel()
         if pending:
@@ -619,6 +627,12 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await clock.within(ended, hurried=END_ON_STOP + HURRIED_SECONDS)
         return len(pending) + self._unasked
+
+
+def _not_begun(task: asyncio.Task[None]) -> bool:
+    """Whether a task has yet to run its coroutine's first line."""
+    coro = task.get_coro()
+    return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
 def _log_failure(key: str, exc: Exception) -> None:

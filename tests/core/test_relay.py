@@ -1212,6 +1212,28 @@ async def test_questions_stopped_in_the_queue_leave_it(
         assert bridge.relay._queued == 0 and queue_depth(bridge) == 0
 
 
+async def test_a_question_taken_as_a_stop_begins_ends_as_one_cut_while_it_waited(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Cut before its task had run a line, it skipped all its ending: a slash command's
+    # asker was never told, an indicator stayed on, and it kept its place in the queue.
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        relay, start = bridge.relay, bridge.relay.start
+        stopping: list[asyncio.Future[int]] = []
+
+        def stop_as_it_is_taken(job: Any, batch: Any) -> None:
+            stopping.append(asyncio.ensure_future(relay.drain(0)))  # its first step is first
+            start(job, batch)
+
+        relay.start = stop_as_it_is_taken  # type: ignore[method-assign]
+        target = await platform(bridge).say("Just in time?")
+        await wait_for(lambda: bool(stopping))
+        await asyncio.wait_for(stopping[0], 5)
+        assert not relay._jobs and relay._queued == 0 and queue_depth(bridge) == 0
+        assert failed_answers(bridge, "interrupted") == 1.0
+        assert [op.kind for op in target.ops] == ["end"]  # its indicator cleared
+
+
 def stateless_bridge(fake: FakeChatAPI, db: Path, options: str = "") -> Bridge:
     """A bridge whose backend keeps no conversation (openai: the bridge sends the
     history), one conversation per console user."""
