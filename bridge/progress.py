@@ -43,12 +43,16 @@ class ProgressLog:
             return
         self._ids[rec_id] = row[1]
         self._pending.pop(rec_id, None)
+        written = False
         try:
             await self.store.inflight_update_many([row])
+            written = True
         except BridgeError as exc:
             log.warning("could not record the messages of a reply: %s", exc)
-            self._pending[rec_id] = row
-            self._due.set()
+        finally:
+            if not written:  # refused, or cut by a stop: written with the next batch
+                self._pending.setdefault(rec_id, row)
+                self._due.set()
 
     def forget(self, rec_id: str) -> None:
         """The reply's record is ending: nothing of it is left to write."""

@@ -105,3 +105,26 @@ async def test_a_new_message_the_store_refused_is_written_with_the_next_batch(
     store.failing = False
     await progress.flush()
     assert texts(store.batches[-1]) == [("r1", ["m1"], "a")]
+
+
+async def test_a_new_message_whose_write_a_stop_cuts_is_written_by_the_stops_flush() -> None:
+    # Its row left the pending ones as the write began: a stop cancelling the reply
+    # then (the store busy with another statement) lost its ids, and the stop's mark
+    # was posted under a message it left unmarked.
+    store, progress = make()
+    busy = asyncio.Event()
+    write = store.inflight_update_many
+
+    async def slow(rows: Sequence[InFlightProgress]) -> None:
+        busy.set()
+        await asyncio.Event().wait()  # waits its turn until the stop cuts it
+        await write(rows)
+
+    store.inflight_update_many = slow  # type: ignore[method-assign]
+    noting = asyncio.create_task(progress.note("r1", ["m1"], "a"))
+    await asyncio.wait_for(busy.wait(), 5)
+    noting.cancel()
+    await asyncio.gather(noting, return_exceptions=True)
+    store.inflight_update_many = write  # type: ignore[method-assign]
+    await progress.flush()
+    assert [texts(b) for b in store.batches] == [[("r1", ["m1"], "a")]]
