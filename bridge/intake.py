@@ -242,11 +242,21 @@ class Intake:
         await relay.store.inflight_begin(record)
         self.admitting[record.id] = record
         job: Job | None = None
+        cut = False
         try:
             job = await self._check(msg, target, route, key, record, taken)
+        except asyncio.CancelledError:
+            # A stop cut it after its event was claimed (a thread being opened for it,
+            # say): a redelivery would be dropped, so its record stays, to be marked
+            # interrupted as one cut while it waited its turn.
+            if cut := taken.is_set():
+                relay.metrics.answered.labels(msg.platform, route.backend, "interrupted").inc()
+                log.info("a question being taken was cut by the stop; it is marked "
+                         "interrupted", extra={"conversation": key})
+            raise
         finally:
             del self.admitting[record.id]
-            if job is None:
+            if job is None and not cut:
                 await relay.end_record(record.id)
         if job is not None:
             job.target.accepted()  # (a thread opened for it: there)

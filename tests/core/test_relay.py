@@ -2130,6 +2130,38 @@ async def test_a_reply_moved_into_its_new_thread_keeps_its_in_flight_record(
         await wait_for(lambda: bridge.relay.live == 0)
 
 
+async def test_a_question_a_stop_cuts_while_its_thread_opens_is_marked_interrupted(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its event was claimed (a redelivery is dropped), and its record ended with the
+    # cut: never answered, never told, in no count.
+    opening = asyncio.Event()
+    made = LocalPlatform.target
+
+    def slow_threads(self: LocalPlatform, address: Address) -> RecordingTarget:
+        target = made(self, address)
+
+        async def open_thread(name: str) -> tuple[str, ReplyTarget] | None:
+            opening.set()
+            await asyncio.Event().wait()  # the channel's post budget spent, say
+            return None
+
+        target.open_thread = open_thread  # type: ignore[method-assign]
+        return target
+
+    monkeypatch.setattr(LocalPlatform, "target", slow_threads)
+    extra = "limits: {shutdown_grace: 0.1}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="reply_in_thread: true",
+                          extra=extra) as bridge:
+        asked = await platform(bridge).say("What?", channel="C7")
+        await asyncio.wait_for(opening.wait(), 5)
+        await bridge.drain()
+        assert failed_answers(bridge, "interrupted") == 1.0
+        assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []
+    assert asked.visible() == [INTERRUPTED]
+    assert fake_chat_api.requests == []
+
+
 async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
