@@ -8,6 +8,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
@@ -114,8 +115,26 @@ class Bridge:
         return self.http.port if self.http else None
 
     async def __aenter__(self) -> Bridge:
+        await self.open()
+        await self._or_close(self.recovered())
+        return self
+
+    async def open(self) -> None:
+        """Open the store and the clients, and start the platforms: questions are
+        answered from now on, while the replies the last run left are marked
+        interrupted (`recovered`)."""
+        await self._or_close(self._open())
+
+    async def recovered(self) -> None:
+        """Wait for the start's marking of the replies the last run left. Cancelled,
+        the marking stops: the next start marks the rest."""
+        assert self._recovering is not None, "open() first"
+        await self._recovering
+
+    async def _or_close(self, step: Awaitable[None]) -> None:
+        """A step of the start, after which a failure (or a cancel) closes everything."""
         try:
-            await self._open()
+            await step
         except BaseException:
             # What the platforms delivered before the failure stops first, then
             # the store and the clients it was using close. The failure that
@@ -125,7 +144,6 @@ class Bridge:
             except Exception as exc:
                 log.warning("closing after a failed start: %s", for_log(exc))
             raise
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
@@ -194,7 +212,6 @@ class Bridge:
         # and what it claimed (and the first live replies) must be beaten for meanwhile.
         # As `_recovering`, so the heartbeat starts no second recovery beside it.
         self._recovering = asyncio.create_task(self.recover(), name="recovery")
-        await self._recovering
 
     async def recover(self) -> int:
         """Mark replies left in flight by a dead process as interrupted.
@@ -380,7 +397,7 @@ class Bridge:
             # Beside the heartbeat, not in it: marking many replies waits on the
             # platforms' budgets, and a heartbeat held up meanwhile would make this
             # replica's own live replies look dead to the others.
-            if self._recovering is None or self._recovering.done():
+            if not self._drained and (self._recovering is None or self._recovering.done()):
                 self._recovering = asyncio.create_task(self._recover_once(), name="recovery")
                 self._recovering.add_done_callback(_log_failure)
         # Beside the heartbeat too, for the same reason.

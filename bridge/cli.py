@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from bridge.app import Bridge, build_backends
 from bridge.config import Config, RouteConfig, load_config
@@ -284,21 +284,22 @@ def _run(config: Config, registry: Registry) -> int:
     return asyncio.run(_serve(config, registry))
 
 
-async def _started(bridge: Bridge, stop: asyncio.Event) -> bool:
-    """Start `bridge`; False when a stop signal came first and the start was given
-    up (connecting to a slow platform can take a minute)."""
-    starting = asyncio.ensure_future(bridge.__aenter__())
+async def _until_stop(step: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await a step of the start unless a stop signal comes first, which cancels it:
+    whether it ended (a failed step raises here). Connecting to a slow platform can
+    take a minute; marking the replies the last run left, longer."""
+    task = asyncio.ensure_future(step)
     stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-        if not starting.done():
-            starting.cancel()  # the start closes whatever it had opened
-        await asyncio.gather(starting, stopping, return_exceptions=True)
-    if starting.cancelled():
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+    if task.cancelled():
         return False
-    starting.result()  # a failed start raises here
+    task.result()
     return True
 
 
@@ -316,14 +317,21 @@ async def _serve(config: Config, registry: Registry) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         bridge = Bridge(config, registry)
-        if not await _started(bridge, stop):
+        if not await _until_stop(bridge.open(), stop):  # (what it opened, it closed)
             log.info("stopped while starting")
             return 0
         try:
-            settle_heap()
-            port = f" on port {bridge.http_port}" if bridge.http_port else ""
-            log.info("chat-bridge running%s", port, extra={"platforms": ",".join(config.platforms)})
-            await stop.wait()
+            if await _until_stop(bridge.recovered(), stop):
+                settle_heap()
+                port = f" on port {bridge.http_port}" if bridge.http_port else ""
+                log.info("chat-bridge running%s", port,
+                         extra={"platforms": ",".join(config.platforms)})
+                await stop.wait()
+            else:
+                # The platforms answer from the start: what they took meanwhile gets
+                # its grace, and its replies cut are marked, as after a start.
+                log.warning("stopping before the replies the last run left were all marked "
+                            "interrupted: the next start marks the rest")
             log.info("stopping: finishing live replies (signal again to stop at once)")
 
             def hurry() -> None:

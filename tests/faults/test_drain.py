@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,11 @@ import pytest
 
 from adapters import entry
 from adapters.entry import exit_on_stop_signals
-from tests.core.fakeplatform import wait_for
+from bridge import cli
+from bridge.app import Bridge
+from bridge.config import parse_config
+from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
+from tests.core.test_relay import make_config
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
 from tests.faults.test_kill import ROOT, start
@@ -144,6 +149,38 @@ routes: [{{platform: slack, backend: docs, session: user}}]
     _, err = await asyncio.wait_for(proc.communicate(), 10)  # not the 45 s of the sign-in
     assert proc.returncode == 0, err.decode()[-2000:]
     assert "stopped while starting" in err.decode()
+
+
+@pytest.mark.timeout(60)
+async def test_a_stop_while_the_start_marks_the_last_runs_replies_gives_live_ones_their_grace(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The platforms answer while the start marks what the last run left (minutes, on a
+    # platform's edit limits): a stop then cut the live answers at once, unmarked, and
+    # said only "stopped while starting".
+    marking = asyncio.Event()
+
+    async def slow_recovery(self: Bridge) -> int:
+        marking.set()
+        await asyncio.Event().wait()
+        return 0
+
+    monkeypatch.setattr(Bridge, "recover", slow_recovery)
+    fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(10)], token_delay=0.05)
+    text = make_config(fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 30}")
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    serving = asyncio.ensure_future(cli._serve(config, TEST_REGISTRY))
+    try:
+        await asyncio.wait_for(marking.wait(), 10)
+        target = await LocalPlatform.instances[-1].say("A question?")
+        await fake_chat_api.wait_requests(1, timeout=10)
+        os.kill(os.getpid(), signal.SIGTERM)  # the daemon's own handler takes it
+        assert await asyncio.wait_for(serving, 30) == 0
+    finally:
+        serving.cancel()
+    assert target.visible() == ["".join(f"w{i} " for i in range(10))]  # finished
+    assert "the next start marks the rest" in caplog.text
 
 
 def test_a_stop_signal_ends_the_command_before_the_daemon_handles_it() -> None:
