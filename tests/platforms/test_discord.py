@@ -632,12 +632,19 @@ async def test_gateway_drop_is_resumed_and_delivery_continues(world: World) -> N
     assert len(world.fake.identifies) == 1  # resumed, not a new session
 
 
-async def test_a_gateway_outage_shows_as_disconnected_until_it_is_back(world: World) -> None:
+async def test_a_gateway_outage_shows_as_disconnected_until_it_is_back(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     # discord.py stays "ready" while it tries to reconnect: /healthz said ok throughout.
+    # It logged each try at ERROR with a traceback, a screenful every few seconds.
     async with running(world) as platform:
         world.fake.gateway_down = True
         await world.fake.drop_gateways()
         await wait_for(lambda: not platform.connected, timeout=10)
+        await wait_for(lambda: "HTTP 503" in caplog.text, timeout=10)
+        tries = [r for r in caplog.records if r.getMessage().startswith("Attempting a reconnect")]
+        assert tries and all(r.levelname == "WARNING" and not r.exc_info for r in tries)
+        assert "Discord's gateway answered HTTP 503" in tries[-1].getMessage()
         world.fake.gateway_down = False
         await wait_for(lambda: platform.connected, timeout=30)
         await world.fake.mention(world.general, world.alice, "back?")

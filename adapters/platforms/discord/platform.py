@@ -34,7 +34,12 @@ from adapters.platforms.discord.readable import (
     question_text,
     written,
 )
-from adapters.platforms.discord.startup import Endpoints, report_ready, start_error
+from adapters.platforms.discord.startup import (
+    RECONNECT_LINES,
+    Endpoints,
+    report_ready,
+    start_error,
+)
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
     DM_WORKSPACE,
@@ -89,6 +94,8 @@ class DiscordPlatform(Platform):
         super().__init__(ctx)
         self.options: DiscordOptions = ctx.options
         never_below_info("discord.gateway", "discord.http")  # payloads, request bodies
+        for name in ("discord.client", "discord.shard"):
+            logging.getLogger(name).addFilter(RECONNECT_LINES)  # (once: filters are a set)
         self.client: discord.Client | None = None
         self._handler: Handler | None = None
         self._runner: asyncio.Task[None] | None = None

@@ -37,6 +37,30 @@ SHARD_HELP = (
 )
 
 
+class ReconnectLines(logging.Filter):
+    """discord.py logs each try to reach the gateway again at ERROR, with a traceback:
+    a screenful every few seconds of an outage the bot rides out by itself. Each is
+    one WARNING line here, with what failed (the kind only: a message may hold a URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Attempting a reconnect"):
+            record.msg = f"{record.msg}: {_gateway_failure(record.exc_info[1])}"
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _gateway_failure(exc: BaseException | None) -> str:
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return f"Discord's gateway answered HTTP {exc.status}"
+    if isinstance(exc, discord.ConnectionClosed):
+        return f"Discord closed the gateway with {exc.code}"
+    return f"Discord's gateway could not be reached ({type(exc).__name__})"
+
+
+RECONNECT_LINES = ReconnectLines()
+
+
 class Endpoints:
     """Discord's REST base and gateway URL.
 
