@@ -20,6 +20,7 @@ from bridge.config import RouteConfig
 from bridge.errors import BridgeError, for_log, told
 from bridge.flag import Flag
 from bridge.interfaces import Inbound, ReplyTarget
+from bridge.interruptions import stopped
 from bridge.jobs import Job, seconds, unavailable
 from bridge.routing import conversation_key, follows, match_route
 from bridge.store import Conversation, InFlight
@@ -243,16 +244,18 @@ class Intake:
         self.admitting[record.id] = record
         job: Job | None = None
         cut = False
+        answering = Flag()
         try:
-            job = await self._check(msg, target, route, key, record, taken)
+            job = await self._check(msg, target, route, key, record, taken, answering)
         except asyncio.CancelledError:
-            # A stop cut it after its event was claimed (a thread being opened for it,
-            # say): a redelivery would be dropped, so its record stays, to be marked
-            # interrupted as one cut while it waited its turn.
-            if cut := taken.is_set():
-                relay.metrics.answered.labels(msg.platform, route.backend, "interrupted").inc()
-                log.info("a question being taken was cut by the stop; it is marked "
-                         "interrupted", extra={"conversation": key})
+            if answering.is_set():
+                # A stop cut a question to be answered (its thread being opened, say),
+                # its event claimed: a redelivery would be dropped. It ends as one cut
+                # while it waited its turn: its record stays, to be marked interrupted,
+                # unless only its target reaches the asker (then told now).
+                waited = Job(msg, target, route, key, record)
+                await stopped(waited, relay.metrics, relay.fence)
+                cut = waited.interrupted
             raise
         finally:
             del self.admitting[record.id]
@@ -277,11 +280,12 @@ class Intake:
 
     async def _check(
         self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight,
-        taken: Flag,
+        taken: Flag, answering: Flag,
     ) -> Job | None:
         """Deduplicate, validate and answer commands; a job when there is a question to
         answer. `taken` is set once the event is claimed: what follows (a refusal told,
-        a thread opened) is not waited for by the platform's acknowledgement."""
+        a thread opened) is not waited for by the platform's acknowledgement.
+        `answering` is set once no refusal is left: it is a question to answer."""
         relay = self.relay
         text = msg.text.strip()
         reset = msg.command == "reset" or (
@@ -369,6 +373,7 @@ class Intake:
             )
             return None
 
+        answering.set()
         if _opens_thread(route, msg):
             opened = await relay.within_budgets(
                 target, lambda: target.open_thread(_thread_name(text))

@@ -2130,8 +2130,9 @@ async def test_a_reply_moved_into_its_new_thread_keeps_its_in_flight_record(
         await wait_for(lambda: bridge.relay.live == 0)
 
 
+@pytest.mark.parametrize("own", [False, True])
 async def test_a_question_a_stop_cuts_while_its_thread_opens_is_marked_interrupted(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own: bool
 ) -> None:
     # Its event was claimed (a redelivery is dropped), and its record ended with the
     # cut: never answered, never told, in no count.
@@ -2147,6 +2148,7 @@ async def test_a_question_a_stop_cuts_while_its_thread_opens_is_marked_interrupt
             return None
 
         target.open_thread = open_thread  # type: ignore[method-assign]
+        target.marks_own_interruption = own  # type: ignore[misc] (a slash command's)
         return target
 
     monkeypatch.setattr(LocalPlatform, "target", slow_threads)
@@ -2158,8 +2160,40 @@ async def test_a_question_a_stop_cuts_while_its_thread_opens_is_marked_interrupt
         await bridge.drain()
         assert failed_answers(bridge, "interrupted") == 1.0
         assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []
-    assert asked.visible() == [INTERRUPTED]
+    # Marked by the stop through its address; a slash command's asker told through the
+    # command itself, the one way to reach it.
+    assert (asked.notices if own else asked.visible()) == [INTERRUPTED]
+    assert [op.kind for op in asked.ops].count("end") == (0 if own else 1)
     assert fake_chat_api.requests == []
+
+
+async def test_a_refusal_a_stop_cuts_is_not_marked_interrupted(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Told to the asker alone (too long, say), it must not become a public "please ask
+    # again", counted as an answer interrupted.
+    telling = asyncio.Event()
+    made = LocalPlatform.target
+
+    def slow_notices(self: LocalPlatform, address: Address) -> RecordingTarget:
+        target = made(self, address)
+
+        async def notice(text: str) -> None:
+            telling.set()
+            await asyncio.Event().wait()
+
+        target.notice = notice  # type: ignore[method-assign]
+        return target
+
+    monkeypatch.setattr(LocalPlatform, "target", slow_notices)
+    extra = "limits: {shutdown_grace: 0.1, max_question_chars: 20}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        asked = await platform(bridge).say("x" * 50)
+        await asyncio.wait_for(telling.wait(), 5)
+        await bridge.drain()
+        assert failed_answers(bridge, "interrupted") == 0.0
+        assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []
+    assert asked.visible() == []
 
 
 async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
