@@ -24,6 +24,7 @@ from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.interruptions import GIVEN_UP, show_interrupted, still_ours
+from bridge.logs import Repeats
 from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.relay import Relay
 from bridge.resources import raise_open_files, warn_of_few_open_files
@@ -109,6 +110,7 @@ class Bridge:
         self._pruned_at = -math.inf
         self._compacted_at = -math.inf
         self._beat_failed_at = -math.inf  # (monotonic) when a heartbeat last failed
+        self._beats_failing = Repeats()  # heartbeats failed in a row, told in moderation
 
     @property
     def http_port(self) -> int | None:
@@ -348,12 +350,17 @@ class Bridge:
                 await self._beat_once()
             except BridgeError as exc:
                 self._beat_failed_at = time.monotonic()
-                log.warning("heartbeat failed: %s", exc)
+                if (again := self._beats_failing.failed()) is not None:
+                    log.warning("heartbeat failed%s: %s", again, exc)
             except Exception:
                 # A bug or an untranslated error must not end the heartbeat: other
                 # replicas would take this one's replies over as if it were dead.
                 self._beat_failed_at = time.monotonic()
                 log.exception("heartbeat failed")
+            else:
+                if tries := self._beats_failing.ended():
+                    log.info("the heartbeat reached the store again, after %d failed tries",
+                             tries)
 
     async def _beat_once(self) -> None:
         # Its own frame: what a beat gathers (every live reply's text) is let go

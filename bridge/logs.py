@@ -1,4 +1,5 @@
-"""Logging set-up: plain or JSON lines, with every configured secret scrubbed."""
+"""Logging set-up: plain or JSON lines, with every configured secret scrubbed, and
+failures that repeat while something is down told in moderation (`Repeats`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import contextvars
 import datetime
 import json
 import logging
+import math
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from urllib.parse import quote, unquote, urlsplit
@@ -194,3 +197,31 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
         # traceback; the store's own errors say what matters in a line.
         logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     return scrub
+
+
+class Repeats:
+    """A failure that comes again and again while something is down (a store retried
+    twice a second): logged the first time, then at most once every `every` seconds
+    with how many tries failed in between, so the lines that matter are not buried."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.tries = 0  # failed in a row
+        self._told_at = -math.inf  # (monotonic)
+        self._untold = 0
+
+    def failed(self) -> str | None:
+        """One more failure: None if it goes unlogged, else what to add to its line
+        ("" the first time)."""
+        self.tries += 1
+        now = time.monotonic()
+        if now - self._told_at < self.every:
+            self._untold += 1
+            return None
+        self._told_at, untold, self._untold = now, self._untold, 0
+        return f" (again: {untold + 1} tries failed since the last line)" if untold else ""
+
+    def ended(self) -> int:
+        """It works again: how many tries had failed in a row (0: none)."""
+        tries, self.tries, self._untold, self._told_at = self.tries, 0, 0, -math.inf
+        return tries

@@ -5,8 +5,9 @@ show, so that after a crash the next process can mark the reply interrupted
 without losing what was shown. Writing it at every edit would put a store
 write in front of every edit of every reply (and, with SQLite, into the one
 queue every other store call waits in). Instead the newest progress of each
-reply is kept here and written in one batch at most every `every` seconds; a
-crash loses at most that much of the text, a graceful stop none (`flush()`).
+reply is kept here and written in one batch at most every `every` seconds (up
+to `RETRY_MAX` while the store fails); a crash loses at most that much of the
+text, a graceful stop none (`flush()`).
 A new message is written at once: the ids are what lets the next process
 find the reply at all.
 """
@@ -19,9 +20,12 @@ import time
 from collections.abc import Sequence
 
 from bridge.errors import BridgeError
+from bridge.logs import Repeats
 from bridge.store import InFlightProgress, Store
 
 log = logging.getLogger("chat_bridge.progress")
+
+RETRY_MAX = 8.0  # seconds at most between batches while the store fails
 
 
 class ProgressLog:
@@ -33,6 +37,7 @@ class ProgressLog:
         self._pending: dict[str, InFlightProgress] = {}
         self._ids: dict[str, list[str]] = {}  # the message ids last written, by record
         self._due = asyncio.Event()
+        self._failing = Repeats()  # batches the store failed to write, in a row
 
     async def note(self, rec_id: str, message_ids: Sequence[str], text: str) -> None:
         """A reply now shows `text` in `message_ids`."""
@@ -69,18 +74,26 @@ class ProgressLog:
             await self.store.inflight_update_many(rows)
             written = True
         except BridgeError as exc:
-            log.warning("could not record the progress of %d replies: %s", len(rows), exc)
+            if (again := self._failing.failed()) is not None:
+                log.warning("could not record the progress of %d replies%s: %s",
+                            len(rows), again, exc)
         finally:
             if not written:  # whatever stopped it: try again with the next batch, unless superseded
                 for row in rows:
                     self._pending.setdefault(row[0], row)
                 self._due.set()
+        if written and (tries := self._failing.ended()):
+            log.info("recorded the progress of live replies again, after %d failed tries", tries)
+
+    def _wait(self) -> float:
+        """How long a batch gathers: longer and longer while the store keeps failing."""
+        return min(RETRY_MAX, self.every * 2 ** min(self._failing.tries, 10))
 
     async def run(self) -> None:
         """Write batches until cancelled."""
         while True:
             await self._due.wait()
-            await asyncio.sleep(self.every)  # let the batch gather
+            await asyncio.sleep(self._wait())  # let the batch gather
             self._due.clear()
             try:
                 await self.flush()

@@ -111,6 +111,31 @@ async def test_an_unexpected_error_in_a_heartbeat_round_is_logged_and_the_next_r
     assert len(failed) == 1 and failed[0].exc_info is not None
 
 
+async def test_a_store_down_for_many_heartbeats_is_told_once_and_its_return_too(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # PostgreSQL down: a WARNING every retry (2.5 s on a shared store), each with the
+    # same long reason, buried the lines that said what the bridge did about it.
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        rounds = count_rounds(bridge)
+        prune = bridge.store.prune_events
+
+        async def down_for_six(older_than: float) -> int:
+            n = await prune(older_than)
+            if len(rounds) <= 6:
+                raise StoreError("cannot reach the store")
+            return n
+
+        bridge.store.prune_events = down_for_six  # type: ignore[method-assign]
+        await wait_for(lambda: any("again, after" in m for m in messages(caplog, logging.INFO)),
+                       timeout=10)
+    failed = [m for m in messages(caplog, logging.WARNING) if m.startswith("heartbeat failed")]
+    assert failed == ["heartbeat failed: cannot reach the store"]
+    assert "the heartbeat reached the store again, after 6 failed tries" in messages(
+        caplog, logging.INFO
+    )
+
+
 async def test_start_up_recovery_survives_a_platform_error(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,

@@ -15,6 +15,7 @@ import pytest
 from bridge.logs import (
     JsonFormatter,
     PlainFormatter,
+    Repeats,
     SecretFilter,
     log_answer,
     proxy_secrets,
@@ -261,3 +262,19 @@ async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
         key, key, "slack:T1:thread:C1:2.000|docs", None]
     assert [f.get("platform") for f in fields] == ["slack", "slack", "slack", None]
     assert fields[0]["backend"] == "docs"
+
+
+def test_a_failure_that_repeats_is_told_once_a_minute_with_the_tries_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr("bridge.logs.time.monotonic", lambda: now[0])
+    repeats = Repeats(every=60.0)
+    told = []
+    for _ in range(5):  # one every 20 s: the first, then the one a minute on
+        told.append(repeats.failed())
+        now[0] += 20.0
+    assert told == ["", None, None, " (again: 3 tries failed since the last line)", None]
+    assert repeats.ended() == 5
+    assert repeats.ended() == 0  # nothing failed since
+    assert repeats.failed() == ""  # a new outage is told at once

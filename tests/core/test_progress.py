@@ -128,3 +128,29 @@ async def test_a_new_message_whose_write_a_stop_cuts_is_written_by_the_stops_flu
     store.inflight_update_many = write  # type: ignore[method-assign]
     await progress.flush()
     assert [texts(b) for b in store.batches] == [[("r1", ["m1"], "a")]]
+
+
+async def test_a_store_that_keeps_failing_is_told_once_and_tried_less_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Twice a second, each failure a WARNING of its own, for as long as the store was
+    # down (a PostgreSQL outage): the lines that mattered were buried.
+    store, progress = make()
+    await progress.note("r1", ["m1"], "a")
+    store.failing = True
+    waits = []
+    with caplog.at_level(logging.INFO, logger="chat_bridge.progress"):
+        for text in ("a b", "a b c", "a b c d"):
+            await progress.note("r1", ["m1"], text)
+            await progress.flush()
+            waits.append(progress._wait())
+        store.failing = False
+        await progress.flush()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "could not record the progress of 1 replies: the store is down",
+        "recorded the progress of live replies again, after 3 failed tries",
+    ]
+    assert waits == sorted(waits) and waits[0] > progress.every
+    assert progress._wait() == progress.every
+    assert texts(store.batches[-1]) == [("r1", ["m1"], "a b c d")]
