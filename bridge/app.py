@@ -451,10 +451,16 @@ class Bridge:
         start (which marks their replies interrupted); what no time was left for is
         left to it too, without blaming the store.
         """
+        self._drained = True  # from now on the heartbeat begins no marking of its own
+        if self._recovering is not None and not self._recovering.done():
+            # Marking other processes' replies (the start's, or the heartbeat's on a
+            # shared store) would take the platforms' budgets the stop's own marks
+            # need. What it claimed and did not mark, the stop marks, or it is left.
+            self._recovering.cancel()
+            await asyncio.wait([self._recovering], timeout=TASKS_END_SECONDS)
         for platform in self.platforms.values():
             await platform.stop_receiving()
         grace = self.config.limits.shutdown_grace
-        self._drained = True
         clock = StopClock(self.relay, grace + AFTER_GRACE_SECONDS)
         cancelled = await self.relay.drain(grace, clock)
         clock.end_within(AFTER_GRACE_SECONDS)  # the grace may have ended early

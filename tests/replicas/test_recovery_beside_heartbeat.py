@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bridge.app import Bridge
 from bridge.interfaces import Address, ReplyTarget
 from bridge.store import InFlight, open_store
 from tests.core.fakeplatform import LocalPlatform, wait_for
@@ -151,3 +152,44 @@ async def test_a_record_is_beaten_for_while_its_thread_opens(fake_chat_api: Fake
         await console.targets[in_thread].ended.wait()
         assert console.targets[in_thread].visible() == ["The answer."]
         assert slow.visible() == []  # nothing marked interrupted where it was asked
+
+
+async def test_a_stop_ends_the_marking_of_other_replicas_replies_and_begins_none(
+    fake_chat_api: FakeChatAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The heartbeat began a marking of its own while the stop closed the platforms'
+    # inbound side (a socket slow to close): it took the budgets the stop's marks need.
+    recoveries: list[asyncio.Task[object] | None] = []
+    closing = asyncio.Event()
+
+    async def marking(self: Bridge) -> int:
+        recoveries.append(asyncio.current_task())
+        await asyncio.Event().wait()  # many replies, on the platforms' budgets
+        return 0
+
+    async def slow_to_close(self: LocalPlatform) -> None:
+        closing.set()
+        before = len(rounds)
+        await wait_for(lambda: len(rounds) >= before + 3, timeout=10)  # beats meanwhile
+
+    monkeypatch.setattr(Bridge, "recover", marking)
+    monkeypatch.setattr(LocalPlatform, "stop_receiving", slow_to_close)
+    async with pg_schema_url() as url:
+        bridge = shared_bridge(fake_chat_api, url, limits="heartbeat_interval: 0.2")
+        await bridge.open()
+        try:
+            rounds: list[float] = []
+            prune = bridge.store.prune_events
+
+            async def counted(older_than: float) -> int:
+                rounds.append(time.monotonic())
+                return await prune(older_than)
+
+            bridge.store.prune_events = counted  # type: ignore[method-assign]
+            await wait_for(lambda: len(recoveries) == 1)  # the start's
+            await bridge.drain()
+            assert closing.is_set()
+            [start] = recoveries
+            assert start is not None and start.cancelled()
+        finally:
+            await bridge.aclose()
