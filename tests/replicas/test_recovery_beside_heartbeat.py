@@ -14,6 +14,7 @@ from bridge.interfaces import Address, ReplyTarget
 from bridge.store import InFlight, open_store
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
+from tests.core.test_background_tasks import count_rounds
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
 from tests.store.conftest import pg_schema_url
@@ -178,14 +179,7 @@ async def test_a_stop_ends_the_marking_of_other_replicas_replies_and_begins_none
         bridge = shared_bridge(fake_chat_api, url, limits="heartbeat_interval: 0.2")
         await bridge.open()
         try:
-            rounds: list[float] = []
-            prune = bridge.store.prune_events
-
-            async def counted(older_than: float) -> int:
-                rounds.append(time.monotonic())
-                return await prune(older_than)
-
-            bridge.store.prune_events = counted  # type: ignore[method-assign]
+            rounds = count_rounds(bridge)
             await wait_for(lambda: len(recoveries) == 1)  # the start's
             await bridge.drain()
             assert closing.is_set()
