@@ -680,6 +680,21 @@ async def test_messages_after_stop_receiving_are_ignored(world: World) -> None:
     assert body["data"]["flags"] & 64 and "restarting" in body["data"]["content"]
 
 
+async def test_a_command_during_a_stop_whose_answer_fails_is_one_warning(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # discord.py logged "Ignoring exception in command 'ask'" at ERROR, with a traceback.
+    async with running(world) as platform:
+        await platform.stop_receiving()
+        world.fake.drop.append(("POST", r"/callback$"))  # the connection breaks
+        await world.fake.invoke(world.general, world.alice, "ask", {"question": "now?"})
+        await wait_for(lambda: "could not tell /ask" in caplog.text, timeout=10)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [line] = [r for r in caplog.records if "could not tell /ask" in r.getMessage()]
+    assert line.levelname == "WARNING" and not line.exc_info
+    assert "Could not reach Discord to answer the command" in line.getMessage()
+
+
 # ---------------------------------------------------------------------- replies
 
 
@@ -787,6 +802,12 @@ def test_a_refusal_is_told_from_discord_failing_or_out_of_reach() -> None:
     # A 429 past discord.py's own waits (or Cloudflare's) is Discord busy, not a no.
     busy = discord.HTTPException(Busy(), "You are being rate limited.")
     assert not isinstance(platform_error("edit the answer", busy), PlatformRefused)
+    # An error page (Cloudflare's, a proxy's) is told by its title, not a few KB of markup.
+    page = discord.HTTPException(Busy(), "<!DOCTYPE html><html><head><title>Access denied | "
+                                         "discord.com used Cloudflare</title><style>" + "x" * 3000)
+    assert "(HTTP 429: a page: Access denied | discord.com used Cloudflare)" in str(
+        platform_error("edit the answer", page)
+    )
     unreachable = platform_error("edit the answer", aiohttp.ClientConnectionError())
     assert isinstance(unreachable, PlatformUnreachable)  # for the metrics' kind
     assert not isinstance(error, PlatformUnreachable)  # answered, with a 503

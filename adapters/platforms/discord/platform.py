@@ -43,6 +43,7 @@ from adapters.platforms.discord.startup import (
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
     DM_WORKSPACE,
+    FAILURES,
     TOKEN_LIFE,
     ChannelTarget,
     InteractionTarget,
@@ -486,9 +487,13 @@ class DiscordPlatform(Platform):
 
     async def _on_command(self, interaction: discord.Interaction, command: str, text: str) -> None:
         if not self._receiving:
-            await interaction.response.send_message(
-                "The assistant is restarting; please try again in a moment.", ephemeral=True
-            )
+            try:
+                await interaction.response.send_message(
+                    "The assistant is restarting; please try again in a moment.", ephemeral=True
+                )
+            except FAILURES as exc:  # as a command taken: a line, not discord.py's traceback
+                log.warning("could not tell /%s that the bot is stopping: %s", command,
+                            platform_error("answer the command", exc))
             return
         guild_id = interaction.guild_id
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -91,7 +92,7 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
         return PlaceGone(f"Discord refused to {action}: the thread is archived or locked.")
     if isinstance(exc, discord.HTTPException):
         code = f", error {exc.code}" if exc.code else ""
-        text = " ".join((exc.text or "").split())
+        text = _said(exc.text or "")
         if exc.status >= 500 or exc.status == 429:  # Discord failing, or busy: it may
             # take the request later (a 429 past discord.py's own waits, Cloudflare's)
             return PlatformError(f"Discord failed to {action} (HTTP {exc.status}{code}: {text}).")
@@ -105,6 +106,20 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
 
 # aiohttp's own errors (a dropped keep-alive connection) come through discord.py as they are.
 FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError)
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+SAID_MAX = 200  # characters of an error's text kept for the log
+
+
+def _said(text: str) -> str:
+    """What Discord said with an error, in a line: a page (Cloudflare's, a proxy's)
+    by its title, not its markup (a few KB in every line that tells of it)."""
+    if text.lstrip().startswith("<"):
+        title = _TITLE.search(text)
+        text = f"a page: {title.group(1)}" if title else "a page"
+    text = " ".join(text.split())
+    return text if len(text) <= SAID_MAX else text[:SAID_MAX] + "…"
+
 
 
 def _limits(
