@@ -9,7 +9,7 @@
     │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
     │   └── PlatformUnreachable  it could not be reached (no connection, no answer in time)
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
-    └── ChatAPIError             a chat API failed (`.backend`, `.status`)
+    └── ChatAPIError             a chat API failed (`.backend`, `.status`, `.detail`)
         ├── BadRequest           400/422: the API rejected the question (`.message`,
         │                        `.history_sent`)
         ├── Unauthorized         401: the API key is wrong
@@ -114,7 +114,9 @@ class TooLong(BridgeError):
 
 
 class ChatAPIError(BridgeError):
-    """A chat API failed. `retryable` says whether trying again may help."""
+    """A chat API failed. `retryable` says whether trying again may help. `detail`
+    is what failed as the admin's log says it (a host and port, the API's own
+    message), where the adapter knows more than the message says."""
 
     user_message = "The assistant failed to answer."
     retryable = False
@@ -128,12 +130,14 @@ class ChatAPIError(BridgeError):
         *,
         backend: str | None = None,
         status: int | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         if self.logged_only:
             self.user_message = type(self).user_message
         self.backend = backend
         self.status = status
+        self.detail = detail
 
 
 class BadRequest(ChatAPIError):

@@ -3,9 +3,11 @@
 `status_error` maps an HTTP status of 300 or more (and the API's own message
 in its body) to the `bridge.errors` family; `transport_error` does the same
 for an httpx error, or a request that cannot be sent; `timed_out` words the
-deadline that passed. Each logs what the admin needs and sets the backend's
-name and the status. `scrub` makes an API's message safe to show: the API key
-never appears in a message or a log.
+deadline that passed. Each sets the backend's name and the status, and logs
+what the admin needs, save for a failure `stream` tries again on (`retried`):
+that is kept in the error's `detail`, for `stream` to log once with the
+attempt and what comes next. `scrub` makes an API's message safe to show: the
+API key never appears in a message or a log.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from json import loads as json_loads
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
@@ -43,6 +45,23 @@ if TYPE_CHECKING:
     from adapters.apis._http import Timeouts
 
 log = logging.getLogger("adapters.apis")
+
+E = TypeVar("E", bound=ChatAPIError)
+
+
+def retried(error: ChatAPIError) -> bool:
+    """Whether `HTTPDialect.stream` tries again on `error` (while no text was shown).
+    Such an error is not logged where it is made: whoever catches it logs its
+    `detail` (the loop, with the attempt: one line a failed attempt)."""
+    return isinstance(error, Unavailable) and not isinstance(error, TimedOut)
+
+
+def _logged(error: E, said: str, backend: str) -> E:
+    """`error` with `said` as its detail, logged now unless `stream` logs it."""
+    error.detail = said
+    if not retried(error):
+        log.warning("%s", said, extra={"backend": backend})
+    return error
 
 
 def status_error(
@@ -83,9 +102,16 @@ def status_error(
         log.warning("HTTP 407 from the proxy: %s", said, extra={"backend": backend})
         return ProxyRefused(said, **kw)
     detail = scrub(error_text(body), key)
-    unread = f"- (its body is over {body_limit} bytes: not read)"
-    said = detail or ("-" if content is not None else unread)
-    log.warning("HTTP %d from the chat API: %s", status, said, extra={"backend": backend})
+    unread = f" (its body is over {body_limit} bytes: not read)"
+    said = f": {detail}" if detail else ("" if content is not None else unread)
+    error = _status_kind(status, detail, response, kw)
+    return _logged(error, f"HTTP {status} from the chat API{said}", backend)
+
+
+def _status_kind(
+    status: int, detail: str | None, response: httpx.Response, kw: dict[str, Any]
+) -> ChatAPIError:
+    """The error an HTTP status of 400 or more means (`detail`: the API's message)."""
     if status == 401:
         return Unauthorized(**kw)
     if status == 403:
@@ -155,7 +181,12 @@ def transport_error(
     # A failure to connect says what failed (the transport words it with the host
     # and port, never the URL); any other error is named by its kind only.
     said = scrub(str(exc), key) if isinstance(exc, httpx.ConnectError | ProxyAuthFailed) else None
-    log.warning("HTTP transport error: %s", said or type(exc).__name__, extra={"backend": backend})
+    error = _transport_kind(exc, backend, timeouts)
+    return _logged(error, said or f"HTTP transport error: {type(exc).__name__}", backend)
+
+
+def _transport_kind(exc: Exception, backend: str, timeouts: Timeouts) -> ChatAPIError:
+    """The error an httpx error (or a request that cannot be sent) means."""
     if isinstance(exc, ProxyAuthFailed):  # a tunnel refused: the key never left
         return ProxyRefused(str(exc), backend=backend)
     if isinstance(exc, UnicodeEncodeError):

@@ -4,7 +4,8 @@ A dialect subclasses `HTTPDialect`, declares its `Options` (a subclass of
 `HTTPOptions`) and writes one async generator, `_attempt(req)`, that makes a
 single try at answering. `stream()` wraps it with retries: 5xx and connection
 errors are retried with exponential backoff and full jitter, but only while no
-`Token` has been yielded (text the user has seen is never shown twice).
+`Token` has been yielded (text the user has seen is never shown twice). Each
+failed attempt is one log line: what failed, and the wait before the next.
 
 `_stream_batches(parser, ...)` opens a streaming request and yields what the
 parser makes of each network read of the body, with three deadlines:
@@ -37,7 +38,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from adapters.apis._bodies import media_type, read_at_most
-from adapters.apis._errors import scrub, status_error, timed_out, transport_error
+from adapters.apis._errors import retried, scrub, status_error, timed_out, transport_error
 from bridge.errors import (
     BadRequest,
     ChatAPIError,
@@ -48,6 +49,7 @@ from bridge.errors import (
     TimedOut,
     Unavailable,
     WebPage,
+    for_log,
 )
 from bridge.interfaces import (
     READ_GATE,
@@ -266,20 +268,25 @@ class HTTPDialect(ChatAPI):
                     )
                     req, shortened = shorter, True
                 except Unavailable as exc:
-                    if shown or isinstance(exc, TimedOut) or attempt >= retries.attempts:
+                    if not retried(exc):  # a deadline: logged where it passed
+                        raise
+                    # One line a failed attempt: what failed (not logged where the
+                    # error was made) and what comes next.
+                    said = exc.detail or for_log(exc)
+                    failed = f"attempt {attempt} of {retries.attempts}: {said}"
+                    extra = {"backend": self.name}
+                    if shown:
+                        log.warning("%s; not retried: text was shown", failed, extra=extra)
+                        raise
+                    if attempt >= retries.attempts:
+                        log.warning("%s", failed, extra=extra)  # the relay says what came of it
                         raise
                     cap = min(retries.max_backoff, retries.backoff * 2 ** (attempt - 1))
                     delay = random.uniform(0, cap)
                     if ends is not None and loop.time() + delay >= ends:
+                        log.warning("%s", failed, extra=extra)
                         raise self._timed_out("total") from exc
-                    log.warning(
-                        "attempt %d failed (%s, status %s); retrying in %.2f s",
-                        attempt,
-                        type(exc).__name__,
-                        exc.status,
-                        delay,
-                        extra={"backend": self.name},
-                    )
+                    log.warning("%s; retrying in %.2f s", failed, delay, extra=extra)
                     await asyncio.sleep(delay)
         finally:
             _ANSWER_ENDS.set(None)
@@ -411,7 +418,10 @@ class HTTPDialect(ChatAPI):
                             raise
                         # Retried by `stream` while no text was shown (the stream may
                         # have opened with an event that shows none), else cut off.
-                        raise Dropped(backend=self.name, status=response.status_code) from exc
+                        raise Dropped(
+                            backend=self.name, status=response.status_code,
+                            detail=f"the connection dropped mid-stream ({type(exc).__name__})",
+                        ) from exc
                     if chunk is None:
                         break
                     if not began and (began := chunk.lstrip()[:1]) == b"<":

@@ -180,7 +180,9 @@ class ChatUrData(HTTPDialect):
             except (Unavailable, ProtocolError) as exc:
                 # A failed or unreadable poll is retried by the next one: reading
                 # the thread is harmless and the run goes on server-side.
-                log.warning("poll failed (%s)", type(exc).__name__, extra={"backend": self.name})
+                # (Its detail, where it has one, was not logged where it was made.)
+                said = exc.detail or type(exc).__name__
+                log.warning("poll failed (%s)", said, extra={"backend": self.name})
                 continue
             except BadRequest as exc:
                 if exc.status != 404:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import pytest
@@ -228,6 +229,17 @@ async def test_an_unreadable_poll_is_skipped(fake_chat_api, http, caplog):
     events = await collect(api, ChatRequest(message="q"))
     assert done_of(events).text == "Still fine."
     assert "poll failed (ProtocolError)" in caplog.text
+
+
+async def test_a_failed_poll_is_one_warning_naming_what_failed(fake_chat_api, http, caplog):
+    # It was two: the status where it was read, then "poll failed (Unavailable)".
+    fake_chat_api.enqueue(final="Still fine.", polls=3, failed_after=1, error="upstream busy")
+    api = make("chaturdata", fake_chat_api, http)
+    events = await collect(api, ChatRequest(message="q"))
+    assert done_of(events).text == "Still fine."
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "adapters.apis" and r.levelno == logging.WARNING]
+    assert warned == ["poll failed (HTTP 502 from the chat API: upstream busy)"]
 
 
 async def test_completed_without_an_answer_is_a_protocol_error(fake_chat_api, http):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -170,7 +172,49 @@ async def test_5xx_exhausted_is_unavailable(dialect):
     assert len(dialect.fake.requests) == 3
 
 
-async def test_dropped_connection_after_text_is_not_retried(dialect):
+def api_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "adapters.apis" and r.levelno == logging.WARNING]
+
+
+async def test_each_failed_attempt_is_one_warning_saying_what_failed(dialect, caplog):
+    # Each was two: what failed where it was read, then "attempt 1 failed
+    # (Unavailable, status None); retrying in 0.47 s".
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    api = dialect.api(url=f"http://{closed}/v1/chat")
+    _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is Unavailable
+    refused = f"connection refused at {closed}"
+    warned = api_warnings(caplog)
+    assert len(warned) == 3, warned  # the last attempt's: the relay says what came of it
+    assert [re.sub(r"in [\d.]+ s$", "in … s", said) for said in warned] == [
+        f"attempt 1 of 3: {refused}; retrying in … s",
+        f"attempt 2 of 3: {refused}; retrying in … s",
+        f"attempt 3 of 3: {refused}",
+    ]
+
+
+async def test_a_5xx_attempt_is_one_warning_with_the_apis_message(dialect, caplog):
+    key = dialect.fake.api_key
+    for _ in range(2):
+        dialect.enqueue(status=502, body={"error": f"upstream down (key {key})"})
+    dialect.enqueue(status=500, body="")
+    api = dialect.api()
+    _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is Unavailable and exc.status == 500
+    warned = api_warnings(caplog)
+    assert len(warned) == 3, warned
+    assert warned[0].startswith(
+        "attempt 1 of 3: HTTP 502 from the chat API: upstream down (key ***); retrying in "
+    )
+    assert warned[1].startswith("attempt 2 of 3: HTTP 502 from the chat API: upstream down")
+    assert warned[2] == "attempt 3 of 3: HTTP 500 from the chat API"
+    assert key not in caplog.text
+
+
+async def test_dropped_connection_after_text_is_not_retried(dialect, caplog):
     dialect.enqueue(tokens=["one", " two", " three"], drop_after=2)
     dialect.enqueue(tokens=["must not be asked"])
     api = dialect.api()
@@ -178,9 +222,14 @@ async def test_dropped_connection_after_text_is_not_retried(dialect):
     assert text_of(seen) == "one two"
     assert isinstance(exc, CutOff)
     assert len(dialect.fake.requests) == 1
+    [warned] = api_warnings(caplog)
+    assert re.fullmatch(
+        r"attempt 1 of 3: the connection dropped mid-stream \(\w+\); not retried: text was shown",
+        warned,
+    ), warned
 
 
-async def test_dropped_connection_before_any_text_is_retried(dialect):
+async def test_dropped_connection_before_any_text_is_retried(dialect, caplog):
     # The stream's opening event (ndjson's start, bot-messages' empty first chunk,
     # openai's role chunk) came, then the connection dropped: nothing was shown.
     dialect.enqueue(drop_after=0)
@@ -189,6 +238,11 @@ async def test_dropped_connection_before_any_text_is_retried(dialect):
     events = await collect(api, ask(api))
     assert text_of(events) == "second try"
     assert len(dialect.fake.requests) == 2
+    # It was "attempt 1 failed (Dropped, status 200)".
+    [warned] = api_warnings(caplog)
+    assert re.fullmatch(
+        r"attempt 1 of 3: the connection dropped mid-stream \(\w+\); retrying in [\d.]+ s", warned
+    ), warned
 
 
 async def test_429_honours_retry_after(dialect):

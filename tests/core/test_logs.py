@@ -243,7 +243,8 @@ async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
 
     async def answer() -> None:
         log_answer(conversation="slack:T1:thread:C1:1.000|docs", platform="slack")
-        api.warning("attempt 1 failed (Unavailable, status 503)", extra={"backend": "docs"})
+        api.warning("attempt 1 of 3: HTTP 503 from the chat API; retrying in 0.47 s",
+                    extra={"backend": "docs"})
         await asyncio.create_task(flusher())
         # A line's own fields are its own.
         render.warning("moved", extra={"conversation": "slack:T1:thread:C1:2.000|docs"})

@@ -63,8 +63,9 @@ class Script:
     the body. `status`/`body`/`headers` answer with an error (429:
     `retry_after` sets Retry-After, `reset_in` X-RateLimit-Reset).
     chaturdata: the run completes on poll number `polls` with `run_status`;
-    `hang_after`/`malformed_after` count polls instead of tokens, and the poll
-    after `limited_after` polls is answered 429 (Retry-After: `retry_after`).
+    `hang_after`/`malformed_after` count polls instead of tokens, the poll
+    after `limited_after` polls is answered 429 (Retry-After: `retry_after`),
+    and the one after `failed_after` polls 502 (`error` its message).
     """
 
     tokens: list[str] | None = None
@@ -90,6 +91,7 @@ class Script:
     bare: bool = False
     polls: int = 1
     limited_after: int | None = None
+    failed_after: int | None = None
     run_status: str = "completed"
     file_citations: list[tuple[str, str]] = field(default_factory=list)
     finish_reason: str = "stop"  # openai: "length" (max_tokens reached), "content_filter"
@@ -484,6 +486,9 @@ class FakeChatAPI:
                     {"error": "Too many requests"}, status=429,
                     headers={"Retry-After": f"{script.retry_after or 1:g}"},
                 )
+            if polled == script.failed_after:
+                script.failed_after = None
+                return web.json_response({"error": script.error}, status=502)
             thread.polls_left -= 1
             if thread.polls_left > 0:
                 thread.status = "in_progress"
