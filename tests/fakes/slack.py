@@ -171,7 +171,8 @@ class FakeSlack:
         """The Web API base URL (`slack.api_url`)."""
         return f"{self.base}/api/"
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Serve on `port` (a free one if 0; the one it had, to come back after `stop`)."""
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)  # slack-sdk GETs a few (conversations.info)
@@ -179,7 +180,7 @@ class FakeSlack:
         app.router.add_post("/commands/response/{n}", self._response_url)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = self._runner.addresses[0][1]
         self._client = aiohttp.ClientSession()

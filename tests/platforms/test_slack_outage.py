@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from functools import partial
@@ -44,9 +45,31 @@ class OutageSlack(FakeSlack):
         return await super()._api(request)
 
 
+class SocketOutageSlack(OutageSlack):
+    """Also: apps.connections.open answers its next `json_503s` calls 503, with Slack's
+    JSON error body; the socket's URL, its next `socket_503s` handshakes."""
+
+    json_503s = 0
+    socket_503s = 0
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["method"] == "apps.connections.open" and self.json_503s:
+            self.json_503s -= 1
+            self._touch()
+            return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
+        return await super()._api(request)
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if self.socket_503s:
+            self.socket_503s -= 1
+            self._touch()
+            return web.Response(status=503, text="Slack is having trouble")
+        return await super()._socket(request)
+
+
 @pytest.fixture
-async def slack() -> AsyncIterator[OutageSlack]:
-    fake = OutageSlack()
+async def slack() -> AsyncIterator[SocketOutageSlack]:
+    fake = SocketOutageSlack()
     await fake.start()
     try:
         yield fake
@@ -328,3 +351,62 @@ async def test_a_reply_given_up_on_that_showed_words_is_marked_in_place_after_th
         assert first.text.startswith("w0 w1 w2 ") and first.text.endswith(GIVEN_UP)
         assert second.text == "Second answer."
         await no_record_left(bridge)
+
+
+RECONNECT_FAILED = "slack: Socket Mode could not reconnect: "
+
+
+@pytest.mark.parametrize("failure, cause", [
+    ("json", "Slack answered HTTP 503"),
+    ("handshake", "Slack answered HTTP 503"),
+    ("page", "Slack answered with a page that is not JSON (HTTP 503)"),
+    ("refused", "Slack could not be reached (ClientConnectorError)"),
+    ("hang", "Slack did not answer in time"),
+])
+async def test_each_try_to_reopen_socket_mode_while_slack_is_out_of_reach_is_one_warning(
+    slack: SocketOutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, failure: str, cause: str,
+) -> None:
+    # slack-sdk logged each try at ERROR, twice for a 503 (with the URL asked), as
+    # "AttributeError, 'str' object has no attribute 'get'" for an outage's page, or
+    # with a traceback and the socket's URL, its ticket in it, for a failed handshake.
+    h, bridge = await open_harness(
+        slack, fake_chat_api, tmp_path, "socket", "ping_interval: 0.2\n  timeout: 0.5"
+    )
+    try:
+        tries = 3
+        if failure == "json":
+            slack.json_503s = tries
+        elif failure == "handshake":
+            slack.socket_503s = tries
+        elif failure == "page":
+            slack.unavailable["apps.connections.open"] = [503] * tries
+        elif failure == "hang":
+            slack.slow["apps.connections.open"] = [5.0] * tries
+        port = slack.port
+        if failure == "refused":
+            await slack.stop()
+        for ws in list(slack._sockets):
+            await ws.close()
+
+        def warned() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage().startswith(RECONNECT_FAILED)]
+
+        await wait_for(lambda: len(warned()) >= 2, timeout=30)
+        if failure == "refused":
+            await slack.start(port)
+        await slack.wait_socket(30)
+        if failure in ("json", "handshake", "page"):  # each failed answer, one line
+            assert len(warned()) == tries
+        assert all(r.levelname == "WARNING" and not r.exc_info for r in warned())
+        assert {r.getMessage() for r in warned()} == {f"{RECONNECT_FAILED}{cause}; trying again"}
+        bolt = [r for r in caplog.records if r.name == "chat_bridge.slack.bolt"]
+        assert not [r.getMessage() for r in bolt if r.levelno >= logging.ERROR]
+        assert not [r.getMessage() for r in bolt if "Failed" in r.getMessage()]
+        assert not [r.getMessage() for r in bolt if "ticket" in r.getMessage()]
+        # Back: answered.
+        fake_chat_api.enqueue(tokens=["Back."])
+        root = await h.ask(CHANNEL, "back?")
+        await h.answer(CHANNEL, root, "Back.")
+    finally:
+        await bridge.aclose()

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -18,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.platforms import never_below_info
 
 from .options import SlackOptions
+from .refusal import status
 
 
 class _QuietBolt(logging.Filter):
@@ -28,8 +32,61 @@ class _QuietBolt(logging.Filter):
         return "`token` will be unused" not in record.getMessage()
 
 
+# slack-sdk's lines for a failed try to open Socket Mode again; the first is always
+# followed by one of the others, for the same failure.
+_WSS_URL = "Failed to retrieve WSS URL"
+_RECONNECT_FAILED = (
+    _WSS_URL,
+    "Failed to check the current session",
+    "Failed to receive or enqueue a message",
+    "Failed to connect (error:",
+)
+
+
+class _ReconnectLines(logging.Filter):
+    """slack-sdk logs each failed try to open Socket Mode again at ERROR, often twice,
+    with the raw error (an AttributeError for an outage's page, a URL): every few
+    seconds of an outage it rides out by itself. Each is one WARNING line here, with
+    what failed (the kind only: a Socket Mode URL holds a ticket)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if not text.startswith(_RECONNECT_FAILED):
+            return True
+        # slack-sdk logs these in its `except`, mostly with the error in the text
+        # only: the exception being handled is that error.
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        cause = _socket_failure(exc)
+        if cause is None:
+            return True  # not Slack out of reach (a refused app token): as it is
+        if text.startswith(_WSS_URL):
+            return False  # the line after it says the same
+        record.msg = f"slack: Socket Mode could not reconnect: {cause}; trying again"
+        record.args = ()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _socket_failure(exc: BaseException | None) -> str | None:
+    if isinstance(exc, AttributeError) and isinstance(exc.__context__, SlackApiError):
+        # slack-sdk looking for Slack's error code in a body that is not JSON.
+        code = status(exc.__context__)
+        return "Slack answered with a page that is not JSON" + (f" (HTTP {code})" if code else "")
+    if isinstance(exc, SlackApiError):
+        return f"Slack answered HTTP {status(exc)}" if status(exc) >= 500 else None
+    if isinstance(exc, aiohttp.ClientResponseError):  # the websocket's handshake
+        return f"Slack answered HTTP {exc.status}"
+    if isinstance(exc, TimeoutError):
+        return "Slack did not answer in time"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return f"Slack could not be reached ({type(exc).__name__})"
+    return None
+
+
 BOLT_LOG = logging.getLogger("chat_bridge.slack.bolt")
 BOLT_LOG.addFilter(_QuietBolt())
+BOLT_LOG.addFilter(_ReconnectLines())
 _WEB_LOG = logging.getLogger("chat_bridge.slack.web")
 
 
