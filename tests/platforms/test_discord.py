@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from adapters.platforms.discord import DiscordOptions, DiscordPlatform
+from adapters.platforms.discord import DiscordOptions, DiscordPlatform, ratelimits
 from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import NOT_ANSWERED_TEXT, InteractionTarget
@@ -1304,6 +1305,72 @@ async def test_429s_are_counted_whatever_the_log_level(world: World) -> None:
         for name in ("discord.http", "discord.webhook.async_"):
             logging.getLogger(name).setLevel(logging.NOTSET)
     assert fake.rate_limited >= 1 and len(seen) == fake.rate_limited
+
+
+def _429_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records
+        if r.name in ("discord.http", "discord.webhook.async_") and r.levelno == level
+    ]
+
+
+def _summed(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records
+        if r.name == "chat_bridge.discord" and "Discord rate-limited" in r.getMessage()
+    ]
+
+
+async def test_a_run_of_429s_is_one_warning_line_and_every_one_counted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = world.fake
+    fake.ratelimit_headers = False
+    fake.rates["post"] = RateRule(1, 0.2)
+    seen: list[int] = []
+    async with running(world, on_rate_limited=lambda: seen.append(1)):
+        await fake.mention(world.general, world.alice, "x")
+        _, target = await world.next()
+        await asyncio.gather(*(target.post(f"burst {i}") for i in range(4)))
+        assert fake.rate_limited >= 2
+        assert len(seen) == fake.rate_limited  # each one still counted for /metrics
+        told = _429_lines(caplog, logging.WARNING)
+        assert len(told) == 1 and "responded with 429" in told[0].getMessage()
+        # The rest at DEBUG, summed up once the minute is over (or at close).
+        assert len(_429_lines(caplog, logging.DEBUG)) == fake.rate_limited - 1
+        assert _summed(caplog) == []
+    [summary] = _summed(caplog)
+    assert summary.levelno == logging.WARNING
+    assert f"rate-limited {fake.rate_limited - 1} more request" in summary.getMessage()
+
+
+async def test_429s_are_summed_up_once_a_minute_bot_wide_ones_told_apart(
+    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ratelimits, "QUIET_FOR", 0.3)
+    fake = world.fake
+    seen: list[int] = []
+    async with running(world, on_rate_limited=lambda: seen.append(1)):
+        await fake.mention(world.general, world.alice, "x")
+        _, target = await world.next()
+        fake.global_rule = RateRule(1, 0.2)
+        await asyncio.gather(*(target.post(f"burst {i}") for i in range(4)))
+        fake.global_rule = None
+        assert fake.global_limited >= 2
+        # Logged while still running: the minute (here 0.3 s) is over.
+        await wait_for(lambda: _summed(caplog))
+    assert len(seen) == fake.global_limited + fake.rate_limited
+    told = _429_lines(caplog, logging.WARNING)
+    said = [r.getMessage() for r in _summed(caplog)]
+    assert all(r.levelno == logging.WARNING for r in _summed(caplog))
+    # Every 429 told: logged whole, or in a sum.
+    summed = sum(int(n) for m in said for n in re.findall(r"rate-limited (\d+) more", m))
+    assert sum("responded with 429" in r.getMessage() for r in told) + summed == len(seen)
+    bot_wide = sum(int(n) for m in said for n in re.findall(r"(\d+) bot-wide", m))
+    assert sum("Global rate limit" in r.getMessage() for r in told) + bot_wide == (
+        fake.global_limited
+    )
+    assert bot_wide >= 1
 
 
 async def test_fake_rejects_overlong_content_with_discords_error(world: World) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any
 
 import discord
@@ -26,6 +26,7 @@ from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import Said, may_send
 from adapters.platforms.discord.places import Channel, find_place, tell_deleted
 from adapters.platforms.discord.questions import Question, Questions
+from adapters.platforms.discord.ratelimits import COUNTED_LOGGERS, RateLimitLines
 from adapters.platforms.discord.readable import (
     Names,
     addresses_other,
@@ -113,7 +114,7 @@ class DiscordPlatform(Platform):
         # Every place's typing renewals, within what the replies leave of Discord's limit.
         self._typist = Typist(renewals_per_second(self.options.global_rate.rate()))
         self._watchdogs: set[asyncio.Task[None]] = set()
-        self._counter: _RateLimitCounter | None = None
+        self._rate_limits: RateLimitLines | None = None
         self.unanswered_after = UNANSWERED_AFTER
         self.give_up_after = GIVE_UP_AFTER
         self._closing = False
@@ -221,15 +222,16 @@ class DiscordPlatform(Platform):
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
-        if self.ctx.on_rate_limited is not None:
-            self._counter = _RateLimitCounter(self.ctx.on_rate_limited)
-            for name in _COUNTED_LOGGERS:
-                counted = logging.getLogger(name)
-                counted.addHandler(self._counter)
-                if not counted.isEnabledFor(logging.WARNING):
-                    # Made whatever the log level: the console's handler still drops
-                    # what is below the configured level.
-                    counted.setLevel(logging.WARNING)
+        self._rate_limits = RateLimitLines(self.ctx.on_rate_limited)
+        for name in COUNTED_LOGGERS:
+            counted = logging.getLogger(name)
+            counted.addFilter(self._rate_limits)
+            if self.ctx.on_rate_limited is not None and not counted.isEnabledFor(
+                logging.WARNING
+            ):
+                # Made whatever the log level: the console's handler still drops
+                # what is below the configured level.
+                counted.setLevel(logging.WARNING)
         Endpoints.acquire(self.options.api_url, self.options.gateway_url)
         self._endpoints_held = True
         try:
@@ -289,11 +291,11 @@ class DiscordPlatform(Platform):
     async def aclose(self) -> None:
         self._receiving = False
         self._closing = True  # no new watchdogs
-        counter = self._counter
-        if counter is not None:
-            for name in _COUNTED_LOGGERS:
-                logging.getLogger(name).removeHandler(counter)
-            self._counter = None
+        rate_limits, self._rate_limits = self._rate_limits, None
+        if rate_limits is not None:
+            for name in COUNTED_LOGGERS:
+                logging.getLogger(name).removeFilter(rate_limits)
+            rate_limits.close()
         for task in list(self._watchdogs):
             task.cancel()
         if self._watchdogs:
@@ -608,24 +610,6 @@ def _roles(author: discord.abc.User) -> tuple[str, ...]:
     if raw is None:
         return tuple(str(r.id) for r in author.roles if not r.is_default())
     return tuple(str(r) for r in raw)
-
-
-# Where discord.py says it met a 429: its REST client, and the webhooks that
-# carry the answers of /ask.
-_COUNTED_LOGGERS = ("discord.http", "discord.webhook.async_")
-
-
-class _RateLimitCounter(logging.Handler):
-    """discord.py retries 429s by itself and says so only in its log: count those lines."""
-
-    def __init__(self, on_rate_limited: Callable[[], None]) -> None:
-        super().__init__(logging.WARNING)
-        self._on_rate_limited = on_rate_limited
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = str(record.msg)
-        if "429" in text or "is rate limited" in text:
-            self._on_rate_limited()
 
 
 def _replies_to_other(message: discord.Message, me: int) -> bool:
