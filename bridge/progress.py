@@ -52,6 +52,7 @@ class ProgressLog:
         try:
             await self.store.inflight_update_many([row])
             written = True
+            self._written()
         except BridgeError as exc:
             log.warning("could not record the messages of a reply: %s", exc)
         finally:
@@ -68,6 +69,7 @@ class ProgressLog:
         """Write what is pending now."""
         rows, self._pending = list(self._pending.values()), {}
         if not rows:
+            self._failing.ended()  # nothing left that failed: the next batch comes in time
             return
         written = False
         try:
@@ -82,7 +84,11 @@ class ProgressLog:
                 for row in rows:
                     self._pending.setdefault(row[0], row)
                 self._due.set()
-        if written and (tries := self._failing.ended()):
+        if written:
+            self._written()
+
+    def _written(self) -> None:
+        if tries := self._failing.ended():
             log.info("recorded the progress of live replies again, after %d failed tries", tries)
 
     def _wait(self) -> float:

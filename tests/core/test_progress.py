@@ -154,3 +154,19 @@ async def test_a_store_that_keeps_failing_is_told_once_and_tried_less_often(
     assert waits == sorted(waits) and waits[0] > progress.every
     assert progress._wait() == progress.every
     assert texts(store.batches[-1]) == [("r1", ["m1"], "a b c d")]
+
+
+async def test_writes_come_in_time_again_once_the_replies_that_failed_have_ended() -> None:
+    # Every reply ended during the outage: nothing was left to write, so the backoff
+    # stayed, and the next reply's text was held back up to 8 s for hours.
+    store, progress = make()
+    await progress.note("r1", ["m1"], "a")
+    store.failing = True
+    for text in ("a b", "a b c"):
+        await progress.note("r1", ["m1"], text)
+        await progress.flush()
+    assert progress._wait() > progress.every
+    progress.forget("r1")
+    store.failing = False
+    await progress.flush()
+    assert progress._wait() == progress.every
