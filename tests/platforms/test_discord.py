@@ -809,6 +809,14 @@ def test_a_refusal_is_told_from_discord_failing_or_out_of_reach() -> None:
     assert "(HTTP 429: a page: Access denied | discord.com used Cloudflare)" in str(
         platform_error("edit the answer", page)
     )
+    class Blocked:
+        status, reason = 403, "Forbidden"
+
+    # A 403 page, not Discord's JSON: Cloudflare blocking the request, not a permission.
+    page = "<!DOCTYPE html><title>Access denied</title>" + "x" * 3000
+    blocked = discord.Forbidden(Blocked(), page)
+    error = platform_error("edit the answer", blocked)
+    assert not isinstance(error, PlaceGone) and "(HTTP 403: a page: Access denied)" in str(error)
     unreachable = platform_error("edit the answer", aiohttp.ClientConnectionError())
     assert isinstance(unreachable, PlatformUnreachable)  # for the metrics' kind
     assert not isinstance(error, PlatformUnreachable)  # answered, with a 503

@@ -72,9 +72,13 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
     if refused is not None:  # the request went no further than the proxy
         return PlatformUnreachable(f"Could not reach Discord to {action}: {refused}.")
     # Neither is mended by trying again: the reply stops (see PlaceGone).
+    if isinstance(exc, discord.Forbidden) and (exc.text or "").lstrip().startswith("<"):
+        # A page, not Discord's JSON: Cloudflare (or a proxy) blocked the request.
+        return PlatformError(f"Discord failed to {action} (HTTP 403: {_said(exc.text)}).")
     if isinstance(exc, discord.Forbidden):
         return PlaceGone(
-            f"Discord refused to {action}: the bot lacks a permission here ({exc.text or '403'})."
+            f"Discord refused to {action}: the bot lacks a permission here "
+            f"({_said(exc.text or '403')})."
         )
     if isinstance(exc, discord.NotFound):
         return PlaceGone(f"Discord could not {action}: the channel or message is gone.")
