@@ -77,6 +77,21 @@ async def slack() -> AsyncIterator[SocketOutageSlack]:
         await fake.stop()
 
 
+@pytest.fixture
+def gives_up_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply's end is tried again for half a second, not minutes, before it is
+    given up on."""
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+
+
+async def no_record_left(bridge: Bridge) -> None:
+    """Wait (10 s at most) until no reply is recorded as in flight."""
+    async with asyncio.timeout(10):
+        while await bridge.store.inflight_orphans("nobody", float("inf")):
+            await asyncio.sleep(0.05)
+
+
 async def test_a_question_asked_while_slack_is_out_of_reach_is_answered_once_it_is_back(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -105,14 +120,12 @@ async def test_a_question_asked_while_slack_is_out_of_reach_is_answered_once_it_
         await bridge.aclose()
 
 
+@pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Its record was deleted as it gave up: it stayed frozen mid-answer, unmarked,
     # with nothing left to mark it.
-    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
-    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
     fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(10)], token_delay=0.1)
     h, bridge = await open_harness(slack, fake_chat_api, tmp_path, "socket")
     try:
@@ -184,15 +197,14 @@ def unmarked(slack: OutageSlack, root: str) -> bool:
 
 
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_is_marked_once_slack_is_back_without_a_restart(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, store: str,
+    caplog: pytest.LogCaptureFixture, store: str,
 ) -> None:
     # Nothing in the running process marked it: it stayed frozen mid-answer, unmarked,
     # until the daemon restarted, though Slack was back long before (and the progress
     # log kept an entry for it).
-    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
-    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(
             stack, slack, fake_chat_api, tmp_path, store, "heartbeat_interval: 0.3"
@@ -207,23 +219,19 @@ async def test_a_reply_given_up_on_is_marked_once_slack_is_back_without_a_restar
         slack.down = False
         # Its mark says what happened: nothing restarted.
         await slack.wait_for(lambda: marked(slack, root))
-        async with asyncio.timeout(10):  # its record goes with it
-            while await bridge.store.inflight_orphans("nobody", float("inf")):
-                await asyncio.sleep(0.05)
+        await no_record_left(bridge)  # its record goes with it
         progress = bridge.relay.progress
         assert kept.id not in progress._ids and kept.id not in progress._pending
         assert not bridge.relay.given_up.records
         assert sum(GIVEN_UP_NOT_MARKED in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.usefixtures("gives_up_soon")
 async def test_a_stop_leaves_a_reply_given_up_on_to_the_next_start_while_slack_is_out_of_reach(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The stop marked it with the replies it cut, and ended its record when Slack
     # failed: nothing ever marked it.
-    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
-    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
                                       limits="shutdown_grace: 0.1")
@@ -239,20 +247,17 @@ async def test_a_stop_leaves_a_reply_given_up_on_to_the_next_start_while_slack_i
         assert marked(slack, root, INTERRUPTED)
 
 
+@pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_is_forgotten_once_slack_fails_its_mark_for_long(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
-    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
     monkeypatch.setattr(app, "UNMARKED_KEPT", 0.0)  # a week, past already
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
                                       limits="heartbeat_interval: 0.3")
         root = await give_up(h, slack)
-        async with asyncio.timeout(10):
-            while await bridge.store.inflight_orphans("nobody", float("inf")):
-                await asyncio.sleep(0.05)
+        await no_record_left(bridge)
         assert not bridge.relay.given_up.records
     assert unmarked(slack, root)
 
@@ -261,22 +266,15 @@ def shows(slack: OutageSlack, root: str, words: str) -> bool:
     return any(words in m.text for m in slack.bot_replies(CHANNEL, root))
 
 
-async def no_record_left(bridge: Bridge) -> None:
-    async with asyncio.timeout(10):
-        while await bridge.store.inflight_orphans("nobody", float("inf")):
-            await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_whose_message_is_gone_is_forgotten_and_holds_nothing_up(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, store: str,
+    caplog: pytest.LogCaptureFixture, store: str,
 ) -> None:
     # Its mark failed (message_not_found) at every heartbeat for a week, and held up
     # the marks of the replies given up on after it; on PostgreSQL every question of
     # its thread waited behind its record, fresh all the while.
-    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
-    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(
             stack, slack, fake_chat_api, tmp_path, store, "heartbeat_interval: 0.3"
@@ -306,14 +304,12 @@ async def test_a_reply_given_up_on_whose_message_is_gone_is_forgotten_and_holds_
     assert "message_not_found" in why and "forgotten" in why
 
 
+@pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_before_it_showed_anything_gives_way_to_the_next_answer(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Its mark, a message of its own, was posted once Slack was back: below the answer
     # to the question its asker asked again meanwhile, saying a restart cut it.
-    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
-    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
     async with contextlib.AsyncExitStack() as stack:
         # No heartbeat in the test's time: its pass runs when the test says.
         h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
@@ -332,12 +328,10 @@ async def test_a_reply_given_up_on_before_it_showed_anything_gives_way_to_the_ne
         await no_record_left(bridge)
 
 
+@pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_that_showed_words_is_marked_in_place_after_the_next_answer(
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
-    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
                                       limits="heartbeat_interval: 600")
