@@ -19,7 +19,13 @@ from bridge.store.base import InFlight
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
 from tests.platforms.test_slack_e2e import CHANNEL, open_harness
-from tests.platforms.test_slack_platform import Inbox, asked, begun, running
+from tests.platforms.test_slack_platform import (
+    Inbox,
+    asked,
+    begun,
+    cut_while_slack_starts,
+    running,
+)
 
 
 @pytest.fixture
@@ -203,25 +209,13 @@ async def test_a_stops_mark_ends_the_stream_its_reply_left_open(
 # --------------------------------------------------------------------------- slow starts
 
 
-async def cut_while_slack_starts(fake_slack: FakeSlack, inbox: Inbox) -> SlackTarget:
-    """A question's reply, cut by a stop while Slack takes 3 s to start its stream."""
-    target = await asked(fake_slack, inbox)
-    fake_slack.slow["chat.startStream"] = [3.0]
-    begin = asyncio.create_task(target.begin())
-    await fake_slack.wait_for(lambda: fake_slack.count("chat.startStream"))
-    begin.cancel()  # the stop
-    with pytest.raises(asyncio.CancelledError):
-        await begin
-    return target
-
-
 async def test_a_stream_slack_starts_slowly_as_a_stop_comes_is_stopped_by_the_close(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     # The stop waited 2 s for its ts: a slower start was never stopped, and its empty
     # message showed as being written until Slack's own time limit.
     async with running(fake_slack, inbox, mode="native", thinking="none"):
-        target = await cut_while_slack_starts(fake_slack, inbox)
+        target = await cut_while_slack_starts(fake_slack, inbox, 3.0)
         await target.end()
     # Slack starts it all the same, even once the request is given up on.
     [message] = await fake_slack.wait_for(
@@ -237,7 +231,7 @@ async def test_a_stream_slack_has_not_started_when_the_close_gives_up_is_named_i
 ) -> None:
     monkeypatch.setattr("adapters.platforms.slack.platform.STARTS_ON_CLOSE", 0.2)
     async with running(fake_slack, inbox, mode="native", thinking="none") as platform:
-        await cut_while_slack_starts(fake_slack, inbox)
+        await cut_while_slack_starts(fake_slack, inbox, 3.0)
         start = time.monotonic()
     assert time.monotonic() - start < 2.0  # the close is bounded
     assert platform._starting == {}

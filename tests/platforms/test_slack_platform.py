@@ -1121,6 +1121,18 @@ async def begun(fake: FakeSlack, inbox: Inbox) -> tuple[SlackTarget, str]:
     return target, ts
 
 
+async def cut_while_slack_starts(fake: FakeSlack, inbox: Inbox, seconds: float) -> SlackTarget:
+    """A question's reply, cut by a stop while Slack takes `seconds` to start its stream."""
+    target = await asked(fake, inbox)
+    fake.slow["chat.startStream"] = [seconds]
+    begin = asyncio.create_task(target.begin())
+    await fake.wait_for(lambda: fake.count("chat.startStream"))
+    begin.cancel()  # the stop
+    with pytest.raises(asyncio.CancelledError):
+        await begin
+    return target
+
+
 def stopped_text(fake: FakeSlack, ts: str) -> str:
     """The text of the bot's message `ts`, which must be there and streaming no more."""
     message = fake.find(CHANNEL, ts)
@@ -1519,13 +1531,7 @@ async def test_native_mode_a_stream_slack_starts_as_a_stop_comes_is_stopped(
 ) -> None:
     # Its ts never came back: nothing could stop it, and it showed "typing" for ever.
     async with running(fake_slack, inbox, mode="native", thinking="none"):
-        target = await asked(fake_slack, inbox)
-        fake_slack.slow["chat.startStream"] = [0.3]
-        begin = asyncio.create_task(target.begin())
-        await fake_slack.wait_for(lambda: fake_slack.count("chat.startStream"))
-        begin.cancel()  # the stop
-        with pytest.raises(asyncio.CancelledError):
-            await begin
+        target = await cut_while_slack_starts(fake_slack, inbox, 0.3)
         await target.end()
         [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
         assert not message.streaming
