@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from adapters.platforms import relevel
 from bridge.logs import apart
 
 log = logging.getLogger("chat_bridge.discord")
@@ -47,7 +48,7 @@ class RateLimitLines(logging.Filter):
             # The second line of a 429 already counted: it says the limit is the bot's.
             if not self._told_last:
                 self._bot_wide += 1
-                _quieted(record)
+                relevel(record, logging.DEBUG)
             self._told_last = False
             return True
         if "429" not in text and "is rate limited" not in text:
@@ -66,7 +67,7 @@ class RateLimitLines(logging.Filter):
         self._untold += 1
         if record.name == "discord.webhook.async_":
             self._commands += 1
-        _quieted(record)
+        relevel(record, logging.DEBUG)
         return True
 
     def _begin(self) -> None:
@@ -112,7 +113,3 @@ class RateLimitLines(logging.Filter):
         self._tell()
         self._since = None
         self._told_last = False
-
-
-def _quieted(record: logging.LogRecord) -> None:
-    record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)

@@ -13,6 +13,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.platforms import relevel
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import invite_url
 from adapters.platforms.discord.targets import platform_error, proxy_said
@@ -45,8 +46,7 @@ class ReconnectLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and str(record.msg).startswith("Attempting a reconnect"):
             record.msg = f"{record.msg}: {_gateway_failure(record.exc_info[1])}"
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info = record.exc_text = None
+            relevel(record, logging.WARNING)
         return True
 
 

@@ -18,7 +18,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.platforms import never_below_info
+from adapters.platforms import never_below_info, relevel
 
 from .options import SlackOptions
 from .refusal import status
@@ -63,8 +63,7 @@ class _ReconnectLines(logging.Filter):
             return False  # the line after it says the same
         record.msg = f"slack: Socket Mode could not reconnect: {cause}; trying again"
         record.args = ()
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        record.exc_info = record.exc_text = None
+        relevel(record, logging.WARNING)
         return True
 
 
