@@ -475,12 +475,18 @@ class HTTPDialect(ChatAPI):
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        within: float | None = None,
     ) -> Any:
-        """Send a request and return its JSON body (errors translated)."""
+        """Send a request and return its JSON body (errors translated).
+
+        `within`: seconds its answer may take once connected, for a request that
+        is not waiting for the model (a poll); past them it raises TimedOut with
+        a `detail` and logs nothing, the caller telling what came of it.
+        """
         t = self.options.timeouts
         now = asyncio.get_running_loop().time()
         # The whole answer comes at once: it is its first byte and its end.
-        limit = now + t.connect + t.first_byte
+        limit = now + t.connect + (t.first_byte if within is None else within)
         which: Literal["first", "total"] = "first"
         end = answer_end(now, t.total)
         if end is not None and end < limit:
@@ -502,7 +508,15 @@ class HTTPDialect(ChatAPI):
                     response, ERROR_BODY_BYTES if failed else JSON_BODY_BYTES
                 )
         except TimeoutError as exc:
-            raise self._timed_out(which) from exc
+            if within is None or which == "total":
+                raise self._timed_out(which) from exc
+            waited = t.connect + within
+            error = TimedOut(
+                f"The assistant did not answer within {waited:g} s; please try again.",
+                backend=self.name,
+            )
+            error.detail = f"no answer within {waited:g} s"
+            raise error from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
         self.on_response(response)

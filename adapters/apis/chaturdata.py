@@ -174,10 +174,15 @@ class ChatUrData(HTTPDialect):
             await asyncio.sleep(wait)
             try:
                 async with asyncio.timeout_at(deadline):
+                    # A poll is a small read, not the model thinking: one that hangs
+                    # (a connection lost without a word) is given up after `idle`.
                     data = await self._request_json(
-                        "GET", f"{base}/getThread", params={"threadId": thread}
+                        "GET", f"{base}/getThread", params={"threadId": thread},
+                        within=opts.timeouts.idle,
                     )
             except (Unavailable, ProtocolError) as exc:
+                if loop.time() >= deadline:
+                    raise  # the answer's own deadline: told where it passed
                 # A failed or unreadable poll is retried by the next one: reading
                 # the thread is harmless and the run goes on server-side.
                 # (Its detail, where it has one, was not logged where it was made.)

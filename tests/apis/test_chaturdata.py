@@ -215,12 +215,34 @@ async def test_a_probe_waits_for_the_run_as_long_as_an_answer_may_take(fake_chat
     assert len(fake_chat_api.requests) == 61  # the question, and its 60 polls
 
 
-async def test_a_hanging_poll_is_bounded_by_the_overall_timeout(fake_chat_api, http):
+async def test_a_hanging_poll_is_bounded_by_the_overall_timeout(fake_chat_api, http, caplog):
     fake_chat_api.enqueue(polls=5, hang_after=1)
     api = make("chaturdata", fake_chat_api, http, timeouts={"total": 0.8, "first_byte": 0.2})
     _, exc = await collect_until_error(api, ChatRequest(message="q"))
     assert isinstance(exc, TimedOut)
     await fake_chat_api.wait_disconnects(1)
+    # Told once, by the setting that decided it (it was also "poll failed (TimedOut)").
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "adapters.apis" and r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "timeouts.total" in warned[0], warned
+
+
+async def test_a_poll_that_hangs_is_given_up_and_the_next_one_answers(
+    fake_chat_api, http, caplog
+):
+    # A poll is a small read: one that hangs (a connection lost without a word) once
+    # waited for the whole answer's time, and the answer was lost with it.
+    fake_chat_api.enqueue(final="Still here.", polls=3, hang_after=1)
+    api = make(
+        "chaturdata", fake_chat_api, http, poll_interval=1,
+        timeouts={"connect": 0.1, "idle": 0.2, "total": 30},
+    )
+    events = await collect(api, ChatRequest(message="q"))
+    assert done_of(events).text == "Still here."
+    await fake_chat_api.wait_disconnects(1)
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "adapters.apis" and r.levelno == logging.WARNING]
+    assert warned == ["poll failed (no answer within 0.3 s)"]
 
 
 async def test_an_unreadable_poll_is_skipped(fake_chat_api, http, caplog):

@@ -63,7 +63,8 @@ class Script:
     the body. `status`/`body`/`headers` answer with an error (429:
     `retry_after` sets Retry-After, `reset_in` X-RateLimit-Reset).
     chaturdata: the run completes on poll number `polls` with `run_status`;
-    `hang_after`/`malformed_after` count polls instead of tokens, the poll
+    `hang_after`/`malformed_after` count polls instead of tokens (each hits one
+    poll: the next answers), the poll
     after `limited_after` polls is answered 429 (Retry-After: `retry_after`),
     and the one after `failed_after` polls 502 (`error` its message).
     """
@@ -476,6 +477,7 @@ class FakeChatAPI:
         if script is not None and thread.status in ("queued", "in_progress"):
             polled = script.polls - thread.polls_left
             if polled == script.hang_after:
+                script.hang_after = None  # the poll after it answers
                 return await self._hang(request)
             if polled == script.malformed_after:
                 script.malformed_after = None
