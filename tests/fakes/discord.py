@@ -38,6 +38,7 @@ from aiohttp import WSMsgType, web
 DISCORD_EPOCH_MS = 1420070400000
 MESSAGE_CONTENT = 1 << 15
 MAX_CONTENT = 2000
+SUPPRESS_EMBEDS = 1 << 2  # no preview cards under the message
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 HAS_SNAPSHOT = 1 << 14  # a forwarded message's flag
@@ -824,7 +825,7 @@ class FakeDiscord:
         if refused is not None:
             return refused
         extra: dict[str, Any] = {}
-        if body.get("flags"):  # SUPPRESS_EMBEDS (4): no preview cards under it
+        if body.get("flags"):  # SUPPRESS_EMBEDS: no preview cards under it
             extra["flags"] = int(body["flags"])
         ref = body.get("message_reference")
         if ref:  # Discord answers with string ids
@@ -858,7 +859,8 @@ class FakeDiscord:
             msg["edited_timestamp"] = _now_iso()
             self.edits.setdefault(msg["id"], []).append(msg["content"])
         if "flags" in body and body["flags"] is not None:
-            msg["flags"] = body["flags"]
+            # An edit sets or clears SUPPRESS_EMBEDS only; the message's other flags stay.
+            msg["flags"] = msg["flags"] & ~SUPPRESS_EMBEDS | int(body["flags"]) & SUPPRESS_EMBEDS
         msg["flags"] &= ~LOADING
 
     async def _open_thread(self, request: web.Request) -> web.Response:

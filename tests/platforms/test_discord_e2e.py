@@ -729,6 +729,17 @@ async def test_links_in_an_answer_get_no_preview_cards(setup: Setup) -> None:
     assert answer["flags"] & 4  # SUPPRESS_EMBEDS
 
 
+async def test_links_in_a_commands_answer_get_no_preview_cards(setup: Setup) -> None:
+    # `/ask`'s first message is its deferred response, edited to the answer: that
+    # edit did not carry the flag channel answers are posted with.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Verify at ", "https://evil.example/verify now."])
+    async with setup.bridge():
+        iid = await fake.invoke(setup.general, setup.alice, "ask", {"question": "How?"})
+        answer = await setup.command_answered(iid, "now.")
+        assert answer["flags"] & 4  # SUPPRESS_EMBEDS
+
+
 async def test_a_private_threads_conversation_is_not_its_channels(setup: Setup) -> None:
     # Under `session: channel`, a private thread's questions and answers went into its
     # public channel's conversation: the next public answer drew on them.

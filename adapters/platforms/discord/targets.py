@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
+from discord.http import handle_message_parameters
+from discord.webhook.async_ import async_context
 
 from adapters.platforms.discord import format as fmt
 from adapters.platforms.discord import indicator
@@ -487,10 +489,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         await self.acknowledge()
         try:
             if self._original is None and not self._dropped:
-                message = await self._interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_MENTIONS
-                )
-                self._original = str(message.id)
+                self._original = await edit_original(self._interaction, text)
                 return self._original
             followup = await self._interaction.followup.send(
                 content=text, allowed_mentions=NO_MENTIONS, ephemeral=self._ephemeral, wait=True,
@@ -504,9 +503,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         self.question.check()
         try:
             if message_id == self._original:
-                await self._interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_MENTIONS
-                )
+                await edit_original(self._interaction, text)
             else:
                 await self._interaction.followup.edit_message(
                     int(message_id), content=text, allowed_mentions=NO_MENTIONS
@@ -555,12 +552,9 @@ class InteractionTarget(_Formatting, ReplyTarget):
         if self._original is None and not self._dropped:
             if self._ephemeral:  # the deferred response is the asker's alone
                 try:
-                    message = await self._interaction.edit_original_response(
-                        content=text, allowed_mentions=NO_MENTIONS
-                    )
+                    self._original = await edit_original(self._interaction, text)
                 except FAILURES as exc:
                     raise platform_error("answer the command", exc) from exc
-                self._original = str(message.id)
                 return
             # A public "thinking…" would show the notice to the whole channel: the
             # asker alone gets it, and the thinking goes.
@@ -575,3 +569,22 @@ class InteractionTarget(_Formatting, ReplyTarget):
             )
         except FAILURES as exc:
             raise platform_error("answer the command", exc) from exc
+
+
+_NO_PREVIEWS = discord.MessageFlags(suppress_embeds=True)
+
+
+async def edit_original(interaction: discord.Interaction, text: str) -> str:
+    """Edit a command's original response to `text`, with no pings and no preview
+    cards under it; returns its message id. (discord.py's `edit_original_response`
+    cannot set a message's flags: this is its request with SUPPRESS_EMBEDS, which
+    Discord lets a webhook's edit set, as channel answers get it when posted.)"""
+    hook = interaction.followup  # the command's webhook: its application and token
+    with handle_message_parameters(
+        content=text, allowed_mentions=NO_MENTIONS, flags=_NO_PREVIEWS
+    ) as params:
+        data = await async_context.get().edit_original_interaction_response(
+            hook.id, hook.token or "", session=hook.session, proxy=hook.proxy,
+            proxy_auth=hook.proxy_auth, payload=params.payload,
+        )
+    return str(data["id"])
