@@ -160,6 +160,8 @@ class HTTPDialect(ChatAPI):
 
     Options: ClassVar[type[HTTPOptions]] = HTTPOptions
     options: HTTPOptions
+    # Statuses this API may refuse a question with for its history's length.
+    refused_as_too_large: ClassVar[frozenset[int]] = REFUSED_AS_TOO_LARGE
 
     def __init__(self, name: str, options: DialectOptions, http: httpx.AsyncClient) -> None:
         super().__init__(name, options, http)
@@ -250,7 +252,7 @@ class HTTPDialect(ChatAPI):
                             yield event
                     return
                 except BadRequest as exc:
-                    if shown or exc.status not in REFUSED_AS_TOO_LARGE:
+                    if shown or exc.status not in self.refused_as_too_large:
                         raise
                     less = self.with_less_history(req)
                     if shortened or less is None:

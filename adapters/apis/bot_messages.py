@@ -46,6 +46,9 @@ class BotMessages(StatelessDialect):
     streams: ClassVar[bool] = True
     Options: ClassVar[type[BotMessagesOptions]] = BotMessagesOptions
     options: BotMessagesOptions
+    # Its 422 is a request that fails validation (a field missing or mistyped): less
+    # history would not mend it, and the asker would be told to start over.
+    refused_as_too_large: ClassVar[frozenset[int]] = frozenset({400, 413})
 
     def error_text(self, body: Any) -> str | None:
         detail = body.get("detail") if isinstance(body, dict) else None

@@ -33,8 +33,11 @@ def history_sent(request) -> list[str]:  # type: ignore[no-untyped-def]
     return [m["content"][:2] for m in request.json["messages"][:-1]]
 
 
-@pytest.mark.parametrize("kind", STATELESS)
-@pytest.mark.parametrize("status", [400, 413, 422])
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("openai", 400), ("openai", 413), ("openai", 422), ("bot-messages", 400),
+     ("bot-messages", 413)],
+)
 async def test_refused_as_too_large_it_is_asked_again_with_half_the_history(
     fake_chat_api, http, kind, status
 ):
@@ -49,6 +52,21 @@ async def test_refused_as_too_large_it_is_asked_again_with_half_the_history(
     assert history_sent(first) == ["q0", "00", "q1", "11", "q2", "22"]
     assert history_sent(second) == ["q2", "22"]  # the newer half, in whole turns
     assert second.json["messages"][-1]["content"] == "Next?"
+
+
+async def test_a_bot_messages_validation_error_is_not_taken_for_too_much_history(
+    fake_chat_api, http
+):
+    # Its API's 422 is FastAPI's validation error: the question was asked again with
+    # half the history, and the asker told the conversation may be too long for it.
+    detail = [{"loc": ["body", "stream"], "msg": "none is not an allowed value",
+               "type": "type_error.none.not_allowed"}]
+    fake_chat_api.enqueue(status=422, body={"detail": detail})
+    api = make("bot-messages", fake_chat_api, http)
+    _, exc = await collect_until_error(api, ask(api, "Next?", history=HISTORY))
+    assert isinstance(exc, BadRequest) and exc.status == 422
+    assert not exc.history_sent
+    assert len(fake_chat_api.requests) == 1
 
 
 def history_chars_sent(request) -> int:  # type: ignore[no-untyped-def]
