@@ -264,11 +264,24 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string of a YAML tree; `$${` is a
     `${` itself. `$VAR` is a config error where it can only mean the variable (the
     whole value, or a variable that is set): elsewhere a `$` is as written (a price,
-    a formula, a password)."""
+    a formula, a password). Every such error is told at once (a new deployment's
+    unset variables, say), one line each."""
+    errors: list[ConfigError] = []
+    expanded = _expand(node, env, path, errors)
+    if len(errors) > 1:
+        error = ConfigError(errors[0].path, errors[0].problem)
+        error.args = ("\n".join(str(e) for e in errors),)
+        raise error
+    if errors:
+        raise errors[0]
+    return expanded
+
+
+def _expand(node: Any, env: Mapping[str, str], path: str, errors: list[ConfigError]) -> Any:
     if isinstance(node, dict):
-        return {k: expand_env(v, env, _join(path, str(k))) for k, v in node.items()}
+        return {k: _expand(v, env, _join(path, str(k)), errors) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [_expand(v, env, f"{path}[{i}]", errors) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def sub(match: re.Match[str]) -> str:
@@ -297,11 +310,16 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
             return value
 
         if "${" in _VAR.sub("", node):
-            raise ConfigError(
+            errors.append(ConfigError(
                 path, "has a ${ that is not ${VAR} or ${VAR:-default} (names are letters, "
                 "digits and _)"
-            )
-        return _VAR.sub(sub, node)
+            ))
+            return node
+        try:
+            return _VAR.sub(sub, node)
+        except ConfigError as exc:
+            errors.append(exc)
+            return node
     return node
 
 

@@ -61,6 +61,26 @@ def test_missing_env_var_names_the_key_and_variable() -> None:
     assert "CHATMOUNT_API_KEY is not set" in str(err.value)
 
 
+def test_every_unset_env_var_is_named_at_once() -> None:
+    # A new deployment missing three variables was told of one a run.
+    text = BASE + """platforms:
+  slack:
+    bot_token: ${SLACK_BOT_TOKEN}
+    app_token: ${SLACK_APP_TOKEN}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, env={}, registry=REGISTRY)
+    assert err.value.path == "backends.docs.api_key"
+    assert str(err.value).splitlines() == [
+        "backends.docs.api_key: environment variable CHATMOUNT_API_KEY is not set; export "
+        "it or write ${CHATMOUNT_API_KEY:-default} to give a default",
+        "platforms.slack.bot_token: environment variable SLACK_BOT_TOKEN is not set; export "
+        "it or write ${SLACK_BOT_TOKEN:-default} to give a default",
+        "platforms.slack.app_token: environment variable SLACK_APP_TOKEN is not set; export "
+        "it or write ${SLACK_APP_TOKEN:-default} to give a default",
+    ]
+
+
 def test_typo_in_top_level_key() -> None:
     with pytest.raises(ConfigError) as err:
         parse(BASE + "rplay: {}\n")
