@@ -94,7 +94,7 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
         refused = proxy_refusal(exc)
         if refused is not None:
             raise ProxyAuthFailed(refused, request=request) from exc
-        said = _connect_failure(exc)
+        said = _connect_failure(exc, str(request.url))
         if said is not None:
             raise said[0](said[1], request=request) from exc
         for theirs, ours in _ERRORS:
@@ -105,10 +105,12 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
         raise
 
 
-def _connect_failure(exc: aiohttp.ClientError) -> tuple[type[httpx.ConnectError], str] | None:
-    """The httpx error and the words for a connection that failed for a reason an
-    admin can act on; None for the others. Host and port are aiohttp's (those of
-    the proxy, where it was the proxy that failed), never the URL."""
+def _connect_failure(
+    exc: aiohttp.ClientError, url: str
+) -> tuple[type[httpx.ConnectError], str] | None:
+    """The httpx error and the words for a connection for `url` that failed for a
+    reason an admin can act on; None for the others. Host and port are aiohttp's
+    (those of the proxy, where it was the proxy that failed), never the URL."""
     if not isinstance(exc, aiohttp.ClientConnectorError):
         return None
     if exc.errno in _OUT_OF_FILES:  # whoever it was to reach, the proxy too
@@ -118,6 +120,12 @@ def _connect_failure(exc: aiohttp.ClientError) -> tuple[type[httpx.ConnectError]
     where = f"[{exc.host}]:{exc.port}" if ":" in exc.host else f"{exc.host}:{exc.port}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         if exc.errno in _NO_SUCH_NAME:
+            target = yarl.URL(url)
+            if exc.host != target.host:  # the proxy's: the variable naming it is wrong
+                name = _proxy_variable(target) or "HTTPS_PROXY / HTTP_PROXY"
+                return BadAddress, (
+                    f"the host name {exc.host} of the proxy does not resolve (check {name})"
+                )
             return BadAddress, (
                 f"the host name {exc.host} does not resolve (check the backend's url)"
             )

@@ -198,6 +198,20 @@ async def test_a_host_name_that_does_not_resolve_is_named() -> None:
     )
 
 
+async def test_a_proxy_whose_host_name_does_not_resolve_is_told_as_the_proxys(
+    no_proxies: pytest.MonkeyPatch,
+) -> None:
+    # The admin was sent to the backend's url, which was right: the proxy's was not.
+    no_proxies.setenv("HTTPS_PROXY", "http://me:s3cret@proxy.exmaple-typo.invalid:3128")
+    async with http_client() as client:
+        with pytest.raises(BadAddress) as caught:
+            await client.get("https://chat.example.com/v1/chat")
+    assert str(caught.value) == (
+        "the host name proxy.exmaple-typo.invalid of the proxy does not resolve (check "
+        "HTTPS_PROXY)"
+    )
+
+
 async def test_a_resolver_failing_for_now_is_no_wrong_address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
