@@ -62,8 +62,16 @@ def ascii_host(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-# What no reader sees: zero-width characters, the soft hyphen, the byte-order mark.
-_UNSEEN = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
+# What no reader sees: zero-width characters and marks, the soft hyphen, the byte-order
+# mark, fillers, variation selectors, tags (Unicode's default-ignorable characters).
+_UNSEEN = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+# What lays text out in another order than it is written: `\u202emoc.knab//:sptth`
+# reads as https://bank.com. A label holding one is never shown for a link.
+_REORDERS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # Full stops that a browser (IDNA) or a reader takes for a domain's dot.
 _DOTS = str.maketrans(dict.fromkeys("\u3002\uff0e\uff61\u06d4\u0589\u2024\ufe52", "."))
 # Addresses a label may hold: a URL's host, an e-mail's domain, a `www.` name, or a
@@ -82,6 +90,12 @@ _KNOWN_TLDS = (
     "link|live|news|blog|club|top|icu|bank|email|support|help|login|security|finance|pay"
 )
 _DOMAIN = re.compile(rf"(?i)(?<![\w.-])({_NAME}(?:{_KNOWN_TLDS}))(?![\w-])")
+# Any dotted name: one whose last label has letters of another alphabet than ASCII's
+# is taken for an address too (`paypal.cоm`, a Cyrillic о, reads as paypal.com).
+_DOTTED = re.compile(rf"(?<![\w.-])({_NAME}[^\W\d_]{{2,}})(?![\w-])")
+# Scripts whose sentences end in a full stop a browser takes for a dot (`。`): a
+# name ending in their letters is a sentence, not a look-alike of an address.
+_STOP_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL")
 
 
 def address_of(url: str) -> str | None:
@@ -92,7 +106,7 @@ def address_of(url: str) -> str | None:
         url = f"http://{domain}"
     try:
         host = yarl.URL(url).raw_host
-    except ValueError:
+    except (ValueError, IndexError):  # yarl's IndexError: `https://@a]"\nb[@`
         return None
     return host.lower().rstrip(".") if host else None
 
@@ -102,12 +116,15 @@ def honest_label(label: str, url: str) -> bool:
     every address it reads as (a URL, a domain, an e-mail) must be the link's own
     host or a parent of it. A link whose text names another place than where it
     leads is how phishing looks; the bot never makes one from what an API said."""
+    if _REORDERS.search(label):
+        return False
     seen = _UNSEEN.sub("", unicodedata.normalize("NFKC", label)).translate(_DOTS).strip()
     if not seen:
         return False
     host = address_of(url.strip())
     urls = _URL_HOST.findall(seen) if ":/" in seen else []
-    named = [*urls, *_MAIL_DOMAIN.findall(seen), *_WWW.findall(seen), *_DOMAIN.findall(seen)]
+    named = [*urls, *_MAIL_DOMAIN.findall(seen), *_WWW.findall(seen), *_DOMAIN.findall(seen),
+             *(name for name in _DOTTED.findall(seen) if _looks_alike(name))]
     for name in named:
         try:
             name = name.lower().rstrip(".").encode("idna").decode("ascii")
@@ -116,6 +133,31 @@ def honest_label(label: str, url: str) -> bool:
         if host is None or not (host == name or host.endswith("." + name)):
             return False
     return True
+
+
+def _looks_alike(name: str) -> bool:
+    """Whether a dotted name's last label, of letters not all ASCII, could pass for
+    a top-level domain (its letters not those of a script whose sentences end in `。`)."""
+    last = name.rpartition(".")[2]
+    return not last.isascii() and not any(
+        unicodedata.name(char, "").startswith(_STOP_SCRIPTS) for char in last
+    )
+
+
+# What a Markdown label shows of its marks: `acme.**dev**` reads as acme.dev, and
+# Discord's spoiler bars `||` hide nothing of the letters.
+_MARKUP = re.compile(r"[`*_~|]|<[^<>]*>")
+_LABEL_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def honest_markdown_label(label: str, url: str) -> bool:
+    """`honest_label` for a Markdown link's label: as written, and as shown (escapes
+    and character references decoded, emphasis marks and tags out)."""
+    shown = html.unescape(_LABEL_ESCAPE.sub(r"\1", label))
+    plain = _MARKUP.sub("", shown)
+    return honest_label(label, url) and all(
+        not text.strip() or honest_label(text, url) for text in (shown, plain)
+    )
 
 
 class MarkdownLink(NamedTuple):

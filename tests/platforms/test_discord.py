@@ -917,6 +917,19 @@ def test_an_answers_link_whose_text_is_a_url_or_another_place_is_a_bare_link() -
     assert fmt.format_markdown(f"[ ( [{api}]({api}) )") == f"[ ( <{api}> )"
 
 
+def test_a_label_whose_marks_hide_another_place_is_a_bare_link() -> None:
+    # Discord shows `[**paypal**.com](…)` as paypal.com in bold: the check read the
+    # marks as written, and no domain in them.
+    from adapters.platforms.discord import format as fmt
+
+    evil = "https://evil.example/"
+    for label in ("**paypal**.com", "pay`pal`.com", "_paypal_.com", "||paypal||.com"):
+        assert fmt.format_markdown(f"Log in at [{label}]({evil}).") == f"Log in at <{evil}>."
+        assert fmt.format_sources([Source(evil, label)]) == f"**Sources**\n- <{evil}>"
+    kept = "[the **new** docs](https://docs.acme.dev/)"
+    assert fmt.format_markdown(kept) == kept
+
+
 def test_what_discord_reads_otherwise_is_made_discord_markdown() -> None:
     from adapters.platforms.discord import format as fmt
 

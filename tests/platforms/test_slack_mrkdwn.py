@@ -466,6 +466,19 @@ def test_no_output_ever_pings(markdown: str) -> None:
          "<https://evil.example/login>"),
         ("[paypal\u3002com](https://evil.example/login)", "<https://evil.example/login>"),
         ("[PayPal.com](https://evil.example/login)", "<https://evil.example/login>"),
+        # Laid out right to left (U+202E), `moc.lapyap//:sptth` reads as
+        # https://paypal.com; an isolate or a mark no reader sees hides the dot's place.
+        ("[\u202emoc.lapyap//:sptth](https://evil.example/x)", "<https://evil.example/x>"),
+        ("[paypal\u2066.com](https://evil.example/x)", "<https://evil.example/x>"),
+        ("[paypal\u034f.com](https://evil.example/x)", "<https://evil.example/x>"),
+        ("[paypal\U000e0041.com](https://evil.example/x)", "<https://evil.example/x>"),
+        # A top-level domain of look-alike letters (a Cyrillic о; small capitals).
+        ("[paypal.c\u043em](https://evil.example/x)", "<https://evil.example/x>"),
+        ("[paypal.\u1d04\u1d0f\u1d0d](https://evil.example/x)", "<https://evil.example/x>"),
+        # ... but a sentence's full stop in Japanese is no dot of an address.
+        ("[東京。大阪](https://example.jp/)", "<https://example.jp/|東京。大阪>"),
+        ("[Руководство, т.е. справка](https://example.ru/)",
+         "<https://example.ru/|Руководство, т.е. справка>"),
     ],
 )
 def test_the_bot_makes_no_link_whose_text_names_another_place(markdown: str, mrkdwn: str) -> None:
@@ -482,6 +495,20 @@ def test_sources_name_no_other_place_than_theirs() -> None:
         "<https://bank.example%E2%81%84login@evil.example/|evil.example>"
     )
     assert markdown_sources([lying]) == "_Sources:_ <https://evil.example/phish>"
+
+
+def test_sources_whose_address_no_host_can_be_read_from_are_listed() -> None:
+    # The URL library raised IndexError for this one, out of the formatter.
+    odd = 'https://@channel]"\nhere[@'
+    assert mrkdwn_sources([Source(odd, "")]).startswith("_Sources:_ <https://@channel")
+    assert markdown_sources([Source(odd, "")]).startswith("_Sources:_ <")
+
+
+def test_native_sources_titles_show_defused_mentions_without_backslashes() -> None:
+    # `<!here>` in a title was listed as `@here\`: its `>` escaped before the mention
+    # was defused, the backslash taken into it.
+    line = markdown_sources([Source("https://docs.example/a", "Why <!here> pings everyone")])
+    assert line == "_Sources:_ [Why @\u2060here pings everyone](https://docs.example/a)"
 
 
 def test_native_sources_titles_cannot_open_code_spans_or_end_their_label() -> None:

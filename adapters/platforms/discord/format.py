@@ -23,7 +23,7 @@ from adapters.platforms.markup import (
     break_fences,
     closes_fence,
     encoded_url,
-    honest_label,
+    honest_markdown_label,
     table_grid,
 )
 from adapters.platforms.mentions import without_mention
@@ -156,7 +156,7 @@ def _unmask(text: str) -> str:
     last = 0
     for start, end, label, url in _masked_links(text):
         url = url[1:-1] if url.startswith("<") and url.endswith(">") else url
-        if url and ("://" in label or not honest_label(label, url)):
+        if url and ("://" in label or not honest_markdown_label(label, url)):
             out.append(text[last:start])
             out.append(f"<{encoded_url(url)}>")
             last = end
@@ -195,7 +195,9 @@ def format_sources(sources: Sequence[Source]) -> str:
         title = _link_title(source.title)
         # Discord shows a masked link whose text holds a URL as raw Markdown; and a
         # title naming another place than the link's own would pass for it.
-        masked = title and "://" not in title and honest_label(source.title, source.url)
+        masked = (
+            title and "://" not in title and honest_markdown_label(source.title, source.url)
+        )
         lines.append(f"- [{title}](<{url}>)" if masked else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""
 

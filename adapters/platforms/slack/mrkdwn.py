@@ -14,7 +14,6 @@ link whose label names another place as its bare address.
 from __future__ import annotations
 
 import functools
-import html
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from adapters.platforms.markup import (
     break_fences,
     encoded_url,
     honest_label,
+    honest_markdown_label,
     markdown_links,
     table_grid,
 )
@@ -39,9 +39,6 @@ WORD_JOINER = "\u2060"
 _REF_START = re.compile(r"<(?=(?i:!(?:here|channel|everyone|subteam))|@[UWB][A-Z0-9]|#C[A-Z0-9])")
 # Marks that mean something in a Markdown link's label.
 _MARKS = re.compile(r"[\\`*_~\[\]<>]")
-# What a label shows of its Markdown: `acme.**dev**` reads as acme.dev.
-_MARKUP = re.compile(r"[`*_~]|<[^<>]*>")
-_LABEL_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 # A scheme, which `<…>` needs to be a link (CommonMark's autolink).
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{1,31}:")
 
@@ -155,21 +152,11 @@ def _honest_links(markdown: str) -> str:
     out: list[str] = []
     last = 0
     for found in markdown_links(markdown):
-        if found.start < last or _honest_markdown_label(found.label, found.url):
+        if found.start < last or honest_markdown_label(found.label, found.url):
             continue  # in a label already replaced, or shown as written
         out += (markdown[last : found.start], _bare_link(found.url))
         last = found.end
     return "".join(out) + markdown[last:] if out else markdown
-
-
-def _honest_markdown_label(label: str, url: str) -> bool:
-    """Whether a Markdown label names no other place than `url`: as written, and as
-    shown (escapes and character references decoded, emphasis marks and tags out)."""
-    shown = html.unescape(_LABEL_ESCAPE.sub(r"\1", label))
-    plain = _MARKUP.sub("", shown)
-    return honest_label(label, url) and all(
-        not text.strip() or honest_label(text, url) for text in (shown, plain)
-    )
 
 
 def _markdown_target(url: str) -> str:
@@ -430,10 +417,11 @@ def markdown_sources(sources: Sequence[Source]) -> str:
         if not honest_label(title, url):
             links.append(f"<{target}>")
             continue
-        # Marks escaped: a backtick would open a code span over the next link, a
-        # backslash end the label early.
-        title = _MARKS.sub(r"\\\g<0>", title)
-        links.append(f"[{neutralize_markdown(title)}]({target})")
+        # Mentions defused first (`<!here>` is @here, not `\<!here\>`), then marks
+        # escaped: a backtick would open a code span over the next link, a backslash
+        # end the label early.
+        title = _MARKS.sub(r"\\\g<0>", neutralize_markdown(title))
+        links.append(f"[{title}]({target})")
     return f"_Sources:_ {' · '.join(links)}" if links else ""
 
 
