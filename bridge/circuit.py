@@ -3,7 +3,8 @@
 After `failures` consecutive failures of the kind that waiting will not fix
 (unavailable, timed out), the circuit opens: questions get an immediate
 "unavailable" answer for `cooldown` seconds. Then one question is let through
-as a probe; its success closes the circuit, its failure opens it again.
+as a probe; its answer's first text closes the circuit (the relay calls
+`success` then), its failure opens it again.
 
 A 429 that names when to call again holds the backend until then: questions
 are told when to try again without being sent (each would be refused, and

@@ -414,11 +414,16 @@ class Relay:
                                   extra={"conversation": key})
 
             try:
+                def first_token() -> None:
+                    self.metrics.first_token.labels(route.backend).observe(
+                        time.monotonic() - started)
+                    # The backend answers: a probe's answer that has begun closes the
+                    # circuit, or every other asker is refused until its last word.
+                    circuit.success()
+
                 done, sources = await read_answer(
                     backend.stream(request), reply, cap=self.config.reply.max_answer_chars,
-                    on_first_token=lambda: self.metrics.first_token.labels(
-                        route.backend).observe(time.monotonic() - started),
-                    keep_session=keep_session,
+                    on_first_token=first_token, keep_session=keep_session,
                 )
             finally:
                 free_slot()

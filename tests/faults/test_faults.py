@@ -132,6 +132,27 @@ async def test_circuit_closes_after_a_successful_probe(
     )
 
 
+async def test_a_probe_whose_answer_has_begun_lets_the_next_questions_through(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # While the probe's answer streamed (the backend plainly back), every other asker
+    # was told "unavailable right now" until its last word.
+    extra = "limits: {circuit: {failures: 1, cooldown: 0.2}}"
+    for _ in range(3):
+        fake_chat_api.enqueue(status=500)
+    fake_chat_api.enqueue(tokens=["back", *[" and more"] * 15], token_delay=0.3)
+    fake_chat_api.enqueue(tokens=["meanwhile"])
+    async with bridge(fake_chat_api, tmp_path / "b.db", extra=extra) as b:
+        await ask(b, "one", "T1")
+        await wait_for(lambda: b.relay.circuits["docs"].state == "half-open")
+        probe = await local(b).say("two", thread="T2")
+        await wait_for(lambda: probe.visible() != [])
+        after = await ask(b, "three", "T3")
+        assert not probe.ended.is_set()  # still streaming when the next was answered
+        assert after.notices == [] and after.visible() == ["meanwhile"]
+        await asyncio.wait_for(probe.ended.wait(), 15)
+
+
 async def test_connection_dropped_mid_stream(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     fake_chat_api.enqueue(tokens=["Part ", "one ", "part ", "two"], drop_after=2)
     async with bridge(fake_chat_api, tmp_path / "b.db") as b:
