@@ -46,6 +46,8 @@ COMPACT_EVERY = 60.0
 # failing store, finding the cut replies' records, the marks. What is left then is
 # for the next start (the records stay).
 AFTER_GRACE_SECONDS = 5.0
+# How long `/healthz` (and a scrape of `/metrics`) waits for the store to answer.
+HEALTH_STORE_SECONDS = 2.0
 # How long a closing bridge waits for its background tasks (the heartbeat...) to end.
 TASKS_END_SECONDS = 0.5
 # A reply cut off on a platform no longer configured is kept (with its text) this
@@ -176,7 +178,7 @@ class Bridge:
         )
 
         if self.config.http.listen:
-            self.http = HttpServer(self.config.http.listen, self._health, self.metrics.render)
+            self.http = HttpServer(self.config.http.listen, self._health, self._metrics)
         for name, options in self.config.platforms.items():
             for kind in PLATFORM_FAILURES:  # at 0 from the start: an alert sees the first
                 self.metrics.platform_errors.labels(name, kind)
@@ -433,13 +435,27 @@ class Bridge:
             if problem is not None:
                 problems[name] = problem
         try:
-            await self.store.ping()
+            # A store that hangs (a partition) is told as down, in time for the health
+            # check that asked (the image's gives up after 4 s).
+            async with asyncio.timeout(HEALTH_STORE_SECONDS):
+                await self.store.ping()
+        except TimeoutError:
+            log.debug("health: the store did not answer within %g s", HEALTH_STORE_SECONDS)
+            problems["store"] = "unavailable"
         except BridgeError as exc:
             # The detail (the store's address) is for the log, not for whoever polls.
             log.debug("health: the store failed: %s", exc)
             # Corrupt: trying again, or a restart, cannot help; a restore from a backup does.
             problems["store"] = "corrupt" if isinstance(exc, StoreCorrupt) else "unavailable"
         return problems
+
+    async def _metrics(self) -> bytes:
+        """The metrics, with each platform's and the store's state as `/healthz` tells
+        it now: an alert on them needs nothing but the scrape."""
+        problems = await self._health()
+        for name in (*self.platforms, "store"):
+            self.metrics.up.labels(name).set(0 if name in problems else 1)
+        return self.metrics.render()
 
     async def drain(self) -> bool:
         """Graceful stop: finish live replies for the grace period, mark the rest.

@@ -44,7 +44,9 @@ _REFUSAL = (
 class HttpServer:
     """An aiohttp listener; platforms add their routes before `start()`."""
 
-    def __init__(self, listen: str, health: Health, metrics: Callable[[], bytes]) -> None:
+    def __init__(
+        self, listen: str, health: Health, metrics: Callable[[], Awaitable[bytes]]
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self.host = host.strip("[]")
         # `[::]` (every IPv6 address) alone would leave IPv4 out (asyncio makes IPv6
@@ -180,7 +182,7 @@ class HttpServer:
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
         return web.Response(
-            body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
+            body=await self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
         )
 
 

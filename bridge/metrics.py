@@ -47,7 +47,8 @@ class Metrics:
         )
         self.stream_seconds = Histogram(
             "chat_bridge_stream_seconds",
-            "Time from asking the chat API to the end of its answer's stream", ["backend"],
+            "Time from asking the chat API to the end of its answer's stream (answers "
+            "read to their end)", ["backend"],
             buckets=_LATENCY, registry=r,
         )
         self.reply_seconds = Histogram(
@@ -79,7 +80,12 @@ class Metrics:
             registry=r,
         )
         self.live_streams = Gauge(
-            "chat_bridge_live_streams", "Answers streaming now", registry=r
+            "chat_bridge_live_streams", "Answers streaming from their chat API now", registry=r
+        )
+        self.up = Gauge(
+            "chat_bridge_component_up",
+            "Whether a platform's connection, or the store, works (1) or not (0), as "
+            "/healthz tells at the scrape", ["component"], registry=r,
         )
         self.backend_remaining = Gauge(
             "chat_bridge_backend_ratelimit_remaining",

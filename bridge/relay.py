@@ -399,6 +399,7 @@ class Relay:
             reply.keep_back()
         log.info("answering", extra={"conversation": key, "backend": route.backend})
         self.metrics.live_streams.inc()
+        streaming = True
         started = time.monotonic()
         outcome = "answered"
         try:
@@ -427,9 +428,12 @@ class Relay:
                 )
             finally:
                 free_slot()
-                # The chat API's part: not the wait for the platform to show the end.
-                self.metrics.stream_seconds.labels(route.backend).observe(
-                    time.monotonic() - started)
+                # Its stream is over (the platform may take a while yet to show it).
+                streaming = False
+                self.metrics.live_streams.dec()
+            # The chat API's time for an answer read to its end: not the wait for the
+            # platform to show it, nor a failure's time (those are `answered`'s).
+            self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
             final = done.text if done is not None else None
             if final:
                 final = valid_text(final)
@@ -501,7 +505,8 @@ class Relay:
                 gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
                          else self.metrics.backend_credits)
                 gauge.labels(route.backend).set(value)
-            self.metrics.live_streams.dec()
+            if streaming:  # ended before its stream began
+                self.metrics.live_streams.dec()
             self.metrics.edits.labels(msg.platform).inc(reply.stats.edits)
             self.metrics.reply_seconds.labels(msg.platform).observe(time.monotonic() - started)
             self.metrics.answered.labels(msg.platform, route.backend, outcome).inc()

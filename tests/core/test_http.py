@@ -6,6 +6,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import BridgeError
 from bridge.http import HttpServer
+from bridge.interfaces import Address
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI
 
@@ -80,13 +82,74 @@ async def test_metrics_count_messages_and_backend_quota(
     assert "chat_bridge_queue_depth 0.0" in body
 
 
+async def test_a_store_that_hangs_is_told_down_in_time_and_in_the_metrics(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `/healthz` waited the store's own timeouts (10-40 s): the image's health check
+    # (4 s) saw a timeout, never why; and nothing in `/metrics` said what was down.
+    monkeypatch.setattr("bridge.app.HEALTH_STORE_SECONDS", 0.2)
+    async with make(fake_chat_api, tmp_path) as bridge:
+        base = f"http://127.0.0.1:{bridge.http_port}"
+        async with httpx.AsyncClient() as client:
+            up = (await client.get(f"{base}/metrics")).text
+            assert 'chat_bridge_component_up{component="store"} 1.0' in up
+            assert 'chat_bridge_component_up{component="console"} 1.0' in up
+
+            async def hangs() -> None:
+                await asyncio.Event().wait()
+
+            monkeypatch.setattr(bridge.store, "ping", hangs)
+            down = await client.get(f"{base}/healthz", timeout=5)
+            assert down.status_code == 503
+            assert down.json()["down"] == {"store": "unavailable"}
+            metrics = (await client.get(f"{base}/metrics", timeout=5)).text
+    assert 'chat_bridge_component_up{component="store"} 0.0' in metrics
+    assert 'chat_bridge_component_up{component="console"} 1.0' in metrics
+
+
+async def test_streams_are_counted_while_the_chat_api_streams_and_timed_when_answered(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A failed request's time went into the chat API's answer times (an outage made
+    # them look faster), and an answer counted as streaming until the platform
+    # showed its end, past `max_concurrent_streams`.
+    fake_chat_api.enqueue(status=400, body={"error": "no"})
+    fake_chat_api.enqueue(tokens=["a", "b"])
+    async with make(fake_chat_api, tmp_path) as bridge:
+        console = bridge.platforms["console"]
+        failed = await console.say("one", thread="T1")  # type: ignore[attr-defined]
+        await asyncio.wait_for(failed.ended.wait(), 10)
+        timed = bridge.metrics.stream_seconds.labels("docs")
+        assert _count(timed) == 0
+        held = asyncio.Event()
+        target = console.target(Address("console", "W1", "C1", "T2"))  # type: ignore[attr-defined]
+        end = target.end
+
+        async def slow_end() -> None:
+            await held.wait()  # the platform takes its time to finish the reply
+            await end()
+
+        target.end = slow_end  # type: ignore[method-assign]
+        await console.say("two", thread="T2")  # type: ignore[attr-defined]
+        await wait_for(lambda: _count(timed) == 1)
+        assert bridge.relay.live == 1
+        assert bridge.metrics.live_streams._value.get() == 0
+        held.set()
+        await asyncio.wait_for(target.ended.wait(), 10)
+
+
+def _count(histogram: Any) -> float:
+    return next(s.value for m in histogram.collect() for s in m.samples
+                if s.name.endswith("_count"))
+
+
 async def test_a_listen_address_in_use_is_one_clear_error() -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
     try:
-        server = HttpServer(f"127.0.0.1:{port}", _healthy, lambda: b"")
+        server = HttpServer(f"127.0.0.1:{port}", _healthy, _no_metrics)
         with pytest.raises(BridgeError, match=rf"http.listen 127.0.0.1:{port}: cannot listen"):
             await server.start()
         await server.aclose()
@@ -109,7 +172,7 @@ async def test_listening_on_every_ipv6_address_takes_ipv4_too() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = HttpServer(f"[::]:{port}", _healthy, lambda: b"")
+    server = HttpServer(f"[::]:{port}", _healthy, _no_metrics)
     await server.start()
     try:
         hosts = ["127.0.0.1"] + (["[::1]"] if _has_ipv6_loopback() else [])
@@ -125,7 +188,7 @@ async def test_a_request_whose_headers_never_end_is_closed_after_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(http_module, "HEADER_SECONDS", 0.3)
-    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    server = HttpServer("127.0.0.1:0", _healthy, _no_metrics)
     await server.start()
     try:
         reader, writer = await _half_sent(server.port)
@@ -238,7 +301,7 @@ async def test_at_the_cap_requests_just_arrived_are_kept_and_the_next_one_reads_
         return await handler(request)
 
     monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 4)
-    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    server = HttpServer("127.0.0.1:0", _healthy, _no_metrics)
     server.app.middlewares.insert(0, not_yet)
     await server.start()
     try:
@@ -279,7 +342,7 @@ async def _capped(
 ) -> AsyncIterator[HttpServer]:
     """A started listener holding `cap` connections at most, with `routes` (GET) too."""
     monkeypatch.setattr(http_module, "MAX_CONNECTIONS", cap)
-    server = HttpServer("127.0.0.1:0", _healthy, lambda: b"")
+    server = HttpServer("127.0.0.1:0", _healthy, _no_metrics)
     for path, handler in routes.items():
         server.add_route("GET", f"/{path}", handler)
     await server.start()
@@ -298,3 +361,7 @@ async def _half_sent(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWri
 
 async def _healthy() -> dict[str, str]:
     return {}
+
+
+async def _no_metrics() -> bytes:
+    return b""

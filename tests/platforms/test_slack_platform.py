@@ -765,7 +765,7 @@ async def http_platform(
     async def health() -> dict[str, str]:
         return {}
 
-    server = HttpServer("127.0.0.1:0", health, lambda: b"")
+    server = HttpServer("127.0.0.1:0", health, _no_metrics)
     platform = SlackPlatform(PlatformContext(options=options(fake_slack, http=True), http=server))
     await server.start()
     url = f"http://127.0.0.1:{server.port}/slack/events"
@@ -970,7 +970,7 @@ async def test_a_stop_waits_briefly_for_a_request_still_arriving(fake_slack: Fak
     async def health() -> dict[str, str]:
         return {}
 
-    server = HttpServer("127.0.0.1:0", health, lambda: b"")
+    server = HttpServer("127.0.0.1:0", health, _no_metrics)
     platform = SlackPlatform(PlatformContext(options=options(fake_slack, http=True), http=server))
     await server.start()
     await platform.start(lambda msg, target: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
@@ -1626,3 +1626,7 @@ async def test_a_deleted_question_is_withdrawn(
     await deliver(fake_slack, [fake_slack.user_delete(CHANNEL, ts, tombstone=tombstone)])
     await wait_for(target.withdrawn)
     assert len(inbox.items) == 1  # the deletion is no question
+
+
+async def _no_metrics() -> bytes:
+    return b""
