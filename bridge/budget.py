@@ -7,6 +7,10 @@ arrival: replies that have shown nothing yet go first, then typing, then the
 reply whose text has waited longest (the classes are in `bridge.reply_budget`,
 which also caps typing at half of a bot-wide budget).
 
+A budget also holds slots for the answers taken in its place that have yet to show
+anything (`promise`): a refusal posted there (a waiter that `spares` them) takes only
+the slots beyond, so an answer's first words never wait behind refusals told meanwhile.
+
 During a stop a budget keeps slots back (`keep`), one for each live reply drawing
 on it: the mark that says a reply was cut ("interrupted") must find one when the
 grace ends, however busy the replies kept the budget until then.
@@ -76,14 +80,17 @@ class Budget:
         self._stamps: list[float] = []  # when each done request was done, oldest first
         self._flying: list[float] = []  # when each slot still on its way was granted
         # (False for a waiter that may take the slots kept back: it goes first, then
-        # by priority, then by arrival; the waiter's future; who waits, for `promote`).
-        self._waiters: list[tuple[bool, Priority, int, asyncio.Future[float], object]] = []
+        # by priority, then by arrival; the waiter's future; who waits, for `promote`;
+        # whether it spares the slots promised, see `promise`).
+        self._waiters: list[tuple[bool, Priority, int, asyncio.Future[float], object, bool]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
         self._on_grant = on_grant
         # Slots kept back (see `keep`): only waiters that may take them get them.
         self.kept = 0
+        # Slots promised (see `promise`): waiters that spare them do not get them.
+        self.promised = 0
 
     def _expire(self, now: float) -> None:
         drop_older(self._stamps, now, self.window)
@@ -93,6 +100,11 @@ class Budget:
         """Whether a slot is free beyond `kept` more."""
         return len(self._stamps) + len(self._flying) + kept < self.rate.count
 
+    def _held(self, not_kept: bool, spares: bool) -> int:
+        """The slots a waiter may not take: those kept back unless it may take them,
+        and those promised if it spares them."""
+        return (self.kept if not_kept else 0) + (self.promised if spares else 0)
+
     def keep(self, change: int) -> None:
         """Keep `change` more slots back (fewer, if negative) from the waiters that may
         not take them. Slots are kept back as they free: a spent budget fills its
@@ -101,12 +113,21 @@ class Budget:
         if change < 0:
             self._grant()
 
-    def try_acquire(self) -> float | None:
-        """Take a slot now if one is free beyond those kept back and nobody is waiting;
-        its stamp, or None."""
+    def promise(self, change: int) -> None:
+        """Promise `change` more slots (fewer, if negative) to answers yet to show
+        anything here: the waiters that spare them (refusals) take only the slots
+        beyond. An answer gives its promise back once its first request is granted, or
+        it ends."""
+        self.promised += change
+        if change < 0:
+            self._grant()
+
+    def try_acquire(self, *, spares: bool = False) -> float | None:
+        """Take a slot now if one is free beyond those kept back (and those promised,
+        if it `spares` them) and nobody is waiting; its stamp, or None."""
         now = self._clock()
         self._expire(now)
-        if not self._waiters and self._free(self.kept):
+        if not self._waiters and self._free(self._held(True, spares)):
             self._take(now)
             return now
         return None
@@ -138,21 +159,34 @@ class Budget:
             self._on_grant(now)
 
     async def acquire(
-        self, priority: Priority = (0, 0.0), *, kept: bool = False, owner: object = None
+        self, priority: Priority = (0, 0.0), *, kept: bool = False, owner: object = None,
+        spares: bool = False,
     ) -> float:
         """Wait for a slot; lower `priority` tuples are served first. Returns its stamp.
 
         With `kept`, the slots kept back may be taken too, before any other waiter.
-        `owner` names who waits, for `promote`.
+        `owner` names who waits, for `promote`. With `spares`, the slots promised
+        (`promise`) are not taken: give such waiters the lowest priority, as a waiter
+        first in line that may not take a free slot holds up those behind it.
         """
-        stamp = self.try_acquire()
+        stamp = self.try_acquire(spares=spares)
         if stamp is not None:
             return stamp
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (not kept, priority, next(self._seq), future, owner))
+        before = self._waiters[0] if self._waiters else None
+        waiter = (not kept, priority, next(self._seq), future, owner, spares)
+        heapq.heappush(self._waiters, waiter)
         if kept:  # ahead of the others, it may go now: no timer set for them holds it
             self._grant()
         else:
+            if (
+                before is not None and before[5] and self._waiters[0] is waiter
+                and self._timer is not None
+            ):
+                # The timer is for a waiter sparing the promised slots: one free now
+                # is not for it, but may be for this one.
+                self._timer.cancel()
+                self._timer = None
             self._schedule()
         try:
             return await future
@@ -165,9 +199,9 @@ class Budget:
     def promote(self, owner: object) -> None:
         """The waiters of `owner` may take the slots kept back now, before any other."""
         found = False
-        for i, (not_kept, priority, seq, future, who) in enumerate(self._waiters):
+        for i, (not_kept, priority, seq, future, who, spares) in enumerate(self._waiters):
             if who is owner and not_kept:
-                self._waiters[i] = (False, priority, seq, future, who)
+                self._waiters[i] = (False, priority, seq, future, who, spares)
                 found = True
         if found:
             heapq.heapify(self._waiters)
@@ -178,14 +212,15 @@ class Budget:
             return
         now = self._clock()
         self._expire(now)
-        if self._free(self.kept if self._waiters[0][0] else 0):
+        head = self._waiters[0]
+        if self._free(self._held(head[0], head[5])):
             delay = 0.0
         else:
             # A slot frees when the oldest stamp leaves its window or the oldest slot
             # on its way is taken as lost (restamp and release wake waiters too).
             frees = [t + self.window for t in self._stamps[:1]]
             frees += [t + MAX_FLIGHT for t in self._flying[:1]]
-            if not frees:  # only slots kept back are free: `keep` lets them go
+            if not frees:  # only slots kept back or promised are free: see `keep`, `promise`
                 return
             delay = max(0.0, min(frees) - now)
         self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
@@ -198,11 +233,11 @@ class Budget:
         now = self._clock()
         self._expire(now)
         while self._waiters:
-            not_kept, _, _, future, _ = self._waiters[0]
+            not_kept, _, _, future, _, spares = self._waiters[0]
             if future.done():  # cancelled: dropped, so it does not hold the timer
                 heapq.heappop(self._waiters)
                 continue
-            if not self._free(self.kept if not_kept else 0):
+            if not self._free(self._held(not_kept, spares)):
                 break
             heapq.heappop(self._waiters)
             self._take(now)
@@ -216,13 +251,13 @@ class Budget:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for _, _, _, f, _ in self._waiters if not f.done())
+        return sum(1 for _, _, _, f, _, _ in self._waiters if not f.done())
 
     def idle(self) -> bool:
         """Nothing in the window and nobody waiting: a new budget would behave the same."""
         self._expire(self._clock())
         return (
-            not (self._stamps or self._flying or self._waiters or self.kept)
+            not (self._stamps or self._flying or self._waiters or self.kept or self.promised)
             and self._timer is None
         )
 

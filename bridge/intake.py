@@ -50,6 +50,10 @@ CONVERSATION_BUSY = (
 # message after message where refusals are posted in the channel would otherwise
 # fill its post budget with them, and answers to everyone else would wait.
 REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
+# A refusal posted in the channel is told within this many seconds of its message, or
+# not at all: a burst's refusals would otherwise come as the channel's post budget
+# allows (Discord's: five every five seconds), saying "busy" long after the answers.
+REFUSAL_WITHIN = 5.0
 NO_BACKEND = "none"  # the backend label of a message that failed before it was routed
 INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
 # While another workspace (a Slack workspace, a Discord server; Discord's DMs count
@@ -140,6 +144,8 @@ class Intake:
         self.relay = relay
         self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget, Flag]]] = {}
         self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
+        # Refusals not told in time, by place: logged once its last refusal is done.
+        self._untold: dict[tuple[str, str, str], int] = {}
         self._users = UserRateLimiter()
         self._shares = Shares()
         # Places where the bot was asked and no route serves, already said (in order).
@@ -494,27 +500,43 @@ class Intake:
         if public:
             # Posted in the channel, within the post budget its answers share: not
             # waited for, or the place's next messages (others') would wait behind it.
-            # A place's refusals are posted in the order of their messages.
+            # A place's refusals are posted in the order of their messages, after the
+            # answers' requests, and in time or not at all.
             place = (msg.platform, msg.workspace, msg.channel)
             after = self._refusals.get(place)
-            task = self.relay.spawn(self._notice_apart(place, target, text, after))
+            by = time.monotonic() + REFUSAL_WITHIN
+            task = self.relay.spawn(self._notice_apart(place, target, text, after, by))
             self._refusals[place] = task
             return
         await self.relay.notice(target, text)
 
     async def _notice_apart(
         self, place: tuple[str, str, str], target: ReplyTarget, text: str,
-        after: asyncio.Task[None] | None,
+        after: asyncio.Task[None] | None, by: float,
     ) -> None:
         try:
-            if after is not None:
-                await asyncio.wait([after])  # its outcome is its own
-            await self.relay.notice(target, text)
+            if after is not None:  # its outcome is its own
+                await asyncio.wait([after], timeout=max(0.0, by - time.monotonic()))
+            if (after is not None and not after.done()) or not await self.relay.notice(
+                target, text, by=by
+            ):
+                self._untold[place] = self._untold.get(place, 0) + 1
+                with contextlib.suppress(Exception):  # what the question shows goes, as
+                    await target.end()                # it would with the notice
         except Exception as exc:  # a platform library's own error too: it is only a refusal
             log.warning("could not tell a refusal: %s", for_log(exc))
         finally:
             if self._refusals.get(place) is asyncio.current_task():
                 del self._refusals[place]
+                if untold := self._untold.pop(place, 0):
+                    platform, workspace, channel = place
+                    log.warning(
+                        "%d refusal(s) in %s channel %s (workspace %s) not told: the "
+                        "channel's posts had no room for them within %g s of their "
+                        "messages (its answers go first)", untold, platform, channel,
+                        workspace, REFUSAL_WITHIN,
+                        extra={"platform": platform, "channel": channel},
+                    )
 
 
 def _all_taken(queue: deque[tuple[Inbound, ReplyTarget, Flag]]) -> None:

@@ -12,6 +12,7 @@ from bridge.errors import RateLimited
 from bridge.flag import Flag
 from bridge.interfaces import Inbound, ReplyTarget
 from bridge.render import LiveReply
+from bridge.reply_budget import Promise
 from bridge.store import InFlight
 
 
@@ -43,6 +44,8 @@ class Job:
     recorded: Flag = field(default_factory=Flag)
     task: asyncio.Task[None] | None = None  # answering it
     fenced: bool = False  # cut by the fence (bridge/fence.py), to be marked interrupted now
+    # Its place's post slot, held for its first words from when it is taken (see Promise).
+    promise: Promise | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:

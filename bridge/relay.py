@@ -55,7 +55,7 @@ from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
 from bridge.reading import read_answer
 from bridge.render import LiveReply
-from bridge.reply_budget import FIRST, Slots, restamp
+from bridge.reply_budget import FIRST, Promise, Slots, refusal_slots, restamp
 from bridge.sources import dedupe_sources
 from bridge.stopping import HURRIED_SECONDS, StopClock
 from bridge.store import InFlight, Store
@@ -158,6 +158,9 @@ class Relay:
         self._taken[job.key] = self._taken.get(job.key, 0) + 1
         self._queued += 1
         self.metrics.queue_depth.set(self._queued)
+        limits = job.target.limits
+        if limits.notices_post and not job.reset:  # refusals told there leave it a slot
+            job.promise = Promise(self.budgets.get(limits.post_bucket, limits.post_rate))
         job.recorded = batch
         job.task = self.spawn(self._run(job))
 
@@ -175,16 +178,40 @@ class Relay:
         """The questions of conversation `key` taken here and not ended."""
         return self._taken.get(key, 0)
 
-    async def notice(self, target: ReplyTarget, text: str) -> None:
+    async def notice(self, target: ReplyTarget, text: str, *, by: float | None = None) -> bool:
         """Tell the asker something instead of answering, within the bot-wide budget
-        and, where a notice is a message in the place, the place's post budget."""
+        and, where a notice is a message in the place, the place's post budget.
+
+        With `by` (a refusal posted in the place), it waits for its slots after every
+        reply's request and leaves those promised to answers yet to show; if they are
+        not granted by `by` (time.monotonic()), it is not told: False.
+        """
         limits = target.limits
         place = [(limits.post_bucket, limits.post_rate)] if limits.notices_post else []
         try:
-            await self.within_budgets(target, lambda: target.notice(text), place)
+            if by is None:
+                await self.within_budgets(target, lambda: target.notice(text), place)
+                return True
+            held = await refusal_slots(self.budgets, self._wanted(target, place), by)
+            if held is None:
+                return False
+            try:
+                await target.notice(text)
+            finally:
+                restamp(held)
+            return True
         except Exception as exc:
             self.metrics.platform_failed(target.address.platform, exc)
             raise
+
+    @staticmethod
+    def _wanted(target: ReplyTarget, first: Sequence[tuple[str, Rate]]) -> list[tuple[str, Rate]]:
+        """The budgets of a request outside a reply: those in `first`, then the bot-wide one."""
+        limits = target.limits
+        wanted = list(first)
+        if limits.global_bucket and limits.global_rate:
+            wanted.append((limits.global_bucket, limits.global_rate))
+        return wanted
 
     async def within_budgets(
         self,
@@ -197,13 +224,9 @@ class Relay:
         """Make a request of the platform outside a reply within its bot-wide budget, if
         any, and the budgets in `first` before it (as a reply takes its own budget first).
         With `kept` (a stop's mark), it may take the slots a stop kept back."""
-        limits = target.limits
-        wanted = list(first)
-        if limits.global_bucket and limits.global_rate:
-            wanted.append((limits.global_bucket, limits.global_rate))
         held: Slots = []
         try:
-            for bucket, rate in wanted:
+            for bucket, rate in self._wanted(target, first):
                 budget = self.budgets.get(bucket, rate)
                 # It comes before first words.
                 stamp = await budget.acquire((FIRST, time.monotonic()), kept=kept)
@@ -277,6 +300,8 @@ class Relay:
                 await self.notice(job.target, told(exc))
         finally:
             self._dequeue(job)  # if it never left the queue (a failure or a stop before)
+            if job.promise is not None:  # (its reply may have given it back already)
+                job.promise.done()
             if not job.mine.done():
                 job.mine.set_result(None)
             if (left := self._taken[job.key] - 1) > 0:
@@ -393,6 +418,7 @@ class Relay:
             on_progress=progress,
             on_failure=partial(self.metrics.platform_failed, msg.platform),
             footnote=FILES_NOT_READ if msg.has_attachments else "",
+            promise=job.promise,
         )
         job.reply = reply
         if not self.accepting:  # asked as a stop began (its turn came at once)

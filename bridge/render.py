@@ -22,7 +22,7 @@ from bridge.budget import Budgets
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
-from bridge.reply_budget import Held, Op, ReplyBudget, release, restamp
+from bridge.reply_budget import Held, Op, Promise, ReplyBudget, release, restamp
 from bridge.sources import source_blocks
 from bridge.split import split_markdown, split_pieces
 
@@ -117,13 +117,15 @@ class LiveReply:
         on_progress: ProgressHook | None = None,
         on_failure: FailureHook | None = None,
         footnote: str = "",
+        promise: Promise | None = None,
     ) -> None:
         self.target = target
         # Markdown the reply ends with, under the answer and its sources (or under a
         # failure's notice where some answer shows): a word about the question itself.
         self.footnote = footnote
         self.limits = target.limits
-        self._budget = ReplyBudget(budgets, self.limits)
+        # `promise`: a slot of the place's post budget its first words are promised.
+        self._budget = ReplyBudget(budgets, self.limits, promise)
         self.edit_interval = edit_interval
         self.thinking_text = thinking_text
         self._on_progress = on_progress

@@ -5,9 +5,12 @@ has a budget for those, on that one), its new messages on the post budget, and b
 on the bot-wide budget where the platform has one; typing draws on a share of that
 one. Waiters are served by priority class, then by how long their text has waited: a
 reply's first words go first, then typing, then more words of replies already showing
-some. During a stop a reply keeps a slot of each budget its edits draw on back for
-the mark saying it was interrupted (`keep_back`), and gives it back once no mark
-will be needed (`let_go`).
+some, and refusals posted in the place last. Until its first request is granted, an
+answer taken in a place where refusals are posted holds a slot of that place's post
+budget promised (`Promise`), which those refusals leave it (`refusal_slots`). During a
+stop a reply keeps a slot of each budget its edits draw on back for the mark saying
+it was interrupted (`keep_back`), and gives it back once no mark will be needed
+(`let_go`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ COURTESY = 1  # typing: worth a request only while the words are not there
 # words of answers asked in a burst find requests left to show them at once.
 TYPING_SHARE = 0.5
 MORE = 2  # more words of a reply already showing some
+# A refusal posted in the place (Discord's channels): after every reply's request, as a
+# refusal told late is worth nothing, and it is told in time or not at all.
+REFUSAL = 3
 
 # What a reply asks of its platform: a new message, an edit, or an edit that only adds
 # to the end of its message (see `Limits.append_bucket`).
@@ -48,16 +54,60 @@ def release(slots: Slots) -> None:
         budget.release(stamp)
 
 
+class Promise:
+    """A slot of a place's post budget promised to an answer taken there, until its
+    first request is granted or it ends: the refusals posted there meanwhile leave it
+    (see `Budget.promise`)."""
+
+    __slots__ = ("_budget",)
+
+    def __init__(self, budget: Budget) -> None:
+        self._budget: Budget | None = budget
+        budget.promise(1)
+
+    def done(self) -> None:
+        """Give the promise back (once): the answer's request was granted, or it ended."""
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget.promise(-1)
+
+
+async def refusal_slots(
+    budgets: Budgets, wanted: list[tuple[str, Rate]], by: float
+) -> Slots | None:
+    """A slot of each budget in `wanted`, in order, for a refusal posted in a place: after
+    every reply's request, leaving the slots promised to answers yet to show. None (and
+    none held) if they are not all granted by `by` (time.monotonic())."""
+    slots: Slots = []
+    try:
+        if time.monotonic() >= by:
+            return None
+        async with asyncio.timeout(by - time.monotonic()):
+            for bucket, rate in wanted:
+                budget = budgets.get(bucket, rate)
+                stamp = await budget.acquire((REFUSAL, time.monotonic()), spares=True)
+                slots.append((budget, stamp))
+    except TimeoutError:
+        release(slots)
+        return None
+    except BaseException:
+        release(slots)
+        raise
+    return slots
+
+
 class ReplyBudget:
     """The budgets one live reply draws on: its platform's for edits (`edit`), for
     appends if it has one (`append`) and for new messages (`post`), the bot-wide one if
-    any (`bot`) and typing's share of it (`typing`). Its waits name it, for `Budget.promote`."""
+    any (`bot`) and typing's share of it (`typing`). Its waits name it, for `Budget.promote`.
+    Its `promise`, if any, is given back once its first post or edit is granted."""
 
     # Slots, not a dict per reply: a thousand replies may be live at once.
-    __slots__ = ("_budgets", "_kept", "append", "bot", "edit", "post", "typing")
+    __slots__ = ("_budgets", "_kept", "_promise", "append", "bot", "edit", "post", "typing")
 
-    def __init__(self, budgets: Budgets, limits: Limits) -> None:
+    def __init__(self, budgets: Budgets, limits: Limits, promise: Promise | None = None) -> None:
         self._budgets = budgets
+        self._promise = promise
         self.follow(limits)
         bucket, rate = limits.global_bucket, limits.global_rate
         self.bot = budgets.get(bucket, rate) if bucket and rate else None
@@ -87,6 +137,7 @@ class ReplyBudget:
                 slots.append((self.post, await self.post.acquire((FIRST, now))))
                 if self.bot is not None:
                     slots.append((self.bot, await self.bot.acquire((FIRST, now))))
+                self._granted()
             elif self.bot is not None:  # typing is a request too
                 if not await self._typing_slots((COURTESY, now), slots, has_text):
                     release(slots)
@@ -146,7 +197,14 @@ class ReplyBudget:
         except BaseException:
             release(slots)
             raise
+        self._granted()
         return op, slots
+
+    def _granted(self) -> None:
+        """A first post or edit was granted: the slot promised for it is taken."""
+        if self._promise is not None:
+            self._promise.done()
+            self._promise = None
 
     def keep_back(self, closing: bool) -> None:
         """A stop began: keep a slot of each budget its edits draw on (Slack's chat.update:

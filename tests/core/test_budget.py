@@ -187,3 +187,36 @@ def test_quiet_budgets_are_forgotten_and_held_ones_found_again() -> None:
     assert busy.try_acquire() is None
     # A forgotten bucket starts again with a full window.
     assert budgets.get("quiet-0", rate).try_acquire() is not None
+
+
+async def test_a_waiter_sparing_the_promised_slots_takes_only_those_beyond() -> None:
+    # A refusal posted in a channel leaves the slots promised to the answers taken there.
+    budget = Budget(Rate(2, 60.0), margin=0.0)
+    budget.promise(1)
+    budget.restamp(await budget.acquire((3, 0.0), spares=True))  # one beyond the promise
+    refusal = asyncio.create_task(budget.acquire((3, 1.0), spares=True))
+    await asyncio.sleep(0)
+    assert not refusal.done()
+    answer = await asyncio.wait_for(budget.acquire((0, 2.0)), 10)  # the promised slot
+    assert not refusal.done()
+    budget.release(answer)  # never sent: the slot is free again, and still promised
+    await asyncio.sleep(0)
+    assert not refusal.done()
+    budget.promise(-1)  # the answer ended without it
+    await asyncio.wait_for(refusal, 10)
+    assert not budget.idle()
+
+
+async def test_an_answer_does_not_wait_for_the_timer_of_a_refusal_before_it() -> None:
+    # The refusal waits for a slot beyond the promised one (its timer: a minute away);
+    # the answer asking after it takes the promised slot at once.
+    budget = Budget(Rate(2, 60.0), margin=0.0)
+    budget.restamp(await budget.acquire())
+    budget.promise(1)
+    refusal = asyncio.create_task(budget.acquire((3, 0.0), spares=True))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(budget.acquire((0, 1.0)), 10)
+    budget.promise(-1)
+    assert not refusal.done()
+    refusal.cancel()
+    await asyncio.gather(refusal, return_exceptions=True)
