@@ -73,6 +73,7 @@ class Script:
     sources: list[tuple[str, str]] = field(default_factory=list)
     final: str | None = None
     first_delay: float = 0.0  # before the first token (a stream's opening event comes at once)
+    gate: asyncio.Event | None = None  # set by the test: the first token waits for it too
     token_delay: float = 0.0
     status: int = 200
     body: Any = None
@@ -280,6 +281,8 @@ class FakeChatAPI:
                 await resp.write(head)
             if script.first_delay:
                 await self._wait_alive(resp, script)
+            if script.gate is not None:
+                await script.gate.wait()
             tokens = script.token_list
             for i in range(len(tokens) + 1):
                 if i == script.malformed_after:

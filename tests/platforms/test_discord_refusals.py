@@ -3,6 +3,7 @@ burst: after the answers taken in the channel, and in time or not at all."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -47,8 +48,11 @@ async def test_a_bursts_refusals_leave_the_channels_posts_to_its_answers_and_com
     users = [fake.add_user(f"u{i}") for i in range(30)]
     for user in users:
         fake.add_member(setup.guild, user)
+    # The answers begin once every message is taken or refused: no answer ends early
+    # and lets a later question in.
+    begin = asyncio.Event()
     for i in range(5):
-        setup.chat.enqueue(tokens=[f"Answer {i} ", "in full."], token_delay=0.1)
+        setup.chat.enqueue(tokens=[f"Answer {i} ", "in full."], token_delay=0.1, gate=begin)
 
     def posts() -> list[str]:
         return [r.body["content"] for r in fake.sent("POST", rf"/channels/{setup.ask}/messages$")]
@@ -56,10 +60,10 @@ async def test_a_bursts_refusals_leave_the_channels_posts_to_its_answers_and_com
     async with setup.bridge():
         for i, user in enumerate(users):
             await fake.say(setup.ask, user, f"question {i}")
-        await fake.wait_until(lambda: len(posts()) >= 5)
-        assert all(post.startswith("Answer ") for post in posts()[:5]), posts()
+        await wait_for(lambda: untold(caplog))  # the refusals, given up
+        begin.set()
         await setup.final(setup.ask, "in full.", count=5)
-        await wait_for(lambda: untold(caplog))
+        assert all(post.startswith("Answer ") for post in posts()[:5]), posts()
         assert BUSY not in posts()
     assert [r.json["message"] for r in setup.chat.requests] == [f"question {i}" for i in range(5)]
     [line] = untold(caplog)  # one line for the burst, not one a refusal
@@ -79,13 +83,15 @@ async def test_refusals_are_told_where_the_channels_posts_have_room_beyond_its_a
     users = [fake.add_user(f"u{i}") for i in range(5)]
     for user in users:
         fake.add_member(setup.guild, user)
+    begin = asyncio.Event()  # (as above)
     for i in range(2):
-        setup.chat.enqueue(tokens=[f"Answer {i} ", "in full."], token_delay=0.1)
+        setup.chat.enqueue(tokens=[f"Answer {i} ", "in full."], token_delay=0.1, gate=begin)
     async with setup.bridge():
         for i, user in enumerate(users):
             await fake.say(setup.ask, user, f"question {i}")
-        await setup.final(setup.ask, "in full.", count=2)
         await fake.wait_until(
             lambda: [m["content"] for m in fake.channel_messages(setup.ask)].count(BUSY) == 3)
+        begin.set()
+        await setup.final(setup.ask, "in full.", count=2)
     assert not untold(caplog)
     assert fake.rate_limited == 0
