@@ -595,10 +595,13 @@ class FakeSlack:
         bot_id: str | None = None,
         subtype: str | None = None,
         files: tuple[str, ...] = (),
+        attachments: tuple[dict[str, Any], ...] = (),
     ) -> list[dict[str, Any]]:
-        """Someone posts `text` (with the files named `files` attached, a `file_share`):
-        it joins the history, and the event bodies Slack would send are returned (a
-        mention in a channel comes twice: as `message` and as `app_mention`)."""
+        """Someone posts `text` (with the files named `files` attached, a `file_share`;
+        with `attachments`: a message forwarded, see `forwarded`, or a link's preview,
+        see `unfurl`): it joins the history, and the event bodies Slack would send are
+        returned (a mention in a channel comes twice: as `message` and as
+        `app_mention`, both with the attachments)."""
         ts = self._next_ts()
         self.messages[channel].append(FakeMessage(channel, ts, text, user, bot_id, thread_ts))
         kind = self.channel_type(channel)
@@ -622,6 +625,8 @@ class FakeSlack:
                 {"id": f"F{uuid.uuid4().hex[:10].upper()}", "name": name, "mode": "hosted"}
                 for name in files
             ]
+        if attachments:
+            event["attachments"] = [dict(a, id=i) for i, a in enumerate(attachments, 1)]
         if subtype:
             event["subtype"] = subtype
         if thread_ts:
@@ -631,6 +636,50 @@ class FakeSlack:
             mention = {k: v for k, v in event.items() if k not in ("channel_type", "type")}
             bodies.append(self.event_body({"type": "app_mention", **mention}))
         return bodies
+
+    def forwarded(
+        self, channel: str, ts: str, *, files: tuple[str, ...] = (), pasted: bool = False
+    ) -> dict[str, Any]:
+        """The attachment a message forwarding `channel`'s message `ts` carries (Slack's
+        Forward, or Share message): the message's text as written, in markup, and its
+        author; `files` are named as the message's files. `pasted`: the preview of a
+        link to the message pasted in another, which Slack does not mark `is_share`."""
+        message = self.find(channel, ts)
+        assert message is not None, f"no message {ts} in {channel}"
+        shared: dict[str, Any] = {
+            "is_msg_unfurl": True,
+            "fallback": f"[{ts}] {message.user}: {message.text}",
+            "text": message.text,
+            "author_id": message.user,
+            "author_name": message.user.lower(),
+            "channel_id": channel,
+            "channel_team": self.team_id,
+            "ts": ts,
+            "from_url": f"https://fake.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+            "mrkdwn_in": ["text"],
+            "footer": f"Posted in <#{channel}>",
+        }
+        if not pasted:
+            shared["is_share"] = True
+        if files:
+            shared["files"] = [
+                {"id": f"F{uuid.uuid4().hex[:10].upper()}", "name": name, "mode": "hosted"}
+                for name in files
+            ]
+        return shared
+
+    @staticmethod
+    def unfurl(url: str, title: str, text: str) -> dict[str, Any]:
+        """The attachment Slack adds to a message that links a web page: its preview."""
+        return {
+            "from_url": url,
+            "original_url": url,
+            "title": title,
+            "title_link": url,
+            "text": text,
+            "fallback": f"{title}: {text}",
+            "service_name": url.split("/")[2],
+        }
 
     def user_edit(
         self, channel: str, ts: str, text: str, *, user: str = "U0USER001"

@@ -52,6 +52,17 @@ def plain_text(text: str) -> str:
     return _decoded(_REF.sub(ref, text))
 
 
+def forwarded(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages a message event forwards (Slack's Forward, or Share message): its
+    attachments marked `is_share`, each with the forwarded message's `text` (markup)
+    and `files`. A link's preview is not one: a web page's, or a pasted link to a
+    message (`is_msg_unfurl` without `is_share`); its text is not what was asked."""
+    attachments = event.get("attachments")
+    if not isinstance(attachments, list):
+        return []
+    return [a for a in attachments if isinstance(a, dict) and a.get("is_share") is True]
+
+
 def _decoded(text: str) -> str:
     """`text` with Slack's three entities (`&amp;`, `&lt;`, `&gt;`) as the characters."""
     return _ENTITY.sub(lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)

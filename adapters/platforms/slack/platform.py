@@ -32,6 +32,7 @@ from .closed import ClosedChannels
 from .events import (
     USER_SUBTYPES,
     addresses_other,
+    forwarded,
     from_bot,
     plain_text,
     team_of_asker,
@@ -493,12 +494,20 @@ class SlackPlatform(Platform):
         thread_ts = event.get("thread_ts")
         thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
         workspace = workspace_of(body, event, self.team_id)
+        # A forward's text is the comment written with it (often none): the messages
+        # it forwards follow it, read as a message is, as a Discord forward's are.
+        # Whether it mentions the bot or someone else is the comment's to say.
+        shares = forwarded(event)
+        question = "\n\n".join(filter(None, (
+            self._strip_mention(part)
+            for part in (text, *(str(s.get("text") or "") for s in shares))
+        )))
         inbound = Inbound(
             platform=self.name,
             workspace=workspace,
             channel=channel,
             user=str(user),
-            text=self._strip_mention(text),
+            text=question,
             message_id=ts,
             # The message's own id, not the event's: its message and app_mention
             # events, and Slack's retries of either, are one question.
@@ -507,7 +516,7 @@ class SlackPlatform(Platform):
             is_dm=is_dm,
             mentioned=mentioned,
             addresses_other=addresses_other(text, self.bot_user_id),
-            has_attachments=bool(event.get("files")),
+            has_attachments=bool(event.get("files")) or any(s.get("files") for s in shares),
             received_at=time.time(),
             sent_at=ts_seconds(ts),
         )
