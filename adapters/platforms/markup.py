@@ -90,12 +90,21 @@ _KNOWN_TLDS = (
     "link|live|news|blog|club|top|icu|bank|email|support|help|login|security|finance|pay"
 )
 _DOMAIN = re.compile(rf"(?i)(?<![\w.-])({_NAME}(?:{_KNOWN_TLDS}))(?![\w-])")
-# Any dotted name: one whose last label has letters of another alphabet than ASCII's
-# is taken for an address too (`paypal.cоm`, a Cyrillic о, reads as paypal.com).
+# Any dotted name: one whose last label reads as a top-level domain people know in
+# letters that only look like ASCII's is taken for an address too (`paypal.cоm`, a
+# Cyrillic о, reads as paypal.com), as is one mixing such letters with ASCII's.
 _DOTTED = re.compile(rf"(?<![\w.-])({_NAME}[^\W\d_]{{2,}})(?![\w-])")
-# Scripts whose sentences end in a full stop a browser takes for a dot (`。`): a
-# name ending in their letters is a sentence, not a look-alike of an address.
-_STOP_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL")
+_TLD_SET = frozenset(_KNOWN_TLDS.split("|"))
+# Letters of other alphabets (Cyrillic, Greek, Latin small capitals) that read as
+# ASCII ones.
+_LOOK_ALIKES = str.maketrans(
+    "аеорсухіјѕԁԛԝһӏкмтвн" "АВЕКМНОРСТХУІЈЅ"
+    "αοριυνκτχεΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"
+    "ᴀʙᴄᴅᴇɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢıɑɡ",
+    "aeopcyxijsdqwhlkmtbh" "ABEKMHOPCTXYIJS"
+    "aopiuvktxeABEZHIKMNOPTYX"
+    "abcdeghijklmnoprstuvwyziag",
+)
 
 
 def address_of(url: str) -> str | None:
@@ -136,12 +145,16 @@ def honest_label(label: str, url: str) -> bool:
 
 
 def _looks_alike(name: str) -> bool:
-    """Whether a dotted name's last label, of letters not all ASCII, could pass for
-    a top-level domain (its letters not those of a script whose sentences end in `。`)."""
+    """Whether a dotted name's last label, not all ASCII, passes for an ASCII one: a
+    known top-level domain in look-alike letters, or ASCII letters mixed with them.
+    A word of another alphabet alone (`Яндекс.Маркет`, `Müller.Ärzte`) does not."""
     last = name.rpartition(".")[2]
-    return not last.isascii() and not any(
-        unicodedata.name(char, "").startswith(_STOP_SCRIPTS) for char in last
-    )
+    if last.isascii():
+        return False
+    seen = last.translate(_LOOK_ALIKES)
+    if not seen.isascii():
+        return False
+    return seen.lower() in _TLD_SET or any(char.isascii() for char in last)
 
 
 # What a Markdown label shows of its marks: `acme.**dev**` reads as acme.dev, and

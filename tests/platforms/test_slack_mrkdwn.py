@@ -479,6 +479,11 @@ def test_no_output_ever_pings(markdown: str) -> None:
         ("[東京。大阪](https://example.jp/)", "<https://example.jp/|東京。大阪>"),
         ("[Руководство, т.е. справка](https://example.ru/)",
          "<https://example.ru/|Руководство, т.е. справка>"),
+        # ... nor a word of another alphabet after a dot (a name, a sentence's end).
+        ("[Яндекс.Маркет](https://market.yandex.ru/)",
+         "<https://market.yandex.ru/|Яндекс.Маркет>"),
+        ("[Müller.Ärzte](https://example.de/)", "<https://example.de/|Müller.Ärzte>"),
+        ("[раураl.сом](https://evil.example/x)", "<https://evil.example/x>"),  # all look-alikes
     ],
 )
 def test_the_bot_makes_no_link_whose_text_names_another_place(markdown: str, mrkdwn: str) -> None:
