@@ -158,11 +158,18 @@ class Relay:
         self._taken[job.key] = self._taken.get(job.key, 0) + 1
         self._queued += 1
         self.metrics.queue_depth.set(self._queued)
-        limits = job.target.limits
-        if limits.notices_post and not job.reset:  # refusals told there leave it a slot
-            job.promise = Promise(self.budgets.get(limits.post_bucket, limits.post_rate))
+        if not job.previous:
+            self._promise(job)
         job.recorded = batch
         job.task = self.spawn(self._run(job))
+
+    def _promise(self, job: Job) -> None:
+        """A slot of its place's post budget for its first words, which refusals told
+        there leave it: from when it is first of its conversation (one behind another
+        shows nothing until that one ends), if refusals are posted there."""
+        limits = job.target.limits
+        if limits.notices_post and not job.reset and job.promise is None:
+            job.promise = Promise(self.budgets.get(limits.post_bucket, limits.post_rate))
 
     @property
     def ahead(self) -> int:
@@ -257,6 +264,7 @@ class Relay:
             for previous in job.previous:
                 at_once = at_once and previous.done()
                 await asyncio.shield(previous)
+            self._promise(job)
             if job.reset:
                 self._dequeue(job)
                 await self.store.reset_conversation(job.key)
@@ -444,9 +452,11 @@ class Relay:
                 def first_token() -> None:
                     self.metrics.first_token.labels(route.backend).observe(
                         time.monotonic() - started)
-                    # The backend answers: a probe's answer that has begun closes the
-                    # circuit, or every other asker is refused until its last word.
-                    circuit.success()
+                    # A probe's answer that has begun closes the circuit: else every
+                    # other asker is refused until its last word. (Any other answer
+                    # counts once whole: one that stalls after its first words fails.)
+                    if circuit.probing:
+                        circuit.success()
 
                 done, sources = await read_answer(
                     backend.stream(request), reply, cap=self.config.reply.max_answer_chars,

@@ -153,6 +153,25 @@ async def test_a_probe_whose_answer_has_begun_lets_the_next_questions_through(
         await asyncio.wait_for(probe.ended.wait(), 15)
 
 
+async def test_answers_that_stall_after_their_first_words_open_the_circuit(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Only a probe's first words close the circuit: had every answer's, a backend
+    # whose answers all stall after a word would never be let rest.
+    extra = "limits: {circuit: {failures: 2, cooldown: 60}}"
+    for i in range(3):
+        fake_chat_api.enqueue(tokens=[f"Begun {i} ", "never", " ends"], hang_after=1)
+    async with bridge(fake_chat_api, tmp_path / "b.db", extra=extra) as b:
+        for n in range(2):
+            stalled = await ask(b, f"q{n}", f"T{n}")
+            assert stalled.visible() and "stopped answering" in stalled.visible()[0]
+        assert b.relay.circuits["docs"].state == "open"
+        told = await local(b).say("q2", thread="T2")
+        await asyncio.wait_for(told.ended.wait(), 10)
+    assert told.notices[0].startswith("The assistant is unavailable right now")
+    assert len(fake_chat_api.requests) == 2
+
+
 async def test_connection_dropped_mid_stream(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     fake_chat_api.enqueue(tokens=["Part ", "one ", "part ", "two"], drop_after=2)
     async with bridge(fake_chat_api, tmp_path / "b.db") as b:

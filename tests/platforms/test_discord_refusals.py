@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from bridge import intake
+from bridge.intake import CONVERSATION_BUSY
 from tests.core.fakeplatform import wait_for
 from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
@@ -95,3 +96,28 @@ async def test_refusals_are_told_where_the_channels_posts_have_room_beyond_its_a
         await setup.final(setup.ask, "in full.", count=2)
     assert not untold(caplog)
     assert fake.rate_limited == 0
+
+
+async def test_a_busy_conversations_refusal_is_told_though_its_queue_is_long(
+    setup: Setup,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every question waiting in the conversation held a post for its first words:
+    # with five and more, a refusal never found room, and "already has questions
+    # waiting" was never said. Those behind another show nothing until it ends.
+    caplog.set_level(logging.INFO, logger="chat_bridge")
+    fake = setup.discord
+    users = [fake.add_user(f"u{i}") for i in range(13)]
+    for user in users:
+        fake.add_member(setup.guild, user)
+    begin = asyncio.Event()
+    for i in range(13):
+        setup.chat.enqueue(tokens=[f"Answer {i} ", "in full."], gate=begin)
+    async with setup.bridge():
+        for i, user in enumerate(users):  # one conversation: the channel's
+            await fake.mention(setup.general, user, f"question {i}")
+        await fake.wait_until(lambda: CONVERSATION_BUSY in [
+            m["content"] for m in fake.channel_messages(setup.general)])
+        begin.set()
+        await setup.final(setup.general, "in full.", count=11)
+    assert not untold(caplog)
