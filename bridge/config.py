@@ -35,7 +35,7 @@ _VAR = re.compile(
 )
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class RateLimitConfig(_Model):
@@ -155,19 +155,32 @@ class LimitsConfig(_Model):
     # Conversations unused this long are forgotten, with their history; None: kept.
     conversation_ttl: float | None = Field(None, gt=0)
     circuit: CircuitConfig = CircuitConfig()
-    heartbeat_interval: float = Field(10.0, gt=0)
+    # (A floor: at a microsecond the heartbeat held a core and the store busy.)
+    heartbeat_interval: float = Field(10.0, ge=0.01)
 
 
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(False, alias="json")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, populate_by_name=True
+    )
 
 
 class CommandsConfig(_Model):
     reset_keywords: list[str] = ["reset"]
     reset_reply: str = "Started a new conversation."
+
+    @field_validator("reset_reply")
+    @classmethod
+    def _says_something(cls, value: str) -> str:
+        # The platforms refuse to post nothing: the asker was told the reset failed,
+        # though it was done.
+        if not value.strip():
+            raise ValueError("must say something: the asker is told it once the "
+                             "conversation is reset")
+        return value
 
 
 class Config(_Model):

@@ -111,7 +111,7 @@ class ChatRequest:
 class DialectOptions(BaseModel):
     """Base of every dialect's options: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: str
     url: str

@@ -74,4 +74,4 @@ def unavailable(circuit: Circuit) -> str:
 
 def seconds(wait: float) -> int:
     """A wait in whole seconds, rounded up: trying again when told is never too soon."""
-    return max(1, math.ceil(wait))
+    return max(1, math.ceil(min(wait, 1e9)))  # (an hour's wait or a year's: a number)

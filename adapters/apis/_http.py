@@ -90,7 +90,7 @@ class Timeouts(BaseModel):
     still caught by `idle`, and `total` bounds an answer where set.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     connect: float = Field(5.0, gt=0)
     first_byte: float = Field(120.0, gt=0)
@@ -105,7 +105,7 @@ class Retries(BaseModel):
     `backoff * 2**(n-1)` seconds, at most `max_backoff`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     attempts: int = Field(3, ge=1, le=10)
     backoff: float = Field(0.5, ge=0, le=60)

@@ -42,7 +42,7 @@ _ESCAPE_OR_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`|\\([!-/:-@\[-`{-~])", 
 class ConsoleOptions(PlatformOptions):
     """The `console:` block."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     user: str = "you"
     questions: list[str] = []  # asked first, in order, before reading standard input

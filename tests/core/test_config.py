@@ -81,6 +81,32 @@ def test_every_unset_env_var_is_named_at_once() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        # Each passed, then lost the asker's answer (an overflow making the refusal's
+        # "try again in N s"), or held a core (a heartbeat a microsecond apart), or
+        # told the asker a reset done had failed (an empty reply the platform refused).
+        ("limits: {rate_limit: {messages: 1, per: .inf}}",
+         "limits.rate_limit.per: Input should be a finite number"),
+        ("limits: {circuit: {cooldown: .inf}}",
+         "limits.circuit.cooldown: Input should be a finite number"),
+        ("limits: {shutdown_grace: .nan}",
+         "limits.shutdown_grace: Input should be a finite number"),
+        ("limits: {heartbeat_interval: 0.000001}",
+         "limits.heartbeat_interval: Input should be greater than or equal to 0.01"),
+        ("commands: {reset_reply: ' '}", "commands.reset_reply: must say something: the asker "
+         "is told it once the conversation is reset"),
+    ],
+)
+def test_values_that_pass_for_numbers_or_text_but_cannot_work_are_refused(
+    extra: str, said: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + extra + "\n")
+    assert str(err.value) == said
+
+
 def test_typo_in_top_level_key() -> None:
     with pytest.raises(ConfigError) as err:
         parse(BASE + "rplay: {}\n")

@@ -13,7 +13,7 @@ from bridge.transport import plain_url
 class RateOption(BaseModel):
     """At most `count` operations in any window of `per` seconds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     # Both required: half a rate taking the other half from a default of another
     # rate (5 a second for `global_rate: {count: 20}`) would be no rate anyone meant.
@@ -41,7 +41,7 @@ class DiscordOptions(PlatformOptions):
     sync_commands  register /ask and /reset with Discord at start-up
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     token: SecretStr
     api_url: str = "https://discord.com/api/v10"

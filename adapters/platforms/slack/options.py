@@ -13,7 +13,7 @@ from bridge.transport import plain_url
 class RateOption(BaseModel):
     """At most `count` calls in any `per`-second window."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     count: int = Field(ge=1)
     per: float = Field(gt=0)
@@ -30,7 +30,7 @@ class SlackOptions(PlatformOptions):
     `events_path` on the daemon's HTTP listener).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     bot_token: SecretStr
     app_token: SecretStr | None = None
