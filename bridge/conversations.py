@@ -9,6 +9,7 @@ import time
 from collections.abc import Collection
 
 from bridge.deletions import asked, taken_back
+from bridge.edits import Edits
 from bridge.errors import StoreError
 from bridge.interfaces import ChatAPI, ChatRequest, Done, Inbound, ReplyTarget, Turn
 from bridge.store import Conversation, Store
@@ -65,13 +66,15 @@ async def remember(
     done: Done | None,
     msg: Inbound,
     target: ReplyTarget,
+    edits: Edits,
 ) -> None:
     """Keep what the answered question `msg` leaves: the session the API gave, its
     usage figures and, where the bridge keeps the history, the question and its answer,
     under the question's id (`bridge.deletions.asked`), for its deletion to find. Not
     that turn if the question was deleted while it was answered (a password posted by
     mistake: a stateless API would be sent it again with every later question), nor
-    once deleted as it was kept."""
+    once deleted as it was kept. One edited while it was answered is kept as edited
+    (`bridge.edits`)."""
     conv.last_used = time.time()
     if done is not None and done.session:
         conv.session = done.session
@@ -90,6 +93,9 @@ async def remember(
     if await taken_back(store, msg, target):
         # Its deletion came as the turn was kept; told too soon to find it.
         await store.forget_question(asked(msg))
+    else:
+        # Its edit, told before the turn was kept, found none to change.
+        await edits.settle(asked(msg))
 
 
 async def tell_of_other_backends(

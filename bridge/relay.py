@@ -23,6 +23,7 @@ from bridge.circuit import Circuit
 from bridge.config import Config
 from bridge.conversations import open_conversation, remember
 from bridge.deletions import deleted_elsewhere
+from bridge.edits import Edits
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -111,6 +112,12 @@ class Relay:
         # stay, for the bridge to mark them interrupted once the platform is back.
         self.given_up = GivenUp()
         self.progress = ProgressLog(store)
+        # Questions edited once asked: the turns a stateless API's history keeps of them
+        # read as the edits do, within the longest question such an API is asked.
+        most = config.limits.max_question_chars
+        self.edits = Edits(store, min([most, *(
+            api.max_message_chars or most for api in backends.values() if not api.stateful
+        )]))
         # A replica that has not beaten for three heartbeats has stopped: the leases
         # it did not renew and the records it did not mark are nobody's.
         self.stale_after = 3 * config.limits.heartbeat_interval
@@ -480,7 +487,7 @@ class Relay:
             # the process stops during the final edit.
             try:
                 await remember(self.store, conv, backend, request, final or reply.text,
-                               done, msg, job.target)
+                               done, msg, job.target, self.edits)
             except BridgeError as exc:
                 # The answer is whole: show it; only what follows it may lack context.
                 log.error("could not save the conversation: %s", exc, extra={"conversation": key})

@@ -179,6 +179,12 @@ class Store(ABC):
         """Forget the turns appended with `question` (a question and its answer), in
         whichever conversation: the question was deleted. Returns how many."""
 
+    @abstractmethod
+    async def edit_question(self, question: str, text: str) -> int:
+        """Give the question turn appended with `question` the text `text`, in
+        whichever conversation (its answer stays): the question was edited. Returns
+        how many turns took it."""
+
     # deduplication
     @abstractmethod
     async def claim_event(self, event_id: str, now: float) -> bool:

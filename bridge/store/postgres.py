@@ -295,6 +295,14 @@ class PostgresStore(Store):
             status = await conn.execute("DELETE FROM history WHERE question = $1", question)
         return _count(status)
 
+    async def edit_question(self, question: str, text: str) -> int:
+        async with self._conn("keeping an edited question") as conn:
+            status = await conn.execute(
+                "UPDATE history SET content = $1 WHERE question = $2 AND role = 'user'",
+                text, question,
+            )
+        return _count(status)
+
     # ------------------------------------------------------------------ deduplication
 
     async def claim_event(self, event_id: str, now: float) -> bool:

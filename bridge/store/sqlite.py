@@ -318,6 +318,14 @@ class SQLiteStore(Store):
             cursor = await db.execute("DELETE FROM history WHERE question = ?", (question,))
             return cursor.rowcount
 
+    async def edit_question(self, question: str, text: str) -> int:
+        async with self._write("keeping an edited question", transaction=False) as db:
+            cursor = await db.execute(
+                "UPDATE history SET content = ? WHERE question = ? AND role = 'user'",
+                (text, question),
+            )
+            return cursor.rowcount
+
     # ------------------------------------------------------------------ deduplication
 
     async def claim_event(self, event_id: str, now: float) -> bool:

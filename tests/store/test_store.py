@@ -201,6 +201,22 @@ async def test_a_deleted_question_is_forgotten_with_its_answer(store: Store) -> 
     assert await store.forget_question("slack:T1:C1:2.0") == 0
 
 
+async def test_an_edited_question_is_kept_as_edited_in_every_conversation(store: Store) -> None:
+    # Edited once answered (a password cut from it): it stayed as it was, and a
+    # stateless API was sent the password again with every later question.
+    for key in ("k", "k2"):  # one question kept by two conversations (two routes)
+        await store.append_history(key, [Turn("user", "old"), Turn("assistant", "A")], 10)
+        await store.append_history(key, [Turn("user", "hunter2", "slack:T1:U1"),
+                                         Turn("assistant", "a")], 10, question="slack:T1:C1:2.0")
+    assert await store.edit_question("slack:T1:C1:2.0", "my password") == 2
+    for key in ("k", "k2"):
+        assert await store.history(key) == [
+            Turn("user", "old"), Turn("assistant", "A"),
+            Turn("user", "my password", "slack:T1:U1"), Turn("assistant", "a"),
+        ]
+    assert await store.edit_question("slack:T1:C1:3.0", "x") == 0
+
+
 async def test_history_keeps_unicode_and_long_text(store: Store) -> None:
     text = "Grüße — 你好 ```code```\n" * 2000
     await store.append_history("k", [Turn("assistant", text)], keep=2)

@@ -334,20 +334,29 @@ class DiscordPlatform(Platform):
     # ------------------------------------------------------------------ messages
 
     async def _on_edit(self, event: discord.RawMessageUpdateEvent) -> None:
-        """A message edited to mention the bot, if recent: a question with the message's
-        own id as its event id, so one answered already is not answered again."""
+        """A message edited: the core is told its text now (a question of it answered is
+        kept so in its conversation's history); and one edited to mention the bot, if
+        recent, is a question with the message's own id as its event id, so one
+        answered already is not answered again."""
         # Discord sends the whole message (an update without its content, as it once
         # sent for a link's preview, would be nothing to read); not every update is an
         # edit of its text: a link's preview filled in is none.
         if "content" not in event.data or not event.data.get("edited_timestamp"):
             return
-        if time.time() - event.message.created_at.timestamp() <= EDIT_WINDOW:
-            await self._on_message(event.message, edited=True)
+        recent = time.time() - event.message.created_at.timestamp() <= EDIT_WINDOW
+        if recent or self.ctx.edited is not None:
+            await self._on_message(event.message, edited=True, asks=recent)
 
-    async def _on_message(self, message: discord.Message, *, edited: bool = False) -> None:
+    async def _on_message(
+        self, message: discord.Message, *, edited: bool = False, asks: bool = True
+    ) -> None:
+        """A message sent, or `edited` (then a question only where it `asks`, and
+        mentions the bot)."""
         client = self.client
-        if not self._receiving or client is None or client.user is None:
+        # An edit is told while a stop lets the answers end: one of them is its question.
+        if not (self._receiving or edited) or client is None or client.user is None:
             return
+        asks = asks and self._receiving
         if message.author.bot or message.webhook_id is not None:
             return  # never answer bots, webhooks, or ourselves
         if message.type not in MESSAGE_TYPES:
@@ -364,8 +373,16 @@ class DiscordPlatform(Platform):
         mentioned = me in message.raw_mentions or any(
             r in message.raw_role_mentions for r in role_ids
         )
-        if edited and not mentioned:
-            return  # an edit is a question only where it mentions the bot
+        workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
+        if edited:
+            # Without the Message Content intent, an edit that does not mention the bot
+            # comes without its text: nothing of the question is left to keep.
+            text = ""
+            if mentioned or guild_id is None or self.options.message_content:
+                text = self._asked(message, client.user, channel_id, thread_id, title)[0]
+            self._tell_edited(workspace, channel_id, message.id, text)
+            if not (mentioned and asks):
+                return  # an edit is a question only where it mentions the bot
         if not mentioned and guild_id is not None and not self.options.message_content:
             # Without the Message Content intent its text arrives empty: nothing to answer.
             log.debug("message %s not read: it does not mention the bot", message.id)
@@ -373,15 +390,7 @@ class DiscordPlatform(Platform):
         # Where a moderator took the bot's Send Messages away, the bridge answers
         # nothing (and says so once, if a route takes the message).
         allowed = may_send(message.channel, guild)
-        workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
-        content, attached = written(message)
-        text = question_text(
-            content, Names.of_message(message, (channel_id, thread_id)), client.user
-        )
-        if title is not None and thread_id == str(message.id):
-            # A forum post's first message: its title is most often the question itself
-            # (plain text, which Discord shows as typed), and may be all there is to it.
-            text = f"{title}\n{text}" if text.strip() else title
+        text, attached = self._asked(message, client.user, channel_id, thread_id, title)
         inbound = Inbound(
             platform="discord",
             workspace=workspace,
@@ -419,6 +428,36 @@ class DiscordPlatform(Platform):
         )
         self._questions.add(message.id, target.question)
         await self._deliver(inbound, target)
+
+    @staticmethod
+    def _asked(
+        message: discord.Message, me: discord.ClientUser, channel_id: str,
+        thread_id: str | None, title: str | None,
+    ) -> tuple[str, bool]:
+        """What `message` asks, as the chat API is asked it (the bot's mention gone,
+        names in words), and whether it comes with files."""
+        content, attached = written(message)
+        text = question_text(content, Names.of_message(message, (channel_id, thread_id)), me)
+        if title is not None and thread_id == str(message.id):
+            # A forum post's first message: its title is most often the question itself
+            # (plain text, which Discord shows as typed), and may be all there is to it.
+            text = f"{title}\n{text}" if text.strip() else title
+        return text, attached
+
+    def _tell_edited(self, workspace: str, channel: str, message_id: int, text: str) -> None:
+        """Tell the core (`PlatformContext.edited`) that a message now reads `text`."""
+        edited = self.ctx.edited
+        if edited is None or self._closing:
+            return
+
+        async def tell() -> None:
+            try:
+                await edited(workspace, channel, str(message_id), text)
+            except Exception:  # a task of its own: nobody else would hear of it
+                log.exception("could not take the edit of message %s", message_id,
+                              extra={"platform": "discord", "channel": channel})
+
+        self._watch(tell())
 
     async def _place(
         self, channel: Any, guild_id: int | None

@@ -356,6 +356,7 @@ class SlackPlatform(Platform):
         """Hand a message event over; the hand-over, to wait for, or None."""
         if self._deleted(body, event):
             return None
+        self._edited(body, event)
         # Told even by an event not answered (a mention's message, its app_mention
         # answered): its app_mention does not say who sees the channel, but for one
         # shared with another organisation, its body does.
@@ -441,6 +442,28 @@ class SlackPlatform(Platform):
             self._spawn(self.ctx.deleted(workspace_of(body, event, self.team_id), channel, str(ts)))
         return True
 
+    def _edited(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Where `event` says a person edited a message (`message_changed`), tell the
+        core its text now, read as a question's: a question of it answered (or being
+        answered) is kept so in its conversation's history. (An edit that mentions the
+        bot comes as an app_mention too, a question only if none was taken of it.)"""
+        message = event.get("message")
+        if event.get("subtype") != "message_changed" or not isinstance(message, dict):
+            return
+        if self.ctx.edited is None or not message.get("edited"):
+            return  # a link's preview, a thread's reply count: its text is as it was
+        if message.get("subtype") not in USER_SUBTYPES or message.get("user") == self.bot_user_id:
+            return
+        if from_bot(message) and (
+            message.get("bot_id") == self.bot_id or self.options.ignore_bots
+        ):
+            return  # the bot's own replies edited as they stream, above all
+        channel, ts = str(event.get("channel") or ""), str(message.get("ts") or "")
+        if channel and ts:
+            self._spawn(self.ctx.edited(
+                workspace_of(body, event, self.team_id), channel, ts, self._question(message)
+            ))
+
     async def _deliver_if_accepted(self, inbound: Inbound, target: SlackTarget) -> None:
         """A question while the bot token is refused: handed over only if Slack
         takes the token again."""
@@ -498,10 +521,7 @@ class SlackPlatform(Platform):
         # it forwards follow it, read as a message is, as a Discord forward's are.
         # Whether it mentions the bot or someone else is the comment's to say.
         shares = forwarded(event)
-        question = "\n\n".join(filter(None, (
-            self._strip_mention(part)
-            for part in (text, *(str(s.get("text") or "") for s in shares))
-        )))
+        question = self._question(event)
         inbound = Inbound(
             platform=self.name,
             workspace=workspace,
@@ -577,6 +597,15 @@ class SlackPlatform(Platform):
     def _mentions_me(self, text: str) -> bool:
         pattern = self._my_mention()
         return pattern is not None and pattern.search(text) is not None
+
+    def _question(self, event: dict[str, Any]) -> str:
+        """A message's text as the chat API is asked it: its own, then the text of each
+        message it forwards, each without the bot's mention (`_strip_mention`)."""
+        shares = forwarded(event)
+        return "\n\n".join(filter(None, (
+            self._strip_mention(part)
+            for part in (str(event.get("text") or ""), *(str(s.get("text") or "") for s in shares))
+        )))
 
     def _strip_mention(self, text: str) -> str:
         """The question's text for the chat API: the bot's mention goes where it only

@@ -1,0 +1,111 @@
+"""Questions edited once asked: their kept turn reads as the edit does, wherever the
+edit was told and whenever (once the turn is kept, or while it is answered)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bridge.deletions import question_id
+from bridge.edits import EDITS_KEPT, Edits
+from bridge.errors import StoreError
+from bridge.interfaces import Turn
+from bridge.store.sqlite import SQLiteStore
+from tests.core.test_deletions import SharedStore
+
+QUESTION = question_id("slack", "T1", "C1", "2.0")
+
+
+async def keep(store: SQLiteStore, key: str = "k") -> None:
+    """A conversation `key` keeping an earlier turn, then the question 2.0 answered."""
+    await store.append_history(key, [Turn("user", "old"), Turn("assistant", "A")], 10)
+    await store.append_history(key, [Turn("user", "my password hunter2 fails", "slack:T1:U1"),
+                                      Turn("assistant", "a")], 10, question=QUESTION)
+
+
+async def contents(store: SQLiteStore, key: str = "k") -> list[str]:
+    return [turn.content for turn in await store.history(key)]
+
+
+async def test_an_answered_question_edited_is_kept_as_it_reads_now(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "b.db") as store:
+        for key in ("k", "k2"):  # kept by two conversations (two routes, two backends)
+            await keep(store, key)
+        await Edits(store, 100).edited("slack", "T1", "C1", "2.0", "  my password fails\x00 ")
+        for key in ("k", "k2"):
+            assert await store.history(key) == [
+                Turn("user", "old"), Turn("assistant", "A"),
+                Turn("user", "my password fails", "slack:T1:U1"), Turn("assistant", "a"),
+            ]
+
+
+@pytest.mark.parametrize("text", ["", "  \n", "x" * 101], ids=["empty", "blank", "too long"])
+async def test_an_edit_that_leaves_no_question_forgets_the_turn(
+    tmp_path: Path, text: str
+) -> None:
+    # Edited down to the bot's mention (read as nothing), or past the longest question
+    # a stateless API is asked (it would have been refused; cut, it says what nobody
+    # wrote): the turn goes, as a deleted question's.
+    async with SQLiteStore(tmp_path / "b.db") as store:
+        await keep(store)
+        await Edits(store, 100).edited("slack", "T1", "C1", "2.0", text)
+        assert await contents(store) == ["old", "A"]
+
+
+async def test_an_edit_told_while_the_question_is_answered_is_taken_once_it_is_kept(
+    tmp_path: Path,
+) -> None:
+    # Told before the turn was kept, the edit found none to change: the turn was kept
+    # as asked, the password in it.
+    async with SQLiteStore(tmp_path / "b.db") as store:
+        edits = Edits(store, 100)
+        await edits.edited("slack", "T1", "C1", "2.0", "my password fails")
+        await edits.edited("slack", "T1", "C1", "3.0", "another message")
+        await keep(store)
+        await edits.settle(QUESTION)
+        assert await contents(store) == ["old", "A", "my password fails", "a"]
+        await edits.settle(question_id("slack", "T1", "C1", "4.0"))  # never edited
+        assert await contents(store) == ["old", "A", "my password fails", "a"]
+
+
+async def test_only_the_last_edits_are_kept_for_turns_to_come(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "b.db") as store:
+        edits = Edits(store, 100)
+        await edits.edited("slack", "T1", "C1", "2.0", "my password fails")
+        for n in range(EDITS_KEPT):
+            await edits.edited("slack", "T1", "C1", f"9.{n}", "chatter")
+        await keep(store)
+        await edits.settle(QUESTION)
+        assert "my password fails" not in await contents(store)
+
+
+async def test_an_edit_told_to_another_replica_while_answered_forgets_the_turn(
+    tmp_path: Path,
+) -> None:
+    # On a shared store, the replica answering has not the edit's text: the turn, as
+    # asked, is not kept.
+    async with SharedStore(tmp_path / "b.db") as store:
+        await Edits(store, 100).edited("slack", "T1", "C1", "2.0", "my password fails")
+        answering = Edits(store, 100)
+        await keep(store)
+        await answering.settle(QUESTION)
+        assert await contents(store) == ["old", "A"]
+
+
+async def test_a_store_that_fails_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SQLiteStore(tmp_path / "b.db") as store:
+
+        async def fails(question: str, text: str) -> int:
+            raise StoreError("the store is unreachable")
+
+        store.edit_question = fails  # type: ignore[method-assign]
+        edits = Edits(store, 100)
+        await edits.edited("slack", "T1", "C1", "2.0", "my password fails")
+        await edits.settle(QUESTION)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("could not keep the edit of message 2.0" in m for m in warned)
+    assert any("could not keep the edit of the question" in m for m in warned)

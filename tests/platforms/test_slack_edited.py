@@ -1,0 +1,109 @@
+"""End to end: a Slack question edited once it was answered (a password cut from it)
+is kept in its conversation's history as it reads now, which a stateless chat API is
+sent with every later question; edited down to the bot's mention, it is forgotten."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.platforms.test_slack_deleted import SECRET, harness, sent  # noqa: F401
+from tests.platforms.test_slack_e2e import CHANNEL, DM, Harness
+
+EDITED = "it says my password is wrong"
+
+
+async def kept_as(harness: Harness, key: str, wanted: list[str]) -> None:  # noqa: F811
+    """Wait until the conversation `key` keeps `wanted` (an edit is taken after its ack)."""
+    async with asyncio.timeout(10):
+        while [turn.content for turn in await harness.bridge.store.history(key)] != wanted:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # Edited once its answer was shown: its turn kept the text it had, and a stateless
+    # chat API was sent the password again with every later question.
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=["First."])
+    root = await harness.ask(CHANNEL, "how do I log in?")
+    await harness.answer(CHANNEL, root, "First.")
+    chat.enqueue(tokens=["Second."])
+    [body] = slack.user_message(CHANNEL, SECRET, thread_ts=root)
+    await harness.send(body)
+    await harness.answer(CHANNEL, root, "Second.", n=2)
+    key = f"slack:{slack.team_id}:thread:{CHANNEL}:{root}|docs"
+    for edit in slack.user_edit(CHANNEL, body["event"]["ts"], f"<@{slack.bot_user_id}> {EDITED}"):
+        await harness.send(edit)
+    # Read as a question is: the bot's mention that only addresses it goes.
+    await kept_as(harness, key, ["how do I log in?", "First.", EDITED, "Second."])
+    chat.enqueue(tokens=["Third."])
+    await harness.ask(CHANNEL, "where are the docs?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Third.", n=3)
+    assert sent(chat) == ["how do I log in?", "First.", EDITED, "Second.", "where are the docs?"]
+    assert len(slack.bot_replies(CHANNEL, root)) == 3  # the edit is not answered again
+
+
+async def test_a_question_edited_down_to_the_mention_is_forgotten(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # The secret cut and nothing left but the mention: the asker is told nothing,
+    # and the turn goes as a deleted question's does.
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=["First."])
+    root = await harness.ask(CHANNEL, "how do I log in?")
+    await harness.answer(CHANNEL, root, "First.")
+    chat.enqueue(tokens=["Second."])
+    [body] = slack.user_message(CHANNEL, SECRET, thread_ts=root)
+    await harness.send(body)
+    await harness.answer(CHANNEL, root, "Second.", n=2)
+    key = f"slack:{slack.team_id}:thread:{CHANNEL}:{root}|docs"
+    for edit in slack.user_edit(CHANNEL, body["event"]["ts"], f"<@{slack.bot_user_id}>"):
+        await harness.send(edit)
+    await kept_as(harness, key, ["how do I log in?", "First."])
+    chat.enqueue(tokens=["Third."])
+    await harness.ask(CHANNEL, "where are the docs?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Third.", n=3)
+    assert sent(chat) == ["how do I log in?", "First.", "where are the docs?"]
+
+
+async def test_a_question_edited_while_it_is_answered_is_kept_as_edited(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # Edited as its answer streamed, before its turn was kept: the edit found no turn
+    # to change, and the turn was kept with the password.
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=["First."])
+    root = await harness.ask(CHANNEL, "how do I log in?")
+    await harness.answer(CHANNEL, root, "First.")
+    chat.enqueue(tokens=[f"w{i} " for i in range(30)], token_delay=0.05)
+    [body] = slack.user_message(CHANNEL, SECRET, thread_ts=root)
+    await harness.send(body)
+    await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
+    for edit in slack.user_edit(CHANNEL, body["event"]["ts"], EDITED):
+        await harness.send(edit)
+    await harness.answer(CHANNEL, root, "w29 ", n=2)
+    key = f"slack:{slack.team_id}:thread:{CHANNEL}:{root}|docs"
+    answer = "".join(f"w{i} " for i in range(30))
+    await kept_as(harness, key, ["how do I log in?", "First.", EDITED, answer])
+    chat.enqueue(tokens=["Third."])
+    await harness.ask(CHANNEL, "where are the docs?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Third.", n=3)
+    assert not any("hunter2" in content for content in sent(chat))
+    assert EDITED in sent(chat)
+
+
+async def test_a_question_edited_in_a_dm_is_sent_as_it_reads_now(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # A DM's edits come as `message_changed` alone (no app_mention).
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=["First."])
+    [body] = slack.user_message(DM, SECRET)
+    await harness.send(body)
+    await harness.answer(DM, None, "First.")
+    key = f"slack:{slack.team_id}:user:U0USER001|docs"
+    await kept_as(harness, key, [SECRET, "First."])
+    for edit in slack.user_edit(DM, body["event"]["ts"], EDITED):
+        await harness.send(edit)
+    await kept_as(harness, key, [EDITED, "First."])
