@@ -13,13 +13,17 @@ refused, and cut it would say what nobody wrote.
 An edit told while its question is answered finds no turn yet. The last edit of each
 of the last `EDITS_KEPT` messages edited is kept here, and a turn kept takes its
 question's. On a shared store the edit may have reached another replica than the
-one answering: it is recorded there as an event id of its own, pruned with the
-others after `limits.event_ttl`, and the replica answering, without its text,
-forgets the turn instead.
+one answering, and a replica's own may not be the last: each is recorded as an event
+id of its own, pruned with the others after `limits.event_ttl`, and the replica
+answering forgets the turn instead (its text might not be the last). An edit that
+is itself a question (it mentions the bot, as one made to add the mention forgotten)
+is asked as it reads: not recorded so, or its own turn would go. Edits of one
+question are applied one at a time, the last told winning.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -49,12 +53,17 @@ class Edits:
         self._longest = longest  # the longest question a stateless API is asked
         # By question id, the latest edit's text (None: the turn is to go), oldest first.
         self._told: OrderedDict[str, str | None] = OrderedDict()
+        # One edit at a time reaches the store: on PostgreSQL two would race, and the
+        # older could be written last.
+        self._writing = asyncio.Lock()
 
     async def edited(
-        self, platform: str, workspace: str, channel: str, message_id: str, text: str
+        self, platform: str, workspace: str, channel: str, message_id: str, text: str,
+        asks: bool = False,
     ) -> None:
         """A message was edited to read `text` (read as a question's text is): where it
-        is a question answered, its turn says so, in every conversation keeping it."""
+        is a question answered, its turn says so, in every conversation keeping it.
+        `asks`: the edit is itself a question (see the module's docstring)."""
         question = question_id(platform, workspace, channel, message_id)
         kept = self._question(text)
         # Before the store is asked: a turn kept meanwhile finds it (`settle`).
@@ -63,7 +72,16 @@ class Edits:
         while len(self._told) > EDITS_KEPT:
             self._told.popitem(last=False)
         where = {"platform": platform, "channel": channel}
-        if self._store.shared:
+        async with self._writing:
+            if question in self._told:
+                kept = self._told[question]  # the last told, by now
+            await self._record(question, kept, message_id, where, asks)
+
+    async def _record(
+        self, question: str, kept: str | None, message_id: str, where: dict[str, str],
+        asks: bool,
+    ) -> None:
+        if self._store.shared and not asks:
             try:
                 await self._store.claim_event(edit_id(question), time.time())
             except BridgeError as exc:
@@ -85,12 +103,13 @@ class Edits:
         """The turn of `question` was just kept: an edit told meanwhile is taken, or on
         a shared store, one told to another replica has the turn forgotten."""
         try:
-            if question in self._told:
-                await self._apply(question, self._told[question])
-            elif self._store.shared and await self._store.event_claimed(edit_id(question)):
-                log.info("the question was edited as it was answered, on another replica: "
-                         "its turn is not kept")
-                await self._store.forget_question(question)
+            async with self._writing:
+                if self._store.shared and await self._store.event_claimed(edit_id(question)):
+                    log.info("the question was edited as it was answered (perhaps on "
+                             "another replica, perhaps more than once): its turn is not kept")
+                    await self._store.forget_question(question)
+                elif question in self._told:
+                    await self._apply(question, self._told[question])
         except BridgeError as exc:
             log.warning("could not keep the edit of the question: %s; its turn keeps the "
                         "question as it was asked", exc)

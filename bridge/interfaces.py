@@ -533,12 +533,13 @@ class PlatformContext:
     # the one holding its question, one still waiting its turn is not answered
     # wherever it waits (see bridge/deletions.py).
     deleted: Callable[[str, str, str], Awaitable[None]] | None = None
-    # Called by the adapter with (workspace, channel, message id, text) when a person's
-    # message is edited, `text` read as a question's `Inbound.text` would be (the bot's
-    # mention gone, names in words; empty where the edit cannot be read): a question of
+    # Called by the adapter with (workspace, channel, message id, text, asks) when a
+    # person's message is edited, `text` read as a question's `Inbound.text` would be
+    # (the bot's mention gone, names in words; empty where the edit cannot be read),
+    # `asks` whether the edit is itself a question (it mentions the bot): a question of
     # it answered (or being answered) is kept in its conversation's history as it reads
     # now, or forgotten if nothing is left of it (see bridge/edits.py).
-    edited: Callable[[str, str, str, str], Awaitable[None]] | None = None
+    edited: Callable[[str, str, str, str, bool], Awaitable[None]] | None = None
     # The channel ids the platform's routes list, each with where (`routes[0].channels`):
     # an adapter that sees its channels once connected may say which match nothing.
     route_channels: Mapping[str, str] = field(default_factory=dict)

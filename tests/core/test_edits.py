@@ -3,6 +3,7 @@ edit was told and whenever (once the turn is kept, or while it is answered)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from bridge.deletions import question_id
 from bridge.edits import EDITS_KEPT, Edits
 from bridge.errors import StoreError
 from bridge.interfaces import Turn
+from bridge.store.postgres import PostgresStore
 from bridge.store.sqlite import SQLiteStore
 from tests.core.test_deletions import SharedStore
+from tests.store.conftest import pg_schema_url
 
 QUESTION = question_id("slack", "T1", "C1", "2.0")
 
@@ -92,6 +95,52 @@ async def test_an_edit_told_to_another_replica_while_answered_forgets_the_turn(
         await keep(store)
         await answering.settle(QUESTION)
         assert await contents(store) == ["old", "A"]
+
+
+async def test_on_a_shared_store_a_replicas_own_edit_may_not_be_the_last(
+    tmp_path: Path,
+) -> None:
+    # Its first edit told here, its last (the password cut) to another replica: the
+    # turn took this one's, the password in it.
+    async with SharedStore(tmp_path / "b.db") as store:
+        answering, other = Edits(store, 100), Edits(store, 100)
+        await answering.edited("slack", "T1", "C1", "2.0", "my password hunter2 still fails")
+        await other.edited("slack", "T1", "C1", "2.0", "my password fails")
+        await keep(store)
+        await answering.settle(QUESTION)
+        assert await contents(store) == ["old", "A"]
+
+
+async def test_an_edit_that_is_itself_asked_keeps_its_turn_on_a_shared_store(
+    tmp_path: Path,
+) -> None:
+    # The mention forgotten, then added by an edit (told to another replica): that edit
+    # was asked, and its turn went for an edit made "while it was answered".
+    async with SharedStore(tmp_path / "b.db") as store:
+        await Edits(store, 100).edited("slack", "T1", "C1", "2.0", "my password hunter2 fails",
+                                       True)
+        answering = Edits(store, 100)
+        await keep(store)
+        await answering.settle(QUESTION)
+        assert await contents(store) == ["old", "A", "my password hunter2 fails", "a"]
+
+
+async def test_edits_told_at_once_keep_the_last(tmp_path: Path) -> None:
+    # On PostgreSQL two writes raced, and the older could land last (1 in 5).
+    async with pg_schema_url() as url:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            await keep(store)  # type: ignore[arg-type]
+            edits = Edits(store, 100)
+            for n in range(100):
+                await asyncio.gather(
+                    edits.edited("slack", "T1", "C1", "2.0", f"first {n}"),
+                    edits.edited("slack", "T1", "C1", "2.0", f"last {n}"),
+                )
+                assert (await contents(store))[2] == f"last {n}"  # type: ignore[arg-type]
+        finally:
+            await store.aclose()
 
 
 async def test_a_store_that_fails_is_logged(

@@ -380,7 +380,7 @@ class DiscordPlatform(Platform):
             text = ""
             if mentioned or guild_id is None or self.options.message_content:
                 text = self._asked(message, client.user, channel_id, thread_id, title)[0]
-            self._tell_edited(workspace, channel_id, message.id, text)
+            self._tell_edited(workspace, channel_id, message.id, text, mentioned and asks)
             if not (mentioned and asks):
                 return  # an edit is a question only where it mentions the bot
         if not mentioned and guild_id is not None and not self.options.message_content:
@@ -444,7 +444,9 @@ class DiscordPlatform(Platform):
             text = f"{title}\n{text}" if text.strip() else title
         return text, attached
 
-    def _tell_edited(self, workspace: str, channel: str, message_id: int, text: str) -> None:
+    def _tell_edited(
+        self, workspace: str, channel: str, message_id: int, text: str, asks: bool
+    ) -> None:
         """Tell the core (`PlatformContext.edited`) that a message now reads `text`."""
         edited = self.ctx.edited
         if edited is None or self._closing:
@@ -452,7 +454,7 @@ class DiscordPlatform(Platform):
 
         async def tell() -> None:
             try:
-                await edited(workspace, channel, str(message_id), text)
+                await edited(workspace, channel, str(message_id), text, asks)
             except Exception:  # a task of its own: nobody else would hear of it
                 log.exception("could not take the edit of message %s", message_id,
                               extra={"platform": "discord", "channel": channel})

@@ -460,8 +460,11 @@ class SlackPlatform(Platform):
             return  # the bot's own replies edited as they stream, above all
         channel, ts = str(event.get("channel") or ""), str(message.get("ts") or "")
         if channel and ts:
+            # One that mentions the bot may be asked as it reads (its app_mention).
+            asks = self._mentions_me(str(message.get("text") or ""))
             self._spawn(self.ctx.edited(
-                workspace_of(body, event, self.team_id), channel, ts, self._question(message)
+                workspace_of(body, event, self.team_id), channel, ts, self._question(message),
+                asks,
             ))
 
     async def _deliver_if_accepted(self, inbound: Inbound, target: SlackTarget) -> None:
