@@ -5,6 +5,7 @@ sent with every later question; edited down to the bot's mention, it is forgotte
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.platforms.test_slack_deleted import SECRET, harness, sent  # noqa: F401
 from tests.platforms.test_slack_e2e import CHANNEL, DM, Harness
@@ -19,11 +20,9 @@ async def kept_as(harness: Harness, key: str, wanted: list[str]) -> None:  # noq
             await asyncio.sleep(0.01)
 
 
-async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
-    harness: Harness,  # noqa: F811
-) -> None:
-    # Edited once its answer was shown: its turn kept the text it had, and a stateless
-    # chat API was sent the password again with every later question.
+async def secret_answered(harness: Harness) -> tuple[str, dict[str, Any], str]:  # noqa: F811
+    """A thread whose second question, holding SECRET, is answered: the thread's ts,
+    that question's event body, and the conversation's key."""
     slack, chat = harness.slack, harness.chat
     chat.enqueue(tokens=["First."])
     root = await harness.ask(CHANNEL, "how do I log in?")
@@ -32,7 +31,16 @@ async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
     [body] = slack.user_message(CHANNEL, SECRET, thread_ts=root)
     await harness.send(body)
     await harness.answer(CHANNEL, root, "Second.", n=2)
-    key = f"slack:{slack.team_id}:thread:{CHANNEL}:{root}|docs"
+    return root, body, f"slack:{slack.team_id}:thread:{CHANNEL}:{root}|docs"
+
+
+async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # Edited once its answer was shown: its turn kept the text it had, and a stateless
+    # chat API was sent the password again with every later question.
+    slack, chat = harness.slack, harness.chat
+    root, body, key = await secret_answered(harness)
     for edit in slack.user_edit(CHANNEL, body["event"]["ts"], f"<@{slack.bot_user_id}> {EDITED}"):
         await harness.send(edit)
     # Read as a question is: the bot's mention that only addresses it goes.
@@ -50,14 +58,7 @@ async def test_a_question_edited_down_to_the_mention_is_forgotten(
     # The secret cut and nothing left but the mention: the asker is told nothing,
     # and the turn goes as a deleted question's does.
     slack, chat = harness.slack, harness.chat
-    chat.enqueue(tokens=["First."])
-    root = await harness.ask(CHANNEL, "how do I log in?")
-    await harness.answer(CHANNEL, root, "First.")
-    chat.enqueue(tokens=["Second."])
-    [body] = slack.user_message(CHANNEL, SECRET, thread_ts=root)
-    await harness.send(body)
-    await harness.answer(CHANNEL, root, "Second.", n=2)
-    key = f"slack:{slack.team_id}:thread:{CHANNEL}:{root}|docs"
+    root, body, key = await secret_answered(harness)
     for edit in slack.user_edit(CHANNEL, body["event"]["ts"], f"<@{slack.bot_user_id}>"):
         await harness.send(edit)
     await kept_as(harness, key, ["how do I log in?", "First."])
