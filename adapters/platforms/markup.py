@@ -100,10 +100,10 @@ _TLD_SET = frozenset(_KNOWN_TLDS.split("|"))
 _LOOK_ALIKES = str.maketrans(
     "аеорсухіјѕԁԛԝһӏкмтвн" "АВЕКМНОРСТХУІЈЅ"
     "αοριυνκτχεΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"
-    "ᴀʙᴄᴅᴇɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢıɑɡ",
+    "ᴀʙᴄᴅᴇɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢıɑɡ" "օսցϲ",
     "aeopcyxijsdqwhlkmtbh" "ABEKMHOPCTXYIJS"
     "aopiuvktxeABEZHIKMNOPTYX"
-    "abcdeghijklmnoprstuvwyziag",
+    "abcdeghijklmnoprstuvwyziag" "ougc",
 )
 
 
@@ -151,10 +151,17 @@ def _looks_alike(name: str) -> bool:
     last = name.rpartition(".")[2]
     if last.isascii():
         return False
-    seen = last.translate(_LOOK_ALIKES)
-    if not seen.isascii():
-        return False
-    return seen.lower() in _TLD_SET or any(char.isascii() for char in last)
+    # Accents off (`cóm`), look-alikes as the letters they pass for (`соm`, `ᴄᴏᴍ`).
+    bare = "".join(c for c in unicodedata.normalize("NFKD", last) if not unicodedata.combining(c))
+    seen = bare.translate(_LOOK_ALIKES)
+    if seen.isascii() and seen.lower() in _TLD_SET:
+        return True
+    # ASCII letters with letters of another script among them (`cօm`, an Armenian o).
+    return any(char.isascii() for char in last) and any(
+        char.isalpha() and not char.isascii()
+        and not unicodedata.name(char, "").startswith("LATIN")
+        for char in last
+    )
 
 
 # What a Markdown label shows of its marks: `acme.**dev**` reads as acme.dev, and

@@ -691,7 +691,7 @@ class FakeSlack:
         own `ts`, and an `edited` field.
         """
         [message] = [m for m in self.messages[channel] if m.ts == ts]
-        message.text = text
+        before, message.text = message.text, text
         edit_ts = self._next_ts()
         edited = {"user": user, "ts": edit_ts}
         changed: dict[str, Any] = {
@@ -700,6 +700,8 @@ class FakeSlack:
             "ts": edit_ts, "event_ts": edit_ts,
             "message": {"type": "message", "user": user, "text": text, "ts": ts,
                         "edited": edited, "team": self.team_id},
+            "previous_message": {"type": "message", "user": user, "text": before, "ts": ts,
+                                 "team": self.team_id},
         }
         if message.thread_ts:
             changed["message"]["thread_ts"] = message.thread_ts

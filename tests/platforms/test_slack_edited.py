@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.platforms.test_slack_deleted import SECRET, harness, sent  # noqa: F401
 from tests.platforms.test_slack_e2e import CHANNEL, DM, Harness
 
@@ -108,3 +110,34 @@ async def test_a_question_edited_in_a_dm_is_sent_as_it_reads_now(
     for edit in slack.user_edit(DM, body["event"]["ts"], EDITED):
         await harness.send(edit)
     await kept_as(harness, key, [EDITED, "First."])
+
+
+async def test_only_an_edit_that_adds_the_mention_is_told_as_asked(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    # One that kept the mention is not asked again: told as asked, on a shared store
+    # its turn kept the password an edit made while it was answered had cut.
+    slack = harness.slack
+    told: list[bool] = []
+    edits = harness.bridge.relay.edits
+    record = edits._record
+
+    async def spy(question: str, kept: str | None, message_id: str, where: Any,
+                  asks: bool) -> None:
+        told.append(asks)
+        await record(question, kept, message_id, where, asks)
+
+    monkeypatch.setattr(edits, "_record", spy)
+    mention = f"<@{slack.bot_user_id}>"
+    harness.chat.enqueue(tokens=["First."])
+    root = await harness.ask(CHANNEL, "my password hunter2 fails")
+    await harness.answer(CHANNEL, root, "First.")
+    for edit in slack.user_edit(CHANNEL, root, f"{mention} my password fails"):
+        await harness.send(edit)
+    [body] = slack.user_message(CHANNEL, "and now?", thread_ts=root)
+    for edit in slack.user_edit(CHANNEL, body["event"]["ts"], f"{mention} and now?"):
+        await harness.send(edit)
+    async with asyncio.timeout(10):
+        while len(told) < 2:
+            await asyncio.sleep(0.01)
+    assert told == [False, True]

@@ -484,6 +484,10 @@ def test_no_output_ever_pings(markdown: str) -> None:
          "<https://market.yandex.ru/|Яндекс.Маркет>"),
         ("[Müller.Ärzte](https://example.de/)", "<https://example.de/|Müller.Ärzte>"),
         ("[раураl.сом](https://evil.example/x)", "<https://evil.example/x>"),  # all look-alikes
+        # Look-alikes of other alphabets among ASCII letters, and accents, are too.
+        ("[paypal.c\u0585m](https://evil.example/x)", "<https://evil.example/x>"),  # Armenian
+        ("[paypal.\u03f2om](https://evil.example/x)", "<https://evil.example/x>"),  # Greek
+        ("[paypal.c\u00f3m](https://evil.example/x)", "<https://evil.example/x>"),
     ],
 )
 def test_the_bot_makes_no_link_whose_text_names_another_place(markdown: str, mrkdwn: str) -> None:

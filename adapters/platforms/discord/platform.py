@@ -380,7 +380,7 @@ class DiscordPlatform(Platform):
             text = ""
             if mentioned or guild_id is None or self.options.message_content:
                 text = self._asked(message, client.user, channel_id, thread_id, title)[0]
-            self._tell_edited(workspace, channel_id, message.id, text, mentioned and asks)
+            self._tell_edited(workspace, channel_id, message.id, text)
             if not (mentioned and asks):
                 return  # an edit is a question only where it mentions the bot
         if not mentioned and guild_id is not None and not self.options.message_content:
@@ -444,9 +444,7 @@ class DiscordPlatform(Platform):
             text = f"{title}\n{text}" if text.strip() else title
         return text, attached
 
-    def _tell_edited(
-        self, workspace: str, channel: str, message_id: int, text: str, asks: bool
-    ) -> None:
+    def _tell_edited(self, workspace: str, channel: str, message_id: int, text: str) -> None:
         """Tell the core (`PlatformContext.edited`) that a message now reads `text`."""
         edited = self.ctx.edited
         if edited is None or self._closing:
@@ -454,7 +452,10 @@ class DiscordPlatform(Platform):
 
         async def tell() -> None:
             try:
-                await edited(workspace, channel, str(message_id), text, asks)
+                # Whether the edit added the bot's mention (and so is asked as it reads)
+                # is not known: no message is cached. Told as not asked: on a shared
+                # store, a turn edited while answered goes (bridge/edits.py).
+                await edited(workspace, channel, str(message_id), text, False)
             except Exception:  # a task of its own: nobody else would hear of it
                 log.exception("could not take the edit of message %s", message_id,
                               extra={"platform": "discord", "channel": channel})

@@ -460,8 +460,11 @@ class SlackPlatform(Platform):
             return  # the bot's own replies edited as they stream, above all
         channel, ts = str(event.get("channel") or ""), str(message.get("ts") or "")
         if channel and ts:
-            # One that mentions the bot may be asked as it reads (its app_mention).
-            asks = self._mentions_me(str(message.get("text") or ""))
+            # One that adds the bot's mention is asked as it reads (its app_mention);
+            # one that kept it is not asked again.
+            before = event.get("previous_message")
+            said = str(before.get("text") or "") if isinstance(before, dict) else ""
+            asks = self._mentions_me(str(message.get("text") or "")) and not self._mentions_me(said)
             self._spawn(self.ctx.edited(
                 workspace_of(body, event, self.team_id), channel, ts, self._question(message),
                 asks,
