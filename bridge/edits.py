@@ -16,8 +16,8 @@ question's. On a shared store the edit may have reached another replica than the
 one answering, and a replica's own may not be the last: each is recorded as an event
 id of its own, pruned with the others after `limits.event_ttl`, and the replica
 answering forgets the turn instead (its text might not be the last). An edit that
-is itself a question (it mentions the bot, as one made to add the mention forgotten)
-is asked as it reads: not recorded so, or its own turn would go. Edits of one
+is itself the question asked (one adding the bot's mention forgotten, where the
+adapter can tell) is not recorded so, or its own turn would go. Edits of one
 question are applied one at a time, the last told winning.
 """
 
