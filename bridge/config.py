@@ -281,12 +281,8 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
     unset variables, say), one line each."""
     errors: list[ConfigError] = []
     expanded = _expand(node, env, path, errors)
-    if len(errors) > 1:
-        error = ConfigError(errors[0].path, errors[0].problem)
-        error.args = ("\n".join(str(e) for e in errors),)
-        raise error
     if errors:
-        raise errors[0]
+        raise _together(errors)
     return expanded
 
 
@@ -351,19 +347,21 @@ def _loc_path(prefix: str, loc: tuple[Any, ...]) -> str:
 
 
 def _explain(prefix: str, exc: ValidationError) -> ConfigError:
-    """The first validation error as a ConfigError; input values are never echoed."""
-    lines = []
-    first_path = prefix
-    for i, err in enumerate(exc.errors(include_input=False, include_url=False)):
+    """The validation errors as one ConfigError; input values are never echoed."""
+    errors = []
+    for err in exc.errors(include_input=False, include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = _loc_path(prefix, loc)
-        if i == 0:
-            first_path = path
-        lines.append(f"{path}: {_message(err)}")
-    if len(lines) == 1:
-        return ConfigError(first_path, lines[0].split(": ", 1)[1])
-    error = ConfigError(first_path, "; ".join(lines[0].split(": ", 1)[1:]))
-    error.args = ("\n".join(lines),)
+        errors.append(ConfigError(_loc_path(prefix, loc), _message(err)))
+    return _together(errors)
+
+
+def _together(errors: list[ConfigError]) -> ConfigError:
+    """Several config errors as one: the first's path and problem, a line for each in
+    its message."""
+    if len(errors) == 1:
+        return errors[0]
+    error = ConfigError(errors[0].path, errors[0].problem)
+    error.args = ("\n".join(str(e) for e in errors),)
     return error
 
 
