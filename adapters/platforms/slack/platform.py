@@ -452,11 +452,7 @@ class SlackPlatform(Platform):
             return
         if self.ctx.edited is None or not message.get("edited"):
             return  # a link's preview, a thread's reply count: its text is as it was
-        if message.get("subtype") not in USER_SUBTYPES or message.get("user") == self.bot_user_id:
-            return
-        if from_bot(message) and (
-            message.get("bot_id") == self.bot_id or self.options.ignore_bots
-        ):
+        if not self._may_ask(message) or message.get("user") == self.bot_user_id:
             return  # the bot's own replies edited as they stream, above all
         channel, ts = str(event.get("channel") or ""), str(message.get("ts") or "")
         if channel and ts:
@@ -485,12 +481,7 @@ class SlackPlatform(Platform):
         """Normalize one message event; None when it is not someone asking something."""
         subtype = event.get("subtype")
         bot_id = event.get("bot_id")
-        if from_bot(event):
-            if bot_id == self.bot_id or self.options.ignore_bots:
-                return None
-            if subtype == "bot_message":
-                subtype = None  # another bot, let in by `ignore_bots: false`
-        if subtype not in USER_SUBTYPES or event.get("hidden"):
+        if not self._may_ask(event) or event.get("hidden"):
             return None
         if event.get("edited") and (
             not via_mention or time.time() - ts_seconds(str(event.get("ts") or "")) > EDIT_WINDOW
@@ -594,6 +585,17 @@ class SlackPlatform(Platform):
         self._spawn(self._hand_over(inbound, target, handler))
 
     # ------------------------------------------------------------------ helpers
+
+    def _may_ask(self, message: dict[str, Any]) -> bool:
+        """Whether `message` is of a kind the bot answers: a person's, or another bot's
+        where `ignore_bots` is off; never the bot's own."""
+        subtype = message.get("subtype")
+        if from_bot(message):
+            if message.get("bot_id") == self.bot_id or self.options.ignore_bots:
+                return False
+            if subtype == "bot_message":
+                subtype = None  # another bot, let in by `ignore_bots: false`
+        return subtype in USER_SUBTYPES
 
     def _my_mention(self) -> re.Pattern[str] | None:
         if not self.bot_user_id:
