@@ -14,53 +14,27 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import replace
-from functools import partial
 from typing import Any, TypeVar
 
+from bridge.answering import answer, log_failure
 from bridge.budget import Budgets
 from bridge.circuit import Circuit
 from bridge.config import Config
-from bridge.conversations import open_conversation, remember
-from bridge.deletions import deleted_elsewhere
 from bridge.edits import Edits
-from bridge.errors import (
-    BadRequest,
-    BridgeError,
-    ChatAPIError,
-    CutOff,
-    Misaddressed,
-    Overloaded,
-    PlaceGone,
-    RateLimited,
-    SlowToBegin,
-    TooLong,
-    Unavailable,
-    for_log,
-    told,
-)
+from bridge.errors import BridgeError, told
 from bridge.fence import Fence
 from bridge.flag import Flag
 from bridge.intake import Intake
-from bridge.interfaces import (
-    ChatAPI,
-    ChatRequest,
-    Inbound,
-    Rate,
-    ReplyTarget,
-)
+from bridge.interfaces import ChatAPI, Inbound, Rate, ReplyTarget
 from bridge.interruptions import END_ON_STOP, GivenUp, stopped
-from bridge.jobs import Job, unavailable
+from bridge.jobs import Job
 from bridge.logs import log_answer
 from bridge.metrics import Metrics
 from bridge.progress import ProgressLog
-from bridge.reading import read_answer
 from bridge.render import LiveReply
 from bridge.reply_budget import FIRST, Promise, Slots, refusal_slots, restamp
-from bridge.sources import dedupe_sources
 from bridge.stopping import HURRIED_SECONDS, StopClock
 from bridge.store import InFlight, Store
-from bridge.text import valid_text
 from bridge.turns import Turns
 
 log = logging.getLogger("chat_bridge.relay")
@@ -70,8 +44,6 @@ T = TypeVar("T")
 # On a shared store, seconds an answer waits at most for the messages taken with it
 # to be recorded (see `Intake._intake`).
 INTAKE_WAIT = 1.0
-# Under the answer to a question that came with files: they are not sent on.
-FILES_NOT_READ = "_Attached files are not read: only your text was sent._"
 
 
 class Relay:
@@ -300,7 +272,7 @@ class Relay:
                     self._slots.release()
 
             try:
-                await self._answer(job, free_slot)
+                await answer(self, job, free_slot)
             finally:
                 free_slot()
         except asyncio.CancelledError:
@@ -310,7 +282,7 @@ class Relay:
         except Exception as exc:  # before the answer began (a store lookup): say so
             if not job.reset:  # a reset asks no backend anything
                 self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
-            _log_failure(job.key, exc)
+            log_failure(job.key, exc)
             with contextlib.suppress(Exception):
                 await self.notice(job.target, told(exc))
         finally:
@@ -384,226 +356,6 @@ class Relay:
         jobs = [(job.record, job.reply) for job in self._jobs]
         asides = [(job.aside, None) for job in self._jobs if job.aside is not None]
         return jobs + asides + [(record, None) for record in self.intake.admitting.values()]
-
-    async def _answer(self, job: Job, free_slot: Callable[[], None]) -> None:
-        """Answer a job; `free_slot` gives its stream slot back once the chat API's
-        stream has ended (the final edit may wait long for a busy platform's budget,
-        which is no reason for questions elsewhere to wait)."""
-        msg, route, key = job.msg, job.route, job.key
-        backend = self.backends[route.backend]
-        circuit = self.circuits[route.backend]
-        if job.target.withdrawn() or await deleted_elsewhere(self.store, msg):
-            # Posted by mistake (a password, the wrong channel) and deleted while it
-            # waited (the deletion perhaps told to another replica), or waited past the
-            # platform's time for an answer: it is not sent on, nor paid for.
-            log.info("not answering: the question was withdrawn before its answer began",
-                     extra={"conversation": key})
-            self.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
-            with contextlib.suppress(Exception):
-                await job.target.end()
-            return
-        for rec_id in self.given_up.superseded(key):
-            await self.end_record(rec_id)
-        if not circuit.allow():
-            await self.notice(job.target, unavailable(circuit))
-            self.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
-            return
-        try:
-            conv, history = await open_conversation(self.store, key, route.backend, backend)
-        except BaseException:
-            circuit.release()  # nothing was asked of the backend
-            raise
-        request = ChatRequest(
-            message=valid_text(msg.text).strip(),
-            session=conv.session,
-            history=history,
-            user_id=_user_key(msg),
-        )
-
-        record = job.record
-
-        async def progress(ids: Sequence[str], text: str) -> None:
-            await self.progress.note(record.id, ids, text)
-
-        reply = LiveReply(
-            job.target,
-            self.budgets,
-            edit_interval=self.config.reply.edit_interval,
-            thinking_text=self.config.reply.thinking_text,
-            on_progress=progress,
-            on_failure=partial(self.metrics.platform_failed, msg.platform),
-            footnote=FILES_NOT_READ if msg.has_attachments else "",
-            promise=job.promise,
-        )
-        job.reply = reply
-        if not self.accepting:  # asked as a stop began (its turn came at once)
-            reply.keep_back()
-        log.info("answering", extra={"conversation": key, "backend": route.backend})
-        self.metrics.live_streams.inc()
-        streaming = True
-        started = time.monotonic()
-        outcome = "answered"
-        try:
-            await reply.start()
-
-            async def keep_session(session: str) -> None:
-                if session != conv.session:
-                    conv.session = session
-                    try:
-                        await self.store.save_conversation(conv)
-                    except BridgeError as exc:  # kept with the answer, if it completes
-                        log.error("could not save the conversation: %s", exc,
-                                  extra={"conversation": key})
-
-            try:
-                def first_token() -> None:
-                    self.metrics.first_token.labels(route.backend).observe(
-                        time.monotonic() - started)
-                    # A probe's answer that has begun closes the circuit: else every
-                    # other asker is refused until its last word. (Any other answer
-                    # counts once whole: one that stalls after its first words fails.)
-                    if circuit.probing:
-                        circuit.success()
-
-                done, sources = await read_answer(
-                    backend.stream(request), reply, cap=self.config.reply.max_answer_chars,
-                    on_first_token=first_token, keep_session=keep_session,
-                )
-            finally:
-                free_slot()
-                # Its stream is over (the platform may take a while yet to show it).
-                streaming = False
-                self.metrics.live_streams.dec()
-            # The chat API's time for an answer read to its end: not the wait for the
-            # platform to show it, nor a failure's time (those are `answered`'s).
-            self.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
-            final = done.text if done is not None else None
-            if final:
-                final = valid_text(final)
-                cap = self.config.reply.max_answer_chars
-                if cap is not None and len(final) > cap:
-                    raise TooLong(cap)  # the streamed text, within it, stays
-            # Keep the session and history first: the answer is complete even if
-            # the process stops during the final edit.
-            try:
-                await remember(self.store, conv, backend, request, final or reply.text,
-                               done, msg, job.target, self.edits)
-            except BridgeError as exc:
-                # The answer is whole: show it; only what follows it may lack context.
-                log.error("could not save the conversation: %s", exc, extra={"conversation": key})
-            cfg = self.config.reply.sources
-            circuit.success()
-            await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
-        except TooLong as exc:
-            outcome = "too_long"
-            circuit.success()  # the chat API answered; the bridge stopped it
-            log.warning("answer stopped: longer than %d characters", exc.limit,
-                        extra={"conversation": key, "backend": route.backend})
-            await self._fail(job, reply, exc.user_message)
-        except RateLimited as exc:
-            outcome = "failed"
-            circuit.release()
-            if exc.retry_at is not None:
-                circuit.hold(exc.retry_at)
-            await self._fail(job, reply, exc.describe())
-        except ChatAPIError as exc:
-            outcome = "failed"
-            if isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
-                # Not a drop mid-answer (Dropped): the backend did answer; nor the
-                # bridge out of open files (Overloaded): the backend was not asked.
-                circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None,
-                                slow=isinstance(exc, SlowToBegin))
-            else:
-                circuit.release()
-            log.warning("backend %s failed: %s", route.backend, exc,
-                        extra={"conversation": key, "backend": route.backend})
-            notice = exc.user_message
-            if isinstance(exc, BadRequest) and exc.history_sent:
-                notice = f"{notice} {self._start_over(job)}"
-            await self._fail(job, reply, notice)
-        except PlaceGone as exc:
-            outcome = "failed"
-            circuit.release()
-            log.warning("answer stopped: %s", exc, extra={"conversation": key})
-            with contextlib.suppress(Exception):
-                await reply.abandon()
-        except asyncio.CancelledError:
-            outcome = "interrupted"
-            circuit.release()
-            # Stop its updates (a late one would undo the "interrupted" mark the stop
-            # adds) and let the platform clear its indicators, briefly: the process
-            # is going away.
-            with contextlib.suppress(Exception):
-                await reply.aclose()
-                async with asyncio.timeout(END_ON_STOP):
-                    await reply.target.end()
-            raise
-        except Exception as exc:  # the bridge's own failure: end the reply, say so
-            outcome = "failed"
-            circuit.release()
-            _log_failure(key, exc)
-            await self._fail(job, reply, told(exc))
-        finally:
-            for name, value in backend.health().items():
-                gauge = (self.metrics.backend_remaining if name == "ratelimit_remaining"
-                         else self.metrics.backend_credits)
-                gauge.labels(route.backend).set(value)
-            if streaming:  # ended before its stream began
-                self.metrics.live_streams.dec()
-            self.metrics.edits.labels(msg.platform).inc(reply.stats.edits)
-            self.metrics.reply_seconds.labels(msg.platform).observe(time.monotonic() - started)
-            self.metrics.answered.labels(msg.platform, route.backend, outcome).inc()
-            log.info(
-                "answered",
-                extra={
-                    "conversation": key, "backend": route.backend, "outcome": outcome,
-                    "seconds": round(time.monotonic() - started, 3),
-                },
-            )
-
-    def _start_over(self, job: Job) -> str:
-        """For a question refused with its conversation's history: how to start afresh."""
-        msg, keywords = job.msg, self.config.commands.reset_keywords
-        command = self.reset_commands.get(msg.platform)
-        if job.route.session == "thread" and not msg.is_dm:
-            how = "start a new thread"
-        elif msg.is_dm and keywords:
-            how = f"send `{keywords[0]}`"
-        elif command:
-            how = f"use `{command}`"
-        else:
-            return "This conversation may be longer than it takes."
-        return f"This conversation may be longer than it takes: {how} to start over."
-
-    async def _fail(self, job: Job, reply: LiveReply, notice: str) -> None:
-        """End a failed reply with `notice` after what it showed; where its message
-        cannot take it, tell the asker apart (unless the place itself is gone). Where
-        the platform takes neither, the reply's record stays, for the bridge to mark it
-        interrupted once the platform is back (`given_up`)."""
-        key = job.key
-        try:
-            await reply.fail(notice)
-        except PlaceGone as exc:
-            log.warning("answer stopped: %s", exc, extra={"conversation": key})
-        except Exception as exc:
-            log.warning("could not show that the answer failed: %s", for_log(exc),
-                        extra={"conversation": key})
-            try:
-                await self.notice(reply.target, notice)
-            except Exception as missed:
-                if reply.gave_up:  # the platform kept failing: nothing shows the reply ended
-                    job.unmarked = True
-                    kept = self.given_up.keep(
-                        replace(job.record, message_ids=list(reply.message_ids), text=reply.text)
-                    )
-                    log.warning(
-                        "could not tell the asker either (%s): the reply stays recorded as "
-                        "in flight, %s", for_log(missed),
-                        "to be marked interrupted once the platform is back" if kept else
-                        "for the next start (or another replica) to mark it interrupted "
-                        "(too many replies given up on wait for their platform already)",
-                        extra={"conversation": key},
-                    )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -686,18 +438,3 @@ def _not_begun(task: asyncio.Task[None]) -> bool:
     """Whether a task has yet to run its coroutine's first line."""
     coro = task.get_coro()
     return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
-
-
-def _log_failure(key: str, exc: Exception) -> None:
-    """A conversation could not be answered: a bridge error in a line, anything else
-    (a bug) with its traceback."""
-    if isinstance(exc, BridgeError):
-        log.error("could not answer: %s", exc, extra={"conversation": key})
-    else:
-        log.exception("could not answer", exc_info=exc, extra={"conversation": key})
-
-
-def _user_key(msg: Inbound) -> str:
-    """The asker, unique across platforms and workspaces."""
-    return f"{msg.platform}:{msg.workspace}:{msg.user}"
-

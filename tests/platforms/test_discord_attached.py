@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bridge.answering import FILES_NOT_READ
 from bridge.intake import MENTION_HELP
-from bridge.relay import FILES_NOT_READ
 from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
 

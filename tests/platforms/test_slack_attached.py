@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bridge.answering import FILES_NOT_READ
 from bridge.intake import HELP_TEXT
-from bridge.relay import FILES_NOT_READ
 from tests.platforms.test_slack_e2e import (  # noqa: F401
     CHANNEL,
     DM,

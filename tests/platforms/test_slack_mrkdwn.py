@@ -397,7 +397,6 @@ def test_question_text_is_made_plain() -> None:
     )
 
 
-
 @pytest.mark.parametrize(
     ("text", "plain"),
     [

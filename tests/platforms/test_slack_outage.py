@@ -150,7 +150,6 @@ async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
         await bridge.aclose()
 
 
-
 GIVEN_UP_NOT_MARKED = "could not mark a reply given up on"
 
 

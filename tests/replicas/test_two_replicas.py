@@ -41,7 +41,6 @@ class Replica:
         return any("answering" in line and key_part in line for line in self.log)
 
 
-
 async def start_replica(config: Path, env: dict[str, str]) -> Replica:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters", "run", "-c", str(config),

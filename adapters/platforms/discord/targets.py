@@ -127,7 +127,6 @@ def _said(text: str) -> str:
     return text if len(text) <= SAID_MAX else text[:SAID_MAX] + "…"
 
 
-
 def _limits(
     key: str, options: DiscordOptions, *, bot_wide: bool = True, notices_post: bool = False
 ) -> Limits:

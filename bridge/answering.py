@@ -1,0 +1,285 @@
+"""One answer: a job whose turn came (bridge/relay.py) -> its backend asked, the answer
+streamed into a live reply, then kept in the conversation's history; or, where it
+fails, the reply ended with what went wrong and the backend's circuit told."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING
+
+from bridge.conversations import open_conversation, remember
+from bridge.deletions import deleted_elsewhere
+from bridge.errors import (
+    BadRequest,
+    BridgeError,
+    ChatAPIError,
+    CutOff,
+    Misaddressed,
+    Overloaded,
+    PlaceGone,
+    RateLimited,
+    SlowToBegin,
+    TooLong,
+    Unavailable,
+    for_log,
+    told,
+)
+from bridge.interfaces import ChatRequest, Inbound
+from bridge.interruptions import END_ON_STOP
+from bridge.jobs import Job, unavailable
+from bridge.reading import read_answer
+from bridge.render import LiveReply
+from bridge.sources import dedupe_sources
+from bridge.text import valid_text
+
+if TYPE_CHECKING:
+    from bridge.relay import Relay
+
+log = logging.getLogger("chat_bridge.relay")
+
+# Under the answer to a question that came with files: they are not sent on.
+FILES_NOT_READ = "_Attached files are not read: only your text was sent._"
+
+
+async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
+    """Answer a job; `free_slot` gives its stream slot back once the chat API's
+    stream has ended (the final edit may wait long for a busy platform's budget,
+    which is no reason for questions elsewhere to wait)."""
+    msg, route, key = job.msg, job.route, job.key
+    backend = relay.backends[route.backend]
+    circuit = relay.circuits[route.backend]
+    if job.target.withdrawn() or await deleted_elsewhere(relay.store, msg):
+        # Posted by mistake (a password, the wrong channel) and deleted while it
+        # waited (the deletion perhaps told to another replica), or waited past the
+        # platform's time for an answer: it is not sent on, nor paid for.
+        log.info("not answering: the question was withdrawn before its answer began",
+                 extra={"conversation": key})
+        relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
+        with contextlib.suppress(Exception):
+            await job.target.end()
+        return
+    for rec_id in relay.given_up.superseded(key):
+        await relay.end_record(rec_id)
+    if not circuit.allow():
+        await relay.notice(job.target, unavailable(circuit))
+        relay.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
+        return
+    try:
+        conv, history = await open_conversation(relay.store, key, route.backend, backend)
+    except BaseException:
+        circuit.release()  # nothing was asked of the backend
+        raise
+    request = ChatRequest(
+        message=valid_text(msg.text).strip(),
+        session=conv.session,
+        history=history,
+        user_id=_user_key(msg),
+    )
+
+    record = job.record
+
+    async def progress(ids: Sequence[str], text: str) -> None:
+        await relay.progress.note(record.id, ids, text)
+
+    reply = LiveReply(
+        job.target,
+        relay.budgets,
+        edit_interval=relay.config.reply.edit_interval,
+        thinking_text=relay.config.reply.thinking_text,
+        on_progress=progress,
+        on_failure=partial(relay.metrics.platform_failed, msg.platform),
+        footnote=FILES_NOT_READ if msg.has_attachments else "",
+        promise=job.promise,
+    )
+    job.reply = reply
+    if not relay.accepting:  # asked as a stop began (its turn came at once)
+        reply.keep_back()
+    log.info("answering", extra={"conversation": key, "backend": route.backend})
+    relay.metrics.live_streams.inc()
+    streaming = True
+    started = time.monotonic()
+    outcome = "answered"
+    try:
+        await reply.start()
+
+        async def keep_session(session: str) -> None:
+            if session != conv.session:
+                conv.session = session
+                try:
+                    await relay.store.save_conversation(conv)
+                except BridgeError as exc:  # kept with the answer, if it completes
+                    log.error("could not save the conversation: %s", exc,
+                              extra={"conversation": key})
+
+        try:
+            def first_token() -> None:
+                relay.metrics.first_token.labels(route.backend).observe(
+                    time.monotonic() - started)
+                # A probe's answer that has begun closes the circuit: else every
+                # other asker is refused until its last word. (Any other answer
+                # counts once whole: one that stalls after its first words fails.)
+                if circuit.probing:
+                    circuit.success()
+
+            done, sources = await read_answer(
+                backend.stream(request), reply, cap=relay.config.reply.max_answer_chars,
+                on_first_token=first_token, keep_session=keep_session,
+            )
+        finally:
+            free_slot()
+            # Its stream is over (the platform may take a while yet to show it).
+            streaming = False
+            relay.metrics.live_streams.dec()
+        # The chat API's time for an answer read to its end: not the wait for the
+        # platform to show it, nor a failure's time (those are `answered`'s).
+        relay.metrics.stream_seconds.labels(route.backend).observe(time.monotonic() - started)
+        final = done.text if done is not None else None
+        if final:
+            final = valid_text(final)
+            cap = relay.config.reply.max_answer_chars
+            if cap is not None and len(final) > cap:
+                raise TooLong(cap)  # the streamed text, within it, stays
+        # Keep the session and history first: the answer is complete even if
+        # the process stops during the final edit.
+        try:
+            await remember(relay.store, conv, backend, request, final or reply.text,
+                           done, msg, job.target, relay.edits)
+        except BridgeError as exc:
+            # The answer is whole: show it; only what follows it may lack context.
+            log.error("could not save the conversation: %s", exc, extra={"conversation": key})
+        cfg = relay.config.reply.sources
+        circuit.success()
+        await reply.finish(final, dedupe_sources(sources, cfg.max), show_sources=cfg.show)
+    except TooLong as exc:
+        outcome = "too_long"
+        circuit.success()  # the chat API answered; the bridge stopped it
+        log.warning("answer stopped: longer than %d characters", exc.limit,
+                    extra={"conversation": key, "backend": route.backend})
+        await _fail(relay, job, reply, exc.user_message)
+    except RateLimited as exc:
+        outcome = "failed"
+        circuit.release()
+        if exc.retry_at is not None:
+            circuit.hold(exc.retry_at)
+        await _fail(relay, job, reply, exc.describe())
+    except ChatAPIError as exc:
+        outcome = "failed"
+        if isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
+            # Not a drop mid-answer (Dropped): the backend did answer; nor the
+            # bridge out of open files (Overloaded): the backend was not asked.
+            circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None,
+                            slow=isinstance(exc, SlowToBegin))
+        else:
+            circuit.release()
+        log.warning("backend %s failed: %s", route.backend, exc,
+                    extra={"conversation": key, "backend": route.backend})
+        notice = exc.user_message
+        if isinstance(exc, BadRequest) and exc.history_sent:
+            notice = f"{notice} {_start_over(relay, job)}"
+        await _fail(relay, job, reply, notice)
+    except PlaceGone as exc:
+        outcome = "failed"
+        circuit.release()
+        log.warning("answer stopped: %s", exc, extra={"conversation": key})
+        with contextlib.suppress(Exception):
+            await reply.abandon()
+    except asyncio.CancelledError:
+        outcome = "interrupted"
+        circuit.release()
+        # Stop its updates (a late one would undo the "interrupted" mark the stop
+        # adds) and let the platform clear its indicators, briefly: the process
+        # is going away.
+        with contextlib.suppress(Exception):
+            await reply.aclose()
+            async with asyncio.timeout(END_ON_STOP):
+                await reply.target.end()
+        raise
+    except Exception as exc:  # the bridge's own failure: end the reply, say so
+        outcome = "failed"
+        circuit.release()
+        log_failure(key, exc)
+        await _fail(relay, job, reply, told(exc))
+    finally:
+        for name, value in backend.health().items():
+            gauge = (relay.metrics.backend_remaining if name == "ratelimit_remaining"
+                     else relay.metrics.backend_credits)
+            gauge.labels(route.backend).set(value)
+        if streaming:  # ended before its stream began
+            relay.metrics.live_streams.dec()
+        relay.metrics.edits.labels(msg.platform).inc(reply.stats.edits)
+        relay.metrics.reply_seconds.labels(msg.platform).observe(time.monotonic() - started)
+        relay.metrics.answered.labels(msg.platform, route.backend, outcome).inc()
+        log.info(
+            "answered",
+            extra={
+                "conversation": key, "backend": route.backend, "outcome": outcome,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+
+def _start_over(relay: Relay, job: Job) -> str:
+    """For a question refused with its conversation's history: how to start afresh."""
+    msg, keywords = job.msg, relay.config.commands.reset_keywords
+    command = relay.reset_commands.get(msg.platform)
+    if job.route.session == "thread" and not msg.is_dm:
+        how = "start a new thread"
+    elif msg.is_dm and keywords:
+        how = f"send `{keywords[0]}`"
+    elif command:
+        how = f"use `{command}`"
+    else:
+        return "This conversation may be longer than it takes."
+    return f"This conversation may be longer than it takes: {how} to start over."
+
+
+async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
+    """End a failed reply with `notice` after what it showed; where its message
+    cannot take it, tell the asker apart (unless the place itself is gone). Where
+    the platform takes neither, the reply's record stays, for the bridge to mark it
+    interrupted once the platform is back (`given_up`)."""
+    key = job.key
+    try:
+        await reply.fail(notice)
+    except PlaceGone as exc:
+        log.warning("answer stopped: %s", exc, extra={"conversation": key})
+    except Exception as exc:
+        log.warning("could not show that the answer failed: %s", for_log(exc),
+                    extra={"conversation": key})
+        try:
+            await relay.notice(reply.target, notice)
+        except Exception as missed:
+            if reply.gave_up:  # the platform kept failing: nothing shows the reply ended
+                job.unmarked = True
+                kept = relay.given_up.keep(
+                    replace(job.record, message_ids=list(reply.message_ids), text=reply.text)
+                )
+                log.warning(
+                    "could not tell the asker either (%s): the reply stays recorded as "
+                    "in flight, %s", for_log(missed),
+                    "to be marked interrupted once the platform is back" if kept else
+                    "for the next start (or another replica) to mark it interrupted "
+                    "(too many replies given up on wait for their platform already)",
+                    extra={"conversation": key},
+                )
+
+
+def log_failure(key: str, exc: Exception) -> None:
+    """A conversation could not be answered: a bridge error in a line, anything else
+    (a bug) with its traceback."""
+    if isinstance(exc, BridgeError):
+        log.error("could not answer: %s", exc, extra={"conversation": key})
+    else:
+        log.exception("could not answer", exc_info=exc, extra={"conversation": key})
+
+
+def _user_key(msg: Inbound) -> str:
+    """The asker, unique across platforms and workspaces."""
+    return f"{msg.platform}:{msg.workspace}:{msg.user}"
+
