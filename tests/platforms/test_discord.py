@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from adapters.platforms.discord import DiscordOptions, DiscordPlatform, ratelimits
 from adapters.platforms.discord import platform as discord_platform
+from adapters.platforms.discord.commands import TOO_LATE_TEXT
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import NOT_ANSWERED_TEXT, InteractionTarget
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
@@ -1095,7 +1096,7 @@ async def test_an_ask_in_a_deleted_thread_is_withdrawn_and_posts_nothing(world: 
         with pytest.raises(PlaceGone):
             await target.post("the answer")
         assert isinstance(target, InteractionTarget)
-        assert not await target.give_up(discord_platform.TOO_LATE_TEXT)  # nobody to tell
+        assert not await target.give_up(TOO_LATE_TEXT)  # nobody to tell
         await target.end()  # its "thinking…" went with the thread
     assert fake.requests[sent:] == []
 
@@ -1122,7 +1123,7 @@ async def test_an_ask_where_the_bot_lost_access_tells_its_asker_once(
         await ask.end()
         sent = len(fake.requests)
         await ask.end()
-        assert not await ask.give_up(discord_platform.TOO_LATE_TEXT)
+        assert not await ask.give_up(TOO_LATE_TEXT)
         await ask.notice("interrupted")
         assert fake.requests[sent:] == []  # said once
     assert fake.interactions[iid]["original"] not in fake.messages  # the public "thinking…"
@@ -1146,7 +1147,7 @@ async def test_an_ask_given_up_where_the_bot_was_removed_says_why(world: World) 
         await fake.wait_until(lambda: fake.interactions[iid]["callback"] is not None)
         await fake.remove_bot(world.guild)
         await wait_for(ask.withdrawn)
-        assert await ask.give_up(discord_platform.TOO_LATE_TEXT)
+        assert await ask.give_up(TOO_LATE_TEXT)
     original = fake.messages[fake.interactions[iid]["original"]]
     assert not original["flags"] & LOADING and original["flags"] & EPHEMERAL
     assert original["content"] == (
@@ -1220,7 +1221,7 @@ async def test_an_ask_given_up_says_nothing_more_and_is_withdrawn(world: World) 
         target.accepted()  # queued behind another answer, which outlasts it
         await world.fake.wait_until(
             lambda: [m for m in world.fake.channel_messages(world.general)
-                     if m["content"] == discord_platform.TOO_LATE_TEXT]
+                     if m["content"] == TOO_LATE_TEXT]
         )
         sent = len(world.fake.requests)
         await target.notice("interrupted")  # a stop's mark, say: the asker knows already
@@ -1259,7 +1260,7 @@ async def test_an_ask_whose_answer_began_is_never_given_up(world: World) -> None
         assert target.timer is timer
         await target.begin()  # the answer begins: no more giving up
         assert target.timer is None
-        assert not await target.give_up(discord_platform.TOO_LATE_TEXT)
+        assert not await target.give_up(TOO_LATE_TEXT)
         await target.post("the answer")
         rid = await world.fake.invoke(world.general, world.bob, "reset")
         _, reset = await world.next()

@@ -13,8 +13,9 @@ import pytest
 
 from adapters.platforms.discord import indicator
 from adapters.platforms.discord import platform as discord_platform
+from adapters.platforms.discord.commands import TOO_LATE_TEXT
 from adapters.platforms.discord.format import ZWSP
-from adapters.platforms.discord.platform import EDIT_WINDOW, TOO_LATE_TEXT
+from adapters.platforms.discord.platform import EDIT_WINDOW
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config

@@ -21,6 +21,13 @@ import discord
 from discord import app_commands
 
 from adapters.platforms import never_below_info
+from adapters.platforms.discord.commands import (
+    GIVE_UP_AFTER,
+    UNANSWERED_AFTER,
+    add_commands,
+    close_unanswered,
+    give_up,
+)
 from adapters.platforms.discord.indicator import Typist, renewals_per_second
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import Said, may_send
@@ -42,10 +49,8 @@ from adapters.platforms.discord.startup import (
     start_error,
 )
 from adapters.platforms.discord.targets import (
-    ANSWER_MARGIN,
     DM_WORKSPACE,
     FAILURES,
-    TOKEN_LIFE,
     ChannelTarget,
     InteractionTarget,
     platform_error,
@@ -64,16 +69,6 @@ from bridge.transport import env_proxy
 
 log = logging.getLogger("chat_bridge.discord")
 
-# Should nothing answer a slash command (the core tells a command without a
-# route so), the deferred "thinking…" must not hang until the token expires.
-UNANSWERED_AFTER = 60.0  # seconds; tests shorten it per instance
-UNANSWERED_TEXT = "_No answer came. Questions may not be set up for this channel._"
-# An /ask still waiting its turn when Discord is about to stop taking its answer.
-GIVE_UP_AFTER = TOKEN_LIFE - ANSWER_MARGIN  # seconds after the command; tests shorten it
-TOO_LATE_TEXT = (
-    "_The assistant was too busy to answer this within the 15 minutes Discord gives a "
-    "command. Please ask again._"
-)
 MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # A message edited to mention the bot is taken as a question only this soon after it
 # was sent (someone forgot the mention), as on Slack. Event records are kept at least
@@ -158,7 +153,7 @@ class DiscordPlatform(Platform):
             client = discord.AutoShardedClient(shard_ids=ids, shard_count=count, **kwargs)
 
         tree = app_commands.CommandTree(client)
-        self._add_commands(tree)
+        add_commands(tree, self._on_command)
         platform = self
 
         async def setup_hook() -> None:
@@ -515,20 +510,6 @@ class DiscordPlatform(Platform):
 
     # ------------------------------------------------------------------ commands
 
-    def _add_commands(self, tree: app_commands.CommandTree[Any]) -> None:
-        platform = self
-
-        @tree.command(name="ask", description="Ask the assistant a question")
-        @app_commands.describe(question="Your question")
-        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
-        async def ask(interaction: discord.Interaction, question: str) -> None:
-            await platform._on_command(interaction, "ask", question)
-
-        @tree.command(name="reset", description="Start a new conversation with the assistant")
-        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
-        async def reset(interaction: discord.Interaction) -> None:
-            await platform._on_command(interaction, "reset", "")
-
     async def _on_command(self, interaction: discord.Interaction, command: str, text: str) -> None:
         if not self._receiving:
             try:
@@ -596,7 +577,7 @@ class DiscordPlatform(Platform):
             return
         await self._deliver(inbound, target)
         # From here on "thinking…" shows: whatever happens next, it must not hang.
-        self._watch(self._unanswered(target))
+        self._watch(close_unanswered(target, self.unanswered_after))
         if target.give_up_at is not None and not target.begun:
             # A timer, not a task: most answers begin long before it, and cancel it.
             target.timer = asyncio.get_running_loop().call_later(
@@ -612,34 +593,7 @@ class DiscordPlatform(Platform):
 
     def _too_late(self, target: InteractionTarget) -> None:
         if not self._closing:
-            self._watch(self._give_up(target))
-
-    async def _give_up(self, target: InteractionTarget) -> None:
-        """An /ask still waiting its turn is dropped while the asker can be told: its
-        answer could no longer show (nor would the credit it costs buy anything)."""
-        place = {"platform": "discord", "channel": target.address.channel}
-        try:
-            if not await target.give_up(TOO_LATE_TEXT):
-                return  # its answer began meanwhile
-        except PlatformError as exc:
-            log.warning("not answering /ask: it waited past Discord's 15 minutes for its "
-                        "turn, and its asker could not be told: %s", exc, extra=place)
-            return
-        if target.question.deleted:  # its place was lost, and its turn never came
-            log.info("not answering /ask: %s Its asker is told", target.question.why,
-                     extra=place)
-            return
-        log.info("not answering /ask: it waited past Discord's 15 minutes for its turn; "
-                 "its asker is told to ask again", extra=place)
-
-    async def _unanswered(self, target: InteractionTarget) -> None:
-        try:
-            await asyncio.wait_for(target.touched.wait(), self.unanswered_after)
-        except TimeoutError:
-            try:
-                await target.notice(UNANSWERED_TEXT)
-            except PlatformError as exc:
-                log.debug("could not close an unanswered command: %s", exc)
+            self._watch(give_up(target))
 
 
 def _roles(author: discord.abc.User) -> tuple[str, ...]:

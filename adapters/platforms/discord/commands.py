@@ -1,0 +1,77 @@
+"""Discord's slash commands, `/ask` and `/reset`: their registration, and the watchdogs
+that keep a deferred "thinking…" from hanging (an /ask nothing answers, or one still
+waiting its turn when Discord is about to stop taking its answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from adapters.platforms.discord.targets import ANSWER_MARGIN, TOKEN_LIFE, InteractionTarget
+from bridge.errors import PlatformError
+
+log = logging.getLogger("chat_bridge.discord")
+
+# Should nothing answer a slash command (the core tells a command without a
+# route so), the deferred "thinking…" must not hang until the token expires.
+UNANSWERED_AFTER = 60.0  # seconds; tests shorten it per platform
+UNANSWERED_TEXT = "_No answer came. Questions may not be set up for this channel._"
+# An /ask still waiting its turn when Discord is about to stop taking its answer.
+GIVE_UP_AFTER = TOKEN_LIFE - ANSWER_MARGIN  # seconds after the command; tests shorten it
+TOO_LATE_TEXT = (
+    "_The assistant was too busy to answer this within the 15 minutes Discord gives a "
+    "command. Please ask again._"
+)
+
+OnCommand = Callable[[discord.Interaction, str, str], Awaitable[None]]
+
+
+def add_commands(tree: app_commands.CommandTree[Any], on_command: OnCommand) -> None:
+    """Register `/ask` and `/reset`; each run is `on_command(interaction, name, text)`."""
+
+    @tree.command(name="ask", description="Ask the assistant a question")
+    @app_commands.describe(question="Your question")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
+    async def ask(interaction: discord.Interaction, question: str) -> None:
+        await on_command(interaction, "ask", question)
+
+    @tree.command(name="reset", description="Start a new conversation with the assistant")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
+    async def reset(interaction: discord.Interaction) -> None:
+        await on_command(interaction, "reset", "")
+
+
+async def give_up(target: InteractionTarget) -> None:
+    """An /ask still waiting its turn is dropped while the asker can be told: its
+    answer could no longer show (nor would the credit it costs buy anything)."""
+    place = {"platform": "discord", "channel": target.address.channel}
+    try:
+        if not await target.give_up(TOO_LATE_TEXT):
+            return  # its answer began meanwhile
+    except PlatformError as exc:
+        log.warning("not answering /ask: it waited past Discord's 15 minutes for its "
+                    "turn, and its asker could not be told: %s", exc, extra=place)
+        return
+    if target.question.deleted:  # its place was lost, and its turn never came
+        log.info("not answering /ask: %s Its asker is told", target.question.why,
+                 extra=place)
+        return
+    log.info("not answering /ask: it waited past Discord's 15 minutes for its turn; "
+             "its asker is told to ask again", extra=place)
+
+
+async def close_unanswered(target: InteractionTarget, after: float) -> None:
+    """Tell a command's asker that no answer came, if nothing touched its reply within
+    `after` seconds."""
+    try:
+        await asyncio.wait_for(target.touched.wait(), after)
+    except TimeoutError:
+        try:
+            await target.notice(UNANSWERED_TEXT)
+        except PlatformError as exc:
+            log.debug("could not close an unanswered command: %s", exc)
