@@ -23,9 +23,9 @@ from bridge.errors import BridgeError, StoreCorrupt, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
-from bridge.interruptions import GIVEN_UP, show_interrupted, still_ours
+from bridge.interruptions import GIVEN_UP, INTERRUPTED, show_interrupted, still_ours
 from bridge.logs import Repeats
-from bridge.metrics import PLATFORM_FAILURES, Metrics
+from bridge.metrics import PLATFORM_FAILURES, Metrics, platform_failure
 from bridge.relay import Relay
 from bridge.resources import raise_open_files, warn_of_few_open_files
 from bridge.stopping import StopClock, Unanswered
@@ -256,22 +256,36 @@ class Bridge:
     async def _mark_interrupted(self, rec: InFlight, *, kept: bool = False) -> int:
         """Edit a reply's last message to keep its text and say it was interrupted
         (with `kept`, a stop's mark: it may take the slots the stop kept back). Its
-        record ends, marked or not, unless kept for a later start."""
+        record ends once marked, or where it never can be (its message or place gone,
+        the platform refusing it). Where its platform is out of reach or failing, the
+        record stays: a stop's, for the next start (or another replica); one a dead
+        process left, to be tried again at every heartbeat, as a reply given up on."""
         if not await self._markable(rec):
             return 0
-        marked = 0
         try:
             target = self.platforms[rec.address.platform].target(rec.address)
             await show_interrupted(self.relay, target, rec, kept=kept)
-            marked = 1
         except Exception as exc:  # a platform library's own error too: skip this reply only
             self.metrics.platform_failed(rec.address.platform, exc)
-            log.warning(
-                "could not mark an interrupted reply: %s", for_log(exc),
-                extra={"platform": rec.address.platform, "channel": rec.address.channel},
-            )
+            given_up = self.relay.given_up
+            if kept and platform_failure(exc) not in ("gone", "refused"):
+                log.warning(
+                    "could not mark a reply the stop cut as interrupted: %s; left for the "
+                    "next start", for_log(exc),
+                    extra={"platform": rec.address.platform, "channel": rec.address.channel},
+                )
+                return 0
+            if given_up.failed(rec, exc, "a reply left in flight"):
+                if given_up.keep(rec, INTERRUPTED):
+                    return 0
+                log.warning("too many replies wait for their platform already: an "
+                            "interrupted one is forgotten",
+                            extra={"platform": rec.address.platform,
+                                   "channel": rec.address.channel})
+            await self.store.inflight_end(rec.id)
+            return 0
         await self.store.inflight_end(rec.id)
-        return marked
+        return 1
 
     async def _markable(self, rec: InFlight) -> bool:
         """Whether this process can mark a reply left in flight; where not, its record
@@ -323,7 +337,7 @@ class Bridge:
                 target = self.platforms[platform].target(rec.address)
                 try:
                     if not await show_interrupted(
-                        self.relay, target, rec, GIVEN_UP,
+                        self.relay, target, rec, given_up.marks.get(rec.id, GIVEN_UP),
                         wanted=partial(given_up.__contains__, rec.id),
                     ):
                         continue  # dropped while it waited for the platform's budget

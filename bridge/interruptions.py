@@ -101,11 +101,13 @@ class GivenUp:
     the bridge marks them interrupted (`Bridge._mark_given_up`), in the order they
     were given up, or they are dropped: never to be marked (`failed`), superseded by
     their conversation's next answer (`superseded`), left to the other replicas
-    (`leave`)."""
+    (`leave`). A reply a dead process left, whose mark failed at start-up as its
+    platform was out of reach, is kept with them (marked as a restart's)."""
 
     def __init__(self, most: int = GIVEN_UP_KEPT) -> None:
         self.most = most
         self.records: dict[str, InFlight] = {}
+        self.marks: dict[str, str] = {}  # each record's mark
         # How marks failed lately on each platform (`platform_failure`'s kind): warned
         # of once, until it fails otherwise or takes a mark.
         self._failing: dict[str, str] = {}
@@ -113,29 +115,31 @@ class GivenUp:
     def __contains__(self, rec_id: object) -> bool:
         return rec_id in self.records
 
-    def keep(self, rec: InFlight) -> bool:
-        """Keep a reply given up on; False where `most` are kept already."""
+    def keep(self, rec: InFlight, mark: str = GIVEN_UP) -> bool:
+        """Keep a reply given up on, to be marked with `mark`; False where `most` are
+        kept already."""
         if len(self.records) >= self.most:
             return False
         self.records[rec.id] = rec
+        self.marks[rec.id] = mark
         return True
 
-    def failed(self, rec: InFlight, exc: BaseException) -> bool:
-        """Its mark failed with `exc`: True where its platform is out of reach or failing
-        (its other replies wait for the next pass); False where this reply can never be
-        marked (its message or place is gone, the bot removed, the platform refuses
-        it), to be forgotten."""
+    def failed(self, rec: InFlight, exc: BaseException, what: str = "a reply given up on") -> bool:
+        """The mark of `what` failed with `exc`: True where its platform is out of reach
+        or failing (its other replies wait for the next pass); False where this reply
+        can never be marked (its message or place is gone, the bot removed, the
+        platform refuses it), to be forgotten."""
         platform, kind = rec.address.platform, platform_failure(exc)
         extra = {"platform": platform, "channel": rec.address.channel}
         if kind in ("gone", "refused"):
-            log.warning("could not mark a reply given up on as interrupted: %s; it never "
-                        "will be, and is forgotten", for_log(exc), extra=extra)
+            log.warning("could not mark %s as interrupted: %s; it never will be, and is "
+                        "forgotten", what, for_log(exc), extra=extra)
             return False
         if self._failing.get(platform) != kind:
             self._failing[platform] = kind
-            log.warning("could not mark a reply given up on as interrupted: %s; its "
-                        "platform's are tried again at every heartbeat until it takes them",
-                        for_log(exc), extra=extra)
+            log.warning("could not mark %s as interrupted: %s; its platform's are tried "
+                        "again at every heartbeat until it takes them", what, for_log(exc),
+                        extra=extra)
         return True
 
     def shown(self, platform: str) -> None:
@@ -145,6 +149,7 @@ class GivenUp:
     def forget(self, rec_id: str) -> None:
         """Done with it: marked, or never to be."""
         self.records.pop(rec_id, None)
+        self.marks.pop(rec_id, None)
 
     def superseded(self, key: str) -> list[str]:
         """Conversation `key` begins its next answer: the replies given up on there that
@@ -154,7 +159,7 @@ class GivenUp:
         gone = [rec.id for rec in self.records.values()
                 if rec.key == key and not rec.message_ids]
         for rec_id in gone:
-            del self.records[rec_id]
+            self.forget(rec_id)
         if gone:
             log.info("not marking %d replies given up on that showed nothing: the "
                      "conversation's next answer supersedes them", len(gone),
@@ -169,6 +174,7 @@ class GivenUp:
             log.warning("%d replies given up on are left for another replica (or the next "
                         "start) to mark interrupted", len(self.records))
         self.records.clear()
+        self.marks.clear()
         self._failing.clear()
 
 

@@ -87,8 +87,12 @@ async def test_a_platform_error_marking_an_orphan_does_not_stop_the_heartbeat(
         after = len(rounds)
         await wait_for(lambda: len(rounds) >= after + 2, timeout=5)
         assert bridge._heartbeat is not None and not bridge._heartbeat.done()
-        # The orphan was given up on, not left for every round to fail on again.
-        assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
+        # Its platform failing, the orphan is kept (beaten for, as this process's) to
+        # be marked once the platform takes it: not dropped unmarked.
+        [kept] = await bridge.store.inflight_orphans(bridge.owner, time.time() + 1)
+        assert kept.id == "r1" and kept.owner == bridge.owner and "r1" in bridge.relay.given_up
+    # Told once, not at every round that tries again.
+    assert len([m for m in messages(caplog, logging.WARNING) if "could not mark" in m]) == 1
 
 
 async def test_an_unexpected_error_in_a_heartbeat_round_is_logged_and_the_next_round_runs(
@@ -145,13 +149,52 @@ async def test_start_up_recovery_survives_a_platform_error(
         await store.inflight_begin(orphan("r1"))
     monkeypatch.setattr(RecordingTarget, "edit", disconnected)
     async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
-        assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
+        # Kept for the heartbeat to mark once the platform is back.
+        [kept] = await bridge.store.inflight_orphans(bridge.owner, time.time() + 1)
+        assert kept.owner == bridge.owner and "r1" in bridge.relay.given_up
         # Counted as every failed platform request is (it was not).
         counted = [line for line in bridge.metrics.render().decode().splitlines()
                    if line.startswith('chat_bridge_platform_errors_total{kind="failed"')]
     assert counted == ['chat_bridge_platform_errors_total{kind="failed",platform="console"} 1.0']
-    assert any("could not mark an interrupted reply" in m
+    assert any("could not mark a reply left in flight as interrupted" in m
                for m in messages(caplog, logging.WARNING))
+
+
+async def test_a_mark_that_failed_at_start_up_is_shown_once_the_platform_takes_it(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One dropped connection as the start marked a crashed process's reply: its record
+    # was dropped, and the answer stayed cut off, looking whole, for good.
+    db = tmp_path / "b.db"
+    async with open_store(f"sqlite://{db}") as store:
+        await store.inflight_begin(orphan("r1"))
+    edits: list[tuple[str, str]] = []
+
+    async def fails_once(self: RecordingTarget, message_id: str, text: str) -> None:
+        if not edits:
+            edits.append(("dropped", text))
+            await disconnected(self, message_id, text)
+        edits.append((message_id, text))
+
+    monkeypatch.setattr(RecordingTarget, "edit", fails_once)
+    async with bridge_for(fake_chat_api, db) as bridge:
+        await wait_for(lambda: len(edits) == 2, timeout=5)
+        await wait_for(lambda: "r1" not in bridge.relay.given_up, timeout=5)
+        assert await bridge.store.inflight_orphans(bridge.owner, time.time() + 1) == []
+    assert edits[1] == ("m1", f"partial\n\n{INTERRUPTED}")
+
+
+async def test_a_mark_the_stop_could_not_show_is_left_for_the_next_start(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge_for(fake_chat_api, db, heartbeat=10) as bridge:
+        record = replace(orphan("r1", owner=bridge.owner), heartbeat_at=time.time())
+        await bridge.store.inflight_begin(record)
+        monkeypatch.setattr(RecordingTarget, "edit", disconnected)
+        assert await bridge._mark_interrupted(record, kept=True) == 0
+        [left] = await bridge.store.inflight_orphans(bridge.owner, 0)
+        assert left.id == "r1" and "r1" not in bridge.relay.given_up
 
 
 async def test_a_crashed_processs_reply_is_marked_though_the_clock_went_back(
