@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from bridge.answering import FILES_NOT_READ
 from bridge.app import Bridge
-from bridge.relay import FILES_NOT_READ
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 from tests.fakes.discord import (  # noqa: F401

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.relay import FILES_NOT_READ
+from bridge.answering import FILES_NOT_READ
 from tests.platforms.test_slack_e2e import (  # noqa: F401
     CHANNEL,
     CHANNEL_2,
