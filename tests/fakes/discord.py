@@ -164,6 +164,9 @@ class FakeDiscord:
         # (method, path pattern, seconds): the next such request is answered (or
         # dropped) that much later, as over a slow network; one entry per request.
         self.slow: list[tuple[str, str, float]] = []
+        # (method, path pattern, status, code): every such request is refused so (a
+        # DM's recipient who blocked the bot: 403 50007), until the entry is removed.
+        self.refuse: list[tuple[str, str, int, int]] = []
         # Guilds listed at READY whose GUILD_CREATE is held back (a big bot's
         # guilds still streaming in): discord.py knows them only by id.
         self.late_guilds: set[str] = set()
@@ -702,7 +705,15 @@ class FakeDiscord:
             if refused is not None:
                 return refused
         try:
-            response = await handler(request)
+            refusal = next(
+                ((status, code) for method, pattern, status, code in self.refuse
+                 if request.method == method and re.search(pattern, request.path)),
+                None,
+            )
+            if refusal is not None:
+                response = _error(*refusal, "Refused")
+            else:
+                response = await handler(request)
         except Exception as exc:  # a bug in the fake: fail the test, not only this request
             self.errors.append(f"{request.method} {request.path}: {exc!r}")
             raise

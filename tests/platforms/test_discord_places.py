@@ -177,6 +177,34 @@ async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
     assert len(posts) == 1  # the first answer's: nothing for the others
 
 
+async def test_the_questions_waiting_where_typing_is_refused_are_never_asked(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # Muted unseen (a reconnect) once the first answer shows (Discord lets the bot edit
+    # its own message): the questions waiting there show typing, which Discord refuses
+    # for the same Send Messages a post needs. That refusal ended nothing: each was
+    # asked of the chat API for an answer Discord refused, and its typing re-sent a few
+    # times a second meanwhile.
+    fake = setup.discord
+    slow_answers(setup, 3)
+    async with setup.bridge() as bridge:
+        await fake.mention(setup.general, setup.alice, "first question")
+        await fake.wait_until(lambda: fake.channel_messages(setup.general))
+        sent = len(fake.requests)
+        await fake.deny_bot(setup.general, SEND_MESSAGES, quietly=True)
+        await fake.mention(setup.general, setup.bob, "second")
+        await fake.mention(setup.general, setup.alice, "third")
+        await wait_for(lambda: len(bridge.relay.records()) == 3)
+        # The first answer goes on to its end (Discord lets the bot edit its message).
+        await wait_for(lambda: not bridge.relay.records(), timeout=30)
+        assert withdrawn(bridge) == 2
+    assert asked(setup) == ["first question"]
+    after = [r for r in fake.requests[sent:] if f"/channels/{setup.general}/" in r.path]
+    assert not [r for r in after if r.method == "POST" and r.path.endswith("/messages")]
+    typing = [r for r in after if r.path.endswith("/typing")]
+    assert 1 <= len(typing) <= 2  # at most one for each waiting question
+
+
 @pytest.mark.parametrize("quietly", [False, True], ids=["guild-delete", "unseen"])
 async def test_the_questions_waiting_in_a_server_that_removed_the_bot_are_never_asked(
     setup: Setup, quietly: bool  # noqa: F811

@@ -7,6 +7,7 @@ Times are scaled down: typing is renewed every 0.3 s and taken to show 0.5 s.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -168,3 +169,51 @@ async def test_a_waiting_question_deleted_stops_its_typing(
     assert [at for at in typing if at > deleted + 0.1][1:] == []
     assert not fake.sent("POST", rf"/channels/{waiting}/messages$")
     assert len(fake_chat_api.requests) == 1  # nor asked of the chat API
+
+
+@pytest.mark.timeout(60)
+async def test_typing_that_fails_is_tried_again_only_a_renewal_later(
+    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A failed trigger put the last typing back: the renewals found typing overdue and
+    # sent it again as fast as their budget let them (6 a second), each failure in
+    # Discord's count of invalid requests (past 10,000 in 10 minutes, Cloudflare bans
+    # the bot's address), ahead of the places whose typing showed.
+    fake = fake_discord
+    guild = fake.add_guild("Community")
+    channel = fake.add_channel(guild, "a")
+    user = fake.add_user("u1")
+    fake.add_member(guild, user)
+    fake.drop.extend([("POST", rf"/channels/{channel}/typing$")] * 100)  # never answered
+    fake_chat_api.enqueue(tokens=["Answer", "."], first_delay=2.0)
+    async with bridge(fake, fake_chat_api, tmp_path / "b.db"):
+        await fake.mention(channel, user, "hard question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{channel}/messages$"),
+                              timeout=20)
+    typing = typing_in(fake, channel)
+    assert len(typing) >= 3  # kept trying, a renewal apart
+    gaps = [b - a for a, b in zip(typing, typing[1:], strict=False)]
+    assert min(gaps) > RENEW * 0.9, gaps
+
+
+@pytest.mark.timeout(60)
+async def test_a_place_that_refuses_typing_is_not_asked_for_it_again(
+    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A DM whose recipient blocked the bot refuses it (403): typing was sent there again
+    # and again until the answer came, up to 10 minutes, logged at debug only.
+    fake = fake_discord
+    user = fake.add_user("u1")
+    dm = fake.dm_channel(user)
+    fake.refuse.append(("POST", rf"/channels/{dm}/typing$", 403, 50007))
+    fake_chat_api.enqueue(tokens=["Answer", "."], first_delay=2.0)
+    async with bridge(fake, fake_chat_api, tmp_path / "b.db"):
+        await fake.dm(user, "hard question")
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{dm}/messages$"),
+                              timeout=20)
+    assert len(typing_in(fake, dm)) == 1
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO
+            and "typing" in r.getMessage() and r.name.startswith("chat_bridge")]
+    assert said == [f"not showing typing in {dm} any more: Discord refused to show typing: "
+                    "the bot lacks a permission here (Refused)."]

@@ -9,6 +9,10 @@ budgets (a channel looked up). They never take a slot the replies' edits
 count on, so they cannot slow an answer or earn a 429. A renewal that finds
 the budget spent waits for its next free slot (within a second), and the
 places whose indicator has been off longest (or never shown) go first.
+A renewal Discord refuses is tried again only a renewal later, as one it took:
+Discord counts every refused request toward its limit on invalid ones, past
+which Cloudflare bans the bot's address. (A place that refuses typing for
+good, 403, shows none any more: the target stops it.)
 A question waiting its turn (all stream places held) shows typing too, from
 `QUEUED_AFTER` on, until it is answered, refused or withdrawn.
 """
@@ -51,20 +55,20 @@ class Typist:
     async def keep_up(
         self,
         trigger: Callable[[], Awaitable[None]],
-        shown_at: Callable[[], float | None],
+        asked_at: Callable[[], float | None],
         stop: Flag,
         gone: Callable[[], bool],
         *,
         first_after: float = 0.0,
     ) -> None:
         """Trigger typing (`trigger`, which never raises) until `stop` is set or the
-        place is `gone`: `first_after` seconds from now if `shown_at()` (monotonic;
-        None: never) says it was not shown by then, then again before each lapse.
-        Cancelled, it stops at once."""
+        place is `gone`: `first_after` seconds from now if `asked_at()` (monotonic;
+        None: never) says it was not asked for by then, then a renewal after each
+        request, whether Discord took it or not. Cancelled, it stops at once."""
         start = time.monotonic()
         until = start + TYPING_MAX
         while not gone():
-            last = shown_at()
+            last = asked_at()
             due = start + first_after if last is None else last + TYPING_RENEW
             now = time.monotonic()
             if now >= until:
@@ -75,15 +79,15 @@ class Typist:
                         await stop.wait()
                     return
                 except TimeoutError:
-                    continue  # shown meanwhile (the reply's own first typing): due later
+                    continue  # asked for meanwhile (the reply's own first typing): due later
             if stop.is_set():
                 return
             # Off (or soon off) since: the earliest goes first.
             stamp = await self._budget.acquire((0, now if last is None else last + TYPING_SHOWN))
-            last = shown_at()
+            last = asked_at()
             renewed = last is not None and time.monotonic() < last + TYPING_RENEW
             if stop.is_set() or gone() or renewed:
-                self._budget.release(stamp)  # shown meanwhile, or no longer wanted
+                self._budget.release(stamp)  # asked for meanwhile, or no longer wanted
                 continue
             try:
                 await trigger()

@@ -190,7 +190,9 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
         self._typing_stop = Flag()  # a slotted asyncio.Event: one per answer
-        self._typed_at: float | None = None  # (monotonic) the last typing Discord took
+        # (monotonic) The last typing asked for here, taken or not: one that failed is
+        # tried again only a renewal later, as one that showed.
+        self._typed_at: float | None = None
         self._typist = typist  # the bot's renewals (None: typing is shown once)
         # Shared with the thread opened on the question.
         self.question = question if question is not None else Question()
@@ -206,7 +208,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
     def _failed(self, action: str, exc: Exception, *, posting: bool = False) -> PlatformError:
         """`platform_error`; a channel Discord no longer knows is gone for every question
         still waiting in it (the gateway's deletion event may never have come), and a
-        post refused for a missing permission refuses every other one there."""
+        post (or typing, which needs the same permission: `posting`) refused for a
+        missing permission refuses every other one there."""
         if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
             if self._questions is not None:
                 self._questions.place_gone(self._channel_id)
@@ -247,7 +250,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
         return None
 
     def _showing(self) -> bool:
-        """Whether typing shows here now, and for a renewal's time more."""
+        """Whether typing shows here now, and for a renewal's time more (or was refused
+        so recently that it is not asked for again yet)."""
         last = self._typed_at
         return last is not None and time.monotonic() < last + indicator.TYPING_RENEW
 
@@ -263,13 +267,24 @@ class ChannelTarget(_Formatting, ReplyTarget):
         )
 
     async def _type_once(self) -> None:
-        # Counted from the request, so the renewals and `begin` never send two at once.
-        before, self._typed_at = self._typed_at, time.monotonic()
+        # Counted from the request, so the renewals and `begin` never send two at once;
+        # and kept where it fails: Discord counts every request it refuses toward its
+        # limit on invalid ones (past it, Cloudflare bans the bot's address a while).
+        self._typed_at = time.monotonic()
         try:
             await self._channel.typing()
         except FAILURES as exc:  # typing is a courtesy; the reply matters more
-            self._typed_at = before
-            log.debug("typing failed in %s: %s", self._channel_id, self._failed("show typing", exc))
+            # Typing needs the Send Messages (in Threads) a post does: a place that
+            # refuses it refuses the answers waiting there too.
+            error = self._failed("show typing", exc, posting=True)
+            if not (isinstance(exc, discord.Forbidden) or isinstance(error, PlaceGone)):
+                log.debug("typing failed in %s: %s", self._channel_id, error)
+                return
+            # Trying again would not mend it: no more typing here for this answer.
+            self._typing_stop.set()
+            if not self.question.deleted:  # (else what stopped it was logged)
+                log.info("not showing typing in %s any more: %s", self._channel_id, error,
+                         extra={"platform": "discord", "channel": str(self._channel_id)})
 
     async def _stop_typing(self) -> None:
         self._typing_stop.set()
