@@ -599,6 +599,9 @@ class Bridge:
             await asyncio.wait(tasks, timeout=TASKS_END_SECONDS)
         try:
             if hasattr(self, "relay"):
+                # A question that comes from now on is told nothing: the platforms close
+                # next. Those being told are cut below, before they close.
+                self.relay.intake.closing()
                 await self.relay.drain(0)
                 if not self._drained:  # a drain tried already, within its deadline
                     with contextlib.suppress(TimeoutError):

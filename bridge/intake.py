@@ -1,7 +1,8 @@
 """The intake: messages taken from the platforms, in arrival order per place (channel
 and thread), routed, deduplicated by event id, checked (commands, length, the
 backend's circuit, the queue, the asker's rate) and handed to the relay as jobs;
-or refused, with a word to the asker.
+or refused, with a word to the asker. During a stop none is taken; a question from a
+platform that will not deliver it again is told to ask again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bridge.budget import drop_older
 from bridge.config import RouteConfig
 from bridge.errors import BridgeError, for_log, told
 from bridge.flag import Flag
-from bridge.interfaces import Inbound, ReplyTarget
+from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
 from bridge.jobs import Job, seconds, unavailable
 from bridge.routing import conversation_key, follows, match_route
@@ -155,15 +156,24 @@ class Intake:
         # Records written for messages still being admitted (a thread may take long to
         # open): beaten for as the jobs' are, or they would look like a dead replica's.
         self.admitting: dict[str, InFlight] = {}
+        self._telling = True  # a question that comes during a stop is told (`closing`)
+
+    def closing(self) -> None:
+        """The platforms are about to close: a question that comes from now on is told
+        nothing (its notice would go to a platform closing)."""
+        self._telling = False
 
     async def handle(self, msg: Inbound, target: ReplyTarget) -> Flag:
         """Take a message from a platform. Returns at once, with a flag set once the
         message is taken: its event claimed and its in-flight record written (a crash
         from then on leaves the record, marked interrupted at the next start), or it
-        is not to be answered. The answer follows."""
+        is not to be answered. The answer follows. During a stop, nothing is taken
+        (see `_tell_stopping`)."""
         taken = Flag()
         if not self.relay.accepting:
             taken.set()
+            if not target.redelivered and self._telling:
+                self.relay.spawn(self._tell_stopping(msg, target))
             return taken
         self.relay.metrics.received.labels(msg.platform).inc()
         place = (msg.platform, msg.workspace, msg.channel, msg.thread or "")
@@ -176,6 +186,30 @@ class Intake:
         # of its messages is left waited for.
         self.relay.spawn(self._intake(place)).add_done_callback(lambda _: _all_taken(queue))
         return taken
+
+    async def _tell_stopping(self, msg: Inbound, target: ReplyTarget) -> None:
+        """A message that came during a stop, from a platform that will not deliver it
+        again: if it is a question (a route takes it, as `_admit` would), its asker is
+        told to ask again, once its event is claimed. Claimed already, it is told
+        nothing: on a shared store, a replica that has taken over answers it; a
+        delivery again was told already. Other messages are left unsaid, as ever."""
+        relay = self.relay
+
+        async def exists(key: str) -> bool:
+            return await relay.store.get_conversation(key) is not None
+
+        try:
+            route = await match_route(relay.config.routes, msg, exists)
+            if route is None or not msg.may_post:
+                return  # nobody asked the bot, or it may not say so there
+            if not await self._claim(msg, msg.event_id):
+                return
+            log.info("a question came during the stop: its asker is told to ask again",
+                     extra={"platform": msg.platform, "channel": msg.channel})
+            await self._refuse(msg, target, STOPPING_TEXT)
+        except Exception as exc:  # a platform library's own error too: it is only a notice
+            log.warning("could not tell a question asked during the stop to ask again: %s",
+                        for_log(exc), extra={"platform": msg.platform, "channel": msg.channel})
 
     async def _intake(self, place: tuple[str, ...]) -> None:
         """Route the messages of one place in arrival order.

@@ -371,6 +371,11 @@ class ReplyTarget(ABC):
     #: Only this target reaches its reply (a slash command's own webhook): a stop
     #: marks the reply interrupted through it, not through `address` later.
     marks_own_interruption: ClassVar[bool] = False
+    #: A message the bridge does not take (a stop began) reaches the next process: its
+    #: platform delivers it again until it is acknowledged (Slack's events). False
+    #: where a message is delivered once (Discord's): one asking a question during a
+    #: stop is told to ask again (`STOPPING_TEXT`), or it would be lost unsaid.
+    redelivered: ClassVar[bool] = False
 
     @abstractmethod
     async def begin(self) -> str | None:
@@ -511,6 +516,10 @@ class HttpRoutes(Protocol):
 
 #: What a reply shows before its first words (`reply.thinking_text`).
 THINKING_TEXT = "_Thinking…_"
+#: What a question is told when it comes during a stop and its platform will not deliver
+#: it again (`ReplyTarget.redelivered`), and a command run then, where its platform
+#: answers commands.
+STOPPING_TEXT = "The assistant is restarting; please try again in a moment."
 
 
 @dataclass(frozen=True)

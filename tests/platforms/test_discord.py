@@ -21,7 +21,14 @@ from adapters.platforms.discord.commands import TOO_LATE_TEXT
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import NOT_ANSWERED_TEXT, InteractionTarget
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
-from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, Source
+from bridge.interfaces import (
+    STOPPING_TEXT,
+    Address,
+    Inbound,
+    PlatformContext,
+    ReplyTarget,
+    Source,
+)
 from tests.core.fakeplatform import wait_for
 from tests.fakes.discord import (
     EPHEMERAL,
@@ -671,15 +678,22 @@ async def test_a_shard_that_logs_in_again_shows_as_connected_once_it_is_back(
     assert [i["shard"] for i in world.fake.identifies] == [[0, 2], [1, 2], [1, 2]]
 
 
-async def test_messages_after_stop_receiving_are_ignored(world: World) -> None:
+async def test_after_stop_receiving_commands_are_told_and_messages_still_delivered(
+    world: World,
+) -> None:
+    # Discord never delivers a message again: the core tells a question among them to
+    # ask again (it once heard nothing of them, and the question was lost unsaid).
     async with running(world) as platform:
         await platform.stop_receiving()
         await world.fake.mention(world.general, world.alice, "too late")
         await world.fake.invoke(world.general, world.alice, "reset")
+        msg, target = await world.next()
         await world.fake.wait_until(lambda: world.fake.sent("POST", r"/callback$"))
-        assert world.got.empty()
+        assert world.got.empty()  # the command is not handed on
         body = world.fake.sent("POST", r"/callback$")[0].body
-    assert body["data"]["flags"] & 64 and "restarting" in body["data"]["content"]
+    assert msg.text == "too late" and msg.mentioned
+    assert not target.redelivered
+    assert body["data"]["flags"] & 64 and body["data"]["content"] == STOPPING_TEXT
 
 
 async def test_a_command_during_a_stop_whose_answer_fails_is_one_warning(

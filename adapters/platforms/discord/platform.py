@@ -7,6 +7,10 @@ thread, `channel` is the parent channel and `thread` the thread's id. A post
 in a forum (or media) channel is such a thread: its first message's text is
 the post's title, then the message.
 Slash commands `/ask` and `/reset` arrive as `Inbound.command`.
+
+Once a stop begins, a slash command is told the bot is restarting, and messages are
+still delivered until the platform closes: Discord never delivers one again, so the
+core tells a question among them to ask again (`ReplyTarget.redelivered`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from adapters.platforms.discord.targets import (
 )
 from bridge.errors import PlatformError
 from bridge.interfaces import (
+    STOPPING_TEXT,
     Address,
     Audience,
     Handler,
@@ -100,7 +105,8 @@ class DiscordPlatform(Platform):
         # Shards (0 for a client that is not sharded) whose gateway is down:
         # discord.py stays "ready" while it reconnects.
         self._down: set[int] = set()
-        self._receiving = False
+        self._receiving = False  # questions taken (from READY until the stop begins)
+        self._stopping = False  # a stop began: messages delivered still, to be told so
         self._endpoints_held = False
         # Questions being answered (or waiting): one deleted meanwhile, or whose
         # channel or thread is, stops its answer.
@@ -280,7 +286,10 @@ class DiscordPlatform(Platform):
             raise
 
     async def stop_receiving(self) -> None:
-        """Stop taking new messages (replies in progress can still be sent)."""
+        """Stop taking new questions (replies in progress can still be sent): a command
+        is told the bot is restarting; a message is delivered still, until the platform
+        closes, for the core to tell a question among them so."""
+        self._stopping = True
         self._receiving = False
 
     async def aclose(self) -> None:
@@ -348,10 +357,13 @@ class DiscordPlatform(Platform):
         """A message sent, or `edited` (then a question only where it `asks`, and
         mentions the bot)."""
         client = self.client
-        # An edit is told while a stop lets the answers end: one of them is its question.
-        if not (self._receiving or edited) or client is None or client.user is None:
+        # During a stop too (Discord never delivers a message again): the core tells a
+        # question that it is not answered now. An edit is told then as well: one of
+        # the answers ending may be its question.
+        delivering = self._receiving or (self._stopping and not self._closing)
+        if not (delivering or edited) or client is None or client.user is None:
             return
-        asks = asks and self._receiving
+        asks = asks and delivering
         if message.author.bot or message.webhook_id is not None:
             return  # never answer bots, webhooks, or ourselves
         if message.type not in MESSAGE_TYPES:
@@ -513,9 +525,7 @@ class DiscordPlatform(Platform):
     async def _on_command(self, interaction: discord.Interaction, command: str, text: str) -> None:
         if not self._receiving:
             try:
-                await interaction.response.send_message(
-                    "The assistant is restarting; please try again in a moment.", ephemeral=True
-                )
+                await interaction.response.send_message(STOPPING_TEXT, ephemeral=True)
             except FAILURES as exc:  # as a command taken: a line, not discord.py's traceback
                 log.warning("could not tell /%s that the bot is stopping: %s", command,
                             platform_error("answer the command", exc))

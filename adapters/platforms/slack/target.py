@@ -177,6 +177,9 @@ def stable_prefix(markdown: str) -> str:
 class SlackTarget(ReplyTarget):
     """A reply in a Slack conversation (a thread, or a DM's top level)."""
 
+    # An event not acknowledged (a stop began) is sent again, to the next process.
+    redelivered = True
+
     def __init__(
         self,
         platform: SlackPlatform,
