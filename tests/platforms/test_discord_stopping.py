@@ -46,10 +46,12 @@ def told(setup: Setup, channel: str) -> list[str]:  # noqa: F811
 async def test_a_question_asked_during_a_stop_is_told_to_ask_again(setup: Setup) -> None:  # noqa: F811
     fake = setup.discord
     setup.chat.enqueue(tokens=["First answer."])
-    async with setup.bridge():  # a thread the bot answers in, followed without a mention
+    async with setup.bridge() as bridge:  # a thread the bot answers in, followed without a mention
         first = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
         thread = first["id"]
         await setup.final(thread, "First answer.")
+        # Its record ended too, or the next start would mark the answer interrupted.
+        await wait_for(lambda: bridge.relay.live == 0)
     async with stopping(setup):
         mention = await fake.mention(setup.help, setup.bob, "asked during the stop?")
         dm = await fake.dm(setup.alice, "a private one during the stop?")
