@@ -149,6 +149,8 @@ class FakeSlack:
                        "mpim:read", "chat:write", "commands", "reactions:write"}
         # method -> its next calls are carried out, then the connection closes unanswered
         self.lose_answer: Counter[str] = Counter()
+        # method -> its next calls are dropped: the connection closes, nothing carried out
+        self.drop: Counter[str] = Counter()
         self.acks: dict[str, dict[str, Any] | None] = {}
         self.connections = 0
         self._sockets: list[web.WebSocketResponse] = []
@@ -301,6 +303,11 @@ class FakeSlack:
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return self._error(method, "unknown_method")
+        if self.drop[method] > 0:
+            self.drop[method] -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=503)  # never sent: the connection is gone
         result: web.Response = handler(method, args)
         self._touch()
         if self.lose_answer[method] > 0:
@@ -495,6 +502,51 @@ class FakeSlack:
                 for c, k in kinds.items()
             ],
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        })
+
+    def _history_scope(self, channel: str) -> str:
+        kind = self.channel_type(channel)
+        return {"channel": "channels", "group": "groups"}.get(kind, kind) + ":history"
+
+    @staticmethod
+    def _listed(message: FakeMessage) -> dict[str, Any]:
+        """A message as conversations.history and .replies list it."""
+        listed: dict[str, Any] = {"type": "message", "ts": message.ts, "user": message.user,
+                                  "text": message.text}
+        if message.bot_id:
+            listed["bot_id"] = message.bot_id
+        if message.thread_ts:
+            listed["thread_ts"] = message.thread_ts
+        return listed
+
+    def _m_conversations_replies(self, method: str, args: dict[str, Any]) -> web.Response:
+        # The thread's first message, then its replies after `oldest`, oldest first.
+        channel, root = str(args.get("channel", "")), str(args.get("ts", ""))
+        if self._history_scope(channel) not in self.scopes:
+            return self._error(method, "missing_scope")
+        parent = self.find(channel, root)
+        if parent is None:
+            return self._error(method, "thread_not_found")
+        oldest = float(str(args.get("oldest") or 0))
+        limit = int(str(args.get("limit") or 1000))
+        replies = [m for m in self.thread(channel, root) if m.ts != root and float(m.ts) > oldest]
+        return self._ok({
+            "messages": [self._listed(m) for m in [parent, *replies[: max(0, limit - 1)]]],
+            "has_more": len(replies) > limit - 1,
+        })
+
+    def _m_conversations_history(self, method: str, args: dict[str, Any]) -> web.Response:
+        # The channel's own messages (no thread's replies) after `oldest`, newest first.
+        channel = str(args.get("channel", ""))
+        if self._history_scope(channel) not in self.scopes:
+            return self._error(method, "missing_scope")
+        oldest = float(str(args.get("oldest") or 0))
+        limit = int(str(args.get("limit") or 100))
+        found = [m for m in reversed(self.messages.get(channel, []))
+                 if m.thread_ts in (None, m.ts) and float(m.ts) > oldest]
+        return self._ok({
+            "messages": [self._listed(m) for m in found[:limit]],
+            "has_more": len(found) > limit,
         })
 
     def _m_conversations_info(self, method: str, args: dict[str, Any]) -> web.Response:

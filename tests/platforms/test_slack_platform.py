@@ -1477,6 +1477,87 @@ async def test_native_mode_an_append_slack_took_without_answering_is_not_shown_t
         assert stopped_text(fake_slack, ts) == "Hello world, again"
 
 
+async def test_native_mode_a_stream_slack_started_without_answering_is_not_started_twice(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # slack-sdk sent chat.startStream again when its answer was lost: the answer went
+    # to a second stream, and the first stayed empty and "being written" for good.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target = await asked(fake_slack, inbox)
+        fake_slack.lose_answer["chat.startStream"] = 1
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
+        assert stopped_text(fake_slack, message.ts) == "Hello world"
+        assert fake_slack.count("chat.startStream") == 1
+        assert fake_slack.count("conversations.replies") == 1
+
+
+async def test_native_mode_a_continuation_started_without_answering_is_not_shown_twice(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target = await asked(fake_slack, inbox)
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        await fake_slack.wait_for(lambda: fake_slack.count("chat.startStream") == 1)
+        fake_slack.lose_answer["chat.startStream"] = 1  # the second message's
+        paragraph = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 9).strip()
+        answer = "\n\n".join(f"{i}. {paragraph}" for i in range(12))  # two messages
+        reply.feed(answer)
+        await reply.finish(None)
+        first, second = fake_slack.bot_replies(CHANNEL, target.address.thread)
+        assert not first.streaming and not second.streaming
+        assert second.text.startswith("7. ") and second.text.endswith("11. " + paragraph)
+        assert fake_slack.count("chat.startStream") == 2
+
+
+async def test_native_mode_a_stream_slack_did_not_take_is_started_again(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The bot's message posted in the thread after the question (the answer before it
+    # went on in a second message) is not taken for the lost one.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        earlier, first = await begun(fake_slack, inbox)
+        root = earlier.address.thread
+        mention = f"<@{fake_slack.bot_user_id}> and then?"
+        await deliver(fake_slack, fake_slack.user_message(CHANNEL, mention, thread_ts=root))
+        await inbox.wait(2)
+        target = inbox.items[-1][1]
+        second = await earlier.post("An earlier answer, part two")
+        await earlier.end()
+        fake_slack.drop["chat.startStream"] = 1
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        assert stopped_text(fake_slack, second) == "An earlier answer, part two"
+        replies = fake_slack.bot_replies(CHANNEL, root)
+        assert [m.ts for m in replies[:2]] == [first, second] and len(replies) == 3
+        assert stopped_text(fake_slack, replies[2].ts) == "Hello world"
+        assert fake_slack.count("chat.startStream") == 4
+        assert fake_slack.count("conversations.replies") == 1
+
+
+@pytest.mark.parametrize("channel", [CHANNEL, DM])
+async def test_update_mode_a_placeholder_posted_without_answering_is_not_posted_twice(
+    fake_slack: FakeSlack, inbox: Inbox, channel: str
+) -> None:
+    # In a thread (conversations.replies), and at a DM's top level (.history).
+    async with running(fake_slack, inbox, thinking="none"):
+        target = await asked(fake_slack, inbox, channel)
+        fake_slack.lose_answer["chat.postMessage"] = 1
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        replies = fake_slack.bot_replies(channel)
+        assert [m.text for m in replies] == ["Hello world"]
+        assert fake_slack.count("chat.postMessage") == 1
+
+
 async def test_native_mode_a_stream_slack_ended_goes_on_by_chat_update(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:

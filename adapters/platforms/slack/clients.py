@@ -101,7 +101,7 @@ class WebClients(NamedTuple):
     """One token's Web API clients, each retrying what is safe for its calls."""
 
     client: AsyncWebClient  # every call but those below
-    appender: AsyncWebClient  # appends to a native stream
+    once: AsyncWebClient  # new messages and appends: never sent again unanswered
     decor: AsyncWebClient  # "thinking" indicators
     bolt: AsyncWebClient  # bolt's own
 
@@ -120,11 +120,15 @@ def web_clients(
         token=token, base_url=opts.api_url, timeout=timeout,
         retry_handlers=retries, logger=web_log,
     )
-    # Appends to a native stream are not safe to repeat: one whose connection
-    # dropped after Slack took it would show twice if sent again. A 429 is.
-    appender = AsyncWebClient(
+    # New messages (posted, or streams started) and appends to a stream are not safe
+    # to repeat: one whose connection dropped after Slack took it would show twice if
+    # sent again (see `lost`). A 429 is, and a connection refused before sending.
+    refused = AsyncConnectionErrorRetryHandler(
+        max_retry_count=2, error_types=[aiohttp.ClientConnectorError]
+    )
+    once = AsyncWebClient(
         token=token, base_url=opts.api_url, timeout=timeout,
-        retry_handlers=[rate_limits], logger=web_log,
+        retry_handlers=[refused, rate_limits], logger=web_log,
     )
     # "Thinking" indicators are decoration: never wait out a rate limit for them
     # in the call (their 429s are counted all the same). A reaction's removal is
@@ -137,7 +141,7 @@ def web_clients(
     # bolt's own client, which it copies for each request with the token that
     # `authorize` gives: it asks Slack nothing itself.
     bolt = AsyncWebClient(base_url=opts.api_url, timeout=timeout, logger=web_log)
-    clients = WebClients(client, appender, decor, bolt)
+    clients = WebClients(client, once, decor, bolt)
     for each in clients:
         each.proxy = proxy
     return clients

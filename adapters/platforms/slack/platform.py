@@ -42,6 +42,7 @@ from .events import (
 from .http_mode import EventsEndpoint
 from .lockout import TokenGate
 from .loops import BotTurns
+from .lost import Posted
 from .options import SlackOptions
 from .places import ChannelKinds
 from .reactions import ThinkingReactions
@@ -87,7 +88,7 @@ class SlackPlatform(Platform):
         # The proxy the environment names, read as the chat APIs' is (slack-sdk's
         # own reading passes NO_PROXY by and takes `host:port` for a URL).
         self.proxy = env_proxy(opts.api_url)
-        self.client, self.appender, self.decor, self._bolt_client = web_clients(
+        self.client, self.once, self.decor, self._bolt_client = web_clients(
             opts, self.proxy, ctx.on_rate_limited
         )
         self.reactions = ThinkingReactions(self.decor, opts.reaction_rate.rate())
@@ -115,6 +116,7 @@ class SlackPlatform(Platform):
         )
         self.gate = TokenGate(lambda: guard("auth.test", self.client.auth_test()))
         self.closed = ClosedChannels()
+        self.posted = Posted()  # to tell a message whose answer was lost from the others
         self.bot_turns = BotTurns()
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
@@ -166,7 +168,7 @@ class SlackPlatform(Platform):
                 connector=aiohttp.TCPConnector(limit=0),
             )
             self.client.session = self._session
-            self.appender.session = self._session
+            self.once.session = self._session
             self.decor.session = self._session
             self._bolt_client.session = self._session
         return self._session

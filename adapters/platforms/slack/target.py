@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -33,6 +34,7 @@ from bridge.transport import (
     proxy_refused,
 )
 
+from .lost import find_lost, since, unanswered
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
 from .refusal import CLOSING, FAILING, NO_SCOPE, error_code, status, told
@@ -266,7 +268,36 @@ class SlackTarget(ReplyTarget):
             raise
         if method in _POSTS:
             self.platform.closed.opened(workspace, channel)
+            self.platform.posted.add(channel, str(resp["ts"]))
         return resp
+
+    async def _once(self, method: str, send: Callable[[], Awaitable[Any]]) -> Any:
+        """Make `send()`, a call that posts a message (through `platform.once`), and its
+        answer; if that answer was lost, the message Slack posted all the same
+        (`{"ts": …}`), and only if there is none, `send()` again."""
+        sent_at = time.time()
+        try:
+            return await self._guard(method, send())
+        except PlatformUnreachable as exc:
+            if not unanswered(exc):
+                raise
+            lost = exc
+        platform, channel = self.platform, self.address.channel
+        try:
+            ts = await find_lost(
+                platform.client, self._guard, platform.posted,
+                (platform.bot_user_id, platform.bot_id), channel, self.address.thread,
+                since(sent_at, self.question_ts),
+            )
+        except PlatformError:
+            # Whether it was posted is unknown: sent again, it might show twice.
+            raise lost from lost.__cause__
+        if ts is None:
+            log.info("slack: %s's answer was lost, and Slack had not taken it: sent again", method)
+            return await self._guard(method, send())
+        log.info("slack: %s's answer was lost; its message is found in %s", method, channel)
+        platform.posted.add(channel, ts)
+        return {"ts": ts}
 
     def withdrawn(self) -> bool:
         # A question still waiting when Slack refused the bot its channel: its answer
@@ -313,7 +344,7 @@ class SlackTarget(ReplyTarget):
                     try:
                         await self._guard(
                             "chat.appendStream",
-                            self.platform.appender.chat_appendStream(
+                            self.platform.once.chat_appendStream(
                                 channel=self.address.channel, ts=message_id, markdown_text=delta
                             ),
                         )
@@ -405,9 +436,9 @@ class SlackTarget(ReplyTarget):
         return {"text": text}
 
     async def _post(self, text: str) -> str:
-        resp = await self._guard(
+        resp = await self._once(
             "chat.postMessage",
-            self.client.chat_postMessage(
+            lambda: self.platform.once.chat_postMessage(
                 channel=self.address.channel,
                 thread_ts=self.address.thread,
                 unfurl_links=False,
@@ -442,9 +473,9 @@ class SlackTarget(ReplyTarget):
         recipient: _Recipient = {}
         if not self.is_dm and self.user:
             recipient = {"recipient_team_id": self.team, "recipient_user_id": self.user}
-        call = asyncio.ensure_future(self._guard(
+        call = asyncio.ensure_future(self._once(
             "chat.startStream",
-            self.client.chat_startStream(
+            lambda: self.platform.once.chat_startStream(
                 channel=self.address.channel,
                 thread_ts=self.address.thread or "",
                 markdown_text=stable or None,
