@@ -138,6 +138,34 @@ async def test_native_replies_whose_status_gives_way_to_another_or_to_text_stay_
     assert not fake_slack.rate_limited, fake_slack.rate_limited
 
 
+async def test_stops_of_answers_ending_together_stay_within_slacks_limit(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # chat.stopStream (Tier 2, as chat.startStream) drew on no budget: long answers
+    # started in one window and short ones started in the next ended together, and
+    # their stops drew 429s.
+    fake_slack.set_rate("chat.startStream", 2, 2.0)
+    fake_slack.set_rate("chat.stopStream", 2, 2.0)
+    async with running(fake_slack, inbox, mode="native", thinking="none",
+                       stream_rate={"count": 2, "per": 2.0}):
+        budgets = Budgets()
+        targets = [await asked(fake_slack, inbox, text=f"q{i}") for i in range(4)]
+        replies = [LiveReply(t, budgets, edit_interval=0.05) for t in targets]
+        for reply in replies[:2]:
+            await reply.start()
+            reply.feed("A long answer begins")
+        await fake_slack.wait_for(lambda: fake_slack.count("chat.startStream") == 2)
+        for reply in replies[2:]:
+            await reply.start()  # within the streams' budget: in the next window
+            reply.feed("A short answer")
+        await fake_slack.wait_for(lambda: fake_slack.count("chat.startStream") == 4)
+        await asyncio.gather(*(reply.finish(None) for reply in replies))
+    messages = fake_slack.bot_replies(CHANNEL)
+    assert len(messages) == 4 and not any(m.streaming for m in messages)
+    assert fake_slack.count("chat.stopStream") == 4
+    assert not fake_slack.rate_limited, fake_slack.rate_limited
+
+
 # --------------------------------------------------------------------------- left open
 
 

@@ -47,8 +47,8 @@ class SlackOptions(PlatformOptions):
     max_chars: int = Field(3900, ge=500, le=4000)
 
     # Budgets shared by every live reply: chat.update per workspace (Tier 3),
-    # chat.postMessage per channel, chat.startStream per workspace (Tier 2),
-    # chat.appendStream per workspace (Tier 4).
+    # chat.postMessage per channel, chat.startStream per workspace (Tier 2; and
+    # apart, chat.stopStream), chat.appendStream per workspace (Tier 4).
     update_rate: RateOption = RateOption(count=50, per=60)
     post_rate: RateOption = RateOption(count=1, per=1.0)
     stream_rate: RateOption = RateOption(count=20, per=60)

@@ -46,6 +46,7 @@ from .lost import Posted
 from .options import SlackOptions
 from .places import ChannelKinds
 from .reactions import ThinkingReactions
+from .stops import StreamStops
 from .target import SlackRefused, SlackTarget, guard
 
 log = logging.getLogger("chat_bridge.slack")
@@ -117,6 +118,7 @@ class SlackPlatform(Platform):
         self.gate = TokenGate(lambda: guard("auth.test", self.client.auth_test()))
         self.closed = ClosedChannels()
         self.posted = Posted()  # to tell a message whose answer was lost from the others
+        self.stops = StreamStops(opts.stream_rate.rate())
         self.bot_turns = BotTurns()
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
@@ -263,18 +265,21 @@ class SlackPlatform(Platform):
         if self._session is not None:
             await self._session.close()
 
-    def stop_when_started(self, start: asyncio.Future[Any], channel: str) -> asyncio.Task[None]:
-        """Stop the stream `start` (chat.startStream, on its way) starts in `channel`,
+    def stop_when_started(self, start: asyncio.Future[Any], address: Address) -> asyncio.Task[None]:
+        """Stop the stream `start` (chat.startStream, on its way) starts at `address`,
         once Slack has started it: its reply was cut before its ts was known."""
-        task = asyncio.create_task(self._stop_started(start, channel), name="slack-stream-stop")
-        self._starting[task] = channel
+        task = asyncio.create_task(self._stop_started(start, address), name="slack-stream-stop")
+        self._starting[task] = address.channel
         task.add_done_callback(lambda done: self._starting.pop(done, None))
         return task
 
-    async def _stop_started(self, start: asyncio.Future[Any], channel: str) -> None:
+    async def _stop_started(self, start: asyncio.Future[Any], address: Address) -> None:
+        channel = address.channel
         try:
             ts = str((await start)["ts"])
-            await guard("chat.stopStream", self.client.chat_stopStream(channel=channel, ts=ts))
+            await self.stops.within(address.workspace, lambda: guard(
+                "chat.stopStream", self.client.chat_stopStream(channel=channel, ts=ts)
+            ))
         except Exception as exc:  # not started, or ended already: nothing shows it
             log.debug("slack: a stream started as its reply was cut: %s", for_log(exc))
 

@@ -227,8 +227,9 @@ class SlackTarget(ReplyTarget):
             post_bucket, post_rate = f"slack:stream:{team}", self.options.stream_rate.rate()
         else:  # chat.postMessage, in native mode too where no stream can be started
             post_bucket, post_rate = f"slack:post:{team}:{channel}", self.options.post_rate.rate()
-        # A stream a stopped process left open is stopped (chat.stopStream, Tier 2)
-        # within the streams' budget: each stream is stopped once it was started.
+        # A stream a stopped process left open is settled within the streams' budget.
+        # Its stop, as every chat.stopStream, draws on the stops' too (`StreamStops`):
+        # stops of streams started apart may come together (answers ending at once).
         settle = self.markdown and self.address.thread is not None
         return Limits(
             max_chars=self.options.max_chars,
@@ -241,7 +242,7 @@ class SlackTarget(ReplyTarget):
             settle_rate=self.options.stream_rate.rate() if settle else None,
             # chat.appendStream (Tier 4), not chat.update's budget (Tier 3). An edit
             # that replaces a stream's text (a status by the next, or by the answer)
-            # is a chat.update: its stopStream is the stream's own, once per start.
+            # is a chat.update (its stopStream within the stops' budget).
             append_bucket=f"slack:append:{team}" if self._native else None,
             append_rate=self.options.append_rate.rate() if self._native else None,
         )
@@ -459,8 +460,7 @@ class SlackTarget(ReplyTarget):
             if exc.error != "streaming_state_conflict":
                 raise
             # A stream left open (by an earlier process): close it, then edit.
-            stop = self.client.chat_stopStream(channel=channel, ts=message_id)
-            await self._guard("chat.stopStream", stop)
+            await self._stop_call(message_id)
             await self._guard(
                 "chat.update", call(channel=channel, ts=message_id, **self._body(text))
             )
@@ -488,7 +488,7 @@ class SlackTarget(ReplyTarget):
             # A stop while Slack starts the stream: it is started all the same, and
             # lost, it would show as being written until Slack's own time limit. The
             # platform waits for it, not this cancelled reply, and stops it.
-            self._starting.append(self.platform.stop_when_started(call, self.address.channel))
+            self._starting.append(self.platform.stop_when_started(call, self.address))
             raise
         except SlackRefused as exc:
             if isinstance(exc, PlaceGone):
@@ -509,12 +509,7 @@ class SlackTarget(ReplyTarget):
         if flush and stream.full.startswith(stream.sent):
             rest = stream.full[len(stream.sent) :] or None
         try:
-            await self._guard(
-                "chat.stopStream",
-                self.client.chat_stopStream(
-                    channel=self.address.channel, ts=ts, markdown_text=rest
-                ),
-            )
+            await self._stop_call(ts, rest)
         except PlatformError as exc:
             if isinstance(exc, PlaceGone) or not (flush and stream.full):
                 raise
@@ -526,6 +521,14 @@ class SlackTarget(ReplyTarget):
             return
         if flush and rest is None and stream.full != stream.sent and stream.full:
             await self._update(ts, stream.full)
+
+    async def _stop_call(self, ts: str, rest: str | None = None) -> None:
+        """chat.stopStream, adding `rest`, within the workspace's budget for stops."""
+        stop = self.client.chat_stopStream
+        channel = self.address.channel
+        await self.platform.stops.within(self.address.workspace, lambda: self._guard(
+            "chat.stopStream", stop(channel=channel, ts=ts, markdown_text=rest)
+        ))
 
     async def _stop_streams(self) -> None:
         for ts, stream in list(self._streams.items()):
@@ -543,10 +546,7 @@ class SlackTarget(ReplyTarget):
         # A stream an earlier process started, perhaps still open: Slack shows it as
         # being written until its own time limit.
         try:
-            await self._guard(
-                "chat.stopStream",
-                self.client.chat_stopStream(channel=self.address.channel, ts=message_id),
-            )
+            await self._stop_call(message_id)
         except SlackRefused as exc:
             if isinstance(exc, SlackLockedOut) or exc.error in CLOSING:
                 raise  # nothing can be posted there either
