@@ -1645,6 +1645,45 @@ async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: I
         assert not fake_slack.rejected
 
 
+@pytest.mark.parametrize("ended", ["by_slack", "stop_answer_lost", "stop_never_answered"])
+async def test_native_mode_a_text_replaced_after_its_stream_ended_goes_on_by_chat_update(
+    fake_slack: FakeSlack, inbox: Inbox, ended: str
+) -> None:
+    # A status shown ("Working… 3 s"), then replaced by the answer once Slack had ended
+    # the stream (its own time limit), or once the stop's answer was lost: the stop,
+    # refused message_not_in_streaming_state (or unanswered), failed the edit.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target, ts = await begun(fake_slack, inbox)
+        await target.edit(ts, "_Working… 3 s_")
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None
+        if ended == "by_slack":
+            message.streaming = False
+        else:  # once (its retry refused), or past every retry
+            fake_slack.lose_answer["chat.stopStream"] = 1 if ended == "stop_answer_lost" else 3
+        await target.edit(ts, "The real answer")
+        await target.end()
+        assert stopped_text(fake_slack, ts) == "The real answer"
+
+
+async def test_native_mode_a_status_replaced_after_slack_ended_its_stream_is_no_failure(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    failures: list[Exception] = []
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target = await asked(fake_slack, inbox)
+        reply = LiveReply(target, Budgets(), edit_interval=0.05, on_failure=failures.append)
+        await reply.start()
+        reply.set_status("Working… 3 s")
+        await fake_slack.wait_for(lambda: fake_slack.count("chat.appendStream") == 1)
+        [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
+        message.streaming = False  # Slack's own time limit
+        reply.feed("The real answer")
+        await reply.finish(None)
+        assert stopped_text(fake_slack, message.ts) == "The real answer"
+        assert not failures
+
+
 async def test_native_mode_shows_a_link_whose_label_names_another_place_bare(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:

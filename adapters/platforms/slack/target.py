@@ -155,6 +155,14 @@ async def guard(
         raise PlatformUnreachable(f"Slack could not be reached for {method}{said}") from exc
 
 
+def _stopped(exc: PlatformError) -> bool:
+    """Whether a stop that failed so may count as done: the stream ended already (Slack's
+    own time limit, or this very stop, sent again when its answer was lost), or no answer
+    came (a chat.update next closes a stream still open: see `SlackTarget._update`)."""
+    refused = isinstance(exc, SlackRefused) and exc.error == _NOT_STREAMING
+    return refused or (isinstance(exc, PlatformUnreachable) and unanswered(exc))
+
+
 @dataclass(slots=True)
 class _Stream:
     """A natively streamed message: what was appended, and the newest full text."""
@@ -511,7 +519,11 @@ class SlackTarget(ReplyTarget):
         try:
             await self._stop_call(ts, rest)
         except PlatformError as exc:
-            if isinstance(exc, PlaceGone) or not (flush and stream.full):
+            if isinstance(exc, PlaceGone):
+                raise
+            if not (flush and stream.full):
+                if _stopped(exc):  # the text replaced next, by chat.update
+                    return
                 raise
             # Stopped already (by Slack, or by this very call, sent again when its
             # answer was lost), refused, or not answered: whether `rest` shows is
