@@ -155,8 +155,10 @@ class Bridge:
     async def _open(self) -> None:
         stack = self._stack
         raise_open_files()
-        warn_of_few_open_files(self.config.limits.max_concurrent_streams)
-        self.store = open_store(self.config.store)
+        streams = self.config.limits.max_concurrent_streams
+        warn_of_few_open_files(streams)
+        # Its pool, on PostgreSQL, grows with the streams (see docs/store.md).
+        self.store = open_store(self.config.store, streams=streams)
         stack.push_async_callback(self.store.aclose)
         await self.store.hold()
         await self.store.open()
@@ -166,7 +168,6 @@ class Bridge:
         )
 
         # Every answer streaming at once holds a connection: the pool never makes one wait.
-        streams = self.config.limits.max_concurrent_streams
         self.chat_http = client = http_client(
             max_connections=max(1000, streams + 100), ssl_context=await tls_context()
         )

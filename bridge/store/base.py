@@ -250,8 +250,10 @@ class Store(ABC):
             await self.acquire_lease(key, owner, ttl, now)
 
 
-def open_store(url: str) -> Store:
-    """Build (not open) the store for a `store:` URL."""
+def open_store(url: str, *, streams: int | None = None) -> Store:
+    """Build (not open) the store for a `store:` URL, for a process answering up to
+    `streams` questions at once (limits.max_concurrent_streams): a PostgreSQL
+    store's pool of connections grows with it."""
     if url.startswith("sqlite://"):
         from bridge.store.sqlite import SQLiteStore
 
@@ -259,7 +261,7 @@ def open_store(url: str) -> Store:
         path = url[len("sqlite://") :]
         return SQLiteStore(path or ":memory:")
     if url.startswith(("postgresql://", "postgres://")):
-        from bridge.store.postgres import PostgresStore
+        from bridge.store.postgres import POOL_MIN, PostgresStore, pool_size
 
-        return PostgresStore(url)
+        return PostgresStore(url, max_size=POOL_MIN if streams is None else pool_size(streams))
     raise ConfigError("store", "must start with sqlite:/// or postgresql://")

@@ -62,6 +62,21 @@ MIGRATION_TIMEOUT = 3600.0  # seconds a migration's statement (or the wait for a
 # deadline, perhaps on a database that stopped answering) before it drops them.
 CLOSE_TIMEOUT = 0.5
 
+# The pool's size follows limits.max_concurrent_streams: one connection per
+# STREAMS_PER_CONNECTION streams (an answer holds one only for its statements, a few
+# milliseconds each), at least POOL_MIN (the default 64 streams get 10) and at most
+# POOL_MAX, so that a few replicas and a rolling deploy's extra one stay within
+# PostgreSQL's default max_connections (100, 3 of them kept for superusers).
+POOL_MIN = 10
+POOL_MAX = 30
+STREAMS_PER_CONNECTION = 8
+
+
+def pool_size(streams: int) -> int:
+    """The most connections a process answering `streams` at once keeps to PostgreSQL."""
+    return max(POOL_MIN, min(POOL_MAX, math.ceil(streams / STREAMS_PER_CONNECTION)))
+
+
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -81,9 +96,11 @@ class PostgresStore(Store):
     """Conversation store in PostgreSQL, safe to share between processes.
 
     `url` is a libpq-style URL (`postgresql://user[:password]@host:5432/db`).
-    `min_size`/`max_size` bound the pool; `connect_timeout` and
+    `min_size`/`max_size` bound the pool (see `pool_size`); `connect_timeout` and
     `command_timeout` (seconds) bound how long a connection attempt or a
-    statement may take before StoreError.
+    statement may take before StoreError. A wait for a free connection of the
+    pool is bounded by `connect_timeout` too, and told apart: the pool is busy,
+    not the server.
     """
 
     shared = True
@@ -93,7 +110,7 @@ class PostgresStore(Store):
         url: str,
         *,
         min_size: int = 1,
-        max_size: int = 10,
+        max_size: int = POOL_MIN,
         connect_timeout: float = 10.0,
         command_timeout: float = 30.0,
         migrations: Sequence[Migration] = MIGRATIONS,
@@ -109,6 +126,10 @@ class PostgresStore(Store):
         check_migrations(self._migrations)
         self._clock = clock
         self._pool: asyncpg.Pool | None = None
+        # A permit per connection of the pool: a wait for one is a busy pool in this
+        # process, told apart from a server slow to accept a new connection (asyncpg's
+        # acquire times out alike for both).
+        self._free = asyncio.Semaphore(max_size)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"  # never the password
@@ -479,10 +500,25 @@ class PostgresStore(Store):
         if pool is None:
             raise StoreError(f"the PostgreSQL store {self.where} is not open; open() it first")
         try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self._free.acquire()
+        except TimeoutError:
+            raise StoreError(
+                f"no free store connection in this process within {self.connect_timeout:g} s "
+                f"({what}): the store's pool (size {self.max_size}) is busy, all its "
+                "connections running other statements. This process asks more of the store "
+                "at once than it can (lower limits.max_concurrent_streams, or share the load "
+                "with another replica; docs/store.md says how the pool is sized), or "
+                f"PostgreSQL at {self.where} is slow (long statements show in "
+                "pg_stat_activity)"
+            ) from None
+        try:
             async with pool.acquire(timeout=self.connect_timeout) as conn:
                 yield conn
         except _DRIVER_ERRORS as exc:
             raise self._error(exc, what) from exc
+        finally:
+            self._free.release()
 
     def _error(self, exc: BaseException, what: str) -> StoreError:
         """A StoreError that says what went wrong and what to do; never the password."""
@@ -507,8 +543,10 @@ class PostgresStore(Store):
             )
         if isinstance(exc, asyncpg.TooManyConnectionsError):
             return StoreError(
-                f"{where} has no free connections ({what}); raise max_connections or "
-                "lower the pool size"
+                f"{where} has no free connections ({what}); raise its max_connections "
+                f"(each bridge process keeps up to {self.max_size} connections, a number "
+                "that grows with limits.max_concurrent_streams: see docs/store.md) or "
+                "lower limits.max_concurrent_streams"
             )
         if isinstance(exc, TimeoutError):
             return StoreError(

@@ -33,7 +33,9 @@ STALE_AFTER = 1.5  # three heartbeats of shared_bridge's 0.5 s
 def on_the_host(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
     """Set this host's wall clock: `time.time`, and the store's clock that reads it."""
     monkeypatch.setattr(time, "time", clock)
-    monkeypatch.setattr("bridge.app.open_store", lambda url: PostgresStore(url, clock=clock))
+    monkeypatch.setattr(
+        "bridge.app.open_store", lambda url, **_: PostgresStore(url, clock=clock)
+    )
 
 
 def reply_of(owner: str, beat: float) -> InFlight:

@@ -1,7 +1,8 @@
-"""What only the PostgreSQL store does: connection errors, URLs, schemas."""
+"""What only the PostgreSQL store does: connection errors, URLs, schemas, its pool."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -9,7 +10,10 @@ import pytest
 from bridge.errors import StoreError
 from bridge.store.base import open_store
 from bridge.store.migrations import MIGRATIONS, Migration
-from bridge.store.postgres import PostgresStore, describe_url
+from bridge.store.postgres import POOL_MAX, POOL_MIN, PostgresStore, describe_url, pool_size
+from tests.core.fakeplatform import wait_for
+from tests.fakes.chatapi import FakeChatAPI
+from tests.replicas.test_shared_order import shared_bridge
 
 from .conftest import PG_URL, pg_schema_url
 
@@ -97,3 +101,82 @@ async def test_open_store_url_and_search_path_schema() -> None:
         assert schema == url.rsplit("search_path=", 1)[1]
         # schema_version, conversations, history, events, inflight, leases
         assert tables == 6
+
+
+async def test_a_busy_pool_is_told_as_such_not_as_the_server() -> None:
+    # A burst that kept every connection of the pool busy had the next statement's
+    # wait time out as "PostgreSQL ... did not answer in time; check the server and
+    # the network", though the server answered every statement it was sent.
+    async with pg_schema_url() as url:
+        store = PostgresStore(url, max_size=2, connect_timeout=0.5)
+        async with store:
+            held, release = asyncio.Event(), asyncio.Event()
+            holding = 0
+
+            async def hold() -> None:
+                nonlocal holding
+                async with store._conn("holding a connection"):
+                    holding += 1
+                    if holding == 2:
+                        held.set()
+                    await release.wait()
+
+            holders = [asyncio.create_task(hold()) for _ in range(2)]
+            await held.wait()
+            with pytest.raises(StoreError) as info:
+                await store.claim_event("e", 1.0)
+            message = str(info.value)
+            assert message.startswith(
+                "no free store connection in this process within 0.5 s (recording an event "
+                "id): the store's pool (size 2) is busy"
+            ), message
+            assert "did not answer" not in message and "network" not in message
+            release.set()
+            await asyncio.gather(*holders)
+            # The permits are all back: the pool serves as before.
+            assert await store.claim_event("e", 1.0) is True
+            assert await asyncio.gather(*(store.claim_event(f"e{i}", 1.0) for i in range(5)))
+
+
+async def test_a_cancelled_wait_for_a_connection_gives_back_no_permit() -> None:
+    async with pg_schema_url() as url:
+        store = PostgresStore(url, max_size=1, connect_timeout=5)
+        async with store:
+            release = asyncio.Event()
+            entered = asyncio.Event()
+
+            async def hold() -> None:
+                async with store._conn("holding a connection"):
+                    entered.set()
+                    await release.wait()
+
+            holder = asyncio.create_task(hold())
+            await entered.wait()
+            waiting = asyncio.create_task(store.claim_event("e", 1.0))
+            await wait_for(lambda: store._free._waiters)  # type: ignore[attr-defined]
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            release.set()
+            await holder
+            assert store._free._value == 1  # type: ignore[attr-defined]
+            assert await store.claim_event("e", 1.0) is True
+
+
+def test_the_pool_grows_with_the_streams_within_bounds() -> None:
+    # The pool was 10 connections whatever limits.max_concurrent_streams said.
+    assert pool_size(1) == pool_size(64) == POOL_MIN == 10
+    assert pool_size(160) == 20
+    assert pool_size(240) == pool_size(100_000) == POOL_MAX == 30
+    url = "postgresql://bridge@db/chat"
+    store = open_store(url, streams=1000)
+    assert isinstance(store, PostgresStore) and store.max_size == 30
+    default = open_store(url)
+    assert isinstance(default, PostgresStore) and default.max_size == 10
+
+
+async def test_a_bridge_sizes_its_store_pool_from_its_streams(fake_chat_api: FakeChatAPI) -> None:
+    async with pg_schema_url() as url, shared_bridge(
+        fake_chat_api, url, "max_concurrent_streams: 200"
+    ) as bridge:
+        assert isinstance(bridge.store, PostgresStore) and bridge.store.max_size == 25
