@@ -5,7 +5,8 @@ into messages. Edits are coalesced (each edit shows everything received so
 far), spaced by `edit_interval` per reply, and drawn from budgets shared by
 every live reply in the same bucket. Text past the platform's limit continues
 in follow-up messages; a message that is no longer the last one is frozen and
-never edited again until the final pass.
+never edited again, nor by the final pass where the final text goes on from the
+one streamed (the rest of it is split after the frozen messages).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
 from bridge.reply_budget import Held, Op, Promise, ReplyBudget, release, restamp
 from bridge.sources import source_blocks
-from bridge.split import split_markdown, split_pieces
+from bridge.split import split_pieces
 
 log = logging.getLogger("chat_bridge.render")
 
@@ -258,6 +259,9 @@ class LiveReply:
     ) -> None:
         """The answer is complete: show the authoritative text and the sources."""
         text = final_text if final_text is not None and final_text.strip() else self.text
+        if not text.startswith(self.text[: self._frozen_end]):
+            # Another text than the one streamed: its messages are split from its start.
+            self._frozen, self._frozen_end, self._reopen = [], 0, ""
         self.text = text
         self._version += 1
         blocks = (source_blocks(sources, self.target.format_sources, self.limits.max_chars)
@@ -278,11 +282,7 @@ class LiveReply:
         """Show `text`, then `tail` under it; where `text` shows nothing once formatted
         (blank, or an empty heading on Slack), `empty_note` instead when there is one.
         With `footnote`, the reply's footnote (if it has one) ends it."""
-        pieces = (
-            split_markdown(text, self.limits.max_chars, self._fmt)
-            if _shows(text)
-            else []
-        )
+        pieces = self._answer_pieces(text) if _shows(text) else []
         if not pieces:
             pieces = [empty_note or tail]
             tail = "" if not empty_note else tail
@@ -316,6 +316,20 @@ class LiveReply:
                 "The reply could not be completed: the platform kept refusing it, "
                 "or could not be reached."
             )
+
+    def _answer_pieces(self, text: str) -> list[str]:
+        """The messages of `text`: those completed while it streamed as they are, then
+        its rest split after them, as it was while streaming.
+
+        A split of the whole text from its start could cut it elsewhere (a message's
+        window holds more text at the end than while it filled up), and move text
+        between messages a reader has read, an edit of the platform's budget each
+        (Slack's escapes and table padding make a message longer than its source).
+        """
+        rest = split_pieces(
+            text, self.limits.max_chars, self._fmt, start=self._frozen_end, prefix=self._reopen
+        )
+        return [*self._frozen, *(piece.text for piece in rest)]
 
     def _under(self, pieces: list[str], tail: str) -> None:
         """Put `tail` under the last of `pieces`, after a blank line, or in a message of

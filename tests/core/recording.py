@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,3 +122,26 @@ def use_slot(budget: Budget) -> None:
     stamp = budget.try_acquire()
     assert stamp is not None
     budget.restamp(stamp)
+
+
+def escape_heavy_code(lines: int) -> str:
+    """An answer of C++ code, whose `&`, `<` and `>` Slack shows escaped."""
+    code = []
+    for i in range(lines):
+        if i % 4 == 0:
+            code.append(f"if (a({i}) < b && c > d) {{ x <<= 1; }}")
+        elif i % 3 == 1:
+            code.append(f"    value_{i} = compute(value_{i - 1})")
+        else:
+            code.append("    // " + "plain words " * (i % 6 + 1))
+    return "Code:\n\n```cpp\n" + "\n".join(code) + "\n```\nThat is all & more."
+
+
+_FENCE_LINE = re.compile(r"\s*```\w*\s*")
+
+
+def shown_words(markdown: str) -> str:
+    """What `markdown` (or Slack's markup of it) shows, but for its fence lines and
+    spaces (a cut takes one): to compare an answer with the messages showing it."""
+    lines = markdown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").split("\n")
+    return re.sub(r"\s", "", "".join(line for line in lines if not _FENCE_LINE.fullmatch(line)))

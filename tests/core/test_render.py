@@ -15,7 +15,14 @@ from bridge.interfaces import Rate, Source
 from bridge.render import LiveReply
 from bridge.sources import dedupe_sources
 from tests.core.fakeplatform import wait_for
-from tests.core.recording import Op, RecordingTarget, max_in_window, use_slot
+from tests.core.recording import (
+    Op,
+    RecordingTarget,
+    escape_heavy_code,
+    max_in_window,
+    shown_words,
+    use_slot,
+)
 
 
 async def _settle() -> None:
@@ -307,7 +314,7 @@ async def test_an_answer_that_formats_to_nothing_shows_no_answer_not_a_blank_mes
     assert written and all(text.strip() for text in written), written
 
 
-async def test_a_heading_still_arriving_shows_the_status_until_it_has_words() -> None:
+async def test_a_heading_still_arriving_shows_the_status_until_it_hasshown_words() -> None:
     target = SlackFormatting()
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
     await reply.start()
@@ -637,7 +644,7 @@ async def test_first_words_go_before_typing_that_asked_earlier() -> None:
     await waiting.aclose()
 
 
-async def test_typing_leaves_half_of_the_bot_budget_to_first_words() -> None:
+async def test_typing_leaves_half_of_the_bot_budget_to_firstshown_words() -> None:
     # The budgets' clock stands still: no slot frees during the test, so first words
     # shown were shown with a slot typing left them, not one that freed meanwhile.
     budgets = Budgets(clock=lambda: 100.0)
@@ -949,3 +956,47 @@ def test_a_source_url_python_cannot_read_is_kept_and_breaks_nothing() -> None:
     assert dedupe_sources([*odd, Source("https://y.example", "y")], limit=5) == [
         *odd, Source("https://y.example", "y")
     ]
+
+
+class Escaping(RecordingTarget):
+    """A platform whose markup is longer than the Markdown (Slack escapes `&`, `<`, `>`)."""
+
+    def format_markdown(self, markdown: str) -> str:
+        return markdown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@pytest.mark.parametrize("closing", ["finish", "fail"])
+async def test_messages_completed_while_streaming_are_not_rewritten_at_the_end(
+    closing: str,
+) -> None:
+    # The final pass split the whole text again: a message's window held more text
+    # than while it filled up, so its cut fell elsewhere, and messages already read
+    # were rewritten (an edit each) and one more posted.
+    text = escape_heavy_code(60)
+    target = Escaping(max_chars=1000, edit_rate=Rate(100_000, 1.0), post_rate=Rate(100_000, 1.0))
+    reply = LiveReply(target, Budgets(), edit_interval=0.0)
+    await reply.start()
+    for end in range(40, len(text) + 40, 40):
+        reply.feed(text[end - 40 : end])
+        fed = shown_words(text[:end])
+        await wait_for(lambda: shown_words("\n".join(target.visible())) == fed)  # noqa: B023
+    streamed, before = target.visible(), len(target.ops)
+    assert len(streamed) > 2
+    if closing == "finish":
+        await reply.finish(None)
+    else:
+        await reply.fail("The answer was cut off.")
+    assert target.visible()[:-1] == streamed[:-1]
+    last = list(target.messages)[-1]  # the only message the end changes, and no new one
+    assert all(op.message_id == last for op in target.ops[before:] if op.kind in ("post", "edit"))
+
+
+async def test_a_final_text_other_than_the_one_streamed_is_split_from_its_start() -> None:
+    target = RecordingTarget(max_chars=100)
+    reply = LiveReply(target, Budgets(), edit_interval=0.0)
+    await reply.start()
+    reply.feed("".join(f"word{i:03d} " for i in range(30)))  # three messages' worth
+    await wait_for(lambda: len(target.visible()) == 3)
+    final = "".join(f"WORD{i:03d} " for i in range(30))
+    await reply.finish(final)
+    assert " ".join(target.visible()).split() == final.split()

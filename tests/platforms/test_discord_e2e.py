@@ -571,6 +571,31 @@ async def test_long_answer_arrives_as_three_messages(setup: Setup) -> None:
     assert setup.discord.rate_limited == 0
 
 
+async def test_a_long_table_leaves_its_completed_messages_as_they_are_at_the_end(
+    setup: Setup,
+) -> None:
+    # Discord pads a table's columns: a message is longer than its Markdown, and the
+    # end split the answer again, elsewhere, and rewrote messages already complete.
+    rows = "".join(f"| item {i} | {'value ' * (i % 5 + 1)}| {i * 37 % 1000} |\n"
+                   for i in range(100))
+    answer = "The table:\n\n| Item | Value | Count |\n|---|---|---|\n" + rows + "\nThat is all."
+    setup.chat.enqueue(tokens=[answer[i : i + 60] for i in range(0, len(answer), 60)],
+                       token_delay=0.01)
+    async with setup.bridge():
+        await setup.discord.mention(setup.general, setup.alice, "the table")
+        msgs = await setup.final(setup.general, "That is all.")
+    assert len(msgs) == 3 and all(len(m["content"]) <= 2000 for m in msgs)
+    assert all(m["content"].count("| Item ") == 1 for m in msgs)  # the header in each
+    shown = " ".join(m["content"] for m in msgs)
+    assert all(f"| item {i} " in shown for i in range(100))
+    requests = setup.discord.requests
+    posted = [r.at for r in requests if r.method == "POST" and r.path.endswith("/messages")]
+    for earlier, later in zip(msgs, posted[1:], strict=False):
+        # Not edited once the next message was posted.
+        assert not [r for r in requests
+                    if r.method == "PATCH" and r.path.endswith(earlier["id"]) and r.at > later]
+
+
 UNSPACED = "这是一个很长的中文段落，没有空格。" * 150  # 2,550 characters, one line
 
 

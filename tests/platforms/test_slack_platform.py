@@ -37,8 +37,9 @@ from bridge.interfaces import Address, Inbound, PlatformContext, ReplyTarget, So
 from bridge.render import LiveReply
 from bridge.split import close_fences
 from tests.core.fakeplatform import wait_for
+from tests.core.recording import escape_heavy_code, shown_words
 from tests.fakes.proxy import FakeProxy
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeMessage, FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "C0GENERAL1"
@@ -1377,6 +1378,37 @@ async def test_native_mode_posts_that_are_no_streams_keep_to_the_channels_post_r
         await reply.finish(None)
         assert len(fake_slack.bot_replies(DM)) == 3
         assert not fake_slack.rate_limited  # chat.postMessage: 1 a second in a channel
+
+
+async def test_an_escaped_answer_leaves_its_completed_messages_as_they_are_at_the_end(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Slack's escapes (`&` is `&amp;`) make a message longer than its Markdown: the
+    # end split the answer again, elsewhere, rewrote each message already complete
+    # (a chat.update of the workspace's ~50 a minute each) and posted one more.
+    fast = {"count": 100_000, "per": 1.0}
+    fake_slack.set_rate("chat.update", 100_000, 1.0)
+    fake_slack.set_rate("chat.postMessage", 100_000, 1.0)
+    async with running(
+        fake_slack, inbox, thinking="none", max_chars=1000, update_rate=fast, post_rate=fast
+    ):
+        target = await asked(fake_slack, inbox)
+        reply = LiveReply(target, Budgets(), edit_interval=0.0)
+        await reply.start()
+        text = escape_heavy_code(60)
+
+        def shown() -> list[FakeMessage]:
+            return fake_slack.bot_replies(CHANNEL, target.address.thread)
+
+        for end in range(40, len(text) + 40, 40):
+            reply.feed(text[end - 40 : end])
+            fed = shown_words(text[:end])
+            await wait_for(lambda: shown_words("\n".join(m.text for m in shown())) == fed)  # noqa: B023
+        streamed = [(m.ts, m.text, m.edits) for m in shown()]
+        assert len(streamed) > 2
+        await reply.finish(None)
+        final = [(m.ts, m.text, m.edits) for m in shown()]
+        assert final[:-1] == streamed[:-1] and len(final) == len(streamed)
 
 
 async def test_native_mode_where_streaming_is_refused_posts_keep_to_the_channels_post_rate(
