@@ -116,28 +116,40 @@ _SPACED_MARKER = re.compile(r"[ \t]+(```|~~~)")
 
 
 # What a cut at a space inside would break in two, showing raw markup on both
-# sides: a code span, a Markdown link or image, a <...> link, **bold** or ~~struck~~
-# words (their bodies hold no mark of their kind: a stray one stops a try at once).
+# sides: a code span, a Markdown link or image, a <...> link, bold, italic,
+# underlined (Discord's `__`) or struck words, or a spoiler (Discord's `||`: kept
+# whole on every platform, where `||x y||` is rare and whole costs nothing).
+# Emphasis opens and closes at a word's edge as the platforms' formatters read it:
+# a star within a word too (`the **API**s`), an underscore not (`snake_case_name`).
+# Their bodies hold no mark of their kind: a stray one stops a try at once.
 _INLINE = re.compile(
     r"`[^`\n]+`|!?\[[^\]\n]*\]\([^)\s]*\)|<[^<>\s][^<>\n]*>"
     r"|\*\*(?=\S)[^*\n]*?(?<=\S)\*\*|~~(?=\S)[^~\n]*?(?<=\S)~~"
+    r"|(?<![_\w])__(?=\S)[^_\n]*?(?<=\S)__(?![_\w])"
+    r"|(?<!\*)\*(?=[^\s*])[^*\n]*?(?<=[^\s*])\*(?!\*)"
+    r"|(?<![_\w])_(?=\S)[^_\n]*?(?<=\S)_(?![_\w])"
+    r"|\|\|(?=\S)[^|\n]*?(?<=\S)\|\|"
 )
 # One of those opened and not closed before the window's end: it closes after it.
 _OPENED = re.compile(
     r"`[^`\n]*$|!?\[[^\]\n]*(?:\](?:\([^)\s]*)?)?$|<[^<>\s][^<>\n]*$"
     r"|\*\*(?=\S)[^*\n]*\*?$|~~(?=\S)[^~\n]*~?$"  # (half its closing mark in)
+    r"|(?<![_\w])__(?=\S)[^_\n]*_?$|(?<!\*)\*(?=[^\s*])[^*\n]*$"
+    r"|(?<![_\w])_(?=\S)[^_\n]*$|\|\|(?=\S)[^|\n]*\|?$"
 )
 
 
 def _inline_spans(window: str, start: int) -> list[tuple[int, int]]:
-    """Where in `window` (from `start`) a cut at a space would break a code span or a
-    link: those closed within it, and one opened in its last quarter that closes
-    after it (one opened earlier is more likely a stray backtick or bracket, and
-    keeping it whole would leave the message short)."""
+    """Where in `window` (from `start`) a cut at a space would break a code span, a
+    link or emphasis: those closed within it, and one opened in its last quarter
+    that closes after it (one opened earlier is more likely a stray backtick, bracket
+    or star, and keeping it whole would leave the message short)."""
     spans = [m.span() for m in _INLINE.finditer(window, start)]
     rest = spans[-1][1] if spans else start
-    opened = _OPENED.search(window, rest)
-    if opened is not None and opened.start() >= len(window) * 3 // 4:
+    # From the last quarter on: a stray mark earlier (`*args`, `2*x`) would otherwise
+    # be the one found, and hide one opened there.
+    opened = _OPENED.search(window, max(rest, len(window) * 3 // 4))
+    if opened is not None:
         spans.append((opened.start(), len(window) + 1))
     return spans
 

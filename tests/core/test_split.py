@@ -410,13 +410,42 @@ def test_every_piece_fits_shows_something_and_keeps_its_fences_balanced(
         assert all(char in shown for char in _text(text, source=True)), messages
 
 
-@pytest.mark.parametrize("mark", ["**", "~~"])
+@pytest.mark.parametrize("mark", ["**", "~~", "*", "_", "__", "||"])
 @pytest.mark.parametrize("words", range(236, 246))
-def test_a_cut_in_a_long_paragraph_keeps_bold_and_struck_words_whole(
+def test_a_cut_in_a_long_paragraph_keeps_emphasis_and_spoilers_whole(
     mark: str, words: int
 ) -> None:
-    # Cut at the space inside them, both messages showed the marks raw.
+    # Cut at the space inside them, both messages showed the marks raw (and a
+    # Discord spoiler cut in two hides nothing).
     text = "x " * words + f"{mark}dead letter queue{mark} after three attempts, and more."
     pieces = split_markdown(text, 500)
+    assert len(pieces) == 2
     assert all(piece.count(mark) % 2 == 0 for piece in pieces)
     assert "".join(pieces).split() == text.split()
+
+
+@pytest.mark.parametrize("mark", ["*", "_"])
+@pytest.mark.parametrize("words", range(236, 246, 3))
+def test_italics_at_a_cut_show_as_italics_on_slack(mark: str, words: int) -> None:
+    text = "x " * words + f"{mark}Note that this applies to the paid plans only.{mark} More text."
+    pieces = split_markdown(text, 500, markdown_to_mrkdwn)
+    assert len(pieces) == 2
+    # Slack's italics are `_x_`: a star left is one shown raw.
+    assert all("*" not in piece and piece.count("_") % 2 == 0 for piece in pieces), pieces
+
+
+def test_marks_no_formatter_reads_as_emphasis_leave_the_message_full() -> None:
+    # Underscores within a word (a name) and a star between spaces emphasise nothing.
+    text = "Set my_config_value and other_value to 2 * 3 before you start. " * 40
+    assert len(split_markdown(text, 500)[0]) > 480
+    assert len(split_markdown(text, 500, markdown_to_mrkdwn)[0]) > 480
+
+
+def test_a_stray_star_early_in_a_long_paragraph_hides_no_code_span_at_the_cut() -> None:
+    # `*args` opens nothing, yet taken for the italics left open at the cut, it hid
+    # the code span opened after it.
+    inline = "`pip install --upgrade my-package`"
+    for pad in range(1995 - len(" See ") - len(inline), 1995 - len(" See ")):
+        text = "Call f(*args) first. " + (PROSE * 40)[: pad - 21] + f" See {inline} now. "
+        messages = split_markdown(text + PROSE * 5, 2000)
+        assert sum(inline in m for m in messages) == 1, (pad, messages[0][-60:])

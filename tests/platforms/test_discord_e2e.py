@@ -596,6 +596,25 @@ async def test_a_long_table_leaves_its_completed_messages_as_they_are_at_the_end
                     if r.method == "PATCH" and r.path.endswith(earlier["id"]) and r.at > later]
 
 
+@pytest.mark.parametrize("mark", ["*", "_", "__", "||"])
+async def test_emphasis_or_a_spoiler_across_a_cut_goes_whole_to_the_next_message(
+    setup: Setup, mark: str
+) -> None:
+    # Cut in two, italics showed their marks raw in both messages, and a spoiler
+    # showed what it hides.
+    filler = ("The service keeps a copy of every file you upload. " * 40)[:1950]
+    said = f"{mark}This applies only to the paid plans, not to the free tier.{mark}"
+    answer = f"{filler} {said} More text follows here."
+    setup.chat.enqueue(tokens=[answer[i : i + 25] for i in range(0, len(answer), 25)],
+                       token_delay=0.005)
+    async with setup.bridge():
+        await setup.discord.mention(setup.general, setup.alice, "Which plans?")
+        msgs = await setup.final(setup.general, "More text follows here.")
+    assert len(msgs) == 2
+    assert said in msgs[1]["content"]
+    assert all(m["content"].count(mark) % 2 == 0 for m in msgs)
+
+
 UNSPACED = "这是一个很长的中文段落，没有空格。" * 150  # 2,550 characters, one line
 
 
