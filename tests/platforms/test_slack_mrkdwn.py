@@ -157,6 +157,13 @@ def test_code_block_in_a_quote_stays_code() -> None:
     assert markdown_to_mrkdwn("> ```\n> a_b\nplain **b**") == "> ```\n> a_b\n> ```\nplain *b*"
 
 
+def test_quotes_nested_a_thousand_deep_are_converted() -> None:
+    # One call a level: a line of 1,000 `>` raised RecursionError, and the answer
+    # holding it stayed at its placeholder, its failure notice failing the same way.
+    assert markdown_to_mrkdwn(">" * 1000 + " deep") == "> " * 1000 + "deep"
+    assert markdown_to_mrkdwn("> > nested\n>\n> > ") == "> > nested\n>\n> >"
+
+
 def test_unclosed_code_block_is_closed() -> None:
     assert markdown_to_mrkdwn("```\nhalf") == "```\nhalf\n```"
 
@@ -395,6 +402,16 @@ def test_question_text_is_made_plain() -> None:
     assert plain_text("due <!date^1392734382^{date_short}|Feb 18, 2014> <!here>") == (
         "due Feb 18, 2014 @here"
     )
+
+
+def test_markup_never_reaches_across_a_bracket_never_closed() -> None:
+    # Text posted through the API may hold `<` unescaped. Read to the next `>` from
+    # each one, a run of them took seconds a message (the daemon held meanwhile), and
+    # one such `<` swallowed the mention after it.
+    assert plain_text("<!a <@U1> and <http://x <https://a.example|A>") == (
+        "<!a @U1 and <http://x [A](https://a.example)"
+    )
+    assert plain_text("<!" * 20_000) == "<!" * 20_000
 
 
 @pytest.mark.parametrize(

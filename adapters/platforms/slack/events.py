@@ -10,10 +10,13 @@ from typing import Any
 # other subtype (edits, deletions, joins, integrations added, ...) is not a question.
 USER_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
 _ENTITY = re.compile(r"&(amp|lt|gt);")
-_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
-_REF = re.compile(r"<([@#!])([^|>]*)(?:\|([^>]*))?>")
+# Never a `<` inside (Slack escapes one in text, `&lt;`): else a run of `<` never
+# closed (text posted through the API, unescaped) is read to its end from each one,
+# seconds a message, the whole daemon held meanwhile.
+_LINK = re.compile(r"<((?:https?|mailto):[^|<>]+)(?:\|([^<>]*))?>")
+_REF = re.compile(r"<([@#!])([^|<>]*)(?:\|([^<>]*))?>")
 # A mention of a person or a bot (<@U…>), or of a user group (<!subteam^S…>), first.
-_FIRST_MENTION = re.compile(r"\s*<(@[^|>]+|!subteam\^[^|>]+)(?:\|[^>]*)?>")
+_FIRST_MENTION = re.compile(r"\s*<(@[^|<>]+|!subteam\^[^|<>]+)(?:\|[^<>]*)?>")
 
 
 def plain_text(text: str) -> str:

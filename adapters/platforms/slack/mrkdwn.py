@@ -241,7 +241,14 @@ def _convert_line(line: str) -> str:
         return f"*{inner}*" if inner else ""
     quote = _QUOTE.match(line)
     if quote:
-        return "> " + _convert_line(quote.group(1)) if quote.group(1).strip() else ">"
+        # Each level's marker in a loop, not a call: `>` a thousand times over is a
+        # line an answer may hold, and as many nested calls would overflow the stack.
+        levels = 0
+        while quote is not None and quote.group(1).strip():
+            levels += 1
+            line = quote.group(1)
+            quote = _QUOTE.match(line)
+        return "> " * levels + (">" if quote is not None else _convert_line(line))
     bullet = _BULLET.match(line)
     if bullet:
         indent, task, rest = bullet.groups()

@@ -607,7 +607,7 @@ class SlackPlatform(Platform):
     def _my_mention(self) -> re.Pattern[str] | None:
         if not self.bot_user_id:
             return None
-        return re.compile(rf"<@{re.escape(self.bot_user_id)}(?:\|[^>]*)?>")
+        return re.compile(rf"<@{re.escape(self.bot_user_id)}(?:\|[^<>]*)?>")  # (see events._LINK)
 
     def _mentions_me(self, text: str) -> bool:
         pattern = self._my_mention()
