@@ -199,6 +199,9 @@ class Intake:
             return await relay.store.get_conversation(key) is not None
 
         try:
+            asks = bool(msg.text.strip()) or msg.mentioned or msg.is_dm
+            if not asks:  # a picture or a sticker where the bot follows: as `_check`
+                return
             route = await match_route(relay.config.routes, msg, exists)
             if route is None or not msg.may_post:
                 return  # nobody asked the bot, or it may not say so there

@@ -73,14 +73,26 @@ async def test_a_question_asked_during_a_stop_is_told_to_ask_again(setup: Setup)
 async def test_messages_that_ask_nothing_during_a_stop_stay_unsaid(setup: Setup) -> None:  # noqa: F811
     fake = setup.discord
     unrouted = fake.add_channel(setup.guild, "random")
+    setup.chat.enqueue(tokens=["First answer."])
+    async with setup.bridge() as bridge:  # a thread the bot follows
+        first = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread = first["id"]
+        await setup.final(thread, "First answer.")
+        await wait_for(lambda: bridge.relay.live == 0)
     async with stopping(setup):
         await fake.say(setup.general, setup.bob, "just chatting, no mention")
         await fake.mention(unrouted, setup.bob, "a channel no route serves")
+        # A picture alone where the bot follows: nobody asked (as outside a stop).
+        await fake.say(thread, setup.bob, "", files=("cat.png",))
         # After them: once it is told, they were taken or left.
-        await fake.mention(setup.help, setup.bob, "and a question?")
-        await fake.wait_until(lambda: told(setup, setup.help) == [STOPPING_TEXT])
+        question = await fake.say(thread, setup.bob, "and a question?")
+        await fake.wait_until(lambda: told(setup, thread) == ["First answer.", STOPPING_TEXT])
     assert told(setup, unrouted) == []  # (and #general holds the answer alone)
-    assert [r.json["message"] for r in setup.chat.requests] == ["asked before the stop?"]
+    [notice] = [r for r in fake.sent("POST", rf"/channels/{thread}/messages$")
+                if r.body["content"] == STOPPING_TEXT]
+    assert notice.body["message_reference"]["message_id"] == int(question["id"])
+    asked = [r.json["message"] for r in setup.chat.requests]
+    assert asked == ["How long is the bridge?", "asked before the stop?"]
 
 
 async def test_a_slash_command_during_a_stop_is_told_the_same_privately(setup: Setup) -> None:  # noqa: F811
