@@ -17,7 +17,7 @@ KNOWN_SECRETS = (
     "xoxb-fake-bot-token",  # fake Slack
     "xapp-fake-app-token",
     "fake-signing-secret",
-    "fake-discord-bot-token",  # fake Discord
+    "fake.discord-bot.token",  # fake Discord
     "cm_live_SUPERSECRET_value_123",  # config tests
     "expired-s3cret",  # the password of a proxy variable (tests of a proxy's 407)
 )

@@ -351,8 +351,8 @@ def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str
     [
         "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'http://u:pw_SECRET@h/api/'}",
         "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'http://h:port_SECRET/api/'}",
-        "discord: {token: d-1, api_url: 'https://u:pw_SECRET@h/api'}",
-        "discord: {token: d-1, gateway_url: 'wss://u:pw_SECRET@h/'}",
+        "discord: {token: d.t.k, api_url: 'https://u:pw_SECRET@h/api'}",
+        "discord: {token: d.t.k, gateway_url: 'wss://u:pw_SECRET@h/'}",
         "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'https:///api/'}",
         "slack: {bot_token: xoxb-1, app_token: xapp-1, api_url: 'https://sla ck.com/api/'}",
     ],
@@ -498,7 +498,7 @@ def test_check_warns_of_trigger_all_without_the_message_content_intent(tmp_path:
     # `check` said "config ok" and `run` then answered nothing in the channel.
     from bridge.cli import config_warnings
 
-    discord = "discord: {token: t0k3n, message_content: false}\n"
+    discord = "discord: {token: d.t.k, message_content: false}\n"
     text = BASE.replace("platform: any", "platform: any\n    trigger: all") + discord
     config = tmp_path / "config.yaml"
     config.write_text(text)

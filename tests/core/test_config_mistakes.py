@@ -152,6 +152,88 @@ def test_a_rotating_bot_token_is_taken() -> None:
     assert config.platforms["slack"].bot_token.get_secret_value() == "xoxe.xoxb-1-ROTATING"
 
 
+HTTP_MODE = BASE.replace("app_token: xapp-1", "signing_secret: ${SLACK_SIGNING_SECRET}") + (
+    "http: {listen: '0.0.0.0:8080'}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "secret", ["xapp-1-A0APP0001-123-SECRETAPP", "xoxb-1234-SECRETBOT2", "xoxp-1-SECRETUSER"]
+)
+def test_a_token_as_the_signing_secret_is_a_config_error(secret: str) -> None:
+    # It passed `check`, and HTTP mode then answered every request of Slack's 401.
+    with pytest.raises(ConfigError) as err:
+        parse(HTTP_MODE, SLACK_SIGNING_SECRET=secret)
+    assert err.value.path == "slack.signing_secret"
+    assert str(err.value) == (
+        "slack.signing_secret: is a token (xox…/xapp-…); HTTP mode takes the app's Signing "
+        "Secret: Basic Information → App Credentials in the app's settings"
+    )
+    assert secret not in str(err.value) and secret[5:] not in str(err.value)
+
+
+def test_a_signing_secret_is_taken() -> None:
+    config = parse(HTTP_MODE, SLACK_SIGNING_SECRET="8f14e45fceea167a5a36dedd4bea2543\n")
+    secret = config.platforms["slack"].signing_secret
+    assert secret.get_secret_value() == "8f14e45fceea167a5a36dedd4bea2543"
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("8f14e45fceea167a5a36dedd4bea2543", "is a signing secret, it seems (HTTP mode takes "
+         "it: slack.signing_secret)"),
+        ("xoxb-1234-SECRETBOT2", "is a bot or user token"),
+        ("xoxe.xoxb-1-SECRETROT", "is a bot or user token"),
+        ("SECRETAPP-1234", "is not an app-level token"),
+        ("1-A0APP0001-123-SECRETAPP", "is not an app-level token"),  # xapp- left off
+    ],
+)
+def test_an_app_token_that_is_none_is_a_config_error(token: str, says: str) -> None:
+    # Anything but xapp-… passed `check` (bot and user tokens aside), and `run` then
+    # failed to open Socket Mode.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("xapp-1", "${SLACK_APP_TOKEN}"), SLACK_APP_TOKEN=token)
+    assert err.value.path == "slack.app_token" and says in str(err.value)
+    assert str(err.value).endswith(
+        "; Socket Mode takes the app-level token, which starts xapp-: Basic Information → "
+        "App-Level Tokens in the app's settings, with the connections:write scope"
+    )
+    assert token not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("SECRETclientSECRETclientSECRETcl", "is not a bot token"),  # the Client Secret
+        ("1234567890123456789", "is not a bot token"),  # the Application ID
+        ("8f14e45fceea167a5a36dedd4bea25438f14e45fceea167a5a36dedd4bea2543",
+         "is not a bot token"),  # the Public Key
+        ("MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.SECRETPART", "is not a bot token"),  # a part short
+        ("MTIzNDU2Nzg5MDEyMzQ1Njc4OQ..SECRETPART", "is not a bot token"),
+        ("xoxb-1234-SECRETBOT2", "is a Slack token (xox…/xapp-…)"),
+        ("xapp-1-A0APP0001-123-SECRETAPP", "is a Slack token (xox…/xapp-…)"),
+    ],
+)
+def test_a_discord_token_that_is_none_is_a_config_error(token: str, says: str) -> None:
+    # Each passed `check`, and Discord then refused the login.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE, DISCORD_BOT_TOKEN=token)
+    assert err.value.path == "discord.token"
+    assert str(err.value) == (
+        f"discord.token: {says}; it takes the bot's token, three parts joined by dots: "
+        "Developer Portal → Bot → Reset Token (not the Client Secret, Application ID or "
+        "Public Key)"
+    )
+    assert token not in str(err.value) and "SECRET" not in str(err.value)
+
+
+def test_a_discord_bot_token_is_taken() -> None:
+    token = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.abcdefghij-klmnopqrstuvwxyz_0123456789A"
+    config = parse(BASE, DISCORD_BOT_TOKEN=token + "\n")
+    assert config.platforms["discord"].token.get_secret_value() == token
+
+
 @pytest.mark.parametrize("listen", ["http://0.0.0.0:8080", "0.0.0.0:8080/", "//h:80"])
 def test_a_listen_address_with_a_scheme_or_path_is_a_config_error(listen: str) -> None:
     # `http://0.0.0.0:8080` passed `check`, and `run` failed to bind it.

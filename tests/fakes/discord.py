@@ -139,7 +139,7 @@ class FakeDiscord:
     """The fake service. Build guilds, channels and users, then drive events."""
 
     def __init__(self) -> None:
-        self.token = "fake-discord-bot-token"
+        self.token = "fake.discord-bot.token"
         self.app_id = snowflake()
         self.bot: dict[str, Any] = self._user_obj(self.app_id, "bridgebot", bot=True)
         self.message_content_enabled = True

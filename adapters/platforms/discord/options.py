@@ -67,7 +67,7 @@ class DiscordOptions(PlatformOptions):
 
     @field_validator("token")
     @classmethod
-    def _token_set(cls, value: SecretStr) -> SecretStr:
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError(
                 "is empty (is the environment variable it names set?); it takes the bot's "
@@ -79,7 +79,20 @@ class DiscordOptions(PlatformOptions):
                 'starts with "Bot " or "Bearer "; give the token alone (the prefix is added)'
             )
         # A secret file's trailing line break would fail the login.
-        return clean_secret(value)
+        token = clean_secret(value)
+        parts = token.get_secret_value().split(".")
+        if len(parts) != 3 or not all(parts):
+            # A bot token is three base64 parts joined by dots; the portal's other
+            # values (all digits, hex, one word) would be refused at login, as a
+            # wrong token to reset.
+            kind = ("is a Slack token (xox…/xapp-…)"
+                    if parts[0].startswith(("xox", "xapp-")) else "is not a bot token")
+            raise ValueError(
+                f"{kind}; it takes the bot's token, three parts joined by dots: Developer "
+                "Portal → Bot → Reset Token (not the Client Secret, Application ID or "
+                "Public Key)"
+            )
+        return token
 
     @field_validator("api_url")
     @classmethod

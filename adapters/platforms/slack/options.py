@@ -98,18 +98,35 @@ class SlackOptions(PlatformOptions):
         if value is None:
             return value
         secret = clean_secret(value).get_secret_value()
-        if secret.startswith(("xoxb-", "xoxp-")):
-            raise ValueError(
-                "is a bot or user token; Socket Mode needs the app-level token (xapp-…) "
-                "with the connections:write scope"
-            )
-        return SecretStr(secret)
+        if secret.startswith("xapp-"):
+            return SecretStr(secret)
+        # Slack would refuse it at start: said here, by `check`, and never shown.
+        if secret.startswith(("xoxb-", "xoxp-", "xoxe.")):
+            kind = "a bot or user token"
+        elif len(secret) == 32 and all(c in "0123456789abcdef" for c in secret):
+            kind = "a signing secret, it seems (HTTP mode takes it: slack.signing_secret)"
+        else:
+            kind = "not an app-level token"
+        raise ValueError(
+            f"is {kind}; Socket Mode takes the app-level token, which starts xapp-: "
+            "Basic Information → App-Level Tokens in the app's settings, with the "
+            "connections:write scope"
+        )
 
     @field_validator("signing_secret")
     @classmethod
     def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
         # A secret file's trailing line break would fail every signature check.
-        return None if value is None else clean_secret(value)
+        secret = clean_secret(value)
+        if secret.get_secret_value().startswith(("xox", "xapp-")):
+            # Every request Slack sends would be refused as of a wrong signature.
+            raise ValueError(
+                "is a token (xox…/xapp-…); HTTP mode takes the app's Signing Secret: "
+                "Basic Information → App Credentials in the app's settings"
+            )
+        return secret
 
     @field_validator("api_url")
     @classmethod
