@@ -510,13 +510,50 @@ _SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 
+def _has_key(model: type[BaseModel], key: str) -> bool:
+    return any(key in (name, field.alias) for name, field in model.model_fields.items())
+
+
+def _shaped_like(value: Any, registry: Registry | None) -> str | None:
+    """What an unknown top-level key's value looks like, by its keys, and where it
+    belongs: a backend (`backends:` left with its name unindented below it), the
+    backends, a route or the routes, a platform's block; None if nothing."""
+
+    def route(item: Any) -> bool:
+        return isinstance(item, dict) and "backend" in item
+
+    if isinstance(value, list) and value and all(route(item) for item in value):
+        return "looks like the routes (items with `backend:`): list them under `routes:`"
+    if not isinstance(value, dict) or not value:
+        return None
+    keys = [k for k in ("kind", "url") if k in value]
+    if keys:
+        has = " and ".join(f"`{k}:`" for k in keys)
+        return f"looks like a backend (it has {has}): indent it under `backends:`"
+    if all(isinstance(v, dict) and "kind" in v for v in value.values()):
+        return "looks like the backends (each with `kind:`): list them under `backends:`"
+    if route(value):
+        return ("looks like a route (it has `backend:`): make it an item of `routes:`, "
+                "indented under it and starting with `- `")
+    homes = [name for name, load in (registry.platforms.items() if registry else ())
+             if all(_has_key(load().Options, str(k)) for k in value)]
+    if homes:
+        where = " or ".join(f"`{name}:`" for name in homes)
+        return f"looks like a platform's settings: write them under {where}"
+    return None
+
+
 def _misplaced(key: str, raw: Mapping[Any, Any], registry: Registry | None) -> str:
-    """What to say of an unknown top-level key: where it belongs when it is a key of a
-    section, a platform's block or a route (indented wrong, or a route's key written
-    where no route is), else to check its spelling."""
+    """What to say of an unknown top-level key: where it belongs when its value looks
+    like a backend, a route or a platform's block, or when it is a key of a section, a
+    platform's block or a route (indented wrong, or a route's key written where no
+    route is), else to check its spelling."""
+    shaped = _shaped_like(raw.get(key), registry)  # None: a key YAML read as no string
+    if shaped is not None:
+        return shaped
 
     def has(model: type[BaseModel]) -> bool:
-        return any(key in (name, field.alias) for name, field in model.model_fields.items())
+        return _has_key(model, key)
 
     homes = [f"`{name}:`" for name, model in _SECTIONS.items() if has(model)]
     platforms = [name for name in (registry.platforms if registry else ())

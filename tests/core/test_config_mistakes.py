@@ -258,12 +258,45 @@ def test_a_listen_address_with_a_scheme_or_path_is_a_config_error(listen: str) -
         ("rate_limit: {messages: 5, per: 60}", "rate_limit: not a top-level key: indent it "
          "under `limits:`, or (a route's own) under an item of `routes:`"),
         ("rplay: {}", "rplay: unknown key (check its spelling)"),
+        ("rplay: {edit_intervl: 2}", "rplay: unknown key (check its spelling)"),
+        ("search: {kind: openai, url: 'https://api.openai.com/v1'}",
+         "search: looks like a backend (it has `kind:` and `url:`): indent it under "
+         "`backends:`"),
+        ("search: {url: 'https://api.openai.com/v1'}",
+         "search: looks like a backend (it has `url:`): indent it under `backends:`"),
+        ("backend: {search: {kind: openai}}", "backend: looks like the backends (each with "
+         "`kind:`): list them under `backends:`"),
+        ("route: [{platform: slack, backend: docs}]", "route: looks like the routes (items "
+         "with `backend:`): list them under `routes:`"),
+        ("support: {platform: slack, backend: docs, trigger: all}", "support: looks like a "
+         "route (it has `backend:`): make it an item of `routes:`, indented under it and "
+         "starting with `- `"),
+        ("Slack: {bot_token: xoxb-9-SECRET, signing_secret: SECRET}", "Slack: looks like a "
+         "platform's settings: write them under `slack:`"),
+        ("discrod: {token: a.b.SECRET, message_content: false}", "discrod: looks like a "
+         "platform's settings: write them under `discord:`"),
+        ("chat: {api_url: 'http://127.0.0.1:1/api/'}", "chat: looks like a platform's "
+         "settings: write them under `slack:` or `discord:`"),
     ],
 )
 def test_a_key_out_of_place_at_the_top_says_where_it_belongs(line: str, says: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse(BASE + line + "\n")
     assert str(err.value) == says or str(err.value).startswith(says)
+    assert "SECRET" not in str(err.value)
+
+
+def test_a_backend_left_unindented_under_backends_says_to_indent_it() -> None:
+    # `docs:` at the left margin below `backends:` was an "unknown key (check its
+    # spelling)", when its spelling was right and its place wrong.
+    text = BASE.replace("\n  docs:\n    kind", "\ndocs:\n  kind").replace("\n    url:", "\n  url:")
+    text = text.replace("\n    api_key:", "\n  api_key:")
+    assert "backends:\ndocs:\n  kind: chatmount\n  url: " in text
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == (
+        "docs: looks like a backend (it has `kind:` and `url:`): indent it under `backends:`"
+    )
 
 
 def test_a_key_several_platforms_have_is_put_under_the_block_the_file_has() -> None:
