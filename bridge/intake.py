@@ -24,7 +24,7 @@ from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
 from bridge.jobs import Job, seconds, unavailable
 from bridge.routing import conversation_key, follows, match_route
-from bridge.store import Conversation, InFlight
+from bridge.store import Conversation, InFlight, Store
 
 if TYPE_CHECKING:
     from bridge.relay import Relay
@@ -112,9 +112,17 @@ def record_id(target: ReplyTarget) -> str:
     return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}{own}"
 
 
-def order_of(msg: Inbound) -> float:
-    """Where a message stands in its conversation, the same on every replica."""
-    return msg.sent_at or msg.received_at or time.time()
+async def order_of(msg: Inbound, store: Store) -> float:
+    """Where a message stands in its conversation, the same on every replica: the
+    platform's time of it, else (a Slack slash command has none) the store's time when
+    it came. Not this replica's own clock: ahead of the platform's, a question sent
+    after a reset would go before it (answered in the old session); behind, a reset
+    would go before questions sent earlier. The store's is one clock for every replica
+    (PostgreSQL's); only the time since it came is this replica's to say."""
+    if msg.sent_at:
+        return msg.sent_at
+    now = time.time()
+    return await store.now() - max(0.0, now - (msg.received_at or now))
 
 
 class Shares:
@@ -281,7 +289,7 @@ class Intake:
         # message of this conversation sees this one waiting ahead of it.
         record = InFlight(
             id=record_id(target), key=key, address=target.address, owner=relay.owner,
-            started_at=order_of(msg), heartbeat_at=now,
+            started_at=await order_of(msg, relay.store), heartbeat_at=now,
         )
         await relay.store.inflight_begin(record)
         self.admitting[record.id] = record

@@ -322,6 +322,8 @@ class Inbound:
     roles: tuple[str, ...] = ()
     command: str | None = None
     has_attachments: bool = False
+    # When this process took it, by its own clock (which may be off): a message
+    # without `sent_at` is placed by the store's clock, less the time since.
     received_at: float = 0.0
     # The platform's own time of the message (epoch seconds), the same in every
     # delivery of it: orders a conversation's messages across replicas.

@@ -3,7 +3,8 @@ snapshot, an NTP step, hosts that disagree) on a shared PostgreSQL store.
 
 Heartbeats and leases go by the database's clock, so the replica neither waits
 on a dead replica's reply for as long as its clock is behind, nor takes a live
-one's over for as long as it is ahead.
+one's over for as long as it is ahead; so does the place of a command that
+carries no time of the platform's (a Slack slash command) among the questions.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from bridge.interfaces import Address
+from bridge.intake import order_of
+from bridge.interfaces import Address, Inbound
 from bridge.interruptions import INTERRUPTED
 from bridge.store import InFlight
 from bridge.store.postgres import PostgresStore
@@ -98,3 +100,53 @@ async def test_a_replica_whose_clock_is_ahead_waits_for_a_live_ones_reply(
                 assert rec.owner == "replica-live"
             await live.inflight_end("replica-live-1")
             await wait_for(lambda: target.visible() == ["Then this."], timeout=10)
+
+
+@pytest.mark.parametrize("skew", [120.0, -120.0])
+async def test_a_reset_keeps_its_place_among_the_questions_whatever_the_replicas_clock(
+    fake_chat_api: FakeChatAPI, monkeypatch: pytest.MonkeyPatch, skew: float
+) -> None:
+    # A Slack slash command has no time of Slack's: it was placed by the replica's own
+    # clock among questions placed by Slack's. Ahead (Slack's HTTP mode takes 300 s),
+    # a question asked after /reset was answered in the old session and the reset
+    # came after it; behind, the reset went before a question asked earlier.
+    real = time.time
+    fake = fake_chat_api
+    fake.enqueue(tokens=[f"w{n} " for n in range(20)], token_delay=0.1, session_id="OLD")
+    fake.enqueue(tokens=["Before."], session_id="OLD")
+    fake.enqueue(tokens=["After."], session_id="NEW")
+    on_the_host(monkeypatch, lambda: real() + skew)
+    async with pg_schema_url() as url, shared_bridge(fake, url, route=", session: channel") as b:
+        console: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
+        await console.say("first", sent_at=real())  # the platform's clock: Slack's ts
+        await wait_for(lambda: len(fake.requests) == 1)
+        await console.say("asked before the reset", sent_at=real())
+        reset = await console.say("", command="reset")
+        await wait_for(lambda: any(job.reset for job in b.relay._jobs))
+        after = await console.say("asked after the reset", sent_at=real())
+        await asyncio.wait_for(after.ended.wait(), 20)
+        assert reset.notices
+    asked = [(r.json["message"], r.json.get("session_id")) for r in fake.requests]
+    assert asked[1] == ("asked before the reset", "OLD")
+    assert asked[2][0] == "asked after the reset" and asked[2][1] != "OLD"
+
+
+async def test_a_command_taken_late_keeps_the_time_it_came(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Placed by the store's clock as of when it came, not when its turn to be taken
+    # came (a burst in its channel ahead of it): a question sent meanwhile stays after.
+    real = time.time
+
+    def ahead() -> float:
+        return real() + 120
+
+    on_the_host(monkeypatch, ahead)
+    came = real() - 5  # by the database's clock (this host's, unskewed)
+    command = Inbound(
+        platform="slack", workspace="T1", channel="C1", user="U1", text="",
+        message_id="trigger", event_id="command:trigger", command="reset",
+        received_at=came + 120,
+    )
+    async with pg_schema_url() as url, PostgresStore(url, clock=ahead) as store:
+        assert abs(await order_of(command, store) - came) < 1

@@ -583,6 +583,8 @@ class SlackPlatform(Platform):
             event_id=f"command:{trigger}",
             is_dm=is_dm,
             command="reset",
+            # A command carries no time of Slack's: the core places it by the
+            # store's clock as it came (not this host's, which may be off).
             received_at=time.time(),
         )
         address = Address(self.name, workspace, channel, None)
