@@ -210,7 +210,10 @@ class Store(ABC):
     @abstractmethod
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         """Forget at most `limit` conversations last used before `older_than`, the
-        oldest first, with their history; returns how many."""
+        oldest first, with their history; returns how many. A shared store judges
+        by the time it wrote them in (see `now`): `older_than` counts only as so long
+        before the caller's now, and a conversation's times are given and read back
+        by the caller's clock."""
 
     # in-flight replies
     @abstractmethod

@@ -3,13 +3,16 @@
 A connection pool on asyncpg. Everything that must be atomic across processes
 is one statement (claim_event, acquire_lease, inflight_claim) or one
 transaction under an advisory lock (migrations, history appends).
-Heartbeats, lease expiries, the times event ids were seen and the checks of
-them all are written and made in the database's clock (`_NOW`), in the
-statement itself: every replica reads the same clock, so one whose own clock is
-behind or ahead (a VM restored from a snapshot, an NTP step, hosts that
-disagree) neither keeps a dead replica's replies and leases alive nor takes a
-live one's, nor forgets the events the others saw early. A time passed in by the caller
-counts only as a duration from its own clock (see `_since`).
+Heartbeats, lease expiries, the times event ids were seen and conversations
+used, and the checks of them all, are written and made in the database's clock
+(`_NOW`), in the statement itself: every replica reads the same clock, so one
+whose own clock is behind or ahead (a VM restored from a snapshot, an NTP step,
+hosts that disagree) neither keeps a dead replica's replies and leases alive nor
+takes a live one's, nor forgets the events the others saw early, nor the
+conversations they used (`limits.conversation_ttl`). A time passed in by the
+caller counts only as a duration from its own clock (see `_since`); a
+conversation's times are read back so too, by the caller's clock, so one read
+and saved again keeps them.
 Query parameters in the URL other than the connection's own (host, port,
 dbname, user, sslmode...) are server settings, so
 `postgresql://bridge@db/chat?search_path=bridge` keeps the tables in the
@@ -216,18 +219,19 @@ class PostgresStore(Store):
     async def get_conversation(self, key: str) -> Conversation | None:
         async with self._conn("reading a conversation") as conn:
             row = await conn.fetchrow(
-                "SELECT key, backend, session, created_at, last_used, meta"
-                " FROM conversations WHERE key = $1",
+                f"SELECT key, backend, session, created_at - {_NOW} AS created_ago,"
+                f" last_used - {_NOW} AS used_ago, meta FROM conversations WHERE key = $1",
                 key,
             )
         if row is None:
             return None
+        now = self._clock()
         return Conversation(
             key=row["key"],
             backend=row["backend"],
             session=row["session"],
-            created_at=row["created_at"],
-            last_used=row["last_used"],
+            created_at=now + row["created_ago"],
+            last_used=now + row["used_ago"],
             meta=json.loads(row["meta"]) if row["meta"] else {},
         )
 
@@ -241,12 +245,13 @@ class PostgresStore(Store):
         async with self._conn("saving a conversation") as conn:
             await conn.execute(
                 "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
-                f" VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (key) {on_conflict}",
+                f" VALUES ($1, $2, $3, {_NOW} + least($4::float8, 0),"
+                f" {_NOW} + least($5::float8, 0), $6::jsonb) ON CONFLICT (key) {on_conflict}",
                 conv.key,
                 conv.backend,
                 conv.session,
-                float(conv.created_at),
-                float(conv.last_used),
+                self._since(conv.created_at),
+                self._since(conv.last_used),
                 json.dumps(conv.meta),
             )
 
@@ -358,13 +363,13 @@ class PostgresStore(Store):
         async with self._conn("forgetting old conversations") as conn:
             gone = await conn.fetchval(
                 "WITH gone AS (DELETE FROM conversations WHERE key IN ("
-                " SELECT key FROM conversations WHERE last_used < $1"
+                f" SELECT key FROM conversations WHERE last_used < {_NOW} + $1"
                 " ORDER BY last_used LIMIT $2)"
                 # Checked again: a conversation used meanwhile stays.
-                " AND last_used < $1 RETURNING key),"
+                f" AND last_used < {_NOW} + $1 RETURNING key),"
                 " history_gone AS (DELETE FROM history WHERE key IN (SELECT key FROM gone))"
                 " SELECT count(*) FROM gone",
-                float(older_than),
+                self._since(older_than),
                 limit,
             )
         return int(gone or 0)
@@ -487,9 +492,9 @@ class PostgresStore(Store):
         """`at`, a time by the caller's clock, as seconds from the caller's now (negative
         for the past): added to the database's clock in the statement. Only the
         duration counts, so a caller's clock set wrong moves nothing. Where it is
-        written down (a heartbeat, an expiry) the statement takes no more than the
-        database's now: a clock stepped between the caller's reading and this one
-        cannot date a heartbeat ahead."""
+        written down (a heartbeat, an expiry, a conversation's use) the statement
+        takes no more than the database's now: a clock stepped between the caller's
+        reading and this one cannot date a heartbeat ahead."""
         return float(at) - self._clock()
 
     # ------------------------------------------------------------------ plumbing

@@ -3,8 +3,9 @@ snapshot, an NTP step, hosts that disagree) on a shared PostgreSQL store.
 
 Heartbeats and leases go by the database's clock, so the replica neither waits
 on a dead replica's reply for as long as its clock is behind, nor takes a live
-one's over for as long as it is ahead; so does the place of a command that
-carries no time of the platform's (a Slack slash command) among the questions.
+one's over for as long as it is ahead; so do the place of a command that
+carries no time of the platform's (a Slack slash command) among the questions,
+and when a conversation was last used (for `limits.conversation_ttl`).
 """
 
 from __future__ import annotations
@@ -150,3 +151,27 @@ async def test_a_command_taken_late_keeps_the_time_it_came(
     )
     async with pg_schema_url() as url, PostgresStore(url, clock=ahead) as store:
         assert abs(await order_of(command, store) - came) < 1
+
+
+async def test_a_conversation_a_replica_behind_answered_is_not_forgotten_early(
+    fake_chat_api: FakeChatAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its clock 600 s behind: it dated the conversation's use 600 s early, and the
+    # other replicas' pruning (limits.conversation_ttl: 300 s) forgot it at once.
+    real = time.time
+
+    def behind() -> float:
+        return real() - 600
+
+    fake_chat_api.enqueue(tokens=["An ", "answer."], session_id="S1")
+    async with pg_schema_url() as url:
+        on_the_host(monkeypatch, behind)
+        async with shared_bridge(fake_chat_api, url) as bridge:
+            console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+            target = await console.say("Remember me?", thread="T1")
+            await wait_for(lambda: target.visible() == ["An answer."], timeout=10)
+            await wait_for(lambda: bridge.relay.live == 0, timeout=10)
+        async with PostgresStore(url, clock=real) as other:
+            assert await other.prune_conversations(real() - 300, 10) == 0
+            conv = await other.get_conversation(KEY)
+            assert conv is not None and conv.session == "S1"

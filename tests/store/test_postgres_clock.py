@@ -2,10 +2,11 @@
 
 Each store here has a clock of its own (`clock`, and the times it is given come
 from it), as replicas on hosts whose clocks differ, or one whose clock was
-stepped (a VM restored from a snapshot, an NTP step). Heartbeats, leases and
-event ids go by the database's clock: a replica's own clock, however wrong,
-neither keeps a dead replica's reply and lease alive nor makes a live one's look
-dead, nor forgets an event another replica took.
+stepped (a VM restored from a snapshot, an NTP step). Heartbeats, leases, event
+ids and conversations' use go by the database's clock: a replica's own clock,
+however wrong, neither keeps a dead replica's reply and lease alive nor makes a
+live one's look dead, nor forgets an event or a conversation another replica
+took or used.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from bridge.interfaces import Address
-from bridge.store.base import InFlight
+from bridge.store.base import Conversation, InFlight
 from bridge.store.postgres import PostgresStore
 
 from .conftest import pg_schema_url
@@ -113,6 +114,33 @@ async def test_an_event_another_replica_took_is_kept_whatever_the_clocks(
         assert await seen.claim_event("Ev2", seen_clock() - 120)
         assert await other.prune_events(clock() - 60) == 1
         assert await other.event_claimed("Ev1")
+
+
+@pytest.mark.parametrize(("used_skew", "skew"), SKEWS)
+async def test_a_conversation_another_replica_used_is_kept_whatever_the_clocks(
+    url: str, used_skew: float, skew: float
+) -> None:
+    # A replica whose clock is behind the others' dated the conversations it used
+    # too old: their pruning (limits.conversation_ttl) forgot them early.
+    used_clock, clock = skewed(used_skew), skewed(skew)
+    async with (
+        PostgresStore(url, clock=used_clock) as used,
+        PostgresStore(url, clock=clock) as other,
+    ):
+        now = used_clock()
+        await used.create_conversation(Conversation("recent", "docs", None, now, now))
+        await used.save_conversation(Conversation("old", "docs", "s", now - 120, now - 120))
+        # Read and saved again (an answer's session, kept as it comes): its times stay.
+        for key in ("recent", "old"):
+            conv = await used.get_conversation(key)
+            assert conv is not None
+            await used.save_conversation(conv)
+        assert await other.prune_conversations(clock() - 60, 10) == 1
+        assert await other.get_conversation("old") is None
+        # Read back by each replica's own clock.
+        for store, its_clock in ((used, used_clock), (other, clock)):
+            conv = await store.get_conversation("recent")
+            assert conv is not None and abs(conv.last_used - its_clock()) < 5
 
 
 async def test_every_replica_reads_the_same_clock_from_the_store(url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,17 @@ def conv(key: str = "slack:T1:C1:1", session: str | None = "cb-abc", **kw: objec
     }
     fields.update(kw)
     return Conversation(**fields)  # type: ignore[arg-type]
+
+
+def same(got: Conversation | None, want: Conversation) -> bool:
+    """`got` is `want`, its times to within a second: a shared store keeps them as so
+    long before its own clock's now, and gives them back by the caller's."""
+    return (
+        got is not None
+        and abs(got.created_at - want.created_at) < 1
+        and abs(got.last_used - want.last_used) < 1
+        and replace(got, created_at=want.created_at, last_used=want.last_used) == want
+    )
 
 
 def flight(rec_id: str = "r1", owner: str = "proc-a", beat: float = 100.0) -> InFlight:
@@ -87,11 +99,11 @@ async def test_closed_store_raises_store_error(make_store: StoreFactory) -> None
 async def test_conversation_round_trip_and_replace(store: Store) -> None:
     assert await store.get_conversation("slack:T1:C1:1") is None
     await store.save_conversation(conv())
-    assert await store.get_conversation("slack:T1:C1:1") == conv()
+    assert same(await store.get_conversation("slack:T1:C1:1"), conv())
 
     replaced = conv(session=None, backend="other", last_used=2000.0, meta={})
     await store.save_conversation(replaced)
-    assert await store.get_conversation("slack:T1:C1:1") == replaced
+    assert same(await store.get_conversation("slack:T1:C1:1"), replaced)
     assert await store.get_conversation("slack:T1:C1:2") is None
 
 
@@ -124,10 +136,10 @@ async def test_reset_forgets_session_and_history_and_keeps_the_conversation(
     await store.save_conversation(conv(key="other"))
     assert await store.reset_conversation("slack:T1:C1:1") is True
     # Still known (a thread the bridge answers stays followed), with nothing of the old one.
-    assert await store.get_conversation("slack:T1:C1:1") == conv(session=None, meta={})
+    assert same(await store.get_conversation("slack:T1:C1:1"), conv(session=None, meta={}))
     assert await store.history("slack:T1:C1:1") == []
     assert await store.reset_conversation("slack:T1:C1:1") is False  # nothing left to forget
-    assert await store.get_conversation("other") == conv(key="other")
+    assert same(await store.get_conversation("other"), conv(key="other"))
     assert await store.reset_conversation("never-seen") is False
     assert await store.get_conversation("never-seen") is None
 
@@ -137,7 +149,7 @@ async def test_reset_of_a_conversation_without_a_session(store: Store) -> None:
     await store.save_conversation(conv(session=None))
     await store.append_history("slack:T1:C1:1", [Turn("user", "q")], 10)
     assert await store.reset_conversation("slack:T1:C1:1") is True
-    assert await store.get_conversation("slack:T1:C1:1") == conv(session=None, meta={})
+    assert same(await store.get_conversation("slack:T1:C1:1"), conv(session=None, meta={}))
     assert await store.history("slack:T1:C1:1") == []
 
 
@@ -486,7 +498,7 @@ async def test_reopen_applies_only_missing_migrations(make_store: StoreFactory) 
     # shows that only the missing ones ran.
     async with make_store(migrations=(*MIGRATIONS, extra)) as s:
         assert await s.schema_versions() == with_extra  # type: ignore[attr-defined]
-        assert await s.get_conversation("slack:T1:C1:1|docs") == conv("slack:T1:C1:1|docs")
+        assert same(await s.get_conversation("slack:T1:C1:1|docs"), conv("slack:T1:C1:1|docs"))
         assert await s.claim_event("e", 1.0) is True
     async with make_store(migrations=(*MIGRATIONS, extra)) as s:
         assert await s.schema_versions() == with_extra  # type: ignore[attr-defined]
@@ -593,13 +605,14 @@ async def test_prune_conversations_forgets_the_oldest_with_their_history(store: 
     for i in range(5):
         await store.save_conversation(conv(f"k{i}", created_at=float(i), last_used=float(i)))
         await store.append_history(f"k{i}", turns, 20)
-    # In batches, the oldest first.
-    assert await store.prune_conversations(older_than=3.0, limit=2) == 2
+    # In batches, the oldest first. (Between the times given, not on one: a shared
+    # store dates them by its own clock, to within the time a statement takes.)
+    assert await store.prune_conversations(older_than=2.5, limit=2) == 2
     assert await store.get_conversation("k0") is None
     assert await store.get_conversation("k1") is None
     assert await store.get_conversation("k2") is not None
-    assert await store.prune_conversations(older_than=3.0, limit=10) == 1
-    assert await store.prune_conversations(older_than=3.0, limit=10) == 0
+    assert await store.prune_conversations(older_than=2.5, limit=10) == 1
+    assert await store.prune_conversations(older_than=2.5, limit=10) == 0
     for gone in ("k0", "k1", "k2"):
         assert await store.history(gone) == []
     for kept in ("k3", "k4"):
