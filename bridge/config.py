@@ -381,6 +381,9 @@ def _message(err: Any) -> str:
         return moved or "unknown key (check its spelling)"
     if kind == "missing":
         return "is required"
+    if kind == "finite_number":  # `.inf` meant as "no limit", most often
+        return ("must be a finite number (not .inf or .nan; where the key takes null, "
+                "null is no limit)")
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         choices = re.findall(r"'([^']*)'", expected)

@@ -88,11 +88,14 @@ def test_every_unset_env_var_is_named_at_once() -> None:
         # "try again in N s"), or held a core (a heartbeat a microsecond apart), or
         # told the asker a reset done had failed (an empty reply the platform refused).
         ("limits: {rate_limit: {messages: 1, per: .inf}}",
-         "limits.rate_limit.per: Input should be a finite number"),
+         "limits.rate_limit.per: must be a finite number "
+         "(not .inf or .nan; where the key takes null, null is no limit)"),
         ("limits: {circuit: {cooldown: .inf}}",
-         "limits.circuit.cooldown: Input should be a finite number"),
+         "limits.circuit.cooldown: must be a finite number "
+         "(not .inf or .nan; where the key takes null, null is no limit)"),
         ("limits: {shutdown_grace: .nan}",
-         "limits.shutdown_grace: Input should be a finite number"),
+         "limits.shutdown_grace: must be a finite number "
+         "(not .inf or .nan; where the key takes null, null is no limit)"),
         ("limits: {heartbeat_interval: 0.000001}",
          "limits.heartbeat_interval: Input should be greater than or equal to 0.01"),
         ("commands: {reset_reply: ' '}", "commands.reset_reply: must say something: the asker "
