@@ -62,6 +62,8 @@ class FakeMessage:
     streaming: bool = False
     versions: list[str] = field(default_factory=list)
     recipient_user_id: str | None = None
+    # chat.postMessage's `metadata` (event_type, event_payload), listed only when asked
+    metadata: dict[str, Any] | None = None
 
     @property
     def edits(self) -> int:
@@ -117,7 +119,8 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []
         self.reactions: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.statuses: list[dict[str, Any]] = []
-        # method -> seconds each of its next calls takes before it is handled
+        # method -> seconds each of its next calls takes before it is handled (carried
+        # out, then answered: past the client's timeout, to no one)
         self.slow: dict[str, list[float]] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.pings: list[tuple[str, str, str]] = []
@@ -151,6 +154,9 @@ class FakeSlack:
         self.lose_answer: Counter[str] = Counter()
         # method -> its next calls are dropped: the connection closes, nothing carried out
         self.drop: Counter[str] = Counter()
+        # method -> seconds each of its next calls' answer takes once it is carried out
+        # (`slow`: before it is)
+        self.slow_answer: dict[str, list[float]] = {}
         self.acks: dict[str, dict[str, Any] | None] = {}
         self.connections = 0
         self._sockets: list[web.WebSocketResponse] = []
@@ -305,11 +311,14 @@ class FakeSlack:
             return self._error(method, "unknown_method")
         if self.drop[method] > 0:
             self.drop[method] -= 1
-            assert request.transport is not None
-            request.transport.close()
+            if request.transport is not None:  # None: the client stopped waiting already
+                request.transport.close()
             return web.Response(status=503)  # never sent: the connection is gone
         result: web.Response = handler(method, args)
         self._touch()
+        lags = self.slow_answer.get(method)
+        if lags:
+            await asyncio.sleep(lags.pop(0))
         if self.lose_answer[method] > 0:
             self.lose_answer[method] -= 1
             assert request.transport is not None
@@ -378,6 +387,8 @@ class FakeSlack:
         message = FakeMessage(
             channel, self._next_ts(), body[0], self.bot_user_id, self.bot_id, thread_ts, body[1]
         )
+        metadata = args.get("metadata")
+        message.metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
         message.versions.append(message.text)
         self.messages[channel].append(message)
         self._record_pings(message, args)
@@ -509,14 +520,18 @@ class FakeSlack:
         return {"channel": "channels", "group": "groups"}.get(kind, kind) + ":history"
 
     @staticmethod
-    def _listed(message: FakeMessage) -> dict[str, Any]:
-        """A message as conversations.history and .replies list it."""
+    def _listed(message: FakeMessage, args: dict[str, Any]) -> dict[str, Any]:
+        """A message as conversations.history and .replies list it: its metadata only
+        with `include_all_metadata`."""
         listed: dict[str, Any] = {"type": "message", "ts": message.ts, "user": message.user,
                                   "text": message.text}
         if message.bot_id:
             listed["bot_id"] = message.bot_id
         if message.thread_ts:
             listed["thread_ts"] = message.thread_ts
+        all_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        if message.metadata and all_metadata:
+            listed["metadata"] = message.metadata
         return listed
 
     def _m_conversations_replies(self, method: str, args: dict[str, Any]) -> web.Response:
@@ -531,7 +546,7 @@ class FakeSlack:
         limit = int(str(args.get("limit") or 1000))
         replies = [m for m in self.thread(channel, root) if m.ts != root and float(m.ts) > oldest]
         return self._ok({
-            "messages": [self._listed(m) for m in [parent, *replies[: max(0, limit - 1)]]],
+            "messages": [self._listed(m, args) for m in [parent, *replies[: max(0, limit - 1)]]],
             "has_more": len(replies) > limit - 1,
         })
 
@@ -545,7 +560,7 @@ class FakeSlack:
         found = [m for m in reversed(self.messages.get(channel, []))
                  if m.thread_ts in (None, m.ts) and float(m.ts) > oldest]
         return self._ok({
-            "messages": [self._listed(m) for m in found[:limit]],
+            "messages": [self._listed(m, args) for m in found[:limit]],
             "has_more": len(found) > limit,
         })
 
@@ -688,6 +703,24 @@ class FakeSlack:
             mention = {k: v for k, v in event.items() if k not in ("channel_type", "type")}
             bodies.append(self.event_body({"type": "app_mention", **mention}))
         return bodies
+
+    def bot_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        streaming: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> FakeMessage:
+        """The bot posts `text` (or starts a stream) not through the client under test:
+        another replica's answer. It joins the history, and is returned."""
+        message = FakeMessage(channel, self._next_ts(), text, self.bot_user_id, self.bot_id,
+                              thread_ts, streaming, streaming, metadata=metadata)
+        message.versions.append(text)
+        self.messages[channel].append(message)
+        self._touch()
+        return message
 
     def forwarded(
         self, channel: str, ts: str, *, files: tuple[str, ...] = (), pasted: bool = False

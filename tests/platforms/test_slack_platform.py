@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget, places
+from adapters.platforms.slack import target as slack_target
 from adapters.platforms.slack.target import SlackRefused
 from adapters.registry import REGISTRY
 from bridge.budget import Budgets
@@ -1590,6 +1591,172 @@ async def test_update_mode_a_placeholder_posted_without_answering_is_not_posted_
         assert fake_slack.count("chat.postMessage") == 1
 
 
+async def test_update_mode_a_post_slack_did_not_take_is_not_taken_for_another_answer(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The bot's messages in the thread just now are another answer's (a replica's, to
+    # another asker), tagged with its own nonce or not: the one this process did not
+    # know was taken for the lost post, and this answer overwrote it.
+    async with running(fake_slack, inbox, thinking="none"):
+        target = await asked(fake_slack, inbox)
+        root = target.address.thread
+        fake_slack.bot_message(CHANNEL, "Another answer", thread_ts=root)
+        tagged = {"event_type": "chat_bridge_reply", "event_payload": {"id": "another"}}
+        fake_slack.bot_message(CHANNEL, "Another answer", thread_ts=root, metadata=tagged)
+        fake_slack.set_rate("chat.postMessage", 100, 1.0)
+        fake_slack.drop["chat.postMessage"] = 1  # the connection dropped: nothing posted
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        texts = [m.text for m in fake_slack.bot_replies(CHANNEL, root)]
+        assert texts == ["Another answer", "Another answer", "Hello world"]
+        assert fake_slack.count("chat.postMessage") == 2
+
+
+async def test_update_mode_a_post_is_not_taken_for_another_whose_answer_is_on_its_way(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Two askers in one thread: the first answer's post is in Slack, its answer slow to
+    # come back, when the second's is dropped. The second took the first's message,
+    # which both answers then edited.
+    async with running(fake_slack, inbox, thinking="none"):
+        first = await asked(fake_slack, inbox, text="q1")
+        root = first.address.thread
+        mention = f"<@{fake_slack.bot_user_id}> q2"
+        await deliver(fake_slack, fake_slack.user_message(
+            CHANNEL, mention, thread_ts=root, user="U0USER002"
+        ))
+        await inbox.wait(2)
+        second = inbox.items[-1][1]
+        fake_slack.set_rate("chat.postMessage", 100, 1.0)
+        fake_slack.slow_answer["chat.postMessage"] = [0.5]
+        begun_first = asyncio.create_task(first.begin())
+        await fake_slack.wait_for(lambda: fake_slack.bot_replies(CHANNEL, root))
+        fake_slack.drop["chat.postMessage"] = 1
+        b = await second.begin()
+        a = await begun_first
+        assert a is not None and b is not None and a != b
+        assert [m.ts for m in fake_slack.bot_replies(CHANNEL, root)] == [a, b]
+        assert fake_slack.count("chat.postMessage") == 3
+
+
+async def test_update_mode_a_post_slack_took_late_is_not_posted_twice(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # No answer in time (the client's timeout), and Slack posts the message a moment
+    # later: looked for at once, it was not there yet, and it was posted again.
+    async with running(fake_slack, inbox, thinking="none", timeout=0.5):
+        target = await asked(fake_slack, inbox)
+        fake_slack.slow["chat.postMessage"] = [0.8]  # carried out after the timeout
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        assert [m.text for m in fake_slack.bot_replies(CHANNEL)] == ["Hello world"]
+        assert fake_slack.count("chat.postMessage") == 1
+        assert fake_slack.count("conversations.replies") >= 2
+
+
+async def test_update_mode_a_post_slack_did_not_take_in_time_is_posted_again(
+    fake_slack: FakeSlack, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Looked for a few times over a few seconds, and then sent again: not waited for
+    # while the asker sees nothing.
+    monkeypatch.setattr(slack_target, "LOOK_AGAIN", (0.1, 0.1, 0.1))
+    async with running(fake_slack, inbox, thinking="none", timeout=0.3):
+        target = await asked(fake_slack, inbox)
+        fake_slack.set_rate("chat.postMessage", 100, 1.0)
+        fake_slack.slow["chat.postMessage"] = [0.35]  # no answer in time...
+        fake_slack.drop["chat.postMessage"] = 1  # ...and then not taken
+        ts = await target.begin()
+        assert [m.ts for m in fake_slack.bot_replies(CHANNEL)] == [ts]
+        assert fake_slack.count("chat.postMessage") == 2
+        assert fake_slack.count("conversations.replies") == 4
+
+
+async def test_native_mode_a_stream_not_surely_this_ones_is_not_taken(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # A stream carries no nonce: the bot's message in the thread that this process
+    # does not know is the lost stream only if it is the only one. Here Slack started
+    # it, and another answer's (a replica's) is there too: neither is taken, and the
+    # answer goes to a new stream, the lost one left to Slack's time limit.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target = await asked(fake_slack, inbox)
+        root = target.address.thread
+        other = fake_slack.bot_message(CHANNEL, "Another answer", thread_ts=root,
+                                       streaming=True)
+        fake_slack.lose_answer["chat.startStream"] = 1
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        lost, answer = fake_slack.bot_replies(CHANNEL, root)[1:]
+        assert other.text == "Another answer" and lost.text == ""
+        assert stopped_text(fake_slack, answer.ts) == "Hello world"
+        assert fake_slack.count("chat.startStream") == 2
+
+
+async def test_native_mode_a_stream_is_not_taken_for_another_answers_post(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # Every message the bridge posts is tagged: a replica's answer posted (not
+    # streamed) in the thread is no stream of this process's, lost.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target = await asked(fake_slack, inbox)
+        root = target.address.thread
+        tagged = {"event_type": "chat_bridge_reply", "event_payload": {"id": "another"}}
+        fake_slack.bot_message(CHANNEL, "Another answer", thread_ts=root, metadata=tagged)
+        fake_slack.drop["chat.startStream"] = 1
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        other, answer = fake_slack.bot_replies(CHANNEL, root)
+        assert other.text == "Another answer"
+        assert stopped_text(fake_slack, answer.ts) == "Hello world"
+
+
+async def test_native_mode_a_stream_is_not_taken_for_another_whose_answer_is_on_its_way(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # The only stream this process does not know is the first answer's, on its way.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        first = await asked(fake_slack, inbox, text="q1")
+        root = first.address.thread
+        mention = f"<@{fake_slack.bot_user_id}> q2"
+        await deliver(fake_slack, fake_slack.user_message(
+            CHANNEL, mention, thread_ts=root, user="U0USER002"
+        ))
+        await inbox.wait(2)
+        second = inbox.items[-1][1]
+        fake_slack.slow_answer["chat.startStream"] = [0.5]
+        started_first = asyncio.create_task(first.begin())
+        await fake_slack.wait_for(lambda: fake_slack.bot_replies(CHANNEL, root))
+        fake_slack.drop["chat.startStream"] = 1
+        b = await second.begin()
+        a = await started_first
+        assert a is not None and b is not None and a != b
+        assert [m.ts for m in fake_slack.bot_replies(CHANNEL, root)] == [a, b]
+        assert fake_slack.count("chat.startStream") == 3
+
+
+async def test_native_mode_a_stream_slack_started_late_is_not_started_twice(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    async with running(fake_slack, inbox, mode="native", thinking="none", timeout=0.5):
+        target = await asked(fake_slack, inbox)
+        fake_slack.slow["chat.startStream"] = [0.8]
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        reply.feed("Hello world")
+        await reply.finish(None)
+        [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
+        assert stopped_text(fake_slack, message.ts) == "Hello world"
+        assert fake_slack.count("chat.startStream") == 1
+
+
 async def test_native_mode_a_stream_slack_ended_goes_on_by_chat_update(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
@@ -1654,11 +1821,13 @@ async def test_a_web_api_call_is_given_the_configured_timeout(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> None:
     # The shared session's 30 s applied whatever `timeout` said.
+    # (A post that times out is looked for before it is sent again: see
+    # test_update_mode_a_post_slack_took_late_is_not_posted_twice.)
     async with running(fake_slack, inbox, thinking="none", timeout=0.5):
-        target = await asked(fake_slack, inbox)
-        fake_slack.slow["chat.postMessage"] = [3.0, 3.0, 3.0]  # slack-sdk retries twice
-        with pytest.raises(PlatformUnreachable, match="could not be reached for chat.postMessage"):
-            await target.post("Hello")
+        target, ts = await begun(fake_slack, inbox)
+        fake_slack.slow["chat.update"] = [3.0, 3.0, 3.0]  # slack-sdk retries twice
+        with pytest.raises(PlatformUnreachable, match="could not be reached for chat.update"):
+            await target.edit(ts, "Hello")
 
 
 async def test_native_mode_rewrite_and_follow_up(fake_slack: FakeSlack, inbox: Inbox) -> None:

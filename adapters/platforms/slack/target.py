@@ -34,7 +34,7 @@ from bridge.transport import (
     proxy_refused,
 )
 
-from .lost import find_lost, since, unanswered
+from .lost import LOOK_AGAIN, find_lost, since, tag, timed_out, unanswered
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
 from .refusal import CLOSING, FAILING, NO_SCOPE, error_code, status, told
@@ -280,33 +280,49 @@ class SlackTarget(ReplyTarget):
             self.platform.posted.add(channel, str(resp["ts"]))
         return resp
 
-    async def _once(self, method: str, send: Callable[[], Awaitable[Any]]) -> Any:
+    async def _once(
+        self, method: str, send: Callable[[], Awaitable[Any]], nonce: str | None = None
+    ) -> Any:
         """Make `send()`, a call that posts a message (through `platform.once`), and its
         answer; if that answer was lost, the message Slack posted all the same
-        (`{"ts": …}`), and only if there is none, `send()` again."""
-        sent_at = time.time()
-        try:
-            return await self._guard(method, send())
-        except PlatformUnreachable as exc:
-            if not unanswered(exc):
-                raise
-            lost = exc
-        platform, channel = self.platform, self.address.channel
-        try:
-            ts = await find_lost(
-                platform.client, self._guard, platform.posted,
-                (platform.bot_user_id, platform.bot_id), channel, self.address.thread,
-                since(sent_at, self.question_ts),
-            )
-        except PlatformError:
-            # Whether it was posted is unknown: sent again, it might show twice.
-            raise lost from lost.__cause__
-        if ts is None:
-            log.info("slack: %s's answer was lost, and Slack had not taken it: sent again", method)
-            return await self._guard(method, send())
-        log.info("slack: %s's answer was lost; its message is found in %s", method, channel)
-        platform.posted.add(channel, ts)
-        return {"ts": ts}
+        (`{"ts": …}`: the one tagged `nonce`, or a stream: see `lost`), and only if there
+        is none for certain, `send()` again.
+
+        A stream that may be this one but is not surely is not taken: taken wrongly,
+        another answer's message would be overwritten. It is then started again at once
+        rather than this start failed: failed, the renderer would only start a new one
+        later (the answer's first words shown late), and a stream Slack did start would
+        be left empty, "being written" until Slack's own time limit, all the same."""
+        platform = self.platform
+        channel, thread = self.address.channel, self.address.thread
+        with platform.posted.sending((channel, thread)):
+            sent_at = time.time()
+            try:
+                return await self._guard(method, send())
+            except PlatformUnreachable as exc:
+                if not unanswered(exc):
+                    raise
+                lost = exc
+            try:
+                for wait in (0.0, *(LOOK_AGAIN if timed_out(lost) else ())):
+                    await asyncio.sleep(wait)
+                    ts = await find_lost(
+                        platform.client, self._guard, platform.posted,
+                        (platform.bot_user_id, platform.bot_id), (channel, thread),
+                        since(sent_at, self.question_ts), nonce,
+                    )
+                    if ts is not None:
+                        break
+            except PlatformError:
+                # Whether it was posted is unknown: sent again, it might show twice.
+                raise lost from lost.__cause__
+            if ts is None:
+                log.info("slack: %s's answer was lost, and Slack had not surely taken it: "
+                         "sent again", method)
+                return await self._guard(method, send())
+            log.info("slack: %s's answer was lost; its message is found in %s", method, channel)
+            platform.posted.add(channel, ts)
+            return {"ts": ts}
 
     def withdrawn(self) -> bool:
         # A question still waiting when Slack refused the bot its channel: its answer
@@ -422,7 +438,10 @@ class SlackTarget(ReplyTarget):
             return
         await self._guard(
             "chat.postMessage",
-            self.client.chat_postMessage(channel=channel, thread_ts=thread, text=body),
+            # Tagged as every post is: never taken for a stream whose answer was lost.
+            self.client.chat_postMessage(
+                channel=channel, thread_ts=thread, text=body, metadata=tag()[1]
+            ),
         )
 
     def format_markdown(self, markdown: str) -> str:
@@ -445,6 +464,7 @@ class SlackTarget(ReplyTarget):
         return {"text": text}
 
     async def _post(self, text: str) -> str:
+        nonce, metadata = tag()  # by which it is found if its answer is lost
         resp = await self._once(
             "chat.postMessage",
             lambda: self.platform.once.chat_postMessage(
@@ -452,8 +472,10 @@ class SlackTarget(ReplyTarget):
                 thread_ts=self.address.thread,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata=metadata,
                 **self._body(text),
             ),
+            nonce,
         )
         return str(resp["ts"])
 
