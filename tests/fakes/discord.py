@@ -178,6 +178,10 @@ class FakeDiscord:
         self._sessions: dict[str, tuple[tuple[int, int], int]] = {}
         self.errors: list[str] = []
         self.gateway_shards = 1
+        # Shards whose IDENTIFY is left unanswered (no READY) until `answer_identify`:
+        # a process's last shards let in late (discord.py waits for every shard).
+        self.unanswered_shards: set[int] = set()
+        self._unanswered: list[_Gateway] = []
         self.gateways: list[_Gateway] = []
         self._windows: dict[str, deque[float]] = {}
         self._tick = asyncio.Event()
@@ -1041,6 +1045,21 @@ class FakeDiscord:
             self._changed()
             return
         gw.shard = tuple(data.get("shard") or (0, 1))  # type: ignore[assignment]
+        if gw.shard[0] in self.unanswered_shards:
+            self._unanswered.append(gw)
+            self._changed()
+            return
+        await self._ready(gw)
+
+    async def answer_identify(self, shard: int) -> None:
+        """Answer the IDENTIFY of `shard` left unanswered (`unanswered_shards`), and any later."""
+        self.unanswered_shards.discard(shard)
+        for gw in [g for g in self._unanswered if g.shard[0] == shard]:
+            self._unanswered.remove(gw)
+            if not gw.ws.closed:
+                await self._ready(gw)
+
+    async def _ready(self, gw: _Gateway) -> None:
         mine = [g for g in self.guilds if (int(g) >> 22) % gw.shard[1] == gw.shard[0]]
         session_id = snowflake()
         self._sessions[session_id] = (gw.shard, gw.intents)

@@ -8,9 +8,11 @@ in a forum (or media) channel is such a thread: its first message's text is
 the post's title, then the message.
 Slash commands `/ask` and `/reset` arrive as `Inbound.command`.
 
-Once a stop begins, a slash command is told the bot is restarting, and messages are
-still delivered until the platform closes: Discord never delivers one again, so the
-core tells a question among them to ask again (`ReplyTarget.redelivered`).
+Messages and commands that come while the start waits for every shard and server
+are held, and delivered once it is done (`startup.Early`). Once a stop begins, a slash
+command is told the bot is restarting, and messages are still delivered until the
+platform closes: Discord never delivers one again, so the core tells a question among
+them to ask again (`ReplyTarget.redelivered`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection, Coroutine
+from functools import partial
 from typing import Any
 
 import discord
@@ -41,16 +44,22 @@ from adapters.platforms.discord.ratelimits import COUNTED_LOGGERS, RateLimitLine
 from adapters.platforms.discord.readable import (
     Names,
     addresses_other,
+    author_roles,
     everyone_sees,
     place_ids,
     question_text,
+    replies_to_other,
     written,
 )
 from adapters.platforms.discord.startup import (
+    IDENTIFY_SPACING,
     RECONNECT_LINES,
+    Early,
     Endpoints,
+    not_started,
     report_ready,
     start_error,
+    wait_ready,
 )
 from adapters.platforms.discord.targets import (
     DM_WORKSPACE,
@@ -105,7 +114,10 @@ class DiscordPlatform(Platform):
         # Shards (0 for a client that is not sharded) whose gateway is down:
         # discord.py stays "ready" while it reconnects.
         self._down: set[int] = set()
-        self._receiving = False  # questions taken (from READY until the stop begins)
+        self._logged_in: set[int] = set()  # shards that have been up (READY)
+        self._receiving = False  # questions taken (once started, until the stop begins)
+        # While starting: what comes, held until the start is done (None otherwise).
+        self._early: Early | None = None
         self._stopping = False  # a stop began: messages delivered still, to be told so
         self._endpoints_held = False
         # Questions being answered (or waiting): one deleted meanwhile, or whose
@@ -118,6 +130,7 @@ class DiscordPlatform(Platform):
         self._rate_limits: RateLimitLines | None = None
         self.unanswered_after = UNANSWERED_AFTER
         self.give_up_after = GIVE_UP_AFTER
+        self.identify_spacing = IDENTIFY_SPACING  # tests shorten it
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -170,6 +183,11 @@ class DiscordPlatform(Platform):
                     error = platform_error("register /ask and /reset", exc)
                     log.warning("slash commands unavailable: %s", error)
 
+        # discord.py's own wait between two IDENTIFYs, as long as the start allows for.
+        async def before_identify_hook(shard_id: int | None, *, initial: bool = False) -> None:
+            if not initial:
+                await asyncio.sleep(platform.identify_spacing)
+
         async def on_ready() -> None:
             platform._ready.set()
 
@@ -177,6 +195,7 @@ class DiscordPlatform(Platform):
         # sends `ready` only when every shard is, not when one logs in again).
         async def on_shard_up(shard_id: int = 0) -> None:
             platform._down.discard(shard_id)
+            platform._logged_in.add(shard_id)
 
         async def on_shard_down(shard_id: int = 0) -> None:
             platform._down.add(shard_id)
@@ -206,6 +225,7 @@ class DiscordPlatform(Platform):
             platform._questions.server_left(guild.id, places)
 
         client.setup_hook = setup_hook  # type: ignore[method-assign]
+        client.before_identify_hook = before_identify_hook  # type: ignore[method-assign]
         client.on_ready = on_ready  # type: ignore[attr-defined]
         sharded = isinstance(client, discord.AutoShardedClient)
         prefix = "on_shard_" if sharded else "on_"
@@ -235,44 +255,28 @@ class DiscordPlatform(Platform):
                 counted.setLevel(logging.WARNING)
         Endpoints.acquire(self.options.api_url, self.options.gateway_url)
         self._endpoints_held = True
+        self._early = early = Early()
         try:
-            failure = await self._connect()
+            self.client = client = self._build_client()
+            token = self.options.token.get_secret_value()
+            self._runner = runner = asyncio.create_task(self._run(client, token), name="discord")
+            failure, waited = await wait_ready(
+                runner, self._ready, client, self.options.connect_timeout, self.identify_spacing
+            )
+            if self._ready.is_set() and self.client is not None:
+                report_ready(self.client, self.options, self.ctx.route_channels)
+                # In arrival order, and those coming meanwhile after them.
+                await early.hand_on()
+                self._early = None
+                self._receiving = not (self._stopping or self._closing)
+                return
         except BaseException:
             await self.aclose()
             raise
-        if self._ready.is_set() and self.client is not None:
-            self._receiving = True
-            report_ready(self.client, self.options, self.ctx.route_channels)
-            return
-        logged_in = self.client is not None and self.client.user is not None
-        where, setting = self.options.api_url, "discord.api_url"
-        if logged_in:
-            where, setting = self.options.gateway_url or "Discord's gateway", "discord.gateway_url"
+        error = not_started(client, self.options, failure, waited,
+                            up=len(self._logged_in), spacing=self.identify_spacing)
         await self.aclose()
-        if failure is None:
-            raise PlatformError(
-                f"Discord did not finish connecting within {self.options.connect_timeout:g} s "
-                f"({where}); check {setting} and the network."
-            )
-        raise start_error(failure, where, setting) from failure
-
-    async def _connect(self) -> BaseException | None:
-        """Log in and wait for READY; returns why the client stopped, if it did."""
-        self.client = client = self._build_client()
-        token = self.options.token.get_secret_value()
-        self._runner = runner = asyncio.create_task(self._run(client, token), name="discord")
-        ready = asyncio.create_task(self._ready.wait())
-        try:
-            await asyncio.wait(
-                {runner, ready},
-                timeout=self.options.connect_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            ready.cancel()
-        if runner.done() and not runner.cancelled():
-            return runner.exception()
-        return None
+        raise error from failure
 
     async def _run(self, client: discord.Client, token: str) -> None:
         try:
@@ -295,6 +299,9 @@ class DiscordPlatform(Platform):
     async def aclose(self) -> None:
         self._receiving = False
         self._closing = True  # no new watchdogs
+        early, self._early = self._early, None
+        if early is not None:  # closed while starting: nothing held is handed on
+            await early.drop()
         rate_limits, self._rate_limits = self._rate_limits, None
         if rate_limits is not None:
             for name in COUNTED_LOGGERS:
@@ -360,7 +367,10 @@ class DiscordPlatform(Platform):
         # During a stop too (Discord never delivers a message again): the core tells a
         # question that it is not answered now. An edit is told then as well: one of
         # the answers ending may be its question.
-        delivering = self._receiving or (self._stopping and not self._closing)
+        # While starting, from READY on: held until the start is done (`_deliver`).
+        delivering = (
+            self._receiving or self._early is not None or (self._stopping and not self._closing)
+        )
         if not (delivering or edited) or client is None or client.user is None:
             return
         asks = asks and delivering
@@ -410,10 +420,10 @@ class DiscordPlatform(Platform):
             is_dm=guild_id is None,
             mentioned=mentioned,
             addresses_other=(addresses_other(message.content, me, role_ids)
-                             or _replies_to_other(message, me)),
+                             or replies_to_other(message, me)),
             # Without the Message Content intent, only mentions are read in a server.
             follow_ups=guild_id is None or self.options.message_content,
-            roles=_roles(message.author),
+            roles=author_roles(message.author),
             has_attachments=attached,
             received_at=time.time(),
             sent_at=message.created_at.timestamp(),
@@ -511,6 +521,12 @@ class DiscordPlatform(Platform):
         self._watch(tell_deleted(client, deleted, message_ids, channel_id, guild_id))
 
     async def _deliver(self, inbound: Inbound, target: ReplyTarget) -> None:
+        if self._early is not None:  # still starting
+            self._early.hold(partial(self._give, inbound, target))
+        elif self._receiving or self._stopping:  # (else the start failed meanwhile)
+            await self._give(inbound, target)
+
+    async def _give(self, inbound: Inbound, target: ReplyTarget) -> None:
         assert self._handler is not None
         try:
             await self._handler(inbound, target)
@@ -523,7 +539,8 @@ class DiscordPlatform(Platform):
     # ------------------------------------------------------------------ commands
 
     async def _on_command(self, interaction: discord.Interaction, command: str, text: str) -> None:
-        if not self._receiving:
+        early = self._early
+        if not (self._receiving or (early is not None and not early.full)):
             try:
                 await interaction.response.send_message(STOPPING_TEXT, ephemeral=True)
             except FAILURES as exc:  # as a command taken: a line, not discord.py's traceback
@@ -571,7 +588,7 @@ class DiscordPlatform(Platform):
             event_id=str(interaction.id),
             is_dm=guild_id is None,
             mentioned=True,
-            roles=_roles(interaction.user),
+            roles=author_roles(interaction.user),
             command=command,
             received_at=time.time(),
             sent_at=interaction.created_at.timestamp(),
@@ -585,7 +602,14 @@ class DiscordPlatform(Platform):
         except PlatformError as exc:
             log.warning("could not take /%s: %s", command, exc)
             return
-        await self._deliver(inbound, target)
+        if self._early is not None:  # still starting: handed on once started
+            self._early.hold(partial(self._hand_on, inbound, target), command=target)
+        elif self._receiving or self._stopping:  # (else the start failed meanwhile)
+            await self._hand_on(inbound, target)
+
+    async def _hand_on(self, inbound: Inbound, target: InteractionTarget) -> None:
+        """Deliver an acknowledged command, and keep its "thinking…" from hanging."""
+        await self._give(inbound, target)
         # From here on "thinking…" shows: whatever happens next, it must not hang.
         self._watch(close_unanswered(target, self.unanswered_after))
         if target.give_up_at is not None and not target.begun:
@@ -604,23 +628,3 @@ class DiscordPlatform(Platform):
     def _too_late(self, target: InteractionTarget) -> None:
         if not self._closing:
             self._watch(give_up(target))
-
-
-def _roles(author: discord.abc.User) -> tuple[str, ...]:
-    if not isinstance(author, discord.Member):
-        return ()
-    # The ids as Discord sent them: `roles` would look each up in the guild's
-    # cache, which is empty for a guild listed at READY whose GUILD_CREATE has
-    # not come yet.
-    raw = getattr(author, "_roles", None)
-    if raw is None:
-        return tuple(str(r.id) for r in author.roles if not r.is_default())
-    return tuple(str(r) for r in raw)
-
-
-def _replies_to_other(message: discord.Message, me: int) -> bool:
-    """Whether `message` is a reply (Discord's Reply) to someone else's message: in a
-    thread the bot follows, it is said to them, not to the bot."""
-    reference = message.reference
-    replied = reference.resolved if reference is not None else None
-    return isinstance(replied, discord.Message) and replied.author.id != me

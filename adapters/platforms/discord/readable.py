@@ -204,3 +204,24 @@ def question_text(text: str, names: Names, me: discord.abc.User) -> str:
     name = ((guild.me if guild is not None else None) or me).display_name
     roles = [role.id] if role is not None else []
     return plain_text(strip_mentions(text, me.id, roles, name), names)
+
+
+def author_roles(author: discord.abc.User) -> tuple[str, ...]:
+    """The ids of an asker's roles in the server (none in a DM)."""
+    if not isinstance(author, discord.Member):
+        return ()
+    # The ids as Discord sent them: `roles` would look each up in the guild's
+    # cache, which is empty for a guild listed at READY whose GUILD_CREATE has
+    # not come yet.
+    raw = getattr(author, "_roles", None)
+    if raw is None:
+        return tuple(str(r.id) for r in author.roles if not r.is_default())
+    return tuple(str(r) for r in raw)
+
+
+def replies_to_other(message: discord.Message, me: int) -> bool:
+    """Whether `message` is a reply (Discord's Reply) to someone else's message: in a
+    thread the bot follows, it is said to them, not to the bot."""
+    reference = message.reference
+    replied = reference.resolved if reference is not None else None
+    return isinstance(replied, discord.Message) and replied.author.id != me

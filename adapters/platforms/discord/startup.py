@@ -1,11 +1,13 @@
 """Discord at start-up: the endpoints discord.py talks to, what went wrong in words
-an admin can act on, and, once connected, who the bot is and where it can answer."""
+an admin can act on, what comes while it connects, and, once connected, who the bot
+is and where it can answer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 import discord
@@ -16,8 +18,9 @@ from discord.http import Route
 from adapters.platforms import relevel
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import invite_url
-from adapters.platforms.discord.targets import platform_error, proxy_said
+from adapters.platforms.discord.targets import InteractionTarget, platform_error, proxy_said
 from bridge.errors import PlatformError
+from bridge.interfaces import STOPPING_TEXT
 
 log = logging.getLogger("chat_bridge.discord")
 
@@ -36,6 +39,15 @@ SHARD_HELP = (
     "Discord refused the shard settings (gateway close {code}). Check discord.shard_count "
     'and discord.shard_ids, or set discord.shard_count: "auto".'
 )
+
+# discord.py identifies a process's shards one after another, this far apart (Discord
+# takes one IDENTIFY per 5 s): the start waits that long for each beyond the first.
+IDENTIFY_SPACING = 5.0
+# What may come in while the start waits for every shard and server (questions held,
+# see `Early`); one past it is not answered (a command is told so).
+EARLY_MAX = 1000
+# How long a failed start spends telling the commands it held that they go unanswered.
+EARLY_TELL_SECONDS = 2.0
 
 
 class ReconnectLines(logging.Filter):
@@ -132,6 +144,134 @@ def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
             f"check {setting} and the network."
         )
     return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
+
+
+async def wait_ready(
+    runner: asyncio.Task[None], ready: asyncio.Event, client: discord.Client,
+    connect_timeout: float, spacing: float,
+) -> tuple[BaseException | None, float]:
+    """Wait for discord.py's `ready` (every shard and server in), or `runner`'s end;
+    returns why the client stopped, if it did, and how long was waited at most:
+    `connect_timeout`, and `spacing` for each shard beyond the first, as discord.py
+    identifies them one after another (with "auto", known once Discord said how many)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    allowed = connect_timeout
+    waiting = asyncio.create_task(ready.wait())
+    try:
+        while not (runner.done() or waiting.done()):
+            allowed = connect_timeout + spacing * (shards_here(client) - 1)
+            remaining = began + allowed - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(
+                {runner, waiting}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+    finally:
+        waiting.cancel()
+    if runner.done() and not runner.cancelled():
+        return runner.exception(), allowed
+    return None, allowed
+
+
+def not_started(
+    client: discord.Client, options: DiscordOptions, failure: BaseException | None,
+    waited: float, *, up: int, spacing: float,
+) -> PlatformError:
+    """Why the start failed: `failure`, the client's end, or else a time out after
+    `waited` seconds: with shards still to log in (`up` of them did, `spacing` apart),
+    too short a wait; else a gateway not reached."""
+    logged_in = client.user is not None
+    where, setting = options.api_url, "discord.api_url"
+    if logged_in:
+        where, setting = options.gateway_url or "Discord's gateway", "discord.gateway_url"
+    if failure is not None:
+        return start_error(failure, where, setting)
+    shards = shards_here(client)
+    if logged_in and 1 < shards and up < shards:
+        return PlatformError(
+            f"Discord did not finish connecting within {waited:g} s: {shards - up} of the "
+            f"{shards} shards this process runs had not logged in yet (they log in "
+            f"{spacing:g} s apart); raise discord.connect_timeout (now "
+            f"{options.connect_timeout:g} s)."
+        )
+    return PlatformError(
+        f"Discord did not finish connecting within {waited:g} s ({where}); check "
+        f"{setting} and the network."
+    )
+
+
+def shards_here(client: discord.Client) -> int:
+    """How many shards this process runs (as far as known: "auto" says once Discord has
+    told discord.py how many)."""
+    if not isinstance(client, discord.AutoShardedClient):
+        return 1
+    if client.shard_ids is not None:
+        return len(client.shard_ids)
+    return client.shard_count or 1
+
+
+HandOn = Callable[[], Awaitable[None]]
+
+
+class Early:
+    """What comes in between a shard's READY and discord.py's `ready` (which waits for
+    every shard's servers: `guild_ready_timeout`, and 5 s for each further shard), held
+    in arrival order and handed on once the start is done. A start that fails hands
+    nothing on: it would reach a core that is not running. Commands held were
+    acknowledged ("thinking…"); they are told then to ask again."""
+
+    def __init__(self, limit: int = EARLY_MAX) -> None:
+        self._held: deque[tuple[HandOn, InteractionTarget | None]] = deque()
+        self._limit = limit
+        self._lost = 0
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @property
+    def full(self) -> bool:
+        return len(self._held) >= self._limit
+
+    def hold(self, hand_on: HandOn, command: InteractionTarget | None = None) -> None:
+        """Keep `hand_on` for later (a `command`'s past the limit too: it was
+        acknowledged); a message past the limit is dropped, and said so once."""
+        if command is None and self.full:
+            self._lost += 1
+            if self._lost == 1:
+                log.warning("more than %d messages came while Discord was still "
+                            "connecting: the later ones go unanswered", self._limit,
+                            extra={"platform": "discord"})
+            return
+        self._held.append((hand_on, command))
+
+    async def hand_on(self) -> None:
+        """Hand on what is held, in order, until nothing is (more may come meanwhile)."""
+        while self._held:
+            hand_on, _ = self._held.popleft()
+            await hand_on()
+
+    async def drop(self) -> None:
+        """The start failed (or was cut short): nothing is handed on; the commands held
+        are told the bot is restarting, within a moment."""
+        commands = [command for _, command in self._held if command is not None]
+        self._held.clear()
+        if not commands:
+            return
+        tasks = [asyncio.create_task(_tell_restarting(c)) for c in commands]
+        _, late = await asyncio.wait(tasks, timeout=EARLY_TELL_SECONDS)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+
+async def _tell_restarting(target: InteractionTarget) -> None:
+    try:
+        await target.notice(STOPPING_TEXT)
+    except PlatformError as exc:
+        log.warning("could not tell a command taken during a failed start that it is not "
+                    "answered: %s", exc, extra={"platform": "discord"})
 
 
 def report_ready(
