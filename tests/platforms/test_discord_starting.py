@@ -98,8 +98,9 @@ async def test_questions_while_the_shards_log_in_are_delivered_once_started(
 
 
 async def test_a_question_in_the_first_seconds_is_delivered(world: World) -> None:
-    # One connection: discord.py says `ready` guild_ready_timeout after the last server.
-    platform = platform_for(world, guild_ready_timeout=1.0)
+    # One connection: discord.py says `ready` guild_ready_timeout after the last server
+    # (3 s: time enough, on a loaded host too, to ask before it).
+    platform = platform_for(world, guild_ready_timeout=3.0)
     starting = asyncio.create_task(platform.start(handler_of(world)))
     try:
         await world.fake.wait_until(lambda: world.fake.gateways)
