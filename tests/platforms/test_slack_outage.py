@@ -349,6 +349,36 @@ async def test_a_reply_given_up_on_that_showed_words_is_marked_in_place_after_th
 RECONNECT_FAILED = "slack: Socket Mode could not reconnect: "
 
 
+async def test_a_new_connection_slack_asks_for_that_fails_to_open_is_one_warning(
+    slack: SocketOutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Slack's `disconnect` message (refresh_requested, sent routinely) has slack-sdk open
+    # a new connection from its message listener: an outage's page then was an ERROR
+    # with a traceback ("Failed to run message listeners: 'str' object has no ...").
+    h, bridge = await open_harness(
+        slack, fake_chat_api, tmp_path, "socket", "ping_interval: 0.2\n  timeout: 0.5"
+    )
+    try:
+        slack.unavailable["apps.connections.open"] = [503]
+        await slack._sockets[-1].send_json({"type": "disconnect", "reason": "refresh_requested"})
+
+        def warned() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage().startswith(RECONNECT_FAILED)]
+
+        await wait_for(lambda: bool(warned()), timeout=10)
+        [line] = warned()
+        assert line.levelname == "WARNING" and not line.exc_info
+        assert line.getMessage() == (
+            f"{RECONNECT_FAILED}Slack answered with a page that is not JSON (HTTP 503); "
+            "trying again"
+        )
+        bolt = [r for r in caplog.records if r.name == "chat_bridge.slack.bolt"]
+        assert not [r.getMessage() for r in bolt if r.levelno >= logging.ERROR]
+    finally:
+        await bridge.aclose()
+
+
 @pytest.mark.parametrize("failure, cause", [
     ("json", "Slack answered HTTP 503"),
     ("handshake", "Slack answered HTTP 503"),

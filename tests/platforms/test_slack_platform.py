@@ -206,6 +206,19 @@ async def test_bad_app_token_fails_start_clearly(fake_slack: FakeSlack) -> None:
     assert not platform.connected
 
 
+async def test_an_outage_page_at_start_fails_start_as_slack_out_of_reach(
+    fake_slack: FakeSlack,
+) -> None:
+    # slack-sdk's own asking for the Socket Mode URL read Slack's error code in a page
+    # that is not JSON: an AttributeError, out of the bridge's reach, and the daemon
+    # stopped with a traceback instead of a line saying Slack could not be reached.
+    fake_slack.unavailable["apps.connections.open"] = [503]
+    platform = SlackPlatform(PlatformContext(options=options(fake_slack)))
+    with pytest.raises(PlatformUnreachable, match="apps.connections.open"):
+        await platform.start(Inbox())
+    assert not platform.connected
+
+
 @pytest.mark.parametrize("tunnel", [False, True], ids=["forwarded", "https-tunnel"])
 async def test_a_proxy_refusing_its_credentials_fails_start_naming_the_proxy(
     fake_slack: FakeSlack, no_proxies: pytest.MonkeyPatch, tunnel: bool

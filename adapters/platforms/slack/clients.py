@@ -33,13 +33,15 @@ class _QuietBolt(logging.Filter):
 
 
 # slack-sdk's lines for a failed try to open Socket Mode again; the first is always
-# followed by one of the others, for the same failure.
+# followed by one of the others, for the same failure. (The last: the new connection
+# Slack's `disconnect` message asks for, opened by slack-sdk's message listener.)
 _WSS_URL = "Failed to retrieve WSS URL"
 _RECONNECT_FAILED = (
     _WSS_URL,
     "Failed to check the current session",
     "Failed to receive or enqueue a message",
     "Failed to connect (error:",
+    "Failed to run message listeners",
 )
 
 

@@ -216,10 +216,13 @@ class SlackPlatform(Platform):
         socket.client.proxy = self.proxy  # None too: slack-sdk would read the environment
         self._socket = socket
         try:
-            # Ask for the URL here, so a bad app token fails start() instead of retrying forever.
-            socket.client.wss_uri = await guard(
-                "apps.connections.open", socket.client.issue_new_wss_url()
+            # Ask for the URL here, so a bad app token fails start() instead of retrying
+            # forever; asked directly (slack-sdk's own asking turns an outage's page into
+            # an AttributeError, out of the bridge's reach as a failure of Slack's).
+            opened = await guard(
+                "apps.connections.open", self.client.apps_connections_open(app_token=app_token)
             )
+            socket.client.wss_uri = str(opened["url"])
         except SlackRefused as exc:
             await socket.close_async()
             raise PlatformError(
