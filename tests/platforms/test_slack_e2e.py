@@ -876,12 +876,46 @@ async def test_questions_waiting_when_the_bot_loses_its_channel_are_not_asked(
     assert relay.metrics.answered.labels("slack", "docs", "withdrawn")._value.get() == 2
 
 
+@pytest.mark.parametrize("how", ["missing_scope", "token_revoked"])
+async def test_the_questions_waiting_when_slack_refuses_the_bot_token_are_never_asked(
+    harness: Harness, how: str
+) -> None:
+    # The app reinstalled without chat:write, or its token revoked, while an answer
+    # streams: the questions waiting behind it were each asked of the chat API (paid
+    # for), though the log said they would not be.
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.05)
+    root = await harness.ask(CHANNEL, "first?")
+    await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
+    for text in ("second?", "third?"):
+        chat.enqueue(tokens=[f"answer to {text}"])
+        [body] = slack.user_message(CHANNEL, text, thread_ts=root)
+        await harness.send(body)
+        taken = (CHANNEL, body["event"]["ts"])
+        await slack.wait_for(lambda taken=taken: bool(slack.reactions[taken]))
+    if how == "missing_scope":
+        slack.scopes.discard("chat:write")
+    else:
+        slack.bot_token = "xoxb-revoked"  # every call now invalid_auth
+    relay = harness.bridge.relay
+    await wait_for(lambda: relay.ahead == 0 and relay.live == 0, timeout=30)
+    assert [r.json["message"] for r in chat.requests] == ["first?"]
+    assert relay.metrics.answered.labels("slack", "docs", "withdrawn")._value.get() == 2
+
+
+@pytest.mark.parametrize("refusal", [
+    "restricted_action",  # only admins may post there
+    # Each was taken for a brief failure: every question asked (paid), then its post
+    # tried again for 19 s, and the log never said which channel nor what to do.
+    "restricted_action_read_only_channel", "no_permission", "ekm_access_denied",
+    "team_access_not_granted",
+])
 async def test_a_channel_the_bot_could_not_post_in_is_tried_again_after_a_while(
-    harness: Harness, caplog: pytest.LogCaptureFixture
+    harness: Harness, caplog: pytest.LogCaptureFixture, refusal: str
 ) -> None:
     caplog.set_level(logging.INFO)
     slack, chat = harness.slack, harness.chat
-    slack.fail["chat.postMessage"] = ["restricted_action"]  # only admins may post there
+    slack.fail["chat.postMessage"] = [refusal]
     chat.enqueue(tokens=["Never shown."])
     await harness.ask(CHANNEL_2, "one?")
     await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)

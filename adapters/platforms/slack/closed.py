@@ -22,6 +22,12 @@ _REMEDY = {
     "channel_not_found": "if it is a private channel, invite the bot to it (/invite @{bot})",
     "is_archived": "the channel is archived: unarchive it",
     "restricted_action": "check who may post in it (its posting permissions)",
+    "restricted_action_read_only_channel": "it is read-only: check who may post in it",
+    "restricted_action_non_threadable_channel": "it takes no threads: answer elsewhere",
+    "restricted_action_thread_only_channel": "it takes posts in threads only",
+    "no_permission": "invite the bot to it (/invite @{bot})",
+    "ekm_access_denied": "an admin suspended posting there (Enterprise Key Management)",
+    "team_access_not_granted": "grant the app access to this workspace (org-wide install)",
 }
 
 

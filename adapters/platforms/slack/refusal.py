@@ -13,8 +13,14 @@ NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
 FAILING = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
            "request_timeout"}
 # Errors of a post that say the bot may not post in the channel at all (not invited,
-# the channel deleted or archived, posting restricted).
-CLOSING = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+# the channel deleted or archived, posting restricted or suspended, an Enterprise Grid
+# workspace the app is not granted).
+CLOSING = {
+    "not_in_channel", "channel_not_found", "is_archived", "restricted_action",
+    "restricted_action_read_only_channel", "restricted_action_non_threadable_channel",
+    "restricted_action_thread_only_channel", "no_permission", "ekm_access_denied",
+    "team_access_not_granted",
+}
 
 
 def status(exc: SlackApiError) -> int:

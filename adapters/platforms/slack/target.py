@@ -325,10 +325,13 @@ class SlackTarget(ReplyTarget):
             return {"ts": ts}
 
     def withdrawn(self) -> bool:
-        # A question still waiting when Slack refused the bot its channel: its answer
-        # could not be shown, and asking the chat API would cost a request.
-        return self.deleted or self.platform.closed.closed(
-            self.address.workspace, self.address.channel
+        # A question still waiting when Slack refused the bot its channel, or its token
+        # (a scope taken away, the token revoked): its answer could not be shown, and
+        # asking the chat API would cost a request.
+        return (
+            self.deleted
+            or self.platform.gate.refused is not None
+            or self.platform.closed.closed(self.address.workspace, self.address.channel)
         )
 
     def accepted(self) -> None:
