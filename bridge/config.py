@@ -529,7 +529,8 @@ def _shaped_like(value: Any, registry: Registry | None) -> str | None:
         return "looks like the routes (items with `backend:`): list them under `routes:`"
     if not isinstance(value, dict) or not value:
         return None
-    keys = [k for k in ("kind", "url") if k in value]
+    # `kind:` says a backend (a `url:` alone may be a store's or a proxy's).
+    keys = [k for k in ("kind", "url") if k in value] if "kind" in value else []
     if keys:
         has = " and ".join(f"`{k}:`" for k in keys)
         return f"looks like a backend (it has {has}): indent it under `backends:`"

@@ -262,8 +262,11 @@ def test_a_listen_address_with_a_scheme_or_path_is_a_config_error(listen: str) -
         ("search: {kind: openai, url: 'https://api.openai.com/v1'}",
          "search: looks like a backend (it has `kind:` and `url:`): indent it under "
          "`backends:`"),
-        ("search: {url: 'https://api.openai.com/v1'}",
-         "search: looks like a backend (it has `url:`): indent it under `backends:`"),
+        # A `url:` alone may be a store's or a proxy's: not said to be a backend.
+        ("database: {url: 'postgresql://bridge@db/chat'}",
+         "database: unknown key (check its spelling)"),
+        ("search: {kind: openai}",
+         "search: looks like a backend (it has `kind:`): indent it under `backends:`"),
         ("backend: {search: {kind: openai}}", "backend: looks like the backends (each with "
          "`kind:`): list them under `backends:`"),
         ("route: [{platform: slack, backend: docs}]", "route: looks like the routes (items "
