@@ -1148,6 +1148,25 @@ async def cut_while_slack_starts(fake: FakeSlack, inbox: Inbox, seconds: float) 
     return target
 
 
+async def answered(target: SlackTarget, text: str = "Hello world") -> None:
+    """`text`, a whole answer, shown in `target` by a live reply, as the relay shows one."""
+    reply = LiveReply(target, Budgets(), edit_interval=0.05)
+    await reply.start()
+    reply.feed(text)
+    await reply.finish(None)
+
+
+async def two_in_one_thread(fake: FakeSlack, inbox: Inbox) -> tuple[SlackTarget, SlackTarget]:
+    """Two askers' questions in one thread: the targets of the first and the second."""
+    first = await asked(fake, inbox, text="q1")
+    mention = f"<@{fake.bot_user_id}> q2"
+    await deliver(fake, fake.user_message(
+        CHANNEL, mention, thread_ts=first.address.thread, user="U0USER002"
+    ))
+    await inbox.wait(2)
+    return first, inbox.items[-1][1]
+
+
 def stopped_text(fake: FakeSlack, ts: str) -> str:
     """The text of the bot's message `ts`, which must be there and streaming no more."""
     message = fake.find(CHANNEL, ts)
@@ -1531,10 +1550,7 @@ async def test_native_mode_a_stream_slack_started_without_answering_is_not_start
     async with running(fake_slack, inbox, mode="native", thinking="none"):
         target = await asked(fake_slack, inbox)
         fake_slack.lose_answer["chat.startStream"] = 1
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
         assert stopped_text(fake_slack, message.ts) == "Hello world"
         assert fake_slack.count("chat.startStream") == 1
@@ -1575,10 +1591,7 @@ async def test_native_mode_a_stream_slack_did_not_take_is_started_again(
         second = await earlier.post("An earlier answer, part two")
         await earlier.end()
         fake_slack.drop["chat.startStream"] = 1
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         assert stopped_text(fake_slack, second) == "An earlier answer, part two"
         replies = fake_slack.bot_replies(CHANNEL, root)
         assert [m.ts for m in replies[:2]] == [first, second] and len(replies) == 3
@@ -1595,10 +1608,7 @@ async def test_update_mode_a_placeholder_posted_without_answering_is_not_posted_
     async with running(fake_slack, inbox, thinking="none"):
         target = await asked(fake_slack, inbox, channel)
         fake_slack.lose_answer["chat.postMessage"] = 1
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         replies = fake_slack.bot_replies(channel)
         assert [m.text for m in replies] == ["Hello world"]
         assert fake_slack.count("chat.postMessage") == 1
@@ -1618,10 +1628,7 @@ async def test_update_mode_a_post_slack_did_not_take_is_not_taken_for_another_an
         fake_slack.bot_message(CHANNEL, "Another answer", thread_ts=root, metadata=tagged)
         fake_slack.set_rate("chat.postMessage", 100, 1.0)
         fake_slack.drop["chat.postMessage"] = 1  # the connection dropped: nothing posted
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         texts = [m.text for m in fake_slack.bot_replies(CHANNEL, root)]
         assert texts == ["Another answer", "Another answer", "Hello world"]
         assert fake_slack.count("chat.postMessage") == 2
@@ -1634,14 +1641,8 @@ async def test_update_mode_a_post_is_not_taken_for_another_whose_answer_is_on_it
     # come back, when the second's is dropped. The second took the first's message,
     # which both answers then edited.
     async with running(fake_slack, inbox, thinking="none"):
-        first = await asked(fake_slack, inbox, text="q1")
+        first, second = await two_in_one_thread(fake_slack, inbox)
         root = first.address.thread
-        mention = f"<@{fake_slack.bot_user_id}> q2"
-        await deliver(fake_slack, fake_slack.user_message(
-            CHANNEL, mention, thread_ts=root, user="U0USER002"
-        ))
-        await inbox.wait(2)
-        second = inbox.items[-1][1]
         fake_slack.set_rate("chat.postMessage", 100, 1.0)
         fake_slack.slow_answer["chat.postMessage"] = [0.5]
         begun_first = asyncio.create_task(first.begin())
@@ -1662,10 +1663,7 @@ async def test_update_mode_a_post_slack_took_late_is_not_posted_twice(
     async with running(fake_slack, inbox, thinking="none", timeout=0.5):
         target = await asked(fake_slack, inbox)
         fake_slack.slow["chat.postMessage"] = [0.8]  # carried out after the timeout
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         assert [m.text for m in fake_slack.bot_replies(CHANNEL)] == ["Hello world"]
         assert fake_slack.count("chat.postMessage") == 1
         assert fake_slack.count("conversations.replies") >= 2
@@ -1701,10 +1699,7 @@ async def test_native_mode_a_stream_not_surely_this_ones_is_not_taken(
         other = fake_slack.bot_message(CHANNEL, "Another answer", thread_ts=root,
                                        streaming=True)
         fake_slack.lose_answer["chat.startStream"] = 1
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         lost, answer = fake_slack.bot_replies(CHANNEL, root)[1:]
         assert other.text == "Another answer" and lost.text == ""
         assert stopped_text(fake_slack, answer.ts) == "Hello world"
@@ -1722,10 +1717,7 @@ async def test_native_mode_a_stream_is_not_taken_for_another_answers_post(
         tagged = {"event_type": "chat_bridge_reply", "event_payload": {"id": "another"}}
         fake_slack.bot_message(CHANNEL, "Another answer", thread_ts=root, metadata=tagged)
         fake_slack.drop["chat.startStream"] = 1
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         other, answer = fake_slack.bot_replies(CHANNEL, root)
         assert other.text == "Another answer"
         assert stopped_text(fake_slack, answer.ts) == "Hello world"
@@ -1736,14 +1728,8 @@ async def test_native_mode_a_stream_is_not_taken_for_another_whose_answer_is_on_
 ) -> None:
     # The only stream this process does not know is the first answer's, on its way.
     async with running(fake_slack, inbox, mode="native", thinking="none"):
-        first = await asked(fake_slack, inbox, text="q1")
+        first, second = await two_in_one_thread(fake_slack, inbox)
         root = first.address.thread
-        mention = f"<@{fake_slack.bot_user_id}> q2"
-        await deliver(fake_slack, fake_slack.user_message(
-            CHANNEL, mention, thread_ts=root, user="U0USER002"
-        ))
-        await inbox.wait(2)
-        second = inbox.items[-1][1]
         fake_slack.slow_answer["chat.startStream"] = [0.5]
         started_first = asyncio.create_task(first.begin())
         await fake_slack.wait_for(lambda: fake_slack.bot_replies(CHANNEL, root))
@@ -1761,10 +1747,7 @@ async def test_native_mode_a_stream_slack_started_late_is_not_started_twice(
     async with running(fake_slack, inbox, mode="native", thinking="none", timeout=0.5):
         target = await asked(fake_slack, inbox)
         fake_slack.slow["chat.startStream"] = [0.8]
-        reply = LiveReply(target, Budgets(), edit_interval=0.05)
-        await reply.start()
-        reply.feed("Hello world")
-        await reply.finish(None)
+        await answered(target)
         [message] = fake_slack.bot_replies(CHANNEL, target.address.thread)
         assert stopped_text(fake_slack, message.ts) == "Hello world"
         assert fake_slack.count("chat.startStream") == 1
