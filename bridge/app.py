@@ -23,9 +23,15 @@ from bridge.errors import BridgeError, StoreCorrupt, for_log
 from bridge.http import HttpServer
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
-from bridge.interruptions import GIVEN_UP, INTERRUPTED, show_interrupted, still_ours
+from bridge.interruptions import (
+    GIVEN_UP,
+    INTERRUPTED,
+    never_markable,
+    show_interrupted,
+    still_ours,
+)
 from bridge.logs import Repeats
-from bridge.metrics import PLATFORM_FAILURES, Metrics, platform_failure
+from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.relay import Relay
 from bridge.resources import raise_open_files, warn_of_few_open_files
 from bridge.stopping import StopClock, Unanswered
@@ -269,7 +275,7 @@ class Bridge:
         except Exception as exc:  # a platform library's own error too: skip this reply only
             self.metrics.platform_failed(rec.address.platform, exc)
             given_up = self.relay.given_up
-            if kept and platform_failure(exc) not in ("gone", "refused"):
+            if kept and not never_markable(exc):
                 log.warning(
                     "could not mark a reply the stop cut as interrupted: %s; left for the "
                     "next start", for_log(exc),

@@ -94,6 +94,12 @@ async def still_ours(store: Store, owner: str, rec: InFlight) -> bool:
     )
 
 
+def never_markable(exc: BaseException) -> bool:
+    """Whether a mark that failed with `exc` never can show: its message or place is
+    gone, the bot removed, or the platform refuses it (not out of reach, nor failing)."""
+    return platform_failure(exc) in ("gone", "refused")
+
+
 class GivenUp:
     """The replies this process gave up on, their platform failing so long that nothing
     showed they ended (`Relay._fail`): each as its record, with the text and messages
@@ -131,7 +137,7 @@ class GivenUp:
         platform refuses it), to be forgotten."""
         platform, kind = rec.address.platform, platform_failure(exc)
         extra = {"platform": platform, "channel": rec.address.channel}
-        if kind in ("gone", "refused"):
+        if never_markable(exc):
             log.warning("could not mark %s as interrupted: %s; it never will be, and is "
                         "forgotten", what, for_log(exc), extra=extra)
             return False
