@@ -201,16 +201,11 @@ class Intake:
         told to ask again, once its event is claimed. Claimed already, it is told
         nothing: on a shared store, a replica that has taken over answers it; a
         delivery again was told already. Other messages are left unsaid, as ever."""
-        relay = self.relay
-
-        async def exists(key: str) -> bool:
-            return await relay.store.get_conversation(key) is not None
-
         try:
             asks = bool(msg.text.strip()) or msg.mentioned or msg.is_dm
             if not asks:  # a picture or a sticker where the bot follows: as `_check`
                 return
-            route = await match_route(relay.config.routes, msg, exists)
+            route = await self._route(msg)
             if route is None or not msg.may_post:
                 return  # nobody asked the bot, or it may not say so there
             if not await self._claim(msg, msg.event_id):
@@ -221,6 +216,16 @@ class Intake:
         except Exception as exc:  # a platform library's own error too: it is only a notice
             log.warning("could not tell a question asked during the stop to ask again: %s",
                         for_log(exc), extra={"platform": msg.platform, "channel": msg.channel})
+
+    async def _route(self, msg: Inbound) -> RouteConfig | None:
+        """The route that takes `msg` (a follow-up counts where its thread's
+        conversation is in the store), or None."""
+        store = self.relay.store
+
+        async def exists(key: str) -> bool:
+            return await store.get_conversation(key) is not None
+
+        return await match_route(self.relay.config.routes, msg, exists)
 
     async def _intake(self, place: tuple[str, ...]) -> None:
         """Route the messages of one place in arrival order.
@@ -267,11 +272,7 @@ class Intake:
         (on a shared store, once `batch` is set) and is returned. `taken` is set once
         it is recorded and its event claimed (see `handle`)."""
         relay = self.relay
-
-        async def exists(key: str) -> bool:
-            return await relay.store.get_conversation(key) is not None
-
-        route = await match_route(relay.config.routes, msg, exists)
+        route = await self._route(msg)
         if route is None:
             if msg.mentioned or msg.is_dm or msg.command:
                 self._unrouted(msg)
