@@ -293,7 +293,7 @@ class FakeSlack:
             return self._error(method, "not_in_channel")
         family = method.split(".", 1)[0]
         if family in ("chat", "reactions") and f"{family}:write" not in self.scopes:
-            return self._error(method, "missing_scope")
+            return self._no_scope(method, f"{family}:write")
         rule = self.rates.get(method)
         if rule is not None:
             key = self.team_id if rule.scope == "team" else f"{self.team_id}:{args.get('channel')}"
@@ -334,6 +334,12 @@ class FakeSlack:
     def _error(self, method: str, error: str) -> web.Response:
         self.rejected[f"{method}:{error}"] += 1
         return web.json_response({"ok": False, "error": error})
+
+    def _no_scope(self, method: str, needed: str) -> web.Response:
+        # Slack names the scopes the method needs and those the token has.
+        self.rejected[f"{method}:missing_scope"] += 1
+        return web.json_response({"ok": False, "error": "missing_scope", "needed": needed,
+                                  "provided": ",".join(sorted(self.scopes))})
 
     def _next_ts(self) -> str:
         # Slack's ts is the message's time: seconds, then a sequence within them.
@@ -498,7 +504,7 @@ class FakeSlack:
     def _m_users_conversations(self, method: str, args: dict[str, Any]) -> web.Response:
         # The channels the fake was told of (`channels`), paged by `limit` and `cursor`.
         if not {"channels:read", "groups:read", "mpim:read"} <= self.scopes:
-            return self._error(method, "missing_scope")
+            return self._no_scope(method, "channels:read,groups:read,mpim:read")
         listed = [c for c, kind in self.channels.items() if kind != "im"]
         start = int(str(args.get("cursor") or 0))
         limit = int(str(args.get("limit") or 100))
@@ -538,7 +544,7 @@ class FakeSlack:
         # The thread's first message, then its replies after `oldest`, oldest first.
         channel, root = str(args.get("channel", "")), str(args.get("ts", ""))
         if self._history_scope(channel) not in self.scopes:
-            return self._error(method, "missing_scope")
+            return self._no_scope(method, self._history_scope(channel))
         parent = self.find(channel, root)
         if parent is None:
             return self._error(method, "thread_not_found")
@@ -554,7 +560,7 @@ class FakeSlack:
         # The channel's own messages (no thread's replies) after `oldest`, newest first.
         channel = str(args.get("channel", ""))
         if self._history_scope(channel) not in self.scopes:
-            return self._error(method, "missing_scope")
+            return self._no_scope(method, self._history_scope(channel))
         oldest = float(str(args.get("oldest") or 0))
         limit = int(str(args.get("limit") or 100))
         found = [m for m in reversed(self.messages.get(channel, []))
@@ -569,7 +575,7 @@ class FakeSlack:
         kind = self.channel_type(channel)
         needs = {"channel": "channels", "group": "groups"}.get(kind, kind) + ":read"
         if needs not in self.scopes:
-            return self._error(method, "missing_scope")
+            return self._no_scope(method, needs)
         return self._ok(
             {
                 "channel": {

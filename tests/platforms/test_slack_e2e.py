@@ -903,6 +903,21 @@ async def test_the_questions_waiting_when_slack_refuses_the_bot_token_are_never_
     assert relay.metrics.answered.labels("slack", "docs", "withdrawn")._value.get() == 2
 
 
+async def test_a_bot_token_without_chat_write_is_told_with_the_scope_slack_names(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app reinstalled without chat:write: the log said the token was no longer
+    # accepted and to check that the app was installed, though it was, and never named
+    # the scope Slack said was needed.
+    caplog.set_level(logging.INFO)
+    harness.slack.scopes.discard("chat:write")
+    await harness.ask(CHANNEL, "anyone?")
+    await wait_for(lambda: any(r.levelno == logging.ERROR for r in caplog.records))
+    [said] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "the app lacks the chat:write scope" in said
+    assert "reinstall" in said and "still installed" not in said
+
+
 @pytest.mark.parametrize("refusal", [
     "restricted_action",  # only admins may post there
     # Each was taken for a brief failure: every question asked (paid), then its post

@@ -33,9 +33,19 @@ class TokenGate:
         self._checked_at = -math.inf  # (monotonic) the last check
         self._check: asyncio.Task[bool] | None = None  # that check, while it runs
 
-    def lock_out(self, method: str, error: str) -> None:
-        """Slack refused the bot token (told by `guard`)."""
-        if self.refused is None:
+    def lock_out(self, method: str, error: str, needed: str | None = None) -> None:
+        """Slack refused the bot token (told by `guard`); `needed`, the scopes Slack
+        says it lacks."""
+        if self.refused is None and error in NO_SCOPE:
+            lacks = f"the {needed} scope" if needed else "a scope it needs to post"
+            log.error(
+                "slack: the bot token may not post (%s, on %s: the app lacks %s): "
+                "questions are not answered, nor sent to the chat API, until it may; "
+                "add the scope to the app (see slack-app-manifest.yaml), reinstall it, "
+                "and check that slack.bot_token is the app's Bot User OAuth Token",
+                error, method, lacks,
+            )
+        elif self.refused is None:
             log.error(
                 "slack: Slack no longer accepts the bot token (%s, on %s): questions are "
                 "not answered, nor sent to the chat API, until it does; check "

@@ -37,6 +37,13 @@ def told(exc: SlackApiError) -> str | None:
     return str(error) if error else None
 
 
+def needed(exc: SlackApiError) -> str | None:
+    """The scopes a `missing_scope` refusal says the app lacks (Slack's `needed`)."""
+    data = getattr(exc.response, "data", None)
+    scopes = data.get("needed") if isinstance(data, dict) else None
+    return str(scopes) if scopes else None
+
+
 def error_code(exc: SlackApiError) -> str:
     """Slack's error code, else the HTTP status (`503`), else `unknown_error`."""
     return told(exc) or str(status(exc) or "unknown_error")

@@ -37,7 +37,7 @@ from bridge.transport import (
 from .lost import LOOK_AGAIN, find_lost, since, tag, timed_out, unanswered
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
-from .refusal import CLOSING, FAILING, NO_SCOPE, error_code, status, told
+from .refusal import CLOSING, FAILING, NO_SCOPE, error_code, needed, status, told
 
 if TYPE_CHECKING:
     from .platform import SlackPlatform
@@ -71,12 +71,15 @@ class _Recipient(TypedDict, total=False):
 
 
 class SlackRefused(PlatformRefused):
-    """Slack answered `ok: false`; `error` is Slack's error code (e.g. `msg_too_long`)."""
+    """Slack answered `ok: false`; `error` is Slack's error code (e.g. `msg_too_long`),
+    `needed` the scopes it says the app lacks (with `missing_scope`)."""
 
-    def __init__(self, method: str, error: str) -> None:
-        super().__init__(f"Slack refused {method}: {error}")
+    def __init__(self, method: str, error: str, needed: str | None = None) -> None:
+        lacks = f" (the app lacks the {needed} scope)" if needed else ""
+        super().__init__(f"Slack refused {method}: {error}{lacks}")
         self.method = method
         self.error = error
+        self.needed = needed
 
 
 class SlackFailed(PlatformError):
@@ -96,12 +99,13 @@ class SlackGone(SlackRefused, PlaceGone):
 class SlackLockedOut(SlackRefused, PlaceGone):
     """Slack no longer takes the bot's token: no reply can go on until an admin acts."""
 
-    def __init__(self, method: str, error: str) -> None:
-        super().__init__(method, error)
-        self.args = (
-            f"Slack refused {method}: {error} (the bot token is no longer accepted: "
-            "was the app uninstalled, or its token revoked or replaced?)",
-        )
+    def __init__(self, method: str, error: str, needed: str | None = None) -> None:
+        super().__init__(method, error, needed)
+        if needed is None and error not in NO_SCOPE:
+            self.args = (
+                f"Slack refused {method}: {error} (the bot token is no longer accepted: "
+                "was the app uninstalled, or its token revoked or replaced?)",
+            )
 
 
 # Errors of chat.* that no retry can mend: the channel, the message or the thread
@@ -119,10 +123,12 @@ _POSTS = {"chat.postMessage", "chat.startStream"}
 
 
 async def guard(
-    method: str, call: Awaitable[Any], locked_out: Callable[[str, str], None] | None = None
+    method: str,
+    call: Awaitable[Any],
+    locked_out: Callable[[str, str, str | None], None] | None = None,
 ) -> Any:
     """Await a Web API call, translating slack-sdk and aiohttp errors into PlatformError;
-    `locked_out(method, error)` is told when Slack refuses the bot token."""
+    `locked_out(method, error, needed)` is told when Slack refuses the bot token."""
     try:
         return await call
     except SlackApiError as exc:
@@ -145,9 +151,9 @@ async def guard(
             raise SlackGone(method, error) from exc
         if error in _LOCKED_OUT or (error in NO_SCOPE and method in _ESSENTIAL):
             if locked_out is not None:
-                locked_out(method, error)
-            raise SlackLockedOut(method, error) from exc
-        raise SlackRefused(method, error) from exc
+                locked_out(method, error, needed(exc))
+            raise SlackLockedOut(method, error, needed(exc)) from exc
+        raise SlackRefused(method, error, needed(exc)) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         # The tunnel to Slack refused by the proxy; no file left for the connection.
         refused = proxy_refusal(exc) or out_of_files(exc)
