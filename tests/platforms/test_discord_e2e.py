@@ -220,6 +220,28 @@ async def test_a_deleted_channel_or_a_reset_bot_token_ends_the_answer(
     assert len(after) <= 2  # an edit in flight, and the one refused: no retries
 
 
+@pytest.mark.parametrize(("code", "problem"), [
+    (4004, "bot token refused"), (4011, "shard settings refused"), (4014, "intent not enabled"),
+])
+async def test_a_gateway_ended_for_good_ends_the_answers_and_says_why_in_healthz(
+    setup: Setup, code: int, problem: str
+) -> None:
+    # Discord ends the gateway for good (the token reset, the shards refused): the
+    # answers streaming were retried for five minutes against the client discord.py
+    # had closed, and /healthz said "disconnected" as for an outage it would ride out.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["word "] * 40, token_delay=0.05)
+    async with setup.bridge() as bridge:
+        await fake.mention(setup.general, setup.alice, "A slow one?")
+        await fake.wait_until(lambda: fake.channel_messages(setup.general))
+        await fake.drop_gateways(code=code, forget=True)
+        await wait_for(lambda: bridge.relay.live == 0)
+        assert bridge.platforms["discord"].problem == problem
+    if code == 4014:  # discord.py leaves its client open: the answer is shown whole
+        [reply] = fake.channel_messages(setup.general)
+        assert reply["content"] == "word " * 40
+
+
 async def test_where_a_moderator_took_the_bots_voice_nothing_is_asked_of_the_chat_api(
     setup: Setup,
 ) -> None:

@@ -56,6 +56,7 @@ from adapters.platforms.discord.startup import (
     RECONNECT_LINES,
     Early,
     Endpoints,
+    ended,
     not_started,
     report_ready,
     start_error,
@@ -115,6 +116,7 @@ class DiscordPlatform(Platform):
         # discord.py stays "ready" while it reconnects.
         self._down: set[int] = set()
         self._logged_in: set[int] = set()  # shards that have been up (READY)
+        self._ended: str | None = None  # why the gateway was given up after start-up
         self._receiving = False  # questions taken (once started, until the stop begins)
         # While starting: what comes, held until the start is done (None otherwise).
         self._early: Early | None = None
@@ -287,6 +289,7 @@ class DiscordPlatform(Platform):
                 where = self.options.gateway_url or "Discord's gateway"
                 error = start_error(exc, where, "discord.gateway_url")
                 log.error("Discord connection ended: %s", error)
+                self._ended = ended(exc)
             raise
 
     async def stop_receiving(self) -> None:
@@ -336,6 +339,10 @@ class DiscordPlatform(Platform):
             and self._runner is not None
             and not self._runner.done()
         )
+
+    @property
+    def problem(self) -> str | None:
+        return self._ended or super().problem
 
     def target(self, address: Address) -> ReplyTarget:
         if self.client is None:

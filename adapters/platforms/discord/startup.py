@@ -146,6 +146,19 @@ def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
     return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
 
 
+def ended(exc: BaseException) -> str:
+    """Why discord.py gave the gateway up after start-up, in a word or two for /healthz."""
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return "intent not enabled"
+    if isinstance(exc, discord.ConnectionClosed):
+        if exc.code == 4004:
+            return "bot token refused"
+        if exc.code in (4010, 4011):
+            return "shard settings refused"
+        return f"gateway closed ({exc.code})"
+    return "connection ended"
+
+
 async def wait_ready(
     runner: asyncio.Task[None], ready: asyncio.Event, client: discord.Client,
     connect_timeout: float, spacing: float,

@@ -103,6 +103,11 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
             # take the request later (a 429 past discord.py's own waits, Cloudflare's)
             return PlatformError(f"Discord failed to {action} (HTTP {exc.status}{code}: {text}).")
         return PlatformRefused(f"Discord refused to {action} (HTTP {exc.status}{code}: {text}).")
+    if isinstance(exc, RuntimeError):
+        # aiohttp's "Session is closed": discord.py closes its HTTP session when Discord
+        # ends the gateway for good (a token reset: 4004; shard settings refused), and
+        # no request of this process reaches Discord again. The log says why.
+        return PlaceGone(f"Could not {action}: the connection to Discord has ended ({exc}).")
     if (short := out_of_files(exc)) is not None:  # no file left for the connection
         return PlatformUnreachable(f"Could not reach Discord to {action}: {short}.")
     return PlatformUnreachable(
@@ -110,8 +115,10 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
     )
 
 
-# aiohttp's own errors (a dropped keep-alive connection) come through discord.py as they are.
-FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError)
+# aiohttp's own errors (a dropped keep-alive connection) come through discord.py as they
+# are; so does its RuntimeError for a closed session (see `platform_error`).
+FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError,
+            RuntimeError)
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 SAID_MAX = 200  # characters of an error's text kept for the log
