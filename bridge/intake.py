@@ -24,6 +24,7 @@ from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
 from bridge.jobs import Job, seconds, unavailable
 from bridge.routing import conversation_key, follows, match_route
+from bridge.split import grapheme_start
 from bridge.store import Conversation, InFlight, Store
 
 if TYPE_CHECKING:
@@ -608,4 +609,5 @@ def _opens_thread(route: RouteConfig, msg: Inbound) -> bool:
 
 def _thread_name(question: str) -> str:
     line = question.strip().splitlines()[0] if question.strip() else "Question"
-    return line[:97] + "…" if len(line) > 100 else line
+    # A cut at a grapheme's start: no half flag or emoji family before the "…".
+    return line[: grapheme_start(line, 97, 1)] + "…" if len(line) > 100 else line

@@ -201,7 +201,7 @@ def _cut_point(text: str, budget: int, floor: int, continued: int = -1) -> int:
             return pos + len(sep)
     # The character at the budget is there whenever a piece is cut from a streaming
     # answer (its text is longer than a message), so this cut does not move later.
-    cut = _grapheme_start(text, max(budget, floor + 1), floor + 1)
+    cut = grapheme_start(text, max(budget, floor + 1), floor + 1)
     if cut < len(text) and (text[cut] in "`~" or _SPACED_MARKER.match(text, cut)):
         # The next message would start with what may be a fence marker (of a run
         # of ` or ~, only the first may be known yet): cut before it, and the
@@ -210,7 +210,7 @@ def _cut_point(text: str, budget: int, floor: int, continued: int = -1) -> int:
         while back > floor + 1 and cut - back < 64 and text[back] in "`~ \t":
             back -= 1
         if text[back] not in "`~ \t":
-            cut = _grapheme_start(text, back, floor + 1)
+            cut = grapheme_start(text, back, floor + 1)
     return cut
 
 
@@ -240,7 +240,7 @@ def _regional(char: str) -> bool:
     return 0x1F1E6 <= ord(char) <= 0x1F1FF
 
 
-def _grapheme_start(text: str, cut: int, lowest: int) -> int:
+def grapheme_start(text: str, cut: int, lowest: int) -> int:
     """`cut`, moved back (not below `lowest`, nor more than a few characters) so
     that it does not fall inside what a reader sees as one character: an accented
     letter, an emoji sequence joined by ZWJ, a flag."""

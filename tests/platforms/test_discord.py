@@ -1495,6 +1495,23 @@ def test_a_sources_title_naming_another_place_is_no_masked_link() -> None:
     ]
 
 
+@pytest.mark.parametrize("whole", [
+    "\U0001F1EF\U0001F1F5",  # a flag: two regional indicators
+    "\U0001F468\u200d\U0001F469\u200d\U0001F467",  # a family joined by ZWJ
+    "\U0001F44D\U0001F3FD",  # a thumbs up with its skin tone
+])
+def test_a_long_title_or_thread_name_is_cut_between_graphemes(whole: str) -> None:
+    # Cut at a code point, a flag lost its second half (another flag, or none) before
+    # the "…", a family its last members, a thumbs up its skin tone.
+    from adapters.platforms.discord import format as fmt
+
+    title = "x" * (fmt.SOURCE_TITLE_MAX - 2) + whole + " guide"
+    [_, line] = fmt.format_sources([Source("https://a.example/p", title)]).splitlines()
+    assert line == f"- [{'x' * (fmt.SOURCE_TITLE_MAX - 2)}…](<https://a.example/p>)"
+    name = fmt.thread_name("y" * (fmt.THREAD_NAME_MAX - 2) + whole + " plans?")
+    assert name == "y" * (fmt.THREAD_NAME_MAX - 2) + "…"
+
+
 def test_discords_payloads_and_request_bodies_are_never_logged() -> None:
     # At DEBUG discord.py's gateway logged every MESSAGE_CREATE, the question's text
     # with it, and its HTTP client the bodies of the answers.

@@ -449,6 +449,25 @@ async def test_reply_in_thread_opens_a_thread_and_follow_ups_continue_it(setup: 
     assert setup.chat.requests[1].json["message"] == "And how wide?"
 
 
+async def test_a_long_questions_thread_name_is_cut_between_graphemes(setup: Setup) -> None:
+    # Cut at a code point, a flag lost its second half before the "…", a family its
+    # last members, a thumbs up its skin tone.
+    wholes = [
+        "\U0001F1EF\U0001F1F5",  # a flag: two regional indicators
+        "\U0001F468\u200d\U0001F469\u200d\U0001F467",  # a family joined by ZWJ
+        "\U0001F44D\U0001F3FD",  # a thumbs up with its skin tone
+    ]
+    for _ in wholes:
+        setup.chat.enqueue(tokens=["Answered."])
+    async with setup.bridge():
+        for whole in wholes:
+            question = await setup.discord.mention(
+                setup.help, setup.bob, "x" * 96 + whole + " and what about it?"
+            )
+            await setup.final(question["id"], "Answered.")
+            assert setup.discord.channels[question["id"]]["name"] == "x" * 96 + "…"
+
+
 async def test_an_empty_mention_promises_an_answer_to_a_follow_up_only_in_a_thread(
     setup: Setup,
 ) -> None:

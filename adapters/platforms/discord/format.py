@@ -28,7 +28,7 @@ from adapters.platforms.markup import (
 )
 from adapters.platforms.mentions import without_mention
 from bridge.interfaces import Source
-from bridge.split import FENCE, TABLE_ROW, TABLE_RULE
+from bridge.split import FENCE, TABLE_ROW, TABLE_RULE, grapheme_start
 
 THREAD_NAME_MAX = 100
 SOURCE_TITLE_MAX = 200
@@ -180,7 +180,7 @@ def format_markdown(markdown: str) -> str:
 def _link_title(title: str) -> str:
     title = " ".join(title.split())
     if len(title) > SOURCE_TITLE_MAX:
-        title = title[: SOURCE_TITLE_MAX - 1].rstrip() + "…"
+        title = title[: grapheme_start(title, SOURCE_TITLE_MAX - 1, 1)].rstrip() + "…"
     # A bracket would end the link's text early, and Discord shows a backslash there
     # rather than read it as an escape (one at the end might still hide the `]`):
     # look-alikes that Markdown does not read.
@@ -206,7 +206,7 @@ def thread_name(name: str) -> str:
     """A valid thread name (1..100 characters, one line) from a question."""
     name = " ".join(name.replace(ZWSP, "").split())
     if len(name) > THREAD_NAME_MAX:
-        name = name[: THREAD_NAME_MAX - 1].rstrip() + "…"
+        name = name[: grapheme_start(name, THREAD_NAME_MAX - 1, 1)].rstrip() + "…"
     return name or "Question"
 
 
