@@ -62,6 +62,29 @@ def ascii_host(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def plain_address(url: str) -> bool:
+    """Whether `url` may be shown as its own label: no character that changes how text
+    around it is laid out or hides (a right-to-left override makes
+    `good.example\u202e@evil.com/nigol` read `good.example/login`), and no user
+    before its host (`good.example@evil.com` goes to evil.com), and a host that
+    reads in its `xn--` form."""
+    if any(unicodedata.category(char) in ("Cf", "Cc") for char in url):
+        return False
+    try:
+        if not (urlsplit(ascii_host(url)).hostname or "").isascii():
+            return False  # no host IDNA takes: shown encoded
+    except ValueError:  # `good.example／login.evil.com`: no host at all
+        return False
+    return "@" not in url.partition("://")[2].split("/", 1)[0]
+
+
+def readable_address(url: str) -> str:
+    """`url` as a reader reads it: its path and query in their own letters, its host
+    in the form browsers show where letters of several scripts could pass for
+    another's (`xn--`), on one line. Shown only where `plain_address(url)`."""
+    return ascii_host(" ".join(url.split()))
+
+
 # What no reader sees: zero-width characters and marks, the soft hyphen, the byte-order
 # mark, fillers, variation selectors, tags (Unicode's default-ignorable characters).
 _UNSEEN = re.compile(

@@ -20,6 +20,7 @@ from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.commands import TOO_LATE_TEXT
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import NOT_ANSWERED_TEXT, InteractionTarget
+from adapters.platforms.markup import encoded_url
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.interfaces import (
     STOPPING_TEXT,
@@ -1493,6 +1494,31 @@ def test_a_sources_title_naming_another_place_is_no_masked_link() -> None:
         "- <https://evil.example/1>", "- <https://evil.example/2>",
         "- <https://evil.example/3>", "- [The docs](<https://docs.example/4>)",
     ]
+
+
+def test_a_source_known_by_its_address_alone_reads_in_its_own_letters() -> None:
+    # Discord shows a bare link percent-encoded: a page in Russian or Japanese with no
+    # title, or its URL for one, read as runs of %XX.
+    from adapters.platforms.discord import format as fmt
+
+    moscow, tokyo = "https://ru.wikipedia.org/wiki/Москва", "https://ja.wikipedia.org/wiki/東京"
+    block = fmt.format_sources([
+        Source(moscow, ""), Source(tokyo, tokyo), Source("https://例え.jp/東京_[1]", " "),
+    ])
+    assert block.splitlines()[1:] == [
+        "- [ru.wikipedia.org/wiki/Москва]"
+        "(<https://ru.wikipedia.org/wiki/%D0%9C%D0%BE%D1%81%D0%BA%D0%B2%D0%B0>)",
+        "- [ja.wikipedia.org/wiki/東京](<https://ja.wikipedia.org/wiki/%E6%9D%B1%E4%BA%AC>)",
+        # An international host as DNS knows it (as everywhere), brackets as parentheses.
+        "- [xn--r8jz45g.jp/東京_(1)](<https://xn--r8jz45g.jp/%E6%9D%B1%E4%BA%AC_[1]>)",
+    ]
+    # Shown bare: an address Discord shows as it is, and one not safe to show as the
+    # link's text (a right-to-left override, a user before the host, an unseen
+    # character).
+    for url in ("https://a.example/x", "https://例え.jp/",
+                "https://good.example\u202e@evil.com/Москва",
+                "https://bank.example@evil.com/Москва", "https://a.example/\u200bМосква"):
+        assert fmt.format_sources([Source(url, "")]) == f"**Sources**\n- <{encoded_url(url)}>"
 
 
 @pytest.mark.parametrize("whole", [

@@ -24,6 +24,8 @@ from adapters.platforms.markup import (
     closes_fence,
     encoded_url,
     honest_markdown_label,
+    plain_address,
+    readable_address,
     table_grid,
 )
 from adapters.platforms.mentions import without_mention
@@ -187,6 +189,22 @@ def _link_title(title: str) -> str:
     return _neutralize(title.translate(_TITLE_MARKS))
 
 
+def _address_label(url: str) -> str:
+    """A source's address as the text of its link, where Discord would show it
+    percent-encoded (a page in Russian or Japanese as runs of %XX): its host and
+    path in their own letters, without the scheme (a text holding a URL shows as
+    raw Markdown). Empty where the address is shown as it is: all ASCII, or not
+    safe to show as a link's text (see `plain_address`)."""
+    if url.isascii() or not plain_address(url):
+        return ""
+    readable = readable_address(url)
+    if readable == encoded_url(url):
+        return ""  # only its host is international, shown in its `xn--` form either way
+    _, scheme, rest = readable.partition("://")
+    label = _link_title(rest) if scheme and "://" not in rest else ""
+    return label if label and honest_markdown_label(label, url) else ""
+
+
 def format_sources(sources: Sequence[Source]) -> str:
     """A "Sources" block of `[title](<url>)` links; the angle brackets stop previews."""
     lines = ["**Sources**"]
@@ -195,10 +213,11 @@ def format_sources(sources: Sequence[Source]) -> str:
         title = _link_title(source.title)
         # Discord shows a masked link whose text holds a URL as raw Markdown; and a
         # title naming another place than the link's own would pass for it.
-        masked = (
+        if not (
             title and "://" not in title and honest_markdown_label(source.title, source.url)
-        )
-        lines.append(f"- [{title}](<{url}>)" if masked else f"- <{url}>")
+        ):
+            title = _address_label(source.url.strip())
+        lines.append(f"- [{title}](<{url}>)" if title else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""
 
 

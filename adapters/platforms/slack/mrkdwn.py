@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit
 
 from adapters.platforms.markup import (
     ZWSP,
     address_of,
-    ascii_host,
     break_fences,
     encoded_url,
     honest_label,
     honest_markdown_label,
     markdown_links,
+    plain_address,
+    readable_address,
     table_grid,
 )
 from bridge.interfaces import Source
@@ -375,36 +374,13 @@ def link(url: str, label: str = "") -> str:
         return escape(defuse_at(shown)) + (f" ({escape(defuse_at(url))})" if label and url else "")
     safe_url = encoded_url(url).replace("&", "&amp;")
     if not label or label == url or not honest_label(label, url):
-        if url.isascii() or not _plain_address(url):
+        if url.isascii() or not plain_address(url):
             return f"<{safe_url}>"
         # Slack shows a link without a label as its URL, here percent-encoded: a page
         # in Japanese or Russian would read as runs of %XX.
-        label = _readable(url)
+        label = readable_address(url)
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
     return f"<{safe_url}|{clean}>"
-
-
-def _plain_address(url: str) -> bool:
-    """Whether `url` may be shown as its own label: no character that changes how text
-    around it is laid out or hides (a right-to-left override makes
-    `good.example\u202e@evil.com/nigol` read `good.example/login`), and no user
-    before its host (`good.example@evil.com` goes to evil.com), and a host that
-    reads in its `xn--` form."""
-    if any(unicodedata.category(char) in ("Cf", "Cc") for char in url):
-        return False
-    try:
-        if not (urlsplit(ascii_host(url)).hostname or "").isascii():
-            return False  # no host IDNA takes: shown encoded
-    except ValueError:  # `good.example／login.evil.com`: no host at all
-        return False
-    return "@" not in url.partition("://")[2].split("/", 1)[0]
-
-
-def _readable(url: str) -> str:
-    """`url` as a reader reads it: its path and query in their own letters, its host
-    in the form browsers show where letters of several scripts could pass for
-    another's (`xn--`), on one line."""
-    return ascii_host(" ".join(url.split()))
 
 
 def mrkdwn_sources(sources: Sequence[Source]) -> str:
