@@ -78,6 +78,25 @@ def plain_address(url: str) -> bool:
     return "@" not in url.partition("://")[2].split("/", 1)[0]
 
 
+# A run of percent-escapes of bytes beyond ASCII: a character of another script, encoded.
+_ESCAPED_LETTERS = re.compile(r"(?:%[89A-Fa-f][0-9A-Fa-f])+")
+
+
+def unescaped_address(url: str) -> str:
+    """`url` with the characters beyond ASCII that it holds percent-encoded (as chat
+    APIs give a page's address: `/wiki/%D0%9C%D0%BE…`) in their own letters
+    (`/wiki/Мо…`); escapes of ASCII (`%20`, `%2F`) stay as they are, and so do bytes
+    that are not UTF-8."""
+
+    def letters(found: re.Match[str]) -> str:
+        try:
+            return bytes.fromhex(found.group().replace("%", "")).decode()
+        except UnicodeDecodeError:
+            return found.group()
+
+    return _ESCAPED_LETTERS.sub(letters, url)
+
+
 def readable_address(url: str) -> str:
     """`url` as a reader reads it: its path and query in their own letters, its host
     in the form browsers show where letters of several scripts could pass for

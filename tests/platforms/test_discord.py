@@ -1512,10 +1512,16 @@ def test_a_source_known_by_its_address_alone_reads_in_its_own_letters() -> None:
         # An international host as DNS knows it (as everywhere), brackets as parentheses.
         "- [xn--r8jz45g.jp/東京_(1)](<https://xn--r8jz45g.jp/%E6%9D%B1%E4%BA%AC_[1]>)",
     ]
+    # As chat APIs mostly give them, percent-encoded: the letters they encode; an
+    # escape of ASCII, or of bytes that are not UTF-8, stays.
+    encoded = "https://ru.wikipedia.org/wiki/%D0%9C%D0%BE%D1%81%D0%BA%D0%B2%D0%B0_%281%29%FF"
+    assert fmt.format_sources([Source(encoded, "")]).splitlines()[1:] == [
+        f"- [ru.wikipedia.org/wiki/Москва_%281%29%FF](<{encoded}>)",
+    ]
     # Shown bare: an address Discord shows as it is, and one not safe to show as the
     # link's text (a right-to-left override, a user before the host, an unseen
     # character).
-    for url in ("https://a.example/x", "https://例え.jp/",
+    for url in ("https://a.example/x", "https://例え.jp/", "https://a.example/%E2%80%AEx",
                 "https://good.example\u202e@evil.com/Москва",
                 "https://bank.example@evil.com/Москва", "https://a.example/\u200bМосква"):
         assert fmt.format_sources([Source(url, "")]) == f"**Sources**\n- <{encoded_url(url)}>"

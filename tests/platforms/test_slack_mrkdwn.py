@@ -577,6 +577,10 @@ def test_a_link_to_a_page_in_another_script_reads_in_its_letters() -> None:
         "<https://xn--pple-43d.com/login|https://xn--pple-43d.com/login>"
     )
     assert markdown_to_mrkdwn("<https://example.com/a-page>") == "<https://example.com/a-page>"
+    # Percent-encoded already, as a chat API mostly gives it: read the same.
+    assert markdown_to_mrkdwn("<https://ja.example/%E6%9D%B1%E4%BA%AC%20x>") == (
+        "<https://ja.example/%E6%9D%B1%E4%BA%AC%20x|https://ja.example/東京%20x>"
+    )
 
 
 def test_a_link_whose_address_could_read_as_another_keeps_it_encoded() -> None:

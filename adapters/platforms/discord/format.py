@@ -27,6 +27,7 @@ from adapters.platforms.markup import (
     plain_address,
     readable_address,
     table_grid,
+    unescaped_address,
 )
 from adapters.platforms.mentions import without_mention
 from bridge.interfaces import Source
@@ -195,9 +196,10 @@ def _address_label(url: str) -> str:
     path in their own letters, without the scheme (a text holding a URL shows as
     raw Markdown). Empty where the address is shown as it is: all ASCII, or not
     safe to show as a link's text (see `plain_address`)."""
-    if url.isascii() or not plain_address(url):
+    shown = unescaped_address(url)
+    if shown.isascii() or not plain_address(shown):
         return ""
-    readable = readable_address(url)
+    readable = readable_address(shown)
     if readable == encoded_url(url):
         return ""  # only its host is international, shown in its `xn--` form either way
     _, scheme, rest = readable.partition("://")

@@ -28,6 +28,7 @@ from adapters.platforms.markup import (
     plain_address,
     readable_address,
     table_grid,
+    unescaped_address,
 )
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
@@ -374,11 +375,12 @@ def link(url: str, label: str = "") -> str:
         return escape(defuse_at(shown)) + (f" ({escape(defuse_at(url))})" if label and url else "")
     safe_url = encoded_url(url).replace("&", "&amp;")
     if not label or label == url or not honest_label(label, url):
-        if url.isascii() or not plain_address(url):
+        shown = unescaped_address(url)
+        if shown.isascii() or not plain_address(shown):
             return f"<{safe_url}>"
         # Slack shows a link without a label as its URL, here percent-encoded: a page
         # in Japanese or Russian would read as runs of %XX.
-        label = readable_address(url)
+        label = readable_address(shown)
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
     return f"<{safe_url}|{clean}>"
 
