@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.web import RequestHandler
+from aiohttp.http import HttpProcessingError
+from aiohttp.web import RequestHandler, RequestPayloadError
 
 from bridge.errors import BridgeError
+from bridge.logs import relevel
 
 log = logging.getLogger("chat_bridge.http")
 
@@ -82,7 +84,7 @@ class HttpServer:
         # closed HEADER_SECONDS after it opened (or after its last answer).
         self._runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS,
-            keepalive_timeout=HEADER_SECONDS,
+            keepalive_timeout=HEADER_SECONDS, logger=_requests_log,
         )
         await self._runner.setup()
         self.max_connections = min(MAX_CONNECTIONS, max(_open_files() // 2, 1))
@@ -184,6 +186,26 @@ class HttpServer:
         return web.Response(
             body=await self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
         )
+
+
+class _Malformed(logging.Filter):
+    """aiohttp logs each request it cannot parse (a bad Content-Length, a header or
+    URL past 8 KiB, broken chunking or compression) at ERROR with a traceback: the
+    internet's scanners and broken clients, not the bridge's failure, and a screenful
+    for each. Each is one DEBUG line here; a handler's own failure stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | RequestPayloadError):
+            record.msg = f"{record.getMessage()}: {type(exc).__name__} (a malformed request)"
+            record.args = ()
+            relevel(record, logging.DEBUG)
+        return True
+
+
+# aiohttp's own lines for the listener's connections (aiohttp.server's, kept apart).
+_requests_log = logging.getLogger("chat_bridge.http.requests")
+_requests_log.addFilter(_Malformed())
 
 
 class _Watched(asyncio.Protocol):

@@ -64,6 +64,13 @@ def apart() -> contextvars.Context:
     return context
 
 
+def relevel(record: logging.LogRecord, level: int) -> None:
+    """Log a library's record at `level`, as one line: its traceback goes (a line
+    rewritten so says what failed)."""
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+    record.exc_info = record.exc_text = None
+
+
 class AnswerFilter(logging.Filter):
     """Adds the fields of the answer being made (see `log_answer`) to each record."""
 

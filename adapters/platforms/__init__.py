@@ -13,9 +13,3 @@ def never_below_info(*names: str) -> None:
     for name in names:
         logging.getLogger(name).setLevel(level)
 
-
-def relevel(record: logging.LogRecord, level: int) -> None:
-    """Log a library's record at `level`, as one line: its traceback goes (a line
-    rewritten so says what failed)."""
-    record.levelno, record.levelname = level, logging.getLevelName(level)
-    record.exc_info = record.exc_text = None

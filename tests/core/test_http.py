@@ -333,6 +333,44 @@ async def test_at_the_cap_requests_just_arrived_are_kept_and_the_next_one_reads_
         await server.aclose()
 
 
+async def test_malformed_requests_are_one_debug_line_and_a_handlers_failure_an_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each was an ERROR with a ten-line traceback, from anyone on the network: the
+    # internet's scanners buried the log.
+    caplog.set_level(logging.DEBUG)
+    malformed = [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-" + b"a" * 9000 + b": 1\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        # Broken past a first request, and a body unread whose compression is broken.
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nFOO\x00 / HTTP/1.1\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: 5\r\n\r\nabcde",
+    ]
+
+    async def fails(request: web.Request) -> web.Response:
+        raise RuntimeError("the handler's own bug")
+
+    async with _capped(monkeypatch, http_module.MAX_CONNECTIONS, fails=fails) as server:
+        for raw in malformed:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert answer.startswith(b"HTTP/1."), raw[:40]  # answered, the listener fine
+        async with httpx.AsyncClient() as client:
+            failed = await client.get(f"http://127.0.0.1:{server.port}/fails")
+        assert failed.status_code == 500
+    malformed_lines = [r for r in caplog.records if "(a malformed request)" in r.getMessage()]
+    assert len(malformed_lines) == len(malformed)
+    assert all(r.levelno == logging.DEBUG and not r.exc_info for r in malformed_lines)
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.exc_info and "the handler's own bug" in str(error.exc_info[1])
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

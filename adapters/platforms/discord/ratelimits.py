@@ -13,8 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from adapters.platforms import relevel
-from bridge.logs import apart
+from bridge.logs import apart, relevel
 
 log = logging.getLogger("chat_bridge.discord")
 

@@ -15,12 +15,12 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.platforms import relevel
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import invite_url
 from adapters.platforms.discord.targets import InteractionTarget, platform_error, proxy_said
 from bridge.errors import PlatformError
 from bridge.interfaces import STOPPING_TEXT
+from bridge.logs import relevel
 
 log = logging.getLogger("chat_bridge.discord")
 

@@ -18,7 +18,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.platforms import never_below_info, relevel
+from adapters.platforms import never_below_info
+from bridge.logs import relevel
 
 from .options import SlackOptions
 from .refusal import status
