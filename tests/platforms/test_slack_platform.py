@@ -979,6 +979,36 @@ async def test_http_a_body_that_does_not_arrive_in_time_is_refused(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize(
+    "how",
+    [
+        b"Content-Encoding: gzip\r\nContent-Length: 5\r\n\r\nabcde",
+        b"Content-Encoding: deflate\r\nContent-Length: 5\r\n\r\nabcde",
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nzz\r\n",
+    ],
+    ids=["gzip", "deflate", "chunked"],
+)
+async def test_http_a_body_that_does_not_decode_is_refused_in_a_word(
+    http_platform: tuple[SlackPlatform, str], caplog: pytest.LogCaptureFixture, how: bytes,
+) -> None:
+    # A fresh timestamp and any signature, and a body that is not what its compression
+    # or chunking says: a 500 and two tracebacks, from anyone.
+    _, url = http_platform
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Slack-Request-Timestamp: %d\r\nX-Slack-Signature: v0=00\r\n%s"
+        % (int(time.time()), how)
+    )
+    try:
+        assert await _status_of(reader) == 400
+    finally:
+        writer.close()
+    # One DEBUG line (the endpoint's, or the listener's for broken chunking).
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_a_stop_waits_briefly_for_a_request_still_arriving(fake_slack: FakeSlack) -> None:
     # aiohttp waits a minute by default for requests still open: one client trickling
     # a body held every stop that long, a second signal notwithstanding.

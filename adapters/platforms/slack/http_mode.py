@@ -122,6 +122,9 @@ class EventsEndpoint:
         except ConnectionError:
             log.debug("slack: a client left before its request's body arrived")
             return web.Response(status=400, text="body not received")
+        except web.RequestPayloadError:  # not what its chunking or Content-Encoding says
+            log.debug("slack: refused a request whose body could not be decoded")
+            return web.Response(status=400, text="malformed body")
         try:
             body = raw.decode("utf-8")
             signed = self._verifier.is_valid(body, timestamp, signature)  # headers checked above
