@@ -64,9 +64,9 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self.max_connections = MAX_CONNECTIONS
-        # The connections with a request in hand; those closed to make room; when
-        # each last had bytes from its client or gave an answer.
-        self._busy: set[RequestHandler] = set()
+        # The connections with a request in hand (and that request); those closed to
+        # make room; when each last had bytes from its client or gave an answer.
+        self._busy: dict[RequestHandler, web.Request] = {}
         self._evicted: set[RequestHandler] = set()
         self._active: dict[RequestHandler, float] = {}
         self._lingering: set[_Refused] = set()
@@ -115,10 +115,10 @@ class HttpServer:
 
     def _accept(self) -> asyncio.BaseProtocol:
         """A new connection's protocol. At the cap, the open connection idle longest
-        that has no request in hand (headers still arriving, or idle between requests)
-        and has sent nothing for IDLE_SECONDS is closed to make room, so a crowd of
-        half-sent requests cannot keep /healthz or Slack out; when there is none, the
-        new one is answered 503 and closed.
+        that has no whole request in hand (headers or body still arriving, or idle
+        between requests) and has sent nothing for IDLE_SECONDS is closed to make room,
+        so a crowd of half-sent requests cannot keep /healthz or Slack out; when there
+        is none, the new one is answered 503 and closed.
 
         Open connections are aiohttp's own count (made, not yet lost): one closed is
         no longer counted. Those accepted in the same burst are counted once open,
@@ -132,7 +132,7 @@ class HttpServer:
             # One lost, its handling still ending, is no longer in `_active`: idle.
             idle = min(
                 (conn for conn in held
-                 if conn not in self._busy and conn not in self._evicted
+                 if not self._whole(conn) and conn not in self._evicted
                  and now - self._active.get(conn, -math.inf) >= IDLE_SECONDS),
                 key=lambda conn: self._active.get(conn, -math.inf),
                 default=None,
@@ -147,6 +147,13 @@ class HttpServer:
             self._closed_idle += 1
             self._warn_full(len(held))
         return _Watched(server(), self._active)
+
+    def _whole(self, conn: RequestHandler) -> bool:
+        """Whether `conn` has a request in hand whose body has all arrived: one whose
+        body is still arriving (a handler reading it) is half-sent, as one whose
+        headers are."""
+        request = self._busy.get(conn)
+        return request is not None and request.content.is_eof()
 
     def _warn_full(self, held: int) -> None:
         now = time.monotonic()
@@ -165,11 +172,11 @@ class HttpServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         conn = request.protocol
-        self._busy.add(conn)
+        self._busy[conn] = request
         try:
             return await handler(request)
         finally:
-            self._busy.discard(conn)
+            self._busy.pop(conn, None)
             if conn in self._active:  # not if lost meanwhile
                 self._active[conn] = time.monotonic()
 

@@ -234,6 +234,49 @@ async def test_at_the_cap_half_sent_requests_make_room_and_healthz_answers(
     assert "http.listen is full (4 connections" in full[0].getMessage()
 
 
+async def test_at_the_cap_requests_whose_body_stalls_make_room_and_healthz_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A handler reading a body counted its connection busy: a crowd of bodies that
+    # never end (by anyone: Slack's endpoint reads before it can check a signature)
+    # kept /healthz and Slack out with 503 until each body's deadline.
+    monkeypatch.setattr(http_module, "IDLE_SECONDS", 0.0)
+    reading = asyncio.Semaphore(0)
+
+    async def read(request: web.Request) -> web.Response:
+        reading.release()
+        try:
+            return web.Response(text=f"{len(await request.read())} bytes")
+        except ConnectionError:
+            return web.Response(status=400)
+
+    monkeypatch.setattr(http_module, "MAX_CONNECTIONS", 4)
+    server = HttpServer("127.0.0.1:0", _healthy, _no_metrics)
+    server.add_route("POST", "/read", read)
+    await server.start()
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            held.append((reader, writer))
+        for _ in range(4):
+            await asyncio.wait_for(reading.acquire(), 5)
+        async with httpx.AsyncClient() as client:
+            ok = await client.get(f"http://127.0.0.1:{server.port}/healthz")
+            assert ok.status_code == 200
+        async with httpx.AsyncClient() as client:  # a connection of its own too
+            done = await client.post(f"http://127.0.0.1:{server.port}/read", content=b"{}")
+            assert done.text == "2 bytes"
+        # The oldest stalled body made room.
+        closed = await asyncio.wait_for(held[0][0].read(), 5)
+        assert not closed.startswith(b"HTTP/1.1 2")
+    finally:
+        for _, writer in held:
+            writer.close()
+        await server.aclose()
+
+
 async def test_connections_already_closed_do_not_count_against_the_cap(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -979,6 +979,62 @@ async def test_http_a_body_that_does_not_arrive_in_time_is_refused(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_http_a_body_over_a_mebibyte_is_refused_before_it_is_read(
+    http_platform: tuple[SlackPlatform, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Read before its signature can be checked, by anyone with a fresh timestamp: the
+    # daemon held it until its deadline, a megabyte a connection.
+    _, url = http_platform
+    fresh = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=1"}
+    reader, writer = await _send_part(url, fresh, 2_000_000, b"{")
+    try:
+        assert await _status_of(reader) == 413
+    finally:
+        writer.close()
+    # No size told (chunked): refused once it passes the bound.
+    monkeypatch.setattr("adapters.platforms.slack.http_mode.MAX_BODY", 1000)
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"X-Slack-Request-Timestamp: %d\r\nX-Slack-Signature: v0=1\r\n\r\n400\r\n%s\r\n"
+        % (int(time.time()), b" " * 0x400)
+    )
+    try:
+        assert await _status_of(reader) == 413
+    finally:
+        writer.close()
+
+
+async def test_http_large_bodies_arriving_at_once_are_bounded_and_slack_still_answered(
+    fake_slack: FakeSlack, http_platform: tuple[SlackPlatform, str], inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 512 connections each sending a body of just under a megabyte, never ending,
+    # made the daemon hold 700 MiB.
+    monkeypatch.setattr("adapters.platforms.slack.http_mode.SMALL_BODY", 100)
+    monkeypatch.setattr("adapters.platforms.slack.http_mode.LARGE_BODIES", 2000)
+    platform, url = http_platform
+    endpoint = platform._http_events.__self__  # type: ignore[attr-defined]
+    fresh = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=1"}
+    stalled = await _send_part(url, fresh, 1000, b"{")
+    await wait_for(lambda: endpoint._large == 1000)
+    second = await _send_part(url, fresh, 1500, b"{")
+    try:
+        assert await _status_of(second[0]) == 503  # at once, not when its body ends
+        # A body within what is left is read: Slack's event (620 bytes, past SMALL_BODY).
+        assert (await fake_slack.post_event(url, fake_slack.user_message(DM, "hi")[0]))[0] == 200
+        [msg] = await inbox.wait(1)
+        assert msg.text == "hi"
+    finally:
+        second[1].close()
+        stalled[1].close()
+    await wait_for(lambda: endpoint._large == 0)  # given back, its client gone
+    assert (await fake_slack.post_event(url, fake_slack.user_message(DM, "again")[0]))[0] == 200
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "large bodies arriving at once" in warning
+
+
 @pytest.mark.parametrize(
     "how",
     [
@@ -1054,19 +1110,25 @@ async def test_http_an_event_arriving_as_the_stop_begins_is_refused_for_slack_to
     raw = json.dumps(body)
     stamp = int(time.time())
 
-    class Arriving:
-        """A request whose body is still arriving when the daemon begins to stop."""
+    class Body:
+        """A body still arriving when the daemon begins to stop."""
 
+        parts = [raw.encode(), b""]
+
+        async def readany(self) -> bytes:
+            if self.parts[0]:
+                await platform.stop_receiving()
+            return self.parts.pop(0)
+
+    class Arriving:
         query_string = ""
         headers = {
             "Content-Type": "application/json",
             "X-Slack-Request-Timestamp": str(stamp),
             "X-Slack-Signature": fake_slack.sign(raw, stamp),
         }
-
-        async def read(self) -> bytes:
-            await platform.stop_receiving()
-            return raw.encode()
+        content_length = len(raw)
+        content = Body()
 
     response = await platform._http_events(Arriving())  # type: ignore[arg-type]
     assert isinstance(response, web.Response)

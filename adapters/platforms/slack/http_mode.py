@@ -1,7 +1,7 @@
 """HTTP mode: Slack's requests to the events endpoint of the daemon's HTTP listener.
 
 The endpoint faces the internet: a request is checked before it is read (its
-headers), and as it is read (in time), and one that is not Slack's is refused
+headers), and as it is read (in time and size), and one that is not Slack's is refused
 in a word, not a traceback. Only then does bolt see it.
 """
 
@@ -29,6 +29,17 @@ log = logging.getLogger("chat_bridge.slack")
 # which the signature check applies too), and its body arrive within this time.
 SIGNED_WITHIN = 300
 BODY_SECONDS = 10.0
+# A body is read before its signature can be checked: by anyone's request with a
+# fresh timestamp. Slack's longest, a 40,000-character message, carries its text
+# twice (text and blocks) at up to 12 bytes a character escaped: under 1 MiB.
+MAX_BODY = 1024 * 1024
+# Slack's events are a few KB: a body up to SMALL_BODY is read however many arrive
+# (the listener's 512 connections hold 32 MiB of them at most). Larger ones read at
+# once hold LARGE_BODIES in all at most; one past it is answered 503 at once (Slack
+# sends it again), so a crowd of large bodies cannot make the daemon hold 1 MiB a
+# connection.
+SMALL_BODY = 64 * 1024
+LARGE_BODIES = 16 * 1024 * 1024
 # A refused signed request is warned of at most this often, with a count of the rest.
 WARN_EVERY = 60.0
 
@@ -92,6 +103,7 @@ class EventsEndpoint:
         self._app = app
         self._ready = ready  # whether questions are taken (started, not stopping)
         self._refusals = _Refusals()
+        self._large = 0  # bytes held by the large bodies being read (see LARGE_BODIES)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._ready():
@@ -113,18 +125,9 @@ class EventsEndpoint:
                 "(clock skew, or a replayed request)"
             )
             return web.Response(status=401, text="invalid signature")
-        try:
-            async with asyncio.timeout(BODY_SECONDS):
-                raw = await request.read()
-        except TimeoutError:
-            log.debug("slack: a request's body did not arrive within %g s", BODY_SECONDS)
-            return web.Response(status=408, text="body too slow")
-        except ConnectionError:
-            log.debug("slack: a client left before its request's body arrived")
-            return web.Response(status=400, text="body not received")
-        except web.RequestPayloadError:  # not what its chunking or Content-Encoding says
-            log.debug("slack: refused a request whose body could not be decoded")
-            return web.Response(status=400, text="malformed body")
+        raw = await self._read(request)
+        if isinstance(raw, web.Response):
+            return raw
         try:
             body = raw.decode("utf-8")
             signed = self._verifier.is_valid(body, timestamp, signature)  # headers checked above
@@ -156,3 +159,44 @@ class EventsEndpoint:
             return web.Response(status=400, text="malformed body")
         bolt_response = await self._app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
+
+    async def _read(self, request: web.Request) -> bytes | web.Response:
+        """The request's body, or the answer refusing it: too large, one large body
+        too many, too slow, cut short, or not what its encoding says."""
+        declared = request.content_length or 0
+        if declared > MAX_BODY:
+            self._refusals.refused(f"its body ({declared} bytes) is over {MAX_BODY} bytes")
+            return web.Response(status=413, text="body too large")
+        body = bytearray()
+        held = 0  # of LARGE_BODIES, by this body
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                # Counted as it grows too: chunked or compressed, it has no known size.
+                while (size := max(len(body), declared)) <= MAX_BODY:
+                    if size > max(SMALL_BODY, held):
+                        if self._large - held + size > LARGE_BODIES:
+                            self._refusals.refused(
+                                f"large bodies arriving at once hold {LARGE_BODIES} bytes, "
+                                "the most read before a signature is checked; Slack sends "
+                                "its own again"
+                            )
+                            return web.Response(status=503, text="busy")
+                        self._large += size - held
+                        held = size
+                    chunk = await request.content.readany()
+                    if not chunk:
+                        return bytes(body)
+                    body += chunk
+        except TimeoutError:
+            log.debug("slack: a request's body did not arrive within %g s", BODY_SECONDS)
+            return web.Response(status=408, text="body too slow")
+        except ConnectionError:
+            log.debug("slack: a client left before its request's body arrived")
+            return web.Response(status=400, text="body not received")
+        except web.RequestPayloadError:  # not what its chunking or Content-Encoding says
+            log.debug("slack: refused a request whose body could not be decoded")
+            return web.Response(status=400, text="malformed body")
+        finally:
+            self._large -= held
+        self._refusals.refused(f"its body is over {MAX_BODY} bytes")
+        return web.Response(status=413, text="body too large")
