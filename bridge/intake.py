@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from bridge.budget import drop_older
 from bridge.config import RouteConfig
-from bridge.errors import BridgeError, for_log, told
+from bridge.errors import BridgeError, StoreError, for_log, told
 from bridge.flag import Flag
 from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
 from bridge.jobs import Job, seconds, unavailable
+from bridge.logs import Repeats
 from bridge.routing import conversation_key, follows, match_route
 from bridge.split import grapheme_start
 from bridge.store import Conversation, InFlight, Store
@@ -166,6 +167,8 @@ class Intake:
         # open): beaten for as the jobs' are, or they would look like a dead replica's.
         self.admitting: dict[str, InFlight] = {}
         self._telling = True  # a question that comes during a stop is told (`closing`)
+        # Questions the store failed to take, in a row: told in moderation while it is down.
+        self._store_failing = Repeats()
 
     def closing(self) -> None:
         """The platforms are about to close: a question that comes from now on is told
@@ -242,21 +245,26 @@ class Intake:
             while queue:
                 msg, target, flag = queue[0]
                 try:
-                    taken += await self._admit(msg, target, batch, flag) is not None
+                    job = await self._admit(msg, target, batch, flag)
                 except BridgeError as exc:
-                    # Taken all the same (acknowledged to the platform): the asker is
-                    # told, and a delivery again would most likely fail again.
+                    # A message a route took (see `_admit`), taken all the same
+                    # (acknowledged to the platform): the asker is told, and a delivery
+                    # again would most likely fail again.
                     flag.set()
-                    log.error("could not take message %s: %s", msg.event_id, exc)
+                    self._failed(msg, exc)
                     self.relay.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
-                    if msg.mentioned or msg.is_dm or msg.command:
-                        # Only to whoever asked: chatter in a thread (checked against
-                        # the store to see if it continues a conversation) is not told.
+                    if _addresses_bot(msg):
                         with contextlib.suppress(BridgeError):
                             await self.relay.notice(target, told(exc))
                 except Exception:  # keep the intake alive whatever one message does
                     log.exception("could not take message %s", msg.event_id)
                     self.relay.metrics.answered.labels(msg.platform, NO_BACKEND, "failed").inc()
+                else:
+                    if job is not None:
+                        taken += 1
+                        if tries := self._store_failing.ended():  # recorded: the store is back
+                            log.info("the store takes questions again, after %d it could not",
+                                     tries)
                 flag.set()
                 queue.popleft()
                 if taken >= INTAKE_BATCH:
@@ -266,16 +274,38 @@ class Intake:
             batch.set()
             del self._places[place]
 
+    def _failed(self, msg: Inbound, exc: BridgeError) -> None:
+        """Log a question that could not be taken: a store that is down, once, then at
+        most once a minute (it fails every question alike until it is back)."""
+        if not isinstance(exc, StoreError):
+            log.error("could not take message %s: %s", msg.event_id, exc)
+        elif (again := self._store_failing.failed()) is not None:
+            log.error("could not take message %s%s: %s", msg.event_id, again, exc)
+        else:
+            log.debug("could not take message %s: %s", msg.event_id, exc)
+
     async def _admit(
         self, msg: Inbound, target: ReplyTarget, batch: Flag, taken: Flag
     ) -> Job | None:
         """Route a message and record it; its job, if it is to be answered, starts
         (on a shared store, once `batch` is set) and is returned. `taken` is set once
-        it is recorded and its event claimed (see `handle`)."""
+        it is recorded and its event claimed (see `handle`). A failure raised is of a
+        message a route took, or one addressed to the bot."""
         relay = self.relay
-        route = await self._route(msg)
+        try:
+            route = await self._route(msg)
+        except BridgeError as exc:
+            if _addresses_bot(msg):
+                raise
+            # A message in a thread, not addressed to the bot, that the store could not
+            # say continues a conversation: most often chatter in a thread the bot is
+            # not in. Neither a failed answer nor an ERROR for each while the store is
+            # down (/healthz and the store's own lines say that).
+            log.debug("could not tell whether message %s continues a conversation: %s",
+                      msg.event_id, for_log(exc))
+            return None
         if route is None:
-            if msg.mentioned or msg.is_dm or msg.command:
+            if _addresses_bot(msg):
                 self._unrouted(msg)
             else:
                 log.debug("no route for %s message in %s", msg.platform, msg.channel)
@@ -584,6 +614,12 @@ class Intake:
                         workspace, REFUSAL_WITHIN,
                         extra={"platform": platform, "channel": channel},
                     )
+
+
+def _addresses_bot(msg: Inbound) -> bool:
+    """Whether `msg` is addressed to the bot (a mention, a DM, a command), whatever
+    the routes say."""
+    return bool(msg.mentioned or msg.is_dm or msg.command)
 
 
 def _all_taken(queue: deque[tuple[Inbound, ReplyTarget, Flag]]) -> None:

@@ -665,15 +665,41 @@ async def test_a_reply_ending_during_the_stop_shows_its_end_before_the_others_up
 async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Every message in a thread of a routed channel was an ERROR and a failed answer
+    # while the store was down, chatter in threads the bot is not in included.
+    def lines(level: int) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "chat_bridge.intake" and r.levelno == level]
+
+    fake_chat_api.enqueue(tokens=["Back."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        store_down(bridge, "get_conversation")
+        up = {m: getattr(bridge.store, m) for m in ("get_conversation", "inflight_begin")}
+        for method in up:
+            store_down(bridge, method)
         # Not addressed to the bot: routing asks the store whether it continues a thread.
-        chatter = await platform(bridge).say("lunch?", thread="7.000", mentioned=False)
-        await wait_for(lambda: any("could not take message" in r.getMessage()
-                                   for r in caplog.records))
+        chatter = [await platform(bridge).say(f"lunch {i}?", thread="7.000", mentioned=False)
+                   for i in range(3)]
+        taken = platform(bridge).taken
+        assert taken is not None
+        await asyncio.wait_for(taken.wait(), 10)  # the last, and so all three (in order)
+        assert lines(logging.ERROR) == [] and failed_answers(bridge) == 0
+        assert sum("continues a conversation" in said for said in lines(logging.DEBUG)) == 3
         asker = await platform(bridge).say("Are you there?")
         await asyncio.wait_for(asker.ended.wait(), 10)
-    assert chatter.notices == [] and asker.notices == [StoreError.user_message]
+        again = await platform(bridge).say("Hello?", thread="8.000")
+        await asyncio.wait_for(again.ended.wait(), 10)
+        # Both askers counted and told; the store's failure logged once (for a minute).
+        assert failed_answers(bridge) == 2
+        [error] = lines(logging.ERROR)
+        assert error.startswith("could not take message ") and STORE_DOWN in error
+        for method, call in up.items():
+            setattr(bridge.store, method, call)
+        back = await platform(bridge).say("And now?", thread="9.000")
+        await asyncio.wait_for(back.ended.wait(), 10)
+        assert "the store takes questions again, after 2 it could not" in lines(logging.INFO)
+    assert all(t.notices == [] for t in chatter)
+    assert asker.notices == again.notices == [StoreError.user_message]
+    assert back.visible() == ["Back."]
 
 
 async def test_cut_off_keeps_partial_text_and_says_so(
