@@ -170,15 +170,18 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         await _fail(relay, job, reply, exc.describe())
     except ChatAPIError as exc:
         outcome = "failed"
+        level = logging.WARNING
         if isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
             # Not a drop mid-answer (Dropped): the backend did answer; nor the
             # bridge out of open files (Overloaded): the backend was not asked.
+            if circuit.probing:  # still down: the circuit's own line says so
+                level = logging.INFO
             circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None,
                             slow=isinstance(exc, SlowToBegin))
         else:
             circuit.release()
-        log.warning("backend %s failed: %s", route.backend, exc,
-                    extra={"conversation": key, "backend": route.backend})
+        log.log(level, "backend %s failed: %s", route.backend, exc,
+                extra={"conversation": key, "backend": route.backend})
         notice = exc.user_message
         if isinstance(exc, BadRequest) and exc.history_sent:
             notice = f"{notice} {_start_over(relay, job)}"

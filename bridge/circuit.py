@@ -4,7 +4,9 @@ After `failures` consecutive failures of the kind that waiting will not fix
 (unavailable, timed out), the circuit opens: questions get an immediate
 "unavailable" answer for `cooldown` seconds. Then one question is let through
 as a probe; its answer's first text closes the circuit (the relay calls
-`success` then), its failure opens it again.
+`success` then), its failure opens it again. The opening is a WARNING; probes
+that fail while the backend stays down are summed up at most once a minute, and
+its return is an INFO line.
 
 A 429 that names when to call again holds the backend until then: questions
 are told when to try again without being sent (each would be refused, and
@@ -17,6 +19,8 @@ import logging
 import math
 import time
 from collections.abc import Callable
+
+from bridge.logs import Repeats
 
 log = logging.getLogger("chat_bridge.circuit")
 
@@ -48,6 +52,9 @@ class Circuit:
         # Whether every failure of the run was an answer that did not begin in time
         # (`first_byte`): the backend took the questions, so it is not said to be down.
         self.slow = False
+        # The run of failures since it opened: the opening told, then failed probes
+        # summed up at most once a minute (one every cooldown would bury the rest).
+        self._down = Repeats(clock=clock)
 
     @property
     def state(self) -> str:
@@ -90,6 +97,7 @@ class Circuit:
         if self._opened_at is not None:
             log.info("backend %s answers again: calling it again", self.name,
                      extra={"backend": self.name})
+            self._down.ended()
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -104,14 +112,22 @@ class Circuit:
         self._failures += 1
         self.told = told
         if self._probing or self._failures >= self.threshold:
-            if self._opened_at is None or self._probing:
-                what = ("sent no text within its timeouts.first_byte" if self.slow
-                        else "failed")
-                told_as = "slow to answer" if self.slow else "unavailable"
+            what = "sent no text within its timeouts.first_byte" if self.slow else "failed"
+            told_as = "slow to answer" if self.slow else "unavailable"
+            if self._opened_at is None:
+                self._down.ended()
+                self._down.failed()  # the first line of the run
                 log.warning(
                     "backend %s %s %d times in a row: not called for %g s (questions "
                     "are told it is %s)", self.name, what, self._failures, self.cooldown,
                     told_as, extra={"backend": self.name},
+                )
+            elif self._probing:
+                again = self._down.failed()
+                (log.debug if again is None else log.warning)(
+                    "backend %s still %s: a probe failed, %d failures in a row; not called "
+                    "for %g s more%s", self.name, "slow" if self.slow else "down",
+                    self._failures, self.cooldown, again or "", extra={"backend": self.name},
                 )
             self._opened_at = self._clock()
         self._probing = False

@@ -11,7 +11,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -211,17 +211,18 @@ class Repeats:
     twice a second): logged the first time, then at most once every `every` seconds
     with how many tries failed in between, so the lines that matter are not buried."""
 
-    def __init__(self, every: float = 60.0) -> None:
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] | None = None) -> None:
         self.every = every
         self.tries = 0  # failed in a row
-        self._told_at = -math.inf  # (monotonic)
+        self._clock = clock  # None: time.monotonic
+        self._told_at = -math.inf  # (on that clock)
         self._untold = 0
 
     def failed(self) -> str | None:
         """One more failure: None if it goes unlogged, else what to add to its line
         ("" the first time)."""
         self.tries += 1
-        now = time.monotonic()
+        now = self._clock() if self._clock is not None else time.monotonic()
         if now - self._told_at < self.every:
             self._untold += 1
             return None

@@ -273,22 +273,23 @@ class HTTPDialect(ChatAPI):
                     if not retried(exc):  # a deadline: logged where it passed
                         raise
                     # One line a failed attempt: what failed (not logged where the
-                    # error was made) and what comes next.
+                    # error was made) and what comes next. INFO: whoever gets the
+                    # error (the relay) says what came of them, once.
                     said = exc.detail or for_log(exc)
                     failed = f"attempt {attempt} of {retries.attempts}: {said}"
                     extra = {"backend": self.name}
                     if shown:
-                        log.warning("%s; not retried: text was shown", failed, extra=extra)
+                        log.info("%s; not retried: text was shown", failed, extra=extra)
                         raise
                     if attempt >= retries.attempts:
-                        log.warning("%s", failed, extra=extra)  # the relay says what came of it
+                        log.info("%s", failed, extra=extra)
                         raise
                     cap = min(retries.max_backoff, retries.backoff * 2 ** (attempt - 1))
                     delay = random.uniform(0, cap)
                     if ends is not None and loop.time() + delay >= ends:
-                        log.warning("%s", failed, extra=extra)
+                        log.info("%s", failed, extra=extra)
                         raise self._timed_out("total") from exc
-                    log.warning("%s; retrying in %.2f s", failed, delay, extra=extra)
+                    log.info("%s; retrying in %.2f s", failed, delay, extra=extra)
                     await asyncio.sleep(delay)
         finally:
             _ANSWER_ENDS.set(None)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from bridge import circuit as circuit_module
@@ -76,3 +78,38 @@ def test_a_circuit_opened_by_answers_that_did_not_begin_in_time_does_not_say_dow
         mixed.failure(slow=was_slow)
     assert unavailable(mixed) == "The assistant is unavailable right now; please try again in 30 s."
     assert "backend api failed 3 times in a row" in caplog.text
+
+
+def test_a_long_outage_warns_as_the_circuit_opens_then_once_a_minute_at_most(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each failed probe said the circuit opened again, at WARNING: with steady traffic,
+    # a line every cooldown for as long as the outage lasted.
+    now = [0.0]
+    circuit = Circuit(2, 10.0, lambda: now[0], name="docs")
+
+    def said() -> list[tuple[str, str]]:
+        return [(r.levelname, r.getMessage()) for r in caplog.records
+                if r.name == "chat_bridge.circuit" and r.levelno >= logging.INFO]
+
+    circuit.failure()
+    circuit.failure()
+    assert said() == [("WARNING", "backend docs failed 2 times in a row: not called for "
+                                  "10 s (questions are told it is unavailable)")]
+    for _ in range(11):  # a probe every cooldown, all failing: 110 s
+        now[0] += 10
+        assert circuit.allow() and circuit.probing
+        circuit.failure()
+    assert [level for level, _ in said()] == ["WARNING", "WARNING"]
+    assert said()[1][1] == (
+        "backend docs still down: a probe failed, 8 failures in a row; not called for 10 s "
+        "more (again: 6 tries failed since the last line)"
+    )
+    now[0] += 10
+    assert circuit.allow()
+    circuit.success()
+    assert said()[-1] == ("INFO", "backend docs answers again: calling it again")
+    # Down again later: its opening is told at once.
+    circuit.failure()
+    circuit.failure()
+    assert said()[-1][0] == "WARNING" and said()[-1][1].startswith("backend docs failed 2 times")

@@ -132,6 +132,34 @@ async def test_circuit_closes_after_a_successful_probe(
     )
 
 
+async def test_a_backend_that_stays_down_warns_once_not_at_every_probe(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Through a long outage each cooldown logged five WARNINGs: three attempts, the
+    # probe's failure, and the circuit opened again.
+    caplog.set_level(logging.INFO)
+    extra = "limits: {circuit: {failures: 1, cooldown: 0.2}}"
+    for _ in range(6):  # two questions' three attempts
+        fake_chat_api.enqueue(status=503, body={"error": "upstream down"})
+    fake_chat_api.enqueue(tokens=["back"])
+    async with bridge(fake_chat_api, tmp_path / "b.db", extra=extra) as b:
+        circuit = b.relay.circuits["docs"]
+        first = await ask(b, "one", "T1")
+        for thread in ("T2", "T3"):  # a probe that fails, then one answered
+            await wait_for(lambda: circuit.state == "half-open")
+            last = await ask(b, "again", thread)
+    assert "unavailable" in first.visible()[0] and last.visible() == ["back"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [said.split(":")[0] for said in warned] == [
+        "backend docs failed 1 times in a row", "backend docs failed"
+    ], warned
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    attempts = [said for said in info if said.startswith("attempt ")]
+    assert len(attempts) == 6 and "upstream down" in attempts[0]  # what failed, at INFO
+    assert sum(said.startswith("backend docs failed: ") for said in info) == 1  # the probe's
+    assert "backend docs answers again: calling it again" in info
+
+
 async def test_a_probe_whose_answer_has_begun_lets_the_next_questions_through(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
