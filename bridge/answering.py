@@ -20,12 +20,14 @@ from bridge.errors import (
     BridgeError,
     ChatAPIError,
     CutOff,
+    Forbidden,
     Misaddressed,
     Overloaded,
     PlaceGone,
     RateLimited,
     SlowToBegin,
     TooLong,
+    Unauthorized,
     Unavailable,
     for_log,
     told,
@@ -171,7 +173,13 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     except ChatAPIError as exc:
         outcome = "failed"
         level = logging.WARNING
-        if isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
+        if isinstance(exc, Unauthorized | Forbidden):
+            # Not a failure to stop calling the backend for: the first question
+            # answered shows the key mended. The circuit's ERROR names the setting.
+            circuit.release()
+            circuit.refused(_key_refused(route.backend, exc))
+            level = logging.INFO
+        elif isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
             # Not a drop mid-answer (Dropped): the backend did answer; nor the
             # bridge out of open files (Overloaded): the backend was not asked.
             if circuit.probing:  # still down: the circuit's own line says so
@@ -225,6 +233,17 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
+
+
+def _key_refused(backend: str, exc: Unauthorized | Forbidden) -> str:
+    """What the admin is to mend where a backend refused its key (never the key)."""
+    said = f" ({exc.detail})" if exc.detail else ""
+    if isinstance(exc, Unauthorized):
+        return (f"backend {backend}: the chat API refused its API key{said}; set "
+                f"backends.{backend}.api_key to a key it takes (revoked or rotated?)")
+    return (f"backend {backend}: the chat API refused its API key for this chatbot{said}; "
+            f"check that backends.{backend}.api_key may use this chatbot, and that the "
+            "bridge's host is on the API's allowlist")
 
 
 def _start_over(relay: Relay, job: Job) -> str:

@@ -55,6 +55,8 @@ class Circuit:
         # The run of failures since it opened: the opening told, then failed probes
         # summed up at most once a minute (one every cooldown would bury the rest).
         self._down = Repeats(clock=clock)
+        # Requests that had the backend's credentials refused (a 401 or 403), in a row.
+        self._refused = Repeats(clock=clock)
 
     @property
     def state(self) -> str:
@@ -98,6 +100,9 @@ class Circuit:
             log.info("backend %s answers again: calling it again", self.name,
                      extra={"backend": self.name})
             self._down.ended()
+        if refused := self._refused.ended():
+            log.info("backend %s accepts its API key again, after %d requests refused",
+                     self.name, refused, extra={"backend": self.name})
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -131,6 +136,14 @@ class Circuit:
                 )
             self._opened_at = self._clock()
         self._probing = False
+
+    def refused(self, mend: str) -> None:
+        """The backend refused its credentials (a 401 or 403): no wait mends that, so
+        it is called as before (the first question answered shows it mended), and
+        `mend`, what to set right, is an ERROR the first time, then at most once a
+        minute."""
+        if (again := self._refused.failed()) is not None:
+            log.error("%s%s", mend, again, extra={"backend": self.name})
 
     def hold(self, retry_at: float) -> None:
         """The backend answered 429 and said when to call it again (epoch seconds):

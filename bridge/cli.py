@@ -255,7 +255,8 @@ def _to_check(config: Config, name: str, exc: BridgeError) -> str:
         return f"\n  {exc}"
     where = f"\n  check backends.{name}"
     if isinstance(exc, (Unauthorized, Forbidden)):
-        return f"{where}.api_key"
+        # What the API said is not logged where it was read (the relay logs it so).
+        return f"{where}.api_key" + (f"\n  {exc.detail}" if exc.detail else "")
     url = str(getattr(config.backends[name], "url", "") or "")
     shown = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl() if url else ""
     status = exc.status if isinstance(exc, ChatAPIError) else None

@@ -6,7 +6,9 @@ for an httpx error, or a request that cannot be sent; `timed_out` words the
 deadline that passed. Each sets the backend's name and the status, and logs
 what the admin needs, save for a failure `stream` tries again on (`retried`):
 that is kept in the error's `detail`, for `stream` to log once with the
-attempt and what comes next. `scrub` makes an API's message safe to show: the
+attempt and what comes next; so is a refused key's (401, 403), for whoever
+gets the error to log with the setting to mend (the relay, in moderation, as
+every question meets it). `scrub` makes an API's message safe to show: the
 API key never appears in a message or a log.
 """
 
@@ -57,9 +59,10 @@ def retried(error: ChatAPIError) -> bool:
 
 
 def _logged(error: E, said: str, backend: str) -> E:
-    """`error` with `said` as its detail, logged now unless `stream` logs it."""
+    """`error` with `said` as its detail, logged now unless `stream` logs it, or
+    it is a refused key (see the module's docstring)."""
     error.detail = said
-    if not retried(error):
+    if not retried(error) and not isinstance(error, Unauthorized | Forbidden):
         log.warning("%s", said, extra={"backend": backend})
     return error
 

@@ -113,3 +113,29 @@ def test_a_long_outage_warns_as_the_circuit_opens_then_once_a_minute_at_most(
     circuit.failure()
     circuit.failure()
     assert said()[-1][0] == "WARNING" and said()[-1][1].startswith("backend docs failed 2 times")
+
+
+def test_a_refused_key_is_an_error_once_a_minute_at_most_and_its_mending_an_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    circuit = Circuit(2, 10.0, lambda: now[0], name="docs")
+    mend = "backend docs: the chat API refused its API key; set backends.docs.api_key"
+
+    def said() -> list[tuple[str, str]]:
+        return [(r.levelname, r.getMessage()) for r in caplog.records
+                if r.name == "chat_bridge.circuit"]
+
+    for _ in range(7):  # a question every 10 s
+        circuit.refused(mend)
+        now[0] += 10
+    assert said() == [
+        ("ERROR", mend),
+        ("ERROR", f"{mend} (again: 6 tries failed since the last line)"),
+    ]
+    assert circuit.state == "closed" and circuit.allow()  # every question still tries
+    circuit.success()
+    assert said()[-1] == ("INFO", "backend docs accepts its API key again, after 7 requests "
+                                  "refused")
+    circuit.success()
+    assert len(said()) == 3  # said once

@@ -1796,7 +1796,9 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
     [
         ("ok", 0, "ok", None),
         # The admin is told which key to look at, not only what an asker would be.
-        ("bad key", 1, "auth failed", "\n  check backends.docs.api_key\n"),
+        # With what the API said (no log line says it: the relay's names the setting).
+        ("bad key", 1, "auth failed", "\n  check backends.docs.api_key\n"
+         "  HTTP 401 from the chat API: Invalid or missing API key\n"),
         ("nobody listening", 1, "unreachable", "\n  check backends.docs.url (http://127.0.0.1:"),
         # Not "auth failed ... check backends.docs.api_key": the key never reached the API.
         ("proxy refused", 1, "proxy refused", "check the user:password in HTTP_PROXY"),

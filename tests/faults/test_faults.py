@@ -160,6 +160,36 @@ async def test_a_backend_that_stays_down_warns_once_not_at_every_probe(
     assert "backend docs answers again: calling it again" in info
 
 
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_api_key_is_one_error_naming_the_setting(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    # Each question logged two WARNINGs (the status, then the asker's notice), and no
+    # line said which setting to mend.
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        fake_chat_api.enqueue(status=status, body={"error": "Invalid or missing API key"})
+    fake_chat_api.enqueue(tokens=["mended"])
+    async with bridge(fake_chat_api, tmp_path / "b.db") as b:
+        told = [await ask(b, "one", f"T{i}") for i in range(3)]
+        assert b.relay.circuits["docs"].state == "closed"  # each question still tries
+        mended = await ask(b, "again", "T9")
+    assert all("misconfigured" in t.visible()[0] for t in told)
+    assert mended.visible() == ["mended"] and len(fake_chat_api.requests) == 4
+    warned = [(r.levelname, r.getMessage()) for r in caplog.records
+              if r.levelno >= logging.WARNING]
+    assert len(warned) == 1, warned
+    [(level, error)] = warned
+    assert level == "ERROR", warned
+    assert error.startswith("backend docs: the chat API refused its API key")
+    assert f"(HTTP {status} from the chat API: Invalid or missing API key)" in error
+    assert "backends.docs.api_key" in error
+    assert ("allowlist" in error) == (status == 403)
+    assert fake_chat_api.api_key not in caplog.text
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert "backend docs accepts its API key again, after 3 requests refused" in info
+
+
 async def test_a_probe_whose_answer_has_begun_lets_the_next_questions_through(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
