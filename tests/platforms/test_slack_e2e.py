@@ -740,6 +740,47 @@ async def test_an_app_without_chat_write_stays_locked_out_until_it_has_it_again(
     assert [r.json["message"] for r in chat.requests] == ["one?", "three?"]
 
 
+@pytest.mark.parametrize("refusal", ["token", "scope"])
+async def test_health_clears_once_slack_takes_the_bot_token_again_with_no_question(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    # Checked again only when a question came: in a quiet workspace, or on a replica
+    # /healthz kept out of a load balancer's rotation (so asked nothing), /healthz
+    # and the metric said the token was refused for ever after it was fixed.
+    slack, chat = harness.slack, harness.chat
+    port = harness.bridge.http_port
+    monkeypatch.setattr(slack_lockout, "RECHECK_SECONDS", 0.05)
+
+    async def get(path: str) -> tuple[int, str]:
+        async with (aiohttp.ClientSession() as session,
+                    session.get(f"http://127.0.0.1:{port}{path}") as resp):
+            return resp.status, await resp.text()
+
+    good = slack.bot_token
+    if refusal == "token":
+        slack.bot_token = "xoxb-another-token"
+    else:
+        slack.scopes.discard("chat:write")  # the app reinstalled without it
+    chat.enqueue(tokens=["Never shown."])
+    await harness.ask(DM, "anyone there?")
+    await wait_for(lambda: harness.bridge.relay.live == 0 and len(chat.requests) == 1)
+    checks = slack.count("auth.test")
+    await slack.wait_for(lambda: slack.count("auth.test") >= checks + 2)  # nobody asks
+    # A check that Slack answers is not enough while the token may not post.
+    assert (await get("/healthz"))[0] == 503
+    slack.bot_token = good
+    slack.scopes.add("chat:write")  # the app fixed and reinstalled
+    async with asyncio.timeout(10):
+        while (await get("/healthz"))[0] != 200:
+            await asyncio.sleep(0.02)
+    _, metrics = await get("/metrics")
+    assert 'chat_bridge_component_up{component="slack"} 1.0' in metrics
+    assert len(chat.requests) == 1
+    # The checks stop once Slack takes the token.
+    gate = harness.bridge.platforms["slack"].gate  # type: ignore[attr-defined]
+    await wait_for(lambda: gate._watch is not None and gate._watch.done())
+
+
 async def test_questions_asked_while_the_token_is_checked_again_wait_for_the_check(
     harness: Harness,
 ) -> None:

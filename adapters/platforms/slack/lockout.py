@@ -1,6 +1,7 @@
 """Slack refusing the bot token (the app uninstalled, its token revoked, the app
 reinstalled without chat:write): no question is answered, nor sent to the chat
-API, until Slack takes the token again; /healthz says so meanwhile."""
+API, until Slack takes the token again; /healthz says so meanwhile, and clears
+once Slack takes it, whether or not anyone asks."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from .refusal import NO_SCOPE
 
 log = logging.getLogger("chat_bridge.slack")
 
-# While Slack refuses the bot token, a question has it checked again (auth.test),
-# at most this often.
+# While Slack refuses the bot token, it is checked again (auth.test) this often, and
+# no more often for the questions asked meanwhile.
 RECHECK_SECONDS = 60.0
 
 
@@ -32,6 +33,8 @@ class TokenGate:
         self.refused: str | None = None  # Slack's error code while it refuses the token
         self._checked_at = -math.inf  # (monotonic) the last check
         self._check: asyncio.Task[bool] | None = None  # that check, while it runs
+        self._watch: asyncio.Task[None] | None = None  # checks while the token is refused
+        self._closed = False
 
     def lock_out(self, method: str, error: str, needed: str | None = None) -> None:
         """Slack refused the bot token (told by `guard`); `needed`, the scopes Slack
@@ -52,6 +55,24 @@ class TokenGate:
                 "slack.bot_token and that the app is still installed", error, method,
             )
         self.refused = error
+        if not self._closed and (self._watch is None or self._watch.done()):
+            # Told by an answer's call: the checks are no one answer's.
+            self._watch = asyncio.create_task(self._watch_token(), name="slack-token-watch",
+                                              context=apart())
+
+    async def _watch_token(self) -> None:
+        """Check the token every RECHECK_SECONDS until Slack takes it: with no
+        question asked (a quiet workspace, a replica /healthz keeps out of the
+        load balancer's rotation), /healthz and chat_bridge_component_up would
+        otherwise say it is refused for ever."""
+        since = time.monotonic()
+        while self.refused is not None:
+            due = max(since, self._checked_at) + RECHECK_SECONDS
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            try:
+                await self.accepted()  # the check a question would share
+            except Exception:
+                log.exception("slack: checking the bot token again failed")
 
     async def accepted(self) -> bool:
         """Whether Slack takes the bot token now: asked at most every RECHECK_SECONDS,
@@ -84,6 +105,8 @@ class TokenGate:
         return True
 
     async def aclose(self) -> None:
-        if self._check is not None and not self._check.done():
-            self._check.cancel()
-            await asyncio.gather(self._check, return_exceptions=True)
+        self._closed = True
+        tasks = [t for t in (self._watch, self._check) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
