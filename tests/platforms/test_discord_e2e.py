@@ -753,7 +753,8 @@ async def test_replies_across_channels_stay_within_the_bots_global_limit(
               "  global_rate: {count: 8, per: 1.0}")
     monkeypatch.setattr(Setup, "config", lambda self: config)
     # A small limit on all the bot's requests, so these replies reach it, and the bridge
-    # told of it: the replies keep 8 a second, typing renewals 2, and 2 stay unbudgeted.
+    # told of it: the replies keep 8 a second, typing renewals 1, and the rest stay
+    # unbudgeted.
     # (Questions that wait for the replies' budget show typing by renewals meanwhile.)
     monkeypatch.setattr(indicator, "BOT_LIMIT", 12)
     async with setup.bridge():

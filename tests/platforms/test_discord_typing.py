@@ -75,8 +75,21 @@ def test_renewals_use_what_the_replies_leave_of_discords_limit() -> None:
     # 50 a second for the bot; the replies keep 40: 8 renewals, 2 left unbudgeted,
     # so 64 answers thinking at once (the default max_concurrent_streams) stay typing.
     assert indicator.renewals_per_second(Rate(40, 1.0)) == 8
-    assert indicator.renewals_per_second(Rate(20, 1.0)) == 28
+    assert indicator.renewals_per_second(Rate(45, 1.0)) == 3  # what the replies leave
     assert indicator.renewals_per_second(Rate(50, 1.0)) == 1  # never none
+
+
+def test_processes_splitting_global_rate_split_the_renewals_too() -> None:
+    # docs/discord.md, "Scale-out": N processes give each `global_rate` 40/N. Renewals
+    # were what each one's replies left of the bot's 50: two processes at 20 a second
+    # planned 20 + 28 each, 96 a second together, and drew Discord's global 429.
+    default = indicator.renewals_per_second(Rate(40, 1.0))
+    assert indicator.renewals_per_second(Rate(20, 1.0)) <= default / 2
+    assert indicator.renewals_per_second(Rate(100, 5.0)) <= default / 2  # 20 a second too
+    for n in range(1, 13):
+        each = 40 // n
+        together = n * (each + indicator.renewals_per_second(Rate(each, 1.0)))
+        assert together <= indicator.BOT_LIMIT, n
 
 
 @pytest.mark.timeout(60)

@@ -2,12 +2,15 @@
 
 Discord shows typing for 10 s after each trigger, so a reply whose answer is
 coming (or whose question waits its turn) triggers it again every
-`TYPING_RENEW` seconds. The renewals of the whole bot share one budget: what
-is left of Discord's 50 requests a second once the bridge's replies have
-theirs (`global_rate`, 40 by default), less a few for the requests nobody
-budgets (a channel looked up). They never take a slot the replies' edits
-count on, so they cannot slow an answer or earn a 429. A renewal that finds
-the budget spent waits for its next free slot (within a second), and the
+`TYPING_RENEW` seconds. The renewals of the whole process share one budget,
+a fifth of the replies' (`global_rate`, 40 by default: 8 a second, and 2 of
+Discord's 50 left for the requests nobody budgets, a channel looked up), and
+never more than what the replies leave of the 50. A process's `global_rate` is
+its share of the bot's limit (40/N each for N processes), so its renewals take
+the same share, and N processes together stay within Discord's 50 (up to 12 of
+them: each keeps at least one renewal a second). They never take a slot the
+replies' edits count on, so they cannot slow an answer or earn a 429. A renewal
+that finds the budget spent waits for its next free slot (within a second), and the
 places whose indicator has been off longest (or never shown) go first.
 A renewal Discord refuses is tried again only a renewal later, as one it took:
 Discord counts every refused request toward its limit on invalid ones, past
@@ -38,12 +41,18 @@ QUEUED_AFTER = 1.0
 # replies leave for requests the bridge does not budget (lookups, commands' sync).
 BOT_LIMIT = 50
 UNBUDGETED = 2
+# One renewal a second for every this many of the replies' requests a second: 8
+# beside the default 40. Proportional, so that processes which split the bot's
+# limit by their `global_rate` split the renewals' share of it the same way.
+REPLIES_PER_RENEWAL = 5
 
 
 def renewals_per_second(global_rate: Rate) -> int:
-    """Renewals a second the bot may send beside its replies' `global_rate`."""
-    left = BOT_LIMIT - math.ceil(global_rate.count / global_rate.per) - UNBUDGETED
-    return max(1, left)
+    """Renewals a second a process may send beside its replies' `global_rate`: a
+    fifth of it, within what it leaves of the bot's limit, and never none."""
+    replies = global_rate.count / global_rate.per
+    left = BOT_LIMIT - math.ceil(replies) - UNBUDGETED
+    return max(1, min(left, math.floor(replies / REPLIES_PER_RENEWAL)))
 
 
 class Typist:
