@@ -18,6 +18,8 @@ class IdShape:
     pattern: re.Pattern[str]
     kind: str  # what it is, to say what a value is not
     where: str  # where to copy one
+    # Ids of something else that an admin may take for one: what each is instead.
+    mistaken: tuple[tuple[re.Pattern[str], str], ...] = ()
 
 
 _DEV_MODE = "Discord: turn on Developer Mode, then"
@@ -39,11 +41,19 @@ SHAPES: dict[str, dict[str, IdShape]] = {
         ),
     },
     "workspace": {
+        # A Slack message's workspace is always its team's (T…), an org-wide install's too.
         "slack": IdShape(
-            re.compile(r"[TE][A-Z0-9]+"),
-            "a Slack team id (T…, or E… for an "
-            "Enterprise Grid organisation: capital letters and digits)",
+            re.compile(r"T[A-Z0-9]+"),
+            "a Slack team id (T…: capital letters and digits)",
             "Slack: open Slack in a browser, the id is the T… after /client/ in its address",
+            mistaken=(
+                (
+                    re.compile(r"E[A-Z0-9]+"),
+                    "an Enterprise Grid organisation's id, not a workspace's: list the "
+                    "organisation's workspaces by their T… ids, as docs/slack.md "
+                    '("Enterprise Grid") says',
+                ),
+            ),
         ),
         "discord": IdShape(
             re.compile(r"[0-9]+|" + DISCORD_DM_WORKSPACE),
@@ -106,6 +116,10 @@ def id_problem(key: str, value: str, platform: str) -> str | None:
         return f"{shown!r} is {_NAME[key]}: {use}"
     if "@" in value:
         return f"{shown!r} is an email address: {use}"
+    for shape in shapes:
+        for pattern, instead in shape.mistaken:
+            if pattern.fullmatch(value):
+                return f"{shown!r} is {instead} ({how})"
     kinds = " or ".join(shape.kind for shape in shapes)
     return f"{shown!r} is not {kinds}: {use}"
 

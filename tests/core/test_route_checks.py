@@ -57,9 +57,21 @@ def one_route(platform: str, key: str, values: str, extra: str = "") -> str:
             "slack",
             "workspace",
             "[acme]",
-            "'acme' is not a Slack team id (T…, or E… for an Enterprise Grid organisation",
+            "'acme' is not a Slack team id (T…: capital letters and digits)",
             "the T… after /client/",
         ),
+        # A Slack message's workspace is its team's, an org-wide install's too: a route
+        # listing the organisation loaded, and never answered.
+        (
+            "slack",
+            "workspace",
+            "[T0ACME, E0ORG1234]",
+            "'E0ORG1234' is an Enterprise Grid organisation's id, not a workspace's: list "
+            "the organisation's workspaces by their T… ids, as docs/slack.md "
+            '("Enterprise Grid") says',
+            "the T… after /client/",
+        ),
+        ("any", "workspace", "[E0ORG1234]", "Enterprise Grid organisation's id", "/client/"),
         ("slack", "workspace", "[https://acme.slack.com]", "is a link", "/client/"),
         ("slack", "workspace", "[t0acme]", "is not a Slack team id", "/client/"),
         (
@@ -110,7 +122,7 @@ def test_a_name_where_an_id_belongs_is_a_config_error(
 @pytest.mark.parametrize(
     ("platform", "key", "values"),
     [
-        ("slack", "workspace", "[T0ACME, E0ORG1234]"),  # a team, an Enterprise Grid org
+        ("slack", "workspace", "[T0ACME, T0WSB0002]"),
         ("slack", "users", "[U0ALICE, W0BOB1234]"),  # W…: an Enterprise Grid member
         ("discord", "workspace", '["987654321098765432", 123456789012345678]'),
         ("discord", "workspace", '["@dm"]'),  # the workspace Discord DMs are in
