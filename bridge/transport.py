@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import errno
 import http.cookiejar
+import ipaddress
 import os
 import resource
 import socket
@@ -176,16 +177,18 @@ def env_proxy(url: str) -> str | None:
     None to go direct.
 
     HTTPS_PROXY (wss: too) or HTTP_PROXY by the URL's scheme, else ALL_PROXY, in
-    upper or lower case; none for a host NO_PROXY names. A proxy given without
-    a scheme (`proxy.corp:3128`) is an http:// one; an https:// one is used as
-    such; any other kind (socks5://) is passed by. Credentials stay in the URL
-    (aiohttp sends them as Proxy-Authorization): never log it.
+    upper or lower case; none for a host NO_PROXY names, nor for a loopback one
+    (`is_loopback`), as Go's clients and browsers take it: a proxy elsewhere
+    cannot reach this machine's loopback. A proxy given without a scheme
+    (`proxy.corp:3128`) is an http:// one; an https:// one is used as such; any
+    other kind (socks5://) is passed by. Credentials stay in the URL (aiohttp
+    sends them as Proxy-Authorization): never log it.
     """
     target = yarl.URL(url)
     scheme = {"ws": "http", "wss": "https"}.get(target.scheme, target.scheme)
     proxies = urllib.request.getproxies_environment()
     named = (proxies.get(scheme) or proxies.get("all") or "").strip()
-    if not named or target.host is None:
+    if not named or target.host is None or is_loopback(target.host):
         return None
     where = target.host if target.explicit_port is None else f"{target.host}:{target.port}"
     if urllib.request.proxy_bypass(where):  # NO_PROXY (on Linux: the environment only)
@@ -194,6 +197,18 @@ def env_proxy(url: str) -> str | None:
     if proxy.scheme not in ("http", "https"):
         return None  # socks5:// and the like: no client here speaks them
     return str(proxy)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine's loopback: localhost (and its subdomains,
+    RFC 6761), 127.0.0.0/8 or ::1."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _as_url(proxy: str) -> str:

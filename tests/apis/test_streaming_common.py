@@ -277,7 +277,7 @@ async def test_a_proxy_refusing_its_credentials_is_told_as_the_proxy_not_the_key
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
-    url = {"url": "https://chat.example.invalid/v1/chat"} if tunnel else {}
+    url = {"url": f"{'https' if tunnel else 'http'}://chat.example.invalid/v1/chat"}
     async with FakeProxy(credentials="corp:right-password") as proxy:
         monkeypatch.setenv(variable, proxy.url.replace("//", "//corp:expired-s3cret@"))
         api = dialect.api(**url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,22 @@ def test_the_demo_runs_with_its_output_closed(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_demo_answers_behind_a_proxy_the_environment_names(tmp_path: Path) -> None:
+    # Its stand-in chat API is on loopback, which the proxy cannot reach: the demo's
+    # question went to the proxy, and the answer blamed the API key.
+    with socket.socket() as closed:  # a proxy that refuses every connection
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    result = subprocess.run(
+        [sys.executable, "-m", "adapters", "demo", "--no-input"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env=_env(tmp_path, http_proxy=proxy, HTTPS_PROXY=proxy, ALL_PROXY=proxy),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "puts a hosted chatbot into Slack and Discord" in result.stdout, result.stderr
+    assert "misconfigured" not in result.stdout + result.stderr
 
 
 def test_ctrl_c_while_the_command_still_imports_exits_quietly(

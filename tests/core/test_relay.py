@@ -1814,6 +1814,8 @@ async def test_check_probe_reports_each_backend(
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         text = text.replace(fake_chat_api.url, f"http://127.0.0.1:{port}")
+    if case == "proxy refused":  # a host the proxy is asked for (loopback goes direct)
+        text = text.replace(fake_chat_api.url, "http://chat.example.invalid")
     config = tmp_path / "config.yaml"
     config.write_text(text)
     key = "wrong-key" if case == "bad key" else fake_chat_api.api_key

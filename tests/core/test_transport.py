@@ -366,6 +366,14 @@ async def test_an_http_proxy_from_the_environment_is_used(
         ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".internal"}, "https://a.internal/", None),
         ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "localhost"}, "http://localhost:8080/x", None),
         ({"HTTPS_PROXY": " "}, "https://api.example/", None),
+        # Loopback is this machine's, which no proxy elsewhere reaches: direct, NO_PROXY or not.
+        ({"HTTP_PROXY": "http://p:1"}, "http://127.0.0.1:8080/v1/chat", None),
+        ({"ALL_PROXY": "http://p:1"}, "http://127.8.9.10/", None),
+        ({"HTTPS_PROXY": "http://p:1"}, "https://[::1]:8443/v1", None),
+        ({"HTTP_PROXY": "http://p:1"}, "ws://LocalHost:9000/gateway", None),
+        ({"HTTP_PROXY": "http://p:1"}, "http://api.localhost/", None),
+        ({"HTTP_PROXY": "http://p:1"}, "http://localhost.example/", "http://p:1"),
+        ({"HTTP_PROXY": "http://p:1"}, "http://10.0.0.1/", "http://p:1"),
     ],
 )
 def test_the_proxy_the_environment_names(
@@ -374,6 +382,29 @@ def test_the_proxy_the_environment_names(
     for name, value in variables.items():
         no_proxies.setenv(name, value)
     assert env_proxy(url) == found
+
+
+async def test_a_loopback_host_is_reached_directly_whatever_the_proxy_variables_say(
+    no_proxies: pytest.MonkeyPatch,
+) -> None:
+    # A proxy elsewhere cannot reach this machine's loopback: `chat-bridge demo`'s
+    # stand-in API was asked through it, and the proxy's 403 told as a bad API key.
+    async def api(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async with serve(api) as url, FakeProxy(credentials="corp:right-password") as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            no_proxies.setenv(name, proxy.url)
+        async with http_client() as client:
+            answers = [
+                (await client.get(f"{base}/v1/health")).text
+                for base in (url, url.replace("127.0.0.1", "localhost"))
+            ]
+    assert answers == ["ok", "ok"]
+    assert proxy.seen == []
 
 
 async def test_a_proxys_credentials_are_sent_to_it(no_proxies: pytest.MonkeyPatch) -> None:
@@ -404,11 +435,14 @@ async def test_the_fake_proxy_takes_its_credentials_and_refuses_others(
 
     statuses: list[int] = []
     async with serve(api) as url, FakeProxy(credentials="corp:right-password") as proxy:
+        # A .test name, which the proxy reaches: loopback would be reached direct.
+        named = url.replace("127.0.0.1", "api.test")
         for password in ("right-password", "expired-s3cret"):
             no_proxies.setenv("HTTP_PROXY", proxy.url.replace("//", f"//corp:{password}@"))
             async with http_client() as client:
-                statuses.append((await client.get(f"{url}/v1/health")).status_code)
+                statuses.append((await client.get(f"{named}/v1/health")).status_code)
     assert statuses == [200, 407]
+    assert proxy.saw("GET http://api.test:")
 
 
 async def test_a_tunnel_the_proxy_refuses_names_the_variable_to_check(

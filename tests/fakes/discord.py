@@ -186,7 +186,10 @@ class FakeDiscord:
         self._windows: dict[str, deque[float]] = {}
         self._tick = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self.url = ""
+        # The host its URLs name (it serves on 127.0.0.1): a `.test` one for a
+        # Discord reached through `FakeProxy`, as the daemon goes direct to loopback.
+        self.host = "127.0.0.1"
+        self.port = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,14 +216,17 @@ class FakeDiscord:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = self._runner.addresses[0][1]
 
     async def aclose(self) -> None:
         for gw in list(self.gateways):
             await gw.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:

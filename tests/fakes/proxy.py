@@ -7,6 +7,11 @@ tunnel, its CONNECT line), so a test can tell which client used it. Given
 `credentials` ("user:password"), it answers 407 Proxy Authentication Required
 to a connection whose first request does not carry them, as a proxy does to a
 wrong or expired password.
+
+The daemon goes direct to a loopback host whatever the proxy variables say, so
+a fake meant to be reached through this proxy is named by a `.test` host
+(`slack.test`, RFC 6761's names for testing), which only the proxy resolves:
+to 127.0.0.1, as a corporate proxy reaches hosts the daemon itself cannot.
 """
 
 from __future__ import annotations
@@ -66,14 +71,16 @@ class FakeProxy:
             method, target, _ = line.split(" ", 2)
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)
-                up_reader, upstream = await asyncio.open_connection(host, int(port))
+                up_reader, upstream = await asyncio.open_connection(_reach(host), int(port))
                 self._ends.add(upstream)
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
                 return
             where = urlsplit(target)
             assert where.hostname is not None, line
-            up_reader, upstream = await asyncio.open_connection(where.hostname, where.port or 80)
+            up_reader, upstream = await asyncio.open_connection(
+                _reach(where.hostname), where.port or 80
+            )
             self._ends.add(upstream)
             answers = asyncio.ensure_future(_pipe(up_reader, writer))
             try:
@@ -124,6 +131,11 @@ class FakeProxy:
                     upstream.write_eof()
                 return
             self.seen.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+
+
+def _reach(host: str) -> str:
+    """Where the proxy connects for `host`: a `.test` name's is loopback."""
+    return "127.0.0.1" if host.lower().endswith(".test") else host
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -167,12 +167,15 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
         self.port = 0
+        # The host its URLs name (it serves on 127.0.0.1): a `.test` one for a
+        # Slack reached through `FakeProxy`, as the daemon goes direct to loopback.
+        self.host = "127.0.0.1"
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -283,7 +286,7 @@ class FakeSlack:
                 return self._error(method, "invalid_auth")
             self.connections += 1
             ticket = uuid.uuid4().hex
-            return self._ok({"url": f"ws://127.0.0.1:{self.port}/socket-mode?ticket={ticket}"})
+            return self._ok({"url": f"ws://{self.host}:{self.port}/socket-mode?ticket={ticket}"})
         if token != self.bot_token:
             return self._error(method, "not_authed" if not token else "invalid_auth")
         failing = self.fail.get(method)

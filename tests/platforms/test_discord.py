@@ -128,6 +128,7 @@ async def test_rest_and_the_gateway_go_through_the_proxy_the_environment_names(
     for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+    world.fake.host = "discord.test"  # reached through the proxy (loopback would go direct)
     async with FakeProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         async with running(world) as platform:
@@ -137,6 +138,21 @@ async def test_rest_and_the_gateway_go_through_the_proxy_the_environment_names(
             assert msg.text == "through the proxy?"
     assert proxy.saw(f"GET {world.fake.api_url}/users/@me ")
     assert proxy.saw(f"GET {world.fake.gateway_url}")
+
+
+async def test_a_discord_on_loopback_is_reached_directly_whatever_the_proxy_variables_say(
+    world: World, no_proxies: pytest.MonkeyPatch
+) -> None:
+    # As the chat APIs: a proxy elsewhere cannot reach this machine's loopback.
+    async with FakeProxy() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            no_proxies.setenv(name, proxy.url)
+        async with running(world) as platform:
+            assert platform.connected
+            await world.fake.mention(world.general, world.alice, "direct?")
+            msg, _ = await world.next()
+            assert msg.text == "direct?"
+    assert proxy.seen == []
 
 
 async def test_start_up_logs_no_warning_about_voice(
@@ -211,7 +227,7 @@ async def test_a_proxy_refusing_its_credentials_fails_start_naming_the_proxy(
 ) -> None:
     # A 407 was told as Discord refusing to log in (HTTP 407: ).
     # Over https (Discord's own), the proxy refuses the tunnel (CONNECT) before any TLS.
-    api_url = "https://discord.example.invalid/api/v10" if tunnel else world.fake.api_url
+    api_url = f"{'https' if tunnel else 'http'}://discord.example.invalid/api/v10"
     variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
     opts = options(world.fake).model_copy(update={"api_url": api_url})
     platform = DiscordPlatform(PlatformContext(options=opts))

@@ -225,7 +225,7 @@ async def test_a_proxy_refusing_its_credentials_fails_start_naming_the_proxy(
 ) -> None:
     # A 407 was told as Slack refusing the bot token: the admin reset a token that was fine.
     # Over https (Slack's own), the proxy refuses the tunnel (CONNECT) before any TLS.
-    api_url = "https://slack.example.invalid/api/" if tunnel else fake_slack.url
+    api_url = f"{'https' if tunnel else 'http'}://slack.example.invalid/api/"
     variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
     opts = options(fake_slack).model_copy(update={"api_url": api_url})
     async with FakeProxy(credentials="corp:right-password") as proxy:
@@ -729,6 +729,7 @@ async def test_everything_goes_through_the_proxy_the_environment_names(
     for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+    fake_slack.host = "slack.test"  # reached through the proxy (loopback would go direct)
     async with FakeProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url.removeprefix("http://"))
         async with running(fake_slack, inbox):
@@ -741,8 +742,27 @@ async def test_everything_goes_through_the_proxy_the_environment_names(
         {"response_type": "ephemeral", "text": "Started a new conversation."}
     ]
     assert proxy.saw(f"POST {fake_slack.base}/api/auth.test ")  # the Web API
-    assert proxy.saw(f"GET ws://127.0.0.1:{fake_slack.port}/socket-mode?ticket=")  # Socket Mode
+    assert proxy.saw(f"GET ws://slack.test:{fake_slack.port}/socket-mode?ticket=")  # Socket Mode
     assert proxy.saw(f"POST {fake_slack.base}/commands/response/")  # response_url
+
+
+async def test_a_slack_on_loopback_is_reached_directly_whatever_the_proxy_variables_say(
+    fake_slack: FakeSlack, inbox: Inbox, no_proxies: pytest.MonkeyPatch
+) -> None:
+    # As the chat APIs: a proxy elsewhere cannot reach this machine's loopback.
+    async with FakeProxy() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            no_proxies.setenv(name, proxy.url)
+        async with running(fake_slack, inbox):
+            fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
+            await fake_slack.wait_ack(await fake_slack.send_envelope("slash_commands", fields))
+            await inbox.wait(1)
+            _, target = inbox.items[0]
+            await target.notice("Started a new conversation.")
+    assert fake_slack.responses == [
+        {"response_type": "ephemeral", "text": "Started a new conversation."}
+    ]
+    assert proxy.seen == []
 
 
 async def test_slash_command_delivers_reset_and_answers_ephemerally(
