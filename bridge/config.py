@@ -2,7 +2,9 @@
 
 `${VAR}` and `${VAR:-default}` are expanded from the environment before
 validation. Every error names the key path (`routes[2].session: ...`) and never
-shows a secret's value.
+shows a secret's value: a value the environment gave is shown as the `${VAR}`
+that names it (`_env_hidden`), whichever key it was given to, as any of them
+may hold a token.
 """
 
 from __future__ import annotations
@@ -274,24 +276,33 @@ def _collect_secrets(model: Any, out: list[str]) -> None:
             _collect_secrets(value, out)
 
 
-def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
+# A value the environment gave: the key path it was given to, the variable, its value.
+FromEnv = tuple[str, str, str]
+
+
+def expand_env(
+    node: Any, env: Mapping[str, str], path: str = "", used: list[FromEnv] | None = None
+) -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string of a YAML tree; `$${` is a
     `${` itself. `$VAR` is a config error where it can only mean the variable (the
     whole value, or a variable that is set): elsewhere a `$` is as written (a price,
     a formula, a password). Every such error is told at once (a new deployment's
-    unset variables, say), one line each."""
+    unset variables, say), one line each. Each value a variable gave is added to
+    `used` (a default is not: it is written in the file)."""
     errors: list[ConfigError] = []
-    expanded = _expand(node, env, path, errors)
+    expanded = _expand(node, env, path, errors, [] if used is None else used)
     if errors:
         raise _together(errors)
     return expanded
 
 
-def _expand(node: Any, env: Mapping[str, str], path: str, errors: list[ConfigError]) -> Any:
+def _expand(
+    node: Any, env: Mapping[str, str], path: str, errors: list[ConfigError], used: list[FromEnv]
+) -> Any:
     if isinstance(node, dict):
-        return {k: _expand(v, env, _join(path, str(k)), errors) for k, v in node.items()}
+        return {k: _expand(v, env, _join(path, str(k)), errors, used) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, env, f"{path}[{i}]", errors) for i, v in enumerate(node)]
+        return [_expand(v, env, f"{path}[{i}]", errors, used) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def sub(match: re.Match[str]) -> str:
@@ -317,6 +328,7 @@ def _expand(node: Any, env: Mapping[str, str], path: str, errors: list[ConfigErr
                         f"write ${{{name}:-default}} to give a default",
                     )
                 return default
+            used.append((path, name, value))
             return value
 
         if "${" in _VAR.sub("", node):
@@ -363,7 +375,56 @@ def _together(errors: list[ConfigError]) -> ConfigError:
         return errors[0]
     error = ConfigError(errors[0].path, errors[0].problem)
     error.args = ("\n".join(str(e) for e in errors),)
+    error.parts = errors
     return error
+
+
+def _env_hidden(error: ConfigError, used: list[FromEnv]) -> ConfigError:
+    """`error` with each value the environment gave shown as the `${VAR}` that names it.
+
+    Any of them may be a secret (a token's variable written in `channels` by mistake,
+    a key in a URL's query), and the admin knows them by the name they wrote. A value
+    is hidden in the lines of its own key and of the keys around it, which are the
+    ones a message may quote: elsewhere a short value ("user", "1") would be hidden
+    in words it happens to spell. Also hidden: the value stripped, escaped as a
+    quote shows it (`'xoxb-…\\n'`), and cut short to be quoted (`'sk-…...'`)."""
+    parts = []
+    for part in error.parts:
+        forms: dict[str, str] = {}
+        for where, name, value in used:
+            if _related(where, part.path):
+                for form in (value, value.strip()):
+                    forms.setdefault(form, f"${{{name}}}")
+                    forms.setdefault(repr(form)[1:-1], f"${{{name}}}")
+        problem = part.problem
+        for form in sorted(forms, key=len, reverse=True):
+            if form:
+                problem = _cut_short(problem.replace(form, forms[form]), form, forms[form])
+        parts.append(ConfigError(part.path, problem))
+    return _together(parts)
+
+
+def _related(one: str, other: str) -> bool:
+    """Whether one key path is the other, or holds it (`routes[0]` holds
+    `routes[0].channels[1]`; the whole file's, "", holds every one)."""
+    high, low = sorted((one, other), key=len)
+    return not high or low == high or low.startswith((f"{high}.", f"{high}["))
+
+
+def _cut_short(text: str, value: str, shown: str) -> str:
+    """`text` with a start of `value` cut short to be quoted (followed by ... or …), of
+    8 characters or more, as `shown`."""
+    for mark in ("...", "…"):
+        start = 0
+        while (at := text.find(mark, start)) != -1:
+            cut = next((n for n in range(min(at, len(value) - 1), 7, -1)
+                        if text[at - n:at] == value[:n]), 0)
+            if cut:
+                text = text[:at - cut] + shown + text[at + len(mark):]
+                start = at - cut + len(shown)
+            else:
+                start = at + len(mark)
+    return text
 
 
 # Keys that belong elsewhere: (section, key) -> where to put them.
@@ -404,7 +465,8 @@ def parse_config(
     env: Mapping[str, str] | None = None,
     registry: Registry | None = None,
 ) -> Config:
-    """Validate a YAML config text. Raises ConfigError naming the key path."""
+    """Validate a YAML config text. Raises ConfigError naming the key path, where a
+    value the environment gave is shown as its `${VAR}` (`_env_hidden`)."""
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except _DuplicateKey as exc:
@@ -428,8 +490,16 @@ def parse_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("", "the file must be a mapping of keys (store, backends, routes, ...)")
-    raw = expand_env(raw, os.environ if env is None else env)
+    used: list[FromEnv] = []
+    raw = expand_env(raw, os.environ if env is None else env, used=used)
+    try:
+        return _validated(raw, registry)
+    except ConfigError as exc:
+        raise _env_hidden(exc, used) from None
 
+
+def _validated(raw: dict[Any, Any], registry: Registry | None) -> Config:
+    """The config of an expanded YAML tree (see `parse_config`)."""
     for key in raw:
         if key not in _TOP_KEYS:
             raise ConfigError(str(key), _misplaced(str(key), raw, registry))

@@ -51,11 +51,14 @@ class BridgeError(Exception):
 
 
 class ConfigError(BridgeError):
-    """The configuration is invalid; `path` is the key path, e.g. `routes[2].session`."""
+    """The configuration is invalid; `path` is the key path, e.g. `routes[2].session`.
+    `parts` are the errors it tells, one a line: itself alone, unless several were
+    found at once (its path and problem are then the first's)."""
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
+        self.parts: list[ConfigError] = [self]
         super().__init__(f"{path}: {problem}" if path else problem)
 
 

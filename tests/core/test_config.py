@@ -316,6 +316,77 @@ def test_secrets_are_collected_for_scrubbing() -> None:
     assert "chat_bridge_prod" not in found and "verify-full" not in found
 
 
+SLACK = "slack: {bot_token: '${SLACK_BOT}', app_token: '${SLACK_APP}'}\n"
+BOT_TOKEN = "xoxb-111-SECRETBOT"
+
+
+def slack_route(channels: str) -> str:
+    return BASE.replace("platform: any", "platform: slack") + f"    channels: {channels}\n" + SLACK
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "said"),
+    [
+        # A token's variable in `channels` by mistake: the token was in the container's log.
+        (slack_route('["${SLACK_BOT}"]'), {}, "routes[0].channels: '${SLACK_BOT}' is not a Slack"),
+        (slack_route('"${SLACK_BOT}"'), {}, "routes[0].channels: '${SLACK_BOT}' is not a Slack"),
+        # Around the variable, what was written stays.
+        (slack_route('["C${SLACK_BOT}"]'), {}, "'C${SLACK_BOT}' is not a Slack"),
+        # As the secret file left it, a line break quoted as \n.
+        (slack_route('["${SLACK_BOT}"]'), {"SLACK_BOT": BOT_TOKEN + "\n"},
+         "routes[0].channels: '${SLACK_BOT}' is "),
+        # Too long to be quoted whole, it was quoted cut short.
+        (slack_route('["${CHATMOUNT_API_KEY}"]'), {"CHATMOUNT_API_KEY": "sk-proj-" + "S" * 150},
+         "routes[0].channels: '${CHATMOUNT_API_KEY}' is not a Slack"),
+        # Another key's message.
+        (BASE.replace("backend: docs", "backend: ${CHATMOUNT_API_KEY}"), {},
+         "routes[0].backend: no backend named '${CHATMOUNT_API_KEY}' (known: docs)"),
+    ],
+)
+def test_a_config_error_shows_a_value_the_environment_gave_as_its_variable(
+    text: str, env: dict[str, str], said: str
+) -> None:
+    env = {"SLACK_BOT": BOT_TOKEN, "SLACK_APP": "xapp-1-SECRETAPP", **env}
+    with pytest.raises(ConfigError) as caught:
+        parse(text, **env)
+    assert said in str(caught.value)
+    for value in (*env.values(), SECRET):
+        shown = repr(value)[1:-1]
+        assert shown[:12] not in str(caught.value) and shown[:12] not in caught.value.problem
+
+
+def test_each_line_of_a_config_error_shows_the_environments_values_as_their_variables() -> None:
+    text = BASE.replace("platform: any", "platform: slack") + """    channels: ["${SLACK_BOT}"]
+  - platform: slack
+    backend: docs
+    channels: ["${SLACK_APP}"]
+    session: ${SESSION}
+  - platform: slack
+    backend: docs
+    session: users
+""" + SLACK
+    with pytest.raises(ConfigError) as caught:
+        parse(text, SLACK_BOT=BOT_TOKEN, SLACK_APP="xapp-1-SECRETAPP", SESSION="user")
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith("routes[0].channels: '${SLACK_BOT}' is not a Slack channel id")
+    assert lines[1].startswith("routes[1].channels: '${SLACK_APP}' is not a Slack channel id")
+    # A short value is shown in its own key's line alone, not in words it spells.
+    assert lines[2] == (
+        "routes[2].session: must be one of thread, channel, user, user+channel"
+    )
+    assert "SECRET" not in str(caught.value)
+
+
+def test_check_prints_no_secret_a_config_error_would_quote(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(slack_route('["${SLACK_BOT}"]'))
+    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET,
+                             "SLACK_BOT": BOT_TOKEN, "SLACK_APP": "xapp-1-SECRETAPP"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: routes[0].channels: '${SLACK_BOT}' is not")
+    assert BOT_TOKEN not in result.stdout + result.stderr
+
+
 def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "adapters", "check", "-c", str(path)],
