@@ -62,6 +62,17 @@ class ConfigError(BridgeError):
         super().__init__(f"{path}: {problem}" if path else problem)
 
 
+def together(errors: list[ConfigError]) -> ConfigError:
+    """Several config errors as one: the first's path and problem, a line for each in
+    its message."""
+    if len(errors) == 1:
+        return errors[0]
+    error = ConfigError(errors[0].path, errors[0].problem)
+    error.args = ("\n".join(str(e) for e in errors),)
+    error.parts = errors
+    return error
+
+
 class StoreError(BridgeError):
     user_message = (
         "The bridge's conversation store is not available right now; please try again shortly."
