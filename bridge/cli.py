@@ -30,7 +30,7 @@ from bridge.logs import setup_logging
 from bridge.resources import LoopExceptions, settle_heap
 from bridge.routing import shadowed
 from bridge.sources import dedupe_sources
-from bridge.terminal import discard_output
+from bridge.terminal import discard_output, printable
 from bridge.text import TokenText, valid_text
 from bridge.transport import check_proxy_env, http_client
 
@@ -219,22 +219,25 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
         try:
             async for event in backend.stream(ChatRequest(message=question, session=session)):
                 if isinstance(event, Token):
-                    text = tokens.clean(event.text)
+                    # Without the control characters a terminal would act on (hide
+                    # text, set the window's title, write the clipboard).
+                    text = printable(tokens.clean(event.text))
                     shown += text
                     out.write(text)
                     out.flush()
                 elif isinstance(event, Sources):
                     sources.extend(event.items)
                 elif isinstance(event, Status):
-                    print(f"[{event.text}]", file=sys.stderr)
+                    print(f"[{printable(event.text)}]", file=sys.stderr)
                 elif isinstance(event, Done):
-                    final = valid_text(event.text) if event.text else event.text
+                    final = printable(valid_text(event.text)) if event.text else event.text
             if tail := tokens.rest():
                 shown += tail
                 out.write(tail)
         except BridgeError as exc:
             out.write("\n")
-            print(f"error: {exc.user_message}{_to_check(config, name, exc)}", file=sys.stderr)
+            told = f"error: {exc.user_message}{_to_check(config, name, exc)}"
+            print(printable(told), file=sys.stderr)  # it may quote the API
             return 1
         if final and final.strip() != shown.strip():
             out.write(("\n\n" if shown else "") + final)
@@ -243,7 +246,8 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
         if picked and config.reply.sources.show:
             out.write("\nSources:\n")
             for i, source in enumerate(picked, 1):
-                out.write(valid_text(f"  {i}. {source.title or source.url} — {source.url}\n"))
+                line = f"  {i}. {source.title or source.url} — {source.url}"
+                out.write(printable(valid_text(line)) + "\n")
         out.flush()
     return 0
 

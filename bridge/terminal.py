@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import IO
+
+# The control characters a terminal acts on rather than shows, but the line break and
+# the tab: ESC and the C1 controls begin sequences that hide text, set the window's
+# title or write the clipboard, BEL ends some, CR returns over the line already shown.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """A chat API's text as a terminal may be given it: its control characters left out.
+
+    A sequence split over two tokens is defused as well, each part on its own: what
+    remains of it ("]0;title") shows as text and does nothing.
+    """
+    return _CONTROLS.sub("", text)
 
 
 def discard_output(out: IO[str]) -> None:

@@ -18,7 +18,7 @@ import sys
 import unicodedata
 from typing import IO, Any
 
-from bridge.terminal import discard_output
+from bridge.terminal import discard_output, printable
 
 if sys.platform != "win32":
     import termios
@@ -41,6 +41,11 @@ def cells(line: str) -> int:
             continue
         width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
     return width
+
+
+def shown(text: str) -> str:
+    """`text` as it is written to the terminal: without control characters."""
+    return printable(text)
 
 
 class Screen:
@@ -91,6 +96,7 @@ class Screen:
         """Show the live reply as it now reads."""
         if not self.tty:
             return
+        text = shown(text)
         # Below it the cursor's row, above it one row at least: a clear from the
         # window's top-left corner is a clear of the whole window, which some
         # terminals (tmux) keep in the scrollback, a copy each time.
@@ -122,6 +128,7 @@ class Screen:
 
     def settle(self, text: str) -> None:
         """The reply is complete: leave it on screen for good."""
+        text = shown(text)
         if not self.tty:
             self._write(text + "\n")
             return
@@ -131,7 +138,7 @@ class Screen:
         self._kept = None
 
     def line(self, text: str) -> None:
-        self._write(text + "\n")
+        self._write(shown(text) + "\n")
 
     # ------------------------------------------------------------------ typing
 
@@ -154,7 +161,7 @@ class Screen:
         typed next is not echoed until the next prompt."""
         self.hide_typing()
         if self._open and unseen:
-            self._write(line.rstrip("\r\n") + "\n")
+            self._write(shown(line.rstrip("\r\n")) + "\n")
         self._open = False
 
     def typing_hidden(self) -> bool:

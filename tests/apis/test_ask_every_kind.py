@@ -75,3 +75,33 @@ async def test_ask_whose_reader_went_away_stops_without_a_traceback(
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "Traceback" not in err.decode() and "BrokenPipeError" not in err.decode()
+
+
+async def test_ask_writes_no_control_characters_of_the_answer(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Written to the admin's terminal as sent: ESC[8m hid text, OSC 0 set the window's
+    # title, OSC 52 wrote the clipboard, a CR wrote over the line.
+    fake_chat_api.enqueue(
+        tokens=[
+            "Hours: 9-5.", "\x1b[8m(hidden)\x1b[0m", "\x1b", "]0;pwned\x07", "\r", "\u009b2J\tok"
+        ],
+        sources=[("https://a.example/", "A\x1b]52;c;cm0gLXJmIH4K\x07")],
+    )
+    block = BLOCKS["chatmount"].format(url=fake_chat_api.endpoint("chatmount"))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"store: sqlite://{tmp_path / 'b.db'}\nbackends:\n  b:\n    {block}\n"
+        "routes: [{platform: any, backend: b}]\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "b", "Hours?",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode() == (
+        "Hours: 9-5.[8m(hidden)[0m]0;pwned2J\tok\n"
+        "\nSources:\n  1. A]52;c;cm0gLXJmIH4K — https://a.example/\n"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import shutil
 import sys
 import termios
@@ -242,3 +243,37 @@ def test_a_note_naming_an_apis_parameter_shows_no_backslashes() -> None:
     assert shown == f"_⚠️ {notice}_"
     code = "Run `grep a\\_b` then:\n```\nre\\*\n```"
     assert ConsoleTarget.format_markdown(None, code) == code  # type: ignore[arg-type]
+
+
+# What a terminal acts on rather than shows; the console's own redraw (`ESC[nF`, `ESC[J`)
+# aside.
+_ACTED_ON = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+async def test_an_answers_control_characters_do_nothing_to_the_terminal(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, terminal: FakeTerminal
+) -> None:
+    # Written as the API sent them: ESC[8m hid the rest of the answer, OSC 0 set the
+    # window's title, OSC 52 wrote the clipboard, a CR wrote over the line.
+    fake_chat_api.enqueue(
+        tokens=[
+            "Hours: 9-5.", "\x1b[8m(hidden)\x1b[0m", "\x1b", "]0;pwned\x07", "\r", "\u009b2J ok"
+        ],
+        token_delay=0.01,
+        sources=[("https://a.example/", "A\x1b]52;c;cm0gLXJmIH4K\x07")],
+    )
+    config = console_config(fake_chat_api, tmp_path, '{questions: ["hours?"], user: ana}')
+    extra = {"console": {"stdin": io.StringIO(), "stdout": terminal}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    written = re.sub(r"\x1b\[\d*[FJ]", "", terminal.getvalue())
+    assert _ACTED_ON.findall(written) == []
+    shown = [row.rstrip() for row in terminal.transcript()]
+    assert shown == [
+        "ana › hours?",
+        "bot › Hours: 9-5.[8m(hidden)[0m]0;pwned2J ok",
+        "",
+        "Sources:",
+        "  1. A]52;c;cm0gLXJmIH4K — https://a.example/",
+    ]
+
