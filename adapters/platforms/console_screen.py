@@ -44,8 +44,23 @@ def cells(line: str) -> int:
 
 
 def shown(text: str) -> str:
-    """`text` as it is written to the terminal: without control characters."""
-    return printable(text)
+    """`text` as it is written to the terminal: without control characters, and its
+    tabs made the spaces up to the next 8-column stop (the terminal would move the
+    cursor over them, leaving rows the redraw does not count)."""
+    text = printable(text)
+    if "\t" not in text:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        parts = line.split("\t")
+        column = 0
+        for i, part in enumerate(parts[:-1]):
+            column += cells(part)
+            pad = 8 - column % 8
+            parts[i] = part + " " * pad
+            column += pad
+        lines.append("".join(parts))
+    return "\n".join(lines)
 
 
 class Screen:

@@ -1,8 +1,9 @@
 """A fake terminal: output a program writes, kept as a terminal window shows it.
 
 It keeps the window's rows and the scrollback above them, as a terminal does with
-the little the console writes: text (wrapped at the width), newlines, and the
-cursor movements `ESC[nF` (up n lines, to their start: never above the window's
+the little the console writes: text (wrapped at the width), newlines, tabs (the
+cursor to the next 8-column stop, not past the last column), and the cursor
+movements `ESC[nF` (up n lines, to their start: never above the window's
 top) and `ESC[J` (clear to the end of the window; from its top-left corner, the
 window's rows are kept in the scrollback, as tmux keeps them).
 """
@@ -82,6 +83,13 @@ class FakeTerminal(io.StringIO):
                 newline()
             elif ch == "\r":
                 col, at, pending = 0, 0, False
+            elif ch == "\t":
+                # Moves the cursor, writes nothing (a terminal never wraps on a tab).
+                if not pending:
+                    stop = min(self.columns - 1, (col // 8 + 1) * 8)
+                    at += stop - col
+                    rows[row] = rows[row].ljust(at)
+                    col = stop
             else:
                 if pending:
                     newline()

@@ -277,3 +277,30 @@ async def test_an_answers_control_characters_do_nothing_to_the_terminal(
         "  1. A]52;c;cm0gLXJmIH4K — https://a.example/",
     ]
 
+
+async def test_a_tab_indented_answer_is_shown_once(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, terminal: FakeTerminal
+) -> None:
+    # A tab counted one column where the terminal moves to the next 8-column stop: the
+    # rows a tab-indented line wrapped onto went uncounted, and each redraw left a copy
+    # of the reply's first lines above it.
+    recipe = "\t\techo " + "x" * 60  # 81 columns: two rows
+    lines = ["Here is a Makefile:", "```make", "all:", recipe, recipe, "```"]
+    tokens = [t for line in lines for t in (*(w + " " for w in line.split(" ")), "\n")]
+    fake_chat_api.enqueue(tokens=tokens, token_delay=0.01)
+    config = console_config(fake_chat_api, tmp_path, '{questions: ["a makefile?"], user: ana}')
+    extra = {"console": {"stdin": io.StringIO(), "stdout": terminal}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        await asyncio.wait_for(bridge.platforms["console"].finished.wait(), 20)  # type: ignore[attr-defined]
+    assert terminal.getvalue().count("\x1b[") > 3  # redrawn as it grew
+    wide = " " * 16 + "echo " + "x" * 60 + " "
+    shown = [row.rstrip() for row in terminal.transcript()]
+    assert shown == [
+        "ana › a makefile?",
+        "bot › Here is a Makefile:",
+        "```make",
+        "all:",
+        *[wide[:80], wide[80:].rstrip()] * 2,
+        "```",
+    ]
+
