@@ -116,7 +116,8 @@ class StandInChatAPI:
 
 
 async def run_demo(registry: Registry, questions: list[str], read_stdin: bool) -> int:
-    """Start the stand-in API and a console conversation; return when input ends."""
+    """Start the stand-in API and a console conversation; return when input ends: 0,
+    or 1 when the terminal failed (its output could not be written; logged)."""
     async with StandInChatAPI() as api:
         with tempfile.TemporaryDirectory(prefix="chat-bridge-demo-") as tmp:
             db = Path(tmp) / "demo.db"
@@ -154,4 +155,5 @@ limits:
                     with contextlib.suppress(Exception):
                         await bridge.drain()
                     raise
-    return 0
+                failed: bool = console.failed  # type: ignore[attr-defined]
+    return 1 if failed else 0

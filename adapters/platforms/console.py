@@ -120,7 +120,8 @@ class ConsolePlatform(Platform):
     """A local terminal as a chat platform (used by `chat-bridge demo`).
 
     `ctx.extra` may give `stdin` / `stdout` streams instead of the process's.
-    `finished` is set once input has ended and every question was answered.
+    `finished` is set once input has ended and every question was answered, or the
+    terminal failed; `failed` says whether it did (logged).
     """
 
     name: ClassVar[str] = "console"
@@ -144,6 +145,7 @@ class ConsolePlatform(Platform):
         # The last message of the last reply shown, and its text: a mark a stop adds
         # to it shows only what it adds.
         self._last: tuple[str, str] | None = None
+        self.failed = False
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
@@ -154,6 +156,7 @@ class ConsolePlatform(Platform):
         # A failure of the terminal ends the conversation, never leaves it waiting.
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("the console stopped: %s", for_log(exc))
+            self.failed = True
             self.finished.set()
 
     async def _read(self) -> None:
@@ -169,7 +172,7 @@ class ConsolePlatform(Platform):
             await self._ask(question, echo=True)
         if lines is not None:
             typed = self._stdin.isatty()  # the terminal shows what was typed already
-            while not self._stopping:
+            while not self._stopping and not self.screen.closed:
                 if typed:
                     self.screen.prompt(f"{self.options.user} › ")
                 got = await lines.get()
@@ -188,10 +191,13 @@ class ConsolePlatform(Platform):
 
     async def _ask(self, text: str, *, echo: bool) -> None:
         assert self._handler is not None
-        self._count += 1
-        self._outstanding += 1
         if echo:
             self.screen.line(f"{self.options.user} › {text}")
+        if self.screen.closed:  # nobody would see the answer (`| head`, a full disk)
+            self._check_finished()
+            return
+        self._count += 1
+        self._outstanding += 1
         msg = Inbound(
             platform="console",
             workspace="local",
@@ -222,7 +228,12 @@ class ConsolePlatform(Platform):
 
     def _check_finished(self) -> None:
         if self.screen.closed:
-            # Nobody reads the answers any more (`demo | head`): the conversation is over.
+            # Nobody reads the answers any more (`demo | head`), or they cannot be
+            # written (a full disk): the conversation is over.
+            if (exc := self.screen.failed) is not None and not self.failed:
+                self.failed = True
+                log.error("the console's output could not be written: %s",
+                          exc.strerror or type(exc).__name__)
             self.finished.set()
         elif self._input_done and not self._outstanding:
             self.finished.set()

@@ -72,7 +72,8 @@ class Screen:
     def __init__(self, out: IO[str], keys: IO[str] | None = None) -> None:
         self.out = out
         self.tty = out.isatty()
-        self.closed = False  # whoever read the output went away (`| head`)
+        self.closed = False  # whoever read the output went away (`| head`), or it failed
+        self.failed: OSError | None = None  # why the output could not be written (disk full)
         self._lines = 0  # rows the live part of the reply takes on screen, cursor below
         # Text of the live reply written for good (it outgrew the window); None while
         # the reply is redrawn whole, in place.
@@ -90,6 +91,10 @@ class Screen:
             self.out.flush()
         except BrokenPipeError:
             self.closed = True
+            discard_output(self.out)
+        except OSError as exc:
+            self.closed = True
+            self.failed = exc
             discard_output(self.out)
 
     def _height(self, text: str, at_most: int) -> int:

@@ -96,3 +96,18 @@ def test_ctrl_c_while_the_command_still_imports_exits_quietly(
     monkeypatch.setattr(entry, "interrupt_on_stop_signals", lambda: None)
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert entry.main(["demo"]) == 130
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_the_demo_whose_output_cannot_be_written_exits_1(tmp_path: Path) -> None:
+    # `demo > /dev/full` (a full disk): "the console stopped: OSError", and exit 0.
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "adapters", "demo", "--no-input"], stdout=full,
+            stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=ROOT, timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "ERROR:chat_bridge.console:the console's output could not be written: "
+        "No space left on device"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import os
 import re
@@ -304,3 +305,25 @@ async def test_a_tab_indented_answer_is_shown_once(
         "```",
     ]
 
+
+class _DiskFull(io.StringIO):
+    """Output on a full disk: every write fails (`chat-bridge demo > /dev/full`)."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+async def test_output_that_cannot_be_written_ends_the_conversation_as_failed(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Only a closed pipe was known: the console stopped with "OSError" and the demo
+    # exited 0, as if it had been shown.
+    config = console_config(fake_chat_api, tmp_path, '{questions: ["first?"], user: ana}')
+    extra = {"console": {"stdin": io.StringIO("second?\n"), "stdout": _DiskFull()}}
+    async with Bridge(config, REGISTRY, platform_extra=extra) as bridge:
+        console = bridge.platforms["console"]
+        await asyncio.wait_for(console.finished.wait(), 20)  # type: ignore[attr-defined]
+        assert console.failed  # type: ignore[attr-defined]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["the console's output could not be written: No space left on device"]
+    assert fake_chat_api.requests == []  # nobody would see the answer: nothing is asked
