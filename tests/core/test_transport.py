@@ -19,7 +19,7 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
 from adapters.platforms.discord.targets import platform_error
-from adapters.platforms.slack.target import guard
+from adapters.platforms.slack.refusal import guard
 from bridge.errors import PlatformUnreachable
 from bridge.transport import (
     BadAddress,

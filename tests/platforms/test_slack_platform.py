@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget, places
 from adapters.platforms.slack import target as slack_target
-from adapters.platforms.slack.target import SlackRefused
+from adapters.platforms.slack.refusal import SlackRefused
 from adapters.registry import REGISTRY
 from bridge.budget import Budgets
 from bridge.config import parse_config

@@ -27,8 +27,7 @@ from adapters.platforms.recent import Recent
 from bridge.errors import PlatformError
 from bridge.interfaces import Audience
 
-from .refusal import NO_SCOPE
-from .target import SlackRefused, guard
+from .refusal import NO_SCOPE, SlackRefused, guard
 
 log = logging.getLogger("chat_bridge.slack")
 

@@ -46,8 +46,9 @@ from .lost import Posted
 from .options import SlackOptions
 from .places import ChannelKinds
 from .reactions import ThinkingReactions
+from .refusal import SlackRefused, guard
 from .stops import StreamStops
-from .target import SlackRefused, SlackTarget, guard
+from .target import SlackTarget
 
 log = logging.getLogger("chat_bridge.slack")
 

@@ -23,21 +23,21 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
+from bridge.errors import PlaceGone, PlatformError, PlatformUnreachable
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
-from bridge.transport import (
-    PROXY_AUTH_REQUIRED,
-    env_proxy,
-    out_of_files,
-    proxy_refusal,
-    proxy_refused,
-)
+from bridge.transport import env_proxy
 
 from .lost import LOOK_AGAIN, find_lost, since, tag, timed_out, unanswered
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
-from .refusal import CLOSING, FAILING, NO_SCOPE, error_code, needed, status, told
+from .refusal import (
+    CLOSING,
+    SlackGone,
+    SlackLockedOut,
+    SlackRefused,
+    guard,
+)
 
 if TYPE_CHECKING:
     from .platform import SlackPlatform
@@ -70,95 +70,8 @@ class _Recipient(TypedDict, total=False):
     recipient_user_id: str
 
 
-class SlackRefused(PlatformRefused):
-    """Slack answered `ok: false`; `error` is Slack's error code (e.g. `msg_too_long`),
-    `needed` the scopes it says the app lacks (with `missing_scope`)."""
-
-    def __init__(self, method: str, error: str, needed: str | None = None) -> None:
-        lacks = f" (the app lacks the {needed} scope)" if needed else ""
-        super().__init__(f"Slack refused {method}: {error}{lacks}")
-        self.method = method
-        self.error = error
-        self.needed = needed
-
-
-class SlackFailed(PlatformError):
-    """Slack failed on its side (`ok: false` with a 5xx, or an error such as
-    `ratelimited` or `internal_error`): it may take the request later."""
-
-    def __init__(self, method: str, error: str) -> None:
-        super().__init__(f"Slack failed {method}: {error}")
-        self.method = method
-        self.error = error
-
-
-class SlackGone(SlackRefused, PlaceGone):
-    """A message could not be posted or edited because its place is gone."""
-
-
-class SlackLockedOut(SlackRefused, PlaceGone):
-    """Slack no longer takes the bot's token: no reply can go on until an admin acts."""
-
-    def __init__(self, method: str, error: str, needed: str | None = None) -> None:
-        super().__init__(method, error, needed)
-        if needed is None and error not in NO_SCOPE:
-            self.args = (
-                f"Slack refused {method}: {error} (the bot token is no longer accepted: "
-                "was the app uninstalled, or its token revoked or replaced?)",
-            )
-
-
-# Errors of chat.* that no retry can mend: the channel, the message or the thread
-# (the question it answers) was deleted or archived, or the bot was removed or may
-# not post there.
-_GONE = CLOSING | {"message_not_found", "thread_not_found"}
-# Errors of any method that say the bot's token no longer works.
-_LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
-               "account_inactive"}
-# The token may not post at all (the app reinstalled without chat:write, a user token
-# given) when a method every reply needs refuses so (NO_SCOPE).
-_ESSENTIAL = {"chat.postMessage", "chat.update"}
 # Methods whose success says the bot may post in the channel.
 _POSTS = {"chat.postMessage", "chat.startStream"}
-
-
-async def guard(
-    method: str,
-    call: Awaitable[Any],
-    locked_out: Callable[[str, str, str | None], None] | None = None,
-) -> Any:
-    """Await a Web API call, translating slack-sdk and aiohttp errors into PlatformError;
-    `locked_out(method, error, needed)` is told when Slack refuses the bot token."""
-    try:
-        return await call
-    except SlackApiError as exc:
-        if status(exc) == PROXY_AUTH_REQUIRED:
-            # The proxy's answer, not Slack's (which never sends a 407): the request
-            # went no further, and the bot token was not checked.
-            url = str(getattr(exc.response, "api_url", "") or "https://slack.com/api/")
-            raise PlatformUnreachable(
-                f"Slack could not be reached for {method}: {proxy_refused(url)}"
-            ) from exc
-        if told(exc) is None and status(exc) >= 500:
-            # Not Slack's answer, or Slack failing (an outage's page, a proxy's 502).
-            raise PlatformUnreachable(
-                f"Slack could not be reached for {method} (HTTP {status(exc)})"
-            ) from exc
-        error = error_code(exc)
-        if status(exc) >= 500 or error in FAILING:
-            raise SlackFailed(method, error) from exc
-        if error in _GONE and method.startswith("chat."):
-            raise SlackGone(method, error) from exc
-        if error in _LOCKED_OUT or (error in NO_SCOPE and method in _ESSENTIAL):
-            if locked_out is not None:
-                locked_out(method, error, needed(exc))
-            raise SlackLockedOut(method, error, needed(exc)) from exc
-        raise SlackRefused(method, error, needed(exc)) from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        # The tunnel to Slack refused by the proxy; no file left for the connection.
-        refused = proxy_refusal(exc) or out_of_files(exc)
-        said = f": {refused}" if refused else ""
-        raise PlatformUnreachable(f"Slack could not be reached for {method}{said}") from exc
 
 
 def _stopped(exc: PlatformError) -> bool:
