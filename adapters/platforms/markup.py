@@ -83,10 +83,11 @@ _ESCAPED_LETTERS = re.compile(r"(?:%[89A-Fa-f][0-9A-Fa-f])+")
 
 
 def unescaped_address(url: str) -> str:
-    """`url` with the characters beyond ASCII that it holds percent-encoded (as chat
-    APIs give a page's address: `/wiki/%D0%9C%D0%BE…`) in their own letters
-    (`/wiki/Мо…`); escapes of ASCII (`%20`, `%2F`) stay as they are, and so do bytes
-    that are not UTF-8."""
+    """`url` with the characters beyond ASCII that its path, query and fragment hold
+    percent-encoded (as chat APIs give a page's address: `/wiki/%D0%9C%D0%BE…`) in
+    their own letters (`/wiki/Мо…`); escapes of ASCII (`%20`, `%2F`) stay as they
+    are, and so do bytes that are not UTF-8. Its host stays as given: read by other
+    rules than a browser's, `fa%C3%9F.de` would show as fass.de, another domain."""
 
     def letters(found: re.Match[str]) -> str:
         try:
@@ -94,7 +95,12 @@ def unescaped_address(url: str) -> str:
         except UnicodeDecodeError:
             return found.group()
 
-    return _ESCAPED_LETTERS.sub(letters, url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host_ends = min((at for at in map(rest.find, "/?#") if at != -1), default=len(rest))
+    where = len(scheme) + len(sep) + host_ends
+    return url[:where] + _ESCAPED_LETTERS.sub(letters, url[where:])
 
 
 def readable_address(url: str) -> str:

@@ -581,6 +581,12 @@ def test_a_link_to_a_page_in_another_script_reads_in_its_letters() -> None:
     assert markdown_to_mrkdwn("<https://ja.example/%E6%9D%B1%E4%BA%AC%20x>") == (
         "<https://ja.example/%E6%9D%B1%E4%BA%AC%20x|https://ja.example/東京%20x>"
     )
+    # Not its host: read by Python's older rules, `fa%C3%9F.de` (faß.de, where a
+    # browser goes) would show as fass.de, another domain.
+    for url in ("https://fa%C3%9F.de/login", "https://stra%C3%9Fe.de/%E6%9D%B1"):
+        assert markdown_to_mrkdwn(f"<{url}>") == f"<{url}>"
+        assert mrkdwn_sources([Source(url, "")]).count("fass.de") == 0
+        assert "strasse" not in mrkdwn_sources([Source(url, "")])
 
 
 def test_a_link_whose_address_could_read_as_another_keeps_it_encoded() -> None:

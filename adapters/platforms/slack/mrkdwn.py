@@ -381,6 +381,8 @@ def link(url: str, label: str = "") -> str:
         # Slack shows a link without a label as its URL, here percent-encoded: a page
         # in Japanese or Russian would read as runs of %XX.
         label = readable_address(shown)
+        if not honest_label(label, url):
+            return f"<{safe_url}>"
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
     return f"<{safe_url}|{clean}>"
 
