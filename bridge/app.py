@@ -118,6 +118,9 @@ class Bridge:
         self._pruned_at = -math.inf
         self._compacted_at = -math.inf
         self._beat_failed_at = -math.inf  # (monotonic) when a heartbeat last failed
+        # (the database's clock) When the last heartbeat that succeeded began, on a
+        # shared store.
+        self._beaten_in_store: float | None = None
         self._beats_failing = Repeats()  # heartbeats failed in a row, told in moderation
 
     @property
@@ -394,6 +397,14 @@ class Bridge:
         # Its own frame: what a beat gathers (every live reply's text) is let go
         # when it ends, not kept through the sleep until the next one.
         now, began = time.time(), time.monotonic()
+        cut = 0
+        if self.store.shared:
+            # By the database's clock: this process's own does not count a pause of
+            # its host (a suspend, a VM paused or migrated), nor does the fence.
+            beating_at = await self.store.now()
+            last = self._beaten_in_store
+            if last is not None and beating_at - last >= self.relay.stale_after:
+                cut = self.relay.cut(taken_over=True)
         # First the records of replies that ended while the store failed: left, they
         # would look like orphans to the other replicas.
         await self.relay.end_records()
@@ -404,10 +415,21 @@ class Bridge:
             rows.append((rec.id, ids, text, now))
         for marking in (self._marking, self.relay.given_up.records):
             rows.extend((rec.id, rec.message_ids, rec.text, now) for rec in marking.values())
-        await self.store.inflight_update_many(rows)
+        recorded = await self.store.inflight_update_many(rows, self.owner)
         if self.store.shared:
-            await self.store.renew_leases(
-                self.relay.turns.leases(), self.owner, self.relay.stale_after, now
+            leases = self.relay.turns.leases()
+            renewed = await self.store.renew_leases(
+                leases, self.owner, self.relay.stale_after, now
+            )
+            # Those another replica took over, this one having not beaten for as long.
+            cut += self.relay.lost({row[0] for row in rows} - recorded, set(leases) - renewed)
+            self._beaten_in_store = beating_at
+        if cut:
+            log.warning(
+                "this replica was paused (its host suspended, or its VM paused or moved), "
+                "or cut off from the store, longer than the takeover time (%g s): another "
+                "replica took its answers over, or was about to; %d of its answers stop "
+                "here and are marked interrupted again", self.relay.stale_after, cut,
             )
         # Marked alive as of `now`: what follows may take long, or fail, and changes
         # nothing to that.

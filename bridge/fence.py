@@ -10,6 +10,10 @@ So it fences itself: once its last heartbeat that succeeded is FENCE_AFTER
 intervals old, its live answers stop, as at a stop, and it takes no
 conversation's turn (a question taken meanwhile waits) until a heartbeat
 succeeds again.
+
+Its monotonic clock does not count a pause of its host (a suspend, a VM paused
+or migrated): that the heartbeat catches, by the database's clock and by what
+the store says the replica still holds (`Bridge._beat_once`).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class Fence:
         finally:
             self.held -= 1
 
-    async def watch(self, cut: Callable[[], None]) -> None:
+    async def watch(self, cut: Callable[[], object]) -> None:
         """Raise the fence when due, then `cut` the live answers; run beside the
         heartbeat (a heartbeat may itself hang on a store that does not answer),
         from when the heartbeat starts (the platforms' start may have taken long)."""

@@ -229,16 +229,18 @@ async def mark_interrupted(job: Job) -> None:
 async def _mark_cut(job: Job, metrics: Metrics, fence: Fence) -> None:
     """Mark a reply the fence cut, before the other replicas may take it over (their
     mark then comes after it). Its record goes once the store answers (the heartbeat
-    removes it); one not marked in time stays, for them to mark."""
+    removes it); one not marked in time stays, for them to mark. One taken over
+    (`Relay.lost`) is marked again whenever it can: its edits may have undone the
+    other replica's mark."""
+    left = END_ON_STOP if job.taken_over else fence.takeover_at - time.monotonic()
     try:
-        async with asyncio.timeout(
-            max(0.0, min(END_ON_STOP, fence.takeover_at - time.monotonic()))
-        ):
+        async with asyncio.timeout(max(0.0, min(END_ON_STOP, left))):
             await mark_interrupted(job)
     except Exception as exc:  # a platform library's own error too
         if not isinstance(exc, TimeoutError):  # not in time: no request failed
             metrics.platform_failed(job.msg.platform, exc)
-        log.warning("could not mark a reply cut off as interrupted (%s): another replica "
-                    "will", for_log(exc), extra={"conversation": job.key})
+        log.warning("could not mark a reply cut off as interrupted (%s): %s", for_log(exc),
+                    "it may show no mark" if job.taken_over else "another replica will",
+                    extra={"conversation": job.key})
     else:
         job.interrupted = False

@@ -44,6 +44,9 @@ class Job:
     recorded: Flag = field(default_factory=Flag)
     task: asyncio.Task[None] | None = None  # answering it
     fenced: bool = False  # cut by the fence (bridge/fence.py), to be marked interrupted now
+    # Cut as another replica took it over, or may have (`Relay.lost`): its mark shows
+    # whenever it can, after the other's.
+    taken_over: bool = False
     # Its place's post slot, held for its first words from when it is taken (see Promise).
     promise: Promise | None = None
 

@@ -31,8 +31,9 @@ RETRY_MAX = 8.0  # seconds at most between batches while the store fails
 class ProgressLog:
     """The newest progress of each live reply, until it is written."""
 
-    def __init__(self, store: Store, every: float = 0.5) -> None:
+    def __init__(self, store: Store, owner: str, every: float = 0.5) -> None:
         self.store = store
+        self.owner = owner  # only its records are written (another may have taken one over)
         self.every = every
         self._pending: dict[str, InFlightProgress] = {}
         self._ids: dict[str, list[str]] = {}  # the message ids last written, by record
@@ -50,7 +51,7 @@ class ProgressLog:
         self._pending.pop(rec_id, None)
         written = False
         try:
-            await self.store.inflight_update_many([row])
+            await self.store.inflight_update_many([row], self.owner)
             written = True
             self._written()
         except BridgeError as exc:
@@ -73,7 +74,7 @@ class ProgressLog:
             return
         written = False
         try:
-            await self.store.inflight_update_many(rows)
+            await self.store.inflight_update_many(rows, self.owner)
             written = True
         except BridgeError as exc:
             if (again := self._failing.failed()) is not None:

@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from bridge.answering import answer, log_failure
@@ -83,7 +83,7 @@ class Relay:
         # Replies whose end nothing showed (the platform kept failing): their records
         # stay, for the bridge to mark them interrupted once the platform is back.
         self.given_up = GivenUp()
-        self.progress = ProgressLog(store)
+        self.progress = ProgressLog(store, self.owner)
         # Questions edited once asked: the turns a stateless API's history keeps of them
         # read as the edits do, within the longest question such an API is asked.
         most = config.limits.max_question_chars
@@ -339,16 +339,37 @@ class Relay:
             await self.store.inflight_end(rec_id)
             self.unended.discard(rec_id)
 
-    def cut(self) -> None:
+    def cut(self, *, taken_over: bool = False) -> int:
         """Stop the answers holding a conversation's lease (answering, or about to), as
         a stop does, and leave the replies given up on to the other replicas: the fence
-        is up (bridge/fence.py)."""
+        is up (bridge/fence.py), or, `taken_over`, this replica was paused past the
+        takeover time and others may have taken them over. Returns how many it stopped."""
         self.given_up.leave()
-        for job in self._jobs:
+        return self._cut([job for job in self._jobs if job.leased], taken_over)
+
+    def lost(self, records: Collection[str], leases: Collection[str]) -> int:
+        """Stop the jobs whose records or leases another replica took over, this one
+        having been paused, or cut off from the store, past the takeover time (the
+        heartbeat found them another's). One answering is cut as the fence cuts it,
+        its reply marked interrupted again: the other replica marked it, and this one
+        may have edited it after. One waiting its turn ends, as it does once the fence
+        is down (the other told its asker). Returns how many it stopped."""
+        return self._cut([
+            job for job in self._jobs
+            if any(r.id in records for r in job.records) or any(k in leases for k in job.leased)
+        ], True)
+
+    def _cut(self, jobs: list[Job], taken_over: bool) -> int:
+        cut = 0
+        for job in jobs:
             # Not one that has ended, its record being removed: it would look cut off.
-            if job.leased and not job.mine.done() and job.task is not None:
-                job.fenced = True
+            # Nor one cut already: its mark may be on its way.
+            if not (job.mine.done() or job.task is None or job.fenced or job.taken_over):
+                job.fenced = bool(job.leased)
+                job.taken_over = taken_over
                 job.task.cancel()
+                cut += 1
+        return cut
 
     def records(self) -> list[tuple[InFlight, LiveReply | None]]:
         """Every reply this process owns, being admitted, queued or streaming (for

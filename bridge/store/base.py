@@ -220,8 +220,12 @@ class Store(ABC):
     async def inflight_begin(self, rec: InFlight) -> None: ...
 
     @abstractmethod
-    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
-        """Record several replies' progress at once: (id, message ids, text, now) each."""
+    async def inflight_update_many(
+        self, rows: Sequence[InFlightProgress], owner: str
+    ) -> set[str]:
+        """Record several replies' progress at once: (id, message ids, text, now) each,
+        of those `owner` still holds (on a shared store, another replica may have taken
+        one over, or ended it). Returns the ids of those it recorded."""
 
     @abstractmethod
     async def inflight_end(self, rec_id: str) -> None: ...
@@ -247,10 +251,12 @@ class Store(ABC):
     @abstractmethod
     async def release_lease(self, key: str, owner: str) -> None: ...
 
-    async def renew_leases(self, keys: Sequence[str], owner: str, ttl: float, now: float) -> None:
-        """Extend the leases `owner` holds on `keys` (the heartbeat's renewal)."""
-        for key in keys:
-            await self.acquire_lease(key, owner, ttl, now)
+    async def renew_leases(
+        self, keys: Sequence[str], owner: str, ttl: float, now: float
+    ) -> set[str]:
+        """Extend the leases `owner` holds on `keys` (the heartbeat's renewal); returns
+        the keys renewed (on a shared store, another replica may have taken one over)."""
+        return {key for key in keys if await self.acquire_lease(key, owner, ttl, now)}
 
 
 def open_store(url: str, *, streams: int | None = None) -> Store:

@@ -396,16 +396,26 @@ class PostgresStore(Store):
                 self._since(rec.heartbeat_at or rec.started_at),
             )
 
-    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+    async def inflight_update_many(
+        self, rows: Sequence[InFlightProgress], owner: str
+    ) -> set[str]:
         if not rows:
-            return
+            return set()
+        latest = {rec_id: (ids, text, now) for rec_id, ids, text, now in rows}
         async with self._conn("updating in-flight replies") as conn:
-            await conn.executemany(
-                "UPDATE inflight SET message_ids = $1::jsonb, text = $2,"
-                f" heartbeat_at = {_NOW} + least($3::float8, 0) WHERE id = $4",
-                [(json.dumps(list(ids)), text, self._since(now), rec_id)
-                 for rec_id, ids, text, now in rows],
+            kept = await conn.fetch(
+                "UPDATE inflight SET message_ids = v.message_ids::jsonb, text = v.text,"
+                f" heartbeat_at = {_NOW} + least(v.since, 0)"
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])"
+                " AS v (id, message_ids, text, since)"
+                " WHERE inflight.id = v.id AND inflight.owner = $5 RETURNING inflight.id",
+                list(latest),
+                [json.dumps(list(ids)) for ids, _, _ in latest.values()],
+                [text for _, text, _ in latest.values()],
+                [self._since(now) for _, _, now in latest.values()],
+                owner,
             )
+        return {row["id"] for row in kept}
 
     async def inflight_end(self, rec_id: str) -> None:
         async with self._conn("ending an in-flight reply") as conn:
@@ -469,18 +479,21 @@ class PostgresStore(Store):
         async with self._conn("releasing a conversation lease") as conn:
             await conn.execute("DELETE FROM leases WHERE key = $1 AND owner = $2", key, owner)
 
-    async def renew_leases(self, keys: Sequence[str], owner: str, ttl: float, now: float) -> None:
+    async def renew_leases(
+        self, keys: Sequence[str], owner: str, ttl: float, now: float
+    ) -> set[str]:
         if not keys:
-            return
+            return set()
         async with self._conn("renewing conversation leases") as conn:
-            await conn.execute(
+            renewed = await conn.fetch(
                 f"UPDATE leases SET expires_at = {_NOW} + least($4::float8, 0) + $3"
-                " WHERE owner = $2 AND key = ANY($1::text[])",
+                " WHERE owner = $2 AND key = ANY($1::text[]) RETURNING key",
                 list(keys),
                 owner,
                 float(ttl),
                 self._since(now),
             )
+        return {row["key"] for row in renewed}
 
     # ------------------------------------------------------------------ clock
 

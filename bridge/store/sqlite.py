@@ -393,9 +393,12 @@ class SQLiteStore(Store):
                 ),
             )
 
-    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+    async def inflight_update_many(
+        self, rows: Sequence[InFlightProgress], owner: str
+    ) -> set[str]:
+        # One process holds the file (`hold`): nobody else takes its replies over.
         if not rows:
-            return
+            return set()
         if len(rows) > 1 and _UPDATE_FROM:
             # A statement per few hundred rows, each atomic by itself and one trip:
             # other calls need not wait for a transaction to finish.
@@ -414,13 +417,14 @@ class SQLiteStore(Store):
                         " heartbeat_at = v.heartbeat_at FROM v WHERE inflight.id = v.id",
                         params,
                     )
-            return
+            return {rec_id for rec_id, _, _, _ in rows}
         # One statement commits by itself; several share one transaction.
         async with self._write("updating in-flight replies", transaction=len(rows) > 1) as db:
             await db.executemany(
                 "UPDATE inflight SET message_ids = ?, text = ?, heartbeat_at = ? WHERE id = ?",
                 [(json.dumps(list(ids)), text, now, rec_id) for rec_id, ids, text, now in rows],
             )
+        return {rec_id for rec_id, _, _, _ in rows}
 
     async def inflight_end(self, rec_id: str) -> None:
         async with self._write("ending an in-flight reply", transaction=False) as db:

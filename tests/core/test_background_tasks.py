@@ -322,18 +322,19 @@ class FlakyStore:
         self.batches: list[list[InFlightProgress]] = []
         self.failures = 1
 
-    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress], owner: str) -> set[str]:
         if self.failures:
             self.failures -= 1
             raise RuntimeError("the store's driver broke")
         self.batches.append(list(rows))
+        return {row[0] for row in rows}
 
 
 async def test_the_progress_writer_survives_an_unexpected_store_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = FlakyStore()
-    progress = ProgressLog(store, every=0.01)  # type: ignore[arg-type]
+    progress = ProgressLog(store, "me", every=0.01)  # type: ignore[arg-type]
     store.failures = 0
     await progress.note("r1", ["m1"], "a")  # a new message: written at once
     store.failures = 1
@@ -421,11 +422,11 @@ async def test_replies_are_not_taken_over_while_the_store_was_just_unreachable(
         claimed_at: list[float] = []
         update, claim = bridge.store.inflight_update_many, bridge.store.inflight_claim
 
-        async def fails_once(rows: Sequence[InFlightProgress]) -> None:
+        async def fails_once(rows: Sequence[InFlightProgress], owner: str) -> set[str]:
             if not failed_at:
                 failed_at.append(time.monotonic())
                 raise StoreError("the database is restarting")
-            await update(rows)
+            return await update(rows, owner)
 
         async def claimed(rec_id: str, owner: str, expected: float) -> bool:
             claimed_at.append(time.monotonic())

@@ -21,15 +21,16 @@ class Store:
         self.batches: list[list[InFlightProgress]] = []
         self.failing = False
 
-    async def inflight_update_many(self, rows: Sequence[InFlightProgress]) -> None:
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress], owner: str) -> set[str]:
         if self.failing:
             raise StoreError("the store is down")
         self.batches.append(list(rows))
+        return {row[0] for row in rows}
 
 
 def make() -> tuple[Store, ProgressLog]:
     store = Store()
-    return store, ProgressLog(store, every=0.05)  # type: ignore[arg-type]
+    return store, ProgressLog(store, "me", every=0.05)  # type: ignore[arg-type]
 
 
 def texts(batch: list[InFlightProgress]) -> list[tuple[str, list[str], str]]:
@@ -115,10 +116,10 @@ async def test_a_new_message_whose_write_a_stop_cuts_is_written_by_the_stops_flu
     busy = asyncio.Event()
     write = store.inflight_update_many
 
-    async def slow(rows: Sequence[InFlightProgress]) -> None:
+    async def slow(rows: Sequence[InFlightProgress], owner: str) -> set[str]:
         busy.set()
         await asyncio.Event().wait()  # waits its turn until the stop cuts it
-        await write(rows)
+        return await write(rows, owner)
 
     store.inflight_update_many = slow  # type: ignore[method-assign]
     noting = asyncio.create_task(progress.note("r1", ["m1"], "a"))

@@ -94,7 +94,9 @@ async def test_a_replica_whose_clock_is_ahead_waits_for_a_live_ones_reply(
             # The live replica beats its reply, past the time it takes to look stale,
             # while the question waits behind it.
             for _ in range(int(2 * STALE_AFTER / 0.25)):
-                await live.inflight_update_many([("replica-live-1", [], "Hel", real())])
+                await live.inflight_update_many(
+                    [("replica-live-1", [], "Hel", real())], "replica-live"
+                )
                 await asyncio.sleep(0.25)
                 assert fake_chat_api.requests == []
                 [rec] = [r for r in await live.inflight_for_key(KEY) if r.id == "replica-live-1"]

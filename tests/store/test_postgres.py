@@ -8,6 +8,8 @@ import socket
 import pytest
 
 from bridge.errors import StoreError
+from bridge.interfaces import Address
+from bridge.store import InFlight
 from bridge.store.base import open_store
 from bridge.store.migrations import MIGRATIONS, Migration
 from bridge.store.postgres import POOL_MAX, POOL_MIN, PostgresStore, describe_url, pool_size
@@ -180,3 +182,22 @@ async def test_a_bridge_sizes_its_store_pool_from_its_streams(fake_chat_api: Fak
         fake_chat_api, url, "max_concurrent_streams: 200"
     ) as bridge:
         assert isinstance(bridge.store, PostgresStore) and bridge.store.max_size == 25
+
+
+async def test_a_heartbeat_writes_only_what_its_replica_still_holds() -> None:
+    # Another replica took a reply and a lease over (this one was paused past the
+    # takeover time): the heartbeat neither overwrites them nor says they were kept.
+    where = Address("console", "W1", "C1", "T1")
+    async with pg_schema_url() as url, PostgresStore(url) as store:
+        for rec_id in ("mine", "taken"):
+            await store.inflight_begin(InFlight(rec_id, "k", where, "a", started_at=1.0))
+        [taken] = [r for r in await store.inflight_for_key("k") if r.id == "taken"]
+        assert await store.inflight_claim("taken", "b", taken.heartbeat_at)
+        assert await store.acquire_lease("k1", "a", 30.0, 100.0)
+        assert await store.acquire_lease("k2", "b", 30.0, 100.0)
+        rows = [(rec_id, ["m1"], f"{rec_id} later", 100.0) for rec_id in ("mine", "taken", "gone")]
+        assert await store.inflight_update_many(rows, "a") == {"mine"}
+        assert {r.id: r.text for r in await store.inflight_for_key("k")} == {
+            "mine": "mine later", "taken": ""
+        }
+        assert await store.renew_leases(["k1", "k2"], "a", 30.0, 100.0) == {"k1"}

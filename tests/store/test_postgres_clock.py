@@ -86,8 +86,9 @@ async def test_a_live_replicas_reply_and_lease_are_not_taken_whatever_the_clocks
         await live.inflight_begin(reply("live", live_clock()))
         assert await live.acquire_lease(KEY, "live", TTL, live_clock())
         # Its heartbeat and renewal keep them, as the first writes did.
-        await live.inflight_update_many([("live-1", ["m1"], "Hel", live_clock())])
-        await live.renew_leases([KEY], "live", TTL, live_clock())
+        beat = [("live-1", ["m1"], "Hel", live_clock())]
+        assert await live.inflight_update_many(beat, "live") == {"live-1"}
+        assert await live.renew_leases([KEY], "live", TTL, live_clock()) == {KEY}
 
         assert await other.inflight_orphans("other", clock() - TTL) == []
         await other.prune_leases(clock())

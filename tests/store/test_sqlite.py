@@ -301,7 +301,8 @@ async def test_progress_of_many_replies_lands_whole(
             await s.inflight_begin(InFlight(f"r{i}", f"k{i}", where, "me", started_at=1.0))
         await s.inflight_update_many(
             [(f"r{i}", [f"m{i}", "m"], f"text {i}", 2.0 + i) for i in range(1200)]
-            + [("gone", ["x"], "a reply that already ended", 9.0)]
+            + [("gone", ["x"], "a reply that already ended", 9.0)],
+            "me",
         )
         recs = {r.id: r for r in await s.inflight_orphans("me", stale_before=0.0)}
     assert len(recs) == 1200
@@ -331,11 +332,13 @@ async def test_statements_from_many_tasks_at_once_all_run(tmp_path: Path) -> Non
                     errors.append(exc)
                 await asyncio.sleep(pause)
 
-        def one(i: int) -> Callable[[], Awaitable[None]]:
-            return lambda: s.inflight_update_many([(f"r{i}", ["m1", "m2"], "a b " * 50, 2.0)])
+        def one(i: int) -> Callable[[], Awaitable[set[str]]]:
+            return lambda: s.inflight_update_many([(f"r{i}", ["m1", "m2"], "a b " * 50, 2.0)], "me")
 
-        def every() -> Awaitable[None]:
-            return s.inflight_update_many([(f"r{i}", ["m1"], "a" * 2000, 3.0) for i in range(1000)])
+        def every() -> Awaitable[set[str]]:
+            return s.inflight_update_many(
+                [(f"r{i}", ["m1"], "a" * 2000, 3.0) for i in range(1000)], "me"
+            )
 
         def lookups() -> Awaitable[object]:
             return asyncio.gather(s.get_conversation("k1"), s.inflight_for_key("k2"))

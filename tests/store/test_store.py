@@ -298,7 +298,9 @@ async def test_prune_events(store: Store) -> None:
 async def test_inflight_begin_update_end(store: Store) -> None:
     await store.inflight_begin(flight())
     [begun] = await store.inflight_orphans("proc-a", stale_before=0.0)
-    await store.inflight_update_many([("r1", ["m1", "m2"], "Hello, world", 150.0)])
+    assert await store.inflight_update_many(
+        [("r1", ["m1", "m2"], "Hello, world", 150.0)], "proc-a"
+    ) == {"r1"}
     [rec] = await store.inflight_orphans("proc-a", stale_before=0.0)
     assert rec.heartbeat_at - begun.heartbeat_at == pytest.approx(50.0, abs=1.0)
     assert rec == InFlight(
@@ -318,12 +320,13 @@ async def test_inflight_begin_update_end(store: Store) -> None:
 async def test_inflight_progress_of_several_replies_in_one_call(store: Store) -> None:
     await store.inflight_begin(flight("r1"))
     await store.inflight_begin(flight("r2"))
-    await store.inflight_update_many([
+    recorded = await store.inflight_update_many([
         ("r1", ["m1"], "Hello", 150.0),
         ("r2", ["m1", "m2"], "Hi there", 151.0),
         ("gone", ["m9"], "a reply that already ended", 152.0),
-    ])
-    await store.inflight_update_many([])
+    ], "proc-a")
+    assert {"r1", "r2"} <= recorded
+    assert await store.inflight_update_many([], "proc-a") == set()
     recs = {r.id: r for r in await store.inflight_orphans("proc-a", stale_before=0.0)}
     assert set(recs) == {"r1", "r2"}
     assert recs["r1"].text == "Hello"
@@ -349,7 +352,7 @@ async def test_inflight_orphans(store: Store) -> None:
     got = await store.inflight_orphans("me", stale_before=300.0)
     assert sorted(r.id for r in got) == ["mine", "stale"]
     # A heartbeat keeps a reply of another owner out of the orphans.
-    await store.inflight_update_many([("stale", ["m1"], "more", 350.0)])
+    await store.inflight_update_many([("stale", ["m1"], "more", 350.0)], "other")
     assert [r.id for r in await store.inflight_orphans("me", 300.0)] == ["mine"]
 
 
@@ -410,11 +413,13 @@ async def test_leases_are_renewed_together_and_only_for_their_owner(store: Store
     for key in ("k1", "k2"):
         assert await store.acquire_lease(key, "a", ttl=30.0, now=100.0)
     assert await store.acquire_lease("theirs", "b", ttl=30.0, now=100.0)
-    await store.renew_leases(["k1", "k2", "theirs"], "a", ttl=30.0, now=125.0)
+    assert await store.renew_leases(["k1", "k2", "theirs"], "a", ttl=30.0, now=125.0) == {
+        "k1", "k2"
+    }
     for key in ("k1", "k2"):  # still held at 140, past the first expiry
         assert not await store.acquire_lease(key, "b", ttl=30.0, now=140.0)
     assert await store.acquire_lease("theirs", "c", ttl=30.0, now=140.0)  # not a's to renew
-    await store.renew_leases([], "a", ttl=30.0, now=141.0)
+    assert await store.renew_leases([], "a", ttl=30.0, now=141.0) == set()
 
 
 async def test_lease_concurrent_one_wins(make_store: StoreFactory) -> None:
