@@ -299,10 +299,15 @@ class Intake:
                 raise
             # A message in a thread, not addressed to the bot, that the store could not
             # say continues a conversation: most often chatter in a thread the bot is
-            # not in. Neither a failed answer nor an ERROR for each while the store is
-            # down (/healthz and the store's own lines say that).
-            log.debug("could not tell whether message %s continues a conversation: %s",
-                      msg.event_id, for_log(exc))
+            # not in, not a failed answer; but it may be a follow-up the bot would have
+            # answered, so it is told as the questions are, in moderation.
+            if (again := self._store_failing.failed()) is not None:
+                log.error("could not tell whether message %s continues a conversation%s "
+                          "(a follow-up goes unanswered): %s", msg.event_id, again,
+                          for_log(exc))
+            else:
+                log.debug("could not tell whether message %s continues a conversation: %s",
+                          msg.event_id, for_log(exc))
             return None
         if route is None:
             if _addresses_bot(msg):
