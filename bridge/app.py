@@ -21,21 +21,14 @@ from bridge.conversations import tell_of_other_backends
 from bridge.deletions import record_deletion
 from bridge.errors import BridgeError, StoreCorrupt, for_log
 from bridge.http import HttpServer
-from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
-from bridge.interruptions import (
-    GIVEN_UP,
-    INTERRUPTED,
-    never_markable,
-    show_interrupted,
-    still_ours,
-)
 from bridge.logs import Repeats
 from bridge.metrics import PLATFORM_FAILURES, Metrics
+from bridge.recovery import Recovery
 from bridge.relay import Relay
 from bridge.resources import raise_open_files, warn_of_few_open_files
 from bridge.stopping import StopClock, Unanswered
-from bridge.store import InFlight, InFlightProgress, Store, open_store
+from bridge.store import InFlightProgress, Store, open_store
 from bridge.transport import http_client, tls_context
 
 log = logging.getLogger("chat_bridge.app")
@@ -56,9 +49,6 @@ AFTER_GRACE_SECONDS = 5.0
 HEALTH_STORE_SECONDS = 2.0
 # How long a closing bridge waits for its background tasks (the heartbeat...) to end.
 TASKS_END_SECONDS = 0.5
-# A reply cut off on a platform no longer configured is kept (with its text) this
-# long for a later start that has it again to mark; then forgotten.
-UNMARKED_KEPT = 7 * 24 * 3600.0
 
 
 def build_backends(
@@ -107,7 +97,7 @@ class Bridge:
         # platform's budget), and the orphans it has claimed and not yet marked.
         self._recovering: asyncio.Task[object] | None = None
         self._drained = False  # a graceful stop ran (`drain`)
-        self._marking: dict[str, InFlight] = {}
+        self.recovery: Recovery
         # Marking the replies given up on (`Relay.given_up`), beside the heartbeat.
         self._given_up: asyncio.Task[None] | None = None
         self._progress: asyncio.Task[None] | None = None
@@ -186,6 +176,8 @@ class Bridge:
             self.config, self.store, self.backends,
             budgets=self.budgets, metrics=self.metrics, owner=self.owner,
         )
+        self.recovery = Recovery(self.store, self.relay, self.platforms, self.metrics,
+                                 self.owner, stopped=lambda: self._drained)
 
         if self.config.http.listen:
             self.http = HttpServer(self.config.http.listen, self._health, self._metrics)
@@ -230,142 +222,7 @@ class Bridge:
         # After the heartbeat starts: marking may wait long on the platforms' budgets,
         # and what it claimed (and the first live replies) must be beaten for meanwhile.
         # As `_recovering`, so the heartbeat starts no second recovery beside it.
-        self._recovering = asyncio.create_task(self.recover(), name="recovery")
-
-    async def recover(self) -> int:
-        """Mark replies left in flight by a dead process as interrupted.
-
-        With a store of its own (SQLite) every other process's record left is an
-        orphan; with a shared one, only records whose owner stopped beating its
-        heartbeat. This process's own records are its live replies, at start-up
-        too (the platforms deliver messages before this runs), or replies it gave up
-        on, which the heartbeat marks (`_mark_given_up`).
-        """
-        now = time.time()
-        # A store of its own is held by this process alone (`Store.hold`): every other
-        # owner's record is an orphan, whatever its time says (a clock set back).
-        stale = now - self.relay.stale_after if self.store.shared else math.inf
-        fixed = 0
-        for rec in await self.store.inflight_orphans(self.owner, stale):
-            if rec.owner == self.owner:
-                continue  # our own
-            if rec.id in self.relay.unended:
-                continue  # finished: only its record is left, for the heartbeat to remove
-            if await self.store.inflight_claim(rec.id, self.owner, rec.heartbeat_at):
-                # Beaten for while it waits to be marked, or it would look an orphan
-                # again and be claimed and marked twice.
-                self._marking[rec.id] = rec
-                try:
-                    fixed += await self._mark_interrupted(rec)
-                finally:
-                    self._marking.pop(rec.id, None)
-        if fixed:
-            log.info("marked %d interrupted replies", fixed)
-        return fixed
-
-    async def _mark_interrupted(self, rec: InFlight, *, kept: bool = False) -> int:
-        """Edit a reply's last message to keep its text and say it was interrupted
-        (with `kept`, a stop's mark: it may take the slots the stop kept back). Its
-        record ends once marked, or where it never can be (its message or place gone,
-        the platform refusing it). Where its platform is out of reach or failing, the
-        record stays: a stop's, for the next start (or another replica); one a dead
-        process left, to be tried again at every heartbeat, as a reply given up on."""
-        if not await self._markable(rec):
-            return 0
-        try:
-            target = self.platforms[rec.address.platform].target(rec.address)
-            await show_interrupted(self.relay, target, rec, kept=kept)
-        except Exception as exc:  # a platform library's own error too: skip this reply only
-            self.metrics.platform_failed(rec.address.platform, exc)
-            given_up = self.relay.given_up
-            if kept and not never_markable(exc):
-                log.warning(
-                    "could not mark a reply the stop cut as interrupted: %s; left for the "
-                    "next start", for_log(exc),
-                    extra={"platform": rec.address.platform, "channel": rec.address.channel},
-                )
-                return 0
-            if given_up.failed(rec, exc, "a reply left in flight"):
-                if given_up.keep(rec, INTERRUPTED):
-                    return 0
-                log.warning("too many replies wait for their platform already: an "
-                            "interrupted one is forgotten",
-                            extra={"platform": rec.address.platform,
-                                   "channel": rec.address.channel})
-            await self.store.inflight_end(rec.id)
-            return 0
-        await self.store.inflight_end(rec.id)
-        return 1
-
-    async def _markable(self, rec: InFlight) -> bool:
-        """Whether this process can mark a reply left in flight; where not, its record
-        ends (or is kept, for a later start that has its platform)."""
-        if rec.id.endswith(MARKED_HERE_ONLY):
-            # A slash command's reply: only the process that had it could reach it,
-            # and through the channel a mark would land where nobody asked. (A
-            # reset's record in the asker's own conversation is one too: it shows
-            # nothing.)
-            log.info("not marking an interrupted reply only the process that had it could "
-                     "reach (a slash command's), or a record that shows nothing",
-                     extra={"platform": rec.address.platform, "channel": rec.address.channel})
-            await self.store.inflight_end(rec.id)
-            return False
-        if rec.address.platform not in self.platforms:
-            # Not configured now: kept for a while, for a later start.
-            if time.time() - rec.started_at > UNMARKED_KEPT:
-                log.info("forgetting an interrupted reply on %s, which is no longer "
-                         "configured", rec.address.platform)
-                await self.store.inflight_end(rec.id)
-            return False
-        return True
-
-    async def _mark_given_up(self) -> None:
-        """Mark the replies this process gave up on interrupted, in the order it gave
-        them up. Where a mark fails as its platform is out of reach or failing, that
-        platform's replies wait for the next pass (the next heartbeat); one that can never be
-        marked is forgotten (`GivenUp.failed`). A pass stops once a stop is on."""
-        given_up, marked, failing = self.relay.given_up, 0, set[str]()
-        for rec in list(given_up.records.values()):
-            if self._drained:
-                break
-            platform = rec.address.platform
-            if rec.id not in given_up or platform in failing:
-                continue  # dropped meanwhile (`GivenUp`), or its platform failed this pass
-            if not await self._markable(rec):  # a slash command's
-                given_up.forget(rec.id)
-                continue
-            if not await still_ours(self.store, self.owner, rec):
-                log.info("not marking a reply given up on: another replica took it over",
-                         extra={"platform": platform, "channel": rec.address.channel})
-                given_up.forget(rec.id)
-                continue
-            if time.time() - rec.started_at > UNMARKED_KEPT:
-                log.info("forgetting a reply given up on that its platform failed to mark "
-                         "interrupted for a week",
-                         extra={"platform": platform, "channel": rec.address.channel})
-            else:
-                target = self.platforms[platform].target(rec.address)
-                try:
-                    if not await show_interrupted(
-                        self.relay, target, rec, given_up.marks.get(rec.id, GIVEN_UP),
-                        wanted=partial(given_up.__contains__, rec.id),
-                    ):
-                        continue  # dropped while it waited for the platform's budget
-                except Exception as exc:  # a platform library's own error too
-                    self.metrics.platform_failed(platform, exc)
-                    if given_up.failed(rec, exc):
-                        failing.add(platform)
-                        continue
-                else:
-                    given_up.shown(platform)
-                    marked += 1
-            # Done with: nobody may mark it again, whatever cuts this now; its record
-            # goes now, or with the heartbeat.
-            given_up.forget(rec.id)
-            self.relay.unended.add(rec.id)
-            await self.relay.end_records()
-        if marked:
-            log.info("marked %d replies given up on as interrupted, their platform back", marked)
+        self._recovering = asyncio.create_task(self.recovery.recover(), name="recovery")
 
     async def _beat(self) -> None:
         """Keep this process's replies marked alive; on a shared store, take over
@@ -413,7 +270,7 @@ class Bridge:
             ids = reply.message_ids if reply is not None else rec.message_ids
             text = reply.text if reply is not None else rec.text
             rows.append((rec.id, ids, text, now))
-        for marking in (self._marking, self.relay.given_up.records):
+        for marking in (self.recovery.marking, self.relay.given_up.records):
             rows.extend((rec.id, rec.message_ids, rec.text, now) for rec in marking.values())
         recorded = await self.store.inflight_update_many(rows, self.owner)
         if self.store.shared:
@@ -466,13 +323,13 @@ class Bridge:
 
     async def _recover_once(self) -> None:
         try:
-            await self.recover()
+            await self.recovery.recover()
         except BridgeError as exc:
             log.warning("could not look for interrupted replies: %s", exc)
 
     async def _given_up_once(self) -> None:
         try:
-            await self._mark_given_up()
+            await self.recovery.mark_given_up()
         except BridgeError as exc:
             log.warning("could not mark the replies given up on as interrupted: %s", exc)
 
@@ -571,7 +428,7 @@ class Bridge:
             try:
                 while left:
                     # A second signal asks for the marks at once; it does not cut them.
-                    await clock.within(self._mark_interrupted(left[0], kept=True),
+                    await clock.within(self.recovery.mark_interrupted(left[0], kept=True),
                                        hurried=None)
                     left.pop(0)
             except TimeoutError:

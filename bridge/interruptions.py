@@ -104,7 +104,7 @@ class GivenUp:
     """The replies this process gave up on, their platform failing so long that nothing
     showed they ended (`Relay._fail`): each as its record, with the text and messages
     the reply had. Their records stay in flight, beaten for by the heartbeat, until
-    the bridge marks them interrupted (`Bridge._mark_given_up`), in the order they
+    the bridge marks them interrupted (`Recovery.mark_given_up`), in the order they
     were given up, or they are dropped: never to be marked (`failed`), superseded by
     their conversation's next answer (`superseded`), left to the other replicas
     (`leave`). A reply a dead process left, whose mark failed at start-up as its
@@ -215,7 +215,7 @@ async def stopped(job: Job, metrics: Metrics, fence: Fence) -> None:
 
 async def mark_interrupted(job: Job) -> None:
     """Say on a reply cut by a stop that it was interrupted, as a later process would
-    (see `Bridge._mark_interrupted`), through its own target."""
+    (see `Recovery.mark_interrupted`), through its own target."""
     target, reply = job.target, job.reply
     edit = None if reply is None else interrupted_edit(target, reply.text, reply.message_ids)
     if edit is not None:

@@ -20,6 +20,7 @@ from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import Address, Handler
 from bridge.interruptions import INTERRUPTED
 from bridge.progress import ProgressLog
+from bridge.recovery import Recovery
 from bridge.store import Conversation, InFlight, InFlightProgress, open_store
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
@@ -192,7 +193,7 @@ async def test_a_mark_the_stop_could_not_show_is_left_for_the_next_start(
         record = replace(orphan("r1", owner=bridge.owner), heartbeat_at=time.time())
         await bridge.store.inflight_begin(record)
         monkeypatch.setattr(RecordingTarget, "edit", disconnected)
-        assert await bridge._mark_interrupted(record, kept=True) == 0
+        assert await bridge.recovery.mark_interrupted(record, kept=True) == 0
         [left] = await bridge.store.inflight_orphans(bridge.owner, 0)
         assert left.id == "r1" and "r1" not in bridge.relay.given_up
 
@@ -286,11 +287,11 @@ async def test_a_failed_start_stops_what_the_platforms_had_delivered(
         await self.say("Asked while we connect")
         await wait_for(lambda: fake_chat_api.requests != [])  # its answer streams
 
-    async def recover(self: Bridge) -> int:
+    async def recover(self: Recovery) -> int:
         raise StoreError("the store went away during start-up")
 
     monkeypatch.setattr(LocalPlatform, "start", start)
-    monkeypatch.setattr(Bridge, "recover", recover)
+    monkeypatch.setattr(Recovery, "recover", recover)
     bridge = bridge_for(fake_chat_api, tmp_path / "b.db", heartbeat=10)
     with pytest.raises(StoreError, match="went away"):  # the failure that stopped the start
         async with bridge:

@@ -501,7 +501,7 @@ async def test_a_finished_reply_whose_record_the_store_failed_to_remove_is_never
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         failures = iter([True])  # the first removal fails
         target = await finished_with_its_record_stuck(bridge, lambda _: next(failures, False))
-        assert await bridge.recover() == 0  # as a restart or another replica would
+        assert await bridge.recovery.recover() == 0  # as a restart or another replica would
         await bridge._beat_once()  # the heartbeat removes the record
         assert not bridge.relay.unended
         assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []

@@ -15,8 +15,8 @@ import pytest
 from adapters import entry
 from adapters.entry import exit_on_stop_signals
 from bridge import cli
-from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.recovery import Recovery
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
 from tests.core.test_relay import make_config
 from tests.fakes.chatapi import FakeChatAPI
@@ -161,12 +161,12 @@ async def test_a_stop_while_the_start_marks_the_last_runs_replies_gives_live_one
     # said only "stopped while starting".
     marking = asyncio.Event()
 
-    async def slow_recovery(self: Bridge) -> int:
+    async def slow_recovery(self: Recovery) -> int:
         marking.set()
         await asyncio.Event().wait()
         return 0
 
-    monkeypatch.setattr(Bridge, "recover", slow_recovery)
+    monkeypatch.setattr(Recovery, "recover", slow_recovery)
     fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(10)], token_delay=0.05)
     text = make_config(fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 30}")
     config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)

@@ -124,7 +124,10 @@ async def test_the_questions_waiting_in_a_deleted_thread_are_never_asked(
         await setup.chat.wait_disconnects(1)  # the first answer's stream is let go
         await wait_for(lambda: withdrawn(bridge) == 3)
     assert asked(setup) == ["first question"]
-    after = [(r.method, r.path) for r in fake.requests[sent:] if tid in r.path]
+    after = [(r.method, r.path) for r in fake.requests[sent:] if tid in r.path
+             # Unseen, a typing renewal that came due (8 s on, on a loaded machine) may
+             # cross the post Discord refuses: nothing more follows either.
+             and (event or not r.path.endswith("/typing"))]
     # Told, the bot sends nothing more there; else only the first answer's post.
     assert after == ([] if event else [("POST", f"/api/v10/channels/{tid}/messages")])
 

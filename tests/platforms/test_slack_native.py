@@ -205,7 +205,7 @@ async def test_a_restart_stops_the_stream_a_dead_process_left_in_a_replys_second
             heartbeat_at=then,
         )
         await bridge.store.inflight_begin(record)
-        assert await bridge.recover() == 1
+        assert await bridge.recovery.recover() == 1
     finally:
         await bridge.aclose()
     replies = fake_slack.bot_replies(CHANNEL, root)

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from adapters.registry import REGISTRY
-from bridge import app, render
+from bridge import recovery, render
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.interruptions import GIVEN_UP, INTERRUPTED
@@ -251,7 +251,7 @@ async def test_a_reply_given_up_on_is_forgotten_once_slack_fails_its_mark_for_lo
     slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app, "UNMARKED_KEPT", 0.0)  # a week, past already
+    monkeypatch.setattr(recovery, "UNMARKED_KEPT", 0.0)  # a week, past already
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
                                       limits="heartbeat_interval: 0.3")
@@ -322,7 +322,7 @@ async def test_a_reply_given_up_on_before_it_showed_anything_gives_way_to_the_ne
         await h.ask(CHANNEL, "asking again", thread_ts=root)
         await h.answer(CHANNEL, root, "Second answer.")
         assert not bridge.relay.given_up.records
-        await bridge._mark_given_up()  # a heartbeat's
+        await bridge.recovery.mark_given_up()  # a heartbeat's
         assert [m.text for m in slack.bot_replies(CHANNEL, root)] == ["Second answer."]
         await no_record_left(bridge)
 
@@ -339,7 +339,7 @@ async def test_a_reply_given_up_on_that_showed_words_is_marked_in_place_after_th
         fake_chat_api.enqueue(tokens=["Second ", "answer."])
         await h.ask(CHANNEL, "asking again", thread_ts=root)
         await h.answer(CHANNEL, root, "Second answer.", n=2)
-        await bridge._mark_given_up()  # a heartbeat's
+        await bridge.recovery.mark_given_up()  # a heartbeat's
         first, second = slack.bot_replies(CHANNEL, root)
         assert first.text.startswith("w0 w1 w2 ") and first.text.endswith(GIVEN_UP)
         assert second.text == "Second answer."

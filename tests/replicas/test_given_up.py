@@ -68,7 +68,7 @@ async def test_a_replica_fenced_leaves_its_replies_given_up_on_to_the_one_taking
         await wait_for(lambda: marks(target) == 1, timeout=20)  # by the other replica
         back.set()
         await wait_for(lambda: not a.relay.fence.up)
-        await a._mark_given_up()  # a heartbeat's
+        await a.recovery.mark_given_up()  # a heartbeat's
         assert target.visible() == [INTERRUPTED]
 
 

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bridge.app import Bridge
 from bridge.interfaces import Address, ReplyTarget
+from bridge.recovery import Recovery
 from bridge.store import InFlight, open_store
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
@@ -52,14 +52,14 @@ async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
             owner="replica-gone", started_at=1.0, heartbeat_at=time.time() - 60,
         ))
         marking, release = asyncio.Event(), asyncio.Event()
-        mark = bridge._mark_interrupted
+        mark = bridge.recovery.mark_interrupted
 
         async def slow_mark(rec: InFlight) -> int:  # waiting, as for a platform's budget
             marking.set()
             await release.wait()
             return await mark(rec)
 
-        bridge._mark_interrupted = slow_mark  # type: ignore[method-assign]
+        bridge.recovery.mark_interrupted = slow_mark  # type: ignore[method-assign]
         console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
         await console.say("A long question", thread="T1")
         await wait_for(lambda: marking.is_set(), timeout=10)
@@ -72,7 +72,7 @@ async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
 
 
 async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
-    fake_chat_api: FakeChatAPI,
+    fake_chat_api: FakeChatAPI, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Start-up recovery ran before the heartbeat started: a reply it claimed and
     # waited to mark went stale meanwhile, for another replica to claim and mark again.
@@ -89,14 +89,14 @@ async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
             ))
             bridge = shared_bridge(fake_chat_api, url)
             marking, release = asyncio.Event(), asyncio.Event()
-            mark = bridge._mark_interrupted
+            mark = Recovery.mark_interrupted
 
-            async def slow_mark(rec: InFlight) -> int:
+            async def slow_mark(self: Recovery, rec: InFlight, *, kept: bool = False) -> int:
                 marking.set()
                 await release.wait()
-                return await mark(rec)
+                return await mark(self, rec, kept=kept)
 
-            bridge._mark_interrupted = slow_mark  # type: ignore[method-assign]
+            monkeypatch.setattr(Recovery, "mark_interrupted", slow_mark)
             starting = asyncio.create_task(bridge.__aenter__())
             try:
                 await wait_for(lambda: marking.is_set(), timeout=10)
@@ -163,7 +163,7 @@ async def test_a_stop_ends_the_marking_of_other_replicas_replies_and_begins_none
     recoveries: list[asyncio.Task[object] | None] = []
     closing = asyncio.Event()
 
-    async def marking(self: Bridge) -> int:
+    async def marking(self: Recovery) -> int:
         recoveries.append(asyncio.current_task())
         await asyncio.Event().wait()  # many replies, on the platforms' budgets
         return 0
@@ -173,7 +173,7 @@ async def test_a_stop_ends_the_marking_of_other_replicas_replies_and_begins_none
         before = len(rounds)
         await wait_for(lambda: len(rounds) >= before + 3, timeout=10)  # beats meanwhile
 
-    monkeypatch.setattr(Bridge, "recover", marking)
+    monkeypatch.setattr(Recovery, "recover", marking)
     monkeypatch.setattr(LocalPlatform, "stop_receiving", slow_to_close)
     async with pg_schema_url() as url:
         bridge = shared_bridge(fake_chat_api, url, limits="heartbeat_interval: 0.2")
