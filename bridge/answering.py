@@ -14,7 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bridge.conversations import open_conversation, remember
-from bridge.deletions import deleted_elsewhere
+from bridge.deletions import asked, deleted_elsewhere
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -34,7 +34,7 @@ from bridge.errors import (
 )
 from bridge.interfaces import ChatRequest, Inbound
 from bridge.interruptions import END_ON_STOP
-from bridge.jobs import Job, unavailable
+from bridge.jobs import Job, question_limit, too_long, unavailable
 from bridge.reading import read_answer
 from bridge.render import LiveReply
 from bridge.sources import dedupe_sources
@@ -47,6 +47,9 @@ log = logging.getLogger("chat_bridge.relay")
 
 # Under the answer to a question that came with files: they are not sent on.
 FILES_NOT_READ = "_Attached files are not read: only your text was sent._"
+# To a question edited on another replica as it waited: its text is not known here.
+EDITED_ELSEWHERE = ("Your question was edited while it waited for its answer; "
+                    "please ask it again as it reads now.")
 
 
 async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
@@ -56,16 +59,37 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     msg, route, key = job.msg, job.route, job.key
     backend = relay.backends[route.backend]
     circuit = relay.circuits[route.backend]
-    if job.target.withdrawn() or await deleted_elsewhere(relay.store, msg):
-        # Posted by mistake (a password, the wrong channel) and deleted while it
-        # waited (the deletion perhaps told to another replica), or waited past the
-        # platform's time for an answer: it is not sent on, nor paid for.
-        log.info("not answering: the question was withdrawn before its answer began",
+    withdrawn = job.target.withdrawn() or await deleted_elsewhere(relay.store, msg)
+    # Edited as it waited (a password cut from it): asked as it reads now.
+    edit = None if withdrawn else await relay.edits.latest(asked(msg))
+    if edit is not None and edit.elsewhere:
+        # Its last edit was told to another replica: what it asks now is not known here.
+        log.info("not answering: the question was edited on another replica as it waited",
+                 extra={"conversation": key})
+        relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
+        await relay.notice(job.target, EDITED_ELSEWHERE)
+        return
+    if withdrawn or (edit is not None and edit.text == ""):
+        # Posted by mistake (a password, the wrong channel) and deleted (the deletion
+        # perhaps told to another replica) or edited down to nothing while it waited,
+        # or waited past the platform's time for an answer: it is not sent on, nor
+        # paid for.
+        log.info("not answering: the question was %s before its answer began",
+                 "withdrawn" if withdrawn else "edited down to nothing",
                  extra={"conversation": key})
         relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
         with contextlib.suppress(Exception):
             await job.target.end()
         return
+    if edit is not None and edit.text is not None and edit.text != msg.text.strip():
+        if len(edit.text) > (limit := question_limit(relay, route)):
+            log.info("not answering: the question was edited past the longest one asked",
+                     extra={"conversation": key})
+            await relay.notice(job.target, too_long(len(edit.text), limit))
+            return
+        log.info("asking the question as it was edited while it waited",
+                 extra={"conversation": key})
+        msg = replace(msg, text=edit.text)
     for rec_id in relay.given_up.superseded(key):
         await relay.end_record(rec_id)
     if not circuit.allow():

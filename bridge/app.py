@@ -195,11 +195,9 @@ class Bridge:
                 ),
                 extra=self._platform_extra.get(name, {}),
                 deleted=partial(record_deletion, self.store, name),
-                # Only a stateless API's history keeps questions' text: elsewhere an
-                # edit (of any message the bot sees) would cost a write for nothing.
-                edited=partial(self.relay.edits.edited, name) if any(
-                    not api.stateful for api in self.backends.values()
-                ) else None,
+                # A question waiting its turn is asked as it reads then, whatever the
+                # API (only a stateless API's history keeps questions, for edits after).
+                edited=partial(self.relay.edits.edited, name),
                 route_channels=_route_channels(self.config, name),
             )
             self.platforms[name] = cls(ctx)

@@ -22,7 +22,7 @@ from bridge.errors import BridgeError, StoreError, for_log, told
 from bridge.flag import Flag
 from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
-from bridge.jobs import Job, seconds, unavailable
+from bridge.jobs import Job, question_limit, seconds, too_long, unavailable
 from bridge.logs import Repeats
 from bridge.routing import conversation_key, follows, match_route
 from bridge.split import grapheme_start
@@ -393,7 +393,7 @@ class Intake:
             # Else a picture or a sticker in a channel or thread the bot follows:
             # nobody asked the bot anything.
             return None
-        limit = self._question_limit(route)
+        limit = question_limit(relay, route)
         if not reset and len(text) > limit:
             # A record of its own, as for a message that asked nothing: the question
             # shortened by an edit (delivered with the message's event id) is then
@@ -403,11 +403,7 @@ class Intake:
                 msg, f"{msg.event_id}{TOO_LONG}{len(text)}"
             ):
                 taken.set()
-                await self._refuse(
-                    msg, target,
-                    f"That question is {len(text):,} characters long; the limit is "
-                    f"{limit:,}. Please shorten it and ask again.",
-                )
+                await self._refuse(msg, target, too_long(len(text), limit))
             return None
         if not await self._claim(msg, msg.event_id):
             return None
@@ -513,11 +509,6 @@ class Intake:
         log.info("not answering in %s %s %s (workspace %s): %s", msg.platform, where,
                  msg.channel, msg.workspace, why,
                  extra={"platform": msg.platform, "channel": msg.channel})
-
-    def _question_limit(self, route: RouteConfig) -> int:
-        """The longest question `route`'s backend is asked (and the bridge allows)."""
-        most = self.relay.config.limits.max_question_chars
-        return min(most, self.relay.backends[route.backend].max_message_chars or most)
 
     async def _claim(self, msg: Inbound, event_id: str) -> bool:
         """Record `event_id` as taken; False (and logged) if it was already."""

@@ -548,8 +548,9 @@ class PlatformContext:
     # person's message is edited, `text` read as a question's `Inbound.text` would be
     # (the bot's mention gone, names in words; empty where the edit cannot be read),
     # `asks` whether the edit is itself a question (it mentions the bot): a question of
-    # it answered (or being answered) is kept in its conversation's history as it reads
-    # now, or forgotten if nothing is left of it (see bridge/edits.py).
+    # it still waiting its turn is asked as it reads now, and one answered (or being
+    # answered) is kept in its conversation's history so, or not asked or forgotten if
+    # nothing is left of it (see bridge/edits.py).
     edited: Callable[[str, str, str, str, bool], Awaitable[None]] | None = None
     # The channel ids the platform's routes list, each with where (`routes[0].channels`):
     # an adapter that sees its channels once connected may say which match nothing.

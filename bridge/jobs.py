@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bridge.circuit import Circuit
 from bridge.config import RouteConfig
@@ -14,6 +15,9 @@ from bridge.interfaces import Inbound, ReplyTarget
 from bridge.render import LiveReply
 from bridge.reply_budget import Promise
 from bridge.store import InFlight
+
+if TYPE_CHECKING:
+    from bridge.relay import Relay
 
 
 @dataclass(eq=False)
@@ -73,6 +77,18 @@ def unavailable(circuit: Circuit) -> str:
     if wait <= 0:  # a question is finding out whether the backend is back
         return f"The assistant is {state} right now; please try again shortly."
     return f"The assistant is {state} right now; please try again in {seconds(wait)} s."
+
+
+def question_limit(relay: Relay, route: RouteConfig) -> int:
+    """The longest question `route`'s backend is asked (and the bridge allows)."""
+    most = relay.config.limits.max_question_chars
+    return min(most, relay.backends[route.backend].max_message_chars or most)
+
+
+def too_long(length: int, limit: int) -> str:
+    """A question `length` characters long, past `limit`, as its asker is told."""
+    return (f"That question is {length:,} characters long; the limit is {limit:,}. "
+            "Please shorten it and ask again.")
 
 
 def seconds(wait: float) -> int:

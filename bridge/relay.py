@@ -84,12 +84,13 @@ class Relay:
         # stay, for the bridge to mark them interrupted once the platform is back.
         self.given_up = GivenUp()
         self.progress = ProgressLog(store, self.owner)
-        # Questions edited once asked: the turns a stateless API's history keeps of them
-        # read as the edits do, within the longest question such an API is asked.
+        # Questions edited once asked: asked as they read then, if they wait their turn;
+        # and the turns a stateless API's history keeps of them read as the edits do,
+        # within the longest question such an API is asked.
         most = config.limits.max_question_chars
         self.edits = Edits(store, min([most, *(
             api.max_message_chars or most for api in backends.values() if not api.stateful
-        )]))
+        )]), history=any(not api.stateful for api in backends.values()))
         # A replica that has not beaten for three heartbeats has stopped: the leases
         # it did not renew and the records it did not mark are nobody's.
         self.stale_after = 3 * config.limits.heartbeat_interval

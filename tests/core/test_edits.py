@@ -1,5 +1,6 @@
-"""Questions edited once asked: their kept turn reads as the edit does, wherever the
-edit was told and whenever (once the turn is kept, or while it is answered)."""
+"""Questions edited once asked: asked, and their kept turn read, as the edit does,
+wherever the edit was told and whenever (as the question waits its turn, once the turn
+is kept, or while it is answered)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bridge.deletions import question_id
-from bridge.edits import EDITS_KEPT, Edits
+from bridge.edits import EDITS_KEPT, Edits, Latest
 from bridge.errors import StoreError
 from bridge.interfaces import Turn
 from bridge.store.postgres import PostgresStore
@@ -158,3 +159,31 @@ async def test_a_store_that_fails_is_logged(
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("could not keep the edit of message 2.0" in m for m in warned)
     assert any("could not keep the edit of the question" in m for m in warned)
+
+
+async def test_a_question_about_to_be_asked_reads_as_its_last_edit(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "b.db") as store:
+        edits = Edits(store, 100, history=False)
+        assert await edits.latest(QUESTION) == Latest(None, False)  # never edited
+        await edits.edited("slack", "T1", "C1", "2.0", "  my password fails\x00 ")
+        assert await edits.latest(QUESTION) == Latest("my password fails", False)
+        await edits.edited("slack", "T1", "C1", "2.0", " ")  # the mention alone
+        assert await edits.latest(QUESTION) == Latest("", False)
+        assert await edits.latest(question_id("slack", "T1", "C1", "3.0")) == Latest(None, False)
+
+
+async def test_on_a_shared_store_an_edit_told_elsewhere_after_is_found(tmp_path: Path) -> None:
+    # The replica holding the question knows an edit; a later one (the password cut)
+    # reached another replica: what it asks now is not known here.
+    async with SharedStore(tmp_path / "b.db") as store:
+        holding, other = Edits(store, 100), Edits(store, 100)
+        assert await holding.latest(QUESTION) == Latest(None, False)
+        await other.edited("slack", "T1", "C1", "2.0", "my password hunter2 fails")
+        assert await holding.latest(QUESTION) == Latest(None, True)
+        await holding.edited("slack", "T1", "C1", "2.0", "my password hunter2 still fails")
+        assert await holding.latest(QUESTION) == Latest("my password hunter2 still fails", False)
+        await other.edited("slack", "T1", "C1", "2.0", "my password fails")
+        assert await holding.latest(QUESTION) == Latest("my password hunter2 still fails", True)
+        # An edit that is itself the question asked is no edit of it.
+        await other.edited("slack", "T1", "C1", "9.0", "and now?", True)
+        assert await holding.latest(question_id("slack", "T1", "C1", "9.0")) == Latest(None, False)

@@ -1,6 +1,7 @@
 """Discord end to end: a question edited after (or while) it is answered is kept in its
 conversation's history as it reads now, which a stateless chat API is sent with every
-later question; edited down to the bot's mention, it is forgotten (the real Bridge and
+later question; edited down to the bot's mention, it is forgotten. One edited while it
+waits its turn is asked as it reads then, or not at all (the real Bridge and
 discord.py client against the fakes)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import pytest
 
 from bridge.app import Bridge
+from bridge.deletions import question_id
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 from tests.fakes.discord import fake_discord  # noqa: F401
 from tests.platforms.test_discord_deleted import SECRET, place, secret_kept, sent
@@ -112,3 +114,53 @@ async def test_a_question_edited_while_it_is_answered_is_kept_as_edited(
         await setup.final(here.shown_in, "Third.")
     assert not any("hunter2" in content for content in sent(chat))
     assert EDITED in sent(chat)
+
+
+async def edited_while_it_waits(setup: Setup, bridge: Bridge, text: str) -> None:  # noqa: F811
+    """alice asks in #general, holding SECRET, while a long answer streams there, and
+    edits it to `text` (after the bot's mention) while it waits its turn."""
+    fake, chat = setup.discord, setup.chat
+    await fake.mention(setup.general, setup.alice, "tell me a long story")
+    await fake.wait_until(lambda: any("w1" in m["content"]
+                                      for m in fake.channel_messages(setup.general)))
+    q = await fake.mention(setup.general, setup.alice, SECRET)
+    await fake.edit(q["id"], f"<@{fake.app_id}> {text}".rstrip())
+    question = question_id("discord", setup.guild, setup.general, q["id"])
+    async with asyncio.timeout(10):
+        while (await bridge.relay.edits.latest(question)).text is None:
+            await asyncio.sleep(0.01)
+    assert len(chat.requests) == 1  # edited while it waited behind the story
+
+
+async def test_a_question_edited_while_it_waits_is_asked_as_it_reads_now(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # Edited (the password cut) while it waited its turn: a stateful chat API was asked
+    # the text it came with, and kept it in its session.
+    chat = setup.chat
+    chat.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.05)
+    chat.enqueue(tokens=["Second."])
+    async with setup.bridge() as bridge:
+        await edited_while_it_waits(setup, bridge, EDITED)
+        await setup.final(setup.general, "Second.")
+    assert chat.requests[-1].json["message"] == EDITED
+    assert not any("hunter2" in r.json["message"] for r in chat.requests)
+
+
+async def test_a_question_edited_down_to_the_mention_while_it_waits_is_not_asked(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # Nothing left but the mention: not asked (nor told anything), as if deleted.
+    fake, chat = setup.discord, setup.chat
+    chat.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.05)
+    chat.enqueue(tokens=["Third."])
+    async with setup.bridge() as bridge:
+        await edited_while_it_waits(setup, bridge, "")
+        await setup.final(setup.general, "w39 ")
+        await fake.mention(setup.general, setup.alice, "where are the docs?")
+        await setup.final(setup.general, "Third.")
+    assert [r.json["message"] for r in chat.requests] == [
+        "tell me a long story", "where are the docs?"
+    ]
+    assert [m["content"] for m in fake.channel_messages(setup.general)
+            if m["author"]["id"] == fake.app_id][-1:] == ["Third."]

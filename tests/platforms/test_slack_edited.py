@@ -1,6 +1,7 @@
 """End to end: a Slack question edited once it was answered (a password cut from it)
 is kept in its conversation's history as it reads now, which a stateless chat API is
-sent with every later question; edited down to the bot's mention, it is forgotten."""
+sent with every later question; edited down to the bot's mention, it is forgotten. One
+edited while it waits its turn is asked as it reads then, or not at all."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.deletions import question_id
 from tests.platforms.test_slack_deleted import SECRET, harness, sent  # noqa: F401
 from tests.platforms.test_slack_e2e import CHANNEL, DM, Harness
 
@@ -122,10 +124,10 @@ async def test_only_an_edit_that_adds_the_mention_is_told_as_asked(
     edits = harness.bridge.relay.edits
     record = edits._record
 
-    async def spy(question: str, kept: str | None, message_id: str, where: Any,
+    async def spy(question: str, edit: Any, before: Any, message_id: str, where: Any,
                   asks: bool) -> None:
         told.append(asks)
-        await record(question, kept, message_id, where, asks)
+        await record(question, edit, before, message_id, where, asks)
 
     monkeypatch.setattr(edits, "_record", spy)
     mention = f"<@{slack.bot_user_id}>"
@@ -141,3 +143,76 @@ async def test_only_an_edit_that_adds_the_mention_is_told_as_asked(
         while len(told) < 2:
             await asyncio.sleep(0.01)
     assert told == [False, True]
+
+
+async def edited_while_it_waits(harness: Harness, text: str) -> str:  # noqa: F811
+    """A thread whose third question, holding SECRET, is edited to `text` while it waits
+    behind a long answer of the thread; the thread's ts."""
+    slack, chat = harness.slack, harness.chat
+    chat.enqueue(tokens=["First."])
+    root = await harness.ask(CHANNEL, "how do I log in?")
+    await harness.answer(CHANNEL, root, "First.")
+    chat.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.05)
+    [slow] = slack.user_message(CHANNEL, "tell me a long story", thread_ts=root)
+    await harness.send(slow)
+    await slack.wait_for(lambda: any("w1" in m.text for m in slack.bot_replies(CHANNEL, root)))
+    [body] = slack.user_message(CHANNEL, SECRET, thread_ts=root)
+    await harness.send(body)
+    for edit in slack.user_edit(CHANNEL, body["event"]["ts"], text):
+        await harness.send(edit)
+    question = question_id("slack", slack.team_id, CHANNEL, body["event"]["ts"])
+    edits = harness.bridge.relay.edits
+    async with asyncio.timeout(10):
+        while (await edits.latest(question)).text is None:
+            await asyncio.sleep(0.01)
+    assert len(chat.requests) == 2  # edited while it waited behind the story
+    return root
+
+
+async def test_a_question_edited_while_it_waits_is_asked_as_it_reads_now(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # Edited (the password cut) while it waited its turn: the chat API was asked the
+    # text it came with, password and all.
+    chat = harness.chat
+    root = await edited_while_it_waits(harness, EDITED)
+    chat.enqueue(tokens=["Third."])
+    await harness.answer(CHANNEL, root, "Third.", n=3)
+    assert sent(chat)[-1] == EDITED
+    assert not any("hunter2" in m["content"] for r in chat.requests for m in r.json["messages"])
+    key = f"slack:{harness.slack.team_id}:thread:{CHANNEL}:{root}|docs"
+    await kept_as(harness, key, ["how do I log in?", "First.", "tell me a long story",
+                                 "".join(f"w{i} " for i in range(40)), EDITED, "Third."])
+
+
+async def test_a_question_edited_down_to_the_mention_while_it_waits_is_not_asked(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # Nothing left but the mention: not asked (nor told anything), as if deleted.
+    slack, chat = harness.slack, harness.chat
+    root = await edited_while_it_waits(harness, f"<@{slack.bot_user_id}>")
+    await harness.answer(CHANNEL, root, "w39 ", n=2)
+    chat.enqueue(tokens=["Third."])
+    await harness.ask(CHANNEL, "where are the docs?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Third.", n=3)
+    assert len(chat.requests) == 3
+    assert sent(chat)[-1] == "where are the docs?"
+    assert not any("hunter2" in m["content"] for r in chat.requests for m in r.json["messages"])
+    assert [m.text for m in slack.bot_replies(CHANNEL, root)][-1] == "Third."
+    assert len(slack.bot_replies(CHANNEL, root)) == 3
+
+
+async def test_a_question_edited_past_the_limit_while_it_waits_is_refused(
+    harness: Harness,  # noqa: F811
+) -> None:
+    # As a new question that long is: its asker is told, and the chat API asked nothing.
+    slack, chat = harness.slack, harness.chat
+    root = await edited_while_it_waits(harness, "why? " + "x" * 4100)
+    await harness.answer(CHANNEL, root, "w39 ", n=2)
+    await slack.wait_for(lambda: slack.ephemerals)
+    assert [e["text"][:39] for e in slack.ephemerals] == ["That question is 4,105 characters long;"]
+    chat.enqueue(tokens=["Third."])
+    await harness.ask(CHANNEL, "where are the docs?", thread_ts=root, mention=False)
+    await harness.answer(CHANNEL, root, "Third.", n=3)
+    assert len(chat.requests) == 3
+    assert not any("hunter2" in m["content"] for r in chat.requests for m in r.json["messages"])
