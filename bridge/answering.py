@@ -13,7 +13,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from bridge.conversations import open_conversation, remember
+from bridge.conversations import open_conversation, remember, take_session
 from bridge.deletions import asked, deleted_elsewhere
 from bridge.errors import (
     BadRequest,
@@ -135,8 +135,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         await reply.start()
 
         async def keep_session(session: str) -> None:
-            if session != conv.session:
-                conv.session = session
+            if session != conv.session and take_session(conv, session, route.backend):
                 try:
                     await relay.store.save_conversation(conv)
                 except BridgeError as exc:  # kept with the answer, if it completes

@@ -22,6 +22,10 @@ log = logging.getLogger("chat_bridge.conversations")
 # history a stateless API was sent would be sent again after the person went on,
 # and perhaps asked to forget it, with a stateful one).
 KIND = "api_kind"
+# The longest session id kept (ids seen are tens of characters): one past it, or one
+# holding a character no store or API request carries as it is (NUL: PostgreSQL
+# refuses the whole row), is not kept, and the conversation goes on with its own.
+SESSION_MAX = 1024
 
 
 async def open_conversation(
@@ -77,7 +81,7 @@ async def remember(
     (`bridge.edits`)."""
     conv.last_used = time.time()
     if done is not None and done.session:
-        conv.session = done.session
+        take_session(conv, done.session, backend.name)
     if done is not None and done.usage:
         usage = {k: v for k, v in done.usage.items() if _plain(v) and k != KIND}
         conv.meta = {**conv.meta, **usage}
@@ -96,6 +100,19 @@ async def remember(
     else:
         # Its edit, told before the turn was kept, found none to change.
         await edits.settle(asked(msg))
+
+
+def take_session(conv: Conversation, session: str, backend: str) -> bool:
+    """Give `conv` the session id its API (`backend`) gave, where one a store keeps
+    (see SESSION_MAX); else it keeps the one it had, and a warning says so."""
+    if len(session) <= SESSION_MAX and session.isprintable():
+        conv.session = session
+        return True
+    log.warning("backend %s gave a session id that cannot be kept (%d characters%s): the "
+                "conversation goes on with the one it had", backend, len(session),
+                "" if session.isprintable() else ", some of them control characters",
+                extra={"conversation": conv.key})
+    return False
 
 
 async def tell_of_other_backends(
