@@ -35,6 +35,7 @@ secret.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -225,8 +226,8 @@ class RateLimited(ChatAPIError):
     def describe(self, now: float | None = None) -> str:
         if self.retry_at is None:
             return "The assistant is rate limited; please try again in a minute."
-        wait = max(1, round(self.retry_at - (time.time() if now is None else now)))
-        return f"The assistant is rate limited; please try again in {_human_seconds(wait)}."
+        wait = self.retry_at - (time.time() if now is None else now)
+        return f"The assistant is rate limited; please try again in {wait_words(wait)}."
 
 
 class Unavailable(ChatAPIError):
@@ -356,13 +357,16 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?", "…")) else f"{text}."
 
 
-def _human_seconds(seconds: int) -> str:
+def wait_words(wait: float) -> str:
+    """A wait as an asker is told it (`45 s`, `57 min`, `3 h`), rounded up: trying again
+    when told is never too soon."""
+    seconds = max(1, math.ceil(min(wait, 1e9)))  # (an hour's wait or a year's: a number)
     if seconds < 90:
         return f"{seconds} s"
-    minutes = round(seconds / 60)
+    minutes = math.ceil(seconds / 60)
     if minutes < 90:
         return f"{minutes} min"
-    return f"{round(minutes / 60)} h"
+    return f"{math.ceil(minutes / 60)} h"
 
 
 def for_log(exc: BaseException) -> str:

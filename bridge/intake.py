@@ -17,12 +17,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bridge.config import RouteConfig
-from bridge.errors import BridgeError, StoreError, for_log, told
+from bridge.errors import BridgeError, StoreError, for_log, told, wait_words
 from bridge.fairness import Shares, UserRateLimiter
 from bridge.flag import Flag
 from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
-from bridge.jobs import Job, question_limit, seconds, too_long, unavailable
+from bridge.jobs import Job, question_limit, too_long, unavailable
 from bridge.logs import Repeats
 from bridge.routing import conversation_key, follows, match_route
 from bridge.split import grapheme_start
@@ -389,7 +389,7 @@ class Intake:
                 msg,
                 target,
                 "You are sending messages faster than I can answer; "
-                f"try again in {seconds(wait)} s.",
+                f"try again in {wait_words(wait)}.",
             )
             return None
 

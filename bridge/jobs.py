@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bridge.circuit import Circuit
 from bridge.config import RouteConfig
-from bridge.errors import RateLimited
+from bridge.errors import RateLimited, wait_words
 from bridge.flag import Flag
 from bridge.interfaces import Inbound, ReplyTarget
 from bridge.render import LiveReply
@@ -76,7 +75,7 @@ def unavailable(circuit: Circuit) -> str:
     state = "too slow to answer" if circuit.slow else "unavailable"
     if wait <= 0:  # a question is finding out whether the backend is back
         return f"The assistant is {state} right now; please try again shortly."
-    return f"The assistant is {state} right now; please try again in {seconds(wait)} s."
+    return f"The assistant is {state} right now; please try again in {wait_words(wait)}."
 
 
 def question_limit(relay: Relay, route: RouteConfig) -> int:
@@ -89,8 +88,3 @@ def too_long(length: int, limit: int) -> str:
     """A question `length` characters long, past `limit`, as its asker is told."""
     return (f"That question is {length:,} characters long; the limit is {limit:,}. "
             "Please shorten it and ask again.")
-
-
-def seconds(wait: float) -> int:
-    """A wait in whole seconds, rounded up: trying again when told is never too soon."""
-    return max(1, math.ceil(min(wait, 1e9)))  # (an hour's wait or a year's: a number)

@@ -31,6 +31,7 @@ from bridge.errors import (
     PlatformUnreachable,
     StoreError,
     told,
+    wait_words,
 )
 from bridge.intake import (
     CONVERSATION_BUSY,
@@ -1574,6 +1575,15 @@ async def test_the_wait_a_rate_limit_tells_is_rounded_up(
     assert second.notices == [
         "You are sending messages faster than I can answer; try again in 3 s."
     ]
+
+
+@pytest.mark.parametrize(("wait", "told"), [
+    (0.2, "1 s"), (89.0, "89 s"), (89.5, "2 min"), (3412.0, "57 min"), (5340.0, "89 min"),
+    (5340.5, "2 h"), (1e12, "277778 h"),
+])
+def test_a_wait_is_told_in_the_words_every_notice_uses(wait: float, told: str) -> None:
+    # A user's own limit said "try again in 3412 s" where a 429 said "57 min".
+    assert wait_words(wait) == told
 
 
 async def test_while_one_question_finds_out_if_the_backend_is_back_others_are_told_shortly(
