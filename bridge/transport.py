@@ -34,7 +34,7 @@ import resource
 import socket
 import ssl
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import aiohttp
 import httpx
@@ -75,6 +75,29 @@ class BadAddress(httpx.ConnectError):
     """A connection that trying again will not mend: the URL's host name does not
     resolve, or the TLS handshake failed (https to a plain-HTTP port, a certificate
     refused). The message says what to check."""
+
+
+class CompressedBody(httpx.DecodingError):
+    """The answer's body came compressed (`coding`: its Content-Encoding) though the
+    request asked for none: it is not read. An API (or a proxy between) that
+    compresses regardless is told by the message, which names the coding."""
+
+    def __init__(self, coding: str, *, request: httpx.Request) -> None:
+        super().__init__(
+            f"the answer came compressed (Content-Encoding: {coding}) though the request "
+            "asked for none (Accept-Encoding: identity): not read; turn compression off "
+            "at the API, or at a proxy between",
+            request=request,
+        )
+        self.coding = coding
+
+
+def content_coding(values: Iterable[str]) -> str | None:
+    """The Content-Encoding (`values`: each of its headers) of a body that is coded
+    (gzip, br, a chain of them...); None for one sent as is (none, or identity)."""
+    codings = [c.strip().lower() for c in ",".join(values).split(",")]
+    coded = [c for c in codings if c and c != "identity"]
+    return ", ".join(coded)[:100] if coded else None
 
 
 class OutOfFiles(httpx.ConnectError):
@@ -303,11 +326,16 @@ class _Body(httpx.AsyncByteStream):
     """A response body, read only while its consumer asks for more.
 
     Its own async iterator rather than an async generator: one fewer object per
-    answer streaming, and none in the event loop's registry of async generators."""
+    answer streaming, and none in the event loop's registry of async generators.
+    A body that came compressed (`coding`) raises `CompressedBody` at its first
+    read: nothing of it reaches httpx's decoders."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, request: httpx.Request, coding: str | None
+    ) -> None:
         self._response = response
         self._request = request
+        self._coding = coding
 
     def _socket(self) -> asyncio.Transport | None:
         connection = self._response.connection  # None once the body is complete
@@ -318,6 +346,8 @@ class _Body(httpx.AsyncByteStream):
         return self
 
     async def __anext__(self) -> bytes:
+        if self._coding is not None:
+            raise CompressedBody(self._coding, request=self._request)
         content = self._response.content
         socket = self._socket()
         if socket is not None:
@@ -395,7 +425,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
+                   if k.lower() not in _NOT_SENT]
+        # httpx's default asks for gzip: see the module's docstring.
+        headers.append(("Accept-Encoding", "identity"))
         proxy = self._proxy(request.url)
         with _as_httpx(request):
             response = await self._get_session().request(
@@ -412,10 +444,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     sock_read=timeout.get("read"),
                 ),
             )
+        coding = content_coding(response.headers.getall("Content-Encoding", ()))
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_Body(response, request),
+            stream=_Body(response, request, coding),
             request=request,
             extensions={
                 "http_version": b"HTTP/1.1",
@@ -427,6 +460,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# Request headers not passed on: aiohttp sets the first three, the transport the last.
+_NOT_SENT = (b"host", b"content-length", b"transfer-encoding", b"accept-encoding")
 
 
 def _sum(*parts: float | None) -> float | None:

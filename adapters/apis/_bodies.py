@@ -1,9 +1,9 @@
 """What the HTTP dialects read of an answer besides its stream.
 
-A body read whole up to a cap (`read_at_most`: an error status's, a whole
-JSON answer), a Content-Type's media type, where a redirect leads without
-what could carry a key (`without_query`), and when a 429 says to come back
-(`retry_at`). Only `read_at_most` does I/O.
+A body read whole up to a cap (`read_at_most`: a whole JSON answer;
+`error_body`: an error status's), a Content-Type's media type, where a redirect
+leads without what could carry a key (`without_query`), and when a 429 says to
+come back (`retry_at`). Only the first two do I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from contextlib import aclosing
 from typing import cast
 
 import httpx
+
+from bridge.transport import CompressedBody
 
 # The longest wait a 429 is taken at its word for (a day).
 MAX_RETRY_AFTER = 86400.0
@@ -37,6 +39,16 @@ async def read_at_most(response: httpx.Response, limit: int) -> bytes | None:
             if len(body) > limit:
                 return None
     return bytes(body)
+
+
+async def error_body(response: httpx.Response, limit: int) -> bytes | None:
+    """An error status's body as `read_at_most` reads it, or None where it came
+    compressed (the transport refuses such a body unread: the status still says
+    what went wrong)."""
+    try:
+        return await read_at_most(response, limit)
+    except CompressedBody:
+        return None
 
 
 def media_type(content_type: str) -> str:

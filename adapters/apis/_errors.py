@@ -28,6 +28,7 @@ from bridge.errors import (
     Forbidden,
     Misaddressed,
     Overloaded,
+    ProtocolError,
     ProxyRefused,
     RateLimited,
     SlowToBegin,
@@ -38,8 +39,10 @@ from bridge.errors import (
 from bridge.transport import (
     PROXY_AUTH_REQUIRED,
     BadAddress,
+    CompressedBody,
     OutOfFiles,
     ProxyAuthFailed,
+    content_coding,
     proxy_refused,
 )
 
@@ -78,7 +81,8 @@ def status_error(
 ) -> ChatAPIError:
     """The error an HTTP status of 300 or more means; `content` is its body, None
     when that was over `body_limit` bytes (the status still says what went wrong).
-    `error_text` finds the API's message in the parsed body."""
+    `error_text` finds the API's message in the parsed body (None, too, when it came
+    compressed: see `error_body`)."""
     status = response.status_code
     kw: dict[str, Any] = {"backend": backend, "status": status}
     try:
@@ -105,7 +109,9 @@ def status_error(
         log.warning("HTTP 407 from the proxy: %s", said, extra={"backend": backend})
         return ProxyRefused(said, **kw)
     detail = scrub(error_text(body), key)
-    unread = f" (its body is over {body_limit} bytes: not read)"
+    coded = content_coding(response.headers.get_list("content-encoding"))
+    unread = (f" (its body came compressed, Content-Encoding: {coded}: not read)" if coded
+              else f" (its body is over {body_limit} bytes: not read)")
     said = f": {detail}" if detail else ("" if content is not None else unread)
     error = _status_kind(status, detail, response, kw)
     return _logged(error, f"HTTP {status} from the chat API{said}", backend)
@@ -183,7 +189,8 @@ def transport_error(
     """The error an httpx error (or a request that cannot be sent) means."""
     # A failure to connect says what failed (the transport words it with the host
     # and port, never the URL); any other error is named by its kind only.
-    said = scrub(str(exc), key) if isinstance(exc, httpx.ConnectError | ProxyAuthFailed) else None
+    worded = httpx.ConnectError | ProxyAuthFailed | CompressedBody
+    said = scrub(str(exc), key) if isinstance(exc, worded) else None
     error = _transport_kind(exc, backend, timeouts)
     return _logged(error, said or f"HTTP transport error: {type(exc).__name__}", backend)
 
@@ -192,6 +199,12 @@ def _transport_kind(exc: Exception, backend: str, timeouts: Timeouts) -> ChatAPI
     """The error an httpx error (or a request that cannot be sent) means."""
     if isinstance(exc, ProxyAuthFailed):  # a tunnel refused: the key never left
         return ProxyRefused(str(exc), backend=backend)
+    if isinstance(exc, CompressedBody):
+        # Asking again would be answered the same way: only an admin can mend it.
+        return ProtocolError(
+            "The assistant's answer could not be read (it came compressed). Tell an admin.",
+            backend=backend,
+        )
     if isinstance(exc, UnicodeEncodeError):
         return BadRequest("The question has characters that cannot be sent.", backend=backend)
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):

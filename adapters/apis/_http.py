@@ -37,7 +37,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, cast
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from adapters.apis._bodies import media_type, read_at_most
+from adapters.apis._bodies import error_body, media_type, read_at_most
 from adapters.apis._errors import retried, scrub, status_error, timed_out, transport_error
 from bridge.errors import (
     BadRequest,
@@ -400,7 +400,7 @@ class HTTPDialect(ChatAPI):
                 self.on_response(response)
                 if response.status_code >= 300:  # redirects are not followed: see _status_error
                     async with asyncio.timeout_at(deadline):
-                        content = await read_at_most(response, ERROR_BODY_BYTES)
+                        content = await error_body(response, ERROR_BODY_BYTES)
                     raise self._status_error(response, content)
                 # httpx hints aiter_bytes() as an AsyncIterator; it is an async generator.
                 body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
@@ -507,9 +507,10 @@ class HTTPDialect(ChatAPI):
                 ) as response,
             ):
                 failed = response.status_code >= 300
-                content = await read_at_most(
-                    response, ERROR_BODY_BYTES if failed else JSON_BODY_BYTES
-                )
+                if failed:
+                    content = await error_body(response, ERROR_BODY_BYTES)
+                else:
+                    content = await read_at_most(response, JSON_BODY_BYTES)
         except TimeoutError as exc:
             if within is None or which == "total":
                 raise self._timed_out(which) from exc

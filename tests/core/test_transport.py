@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gzip
 import shutil
 import socket
 import ssl
@@ -23,6 +24,7 @@ from adapters.platforms.slack.refusal import guard
 from bridge.errors import PlatformUnreachable
 from bridge.transport import (
     BadAddress,
+    CompressedBody,
     OutOfFiles,
     ProxyAuthFailed,
     env_proxy,
@@ -561,3 +563,30 @@ async def test_a_cookie_one_answer_got_is_not_sent_with_the_next() -> None:
         assert len(client.cookies) == 0
     assert len(heads) == 2
     assert all(b"cookie" not in head for head in heads), heads
+
+
+async def test_an_answer_is_asked_for_uncompressed_and_one_compressed_is_not_read() -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        body = gzip.compress(b"\n" * (1 << 20))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url, http_client() as client:
+        # Whatever the caller asks for, the transport asks for no compression.
+        async with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.status_code == 200  # status and headers are there to read
+            with pytest.raises(CompressedBody) as caught:
+                await response.aread()
+    assert caught.value.coding == "gzip"
+    assert "Content-Encoding: gzip" in str(caught.value)
+    sent = [line.lower() for line in heads[0].split(b"\r\n")]
+    assert [line for line in sent if line.startswith(b"accept-encoding:")] == [
+        b"accept-encoding: identity"
+    ]

@@ -12,6 +12,9 @@ Each answering request takes the next script from `enqueue(...)` (or a short
 canned answer when none is queued); chaturdata's getThread polls follow the
 script of the thread's latest run. Every request is recorded in `requests`;
 `wait_requests(n)` and `wait_disconnects(n)` wait for them with a deadline.
+With `compress` set, every answer's body is gzip-compressed (Content-Encoding:
+gzip), whatever the request's Accept-Encoding asked for, as a misconfigured
+server or proxy sends it.
 
     from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 
@@ -147,6 +150,7 @@ class FakeChatAPI:
         # chaturdata: newMessage names the thread it added to (the contract's examples
         # treat the field as optional when a thread_id was sent).
         self.chaturdata_echo_thread = True
+        self.compress = False
         self._scripts: deque[Script] = deque()
         self._changed = asyncio.Condition()
         self._closing = asyncio.Event()
@@ -190,7 +194,7 @@ class FakeChatAPI:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._compressed])
         for prefix in ("", "/chatmount"):
             app.router.add_post(prefix + "/v1/chat", self._chatmount)
         app.router.add_post("/ndjson/v1/chat/stream", self._ndjson)
@@ -213,6 +217,13 @@ class FakeChatAPI:
             await self._runner.cleanup()
 
     # ------------------------------------------------------------------ shared pieces
+
+    @web.middleware
+    async def _compressed(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)  # a stream is compressed by `_stream`
+        if self.compress and not response.prepared:
+            response.enable_compression(web.ContentCoding.gzip)
+        return response
 
     async def _record(self, request: web.Request) -> Recorded:
         body: Any = None
@@ -272,6 +283,8 @@ class FakeChatAPI:
         """Stream a script: head, tokens (with the scripted faults), tail."""
         resp = web.StreamResponse(headers={"Content-Type": content_type, **(headers or {})})
         resp.headers.update(script.headers)
+        if self.compress:
+            resp.enable_compression(web.ContentCoding.gzip)
         try:
             await resp.prepare(request)
             # The opening event (NDJSON's start, bot-messages' empty content,
