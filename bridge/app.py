@@ -199,6 +199,7 @@ class Bridge:
                 # API (only a stateless API's history keeps questions, for edits after).
                 edited=partial(self.relay.edits.edited, name),
                 route_channels=_route_channels(self.config, name),
+                budgets=self.budgets,
             )
             self.platforms[name] = cls(ctx)
             self.relay.reset_commands[name] = self.platforms[name].reset_command

@@ -25,6 +25,8 @@ from bridge.flag import Flag
 if TYPE_CHECKING:
     import httpx
 
+    from bridge.budget import Budgets
+
 # --------------------------------------------------------------------------- chat API side
 
 
@@ -555,6 +557,10 @@ class PlatformContext:
     # The channel ids the platform's routes list, each with where (`routes[0].channels`):
     # an adapter that sees its channels once connected may say which match nothing.
     route_channels: Mapping[str, str] = field(default_factory=dict)
+    # The budgets every live reply draws on (by `Limits` bucket): a request the adapter
+    # makes of its own for a reply (Slack: an answer's final text shown again over an
+    # edit Slack made late) draws on the one the reply's own would. None: its own.
+    budgets: Budgets | None = None
 
 
 @dataclass(frozen=True)

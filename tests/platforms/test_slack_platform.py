@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms.slack import SlackOptions, SlackPlatform, SlackTarget, places
+from adapters.platforms.slack import late as slack_late
 from adapters.platforms.slack import target as slack_target
 from adapters.platforms.slack.refusal import SlackRefused
 from adapters.registry import REGISTRY
@@ -1779,6 +1780,69 @@ async def test_update_mode_a_post_slack_took_late_is_not_posted_twice(
         assert [m.text for m in fake_slack.bot_replies(CHANNEL)] == ["Hello world"]
         assert fake_slack.count("chat.postMessage") == 1
         assert fake_slack.count("conversations.replies") >= 2
+
+
+async def test_update_mode_an_edit_slack_made_late_does_not_cover_the_final_text(
+    fake_slack: FakeSlack, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A progress edit got no answer in time, and Slack made it after the final text:
+    # the answer showed its first words for good (its sources and footnote gone).
+    monkeypatch.setattr(slack_late, "WINDOW", 1.5)  # (6 s: as long as a lost post's looks)
+    final = "Hello world, and this is the whole final answer."
+    async with running(fake_slack, inbox, thinking="none", timeout=0.5):
+        target = await asked(fake_slack, inbox)
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        [message] = await fake_slack.wait_for(lambda: fake_slack.bot_replies(CHANNEL))
+        fake_slack.slow["chat.update"] = [0.8]  # made after the client's timeout
+        reply.feed("Hello")
+        await fake_slack.wait_for(lambda: fake_slack.count("chat.update") == 1)
+        reply.feed(" world, and this is the whole final answer.")
+        await reply.finish(None)
+        await fake_slack.wait_for(lambda: message.versions[-2:] == [final, "Hello"])
+        await fake_slack.wait_for(lambda: message.versions[-1] == final)
+        assert message.versions[-3:] == [final, "Hello", final]
+        assert fake_slack.count("chat.update") == 3
+
+
+async def test_native_mode_an_edit_slack_made_late_does_not_cover_the_final_text(
+    fake_slack: FakeSlack, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream's text replaced (chat.update, after its stop) is edited as a posted one.
+    monkeypatch.setattr(slack_late, "WINDOW", 1.5)
+    async with running(fake_slack, inbox, mode="native", thinking="none", timeout=0.5):
+        target, ts = await begun(fake_slack, inbox)
+        await target.edit(ts, "_Working… 3 s_")
+        fake_slack.slow["chat.update"] = [0.8]
+        with pytest.raises(PlatformUnreachable):
+            await target.edit(ts, "_Working… 4 s_")  # stops the stream; no answer in time
+        await target.edit(ts, "The real answer")
+        await target.end()
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None
+        late = ["The real answer", "_Working… 4 s_"]
+        await fake_slack.wait_for(lambda: message.versions[-2:] == late)
+        await fake_slack.wait_for(lambda: message.versions[-1] == "The real answer")
+        assert stopped_text(fake_slack, ts) == "The real answer"
+
+
+async def test_an_edit_that_timed_out_with_the_final_text_is_not_sent_again(
+    fake_slack: FakeSlack, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made late, it shows the final text all the same: nothing to cover.
+    monkeypatch.setattr(slack_late, "WINDOW", 0.3)
+    async with running(fake_slack, inbox, thinking="none", timeout=0.5) as platform:
+        target, ts = await begun(fake_slack, inbox)
+        fake_slack.slow["chat.update"] = [0.6]
+        with pytest.raises(PlatformUnreachable):
+            await target.edit(ts, "Hello world")
+        await target.edit(ts, "Hello world")  # the final text, tried again
+        await target.end()
+        message = fake_slack.find(CHANNEL, ts)
+        assert message is not None
+        await fake_slack.wait_for(lambda: message.versions[-2:] == ["Hello world"] * 2)
+        await wait_for(lambda: not platform.late)
+        assert fake_slack.count("chat.update") == 2
 
 
 async def test_update_mode_a_post_slack_did_not_take_in_time_is_posted_again(

@@ -22,6 +22,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
 
 from adapters.platforms.mentions import without_mention
+from bridge.budget import Budgets
 from bridge.errors import PlatformError, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
@@ -40,6 +41,7 @@ from .events import (
     workspace_of,
 )
 from .http_mode import EventsEndpoint
+from .late import LateEdits
 from .lockout import TokenGate
 from .loops import BotTurns
 from .lost import Posted
@@ -120,6 +122,8 @@ class SlackPlatform(Platform):
         self.closed = ClosedChannels()
         self.posted = Posted()  # to tell a message whose answer was lost from the others
         self.stops = StreamStops(opts.stream_rate.rate())
+        # Replies' texts shown again over an edit Slack may make late.
+        self.late = LateEdits(self.client, ctx.budgets or Budgets(), self.gate.lock_out)
         self.bot_turns = BotTurns()
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
@@ -263,6 +267,7 @@ class SlackPlatform(Platform):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.late.aclose()
         await self._stop_starting()
         await self.reactions.aclose()  # the replies have ended: their reactions go
         await self.gate.aclose()

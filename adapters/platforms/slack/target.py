@@ -28,6 +28,7 @@ from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.split import open_fence
 from bridge.transport import env_proxy
 
+from .late import Body
 from .lost import LOOK_AGAIN, find_lost, since, tag, timed_out, unanswered
 from .mrkdwn import markdown_sources, markdown_to_mrkdwn, mrkdwn_sources, neutralize_markdown
 from .reactions import Reaction
@@ -54,13 +55,6 @@ MARKDOWN_LIMIT = 12000
 _NOT_STREAMING = "message_not_in_streaming_state"
 # Errors that mean this app or workspace cannot stream at all (not just here).
 _NO_STREAMING = {"unknown_method", "missing_scope", "not_allowed_token_type", "feature_not_enabled"}
-
-
-class _Body(TypedDict, total=False):
-    """A message's text: `markdown_text` or `text`, one of the two."""
-
-    text: str
-    markdown_text: str
 
 
 class _Recipient(TypedDict, total=False):
@@ -140,6 +134,8 @@ class SlackTarget(ReplyTarget):
         self._streams: dict[str, _Stream] = {}
         # Streams a stop cut while Slack started them, which the platform stops.
         self._starting: list[asyncio.Task[None]] = []
+        # Messages with a chat.update that timed out, which Slack may make late.
+        self._late: set[str] = set()
         self._indicator: asyncio.Task[None] | None = None
         self._status_on = False
         self._reaction_on = False
@@ -327,6 +323,12 @@ class SlackTarget(ReplyTarget):
             if self._starting:  # a start that lands quickly is stopped before the end
                 await asyncio.wait(self._starting, timeout=START_ON_STOP)
         finally:  # the question's "thinking" goes, whatever became of the streams
+            # Its last texts shown again over an edit Slack may make late (`late`).
+            for ts in self._late:
+                self.platform.late.ended(
+                    self.address.channel, ts, self.limits.edit_bucket, self.limits.edit_rate
+                )
+            self._late.clear()
             await self._thinking_off()
 
     async def notice(self, text: str) -> None:
@@ -378,7 +380,7 @@ class SlackTarget(ReplyTarget):
 
     # ------------------------------------------------------------------ messages
 
-    def _body(self, text: str) -> _Body:
+    def _body(self, text: str) -> Body:
         if self.markdown:
             return {"markdown_text": text[:MARKDOWN_LIMIT]}
         if len(text) > TEXT_LIMIT:
@@ -402,20 +404,30 @@ class SlackTarget(ReplyTarget):
         return str(resp["ts"])
 
     async def _update(self, message_id: str, text: str) -> None:
-        call = self.client.chat_update
-        channel = self.address.channel
+        body = self._body(text)
         try:
-            await self._guard(
-                "chat.update", call(channel=channel, ts=message_id, **self._body(text))
-            )
+            await self._chat_update(message_id, body)
         except SlackRefused as exc:
             if exc.error != "streaming_state_conflict":
                 raise
             # A stream left open (by an earlier process): close it, then edit.
             await self._stop_call(message_id)
+            await self._chat_update(message_id, body)
+
+    async def _chat_update(self, ts: str, body: Body) -> None:
+        """chat.update; one that timed out may still be made, after later ones (`late`)."""
+        channel, late = self.address.channel, self.platform.late
+        sent = time.monotonic()
+        try:
             await self._guard(
-                "chat.update", call(channel=channel, ts=message_id, **self._body(text))
+                "chat.update", self.client.chat_update(channel=channel, ts=ts, **body)
             )
+        except PlatformUnreachable as exc:
+            if timed_out(exc):
+                late.timed_out(channel, ts, body, sent)
+                self._late.add(ts)
+            raise
+        late.landed(channel, ts, body, sent)
 
     # ------------------------------------------------------------------ native streams
 
