@@ -90,6 +90,11 @@ def join_path(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+# A value this short (no token is) is hidden where it is a word of its own, not within
+# another: within the bound a message states (`0` of `0.05`), it would garble it.
+SHORT = 8
+
+
 def env_hidden(error: ConfigError, used: list[FromEnv]) -> ConfigError:
     """`error` with each value the environment gave shown as the `${VAR}` that names it.
 
@@ -97,7 +102,8 @@ def env_hidden(error: ConfigError, used: list[FromEnv]) -> ConfigError:
     a key in a URL's query), and the admin knows them by the name they wrote. A value
     is hidden in the lines of its own key and of the keys around it, which are the
     ones a message may quote: elsewhere a short value ("user", "1") would be hidden
-    in words it happens to spell. Also hidden: the value stripped, escaped as a
+    in words it happens to spell (and within them, a value shorter than SHORT is
+    hidden only where it is a word of its own). Also hidden: the value stripped, escaped as a
     quote shows it (`'xoxb-…\\n'`), and cut short to be quoted (`'sk-…...'`)."""
     parts = []
     for part in error.parts:
@@ -109,8 +115,11 @@ def env_hidden(error: ConfigError, used: list[FromEnv]) -> ConfigError:
                     forms.setdefault(repr(form)[1:-1], f"${{{name}}}")
         problem = part.problem
         for form in sorted(forms, key=len, reverse=True):
-            if form:
+            if len(form) >= SHORT:
                 problem = _cut_short(problem.replace(form, forms[form]), form, forms[form])
+            elif form:  # as a whole word only: `0` of `0.05`, the bound the message says
+                problem = re.sub(rf"(?<![\w.]){re.escape(form)}(?![\w.])",
+                                 forms[form].replace("\\", "\\\\"), problem)
         parts.append(ConfigError(part.path, problem))
     return together(parts)
 

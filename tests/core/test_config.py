@@ -377,6 +377,19 @@ def test_each_line_of_a_config_error_shows_the_environments_values_as_their_vari
     assert "SECRET" not in str(caught.value)
 
 
+@pytest.mark.parametrize(("written", "value", "said"), [
+    ("reply:\n  edit_interval: ${SET}", "0", "greater than or equal to 0.05"),
+    ("reply:\n  max_answer_chars: ${SET}", "50", "greater than or equal to 500"),
+])
+def test_a_short_value_the_environment_gave_leaves_the_bound_its_error_says(
+    written: str, value: str, said: str
+) -> None:
+    # Hidden wherever it was spelt, `0` made the bound `${SET}.${SET}5`.
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE + written + "\n", SET=value)
+    assert said in str(caught.value)
+
+
 def test_check_prints_no_secret_a_config_error_would_quote(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(slack_route('["${SLACK_BOT}"]'))
