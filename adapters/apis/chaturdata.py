@@ -167,6 +167,7 @@ class ChatUrData(HTTPDialect):
         opts = self.options
         base = opts.url.rstrip("/")
         loop = asyncio.get_running_loop()
+        failed = 0  # polls that failed in a row: the first is a WARNING, the rest DEBUG
         while True:
             wait = min(opts.poll_interval, deadline - loop.time())
             if wait <= 0:
@@ -187,7 +188,11 @@ class ChatUrData(HTTPDialect):
                 # the thread is harmless and the run goes on server-side.
                 # (Its detail, where it has one, was not logged where it was made.)
                 said = exc.detail or type(exc).__name__
-                log.warning("poll failed (%s)", said, extra={"backend": self.name})
+                failed += 1
+                (log.warning if failed == 1 else log.debug)(
+                    "poll failed (%s)%s", said, "; polling on" if failed == 1 else "",
+                    extra={"backend": self.name},
+                )
                 continue
             except BadRequest as exc:
                 if exc.status != 404:
@@ -208,6 +213,10 @@ class ChatUrData(HTTPDialect):
                 continue
             except TimeoutError:
                 continue  # the loop's deadline check reports it
+            if failed:
+                log.info("polls answer again, after %d failed", failed,
+                         extra={"backend": self.name})
+                failed = 0
             status = _run_status(data)
             answer = _answer(data) if status in ("completed", None) else None
             if status == "completed" or answer is not None:

@@ -242,7 +242,7 @@ async def test_a_poll_that_hangs_is_given_up_and_the_next_one_answers(
     await fake_chat_api.wait_disconnects(1)
     warned = [r.getMessage() for r in caplog.records
               if r.name == "adapters.apis" and r.levelno == logging.WARNING]
-    assert warned == ["poll failed (no answer within 0.3 s)"]
+    assert warned == ["poll failed (no answer within 0.3 s); polling on"]
 
 
 async def test_an_unreadable_poll_is_skipped(fake_chat_api, http, caplog):
@@ -261,7 +261,25 @@ async def test_a_failed_poll_is_one_warning_naming_what_failed(fake_chat_api, ht
     assert done_of(events).text == "Still fine."
     warned = [r.getMessage() for r in caplog.records
               if r.name == "adapters.apis" and r.levelno == logging.WARNING]
-    assert warned == ["poll failed (HTTP 502 from the chat API: upstream busy)"]
+    assert warned == ["poll failed (HTTP 502 from the chat API: upstream busy); polling on"]
+
+
+async def test_polls_failing_in_a_row_are_one_warning_and_their_end_one_line(
+    fake_chat_api, http, caplog
+):
+    # A WARNING every poll_interval for each answer polled through an outage.
+    caplog.set_level(logging.DEBUG)
+    fake_chat_api.enqueue(final="Back.", polls=2, failed_after=1, failed_polls=3,
+                          error="upstream busy")
+    api = make("chaturdata", fake_chat_api, http, poll_interval=1)
+    events = await collect(api, ChatRequest(message="q"))
+    assert done_of(events).text == "Back."
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "adapters.apis"]
+    assert [said for level, said in lines if level >= logging.WARNING] == [
+        "poll failed (HTTP 502 from the chat API: upstream busy); polling on"
+    ]
+    assert sum(said.startswith("poll failed") for _, said in lines) == 3
+    assert (logging.INFO, "polls answer again, after 3 failed") in lines
 
 
 async def test_completed_without_an_answer_is_a_protocol_error(fake_chat_api, http):

@@ -69,7 +69,8 @@ class Script:
     `hang_after`/`malformed_after` count polls instead of tokens (each hits one
     poll: the next answers), the poll
     after `limited_after` polls is answered 429 (Retry-After: `retry_after`),
-    and the one after `failed_after` polls 502 (`error` its message).
+    and the one after `failed_after` polls 502 (`error` its message; `failed_polls`
+    of them in a row).
     """
 
     tokens: list[str] | None = None
@@ -97,6 +98,7 @@ class Script:
     polls: int = 1
     limited_after: int | None = None
     failed_after: int | None = None
+    failed_polls: int = 1  # polls answered 502 in a row from `failed_after` on
     run_status: str = "completed"
     file_citations: list[tuple[str, str]] = field(default_factory=list)
     finish_reason: str = "stop"  # openai: "length" (max_tokens reached), "content_filter"
@@ -505,7 +507,9 @@ class FakeChatAPI:
                     headers={"Retry-After": f"{script.retry_after or 1:g}"},
                 )
             if polled == script.failed_after:
-                script.failed_after = None
+                script.failed_polls -= 1
+                if script.failed_polls <= 0:
+                    script.failed_after = None
                 return web.json_response({"error": script.error}, status=502)
             thread.polls_left -= 1
             if thread.polls_left > 0:
