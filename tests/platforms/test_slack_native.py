@@ -257,12 +257,12 @@ async def test_a_stream_slack_has_not_started_when_the_close_gives_up_is_named_i
     fake_slack: FakeSlack, inbox: Inbox, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("adapters.platforms.slack.platform.STARTS_ON_CLOSE", 0.2)
+    monkeypatch.setattr("adapters.platforms.slack.stops.STARTS_ON_CLOSE", 0.2)
     async with running(fake_slack, inbox, mode="native", thinking="none") as platform:
         await cut_while_slack_starts(fake_slack, inbox, 3.0)
         start = time.monotonic()
     assert time.monotonic() - start < 2.0  # the close is bounded
-    assert platform._starting == {}
+    assert platform.stops.starting == {}
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert CHANNEL in warning.getMessage()
     assert fake_slack.bot_token not in warning.getMessage()

@@ -23,7 +23,7 @@ from slack_bolt.authorization import AuthorizeResult
 
 from adapters.platforms.mentions import without_mention
 from bridge.budget import Budgets
-from bridge.errors import PlatformError, for_log
+from bridge.errors import PlatformError
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
 from bridge.transport import env_proxy
@@ -62,9 +62,6 @@ EDIT_WINDOW = 600.0
 # (claim it and record it): acknowledged before, it would be lost in a crash (Slack
 # does not deliver it again); Slack wants the acknowledgement within 3 s.
 TAKEN_WITHIN = 2.0
-# Seconds the close waits, all told, for streams Slack was starting when a stop cut
-# their replies, to stop them once started (see `SlackPlatform.stop_when_started`).
-STARTS_ON_CLOSE = 5.0
 
 T = TypeVar("T")
 
@@ -110,8 +107,6 @@ class SlackPlatform(Platform):
         self._handler: Handler | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Streams being started when their replies were cut, to stop: by channel.
-        self._starting: dict[asyncio.Task[None], str] = {}
         self._closed = False
         # Questions delivered, by (channel, ts), while their replies live: a deletion
         # withdraws one not yet answered.
@@ -121,7 +116,7 @@ class SlackPlatform(Platform):
         self.gate = TokenGate(lambda: guard("auth.test", self.client.auth_test()))
         self.closed = ClosedChannels()
         self.posted = Posted()  # to tell a message whose answer was lost from the others
-        self.stops = StreamStops(opts.stream_rate.rate())
+        self.stops = StreamStops(opts.stream_rate.rate(), self.client)
         # Replies' texts shown again over an edit Slack may make late.
         self.late = LateEdits(self.client, ctx.budgets or Budgets(), self.gate.lock_out)
         self.bot_turns = BotTurns()
@@ -268,43 +263,11 @@ class SlackPlatform(Platform):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.late.aclose()
-        await self._stop_starting()
+        await self.stops.aclose()
         await self.reactions.aclose()  # the replies have ended: their reactions go
         await self.gate.aclose()
         if self._session is not None:
             await self._session.close()
-
-    def stop_when_started(self, start: asyncio.Future[Any], address: Address) -> asyncio.Task[None]:
-        """Stop the stream `start` (chat.startStream, on its way) starts at `address`,
-        once Slack has started it: its reply was cut before its ts was known."""
-        task = asyncio.create_task(self._stop_started(start, address), name="slack-stream-stop")
-        self._starting[task] = address.channel
-        task.add_done_callback(lambda done: self._starting.pop(done, None))
-        return task
-
-    async def _stop_started(self, start: asyncio.Future[Any], address: Address) -> None:
-        channel = address.channel
-        try:
-            ts = str((await start)["ts"])
-            await self.stops.within(address.workspace, lambda: guard(
-                "chat.stopStream", self.client.chat_stopStream(channel=channel, ts=ts)
-            ))
-        except Exception as exc:  # not started, or ended already: nothing shows it
-            log.debug("slack: a stream started as its reply was cut: %s", for_log(exc))
-
-    async def _stop_starting(self) -> None:
-        """Wait, `STARTS_ON_CLOSE` at most, for `stop_when_started`'s streams to stop."""
-        if not self._starting:
-            return
-        _, late = await asyncio.wait(list(self._starting), timeout=STARTS_ON_CLOSE)
-        for task in late:
-            log.warning(
-                "slack: a stream Slack was still starting in channel %s (not within %g s) "
-                "is left open; it shows as being written until Slack ends it",
-                self._starting.get(task), STARTS_ON_CLOSE,
-            )
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
 
     def target(self, address: Address) -> SlackTarget:
         return SlackTarget(self, address)

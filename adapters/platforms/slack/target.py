@@ -452,7 +452,7 @@ class SlackTarget(ReplyTarget):
             # A stop while Slack starts the stream: it is started all the same, and
             # lost, it would show as being written until Slack's own time limit. The
             # platform waits for it, not this cancelled reply, and stops it.
-            self._starting.append(self.platform.stop_when_started(call, self.address))
+            self._starting.append(self.platform.stops.when_started(call, self.address))
             raise
         except SlackRefused as exc:
             if isinstance(exc, PlaceGone):
