@@ -138,11 +138,18 @@ class Bridge:
         """A step of the start, after which a failure (or a cancel) closes everything."""
         try:
             await step
-        except BaseException:
+        except BaseException as exc:
             # What the platforms delivered before the failure stops first, then
             # the store and the clients it was using close. The failure that
             # stopped the start is the one reported.
             try:
+                if isinstance(exc, Exception) and hasattr(self, "recovery"):
+                    # A platform began answering before the start failed (another one
+                    # out of reach, a Discord outage as Slack's questions come): its
+                    # answers are cut now and marked interrupted, as a stop's are, with
+                    # no grace. Else they would stay half-shown, unmarked, until a start
+                    # succeeds.
+                    await self.drain(grace=0.0)
                 await self.aclose()
             except Exception as exc:
                 log.warning("closing after a failed start: %s", for_log(exc))
@@ -361,8 +368,9 @@ class Bridge:
             self.metrics.up.labels(name).set(0 if name in problems else 1)
         return self.metrics.render()
 
-    async def drain(self) -> bool:
-        """Graceful stop: finish live replies for the grace period, mark the rest.
+    async def drain(self, grace: float | None = None) -> bool:
+        """Graceful stop: finish live replies for the grace period (`grace`, else
+        limits.shutdown_grace), mark the rest.
 
         Then the replies cut and the store have `AFTER_GRACE_SECONDS` in all; after a
         second stop signal, the replies cut have what their platforms take to clear
@@ -380,7 +388,8 @@ class Bridge:
             await asyncio.wait([self._recovering], timeout=TASKS_END_SECONDS)
         for platform in self.platforms.values():
             await platform.stop_receiving()
-        grace = self.config.limits.shutdown_grace
+        if grace is None:
+            grace = self.config.limits.shutdown_grace
         clock = StopClock(self.relay, grace + AFTER_GRACE_SECONDS)
         cancelled = await self.relay.drain(grace, clock)
         clock.end_within(AFTER_GRACE_SECONDS)  # the grace may have ended early

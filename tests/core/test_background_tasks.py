@@ -15,7 +15,7 @@ import pytest
 from bridge import app
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.errors import StoreError
+from bridge.errors import PlatformError, StoreError
 from bridge.intake import MARKED_HERE_ONLY
 from bridge.interfaces import Address, Handler
 from bridge.interruptions import INTERRUPTED
@@ -299,6 +299,29 @@ async def test_a_failed_start_stops_what_the_platforms_had_delivered(
     # Nothing of the relay goes on against the closed store and clients.
     assert not [t for t in bridge.relay._tasks if not t.done()]
     assert bridge.relay.live == 0
+
+
+async def test_answers_a_failed_start_cut_are_marked_interrupted(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One platform answered as another failed to start (Slack's questions coming while
+    # Discord's gateway was out of reach): the answers stayed half-shown, unmarked, for
+    # as long as every start failed.
+    fake_chat_api.enqueue(tokens=["slow "] * 50, token_delay=0.1)
+    asked: list[RecordingTarget] = []
+
+    async def start(self: LocalPlatform, handler: Handler) -> None:
+        self.handler = handler
+        asked.append(await self.say("Asked while the other platform connects"))
+        await wait_for(lambda: bool(asked[0].visible()))  # its answer shows
+        raise PlatformError("Cannot reach Discord")
+
+    monkeypatch.setattr(LocalPlatform, "start", start)
+    with pytest.raises(PlatformError, match="Cannot reach Discord"):
+        async with bridge_for(fake_chat_api, tmp_path / "b.db", heartbeat=10):
+            pass
+    [shown] = asked[0].visible()
+    assert shown.startswith("slow ") and shown.endswith(INTERRUPTED)
 
 
 async def test_a_background_task_that_fails_anyway_is_logged(
