@@ -1,4 +1,9 @@
-"""Suite-wide checks: every test runs with DEBUG logging, and no secret may appear in a log line."""
+"""Suite-wide checks: every test runs with DEBUG logging, and no secret may appear in a log line.
+
+Hypothesis runs with no per-example deadline: its default (200 ms) is a timed
+assertion, and a loaded machine fails it with code that is right. Speed is
+measured in bench/, never asserted here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("bridge", deadline=None)
+settings.load_profile("bridge")
 
 # The fake servers' fixtures (fake_chat_api, fake_slack, fake_discord), for every test.
 pytest_plugins = ["tests.fakes.chatapi", "tests.fakes.slack", "tests.fakes.discord"]

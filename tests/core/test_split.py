@@ -145,7 +145,7 @@ def test_formatting_that_more_than_doubles_the_text_still_fills_each_message() -
     assert "".join(messages).replace(" ", "") == "a&amp;b" * 3000
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     st.text(alphabet=st.sampled_from(list("ab \n`x#*")), max_size=3000),
     st.integers(min_value=20, max_value=500),
@@ -389,7 +389,7 @@ def _text(markdown: str, source: bool = False) -> str:
     return re.sub(r"[\s`~]", "", markdown)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     st.lists(st.sampled_from(MARKUP), max_size=300).map("".join).map(_short_runs),
     st.integers(min_value=40, max_value=400),

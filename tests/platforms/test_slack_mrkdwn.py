@@ -441,7 +441,7 @@ def test_a_links_address_reaches_the_chat_api(text: str, plain: str) -> None:
 ALPHABET = list("<>!@&*_~`[]()#|-\n hereUCchanl0123:/.")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.text(alphabet=st.sampled_from(ALPHABET), max_size=80))
 def test_no_output_ever_pings(markdown: str) -> None:
     text = markdown_to_mrkdwn(markdown)
