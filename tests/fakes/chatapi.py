@@ -129,6 +129,7 @@ class Recorded:
     headers: dict[str, str]
     json: Any
     query: dict[str, str]
+    at: float = 0.0  # time.monotonic() as it came
 
 
 @dataclass
@@ -241,6 +242,7 @@ class FakeChatAPI:
             {k.lower(): v for k, v in request.headers.items()},
             body,
             dict(request.query),
+            time.monotonic(),
         )
         self.requests.append(rec)
         await self._notify()
