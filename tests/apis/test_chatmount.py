@@ -607,8 +607,9 @@ async def test_the_total_timeout_bounds_the_answer_not_each_attempt(
         fake_chat_api.enqueue(tokens=["never"], first_delay=0.8, drop_after=0)
     fake_chat_api.enqueue(tokens=["late ", "answer"], first_delay=0.8)
     api = make(fake_chat_api, http, timeouts={"total": 1.0})
-    started = time.monotonic()
     events, error = await collect_until_error(api, ask(api))
     assert isinstance(error, TimedOut) and "did not finish" in error.user_message
-    assert time.monotonic() - started < 1.5 and len(fake_chat_api.requests) <= 2
+    # A fresh `total` for each attempt shows as the third request (each drop
+    # comes 0.8 s in, inside its own attempt's second); no clock is read here.
+    assert len(fake_chat_api.requests) <= 2
     assert not [e for e in events if isinstance(e, Token)]
