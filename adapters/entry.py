@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         # As Ctrl-C does: what the command made is cleaned up (the demo's store), and
         # as PID 1 in a container (`docker run IMAGE check --probe`) a stop is heard.
         interrupt_on_stop_signals()
+    stand_in = None
     if sys.stdout is None:  # closed by whoever started it (`>&-`)
-        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the process
+        sys.stdout = stand_in = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     elif isinstance(sys.stdout, io.TextIOWrapper):
         # A terminal whose encoding lacks a character of an answer ("›", "—") shows
         # a "?" for it, rather than stopping the command.
@@ -62,3 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         return run(argv)
     except KeyboardInterrupt:  # Ctrl-C while the command still imports
         return 130
+    finally:
+        if stand_in is not None:  # closed here, not left to the collector to warn of
+            stand_in.close()
