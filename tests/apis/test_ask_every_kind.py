@@ -38,7 +38,7 @@ async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, k
         "routes: [{platform: any, backend: b}]\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "b",
+        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config), "--backend", "b",
         "What is the answer?",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         # The key ends in a line break, as a secret file or a YAML block leaves it.
@@ -46,6 +46,7 @@ async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, k
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
+    assert "Warning" not in err.decode(), err.decode()
     text = out.decode()
     assert text.startswith("Forty-two.\n")
     if kind in ("chatmount", "chaturdata"):  # the APIs that cite sources
@@ -67,7 +68,8 @@ async def test_ask_whose_reader_went_away_stops_without_a_traceback(
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the answer comes
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "b", "Why?",
+        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
+        "--backend", "b", "Why?",
         stdout=write_end, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
@@ -75,6 +77,7 @@ async def test_ask_whose_reader_went_away_stops_without_a_traceback(
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "Traceback" not in err.decode() and "BrokenPipeError" not in err.decode()
+    assert "Warning" not in err.decode(), err.decode()
 
 
 async def test_ask_writes_no_control_characters_of_the_answer(
@@ -95,12 +98,14 @@ async def test_ask_writes_no_control_characters_of_the_answer(
         "routes: [{platform: any, backend: b}]\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "b", "Hours?",
+        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
+        "--backend", "b", "Hours?",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
+    assert "Warning" not in err.decode(), err.decode()
     assert out.decode() == (
         "Hours: 9-5.[8m(hidden)[0m]0;pwned2J\tok\n"
         "\nSources:\n  1. A]52;c;cm0gLXJmIH4K — https://a.example/\n"

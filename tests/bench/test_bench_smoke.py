@@ -28,10 +28,11 @@ SCALARS = (
 def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "streams.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.streams", "--quick", "--out", str(out)],
+        [sys.executable, "-W", "error", "-m", "bench.streams", "--quick", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=55,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
     result = json.loads(out.read_text())
 
     assert result["parameters"]["conversations"] == 50
@@ -91,10 +92,12 @@ def test_tokens_no_version_showed_are_counted_and_fail_the_latency_target() -> N
 def test_parsers_bench_reports_parsers_dialects_the_pipeline_and_mrkdwn(tmp_path: Path) -> None:
     out = tmp_path / "parsers.json"
     proc = subprocess.run(
-        [sys.executable, "bench/parsers.py", "--events", "2000", "--runs", "1", "--out", str(out)],
+        [sys.executable, "-W", "error", "bench/parsers.py",
+         "--events", "2000", "--runs", "1", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=55,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
     rows = {row["what"]: row for row in json.loads(out.read_text())["rows"]}
     for kind in ("chatmount", "ndjson", "bot-messages", "openai"):
         assert rows[f"dialect {kind}"]["items"] == 2000  # every token event counted

@@ -402,7 +402,7 @@ def test_check_prints_no_secret_a_config_error_would_quote(tmp_path: Path) -> No
 
 def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "adapters", "check", "-c", str(path)],
+        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(path)],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=30,
     )
 
@@ -411,6 +411,7 @@ def test_check_accepts_the_example_config() -> None:
     env = {"PATH": "/usr/bin:/bin"}
     result = _check(ROOT / "config.example.yaml", env)
     assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
     assert result.stdout.startswith("config ok") and "warning" not in result.stdout
 
 
@@ -547,7 +548,7 @@ def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
     config.write_text(BASE.replace("https://services.chatmount.co", "http://127.0.0.1:9")
                       + "    # unreachable\n")
     result = subprocess.run(
-        [sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config)],
+        [sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config)],
         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET},
         cwd=ROOT, timeout=60,
     )
@@ -558,6 +559,7 @@ def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
     assert lines and all(line.endswith("backend=docs") for line in lines)
     assert "connection refused at 127.0.0.1:9" in lines[0]
     assert SECRET not in result.stdout + result.stderr
+    assert "Warning" not in result.stderr, result.stderr
 
 
 def test_check_warns_of_user_ids_hashed_with_a_public_key(tmp_path: Path) -> None:

@@ -1775,13 +1775,14 @@ async def test_ask_prints_the_answer_and_sources(
     config = tmp_path / "config.yaml"
     config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "docs",
-        "When are you open?",
+        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
+        "--backend", "docs", "When are you open?",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
+    assert "Warning" not in err.decode(), err.decode()
     assert out.decode() == "Open 9 to 5.\n\nSources:\n  1. Hours — https://x.example/h\n"
     assert fake_chat_api.api_key not in out.decode() + err.decode()
 
@@ -1795,12 +1796,14 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
     config = tmp_path / "config.yaml"
     config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "ask", "-c", str(config), "--backend", "docs", "Smile?",
+        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
+        "--backend", "docs", "Smile?",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
+    assert "Warning" not in err.decode(), err.decode()
     assert out.decode() == "Smile \U0001f600 ok \ufffd\n"
 
 
@@ -1837,12 +1840,13 @@ async def test_check_probe_reports_each_backend(
         if case == "proxy refused":
             env["HTTP_PROXY"] = proxy.url.replace("//", "//corp:expired-s3cret@")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config),
+            sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == code
     assert "expired-s3cret" not in out.decode() + err.decode()
+    assert "Warning" not in err.decode(), err.decode()
     if case == "proxy refused":
         assert proxy.seen and "api_key" not in out.decode()
     assert f"backend docs: {verdict}" in out.decode()
@@ -1870,7 +1874,7 @@ async def test_check_probe_gives_up_on_a_stuck_backend_and_probes_the_next(
         config = tmp_path / "config.yaml"
         config.write_text(text.replace("backends:\n", "backends:\n" + block))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "adapters", "check", "--probe", "-c", str(config),
+            sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
             env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
         )

@@ -323,7 +323,7 @@ def test_check_prints_the_routes_that_can_never_answer(tmp_path: Path) -> None:
         )
     )
     result = subprocess.run(
-        [sys.executable, "-m", "adapters", "check", "-c", str(config)],
+        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(config)],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin"},
@@ -332,6 +332,7 @@ def test_check_prints_the_routes_that_can_never_answer(tmp_path: Path) -> None:
     )
     # Warnings, not errors: a config that works still starts.
     assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
     assert result.stdout.splitlines()[1:] == [
         "warning: routes[4]: reply_in_thread: true opens no thread with session: channel "
         "(only with session: thread); drop it, or use session: thread",
@@ -342,7 +343,7 @@ def test_check_prints_the_routes_that_can_never_answer(tmp_path: Path) -> None:
     ]
     config.write_text(HEAD + "  - {platform: discord, roles: [Moderators], backend: eng}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "adapters", "check", "-c", str(config)],
+        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(config)],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin"},
@@ -370,7 +371,7 @@ def test_run_logs_the_routes_that_can_never_answer_as_it_starts(tmp_path: Path) 
         "  - {platform: console, channels: [terminal], backend: support}\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adapters", "run", "-c", str(config)],
+        [sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -387,6 +388,7 @@ def test_run_logs_the_routes_that_can_never_answer_as_it_starts(tmp_path: Path) 
             lines.append(line)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+        lines.extend(proc.stderr)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -398,3 +400,4 @@ def test_run_logs_the_routes_that_can_never_answer_as_it_starts(tmp_path: Path) 
         "it would; move routes[1] above routes[0]" in line
         for line in lines
     ), "".join(lines)
+    assert not [line for line in lines if "Warning" in line], "".join(lines)

@@ -59,6 +59,7 @@ async def test_sigterm_drains_live_replies(
     proc.send_signal(sig)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
+    assert "Warning" not in err.decode(), err.decode()[-2000:]
     text = out.decode()
     if finishes:
         assert "w11" in text and "interrupted" not in text
@@ -99,6 +100,7 @@ async def test_sighup_is_ignored_when_started_with_nohup(
     proc.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
+    assert "Warning" not in err.decode(), err.decode()[-2000:]
     assert "stopping at once" not in err.decode()
     assert err.decode().count("stopping: finishing live replies") == 1
 
@@ -120,6 +122,7 @@ async def test_a_second_signal_stops_at_once(fake_chat_api: FakeChatAPI, tmp_pat
     proc.send_signal(signal.SIGINT)  # Ctrl-C after `docker stop`, or a second kill
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
+    assert "Warning" not in err.decode(), err.decode()[-2000:]
     assert "interrupted by a restart — please ask again" in out.decode()
     assert "stopping at once" in err.decode()
 
@@ -139,7 +142,7 @@ slack: {{bot_token: "${{BOT}}", app_token: "${{APP}}", api_url: "{fake_slack.url
 routes: [{{platform: slack, backend: docs, session: user}}]
 """)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "run", "-c", str(config),
+        sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "KEY": fake_chat_api.api_key,
              "BOT": fake_slack.bot_token, "APP": fake_slack.app_token},
@@ -148,6 +151,7 @@ routes: [{{platform: slack, backend: docs, session: user}}]
     proc.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(proc.communicate(), 10)  # not the 45 s of the sign-in
     assert proc.returncode == 0, err.decode()[-2000:]
+    assert "Warning" not in err.decode(), err.decode()[-2000:]
     assert "stopped while starting" in err.decode()
 
 
@@ -224,6 +228,7 @@ def test_the_command_handles_stop_signals_before_its_heavy_imports() -> None:
         "print(sorted(m for m in ('bridge', 'pydantic', 'httpx', 'aiohttp') if m in sys.modules))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-W", "error", "-c", probe],
+        cwd=ROOT, capture_output=True, text=True, check=True,
     )
     assert done.stdout.strip() == "[]"

@@ -38,7 +38,7 @@ def _hangup_as_default() -> None:
 
 async def start(config: Path, key: str, **options: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "run", "-c", str(config),
+        sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "KEY": key},
@@ -95,6 +95,7 @@ logging: {{level: DEBUG}}
     second.send_signal(signal.SIGTERM)
     out, err = await asyncio.wait_for(second.communicate(), 30)
     assert second.returncode == 0, err.decode()[-2000:]
+    assert "Warning" not in err.decode(), err.decode()[-2000:]
     assert "A fresh answer." in out.decode()
     first_req, second_req = fake_chat_api.requests
     assert second_req.json["session_id"] == first_req.json["session_id"]

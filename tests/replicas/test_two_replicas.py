@@ -43,7 +43,7 @@ class Replica:
 
 async def start_replica(config: Path, env: dict[str, str]) -> Replica:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters", "run", "-c", str(config),
+        sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
     )
@@ -116,6 +116,7 @@ limits: {{heartbeat_interval: 1.0}}
         logs = "".join(one.log + two.log)
         for secret in (fake_slack.bot_token, fake_slack.signing_secret, fake_chat_api.api_key):
             assert secret not in logs
+        assert "Warning" not in logs, logs[-3000:]
 
 
 async def _deliver_everywhere(slack: FakeSlack, replicas: list[Replica], body: dict) -> None:

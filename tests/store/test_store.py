@@ -577,6 +577,8 @@ async def test_processes_migrate_the_same_database_at_once(make_store: StoreFact
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
+            "-W",
+            "error",
             "-c",
             _OPEN_IN_A_PROCESS,
             url,
@@ -588,6 +590,7 @@ async def test_processes_migrate_the_same_database_at_once(make_store: StoreFact
     outputs = [await asyncio.wait_for(p.communicate(), timeout=45) for p in procs]
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
+        assert "Warning" not in err.decode(), err.decode()
     lines = sorted(out.decode().strip() for out, _ in outputs)
     newest = [m.version for m in MIGRATIONS]
     assert lines == [f"{newest} False", f"{newest} False", f"{newest} True"]
