@@ -2,7 +2,8 @@
 
 It speaks the real wire format (slack-sdk and slack-bolt run against it
 unmodified) and enforces the limits that matter to a streaming bot:
-chat.update text past 4,000 characters is `msg_too_long`, and methods given a
+chat.update text past 4,000 characters is `msg_too_long` (as is a markdown_text
+past 12,000 in any method, the stream methods' included), and methods given a
 rate answer 429 with `Retry-After`: by default the methods a reply calls, at
 Slack's tiers (chat.update, the stream methods and reactions per workspace,
 chat.postMessage per channel). Every message is kept as a channel history, so
@@ -443,6 +444,8 @@ class FakeSlack:
         if self.find(channel, thread_ts) is None:
             return self._error(method, "thread_not_found")
         text = str(args.get("markdown_text") or "")
+        if len(text) > MARKDOWN_LIMIT:
+            return self._error(method, "msg_too_long")
         message = FakeMessage(
             channel, self._next_ts(), text, self.bot_user_id, self.bot_id, thread_ts, True, True
         )
@@ -466,6 +469,8 @@ class FakeSlack:
         chunk = str(args.get("markdown_text") or "")
         if not chunk:
             return self._error(method, "no_text")
+        if len(chunk) > MARKDOWN_LIMIT:  # each call's markdown_text, as with the others
+            return self._error(method, "msg_too_long")
         message.text += chunk
         message.versions.append(message.text)
         self._record_pings(message, args)
@@ -475,7 +480,10 @@ class FakeSlack:
         message = self._stream_target(method, args)
         if isinstance(message, web.Response):
             return message
-        message.text += str(args.get("markdown_text") or "")
+        last = str(args.get("markdown_text") or "")
+        if len(last) > MARKDOWN_LIMIT:
+            return self._error(method, "msg_too_long")
+        message.text += last
         message.streaming = False
         message.versions.append(message.text)
         self._record_pings(message, args)

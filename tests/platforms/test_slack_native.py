@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms.slack import SlackPlatform, SlackTarget
 from bridge.budget import Budgets
@@ -266,3 +268,59 @@ async def test_a_stream_slack_has_not_started_when_the_close_gives_up_is_named_i
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert CHANNEL in warning.getMessage()
     assert fake_slack.bot_token not in warning.getMessage()
+
+
+# --------------------------------------------------------------------------- lengths
+
+
+async def test_the_fake_refuses_a_markdown_text_past_slacks_limit_in_each_stream_method(
+    fake_slack: FakeSlack, inbox: Inbox
+) -> None:
+    # markdown_text takes 12,000 characters in chat.startStream, chat.appendStream and
+    # chat.stopStream, as in chat.postMessage and chat.update.
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target = await asked(fake_slack, inbox)
+        client = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.url)
+        thread = target.address.thread
+        assert thread is not None
+        whom = {"recipient_team_id": fake_slack.team_id, "recipient_user_id": "U0USER001"}
+        for size, ok in ((12_001, False), (12_000, True)):
+            try:
+                started = await client.chat_startStream(
+                    channel=CHANNEL, thread_ts=thread, markdown_text="s" * size, **whom
+                )
+            except SlackApiError as exc:
+                assert not ok and exc.response["error"] == "msg_too_long"
+            else:
+                assert ok
+        ts = started["ts"]
+        for method in (client.chat_appendStream, client.chat_stopStream):
+            with pytest.raises(SlackApiError, match="msg_too_long"):
+                await method(channel=CHANNEL, ts=ts, markdown_text="a" * 12_001)
+            await method(channel=CHANNEL, ts=ts, markdown_text="a" * 12_000)
+    message = fake_slack.find(CHANNEL, ts)
+    assert message is not None and len(message.text) == 36_000 and not message.streaming
+
+
+@pytest.mark.parametrize("whole", [False, True])
+async def test_a_long_native_answer_keeps_each_stream_call_within_slacks_limit(
+    fake_slack: FakeSlack, inbox: Inbox, whole: bool
+) -> None:
+    # An answer of 30,000 characters, streamed in tokens or come whole at its end:
+    # each message, and so each call's markdown_text, stays within max_chars.
+    words = [f"w{i:05d} " for i in range(5000)]
+    async with running(fake_slack, inbox, mode="native", thinking="none"):
+        target = await asked(fake_slack, inbox)
+        reply = LiveReply(target, Budgets(), edit_interval=0.05)
+        await reply.start()
+        if whole:
+            await reply.finish("".join(words))
+        else:
+            for start in range(0, len(words), 250):
+                reply.feed("".join(words[start : start + 250]))
+                await reply.pace()
+            await reply.finish(None)
+    assert not fake_slack.rejected, fake_slack.rejected
+    messages = fake_slack.bot_replies(CHANNEL)
+    assert len(messages) > 1 and not any(m.streaming for m in messages)
+    assert "".join(m.text for m in messages).split() == "".join(words).split()
