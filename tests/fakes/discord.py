@@ -10,6 +10,8 @@ enforces and the bridge must respect:
 - per-channel budgets for posting and for editing messages (429 with
   `Retry-After`, `X-RateLimit-*`, a `Via` header and a JSON `retry_after`,
   which is what discord.py needs to wait and retry), counted in `rate_limited`;
+- 50 requests a second for all of the bot's (a 429 with `global: true`),
+  counted in `global_limited`;
 - the privileged message-content intent (gateway close 4014 when it is asked
   for but not enabled, and blank message text without it);
 - REST responses with `Content-Type: application/json` exactly.
@@ -145,8 +147,8 @@ class FakeDiscord:
         self.message_content_enabled = True
         self.ratelimit_headers = True
         self.rates = {"post": RateRule(), "edit": RateRule()}
-        # Discord's limit on every request of the bot (None: not enforced).
-        self.global_rule: RateRule | None = None
+        # Discord's limit on every request of the bot: 50 a second (None: not enforced).
+        self.global_rule: RateRule | None = RateRule(50, 1.0)
         self.global_limited = 0
         self.tolerance = 0.05  # network jitter the fake forgives at a window's edge
         self.users: dict[str, dict[str, Any]] = {self.app_id: self.bot}

@@ -20,7 +20,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.interfaces import Rate
 from tests.fakes.chatapi import FakeChatAPI
-from tests.fakes.discord import FakeDiscord, RateRule
+from tests.fakes.discord import FakeDiscord
 
 RENEW = 0.3
 SHOWN = 0.5
@@ -99,7 +99,6 @@ async def test_typing_never_lapses_while_many_answers_think(
     # Renewals were 2 a second bot-wide, and one refused waited a whole renewal's
     # time: beyond a few thinking answers, channels showed nothing for most of it.
     fake = fake_discord
-    fake.global_rule = RateRule(50, 1.0)  # Discord's limit on all the bot's requests
     guild = fake.add_guild("Community")
     channels = [fake.add_channel(guild, f"c{i}") for i in range(2)]
     users = [fake.add_user(f"u{i}") for i in range(2)]
