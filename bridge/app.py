@@ -8,7 +8,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
@@ -339,10 +339,14 @@ class Bridge:
         except BridgeError as exc:
             log.warning("could not mark the replies given up on as interrupted: %s", exc)
 
-    async def _health(self) -> dict[str, str]:
+    async def _health(self, only: Collection[str] | None = None) -> dict[str, str]:
+        """What keeps the daemon from answering: the platforms' problems (of those
+        `only` names, where given: one not configured is "not configured") and the
+        store's."""
         problems: dict[str, str] = {}
-        for name, platform in self.platforms.items():
-            problem = platform.problem
+        for name in self.platforms if only is None else only:
+            platform = self.platforms.get(name)
+            problem = platform.problem if platform is not None else "not configured"
             if problem is not None:
                 problems[name] = problem
         try:

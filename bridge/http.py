@@ -8,7 +8,7 @@ import logging
 import math
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, cast
 
 from aiohttp import web
@@ -20,7 +20,8 @@ from bridge.logs import relevel
 
 log = logging.getLogger("chat_bridge.http")
 
-Health = Callable[[], Awaitable[dict[str, str]]]
+# What keeps the daemon (or the platforms named: None, all of them) from answering.
+Health = Callable[[Collection[str] | None], Awaitable[dict[str, str]]]
 SHUTDOWN_SECONDS = 2.0
 # From a connection's start, or its last answer, to the end of a request's headers:
 # past this the connection is closed (aiohttp's default is an hour).
@@ -181,7 +182,11 @@ class HttpServer:
                 self._active[conn] = time.monotonic()
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        problems = await self._health()
+        # `?platform=slack`: that platform's health (and the store's) alone, for a load
+        # balancer that sends Slack's requests here while Discord is down.
+        named = request.query.get("platform")
+        only = {name.strip() for name in named.split(",")} if named is not None else None
+        problems = await self._health(only)
         body = {"status": "ok" if not problems else "unhealthy", "down": problems}
         return web.Response(
             status=200 if not problems else 503,

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,13 @@ async def test_healthz_reports_what_is_down(
             down = await client.get(f"{base}/healthz")
             assert down.status_code == 503
             assert down.json() == {"status": "unhealthy", "down": {"console": "disconnected"}}
+            # One platform's probe (a load balancer's for Slack's requests) leaves the
+            # others' out; one not configured is told so.
+            one = await client.get(f"{base}/healthz", params={"platform": "slack"})
+            assert one.status_code == 503
+            assert one.json()["down"] == {"slack": "not configured"}
+            both = await client.get(f"{base}/healthz", params={"platform": "console,slack"})
+            assert set(both.json()["down"]) == {"console", "slack"}
 
             await bridge.store.aclose()  # the store stops answering
             worse = await client.get(f"{base}/healthz")
@@ -440,7 +447,7 @@ async def _half_sent(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWri
     return reader, writer
 
 
-async def _healthy() -> dict[str, str]:
+async def _healthy(only: Collection[str] | None = None) -> dict[str, str]:
     return {}
 
 

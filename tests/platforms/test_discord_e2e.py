@@ -237,6 +237,8 @@ async def test_a_gateway_ended_for_good_ends_the_answers_and_says_why_in_healthz
         await fake.drop_gateways(code=code, forget=True)
         await wait_for(lambda: bridge.relay.live == 0)
         assert bridge.platforms["discord"].problem == problem
+        assert await bridge._health() == {"discord": problem}
+        assert await bridge._health(["console"]) == {"console": "not configured"}
     if code == 4014:  # discord.py leaves its client open: the answer is shown whole
         [reply] = fake.channel_messages(setup.general)
         assert reply["content"] == "word " * 40

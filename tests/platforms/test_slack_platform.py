@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -798,7 +798,7 @@ async def test_stop_receiving_disconnects(
 async def http_platform(
     fake_slack: FakeSlack, inbox: Inbox
 ) -> AsyncIterator[tuple[SlackPlatform, str]]:
-    async def health() -> dict[str, str]:
+    async def health(only: Collection[str] | None = None) -> dict[str, str]:
         return {}
 
     server = HttpServer("127.0.0.1:0", health, _no_metrics)
@@ -1089,7 +1089,7 @@ async def test_http_a_body_that_does_not_decode_is_refused_in_a_word(
 async def test_a_stop_waits_briefly_for_a_request_still_arriving(fake_slack: FakeSlack) -> None:
     # aiohttp waits a minute by default for requests still open: one client trickling
     # a body held every stop that long, a second signal notwithstanding.
-    async def health() -> dict[str, str]:
+    async def health(only: Collection[str] | None = None) -> dict[str, str]:
         return {}
 
     server = HttpServer("127.0.0.1:0", health, _no_metrics)
