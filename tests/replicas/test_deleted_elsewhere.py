@@ -8,9 +8,11 @@ store; the load balancer sends each event to either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -79,12 +81,13 @@ async def poll(predicate, what: str, timeout: float = 20.0) -> None:  # type: ig
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.timeout(90)
-async def test_a_deletion_told_to_another_replica_withdraws_the_question(
+@contextlib.asynccontextmanager
+async def a_question_waiting(
     fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
-) -> None:
-    # Only the replica that got the deletion knew: the other asked the chat API the
-    # deleted question (a password posted by mistake) once its turn came.
+) -> AsyncIterator[tuple[Replica, Replica, str]]:
+    """Two replicas on one store: the first (the holder) answers "slow one" slowly,
+    with "my password is hunter2" waiting its turn behind it. Yields the holder, the
+    other and that question's ts; the replicas are stopped after."""
     fake_slack.set_rate("chat.update", 1000, 60.0)
     fake_chat_api.answer_for = lambda q: (
         Script(tokens=["a ", "slow ", "answer"], token_delay=1.5) if q == "slow one"
@@ -101,37 +104,50 @@ async def test_a_deletion_told_to_another_replica_withdraws_the_question(
             await fake_slack.post_event(holder.events_url, first)
             await fake_chat_api.wait_requests(1, timeout=20)
             [second] = fake_slack.user_message(CHANNEL, "my password is hunter2")
-            ts = second["event"]["ts"]
             await fake_slack.post_event(holder.events_url, second)
 
             async def waiting() -> bool:  # recorded behind the answer, in its turn
                 return len(await store.inflight_orphans("nobody", math.inf)) == 2
 
             await poll(waiting, "the second question to wait its turn")
-            status, _ = await fake_slack.post_event(
-                other.events_url, fake_slack.user_delete(CHANNEL, ts)
-            )
-            assert status == 200
-
-            # Its turn comes once the first answer is done.
-            await poll(
-                lambda: any("withdrawn" in line for line in holder.log)
-                or len(fake_chat_api.requests) > 1,
-                "the holder to take up the deleted question",
-            )
-            assert asked(fake_chat_api) == ["slow one"]
-            await fake_slack.wait_for(lambda: not fake_slack.reactions.get((CHANNEL, ts)))
-            await fake_slack.wait_for(
-                lambda: [m.text for m in fake_slack.all_bot_messages()] == ["a slow answer"]
-            )
-
-            # The conversation goes on.
-            [third] = fake_slack.user_message(CHANNEL, "and now?")
-            await fake_slack.post_event(other.events_url, third)
-            await fake_chat_api.wait_requests(2, timeout=20)
-            assert asked(fake_chat_api) == ["slow one", "and now?"]
+            yield holder, other, second["event"]["ts"]
             await stop(holder)
             await stop(other)
         finally:
             await store.aclose()
             await kill(holder, other)
+
+
+async def the_conversation_goes_on(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, other: Replica
+) -> None:
+    [third] = fake_slack.user_message(CHANNEL, "and now?")
+    await fake_slack.post_event(other.events_url, third)
+    await fake_chat_api.wait_requests(2, timeout=20)
+    assert asked(fake_chat_api) == ["slow one", "and now?"]
+
+
+@pytest.mark.timeout(90)
+async def test_a_deletion_told_to_another_replica_withdraws_the_question(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Only the replica that got the deletion knew: the other asked the chat API the
+    # deleted question (a password posted by mistake) once its turn came.
+    async with a_question_waiting(fake_slack, fake_chat_api, tmp_path) as (holder, other, ts):
+        status, _ = await fake_slack.post_event(
+            other.events_url, fake_slack.user_delete(CHANNEL, ts)
+        )
+        assert status == 200
+
+        # Its turn comes once the first answer is done.
+        await poll(
+            lambda: any("withdrawn" in line for line in holder.log)
+            or len(fake_chat_api.requests) > 1,
+            "the holder to take up the deleted question",
+        )
+        assert asked(fake_chat_api) == ["slow one"]
+        await fake_slack.wait_for(lambda: not fake_slack.reactions.get((CHANNEL, ts)))
+        await fake_slack.wait_for(
+            lambda: [m.text for m in fake_slack.all_bot_messages()] == ["a slow answer"]
+        )
+        await the_conversation_goes_on(fake_slack, fake_chat_api, other)
