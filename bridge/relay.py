@@ -22,6 +22,7 @@ from bridge.circuit import Circuit
 from bridge.config import Config
 from bridge.edits import Edits
 from bridge.errors import BridgeError, told
+from bridge.fairness import FairSlots
 from bridge.fence import Fence
 from bridge.flag import Flag
 from bridge.intake import Intake
@@ -67,7 +68,9 @@ class Relay:
         self.metrics = metrics if metrics is not None else Metrics()
         self.owner = owner or f"proc-{uuid.uuid4().hex[:12]}"
         self._chains: dict[str, asyncio.Future[None]] = {}
-        self._slots = asyncio.Semaphore(config.limits.max_concurrent_streams)
+        # Handed out between workspaces: a flood in one holds up no other's questions
+        # behind its backlog.
+        self._slots = FairSlots(config.limits.max_concurrent_streams)
         self._queued = 0  # accepted, not answering yet
         # Jobs taken and not ended, by conversation: all but its first wait behind
         # it and could not take a free stream slot. (On a shared store the first may
@@ -252,13 +255,14 @@ class Relay:
                     await self.store.reset_conversation(job.also)
                 await self.notice(job.target, self.config.commands.reset_reply)
                 return
+            space = (job.msg.platform, job.msg.workspace)
             at_once = at_once and not self._slots.locked()
-            await self._slots.acquire()
+            await self._slots.acquire(space)
             if not (self.accepting or at_once):
                 # A stop is on and it waited its turn: asked now, it would be paid for and
                 # most likely cut at the grace's end, unread. It ends as a question cut
                 # while it waited does (its record left, to be marked interrupted).
-                self._slots.release()
+                self._slots.release(space)
                 self._unasked += 1
                 unasked = True
                 await stopped(job, self.metrics, self.fence)
@@ -270,7 +274,7 @@ class Relay:
                 nonlocal held
                 if held:
                     held = False
-                    self._slots.release()
+                    self._slots.release(space)
 
             try:
                 await answer(self, job, free_slot)

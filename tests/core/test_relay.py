@@ -1945,6 +1945,40 @@ async def test_a_busy_workspace_leaves_room_for_the_others(
     ]
 
 
+async def test_a_workspaces_question_takes_the_next_free_stream_ahead_of_anothers_flood(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Stream slots went first come, first served: W2's question, admitted in the
+    # places W1 may not hold, still waited for every W1 question queued before it.
+    gates = {f"q{n}": asyncio.Event() for n in range(1, 7)}
+
+    def answer_for(question: str) -> Script:
+        return Script(tokens=[f"answer to {question}"], gate=gates.get(question))
+
+    fake_chat_api.answer_for = answer_for
+    extra = "limits: {max_concurrent_streams: 2, queue_size: 6}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        flood = [await p.say(f"q{n}", thread=f"T{n}", workspace="W1") for n in range(1, 7)]
+        await fake_chat_api.wait_requests(2)
+        await wait_for(lambda: bridge.relay._queued == 4)
+        other = await p.say("urgent", thread="T9", workspace="W2")
+        await wait_for(lambda: bridge.relay._queued == 5)
+        gates["q1"].set()  # one stream frees: W2 holds none, W1 the other
+        asked = await fake_chat_api.wait_requests(3)
+        assert asked.json["message"] == "urgent"
+        await asyncio.wait_for(other.ended.wait(), 10)
+        assert other.visible() == ["answer to urgent"]
+        for gate in gates.values():
+            gate.set()
+        for target in flood:
+            await asyncio.wait_for(target.ended.wait(), 10)
+        assert all(target.notices == [] for target in [*flood, other])
+    assert [r.json["message"] for r in fake_chat_api.requests] == [
+        "q1", "q2", "urgent", "q3", "q4", "q5", "q6"
+    ]
+
+
 async def test_attachment_only_message_gets_help(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
