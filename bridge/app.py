@@ -17,7 +17,7 @@ import httpx
 
 from bridge.budget import Budgets
 from bridge.config import Config
-from bridge.conversations import tell_of_other_backends
+from bridge.conversations import tell_of_other_backends, tell_of_unmade_scopes
 from bridge.deletions import record_deletion
 from bridge.errors import BridgeError, StoreCorrupt, for_log
 from bridge.http import HttpServer
@@ -171,6 +171,9 @@ class Bridge:
         await tell_of_other_backends(
             self.store, {route.backend for route in self.config.routes},
             self.config.limits.conversation_ttl,
+        )
+        await tell_of_unmade_scopes(
+            self.store, self.config.routes, self.config.limits.conversation_ttl
         )
 
         # Every answer streaming at once holds a connection: the pool never makes one wait.

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
+from bridge.config import RouteConfig
 from bridge.deletions import asked, taken_back
 from bridge.edits import Edits
 from bridge.errors import StoreError
 from bridge.interfaces import ChatAPI, ChatRequest, Done, Inbound, ReplyTarget, Turn
+from bridge.routing import key_scopes
 from bridge.store import Conversation, Store
 
 log = logging.getLogger("chat_bridge.conversations")
@@ -143,6 +145,64 @@ async def tell_of_other_backends(
         "without their history. Give the backend its old name back (or the route its old "
         "backend) to go on with them; else %s",
         f"{total:,}", "" if total == 1 else "s", listed, kept,
+    )
+
+
+async def tell_of_unmade_scopes(
+    store: Store, routes: Sequence[RouteConfig], ttl: float | None
+) -> None:
+    """At start: say in one warning how many conversations the store keeps, for
+    backends routes use, under keys of a scope no route on that backend makes any more
+    (a route's `session` changed: `user` keys, where it now makes `user+channel`
+    ones). No question continues them, and nobody in them is told."""
+    made: dict[str, set[str]] = {}
+    for route in routes:
+        made.setdefault(route.backend, set()).update(key_scopes(route))
+    try:
+        unmade = await store.unmade_scopes(made)
+    except StoreError as exc:
+        log.warning("could not count the conversations whose key scope no route makes: %s",
+                    exc)
+        return
+    if not unmade:
+        return
+    named = sorted(unmade.items(), key=lambda item: (-item[1], item[0]))
+    listed = "; ".join(
+        f"{backend}: {count:,} of `{form}` keys on {platform}, where its routes now make "
+        + _scopes_in_words(made[backend])
+        for (backend, scope), count in named[:10]
+        for platform, _, form in [scope.partition(":")]
+    )
+    if len(named) > 10:
+        listed += f"; and {len(named) - 10} more"
+    total = sum(unmade.values())
+    kept = (f"they are forgotten once unused for limits.conversation_ttl ({ttl:g} s)"
+            if ttl is not None else
+            "they stay for ever (limits.conversation_ttl is null: set it to have unused "
+            "conversations forgotten)")
+    log.warning(
+        "the store keeps %s conversation%s under keys of a scope no route of their backend "
+        "makes any more (%s), and no question continues them. A conversation's key says "
+        "what it is one per (its route's `session`: thread, channel, user, user+channel), "
+        "so changing a route's `session` (or its platform) starts every one of its "
+        "conversations afresh, "
+        "without a word to the people in them: they get a new session, without their "
+        "history. Give the route its old `session` back to go on with them; else %s",
+        f"{total:,}", "" if total == 1 else "s", listed, kept,
+    )
+
+
+def _scopes_in_words(made: Collection[str]) -> str:
+    """`made` (key scopes, see `bridge.routing.key_scopes`) as `thread`, `dm` on slack,
+    leaving out the asker's own conversations, which every route makes."""
+    on: dict[str, list[str]] = {}
+    for scope in sorted(made):
+        platform, _, form = scope.partition(":")
+        if form != "asker":
+            on.setdefault("any platform" if platform == "*" else platform, []).append(form)
+    return "; ".join(
+        ", ".join(f"`{form}`" for form in forms) + f" on {platform}"
+        for platform, forms in on.items()
     )
 
 

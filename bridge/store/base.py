@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,6 +59,27 @@ BACKEND_NAMES = (
     " FROM names WHERE names.name IS NOT NULL)"
     " SELECT name FROM names WHERE name IS NOT NULL"
 )
+
+
+def scope_names(scope: str, backend: str) -> str:
+    """The key scopes one backend's conversations have (`scope`: the dialect's
+    expression, indexed with the backend; `backend`: its parameter), each once: one
+    step down that index a scope, as `BACKEND_NAMES`."""
+    return (
+        "WITH RECURSIVE scopes (scope) AS ("
+        f" SELECT min({scope}) FROM conversations WHERE backend = {backend}"
+        f" UNION ALL SELECT (SELECT min({scope}) FROM conversations"
+        f" WHERE backend = {backend} AND {scope} > scopes.scope)"
+        " FROM scopes WHERE scopes.scope IS NOT NULL)"
+        " SELECT scope FROM scopes WHERE scope IS NOT NULL"
+    )
+
+
+def unmade(scope: str, made: Collection[str]) -> bool:
+    """Whether no scope of `made` (`platform:form`, `*:form` for any platform) is
+    the key scope `scope`."""
+    form = scope.partition(":")[2]
+    return scope not in made and f"*:{form}" not in made
 
 
 def address_to_json(address: Address) -> str:
@@ -153,6 +174,17 @@ class Store(ABC):
         many each: conversations no route reaches any more (their keys name the
         backend), such as a renamed backend's. Cheap on a big store: it reads the
         index of backends, and counts only the conversations of those named."""
+
+    @abstractmethod
+    async def unmade_scopes(
+        self, made: Mapping[str, Collection[str]]
+    ) -> dict[tuple[str, str], int]:
+        """For each backend of `made`, the scopes of its conversations' keys
+        (`platform:form`, see `bridge.routing.key_scope`) that none of the scopes its
+        routes make (`made[backend]`; `*:form`: on any platform) is, and how many
+        conversations have each: conversations no route reaches any more, such as
+        those of a route whose `session` changed. Cheap on a big store: the scopes come
+        one index step each, and only the conversations of those unmade are counted."""
 
     # history (stateless APIs)
     @abstractmethod

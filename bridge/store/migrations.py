@@ -57,6 +57,23 @@ def _keys_with_backend(tail: str) -> tuple[str, ...]:
     )
 
 
+# A conversation key's scope, `platform:form`: its first part and its third, the word
+# that says what the conversation is one per (`slack:T1:user:U1|docs` is `slack:user`;
+# see `bridge.routing.key_scope`). Indexed with the backend, each dialect's expression
+# as it is written here: a query finds the index only by the same expression.
+def _sqlite_scope() -> str:
+    after_platform = "substr(key, instr(key, ':') + 1)"
+    after_workspace = f"substr({after_platform}, instr({after_platform}, ':') + 1)"
+    return (
+        "(substr(key, 1, instr(key, ':') - 1) || ':' ||"
+        f" substr({after_workspace}, 1, instr({after_workspace}, ':') - 1))"
+    )
+
+
+SQLITE_SCOPE = _sqlite_scope()
+POSTGRES_SCOPE = "(split_part(key, ':', 1) || ':' || split_part(key, ':', 3))"
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -187,6 +204,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgres=(
             "ALTER TABLE history ADD COLUMN question TEXT",
             "CREATE INDEX history_question ON history (question)",
+        ),
+    ),
+    Migration(
+        10,
+        "conversations found by their backend and key scope, to tell of those no route "
+        "makes any more",
+        # It serves whatever the index of migration 8 did (the backend comes first).
+        sqlite=(
+            f"CREATE INDEX conversations_scope ON conversations (backend, {SQLITE_SCOPE})",
+            "DROP INDEX conversations_backend",
+        ),
+        postgres=(
+            f"CREATE INDEX conversations_scope ON conversations (backend, {POSTGRES_SCOPE})",
+            "DROP INDEX conversations_backend",
         ),
     ),
 )

@@ -28,7 +28,7 @@ import math
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,9 +46,12 @@ from bridge.store.base import (
     Store,
     address_from_json,
     address_to_json,
+    scope_names,
+    unmade,
 )
 from bridge.store.migrations import (
     MIGRATIONS,
+    POSTGRES_SCOPE,
     SCHEMA_VERSION_POSTGRES,
     Migration,
     check_migrations,
@@ -275,6 +278,19 @@ class PostgresStore(Store):
                 ))
                 for name in sorted(set(names) - set(configured))
             }
+
+    async def unmade_scopes(
+        self, made: Mapping[str, Collection[str]]
+    ) -> dict[tuple[str, str], int]:
+        counts = {}
+        async with self._conn("counting conversations by key scope") as conn:
+            for backend in sorted(made):
+                for row in await conn.fetch(_SCOPES, backend):
+                    if unmade(scope := row[0], made[backend]):
+                        counts[backend, scope] = int(
+                            await conn.fetchval(_SCOPE_COUNT, backend, scope)
+                        )
+        return counts
 
     # ------------------------------------------------------------------ history
 
@@ -626,3 +642,7 @@ def _inflight(row: Any) -> InFlight:
         started_at=row["started_at"],
         heartbeat_at=row["heartbeat_at"],
     )
+
+
+_SCOPES = scope_names(POSTGRES_SCOPE, "$1")
+_SCOPE_COUNT = f"SELECT count(*) FROM conversations WHERE backend = $1 AND {POSTGRES_SCOPE} = $2"

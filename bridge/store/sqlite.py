@@ -21,7 +21,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,10 +39,13 @@ from bridge.store.base import (
     Store,
     address_from_json,
     address_to_json,
+    scope_names,
+    unmade,
 )
 from bridge.store.migrations import (
     MIGRATIONS,
     SCHEMA_VERSION_SQLITE,
+    SQLITE_SCOPE,
     Migration,
     check_migrations,
     pending,
@@ -273,6 +276,19 @@ class SQLiteStore(Store):
                     "SELECT count(*) FROM conversations WHERE backend = ?", (name,)
                 )
                 counts[name] = int(count)
+        return counts
+
+    async def unmade_scopes(
+        self, made: Mapping[str, Collection[str]]
+    ) -> dict[tuple[str, str], int]:
+        counts = {}
+        async with self._read("counting conversations by key scope") as db:
+            for backend in sorted(made):
+                scopes = await db.execute_fetchall(_SCOPES, (backend,))
+                for (scope,) in scopes:
+                    if unmade(scope, made[backend]):
+                        [(count,)] = await db.execute_fetchall(_SCOPE_COUNT, (backend, scope))
+                        counts[backend, scope] = int(count)
         return counts
 
     # ------------------------------------------------------------------ history
@@ -598,3 +614,7 @@ def _inflight(row: Sequence[Any]) -> InFlight:
         started_at=row[6],
         heartbeat_at=row[7],
     )
+
+
+_SCOPES = scope_names(SQLITE_SCOPE, "?1")
+_SCOPE_COUNT = f"SELECT count(*) FROM conversations WHERE backend = ?1 AND {SQLITE_SCOPE} = ?2"

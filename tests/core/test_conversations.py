@@ -90,6 +90,66 @@ async def test_no_warning_when_every_conversation_has_its_backend(
     assert told_of_others(caplog) == []
 
 
+# ---------------------------------------------------------------------- a session changed
+
+
+def told_of_scopes(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "no route of their backend" in r.getMessage()]
+
+
+async def test_a_start_says_how_many_conversations_a_changed_session_left(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "openai") as b:
+        await ask(b, "my account is 42", **DM)
+        await ask(b, "a question in a channel")
+    # `user` made `user+channel`: the DM's conversation starts afresh, its history (a
+    # private one) left in the store for good; the admin is told, once, at start.
+    async with bridge(fake_chat_api, db, "openai", session="user+channel") as b:
+        await ask(b, "what was it?", **DM)
+    assert fake_chat_api.requests[-1].json["messages"] == [
+        {"role": "user", "content": "what was it?"}
+    ]
+    [warning] = told_of_scopes(caplog)
+    assert ("2 conversations under keys of a scope no route of their backend makes any more "
+            "(bot: 2 of `user` keys on console, where its routes now make `user+channel` on "
+            "console)") in warning
+    assert "changing a route's `session` (or its platform) starts every one" in warning
+    assert "they stay for ever (limits.conversation_ttl is null" in warning
+    assert told_of_others(caplog) == []
+
+
+async def test_thread_made_channel_leaves_its_threads_and_dms(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "b.db"
+    async with bridge(fake_chat_api, db, "chatmount", session="thread") as b:
+        await ask(b, "question", thread="T1")
+        await ask(b, "question", **DM)
+    async with bridge(fake_chat_api, db, "chatmount", session="channel",
+                      limits="{conversation_ttl: 86400}"):
+        pass
+    [warning] = told_of_scopes(caplog)
+    assert "(bot: 1 of `dm` keys on console, where its routes now make `channel` on console; " \
+        "bot: 1 of `thread` keys on console, where its routes now make `channel` on console)" \
+        in warning
+    assert "limits.conversation_ttl (86400 s)" in warning
+
+
+async def test_no_warning_when_every_conversation_has_its_session(
+    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for session in ("thread", "channel", "user", "user+channel"):
+        db = tmp_path / f"{session}.db"
+        for _ in range(2):
+            async with bridge(fake_chat_api, db, "chatmount", session=session) as b:
+                await ask(b, "question", thread="T1")
+                await ask(b, "question", **DM)
+    assert told_of_scopes(caplog) == []
+
+
 # ---------------------------------------------------------------------- a kind changed
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.config import RouteConfig
 from bridge.interfaces import Inbound
-from bridge.routing import conversation_key, match_route
+from bridge.routing import conversation_key, key_scope, key_scopes, match_route
 
 
 def route(**kw: Any) -> RouteConfig:
@@ -200,3 +200,49 @@ def test_a_private_ask_in_a_dm_is_the_dms_conversation_and_in_threads_the_thread
     assert conversation_key(thread, in_thread) != conversation_key(
         thread, msg(channel="C1", thread="T1")
     )
+
+
+# ---------------------------------------------------------------------- key scopes
+
+# Every kind of message a route may take: in a channel, a thread of it, a private
+# channel, a private thread, a DM and a thread in it, and answers only the asker sees.
+PLACES = [
+    msg(), msg(thread="99.1"), msg(audience="members"),
+    msg(platform="discord", workspace="42", channel="7", thread="8", audience="thread"),
+    msg(channel="D1", is_dm=True), msg(channel="D1", is_dm=True, thread="99.1"),
+    msg(platform="discord", workspace="@dm", channel="9", is_dm=True),
+    msg(platform="discord", workspace="42", channel="7", audience="asker"),
+    msg(platform="discord", workspace="42", channel="7", thread="8", audience="asker"),
+    msg(platform="console", workspace="local", channel="console", user="alice"),
+]
+
+
+def test_every_key_a_route_makes_has_a_scope_its_scopes_name() -> None:
+    # A key of a scope the start counts as no route's is a conversation it warns of:
+    # one a route still continues must never be.
+    for session in ("thread", "channel", "user", "user+channel"):
+        for dm in (None, True, False):
+            r = route(session=session, dm=dm)
+            for m in PLACES:
+                if r.dm is not None and r.dm != m.is_dm:
+                    continue
+                scope = key_scope(conversation_key(r, m))
+                made = key_scopes(r)
+                assert scope in made or f"*:{scope.partition(':')[2]}" in made, (r, m)
+
+
+def test_a_key_scope_is_its_platform_and_what_it_is_one_per() -> None:
+    assert key_scope("slack:T1:user:U1|docs") == "slack:user"
+    assert key_scope("slack:T1:user+channel:D1:U1|docs") == "slack:user+channel"
+    assert key_scope("discord:@dm:dm:9|docs") == "discord:dm"
+    assert key_scope("console:local:user:a:b|docs") == "console:user"
+
+
+def test_the_scopes_a_route_makes_follow_its_session_and_dms() -> None:
+    assert key_scopes(route(platform="slack", session="user")) == {"slack:user", "slack:asker"}
+    assert key_scopes(route(session="thread")) == {"*:thread", "*:dm", "*:asker"}
+    # No DM reaches a route that keeps them out: no DM's conversation is its.
+    assert key_scopes(route(session="thread", dm=False)) == {"*:thread", "*:asker"}
+    assert key_scopes(route(platform="discord", session="user+channel", dm=True)) == {
+        "discord:user+channel", "discord:asker"
+    }

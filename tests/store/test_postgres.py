@@ -10,6 +10,7 @@ import pytest
 from bridge.errors import StoreError
 from bridge.interfaces import Address
 from bridge.store import InFlight
+from bridge.store import postgres as pg_store
 from bridge.store.base import open_store
 from bridge.store.migrations import MIGRATIONS, Migration
 from bridge.store.postgres import POOL_MAX, POOL_MIN, PostgresStore, describe_url, pool_size
@@ -103,6 +104,22 @@ async def test_open_store_url_and_search_path_schema() -> None:
         assert schema == url.rsplit("search_path=", 1)[1]
         # schema_version, conversations, history, events, inflight, leases
         assert tables == 6
+
+
+async def test_counting_unmade_key_scopes_finds_the_index_of_scopes() -> None:
+    # Run at every start: the scopes come one step down the index each, and only the
+    # conversations of those counted are read. (A scan is cheaper on a small table:
+    # the planner is kept from one to see that the index serves both statements.)
+    async with pg_schema_url() as url, PostgresStore(url) as store:
+        async with store._conn("test") as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plans = [
+                "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {query}", *args))
+                for query, args in ((pg_store._SCOPES, ("docs",)),
+                                    (pg_store._SCOPE_COUNT, ("docs", "slack:user")))
+            ]
+    for plan in plans:
+        assert "conversations_scope" in plan and "Seq Scan" not in plan, plan
 
 
 async def test_a_busy_pool_is_told_as_such_not_as_the_server() -> None:

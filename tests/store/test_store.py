@@ -637,6 +637,33 @@ async def test_the_conversations_of_backends_not_configured_are_counted(store: S
     assert await store.other_backends([]) == {"docs": 2, "old": 3, "gone": 1}
 
 
+async def test_the_conversations_of_key_scopes_no_route_makes_are_counted(store: Store) -> None:
+    assert await store.unmade_scopes({"docs": {"slack:user"}}) == {}
+    keys = [
+        "slack:T1:user:U1|docs", "slack:T1:user:U2|docs", "slack:T2:user:U1|docs",
+        "slack:T1:user+channel:D1:U1|docs", "slack:T1:thread:C1:1.0|docs",
+        "discord:42:user:5:channels|docs", "discord:@dm:dm:9|docs",
+        "slack:T1:user:U1|help", "console:local:asker:a:b|gone",
+    ]
+    for key in keys:
+        await store.save_conversation(conv(key, backend=key.rpartition("|")[2]))
+    # A DM route's `session: user` made `user+channel`: its `user` keys are no route's.
+    made = {"docs": {"slack:user+channel", "slack:thread", "discord:dm", "*:asker"},
+            "help": {"*:user"}}
+    assert await store.unmade_scopes(made) == {
+        ("docs", "slack:user"): 3, ("docs", "discord:user"): 1,
+    }
+    assert await store.unmade_scopes({**made, "docs": {"*:user", *made["docs"]}}) == {}
+    # Read as `bridge.routing.key_scope` reads them.
+    assert await store.unmade_scopes({"docs": set(), "gone": set()}) == {
+        ("docs", "slack:user"): 3, ("docs", "slack:user+channel"): 1,
+        ("docs", "slack:thread"): 1, ("docs", "discord:user"): 1, ("docs", "discord:dm"): 1,
+        ("gone", "console:asker"): 1,
+    }
+    assert await store.unmade_scopes({}) == {}
+    assert await store.unmade_scopes({"new": set()}) == {}
+
+
 async def test_a_lease_nobody_let_go_is_forgotten_once_expired(store: Store) -> None:
     # A crashed replica's lease stayed for ever, naming its conversation.
     assert await store.acquire_lease("k", "gone", ttl=30.0, now=100.0)  # to 130
