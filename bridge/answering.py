@@ -56,40 +56,11 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     """Answer a job; `free_slot` gives its stream slot back once the chat API's
     stream has ended (the final edit may wait long for a busy platform's budget,
     which is no reason for questions elsewhere to wait)."""
-    msg, route, key = job.msg, job.route, job.key
+    route, key = job.route, job.key
     backend = relay.backends[route.backend]
     circuit = relay.circuits[route.backend]
-    withdrawn = job.target.withdrawn() or await deleted_elsewhere(relay.store, msg)
-    # Edited as it waited (a password cut from it): asked as it reads now.
-    edit = None if withdrawn else await relay.edits.latest(asked(msg))
-    if edit is not None and edit.elsewhere:
-        # Its last edit was told to another replica: what it asks now is not known here.
-        log.info("not answering: the question was edited on another replica as it waited",
-                 extra={"conversation": key})
-        relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
-        await relay.notice(job.target, EDITED_ELSEWHERE)
+    if (msg := await _still_asked(relay, job)) is None:
         return
-    if withdrawn or (edit is not None and edit.text == ""):
-        # Posted by mistake (a password, the wrong channel) and deleted (the deletion
-        # perhaps told to another replica) or edited down to nothing while it waited,
-        # or waited past the platform's time for an answer: it is not sent on, nor
-        # paid for.
-        log.info("not answering: the question was %s before its answer began",
-                 "withdrawn" if withdrawn else "edited down to nothing",
-                 extra={"conversation": key})
-        relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
-        with contextlib.suppress(Exception):
-            await job.target.end()
-        return
-    if edit is not None and edit.text is not None and edit.text != msg.text.strip():
-        if len(edit.text) > (limit := question_limit(relay, route)):
-            log.info("not answering: the question was edited past the longest one asked",
-                     extra={"conversation": key})
-            await relay.notice(job.target, too_long(len(edit.text), limit))
-            return
-        log.info("asking the question as it was edited while it waited",
-                 extra={"conversation": key})
-        msg = replace(msg, text=edit.text)
     for rec_id in relay.given_up.superseded(key):
         await relay.end_record(rec_id)
     if not circuit.allow():
@@ -256,6 +227,44 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
+
+
+async def _still_asked(relay: Relay, job: Job) -> Inbound | None:
+    """The question `job` asks as it reads now its turn has come; None where it is
+    asked no more (its asker told, where there is something to tell)."""
+    msg, route = job.msg, job.route
+    withdrawn = job.target.withdrawn() or await deleted_elsewhere(relay.store, msg)
+    # Edited as it waited (a password cut from it): asked as it reads now.
+    edit = None if withdrawn else await relay.edits.latest(asked(msg))
+    if edit is not None and edit.elsewhere:
+        # Its last edit was told to another replica: what it asks now is not known here.
+        log.info("not answering: the question was edited on another replica as it waited",
+                 extra={"conversation": job.key})
+        relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
+        await relay.notice(job.target, EDITED_ELSEWHERE)
+        return None
+    if withdrawn or (edit is not None and edit.text == ""):
+        # Posted by mistake (a password, the wrong channel) and deleted (the deletion
+        # perhaps told to another replica) or edited down to nothing while it waited,
+        # or waited past the platform's time for an answer: it is not sent on, nor
+        # paid for.
+        log.info("not answering: the question was %s before its answer began",
+                 "withdrawn" if withdrawn else "edited down to nothing",
+                 extra={"conversation": job.key})
+        relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
+        with contextlib.suppress(Exception):
+            await job.target.end()
+        return None
+    if edit is not None and edit.text is not None and edit.text != msg.text.strip():
+        if len(edit.text) > (limit := question_limit(relay, route)):
+            log.info("not answering: the question was edited past the longest one asked",
+                     extra={"conversation": job.key})
+            await relay.notice(job.target, too_long(len(edit.text), limit))
+            return None
+        log.info("asking the question as it was edited while it waited",
+                 extra={"conversation": job.key})
+        return replace(msg, text=edit.text)
+    return msg
 
 
 def _key_refused(backend: str, exc: Unauthorized | Forbidden) -> str:
