@@ -115,10 +115,25 @@ async def test_start_identifies_with_intents_and_syncs_commands(world: World) ->
         intents = world.fake.identifies[0]["intents"]
         # guilds, guild messages, direct messages, message content
         assert intents == (1 << 0) | (1 << 9) | (1 << 12) | MESSAGE_CONTENT
+        await world.fake.wait_until(lambda: world.fake.commands)  # beside the start
         assert sorted(c["name"] for c in world.fake.commands) == ["ask", "reset"]
         ask = next(c for c in world.fake.commands if c["name"] == "ask")
         assert ask["options"][0]["name"] == "question" and ask["options"][0]["required"]
     assert not platform.connected
+
+
+async def test_a_command_registration_discord_holds_up_does_not_hold_up_the_start(
+    world: World,
+) -> None:
+    # discord.py waits out a 429 on the registration (an hour even) before it opens
+    # the gateway: the start failed after connect_timeout, blaming the gateway.
+    world.fake.slow = [("PUT", r"/commands$", 6.0)]
+    async with running(world) as platform:
+        assert platform.connected
+        assert world.fake.commands == []  # started while the registration waits
+        await world.fake.mention(world.general, world.alice, "Still there?")
+        msg, _ = await world.next()
+        assert msg.text == "Still there?"
 
 
 async def test_rest_and_the_gateway_go_through_the_proxy_the_environment_names(

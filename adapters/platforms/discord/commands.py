@@ -12,7 +12,12 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from adapters.platforms.discord.targets import ANSWER_MARGIN, TOKEN_LIFE, InteractionTarget
+from adapters.platforms.discord.targets import (
+    ANSWER_MARGIN,
+    TOKEN_LIFE,
+    InteractionTarget,
+    platform_error,
+)
 from bridge.errors import PlatformError
 
 log = logging.getLogger("chat_bridge.discord")
@@ -44,6 +49,18 @@ def add_commands(tree: app_commands.CommandTree[Any], on_command: OnCommand) -> 
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
     async def reset(interaction: discord.Interaction) -> None:
         await on_command(interaction, "reset", "")
+
+
+async def sync_commands(tree: app_commands.CommandTree[Any]) -> None:
+    """Register `/ask` and `/reset` with Discord, beside the start: Discord may make the
+    registration wait (a 429 discord.py waits out, an hour even), and the bot answers
+    mentions and DMs meanwhile. A refusal is one WARNING; the commands are then
+    unavailable (or as the last registration left them) until a start registers them."""
+    try:
+        await tree.sync()
+    except discord.HTTPException as exc:
+        error = platform_error("register /ask and /reset", exc)
+        log.warning("slash commands unavailable: %s", error)
 
 
 async def give_up(target: InteractionTarget) -> None:

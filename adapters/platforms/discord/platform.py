@@ -34,6 +34,7 @@ from adapters.platforms.discord.commands import (
     add_commands,
     close_unanswered,
     give_up,
+    sync_commands,
 )
 from adapters.platforms.discord.indicator import Typist, renewals_per_second
 from adapters.platforms.discord.options import DiscordOptions
@@ -178,12 +179,8 @@ class DiscordPlatform(Platform):
         platform = self
 
         async def setup_hook() -> None:
-            if opts.sync_commands:
-                try:
-                    await tree.sync()
-                except discord.HTTPException as exc:
-                    error = platform_error("register /ask and /reset", exc)
-                    log.warning("slash commands unavailable: %s", error)
+            if opts.sync_commands:  # beside the start, which it would hold up
+                platform._watch(sync_commands(tree))
 
         # discord.py's own wait between two IDENTIFYs, as long as the start allows for.
         async def before_identify_hook(shard_id: int | None, *, initial: bool = False) -> None:
