@@ -120,3 +120,16 @@ async def test_a_member_of_the_other_organisation_resets_the_shared_channels_con
     assert await place.ask(SHARED, "second question", **external) == before
     await place.reset(SHARED, **external)
     assert await place.ask(SHARED, "after the reset", **external) != before
+
+
+async def test_a_reset_in_a_public_channel_not_seen_yet_resets_the_public_conversation(
+    place: Place,
+) -> None:
+    # A channel the bot is not in (Slack delivers commands there all the same), not
+    # seen since the start: the reset was told "Started a new conversation." and reset
+    # that channel's alone, the person's public conversation going on as before.
+    elsewhere = "C0RANDOM01"
+    place.slack.outside.add(elsewhere)
+    before = await place.ask(PUBLIC, "remember: my name is Ann")
+    await place.reset(elsewhere)
+    assert await place.ask(PUBLIC, "what is my name?") != before

@@ -16,6 +16,8 @@ place leaks nothing; one shared with public channels might.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -97,6 +99,20 @@ class ChannelKinds:
             self._asking.add(channel)
             self._spawn(self._look_up(channel))
         return "members"
+
+    async def look_up_now(self, channel: str, within: float) -> None:
+        """Ask Slack who sees `channel` now, if it is not known yet, waiting `within`
+        seconds at most (the lookup goes on after): for a command, which keeps no order
+        among questions and whose reset must find the conversation it is for."""
+        if not self.enabled or self.known(channel) is not None or channel in self._asking:
+            return
+        if (self._untold.get(channel) or 0.0) > time.monotonic():
+            return
+        self._asking.add(channel)
+        lookup = self._spawn(self._look_up(channel))
+        if isinstance(lookup, asyncio.Future):
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(lookup), within)
 
     def list_at_start(self) -> None:
         """List the channels the bot is in, in the background."""

@@ -63,6 +63,10 @@ EDIT_WINDOW = 600.0
 # does not deliver it again); Slack wants the acknowledgement within 3 s.
 TAKEN_WITHIN = 2.0
 
+# Seconds a command waits at most for Slack to say who sees its channel (acknowledged
+# already: Slack's 3 s do not run).
+COMMAND_LOOKUP = 2.0
+
 T = TypeVar("T")
 
 
@@ -563,7 +567,17 @@ class SlackPlatform(Platform):
         target = SlackTarget(
             self, address, user=user, is_dm=is_dm, response_url=command.get("response_url")
         )
-        self._spawn(self._hand_over(inbound, target, handler))
+        self._spawn(self._hand_over_command(inbound, target, handler))
+
+    async def _hand_over_command(
+        self, inbound: Inbound, target: SlackTarget, handler: Handler
+    ) -> None:
+        """Hand a command over once Slack has said who sees its channel (COMMAND_LOOKUP
+        seconds at most): under `session: user`, a reset in a public channel not seen
+        yet was told "Started a new conversation." and reset that channel's alone."""
+        if not inbound.is_dm:
+            await self.kinds.look_up_now(inbound.channel, COMMAND_LOOKUP)
+        await self._hand_over(inbound, target, handler)
 
     # ------------------------------------------------------------------ helpers
 
