@@ -19,7 +19,7 @@ from bridge.budget import Budgets
 from bridge.config import Config
 from bridge.conversations import tell_of_other_backends, tell_of_unmade_scopes
 from bridge.deletions import record_deletion
-from bridge.errors import BridgeError, StoreCorrupt, for_log
+from bridge.errors import BridgeError, StoreCorrupt, StoreReplaced, for_log
 from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.logs import Repeats
@@ -364,7 +364,10 @@ class Bridge:
             # The detail (the store's address) is for the log, not for whoever polls.
             log.debug("health: the store failed: %s", exc)
             # Corrupt: trying again, or a restart, cannot help; a restore from a backup does.
-            problems["store"] = "corrupt" if isinstance(exc, StoreCorrupt) else "unavailable"
+            problems["store"] = (
+                "corrupt" if isinstance(exc, StoreCorrupt)
+                else "replaced" if isinstance(exc, StoreReplaced) else "unavailable"
+            )
         return problems
 
     async def _metrics(self) -> bytes:

@@ -80,6 +80,12 @@ class StoreError(BridgeError):
     )
 
 
+class StoreReplaced(StoreError):
+    """The SQLite file the store opened was removed or replaced under it (a backup put
+    back without a stop): what it writes goes to the old file, lost at the next start.
+    The message is for the log and says what to do."""
+
+
 class StoreCorrupt(StoreError):
     """The store's data is damaged (SQLite found its file corrupt): asking again meets
     the same damage, until an admin restores the store from a backup. The message is

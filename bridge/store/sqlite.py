@@ -27,7 +27,7 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.errors import StoreCorrupt, StoreError
+from bridge.errors import StoreCorrupt, StoreError, StoreReplaced
 from bridge.history import kept_from
 from bridge.interfaces import Turn
 from bridge.store.base import (
@@ -63,6 +63,9 @@ from bridge.store.sqlite_file import (
 log = logging.getLogger("chat_bridge.store")
 
 _PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
+# Checkpoints in a row another process's reads held off, past which a warning says so
+# (one a minute: `bridge.app.COMPACT_EVERY`).
+CHECKPOINT_BUSY_WARNED = 5
 
 
 # Many rows in one UPDATE needs UPDATE … FROM (SQLite 3.33, 2020); older builds
@@ -96,6 +99,9 @@ class SQLiteStore(Store):
         self._lock = asyncio.Lock()
         self._held: int | None = None  # the lock file's descriptor, while held
         self._errors = SQLiteErrors(self.path)  # and the first damage found in the file
+        self._file: tuple[int, int] | None = None  # the file opened (device, inode)
+        self._told_replaced = False
+        self._checkpoint_busy = 0  # checkpoints in a row another process's reads held off
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -134,6 +140,7 @@ class SQLiteStore(Store):
                 await db.execute("PRAGMA secure_delete = ON")
             await self._migrate(db)
             await _probe(db)
+            self._file = None if memory else _identity(self.path)
         except BaseException as exc:
             await close_quietly(db)
             if isinstance(exc, sqlite3.Error):
@@ -182,6 +189,19 @@ class SQLiteStore(Store):
             # Once found, said until the restart: the page a ping touches may be sound,
             # while every question of a conversation in a damaged one fails.
             raise StoreCorrupt(self._errors.corrupt)
+        if self._file is not None and _identity(self.path) != self._file:
+            # What is written goes to the file it opened, which a restart no longer
+            # finds: nothing tells otherwise (every statement succeeds).
+            message = (
+                f"the SQLite database {self.path} was removed or replaced while the "
+                "bridge ran (a backup put back without a stop?): what it writes since "
+                "goes to the file it opened, and is lost at the next start; stop the "
+                "bridge and start it again"
+            )
+            if not self._told_replaced:
+                self._told_replaced = True
+                log.error("%s", message)
+            raise StoreReplaced(message)
         # A write: a file another process holds locked, or one that became read-only,
         # is not healthy, though it still reads.
         async with self._write("answering a ping") as db:
@@ -370,9 +390,31 @@ class SQLiteStore(Store):
     async def compact(self) -> None:
         # The write-ahead log keeps what was deleted since its last checkpoint until
         # it is written over: emptied now and then, it keeps it for minutes, not for
-        # as long as the daemon runs. One statement in one trip (see `_turn`).
-        async with self._write("emptying the write-ahead log", transaction=False) as db:
-            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # as long as the daemon runs. Not waiting for another process's reads (a
+        # backup tool, a sqlite3 shell left in a transaction): every statement of the
+        # store would queue behind it for the busy timeout, each minute.
+        async with self._write(
+            "emptying the write-ahead log", transaction=False, one_trip=False
+        ) as db:
+            await db.execute("PRAGMA busy_timeout = 0")
+            try:
+                cursor = await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = (await cursor.fetchone() or (0,))[0]
+            finally:
+                await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        if not busy:
+            if self._checkpoint_busy >= CHECKPOINT_BUSY_WARNED:
+                log.info("the write-ahead log of %s is emptied again", self.path)
+            self._checkpoint_busy = 0
+            return
+        self._checkpoint_busy += 1
+        if self._checkpoint_busy == CHECKPOINT_BUSY_WARNED:
+            log.warning(
+                "the write-ahead log of %s could not be emptied %d times in a row: another "
+                "process keeps a read open on the file (a backup tool, a sqlite3 shell in "
+                "a transaction?); it grows, and what was deleted stays in it, until then",
+                self.path, CHECKPOINT_BUSY_WARNED,
+            )
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         oldest = (
@@ -544,11 +586,12 @@ class SQLiteStore(Store):
 
     @asynccontextmanager
     async def _write(
-        self, what: str, *, transaction: bool = True
+        self, what: str, *, transaction: bool = True, one_trip: bool = True
     ) -> AsyncIterator[aiosqlite.Connection]:
         """Run the body in one IMMEDIATE transaction under the lock, or as a single
-        atomic statement in one trip (`transaction=False`, autocommit; see `_turn`)."""
-        async with self._turn(not transaction):
+        atomic statement in one trip (`transaction=False`, autocommit; see `_turn`), or
+        as statements in autocommit under the lock (and `one_trip=False`)."""
+        async with self._turn(not transaction and one_trip):
             db = self._conn()
             try:
                 if not transaction:
@@ -618,3 +661,12 @@ def _inflight(row: Sequence[Any]) -> InFlight:
 
 _SCOPES = scope_names(SQLITE_SCOPE, "?1")
 _SCOPE_COUNT = f"SELECT count(*) FROM conversations WHERE backend = ?1 AND {SQLITE_SCOPE} = ?2"
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """Which file `path` names now (device, inode); None where there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.errors import ConfigError, StoreCorrupt, StoreError, told
+from bridge.errors import ConfigError, StoreCorrupt, StoreError, StoreReplaced, told
 from bridge.interfaces import Address, Turn
 from bridge.store import sqlite as sqlite_store
 from bridge.store.base import BACKEND_NAMES, Conversation, InFlight, open_store
@@ -119,6 +120,53 @@ async def test_a_database_that_can_no_longer_be_written_fails_the_ping(
             assert store._db is not None
             await store._db.close()
             store._db = writable
+
+
+@pytest.mark.parametrize("how", ["replaced", "removed"])
+async def test_a_file_replaced_or_removed_under_the_store_fails_the_ping(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    # A backup put back without a stop: every statement went on into the file the
+    # store had opened, lost at the next start, while /healthz said ok.
+    path = tmp_path / "bridge.db"
+    async with SQLiteStore(path) as store:
+        await store.ping()
+        if how == "replaced":
+            backup = tmp_path / "backup.db"
+            backup.write_bytes(path.read_bytes())
+            os.replace(backup, path)
+        else:
+            path.unlink()
+        for _ in range(2):
+            with pytest.raises(StoreReplaced, match="removed or replaced while the bridge"):
+                await store.ping()
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "stop the bridge and start it again" in error
+
+
+async def test_another_process_reading_holds_up_no_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A read left open elsewhere (a backup tool, a sqlite3 shell in a transaction):
+    # each minute's checkpoint waited the busy timeout for it, and every statement
+    # of the store with it.
+    path = tmp_path / "bridge.db"
+    async with SQLiteStore(path, busy_timeout=30.0) as store:
+        await store.save_conversation(Conversation("k", "docs", "s", 1.0, 1.0))
+        reader = sqlite3.connect(path)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM conversations").fetchone()
+            await store.save_conversation(Conversation("k2", "docs", "s", 1.0, 1.0))
+            for _ in range(sqlite_store.CHECKPOINT_BUSY_WARNED):
+                # A hang deadline, not a speed check: held off, it took the busy timeout.
+                await asyncio.wait_for(store.compact(), 10)
+            [warned] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert "another process keeps a read open on the file" in warned
+        finally:
+            reader.close()
+        await asyncio.wait_for(store.compact(), 10)
+        assert any("is emptied again" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_daemon_waits_while_another_holds_the_file(
