@@ -136,6 +136,20 @@ async def test_a_command_registration_discord_holds_up_does_not_hold_up_the_star
         assert msg.text == "Still there?"
 
 
+async def test_a_command_registration_whose_connection_drops_is_told_as_such(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Beside the start, aiohttp's own error went unseen but for asyncio's "Task
+    # exception was never retrieved", with a traceback.
+    world.fake.drop = [("PUT", r"/commands$")] * 2  # and aiohttp's one retry
+    async with running(world) as platform:
+        assert platform.connected
+        await wait_for(lambda: any(
+            "slash commands unavailable" in r.getMessage() for r in caplog.records
+        ))
+    assert world.fake.commands == []
+
+
 async def test_rest_and_the_gateway_go_through_the_proxy_the_environment_names(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

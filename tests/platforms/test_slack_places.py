@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.registry import REGISTRY
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.interfaces import Inbound
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
 
@@ -133,3 +135,26 @@ async def test_a_reset_in_a_public_channel_not_seen_yet_resets_the_public_conver
     before = await place.ask(PUBLIC, "remember: my name is Ann")
     await place.reset(elsewhere)
     assert await place.ask(PUBLIC, "what is my name?") != before
+
+
+async def test_a_reset_waiting_for_slack_as_the_platform_closes_goes_no_further(
+    place: Place,
+) -> None:
+    # The platform's close cut the wait, and the reset was handed on all the same,
+    # after the close.
+    elsewhere = "C0RANDOM01"
+    place.slack.outside.add(elsewhere)
+    place.slack.slow["conversations.info"] = [3.0]
+    platform = place.bridge.platforms["slack"]
+    handed: list[Inbound] = []
+    hand_over = platform._hand_over  # type: ignore[attr-defined]
+
+    async def spy(inbound: Inbound, target: Any, handler: Any) -> Any:
+        handed.append(inbound)
+        return await hand_over(inbound, target, handler)
+
+    platform._hand_over = spy  # type: ignore[attr-defined]
+    fields = place.slack.slash_command("/chat-reset", elsewhere, user="U0USER001")
+    await place.slack.wait_ack(await place.slack.send_envelope("slash_commands", fields))
+    await platform.aclose()
+    assert handed == []

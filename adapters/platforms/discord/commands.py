@@ -14,6 +14,7 @@ from discord import app_commands
 
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
+    FAILURES,
     TOKEN_LIFE,
     InteractionTarget,
     platform_error,
@@ -58,7 +59,7 @@ async def sync_commands(tree: app_commands.CommandTree[Any]) -> None:
     unavailable (or as the last registration left them) until a start registers them."""
     try:
         await tree.sync()
-    except discord.HTTPException as exc:
+    except FAILURES as exc:  # refused, or the connection lost (aiohttp's own errors)
         error = platform_error("register /ask and /reset", exc)
         log.warning("slash commands unavailable: %s", error)
 

@@ -17,7 +17,6 @@ place leaks nothing; one shared with public channels might.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -111,8 +110,9 @@ class ChannelKinds:
         self._asking.add(channel)
         lookup = self._spawn(self._look_up(channel))
         if isinstance(lookup, asyncio.Future):
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(lookup), within)
+            # Not waited for past `within`, nor once cut (the platform closing); a
+            # cancel of the waiter goes on up.
+            await asyncio.wait([lookup], timeout=within)
 
     def list_at_start(self) -> None:
         """List the channels the bot is in, in the background."""

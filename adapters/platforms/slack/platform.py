@@ -8,6 +8,7 @@ events and slash commands in, a `SlackTarget` to answer on out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -25,7 +26,15 @@ from adapters.platforms.mentions import without_mention
 from bridge.budget import Budgets
 from bridge.errors import PlatformError
 from bridge.flag import Flag
-from bridge.interfaces import THINKING_TEXT, Address, Handler, Inbound, Platform, PlatformContext
+from bridge.interfaces import (
+    STOPPING_TEXT,
+    THINKING_TEXT,
+    Address,
+    Handler,
+    Inbound,
+    Platform,
+    PlatformContext,
+)
 from bridge.transport import env_proxy
 
 from .clients import BOLT_LOG, web_clients
@@ -577,6 +586,10 @@ class SlackPlatform(Platform):
         yet was told "Started a new conversation." and reset that channel's alone."""
         if not inbound.is_dm:
             await self.kinds.look_up_now(inbound.channel, COMMAND_LOOKUP)
+            if self._handler is None:  # a stop began meanwhile: the asker is told so
+                with contextlib.suppress(PlatformError):
+                    await target.notice(STOPPING_TEXT)
+                return
         await self._hand_over(inbound, target, handler)
 
     # ------------------------------------------------------------------ helpers
