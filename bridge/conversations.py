@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TypeVar
 
 from bridge.config import RouteConfig
 from bridge.deletions import asked, taken_back
@@ -17,6 +18,8 @@ from bridge.routing import key_scopes
 from bridge.store import Conversation, Store
 
 log = logging.getLogger("chat_bridge.conversations")
+
+K = TypeVar("K", str, tuple[str, str])
 
 # In a conversation's meta: the `kind` of API it is kept for. A backend's kind may
 # change in the config under the same name; what was kept for the other kind is not
@@ -129,13 +132,9 @@ async def tell_of_other_backends(
         return
     if not others:
         return
-    named = sorted(others.items(), key=lambda item: (-item[1], item[0]))
-    listed = ", ".join(f"{name}: {count:,}" for name, count in named[:10])
-    if len(named) > 10:
-        listed += f", and {len(named) - 10} more backends"
+    listed = _largest(others, lambda name, count: f"{name}: {count:,}", ", ", " backends")
     total = sum(others.values())
-    kept = (f"they are forgotten once unused for limits.conversation_ttl ({ttl:g} s)"
-            if ttl is not None else "they stay for ever (limits.conversation_ttl is null)")
+    kept = _kept(ttl)
     log.warning(
         "the store keeps %s conversation%s of backends no route uses (%s), and no question "
         "continues them. A conversation's key names its backend, so renaming a backend or "
@@ -166,20 +165,14 @@ async def tell_of_unmade_scopes(
         return
     if not unmade:
         return
-    named = sorted(unmade.items(), key=lambda item: (-item[1], item[0]))
-    listed = "; ".join(
-        f"{backend}: {count:,} of `{form}` keys on {platform}, where its routes now make "
-        + _scopes_in_words(made[backend])
-        for (backend, scope), count in named[:10]
-        for platform, _, form in [scope.partition(":")]
-    )
-    if len(named) > 10:
-        listed += f"; and {len(named) - 10} more"
+    def said(where: tuple[str, str], count: int) -> str:
+        backend, (platform, _, form) = where[0], where[1].partition(":")
+        return (f"{backend}: {count:,} of `{form}` keys on {platform}, where its routes now "
+                f"make {_scopes_in_words(made[backend])}")
+
+    listed = _largest(unmade, said, "; ", "")
     total = sum(unmade.values())
-    kept = (f"they are forgotten once unused for limits.conversation_ttl ({ttl:g} s)"
-            if ttl is not None else
-            "they stay for ever (limits.conversation_ttl is null: set it to have unused "
-            "conversations forgotten)")
+    kept = _kept(ttl, ": set it to have unused conversations forgotten")
     log.warning(
         "the store keeps %s conversation%s under keys of a scope no route of their backend "
         "makes any more (%s), and no question continues them. A conversation's key says "
@@ -190,6 +183,23 @@ async def tell_of_unmade_scopes(
         "history. Give the route its old `session` back to go on with them; else %s",
         f"{total:,}", "" if total == 1 else "s", listed, kept,
     )
+
+
+def _largest(counts: Mapping[K, int], said: Callable[[K, int], str], sep: str, more: str) -> str:
+    """The ten largest of `counts` (the largest first), each as `said` words it, and
+    how many more there are (`more` naming them)."""
+    named = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    listed = sep.join(said(key, count) for key, count in named[:10])
+    if len(named) > 10:
+        listed += f"{sep}and {len(named) - 10} more{more}"
+    return listed
+
+
+def _kept(ttl: float | None, advice: str = "") -> str:
+    """How long conversations no question continues are kept (`advice` on a null ttl)."""
+    if ttl is not None:
+        return f"they are forgotten once unused for limits.conversation_ttl ({ttl:g} s)"
+    return f"they stay for ever (limits.conversation_ttl is null{advice})"
 
 
 def _scopes_in_words(made: Collection[str]) -> str:
