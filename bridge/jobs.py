@@ -54,6 +54,12 @@ class Job:
     promise: Promise | None = None
 
     @property
+    def space(self) -> tuple[str, str]:
+        """The workspace it is asked in, (platform, workspace): places and stream slots
+        are shared out by it (bridge/fairness.py)."""
+        return self.msg.platform, self.msg.workspace
+
+    @property
     def keys(self) -> tuple[str, ...]:
         """The conversations it answers in or resets, each in its turn there."""
         return (self.key,) if self.also is None else (self.key, self.also)

@@ -136,8 +136,7 @@ class Relay:
                 self._chains[key] = job.mine
         self._jobs.add(job)
         if job.key not in self._taken:
-            space = (job.msg.platform, job.msg.workspace)
-            self._spaces[space] = self._spaces.get(space, 0) + 1
+            self._spaces[job.space] = self._spaces.get(job.space, 0) + 1
         self._taken[job.key] = self._taken.get(job.key, 0) + 1
         self._queued += 1
         self.metrics.queue_depth.set(self._queued)
@@ -255,14 +254,13 @@ class Relay:
                     await self.store.reset_conversation(job.also)
                 await self.notice(job.target, self.config.commands.reset_reply)
                 return
-            space = (job.msg.platform, job.msg.workspace)
             at_once = at_once and not self._slots.locked()
-            await self._slots.acquire(space)
+            await self._slots.acquire(job.space)
             if not (self.accepting or at_once):
                 # A stop is on and it waited its turn: asked now, it would be paid for and
                 # most likely cut at the grace's end, unread. It ends as a question cut
                 # while it waited does (its record left, to be marked interrupted).
-                self._slots.release(space)
+                self._slots.release(job.space)
                 self._unasked += 1
                 unasked = True
                 await stopped(job, self.metrics, self.fence)
@@ -274,7 +272,7 @@ class Relay:
                 nonlocal held
                 if held:
                     held = False
-                    self._slots.release(space)
+                    self._slots.release(job.space)
 
             try:
                 await answer(self, job, free_slot)
@@ -300,11 +298,10 @@ class Relay:
                 self._taken[job.key] = left
             else:
                 del self._taken[job.key]
-                space = (job.msg.platform, job.msg.workspace)
-                if (holds := self._spaces[space] - 1) > 0:
-                    self._spaces[space] = holds
+                if (holds := self._spaces[job.space] - 1) > 0:
+                    self._spaces[job.space] = holds
                 else:
-                    del self._spaces[space]
+                    del self._spaces[job.space]
             for key in job.keys:
                 if self._chains.get(key) is job.mine:
                     del self._chains[key]
