@@ -110,6 +110,17 @@ def readable_address(url: str) -> str:
     return ascii_host(" ".join(url.split()))
 
 
+def in_own_letters(url: str) -> str | None:
+    """`url` as a reader reads it (`readable_address`), where it holds letters beyond
+    ASCII (as they are, or percent-encoded) and may be shown as its own label
+    (`plain_address`): a platform would show it as runs of %XX. None where it is to be
+    shown as it is."""
+    shown = unescaped_address(url)
+    if shown.isascii() or not plain_address(shown):
+        return None
+    return readable_address(shown)
+
+
 # What no reader sees: zero-width characters and marks, the soft hyphen, the byte-order
 # mark, fillers, variation selectors, tags (Unicode's default-ignorable characters).
 _UNSEEN = re.compile(

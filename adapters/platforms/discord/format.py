@@ -24,10 +24,8 @@ from adapters.platforms.markup import (
     closes_fence,
     encoded_url,
     honest_markdown_label,
-    plain_address,
-    readable_address,
+    in_own_letters,
     table_grid,
-    unescaped_address,
 )
 from adapters.platforms.mentions import without_mention
 from bridge.interfaces import Source
@@ -195,13 +193,10 @@ def _address_label(url: str) -> str:
     percent-encoded (a page in Russian or Japanese as runs of %XX): its host and
     path in their own letters, without the scheme (a text holding a URL shows as
     raw Markdown). Empty where the address is shown as it is: all ASCII, or not
-    safe to show as a link's text (see `plain_address`)."""
-    shown = unescaped_address(url)
-    if shown.isascii() or not plain_address(shown):
-        return ""
-    readable = readable_address(shown)
-    if readable == encoded_url(url):
-        return ""  # only its host is international, shown in its `xn--` form either way
+    safe to show as a link's text (see `in_own_letters`)."""
+    readable = in_own_letters(url)
+    if readable is None or readable == encoded_url(url):
+        return ""  # (the second: only its host is international, in its `xn--` form)
     _, scheme, rest = readable.partition("://")
     label = _link_title(rest) if scheme and "://" not in rest else ""
     return label if label and honest_markdown_label(label, url) else ""

@@ -24,11 +24,9 @@ from adapters.platforms.markup import (
     encoded_url,
     honest_label,
     honest_markdown_label,
+    in_own_letters,
     markdown_links,
-    plain_address,
-    readable_address,
     table_grid,
-    unescaped_address,
 )
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
@@ -375,14 +373,12 @@ def link(url: str, label: str = "") -> str:
         return escape(defuse_at(shown)) + (f" ({escape(defuse_at(url))})" if label and url else "")
     safe_url = encoded_url(url).replace("&", "&amp;")
     if not label or label == url or not honest_label(label, url):
-        shown = unescaped_address(url)
-        if shown.isascii() or not plain_address(shown):
-            return f"<{safe_url}>"
         # Slack shows a link without a label as its URL, here percent-encoded: a page
         # in Japanese or Russian would read as runs of %XX.
-        label = readable_address(shown)
-        if not honest_label(label, url):
+        readable = in_own_letters(url)
+        if readable is None or not honest_label(readable, url):
             return f"<{safe_url}>"
+        label = readable
     clean = escape(defuse_at(defuse_refs(label))).replace("|", "¦")
     return f"<{safe_url}|{clean}>"
 
