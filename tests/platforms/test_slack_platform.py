@@ -1747,25 +1747,29 @@ async def test_update_mode_a_post_slack_did_not_take_is_not_taken_for_another_an
         assert fake_slack.count("chat.postMessage") == 2
 
 
-async def test_update_mode_a_post_is_not_taken_for_another_whose_answer_is_on_its_way(
-    fake_slack: FakeSlack, inbox: Inbox
+@pytest.mark.parametrize(("mode", "method"), [
+    ("update", "chat.postMessage"), ("native", "chat.startStream"),
+])
+async def test_a_message_is_not_taken_for_another_whose_answer_is_on_its_way(
+    fake_slack: FakeSlack, inbox: Inbox, mode: str, method: str
 ) -> None:
-    # Two askers in one thread: the first answer's post is in Slack, its answer slow to
-    # come back, when the second's is dropped. The second took the first's message,
-    # which both answers then edited.
-    async with running(fake_slack, inbox, thinking="none"):
+    # Two askers in one thread: the first answer's post (or stream) is in Slack, its
+    # answer slow to come back, when the second's is dropped. The second took the
+    # first's message, which both answers then edited. (Natively, the only stream this
+    # process does not know is the first answer's, on its way.)
+    async with running(fake_slack, inbox, mode=mode, thinking="none"):
         first, second = await two_in_one_thread(fake_slack, inbox)
         root = first.address.thread
         fake_slack.set_rate("chat.postMessage", 100, 1.0)
-        fake_slack.slow_answer["chat.postMessage"] = [0.5]
+        fake_slack.slow_answer[method] = [0.5]
         begun_first = asyncio.create_task(first.begin())
         await fake_slack.wait_for(lambda: fake_slack.bot_replies(CHANNEL, root))
-        fake_slack.drop["chat.postMessage"] = 1
+        fake_slack.drop[method] = 1
         b = await second.begin()
         a = await begun_first
         assert a is not None and b is not None and a != b
         assert [m.ts for m in fake_slack.bot_replies(CHANNEL, root)] == [a, b]
-        assert fake_slack.count("chat.postMessage") == 3
+        assert fake_slack.count(method) == 3
 
 
 async def test_update_mode_a_post_slack_took_late_is_not_posted_twice(
@@ -1897,24 +1901,6 @@ async def test_native_mode_a_stream_is_not_taken_for_another_answers_post(
         other, answer = fake_slack.bot_replies(CHANNEL, root)
         assert other.text == "Another answer"
         assert stopped_text(fake_slack, answer.ts) == "Hello world"
-
-
-async def test_native_mode_a_stream_is_not_taken_for_another_whose_answer_is_on_its_way(
-    fake_slack: FakeSlack, inbox: Inbox
-) -> None:
-    # The only stream this process does not know is the first answer's, on its way.
-    async with running(fake_slack, inbox, mode="native", thinking="none"):
-        first, second = await two_in_one_thread(fake_slack, inbox)
-        root = first.address.thread
-        fake_slack.slow_answer["chat.startStream"] = [0.5]
-        started_first = asyncio.create_task(first.begin())
-        await fake_slack.wait_for(lambda: fake_slack.bot_replies(CHANNEL, root))
-        fake_slack.drop["chat.startStream"] = 1
-        b = await second.begin()
-        a = await started_first
-        assert a is not None and b is not None and a != b
-        assert [m.ts for m in fake_slack.bot_replies(CHANNEL, root)] == [a, b]
-        assert fake_slack.count("chat.startStream") == 3
 
 
 async def test_native_mode_a_stream_slack_started_late_is_not_started_twice(
