@@ -40,18 +40,30 @@ def handler_of(world: World) -> Any:
     return handler
 
 
-async def shard_zero_up(world: World, starting: asyncio.Task[None]) -> None:
-    """Shard 0 is up (READY, its servers sent), shard 1's IDENTIFY unanswered: the
-    start is still waiting."""
+async def starting_on_shard_zero(
+    world: World, **extra: Any
+) -> tuple[DiscordPlatform, asyncio.Task[None]]:
+    """A platform of two shards (`extra`: its options) starting, and its start: shard
+    0 is up (READY, its servers sent), shard 1's IDENTIFY unanswered, the start still
+    waiting."""
     fake = world.fake
+    fake.gateway_shards = 2
+    fake.unanswered_shards.add(1)
+    platform = platform_for(world, **extra)
+    starting = asyncio.create_task(platform.start(handler_of(world)))
     await fake.wait_until(lambda: fake.gateways and any(
         i["shard"] == [1, 2] for i in fake.identifies
     ))
     assert not starting.done()
+    return platform, starting
 
 
-async def both_held(platform: DiscordPlatform) -> None:
-    """A DM and a command are held (the command acknowledged) while the start waits."""
+async def asked_while_starting(world: World, platform: DiscordPlatform) -> None:
+    """A DM and a command come, and are held (the command acknowledged: Discord wants it
+    within 3 s) while the start waits."""
+    await world.fake.dm(world.alice, "asked while the bot was starting")
+    dm = world.fake.dm_channel(world.alice)
+    await world.fake.invoke(dm, world.alice, "ask", {"question": "and a command?"})
     await wait_for(lambda: platform._early is not None and len(platform._early) == 2)
 
 
@@ -64,18 +76,11 @@ async def test_questions_while_the_shards_log_in_are_delivered_once_started(
     world: World,
 ) -> None:
     fake = world.fake
-    fake.gateway_shards = 2
-    fake.unanswered_shards.add(1)
-    platform = platform_for(world, shard_count=2)
-    starting = asyncio.create_task(platform.start(handler_of(world)))
+    platform, starting = await starting_on_shard_zero(world, shard_count=2)
     try:
-        await shard_zero_up(world, starting)
-        # DMs come on shard 0, up while shard 1 logs in (5 s a shard, on Discord).
-        await fake.dm(world.alice, "asked while the bot was starting")
-        dm = fake.dm_channel(world.alice)
-        await fake.invoke(dm, world.alice, "ask", {"question": "and a command?"})
-        # Acknowledged at once (Discord wants it within 3 s), answered once started.
-        await both_held(platform)
+        # DMs come on shard 0, up while shard 1 logs in (5 s a shard, on Discord). A
+        # command is acknowledged at once, answered once started.
+        await asked_while_starting(world, platform)
         await fake.dm(world.alice, "and one more")
         await wait_for(lambda: platform._early is not None and len(platform._early) == 3)
         assert world.got.empty() and not starting.done()
@@ -117,15 +122,10 @@ async def test_a_start_timed_out_as_shards_log_in_says_so_and_delivers_nothing(
     world: World,
 ) -> None:
     fake = world.fake
-    fake.gateway_shards = 2
-    fake.unanswered_shards.add(1)
-    platform = platform_for(world, spacing=0.1, shard_count="auto", connect_timeout=1.0)
-    starting = asyncio.create_task(platform.start(handler_of(world)))
-    await shard_zero_up(world, starting)
-    await fake.dm(world.alice, "asked while the bot was starting")
-    dm = fake.dm_channel(world.alice)
-    await fake.invoke(dm, world.alice, "ask", {"question": "and a command?"})
-    await both_held(platform)
+    platform, starting = await starting_on_shard_zero(
+        world, spacing=0.1, shard_count="auto", connect_timeout=1.0
+    )
+    await asked_while_starting(world, platform)
     with pytest.raises(PlatformError) as caught:
         await starting
     said = str(caught.value)
@@ -141,15 +141,8 @@ async def test_a_start_timed_out_as_shards_log_in_says_so_and_delivers_nothing(
 async def test_a_start_cut_short_delivers_nothing_it_held(world: World) -> None:
     # A stop signal while the bot starts cancels the start.
     fake = world.fake
-    fake.gateway_shards = 2
-    fake.unanswered_shards.add(1)
-    platform = platform_for(world, shard_count=2)
-    starting = asyncio.create_task(platform.start(handler_of(world)))
-    await shard_zero_up(world, starting)
-    await fake.dm(world.alice, "asked while the bot was starting")
-    dm = fake.dm_channel(world.alice)
-    await fake.invoke(dm, world.alice, "ask", {"question": "and a command?"})
-    await both_held(platform)
+    platform, starting = await starting_on_shard_zero(world, shard_count=2)
+    await asked_while_starting(world, platform)
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting
