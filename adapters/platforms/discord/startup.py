@@ -121,15 +121,11 @@ def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
     # that never opened); the error that started it is the one to report.
     while not isinstance(exc, _KNOWN) and exc.__context__ is not None:
         exc = exc.__context__
-    if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return PlatformError(INTENT_HELP)
+    if (closed := _refused(exc)) is not None:
+        return PlatformError(closed[1])
     if isinstance(exc, discord.LoginFailure):
         return PlatformError(TOKEN_HELP)
     if isinstance(exc, discord.ConnectionClosed):
-        if exc.code == 4004:
-            return PlatformError(TOKEN_HELP)
-        if exc.code in (4010, 4011):
-            return PlatformError(SHARD_HELP.format(code=exc.code))
         return PlatformError(f"Discord closed the gateway with code {exc.code} at start-up.")
     if isinstance(exc, discord.GatewayNotFound):
         return PlatformError("Discord did not give a gateway address; try again shortly.")
@@ -146,15 +142,24 @@ def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
     return PlatformError(f"The Discord connection failed at start-up ({exc.__class__.__name__}).")
 
 
-def ended(exc: BaseException) -> str:
-    """Why discord.py gave the gateway up after start-up, in a word or two for /healthz."""
+def _refused(exc: BaseException) -> tuple[str, str] | None:
+    """What Discord refused, where it closed the gateway for it (never to be tried
+    again): in a word or two (for /healthz), and in words an admin can act on."""
     if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return "intent not enabled"
+        return "intent not enabled", INTENT_HELP
     if isinstance(exc, discord.ConnectionClosed):
         if exc.code == 4004:
-            return "bot token refused"
+            return "bot token refused", TOKEN_HELP
         if exc.code in (4010, 4011):
-            return "shard settings refused"
+            return "shard settings refused", SHARD_HELP.format(code=exc.code)
+    return None
+
+
+def ended(exc: BaseException) -> str:
+    """Why discord.py gave the gateway up after start-up, in a word or two for /healthz."""
+    if (refused := _refused(exc)) is not None:
+        return refused[0]
+    if isinstance(exc, discord.ConnectionClosed):
         return f"gateway closed ({exc.code})"
     return "connection ended"
 
