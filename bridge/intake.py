@@ -316,7 +316,7 @@ class Intake:
             msg.is_dm and text.lower() in {k.lower() for k in relay.config.commands.reset_keywords}
         )
         if not text and not reset:
-            if msg.mentioned or msg.is_dm or msg.command:
+            if _addresses_bot(msg):
                 # A record of its own, not the message's: the message edited to hold its
                 # question (Slack delivers the edit with the message's event id) is then
                 # answered, and a second delivery of it is still told nothing. A question
