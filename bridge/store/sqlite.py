@@ -8,8 +8,9 @@ busy timeout for each other. A daemon holds `<file>.lock` first (`hold()`), so a
 second daemon waits for the first to stop; the write lock is left to the other
 users of the file (tests, tools) and to file systems without locks.
 
-The file itself (its directory, its lock file, what SQLite's errors on it mean)
-is `bridge.store.sqlite_file`'s.
+The file itself (its directory, its lock file, its journal mode, what SQLite's
+errors on it mean, whether it was replaced under the bridge) is
+`bridge.store.sqlite_file`'s.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.errors import StoreCorrupt, StoreError, StoreReplaced
+from bridge.errors import StoreCorrupt, StoreError
 from bridge.history import kept_from
 from bridge.interfaces import Turn
 from bridge.store.base import (
@@ -52,21 +53,20 @@ from bridge.store.migrations import (
 )
 from bridge.store.sqlite_file import (
     MEMORY,
+    PROBE,
+    Checkpoints,
+    FileWatch,
     SQLiteErrors,
     close_quietly,
+    enter_wal,
     hold_lock_file,
     make_parent,
+    probe,
     rollback_quietly,
     thread_ended,
 )
 
 log = logging.getLogger("chat_bridge.store")
-
-_PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
-# Checkpoints in a row another process's reads held off, past which a warning says so
-# (one a minute: `bridge.app.COMPACT_EVERY`).
-CHECKPOINT_BUSY_WARNED = 5
-
 
 # Many rows in one UPDATE needs UPDATE … FROM (SQLite 3.33, 2020); older builds
 # update them in one transaction instead.
@@ -99,9 +99,8 @@ class SQLiteStore(Store):
         self._lock = asyncio.Lock()
         self._held: int | None = None  # the lock file's descriptor, while held
         self._errors = SQLiteErrors(self.path)  # and the first damage found in the file
-        self._file: tuple[int, int] | None = None  # the file opened (device, inode)
-        self._told_replaced = False
-        self._checkpoint_busy = 0  # checkpoints in a row another process's reads held off
+        self._file = FileWatch(self.path)  # whether the file opened is still the path's
+        self._checkpoints = Checkpoints(self.path)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -133,36 +132,21 @@ class SQLiteStore(Store):
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if not memory:
-                await self._enter_wal(db)
+                await enter_wal(db, self.busy_timeout)
                 await db.execute("PRAGMA synchronous = NORMAL")
                 # What is deleted (a reset's history, a finished reply's text) is
                 # overwritten in the file, not left in its free pages.
                 await db.execute("PRAGMA secure_delete = ON")
             await self._migrate(db)
-            await _probe(db)
-            self._file = None if memory else _identity(self.path)
+            await probe(db)
+            if not memory:
+                self._file.opened()
         except BaseException as exc:
             await close_quietly(db)
             if isinstance(exc, sqlite3.Error):
                 raise self._error(exc, "preparing the database") from exc
             raise
         self._db = db
-
-    async def _enter_wal(self, db: aiosqlite.Connection) -> None:
-        """Switch the file to WAL mode; waits out other openers doing the same.
-
-        The switch needs the file to itself, and SQLite may report it busy at
-        once instead of waiting for the busy timeout, so wait here.
-        """
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                await db.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(0.05)
 
     async def hold(self) -> None:
         """Wait until no other process holds the file (see `Store.hold`).
@@ -189,23 +173,11 @@ class SQLiteStore(Store):
             # Once found, said until the restart: the page a ping touches may be sound,
             # while every question of a conversation in a damaged one fails.
             raise StoreCorrupt(self._errors.corrupt)
-        if self._file is not None and _identity(self.path) != self._file:
-            # What is written goes to the file it opened, which a restart no longer
-            # finds: nothing tells otherwise (every statement succeeds).
-            message = (
-                f"the SQLite database {self.path} was removed or replaced while the "
-                "bridge ran (a backup put back without a stop?): what it writes since "
-                "goes to the file it opened, and is lost at the next start; stop the "
-                "bridge and start it again"
-            )
-            if not self._told_replaced:
-                self._told_replaced = True
-                log.error("%s", message)
-            raise StoreReplaced(message)
+        self._file.check()
         # A write: a file another process holds locked, or one that became read-only,
         # is not healthy, though it still reads.
         async with self._write("answering a ping") as db:
-            await db.execute(_PROBE)
+            await db.execute(PROBE)
 
     # ------------------------------------------------------------------ migrations
 
@@ -402,19 +374,7 @@ class SQLiteStore(Store):
                 busy = (await cursor.fetchone() or (0,))[0]
             finally:
                 await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        if not busy:
-            if self._checkpoint_busy >= CHECKPOINT_BUSY_WARNED:
-                log.info("the write-ahead log of %s is emptied again", self.path)
-            self._checkpoint_busy = 0
-            return
-        self._checkpoint_busy += 1
-        if self._checkpoint_busy == CHECKPOINT_BUSY_WARNED:
-            log.warning(
-                "the write-ahead log of %s could not be emptied %d times in a row: another "
-                "process keeps a read open on the file (a backup tool, a sqlite3 shell in "
-                "a transaction?); it grows, and what was deleted stays in it, until then",
-                self.path, CHECKPOINT_BUSY_WARNED,
-            )
+        self._checkpoints.done(busy=bool(busy))
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         oldest = (
@@ -633,19 +593,6 @@ async def _versions(db: aiosqlite.Connection) -> set[int]:
     return {row[0] for row in await cursor.fetchall()}
 
 
-async def _probe(db: aiosqlite.Connection) -> None:
-    """Write, and take it back: raises if the database cannot be written.
-
-    A file SQLite opens read-only (its mode, a read-only mount) still gives the
-    write lock (BEGIN IMMEDIATE); only a write tells.
-    """
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        await db.execute(_PROBE)
-    finally:
-        await rollback_quietly(db)
-
-
 def _inflight(row: Sequence[Any]) -> InFlight:
     return InFlight(
         id=row[0],
@@ -661,12 +608,3 @@ def _inflight(row: Sequence[Any]) -> InFlight:
 
 _SCOPES = scope_names(SQLITE_SCOPE, "?1")
 _SCOPE_COUNT = f"SELECT count(*) FROM conversations WHERE backend = ?1 AND {SQLITE_SCOPE} = ?2"
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """Which file `path` names now (device, inode); None where there is none."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino

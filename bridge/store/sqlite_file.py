@@ -1,9 +1,12 @@
 """The SQLite file itself, apart from what the store keeps in it.
 
 Making its directory (`make_parent`); holding its lock file, so one daemon uses
-it at a time (`hold_lock_file`); opening and closing it quietly when something
-already failed (`thread_ended`, `close_quietly`, `rollback_quietly`); and what
-SQLite's errors mean, in words an admin can act on (`SQLiteErrors`).
+it at a time (`hold_lock_file`); putting it in WAL mode (`enter_wal`) and seeing
+that it can be written (`probe`); opening and closing it quietly when something
+already failed (`thread_ended`, `close_quietly`, `rollback_quietly`); what
+SQLite's errors mean, in words an admin can act on (`SQLiteErrors`); and what an
+admin must hear of the file under a running bridge: replaced (`FileWatch`), or
+its write-ahead log held up (`Checkpoints`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from pathlib import Path
 
 import aiosqlite
 
-from bridge.errors import StoreCorrupt, StoreError
+from bridge.errors import StoreCorrupt, StoreError, StoreReplaced
 
 log = logging.getLogger("chat_bridge.store")
 
 MEMORY = ("", ":memory:")  # the paths of an in-memory database
 HOLD_POLL = 0.5  # seconds between tries at a file another process holds
 HOLD_TELL_EVERY = 60.0  # seconds between the log lines saying so
+PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
+# Checkpoints in a row another process's reads held off, past which a warning says so
+# (one a minute: `bridge.app.COMPACT_EVERY`).
+CHECKPOINT_BUSY_WARNED = 5
 
 
 def make_parent(path: str) -> None:
@@ -91,6 +98,36 @@ async def hold_lock_file(path: str) -> int:
         os.close(held)  # a lock taken goes with its descriptor
         raise
     return held
+
+
+async def enter_wal(db: aiosqlite.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL mode; waits out other openers doing the same.
+
+    The switch needs the file to itself, and SQLite may report it busy at
+    once instead of waiting for the busy timeout, so wait here.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.05)
+
+
+async def probe(db: aiosqlite.Connection) -> None:
+    """Write, and take it back: raises if the database cannot be written.
+
+    A file SQLite opens read-only (its mode, a read-only mount) still gives the
+    write lock (BEGIN IMMEDIATE); only a write tells.
+    """
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await db.execute(PROBE)
+    finally:
+        await rollback_quietly(db)
 
 
 async def thread_ended(connecting: aiosqlite.Connection) -> None:
@@ -175,3 +212,68 @@ class SQLiteErrors:
         # A string SQLite cannot take (half of a UTF-16 pair): not the store's fault.
         return StoreError(f"the SQLite store {self.path} was given text that is not Unicode "
                           f"({what})")
+
+
+class FileWatch:
+    """Whether `path` still names the file the store opened.
+
+    Put back under a running bridge (a backup restored without a stop), what is
+    written goes to the file opened, which a restart no longer finds; nothing
+    else tells (every statement succeeds).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._opened: tuple[int, int] | None = None  # (device, inode), once opened
+        self._told = False
+
+    def opened(self) -> None:
+        self._opened = _identity(self.path)
+
+    def check(self) -> None:
+        """Raise StoreReplaced, said once in the log, if the path names another file."""
+        if self._opened is None or _identity(self.path) == self._opened:
+            return
+        message = (
+            f"the SQLite database {self.path} was removed or replaced while the "
+            "bridge ran (a backup put back without a stop?): what it writes since "
+            "goes to the file it opened, and is lost at the next start; stop the "
+            "bridge and start it again"
+        )
+        if not self._told:
+            self._told = True
+            log.error("%s", message)
+        raise StoreReplaced(message)
+
+
+class Checkpoints:
+    """Checkpoints of the write-ahead log that another process's reads held off, in
+    a row: warned of at `CHECKPOINT_BUSY_WARNED`, and told when one passes again."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.busy = 0
+
+    def done(self, *, busy: bool) -> None:
+        if not busy:
+            if self.busy >= CHECKPOINT_BUSY_WARNED:
+                log.info("the write-ahead log of %s is emptied again", self.path)
+            self.busy = 0
+            return
+        self.busy += 1
+        if self.busy == CHECKPOINT_BUSY_WARNED:
+            log.warning(
+                "the write-ahead log of %s could not be emptied %d times in a row: another "
+                "process keeps a read open on the file (a backup tool, a sqlite3 shell in "
+                "a transaction?); it grows, and what was deleted stays in it, until then",
+                self.path, CHECKPOINT_BUSY_WARNED,
+            )
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """Which file `path` names now (device, inode); None where there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino

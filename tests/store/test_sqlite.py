@@ -24,6 +24,7 @@ from bridge.config import parse_config
 from bridge.errors import ConfigError, StoreCorrupt, StoreError, StoreReplaced, told
 from bridge.interfaces import Address, Turn
 from bridge.store import sqlite as sqlite_store
+from bridge.store import sqlite_file
 from bridge.store.base import BACKEND_NAMES, Conversation, InFlight, open_store
 from bridge.store.migrations import MIGRATIONS
 from bridge.store.sqlite import SQLiteStore
@@ -158,7 +159,7 @@ async def test_another_process_reading_holds_up_no_checkpoint(
             reader.execute("BEGIN")
             reader.execute("SELECT count(*) FROM conversations").fetchone()
             await store.save_conversation(Conversation("k2", "docs", "s", 1.0, 1.0))
-            for _ in range(sqlite_store.CHECKPOINT_BUSY_WARNED):
+            for _ in range(sqlite_file.CHECKPOINT_BUSY_WARNED):
                 # A hang deadline, not a speed check: held off, it took the busy timeout.
                 await asyncio.wait_for(store.compact(), 10)
             [warned] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
