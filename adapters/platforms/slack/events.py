@@ -123,3 +123,8 @@ def ts_seconds(ts: str) -> float:
         return float(ts)
     except ValueError:
         return 0.0
+
+
+def ext_shared(body: dict[str, Any]) -> bool:
+    """Whether an event's body says its channel is shared with another organisation."""
+    return body.get("is_ext_shared_channel") is True

@@ -39,9 +39,11 @@ from bridge.transport import env_proxy
 
 from .clients import BOLT_LOG, web_clients
 from .closed import ClosedChannels
+from .commands import read_command
 from .events import (
     USER_SUBTYPES,
     addresses_other,
+    ext_shared,
     forwarded,
     from_bot,
     plain_text,
@@ -312,7 +314,7 @@ class SlackPlatform(Platform):
             self.closed.opened(workspace_of(body, event, self.team_id), channel, joined=True)
             # Its channel_type is C for a public channel, G for a private one.
             self.kinds.learn(channel, {"C": "channel", "G": "group"}.get(
-                str(event.get("channel_type", ""))), shared=_ext_shared(body))
+                str(event.get("channel_type", ""))), shared=ext_shared(body))
 
     async def _on_other(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
@@ -353,7 +355,7 @@ class SlackPlatform(Platform):
         # answered): its app_mention does not say who sees the channel, but for one
         # shared with another organisation, its body does.
         self.kinds.learn(
-            str(event.get("channel", "")), event.get("channel_type"), shared=_ext_shared(body)
+            str(event.get("channel", "")), event.get("channel_type"), shared=ext_shared(body)
         )
         made = self.inbound(body, event, via_mention=mention)
         if made is None:
@@ -543,39 +545,7 @@ class SlackPlatform(Platform):
         if handler is None:
             raise _Stopping  # not acked: Slack tells the user it failed, not silence
         await ack()  # acked, it is answered: the relay takes messages until its drain
-        channel = str(command.get("channel_id", ""))
-        user = str(command.get("user_id", ""))
-        # The install's workspace, as a message's is: in a channel shared with another
-        # organisation, the payload's team_id is the asker's organisation. An install
-        # for a whole Enterprise Grid organisation is in each of its workspaces, and
-        # auth.test names one: a command's team_id is the workspace it was run in, the
-        # one its messages name (their `authorizations`).
-        if command.get("is_enterprise_install") in ("true", True) and command.get("team_id"):
-            workspace = str(command["team_id"])
-        else:
-            workspace = str(self.team_id or command.get("team_id") or context.team_id or "")
-        is_dm = channel.startswith("D") or command.get("channel_name") == "directmessage"
-        if command.get("channel_name") == "privategroup":  # a private channel
-            self.kinds.learn(channel, "group")
-        trigger = str(command.get("trigger_id") or f"{channel}:{user}:{time.time()}")
-        inbound = Inbound(
-            platform=self.name,
-            workspace=workspace,
-            channel=channel,
-            user=user,
-            text=str(command.get("text") or "").strip(),
-            message_id=trigger,
-            event_id=f"command:{trigger}",
-            is_dm=is_dm,
-            command="reset",
-            # A command carries no time of Slack's: the core places it by the
-            # store's clock as it came (not this host's, which may be off).
-            received_at=time.time(),
-        )
-        address = Address(self.name, workspace, channel, None)
-        target = SlackTarget(
-            self, address, user=user, is_dm=is_dm, response_url=command.get("response_url")
-        )
+        inbound, target = read_command(self, command, context.team_id)
         self._spawn(self._hand_over_command(inbound, target, handler))
 
     async def _hand_over_command(
@@ -647,8 +617,3 @@ class SlackPlatform(Platform):
         except Exception:
             log.exception("slack: handler failed")
             return None
-
-
-def _ext_shared(body: dict[str, Any]) -> bool:
-    """Whether an event's body says its channel is shared with another organisation."""
-    return body.get("is_ext_shared_channel") is True
