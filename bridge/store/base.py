@@ -302,7 +302,8 @@ def open_store(url: str, *, streams: int | None = None) -> Store:
         path = url[len("sqlite://") :]
         return SQLiteStore(path or ":memory:")
     if url.startswith(("postgresql://", "postgres://")):
-        from bridge.store.postgres import POOL_MIN, PostgresStore, pool_size
+        from bridge.store.postgres import PostgresStore
+        from bridge.store.postgres_server import POOL_MIN, pool_size
 
         return PostgresStore(url, max_size=POOL_MIN if streams is None else pool_size(streams))
     raise ConfigError("store", "must start with sqlite:/// or postgresql://")

@@ -25,9 +25,7 @@ import asyncio
 import json
 import logging
 import math
-import ssl
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,41 +55,22 @@ from bridge.store.migrations import (
     check_migrations,
     pending,
 )
+from bridge.store.postgres_server import (
+    DRIVER_ERRORS,
+    POOL_MIN,
+    describe_url,
+    server_error,
+)
+
+log = logging.getLogger("chat_bridge.store")
 
 # Any fixed number will do; every chat-bridge process takes the same lock
 # around migrations, so two processes starting at once migrate one after the other.
-log = logging.getLogger("chat_bridge.store")
-
 _MIGRATION_LOCK = 0x63686272_64676531  # "chbrdge1"
 MIGRATION_TIMEOUT = 3600.0  # seconds a migration's statement (or the wait for another's) may take
 # Seconds a closing pool waits for the statements still running (left by a stop's
 # deadline, perhaps on a database that stopped answering) before it drops them.
 CLOSE_TIMEOUT = 0.5
-
-# The pool's size follows limits.max_concurrent_streams: one connection per
-# STREAMS_PER_CONNECTION streams (an answer holds one only for its statements, a few
-# milliseconds each), at least POOL_MIN (the default 64 streams get 10) and at most
-# POOL_MAX, so that a few replicas and a rolling deploy's extra one stay within
-# PostgreSQL's default max_connections (100, 3 of them kept for superusers).
-POOL_MIN = 10
-POOL_MAX = 30
-STREAMS_PER_CONNECTION = 8
-
-
-def pool_size(streams: int) -> int:
-    """The most connections a process answering `streams` at once keeps to PostgreSQL."""
-    return max(POOL_MIN, min(POOL_MAX, math.ceil(streams / STREAMS_PER_CONNECTION)))
-
-
-_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
-
-_LOGIN_ERRORS = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
 
 # The database's clock as epoch seconds, as the statement began (not its transaction,
 # as now() would be): once per statement, so the comparisons with it can use an index.
@@ -155,7 +134,7 @@ class PostgresStore(Store):
                 command_timeout=self.command_timeout,
                 server_settings={"application_name": "chat-bridge"},
             )
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise self._error(exc, "connecting") from exc
         except ValueError as exc:  # a malformed URL
             raise StoreError(f"store: the PostgreSQL URL {self.where} is invalid") from exc
@@ -164,7 +143,7 @@ class PostgresStore(Store):
                 await self._migrate(conn)
         except BaseException as exc:
             pool.terminate()
-            if isinstance(exc, _DRIVER_ERRORS):
+            if isinstance(exc, DRIVER_ERRORS):
                 raise self._error(exc, "applying schema migrations") from exc
             raise
         self._pool = pool
@@ -175,7 +154,7 @@ class PostgresStore(Store):
             return
         try:
             await asyncio.wait_for(pool.close(), timeout=min(self.command_timeout, CLOSE_TIMEOUT))
-        except _DRIVER_ERRORS:  # TimeoutError is one of them
+        except DRIVER_ERRORS:  # TimeoutError is one of them
             pool.terminate()
 
     async def ping(self) -> None:
@@ -549,73 +528,13 @@ class PostgresStore(Store):
         try:
             async with pool.acquire(timeout=self.connect_timeout) as conn:
                 yield conn
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise self._error(exc, what) from exc
         finally:
             self._free.release()
 
     def _error(self, exc: BaseException, what: str) -> StoreError:
-        """A StoreError that says what went wrong and what to do; never the password."""
-        where = f"PostgreSQL at {self.where}"
-        if isinstance(exc, _LOGIN_ERRORS):
-            return StoreError(f"{where} refused the login; check the user and password in `store:`")
-        if isinstance(exc, asyncpg.InvalidCatalogNameError):
-            return StoreError(f"{where}: the database does not exist; create it first")
-        if isinstance(exc, asyncpg.InvalidSchemaNameError):
-            schema = urllib.parse.parse_qs(urllib.parse.urlsplit(self._url).query).get(
-                "search_path", [""]
-            )[0]
-            named = f" {schema!r}" if schema else ""
-            return StoreError(
-                f"{where}: the schema{named} (search_path in `store:`) does not exist; "
-                "create it first (CREATE SCHEMA)"
-            )
-        if isinstance(exc, asyncpg.InsufficientPrivilegeError):
-            return StoreError(
-                f"{where}: the user may not do this ({what}); grant it the rights to "
-                "create and write tables in the database or schema"
-            )
-        if isinstance(exc, asyncpg.TooManyConnectionsError):
-            return StoreError(
-                f"{where} has no free connections ({what}); raise its max_connections "
-                f"(each bridge process keeps up to {self.max_size} connections, a number "
-                "that grows with limits.max_concurrent_streams: see docs/store.md) or "
-                "lower limits.max_concurrent_streams"
-            )
-        if isinstance(exc, TimeoutError):
-            return StoreError(
-                f"{where} did not answer in time ({what}); check the server and the network"
-            )
-        if isinstance(exc, OSError):
-            reason = exc.strerror or str(exc) or exc.__class__.__name__
-            if isinstance(exc, ssl.SSLError) or "SSL" in reason:
-                return StoreError(
-                    f"TLS with {where} failed ({reason}) while {what}; check `sslmode` "
-                    "(and `sslrootcert`) in `store:` against the server's TLS set-up"
-                )
-            return StoreError(
-                f"cannot reach {where} ({reason}) while {what}; check that the server is "
-                "running and that `store:` points at it"
-            )
-        if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
-            return StoreError(f"{where}: the connection failed while {what}: {exc}")
-        return StoreError(f"{where} failed while {what}: {exc.__class__.__name__}: {exc}")
-
-
-def describe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.hostname or ""
-        if ":" in netloc:
-            netloc = f"[{netloc}]"
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        if parts.username:
-            netloc = f"{parts.username}@{netloc}"
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "postgresql://(unparsable URL)"
+        return server_error(exc, what, self.where, self._url, self.max_size)
 
 
 def _count(status: str) -> int:

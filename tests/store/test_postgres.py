@@ -13,7 +13,8 @@ from bridge.store import InFlight
 from bridge.store import postgres as pg_store
 from bridge.store.base import open_store
 from bridge.store.migrations import MIGRATIONS, Migration
-from bridge.store.postgres import POOL_MAX, POOL_MIN, PostgresStore, describe_url, pool_size
+from bridge.store.postgres import PostgresStore
+from bridge.store.postgres_server import POOL_MAX, POOL_MIN, describe_url, pool_size
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
