@@ -1,17 +1,20 @@
-"""Discord's slash commands, `/ask` and `/reset`: their registration, and the watchdogs
-that keep a deferred "thinking…" from hanging (an /ask nothing answers, or one still
-waiting its turn when Discord is about to stop taking its answer)."""
+"""Discord's slash commands, `/ask` and `/reset`: their registration, what a run of one
+asks (`command_inbound`), and the watchdogs that keep a deferred "thinking…" from
+hanging (an /ask nothing answers, or one still waiting its turn when Discord is about
+to stop taking its answer)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
 from discord import app_commands
 
+from adapters.platforms.discord.readable import Names, author_roles, question_text
 from adapters.platforms.discord.targets import (
     ANSWER_MARGIN,
     FAILURES,
@@ -20,6 +23,7 @@ from adapters.platforms.discord.targets import (
     platform_error,
 )
 from bridge.errors import PlatformError
+from bridge.interfaces import Audience, Inbound
 
 log = logging.getLogger("chat_bridge.discord")
 
@@ -50,6 +54,40 @@ def add_commands(tree: app_commands.CommandTree[Any], on_command: OnCommand) -> 
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
     async def reset(interaction: discord.Interaction) -> None:
         await on_command(interaction, "reset", "")
+
+
+def command_inbound(
+    interaction: discord.Interaction,
+    command: str,
+    text: str,
+    workspace: str,
+    place: tuple[str, str | None],
+    audience: Audience,
+) -> Inbound:
+    """What a command run in `place` (its channel and thread) asks: `text` is `/ask`'s
+    question, read as a message's text is."""
+    channel_id, thread_id = place
+    me = interaction.client.user
+    if text and me is not None:  # a mention typed in the option is markup too
+        names = Names.of_interaction(interaction, place, private=audience == "asker")
+        text = question_text(text, names, me)
+    return Inbound(
+        platform="discord",
+        workspace=workspace,
+        channel=channel_id,
+        thread=thread_id,
+        user=str(interaction.user.id),
+        text=text,
+        message_id=str(interaction.id),
+        event_id=str(interaction.id),
+        is_dm=interaction.guild_id is None,
+        mentioned=True,
+        roles=author_roles(interaction.user),
+        command=command,
+        received_at=time.time(),
+        sent_at=interaction.created_at.timestamp(),
+        audience=audience,
+    )
 
 
 async def sync_commands(tree: app_commands.CommandTree[Any]) -> None:

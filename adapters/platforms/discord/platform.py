@@ -33,6 +33,7 @@ from adapters.platforms.discord.commands import (
     UNANSWERED_AFTER,
     add_commands,
     close_unanswered,
+    command_inbound,
     give_up,
     sync_commands,
 )
@@ -575,28 +576,8 @@ class DiscordPlatform(Platform):
             # Answered to the asker only: their own conversation (/reset resets it too).
             audience = "asker"
         target.address = Address("discord", workspace, channel_id, thread_id)
-        me = interaction.client.user
-        if text and me is not None:  # a mention typed in the option is markup too
-            names = Names.of_interaction(
-                interaction, (channel_id, thread_id), private=audience == "asker"
-            )
-            text = question_text(text, names, me)
-        inbound = Inbound(
-            platform="discord",
-            workspace=workspace,
-            channel=channel_id,
-            thread=thread_id,
-            user=str(interaction.user.id),
-            text=text,
-            message_id=str(interaction.id),
-            event_id=str(interaction.id),
-            is_dm=guild_id is None,
-            mentioned=True,
-            roles=author_roles(interaction.user),
-            command=command,
-            received_at=time.time(),
-            sent_at=interaction.created_at.timestamp(),
-            audience=audience,
+        inbound = command_inbound(
+            interaction, command, text, workspace, (channel_id, thread_id), audience
         )
         # Deleted with the channel or thread it was asked in, as a message is.
         target.question.places = place_ids((channel_id, thread_id))
