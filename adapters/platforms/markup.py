@@ -11,9 +11,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yarl
 
-from bridge.split import TABLE_RULE
+from bridge.split import TABLE_RULE, grapheme_start
 
 ZWSP = "\u200b"
+# Characters of a source's title shown at most: an API may give a page's first
+# paragraph as its title, and a link longer than a message could not be shown.
+SOURCE_TITLE_MAX = 200
 
 
 def break_fences(text: str) -> str:
@@ -517,3 +520,12 @@ def _pad(cell: str, width: int, align: str) -> str:
     if align == "center":
         return " " * (room // 2) + cell + " " * (room - room // 2)
     return cell + " " * room
+
+
+def source_title(title: str) -> str:
+    """A source's title as its link shows it: on one line (a line break would break
+    the link), cut between graphemes to `SOURCE_TITLE_MAX` characters."""
+    title = " ".join(title.split())
+    if len(title) > SOURCE_TITLE_MAX:
+        title = title[: grapheme_start(title, SOURCE_TITLE_MAX - 1, 1)].rstrip() + "…"
+    return title

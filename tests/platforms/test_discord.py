@@ -20,7 +20,7 @@ from adapters.platforms.discord import platform as discord_platform
 from adapters.platforms.discord.commands import TOO_LATE_TEXT
 from adapters.platforms.discord.format import ZWSP
 from adapters.platforms.discord.targets import NOT_ANSWERED_TEXT, InteractionTarget
-from adapters.platforms.markup import encoded_url
+from adapters.platforms.markup import SOURCE_TITLE_MAX, encoded_url
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.interfaces import (
     STOPPING_TEXT,
@@ -1582,9 +1582,9 @@ def test_a_long_title_or_thread_name_is_cut_between_graphemes(whole: str) -> Non
     # the "…", a family its last members, a thumbs up its skin tone.
     from adapters.platforms.discord import format as fmt
 
-    title = "x" * (fmt.SOURCE_TITLE_MAX - 2) + whole + " guide"
+    title = "x" * (SOURCE_TITLE_MAX - 2) + whole + " guide"
     [_, line] = fmt.format_sources([Source("https://a.example/p", title)]).splitlines()
-    assert line == f"- [{'x' * (fmt.SOURCE_TITLE_MAX - 2)}…](<https://a.example/p>)"
+    assert line == f"- [{'x' * (SOURCE_TITLE_MAX - 2)}…](<https://a.example/p>)"
     name = fmt.thread_name("y" * (fmt.THREAD_NAME_MAX - 2) + whole + " plans?")
     assert name == "y" * (fmt.THREAD_NAME_MAX - 2) + "…"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.platforms.markup import table_grid
+from adapters.platforms.markup import SOURCE_TITLE_MAX, table_grid
 from adapters.platforms.slack.mrkdwn import (
     WORD_JOINER,
     ZWSP,
@@ -20,6 +20,7 @@ from adapters.platforms.slack.mrkdwn import (
 )
 from adapters.platforms.slack.platform import plain_text
 from bridge.interfaces import Source
+from bridge.sources import source_blocks
 from tests.fakes.slack import pings_in
 
 J = WORD_JOINER
@@ -358,6 +359,20 @@ def test_a_source_title_on_several_lines_is_one_line_in_its_link() -> None:
     assert markdown_sources([Source("https://d.example/s", title)]) == (
         "_Sources:_ [Deploying to staging](https://d.example/s)"
     )
+
+
+def test_a_source_with_a_title_longer_than_a_message_is_listed_with_it_cut() -> None:
+    # An API may give a page's first paragraph as its title: whole, its link was
+    # longer than a message, and the source was left out of the list.
+    title = "Release notes 4.2: " + "the scheduler now retries failed jobs; " * 120
+    sources = [Source("https://d.example/a", "Install"), Source("https://d.example/r", title),
+               Source("https://d.example/c", "FAQ")]
+    shown = title[: SOURCE_TITLE_MAX - 1].rstrip() + "…"
+    for line in (mrkdwn_sources(sources), markdown_sources(sources)):
+        assert line.count("https://d.example/") == 3 and shown in line
+        assert len(line) < 1000
+    blocks = source_blocks(sources, mrkdwn_sources, 3900)
+    assert len(blocks) == 1 and "https://d.example/r" in blocks[0]
 
 
 def test_native_sources_with_parentheses_in_the_url_stay_links() -> None:

@@ -25,6 +25,7 @@ from adapters.platforms.markup import (
     encoded_url,
     honest_markdown_label,
     in_own_letters,
+    source_title,
     table_grid,
 )
 from adapters.platforms.mentions import without_mention
@@ -32,7 +33,6 @@ from bridge.interfaces import Source
 from bridge.split import FENCE, TABLE_ROW, TABLE_RULE, grapheme_start
 
 THREAD_NAME_MAX = 100
-SOURCE_TITLE_MAX = 200
 _TITLE_MARKS = str.maketrans({"[": "(", "]": ")", "\\": "\u29f5"})
 
 # Fenced blocks, then inline code spans: left exactly as they are.
@@ -179,9 +179,7 @@ def format_markdown(markdown: str) -> str:
 
 
 def _link_title(title: str) -> str:
-    title = " ".join(title.split())
-    if len(title) > SOURCE_TITLE_MAX:
-        title = title[: grapheme_start(title, SOURCE_TITLE_MAX - 1, 1)].rstrip() + "…"
+    title = source_title(title)
     # A bracket would end the link's text early, and Discord shows a backslash there
     # rather than read it as an escape (one at the end might still hide the `]`):
     # look-alikes that Markdown does not read.

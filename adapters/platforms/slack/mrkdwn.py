@@ -26,6 +26,7 @@ from adapters.platforms.markup import (
     honest_markdown_label,
     in_own_letters,
     markdown_links,
+    source_title,
     table_grid,
 )
 from bridge.interfaces import Source
@@ -385,8 +386,7 @@ def link(url: str, label: str = "") -> str:
 
 def mrkdwn_sources(sources: Sequence[Source]) -> str:
     """The sources line in mrkdwn: `Sources: <url|title> · <url|title>`."""
-    # A title's line breaks would break its link: one line, as Discord shows them.
-    links = [link(s.url, _one_line(s.title) or _host(s.url)) for s in sources]
+    links = [link(s.url, source_title(s.title) or _host(s.url)) for s in sources]
     return f"_Sources:_ {' · '.join(links)}" if links else ""
 
 
@@ -395,7 +395,7 @@ def markdown_sources(sources: Sequence[Source]) -> str:
     links = []
     for s in sources:
         url = s.url.strip()
-        title = _one_line(s.title) or _host(url)
+        title = source_title(s.title) or _host(url)
         target = _markdown_target(url)
         if not honest_label(title, url):
             links.append(f"<{target}>")
@@ -406,10 +406,6 @@ def markdown_sources(sources: Sequence[Source]) -> str:
         title = _MARKS.sub(r"\\\g<0>", neutralize_markdown(title))
         links.append(f"[{title}]({target})")
     return f"_Sources:_ {' · '.join(links)}" if links else ""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _host(url: str) -> str:
