@@ -39,6 +39,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 
 from adapters.apis._bodies import error_body, media_type, read_at_most
 from adapters.apis._errors import retried, scrub, status_error, timed_out, transport_error
+from adapters.apis._urls import with_params
 from bridge.errors import (
     BadRequest,
     ChatAPIError,
@@ -390,9 +391,8 @@ class HTTPDialect(ChatAPI):
                     response = await stack.enter_async_context(
                         self.http.stream(
                             method,
-                            url,
+                            with_params(url, params),
                             json=json,
-                            params=params,
                             headers={**self.auth_headers(), **(headers or {})},
                             timeout=self._timeout,
                         )
@@ -499,9 +499,8 @@ class HTTPDialect(ChatAPI):
                 asyncio.timeout_at(limit),
                 self.http.stream(
                     method,
-                    url,
+                    with_params(url, params),
                     json=json,
-                    params=params,
                     headers={**self.auth_headers(), **(headers or {})},
                     timeout=self._timeout,
                 ) as response,

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions, RequiredKey, Timeouts, answer_end
+from adapters.apis._urls import under
 from bridge.errors import (
     APIReportedError,
     BadRequest,
@@ -76,7 +77,8 @@ class PollTimeouts(Timeouts):
 
 
 class ChatUrDataOptions(HTTPOptions):
-    """`backends.<name>` with `kind: chaturdata`. `url` is the API base (…/api)."""
+    """`backends.<name>` with `kind: chaturdata`. `url` is the API base (…/api);
+    the endpoints go under its path, before any query it has."""
 
     kind: Literal["chaturdata"] = "chaturdata"
     url: str = "https://www.chaturdata.com/api"
@@ -115,7 +117,6 @@ class ChatUrData(HTTPDialect):
 
     async def _attempt(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         opts = self.options
-        base = opts.url.rstrip("/")
         loop = asyncio.get_running_loop()
         started = loop.time()
         # The answer's end, its retries included (validated: `total` is always set).
@@ -126,7 +127,7 @@ class ChatUrData(HTTPDialect):
             body["thread_id"] = req.session
         session, note = req.session, ""
         try:
-            posted = await self._request_json("POST", f"{base}/newMessage", json=body)
+            posted = await self._request_json("POST", under(opts.url, "/newMessage"), json=body)
         except BadRequest as exc:
             if not session or exc.status != 404:
                 raise
@@ -136,7 +137,7 @@ class ChatUrData(HTTPDialect):
                         extra={"backend": self.name})
             session, note = None, NEW_THREAD + "\n\n"
             posted = await self._request_json(
-                "POST", f"{base}/newMessage", json={"message": req.message}
+                "POST", under(opts.url, "/newMessage"), json={"message": req.message}
             )
         # The API may leave the thread id out when adding to a thread it was given.
         thread = (posted.get("thread_id") if isinstance(posted, dict) else None) or session
@@ -165,7 +166,7 @@ class ChatUrData(HTTPDialect):
     ) -> AsyncGenerator[ChatEvent, None]:
         """Poll `thread` until its run ends: its answer (after `note`), or an error."""
         opts = self.options
-        base = opts.url.rstrip("/")
+        poll = under(opts.url, "/getThread")
         loop = asyncio.get_running_loop()
         failed = 0  # polls that failed in a row: the first is a WARNING, the rest DEBUG
         while True:
@@ -178,7 +179,7 @@ class ChatUrData(HTTPDialect):
                     # A poll is a small read, not the model thinking: one that hangs
                     # (a connection lost without a word) is given up after `idle`.
                     data = await self._request_json(
-                        "GET", f"{base}/getThread", params={"threadId": thread},
+                        "GET", poll, params={"threadId": thread},
                         within=opts.timeouts.idle,
                     )
             except (Unavailable, ProtocolError) as exc:

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from adapters.apis._http import Event
 from adapters.apis._stateless import StatelessDialect, StatelessOptions, chat_messages, end_user
+from adapters.apis._urls import under
 from adapters.apis._wire import MAX_LINE_BYTES, SSEEvent, SSEParser, json_or_none
 from bridge.errors import APIReportedError, CutOff, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
@@ -59,10 +60,10 @@ class OpenAICompatible(StatelessDialect):
 
     @property
     def endpoint(self) -> str:
-        # The path as written (percent-escapes kept), its query (Azure's api-version) after.
-        base, mark, query = self.options.url.partition("?")
-        base = base.rstrip("/")
-        return (base if base.endswith(_PATH) else base + _PATH) + mark + query
+        # The url may name the endpoint itself; its query (Azure's api-version) is kept.
+        url = self.options.url
+        given = url.partition("#")[0].partition("?")[0].rstrip("/").endswith(_PATH)
+        return under(url, "" if given else _PATH)
 
     def _check_finish(self, reason: str | None) -> None:
         """An answer that stopped short of its end is cut off, not complete."""

@@ -384,3 +384,22 @@ async def test_a_thread_gone_while_its_answer_is_polled_is_a_lost_answer(fake_ch
                 if isinstance(event, Session):
                     del fake_chat_api.threads[event.session]  # expired at the API
     assert "lost this conversation" in caught.value.user_message
+
+
+async def test_a_query_in_the_url_is_kept_after_each_endpoint(fake_chat_api, http):
+    # An API gateway's `?tenant=`: the endpoint went after the query
+    # (POST /chaturdata/api?tenant=acme/newMessage), and every question was a 404.
+    fake_chat_api.enqueue(final="First answer.", polls=2)
+    fake_chat_api.enqueue(final="Fresh answer.")
+    url = fake_chat_api.endpoint("chaturdata") + "/?tenant=acme"
+    api = make("chaturdata", fake_chat_api, http, url=url)
+    thread = done_of(await collect(api, ChatRequest(message="one"))).session
+    del fake_chat_api.threads[thread]  # the second question's post is a 404, then a new one
+    fresh = done_of(await collect(api, ChatRequest(message="two", session=thread))).session
+    post = ("POST", "/chaturdata/api/newMessage", {"tenant": "acme"})
+
+    def poll(thread: str | None) -> tuple[str, str, dict[str, str | None]]:
+        return ("GET", "/chaturdata/api/getThread", {"tenant": "acme", "threadId": thread})
+
+    sent = [(r.method, r.path, r.query) for r in fake_chat_api.requests]
+    assert sent == [post, poll(thread), poll(thread), post, post, poll(fresh)]
