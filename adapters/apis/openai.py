@@ -3,7 +3,9 @@
 Serves OpenAI and the servers that copy its API (Ollama, vLLM, LiteLLM,
 OpenRouter, ...). Stateless: the bridge sends the history. Streamed chunks
 carry `choices[0].delta.content`; the stream ends with `data: [DONE]`. Plain
-httpx, no client library.
+httpx, no client library. The sources a server cites (Perplexity's
+`citations`, the `url_citation` annotations of OpenAI's search models and
+OpenRouter's web search) are read by `_Cited`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from adapters.apis._stateless import StatelessDialect, StatelessOptions, chat_me
 from adapters.apis._urls import under
 from adapters.apis._wire import MAX_LINE_BYTES, SSEEvent, SSEParser, json_or_none
 from bridge.errors import APIReportedError, CutOff, ProtocolError
-from bridge.interfaces import ChatEvent, ChatRequest, Done, Token
+from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Token
 
 log = logging.getLogger("adapters.apis")
 
@@ -84,6 +86,7 @@ class OpenAICompatible(StatelessDialect):
         user = end_user(req, opts)
         if user:
             body["user"] = user
+        cited = _Cited()
         if not opts.stream:
             answer = await self._request_json("POST", self.endpoint, json=body)
             text = _message_text(answer)
@@ -94,6 +97,9 @@ class OpenAICompatible(StatelessDialect):
                 )
             yield Token(text)
             self._check_finish(_finish_reason(answer))
+            cited.read(answer, (_first_choice(answer) or {}).get("message"))
+            if sources := cited.sources():
+                yield Sources(sources)
             yield Done(text=text, usage=_usage(answer))
             return
 
@@ -125,13 +131,16 @@ class OpenAICompatible(StatelessDialect):
                         backend=self.name,
                     )
                 finished, reason, usage = True, _finish_reason(chunk), _usage(chunk)
+                cited.read(chunk, (_first_choice(chunk) or {}).get("message"))
                 return text
             usage = _usage(chunk) or usage
+            cited.read(chunk, None)
             texts: list[str] = []
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
                 delta = choice.get("delta")
+                cited.read(None, delta)
                 text = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(text, str) and text:
                     texts.append(text)
@@ -149,7 +158,49 @@ class OpenAICompatible(StatelessDialect):
         parser = _StreamOrWhole(self.name)
         batches = self._stream_batches(parser, "POST", self.endpoint, json=body)
         async for event in self._events(batches, convert, at_end):
+            if isinstance(event, Done) and (sources := cited.sources()):
+                yield Sources(sources)  # once, whole: the list the [n] markers number
             yield event
+
+
+class _Cited:
+    """The sources an answer cites, in the API's order.
+
+    Perplexity's `citations` (top level: a list of URLs) come first: its text
+    marks them `[1]`, `[2]`, ... in that list's order, and every chunk repeats
+    the whole list, so the last one sent is kept. Its `search_results` give
+    them titles. Then the `url_citation` annotations (OpenAI's search models,
+    OpenRouter's web search), on a streamed delta or a whole answer's message,
+    each URL once however many chunks repeat it.
+    """
+
+    __slots__ = ("_listed", "_titles", "_annotated")
+
+    def __init__(self) -> None:
+        self._listed: list[str] = []
+        self._titles: dict[str, str] = {}
+        self._annotated: dict[str, str] = {}
+
+    def read(self, top: Any, message: Any) -> None:
+        """From a chunk or whole answer (`top`) and a delta or message (`message`)."""
+        if isinstance(top, dict):
+            listed = top.get("citations")
+            if isinstance(listed, list) and listed:
+                self._listed = [url for url in listed if isinstance(url, str)]
+            for result in top.get("search_results") or ():
+                if isinstance(result, dict) and _text(result.get("url")):
+                    self._titles.setdefault(result["url"], _text(result.get("title")))
+        annotations = message.get("annotations") if isinstance(message, dict) else None
+        for note in annotations if isinstance(annotations, list) else ():
+            cite = note.get("url_citation") if isinstance(note, dict) else None
+            if isinstance(cite, dict) and note.get("type") == "url_citation":
+                url = _text(cite.get("url"))
+                if url and url not in self._annotated:
+                    self._annotated[url] = _text(cite.get("title"))
+
+    def sources(self) -> tuple[Source, ...]:
+        listed = [Source(url, self._titles.get(url, "")) for url in self._listed]
+        return (*listed, *(Source(url, title) for url, title in self._annotated.items()))
 
 
 class _StreamOrWhole:
@@ -210,6 +261,10 @@ def _message_text(answer: Any) -> str | None:
     message = choice.get("message")
     text = message.get("content") if isinstance(message, dict) else None
     return text if isinstance(text, str) else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _usage(data: Any) -> dict[str, Any] | None:

@@ -49,7 +49,7 @@ async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, k
     assert "Warning" not in err.decode(), err.decode()
     text = out.decode()
     assert text.startswith("Forty-two.\n")
-    if kind in ("chatmount", "chaturdata"):  # the APIs that cite sources
+    if kind in ("chatmount", "chaturdata", "openai"):  # the APIs that cite sources
         assert text.endswith("\nSources:\n  1. The answer — https://docs.example/answer\n")
     assert fake_chat_api.api_key not in text + err.decode()
 

@@ -6,12 +6,16 @@ malformed lines) is in test_streaming_common.py.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from adapters.apis._wire import EventTooLarge
 from adapters.apis.openai import OpenAICompatible
+from bridge.config import SourcesConfig
 from bridge.errors import APIReportedError, BadRequest, CutOff, ProtocolError
-from bridge.interfaces import ChatRequest, Turn
+from bridge.interfaces import ChatRequest, Done, Source, Sources, Turn
+from bridge.sources import dedupe_sources
 from tests.apis.helpers import (
     ask,
     collect,
@@ -226,3 +230,56 @@ async def test_a_whole_answer_too_large_says_so(fake_chat_api, http):
     api = make("openai", fake_chat_api, http)
     events, exc = await collect_until_error(api, ask(api))
     assert isinstance(exc, ProtocolError) and "larger than 1 MiB" in exc.user_message
+
+
+CITED = [("https://docs.example/install", "Install"), ("https://docs.example/upgrade", "Upgrade")]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("form", ["citations", "annotations"])
+async def test_cited_sources_come_before_the_end(fake_chat_api, http, stream, form):
+    # Perplexity's `citations` (which its [1], [2] number) and the url_citation
+    # annotations of OpenAI's search models and OpenRouter were dropped: no sources.
+    fake_chat_api.enqueue(tokens=["Run the installer[1], ", "then migrate[2]."],
+                          sources=CITED, cite_form=form)
+    api = make("openai", fake_chat_api, http, stream=stream)
+    events = await collect(api, ask(api))
+    done_of(events)
+    cited = [e for e in events if isinstance(e, Sources)]
+    assert len(cited) == 1 and events[-2] is cited[0]  # once, whole, in the API's order
+    assert cited[0].items == tuple(Source(url, title) for url, title in CITED)
+
+
+async def test_sources_of_a_whole_answer_to_a_stream_request_are_read(fake_chat_api, http):
+    fake_chat_api.enqueue(tokens=["See [1]."], sources=CITED[:1], cite_form="citations",
+                          ignore_stream=True)
+    api = make("openai", fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert [e for e in events if isinstance(e, Sources)] == [Sources((Source(*CITED[0]),))]
+    assert isinstance(events[-1], Done)
+
+
+async def test_other_annotations_and_repeats_are_not_sources(fake_chat_api, http):
+    note = {"type": "url_citation", "url_citation": {"url": CITED[0][0], "title": "Install"}}
+    chunk = {"choices": [{"index": 0, "delta": {"content": "Done.", "annotations": [
+        note, {"type": "file_citation", "file_citation": {"file_id": "f1"}}, "junk",
+        {"type": "url_citation", "url_citation": {"url": 7}}, note,
+    ]}, "finish_reason": "stop"}], "citations": ["https://docs.example/a", None]}
+    fake_chat_api.enqueue(body=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n",
+                          headers={"Content-Type": "text/event-stream"})
+    api = make("openai", fake_chat_api, http)
+    events = await collect(api, ask(api))
+    assert [e for e in events if isinstance(e, Sources)] == [
+        Sources((Source("https://docs.example/a"), Source(*CITED[0])))
+    ]
+
+
+async def test_perplexity_markers_number_the_sources_shown(fake_chat_api, http):
+    # The list shown keeps the API's order, so [n] is its n-th source; past
+    # reply.sources.max, a marker names no source shown (docs/chat-apis.md).
+    cited = [(f"https://docs.example/{n}", f"Page {n}") for n in range(1, 8)]
+    fake_chat_api.enqueue(tokens=["See [1] and [7]."], sources=cited, cite_form="citations")
+    api = make("openai", fake_chat_api, http)
+    (sources,) = [e for e in await collect(api, ask(api)) if isinstance(e, Sources)]
+    shown = dedupe_sources(sources.items, SourcesConfig().max)
+    assert shown == [Source(url, title) for url, title in cited[:5]]

@@ -107,6 +107,10 @@ class Script:
     # "field" (llama.cpp's `error: {...}` line, then `data: [DONE]`).
     error_form: str = "data"
     ignore_stream: bool = False  # openai: the whole answer as JSON, though a stream was asked
+    # openai: how `sources` are cited: "annotations" (url_citation, OpenAI's and
+    # OpenRouter's) or "citations" (Perplexity's URL list in every chunk, titled by
+    # its search_results).
+    cite_form: str = "annotations"
     # SSE comments (": keep-alive") during first_delay: one at once, then this often.
     keepalive_every: float = 0.0
     one_newline: bool = False  # chatmount: events end at one newline, not SSE's blank line
@@ -625,20 +629,19 @@ class FakeChatAPI:
             return self._scripted_error(script, _openai_error(_reason(script.status)))
         cid = _id("chatcmpl")
         model = body["model"]
+        notes, listed = _openai_cites(script)
         if not body.get("stream") or script.ignore_stream:
+            message = {"role": "assistant", "content": script.answer, **notes}
             return web.json_response(
                 {
                     "id": cid,
                     "object": "chat.completion",
                     "model": model,
                     "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": script.answer},
-                            "finish_reason": script.finish_reason,
-                        }
+                        {"index": 0, "message": message, "finish_reason": script.finish_reason}
                     ],
                     "usage": script.usage or {"prompt_tokens": 5, "completion_tokens": 5},
+                    **listed,
                 }
             )
 
@@ -649,6 +652,7 @@ class FakeChatAPI:
                     "object": "chat.completion.chunk",
                     "model": model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    **listed,
                 }
             )
 
@@ -660,8 +664,23 @@ class FakeChatAPI:
             head=chunk({"role": "assistant", "content": ""}),
             malformed=b'data: {"id": "x", "choices": [\n\n',
             error=lambda e: _openai_stream_error(e, script.error_form),
-            tail=lambda: chunk({}, script.finish_reason) + b"data: [DONE]\n\n",
+            # OpenAI's search models annotate in a chunk of their own, after the text.
+            tail=lambda: (chunk(notes) if notes else b"")
+            + chunk({}, script.finish_reason) + b"data: [DONE]\n\n",
         )
+
+
+def _openai_cites(script: Script) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A script's sources as a message's (or delta's) annotations, or as the answer's
+    top-level `citations` and `search_results`, as its `cite_form` says."""
+    if not script.sources:
+        return {}, {}
+    if script.cite_form == "citations":
+        results = [{"title": title, "url": url} for url, title in script.sources]
+        return {}, {"citations": [url for url, _ in script.sources], "search_results": results}
+    notes = [{"type": "url_citation", "url_citation": {"url": url, "title": title}}
+             for url, title in script.sources]
+    return {"annotations": notes}, {}
 
 
 def _openai_stream_error(message: str, form: str) -> bytes:
