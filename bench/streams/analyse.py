@@ -38,7 +38,8 @@ METHOD = {
     "visible": "measured on the platform side: the fakes record each accepted message "
     "version and the newest token it shows (every token carries a marker)",
     "first_visible": "question sent -> first visible answer text, minus the API's time to "
-    "first token",
+    "first token; a conversation the API answered that showed no text is counted in "
+    "conversations_never_shown (and fails the first-visible target)",
     "token_to_visible": "API sent the token -> first platform version showing it; a token "
     "no version showed is counted in tokens_never_shown (and fails the p99 target)",
     "utilisation": "edits that showed new text / edits the budgets allowed while the "
@@ -329,7 +330,7 @@ def _group(
     p: Params, convs: list[dict[str, Any]], limits: dict[str, Any], allows: Any
 ) -> dict[str, Any]:
     overhead, first_raw, api_ttft, lat_all, lat_ok = [], [], [], [], []
-    tokens = complete = unshown = unshown_ok = 0
+    tokens = complete = unshown = unshown_ok = silent = 0
     for c in convs:
         tokens += len(c["sent"])
         reveals = c["reveals"]
@@ -340,6 +341,8 @@ def _group(
             api_ttft.append(ttft)
             first_raw.append(reveals[0][0] - c["asked"])
             overhead.append(reveals[0][0] - c["asked"] - ttft)
+        elif c["sent"]:
+            silent += 1  # answered, and nothing shown: no first words to time
         lat = token_latencies(c["sent"], reveals)
         lat_all.extend(lat)
         # Tokens no version ever showed have no latency: counted apart, not left out.
@@ -358,6 +361,7 @@ def _group(
         "tokens": tokens,
         "first_visible_ms": {"p50": _ms(percentile(overhead, 50)),
                              "p99": _ms(percentile(overhead, 99))},
+        "conversations_never_shown": silent,
         "first_visible_raw_ms": {"p50": _ms(percentile(first_raw, 50)),
                                  "p99": _ms(percentile(first_raw, 99))},
         "api_ttft_ms": {"p50": _ms(percentile(api_ttft, 50))},
@@ -380,6 +384,7 @@ def targets(p: Params, f: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets as PASS/FAIL (None: does not apply to this run)."""
     budget_p99 = f["token_to_visible_budget_allows_ms"]["p99"]
     never = f["token_to_visible_budget_allows_ms"]["never_shown"]
+    first_p50, silent = f["first_visible_ms"]["p50"], f["conversations_never_shown"]
     interval_ms = p.edit_interval * 1000
     rss_limit = 60 * 1024 + 30 * f["peak_live_streams"]
     rows = [
@@ -393,9 +398,9 @@ def targets(p: Params, f: dict[str, Any]) -> list[dict[str, Any]]:
          "n/a" if budget_p99 is None else f"{budget_p99:.0f} ms"
          + (f", {never:,} never shown" if never else ""),
          None if budget_p99 is None else budget_p99 <= interval_ms + 100 and not never),
-        ("first visible p50 beyond API TTFT", "<= 50 ms",
-         _fmt_ms(f["first_visible_ms"]["p50"]),
-         None if f["first_visible_ms"]["p50"] is None else f["first_visible_ms"]["p50"] <= 50),
+        ("first visible p50 beyond API TTFT", "<= 50 ms, every answer shown",
+         _fmt_ms(first_p50) + (f", {silent:,} never shown" if silent else ""),
+         False if silent else None if first_p50 is None else first_p50 <= 50),
         ("CPU per streamed token", "<= 20 us",
          "n/a" if f["cpu_us_per_token"] is None else f"{f['cpu_us_per_token']:.1f} us",
          None if f["cpu_us_per_token"] is None else f["cpu_us_per_token"] <= 20),
@@ -434,6 +439,7 @@ def table(p: Params, result: dict[str, Any]) -> str:
     row("token-to-visible p50", lambda g: _fmt_ms(g["token_to_visible_ms"]["p50"]))
     row("token-to-visible p99", lambda g: _fmt_ms(g["token_to_visible_ms"]["p99"]))
     row("token-to-visible max", lambda g: _fmt_ms(g["token_to_visible_ms"]["max"]))
+    row("answers that showed nothing", lambda g: f"{g['conversations_never_shown']:,}")
     row("tokens never shown", lambda g: f"{g['tokens_never_shown']:,}")
     row("edits / posts", lambda g: f"{g['edits']:,} / {g['posts']:,}")
     row("edits with new text / allowed", lambda g: f"{g['edits_showing_new_text']:,} / "

@@ -89,6 +89,30 @@ def test_tokens_no_version_showed_are_counted_and_fail_the_latency_target() -> N
     assert check["pass"] is False and "3 never shown" in check["got"]
 
 
+def test_answers_that_showed_nothing_are_counted_and_fail_the_first_words_target() -> None:
+    # Left out of the percentiles, a run where most answers showed nothing had the
+    # first words of the few that did: a PASS.
+    from bench.streams.analyse import _group, targets
+    from bench.streams.params import Params
+
+    p = Params(conversations=3, tokens=1, edit_interval=1.0)
+
+    def conv(reveals: list[tuple[float, int]]) -> dict[str, object]:
+        return {"platform": "slack", "bucket": "T1", "asked": 0.0, "requested": 0.0,
+                "sent": [0.1], "done": 0.2, "reveals": reveals,
+                "edits": [(r[0], True) for r in reveals], "posts": []}
+
+    limits = {"slack": {"edit": (50, 60.0), "post": (1, 1.0), "global": None,
+                        "first_reveal_is_post": False}}
+    figures = _group(p, [conv([(0.12, 0)]), conv([]), conv([])], limits, lambda c: True)
+    assert figures["conversations_never_shown"] == 2
+    assert figures["first_visible_ms"]["p50"] == 20.0
+    row = {**figures, "platform_429": 0, "cpu_us_per_token": None, "peak_live_streams": 1,
+           "peak_rss_mb": 1.0}
+    [check] = [t for t in targets(p, row) if t["target"].startswith("first visible")]
+    assert check["pass"] is False and check["got"] == "20 ms, 2 never shown"
+
+
 def test_parsers_bench_reports_parsers_dialects_the_pipeline_and_mrkdwn(tmp_path: Path) -> None:
     out = tmp_path / "parsers.json"
     proc = subprocess.run(
