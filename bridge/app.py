@@ -437,9 +437,10 @@ class Bridge:
                 return clean
             left = [
                 rec for rec in found
-                # A record the store failed to remove is of a finished reply (or one
-                # marked already). One given up on is left for the next start: its
-                # platform was failing lately, and a mark failing here would end it.
+                # A record not removed yet (the store failed, or the stop cut its
+                # removal) is of a finished reply (or one marked already). One given
+                # up on is left for the next start: its platform was failing lately,
+                # and a mark failing here would end it.
                 if rec.owner == self.owner and rec.id not in self.relay.unended
                 and rec.id not in self.relay.given_up
             ]

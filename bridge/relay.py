@@ -80,8 +80,9 @@ class Relay:
         self._spaces: dict[tuple[str, str], int] = {}  # `ahead`, by workspace
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: set[Job] = set()
-        # Records of finished replies whose removal from the store failed: the
-        # heartbeat removes them later, and nobody may mark them interrupted.
+        # Records of finished replies not yet removed from the store (being removed,
+        # or their removal failed): the heartbeat, or a stop, removes them, and nobody
+        # may mark them interrupted.
         self.unended: set[str] = set()
         # Replies whose end nothing showed (the platform kept failing): their records
         # stay, for the bridge to mark them interrupted once the platform is back.
@@ -309,10 +310,10 @@ class Relay:
                 if not job.interrupted:  # (one given up on: `given_up` holds its progress)
                     self.progress.forget(job.record.id)
                 if not (job.interrupted or job.unmarked):
-                    # Shielded: a stop arriving now must not leave a finished reply
-                    # looking interrupted to the next process.
-                    for record in job.records:
-                        await asyncio.shield(self.end_record(record.id))
+                    # Shielded, all in one: a stop arriving now must not leave a finished
+                    # reply (or a reset's second record) looking interrupted to the next
+                    # process, nor to this one's stop.
+                    await asyncio.shield(self.end_record(*(r.id for r in job.records)))
             finally:
                 try:
                     for key in job.leased:  # let go even if a stop came during the line above
@@ -327,16 +328,23 @@ class Relay:
             self._queued -= 1
             self.metrics.queue_depth.set(self._queued)
 
-    async def end_record(self, rec_id: str) -> None:
-        """Remove a reply's in-flight record; if the store fails, the heartbeat will."""
-        try:
-            await self.store.inflight_end(rec_id)
-        except BridgeError as exc:
-            self.unended.add(rec_id)
-            log.error("could not close the record of reply %s (will retry): %s", rec_id, exc)
+    async def end_record(self, *rec_ids: str) -> None:
+        """Remove finished replies' in-flight records; if the store fails, the heartbeat
+        will. Each is in `unended` until it is gone: a stop that cuts this removal (a
+        statement on its way, its record still seen by the store's other connections)
+        ends it, and does not take it for a reply it cut."""
+        self.unended.update(rec_ids)
+        for rec_id in rec_ids:
+            try:
+                await self.store.inflight_end(rec_id)
+            except BridgeError as exc:
+                log.error("could not close the record of reply %s (will retry): %s",
+                          rec_id, exc)
+            else:
+                self.unended.discard(rec_id)
 
     async def end_records(self) -> None:
-        """Retry removing the records whose removal failed."""
+        """Remove the records whose removal failed (or is on its way: it is idempotent)."""
         for rec_id in list(self.unended):
             await self.store.inflight_end(rec_id)
             self.unended.discard(rec_id)

@@ -4,7 +4,8 @@ A statement behind another session's lock, or a database that stopped answering
 (a failover, a partition): the stop still ends within the grace and
 `AFTER_GRACE_SECONDS`, saying what it left for the next start, before an
 orchestrator's kill (30 s in Kubernetes by default). A second signal cuts the waits
-on a store that does not answer short, not the time of one that does.
+on a store that does not answer short, not the time of one that does. A stop that
+cuts a store call on its way leaves nothing behind that looks cut by it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bridge import app
 from bridge.app import Bridge
 from bridge.interruptions import END_ON_STOP
 from bridge.stopping import HURRIED_SECONDS
+from bridge.store import InFlight
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
 from tests.core.test_relay import bridge_for
@@ -249,3 +251,50 @@ async def test_a_second_signal_while_the_store_hangs_and_the_platform_is_slow(
     assert not clean
     assert UNAVAILABLE in caplog.text
     assert took < clearing + 1.0 + MARGIN
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("reset", [False, True])
+async def test_a_stop_while_a_finished_replys_record_is_removed_marks_nothing(
+    fake_chat_api: FakeChatAPI, reset: bool
+) -> None:
+    # The stop cut the removal, which went on, on a connection of its own: the stop's
+    # look for the replies it cut, on another, still found the record, and marked the
+    # finished reply interrupted, its text cut back to the progress last recorded. A
+    # reset's second record (in the asker's own conversation) was not removed at all.
+    fake_chat_api.enqueue(tokens=["The ", "whole ", "answer."], token_delay=0.02)
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url, route=", session: channel") as bridge,
+    ):
+        store = bridge.store
+        end, mark = store.inflight_end, bridge.recovery.mark_interrupted
+        removing, go_on, removed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        marked: list[str] = []
+
+        async def slow_end(rec_id: str) -> None:
+            if removing.is_set():
+                await end(rec_id)
+                return
+            removing.set()  # the first removal, the finished reply's: a busy database
+            await go_on.wait()
+            await end(rec_id)
+            removed.set()
+
+        async def marking(rec: InFlight, *, kept: bool = False) -> int:
+            marked.append(rec.id)
+            return await mark(rec, kept=kept)
+
+        store.inflight_end = slow_end  # type: ignore[method-assign]
+        bridge.recovery.mark_interrupted = marking  # type: ignore[method-assign]
+        on: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+        target = await (on.say("", command="reset") if reset else on.say("A question?"))
+        await asyncio.wait_for(removing.wait(), 10)
+        shown = (target.visible(), list(target.notices))
+        assert await bridge.drain(grace=0)  # the grace ends as the record is removed
+        go_on.set()
+        await asyncio.wait_for(removed.wait(), 10)
+        assert marked == []
+        assert await store.inflight_orphans("anyone", time.time() + 1) == []
+        assert (target.visible(), target.notices) == shown
