@@ -110,7 +110,18 @@ class Turns:
                 await asyncio.shield(held)
                 continue
             # Renewed by the heartbeat (`leases`) while the answer runs.
-            if await self.store.acquire_lease(key, self.owner, self.stale_after, time.time()):
+            try:
+                taken = await self.store.acquire_lease(
+                    key, self.owner, self.stale_after, time.time()
+                )
+            except asyncio.CancelledError:
+                # Cut (a stop) with the store's answer on its way: the lease may be this
+                # process's all the same, and would keep the conversation from the other
+                # replicas until it expires. Unless a job of ours holds it meanwhile.
+                if key not in self._leases:
+                    await asyncio.shield(self._release(key))
+                raise
+            if taken:
                 if key in self._leases:
                     continue  # another job of ours took it meanwhile
                 self._leases[key] = asyncio.get_running_loop().create_future()
@@ -121,14 +132,18 @@ class Turns:
 
     async def let_go(self, key: str) -> None:
         try:
-            await self.store.release_lease(key, self.owner)
-        except BridgeError as exc:  # it expires on its own
-            log.warning("could not release the lease: %s", exc, extra={"conversation": key})
+            await self._release(key)
         finally:
             # Released in the store first: a job of ours waiting for it takes it anew.
             held = self._leases.pop(key, None)
             if held is not None and not held.done():
                 held.set_result(None)
+
+    async def _release(self, key: str) -> None:
+        try:
+            await self.store.release_lease(key, self.owner)
+        except BridgeError as exc:  # it expires on its own
+            log.warning("could not release the lease: %s", exc, extra={"conversation": key})
 
     def leases(self) -> list[str]:
         """The conversations whose lease this process holds (for heartbeats)."""

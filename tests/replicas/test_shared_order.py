@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,30 @@ async def test_a_question_asked_after_a_waiting_reset_is_not_reset_by_it(
         again = await console.say("again", audience="asker", sent_at=t0 + 3)
         await asyncio.wait_for(again.ended.wait(), 10)
     assert fake.requests[2].json.get("session_id") == "ASKED-AFTER"
+
+
+async def test_a_stop_while_a_lease_is_taken_leaves_it_to_the_other_replicas(
+    fake_chat_api: FakeChatAPI,
+) -> None:
+    # The stop cut the job as the store's answer was on its way, the lease taken: it
+    # stayed this stopped process's until it expired (three heartbeats), and the other
+    # replicas answered nothing in that conversation meanwhile.
+    async with pg_schema_url() as url, shared_bridge(
+        fake_chat_api, url, limits="heartbeat_interval: 10"
+    ) as bridge:
+        store = bridge.store
+        acquire = store.acquire_lease
+        taken: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def slow_answer(key: str, owner: str, ttl: float, now: float) -> bool:
+            assert await acquire(key, owner, ttl, now)  # taken, in the database
+            taken.set_result(key)
+            await asyncio.Event().wait()  # its answer slow to come back, until the stop
+            return True
+
+        store.acquire_lease = slow_answer  # type: ignore[method-assign]
+        console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
+        await console.say("A question?", thread="T1")
+        key = await asyncio.wait_for(taken, 10)
+        await bridge.drain(grace=0)
+        assert await acquire(key, "another-replica", bridge.relay.stale_after, time.time())
