@@ -160,6 +160,10 @@ async def test_a_follow_up_reaching_another_replica_while_its_question_waits_is_
         await wait_for(lambda: fake_chat_api.requests)  # A's only stream is taken
         await on_a.say("how do I deploy?", thread="T2", sent_at=1_700_000_000.2)
         await wait_for(lambda: len(a.relay._jobs) == 2)  # taken, waiting its turn
+        # ...and its thread recorded for every replica (once taken, a moment after).
+        async with asyncio.timeout(10):
+            while await b.relay.store.get_conversation("console:W1:thread:C1:T2|docs") is None:
+                await asyncio.sleep(0.01)
         await on_b.say("on Windows, please", thread="T2", mentioned=False,
                        sent_at=1_700_000_000.3)
         await wait_for(lambda: len(fake_chat_api.requests) == 3, timeout=20)
