@@ -102,8 +102,8 @@ def never_markable(exc: BaseException) -> bool:
 
 class GivenUp:
     """The replies this process gave up on, their platform failing so long that nothing
-    showed they ended (`Relay._fail`): each as its record, with the text and messages
-    the reply had. Their records stay in flight, beaten for by the heartbeat, until
+    showed they ended (`bridge.answering._fail`): each as its record, with the text and
+    messages the reply had. Their records stay in flight, beaten for by the heartbeat, until
     the bridge marks them interrupted (`Recovery.mark_given_up`), in the order they
     were given up, or they are dropped: never to be marked (`failed`), superseded by
     their conversation's next answer (`superseded`), left to the other replicas

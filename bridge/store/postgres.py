@@ -81,9 +81,9 @@ class PostgresStore(Store):
     """Conversation store in PostgreSQL, safe to share between processes.
 
     `url` is a libpq-style URL (`postgresql://user[:password]@host:5432/db`).
-    `min_size`/`max_size` bound the pool (see `pool_size`); `connect_timeout` and
-    `command_timeout` (seconds) bound how long a connection attempt or a
-    statement may take before StoreError. A wait for a free connection of the
+    `min_size`/`max_size` bound the pool (see `postgres_server.pool_size`);
+    `connect_timeout` and `command_timeout` (seconds) bound how long a connection
+    attempt or a statement may take before StoreError. A wait for a free connection of the
     pool is bounded by `connect_timeout` too, and told apart: the pool is busy,
     not the server.
     """
