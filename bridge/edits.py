@@ -22,13 +22,13 @@ On a shared store an edit may reach another replica than the one holding the
 question, and a replica's own may not be the last. Each edit is recorded as an
 event id numbered in the order recorded (`edit_id`: the first, then `#2`, `#3`...),
 pruned with the others after `limits.event_ttl`. The replica about to ask a
-question looks for an edit numbered after the last it was told of: there is one,
-and its text is not known here, so the question is withdrawn (the asker is told to
-ask again). A turn kept of a question with any edit recorded is forgotten (its text
-might not be the last). An edit that is itself the question asked (one adding the
-bot's mention forgotten, where the adapter can tell) is not recorded so, or its own
-turn would go. Edits of one question are applied one at a time, the last told
-winning.
+question looks for an edit numbered after the last it recorded (one told here whose
+record failed is known here all the same): there is one, and its text is not known
+here, so the question is withdrawn (the asker is told to ask again). A turn kept of
+a question with any edit recorded is forgotten (its text might not be the last). An
+edit that is itself the question asked (one adding the bot's mention forgotten, where
+the adapter can tell) is not recorded so, or its own turn would go. Edits of one
+question are applied one at a time, the last told winning.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ class _Told:
     """A message's edit told here: its text, read as a question's (valid, stripped)."""
 
     text: str
-    # On a shared store, the number its record took among the message's edits (0:
-    # none recorded: not shared, itself asked, or the store failed).
+    # On a shared store, the number of the last of the message's edits recorded here:
+    # this one's, or where it took none (itself asked, or the store failed), the one
+    # before's (0: none recorded).
     number: int = 0
 
 
@@ -119,6 +120,10 @@ class Edits:
                 try:
                     told.number = await self._number(question)
                 except BridgeError as exc:
+                    # Its text is known here all the same: an edit found after the one
+                    # before is another replica's (or this one's, recorded though the
+                    # store said it failed: withdrawn, as the text may not be the last).
+                    told.number = before.number if before is not None else 0
                     log.warning("could not record the edit of message %s: %s; if another "
                                 "replica holds it as a question, it asks it (or keeps its "
                                 "turn) as it was asked", message_id, exc, extra=where)

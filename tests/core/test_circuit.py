@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
 from bridge import circuit as circuit_module
 from bridge.circuit import Circuit
 from bridge.jobs import unavailable
+from tests.core.fakeplatform import wait_for
+from tests.core.test_relay import bridge_for, failed_answers, platform
+from tests.fakes.chatapi import FakeChatAPI
 
 
 class Clock:
@@ -139,3 +144,31 @@ def test_a_refused_key_is_an_error_once_a_minute_at_most_and_its_mending_an_info
                                   "refused")
     circuit.success()
     assert len(said()) == 3  # said once
+
+
+async def test_a_question_whose_turn_comes_while_a_429_holds_the_api_is_told_to_wait(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Waiting behind its conversation's answer as a question elsewhere is answered 429:
+    # when its turn comes, the API is not asked, and its asker is told how long to wait.
+    gate = asyncio.Event()
+    fake_chat_api.enqueue(tokens=["First answer."], gate=gate)
+    fake_chat_api.enqueue(status=429, retry_after=120)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        first = await platform(bridge).say("one", thread="A")
+        await fake_chat_api.wait_requests(1)
+        second = await platform(bridge).say("two", thread="A")  # waits its turn
+        assert second is first  # one thread, one place
+        other = await platform(bridge).say("three", thread="B")
+        await asyncio.wait_for(other.ended.wait(), 10)
+        assert "rate limited" in " ".join(other.visible() + other.notices)
+        gate.set()
+        await wait_for(lambda: any("rate limited" in n for n in second.notices))
+        await wait_for(lambda: not bridge.relay._jobs)
+        assert [n for n in second.notices if "rate limited" in n] == [
+            "The assistant is rate limited; please try again in 2 min."
+        ]
+        assert first.visible()[0] == "First answer."
+        assert len(fake_chat_api.requests) == 2  # the second question was not sent
+        assert failed_answers(bridge, "unavailable") == 1
+        assert await bridge.store.inflight_orphans("nobody", float("inf")) == []

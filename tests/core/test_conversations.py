@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import parse_config
+from bridge.conversations import tell_of_other_backends, tell_of_unmade_scopes
+from bridge.errors import StoreError
+from bridge.store.sqlite import SQLiteStore
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, RecordingTarget
 from tests.fakes.chatapi import FakeChatAPI
 
@@ -148,6 +152,28 @@ async def test_no_warning_when_every_conversation_has_its_session(
                 await ask(b, "question", thread="T1")
                 await ask(b, "question", **DM)
     assert told_of_scopes(caplog) == []
+
+
+async def test_counts_the_store_cannot_make_at_start_are_one_warning_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def others(configured: Collection[str]) -> dict[str, int]:
+        raise StoreError("the store is unreachable")
+
+    async def unmade(made: Mapping[str, Collection[str]]) -> dict[tuple[str, str], int]:
+        raise StoreError("the store is unreachable")
+
+    async with SQLiteStore(tmp_path / "b.db") as store:
+        store.other_backends = others  # type: ignore[method-assign]
+        store.unmade_scopes = unmade  # type: ignore[method-assign]
+        await tell_of_other_backends(store, {"bot"}, None)  # raises nothing
+        await tell_of_unmade_scopes(store, [], None)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "could not count the conversations of backends no route uses: the store is "
+        "unreachable",
+        "could not count the conversations whose key scope no route makes: the store is "
+        "unreachable",
+    ]
 
 
 # ---------------------------------------------------------------------- a kind changed

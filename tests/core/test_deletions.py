@@ -9,7 +9,7 @@ import pytest
 
 from bridge.deletions import record_deletion, taken_back
 from bridge.errors import StoreError
-from bridge.interfaces import Inbound
+from bridge.interfaces import Inbound, Turn
 from bridge.store.sqlite import SQLiteStore
 from tests.core.recording import RecordingTarget
 
@@ -58,3 +58,32 @@ async def test_a_store_that_cannot_say_keeps_the_turn(
         for r in caplog.records
         if r.levelno == logging.WARNING
     )
+
+
+async def test_a_deletion_the_store_cannot_take_is_logged_and_its_turn_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SharedStore(tmp_path / "b.db") as store:
+        await store.append_history(
+            "k", [Turn("user", "my password is hunter2", "slack:T1:U1"), Turn("assistant", "a")],
+            10, question="slack:T1:C1:1.0",
+        )
+
+        async def unclaimed(event_id: str, now: float) -> bool:
+            raise StoreError("the store is unreachable")
+
+        async def unforgotten(question: str) -> int:
+            raise StoreError("the store is unreachable")
+
+        store.claim_event = unclaimed  # type: ignore[method-assign]
+        store.forget_question = unforgotten  # type: ignore[method-assign]
+        await record_deletion(store, "slack", "T1", "C1", "1.0")  # raises nothing
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert said == [
+            "could not record the deletion of message 1.0: the store is unreachable; if "
+            "another replica holds it as a question waiting its turn, it is answered",
+            "could not forget deleted message 1.0: the store is unreachable; if it was a "
+            "question answered, its conversation's history keeps it until a reset",
+        ]
+        # Kept, as the warning says.
+        assert [t.content for t in await store.history("k")] == ["my password is hunter2", "a"]

@@ -10,13 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from bridge.answering import EDITED_ELSEWHERE
+from bridge.app import Bridge
+from bridge.config import parse_config
 from bridge.deletions import question_id
 from bridge.edits import EDITS_KEPT, Edits, Latest
 from bridge.errors import StoreError
 from bridge.interfaces import Turn
+from bridge.store import Store
 from bridge.store.postgres import PostgresStore
 from bridge.store.sqlite import SQLiteStore
+from tests.core.fakeplatform import TEST_REGISTRY, wait_for
 from tests.core.test_deletions import SharedStore
+from tests.core.test_relay import make_config, platform
+from tests.fakes.chatapi import FakeChatAPI
 from tests.store.conftest import pg_schema_url
 
 QUESTION = question_id("slack", "T1", "C1", "2.0")
@@ -187,3 +194,75 @@ async def test_on_a_shared_store_an_edit_told_elsewhere_after_is_found(tmp_path:
         # An edit that is itself the question asked is no edit of it.
         await other.edited("slack", "T1", "C1", "9.0", "and now?", True)
         assert await holding.latest(question_id("slack", "T1", "C1", "9.0")) == Latest(None, False)
+
+
+async def unrecorded(
+    store: Store, edits: Edits, text: str,
+    where: tuple[str, str, str, str] = ("slack", "T1", "C1", "2.0"),
+) -> None:
+    """Tell `edits` an edit (of the question 2.0) whose record the store fails to take."""
+    real = store.claim_event
+
+    async def down(event_id: str, now: float) -> bool:
+        raise StoreError("the store is unreachable")
+
+    store.claim_event = down  # type: ignore[method-assign]
+    try:
+        await edits.edited(*where, text)
+    finally:
+        store.claim_event = real  # type: ignore[method-assign]
+
+
+async def test_an_edit_whose_record_failed_is_still_known_here(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Edited twice here, the second edit's record failing: the replica looked for an
+    # edit after none and found its own first, and refused the question as edited on
+    # another replica, though it knew how it read.
+    async with SharedStore(tmp_path / "b.db") as store:
+        holding, other = Edits(store, 100), Edits(store, 100)
+        await holding.edited("slack", "T1", "C1", "2.0", "my password hunter2 fails")  # #1
+        await unrecorded(store, holding, "my password fails")
+        assert any("could not record the edit of message 2.0" in r.getMessage()
+                   for r in caplog.records if r.levelno == logging.WARNING)
+        assert await holding.latest(QUESTION) == Latest("my password fails", False)
+        # An edit told to another replica after it is still found.
+        await other.edited("slack", "T1", "C1", "2.0", "my password still fails")  # #2
+        assert await holding.latest(QUESTION) == Latest("my password fails", True)
+
+
+async def test_a_first_edit_whose_record_failed_finds_another_replicas(tmp_path: Path) -> None:
+    async with SharedStore(tmp_path / "b.db") as store:
+        holding, other = Edits(store, 100), Edits(store, 100)
+        await unrecorded(store, holding, "my password fails")
+        assert await holding.latest(QUESTION) == Latest("my password fails", False)
+        await other.edited("slack", "T1", "C1", "2.0", "my password still fails")  # #1
+        assert await holding.latest(QUESTION) == Latest("my password fails", True)
+
+
+@pytest.mark.postgres
+async def test_a_waiting_question_edited_here_twice_is_asked_as_it_reads(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # On a shared store, the second edit's record failing: the question was refused
+    # ("edited while it waited"), and "edited on another replica" logged.
+    gate = asyncio.Event()
+    fake_chat_api.enqueue(tokens=["First answer."], gate=gate)
+    fake_chat_api.enqueue(tokens=["Second answer."])
+    async with pg_schema_url() as url:
+        db = tmp_path / "unused.db"
+        text = make_config(fake_chat_api, db).replace(f"store: sqlite://{db}", f"store: {url}")
+        config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+        async with Bridge(config, TEST_REGISTRY) as bridge:
+            assert bridge.store.shared
+            target = await platform(bridge).say("one", thread="A")
+            await fake_chat_api.wait_requests(1)
+            await platform(bridge).say("two: my password is hunter2", thread="A")  # 2.000
+            edits, where = bridge.relay.edits, ("console", "W1", "C1", "2.000")
+            await edits.edited(*where, "two: my password is wrong")
+            await unrecorded(bridge.store, edits, "two: why is it wrong?", where)
+            gate.set()
+            await wait_for(lambda: len(fake_chat_api.requests) >= 2
+                           or EDITED_ELSEWHERE in target.notices)
+            assert EDITED_ELSEWHERE not in target.notices
+            assert fake_chat_api.requests[1].json["message"] == "two: why is it wrong?"
