@@ -350,6 +350,8 @@ class SlackTarget(ReplyTarget):
                     if resp.status < 300:
                         return
                     log.warning("slack: response_url answered %s", resp.status)
+            except TimeoutError:  # the session's total timeout (`slack.timeout`)
+                log.warning("slack: response_url did not answer in time")
             except aiohttp.ClientError:
                 log.warning("slack: response_url unreachable")
         if self.user:
