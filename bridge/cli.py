@@ -21,18 +21,20 @@ from bridge.errors import (
     Forbidden,
     Overloaded,
     ProxyRefused,
+    ProxyUnreachable,
     TimedOut,
     Unauthorized,
     Unavailable,
 )
 from bridge.interfaces import ChatAPI, ChatRequest, Done, Registry, Source, Sources, Status, Token
 from bridge.logs import setup_logging
+from bridge.proxies import check_proxy_env
 from bridge.resources import LoopExceptions, settle_heap
 from bridge.routing import shadowed
 from bridge.sources import dedupe_sources
 from bridge.terminal import discard_output, printable
 from bridge.text import TokenText, valid_text
-from bridge.transport import check_proxy_env, http_client
+from bridge.transport import check_tls_env, http_client
 
 log = logging.getLogger("chat_bridge.cli")
 
@@ -80,6 +82,7 @@ def run_cli(argv: Sequence[str] | None, registry: Registry) -> int:
             return asyncio.run(run_demo(registry, questions, read_stdin))
         config = load_config(args.config, registry=registry)
         check_proxy_env()
+        check_tls_env()
         if args.command in ("check", "ask"):
             # Their requests log as the daemon's do: the backend named, secrets scrubbed.
             setup_logging(config.logging.level, config.logging.json_format, config.secrets())
@@ -255,7 +258,7 @@ async def _ask(config: Config, registry: Registry, name: str, question: str) -> 
 def _to_check(config: Config, name: str, exc: BridgeError) -> str:
     """For the admin running `ask` or `check --probe`, a line on which key to look
     at, and where the URL leads (without its query, where a key may be)."""
-    if isinstance(exc, ProxyRefused | Overloaded):  # the proxy or the bridge, not the backend
+    if isinstance(exc, ProxyRefused | ProxyUnreachable | Overloaded):  # not the backend's fault
         return f"\n  {exc}"
     where = f"\n  check backends.{name}"
     if isinstance(exc, (Unauthorized, Forbidden)):

@@ -14,11 +14,13 @@
         │                        `.history_sent`)
         ├── Unauthorized         401: the API key is wrong
         ├── Forbidden            403: the key may not use this chatbot (or IP allowlist)
-        ├── ProxyRefused         407: the proxy between refused its credentials (HTTPS_PROXY)
+        ├── ProxyRefused         the proxy between refused the request: its credentials
+        │                        (407), the host (403...; HTTPS_PROXY, NO_PROXY)
         ├── RateLimited          429: try again at `.retry_at` (epoch seconds, or None)
         ├── Unavailable          5xx, refused or dropped connection
         │   ├── Misaddressed     a host name that does not resolve, TLS that fails
         │   ├── Overloaded       the bridge is out of open files (not the API's fault)
+        │   ├── ProxyUnreachable the proxy between could not be reached (HTTPS_PROXY)
         │   └── TimedOut         no answer within the configured timeout
         │       └── SlowToBegin  ...no text of it within connect + first_byte
         └── ProtocolError        the API spoke something we do not understand
@@ -198,10 +200,12 @@ class Forbidden(ChatAPIError):
 
 
 class ProxyRefused(ChatAPIError):
-    """407 Proxy Authentication Required: the proxy the environment names refused the
-    credentials its variable (HTTPS_PROXY, HTTP_PROXY) gives, or wants some. The
-    request went no further: the API key was not checked. The message, for the log,
-    says which variable to check; the asker is told to tell an admin."""
+    """The proxy the environment names refused the request, which went no further:
+    the API key was not checked. 407 Proxy Authentication Required: it refused the
+    credentials its variable (HTTPS_PROXY, HTTP_PROXY) gives, or wants some; another
+    status (403, say): it may not reach the API's host. The message, for the log,
+    says what to check (the variable, NO_PROXY); the asker is told to tell an
+    admin, and it is not tried again."""
 
     user_message = (
         "The assistant is misconfigured (a proxy refused the bridge's credentials). "
@@ -213,6 +217,10 @@ class ProxyRefused(ChatAPIError):
         self, message: str | None = None, *, backend: str | None = None, status: int | None = 407
     ) -> None:
         super().__init__(message, backend=backend, status=status)
+        if status != 407:
+            self.user_message = (
+                "The assistant is misconfigured (a proxy refused to reach it). Tell an admin."
+            )
 
 
 class RateLimited(ChatAPIError):
@@ -258,6 +266,16 @@ class Overloaded(Unavailable):
     to raise; the asker is told the bridge is overloaded."""
 
     user_message = "The bridge is overloaded right now; please try again shortly."
+    logged_only = True
+
+
+class ProxyUnreachable(Unavailable):
+    """The proxy the environment names (HTTPS_PROXY, HTTP_PROXY) could not be
+    reached (it refused the connection, say): the API was not asked. Tried again as
+    a refused connection is; the message, for the log, names the proxy's host and
+    port and the variable to check, not the backend's url."""
+
+    user_message = "The assistant could not be reached; please try again shortly."
     logged_only = True
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from urllib.parse import quote, unquote, urlsplit
 
-from bridge.transport import proxy_variables
+from bridge.proxies import proxy_variables
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Tokens no config holds but URLs carry, which libraries log (discord.py at DEBUG):

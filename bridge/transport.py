@@ -16,10 +16,16 @@ aiohttp's errors become the httpx errors they correspond to, so a dialect's
 error handling is the same whichever transport it runs on. A failure to
 connect says what failed in words an admin can act on (a host name that does
 not resolve, a TLS handshake that failed, a refused connection), naming the
-host and port only: never the URL, whose query may carry a key. A tunnel the
-proxy refuses with 407 is `ProxyAuthFailed`, naming the proxy variable to
-check (`proxy_refused`), never its password. A connection the bridge could not
-open as it is out of open files is `OutOfFiles`, naming the limit to raise.
+host and port only: never the URL, whose query may carry a key. A proxy that
+could not be reached is `ProxyConnectError`, and one that refuses the tunnel
+`ProxyDenied` (`ProxyAuthFailed` for its 407), each naming the proxy and the
+variable to check (`bridge.proxies`), never its password. A connection the
+bridge could not open as it is out of open files is `OutOfFiles`, naming the
+limit to raise.
+
+The chat APIs trust certifi's CAs, or, where SSL_CERT_FILE or SSL_CERT_DIR is
+set, what OpenSSL's defaults do (`tls_context`), as Slack's and Discord's
+clients do.
 """
 
 from __future__ import annotations
@@ -28,12 +34,10 @@ import asyncio
 import contextlib
 import errno
 import http.cookiejar
-import ipaddress
 import os
 import resource
 import socket
 import ssl
-import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 
 import aiohttp
@@ -41,9 +45,14 @@ import httpx
 import yarl
 
 from bridge.errors import ConfigError
-
-# The status a proxy answers when it wants credentials, or refuses those it was given.
-PROXY_AUTH_REQUIRED = 407
+from bridge.proxies import (
+    PROXY_AUTH_REQUIRED,
+    env_proxy,
+    host_port,
+    proxy_refusal,
+    proxy_unreachable,
+    proxy_variable,
+)
 
 # aiohttp's errors and what they mean to an httpx caller; the first match wins.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -65,10 +74,26 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
-class ProxyAuthFailed(httpx.ProxyError):
+class ProxyDenied(httpx.ProxyError):
+    """The proxy the environment names refused the tunnel to the API: it answered
+    CONNECT with `status` (403, say: the host is not on its allow list). Trying
+    again will not mend it. The message (`bridge.proxies.proxy_refused`) names the
+    proxy and what to check (the variable, NO_PROXY)."""
+
+    def __init__(self, message: str, *, status: int, request: httpx.Request) -> None:
+        super().__init__(message, request=request)
+        self.status = status
+
+
+class ProxyAuthFailed(ProxyDenied):
     """The proxy the environment names refused the request its credentials (407 Proxy
-    Authentication Required, to a tunnel). The message (`proxy_refused`) says which
-    variable to check."""
+    Authentication Required, to a tunnel). The message says which variable to check."""
+
+
+class ProxyConnectError(httpx.ConnectError):
+    """The proxy the environment names could not be reached (it refused the
+    connection, say): the request went no further. The message names the proxy's
+    host and port and the variable to check."""
 
 
 class BadAddress(httpx.ConnectError):
@@ -117,7 +142,11 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
     except aiohttp.ClientError as exc:
         refused = proxy_refusal(exc)
         if refused is not None:
-            raise ProxyAuthFailed(refused, request=request) from exc
+            status = getattr(exc, "status", PROXY_AUTH_REQUIRED)
+            if status >= 500:  # the proxy could not reach the API: as a refused connection
+                raise httpx.ConnectError(refused, request=request) from exc
+            kind = ProxyAuthFailed if status == PROXY_AUTH_REQUIRED else ProxyDenied
+            raise kind(refused, status=status, request=request) from exc
         said = _connect_failure(exc, str(request.url))
         if said is not None:
             raise said[0](said[1], request=request) from exc
@@ -139,14 +168,15 @@ def _connect_failure(
         return None
     if exc.errno in _OUT_OF_FILES:  # whoever it was to reach, the proxy too
         return OutOfFiles, _out_of_files(exc.errno)
+    where = host_port(exc.host, exc.port)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        return None
-    where = f"[{exc.host}]:{exc.port}" if ":" in exc.host else f"{exc.host}:{exc.port}"
+        why = "connection refused" if _refused(exc) else (exc.strerror or type(exc).__name__)
+        return ProxyConnectError, proxy_unreachable(url, where, why)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         if exc.errno in _NO_SUCH_NAME:
             target = yarl.URL(url)
             if exc.host != target.host:  # the proxy's: the variable naming it is wrong
-                name = _proxy_variable(target) or "HTTPS_PROXY / HTTP_PROXY"
+                name = proxy_variable(target) or "HTTPS_PROXY / HTTP_PROXY"
                 return BadAddress, (
                     f"the host name {exc.host} of the proxy does not resolve (check {name})"
                 )
@@ -160,9 +190,13 @@ def _connect_failure(
             f"the TLS handshake with {where} failed (check the url's scheme and port, "
             f"or the certificate: {_tls_reason(exc)})"
         )
-    if isinstance(exc.os_error, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+    if _refused(exc):
         return httpx.ConnectError, f"connection refused at {where}"
     return None
+
+
+def _refused(exc: aiohttp.ClientConnectorError) -> bool:
+    return isinstance(exc.os_error, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED
 
 
 def out_of_files(exc: BaseException) -> str | None:
@@ -195,101 +229,6 @@ def _tls_reason(exc: aiohttp.ClientSSLError) -> str:
     return type(cause).__name__
 
 
-def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for `url`, read as httpx and curl read it;
-    None to go direct.
-
-    HTTPS_PROXY (wss: too) or HTTP_PROXY by the URL's scheme, else ALL_PROXY, in
-    upper or lower case; none for a host NO_PROXY names, nor for a loopback one
-    (`is_loopback`), as Go's clients and browsers take it: a proxy elsewhere
-    cannot reach this machine's loopback. A proxy given without a scheme
-    (`proxy.corp:3128`) is an http:// one; an https:// one is used as such; any
-    other kind (socks5://) is passed by. Credentials stay in the URL (aiohttp
-    sends them as Proxy-Authorization): never log it.
-    """
-    target = yarl.URL(url)
-    scheme = {"ws": "http", "wss": "https"}.get(target.scheme, target.scheme)
-    proxies = urllib.request.getproxies_environment()
-    named = (proxies.get(scheme) or proxies.get("all") or "").strip()
-    if not named or target.host is None or is_loopback(target.host):
-        return None
-    where = target.host if target.explicit_port is None else f"{target.host}:{target.port}"
-    if urllib.request.proxy_bypass(where):  # NO_PROXY (on Linux: the environment only)
-        return None
-    proxy = yarl.URL(_as_url(named))
-    if proxy.scheme not in ("http", "https"):
-        return None  # socks5:// and the like: no client here speaks them
-    return str(proxy)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is this machine's loopback: localhost (and its subdomains,
-    RFC 6761), 127.0.0.0/8 or ::1."""
-    name = host.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _as_url(proxy: str) -> str:
-    """A proxy as the variables may name it, as a URL: without a scheme, http://."""
-    return proxy if "://" in proxy else f"http://{proxy}"
-
-
-def proxy_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
-    """(name, URL) of each proxy variable set that the clients read: HTTPS_PROXY,
-    HTTP_PROXY and ALL_PROXY, in any case (NO_PROXY and the like, such as
-    npm_config_no_proxy, are host lists)."""
-    env = os.environ if env is None else env
-    return [(name, _as_url(value.strip())) for name, value in env.items()
-            if name.lower() in ("http_proxy", "https_proxy", "all_proxy") and value.strip()]
-
-
-def proxy_refused(url: str | yarl.URL) -> str:
-    """What a 407 Proxy Authentication Required to a request for `url` means, in
-    words an admin can act on: the proxy (its host and port) and the variable that
-    names it, never its user or password. The request went no further than the
-    proxy: no token or key of it was checked."""
-    name = _proxy_variable(yarl.URL(url))
-    if name is None:  # a proxy no variable names (a transparent one): say which they are
-        return ("a proxy refused the request (HTTP 407 Proxy Authentication Required): "
-                "check the user:password in HTTPS_PROXY / HTTP_PROXY")
-    proxy = yarl.URL(_as_url(os.environ[name].strip()))
-    host = proxy.host or "?"
-    where = f"[{host}]:{proxy.port}" if ":" in host else f"{host}:{proxy.port}"
-    if not proxy.user:
-        return (f"the proxy at {where} asks for a user and password (HTTP 407 Proxy "
-                f"Authentication Required) and {name} gives none: give the user:password "
-                f"in {name} ({proxy.scheme}://user:password@{where})")
-    return (f"the proxy at {where} refused the user and password {name} gives it (HTTP 407 "
-            f"Proxy Authentication Required): check the user:password in {name} (special "
-            "characters %-encoded)")
-
-
-def proxy_refusal(exc: BaseException) -> str | None:
-    """`proxy_refused`'s words when `exc` is aiohttp's error for a proxy's 407 (a
-    tunnel refused, or a websocket's upgrade); None for any other."""
-    if isinstance(exc, aiohttp.ClientResponseError) and exc.status == PROXY_AUTH_REQUIRED:
-        return proxy_refused(exc.request_info.url)
-    return None
-
-
-def _proxy_variable(url: yarl.URL) -> str | None:
-    """The name, as set, of the variable that gives `url` its proxy (as `env_proxy`
-    reads them: by scheme, else ALL_PROXY; the lower-case one first); None if none."""
-    if env_proxy(str(url)) is None:
-        return None
-    scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
-    for kind in (scheme, "all"):
-        for name in (f"{kind}_proxy", f"{kind.upper()}_PROXY"):
-            if os.environ.get(name, "").strip():
-                return name
-    return None
-
-
 def plain_url(value: str, *, credentials: str = "") -> str:
     """`value`, a URL without a user or password and with a valid host and port;
     else ValueError, which never echoes it (what precedes an @ is a password, and
@@ -304,22 +243,6 @@ def plain_url(value: str, *, credentials: str = "") -> str:
     if not host or any(c.isspace() for c in value):
         raise ValueError("is not a valid URL (check its host and port)")
     return value
-
-
-def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
-    """Raise ConfigError naming a proxy variable (HTTPS_PROXY...) that is no URL.
-
-    Found at start-up, not at the first request it would fail; its value is
-    never echoed (it may hold a password).
-    """
-    for name, url in proxy_variables(env):
-        try:
-            yarl.URL(url).port  # noqa: B018 - parsing is the check
-        except ValueError:
-            raise ConfigError(
-                name, "is not a valid proxy URL (check its host and port, and that "
-                "special characters in its password are %-encoded)"
-            ) from None
 
 
 class _Body(httpx.AsyncByteStream):
@@ -397,7 +320,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit=self._max_connections,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive,
-                ssl=self._ssl or httpx.create_ssl_context(),
+                ssl=self._ssl or _tls_context(),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -482,10 +405,34 @@ class _NoCookies(http.cookiejar.CookieJar):
 
 
 async def tls_context() -> ssl.SSLContext:
-    """The chat APIs' TLS context, as httpx makes it (certifi's CAs, or SSL_CERT_FILE /
-    SSL_CERT_DIR), made in a worker thread: loading the CAs takes tens of
-    milliseconds, which the first question would otherwise hold the event loop for."""
-    return await asyncio.to_thread(httpx.create_ssl_context)
+    """The chat APIs' TLS context (`_tls_context`), made in a worker thread: loading
+    the CAs takes tens of milliseconds, which the first question would otherwise
+    hold the event loop for."""
+    return await asyncio.to_thread(_tls_context)
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The CAs the chat APIs trust: certifi's; or, where SSL_CERT_FILE or SSL_CERT_DIR
+    is set, OpenSSL's default paths, as Slack's and Discord's clients (aiohttp's
+    default) trust them: the bundle SSL_CERT_FILE names in place of the system's,
+    and the directory SSL_CERT_DIR names (certificates by their hash) in place of
+    the system's, each whether the other is set or not. (httpx's own reading took
+    SSL_CERT_FILE alone where both were set.)"""
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    return httpx.create_ssl_context(trust_env=False)  # certifi's
+
+
+def check_tls_env(env: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigError where SSL_CERT_FILE names no file: OpenSSL would pass it by
+    without a word, and the private CA it holds go untrusted."""
+    env = os.environ if env is None else env
+    bundle = env.get("SSL_CERT_FILE", "")
+    if bundle and not os.path.isfile(bundle):
+        raise ConfigError(
+            "SSL_CERT_FILE", "names no file (give the path of a PEM bundle of the CAs to "
+            "trust: the public roots and your private CA)"
+        )
 
 
 def http_client(

@@ -30,20 +30,21 @@ from bridge.errors import (
     Overloaded,
     ProtocolError,
     ProxyRefused,
+    ProxyUnreachable,
     RateLimited,
     SlowToBegin,
     TimedOut,
     Unauthorized,
     Unavailable,
 )
+from bridge.proxies import PROXY_AUTH_REQUIRED, env_proxy, proxy_refused
 from bridge.transport import (
-    PROXY_AUTH_REQUIRED,
     BadAddress,
     CompressedBody,
     OutOfFiles,
-    ProxyAuthFailed,
+    ProxyConnectError,
+    ProxyDenied,
     content_coding,
-    proxy_refused,
 )
 
 if TYPE_CHECKING:
@@ -108,6 +109,13 @@ def status_error(
         said = proxy_refused(str(response.request.url))
         log.warning("HTTP 407 from the proxy: %s", said, extra={"backend": backend})
         return ProxyRefused(said, **kw)
+    if status == 403 and body is None and _forwarded(response.request.url):
+        # No JSON of the API's: the deny page of a proxy, whose 403 to a host not on
+        # its list was told as the API refusing the key.
+        said = proxy_refused(str(response.request.url), status)
+        log.warning("HTTP 403 with no message of the chat API's, through the proxy: %s",
+                    said, extra={"backend": backend})
+        return ProxyRefused(said, **kw)
     detail = scrub(error_text(body), key)
     coded = content_coding(response.headers.get_list("content-encoding"))
     unread = (f" (its body came compressed, Content-Encoding: {coded}: not read)" if coded
@@ -115,6 +123,13 @@ def status_error(
     said = f": {detail}" if detail else ("" if content is not None else unread)
     error = _status_kind(status, detail, response, kw)
     return _logged(error, f"HTTP {status} from the chat API{said}", backend)
+
+
+def _forwarded(url: httpx.URL) -> bool:
+    """Whether a request for `url` went through a proxy that answers it itself: a
+    plain http:// one (an https:// request's answer comes through the proxy's
+    tunnel from the API, the proxy's own refusal being the tunnel's)."""
+    return url.scheme == "http" and env_proxy(str(url)) is not None
 
 
 def _status_kind(
@@ -189,7 +204,7 @@ def transport_error(
     """The error an httpx error (or a request that cannot be sent) means."""
     # A failure to connect says what failed (the transport words it with the host
     # and port, never the URL); any other error is named by its kind only.
-    worded = httpx.ConnectError | ProxyAuthFailed | CompressedBody
+    worded = httpx.ConnectError | ProxyDenied | CompressedBody
     said = scrub(str(exc), key) if isinstance(exc, worded) else None
     error = _transport_kind(exc, backend, timeouts)
     return _logged(error, said or f"HTTP transport error: {type(exc).__name__}", backend)
@@ -197,8 +212,10 @@ def transport_error(
 
 def _transport_kind(exc: Exception, backend: str, timeouts: Timeouts) -> ChatAPIError:
     """The error an httpx error (or a request that cannot be sent) means."""
-    if isinstance(exc, ProxyAuthFailed):  # a tunnel refused: the key never left
-        return ProxyRefused(str(exc), backend=backend)
+    if isinstance(exc, ProxyDenied):  # a tunnel refused: the key never left
+        return ProxyRefused(str(exc), backend=backend, status=exc.status)
+    if isinstance(exc, ProxyConnectError):  # the backend's url is not the one to check
+        return ProxyUnreachable(str(exc), backend=backend)
     if isinstance(exc, CompressedBody):
         # Asking again would be answered the same way: only an admin can mend it.
         return ProtocolError(

@@ -23,6 +23,7 @@ from bridge.errors import (
     NotAStream,
     ProtocolError,
     ProxyRefused,
+    ProxyUnreachable,
     RateLimited,
     TimedOut,
     Unauthorized,
@@ -292,6 +293,49 @@ async def test_a_proxy_refusing_its_credentials_is_told_as_the_proxy_not_the_key
         "The assistant is misconfigured (a proxy refused the bridge's credentials). "
         "Tell an admin."
     )
+
+
+@pytest.mark.parametrize("tunnel", [False, True], ids=["forwarded", "https-tunnel"])
+async def test_a_proxy_refusing_the_host_is_told_as_the_proxy_not_the_key(
+    dialect, no_proxies, caplog, tunnel
+):
+    # The proxy's 403 to a host not on its list: forwarded, it was the API refusing the
+    # key (check backends.x.api_key); to a tunnel, "unavailable", asked again and again.
+    variable = "HTTPS_PROXY" if tunnel else "HTTP_PROXY"
+    url = f"{'https' if tunnel else 'http'}://chat.example.invalid/v1/chat"
+    async with FakeProxy(refuses=403) as proxy:
+        no_proxies.setenv(variable, proxy.url.replace("//", "//corp:s3cret@"))
+        api = dialect.api(url=url)
+        _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is ProxyRefused and exc.status == 403 and exc.backend == "bot"
+    assert len(proxy.seen) == 1  # not asked again
+    said = str(exc)
+    where = proxy.url.removeprefix("http://")
+    assert said.startswith(f"the proxy at {where} ({variable}) answered HTTP 403 Forbidden")
+    assert "NO_PROXY" in said and "chat.example.invalid" in said
+    assert "api_key" not in said and "s3cret" not in said + caplog.text
+    assert said in caplog.text
+    assert exc.user_message == (
+        "The assistant is misconfigured (a proxy refused to reach it). Tell an admin."
+    )
+
+
+async def test_a_proxy_that_cannot_be_reached_is_named_not_the_api(
+    dialect, no_proxies, caplog
+):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        where = f"127.0.0.1:{probe.getsockname()[1]}"
+    no_proxies.setenv("HTTPS_PROXY", f"http://corp:s3cret@{where}")
+    api = dialect.api(url="https://chat.example.invalid/v1/chat", retries={"attempts": 1})
+    _, exc = await collect_until_error(api, ask(api))
+    assert type(exc) is ProxyUnreachable and exc.status is None
+    assert str(exc) == (
+        f"the proxy at {where} could not be reached (connection refused): check "
+        "HTTPS_PROXY, and that the proxy is running"
+    )
+    assert exc.user_message == "The assistant could not be reached; please try again shortly."
+    assert "s3cret" not in caplog.text
 
 
 async def test_a_redirect_says_the_url_is_wrong(dialect, caplog):

@@ -21,7 +21,7 @@ from bridge.logs import (
     proxy_secrets,
     setup_logging,
 )
-from bridge.transport import env_proxy
+from bridge.proxies import env_proxy
 
 SECRET = "xoxb-very-secret-token"
 

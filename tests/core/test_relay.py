@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import aiohappyeyeballs
-import httpx
 import pytest
 
-from bridge import app, render, resources
+from bridge import app, render, resources, transport
 from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.errors import (
@@ -1818,6 +1817,12 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
         ("nobody listening", 1, "unreachable", "\n  check backends.docs.url (http://127.0.0.1:"),
         # Not "auth failed ... check backends.docs.api_key": the key never reached the API.
         ("proxy refused", 1, "proxy refused", "check the user:password in HTTP_PROXY"),
+        # The proxy's deny page for a host not on its list: not the API refusing the key.
+        ("proxy denies", 1, "proxy refused", "answered HTTP 403 Forbidden to the request for "
+         "chat.example.invalid:80: check that the proxy allows that host"),
+        # Not "check backends.docs.url": that is right, the proxy is down.
+        ("proxy down", 1, "unreachable", "could not be reached (connection refused): check "
+         "HTTP_PROXY, and that the proxy is running"),
     ],
 )
 async def test_check_probe_reports_each_backend(
@@ -1830,15 +1835,23 @@ async def test_check_probe_reports_each_backend(
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         text = text.replace(fake_chat_api.url, f"http://127.0.0.1:{port}")
-    if case == "proxy refused":  # a host the proxy is asked for (loopback goes direct)
+    through_proxy = case.startswith("proxy")
+    if through_proxy:  # a host the proxy is asked for (loopback goes direct)
         text = text.replace(fake_chat_api.url, "http://chat.example.invalid")
     config = tmp_path / "config.yaml"
     config.write_text(text)
     key = "wrong-key" if case == "bad key" else fake_chat_api.api_key
     env = {"KEY": key, "PATH": "/usr/bin:/bin"}
-    async with FakeProxy(credentials="corp:right-password") as proxy:
-        if case == "proxy refused":
-            env["HTTP_PROXY"] = proxy.url.replace("//", "//corp:expired-s3cret@")
+    refuses = 403 if case == "proxy denies" else None
+    credentials = "corp:right-password" if case == "proxy refused" else None
+    async with FakeProxy(credentials=credentials, refuses=refuses) as proxy:
+        if through_proxy:
+            where = proxy.url.removeprefix("http://")
+            if case == "proxy down":
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    where = f"127.0.0.1:{sock.getsockname()[1]}"
+            env["HTTP_PROXY"] = f"http://corp:expired-s3cret@{where}"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
@@ -1847,8 +1860,10 @@ async def test_check_probe_reports_each_backend(
     assert proc.returncode == code
     assert "expired-s3cret" not in out.decode() + err.decode()
     assert "Warning" not in err.decode(), err.decode()
-    if case == "proxy refused":
-        assert proxy.seen and "api_key" not in out.decode()
+    if through_proxy:
+        assert "api_key" not in out.decode() and "check backends" not in out.decode()
+    if case in ("proxy refused", "proxy denies"):
+        assert proxy.seen
     assert f"backend docs: {verdict}" in out.decode()
     assert (hint is None and "check backends" not in out.decode()) or (
         hint is not None and hint in out.decode()
@@ -2418,13 +2433,13 @@ async def test_the_chat_apis_tls_context_is_made_off_the_event_loop(
     # Loading the CAs takes tens of milliseconds: on the loop, the first question
     # after a start would hold every other reply that long.
     made_in: list[threading.Thread] = []
-    make = httpx.create_ssl_context
+    make = transport._tls_context
 
-    def recording(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+    def recording() -> ssl.SSLContext:
         made_in.append(threading.current_thread())
-        return make(*args, **kwargs)
+        return make()
 
-    monkeypatch.setattr(httpx, "create_ssl_context", recording)
+    monkeypatch.setattr(transport, "_tls_context", recording)
     fake_chat_api.enqueue(tokens=["Fine."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("How are you?")

@@ -23,15 +23,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from adapters.platforms.discord.targets import platform_error
 from adapters.platforms.slack.refusal import guard
 from bridge.errors import PlatformUnreachable
-from bridge.transport import (
-    BadAddress,
-    CompressedBody,
-    OutOfFiles,
-    ProxyAuthFailed,
-    env_proxy,
-    http_client,
-    proxy_refused,
-)
+from bridge.transport import BadAddress, CompressedBody, OutOfFiles, http_client
 from tests.fakes.proxy import FakeProxy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -201,20 +193,6 @@ async def test_a_host_name_that_does_not_resolve_is_named() -> None:
     )
 
 
-async def test_a_proxy_whose_host_name_does_not_resolve_is_told_as_the_proxys(
-    no_proxies: pytest.MonkeyPatch,
-) -> None:
-    # The admin was sent to the backend's url, which was right: the proxy's was not.
-    no_proxies.setenv("HTTPS_PROXY", "http://me:s3cret@proxy.exmaple-typo.invalid:3128")
-    async with http_client() as client:
-        with pytest.raises(BadAddress) as caught:
-            await client.get("https://chat.example.com/v1/chat")
-    assert str(caught.value) == (
-        "the host name proxy.exmaple-typo.invalid of the proxy does not resolve (check "
-        "HTTPS_PROXY)"
-    )
-
-
 async def test_a_resolver_failing_for_now_is_no_wrong_address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -358,37 +336,6 @@ async def test_an_http_proxy_from_the_environment_is_used(
     assert seen == [b"GET http://chat.example.invalid/v1/health HTTP/1.1"]
 
 
-@pytest.mark.parametrize(
-    ("variables", "url", "found"),
-    [
-        # Without a scheme, as curl, pip and httpx take it: http://.
-        ({"HTTPS_PROXY": "proxy.corp:3128"}, "https://slack.com/api/", "http://proxy.corp:3128"),
-        ({"https_proxy": "https://tls.corp:8443"}, "https://api.example/", "https://tls.corp:8443"),
-        ({"HTTPS_PROXY": "http://p:1"}, "wss://wss-primary.slack.com/link", "http://p:1"),
-        ({"HTTP_PROXY": "http://p:1"}, "https://api.example/", None),
-        ({"ALL_PROXY": "http://all:1"}, "https://api.example/", "http://all:1"),
-        ({"ALL_PROXY": "socks5://s:1080"}, "https://api.example/", None),  # none speaks it
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".internal"}, "https://a.internal/", None),
-        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "localhost"}, "http://localhost:8080/x", None),
-        ({"HTTPS_PROXY": " "}, "https://api.example/", None),
-        # Loopback is this machine's, which no proxy elsewhere reaches: direct, NO_PROXY or not.
-        ({"HTTP_PROXY": "http://p:1"}, "http://127.0.0.1:8080/v1/chat", None),
-        ({"ALL_PROXY": "http://p:1"}, "http://127.8.9.10/", None),
-        ({"HTTPS_PROXY": "http://p:1"}, "https://[::1]:8443/v1", None),
-        ({"HTTP_PROXY": "http://p:1"}, "ws://LocalHost:9000/gateway", None),
-        ({"HTTP_PROXY": "http://p:1"}, "http://api.localhost/", None),
-        ({"HTTP_PROXY": "http://p:1"}, "http://localhost.example/", "http://p:1"),
-        ({"HTTP_PROXY": "http://p:1"}, "http://10.0.0.1/", "http://p:1"),
-    ],
-)
-def test_the_proxy_the_environment_names(
-    no_proxies: pytest.MonkeyPatch, variables: dict[str, str], url: str, found: str | None
-) -> None:
-    for name, value in variables.items():
-        no_proxies.setenv(name, value)
-    assert env_proxy(url) == found
-
-
 async def test_a_loopback_host_is_reached_directly_whatever_the_proxy_variables_say(
     no_proxies: pytest.MonkeyPatch,
 ) -> None:
@@ -448,54 +395,6 @@ async def test_the_fake_proxy_takes_its_credentials_and_refuses_others(
                 statuses.append((await client.get(f"{named}/v1/health")).status_code)
     assert statuses == [200, 407]
     assert proxy.saw("GET http://api.test:")
-
-
-async def test_a_tunnel_the_proxy_refuses_names_the_variable_to_check(
-    no_proxies: pytest.MonkeyPatch,
-) -> None:
-    # It was a RemoteProtocolError: the dialects told it as the API being unavailable.
-    async with FakeProxy(credentials="corp:right-password") as proxy:
-        no_proxies.setenv("https_proxy", proxy.url.replace("//", "//corp:expired-s3cret@"))
-        async with http_client() as client:
-            with pytest.raises(ProxyAuthFailed) as caught:
-                await client.get("https://chat.example.invalid/v1/health")
-    assert proxy.seen == ["CONNECT chat.example.invalid:443 HTTP/1.1"]
-    where = proxy.url.removeprefix("http://")
-    assert str(caught.value) == (
-        f"the proxy at {where} refused the user and password https_proxy gives it (HTTP 407 "
-        "Proxy Authentication Required): check the user:password in https_proxy (special "
-        "characters %-encoded)"
-    )
-
-
-@pytest.mark.parametrize(
-    ("variables", "url", "said"),
-    [
-        ({"HTTP_PROXY": "proxy.corp:3128"}, "http://api.example/v1",
-         "the proxy at proxy.corp:3128 asks for a user and password (HTTP 407 Proxy "
-         "Authentication Required) and HTTP_PROXY gives none: give the user:password in "
-         "HTTP_PROXY (http://user:password@proxy.corp:3128)"),
-        # A proxy spoken to over TLS keeps its scheme in the example.
-        ({"HTTPS_PROXY": "https://proxy.corp:443"}, "https://api.example/v1",
-         "the proxy at proxy.corp:443 asks for a user and password (HTTP 407 Proxy "
-         "Authentication Required) and HTTPS_PROXY gives none: give the user:password in "
-         "HTTPS_PROXY (https://user:password@proxy.corp:443)"),
-        ({"ALL_PROXY": "http://me:s3cret@[::1]:3128"}, "wss://gateway.example/",
-         "the proxy at [::1]:3128 refused the user and password ALL_PROXY gives it"),
-        # No variable names a proxy for it (NO_PROXY): both are named.
-        ({"HTTPS_PROXY": "http://me:s3cret@p:1", "NO_PROXY": ".example"}, "https://api.example/",
-         "a proxy refused the request (HTTP 407 Proxy Authentication Required): check the "
-         "user:password in HTTPS_PROXY / HTTP_PROXY"),
-    ],
-)
-def test_a_proxys_407_names_the_proxy_and_its_variable_never_its_password(
-    no_proxies: pytest.MonkeyPatch, variables: dict[str, str], url: str, said: str
-) -> None:
-    for name, value in variables.items():
-        no_proxies.setenv(name, value)
-    words = proxy_refused(url)
-    assert words.startswith(said)
-    assert "s3cret" not in words and "me:" not in words
 
 
 async def test_a_proxy_named_without_a_scheme_is_used(no_proxies: pytest.MonkeyPatch) -> None:

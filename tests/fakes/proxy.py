@@ -6,7 +6,10 @@ HTTP, and websocket upgrades) forwarded to their origin.
 tunnel, its CONNECT line), so a test can tell which client used it. Given
 `credentials` ("user:password"), it answers 407 Proxy Authentication Required
 to a connection whose first request does not carry them, as a proxy does to a
-wrong or expired password.
+wrong or expired password. Given `refuses` (a status: 403), it answers every
+request (once its credentials are taken) with that status and a page saying
+so, as a corporate proxy answers a host not on its allow list (a tunnel's
+CONNECT, or a plain request).
 
 The daemon goes direct to a loopback host whatever the proxy variables say, so
 a fake meant to be reached through this proxy is named by a `.test` host
@@ -19,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from http import HTTPStatus
 from types import TracebackType
 from urllib.parse import urlsplit
 
 
 class FakeProxy:
-    def __init__(self, credentials: str | None = None) -> None:
+    def __init__(self, credentials: str | None = None, refuses: int | None = None) -> None:
         self.credentials = credentials
+        self.refuses = refuses
         self.seen: list[str] = []
         self.url = ""
         self._server: asyncio.Server | None = None
@@ -65,6 +70,15 @@ class FakeProxy:
                     b"HTTP/1.1 407 Proxy Authentication Required\r\n"
                     b'Proxy-Authenticate: Basic realm="proxy"\r\n'
                     b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                await writer.drain()
+                return
+            if self.refuses is not None:
+                page = b"<html><body>Access denied by corporate policy</body></html>"
+                writer.write(
+                    b"HTTP/1.1 %d %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\n\r\n%s"
+                    % (self.refuses, HTTPStatus(self.refuses).phrase.encode(), len(page), page)
                 )
                 await writer.drain()
                 return

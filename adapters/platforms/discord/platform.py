@@ -82,7 +82,7 @@ from bridge.interfaces import (
     PlatformContext,
     ReplyTarget,
 )
-from bridge.transport import env_proxy
+from bridge.proxies import env_proxy
 
 log = logging.getLogger("chat_bridge.discord")
 

@@ -27,7 +27,8 @@ from adapters.platforms.discord.questions import Question, Questions
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
 from bridge.flag import Flag
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
-from bridge.transport import PROXY_AUTH_REQUIRED, out_of_files, proxy_refusal, proxy_refused
+from bridge.proxies import PROXY_AUTH_REQUIRED, proxy_refusal, proxy_refused
+from bridge.transport import out_of_files
 
 if TYPE_CHECKING:
     from adapters.platforms.discord.options import DiscordOptions
@@ -58,9 +59,10 @@ NOT_ANSWERED_TEXT = "_This was not answered. Please ask again._"
 
 
 def proxy_said(exc: BaseException) -> str | None:
-    """What a proxy's 407 means (`proxy_refused`), where `exc` is one: discord.py's
-    HTTPException for a request the proxy forwarded no further, or aiohttp's error
-    for a tunnel (https, wss) it refused. None for any other error."""
+    """What a proxy's refusal means (`proxy_refused`), where `exc` is one: discord.py's
+    HTTPException for a 407 to a request the proxy forwarded no further, or
+    aiohttp's error for a tunnel (https, wss) it refused (407, 403...). None for
+    any other error."""
     if isinstance(exc, discord.HTTPException):
         if exc.status != PROXY_AUTH_REQUIRED:  # Discord never answers 407 itself
             return None

@@ -35,7 +35,7 @@ from bridge.interfaces import (
     Platform,
     PlatformContext,
 )
-from bridge.transport import env_proxy
+from bridge.proxies import env_proxy
 
 from .clients import BOLT_LOG, web_clients
 from .closed import ClosedChannels

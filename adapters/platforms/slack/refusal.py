@@ -12,7 +12,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
-from bridge.transport import PROXY_AUTH_REQUIRED, out_of_files, proxy_refusal, proxy_refused
+from bridge.proxies import PROXY_AUTH_REQUIRED, proxy_refusal, proxy_refused
+from bridge.transport import out_of_files
 
 # Errors that say the token may not do this (the app installed without the method's
 # scope, a user token given where a bot token is needed).

@@ -25,8 +25,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PlaceGone, PlatformError, PlatformUnreachable
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
+from bridge.proxies import env_proxy
 from bridge.split import open_fence
-from bridge.transport import env_proxy
 
 from .late import Body
 from .lost import LOOK_AGAIN, find_lost, since, tag, timed_out, unanswered
