@@ -20,7 +20,7 @@ import httpx
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from adapters.platforms.discord.targets import platform_error
+from adapters.platforms.discord.failures import platform_error
 from adapters.platforms.slack.refusal import guard
 from bridge.errors import PlatformUnreachable
 from bridge.transport import BadAddress, CompressedBody, OutOfFiles, http_client

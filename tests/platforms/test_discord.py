@@ -812,7 +812,7 @@ async def test_edit_errors_become_platform_errors(world: World) -> None:
 def test_a_command_whose_15_minutes_are_over_ends_its_answer() -> None:
     import discord  # loaded by the adapter already, its import warnings silenced
 
-    from adapters.platforms.discord.targets import platform_error
+    from adapters.platforms.discord.failures import platform_error
 
     class Refused:
         status, reason = 401, "Unauthorized"
@@ -824,7 +824,7 @@ def test_a_command_whose_15_minutes_are_over_ends_its_answer() -> None:
 def test_a_reset_bot_token_or_an_archived_thread_ends_the_answer() -> None:
     import discord
 
-    from adapters.platforms.discord.targets import platform_error
+    from adapters.platforms.discord.failures import platform_error
 
     class Unauthorized:
         status, reason = 401, "Unauthorized"
@@ -845,7 +845,7 @@ def test_a_refusal_is_told_from_discord_failing_or_out_of_reach() -> None:
     # later, and gives up soon where Discord refused it.
     import discord
 
-    from adapters.platforms.discord.targets import platform_error
+    from adapters.platforms.discord.failures import platform_error
 
     class Refused:
         status, reason = 400, "Bad Request"

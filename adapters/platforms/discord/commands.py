@@ -14,14 +14,9 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.platforms.discord.failures import FAILURES, platform_error
 from adapters.platforms.discord.readable import Names, author_roles, question_text
-from adapters.platforms.discord.targets import (
-    ANSWER_MARGIN,
-    FAILURES,
-    TOKEN_LIFE,
-    InteractionTarget,
-    platform_error,
-)
+from adapters.platforms.discord.targets import ANSWER_MARGIN, TOKEN_LIFE, InteractionTarget
 from bridge.errors import PlatformError
 from bridge.interfaces import Audience, Inbound
 

@@ -10,7 +10,8 @@ from typing import TypeAlias
 
 import discord
 
-from adapters.platforms.discord.targets import DM_WORKSPACE, FAILURES
+from adapters.platforms.discord.failures import FAILURES
+from adapters.platforms.discord.targets import DM_WORKSPACE
 from bridge.errors import for_log
 
 log = logging.getLogger("chat_bridge.discord")

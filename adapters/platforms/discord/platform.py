@@ -37,6 +37,7 @@ from adapters.platforms.discord.commands import (
     give_up,
     sync_commands,
 )
+from adapters.platforms.discord.failures import FAILURES, platform_error
 from adapters.platforms.discord.indicator import Typist, renewals_per_second
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import Said, may_send
@@ -64,13 +65,7 @@ from adapters.platforms.discord.startup import (
     start_error,
     wait_ready,
 )
-from adapters.platforms.discord.targets import (
-    DM_WORKSPACE,
-    FAILURES,
-    ChannelTarget,
-    InteractionTarget,
-    platform_error,
-)
+from adapters.platforms.discord.targets import DM_WORKSPACE, ChannelTarget, InteractionTarget
 from bridge.errors import PlatformError
 from bridge.interfaces import (
     STOPPING_TEXT,

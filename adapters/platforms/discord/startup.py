@@ -15,9 +15,10 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.platforms.discord.failures import platform_error, proxy_said
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import invite_url
-from adapters.platforms.discord.targets import InteractionTarget, platform_error, proxy_said
+from adapters.platforms.discord.targets import InteractionTarget
 from bridge.errors import PlatformError
 from bridge.interfaces import STOPPING_TEXT
 from bridge.logs import relevel
