@@ -8,8 +8,8 @@ busy timeout for each other. A daemon holds `<file>.lock` first (`hold()`), so a
 second daemon waits for the first to stop; the write lock is left to the other
 users of the file (tests, tools) and to file systems without locks.
 
-The file itself (its directory, its lock file, its journal mode, what SQLite's
-errors on it mean, whether it was replaced under the bridge) is
+The file itself (its directory, its lock file, its journal mode, its free pages,
+what SQLite's errors on it mean, whether it was replaced under the bridge) is
 `bridge.store.sqlite_file`'s.
 """
 
@@ -58,11 +58,15 @@ from bridge.store.sqlite_file import (
     FileWatch,
     SQLiteErrors,
     close_quietly,
+    empty_log,
     enter_wal,
+    give_space_back,
     hold_lock_file,
     make_parent,
+    make_space_returning,
     probe,
     rollback_quietly,
+    tell_of_free_space,
     thread_ended,
 )
 
@@ -131,6 +135,7 @@ class SQLiteStore(Store):
             raise self._error(exc, "opening the database") from exc
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            await make_space_returning(db)  # before WAL mode writes its first page
             if not memory:
                 await enter_wal(db, self.busy_timeout)
                 await db.execute("PRAGMA synchronous = NORMAL")
@@ -141,6 +146,7 @@ class SQLiteStore(Store):
             await probe(db)
             if not memory:
                 self._file.opened()
+                await tell_of_free_space(db, self.path)
         except BaseException as exc:
             await close_quietly(db)
             if isinstance(exc, sqlite3.Error):
@@ -362,19 +368,13 @@ class SQLiteStore(Store):
     async def compact(self) -> None:
         # The write-ahead log keeps what was deleted since its last checkpoint until
         # it is written over: emptied now and then, it keeps it for minutes, not for
-        # as long as the daemon runs. Not waiting for another process's reads (a
-        # backup tool, a sqlite3 shell left in a transaction): every statement of the
-        # store would queue behind it for the busy timeout, each minute.
-        async with self._write(
-            "emptying the write-ahead log", transaction=False, one_trip=False
-        ) as db:
-            await db.execute("PRAGMA busy_timeout = 0")
-            try:
-                cursor = await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                busy = (await cursor.fetchone() or (0,))[0]
-            finally:
-                await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        self._checkpoints.done(busy=bool(busy))
+        # as long as the daemon runs. The file gives back a bounded part of its free
+        # pages first, for the checkpoint to shrink it at once.
+        async with self._write("giving free pages back and emptying the write-ahead log",
+                               transaction=False, one_trip=False) as db:
+            await give_space_back(db)
+            emptied = await empty_log(db, self.busy_timeout)
+        self._checkpoints.done(busy=not emptied)
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         oldest = (
