@@ -26,6 +26,7 @@ from bridge.errors import (
     PlaceGone,
     RateLimited,
     SlowToBegin,
+    Stalled,
     TooLong,
     Unauthorized,
     Unavailable,
@@ -119,7 +120,8 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
                     time.monotonic() - started)
                 # A probe's answer that has begun closes the circuit: else every
                 # other asker is refused until its last word. (Any other answer
-                # counts once whole: one that stalls after its first words fails.)
+                # counts once whole; one cut after its first words, dropped or
+                # stalled, counts neither way: a run of failures goes on.)
                 if circuit.probing:
                     circuit.success()
 
@@ -173,9 +175,11 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
             circuit.release()
             circuit.refused(_key_refused(route.backend, exc))
             level = logging.INFO
-        elif isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Overloaded):
-            # Not a drop mid-answer (Dropped): the backend did answer; nor the
-            # bridge out of open files (Overloaded): the backend was not asked.
+        elif isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Stalled | Overloaded):
+            # Not an answer cut once it had begun, its connection dropped (Dropped)
+            # or a pause past `idle` (Stalled; its WARNING names the setting): the
+            # backend did answer; nor the bridge out of open files (Overloaded):
+            # the backend was not asked.
             if circuit.probing:  # still down: the circuit's own line says so
                 level = logging.INFO
             circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None,

@@ -6,7 +6,10 @@ After `failures` consecutive failures of the kind that waiting will not fix
 as a probe; its answer's first text closes the circuit (the relay calls
 `success` then), its failure opens it again. The opening is a WARNING; probes
 that fail while the backend stays down are summed up at most once a minute, and
-its return is an INFO line.
+its return is an INFO line. An answer cut once its text had begun (its
+connection dropped, or it paused past the backend's `idle`) counts neither way:
+not a failure (the backend answered), nor a success that ends a run of them (it
+did not finish); the relay releases the circuit.
 
 A 429 that names when to call again holds the backend until then: questions
 are told when to try again without being sent (each would be refused, and

@@ -22,7 +22,8 @@
         │   ├── Overloaded       the bridge is out of open files (not the API's fault)
         │   ├── ProxyUnreachable the proxy between could not be reached (HTTPS_PROXY)
         │   └── TimedOut         no answer within the configured timeout
-        │       └── SlowToBegin  ...no text of it within connect + first_byte
+        │       ├── SlowToBegin  ...no text of it within connect + first_byte
+        │       └── Stalled      ...its text begun, then nothing more within idle
         └── ProtocolError        the API spoke something we do not understand
             ├── NotAStream       the URL answered, but with no stream the dialect reads
             │   └── WebPage      ...a web page
@@ -293,6 +294,14 @@ class SlowToBegin(TimedOut):
         "The assistant took longer than the bridge waits to begin its answer; an admin "
         "can let it take longer."
     )
+
+
+class Stalled(TimedOut):
+    """The answer's text had begun, then nothing more of it came within the backend's
+    `idle`: most often a reasoning model pausing mid-answer longer than the bridge
+    waits (its text so far is shown). Only once text came: until then the deadline
+    is `first_byte`'s (SlowToBegin). The backend answered, so it does not count
+    against its circuit; the log names `timeouts.idle`."""
 
 
 class ProtocolError(ChatAPIError):

@@ -33,6 +33,7 @@ from bridge.errors import (
     ProxyUnreachable,
     RateLimited,
     SlowToBegin,
+    Stalled,
     TimedOut,
     Unauthorized,
     Unavailable,
@@ -165,8 +166,9 @@ def _status_kind(
 def timed_out(
     which: Literal["first", "idle", "total"], timeouts: Timeouts, backend: str
 ) -> TimedOut:
-    """TimedOut for the deadline that passed: first text, between reads, or overall.
-    The log names the setting that decided it, for the admin to raise."""
+    """TimedOut for the deadline that passed: first text (SlowToBegin), between reads
+    once text came (Stalled), or overall. The log names the setting that decided it,
+    for the admin to raise."""
     t = timeouts
     key, setting, wait = {
         "first": ("first_byte", t.first_byte, t.connect + t.first_byte),
@@ -194,8 +196,13 @@ def timed_out(
             "let it take longer.",
             backend=backend,
         )
-    said = "stopped answering" if which == "idle" else "did not finish"
-    return TimedOut(f"The assistant {said} within {wait:g} s; please try again.", backend=backend)
+    if which == "idle":  # text came (until it does, the deadline is first_byte's)
+        return Stalled(
+            f"The assistant stopped answering within {wait:g} s; please try again.",
+            backend=backend,
+        )
+    return TimedOut(f"The assistant did not finish within {wait:g} s; please try again.",
+                    backend=backend)
 
 
 def transport_error(

@@ -25,6 +25,8 @@ from bridge.errors import (
     ProxyRefused,
     ProxyUnreachable,
     RateLimited,
+    SlowToBegin,
+    Stalled,
     TimedOut,
     Unauthorized,
     Unavailable,
@@ -98,12 +100,18 @@ async def test_stream_ending_without_terminal_event_is_cut_off(dialect):
     assert exc.backend == "bot"
 
 
-async def test_slow_stream_hits_the_idle_timeout(dialect):
+async def test_slow_stream_hits_the_idle_timeout(dialect, caplog):
     dialect.enqueue(tokens=["quick", " slow"], token_delay=5.0)
     api = dialect.api(timeouts={"idle": 0.3})
     seen, exc = await collect_until_error(api, ask(api))
     assert text_of(seen) == "quick"
-    assert isinstance(exc, TimedOut)
+    # Its text had begun: a stalled answer, not a backend down (see the circuit).
+    assert isinstance(exc, Stalled)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        f"backend {api.name} sent nothing more within 0.3 s: raise backends.{api.name}."
+        "timeouts.idle (now 0.3)" in line for line in warned
+    )
     assert len(dialect.fake.requests) == 1
     await dialect.fake.wait_disconnects(1)
 
@@ -116,7 +124,7 @@ async def test_slow_first_byte_times_out(dialect, caplog):
     api = dialect.api(timeouts={"connect": 0.2, "first_byte": 0.4, "idle": 0.2})
     seen, exc = await collect_until_error(api, ask(api))
     assert not any(isinstance(e, Token) for e in seen)
-    assert isinstance(exc, TimedOut)
+    assert isinstance(exc, SlowToBegin)  # not Stalled: no text came
     # A model thinking this long would be cut (and paid) again: not "try again".
     assert exc.user_message == (
         "The assistant took longer than 0.6 s to begin its answer; an admin can let it "
