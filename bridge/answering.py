@@ -22,6 +22,7 @@ from bridge.errors import (
     CutOff,
     Forbidden,
     Misaddressed,
+    OutOfTime,
     Overloaded,
     PlaceGone,
     RateLimited,
@@ -125,10 +126,17 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
                 if circuit.probing:
                     circuit.success()
 
-            done, sources = await read_answer(
-                backend.stream(request), reply, cap=relay.config.reply.max_answer_chars,
-                on_first_token=first_token, keep_session=keep_session,
-            )
+            cut = job.target.cut_at()
+            try:
+                async with asyncio.timeout_at(_loop_time(cut)) as reading:
+                    done, sources = await read_answer(
+                        backend.stream(request), reply, cap=relay.config.reply.max_answer_chars,
+                        on_first_token=first_token, keep_session=keep_session,
+                    )
+            except TimeoutError:
+                if cut is None or not reading.expired():
+                    raise
+                raise OutOfTime(cut[1]) from None  # (its stream closed as the read ended)
         finally:
             free_slot()
             # Its stream is over (the platform may take a while yet to show it).
@@ -158,6 +166,13 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         outcome = "too_long"
         circuit.success()  # the chat API answered; the bridge stopped it
         log.warning("answer stopped: longer than %d characters", exc.limit,
+                    extra={"conversation": key, "backend": route.backend})
+        await _fail(relay, job, reply, exc.user_message)
+    except OutOfTime as exc:
+        outcome = "too_long"
+        circuit.release()  # the chat API was still answering: no word on it either way
+        log.warning("answer stopped: still streaming when its platform would soon take no "
+                    "more of it; what came shows, with a note saying so",
                     extra={"conversation": key, "backend": route.backend})
         await _fail(relay, job, reply, exc.user_message)
     except RateLimited as exc:
@@ -335,6 +350,14 @@ def log_failure(key: str, exc: Exception) -> None:
         log.error("could not answer: %s", exc, extra={"conversation": key})
     else:
         log.exception("could not answer", exc_info=exc, extra={"conversation": key})
+
+
+def _loop_time(cut: tuple[float, str] | None) -> float | None:
+    """A target's `cut_at` time (epoch seconds) on the event loop's clock; None: never."""
+    if cut is None:
+        return None
+    loop = asyncio.get_running_loop()
+    return loop.time() + max(0.0, cut[0] - time.time())
 
 
 def _user_key(msg: Inbound) -> str:

@@ -9,6 +9,8 @@
     │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
     │   └── PlatformUnreachable  it could not be reached (no connection, no answer in time)
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
+    ├── OutOfTime                an answer still streaming when its platform would soon
+    │                            take no more of it (`ReplyTarget.cut_at`)
     └── ChatAPIError             a chat API failed (`.backend`, `.status`, `.detail`)
         ├── BadRequest           400/422: the API rejected the question (`.message`,
         │                        `.history_sent`)
@@ -135,6 +137,12 @@ class TooLong(BridgeError):
             f" ({limit:,} characters)."
         )
         self.limit = limit
+
+
+class OutOfTime(BridgeError):
+    """An answer still streaming when its platform would soon take no more of it (a
+    Discord command's token expires): what came is shown with `user_message` (the
+    platform's), the rest is not asked for."""
 
 
 class ChatAPIError(BridgeError):

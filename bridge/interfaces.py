@@ -414,6 +414,13 @@ class ReplyTarget(ABC):
         (a platform that does not say)."""
         return False
 
+    def cut_at(self) -> tuple[float, str] | None:
+        """When (epoch seconds) an answer still streaming here is stopped, and the note
+        its text so far then ends with: the platform takes no more of the reply soon
+        after (a slash command's token expires), and what it shows must say so while
+        it can. Asked as the answer's stream begins. Default: None, never."""
+        return None
+
     async def end(self) -> None:  # noqa: B027 - optional hook
         """The reply is complete: clear typing/status indicators."""
 

@@ -46,8 +46,12 @@ DM_WORKSPACE = "@dm"
 TOKEN_LIFE = 15 * 60.0
 # An /ask still waiting its turn this long before its token runs out is given up:
 # its answer would have too little time to show anything, and the asker can still
-# be told.
+# be told. One still streaming then is cut, while its last message can still say so.
 ANSWER_MARGIN = 60.0
+CUT_AFTER = TOKEN_LIFE - ANSWER_MARGIN  # seconds after the command; tests shorten it
+# Under what an answer cut so showed (as a failure's note: italics, a warning sign).
+CUT_TEXT = ("The answer was cut off here: Discord gives a command's answer 15 minutes. "
+            "For long answers, mention the bot or send it a direct message.")
 # What the asker of an /ask dropped before its answer began is told, where no reason is known.
 NOT_ANSWERED_TEXT = "_This was not answered. Please ask again._"
 
@@ -383,6 +387,12 @@ class InteractionTarget(_Formatting, ReplyTarget):
         timer, self.timer = self.timer, None
         if timer is not None:
             timer.cancel()
+
+    def cut_at(self) -> tuple[float, str] | None:
+        # Discord's clock: the command's id says when it was run. (Past the token's
+        # life every request is refused: the text would stop mid-answer, unexplained,
+        # and the chat API's stream run on until a failed edit was seen.)
+        return self._interaction.created_at.timestamp() + CUT_AFTER, CUT_TEXT
 
     def withdrawn(self) -> bool:
         # A query only (asked as its turn comes, and by whoever wants to know): the
