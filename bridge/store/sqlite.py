@@ -369,12 +369,19 @@ class SQLiteStore(Store):
         # The write-ahead log keeps what was deleted since its last checkpoint until
         # it is written over: emptied now and then, it keeps it for minutes, not for
         # as long as the daemon runs. The file gives back a bounded part of its free
-        # pages first, for the checkpoint to shrink it at once.
-        async with self._write("giving free pages back and emptying the write-ahead log",
+        # pages first, for the checkpoint to shrink it at once; where it cannot (a full
+        # disk: it writes), the log is emptied all the same, and gives its space back.
+        unvacuumed: sqlite3.Error | None = None
+        async with self._write("emptying the write-ahead log",
                                transaction=False, one_trip=False) as db:
-            await give_space_back(db)
+            try:
+                await give_space_back(db)
+            except sqlite3.Error as exc:
+                unvacuumed = exc
             emptied = await empty_log(db, self.busy_timeout)
         self._checkpoints.done(busy=not emptied)
+        if unvacuumed is not None:
+            raise self._error(unvacuumed, "giving free pages back")
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
         oldest = (

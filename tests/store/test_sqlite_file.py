@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.errors import StoreError
 from bridge.interfaces import Turn
 from bridge.store import sqlite_file
 from bridge.store.sqlite import SQLiteStore
@@ -21,6 +22,10 @@ LONG = "w" * 6000  # a long turn, past what one page holds
 def pragmas(path: Path, *names: str) -> list[Any]:
     with contextlib.closing(sqlite3.connect(path)) as raw:
         return [raw.execute(f"PRAGMA {name}").fetchone()[0] for name in names]
+
+
+def wal_size(path: Path) -> int:
+    return Path(f"{path}-wal").stat().st_size
 
 
 def keep_conversations(path: Path, count: int) -> None:
@@ -46,6 +51,26 @@ async def test_a_new_file_gives_back_its_free_pages_by_itself(tmp_path: Path) ->
     async with SQLiteStore(path):
         pass
     assert pragmas(path, "auto_vacuum") == [INCREMENTAL]
+
+
+async def test_a_full_disk_still_has_the_write_ahead_log_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Giving pages back writes: on a full disk it fails, and it came first, so the
+    # checkpoint that gave the log's space back to the disk was never reached again.
+    path = tmp_path / "b.db"
+    async with SQLiteStore(path) as store:
+        keep_conversations(path, 40)
+        await store.prune_conversations(older_than=30.0, limit=100)
+        assert wal_size(path) > 0
+
+        async def disk_full(db: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr("bridge.store.sqlite.give_space_back", disk_full)
+        with pytest.raises(StoreError, match="the disk is full"):
+            await store.compact()
+        assert wal_size(path) == 0
 
 
 async def test_forgotten_conversations_give_their_space_back_to_the_disk(
