@@ -433,6 +433,15 @@ def check_tls_env(env: Mapping[str, str] | None = None) -> None:
             "SSL_CERT_FILE", "names no file (give the path of a PEM bundle of the CAs to "
             "trust: the public roots and your private CA)"
         )
+    if bundle:
+        try:  # one not PEM (a CA exported as DER) is passed by as silently
+            ssl.create_default_context(cafile=bundle)
+        except (ssl.SSLError, OSError):
+            raise ConfigError(
+                "SSL_CERT_FILE", "holds no certificate this user can read as PEM (give a "
+                "PEM bundle of the CAs to trust: the public roots and your private CA; "
+                "`openssl x509 -inform der -in ca.der` turns a DER one into PEM)"
+            ) from None
 
 
 def http_client(

@@ -162,3 +162,15 @@ def test_an_ssl_cert_file_that_names_no_file_stops_the_start(tmp_path: Path) -> 
     assert missing not in str(caught.value)
     check_tls_env({"SSL_CERT_FILE": certifi.where(), "SSL_CERT_DIR": str(tmp_path)})
     check_tls_env({})
+
+
+def test_an_ssl_cert_file_that_is_no_pem_bundle_stops_the_start(
+    private_ca: PrivateCA, tmp_path: Path
+) -> None:
+    # A CA exported as DER: OpenSSL's defaults pass it by as silently as a missing file.
+    der = tmp_path / "corp-ca.der"
+    _openssl("x509", "-in", str(private_ca.ca), "-outform", "der", "-out", str(der),
+             cwd=tmp_path)
+    with pytest.raises(ConfigError, match="holds no certificate this user can read as PEM"):
+        check_tls_env({"SSL_CERT_FILE": str(der)})
+    check_tls_env({"SSL_CERT_FILE": str(private_ca.bundle)})
