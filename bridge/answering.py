@@ -79,6 +79,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         session=conv.session,
         history=history,
         user_id=_user_key(msg),
+        history_turns=route.history,
     )
 
     record = job.record

@@ -28,6 +28,7 @@ from pydantic import (
 
 from bridge.env import FromEnv, env_hidden, expand_env, join_path
 from bridge.errors import ConfigError, together
+from bridge.history import MOST_TURNS
 from bridge.interfaces import THINKING_TEXT, DialectOptions, PlatformOptions, Registry
 from bridge.route_ids import id_problem, in_no_dm_workspace
 
@@ -57,6 +58,9 @@ class RouteConfig(_Model):
     backend: str
     reply_in_thread: bool = False
     rate_limit: RateLimitConfig | None = None
+    # Turns of history kept and sent for this route's questions, where its backend is
+    # stateless; None: the backend's `history`.
+    history: int | None = Field(None, ge=0, le=MOST_TURNS)
 
     def serves(self, platform: str) -> bool:
         """Whether the route takes messages of `platform`."""
@@ -290,19 +294,10 @@ def _explain(prefix: str, exc: ValidationError) -> ConfigError:
     return together(errors)
 
 
-# Keys that belong elsewhere: (section, key) -> where to put them.
-_ELSEWHERE = {
-    ("routes", "history"): "not a route's key: set `history` on the backend (a stateless "
-    "API's question+answer pairs kept and sent with each question)",
-}
-
-
 def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        loc = err["loc"]
-        moved = _ELSEWHERE.get((str(loc[0]), str(loc[-1]))) if loc else None
-        return moved or "unknown key (check its spelling)"
+        return "unknown key (check its spelling)"
     if kind == "missing":
         return "is required"
     if kind == "finite_number":  # `.inf` meant as "no limit", most often
@@ -402,6 +397,15 @@ def _validated(raw: dict[Any, Any], registry: Registry | None) -> Config:
             known = ", ".join(sorted(backends))
             raise ConfigError(
                 f"routes[{i}].backend", f"no backend named {route.backend!r} (known: {known})"
+            )
+        kind = backends[route.backend].kind
+        if route.history is not None and registry and registry.dialects[kind]().stateful:
+            stateless = [k for k, load in registry.dialects.items() if not load().stateful]
+            raise ConfigError(
+                f"routes[{i}].history",
+                f"backend {route.backend!r} is a {kind} API, which keeps its conversations "
+                "itself: the bridge sends it no history, so drop `history` (it is for "
+                f"routes to stateless APIs: {', '.join(stateless)})",
             )
         if route.channels is not None and route.dms_only:
             raise ConfigError(

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 from bridge.interfaces import Turn
 
+#: The most turns (a question and its answer) a history may be set to: a stateless
+#: backend's `history`, and a route's.
+MOST_TURNS = 500
+
 
 def kept_from(sizes: Sequence[int], keep: int, max_chars: int | None) -> int:
     """The index of the oldest message kept of messages of `sizes` characters each,

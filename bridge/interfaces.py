@@ -102,12 +102,14 @@ class Turn:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """What the bridge asks of a chat API."""
+    """What the bridge asks of a chat API. `history_turns`: the most turns of `history`
+    a stateless API is sent (the route's `history`); None: the backend's own."""
 
     message: str
     session: str | None = None
     history: tuple[Turn, ...] = ()
     user_id: str | None = None
+    history_turns: int | None = None
 
 
 class DialectOptions(BaseModel):
@@ -197,7 +199,7 @@ class ChatAPI(ABC):
     @property
     def history_turns(self) -> int:
         """For a stateless API, the turns (a question and its answer) the bridge keeps
-        and sends with each question."""
+        and sends with each question, where its route sets none (`history_turns`)."""
         return 0
 
     @property

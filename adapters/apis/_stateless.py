@@ -11,23 +11,24 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from adapters.apis._http import HTTPDialect, HTTPOptions, log
-from bridge.history import recent
+from bridge.history import MOST_TURNS, recent
 from bridge.interfaces import ChatRequest, DialectOptions, Turn
 
 
 class StatelessOptions(HTTPOptions):
     """History, system prompt and end-user id handling.
 
-    `history` is in turns (a question and its answer). Of the latest `history`
-    turns, the latest that come to at most `history_chars` characters are sent
-    (null: no cap), and the store keeps no more (`bridge.history`): a few long
+    `history` is in turns (a question and its answer); a route's `history` wins over
+    it for that route's questions. Of the latest `history` turns, the latest that come
+    to at most `history_chars` characters are sent (null: no cap), and the store keeps
+    no more (`bridge.history`): a few long
     answers would otherwise fill a model's context, and every later question of
     the conversation would be refused. `user_id`: `hashed` sends an HMAC-SHA256 of the
     platform user id keyed with `user_id_key` (default: the API key, else the
     backend's URL), `raw` sends it as is, `none` sends nothing.
     """
 
-    history: int = Field(20, ge=0, le=500)
+    history: int = Field(20, ge=0, le=MOST_TURNS)
     history_chars: int | None = Field(24000, ge=0)
     system_prompt: str | None = None
     user_id: Literal["hashed", "raw", "none"] = "hashed"
@@ -89,7 +90,7 @@ class StatelessDialect(HTTPDialect):
 
     def with_less_history(self, req: ChatRequest) -> tuple[ChatRequest, int] | None:
         # The newer half, in characters, of what would be sent: whole turns.
-        sent = recent(req.history, 2 * self.options.history, self.sent_chars(req))
+        sent = recent(req.history, 2 * sent_turns(req, self.options), self.sent_chars(req))
         if not sent:
             return None
         half = sum(len(turn.content) for turn in sent) // 2
@@ -112,6 +113,12 @@ class StatelessDialect(HTTPDialect):
         )
 
 
+def sent_turns(req: ChatRequest, options: StatelessOptions) -> int:
+    """The most turns of its history `req` is sent: its route's `history`, else the
+    backend's."""
+    return options.history if req.history_turns is None else req.history_turns
+
+
 def chat_messages(
     req: ChatRequest,
     options: StatelessOptions,
@@ -120,7 +127,7 @@ def chat_messages(
     names: Literal["name", "prefix"] = "name",
 ) -> list[dict[str, str]]:
     """`[{role, content}, ...]`: the system prompt, the kept history (of the latest
-    `history` turns, the latest within `max_chars` characters: the dialect's
+    `sent_turns` turns, the latest within `max_chars` characters: the dialect's
     `sent_chars(req)`), then the question.
 
     Where the questions sent (the history's and this one) come from more than one
@@ -135,7 +142,7 @@ def chat_messages(
     messages: list[dict[str, str]] = []
     if options.system_prompt:
         messages.append({"role": "system", "content": options.system_prompt})
-    history = recent(req.history, 2 * options.history, max_chars)
+    history = recent(req.history, 2 * sent_turns(req, options), max_chars)
     asked = [*history, Turn("user", req.message, req.user_id)]
     # Named in the order they first ask in what is sent: the model reads one request at
     # a time, and a name of this request's own says nothing of the person elsewhere.

@@ -54,6 +54,20 @@ async def test_refused_as_too_large_it_is_asked_again_with_half_the_history(
     assert second.json["messages"][-1]["content"] == "Next?"
 
 
+@pytest.mark.parametrize("kind", STATELESS)
+async def test_a_routes_history_is_sent_in_place_of_the_backends(fake_chat_api, http, kind):
+    for _ in range(3):
+        fake_chat_api.enqueue(tokens=["Answered."])
+    api = make(kind, fake_chat_api, http, history=1)
+    await collect(api, ask(api, "Next?", history=HISTORY))
+    await collect(api, ask(api, "Next?", history=HISTORY, history_turns=3))
+    await collect(api, ask(api, "Next?", history=HISTORY, history_turns=0))
+    backends, more, none = (history_sent(r) for r in fake_chat_api.requests)
+    assert backends == ["q2", "22"]
+    assert more == ["q0", "00", "q1", "11", "q2", "22"]
+    assert none == []
+
+
 async def test_a_bot_messages_validation_error_is_not_taken_for_too_much_history(
     fake_chat_api, http
 ):

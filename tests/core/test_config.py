@@ -122,11 +122,29 @@ def test_typo_in_nested_key_names_its_path() -> None:
     assert str(err.value).startswith("reply.edit_intervl: unknown key")
 
 
-def test_history_on_a_route_says_it_belongs_to_the_backend() -> None:
+def test_a_route_may_set_its_own_history_on_a_stateless_backend() -> None:
+    text = """
+backends:
+  local: {kind: openai, url: "http://127.0.0.1:11434/v1", model: m, history: 8}
+routes:
+  - {channels: [C0123ABCD], backend: local, history: 2}
+  - {backend: local}
+"""
+    config = parse(text)
+    assert [route.history for route in config.routes] == [2, None]  # None: the backend's
+    assert config.backends["local"].history == 8
+    with pytest.raises(ConfigError) as err:
+        parse(text.replace("history: 2", "history: 501"))
+    assert str(err.value) == "routes[0].history: Input should be less than or equal to 500"
+
+
+def test_a_routes_history_on_a_stateful_backend_is_refused_naming_its_kind() -> None:
     with pytest.raises(ConfigError) as err:
         parse(BASE + "    history: 5\n")
-    assert str(err.value).startswith(
-        "routes[0].history: not a route's key: set `history` on the backend"
+    assert str(err.value) == (
+        "routes[0].history: backend 'docs' is a chatmount API, which keeps its "
+        "conversations itself: the bridge sends it no history, so drop `history` (it is "
+        "for routes to stateless APIs: bot-messages, openai)"
     )
 
 

@@ -19,9 +19,11 @@ from tests.fakes.chatapi import FakeChatAPI
 
 def stateless_bridge(
     fake: FakeChatAPI, db: Path, options: str = "", *, kind: str = "openai",
-    session: str = "channel",
+    session: str = "channel", routes: str = "",
 ) -> Bridge:
-    """A bridge whose backend keeps no conversation (the bridge sends the history)."""
+    """A bridge whose backend keeps no conversation (the bridge sends the history);
+    `routes`: the routes' list, else one console route to it."""
+    routes = routes or f"[{{platform: console, backend: local, session: {session}}}]"
     if kind == "openai":
         extra = "model: m"
     else:
@@ -32,7 +34,7 @@ http: {{listen: null}}
 backends:
   local: {{kind: {kind}, url: {fake.endpoint(kind)}, {extra}, api_key: "${{KEY}}"{options}}}
 console: {{}}
-routes: [{{platform: console, backend: local, session: {session}}}]
+routes: {routes}
 reply: {{edit_interval: 0.05}}
 limits: {{rate_limit: {{messages: 1000}}}}
 """
@@ -76,6 +78,32 @@ async def test_the_store_keeps_no_more_than_is_sent(
     assert sum(len(content) for _, content in kept) <= 24_000
     sent = fake_chat_api.requests[-1].json["messages"]
     assert [m["content"][:2] for m in sent] == ["Q3", "A3", "Q4", "A4", "Q5"]
+
+
+async def test_a_routes_history_wins_over_its_backends_for_its_conversations(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A public channel sent one turn of history, DMs to the same backend its 20.
+    routes = """
+  - {platform: console, channels: [C1], backend: local, session: channel, history: 1}
+  - {platform: console, dm: true, backend: local, session: user}
+"""
+    for i in range(6):
+        fake_chat_api.enqueue(tokens=[f"A{i}"])
+    db = tmp_path / "b.db"
+    async with stateless_bridge(fake_chat_api, db, routes=routes) as bridge:
+        for i in range(3):
+            await ask(bridge, f"C{i}", channel="C1")
+            await ask(bridge, f"D{i}", channel="D1", is_dm=True)
+    sent = [[m["content"] for m in r.json["messages"]] for r in fake_chat_api.requests]
+    assert sent[4] == ["C1", "A2", "C2"]  # the channel's last turn alone
+    assert sent[5] == ["D0", "A1", "D1", "A3", "D2"]  # all the DM's, within 20
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        kept = list(conn.execute("SELECT key, content FROM history ORDER BY seq"))
+    # The store keeps what each route sends.
+    assert [content for key, content in kept if ":channel:" in key] == ["C2", "A4"]
+    assert [content for key, content in kept if ":user:" in key] == [
+        "D0", "A1", "D1", "A3", "D2", "A5"]
 
 
 TOO_LONG = {"error": {"message": "This model's maximum context length is 4096 tokens.",
