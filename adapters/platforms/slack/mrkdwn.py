@@ -3,16 +3,19 @@
 Slack's mrkdwn is not Markdown: bold is `*x*`, italics `_x_`, strike `~x~`,
 links `<url|label>`, no headings, no tables, and `&`, `<`, `>` must be escaped
 or Slack reads them as markup (`<!channel>` pings a whole channel). The
-converter works line by line: fenced code is copied (escaped) and the rest is
-split into inline code spans, which are kept, and text, which is converted.
+converter works line by line: code blocks (fenced, or indented four spaces) are
+copied (escaped) and the rest is split into inline code spans, which are kept,
+and text, which is converted.
 
 `neutralize_markdown` is for Slack's native streaming, which takes standard
-Markdown: it keeps the Markdown, defuses Slack's mention syntax, and shows a
-link whose label names another place as its bare address.
+Markdown: it keeps the Markdown, defuses Slack's mention syntax (in code, only
+with characters that show as nothing), and shows a link whose label names
+another place as its bare address.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Callable, Sequence
@@ -58,17 +61,25 @@ _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+(\[[ xX]\]\s+)?(.*)$")
 _ORDERED = re.compile(r"^(\s*)(\d{1,9})[.)]\s+(.*)$")
 _QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
+# A line of an indented code block: four spaces in, or a tab within the first four.
+_INDENTED_CODE = re.compile(r"^(?: {4}| {0,3}\t)(?=.*\S)")
 
-# A code span opens and closes with whole runs of as many backticks (CommonMark):
-# "``" in "```" is no code span.
-_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
-_IMAGE_OR_LINK = re.compile(
-    # [label] or ![alt]: a label holds no "[" (as CommonMark, the innermost bracket
-    # opens the link), so a failed try stops at the next one, not at the line's end.
-    r"!?\[([^\[\]\n]*)\]"
-    r"\(\s*<?([^\s()<>]+(?:\([^\s()<>]*\)[^\s()<>]*)*)>?"  # (url), balanced parentheses in it
+# Runs of backticks, and what a code span is read by: a run, or an escape (read
+# first, as an escaped backtick opens no span).
+_TICKS = re.compile(r"`+")
+_ESCAPE_OR_TICKS = re.compile(r"\\.|`+", re.DOTALL)
+# A link's [label] or an image's [alt] holds no link (as CommonMark, the innermost
+# bracket opens it), but may hold brackets that make none (`[the [draft] spec]`), and
+# an image, which is read first; a failed try stops at the next "[" that makes no pair.
+_LABEL = r"\[((?:[^\[\]\n]|\[[^\[\]\n]*\](?!\())*)\]"
+# (url), balanced parentheses in it, and no code span or image (a placeholder's mark).
+_URL_CHAR = r"[^\s()<>\ue003]"
+_DESTINATION = (
+    rf"\(\s*<?({_URL_CHAR}+(?:\({_URL_CHAR}*\){_URL_CHAR}*)*)>?"
     r"(?:\s+\"[^\"]*\")?\s*\)"  # an optional "title"
 )
+_IMAGE = re.compile(f"!{_LABEL}{_DESTINATION}")
+_LINK = re.compile(f"{_LABEL}{_DESTINATION}")
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>|]+)(?:\|([^<>]*))?>")
 # A bare URL, which Slack links by itself: kept whole, or its `__init__` would be bold.
 _BARE_URL = re.compile(r"(?i)\bhttps?://[^\s<>\ue000-\ue003]*[^\s<>\ue000-\ue003.,;:!?)\]'\"*~]")
@@ -139,8 +150,65 @@ def neutralize_markdown(markdown: str) -> str:
     """Standard Markdown with Slack's mention syntax and @-pings made harmless; a `<`
     before `@`, `#` or `!` left (a label holding `<`: `<!here|<>`) is broken too. A
     link whose label names another place than where it leads is its bare address."""
-    text = defuse_at(defuse_refs(_honest_links(markdown.replace(WORD_JOINER, ""))))
-    return _REF_START.sub("<" + WORD_JOINER, text)
+    text = _honest_links(markdown.replace(WORD_JOINER, ""))
+    out: list[str] = []
+    last = 0
+    for start, end in _code_parts(text):
+        out.append(_REF_START.sub("<" + WORD_JOINER, defuse_at(defuse_refs(text[last:start]))))
+        # Code is kept as written, to be copied: only a word joiner, which shows as
+        # nothing, keeps Slack from reading a mention in it.
+        out.append(defuse_at(_REF_START.sub("<" + WORD_JOINER, text[start:end])))
+        last = end
+    out.append(_REF_START.sub("<" + WORD_JOINER, defuse_at(defuse_refs(text[last:]))))
+    return "".join(out)
+
+
+def _code_parts(markdown: str) -> list[tuple[int, int]]:
+    """Where `markdown`'s fenced code blocks and code spans start and end, in order.
+    A code span is looked for within its paragraph: one that opens and never closes
+    is given up at the paragraph's end, not at the text's."""
+    parts: list[tuple[int, int]] = []
+    lines = markdown.split("\n")
+    offset = paragraph = 0  # where the line, and the paragraph it is in, start
+    i = 0
+    while i < len(lines):
+        block = _code_block(lines, i)
+        if block is None and lines[i].strip():
+            offset += len(lines[i]) + 1
+            i += 1
+            continue
+        # A blank line or a fenced code block ends the paragraph.
+        parts += [span[:2] for span in _code_spans(markdown, paragraph, offset)]
+        end = i + 1 if block is None else block[2]
+        size = sum(len(line) + 1 for line in lines[i:end])
+        if block is not None:
+            parts.append((offset, offset + size - 1))
+        offset, i = offset + size, end
+        paragraph = offset
+    return parts + [span[:2] for span in _code_spans(markdown, paragraph, len(markdown))]
+
+
+def _code_spans(text: str, start: int, end: int) -> list[tuple[int, int, int]]:
+    """The code spans in `text[start:end]`: where each starts and ends, and how many
+    backticks it has each side. As CommonMark reads them: a run of backticks opens
+    one, which the next run of as many closes (a run is all the backticks in a row:
+    "``" in "```" is none); an escaped backtick opens none (`\\`not code\\``), and
+    within a span a backslash is text (`C:\\`). Read once, whatever the text holds:
+    a run that nothing closes is not read to the end again for each."""
+    runs: dict[int, list[int]] = {}  # run length -> where the runs that long start
+    for run in _TICKS.finditer(text, start, end):
+        runs.setdefault(run.end() - run.start(), []).append(run.start())
+    spans = []
+    pos = start
+    while token := _ESCAPE_OR_TICKS.search(text, pos, end):
+        pos = token.end()
+        ticks = len(token.group())
+        if token.group()[0] == "`" and ticks in runs:
+            closing = bisect.bisect_left(runs[ticks], pos)
+            if closing < len(runs[ticks]):
+                pos = runs[ticks][closing] + ticks
+                spans.append((token.start(), pos, ticks))
+    return spans
 
 
 def _honest_links(markdown: str) -> str:
@@ -179,35 +247,26 @@ def markdown_to_mrkdwn(markdown: str) -> str:
     markdown = _SENTINELS.sub("", markdown.replace("\r\n", "\n"))
     out: list[str] = []
     lines = markdown.split("\n")
+    # Whether the block last read is a list's, whose paragraphs are indented too. A
+    # text that starts indented is read as one: it may be a later message's, cut
+    # from a list item's paragraphs.
+    in_list = bool(markdown[:1].isspace() and markdown.strip())
     i = 0
     while i < len(lines):
         line = lines[i]
-        quoted = _QUOTE.match(line)
-        fence = _FENCE.match(quoted.group(1) if quoted else line)
-        if fence:
+        after_blank = i > 0 and not lines[i - 1].strip()
+        indented = after_blank and not in_list and _INDENTED_CODE.match(line)
+        block = _code_block(lines, i)
+        if not indented and (_BULLET.match(line) or _ORDERED.match(line)):
+            in_list = True
+        elif line[:1].strip() and (after_blank or block):
+            in_list = False  # a paragraph or a code block after the list
+        if block:
             # A block quote's code block is quoted line by line, and ends with the quote.
-            prefix = "> " if quoted else ""
-            marker = fence.group(2)
-            out.append(prefix + "```")
-            i += 1
-            while i < len(lines):
-                held = _QUOTE.match(lines[i]) if quoted else None
-                if quoted and held is None:
-                    break  # the quote ended, and its code block with it
-                inner = held.group(1) if held else lines[i]
-                closing = _FENCE.match(inner)
-                if (  # closed by the same character, at least as many (CommonMark)
-                    closing
-                    and closing.group(2)[0] == marker[0]
-                    and len(closing.group(2)) >= len(marker)
-                    and not closing.group(3).strip()
-                ):
-                    i += 1
-                    break
-                # Slack has no nested fences: a ``` line inside would end the block.
-                out.append(prefix + break_fences(escape(defuse_at(inner))))
-                i += 1
-            out.append(prefix + "```")
+            prefix, code, i = block
+            # Slack has no nested fences: a ``` line inside would end the block.
+            code = [prefix + break_fences(escape(defuse_at(held))) for held in code]
+            out.extend([prefix + "```", *code, prefix + "```"])
             continue
         if TABLE_ROW.match(line) and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
             # Slack has no tables: keep the grid readable as preformatted text.
@@ -217,12 +276,64 @@ def markdown_to_mrkdwn(markdown: str) -> str:
                 i += 1
             out.extend(["```", *(escape(defuse_at(row)) for row in table_grid(rows)), "```"])
             continue
+        if indented:
+            # Code indented four spaces (CommonMark): up to a line indented less, less
+            # the blank lines that end it.
+            end = i
+            while end < len(lines) and (_INDENTED_CODE.match(lines[end]) or not lines[end].strip()):
+                end += 1
+            while not lines[end - 1].strip():
+                end -= 1
+            code = [break_fences(escape(defuse_at(_dedent(held, 4)))) for held in lines[i:end]]
+            out.extend(["```", *code, "```"])
+            i = end
+            continue
         i += 1
         # The last line is the one still growing while a reply streams: a new
         # line at every edit, never asked for again. Kept out of the cache, it
         # does not push out the finished lines that are.
         out.append(_convert_line(line) if i < len(lines) else _convert_line.__wrapped__(line))
     return "\n".join(out)
+
+
+def _code_block(lines: Sequence[str], i: int) -> tuple[str, list[str], int] | None:
+    """The fenced code block that opens at line `i`, if one does: "> " if it is in a
+    block quote (it ends with the quote), its lines as written, and the line after it.
+    Each line loses up to as much indent as the opening fence has (CommonMark): code
+    in a list item does not keep the item's."""
+    quoted = _QUOTE.match(lines[i])
+    fence = _FENCE.match(quoted.group(1) if quoted else lines[i])
+    if fence is None:
+        return None
+    indent, marker = len(fence.group(1).expandtabs(4)), fence.group(2)
+    code = []
+    i += 1
+    while i < len(lines):
+        held = _QUOTE.match(lines[i]) if quoted else None
+        if quoted and held is None:
+            break  # the quote ended, and its code block with it
+        inner = held.group(1) if held else lines[i]
+        i += 1
+        closing = _FENCE.match(inner)
+        if (  # closed by the same character, at least as many (CommonMark)
+            closing
+            and closing.group(2)[0] == marker[0]
+            and len(closing.group(2)) >= len(marker)
+            and not closing.group(3).strip()
+        ):
+            break
+        code.append(_dedent(inner, indent))
+    return ("> " if quoted else ""), code, i
+
+
+def _dedent(line: str, columns: int) -> str:
+    """`line` less up to `columns` columns of its indent (a tab reaching the next
+    multiple of 4)."""
+    if not columns or not line[:1].isspace():
+        return line
+    lead = len(line) - len(line.lstrip(" \t"))
+    spaces = line[:lead].expandtabs(4)
+    return spaces[min(columns, len(spaces)) :] + line[lead:]
 
 
 @functools.lru_cache(maxsize=8192)
@@ -273,15 +384,14 @@ def _inline(text: str, strip_bold: bool = False) -> str:
     if not text:
         return ""
     stash: list[str] = []
-    code: dict[int, str] = {}  # placeholder index -> the span's own text
+    shown_in_label: dict[int, str] = {}  # placeholder index -> what a label shows of it
 
     def keep(rendered: str) -> str:
         stash.append(rendered)
         return f"{_P}{len(stash) - 1}{_P}"
 
-    def keep_code(match: re.Match[str]) -> str:
-        raw = match.group(2)
-        code[len(stash)] = raw
+    def keep_code(raw: str) -> str:
+        shown_in_label[len(stash)] = raw
         shown = escape(defuse_at(raw))
         if "`" not in raw:
             return keep(f"`{shown}`")
@@ -301,17 +411,29 @@ def _inline(text: str, strip_bold: bool = False) -> str:
         return keep(escape(char))
 
     def label(markdown: str) -> str:
-        # A link's label shows as plain text: its code spans lose their backticks.
+        # A link's label shows as plain text: its code spans lose their backticks, and
+        # an image in it is its alt text.
         plain = _label(markdown)
-        return _PLACEHOLDER.sub(lambda m: code.get(int(m.group(1)), ""), plain) if code else plain
+        return _PLACEHOLDER.sub(lambda m: shown_in_label.get(int(m.group(1)), ""), plain)
+
+    def keep_image(match: re.Match[str]) -> str:
+        alt = label(match.group(1))
+        shown_in_label[len(stash)] = alt
+        return keep(link(match.group(2), alt))
 
     if "`" in text:
-        text = _CODE_SPAN.sub(keep_code, text)
+        pieces: list[str] = []
+        last = 0
+        for start, end, ticks in _code_spans(text, 0, len(text)):
+            pieces += (text[last:start], keep_code(text[start + ticks : end - ticks]))
+            last = end
+        text = "".join(pieces) + text[last:]
     if "<" in text:
         text = _AUTOLINK.sub(lambda m: keep(link(m.group(1), label(m.group(2) or ""))), text)
         text = defuse_refs(text)
     if "](" in text:
-        text = _IMAGE_OR_LINK.sub(lambda m: keep(link(m.group(2), label(m.group(1)))), text)
+        text = _IMAGE.sub(keep_image, text)
+        text = _LINK.sub(lambda m: keep(link(m.group(2), label(m.group(1)))), text)
     if "://" in text:
 
         def bare(match: re.Match[str]) -> str:
