@@ -65,10 +65,11 @@ REGISTRY = Registry(
         "bot-messages": _bot_messages,
         "openai": _openai,
     },
+    # In this order the config's blocks are read and its platforms started.
     platforms={
-        "console": _console,
         "slack": _slack,
         "discord": _discord,
+        "console": _console,
     },
 )
 

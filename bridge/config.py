@@ -32,6 +32,10 @@ from bridge.history import MOST_TURNS
 from bridge.interfaces import THINKING_TEXT, DialectOptions, PlatformOptions, Registry
 from bridge.route_ids import id_problem, in_no_dm_workspace
 
+# The platforms of a config read without a registry (whose table says, where one is
+# given: `platform_keys`).
+BUILT_IN_PLATFORMS = ("slack", "discord", "console")
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
@@ -47,7 +51,8 @@ class RateLimitConfig(_Model):
 class RouteConfig(_Model):
     """Which messages go to which backend, and how conversations are scoped."""
 
-    platform: Literal["slack", "discord", "console", "any"] = "any"
+    # A platform of the registry's table (`platform_keys`), or "any".
+    platform: str = "any"
     workspace: list[str] | None = None
     channels: list[str] | None = None
     dm: bool | None = None
@@ -70,6 +75,17 @@ class RouteConfig(_Model):
     def dms_only(self) -> bool:
         """Whether the route takes DMs alone (`dm: true`, or `trigger: dm`)."""
         return self.dm is True or self.trigger == "dm"
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _known_platform(cls, value: Any, info: ValidationInfo) -> Any:
+        """One of the platforms the config is read with (`parse_config`'s registry,
+        given as the validation context), or "any"."""
+        context = info.context if isinstance(info.context, Mapping) else {}
+        choices = (*context.get("platforms", BUILT_IN_PLATFORMS), "any")
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
 
     @field_validator("workspace", "channels", "users", "roles", mode="before")
     @classmethod
@@ -237,18 +253,13 @@ class Config(_Model):
         return [s for s in found if s]
 
 
-PLATFORM_KEYS = ("slack", "discord", "console")
-_TOP_KEYS = {
-    "store",
-    "http",
-    "backends",
-    "routes",
-    "reply",
-    "limits",
-    "logging",
-    "commands",
-    *PLATFORM_KEYS,
-}
+_TOP_KEYS = {"store", "http", "backends", "routes", "reply", "limits", "logging", "commands"}
+
+
+def platform_keys(registry: Registry | None) -> tuple[str, ...]:
+    """The platforms a config may have a block of and route to: the registry's table,
+    or the built-in ones where no registry is given."""
+    return tuple(registry.platforms) if registry is not None else BUILT_IN_PLATFORMS
 
 
 def _query_values(url: str, keys: tuple[str, ...] | None = None) -> list[str]:
@@ -311,9 +322,11 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _validate(model: type[BaseModel], data: Any, prefix: str) -> Any:
+def _validate(
+    model: type[BaseModel], data: Any, prefix: str, context: Mapping[str, Any] | None = None
+) -> Any:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise _explain(prefix, exc) from None
 
@@ -358,16 +371,17 @@ def parse_config(
 
 def _validated(raw: dict[Any, Any], registry: Registry | None) -> Config:
     """The config of an expanded YAML tree (see `parse_config`)."""
+    keys = platform_keys(registry)
     for key in raw:
-        if key not in _TOP_KEYS:
+        if key not in _TOP_KEYS and key not in keys:
             raise ConfigError(str(key), _misplaced(str(key), raw, registry))
-    platforms = {k: raw.pop(k) for k in PLATFORM_KEYS if k in raw}
+    platforms = {k: raw.pop(k) for k in keys if k in raw}
     for key in ("backends", "routes"):
         if key not in raw:
             raise ConfigError(key, "is required")
     if not isinstance(raw["backends"], dict) or not raw["backends"]:
         raise ConfigError("backends", "must map at least one backend name to its settings")
-    config: Config = _validate(Config, raw, "")
+    config: Config = _validate(Config, raw, "", {"platforms": keys})
 
     backends: dict[str, DialectOptions] = {}
     for name, block in config.backends.items():
