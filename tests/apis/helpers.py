@@ -18,7 +18,8 @@ from tests.fakes.chatapi import FakeChatAPI
 
 FAST_RETRIES = {"attempts": 3, "backoff": 0.01, "max_backoff": 0.02}
 
-# The options each dialect needs beyond url, api_key and retries.
+# The options each dialect needs beyond url, api_key and retries (none, for a kind
+# not listed).
 REQUIRED: dict[str, dict[str, Any]] = {
     "chatmount": {},
     "ndjson": {},
@@ -35,7 +36,7 @@ def make(kind: str, fake: FakeChatAPI, client: httpx.AsyncClient, **options: Any
         "url": fake.endpoint(kind),
         "api_key": fake.api_key,
         "retries": FAST_RETRIES,
-        **REQUIRED[kind],
+        **REQUIRED.get(kind, {}),
         **options,
     }
     cls = REGISTRY.dialects[kind]()

@@ -141,10 +141,12 @@ routes:
 def test_a_routes_history_on_a_stateful_backend_is_refused_naming_its_kind() -> None:
     with pytest.raises(ConfigError) as err:
         parse(BASE + "    history: 5\n")
+    stateless = [kind for kind, load in REGISTRY.dialects.items() if not load().stateful]
+    assert {"bot-messages", "openai"} <= set(stateless)
     assert str(err.value) == (
         "routes[0].history: backend 'docs' is a chatmount API, which keeps its "
         "conversations itself: the bridge sends it no history, so drop `history` (it is "
-        "for routes to stateless APIs: bot-messages, openai)"
+        f"for routes to stateless APIs: {', '.join(stateless)})"
     )
 
 
