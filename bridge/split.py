@@ -5,9 +5,9 @@ boundary, else a space, else anywhere, but never where the message before the
 cut would show nothing (blank lines, a fence's opening line), nor where the
 message after it would start with a fence marker the source has in the middle
 of a line. A code fence open at a cut is closed at the end of one message and
-reopened (same language) at the start of the next. Each piece is formatted for
-the platform and fits its limit after formatting; a piece whose formatted text
-shows nothing is no message.
+reopened (same language, in the same block quotes) at the start of the next.
+Each piece is formatted for the platform and fits its limit after formatting; a
+piece whose formatted text shows nothing is no message.
 """
 
 from __future__ import annotations
@@ -16,43 +16,90 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 FENCE = "```"
 Formatter = Callable[[str], str]
-# A fence line: three or more backticks (whose info string has none: ```x``` is inline
-# code) or tildes, then the info string.
-_FENCE_LINE = re.compile(r"^\s*(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+# A fence line: the block quotes it stands in (`> `, `> > `, or none: CommonMark's
+# marker is up to three spaces, `>` and a space or not), three or more backticks
+# (whose info string has none: ```x``` is inline code) or tildes, then the info string.
+# (The quote markers are taken atomically: `> > > x` is read once, not in every way
+# its spaces could be shared between them.)
+_FENCE_LINE = re.compile(r"^((?: {0,3}>[ \t]?)*+)\s*(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+_QUOTE_MARK = re.compile(r" {0,3}>[ \t]?")
 
 
-def _opener(text: str, continued: int = -1) -> tuple[str, str] | None:
-    """(marker, info string) of a code fence left open at the end of `text`, or None.
+class _Fence(NamedTuple):
+    """A code fence left open: the quote markers it stands in, its marker, its info
+    string."""
+
+    quote: str  # "> " for each block quote, "" for none
+    marker: str
+    info: str
+
+
+def in_quotes(line: str, quote: str) -> str | None:
+    """`line` past the markers of the block quotes `quote` stands for; None where it
+    is in fewer (the quote ended there, and a code block in it with it)."""
+    at = 0
+    for _ in range(quote.count(">")):
+        mark = _QUOTE_MARK.match(line, at)
+        if mark is None:
+            return None
+        at = mark.end()
+    return line[at:]
+
+
+def _opener(text: str, continued: int = -1) -> _Fence | None:
+    """The code fence left open at the end of `text`, or None.
 
     The line at offset `continued` (when given) is the rest of a line cut in two:
-    only a line's start can open or close a fence.
+    only a line's start can open or close a fence, and it goes on in the quotes the
+    line began in.
     """
     if "```" not in text and "~~~" not in text:
         return None  # most answers: no line to look at
-    if continued >= 0:
-        end = text.find("\n", continued)
-        text = text[:continued] + ("" if end < 0 else text[end:])
-    opened: tuple[str, str] | None = None
-    for line in text.split("\n"):
-        match = _FENCE_LINE.match(line)
-        if match is None:
+    lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()  # (what follows a last line break is no line yet)
+    skip = text.count("\n", 0, continued) if 0 <= continued <= len(text) else -1
+    opened: _Fence | None = None
+    for at, line in enumerate(lines):
+        if at == skip:
             continue
-        marker, info = match.group(1), match.group(2).strip()
-        if opened is None:
-            opened = (marker, info)
-        elif marker[0] == opened[0][0] and len(marker) >= len(opened[0]) and not info:
-            opened = None  # closed by the same character, at least as many, alone
+        if opened is not None:
+            inner = in_quotes(line, opened.quote)
+            if inner is not None:
+                match = _FENCE_LINE.match(inner)
+                if (  # closed by the same character, at least as many, alone
+                    match is not None
+                    and not match.group(1)
+                    and match.group(2)[0] == opened.marker[0]
+                    and len(match.group(2)) >= len(opened.marker)
+                    and not match.group(3).strip()
+                ):
+                    opened = None
+                continue
+            opened = None  # its quote ended: the line may open another
+        match = _FENCE_LINE.match(line)
+        if match is not None:
+            quote = "> " * match.group(1).count(">")
+            opened = _Fence(quote, match.group(2), match.group(3).strip())
     return opened
 
 
 def open_fence(text: str) -> str | None:
-    """The opening line (marker and info string) of a code fence left open at the end
-    of `text`, to reopen it with, or None."""
+    """The opening line (quote markers, marker and info string) of a code fence left
+    open at the end of `text`, to reopen it with, or None."""
     opened = _opener(text)
-    return None if opened is None else opened[0] + opened[1]
+    return None if opened is None else "".join(opened)
+
+
+def closing_fence(text: str) -> str | None:
+    """The line that closes the code fence left open at the end of `text` (its quote
+    markers and marker), or None."""
+    opened = _opener(text)
+    return None if opened is None else opened.quote + opened.marker
 
 
 def close_fences(text: str) -> str:
@@ -60,10 +107,10 @@ def close_fences(text: str) -> str:
     return _closed(text, _opener(text))
 
 
-def _closed(text: str, opened: tuple[str, str] | None) -> str:
+def _closed(text: str, opened: _Fence | None) -> str:
     if opened is None:
         return text
-    return text + ("\n" if not text.endswith("\n") else "") + opened[0]
+    return text + ("\n" if not text.endswith("\n") else "") + opened.quote + opened.marker
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +157,11 @@ def _shows(formatted: str) -> bool:
 
 
 # What, at the start of the rest of a line cut at a space, a message would read as a
-# fence line: a fence marker, or the start of one at the end of what is known.
-_MARKER_AHEAD = re.compile(r"[^\S\n]*(```|~~~|`{0,2}\Z|~{0,2}\Z)")
-_SPACED_MARKER = re.compile(r"[ \t]+(```|~~~)")
+# fence line: a fence marker, or the start of one at the end of what is known, in a
+# block quote or not (`> ````). (Eight quotes deep at most: tried at each space of a
+# run of `> > > …`, more would read that run again from each.)
+_MARKER_AHEAD = re.compile(r"[^\S\n]*(?:>[^\S\n]*){0,8}(```|~~~|`{0,2}\Z|~{0,2}\Z)")
+_SPACED_MARKER = re.compile(r"[ \t]+(```|~~~)|[ \t]*(?:>[ \t]*)+(```|~~~|`{0,2}\Z|~{0,2}\Z)")
 
 
 # What a cut at a space inside would break in two, showing raw markup on both
@@ -205,11 +254,11 @@ def _cut_point(text: str, budget: int, floor: int, continued: int = -1) -> int:
     if cut < len(text) and (text[cut] in "`~" or _SPACED_MARKER.match(text, cut)):
         # The next message would start with what may be a fence marker (of a run
         # of ` or ~, only the first may be known yet): cut before it, and the
-        # spaces before it.
+        # spaces and quote marks before it.
         back = cut
-        while back > floor + 1 and cut - back < 64 and text[back] in "`~ \t":
+        while back > floor + 1 and cut - back < 64 and text[back] in "`~ \t>":
             back -= 1
-        if text[back] not in "`~ \t":
+        if text[back] not in "`~ \t>":
             cut = grapheme_start(text, back, floor + 1)
     return cut
 
@@ -288,7 +337,10 @@ def split_pieces(
             head = rest[:cut].rstrip("\r\n")
             opened = _opener(head, continued)
             info = _cut_opening(rest, head, cut, opened, continued)
-            shown = fmt(_closed(head if info < 0 else f"{head[:info]}\n{head[info:]}", opened))
+            if info >= 0 and opened is not None:  # the rest of the line shows as code
+                shown = fmt(_closed(f"{head[:info]}\n{opened.quote}{head[info:]}", opened))
+            else:
+                shown = fmt(_closed(head, opened))
             if len(shown) <= limit:
                 break
             if cut <= floor + 1:
@@ -312,12 +364,20 @@ def split_pieces(
             if _shows(shown):
                 pieces.append(Piece(shown, len(markdown), ""))  # the rest shows nothing
             return pieces
-        # The fence left open is reopened with its marker and language; a table cut
-        # between two of its rows (one line break, no blank line) goes on under
-        # its header again.
+        # The fence left open is reopened with its quotes, marker and language; a
+        # table cut between two of its rows (one line break, no blank line) goes on
+        # under its header again.
+        breaks = rest[len(head) : cut] + markdown[cut_at:pos]
+        if opened is not None and opened.quote and not inside:
+            end = markdown.find("\n", pos)
+            following = markdown[pos : len(markdown) if end < 0 else end]
+            if breaks.count("\n") > 1 or in_quotes(following, opened.quote) is None:
+                opened = None  # it ended with its quote: a blank line, or one out of it
         if opened is not None:
-            prefix = _reopening(opened if info < 0 else (opened[0], ""), limit)
-        elif (rest[len(head) : cut] + markdown[cut_at:pos]).count("\n") == 1:
+            prefix = _reopening(opened if info < 0 else opened._replace(info=""), limit)
+            if prefix and inside:
+                prefix += opened.quote  # the rest of the line goes on in its quotes
+        elif breaks.count("\n") == 1:
             prefix = _table_header(head, markdown[pos : pos + 2000], limit)
         else:
             prefix = ""
@@ -326,7 +386,7 @@ def split_pieces(
 
 
 def _cut_opening(
-    rest: str, head: str, cut: int, opened: tuple[str, str] | None, continued: int
+    rest: str, head: str, cut: int, opened: _Fence | None, continued: int
 ) -> int:
     """Where the info string starts in the last line of `head`, when that line opens
     the fence left open and the cut fell inside it (an opening line longer than a
@@ -341,16 +401,17 @@ def _cut_opening(
     if _opener(head[:line], continued) is not None:
         return -1
     match = _FENCE_LINE.match(head[line:])
-    return -1 if match is None else line + match.end(1)
+    return -1 if match is None else line + match.end(2)
 
 
-def _reopening(opened: tuple[str, str], limit: int) -> str:
-    """The line to reopen a fence with in the next message: its marker and language
-    (the first word of its info string, not all of it: an opening line can be longer
-    than a message), or its marker alone where that would pass a quarter of one."""
-    marker, info = opened
+def _reopening(opened: _Fence, limit: int) -> str:
+    """The line to reopen a fence with in the next message: its quote markers, its
+    marker and language (the first word of its info string, not all of it: an opening
+    line can be longer than a message), or its marker alone where that would pass a
+    quarter of one."""
+    quote, marker, info = opened
     words = info.split(maxsplit=1)
-    for line in (f"{marker}{words[0]}\n" if words else "", f"{marker}\n"):
+    for line in (f"{quote}{marker}{words[0]}\n" if words else "", f"{quote}{marker}\n"):
         if line and len(line) <= limit // 4:
             return line
     return ""

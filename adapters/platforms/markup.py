@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yarl
 
-from bridge.split import TABLE_RULE, grapheme_start
+from bridge.split import TABLE_RULE, grapheme_start, in_quotes
 
 ZWSP = "\u200b"
 # Characters of a source's title shown at most: an API may give a page's first
@@ -25,20 +25,30 @@ def break_fences(text: str) -> str:
     return text.replace("```", f"`{ZWSP}`{ZWSP}`")
 
 
-# A fence line, up to three spaces in (CommonMark): its indent, marker and info
-# string; a backtick fence's info string holds no backtick.
-FENCE_LINE = re.compile(r"( {0,3})(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+# A fence line, in the block quotes it stands in (`> `, `> > ` or none) and up to
+# three spaces in (CommonMark): its quote markers, indent, marker and info string; a
+# backtick fence's info string holds no backtick. (The quote markers are taken
+# atomically: `> > > x` is read once, not in every way its spaces could be shared.)
+FENCE_LINE = re.compile(r"((?: {0,3}>[ \t]?)*+)( {0,3})(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+
+
+def quotes_of(opening: re.Match[str]) -> str:
+    """The block quotes a fence line `FENCE_LINE` matched stands in, as `in_quotes`
+    takes them: "> " for each."""
+    return "> " * opening.group(1).count(">")
 
 
 def closes_fence(marker: str, line: str) -> bool:
-    """Whether `line` closes the fenced block opened with `marker`: a fence line of
-    the same character, at least as many, with nothing after it (CommonMark)."""
+    """Whether `line` (past the quote markers of the block: see `in_quotes`) closes
+    the fenced block opened with `marker`: a fence line of the same character, at
+    least as many, with nothing after it (CommonMark), in no further quote."""
     closing = FENCE_LINE.match(line)
     return (
         closing is not None
-        and closing.group(2)[0] == marker[0]
-        and len(closing.group(2)) >= len(marker)
-        and not closing.group(3).strip()
+        and not closing.group(1)
+        and closing.group(3)[0] == marker[0]
+        and len(closing.group(3)) >= len(marker)
+        and not closing.group(4).strip()
     )
 
 
@@ -280,18 +290,23 @@ def markdown_links(markdown: str) -> list[MarkdownLink]:
     after the link). The text is read once: linear time, whatever it holds."""
     links: list[MarkdownLink] = []
     fence = ""  # the marker of the fenced block the line is in
+    quotes = ""  # the block quotes that block stands in
     paragraph = -1  # where the paragraph being read began
     offset = 0
     for line in markdown.split("\n"):
-        marker = FENCE_LINE.match(line)
-        if fence:
-            if closes_fence(fence, line):
+        inner = in_quotes(line, quotes) if fence else None
+        if inner is not None:
+            if closes_fence(fence, inner):
                 fence = ""
-        elif marker or not line.strip():
+            offset += len(line) + 1
+            continue
+        fence = ""  # (a block in a quote ends with it)
+        marker = FENCE_LINE.match(line)
+        if marker or not line.strip():
             if paragraph >= 0:
                 _paragraph_links(markdown, paragraph, offset, links)
                 paragraph = -1
-            fence = marker.group(2) if marker else ""
+            fence, quotes = (marker.group(3), quotes_of(marker)) if marker else ("", "")
         elif paragraph < 0:
             paragraph = offset
         offset += len(line) + 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 
@@ -9,7 +10,11 @@ from hypothesis import strategies as st
 
 from adapters.platforms.discord.format import format_markdown
 from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn, neutralize_markdown
+from bridge.budget import Budgets
+from bridge.interfaces import Rate
+from bridge.render import LiveReply
 from bridge.split import open_fence, split_markdown, split_pieces
+from tests.core.recording import RecordingTarget
 
 
 def _answer(length: int, seed: int = 7) -> str:
@@ -318,6 +323,7 @@ def test_a_fence_reopens_with_its_language_only() -> None:
     ("text", "limit", "platform"),
     [
         ("word " * 9 + "then run ~~~ and see", 60, "plain"),
+        ("word " * 9 + "then > > ```py and see", 60, "plain"),  # in a quote
         ("a ```" + "x" * 50, 40, "plain"),
         ("Long paragraph " * 132 + "and so ```triple backticks open a code block", 2000, "discord"),
         ("Long paragraph " * 259 + "and ~~~tildes~~~ are fences too", 3900, "slack"),
@@ -370,6 +376,7 @@ MARKUP = [
     "`", "``", "~", "|", "| a | b |\n", "|---|---|\n", "## ", "#", "&", "&&&&&&&&", "\r\n", "\t",
     "e\u0301", "\U0001F44D\U0001F3FD", "x" * 50, "word " * 10, '```json{"k":"' + "v" * 80,
     "```" + "w " * 60, "\n" + "~" * 12, "`" * 8, "- ", "> ", "*", "_", "[a](https://x.example/a)",
+    "\n> ```py", "\n> ```", "\n> ~~~", "\n>", "\n> > ", "\n> " + "w " * 60,
 ]
 # A line that shows nothing: blank, or a fence's marker and at most a language.
 SILENT = re.compile(r"\s*(?:(?:`{3,}|~{3,})[\w+#.-]*\s*)?")
@@ -449,3 +456,85 @@ def test_a_stray_star_early_in_a_long_paragraph_hides_no_code_span_at_the_cut() 
         text = "Call f(*args) first. " + (PROSE * 40)[: pad - 21] + f" See {inline} now. "
         messages = split_markdown(text + PROSE * 5, 2000)
         assert sum(inline in m for m in messages) == 1, (pad, messages[0][-60:])
+
+
+@pytest.mark.parametrize("quote", ["> ", ">", "  > ", "> > "])
+def test_a_quoted_code_block_cut_is_closed_and_reopened_in_its_quote(quote: str) -> None:
+    # A fence was read only at a line's start: a quoted file's code block was never
+    # closed at a cut, the next messages went on as quoted text, and its closing
+    # fence opened a stray block.
+    code = "".join(f"{quote}x_{i} = a*b*c  # step {i}\n" for i in range(200))
+    text = f"The file:\n\n{quote}```python\n{code}{quote}```\n\nDone."
+    messages = split_markdown(text, 2000)
+    assert len(messages) > 2
+    closing = "> " * quote.count(">") + "```"
+    assert all(m.endswith(f"\n{closing}") for m in messages[:-1]), messages
+    assert all(m.startswith(f"{closing}python\n{quote}x_") for m in messages[1:]), messages
+    assert messages[-1].endswith(f"\n{quote}```\n\nDone.")
+    assert all(open_fence(m) is None for m in messages)
+
+
+def test_a_long_line_of_quoted_code_goes_on_in_its_quote() -> None:
+    # The rest of a line cut in two is no quote of itself: it would end the quote,
+    # and the code block in it.
+    text = "> ~~~json\n> " + '{"k": "' + "v " * 1500 + '"}\n> ~~~\n\nDone.'
+    first, *rest = split_markdown(text, 2000)
+    assert first.startswith("> ~~~json\n> {") and first.endswith("\n> ~~~")
+    assert rest and all(m.startswith("> ~~~json\n> v") for m in rest), rest
+    assert rest[-1].endswith('"}\n> ~~~\n\nDone.')
+
+
+@pytest.mark.parametrize("after", ["\n\n", "\n"])
+def test_a_code_block_ends_with_the_quote_it_stands_in(after: str) -> None:
+    # CommonMark: a blank line or a line out of the quote ends it, and its code block;
+    # a cut there reopens no block.
+    text = "> ```\n" + "> x = 1\n" * 30 + f"{after}Prose " + "word " * 400
+    messages = split_markdown(text, 300)
+    assert messages[0].endswith("> x = 1\n> ```") and messages[1].startswith("Prose word")
+    assert not any("```" in m for m in messages[1:]), messages
+
+
+QUOTED_CODE = "Here is the quoted snippet:\n\n> ```python\n" + "".join(
+    f"> x_{i} = a*b*c  # step {i}\n" for i in range(200)
+) + "> ```\n\nDone."
+
+
+def _stays_quoted_code(messages: list[str]) -> None:
+    assert len(messages) > 1
+    for message in messages:
+        code = [line for line in message.split("\n") if "x_" in line]
+        # Code shows its stars (as text, Slack made them italics: `a_b_c`), each
+        # message's block is closed in it, and none is an empty block.
+        assert code and all(line.startswith("> x_") and "a*b*c" in line for line in code)
+        assert message.count("```") % 2 == 0, [m.count("```") for m in messages]
+        assert message.startswith(("Here", "> ```")) and "> ```\n> ```" not in message
+    assert messages[-1].endswith("> ```\n\nDone.")
+
+
+@pytest.mark.parametrize("platform", ["discord", "slack"])
+def test_a_quoted_code_block_stays_code_in_every_message(platform: str) -> None:
+    _stays_quoted_code(split_markdown(QUOTED_CODE, LIMITS[platform], FORMATS[platform]))
+
+
+class _Formatting(RecordingTarget):
+    def __init__(self, platform: str) -> None:
+        fast = Rate(100_000, 1.0)
+        super().__init__(max_chars=LIMITS[platform], edit_rate=fast, post_rate=fast)
+        self.fmt = FORMATS[platform]
+
+    def format_markdown(self, markdown: str) -> str:
+        return self.fmt(markdown)
+
+
+@pytest.mark.parametrize("platform", ["discord", "slack"])
+async def test_a_streamed_quoted_code_block_stays_code_in_every_message(platform: str) -> None:
+    # Discord's three messages held ``` once, not at all, and once: the first block
+    # never closed, the second showed no code, the third opened a stray one.
+    target = _Formatting(platform)
+    reply = LiveReply(target, Budgets(), edit_interval=0.0)
+    await reply.start()
+    for at in range(0, len(QUOTED_CODE), 9):
+        reply.feed(QUOTED_CODE[at : at + 9])
+        await asyncio.sleep(0)  # the reply shows what arrived, and freezes full messages
+    await reply.finish(None)
+    _stays_quoted_code(target.visible())

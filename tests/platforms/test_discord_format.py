@@ -51,6 +51,17 @@ def test_a_block_fenced_with_tildes_is_code_not_markdown() -> None:
     assert nested == f"  ```\n{BROKEN}\nx @everyone\n  ```\nafter @{ZWSP}everyone"
 
 
+def test_a_quoted_block_fenced_with_tildes_is_a_code_block_in_its_quote() -> None:
+    # Discord knows ``` only: a quoted file's ~~~ block showed as quoted text, `a*b*c`
+    # in italics.
+    answer = "File:\n\n> ~~~python\n> x = a*b*c  # ```\n> ~~~~\n\nSo *this*."
+    shown = format_markdown(answer)
+    assert shown == f"File:\n\n> ```python\n> x = a*b*c  # {BROKEN}\n> ```\n\nSo *this*."
+    # A block ends with the quote it stands in (CommonMark): closed there, in it.
+    shown = format_markdown("> ~~~\n> x = 1\n\nText.\n~~~\n> y\n~~~")
+    assert shown == "> ```\n> x = 1\n> ```\n\nText.\n```\n> y\n```"
+
+
 def test_a_three_backtick_block_is_left_as_discord_reads_it() -> None:
     # Discord ends it at the next ```, wherever it stands: what follows is text.
     answer = "```\n| a | b |\n|---|---|\n``` and\n| a | b |\n|---|---|"

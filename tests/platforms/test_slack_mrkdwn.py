@@ -294,6 +294,8 @@ def test_native_markdown_keeps_markdown_and_defuses_mentions() -> None:
          "[a](https://a.example/`) <https://evil.example/> `"),
         # An address without a scheme leads nowhere: shown as text.
         ("[acme.dev](/steal_it)", "/steal\\_it"),
+        # A quote's code block ends with it.
+        ("> ```\n> x\n\n[acme.dev](https://evil.example/)", "> ```\n> x\n\n<https://evil.example/>"),
     ],
 )
 def test_native_link_whose_label_names_another_place_is_its_bare_address(
@@ -311,6 +313,7 @@ def test_native_link_whose_label_names_another_place_is_its_bare_address(
         "`[acme.dev](https://evil.example/)` and ``[x](https://evil.example/) ` ``",
         "Example:\n```md\n[acme.dev](https://evil.example/)\n```\nend",
         "~~~~\n[acme.dev](https://evil.example/)\n~~~\n[acme.dev](https://evil.example/)",
+        "> File:\n> ~~~md\n> [acme.dev](https://evil.example/)\n> ~~~",
         # A link holds no link; a bracket escaped opens none.
         "[a [b](https://b.example/) acme.dev](https://evil.example/)",
         "\\[acme.dev](https://evil.example/)",
@@ -332,6 +335,7 @@ def test_native_links_shown_as_written(markdown: str) -> None:
         "[" * 50_000 + "](<" * 16_000,
         "[" * 50_000 + '<a b="' * 16_000,
         "x " + "`" * 500 + "[a](x)",
+        "> " * 25_000 + "x",
         "\\" * 50_000,
     ],
 )

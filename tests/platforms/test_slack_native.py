@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms.slack import SlackPlatform, SlackTarget
+from adapters.platforms.slack.target import stable_prefix
 from bridge.budget import Budgets
 from bridge.interfaces import Address
 from bridge.interruptions import INTERRUPTED, mark_interrupted
@@ -234,6 +235,14 @@ async def test_a_stops_mark_ends_the_stream_its_reply_left_open(
     assert [m.streaming for m in replies] == [False, False]
     assert replies[1].text == code  # what was held back is shown too
     assert [e["text"] for e in fake_slack.ephemerals] == [INTERRUPTED]
+
+
+def test_a_quoted_code_block_closed_for_display_is_not_sent_while_it_streams() -> None:
+    # Sent, its closing line would stand in the middle of the code once more arrived.
+    code = "The file:\n\n> ```python\n> x = 1"
+    assert stable_prefix(code + "\n> ```") == code
+    assert stable_prefix("> > ~~~~\n> > x = 1\n> > ~~~~") == "> > ~~~~\n> > x = 1"
+    assert stable_prefix("> ```\n> x = 1\n\n```") == "> ```\n> x = 1\n\n```"
 
 
 # --------------------------------------------------------------------------- slow starts

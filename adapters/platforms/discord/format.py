@@ -25,12 +25,13 @@ from adapters.platforms.markup import (
     encoded_url,
     honest_markdown_label,
     in_own_letters,
+    quotes_of,
     source_title,
     table_grid,
 )
 from adapters.platforms.mentions import without_mention
 from bridge.interfaces import Source
-from bridge.split import FENCE, TABLE_ROW, TABLE_RULE, grapheme_start
+from bridge.split import FENCE, TABLE_ROW, TABLE_RULE, grapheme_start, in_quotes
 
 THREAD_NAME_MAX = 100
 _TITLE_MARKS = str.maketrans({"[": "(", "]": ")", "\\": "\u29f5"})
@@ -59,6 +60,7 @@ def _blocks(markdown: str) -> str:
     lines = markdown.split("\n")
     out: list[str] = []
     fence = ""  # the marker of the code block a line is in; FENCE for Discord's own
+    quotes = ""  # the block quotes a block of another marker stands in
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -69,18 +71,25 @@ def _blocks(markdown: str) -> str:
             fence = "" if line.count(FENCE) % 2 else fence
             continue
         if fence:
-            if closes_fence(fence, line):
-                out.append(f"{line[: len(line) - len(line.lstrip())]}{FENCE}")
-                fence = ""
-            else:
-                out.append(break_fences(line))
-            continue
+            inner = in_quotes(line, quotes)
+            if inner is not None:
+                if closes_fence(fence, inner):
+                    out.append(f"{line[: len(line) - len(inner.lstrip())]}{FENCE}")
+                    fence = ""
+                else:
+                    out.append(break_fences(line))
+                continue
+            # Its quote ended, and the block with it (CommonMark): closed there, in the
+            # quote, where Discord's would go on to the next ```.
+            out.append(f"{quotes}{FENCE}")
+            fence = ""
         opening = FENCE_LINE.match(line)
-        if opening and opening.group(2) != FENCE:
+        if opening and opening.group(3) != FENCE:
             # Discord knows no longer fence (one that shows ``` in its code) nor ~~~:
             # the block is made ```, and a ``` in it broken up, so it cannot end it.
-            indent, fence, info = opening.groups()
-            out.append(f"{indent}{FENCE}{break_fences(info)}")
+            quoted, indent, fence, info = opening.groups()
+            quotes = quotes_of(opening)
+            out.append(f"{quoted}{indent}{FENCE}{break_fences(info)}")
             continue
         if line.count(FENCE) % 2:
             fence = FENCE

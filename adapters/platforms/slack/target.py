@@ -26,7 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.errors import PlaceGone, PlatformError, PlatformUnreachable
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.proxies import env_proxy
-from bridge.split import open_fence
+from bridge.split import closing_fence
 
 from .late import Body
 from .lost import LOOK_AGAIN, find_lost, since, tag, timed_out, unanswered
@@ -87,12 +87,12 @@ class _Stream:
 
 def stable_prefix(markdown: str) -> str:
     """`markdown` without a code fence the renderer closed only for display
-    (``` or ~~~, of any length: the closer is the open fence's own marker)."""
+    (``` or ~~~, of any length, in a block quote or not: the closer is the open
+    fence's own marker, in its quotes)."""
     if not markdown.endswith(("```", "~~~")):
         return markdown
     head, _, last = markdown.rpartition("\n")
-    opener = open_fence(head)
-    if opener is not None and last == opener[: len(opener) - len(opener.lstrip(opener[0]))]:
+    if last == closing_fence(head):
         return head.rstrip("\n")
     return markdown
 
