@@ -43,3 +43,12 @@ async def test_an_ask_still_streaming_near_discords_15_minutes_is_cut_with_a_not
     assert 'outcome="too_long",platform="discord"} 1.0' in metrics
     # A cut answer is not kept in the conversation's history, as one too long is not.
     assert [m["content"] for m in setup.chat.requests[1].json["messages"]] == ["short?"]
+
+
+def test_an_ask_whose_turn_comes_just_before_it_is_given_up_has_time_to_show() -> None:
+    # Cut when it would have been given up, one whose turn came a moment before was
+    # asked of the chat API (and paid for) and showed the note alone.
+    from adapters.platforms.discord.commands import GIVE_UP_AFTER
+
+    assert targets.CUT_AFTER - GIVE_UP_AFTER >= 30.0  # time for an answer to show
+    assert targets.TOKEN_LIFE - targets.CUT_AFTER >= 10.0  # and for the note's edit

@@ -46,9 +46,13 @@ DM_WORKSPACE = "@dm"
 TOKEN_LIFE = 15 * 60.0
 # An /ask still waiting its turn this long before its token runs out is given up:
 # its answer would have too little time to show anything, and the asker can still
-# be told. One still streaming then is cut, while its last message can still say so.
+# be told.
 ANSWER_MARGIN = 60.0
-CUT_AFTER = TOKEN_LIFE - ANSWER_MARGIN  # seconds after the command; tests shorten it
+# An answer still streaming this long before the token runs out is cut, while its
+# last message can still say so: later than a waiting one is given up, so that one
+# whose turn came just before has its minute to show.
+CUT_MARGIN = 20.0
+CUT_AFTER = TOKEN_LIFE - CUT_MARGIN  # seconds after the command; tests shorten it
 # Under what an answer cut so showed (as a failure's note: italics, a warning sign).
 CUT_TEXT = ("The answer was cut off here: Discord gives a command's answer 15 minutes. "
             "For long answers, mention the bot or send it a direct message.")
