@@ -189,7 +189,7 @@ class _NullTarget(ReplyTarget):
     def format_sources(self, sources: Sequence[Source]) -> str:
         return ""
 
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         return None
 
     async def post(self, text: str) -> str:

@@ -384,10 +384,13 @@ class ReplyTarget(ABC):
     redelivered: ClassVar[bool] = False
 
     @abstractmethod
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         """Show activity at once (typing, status, or a placeholder message).
 
-        Returns the id of a placeholder message to edit, or None.
+        Returns the id of a placeholder message to edit, or None. Only where
+        `limits.begin_posts` is set may `text` be given: the reply's first message
+        (formatted, as `post`'s), which came while the placeholder waited for its
+        post's budget (a burst in the place); the message posted shows it instead.
         """
 
     @abstractmethod

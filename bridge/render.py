@@ -180,22 +180,40 @@ class LiveReply:
         slots = await self._budget.for_begin(self.limits.begin_posts, self._has_text)
         if slots is None:
             return  # a busy budget and the answer came first: show it instead
+        # Text that came while the placeholder waited for its post (a burst in the
+        # place) is posted in its stead, in its turn: shown under a placeholder, it
+        # would wait for an edit too, from a budget the same burst spends.
+        first = self._first_pieces()
+        snapshot, snapped_at = len(self.text), time.monotonic()
         try:
-            placeholder = await self.target.begin()
+            message_id = await self.target.begin(first[0] if first else None)
         except Exception as exc:  # the platform's failure, whatever its kind
             self._failed(exc)
-            log.warning("could not show that an answer is coming: %s", for_log(exc))
+            what = "reply update failed" if first else "could not show that an answer is coming"
+            log.warning("%s: %s", what, for_log(exc))
             if isinstance(exc, PlaceGone):
                 self.gone = exc
             return
         finally:
             restamp(slots)
-        if placeholder is not None:
-            self.message_ids.append(placeholder)
-            self._shown.append(self.thinking_text)
-            # Recorded at once: after a crash before the first words, the next
-            # process marks this message interrupted, not a new one.
-            await self._progress()
+        if message_id is None:
+            return
+        self.message_ids.append(message_id)
+        self._shown.append(first[0] if first else self.thinking_text)
+        if first:
+            self._sent(snapped_at, snapshot)
+            if len(first) == 1:  # else the rest has waited since it came, and goes next
+                self._caught_up_to(snapshot, snapped_at)
+        # Recorded at once: after a crash before the first words, the next
+        # process marks this message interrupted, not a new one.
+        await self._progress()
+
+    def _first_pieces(self) -> list[str]:
+        """What the post showing that an answer is coming shows instead of a placeholder:
+        the reply's pieces where it has text already (none: the placeholder)."""
+        if not (self.limits.begin_posts and self._has_text.is_set()):
+            return []
+        return self._final_view() if self._closing else self._progress_pieces()
 
     def feed(self, text: str) -> None:
         """Append answer text."""
@@ -487,22 +505,30 @@ class LiveReply:
                         self._last_edit = time.monotonic() + min(REFUSED_BACKOFF, later)
                     return
                 self._failures = 0
-                # The interval runs from when this update was sent: text that arrives
-                # while it is on its way waits one interval, not one plus its round trip.
-                self._last_edit = sent
-                if self.stats.first_visible_at is None and _shows(self.text[:snapshot]):
-                    # Words, not a status, are on screen now.
-                    self.stats.first_visible_at = time.monotonic()
+                self._sent(sent, snapshot)
                 index = self._first_change(pieces, index + 1)
-            if len(self.text) == snapshot:
-                self._pending_since = None
-            elif self._pending_since is not None:
-                # Text came while this update was on its way: it has waited since
-                # then, not since the first text this reply ever had pending (that
-                # would rank a long answer ahead of every later one for good).
-                self._pending_since = snapped_at
+            self._caught_up_to(snapshot, snapped_at)
         finally:
             release(held[1] if held else [])
+
+    def _sent(self, sent: float, snapshot: int) -> None:
+        """An update sent at `sent` showing the text's first `snapshot` characters landed."""
+        # The interval runs from when this update was sent: text that arrives
+        # while it is on its way waits one interval, not one plus its round trip.
+        self._last_edit = sent
+        if self.stats.first_visible_at is None and _shows(self.text[:snapshot]):
+            # Words, not a status, are on screen now.
+            self.stats.first_visible_at = time.monotonic()
+
+    def _caught_up_to(self, snapshot: int, snapped_at: float) -> None:
+        """The messages show the text up to `snapshot`, taken at `snapped_at`."""
+        if len(self.text) == snapshot:
+            self._pending_since = None
+        elif self._pending_since is not None:
+            # Text came while this update was on its way: it has waited since
+            # then, not since the first text this reply ever had pending (that
+            # would rank a long answer ahead of every later one for good).
+            self._pending_since = snapped_at
 
     def _may_retry(self, failure: Exception) -> bool:
         """Whether a final update that failed so is tried again (see FINAL_PATIENCE)."""

@@ -70,7 +70,7 @@ class ConsoleTarget(ReplyTarget):
         body = "\n".join(self._messages.values()) or self._status
         return BOT + body
 
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         self._live = True
         self._status = "…"
         self._platform.screen.draw(self._render())

@@ -61,10 +61,12 @@ class RecordingTarget(ReplyTarget):
     def accepted(self) -> None:
         self.was_accepted = True
 
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         if not self.placeholder:
             self.ops.append(Op("begin", None, ""))
             return None
+        if text is not None:
+            return await self.post(text)
         message_id = self._id()
         self.messages[message_id] = "…"
         self.ops.append(Op("post", message_id, "…"))

@@ -2518,7 +2518,7 @@ class PlatformDown(RecordingTarget):
         self.failed.append(kind)
         raise self.error
 
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         self._fail("begin")
 
     async def post(self, text: str) -> str:
@@ -2601,7 +2601,8 @@ async def test_every_line_logged_for_an_answer_names_its_conversation(
     caplog.handler.addFilter(AnswerFilter())  # as the daemon's own handler has it
 
     class NoActivity(RecordingTarget):
-        async def begin(self) -> str | None:  # showing that an answer is coming fails
+        # Showing that an answer is coming fails.
+        async def begin(self, text: str | None = None) -> str | None:
             raise PlatformError("Slack failed reactions.add: service_unavailable")
 
     monkeypatch.setattr(LocalPlatform, "target", lambda self, address: NoActivity())

@@ -385,6 +385,7 @@ async def test_an_edit_that_waited_for_its_budget_shows_what_arrived_meanwhile()
     target = RecordingTarget(edit_rate=Rate(1, 0.4), placeholder=True)
     reply = LiveReply(target, Budgets(), edit_interval=0.01)
     await reply.start()
+    await wait_for(lambda: target.visible() == ["…"])
     reply.feed("one")
     await wait_for(lambda: target.visible() == ["one"])  # an edit of the placeholder
     reply.feed(" two")  # its edit waits for the budget (one edit per 0.4 s)...
@@ -418,7 +419,7 @@ async def test_a_library_error_from_the_platform_does_not_stop_the_reply() -> No
     class Flaky(RecordingTarget):
         failures = 2
 
-        async def begin(self) -> str | None:
+        async def begin(self, text: str | None = None) -> str | None:
             raise Dropped("connection closed")
 
         async def edit(self, message_id: str, text: str) -> None:

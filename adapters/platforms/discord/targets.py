@@ -174,7 +174,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         if not self._typing_stop.is_set():
             self._keep_typing(first_after=indicator.QUEUED_AFTER)
 
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         self.question.check()
         if not self._typing_stop.is_set():
             if not self._showing():
@@ -426,7 +426,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
     def _stopped_text(self) -> str:
         return f"_This was not answered: {self.question.why}_"
 
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         if self._given_up:  # its give-up (or its end) ran just as its turn came
             raise PlaceGone("the asker was told it was not answered.")
         self.question.check()

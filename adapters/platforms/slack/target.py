@@ -259,14 +259,14 @@ class SlackTarget(ReplyTarget):
             if not (self._reaction_on or self._status_on):
                 self._indicator = asyncio.create_task(self._thinking_on(), name="slack-thinking")
 
-    async def begin(self) -> str | None:
+    async def begin(self, text: str | None = None) -> str | None:
         self._think()
         if self._native:
             # Refused, no placeholder: it would be posted within the streams' budget
             # the renderer took for this call, not the channel's (Slack's 1 a second).
             # The answer's first words are posted within the channel's.
-            return await self._start_stream("")
-        return await self._post(self.format_markdown(self.platform.placeholder))
+            return await self._start_stream(text or "")
+        return await self._post(text or self.format_markdown(self.platform.placeholder))
 
     async def post(self, text: str) -> str:
         if self._native:
