@@ -58,6 +58,7 @@ from bridge.store.sqlite_file import (
     FileWatch,
     SQLiteErrors,
     close_quietly,
+    connected,
     empty_log,
     enter_wal,
     give_space_back,
@@ -67,7 +68,6 @@ from bridge.store.sqlite_file import (
     probe,
     rollback_quietly,
     tell_of_free_space,
-    thread_ended,
 )
 
 log = logging.getLogger("chat_bridge.store")
@@ -129,9 +129,8 @@ class SQLiteStore(Store):
             cached_statements=0,
         )
         try:
-            db = await connecting
+            db = await connected(connecting)
         except sqlite3.Error as exc:
-            await thread_ended(connecting)
             raise self._error(exc, "opening the database") from exc
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")

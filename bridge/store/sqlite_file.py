@@ -5,8 +5,9 @@ it at a time (`hold_lock_file`); putting it in WAL mode (`enter_wal`) and seeing
 that it can be written (`probe`); giving back to the disk what deleted rows leave
 free in it (`give_space_back`, made so when it is new by `make_space_returning`,
 and `tell_of_free_space` at start where it cannot) and emptying its write-ahead
-log (`empty_log`); opening and closing it quietly when something already failed
-(`thread_ended`, `close_quietly`, `rollback_quietly`); what SQLite's errors
+log (`empty_log`); opening it with nothing left behind when that fails or is
+cancelled (`connected`), and closing it quietly when something already failed
+(`close_quietly`, `rollback_quietly`); what SQLite's errors
 mean, in words an admin can act on (`SQLiteErrors`); and what an admin must
 hear of the file under a running bridge: replaced (`FileWatch`), or its
 write-ahead log held up (`Checkpoints`).
@@ -38,6 +39,7 @@ PROBE = "PRAGMA user_version = 0"  # a write of nothing the bridge reads
 # Checkpoints in a row another process's reads held off, past which a warning says so
 # (one a minute: `bridge.app.COMPACT_EVERY`).
 CHECKPOINT_BUSY_WARNED = 5
+OPEN_WAIT = 5.0  # seconds given an opening that failed or was cancelled to end
 # Free pages one compaction (one a minute) gives back at most, the store's other
 # statements waiting meanwhile: each moves a page in use at the end of the file into a
 # free one and rewrites what points at it. 1,024 pages (4 MB at 4 KiB a page) took
@@ -205,17 +207,39 @@ async def probe(db: aiosqlite.Connection) -> None:
         await rollback_quietly(db)
 
 
-async def thread_ended(connecting: aiosqlite.Connection) -> None:
-    """Wait for the database thread of a connection that failed to open.
+async def connected(connecting: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Open a connection, leaving no database thread behind if it fails or is
+    cancelled (a stop while the file opens).
 
-    aiosqlite stops it without waiting; a start that fails on it closes the
-    event loop at once, and the thread's last callback then finds the loop
-    closed and prints a traceback after the daemon's own clear error.
+    aiosqlite stops the thread without waiting; a start that ends on it closes
+    the event loop at once, and the thread's last callback then finds the loop
+    closed and prints a traceback after the daemon's own words. Cancelled, the
+    opening is let finish (for up to OPEN_WAIT seconds), and what it opened is
+    closed, not left to the collector.
     """
+    opening = asyncio.ensure_future(connecting)
+    try:
+        return await asyncio.shield(opening)
+    except sqlite3.Error:
+        await thread_ended(connecting)
+        raise
+    except asyncio.CancelledError:
+        await asyncio.wait((opening,), timeout=OPEN_WAIT)
+        if not opening.done():  # a file system that does not answer: left as it is
+            opening.cancel()
+        elif opening.exception() is None:
+            await close_quietly(opening.result())
+        else:
+            await thread_ended(connecting)
+        raise
+
+
+async def thread_ended(connecting: aiosqlite.Connection) -> None:
+    """Wait for the database thread of a connection that failed to open."""
     # aiosqlite 0.22 keeps its thread in `_thread`; before, the connection was the thread.
     thread = getattr(connecting, "_thread", connecting)
     if isinstance(thread, threading.Thread) and thread.is_alive():
-        await asyncio.to_thread(thread.join, 5.0)
+        await asyncio.to_thread(thread.join, OPEN_WAIT)
 
 
 async def close_quietly(db: aiosqlite.Connection) -> None:

@@ -9,7 +9,6 @@ import fcntl
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,17 +66,6 @@ async def test_a_file_where_the_directory_should_be_is_named_as_such(tmp_path: P
             with pytest.raises(StoreError, match="is a file, not a directory") as info:
                 await step()
             assert "permissions" not in str(info.value)
-
-
-async def test_a_file_that_cannot_be_opened_leaves_no_database_thread(tmp_path: Path) -> None:
-    def workers() -> set[threading.Thread]:
-        return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
-
-    before = workers()
-    # Its last callback would find the event loop of a failed start closed.
-    with pytest.raises(StoreError, match="cannot open the SQLite database"):
-        await SQLiteStore(tmp_path).open()  # a directory
-    assert workers() <= before
 
 
 def read_only(monkeypatch: pytest.MonkeyPatch) -> None:
