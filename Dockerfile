@@ -23,6 +23,9 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import sys, urllib.request as u; sys.exit(0 if u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"
 
+# A stop is held from the command's first moment and ends the start; only in the few
+# hundredths of a second before Python runs it does PID 1 (no init) ignore one:
+# `docker run --init` covers those too (README: Docker).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["chat-bridge"]
 CMD ["run", "-c", "/config/config.yaml"]

@@ -323,6 +323,9 @@ async def _serve(config: Config, registry: Registry) -> int:
     for sig in signals:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    # The command holds them back while it starts (`chat-bridge run`): one sent
+    # meanwhile is taken now, and ends the start.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
     try:
         bridge = Bridge(config, registry)
         if not await _until_stop(bridge.open(), stop):  # (what it opened, it closed)
