@@ -18,6 +18,7 @@ from bridge.budget import Budgets
 from bridge.interfaces import Address
 from bridge.interruptions import INTERRUPTED, mark_interrupted
 from bridge.render import LiveReply
+from bridge.split import close_fences
 from bridge.store.base import InFlight
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
@@ -243,6 +244,21 @@ def test_a_quoted_code_block_closed_for_display_is_not_sent_while_it_streams() -
     assert stable_prefix(code + "\n> ```") == code
     assert stable_prefix("> > ~~~~\n> > x = 1\n> > ~~~~") == "> > ~~~~\n> > x = 1"
     assert stable_prefix("> ```\n> x = 1\n\n```") == "> ```\n> x = 1\n\n```"
+
+
+@pytest.mark.parametrize("quote", ["> ", "> > "])
+def test_a_quoted_code_block_streamed_a_token_at_a_time_is_never_taken_back(quote: str) -> None:
+    # Its closing line came in pieces ("\n> ", then "```"): the quote marker, sent
+    # as a line of the code, stood in the middle of it once the closer came, and the
+    # stream was stopped, the rest of the answer sent by chat.update.
+    answer = (f"The file:\n\n{quote}```python\n{quote}x = 1\n{quote}print(x)\n{quote}```"
+              "\n\nThat is all.")
+    sent = ""
+    for end in range(1, len(answer) + 1):
+        stable = stable_prefix(close_fences(answer[:end]))
+        assert stable.startswith(sent), (answer[:end], sent)
+        sent = stable
+    assert sent == answer
 
 
 # --------------------------------------------------------------------------- slow starts

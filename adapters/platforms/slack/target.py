@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,10 @@ def _stopped(exc: PlatformError) -> bool:
     return refused or (isinstance(exc, PlatformUnreachable) and unanswered(exc))
 
 
+# A line of block-quote markers alone (`> `, `> > `): a quoted line's start.
+_QUOTE_MARKS = re.compile(r"(?: {0,3}>[ \t]?)+")
+
+
 @dataclass(slots=True)
 class _Stream:
     """A natively streamed message: what was appended, and the newest full text."""
@@ -86,15 +91,25 @@ class _Stream:
 
 
 def stable_prefix(markdown: str) -> str:
-    """`markdown` without a code fence the renderer closed only for display
-    (``` or ~~~, of any length, in a block quote or not: the closer is the open
-    fence's own marker, in its quotes)."""
-    if not markdown.endswith(("```", "~~~")):
-        return markdown
+    """`markdown` as far as a stream may be sent it for good: without a code fence the
+    renderer closed only for display (``` or ~~~, of any length, in a block quote or
+    not: the closer is the open fence's own marker, in its quotes), nor a last line
+    still arriving that could turn out to be that closer or a line of a quoted block
+    (`> `, `> ``` so far), nor line breaks at the end (what follows them decides what
+    they are): sent, a stream cannot take it back."""
     head, _, last = markdown.rpartition("\n")
-    if last == closing_fence(head):
-        return head.rstrip("\n")
-    return markdown
+    if markdown.endswith(("```", "~~~")):
+        closer = closing_fence(head)
+        if last != closer:
+            return markdown
+        shown = head.rstrip("\n")  # without the closer
+        before, _, line = shown.rpartition("\n")
+        if line and closer.startswith(line) and closing_fence(before) == closer:
+            shown = before  # its own closing line, still arriving
+        return shown.rstrip("\n")
+    if last and _QUOTE_MARKS.fullmatch(last):
+        return head.rstrip("\n")  # quote markers alone: what they quote is not known yet
+    return markdown.rstrip("\n")
 
 
 class SlackTarget(ReplyTarget):
