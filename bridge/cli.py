@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import urllib.parse
@@ -27,7 +28,7 @@ from bridge.errors import (
     Unavailable,
 )
 from bridge.interfaces import ChatAPI, ChatRequest, Done, Registry, Source, Sources, Status, Token
-from bridge.logs import setup_logging
+from bridge.logs import setup_logging, write_apart
 from bridge.proxies import check_proxy_env
 from bridge.resources import LoopExceptions, settle_heap
 from bridge.routing import shadowed
@@ -284,12 +285,23 @@ def _run(config: Config, registry: Registry) -> int:
     if not config.platforms:
         raise ConfigError("", "no platform to answer on: add a `slack:` or `discord:` block")
     setup_logging(config.logging.level, config.logging.json_format, config.secrets())
-    if config.store == "sqlite://":
-        log.warning("the store is in memory: conversations and processed events are "
-                    "forgotten at every restart (give `store:` a file)")
-    for text in config_warnings(config):
-        log.warning("%s", text)
-    return asyncio.run(_serve(config, registry))
+    # Lines are written from a thread of their own: a reader of the log that stalls
+    # (a log driver down, a hung journald) holds back no answer, health check or stop.
+    writer = write_apart()
+    code = 1
+    try:
+        if config.store == "sqlite://":
+            log.warning("the store is in memory: conversations and processed events are "
+                        "forgotten at every restart (give `store:` a file)")
+        for text in config_warnings(config):
+            log.warning("%s", text)
+        code = asyncio.run(_serve(config, registry))
+    finally:
+        if not writer.stop():
+            # The log's reader has stalled, and the stop is made: the interpreter's own
+            # exit would wait for the reader forever (it flushes standard error).
+            os._exit(code)
+    return code
 
 
 async def _until_stop(step: Awaitable[None], stop: asyncio.Event) -> bool:

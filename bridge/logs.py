@@ -1,15 +1,20 @@
-"""Logging set-up: plain or JSON lines, with every configured secret scrubbed, and
-failures that repeat while something is down told in moderation (`Repeats`)."""
+"""Logging set-up: plain or JSON lines, with every configured secret scrubbed (the
+daemon's written from a thread of their own: `LogWriter`), and failures that repeat
+while something is down told in moderation (`Repeats`)."""
 
 from __future__ import annotations
 
 import contextvars
+import copy
 import datetime
 import json
 import logging
+import logging.handlers
 import math
+import queue
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -204,6 +209,131 @@ def setup_logging(level: str, json_format: bool, secrets: Iterable[str]) -> Secr
         # traceback; the store's own errors say what matters in a line.
         logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     return scrub
+
+
+# The lines the writer may hold while the log's reader is slow; past them lines are
+# dropped (and counted) rather than waited for.
+LOG_QUEUE_LINES = 5000
+
+
+class LogWriter(logging.handlers.QueueHandler):
+    """Stands in for `output` on a logger: a line is queued where it is logged, and a
+    thread of its own writes it. A reader of the log that stalls (a pipe nobody
+    drains: a log driver down, a hung journald) holds back that thread alone, not the
+    event loop; the lines it has no room for are dropped, and their count is written
+    where they went missing, once writing resumes."""
+
+    def __init__(self, output: logging.Handler, size: int = LOG_QUEUE_LINES) -> None:
+        self.lines: queue.Queue[logging.LogRecord | None] = queue.Queue(size)
+        super().__init__(self.lines)
+        self.output = output
+        self.setLevel(output.level)
+        self.dropped = 0  # since the last line queued
+        self.written = 0  # by the thread, so far
+        self._ended = False  # the thread wrote all and stopped
+        self._thread = threading.Thread(
+            target=self._write, name="chat-bridge log writer", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The output's filters run where the line is logged: with the fields of the
+        # answer its task makes (context variables), and no secret is ever queued.
+        return self.output.filter(record)
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The line is fixed now, the writer formats it later: the message merged with
+        # its arguments (objects that may change meanwhile), a traceback as text. The
+        # copy is the writer's alone (other handlers format the same record).
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            if not record.exc_text:
+                formatter = self.output.formatter or logging.Formatter()
+                record.exc_text = formatter.formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        # (Under the handler's lock: one thread at a time.)
+        if self._ended:  # the writer stopped: written here, in order
+            self._emit(record)
+        elif self.dropped and not self._tell_dropped():
+            self.dropped += 1
+        else:
+            try:
+                self.lines.put_nowait(record)
+            except queue.Full:
+                self.dropped += 1
+
+    def _tell_dropped(self, timeout: float | None = None) -> bool:
+        """Queue the count of the lines dropped, where they went missing."""
+        dropped = self.dropped
+        notice = logging.LogRecord(
+            "chat_bridge.logs", logging.WARNING, __file__, 0,
+            f"{dropped} log line{' was' if dropped == 1 else 's were'} dropped: "
+            "the log's reader did not keep up",
+            None, None,
+        )
+        try:
+            if timeout is None:
+                self.lines.put_nowait(notice)
+            else:
+                self.lines.put(notice, timeout=timeout)
+        except queue.Full:
+            return False
+        self.dropped = 0
+        return True
+
+    def _emit(self, record: logging.LogRecord) -> None:
+        # The output's filters ran where the line was logged.
+        self.output.acquire()
+        try:
+            self.output.emit(record)  # (which reports its own failures)
+        finally:
+            self.output.release()
+
+    def _write(self) -> None:
+        while (record := self.lines.get()) is not None:
+            self._emit(record)
+            self.written += 1
+
+    def stop(self, patience: float = 5.0) -> bool:
+        """Write the lines queued and end the thread; lines logged after are written
+        where they are logged. False if the log's reader took no line for `patience`
+        seconds meanwhile (it stalled): the rest stays queued, the thread blocked."""
+        self.acquire()  # lines logged meanwhile wait, then come after those queued
+        try:
+            if self.dropped and not self._tell_dropped(patience):
+                return False
+            try:
+                self.lines.put(None, timeout=patience)
+            except queue.Full:
+                return False
+            while True:
+                written = self.written
+                self._thread.join(patience)
+                if not self._thread.is_alive():
+                    self._ended = True
+                    return True
+                if self.written == written:
+                    return False
+        finally:
+            self.release()
+
+
+def write_apart(logger: logging.Logger | None = None, size: int = LOG_QUEUE_LINES) -> LogWriter:
+    """Put `logger`'s handler (the root's, as `setup_logging` made it) behind a
+    started `LogWriter` of `size` lines."""
+    logger = logger or logging.getLogger()
+    (output,) = logger.handlers
+    writer = LogWriter(output, size)
+    writer.start()
+    logger.removeHandler(output)
+    logger.addHandler(writer)
+    return writer
 
 
 class Repeats:

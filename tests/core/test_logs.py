@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bridge.logs import (
+    AnswerFilter,
     JsonFormatter,
     PlainFormatter,
     Repeats,
@@ -20,8 +23,10 @@ from bridge.logs import (
     log_answer,
     proxy_secrets,
     setup_logging,
+    write_apart,
 )
 from bridge.proxies import env_proxy
+from tests.core.fakeplatform import wait_for
 
 SECRET = "xoxb-very-secret-token"
 
@@ -230,9 +235,10 @@ async def test_what_people_write_is_not_logged_even_at_debug(
     assert "PW-hunter2" not in written
 
 
+@pytest.mark.parametrize("apart", [False, True], ids=["", "written-apart"])
 @pytest.mark.parametrize("json_format", [False, True])
 async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
-    json_format: bool, capsys: pytest.CaptureFixture[str]
+    json_format: bool, apart: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A platform's failed request and a chat API's retry, logged by modules that know
     # nothing of the question, could not be tied to it.
@@ -250,8 +256,11 @@ async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
         render.warning("moved", extra={"conversation": "slack:T1:thread:C1:2.000|docs"})
 
     with logging_set_up("INFO", ["secret-token"], json_format=json_format):
+        # As the daemon writes them: the fields are the logging task's, not the writer's.
+        writer = write_apart() if apart else None
         await asyncio.create_task(answer())
         render.warning("outside any answer")
+        assert writer is None or writer.stop()
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4
     if json_format:
@@ -263,6 +272,102 @@ async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
         key, key, "slack:T1:thread:C1:2.000|docs", None]
     assert [f.get("platform") for f in fields] == ["slack", "slack", "slack", None]
     assert fields[0]["backend"] == "docs"
+
+
+class _Stalled(io.StringIO):
+    """A stream whose reader stalled: a write waits until `resumed` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.resumed = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.writing.set()
+        self.resumed.wait()
+        return super().write(text)
+
+
+@contextmanager
+def _stalled_logger(size: int) -> Iterator[tuple[logging.Logger, _Stalled]]:
+    """A logger whose lines a writer of `size` lines writes to a stalled stream, as
+    `setup_logging` and `write_apart` set the daemon's up."""
+    stream = _Stalled()
+    output = logging.StreamHandler(stream)
+    output.setFormatter(PlainFormatter("%(levelname)s %(name)s: %(message)s"))
+    output.addFilter(AnswerFilter())
+    output.addFilter(SecretFilter([SECRET]))
+    logger = logging.getLogger("test.apart")
+    logger.addHandler(output)
+    logger.propagate = False
+    try:
+        yield logger, stream
+    finally:
+        stream.resumed.set()  # the writer's thread ends
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+async def test_lines_wait_for_a_stalled_reader_in_a_queue_not_in_the_logging_call() -> None:
+    # Written where they were logged (on the event loop), lines stopped the daemon
+    # whole while the reader of its standard error stalled: no question was answered,
+    # /healthz timed out, a SIGTERM went unheard.
+    with _stalled_logger(size=3) as (logger, stream):
+        writer = write_apart(logger, size=3)
+        logger.warning("taken by the writer")
+        await asyncio.to_thread(stream.writing.wait)  # which the stream holds
+
+        def answering() -> None:
+            log_answer(conversation="console:local:user:you|docs", platform="console")
+            logger.warning("token %s refused", SECRET, extra={"backend": f"k-{SECRET}"})
+
+        contextvars.copy_context().run(answering)
+        items = ["first"]
+        logger.warning("items %s", items)
+        items.append("changed after")  # what was logged is written
+        try:
+            raise RuntimeError(f"bad header Bearer {SECRET}")
+        except RuntimeError:
+            logger.exception("request failed")  # the third the writer holds
+        logger.warning("dropped")
+        logger.warning("dropped too")
+        assert writer.dropped == 2
+
+        stream.resumed.set()
+        await wait_for(lambda: writer.written == 4, timeout=10)
+        logger.warning("after")  # the count of lines dropped comes first
+        assert writer.stop()
+        logger.warning("logged after the stop")  # written at once
+        out = stream.getvalue()
+    assert SECRET not in out
+    assert "test.apart: dropped" not in out
+    lines = out.splitlines()
+    assert lines[:4] == [
+        "WARNING test.apart: taken by the writer",
+        "WARNING test.apart: token *** refused backend=k-*** "
+        "conversation=console:local:user:you|docs platform=console",
+        "WARNING test.apart: items ['first']",
+        "ERROR test.apart: request failed",
+    ]
+    assert lines[4] == "Traceback (most recent call last):"  # on lines of its own
+    assert lines[-4:] == [
+        "RuntimeError: bad header Bearer ***",
+        "WARNING chat_bridge.logs: 2 log lines were dropped: the log's reader did not keep up",
+        "WARNING test.apart: after",
+        "WARNING test.apart: logged after the stop",
+    ]
+
+
+async def test_the_stop_gives_up_on_a_reader_that_takes_nothing() -> None:
+    with _stalled_logger(size=3) as (logger, stream):
+        writer = write_apart(logger, size=3)
+        logger.warning("taken by the writer")
+        logger.warning("queued")
+        await asyncio.to_thread(stream.writing.wait)
+        # The daemon exits without those lines rather than wait for them forever.
+        assert not writer.stop(patience=0.05)
+        assert writer.written == 0
 
 
 def test_a_failure_that_repeats_is_told_once_a_minute_with_the_tries_between(
