@@ -97,10 +97,9 @@ async def remember(
         return
     # Kept as its route sends it: where two routes share a conversation (`session:
     # user` across channels), the one that answered last trims it to its own `history`.
-    turns = backend.history_turns if req.history_turns is None else req.history_turns
     await store.append_history(
         conv.key, [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
-        2 * turns, backend.history_chars, question=asked(msg),
+        2 * req.turns(backend.history_turns), backend.history_chars, question=asked(msg),
     )
     if await taken_back(store, msg, target):
         # Its deletion came as the turn was kept; told too soon to find it.

@@ -111,6 +111,11 @@ class ChatRequest:
     user_id: str | None = None
     history_turns: int | None = None
 
+    def turns(self, backend_history: int) -> int:
+        """The most turns of its history sent, and kept: the route's `history`, else
+        `backend_history`, the backend's."""
+        return backend_history if self.history_turns is None else self.history_turns
+
 
 class DialectOptions(BaseModel):
     """Base of every dialect's options: unknown keys are errors."""

@@ -90,7 +90,7 @@ class StatelessDialect(HTTPDialect):
 
     def with_less_history(self, req: ChatRequest) -> tuple[ChatRequest, int] | None:
         # The newer half, in characters, of what would be sent: whole turns.
-        sent = recent(req.history, 2 * sent_turns(req, self.options), self.sent_chars(req))
+        sent = recent(req.history, 2 * req.turns(self.options.history), self.sent_chars(req))
         if not sent:
             return None
         half = sum(len(turn.content) for turn in sent) // 2
@@ -113,12 +113,6 @@ class StatelessDialect(HTTPDialect):
         )
 
 
-def sent_turns(req: ChatRequest, options: StatelessOptions) -> int:
-    """The most turns of its history `req` is sent: its route's `history`, else the
-    backend's."""
-    return options.history if req.history_turns is None else req.history_turns
-
-
 def chat_messages(
     req: ChatRequest,
     options: StatelessOptions,
@@ -127,7 +121,7 @@ def chat_messages(
     names: Literal["name", "prefix"] = "name",
 ) -> list[dict[str, str]]:
     """`[{role, content}, ...]`: the system prompt, the kept history (of the latest
-    `sent_turns` turns, the latest within `max_chars` characters: the dialect's
+    `req.turns` turns, the latest within `max_chars` characters: the dialect's
     `sent_chars(req)`), then the question.
 
     Where the questions sent (the history's and this one) come from more than one
@@ -142,7 +136,7 @@ def chat_messages(
     messages: list[dict[str, str]] = []
     if options.system_prompt:
         messages.append({"role": "system", "content": options.system_prompt})
-    history = recent(req.history, 2 * sent_turns(req, options), max_chars)
+    history = recent(req.history, 2 * req.turns(options.history), max_chars)
     asked = [*history, Turn("user", req.message, req.user_id)]
     # Named in the order they first ask in what is sent: the model reads one request at
     # a time, and a name of this request's own says nothing of the person elsewhere.
