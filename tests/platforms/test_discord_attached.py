@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge.answering import FILES_NOT_READ
 from bridge.intake import MENTION_HELP
-from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
+from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
 
 async def test_a_question_with_a_file_is_asked_in_its_words_and_told_the_file_was_not_read(

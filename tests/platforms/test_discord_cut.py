@@ -11,7 +11,7 @@ from adapters.platforms.discord.targets import CUT_TEXT
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
 from tests.fakes.discord import fake_discord  # noqa: F401
-from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
+from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
 NOTE = f"_⚠️ {CUT_TEXT}_"
 

@@ -15,7 +15,7 @@ from adapters.platforms.discord import DiscordPlatform
 from bridge.app import Bridge
 from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
 from tests.fakes.discord import fake_discord  # noqa: F401
-from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
+from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
 SECRET = "it says my password hunter2 is wrong"
 

@@ -14,8 +14,8 @@ from bridge.app import Bridge
 from bridge.deletions import question_id
 from tests.fakes.chatapi import fake_chat_api  # noqa: F401
 from tests.fakes.discord import fake_discord  # noqa: F401
+from tests.platforms.discord_support import Setup, setup  # noqa: F401
 from tests.platforms.test_discord_deleted import SECRET, place, secret_kept, sent
-from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
 
 EDITED = "it says my password is wrong"
 

@@ -24,7 +24,7 @@ from tests.fakes.discord import (  # noqa: F401
     FakeDiscord,
     fake_discord,
 )
-from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
+from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOSED = SEND_MESSAGES | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS

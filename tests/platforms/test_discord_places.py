@@ -20,7 +20,7 @@ from tests.fakes.discord import (  # noqa: F401
     FakeDiscord,
     fake_discord,
 )
-from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
+from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
 PICTURE = [{"id": "1", "filename": "screenshot.png", "size": 10, "url": "https://x/a.png",
             "proxy_url": "https://x/a.png"}]

@@ -11,7 +11,7 @@ import pytest
 from bridge import intake
 from bridge.intake import CONVERSATION_BUSY
 from tests.core.fakeplatform import wait_for
-from tests.platforms.test_discord_e2e import Setup, setup  # noqa: F401
+from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
 BUSY = "I am busy right now; please try again shortly."
 

@@ -18,12 +18,7 @@ from bridge.errors import PlatformError
 from bridge.interfaces import STOPPING_TEXT, Inbound, PlatformContext, ReplyTarget
 from tests.core.fakeplatform import wait_for
 from tests.fakes.discord import FakeDiscord
-from tests.platforms.test_discord import World, build_world, options
-
-
-@pytest.fixture
-def world(fake_discord: FakeDiscord) -> World:
-    return build_world(fake_discord)
+from tests.platforms.discord_support import World, options
 
 
 def platform_for(world: World, spacing: float = 0.0, **extra: Any) -> DiscordPlatform:

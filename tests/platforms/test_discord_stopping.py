@@ -14,7 +14,7 @@ from bridge.interfaces import STOPPING_TEXT
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
 from tests.fakes.discord import fake_discord  # noqa: F401
-from tests.platforms.test_discord_e2e import Setup, assert_never_pinged, setup  # noqa: F401
+from tests.platforms.discord_support import Setup, assert_never_pinged, setup  # noqa: F401
 
 
 @asynccontextmanager
