@@ -16,7 +16,7 @@ from bridge.app import Bridge
 from bridge.interfaces import STOPPING_TEXT
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
-from tests.core.test_relay import bridge_for, platform
+from tests.core.relay_support import bridge_for, platform
 from tests.fakes.chatapi import FakeChatAPI
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from bridge import circuit as circuit_module
+from bridge.app import Bridge
 from bridge.circuit import Circuit
+from bridge.config import parse_config
 from bridge.jobs import unavailable
-from tests.core.fakeplatform import wait_for
-from tests.core.test_relay import bridge_for, failed_answers, platform
+from tests.core.fakeplatform import TEST_REGISTRY, wait_for
+from tests.core.relay_support import ask_and_wait, bridge_for, failed_answers, make_config, platform
 from tests.fakes.chatapi import FakeChatAPI
 
 
@@ -172,3 +174,119 @@ async def test_a_question_whose_turn_comes_while_a_429_holds_the_api_is_told_to_
         assert len(fake_chat_api.requests) == 2  # the second question was not sent
         assert failed_answers(bridge, "unavailable") == 1
         assert await bridge.store.inflight_orphans("nobody", float("inf")) == []
+
+
+async def test_rate_limited_api_says_when_to_retry(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(status=429, reset_in=120)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        target = await platform(bridge).say("Hello?")
+        await asyncio.wait_for(target.ended.wait(), 10)
+    [text] = target.visible()
+    assert "rate limited" in text
+    assert "try again in 2 min" in text
+
+
+async def test_after_a_429_the_api_is_not_called_until_the_time_it_named(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Each question sent within the wait would be refused too, and counted
+    # against the key by APIs that count refused calls.
+    fake_chat_api.enqueue(status=429, reset_in=120)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        first = await platform(bridge).say("Hello?", user="U1", channel="C1")
+        await asyncio.wait_for(first.ended.wait(), 10)
+        later = [await platform(bridge).say(f"Question {n}?", user=f"U{n}", channel=f"C{n}")
+                 for n in range(2, 5)]
+        for target in later:
+            await asyncio.wait_for(target.ended.wait(), 10)
+        assert failed_answers(bridge, "unavailable") == 3
+    assert len(fake_chat_api.requests) == 1
+    for target in later:
+        [told] = [*target.visible(), *target.notices]
+        assert "rate limited; please try again in 2 min" in told
+
+
+async def test_answers_cut_by_a_dropped_connection_do_not_open_the_circuit(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    fake_chat_api.enqueue(tokens=["Half ", "an ", "answer"], drop_after=2)
+    fake_chat_api.enqueue(tokens=["Whole."])
+    extra = "limits: {circuit: {failures: 1, cooldown: 60}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        cut = await platform(bridge).say("One?", thread="T1")
+        await asyncio.wait_for(cut.ended.wait(), 10)
+        whole = await platform(bridge).say("Two?", thread="T2")
+        await asyncio.wait_for(whole.ended.wait(), 10)
+    assert "cut off" in cut.visible()[0]
+    assert whole.visible() == ["Whole."]  # the backend answers: it is not "unavailable"
+
+
+async def test_a_circuit_opened_by_a_misconfigured_address_does_not_say_to_wait(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # https:// to a plain-HTTP port: the TLS handshake fails, and only an admin can
+    # mend it. Once the circuit opened, askers were told to try again in 29 s.
+    text = make_config(fake_chat_api, tmp_path / "b.db",
+                       extra="limits: {circuit: {failures: 2, cooldown: 60}}")
+    config = parse_config(text.replace("url: http://", "url: https://"),
+                          env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        told = []
+        for n in range(3):
+            target = await platform(bridge).say(f"q{n}?", thread=f"T{n}")
+            await asyncio.wait_for(target.ended.wait(), 10)
+            told.append(target.visible()[-1] if target.visible() else target.notices[-1])
+        assert bridge.relay.circuits["docs"].state == "open"
+    misconfigured = "The assistant is misconfigured (its address could not be reached)."
+    assert [misconfigured in said for said in told] == [True, True, True], told
+    assert fake_chat_api.requests == []
+
+
+async def test_an_answer_that_does_not_begin_in_time_is_not_told_to_try_again(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A reasoning model thinking past `first_byte`: its asker was told to try again
+    # (cut, and paid, the same way again), and once the circuit opened, that the
+    # backend was unavailable.
+    fake_chat_api.enqueue(tokens=["Late."], first_delay=30)
+    text = make_config(fake_chat_api, tmp_path / "b.db",
+                       extra="limits: {circuit: {failures: 1, cooldown: 60}}")
+    timeouts = "    timeouts: {connect: 0.5, first_byte: 0.5}\n"
+    text = text.replace("    retries:", timeouts + "    retries:")
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as bridge:
+        p = platform(bridge)
+        cut = await ask_and_wait(p, "hard one", thread="T1")
+        refused = await ask_and_wait(p, "another", thread="T2")
+    told = cut.visible()[-1:] + cut.notices[-1:]
+    assert len(told) == 1 and told[0].endswith(
+        "The assistant took longer than 1 s to begin its answer; an admin can let it take "
+        "longer._"
+    )
+    assert refused.notices[0].startswith("The assistant is too slow to answer right now; ")
+
+
+async def test_while_one_question_finds_out_if_the_backend_is_back_others_are_told_shortly(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    for _ in range(2):  # the first try, and its retry
+        fake_chat_api.enqueue(status=503)
+    # The probe: its answer takes a moment to begin.
+    fake_chat_api.enqueue(tokens=["Back ", "again."], first_delay=0.5)
+    extra = ("limits: {circuit: {failures: 1, cooldown: 0.05}, "
+             "rate_limit: {messages: 1, per: 60}}")
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        p = platform(bridge)
+        await ask_and_wait(p, "one", thread="T1")
+        circuit = bridge.relay.circuits["docs"]
+        await wait_for(lambda: circuit.state == "half-open")
+        probe = await p.say("probe", thread="T2", user="U3")
+        await wait_for(lambda: circuit.probing)
+        other = await ask_and_wait(p, "other", thread="T3", user="U2")
+        await asyncio.wait_for(probe.ended.wait(), 10)  # the backend is back
+        again = await ask_and_wait(p, "other again", thread="T4", user="U2")
+    assert other.notices == ["The assistant is unavailable right now; please try again shortly."]
+    # Told to try again shortly, and doing so, is not "too fast".
+    assert again.notices == [] and again.visible() == ["Hello from the fake."]

@@ -21,8 +21,8 @@ from bridge.store import Store
 from bridge.store.postgres import PostgresStore
 from bridge.store.sqlite import SQLiteStore
 from tests.core.fakeplatform import TEST_REGISTRY, wait_for
+from tests.core.relay_support import make_config, platform
 from tests.core.test_deletions import SharedStore
-from tests.core.test_relay import make_config, platform
 from tests.fakes.chatapi import FakeChatAPI
 from tests.store.conftest import pg_schema_url
 

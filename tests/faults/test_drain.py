@@ -17,7 +17,7 @@ from bridge import cli
 from bridge.config import parse_config
 from bridge.recovery import Recovery
 from tests.core.fakeplatform import TEST_REGISTRY, LocalPlatform, wait_for
-from tests.core.test_relay import make_config
+from tests.core.relay_support import make_config
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
 from tests.faults.test_kill import ROOT, start

@@ -27,7 +27,7 @@ from bridge.stopping import HURRIED_SECONDS
 from bridge.store import InFlight
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
-from tests.core.test_relay import bridge_for
+from tests.core.relay_support import bridge_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
 from tests.store.conftest import PG_URL, pg_schema_url

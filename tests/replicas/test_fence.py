@@ -17,7 +17,7 @@ from bridge.app import Bridge
 from bridge.errors import PlatformRefused, StoreError
 from bridge.interruptions import INTERRUPTED
 from tests.core.fakeplatform import LocalPlatform, wait_for
-from tests.core.test_relay import sample
+from tests.core.relay_support import sample
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
 from tests.store.conftest import pg_schema_url
