@@ -16,7 +16,11 @@ from tests.fakes.chatapi import FakeChatAPI
 
 
 def make_config(
-    fake: FakeChatAPI, db: Path, extra: str = "", route: str = "", console: str = "{}",
+    fake: FakeChatAPI,
+    db: Path,
+    extra: str = "",
+    route: str = "",
+    console: str = "{}",
     reply: str = "",
 ) -> str:
     return f"""
@@ -39,8 +43,9 @@ reply: {{edit_interval: 0.05, {reply}}}
 
 
 def bridge_for(fake: FakeChatAPI, db: Path, **kw: str) -> Bridge:
-    config = parse_config(make_config(fake, db, **kw), env={"KEY": fake.api_key},
-                          registry=TEST_REGISTRY)
+    config = parse_config(
+        make_config(fake, db, **kw), env={"KEY": fake.api_key}, registry=TEST_REGISTRY
+    )
     return Bridge(config, TEST_REGISTRY)
 
 

@@ -19,7 +19,8 @@ async def test_an_answer_past_its_length_limit_is_stopped_with_a_notice(
     fake_chat_api.enqueue(tokens=["Again and "] * 200, token_delay=0.005)
     fake_chat_api.enqueue(tokens=["Next."])
     async with bridge_for(
-        fake_chat_api, tmp_path / "b.db",
+        fake_chat_api,
+        tmp_path / "b.db",
         reply="max_answer_chars: 500",
     ) as bridge:
         target = await platform(bridge).say("Repeat?")
@@ -33,8 +34,7 @@ async def test_an_answer_past_its_length_limit_is_stopped_with_a_notice(
     text, notice = target.visible()[0].split("\n\n")
     assert text == ("Again and " * 50).rstrip()
     assert notice == (
-        "_⚠️ The answer was stopped here: it grew longer than this bot shows"
-        " (500 characters)._"
+        "_⚠️ The answer was stopped here: it grew longer than this bot shows (500 characters)._"
     )
     assert after.visible() == ["Next."]  # the conversation goes on
 
@@ -46,7 +46,9 @@ async def test_a_whole_answer_sent_at_the_end_past_the_length_limit_is_stopped(
     # the limit too: the text streamed within it stays, with the notice.
     fake_chat_api.enqueue(tokens=["Again and "], final="Again and " * 100)
     async with bridge_for(
-        fake_chat_api, tmp_path / "b.db", reply="max_answer_chars: 500",
+        fake_chat_api,
+        tmp_path / "b.db",
+        reply="max_answer_chars: 500",
     ) as bridge:
         target = await platform(bridge).say("Repeat?")
         await asyncio.wait_for(target.ended.wait(), 10)

@@ -46,7 +46,9 @@ async def test_an_answered_message_writes_two_log_lines_and_a_refused_one_none(
 
 
 async def test_every_line_logged_for_an_answer_names_its_conversation(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A platform's failed request and the chat API's retries carried no conversation:
@@ -68,8 +70,11 @@ async def test_every_line_logged_for_an_answer_names_its_conversation(
     [answering] = [r for r in caplog.records if r.getMessage() == "answering"]
     key = answering.conversation  # type: ignore[attr-defined]
     retry = [r for r in caplog.records if r.getMessage().startswith("attempt 1 of 2: HTTP 503")]
-    begin = [r for r in caplog.records
-             if r.getMessage().startswith("could not show that an answer is coming")]
+    begin = [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith("could not show that an answer is coming")
+    ]
     assert retry and begin
     for record in [*retry, *begin, answering]:
         assert record.conversation == key  # type: ignore[attr-defined]

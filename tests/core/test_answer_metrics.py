@@ -65,13 +65,15 @@ async def test_the_stream_time_is_the_chat_apis_and_the_reply_time_the_whole_rep
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         reply = await platform(bridge).say("A question")
         # The stream is timed once read, while its end still waits for the platform.
-        await wait_for(lambda: sample(
-            bridge, "chat_bridge_stream_seconds_count", backend="docs") == 1.0)
+        await wait_for(
+            lambda: sample(bridge, "chat_bridge_stream_seconds_count", backend="docs") == 1.0
+        )
         assert not reply.ended.is_set()
         assert not sample(bridge, "chat_bridge_reply_seconds_count", platform="console")
         go.set()
-        await wait_for(lambda: sample(
-            bridge, "chat_bridge_reply_seconds_count", platform="console") == 1.0)
+        await wait_for(
+            lambda: sample(bridge, "chat_bridge_reply_seconds_count", platform="console") == 1.0
+        )
         stream = sample(bridge, "chat_bridge_stream_seconds_sum", backend="docs")
         whole = sample(bridge, "chat_bridge_reply_seconds_sum", platform="console")
     assert reply.visible() == ["The answer.\n\nSources: [One](https://a.example/1)"]
@@ -120,15 +122,20 @@ async def test_a_platform_failing_every_request_shows_in_the_metrics(
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         # Every kind is there from the start, at 0: an alert sees the first failure.
         for kind in ("refused", "gone", "unreachable", "failed"):
-            assert sample(bridge, "chat_bridge_platform_errors_total",
-                          platform="console", kind=kind) == 0.0
+            assert (
+                sample(bridge, "chat_bridge_platform_errors_total", platform="console", kind=kind)
+                == 0.0
+            )
         await platform(bridge).say("A question")
         # Showing the reply failed, then telling the asker apart did too.
         await wait_for(lambda: bridge.relay.live == 0 and "notice" in down.failed)
-        unreachable = sample(bridge, "chat_bridge_platform_errors_total",
-                             platform="console", kind="unreachable")
-        others = [sample(bridge, "chat_bridge_platform_errors_total", platform="console",
-                         kind=kind) for kind in ("refused", "gone", "failed")]
+        unreachable = sample(
+            bridge, "chat_bridge_platform_errors_total", platform="console", kind="unreachable"
+        )
+        others = [
+            sample(bridge, "chat_bridge_platform_errors_total", platform="console", kind=kind)
+            for kind in ("refused", "gone", "failed")
+        ]
     assert {"begin", "post", "notice"} <= set(down.failed)
     assert unreachable == len(down.failed)
     assert others == [0.0, 0.0, 0.0]
@@ -143,7 +150,10 @@ async def test_a_platform_failing_every_request_shows_in_the_metrics(
     ],
 )
 async def test_a_notice_the_platform_fails_is_counted_by_kind(
-    error: PlatformError, kind: str, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    error: PlatformError,
+    kind: str,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     down = PlatformDown(error)
@@ -156,6 +166,10 @@ async def test_a_notice_the_platform_fails_is_counted_by_kind(
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         await platform(bridge).say("x" * 5000)  # refused: too long, told in a notice
         await wait_for(lambda: "notice" in down.failed)
-        await wait_for(lambda: sample(bridge, "chat_bridge_platform_errors_total",
-                                      platform="console", kind=kind) == len(down.failed))
+        await wait_for(
+            lambda: (
+                sample(bridge, "chat_bridge_platform_errors_total", platform="console", kind=kind)
+                == len(down.failed)
+            )
+        )
     assert not fake_chat_api.requests

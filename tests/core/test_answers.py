@@ -17,8 +17,11 @@ from tests.fakes.chatapi import FakeChatAPI
 async def test_answer_streams_with_sources(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     fake_chat_api.enqueue(
         tokens=["The ", "answer ", "is ", "42."],
-        sources=[("https://a.example/1", "One"), ("https://a.example/1", "One"),
-                 ("https://b.example/2", "Two")],
+        sources=[
+            ("https://a.example/1", "One"),
+            ("https://a.example/1", "One"),
+            ("https://b.example/2", "Two"),
+        ],
         token_delay=0.02,
     )
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
@@ -57,6 +60,7 @@ async def test_an_unexpected_failure_mid_answer_ends_the_reply_with_a_notice(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+
         async def breaks(req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
             yield Token("Half ")
             raise RuntimeError("a bug")
@@ -74,11 +78,15 @@ async def test_an_unexpected_failure_mid_answer_ends_the_reply_with_a_notice(
     ("script", "notice"),
     [
         # The API's reason, framed: the asker sees whose words they are.
-        ({"status": 400, "body": {"error": "Message must be shorter"}},
-         "The assistant could not take that question: Message must be shorter."),
+        (
+            {"status": 400, "body": {"error": "Message must be shorter"}},
+            "The assistant could not take that question: Message must be shorter.",
+        ),
         # A wrong URL is the admin's to mend, not the asker's.
-        ({"status": 404, "body": {"error": "Not found"}},
-         "The assistant is misconfigured (HTTP 404 from its URL). Tell an admin."),
+        (
+            {"status": 404, "body": {"error": "Not found"}},
+            "The assistant is misconfigured (HTTP 404 from its URL). Tell an admin.",
+        ),
         # An error event with no text of its own is still the API's error.
         ({"tokens": [], "error_after": 0, "error": ""}, "The assistant reported an error."),
     ],

@@ -23,9 +23,20 @@ async def test_ask_prints_the_answer_and_sources(
     config = tmp_path / "config.yaml"
     config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
-        "--backend", "docs", "When are you open?",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "ask",
+        "-c",
+        str(config),
+        "--backend",
+        "docs",
+        "When are you open?",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -44,9 +55,20 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
     config = tmp_path / "config.yaml"
     config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
-        "--backend", "docs", "Smile?",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "ask",
+        "-c",
+        str(config),
+        "--backend",
+        "docs",
+        "Smile?",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -61,21 +83,40 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
         ("ok", 0, "ok", None),
         # The admin is told which key to look at, not only what an asker would be.
         # With what the API said (no log line says it: the relay's names the setting).
-        ("bad key", 1, "auth failed", "\n  check backends.docs.api_key\n"
-         "  HTTP 401 from the chat API: Invalid or missing API key\n"),
+        (
+            "bad key",
+            1,
+            "auth failed",
+            "\n  check backends.docs.api_key\n"
+            "  HTTP 401 from the chat API: Invalid or missing API key\n",
+        ),
         ("nobody listening", 1, "unreachable", "\n  check backends.docs.url (http://127.0.0.1:"),
         # Not "auth failed ... check backends.docs.api_key": the key never reached the API.
         ("proxy refused", 1, "proxy refused", "check the user:password in HTTP_PROXY"),
         # The proxy's deny page for a host not on its list: not the API refusing the key.
-        ("proxy denies", 1, "proxy refused", "answered HTTP 403 Forbidden to the request for "
-         "chat.example.invalid:80: check that the proxy allows that host"),
+        (
+            "proxy denies",
+            1,
+            "proxy refused",
+            "answered HTTP 403 Forbidden to the request for "
+            "chat.example.invalid:80: check that the proxy allows that host",
+        ),
         # Not "check backends.docs.url": that is right, the proxy is down.
-        ("proxy down", 1, "unreachable", "could not be reached (connection refused): check "
-         "HTTP_PROXY, and that the proxy is running"),
+        (
+            "proxy down",
+            1,
+            "unreachable",
+            "could not be reached (connection refused): check "
+            "HTTP_PROXY, and that the proxy is running",
+        ),
     ],
 )
 async def test_check_probe_reports_each_backend(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, case: str, code: int, verdict: str,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    case: str,
+    code: int,
+    verdict: str,
     hint: str | None,
 ) -> None:
     text = make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", "")
@@ -102,8 +143,19 @@ async def test_check_probe_reports_each_backend(
                     where = f"127.0.0.1:{sock.getsockname()[1]}"
             env["HTTP_PROXY"] = f"http://corp:expired-s3cret@{where}"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
+            sys.executable,
+            "-W",
+            "error",
+            "-m",
+            "adapters",
+            "check",
+            "--probe",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == code
@@ -138,8 +190,18 @@ async def test_check_probe_gives_up_on_a_stuck_backend_and_probes_the_next(
         config = tmp_path / "config.yaml"
         config.write_text(text.replace("backends:\n", "backends:\n" + block))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+            sys.executable,
+            "-W",
+            "error",
+            "-m",
+            "adapters",
+            "check",
+            "--probe",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
             env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
         )
         out, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -96,13 +96,21 @@ def test_a_long_outage_warns_as_the_circuit_opens_then_once_a_minute_at_most(
     circuit = Circuit(2, 10.0, lambda: now[0], name="docs")
 
     def said() -> list[tuple[str, str]]:
-        return [(r.levelname, r.getMessage()) for r in caplog.records
-                if r.name == "chat_bridge.circuit" and r.levelno >= logging.INFO]
+        return [
+            (r.levelname, r.getMessage())
+            for r in caplog.records
+            if r.name == "chat_bridge.circuit" and r.levelno >= logging.INFO
+        ]
 
     circuit.failure()
     circuit.failure()
-    assert said() == [("WARNING", "backend docs failed 2 times in a row: not called for "
-                                  "10 s (questions are told it is unavailable)")]
+    assert said() == [
+        (
+            "WARNING",
+            "backend docs failed 2 times in a row: not called for "
+            "10 s (questions are told it is unavailable)",
+        )
+    ]
     for _ in range(11):  # a probe every cooldown, all failing: 110 s
         now[0] += 10
         assert circuit.allow() and circuit.probing
@@ -130,8 +138,9 @@ def test_a_refused_key_is_an_error_once_a_minute_at_most_and_its_mending_an_info
     mend = "backend docs: the chat API refused its API key; set backends.docs.api_key"
 
     def said() -> list[tuple[str, str]]:
-        return [(r.levelname, r.getMessage()) for r in caplog.records
-                if r.name == "chat_bridge.circuit"]
+        return [
+            (r.levelname, r.getMessage()) for r in caplog.records if r.name == "chat_bridge.circuit"
+        ]
 
     for _ in range(7):  # a question every 10 s
         circuit.refused(mend)
@@ -142,8 +151,10 @@ def test_a_refused_key_is_an_error_once_a_minute_at_most_and_its_mending_an_info
     ]
     assert circuit.state == "closed" and circuit.allow()  # every question still tries
     circuit.success()
-    assert said()[-1] == ("INFO", "backend docs accepts its API key again, after 7 requests "
-                                  "refused")
+    assert said()[-1] == (
+        "INFO",
+        "backend docs accepts its API key again, after 7 requests refused",
+    )
     circuit.success()
     assert len(said()) == 3  # said once
 
@@ -197,8 +208,10 @@ async def test_after_a_429_the_api_is_not_called_until_the_time_it_named(
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         first = await platform(bridge).say("Hello?", user="U1", channel="C1")
         await asyncio.wait_for(first.ended.wait(), 10)
-        later = [await platform(bridge).say(f"Question {n}?", user=f"U{n}", channel=f"C{n}")
-                 for n in range(2, 5)]
+        later = [
+            await platform(bridge).say(f"Question {n}?", user=f"U{n}", channel=f"C{n}")
+            for n in range(2, 5)
+        ]
         for target in later:
             await asyncio.wait_for(target.ended.wait(), 10)
         assert failed_answers(bridge, "unavailable") == 3
@@ -228,10 +241,14 @@ async def test_a_circuit_opened_by_a_misconfigured_address_does_not_say_to_wait(
 ) -> None:
     # https:// to a plain-HTTP port: the TLS handshake fails, and only an admin can
     # mend it. Once the circuit opened, askers were told to try again in 29 s.
-    text = make_config(fake_chat_api, tmp_path / "b.db",
-                       extra="limits: {circuit: {failures: 2, cooldown: 60}}")
-    config = parse_config(text.replace("url: http://", "url: https://"),
-                          env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    text = make_config(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {circuit: {failures: 2, cooldown: 60}}"
+    )
+    config = parse_config(
+        text.replace("url: http://", "url: https://"),
+        env={"KEY": fake_chat_api.api_key},
+        registry=TEST_REGISTRY,
+    )
     async with Bridge(config, TEST_REGISTRY) as bridge:
         told = []
         for n in range(3):
@@ -251,8 +268,9 @@ async def test_an_answer_that_does_not_begin_in_time_is_not_told_to_try_again(
     # (cut, and paid, the same way again), and once the circuit opened, that the
     # backend was unavailable.
     fake_chat_api.enqueue(tokens=["Late."], first_delay=30)
-    text = make_config(fake_chat_api, tmp_path / "b.db",
-                       extra="limits: {circuit: {failures: 1, cooldown: 60}}")
+    text = make_config(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {circuit: {failures: 1, cooldown: 60}}"
+    )
     timeouts = "    timeouts: {connect: 0.5, first_byte: 0.5}\n"
     text = text.replace("    retries:", timeouts + "    retries:")
     config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
@@ -262,8 +280,7 @@ async def test_an_answer_that_does_not_begin_in_time_is_not_told_to_try_again(
         refused = await ask_and_wait(p, "another", thread="T2")
     told = cut.visible()[-1:] + cut.notices[-1:]
     assert len(told) == 1 and told[0].endswith(
-        "The assistant took longer than 1 s to begin its answer; an admin can let it take "
-        "longer._"
+        "The assistant took longer than 1 s to begin its answer; an admin can let it take longer._"
     )
     assert refused.notices[0].startswith("The assistant is too slow to answer right now; ")
 
@@ -275,8 +292,7 @@ async def test_while_one_question_finds_out_if_the_backend_is_back_others_are_to
         fake_chat_api.enqueue(status=503)
     # The probe: its answer takes a moment to begin.
     fake_chat_api.enqueue(tokens=["Back ", "again."], first_delay=0.5)
-    extra = ("limits: {circuit: {failures: 1, cooldown: 0.05}, "
-             "rate_limit: {messages: 1, per: 60}}")
+    extra = "limits: {circuit: {failures: 1, cooldown: 0.05}, rate_limit: {messages: 1, per: 60}}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
         p = platform(bridge)
         await ask_and_wait(p, "one", thread="T1")

@@ -55,7 +55,10 @@ async def test_a_question_written_in_the_thread_of_an_empty_mention_is_answered(
     ids=["outside-a-thread", "no-thread-sessions", "unmentioned-not-delivered"],
 )
 async def test_an_empty_mention_where_no_thread_is_followed_asks_for_a_mention(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, route: str, thread: str | None,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    route: str,
+    thread: str | None,
     follow_ups: bool,
 ) -> None:
     # A message there without a mention would not be answered: the bot says so.

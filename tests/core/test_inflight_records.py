@@ -19,7 +19,9 @@ from tests.fakes.chatapi import FakeChatAPI
 
 
 async def finished_with_its_record_stuck(
-    bridge: Bridge, stuck: Callable[[str], bool], question: str = "Everything?",
+    bridge: Bridge,
+    stuck: Callable[[str], bool],
+    question: str = "Everything?",
     channel: str = "C1",
 ) -> RecordingTarget:
     """Ask and wait for the reply to finish while the store fails to remove the

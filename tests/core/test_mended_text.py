@@ -14,8 +14,9 @@ async def test_a_source_holding_half_an_emoji_is_shown_mended(
 ) -> None:
     # Sent as a JSON "\ud83d" escape by a server cutting UTF-16 pairs: encoding the
     # URL failed, and the finished answer ended "something went wrong".
-    fake_chat_api.enqueue(tokens=["Bridges carry roads."],
-                          sources=[("https://a.example/\ud83d", "Roads \ud83d")])
+    fake_chat_api.enqueue(
+        tokens=["Bridges carry roads."], sources=[("https://a.example/\ud83d", "Roads \ud83d")]
+    )
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("Bridges?")
         await asyncio.wait_for(target.ended.wait(), 10)
@@ -40,8 +41,9 @@ async def test_an_emoji_cut_in_halves_and_a_nul_are_kept_as_text(
 ) -> None:
     # A server cutting text by UTF-16 units sends an emoji's halves in two
     # tokens; no store keeps a half (or a NUL), and the turn was lost.
-    fake_chat_api.enqueue(tokens=["Smile \ud83d", "\ude00 done", "\x00.", " \ud83d"],
-                          token_delay=0.01)
+    fake_chat_api.enqueue(
+        tokens=["Smile \ud83d", "\ude00 done", "\x00.", " \ud83d"], token_delay=0.01
+    )
     fake_chat_api.enqueue(tokens=["Again."])
     async with stateless_bridge(fake_chat_api, tmp_path / "b.db") as bridge:
         first = await platform(bridge).say("Smile?", channel="C1")

@@ -18,7 +18,9 @@ from tests.fakes.chatapi import FakeChatAPI
 
 
 async def test_a_bridge_out_of_open_files_does_not_blame_the_backend(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # EMFILE as the connection's socket is made: the API was never asked. It was
@@ -55,7 +57,9 @@ async def test_a_bridge_out_of_open_files_does_not_blame_the_backend(
 
 
 async def test_a_start_with_too_few_open_files_for_the_streams_warns(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(resources.resource, "getrlimit", lambda _: (256, 256))
@@ -72,7 +76,9 @@ async def test_a_start_with_too_few_open_files_for_the_streams_warns(
 
 
 async def test_a_start_with_enough_open_files_says_nothing_of_them(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(resources.resource, "getrlimit", lambda _: (900, 900))
@@ -96,8 +102,10 @@ def test_a_listener_out_of_open_files_warns_once_a_minute_with_a_count(
             self.passed.append(context)
 
     loop, handler = Loop(), resources.LoopExceptions()
-    failed = {"message": resources.ACCEPT_OUT_OF_RESOURCE,
-              "exception": OSError(errno.EMFILE, "Too many open files")}
+    failed = {
+        "message": resources.ACCEPT_OUT_OF_RESOURCE,
+        "exception": OSError(errno.EMFILE, "Too many open files"),
+    }
     for at in (0.0, 1.0, 2.0, 59.0, 61.0):
         loop.now = at
         handler(loop, failed)  # type: ignore[arg-type]
@@ -105,7 +113,8 @@ def test_a_listener_out_of_open_files_warns_once_a_minute_with_a_count(
     handler(loop, other)  # type: ignore[arg-type]
     warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("listener:")]
     assert [w.split(" (")[0] for w in warned] == [
-        "listener: accept() failed 1 time(s)", "listener: accept() failed 4 time(s)"
+        "listener: accept() failed 1 time(s)",
+        "listener: accept() failed 4 time(s)",
     ]
     assert "(EMFILE)" in warned[0] and "`ulimit -n`" in warned[0]
     assert loop.passed == [other]

@@ -59,16 +59,19 @@ async def test_a_reply_gone_before_its_failure_is_shown_is_left_alone(
 ) -> None:
     # Its first message deleted, then the API failed: the failure's notice was
     # posted apart, into a place that had lost the reply.
-    fake_chat_api.enqueue(tokens=["Partial ", "more ", "x"], error_after=2, error="boom",
-                          token_delay=0.2)
+    fake_chat_api.enqueue(
+        tokens=["Partial ", "more ", "x"], error_after=2, error="boom", token_delay=0.2
+    )
     # Deleted just before its failure is shown.
     gone = PlaceGone("Slack refused chat.update: message_not_found")
-    monkeypatch.setattr(LocalPlatform, "target",
-                        lambda self, address: RefusingEdits(gone, lambda text: "⚠️" in text))
+    monkeypatch.setattr(
+        LocalPlatform, "target", lambda self, address: RefusingEdits(gone, lambda text: "⚠️" in text)
+    )
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("A question")
-        await wait_for(lambda: bridge.relay.live == 0 and any(
-            "boom" in op.text for op in target.ops))
+        await wait_for(
+            lambda: bridge.relay.live == 0 and any("boom" in op.text for op in target.ops)
+        )
     assert target.ops[-1].kind == "end" and target.notices == []
 
 
@@ -78,8 +81,13 @@ async def test_a_reply_that_cannot_be_finished_is_said_apart(
     # The final edit refused for good: the asker saw the first words and nothing
     # more, and was told nothing.
     fake_chat_api.enqueue(tokens=["Hello ", "world."], token_delay=0.1)
-    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: RefusingEdits(
-        PlatformRefused("Slack refused chat.update: cant_update_message")))
+    monkeypatch.setattr(
+        LocalPlatform,
+        "target",
+        lambda self, address: RefusingEdits(
+            PlatformRefused("Slack refused chat.update: cant_update_message")
+        ),
+    )
     monkeypatch.setattr(render, "FINAL_RETRIES", 0)
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         target = await platform(bridge).say("A question")
@@ -104,8 +112,11 @@ async def test_a_stop_cuts_short_a_reply_waiting_for_its_platform_and_marks_it(
     extra = "limits: {shutdown_grace: 0.2}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
         await platform(bridge).say("A question")
-        await wait_for(lambda: [op.text for op in unreachable.ops if op.kind == "edit"].count(
-            "Hello world.") >= 2)  # the whole answer is here, and being tried again
+        await wait_for(
+            lambda: (
+                [op.text for op in unreachable.ops if op.kind == "edit"].count("Hello world.") >= 2
+            )
+        )  # the whole answer is here, and being tried again
         assert bridge.relay.live == 1
         started = time.monotonic()
         await bridge.drain()

@@ -59,7 +59,9 @@ async def test_a_follow_up_to_a_question_still_waiting_its_turn_is_taken(
         thread = await p.say("on Windows, please", thread="T2", mentioned=False)
         await wait_for(lambda: "Second." in thread.visible(), timeout=20)
     assert [r.json["message"] for r in fake_chat_api.requests] == [
-        "a long question", "how do I deploy?", "on Windows, please"
+        "a long question",
+        "how do I deploy?",
+        "on Windows, please",
     ]
 
 
@@ -94,21 +96,35 @@ async def test_replies_waiting_to_show_their_end_count_against_the_queue(
     # that place took, and paid for, every question asked.
     for _ in range(6):
         fake_chat_api.enqueue(tokens=["A ", "long ", "one ", "answer."], token_delay=0.1)
-    monkeypatch.setattr(LocalPlatform, "target", lambda self, address: RecordingTarget(
-        edit_rate=Rate(1, 60.0), bucket="busy"))
+    monkeypatch.setattr(
+        LocalPlatform,
+        "target",
+        lambda self, address: RecordingTarget(edit_rate=Rate(1, 60.0), bucket="busy"),
+    )
     extra = "limits: {max_concurrent_streams: 1, queue_size: 1}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
         targets = [await platform(bridge).say("q0", thread="T0", user="U0")]
         # Its answer read whole, its end waiting for the place's budget:
-        await wait_for(lambda: any(
-            job.reply is not None and job.reply.text == "A long one answer."
-            for job in bridge.relay._jobs))
+        await wait_for(
+            lambda: any(
+                job.reply is not None and job.reply.text == "A long one answer."
+                for job in bridge.relay._jobs
+            )
+        )
         for i in range(1, 6):
             targets.append(await platform(bridge).say(f"q{i}", thread=f"T{i}", user=f"U{i}"))
-            await wait_for(lambda: len(fake_chat_api.requests) + sum(
-                1 for t in targets if t.notices) == len(targets) or bridge.relay._queued > 0)
-        await wait_for(lambda: len(fake_chat_api.requests) + sum(
-            1 for t in targets if t.notices) == len(targets))
+            await wait_for(
+                lambda: (
+                    len(fake_chat_api.requests) + sum(1 for t in targets if t.notices)
+                    == len(targets)
+                    or bridge.relay._queued > 0
+                )
+            )
+        await wait_for(
+            lambda: (
+                len(fake_chat_api.requests) + sum(1 for t in targets if t.notices) == len(targets)
+            )
+        )
         assert len(fake_chat_api.requests) <= 2  # one streaming, one in the queue
         assert sum(1 for t in targets if t.notices) >= 4
 
@@ -146,8 +162,7 @@ async def test_one_conversations_backlog_leaves_the_free_streams_to_others(
     ) as bridge:
         p = platform(bridge)
         # One person, one conversation answered one at a time, within their rate limit.
-        noisy = [await p.say(f"question {i}", channel="C-NOISY", user="U-NOISY")
-                 for i in range(8)]
+        noisy = [await p.say(f"question {i}", channel="C-NOISY", user="U-NOISY") for i in range(8)]
         await wait_for(lambda: bridge.relay.taken("console:W1:channel:C-NOISY|docs") == 8)
         other = await p.say("a different question", channel="C-QUIET", user="U-OTHER")
         await asyncio.wait_for(other.ended.wait(), 10)
@@ -163,12 +178,13 @@ async def test_a_busy_shared_channel_leaves_the_free_streams_to_others_by_defaul
     # limit, filled the default queue while 63 of 64 streams stood idle.
     fake_chat_api.enqueue(tokens=["Slow ", "one."], hang_after=1)
     fake_chat_api.enqueue(tokens=["For you."])
-    async with bridge_for(
-        fake_chat_api, tmp_path / "b.db", route="session: channel"
-    ) as bridge:
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="session: channel") as bridge:
         p = platform(bridge)
-        busy = [await p.say(f"q{u}.{i}", channel="C-BUSY", user=f"U{u}")
-                for u in range(32) for i in range(10)]
+        busy = [
+            await p.say(f"q{u}.{i}", channel="C-BUSY", user=f"U{u}")
+            for u in range(32)
+            for i in range(10)
+        ]
         taken = bridge.relay.taken
         key = "console:W1:channel:C-BUSY|docs"
         await wait_for(lambda: taken(key) + sum(bool(t.notices) for t in busy) == 320)

@@ -113,8 +113,9 @@ async def test_a_places_refusals_are_posted_in_the_order_of_their_messages(
 ) -> None:
     shown: list[str] = []
     second = asyncio.Event()
-    monkeypatch.setattr(LocalPlatform, "target",
-                        lambda self, address: OrderedNotices(shown, second))
+    monkeypatch.setattr(
+        LocalPlatform, "target", lambda self, address: OrderedNotices(shown, second)
+    )
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         await platform(bridge).say("x" * 5000)
         await platform(bridge).say("   ")
@@ -163,7 +164,9 @@ async def test_command_where_no_route_answers_gets_a_refusal(
 
 
 async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Where refusals are posted in the channel, a flood of them would take the
@@ -179,8 +182,10 @@ async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
     fake_chat_api.enqueue(tokens=["Answered."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         say = platform(bridge).say
-        flood = [await say(text, user="U1", thread=f"T{i}")
-                 for i, text in enumerate(["   ", "x" * 3000, "   ", "   ", "x" * 3000])]
+        flood = [
+            await say(text, user="U1", thread=f"T{i}")
+            for i, text in enumerate(["   ", "x" * 3000, "   ", "   ", "x" * 3000])
+        ]
         # Said all the same: a command's answer (private; unanswered, the platform
         # shows it failed) and a refusal in a DM.
         command = await say("x" * 3000, user="U1", thread="T5", command="ask")
@@ -188,8 +193,12 @@ async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
         other = await say("   ", user="U2", thread="T9")
         asked = await say("A question?", user="U3", thread="T10")
         await asyncio.wait_for(asked.ended.wait(), 10)
-        await wait_for(lambda: caplog.text.count("refusal not told again") == 2
-                       and sum(len(t.notices) for t in flood) == 3)
+        await wait_for(
+            lambda: (
+                caplog.text.count("refusal not told again") == 2
+                and sum(len(t.notices) for t in flood) == 3
+            )
+        )
         await wait_for(lambda: [] not in (other.notices, command.notices, in_dm.notices))
     assert sorted(len(t.notices) for t in flood) == [0, 0, 1, 1, 1]
     assert other.notices == [HELP_TEXT]  # someone else is still told

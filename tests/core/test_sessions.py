@@ -35,9 +35,11 @@ async def test_a_thread_the_api_opened_is_kept_when_its_first_answer_fails(
     # out of time): the follow-up ("did you finish?") goes on in that thread.
     fake_chat_api.enqueue(run_status="failed", error="Vector store unavailable")
     fake_chat_api.enqueue(final="Done now.")
-    text = make_config(fake_chat_api, tmp_path / "b.db").replace(
-        "kind: chatmount", "kind: chaturdata\n    poll_interval: 1"
-    ).replace(fake_chat_api.endpoint("chatmount"), fake_chat_api.endpoint("chaturdata"))
+    text = (
+        make_config(fake_chat_api, tmp_path / "b.db")
+        .replace("kind: chatmount", "kind: chaturdata\n    poll_interval: 1")
+        .replace(fake_chat_api.endpoint("chatmount"), fake_chat_api.endpoint("chaturdata"))
+    )
     config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
     async with Bridge(config, TEST_REGISTRY) as bridge:
         first = await platform(bridge).say("first", thread="T1")

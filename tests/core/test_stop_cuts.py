@@ -42,7 +42,9 @@ async def test_a_reply_cut_by_the_stop_with_no_room_left_for_the_mark_is_marked_
     # limit (refused): it goes in a message of its own.
     fake_chat_api.enqueue(tokens=["x" * 95, "and never more"], hang_after=1)
     async with bridge_for(
-        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 0.1}",
+        fake_chat_api,
+        tmp_path / "b.db",
+        extra="limits: {shutdown_grace: 0.1}",
         console="{max_chars: 100}",
     ) as bridge:
         target = await platform(bridge).say("A long one?")
@@ -118,7 +120,9 @@ async def test_a_stop_marks_cut_replies_within_the_platforms_limits_and_in_bound
     monkeypatch.setattr(app, "AFTER_GRACE_SECONDS", 0.3)
     fake_chat_api.enqueue(tokens=["Half ", "and never more"], hang_after=1)
     async with bridge_for(
-        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 0.1}",
+        fake_chat_api,
+        tmp_path / "b.db",
+        extra="limits: {shutdown_grace: 0.1}",
         console="{edit_count: 50, edit_per: 60}",
     ) as bridge:
         cut = await platform(bridge).say("A long one?")
@@ -146,7 +150,9 @@ async def test_a_stop_keeps_back_a_slot_of_a_spent_shared_budget_for_each_mark(
         fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(200)], token_delay=0.05)
     rate = Rate(4, 2.0)  # a window shorter than the grace: it frees slots meanwhile
     async with bridge_for(
-        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 2.5}",
+        fake_chat_api,
+        tmp_path / "b.db",
+        extra="limits: {shutdown_grace: 2.5}",
         console=f"{{edit_count: {rate.count}, edit_per: {rate.per}}}",
     ) as bridge:
         cut = [await platform(bridge).say("A long one?", channel=f"C{i}") for i in range(3)]
@@ -173,7 +179,9 @@ async def test_a_reply_ending_during_the_stop_shows_its_end_before_the_others_up
     fake_chat_api.enqueue(tokens=["Done ", "at ", "last."], token_delay=1.0)
     rate = Rate(3, 60.0)
     async with bridge_for(
-        fake_chat_api, tmp_path / "b.db", extra="limits: {shutdown_grace: 3}",
+        fake_chat_api,
+        tmp_path / "b.db",
+        extra="limits: {shutdown_grace: 3}",
         console=f"{{edit_count: {rate.count}, edit_per: {rate.per}}}",
     ) as bridge:
         cut = await platform(bridge).say("A long one?", channel="CA")
@@ -189,8 +197,11 @@ async def test_a_reply_ending_during_the_stop_shows_its_end_before_the_others_up
 
 
 def queue_depth(bridge: Bridge) -> float:
-    [line] = [line for line in bridge.metrics.render().decode().splitlines()
-              if line.startswith("chat_bridge_queue_depth ")]
+    [line] = [
+        line
+        for line in bridge.metrics.render().decode().splitlines()
+        if line.startswith("chat_bridge_queue_depth ")
+    ]
     return float(line.rsplit(" ", 1)[1])
 
 

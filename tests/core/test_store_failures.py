@@ -25,9 +25,12 @@ async def test_a_store_failing_before_the_answer_tells_the_asker_without_its_det
     assert target.notices == [StoreError.user_message]
     assert fake_chat_api.requests == []
     # The conversation is a field of its own (JSON logs filter on it).
-    assert any("could not answer" in r.getMessage() and STORE_DOWN in r.getMessage()
-               and getattr(r, "conversation", "").startswith("console:")
-               for r in caplog.records)
+    assert any(
+        "could not answer" in r.getMessage()
+        and STORE_DOWN in r.getMessage()
+        and getattr(r, "conversation", "").startswith("console:")
+        for r in caplog.records
+    )
 
 
 async def test_a_store_failing_as_a_message_arrives_tells_the_asker_without_its_details(
@@ -72,8 +75,11 @@ async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
     # while the store was down, chatter in threads the bot is not in included. One
     # ERROR (for a minute) says it: any of them may be a follow-up left unanswered.
     def lines(level: int) -> list[str]:
-        return [r.getMessage() for r in caplog.records
-                if r.name == "chat_bridge.intake" and r.levelno == level]
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "chat_bridge.intake" and r.levelno == level
+        ]
 
     fake_chat_api.enqueue(tokens=["Back."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
@@ -81,8 +87,10 @@ async def test_a_store_outage_is_told_to_askers_only_not_to_chatter_in_threads(
         for method in up:
             store_down(bridge, method)
         # Not addressed to the bot: routing asks the store whether it continues a thread.
-        chatter = [await platform(bridge).say(f"lunch {i}?", thread="7.000", mentioned=False)
-                   for i in range(3)]
+        chatter = [
+            await platform(bridge).say(f"lunch {i}?", thread="7.000", mentioned=False)
+            for i in range(3)
+        ]
         taken = platform(bridge).taken
         assert taken is not None
         await asyncio.wait_for(taken.wait(), 10)  # the last, and so all three (in order)

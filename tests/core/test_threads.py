@@ -105,8 +105,9 @@ async def test_a_question_a_stop_cuts_while_its_thread_opens_is_marked_interrupt
 
     monkeypatch.setattr(LocalPlatform, "target", slow_threads)
     extra = "limits: {shutdown_grace: 0.1}"
-    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="reply_in_thread: true",
-                          extra=extra) as bridge:
+    async with bridge_for(
+        fake_chat_api, tmp_path / "b.db", route="reply_in_thread: true", extra=extra
+    ) as bridge:
         asked = await platform(bridge).say("What?", channel="C7")
         await asyncio.wait_for(opening.wait(), 5)
         await bridge.drain()
@@ -123,8 +124,7 @@ async def test_notices_draw_on_the_bot_wide_budget(
     fake_chat_api: FakeChatAPI, tmp_path: Path, bot_requests: list[float]
 ) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
-        asked = [await platform(bridge).say("   ", channel=f"C{i}", user=f"U{i}")
-                 for i in range(6)]
+        asked = [await platform(bridge).say("   ", channel=f"C{i}", user=f"U{i}") for i in range(6)]
         await wait_for(lambda: all(t.notices for t in asked))
     times = [op.at for t in asked for op in t.ops if op.kind == "notice"]
     assert len(times) == 6  # each asker was told to ask in words...

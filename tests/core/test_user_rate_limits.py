@@ -48,8 +48,7 @@ async def test_a_refusal_that_asks_the_backend_nothing_does_not_count_against_th
 ) -> None:
     for _ in range(2):  # the first try, and its retry
         fake_chat_api.enqueue(status=503)
-    extra = ("limits: {rate_limit: {messages: 2, per: 60}, "
-             "circuit: {failures: 1, cooldown: 60}}")
+    extra = "limits: {rate_limit: {messages: 2, per: 60}, circuit: {failures: 1, cooldown: 60}}"
     async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
         p = platform(bridge)
         await ask_and_wait(p, "one", thread="T1")  # fails: the circuit opens
@@ -74,10 +73,18 @@ async def test_the_wait_a_rate_limit_tells_is_rounded_up(
     ]
 
 
-@pytest.mark.parametrize(("wait", "told"), [
-    (0.2, "1 s"), (89.0, "89 s"), (89.5, "2 min"), (3412.0, "57 min"), (5340.0, "89 min"),
-    (5340.5, "2 h"), (1e12, "277778 h"),
-])
+@pytest.mark.parametrize(
+    ("wait", "told"),
+    [
+        (0.2, "1 s"),
+        (89.0, "89 s"),
+        (89.5, "2 min"),
+        (3412.0, "57 min"),
+        (5340.0, "89 min"),
+        (5340.5, "2 h"),
+        (1e12, "277778 h"),
+    ],
+)
 def test_a_wait_is_told_in_the_words_every_notice_uses(wait: float, told: str) -> None:
     # A user's own limit said "try again in 3412 s" where a 429 said "57 min".
     assert wait_words(wait) == told
@@ -93,8 +100,9 @@ async def test_a_route_with_its_own_rate_limit_counts_apart(
   - {platform: console, channels: [O1], backend: docs}
   - {platform: console, backend: docs}
 """
-    text = make_config(fake_chat_api, tmp_path / "b.db",
-                       extra="limits: {rate_limit: {messages: 2, per: 3.0}}")
+    text = make_config(
+        fake_chat_api, tmp_path / "b.db", extra="limits: {rate_limit: {messages: 2, per: 3.0}}"
+    )
     text = text.replace("  - platform: console\n    backend: docs\n", routes)
     config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
     assert len(config.routes) == 3

@@ -46,7 +46,11 @@ async def test_a_busy_workspace_leaves_room_for_the_others(
         assert other.visible() == ["slow answer"]
         assert other.notices == []
     assert [r.json["message"] for r in fake_chat_api.requests] == [
-        "hello", "q1", "q2", "q3", "and me?"
+        "hello",
+        "q1",
+        "q2",
+        "q3",
+        "and me?",
     ]
 
 
@@ -80,5 +84,11 @@ async def test_a_workspaces_question_takes_the_next_free_stream_ahead_of_another
             await asyncio.wait_for(target.ended.wait(), 10)
         assert all(target.notices == [] for target in [*flood, other])
     assert [r.json["message"] for r in fake_chat_api.requests] == [
-        "q1", "q2", "urgent", "q3", "q4", "q5", "q6"
+        "q1",
+        "q2",
+        "urgent",
+        "q3",
+        "q4",
+        "q5",
+        "q6",
     ]
