@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from bridge.answering import FILES_NOT_READ
 from bridge.intake import HELP_TEXT
-from tests.platforms.test_slack_e2e import (  # noqa: F401
+from tests.platforms.slack_support import (
     CHANNEL,
     DM,
     Harness,
-    harness,
-    mode,
 )
 
 
 async def test_a_question_with_a_file_is_asked_in_its_words_and_told_the_file_was_not_read(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     slack = harness.slack
     harness.chat.enqueue(tokens=["It is ", "a timeout."])

@@ -16,8 +16,7 @@ from bridge.render import LiveReply
 from tests.core.recording import use_slot
 from tests.fakes.chatapi import FakeChatAPI, Script
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_e2e import CHANNEL, assert_clean, open_harness
-from tests.platforms.test_slack_platform import Inbox, asked, running
+from tests.platforms.slack_support import CHANNEL, Inbox, asked, assert_clean, open_harness, running
 
 PLACEHOLDER = "_Thinking…_"
 

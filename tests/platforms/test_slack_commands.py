@@ -1,5 +1,5 @@
-"""A slash command's reply: posted to the command's response_url, or where that fails,
-ephemerally to its asker."""
+"""A slash command: delivered as the core's reset, its envelope acknowledged empty; its
+reply posted to the command's response_url, or where that fails, ephemerally to its asker."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from adapters.platforms.slack import SlackPlatform
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_platform import CHANNEL, Inbox, running
+from tests.platforms.slack_support import CHANNEL, Inbox, running
 
 
 class ResponseUrlSlack(FakeSlack):
@@ -87,3 +88,20 @@ async def test_a_reset_reply_whose_response_url_fails_reaches_its_asker(
     assert all(r.levelno <= logging.WARNING for r in ours), said
     # A response_url answers the command for half an hour, to whoever has it.
     assert not [s for s in said if "/commands/response/" in s], said
+
+
+async def test_slash_command_delivers_reset_and_answers_ephemerally(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    fields = fake_slack.slash_command("/chat-reset", CHANNEL, user="U0USER001")
+    env = await fake_slack.send_envelope("slash_commands", fields)
+    assert await fake_slack.wait_ack(env) is None  # empty ack: nothing shown in the channel
+    [msg] = await inbox.wait(1)
+    assert msg.command == "reset" and msg.channel == CHANNEL and msg.user == "U0USER001"
+    assert msg.event_id == f"command:{fields['trigger_id']}"
+    _, target = inbox.items[0]
+    await target.notice("Started a new conversation.")
+    assert fake_slack.responses == [
+        {"response_type": "ephemeral", "text": "Started a new conversation."}
+    ]
+    assert fake_slack.bot_replies(CHANNEL) == []

@@ -15,7 +15,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_e2e import CHANNEL, Harness, config_text
+from tests.platforms.slack_support import CHANNEL, Harness, config_text
 
 SECRET = "it says my password hunter2 is wrong"
 

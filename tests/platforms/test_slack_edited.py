@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bridge.deletions import question_id
+from tests.platforms.slack_support import CHANNEL, DM, Harness
 from tests.platforms.test_slack_deleted import SECRET, harness, sent  # noqa: F401
-from tests.platforms.test_slack_e2e import CHANNEL, DM, Harness
 
 EDITED = "it says my password is wrong"
 

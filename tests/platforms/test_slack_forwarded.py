@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from bridge.answering import FILES_NOT_READ
-from tests.platforms.test_slack_e2e import (  # noqa: F401
+from tests.platforms.slack_support import (
     CHANNEL,
     CHANNEL_2,
     DM,
     Harness,
-    harness,
-    mode,
 )
 
 ALICE = "U0ALICE01"
 
 
 async def test_a_message_forwarded_alone_to_the_bot_in_a_dm_is_asked(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     slack = harness.slack
     # A forward's own text is empty: what it forwards is in its attachment.
@@ -48,7 +46,7 @@ async def test_a_message_forwarded_alone_to_the_bot_in_a_dm_is_asked(
 
 
 async def test_a_forward_with_a_comment_asks_the_comment_then_what_it_forwards(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     slack = harness.slack
     said, _ = slack.user_message(  # its message and app_mention: not sent here
@@ -79,7 +77,7 @@ async def test_a_forward_with_a_comment_asks_the_comment_then_what_it_forwards(
 
 
 async def test_a_link_preview_is_not_read_as_the_question(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     slack = harness.slack
     [said] = slack.user_message(CHANNEL_2, "the runbook says to restart it", user=ALICE)

@@ -1,9 +1,18 @@
 """Bot messages in a row in a conversation: counted once each, reset by a person, and
-never more conversations remembered than MAX_PLACES."""
+never more conversations remembered than MAX_PLACES; end to end, two bots do not answer
+each other for ever."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import pytest
+
 from adapters.platforms.slack.loops import BOT_TURNS, MAX_PLACES, BotTurns
+from tests.fakes.chatapi import FakeChatAPI
+from tests.fakes.slack import FakeSlack
+from tests.platforms.slack_support import CHANNEL, open_harness
 
 
 def test_bot_turns_are_counted_per_conversation_until_a_person_writes() -> None:
@@ -26,3 +35,50 @@ def test_no_more_conversations_are_remembered_than_max_places() -> None:
     assert len(turns._turns) == MAX_PLACES
     assert turns.bot(("T1", "C1", "0.0"), "9.9") == 1  # forgotten
     assert turns.bot(("T1", "C1", f"{MAX_PLACES + 49}.0"), "9.9") == 1  # the same message
+
+
+async def test_two_bots_do_not_answer_each_other_for_ever(
+    fake_slack: FakeSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # With `ignore_bots: false`, another assistant that answers in the threads it is in
+    # and the bridge answered each other for ever, each turn a chat API request.
+    caplog.set_level(logging.INFO)
+    h, bridge = await open_harness(fake_slack, fake_chat_api, tmp_path, mode, "ignore_bots: false")
+    chat = fake_chat_api
+
+    async def other_bot(text: str, *, retried: bool = False) -> None:
+        [body] = fake_slack.user_message(
+            CHANNEL, text, thread_ts=root, user="U0OTHERBOT", bot_id="B0OTHER01"
+        )
+        await h.send(body)
+        if retried:  # Slack's retry is the same message: one turn
+            await h.send(body, retry=1)
+
+    try:
+        for n in range(BOT_TURNS + 1):
+            chat.enqueue(tokens=[f"Answer {n}."])
+        root = await h.ask(CHANNEL, "what is a bridge?")
+        await h.answer(CHANNEL, root, "Answer 0.")
+        for n in range(1, BOT_TURNS + 1):
+            await other_bot(f"Bot reply {n}", retried=n == 1)
+            await h.answer(CHANNEL, root, f"Answer {n}.", n=n + 1)
+        for n in range(BOT_TURNS + 1, BOT_TURNS + 4):
+            await other_bot(f"Bot reply {n}")
+        asked = [f"Bot reply {n}" for n in range(1, BOT_TURNS + 1)]
+        assert await h.sentinel() == ["what is a bridge?", *asked, "sentinel"]
+        [warned] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert "U0OTHERBOT" in warned and CHANNEL in warned and root in warned
+        # A person writes there: the other bot is answered there again.
+        chat.enqueue(tokens=["To the person."])
+        chat.enqueue(tokens=["To the bot."])
+        await h.ask(CHANNEL, "and now?", thread_ts=root, mention=False)
+        await h.answer(CHANNEL, root, "To the person.", n=BOT_TURNS + 2)
+        await other_bot("Bot again")
+        await h.answer(CHANNEL, root, "To the bot.", n=BOT_TURNS + 3)
+        assert [r.json["message"] for r in chat.requests][-2:] == ["and now?", "Bot again"]
+    finally:
+        await bridge.aclose()

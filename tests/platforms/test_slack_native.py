@@ -22,20 +22,15 @@ from bridge.split import close_fences
 from bridge.store.base import InFlight
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_e2e import CHANNEL, open_harness
-from tests.platforms.test_slack_platform import (
+from tests.platforms.slack_support import (
+    CHANNEL,
     Inbox,
     asked,
     begun,
     cut_while_slack_starts,
+    open_harness,
     running,
 )
-
-
-@pytest.fixture
-async def inbox() -> Inbox:
-    return Inbox()
-
 
 # --------------------------------------------------------------------------- the budgets
 

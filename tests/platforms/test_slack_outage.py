@@ -22,7 +22,7 @@ from bridge.interruptions import GIVEN_UP, INTERRUPTED
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_e2e import CHANNEL, Harness, config_text, open_harness
+from tests.platforms.slack_support import CHANNEL, Harness, config_text, open_harness
 from tests.store.conftest import pg_schema_url
 
 

@@ -15,14 +15,9 @@ from adapters.platforms.slack.reactions import FLUSH_SECONDS, Reaction, Thinking
 from bridge.interfaces import Rate
 from bridge.logs import AnswerFilter, log_answer
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_platform import Inbox, asked, running, started
+from tests.platforms.slack_support import Inbox, asked, running, started
 
 NAME = "hourglass_flowing_sand"
-
-
-@pytest.fixture
-async def inbox() -> Inbox:
-    return Inbox()
 
 
 def shown(fake: FakeSlack) -> list[tuple[str, str]]:
