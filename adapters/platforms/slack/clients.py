@@ -19,10 +19,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms import never_below_info
+from bridge.errors import PlatformError
 from bridge.logs import relevel
 
+from .app_token import AppTokenRefused
 from .options import SlackOptions
-from .refusal import status
+from .refusal import status, told
 
 
 class _QuietBolt(logging.Filter):
@@ -48,9 +50,9 @@ _RECONNECT_FAILED = (
 
 class _ReconnectLines(logging.Filter):
     """slack-sdk logs each failed try to open Socket Mode again at ERROR, often twice,
-    with the raw error (an AttributeError for an outage's page, a URL): every few
-    seconds of an outage it rides out by itself. Each is one WARNING line here, with
-    what failed (the kind only: a Socket Mode URL holds a ticket)."""
+    with the raw error (a URL): every few seconds of an outage it rides out by itself.
+    Each is one WARNING line here, with what failed (the kind only: a Socket Mode URL
+    holds a ticket); a refused app token is told by `SocketURLs` alone."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)
@@ -59,9 +61,11 @@ class _ReconnectLines(logging.Filter):
         # slack-sdk logs these in its `except`, mostly with the error in the text
         # only: the exception being handled is that error.
         exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        if isinstance(exc, AppTokenRefused):
+            return False
         cause = _socket_failure(exc)
         if cause is None:
-            return True  # not Slack out of reach (a refused app token): as it is
+            return True  # not Slack out of reach: as it is
         if text.startswith(_WSS_URL):
             return False  # the line after it says the same
         record.msg = f"slack: Socket Mode could not reconnect: {cause}; trying again"
@@ -71,12 +75,16 @@ class _ReconnectLines(logging.Filter):
 
 
 def _socket_failure(exc: BaseException | None) -> str | None:
-    if isinstance(exc, AttributeError) and isinstance(exc.__context__, SlackApiError):
-        # slack-sdk looking for Slack's error code in a body that is not JSON.
-        code = status(exc.__context__)
-        return "Slack answered with a page that is not JSON" + (f" (HTTP {code})" if code else "")
+    if isinstance(exc, PlatformError) and exc.__cause__ is not None:
+        # apps.connections.open, asked through `guard` (`SocketURLs.reopen`): what
+        # Slack answered is the cause.
+        return _socket_failure(exc.__cause__) or str(exc)
     if isinstance(exc, SlackApiError):
-        return f"Slack answered HTTP {status(exc)}" if status(exc) >= 500 else None
+        code = status(exc)
+        if told(exc) is None:
+            said = f" (HTTP {code})" if code else ""
+            return f"Slack answered with a page that is not JSON{said}"
+        return f"Slack answered HTTP {code}" if code >= 500 else None
     if isinstance(exc, aiohttp.ClientResponseError):  # the websocket's handshake
         return f"Slack answered HTTP {exc.status}"
     if isinstance(exc, TimeoutError):

@@ -37,6 +37,7 @@ from bridge.interfaces import (
 )
 from bridge.proxies import env_proxy
 
+from .app_token import SocketURLs, refused_text
 from .clients import BOLT_LOG, web_clients
 from .closed import ClosedChannels
 from .commands import read_command
@@ -121,6 +122,7 @@ class SlackPlatform(Platform):
         self._session: aiohttp.ClientSession | None = None
         self._handler: Handler | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        self._urls: SocketURLs | None = None  # Socket Mode's URLs, while it runs
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         # Questions delivered, by (channel, ts), while their replies live: a deletion
@@ -230,25 +232,25 @@ class SlackPlatform(Platform):
         )
         socket.client.proxy = self.proxy  # None too: slack-sdk would read the environment
         self._socket = socket
+        self._urls = urls = SocketURLs(self.client, app_token)
+        # slack-sdk's own asking retried a refused token at every ping, forever, with
+        # two raw ERROR lines a try; and turned an outage's page into an AttributeError,
+        # out of the bridge's reach as a failure of Slack's.
+        socket.client.issue_new_wss_url = urls.reopen  # type: ignore[method-assign]
         try:
-            # Ask for the URL here, so a bad app token fails start() instead of retrying
-            # forever; asked directly (slack-sdk's own asking turns an outage's page into
-            # an AttributeError, out of the bridge's reach as a failure of Slack's).
-            opened = await guard(
-                "apps.connections.open", self.client.apps_connections_open(app_token=app_token)
-            )
-            socket.client.wss_uri = str(opened["url"])
+            # Asked here, so a bad app token fails start() instead of being retried.
+            socket.client.wss_uri = await urls.open()
         except SlackRefused as exc:
             await socket.close_async()
-            raise PlatformError(
-                f"Slack refused the app-level token ({exc.error}); check slack.app_token "
-                "(xapp-…, with the connections:write scope) and that Socket Mode is enabled"
-            ) from exc
+            raise PlatformError(refused_text(exc.error)) from exc
         await socket.connect_async()
 
     async def stop_receiving(self) -> None:
         """Take no more events (the daemon is draining); Slack sends them elsewhere or retries."""
         self._handler = None
+        if self._urls is not None:
+            self._urls.close()
+            self._urls = None
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
@@ -264,6 +266,8 @@ class SlackPlatform(Platform):
 
     @property
     def problem(self) -> str | None:
+        if self._urls is not None and self._urls.refused is not None:
+            return "app token refused"
         if self.gate.refused is not None and self.connected:
             return "bot token refused"
         return super().problem
