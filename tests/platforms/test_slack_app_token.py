@@ -15,7 +15,7 @@ from adapters.platforms.slack import app_token
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
-from tests.platforms.test_slack_e2e import CHANNEL, open_harness
+from tests.platforms.slack_support import CHANNEL, open_harness
 
 RECHECK = 0.5  # seconds between tries while the token is refused (a minute, really)
 PING = 0.05  # Socket Mode's ping_interval: slack-sdk's cadence of tries
