@@ -504,7 +504,12 @@ class Intake:
         times, per = REFUSALS_TOLD
         key = f"refused {msg.platform}:{msg.user}"
         if public and self._users.check(key, times, per, time.monotonic()) is not None:
-            log.info("refusal not told again to a %s user sending many: %s", msg.platform, text)
+            # The one trace of a question left unanswered and unsaid: where, who and
+            # which message, for the admin asked why the bot said nothing.
+            where = {"platform": msg.platform, "workspace": msg.workspace,
+                     "channel": msg.channel, "user": msg.user, "message_id": msg.message_id}
+            log.info("refusal not told again to a %s user sending many: %s", msg.platform,
+                     text, extra=where)
             return
         if public:
             # Posted in the channel, within the post budget its answers share: not

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bridge.app import Bridge
 from bridge.intake import HELP_TEXT, MENTION_HELP
 from bridge.interfaces import Address
 from tests.core.fakeplatform import LocalPlatform, wait_for
@@ -163,6 +165,18 @@ async def test_command_where_no_route_answers_gets_a_refusal(
     assert fake_chat_api.requests == []
 
 
+def posting_notices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the console's notices messages posted in the place (as Discord's are)."""
+    made = LocalPlatform.target
+
+    def posting(self: LocalPlatform, address: Address) -> RecordingTarget:
+        target = made(self, address)
+        target.limits = replace(target.limits, notices_post=True)
+        return target
+
+    monkeypatch.setattr(LocalPlatform, "target", posting)
+
+
 async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
     fake_chat_api: FakeChatAPI,
     tmp_path: Path,
@@ -171,14 +185,7 @@ async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
 ) -> None:
     # Where refusals are posted in the channel, a flood of them would take the
     # channel's post budget from everyone else's answers.
-    made = LocalPlatform.target
-
-    def posting_notices(self: LocalPlatform, address: Address) -> RecordingTarget:
-        target = made(self, address)
-        target.limits = replace(target.limits, notices_post=True)
-        return target
-
-    monkeypatch.setattr(LocalPlatform, "target", posting_notices)
+    posting_notices(monkeypatch)
     fake_chat_api.enqueue(tokens=["Answered."])
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         say = platform(bridge).say
@@ -205,3 +212,46 @@ async def test_a_person_sending_refused_messages_is_told_three_times_a_minute(
     assert in_dm.notices == [HELP_TEXT]
     assert "3,000 characters long" in command.notices[0]
     assert asked.visible() == ["Answered."]
+
+
+async def flood_of_refusals(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> list[RecordingTarget]:
+    """Five refused messages of one person in one place (empty and too long, in turns),
+    the last two past the refusals told to one person: their targets, once the three
+    told are posted."""
+    say = platform(bridge).say
+    flood = [
+        await say(text, channel="C3", user="U7")
+        for text in ["   ", "x" * 3000, "   ", "   ", "x" * 3000]
+    ]
+    await wait_for(
+        lambda: (
+            caplog.text.count("refusal not told again") == 2
+            and sum(len(t.notices) for t in flood) == 3
+        )
+    )
+    return flood
+
+
+async def test_a_refusal_left_unsaid_is_logged_with_its_place_person_and_message(
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its line said only the refusal's words: asked why the bot said nothing to
+    # someone, the admin could not find which channel, person or message it was.
+    posting_notices(monkeypatch)
+    caplog.set_level(logging.INFO, logger="chat_bridge")
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        flood = await flood_of_refusals(bridge, caplog)
+    lines = [r for r in caplog.records if r.getMessage().startswith("refusal not told again")]
+    unsaid = [t.address.thread for t in flood if not t.notices]  # (in a channel: the message's id)
+    fields = ("platform", "workspace", "channel", "user", "message_id")
+    assert [{k: vars(r).get(k) for k in fields} for r in lines] == [
+        {"platform": "console", "workspace": "W1", "channel": "C3", "user": "U7", "message_id": m}
+        for m in unsaid
+    ]
+    assert len(unsaid) == 2
+    assert all("x" * 3000 not in r.getMessage() for r in lines)
