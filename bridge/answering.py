@@ -280,6 +280,7 @@ async def _still_asked(relay: Relay, job: Job) -> Inbound | None:
             log.info("not answering: the question was edited past the longest one asked",
                      extra={"conversation": job.key})
             await relay.notice(job.target, too_long(len(edit.text), limit))
+            relay.metrics.refusal(msg.platform, "too_long", told=True)
             return None
         log.info("asking the question as it was edited while it waited",
                  extra={"conversation": job.key})

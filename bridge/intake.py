@@ -24,6 +24,7 @@ from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
 from bridge.jobs import Job, question_limit, too_long, unavailable
 from bridge.logs import Repeats
+from bridge.metrics import Refusal
 from bridge.routing import conversation_key, follows, match_route
 from bridge.split import grapheme_start
 from bridge.store import Conversation, InFlight, Store
@@ -49,6 +50,7 @@ CONVERSATION_BUSY = (
     "This conversation already has questions waiting for their answers; "
     "please ask again once they are answered."
 )
+BUSY = "I am busy right now; please try again shortly."
 # Refusals told to one person at most (beyond, they go unsaid): a member sending
 # message after message where refusals are posted in the channel would otherwise
 # fill its post budget with them, and answers to everyone else would wait.
@@ -152,7 +154,7 @@ class Intake:
                 return
             log.info("a question came during the stop: its asker is told to ask again",
                      extra={"platform": msg.platform, "channel": msg.channel})
-            await self._refuse(msg, target, STOPPING_TEXT)
+            await self._refuse(msg, target, STOPPING_TEXT, "stopping")
         except Exception as exc:  # a platform library's own error too: it is only a notice
             log.warning("could not tell a question asked during the stop to ask again: %s",
                         for_log(exc), extra={"platform": msg.platform, "channel": msg.channel})
@@ -339,7 +341,7 @@ class Intake:
                 msg, f"{msg.event_id}{TOO_LONG}{len(text)}"
             ):
                 taken.set()
-                await self._refuse(msg, target, too_long(len(text), limit))
+                await self._refuse(msg, target, too_long(len(text), limit), "too_long")
             return None
         if not await self._claim(msg, msg.event_id):
             return None
@@ -347,7 +349,7 @@ class Intake:
         if reset:
             if route.session == "thread" and not msg.thread and not msg.is_dm:
                 # A command run in the channel belongs to no thread's conversation.
-                await self._refuse(msg, target, THREAD_RESET)
+                await self._refuse(msg, target, THREAD_RESET, "reset_outside_thread")
                 return None
             # The asker's own conversation there too (private /ask answers), if any.
             own = conversation_key(route, replace(msg, audience="asker"))
@@ -364,7 +366,8 @@ class Intake:
         # so that they do not count against it.
         circuit = relay.circuits[route.backend]
         if circuit.refusing:
-            await self._refuse(msg, target, unavailable(circuit))
+            # Counted as an answer's outcome, as one refused so after waiting its turn.
+            await self._refuse(msg, target, unavailable(circuit), None)
             relay.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return None
         # One behind another of its conversation waits for it, not for a stream: it
@@ -375,10 +378,10 @@ class Intake:
         places = limits.queue_size + limits.max_concurrent_streams
         if in_conversation := relay.taken(key):
             if in_conversation > limits.conversation_queue_size:
-                await self._refuse(msg, target, CONVERSATION_BUSY)
+                await self._refuse(msg, target, CONVERSATION_BUSY, "conversation_busy")
                 return None
         elif relay.ahead >= places or relay.ahead_in(space) >= self._shares.room(space, places):
-            await self._refuse(msg, target, "I am busy right now; please try again shortly.")
+            await self._refuse(msg, target, BUSY, "busy")
             return None
         rate = route.rate_limit or relay.config.limits.rate_limit
         wait = self._users.check(
@@ -390,6 +393,7 @@ class Intake:
                 target,
                 "You are sending messages faster than I can answer; "
                 f"try again in {wait_words(wait)}.",
+                "rate_limited",
             )
             return None
 
@@ -467,7 +471,7 @@ class Intake:
             words = HELP_TEXT
         else:
             words = MENTION_HELP
-        await self._refuse(msg, target, words)
+        await self._refuse(msg, target, words, "empty")
 
     async def _follow(self, key: str, route: RouteConfig) -> bool:
         """Record the conversation `key` (unless it is known): its thread is followed."""
@@ -493,9 +497,12 @@ class Intake:
         index = next((i for i, r in enumerate(self.relay.config.routes) if r is route), -1)
         return f"{user}|route {index}"
 
-    async def _refuse(self, msg: Inbound, target: ReplyTarget, text: str) -> None:
+    async def _refuse(
+        self, msg: Inbound, target: ReplyTarget, text: str, reason: Refusal | None
+    ) -> None:
         """Tell the asker why their message is not answered, unless the refusal is a
         message posted in a channel and they were told `REFUSALS_TOLD` times lately.
+        It is counted under `reason` (None: counted by the caller).
 
         A command's refusal is always said (it answers the command, privately, and
         unanswered the platform shows it failed), and so is one in a DM.
@@ -510,6 +517,8 @@ class Intake:
                      "channel": msg.channel, "user": msg.user, "message_id": msg.message_id}
             log.info("refusal not told again to a %s user sending many: %s", msg.platform,
                      text, extra=where)
+            if reason is not None:
+                self.relay.metrics.refusal(msg.platform, reason, told=False)
             return
         if public:
             # Posted in the channel, within the post budget its answers share: not
@@ -519,15 +528,20 @@ class Intake:
             place = (msg.platform, msg.workspace, msg.channel)
             after = self._refusals.get(place)
             by = time.monotonic() + REFUSAL_WITHIN
-            task = self.relay.spawn(self._notice_apart(place, target, text, after, by))
+            task = self.relay.spawn(self._notice_apart(place, target, text, after, by, reason))
             self._refusals[place] = task
             return
         await self.relay.notice(target, text)
+        # Only once told: a notice the platform failed is counted as the message's
+        # failure, by whoever catches it.
+        if reason is not None:
+            self.relay.metrics.refusal(msg.platform, reason, told=True)
 
     async def _notice_apart(
         self, place: tuple[str, str, str], target: ReplyTarget, text: str,
-        after: asyncio.Task[None] | None, by: float,
+        after: asyncio.Task[None] | None, by: float, reason: Refusal | None,
     ) -> None:
+        told = False
         try:
             if after is not None:  # its outcome is its own
                 await asyncio.wait([after], timeout=max(0.0, by - time.monotonic()))
@@ -537,9 +551,13 @@ class Intake:
                 self._untold[place] = self._untold.get(place, 0) + 1
                 with contextlib.suppress(Exception):  # what the question shows goes, as
                     await target.end()                # it would with the notice
+            else:
+                told = True
         except Exception as exc:  # a platform library's own error too: it is only a refusal
             log.warning("could not tell a refusal: %s", for_log(exc))
         finally:
+            if reason is not None:
+                self.relay.metrics.refusal(place[0], reason, told)
             if self._refusals.get(place) is asyncio.current_task():
                 del self._refusals[place]
                 if untold := self._untold.pop(place, 0):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bridge.errors import PlaceGone, PlatformRefused, PlatformUnreachable
@@ -11,6 +13,18 @@ _LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 _REPLY = (*_LATENCY, 300, 600)
 # How a platform's request failed (`chat_bridge_platform_errors_total`'s kinds).
 PLATFORM_FAILURES = ("refused", "gone", "unreachable", "failed")
+# Why a question was refused (`chat_bridge_messages_refused_total`'s reasons). One
+# refused as its backend's circuit is open is not among them: it is an answer's
+# outcome, `unavailable`, as when the circuit opens while it waits its turn.
+Refusal = Literal[
+    "empty",
+    "too_long",
+    "reset_outside_thread",
+    "conversation_busy",
+    "busy",
+    "rate_limited",
+    "stopping",
+]
 
 
 def platform_failure(exc: BaseException) -> str:
@@ -43,6 +57,14 @@ class Metrics:
             "chat_bridge_messages_answered",
             "Replies by outcome (answered, failed, interrupted, unavailable)",
             ["platform", "backend", "outcome"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "chat_bridge_messages_refused",
+            "Questions refused before their chat API was asked, by reason (empty, "
+            "too_long, reset_outside_thread, conversation_busy, busy, rate_limited, "
+            "stopping) and whether the asker was told (yes, no)",
+            ["platform", "reason", "told"],
             registry=r,
         )
         self.stream_seconds = Histogram(
@@ -99,6 +121,10 @@ class Metrics:
     def platform_failed(self, platform: str, exc: BaseException) -> None:
         """Count a platform request of a reply or a notice that failed with `exc`."""
         self.platform_errors.labels(platform, platform_failure(exc)).inc()
+
+    def refusal(self, platform: str, reason: Refusal, told: bool) -> None:
+        """Count a question refused for `reason`, its asker `told` so or not."""
+        self.refused.labels(platform, reason, "yes" if told else "no").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

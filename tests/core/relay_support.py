@@ -76,6 +76,15 @@ def failed_answers(bridge: Bridge, outcome: str = "failed") -> float:
     return 0.0
 
 
+def refused(bridge: Bridge, reason: str, told: str, platform: str = "console") -> float:
+    """chat_bridge_messages_refused_total of one platform, reason and told, as exported."""
+    series = f'chat_bridge_messages_refused_total{{platform="{platform}",reason="{reason}",'
+    for line in bridge.metrics.render().decode().splitlines():
+        if line.startswith(series + f'told="{told}"}} '):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def stateless_bridge(fake: FakeChatAPI, db: Path, options: str = "") -> Bridge:
     """A bridge whose backend keeps no conversation (openai: the bridge sends the
     history), one conversation per console user."""

@@ -215,6 +215,8 @@ async def test_after_a_429_the_api_is_not_called_until_the_time_it_named(
         for target in later:
             await asyncio.wait_for(target.ended.wait(), 10)
         assert failed_answers(bridge, "unavailable") == 3
+        # Counted as answers' outcomes alone: not as refused questions too.
+        assert "chat_bridge_messages_refused_total{" not in bridge.metrics.render().decode()
     assert len(fake_chat_api.requests) == 1
     for target in later:
         [told] = [*target.visible(), *target.notices]

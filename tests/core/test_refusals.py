@@ -15,7 +15,7 @@ from bridge.intake import HELP_TEXT, MENTION_HELP
 from bridge.interfaces import Address
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget
-from tests.core.relay_support import bridge_for, platform
+from tests.core.relay_support import bridge_for, failed_answers, platform, refused
 from tests.fakes.chatapi import FakeChatAPI
 
 
@@ -255,3 +255,40 @@ async def test_a_refusal_left_unsaid_is_logged_with_its_place_person_and_message
     ]
     assert len(unsaid) == 2
     assert all("x" * 3000 not in r.getMessage() for r in lines)
+
+
+async def test_refusals_are_counted_by_reason_told_or_not(
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Refused questions were counted nowhere: received rose, answered did not, and
+    # nothing said why.
+    posting_notices(monkeypatch)
+    caplog.set_level(logging.INFO, logger="chat_bridge")
+    fake_chat_api.enqueue(tokens=["Answered."])
+    extra = "limits: {rate_limit: {messages: 1, per: 600}}"
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", extra=extra) as bridge:
+        await flood_of_refusals(bridge, caplog)
+        say = platform(bridge).say
+        command = await say("x" * 3000, channel="C3", user="U7", command="ask")  # always told
+        asked = await say("A question?", channel="D1", user="U8", is_dm=True)
+        await wait_for(lambda: asked.visible() == ["Answered."])
+        again = await say("Another?", channel="D1", user="U8", is_dm=True)
+        await wait_for(lambda: bool(command.notices and again.notices))
+        counted = {
+            (reason, told): refused(bridge, reason, told)
+            for reason in ("empty", "too_long", "rate_limited")
+            for told in ("yes", "no")
+        }
+    assert "faster than I can answer" in again.notices[0]
+    assert counted == {
+        ("empty", "yes"): 2,
+        ("empty", "no"): 1,
+        ("too_long", "yes"): 2,
+        ("too_long", "no"): 1,
+        ("rate_limited", "yes"): 1,
+        ("rate_limited", "no"): 0,
+    }
+    assert failed_answers(bridge, "answered") == 1

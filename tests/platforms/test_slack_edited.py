@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from bridge.deletions import question_id
+from tests.core.fakeplatform import wait_for
+from tests.core.relay_support import refused
 from tests.platforms.slack_support import CHANNEL, DM, Harness
 from tests.platforms.test_slack_deleted import SECRET, harness, sent  # noqa: F401
 
@@ -211,6 +213,7 @@ async def test_a_question_edited_past_the_limit_while_it_waits_is_refused(
     await harness.answer(CHANNEL, root, "w39 ", n=2)
     await slack.wait_for(lambda: slack.ephemerals)
     assert [e["text"][:39] for e in slack.ephemerals] == ["That question is 4,105 characters long;"]
+    await wait_for(lambda: refused(harness.bridge, "too_long", "yes", "slack") == 1)
     chat.enqueue(tokens=["Third."])
     await harness.ask(CHANNEL, "where are the docs?", thread_ts=root, mention=False)
     await harness.answer(CHANNEL, root, "Third.", n=3)
