@@ -254,6 +254,7 @@ class Relay:
                 if job.also is not None:
                     await self.store.reset_conversation(job.also)
                 await self.notice(job.target, self.config.commands.reset_reply)
+                self.metrics.answered.labels(job.msg.platform, job.route.backend, "reset").inc()
                 return
             at_once = at_once and not self._slots.locked()
             await self._slots.acquire(job.space)
@@ -284,8 +285,7 @@ class Relay:
                 await stopped(job, self.metrics, self.fence)
             raise
         except Exception as exc:  # before the answer began (a store lookup): say so
-            if not job.reset:  # a reset asks no backend anything
-                self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
+            self.metrics.answered.labels(job.msg.platform, job.route.backend, "failed").inc()
             log_failure(job.key, exc)
             with contextlib.suppress(Exception):
                 await self.notice(job.target, told(exc))

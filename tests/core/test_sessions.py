@@ -11,7 +11,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.intake import THREAD_RESET
 from tests.core.fakeplatform import TEST_REGISTRY, wait_for
-from tests.core.relay_support import bridge_for, make_config, platform
+from tests.core.relay_support import bridge_for, failed_answers, make_config, platform, store_down
 from tests.fakes.chatapi import FakeChatAPI
 
 
@@ -66,6 +66,27 @@ async def test_reset_starts_a_new_session(
     assert notices == ["Started a new conversation."]
     first, second = fake_chat_api.requests
     assert first.json["session_id"] != second.json["session_id"]
+
+
+
+async def test_a_reset_is_counted_among_the_messages_answered_and_so_is_one_that_failed(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Each message received is in one counter: a dashboard's received − answered −
+    # refused would otherwise grow with every reset.
+    async with bridge_for(fake_chat_api, tmp_path / "b.db", route="session: user") as bridge:
+        p = platform(bridge)
+        done = await p.say("reset", is_dm=True, channel="D1")
+        await asyncio.wait_for(done.ended.wait(), 10)
+        assert failed_answers(bridge, "reset") == 1
+        store_down(bridge, "reset_conversation")
+        failing = await p.say("reset", is_dm=True, channel="D1")
+        await asyncio.wait_for(failing.ended.wait(), 10)
+        assert failed_answers(bridge, "reset") == 1
+        assert failed_answers(bridge, "failed") == 1
+    assert done.notices == ["Started a new conversation."]
+    assert "store is not available" in failing.notices[0]
+    assert fake_chat_api.requests == []
 
 
 async def test_a_reset_during_an_answer_takes_effect_after_it(
