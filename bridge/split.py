@@ -18,15 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from bridge.fences import FENCE_LINE, closes_fence, in_quotes, quotes_of
+
 FENCE = "```"
 Formatter = Callable[[str], str]
-# A fence line: the block quotes it stands in (`> `, `> > `, or none: CommonMark's
-# marker is up to three spaces, `>` and a space or not), three or more backticks
-# (whose info string has none: ```x``` is inline code) or tildes, then the info string.
-# (The quote markers are taken atomically: `> > > x` is read once, not in every way
-# its spaces could be shared between them.)
-_FENCE_LINE = re.compile(r"^((?: {0,3}>[ \t]?)*+)\s*(`{3,}(?=[^`]*$)|~{3,})(.*)$")
-_QUOTE_MARK = re.compile(r" {0,3}>[ \t]?")
 
 
 class _Fence(NamedTuple):
@@ -36,18 +31,6 @@ class _Fence(NamedTuple):
     quote: str  # "> " for each block quote, "" for none
     marker: str
     info: str
-
-
-def in_quotes(line: str, quote: str) -> str | None:
-    """`line` past the markers of the block quotes `quote` stands for; None where it
-    is in fewer (the quote ended there, and a code block in it with it)."""
-    at = 0
-    for _ in range(quote.count(">")):
-        mark = _QUOTE_MARK.match(line, at)
-        if mark is None:
-            return None
-        at = mark.end()
-    return line[at:]
 
 
 def _opener(text: str, continued: int = -1) -> _Fence | None:
@@ -70,21 +53,13 @@ def _opener(text: str, continued: int = -1) -> _Fence | None:
         if opened is not None:
             inner = in_quotes(line, opened.quote)
             if inner is not None:
-                match = _FENCE_LINE.match(inner)
-                if (  # closed by the same character, at least as many, alone
-                    match is not None
-                    and not match.group(1)
-                    and match.group(2)[0] == opened.marker[0]
-                    and len(match.group(2)) >= len(opened.marker)
-                    and not match.group(3).strip()
-                ):
+                if closes_fence(opened.marker, inner):
                     opened = None
                 continue
             opened = None  # its quote ended: the line may open another
-        match = _FENCE_LINE.match(line)
+        match = FENCE_LINE.match(line)
         if match is not None:
-            quote = "> " * match.group(1).count(">")
-            opened = _Fence(quote, match.group(2), match.group(3).strip())
+            opened = _Fence(quotes_of(match), match.group(3), match.group(4).strip())
     return opened
 
 
@@ -400,8 +375,8 @@ def _cut_opening(
     line = head.rfind("\n") + 1
     if _opener(head[:line], continued) is not None:
         return -1
-    match = _FENCE_LINE.match(head[line:])
-    return -1 if match is None else line + match.end(2)
+    match = FENCE_LINE.match(head[line:])
+    return -1 if match is None else line + match.end(3)
 
 
 def _reopening(opened: _Fence, limit: int) -> str:

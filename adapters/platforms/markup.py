@@ -11,7 +11,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yarl
 
-from bridge.split import TABLE_RULE, grapheme_start, in_quotes
+from bridge.fences import FENCE_LINE, closes_fence, in_quotes, quotes_of
+from bridge.split import TABLE_RULE, grapheme_start
 
 ZWSP = "\u200b"
 # Characters of a source's title shown at most: an API may give a page's first
@@ -23,33 +24,6 @@ def break_fences(text: str) -> str:
     """`text` with every ``` broken by zero-width spaces: inside a code block or a
     preformatted span, it cannot end it."""
     return text.replace("```", f"`{ZWSP}`{ZWSP}`")
-
-
-# A fence line, in the block quotes it stands in (`> `, `> > ` or none) and up to
-# three spaces in (CommonMark): its quote markers, indent, marker and info string; a
-# backtick fence's info string holds no backtick. (The quote markers are taken
-# atomically: `> > > x` is read once, not in every way its spaces could be shared.)
-FENCE_LINE = re.compile(r"((?: {0,3}>[ \t]?)*+)( {0,3})(`{3,}(?=[^`]*$)|~{3,})(.*)$")
-
-
-def quotes_of(opening: re.Match[str]) -> str:
-    """The block quotes a fence line `FENCE_LINE` matched stands in, as `in_quotes`
-    takes them: "> " for each."""
-    return "> " * opening.group(1).count(">")
-
-
-def closes_fence(marker: str, line: str) -> bool:
-    """Whether `line` (past the quote markers of the block: see `in_quotes`) closes
-    the fenced block opened with `marker`: a fence line of the same character, at
-    least as many, with nothing after it (CommonMark), in no further quote."""
-    closing = FENCE_LINE.match(line)
-    return (
-        closing is not None
-        and not closing.group(1)
-        and closing.group(3)[0] == marker[0]
-        and len(closing.group(3)) >= len(marker)
-        and not closing.group(4).strip()
-    )
 
 
 def encoded_url(url: str) -> str:

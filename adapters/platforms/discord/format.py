@@ -18,20 +18,18 @@ import re
 from collections.abc import Iterable, Sequence
 
 from adapters.platforms.markup import (
-    FENCE_LINE,
     ZWSP,
     break_fences,
-    closes_fence,
     encoded_url,
     honest_markdown_label,
     in_own_letters,
-    quotes_of,
     source_title,
     table_grid,
 )
 from adapters.platforms.mentions import without_mention
+from bridge.fences import FENCE_LINE, closes_fence, in_quotes, quotes_of
 from bridge.interfaces import Source
-from bridge.split import FENCE, TABLE_ROW, TABLE_RULE, grapheme_start, in_quotes
+from bridge.split import FENCE, TABLE_ROW, TABLE_RULE, grapheme_start
 
 THREAD_NAME_MAX = 100
 _TITLE_MARKS = str.maketrans({"[": "(", "]": ")", "\\": "\u29f5"})

@@ -32,6 +32,7 @@ from adapters.platforms.markup import (
     source_title,
     table_grid,
 )
+from bridge.fences import FENCE_LINE, closes_fence
 from bridge.interfaces import Source
 from bridge.split import TABLE_ROW, TABLE_RULE
 
@@ -53,8 +54,6 @@ _AT_WORD = re.compile(r"@(?=(?i:here|channel|everyone)\b|[UW][A-Z0-9]{6,}\b)")
 # defused already and whose addresses must stay as they are.
 _AT_WORD_OR_LINK = re.compile(rf"(<[^<>]*>)|{_AT_WORD.pattern}")
 
-# A backtick fence's info string has no backtick: "```pip install x```" is inline code.
-_FENCE = re.compile(r"^(\s*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
 # Closing #s count only after a space: "## Using C#" keeps its #.
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
 _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
@@ -302,10 +301,10 @@ def _code_block(lines: Sequence[str], i: int) -> tuple[str, list[str], int] | No
     Each line loses up to as much indent as the opening fence has (CommonMark): code
     in a list item does not keep the item's."""
     quoted = _QUOTE.match(lines[i])
-    fence = _FENCE.match(quoted.group(1) if quoted else lines[i])
-    if fence is None:
-        return None
-    indent, marker = len(fence.group(1).expandtabs(4)), fence.group(2)
+    fence = FENCE_LINE.match(quoted.group(1) if quoted else lines[i])
+    if fence is None or fence.group(1):
+        return None  # (one in a quote in a quote is not read: it shows as quoted text)
+    indent, marker = len(fence.group(2).expandtabs(4)), fence.group(3)
     code = []
     i += 1
     while i < len(lines):
@@ -314,13 +313,7 @@ def _code_block(lines: Sequence[str], i: int) -> tuple[str, list[str], int] | No
             break  # the quote ended, and its code block with it
         inner = held.group(1) if held else lines[i]
         i += 1
-        closing = _FENCE.match(inner)
-        if (  # closed by the same character, at least as many (CommonMark)
-            closing
-            and closing.group(2)[0] == marker[0]
-            and len(closing.group(2)) >= len(marker)
-            and not closing.group(3).strip()
-        ):
+        if closes_fence(marker, inner):
             break
         code.append(_dedent(inner, indent))
     return ("> " if quoted else ""), code, i
