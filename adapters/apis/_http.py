@@ -526,11 +526,7 @@ class HTTPDialect(ChatAPI):
         if failed:  # redirects are not followed: see _status_error
             raise self._status_error(response, content)
         if content is None:
-            raise ProtocolError(
-                "The assistant's answer was too large to read.",
-                backend=self.name,
-                status=response.status_code,
-            )
+            raise answer_too_large(self.name, response.status_code)
         try:
             return json_loads(content)
         except ValueError as exc:
@@ -565,6 +561,13 @@ class HTTPDialect(ChatAPI):
     def _scrub(self, text: str | None, limit: int = 300) -> str | None:
         """An API message made safe to show: no API key, bounded length."""
         return scrub(text, self._key, limit)
+
+
+def answer_too_large(backend: str, status: int | None = None) -> ProtocolError:
+    """The error for a whole JSON answer past `JSON_BODY_BYTES`, however it came."""
+    return ProtocolError(
+        "The assistant's answer was too large to read.", backend=backend, status=status
+    )
 
 
 def _earliest(deadline: float, end: float | None) -> float:

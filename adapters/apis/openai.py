@@ -16,10 +16,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from adapters.apis._http import Event
+from adapters.apis._http import JSON_BODY_BYTES, Event, answer_too_large
 from adapters.apis._stateless import StatelessDialect, StatelessOptions, chat_messages, end_user
 from adapters.apis._urls import under
-from adapters.apis._wire import MAX_LINE_BYTES, SSEEvent, SSEParser, json_or_none
+from adapters.apis._wire import SSEEvent, SSEParser, json_or_none
 from bridge.errors import APIReportedError, CutOff, ProtocolError
 from bridge.interfaces import ChatEvent, ChatRequest, Done, Source, Sources, Token
 
@@ -218,12 +218,8 @@ class _StreamOrWhole:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         if self._whole is not None:
             self._whole += chunk
-            if len(self._whole) > MAX_LINE_BYTES:
-                raise ProtocolError(
-                    f"The assistant's answer could not be read (it is larger than "
-                    f"{MAX_LINE_BYTES // (1 << 20)} MiB).",
-                    backend=self.backend,
-                )
+            if len(self._whole) > JSON_BODY_BYTES:  # as one to `stream: false`
+                raise answer_too_large(self.backend)
             return []
         if not self._began:
             head = chunk.lstrip()

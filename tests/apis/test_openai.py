@@ -224,12 +224,26 @@ def test_the_endpoint_keeps_the_url_as_written(url, endpoint):
     assert api.endpoint == endpoint
 
 
-async def test_a_whole_answer_too_large_says_so(fake_chat_api, http):
-    # It was said to be a stream line longer than the cap, of a body with short lines.
-    fake_chat_api.enqueue(final="x " * 600_000, ignore_stream=True)
-    api = make("openai", fake_chat_api, http)
+@pytest.mark.parametrize("stream", [True, False], ids=["json-for-a-stream", "stream-false"])
+async def test_a_whole_answer_is_read_up_to_8_mib(fake_chat_api, http, stream):
+    # A whole answer to a streaming request was refused past 1 MiB, where one to
+    # `stream: false` is read up to 8 MiB.
+    fake_chat_api.enqueue(final="x " * (1 << 20), ignore_stream=True)  # 2 MiB
+    api = make("openai", fake_chat_api, http, stream=stream)
+    assert text_of(await collect(api, ask(api))) == "x " * (1 << 20)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["json-for-a-stream", "stream-false"])
+async def test_a_whole_answer_past_8_mib_is_too_large(fake_chat_api, http, stream):
+    # It was said to be larger than 1 MiB, where one to `stream: false` was said to be
+    # too large to read.
+    fake_chat_api.enqueue(final="x " * (9 << 19), ignore_stream=True)  # 9 MiB
+    api = make("openai", fake_chat_api, http, stream=stream)
     events, exc = await collect_until_error(api, ask(api))
-    assert isinstance(exc, ProtocolError) and "larger than 1 MiB" in exc.user_message
+    assert text_of(events) == ""
+    assert isinstance(exc, ProtocolError)
+    assert exc.user_message == "The assistant's answer was too large to read."
+    assert len(fake_chat_api.requests) == 1  # not asked again
 
 
 CITED = [("https://docs.example/install", "Install"), ("https://docs.example/upgrade", "Upgrade")]
