@@ -360,9 +360,7 @@ def split_pieces(
             pieces.append(Piece(shown, pos, prefix))
 
 
-def _cut_opening(
-    rest: str, head: str, cut: int, opened: _Fence | None, continued: int
-) -> int:
+def _cut_opening(rest: str, head: str, cut: int, opened: _Fence | None, continued: int) -> int:
     """Where the info string starts in the last line of `head`, when that line opens
     the fence left open and the cut fell inside it (an opening line longer than a
     message); else -1.

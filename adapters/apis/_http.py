@@ -181,9 +181,7 @@ class HTTPDialect(ChatAPI):
         """Refuse a request without any HTTP call (raise BadRequest)."""
         limit = self.max_message_chars
         if limit is not None and not 1 <= len(req.message) <= limit:
-            raise BadRequest(
-                f"Message must be between 1 and {limit} characters", backend=self.name
-            )
+            raise BadRequest(f"Message must be between 1 and {limit} characters", backend=self.name)
 
     def auth_headers(self) -> dict[str, str]:
         """Request headers carrying the API key (Bearer by default)."""
@@ -266,7 +264,8 @@ class HTTPDialect(ChatAPI):
                     log.info(
                         "the chat API refused a question sent with the conversation's history "
                         "(HTTP %s); asking once more with half of it (%d messages)",
-                        exc.status, len(shorter.history),
+                        exc.status,
+                        len(shorter.history),
                         extra={"backend": self.name},
                     )
                     req, shortened = shorter, True
@@ -422,7 +421,8 @@ class HTTPDialect(ChatAPI):
                         # Retried by `stream` while no text was shown (the stream may
                         # have opened with an event that shows none), else cut off.
                         raise Dropped(
-                            backend=self.name, status=response.status_code,
+                            backend=self.name,
+                            status=response.status_code,
                             detail=f"the connection dropped mid-stream ({type(exc).__name__})",
                         ) from exc
                     if chunk is None:
@@ -432,7 +432,8 @@ class HTTPDialect(ChatAPI):
                         raise WebPage(
                             "The chat API's URL answered with a web page, not an answer: "
                             "check the backend's url, and any proxy or gateway between.",
-                            backend=self.name, status=response.status_code,
+                            backend=self.name,
+                            status=response.status_code,
                         )
                     items = parser.feed(chunk)
                     # Any bytes are signs of life: a keep-alive comment (OpenRouter's
@@ -462,7 +463,8 @@ class HTTPDialect(ChatAPI):
                         f"(HTTP {response.status_code}, Content-Type: {ctype}"
                         f"{'' if began else ', an empty body'}): check the backend's url "
                         "and kind, and any proxy or gateway between.",
-                        backend=self.name, status=response.status_code,
+                        backend=self.name,
+                        status=response.status_code,
                     )
         except TimeoutError as exc:
             over = end is not None and loop.time() >= end

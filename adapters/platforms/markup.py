@@ -144,12 +144,8 @@ _TLD_SET = frozenset(_KNOWN_TLDS.split("|"))
 # Letters of other alphabets (Cyrillic, Greek, Latin small capitals) that read as
 # ASCII ones.
 _LOOK_ALIKES = str.maketrans(
-    "аеорсухіјѕԁԛԝһӏкмтвн" "АВЕКМНОРСТХУІЈЅ"
-    "αοριυνκτχεΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"
-    "ᴀʙᴄᴅᴇɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢıɑɡ" "օսցϲ",
-    "aeopcyxijsdqwhlkmtbh" "ABEKMHOPCTXYIJS"
-    "aopiuvktxeABEZHIKMNOPTYX"
-    "abcdeghijklmnoprstuvwyziag" "ougc",
+    "аеорсухіјѕԁԛԝһӏкмтвнАВЕКМНОРСТХУІЈЅαοριυνκτχεΑΒΕΖΗΙΚΜΝΟΡΤΥΧᴀʙᴄᴅᴇɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢıɑɡօսցϲ",
+    "aeopcyxijsdqwhlkmtbhABEKMHOPCTXYIJSaopiuvktxeABEZHIKMNOPTYXabcdeghijklmnoprstuvwyziagougc",
 )
 
 
@@ -178,8 +174,13 @@ def honest_label(label: str, url: str) -> bool:
         return False
     host = address_of(url.strip())
     urls = _URL_HOST.findall(seen) if ":/" in seen else []
-    named = [*urls, *_MAIL_DOMAIN.findall(seen), *_WWW.findall(seen), *_DOMAIN.findall(seen),
-             *(name for name in _DOTTED.findall(seen) if _looks_alike(name))]
+    named = [
+        *urls,
+        *_MAIL_DOMAIN.findall(seen),
+        *_WWW.findall(seen),
+        *_DOMAIN.findall(seen),
+        *(name for name in _DOTTED.findall(seen) if _looks_alike(name)),
+    ]
     for name in named:
         try:
             name = name.lower().rstrip(".").encode("idna").decode("ascii")
@@ -204,8 +205,7 @@ def _looks_alike(name: str) -> bool:
         return True
     # ASCII letters with letters of another script among them (`cօm`, an Armenian o).
     return any(char.isascii() for char in last) and any(
-        char.isalpha() and not char.isascii()
-        and not unicodedata.name(char, "").startswith("LATIN")
+        char.isalpha() and not char.isascii() and not unicodedata.name(char, "").startswith("LATIN")
         for char in last
     )
 
@@ -450,8 +450,11 @@ def text_width(text: str) -> int:
             width += 1
             last = 2
             continue
-        if (unicodedata.category(c) in ("Mn", "Me", "Cf") or "\ufe00" <= c <= "\ufe0f"
-                or "\U0001f3fb" <= c <= "\U0001f3ff"):
+        if (
+            unicodedata.category(c) in ("Mn", "Me", "Cf")
+            or "\ufe00" <= c <= "\ufe0f"
+            or "\U0001f3fb" <= c <= "\U0001f3ff"
+        ):
             continue
         last = 2 if unicodedata.east_asian_width(c) in "WF" else 1
         width += last
@@ -489,10 +492,14 @@ def table_grid(rows: list[str]) -> list[str]:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
             continue
         cells = cells + [""] * (columns - len(cells))
-        out.append("|" + "|".join(
-            f" {_pad(cell, widths[j], aligns[j] if j < len(aligns) else 'left')} "
-            for j, cell in enumerate(cells)
-        ) + "|")
+        out.append(
+            "|"
+            + "|".join(
+                f" {_pad(cell, widths[j], aligns[j] if j < len(aligns) else 'left')} "
+                for j, cell in enumerate(cells)
+            )
+            + "|"
+        )
     return out
 
 

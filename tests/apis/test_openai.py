@@ -136,7 +136,9 @@ async def test_an_error_sent_in_the_stream_is_reported_in_any_form(fake_chat_api
     # `event: error` (a bare message object) and llama.cpp's `error:` line, followed
     # by `data: [DONE]`, were taken for a cut-off and a complete answer.
     fake_chat_api.enqueue(
-        tokens=["Step 1: ", "open the"], error_after=1, error_form=form,
+        tokens=["Step 1: ", "open the"],
+        error_after=1,
+        error_form=form,
         error="the request exceeds the available context size",
     )
     api = make("openai", fake_chat_api, http)
@@ -200,8 +202,9 @@ async def test_keep_alive_comments_are_signs_of_life(fake_chat_api, http):
 async def test_an_early_keep_alive_does_not_shorten_the_first_byte_deadline(fake_chat_api, http):
     # A comment at once made the deadline `idle` from then, shorter than first_byte.
     fake_chat_api.enqueue(tokens=["Slow ", "start."], first_delay=1.5, keepalive_every=10.0)
-    api = make("openai", fake_chat_api, http,
-               timeouts={"connect": 0.5, "first_byte": 3.0, "idle": 0.5})
+    api = make(
+        "openai", fake_chat_api, http, timeouts={"connect": 0.5, "first_byte": 3.0, "idle": 0.5}
+    )
     assert text_of(await collect(api, ask(api))) == "Slow start."
 
 
@@ -211,16 +214,20 @@ async def test_an_early_keep_alive_does_not_shorten_the_first_byte_deadline(fake
         ("http://h:8000/v1", "http://h:8000/v1/chat/completions"),
         ("http://h/v1/", "http://h/v1/chat/completions"),
         ("http://h/v1/chat/completions", "http://h/v1/chat/completions"),
-        ("https://r.openai.azure.com/openai/deployments/a%2Fb?api-version=2024-06-01",
-         "https://r.openai.azure.com/openai/deployments/a%2Fb/chat/completions"
-         "?api-version=2024-06-01"),
+        (
+            "https://r.openai.azure.com/openai/deployments/a%2Fb?api-version=2024-06-01",
+            "https://r.openai.azure.com/openai/deployments/a%2Fb/chat/completions"
+            "?api-version=2024-06-01",
+        ),
         ("http://[::1]:8080/a%3Fb/v1", "http://[::1]:8080/a%3Fb/v1/chat/completions"),
     ],
 )
 def test_the_endpoint_keeps_the_url_as_written(url, endpoint):
-    api = OpenAICompatible("bot", OpenAICompatible.Options.model_validate(
-        {"kind": "openai", "url": url, "model": "m"}
-    ), None)  # type: ignore[arg-type]
+    api = OpenAICompatible(
+        "bot",
+        OpenAICompatible.Options.model_validate({"kind": "openai", "url": url, "model": "m"}),
+        None,  # type: ignore[arg-type]
+    )
     assert api.endpoint == endpoint
 
 
@@ -254,8 +261,9 @@ CITED = [("https://docs.example/install", "Install"), ("https://docs.example/upg
 async def test_cited_sources_come_before_the_end(fake_chat_api, http, stream, form):
     # Perplexity's `citations` (which its [1], [2] number) and the url_citation
     # annotations of OpenAI's search models and OpenRouter were dropped: no sources.
-    fake_chat_api.enqueue(tokens=["Run the installer[1], ", "then migrate[2]."],
-                          sources=CITED, cite_form=form)
+    fake_chat_api.enqueue(
+        tokens=["Run the installer[1], ", "then migrate[2]."], sources=CITED, cite_form=form
+    )
     api = make("openai", fake_chat_api, http, stream=stream)
     events = await collect(api, ask(api))
     done_of(events)
@@ -265,8 +273,9 @@ async def test_cited_sources_come_before_the_end(fake_chat_api, http, stream, fo
 
 
 async def test_sources_of_a_whole_answer_to_a_stream_request_are_read(fake_chat_api, http):
-    fake_chat_api.enqueue(tokens=["See [1]."], sources=CITED[:1], cite_form="citations",
-                          ignore_stream=True)
+    fake_chat_api.enqueue(
+        tokens=["See [1]."], sources=CITED[:1], cite_form="citations", ignore_stream=True
+    )
     api = make("openai", fake_chat_api, http)
     events = await collect(api, ask(api))
     assert [e for e in events if isinstance(e, Sources)] == [Sources((Source(*CITED[0]),))]
@@ -275,12 +284,29 @@ async def test_sources_of_a_whole_answer_to_a_stream_request_are_read(fake_chat_
 
 async def test_other_annotations_and_repeats_are_not_sources(fake_chat_api, http):
     note = {"type": "url_citation", "url_citation": {"url": CITED[0][0], "title": "Install"}}
-    chunk = {"choices": [{"index": 0, "delta": {"content": "Done.", "annotations": [
-        note, {"type": "file_citation", "file_citation": {"file_id": "f1"}}, "junk",
-        {"type": "url_citation", "url_citation": {"url": 7}}, note,
-    ]}, "finish_reason": "stop"}], "citations": ["https://docs.example/a", None]}
-    fake_chat_api.enqueue(body=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n",
-                          headers={"Content-Type": "text/event-stream"})
+    chunk = {
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "content": "Done.",
+                    "annotations": [
+                        note,
+                        {"type": "file_citation", "file_citation": {"file_id": "f1"}},
+                        "junk",
+                        {"type": "url_citation", "url_citation": {"url": 7}},
+                        note,
+                    ],
+                },
+                "finish_reason": "stop",
+            }
+        ],
+        "citations": ["https://docs.example/a", None],
+    }
+    fake_chat_api.enqueue(
+        body=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n",
+        headers={"Content-Type": "text/event-stream"},
+    )
     api = make("openai", fake_chat_api, http)
     events = await collect(api, ask(api))
     assert [e for e in events if isinstance(e, Sources)] == [

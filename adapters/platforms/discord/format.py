@@ -215,9 +215,7 @@ def format_sources(sources: Sequence[Source]) -> str:
         title = _link_title(source.title)
         # Discord shows a masked link whose text holds a URL as raw Markdown; and a
         # title naming another place than the link's own would pass for it.
-        if not (
-            title and "://" not in title and honest_markdown_label(source.title, source.url)
-        ):
+        if not (title and "://" not in title and honest_markdown_label(source.title, source.url)):
             title = _address_label(source.url.strip())
         lines.append(f"- [{title}](<{url}>)" if title else f"- <{url}>")
     return "\n".join(lines) if len(lines) > 1 else ""

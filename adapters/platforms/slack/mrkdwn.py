@@ -103,8 +103,14 @@ _BOLD_UNDERSCORES = _emphasis(r"(?<![_\w])__(?=\S)", r"(?<=\S)__(?![_\w])")
 _ITALIC_STAR = _emphasis(r"(?<!\*)\*(?=[^\s*])", r"(?<=[^\s*])\*(?!\*)")
 _ITALIC_UNDERSCORE = _emphasis(r"(?<![_\w])_(?=\S)", r"(?<=\S)_(?![_\w])")
 _STRIKE = _emphasis(r"(?<!~)~~(?=\S)", r"(?<=\S)~~(?!~)")
-_EMPHASIS = (_BOLD_ITALIC, _BOLD_STARS, _BOLD_UNDERSCORES, _ITALIC_STAR, _ITALIC_UNDERSCORE,
-             _STRIKE)
+_EMPHASIS = (
+    _BOLD_ITALIC,
+    _BOLD_STARS,
+    _BOLD_UNDERSCORES,
+    _ITALIC_STAR,
+    _ITALIC_UNDERSCORE,
+    _STRIKE,
+)
 # Where a mark must stand next to a letter, a zero-width space (ZWSP): Slack reads
 # `*`, `_` and `~` as markup only at a word's edge, and takes one for an edge.
 _WORD_CHAR = re.compile(r"\w")
@@ -395,8 +401,10 @@ def _inline(text: str, strip_bold: bool = False) -> str:
 
     def escaped(match: re.Match[str]) -> str:
         char, line, start = match.group(1), match.string, match.start()
-        within_word = start > 0 and _WORD_CHAR.match(line, start - 1) and (
-            _WORD_CHAR.match(line, match.end())
+        within_word = (
+            start > 0
+            and _WORD_CHAR.match(line, start - 1)
+            and (_WORD_CHAR.match(line, match.end()))
         )
         if char in "*_~`" and not within_word:
             # Bare, Slack would pair it with another: `\*not bold\*` stays as written.
