@@ -233,6 +233,17 @@ class Config(_Model):
                     "cannot be read as a URL; %-encode special characters in its user and "
                     "password (@ as %40, / as %2F, # as %23, : as %3A)"
                 )
+            # `?port=` names the hosts' ports too. Beyond 65535 the socket refused it at
+            # connect, long after `check` had passed; 0 is no server's port. The port
+            # is never echoed: an unencoded "/" can put a password's digits there.
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(value).query)
+            ports += [p for v in query.get("port", []) for p in v.split(",") if p]
+            if not all(port.isdigit() and 1 <= int(port) <= 65535 for port in ports):
+                raise ValueError(
+                    "has a port outside 1-65535; check the store URL's port (PostgreSQL's "
+                    "is 5432), and %-encode special characters in its user and password "
+                    "(/ as %2F, : as %3A)"
+                )
         return value
 
     def secrets(self) -> list[str]:

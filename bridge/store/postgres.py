@@ -138,6 +138,11 @@ class PostgresStore(Store):
             raise self._error(exc, "connecting") from exc
         except ValueError as exc:  # a malformed URL
             raise StoreError(f"store: the PostgreSQL URL {self.where} is invalid") from exc
+        except OverflowError as exc:  # the socket's: a port past 65535, here from PGPORT
+            raise StoreError(
+                f"store: the port of PostgreSQL at {self.where} is outside 1-65535; check "
+                "the port in the store URL and the PGPORT variable"
+            ) from exc
         try:
             async with pool.acquire() as conn:
                 await self._migrate(conn)

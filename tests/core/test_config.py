@@ -507,6 +507,25 @@ def test_a_store_password_that_needs_encoding_is_a_config_error(password: str) -
         assert parse(BASE.replace("sqlite:///tmp/x.db", fine)).store == fine
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@127.0.0.1:99999/test",
+        "postgresql://u:p@h1:5432,h2:0/test",
+        "postgresql://u:99999/SECRET@db/chat",
+        "postgresql:///chat?host=/var/run/postgresql&port=70000",
+    ],
+)
+def test_a_store_port_out_of_range_is_a_config_error(url: str) -> None:
+    # `check` passed it; `run` then died on the socket's OverflowError.
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE.replace("sqlite:///tmp/x.db", url))
+    assert caught.value.path == "store" and "port outside 1-65535" in caught.value.problem
+    assert "SECRET" not in str(caught.value) and "99999" not in str(caught.value)
+    fine = "postgresql:///chat?host=/var/run/postgresql&port=65535"
+    assert parse(BASE.replace("sqlite:///tmp/x.db", fine)).store == fine
+
+
 @pytest.mark.parametrize("prefix", ["Bot ", "bot ", "Bearer "])
 def test_a_discord_token_given_with_its_prefix_is_a_config_error(prefix: str) -> None:
     # discord.py adds "Bot ": Discord refused "Bot Bot …", and the error sent the

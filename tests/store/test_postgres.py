@@ -43,6 +43,16 @@ async def test_unreachable_server_is_a_clear_error_without_the_password() -> Non
         await store.ping()
 
 
+async def test_a_port_out_of_range_is_a_store_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The config rejects such a port in the URL; PGPORT reaches the driver unchecked,
+    # and `run` died on the socket's OverflowError with a traceback.
+    monkeypatch.setenv("PGPORT", "99999")
+    store = PostgresStore("postgresql://bridge:s3cr3t-pw@127.0.0.1/chat", connect_timeout=5)
+    with pytest.raises(StoreError, match="outside 1-65535.*PGPORT") as info:
+        await store.open()
+    assert "s3cr3t-pw" not in str(info.value)
+
+
 async def test_tls_the_server_does_not_offer_is_said_so() -> None:
     # The test server speaks no TLS: `sslmode=require` was "cannot reach ... check
     # that the server is running", though it is.
