@@ -3,11 +3,16 @@
     BridgeError                  every error the bridge raises; `.user_message` is safe to show
     ├── ConfigError              the config file is wrong (`.path` names the key)
     ├── StoreError               the conversation store failed
+    │   ├── StoreReplaced        ...as its SQLite file was removed or replaced under it
     │   └── StoreCorrupt         ...as its data is damaged (restore it from a backup)
     ├── PlatformError            a chat platform refused or failed (or could not be reached)
     │   ├── PlatformRefused      it answered and refused this request (a 4xx, not 429)
+    │   │   └── SlackRefused     [slack] Slack answered `ok: false` (`.error`, `.needed`)
+    │   │       ├── SlackGone    ...as the reply's place is gone (also a PlaceGone)
+    │   │       └── SlackLockedOut ...as Slack takes the bot's token no more (also a PlaceGone)
     │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
-    │   └── PlatformUnreachable  it could not be reached (no connection, no answer in time)
+    │   ├── PlatformUnreachable  it could not be reached (no connection, no answer in time)
+    │   └── SlackFailed          [slack] Slack failed on its side (a 5xx, `ratelimited`)
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
     ├── OutOfTime                an answer still streaming when its platform would soon
     │                            take no more of it (`ReplyTarget.cut_at`)
@@ -31,11 +36,22 @@
             │   └── WebPage      ...a web page
             ├── CutOff           the stream ended before its terminal event
             │   └── Dropped      ...as its connection dropped (also an Unavailable)
+            ├── LineTooLong      [wire] a line of the stream is past the parser's cap
+            │   └── EventTooLarge ...an SSE event, its data lines joined
             └── APIReportedError the stream carried an error event (`.message`)
+
+Marked ones are an adapter's, defined where the core does not look:
+[slack] in adapters/platforms/slack/refusal.py, [wire] in adapters/apis/_wire.py.
 
 Adapters translate third-party exceptions into these at the boundary with
 `raise X from exc`; the core catches nothing else. Messages never contain a
 secret.
+
+Outside the family by design: the httpx errors of bridge/transport.py
+(ProxyDenied, ProxyAuthFailed, ProxyConnectError, BadAddress, CompressedBody,
+OutOfFiles). They are raised inside the HTTP client, where the dialects expect
+httpx's own exceptions, and adapters/apis/_errors.py translates them into the
+ChatAPIErrors above with the rest of httpx's.
 """
 
 from __future__ import annotations
