@@ -42,7 +42,12 @@ class Unanswered(TimeoutError):
     at least): what it waited on does not answer.
 
     A plain TimeoutError from `StopClock.within` is a call cut with less: the
-    deadline was spent before it began, which tells nothing of the store."""
+    deadline was spent before it began, which tells nothing of the store.
+
+    Control flow of the stop, never raised past it: every caller of `within` catches
+    TimeoutError, this with it, and tells the two apart only to word its log. Hence
+    a TimeoutError, caught with the deadline's other cuts, and not a BridgeError: no
+    caller outside the stop ever sees it."""
 
 
 class StopClock:
