@@ -162,12 +162,11 @@ class OutOfTime(BridgeError):
 
 
 class ChatAPIError(BridgeError):
-    """A chat API failed. `retryable` says whether trying again may help. `detail`
-    is what failed as the admin's log says it (a host and port, the API's own
-    message), where the adapter knows more than the message says."""
+    """A chat API failed; the kind a dialect tries again is `Unavailable`. `detail` is
+    what failed as the admin's log says it (a host and port, the API's own message),
+    where the adapter knows more than the message says."""
 
     user_message = "The assistant failed to answer."
-    retryable = False
     # Where true, a message given is for the log alone: the asker is told the kind's
     # own `user_message` (the message names what an admin must look at).
     logged_only = False
@@ -271,7 +270,6 @@ class RateLimited(ChatAPIError):
 
 class Unavailable(ChatAPIError):
     user_message = "The assistant is unavailable right now; please try again shortly."
-    retryable = True
 
 
 class Misaddressed(Unavailable):
