@@ -180,7 +180,9 @@ class ChatAPI(ABC):
       kind       the `kind:` name in the config
       stateful   True: the API keeps the conversation (the bridge sends a
                  session id); False: the bridge keeps and sends the history
-      streams    True: answers arrive token by token
+      streams    True: answers arrive token by token; False: whole, at once.
+                 For a reader only: the bridge shows what comes as it comes
+                 either way, and reads it nowhere
       client_sessions  True: the bridge generates the session id
                  (`new_session()`); False: the API assigns one (`Done.session`)
       max_message_chars  the longest question the API accepts, or None

@@ -57,20 +57,14 @@ def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None
     return ":".join((msg.platform, msg.workspace, *parts)) + f"|{route.backend}"
 
 
-def key_scope(key: str) -> str:
-    """The scope of a conversation's key, `platform:form`: its platform and the word
-    after its workspace, which says what the conversation is one per
-    (`slack:T1:user+channel:D1:U1|docs` is `slack:user+channel`). Neither a platform's
-    name nor a workspace id holds a colon. The store reads it so too
-    (`bridge.store.migrations`)."""
-    parts = key.split(":", 3)
-    return f"{parts[0]}:{parts[2] if len(parts) > 3 else ''}"
-
-
 def key_scopes(route: RouteConfig) -> set[str]:
-    """The scopes (see `key_scope`; `*:form` on any platform) of the keys `route` may
-    make (`conversation_key`), counting any it might: a conversation of another scope
-    is one no question under it continues."""
+    """The scopes of the keys `route` may make (`conversation_key`), counting any it
+    might: a conversation of another scope is one no question under it continues.
+
+    A key's scope, `platform:form`, is its platform and the word after its workspace,
+    which says what the conversation is one per (`slack:T1:user+channel:D1:U1|docs` is
+    `slack:user+channel`; neither a platform's name nor a workspace id holds a colon),
+    as the store reads it (`bridge.store.migrations`); `*:form`: on any platform."""
     platform = "*" if route.platform == "any" else route.platform
     if route.session == "thread":
         # A DM outside any thread is one conversation (`dm`); a thread in it, a thread.

@@ -63,13 +63,6 @@ def _opener(text: str, continued: int = -1) -> _Fence | None:
     return opened
 
 
-def open_fence(text: str) -> str | None:
-    """The opening line (quote markers, marker and info string) of a code fence left
-    open at the end of `text`, to reopen it with, or None."""
-    opened = _opener(text)
-    return None if opened is None else "".join(opened)
-
-
 def closing_fence(text: str) -> str | None:
     """The line that closes the code fence left open at the end of `text` (its quote
     markers and marker), or None."""

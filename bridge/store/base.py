@@ -180,7 +180,7 @@ class Store(ABC):
         self, made: Mapping[str, Collection[str]]
     ) -> dict[tuple[str, str], int]:
         """For each backend of `made`, the scopes of its conversations' keys
-        (`platform:form`, see `bridge.routing.key_scope`) that none of the scopes its
+        (`platform:form`, see `bridge.routing.key_scopes`) that none of the scopes its
         routes make (`made[backend]`; `*:form`: on any platform) is, and how many
         conversations have each: conversations no route reaches any more, such as
         those of a route whose `session` changed. Cheap on a big store: the scopes come

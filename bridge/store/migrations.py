@@ -59,7 +59,7 @@ def _keys_with_backend(tail: str) -> tuple[str, ...]:
 
 # A conversation key's scope, `platform:form`: its first part and its third, the word
 # that says what the conversation is one per (`slack:T1:user:U1|docs` is `slack:user`;
-# see `bridge.routing.key_scope`). Indexed with the backend, each dialect's expression
+# see `bridge.routing.key_scopes`). Indexed with the backend, each dialect's expression
 # as it is written here: a query finds the index only by the same expression.
 def _sqlite_scope() -> str:
     after_platform = "substr(key, instr(key, ':') + 1)"

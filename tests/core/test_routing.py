@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.config import RouteConfig
 from bridge.interfaces import Inbound
-from bridge.routing import conversation_key, key_scope, key_scopes, match_route
+from bridge.routing import conversation_key, key_scopes, match_route
 
 
 def route(**kw: Any) -> RouteConfig:
@@ -215,6 +215,12 @@ PLACES = [
     msg(platform="discord", workspace="42", channel="7", thread="8", audience="asker"),
     msg(platform="console", workspace="local", channel="console", user="alice"),
 ]
+
+
+def key_scope(key: str) -> str:
+    """A key's scope as `key_scopes` tells it, `platform:form`, and as the store reads it."""
+    parts = key.split(":", 3)
+    return f"{parts[0]}:{parts[2] if len(parts) > 3 else ''}"
 
 
 def test_every_key_a_route_makes_has_a_scope_its_scopes_name() -> None:

@@ -13,7 +13,7 @@ from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn, neutralize_markd
 from bridge.budget import Budgets
 from bridge.interfaces import Rate
 from bridge.render import LiveReply
-from bridge.split import open_fence, split_markdown, split_pieces
+from bridge.split import closing_fence, split_markdown, split_pieces
 from tests.core.recording import RecordingTarget
 
 
@@ -94,7 +94,7 @@ def test_inline_code_written_with_three_backticks_opens_no_fence() -> None:
     text = "Install it:\n\n```pip install chat-bridge```\n\n" + "word " * 1200
     messages = split_markdown(text, 2000)
     assert [m.count("pip install") for m in messages] == [1] + [0] * (len(messages) - 1)
-    assert all(open_fence(m) is None for m in messages)
+    assert all(closing_fence(m) is None for m in messages)
 
 
 def test_text_without_boundaries_is_cut_hard() -> None:
@@ -158,7 +158,7 @@ def test_formatting_that_more_than_doubles_the_text_still_fills_each_message() -
 def test_every_piece_fits_and_nothing_is_lost(text: str, limit: int) -> None:
     messages = split_markdown(text, limit)
     assert all(len(m) <= limit for m in messages)
-    assert all(open_fence(m) is None for m in messages)
+    assert all(closing_fence(m) is None for m in messages)
     kept = "".join(messages).replace("```", "").replace("\n", "").replace(" ", "")
     assert kept.count("a") == text.replace("```", "").count("a")
 
@@ -305,7 +305,7 @@ def test_a_fence_opening_line_longer_than_a_message_is_not_repeated_in_each(
     messages = split_markdown(text, limit, fmt)
     assert all(len(m) <= limit for m in messages), [len(m) for m in messages]
     assert len(messages) <= len(text) // (limit // 2) + 2
-    assert all(open_fence(m) is None for m in messages)
+    assert all(closing_fence(m) is None for m in messages)
     assert "print(1)" in messages[-1] and messages[-1].endswith("Done.")
     if fmt is not markdown_to_mrkdwn:  # Slack's formatting shows no info string
         shown = "".join(messages)
@@ -338,7 +338,7 @@ def test_a_fence_marker_in_the_middle_of_a_line_opens_no_code_block_when_cut_nea
     fmt = FORMATS[platform]
     messages = split_markdown(text, limit, fmt)
     assert len(messages) == 2
-    assert all(open_fence(m) is None for m in messages), messages
+    assert all(closing_fence(m) is None for m in messages), messages
     assert "".join(messages).replace(" ", "") == fmt(text).replace(" ", "")
 
 
@@ -347,7 +347,7 @@ def test_the_rest_of_a_line_cut_before_a_fence_marker_is_no_code_block() -> None
     text = "Long paragraph " * 132 + "and so ```triple backticks open a block\n\nMore.\n\nEnd."
     first, second = split_markdown(text, 2000, format_markdown)
     assert second.startswith("so ```triple") and second.endswith("block\n\nMore.\n\nEnd.")
-    assert open_fence(first) is None and open_fence(second) is None
+    assert closing_fence(first) is None and closing_fence(second) is None
 
 
 def test_a_code_block_whose_opening_line_holds_the_code_is_kept_at_the_end() -> None:
@@ -411,7 +411,7 @@ def test_every_piece_fits_shows_something_and_keeps_its_fences_balanced(
     assert all(BARE.sub("", m).strip() for m in messages), messages
     assert len(messages) <= 3 * len(text) // limit + 3
     if platform == "plain":
-        assert all(open_fence(m) is None for m in messages), messages
+        assert all(closing_fence(m) is None for m in messages), messages
         # Every character a reader sees comes out, in order.
         shown = iter(_text("\n".join(messages)))
         assert all(char in shown for char in _text(text, source=True)), messages
@@ -471,7 +471,7 @@ def test_a_quoted_code_block_cut_is_closed_and_reopened_in_its_quote(quote: str)
     assert all(m.endswith(f"\n{closing}") for m in messages[:-1]), messages
     assert all(m.startswith(f"{closing}python\n{quote}x_") for m in messages[1:]), messages
     assert messages[-1].endswith(f"\n{quote}```\n\nDone.")
-    assert all(open_fence(m) is None for m in messages)
+    assert all(closing_fence(m) is None for m in messages)
 
 
 def test_a_long_line_of_quoted_code_goes_on_in_its_quote() -> None:

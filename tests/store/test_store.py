@@ -654,7 +654,7 @@ async def test_the_conversations_of_key_scopes_no_route_makes_are_counted(store:
         ("docs", "slack:user"): 3, ("docs", "discord:user"): 1,
     }
     assert await store.unmade_scopes({**made, "docs": {"*:user", *made["docs"]}}) == {}
-    # Read as `bridge.routing.key_scope` reads them.
+    # Read as `bridge.routing.key_scopes` says a key's scope is.
     assert await store.unmade_scopes({"docs": set(), "gone": set()}) == {
         ("docs", "slack:user"): 3, ("docs", "slack:user+channel"): 1,
         ("docs", "slack:thread"): 1, ("docs", "discord:user"): 1, ("docs", "discord:dm"): 1,
