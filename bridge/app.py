@@ -214,8 +214,7 @@ class Bridge:
             self.platforms[name] = cls(ctx)
             self.relay.reset_commands[name] = self.platforms[name].reset_command
         if self.http is not None:
-            await self.http.start()
-            stack.push_async_callback(self.http.aclose)
+            await stack.enter_async_context(self.http)
 
         for name, platform in self.platforms.items():
             await platform.start(self.relay.handle)

@@ -45,7 +45,8 @@ _REFUSAL = (
 
 
 class HttpServer:
-    """An aiohttp listener; platforms add their routes before `start()`."""
+    """An aiohttp listener; platforms add their routes before `start()` (or before
+    it is entered as an async context manager, which starts it and closes it)."""
 
     def __init__(
         self, listen: str, health: Health, metrics: Callable[[], Awaitable[bytes]]
@@ -78,7 +79,16 @@ class HttpServer:
     def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]]) -> None:
         self.app.router.add_route(method, path, handler)
 
+    async def __aenter__(self) -> HttpServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def start(self) -> None:
+        """Listen at `host:port` (where the port asked was 0, `port` is then the one
+        bound); a BridgeError where it cannot."""
         # Its requests are short: a stop waits for one still open this long at most
         # (aiohttp's default is a minute, for a client that may be trickling a body),
         # and a connection that sends no request, or only part of its headers, is
@@ -107,6 +117,8 @@ class HttpServer:
             self.port = sockets[0].getsockname()[1]
 
     async def aclose(self) -> None:
+        """Stop listening and close the connections, waiting `SHUTDOWN_SECONDS` at most
+        for a request being answered; a server never started, or closed, is left so."""
         if self._listener is not None:
             self._listener.close()
             self._listener = None

@@ -164,6 +164,16 @@ async def test_a_listen_address_in_use_is_one_clear_error() -> None:
         taken.close()
 
 
+async def test_the_listener_is_an_async_context_manager() -> None:
+    # Like the store, the clients and the platforms, the daemon's lifespan enters it.
+    async with HttpServer("127.0.0.1:0", _healthy, _no_metrics) as server:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            url = f"http://127.0.0.1:{server.port}/healthz"
+            assert (await client.get(url)).status_code == 200
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", server.port)
+
+
 def _has_ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as sock:
