@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import math
@@ -88,7 +89,7 @@ class HttpServer:
 
     async def start(self) -> None:
         """Listen at `host:port` (where the port asked was 0, `port` is then the one
-        bound); a BridgeError where it cannot."""
+        bound); a BridgeError saying how to mend it where it cannot."""
         # Its requests are short: a stop waits for one still open this long at most
         # (aiohttp's default is a minute, for a client that may be trickling a body),
         # and a connection that sends no request, or only part of its headers, is
@@ -106,10 +107,7 @@ class HttpServer:
         except OSError as exc:  # the port is taken, the host unknown, ...
             await self._runner.cleanup()
             self._runner = None
-            raise BridgeError(
-                f"http.listen {self.host}:{self.port}: cannot listen there "
-                f"({exc.strerror or type(exc).__name__})"
-            ) from exc
+            raise BridgeError(_cannot_listen(self.host, self.port, exc)) from exc
         # The bound socket tells the real port when 0 was asked. AbstractServer has
         # no `sockets`; asyncio's and uvloop's servers do.
         sockets = getattr(self._listener, "sockets", None)
@@ -261,6 +259,26 @@ class _Watched(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._handler.resume_writing()
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """Why `host:port` could not be listened on, and how to mend it. A BridgeError's
+    words, not a ConfigError's: a port another process holds is no fault of the file
+    (and a failed start exits 1 either way)."""
+    said = f"http.listen {host}:{port}: cannot listen there ({exc.strerror or type(exc).__name__})"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{said}; choose a free port in http.listen, or stop what holds it"
+    if exc.errno == errno.EACCES:
+        return (
+            f"{said}; a port below 1024 needs privileges (root or CAP_NET_BIND_SERVICE): "
+            "choose one of 1024 or above in http.listen"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{said}; the host is no address of this machine: write 0.0.0.0:{port} "
+            f"(every address) or 127.0.0.1:{port} (this machine alone) in http.listen"
+        )
+    return f"{said}; check the host and port in http.listen"
 
 
 class _Refused(asyncio.Protocol):

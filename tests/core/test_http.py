@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -157,11 +158,29 @@ async def test_a_listen_address_in_use_is_one_clear_error() -> None:
     port = taken.getsockname()[1]
     try:
         server = HttpServer(f"127.0.0.1:{port}", _healthy, _no_metrics)
-        with pytest.raises(BridgeError, match=rf"http.listen 127.0.0.1:{port}: cannot listen"):
+        with pytest.raises(BridgeError) as caught:
             await server.start()
         await server.aclose()
     finally:
         taken.close()
+    # The error named the address, not what to do about it.
+    assert str(caught.value).startswith(f"http.listen 127.0.0.1:{port}: cannot listen there (")
+    assert str(caught.value).endswith("; choose a free port in http.listen, or stop what holds it")
+
+
+async def test_a_port_that_needs_privileges_is_said_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refused(*args: object, **kwargs: object) -> asyncio.AbstractServer:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "create_server", refused)
+    server = HttpServer("0.0.0.0:80", _healthy, _no_metrics)
+    with pytest.raises(BridgeError) as caught:
+        await server.start()
+    assert str(caught.value) == (
+        "http.listen 0.0.0.0:80: cannot listen there (Permission denied); a port below 1024 "
+        "needs privileges (root or CAP_NET_BIND_SERVICE): choose one of 1024 or above in "
+        "http.listen"
+    )
 
 
 async def test_the_listener_is_an_async_context_manager() -> None:
