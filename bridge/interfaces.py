@@ -506,6 +506,9 @@ class Platform(ABC):
 
     @property
     def connected(self) -> bool:
+        """Whether the platform can deliver and answer now: False before it has
+        connected, while its connection is down, and once closed. Read at every
+        /healthz (keep it cheap); False makes `problem` "disconnected"."""
         return True
 
     @property

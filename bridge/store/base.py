@@ -132,7 +132,9 @@ class Store(ABC):
         for one process (SQLite's file). Let go by `aclose()`. Shared stores: nothing."""
 
     @abstractmethod
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close the connections (a PostgreSQL pool given half a second at most, then cut) and
+        let go what `hold()` held. Safe to call twice, or on a store never opened."""
 
     @abstractmethod
     async def ping(self) -> None:
@@ -148,7 +150,10 @@ class Store(ABC):
 
     # conversations
     @abstractmethod
-    async def get_conversation(self, key: str) -> Conversation | None: ...
+    async def get_conversation(self, key: str) -> Conversation | None:
+        """The conversation stored for `key`, its times on the caller's clock; None
+        where there is none (never begun, or forgotten by `prune_conversations`; a
+        reset one is still there, without its session)."""
 
     @abstractmethod
     async def save_conversation(self, conv: Conversation) -> None:
@@ -249,7 +254,9 @@ class Store(ABC):
 
     # in-flight replies
     @abstractmethod
-    async def inflight_begin(self, rec: InFlight) -> None: ...
+    async def inflight_begin(self, rec: InFlight) -> None:
+        """Record a reply being answered (its heartbeat `started_at` where it has none);
+        a record of the same id is replaced whole, whoever owned it."""
 
     @abstractmethod
     async def inflight_update_many(
@@ -260,7 +267,9 @@ class Store(ABC):
         one over, or ended it). Returns the ids of those it recorded."""
 
     @abstractmethod
-    async def inflight_end(self, rec_id: str) -> None: ...
+    async def inflight_end(self, rec_id: str) -> None:
+        """Delete the record of a reply done with, whoever owns it now; nothing where
+        there is none. A record left is marked interrupted by the next recovery."""
 
     @abstractmethod
     async def inflight_orphans(self, owner: str, stale_before: float) -> list[InFlight]:
@@ -281,7 +290,9 @@ class Store(ABC):
         """Take or renew the lease on `key` if free, expired or already ours."""
 
     @abstractmethod
-    async def release_lease(self, key: str, owner: str) -> None: ...
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Let go of `owner`'s lease on `key`; nothing where another owner holds it
+        (it took over an expired one) or none is held."""
 
     async def renew_leases(
         self, keys: Sequence[str], owner: str, ttl: float, now: float
