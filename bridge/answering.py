@@ -35,7 +35,7 @@ from bridge.errors import (
     told,
 )
 from bridge.interfaces import ChatRequest, Inbound
-from bridge.interruptions import END_ON_STOP
+from bridge.interruptions import END_ON_STOP, record_text
 from bridge.jobs import Job, question_limit, too_long, unavailable
 from bridge.reading import read_answer
 from bridge.render import LiveReply
@@ -85,7 +85,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     record = job.record
 
     async def progress(ids: Sequence[str], text: str) -> None:
-        await relay.progress.note(record.id, ids, text)
+        await relay.progress.note(record.id, ids, record_text(text, reply.ending))
 
     reply = LiveReply(
         job.target,
@@ -333,7 +333,8 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
             if reply.gave_up:  # the platform kept failing: nothing shows the reply ended
                 job.unmarked = True
                 kept = relay.given_up.keep(
-                    replace(job.record, message_ids=list(reply.message_ids), text=reply.text)
+                    replace(job.record, message_ids=list(reply.message_ids),
+                            text=record_text(reply.text, reply.ending))
                 )
                 log.warning(
                     "could not tell the asker either (%s): the reply stays recorded as "

@@ -28,10 +28,28 @@ END_ON_STOP = 2.0  # seconds an interrupted reply's platform gets to clear its i
 INTERRUPTED = "_⚠️ interrupted by a restart — please ask again_"
 # The mark of a reply given up on (`GivenUp`): nothing restarted, its platform failed.
 GIVEN_UP = "_⚠️ interrupted: the answer could not be shown in full — please ask again_"
+# The marks of a reply whose answer was complete, its end not shown (each in place of
+# the mark above of a reply cut so): the answer shows whole, with what ends it.
+SHOWN_LATE = "_⚠️ shown late: the platform could not be reached when the answer was ready_"
+SHOWN_LATE_RESTART = "_⚠️ shown late: a restart came as the answer was being shown_"
+_LATE = {GIVEN_UP: SHOWN_LATE, INTERRUPTED: SHOWN_LATE_RESTART}
+# In a reply's record, between a complete answer's text and what ends it (`record_text`):
+# ASCII's "end of text", taken out of the text it joins. The record then says the
+# answer was complete to whatever marks it, this process or the next.
+_ENDED = "\x03"
 # Replies given up on that a process keeps, to mark them interrupted once their
 # platform is back; one given up on past that is left for the next start (or another
 # replica), as a crashed process's would be.
 GIVEN_UP_KEPT = 1000
+
+
+def record_text(text: str, ending: str | None) -> str:
+    """A reply's text as its record keeps it: where its answer was complete (`ending`
+    not None: what ends it, `LiveReply.ending`), with what ends it and word of that."""
+    text = text.replace(_ENDED, "")
+    if ending is None or not text.strip():
+        return text
+    return f"{text}{_ENDED}{ending.replace(_ENDED, '')}"
 
 
 def interrupted_edit(
@@ -39,14 +57,26 @@ def interrupted_edit(
 ) -> tuple[str, str] | None:
     """How a reply cut short is marked in place: its last message and the text that
     message gets (what the reply showed, then `mark`). None where it has no message
-    yet, or that would not fit one: the mark then goes on its own."""
+    yet, or that would not fit one: the mark then goes on its own.
+
+    A reply whose record says its answer was complete (`record_text`) shows it whole as
+    it would have ended, its sources too (or without them, where they do not fit),
+    then a mark saying it showed late; where even its text does not fit, it is marked
+    as one cut, its end never shown."""
     if not message_ids:
         return None
+    text, complete, ending = text.partition(_ENDED)
     # A code block left open would hold the mark: shown as code, it reads as the
     # answer's (Discord's formatting leaves a fence as it is; Slack's closes it).
     body = target.format_markdown(close_fences(text)) if text else ""
-    note = f"{body}\n\n{mark}" if body else mark
-    return (message_ids[-1], note) if len(note) <= target.limits.max_chars else None
+    if complete:  # as it ends once shown: one blank line under it
+        body, mark = body.rstrip(), _LATE.get(mark, mark)
+    tries = [[body, ending, mark], [body, mark]] if complete else [[body, mark]]
+    for parts in tries:
+        note = "\n\n".join(part for part in parts if part)
+        if len(note) <= target.limits.max_chars:
+            return message_ids[-1], note
+    return None
 
 
 async def show_interrupted(
@@ -217,7 +247,9 @@ async def mark_interrupted(job: Job) -> None:
     """Say on a reply cut by a stop that it was interrupted, as a later process would
     (see `Recovery.mark_interrupted`), through its own target."""
     target, reply = job.target, job.reply
-    edit = None if reply is None else interrupted_edit(target, reply.text, reply.message_ids)
+    edit = None if reply is None else interrupted_edit(
+        target, record_text(reply.text, reply.ending), reply.message_ids
+    )
     if edit is not None:
         await target.edit(*edit)
     else:

@@ -104,7 +104,7 @@ class LiveReply:
         "_frozen_end", "_has_text",
         "_last_edit", "_may_read", "_on_failure", "_on_progress", "_parked", "_pending_since",
         "_reopen", "_retries", "_shown", "_status", "_tail_of", "_version",
-        "edit_interval", "footnote", "gave_up", "gone", "limits", "message_ids", "stats",
+        "edit_interval", "ending", "footnote", "gave_up", "gone", "limits", "message_ids", "stats",
         "target", "text", "thinking_text",
     )
 
@@ -139,6 +139,10 @@ class LiveReply:
         # The end of the reply (its final text, or a failure's notice) could not be
         # shown: the platform kept failing. Nothing on screen says it ended.
         self.gave_up = False
+        # Once the answer is complete: what shows under its text as the reply ends (its
+        # sources, its footnote, in the platform's markup; "" where nothing does). A mark
+        # saying the reply was cut keeps it (`bridge.interruptions.record_text`).
+        self.ending: str | None = None
         self._final_since: float | None = None  # when a final update first failed
         self.gone: PlaceGone | None = None  # the platform says the reply's place is gone
         self._dirty = Flag()
@@ -284,6 +288,13 @@ class LiveReply:
         self._version += 1
         blocks = (source_blocks(sources, self.target.format_sources, self.limits.max_chars)
                   if (sources and show_sources) else [""])
+        under = [block for block in blocks if block]
+        if self.footnote:
+            under.append(self._fmt(self.footnote))
+        self.ending = "\n\n".join(under)
+        # Recorded now, not once the platform takes it: whatever marks this reply if
+        # its end never shows (a stop, the next start) shows the answer whole.
+        await self._progress()
         await self._close(text, blocks[0], empty_note="_(no answer)_", more=blocks[1:],
                           footnote=True)
 

@@ -11,7 +11,7 @@ import pytest
 from bridge import render
 from bridge.errors import UNEXPECTED, PlaceGone, PlatformError, PlatformRefused, StoreError, told
 from bridge.interfaces import Address
-from bridge.interruptions import INTERRUPTED
+from bridge.interruptions import SHOWN_LATE_RESTART
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import Op, RecordingTarget
 from tests.core.relay_support import bridge_for, platform
@@ -123,8 +123,9 @@ async def test_a_stop_cuts_short_a_reply_waiting_for_its_platform_and_marks_it(
         assert time.monotonic() - started < 3.0
         assert bridge.relay.live == 0
     # Marked as a stop marks what it cut (here refused too: the next start cannot
-    # find it either, as before).
-    assert any(INTERRUPTED in op.text for op in unreachable.ops if op.kind == "edit")
+    # find it either, as before), as the answer it is: whole, shown late.
+    marked = f"Hello world.\n\n{SHOWN_LATE_RESTART}"
+    assert any(op.text == marked for op in unreachable.ops if op.kind == "edit")
 
 
 def test_a_platforms_failure_is_told_without_its_method_or_code() -> None:

@@ -12,7 +12,14 @@ import pytest
 from bridge import app
 from bridge.app import Bridge
 from bridge.interfaces import Address, Rate
-from bridge.interruptions import INTERRUPTED, interrupted_edit
+from bridge.interruptions import (
+    GIVEN_UP,
+    INTERRUPTED,
+    SHOWN_LATE,
+    SHOWN_LATE_RESTART,
+    interrupted_edit,
+    record_text,
+)
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget, max_in_window, use_slot
 from tests.core.relay_support import bridge_for, failed_answers, platform
@@ -245,6 +252,36 @@ def test_the_interrupted_mark_is_not_put_inside_a_code_block_left_open() -> None
     target = RecordingTarget()  # formats as Discord does: a fence is left as it is
     edit = interrupted_edit(target, "Run this:\n```python\nimport os\n", ["m1"])
     assert edit == ("m1", f"Run this:\n```python\nimport os\n```\n\n{INTERRUPTED}")
+
+
+def test_a_complete_answer_whose_end_never_showed_is_marked_shown_late_never_to_ask_again() -> None:
+    # It showed whole under "please ask again", its sources left out: a second paid
+    # answer for one already whole.
+    target = RecordingTarget()
+    sources = "**Sources**\n- <https://docs.example/a>"
+    text = record_text("The whole answer. ", sources)
+    assert interrupted_edit(target, text, ["m1"], GIVEN_UP) == (
+        "m1",
+        f"The whole answer.\n\n{sources}\n\n{SHOWN_LATE}",
+    )
+    assert interrupted_edit(target, text, ["m1"]) == (
+        "m1",
+        f"The whole answer.\n\n{sources}\n\n{SHOWN_LATE_RESTART}",
+    )
+    # Its sources left out where they do not fit; where its text does not, it is marked
+    # apart as one cut (`None`): its end never showed.
+    room = target.limits.max_chars - len(f"\n\n{SHOWN_LATE}")
+    fits = "a" * room
+    assert interrupted_edit(target, record_text(fits, sources), ["m1"], GIVEN_UP) == (
+        "m1",
+        f"{fits}\n\n{SHOWN_LATE}",
+    )
+    assert interrupted_edit(target, record_text(fits + "a", sources), ["m1"], GIVEN_UP) is None
+    # An answer cut mid-stream keeps its mark.
+    assert interrupted_edit(target, record_text("Half an", None), ["m1"], GIVEN_UP) == (
+        "m1",
+        f"Half an\n\n{GIVEN_UP}",
+    )
 
 
 async def test_a_refusal_a_stop_cuts_is_not_marked_interrupted(

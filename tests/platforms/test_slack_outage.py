@@ -18,7 +18,7 @@ from adapters.registry import REGISTRY
 from bridge import recovery, render
 from bridge.app import Bridge
 from bridge.config import parse_config
-from bridge.interruptions import GIVEN_UP, INTERRUPTED
+from bridge.interruptions import SHOWN_LATE, SHOWN_LATE_RESTART
 from tests.core.fakeplatform import wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
@@ -138,19 +138,20 @@ async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
     finally:
         await bridge.aclose()
     [frozen] = slack.bot_replies(CHANNEL, root)
-    assert "interrupted" not in frozen.text
+    assert "⚠️" not in frozen.text
     slack.down = False  # Slack is back by the next start, which marks it
     h, bridge = await open_harness(slack, fake_chat_api, tmp_path, "socket")
     try:
+        # Its answer had come whole: it shows whole, not as one to ask again.
         [reply] = slack.bot_replies(CHANNEL, root)
-        assert reply.text.startswith("w0 w1 w2 ")
-        assert reply.text.endswith("_⚠️ interrupted by a restart — please ask again_")
+        assert reply.text == f"{ANSWER}\n\n{SHOWN_LATE_RESTART}"
         assert await bridge.store.inflight_orphans("nobody", float("inf")) == []
     finally:
         await bridge.aclose()
 
 
 GIVEN_UP_NOT_MARKED = "could not mark a reply given up on"
+ANSWER = " ".join(f"w{i}" for i in range(10))  # what `give_up`'s answer says, whole
 
 
 async def open_bridge(
@@ -183,16 +184,17 @@ async def give_up(h: Harness, slack: OutageSlack) -> str:
     return root
 
 
-def marked(slack: OutageSlack, root: str, mark: str = GIVEN_UP) -> bool:
-    """Whether the reply in `root`, given up on, shows its words and `mark` (the
-    heartbeat's; INTERRUPTED, a restart's)."""
+def marked(slack: OutageSlack, root: str, mark: str = SHOWN_LATE, answer: str = ANSWER) -> bool:
+    """Whether the reply in `root`, given up on as its answer ended, shows that answer
+    whole and `mark` (the heartbeat's; SHOWN_LATE_RESTART, a restart's), never a
+    word of asking again."""
     [reply] = slack.bot_replies(CHANNEL, root)
-    return reply.text.startswith("w0 w1 w2 ") and reply.text.endswith(mark)
+    return reply.text == f"{answer}\n\n{mark}"
 
 
 def unmarked(slack: OutageSlack, root: str) -> bool:
     [reply] = slack.bot_replies(CHANNEL, root)
-    return reply.text.startswith("w0 w1 w2 ") and "interrupted" not in reply.text
+    return reply.text.startswith("w0 w1 w2 ") and "⚠️" not in reply.text
 
 
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -243,7 +245,7 @@ async def test_a_stop_leaves_a_reply_given_up_on_to_the_next_start_while_slack_i
     slack.down = False  # Slack is back by the next start, which marks it
     async with contextlib.AsyncExitStack() as stack:
         h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path)
-        assert marked(slack, root, INTERRUPTED)
+        assert marked(slack, root, SHOWN_LATE_RESTART)
 
 
 @pytest.mark.usefixtures("gives_up_soon")
@@ -291,7 +293,8 @@ async def test_a_reply_given_up_on_whose_message_is_gone_is_forgotten_and_holds_
         ]
         slack.down = False
         assert other.address.thread is not None and gone.address.thread is not None
-        await slack.wait_for(lambda: marked(slack, other.address.thread))
+        whole = " ".join(f"w{i}" for i in range(60))
+        await slack.wait_for(lambda: marked(slack, other.address.thread, answer=whole))
         await no_record_left(bridge)
         assert not bridge.relay.given_up.records
         # Its asker asks again in its thread: answered.
@@ -341,7 +344,7 @@ async def test_a_reply_given_up_on_that_showed_words_is_marked_in_place_after_th
         await h.answer(CHANNEL, root, "Second answer.", n=2)
         await bridge.recovery.mark_given_up()  # a heartbeat's
         first, second = slack.bot_replies(CHANNEL, root)
-        assert first.text.startswith("w0 w1 w2 ") and first.text.endswith(GIVEN_UP)
+        assert first.text == f"{ANSWER}\n\n{SHOWN_LATE}"
         assert second.text == "Second answer."
         await no_record_left(bridge)
 

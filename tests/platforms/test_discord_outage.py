@@ -1,0 +1,115 @@
+"""Discord's REST API out of reach (503s) as an answer ends: the reply whose end could
+not be shown is marked for what it is once Discord is back, or as the bridge stops
+(the real Bridge and discord.py client against the fakes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from adapters.registry import REGISTRY
+from bridge import render
+from bridge.app import Bridge
+from bridge.config import parse_config
+from bridge.interruptions import GIVEN_UP, SHOWN_LATE, SHOWN_LATE_RESTART
+from tests.core.fakeplatform import wait_for
+from tests.fakes.chatapi import FakeChatAPI, fake_chat_api  # noqa: F401
+from tests.fakes.discord import fake_discord  # noqa: F401
+from tests.platforms.discord_support import SOURCE, SOURCES_BLOCK, Setup, setup  # noqa: F401
+
+WORDS = [f"w{i} " for i in range(10)]
+ANSWER = "".join(WORDS).rstrip()
+# Every message posted or edited is answered 503 while these stand.
+OUTAGE = [("PATCH", r"/messages/\d+$", 503, 0), ("POST", r"/channels/\d+/messages$", 503, 0)]
+
+
+@pytest.fixture
+def gives_up_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply's end is tried again for half a second, not minutes, before it is
+    given up on."""
+    monkeypatch.setattr(render, "FINAL_PATIENCE", 0.5)
+    monkeypatch.setattr(render, "FINAL_BACKOFF", 0.1)
+
+
+@asynccontextmanager
+async def beating(setup: Setup) -> AsyncIterator[Bridge]:  # noqa: F811
+    """`setup`'s bridge, its heartbeat (which marks the replies given up on) a tenth of a
+    second."""
+    text = setup.config().replace(
+        "limits: {rate_limit:", "limits: {heartbeat_interval: 0.1, rate_limit:"
+    )
+    env = {"CHAT_KEY": setup.chat.api_key, "DISCORD_BOT_TOKEN": setup.discord.token}
+    async with Bridge(parse_config(text, env=env, registry=REGISTRY), REGISTRY) as bridge:
+        yield bridge
+
+
+async def out_of_reach_after_w2(setup: Setup) -> dict[str, object]:  # noqa: F811
+    """Alice asks in #general; once the reply shows "w2", Discord takes no message more.
+    The reply's message."""
+    fake = setup.discord
+    await fake.mention(setup.general, setup.alice, "first?")
+    [reply] = await fake.wait_until(
+        lambda: [m for m in fake.channel_messages(setup.general) if "w2" in m["content"]] or None
+    )
+    fake.refuse.extend(OUTAGE)
+    return reply
+
+
+def shown(setup: Setup) -> str:  # noqa: F811
+    [reply] = setup.discord.channel_messages(setup.general)
+    content: str = reply["content"]
+    return content
+
+
+@pytest.mark.usefixtures("gives_up_soon")
+async def test_an_answer_complete_as_discord_went_out_of_reach_shows_whole_once_it_is_back(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # It showed its text, without its sources, under "interrupted: the answer could not
+    # be shown in full — please ask again": a second paid answer for one already whole.
+    setup.chat.enqueue(tokens=WORDS, sources=[SOURCE], token_delay=0.05)
+    async with beating(setup) as bridge:
+        await out_of_reach_after_w2(setup)
+        await wait_for(lambda: bridge.relay.live == 0, timeout=20)  # given up
+        assert bridge.relay.given_up.records
+        setup.discord.refuse.clear()
+        await setup.discord.wait_until(lambda: "⚠️" in shown(setup))
+        assert shown(setup) == f"{ANSWER}\n\n{SOURCES_BLOCK}\n\n{SHOWN_LATE}"
+        await wait_for(lambda: not bridge.relay.given_up.records)
+    assert len(setup.chat.requests) == 1
+
+
+@pytest.mark.usefixtures("gives_up_soon")
+async def test_an_answer_cut_as_discord_went_out_of_reach_is_marked_to_ask_again(
+    setup: Setup,  # noqa: F811
+) -> None:
+    setup.chat.enqueue(tokens=WORDS, drop_after=5, token_delay=0.05)
+    async with beating(setup) as bridge:
+        await out_of_reach_after_w2(setup)
+        await wait_for(lambda: bridge.relay.live == 0, timeout=20)  # given up
+        setup.discord.refuse.clear()
+        await setup.discord.wait_until(lambda: "⚠️" in shown(setup))
+        assert shown(setup).endswith(f"\n\n{GIVEN_UP}")
+        assert "w9" not in shown(setup)
+
+
+async def test_an_answer_complete_whose_end_a_stop_cut_shows_whole(
+    setup: Setup,  # noqa: F811
+) -> None:
+    # The stop marked it "interrupted by a restart — please ask again" under the whole
+    # answer, its sources left out.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=WORDS, sources=[SOURCE], token_delay=0.05)
+    async with setup.bridge() as bridge:
+        await out_of_reach_after_w2(setup)
+        [job] = bridge.relay._jobs
+        await wait_for(lambda: job.reply is not None and job.reply.ending is not None, timeout=10)
+        # Its end tried again and refused, its next try seconds away: Discord is back
+        # as the stop comes.
+        failed = len(fake.rejected)
+        await fake.wait_until(lambda: len(fake.rejected) >= failed + 3)
+        fake.refuse.clear()
+        await bridge.drain(0)
+        assert shown(setup) == f"{ANSWER}\n\n{SOURCES_BLOCK}\n\n{SHOWN_LATE_RESTART}"
