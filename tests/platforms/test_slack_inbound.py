@@ -306,7 +306,7 @@ async def test_an_event_the_stop_overtakes_in_bolt_is_not_acknowledged(
     # answer it and Slack would not send it again.
     platform, handler = socket_platform, socket_platform._handler
     overtaken = asyncio.Event()
-    normalize = platform.inbound
+    normalize = platform.messages.inbound
 
     def stop_begins(*args: Any, **kw: Any) -> Any:
         if not overtaken.is_set():
@@ -314,7 +314,7 @@ async def test_an_event_the_stop_overtakes_in_bolt_is_not_acknowledged(
             overtaken.set()
         return normalize(*args, **kw)
 
-    platform.inbound = stop_begins  # type: ignore[method-assign]
+    platform.messages.inbound = stop_begins  # type: ignore[method-assign]
     [body] = fake_slack.user_message(DM, "asked as the deploy began")
     first = await fake_slack.send_envelope("events_api", body)
     await asyncio.wait_for(overtaken.wait(), 5)

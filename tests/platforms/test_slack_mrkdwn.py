@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from adapters.platforms.markup import table_grid
+from adapters.platforms.slack.events import plain_text
 from adapters.platforms.slack.mrkdwn import (
     ZWSP,
     _convert_line,
     markdown_to_mrkdwn,
 )
-from adapters.platforms.slack.platform import plain_text
 
 Z = ZWSP
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.platforms.slack import inbound as slack_inbound
 from adapters.platforms.slack import platform as slack_platform
-from adapters.platforms.slack.platform import EDIT_WINDOW
+from adapters.platforms.slack.inbound import EDIT_WINDOW
 from bridge.intake import HELP_TEXT
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
@@ -33,7 +34,7 @@ async def test_a_question_edited_to_mention_the_bot_is_answered_if_recent(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, window: float
 ) -> None:
     # Someone forgot to mention the bot, and edits the message to add it.
-    monkeypatch.setattr(slack_platform, "EDIT_WINDOW", window)
+    monkeypatch.setattr(slack_inbound, "EDIT_WINDOW", window)
     if window:
         harness.chat.enqueue(tokens=["Now answered."])
     root = await harness.ask(CHANNEL, "how do I deploy?", mention=False)

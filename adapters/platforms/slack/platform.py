@@ -1,8 +1,10 @@
 """The Slack platform: slack-bolt's AsyncApp over Socket Mode or the daemon's HTTP listener.
 
-Every message the app sees is normalized into an `Inbound` and handed to the
-core, which decides whether to answer. This module only translates: Slack
-events and slash commands in, a `SlackTarget` to answer on out.
+Every message the app sees is normalized into an `Inbound` (`inbound` reads
+message events, `commands` slash commands) and handed to the core, which decides
+whether to answer. This module starts and stops the app and routes Slack's events
+to what reads them: Slack events and slash commands in, a `SlackTarget` to answer
+on out.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
@@ -22,7 +22,6 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
 
-from adapters.platforms.mentions import without_mention
 from bridge.budget import Budgets
 from bridge.errors import PlatformError
 from bridge.flag import Flag
@@ -41,21 +40,11 @@ from .app_token import SocketURLs, refused_text
 from .clients import BOLT_LOG, web_clients
 from .closed import ClosedChannels
 from .commands import read_command
-from .events import (
-    USER_SUBTYPES,
-    addresses_other,
-    ext_shared,
-    forwarded,
-    from_bot,
-    plain_text,
-    team_of_asker,
-    ts_seconds,
-    workspace_of,
-)
+from .events import ext_shared, workspace_of
 from .http_mode import EventsEndpoint
+from .inbound import EDIT_WINDOW, MessageEvents, Stopping
 from .late import LateEdits
 from .lockout import TokenGate
-from .loops import BotTurns
 from .lost import Posted
 from .options import SlackOptions
 from .places import ChannelKinds
@@ -66,10 +55,6 @@ from .target import SlackTarget
 
 log = logging.getLogger("chat_bridge.slack")
 
-# A message edited to mention the bot is taken as a question only this soon after it
-# was sent (someone forgot the mention). Event records are kept at least this long
-# (`SlackPlatform.redelivers_within`), so one answered when it was sent is known.
-EDIT_WINDOW = 600.0
 # Seconds an event's acknowledgement waits at most for the bridge to take its message
 # (claim it and record it): acknowledged before, it would be lost in a crash (Slack
 # does not deliver it again); Slack wants the acknowledgement within 3 s.
@@ -80,11 +65,6 @@ TAKEN_WITHIN = 2.0
 COMMAND_LOOKUP = 2.0
 
 T = TypeVar("T")
-
-
-class _Stopping(Exception):  # noqa: N818 - not an error: the answer bolt gives Slack
-    """Raised by a listener the stop overtook: bolt then answers 500, not the ack,
-    and Slack delivers the event again (to another replica, or after the restart)."""
 
 
 class SlackPlatform(Platform):
@@ -125,18 +105,13 @@ class SlackPlatform(Platform):
         self._urls: SocketURLs | None = None  # Socket Mode's URLs, while it runs
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        # Questions delivered, by (channel, ts), while their replies live: a deletion
-        # withdraws one not yet answered.
-        self._questions: weakref.WeakValueDictionary[tuple[str, str], SlackTarget] = (
-            weakref.WeakValueDictionary()
-        )
         self.gate = TokenGate(lambda: guard("auth.test", self.client.auth_test()))
         self.closed = ClosedChannels()
         self.posted = Posted()  # to tell a message whose answer was lost from the others
         self.stops = StreamStops(opts.stream_rate.rate(), self.client)
         # Replies' texts shown again over an edit Slack may make late.
         self.late = LateEdits(self.client, ctx.budgets or Budgets(), self.gate.lock_out)
-        self.bot_turns = BotTurns()
+        self.messages = MessageEvents(self)
 
         secret = opts.signing_secret.get_secret_value() if opts.signing_secret else ""
         self.app = AsyncApp(
@@ -307,10 +282,10 @@ class SlackPlatform(Platform):
         return authorize
 
     async def _on_app_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        await self._taken(self._deliver(body, event, mention=True))
+        await self._taken(self.messages.deliver(body, event, mention=True))
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        await self._taken(self._deliver(body, event, mention=False))
+        await self._taken(self.messages.deliver(body, event, mention=False))
 
     async def _on_member_joined(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("user") == self.bot_user_id:
@@ -324,7 +299,7 @@ class SlackPlatform(Platform):
         log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
 
     async def _on_listener_error(self, error: Exception) -> None:
-        if isinstance(error, _Stopping):
+        if isinstance(error, Stopping):
             log.debug("slack: stopping; an event is left for Slack to deliver again")
             return
         BOLT_LOG.error("slack: listener failed", exc_info=error)
@@ -348,63 +323,6 @@ class SlackPlatform(Platform):
                 "before it is would lose it", TAKEN_WITHIN,
             )
 
-    def _deliver(
-        self, body: dict[str, Any], event: dict[str, Any], *, mention: bool
-    ) -> asyncio.Task[Flag | None] | None:
-        """Hand a message event over; the hand-over, to wait for, or None."""
-        if self._deleted(body, event):
-            return None
-        self._edited(body, event)
-        # Told even by an event not answered (a mention's message, its app_mention
-        # answered): its app_mention does not say who sees the channel, but for one
-        # shared with another organisation, its body does.
-        self.kinds.learn(
-            str(event.get("channel", "")), event.get("channel_type"), shared=ext_shared(body)
-        )
-        made = self.inbound(body, event, via_mention=mention)
-        if made is None:
-            return None
-        if self._handler is None:
-            # The stop began while bolt dispatched it: acked, it would be lost.
-            raise _Stopping
-        inbound, target = made
-        if self._loops(inbound, event):
-            return None
-        if self.closed.closed(inbound.workspace, inbound.channel):
-            # Slack refused the bot a post there: asking the chat API would cost a
-            # request, send the text out, and show nothing.
-            (log.info if inbound.mentioned else log.debug)(
-                "slack: not answering in channel %s: the bot cannot post there",
-                inbound.channel,
-            )
-            return None
-        if target.question_ts:
-            # An edit of a question still waiting or answered is that question (taken
-            # once): the one held stays, for a deletion to withdraw it.
-            self._questions.setdefault((inbound.channel, target.question_ts), target)
-        if self.gate.refused is not None:
-            # Not waited for: it waits for Slack to take the token again.
-            self._spawn(self._deliver_if_accepted(inbound, target))
-            return None
-        return self._spawn(self._hand_over(inbound, target, self._handler))
-
-    def _loops(self, inbound: Inbound, event: dict[str, Any]) -> bool:
-        """Whether `inbound` is another bot's message past `BotTurns.limit` in a row in
-        its conversation: not answered, lest two bots answer each other for ever."""
-        place = (inbound.workspace, inbound.channel, inbound.thread)
-        if not from_bot(event):
-            self.bot_turns.person(place)
-            return False
-        turns = self.bot_turns.bot(place, inbound.message_id)
-        if turns == self.bot_turns.limit + 1:
-            log.warning(
-                "slack: not answering bot %s in channel %s (thread %s): %d bot messages in "
-                "a row there, none from a person, as when two bots answer each other; bots "
-                "are answered there again once a person writes in it",
-                inbound.user, inbound.channel, inbound.thread, turns,
-            )
-        return turns > self.bot_turns.limit
-
     async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> Flag:
         """Hand `inbound` over, saying who sees its channel: a private channel's or a
         group DM's conversation is kept to it (see `places`; nothing is awaited first,
@@ -414,140 +332,12 @@ class SlackPlatform(Platform):
             inbound = replace(inbound, audience=self.kinds.audience(inbound.channel))
         return await handler(inbound, target)
 
-    def _deleted(self, body: dict[str, Any], event: dict[str, Any]) -> bool:
-        """Whether `event` says a message was deleted; a question of it still waiting
-        for its answer is then not answered (a password posted by mistake), here or on
-        another replica sharing the store, and one answered is not kept in its
-        conversation's history."""
-        subtype = event.get("subtype")
-        if subtype == "message_deleted":
-            ts = event.get("deleted_ts")
-        elif subtype == "message_changed" and (event.get("message") or {}).get(
-            "subtype"
-        ) == "tombstone":  # a thread's first message, deleted: its replies stay
-            ts = event["message"].get("ts")
-        else:
-            return False
-        channel = str(event.get("channel"))
-        target = self._questions.pop((channel, str(ts)), None)
-        if target is not None:
-            log.info("slack: question %s was deleted", ts)
-            target.deleted = True
-        if self.ctx.deleted is not None:
-            # Told even for a question held here: this replica may hold only a second
-            # delivery of it, dropped as a duplicate, while another answers it; and an
-            # answered question's turn is forgotten.
-            self._spawn(self.ctx.deleted(workspace_of(body, event, self.team_id), channel, str(ts)))
-        return True
-
-    def _edited(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """Where `event` says a person edited a message (`message_changed`), tell the
-        core its text now, read as a question's: a question of it answered (or being
-        answered) is kept so in its conversation's history. (An edit that mentions the
-        bot comes as an app_mention too, a question only if none was taken of it.)"""
-        message = event.get("message")
-        if event.get("subtype") != "message_changed" or not isinstance(message, dict):
-            return
-        if self.ctx.edited is None or not message.get("edited"):
-            return  # a link's preview, a thread's reply count: its text is as it was
-        if not self._may_ask(message) or message.get("user") == self.bot_user_id:
-            return  # the bot's own replies edited as they stream, above all
-        channel, ts = str(event.get("channel") or ""), str(message.get("ts") or "")
-        if channel and ts:
-            # One that adds the bot's mention is asked as it reads (its app_mention);
-            # one that kept it is not asked again.
-            before = event.get("previous_message")
-            said = str(before.get("text") or "") if isinstance(before, dict) else ""
-            asks = self._mentions_me(str(message.get("text") or "")) and not self._mentions_me(said)
-            self._spawn(self.ctx.edited(
-                workspace_of(body, event, self.team_id), channel, ts, self._question(message),
-                asks,
-            ))
-
-    async def _deliver_if_accepted(self, inbound: Inbound, target: SlackTarget) -> None:
-        """A question while the bot token is refused: handed over only if Slack
-        takes the token again."""
-        handler = self._handler
-        if not await self.gate.accepted() or handler is None:
-            log.info("slack: a question is not answered: Slack refuses the bot token")
-            return
-        await self._hand_over(inbound, target, handler)
-
-    def inbound(
-        self, body: dict[str, Any], event: dict[str, Any], *, via_mention: bool
-    ) -> tuple[Inbound, SlackTarget] | None:
-        """Normalize one message event; None when it is not someone asking something."""
-        subtype = event.get("subtype")
-        bot_id = event.get("bot_id")
-        if not self._may_ask(event) or event.get("hidden"):
-            return None
-        if event.get("edited") and (
-            not via_mention or time.time() - ts_seconds(str(event.get("ts") or "")) > EDIT_WINDOW
-        ):
-            # An edit that mentions the bot comes as app_mention, with the message's
-            # own ts: its event id is the message's, so a question answered when it
-            # was sent is not answered again, and one that forgot the mention is.
-            return None
-        user = event.get("user") or bot_id
-        if not user or user == self.bot_user_id:
-            return None
-        channel = str(event.get("channel", ""))
-        if not channel:
-            return None
-        ts = str(event.get("ts") or event.get("event_ts") or "")
-        is_dm = event.get("channel_type") == "im" or (
-            "channel_type" not in event and channel.startswith("D")
-        )
-        text = str(event.get("text") or "")
-        mentioned = via_mention or self._mentions_me(text)
-        if (
-            not via_mention and mentioned and not is_dm
-            and event.get("channel_type") != "mpim" and subtype != "file_share"
-        ):
-            # The same message also arrives as app_mention: answer that one only. In a
-            # group DM, whether Slack sends that app_mention is not settled, and with a
-            # file Slack sends none (slackapi/bolt-python#925): both are taken, and a
-            # second is dropped as a duplicate (one event id per message).
-            return None
-        thread_ts = event.get("thread_ts")
-        thread = str(thread_ts) if thread_ts else (None if is_dm else ts)
-        workspace = workspace_of(body, event, self.team_id)
-        # A forward's text is the comment written with it (often none): the messages
-        # it forwards follow it, read as a message is, as a Discord forward's are.
-        # Whether it mentions the bot or someone else is the comment's to say.
-        shares = forwarded(event)
-        question = self._question(event)
-        inbound = Inbound(
-            platform=self.name,
-            workspace=workspace,
-            channel=channel,
-            user=str(user),
-            text=question,
-            message_id=ts,
-            # The message's own id, not the event's: its message and app_mention
-            # events, and Slack's retries of either, are one question.
-            event_id=f"{channel}:{ts}",
-            thread=thread,
-            is_dm=is_dm,
-            mentioned=mentioned,
-            addresses_other=addresses_other(text, self.bot_user_id),
-            has_attachments=bool(event.get("files")) or any(s.get("files") for s in shares),
-            received_at=time.time(),
-            sent_at=ts_seconds(ts),
-        )
-        address = Address(self.name, workspace, channel, thread)
-        target = SlackTarget(
-            self, address, question_ts=ts, user=str(user), is_dm=is_dm,
-            team=team_of_asker(event, workspace),
-        )
-        return inbound, target
-
     async def _on_command(
         self, ack: Any, command: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         handler = self._handler
         if handler is None:
-            raise _Stopping  # not acked: Slack tells the user it failed, not silence
+            raise Stopping  # not acked: Slack tells the user it failed, not silence
         await ack()  # acked, it is answered: the relay takes messages until its drain
         inbound, target = read_command(self, command, context.team_id)
         self._spawn(self._hand_over_command(inbound, target, handler))
@@ -567,45 +357,6 @@ class SlackPlatform(Platform):
         await self._hand_over(inbound, target, handler)
 
     # ------------------------------------------------------------------ helpers
-
-    def _may_ask(self, message: dict[str, Any]) -> bool:
-        """Whether `message` is of a kind the bot answers: a person's, or another bot's
-        where `ignore_bots` is off; never the bot's own."""
-        subtype = message.get("subtype")
-        if from_bot(message):
-            if message.get("bot_id") == self.bot_id or self.options.ignore_bots:
-                return False
-            if subtype == "bot_message":
-                subtype = None  # another bot, let in by `ignore_bots: false`
-        return subtype in USER_SUBTYPES
-
-    def _my_mention(self) -> re.Pattern[str] | None:
-        if not self.bot_user_id:
-            return None
-        return re.compile(rf"<@{re.escape(self.bot_user_id)}(?:\|[^<>]*)?>")  # (see events._LINK)
-
-    def _mentions_me(self, text: str) -> bool:
-        pattern = self._my_mention()
-        return pattern is not None and pattern.search(text) is not None
-
-    def _question(self, event: dict[str, Any]) -> str:
-        """A message's text as the chat API is asked it: its own, then the text of each
-        message it forwards, each without the bot's mention (`_strip_mention`)."""
-        shares = forwarded(event)
-        return "\n\n".join(filter(None, (
-            self._strip_mention(part)
-            for part in (str(event.get("text") or ""), *(str(s.get("text") or "") for s in shares))
-        )))
-
-    def _strip_mention(self, text: str) -> str:
-        """The question's text for the chat API: the bot's mention goes where it only
-        addresses the bot, and is the bot's name within a sentence (see `mentions`)."""
-        pattern = self._my_mention()
-        if pattern is not None and self.bot_user_id:
-            text = without_mention(text, pattern.pattern, self.bot_name or f"@{self.bot_user_id}")
-        # The gaps around a removed mention are `without_mention`'s to close; any
-        # other run of spaces is the asker's (a code block's indentation).
-        return plain_text(text).strip()
 
     def _spawn(self, work: Awaitable[T]) -> asyncio.Task[T | None]:
         task = asyncio.create_task(self._run(work), name="slack-inbound")
