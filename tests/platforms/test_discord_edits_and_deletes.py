@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.platforms.discord import platform as discord_platform
-from adapters.platforms.discord.platform import EDIT_WINDOW
+from adapters.platforms.discord import inbound as discord_inbound
+from adapters.platforms.discord.inbound import EDIT_WINDOW
 from bridge.intake import MENTION_HELP
 from tests.platforms.discord_support import Setup
 
@@ -62,7 +62,7 @@ async def test_a_question_edited_to_mention_the_bot_is_answered_once_if_recent(
     setup: Setup, monkeypatch: pytest.MonkeyPatch, window: float
 ) -> None:
     # Someone forgot to mention the bot, and edits the message to add it.
-    monkeypatch.setattr(discord_platform, "EDIT_WINDOW", window)
+    monkeypatch.setattr(discord_inbound, "EDIT_WINDOW", window)
     fake, me = setup.discord, f"<@{setup.discord.app_id}>"
     if window:
         setup.chat.enqueue(tokens=["Now answered."])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.platforms.discord import DiscordPlatform
-from adapters.platforms.discord import platform as discord_platform
+from adapters.platforms.discord import inbound as discord_inbound
 from bridge.interfaces import Address, Inbound
 from tests.fakes.discord import FakeDiscord
 from tests.platforms.discord_support import World, build_world, running
@@ -109,8 +109,8 @@ async def test_a_message_edited_to_mention_the_bot_is_delivered_again_as_itself(
         await fake.unfurl(sent["id"])
         answer = await target.post("an answer")
         await fake.edit(answer, f"{me} an answer")
-        window = discord_platform.EDIT_WINDOW
-        monkeypatch.setattr(discord_platform, "EDIT_WINDOW", 0.0)
+        window = discord_inbound.EDIT_WINDOW
+        monkeypatch.setattr(discord_inbound, "EDIT_WINDOW", 0.0)
         await fake.edit(sent["id"], f"{me} what is a bridge, then?")
         await fake.say(world.general, world.bob, "the next message")
         after, _ = await world.next()

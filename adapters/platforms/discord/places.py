@@ -1,18 +1,20 @@
-"""Discord places by id: a channel or thread looked up, and a deleted message's place
-named as its question's `Inbound` named it (a thread's messages belong to its parent
-channel), for the core to find the question's turn."""
+"""Discord places by id: a channel or thread looked up, read as a question's `Inbound`
+names it (a thread's messages belong to its parent channel) with who sees it, and a
+deleted message's place named so, for the core to find the question's turn."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import discord
 
 from adapters.platforms.discord.failures import FAILURES
+from adapters.platforms.discord.readable import everyone_sees
 from adapters.platforms.discord.targets import DM_WORKSPACE
 from bridge.errors import for_log
+from bridge.interfaces import Audience
 
 log = logging.getLogger("chat_bridge.discord")
 
@@ -33,6 +35,34 @@ async def find_place(client: discord.Client, channel_id: int, guild_id: int) -> 
         except (*FAILURES, discord.InvalidData) as exc:
             log.debug("could not look up channel %s: %s", channel_id, for_log(exc))
     return found
+
+
+async def place_of(
+    client: discord.Client | None, channel: Any, guild_id: int | None
+) -> tuple[str, str | None, Audience, str | None]:
+    """`channel`'s (channel, thread) ids, who sees it, and the title of a forum (or
+    media channel) post: a thread's messages belong to its parent channel, a private
+    thread's to its members; a channel @everyone may not view (or one not found)
+    is its members'."""
+    if guild_id is not None and client is not None and not isinstance(
+        channel, discord.abc.GuildChannel | discord.Thread
+    ):
+        # Not in the cache (a thread discord.py has not seen yet): ask Discord (not
+        # found, it is answered all the same).
+        channel = await find_place(client, channel.id, guild_id) or channel
+    audience: Audience = "channel"
+    if guild_id is not None and not (
+        isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        and everyone_sees(channel)
+    ):
+        audience = "members"
+    if isinstance(channel, discord.Thread):
+        if channel.is_private():
+            audience = "thread"
+        # A post in a forum or media channel is a thread named by its title.
+        title = channel.name if isinstance(channel.parent, discord.ForumChannel) else None
+        return str(channel.parent_id), str(channel.id), audience, title
+    return str(channel.id), None, audience, None
 
 
 async def tell_deleted(

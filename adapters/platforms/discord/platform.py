@@ -1,7 +1,7 @@
 """The Discord platform: discord.py's gateway client, translated to `Inbound` and targets.
 
-Every message the bot can see is delivered, normalized, and again a recent one
-edited to mention the bot (with its own id as event id); the core routes it.
+Every message the bot can see is delivered, normalized (by `inbound`), and again a
+recent one edited to mention the bot (with its own id as event id); the core routes it.
 `Inbound.workspace` is the guild id, or "@dm" for direct messages; in a
 thread, `channel` is the parent channel and `thread` the thread's id. A post
 in a forum (or media) channel is such a thread: its first message's text is
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Coroutine
+from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
@@ -38,22 +38,14 @@ from adapters.platforms.discord.commands import (
     sync_commands,
 )
 from adapters.platforms.discord.failures import FAILURES, platform_error
+from adapters.platforms.discord.inbound import EDIT_WINDOW, MessageEvents
 from adapters.platforms.discord.indicator import Typist, renewals_per_second
 from adapters.platforms.discord.options import DiscordOptions
-from adapters.platforms.discord.permissions import Said, may_send
-from adapters.platforms.discord.places import Channel, find_place, tell_deleted
-from adapters.platforms.discord.questions import Question, Questions
+from adapters.platforms.discord.permissions import Said
+from adapters.platforms.discord.places import Channel, place_of
+from adapters.platforms.discord.questions import Questions
 from adapters.platforms.discord.ratelimits import COUNTED_LOGGERS, RateLimitLines
-from adapters.platforms.discord.readable import (
-    Names,
-    addresses_other,
-    author_roles,
-    everyone_sees,
-    place_ids,
-    question_text,
-    replies_to_other,
-    written,
-)
+from adapters.platforms.discord.readable import place_ids
 from adapters.platforms.discord.startup import (
     IDENTIFY_SPACING,
     RECONNECT_LINES,
@@ -70,7 +62,6 @@ from bridge.errors import PlatformError
 from bridge.interfaces import (
     STOPPING_TEXT,
     Address,
-    Audience,
     Handler,
     Inbound,
     Platform,
@@ -80,12 +71,6 @@ from bridge.interfaces import (
 from bridge.proxies import env_proxy
 
 log = logging.getLogger("chat_bridge.discord")
-
-MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
-# A message edited to mention the bot is taken as a question only this soon after it
-# was sent (someone forgot the mention), as on Slack. Event records are kept at least
-# this long (`DiscordPlatform.redelivers_within`), so one answered already is known.
-EDIT_WINDOW = 600.0
 
 
 class DiscordPlatform(Platform):
@@ -122,6 +107,7 @@ class DiscordPlatform(Platform):
         # Questions being answered (or waiting): one deleted meanwhile, or whose
         # channel or thread is, stops its answer.
         self._questions = Questions()
+        self.messages = MessageEvents(self)
         self._said = Said()  # what was logged of which places (once each)
         # Every place's typing renewals, within what the replies leave of Discord's limit.
         self._typist = Typist(renewals_per_second(self.options.global_rate.rate()))
@@ -196,16 +182,16 @@ class DiscordPlatform(Platform):
             platform._down.add(shard_id)
 
         async def on_message(message: discord.Message) -> None:
-            await platform._on_message(message)
+            await platform.messages.on_message(message)
 
         async def on_raw_message_edit(event: discord.RawMessageUpdateEvent) -> None:
-            await platform._on_edit(event)
+            await platform.messages.on_edit(event)
 
         async def on_raw_message_delete(event: discord.RawMessageDeleteEvent) -> None:
-            platform._on_delete([event.message_id], event.channel_id, event.guild_id)
+            platform.messages.on_delete([event.message_id], event.channel_id, event.guild_id)
 
         async def on_raw_bulk_message_delete(event: discord.RawBulkMessageDeleteEvent) -> None:
-            platform._on_delete(event.message_ids, event.channel_id, event.guild_id)
+            platform.messages.on_delete(event.message_ids, event.channel_id, event.guild_id)
 
         # Discord sends no MESSAGE_DELETE for the messages of a deleted thread or channel.
         async def on_raw_thread_delete(event: discord.RawThreadDeleteEvent) -> None:
@@ -344,182 +330,6 @@ class DiscordPlatform(Platform):
 
     # ------------------------------------------------------------------ messages
 
-    async def _on_edit(self, event: discord.RawMessageUpdateEvent) -> None:
-        """A message edited: the core is told its text now (a question of it answered is
-        kept so in its conversation's history); and one edited to mention the bot, if
-        recent, is a question with the message's own id as its event id, so one
-        answered already is not answered again."""
-        # Discord sends the whole message (an update without its content, as it once
-        # sent for a link's preview, would be nothing to read); not every update is an
-        # edit of its text: a link's preview filled in is none.
-        if "content" not in event.data or not event.data.get("edited_timestamp"):
-            return
-        recent = time.time() - event.message.created_at.timestamp() <= EDIT_WINDOW
-        if recent or self.ctx.edited is not None:
-            await self._on_message(event.message, edited=True, asks=recent)
-
-    async def _on_message(
-        self, message: discord.Message, *, edited: bool = False, asks: bool = True
-    ) -> None:
-        """A message sent, or `edited` (then a question only where it `asks`, and
-        mentions the bot)."""
-        client = self.client
-        # During a stop too (Discord never delivers a message again): the core tells a
-        # question that it is not answered now. An edit is told then as well: one of
-        # the answers ending may be its question.
-        # While starting, from READY on: held until the start is done (`_deliver`).
-        delivering = (
-            self._receiving or self._early is not None or (self._stopping and not self._closing)
-        )
-        if not (delivering or edited) or client is None or client.user is None:
-            return
-        asks = asks and delivering
-        if message.author.bot or message.webhook_id is not None:
-            return  # never answer bots, webhooks, or ourselves
-        if message.type not in MESSAGE_TYPES:
-            return
-        guild = message.guild
-        # A guild discord.py has not cached yet still has an id: never mistake it for a DM.
-        guild_id = guild.id if guild is not None else getattr(message.channel, "guild_id", None)
-        channel_id, thread_id, audience, title = await self._place(message.channel, guild_id)
-        me = client.user.id
-        self_role = guild.self_role if guild is not None else None
-        role_ids = [self_role.id] if self_role is not None else []
-        # Mentioned in the text: a reply to the bot's message lists the bot in
-        # `mentions` too, but only while the replier's client leaves its ping on.
-        mentioned = me in message.raw_mentions or any(
-            r in message.raw_role_mentions for r in role_ids
-        )
-        workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
-        if edited:
-            # Without the Message Content intent, an edit that does not mention the bot
-            # comes without its text: nothing of the question is left to keep.
-            text = ""
-            if mentioned or guild_id is None or self.options.message_content:
-                text = self._asked(message, client.user, channel_id, thread_id, title)[0]
-            self._tell_edited(workspace, channel_id, message.id, text)
-            if not (mentioned and asks):
-                return  # an edit is a question only where it mentions the bot
-        if not mentioned and guild_id is not None and not self.options.message_content:
-            # Without the Message Content intent its text arrives empty: nothing to answer.
-            log.debug("message %s not read: it does not mention the bot", message.id)
-            return
-        # Where a moderator took the bot's Send Messages away, the bridge answers
-        # nothing (and says so once, if a route takes the message).
-        allowed = may_send(message.channel, guild)
-        text, attached = self._asked(message, client.user, channel_id, thread_id, title)
-        inbound = Inbound(
-            platform="discord",
-            workspace=workspace,
-            channel=channel_id,
-            thread=thread_id,
-            user=str(message.author.id),
-            text=text,
-            message_id=str(message.id),
-            event_id=str(message.id),
-            is_dm=guild_id is None,
-            mentioned=mentioned,
-            addresses_other=(addresses_other(message.content, me, role_ids)
-                             or replies_to_other(message, me)),
-            # Without the Message Content intent, only mentions are read in a server.
-            follow_ups=guild_id is None or self.options.message_content,
-            roles=author_roles(message.author),
-            has_attachments=attached,
-            received_at=time.time(),
-            sent_at=message.created_at.timestamp(),
-            may_post=allowed.post,
-            may_thread=allowed.thread,
-            lacks=allowed.lacks,
-            audience=audience,
-        )
-        address = Address("discord", workspace, channel_id, thread_id)
-        # An edit while the message is answered (or waits) shares its question: a
-        # deletion stops that answer still.
-        question = self._questions.held(message.id) or Question(
-            place_ids((channel_id, thread_id)), replies_in=int(thread_id or channel_id)
-        )
-        target = ChannelTarget(
-            client, self.options, address, question_id=message.id, allowed=allowed,
-            question=question, questions=self._questions, said=self._said,
-            typist=self._typist,
-        )
-        self._questions.add(message.id, target.question)
-        await self._deliver(inbound, target)
-
-    @staticmethod
-    def _asked(
-        message: discord.Message, me: discord.ClientUser, channel_id: str,
-        thread_id: str | None, title: str | None,
-    ) -> tuple[str, bool]:
-        """What `message` asks, as the chat API is asked it (the bot's mention gone,
-        names in words), and whether it comes with files."""
-        content, attached = written(message)
-        text = question_text(content, Names.of_message(message, (channel_id, thread_id)), me)
-        if title is not None and thread_id == str(message.id):
-            # A forum post's first message: its title is most often the question itself
-            # (plain text, which Discord shows as typed), and may be all there is to it.
-            text = f"{title}\n{text}" if text.strip() else title
-        return text, attached
-
-    def _tell_edited(self, workspace: str, channel: str, message_id: int, text: str) -> None:
-        """Tell the core (`PlatformContext.edited`) that a message now reads `text`."""
-        edited = self.ctx.edited
-        if edited is None or self._closing:
-            return
-
-        async def tell() -> None:
-            try:
-                # Whether the edit added the bot's mention (and so is asked as it reads)
-                # is not known: no message is cached. Told as not asked: on a shared
-                # store, a turn edited while answered goes (bridge/edits.py).
-                await edited(workspace, channel, str(message_id), text, False)
-            except Exception:  # a task of its own: nobody else would hear of it
-                log.exception("could not take the edit of message %s", message_id,
-                              extra={"platform": "discord", "channel": channel})
-
-        self._watch(tell())
-
-    async def _place(
-        self, channel: Any, guild_id: int | None
-    ) -> tuple[str, str | None, Audience, str | None]:
-        """(channel, thread) ids, who sees it, and the title of a forum (or media
-        channel) post: a thread's messages belong to its parent channel, a private
-        thread's to its members; a channel @everyone may not view (or one not found)
-        is its members'."""
-        client = self.client
-        if guild_id is not None and client is not None and not isinstance(
-            channel, discord.abc.GuildChannel | discord.Thread
-        ):
-            # Not in the cache (a thread discord.py has not seen yet): ask Discord (not
-            # found, it is answered all the same).
-            channel = await find_place(client, channel.id, guild_id) or channel
-        audience: Audience = "channel"
-        if guild_id is not None and not (
-            isinstance(channel, discord.abc.GuildChannel | discord.Thread)
-            and everyone_sees(channel)
-        ):
-            audience = "members"
-        if isinstance(channel, discord.Thread):
-            if channel.is_private():
-                audience = "thread"
-            # A post in a forum or media channel is a thread named by its title.
-            title = channel.name if isinstance(channel.parent, discord.ForumChannel) else None
-            return str(channel.parent_id), str(channel.id), audience, title
-        return str(channel.id), None, audience, None
-
-    def _on_delete(
-        self, message_ids: Collection[int], channel_id: int, guild_id: int | None
-    ) -> None:
-        """Messages deleted: a question among them being answered (or waiting its turn)
-        here stops; and the core is told of each (`PlatformContext.deleted`), even of
-        one held here (a shared store's other replicas may hold it too), so that one
-        answered already is forgotten from its conversation's history."""
-        self._questions.deleted(message_ids)
-        client, deleted = self.client, self.ctx.deleted
-        if client is None or deleted is None or self._closing:
-            return
-        self._watch(tell_deleted(client, deleted, message_ids, channel_id, guild_id))
-
     async def _deliver(self, inbound: Inbound, target: ReplyTarget) -> None:
         if self._early is not None:  # still starting
             self._early.hold(partial(self._give, inbound, target))
@@ -566,7 +376,7 @@ class DiscordPlatform(Platform):
         channel: Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
-        channel_id, thread_id, audience, _ = await self._place(channel, guild_id)
+        channel_id, thread_id, audience, _ = await place_of(self.client, channel, guild_id)
         if self.options.ask_ephemeral and command == "ask":
             # Answered to the asker only: their own conversation (/reset resets it too).
             audience = "asker"
