@@ -90,3 +90,40 @@ async def test_a_revoked_app_token_is_one_error_tried_again_once_a_minute_and_in
         await bridge.aclose()
     # Neither token in any line (tracebacks included).
     assert good not in caplog.text and "xapp-revoked-app-token" not in caplog.text
+
+
+@pytest.mark.parametrize("pages", [[408], [429] * 4])
+async def test_a_page_in_place_of_slacks_answer_is_a_failed_try_not_the_token_refused(
+    fake_slack: FakeSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    pages: list[int],
+) -> None:
+    # A proxy's 408, or 429 pages past the retries, answering one reconnection: taken for
+    # the token refused, the bridge told the admin to check slack.app_token, /healthz
+    # said "app token refused", and Socket Mode stayed down a minute.
+    monkeypatch.setattr(app_token, "RECHECK_SECONDS", 600.0)
+    slack = fake_slack
+    h, bridge = await open_harness(
+        slack, fake_chat_api, tmp_path, "socket", f"ping_interval: {PING}"
+    )
+    try:
+        connections = slack.connections
+        slack.unavailable["apps.connections.open"] = list(pages)
+        for ws in list(slack._sockets):  # Slack drops the connection
+            await ws.close()
+        await slack.wait_for(lambda: slack.connections > connections and bool(slack._sockets))
+        assert not slack.unavailable["apps.connections.open"]  # each page was met
+        health = f"http://127.0.0.1:{bridge.http_port}/healthz"
+        async with aiohttp.ClientSession() as session, session.get(health) as resp:
+            assert (resp.status, await resp.json()) == (200, {"status": "ok", "down": {}})
+        fake_chat_api.enqueue(tokens=["Back."])
+        root = await h.ask(CHANNEL, "back?")
+        await h.answer(CHANNEL, root, "Back.")
+    finally:
+        await bridge.aclose()
+    assert "slack.app_token" not in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("Socket Mode could not reconnect: Slack answered with a page" in w for w in warned)

@@ -11,12 +11,13 @@ import contextlib
 import logging
 import math
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PlatformError
 from bridge.logs import Repeats
 
-from .refusal import SlackRefused, guard
+from .refusal import SlackRefused, guard, told
 
 log = logging.getLogger("chat_bridge.slack")
 
@@ -30,6 +31,12 @@ def refused_text(error: str) -> str:
         f"Slack refused the app-level token ({error}); check slack.app_token "
         "(xapp-…, with the connections:write scope) and that Socket Mode is enabled"
     )
+
+
+def said_by_slack(exc: SlackRefused) -> bool:
+    """Whether Slack itself refused (its JSON's error code), not a page in its place."""
+    cause = exc.__cause__
+    return isinstance(cause, SlackApiError) and told(cause) is not None
 
 
 class AppTokenRefused(PlatformError):
@@ -75,6 +82,11 @@ class SocketURLs:
             try:
                 url = await self.open()
             except SlackRefused as exc:
+                if not said_by_slack(exc):
+                    # A page in place of Slack's answer (a proxy's 408, 429s past the
+                    # retries): a failed try, not the token refused; the next ping
+                    # tries again, and the try is one WARNING (`_ReconnectLines`).
+                    raise
                 self.refused = exc.error
                 if (again := self._told.failed()) is not None:
                     log.error(
