@@ -77,8 +77,9 @@ def _json(value: Any) -> bytes:
 
 # Each dialect's stream body for n tokens, as its API sends it.
 def chatmount_body(n: int) -> bytes:
-    tokens = b"".join(b"data: " + _json({"type": "token", "content": _word(i)}) + b"\n\n"
-                      for i in range(n))
+    tokens = b"".join(
+        b"data: " + _json({"type": "token", "content": _word(i)}) + b"\n\n" for i in range(n)
+    )
     return tokens + b'data: {"type":"done"}\n\n'
 
 
@@ -97,8 +98,12 @@ def bot_messages_body(n: int) -> bytes:
 def openai_body(n: int) -> bytes:
     def chunk(i: int) -> bytes:
         delta = {"content": _word(i)}
-        body = {"id": "c", "object": "chat.completion.chunk", "model": "m",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        body = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
         return b"data: " + _json(body) + b"\n\n"
 
     return b"".join(chunk(i) for i in range(n)) + b"data: [DONE]\n\n"
@@ -169,8 +174,12 @@ async def bench_dialect(kind: str, chunks: list[bytes]) -> tuple[float, int]:
 
 def _token_events(kind: str, chunks: list[bytes]) -> int:
     """How many token events the answer's body holds."""
-    marker = {"chatmount": b'"type":"token"', "ndjson": b'"type":"token"',
-              "bot-messages": b'{"content"', "openai": b'"delta"'}[kind]
+    marker = {
+        "chatmount": b'"type":"token"',
+        "ndjson": b'"type":"token"',
+        "bot-messages": b'{"content"',
+        "openai": b'"delta"',
+    }[kind]
     return b"".join(chunks).count(marker)
 
 
@@ -179,8 +188,13 @@ class _NullTarget(ReplyTarget):
 
     def __init__(self) -> None:
         self.address = Address("bench", "W", "C")
-        self.limits = Limits(max_chars=4000, edit_bucket="e", edit_rate=Rate(10**9, 1.0),
-                             post_bucket="p", post_rate=Rate(10**9, 1.0))
+        self.limits = Limits(
+            max_chars=4000,
+            edit_bucket="e",
+            edit_rate=Rate(10**9, 1.0),
+            post_bucket="p",
+            post_rate=Rate(10**9, 1.0),
+        )
         self.updates = 0
 
     def format_markdown(self, markdown: str) -> str:
@@ -268,8 +282,9 @@ def bench_unclosed(chars: int) -> tuple[float, int]:
 def _reads(body: bytes, per: int) -> list[bytes]:
     """An SSE body as network reads of `per` events each."""
     events = body.split(b"\n\n")
-    return [b"".join(e + b"\n\n" for e in events[i : i + per] if e)
-            for i in range(0, len(events), per)]
+    return [
+        b"".join(e + b"\n\n" for e in events[i : i + per] if e) for i in range(0, len(events), per)
+    ]
 
 
 def best_of(runs: int, fn: Callable[[], R]) -> R:
@@ -282,13 +297,21 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--tokens-per-read", type=int, default=25,
-                    help="pipeline: token events per network read (default 25: 20 tokens/s, "
-                         "one read per 1.25 s edit)")
-    ap.add_argument("--answer-tokens", type=int, default=300,
-                    help="pipeline: tokens per answer, each through its own live reply "
-                         "(default 300, as in bench/streams; 0: one answer of --events "
-                         "tokens)")
+    ap.add_argument(
+        "--tokens-per-read",
+        type=int,
+        default=25,
+        help="pipeline: token events per network read (default 25: 20 tokens/s, "
+        "one read per 1.25 s edit)",
+    )
+    ap.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=300,
+        help="pipeline: tokens per answer, each through its own live reply "
+        "(default 300, as in bench/streams; 0: one answer of --events "
+        "tokens)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "parsers.json"))
     args = ap.parse_args()
 
@@ -297,60 +320,113 @@ def main() -> int:
         data = body(args.events)
         chunks = chunks_of(data, args.chunk)
         seconds, count = best_of(args.runs, functools.partial(bench_parser, make, chunks))
-        rows.append({"what": f"parser {name}", "items": count, "seconds": seconds,
-                     "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6})
+        rows.append(
+            {
+                "what": f"parser {name}",
+                "items": count,
+                "seconds": seconds,
+                "per_second": count / seconds,
+                "mb_per_second": len(data) / seconds / 1e6,
+            }
+        )
     for kind, body in BODIES.items():
         data = body(args.events)
         chunks = chunks_of(data, args.chunk)
         seconds, count = best_of(args.runs, functools.partial(_run_dialect, kind, chunks))
-        rows.append({"what": f"dialect {kind}", "items": count, "seconds": seconds,
-                     "per_second": count / seconds, "mb_per_second": len(data) / seconds / 1e6})
+        rows.append(
+            {
+                "what": f"dialect {kind}",
+                "items": count,
+                "seconds": seconds,
+                "per_second": count / seconds,
+                "mb_per_second": len(data) / seconds / 1e6,
+            }
+        )
 
     length = args.answer_tokens or args.events
-    answers = [_reads(chatmount_body(min(length, args.events - i)), args.tokens_per_read)
-               for i in range(0, args.events, length)]
+    answers = [
+        _reads(chatmount_body(min(length, args.events - i)), args.tokens_per_read)
+        for i in range(0, args.events, length)
+    ]
     size = sum(len(chunk) for reads in answers for chunk in reads)
-    seconds, count, updates = best_of(
-        args.runs, lambda: asyncio.run(bench_pipeline(answers))
+    seconds, count, updates = best_of(args.runs, lambda: asyncio.run(bench_pipeline(answers)))
+    rows.append(
+        {
+            "what": "pipeline (CPU)",
+            "items": count,
+            "seconds": seconds,
+            "per_second": count / seconds,
+            "mb_per_second": size / seconds / 1e6,
+            "us_per_token": seconds / count * 1e6,
+            "updates": updates,
+            "answers": len(answers),
+            "answer_tokens": length,
+        }
     )
-    rows.append({"what": "pipeline (CPU)", "items": count, "seconds": seconds,
-                 "per_second": count / seconds, "mb_per_second": size / seconds / 1e6,
-                 "us_per_token": seconds / count * 1e6, "updates": updates,
-                 "answers": len(answers), "answer_tokens": length})
 
     for chars in (25_000, 100_000):
         took, _ = best_of(args.runs, functools.partial(bench_unclosed, chars))
-        rows.append({"what": f"mrkdwn unclosed {chars // 1000}k", "items": chars,
-                     "seconds": took, "per_second": chars / took,
-                     "mb_per_second": chars / took / 1e6})
+        rows.append(
+            {
+                "what": f"mrkdwn unclosed {chars // 1000}k",
+                "items": chars,
+                "seconds": took,
+                "per_second": chars / took,
+                "mb_per_second": chars / took / 1e6,
+            }
+        )
 
     print(f"{args.events} events per stream, {args.chunk}-byte chunks, best of {args.runs}")
     print(f"{'what':<24}{'items':>10}{'seconds':>10}{'items/s':>14}{'MB/s':>9}")
     for row in rows:
-        print(f"{row['what']:<24}{row['items']:>10}{row['seconds']:>10.3f}"
-              f"{row['per_second']:>14,.0f}{row['mb_per_second']:>9.1f}")
+        print(
+            f"{row['what']:<24}{row['items']:>10}{row['seconds']:>10.3f}"
+            f"{row['per_second']:>14,.0f}{row['mb_per_second']:>9.1f}"
+        )
 
     pipe = next(r for r in rows if r["what"] == "pipeline (CPU)")
-    print(f"pipeline: {pipe['us_per_token']:.1f} us CPU per token event (parse, coalesce, "
-          f"render; {pipe['answers']:,} answers of {pipe['answer_tokens']:,} tokens, "
-          f"{pipe['updates']:,} updates, one per {count / max(1, updates):.0f} tokens)")
+    print(
+        f"pipeline: {pipe['us_per_token']:.1f} us CPU per token event (parse, coalesce, "
+        f"render; {pipe['answers']:,} answers of {pipe['answer_tokens']:,} tokens, "
+        f"{pipe['updates']:,} updates, one per {count / max(1, updates):.0f} tokens)"
+    )
 
     parsers = ("parser SSEParser", "parser NDJSONParser")
-    checks = [(f"{r['what']}: {r['per_second']:,.0f} events/s", r["per_second"] >= 300_000,
-               ">= 300,000") for r in rows if r["what"] in parsers]
-    checks.append((f"pipeline: {pipe['us_per_token']:.1f} us per token", pipe["us_per_token"] <= 20,
-                   "<= 20 us (parse, coalesce, render; the network stacks are in bench/streams)"))
+    checks = [
+        (f"{r['what']}: {r['per_second']:,.0f} events/s", r["per_second"] >= 300_000, ">= 300,000")
+        for r in rows
+        if r["what"] in parsers
+    ]
+    checks.append(
+        (
+            f"pipeline: {pipe['us_per_token']:.1f} us per token",
+            pipe["us_per_token"] <= 20,
+            "<= 20 us (parse, coalesce, render; the network stacks are in bench/streams)",
+        )
+    )
     short, long = (r["seconds"] for r in rows if r["what"].startswith("mrkdwn unclosed"))
-    checks.append((f"mrkdwn: a line of unclosed marks 4 times as long takes {long / short:.1f} "
-                   "times as long", long / short <= 8, "<= 8 (4: linear; 16: quadratic)"))
+    checks.append(
+        (
+            f"mrkdwn: a line of unclosed marks 4 times as long takes {long / short:.1f} "
+            "times as long",
+            long / short <= 8,
+            "<= 8 (4: linear; 16: quadratic)",
+        )
+    )
     for text, ok, wanted in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text} (wanted {wanted})")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "events": args.events, "chunk": args.chunk,
-            "runs": args.runs, "answer_tokens": length}
+    meta = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "events": args.events,
+        "chunk": args.chunk,
+        "runs": args.runs,
+        "answer_tokens": length,
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -50,8 +50,9 @@ log = logging.getLogger("chat_bridge.relay")
 # Under the answer to a question that came with files: they are not sent on.
 FILES_NOT_READ = "_Attached files are not read: only your text was sent._"
 # To a question edited on another replica as it waited: its text is not known here.
-EDITED_ELSEWHERE = ("Your question was edited while it waited for its answer; "
-                    "please ask it again as it reads now.")
+EDITED_ELSEWHERE = (
+    "Your question was edited while it waited for its answer; please ask it again as it reads now."
+)
 
 
 async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
@@ -113,13 +114,14 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
                 try:
                     await relay.store.save_conversation(conv)
                 except BridgeError as exc:  # kept with the answer, if it completes
-                    log.error("could not save the conversation: %s", exc,
-                              extra={"conversation": key})
+                    log.error(
+                        "could not save the conversation: %s", exc, extra={"conversation": key}
+                    )
 
         try:
+
             def first_token() -> None:
-                relay.metrics.first_token.labels(route.backend).observe(
-                    time.monotonic() - started)
+                relay.metrics.first_token.labels(route.backend).observe(time.monotonic() - started)
                 # A probe's answer that has begun closes the circuit: else every
                 # other asker is refused until its last word. (Any other answer
                 # counts once whole; one cut after its first words, dropped or
@@ -131,8 +133,11 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
             try:
                 async with asyncio.timeout_at(_loop_time(cut)) as reading:
                     done, sources = await read_answer(
-                        backend.stream(request), reply, cap=relay.config.reply.max_answer_chars,
-                        on_first_token=first_token, keep_session=keep_session,
+                        backend.stream(request),
+                        reply,
+                        cap=relay.config.reply.max_answer_chars,
+                        on_first_token=first_token,
+                        keep_session=keep_session,
                     )
             except TimeoutError:
                 if cut is None or not reading.expired():
@@ -155,8 +160,17 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         # Keep the session and history first: the answer is complete even if
         # the process stops during the final edit.
         try:
-            await remember(relay.store, conv, backend, request, final or reply.text,
-                           done, msg, job.target, relay.edits)
+            await remember(
+                relay.store,
+                conv,
+                backend,
+                request,
+                final or reply.text,
+                done,
+                msg,
+                job.target,
+                relay.edits,
+            )
         except BridgeError as exc:
             # The answer is whole: show it; only what follows it may lack context.
             log.error("could not save the conversation: %s", exc, extra={"conversation": key})
@@ -166,15 +180,20 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     except TooLong as exc:
         outcome = "too_long"
         circuit.success()  # the chat API answered; the bridge stopped it
-        log.warning("answer stopped: longer than %d characters", exc.limit,
-                    extra={"conversation": key, "backend": route.backend})
+        log.warning(
+            "answer stopped: longer than %d characters",
+            exc.limit,
+            extra={"conversation": key, "backend": route.backend},
+        )
         await _fail(relay, job, reply, exc.user_message)
     except OutOfTime as exc:
         outcome = "too_long"
         circuit.release()  # the chat API was still answering: no word on it either way
-        log.warning("answer stopped: still streaming when its platform would soon take no "
-                    "more of it; what came shows, with a note saying so",
-                    extra={"conversation": key, "backend": route.backend})
+        log.warning(
+            "answer stopped: still streaming when its platform would soon take no "
+            "more of it; what came shows, with a note saying so",
+            extra={"conversation": key, "backend": route.backend},
+        )
         await _fail(relay, job, reply, exc.user_message)
     except RateLimited as exc:
         outcome = "failed"
@@ -198,12 +217,19 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
             # the backend was not asked.
             if circuit.probing:  # still down: the circuit's own line says so
                 level = logging.INFO
-            circuit.failure(exc.user_message if isinstance(exc, Misaddressed) else None,
-                            slow=isinstance(exc, SlowToBegin))
+            circuit.failure(
+                exc.user_message if isinstance(exc, Misaddressed) else None,
+                slow=isinstance(exc, SlowToBegin),
+            )
         else:
             circuit.release()
-        log.log(level, "backend %s failed: %s", route.backend, exc,
-                extra={"conversation": key, "backend": route.backend})
+        log.log(
+            level,
+            "backend %s failed: %s",
+            route.backend,
+            exc,
+            extra={"conversation": key, "backend": route.backend},
+        )
         notice = exc.user_message
         if isinstance(exc, BadRequest) and exc.history_sent:
             notice = f"{notice} {_start_over(relay, job)}"
@@ -232,8 +258,11 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         await _fail(relay, job, reply, told(exc))
     finally:
         for name, value in backend.health().items():
-            gauge = (relay.metrics.backend_remaining if name == "ratelimit_remaining"
-                     else relay.metrics.backend_credits)
+            gauge = (
+                relay.metrics.backend_remaining
+                if name == "ratelimit_remaining"
+                else relay.metrics.backend_credits
+            )
             gauge.labels(route.backend).set(value)
         if streaming:  # ended before its stream began
             relay.metrics.live_streams.dec()
@@ -243,7 +272,9 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         log.info(
             "answered",
             extra={
-                "conversation": key, "backend": route.backend, "outcome": outcome,
+                "conversation": key,
+                "backend": route.backend,
+                "outcome": outcome,
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
@@ -258,8 +289,10 @@ async def _still_asked(relay: Relay, job: Job) -> Inbound | None:
     edit = None if withdrawn else await relay.edits.latest(asked(msg))
     if edit is not None and edit.elsewhere:
         # Its last edit was told to another replica: what it asks now is not known here.
-        log.info("not answering: the question was edited on another replica as it waited",
-                 extra={"conversation": job.key})
+        log.info(
+            "not answering: the question was edited on another replica as it waited",
+            extra={"conversation": job.key},
+        )
         relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
         await relay.notice(job.target, EDITED_ELSEWHERE)
         return None
@@ -268,22 +301,27 @@ async def _still_asked(relay: Relay, job: Job) -> Inbound | None:
         # perhaps told to another replica) or edited down to nothing while it waited,
         # or waited past the platform's time for an answer: it is not sent on, nor
         # paid for.
-        log.info("not answering: the question was %s before its answer began",
-                 "withdrawn" if withdrawn else "edited down to nothing",
-                 extra={"conversation": job.key})
+        log.info(
+            "not answering: the question was %s before its answer began",
+            "withdrawn" if withdrawn else "edited down to nothing",
+            extra={"conversation": job.key},
+        )
         relay.metrics.answered.labels(msg.platform, route.backend, "withdrawn").inc()
         with contextlib.suppress(Exception):
             await job.target.end()
         return None
     if edit is not None and edit.text is not None and edit.text != msg.text.strip():
         if len(edit.text) > (limit := question_limit(relay, route)):
-            log.info("not answering: the question was edited past the longest one asked",
-                     extra={"conversation": job.key})
+            log.info(
+                "not answering: the question was edited past the longest one asked",
+                extra={"conversation": job.key},
+            )
             await relay.notice(job.target, too_long(len(edit.text), limit))
             relay.metrics.refusal(msg.platform, "too_long", told=True)
             return None
-        log.info("asking the question as it was edited while it waited",
-                 extra={"conversation": job.key})
+        log.info(
+            "asking the question as it was edited while it waited", extra={"conversation": job.key}
+        )
         return replace(msg, text=edit.text)
     return msg
 
@@ -292,11 +330,15 @@ def _key_refused(backend: str, exc: Unauthorized | Forbidden) -> str:
     """What the admin is to mend where a backend refused its key (never the key)."""
     said = f" ({exc.detail})" if exc.detail else ""
     if isinstance(exc, Unauthorized):
-        return (f"backend {backend}: the chat API refused its API key{said}; set "
-                f"backends.{backend}.api_key to a key it takes (revoked or rotated?)")
-    return (f"backend {backend}: the chat API refused its API key for this chatbot{said}; "
-            f"check that backends.{backend}.api_key may use this chatbot, and that the "
-            "bridge's host is on the API's allowlist")
+        return (
+            f"backend {backend}: the chat API refused its API key{said}; set "
+            f"backends.{backend}.api_key to a key it takes (revoked or rotated?)"
+        )
+    return (
+        f"backend {backend}: the chat API refused its API key for this chatbot{said}; "
+        f"check that backends.{backend}.api_key may use this chatbot, and that the "
+        "bridge's host is on the API's allowlist"
+    )
 
 
 def _start_over(relay: Relay, job: Job) -> str:
@@ -325,22 +367,28 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
     except PlaceGone as exc:
         log.warning("answer stopped: %s", exc, extra={"conversation": key})
     except Exception as exc:
-        log.warning("could not show that the answer failed: %s", for_log(exc),
-                    extra={"conversation": key})
+        log.warning(
+            "could not show that the answer failed: %s", for_log(exc), extra={"conversation": key}
+        )
         try:
             await relay.notice(reply.target, notice)
         except Exception as missed:
             if reply.gave_up:  # the platform kept failing: nothing shows the reply ended
                 job.unmarked = True
                 kept = relay.given_up.keep(
-                    replace(job.record, message_ids=list(reply.message_ids),
-                            text=record_text(reply.text, reply.ending))
+                    replace(
+                        job.record,
+                        message_ids=list(reply.message_ids),
+                        text=record_text(reply.text, reply.ending),
+                    )
                 )
                 log.warning(
                     "could not tell the asker either (%s): the reply stays recorded as "
-                    "in flight, %s", for_log(missed),
-                    "to be marked interrupted once the platform is back" if kept else
-                    "for the next start (or another replica) to mark it interrupted "
+                    "in flight, %s",
+                    for_log(missed),
+                    "to be marked interrupted once the platform is back"
+                    if kept
+                    else "for the next start (or another replica) to mark it interrupted "
                     "(too many replies given up on wait for their platform already)",
                     extra={"conversation": key},
                 )
@@ -366,4 +414,3 @@ def _loop_time(cut: tuple[float, str] | None) -> float | None:
 def _user_key(msg: Inbound) -> str:
     """The asker, unique across platforms and workspaces."""
     return f"{msg.platform}:{msg.workspace}:{msg.user}"
-

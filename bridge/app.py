@@ -170,7 +170,8 @@ class Bridge:
         await self.store.hold()
         await self.store.open()
         await tell_of_other_backends(
-            self.store, {route.backend for route in self.config.routes},
+            self.store,
+            {route.backend for route in self.config.routes},
             self.config.limits.conversation_ttl,
         )
         await tell_of_unmade_scopes(
@@ -184,11 +185,21 @@ class Bridge:
         stack.push_async_callback(client.aclose)
         self.backends = build_backends(self.config, self.registry, client)
         self.relay = Relay(
-            self.config, self.store, self.backends,
-            budgets=self.budgets, metrics=self.metrics, owner=self.owner,
+            self.config,
+            self.store,
+            self.backends,
+            budgets=self.budgets,
+            metrics=self.metrics,
+            owner=self.owner,
         )
-        self.recovery = Recovery(self.store, self.relay, self.platforms, self.metrics,
-                                 self.owner, stopped=lambda: self._drained)
+        self.recovery = Recovery(
+            self.store,
+            self.relay,
+            self.platforms,
+            self.metrics,
+            self.owner,
+            stopped=lambda: self._drained,
+        )
 
         if self.config.http.listen:
             self.http = HttpServer(self.config.http.listen, self._health, self._metrics)
@@ -241,8 +252,9 @@ class Bridge:
             # one succeeds: a blip of the store, or a beat that took long to fail, does
             # not fence the replica (bridge/fence.py).
             failed = self._beat_failed_at > self.relay.fence.beaten_at
-            await asyncio.sleep(self.heartbeat / 4 if failed and self.store.shared
-                                else self.heartbeat)
+            await asyncio.sleep(
+                self.heartbeat / 4 if failed and self.store.shared else self.heartbeat
+            )
             try:
                 await self._beat_once()
             except BridgeError as exc:
@@ -256,8 +268,7 @@ class Bridge:
                 log.exception("heartbeat failed")
             else:
                 if tries := self._beats_failing.ended():
-                    log.info("the heartbeat reached the store again, after %d failed tries",
-                             tries)
+                    log.info("the heartbeat reached the store again, after %d failed tries", tries)
 
     async def _beat_once(self) -> None:
         # Its own frame: what a beat gathers (every live reply's text) is let go
@@ -284,9 +295,7 @@ class Bridge:
         recorded = await self.store.inflight_update_many(rows, self.owner)
         if self.store.shared:
             leases = self.relay.turns.leases()
-            renewed = await self.store.renew_leases(
-                leases, self.owner, self.relay.stale_after, now
-            )
+            renewed = await self.store.renew_leases(leases, self.owner, self.relay.stale_after, now)
             # Those another replica took over, this one having not beaten for as long.
             cut += self.relay.lost({row[0] for row in rows} - recorded, set(leases) - renewed)
             self._beaten_in_store = beating_at
@@ -295,14 +304,17 @@ class Bridge:
                 "this replica was paused (its host suspended, or its VM paused or moved), "
                 "or cut off from the store, longer than the takeover time (%g s): another "
                 "replica took its answers over, or was about to; %d of its answers stop "
-                "here and are marked interrupted again", self.relay.stale_after, cut,
+                "here and are marked interrupted again",
+                self.relay.stale_after,
+                cut,
             )
         # Marked alive as of `now`: what follows may take long, or fail, and changes
         # nothing to that.
         self.relay.fence.beaten(began)
-        kept = max([self.config.limits.event_ttl] + [
-            type(platform).redelivers_within for platform in self.platforms.values()
-        ])
+        kept = max(
+            [self.config.limits.event_ttl]
+            + [type(platform).redelivers_within for platform in self.platforms.values()]
+        )
         await self.store.prune_events(now - kept)
         await self.store.prune_leases(now)
         if began - self._compacted_at >= COMPACT_EVERY:
@@ -324,8 +336,10 @@ class Bridge:
                 self._recovering = asyncio.create_task(self._recover_once(), name="recovery")
                 self._recovering.add_done_callback(_log_failure)
         # Beside the heartbeat too, for the same reason.
-        if self.relay.given_up.records and not self._drained and (
-            self._given_up is None or self._given_up.done()
+        if (
+            self.relay.given_up.records
+            and not self._drained
+            and (self._given_up is None or self._given_up.done())
         ):
             self._given_up = asyncio.create_task(self._given_up_once(), name="given up")
             self._given_up.add_done_callback(_log_failure)
@@ -365,8 +379,11 @@ class Bridge:
             log.debug("health: the store failed: %s", exc)
             # Corrupt: trying again, or a restart, cannot help; a restore from a backup does.
             problems["store"] = (
-                "corrupt" if isinstance(exc, StoreCorrupt)
-                else "replaced" if isinstance(exc, StoreReplaced) else "unavailable"
+                "corrupt"
+                if isinstance(exc, StoreCorrupt)
+                else "replaced"
+                if isinstance(exc, StoreReplaced)
+                else "unavailable"
             )
         return problems
 
@@ -416,39 +433,49 @@ class Bridge:
         try:
             await clock.within(self.relay.progress.flush())
         except Unanswered:
-            log.warning("could not record the last progress of live replies: the store "
-                        "did not answer in time")
+            log.warning(
+                "could not record the last progress of live replies: the store "
+                "did not answer in time"
+            )
         except TimeoutError:
-            log.warning("no time was left to record the last progress of live replies: "
-                        "left for the next start, which marks them from what was recorded")
+            log.warning(
+                "no time was left to record the last progress of live replies: "
+                "left for the next start, which marks them from what was recorded"
+            )
         clean = await self.close_records(AFTER_GRACE_SECONDS, clock)
         if cancelled:
-            log.info("%d replies did not finish in time or were not begun; marking them "
-                     "interrupted", cancelled)
+            log.info(
+                "%d replies did not finish in time or were not begun; marking them interrupted",
+                cancelled,
+            )
             try:
-                found = await clock.within(
-                    self.store.inflight_orphans(self.owner, time.time() + 1)
-                )
+                found = await clock.within(self.store.inflight_orphans(self.owner, time.time() + 1))
             except (BridgeError, Unanswered):
                 return self._unmarked(cancelled)
             except TimeoutError:
-                log.warning("no time was left to mark the %d replies cut by the stop "
-                            "interrupted: left for the next start", cancelled)
+                log.warning(
+                    "no time was left to mark the %d replies cut by the stop "
+                    "interrupted: left for the next start",
+                    cancelled,
+                )
                 return clean
             left = [
-                rec for rec in found
+                rec
+                for rec in found
                 # A record not removed yet (the store failed, or the stop cut its
                 # removal) is of a finished reply (or one marked already). One given
                 # up on is left for the next start: its platform was failing lately,
                 # and a mark failing here would end it.
-                if rec.owner == self.owner and rec.id not in self.relay.unended
+                if rec.owner == self.owner
+                and rec.id not in self.relay.unended
                 and rec.id not in self.relay.given_up
             ]
             try:
                 while left:
                     # A second signal asks for the marks at once; it does not cut them.
-                    await clock.within(self.recovery.mark_interrupted(left[0], kept=True),
-                                       hurried=None)
+                    await clock.within(
+                        self.recovery.mark_interrupted(left[0], kept=True), hurried=None
+                    )
                     left.pop(0)
             except TimeoutError:
                 log.warning(
@@ -462,8 +489,11 @@ class Bridge:
     @staticmethod
     def _unmarked(count: int) -> bool:
         """The store failed or did not answer: the next start marks what the stop cut."""
-        log.error("the store is unavailable: %d replies cut by the stop are not marked "
-                  "interrupted, and the next start will mark them", count)
+        log.error(
+            "the store is unavailable: %d replies cut by the stop are not marked "
+            "interrupted, and the next start will mark them",
+            count,
+        )
         return False
 
     async def close_records(self, within: float, clock: StopClock | None = None) -> bool:
@@ -481,9 +511,7 @@ class Bridge:
             except (BridgeError, TimeoutError):
                 # After a second stop signal, no second try: the admin asked to stop now.
                 left = clock.left()
-                if self.relay.hurried or left <= 0 or await self.relay.hurry_within(
-                    min(0.5, left)
-                ):
+                if self.relay.hurried or left <= 0 or await self.relay.hurry_within(min(0.5, left)):
                     log.error(
                         "the store is unavailable: %d finished replies are still recorded "
                         "as live, and the next start will mark them interrupted",
@@ -493,8 +521,17 @@ class Bridge:
         return True
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._heartbeat, self._fence, self._progress, self._recovering,
-                             self._given_up) if t]
+        tasks = [
+            t
+            for t in (
+                self._heartbeat,
+                self._fence,
+                self._progress,
+                self._recovering,
+                self._given_up,
+            )
+            if t
+        ]
         self._heartbeat = self._fence = self._progress = self._recovering = self._given_up = None
         for task in tasks:
             task.cancel()

@@ -159,7 +159,11 @@ class Budget:
             self._on_grant(now)
 
     async def acquire(
-        self, priority: Priority = (0, 0.0), *, kept: bool = False, owner: object = None,
+        self,
+        priority: Priority = (0, 0.0),
+        *,
+        kept: bool = False,
+        owner: object = None,
         spares: bool = False,
     ) -> float:
         """Wait for a slot; lower `priority` tuples are served first. Returns its stamp.
@@ -180,7 +184,9 @@ class Budget:
             self._grant()
         else:
             if (
-                before is not None and before[5] and self._waiters[0] is waiter
+                before is not None
+                and before[5]
+                and self._waiters[0] is waiter
                 and self._timer is not None
             ):
                 # The timer is for a waiter sparing the promised slots: one free now

@@ -100,12 +100,19 @@ class Circuit:
 
     def success(self) -> None:
         if self._opened_at is not None:
-            log.info("backend %s answers again: calling it again", self.name,
-                     extra={"backend": self.name})
+            log.info(
+                "backend %s answers again: calling it again",
+                self.name,
+                extra={"backend": self.name},
+            )
             self._down.ended()
         if refused := self._refused.ended():
-            log.info("backend %s accepts its API key again, after %d requests refused",
-                     self.name, refused, extra={"backend": self.name})
+            log.info(
+                "backend %s accepts its API key again, after %d requests refused",
+                self.name,
+                refused,
+                extra={"backend": self.name},
+            )
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -127,15 +134,25 @@ class Circuit:
                 self._down.failed()  # the first line of the run
                 log.warning(
                     "backend %s %s %d times in a row: not called for %g s (questions "
-                    "are told it is %s)", self.name, what, self._failures, self.cooldown,
-                    told_as, extra={"backend": self.name},
+                    "are told it is %s)",
+                    self.name,
+                    what,
+                    self._failures,
+                    self.cooldown,
+                    told_as,
+                    extra={"backend": self.name},
                 )
             elif self._probing:
                 again = self._down.failed()
                 (log.debug if again is None else log.warning)(
                     "backend %s still %s: a probe failed, %d failures in a row; not called "
-                    "for %g s more%s", self.name, "slow" if self.slow else "down",
-                    self._failures, self.cooldown, again or "", extra={"backend": self.name},
+                    "for %g s more%s",
+                    self.name,
+                    "slow" if self.slow else "down",
+                    self._failures,
+                    self.cooldown,
+                    again or "",
+                    extra={"backend": self.name},
                 )
             self._opened_at = self._clock()
         self._probing = False
@@ -154,9 +171,13 @@ class Circuit:
         now = self._clock()
         wait = retry_at - time.time()
         if now + wait > max(self._held_until, now):
-            log.warning("backend %s is rate limited: not called for %d s (questions are "
-                        "told when to try again)", self.name, math.ceil(wait),
-                        extra={"backend": self.name})
+            log.warning(
+                "backend %s is rate limited: not called for %d s (questions are "
+                "told when to try again)",
+                self.name,
+                math.ceil(wait),
+                extra={"backend": self.name},
+            )
             self._held_until = now + wait
 
     def held_until(self) -> float | None:

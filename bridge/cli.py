@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a local stand-in chat API and a terminal conversation")
     demo.add_argument(
-        "--question", action="append", default=None,
+        "--question",
+        action="append",
+        default=None,
         help="ask this first (repeatable); default: one sample question",
     )
     demo.add_argument(
@@ -174,8 +176,10 @@ async def _check(config: Config, registry: Registry, probe: bool) -> int:
     for text in config_warnings(config):
         print(f"warning: {text}")
     if not config.platforms:
-        print("warning: no `slack:` or `discord:` block: `run` needs one to answer on "
-              "(`ask` and `check --probe` do not)")
+        print(
+            "warning: no `slack:` or `discord:` block: `run` needs one to answer on "
+            "(`ask` and `check --probe` do not)"
+        )
     if not probe:
         return 0
     failed = False
@@ -271,8 +275,7 @@ def _to_check(config: Config, name: str, exc: BridgeError) -> str:
     if isinstance(exc, TimedOut):
         # It may well be running: connected, it sent nothing but keep-alives.
         return (
-            f"{where}.url ({shown}) and that the server answers in time "
-            f"(backends.{name}.timeouts)"
+            f"{where}.url ({shown}) and that the server answers in time (backends.{name}.timeouts)"
         )
     if isinstance(exc, Unavailable) and status is None:
         return f"{where}.url ({shown}) and that the server is running"
@@ -291,8 +294,10 @@ def _run(config: Config, registry: Registry) -> int:
     code = 1
     try:
         if config.store == "sqlite://":
-            log.warning("the store is in memory: conversations and processed events are "
-                        "forgotten at every restart (give `store:` a file)")
+            log.warning(
+                "the store is in memory: conversations and processed events are "
+                "forgotten at every restart (give `store:` a file)"
+            )
         for text in config_warnings(config):
             log.warning("%s", text)
         code = asyncio.run(_serve(config, registry))
@@ -347,14 +352,17 @@ async def _serve(config: Config, registry: Registry) -> int:
             if await _until_stop(bridge.recovered(), stop):
                 settle_heap()
                 port = f" on port {bridge.http_port}" if bridge.http_port else ""
-                log.info("chat-bridge running%s", port,
-                         extra={"platforms": ",".join(config.platforms)})
+                log.info(
+                    "chat-bridge running%s", port, extra={"platforms": ",".join(config.platforms)}
+                )
                 await stop.wait()
             else:
                 # The platforms answer from the start: what they took meanwhile gets
                 # its grace, and its replies cut are marked, as after a start.
-                log.warning("stopping before the replies the last run left were all marked "
-                            "interrupted: the next start marks the rest")
+                log.warning(
+                    "stopping before the replies the last run left were all marked "
+                    "interrupted: the next start marks the rest"
+                )
             log.info("stopping: finishing live replies (signal again to stop at once)")
 
             def hurry() -> None:

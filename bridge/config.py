@@ -100,8 +100,7 @@ class RouteConfig(_Model):
                 raise ValueError('must be a list of ids, e.g. ["C0123ABCD", "C0456EFGH"]')
             value = [value.strip()]
         if isinstance(value, list):
-            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-                    for v in value]
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return value
 
     @field_validator("workspace", "channels", "users", "roles")
@@ -196,8 +195,9 @@ class CommandsConfig(_Model):
         # The platforms refuse to post nothing: the asker was told the reset failed,
         # though it was done.
         if not value.strip():
-            raise ValueError("must say something: the asker is told it once the "
-                             "conversation is reset")
+            raise ValueError(
+                "must say something: the asker is told it once the conversation is reset"
+            )
         return value
 
 
@@ -226,8 +226,9 @@ class Config(_Model):
             hosts = netloc.rpartition("@")[2].split(",")
             ports = [h.rpartition(":")[2] for h in hosts if ":" in h and not h.endswith("]")]
             # A second "@": a password's, which the driver would take for the host's start.
-            unreadable = ("#" in value or netloc.count("@") > 1
-                          or not all(port.isdigit() for port in ports))
+            unreadable = (
+                "#" in value or netloc.count("@") > 1 or not all(port.isdigit() for port in ports)
+            )
             if unreadable:  # never echoed: it holds a password
                 raise ValueError(
                     "cannot be read as a URL; %-encode special characters in its user and "
@@ -277,8 +278,11 @@ def _query_values(url: str, keys: tuple[str, ...] | None = None) -> list[str]:
     """The values in a URL's query long enough to be a key (not `?v=1`); only those
     of `keys`, when given."""
     query = urllib.parse.urlsplit(url).query if "?" in url else ""
-    return [value for name, value in urllib.parse.parse_qsl(query)
-            if (keys is None and len(value) >= 8) or (keys is not None and name in keys)]
+    return [
+        value
+        for name, value in urllib.parse.parse_qsl(query)
+        if (keys is None and len(value) >= 8) or (keys is not None and name in keys)
+    ]
 
 
 def _collect_secrets(model: Any, out: list[str]) -> None:
@@ -323,8 +327,9 @@ def _message(err: Any) -> str:
     if kind == "missing":
         return "is required"
     if kind == "finite_number":  # `.inf` meant as "no limit", most often
-        return ("must be a finite number (not .inf or .nan; where the key takes null, "
-                "null is no limit)")
+        return (
+            "must be a finite number (not .inf or .nan; where the key takes null, null is no limit)"
+        )
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         choices = re.findall(r"'([^']*)'", expected)
@@ -358,14 +363,14 @@ def parse_config(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        line = (text.splitlines()[mark.line:mark.line + 1] or [""])[0] if mark else ""
+        line = (text.splitlines()[mark.line : mark.line + 1] or [""])[0] if mark else ""
         # PyYAML's own words are left out: they can quote a value (`*alias`, `!tag`).
         if "${" in line and any(c in line[: line.index("${")] for c in "{["):
             hint = ' (inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
         else:
             hint = (
                 " (check the indentation: spaces, not tabs, the keys of one block lined "
-                "up; and quote a value that holds \": \" or starts with * & ! @ or `)"
+                'up; and quote a value that holds ": " or starts with * & ! @ or `)'
             )
         raise ConfigError("", f"the file is not valid YAML{where}{hint}") from None
     if raw is None:
@@ -470,8 +475,11 @@ def _validated(raw: dict[Any, Any], registry: Registry | None) -> Config:
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {
-    "http": HttpConfig, "reply": ReplyConfig, "limits": LimitsConfig,
-    "logging": LoggingConfig, "commands": CommandsConfig,
+    "http": HttpConfig,
+    "reply": ReplyConfig,
+    "limits": LimitsConfig,
+    "logging": LoggingConfig,
+    "commands": CommandsConfig,
 }
 
 
@@ -499,10 +507,15 @@ def _shaped_like(value: Any, registry: Registry | None) -> str | None:
     if all(isinstance(v, dict) and "kind" in v for v in value.values()):
         return "looks like the backends (each with `kind:`): list them under `backends:`"
     if route(value):
-        return ("looks like a route (it has `backend:`): make it an item of `routes:`, "
-                "indented under it and starting with `- `")
-    homes = [name for name, load in (registry.platforms.items() if registry else ())
-             if all(_has_key(load().Options, str(k)) for k in value)]
+        return (
+            "looks like a route (it has `backend:`): make it an item of `routes:`, "
+            "indented under it and starting with `- `"
+        )
+    homes = [
+        name
+        for name, load in (registry.platforms.items() if registry else ())
+        if all(_has_key(load().Options, str(k)) for k in value)
+    ]
     if homes:
         where = " or ".join(f"`{name}:`" for name in homes)
         return f"looks like a platform's settings: write them under {where}"
@@ -522,14 +535,23 @@ def _misplaced(key: str, raw: Mapping[Any, Any], registry: Registry | None) -> s
         return _has_key(model, key)
 
     homes = [f"`{name}:`" for name, model in _SECTIONS.items() if has(model)]
-    platforms = [name for name in (registry.platforms if registry else ())
-                 if has(registry.platforms[name]().Options)] if registry else []
+    platforms = (
+        [
+            name
+            for name in (registry.platforms if registry else ())
+            if has(registry.platforms[name]().Options)
+        ]
+        if registry
+        else []
+    )
     # A key several platforms have (api_url): the blocks the file has.
     platforms = [name for name in platforms if name in raw] or platforms
     homes += [f"`{name}:`" for name in platforms]
     if has(RouteConfig) and homes:
-        return (f"not a top-level key: indent it under {' or '.join(homes)}, or (a route's "
-                "own) under an item of `routes:`")
+        return (
+            f"not a top-level key: indent it under {' or '.join(homes)}, or (a route's "
+            "own) under an item of `routes:`"
+        )
     if has(RouteConfig):
         return "not a top-level key but a route's: indent it under an item of `routes:`"
     if homes:
@@ -597,7 +619,5 @@ def load_config(
         raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            "", f"{path} is not UTF-8 text (line {line}); save it as UTF-8"
-        ) from None
+        raise ConfigError("", f"{path} is not UTF-8 text (line {line}); save it as UTF-8") from None
     return parse_config(text, env, registry)

@@ -46,9 +46,13 @@ async def open_conversation(
         conv = known
         kept_for = known.meta.get(KIND)
         if kept_for is not None and kept_for != backend.kind:
-            log.info("the conversation was kept for a %s API and its backend is now %s: "
-                     "starting it afresh", kept_for, backend.kind,
-                     extra={"conversation": key, "backend": backend_name})
+            log.info(
+                "the conversation was kept for a %s API and its backend is now %s: "
+                "starting it afresh",
+                kept_for,
+                backend.kind,
+                extra={"conversation": key, "backend": backend_name},
+            )
             await store.reset_conversation(key)
             conv = Conversation(key, backend_name, None, known.created_at, time.time())
     else:
@@ -98,8 +102,11 @@ async def remember(
     # Kept as its route sends it: where two routes share a conversation (`session:
     # user` across channels), the one that answered last trims it to its own `history`.
     await store.append_history(
-        conv.key, [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
-        2 * req.turns(backend.history_turns), backend.history_chars, question=asked(msg),
+        conv.key,
+        [Turn("user", req.message, req.user_id), Turn("assistant", answer)],
+        2 * req.turns(backend.history_turns),
+        backend.history_chars,
+        question=asked(msg),
     )
     if await taken_back(store, msg, target):
         # Its deletion came as the turn was kept; told too soon to find it.
@@ -115,16 +122,18 @@ def take_session(conv: Conversation, session: str, backend: str) -> bool:
     if len(session) <= SESSION_MAX and session.isprintable():
         conv.session = session
         return True
-    log.warning("backend %s gave a session id that cannot be kept (%d characters%s): the "
-                "conversation goes on with the one it had", backend, len(session),
-                "" if session.isprintable() else ", some of them control characters",
-                extra={"conversation": conv.key})
+    log.warning(
+        "backend %s gave a session id that cannot be kept (%d characters%s): the "
+        "conversation goes on with the one it had",
+        backend,
+        len(session),
+        "" if session.isprintable() else ", some of them control characters",
+        extra={"conversation": conv.key},
+    )
     return False
 
 
-async def tell_of_other_backends(
-    store: Store, routed: Collection[str], ttl: float | None
-) -> None:
+async def tell_of_other_backends(store: Store, routed: Collection[str], ttl: float | None) -> None:
     """At start: say in one warning how many conversations the store keeps for backends
     no route names (`routed`): they are not continued, and nobody in them is told."""
     try:
@@ -145,7 +154,10 @@ async def tell_of_other_backends(
         "is mentioned, and DMs and `session: user` conversations get a new session, "
         "without their history. Give the backend its old name back (or the route its old "
         "backend) to go on with them; else %s",
-        f"{total:,}", "" if total == 1 else "s", listed, kept,
+        f"{total:,}",
+        "" if total == 1 else "s",
+        listed,
+        kept,
     )
 
 
@@ -162,15 +174,17 @@ async def tell_of_unmade_scopes(
     try:
         unmade = await store.unmade_scopes(made)
     except StoreError as exc:
-        log.warning("could not count the conversations whose key scope no route makes: %s",
-                    exc)
+        log.warning("could not count the conversations whose key scope no route makes: %s", exc)
         return
     if not unmade:
         return
+
     def said(where: tuple[str, str], count: int) -> str:
         backend, (platform, _, form) = where[0], where[1].partition(":")
-        return (f"{backend}: {count:,} of `{form}` keys on {platform}, where its routes now "
-                f"make {_scopes_in_words(made[backend])}")
+        return (
+            f"{backend}: {count:,} of `{form}` keys on {platform}, where its routes now "
+            f"make {_scopes_in_words(made[backend])}"
+        )
 
     listed = _largest(unmade, said, "; ", "")
     total = sum(unmade.values())
@@ -183,7 +197,10 @@ async def tell_of_unmade_scopes(
         "conversations afresh, "
         "without a word to the people in them: they get a new session, without their "
         "history. Give the route its old `session` back to go on with them; else %s",
-        f"{total:,}", "" if total == 1 else "s", listed, kept,
+        f"{total:,}",
+        "" if total == 1 else "s",
+        listed,
+        kept,
     )
 
 

@@ -53,19 +53,28 @@ async def record_deletion(
                 deletion_id(platform, workspace, channel, message_id), time.time()
             )
         except BridgeError as exc:
-            log.warning("could not record the deletion of message %s: %s; if another replica "
-                        "holds it as a question waiting its turn, it is answered", message_id,
-                        exc, extra=where)
+            log.warning(
+                "could not record the deletion of message %s: %s; if another replica "
+                "holds it as a question waiting its turn, it is answered",
+                message_id,
+                exc,
+                extra=where,
+            )
     try:
         forgot = await store.forget_question(question_id(platform, workspace, channel, message_id))
     except BridgeError as exc:
-        log.warning("could not forget deleted message %s: %s; if it was a question answered, "
-                    "its conversation's history keeps it until a reset", message_id, exc,
-                    extra=where)
+        log.warning(
+            "could not forget deleted message %s: %s; if it was a question answered, "
+            "its conversation's history keeps it until a reset",
+            message_id,
+            exc,
+            extra=where,
+        )
         return
     if forgot:
-        log.info("deleted question %s forgotten from its conversation's history", message_id,
-                 extra=where)
+        log.info(
+            "deleted question %s forgotten from its conversation's history", message_id, extra=where
+        )
 
 
 async def deleted_elsewhere(store: Store, msg: Inbound) -> bool:
@@ -88,6 +97,10 @@ async def taken_back(store: Store, msg: Inbound, target: ReplyTarget) -> bool:
     try:
         return await deleted_elsewhere(store, msg)
     except BridgeError as exc:
-        log.warning("could not look for a deletion of the question: %s; its turn is kept "
-                    "in the conversation's history", exc, extra={"platform": msg.platform})
+        log.warning(
+            "could not look for a deletion of the question: %s; its turn is kept "
+            "in the conversation's history",
+            exc,
+            extra={"platform": msg.platform},
+        )
         return False

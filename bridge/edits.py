@@ -90,7 +90,12 @@ class Edits:
         self._writing = asyncio.Lock()
 
     async def edited(
-        self, platform: str, workspace: str, channel: str, message_id: str, text: str,
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        message_id: str,
+        text: str,
         asks: bool = False,
     ) -> None:
         """A message was edited to read `text` (read as a question's text is): a question
@@ -110,8 +115,13 @@ class Edits:
             await self._record(question, told, before, message_id, where, asks)
 
     async def _record(
-        self, question: str, told: _Told, before: _Told | None, message_id: str,
-        where: dict[str, str], asks: bool,
+        self,
+        question: str,
+        told: _Told,
+        before: _Told | None,
+        message_id: str,
+        where: dict[str, str],
+        asks: bool,
     ) -> None:
         if self._store.shared:
             if asks:  # not an edit of the question: the question (numbered as before)
@@ -124,9 +134,14 @@ class Edits:
                     # before is another replica's (or this one's, recorded though the
                     # store said it failed: withdrawn, as the text may not be the last).
                     told.number = before.number if before is not None else 0
-                    log.warning("could not record the edit of message %s: %s; if another "
-                                "replica holds it as a question, it asks it (or keeps its "
-                                "turn) as it was asked", message_id, exc, extra=where)
+                    log.warning(
+                        "could not record the edit of message %s: %s; if another "
+                        "replica holds it as a question, it asks it (or keeps its "
+                        "turn) as it was asked",
+                        message_id,
+                        exc,
+                        extra=where,
+                    )
         if not self._history:
             return
         # The last told, by now (each edit waits its turn here, the last writes last).
@@ -134,13 +149,22 @@ class Edits:
         try:
             changed = await self._apply(question, kept)
         except BridgeError as exc:
-            log.warning("could not keep the edit of message %s: %s; if it was a question "
-                        "answered, its conversation's history keeps it as it was asked until "
-                        "a reset", message_id, exc, extra=where)
+            log.warning(
+                "could not keep the edit of message %s: %s; if it was a question "
+                "answered, its conversation's history keeps it as it was asked until "
+                "a reset",
+                message_id,
+                exc,
+                extra=where,
+            )
             return
         if changed:
-            log.info("edited question %s %s its conversation's history", message_id,
-                     "forgotten from" if kept is None else "kept as edited in", extra=where)
+            log.info(
+                "edited question %s %s its conversation's history",
+                message_id,
+                "forgotten from" if kept is None else "kept as edited in",
+                extra=where,
+            )
 
     async def _number(self, question: str) -> int:
         """Record an edit of `question`: the first number no edit of it has taken yet
@@ -168,14 +192,19 @@ class Edits:
         try:
             async with self._writing:
                 if self._store.shared and await self._store.event_claimed(edit_id(question)):
-                    log.info("the question was edited as it was answered (perhaps on "
-                             "another replica, perhaps more than once): its turn is not kept")
+                    log.info(
+                        "the question was edited as it was answered (perhaps on "
+                        "another replica, perhaps more than once): its turn is not kept"
+                    )
                     await self._store.forget_question(question)
                 elif question in self._told:
                     await self._apply(question, self._question(self._told[question].text))
         except BridgeError as exc:
-            log.warning("could not keep the edit of the question: %s; its turn keeps the "
-                        "question as it was asked", exc)
+            log.warning(
+                "could not keep the edit of the question: %s; its turn keeps the "
+                "question as it was asked",
+                exc,
+            )
 
     def _question(self, text: str) -> str | None:
         """What `text` keeps of the question: None where nothing is to be kept."""

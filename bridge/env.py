@@ -12,9 +12,7 @@ from bridge.errors import ConfigError, together
 
 # `$${` (a `${` itself), `${VAR}` / `${VAR:-default}`, or `$VAR`: a variable without
 # braces, which is not expanded (a shell's habit: the name would be sent as written).
-_VAR = re.compile(
-    r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
-)
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 # A value the environment gave: the key path it was given to, the variable, its value.
 FromEnv = tuple[str, str, str]
@@ -72,10 +70,13 @@ def _expand(
             return value
 
         if "${" in _VAR.sub("", node):
-            errors.append(ConfigError(
-                path, "has a ${ that is not ${VAR} or ${VAR:-default} (names are letters, "
-                "digits and _)"
-            ))
+            errors.append(
+                ConfigError(
+                    path,
+                    "has a ${ that is not ${VAR} or ${VAR:-default} (names are letters, "
+                    "digits and _)",
+                )
+            )
             return node
         try:
             return _VAR.sub(sub, node)
@@ -118,8 +119,11 @@ def env_hidden(error: ConfigError, used: list[FromEnv]) -> ConfigError:
             if len(form) >= SHORT:
                 problem = _cut_short(problem.replace(form, forms[form]), form, forms[form])
             elif form:  # as a whole word only: `0` of `0.05`, the bound the message says
-                problem = re.sub(rf"(?<![\w.]){re.escape(form)}(?![\w.])",
-                                 forms[form].replace("\\", "\\\\"), problem)
+                problem = re.sub(
+                    rf"(?<![\w.]){re.escape(form)}(?![\w.])",
+                    forms[form].replace("\\", "\\\\"),
+                    problem,
+                )
         parts.append(ConfigError(part.path, problem))
     return together(parts)
 
@@ -137,10 +141,16 @@ def _cut_short(text: str, value: str, shown: str) -> str:
     for mark in ("...", "…"):
         start = 0
         while (at := text.find(mark, start)) != -1:
-            cut = next((n for n in range(min(at, len(value) - 1), 7, -1)
-                        if text[at - n:at] == value[:n]), 0)
+            cut = next(
+                (
+                    n
+                    for n in range(min(at, len(value) - 1), 7, -1)
+                    if text[at - n : at] == value[:n]
+                ),
+                0,
+            )
             if cut:
-                text = text[:at - cut] + shown + text[at + len(mark):]
+                text = text[: at - cut] + shown + text[at + len(mark) :]
                 start = at - cut + len(shown)
             else:
                 start = at + len(mark)

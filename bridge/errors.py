@@ -198,8 +198,12 @@ class BadRequest(ChatAPIError):
     history_sent = False
 
     def __init__(
-        self, message: str | None = None, *, api_said: str | None = None,
-        backend: str | None = None, status: int | None = None,
+        self,
+        message: str | None = None,
+        *,
+        api_said: str | None = None,
+        backend: str | None = None,
+        status: int | None = None,
     ) -> None:
         api_said = (api_said or "").strip() or None
         if api_said:
@@ -232,8 +236,7 @@ class ProxyRefused(ChatAPIError):
     admin, and it is not tried again."""
 
     user_message = (
-        "The assistant is misconfigured (a proxy refused the bridge's credentials). "
-        "Tell an admin."
+        "The assistant is misconfigured (a proxy refused the bridge's credentials). Tell an admin."
     )
     logged_only = True
 
@@ -253,8 +256,12 @@ class RateLimited(ChatAPIError):
     user_message = "The assistant is rate limited."
 
     def __init__(
-        self, message: str | None = None, *, retry_at: float | None = None,
-        backend: str | None = None, status: int | None = None,
+        self,
+        message: str | None = None,
+        *,
+        retry_at: float | None = None,
+        backend: str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message, backend=backend, status=status)
         self.retry_at = retry_at
@@ -336,8 +343,7 @@ class NotAStream(ProtocolError):
     message is for the log; the asker is told to tell an admin."""
 
     user_message = (
-        "The assistant is misconfigured (its address did not answer with a stream). "
-        "Tell an admin."
+        "The assistant is misconfigured (its address did not answer with a stream). Tell an admin."
     )
     logged_only = True
 
@@ -370,7 +376,8 @@ class APIReportedError(ProtocolError):
     ) -> None:
         super().__init__(
             f"The assistant reported an error: {_sentence(message)}" if message else None,
-            backend=backend, status=status,
+            backend=backend,
+            status=status,
         )
         self.message = message
         if message:  # the whole of it is in the log

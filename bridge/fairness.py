@@ -39,7 +39,8 @@ class UserRateLimiter:
             # Forget counters quiet for their own window; the next sweep waits until
             # the counters kept have doubled, so a sweep costs O(1) a message.
             self._seen = {
-                k: (window, s) for k, (window, s) in self._seen.items()
+                k: (window, s)
+                for k, (window, s) in self._seen.items()
                 if s and now - s[-1] < window
             }
             self._sweep_at = max(self.SWEEP_FROM, 2 * len(self._seen))

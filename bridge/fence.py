@@ -61,8 +61,11 @@ class Fence:
         self._beaten_at = max(self._beaten_at, began)
         if self.up:
             self._open.set()
-            log.warning("the store answers this replica's heartbeat again: it answers again "
-                        "(%d questions held meanwhile go on in their turn)", self.held)
+            log.warning(
+                "the store answers this replica's heartbeat again: it answers again "
+                "(%d questions held meanwhile go on in their turn)",
+                self.held,
+            )
 
     async def passable(self) -> None:
         """Return once the fence is down (at once if it is)."""
@@ -87,7 +90,8 @@ class Fence:
             log.error(
                 "no heartbeat reached the store for %.0f s: this replica stops its live "
                 "answers and answers nothing until the store answers again, before the "
-                "other replicas take its conversations over", time.monotonic() - self._beaten_at,
+                "other replicas take its conversations over",
+                time.monotonic() - self._beaten_at,
             )
             cut()
             while not self._open.is_set():

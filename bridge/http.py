@@ -40,9 +40,7 @@ IDLE_SECONDS = 1.0
 # the client may see the reset and not the 503.
 REFUSED_LINGER_SECONDS = 1.0
 FULL_WARNING_SECONDS = 60.0
-_REFUSAL = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-)
+_REFUSAL = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class HttpServer:
@@ -95,8 +93,12 @@ class HttpServer:
         # and a connection that sends no request, or only part of its headers, is
         # closed HEADER_SECONDS after it opened (or after its last answer).
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS,
-            keepalive_timeout=HEADER_SECONDS, logger=_requests_log,
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+            keepalive_timeout=HEADER_SECONDS,
+            logger=_requests_log,
         )
         await self._runner.setup()
         self.max_connections = min(MAX_CONNECTIONS, max(_open_files() // 2, 1))
@@ -142,9 +144,13 @@ class HttpServer:
             now = time.monotonic()
             # One lost, its handling still ending, is no longer in `_active`: idle.
             idle = min(
-                (conn for conn in held
-                 if not self._whole(conn) and conn not in self._evicted
-                 and now - self._active.get(conn, -math.inf) >= IDLE_SECONDS),
+                (
+                    conn
+                    for conn in held
+                    if not self._whole(conn)
+                    and conn not in self._evicted
+                    and now - self._active.get(conn, -math.inf) >= IDLE_SECONDS
+                ),
                 key=lambda conn: self._active.get(conn, -math.inf),
                 default=None,
             )
@@ -174,7 +180,9 @@ class HttpServer:
         log.warning(
             "http.listen is full (%d connections, the most it holds): closed %d idle or "
             "half-sent connections and refused %d new ones since the last such warning",
-            held, self._closed_idle, self._refused,
+            held,
+            self._closed_idle,
+            self._refused,
         )
         self._closed_idle = self._refused = 0
 
@@ -300,9 +308,7 @@ class _Refused(asyncio.Protocol):
             return
         stream.write_eof()
         self._lingering.add(self)
-        self._deadline = asyncio.get_running_loop().call_later(
-            REFUSED_LINGER_SECONDS, stream.close
-        )
+        self._deadline = asyncio.get_running_loop().call_later(REFUSED_LINGER_SECONDS, stream.close)
 
     def data_received(self, data: bytes) -> None:
         pass  # the request is not read: dropped, so that nothing unread resets the close

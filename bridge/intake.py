@@ -152,12 +152,17 @@ class Intake:
                 return  # nobody asked the bot, or it may not say so there
             if not await self._claim(msg, msg.event_id):
                 return
-            log.info("a question came during the stop: its asker is told to ask again",
-                     extra={"platform": msg.platform, "channel": msg.channel})
+            log.info(
+                "a question came during the stop: its asker is told to ask again",
+                extra={"platform": msg.platform, "channel": msg.channel},
+            )
             await self._refuse(msg, target, STOPPING_TEXT, "stopping")
         except Exception as exc:  # a platform library's own error too: it is only a notice
-            log.warning("could not tell a question asked during the stop to ask again: %s",
-                        for_log(exc), extra={"platform": msg.platform, "channel": msg.channel})
+            log.warning(
+                "could not tell a question asked during the stop to ask again: %s",
+                for_log(exc),
+                extra={"platform": msg.platform, "channel": msg.channel},
+            )
 
     async def _route(self, msg: Inbound) -> RouteConfig | None:
         """The route that takes `msg` (a follow-up counts where its thread's
@@ -201,8 +206,9 @@ class Intake:
                     if job is not None:
                         taken += 1
                         if tries := self._store_failing.ended():  # recorded: the store is back
-                            log.info("the store takes questions again, after %d it could not",
-                                     tries)
+                            log.info(
+                                "the store takes questions again, after %d it could not", tries
+                            )
                 flag.set()
                 queue.popleft()
                 if taken >= INTAKE_BATCH:
@@ -240,12 +246,19 @@ class Intake:
             # not in, not a failed answer; but it may be a follow-up the bot would have
             # answered, so it is told as the questions are, in moderation.
             if (again := self._store_failing.failed()) is not None:
-                log.error("could not tell whether message %s continues a conversation%s "
-                          "(a follow-up goes unanswered): %s", msg.event_id, again,
-                          for_log(exc))
+                log.error(
+                    "could not tell whether message %s continues a conversation%s "
+                    "(a follow-up goes unanswered): %s",
+                    msg.event_id,
+                    again,
+                    for_log(exc),
+                )
             else:
-                log.debug("could not tell whether message %s continues a conversation: %s",
-                          msg.event_id, for_log(exc))
+                log.debug(
+                    "could not tell whether message %s continues a conversation: %s",
+                    msg.event_id,
+                    for_log(exc),
+                )
             return None
         if route is None:
             if _addresses_bot(msg):
@@ -263,8 +276,12 @@ class Intake:
         # Recorded before the event is claimed, so a replica answering a later
         # message of this conversation sees this one waiting ahead of it.
         record = InFlight(
-            id=record_id(target), key=key, address=target.address, owner=relay.owner,
-            started_at=await order_of(msg, relay.store), heartbeat_at=now,
+            id=record_id(target),
+            key=key,
+            address=target.address,
+            owner=relay.owner,
+            started_at=await order_of(msg, relay.store),
+            heartbeat_at=now,
         )
         await relay.store.inflight_begin(record)
         self.admitting[record.id] = record
@@ -300,13 +317,22 @@ class Intake:
                 try:
                     await relay.store.create_conversation(conv)
                 except BridgeError as exc:  # only a follow-up meanwhile depends on it
-                    log.warning("could not record the conversation: %s", exc,
-                                extra={"conversation": job.key})
+                    log.warning(
+                        "could not record the conversation: %s",
+                        exc,
+                        extra={"conversation": job.key},
+                    )
         return job
 
     async def _check(
-        self, msg: Inbound, target: ReplyTarget, route: RouteConfig, key: str, record: InFlight,
-        taken: Flag, answering: Flag,
+        self,
+        msg: Inbound,
+        target: ReplyTarget,
+        route: RouteConfig,
+        key: str,
+        record: InFlight,
+        taken: Flag,
+        answering: Flag,
     ) -> Job | None:
         """Deduplicate, validate and answer commands; a job when there is a question to
         answer. `taken` is set once the event is claimed: what follows (a refusal told,
@@ -358,8 +384,11 @@ class Intake:
             # Recorded in that conversation's order too: a question asked there after
             # the reset waits for it, on every replica. Never marked interrupted: it
             # shows nothing (its id says so to the one recovering it).
-            aside = replace(record, key=own,
-                            id=f"{record.id.removesuffix(MARKED_HERE_ONLY)}-also{MARKED_HERE_ONLY}")
+            aside = replace(
+                record,
+                key=own,
+                id=f"{record.id.removesuffix(MARKED_HERE_ONLY)}-also{MARKED_HERE_ONLY}",
+            )
             await relay.store.inflight_begin(aside)
             return Job(msg, target, route, key, record, reset=True, also=own, aside=aside)
         # Refusals that ask the backend nothing come before the asker's rate limit,
@@ -406,29 +435,35 @@ class Intake:
                 thread_id, target = opened
                 key = conversation_key(route, msg, thread=thread_id)
                 # The same record, moved: it keeps its id and its place in the order.
-                record = replace(
-                    record, key=key, address=target.address, heartbeat_at=time.time()
-                )
+                record = replace(record, key=key, address=target.address, heartbeat_at=time.time())
                 self.admitting[record.id] = record
                 await relay.store.inflight_begin(record)
             elif not msg.may_post:
                 # Nowhere else to answer: the bot may not post in the channel itself.
-                log.info("not answering in %s %s: no thread could be opened there",
-                         msg.platform, msg.channel)
+                log.info(
+                    "not answering in %s %s: no thread could be opened there",
+                    msg.platform,
+                    msg.channel,
+                )
                 return None
         return Job(msg, target, route, key, record)
 
     def _unrouted(self, msg: Inbound) -> None:
         """Say, once per place, that the bot was asked where no route serves: a route
         that names a channel wrongly otherwise looks like a bot that ignores people."""
-        if not _first_time(self._unrouted_places, (msg.platform, msg.workspace, msg.channel),
-                           UNROUTED_PLACES):
+        if not _first_time(
+            self._unrouted_places, (msg.platform, msg.workspace, msg.channel), UNROUTED_PLACES
+        ):
             return
         log.info(
             "no route serves %s %s %s (workspace %s): the bot was asked there and does not "
             "answer; check the routes' platform, workspace, channels (ids), dm, users and "
-            "roles", msg.platform, "DM" if msg.is_dm else "channel", msg.channel,
-            msg.workspace, extra={"platform": msg.platform, "channel": msg.channel},
+            "roles",
+            msg.platform,
+            "DM" if msg.is_dm else "channel",
+            msg.channel,
+            msg.workspace,
+            extra={"platform": msg.platform, "channel": msg.channel},
         )
 
     def _closed(self, msg: Inbound, route: RouteConfig) -> None:
@@ -442,13 +477,21 @@ class Intake:
         if _opens_thread(route, msg):  # and none may open
             why = f"the bot {lacks} there, and no thread of its own can open there"
         elif msg.may_thread and not msg.thread and not msg.is_dm:
-            why = (f"the bot {lacks} there, and could answer only in a thread of its own "
-                   "(a route with reply_in_thread: true and session: thread)")
+            why = (
+                f"the bot {lacks} there, and could answer only in a thread of its own "
+                "(a route with reply_in_thread: true and session: thread)"
+            )
         else:
             why = f"the bot {lacks} there"
-        log.info("not answering in %s %s %s (workspace %s): %s", msg.platform, where,
-                 msg.channel, msg.workspace, why,
-                 extra={"platform": msg.platform, "channel": msg.channel})
+        log.info(
+            "not answering in %s %s %s (workspace %s): %s",
+            msg.platform,
+            where,
+            msg.channel,
+            msg.workspace,
+            why,
+            extra={"platform": msg.platform, "channel": msg.channel},
+        )
 
     async def _claim(self, msg: Inbound, event_id: str) -> bool:
         """Record `event_id` as taken; False (and logged) if it was already."""
@@ -481,8 +524,7 @@ class Intake:
                 Conversation(key, route.backend, None, now, now)
             )
         except BridgeError as exc:
-            log.warning("could not record the conversation: %s", exc,
-                        extra={"conversation": key})
+            log.warning("could not record the conversation: %s", exc, extra={"conversation": key})
             return False
         return True
 
@@ -513,10 +555,19 @@ class Intake:
         if public and self._users.check(key, times, per, time.monotonic()) is not None:
             # The one trace of a question left unanswered and unsaid: where, who and
             # which message, for the admin asked why the bot said nothing.
-            where = {"platform": msg.platform, "workspace": msg.workspace,
-                     "channel": msg.channel, "user": msg.user, "message_id": msg.message_id}
-            log.info("refusal not told again to a %s user sending many: %s", msg.platform,
-                     text, extra=where)
+            where = {
+                "platform": msg.platform,
+                "workspace": msg.workspace,
+                "channel": msg.channel,
+                "user": msg.user,
+                "message_id": msg.message_id,
+            }
+            log.info(
+                "refusal not told again to a %s user sending many: %s",
+                msg.platform,
+                text,
+                extra=where,
+            )
             if reason is not None:
                 self.relay.metrics.refusal(msg.platform, reason, told=False)
             return
@@ -538,8 +589,13 @@ class Intake:
             self.relay.metrics.refusal(msg.platform, reason, told=True)
 
     async def _notice_apart(
-        self, place: tuple[str, str, str], target: ReplyTarget, text: str,
-        after: asyncio.Task[None] | None, by: float, reason: Refusal | None,
+        self,
+        place: tuple[str, str, str],
+        target: ReplyTarget,
+        text: str,
+        after: asyncio.Task[None] | None,
+        by: float,
+        reason: Refusal | None,
     ) -> None:
         told = False
         try:
@@ -550,7 +606,7 @@ class Intake:
             ):
                 self._untold[place] = self._untold.get(place, 0) + 1
                 with contextlib.suppress(Exception):  # what the question shows goes, as
-                    await target.end()                # it would with the notice
+                    await target.end()  # it would with the notice
             else:
                 told = True
         except Exception as exc:  # a platform library's own error too: it is only a refusal
@@ -565,8 +621,12 @@ class Intake:
                     log.warning(
                         "%d refusal(s) in %s channel %s (workspace %s) not told: the "
                         "channel's posts had no room for them within %g s of their "
-                        "messages (its answers go first)", untold, platform, channel,
-                        workspace, REFUSAL_WITHIN,
+                        "messages (its answers go first)",
+                        untold,
+                        platform,
+                        channel,
+                        workspace,
+                        REFUSAL_WITHIN,
                         extra={"platform": platform, "channel": channel},
                     )
 

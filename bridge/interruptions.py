@@ -80,8 +80,13 @@ def interrupted_edit(
 
 
 async def show_interrupted(
-    relay: Relay, target: ReplyTarget, rec: InFlight, mark: str = INTERRUPTED, *,
-    kept: bool = False, wanted: Callable[[], bool] = lambda: True,
+    relay: Relay,
+    target: ReplyTarget,
+    rec: InFlight,
+    mark: str = INTERRUPTED,
+    *,
+    kept: bool = False,
+    wanted: Callable[[], bool] = lambda: True,
 ) -> bool:
     """Say on a reply left in flight (by a process that ended, or given up on) that
     it was interrupted (`mark`), keeping its text, within the platform's budgets (with
@@ -97,8 +102,13 @@ async def show_interrupted(
     else:
         if rec.message_ids and limits.settle_bucket and limits.settle_rate:
             # Its last message may still show as being written (a Slack stream).
-            steps.append((partial(target.settle, rec.message_ids[-1]),
-                          limits.settle_bucket, limits.settle_rate))
+            steps.append(
+                (
+                    partial(target.settle, rec.message_ids[-1]),
+                    limits.settle_bucket,
+                    limits.settle_rate,
+                )
+            )
         steps.append((partial(target.post, mark), limits.post_bucket, limits.post_rate))
     for request, bucket, rate in steps:
         if not await relay.within_budgets(
@@ -168,14 +178,22 @@ class GivenUp:
         platform, kind = rec.address.platform, platform_failure(exc)
         extra = {"platform": platform, "channel": rec.address.channel}
         if never_markable(exc):
-            log.warning("could not mark %s as interrupted: %s; it never will be, and is "
-                        "forgotten", what, for_log(exc), extra=extra)
+            log.warning(
+                "could not mark %s as interrupted: %s; it never will be, and is forgotten",
+                what,
+                for_log(exc),
+                extra=extra,
+            )
             return False
         if self._failing.get(platform) != kind:
             self._failing[platform] = kind
-            log.warning("could not mark %s as interrupted: %s; its platform's are tried "
-                        "again at every heartbeat until it takes them", what, for_log(exc),
-                        extra=extra)
+            log.warning(
+                "could not mark %s as interrupted: %s; its platform's are tried "
+                "again at every heartbeat until it takes them",
+                what,
+                for_log(exc),
+                extra=extra,
+            )
         return True
 
     def shown(self, platform: str) -> None:
@@ -192,14 +210,16 @@ class GivenUp:
         showed nothing are forgotten, their records to end. Their mark, a message of its
         own, would come below that answer, which takes their place. (One that showed
         text is marked in its own message, above that answer, where it reads right.)"""
-        gone = [rec.id for rec in self.records.values()
-                if rec.key == key and not rec.message_ids]
+        gone = [rec.id for rec in self.records.values() if rec.key == key and not rec.message_ids]
         for rec_id in gone:
             self.forget(rec_id)
         if gone:
-            log.info("not marking %d replies given up on that showed nothing: the "
-                     "conversation's next answer supersedes them", len(gone),
-                     extra={"conversation": key})
+            log.info(
+                "not marking %d replies given up on that showed nothing: the "
+                "conversation's next answer supersedes them",
+                len(gone),
+                extra={"conversation": key},
+            )
         return gone
 
     def leave(self) -> None:
@@ -207,8 +227,11 @@ class GivenUp:
         takes the records over and marks them (or the next start does), and this one
         must not as well."""
         if self.records:
-            log.warning("%d replies given up on are left for another replica (or the next "
-                        "start) to mark interrupted", len(self.records))
+            log.warning(
+                "%d replies given up on are left for another replica (or the next "
+                "start) to mark interrupted",
+                len(self.records),
+            )
         self.records.clear()
         self.marks.clear()
         self._failing.clear()
@@ -220,11 +243,16 @@ async def stopped(job: Job, metrics: Metrics, fence: Fence) -> None:
     stays for that (marked by the stop, another replica or the next start)."""
     job.interrupted = True
     if job.reply is None and not job.reset:  # cut while it waited its turn
-        metrics.answered.labels(
-            job.msg.platform, job.route.backend, "interrupted"
-        ).inc()
-        log.info("answered", extra={"conversation": job.key, "backend": job.route.backend,
-                                    "outcome": "interrupted", "seconds": 0.0})
+        metrics.answered.labels(job.msg.platform, job.route.backend, "interrupted").inc()
+        log.info(
+            "answered",
+            extra={
+                "conversation": job.key,
+                "backend": job.route.backend,
+                "outcome": "interrupted",
+                "seconds": 0.0,
+            },
+        )
     if job.target.marks_own_interruption and not job.reset:
         # Nothing else can reach this reply later: marked now, briefly (the
         # process is going). Its record goes, marked or not: through the
@@ -247,8 +275,10 @@ async def mark_interrupted(job: Job) -> None:
     """Say on a reply cut by a stop that it was interrupted, as a later process would
     (see `Recovery.mark_interrupted`), through its own target."""
     target, reply = job.target, job.reply
-    edit = None if reply is None else interrupted_edit(
-        target, record_text(reply.text, reply.ending), reply.message_ids
+    edit = (
+        None
+        if reply is None
+        else interrupted_edit(target, record_text(reply.text, reply.ending), reply.message_ids)
     )
     if edit is not None:
         await target.edit(*edit)
@@ -271,8 +301,11 @@ async def _mark_cut(job: Job, metrics: Metrics, fence: Fence) -> None:
     except Exception as exc:  # a platform library's own error too
         if not isinstance(exc, TimeoutError):  # not in time: no request failed
             metrics.platform_failed(job.msg.platform, exc)
-        log.warning("could not mark a reply cut off as interrupted (%s): %s", for_log(exc),
-                    "it may show no mark" if job.taken_over else "another replica will",
-                    extra={"conversation": job.key})
+        log.warning(
+            "could not mark a reply cut off as interrupted (%s): %s",
+            for_log(exc),
+            "it may show no mark" if job.taken_over else "another replica will",
+            extra={"conversation": job.key},
+        )
     else:
         job.interrupted = False

@@ -92,5 +92,7 @@ def question_limit(relay: Relay, route: RouteConfig) -> int:
 
 def too_long(length: int, limit: int) -> str:
     """A question `length` characters long, past `limit`, as its asker is told."""
-    return (f"That question is {length:,} characters long; the limit is {limit:,}. "
-            "Please shorten it and ask again.")
+    return (
+        f"That question is {length:,} characters long; the limit is {limit:,}. "
+        "Please shorten it and ask again."
+    )

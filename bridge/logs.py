@@ -42,6 +42,7 @@ def _escaped(text: str) -> str:
     """`text` on one line: control characters as Python writes them (`\\n`, `\\x1b`)."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text) if _CONTROL.search(text) else text
 
+
 # A `token` field of a payload logged whole (discord.py logs every gateway event
 # at DEBUG, an interaction's token with it), as a dict's repr or as JSON.
 _TOKEN_FIELD = re.compile(r"""(['"][\w-]*token['"]\s*:\s*)(['"])(?:(?!\2).)+\2""")
@@ -130,9 +131,9 @@ class JsonFormatter(logging.Formatter):
         data = {
             # ISO 8601 to the millisecond, with the offset: lines a shipper re-sorts
             # keep their order.
-            "time": datetime.datetime.fromtimestamp(record.created).astimezone().isoformat(
-                timespec="milliseconds"
-            ),
+            "time": datetime.datetime.fromtimestamp(record.created)
+            .astimezone()
+            .isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -272,10 +273,14 @@ class LogWriter(logging.handlers.QueueHandler):
         """Queue the count of the lines dropped, where they went missing."""
         dropped = self.dropped
         notice = logging.LogRecord(
-            "chat_bridge.logs", logging.WARNING, __file__, 0,
+            "chat_bridge.logs",
+            logging.WARNING,
+            __file__,
+            0,
             f"{dropped} log line{' was' if dropped == 1 else 's were'} dropped: "
             "the log's reader did not keep up",
-            None, None,
+            None,
+            None,
         )
         try:
             if timeout is None:

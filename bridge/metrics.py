@@ -46,11 +46,15 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.received = Counter(
-            "chat_bridge_messages_received", "Messages delivered by platforms", ["platform"],
+            "chat_bridge_messages_received",
+            "Messages delivered by platforms",
+            ["platform"],
             registry=r,
         )
         self.duplicates = Counter(
-            "chat_bridge_duplicate_events", "Deliveries dropped as duplicates", ["platform"],
+            "chat_bridge_duplicate_events",
+            "Deliveries dropped as duplicates",
+            ["platform"],
             registry=r,
         )
         self.answered = Counter(
@@ -70,30 +74,40 @@ class Metrics:
         self.stream_seconds = Histogram(
             "chat_bridge_stream_seconds",
             "Time from asking the chat API to the end of its answer's stream (answers "
-            "read to their end)", ["backend"],
-            buckets=_LATENCY, registry=r,
+            "read to their end)",
+            ["backend"],
+            buckets=_LATENCY,
+            registry=r,
         )
         self.reply_seconds = Histogram(
             "chat_bridge_reply_seconds",
             "Time from asking the chat API to the reply's end shown (or given up)",
-            ["platform"], buckets=_REPLY, registry=r,
+            ["platform"],
+            buckets=_REPLY,
+            registry=r,
         )
         self.first_token = Histogram(
-            "chat_bridge_time_to_first_token_seconds", "Time to the first answer token",
-            ["backend"], buckets=_LATENCY, registry=r,
+            "chat_bridge_time_to_first_token_seconds",
+            "Time to the first answer token",
+            ["backend"],
+            buckets=_LATENCY,
+            registry=r,
         )
         self.edits = Counter(
             "chat_bridge_platform_edits", "Message edits made", ["platform"], registry=r
         )
         self.platform_429 = Counter(
-            "chat_bridge_platform_rate_limited", "429 answers from platforms", ["platform"],
+            "chat_bridge_platform_rate_limited",
+            "429 answers from platforms",
+            ["platform"],
             registry=r,
         )
         self.platform_errors = Counter(
             "chat_bridge_platform_errors",
             "Platform requests of replies and notices that failed, by kind (refused, gone, "
             "unreachable, failed)",
-            ["platform", "kind"], registry=r,
+            ["platform", "kind"],
+            registry=r,
         )
         self.queue_depth = Gauge(
             "chat_bridge_queue_depth",
@@ -107,15 +121,21 @@ class Metrics:
         self.up = Gauge(
             "chat_bridge_component_up",
             "Whether a platform's connection, or the store, works (1) or not (0), as "
-            "/healthz tells at the scrape", ["component"], registry=r,
+            "/healthz tells at the scrape",
+            ["component"],
+            registry=r,
         )
         self.backend_remaining = Gauge(
             "chat_bridge_backend_ratelimit_remaining",
-            "Requests left in the backend's rate-limit window", ["backend"], registry=r,
+            "Requests left in the backend's rate-limit window",
+            ["backend"],
+            registry=r,
         )
         self.backend_credits = Gauge(
-            "chat_bridge_backend_credits_remaining", "Credits left on the backend's plan",
-            ["backend"], registry=r,
+            "chat_bridge_backend_credits_remaining",
+            "Credits left on the backend's plan",
+            ["backend"],
+            registry=r,
         )
 
     def platform_failed(self, platform: str, exc: BaseException) -> None:

@@ -78,8 +78,9 @@ class ProgressLog:
             written = True
         except BridgeError as exc:
             if (again := self._failing.failed()) is not None:
-                log.warning("could not record the progress of %d replies%s: %s",
-                            len(rows), again, exc)
+                log.warning(
+                    "could not record the progress of %d replies%s: %s", len(rows), again, exc
+                )
         finally:
             if not written:  # whatever stopped it: try again with the next batch, unless superseded
                 for row in rows:

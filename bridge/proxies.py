@@ -70,8 +70,9 @@ def _in_no_proxy_network(host: str, no_proxy: str) -> bool:
         return False
     for entry in no_proxy.split(","):
         try:
-            network = ipaddress.ip_network(entry.strip().replace("[", "").replace("]", ""),
-                                           strict=False)
+            network = ipaddress.ip_network(
+                entry.strip().replace("[", "").replace("]", ""), strict=False
+            )
         except ValueError:
             continue  # a name, or `*`: urllib's
         if address in network:  # never, between IPv4 and IPv6
@@ -106,8 +107,11 @@ def proxy_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str
     HTTP_PROXY and ALL_PROXY, in any case (NO_PROXY and the like, such as
     npm_config_no_proxy, are host lists)."""
     env = os.environ if env is None else env
-    return [(name, _as_url(value.strip())) for name, value in env.items()
-            if name.lower() in ("http_proxy", "https_proxy", "all_proxy") and value.strip()]
+    return [
+        (name, _as_url(value.strip()))
+        for name, value in env.items()
+        if name.lower() in ("http_proxy", "https_proxy", "all_proxy") and value.strip()
+    ]
 
 
 def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
@@ -121,8 +125,9 @@ def check_proxy_env(env: Mapping[str, str] | None = None) -> None:
             yarl.URL(url).port  # noqa: B018 - parsing is the check
         except ValueError:
             raise ConfigError(
-                name, "is not a valid proxy URL (check its host and port, and that "
-                "special characters in its password are %-encoded)"
+                name,
+                "is not a valid proxy URL (check its host and port, and that "
+                "special characters in its password are %-encoded)",
             ) from None
 
 
@@ -141,17 +146,23 @@ def proxy_refused(url: str | yarl.URL, status: int = PROXY_AUTH_REQUIRED) -> str
     if status != PROXY_AUTH_REQUIRED:
         return _proxy_denied(target, status, name)
     if name is None:  # a proxy no variable names (a transparent one): say which they are
-        return ("a proxy refused the request (HTTP 407 Proxy Authentication Required): "
-                "check the user:password in HTTPS_PROXY / HTTP_PROXY")
+        return (
+            "a proxy refused the request (HTTP 407 Proxy Authentication Required): "
+            "check the user:password in HTTPS_PROXY / HTTP_PROXY"
+        )
     proxy = yarl.URL(_as_url(os.environ[name].strip()))
     where = host_port(proxy.host or "?", proxy.port)
     if not proxy.user:
-        return (f"the proxy at {where} asks for a user and password (HTTP 407 Proxy "
-                f"Authentication Required) and {name} gives none: give the user:password "
-                f"in {name} ({proxy.scheme}://user:password@{where})")
-    return (f"the proxy at {where} refused the user and password {name} gives it (HTTP 407 "
-            f"Proxy Authentication Required): check the user:password in {name} (special "
-            "characters %-encoded)")
+        return (
+            f"the proxy at {where} asks for a user and password (HTTP 407 Proxy "
+            f"Authentication Required) and {name} gives none: give the user:password "
+            f"in {name} ({proxy.scheme}://user:password@{where})"
+        )
+    return (
+        f"the proxy at {where} refused the user and password {name} gives it (HTTP 407 "
+        f"Proxy Authentication Required): check the user:password in {name} (special "
+        "characters %-encoded)"
+    )
 
 
 def _proxy_denied(target: yarl.URL, status: int, name: str | None) -> str:
@@ -169,16 +180,20 @@ def _proxy_denied(target: yarl.URL, status: int, name: str | None) -> str:
         proxy = f"the proxy at {host_port(at.host or '?', at.port)} ({name})"
     if status >= 500:
         return f"{proxy} answered {answer} to {asked} {host}: it could not reach that host"
-    return (f"{proxy} answered {answer} to {asked} {host}: check that the proxy allows "
-            "that host, or list the host in NO_PROXY to reach it directly")
+    return (
+        f"{proxy} answered {answer} to {asked} {host}: check that the proxy allows "
+        "that host, or list the host in NO_PROXY to reach it directly"
+    )
 
 
 def proxy_unreachable(url: str | yarl.URL, where: str, why: str) -> str:
     """What a proxy that could not be reached (`where`: its host and port; `why`:
     "connection refused"...) for a request for `url` means: the variable to check."""
     name = proxy_variable(yarl.URL(url)) or "HTTPS_PROXY / HTTP_PROXY"
-    return (f"the proxy at {where} could not be reached ({why}): check {name}, and that "
-            "the proxy is running")
+    return (
+        f"the proxy at {where} could not be reached ({why}): check {name}, and that "
+        "the proxy is running"
+    )
 
 
 def proxy_refusal(exc: BaseException) -> str | None:

@@ -83,8 +83,9 @@ async def read_answer(
                 elif isinstance(event, Sources):
                     # Mended as the text is: a half of a UTF-16 pair in a URL
                     # would fail its encoding, and the answer's end with it.
-                    sources.extend(Source(valid_text(s.url), valid_text(s.title))
-                                   for s in event.items)
+                    sources.extend(
+                        Source(valid_text(s.url), valid_text(s.title)) for s in event.items
+                    )
                 elif isinstance(event, Status):
                     reply.set_status(event.text)
                 elif isinstance(event, Session):

@@ -38,8 +38,14 @@ class Recovery:
     the heartbeat to beat for."""
 
     def __init__(
-        self, store: Store, relay: Relay, platforms: Mapping[str, Platform], metrics: Metrics,
-        owner: str, *, stopped: Callable[[], bool],
+        self,
+        store: Store,
+        relay: Relay,
+        platforms: Mapping[str, Platform],
+        metrics: Metrics,
+        owner: str,
+        *,
+        stopped: Callable[[], bool],
     ) -> None:
         self.store = store
         self.relay = relay
@@ -98,17 +104,19 @@ class Recovery:
             if kept and not never_markable(exc):
                 log.warning(
                     "could not mark a reply the stop cut as interrupted: %s; left for the "
-                    "next start", for_log(exc),
+                    "next start",
+                    for_log(exc),
                     extra={"platform": rec.address.platform, "channel": rec.address.channel},
                 )
                 return 0
             if given_up.failed(rec, exc, "a reply left in flight"):
                 if given_up.keep(rec, INTERRUPTED):
                     return 0
-                log.warning("too many replies wait for their platform already: an "
-                            "interrupted one is forgotten",
-                            extra={"platform": rec.address.platform,
-                                   "channel": rec.address.channel})
+                log.warning(
+                    "too many replies wait for their platform already: an "
+                    "interrupted one is forgotten",
+                    extra={"platform": rec.address.platform, "channel": rec.address.channel},
+                )
             await self.store.inflight_end(rec.id)
             return 0
         await self.store.inflight_end(rec.id)
@@ -122,16 +130,20 @@ class Recovery:
             # and through the channel a mark would land where nobody asked. (A
             # reset's record in the asker's own conversation is one too: it shows
             # nothing.)
-            log.info("not marking an interrupted reply only the process that had it could "
-                     "reach (a slash command's), or a record that shows nothing",
-                     extra={"platform": rec.address.platform, "channel": rec.address.channel})
+            log.info(
+                "not marking an interrupted reply only the process that had it could "
+                "reach (a slash command's), or a record that shows nothing",
+                extra={"platform": rec.address.platform, "channel": rec.address.channel},
+            )
             await self.store.inflight_end(rec.id)
             return False
         if rec.address.platform not in self.platforms:
             # Not configured now: kept for a while, for a later start.
             if time.time() - rec.started_at > UNMARKED_KEPT:
-                log.info("forgetting an interrupted reply on %s, which is no longer "
-                         "configured", rec.address.platform)
+                log.info(
+                    "forgetting an interrupted reply on %s, which is no longer configured",
+                    rec.address.platform,
+                )
                 await self.store.inflight_end(rec.id)
             return False
         return True
@@ -152,19 +164,26 @@ class Recovery:
                 given_up.forget(rec.id)
                 continue
             if not await still_ours(self.store, self.owner, rec):
-                log.info("not marking a reply given up on: another replica took it over",
-                         extra={"platform": platform, "channel": rec.address.channel})
+                log.info(
+                    "not marking a reply given up on: another replica took it over",
+                    extra={"platform": platform, "channel": rec.address.channel},
+                )
                 given_up.forget(rec.id)
                 continue
             if time.time() - rec.started_at > UNMARKED_KEPT:
-                log.info("forgetting a reply given up on that its platform failed to mark "
-                         "interrupted for a week",
-                         extra={"platform": platform, "channel": rec.address.channel})
+                log.info(
+                    "forgetting a reply given up on that its platform failed to mark "
+                    "interrupted for a week",
+                    extra={"platform": platform, "channel": rec.address.channel},
+                )
             else:
                 target = self.platforms[platform].target(rec.address)
                 try:
                     if not await show_interrupted(
-                        self.relay, target, rec, given_up.marks.get(rec.id, GIVEN_UP),
+                        self.relay,
+                        target,
+                        rec,
+                        given_up.marks.get(rec.id, GIVEN_UP),
                         wanted=partial(given_up.__contains__, rec.id),
                     ):
                         continue  # dropped while it waited for the platform's budget

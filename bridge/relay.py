@@ -92,9 +92,20 @@ class Relay:
         # and the turns a stateless API's history keeps of them read as the edits do,
         # within the longest question such an API is asked.
         most = config.limits.max_question_chars
-        self.edits = Edits(store, min([most, *(
-            api.max_message_chars or most for api in backends.values() if not api.stateful
-        )]), history=any(not api.stateful for api in backends.values()))
+        self.edits = Edits(
+            store,
+            min(
+                [
+                    most,
+                    *(
+                        api.max_message_chars or most
+                        for api in backends.values()
+                        if not api.stateful
+                    ),
+                ]
+            ),
+            history=any(not api.stateful for api in backends.values()),
+        )
         # A replica that has not beaten for three heartbeats has stopped: the leases
         # it did not renew and the records it did not mark are nobody's.
         self.stale_after = 3 * config.limits.heartbeat_interval
@@ -338,8 +349,7 @@ class Relay:
             try:
                 await self.store.inflight_end(rec_id)
             except BridgeError as exc:
-                log.error("could not close the record of reply %s (will retry): %s",
-                          rec_id, exc)
+                log.error("could not close the record of reply %s (will retry): %s", rec_id, exc)
             else:
                 self.unended.discard(rec_id)
 
@@ -364,10 +374,14 @@ class Relay:
         its reply marked interrupted again: the other replica marked it, and this one
         may have edited it after. One waiting its turn ends, as it does once the fence
         is down (the other told its asker). Returns how many it stopped."""
-        return self._cut([
-            job for job in self._jobs
-            if any(r.id in records for r in job.records) or any(k in leases for k in job.leased)
-        ], True)
+        return self._cut(
+            [
+                job
+                for job in self._jobs
+                if any(r.id in records for r in job.records) or any(k in leases for k in job.leased)
+            ],
+            True,
+        )
 
     def _cut(self, jobs: list[Job], taken_over: bool) -> int:
         cut = 0
@@ -438,8 +452,9 @@ class Relay:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     break
-                await asyncio.wait({*pending, hurry}, timeout=left,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {*pending, hurry}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
                 pending = {t for t in self._tasks if not t.done()}
         finally:
             hurry.cancel()

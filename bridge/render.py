@@ -99,13 +99,42 @@ class LiveReply:
 
     # Slots, not a dict per reply: a thousand replies may be live at once.
     __slots__ = (
-        "_budget", "_caught_up", "_closed", "_closing", "_dirty",
-        "_failures", "_final_failed", "_final_pieces", "_final_since", "_flusher", "_frozen",
-        "_frozen_end", "_has_text",
-        "_last_edit", "_may_read", "_on_failure", "_on_progress", "_parked", "_pending_since",
-        "_reopen", "_retries", "_shown", "_status", "_tail_of", "_version",
-        "edit_interval", "ending", "footnote", "gave_up", "gone", "limits", "message_ids", "stats",
-        "target", "text", "thinking_text",
+        "_budget",
+        "_caught_up",
+        "_closed",
+        "_closing",
+        "_dirty",
+        "_failures",
+        "_final_failed",
+        "_final_pieces",
+        "_final_since",
+        "_flusher",
+        "_frozen",
+        "_frozen_end",
+        "_has_text",
+        "_last_edit",
+        "_may_read",
+        "_on_failure",
+        "_on_progress",
+        "_parked",
+        "_pending_since",
+        "_reopen",
+        "_retries",
+        "_shown",
+        "_status",
+        "_tail_of",
+        "_version",
+        "edit_interval",
+        "ending",
+        "footnote",
+        "gave_up",
+        "gone",
+        "limits",
+        "message_ids",
+        "stats",
+        "target",
+        "text",
+        "thinking_text",
     )
 
     def __init__(
@@ -286,8 +315,11 @@ class LiveReply:
             self._frozen, self._frozen_end, self._reopen = [], 0, ""
         self.text = text
         self._version += 1
-        blocks = (source_blocks(sources, self.target.format_sources, self.limits.max_chars)
-                  if (sources and show_sources) else [""])
+        blocks = (
+            source_blocks(sources, self.target.format_sources, self.limits.max_chars)
+            if (sources and show_sources)
+            else [""]
+        )
         under = [block for block in blocks if block]
         if self.footnote:
             under.append(self._fmt(self.footnote))
@@ -295,8 +327,9 @@ class LiveReply:
         # Recorded now, not once the platform takes it: whatever marks this reply if
         # its end never shows (a stop, the next start) shows the answer whole.
         await self._progress()
-        await self._close(text, blocks[0], empty_note="_(no answer)_", more=blocks[1:],
-                          footnote=True)
+        await self._close(
+            text, blocks[0], empty_note="_(no answer)_", more=blocks[1:], footnote=True
+        )
 
     async def fail(self, notice: str) -> None:
         """Keep what was shown and add a short notice of what happened."""
@@ -305,7 +338,11 @@ class LiveReply:
         await self._close(self.text, note, empty_note="", footnote=_shows(self.text))
 
     async def _close(
-        self, text: str, tail: str, empty_note: str, more: Sequence[str] = (),
+        self,
+        text: str,
+        tail: str,
+        empty_note: str,
+        more: Sequence[str] = (),
         footnote: bool = False,
     ) -> None:
         """Show `text`, then `tail` under it; where `text` shows nothing once formatted

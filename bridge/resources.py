@@ -53,7 +53,9 @@ def warn_of_few_open_files(streams: int) -> None:
             "open files: the limit is %d, and %d answers streaming at once "
             "(limits.max_concurrent_streams) need about %d; raise it (`ulimit -n`, "
             "docker's --ulimit nofile=) or lower limits.max_concurrent_streams",
-            soft, streams, needed,
+            soft,
+            streams,
+            needed,
         )
 
 
@@ -85,7 +87,8 @@ class LoopExceptions:
             "listener: accept() failed %d time(s) (%s): the bridge is out of open files "
             "or memory; raise `ulimit -n` (docker's --ulimit nofile=) or lower "
             "limits.max_concurrent_streams",
-            self.failed, _errno_name(context.get("exception")),
+            self.failed,
+            _errno_name(context.get("exception")),
         )
         self.failed, self._warned_at = 0, now
 
@@ -93,8 +96,10 @@ class LoopExceptions:
 def _errno_name(exc: BaseException | None) -> str:
     """EMFILE, ENFILE...: an OSError's code by its name, else the error's kind."""
     code = getattr(exc, "errno", None)
-    return errno.errorcode.get(code, type(exc).__name__) if isinstance(code, int) else (
-        type(exc).__name__
+    return (
+        errno.errorcode.get(code, type(exc).__name__)
+        if isinstance(code, int)
+        else (type(exc).__name__)
     )
 
 

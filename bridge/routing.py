@@ -32,8 +32,10 @@ def conversation_key(route: RouteConfig, msg: Inbound, thread: str | None = None
     if msg.audience == "asker" and not msg.is_dm:  # a DM's audience is the asker already
         # Their own conversation where they ask: per thread (a question outside any
         # thread starts one) where the route keeps one a thread, else in the place.
-        parts = ("asker", msg.channel, root, msg.user) if scope == "thread" else (
-            "asker", place, msg.user
+        parts = (
+            ("asker", msg.channel, root, msg.user)
+            if scope == "thread"
+            else ("asker", place, msg.user)
         )
     elif scope == "thread":
         if msg.is_dm and not msg.thread:
@@ -161,8 +163,10 @@ def _may_meet(one: RouteConfig, other: RouteConfig) -> bool:
         # A Slack DM is in a D… channel: one only in DMs meets one listing none.
         for dm_only, listing in ((one, other), (other, one)):
             channels = listing.channels
-            if _dms(dm_only) and channels is not None and not any(
-                c.startswith("D") for c in channels
+            if (
+                _dms(dm_only)
+                and channels is not None
+                and not any(c.startswith("D") for c in channels)
             ):
                 return False
     for key in ("workspace", "channels"):
@@ -204,8 +208,11 @@ def coverage(
     dms = _dms(earlier)
     if dms is not None and dms != _dms(later):
         return None
-    if not all(_within(getattr(earlier, key), getattr(later, key)) for key in _ID_KEYS
-               if key != "workspace"):
+    if not all(
+        _within(getattr(earlier, key), getattr(later, key))
+        for key in _ID_KEYS
+        if key != "workspace"
+    ):
         return None
     where: list[str] = []
     if earlier.workspace is not None:

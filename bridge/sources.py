@@ -55,8 +55,9 @@ def source_blocks(
     passes the limit (a URL of thousands of characters) cannot be shown: it is left out."""
     shown = [source for source in sources if len(fmt([source])) <= limit]
     if len(shown) < len(sources):
-        log.info("left out %d source(s) whose link is longer than a message",
-                 len(sources) - len(shown))
+        log.info(
+            "left out %d source(s) whose link is longer than a message", len(sources) - len(shown)
+        )
     blocks: list[str] = []
     group: list[Source] = []
     for source in shown:

@@ -347,8 +347,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                   if k.lower() not in _NOT_SENT]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in request.headers.raw
+            if k.lower() not in _NOT_SENT
+        ]
         # httpx's default asks for gzip: see the module's docstring.
         headers.append(("Accept-Encoding", "identity"))
         proxy = self._proxy(request.url)
@@ -430,17 +433,19 @@ def check_tls_env(env: Mapping[str, str] | None = None) -> None:
     bundle = env.get("SSL_CERT_FILE", "")
     if bundle and not os.path.isfile(bundle):
         raise ConfigError(
-            "SSL_CERT_FILE", "names no file (give the path of a PEM bundle of the CAs to "
-            "trust: the public roots and your private CA)"
+            "SSL_CERT_FILE",
+            "names no file (give the path of a PEM bundle of the CAs to "
+            "trust: the public roots and your private CA)",
         )
     if bundle:
         try:  # one not PEM (a CA exported as DER) is passed by as silently
             ssl.create_default_context(cafile=bundle)
         except (ssl.SSLError, OSError):
             raise ConfigError(
-                "SSL_CERT_FILE", "holds no certificate this user can read as PEM (give a "
+                "SSL_CERT_FILE",
+                "holds no certificate this user can read as PEM (give a "
                 "PEM bundle of the CAs to trust: the public roots and your private CA; "
-                "`openssl x509 -inform der -in ca.der` turns a DER one into PEM)"
+                "`openssl x509 -inform der -in ca.der` turns a DER one into PEM)",
             ) from None
 
 

@@ -44,10 +44,15 @@ class Turns:
         while True:
             if self.fence.up:
                 await self.fence.passable()
-                if not any(r.id == job.record.id and r.owner == self.owner
-                           for r in await self.store.inflight_for_key(job.key)):
-                    log.info("not answering: another replica took the question over while "
-                             "this one could not reach the store", extra={"conversation": job.key})
+                if not any(
+                    r.id == job.record.id and r.owner == self.owner
+                    for r in await self.store.inflight_for_key(job.key)
+                ):
+                    log.info(
+                        "not answering: another replica took the question over while "
+                        "this one could not reach the store",
+                        extra={"conversation": job.key},
+                    )
                     return False
             await self.wait(job)
             await self.take_leases(job)
@@ -74,17 +79,21 @@ class Turns:
             # behind (a dead replica's reply would hold the conversation up) or ahead.
             stale = await self.store.now() - self.stale_after
             ahead = {
-                r.id for key in job.keys for r in await self.store.inflight_for_key(key)
-                if r.id not in own and r.heartbeat_at >= stale
-                and (r.started_at, r.id) < mine
+                r.id
+                for key in job.keys
+                for r in await self.store.inflight_for_key(key)
+                if r.id not in own and r.heartbeat_at >= stale and (r.started_at, r.id) < mine
             }
             if not ahead:
                 return
             # A job of ours still answering (one that is done only has its
             # record left to remove: polling waits for that, with its pause).
             local = next(
-                (j for j in self._jobs
-                 if not j.mine.done() and any(r.id in ahead for r in j.records)),
+                (
+                    j
+                    for j in self._jobs
+                    if not j.mine.done() and any(r.id in ahead for r in j.records)
+                ),
                 None,
             )
             if local is not None:

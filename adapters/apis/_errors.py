@@ -95,8 +95,7 @@ def status_error(
         # Not followed (a redirect could take the key to another host): the
         # admin sets the backend's url to where it leads.
         log.warning(
-            "HTTP %d from the chat API: its url redirects to %s; set the backend's url "
-            "to that",
+            "HTTP %d from the chat API: its url redirects to %s; set the backend's url to that",
             status,
             scrub(without_query(response, response.headers.get("location", "")), key) or "-",
             extra={"backend": backend},
@@ -114,13 +113,19 @@ def status_error(
         # No JSON of the API's: the deny page of a proxy, whose 403 to a host not on
         # its list was told as the API refusing the key.
         said = proxy_refused(str(response.request.url), status)
-        log.warning("HTTP 403 with no message of the chat API's, through the proxy: %s",
-                    said, extra={"backend": backend})
+        log.warning(
+            "HTTP 403 with no message of the chat API's, through the proxy: %s",
+            said,
+            extra={"backend": backend},
+        )
         return ProxyRefused(said, **kw)
     detail = scrub(error_text(body), key)
     coded = content_coding(response.headers.get_list("content-encoding"))
-    unread = (f" (its body came compressed, Content-Encoding: {coded}: not read)" if coded
-              else f" (its body is over {body_limit} bytes: not read)")
+    unread = (
+        f" (its body came compressed, Content-Encoding: {coded}: not read)"
+        if coded
+        else f" (its body is over {body_limit} bytes: not read)"
+    )
     said = f": {detail}" if detail else ("" if content is not None else unread)
     error = _status_kind(status, detail, response, kw)
     return _logged(error, f"HTTP {status} from the chat API{said}", backend)
@@ -147,8 +152,7 @@ def _status_kind(
         return TimedOut(**kw)
     if status >= 500:
         return Unavailable(
-            f"The assistant is unavailable right now (HTTP {status}); please try again "
-            "shortly.",
+            f"The assistant is unavailable right now (HTTP {status}); please try again shortly.",
             **kw,
         )
     if status in (404, 405):
@@ -187,7 +191,14 @@ def timed_out(
     }[which]
     log.warning(
         "backend %s %s within %g s: raise backends.%s.timeouts.%s (now %g)%s",
-        backend, what, wait, backend, key, setting, why, extra={"backend": backend},
+        backend,
+        what,
+        wait,
+        backend,
+        key,
+        setting,
+        why,
+        extra={"backend": backend},
     )
     if which == "first":
         # Not "try again": a model that thinks this long would be cut (and paid) again.
@@ -201,8 +212,9 @@ def timed_out(
             f"The assistant stopped answering within {wait:g} s; please try again.",
             backend=backend,
         )
-    return TimedOut(f"The assistant did not finish within {wait:g} s; please try again.",
-                    backend=backend)
+    return TimedOut(
+        f"The assistant did not finish within {wait:g} s; please try again.", backend=backend
+    )
 
 
 def transport_error(

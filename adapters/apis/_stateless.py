@@ -108,7 +108,8 @@ class StatelessDialect(HTTPDialect):
             "the bridge restarts, no question to this backend is sent more history than "
             "keeps it within that; if the model's context is small, lower the backend's "
             "history_chars (the history a question may bring: well under %d)",
-            chars, chars,
+            chars,
+            chars,
             extra={"backend": self.name},
         )
 

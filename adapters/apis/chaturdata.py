@@ -133,8 +133,9 @@ class ChatUrData(HTTPDialect):
                 raise
             # The thread is gone (deleted, or expired at the API): asking in it
             # would fail every time, so the question starts a new one, and says so.
-            log.warning("the stored thread was not found; starting a new one",
-                        extra={"backend": self.name})
+            log.warning(
+                "the stored thread was not found; starting a new one", extra={"backend": self.name}
+            )
             session, note = None, NEW_THREAD + "\n\n"
             posted = await self._request_json(
                 "POST", under(opts.url, "/newMessage"), json={"message": req.message}
@@ -179,7 +180,9 @@ class ChatUrData(HTTPDialect):
                     # A poll is a small read, not the model thinking: one that hangs
                     # (a connection lost without a word) is given up after `idle`.
                     data = await self._request_json(
-                        "GET", poll, params={"threadId": thread},
+                        "GET",
+                        poll,
+                        params={"threadId": thread},
                         within=opts.timeouts.idle,
                     )
             except (Unavailable, ProtocolError) as exc:
@@ -191,7 +194,9 @@ class ChatUrData(HTTPDialect):
                 said = exc.detail or type(exc).__name__
                 failed += 1
                 (log.warning if failed == 1 else log.debug)(
-                    "poll failed (%s)%s", said, "; polling on" if failed == 1 else "",
+                    "poll failed (%s)%s",
+                    said,
+                    "; polling on" if failed == 1 else "",
                     extra={"backend": self.name},
                 )
                 continue
@@ -202,7 +207,8 @@ class ChatUrData(HTTPDialect):
                 # polled: the answer is lost, not the bridge misconfigured.
                 raise CutOff(
                     "The assistant lost this conversation while answering; please ask again.",
-                    backend=self.name, status=404,
+                    backend=self.name,
+                    status=404,
                 ) from exc
             except RateLimited as exc:
                 # Polled too often: the question is asked and its run goes on, so
@@ -215,8 +221,9 @@ class ChatUrData(HTTPDialect):
             except TimeoutError:
                 continue  # the loop's deadline check reports it
             if failed:
-                log.info("polls answer again, after %d failed", failed,
-                         extra={"backend": self.name})
+                log.info(
+                    "polls answer again, after %d failed", failed, extra={"backend": self.name}
+                )
                 failed = 0
             status = _run_status(data)
             answer = _answer(data) if status in ("completed", None) else None
@@ -297,9 +304,7 @@ def _answer(data: Any) -> tuple[str, list[dict[str, Any]]] | None:
     if _newest_first(messages):
         messages.reverse()
     if any("role" in m for m in messages):
-        last_user = max(
-            (i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1
-        )
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
         replies = [m for m in messages[last_user + 1 :] if m.get("role") == "assistant"]
     else:
         replies = [m for m in messages[-1:] if _text(m)[0]]

@@ -12,4 +12,3 @@ def never_below_info(*names: str) -> None:
     level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
     for name in names:
         logging.getLogger(name).setLevel(level)
-

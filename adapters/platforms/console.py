@@ -232,8 +232,10 @@ class ConsolePlatform(Platform):
             # written (a full disk): the conversation is over.
             if (exc := self.screen.failed) is not None and not self.failed:
                 self.failed = True
-                log.error("the console's output could not be written: %s",
-                          exc.strerror or type(exc).__name__)
+                log.error(
+                    "the console's output could not be written: %s",
+                    exc.strerror or type(exc).__name__,
+                )
             self.finished.set()
         elif self._input_done and not self._outstanding:
             self.finished.set()

@@ -27,44 +27,92 @@ def parse_args(argv: list[str] | None) -> tuple[Params, argparse.Namespace]:
         "Slack and Discord; prints figures and PASS/FAIL lines, writes JSON.",
     )
     d = Params()
-    ap.add_argument("--quick", action="store_true",
-                    help="50 conversations, 60-token answers (under 30 s)")
-    ap.add_argument("--conversations", type=int, default=None,
-                    help=f"concurrent conversations, 1 to 2000 (default {d.conversations}; "
-                    "quick 50)")
-    ap.add_argument("--platform", choices=["slack", "discord", "both"], default=d.platform,
-                    help="where they are asked; both: half each (default %(default)s)")
-    ap.add_argument("--slack-workspaces", type=int, default=None,
-                    help="Slack workspaces (chat.update budget buckets); default one per "
-                    "Slack conversation")
-    ap.add_argument("--slack-channels", type=int, default=d.slack_channels,
-                    help="channels per Slack workspace (default %(default)s)")
-    ap.add_argument("--discord-channels", type=int, default=None,
-                    help="Discord channels (edit budget buckets); default one per Discord "
-                    "conversation")
-    ap.add_argument("--discord-guilds", type=int, default=None,
-                    help="Discord guilds; default 50 channels each")
-    ap.add_argument("--tokens", type=int, default=None,
-                    help=f"tokens per answer (default {d.tokens}; quick 60)")
-    ap.add_argument("--tps", type=float, default=d.tps,
-                    help="tokens per second of each answer (default %(default)s)")
-    ap.add_argument("--tokens-per-write", type=int, default=d.tokens_per_write,
-                    help="token events the API sends together in one write (default "
-                    "%(default)s: each token its own write)")
-    ap.add_argument("--ttft", type=float, default=None,
-                    help=f"the API's time to first token, s (default {d.ttft}; quick 0.3)")
-    ap.add_argument("--edit-interval", type=float, default=d.edit_interval,
-                    help="reply.edit_interval, s (default %(default)s)")
-    ap.add_argument("--ramp", type=float, default=None,
-                    help=f"questions are asked evenly over this many seconds "
-                    f"(default {d.ramp}; quick 1)")
-    ap.add_argument("--no-discord-global", action="store_true",
-                    help="do not enforce Discord's global limit (50 requests/s per bot)")
+    ap.add_argument(
+        "--quick", action="store_true", help="50 conversations, 60-token answers (under 30 s)"
+    )
+    ap.add_argument(
+        "--conversations",
+        type=int,
+        default=None,
+        help=f"concurrent conversations, 1 to 2000 (default {d.conversations}; quick 50)",
+    )
+    ap.add_argument(
+        "--platform",
+        choices=["slack", "discord", "both"],
+        default=d.platform,
+        help="where they are asked; both: half each (default %(default)s)",
+    )
+    ap.add_argument(
+        "--slack-workspaces",
+        type=int,
+        default=None,
+        help="Slack workspaces (chat.update budget buckets); default one per Slack conversation",
+    )
+    ap.add_argument(
+        "--slack-channels",
+        type=int,
+        default=d.slack_channels,
+        help="channels per Slack workspace (default %(default)s)",
+    )
+    ap.add_argument(
+        "--discord-channels",
+        type=int,
+        default=None,
+        help="Discord channels (edit budget buckets); default one per Discord conversation",
+    )
+    ap.add_argument(
+        "--discord-guilds", type=int, default=None, help="Discord guilds; default 50 channels each"
+    )
+    ap.add_argument(
+        "--tokens", type=int, default=None, help=f"tokens per answer (default {d.tokens}; quick 60)"
+    )
+    ap.add_argument(
+        "--tps",
+        type=float,
+        default=d.tps,
+        help="tokens per second of each answer (default %(default)s)",
+    )
+    ap.add_argument(
+        "--tokens-per-write",
+        type=int,
+        default=d.tokens_per_write,
+        help="token events the API sends together in one write (default "
+        "%(default)s: each token its own write)",
+    )
+    ap.add_argument(
+        "--ttft",
+        type=float,
+        default=None,
+        help=f"the API's time to first token, s (default {d.ttft}; quick 0.3)",
+    )
+    ap.add_argument(
+        "--edit-interval",
+        type=float,
+        default=d.edit_interval,
+        help="reply.edit_interval, s (default %(default)s)",
+    )
+    ap.add_argument(
+        "--ramp",
+        type=float,
+        default=None,
+        help=f"questions are asked evenly over this many seconds (default {d.ramp}; quick 1)",
+    )
+    ap.add_argument(
+        "--no-discord-global",
+        action="store_true",
+        help="do not enforce Discord's global limit (50 requests/s per bot)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "streams.json")
-    ap.add_argument("--raw", action="store_true",
-                    help="also write every conversation's timings (streams-raw.json)")
-    ap.add_argument("--profile", action="store_true",
-                    help="cProfile the bridge process (slower; writes streams.prof)")
+    ap.add_argument(
+        "--raw",
+        action="store_true",
+        help="also write every conversation's timings (streams-raw.json)",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the bridge process (slower; writes streams.prof)",
+    )
     args = ap.parse_args(argv)
     p = quick(Params()) if args.quick else Params()
     p.platform = args.platform
@@ -143,16 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     result = analyse(p, run)
     if profile is not None:
         result["profile_self_seconds_by_package"] = dict(profile_by_package(str(profile)))
-    result = {"machine": machine(), "parameters": p.as_dict(), **result,
-              "seconds": round(time.monotonic() - started, 1)}
+    result = {
+        "machine": machine(),
+        "parameters": p.as_dict(),
+        **result,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     print(describe(p))
     print(table(p, result))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}" + (f" and {profile}" if profile else ""))
     if profile is not None:
-        print("\nbridge process under cProfile (main thread; slower than unprofiled), "
-              "self seconds by package:")
+        print(
+            "\nbridge process under cProfile (main thread; slower than unprofiled), "
+            "self seconds by package:"
+        )
         for name, seconds in result["profile_self_seconds_by_package"].items():
             print(f"{seconds:9.2f}  {name}")
     return 0

@@ -272,8 +272,10 @@ def analyse(p: Params, run: dict[str, Any]) -> dict[str, Any]:
         if rate * p.edit_interval < per_bucket[(c["platform"], c["bucket"])]:
             return False
         overall = limits[c["platform"]]["global"]
-        return overall is None or overall[0] / overall[1] * p.edit_interval >= (
-            per_platform[c["platform"]])
+        return (
+            overall is None
+            or overall[0] / overall[1] * p.edit_interval >= (per_platform[c["platform"]])
+        )
 
     groups: dict[str, list[dict[str, Any]]] = {"all": convs}
     for name in ("slack", "discord"):
@@ -359,18 +361,26 @@ def _group(
         "conversations": len(convs),
         "completed": complete,
         "tokens": tokens,
-        "first_visible_ms": {"p50": _ms(percentile(overhead, 50)),
-                             "p99": _ms(percentile(overhead, 99))},
+        "first_visible_ms": {
+            "p50": _ms(percentile(overhead, 50)),
+            "p99": _ms(percentile(overhead, 99)),
+        },
         "conversations_never_shown": silent,
-        "first_visible_raw_ms": {"p50": _ms(percentile(first_raw, 50)),
-                                 "p99": _ms(percentile(first_raw, 99))},
+        "first_visible_raw_ms": {
+            "p50": _ms(percentile(first_raw, 50)),
+            "p99": _ms(percentile(first_raw, 99)),
+        },
         "api_ttft_ms": {"p50": _ms(percentile(api_ttft, 50))},
-        "token_to_visible_ms": {"p50": _ms(percentile(lat_all, 50)),
-                                "p99": _ms(percentile(lat_all, 99)),
-                                "max": _ms(max(lat_all) if lat_all else None)},
-        "token_to_visible_budget_allows_ms": {"p99": _ms(percentile(lat_ok, 99)),
-                                              "tokens": len(lat_ok),
-                                              "never_shown": unshown_ok},
+        "token_to_visible_ms": {
+            "p50": _ms(percentile(lat_all, 50)),
+            "p99": _ms(percentile(lat_all, 99)),
+            "max": _ms(max(lat_all) if lat_all else None),
+        },
+        "token_to_visible_budget_allows_ms": {
+            "p99": _ms(percentile(lat_ok, 99)),
+            "tokens": len(lat_ok),
+            "never_shown": unshown_ok,
+        },
         "tokens_never_shown": unshown,
         "edits": edits,
         "posts": sum(len(c["posts"]) for c in convs),
@@ -388,27 +398,49 @@ def targets(p: Params, f: dict[str, Any]) -> list[dict[str, Any]]:
     interval_ms = p.edit_interval * 1000
     rss_limit = 60 * 1024 + 30 * f["peak_live_streams"]
     rows = [
-        ("every answer completed", f"{f['conversations']}",
-         f"{f['completed']}", f["completed"] == f["conversations"]),
+        (
+            "every answer completed",
+            f"{f['conversations']}",
+            f"{f['completed']}",
+            f["completed"] == f["conversations"],
+        ),
         ("platform 429s", "0", f"{f['platform_429']}", f["platform_429"] == 0),
-        ("utilisation while text pending", ">= 90%", _pct(f["utilisation"]),
-         None if f["utilisation"] is None else f["utilisation"] >= 0.9),
-        ("token-to-visible p99 (budget allows 1 edit/interval)",
-         f"<= {interval_ms + 100:.0f} ms, every token shown",
-         "n/a" if budget_p99 is None else f"{budget_p99:.0f} ms"
-         + (f", {never:,} never shown" if never else ""),
-         None if budget_p99 is None else budget_p99 <= interval_ms + 100 and not never),
-        ("first visible p50 beyond API TTFT", "<= 50 ms, every answer shown",
-         _fmt_ms(first_p50) + (f", {silent:,} never shown" if silent else ""),
-         False if silent else None if first_p50 is None else first_p50 <= 50),
-        ("CPU per streamed token", "<= 20 us",
-         "n/a" if f["cpu_us_per_token"] is None else f"{f['cpu_us_per_token']:.1f} us",
-         None if f["cpu_us_per_token"] is None else f["cpu_us_per_token"] <= 20),
-        ("peak RSS", f"<= {rss_limit / 1024:.1f} MB (60 MB + 30 KB x {f['peak_live_streams']})",
-         f"{f['peak_rss_mb']:.1f} MB", f["peak_rss_mb"] * 1024 <= rss_limit),
+        (
+            "utilisation while text pending",
+            ">= 90%",
+            _pct(f["utilisation"]),
+            None if f["utilisation"] is None else f["utilisation"] >= 0.9,
+        ),
+        (
+            "token-to-visible p99 (budget allows 1 edit/interval)",
+            f"<= {interval_ms + 100:.0f} ms, every token shown",
+            "n/a"
+            if budget_p99 is None
+            else f"{budget_p99:.0f} ms" + (f", {never:,} never shown" if never else ""),
+            None if budget_p99 is None else budget_p99 <= interval_ms + 100 and not never,
+        ),
+        (
+            "first visible p50 beyond API TTFT",
+            "<= 50 ms, every answer shown",
+            _fmt_ms(first_p50) + (f", {silent:,} never shown" if silent else ""),
+            False if silent else None if first_p50 is None else first_p50 <= 50,
+        ),
+        (
+            "CPU per streamed token",
+            "<= 20 us",
+            "n/a" if f["cpu_us_per_token"] is None else f"{f['cpu_us_per_token']:.1f} us",
+            None if f["cpu_us_per_token"] is None else f["cpu_us_per_token"] <= 20,
+        ),
+        (
+            "peak RSS",
+            f"<= {rss_limit / 1024:.1f} MB (60 MB + 30 KB x {f['peak_live_streams']})",
+            f"{f['peak_rss_mb']:.1f} MB",
+            f["peak_rss_mb"] * 1024 <= rss_limit,
+        ),
     ]
-    return [{"target": name, "wanted": want, "got": got, "pass": ok}
-            for name, want, got, ok in rows]
+    return [
+        {"target": name, "wanted": want, "got": got, "pass": ok} for name, want, got, ok in rows
+    ]
 
 
 _SOURCES = {"VmHWM": "high-water mark", "samples": "0.1 s samples"}
@@ -442,8 +474,10 @@ def table(p: Params, result: dict[str, Any]) -> str:
     row("answers that showed nothing", lambda g: f"{g['conversations_never_shown']:,}")
     row("tokens never shown", lambda g: f"{g['tokens_never_shown']:,}")
     row("edits / posts", lambda g: f"{g['edits']:,} / {g['posts']:,}")
-    row("edits with new text / allowed", lambda g: f"{g['edits_showing_new_text']:,} / "
-        f"{g['edits_allowed']:,}")
+    row(
+        "edits with new text / allowed",
+        lambda g: f"{g['edits_showing_new_text']:,} / {g['edits_allowed']:,}",
+    )
     row("utilisation", lambda g: _pct(g["utilisation"]))
     width = max(len(label) for label, _ in rows) + 2
     lines = [f"{'':<{width}}" + "".join(f"{c:>16}" for c in cols)]

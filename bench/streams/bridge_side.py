@@ -240,8 +240,11 @@ async def _measure(
     names = _thread_names()
     by_thread: dict[str, float] = {}
     for tid, used in thread_cpu().items():
-        name = "main (event loop)" if tid == threading.main_thread().native_id else (
-            _kind(names.get(tid, "ended")))
+        name = (
+            "main (event loop)"
+            if tid == threading.main_thread().native_id
+            else (_kind(names.get(tid, "ended")))
+        )
         by_thread[name] = round(by_thread.get(name, 0.0) + used - threads0.get(tid, 0.0), 3)
     if profiler is not None:
         profiler.disable()

@@ -79,9 +79,15 @@ class Conv:
 
     def record(self) -> dict[str, Any]:
         return {
-            "platform": self.platform, "bucket": self.bucket, "asked": self.asked,
-            "requested": self.requested, "sent": self.sent, "done": self.done,
-            "reveals": self.reveals, "edits": self.edits, "posts": self.posts,
+            "platform": self.platform,
+            "bucket": self.bucket,
+            "asked": self.asked,
+            "requested": self.requested,
+            "sent": self.sent,
+            "done": self.done,
+            "reveals": self.reveals,
+            "edits": self.edits,
+            "posts": self.posts,
         }
 
 
@@ -103,20 +109,30 @@ class World:
 
     async def start(self) -> dict[str, Any]:
         await self.chat.start()
-        info: dict[str, Any] = {"chat_url": self.chat.endpoint("chatmount"),
-                                "chat_key": self.chat.api_key}
+        info: dict[str, Any] = {
+            "chat_url": self.chat.endpoint("chatmount"),
+            "chat_key": self.chat.api_key,
+        }
         layout = self.p.layout()
         if self.slack is not None:
             await self.slack.start()
-            info.update(slack_url=self.slack.url, slack_bot_token=self.slack.bot_token,
-                        slack_app_token=self.slack.app_token)
+            info.update(
+                slack_url=self.slack.url,
+                slack_bot_token=self.slack.bot_token,
+                slack_app_token=self.slack.app_token,
+            )
         if self.discord is not None:
             await self.discord.start()
-            info.update(discord_api=self.discord.api_url, discord_gateway=self.discord.gateway_url,
-                        discord_token=self.discord.token)
+            info.update(
+                discord_api=self.discord.api_url,
+                discord_gateway=self.discord.gateway_url,
+                discord_token=self.discord.token,
+            )
             guilds = [self.discord.add_guild(f"guild {g}") for g in range(self.p.guilds)]
-            channels = [self.discord.add_channel(guilds[c % len(guilds)], f"ask-{c}")
-                        for c in range(self.p.channels)]
+            channels = [
+                self.discord.add_channel(guilds[c % len(guilds)], f"ask-{c}")
+                for c in range(self.p.channels)
+            ]
         for i, (platform, ws, ch) in enumerate(layout):
             if platform == "slack":
                 team = f"T{ws:06d}"
@@ -250,22 +266,31 @@ class World:
         return {
             "finished": finished,
             "conversations": [c.record() for c in self.convs],
-            "platform_429": {"slack": slack_429, "discord": discord_429,
-                             "discord_global": discord_global_429},
+            "platform_429": {
+                "slack": slack_429,
+                "discord": discord_429,
+                "discord_global": discord_global_429,
+            },
             "rejected": rejected,
             "platform_requests": dict(requests.most_common()),
             "chat_disconnects": self.chat.disconnects,
             "world_cpu_seconds": cpu - self.cpu_at_go,
             "world_lag": self.lag,
             "limits": {
-                "slack": {"edit": SLACK_UPDATE, "post": SLACK_POST, "global": None,
-                          "first_reveal_is_post": False},
-                "discord": {"edit": DISCORD_EDIT, "post": DISCORD_POST,
-                            # The bridge's own bot-wide budget, not Discord's: what it may
-                            # spend, enforced or not by the fake.
-                            "global": (DISCORD_BOT_BUDGET[0],
-                                       DISCORD_BOT_BUDGET[1] + BUDGET_MARGIN),
-                            "first_reveal_is_post": True},
+                "slack": {
+                    "edit": SLACK_UPDATE,
+                    "post": SLACK_POST,
+                    "global": None,
+                    "first_reveal_is_post": False,
+                },
+                "discord": {
+                    "edit": DISCORD_EDIT,
+                    "post": DISCORD_POST,
+                    # The bridge's own bot-wide budget, not Discord's: what it may
+                    # spend, enforced or not by the fake.
+                    "global": (DISCORD_BOT_BUDGET[0], DISCORD_BOT_BUDGET[1] + BUDGET_MARGIN),
+                    "first_reveal_is_post": True,
+                },
             },
         }
 
@@ -313,8 +338,12 @@ class BenchChatAPI(FakeChatAPI):
         return Script(tokens=writes, first_delay=p.ttft, token_delay=n / p.tps)
 
     async def _stream(  # type: ignore[override]
-        self, request: web.Request, script: Script, content_type: str,
-        token: Callable[[str], bytes], **kw: Any,
+        self,
+        request: web.Request,
+        script: Script,
+        content_type: str,
+        token: Callable[[str], bytes],
+        **kw: Any,
     ) -> web.StreamResponse:
         conv = self._conv()
         if conv is None:

@@ -259,9 +259,7 @@ class Store(ABC):
         a record of the same id is replaced whole, whoever owned it."""
 
     @abstractmethod
-    async def inflight_update_many(
-        self, rows: Sequence[InFlightProgress], owner: str
-    ) -> set[str]:
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress], owner: str) -> set[str]:
         """Record several replies' progress at once: (id, message ids, text, now) each,
         of those `owner` still holds (on a shared store, another replica may have taken
         one over, or ended it). Returns the ids of those it recorded."""

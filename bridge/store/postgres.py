@@ -184,8 +184,12 @@ class PostgresStore(Store):
                 # Another process may have applied it while we waited for the lock.
                 if migration.version in await _versions(conn):
                     continue
-                log.info("applying schema migration %d to %s: %s", migration.version,
-                         where, migration.description)
+                log.info(
+                    "applying schema migration %d to %s: %s",
+                    migration.version,
+                    where,
+                    migration.description,
+                )
                 for statement in migration.postgres:
                     await conn.execute(statement, timeout=MIGRATION_TIMEOUT)
                 await conn.execute(
@@ -257,9 +261,11 @@ class PostgresStore(Store):
         async with self._conn("counting conversations by backend") as conn:
             names = [row[0] for row in await conn.fetch(BACKEND_NAMES)]
             return {
-                name: int(await conn.fetchval(
-                    "SELECT count(*) FROM conversations WHERE backend = $1", name
-                ))
+                name: int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM conversations WHERE backend = $1", name
+                    )
+                )
                 for name in sorted(set(names) - set(configured))
             }
 
@@ -325,7 +331,8 @@ class PostgresStore(Store):
         async with self._conn("keeping an edited question") as conn:
             status = await conn.execute(
                 "UPDATE history SET content = $1 WHERE question = $2 AND role = 'user'",
-                text, question,
+                text,
+                question,
             )
         return _count(status)
 
@@ -396,9 +403,7 @@ class PostgresStore(Store):
                 self._since(rec.heartbeat_at or rec.started_at),
             )
 
-    async def inflight_update_many(
-        self, rows: Sequence[InFlightProgress], owner: str
-    ) -> set[str]:
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress], owner: str) -> set[str]:
         if not rows:
             return set()
         latest = {rec_id: (ids, text, now) for rec_id, ids, text, now in rows}

@@ -56,9 +56,7 @@ def describe_url(url: str) -> str:
         return "postgresql://(unparsable URL)"
 
 
-def server_error(
-    exc: BaseException, what: str, where: str, url: str, pool_max: int
-) -> StoreError:
+def server_error(exc: BaseException, what: str, where: str, url: str, pool_max: int) -> StoreError:
     """A StoreError that says what went wrong with PostgreSQL at `where` (`describe_url`
     of `url`) while `what`, and what to do; never the password. `pool_max` is the
     pool's size."""
@@ -68,9 +66,7 @@ def server_error(
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return StoreError(f"{where}: the database does not exist; create it first")
     if isinstance(exc, asyncpg.InvalidSchemaNameError):
-        schema = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get(
-            "search_path", [""]
-        )[0]
+        schema = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("search_path", [""])[0]
         named = f" {schema!r}" if schema else ""
         return StoreError(
             f"{where}: the schema{named} (search_path in `store:`) does not exist; "

@@ -210,8 +210,9 @@ class SQLiteStore(SQLiteConnection):
         # pages first, for the checkpoint to shrink it at once; where it cannot (a full
         # disk: it writes), the log is emptied all the same, and gives its space back.
         unvacuumed: sqlite3.Error | None = None
-        async with self._write("emptying the write-ahead log",
-                               transaction=False, one_trip=False) as db:
+        async with self._write(
+            "emptying the write-ahead log", transaction=False, one_trip=False
+        ) as db:
             try:
                 await give_space_back(db)
             except sqlite3.Error as exc:
@@ -222,9 +223,7 @@ class SQLiteStore(SQLiteConnection):
             raise self._error(unvacuumed, "giving free pages back")
 
     async def prune_conversations(self, older_than: float, limit: int) -> int:
-        oldest = (
-            "SELECT key FROM conversations WHERE last_used < ? ORDER BY last_used LIMIT ?"
-        )
+        oldest = "SELECT key FROM conversations WHERE last_used < ? ORDER BY last_used LIMIT ?"
         async with self._write("forgetting old conversations") as db:
             await db.execute(f"DELETE FROM history WHERE key IN ({oldest})", (older_than, limit))
             cursor = await db.execute(
@@ -256,9 +255,7 @@ class SQLiteStore(SQLiteConnection):
                 ),
             )
 
-    async def inflight_update_many(
-        self, rows: Sequence[InFlightProgress], owner: str
-    ) -> set[str]:
+    async def inflight_update_many(self, rows: Sequence[InFlightProgress], owner: str) -> set[str]:
         # One process holds the file (`hold`): nobody else takes its replies over.
         if not rows:
             return set()
@@ -320,8 +317,7 @@ class SQLiteStore(SQLiteConnection):
         beat = max(self._clock(), math.nextafter(expected_heartbeat, math.inf))
         async with self._write("claiming an interrupted reply", transaction=False) as db:
             cursor = await db.execute(
-                "UPDATE inflight SET owner = ?, heartbeat_at = ?"
-                " WHERE id = ? AND heartbeat_at = ?",
+                "UPDATE inflight SET owner = ?, heartbeat_at = ? WHERE id = ? AND heartbeat_at = ?",
                 (owner, beat, rec_id, expected_heartbeat),
             )
             return cursor.rowcount == 1

@@ -97,8 +97,13 @@ async def hold_lock_file(path: str) -> int:
             except BlockingIOError:
                 pass
             except OSError as exc:  # a file system without locks (some network ones)
-                log.warning("cannot lock %s (%s): make sure only one chat-bridge uses "
-                            "the SQLite database %s", where, exc.strerror, path)
+                log.warning(
+                    "cannot lock %s (%s): make sure only one chat-bridge uses "
+                    "the SQLite database %s",
+                    where,
+                    exc.strerror,
+                    path,
+                )
                 break
             if time.monotonic() - told_at >= HOLD_TELL_EVERY:
                 told_at = time.monotonic()
@@ -107,7 +112,8 @@ async def hold_lock_file(path: str) -> int:
                     "waiting: another chat-bridge (pid %s) uses the SQLite database "
                     "%s; a SQLite store is for one process (stop the other, or use "
                     "a postgresql:// store for several replicas)",
-                    other or "?", path,
+                    other or "?",
+                    path,
                 )
             await asyncio.sleep(HOLD_POLL)
         os.ftruncate(held, 0)
@@ -189,7 +195,10 @@ async def tell_of_free_space(db: aiosqlite.Connection, path: str) -> None:
         "bridge stopped, `sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'` gives "
         "them back and has the file give back what is deleted from then on (it rewrites "
         "the file, in seconds a gigabyte, and needs free disk about twice the %s MB kept)",
-        path, f"{free * size // 10**6:,}", 100 * free // pages, shlex.quote(path),
+        path,
+        f"{free * size // 10**6:,}",
+        100 * free // pages,
+        shlex.quote(path),
         f"{(pages - free) * size // 10**6:,}",
     )
 
@@ -309,8 +318,9 @@ class SQLiteErrors:
 
     def not_text(self, what: str) -> StoreError:
         # A string SQLite cannot take (half of a UTF-16 pair): not the store's fault.
-        return StoreError(f"the SQLite store {self.path} was given text that is not Unicode "
-                          f"({what})")
+        return StoreError(
+            f"the SQLite store {self.path} was given text that is not Unicode ({what})"
+        )
 
 
 class FileWatch:
@@ -365,7 +375,8 @@ class Checkpoints:
                 "the write-ahead log of %s could not be emptied %d times in a row: another "
                 "process keeps a read open on the file (a backup tool, a sqlite3 shell in "
                 "a transaction?); it grows, and what was deleted stays in it, until then",
-                self.path, CHECKPOINT_BUSY_WARNED,
+                self.path,
+                CHECKPOINT_BUSY_WARNED,
             )
 
 

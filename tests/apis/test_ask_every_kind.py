@@ -38,9 +38,20 @@ async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, k
         "routes: [{platform: any, backend: b}]\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config), "--backend", "b",
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "ask",
+        "-c",
+        str(config),
+        "--backend",
+        "b",
         "What is the answer?",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
         # The key ends in a line break, as a secret file or a YAML block leaves it.
         env={"KEY": fake_chat_api.api_key + "\n", "PATH": "/usr/bin:/bin"},
     )
@@ -68,9 +79,20 @@ async def test_ask_whose_reader_went_away_stops_without_a_traceback(
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the answer comes
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
-        "--backend", "b", "Why?",
-        stdout=write_end, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "ask",
+        "-c",
+        str(config),
+        "--backend",
+        "b",
+        "Why?",
+        stdout=write_end,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
     os.close(write_end)
@@ -87,7 +109,12 @@ async def test_ask_writes_no_control_characters_of_the_answer(
     # title, OSC 52 wrote the clipboard, a CR wrote over the line.
     fake_chat_api.enqueue(
         tokens=[
-            "Hours: 9-5.", "\x1b[8m(hidden)\x1b[0m", "\x1b", "]0;pwned\x07", "\r", "\u009b2J\tok"
+            "Hours: 9-5.",
+            "\x1b[8m(hidden)\x1b[0m",
+            "\x1b",
+            "]0;pwned\x07",
+            "\r",
+            "\u009b2J\tok",
         ],
         sources=[("https://a.example/", "A\x1b]52;c;cm0gLXJmIH4K\x07")],
     )
@@ -98,9 +125,20 @@ async def test_ask_writes_no_control_characters_of_the_answer(
         "routes: [{platform: any, backend: b}]\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "ask", "-c", str(config),
-        "--backend", "b", "Hours?",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "ask",
+        "-c",
+        str(config),
+        "--backend",
+        "b",
+        "Hours?",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)

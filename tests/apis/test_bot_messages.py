@@ -56,9 +56,9 @@ async def test_multi_turn_sends_the_history(fake_chat_api, http):
     await collect(api, ChatRequest(message="Next?", history=HISTORY, user_id="slack:T1:U1"))
     body = fake_chat_api.requests[0].json
     assert body["bot_uid"] == "edf826b8-1b75" and "bot_slug" not in body
-    assert body["messages"] == [
-        {"role": t.role, "content": t.content} for t in HISTORY
-    ] + [{"role": "user", "content": "Next?"}]
+    assert body["messages"] == [{"role": t.role, "content": t.content} for t in HISTORY] + [
+        {"role": "user", "content": "Next?"}
+    ]
 
 
 async def test_history_is_bounded_in_turns(fake_chat_api, http):
@@ -75,10 +75,15 @@ async def test_history_is_bounded_in_turns(fake_chat_api, http):
 async def test_history_is_bounded_in_characters_whole_turns_at_a_time(fake_chat_api, http):
     # A few long answers filled a small model's context: every later question of
     # the conversation was refused until someone thought of `reset`.
-    long = [Turn("user", "q1"), Turn("assistant", "a" * 30_000),
-            Turn("user", "q2"), Turn("assistant", "b" * 5_000)]
-    await collect(make("bot-messages", fake_chat_api, http), ChatRequest(message="q3",
-                                                                        history=long))
+    long = [
+        Turn("user", "q1"),
+        Turn("assistant", "a" * 30_000),
+        Turn("user", "q2"),
+        Turn("assistant", "b" * 5_000),
+    ]
+    await collect(
+        make("bot-messages", fake_chat_api, http), ChatRequest(message="q3", history=long)
+    )
     sent = [m["content"] for m in fake_chat_api.requests[0].json["messages"]]
     assert sent == ["q2", "b" * 5_000, "q3"]  # within the default 24,000 characters
 

@@ -111,9 +111,7 @@ async def test_session_is_reused_across_turns(fake_chat_api, http):
     session = api.new_session()
     assert re.fullmatch(r"cb-[0-9a-f]{32}", session)
     first = await collect(api, ChatRequest(message="What do you offer?", session=session))
-    second = await collect(
-        api, ChatRequest(message="Tell me more", session=done_of(first).session)
-    )
+    second = await collect(api, ChatRequest(message="Tell me more", session=done_of(first).session))
     assert done_of(second).session == session
     assert [r.json["session_id"] for r in fake_chat_api.requests] == [session, session]
     assert api.new_session() != session
@@ -305,13 +303,22 @@ async def test_unreachable_server_is_unavailable(http):
 @pytest.mark.parametrize(
     ("case", "told", "logged"),
     [
-        ("dns", "is misconfigured (its address could not be reached). Tell an admin.",
-         "the host name chat.exmaple-typo.invalid does not resolve (check the backend's url)"),
-        ("tls", "is misconfigured (its address could not be reached). Tell an admin.",
-         "the TLS handshake with {where} failed (check the url's scheme and port, "
-         "or the certificate: "),
-        ("refused", "could not be reached; please try again shortly.",
-         "connection refused at {where}"),
+        (
+            "dns",
+            "is misconfigured (its address could not be reached). Tell an admin.",
+            "the host name chat.exmaple-typo.invalid does not resolve (check the backend's url)",
+        ),
+        (
+            "tls",
+            "is misconfigured (its address could not be reached). Tell an admin.",
+            "the TLS handshake with {where} failed (check the url's scheme and port, "
+            "or the certificate: ",
+        ),
+        (
+            "refused",
+            "could not be reached; please try again shortly.",
+            "connection refused at {where}",
+        ),
     ],
     ids=["dns", "tls", "refused"],
 )
@@ -387,8 +394,10 @@ async def test_stream_without_done_is_cut_off(fake_chat_api, http):
 
 @pytest.mark.parametrize(
     ("body", "content_type"),
-    [({"message": "Our hours are 9 to 5.", "usage": {"credits_used": 1}}, "application/json"),
-     ("Hi there", "text/plain")],
+    [
+        ({"message": "Our hours are 9 to 5.", "usage": {"credits_used": 1}}, "application/json"),
+        ("Hi there", "text/plain"),
+    ],
     ids=["json", "text"],
 )
 async def test_a_200_answer_that_is_no_stream_says_the_url_is_wrong(
@@ -572,9 +581,11 @@ def test_an_apis_reason_with_internals_in_it_is_kept_for_the_log(said: str) -> N
 
 def test_an_apis_reason_keeps_its_sentence_without_its_links() -> None:
     # Many reasons end with a link to the API's docs: the sentence is what helps.
-    said = ("The response was filtered due to the prompt triggering content management "
-            "policy. Please modify your prompt and retry. To learn more: "
-            "https://go.microsoft.com/fwlink/?linkid=2198766")
+    said = (
+        "The response was filtered due to the prompt triggering content management "
+        "policy. Please modify your prompt and retry. To learn more: "
+        "https://go.microsoft.com/fwlink/?linkid=2198766"
+    )
     refused = BadRequest(api_said=said)
     assert refused.user_message.startswith(
         "The assistant could not take that question: The response was filtered"

@@ -56,9 +56,7 @@ async def test_new_thread_polls_until_completed(fake_chat_api, http):
     assert all(p.method == "GET" and p.query == {"threadId": done.session} for p in polls)
 
 
-async def test_second_message_reuses_the_thread_and_reads_only_the_new_answer(
-    fake_chat_api, http
-):
+async def test_second_message_reuses_the_thread_and_reads_only_the_new_answer(fake_chat_api, http):
     fake_chat_api.enqueue(final="First answer.")
     fake_chat_api.enqueue(final="Second answer.", polls=2)
     api = make("chaturdata", fake_chat_api, http)
@@ -110,9 +108,12 @@ async def test_a_lost_thread_is_told_when_the_new_ones_first_run_gives_no_answer
     thread = done_of(await collect(api, ChatRequest(message="one"))).session
     del fake_chat_api.threads[thread]
     if first_run == "thread gone":
+
         def polled_the_new_thread() -> bool:
-            return any(r.path.endswith("/getThread") and r.query["threadId"] != thread
-                       for r in fake_chat_api.requests)
+            return any(
+                r.path.endswith("/getThread") and r.query["threadId"] != thread
+                for r in fake_chat_api.requests
+            )
 
         async def forget_the_new_thread() -> None:
             while not polled_the_new_thread():
@@ -125,16 +126,16 @@ async def test_a_lost_thread_is_told_when_the_new_ones_first_run_gives_no_answer
         await forgetting
     assert isinstance(seen[0], Session) and seen[0].session != thread  # kept
     assert exc.user_message.startswith(f"{LOST_THREAD} The assistant ")
-    told = {"failed": "reported an error: Vector store unavailable.",
-            "timed out": "did not finish within 1.5 s",
-            "thread gone": "lost this conversation while answering"}[first_run]
+    told = {
+        "failed": "reported an error: Vector store unavailable.",
+        "timed out": "did not finish within 1.5 s",
+        "thread gone": "lost this conversation while answering",
+    }[first_run]
     assert told in exc.user_message
     assert LOST_THREAD not in str(exc)  # the log says what failed, as before
 
 
-async def test_a_failure_in_a_thread_that_was_there_says_nothing_of_a_lost_one(
-    fake_chat_api, http
-):
+async def test_a_failure_in_a_thread_that_was_there_says_nothing_of_a_lost_one(fake_chat_api, http):
     fake_chat_api.enqueue(final="First answer.")
     fake_chat_api.enqueue(run_status="failed", error="Vector store unavailable")
     api = make("chaturdata", fake_chat_api, http)
@@ -207,8 +208,12 @@ async def test_a_probe_waits_for_the_run_as_long_as_an_answer_may_take(fake_chat
     # Its answer comes whole when the run ends, up to `total` after the question: a
     # probe bounded as a stream's (connect + first_byte + idle) would fail a slow one.
     fake_chat_api.enqueue(final="Pong.", polls=60)
-    api = make("chaturdata", fake_chat_api, http,
-               timeouts={"connect": 0.2, "first_byte": 0.4, "idle": 0.2, "total": 30})
+    api = make(
+        "chaturdata",
+        fake_chat_api,
+        http,
+        timeouts={"connect": 0.2, "first_byte": 0.4, "idle": 0.2, "total": 30},
+    )
     assert api.probe_timeout == 30
     async with asyncio.timeout(10):
         await api.probe()
@@ -222,26 +227,33 @@ async def test_a_hanging_poll_is_bounded_by_the_overall_timeout(fake_chat_api, h
     assert isinstance(exc, TimedOut)
     await fake_chat_api.wait_disconnects(1)
     # Told once, by the setting that decided it (it was also "poll failed (TimedOut)").
-    warned = [r.getMessage() for r in caplog.records
-              if r.name == "adapters.apis" and r.levelno == logging.WARNING]
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "adapters.apis" and r.levelno == logging.WARNING
+    ]
     assert len(warned) == 1 and "timeouts.total" in warned[0], warned
 
 
-async def test_a_poll_that_hangs_is_given_up_and_the_next_one_answers(
-    fake_chat_api, http, caplog
-):
+async def test_a_poll_that_hangs_is_given_up_and_the_next_one_answers(fake_chat_api, http, caplog):
     # A poll is a small read: one that hangs (a connection lost without a word) once
     # waited for the whole answer's time, and the answer was lost with it.
     fake_chat_api.enqueue(final="Still here.", polls=3, hang_after=1)
     api = make(
-        "chaturdata", fake_chat_api, http, poll_interval=1,
+        "chaturdata",
+        fake_chat_api,
+        http,
+        poll_interval=1,
         timeouts={"connect": 0.1, "idle": 0.2, "total": 30},
     )
     events = await collect(api, ChatRequest(message="q"))
     assert done_of(events).text == "Still here."
     await fake_chat_api.wait_disconnects(1)
-    warned = [r.getMessage() for r in caplog.records
-              if r.name == "adapters.apis" and r.levelno == logging.WARNING]
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "adapters.apis" and r.levelno == logging.WARNING
+    ]
     assert warned == ["poll failed (no answer within 0.3 s); polling on"]
 
 
@@ -259,8 +271,11 @@ async def test_a_failed_poll_is_one_warning_naming_what_failed(fake_chat_api, ht
     api = make("chaturdata", fake_chat_api, http)
     events = await collect(api, ChatRequest(message="q"))
     assert done_of(events).text == "Still fine."
-    warned = [r.getMessage() for r in caplog.records
-              if r.name == "adapters.apis" and r.levelno == logging.WARNING]
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "adapters.apis" and r.levelno == logging.WARNING
+    ]
     assert warned == ["poll failed (HTTP 502 from the chat API: upstream busy); polling on"]
 
 
@@ -269,8 +284,9 @@ async def test_polls_failing_in_a_row_are_one_warning_and_their_end_one_line(
 ):
     # A WARNING every poll_interval for each answer polled through an outage.
     caplog.set_level(logging.DEBUG)
-    fake_chat_api.enqueue(final="Back.", polls=2, failed_after=1, failed_polls=3,
-                          error="upstream busy")
+    fake_chat_api.enqueue(
+        final="Back.", polls=2, failed_after=1, failed_polls=3, error="upstream busy"
+    )
     api = make("chaturdata", fake_chat_api, http, poll_interval=1)
     events = await collect(api, ChatRequest(message="q"))
     assert done_of(events).text == "Back."
@@ -360,8 +376,13 @@ async def test_polling_after_a_retried_post_keeps_to_the_answers_total(
     monkeypatch.setattr("adapters.apis._http.random.uniform", lambda low, high: high)
     fake_chat_api.enqueue(status=503)
     fake_chat_api.enqueue(final="Too late.", polls=30)
-    api = make("chaturdata", fake_chat_api, http, timeouts={"total": 1.0},
-               retries={"attempts": 3, "backoff": 0.6, "max_backoff": 0.6})
+    api = make(
+        "chaturdata",
+        fake_chat_api,
+        http,
+        timeouts={"total": 1.0},
+        retries={"attempts": 3, "backoff": 0.6, "max_backoff": 0.6},
+    )
     api.options = api.options.model_copy(update={"poll_interval": 0.05})
     _, exc = await collect_until_error(api, ChatRequest(message="Anything?"))
     assert isinstance(exc, TimedOut) and "did not finish" in exc.user_message

@@ -86,10 +86,16 @@ def _required(kind: str) -> dict:
             "backends.x.url",
             "not a valid URL (check its host and port)",
         ),
-        ({"kind": "chatmount", "api_key": "k", "url": "https:///v1/chat"}, "backends.x.url",
-         "not a valid URL"),
-        ({"kind": "chatmount", "api_key": "k", "url": "https://[::1/v1"}, "backends.x.url",
-         "not a valid URL"),
+        (
+            {"kind": "chatmount", "api_key": "k", "url": "https:///v1/chat"},
+            "backends.x.url",
+            "not a valid URL",
+        ),
+        (
+            {"kind": "chatmount", "api_key": "k", "url": "https://[::1/v1"},
+            "backends.x.url",
+            "not a valid URL",
+        ),
     ],
 )
 def test_config_errors_name_the_key(block, path, problem):

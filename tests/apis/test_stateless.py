@@ -35,8 +35,13 @@ def history_sent(request) -> list[str]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("kind", "status"),
-    [("openai", 400), ("openai", 413), ("openai", 422), ("bot-messages", 400),
-     ("bot-messages", 413)],
+    [
+        ("openai", 400),
+        ("openai", 413),
+        ("openai", 422),
+        ("bot-messages", 400),
+        ("bot-messages", 413),
+    ],
 )
 async def test_refused_as_too_large_it_is_asked_again_with_half_the_history(
     fake_chat_api, http, kind, status
@@ -73,8 +78,13 @@ async def test_a_bot_messages_validation_error_is_not_taken_for_too_much_history
 ):
     # Its API's 422 is FastAPI's validation error: the question was asked again with
     # half the history, and the asker told the conversation may be too long for it.
-    detail = [{"loc": ["body", "stream"], "msg": "none is not an allowed value",
-               "type": "type_error.none.not_allowed"}]
+    detail = [
+        {
+            "loc": ["body", "stream"],
+            "msg": "none is not an allowed value",
+            "type": "type_error.none.not_allowed",
+        }
+    ]
     fake_chat_api.enqueue(status=422, body={"detail": detail})
     api = make("bot-messages", fake_chat_api, http)
     _, exc = await collect_until_error(api, ask(api, "Next?", history=HISTORY))

@@ -110,7 +110,8 @@ async def test_slow_stream_hits_the_idle_timeout(dialect, caplog):
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
         f"backend {api.name} sent nothing more within 0.3 s: raise backends.{api.name}."
-        "timeouts.idle (now 0.3)" in line for line in warned
+        "timeouts.idle (now 0.3)" in line
+        for line in warned
     )
     assert len(dialect.fake.requests) == 1
     await dialect.fake.wait_disconnects(1)
@@ -127,14 +128,14 @@ async def test_slow_first_byte_times_out(dialect, caplog):
     assert isinstance(exc, SlowToBegin)  # not Stalled: no text came
     # A model thinking this long would be cut (and paid) again: not "try again".
     assert exc.user_message == (
-        "The assistant took longer than 0.6 s to begin its answer; an admin can let it "
-        "take longer."
+        "The assistant took longer than 0.6 s to begin its answer; an admin can let it take longer."
     )
     # The admin is told which setting cut it.
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
         f"backend {api.name} sent no text within 0.6 s: raise backends.{api.name}.timeouts."
-        "first_byte (now 0.4)" in line for line in warned
+        "first_byte (now 0.4)" in line
+        for line in warned
     )
     assert len(dialect.fake.requests) == 1
     await dialect.fake.wait_disconnects(1)
@@ -183,10 +184,14 @@ async def test_5xx_exhausted_is_unavailable(dialect):
 
 def api_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The attempts' lines: at INFO (whoever gets the error says what came of them)."""
-    assert not [r for r in caplog.records
-                if r.name == "adapters.apis" and r.levelno >= logging.WARNING]
-    return [r.getMessage() for r in caplog.records
-            if r.name == "adapters.apis" and r.levelno == logging.INFO]
+    assert not [
+        r for r in caplog.records if r.name == "adapters.apis" and r.levelno >= logging.WARNING
+    ]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "adapters.apis" and r.levelno == logging.INFO
+    ]
 
 
 async def test_each_failed_attempt_is_one_line_saying_what_failed(dialect, caplog):
@@ -298,8 +303,7 @@ async def test_a_proxy_refusing_its_credentials_is_told_as_the_proxy_not_the_key
     assert "proxy" in said and "407" in said and f"user:password in {variable}" in said
     assert "api_key" not in said and "expired-s3cret" not in said + caplog.text
     assert exc.user_message == (
-        "The assistant is misconfigured (a proxy refused the bridge's credentials). "
-        "Tell an admin."
+        "The assistant is misconfigured (a proxy refused the bridge's credentials). Tell an admin."
     )
 
 
@@ -328,9 +332,7 @@ async def test_a_proxy_refusing_the_host_is_told_as_the_proxy_not_the_key(
     )
 
 
-async def test_a_proxy_that_cannot_be_reached_is_named_not_the_api(
-    dialect, no_proxies, caplog
-):
+async def test_a_proxy_that_cannot_be_reached_is_named_not_the_api(dialect, no_proxies, caplog):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         where = f"127.0.0.1:{probe.getsockname()[1]}"
@@ -349,8 +351,11 @@ async def test_a_proxy_that_cannot_be_reached_is_named_not_the_api(
 async def test_a_redirect_says_the_url_is_wrong(dialect, caplog):
     # Redirects are not followed: the asker is told to tell an admin, and the
     # log says where the url leads, without its query (a key may be in it).
-    dialect.enqueue(status=301, body="<html>Moved</html>",
-                    headers={"Location": "https://api.example/v2/chat?key=s3cret"})
+    dialect.enqueue(
+        status=301,
+        body="<html>Moved</html>",
+        headers={"Location": "https://api.example/v2/chat?key=s3cret"},
+    )
     api = dialect.api()
     _, exc = await collect_until_error(api, ask(api))
     assert isinstance(exc, BadRequest) and exc.status == 301
@@ -378,8 +383,7 @@ async def test_a_200_answer_that_is_no_stream_says_the_url_is_wrong(dialect, bod
         return
     assert type(exc) is NotAStream
     assert exc.user_message == (
-        "The assistant is misconfigured (its address did not answer with a stream). "
-        "Tell an admin."
+        "The assistant is misconfigured (its address did not answer with a stream). Tell an admin."
     )
     assert f"did not answer with a stream (HTTP 200, Content-Type: {content_type}" in str(exc)
     assert ("an empty body" in str(exc)) == (not body)

@@ -18,14 +18,24 @@ DISCORD = {"edit": (5, 5.0), "post": (5, 5.0), "global": (40, 1.05), "first_reve
 
 
 def conv(
-    platform: str, sent: list[float], reveals: list[tuple[float, int]], posts: int = 0,
+    platform: str,
+    sent: list[float],
+    reveals: list[tuple[float, int]],
+    posts: int = 0,
     bucket: str = "B1",
 ) -> dict[str, Any]:
     """A conversation whose first `posts` reveals were new messages, the rest edits."""
-    return {"platform": platform, "bucket": bucket, "asked": sent[0] - 0.5,
-            "requested": sent[0] - 0.4, "sent": sent, "done": sent[-1] + 0.001,
-            "reveals": reveals, "edits": [(t, True) for t, _ in reveals[posts:]],
-            "posts": [t for t, _ in reveals[:posts]]}
+    return {
+        "platform": platform,
+        "bucket": bucket,
+        "asked": sent[0] - 0.5,
+        "requested": sent[0] - 0.4,
+        "sent": sent,
+        "done": sent[-1] + 0.001,
+        "reveals": reveals,
+        "edits": [(t, True) for t, _ in reveals[posts:]],
+        "posts": [t for t, _ in reveals[:posts]],
+    }
 
 
 def utilisation(p: Params, convs: list[dict[str, Any]], **limits: Any) -> float:
@@ -62,8 +72,10 @@ def test_discord_posts_are_not_edits() -> None:
 def test_utilisation_is_at_most_everything_when_the_limits_hold() -> None:
     # A bridge that keeps every limit, editing at random moments: never over 100 %.
     p = Params(conversations=6, tokens=40, edit_interval=0.5)
-    limits = {"slack": {**SLACK, "edit": (3, 2.0)},
-              "discord": {**DISCORD, "edit": (2, 2.0), "global": (4, 1.0)}}
+    limits = {
+        "slack": {**SLACK, "edit": (3, 2.0)},
+        "discord": {**DISCORD, "edit": (2, 2.0), "global": (4, 1.0)},
+    }
     for seed in range(20):
         convs = _keeping_the_limits(random.Random(seed), p, limits)
         for platform in ("slack", "discord"):
@@ -82,9 +94,19 @@ def _keeping_the_limits(
         n = rng.randint(5, p.tokens)
         sent = [start + k / rate for k in range(n)]
         platform = "slack" if i < 6 else "discord"
-        convs.append({"platform": platform, "bucket": f"{platform}{i % 2}", "asked": start - 1,
-                      "requested": start - 0.5, "sent": sent, "done": sent[-1] + 0.001,
-                      "reveals": [], "edits": [], "posts": []})
+        convs.append(
+            {
+                "platform": platform,
+                "bucket": f"{platform}{i % 2}",
+                "asked": start - 1,
+                "requested": start - 0.5,
+                "sent": sent,
+                "done": sent[-1] + 0.001,
+                "reveals": [],
+                "edits": [],
+                "posts": [],
+            }
+        )
     stamps: dict[str, list[float]] = {}
 
     def room(key: str, rule: tuple[int, float], now: float) -> bool:

@@ -19,9 +19,20 @@ FIGURES = {
     "token_to_visible_budget_allows_ms": ("p99",),
 }
 SCALARS = (
-    "utilisation", "edits_showing_new_text", "edits_allowed", "edits", "posts",
-    "platform_429", "cpu_seconds", "cpu_us_per_token", "cpu_seconds_per_1000_tokens",
-    "peak_rss_mb", "baseline_rss_mb", "rss_per_stream_kb", "peak_live_streams", "tokens",
+    "utilisation",
+    "edits_showing_new_text",
+    "edits_allowed",
+    "edits",
+    "posts",
+    "platform_429",
+    "cpu_seconds",
+    "cpu_us_per_token",
+    "cpu_seconds_per_1000_tokens",
+    "peak_rss_mb",
+    "baseline_rss_mb",
+    "rss_per_stream_kb",
+    "peak_live_streams",
+    "tokens",
 )
 
 
@@ -29,7 +40,10 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "streams.json"
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-m", "bench.streams", "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=55,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stderr, proc.stderr[-3000:]
@@ -75,16 +89,35 @@ def test_tokens_no_version_showed_are_counted_and_fail_the_latency_target() -> N
     from bench.streams.params import Params
 
     p = Params(conversations=1, tokens=4, edit_interval=1.0)
-    conv = {"platform": "slack", "bucket": "T1", "asked": 0.0, "requested": 0.1,
-            "sent": [0.5, 0.6, 0.7, 0.8], "done": 0.9, "reveals": [(0.55, 0)],
-            "edits": [(0.55, True)], "posts": []}
-    limits = {"slack": {"edit": (50, 60.0), "post": (1, 1.0), "global": None,
-                        "first_reveal_is_post": False}}
+    conv = {
+        "platform": "slack",
+        "bucket": "T1",
+        "asked": 0.0,
+        "requested": 0.1,
+        "sent": [0.5, 0.6, 0.7, 0.8],
+        "done": 0.9,
+        "reveals": [(0.55, 0)],
+        "edits": [(0.55, True)],
+        "posts": [],
+    }
+    limits = {
+        "slack": {
+            "edit": (50, 60.0),
+            "post": (1, 1.0),
+            "global": None,
+            "first_reveal_is_post": False,
+        }
+    }
     figures = _group(p, [conv], limits, lambda c: True)
     assert figures["tokens_never_shown"] == 3
     assert figures["token_to_visible_budget_allows_ms"]["never_shown"] == 3
-    row = {**figures, "platform_429": 0, "cpu_us_per_token": None, "peak_live_streams": 1,
-           "peak_rss_mb": 1.0}
+    row = {
+        **figures,
+        "platform_429": 0,
+        "cpu_us_per_token": None,
+        "peak_live_streams": 1,
+        "peak_rss_mb": 1.0,
+    }
     [check] = [t for t in targets(p, row) if t["target"].startswith("token-to-visible")]
     assert check["pass"] is False and "3 never shown" in check["got"]
 
@@ -98,17 +131,36 @@ def test_answers_that_showed_nothing_are_counted_and_fail_the_first_words_target
     p = Params(conversations=3, tokens=1, edit_interval=1.0)
 
     def conv(reveals: list[tuple[float, int]]) -> dict[str, object]:
-        return {"platform": "slack", "bucket": "T1", "asked": 0.0, "requested": 0.0,
-                "sent": [0.1], "done": 0.2, "reveals": reveals,
-                "edits": [(r[0], True) for r in reveals], "posts": []}
+        return {
+            "platform": "slack",
+            "bucket": "T1",
+            "asked": 0.0,
+            "requested": 0.0,
+            "sent": [0.1],
+            "done": 0.2,
+            "reveals": reveals,
+            "edits": [(r[0], True) for r in reveals],
+            "posts": [],
+        }
 
-    limits = {"slack": {"edit": (50, 60.0), "post": (1, 1.0), "global": None,
-                        "first_reveal_is_post": False}}
+    limits = {
+        "slack": {
+            "edit": (50, 60.0),
+            "post": (1, 1.0),
+            "global": None,
+            "first_reveal_is_post": False,
+        }
+    }
     figures = _group(p, [conv([(0.12, 0)]), conv([]), conv([])], limits, lambda c: True)
     assert figures["conversations_never_shown"] == 2
     assert figures["first_visible_ms"]["p50"] == 20.0
-    row = {**figures, "platform_429": 0, "cpu_us_per_token": None, "peak_live_streams": 1,
-           "peak_rss_mb": 1.0}
+    row = {
+        **figures,
+        "platform_429": 0,
+        "cpu_us_per_token": None,
+        "peak_live_streams": 1,
+        "peak_rss_mb": 1.0,
+    }
     [check] = [t for t in targets(p, row) if t["target"].startswith("first visible")]
     assert check["pass"] is False and check["got"] == "20 ms, 2 never shown"
 
@@ -116,9 +168,22 @@ def test_answers_that_showed_nothing_are_counted_and_fail_the_first_words_target
 def test_parsers_bench_reports_parsers_dialects_the_pipeline_and_mrkdwn(tmp_path: Path) -> None:
     out = tmp_path / "parsers.json"
     proc = subprocess.run(
-        [sys.executable, "-W", "error", "bench/parsers.py",
-         "--events", "2000", "--runs", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=55,
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "bench/parsers.py",
+            "--events",
+            "2000",
+            "--runs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stderr, proc.stderr[-3000:]

@@ -67,20 +67,40 @@ class LocalPlatform(Platform):
         return target
 
     async def say(
-        self, text: str, *, channel: str = "C1", user: str = "U1", thread: str | None = None,
-        event_id: str | None = None, mentioned: bool = True, is_dm: bool = False,
-        command: str | None = None, sent_at: float = 0.0, workspace: str = "W1",
-        audience: Audience = "channel", follow_ups: bool = True,
+        self,
+        text: str,
+        *,
+        channel: str = "C1",
+        user: str = "U1",
+        thread: str | None = None,
+        event_id: str | None = None,
+        mentioned: bool = True,
+        is_dm: bool = False,
+        command: str | None = None,
+        sent_at: float = 0.0,
+        workspace: str = "W1",
+        audience: Audience = "channel",
+        follow_ups: bool = True,
     ) -> RecordingTarget:
         """Deliver a message; returns the target its reply goes to."""
         assert self.handler is not None
         n = next(self._ids)
         message_id = f"{n}.000"
         msg = Inbound(
-            platform="console", workspace=workspace, channel=channel, user=user, text=text,
-            message_id=message_id, event_id=event_id or f"ev-{uuid.uuid4().hex}", thread=thread,
-            is_dm=is_dm, mentioned=mentioned, command=command, sent_at=sent_at,
-            audience=audience, follow_ups=follow_ups,
+            platform="console",
+            workspace=workspace,
+            channel=channel,
+            user=user,
+            text=text,
+            message_id=message_id,
+            event_id=event_id or f"ev-{uuid.uuid4().hex}",
+            thread=thread,
+            is_dm=is_dm,
+            mentioned=mentioned,
+            command=command,
+            sent_at=sent_at,
+            audience=audience,
+            follow_ups=follow_ups,
         )
         target = self.target(Address("console", workspace, channel, thread or message_id))
         target.ended.clear()

@@ -67,8 +67,9 @@ async def test_a_message_that_asks_nothing_during_a_stop_is_left_unsaid(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
     async with stopping(fake_chat_api, tmp_path / "b.db") as (bridge, local):
-        chatter = await local.say("just talking", channel="C2", mentioned=False,
-                                  event_id="ev-chatter")
+        chatter = await local.say(
+            "just talking", channel="C2", mentioned=False, event_id="ev-chatter"
+        )
         sentinel = await local.say("and a question?", channel="C3", event_id="ev-sentinel")
         await wait_for(lambda: sentinel.notices == [STOPPING_TEXT])
         assert not await bridge.store.event_claimed("ev-chatter")

@@ -48,8 +48,14 @@ def orphan(rec_id: str, owner: str = "proc-dead") -> InFlight:
     """A reply left by a process that stopped a minute ago."""
     then = time.time() - 60
     return InFlight(
-        id=rec_id, key=f"k-{rec_id}", address=Address("console", "W1", "C1", "t"), owner=owner,
-        started_at=then, message_ids=["m1"], text="partial", heartbeat_at=then,
+        id=rec_id,
+        key=f"k-{rec_id}",
+        address=Address("console", "W1", "C1", "t"),
+        owner=owner,
+        started_at=then,
+        message_ids=["m1"],
+        text="partial",
+        heartbeat_at=then,
     )
 
 
@@ -75,7 +81,9 @@ def count_rounds(bridge: Bridge) -> list[float]:
 
 
 async def test_a_platform_error_marking_an_orphan_does_not_stop_the_heartbeat(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(RecordingTarget, "edit", disconnected)
@@ -83,8 +91,9 @@ async def test_a_platform_error_marking_an_orphan_does_not_stop_the_heartbeat(
         bridge.store.shared = True  # as with PostgreSQL: replicas take over each other's orphans
         rounds = count_rounds(bridge)
         await bridge.store.inflight_begin(orphan("r1"))
-        await wait_for(lambda: any("could not mark" in m for m in
-                                   messages(caplog, logging.WARNING)), timeout=5)
+        await wait_for(
+            lambda: any("could not mark" in m for m in messages(caplog, logging.WARNING)), timeout=5
+        )
         after = len(rounds)
         await wait_for(lambda: len(rounds) >= after + 2, timeout=5)
         assert bridge._heartbeat is not None and not bridge._heartbeat.done()
@@ -97,7 +106,9 @@ async def test_a_platform_error_marking_an_orphan_does_not_stop_the_heartbeat(
 
 
 async def test_an_unexpected_error_in_a_heartbeat_round_is_logged_and_the_next_round_runs(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
         rounds = count_rounds(bridge)
@@ -117,7 +128,9 @@ async def test_an_unexpected_error_in_a_heartbeat_round_is_logged_and_the_next_r
 
 
 async def test_a_store_down_for_many_heartbeats_is_told_once_and_its_return_too(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # PostgreSQL down: a WARNING every retry (2.5 s on a shared store), each with the
     # same long reason, buried the lines that said what the bridge did about it.
@@ -132,8 +145,9 @@ async def test_a_store_down_for_many_heartbeats_is_told_once_and_its_return_too(
             return n
 
         bridge.store.prune_events = down_for_six  # type: ignore[method-assign]
-        await wait_for(lambda: any("again, after" in m for m in messages(caplog, logging.INFO)),
-                       timeout=10)
+        await wait_for(
+            lambda: any("again, after" in m for m in messages(caplog, logging.INFO)), timeout=10
+        )
     failed = [m for m in messages(caplog, logging.WARNING) if m.startswith("heartbeat failed")]
     assert failed == ["heartbeat failed: cannot reach the store"]
     assert "the heartbeat reached the store again, after 6 failed tries" in messages(
@@ -142,7 +156,9 @@ async def test_a_store_down_for_many_heartbeats_is_told_once_and_its_return_too(
 
 
 async def test_start_up_recovery_survives_a_platform_error(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db = tmp_path / "b.db"
@@ -154,11 +170,16 @@ async def test_start_up_recovery_survives_a_platform_error(
         [kept] = await bridge.store.inflight_orphans(bridge.owner, time.time() + 1)
         assert kept.owner == bridge.owner and "r1" in bridge.relay.given_up
         # Counted as every failed platform request is (it was not).
-        counted = [line for line in bridge.metrics.render().decode().splitlines()
-                   if line.startswith('chat_bridge_platform_errors_total{kind="failed"')]
+        counted = [
+            line
+            for line in bridge.metrics.render().decode().splitlines()
+            if line.startswith('chat_bridge_platform_errors_total{kind="failed"')
+        ]
     assert counted == ['chat_bridge_platform_errors_total{kind="failed",platform="console"} 1.0']
-    assert any("could not mark a reply left in flight as interrupted" in m
-               for m in messages(caplog, logging.WARNING))
+    assert any(
+        "could not mark a reply left in flight as interrupted" in m
+        for m in messages(caplog, logging.WARNING)
+    )
 
 
 async def test_a_mark_that_failed_at_start_up_is_shown_once_the_platform_takes_it(
@@ -257,7 +278,9 @@ async def test_a_slash_commands_reply_left_by_a_crash_is_not_marked_through_the_
 
 
 async def test_a_message_taken_while_the_platforms_connect_is_not_marked_interrupted(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_chat_api.enqueue(tokens=["The ", "answer."], token_delay=0.1)
     asked: list[RecordingTarget] = []
@@ -278,7 +301,9 @@ async def test_a_message_taken_while_the_platforms_connect_is_not_marked_interru
 
 
 async def test_a_failed_start_stops_what_the_platforms_had_delivered(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_chat_api.enqueue(tokens=["slow "] * 50, token_delay=0.1)
 
@@ -302,7 +327,9 @@ async def test_a_failed_start_stops_what_the_platforms_had_delivered(
 
 
 async def test_answers_a_failed_start_cut_are_marked_interrupted(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # One platform answered as another failed to start (Slack's questions coming while
     # Discord's gateway was out of reach): the answers stayed half-shown, unmarked, for
@@ -325,7 +352,9 @@ async def test_answers_a_failed_start_cut_are_marked_interrupted(
 
 
 async def test_a_background_task_that_fails_anyway_is_logged(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Broken(Bridge):
         async def _beat(self) -> None:
@@ -412,13 +441,18 @@ async def test_conversations_unused_for_conversation_ttl_are_forgotten(
             await b.store.save_conversation(Conversation(key, "docs", "s", used, used))
         await b._beat_once()
         await b._beat_once()
-        left = {k for k in ("old1", "old2", "old3", "recent")
-                if await b.store.get_conversation(k) is not None}
+        left = {
+            k
+            for k in ("old1", "old2", "old3", "recent")
+            if await b.store.get_conversation(k) is not None
+        }
     assert left == ({"recent"} if ttl else {"old1", "old2", "old3", "recent"})
 
 
 async def test_event_records_are_kept_as_long_as_a_platform_may_deliver_a_message_again(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Slack delivers a message edited to add the bot's mention again, up to 10 minutes
     # on: with `event_ttl` shorter than that, an answered question was answered twice.
@@ -436,7 +470,8 @@ async def test_event_records_are_kept_as_long_as_a_platform_may_deliver_a_messag
 
 
 async def test_replies_are_not_taken_over_while_the_store_was_just_unreachable(
-    fake_chat_api: FakeChatAPI, tmp_path: Path,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
 ) -> None:
     # The other replicas could not beat either: their records look stale only until
     # they do (finished answers were marked "interrupted" after a database restart).
@@ -477,7 +512,9 @@ class SteppedClock:
 
 
 async def test_a_clock_stepped_back_stops_neither_compaction_nor_pruning(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Both are due at every beat; a wall clock stepped back an hour (NTP, a VM
     # resumed) once held them off for that hour.

@@ -28,7 +28,9 @@ def test_the_demo_runs_where_the_terminal_cannot_show_every_character(tmp_path: 
     # The first "›" raised in the console's task: the demo hung, silent, for good.
     result = subprocess.run(
         [sys.executable, "-W", "error", "-m", "adapters", "demo", "--no-input"],
-        capture_output=True, env=_env(tmp_path, PYTHONIOENCODING="latin-1"), cwd=ROOT,
+        capture_output=True,
+        env=_env(tmp_path, PYTHONIOENCODING="latin-1"),
+        cwd=ROOT,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -39,8 +41,12 @@ def test_the_demo_runs_where_the_terminal_cannot_show_every_character(tmp_path: 
 def test_a_stop_signal_ends_the_demo_as_ctrl_c_does(tmp_path: Path) -> None:
     # SIGTERM or SIGHUP (a closed terminal) left the demo's store behind each time.
     proc = subprocess.Popen(
-        [sys.executable, "-W", "error", "-m", "adapters", "demo"], stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(tmp_path), cwd=ROOT,
+        [sys.executable, "-W", "error", "-m", "adapters", "demo"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(tmp_path),
+        cwd=ROOT,
     )
     try:
         deadline = time.monotonic() + 30
@@ -65,7 +71,11 @@ def test_the_demo_runs_with_its_output_closed(tmp_path: Path) -> None:
     # `>&-` left sys.stdout None: an AttributeError and its traceback.
     result = subprocess.run(
         ["/bin/sh", "-c", f'exec "{sys.executable}" -W error -m adapters demo --no-input >&-'],
-        capture_output=True, text=True, env=_env(tmp_path), cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=ROOT,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "Warning" not in result.stderr
@@ -79,7 +89,10 @@ def test_the_demo_answers_behind_a_proxy_the_environment_names(tmp_path: Path) -
         proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
     result = subprocess.run(
         [sys.executable, "-W", "error", "-m", "adapters", "demo", "--no-input"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
         env=_env(tmp_path, http_proxy=proxy, HTTPS_PROXY=proxy, ALL_PROXY=proxy),
     )
     assert result.returncode == 0, result.stderr
@@ -105,8 +118,13 @@ def test_the_demo_whose_output_cannot_be_written_exits_1(tmp_path: Path) -> None
     # `demo > /dev/full` (a full disk): "the console stopped: OSError", and exit 0.
     with open("/dev/full", "wb") as full:
         result = subprocess.run(
-            [sys.executable, "-W", "error", "-m", "adapters", "demo", "--no-input"], stdout=full,
-            stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=ROOT, timeout=60,
+            [sys.executable, "-W", "error", "-m", "adapters", "demo", "--no-input"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(tmp_path),
+            cwd=ROOT,
+            timeout=60,
         )
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines() == [

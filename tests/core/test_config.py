@@ -63,11 +63,14 @@ def test_missing_env_var_names_the_key_and_variable() -> None:
 
 def test_every_unset_env_var_is_named_at_once() -> None:
     # A new deployment missing three variables was told of one a run.
-    text = BASE + """platforms:
+    text = (
+        BASE
+        + """platforms:
   slack:
     bot_token: ${SLACK_BOT_TOKEN}
     app_token: ${SLACK_APP_TOKEN}
 """
+    )
     with pytest.raises(ConfigError) as err:
         parse_config(text, env={}, registry=REGISTRY)
     assert err.value.path == "backends.docs.api_key"
@@ -87,19 +90,30 @@ def test_every_unset_env_var_is_named_at_once() -> None:
         # Each passed, then lost the asker's answer (an overflow making the refusal's
         # "try again in N s"), or held a core (a heartbeat a microsecond apart), or
         # told the asker a reset done had failed (an empty reply the platform refused).
-        ("limits: {rate_limit: {messages: 1, per: .inf}}",
-         "limits.rate_limit.per: must be a finite number "
-         "(not .inf or .nan; where the key takes null, null is no limit)"),
-        ("limits: {circuit: {cooldown: .inf}}",
-         "limits.circuit.cooldown: must be a finite number "
-         "(not .inf or .nan; where the key takes null, null is no limit)"),
-        ("limits: {shutdown_grace: .nan}",
-         "limits.shutdown_grace: must be a finite number "
-         "(not .inf or .nan; where the key takes null, null is no limit)"),
-        ("limits: {heartbeat_interval: 0.000001}",
-         "limits.heartbeat_interval: Input should be greater than or equal to 0.01"),
-        ("commands: {reset_reply: ' '}", "commands.reset_reply: must say something: the asker "
-         "is told it once the conversation is reset"),
+        (
+            "limits: {rate_limit: {messages: 1, per: .inf}}",
+            "limits.rate_limit.per: must be a finite number "
+            "(not .inf or .nan; where the key takes null, null is no limit)",
+        ),
+        (
+            "limits: {circuit: {cooldown: .inf}}",
+            "limits.circuit.cooldown: must be a finite number "
+            "(not .inf or .nan; where the key takes null, null is no limit)",
+        ),
+        (
+            "limits: {shutdown_grace: .nan}",
+            "limits.shutdown_grace: must be a finite number "
+            "(not .inf or .nan; where the key takes null, null is no limit)",
+        ),
+        (
+            "limits: {heartbeat_interval: 0.000001}",
+            "limits.heartbeat_interval: Input should be greater than or equal to 0.01",
+        ),
+        (
+            "commands: {reset_reply: ' '}",
+            "commands.reset_reply: must say something: the asker "
+            "is told it once the conversation is reset",
+        ),
     ],
 )
 def test_values_that_pass_for_numbers_or_text_but_cannot_work_are_refused(
@@ -153,9 +167,7 @@ def test_a_routes_history_on_a_stateful_backend_is_refused_naming_its_kind() -> 
 def test_an_api_key_whose_variable_is_empty_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         parse(BASE, CHATMOUNT_API_KEY="")
-    assert str(err.value) == (
-        "backends.docs.api_key: is empty (is its environment variable set?)"
-    )
+    assert str(err.value) == ("backends.docs.api_key: is empty (is its environment variable set?)")
 
 
 def test_a_backend_url_with_a_password_in_it_is_a_config_error() -> None:
@@ -200,8 +212,11 @@ def test_a_secret_a_header_cannot_carry_is_a_config_error(variable: str, value: 
     with pytest.raises(ConfigError) as err:
         parse(text, **env)
     assert "a line break or a character that is not plain ASCII" in str(err.value)
-    path = {"CHATMOUNT_API_KEY": "backends.docs.api_key", "BOT": "slack.bot_token",
-            "DISCORD": "discord.token"}[variable]
+    path = {
+        "CHATMOUNT_API_KEY": "backends.docs.api_key",
+        "BOT": "slack.bot_token",
+        "DISCORD": "discord.token",
+    }[variable]
     assert err.value.path == path
     assert SECRET not in str(err.value) and value not in str(err.value)
 
@@ -353,14 +368,23 @@ def slack_route(channels: str) -> str:
         # Around the variable, what was written stays.
         (slack_route('["C${SLACK_BOT}"]'), {}, "'C${SLACK_BOT}' is not a Slack"),
         # As the secret file left it, a line break quoted as \n.
-        (slack_route('["${SLACK_BOT}"]'), {"SLACK_BOT": BOT_TOKEN + "\n"},
-         "routes[0].channels: '${SLACK_BOT}' is "),
+        (
+            slack_route('["${SLACK_BOT}"]'),
+            {"SLACK_BOT": BOT_TOKEN + "\n"},
+            "routes[0].channels: '${SLACK_BOT}' is ",
+        ),
         # Too long to be quoted whole, it was quoted cut short.
-        (slack_route('["${CHATMOUNT_API_KEY}"]'), {"CHATMOUNT_API_KEY": "sk-proj-" + "S" * 150},
-         "routes[0].channels: '${CHATMOUNT_API_KEY}' is not a Slack"),
+        (
+            slack_route('["${CHATMOUNT_API_KEY}"]'),
+            {"CHATMOUNT_API_KEY": "sk-proj-" + "S" * 150},
+            "routes[0].channels: '${CHATMOUNT_API_KEY}' is not a Slack",
+        ),
         # Another key's message.
-        (BASE.replace("backend: docs", "backend: ${CHATMOUNT_API_KEY}"), {},
-         "routes[0].backend: no backend named '${CHATMOUNT_API_KEY}' (known: docs)"),
+        (
+            BASE.replace("backend: docs", "backend: ${CHATMOUNT_API_KEY}"),
+            {},
+            "routes[0].backend: no backend named '${CHATMOUNT_API_KEY}' (known: docs)",
+        ),
     ],
 )
 def test_a_config_error_shows_a_value_the_environment_gave_as_its_variable(
@@ -376,7 +400,9 @@ def test_a_config_error_shows_a_value_the_environment_gave_as_its_variable(
 
 
 def test_each_line_of_a_config_error_shows_the_environments_values_as_their_variables() -> None:
-    text = BASE.replace("platform: any", "platform: slack") + """    channels: ["${SLACK_BOT}"]
+    text = (
+        BASE.replace("platform: any", "platform: slack")
+        + """    channels: ["${SLACK_BOT}"]
   - platform: slack
     backend: docs
     channels: ["${SLACK_APP}"]
@@ -384,23 +410,26 @@ def test_each_line_of_a_config_error_shows_the_environments_values_as_their_vari
   - platform: slack
     backend: docs
     session: users
-""" + SLACK
+"""
+        + SLACK
+    )
     with pytest.raises(ConfigError) as caught:
         parse(text, SLACK_BOT=BOT_TOKEN, SLACK_APP="xapp-1-SECRETAPP", SESSION="user")
     lines = str(caught.value).splitlines()
     assert lines[0].startswith("routes[0].channels: '${SLACK_BOT}' is not a Slack channel id")
     assert lines[1].startswith("routes[1].channels: '${SLACK_APP}' is not a Slack channel id")
     # A short value is shown in its own key's line alone, not in words it spells.
-    assert lines[2] == (
-        "routes[2].session: must be one of thread, channel, user, user+channel"
-    )
+    assert lines[2] == ("routes[2].session: must be one of thread, channel, user, user+channel")
     assert "SECRET" not in str(caught.value)
 
 
-@pytest.mark.parametrize(("written", "value", "said"), [
-    ("reply:\n  edit_interval: ${SET}", "0", "greater than or equal to 0.05"),
-    ("reply:\n  max_answer_chars: ${SET}", "50", "greater than or equal to 500"),
-])
+@pytest.mark.parametrize(
+    ("written", "value", "said"),
+    [
+        ("reply:\n  edit_interval: ${SET}", "0", "greater than or equal to 0.05"),
+        ("reply:\n  max_answer_chars: ${SET}", "50", "greater than or equal to 500"),
+    ],
+)
 def test_a_short_value_the_environment_gave_leaves_the_bound_its_error_says(
     written: str, value: str, said: str
 ) -> None:
@@ -413,8 +442,15 @@ def test_a_short_value_the_environment_gave_leaves_the_bound_its_error_says(
 def test_check_prints_no_secret_a_config_error_would_quote(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(slack_route('["${SLACK_BOT}"]'))
-    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET,
-                             "SLACK_BOT": BOT_TOKEN, "SLACK_APP": "xapp-1-SECRETAPP"})
+    result = _check(
+        config,
+        {
+            "PATH": "/usr/bin:/bin",
+            "CHATMOUNT_API_KEY": SECRET,
+            "SLACK_BOT": BOT_TOKEN,
+            "SLACK_APP": "xapp-1-SECRETAPP",
+        },
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("config error: routes[0].channels: '${SLACK_BOT}' is not")
     assert BOT_TOKEN not in result.stdout + result.stderr
@@ -423,7 +459,11 @@ def test_check_prints_no_secret_a_config_error_would_quote(tmp_path: Path) -> No
 def _check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(path)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=30,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=30,
     )
 
 
@@ -439,10 +479,14 @@ def test_check_accepts_the_example_config() -> None:
     ("edit", "path"),
     [
         (lambda t: t + "reply: {edit_intervl: 2}\n", "reply.edit_intervl"),
-        (lambda t: t.replace("backend: docs", "backend: docs\n    trigger: always"),
-         "routes[0].trigger"),
-        (lambda t: t.replace("${CHATMOUNT_API_KEY}", "${NOT_SET_ANYWHERE}"),
-         "backends.docs.api_key"),
+        (
+            lambda t: t.replace("backend: docs", "backend: docs\n    trigger: always"),
+            "routes[0].trigger",
+        ),
+        (
+            lambda t: t.replace("${CHATMOUNT_API_KEY}", "${NOT_SET_ANYWHERE}"),
+            "backends.docs.api_key",
+        ),
     ],
 )
 def test_check_rejects_bad_configs_with_the_path(tmp_path: Path, edit, path: str) -> None:
@@ -487,8 +531,13 @@ def test_a_proxy_variable_that_is_no_url_is_a_config_error(tmp_path: Path, value
 def test_host_lists_in_variables_named_like_proxies_are_no_proxies(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(BASE)
-    env = {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET, "NO_PROXY": "::1,h:80",
-           "npm_config_no_proxy": "localhost,::1", "DOCKER_NO_PROXY": "127.0.0.1:9000"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CHATMOUNT_API_KEY": SECRET,
+        "NO_PROXY": "::1,h:80",
+        "npm_config_no_proxy": "localhost,::1",
+        "DOCKER_NO_PROXY": "127.0.0.1:9000",
+    }
     result = _check(config, env)
     assert result.returncode == 0, result.stderr
 
@@ -502,8 +551,12 @@ def test_a_store_password_that_needs_encoding_is_a_config_error(password: str) -
     assert caught.value.path == "store" and "%-encode" in caught.value.problem
     assert password not in str(caught.value)
     assert parse(text, PG="p%40ss%3Aw%2Frd%231").store.endswith("@db:5432/chat")
-    for fine in ("postgresql://u:p@h1:5432,h2:5433/chat", "postgresql://u:p@[::1]:5432/chat",
-                 "postgresql://u@[::1]/chat", "postgresql:///chat?host=/var/run/postgresql"):
+    for fine in (
+        "postgresql://u:p@h1:5432,h2:5433/chat",
+        "postgresql://u:p@[::1]:5432/chat",
+        "postgresql://u@[::1]/chat",
+        "postgresql:///chat?host=/var/run/postgresql",
+    ):
         assert parse(BASE.replace("sqlite:///tmp/x.db", fine)).store == fine
 
 
@@ -541,7 +594,7 @@ def test_a_discord_token_given_with_its_prefix_is_a_config_error(prefix: str) ->
     [
         # A key indented one space too many, on a line with ${VAR}: not a quoting matter.
         (BASE.replace("    api_key:", "     api_key:"), "check the indentation"),
-        (BASE + "reply: {thinking_text: ${X}}\n", 'write a ${VAR} in quotes'),
+        (BASE + "reply: {thinking_text: ${X}}\n", "write a ${VAR} in quotes"),
         # PyYAML's own words would quote a literal key read as an alias or a tag; the
         # hint names that mistake too, not the indentation only.
         (BASE.replace("${CHATMOUNT_API_KEY}", "*Qm9vX2tleV9zZWNyZXQ"), "starts with * & !"),
@@ -584,12 +637,16 @@ def test_slack_http_mode_without_the_listener_is_a_config_error() -> None:
 
 def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(BASE.replace("https://services.chatmount.co", "http://127.0.0.1:9")
-                      + "    # unreachable\n")
+    config.write_text(
+        BASE.replace("https://services.chatmount.co", "http://127.0.0.1:9") + "    # unreachable\n"
+    )
     result = subprocess.run(
         [sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config)],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET},
-        cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET},
+        cwd=ROOT,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "backend docs: unreachable" in result.stdout
@@ -604,8 +661,7 @@ def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
 def test_check_warns_of_user_ids_hashed_with_a_public_key(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     block = (
-        "  bot:\n    kind: bot-messages\n    url: https://bots.example/v1/chat\n"
-        "    bot_slug: b\n"
+        "  bot:\n    kind: bot-messages\n    url: https://bots.example/v1/chat\n    bot_slug: b\n"
     )
     config.write_text(BASE.replace("backends:\n", "backends:\n" + block))
     result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET})
@@ -613,12 +669,15 @@ def test_check_warns_of_user_ids_hashed_with_a_public_key(tmp_path: Path) -> Non
     assert "warning: backends.bot: user ids are hashed with the backend's URL" in result.stdout
     keyed = BASE.replace("backends:\n", "backends:\n" + block + "    user_id_key: k3y\n")
     config.write_text(keyed)
-    assert "user ids are hashed" not in _check(config, {"PATH": "/usr/bin:/bin",
-                                                        "CHATMOUNT_API_KEY": SECRET}).stdout
+    assert (
+        "user ids are hashed"
+        not in _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET}).stdout
+    )
     # A key whose variable is empty is no key: the warning says so.
     config.write_text(keyed.replace("k3y", "'${USER_ID_KEY}'"))
-    result = _check(config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET,
-                             "USER_ID_KEY": ""})
+    result = _check(
+        config, {"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET, "USER_ID_KEY": ""}
+    )
     assert "user ids are hashed with the backend's URL" in result.stdout, result.stderr
 
 
@@ -665,10 +724,13 @@ def test_run_without_a_platform_is_a_config_error(
 def test_discord_ids_written_as_numbers_are_read_as_ids() -> None:
     # "Copy ID" gives a number, and YAML reads it as one: it was refused with
     # pydantic's bare "Input should be a valid string".
-    config = parse(BASE.replace(
-        "routes:\n", "routes:\n  - {channels: [1234567890123456789], users: 987654321098765432,"
-        " roles: [111], workspace: [222], backend: docs}\n",
-    ))
+    config = parse(
+        BASE.replace(
+            "routes:\n",
+            "routes:\n  - {channels: [1234567890123456789], users: 987654321098765432,"
+            " roles: [111], workspace: [222], backend: docs}\n",
+        )
+    )
     first = config.routes[0]
     assert first.channels == ["1234567890123456789"]
     assert (first.users, first.roles, first.workspace) == (["987654321098765432"], ["111"], ["222"])

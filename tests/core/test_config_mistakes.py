@@ -31,8 +31,7 @@ routes:
 
 
 def parse(text: str, **env: str):
-    env = {"CHATMOUNT_API_KEY": SECRET, "SLACK_BOT_TOKEN": BOT, "DISCORD_BOT_TOKEN": "d.t.k",
-           **env}
+    env = {"CHATMOUNT_API_KEY": SECRET, "SLACK_BOT_TOKEN": BOT, "DISCORD_BOT_TOKEN": "d.t.k", **env}
     return parse_config(text, env=env, registry=REGISTRY)
 
 
@@ -52,8 +51,12 @@ def with_route(platform: str, channels: str) -> str:
         ("discord", '["#ask-ai"]', "is a channel's name"),
         ("discord", "[ask-ai]", "'ask-ai' is not a Discord channel id (digits)"),
         ("discord", "[https://discord.com/channels/1/2]", "is a link"),
-        ("any", "[general]", "is not a Slack channel id (C…, G… or D…: capital letters and "
-         "digits) or a Discord channel id (digits)"),
+        (
+            "any",
+            "[general]",
+            "is not a Slack channel id (C…, G… or D…: capital letters and "
+            "digits) or a Discord channel id (digits)",
+        ),
         ("console", '["#general"]', "is a channel's name"),
     ],
 )
@@ -181,8 +184,10 @@ def test_a_signing_secret_is_taken() -> None:
 @pytest.mark.parametrize(
     ("token", "says"),
     [
-        ("8f14e45fceea167a5a36dedd4bea2543", "is a signing secret, it seems (HTTP mode takes "
-         "it: slack.signing_secret)"),
+        (
+            "8f14e45fceea167a5a36dedd4bea2543",
+            "is a signing secret, it seems (HTTP mode takes it: slack.signing_secret)",
+        ),
         ("xoxb-1234-SECRETBOT2", "is a bot or user token"),
         ("xoxe.xoxb-1-SECRETROT", "is a bot or user token"),
         ("SECRETAPP-1234", "is not an app-level token"),
@@ -207,8 +212,10 @@ def test_an_app_token_that_is_none_is_a_config_error(token: str, says: str) -> N
     [
         ("SECRETclientSECRETclientSECRETcl", "is not a bot token"),  # the Client Secret
         ("1234567890123456789", "is not a bot token"),  # the Application ID
-        ("8f14e45fceea167a5a36dedd4bea25438f14e45fceea167a5a36dedd4bea2543",
-         "is not a bot token"),  # the Public Key
+        (
+            "8f14e45fceea167a5a36dedd4bea25438f14e45fceea167a5a36dedd4bea2543",
+            "is not a bot token",
+        ),  # the Public Key
         ("MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.SECRETPART", "is not a bot token"),  # a part short
         ("MTIzNDU2Nzg5MDEyMzQ1Njc4OQ..SECRETPART", "is not a bot token"),
         ("xoxb-1234-SECRETBOT2", "is a Slack token (xox…/xapp-…)"),
@@ -248,38 +255,63 @@ def test_a_listen_address_with_a_scheme_or_path_is_a_config_error(listen: str) -
 @pytest.mark.parametrize(
     ("line", "says"),
     [
-        ("trigger: all", "trigger: not a top-level key but a route's: indent it under an "
-         "item of `routes:`"),
+        (
+            "trigger: all",
+            "trigger: not a top-level key but a route's: indent it under an item of `routes:`",
+        ),
         ("backend: docs", "backend: not a top-level key but a route's"),
         ("app_token: xapp-2", "app_token: not a top-level key: indent it under `slack:`"),
-        ("message_content: false", "message_content: not a top-level key: indent it under "
-         "`discord:`"),
+        (
+            "message_content: false",
+            "message_content: not a top-level key: indent it under `discord:`",
+        ),
         ("edit_interval: 2", "edit_interval: not a top-level key: indent it under `reply:`"),
-        ("rate_limit: {messages: 5, per: 60}", "rate_limit: not a top-level key: indent it "
-         "under `limits:`, or (a route's own) under an item of `routes:`"),
+        (
+            "rate_limit: {messages: 5, per: 60}",
+            "rate_limit: not a top-level key: indent it "
+            "under `limits:`, or (a route's own) under an item of `routes:`",
+        ),
         ("rplay: {}", "rplay: unknown key (check its spelling)"),
         ("rplay: {edit_intervl: 2}", "rplay: unknown key (check its spelling)"),
-        ("search: {kind: openai, url: 'https://api.openai.com/v1'}",
-         "search: looks like a backend (it has `kind:` and `url:`): indent it under "
-         "`backends:`"),
+        (
+            "search: {kind: openai, url: 'https://api.openai.com/v1'}",
+            "search: looks like a backend (it has `kind:` and `url:`): indent it under `backends:`",
+        ),
         # A `url:` alone may be a store's or a proxy's: not said to be a backend.
-        ("database: {url: 'postgresql://bridge@db/chat'}",
-         "database: unknown key (check its spelling)"),
-        ("search: {kind: openai}",
-         "search: looks like a backend (it has `kind:`): indent it under `backends:`"),
-        ("backend: {search: {kind: openai}}", "backend: looks like the backends (each with "
-         "`kind:`): list them under `backends:`"),
-        ("route: [{platform: slack, backend: docs}]", "route: looks like the routes (items "
-         "with `backend:`): list them under `routes:`"),
-        ("support: {platform: slack, backend: docs, trigger: all}", "support: looks like a "
-         "route (it has `backend:`): make it an item of `routes:`, indented under it and "
-         "starting with `- `"),
-        ("Slack: {bot_token: xoxb-9-SECRET, signing_secret: SECRET}", "Slack: looks like a "
-         "platform's settings: write them under `slack:`"),
-        ("discrod: {token: a.b.SECRET, message_content: false}", "discrod: looks like a "
-         "platform's settings: write them under `discord:`"),
-        ("chat: {api_url: 'http://127.0.0.1:1/api/'}", "chat: looks like a platform's "
-         "settings: write them under `slack:` or `discord:`"),
+        (
+            "database: {url: 'postgresql://bridge@db/chat'}",
+            "database: unknown key (check its spelling)",
+        ),
+        (
+            "search: {kind: openai}",
+            "search: looks like a backend (it has `kind:`): indent it under `backends:`",
+        ),
+        (
+            "backend: {search: {kind: openai}}",
+            "backend: looks like the backends (each with `kind:`): list them under `backends:`",
+        ),
+        (
+            "route: [{platform: slack, backend: docs}]",
+            "route: looks like the routes (items with `backend:`): list them under `routes:`",
+        ),
+        (
+            "support: {platform: slack, backend: docs, trigger: all}",
+            "support: looks like a "
+            "route (it has `backend:`): make it an item of `routes:`, indented under it and "
+            "starting with `- `",
+        ),
+        (
+            "Slack: {bot_token: xoxb-9-SECRET, signing_secret: SECRET}",
+            "Slack: looks like a platform's settings: write them under `slack:`",
+        ),
+        (
+            "discrod: {token: a.b.SECRET, message_content: false}",
+            "discrod: looks like a platform's settings: write them under `discord:`",
+        ),
+        (
+            "chat: {api_url: 'http://127.0.0.1:1/api/'}",
+            "chat: looks like a platform's settings: write them under `slack:` or `discord:`",
+        ),
     ],
 )
 def test_a_key_out_of_place_at_the_top_says_where_it_belongs(line: str, says: str) -> None:

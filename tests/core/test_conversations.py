@@ -26,7 +26,12 @@ OPTIONS = {"openai": "model: m", "bot-messages": "bot_slug: b", "chaturdata": "p
 
 
 def bridge(
-    fake: FakeChatAPI, db: Path, kind: str, *, name: str = "bot", session: str = "user",
+    fake: FakeChatAPI,
+    db: Path,
+    kind: str,
+    *,
+    name: str = "bot",
+    session: str = "user",
     limits: str = "{}",
 ) -> Bridge:
     """One backend, `name`, of `kind`, routed from the console."""
@@ -59,8 +64,11 @@ async def ask(b: Bridge, text: str, **kw: Any) -> RecordingTarget:
 
 
 def told_of_others(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and "no route uses" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "no route uses" in r.getMessage()
+    ]
 
 
 async def test_a_start_says_how_many_conversations_a_renamed_backend_left(
@@ -74,8 +82,14 @@ async def test_a_start_says_how_many_conversations_a_renamed_backend_left(
     caplog.clear()
     # Renamed in the config, the same API: its threads are no longer followed, and
     # nobody in them is told; the admin is, once, at start.
-    async with bridge(fake_chat_api, db, "chatmount", name="helpdesk", session="thread",
-                      limits="{conversation_ttl: 86400}"):
+    async with bridge(
+        fake_chat_api,
+        db,
+        "chatmount",
+        name="helpdesk",
+        session="thread",
+        limits="{conversation_ttl: 86400}",
+    ):
         pass
     [warning] = told_of_others(caplog)
     assert "2 conversations of backends no route uses (docs: 2)" in warning
@@ -98,8 +112,11 @@ async def test_no_warning_when_every_conversation_has_its_backend(
 
 
 def told_of_scopes(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and "no route of their backend" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "no route of their backend" in r.getMessage()
+    ]
 
 
 async def test_a_start_says_how_many_conversations_a_changed_session_left(
@@ -117,9 +134,11 @@ async def test_a_start_says_how_many_conversations_a_changed_session_left(
         {"role": "user", "content": "what was it?"}
     ]
     [warning] = told_of_scopes(caplog)
-    assert ("2 conversations under keys of a scope no route of their backend makes any more "
-            "(bot: 2 of `user` keys on console, where its routes now make `user+channel` on "
-            "console)") in warning
+    assert (
+        "2 conversations under keys of a scope no route of their backend makes any more "
+        "(bot: 2 of `user` keys on console, where its routes now make `user+channel` on "
+        "console)"
+    ) in warning
     assert "changing a route's `session` (or its platform) starts every one" in warning
     assert "they stay for ever (limits.conversation_ttl is null" in warning
     assert told_of_others(caplog) == []
@@ -132,13 +151,16 @@ async def test_thread_made_channel_leaves_its_threads_and_dms(
     async with bridge(fake_chat_api, db, "chatmount", session="thread") as b:
         await ask(b, "question", thread="T1")
         await ask(b, "question", **DM)
-    async with bridge(fake_chat_api, db, "chatmount", session="channel",
-                      limits="{conversation_ttl: 86400}"):
+    async with bridge(
+        fake_chat_api, db, "chatmount", session="channel", limits="{conversation_ttl: 86400}"
+    ):
         pass
     [warning] = told_of_scopes(caplog)
-    assert "(bot: 1 of `dm` keys on console, where its routes now make `channel` on console; " \
-        "bot: 1 of `thread` keys on console, where its routes now make `channel` on console)" \
+    assert (
+        "(bot: 1 of `dm` keys on console, where its routes now make `channel` on console; "
+        "bot: 1 of `thread` keys on console, where its routes now make `channel` on console)"
         in warning
+    )
     assert "limits.conversation_ttl (86400 s)" in warning
 
 
@@ -169,8 +191,7 @@ async def test_counts_the_store_cannot_make_at_start_are_one_warning_each(
         await tell_of_other_backends(store, {"bot"}, None)  # raises nothing
         await tell_of_unmade_scopes(store, [], None)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
-        "could not count the conversations of backends no route uses: the store is "
-        "unreachable",
+        "could not count the conversations of backends no route uses: the store is unreachable",
         "could not count the conversations whose key scope no route makes: the store is "
         "unreachable",
     ]

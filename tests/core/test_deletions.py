@@ -65,8 +65,10 @@ async def test_a_deletion_the_store_cannot_take_is_logged_and_its_turn_stays(
 ) -> None:
     async with SharedStore(tmp_path / "b.db") as store:
         await store.append_history(
-            "k", [Turn("user", "my password is hunter2", "slack:T1:U1"), Turn("assistant", "a")],
-            10, question="slack:T1:C1:1.0",
+            "k",
+            [Turn("user", "my password is hunter2", "slack:T1:U1"), Turn("assistant", "a")],
+            10,
+            question="slack:T1:C1:1.0",
         )
 
         async def unclaimed(event_id: str, now: float) -> bool:

@@ -32,8 +32,12 @@ QUESTION = question_id("slack", "T1", "C1", "2.0")
 async def keep(store: SQLiteStore, key: str = "k") -> None:
     """A conversation `key` keeping an earlier turn, then the question 2.0 answered."""
     await store.append_history(key, [Turn("user", "old"), Turn("assistant", "A")], 10)
-    await store.append_history(key, [Turn("user", "my password hunter2 fails", "slack:T1:U1"),
-                                      Turn("assistant", "a")], 10, question=QUESTION)
+    await store.append_history(
+        key,
+        [Turn("user", "my password hunter2 fails", "slack:T1:U1"), Turn("assistant", "a")],
+        10,
+        question=QUESTION,
+    )
 
 
 async def contents(store: SQLiteStore, key: str = "k") -> list[str]:
@@ -47,15 +51,15 @@ async def test_an_answered_question_edited_is_kept_as_it_reads_now(tmp_path: Pat
         await Edits(store, 100).edited("slack", "T1", "C1", "2.0", "  my password fails\x00 ")
         for key in ("k", "k2"):
             assert await store.history(key) == [
-                Turn("user", "old"), Turn("assistant", "A"),
-                Turn("user", "my password fails", "slack:T1:U1"), Turn("assistant", "a"),
+                Turn("user", "old"),
+                Turn("assistant", "A"),
+                Turn("user", "my password fails", "slack:T1:U1"),
+                Turn("assistant", "a"),
             ]
 
 
 @pytest.mark.parametrize("text", ["", "  \n", "x" * 101], ids=["empty", "blank", "too long"])
-async def test_an_edit_that_leaves_no_question_forgets_the_turn(
-    tmp_path: Path, text: str
-) -> None:
+async def test_an_edit_that_leaves_no_question_forgets_the_turn(tmp_path: Path, text: str) -> None:
     # Edited down to the bot's mention (read as nothing), or past the longest question
     # a stateless API is asked (it would have been refused; cut, it says what nobody
     # wrote): the turn goes, as a deleted question's.
@@ -125,8 +129,9 @@ async def test_an_edit_that_is_itself_asked_keeps_its_turn_on_a_shared_store(
     # The mention forgotten, then added by an edit (told to another replica): that edit
     # was asked, and its turn went for an edit made "while it was answered".
     async with SharedStore(tmp_path / "b.db") as store:
-        await Edits(store, 100).edited("slack", "T1", "C1", "2.0", "my password hunter2 fails",
-                                       True)
+        await Edits(store, 100).edited(
+            "slack", "T1", "C1", "2.0", "my password hunter2 fails", True
+        )
         answering = Edits(store, 100)
         await keep(store)
         await answering.settle(QUESTION)
@@ -197,7 +202,9 @@ async def test_on_a_shared_store_an_edit_told_elsewhere_after_is_found(tmp_path:
 
 
 async def unrecorded(
-    store: Store, edits: Edits, text: str,
+    store: Store,
+    edits: Edits,
+    text: str,
     where: tuple[str, str, str, str] = ("slack", "T1", "C1", "2.0"),
 ) -> None:
     """Tell `edits` an edit (of the question 2.0) whose record the store fails to take."""
@@ -223,8 +230,11 @@ async def test_an_edit_whose_record_failed_is_still_known_here(
         holding, other = Edits(store, 100), Edits(store, 100)
         await holding.edited("slack", "T1", "C1", "2.0", "my password hunter2 fails")  # #1
         await unrecorded(store, holding, "my password fails")
-        assert any("could not record the edit of message 2.0" in r.getMessage()
-                   for r in caplog.records if r.levelno == logging.WARNING)
+        assert any(
+            "could not record the edit of message 2.0" in r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING
+        )
         assert await holding.latest(QUESTION) == Latest("my password fails", False)
         # An edit told to another replica after it is still found.
         await other.edited("slack", "T1", "C1", "2.0", "my password still fails")  # #2
@@ -262,7 +272,8 @@ async def test_a_waiting_question_edited_here_twice_is_asked_as_it_reads(
             await edits.edited(*where, "two: my password is wrong")
             await unrecorded(bridge.store, edits, "two: why is it wrong?", where)
             gate.set()
-            await wait_for(lambda: len(fake_chat_api.requests) >= 2
-                           or EDITED_ELSEWHERE in target.notices)
+            await wait_for(
+                lambda: len(fake_chat_api.requests) >= 2 or EDITED_ELSEWHERE in target.notices
+            )
             assert EDITED_ELSEWHERE not in target.notices
             assert fake_chat_api.requests[1].json["message"] == "two: why is it wrong?"

@@ -38,8 +38,7 @@ class Askers:
         return self.got
 
 
-async def test_a_freed_slot_goes_to_the_workspace_holding_fewest_then_the_longest_waiting(
-) -> None:
+async def test_a_freed_slot_goes_to_the_workspace_holding_fewest_then_the_longest_waiting() -> None:
     slots = FairSlots(2)
     await slots.acquire(A)
     await slots.acquire(A)

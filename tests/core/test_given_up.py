@@ -58,8 +58,9 @@ limits: {{heartbeat_interval: 0.1}}
 async def give_up(bridge: Bridge, rec_id: str, platform: str = "console") -> RecordingTarget:
     """A reply that showed nothing, given up on; the target its mark goes to."""
     address = Address(platform, "W1", f"C-{rec_id}", "t")
-    rec = InFlight(id=rec_id, key=f"k-{rec_id}", address=address, owner=bridge.owner,
-                   started_at=time.time())
+    rec = InFlight(
+        id=rec_id, key=f"k-{rec_id}", address=address, owner=bridge.owner, started_at=time.time()
+    )
     await bridge.store.inflight_begin(rec)
     assert bridge.relay.given_up.keep(rec)
     target = bridge.platforms[platform].target(address)
@@ -88,17 +89,26 @@ async def recorded(bridge: Bridge) -> set[str]:
 
 
 def warned(caplog: pytest.LogCaptureFixture, text: str = NOT_MARKED) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and text in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and text in r.getMessage()
+    ]
 
 
-@pytest.mark.parametrize("never", [
-    PlaceGone("Slack refused chat.postMessage: thread_not_found"),
-    PlatformRefused("Discord refused to post (HTTP 403)"),
-])
+@pytest.mark.parametrize(
+    "never",
+    [
+        PlaceGone("Slack refused chat.postMessage: thread_not_found"),
+        PlatformRefused("Discord refused to post (HTTP 403)"),
+    ],
+)
 async def test_a_reply_that_can_never_be_marked_is_forgotten_and_holds_no_other_up(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, never: PlatformError,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    never: PlatformError,
 ) -> None:
     # Its mark failed at every heartbeat for a week, and every reply given up on
     # after it waited behind it (on PostgreSQL, every question of its conversation).
@@ -115,11 +125,18 @@ async def test_a_reply_that_can_never_be_marked_is_forgotten_and_holds_no_other_
 
 
 async def test_a_platform_out_of_reach_holds_up_only_its_own_replies(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A pass stopped at the first mark that failed, whatever its platform.
-    tried = failing(monkeypatch, {"C-down": PlatformUnreachable("slack could not be reached"),
-                                  "C-down2": PlatformUnreachable("slack could not be reached")})
+    tried = failing(
+        monkeypatch,
+        {
+            "C-down": PlatformUnreachable("slack could not be reached"),
+            "C-down2": PlatformUnreachable("slack could not be reached"),
+        },
+    )
     async with two_platforms(fake_chat_api, tmp_path / "b.db") as bridge:
         await give_up(bridge, "down", "slack")
         await give_up(bridge, "down2", "slack")
@@ -132,7 +149,9 @@ async def test_a_platform_out_of_reach_holds_up_only_its_own_replies(
 
 
 async def test_a_platform_failing_is_warned_of_once_for_each_way_it_fails(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Warned of once a reply, however the platform's failure changed.

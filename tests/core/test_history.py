@@ -18,8 +18,13 @@ from tests.fakes.chatapi import FakeChatAPI
 
 
 def stateless_bridge(
-    fake: FakeChatAPI, db: Path, options: str = "", *, kind: str = "openai",
-    session: str = "channel", routes: str = "",
+    fake: FakeChatAPI,
+    db: Path,
+    options: str = "",
+    *,
+    kind: str = "openai",
+    session: str = "channel",
+    routes: str = "",
 ) -> Bridge:
     """A bridge whose backend keeps no conversation (the bridge sends the history);
     `routes`: the routes' list, else one console route to it."""
@@ -103,11 +108,21 @@ async def test_a_routes_history_wins_over_its_backends_for_its_conversations(
     # The store keeps what each route sends.
     assert [content for key, content in kept if ":channel:" in key] == ["C2", "A4"]
     assert [content for key, content in kept if ":user:" in key] == [
-        "D0", "A1", "D1", "A3", "D2", "A5"]
+        "D0",
+        "A1",
+        "D1",
+        "A3",
+        "D2",
+        "A5",
+    ]
 
 
-TOO_LONG = {"error": {"message": "This model's maximum context length is 4096 tokens.",
-                      "code": "context_length_exceeded"}}
+TOO_LONG = {
+    "error": {
+        "message": "This model's maximum context length is 4096 tokens.",
+        "code": "context_length_exceeded",
+    }
+}
 
 
 async def test_a_conversation_too_long_for_the_model_goes_on_with_half_its_history(
@@ -177,13 +192,14 @@ async def test_a_thread_several_people_share_tells_the_api_who_asked_what(
         await ask(bridge, "What is my account number?", user="UBOB", thread="T1")
     with contextlib.closing(sqlite3.connect(db)) as conn:
         askers = [a for (a,) in conn.execute("SELECT asker FROM history ORDER BY seq")]
-    assert askers == ["console:W1:UALICE", None, "console:W1:UALICE", None,
-                      "console:W1:UBOB", None]
+    assert askers == ["console:W1:UALICE", None, "console:W1:UALICE", None, "console:W1:UBOB", None]
     alone, shared = (r.json["messages"] for r in fake_chat_api.requests[1:])
     # Alice alone: sent as it always was.
-    assert alone == [{"role": "user", "content": "My account number is 4711."},
-                     {"role": "assistant", "content": "Noted."},
-                     {"role": "user", "content": "What was it again?"}]
+    assert alone == [
+        {"role": "user", "content": "My account number is 4711."},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "What was it again?"},
+    ]
     if kind == "openai":
         names = [m.get("name") for m in shared]
         assert names[0] == names[2] != names[4] and names[1] is names[3] is None

@@ -33,8 +33,9 @@ console: {{}}
 routes: [{{platform: console, backend: docs}}]
 reply: {{edit_interval: 0.05}}
 """
-    return Bridge(parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY),
-                  TEST_REGISTRY)
+    return Bridge(
+        parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY), TEST_REGISTRY
+    )
 
 
 async def test_healthz_reports_what_is_down(
@@ -147,8 +148,9 @@ async def test_streams_are_counted_while_the_chat_api_streams_and_timed_when_ans
 
 
 def _count(histogram: Any) -> float:
-    return next(s.value for m in histogram.collect() for s in m.samples
-                if s.name.endswith("_count"))
+    return next(
+        s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_count")
+    )
 
 
 async def test_a_listen_address_in_use_is_one_clear_error() -> None:
@@ -413,7 +415,8 @@ async def test_at_the_cap_requests_just_arrived_are_kept_and_the_next_one_reads_
 
 
 async def test_malformed_requests_are_one_debug_line_and_a_handlers_failure_an_error(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Each was an ERROR with a ten-line traceback, from anyone on the network: the
     # internet's scanners buried the log.

@@ -81,24 +81,28 @@ def test_json_lines_carry_fields_and_no_secret() -> None:
 def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
     with _captured("test.scrub.urls", JsonFormatter(), [SECRET]) as (logger, stream):
         # As discord.py logs its webhook requests at DEBUG: the interaction's token.
-        logger.warning("Webhook ID 111 with PATCH https://discord.com/api/v10/webhooks/111/"
-                       "aW50ZXJhY3Rpb246SECRET/messages/@original has returned 200")
+        logger.warning(
+            "Webhook ID 111 with PATCH https://discord.com/api/v10/webhooks/111/"
+            "aW50ZXJhY3Rpb246SECRET/messages/@original has returned 200"
+        )
         logger.warning("POST https://discord.com/api/v10/interactions/222/TOKEN-2/callback")
         logger.warning("posting to https://hooks.slack.com/commands/T1/2/RESPONSE-SECRET")
         logger.warning("req", extra={"request": {"Authorization": f"Bearer {SECRET}"}, "n": 3})
         # As slack-sdk logs a Socket Mode connection Slack refused (aiohttp's error).
         try:
-            raise ValueError("403, message='Invalid response status', url='wss://wss-primary"
-                             ".slack.com/link/?ticket=TICKET-SECRET&app_id=A1'")
+            raise ValueError(
+                "403, message='Invalid response status', url='wss://wss-primary"
+                ".slack.com/link/?ticket=TICKET-SECRET&app_id=A1'"
+            )
         except ValueError as exc:
             logger.exception(f"Failed to connect (error: {exc}); Retrying...")
     out = stream.getvalue()
-    for leaked in ("aW50ZXJhY3Rpb246SECRET", "TOKEN-2", "RESPONSE-SECRET", SECRET,
-                   "TICKET-SECRET"):
+    for leaked in ("aW50ZXJhY3Rpb246SECRET", "TOKEN-2", "RESPONSE-SECRET", SECRET, "TICKET-SECRET"):
         assert leaked not in out
     lines = [json.loads(line) for line in out.splitlines()]
-    assert lines[0]["message"].startswith("Webhook ID 111 with PATCH https://discord.com/api/"
-                                          "v10/webhooks/111/***/messages/@original")
+    assert lines[0]["message"].startswith(
+        "Webhook ID 111 with PATCH https://discord.com/api/v10/webhooks/111/***/messages/@original"
+    )
     assert lines[1]["message"].endswith("/interactions/222/***/callback")
     assert lines[2]["message"] == "posting to https://hooks.slack.com/***"
     assert "Bearer ***" in lines[3]["request"] and lines[3]["n"] == 3
@@ -107,8 +111,11 @@ def test_tokens_in_urls_and_structured_fields_are_scrubbed() -> None:
 
 
 def test_token_fields_of_payloads_logged_whole_are_scrubbed() -> None:
-    event = {"op": 0, "t": "INTERACTION_CREATE",
-             "d": {"id": "9", "token": "itoken-1574360334485946380", "data": {"name": "ask"}}}
+    event = {
+        "op": 0,
+        "t": "INTERACTION_CREATE",
+        "d": {"id": "9", "token": "itoken-1574360334485946380", "data": {"name": "ask"}},
+    }
     plain = PlainFormatter("%(message)s")
     with _captured("test.scrub.payloads", plain, []) as (logger, stream):
         # As discord.py logs every gateway event at DEBUG: the dict itself.
@@ -249,8 +256,10 @@ async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
 
     async def answer() -> None:
         log_answer(conversation="slack:T1:thread:C1:1.000|docs", platform="slack")
-        api.warning("attempt 1 of 3: HTTP 503 from the chat API; retrying in 0.47 s",
-                    extra={"backend": "docs"})
+        api.warning(
+            "attempt 1 of 3: HTTP 503 from the chat API; retrying in 0.47 s",
+            extra={"backend": "docs"},
+        )
         await asyncio.create_task(flusher())
         # A line's own fields are its own.
         render.warning("moved", extra={"conversation": "slack:T1:thread:C1:2.000|docs"})
@@ -269,7 +278,11 @@ async def test_lines_logged_while_an_answer_is_made_name_its_conversation(
         fields = [dict(re.findall(r"(\w+)=(\S+)", line)) for line in lines]
     key = "slack:T1:thread:C1:1.000|docs"
     assert [f.get("conversation") for f in fields] == [
-        key, key, "slack:T1:thread:C1:2.000|docs", None]
+        key,
+        key,
+        "slack:T1:thread:C1:2.000|docs",
+        None,
+    ]
     assert [f.get("platform") for f in fields] == ["slack", "slack", "slack", None]
     assert fields[0]["backend"] == "docs"
 

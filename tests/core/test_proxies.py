@@ -43,21 +43,35 @@ from tests.fakes.proxy import FakeProxy
         # A network NO_PROXY lists, as curl and httpx read it: an internal chat API went
         # through the corporate proxy.
         ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8"}, "https://10.1.2.3/v1", None),
-        ({"HTTP_PROXY": "http://p:1", "no_proxy": ".corp, 192.0.2.0/24"},
-         "http://192.0.2.2:18090/v1/chat", None),
-        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "192.0.2.0/24"}, "http://192.0.3.1/",
-         "http://p:1"),
-        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8"}, "http://10.example/",
-         "http://p:1"),
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8,.internal"},
-         "https://a.internal/", None),
+        (
+            {"HTTP_PROXY": "http://p:1", "no_proxy": ".corp, 192.0.2.0/24"},
+            "http://192.0.2.2:18090/v1/chat",
+            None,
+        ),
+        (
+            {"HTTP_PROXY": "http://p:1", "NO_PROXY": "192.0.2.0/24"},
+            "http://192.0.3.1/",
+            "http://p:1",
+        ),
+        (
+            {"HTTP_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8"},
+            "http://10.example/",
+            "http://p:1",
+        ),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8,.internal"},
+            "https://a.internal/",
+            None,
+        ),
         # IPv6 addresses, alone or in a network, bracketed or not.
         ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "fd00::/8"}, "https://[fd12::5]/v1", None),
         ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "fd12::5"}, "https://[fd12::5]/v1", None),
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "[fd12::5]"}, "https://[fd12::5]:8443/",
-         None),
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8"}, "https://[fd12::5]/v1",
-         "http://p:1"),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "[fd12::5]"}, "https://[fd12::5]:8443/", None),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8"},
+            "https://[fd12::5]/v1",
+            "http://p:1",
+        ),
     ],
 )
 def test_the_proxy_the_environment_names(
@@ -77,8 +91,7 @@ async def test_a_proxy_whose_host_name_does_not_resolve_is_told_as_the_proxys(
         with pytest.raises(BadAddress) as caught:
             await client.get("https://chat.example.com/v1/chat")
     assert str(caught.value) == (
-        "the host name proxy.exmaple-typo.invalid of the proxy does not resolve (check "
-        "HTTPS_PROXY)"
+        "the host name proxy.exmaple-typo.invalid of the proxy does not resolve (check HTTPS_PROXY)"
     )
 
 
@@ -102,12 +115,20 @@ async def test_a_proxy_that_refuses_connections_is_named(
 @pytest.mark.parametrize(
     ("status", "kind", "said"),
     [
-        (403, ProxyDenied, "answered HTTP 403 Forbidden to the tunnel to chat.example.invalid:"
-         "443: check that the proxy allows that host, or list the host in NO_PROXY to reach "
-         "it directly"),
+        (
+            403,
+            ProxyDenied,
+            "answered HTTP 403 Forbidden to the tunnel to chat.example.invalid:"
+            "443: check that the proxy allows that host, or list the host in NO_PROXY to reach "
+            "it directly",
+        ),
         # The proxy could not reach the API: as a connection refused, tried again.
-        (502, httpx.ConnectError, "answered HTTP 502 Bad Gateway to the tunnel to "
-         "chat.example.invalid:443: it could not reach that host"),
+        (
+            502,
+            httpx.ConnectError,
+            "answered HTTP 502 Bad Gateway to the tunnel to "
+            "chat.example.invalid:443: it could not reach that host",
+        ),
     ],
     ids=["denied", "bad-gateway"],
 )
@@ -150,21 +171,33 @@ async def test_a_tunnel_the_proxy_refuses_names_the_variable_to_check(
 @pytest.mark.parametrize(
     ("variables", "url", "said"),
     [
-        ({"HTTP_PROXY": "proxy.corp:3128"}, "http://api.example/v1",
-         "the proxy at proxy.corp:3128 asks for a user and password (HTTP 407 Proxy "
-         "Authentication Required) and HTTP_PROXY gives none: give the user:password in "
-         "HTTP_PROXY (http://user:password@proxy.corp:3128)"),
+        (
+            {"HTTP_PROXY": "proxy.corp:3128"},
+            "http://api.example/v1",
+            "the proxy at proxy.corp:3128 asks for a user and password (HTTP 407 Proxy "
+            "Authentication Required) and HTTP_PROXY gives none: give the user:password in "
+            "HTTP_PROXY (http://user:password@proxy.corp:3128)",
+        ),
         # A proxy spoken to over TLS keeps its scheme in the example.
-        ({"HTTPS_PROXY": "https://proxy.corp:443"}, "https://api.example/v1",
-         "the proxy at proxy.corp:443 asks for a user and password (HTTP 407 Proxy "
-         "Authentication Required) and HTTPS_PROXY gives none: give the user:password in "
-         "HTTPS_PROXY (https://user:password@proxy.corp:443)"),
-        ({"ALL_PROXY": "http://me:s3cret@[::1]:3128"}, "wss://gateway.example/",
-         "the proxy at [::1]:3128 refused the user and password ALL_PROXY gives it"),
+        (
+            {"HTTPS_PROXY": "https://proxy.corp:443"},
+            "https://api.example/v1",
+            "the proxy at proxy.corp:443 asks for a user and password (HTTP 407 Proxy "
+            "Authentication Required) and HTTPS_PROXY gives none: give the user:password in "
+            "HTTPS_PROXY (https://user:password@proxy.corp:443)",
+        ),
+        (
+            {"ALL_PROXY": "http://me:s3cret@[::1]:3128"},
+            "wss://gateway.example/",
+            "the proxy at [::1]:3128 refused the user and password ALL_PROXY gives it",
+        ),
         # No variable names a proxy for it (NO_PROXY): both are named.
-        ({"HTTPS_PROXY": "http://me:s3cret@p:1", "NO_PROXY": ".example"}, "https://api.example/",
-         "a proxy refused the request (HTTP 407 Proxy Authentication Required): check the "
-         "user:password in HTTPS_PROXY / HTTP_PROXY"),
+        (
+            {"HTTPS_PROXY": "http://me:s3cret@p:1", "NO_PROXY": ".example"},
+            "https://api.example/",
+            "a proxy refused the request (HTTP 407 Proxy Authentication Required): check the "
+            "user:password in HTTPS_PROXY / HTTP_PROXY",
+        ),
     ],
 )
 def test_a_proxys_407_names_the_proxy_and_its_variable_never_its_password(
@@ -181,15 +214,24 @@ def test_a_proxys_407_names_the_proxy_and_its_variable_never_its_password(
     ("variables", "url", "said"),
     [
         # A plain request is forwarded, not tunnelled: the proxy answers it itself.
-        ({"HTTP_PROXY": "http://me:s3cret@proxy.corp:3128"}, "http://api.example/v1",
-         "the proxy at proxy.corp:3128 (HTTP_PROXY) answered HTTP 403 Forbidden to the "
-         "request for api.example:80: check that the proxy allows that host"),
-        ({"all_proxy": "http://me:s3cret@[fd00::3]:3128"}, "wss://gateway.example:8443/",
-         "the proxy at [fd00::3]:3128 (all_proxy) answered HTTP 403 Forbidden to the tunnel "
-         "to gateway.example:8443: "),
-        ({"HTTPS_PROXY": "http://me:s3cret@p:1", "NO_PROXY": ".example"}, "https://api.example/",
-         "a proxy (HTTPS_PROXY / HTTP_PROXY) answered HTTP 403 Forbidden to the tunnel to "
-         "api.example:443: "),
+        (
+            {"HTTP_PROXY": "http://me:s3cret@proxy.corp:3128"},
+            "http://api.example/v1",
+            "the proxy at proxy.corp:3128 (HTTP_PROXY) answered HTTP 403 Forbidden to the "
+            "request for api.example:80: check that the proxy allows that host",
+        ),
+        (
+            {"all_proxy": "http://me:s3cret@[fd00::3]:3128"},
+            "wss://gateway.example:8443/",
+            "the proxy at [fd00::3]:3128 (all_proxy) answered HTTP 403 Forbidden to the tunnel "
+            "to gateway.example:8443: ",
+        ),
+        (
+            {"HTTPS_PROXY": "http://me:s3cret@p:1", "NO_PROXY": ".example"},
+            "https://api.example/",
+            "a proxy (HTTPS_PROXY / HTTP_PROXY) answered HTTP 403 Forbidden to the tunnel to "
+            "api.example:443: ",
+        ),
     ],
 )
 def test_a_proxys_refusal_of_a_host_names_the_host_and_the_proxy_never_its_password(

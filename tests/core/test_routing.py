@@ -16,8 +16,13 @@ def route(**kw: Any) -> RouteConfig:
 
 def msg(**kw: Any) -> Inbound:
     fields: dict[str, Any] = {
-        "platform": "slack", "workspace": "T1", "channel": "C1", "user": "U1",
-        "text": "hello", "message_id": "100.1", "event_id": "Ev1",
+        "platform": "slack",
+        "workspace": "T1",
+        "channel": "C1",
+        "user": "U1",
+        "text": "hello",
+        "message_id": "100.1",
+        "event_id": "Ev1",
     }
     return Inbound(**{**fields, **kw})
 
@@ -173,12 +178,16 @@ def test_no_conversation_spans_places_whose_audiences_differ() -> None:
     assert conversation_key(user, dm) == "slack:T1:user:U1|docs"  # kept as it was
     # Public channels stay one conversation, kept as it was; a private place's
     # threads are that place's.
-    assert conversation_key(user, public) == conversation_key(user, msg(channel="C2")) == (
-        "slack:T1:user:U1:channels|docs"
+    assert (
+        conversation_key(user, public)
+        == conversation_key(user, msg(channel="C2"))
+        == ("slack:T1:user:U1:channels|docs")
     )
-    assert conversation_key(user, replace(private_channel, thread="5.1")) == (
-        conversation_key(user, private_channel)
-    ) == "slack:T1:user:U1:place:G1|docs"
+    assert (
+        conversation_key(user, replace(private_channel, thread="5.1"))
+        == (conversation_key(user, private_channel))
+        == "slack:T1:user:U1:place:G1|docs"
+    )
 
 
 def test_a_private_ask_in_a_dm_is_the_dms_conversation_and_in_threads_the_threads() -> None:
@@ -207,9 +216,12 @@ def test_a_private_ask_in_a_dm_is_the_dms_conversation_and_in_threads_the_thread
 # Every kind of message a route may take: in a channel, a thread of it, a private
 # channel, a private thread, a DM and a thread in it, and answers only the asker sees.
 PLACES = [
-    msg(), msg(thread="99.1"), msg(audience="members"),
+    msg(),
+    msg(thread="99.1"),
+    msg(audience="members"),
     msg(platform="discord", workspace="42", channel="7", thread="8", audience="thread"),
-    msg(channel="D1", is_dm=True), msg(channel="D1", is_dm=True, thread="99.1"),
+    msg(channel="D1", is_dm=True),
+    msg(channel="D1", is_dm=True, thread="99.1"),
     msg(platform="discord", workspace="@dm", channel="9", is_dm=True),
     msg(platform="discord", workspace="42", channel="7", audience="asker"),
     msg(platform="discord", workspace="42", channel="7", thread="8", audience="asker"),
@@ -250,5 +262,6 @@ def test_the_scopes_a_route_makes_follow_its_session_and_dms() -> None:
     # No DM reaches a route that keeps them out: no DM's conversation is its.
     assert key_scopes(route(session="thread", dm=False)) == {"*:thread", "*:asker"}
     assert key_scopes(route(platform="discord", session="user+channel", dm=True)) == {
-        "discord:user+channel", "discord:asker"
+        "discord:user+channel",
+        "discord:asker",
     }

@@ -68,7 +68,6 @@ async def test_reset_starts_a_new_session(
     assert first.json["session_id"] != second.json["session_id"]
 
 
-
 async def test_a_reset_is_counted_among_the_messages_answered_and_so_is_one_that_failed(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:

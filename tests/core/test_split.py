@@ -235,9 +235,9 @@ def test_a_stray_backtick_early_in_a_long_paragraph_leaves_the_message_full() ->
 @pytest.mark.parametrize(
     "unit",
     [
-        "\U0001F468\u200d\U0001F469\u200d\U0001F467\u200d\U0001F466",  # a family, joined by ZWJ
-        "\U0001F1FA\U0001F1F8",  # a flag: two regional indicators
-        "\U0001F44D\U0001F3FD",  # a thumb with a skin tone
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",  # a family, joined by ZWJ
+        "\U0001f1fa\U0001f1f8",  # a flag: two regional indicators
+        "\U0001f44d\U0001f3fd",  # a thumb with a skin tone
         "e\u0301",  # an accented letter made of two code points
         "\u0938\u094d\u0924\u0947",  # a Devanagari conjunct, joined by a virama
         "\u2764\ufe0f",  # a heart with its emoji presentation selector
@@ -245,7 +245,7 @@ def test_a_stray_backtick_early_in_a_long_paragraph_leaves_the_message_full() ->
         "\u0e19\u0e49\u0e33",  # Thai "water": a consonant, a tone mark, the vowel AM
         "\u0e99\u0ec9\u0eb3",  # Lao "water", written alike
         # A subdivision flag (Scotland): a black flag, its tag letters, a cancel tag.
-        "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F",
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
     ],
 )
 @pytest.mark.parametrize("limit", [2000, 1999, 1998, 1997])
@@ -264,7 +264,7 @@ def test_a_run_with_no_space_is_cut_between_characters_a_reader_sees_as_one(
     [
         "run `git commit --amend --no-edit` to fix it, then push again. ",
         "see [the guide to all of it](https://example.com/guide) for more. ",
-        "e\u0301\U0001F44D\U0001F3FD\U0001F1FA\U0001F1F8" * 30,
+        "e\u0301\U0001f44d\U0001f3fd\U0001f1fa\U0001f1f8" * 30,
     ],
 )
 def test_a_message_cut_while_the_answer_streams_stays_as_it_was_cut(tail: str) -> None:
@@ -372,11 +372,50 @@ def test_a_piece_that_formats_to_nothing_is_no_message(text: str, expected: list
 
 
 MARKUP = [
-    "a", "b", " ", "  ", "\n", "\n\n", "\n```", "\n```py", "\n~~~", "```", "~~~", " ```", " ~~~",
-    "`", "``", "~", "|", "| a | b |\n", "|---|---|\n", "## ", "#", "&", "&&&&&&&&", "\r\n", "\t",
-    "e\u0301", "\U0001F44D\U0001F3FD", "x" * 50, "word " * 10, '```json{"k":"' + "v" * 80,
-    "```" + "w " * 60, "\n" + "~" * 12, "`" * 8, "- ", "> ", "*", "_", "[a](https://x.example/a)",
-    "\n> ```py", "\n> ```", "\n> ~~~", "\n>", "\n> > ", "\n> " + "w " * 60,
+    "a",
+    "b",
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    "\n```",
+    "\n```py",
+    "\n~~~",
+    "```",
+    "~~~",
+    " ```",
+    " ~~~",
+    "`",
+    "``",
+    "~",
+    "|",
+    "| a | b |\n",
+    "|---|---|\n",
+    "## ",
+    "#",
+    "&",
+    "&&&&&&&&",
+    "\r\n",
+    "\t",
+    "e\u0301",
+    "\U0001f44d\U0001f3fd",
+    "x" * 50,
+    "word " * 10,
+    '```json{"k":"' + "v" * 80,
+    "```" + "w " * 60,
+    "\n" + "~" * 12,
+    "`" * 8,
+    "- ",
+    "> ",
+    "*",
+    "_",
+    "[a](https://x.example/a)",
+    "\n> ```py",
+    "\n> ```",
+    "\n> ~~~",
+    "\n>",
+    "\n> > ",
+    "\n> " + "w " * 60,
 ]
 # A line that shows nothing: blank, or a fence's marker and at most a language.
 SILENT = re.compile(r"\s*(?:(?:`{3,}|~{3,})[\w+#.-]*\s*)?")
@@ -419,9 +458,7 @@ def test_every_piece_fits_shows_something_and_keeps_its_fences_balanced(
 
 @pytest.mark.parametrize("mark", ["**", "~~", "*", "_", "__", "||"])
 @pytest.mark.parametrize("words", range(236, 246))
-def test_a_cut_in_a_long_paragraph_keeps_emphasis_and_spoilers_whole(
-    mark: str, words: int
-) -> None:
+def test_a_cut_in_a_long_paragraph_keeps_emphasis_and_spoilers_whole(mark: str, words: int) -> None:
     # Cut at the space inside them, both messages showed the marks raw (and a
     # Discord spoiler cut in two hides nothing).
     text = "x " * words + f"{mark}dead letter queue{mark} after three attempts, and more."
@@ -494,9 +531,11 @@ def test_a_code_block_ends_with_the_quote_it_stands_in(after: str) -> None:
     assert not any("```" in m for m in messages[1:]), messages
 
 
-QUOTED_CODE = "Here is the quoted snippet:\n\n> ```python\n" + "".join(
-    f"> x_{i} = a*b*c  # step {i}\n" for i in range(200)
-) + "> ```\n\nDone."
+QUOTED_CODE = (
+    "Here is the quoted snippet:\n\n> ```python\n"
+    + "".join(f"> x_{i} = a*b*c  # step {i}\n" for i in range(200))
+    + "> ```\n\nDone."
+)
 
 
 def _stays_quoted_code(messages: list[str]) -> None:

@@ -41,16 +41,54 @@ def private_ca(tmp_path: Path) -> PrivateCA:
             pytest.fail("needs the openssl command to make a certificate; install it in CI")
         pytest.skip("needs the openssl command to make a certificate")
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-subj", "/CN=Test Private CA", "-days", "1",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-keyout", "ca.key", "-out", "ca.pem", cwd=tmp_path)
-    _openssl("req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr",
-             cwd=tmp_path)
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-subj",
+        "/CN=Test Private CA",
+        "-days",
+        "1",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        cwd=tmp_path,
+    )
+    _openssl(
+        "req",
+        *ec,
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        cwd=tmp_path,
+    )
     (tmp_path / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "1", "-extfile", "server.ext", "-out", "server.pem",
-             cwd=tmp_path)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+        cwd=tmp_path,
+    )
     ca = tmp_path / "ca.pem"
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(Path(certifi.where()).read_text() + ca.read_text())
@@ -127,8 +165,12 @@ async def handshakes(url: str, context: ssl.SSLContext) -> bool:
     ],
 )
 async def test_the_chat_apis_trust_what_ssl_cert_file_and_ssl_cert_dir_name(
-    no_tls_variables: pytest.MonkeyPatch, private_ca: PrivateCA, private_api: str,
-    cert_file: str | None, cert_dir: str | None, trusted: bool,
+    no_tls_variables: pytest.MonkeyPatch,
+    private_ca: PrivateCA,
+    private_api: str,
+    cert_file: str | None,
+    cert_dir: str | None,
+    trusted: bool,
 ) -> None:
     files = {"public": certifi.where(), "bundle": str(private_ca.bundle)}
     if cert_file is not None:
@@ -169,8 +211,7 @@ def test_an_ssl_cert_file_that_is_no_pem_bundle_stops_the_start(
 ) -> None:
     # A CA exported as DER: OpenSSL's defaults pass it by as silently as a missing file.
     der = tmp_path / "corp-ca.der"
-    _openssl("x509", "-in", str(private_ca.ca), "-outform", "der", "-out", str(der),
-             cwd=tmp_path)
+    _openssl("x509", "-in", str(private_ca.ca), "-outform", "der", "-out", str(der), cwd=tmp_path)
     with pytest.raises(ConfigError, match="holds no certificate this user can read as PEM"):
         check_tls_env({"SSL_CERT_FILE": str(der)})
     check_tls_env({"SSL_CERT_FILE": str(private_ca.bundle)})

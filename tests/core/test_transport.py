@@ -137,10 +137,16 @@ async def test_a_refused_connection_is_an_httpx_connect_error() -> None:
 @pytest.mark.parametrize(
     ("code", "said"),
     [
-        (errno.EMFILE, "the bridge is out of open files (its limit is 1234): raise it "
-         "(`ulimit -n`, docker's --ulimit nofile=) or lower limits.max_concurrent_streams"),
-        (errno.ENFILE, "the system is out of open files (ENFILE): raise its limit "
-         "(fs.file-max) or lower limits.max_concurrent_streams"),
+        (
+            errno.EMFILE,
+            "the bridge is out of open files (its limit is 1234): raise it "
+            "(`ulimit -n`, docker's --ulimit nofile=) or lower limits.max_concurrent_streams",
+        ),
+        (
+            errno.ENFILE,
+            "the system is out of open files (ENFILE): raise its limit "
+            "(fs.file-max) or lower limits.max_concurrent_streams",
+        ),
     ],
     ids=["process", "system"],
 )
@@ -237,9 +243,26 @@ def self_signed(tmp_path: Path) -> ssl.SSLContext:
         pytest.skip("needs the openssl command to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -286,10 +309,13 @@ async def test_requests_and_responses_keep_their_headers_and_bodies() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         seen.append(head)
-        length = int(next(
-            line.split(b":")[1] for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        ))
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+        )
         seen.append(await reader.readexactly(length))
         body = b'{"error": "nope"}'
         writer.write(

@@ -30,12 +30,17 @@ routes:
 
 
 def said(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.INFO and r.getMessage().startswith("no route serves")]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and r.getMessage().startswith("no route serves")
+    ]
 
 
 async def test_asking_where_no_route_serves_is_said_once_per_place(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A route naming a channel wrongly looked like a bot ignoring people: only a DEBUG

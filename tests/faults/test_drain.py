@@ -81,7 +81,8 @@ async def test_sighup_is_ignored_when_started_with_nohup(
     fake_chat_api.enqueue(tokens=["Second ", "answer."])
     # What `nohup` does before it starts the daemon.
     proc = await start(
-        tmp_path / "config.yaml", fake_chat_api.api_key,
+        tmp_path / "config.yaml",
+        fake_chat_api.api_key,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
     )
     assert proc.stdin is not None and proc.stdout is not None
@@ -141,10 +142,23 @@ slack: {{bot_token: "${{BOT}}", app_token: "${{APP}}", api_url: "{fake_slack.url
 routes: [{{platform: slack, backend: docs, session: user}}]
 """)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "KEY": fake_chat_api.api_key,
-             "BOT": fake_slack.bot_token, "APP": fake_slack.app_token},
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "run",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "KEY": fake_chat_api.api_key,
+            "BOT": fake_slack.bot_token,
+            "APP": fake_slack.app_token,
+        },
     )
     await wait_for(lambda: fake_slack.count("auth.test") == 1, timeout=30)
     proc.send_signal(signal.SIGTERM)
@@ -156,7 +170,9 @@ routes: [{{platform: slack, backend: docs, session: user}}]
 
 @pytest.mark.timeout(60)
 async def test_a_stop_while_the_start_marks_the_last_runs_replies_gives_live_ones_their_grace(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The platforms answer while the start marks what the last run left (minutes, on a
@@ -253,6 +269,9 @@ def test_the_command_handles_stop_signals_before_its_heavy_imports() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-W", "error", "-c", probe],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stdout.strip() == "[]"

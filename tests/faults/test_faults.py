@@ -41,8 +41,9 @@ reply: {{edit_interval: 0.05}}
 
 def bridge(fake: FakeChatAPI, db: Path, url: str | None = None, extra: str = "") -> Bridge:
     text = config_text(url or fake.endpoint("chatmount"), db, extra)
-    return Bridge(parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY),
-                  TEST_REGISTRY)
+    return Bridge(
+        parse_config(text, env={"KEY": fake.api_key}, registry=TEST_REGISTRY), TEST_REGISTRY
+    )
 
 
 def local(b: Bridge) -> LocalPlatform:
@@ -89,8 +90,9 @@ async def test_connection_refused_then_circuit_opens(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     extra = "limits: {circuit: {failures: 2, cooldown: 60}}"
-    async with bridge(fake_chat_api, tmp_path / "b.db", f"http://127.0.0.1:{port}/v1/chat",
-                      extra) as b:
+    async with bridge(
+        fake_chat_api, tmp_path / "b.db", f"http://127.0.0.1:{port}/v1/chat", extra
+    ) as b:
         first = await ask(b, "one", "T1")
         second = await ask(b, "two", "T2")
         third = await local(b).say("three", thread="T3")
@@ -122,14 +124,13 @@ async def test_circuit_closes_after_a_successful_probe(
     assert probe.visible() == ["back"]
     assert after.visible() == ["still back"]
     # The admin sees it open and close (it was silent), and which answer failed.
-    said = [(r.levelname, r.getMessage()) for r in caplog.records
-            if r.name == "chat_bridge.circuit"]
+    said = [
+        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "chat_bridge.circuit"
+    ]
     assert said[0][0] == "WARNING" and said[0][1].startswith("backend docs failed 1 times")
     assert said[-1] == ("INFO", "backend docs answers again: calling it again")
     failed = [r for r in caplog.records if r.getMessage().startswith("backend docs failed:")]
-    assert failed and all(
-        getattr(r, "conversation", "").startswith("console:") for r in failed
-    )
+    assert failed and all(getattr(r, "conversation", "").startswith("console:") for r in failed)
 
 
 async def test_a_backend_that_stays_down_warns_once_not_at_every_probe(
@@ -151,7 +152,8 @@ async def test_a_backend_that_stays_down_warns_once_not_at_every_probe(
     assert "unavailable" in first.visible()[0] and last.visible() == ["back"]
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert [said.split(":")[0] for said in warned] == [
-        "backend docs failed 1 times in a row", "backend docs failed"
+        "backend docs failed 1 times in a row",
+        "backend docs failed",
     ], warned
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     attempts = [said for said in info if said.startswith("attempt ")]
@@ -176,8 +178,7 @@ async def test_a_refused_api_key_is_one_error_naming_the_setting(
         mended = await ask(b, "again", "T9")
     assert all("misconfigured" in t.visible()[0] for t in told)
     assert mended.visible() == ["mended"] and len(fake_chat_api.requests) == 4
-    warned = [(r.levelname, r.getMessage()) for r in caplog.records
-              if r.levelno >= logging.WARNING]
+    warned = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warned) == 1, warned
     [(level, error)] = warned
     assert level == "ERROR", warned
@@ -285,7 +286,8 @@ async def test_platform_429_storm_on_edits_still_ends_with_the_full_answer(
 ) -> None:
     fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.01)
     monkeypatch.setattr(
-        LocalPlatform, "target",
+        LocalPlatform,
+        "target",
         lambda self, address: self.targets.setdefault(address, StormTarget(placeholder=True)),
     )
     async with bridge(fake_chat_api, tmp_path / "b.db") as b:

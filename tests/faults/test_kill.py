@@ -38,9 +38,18 @@ def _hangup_as_default() -> None:
 
 async def start(config: Path, key: str, **options: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "run",
+        "-c",
+        str(config),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "KEY": key},
         **{"preexec_fn": _hangup_as_default, **options},
     )

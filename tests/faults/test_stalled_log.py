@@ -54,7 +54,7 @@ async def _daemon(
     a pipe left full: the process and the pipe's reading end (not blocking)."""
     config = tmp_path / "config.yaml"
     config.write_text(f"""
-store: sqlite://{tmp_path / 'bridge.db'}
+store: sqlite://{tmp_path / "bridge.db"}
 http: {{listen: "127.0.0.1:{port}"}}
 backends:
   docs: {{kind: chatmount, url: "{fake_chat_api.endpoint("chatmount")}", api_key: "${{KEY}}"}}
@@ -71,9 +71,19 @@ limits: {{shutdown_grace: 3}}
     os.set_blocking(read, False)
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=write,
-            cwd=ROOT, env={"PATH": "/usr/bin:/bin", "KEY": fake_chat_api.api_key},
+            sys.executable,
+            "-W",
+            "error",
+            "-m",
+            "adapters",
+            "run",
+            "-c",
+            str(config),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=write,
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "KEY": fake_chat_api.api_key},
             preexec_fn=_hangup_as_default,
         )
     finally:

@@ -190,7 +190,9 @@ async def test_a_stop_while_another_process_holds_the_sqlite_file(
 
 @pytest.mark.timeout(60)
 async def test_a_second_signal_leaves_a_healthy_store_its_time(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The cut reply's platform takes a while to clear its indicators (up to
@@ -222,7 +224,8 @@ async def test_a_second_signal_leaves_a_healthy_store_its_time(
 @pytest.mark.postgres
 @pytest.mark.timeout(60)
 async def test_a_second_signal_while_the_store_hangs_and_the_platform_is_slow(
-    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """About a second for the store after what the cut replies take to end."""

@@ -167,7 +167,9 @@ async def test_a_reply_taller_than_the_terminal_is_shown_once(
 
 
 async def test_a_question_typed_during_an_answer_is_shown_before_its_answer(
-    fake_chat_api: FakeChatAPI, tmp_path: Path, terminal: FakeTerminal,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    terminal: FakeTerminal,
     keyboard: tuple[int, IO[str]],
 ) -> None:
     # The terminal's echo landed in the reply being redrawn: the question vanished,
@@ -258,7 +260,12 @@ async def test_an_answers_control_characters_do_nothing_to_the_terminal(
     # window's title, OSC 52 wrote the clipboard, a CR wrote over the line.
     fake_chat_api.enqueue(
         tokens=[
-            "Hours: 9-5.", "\x1b[8m(hidden)\x1b[0m", "\x1b", "]0;pwned\x07", "\r", "\u009b2J ok"
+            "Hours: 9-5.",
+            "\x1b[8m(hidden)\x1b[0m",
+            "\x1b",
+            "]0;pwned\x07",
+            "\r",
+            "\u009b2J ok",
         ],
         token_delay=0.01,
         sources=[("https://a.example/", "A\x1b]52;c;cm0gLXJmIH4K\x07")],

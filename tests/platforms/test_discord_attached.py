@@ -8,15 +8,20 @@ from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
 
 async def test_a_question_with_a_file_is_asked_in_its_words_and_told_the_file_was_not_read(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     fake = setup.discord
-    setup.chat.enqueue(tokens=["It means ", "the disk is full."], sources=[
-        ("https://docs.example/disk", "Disk")])
+    setup.chat.enqueue(
+        tokens=["It means ", "the disk is full."], sources=[("https://docs.example/disk", "Disk")]
+    )
     setup.chat.enqueue(tokens=["Plain answer."])
     async with setup.bridge():
-        await fake.mention(setup.general, setup.alice,
-                           "what does the error in this screenshot mean?", ("error.png",))
+        await fake.mention(
+            setup.general,
+            setup.alice,
+            "what does the error in this screenshot mean?",
+            ("error.png",),
+        )
         [answer] = await setup.final(setup.general, FILES_NOT_READ)
         # A file with no words: asked for them, as before (and nothing is asked).
         await fake.mention(setup.general, setup.alice, "", ("shot.png",))
@@ -25,7 +30,9 @@ async def test_a_question_with_a_file_is_asked_in_its_words_and_told_the_file_wa
         msgs = await setup.final(setup.general, "Plain answer.")
     # The chat API gets the text, as it did.
     assert [r.json["message"] for r in setup.chat.requests] == [
-        "what does the error in this screenshot mean?", "and without a file?"]
+        "what does the error in this screenshot mean?",
+        "and without a file?",
+    ]
     # The note ends the reply, under the answer and its sources.
     assert answer["content"] == (
         "It means the disk is full.\n\n**Sources**\n- [Disk](<https://docs.example/disk>)"
@@ -35,29 +42,37 @@ async def test_a_question_with_a_file_is_asked_in_its_words_and_told_the_file_wa
 
 
 async def test_a_forwarded_message_is_answered_in_a_channel_that_answers_all(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     fake = setup.discord
     setup.chat.enqueue(tokens=["Use the reset link."])
     setup.chat.enqueue(tokens=["It is a timeout."])
     async with setup.bridge():
         # Its text is in its snapshot, with mentions in words as a message's are.
-        await fake.forward(setup.ask, setup.alice,
-                           f"how do I reset my password? <#{setup.general}> says nothing",
-                           source=setup.general)
+        await fake.forward(
+            setup.ask,
+            setup.alice,
+            f"how do I reset my password? <#{setup.general}> says nothing",
+            source=setup.general,
+        )
         await setup.final(setup.ask, "Use the reset link.")
         # A forwarded file counts as the question's own.
-        await fake.forward(setup.ask, setup.alice, "what is this error?", ("log.txt",),
-                           source=setup.general)
+        await fake.forward(
+            setup.ask, setup.alice, "what is this error?", ("log.txt",), source=setup.general
+        )
         msgs = await setup.final(setup.ask, FILES_NOT_READ)
     assert [r.json["message"] for r in setup.chat.requests] == [
-        "how do I reset my password? #general says nothing", "what is this error?"]
+        "how do I reset my password? #general says nothing",
+        "what is this error?",
+    ]
     assert [m["content"] for m in msgs] == [
-        "Use the reset link.", f"It is a timeout.\n\n{FILES_NOT_READ}"]
+        "Use the reset link.",
+        f"It is a timeout.\n\n{FILES_NOT_READ}",
+    ]
 
 
 async def test_a_message_forwarded_to_the_bot_in_a_dm_is_answered(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     fake = setup.discord
     dm = fake.dm_channel(setup.bob)

@@ -17,7 +17,7 @@ NOTE = f"_⚠️ {CUT_TEXT}_"
 
 
 async def test_an_ask_still_streaming_near_discords_15_minutes_is_cut_with_a_note(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Past the token's life, the text would stop mid-answer with nothing saying why,
     # and the chat API's stream (a slow reasoning model's) run on, paid for, unseen.

@@ -30,23 +30,33 @@ class Place:
     key: str
 
 
-async def place(setup: Setup, where: str) -> Place:  # noqa: F811
+async def place(setup: Setup, where: str) -> Place:
     """A place of `where`'s kind, each answered without a mention but in #general."""
     fake, alice, guild = setup.discord, setup.alice, setup.guild
     if where == "thread":  # a thread a member opened in a channel answering everything
         tid = await fake.add_thread(setup.ask, "logins")
-        return Place(lambda text: fake.say(tid, alice, text), tid,
-                     f"discord:{guild}:thread:{setup.ask}:{tid}|docs")
+        return Place(
+            lambda text: fake.say(tid, alice, text),
+            tid,
+            f"discord:{guild}:thread:{setup.ask}:{tid}|docs",
+        )
     if where == "post":  # a forum post, a thread of the forum
         post = await fake.add_post(setup.ask, alice, "logins", "hello")
         tid = post["id"]
-        return Place(lambda text: fake.say(tid, alice, text), tid,
-                     f"discord:{guild}:thread:{setup.ask}:{tid}|docs")
+        return Place(
+            lambda text: fake.say(tid, alice, text),
+            tid,
+            f"discord:{guild}:thread:{setup.ask}:{tid}|docs",
+        )
     if where == "channel":
-        return Place(lambda text: fake.mention(setup.general, alice, text), setup.general,
-                     f"discord:{guild}:channel:{setup.general}|docs")
-    return Place(lambda text: fake.dm(alice, text), fake.dm_channel(alice),
-                 f"discord:@dm:user:{alice}|docs")
+        return Place(
+            lambda text: fake.mention(setup.general, alice, text),
+            setup.general,
+            f"discord:{guild}:channel:{setup.general}|docs",
+        )
+    return Place(
+        lambda text: fake.dm(alice, text), fake.dm_channel(alice), f"discord:@dm:user:{alice}|docs"
+    )
 
 
 def sent(chat: FakeChatAPI) -> list[str]:
@@ -68,7 +78,7 @@ async def secret_kept(bridge: Bridge, key: str, kept: bool = True) -> list[str]:
 @pytest.mark.parametrize("bulk", [False, True], ids=["deleted", "purged"])
 @pytest.mark.parametrize("where", ["thread", "post", "channel", "dm"])
 async def test_a_question_deleted_once_answered_is_not_sent_again(
-    setup: Setup, where: str, bulk: bool  # noqa: F811
+    setup: Setup, where: str, bulk: bool
 ) -> None:
     # Deleted once its answer was shown (a password posted by mistake): it stayed in
     # the history, and was sent to the chat API again with every later question.
@@ -86,8 +96,9 @@ async def test_a_question_deleted_once_answered_is_not_sent_again(
         await here.say("how do I log in?")
         await setup.final(here.shown_in, "First.")
         secret = await here.say(SECRET)
-        [answer] = [m for m in await setup.final(here.shown_in, "Second.")
-                    if m["content"] == "Second."]
+        [answer] = [
+            m for m in await setup.final(here.shown_in, "Second.") if m["content"] == "Second."
+        ]
         await secret_kept(bridge, here.key)  # its answer shown, its turn kept
         if bulk:  # a moderator purges the question and its answer
             await fake.delete_messages([secret["id"], answer["id"]])
@@ -103,7 +114,7 @@ async def test_a_question_deleted_once_answered_is_not_sent_again(
 
 
 async def test_a_question_deleted_while_it_is_answered_is_not_sent_again(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # Deleted as its answer streamed: the answer stops, and nothing of it is kept.
     fake, chat = setup.discord, setup.chat
@@ -126,14 +137,17 @@ async def test_a_question_deleted_while_it_is_answered_is_not_sent_again(
                 await asyncio.sleep(0.01)
     assert "word " * 100 not in fake.channel_messages(here.shown_in)[1]["content"]
     assert [turn.content for turn in kept] == [
-        "how do I log in?", "First.", "where are the docs?", "Third."
+        "how do I log in?",
+        "First.",
+        "where are the docs?",
+        "Third.",
     ]
     assert sent(chat)[-1] == "where are the docs?"
     assert not any("hunter2" in content for content in sent(chat))
 
 
 async def test_a_question_deleted_in_a_thread_discord_py_does_not_keep_is_forgotten(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # discord.py keeps no thread it has not seen (or one archived): its channel is
     # asked of Discord, else the deletion would not find the question's turn.

@@ -29,7 +29,7 @@ async def kept_as(bridge: Bridge, key: str, wanted: list[str]) -> None:
 
 @pytest.mark.parametrize("where", ["thread", "post", "channel", "dm"])
 async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
-    setup: Setup, where: str  # noqa: F811
+    setup: Setup, where: str
 ) -> None:
     # Edited once its answer was shown (a password cut from it): its turn kept the text
     # it had, and a stateless chat API was sent the password again with every question.
@@ -55,14 +55,19 @@ async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
         await kept_as(bridge, here.key, [EDITED if t == SECRET else t for t in kept])
         await here.say("where are the docs?")
         await setup.final(here.shown_in, "Third.")
-    assert sent(chat)[-5:] == ["how do I log in?", "First.", EDITED, "Second.",
-                               "where are the docs?"]
+    assert sent(chat)[-5:] == [
+        "how do I log in?",
+        "First.",
+        EDITED,
+        "Second.",
+        "where are the docs?",
+    ]
     assert not any("hunter2" in content for content in sent(chat))
 
 
 @pytest.mark.parametrize("content", [True, False], ids=["read", "unread"])
 async def test_a_question_edited_down_to_the_mention_is_forgotten(
-    setup: Setup, content: bool  # noqa: F811
+    setup: Setup, content: bool
 ) -> None:
     # The secret cut and nothing left but the mention: the asker is told nothing, and
     # the turn goes as a deleted question's does. Without the Message Content intent,
@@ -88,12 +93,14 @@ async def test_a_question_edited_down_to_the_mention_is_forgotten(
     assert sent(chat) == ["how do I log in?", "First.", "where are the docs?"]
     # Nobody was told anything (the bot's messages there are its three answers).
     assert [m["content"] for m in fake.channel_messages(here.shown_in)] == [
-        "First.", "Second.", "Third."
+        "First.",
+        "Second.",
+        "Third.",
     ]
 
 
 async def test_a_question_edited_while_it_is_answered_is_kept_as_edited(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # Edited as its answer streamed, before its turn was kept: the edit found no turn
     # to change, and the turn was kept with the password.
@@ -116,13 +123,14 @@ async def test_a_question_edited_while_it_is_answered_is_kept_as_edited(
     assert EDITED in sent(chat)
 
 
-async def edited_while_it_waits(setup: Setup, bridge: Bridge, text: str) -> None:  # noqa: F811
+async def edited_while_it_waits(setup: Setup, bridge: Bridge, text: str) -> None:
     """alice asks in #general, holding SECRET, while a long answer streams there, and
     edits it to `text` (after the bot's mention) while it waits its turn."""
     fake, chat = setup.discord, setup.chat
     await fake.mention(setup.general, setup.alice, "tell me a long story")
-    await fake.wait_until(lambda: any("w1" in m["content"]
-                                      for m in fake.channel_messages(setup.general)))
+    await fake.wait_until(
+        lambda: any("w1" in m["content"] for m in fake.channel_messages(setup.general))
+    )
     q = await fake.mention(setup.general, setup.alice, SECRET)
     await fake.edit(q["id"], f"<@{fake.app_id}> {text}".rstrip())
     question = question_id("discord", setup.guild, setup.general, q["id"])
@@ -133,7 +141,7 @@ async def edited_while_it_waits(setup: Setup, bridge: Bridge, text: str) -> None
 
 
 async def test_a_question_edited_while_it_waits_is_asked_as_it_reads_now(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # Edited (the password cut) while it waited its turn: a stateful chat API was asked
     # the text it came with, and kept it in its session.
@@ -148,7 +156,7 @@ async def test_a_question_edited_while_it_waits_is_asked_as_it_reads_now(
 
 
 async def test_a_question_edited_down_to_the_mention_while_it_waits_is_not_asked(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # Nothing left but the mention: not asked (nor told anything), as if deleted.
     fake, chat = setup.discord, setup.chat
@@ -160,7 +168,11 @@ async def test_a_question_edited_down_to_the_mention_while_it_waits_is_not_asked
         await fake.mention(setup.general, setup.alice, "where are the docs?")
         await setup.final(setup.general, "Third.")
     assert [r.json["message"] for r in chat.requests] == [
-        "tell me a long story", "where are the docs?"
+        "tell me a long story",
+        "where are the docs?",
     ]
-    assert [m["content"] for m in fake.channel_messages(setup.general)
-            if m["author"]["id"] == fake.app_id][-1:] == ["Third."]
+    assert [
+        m["content"]
+        for m in fake.channel_messages(setup.general)
+        if m["author"]["id"] == fake.app_id
+    ][-1:] == ["Third."]

@@ -32,17 +32,22 @@ CLOSED = SEND_MESSAGES | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS
 
 def lines(caplog: pytest.LogCaptureFixture, *words: str) -> list[str]:
     """The bridge's lines at INFO and above holding every one of `words`."""
-    return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.INFO and r.name.startswith("chat_bridge")
-            and all(w in r.getMessage() for w in words)]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.INFO
+        and r.name.startswith("chat_bridge")
+        and all(w in r.getMessage() for w in words)
+    ]
 
 
 async def taken(bridge: Bridge, count: int) -> None:
     """Wait until the intake has taken (routed, and answered or dropped) `count` messages."""
 
     def received() -> int:
-        found = re.search(r'messages_received_total\{platform="discord"\} (\d+)',
-                          bridge.metrics.render().decode())
+        found = re.search(
+            r'messages_received_total\{platform="discord"\} (\d+)', bridge.metrics.render().decode()
+        )
         return int(float(found.group(1))) if found else 0
 
     await wait_for(lambda: received() >= count and not bridge.relay.intake._places)
@@ -52,7 +57,7 @@ async def taken(bridge: Bridge, count: int) -> None:
 
 
 async def test_the_log_names_the_bot_and_its_servers(
-    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     fake = setup.discord
@@ -65,7 +70,9 @@ async def test_the_log_names_the_bot_and_its_servers(
 
 
 async def test_a_bot_in_no_server_is_told_how_to_invite_it(
-    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path,  # noqa: F811
+    fake_discord: FakeDiscord,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # It said "connected" alone: an invite made with another application's id, or
@@ -95,7 +102,7 @@ def test_the_invite_asks_for_the_permissions_the_docs_list() -> None:
 
 
 async def test_a_route_naming_a_category_or_an_unknown_id_is_warned_of(
-    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A category's id (Copy Category ID) matched no message: questions in its channels
     # were dropped with nothing above DEBUG.
@@ -125,7 +132,7 @@ async def test_a_route_naming_a_category_or_an_unknown_id_is_warned_of(
 
 
 async def test_a_trigger_all_channel_closed_to_the_bot_is_said_once(
-    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Every question there was dropped with a DEBUG line only: no mention, no word.
     caplog.set_level(logging.INFO)
@@ -144,7 +151,7 @@ async def test_a_trigger_all_channel_closed_to_the_bot_is_said_once(
 
 
 async def test_a_closed_channel_no_route_takes_says_nothing_of_permissions(
-    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A channel the bot was kept out of on purpose, where nobody asks it anything.
     caplog.set_level(logging.INFO)
@@ -159,7 +166,7 @@ async def test_a_closed_channel_no_route_takes_says_nothing_of_permissions(
 
 
 async def test_a_channel_for_threads_only_names_reply_in_thread(
-    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     fake = setup.discord
@@ -176,7 +183,7 @@ async def test_a_channel_for_threads_only_names_reply_in_thread(
 
 
 async def test_a_thread_closed_to_the_bot_is_named_with_the_permission_it_lacks(
-    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The line named the parent channel, where the bot may send messages.
     caplog.set_level(logging.INFO)
@@ -194,7 +201,7 @@ async def test_a_thread_closed_to_the_bot_is_named_with_the_permission_it_lacks(
 
 
 async def test_a_route_opening_threads_where_none_may_open_says_so(
-    setup: Setup, caplog: pytest.LogCaptureFixture  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     fake = setup.discord
@@ -209,14 +216,20 @@ async def test_a_route_opening_threads_where_none_may_open_says_so(
     assert not fake.sent("POST", r"/threads$") and setup.chat.requests == []
 
 
-@pytest.mark.parametrize("denied, lacks", [
-    (CREATE_PUBLIC_THREADS, "Create Public Threads"),
-    (SEND_MESSAGES_IN_THREADS, "Send Messages in Threads"),
-    (CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS,
-     "Create Public Threads and Send Messages in Threads"),
-], ids=["no-create", "no-send-in-threads", "neither"])
+@pytest.mark.parametrize(
+    "denied, lacks",
+    [
+        (CREATE_PUBLIC_THREADS, "Create Public Threads"),
+        (SEND_MESSAGES_IN_THREADS, "Send Messages in Threads"),
+        (
+            CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS,
+            "Create Public Threads and Send Messages in Threads",
+        ),
+    ],
+    ids=["no-create", "no-send-in-threads", "neither"],
+)
 async def test_reply_in_thread_without_threads_answers_in_the_channel_and_says_why(
-    setup: Setup, caplog: pytest.LogCaptureFixture, denied: int, lacks: str  # noqa: F811
+    setup: Setup, caplog: pytest.LogCaptureFixture, denied: int, lacks: str
 ) -> None:
     # `reply_in_thread: true` was ignored without a word.
     caplog.set_level(logging.INFO)
@@ -244,7 +257,9 @@ def test_places_said_are_bounded() -> None:
 
 
 async def test_closed_places_said_are_bounded(
-    setup: Setup, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    setup: Setup,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(intake, "CLOSED_PLACES", 1)

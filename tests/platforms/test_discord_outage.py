@@ -34,7 +34,7 @@ def gives_up_soon(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @asynccontextmanager
-async def beating(setup: Setup) -> AsyncIterator[Bridge]:  # noqa: F811
+async def beating(setup: Setup) -> AsyncIterator[Bridge]:
     """`setup`'s bridge, its heartbeat (which marks the replies given up on) a tenth of a
     second."""
     text = setup.config().replace(
@@ -45,7 +45,7 @@ async def beating(setup: Setup) -> AsyncIterator[Bridge]:  # noqa: F811
         yield bridge
 
 
-async def out_of_reach_after_w2(setup: Setup) -> dict[str, object]:  # noqa: F811
+async def out_of_reach_after_w2(setup: Setup) -> dict[str, object]:
     """Alice asks in #general; once the reply shows "w2", Discord takes no message more.
     The reply's message."""
     fake = setup.discord
@@ -57,7 +57,7 @@ async def out_of_reach_after_w2(setup: Setup) -> dict[str, object]:  # noqa: F81
     return reply
 
 
-def shown(setup: Setup) -> str:  # noqa: F811
+def shown(setup: Setup) -> str:
     [reply] = setup.discord.channel_messages(setup.general)
     content: str = reply["content"]
     return content
@@ -65,7 +65,7 @@ def shown(setup: Setup) -> str:  # noqa: F811
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_an_answer_complete_as_discord_went_out_of_reach_shows_whole_once_it_is_back(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # It showed its text, without its sources, under "interrupted: the answer could not
     # be shown in full — please ask again": a second paid answer for one already whole.
@@ -83,7 +83,7 @@ async def test_an_answer_complete_as_discord_went_out_of_reach_shows_whole_once_
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_an_answer_cut_as_discord_went_out_of_reach_is_marked_to_ask_again(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     setup.chat.enqueue(tokens=WORDS, drop_after=5, token_delay=0.05)
     async with beating(setup) as bridge:
@@ -96,7 +96,7 @@ async def test_an_answer_cut_as_discord_went_out_of_reach_is_marked_to_ask_again
 
 
 async def test_an_answer_complete_whose_end_a_stop_cut_shows_whole(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # The stop marked it "interrupted by a restart — please ask again" under the whole
     # answer, its sources left out.

@@ -22,8 +22,15 @@ from tests.fakes.discord import (  # noqa: F401
 )
 from tests.platforms.discord_support import Setup, setup  # noqa: F401
 
-PICTURE = [{"id": "1", "filename": "screenshot.png", "size": 10, "url": "https://x/a.png",
-            "proxy_url": "https://x/a.png"}]
+PICTURE = [
+    {
+        "id": "1",
+        "filename": "screenshot.png",
+        "size": 10,
+        "url": "https://x/a.png",
+        "proxy_url": "https://x/a.png",
+    }
+]
 
 
 def withdrawn(bridge: Bridge) -> int:
@@ -33,11 +40,11 @@ def withdrawn(bridge: Bridge) -> int:
     return int(found.group(1)) if found else 0
 
 
-def asked(setup: Setup) -> list[str]:  # noqa: F811
+def asked(setup: Setup) -> list[str]:
     return [r.json["message"] for r in setup.chat.requests]
 
 
-def slow_answers(setup: Setup, count: int) -> None:  # noqa: F811
+def slow_answers(setup: Setup, count: int) -> None:
     """Answers that take their time: later questions wait their turn behind them."""
     for _ in range(count):
         setup.chat.enqueue(tokens=["word "] * 100, first_delay=1.0, token_delay=0.05)
@@ -46,7 +53,7 @@ def slow_answers(setup: Setup, count: int) -> None:  # noqa: F811
 # ------------------------------------------------------------------ forum posts
 
 
-async def test_a_forum_posts_title_is_its_questions_first_line(setup: Setup) -> None:  # noqa: F811
+async def test_a_forum_posts_title_is_its_questions_first_line(setup: Setup) -> None:
     # A post's title is most often the question itself; the text under it, the details.
     fake = setup.discord
     setup.ask = fake.add_forum(setup.guild, "questions")  # the route for every message
@@ -68,7 +75,7 @@ async def test_a_forum_posts_title_is_its_questions_first_line(setup: Setup) -> 
 
 
 async def test_a_media_channel_post_of_a_title_and_a_picture_is_asked_its_title(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     fake = setup.discord
     setup.ask = fake.add_forum(setup.guild, "screenshots", media=True)
@@ -81,7 +88,7 @@ async def test_a_media_channel_post_of_a_title_and_a_picture_is_asked_its_title(
     assert answer["content"] == f"Check the token.\n\n{FILES_NOT_READ}"
 
 
-async def test_a_forum_post_that_mentions_the_bot_is_answered_in_it(setup: Setup) -> None:  # noqa: F811
+async def test_a_forum_post_that_mentions_the_bot_is_answered_in_it(setup: Setup) -> None:
     # The route's trigger holds for posts too: a title cannot mention anyone, so the
     # mention is in the post's text; the answer stays in the post.
     fake = setup.discord
@@ -89,8 +96,9 @@ async def test_a_forum_post_that_mentions_the_bot_is_answered_in_it(setup: Setup
     setup.chat.enqueue(tokens=["Yes."])
     async with setup.bridge():
         await fake.add_post(setup.help, setup.alice, "Not for the bot", "we'll sort it out")
-        post = await fake.add_post(setup.help, setup.bob, "Can the bot read PDFs?",
-                                   f"<@{fake.app_id}>")
+        post = await fake.add_post(
+            setup.help, setup.bob, "Can the bot read PDFs?", f"<@{fake.app_id}>"
+        )
         await setup.final(post["id"], "Yes.")
     assert asked(setup) == ["Can the bot read PDFs?"]
     assert not fake.sent("POST", r"/threads$")  # the post is the thread
@@ -101,7 +109,7 @@ async def test_a_forum_post_that_mentions_the_bot_is_answered_in_it(setup: Setup
 
 @pytest.mark.parametrize("event", [True, False], ids=["thread-delete", "unseen"])
 async def test_the_questions_waiting_in_a_deleted_thread_are_never_asked(
-    setup: Setup, event: bool  # noqa: F811
+    setup: Setup, event: bool
 ) -> None:
     # A moderator deletes a thread while its first answer is coming and more questions
     # wait their turn: Discord sends THREAD_DELETE, no MESSAGE_DELETE for its messages.
@@ -124,16 +132,20 @@ async def test_the_questions_waiting_in_a_deleted_thread_are_never_asked(
         await setup.chat.wait_disconnects(1)  # the first answer's stream is let go
         await wait_for(lambda: withdrawn(bridge) == 3)
     assert asked(setup) == ["first question"]
-    after = [(r.method, r.path) for r in fake.requests[sent:] if tid in r.path
-             # Unseen, a typing renewal that came due (8 s on, on a loaded machine) may
-             # cross the post Discord refuses: nothing more follows either.
-             and (event or not r.path.endswith("/typing"))]
+    after = [
+        (r.method, r.path)
+        for r in fake.requests[sent:]
+        if tid in r.path
+        # Unseen, a typing renewal that came due (8 s on, on a loaded machine) may
+        # cross the post Discord refuses: nothing more follows either.
+        and (event or not r.path.endswith("/typing"))
+    ]
     # Told, the bot sends nothing more there; else only the first answer's post.
     assert after == ([] if event else [("POST", f"/api/v10/channels/{tid}/messages")])
 
 
 async def test_the_questions_waiting_in_a_deleted_channel_and_its_threads_are_never_asked(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # #general is one conversation, its threads' messages included: deleting the
     # channel (CHANNEL_DELETE; its threads go with it, unannounced) ends them all.
@@ -156,7 +168,7 @@ async def test_the_questions_waiting_in_a_deleted_channel_and_its_threads_are_ne
 
 @pytest.mark.parametrize("quietly", [False, True], ids=["channel-update", "unseen"])
 async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
-    setup: Setup, quietly: bool  # noqa: F811
+    setup: Setup, quietly: bool
 ) -> None:
     # A moderator takes the bot's Send Messages away in #general while its first answer
     # is coming and more questions wait their turn: each was asked of the chat API for
@@ -175,13 +187,16 @@ async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
         await setup.chat.wait_disconnects(1)  # the first answer's, refused, is let go
         await wait_for(lambda: withdrawn(bridge) == 2)
     assert asked(setup) == ["first question"]
-    posts = [r for r in fake.requests[sent:]
-             if r.method == "POST" and r.path.endswith(f"/channels/{setup.general}/messages")]
+    posts = [
+        r
+        for r in fake.requests[sent:]
+        if r.method == "POST" and r.path.endswith(f"/channels/{setup.general}/messages")
+    ]
     assert len(posts) == 1  # the first answer's: nothing for the others
 
 
 async def test_the_questions_waiting_where_typing_is_refused_are_never_asked(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # Muted unseen (a reconnect) once the first answer shows (Discord lets the bot edit
     # its own message): the questions waiting there show typing, which Discord refuses
@@ -210,7 +225,7 @@ async def test_the_questions_waiting_where_typing_is_refused_are_never_asked(
 
 @pytest.mark.parametrize("quietly", [False, True], ids=["guild-delete", "unseen"])
 async def test_the_questions_waiting_in_a_server_that_removed_the_bot_are_never_asked(
-    setup: Setup, quietly: bool  # noqa: F811
+    setup: Setup, quietly: bool
 ) -> None:
     # The server's admins kick the bot while its first answer is coming and more
     # questions wait their turn: each was asked of the chat API, and its answer refused
@@ -233,7 +248,7 @@ async def test_the_questions_waiting_in_a_server_that_removed_the_bot_are_never_
 
 
 async def test_an_answer_showing_where_the_bot_was_muted_goes_on(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # Two answers in #ask-ai (each message a conversation of its own). Muted quietly
     # while the first shows, the second's first post is refused: that ended the
@@ -256,11 +271,12 @@ async def test_an_answer_showing_where_the_bot_was_muted_goes_on(
 
 
 def bot_texts(fake: FakeDiscord, channel: int) -> list[str]:
-    return [m["content"] for m in fake.channel_messages(channel)
-            if m["author"]["id"] == fake.app_id]
+    return [
+        m["content"] for m in fake.channel_messages(channel) if m["author"]["id"] == fake.app_id
+    ]
 
 
-async def test_an_ask_waiting_in_a_deleted_thread_is_never_asked(setup: Setup) -> None:  # noqa: F811
+async def test_an_ask_waiting_in_a_deleted_thread_is_never_asked(setup: Setup) -> None:
     # #general is one conversation, its threads' questions included: an /ask in a
     # thread deleted while it waits behind another question is withdrawn with it.
     fake = setup.discord
@@ -287,7 +303,7 @@ def told_privately(fake: FakeDiscord, channel: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("quietly", [False, True], ids=["guild-delete", "unseen"])
 async def test_an_ask_waiting_in_a_server_that_removed_the_bot_tells_its_asker(
-    setup: Setup, quietly: bool  # noqa: F811
+    setup: Setup, quietly: bool
 ) -> None:
     # Withdrawn, its public "thinking…" stayed until Discord's 15 minutes were over,
     # and its asker was never told: the command's own webhook, which needs no access
@@ -310,13 +326,16 @@ async def test_an_ask_waiting_in_a_server_that_removed_the_bot_tells_its_asker(
         [told] = await fake.wait_until(lambda: told_privately(fake, setup.general))
     assert asked(setup) == ["first question"]
     assert fake.interactions[iid]["original"] not in fake.messages  # the public "thinking…"
-    why = ("can no longer reach the channel or thread it was asked in" if quietly
-           else "was removed from the server it was asked in")
+    why = (
+        "can no longer reach the channel or thread it was asked in"
+        if quietly
+        else "was removed from the server it was asked in"
+    )
     assert told["content"] == f"_This was not answered: the bot {why}._"
 
 
 async def test_a_private_ask_waiting_in_a_server_that_removed_the_bot_tells_its_asker(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
 ) -> None:
     # With ask_ephemeral, its "thinking…" (the asker's alone) stayed; it says why
     # instead. The /ask being answered as the bot was removed is not told so.
@@ -342,5 +361,6 @@ async def test_a_private_ask_waiting_in_a_server_that_removed_the_bot_tells_its_
     )
     assert "not answered" not in fake.messages[fake.interactions[first]["original"]]["content"]
     assert [m["id"] for m in fake.channel_messages(setup.general)] == [
-        fake.interactions[first]["original"], original["id"]
+        fake.interactions[first]["original"],
+        original["id"],
     ]

@@ -16,24 +16,29 @@ from tests.platforms.discord_support import Setup, setup  # noqa: F401
 BUSY = "I am busy right now; please try again shortly."
 
 
-def limited(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch, post_rate: str, limits: str  # noqa: F811
-) -> None:
+def limited(setup: Setup, monkeypatch: pytest.MonkeyPatch, post_rate: str, limits: str) -> None:
     """The channel's post budget as the bridge counts it, and the bridge's limits."""
-    config = setup.config().replace(
-        "post_rate: {count: 5, per: 1.0}", f"post_rate: {post_rate}"
-    ).replace("limits: {rate_limit: {messages: 50, per: 60}}",
-              f"limits: {{rate_limit: {{messages: 50, per: 60}}, {limits}}}")
+    config = (
+        setup.config()
+        .replace("post_rate: {count: 5, per: 1.0}", f"post_rate: {post_rate}")
+        .replace(
+            "limits: {rate_limit: {messages: 50, per: 60}}",
+            f"limits: {{rate_limit: {{messages: 50, per: 60}}, {limits}}}",
+        )
+    )
     monkeypatch.setattr(Setup, "config", lambda self: config)
 
 
 def untold(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "chat_bridge.intake" and "not told" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "chat_bridge.intake" and "not told" in r.getMessage()
+    ]
 
 
 async def test_a_bursts_refusals_leave_the_channels_posts_to_its_answers_and_come_in_time_or_not(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -41,8 +46,7 @@ async def test_a_bursts_refusals_leave_the_channels_posts_to_its_answers_and_com
     # channel's posts first, so three answers waited a window (Discord's: 5 s) to show,
     # and the refusals came five a window, the last "busy" half a minute late.
     # A window of a minute here: no refusal finds room within its seconds.
-    limited(setup, monkeypatch, "{count: 5, per: 60.0}",
-            "max_concurrent_streams: 2, queue_size: 3")
+    limited(setup, monkeypatch, "{count: 5, per: 60.0}", "max_concurrent_streams: 2, queue_size: 3")
     monkeypatch.setattr(intake, "REFUSAL_WITHIN", 2.0)
     caplog.set_level(logging.INFO, logger="chat_bridge")
     fake = setup.discord
@@ -72,13 +76,12 @@ async def test_a_bursts_refusals_leave_the_channels_posts_to_its_answers_and_com
 
 
 async def test_refusals_are_told_where_the_channels_posts_have_room_beyond_its_answers(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Discord's own window: 2 answers taken, and room for the 3 refused in it.
-    limited(setup, monkeypatch, "{count: 5, per: 5.0}",
-            "max_concurrent_streams: 1, queue_size: 1")
+    limited(setup, monkeypatch, "{count: 5, per: 5.0}", "max_concurrent_streams: 1, queue_size: 1")
     caplog.set_level(logging.INFO, logger="chat_bridge")
     fake = setup.discord
     users = [fake.add_user(f"u{i}") for i in range(5)]
@@ -91,7 +94,8 @@ async def test_refusals_are_told_where_the_channels_posts_have_room_beyond_its_a
         for i, user in enumerate(users):
             await fake.say(setup.ask, user, f"question {i}")
         await fake.wait_until(
-            lambda: [m["content"] for m in fake.channel_messages(setup.ask)].count(BUSY) == 3)
+            lambda: [m["content"] for m in fake.channel_messages(setup.ask)].count(BUSY) == 3
+        )
         begin.set()
         await setup.final(setup.ask, "in full.", count=2)
     assert not untold(caplog)
@@ -99,7 +103,7 @@ async def test_refusals_are_told_where_the_channels_posts_have_room_beyond_its_a
 
 
 async def test_a_busy_conversations_refusal_is_told_though_its_queue_is_long(
-    setup: Setup,  # noqa: F811
+    setup: Setup,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Every question waiting in the conversation held a post for its first words:
@@ -116,8 +120,11 @@ async def test_a_busy_conversations_refusal_is_told_though_its_queue_is_long(
     async with setup.bridge():
         for i, user in enumerate(users):  # one conversation: the channel's
             await fake.mention(setup.general, user, f"question {i}")
-        await fake.wait_until(lambda: CONVERSATION_BUSY in [
-            m["content"] for m in fake.channel_messages(setup.general)])
+        await fake.wait_until(
+            lambda: (
+                CONVERSATION_BUSY in [m["content"] for m in fake.channel_messages(setup.general)]
+            )
+        )
         begin.set()
         await setup.final(setup.general, "in full.", count=11)
     assert not untold(caplog)

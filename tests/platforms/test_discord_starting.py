@@ -46,9 +46,9 @@ async def starting_on_shard_zero(
     fake.unanswered_shards.add(1)
     platform = platform_for(world, **extra)
     starting = asyncio.create_task(platform.start(handler_of(world)))
-    await fake.wait_until(lambda: fake.gateways and any(
-        i["shard"] == [1, 2] for i in fake.identifies
-    ))
+    await fake.wait_until(
+        lambda: fake.gateways and any(i["shard"] == [1, 2] for i in fake.identifies)
+    )
     assert not starting.done()
     return platform, starting
 
@@ -63,8 +63,13 @@ async def asked_while_starting(world: World, platform: DiscordPlatform) -> None:
 
 
 def stopping_notices(fake: FakeDiscord) -> list[Any]:
-    return [r for r in fake.requests if "/webhooks/" in r.path
-            and isinstance(r.body, dict) and r.body.get("content") == STOPPING_TEXT]
+    return [
+        r
+        for r in fake.requests
+        if "/webhooks/" in r.path
+        and isinstance(r.body, dict)
+        and r.body.get("content") == STOPPING_TEXT
+    ]
 
 
 async def test_questions_while_the_shards_log_in_are_delivered_once_started(
@@ -170,6 +175,5 @@ async def test_what_comes_past_the_limit_while_starting_is_not_held(caplog: Any)
     await early.hand_on()
     assert handed == [1]
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "more than 1 messages came while Discord was still connecting: the later ones go "
-        "unanswered"
+        "more than 1 messages came while Discord was still connecting: the later ones go unanswered"
     ]

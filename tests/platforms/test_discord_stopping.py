@@ -18,7 +18,7 @@ from tests.platforms.discord_support import Setup, assert_never_pinged, setup  #
 
 
 @asynccontextmanager
-async def stopping(setup: Setup) -> AsyncIterator[Bridge]:  # noqa: F811
+async def stopping(setup: Setup) -> AsyncIterator[Bridge]:
     """A bridge stopping while the block runs: its stop waits for an answer in #general
     held back (its first words gated), and ends, the answer shown, as the block does."""
     gate = asyncio.Event()
@@ -34,16 +34,17 @@ async def stopping(setup: Setup) -> AsyncIterator[Bridge]:  # noqa: F811
         finally:
             gate.set()
             assert await asyncio.wait_for(drain, 20)
-    answers = [m for m in setup.discord.channel_messages(setup.general)
-               if m.get("webhook_id") is None]
+    answers = [
+        m for m in setup.discord.channel_messages(setup.general) if m.get("webhook_id") is None
+    ]
     assert [m["content"] for m in answers] == ["Answered before the stop."]
 
 
-def told(setup: Setup, channel: str) -> list[str]:  # noqa: F811
+def told(setup: Setup, channel: str) -> list[str]:
     return [m["content"] for m in setup.discord.channel_messages(channel)]
 
 
-async def test_a_question_asked_during_a_stop_is_told_to_ask_again(setup: Setup) -> None:  # noqa: F811
+async def test_a_question_asked_during_a_stop_is_told_to_ask_again(setup: Setup) -> None:
     fake = setup.discord
     setup.chat.enqueue(tokens=["First answer."])
     async with setup.bridge() as bridge:  # a thread the bot answers in, followed without a mention
@@ -56,21 +57,28 @@ async def test_a_question_asked_during_a_stop_is_told_to_ask_again(setup: Setup)
         mention = await fake.mention(setup.help, setup.bob, "asked during the stop?")
         dm = await fake.dm(setup.alice, "a private one during the stop?")
         follow_up = await fake.say(thread, setup.bob, "and its height?")
-        await fake.wait_until(lambda: told(setup, setup.help) == [STOPPING_TEXT]
-                              and told(setup, dm["channel_id"]) == [STOPPING_TEXT]
-                              and told(setup, thread) == ["First answer.", STOPPING_TEXT])
+        await fake.wait_until(
+            lambda: (
+                told(setup, setup.help) == [STOPPING_TEXT]
+                and told(setup, dm["channel_id"]) == [STOPPING_TEXT]
+                and told(setup, thread) == ["First answer.", STOPPING_TEXT]
+            )
+        )
         await fake.redeliver(mention)  # a gateway replay: not told twice
     assert told(setup, setup.help) == [STOPPING_TEXT]
     for question in (mention, dm, follow_up):
-        [notice] = [r for r in fake.sent("POST", rf"/channels/{question['channel_id']}/messages$")
-                    if r.body["content"] == STOPPING_TEXT]
+        [notice] = [
+            r
+            for r in fake.sent("POST", rf"/channels/{question['channel_id']}/messages$")
+            if r.body["content"] == STOPPING_TEXT
+        ]
         assert notice.body["message_reference"]["message_id"] == int(question["id"])
     assert_never_pinged(fake)
     asked = [r.json["message"] for r in setup.chat.requests]
     assert asked == ["How long is the bridge?", "asked before the stop?"]
 
 
-async def test_messages_that_ask_nothing_during_a_stop_stay_unsaid(setup: Setup) -> None:  # noqa: F811
+async def test_messages_that_ask_nothing_during_a_stop_stay_unsaid(setup: Setup) -> None:
     fake = setup.discord
     unrouted = fake.add_channel(setup.guild, "random")
     setup.chat.enqueue(tokens=["First answer."])
@@ -88,14 +96,17 @@ async def test_messages_that_ask_nothing_during_a_stop_stay_unsaid(setup: Setup)
         question = await fake.say(thread, setup.bob, "and a question?")
         await fake.wait_until(lambda: told(setup, thread) == ["First answer.", STOPPING_TEXT])
     assert told(setup, unrouted) == []  # (and #general holds the answer alone)
-    [notice] = [r for r in fake.sent("POST", rf"/channels/{thread}/messages$")
-                if r.body["content"] == STOPPING_TEXT]
+    [notice] = [
+        r
+        for r in fake.sent("POST", rf"/channels/{thread}/messages$")
+        if r.body["content"] == STOPPING_TEXT
+    ]
     assert notice.body["message_reference"]["message_id"] == int(question["id"])
     asked = [r.json["message"] for r in setup.chat.requests]
     assert asked == ["How long is the bridge?", "asked before the stop?"]
 
 
-async def test_a_slash_command_during_a_stop_is_told_the_same_privately(setup: Setup) -> None:  # noqa: F811
+async def test_a_slash_command_during_a_stop_is_told_the_same_privately(setup: Setup) -> None:
     fake = setup.discord
     async with stopping(setup):
         await fake.invoke(setup.general, setup.bob, "ask", {"question": "now?"})

@@ -43,7 +43,7 @@ http: {{listen: null}}
 backends:
   docs:
     kind: chatmount
-    url: {api.endpoint('chatmount')}
+    url: {api.endpoint("chatmount")}
     api_key: ${{CHAT_KEY}}
     timeouts: {{first_byte: 60}}
 discord:
@@ -147,8 +147,9 @@ async def test_a_question_waiting_its_turn_shows_typing_until_it_is_answered(
         assert len(fake_chat_api.requests) == 1  # still waiting its turn
         assert not fake.sent("POST", rf"/channels/{first}/messages$")  # the first still thinking
         held.set()
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{waiting}/messages$"),
-                              timeout=20)
+        await fake.wait_until(
+            lambda: fake.sent("POST", rf"/channels/{waiting}/messages$"), timeout=20
+        )
         posted = first_post(fake, waiting)
     typing = typing_in(fake, waiting)
     gaps = [b - a for a, b in zip(typing, [*typing[1:], posted], strict=True)]
@@ -175,8 +176,9 @@ async def test_a_waiting_question_deleted_stops_its_typing(
         await fake.wait_until(lambda: typing_in(fake, waiting), timeout=10)
         await fake.delete_message(question["id"])
         deleted = asyncio.get_running_loop().time()
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{first}/messages$"),
-                              timeout=20)
+        await fake.wait_until(
+            lambda: fake.sent("POST", rf"/channels/{first}/messages$"), timeout=20
+        )
         typing = typing_in(fake, waiting)
     # At most one renewal already on its way when the deletion came.
     assert [at for at in typing if at > deleted + 0.1][1:] == []
@@ -201,8 +203,9 @@ async def test_typing_that_fails_is_tried_again_only_a_renewal_later(
     fake_chat_api.enqueue(tokens=["Answer", "."], first_delay=2.0)
     async with bridge(fake, fake_chat_api, tmp_path / "b.db"):
         await fake.mention(channel, user, "hard question")
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{channel}/messages$"),
-                              timeout=20)
+        await fake.wait_until(
+            lambda: fake.sent("POST", rf"/channels/{channel}/messages$"), timeout=20
+        )
     typing = typing_in(fake, channel)
     assert len(typing) >= 3  # kept trying, a renewal apart
     gaps = [b - a for a, b in zip(typing, typing[1:], strict=False)]
@@ -211,7 +214,9 @@ async def test_typing_that_fails_is_tried_again_only_a_renewal_later(
 
 @pytest.mark.timeout(60)
 async def test_a_place_that_refuses_typing_is_not_asked_for_it_again(
-    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A DM whose recipient blocked the bot refuses it (403): typing was sent there again
@@ -223,10 +228,16 @@ async def test_a_place_that_refuses_typing_is_not_asked_for_it_again(
     fake_chat_api.enqueue(tokens=["Answer", "."], first_delay=2.0)
     async with bridge(fake, fake_chat_api, tmp_path / "b.db"):
         await fake.dm(user, "hard question")
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{dm}/messages$"),
-                              timeout=20)
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{dm}/messages$"), timeout=20)
     assert len(typing_in(fake, dm)) == 1
-    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO
-            and "typing" in r.getMessage() and r.name.startswith("chat_bridge")]
-    assert said == [f"not showing typing in {dm} any more: Discord refused to show typing: "
-                    "the bot lacks a permission here (Refused)."]
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.INFO
+        and "typing" in r.getMessage()
+        and r.name.startswith("chat_bridge")
+    ]
+    assert said == [
+        f"not showing typing in {dm} any more: Discord refused to show typing: "
+        "the bot lacks a permission here (Refused)."
+    ]

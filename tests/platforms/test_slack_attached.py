@@ -21,8 +21,9 @@ async def test_a_question_with_a_file_is_asked_in_its_words_and_told_the_file_wa
         await harness.send(body)
     [in_dm] = await harness.answer(DM, None, FILES_NOT_READ)
     # In a channel, a mention with a file comes as its message event alone.
-    bodies = slack.user_message(CHANNEL, f"<@{slack.bot_user_id}> what does this error mean?",
-                                files=("error.png",))
+    bodies = slack.user_message(
+        CHANNEL, f"<@{slack.bot_user_id}> what does this error mean?", files=("error.png",)
+    )
     for body in bodies:
         await harness.send(body)
     root = bodies[0]["event"]["ts"]

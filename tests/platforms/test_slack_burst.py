@@ -27,7 +27,9 @@ def answer(question: str) -> Script:
 
 
 async def test_answers_that_came_before_their_turn_to_post_are_posted_whole(
-    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    fake_slack: FakeSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # When each reply's answer was whole, as the count of Slack's calls then: a post
@@ -52,12 +54,16 @@ async def test_answers_that_came_before_their_turn_to_post_are_posted_whole(
         roots = {}
         for i in range(20):
             roots[await h.ask(CHANNEL, f"question q{i}", user=f"U0PERSON{i:02d}")] = i
-        replies = {root: await h.answer(CHANNEL, root, f"Answer to q{i}.") for root, i in
-                   roots.items()}
+        replies = {
+            root: await h.answer(CHANNEL, root, f"Answer to q{i}.") for root, i in roots.items()
+        }
     finally:
         await bridge.aclose()
-    posts = [n for n, (method, args) in enumerate(fake_slack.calls)
-             if method == "chat.postMessage" and args.get("channel") == CHANNEL]
+    posts = [
+        n
+        for n, (method, args) in enumerate(fake_slack.calls)
+        if method == "chat.postMessage" and args.get("channel") == CHANNEL
+    ]
     late = []
     for root, i in roots.items():
         [message] = replies[root]

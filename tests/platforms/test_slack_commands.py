@@ -58,12 +58,15 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/commands/response/1"
 
 
-@pytest.mark.parametrize(("which", "warned"), [
-    ("500", "slack: response_url answered 500"),
-    ("refused", "slack: response_url unreachable"),
-    # aiohttp's total timeout raises TimeoutError, not a ClientError.
-    ("no answer", "slack: response_url did not answer in time"),
-])
+@pytest.mark.parametrize(
+    ("which", "warned"),
+    [
+        ("500", "slack: response_url answered 500"),
+        ("refused", "slack: response_url unreachable"),
+        # aiohttp's total timeout raises TimeoutError, not a ClientError.
+        ("no answer", "slack: response_url did not answer in time"),
+    ],
+)
 async def test_a_reset_reply_whose_response_url_fails_reaches_its_asker(
     slack: ResponseUrlSlack, caplog: pytest.LogCaptureFixture, which: str, warned: str
 ) -> None:

@@ -19,14 +19,14 @@ from tests.platforms.test_slack_deleted import SECRET, harness, sent  # noqa: F4
 EDITED = "it says my password is wrong"
 
 
-async def kept_as(harness: Harness, key: str, wanted: list[str]) -> None:  # noqa: F811
+async def kept_as(harness: Harness, key: str, wanted: list[str]) -> None:
     """Wait until the conversation `key` keeps `wanted` (an edit is taken after its ack)."""
     async with asyncio.timeout(10):
         while [turn.content for turn in await harness.bridge.store.history(key)] != wanted:
             await asyncio.sleep(0.01)
 
 
-async def secret_answered(harness: Harness) -> tuple[str, dict[str, Any], str]:  # noqa: F811
+async def secret_answered(harness: Harness) -> tuple[str, dict[str, Any], str]:
     """A thread whose second question, holding SECRET, is answered: the thread's ts,
     that question's event body, and the conversation's key."""
     slack, chat = harness.slack, harness.chat
@@ -41,7 +41,7 @@ async def secret_answered(harness: Harness) -> tuple[str, dict[str, Any], str]: 
 
 
 async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     # Edited once its answer was shown: its turn kept the text it had, and a stateless
     # chat API was sent the password again with every later question.
@@ -59,7 +59,7 @@ async def test_a_question_edited_once_answered_is_sent_as_it_reads_now(
 
 
 async def test_a_question_edited_down_to_the_mention_is_forgotten(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     # The secret cut and nothing left but the mention: the asker is told nothing,
     # and the turn goes as a deleted question's does.
@@ -75,7 +75,7 @@ async def test_a_question_edited_down_to_the_mention_is_forgotten(
 
 
 async def test_a_question_edited_while_it_is_answered_is_kept_as_edited(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     # Edited as its answer streamed, before its turn was kept: the edit found no turn
     # to change, and the turn was kept with the password.
@@ -101,7 +101,7 @@ async def test_a_question_edited_while_it_is_answered_is_kept_as_edited(
 
 
 async def test_a_question_edited_in_a_dm_is_sent_as_it_reads_now(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     # A DM's edits come as `message_changed` alone (no app_mention).
     slack, chat = harness.slack, harness.chat
@@ -117,7 +117,7 @@ async def test_a_question_edited_in_a_dm_is_sent_as_it_reads_now(
 
 
 async def test_only_an_edit_that_adds_the_mention_is_told_as_asked(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One that kept the mention is not asked again: told as asked, on a shared store
     # its turn kept the password an edit made while it was answered had cut.
@@ -126,8 +126,9 @@ async def test_only_an_edit_that_adds_the_mention_is_told_as_asked(
     edits = harness.bridge.relay.edits
     record = edits._record
 
-    async def spy(question: str, edit: Any, before: Any, message_id: str, where: Any,
-                  asks: bool) -> None:
+    async def spy(
+        question: str, edit: Any, before: Any, message_id: str, where: Any, asks: bool
+    ) -> None:
         told.append(asks)
         await record(question, edit, before, message_id, where, asks)
 
@@ -147,7 +148,7 @@ async def test_only_an_edit_that_adds_the_mention_is_told_as_asked(
     assert told == [False, True]
 
 
-async def edited_while_it_waits(harness: Harness, text: str) -> str:  # noqa: F811
+async def edited_while_it_waits(harness: Harness, text: str) -> str:
     """A thread whose third question, holding SECRET, is edited to `text` while it waits
     behind a long answer of the thread; the thread's ts."""
     slack, chat = harness.slack, harness.chat
@@ -172,7 +173,7 @@ async def edited_while_it_waits(harness: Harness, text: str) -> str:  # noqa: F8
 
 
 async def test_a_question_edited_while_it_waits_is_asked_as_it_reads_now(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     # Edited (the password cut) while it waited its turn: the chat API was asked the
     # text it came with, password and all.
@@ -183,12 +184,22 @@ async def test_a_question_edited_while_it_waits_is_asked_as_it_reads_now(
     assert sent(chat)[-1] == EDITED
     assert not any("hunter2" in m["content"] for r in chat.requests for m in r.json["messages"])
     key = f"slack:{harness.slack.team_id}:thread:{CHANNEL}:{root}|docs"
-    await kept_as(harness, key, ["how do I log in?", "First.", "tell me a long story",
-                                 "".join(f"w{i} " for i in range(40)), EDITED, "Third."])
+    await kept_as(
+        harness,
+        key,
+        [
+            "how do I log in?",
+            "First.",
+            "tell me a long story",
+            "".join(f"w{i} " for i in range(40)),
+            EDITED,
+            "Third.",
+        ],
+    )
 
 
 async def test_a_question_edited_down_to_the_mention_while_it_waits_is_not_asked(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     # Nothing left but the mention: not asked (nor told anything), as if deleted.
     slack, chat = harness.slack, harness.chat
@@ -205,7 +216,7 @@ async def test_a_question_edited_down_to_the_mention_while_it_waits_is_not_asked
 
 
 async def test_a_question_edited_past_the_limit_while_it_waits_is_refused(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
 ) -> None:
     # As a new question that long is: its asker is told, and the chat API asked nothing.
     slack, chat = harness.slack, harness.chat

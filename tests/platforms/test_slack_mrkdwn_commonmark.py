@@ -27,7 +27,7 @@ def test_code_in_a_list_item_is_shown_without_the_items_indent() -> None:
     )
     shown = markdown_to_mrkdwn(markdown)
     assert shown == (
-        "1. Save as app.py:\n\n```\ndef main():\n    print(\"hi\")\n\nmain()\n```\n2. Run it."
+        '1. Save as app.py:\n\n```\ndef main():\n    print("hi")\n\nmain()\n```\n2. Run it.'
     )
     compile(shown.split("```")[1].strip("\n"), "app.py", "exec")
     # A line indented less than its fence loses what it has; a tab counts to its stop.
@@ -40,14 +40,20 @@ def test_code_in_a_list_item_is_shown_without_the_items_indent() -> None:
     ("markdown", "mrkdwn"),
     [
         # After a blank line, four spaces in: code, shown as written.
-        ("Run this:\n\n    result = a*b*c\n    print(__name__)\n\nThen check.",
-         "Run this:\n\n```\nresult = a*b*c\nprint(__name__)\n```\n\nThen check."),
-        ("# Setup\n\n\tif a < b:\n\t    go()\n\n    done()\nAfter",
-         "*Setup*\n\n```\nif a &lt; b:\n    go()\n\ndone()\n```\nAfter"),
+        (
+            "Run this:\n\n    result = a*b*c\n    print(__name__)\n\nThen check.",
+            "Run this:\n\n```\nresult = a*b*c\nprint(__name__)\n```\n\nThen check.",
+        ),
+        (
+            "# Setup\n\n\tif a < b:\n\t    go()\n\n    done()\nAfter",
+            "*Setup*\n\n```\nif a &lt; b:\n    go()\n\ndone()\n```\nAfter",
+        ),
         # A list's paragraphs are indented too: they stay text, up to a paragraph
         # after the list.
-        ("1. Step\n\n    More about **it**\n\n    And *more*",
-         "1. Step\n\n    More about *it*\n\n    And _more_"),
+        (
+            "1. Step\n\n    More about **it**\n\n    And *more*",
+            "1. Step\n\n    More about *it*\n\n    And _more_",
+        ),
         ("- a\nlazy line\n\n    still **a**", "• a\nlazy line\n\n    still *a*"),
         ("- a\n\nText\n\n    x = a*b", "• a\n\nText\n\n```\nx = a*b\n```"),
         # Without a blank line it goes on with the paragraph.
@@ -64,8 +70,10 @@ def test_code_indented_four_spaces_is_code(markdown: str, mrkdwn: str) -> None:
     ("markdown", "mrkdwn"),
     [
         # An escaped backtick opens no code span: it is a backtick.
-        (r"Wrap it in backticks, like \`this\`, to get code.",
-         f"Wrap it in backticks, like {Z}`{Z}this{Z}`{Z}, to get code."),
+        (
+            r"Wrap it in backticks, like \`this\`, to get code.",
+            f"Wrap it in backticks, like {Z}`{Z}this{Z}`{Z}, to get code.",
+        ),
         # An escaped backslash is one, and the backtick after it opens a span.
         (r"a \\`b_c_` d", r"a \`b_c_` d"),
         # In a code span a backslash is text, also before its closing backtick.
@@ -80,23 +88,35 @@ def test_an_escaped_backtick_is_text(markdown: str, mrkdwn: str) -> None:
     ("markdown", "mrkdwn"),
     [
         # A linked image (a badge) links to the link's address, labelled with its alt.
-        ("[![build](https://img.shields.io/b.svg)](https://github.com/o/r)",
-         "<https://github.com/o/r|build>"),
-        ("[![**CI** `status`](https://img.shields.io/b.svg) now](https://github.com/o/r)",
-         "<https://github.com/o/r|CI status now>"),
+        (
+            "[![build](https://img.shields.io/b.svg)](https://github.com/o/r)",
+            "<https://github.com/o/r|build>",
+        ),
+        (
+            "[![**CI** `status`](https://img.shields.io/b.svg) now](https://github.com/o/r)",
+            "<https://github.com/o/r|CI status now>",
+        ),
         # Brackets that make no link are the label's.
-        ("[the [draft] spec](https://example.com/spec)",
-         "<https://example.com/spec|the [draft] spec>"),
+        (
+            "[the [draft] spec](https://example.com/spec)",
+            "<https://example.com/spec|the [draft] spec>",
+        ),
         # A link holds no link: the innermost one is it.
-        ("[[a](https://a.example)](https://b.example)",
-         "[<https://a.example|a>](https://b.example)"),
+        (
+            "[[a](https://a.example)](https://b.example)",
+            "[<https://a.example|a>](https://b.example)",
+        ),
         # The label is still held to where the link leads.
-        ("[![https://bank.example](https://img.example/i.png)](https://evil.example)",
-         "<https://evil.example>"),
+        (
+            "[![https://bank.example](https://img.example/i.png)](https://evil.example)",
+            "<https://evil.example>",
+        ),
         ("[see [bank.com]](https://evil.example)", "<https://evil.example>"),
         # Code or an image is no part of an address: the text is kept, with it.
-        ("[x](https://a.example/`b`) [y](:![i](https://i.example))",
-         "[x](https://a.example/`b`) [y](:<https://i.example|i>)"),
+        (
+            "[x](https://a.example/`b`) [y](:![i](https://i.example))",
+            "[x](https://a.example/`b`) [y](:<https://i.example|i>)",
+        ),
     ],
 )
 def test_a_links_label_may_hold_an_image_or_brackets(markdown: str, mrkdwn: str) -> None:

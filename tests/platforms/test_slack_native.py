@@ -43,7 +43,8 @@ async def test_a_streams_appends_draw_on_their_own_budget_its_other_edits_on_cha
         target, ts = await begun(fake_slack, inbox)
         limits = target.limits
         assert (limits.append_bucket, limits.edit_bucket) == (
-            f"slack:append:{team}", f"slack:update:{team}"
+            f"slack:append:{team}",
+            f"slack:update:{team}",
         )
         assert limits.append_rate is not None
         assert (limits.append_rate.count, limits.append_rate.per) == (100, 60)
@@ -106,10 +107,12 @@ async def test_native_replies_whose_status_gives_way_to_another_or_to_text_stay_
     # stops the stream and updates the message: chat.update's budget, not the appends'.
     # Slack's tiers in their ratios (update 50, append 100, start and stop 20 a minute),
     # on a one-second window.
-    rates = {"update": (10, "chat.update"), "append": (20, "chat.appendStream"),
-             "stream": (4, "chat.startStream")}
-    options = {f"{name}_rate": {"count": count, "per": 1.0}
-               for name, (count, _) in rates.items()}
+    rates = {
+        "update": (10, "chat.update"),
+        "append": (20, "chat.appendStream"),
+        "stream": (4, "chat.startStream"),
+    }
+    options = {f"{name}_rate": {"count": count, "per": 1.0} for name, (count, _) in rates.items()}
     for count, method in rates.values():
         fake_slack.set_rate(method, count, 1.0)
     fake_slack.set_rate("chat.stopStream", 4, 1.0)
@@ -145,8 +148,9 @@ async def test_stops_of_answers_ending_together_stay_within_slacks_limit(
     # their stops drew 429s.
     fake_slack.set_rate("chat.startStream", 2, 2.0)
     fake_slack.set_rate("chat.stopStream", 2, 2.0)
-    async with running(fake_slack, inbox, mode="native", thinking="none",
-                       stream_rate={"count": 2, "per": 2.0}):
+    async with running(
+        fake_slack, inbox, mode="native", thinking="none", stream_rate={"count": 2, "per": 2.0}
+    ):
         budgets = Budgets()
         targets = [await asked(fake_slack, inbox, text=f"q{i}") for i in range(4)]
         replies = [LiveReply(t, budgets, edit_interval=0.05) for t in targets]
@@ -246,8 +250,9 @@ def test_a_quoted_code_block_streamed_a_token_at_a_time_is_never_taken_back(quot
     # Its closing line came in pieces ("\n> ", then "```"): the quote marker, sent
     # as a line of the code, stood in the middle of it once the closer came, and the
     # stream was stopped, the rest of the answer sent by chat.update.
-    answer = (f"The file:\n\n{quote}```python\n{quote}x = 1\n{quote}print(x)\n{quote}```"
-              "\n\nThat is all.")
+    answer = (
+        f"The file:\n\n{quote}```python\n{quote}x = 1\n{quote}print(x)\n{quote}```\n\nThat is all."
+    )
     sent = ""
     for end in range(1, len(answer) + 1):
         stable = stable_prefix(close_fences(answer[:end]))
@@ -276,7 +281,9 @@ async def test_a_stream_slack_starts_slowly_as_a_stop_comes_is_stopped_by_the_cl
 
 
 async def test_a_stream_slack_has_not_started_when_the_close_gives_up_is_named_in_a_warning(
-    fake_slack: FakeSlack, inbox: Inbox, caplog: pytest.LogCaptureFixture,
+    fake_slack: FakeSlack,
+    inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("adapters.platforms.slack.stops.STARTS_ON_CLOSE", 0.2)

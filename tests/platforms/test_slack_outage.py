@@ -93,7 +93,9 @@ async def no_record_left(bridge: Bridge) -> None:
 
 
 async def test_a_question_asked_while_slack_is_out_of_reach_is_answered_once_it_is_back(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # It was answered and paid for, then shown nowhere: the reply gave up within
@@ -122,7 +124,9 @@ async def test_a_question_asked_while_slack_is_out_of_reach_is_answered_once_it_
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
 ) -> None:
     # Its record was deleted as it gave up: it stayed frozen mid-answer, unmarked,
     # with nothing left to mark it.
@@ -155,8 +159,12 @@ ANSWER = " ".join(f"w{i}" for i in range(10))  # what `give_up`'s answer says, w
 
 
 async def open_bridge(
-    stack: contextlib.AsyncExitStack, slack: OutageSlack, chat: FakeChatAPI, tmp_path: Path,
-    store: str = "sqlite", limits: str = "",
+    stack: contextlib.AsyncExitStack,
+    slack: OutageSlack,
+    chat: FakeChatAPI,
+    tmp_path: Path,
+    store: str = "sqlite",
+    limits: str = "",
 ) -> tuple[Harness, Bridge]:
     """`open_harness` (over Socket Mode), on the store of kind `store`, with `limits`."""
     db = tmp_path / "bridge.db"
@@ -164,8 +172,11 @@ async def open_bridge(
     if store == "postgres":
         text = text.replace(f"sqlite://{db}", await stack.enter_async_context(pg_schema_url()))
     text += f"limits: {{{limits}}}\n"
-    env = {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_APP_TOKEN": slack.app_token,
-           "CHATMOUNT_API_KEY": chat.api_key}
+    env = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_APP_TOKEN": slack.app_token,
+        "CHATMOUNT_API_KEY": chat.api_key,
+    }
     bridge = Bridge(parse_config(text, env=env, registry=REGISTRY), REGISTRY)
     await bridge.__aenter__()
     stack.push_async_callback(bridge.aclose)
@@ -200,8 +211,11 @@ def unmarked(slack: OutageSlack, root: str) -> bool:
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_is_marked_once_slack_is_back_without_a_restart(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    caplog: pytest.LogCaptureFixture, store: str,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    store: str,
 ) -> None:
     # Nothing in the running process marked it: it stayed frozen mid-answer, unmarked,
     # until the daemon restarted, though Slack was back long before (and the progress
@@ -229,13 +243,16 @@ async def test_a_reply_given_up_on_is_marked_once_slack_is_back_without_a_restar
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_a_stop_leaves_a_reply_given_up_on_to_the_next_start_while_slack_is_out_of_reach(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
 ) -> None:
     # The stop marked it with the replies it cut, and ended its record when Slack
     # failed: nothing ever marked it.
     async with contextlib.AsyncExitStack() as stack:
-        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
-                                      limits="shutdown_grace: 0.1")
+        h, bridge = await open_bridge(
+            stack, slack, fake_chat_api, tmp_path, limits="shutdown_grace: 0.1"
+        )
         root = await give_up(h, slack)
         fake_chat_api.enqueue(tokens=[f"v{i} " for i in range(100)], token_delay=0.1)
         await h.ask(CHANNEL, "second?", user="U0USER002")
@@ -250,13 +267,16 @@ async def test_a_stop_leaves_a_reply_given_up_on_to_the_next_start_while_slack_i
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_is_forgotten_once_slack_fails_its_mark_for_long(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(recovery, "UNMARKED_KEPT", 0.0)  # a week, past already
     async with contextlib.AsyncExitStack() as stack:
-        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
-                                      limits="heartbeat_interval: 0.3")
+        h, bridge = await open_bridge(
+            stack, slack, fake_chat_api, tmp_path, limits="heartbeat_interval: 0.3"
+        )
         root = await give_up(h, slack)
         await no_record_left(bridge)
         assert not bridge.relay.given_up.records
@@ -270,8 +290,11 @@ def shows(slack: OutageSlack, root: str, words: str) -> bool:
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_whose_message_is_gone_is_forgotten_and_holds_nothing_up(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    caplog: pytest.LogCaptureFixture, store: str,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    store: str,
 ) -> None:
     # Its mark failed (message_not_found) at every heartbeat for a week, and held up
     # the marks of the replies given up on after it; on PostgreSQL every question of
@@ -308,14 +331,17 @@ async def test_a_reply_given_up_on_whose_message_is_gone_is_forgotten_and_holds_
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_before_it_showed_anything_gives_way_to_the_next_answer(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
 ) -> None:
     # Its mark, a message of its own, was posted once Slack was back: below the answer
     # to the question its asker asked again meanwhile, saying a restart cut it.
     async with contextlib.AsyncExitStack() as stack:
         # No heartbeat in the test's time: its pass runs when the test says.
-        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
-                                      limits="heartbeat_interval: 600")
+        h, bridge = await open_bridge(
+            stack, slack, fake_chat_api, tmp_path, limits="heartbeat_interval: 600"
+        )
         fake_chat_api.enqueue(tokens=["First ", "answer."])
         slack.down = True
         root = await h.ask(CHANNEL, "first?")
@@ -332,11 +358,14 @@ async def test_a_reply_given_up_on_before_it_showed_anything_gives_way_to_the_ne
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_a_reply_given_up_on_that_showed_words_is_marked_in_place_after_the_next_answer(
-    slack: OutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    slack: OutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        h, bridge = await open_bridge(stack, slack, fake_chat_api, tmp_path,
-                                      limits="heartbeat_interval: 600")
+        h, bridge = await open_bridge(
+            stack, slack, fake_chat_api, tmp_path, limits="heartbeat_interval: 600"
+        )
         root = await give_up(h, slack)
         slack.down = False
         fake_chat_api.enqueue(tokens=["Second ", "answer."])
@@ -353,7 +382,9 @@ RECONNECT_FAILED = "slack: Socket Mode could not reconnect: "
 
 
 async def test_a_new_connection_slack_asks_for_that_fails_to_open_is_one_warning(
-    slack: SocketOutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
+    slack: SocketOutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Slack's `disconnect` message (refresh_requested, sent routinely) has slack-sdk open
@@ -382,16 +413,23 @@ async def test_a_new_connection_slack_asks_for_that_fails_to_open_is_one_warning
         await bridge.aclose()
 
 
-@pytest.mark.parametrize("failure, cause", [
-    ("json", "Slack answered HTTP 503"),
-    ("handshake", "Slack answered HTTP 503"),
-    ("page", "Slack answered with a page that is not JSON (HTTP 503)"),
-    ("refused", "Slack could not be reached (ClientConnectorError)"),
-    ("hang", "Slack did not answer in time"),
-])
+@pytest.mark.parametrize(
+    "failure, cause",
+    [
+        ("json", "Slack answered HTTP 503"),
+        ("handshake", "Slack answered HTTP 503"),
+        ("page", "Slack answered with a page that is not JSON (HTTP 503)"),
+        ("refused", "Slack could not be reached (ClientConnectorError)"),
+        ("hang", "Slack did not answer in time"),
+    ],
+)
 async def test_each_try_to_reopen_socket_mode_while_slack_is_out_of_reach_is_one_warning(
-    slack: SocketOutageSlack, fake_chat_api: FakeChatAPI, tmp_path: Path,
-    caplog: pytest.LogCaptureFixture, failure: str, cause: str,
+    slack: SocketOutageSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    failure: str,
+    cause: str,
 ) -> None:
     # slack-sdk logged each try at ERROR, twice for a 503 (with the URL asked), as
     # "AttributeError, 'str' object has no attribute 'get'" for an outage's page, or

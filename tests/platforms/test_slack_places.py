@@ -69,7 +69,7 @@ async def place(
     slack.channels.update({PRIVATE: "group", GROUP_DM: "mpim"})
     slack.shared.add(SHARED)
     text = f"""
-store: sqlite://{tmp_path / 'bridge.db'}
+store: sqlite://{tmp_path / "bridge.db"}
 http: {{listen: null}}
 backends:
   docs:

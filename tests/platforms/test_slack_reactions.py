@@ -55,8 +55,10 @@ async def test_more_answers_a_minute_than_slack_removes_leave_no_reaction(
         for target in targets:
             await target.end()
         await fake_slack.wait_for(
-            lambda: not shown(fake_slack)
-            and fake_slack.count("reactions.remove") == fake_slack.count("reactions.add"),
+            lambda: (
+                not shown(fake_slack)
+                and fake_slack.count("reactions.remove") == fake_slack.count("reactions.add")
+            ),
             timeout=5.0,
         )
         # Put on only where its removal fitted Slack's 20: the rest went without.
@@ -229,8 +231,11 @@ async def test_the_workspaces_whose_reactions_are_all_off_are_forgotten() -> Non
     # An install across an organisation meets a workspace per team: each was kept
     # for good once it had had a reaction.
     now = [1000.0]
-    reactions = ThinkingReactions(_Accepting(), Rate(20, 60.0),  # type: ignore[arg-type]
-                                  clock=lambda: now[0])
+    reactions = ThinkingReactions(
+        _Accepting(),
+        Rate(20, 60.0),  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
     try:
         for n in range(500):
             reaction = Reaction(f"T{n}", "C1", "1.0", "hourglass")

@@ -36,9 +36,7 @@ STALE_AFTER = 1.5  # three heartbeats of shared_bridge's 0.5 s
 def on_the_host(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
     """Set this host's wall clock: `time.time`, and the store's clock that reads it."""
     monkeypatch.setattr(time, "time", clock)
-    monkeypatch.setattr(
-        "bridge.app.open_store", lambda url, **_: PostgresStore(url, clock=clock)
-    )
+    monkeypatch.setattr("bridge.app.open_store", lambda url, **_: PostgresStore(url, clock=clock))
 
 
 def reply_of(owner: str, beat: float) -> InFlight:
@@ -147,8 +145,14 @@ async def test_a_command_taken_late_keeps_the_time_it_came(
     on_the_host(monkeypatch, ahead)
     came = real() - 5  # by the database's clock (this host's, unskewed)
     command = Inbound(
-        platform="slack", workspace="T1", channel="C1", user="U1", text="",
-        message_id="trigger", event_id="command:trigger", command="reset",
+        platform="slack",
+        workspace="T1",
+        channel="C1",
+        user="U1",
+        text="",
+        message_id="trigger",
+        event_id="command:trigger",
+        command="reset",
         received_at=came + 120,
     )
     async with pg_schema_url() as url, PostgresStore(url, clock=ahead) as store:

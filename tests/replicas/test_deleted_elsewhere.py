@@ -53,8 +53,10 @@ limits: {{heartbeat_interval: 1.0}}
 
 def replica_env(slack: FakeSlack, chat: FakeChatAPI) -> dict[str, str]:
     return {
-        "PATH": "/usr/bin:/bin", "KEY": chat.api_key,
-        "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "PATH": "/usr/bin:/bin",
+        "KEY": chat.api_key,
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
     }
 
 
@@ -90,7 +92,8 @@ async def a_question_waiting(
     other and that question's ts; the replicas are stopped after."""
     fake_slack.set_rate("chat.update", 1000, 60.0)
     fake_chat_api.answer_for = lambda q: (
-        Script(tokens=["a ", "slow ", "answer"], token_delay=1.5) if q == "slow one"
+        Script(tokens=["a ", "slow ", "answer"], token_delay=1.5)
+        if q == "slow one"
         else Script(tokens=["answer ", "to ", q])
     )
     async with pg_schema_url() as url:
@@ -141,8 +144,9 @@ async def test_a_deletion_told_to_another_replica_withdraws_the_question(
 
         # Its turn comes once the first answer is done.
         await poll(
-            lambda: any("withdrawn" in line for line in holder.log)
-            or len(fake_chat_api.requests) > 1,
+            lambda: (
+                any("withdrawn" in line for line in holder.log) or len(fake_chat_api.requests) > 1
+            ),
             "the holder to take up the deleted question",
         )
         assert asked(fake_chat_api) == ["slow one"]

@@ -38,13 +38,17 @@ async def test_an_edit_told_to_another_replica_withdraws_the_waiting_question(
 
         # Its turn comes once the first answer is done: not asked, its asker told.
         await poll(
-            lambda: any("edited on another replica" in line for line in holder.log)
-            or len(fake_chat_api.requests) > 1,
+            lambda: (
+                any("edited on another replica" in line for line in holder.log)
+                or len(fake_chat_api.requests) > 1
+            ),
             "the holder to take up the edited question",
         )
         assert asked(fake_chat_api) == ["slow one"]
-        await fake_slack.wait_for(lambda: any(
-            EDITED_ELSEWHERE in str(m) for m in
-            [*fake_slack.ephemerals, *(m.text for m in fake_slack.all_bot_messages())]
-        ))
+        await fake_slack.wait_for(
+            lambda: any(
+                EDITED_ELSEWHERE in str(m)
+                for m in [*fake_slack.ephemerals, *(m.text for m in fake_slack.all_bot_messages())]
+            )
+        )
         await the_conversation_goes_on(fake_slack, fake_chat_api, other)

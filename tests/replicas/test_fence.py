@@ -92,7 +92,8 @@ async def test_a_replica_cut_off_stops_answering_before_the_other_takes_over(
 
 
 async def test_a_mark_the_platform_fails_is_counted(
-    fake_chat_api: FakeChatAPI, caplog: pytest.LogCaptureFixture,
+    fake_chat_api: FakeChatAPI,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The fence's mark failing moved no metric: the other replica marks it later.
@@ -111,8 +112,10 @@ async def test_a_mark_the_platform_fails_is_counted(
         monkeypatch.setattr(first, "edit", refused_mark)
         cut_off(a)
         await wait_for(lambda: said(caplog, logging.WARNING, CUT_NOT_MARKED) == 1)
-        assert sample(a, "chat_bridge_platform_errors_total",
-                      platform="console", kind="refused") == 1.0
+        assert (
+            sample(a, "chat_bridge_platform_errors_total", platform="console", kind="refused")
+            == 1.0
+        )
 
 
 async def test_a_question_taken_while_fenced_waits_for_the_store(
@@ -160,9 +163,10 @@ async def test_a_blip_of_the_store_cuts_no_answer(
     # within about a second: the live answer was cut, on a single replica too.
     caplog.set_level(logging.INFO)
     fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(40)], token_delay=0.1)
-    async with pg_schema_url() as url, shared_bridge(
-        fake_chat_api, url, limits="heartbeat_interval: 1.0"
-    ) as bridge:
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url, limits="heartbeat_interval: 1.0") as bridge,
+    ):
         beat, failed = bridge._beat_once, []
 
         async def blipping_beat() -> None:

@@ -72,9 +72,9 @@ async def test_a_replica_cut_off_from_the_store_stops_before_another_takes_over(
                 assert asked(fake_chat_api) == ["slow one"]
                 await fake_chat_api.wait_requests(2, timeout=15)
                 assert asked(fake_chat_api) == ["slow one", "q2"]
-                await fake_slack.wait_for(lambda: any(
-                    m.text == "answer to q2" for m in fake_slack.all_bot_messages()
-                ))
+                await fake_slack.wait_for(
+                    lambda: any(m.text == "answer to q2" for m in fake_slack.all_bot_messages())
+                )
                 cut_reply = fake_slack.all_bot_messages()[0]
                 await fake_slack.wait_for(lambda: INTERRUPTED in cut_reply.text)
                 assert "word29" not in cut_reply.text
@@ -86,13 +86,15 @@ async def test_a_replica_cut_off_from_the_store_stops_before_another_takes_over(
 
                 # Back once its heartbeat reaches the store: it answers in its turn.
                 cutter.restore()
-                await poll(lambda: any("heartbeat again" in line for line in a.log),
-                           "the replica to be back")
+                await poll(
+                    lambda: any("heartbeat again" in line for line in a.log),
+                    "the replica to be back",
+                )
                 [third] = fake_slack.user_message(CHANNEL, "q3")
                 await fake_slack.post_event(a.events_url, third)
-                await fake_slack.wait_for(lambda: any(
-                    m.text == "answer to q3" for m in fake_slack.all_bot_messages()
-                ))
+                await fake_slack.wait_for(
+                    lambda: any(m.text == "answer to q3" for m in fake_slack.all_bot_messages())
+                )
                 assert asked(fake_chat_api) == ["slow one", "q2", "q3"]
                 await stop(a)
                 await stop(b)

@@ -34,6 +34,7 @@ def platform_down(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
             if down["on"]:
                 raise PlatformUnreachable("console could not be reached")
             return await request(self, *args)
+
         return unless_down
 
     for name in ("post", "edit", "notice"):

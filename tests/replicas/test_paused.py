@@ -123,7 +123,7 @@ async def test_a_replica_paused_past_the_takeover_stops_and_marks_its_answer_aga
         assert shown.endswith(INTERRUPTED), shown
         assert answered.endswith("then4 ")
         # After its first heartbeat once resumed, A only marked its answer again.
-        after = ops[ops.index(("a", "beat", "")) + 1:]
+        after = ops[ops.index(("a", "beat", "")) + 1 :]
         assert all(INTERRUPTED in text for who, _, text in after if who == "a")
         warned = [r for r in caplog.records if PAUSED in r.getMessage()]
         assert [r.levelno for r in warned] == [logging.WARNING]

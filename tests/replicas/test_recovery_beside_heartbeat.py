@@ -35,6 +35,8 @@ async def beaten_after(
             return
         assert time.monotonic() < deadline, f"no heartbeat for {what}: {found}"
         await asyncio.sleep(0.1)
+
+
 DEAD = "console:W1:thread:C9:T9|docs"
 
 
@@ -47,10 +49,16 @@ async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
     fake_chat_api.enqueue(tokens=["A ", "slow ", "answer."], token_delay=2.0)
     async with pg_schema_url() as url, shared_bridge(fake_chat_api, url) as bridge:
         store = bridge.store
-        await store.inflight_begin(InFlight(
-            id="dead-1", key=DEAD, address=Address("console", "W1", "C9", "T9"),
-            owner="replica-gone", started_at=1.0, heartbeat_at=time.time() - 60,
-        ))
+        await store.inflight_begin(
+            InFlight(
+                id="dead-1",
+                key=DEAD,
+                address=Address("console", "W1", "C9", "T9"),
+                owner="replica-gone",
+                started_at=1.0,
+                heartbeat_at=time.time() - 60,
+            )
+        )
         marking, release = asyncio.Event(), asyncio.Event()
         mark = bridge.recovery.mark_interrupted
 
@@ -72,7 +80,8 @@ async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
 
 
 async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
-    fake_chat_api: FakeChatAPI, monkeypatch: pytest.MonkeyPatch,
+    fake_chat_api: FakeChatAPI,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Start-up recovery ran before the heartbeat started: a reply it claimed and
     # waited to mark went stale meanwhile, for another replica to claim and mark again.
@@ -83,10 +92,16 @@ async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
         store = open_store(first.config.store)
         await store.open()
         try:
-            await store.inflight_begin(InFlight(
-                id="dead-1", key=DEAD, address=Address("console", "W1", "C9", "T9"),
-                owner="replica-gone", started_at=1.0, heartbeat_at=time.time() - 60,
-            ))
+            await store.inflight_begin(
+                InFlight(
+                    id="dead-1",
+                    key=DEAD,
+                    address=Address("console", "W1", "C9", "T9"),
+                    owner="replica-gone",
+                    started_at=1.0,
+                    heartbeat_at=time.time() - 60,
+                )
+            )
             bridge = shared_bridge(fake_chat_api, url)
             marking, release = asyncio.Event(), asyncio.Event()
             mark = Recovery.mark_interrupted
@@ -131,9 +146,10 @@ async def test_a_record_is_beaten_for_while_its_thread_opens(fake_chat_api: Fake
     # open, no heartbeat renewed it, and another replica marked the live reply
     # interrupted (in the channel, and again in the thread once the record moved).
     fake_chat_api.enqueue(tokens=["The ", "answer."])
-    async with pg_schema_url() as url, shared_bridge(
-        fake_chat_api, url, route=", reply_in_thread: true"
-    ) as bridge:
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url, route=", reply_in_thread: true") as bridge,
+    ):
         console: LocalPlatform = bridge.platforms["console"]  # type: ignore[assignment]
         question = Address("console", "W1", "C1", "1.000")
         slow = SlowThreadTarget(channel="C1")
@@ -144,7 +160,8 @@ async def test_a_record_is_beaten_for_while_its_thread_opens(fake_chat_api: Fake
         await wait_for(lambda: slow.opening.is_set(), timeout=10)
         since = time.time()
         await beaten_after(
-            since, lambda: bridge.store.inflight_orphans("nobody", time.time() + 1),
+            since,
+            lambda: bridge.store.inflight_orphans("nobody", time.time() + 1),
             "the record while its thread opens",
         )
         slow.opened.set()

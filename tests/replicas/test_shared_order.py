@@ -99,8 +99,9 @@ async def test_an_earlier_message_recorded_slowly_is_still_answered_first(
 
         store.inflight_begin = slow_begin  # type: ignore[method-assign]
         store.inflight_for_key = watched_lookup  # type: ignore[method-assign]
-        await say_two(bridge, fake_chat_api, ("second", 1_700_000_000.2),
-                      ("first", 1_700_000_000.1))
+        await say_two(
+            bridge, fake_chat_api, ("second", 1_700_000_000.2), ("first", 1_700_000_000.1)
+        )
     assert [r.json["message"] for r in fake_chat_api.requests] == ["first", "second"]
 
 
@@ -118,8 +119,9 @@ async def test_a_conversation_is_answered_by_one_replica_at_a_time(
     fake_chat_api: FakeChatAPI,
 ) -> None:
     # It lasts longer than a lease unrenewed (three heartbeats: 0.6 s).
-    fake_chat_api.enqueue(tokens=["A ", "slow ", "answer ", "in ", "six ", "parts."],
-                          token_delay=0.3)
+    fake_chat_api.enqueue(
+        tokens=["A ", "slow ", "answer ", "in ", "six ", "parts."], token_delay=0.3
+    )
     fake_chat_api.enqueue(tokens=["Then ", "this."])
     async with (
         pg_schema_url() as url,
@@ -164,11 +166,12 @@ async def test_a_follow_up_reaching_another_replica_while_its_question_waits_is_
         async with asyncio.timeout(10):
             while await b.relay.store.get_conversation("console:W1:thread:C1:T2|docs") is None:
                 await asyncio.sleep(0.01)
-        await on_b.say("on Windows, please", thread="T2", mentioned=False,
-                       sent_at=1_700_000_000.3)
+        await on_b.say("on Windows, please", thread="T2", mentioned=False, sent_at=1_700_000_000.3)
         await wait_for(lambda: len(fake_chat_api.requests) == 3, timeout=20)
     assert [r.json["message"] for r in fake_chat_api.requests] == [
-        "a long question", "how do I deploy?", "on Windows, please"
+        "a long question",
+        "how do I deploy?",
+        "on Windows, please",
     ]
 
 
@@ -190,8 +193,12 @@ async def test_a_backlog_behind_another_replicas_answer_leaves_the_free_streams_
         on_b: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
         first = await on_a.say("first", channel="C-NOISY", sent_at=1_700_000_000.0)
         await wait_for(lambda: any(t.startswith("Slow") for t in first.visible()))
-        noisy = [await on_b.say(f"question {i}", channel="C-NOISY", user="U-NOISY",
-                                sent_at=1_700_000_001.0 + i) for i in range(8)]
+        noisy = [
+            await on_b.say(
+                f"question {i}", channel="C-NOISY", user="U-NOISY", sent_at=1_700_000_001.0 + i
+            )
+            for i in range(8)
+        ]
         await wait_for(lambda: b.relay.taken("console:W1:channel:C-NOISY|docs") == 8)
         other = await on_b.say("a different question", channel="C-QUIET", user="U-OTHER")
         await asyncio.wait_for(other.ended.wait(), 10)
@@ -225,8 +232,9 @@ async def test_a_job_waiting_behind_one_of_ours_that_is_closing_does_not_spin(
 
         store.inflight_for_key = counted  # type: ignore[method-assign]
         store.inflight_end = slow_end  # type: ignore[method-assign]
-        await say_two(bridge, fake_chat_api, ("first", 1_700_000_000.1),
-                      ("second", 1_700_000_000.2))
+        await say_two(
+            bridge, fake_chat_api, ("first", 1_700_000_000.1), ("second", 1_700_000_000.2)
+        )
     # The second waits with its back-off meanwhile, not in a loop of queries.
     assert looks.count(True) < 10
 
@@ -242,8 +250,11 @@ async def test_a_question_asked_after_a_waiting_reset_is_not_reset_by_it(
     fake.enqueue(tokens=["Private."], session_id="ASKED-AFTER")
     fake.enqueue(tokens=["Again."], session_id="ASKED-AFTER")
     async with contextlib.AsyncExitStack() as stack:
-        url = (await stack.enter_async_context(pg_schema_url()) if shared
-               else f"sqlite://{tmp_path / 'b.db'}")
+        url = (
+            await stack.enter_async_context(pg_schema_url())
+            if shared
+            else f"sqlite://{tmp_path / 'b.db'}"
+        )
         bridge = await stack.enter_async_context(
             shared_bridge(fake, url, route=", session: channel")
         )
@@ -268,9 +279,10 @@ async def test_a_stop_while_a_lease_is_taken_leaves_it_to_the_other_replicas(
     # The stop cut the job as the store's answer was on its way, the lease taken: it
     # stayed this stopped process's until it expired (three heartbeats), and the other
     # replicas answered nothing in that conversation meanwhile.
-    async with pg_schema_url() as url, shared_bridge(
-        fake_chat_api, url, limits="heartbeat_interval: 10"
-    ) as bridge:
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url, limits="heartbeat_interval: 10") as bridge,
+    ):
         store = bridge.store
         acquire = store.acquire_lease
         taken: asyncio.Future[str] = asyncio.get_running_loop().create_future()

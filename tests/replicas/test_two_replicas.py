@@ -43,9 +43,19 @@ class Replica:
 
 async def start_replica(config: Path, env: dict[str, str]) -> Replica:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-m", "adapters", "run", "-c", str(config),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "adapters",
+        "run",
+        "-c",
+        str(config),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
     )
     replica = Replica(proc)
     ready = asyncio.get_running_loop().create_future()
@@ -100,7 +110,8 @@ reply: {{edit_interval: 0.05}}
 limits: {{heartbeat_interval: 1.0}}
 """)
         env = {
-            "PATH": "/usr/bin:/bin", "KEY": fake_chat_api.api_key,
+            "PATH": "/usr/bin:/bin",
+            "KEY": fake_chat_api.api_key,
             "SLACK_BOT_TOKEN": fake_slack.bot_token,
             "SLACK_SIGNING_SECRET": fake_slack.signing_secret,
         }
@@ -127,8 +138,9 @@ async def _deliver_everywhere(slack: FakeSlack, replicas: list[Replica], body: d
     assert status == 200
 
 
-async def _ask(slack: FakeSlack, replicas: list[Replica], channel: str, text: str,
-               thread: str | None = None) -> str:
+async def _ask(
+    slack: FakeSlack, replicas: list[Replica], channel: str, text: str, thread: str | None = None
+) -> str:
     bodies = slack.user_message(channel, f"<@{slack.bot_user_id}> {text}", thread_ts=thread)
     for body in bodies:
         await _deliver_everywhere(slack, replicas, body)
@@ -150,8 +162,9 @@ async def _exactly_once_in_order(
     await _ask(slack, both, CHANNELS[0], "a3", thread=root_a)
 
     def finished() -> bool:
-        return (_replies(slack, CHANNELS[0], root_a)[-1:] == ["answer to a3"]
-                and _replies(slack, CHANNELS[1], root_b)[-1:] == ["answer to b2"])
+        return _replies(slack, CHANNELS[0], root_a)[-1:] == ["answer to a3"] and _replies(
+            slack, CHANNELS[1], root_b
+        )[-1:] == ["answer to b2"]
 
     await slack.wait_for(finished, timeout=60)
     await wait_for(lambda: len(chat.requests) >= 5, timeout=10)
@@ -169,7 +182,8 @@ async def _survivor_takes_over(
 ) -> None:
     slow = ["a ", "long ", "story ", "that ", "goes ", "on"]
     chat.answer_for = lambda q: (
-        Script(tokens=slow, token_delay=0.3, hang_after=3) if q.endswith("story")
+        Script(tokens=slow, token_delay=0.3, hang_after=3)
+        if q.endswith("story")
         else Script(tokens=["answer ", "to ", q.split("> ", 1)[-1]])
     )
     channel = CHANNELS[2]

@@ -69,8 +69,9 @@ async def test_a_migration_may_take_longer_than_a_command() -> None:
     # the start failed, and every restart did the same work and failed again.
     # (The other statements of a start keep the command timeout: 2 s leaves them room
     # on a loaded host; at 0.5 s one of them failed once there.)
-    slow = Migration(len(MIGRATIONS) + 1, "test: a slow step", sqlite=(),
-                     postgres=("SELECT pg_sleep(3)",))
+    slow = Migration(
+        len(MIGRATIONS) + 1, "test: a slow step", sqlite=(), postgres=("SELECT pg_sleep(3)",)
+    )
     async with pg_schema_url() as url:
         store = PostgresStore(url, command_timeout=2.0, migrations=(*MIGRATIONS, slow))
         try:
@@ -126,8 +127,10 @@ async def test_counting_unmade_key_scopes_finds_the_index_of_scopes() -> None:
             await conn.execute("SET LOCAL enable_seqscan = off")
             plans = [
                 "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {query}", *args))
-                for query, args in ((pg_store._SCOPES, ("docs",)),
-                                    (pg_store._SCOPE_COUNT, ("docs", "slack:user")))
+                for query, args in (
+                    (pg_store._SCOPES, ("docs",)),
+                    (pg_store._SCOPE_COUNT, ("docs", "slack:user")),
+                )
             ]
     for plan in plans:
         assert "conversations_scope" in plan and "Seq Scan" not in plan, plan
@@ -206,9 +209,10 @@ def test_the_pool_grows_with_the_streams_within_bounds() -> None:
 
 
 async def test_a_bridge_sizes_its_store_pool_from_its_streams(fake_chat_api: FakeChatAPI) -> None:
-    async with pg_schema_url() as url, shared_bridge(
-        fake_chat_api, url, "max_concurrent_streams: 200"
-    ) as bridge:
+    async with (
+        pg_schema_url() as url,
+        shared_bridge(fake_chat_api, url, "max_concurrent_streams: 200") as bridge,
+    ):
         assert isinstance(bridge.store, PostgresStore) and bridge.store.max_size == 25
 
 
@@ -226,6 +230,7 @@ async def test_a_heartbeat_writes_only_what_its_replica_still_holds() -> None:
         rows = [(rec_id, ["m1"], f"{rec_id} later", 100.0) for rec_id in ("mine", "taken", "gone")]
         assert await store.inflight_update_many(rows, "a") == {"mine"}
         assert {r.id: r.text for r in await store.inflight_for_key("k")} == {
-            "mine": "mine later", "taken": ""
+            "mine": "mine later",
+            "taken": "",
         }
         assert await store.renew_leases(["k1", "k2"], "a", 30.0, 100.0) == {"k1"}

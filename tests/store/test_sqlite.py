@@ -418,7 +418,8 @@ async def test_emptying_the_log_beside_a_reset_fails_neither(tmp_path: Path) -> 
         await store.save_conversation(Conversation("k", "docs", "s1", 1.0, 1.0))
         await store.append_history("k", [Turn("user", "a question")], 10)
         results = await asyncio.gather(
-            store.compact(), store.reset_conversation("k"),
+            store.compact(),
+            store.reset_conversation("k"),
             return_exceptions=True,
         )
         assert not [r for r in results if isinstance(r, BaseException)], results
@@ -434,11 +435,12 @@ async def test_counting_other_backends_reads_no_conversation_it_does_not_count(
     async with SQLiteStore(tmp_path / "b.db") as s:
         await s.save_conversation(Conversation("k|docs", "docs", None, 1.0, 1.0))
     with contextlib.closing(sqlite3.connect(tmp_path / "b.db")) as conn:
-        plan = [row[3] for row in conn.execute(
-            f"EXPLAIN QUERY PLAN {BACKEND_NAMES}"
-        )] + [row[3] for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT count(*) FROM conversations WHERE backend = ?", ("x",)
-        )]
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {BACKEND_NAMES}")] + [
+            row[3]
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM conversations WHERE backend = ?", ("x",)
+            )
+        ]
     steps = [step for step in plan if "conversations" in step]
     assert steps, plan
     assert all("USING COVERING INDEX conversations_scope" in step for step in steps), plan
@@ -451,17 +453,21 @@ async def test_counting_unmade_key_scopes_reads_no_conversation_it_does_not_coun
     async with SQLiteStore(tmp_path / "b.db") as s:
         await s.save_conversation(Conversation("slack:T1:user:U1|docs", "docs", None, 1.0, 1.0))
     with contextlib.closing(sqlite3.connect(tmp_path / "b.db")) as conn:
-        plan = [row[3] for row in conn.execute(
-            f"EXPLAIN QUERY PLAN {sqlite_store._SCOPES}", ("docs",)
-        )] + [row[3] for row in conn.execute(
-            f"EXPLAIN QUERY PLAN {sqlite_store._SCOPE_COUNT}", ("docs", "slack:user")
-        )]
+        plan = [
+            row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_store._SCOPES}", ("docs",))
+        ] + [
+            row[3]
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN {sqlite_store._SCOPE_COUNT}", ("docs", "slack:user")
+            )
+        ]
     steps = [step for step in plan if "conversations" in step]
     assert steps, plan
     # Searched in the index, never scanned. (SQLite before 3.41 also reads the row of each
     # conversation it finds so: it does not take an index of an expression to cover it.)
-    assert all("USING" in step and "INDEX conversations_scope (backend=?" in step
-               for step in steps), plan
+    assert all(
+        "USING" in step and "INDEX conversations_scope (backend=?" in step for step in steps
+    ), plan
 
 
 # What only a history's pages hold: the text of its turns.

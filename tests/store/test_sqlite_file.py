@@ -36,12 +36,15 @@ def keep_conversations(path: Path, count: int) -> None:
         for i in range(count):
             raw.execute(
                 "INSERT INTO conversations (key, backend, session, created_at, last_used, meta)"
-                " VALUES (?, 'docs', NULL, ?, ?, '{}')", (f"k{i}|docs", float(i), float(i)),
+                " VALUES (?, 'docs', NULL, ?, ?, '{}')",
+                (f"k{i}|docs", float(i), float(i)),
             )
             raw.executemany(
                 "INSERT INTO history (key, role, content) VALUES (?, ?, ?)",
-                [(f"k{i}|docs", "user", f"{i}? {LONG}"), (f"k{i}|docs", "assistant",
-                                                           f"{i}. {LONG}")],
+                [
+                    (f"k{i}|docs", "user", f"{i}? {LONG}"),
+                    (f"k{i}|docs", "assistant", f"{i}. {LONG}"),
+                ],
             )
         raw.execute("COMMIT")
 
@@ -101,7 +104,8 @@ async def test_forgotten_conversations_give_their_space_back_to_the_disk(
         assert path.stat().st_size <= (pages - free) * size
         # What was kept is whole, moved from the end of the file to the front.
         assert await store.history("k2999|docs") == [
-            Turn("user", f"2999? {LONG}"), Turn("assistant", f"2999. {LONG}")
+            Turn("user", f"2999? {LONG}"),
+            Turn("assistant", f"2999. {LONG}"),
         ]
         assert await store.get_conversation("k1999|docs") is None
     assert pragmas(path, "quick_check") == ["ok"]

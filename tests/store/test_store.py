@@ -193,8 +193,9 @@ async def test_history_keeps_only_the_newest_whole_turns_within_max_chars(store:
     for _ in range(5):
         await store.append_history("k", pair, keep=100, max_chars=250)
     assert await store.history("k") == pair + pair
-    await store.append_history("k", [Turn("user", "q"), Turn("assistant", "b" * 300)],
-                               keep=100, max_chars=250)
+    await store.append_history(
+        "k", [Turn("user", "q"), Turn("assistant", "b" * 300)], keep=100, max_chars=250
+    )
     assert await store.history("k") == []  # the newest turn alone is over: none is sent
     await store.append_history("k", pair, keep=2, max_chars=None)
     assert await store.history("k") == pair
@@ -206,8 +207,9 @@ async def test_a_deleted_question_is_forgotten_with_its_answer(store: Store) -> 
     pair = [Turn("user", "hunter2"), Turn("assistant", "a")]
     await store.append_history("k", [Turn("user", "old"), Turn("assistant", "A")], 10)
     await store.append_history("k", pair, 10, question="slack:T1:C1:2.0")
-    await store.append_history("k", [Turn("user", "q"), Turn("assistant", "b")], 10,
-                               question="slack:T1:C1:3.0")
+    await store.append_history(
+        "k", [Turn("user", "q"), Turn("assistant", "b")], 10, question="slack:T1:C1:3.0"
+    )
     assert await store.forget_question("slack:T1:C1:2.0") == 2
     assert [t.content for t in await store.history("k")] == ["old", "A", "q", "b"]
     assert await store.forget_question("slack:T1:C1:2.0") == 0
@@ -218,13 +220,19 @@ async def test_an_edited_question_is_kept_as_edited_in_every_conversation(store:
     # stateless API was sent the password again with every later question.
     for key in ("k", "k2"):  # one question kept by two conversations (two routes)
         await store.append_history(key, [Turn("user", "old"), Turn("assistant", "A")], 10)
-        await store.append_history(key, [Turn("user", "hunter2", "slack:T1:U1"),
-                                         Turn("assistant", "a")], 10, question="slack:T1:C1:2.0")
+        await store.append_history(
+            key,
+            [Turn("user", "hunter2", "slack:T1:U1"), Turn("assistant", "a")],
+            10,
+            question="slack:T1:C1:2.0",
+        )
     assert await store.edit_question("slack:T1:C1:2.0", "my password") == 2
     for key in ("k", "k2"):
         assert await store.history(key) == [
-            Turn("user", "old"), Turn("assistant", "A"),
-            Turn("user", "my password", "slack:T1:U1"), Turn("assistant", "a"),
+            Turn("user", "old"),
+            Turn("assistant", "A"),
+            Turn("user", "my password", "slack:T1:U1"),
+            Turn("assistant", "a"),
         ]
     assert await store.edit_question("slack:T1:C1:3.0", "x") == 0
 
@@ -320,11 +328,14 @@ async def test_inflight_begin_update_end(store: Store) -> None:
 async def test_inflight_progress_of_several_replies_in_one_call(store: Store) -> None:
     await store.inflight_begin(flight("r1"))
     await store.inflight_begin(flight("r2"))
-    recorded = await store.inflight_update_many([
-        ("r1", ["m1"], "Hello", 150.0),
-        ("r2", ["m1", "m2"], "Hi there", 151.0),
-        ("gone", ["m9"], "a reply that already ended", 152.0),
-    ], "proc-a")
+    recorded = await store.inflight_update_many(
+        [
+            ("r1", ["m1"], "Hello", 150.0),
+            ("r2", ["m1", "m2"], "Hi there", 151.0),
+            ("gone", ["m9"], "a reply that already ended", 152.0),
+        ],
+        "proc-a",
+    )
     assert {"r1", "r2"} <= recorded
     assert await store.inflight_update_many([], "proc-a") == set()
     recs = {r.id: r for r in await store.inflight_orphans("proc-a", stale_before=0.0)}
@@ -414,7 +425,8 @@ async def test_leases_are_renewed_together_and_only_for_their_owner(store: Store
         assert await store.acquire_lease(key, "a", ttl=30.0, now=100.0)
     assert await store.acquire_lease("theirs", "b", ttl=30.0, now=100.0)
     assert await store.renew_leases(["k1", "k2", "theirs"], "a", ttl=30.0, now=125.0) == {
-        "k1", "k2"
+        "k1",
+        "k2",
     }
     for key in ("k1", "k2"):  # still held at 140, past the first expiry
         assert not await store.acquire_lease(key, "b", ttl=30.0, now=140.0)
@@ -447,7 +459,9 @@ async def written_before_askers(store: Store, key: str, turns: list[tuple[str, s
             async with store._conn("test") as conn:  # type: ignore[attr-defined]
                 await conn.execute(
                     "INSERT INTO history (key, role, content) VALUES ($1, $2, $3)",
-                    key, role, content,
+                    key,
+                    role,
+                    content,
                 )
 
 
@@ -465,9 +479,12 @@ async def test_history_keeps_who_asked_beside_an_older_replicas_turns(
         # A replica not yet upgraded goes on writing (and reading) as it did.
         await written_before_askers(s, "k", [("user", "theirs"), ("assistant", "A2")])
         assert await s.history("k") == [
-            Turn("user", "old"), Turn("assistant", "A0"),
-            Turn("user", "mine", "slack:T1:U1"), Turn("assistant", "A1"),
-            Turn("user", "theirs"), Turn("assistant", "A2"),
+            Turn("user", "old"),
+            Turn("assistant", "A0"),
+            Turn("user", "mine", "slack:T1:U1"),
+            Turn("assistant", "A1"),
+            Turn("user", "theirs"),
+            Turn("assistant", "A2"),
         ]
 
 
@@ -640,24 +657,35 @@ async def test_the_conversations_of_backends_not_configured_are_counted(store: S
 async def test_the_conversations_of_key_scopes_no_route_makes_are_counted(store: Store) -> None:
     assert await store.unmade_scopes({"docs": {"slack:user"}}) == {}
     keys = [
-        "slack:T1:user:U1|docs", "slack:T1:user:U2|docs", "slack:T2:user:U1|docs",
-        "slack:T1:user+channel:D1:U1|docs", "slack:T1:thread:C1:1.0|docs",
-        "discord:42:user:5:channels|docs", "discord:@dm:dm:9|docs",
-        "slack:T1:user:U1|help", "console:local:asker:a:b|gone",
+        "slack:T1:user:U1|docs",
+        "slack:T1:user:U2|docs",
+        "slack:T2:user:U1|docs",
+        "slack:T1:user+channel:D1:U1|docs",
+        "slack:T1:thread:C1:1.0|docs",
+        "discord:42:user:5:channels|docs",
+        "discord:@dm:dm:9|docs",
+        "slack:T1:user:U1|help",
+        "console:local:asker:a:b|gone",
     ]
     for key in keys:
         await store.save_conversation(conv(key, backend=key.rpartition("|")[2]))
     # A DM route's `session: user` made `user+channel`: its `user` keys are no route's.
-    made = {"docs": {"slack:user+channel", "slack:thread", "discord:dm", "*:asker"},
-            "help": {"*:user"}}
+    made = {
+        "docs": {"slack:user+channel", "slack:thread", "discord:dm", "*:asker"},
+        "help": {"*:user"},
+    }
     assert await store.unmade_scopes(made) == {
-        ("docs", "slack:user"): 3, ("docs", "discord:user"): 1,
+        ("docs", "slack:user"): 3,
+        ("docs", "discord:user"): 1,
     }
     assert await store.unmade_scopes({**made, "docs": {"*:user", *made["docs"]}}) == {}
     # Read as `bridge.routing.key_scopes` says a key's scope is.
     assert await store.unmade_scopes({"docs": set(), "gone": set()}) == {
-        ("docs", "slack:user"): 3, ("docs", "slack:user+channel"): 1,
-        ("docs", "slack:thread"): 1, ("docs", "discord:user"): 1, ("docs", "discord:dm"): 1,
+        ("docs", "slack:user"): 3,
+        ("docs", "slack:user+channel"): 1,
+        ("docs", "slack:thread"): 1,
+        ("docs", "discord:user"): 1,
+        ("docs", "discord:dm"): 1,
         ("gone", "console:asker"): 1,
     }
     assert await store.unmade_scopes({}) == {}

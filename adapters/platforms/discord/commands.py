@@ -105,15 +105,21 @@ async def give_up(target: InteractionTarget) -> None:
         if not await target.give_up(TOO_LATE_TEXT):
             return  # its answer began meanwhile
     except PlatformError as exc:
-        log.warning("not answering /ask: it waited past Discord's 15 minutes for its "
-                    "turn, and its asker could not be told: %s", exc, extra=place)
+        log.warning(
+            "not answering /ask: it waited past Discord's 15 minutes for its "
+            "turn, and its asker could not be told: %s",
+            exc,
+            extra=place,
+        )
         return
     if target.question.deleted:  # its place was lost, and its turn never came
-        log.info("not answering /ask: %s Its asker is told", target.question.why,
-                 extra=place)
+        log.info("not answering /ask: %s Its asker is told", target.question.why, extra=place)
         return
-    log.info("not answering /ask: it waited past Discord's 15 minutes for its turn; "
-             "its asker is told to ask again", extra=place)
+    log.info(
+        "not answering /ask: it waited past Discord's 15 minutes for its turn; "
+        "its asker is told to ask again",
+        extra=place,
+    )
 
 
 async def close_unanswered(target: InteractionTarget, after: float) -> None:

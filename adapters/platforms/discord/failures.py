@@ -80,15 +80,12 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
         return PlaceGone(f"Could not {action}: the connection to Discord has ended ({exc}).")
     if (short := out_of_files(exc)) is not None:  # no file left for the connection
         return PlatformUnreachable(f"Could not reach Discord to {action}: {short}.")
-    return PlatformUnreachable(
-        f"Could not reach Discord to {action} ({exc.__class__.__name__})."
-    )
+    return PlatformUnreachable(f"Could not reach Discord to {action} ({exc.__class__.__name__}).")
 
 
 # aiohttp's own errors (a dropped keep-alive connection) come through discord.py as they
 # are; so does its RuntimeError for a closed session (see `platform_error`).
-FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError,
-            RuntimeError)
+FAILURES = (discord.HTTPException, OSError, asyncio.TimeoutError, aiohttp.ClientError, RuntimeError)
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 SAID_MAX = 200  # characters of an error's text kept for the log

@@ -62,8 +62,10 @@ class DiscordOptions(PlatformOptions):
     def unmentioned_unread(self) -> str | None:
         if self.message_content:
             return None
-        return ("without the Message Content intent (discord.message_content: false) they "
-                "come without their text")
+        return (
+            "without the Message Content intent (discord.message_content: false) they "
+            "come without their text"
+        )
 
     @field_validator("token")
     @classmethod
@@ -85,8 +87,11 @@ class DiscordOptions(PlatformOptions):
             # A bot token is three base64 parts joined by dots; the portal's other
             # values (all digits, hex, one word) would be refused at login, as a
             # wrong token to reset.
-            kind = ("is a Slack token (xox…/xapp-…)"
-                    if parts[0].startswith(("xox", "xapp-")) else "is not a bot token")
+            kind = (
+                "is a Slack token (xox…/xapp-…)"
+                if parts[0].startswith(("xox", "xapp-"))
+                else "is not a bot token"
+            )
             raise ValueError(
                 f"{kind}; it takes the bot's token, three parts joined by dots: Developer "
                 "Portal → Bot → Reset Token (not the Client Secret, Application ID or "
@@ -130,7 +135,5 @@ class DiscordOptions(PlatformOptions):
             raise ValueError("shard_ids needs a numeric shard_count (the total across processes)")
         bad = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
         if bad or not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
-            raise ValueError(
-                f"shard_ids must be distinct numbers from 0 to {self.shard_count - 1}"
-            )
+            raise ValueError(f"shard_ids must be distinct numbers from 0 to {self.shard_count - 1}")
         return self

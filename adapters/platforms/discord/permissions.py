@@ -62,10 +62,14 @@ def may_send(channel: Any, guild: discord.Guild | None) -> Allowed:
     # Threads open in text and announcement channels only (not a voice channel's chat).
     if not isinstance(channel, discord.TextChannel):
         return Allowed(allowed.send_messages, False, reply, lacks)
-    missing = [name for name, has in (
-        ("Create Public Threads", allowed.create_public_threads),
-        ("Send Messages in Threads", allowed.send_messages_in_threads),
-    ) if not has]
+    missing = [
+        name
+        for name, has in (
+            ("Create Public Threads", allowed.create_public_threads),
+            ("Send Messages in Threads", allowed.send_messages_in_threads),
+        )
+        if not has
+    ]
     return Allowed(allowed.send_messages, not missing, reply, lacks, " and ".join(missing))
 
 

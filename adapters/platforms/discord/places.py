@@ -44,16 +44,17 @@ async def place_of(
     media channel) post: a thread's messages belong to its parent channel, a private
     thread's to its members; a channel @everyone may not view (or one not found)
     is its members'."""
-    if guild_id is not None and client is not None and not isinstance(
-        channel, discord.abc.GuildChannel | discord.Thread
+    if (
+        guild_id is not None
+        and client is not None
+        and not isinstance(channel, discord.abc.GuildChannel | discord.Thread)
     ):
         # Not in the cache (a thread discord.py has not seen yet): ask Discord (not
         # found, it is answered all the same).
         channel = await find_place(client, channel.id, guild_id) or channel
     audience: Audience = "channel"
     if guild_id is not None and not (
-        isinstance(channel, discord.abc.GuildChannel | discord.Thread)
-        and everyone_sees(channel)
+        isinstance(channel, discord.abc.GuildChannel | discord.Thread) and everyone_sees(channel)
     ):
         audience = "members"
     if isinstance(channel, discord.Thread):
@@ -85,12 +86,18 @@ async def tell_deleted(
                 channel = str(place.parent_id)
             elif place is None:
                 # Were it a thread, a question of it answered stays in its history.
-                log.info("messages deleted in channel %s, which Discord did not find: a "
-                         "question among them answered in a thread there stays in its "
-                         "conversation's history", channel_id,
-                         extra={"platform": "discord", "channel": str(channel_id)})
+                log.info(
+                    "messages deleted in channel %s, which Discord did not find: a "
+                    "question among them answered in a thread there stays in its "
+                    "conversation's history",
+                    channel_id,
+                    extra={"platform": "discord", "channel": str(channel_id)},
+                )
         for message_id in message_ids:
             await deleted(workspace, channel, str(message_id))
     except Exception:  # a task of its own: nobody else would hear of it
-        log.exception("could not take the deletion of messages in %s", channel_id,
-                      extra={"platform": "discord", "channel": str(channel_id)})
+        log.exception(
+            "could not take the deletion of messages in %s",
+            channel_id,
+            extra={"platform": "discord", "channel": str(channel_id)},
+        )

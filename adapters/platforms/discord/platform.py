@@ -228,9 +228,7 @@ class DiscordPlatform(Platform):
         for name in COUNTED_LOGGERS:
             counted = logging.getLogger(name)
             counted.addFilter(self._rate_limits)
-            if self.ctx.on_rate_limited is not None and not counted.isEnabledFor(
-                logging.WARNING
-            ):
+            if self.ctx.on_rate_limited is not None and not counted.isEnabledFor(logging.WARNING):
                 # Made whatever the log level: the console's handler still drops
                 # what is below the configured level.
                 counted.setLevel(logging.WARNING)
@@ -254,8 +252,14 @@ class DiscordPlatform(Platform):
         except BaseException:
             await self.aclose()
             raise
-        error = not_started(client, self.options, failure, waited,
-                            up=len(self._logged_in), spacing=self.identify_spacing)
+        error = not_started(
+            client,
+            self.options,
+            failure,
+            waited,
+            up=len(self._logged_in),
+            spacing=self.identify_spacing,
+        )
         await self.aclose()
         raise error from failure
 
@@ -354,8 +358,11 @@ class DiscordPlatform(Platform):
             try:
                 await interaction.response.send_message(STOPPING_TEXT, ephemeral=True)
             except FAILURES as exc:  # as a command taken: a line, not discord.py's traceback
-                log.warning("could not tell /%s that the bot is stopping: %s", command,
-                            platform_error("answer the command", exc))
+                log.warning(
+                    "could not tell /%s that the bot is stopping: %s",
+                    command,
+                    platform_error("answer the command", exc),
+                )
             return
         guild_id = interaction.guild_id
         workspace = str(guild_id) if guild_id is not None else DM_WORKSPACE
@@ -364,7 +371,10 @@ class DiscordPlatform(Platform):
         # Discord's clock: the command's id says when it was run.
         give_up_at = interaction.created_at.timestamp() + self.give_up_after
         target = InteractionTarget(
-            interaction, self.options, address, ephemeral=ephemeral,
+            interaction,
+            self.options,
+            address,
+            ephemeral=ephemeral,
             # A /reset is quick once its turn comes, and is not to be asked again.
             give_up_at=give_up_at if command == "ask" else None,
         )

@@ -20,9 +20,7 @@ class Question:
     channel and thread; `replies_in`: where its answer is posted as the bot's own
     messages (None: through a command's webhook)."""
 
-    def __init__(
-        self, places: frozenset[int] = frozenset(), replies_in: int | None = None
-    ) -> None:
+    def __init__(self, places: frozenset[int] = frozenset(), replies_in: int | None = None) -> None:
         self.deleted = False
         self.posted = False  # its answer has a message already (edits go on)
         self.places = places
@@ -41,9 +39,7 @@ class Questions:
     as a target holds them (so never more than the bridge has taken)."""
 
     def __init__(self) -> None:
-        self._by_id: weakref.WeakValueDictionary[int, Question] = (
-            weakref.WeakValueDictionary()
-        )
+        self._by_id: weakref.WeakValueDictionary[int, Question] = weakref.WeakValueDictionary()
 
     def add(self, message_id: int, question: Question) -> None:
         self._by_id[message_id] = question
@@ -64,9 +60,13 @@ class Questions:
         """The channel or thread `place_id` was deleted (its threads with a channel):
         the questions asked there are not answered, nor sent to the chat API."""
         if stopped := self._stop({place_id}, "the channel or thread it was asked in was deleted."):
-            log.info("channel or thread %s was deleted: the %d question(s) asked there "
-                     "stop, and none still waiting is sent to the chat API", place_id, stopped,
-                     extra={"platform": "discord", "channel": str(place_id)})
+            log.info(
+                "channel or thread %s was deleted: the %d question(s) asked there "
+                "stop, and none still waiting is sent to the chat API",
+                place_id,
+                stopped,
+                extra={"platform": "discord", "channel": str(place_id)},
+            )
 
     def out_of_reach(self, place_id: int) -> None:
         """Discord answered "Missing Access" in the channel or thread `place_id`: the bot
@@ -75,10 +75,14 @@ class Questions:
         chat API; their places still show, so a waiting /ask's asker is told."""
         why = "the bot can no longer reach the channel or thread it was asked in."
         if stopped := self._stop({place_id}, why, place_shows=True):
-            log.info("the bot cannot reach channel or thread %s (Discord answers Missing "
-                     "Access): the %d question(s) asked there stop, and none still waiting "
-                     "is sent to the chat API", place_id, stopped,
-                     extra={"platform": "discord", "channel": str(place_id)})
+            log.info(
+                "the bot cannot reach channel or thread %s (Discord answers Missing "
+                "Access): the %d question(s) asked there stop, and none still waiting "
+                "is sent to the chat API",
+                place_id,
+                stopped,
+                extra={"platform": "discord", "channel": str(place_id)},
+            )
 
     def server_left(self, server_id: int, place_ids: set[int]) -> None:
         """The bot was removed from server `server_id` (kicked, or the server deleted),
@@ -87,9 +91,13 @@ class Questions:
         leaves its place showing)."""
         why = "the bot was removed from the server it was asked in."
         if stopped := self._stop(place_ids, why, place_shows=True):
-            log.info("the bot was removed from server %s: the %d question(s) asked there stop, "
-                     "and none still waiting is sent to the chat API", server_id, stopped,
-                     extra={"platform": "discord"})
+            log.info(
+                "the bot was removed from server %s: the %d question(s) asked there stop, "
+                "and none still waiting is sent to the chat API",
+                server_id,
+                stopped,
+                extra={"platform": "discord"},
+            )
 
     def _stop(self, place_ids: set[int], why: str, *, place_shows: bool = False) -> int:
         """Mark the questions asked in any of `place_ids` gone, saying `why` (to their
@@ -108,14 +116,19 @@ class Questions:
         API was paid."""
         # Those with a message already go on: Discord lets the bot edit its own.
         refused = [
-            q for q in list(self._by_id.values())
+            q
+            for q in list(self._by_id.values())
             if q.replies_in == place_id and not (q.deleted or q.posted)
         ]
         for question in refused:
             question.deleted = True
             question.why = "Discord does not let the bot send messages there any more."
         if refused:
-            log.info("Discord refused the bot's message in %s (a missing permission): the "
-                     "%d question(s) to be answered there stop, and none still waiting is "
-                     "sent to the chat API", place_id, len(refused),
-                     extra={"platform": "discord", "channel": str(place_id)})
+            log.info(
+                "Discord refused the bot's message in %s (a missing permission): the "
+                "%d question(s) to be answered there stop, and none still waiting is "
+                "sent to the chat API",
+                place_id,
+                len(refused),
+                extra={"platform": "discord", "channel": str(place_id)},
+            )

@@ -90,13 +90,19 @@ class RateLimitLines(logging.Filter):
         """Log the sum of the 429s not logged since the minute began (if any)."""
         if self._since is None or not self._untold:
             return False
-        details = [f"{n} {what}" for n, what in (
-            (self._bot_wide, "bot-wide"), (self._commands, "for slash commands' answers"),
-        ) if n]
+        details = [
+            f"{n} {what}"
+            for n, what in (
+                (self._bot_wide, "bot-wide"),
+                (self._commands, "for slash commands' answers"),
+            )
+            if n
+        ]
         log.warning(
             "Discord rate-limited %d more request%s in the last %.0f s%s; each was waited "
             "out and retried (a reply that failed all the same has its own line)",
-            self._untold, "" if self._untold == 1 else "s",
+            self._untold,
+            "" if self._untold == 1 else "s",
             time.monotonic() - self._since,
             f" (of them: {', '.join(details)})" if details else "",
             extra={"platform": "discord"},

@@ -98,9 +98,7 @@ class Endpoints:
         cls.holders += 1
         cls.current = wanted
         Route.BASE = api_url
-        DiscordWebSocket.DEFAULT_GATEWAY = (
-            yarl.URL(gateway_url) if gateway_url else cls.defaults[1]
-        )
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url) if gateway_url else cls.defaults[1]
 
     @classmethod
     def release(cls) -> None:
@@ -166,8 +164,11 @@ def ended(exc: BaseException) -> str:
 
 
 async def wait_ready(
-    runner: asyncio.Task[None], ready: asyncio.Event, client: discord.Client,
-    connect_timeout: float, spacing: float,
+    runner: asyncio.Task[None],
+    ready: asyncio.Event,
+    client: discord.Client,
+    connect_timeout: float,
+    spacing: float,
 ) -> tuple[BaseException | None, float]:
     """Wait for discord.py's `ready` (every shard and server in), or `runner`'s end;
     returns why the client stopped, if it did, and how long was waited at most:
@@ -194,8 +195,13 @@ async def wait_ready(
 
 
 def not_started(
-    client: discord.Client, options: DiscordOptions, failure: BaseException | None,
-    waited: float, *, up: int, spacing: float,
+    client: discord.Client,
+    options: DiscordOptions,
+    failure: BaseException | None,
+    waited: float,
+    *,
+    up: int,
+    spacing: float,
 ) -> PlatformError:
     """Why the start failed: `failure`, the client's end, or else a time out after
     `waited` seconds: with shards still to log in (`up` of them did, `spacing` apart),
@@ -258,9 +264,12 @@ class Early:
         if command is None and self.full:
             self._lost += 1
             if self._lost == 1:
-                log.warning("more than %d messages came while Discord was still "
-                            "connecting: the later ones go unanswered", self._limit,
-                            extra={"platform": "discord"})
+                log.warning(
+                    "more than %d messages came while Discord was still "
+                    "connecting: the later ones go unanswered",
+                    self._limit,
+                    extra={"platform": "discord"},
+                )
             return
         self._held.append((hand_on, command))
 
@@ -289,8 +298,11 @@ async def _tell_restarting(target: InteractionTarget) -> None:
     try:
         await target.notice(STOPPING_TEXT)
     except PlatformError as exc:
-        log.warning("could not tell a command taken during a failed start that it is not "
-                    "answered: %s", exc, extra={"platform": "discord"})
+        log.warning(
+            "could not tell a command taken during a failed start that it is not answered: %s",
+            exc,
+            extra={"platform": "discord"},
+        )
 
 
 def report_ready(
@@ -304,13 +316,21 @@ def report_ready(
     all_shards = options.shard_ids is None or len(options.shard_ids) == options.shard_count
     me, guilds = client.user, client.guilds
     application = client.application_id or (me.id if me is not None else 0)
-    log.info("connected to Discord as %s (application %s), in %d server(s)",
-             me, application, len(guilds), extra={"platform": "discord"})
+    log.info(
+        "connected to Discord as %s (application %s), in %d server(s)",
+        me,
+        application,
+        len(guilds),
+        extra={"platform": "discord"},
+    )
     if not guilds:
         if all_shards:
-            log.warning("the bot is in no Discord server, so nobody there can ask it "
-                        "anything; invite it with %s", invite_url(application),
-                        extra={"platform": "discord"})
+            log.warning(
+                "the bot is in no Discord server, so nobody there can ask it "
+                "anything; invite it with %s",
+                invite_url(application),
+                extra={"platform": "discord"},
+            )
         return
     # A server not loaded yet (one of many still streaming in) hides its channels.
     everything_seen = all_shards and not any(g.unavailable for g in guilds)
@@ -319,17 +339,31 @@ def report_ready(
             continue  # another platform's channel (an `any` route's)
         channel = client.get_channel(int(raw))
         if isinstance(channel, discord.CategoryChannel):
-            log.warning("%s: %s is the category %r, whose id matches no message; list "
-                        "the ids of its channels instead", where, raw, channel.name,
-                        extra={"platform": "discord", "channel": raw})
+            log.warning(
+                "%s: %s is the category %r, whose id matches no message; list "
+                "the ids of its channels instead",
+                where,
+                raw,
+                channel.name,
+                extra={"platform": "discord", "channel": raw},
+            )
         elif channel is None and everything_seen:
-            log.warning("%s: %s is no channel or active thread the bot can see in its "
-                        "%d server(s), and matches no message; check the id (Copy "
-                        "Channel ID) and that the bot was invited to its server",
-                        where, raw, len(guilds), extra={"platform": "discord", "channel": raw})
+            log.warning(
+                "%s: %s is no channel or active thread the bot can see in its "
+                "%d server(s), and matches no message; check the id (Copy "
+                "Channel ID) and that the bot was invited to its server",
+                where,
+                raw,
+                len(guilds),
+                extra={"platform": "discord", "channel": raw},
+            )
         elif isinstance(channel, discord.abc.GuildChannel | discord.Thread):
             bot = channel.guild.me
             if bot is not None and not channel.permissions_for(bot).view_channel:
-                log.warning("%s: the bot lacks View Channels in channel %s (#%s), and "
-                            "reads nothing there", where, raw, channel.name,
-                            extra={"platform": "discord", "channel": raw})
+                log.warning(
+                    "%s: the bot lacks View Channels in channel %s (#%s), and reads nothing there",
+                    where,
+                    raw,
+                    channel.name,
+                    extra={"platform": "discord", "channel": raw},
+                )

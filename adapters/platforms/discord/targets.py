@@ -54,8 +54,10 @@ ANSWER_MARGIN = 60.0
 CUT_MARGIN = 20.0
 CUT_AFTER = TOKEN_LIFE - CUT_MARGIN  # seconds after the command; tests shorten it
 # Under what an answer cut so showed (as a failure's note: italics, a warning sign).
-CUT_TEXT = ("The answer was cut off here: Discord gives a command's answer 15 minutes. "
-            "For long answers, mention the bot or send it a direct message.")
+CUT_TEXT = (
+    "The answer was cut off here: Discord gives a command's answer 15 minutes. "
+    "For long answers, mention the bot or send it a direct message."
+)
 # What the asker of an /ask dropped before its answer began is told, where no reason is known.
 NOT_ANSWERED_TEXT = "_This was not answered. Please ask again._"
 
@@ -193,8 +195,11 @@ class ChannelTarget(_Formatting, ReplyTarget):
             return
         self._typing = asyncio.create_task(
             self._typist.keep_up(
-                self._type_once, lambda: self._typed_at, self._typing_stop,
-                lambda: self.question.deleted, first_after=first_after,
+                self._type_once,
+                lambda: self._typed_at,
+                self._typing_stop,
+                lambda: self.question.deleted,
+                first_after=first_after,
             ),
             name="discord-typing",
         )
@@ -216,8 +221,12 @@ class ChannelTarget(_Formatting, ReplyTarget):
             # Trying again would not mend it: no more typing here for this answer.
             self._typing_stop.set()
             if not self.question.deleted:  # (else what stopped it was logged)
-                log.info("not showing typing in %s any more: %s", self._channel_id, error,
-                         extra={"platform": "discord", "channel": str(self._channel_id)})
+                log.info(
+                    "not showing typing in %s any more: %s",
+                    self._channel_id,
+                    error,
+                    extra={"platform": "discord", "channel": str(self._channel_id)},
+                )
 
     async def _stop_typing(self) -> None:
         self._typing_stop.set()
@@ -279,13 +288,17 @@ class ChannelTarget(_Formatting, ReplyTarget):
         if self._question_id is None or self.address.thread or self._guild_id is None:
             return None
         if not self._may_thread:
-            if self._lacks_thread and (self._said is None
-                                       or self._said.first("no thread", self._channel_id)):
+            if self._lacks_thread and (
+                self._said is None or self._said.first("no thread", self._channel_id)
+            ):
                 # Else the admin sees `reply_in_thread: true` ignored, and no reason.
-                log.info("answering in channel %s itself, not in a thread of its own "
-                         "(reply_in_thread): the bot lacks %s there", self._channel_id,
-                         self._lacks_thread,
-                         extra={"platform": "discord", "channel": str(self._channel_id)})
+                log.info(
+                    "answering in channel %s itself, not in a thread of its own "
+                    "(reply_in_thread): the bot lacks %s there",
+                    self._channel_id,
+                    self._lacks_thread,
+                    extra={"platform": "discord", "channel": str(self._channel_id)},
+                )
             return None
         partial = self._channel.get_partial_message(self._question_id)
         # The channel's own "hide after inactivity", where the cache knows it
@@ -312,8 +325,12 @@ class ChannelTarget(_Formatting, ReplyTarget):
             thread=str(thread.id),
         )
         target = ChannelTarget(
-            self._client, self._options, address, question=self.question,
-            questions=self._questions, typist=self._typist,
+            self._client,
+            self._options,
+            address,
+            question=self.question,
+            questions=self._questions,
+            typist=self._typist,
         )
         return str(thread.id), target
 
@@ -366,9 +383,7 @@ class InteractionTarget(_Formatting, ReplyTarget):
         if self._acknowledging is None:
             self._acknowledging = asyncio.ensure_future(self._defer())
             # Retrieved whoever waits, so asyncio never logs it as forgotten.
-            self._acknowledging.add_done_callback(
-                lambda done: done.cancelled() or done.exception()
-            )
+            self._acknowledging.add_done_callback(lambda done: done.cancelled() or done.exception())
         return self._acknowledging
 
     async def acknowledge(self) -> None:
@@ -445,7 +460,10 @@ class InteractionTarget(_Formatting, ReplyTarget):
                 self._original = await edit_original(self._interaction, text)
                 return self._original
             followup = await self._interaction.followup.send(
-                content=text, allowed_mentions=NO_MENTIONS, ephemeral=self._ephemeral, wait=True,
+                content=text,
+                allowed_mentions=NO_MENTIONS,
+                ephemeral=self._ephemeral,
+                wait=True,
                 suppress_embeds=True,
             )
         except FAILURES as exc:
@@ -496,8 +514,11 @@ class InteractionTarget(_Formatting, ReplyTarget):
         try:
             await self._notice(text)
         except PlatformError as exc:
-            log.warning("could not tell the asker of a command that it was not answered: %s",
-                        exc, extra={"platform": "discord", "channel": self.address.channel})
+            log.warning(
+                "could not tell the asker of a command that it was not answered: %s",
+                exc,
+                extra={"platform": "discord", "channel": self.address.channel},
+            )
 
     async def _notice(self, text: str) -> None:
         self.touched.set()
@@ -537,7 +558,11 @@ async def edit_original(interaction: discord.Interaction, text: str) -> str:
         content=text, allowed_mentions=NO_MENTIONS, flags=_NO_PREVIEWS
     ) as params:
         data = await async_context.get().edit_original_interaction_response(
-            hook.id, hook.token or "", session=hook.session, proxy=hook.proxy,
-            proxy_auth=hook.proxy_auth, payload=params.payload,
+            hook.id,
+            hook.token or "",
+            session=hook.session,
+            proxy=hook.proxy,
+            proxy_auth=hook.proxy_auth,
+            payload=params.payload,
         )
     return str(data["id"])

@@ -128,8 +128,11 @@ def web_clients(
     web_log = _web_log()
     timeout = math.ceil(opts.timeout)  # the session's timeout is the one that counts
     client = AsyncWebClient(
-        token=token, base_url=opts.api_url, timeout=timeout,
-        retry_handlers=retries, logger=web_log,
+        token=token,
+        base_url=opts.api_url,
+        timeout=timeout,
+        retry_handlers=retries,
+        logger=web_log,
     )
     # New messages (posted, or streams started) and appends to a stream are not safe
     # to repeat: one whose connection dropped after Slack took it would show twice if
@@ -138,14 +141,19 @@ def web_clients(
         max_retry_count=2, error_types=[aiohttp.ClientConnectorError]
     )
     once = AsyncWebClient(
-        token=token, base_url=opts.api_url, timeout=timeout,
-        retry_handlers=[refused, rate_limits], logger=web_log,
+        token=token,
+        base_url=opts.api_url,
+        timeout=timeout,
+        retry_handlers=[refused, rate_limits],
+        logger=web_log,
     )
     # "Thinking" indicators are decoration: never wait out a rate limit for them
     # in the call (their 429s are counted all the same). A reaction's removal is
     # tried again, after its Retry-After, by `reactions`.
     decor = AsyncWebClient(
-        token=token, base_url=opts.api_url, timeout=timeout,
+        token=token,
+        base_url=opts.api_url,
+        timeout=timeout,
         retry_handlers=[_CountedRateLimitRetries(on_rate_limited, max_retry_count=0)],
         logger=web_log,
     )

@@ -50,7 +50,11 @@ class ClosedChannels:
         (log.info if known else log.warning)(
             "slack: the bot cannot post in channel %s of workspace %s (%s): its questions "
             "are not answered, nor sent to the chat API, for the next %d minutes; %s",
-            channel, workspace, error, CLOSED_SECONDS // 60, remedy,
+            channel,
+            workspace,
+            error,
+            CLOSED_SECONDS // 60,
+            remedy,
         )
 
     def closed(self, workspace: str, channel: str) -> bool:
@@ -61,5 +65,9 @@ class ClosedChannels:
     def opened(self, workspace: str, channel: str, *, joined: bool = False) -> None:
         """The bot posted in `channel`, or (`joined`) Slack says it joined it."""
         if self._until.pop((workspace, channel)) is not None:
-            log.info("slack: the bot %s channel %s of workspace %s: answering there again",
-                     "joined" if joined else "may post in", channel, workspace)
+            log.info(
+                "slack: the bot %s channel %s of workspace %s: answering there again",
+                "joined" if joined else "may post in",
+                channel,
+                workspace,
+            )

@@ -62,7 +62,9 @@ class LateEdits:
     showing an older text; `client` edits them (chat.update, within `budgets`)."""
 
     def __init__(
-        self, client: AsyncWebClient, budgets: Budgets,
+        self,
+        client: AsyncWebClient,
+        budgets: Budgets,
         locked_out: Callable[[str, str, str | None], None] | None = None,
     ) -> None:
         self._client = client
@@ -135,11 +137,16 @@ class LateEdits:
                 continue
             finally:
                 budget.restamp(stamp)
-            log.info("slack: a reply's text shown again in %s over an edit Slack may "
-                     "have made late", channel)
+            log.info(
+                "slack: a reply's text shown again in %s over an edit Slack may have made late",
+                channel,
+            )
             return
-        log.warning("slack: a reply in %s may show an older text: an edit Slack took "
-                    "late could not be covered (Slack not reached)", channel)
+        log.warning(
+            "slack: a reply in %s may show an older text: an edit Slack took "
+            "late could not be covered (Slack not reached)",
+            channel,
+        )
 
     def _forget(self, now: float) -> None:
         """Forget the messages whose reply was cut before it ended (none repairs them)."""

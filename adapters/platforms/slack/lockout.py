@@ -46,19 +46,24 @@ class TokenGate:
                 "questions are not answered, nor sent to the chat API, until it may; "
                 "add the scope to the app (see slack-app-manifest.yaml), reinstall it, "
                 "and check that slack.bot_token is the app's Bot User OAuth Token",
-                error, method, lacks,
+                error,
+                method,
+                lacks,
             )
         elif self.refused is None:
             log.error(
                 "slack: Slack no longer accepts the bot token (%s, on %s): questions are "
                 "not answered, nor sent to the chat API, until it does; check "
-                "slack.bot_token and that the app is still installed", error, method,
+                "slack.bot_token and that the app is still installed",
+                error,
+                method,
             )
         self.refused = error
         if not self._closed and (self._watch is None or self._watch.done()):
             # Told by an answer's call: the checks are no one answer's.
-            self._watch = asyncio.create_task(self._watch_token(), name="slack-token-watch",
-                                              context=apart())
+            self._watch = asyncio.create_task(
+                self._watch_token(), name="slack-token-watch", context=apart()
+            )
 
     async def _watch_token(self) -> None:
         """Check the token every RECHECK_SECONDS until Slack takes it: with no
@@ -83,8 +88,9 @@ class TokenGate:
             if time.monotonic() - self._checked_at < RECHECK_SECONDS:
                 return False
             self._checked_at = time.monotonic()
-            self._check = asyncio.create_task(self._recheck(), name="slack-token-check",
-                                              context=apart())
+            self._check = asyncio.create_task(
+                self._recheck(), name="slack-token-check", context=apart()
+            )
         return await asyncio.shield(self._check)
 
     async def _recheck(self) -> bool:

@@ -122,17 +122,21 @@ async def find_lost(
     after = f"{oldest:.6f}"
     if thread is not None:
         method = "conversations.replies"
-        call = client.conversations_replies(channel=channel, ts=thread, oldest=after,
-                                            limit=LOOKED_AT, include_all_metadata=True)
+        call = client.conversations_replies(
+            channel=channel, ts=thread, oldest=after, limit=LOOKED_AT, include_all_metadata=True
+        )
     else:
         method = "conversations.history"
-        call = client.conversations_history(channel=channel, oldest=after, limit=LOOKED_AT,
-                                            include_all_metadata=True)
+        call = client.conversations_history(
+            channel=channel, oldest=after, limit=LOOKED_AT, include_all_metadata=True
+        )
     resp = await guard(method, call)
     user, bot_id = bot
     bots = [
-        m for m in resp.get("messages") or []
-        if m.get("ts") and float(m["ts"]) > oldest
+        m
+        for m in resp.get("messages") or []
+        if m.get("ts")
+        and float(m["ts"]) > oldest
         and ((user and m.get("user") == user) or (bot_id and m.get("bot_id") == bot_id))
         and _in_place(m, thread)
     ]
@@ -140,14 +144,18 @@ async def find_lost(
         found = [str(m["ts"]) for m in bots if _nonce(m) == nonce]
         return min(found, key=float) if found else None
     # A message the bridge posted carries its nonce: it is no stream.
-    unknown = [str(m["ts"]) for m in bots
-               if _nonce(m) is None and (channel, str(m["ts"])) not in posted]
+    unknown = [
+        str(m["ts"]) for m in bots if _nonce(m) is None and (channel, str(m["ts"])) not in posted
+    ]
     if len(unknown) == 1 and not posted.others_sending(place):
         return unknown[0]
     if unknown:
-        log.info("slack: a stream whose answer was lost may be any of %d of the bot's "
-                 "messages in %s (another's, or one on its way): none is taken",
-                 len(unknown), channel)
+        log.info(
+            "slack: a stream whose answer was lost may be any of %d of the bot's "
+            "messages in %s (another's, or one on its way): none is taken",
+            len(unknown),
+            channel,
+        )
     return None
 
 

@@ -123,10 +123,15 @@ class ChannelKinds:
         cursor = ""
         for _ in range(LIST_PAGES):
             try:
-                answer = await guard("users.conversations", self._client.users_conversations(
-                    types="public_channel,private_channel,mpim", exclude_archived=True,
-                    limit=200, cursor=cursor or None,
-                ))
+                answer = await guard(
+                    "users.conversations",
+                    self._client.users_conversations(
+                        types="public_channel,private_channel,mpim",
+                        exclude_archived=True,
+                        limit=200,
+                        cursor=cursor or None,
+                    ),
+                )
             except PlatformError as exc:
                 self._cannot_tell("the channels it is in", exc)
                 return
@@ -165,15 +170,20 @@ class ChannelKinds:
         """Log why Slack did not say; whether it is for the app's missing scopes."""
         if not (isinstance(exc, SlackRefused) and exc.error in NO_SCOPE):
             # Slack failing for now, say: a channel is asked about again in a minute.
-            log.info("slack: could not tell whether %s is private for now (%s); a "
-                     "channel not known to be public keeps its conversation to itself",
-                     what, exc)
+            log.info(
+                "slack: could not tell whether %s is private for now (%s); a "
+                "channel not known to be public keeps its conversation to itself",
+                what,
+                exc,
+            )
             return False
         (log.debug if self._warned else log.warning)(
             "slack: could not tell whether %s is private (%s); a channel not known "
             "to be public keeps its conversation to itself. Add the scopes "
             "channels:read, groups:read and mpim:read to the app (see "
-            "slack-app-manifest.yaml)", what, exc,
+            "slack-app-manifest.yaml)",
+            what,
+            exc,
         )
         self._warned = True
         return True

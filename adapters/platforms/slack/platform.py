@@ -292,8 +292,11 @@ class SlackPlatform(Platform):
             channel = str(event.get("channel", ""))
             self.closed.opened(workspace_of(body, event, self.team_id), channel, joined=True)
             # Its channel_type is C for a public channel, G for a private one.
-            self.kinds.learn(channel, {"C": "channel", "G": "group"}.get(
-                str(event.get("channel_type", ""))), shared=ext_shared(body))
+            self.kinds.learn(
+                channel,
+                {"C": "channel", "G": "group"}.get(str(event.get("channel_type", ""))),
+                shared=ext_shared(body),
+            )
 
     async def _on_other(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignoring %s event", body.get("event", {}).get("type"))
@@ -320,7 +323,8 @@ class SlackPlatform(Platform):
             log.warning(
                 "slack: an event is acknowledged before its message is recorded (not within "
                 "%g s: a slow store, or many messages ahead of it in its place); a crash "
-                "before it is would lose it", TAKEN_WITHIN,
+                "before it is would lose it",
+                TAKEN_WITHIN,
             )
 
     async def _hand_over(self, inbound: Inbound, target: SlackTarget, handler: Handler) -> Flag:

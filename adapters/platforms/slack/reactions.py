@@ -117,9 +117,14 @@ class ThinkingReactions:
         across an organisation meets many): each sweep is paid for by as many new ones."""
         now = self._clock()
         for key, ws in list(self._workspaces.items()):
-            if (not ws.queue and ws.on == 0 and ws.worker is None and not ws.no_scope
-                    and max(ws.adds_at, ws.removals_at) <= now
-                    and all(now - sent >= self._window for sent in ws.spent)):
+            if (
+                not ws.queue
+                and ws.on == 0
+                and ws.worker is None
+                and not ws.no_scope
+                and max(ws.adds_at, ws.removals_at) <= now
+                and all(now - sent >= self._window for sent in ws.spent)
+            ):
                 del self._workspaces[key]
         self._sweep_at = max(SWEEP_FLOOR, 2 * len(self._workspaces))
 
@@ -161,7 +166,9 @@ class ThinkingReactions:
                         "refused reactions.add (%s); add the reactions:write scope to the "
                         "app and reinstall it. Answers are given as usual; reactions are "
                         "tried again every %d minutes",
-                        reaction.workspace, error, NO_SCOPE_SECONDS // 60,
+                        reaction.workspace,
+                        error,
+                        NO_SCOPE_SECONDS // 60,
                     )
                 return False
             log.debug("slack: reaction not added: %s", error)
@@ -176,8 +183,9 @@ class ThinkingReactions:
             raise
         if ws.no_scope:
             ws.no_scope = False
-            log.info("slack: thinking reactions are shown again in workspace %s",
-                     reaction.workspace)
+            log.info(
+                "slack: thinking reactions are shown again in workspace %s", reaction.workspace
+            )
         return True
 
     # ------------------------------------------------------------------ removing
@@ -187,15 +195,15 @@ class ThinkingReactions:
         if self._closed:
             log.warning(
                 "slack: the :%s: reaction stays on a question: it was to be taken off "
-                "after the stop", reaction.name,
+                "after the stop",
+                reaction.name,
             )
             return
         ws = self._workspace(reaction.workspace)
         ws.queue.append(reaction)
         if ws.worker is None and not self._closing:
             # The workspace's, not the answer's that happens to start it.
-            ws.worker = asyncio.create_task(self._work(ws), name="slack-reactions",
-                                            context=apart())
+            ws.worker = asyncio.create_task(self._work(ws), name="slack-reactions", context=apart())
 
     async def _work(self, ws: _Workspace) -> None:
         try:
@@ -276,7 +284,8 @@ class ThinkingReactions:
             log.warning(
                 "slack: %d question(s) keep the :%s: reaction: Slack did not take its "
                 "removal before the stop (rate limited, or not reached)",
-                left, next(ws.queue[0].name for ws in self._workspaces.values() if ws.queue),
+                left,
+                next(ws.queue[0].name for ws in self._workspaces.values() if ws.queue),
             )
 
 

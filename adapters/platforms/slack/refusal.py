@@ -19,15 +19,20 @@ from bridge.transport import out_of_files
 # scope, a user token given where a bot token is needed).
 NO_SCOPE = {"missing_scope", "not_allowed_token_type"}
 # Errors that say Slack failed on its side, or is busy: the same request may pass later.
-FAILING = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
-           "request_timeout"}
+FAILING = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors of a post that say the bot may not post in the channel at all (not invited,
 # the channel deleted or archived, posting restricted or suspended, an Enterprise Grid
 # workspace the app is not granted).
 CLOSING = {
-    "not_in_channel", "channel_not_found", "is_archived", "restricted_action",
-    "restricted_action_read_only_channel", "restricted_action_non_threadable_channel",
-    "restricted_action_thread_only_channel", "no_permission", "ekm_access_denied",
+    "not_in_channel",
+    "channel_not_found",
+    "is_archived",
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_non_threadable_channel",
+    "restricted_action_thread_only_channel",
+    "no_permission",
+    "ekm_access_denied",
     "team_access_not_granted",
 }
 
@@ -101,8 +106,7 @@ class SlackLockedOut(SlackRefused, PlaceGone):
 # not post there.
 _GONE = CLOSING | {"message_not_found", "thread_not_found"}
 # Errors of any method that say the bot's token no longer works.
-_LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
-               "account_inactive"}
+_LOCKED_OUT = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 # The token may not post at all (the app reinstalled without chat:write, a user token
 # given) when a method every reply needs refuses so (NO_SCOPE).
 _ESSENTIAL = {"chat.postMessage", "chat.update"}

@@ -60,9 +60,12 @@ class StreamStops:
         channel = address.channel
         try:
             ts = str((await start)["ts"])
-            await self.within(address.workspace, lambda: guard(
-                "chat.stopStream", self._client.chat_stopStream(channel=channel, ts=ts)
-            ))
+            await self.within(
+                address.workspace,
+                lambda: guard(
+                    "chat.stopStream", self._client.chat_stopStream(channel=channel, ts=ts)
+                ),
+            )
         except Exception as exc:  # not started, or ended already: nothing shows it
             log.debug("slack: a stream started as its reply was cut: %s", for_log(exc))
 
@@ -75,7 +78,8 @@ class StreamStops:
             log.warning(
                 "slack: a stream Slack was still starting in channel %s (not within %g s) "
                 "is left open; it shows as being written until Slack ends it",
-                self.starting.get(task), STARTS_ON_CLOSE,
+                self.starting.get(task),
+                STARTS_ON_CLOSE,
             )
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)

@@ -187,9 +187,7 @@ class SlackTarget(ReplyTarget):
 
     def appends(self, message_id: str, text: str) -> bool:
         stream = self._streams.get(message_id)
-        return (
-            stream is not None and stream.open and stable_prefix(text).startswith(stream.sent)
-        )
+        return stream is not None and stream.open and stable_prefix(text).startswith(stream.sent)
 
     @property
     def client(self) -> AsyncWebClient:
@@ -237,9 +235,13 @@ class SlackTarget(ReplyTarget):
                 for wait in (0.0, *(LOOK_AGAIN if timed_out(lost) else ())):
                     await asyncio.sleep(wait)
                     ts = await find_lost(
-                        platform.client, self._guard, platform.posted,
-                        (platform.bot_user_id, platform.bot_id), (channel, thread),
-                        since(sent_at, self.question_ts), nonce,
+                        platform.client,
+                        self._guard,
+                        platform.posted,
+                        (platform.bot_user_id, platform.bot_id),
+                        (channel, thread),
+                        since(sent_at, self.question_ts),
+                        nonce,
                     )
                     if ts is not None:
                         break
@@ -247,8 +249,10 @@ class SlackTarget(ReplyTarget):
                 # Whether it was posted is unknown: sent again, it might show twice.
                 raise lost from lost.__cause__
             if ts is None:
-                log.info("slack: %s's answer was lost, and Slack had not surely taken it: "
-                         "sent again", method)
+                log.info(
+                    "slack: %s's answer was lost, and Slack had not surely taken it: sent again",
+                    method,
+                )
                 return await self._guard(method, send())
             log.info("slack: %s's answer was lost; its message is found in %s", method, channel)
             platform.posted.add(channel, ts)
@@ -454,15 +458,17 @@ class SlackTarget(ReplyTarget):
         recipient: _Recipient = {}
         if not self.is_dm and self.user:
             recipient = {"recipient_team_id": self.team, "recipient_user_id": self.user}
-        call = asyncio.ensure_future(self._once(
-            "chat.startStream",
-            lambda: self.platform.once.chat_startStream(
-                channel=self.address.channel,
-                thread_ts=self.address.thread or "",
-                markdown_text=stable or None,
-                **recipient,
-            ),
-        ))
+        call = asyncio.ensure_future(
+            self._once(
+                "chat.startStream",
+                lambda: self.platform.once.chat_startStream(
+                    channel=self.address.channel,
+                    thread_ts=self.address.thread or "",
+                    markdown_text=stable or None,
+                    **recipient,
+                ),
+            )
+        )
         try:
             resp = await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -511,9 +517,12 @@ class SlackTarget(ReplyTarget):
         """chat.stopStream, adding `rest`, within the workspace's budget for stops."""
         stop = self.client.chat_stopStream
         channel = self.address.channel
-        await self.platform.stops.within(self.address.workspace, lambda: self._guard(
-            "chat.stopStream", stop(channel=channel, ts=ts, markdown_text=rest)
-        ))
+        await self.platform.stops.within(
+            self.address.workspace,
+            lambda: self._guard(
+                "chat.stopStream", stop(channel=channel, ts=ts, markdown_text=rest)
+            ),
+        )
 
     async def _stop_streams(self) -> None:
         for ts, stream in list(self._streams.items()):
@@ -555,7 +564,9 @@ class SlackTarget(ReplyTarget):
 
     def _reaction(self) -> Reaction:
         return Reaction(
-            self.address.workspace, self.address.channel, self.question_ts or "",
+            self.address.workspace,
+            self.address.channel,
+            self.question_ts or "",
             self.options.thinking_reaction,
         )
 
