@@ -11,11 +11,12 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.chatapi.script import Recorded, Script
+from tests.fakes.chatapi.state import ChatAPIState
 
 UNENDED_BYTES = 2 << 20
 
 
-class Answering:
+class Answering(ChatAPIState):
     """Taking a request in and streaming a script out, with its faults."""
 
     @web.middleware

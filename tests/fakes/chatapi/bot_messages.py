@@ -6,10 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.chatapi.state import ChatAPIState
 from tests.fakes.chatapi.wire import _compact, _reason
 
 
-class BotMessages:
+class BotMessages(ChatAPIState):
     """The bot-messages wire: POST /bot-messages/v1/chat."""
 
     async def _bot_messages(self, request: web.Request) -> web.StreamResponse:

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.chatapi.state import ChatAPIState
 from tests.fakes.chatapi.wire import _reason, _sse
 
 CHATMOUNT_MAX = 2000
@@ -16,7 +17,7 @@ CHATMOUNT_MAX = 2000
 RATE_LIMIT = 60
 
 
-class ChatMount:
+class ChatMount(ChatAPIState):
     """ChatMount's wire: POST /v1/chat."""
 
     def _rate_headers(self, remaining: int | None = None, reset: float | None = None) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.chatapi.script import Script
+from tests.fakes.chatapi.state import ChatAPIState
 from tests.fakes.chatapi.wire import _id, _reason
 
 
@@ -23,7 +24,7 @@ class _Thread:
     status: str = "completed"
 
 
-class Chaturdata:
+class Chaturdata(ChatAPIState):
     """chaturdata's wire: POST newMessage starts a run, GET getThread polls it."""
 
     async def _chaturdata_new(self, request: web.Request) -> web.Response:

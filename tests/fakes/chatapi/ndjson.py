@@ -7,12 +7,13 @@ import uuid
 
 from aiohttp import web
 
+from tests.fakes.chatapi.state import ChatAPIState
 from tests.fakes.chatapi.wire import _line, _reason
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class NDJSON:
+class NDJSON(ChatAPIState):
     """The NDJSON wire: POST /ndjson/v1/chat/stream."""
 
     async def _ndjson(self, request: web.Request) -> web.StreamResponse:

@@ -7,10 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.chatapi.script import Script
+from tests.fakes.chatapi.state import ChatAPIState
 from tests.fakes.chatapi.wire import _compact, _id, _reason, _sse
 
 
-class OpenAI:
+class OpenAI(ChatAPIState):
     """OpenAI's wire: POST /openai/v1/chat/completions."""
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import MESSAGE_CONTENT, snowflake
 
 
@@ -21,7 +22,7 @@ class _Gateway:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-class GatewayServer:
+class GatewayServer(DiscordState):
     """The gateway: its connections, their sessions and shards, and the events sent."""
 
     def _gateways_for(self, guild_id: str | None) -> list[_Gateway]:

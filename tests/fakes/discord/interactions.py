@@ -6,10 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import EPHEMERAL, LOADING, _body, _error, _json, snowflake
 
 
-class Interactions:
+class Interactions(DiscordState):
     """Slash-command interactions: invoking one, and the callback and webhook routes."""
 
     async def invoke(

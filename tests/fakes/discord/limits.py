@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import MAX_CONTENT, _error, _json
 
 
@@ -20,7 +21,7 @@ class RateRule:
     per: float = 5.0
 
 
-class RateLimits:
+class RateLimits(DiscordState):
     """What the fake Discord refuses for its limits: too long, too empty, too often."""
 
     def _global_limit(self, rule: RateRule) -> web.Response | None:

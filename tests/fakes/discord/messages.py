@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import (
     _ROLE_MENTION,
     _SNAPSHOT_FIELDS,
@@ -17,7 +18,7 @@ from tests.fakes.discord.wire import (
 )
 
 
-class Messages:
+class Messages(DiscordState):
     """Messages in channels: users' posts, edits and deletions, sent over the gateway."""
 
     async def add_post(

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import (
     LOADING,
     READ_MESSAGE_HISTORY,
@@ -22,7 +23,7 @@ from tests.fakes.discord.wire import (
 )
 
 
-class RestRoutes:
+class RestRoutes(DiscordState):
     """The REST routes: recording, authenticating, faults, then channels and messages."""
 
     @web.middleware

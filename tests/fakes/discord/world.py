@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import (
     _GUILD_DEFAULTS,
     EVERYONE_DEFAULT,
@@ -17,7 +18,7 @@ from tests.fakes.discord.wire import (
 )
 
 
-class World:
+class World(DiscordState):
     """Building the guilds the bot is in, and their moderators' changes to them."""
 
     @staticmethod

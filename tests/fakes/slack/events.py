@@ -7,9 +7,10 @@ import uuid
 from typing import Any
 
 from tests.fakes.slack.history import FakeMessage
+from tests.fakes.slack.state import SlackState
 
 
-class Events:
+class Events(SlackState):
     """Users' messages, edits, deletions and commands, as Slack's event bodies."""
 
     def user_message(

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.slack.state import SlackState
+
 _PING = re.compile(
     r"<!(channel|here|everyone)(?:\|[^>]*)?>|<!subteam\^[^>]+>|<@([UW][A-Z0-9]+)(?:\|[^>]*)?>"
 )
@@ -45,7 +47,7 @@ class FakeMessage:
         return len(self.versions) - 1
 
 
-class History:
+class History(SlackState):
     """Every channel's messages, as a person would finally see them."""
 
     def channel_type(self, channel: str) -> str:

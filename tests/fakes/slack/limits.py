@@ -6,6 +6,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tests.fakes.slack.state import SlackState
+
 TEXT_LIMIT = 4000
 
 
@@ -35,7 +37,7 @@ class RateRule:
         return 0.0
 
 
-class Limits:
+class Limits(SlackState):
     """Methods' rates and the lengths their text may have."""
 
     def set_rate(

@@ -9,8 +9,10 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+from tests.fakes.slack.state import SlackState
 
-class SignedHTTP:
+
+class SignedHTTP(SlackState):
     """Delivering a body to the daemon over HTTP, signed as Slack signs it."""
 
     def sign(self, raw: str, timestamp: int, secret: str | None = None) -> str:

@@ -9,8 +9,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.slack.state import SlackState
 
-class SocketMode:
+
+class SocketMode(SlackState):
     """Socket Mode connections, the envelopes sent on them and their acks."""
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:

@@ -13,9 +13,10 @@ from aiohttp import web
 
 from tests.fakes.slack.history import FakeMessage
 from tests.fakes.slack.limits import MARKDOWN_LIMIT, POST_TEXT_LIMIT, TEXT_LIMIT
+from tests.fakes.slack.state import SlackState
 
 
-class WebAPI:
+class WebAPI(SlackState):
     """The Web API's methods, `_m_<family>_<name>` for `family.name`."""
 
     def count(self, method: str) -> int:
