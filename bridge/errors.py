@@ -12,7 +12,9 @@
     │   │       └── SlackLockedOut ...as Slack takes the bot's token no more (also a PlaceGone)
     │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
     │   ├── PlatformUnreachable  it could not be reached (no connection, no answer in time)
-    │   └── SlackFailed          [slack] Slack failed on its side (a 5xx, `ratelimited`)
+    │   ├── SlackFailed          [slack] Slack failed on its side (a 5xx, `ratelimited`)
+    │   └── AppTokenRefused      [slack] Slack refuses the app-level token as Socket Mode
+    │                            reconnects (adapters/platforms/slack/app_token.py)
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
     ├── OutOfTime                an answer still streaming when its platform would soon
     │                            take no more of it (`ReplyTarget.cut_at`)
