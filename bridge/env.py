@@ -14,6 +14,8 @@ from bridge.errors import ConfigError, together
 # braces, which is not expanded (a shell's habit: the name would be sent as written).
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
+_CR_END = re.compile(r"\r\n?\Z")
+
 # A value the environment gave: the key path it was given to, the variable, its value.
 FromEnv = tuple[str, str, str]
 
@@ -58,6 +60,12 @@ def _expand(
             if default is not None and "${" in default:
                 raise ConfigError(path, f"${{{name}:-...}}: a default cannot hold another ${{...}}")
             value = env.get(name)
+            if value is not None:
+                # A file of variables saved with Windows line endings and read by a shell
+                # (`set -a; . ./prod.env`) leaves a "\r" on each: it would name a new
+                # SQLite file, a model no server has. Docker's --env-file and systemd's
+                # EnvironmentFile= drop it too.
+                value = _CR_END.sub("", value)
             if value is None or value == "" and default is not None:
                 if default is None:
                     raise ConfigError(
