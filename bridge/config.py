@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from bridge.config_yaml import read_yaml
 from bridge.env import FromEnv, env_hidden, expand_env, join_path
 from bridge.errors import ConfigError, together
 from bridge.history import MOST_TURNS
@@ -354,25 +354,7 @@ def parse_config(
 ) -> Config:
     """Validate a YAML config text. Raises ConfigError naming the key path, where a
     value the environment gave is shown as its `${VAR}` (`env_hidden`)."""
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except _DuplicateKey as exc:
-        raise ConfigError(
-            "", f"the key {exc.path!r} is given twice (lines {exc.first} and {exc.second})"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        line = (text.splitlines()[mark.line : mark.line + 1] or [""])[0] if mark else ""
-        # PyYAML's own words are left out: they can quote a value (`*alias`, `!tag`).
-        if "${" in line and any(c in line[: line.index("${")] for c in "{["):
-            hint = ' (inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
-        else:
-            hint = (
-                " (check the indentation: spaces, not tabs, the keys of one block lined "
-                'up; and quote a value that holds ": " or starts with * & ! @ or `)'
-            )
-        raise ConfigError("", f"the file is not valid YAML{where}{hint}") from None
+    raw = read_yaml(text)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -582,29 +564,6 @@ def _platform_options(name: str, block: Any, registry: Registry | None) -> Platf
     if not isinstance(block, dict):
         raise ConfigError(name, "must be a mapping of settings")
     return _validate(registry.platforms[name]().Options, block, name)
-
-
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, path: str, first: int, second: int) -> None:
-        super().__init__(path)
-        self.path, self.first, self.second = path, first, second
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep
-    the last and drop the first without a word)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *shared`: merged below, and a key given here overrides it
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise _DuplicateKey(str(key), seen[key], line)
-            seen[key] = line
-        return super().construct_mapping(node, deep)
 
 
 def load_config(
