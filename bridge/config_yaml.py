@@ -1,14 +1,24 @@
-"""The config file's YAML read into a tree: a key given twice and text YAML cannot read
-are each a ConfigError saying where, with the likely mistake (PyYAML's own words are
-left out: they can quote a value, `*alias`, `!tag`)."""
+"""The config file's YAML read into a tree: a key given twice, a key that is no name
+and text YAML cannot read are each a ConfigError saying where, with the likely
+mistake (PyYAML's own words are left out: they can quote a value, `*alias`, `!tag`)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
 
 from bridge.errors import ConfigError
+
+# Spaces a copy from a web page or a chat brings, which YAML does not take for spaces.
+_ODD_SPACES = {
+    "\xa0": "a non-breaking space",
+    "\u2007": "a figure space",
+    "\u202f": "a narrow non-breaking space",
+    "\u3000": "a full-width space",
+}
+_ODD_SPACE = re.compile(f"[{''.join(_ODD_SPACES)}]")
 
 
 def read_yaml(text: str) -> Any:
@@ -27,9 +37,18 @@ def _not_yaml(text: str, exc: yaml.YAMLError) -> str:
     """What to say of a text YAML cannot read: where, and the mistake that fits."""
     mark = getattr(exc, "problem_mark", None)
     lines = text.splitlines()
+    odd = _odd_space(text, lines, mark.line if mark else len(lines))
+    if odd:
+        # YAML stumbles on the line below one, with a word of tabs: the wrong line.
+        return f"the file is not valid YAML: {odd}: retype it as a normal space"
+    placeholder = _placeholder(lines, mark.line, mark.column) if mark else None
+    if placeholder:
+        return placeholder
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     line = (lines[mark.line : mark.line + 1] or [""])[0] if mark else ""
-    if "${" in line and any(c in line[: line.index("${")] for c in "{["):
+    if isinstance(exc, _KeyNotName):
+        hint = " (a key in [ ] or { } is a list or a mapping, not a name: quote it)"
+    elif "${" in line and any(c in line[: line.index("${")] for c in "{["):
         hint = ' (inside { } or [ ], write a ${VAR} in quotes: "${VAR}")'
     else:
         hint = (
@@ -39,15 +58,65 @@ def _not_yaml(text: str, exc: yaml.YAMLError) -> str:
     return f"the file is not valid YAML{where}{hint}"
 
 
+def _placeholder(lines: list[str], number: int, column: int) -> str | None:
+    """What to say of a template's `{{ NAME }}` (Jinja's, Helm's, Ansible's), which YAML
+    reads as a mapping in a mapping or fails on: on the line of YAML's error (0-based
+    `number`), or the line above where the error is at the start of its line (YAML
+    tells the end of what it read); else None."""
+    above = [number - 1] if column == 0 and number > 0 else []
+    for at in [number, *above]:
+        line = (lines[at : at + 1] or [""])[0]
+        if "{{" in line:
+            name = re.search(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", line)
+            variable = f"${{{name.group(1)}}}" if name else "${VAR}"
+            return (
+                f"the file is not valid YAML at line {at + 1}, column {line.index('{{') + 1} "
+                f"({{{{ }}}} is not substituted: write {variable}, a variable of the environment)"
+            )
+    return None
+
+
+def _odd_space(text: str, lines: list[str], last: int) -> str | None:
+    """Which odd space (`_ODD_SPACES`) YAML failed on, and where: the last one on line
+    `last` (0-based, YAML's error) or above, where the file with each one retyped as
+    a space is read; else None."""
+    if not _ODD_SPACE.search(text):
+        return None
+    try:
+        yaml.load(_ODD_SPACE.sub(" ", text), Loader=_UniqueKeyLoader)  # noqa: S506
+    except _DuplicateKey:
+        pass  # read, up to a mistake of its own, which is told once the space is retyped
+    except yaml.YAMLError:
+        return None
+    for number in range(min(last, len(lines) - 1), -1, -1):
+        found = _ODD_SPACE.search(lines[number])
+        if found:
+            name = _ODD_SPACES[found.group()]
+            return (
+                f"{name} (copied from a web page or chat) at line {number + 1}, "
+                f"column {found.start() + 1}"
+            )
+    return None
+
+
 class _DuplicateKey(yaml.YAMLError):
     def __init__(self, path: str, first: int, second: int) -> None:
         super().__init__(path)
         self.path, self.first, self.second = path, first, second
 
 
+class _KeyNotName(yaml.YAMLError):
+    """A key YAML read as a list or a mapping (`[a, b]: 1`, `{{ NAME }}`), which no
+    mapping can hold."""
+
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__("a key that is a list or a mapping")
+        self.problem_mark = mark
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep
-    the last and drop the first without a word)."""
+    the last and drop the first without a word), and a key that is no name."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -56,6 +125,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # `<<: *shared`: merged below, and a key given here overrides it
             key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
             line = key_node.start_mark.line + 1
+            try:
+                hash(key)
+            except TypeError:
+                raise _KeyNotName(key_node.start_mark) from None
             if key in seen:
                 raise _DuplicateKey(str(key), seen[key], line)
             seen[key] = line

@@ -1,13 +1,20 @@
-"""Config files as they arrive: a file of variables saved with Windows line endings
-is read as meant."""
+"""Config files as they arrive: a template's placeholders left in, a file of variables
+saved with Windows line endings, spaces pasted from a web page. Each is a config error
+that names the real mistake and its line, or is read as meant."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from adapters.registry import REGISTRY
 from bridge.config import parse_config
+from bridge.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cm_live_SUPERSECRET_value_123"
 
 BASE = """
@@ -25,6 +32,73 @@ routes:
 
 def parse(text: str, **env: str):
     return parse_config(text, env={"CHATMOUNT_API_KEY": SECRET, **env}, registry=REGISTRY)
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "write"),
+    [
+        ("{{ CHATMOUNT_API_KEY }}", "${CHATMOUNT_API_KEY}"),  # Jinja's, Ansible's
+        ("{{CHATMOUNT_API_KEY}}", "${CHATMOUNT_API_KEY}"),
+        ("{{ .Values.chatmount.apiKey }}", "${VAR}"),  # Helm's
+        ("{{ .Values.key | quote }}", "${VAR}"),
+    ],
+)
+def test_a_templates_placeholder_is_a_config_error_saying_to_write_a_variable(
+    placeholder: str, write: str
+) -> None:
+    # A traceback before: "TypeError: unhashable type: 'dict'".
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace("${CHATMOUNT_API_KEY}", placeholder))
+    assert str(err.value) == (
+        "the file is not valid YAML at line 7, column 14 "
+        f"({{{{ }}}} is not substituted: write {write}, a variable of the environment)"
+    )
+
+
+def test_a_templates_directive_on_a_line_of_its_own_is_named() -> None:
+    # YAML fails at the start of the line below it.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE + "{{- if .Values.slack }}\n")
+    assert str(err.value).startswith(
+        "the file is not valid YAML at line 11, column 1 ({{ }} is not substituted"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        (BASE + "[a, b]: 1\n", 11, 1),
+        (BASE + "reply: {[edit_interval]: 2}\n", 11, 9),
+        (BASE.replace("  docs:", "  ? [docs]\n  :"), 4, 5),
+    ],
+)
+def test_a_key_that_is_a_list_or_a_mapping_is_a_config_error(
+    text: str, line: int, column: int
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == (
+        f"the file is not valid YAML at line {line}, column {column} "
+        "(a key in [ ] or { } is a list or a mapping, not a name: quote it)"
+    )
+
+
+def test_check_of_a_file_with_a_placeholder_says_where_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE.replace("${CHATMOUNT_API_KEY}", "{{ CHATMOUNT_API_KEY }}"))
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("config error: the file is not valid YAML at line 7")
+    assert "Traceback" not in result.stderr
 
 
 WINDOWS_ENV = """
@@ -108,3 +182,40 @@ def test_a_carriage_return_within_a_variables_value_is_kept() -> None:
 def test_a_variable_that_is_a_carriage_return_alone_is_empty() -> None:
     config = parse(BASE.replace("sqlite:///tmp/x.db", "${STORE:-sqlite:///tmp/y.db}"), STORE="\r")
     assert config.store == "sqlite:///tmp/y.db"
+
+
+SPACES = [
+    ("\xa0", "a non-breaking space"),
+    ("\u2007", "a figure space"),
+    ("\u202f", "a narrow non-breaking space"),
+    ("\u3000", "a full-width space"),
+]
+
+
+@pytest.mark.parametrize(("space", "name"), SPACES)
+@pytest.mark.parametrize(
+    ("written", "pasted", "line", "column"),
+    [
+        ("    kind: chatmount", "    kind:{}chatmount", 5, 10),  # after the colon
+        ("    url:", "  {} url:", 6, 3),  # in the indentation
+        ("  - platform: any", "  - platform:{}any", 9, 14),
+        ("    backend: docs", "    backend: docs\n    trigger:{}mention", 11, 13),  # last line
+    ],
+)
+def test_a_pasted_space_yaml_fails_on_is_named_by_its_own_line(
+    space: str, name: str, written: str, pasted: str, line: int, column: int
+) -> None:
+    # It was "not valid YAML" at the line below, with a word of tabs.
+    with pytest.raises(ConfigError) as err:
+        parse(BASE.replace(written, pasted.format(space)))
+    assert str(err.value) == (
+        f"the file is not valid YAML: {name} (copied from a web page or chat) at line "
+        f"{line}, column {column}: retype it as a normal space"
+    )
+
+
+def test_a_pasted_space_yaml_reads_is_not_blamed_for_another_mistake() -> None:
+    text = "# copied\xa0from the docs\n" + BASE.replace("    url:", "\turl:")
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value).startswith("the file is not valid YAML at line 7, column 1 (check")
