@@ -25,8 +25,8 @@ from pydantic import (
     field_validator,
 )
 
-from bridge.config_yaml import read_yaml
-from bridge.env import FromEnv, env_hidden, expand_env, join_path
+from bridge.config_yaml import odd_space, read_yaml
+from bridge.env import SHORT, FromEnv, env_hidden, expand_env, given_by_env, join_path
 from bridge.errors import ConfigError, together
 from bridge.history import MOST_TURNS
 from bridge.interfaces import THINKING_TEXT, DialectOptions, PlatformOptions, Registry
@@ -311,13 +311,44 @@ def _loc_path(prefix: str, loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _explain(prefix: str, exc: ValidationError) -> ConfigError:
-    """The validation errors as one ConfigError; input values are never echoed."""
+def _explain(prefix: str, exc: ValidationError, used: list[FromEnv]) -> ConfigError:
+    """The validation errors as one ConfigError. A value is quoted only where a choice
+    or a string was wanted and the file wrote it (`_read_as`): never one the
+    environment gave, which may be a secret."""
     errors = []
-    for err in exc.errors(include_input=False, include_url=False):
+    for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        errors.append(ConfigError(_loc_path(prefix, loc), _message(err)))
+        path = _loc_path(prefix, loc)
+        problem = _message(err)
+        if err["type"] in ("literal_error", "enum", "string_type") or problem.startswith(
+            "must be one of"
+        ):
+            problem += "" if given_by_env(path, used) else _read_as(err["input"])
+        errors.append(ConfigError(path, problem))
     return together(errors)
+
+
+# Past this a written value is not quoted: the words these keys take are short, and a
+# key pasted into the wrong one is not to be printed.
+_QUOTED_AT_MOST = 24
+
+
+def _read_as(value: Any) -> str:
+    """What YAML read a value as, to follow a "must be one of" or a string wanted: a
+    curly quote pasted from a chat, `off` read as false. Nothing for a long value, a
+    list or a mapping."""
+    if isinstance(value, bool):
+        return f" (read as {str(value).lower()}; YAML reads yes/no/on/off as true/false: quote it)"
+    if value is None:
+        return " (read as null)"
+    if isinstance(value, int | float) and len(repr(value)) < SHORT:  # `12:30` is 750
+        return f" (read as {value!r})"
+    if isinstance(value, str) and len(value) <= _QUOTED_AT_MOST:
+        odd = odd_space(value)
+        if odd:
+            return f" (read as {value!r}, with {odd}: retype it as a normal space)"
+        return f" (read as {value!r})"
+    return ""
 
 
 def _message(err: Any) -> str:
@@ -339,12 +370,16 @@ def _message(err: Any) -> str:
 
 
 def _validate(
-    model: type[BaseModel], data: Any, prefix: str, context: Mapping[str, Any] | None = None
+    model: type[BaseModel],
+    data: Any,
+    prefix: str,
+    used: list[FromEnv],
+    context: Mapping[str, Any] | None = None,
 ) -> Any:
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise _explain(prefix, exc) from None
+        raise _explain(prefix, exc, used) from None
 
 
 def parse_config(
@@ -362,13 +397,14 @@ def parse_config(
     used: list[FromEnv] = []
     raw = expand_env(raw, os.environ if env is None else env, used=used)
     try:
-        return _validated(raw, registry)
+        return _validated(raw, registry, used)
     except ConfigError as exc:
         raise env_hidden(exc, used) from None
 
 
-def _validated(raw: dict[Any, Any], registry: Registry | None) -> Config:
-    """The config of an expanded YAML tree (see `parse_config`)."""
+def _validated(raw: dict[Any, Any], registry: Registry | None, used: list[FromEnv]) -> Config:
+    """The config of an expanded YAML tree (see `parse_config`), where `used` holds
+    the values the environment gave."""
     keys = platform_keys(registry)
     for key in raw:
         if key not in _TOP_KEYS and key not in keys:
@@ -379,14 +415,14 @@ def _validated(raw: dict[Any, Any], registry: Registry | None) -> Config:
             raise ConfigError(key, "is required")
     if not isinstance(raw["backends"], dict) or not raw["backends"]:
         raise ConfigError("backends", "must map at least one backend name to its settings")
-    config: Config = _validate(Config, raw, "", {"platforms": keys})
+    config: Config = _validate(Config, raw, "", used, {"platforms": keys})
 
     backends: dict[str, DialectOptions] = {}
     for name, block in config.backends.items():
-        backends[name] = _backend_options(name, block, registry)
+        backends[name] = _backend_options(name, block, registry, used)
     validated_platforms: dict[str, Any] = {}
     for name, block in platforms.items():
-        validated_platforms[name] = _platform_options(name, block, registry)
+        validated_platforms[name] = _platform_options(name, block, registry, used)
         needs = validated_platforms[name].needs_listener()
         if needs and config.http.listen is None:
             raise ConfigError(
@@ -541,7 +577,9 @@ def _misplaced(key: str, raw: Mapping[Any, Any], registry: Registry | None) -> s
     return "unknown key (check its spelling)"
 
 
-def _backend_options(name: str, block: Any, registry: Registry | None) -> DialectOptions:
+def _backend_options(
+    name: str, block: Any, registry: Registry | None, used: list[FromEnv]
+) -> DialectOptions:
     path = f"backends.{name}"
     if not isinstance(block, dict):
         raise ConfigError(path, "must be a mapping with at least `kind:` and `url:`")
@@ -549,21 +587,24 @@ def _backend_options(name: str, block: Any, registry: Registry | None) -> Dialec
     if registry is None:
         raise ConfigError(path, "no dialect registry given")
     if not isinstance(kind, str) or kind not in registry.dialects:
-        raise ConfigError(f"{path}.kind", f"must be one of {', '.join(registry.dialects)}")
+        read = "" if given_by_env(f"{path}.kind", used) else _read_as(kind)
+        raise ConfigError(f"{path}.kind", f"must be one of {', '.join(registry.dialects)}{read}")
     # `kind` is a key of the table (checked just above), so a str.
     dialect = registry.dialects[cast(str, kind)]()
-    options: DialectOptions = _validate(dialect.Options, block, path)
+    options: DialectOptions = _validate(dialect.Options, block, path, used)
     return options
 
 
-def _platform_options(name: str, block: Any, registry: Registry | None) -> PlatformOptions:
+def _platform_options(
+    name: str, block: Any, registry: Registry | None, used: list[FromEnv]
+) -> PlatformOptions:
     if registry is None or name not in registry.platforms:
         raise ConfigError(name, "no such platform")
     if block is None:
         block = {}
     if not isinstance(block, dict):
         raise ConfigError(name, "must be a mapping of settings")
-    return _validate(registry.platforms[name]().Options, block, name)
+    return _validate(registry.platforms[name]().Options, block, name, used)
 
 
 def load_config(

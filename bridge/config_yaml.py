@@ -21,6 +21,12 @@ _ODD_SPACES = {
 _ODD_SPACE = re.compile(f"[{''.join(_ODD_SPACES)}]")
 
 
+def odd_space(text: str) -> str | None:
+    """The name of the first odd space in `text` (`_ODD_SPACES`), if any."""
+    found = _ODD_SPACE.search(text)
+    return _ODD_SPACES[found.group()] if found else None
+
+
 def read_yaml(text: str) -> Any:
     """The YAML tree of a config text."""
     try:

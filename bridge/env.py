@@ -136,6 +136,12 @@ def env_hidden(error: ConfigError, used: list[FromEnv]) -> ConfigError:
     return together(parts)
 
 
+def given_by_env(path: str, used: list[FromEnv]) -> bool:
+    """Whether the value at key path `path` is, holds or is within one the environment
+    gave, so a message may not quote it."""
+    return any(_related(where, path) for where, _, _ in used)
+
+
 def _related(one: str, other: str) -> bool:
     """Whether one key path is the other, or holds it (`routes[0]` holds
     `routes[0].channels[1]`; the whole file's, "", holds every one)."""

@@ -280,7 +280,9 @@ def test_bad_enum_names_route_index_and_choices() -> None:
     text = BASE + "  - platform: any\n    backend: docs\n  - backend: docs\n    session: threads\n"
     with pytest.raises(ConfigError) as err:
         parse(text)
-    assert str(err.value) == "routes[2].session: must be one of thread, channel, user, user+channel"
+    assert str(err.value) == (
+        "routes[2].session: must be one of thread, channel, user, user+channel (read as 'threads')"
+    )
 
 
 def test_unknown_backend_in_route() -> None:
@@ -419,7 +421,9 @@ def test_each_line_of_a_config_error_shows_the_environments_values_as_their_vari
     assert lines[0].startswith("routes[0].channels: '${SLACK_BOT}' is not a Slack channel id")
     assert lines[1].startswith("routes[1].channels: '${SLACK_APP}' is not a Slack channel id")
     # A short value is shown in its own key's line alone, not in words it spells.
-    assert lines[2] == ("routes[2].session: must be one of thread, channel, user, user+channel")
+    assert lines[2] == (
+        "routes[2].session: must be one of thread, channel, user, user+channel (read as 'users')"
+    )
     assert "SECRET" not in str(caught.value)
 
 

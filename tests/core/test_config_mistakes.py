@@ -339,3 +339,85 @@ def test_a_key_several_platforms_have_is_put_under_the_block_the_file_has() -> N
     with pytest.raises(ConfigError) as err:
         parse(slack_only + "api_url: http://127.0.0.1:1/api/\n")
     assert str(err.value) == "api_url: not a top-level key: indent it under `slack:`"
+
+
+SLACK_ROUTE = BASE.replace("platform: any", "platform: slack")
+SMART_ALL = "\u201call\u201d"
+YAML_BOOL = "YAML reads yes/no/on/off as true/false: quote it"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # Curly quotes pasted from a chat.
+        (
+            SLACK_ROUTE + f"    trigger: {SMART_ALL}\n",
+            f"routes[0].trigger: must be one of mention, all, dm (read as '{SMART_ALL}')",
+        ),
+        (
+            BASE.replace("kind: chatmount", "kind: \u201cchatmount\u201d"),
+            "backends.docs.kind: must be one of chatmount, ndjson, chaturdata, bot-messages, "
+            "openai (read as '\u201cchatmount\u201d')",
+        ),
+        (
+            SLACK_ROUTE + "    trigger: mention\xa0\n",
+            "routes[0].trigger: must be one of mention, all, dm (read as 'mention\\xa0', "
+            "with a non-breaking space: retype it as a normal space)",
+        ),
+        (
+            SLACK_ROUTE.replace("  app_token: xapp-1", "  app_token: xapp-1\n  thinking: off"),
+            "slack.thinking: must be one of auto, status, reaction, none "
+            f"(read as false; {YAML_BOOL})",
+        ),
+        (
+            SLACK_ROUTE + "reply: {thinking_text: off}\n",
+            f"reply.thinking_text: Input should be a valid string (read as false; {YAML_BOOL})",
+        ),
+        (
+            SLACK_ROUTE + "commands: {reset_keywords: [reset, no]}\n",
+            "commands.reset_keywords[1]: Input should be a valid string "
+            f"(read as false; {YAML_BOOL})",
+        ),
+        (
+            SLACK_ROUTE + "http: {listen: 12:30}\n",  # YAML 1.1's base 60
+            "http.listen: Input should be a valid string (read as 750)",
+        ),
+        (
+            SLACK_ROUTE + "    session:\n",
+            "routes[0].session: must be one of thread, channel, user, user+channel (read as null)",
+        ),
+    ],
+)
+def test_a_choice_or_string_the_file_got_wrong_says_what_was_read(text: str, said: str) -> None:
+    # It listed the choices alone: `“all”` looked like `all`, `off` like one of them.
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == said
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (SLACK_ROUTE + "    trigger: ${VALUE}\n", SMART_ALL),
+        (SLACK_ROUTE + "    trigger: ${VALUE}\n", "xoxb-9-SECRET"),
+        (SLACK_ROUTE + '    trigger: "a${VALUE}"\n', "-SECRET"),
+        (BASE.replace("kind: chatmount", "kind: ${VALUE}"), "cm_SECRET"),
+        (
+            SLACK_ROUTE.replace("  app_token: xapp-1", "  app_token: xapp-1\n  mode: ${VALUE}"),
+            "socket",
+        ),
+    ],
+)
+def test_a_choice_the_environment_got_wrong_is_not_quoted(text: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(text, VALUE=value)
+    assert "must be one of" in str(err.value)
+    assert "read as" not in str(err.value) and value not in str(err.value)
+
+
+def test_a_long_value_written_in_a_choices_key_is_not_quoted() -> None:
+    # A key pasted into the wrong one, most often.
+    text = SLACK_ROUTE + f"    session: {SECRET}\n"
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == "routes[0].session: must be one of thread, channel, user, user+channel"

@@ -83,7 +83,7 @@ def test_a_route_names_one_of_the_registrys_platforms() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(CONFIG.replace("platform: lines", "platform: line"), {}, WITH_LINES)
     assert str(err.value) == (
-        "routes[0].platform: must be one of slack, discord, console, lines, any"
+        "routes[0].platform: must be one of slack, discord, console, lines, any (read as 'line')"
     )
     # Without it in the table, the platform is none of the config's.
     with pytest.raises(ConfigError) as err:
@@ -93,4 +93,6 @@ def test_a_route_names_one_of_the_registrys_platforms() -> None:
     )
     with pytest.raises(ConfigError) as err:
         parse_config(CONFIG.split("lines:\n")[0], {}, BUILT_IN)
-    assert str(err.value) == "routes[0].platform: must be one of slack, discord, console, any"
+    assert str(err.value) == (
+        "routes[0].platform: must be one of slack, discord, console, any (read as 'lines')"
+    )
