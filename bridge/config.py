@@ -323,7 +323,10 @@ def _explain(prefix: str, exc: ValidationError, used: list[FromEnv]) -> ConfigEr
         if err["type"] in ("literal_error", "enum", "string_type") or problem.startswith(
             "must be one of"
         ):
-            problem += "" if given_by_env(path, used) else _read_as(err["input"])
+            # A number where a secret was wanted is not quoted: a key written as
+            # digits, which YAML read as a number.
+            numbers = not _SECRET_KEY.search(path)
+            problem += "" if given_by_env(path, used) else _read_as(err["input"], numbers)
         errors.append(ConfigError(path, problem))
     return together(errors)
 
@@ -331,9 +334,12 @@ def _explain(prefix: str, exc: ValidationError, used: list[FromEnv]) -> ConfigEr
 # Past this a written value is not quoted: the words these keys take are short, and a
 # key pasted into the wrong one is not to be printed.
 _QUOTED_AT_MOST = 24
+# The keys that hold secrets (api_key, user_id_key, bot_token, app_token, token,
+# signing_secret, a password): what is written there is never quoted.
+_SECRET_KEY = re.compile(r"(key|token|secret|password)(\[\d+\])?$")
 
 
-def _read_as(value: Any) -> str:
+def _read_as(value: Any, numbers: bool = True) -> str:
     """What YAML read a value as, to follow a "must be one of" or a string wanted: a
     curly quote pasted from a chat, `off` read as false. Nothing for a long value, a
     list or a mapping."""
@@ -341,7 +347,7 @@ def _read_as(value: Any) -> str:
         return f" (read as {str(value).lower()}; YAML reads yes/no/on/off as true/false: quote it)"
     if value is None:
         return " (read as null)"
-    if isinstance(value, int | float) and len(repr(value)) < SHORT:  # `12:30` is 750
+    if numbers and isinstance(value, int | float) and len(repr(value)) < SHORT:  # `12:30`: 750
         return f" (read as {value!r})"
     if isinstance(value, str) and len(value) <= _QUOTED_AT_MOST:
         odd = odd_space(value)

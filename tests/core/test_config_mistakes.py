@@ -421,3 +421,11 @@ def test_a_long_value_written_in_a_choices_key_is_not_quoted() -> None:
     with pytest.raises(ConfigError) as err:
         parse(text)
     assert str(err.value) == "routes[0].session: must be one of thread, channel, user, user+channel"
+
+
+def test_a_number_written_where_a_secret_goes_is_not_quoted() -> None:
+    # A short key of digits, read by YAML as a number: "(read as 8675309)" printed it.
+    text = BASE.replace("api_key: ${CHATMOUNT_API_KEY}", "api_key: 8675309")
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == "backends.docs.api_key: Input should be a valid string"
