@@ -94,15 +94,44 @@ def _odd_space(text: str, lines: list[str], last: int) -> str | None:
         pass  # read, up to a mistake of its own, which is told once the space is retyped
     except yaml.YAMLError:
         return None
-    for number in range(min(last, len(lines) - 1), -1, -1):
-        found = _ODD_SPACE.search(lines[number])
-        if found:
-            name = _ODD_SPACES[found.group()]
-            return (
-                f"{name} (copied from a web page or chat) at line {number + 1}, "
-                f"column {found.start() + 1}"
-            )
-    return None
+    # The one to blame: the last, on YAML's line or above, whose retyping alone gets the
+    # file read past that line; a valid one in a quoted value (French puts one before
+    # "!") is not, where another on the line above is what YAML stumbled on.
+    found = [
+        (number, at.start(), at.group())
+        for number in range(min(last, len(lines) - 1), -1, -1)
+        for at in reversed(list(_ODD_SPACE.finditer(lines[number])))
+    ]
+    starts = [0]  # where each line begins in `text`, its line break whichever it is
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    blamed = next(
+        (f for f in found if _read_past(_retyped(text, starts[f[0]] + f[1]), last)),
+        found[0] if found else None,
+    )
+    if blamed is None:
+        return None
+    number, column, space = blamed
+    return (
+        f"{_ODD_SPACES[space]} (copied from a web page or chat) at line {number + 1}, "
+        f"column {column + 1}"
+    )
+
+
+def _retyped(text: str, at: int) -> str:
+    return f"{text[:at]} {text[at + 1 :]}"
+
+
+def _read_past(text: str, line: int) -> bool:
+    """Whether YAML reads `text` past line `line` (0-based): whole, or failing further on."""
+    try:
+        yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506
+    except _DuplicateKey:
+        return True
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return mark is not None and mark.line > line
+    return True
 
 
 class _DuplicateKey(yaml.YAMLError):

@@ -219,3 +219,18 @@ def test_a_pasted_space_yaml_reads_is_not_blamed_for_another_mistake() -> None:
     with pytest.raises(ConfigError) as err:
         parse(text)
     assert str(err.value).startswith("the file is not valid YAML at line 7, column 1 (check")
+
+
+def test_a_pasted_space_in_a_quoted_value_is_not_blamed_for_one_above_it() -> None:
+    # French puts a non-breaking space before "!": valid in the prompt's quotes, it was
+    # named in place of the one after `kind:` that YAML stumbled on.
+    text = BASE.replace(
+        "    kind: chatmount",
+        '    kind:\xa0chatmount\n    system_prompt: "Réponds en français\xa0!"',
+    )
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert str(err.value) == (
+        "the file is not valid YAML: a non-breaking space (copied from a web page or chat) "
+        "at line 5, column 10: retype it as a normal space"
+    )
