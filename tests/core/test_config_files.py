@@ -13,25 +13,7 @@ import pytest
 from adapters.registry import REGISTRY
 from bridge.config import parse_config
 from bridge.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
-SECRET = "cm_live_SUPERSECRET_value_123"
-
-BASE = """
-store: sqlite:///tmp/x.db
-backends:
-  docs:
-    kind: chatmount
-    url: https://services.chatmount.co/v1/chat
-    api_key: ${CHATMOUNT_API_KEY}
-routes:
-  - platform: any
-    backend: docs
-"""
-
-
-def parse(text: str, **env: str):
-    return parse_config(text, env={"CHATMOUNT_API_KEY": SECRET, **env}, registry=REGISTRY)
+from tests.core.config_support import BASE, ROOT, parse
 
 
 @pytest.mark.parametrize(
