@@ -16,12 +16,14 @@ class Question:
     """The message (or /ask) a reply answers, as its targets share it: `deleted` once
     a moderator removed it, or the channel or thread it was asked in (the answer
     then stops), or the bot lost that place; `place_shows` then: whether its asker
-    still sees the place (an /ask dropped so says `why` to them). `places`: the ids of that
+    still sees the place (an /ask dropped so says `why` to them); `taken_back`: the
+    question itself was deleted (its answer's messages then go too). `places`: the ids of that
     channel and thread; `replies_in`: where its answer is posted as the bot's own
     messages (None: through a command's webhook)."""
 
     def __init__(self, places: frozenset[int] = frozenset(), replies_in: int | None = None) -> None:
         self.deleted = False
+        self.taken_back = False
         self.posted = False  # its answer has a message already (edits go on)
         self.places = places
         self.replies_in = replies_in
@@ -53,8 +55,12 @@ class Questions:
         for message_id in message_ids:
             question = self._by_id.pop(message_id, None)
             if question is not None:
-                log.info("question %s was deleted: its answer stops", message_id)
+                log.info(
+                    "question %s was deleted: its answer stops, and what it showed is deleted",
+                    message_id,
+                )
                 question.deleted = True
+                question.taken_back = True
 
     def place_gone(self, place_id: int) -> None:
         """The channel or thread `place_id` was deleted (its threads with a channel):

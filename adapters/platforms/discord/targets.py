@@ -131,6 +131,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self._typist = typist  # the bot's renewals (None: typing is shown once)
         # Shared with the thread opened on the question.
         self.question = question if question is not None else Question()
+        self._posted: list[int] = []  # this answer's messages, deleted with its question
         # False in a channel for threads only: nothing is posted in it (a refusal,
         # which would be refused with 403, goes unsaid).
         self._may_post = allowed.post
@@ -237,6 +238,23 @@ class ChannelTarget(_Formatting, ReplyTarget):
 
     async def end(self) -> None:
         await self._stop_typing()
+        if self.question.taken_back:
+            # Deleted while answered (often a secret pasted by mistake): the answer
+            # was drawn from it, and cut short would read as a whole one.
+            await self._delete_posted()
+
+    async def _delete_posted(self) -> None:
+        posted, self._posted = self._posted, []
+        for message_id in posted:
+            try:
+                await self._channel.get_partial_message(message_id).delete()
+            except FAILURES as exc:  # the bot may delete its own; a place gone took it
+                log.info(
+                    "could not delete the answer to a deleted question in %s: %s",
+                    self._channel_id,
+                    platform_error("delete the reply", exc),
+                    extra={"platform": "discord", "channel": str(self._channel_id)},
+                )
 
     # -------------------------------------------------------------- messages
 
@@ -267,6 +285,7 @@ class ChannelTarget(_Formatting, ReplyTarget):
             raise self._failed("post the reply", exc, posting=True) from exc
         self._referenced = True
         self.question.posted = True
+        self._posted.append(message.id)
         return str(message.id)
 
     async def edit(self, message_id: str, text: str) -> None:

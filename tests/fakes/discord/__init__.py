@@ -155,6 +155,7 @@ class FakeDiscord(RestRoutes, Interactions, GatewayServer, Messages, World, Rate
         r.add_get(f"{base}/channels/{{cid}}", self._get_channel)
         r.add_post(f"{base}/channels/{{cid}}/messages", self._post_message)
         r.add_patch(f"{base}/channels/{{cid}}/messages/{{mid}}", self._edit_message)
+        r.add_delete(f"{base}/channels/{{cid}}/messages/{{mid}}", self._delete_message)
         r.add_post(f"{base}/channels/{{cid}}/typing", self._typing)
         r.add_post(f"{base}/channels/{{cid}}/messages/{{mid}}/threads", self._open_thread)
         r.add_post(f"{base}/interactions/{{iid}}/{{token}}/callback", self._callback)

@@ -166,6 +166,24 @@ class RestRoutes(DiscordState):
         self._apply_edit(msg, body)
         return _json(msg, headers=headers)
 
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        """The bot deletes its own message (it may always): MESSAGE_DELETE follows."""
+        cid, mid = request.match_info["cid"], request.match_info["mid"]
+        if cid not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        msg = self.messages.get(mid)
+        if msg is None or msg["channel_id"] != cid:
+            return _error(404, 10008, "Unknown Message")
+        if msg["author"]["id"] != self.app_id:
+            return _error(403, 50013, "Missing Permissions")
+        del self.messages[mid]
+        gid = msg.get("guild_id")
+        data = {"id": mid, "channel_id": cid, **({"guild_id": gid} if gid else {})}
+        for gw in self._gateways_for(gid):
+            await self._send_dispatch(gw, "MESSAGE_DELETE", data)
+        self._changed()
+        return web.Response(status=204)
+
     def _apply_edit(self, msg: dict[str, Any], body: dict[str, Any]) -> None:
         if "content" in body:
             msg["content"] = body["content"] or ""
