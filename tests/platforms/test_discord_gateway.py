@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from bridge.interfaces import STOPPING_TEXT
+from bridge.interfaces import STOPPING_TEXT, Address
 from tests.core.fakeplatform import wait_for
 from tests.platforms.discord_support import Setup, World, running
 
@@ -41,6 +41,21 @@ async def test_a_gateway_outage_shows_as_disconnected_until_it_is_back(
         await world.fake.mention(world.general, world.alice, "back?")
         msg, _ = await world.next()
     assert msg.text == "back?"
+
+
+async def test_a_post_while_the_gateway_is_down_is_made_once(world: World) -> None:
+    # Messages go by HTTP, not by the gateway: one posted while it is down is posted
+    # (and the fake, which sends its MESSAGE_CREATE to no one, answers it as Discord).
+    async with running(world) as platform:
+        world.fake.gateway_down = True
+        await world.fake.drop_gateways()
+        await wait_for(lambda: not platform.connected, timeout=10)
+        target = platform.target(Address("discord", world.guild, world.general, None))
+        mid = await target.post("posted while the gateway is down")
+        world.fake.gateway_down = False
+    assert world.fake.messages[mid]["content"] == "posted while the gateway is down"
+    assert len(world.fake.sent("POST", rf"/channels/{world.general}/messages$")) == 1
+    assert len(world.fake.channel_messages(world.general)) == 1
 
 
 async def test_a_shard_that_logs_in_again_shows_as_connected_once_it_is_back(

@@ -147,7 +147,8 @@ class RestRoutes(DiscordState):
             extra["type"] = 19
         msg = self._new_message(cid, self.bot, body.get("content") or "", **extra)
         self.edits[msg["id"]] = []
-        await self._dispatch_message(msg)
+        if self.gateways:  # (Discord posts it all the same: its MESSAGE_CREATE reaches no one)
+            await self._dispatch_message(msg)
         return _json(msg, headers=headers)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
