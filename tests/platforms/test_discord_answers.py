@@ -5,6 +5,7 @@ and discord.py client against the fakes)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -98,21 +99,48 @@ async def test_auto_reply_channel_answers_without_a_mention(setup: Setup) -> Non
     assert questions == ["no mention needed?", "now answer"]
 
 
-async def test_long_answer_arrives_as_three_messages(setup: Setup) -> None:
+def _replied_to(msg: dict[str, Any]) -> str | None:
+    return (msg.get("message_reference") or {}).get("message_id")
+
+
+async def test_long_answer_arrives_as_three_messages_each_replying_to_the_one_before(
+    setup: Setup,
+) -> None:
+    # Each part a reply to the one before it: in a busy channel, where another answer
+    # comes between two parts, the later part is still tied to its question.
     lines = [f"Line {i:03d}: " + "x" * 39 for i in range(100)]
     answer = "\n".join(lines) + "!"
     assert len(answer) == 5000
     chunks = [answer[i : i + 250] for i in range(0, len(answer), 250)]
     setup.chat.enqueue(tokens=chunks, token_delay=0.01)
     async with setup.bridge():
-        await setup.discord.mention(setup.general, setup.alice, "the long one")
+        question = await setup.discord.mention(setup.general, setup.alice, "the long one")
         msgs = await setup.final(setup.general, lines[-1] + "!")
     assert len(msgs) == 3
     assert all(len(m["content"]) <= 2000 for m in msgs)
     shown = [line for m in msgs for line in m["content"].splitlines() if line.strip()]
     assert shown == answer.splitlines()
+    assert [_replied_to(m) for m in msgs] == [question["id"], msgs[0]["id"], msgs[1]["id"]]
+    for post in setup.discord.sent("POST", rf"/channels/{setup.general}/messages$"):
+        assert post.body["message_reference"]["fail_if_not_exists"] is False
+    assert_never_pinged(setup.discord)
     assert not setup.discord.rejected
     assert setup.discord.rate_limited == 0
+
+
+async def test_a_cut_off_notice_posted_apart_replies_to_the_answer_it_ends(
+    setup: Setup,
+) -> None:
+    # 1,980 characters: the notice does not fit under them, and goes in a message of
+    # its own, which was tied to nothing.
+    words = [f"word{i:05d} " for i in range(198)]
+    setup.chat.enqueue(tokens=words, token_delay=0.005, drop_after=len(words))
+    async with setup.bridge():
+        question = await setup.discord.mention(setup.general, setup.alice, "a long one?")
+        msgs = await setup.final(setup.general, "please ask again._")
+    assert len(msgs) == 2 and "cut off" in msgs[1]["content"]
+    assert [_replied_to(m) for m in msgs] == [question["id"], msgs[0]["id"]]
+    assert_never_pinged(setup.discord)
 
 
 async def test_a_long_table_leaves_its_completed_messages_as_they_are_at_the_end(

@@ -35,15 +35,17 @@ async def test_without_read_message_history_the_answer_is_posted_as_no_reply(
     setup: Setup,
 ) -> None:
     # A reply (message reference) needs Read Message History: every answer there was
-    # refused, after the chat API had been asked and paid.
+    # refused, after the chat API had been asked and paid. The same goes for a reply
+    # to the answer's own message before (a long answer's second one).
     fake = setup.discord
-    setup.chat.enqueue(tokens=["Posted ", "plainly."])
+    setup.chat.enqueue(tokens=[f"word{i:05d} " for i in range(250)] + ["Posted ", "plainly."])
     async with setup.bridge():
         await fake.deny_bot(setup.ask, READ_MESSAGE_HISTORY)
         await fake.mention(setup.ask, setup.bob, "How do I deploy?")
         await setup.final(setup.ask, "Posted plainly.")
-    [answer] = fake.channel_messages(setup.ask)
-    assert "message_reference" not in answer
+    answers = fake.channel_messages(setup.ask)
+    assert len(answers) == 2
+    assert all("message_reference" not in answer for answer in answers)
     assert not fake.errors
 
 

@@ -118,9 +118,12 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self._guild_id = guild_id
         self._channel = client.get_partial_messageable(self._channel_id, guild_id=guild_id)
         self._question_id = question_id
-        # The first message replies to the question, where the bot may read the
-        # channel's history (Discord refuses a reply otherwise).
-        self._referenced = not allowed.reply
+        # The first message replies to the question, and each later one (the rest of a
+        # long answer, a notice that did not fit) to the one before it, so that in a
+        # busy channel the parts of an answer stay tied to their question: where the
+        # bot may read the channel's history (Discord refuses a reply otherwise, to
+        # the bot's own messages too).
+        self._reply_to = question_id if allowed.reply else None
         # A notice here is a message in the channel, like an answer's.
         self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
@@ -264,12 +267,12 @@ class ChannelTarget(_Formatting, ReplyTarget):
         if not self._may_post:
             raise PlaceGone("Discord does not let the bot post in this channel, only in threads.")
         reference = None
-        if self._question_id is not None and not self._referenced:
+        if self._reply_to is not None:
             reference = discord.MessageReference(
-                message_id=self._question_id,
+                message_id=self._reply_to,
                 channel_id=self._channel_id,
                 guild_id=self._guild_id,
-                fail_if_not_exists=False,
+                fail_if_not_exists=False,  # (one deleted meanwhile: a plain message)
             )
         try:
             message = await self._channel.send(
@@ -283,7 +286,8 @@ class ChannelTarget(_Formatting, ReplyTarget):
             )
         except FAILURES as exc:
             raise self._failed("post the reply", exc, posting=True) from exc
-        self._referenced = True
+        if reference is not None:
+            self._reply_to = message.id
         self.question.posted = True
         self._posted.append(message.id)
         return str(message.id)
