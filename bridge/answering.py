@@ -35,7 +35,7 @@ from bridge.errors import (
     told,
 )
 from bridge.interfaces import ChatRequest, Inbound
-from bridge.interruptions import END_ON_STOP, record_text
+from bridge.interruptions import END_ON_STOP
 from bridge.jobs import Job, question_limit, too_long, unavailable
 from bridge.reading import read_answer
 from bridge.render import LiveReply
@@ -86,7 +86,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     record = job.record
 
     async def progress(ids: Sequence[str], text: str) -> None:
-        await relay.progress.note(record.id, ids, record_text(text, reply.ending))
+        await relay.progress.note(record.id, ids, text)
 
     reply = LiveReply(
         job.target,
@@ -379,7 +379,7 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
                     replace(
                         job.record,
                         message_ids=list(reply.message_ids),
-                        text=record_text(reply.text, reply.ending),
+                        text=reply.recorded,
                     )
                 )
                 log.warning(

@@ -22,7 +22,6 @@ from bridge.deletions import record_deletion
 from bridge.errors import BridgeError, StoreCorrupt, StoreReplaced, for_log
 from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
-from bridge.interruptions import record_text
 from bridge.logs import Repeats
 from bridge.metrics import PLATFORM_FAILURES, Metrics
 from bridge.recovery import Recovery
@@ -288,7 +287,7 @@ class Bridge:
         rows: list[InFlightProgress] = []
         for rec, reply in self.relay.records():
             ids = reply.message_ids if reply is not None else rec.message_ids
-            text = record_text(reply.text, reply.ending) if reply is not None else rec.text
+            text = reply.recorded if reply is not None else rec.text
             rows.append((rec.id, ids, text, now))
         for marking in (self.recovery.marking, self.relay.given_up.records):
             rows.extend((rec.id, rec.message_ids, rec.text, now) for rec in marking.values())

@@ -275,11 +275,7 @@ async def mark_interrupted(job: Job) -> None:
     """Say on a reply cut by a stop that it was interrupted, as a later process would
     (see `Recovery.mark_interrupted`), through its own target."""
     target, reply = job.target, job.reply
-    edit = (
-        None
-        if reply is None
-        else interrupted_edit(target, record_text(reply.text, reply.ending), reply.message_ids)
-    )
+    edit = None if reply is None else interrupted_edit(target, reply.recorded, reply.message_ids)
     if edit is not None:
         await target.edit(*edit)
     else:

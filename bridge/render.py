@@ -23,6 +23,7 @@ from bridge.budget import Budgets
 from bridge.errors import PlaceGone, PlatformError, PlatformRefused, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
+from bridge.interruptions import record_text
 from bridge.reply_budget import Held, Op, Promise, ReplyBudget, release, restamp
 from bridge.sources import source_blocks
 from bridge.split import split_pieces
@@ -46,6 +47,7 @@ READ_AHEAD = 0.05
 HOLD_AT_MOST = 4
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
+# Told of the reply's messages and its text as its record keeps it (`LiveReply.recorded`).
 # Told of each request of the platform that failed (for metrics).
 FailureHook = Callable[[Exception], None]
 
@@ -170,7 +172,7 @@ class LiveReply:
         self.gave_up = False
         # Once the answer is complete: what shows under its text as the reply ends (its
         # sources, its footnote, in the platform's markup; "" where nothing does). A mark
-        # saying the reply was cut keeps it (`bridge.interruptions.record_text`).
+        # saying the reply was cut keeps it (`recorded`).
         self.ending: str | None = None
         self._final_since: float | None = None  # when a final update first failed
         self.gone: PlaceGone | None = None  # the platform says the reply's place is gone
@@ -618,9 +620,15 @@ class LiveReply:
         if self._on_failure is not None:
             self._on_failure(exc)
 
+    @property
+    def recorded(self) -> str:
+        """The reply's text as its in-flight record keeps it: once its answer is
+        complete, with what ends it (`bridge.interruptions.record_text`)."""
+        return record_text(self.text, self.ending)
+
     async def _progress(self) -> None:
         if self._on_progress is not None:
-            await self._on_progress(list(self.message_ids), self.text)
+            await self._on_progress(list(self.message_ids), self.recorded)
 
     def keep_back(self) -> None:
         """A stop began: keep a slot back for the mark saying the reply was interrupted
