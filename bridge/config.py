@@ -313,7 +313,7 @@ def _loc_path(prefix: str, loc: tuple[Any, ...]) -> str:
 
 def _explain(prefix: str, exc: ValidationError, used: list[FromEnv]) -> ConfigError:
     """The validation errors as one ConfigError. A value is quoted only where a choice
-    or a string was wanted and the file wrote it (`_read_as`): never one the
+    or a string was wanted and the file wrote it (`_read_at`): never one the
     environment gave, which may be a secret."""
     errors = []
     for err in exc.errors(include_url=False):
@@ -323,10 +323,7 @@ def _explain(prefix: str, exc: ValidationError, used: list[FromEnv]) -> ConfigEr
         if err["type"] in ("literal_error", "enum", "string_type") or problem.startswith(
             "must be one of"
         ):
-            # A number where a secret was wanted is not quoted: a key written as
-            # digits, which YAML read as a number.
-            numbers = not _SECRET_KEY.search(path)
-            problem += "" if given_by_env(path, used) else _read_as(err["input"], numbers)
+            problem += _read_at(path, err["input"], used)
         errors.append(ConfigError(path, problem))
     return together(errors)
 
@@ -337,6 +334,15 @@ _QUOTED_AT_MOST = 24
 # The keys that hold secrets (api_key, user_id_key, bot_token, app_token, token,
 # signing_secret, a password): what is written there is never quoted.
 _SECRET_KEY = re.compile(r"(key|token|secret|password)(\[\d+\])?$")
+
+
+def _read_at(path: str, value: Any, used: list[FromEnv]) -> str:
+    """What the file's value at key path `path` was read as (`_read_as`); nothing for
+    one the environment gave, nor for a number in a secret's key (a key written as
+    digits, which YAML read as a number)."""
+    if given_by_env(path, used):
+        return ""
+    return _read_as(value, numbers=not _SECRET_KEY.search(path))
 
 
 def _read_as(value: Any, numbers: bool = True) -> str:
@@ -593,7 +599,7 @@ def _backend_options(
     if registry is None:
         raise ConfigError(path, "no dialect registry given")
     if not isinstance(kind, str) or kind not in registry.dialects:
-        read = "" if given_by_env(f"{path}.kind", used) else _read_as(kind)
+        read = _read_at(f"{path}.kind", kind, used)
         raise ConfigError(f"{path}.kind", f"must be one of {', '.join(registry.dialects)}{read}")
     # `kind` is a key of the table (checked just above), so a str.
     dialect = registry.dialects[cast(str, kind)]()
