@@ -86,13 +86,8 @@ def _odd_space(text: str, lines: list[str], last: int) -> str | None:
     """Which odd space (`_ODD_SPACES`) YAML failed on, and where: the last one on line
     `last` (0-based, YAML's error) or above, where the file with each one retyped as
     a space is read; else None."""
-    if not _ODD_SPACE.search(text):
-        return None
-    try:
-        yaml.load(_ODD_SPACE.sub(" ", text), Loader=_UniqueKeyLoader)  # noqa: S506
-    except _DuplicateKey:
-        pass  # read, up to a mistake of its own, which is told once the space is retyped
-    except yaml.YAMLError:
+    # Read whole with every one retyped (a key given twice is told once they are).
+    if not _ODD_SPACE.search(text) or not _read_past(_ODD_SPACE.sub(" ", text), len(lines)):
         return None
     # The one to blame: the last, on YAML's line or above, whose retyping alone gets the
     # file read past that line; a valid one in a quoted value (French puts one before
@@ -123,7 +118,8 @@ def _retyped(text: str, at: int) -> str:
 
 
 def _read_past(text: str, line: int) -> bool:
-    """Whether YAML reads `text` past line `line` (0-based): whole, or failing further on."""
+    """Whether YAML reads `text` past line `line` (0-based): whole, or failing further on
+    (a key given twice counts as read: it is a mistake of its own)."""
     try:
         yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506
     except _DuplicateKey:
