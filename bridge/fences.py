@@ -13,8 +13,9 @@ import re
 # and the platforms read such a line as a fence too (Discord wherever ``` stands).
 # (The quote markers are taken atomically: `> > > x` is read once, not in every way
 # its spaces could be shared between them.)
-FENCE_LINE = re.compile(r"((?: {0,3}>[ \t]?)*+)(\s*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
-_QUOTE_MARK = re.compile(r" {0,3}>[ \t]?")
+QUOTE_MARK = r" {0,3}>[ \t]?"  # one block quote's marker (a pattern, for others to build on)
+FENCE_LINE = re.compile(rf"((?:{QUOTE_MARK})*+)(\s*)(`{{3,}}(?=[^`]*$)|~{{3,}})(.*)$")
+_QUOTE_MARK = re.compile(QUOTE_MARK)
 
 
 def quotes_of(opening: re.Match[str]) -> str:

@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PlaceGone, PlatformError, PlatformUnreachable
+from bridge.fences import QUOTE_MARK
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.proxies import env_proxy
 from bridge.split import closing_fence
@@ -78,7 +79,7 @@ def _stopped(exc: PlatformError) -> bool:
 
 
 # A line of block-quote markers alone (`> `, `> > `): a quoted line's start.
-_QUOTE_MARKS = re.compile(r"(?: {0,3}>[ \t]?)+")
+_QUOTE_MARKS = re.compile(f"(?:{QUOTE_MARK})+")
 
 
 @dataclass(slots=True)
