@@ -228,7 +228,7 @@ async def test_a_stops_mark_ends_the_stream_its_reply_left_open(
         code = "```\n" + "b" * 300 + "\n```"
         await target.edit(second, code)
         assert fake_slack.find(CHANNEL, second).text == code[:-4]  # type: ignore[union-attr]
-        reply = SimpleNamespace(message_ids=[first, second], text="a" * 400 + code, ending=None)
+        reply = SimpleNamespace(message_ids=[first, second], recorded="a" * 400 + code)
         await mark_interrupted(SimpleNamespace(target=target, reply=reply))  # type: ignore[arg-type]
     root = target.address.thread
     replies = fake_slack.bot_replies(CHANNEL, root)
