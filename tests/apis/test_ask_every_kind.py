@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_support import run_command_async
 from tests.fakes.chatapi import FakeChatAPI
-
-ROOT = Path(__file__).resolve().parents[2]
 
 BLOCKS = {
     "chatmount": 'kind: chatmount\n    url: "{url}"\n    api_key: "${{KEY}}"',
@@ -37,32 +34,22 @@ async def test_ask_with_every_kind(fake_chat_api: FakeChatAPI, tmp_path: Path, k
         f"store: sqlite://{tmp_path / 'b.db'}\nbackends:\n  b:\n    {block}\n"
         "routes: [{platform: any, backend: b}]\n"
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "adapters",
+    # The key ends in a line break, as a secret file or a YAML block leaves it.
+    code, text, err = await run_command_async(
         "ask",
         "-c",
         str(config),
         "--backend",
         "b",
         "What is the answer?",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        # The key ends in a line break, as a secret file or a YAML block leaves it.
         env={"KEY": fake_chat_api.api_key + "\n", "PATH": "/usr/bin:/bin"},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert "Warning" not in err.decode(), err.decode()
-    text = out.decode()
+    assert code == 0, err
+    assert "Warning" not in err, err
     assert text.startswith("Forty-two.\n")
     if kind in ("chatmount", "chaturdata", "openai"):  # the APIs that cite sources
         assert text.endswith("\nSources:\n  1. The answer — https://docs.example/answer\n")
-    assert fake_chat_api.api_key not in text + err.decode()
+    assert fake_chat_api.api_key not in text + err
 
 
 async def test_ask_whose_reader_went_away_stops_without_a_traceback(
@@ -78,28 +65,22 @@ async def test_ask_whose_reader_went_away_stops_without_a_traceback(
     )
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the answer comes
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "adapters",
-        "ask",
-        "-c",
-        str(config),
-        "--backend",
-        "b",
-        "Why?",
-        stdout=write_end,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
-    )
-    os.close(write_end)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 1
-    assert "Traceback" not in err.decode() and "BrokenPipeError" not in err.decode()
-    assert "Warning" not in err.decode(), err.decode()
+    try:
+        code, _, err = await run_command_async(
+            "ask",
+            "-c",
+            str(config),
+            "--backend",
+            "b",
+            "Why?",
+            env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
+            stdout=write_end,
+        )
+    finally:
+        os.close(write_end)
+    assert code == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert "Warning" not in err, err
 
 
 async def test_ask_writes_no_control_characters_of_the_answer(
@@ -124,27 +105,18 @@ async def test_ask_writes_no_control_characters_of_the_answer(
         f"store: sqlite://{tmp_path / 'b.db'}\nbackends:\n  b:\n    {block}\n"
         "routes: [{platform: any, backend: b}]\n"
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "adapters",
+    code, out, err = await run_command_async(
         "ask",
         "-c",
         str(config),
         "--backend",
         "b",
         "Hours?",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert "Warning" not in err.decode(), err.decode()
-    assert out.decode() == (
+    assert code == 0, err
+    assert "Warning" not in err, err
+    assert out == (
         "Hours: 9-5.[8m(hidden)[0m]0;pwned2J\tok\n"
         "\nSources:\n  1. A]52;c;cm0gLXJmIH4K — https://a.example/\n"
     )

@@ -4,13 +4,12 @@ parsing with the built-in registry."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from adapters.registry import REGISTRY
 from bridge.config import Config, parse_config
+from tests.cli_support import run_command
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cm_live_SUPERSECRET_value_123"
 
 BASE = """
@@ -41,11 +40,4 @@ def slack_route(channels: str) -> str:
 
 def run_check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`chat-bridge check -c path` in a process of its own, with `env` alone."""
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=30,
-    )
+    return run_command("check", "-c", str(path), env=env)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_support import run_command_async
 from tests.core.relay_support import make_config
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.proxy import FakeProxy
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_ask_prints_the_answer_and_sources(
@@ -22,28 +19,19 @@ async def test_ask_prints_the_answer_and_sources(
     fake_chat_api.enqueue(tokens=["Open ", "9 to 5."], sources=[("https://x.example/h", "Hours")])
     config = tmp_path / "config.yaml"
     config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "adapters",
+    code, out, err = await run_command_async(
         "ask",
         "-c",
         str(config),
         "--backend",
         "docs",
         "When are you open?",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert "Warning" not in err.decode(), err.decode()
-    assert out.decode() == "Open 9 to 5.\n\nSources:\n  1. Hours — https://x.example/h\n"
-    assert fake_chat_api.api_key not in out.decode() + err.decode()
+    assert code == 0, err
+    assert "Warning" not in err, err
+    assert out == "Open 9 to 5.\n\nSources:\n  1. Hours — https://x.example/h\n"
+    assert fake_chat_api.api_key not in out + err
 
 
 async def test_ask_prints_an_emoji_cut_in_halves_as_one(
@@ -54,27 +42,18 @@ async def test_ask_prints_an_emoji_cut_in_halves_as_one(
     fake_chat_api.enqueue(tokens=["Smile \ud83d", "\ude00 ok", " \ud83d"], token_delay=0.01)
     config = tmp_path / "config.yaml"
     config.write_text(make_config(fake_chat_api, tmp_path / "b.db").replace("console: {}\n", ""))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "adapters",
+    code, out, err = await run_command_async(
         "ask",
         "-c",
         str(config),
         "--backend",
         "docs",
         "Smile?",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
         env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert "Warning" not in err.decode(), err.decode()
-    assert out.decode() == "Smile \U0001f600 ok \ufffd\n"
+    assert code == 0, err
+    assert "Warning" not in err, err
+    assert out == "Smile \U0001f600 ok \ufffd\n"
 
 
 @pytest.mark.parametrize(
@@ -142,33 +121,18 @@ async def test_check_probe_reports_each_backend(
                     sock.bind(("127.0.0.1", 0))
                     where = f"127.0.0.1:{sock.getsockname()[1]}"
             env["HTTP_PROXY"] = f"http://corp:expired-s3cret@{where}"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "error",
-            "-m",
-            "adapters",
-            "check",
-            "--probe",
-            "-c",
-            str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=ROOT,
-            env=env,
+        returncode, out, err = await run_command_async(
+            "check", "--probe", "-c", str(config), env=env
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == code
-    assert "expired-s3cret" not in out.decode() + err.decode()
-    assert "Warning" not in err.decode(), err.decode()
+    assert returncode == code
+    assert "expired-s3cret" not in out + err
+    assert "Warning" not in err, err
     if through_proxy:
-        assert "api_key" not in out.decode() and "check backends" not in out.decode()
+        assert "api_key" not in out and "check backends" not in out
     if case in ("proxy refused", "proxy denies"):
         assert proxy.seen
-    assert f"backend docs: {verdict}" in out.decode()
-    assert (hint is None and "check backends" not in out.decode()) or (
-        hint is not None and hint in out.decode()
-    )
+    assert f"backend docs: {verdict}" in out
+    assert (hint is None and "check backends" not in out) or (hint is not None and hint in out)
 
 
 async def test_check_probe_gives_up_on_a_stuck_backend_and_probes_the_next(
@@ -189,27 +153,18 @@ async def test_check_probe_gives_up_on_a_stuck_backend_and_probes_the_next(
         text = make_config(fine, tmp_path / "b.db").replace("console: {}\n", "")
         config = tmp_path / "config.yaml"
         config.write_text(text.replace("backends:\n", "backends:\n" + block))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "error",
-            "-m",
-            "adapters",
+        code, out, err = await run_command_async(
             "check",
             "--probe",
             "-c",
             str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=ROOT,
             env={"KEY": fake_chat_api.api_key, "PATH": "/usr/bin:/bin"},
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert fine.requests  # probed too
     finally:
         await fine.close()
-    assert proc.returncode == 1, err.decode()
-    lines = out.decode().splitlines()
+    assert code == 1, err
+    lines = out.splitlines()
     verdicts = [line for line in lines if line.startswith("backend ")]
     assert verdicts == [  # in the config's order
         "backend stuck: unreachable (The assistant did not begin an answer within 2 s.)",

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +7,8 @@ import pytest
 from adapters.registry import REGISTRY
 from bridge.config import parse_config
 from bridge.errors import ConfigError
-from tests.core.config_support import BASE, ROOT, SECRET, parse, run_check
+from tests.cli_support import ROOT, run_command
+from tests.core.config_support import BASE, SECRET, parse, run_check
 
 
 def test_minimal_config_gets_defaults() -> None:
@@ -348,12 +347,12 @@ def test_probe_logs_name_the_backend(tmp_path: Path) -> None:
     config.write_text(
         BASE.replace("https://services.chatmount.co", "http://127.0.0.1:9") + "    # unreachable\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "adapters", "check", "--probe", "-c", str(config)],
-        capture_output=True,
-        text=True,
+    result = run_command(
+        "check",
+        "--probe",
+        "-c",
+        str(config),
         env={"PATH": "/usr/bin:/bin", "CHATMOUNT_API_KEY": SECRET},
-        cwd=ROOT,
         timeout=60,
     )
     assert result.returncode == 1

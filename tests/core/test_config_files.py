@@ -4,8 +4,6 @@ that names the real mistake and its line, or is read as meant."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,8 @@ import pytest
 from adapters.registry import REGISTRY
 from bridge.config import parse_config
 from bridge.errors import ConfigError
-from tests.core.config_support import BASE, ROOT, parse
+from tests.cli_support import run_command
+from tests.core.config_support import BASE, parse
 
 
 @pytest.mark.parametrize(
@@ -70,14 +69,7 @@ def test_check_of_a_file_with_a_placeholder_says_where_without_a_traceback(
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(BASE.replace("${CHATMOUNT_API_KEY}", "{{ CHATMOUNT_API_KEY }}"))
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-        timeout=30,
-    )
+    result = run_command("check", "-c", str(config), env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("config error: the file is not valid YAML at line 7")
     assert "Traceback" not in result.stderr

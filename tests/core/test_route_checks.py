@@ -14,8 +14,7 @@ from adapters.registry import REGISTRY
 from bridge.cli import config_warnings
 from bridge.config import parse_config
 from bridge.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli_support import ROOT, run_command
 
 HEAD = """
 store: sqlite:///tmp/x.db
@@ -322,14 +321,7 @@ def test_check_prints_the_routes_that_can_never_answer(tmp_path: Path) -> None:
             " backend: eng}\n"
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-        timeout=30,
-    )
+    result = run_command("check", "-c", str(config), env={"PATH": "/usr/bin:/bin"})
     # Warnings, not errors: a config that works still starts.
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr, result.stderr
@@ -342,14 +334,7 @@ def test_check_prints_the_routes_that_can_never_answer(tmp_path: Path) -> None:
         "routes[3] above routes[0], or remove routes[0]",
     ]
     config.write_text(HEAD + "  - {platform: discord, roles: [Moderators], backend: eng}\n")
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "adapters", "check", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-        timeout=30,
-    )
+    result = run_command("check", "-c", str(config), env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr.startswith(
         "config error: routes[0].roles: 'Moderators' is not a Discord role id (digits)"
