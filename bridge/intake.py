@@ -24,7 +24,7 @@ from bridge.interfaces import STOPPING_TEXT, Inbound, ReplyTarget
 from bridge.interruptions import stopped
 from bridge.jobs import Job, question_limit, too_long, unavailable
 from bridge.logs import Repeats
-from bridge.metrics import Refusal
+from bridge.refusals import Refusals
 from bridge.routing import conversation_key, follows, match_route
 from bridge.split import grapheme_start
 from bridge.store import Conversation, InFlight, Store
@@ -51,14 +51,6 @@ CONVERSATION_BUSY = (
     "please ask again once they are answered."
 )
 BUSY = "I am busy right now; please try again shortly."
-# Refusals told to one person at most (beyond, they go unsaid): a member sending
-# message after message where refusals are posted in the channel would otherwise
-# fill its post budget with them, and answers to everyone else would wait.
-REFUSALS_TOLD = (3, 60.0)  # notices, per seconds
-# A refusal posted in the channel is told within this many seconds of its message, or
-# not at all: a burst's refusals would otherwise come as the channel's post budget
-# allows (Discord's: five every five seconds), saying "busy" long after the answers.
-REFUSAL_WITHIN = 5.0
 NO_BACKEND = "none"  # the backend label of a message that failed before it was routed
 INTAKE_BATCH = 16  # messages of one place recorded before their answers look ahead
 # Ends the id of a record whose reply only its own target reaches (a slash command's
@@ -92,9 +84,7 @@ class Intake:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self._places: dict[tuple[str, ...], deque[tuple[Inbound, ReplyTarget, Flag]]] = {}
-        self._refusals: dict[tuple[str, str, str], asyncio.Task[None]] = {}  # last, by place
-        # Refusals not told in time, by place: logged once its last refusal is done.
-        self._untold: dict[tuple[str, str, str], int] = {}
+        self._refusals = Refusals(relay)
         self._users = UserRateLimiter()
         self._shares = Shares()
         # Places where the bot was asked and no route serves, already said (in order).
@@ -156,7 +146,7 @@ class Intake:
                 "a question came during the stop: its asker is told to ask again",
                 extra={"platform": msg.platform, "channel": msg.channel},
             )
-            await self._refuse(msg, target, STOPPING_TEXT, "stopping")
+            await self._refusals.tell(msg, target, STOPPING_TEXT, "stopping")
         except Exception as exc:  # a platform library's own error too: it is only a notice
             log.warning(
                 "could not tell a question asked during the stop to ask again: %s",
@@ -367,7 +357,7 @@ class Intake:
                 msg, f"{msg.event_id}{TOO_LONG}{len(text)}"
             ):
                 taken.set()
-                await self._refuse(msg, target, too_long(len(text), limit), "too_long")
+                await self._refusals.tell(msg, target, too_long(len(text), limit), "too_long")
             return None
         if not await self._claim(msg, msg.event_id):
             return None
@@ -375,7 +365,7 @@ class Intake:
         if reset:
             if route.session == "thread" and not msg.thread and not msg.is_dm:
                 # A command run in the channel belongs to no thread's conversation.
-                await self._refuse(msg, target, THREAD_RESET, "reset_outside_thread")
+                await self._refusals.tell(msg, target, THREAD_RESET, "reset_outside_thread")
                 return None
             # The asker's own conversation there too (private /ask answers), if any.
             own = conversation_key(route, replace(msg, audience="asker"))
@@ -396,7 +386,7 @@ class Intake:
         circuit = relay.circuits[route.backend]
         if circuit.refusing:
             # Counted as an answer's outcome, as one refused so after waiting its turn.
-            await self._refuse(msg, target, unavailable(circuit), None)
+            await self._refusals.tell(msg, target, unavailable(circuit), None)
             relay.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
             return None
         # One behind another of its conversation waits for it, not for a stream: it
@@ -407,17 +397,17 @@ class Intake:
         places = limits.queue_size + limits.max_concurrent_streams
         if in_conversation := relay.taken(key):
             if in_conversation > limits.conversation_queue_size:
-                await self._refuse(msg, target, CONVERSATION_BUSY, "conversation_busy")
+                await self._refusals.tell(msg, target, CONVERSATION_BUSY, "conversation_busy")
                 return None
         elif relay.ahead >= places or relay.ahead_in(space) >= self._shares.room(space, places):
-            await self._refuse(msg, target, BUSY, "busy")
+            await self._refusals.tell(msg, target, BUSY, "busy")
             return None
         rate = route.rate_limit or relay.config.limits.rate_limit
         wait = self._users.check(
             self._rate_key(msg, route), rate.messages, rate.per, time.monotonic()
         )
         if wait is not None:
-            await self._refuse(
+            await self._refusals.tell(
                 msg,
                 target,
                 "You are sending messages faster than I can answer; "
@@ -514,7 +504,7 @@ class Intake:
             words = HELP_TEXT
         else:
             words = MENTION_HELP
-        await self._refuse(msg, target, words, "empty")
+        await self._refusals.tell(msg, target, words, "empty")
 
     async def _follow(self, key: str, route: RouteConfig) -> bool:
         """Record the conversation `key` (unless it is known): its thread is followed."""
@@ -538,97 +528,6 @@ class Intake:
             return user
         index = next((i for i, r in enumerate(self.relay.config.routes) if r is route), -1)
         return f"{user}|route {index}"
-
-    async def _refuse(
-        self, msg: Inbound, target: ReplyTarget, text: str, reason: Refusal | None
-    ) -> None:
-        """Tell the asker why their message is not answered, unless the refusal is a
-        message posted in a channel and they were told `REFUSALS_TOLD` times lately.
-        It is counted under `reason` (None: counted by the caller).
-
-        A command's refusal is always said (it answers the command, privately, and
-        unanswered the platform shows it failed), and so is one in a DM.
-        """
-        public = target.limits.notices_post and not msg.is_dm and not msg.command
-        times, per = REFUSALS_TOLD
-        key = f"refused {msg.platform}:{msg.user}"
-        if public and self._users.check(key, times, per, time.monotonic()) is not None:
-            # The one trace of a question left unanswered and unsaid: where, who and
-            # which message, for the admin asked why the bot said nothing.
-            where = {
-                "platform": msg.platform,
-                "workspace": msg.workspace,
-                "channel": msg.channel,
-                "user": msg.user,
-                "message_id": msg.message_id,
-            }
-            log.info(
-                "refusal not told again to a %s user sending many: %s",
-                msg.platform,
-                text,
-                extra=where,
-            )
-            if reason is not None:
-                self.relay.metrics.refusal(msg.platform, reason, told=False)
-            return
-        if public:
-            # Posted in the channel, within the post budget its answers share: not
-            # waited for, or the place's next messages (others') would wait behind it.
-            # A place's refusals are posted in the order of their messages, after the
-            # answers' requests, and in time or not at all.
-            place = (msg.platform, msg.workspace, msg.channel)
-            after = self._refusals.get(place)
-            by = time.monotonic() + REFUSAL_WITHIN
-            task = self.relay.spawn(self._notice_apart(place, target, text, after, by, reason))
-            self._refusals[place] = task
-            return
-        await self.relay.notice(target, text)
-        # Only once told: a notice the platform failed is counted as the message's
-        # failure, by whoever catches it.
-        if reason is not None:
-            self.relay.metrics.refusal(msg.platform, reason, told=True)
-
-    async def _notice_apart(
-        self,
-        place: tuple[str, str, str],
-        target: ReplyTarget,
-        text: str,
-        after: asyncio.Task[None] | None,
-        by: float,
-        reason: Refusal | None,
-    ) -> None:
-        told = False
-        try:
-            if after is not None:  # its outcome is its own
-                await asyncio.wait([after], timeout=max(0.0, by - time.monotonic()))
-            if (after is not None and not after.done()) or not await self.relay.notice(
-                target, text, by=by
-            ):
-                self._untold[place] = self._untold.get(place, 0) + 1
-                with contextlib.suppress(Exception):  # what the question shows goes, as
-                    await target.end()  # it would with the notice
-            else:
-                told = True
-        except Exception as exc:  # a platform library's own error too: it is only a refusal
-            log.warning("could not tell a refusal: %s", for_log(exc))
-        finally:
-            if reason is not None:
-                self.relay.metrics.refusal(place[0], reason, told)
-            if self._refusals.get(place) is asyncio.current_task():
-                del self._refusals[place]
-                if untold := self._untold.pop(place, 0):
-                    platform, workspace, channel = place
-                    log.warning(
-                        "%d refusal(s) in %s channel %s (workspace %s) not told: the "
-                        "channel's posts had no room for them within %g s of their "
-                        "messages (its answers go first)",
-                        untold,
-                        platform,
-                        channel,
-                        workspace,
-                        REFUSAL_WITHIN,
-                        extra={"platform": platform, "channel": channel},
-                    )
 
 
 def _addresses_bot(msg: Inbound) -> bool:

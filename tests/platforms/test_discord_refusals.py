@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from bridge import intake
+from bridge import refusals
 from bridge.intake import CONVERSATION_BUSY
 from tests.core.fakeplatform import wait_for
 from tests.platforms.discord_support import Setup, setup  # noqa: F401
@@ -47,7 +47,7 @@ async def test_a_bursts_refusals_leave_the_channels_posts_to_its_answers_and_com
     # and the refusals came five a window, the last "busy" half a minute late.
     # A window of a minute here: no refusal finds room within its seconds.
     limited(setup, monkeypatch, "{count: 5, per: 60.0}", "max_concurrent_streams: 2, queue_size: 3")
-    monkeypatch.setattr(intake, "REFUSAL_WITHIN", 2.0)
+    monkeypatch.setattr(refusals, "REFUSAL_WITHIN", 2.0)
     caplog.set_level(logging.INFO, logger="chat_bridge")
     fake = setup.discord
     users = [fake.add_user(f"u{i}") for i in range(30)]
