@@ -31,6 +31,7 @@ from bridge.errors import (
     TooLong,
     Unauthorized,
     Unavailable,
+    Unfinished,
     for_log,
     told,
 )
@@ -122,12 +123,12 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
 
             def first_token() -> None:
                 relay.metrics.first_token.labels(route.backend).observe(time.monotonic() - started)
-                # A probe's answer that has begun closes the circuit: else every
-                # other asker is refused until its last word. (Any other answer
-                # counts once whole; one cut after its first words, dropped or
-                # stalled, counts neither way: a run of failures goes on.)
-                if circuit.probing:
-                    circuit.success()
+                # A probe's answer that has begun lets every question through: else
+                # every other asker is refused until its last word. It counts once
+                # whole, as any answer does: one that then stalls opens the circuit
+                # again at once. (One cut after its first words by a dropped
+                # connection, or `total` as its text flowed, counts neither way.)
+                circuit.began()
 
             cut = job.target.cut_at()
             try:
@@ -210,16 +211,18 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
             circuit.release()
             circuit.refused(_key_refused(route.backend, exc))
             level = logging.INFO
-        elif isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Stalled | Overloaded):
+        elif isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Unfinished | Overloaded):
             # Not an answer cut once it had begun, its connection dropped (Dropped)
-            # or a pause past `idle` (Stalled; its WARNING names the setting): the
+            # or `total` passed as its text flowed (Unfinished: a long answer): the
             # backend did answer; nor the bridge out of open files (Overloaded):
-            # the backend was not asked.
+            # the backend was not asked. One that stopped past `idle` (Stalled)
+            # counts: a backend that hangs after its first words is not asked again
+            # and again, each asker waiting `idle` for half an answer.
             if circuit.probing:  # still down: the circuit's own line says so
                 level = logging.INFO
             circuit.failure(
                 exc.user_message if isinstance(exc, Misaddressed) else None,
-                slow=isinstance(exc, SlowToBegin),
+                late=_late(exc),
             )
         else:
             circuit.release()
@@ -392,6 +395,13 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
                     "(too many replies given up on wait for their platform already)",
                     extra={"conversation": key},
                 )
+
+
+def _late(exc: Exception) -> str | None:
+    """The timeout of the backend's an answer ran past, where it did (for the circuit)."""
+    if isinstance(exc, SlowToBegin):
+        return "first_byte"
+    return "idle" if isinstance(exc, Stalled) else None
 
 
 def log_failure(key: str, exc: Exception) -> None:

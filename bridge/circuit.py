@@ -4,12 +4,20 @@ After `failures` consecutive failures of the kind that waiting will not fix
 (unavailable, timed out), the circuit opens: questions get an immediate
 "unavailable" answer for `cooldown` seconds. Then one question is let through
 as a probe; its answer's first text closes the circuit (the relay calls
-`success` then), its failure opens it again. The opening is a WARNING; probes
-that fail while the backend stays down are summed up at most once a minute, and
-its return is an INFO line. An answer cut once its text had begun (its
-connection dropped, or it paused past the backend's `idle`) counts neither way:
-not a failure (the backend answered), nor a success that ends a run of them (it
-did not finish); the relay releases the circuit.
+`began` then), its failure opens it again. The run of failures stands until an
+answer ends whole (`success`): a probe that begins, then stalls, opens the
+circuit again at once. The opening is a WARNING; probes that fail while the
+backend stays down are summed up at most once a minute, and its return is an
+INFO line.
+
+An answer that ran past a timeout of the backend's own counts: it did not begin
+within `first_byte`, or began and then sent nothing more within `idle` (a
+backend that hangs after its first words). Where every failure of the run was
+one, the backend took the questions: askers are told it is too slow to answer,
+not that it is down. An answer cut once its text had begun by what is no fault
+of the backend's pace (its connection dropped, `total` passed as its text still
+flowed) counts neither way: not a failure (the backend answered), nor a success
+that ends a run of them (it did not finish); the relay releases the circuit.
 
 A 429 that names when to call again holds the backend until then: questions
 are told when to try again without being sent (each would be refused, and
@@ -52,9 +60,11 @@ class Circuit:
         # What the asker is told while the circuit is open, where the last failure
         # said waiting will not help (None: "try again in N s").
         self.told: str | None = None
-        # Whether every failure of the run was an answer that did not begin in time
-        # (`first_byte`): the backend took the questions, so it is not said to be down.
+        # Whether every failure of the run was an answer that ran past a timeout of
+        # the backend's (`first_byte`, `idle`): the backend took the questions, so it
+        # is not said to be down. `_late`: those timeouts, for the log.
         self.slow = False
+        self._late: set[str] = set()
         # The run of failures since it opened: the opening told, then failed probes
         # summed up at most once a minute (one every cooldown would bury the rest).
         self._down = Repeats(clock=clock)
@@ -98,8 +108,17 @@ class Circuit:
             return 0.0
         return max(0.0, self._opened_at + self.cooldown - self._clock())
 
+    def began(self) -> None:
+        """The probe's answer began: every question may go to the backend again (not
+        told it is unavailable while that answer visibly streams). The run of
+        failures stands until an answer ends whole (`success`): one that fails
+        opens the circuit again at once."""
+        if self._probing:
+            self._probing = False
+            self._opened_at = None
+
     def success(self) -> None:
-        if self._opened_at is not None:
+        if self._down.tries:  # it had opened
             log.info(
                 "backend %s answers again: calling it again",
                 self.name,
@@ -118,19 +137,21 @@ class Circuit:
         self._probing = False
         self.told = None
         self.slow = False
+        self._late = set()
 
-    def failure(self, told: str | None = None, *, slow: bool = False) -> None:
+    def failure(self, told: str | None = None, *, late: str | None = None) -> None:
         """A failure waiting may mend; `told`: what the asker is told instead of when
-        to try again, where waiting will not (a misconfigured address); `slow`: the
-        answer did not begin within the backend's `first_byte`."""
-        self.slow = slow and (self.slow or self._failures == 0)
+        to try again, where waiting will not (a misconfigured address); `late`: the
+        timeout of the backend's its answer ran past, "first_byte" (it did not
+        begin) or "idle" (it began, then sent nothing more)."""
+        self.slow = late is not None and (self.slow or self._failures == 0)
+        self._late = self._late | {late} if self.slow and late else set()
         self._failures += 1
         self.told = told
         if self._probing or self._failures >= self.threshold:
-            what = "sent no text within its timeouts.first_byte" if self.slow else "failed"
+            what = _late_words(self._late) if self.slow else "failed"
             told_as = "slow to answer" if self.slow else "unavailable"
-            if self._opened_at is None:
-                self._down.ended()
+            if not self._down.tries:  # it opens
                 self._down.failed()  # the first line of the run
                 log.warning(
                     "backend %s %s %d times in a row: not called for %g s (questions "
@@ -142,7 +163,7 @@ class Circuit:
                     told_as,
                     extra={"backend": self.name},
                 )
-            elif self._probing:
+            elif self._probing or self._opened_at is None:  # a probe, or what it let through
                 again = self._down.failed()
                 (log.debug if again is None else log.warning)(
                     "backend %s still %s: a probe failed, %d failures in a row; not called "
@@ -189,3 +210,12 @@ class Circuit:
     def release(self) -> None:
         """The probe ended without telling anything (e.g. a bad question)."""
         self._probing = False
+
+
+def _late_words(late: set[str]) -> str:
+    """What a run of answers that ran past the backend's timeouts `late` did."""
+    if late == {"first_byte"}:
+        return "sent no text within its timeouts.first_byte"
+    if late == {"idle"}:
+        return "stopped mid-answer (nothing more within its timeouts.idle)"
+    return "sent no text within its timeouts.first_byte, or stopped past its timeouts.idle,"

@@ -32,7 +32,8 @@
         │   ├── ProxyUnreachable the proxy between could not be reached (HTTPS_PROXY)
         │   └── TimedOut         no answer within the configured timeout
         │       ├── SlowToBegin  ...no text of it within connect + first_byte
-        │       └── Stalled      ...its text begun, then nothing more within idle
+        │       ├── Stalled      ...its text begun, then nothing more within idle
+        │       └── Unfinished   ...its text still flowing when total passed
         └── ProtocolError        the API spoke something we do not understand
             ├── NotAStream       the URL answered, but with no stream the dialect reads
             │   └── WebPage      ...a web page
@@ -328,11 +329,20 @@ class SlowToBegin(TimedOut):
 
 
 class Stalled(TimedOut):
-    """The answer's text had begun, then nothing more of it came within the backend's
-    `idle`: most often a reasoning model pausing mid-answer longer than the bridge
-    waits (its text so far is shown). Only once text came: until then the deadline
-    is `first_byte`'s (SlowToBegin). The backend answered, so it does not count
-    against its circuit; the log names `timeouts.idle`."""
+    """The answer's text had begun, then not a byte more came within the backend's
+    `idle` (its text so far is shown): a backend that hangs after its first words,
+    or a model pausing mid-answer, silent, longer than the bridge waits. Only once
+    text came: until then the deadline is `first_byte`'s (SlowToBegin). It counts
+    against the backend's circuit, as SlowToBegin does (each such question is
+    paid for, and its asker waits `idle` for half an answer); the log names
+    `timeouts.idle`."""
+
+
+class Unfinished(TimedOut):
+    """The backend's `total` passed while the answer's text was still coming (its
+    text so far is shown): an answer longer than `total` allows (a long reasoning
+    one), not the backend failing, so it does not count against its circuit; the
+    log names `timeouts.total`."""
 
 
 class ProtocolError(ChatAPIError):

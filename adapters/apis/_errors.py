@@ -37,6 +37,7 @@ from bridge.errors import (
     TimedOut,
     Unauthorized,
     Unavailable,
+    Unfinished,
 )
 from bridge.proxies import PROXY_AUTH_REQUIRED, env_proxy, proxy_refused
 from bridge.transport import (
@@ -168,11 +169,15 @@ def _status_kind(
 
 
 def timed_out(
-    which: Literal["first", "idle", "total"], timeouts: Timeouts, backend: str
+    which: Literal["first", "idle", "total"],
+    timeouts: Timeouts,
+    backend: str,
+    *,
+    wrote: bool = False,
 ) -> TimedOut:
     """TimedOut for the deadline that passed: first text (SlowToBegin), between reads
-    once text came (Stalled), or overall. The log names the setting that decided it,
-    for the admin to raise."""
+    once text came (Stalled), or overall (Unfinished where text had come: `wrote`).
+    The log names the setting that decided it, for the admin to raise."""
     t = timeouts
     key, setting, wait = {
         "first": ("first_byte", t.first_byte, t.connect + t.first_byte),
@@ -212,9 +217,8 @@ def timed_out(
             f"The assistant stopped answering within {wait:g} s; please try again.",
             backend=backend,
         )
-    return TimedOut(
-        f"The assistant did not finish within {wait:g} s; please try again.", backend=backend
-    )
+    said = f"The assistant did not finish within {wait:g} s; please try again."
+    return Unfinished(said, backend=backend) if wrote else TimedOut(said, backend=backend)
 
 
 def transport_error(

@@ -468,7 +468,10 @@ class HTTPDialect(ChatAPI):
                     )
         except TimeoutError as exc:
             over = end is not None and loop.time() >= end
-            raise self._timed_out("total" if over else "idle" if wrote else "first") from exc
+            which: Literal["first", "idle", "total"] = (
+                "total" if over else "idle" if wrote else "first"
+            )
+            raise self._timed_out(which, wrote=wrote) from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
 
@@ -551,9 +554,12 @@ class HTTPDialect(ChatAPI):
             body_limit=ERROR_BODY_BYTES,
         )
 
-    def _timed_out(self, which: Literal["first", "idle", "total"]) -> TimedOut:
-        """TimedOut for the deadline that passed: first text, between reads, or overall."""
-        return timed_out(which, self.options.timeouts, self.name)
+    def _timed_out(
+        self, which: Literal["first", "idle", "total"], *, wrote: bool = False
+    ) -> TimedOut:
+        """TimedOut for the deadline that passed: first text, between reads, or overall
+        (`wrote`: once the answer's text had begun)."""
+        return timed_out(which, self.options.timeouts, self.name, wrote=wrote)
 
     def _transport_error(self, exc: Exception) -> ChatAPIError:
         """The error an httpx error means (see `transport_error`)."""

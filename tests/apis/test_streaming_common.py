@@ -30,6 +30,7 @@ from bridge.errors import (
     TimedOut,
     Unauthorized,
     Unavailable,
+    Unfinished,
 )
 from bridge.interfaces import ChatAPI, Done, Token
 from tests.apis.helpers import (
@@ -105,7 +106,8 @@ async def test_slow_stream_hits_the_idle_timeout(dialect, caplog):
     api = dialect.api(timeouts={"idle": 0.3})
     seen, exc = await collect_until_error(api, ask(api))
     assert text_of(seen) == "quick"
-    # Its text had begun: a stalled answer, not a backend down (see the circuit).
+    # Its text had begun, then stopped: Stalled, which the circuit counts as it does
+    # SlowToBegin (a backend that hangs after its first words).
     assert isinstance(exc, Stalled)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
@@ -115,6 +117,20 @@ async def test_slow_stream_hits_the_idle_timeout(dialect, caplog):
     )
     assert len(dialect.fake.requests) == 1
     await dialect.fake.wait_disconnects(1)
+
+
+async def test_the_total_timeout_as_text_flows_leaves_the_answer_unfinished(dialect, caplog):
+    dialect.enqueue(tokens=["steady", *[" more"] * 40], token_delay=0.05)
+    api = dialect.api(timeouts={"total": 0.5, "idle": 1.0})
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen).startswith("steady more")
+    # Its text still flowed: an answer longer than `total`, not a backend failing (the
+    # circuit does not count it), not one that stalled.
+    assert isinstance(exc, Unfinished) and not isinstance(exc, Stalled)
+    assert exc.user_message == "The assistant did not finish within 0.5 s; please try again."
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"raise backends.{api.name}.timeouts.total (now 0.5)" in line for line in warned)
+    assert len(dialect.fake.requests) == 1
 
 
 async def test_slow_first_byte_times_out(dialect, caplog):

@@ -72,7 +72,7 @@ def test_a_circuit_opened_by_answers_that_did_not_begin_in_time_does_not_say_dow
     now = [0.0]
     slow = Circuit(3, 30.0, lambda: now[0], name="docs")
     for _ in range(3):
-        slow.failure(slow=True)
+        slow.failure(late="first_byte")
     assert slow.state == "open"
     assert unavailable(slow) == (
         "The assistant is too slow to answer right now; please try again in 30 s."
@@ -81,10 +81,64 @@ def test_a_circuit_opened_by_answers_that_did_not_begin_in_time_does_not_say_dow
     assert said in caplog.text
     # One failure of another kind in the run: it is unavailable, as before.
     mixed = Circuit(3, 30.0, lambda: now[0], name="api")
-    for was_slow in (True, False, True):
-        mixed.failure(slow=was_slow)
+    for late in ("first_byte", None, "first_byte"):
+        mixed.failure(late=late)
     assert unavailable(mixed) == "The assistant is unavailable right now; please try again in 30 s."
     assert "backend api failed 3 times in a row" in caplog.text
+
+
+def test_a_circuit_opened_by_answers_that_stopped_mid_answer_says_too_slow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Answers that began, then sent nothing more within `idle`: the backend took the
+    # questions, as with a slow start, and the log names the setting.
+    now = [0.0]
+    stalled = Circuit(2, 30.0, lambda: now[0], name="docs")
+    for _ in range(2):
+        stalled.failure(late="idle")
+    assert unavailable(stalled) == (
+        "The assistant is too slow to answer right now; please try again in 30 s."
+    )
+    assert (
+        "backend docs stopped mid-answer (nothing more within its timeouts.idle) 2 times in a row"
+        in caplog.text
+    )
+    both = Circuit(2, 30.0, lambda: now[0], name="kb")
+    both.failure(late="first_byte")
+    both.failure(late="idle")
+    assert unavailable(both).startswith("The assistant is too slow to answer right now")
+    assert (
+        "backend kb sent no text within its timeouts.first_byte, or stopped past its "
+        "timeouts.idle, 2 times in a row" in caplog.text
+    )
+
+
+def test_a_probe_that_begins_lets_questions_through_but_keeps_the_run_until_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Its first words reset the run: a backend that hangs after its first words was
+    # asked `failures` more questions after every probe before the circuit opened again.
+    caplog.set_level(logging.INFO)
+    now = [0.0]
+    circuit = Circuit(3, 10.0, lambda: now[0], name="docs")
+    for _ in range(3):
+        circuit.failure(late="idle")
+    now[0] += 10
+    assert circuit.allow() and circuit.probing
+    circuit.began()
+    assert circuit.state == "closed" and not circuit.refusing and circuit.allow()
+    circuit.failure(late="idle")  # the probe stalls
+    assert circuit.state == "open"
+    assert unavailable(circuit).startswith("The assistant is too slow to answer right now")
+    now[0] += 10
+    assert circuit.allow()
+    circuit.began()
+    circuit.success()  # the probe's answer ends whole
+    said = [r.getMessage() for r in caplog.records if r.name == "chat_bridge.circuit"]
+    assert said[-1] == "backend docs answers again: calling it again"
+    assert [m for m in said if "times in a row" in m] == [said[0]]  # opened once
+    circuit.failure()  # one failure now starts a run of its own
+    assert circuit.state == "closed"
 
 
 def test_a_long_outage_warns_as_the_circuit_opens_then_once_a_minute_at_most(

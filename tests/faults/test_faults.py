@@ -212,32 +212,69 @@ async def test_a_probe_whose_answer_has_begun_lets_the_next_questions_through(
         await asyncio.wait_for(probe.ended.wait(), 15)
 
 
-async def test_answers_that_stall_after_their_first_words_do_not_open_the_circuit(
+async def test_answers_that_stall_after_their_first_words_open_the_circuit(
     fake_chat_api: FakeChatAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A model that pauses mid-answer past `idle` (reasoning models do): five such
-    # answers opened the circuit, the next asker was told the assistant was
-    # unavailable without it being asked, and the admin was warned the backend
-    # "failed 5 times in a row", as for an outage.
+    # A backend that sends its first words, then nothing: it was asked every question
+    # (each paid for), each asker waiting `idle` for half an answer, however many
+    # answers had stalled before.
     caplog.set_level(logging.INFO)
-    extra = "limits: {circuit: {failures: 5, cooldown: 60}}"
-    for i in range(5):
+    extra = "limits: {circuit: {failures: 3, cooldown: 1}}"
+    for i in range(4):
         fake_chat_api.enqueue(tokens=[f"Begun {i} ", "never", " ends"], hang_after=1)
-    fake_chat_api.enqueue(tokens=["Answered."])
     async with bridge(fake_chat_api, tmp_path / "b.db", extra=extra) as b:
-        for n in range(5):
+        circuit = b.relay.circuits["docs"]
+        for n in range(3):
             stalled = await ask(b, f"q{n}", f"T{n}")
             [text] = stalled.visible()  # its text so far, then why it ended
             assert text.startswith(f"Begun {n}") and "stopped answering within 0.5 s" in text
-        assert b.relay.circuits["docs"].state == "closed"
-        sixth = await ask(b, "q5", "T5")
-    assert sixth.notices == [] and sixth.visible() == ["Answered."]
-    assert len(fake_chat_api.requests) == 6
+        assert circuit.state == "open"
+        refused = await ask(b, "q3", "T3")
+        assert len(fake_chat_api.requests) == 3  # not asked
+        [told] = refused.notices
+        # The backend took every question: too slow, not down.
+        assert told.startswith("The assistant is too slow to answer right now; please try again")
+        # A probe's first words let every question through; once it stalls too, the
+        # circuit opens again at once, not after three more.
+        await wait_for(lambda: circuit.state == "half-open")
+        probe = await ask(b, "q4", "T4")
+        assert probe.visible()[0].startswith("Begun 3")
+        assert circuit.state == "open"
+        assert len(fake_chat_api.requests) == 4
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not any("times in a row" in said for said in warned), warned
+    opened = [said for said in warned if "times in a row" in said]
+    assert opened == [
+        "backend docs stopped mid-answer (nothing more within its timeouts.idle) 3 times in "
+        "a row: not called for 1 s (questions are told it is slow to answer)"
+    ], warned
     # Each cut names the setting to raise.
     idle = [said for said in warned if "raise backends.docs.timeouts.idle (now 0.5)" in said]
-    assert len(idle) == 5, warned
+    assert len(idle) == 4, warned
+
+
+async def test_answers_cut_by_the_total_timeout_as_their_text_flows_do_not_open_the_circuit(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A long answer (a reasoning model's), its text still coming when `total` passed:
+    # it opened the circuit, and the next asker was told the assistant was unavailable.
+    extra = "limits: {circuit: {failures: 1, cooldown: 60}}"
+    fake_chat_api.enqueue(tokens=["Long", *[" and longer"] * 30], token_delay=0.1)
+    fake_chat_api.enqueue(tokens=["Short."])
+    fake_chat_api.enqueue(tokens=["Never."], first_delay=5)  # `total` passes before it
+    text = config_text(fake_chat_api.endpoint("chatmount"), tmp_path / "b.db", extra)
+    text = text.replace("first_byte: 2}", "first_byte: 2, total: 0.8}")
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as b:
+        long = await ask(b, "q1", "T1")
+        [shown] = long.visible()
+        assert shown.startswith("Long and longer") and "did not finish within 0.8 s" in shown
+        assert b.relay.circuits["docs"].state == "closed"
+        short = await ask(b, "q2", "T2")
+        assert short.notices == [] and short.visible() == ["Short."]
+        # An answer that had not begun when `total` passed still counts.
+        await ask(b, "q3", "T3")
+        assert b.relay.circuits["docs"].state == "open"
+    assert len(fake_chat_api.requests) == 3
 
 
 async def test_connection_dropped_mid_stream(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
