@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from bridge.errors import for_log
 from bridge.interfaces import Rate, ReplyTarget
 from bridge.metrics import platform_failure
-from bridge.split import close_fences
+from bridge.split import close_fences, row_arriving
 
 if TYPE_CHECKING:
     from bridge.fence import Fence
@@ -66,6 +66,8 @@ def interrupted_edit(
     if not message_ids:
         return None
     text, complete, ending = text.partition(_ENDED)
+    if not complete and (row := row_arriving(text)) < len(text):
+        text = text[:row].rstrip("\r\n")  # cut: half a row would show as raw Markdown
     # A code block left open would hold the mark: shown as code, it reads as the
     # answer's (Discord's formatting leaves a fence as it is; Slack's closes it).
     body = target.format_markdown(close_fences(text)) if text else ""

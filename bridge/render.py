@@ -26,7 +26,7 @@ from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
 from bridge.interruptions import record_text
 from bridge.reply_budget import Held, Op, Promise, ReplyBudget, release, restamp
 from bridge.sources import source_blocks
-from bridge.split import split_pieces
+from bridge.split import row_arriving, split_pieces
 
 log = logging.getLogger("chat_bridge.render")
 
@@ -91,7 +91,10 @@ def as_text(text: str) -> str:
 
 
 def _settled(text: str, start: int) -> str:
-    """`text` without a link still arriving at its end (after `start`)."""
+    """`text` without a table row or a link still arriving at its end (after `start`)."""
+    row = row_arriving(text, start)
+    if row < len(text):
+        return text[:row]  # (a link in it goes with it)
     found = _LINK_ARRIVING.search(text, max(start, len(text) - _ARRIVING_AT_MOST))
     return text if found is None else text[: found.start()]
 
@@ -336,8 +339,11 @@ class LiveReply:
     async def fail(self, notice: str) -> None:
         """Keep what was shown and add a short notice of what happened."""
         note = self.target.format_markdown(f"_⚠️ {as_text(notice)}_")
+        # A table's row still arriving, held back while it streamed, is left out: cut,
+        # half of it would show as raw Markdown under the table.
+        text = self.text[: row_arriving(self.text, self._frozen_end)]
         # The footnote is about the answer: where none shows, the notice alone.
-        await self._close(self.text, note, empty_note="", footnote=_shows(self.text))
+        await self._close(text, note, empty_note="", footnote=_shows(text))
 
     async def _close(
         self,

@@ -385,6 +385,26 @@ def _reopening(opened: _Fence, limit: int) -> str:
 
 TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+# The longest line taken for a table row still arriving: past it, a line begun with
+# `|` shows as it is (it may be no row, and held back it would look stuck).
+ROW_AT_MOST = 1000
+
+
+def row_arriving(text: str, start: int = 0) -> int:
+    """Where the table row still arriving at the end of `text` begins (not before
+    `start`): its last line, when that begins with `|` (not a spoiler's `||`) and is
+    not in a code block; else `len(text)`.
+
+    Its line break not there yet, it may be half a row, and half a row is no row: the
+    platforms show it under the table as raw Markdown (`| Paris | 2.1`).
+    """
+    line = text.rfind("\n") + 1
+    if line < start or len(text) - line > ROW_AT_MOST:
+        return len(text)
+    row = text[line:].lstrip(" \t")
+    if not row.startswith("|") or row.startswith("||") or _opener(text[:line]) is not None:
+        return len(text)
+    return line
 
 
 def _table_header(head: str, after: str, limit: int) -> str:

@@ -187,3 +187,54 @@ async def test_status_shows_until_text_arrives() -> None:
     reply.feed("Done thinking.")
     await reply.finish(None)
     assert target.visible() == ["Done thinking."]
+
+
+TABLE = "Cities:\n\n| City | Pop |\n|---|---:|\n| Rome | 2.8 |\n"
+
+
+async def _stream_a_table(target: RecordingTarget) -> None:
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed(f"{TABLE}| Paris | 2.1")
+    await wait_for(lambda: "Rome" in "".join(target.visible()))
+    reply.feed(" |\n| Berlin | 3")
+    await wait_for(lambda: "Paris" in "".join(target.visible()))
+    reply.feed(".7 |")
+    await reply.finish(None)
+
+
+async def test_a_table_row_still_arriving_is_shown_once_whole() -> None:
+    # Half a row showed under the table as raw Markdown (`| Paris | 2.1`), until the
+    # edit after its line ended.
+    for target in (DiscordFormatting(), SlackFormatting()):
+        await _stream_a_table(target)
+        written = [op.text for op in target.ops if op.kind in ("post", "edit")]
+        for shown in written:
+            rows = [line for line in shown.split("\n") if line.startswith("|")]
+            assert rows and all(row.endswith("|") for row in rows), shown
+            assert "Berlin" not in shown or "3.7" in shown, shown
+        assert len(written) >= 3, written  # Rome's row, then Paris's, then Berlin's
+        assert target.visible() == [
+            "Cities:\n\n```\n| City   | Pop |\n|--------|-----|\n| Rome   | 2.8 |\n"
+            "| Paris  | 2.1 |\n| Berlin | 3.7 |\n```"
+        ]
+
+
+async def test_an_answer_cut_inside_a_table_row_leaves_the_half_row_out() -> None:
+    # The cut answer ended with half a row under its table, as raw Markdown.
+    target = DiscordFormatting()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed(f"{TABLE}| Paris | 2.1")
+    await reply.fail("The answer was cut off.")
+    assert target.visible() == [
+        "Cities:\n\n```\n| City | Pop |\n|------|-----|\n| Rome | 2.8 |\n```\n\n"
+        "_⚠️ The answer was cut off._"
+    ]
+    # A row in a code block is code, shown as it came.
+    target = DiscordFormatting()
+    reply = LiveReply(target, Budgets(), edit_interval=0.01)
+    await reply.start()
+    reply.feed("Run:\n```sh\nls\n| grep x")
+    await reply.fail("The answer was cut off.")
+    assert target.visible() == ["Run:\n```sh\nls\n| grep x\n```\n\n_⚠️ The answer was cut off._"]

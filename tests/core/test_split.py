@@ -13,7 +13,7 @@ from adapters.platforms.slack.mrkdwn import markdown_to_mrkdwn, neutralize_markd
 from bridge.budget import Budgets
 from bridge.interfaces import Rate
 from bridge.render import LiveReply
-from bridge.split import closing_fence, split_markdown, split_pieces
+from bridge.split import ROW_AT_MOST, closing_fence, row_arriving, split_markdown, split_pieces
 from tests.core.recording import RecordingTarget
 
 
@@ -577,3 +577,40 @@ async def test_a_streamed_quoted_code_block_stays_code_in_every_message(platform
         await asyncio.sleep(0)  # the reply shows what arrived, and freezes full messages
     await reply.finish(None)
     _stays_quoted_code(target.visible())
+
+
+def test_a_table_row_still_arriving_is_the_last_line_begun_with_a_pipe() -> None:
+    table = "| a | b |\n|---|---|\n"
+    assert row_arriving(f"{table}| 1 | 2") == len(table)
+    assert row_arriving(f"{table}  | 1 | 2 |") == len(table)  # its line break not there yet
+    assert row_arriving(f"{table}| 1", start=len(table)) == len(table)
+    for text in (
+        f"{table}| 1 | 2 |\n",  # whole
+        "||a spoiler",
+        f"```\n{table}| 1",  # code
+        "| " + "x" * ROW_AT_MOST,  # too long for a row: shown as it comes
+    ):
+        assert row_arriving(text) == len(text)
+    # Begun before `start` (a message ended inside it): shown as it comes.
+    assert row_arriving(f"{table}| 1", start=len(table) + 1) == len(table) + 3
+
+
+@pytest.mark.parametrize("platform", ["discord", "slack"])
+async def test_a_streamed_table_shows_whole_rows_in_every_message(platform: str) -> None:
+    # A message ended with half a row under its table, as raw Markdown, until the
+    # next edit.
+    rows = "".join(f"| City {i} | {i * 1.5:.1f} million |\n" for i in range(200))
+    text = f"Cities:\n\n| City | Population |\n|---|---:|\n{rows}\nThat is all."
+    target = _Formatting(platform)
+    reply = LiveReply(target, Budgets(), edit_interval=0.0)
+    await reply.start()
+    for at in range(0, len(text), 7):
+        reply.feed(text[at : at + 7])
+        await asyncio.sleep(0)  # the reply shows what arrived, and freezes full messages
+    await reply.finish(None)
+    written = [op.text for op in target.ops if op.kind in ("post", "edit")]
+    for shown in written:
+        assert all(line.endswith("|") for line in shown.split("\n") if line.startswith("|")), shown
+    shown = "".join(target.visible())
+    assert len(target.visible()) > 1
+    assert all(len(re.findall(rf"\| City {i} +\|", shown)) == 1 for i in range(200))

@@ -254,6 +254,20 @@ def test_the_interrupted_mark_is_not_put_inside_a_code_block_left_open() -> None
     assert edit == ("m1", f"Run this:\n```python\nimport os\n```\n\n{INTERRUPTED}")
 
 
+def test_the_interrupted_mark_leaves_out_half_a_table_row() -> None:
+    # The cut reply ended with half a row under its table, as raw Markdown.
+    target = RecordingTarget()
+    table = "| City | Pop |\n|---|---|\n| Rome | 2.8 |\n"
+    edit = interrupted_edit(target, f"{table}| Paris | 2.", ["m1"])
+    assert edit == ("m1", f"{table}\n{INTERRUPTED}")
+    # Whole, its answer complete, its last row ends it.
+    text = record_text(f"{table}| Paris | 2.1 |", "")
+    assert interrupted_edit(target, text, ["m1"]) == (
+        "m1",
+        f"{table}| Paris | 2.1 |\n\n{SHOWN_LATE_RESTART}",
+    )
+
+
 def test_a_complete_answer_whose_end_never_showed_is_marked_shown_late_never_to_ask_again() -> None:
     # It showed whole under "please ask again", its sources left out: a second paid
     # answer for one already whole.
