@@ -105,6 +105,16 @@ def test_a_quotes_blank_lines_are_quoted() -> None:
     )
 
 
+def test_a_blank_line_of_quoted_code_stays_in_the_quote() -> None:
+    # A bare `>` in a quote's code block showed as code, and cut the quote: the code
+    # after it showed out of the quote, and its closing fence opened another block.
+    for marker in ("```", "~~~"):
+        answer = f"Quote:\n\n> {marker}py\n> a = 1\n>\n> b = 2\n> {marker}\n\nEnd."
+        assert format_markdown(answer) == (
+            f"Quote:\n\n> ```py\n> a = 1\n> {ZWSP}\n> b = 2\n> ```\n\nEnd."
+        )
+
+
 def test_escaped_marks_are_kept_for_discord_to_show_as_written() -> None:
     # A note escapes an API's marks: Discord shows `\_` as `_`, and keeps the italics.
     note = "_⚠️ Use 'max\\_completion\\_tokens' \\*now\\*._"

@@ -58,11 +58,16 @@ def _blocks(markdown: str) -> str:
     lines = markdown.split("\n")
     out: list[str] = []
     fence = ""  # the marker of the code block a line is in; FENCE for Discord's own
-    quotes = ""  # the block quotes a block of another marker stands in
+    quotes = ""  # the block quotes the code block a line is in stands in
     i = 0
     while i < len(lines):
         line = lines[i]
         i += 1
+        if fence and quotes == "> " and _BARE_QUOTE.fullmatch(line):
+            # A blank line of a quote's code block: a bare `>` would end the quote (see
+            # below), and the code would go on out of it.
+            out.append(f"> {ZWSP}")
+            continue
         if fence == FENCE:
             # Discord's code block ends at the next ```, wherever it stands.
             out.append(line)
@@ -91,6 +96,7 @@ def _blocks(markdown: str) -> str:
             continue
         if line.count(FENCE) % 2:
             fence = FENCE
+            quotes = quotes_of(opening) if opening else ""
             out.append(line)
             continue
         if TABLE_ROW.match(line) and i < len(lines) and TABLE_RULE.match(lines[i]):
