@@ -36,7 +36,7 @@ from bridge.errors import (
     told,
 )
 from bridge.interfaces import ChatRequest, Inbound
-from bridge.interruptions import END_ON_STOP
+from bridge.interruptions import END_ON_STOP, complete
 from bridge.jobs import Job, question_limit, too_long, unavailable
 from bridge.reading import read_answer
 from bridge.render import LiveReply
@@ -244,7 +244,8 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         with contextlib.suppress(Exception):
             await reply.abandon()
     except asyncio.CancelledError:
-        outcome = "interrupted"
+        # An answer come whole, cut as it was being shown: its mark shows it whole.
+        outcome = "interrupted" if reply.ending is None else "shown_late"
         circuit.release()
         # Stop its updates (a late one would undo the "interrupted" mark the stop
         # adds) and let the platform clear its indicators, briefly: the process
@@ -257,8 +258,19 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     except Exception as exc:  # the bridge's own failure: end the reply, say so
         outcome = "failed"
         circuit.release()
-        log_failure(key, exc)
+        if reply.gave_up and reply.ending is not None:
+            # Not a failure to answer: the answer came whole, and only its platform
+            # kept its end from showing (`_fail` says what becomes of it).
+            log.warning(
+                "could not show the end of an answer that came whole: %s",
+                for_log(exc),
+                extra={"conversation": key},
+            )
+        else:
+            log_failure(key, exc)
         await _fail(relay, job, reply, told(exc))
+        if job.unmarked and complete(reply.recorded):
+            outcome = "shown_late"  # once its platform is back (`_fail`)
     finally:
         for name, value in backend.health().items():
             gauge = (
@@ -378,21 +390,24 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
         except Exception as missed:
             if reply.gave_up:  # the platform kept failing: nothing shows the reply ended
                 job.unmarked = True
+                text = reply.recorded
                 kept = relay.given_up.keep(
-                    replace(
-                        job.record,
-                        message_ids=list(reply.message_ids),
-                        text=reply.recorded,
-                    )
+                    replace(job.record, message_ids=list(reply.message_ids), text=text)
+                )
+                # An answer that had come whole is shown whole by its mark (shown late).
+                done, do = (
+                    ("shown whole", "show it whole")
+                    if complete(text)
+                    else ("marked interrupted", "mark it interrupted")
                 )
                 log.warning(
                     "could not tell the asker either (%s): the reply stays recorded as "
                     "in flight, %s",
                     for_log(missed),
-                    "to be marked interrupted once the platform is back"
+                    f"to be {done} once the platform is back"
                     if kept
-                    else "for the next start (or another replica) to mark it interrupted "
-                    "(too many replies given up on wait for their platform already)",
+                    else f"for the next start (or another replica) to {do} (too many "
+                    "replies given up on wait for their platform already)",
                     extra={"conversation": key},
                 )
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bridge.errors import for_log
 from bridge.interfaces import Rate, ReplyTarget
@@ -41,6 +41,9 @@ _ENDED = "\x03"
 # platform is back; one given up on past that is left for the next start (or another
 # replica), as a crashed process's would be.
 GIVEN_UP_KEPT = 1000
+# How a mark showed (`show_interrupted`): the answer whole under a "shown late" mark,
+# or the reply marked as cut.
+Marked = Literal["late", "cut"]
 
 
 def record_text(text: str, ending: str | None) -> str:
@@ -50,6 +53,11 @@ def record_text(text: str, ending: str | None) -> str:
     if ending is None or not text.strip():
         return text
     return f"{text}{_ENDED}{ending.replace(_ENDED, '')}"
+
+
+def complete(text: str) -> bool:
+    """Whether a reply's record (`record_text`) says its answer was complete."""
+    return _ENDED in text
 
 
 def interrupted_edit(
@@ -89,11 +97,13 @@ async def show_interrupted(
     *,
     kept: bool = False,
     wanted: Callable[[], bool] = lambda: True,
-) -> bool:
+) -> Marked | None:
     """Say on a reply left in flight (by a process that ended, or given up on) that
     it was interrupted (`mark`), keeping its text, within the platform's budgets (with
     `kept`, a stop's mark: it may take the slots the stop kept back); raises where the
-    platform fails. False where it was no longer `wanted` once the budget let it go."""
+    platform fails. Returns how it showed: "late" where its answer, complete, showed
+    whole (`interrupted_edit`), else "cut"; None where it was no longer `wanted` once
+    the budget let it go."""
     edit = interrupted_edit(target, rec.text, rec.message_ids, mark)
     # Within the platform's limits, as every reply is: live replies may
     # just have used the budget up.
@@ -116,8 +126,8 @@ async def show_interrupted(
         if not await relay.within_budgets(
             target, partial(_if_wanted, wanted, request), [(bucket, rate)], kept=kept
         ):
-            return False
-    return True
+            return None
+    return "late" if edit is not None and complete(rec.text) and mark in _LATE else "cut"
 
 
 async def _if_wanted(wanted: Callable[[], bool], request: Callable[[], Awaitable[object]]) -> bool:

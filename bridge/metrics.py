@@ -59,7 +59,7 @@ class Metrics:
         )
         self.answered = Counter(
             "chat_bridge_messages_answered",
-            "Replies by outcome (answered, failed, interrupted, unavailable)",
+            "Replies by outcome (answered, failed, interrupted, shown_late, too_long, ...)",
             ["platform", "backend", "outcome"],
             registry=r,
         )

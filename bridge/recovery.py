@@ -17,6 +17,7 @@ from bridge.interfaces import Platform
 from bridge.interruptions import (
     GIVEN_UP,
     INTERRUPTED,
+    Marked,
     never_markable,
     show_interrupted,
     still_ours,
@@ -68,7 +69,7 @@ class Recovery:
         # A store of its own is held by this process alone (`Store.hold`): every other
         # owner's record is an orphan, whatever its time says (a clock set back).
         stale = now - self.relay.stale_after if self.store.shared else math.inf
-        fixed = 0
+        shown: list[Marked] = []
         for rec in await self.store.inflight_orphans(self.owner, stale):
             if rec.owner == self.owner:
                 continue  # our own
@@ -79,25 +80,32 @@ class Recovery:
                 # again and be claimed and marked twice.
                 self.marking[rec.id] = rec
                 try:
-                    fixed += await self.mark_interrupted(rec)
+                    if (marked := await self.mark_interrupted(rec)) is not None:
+                        shown.append(marked)
                 finally:
                     self.marking.pop(rec.id, None)
-        if fixed:
-            log.info("marked %d interrupted replies", fixed)
-        return fixed
+        if cut := shown.count("cut"):
+            log.info("marked %d interrupted replies", cut)
+        if late := shown.count("late"):
+            log.info(
+                "showed %d answers that had come whole, late: a restart came as they were shown",
+                late,
+            )
+        return len(shown)
 
-    async def mark_interrupted(self, rec: InFlight, *, kept: bool = False) -> int:
+    async def mark_interrupted(self, rec: InFlight, *, kept: bool = False) -> Marked | None:
         """Edit a reply's last message to keep its text and say it was interrupted
         (with `kept`, a stop's mark: it may take the slots the stop kept back). Its
         record ends once marked, or where it never can be (its message or place gone,
         the platform refusing it). Where its platform is out of reach or failing, the
         record stays: a stop's, for the next start (or another replica); one a dead
-        process left, to be tried again at every heartbeat, as a reply given up on."""
+        process left, to be tried again at every heartbeat, as a reply given up on.
+        Returns how its mark showed (`show_interrupted`); None where it did not."""
         if not await self._markable(rec):
-            return 0
+            return None
         try:
             target = self.platforms[rec.address.platform].target(rec.address)
-            await show_interrupted(self.relay, target, rec, kept=kept)
+            marked = await show_interrupted(self.relay, target, rec, kept=kept)
         except Exception as exc:  # a platform library's own error too: skip this reply only
             self.metrics.platform_failed(rec.address.platform, exc)
             given_up = self.relay.given_up
@@ -108,19 +116,19 @@ class Recovery:
                     for_log(exc),
                     extra={"platform": rec.address.platform, "channel": rec.address.channel},
                 )
-                return 0
+                return None
             if given_up.failed(rec, exc, "a reply left in flight"):
                 if given_up.keep(rec, INTERRUPTED):
-                    return 0
+                    return None
                 log.warning(
                     "too many replies wait for their platform already: an "
                     "interrupted one is forgotten",
                     extra={"platform": rec.address.platform, "channel": rec.address.channel},
                 )
             await self.store.inflight_end(rec.id)
-            return 0
+            return None
         await self.store.inflight_end(rec.id)
-        return 1
+        return marked
 
     async def _markable(self, rec: InFlight) -> bool:
         """Whether this process can mark a reply left in flight; where not, its record
@@ -149,11 +157,13 @@ class Recovery:
         return True
 
     async def mark_given_up(self) -> None:
-        """Mark the replies this process gave up on interrupted, in the order it gave
-        them up. Where a mark fails as its platform is out of reach or failing, that
-        platform's replies wait for the next pass (the next heartbeat); one that can never be
-        marked is forgotten (`GivenUp.failed`). A pass stops once a stop is on."""
-        given_up, marked, failing = self.relay.given_up, 0, set[str]()
+        """Mark the replies this process gave up on interrupted (an answer that had come
+        whole shows whole, late), in the order it gave them up. Where a mark fails as its
+        platform is out of reach or failing, that platform's replies wait for the next
+        pass (the next heartbeat); one that can never be marked is forgotten
+        (`GivenUp.failed`). A pass stops once a stop is on."""
+        given_up, failing = self.relay.given_up, set[str]()
+        shown: list[Marked] = []
         for rec in list(given_up.records.values()):
             if self._stopped():
                 break
@@ -179,13 +189,14 @@ class Recovery:
             else:
                 target = self.platforms[platform].target(rec.address)
                 try:
-                    if not await show_interrupted(
+                    marked = await show_interrupted(
                         self.relay,
                         target,
                         rec,
                         given_up.marks.get(rec.id, GIVEN_UP),
                         wanted=partial(given_up.__contains__, rec.id),
-                    ):
+                    )
+                    if marked is None:
                         continue  # dropped while it waited for the platform's budget
                 except Exception as exc:  # a platform library's own error too
                     self.metrics.platform_failed(platform, exc)
@@ -194,11 +205,13 @@ class Recovery:
                         continue
                 else:
                     given_up.shown(platform)
-                    marked += 1
+                    shown.append(marked)
             # Done with: nobody may mark it again, whatever cuts this now; its record
             # goes now, or with the heartbeat.
             given_up.forget(rec.id)
             self.relay.unended.add(rec.id)
             await self.relay.end_records()
-        if marked:
-            log.info("marked %d replies given up on as interrupted, their platform back", marked)
+        if cut := shown.count("cut"):
+            log.info("marked %d replies given up on as interrupted, their platform back", cut)
+        if late := shown.count("late"):
+            log.info("showed %d answers that had come whole, late, their platform back", late)

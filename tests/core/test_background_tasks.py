@@ -214,7 +214,7 @@ async def test_a_mark_the_stop_could_not_show_is_left_for_the_next_start(
         record = replace(orphan("r1", owner=bridge.owner), heartbeat_at=time.time())
         await bridge.store.inflight_begin(record)
         monkeypatch.setattr(RecordingTarget, "edit", disconnected)
-        assert await bridge.recovery.mark_interrupted(record, kept=True) == 0
+        assert await bridge.recovery.mark_interrupted(record, kept=True) is None
         [left] = await bridge.store.inflight_orphans(bridge.owner, 0)
         assert left.id == "r1" and "r1" not in bridge.relay.given_up
 

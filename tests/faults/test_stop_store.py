@@ -22,7 +22,7 @@ import pytest
 
 from bridge import app
 from bridge.app import Bridge
-from bridge.interruptions import END_ON_STOP
+from bridge.interruptions import END_ON_STOP, Marked
 from bridge.stopping import HURRIED_SECONDS
 from bridge.store import InFlight
 from tests.core.fakeplatform import LocalPlatform, wait_for
@@ -285,7 +285,7 @@ async def test_a_stop_while_a_finished_replys_record_is_removed_marks_nothing(
             await end(rec_id)
             removed.set()
 
-        async def marking(rec: InFlight, *, kept: bool = False) -> int:
+        async def marking(rec: InFlight, *, kept: bool = False) -> Marked | None:
             marked.append(rec.id)
             return await mark(rec, kept=kept)
 

@@ -4,6 +4,7 @@ not be shown is marked for what it is once Discord is back, or as the bridge sto
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -63,12 +64,29 @@ def shown(setup: Setup) -> str:
     return content
 
 
+def answered(bridge: Bridge) -> dict[str, float]:
+    """chat_bridge_messages_answered_total on Discord, by outcome."""
+    counts = {}
+    for line in bridge.metrics.render().decode().splitlines():
+        if line.startswith("chat_bridge_messages_answered_total{") and "discord" in line:
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            counts[outcome] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str, level: int = logging.INFO) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_an_answer_complete_as_discord_went_out_of_reach_shows_whole_once_it_is_back(
-    setup: Setup,
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     # It showed its text, without its sources, under "interrupted: the answer could not
     # be shown in full — please ask again": a second paid answer for one already whole.
+    # Then it was still counted `failed`, logged an ERROR "could not answer" and, once
+    # shown, "marked 1 replies given up on as interrupted".
+    caplog.set_level(logging.INFO)
     setup.chat.enqueue(tokens=WORDS, sources=[SOURCE], token_delay=0.05)
     async with beating(setup) as bridge:
         await out_of_reach_after_w2(setup)
@@ -77,14 +95,21 @@ async def test_an_answer_complete_as_discord_went_out_of_reach_shows_whole_once_
         setup.discord.refuse.clear()
         await setup.discord.wait_until(lambda: "⚠️" in shown(setup))
         assert shown(setup) == f"{ANSWER}\n\n{SOURCES_BLOCK}\n\n{SHOWN_LATE}"
-        await wait_for(lambda: not bridge.relay.given_up.records)
+        await wait_for(lambda: logged(caplog, "their platform back"))
+        assert answered(bridge) == {"shown_late": 1.0}
     assert len(setup.chat.requests) == 1
+    assert not logged(caplog, "could not answer", logging.ERROR)
+    assert logged(caplog, "to be shown whole once the platform is back", logging.WARNING)
+    assert logged(caplog, "their platform back") == [
+        "showed 1 answers that had come whole, late, their platform back"
+    ]
 
 
 @pytest.mark.usefixtures("gives_up_soon")
 async def test_an_answer_cut_as_discord_went_out_of_reach_is_marked_to_ask_again(
-    setup: Setup,
+    setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     setup.chat.enqueue(tokens=WORDS, drop_after=5, token_delay=0.05)
     async with beating(setup) as bridge:
         await out_of_reach_after_w2(setup)
@@ -93,6 +118,12 @@ async def test_an_answer_cut_as_discord_went_out_of_reach_is_marked_to_ask_again
         await setup.discord.wait_until(lambda: "⚠️" in shown(setup))
         assert shown(setup).endswith(f"\n\n{GIVEN_UP}")
         assert "w9" not in shown(setup)
+        await wait_for(lambda: logged(caplog, "their platform back"))
+        assert answered(bridge) == {"failed": 1.0}
+    assert logged(caplog, "to be marked interrupted once the platform is back", logging.WARNING)
+    assert logged(caplog, "their platform back") == [
+        "marked 1 replies given up on as interrupted, their platform back"
+    ]
 
 
 async def test_an_answer_complete_whose_end_a_stop_cut_shows_whole(
@@ -113,3 +144,5 @@ async def test_an_answer_complete_whose_end_a_stop_cut_shows_whole(
         fake.refuse.clear()
         await bridge.drain(0)
         assert shown(setup) == f"{ANSWER}\n\n{SOURCES_BLOCK}\n\n{SHOWN_LATE_RESTART}"
+        # Counted as what it shows, not `interrupted` ("please ask again").
+        assert answered(bridge) == {"shown_late": 1.0}

@@ -20,6 +20,7 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.interruptions import SHOWN_LATE, SHOWN_LATE_RESTART
 from tests.core.fakeplatform import wait_for
+from tests.core.relay_support import failed_answers
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
 from tests.platforms.slack_support import CHANNEL, Harness, config_text, open_harness
@@ -127,9 +128,11 @@ async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
     slack: OutageSlack,
     fake_chat_api: FakeChatAPI,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Its record was deleted as it gave up: it stayed frozen mid-answer, unmarked,
     # with nothing left to mark it.
+    caplog.set_level(logging.INFO)
     fake_chat_api.enqueue(tokens=[f"w{i} " for i in range(10)], token_delay=0.1)
     h, bridge = await open_harness(slack, fake_chat_api, tmp_path, "socket")
     try:
@@ -139,6 +142,9 @@ async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
         await wait_for(lambda: bridge.relay.live == 0, timeout=20)  # given up
         [kept] = await bridge.store.inflight_orphans("nobody", float("inf"))
         assert kept.message_ids and "w2" in kept.text
+        # Its answer came whole: counted as one shown late, not as a failure.
+        assert failed_answers(bridge, "shown_late") == 1
+        assert failed_answers(bridge, "failed") == 0
     finally:
         await bridge.aclose()
     [frozen] = slack.bot_replies(CHANNEL, root)
@@ -152,6 +158,9 @@ async def test_a_reply_slack_stays_out_of_reach_for_is_marked_by_the_next_start(
         assert await bridge.store.inflight_orphans("nobody", float("inf")) == []
     finally:
         await bridge.aclose()
+    said = [r.getMessage() for r in caplog.records if r.name == "chat_bridge.app"]
+    assert "showed 1 answers that had come whole, late: a restart came as they were shown" in said
+    assert not [line for line in said if line.startswith("marked ")]
 
 
 GIVEN_UP_NOT_MARKED = "could not mark a reply given up on"

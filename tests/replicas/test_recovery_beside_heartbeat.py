@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from bridge.interfaces import Address, ReplyTarget
+from bridge.interruptions import Marked
 from bridge.recovery import Recovery
 from bridge.store import InFlight, open_store
 from tests.core.fakeplatform import LocalPlatform, wait_for
@@ -62,7 +63,7 @@ async def test_a_slow_mark_holds_up_neither_the_heartbeat_nor_its_claim(
         marking, release = asyncio.Event(), asyncio.Event()
         mark = bridge.recovery.mark_interrupted
 
-        async def slow_mark(rec: InFlight) -> int:  # waiting, as for a platform's budget
+        async def slow_mark(rec: InFlight) -> Marked | None:  # waiting, as for a platform's budget
             marking.set()
             await release.wait()
             return await mark(rec)
@@ -106,7 +107,9 @@ async def test_the_start_ups_marking_is_beaten_for_while_it_waits(
             marking, release = asyncio.Event(), asyncio.Event()
             mark = Recovery.mark_interrupted
 
-            async def slow_mark(self: Recovery, rec: InFlight, *, kept: bool = False) -> int:
+            async def slow_mark(
+                self: Recovery, rec: InFlight, *, kept: bool = False
+            ) -> Marked | None:
                 marking.set()
                 await release.wait()
                 return await mark(self, rec, kept=kept)
