@@ -13,6 +13,8 @@
     │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
     │   ├── PlatformUnreachable  it could not be reached (no connection, no answer in time)
     │   ├── SlackFailed          [slack] Slack failed on its side (a 5xx, `ratelimited`)
+    │   ├── StartRefused         the platform refused the bridge's token or settings at
+    │   │                        start (`.problem`): trying again cannot help
     │   └── AppTokenRefused      [slack] Slack refuses the app-level token as Socket Mode
     │                            reconnects (adapters/platforms/slack/app_token.py)
     ├── TooLong                  an answer grew past `reply.max_answer_chars`
@@ -144,6 +146,16 @@ class PlaceGone(PlatformError):
 class PlatformUnreachable(PlatformError):
     """The platform could not be reached (the connection failed or timed out, or a
     proxy could not reach it): it may take the request later."""
+
+
+class StartRefused(PlatformError):
+    """The platform refused, as it started, what the config gives it (a token, an
+    intent, shard settings): trying again cannot help until the config changes.
+    `problem` says which in a word or two (for /healthz)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 class TooLong(BridgeError):

@@ -10,6 +10,7 @@ import math
 import resource
 import time
 from collections.abc import Awaitable, Callable, Collection
+from functools import partial
 from typing import Any, cast
 
 from aiohttp import web
@@ -62,6 +63,7 @@ class HttpServer:
         self.app = web.Application(middlewares=[self._track])
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics_handler)
+        self._routes: dict[tuple[str, str], Callable[..., Awaitable[Any]]] = {}
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self.max_connections = MAX_CONNECTIONS
@@ -76,7 +78,16 @@ class HttpServer:
         self._next_full_warning = 0.0
 
     def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]]) -> None:
-        self.app.router.add_route(method, path, handler)
+        """Route `method` `path` to `handler`. Added again, the route's handler is
+        replaced, the listener started or not (a platform made anew, to try its start
+        again)."""
+        if (method, path) not in self._routes:
+            self.app.router.add_route(method, path, partial(self._routed, (method, path)))
+        self._routes[(method, path)] = handler
+
+    async def _routed(self, route: tuple[str, str], request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await self._routes[route](request)
+        return response
 
     async def __aenter__(self) -> HttpServer:
         await self.start()

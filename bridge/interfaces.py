@@ -534,7 +534,8 @@ class HttpRoutes(Protocol):
     """The daemon's HTTP listener, for platforms that take webhooks.
 
     `handler` is an aiohttp handler (`async (aiohttp.web.Request) -> Response`).
-    Routes must be added before the listener starts (in the platform's __init__).
+    Routes must be added before the listener starts (in the platform's __init__); a
+    platform made anew, its start tried again, adds its own in their place.
     """
 
     def add_route(self, method: str, path: str, handler: Callable[..., Awaitable[Any]]) -> None: ...

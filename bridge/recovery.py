@@ -187,8 +187,9 @@ class Recovery:
                     extra={"platform": platform, "channel": rec.address.channel},
                 )
             else:
-                target = self.platforms[platform].target(rec.address)
                 try:
+                    # (A platform not started yet has no target: tried again later.)
+                    target = self.platforms[platform].target(rec.address)
                     marked = await show_interrupted(
                         self.relay,
                         target,

@@ -19,7 +19,7 @@ from adapters.platforms.discord.failures import platform_error, proxy_said
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import invite_url
 from adapters.platforms.discord.targets import InteractionTarget
-from bridge.errors import PlatformError
+from bridge.errors import PlatformError, StartRefused
 from bridge.interfaces import STOPPING_TEXT
 from bridge.logs import relevel
 
@@ -112,7 +112,8 @@ _KNOWN = (discord.DiscordException, OSError, aiohttp.ClientError, asyncio.Timeou
 
 
 def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
-    """What went wrong at start-up, in words an admin can act on.
+    """What went wrong at start-up, in words an admin can act on: a StartRefused
+    where Discord refused the token or the settings (trying again cannot help).
 
     `where` is the endpoint that was being reached and `setting` its config key.
     """
@@ -121,9 +122,9 @@ def start_error(exc: BaseException, where: str, setting: str) -> PlatformError:
     while not isinstance(exc, _KNOWN) and exc.__context__ is not None:
         exc = exc.__context__
     if (closed := _refused(exc)) is not None:
-        return PlatformError(closed[1])
+        return StartRefused(closed[1], closed[0])
     if isinstance(exc, discord.LoginFailure):
-        return PlatformError(TOKEN_HELP)
+        return StartRefused(TOKEN_HELP, "bot token refused")
     if isinstance(exc, discord.ConnectionClosed):
         return PlatformError(f"Discord closed the gateway with code {exc.code} at start-up.")
     if isinstance(exc, discord.GatewayNotFound):

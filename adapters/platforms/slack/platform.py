@@ -23,7 +23,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
 
 from bridge.budget import Budgets
-from bridge.errors import PlatformError
+from bridge.errors import PlatformError, StartRefused
 from bridge.flag import Flag
 from bridge.interfaces import (
     STOPPING_TEXT,
@@ -36,7 +36,7 @@ from bridge.interfaces import (
 )
 from bridge.proxies import env_proxy
 
-from .app_token import SocketURLs, refused_text
+from .app_token import SocketURLs, refused_text, said_by_slack
 from .clients import BOLT_LOG, web_clients
 from .closed import ClosedChannels
 from .commands import read_command
@@ -180,10 +180,13 @@ class SlackPlatform(Platform):
         try:
             auth = await guard("auth.test", self.client.auth_test())
         except SlackRefused as exc:
-            raise PlatformError(
+            text = (
                 f"Slack refused the bot token ({exc.error}); check slack.bot_token "
                 "(the Bot User OAuth Token, xoxb-…) and that the app is installed"
-            ) from exc
+            )
+            if said_by_slack(exc):
+                raise StartRefused(text, "bot token refused") from exc
+            raise PlatformError(text) from exc  # a page in its place (a proxy's 408): a try
         self.bot_user_id = auth.get("user_id")
         self.bot_id = auth.get("bot_id")
         self.team_id = auth.get("team_id")
@@ -217,7 +220,10 @@ class SlackPlatform(Platform):
             socket.client.wss_uri = await urls.open()
         except SlackRefused as exc:
             await socket.close_async()
-            raise PlatformError(refused_text(exc.error)) from exc
+            text = refused_text(exc.error)
+            if said_by_slack(exc):
+                raise StartRefused(text, "app token refused") from exc
+            raise PlatformError(text) from exc
         await socket.connect_async()
 
     async def stop_receiving(self) -> None:
@@ -264,6 +270,8 @@ class SlackPlatform(Platform):
             await self._session.close()
 
     def target(self, address: Address) -> SlackTarget:
+        if self._closed:  # (a start that failed, tried again with a platform made anew)
+            raise PlatformError("The Slack platform is not started.")
         return SlackTarget(self, address)
 
     # ------------------------------------------------------------------ inbound
