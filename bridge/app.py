@@ -24,6 +24,7 @@ from bridge.http import HttpServer
 from bridge.interfaces import ChatAPI, Platform, PlatformContext, Registry
 from bridge.logs import Repeats
 from bridge.metrics import PLATFORM_FAILURES, Metrics
+from bridge.platform_starts import PlatformStarts
 from bridge.recovery import Recovery
 from bridge.relay import Relay
 from bridge.resources import raise_open_files, warn_of_few_open_files
@@ -86,6 +87,9 @@ class Bridge:
         self.budgets = Budgets()
         self.platforms: dict[str, Platform] = {}
         self._platform_extra = platform_extra or {}
+        self._contexts: dict[str, PlatformContext] = {}
+        # Those that did not start while another did, tried again meanwhile.
+        self.starts = PlatformStarts(self._started, self._made_anew)
         self._stack = AsyncExitStack()
         self.store: Store
         self.relay: Relay
@@ -145,7 +149,7 @@ class Bridge:
             try:
                 if isinstance(exc, Exception) and hasattr(self, "recovery"):
                     # A platform began answering before the start failed (another one
-                    # out of reach, a Discord outage as Slack's questions come): its
+                    # refusing its token, or every other one out of reach): its
                     # answers are cut now and marked interrupted, as a stop's are, with
                     # no grace. Else they would stay half-shown, unmarked, until a start
                     # succeeds.
@@ -222,15 +226,12 @@ class Bridge:
                 route_channels=_route_channels(self.config, name),
                 budgets=self.budgets,
             )
+            self._contexts[name] = ctx
             self.platforms[name] = cls(ctx)
             self.relay.reset_commands[name] = self.platforms[name].reset_command
         if self.http is not None:
             await stack.enter_async_context(self.http)
-
-        for name, platform in self.platforms.items():
-            await platform.start(self.relay.handle)
-            stack.push_async_callback(platform.aclose)
-            log.info("platform connected", extra={"platform": name})
+        await self.starts.start(self.platforms)
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         self._progress = asyncio.create_task(self.relay.progress.run(), name="progress writer")
         for task in (self._heartbeat, self._progress):
@@ -242,6 +243,17 @@ class Bridge:
         # and what it claimed (and the first live replies) must be beaten for meanwhile.
         # As `_recovering`, so the heartbeat starts no second recovery beside it.
         self._recovering = asyncio.create_task(self.recovery.recover(), name="recovery")
+
+    async def _started(self, name: str, platform: Platform) -> None:
+        """Start `platform`, and from then on answer on it as `name`."""
+        await platform.start(self.relay.handle)
+        self.platforms[name] = platform
+        self._stack.push_async_callback(platform.aclose)
+        log.info("platform connected", extra={"platform": name})
+
+    def _made_anew(self, name: str) -> Platform:
+        # A platform whose start failed has closed for good.
+        return self.registry.platforms[name]()(self._contexts[name])
 
     async def _beat(self) -> None:
         """Keep this process's replies marked alive; on a shared store, take over
@@ -362,7 +374,9 @@ class Bridge:
         problems: dict[str, str] = {}
         for name in self.platforms if only is None else only:
             platform = self.platforms.get(name)
-            problem = platform.problem if platform is not None else "not configured"
+            problem = self.starts.problems.get(name) or (
+                platform.problem if platform is not None else "not configured"
+            )
             if problem is not None:
                 problems[name] = problem
         try:
@@ -406,6 +420,7 @@ class Bridge:
         left to it too, without blaming the store.
         """
         self._drained = True  # from now on the heartbeat begins no marking of its own
+        await self.starts.aclose()  # a platform not started is not started now
         if self._recovering is not None and not self._recovering.done():
             # Marking other processes' replies (the start's, or the heartbeat's on a
             # shared store) would take the platforms' budgets the stop's own marks
@@ -532,6 +547,7 @@ class Bridge:
             if t
         ]
         self._heartbeat = self._fence = self._progress = self._recovering = self._given_up = None
+        await self.starts.aclose()
         for task in tasks:
             task.cancel()
         if tasks:
