@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.platforms.slack import SlackPlatform, SlackTarget
-from adapters.platforms.slack.target import stable_prefix
+from adapters.platforms.slack.streams import stable_prefix
 from bridge.budget import Budgets
 from bridge.interfaces import Address
 from bridge.interruptions import INTERRUPTED, mark_interrupted

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import aiohttp
@@ -25,10 +23,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.errors import PlaceGone, PlatformError, PlatformUnreachable
-from bridge.fences import QUOTE_MARK
 from bridge.interfaces import Address, Limits, ReplyTarget, Source
 from bridge.proxies import env_proxy
-from bridge.split import closing_fence
 
 from .late import Body
 from .lost import LOOK_AGAIN, find_lost, since, tag, timed_out, unanswered
@@ -41,6 +37,7 @@ from .refusal import (
     SlackRefused,
     guard,
 )
+from .streams import Stream, stable_prefix
 
 if TYPE_CHECKING:
     from .platform import SlackPlatform
@@ -78,41 +75,6 @@ def _stopped(exc: PlatformError) -> bool:
     return refused or (isinstance(exc, PlatformUnreachable) and unanswered(exc))
 
 
-# A line of block-quote markers alone (`> `, `> > `): a quoted line's start.
-_QUOTE_MARKS = re.compile(f"(?:{QUOTE_MARK})+")
-
-
-@dataclass(slots=True)
-class _Stream:
-    """A natively streamed message: what was appended, and the newest full text."""
-
-    sent: str = ""
-    full: str = ""
-    open: bool = True
-
-
-def stable_prefix(markdown: str) -> str:
-    """`markdown` as far as a stream may be sent it for good: without a code fence the
-    renderer closed only for display (``` or ~~~, of any length, in a block quote or
-    not: the closer is the open fence's own marker, in its quotes), nor a last line
-    still arriving that could turn out to be that closer or a line of a quoted block
-    (`> `, `> ``` so far), nor line breaks at the end (what follows them decides what
-    they are): sent, a stream cannot take it back."""
-    head, _, last = markdown.rpartition("\n")
-    if markdown.endswith(("```", "~~~")):
-        closer = closing_fence(head)
-        if last != closer:
-            return markdown
-        shown = head.rstrip("\n")  # without the closer
-        before, _, line = shown.rpartition("\n")
-        if line and closer.startswith(line) and closing_fence(before) == closer:
-            shown = before  # its own closing line, still arriving
-        return shown.rstrip("\n")
-    if last and _QUOTE_MARKS.fullmatch(last):
-        return head.rstrip("\n")  # quote markers alone: what they quote is not known yet
-    return markdown.rstrip("\n")
-
-
 class SlackTarget(ReplyTarget):
     """A reply in a Slack conversation (a thread, or a DM's top level)."""
 
@@ -147,7 +109,7 @@ class SlackTarget(ReplyTarget):
             and address.thread is not None
             and (is_dm or user is not None)
         )
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, Stream] = {}
         # Streams a stop cut while Slack started them, which the platform stops.
         self._starting: list[asyncio.Task[None]] = []
         # Messages with a chat.update that timed out, which Slack may make late.
@@ -488,10 +450,10 @@ class SlackTarget(ReplyTarget):
             log.warning("slack: streaming refused (%s); answering with chat.update", exc.error)
             return None
         ts = str(resp["ts"])
-        self._streams[ts] = _Stream(sent=stable, full=text)
+        self._streams[ts] = Stream(sent=stable, full=text)
         return ts
 
-    async def _stop(self, ts: str, stream: _Stream, *, flush: bool = True) -> None:
+    async def _stop(self, ts: str, stream: Stream, *, flush: bool = True) -> None:
         stream.open = False
         rest: str | None = None
         if flush and stream.full.startswith(stream.sent):
