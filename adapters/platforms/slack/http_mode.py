@@ -183,10 +183,12 @@ class EventsEndpoint:
                             return web.Response(status=503, text="busy")
                         self._large += size - held
                         held = size
-                    chunk = await request.content.readany()
-                    if not chunk:
+                    # Not kept in a name of its own: a body stalled after a large piece
+                    # would be held twice.
+                    read = len(body)
+                    body += await request.content.readany()
+                    if len(body) == read:  # the end: readany() is empty only there
                         return bytes(body)
-                    body += chunk
         except TimeoutError:
             log.debug("slack: a request's body did not arrive within %g s", BODY_SECONDS)
             return web.Response(status=408, text="body too slow")
