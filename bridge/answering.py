@@ -188,7 +188,8 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         )
         await _fail(relay, job, reply, exc.user_message)
     except OutOfTime as exc:
-        outcome = "too_long"
+        # Not too long: its platform's time for it ran out (a Discord /ask's 15 minutes).
+        outcome = "out_of_time"
         circuit.release()  # the chat API was still answering: no word on it either way
         log.warning(
             "answer stopped: still streaming when its platform would soon take no "
