@@ -74,7 +74,7 @@ def interrupted_edit(
     if not message_ids:
         return None
     text, complete, ending = text.partition(_ENDED)
-    if not complete and (row := row_arriving(text)) < len(text):
+    if not complete and (row := row_arriving(text, cut=True)) < len(text):
         text = text[:row].rstrip("\r\n")  # cut: half a row would show as raw Markdown
     # A code block left open would hold the mark: shown as code, it reads as the
     # answer's (Discord's formatting leaves a fence as it is; Slack's closes it).

@@ -341,7 +341,7 @@ class LiveReply:
         note = self.target.format_markdown(f"_⚠️ {as_text(notice)}_")
         # A table's row still arriving, held back while it streamed, is left out: cut,
         # half of it would show as raw Markdown under the table.
-        text = self.text[: row_arriving(self.text, self._frozen_end)]
+        text = self.text[: row_arriving(self.text, self._frozen_end, cut=True)]
         # The footnote is about the answer: where none shows, the notice alone.
         await self._close(text, note, empty_note="", footnote=_shows(text))
 

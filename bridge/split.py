@@ -390,19 +390,27 @@ TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 ROW_AT_MOST = 1000
 
 
-def row_arriving(text: str, start: int = 0) -> int:
+def row_arriving(text: str, start: int = 0, *, cut: bool = False) -> int:
     """Where the table row still arriving at the end of `text` begins (not before
-    `start`): its last line, when that begins with `|` (not a spoiler's `||`) and is
-    not in a code block; else `len(text)`.
+    `start`): its last line, when that begins with `|` (not a spoiler's `||`), is not
+    in a code block, and stands under a table's row or rule, or (while the text is
+    still coming) opens a block; else `len(text)`. With `cut` (the text ends there for
+    good), a last line that is a whole row is kept.
 
     Its line break not there yet, it may be half a row, and half a row is no row: the
-    platforms show it under the table as raw Markdown (`| Paris | 2.1`).
+    platforms show it under the table as raw Markdown (`| Paris | 2.1`). A line begun
+    with `|` that goes on a paragraph is prose (`|x| is never negative`), shown as it
+    comes, and so is one a cut leaves: it may be prose too.
     """
     line = text.rfind("\n") + 1
     if line < start or len(text) - line > ROW_AT_MOST:
         return len(text)
     row = text[line:].lstrip(" \t")
-    if not row.startswith("|") or row.startswith("||") or _opener(text[:line]) is not None:
+    if not row.startswith("|") or row.startswith("||") or (cut and TABLE_ROW.match(row)):
+        return len(text)
+    above = text[text.rfind("\n", 0, line - 1) + 1 : line - 1] if line else ""
+    in_table = TABLE_ROW.match(above) or TABLE_RULE.match(above) or not (cut or above.strip())
+    if not in_table or _opener(text[:line]) is not None:
         return len(text)
     return line
 

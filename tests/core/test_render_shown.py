@@ -238,3 +238,15 @@ async def test_an_answer_cut_inside_a_table_row_leaves_the_half_row_out() -> Non
     reply.feed("Run:\n```sh\nls\n| grep x")
     await reply.fail("The answer was cut off.")
     assert target.visible() == ["Run:\n```sh\nls\n| grep x\n```\n\n_⚠️ The answer was cut off._"]
+    # A whole row, its line break not there yet, and a line of prose begun with `|`
+    # (under no table) are kept: the cut lost what had come of the answer.
+    for text, kept in (
+        (f"{TABLE}| Paris | 2.1 |", "| Paris | 2.1 |"),
+        ("For real numbers:\n|x| is never negative", "|x| is never negative"),
+    ):
+        target = DiscordFormatting()
+        reply = LiveReply(target, Budgets(), edit_interval=0.01)
+        await reply.start()
+        reply.feed(text)
+        await reply.fail("The answer was cut off.")
+        assert kept in target.visible()[0] and target.visible()[0].endswith("cut off._")

@@ -589,8 +589,18 @@ def test_a_table_row_still_arriving_is_the_last_line_begun_with_a_pipe() -> None
         "||a spoiler",
         f"```\n{table}| 1",  # code
         "| " + "x" * ROW_AT_MOST,  # too long for a row: shown as it comes
+        "Real numbers:\n|x| is never negative",  # prose, going on a paragraph
     ):
         assert row_arriving(text) == len(text)
+    # Opening a block: a table's header, most likely, while it streams.
+    assert row_arriving("Cities:\n\n| City | Pop") == len("Cities:\n\n")
+    assert row_arriving("| City | Pop") == 0
+    # Cut for good: a whole row is kept, half of one under a table is not, and a line
+    # opening a block is kept (it may be prose).
+    assert row_arriving(f"{table}| 1 | 2 |", cut=True) == len(table) + 9
+    assert row_arriving(f"{table}| 1 | 2", cut=True) == len(table)
+    for text in ("|x| is never negative", "Real numbers:\n\n|x| is never negative"):
+        assert row_arriving(text, cut=True) == len(text)
     # Begun before `start` (a message ended inside it): shown as it comes.
     assert row_arriving(f"{table}| 1", start=len(table) + 1) == len(table) + 3
 

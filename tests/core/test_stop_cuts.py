@@ -260,6 +260,11 @@ def test_the_interrupted_mark_leaves_out_half_a_table_row() -> None:
     table = "| City | Pop |\n|---|---|\n| Rome | 2.8 |\n"
     edit = interrupted_edit(target, f"{table}| Paris | 2.", ["m1"])
     assert edit == ("m1", f"{table}\n{INTERRUPTED}")
+    # A whole row is kept, its line break not there yet; so is prose begun with `|`.
+    edit = interrupted_edit(target, f"{table}| Paris | 2.1 |", ["m1"])
+    assert edit == ("m1", f"{table}| Paris | 2.1 |\n\n{INTERRUPTED}")
+    edit = interrupted_edit(target, "Real numbers:\n|x| is never negative", ["m1"])
+    assert edit == ("m1", f"Real numbers:\n|x| is never negative\n\n{INTERRUPTED}")
     # Whole, its answer complete, its last row ends it.
     text = record_text(f"{table}| Paris | 2.1 |", "")
     assert interrupted_edit(target, text, ["m1"]) == (
