@@ -14,6 +14,13 @@ from tests.fakes.slack import FakeSlack
 from tests.platforms.slack_support import CHANNEL, DM, Inbox, deliver, running
 
 
+@pytest.fixture
+def at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app_mention's channel is looked up without waiting for its message event."""
+    monkeypatch.setattr(places, "MESSAGE_GRACE", 0.0)
+
+
+@pytest.mark.usefixtures("at_once")
 async def test_a_place_only_its_members_see_is_told_as_such(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
@@ -153,6 +160,7 @@ def test_the_channel_types_remembered_are_bounded(monkeypatch: pytest.MonkeyPatc
     assert kinds.known("D0DM0001") is None
 
 
+@pytest.mark.usefixtures("at_once")
 async def test_questions_are_handed_over_in_order_while_their_channel_is_looked_up(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
@@ -167,6 +175,7 @@ async def test_questions_are_handed_over_in_order_while_their_channel_is_looked_
     assert [m.text for m in got] == ["first", "second"]
 
 
+@pytest.mark.usefixtures("at_once")
 async def test_a_channel_slack_will_not_describe_counts_as_private(
     fake_slack: FakeSlack,
     socket_platform: SlackPlatform,
@@ -188,6 +197,7 @@ async def test_a_channel_slack_will_not_describe_counts_as_private(
     assert fake_slack.bot_token not in caplog.text
 
 
+@pytest.mark.usefixtures("at_once")
 async def test_slack_failing_for_now_is_not_taken_for_missing_scopes(
     fake_slack: FakeSlack,
     socket_platform: SlackPlatform,
@@ -205,6 +215,7 @@ async def test_slack_failing_for_now_is_not_taken_for_missing_scopes(
     assert "scopes" not in said[0].getMessage() and "internal_error" in said[0].getMessage()
 
 
+@pytest.mark.usefixtures("at_once")
 async def test_a_channel_slack_will_not_describe_is_not_asked_about_at_every_question(
     fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
 ) -> None:
@@ -238,3 +249,61 @@ async def test_without_a_route_per_user_slack_is_not_asked_who_sees_a_channel(
     await deliver(fake_slack, fake_slack.user_message("C0PRIVATE1", "no mention"))
     assert len(socket_platform.kinds._kinds) == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_mention_whose_message_event_follows_asks_slack_nothing(
+    fake_slack: FakeSlack, socket_platform: SlackPlatform, inbox: Inbox
+) -> None:
+    # Slack sends a channel mention as app_mention and as a message, in either order.
+    # With the app_mention first, its channel was looked up at once: a burst of
+    # mentions in new channels spent conversations.info's budget (and drew 429s) on
+    # what the message events said a moment later.
+    fake = fake_slack
+    channels = [f"C0NEW{i:05d}" for i in range(10)]
+    fake.channels.update({c: "group" for c in channels[::2]})
+    mention = f"<@{fake.bot_user_id}>"
+    for channel in channels:
+        message, app_mention = fake.user_message(channel, f"{mention} asked")
+        await deliver(fake, [app_mention, message])
+    for channel in channels:
+        [_, app_mention] = fake.user_message(channel, f"{mention} asked again")
+        await deliver(fake, [app_mention])
+    got = await inbox.wait(20)
+    assert [m.audience for m in got[:10]] == ["members"] * 10  # not known yet
+    assert [(m.channel, m.audience) for m in got[10:]] == [
+        (c, "members" if i % 2 == 0 else "channel") for i, c in enumerate(channels)
+    ]
+    await wait_for(lambda: not socket_platform.kinds._asking)
+    assert not [m for m, _ in fake.calls if m == "conversations.info"]
+
+
+async def test_a_mention_alone_has_its_channel_looked_up_and_a_reset_does_not_wait(
+    fake_slack: FakeSlack,
+    socket_platform: SlackPlatform,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No message event follows (an app subscribed to app_mention alone): the channel
+    # is looked up once the wait for one is over; a /chat-reset meanwhile asks at once.
+    monkeypatch.setattr(places, "MESSAGE_GRACE", 0.2)
+    mention = f"<@{fake_slack.bot_user_id}>"
+    [_, app_mention] = fake_slack.user_message(CHANNEL, f"{mention} asked")
+    await deliver(fake_slack, [app_mention])
+    await wait_for(lambda: socket_platform.kinds.known(CHANNEL) is not None)
+    assert socket_platform.kinds.known(CHANNEL) == "channel"
+    monkeypatch.setattr(places, "MESSAGE_GRACE", 60.0)
+    [_, app_mention] = fake_slack.user_message("C0PUBLIC02", f"{mention} asked")
+    await deliver(fake_slack, [app_mention])
+    await fake_slack.wait_ack(
+        await fake_slack.send_envelope(
+            "slash_commands", fake_slack.slash_command("/chat-reset", "C0PUBLIC02")
+        )
+    )
+    got = await inbox.wait(3)
+    assert [(m.channel, m.audience) for m in got] == [
+        (CHANNEL, "members"),
+        ("C0PUBLIC02", "members"),
+        ("C0PUBLIC02", "channel"),  # the reset: the person's public conversation
+    ]
+    asked = [a["channel"] for m, a in fake_slack.calls if m == "conversations.info"]
+    assert asked == [CHANNEL, "C0PUBLIC02"]

@@ -8,15 +8,18 @@ Its events' `channel_type` does not say so; their body does
 (`is_ext_shared_channel`), as Slack's description of it does. The channels the
 bot is in are listed once at start (`users.conversations`), what events say is
 remembered, and a channel still unknown is looked up (`conversations.info`) in
-the background. A question is never held for a lookup (questions of a place
-would overtake each other, and one taken just before a stop would be lost):
-until its channel is known, it counts as private. A conversation kept to one
-place leaks nothing; one shared with public channels might.
+the background, once its mention's message event (which Slack sends with its
+`app_mention`, often just after it) has had `MESSAGE_GRACE` seconds to say it.
+A question is never held for a lookup (questions of a place would overtake each
+other, and one taken just before a stop would be lost): until its channel is
+known, it counts as private. A conversation kept to one place leaks nothing;
+one shared with public channels might.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -42,6 +45,10 @@ _KINDS = frozenset({"channel", "im", "group", "mpim"})
 # Seconds a channel Slack would not describe counts as private before it is asked
 # again (an app without the scopes would otherwise make a refused call a question).
 UNTOLD_SECONDS = 600.0
+# Seconds an app_mention's channel waits for its message event to say its type
+# before Slack is asked (a burst of mentions in new channels spent conversations.info's
+# budget, about 50 a minute, on what the message events said anyway).
+MESSAGE_GRACE = 2.0
 # Pages of 200 channels listed at start at most.
 LIST_PAGES = 50
 # Channels whose type is remembered at most (about 150 bytes each), and channels
@@ -69,7 +76,8 @@ class ChannelKinds:
         self._kinds: Recent[str, str] = Recent(MAX_KINDS)
         # channel: until when it is not asked about (Slack would not say)
         self._untold: Recent[str, float] = Recent(MAX_UNTOLD)
-        self._asking: set[str] = set()  # channels being looked up now
+        # channels being looked up: what ends their wait for an event, and the lookup
+        self._asking: dict[str, tuple[asyncio.Event, object]] = {}
         self._warned = False
 
     def learn(self, channel: str, kind: object, *, shared: bool = False) -> None:
@@ -95,20 +103,22 @@ class ChannelKinds:
         if found is not None:
             return found
         if channel not in self._asking and (self._untold.get(channel) or 0.0) <= time.monotonic():
-            self._asking.add(channel)
-            self._spawn(self._look_up(channel))
+            self._ask(channel, now=False)
         return "members"
 
     async def look_up_now(self, channel: str, within: float) -> None:
         """Ask Slack who sees `channel` now, if it is not known yet, waiting `within`
         seconds at most (the lookup goes on after): for a command, which keeps no order
         among questions and whose reset must find the conversation it is for."""
-        if not self.enabled or self.known(channel) is not None or channel in self._asking:
+        if not self.enabled or self.known(channel) is not None:
             return
-        if (self._untold.get(channel) or 0.0) > time.monotonic():
+        if channel in self._asking:  # asked already, or to be once its grace is over
+            hurry, lookup = self._asking[channel]
+            hurry.set()
+        elif (self._untold.get(channel) or 0.0) > time.monotonic():
             return
-        self._asking.add(channel)
-        lookup = self._spawn(self._look_up(channel))
+        else:
+            lookup = self._ask(channel, now=True)
         if isinstance(lookup, asyncio.Future):
             # Not waited for past `within`, nor once cut (the platform closing); a
             # cancel of the waiter goes on up.
@@ -144,8 +154,23 @@ class ChannelKinds:
             if not cursor:
                 return
 
-    async def _look_up(self, channel: str) -> None:
+    def _ask(self, channel: str, *, now: bool) -> object:
+        """Look `channel` up in the background; unless `now`, once `MESSAGE_GRACE` is
+        over and no event has said its type meanwhile. Returns the lookup."""
+        hurry = asyncio.Event()
+        if now:
+            hurry.set()
+        lookup = self._spawn(self._look_up(channel, hurry))
+        self._asking[channel] = (hurry, lookup)
+        return lookup
+
+    async def _look_up(self, channel: str, hurry: asyncio.Event) -> None:
         try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(MESSAGE_GRACE):
+                    await hurry.wait()
+            if self.known(channel) is not None:
+                return  # its message event said it
             answer = await guard(
                 "conversations.info", self._client.conversations_info(channel=channel)
             )
@@ -154,7 +179,7 @@ class ChannelKinds:
             self._untold.put(channel, time.monotonic() + (UNTOLD_SECONDS if scopes else 60.0))
             return
         finally:
-            self._asking.discard(channel)
+            self._asking.pop(channel, None)
         self._keep(channel, _kind(answer.get("channel") or {}))
 
     def _keep(self, channel: str, kind: str) -> None:
@@ -165,6 +190,8 @@ class ChannelKinds:
         if kind == SHARED or self._kinds.get(channel) != SHARED:
             # The longest quiet are forgotten (looked up again if asked in).
             self._kinds.put(channel, kind)
+        if (asking := self._asking.get(channel)) is not None:
+            asking[0].set()  # a lookup waiting for an event: told, it asks nothing
 
     def _cannot_tell(self, what: str, exc: Exception) -> bool:
         """Log why Slack did not say; whether it is for the app's missing scopes."""
