@@ -307,3 +307,23 @@ async def test_a_mention_alone_has_its_channel_looked_up_and_a_reset_does_not_wa
     ]
     asked = [a["channel"] for m, a in fake_slack.calls if m == "conversations.info"]
     assert asked == [CHANNEL, "C0PUBLIC02"]
+
+
+async def test_a_listing_cut_short_is_told(
+    fake_slack: FakeSlack,
+    inbox: Inbox,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bot in more channels than the listing at start takes (an organisation-wide
+    # install): those past it were left unknown without a word.
+    monkeypatch.setattr(places, "LIST_PAGES", 2)
+    fake_slack.channels.update({f"C0PUB{i:05d}": "channel" for i in range(450)})
+    async with running(fake_slack, inbox) as platform:
+        await wait_for(lambda: any("listed" in r.getMessage() for r in caplog.records))
+        assert platform.kinds.known("C0PUB00399") == "channel"
+        assert platform.kinds.known("C0PUB00400") is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "more than 400 channels" in warnings[0] and "counts as private" in warnings[0]
+    assert fake_slack.count("users.conversations") == 2

@@ -49,7 +49,8 @@ UNTOLD_SECONDS = 600.0
 # before Slack is asked (a burst of mentions in new channels spent conversations.info's
 # budget, about 50 a minute, on what the message events said anyway).
 MESSAGE_GRACE = 2.0
-# Pages of 200 channels listed at start at most.
+# Pages of 200 channels listed at start at most (within MAX_KINDS, with room to learn).
+LIST_PAGE = 200
 LIST_PAGES = 50
 # Channels whose type is remembered at most (about 150 bytes each), and channels
 # Slack would not describe.
@@ -138,7 +139,7 @@ class ChannelKinds:
                     self._client.users_conversations(
                         types="public_channel,private_channel,mpim",
                         exclude_archived=True,
-                        limit=200,
+                        limit=LIST_PAGE,
                         cursor=cursor or None,
                     ),
                 )
@@ -153,6 +154,15 @@ class ChannelKinds:
             cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 return
+        log.warning(
+            "slack: the bot is in more than %d channels; only the first %d were listed at "
+            "start. The others are learnt from their messages and invitations, or asked "
+            "about (conversations.info) when a question comes; until then a question "
+            "there counts as private (under session: user, a conversation of that "
+            "channel alone)",
+            LIST_PAGE * LIST_PAGES,
+            LIST_PAGE * LIST_PAGES,
+        )
 
     def _ask(self, channel: str, *, now: bool) -> object:
         """Look `channel` up in the background; unless `now`, once `MESSAGE_GRACE` is
