@@ -241,7 +241,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     except PlaceGone as exc:
         outcome = "failed"
         circuit.release()
-        log.warning("answer stopped: %s", exc, extra={"conversation": key})
+        _stopped(job, reply, exc)
         with contextlib.suppress(Exception):
             await reply.abandon()
     except asyncio.CancelledError:
@@ -381,7 +381,7 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
     try:
         await reply.fail(notice)
     except PlaceGone as exc:
-        log.warning("answer stopped: %s", exc, extra={"conversation": key})
+        _stopped(job, reply, exc)
     except Exception as exc:
         log.warning(
             "could not show that the answer failed: %s", for_log(exc), extra={"conversation": key}
@@ -411,6 +411,22 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
                     "replies given up on wait for their platform already)",
                     extra={"conversation": key},
                 )
+
+
+def _stopped(job: Job, reply: LiveReply, exc: PlaceGone) -> None:
+    """The platform let the answer go no further where it shows (`PlaceGone`): one
+    line says so, and what its asker sees."""
+    sees = "what showed of it is left with no mark" if reply.message_ids else "nothing showed"
+    log.warning(
+        "answer stopped: %s; %s",
+        exc,
+        sees,
+        extra={
+            "conversation": job.key,
+            "platform": job.msg.platform,
+            "channel": job.msg.channel,
+        },
+    )
 
 
 def _late(exc: Exception) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
 from bridge.interruptions import record_text
 from bridge.reply_budget import Held, Op, Promise, ReplyBudget, release, restamp
+from bridge.reply_text import as_text, settled, shows
 from bridge.sources import source_blocks
 from bridge.split import row_arriving, split_pieces
 
@@ -58,45 +58,6 @@ class RenderStats:
 
     edits: int = 0
     first_visible_at: float | None = None
-
-
-def _shows(text: str) -> bool:
-    """Whether `text` shows anything: a platform refuses a blank message (Discord trims
-    the content and answers 50006), so whitespace alone counts as no text."""
-    return bool(text) and not text.isspace()
-
-
-# A link still arriving at the end of the text ("[the guide](https://do"): a progress
-# edit shows the text before it, and the link once whole (half of one shows as raw
-# Markdown, its address cut short). Bounded: a "[" that never closes is shown soon.
-_LINK_ARRIVING = re.compile(r"!?\[[^\[\]\n]{0,200}(?:\](?:\([^()\s]{0,500})?)?\Z")
-_ARRIVING_AT_MOST = 720  # the longest match the pattern can make, and a little more
-
-
-# Marks that would make text in a note markup (an API's `max_completion_tokens` would
-# end the note's italics), and the code spans they are kept in: the bridge's own
-# notices name a command in one.
-_MARKS = re.compile(r"[\\`*_~|\[\]]")
-_CODE_SPAN = re.compile(r"`[^`\n]+`")
-
-
-def as_text(text: str) -> str:
-    """`text` as Markdown shows it as written: its marks escaped, but in code spans."""
-    out: list[str] = []
-    last = 0
-    for span in _CODE_SPAN.finditer(text):
-        out += (_MARKS.sub(r"\\\g<0>", text[last : span.start()]), span.group())
-        last = span.end()
-    return "".join(out) + _MARKS.sub(r"\\\g<0>", text[last:])
-
-
-def _settled(text: str, start: int) -> str:
-    """`text` without a table row or a link still arriving at its end (after `start`)."""
-    row = row_arriving(text, start)
-    if row < len(text):
-        return text[:row]  # (a link in it goes with it)
-    found = _LINK_ARRIVING.search(text, max(start, len(text) - _ARRIVING_AT_MOST))
-    return text if found is None else text[: found.start()]
 
 
 class LiveReply:
@@ -228,9 +189,12 @@ class LiveReply:
         except Exception as exc:  # the platform's failure, whatever its kind
             self._failed(exc)
             what = "reply update failed" if first else "could not show that an answer is coming"
-            log.warning("%s: %s", what, for_log(exc))
             if isinstance(exc, PlaceGone):
+                # The answer stops: whoever ends it says so, once (`bridge.answering`).
+                log.debug("%s: %s", what, for_log(exc))
                 self.gone = exc
+            else:
+                log.warning("%s: %s", what, for_log(exc))
             return
         finally:
             restamp(slots)
@@ -265,7 +229,7 @@ class LiveReply:
     def set_status(self, status: str | None) -> None:
         """Show a progress status while there is no text yet."""
         self._status = status
-        if not _shows(self.text):
+        if not shows(self.text):
             self._mark()
 
     def _mark(self) -> None:
@@ -343,7 +307,7 @@ class LiveReply:
         # half of it would show as raw Markdown under the table.
         text = self.text[: row_arriving(self.text, self._frozen_end, cut=True)]
         # The footnote is about the answer: where none shows, the notice alone.
-        await self._close(text, note, empty_note="", footnote=_shows(text))
+        await self._close(text, note, empty_note="", footnote=shows(text))
 
     async def _close(
         self,
@@ -356,7 +320,7 @@ class LiveReply:
         """Show `text`, then `tail` under it; where `text` shows nothing once formatted
         (blank, or an empty heading on Slack), `empty_note` instead when there is one.
         With `footnote`, the reply's footnote (if it has one) ends it."""
-        pieces = self._answer_pieces(text) if _shows(text) else []
+        pieces = self._answer_pieces(text) if shows(text) else []
         if not pieces:
             pieces = [empty_note or tail]
             tail = "" if not empty_note else tail
@@ -467,8 +431,8 @@ class LiveReply:
 
     def _progress_pieces(self) -> list[str]:
         """Messages for the text so far: frozen ones as shown, then the live tail."""
-        text = _settled(self.text, self._frozen_end)
-        if _shows(text) and self._tail_of[0] != self._version:
+        text = settled(self.text, self._frozen_end)
+        if shows(text) and self._tail_of[0] != self._version:
             # The same text is asked for twice per edit (before and after its budget
             # slot): split and format it once.
             pieces = split_pieces(
@@ -481,7 +445,7 @@ class LiveReply:
                 self._reopen = pieces[-2].reopen
             # No piece: what follows the frozen ones shows nothing yet (an empty heading).
             self._tail_of = (self._version, pieces[-1].text if pieces else "")
-        if _shows(text) and (self._frozen or self._tail_of[1]):
+        if shows(text) and (self._frozen or self._tail_of[1]):
             return [*self._frozen, self._tail_of[1]] if self._tail_of[1] else list(self._frozen)
         if not self._status:
             return list(self._shown)
@@ -542,13 +506,17 @@ class LiveReply:
                 except Exception as exc:  # the platform's failure, whatever its kind
                     self._failed(exc)
                     first_final = final and self._final_since is None
-                    if first_final or not (final or self._failures) or isinstance(exc, PlaceGone):
+                    if isinstance(exc, PlaceGone):
+                        # Nothing more shows there. The answer stops: whoever ends it
+                        # says so, once (`bridge.answering`).
+                        log.debug("reply update failed: %s", for_log(exc))
+                        self.gone = exc
+                        return
+                    if first_final or not (final or self._failures):
                         log.warning("reply update failed: %s", for_log(exc))
                     else:
                         log.debug("reply update failed again: %s", for_log(exc))
-                    if isinstance(exc, PlaceGone):
-                        self.gone = exc  # nothing more can be shown there
-                    elif final and self._may_retry(exc):
+                    if final and self._may_retry(exc):
                         # The final text must land: try again after a pause.
                         await asyncio.sleep(min(FINAL_BACKOFF, 0.5 * 2**self._retries))
                         self._retries += 1
@@ -572,7 +540,7 @@ class LiveReply:
         # The interval runs from when this update was sent: text that arrives
         # while it is on its way waits one interval, not one plus its round trip.
         self._last_edit = sent
-        if self.stats.first_visible_at is None and _shows(self.text[:snapshot]):
+        if self.stats.first_visible_at is None and shows(self.text[:snapshot]):
             # Words, not a status, are on screen now.
             self.stats.first_visible_at = time.monotonic()
 
