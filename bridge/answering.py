@@ -241,7 +241,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     except PlaceGone as exc:
         outcome = "failed"
         circuit.release()
-        _stopped(job, reply, exc)
+        await _stopped(job, reply, exc)
         with contextlib.suppress(Exception):
             await reply.abandon()
     except asyncio.CancelledError:
@@ -381,7 +381,7 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
     try:
         await reply.fail(notice)
     except PlaceGone as exc:
-        _stopped(job, reply, exc)
+        await _stopped(job, reply, exc)
     except Exception as exc:
         log.warning(
             "could not show that the answer failed: %s", for_log(exc), extra={"conversation": key}
@@ -413,10 +413,19 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
                 )
 
 
-def _stopped(job: Job, reply: LiveReply, exc: PlaceGone) -> None:
-    """The platform let the answer go no further where it shows (`PlaceGone`): one
-    line says so, and what its asker sees."""
-    sees = "what showed of it is left with no mark" if reply.message_ids else "nothing showed"
+async def _stopped(job: Job, reply: LiveReply, exc: PlaceGone) -> None:
+    """The platform let the answer go no further where it shows (`PlaceGone`): what is
+    left of it says it was cut short where a message of it can (`LiveReply.cut_short`),
+    and one line says so, and what its asker sees."""
+    marked = False
+    with contextlib.suppress(Exception):  # a platform library's own error too
+        marked = await reply.cut_short()
+    if marked:
+        sees = "what showed of it is marked as cut short"
+    elif reply.message_ids:
+        sees = "no mark could be put on what showed of it"
+    else:
+        sees = "nothing of it had shown"
     log.warning(
         "answer stopped: %s; %s",
         exc,

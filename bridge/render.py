@@ -24,7 +24,7 @@ from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
 from bridge.interruptions import record_text
 from bridge.reply_budget import Held, Op, Promise, ReplyBudget, release, restamp
-from bridge.reply_text import as_text, settled, shows
+from bridge.reply_text import as_text, settled, shows, with_note
 from bridge.sources import source_blocks
 from bridge.split import row_arriving, split_pieces
 
@@ -45,6 +45,13 @@ REFUSED_BACKOFF = 60.0
 READ_AHEAD = 0.05
 # A held reader reads again after this many edit intervals even with no edit made.
 HOLD_AT_MOST = 4
+
+# The note under what is left of a reply whose platform let it go no further past its
+# first message (`LiveReply.cut_short`).
+CUT_SHORT = (
+    "Cut short: the rest of this answer could not be shown (its next message was "
+    "deleted, or the bot may no longer post here) — please ask again."
+)
 
 ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
 # Told of the reply's messages and its text as its record keeps it (`LiveReply.recorded`).
@@ -77,6 +84,7 @@ class LiveReply:
         "_flusher",
         "_frozen",
         "_frozen_end",
+        "_gone_at",
         "_has_text",
         "_last_edit",
         "_may_read",
@@ -140,6 +148,7 @@ class LiveReply:
         self.ending: str | None = None
         self._final_since: float | None = None  # when a final update first failed
         self.gone: PlaceGone | None = None  # the platform says the reply's place is gone
+        self._gone_at = 0  # the message it said so of (one past the last: a new one)
         self._dirty = Flag()
         self._has_text = Flag()
         self._closed = Flag()
@@ -508,9 +517,9 @@ class LiveReply:
                     first_final = final and self._final_since is None
                     if isinstance(exc, PlaceGone):
                         # Nothing more shows there. The answer stops: whoever ends it
-                        # says so, once (`bridge.answering`).
+                        # says so, once, and how what it showed ends (`cut_short`).
                         log.debug("reply update failed: %s", for_log(exc))
-                        self.gone = exc
+                        self.gone, self._gone_at = exc, index
                         return
                     if first_final or not (final or self._failures):
                         log.warning("reply update failed: %s", for_log(exc))
@@ -608,6 +617,29 @@ class LiveReply:
         """A stop began: keep a slot back for the mark saying the reply was interrupted
         (see `ReplyBudget.keep_back`)."""
         self._budget.keep_back(self._closing)
+
+    async def cut_short(self) -> bool:
+        """Its place gone (`gone`) past its first message, say so under what is left of
+        it: the message before the one the platform refused (a moderator deleted the
+        live one, or took away the bot's Send Messages before the next). False where
+        there is none, or that edit failed too (the place itself is gone)."""
+        at = self._gone_at - 1
+        if self.gone is None or not 0 <= at < len(self.message_ids):
+            return False
+        await self._flusher_ended()
+        note = self._fmt(f"_⚠️ {as_text(CUT_SHORT)}_")
+        text = with_note(self._shown[at], note, self.limits.max_chars)
+        slots = (await self._acquire("edit"))[1]
+        try:
+            await self.target.edit(self.message_ids[at], text)
+        except Exception as exc:  # the platform's failure, whatever its kind
+            self._failed(exc)
+            log.debug("could not mark a reply cut short: %s", for_log(exc))
+            return False
+        finally:
+            restamp(slots)
+        self._shown[at] = text
+        return True
 
     async def abandon(self) -> None:
         """Stop without a final edit, and clear the platform's indicators unless

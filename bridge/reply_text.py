@@ -1,11 +1,11 @@
 """What a live reply's messages show of its text: what shows at all, what is held back
-while it arrives, and notes shown as written."""
+while it arrives, notes shown as written, and what is left of a message cut short."""
 
 from __future__ import annotations
 
 import re
 
-from bridge.split import row_arriving
+from bridge.split import close_fences, row_arriving
 
 
 def shows(text: str) -> bool:
@@ -45,3 +45,24 @@ def settled(text: str, start: int) -> str:
         return text[:row]  # (a link in it goes with it)
     found = _LINK_ARRIVING.search(text, max(start, len(text) - _ARRIVING_AT_MOST))
     return text if found is None else text[: found.start()]
+
+
+def with_note(shown: str, note: str, limit: int) -> str:
+    """A message showing `shown` (formatted) ended with `note` under it, within `limit`
+    characters: where both do not fit, the message's last lines make room (the answer
+    is cut there anyway), and a code block they leave open is closed, or it would hold
+    the note."""
+    body = shown.rstrip()
+    room = limit - len(note) - 2
+    while room > 0:
+        if len(body) > room:
+            head = body[:room]
+            cut = head.rfind("\n")
+            if cut <= 0:
+                cut = head.rfind(" ")
+            body = head[:cut] if cut > 0 else head
+        body = close_fences(body.rstrip())
+        if len(body) <= room:
+            return f"{body}\n\n{note}" if shows(body) else note
+        room -= len(body) - room  # the fence closed took room: cut that much more
+    return note[:limit]
