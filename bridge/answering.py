@@ -98,6 +98,8 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         on_failure=partial(relay.metrics.platform_failed, msg.platform),
         footnote=FILES_NOT_READ if msg.has_attachments else "",
         promise=job.promise,
+        # On a shared store: not after a pause until the heartbeat says it is still its.
+        gate=relay.fence.checked if relay.store.shared else None,
     )
     job.reply = reply
     if not relay.accepting:  # asked as a stop began (its turn came at once)

@@ -263,7 +263,7 @@ class Bridge:
             # one succeeds: a blip of the store, or a beat that took long to fail, does
             # not fence the replica (bridge/fence.py).
             failed = self._beat_failed_at > self.relay.fence.beaten_at
-            await asyncio.sleep(
+            await self.relay.fence.due(
                 self.heartbeat / 4 if failed and self.store.shared else self.heartbeat
             )
             try:
@@ -284,7 +284,8 @@ class Bridge:
     async def _beat_once(self) -> None:
         # Its own frame: what a beat gathers (every live reply's text) is let go
         # when it ends, not kept through the sleep until the next one.
-        now, began = time.time(), time.monotonic()
+        stamp = self.relay.fence.stamp()
+        began, now = stamp[0], stamp[2]
         cut = 0
         if self.store.shared:
             # By the database's clock: this process's own does not count a pause of
@@ -321,7 +322,7 @@ class Bridge:
             )
         # Marked alive as of `now`: what follows may take long, or fail, and changes
         # nothing to that.
-        self.relay.fence.beaten(began)
+        self.relay.fence.beaten(stamp)
         kept = max(
             [self.config.limits.event_ttl]
             + [type(platform).redelivers_within for platform in self.platforms.values()]

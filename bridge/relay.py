@@ -392,6 +392,10 @@ class Relay:
                 job.fenced = bool(job.leased)
                 job.taken_over = taken_over
                 job.task.cancel()
+                if job.reply is not None:
+                    # Its updates stop now, not once the cancellation reaches them: the
+                    # heartbeat may let an update waiting for it go (`Fence.checked`).
+                    job.reply.halt()
                 cut += 1
         return cut
 

@@ -84,6 +84,7 @@ class LiveReply:
         "_flusher",
         "_frozen",
         "_frozen_end",
+        "_gate",
         "_gone_at",
         "_has_text",
         "_last_edit",
@@ -122,8 +123,11 @@ class LiveReply:
         on_failure: FailureHook | None = None,
         footnote: str = "",
         promise: Promise | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.target = target
+        # Passed just before each request of the platform (`bridge.fence.Fence.checked`).
+        self._gate = gate
         # Markdown the reply ends with, under the answer and its sources (or under a
         # failure's notice where some answer shows): a word about the question itself.
         self.footnote = footnote
@@ -194,6 +198,8 @@ class LiveReply:
         first = self._first_pieces()
         snapshot, snapped_at = len(self.text), time.monotonic()
         try:
+            if self._gate is not None:
+                await self._gate()
             message_id = await self.target.begin(first[0] if first else None)
         except Exception as exc:  # the platform's failure, whatever its kind
             self._failed(exc)
@@ -498,6 +504,8 @@ class LiveReply:
                         release(held[1] if held else [])
                         held = None
                         held = await self._acquire(op)
+                    if self._gate is not None:
+                        await self._gate()
                     slots, held = held[1], None
                     sent = time.monotonic()
                     try:
@@ -649,6 +657,11 @@ class LiveReply:
         await self.aclose()
         if not closed:
             await self.target.end()
+
+    def halt(self) -> None:
+        """Make no more updates from now on (the answer is being cut)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
 
     async def aclose(self) -> None:
         """Stop the flusher without a final edit (used when the process is going away)."""

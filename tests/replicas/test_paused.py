@@ -10,7 +10,8 @@ edits undid the other's mark).
 
 Emulated in one process: while paused, the replica runs nothing of its own (its
 heartbeat and its edits wait), and its fence sees no time pass (the time of its
-last heartbeat is moved on by as much).
+last heartbeat is moved on by as much). Its boot and wall clocks do, as in a
+suspend: resumed, it edits nothing before that heartbeat.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from contextlib import AsyncExitStack
 import pytest
 
 from bridge.interruptions import INTERRUPTED
+from bridge.render import LiveReply
+from bridge.reply_budget import Held, Op
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.fakes.chatapi import FakeChatAPI
 from tests.replicas.test_shared_order import shared_bridge
@@ -128,3 +131,90 @@ async def test_a_replica_paused_past_the_takeover_stops_and_marks_its_answer_aga
         warned = [r for r in caplog.records if PAUSED in r.getMessage()]
         assert [r.levelno for r in warned] == [logging.WARNING]
         assert "word59" not in shown
+
+
+@pytest.mark.parametrize("found_by", ["the database's clock", "the records taken over"])
+async def test_a_replica_resumed_from_a_suspend_edits_nothing_before_its_heartbeat(
+    fake_chat_api: FakeChatAPI,
+    monkeypatch: pytest.MonkeyPatch,
+    found_by: str,
+) -> None:
+    # Resumed, its answer went on editing its reply (undoing the other replica's
+    # "interrupted" mark) until its first heartbeat, up to an interval later. Its
+    # monotonic clock stood still meanwhile, its boot and wall clocks did not: a
+    # laptop suspended.
+    fake_chat_api.enqueue(tokens=[f"word{i} " for i in range(60)], token_delay=0.1)
+    fake_chat_api.enqueue(tokens=[f"then{i} " for i in range(5)], token_delay=0.1)
+    async with pg_schema_url() as url, AsyncExitStack() as stack:
+        WHO.set("a")
+        a = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
+        WHO.set("b")
+        b = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
+        on_a: LocalPlatform = a.platforms["console"]  # type: ignore[assignment]
+        on_b: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
+        on_b.targets = on_a.targets  # one thread, seen by both replicas
+
+        paused = False
+        resumed = asyncio.Event()
+        ops: list[tuple[str, str, str]] = []  # (replica, message id or "resumed", text)
+
+        WHO.set("a")
+        thread = await on_a.say("first", thread="T1", sent_at=1_700_000_000.1)
+        edit = thread.edit
+
+        async def edit_as(message_id: str, text: str) -> None:
+            ops.append((WHO.get(), message_id, text))
+            await edit(message_id, text)
+
+        thread.edit = edit_as  # type: ignore[method-assign]
+        # While paused, A's updates wait before anything of theirs is done, and so
+        # does its heartbeat.
+        acquire = LiveReply._acquire
+
+        async def paused_acquire(reply: LiveReply, op: Op) -> Held:
+            if WHO.get() == "a" and paused:
+                await resumed.wait()
+            return await acquire(reply, op)
+
+        monkeypatch.setattr(LiveReply, "_acquire", paused_acquire)
+        beat = a._beat_once
+
+        async def paused_beat() -> None:
+            if paused:
+                await resumed.wait()
+                if found_by == "the records taken over":
+                    a._beaten_in_store = None  # as if its last beat were unknown
+            await beat()
+
+        a._beat_once = paused_beat  # type: ignore[method-assign]
+
+        await wait_for(lambda: any("word1" in t for t in thread.visible()))
+        # --- A is suspended: its monotonic clock stops ---
+        paused = True
+        fence = a.relay.fence
+        beaten, paused_at = fence.beaten_at, time.monotonic()
+
+        async def clock_stopped() -> None:
+            while not resumed.is_set():
+                fence._beaten_at = beaten + (time.monotonic() - paused_at)
+                await asyncio.sleep(0.005)
+
+        stopped_clock = asyncio.create_task(clock_stopped())
+        await wait_for(lambda: any(INTERRUPTED in t for t in thread.visible()), timeout=10)
+        WHO.set("b")
+        await on_b.say("second", thread="T1", sent_at=1_700_000_000.2)
+        await wait_for(lambda: len(thread.visible()) == 2 and "then4" in thread.visible()[1])
+        # --- A resumes ---
+        WHO.set("a")
+        ops.append(("a", "resumed", ""))
+        paused = False
+        resumed.set()
+        await stopped_clock
+        await wait_for(lambda: a.relay.live == 0 and b.relay.live == 0, timeout=20)
+
+        shown, answered = thread.visible()
+        assert shown.endswith(INTERRUPTED), shown
+        assert answered.endswith("then4 ")
+        after = ops[ops.index(("a", "resumed", "")) + 1 :]
+        strays = [text for who, _, text in after if who == "a" and INTERRUPTED not in text]
+        assert strays == []
