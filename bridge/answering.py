@@ -28,6 +28,7 @@ from bridge.errors import (
     RateLimited,
     SlowToBegin,
     Stalled,
+    StoppedByAsker,
     TooLong,
     Unauthorized,
     Unavailable,
@@ -241,9 +242,16 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
             notice = f"{notice} {_start_over(relay, job)}"
         await _fail(relay, job, reply, notice)
     except PlaceGone as exc:
-        outcome = "failed"
+        outcome = "stopped" if isinstance(exc, StoppedByAsker) else "failed"
         circuit.release()
-        await _stopped(job, reply, exc)
+        try:
+            await _stopped(job, reply, exc)
+        except asyncio.CancelledError:  # a stop as its mark waited: as one cuts an answer
+            with contextlib.suppress(Exception):
+                await reply.aclose()
+                async with asyncio.timeout(END_ON_STOP):
+                    await reply.target.end()
+            raise
         with contextlib.suppress(Exception):
             await reply.abandon()
     except asyncio.CancelledError:
@@ -418,26 +426,31 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
 async def _stopped(job: Job, reply: LiveReply, exc: PlaceGone) -> None:
     """The platform let the answer go no further where it shows (`PlaceGone`): what is
     left of it says it was cut short where a message of it can (`LiveReply.cut_short`),
-    and one line says so, and what its asker sees."""
+    and one line says so, and what its asker sees, however the mark ends (a stop may
+    cut it). An answer its asker stopped is as they left it: an INFO line."""
     marked = False
-    with contextlib.suppress(Exception):  # a platform library's own error too
-        marked = await reply.cut_short()
-    if marked:
-        sees = "what showed of it is marked as cut short"
-    elif reply.message_ids:
-        sees = "no mark could be put on what showed of it"
-    else:
-        sees = "nothing of it had shown"
-    log.warning(
-        "answer stopped: %s; %s",
-        exc,
-        sees,
-        extra={
-            "conversation": job.key,
-            "platform": job.msg.platform,
-            "channel": job.msg.channel,
-        },
-    )
+    try:
+        with contextlib.suppress(Exception):  # a platform library's own error too
+            marked = await reply.cut_short()
+    finally:
+        if isinstance(exc, StoppedByAsker):
+            sees = "its asker stopped it"
+        elif marked:
+            sees = "what showed of it is marked as cut short"
+        elif reply.message_ids:
+            sees = "no mark could be put on what showed of it"
+        else:
+            sees = "nothing of it had shown"
+        (log.info if isinstance(exc, StoppedByAsker) else log.warning)(
+            "answer stopped: %s; %s",
+            exc,
+            sees,
+            extra={
+                "conversation": job.key,
+                "platform": job.msg.platform,
+                "channel": job.msg.channel,
+            },
+        )
 
 
 def _late(exc: Exception) -> str | None:

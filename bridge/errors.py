@@ -9,8 +9,10 @@
     │   ├── PlatformRefused      it answered and refused this request (a 4xx, not 429)
     │   │   └── SlackRefused     [slack] Slack answered `ok: false` (`.error`, `.needed`)
     │   │       ├── SlackGone    ...as the reply's place is gone (also a PlaceGone)
+    │   │       ├── SlackStopped ...as the person pressed Stop (also a StoppedByAsker)
     │   │       └── SlackLockedOut ...as Slack takes the bot's token no more (also a PlaceGone)
     │   ├── PlaceGone            the reply's channel or message is gone, or closed to the bot
+    │   │   └── StoppedByAsker   ...as the person asking stopped it there (Slack's Stop)
     │   ├── PlatformUnreachable  it could not be reached (no connection, no answer in time)
     │   ├── SlackFailed          [slack] Slack failed on its side (a 5xx, `ratelimited`)
     │   ├── StartRefused         the platform refused the bridge's token or settings at
@@ -141,6 +143,11 @@ class PlaceGone(PlatformError):
     bot was removed or lost its access there. Trying again would fail the same way."""
 
     user_message = "The reply's channel or message is gone, or the bot may no longer post there."
+
+
+class StoppedByAsker(PlaceGone):
+    """The person asking stopped the answer where it shows (Slack's Stop on a native
+    stream): it ends there, as shown. Not a failure, and nothing of it is marked."""
 
 
 class PlatformUnreachable(PlatformError):

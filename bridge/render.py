@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.budget import Budgets
-from bridge.errors import PlaceGone, PlatformError, PlatformRefused, for_log
+from bridge.errors import PlaceGone, PlatformError, PlatformRefused, StoppedByAsker, for_log
 from bridge.flag import Flag
 from bridge.interfaces import THINKING_TEXT, ReplyTarget, Source
 from bridge.interruptions import record_text
@@ -632,7 +632,9 @@ class LiveReply:
         live one, or took away the bot's Send Messages before the next). False where
         there is none, or that edit failed too (the place itself is gone)."""
         at = self._gone_at - 1
-        if self.gone is None or not 0 <= at < len(self.message_ids):
+        if self.gone is None or isinstance(self.gone, StoppedByAsker):
+            return False  # (stopped by its asker: as they left it)
+        if not 0 <= at < len(self.message_ids):
             return False
         await self._flusher_ended()
         note = self._fmt(f"_⚠️ {as_text(CUT_SHORT)}_")

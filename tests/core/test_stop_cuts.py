@@ -11,6 +11,7 @@ import pytest
 
 from bridge import app
 from bridge.app import Bridge
+from bridge.errors import PlaceGone
 from bridge.interfaces import Address, Rate
 from bridge.interruptions import (
     GIVEN_UP,
@@ -20,6 +21,7 @@ from bridge.interruptions import (
     interrupted_edit,
     record_text,
 )
+from bridge.render import CUT_SHORT
 from tests.core.fakeplatform import LocalPlatform, wait_for
 from tests.core.recording import RecordingTarget, max_in_window, use_slot
 from tests.core.relay_support import bridge_for, failed_answers, platform
@@ -330,3 +332,45 @@ async def test_a_refusal_a_stop_cuts_is_not_marked_interrupted(
         assert failed_answers(bridge, "interrupted") == 0.0
         assert await bridge.store.inflight_orphans("anyone", time.time() + 1) == []
     assert asked.visible() == []
+
+
+class _SecondGone(RecordingTarget):
+    """Its second message deleted; the cut-short mark's edit never answered."""
+
+    def __init__(self) -> None:
+        super().__init__(max_chars=300)
+        self.marking = asyncio.Event()
+
+    async def edit(self, message_id: str, text: str) -> None:
+        if message_id == "m2":
+            raise PlaceGone("the message was deleted")
+        if CUT_SHORT in text:
+            self.marking.set()
+            await asyncio.Event().wait()
+        await super().edit(message_id, text)
+
+
+async def test_a_stop_as_a_cut_answers_mark_waits_clears_its_indicators_and_says_so(
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The stop cut the mark's wait: the platform's thinking indicator stayed, and the
+    # answer's stop was never logged.
+    fake_chat_api.enqueue(
+        tokens=[f"Line {i:03d}: " + "x" * 39 + "\n" for i in range(40)], token_delay=0.05
+    )
+    made: list[_SecondGone] = []
+
+    def target(self: LocalPlatform, address: Address) -> _SecondGone:
+        made.append(_SecondGone())
+        return made[-1]
+
+    monkeypatch.setattr(LocalPlatform, "target", target)
+    async with bridge_for(fake_chat_api, tmp_path / "b.db") as bridge:
+        await platform(bridge).say("A long one")
+        await wait_for(lambda: bool(made) and made[0].marking.is_set())
+    assert [op.kind for op in made[0].ops][-1] == "end"
+    [line] = [r.getMessage() for r in caplog.records if "answer stopped" in r.getMessage()]
+    assert "no mark could be put on what showed of it" in line

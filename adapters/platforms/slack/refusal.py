@@ -11,7 +11,13 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bridge.errors import PlaceGone, PlatformError, PlatformRefused, PlatformUnreachable
+from bridge.errors import (
+    PlaceGone,
+    PlatformError,
+    PlatformRefused,
+    PlatformUnreachable,
+    StoppedByAsker,
+)
 from bridge.proxies import PROXY_AUTH_REQUIRED, proxy_refusal, proxy_refused
 from bridge.transport import out_of_files
 
@@ -87,6 +93,10 @@ class SlackFailed(PlatformError):
 
 class SlackGone(SlackRefused, PlaceGone):
     """A message could not be posted or edited because its place is gone."""
+
+
+class SlackStopped(SlackRefused, StoppedByAsker):
+    """The person pressed Stop on a native stream (`stopped_by_user`)."""
 
 
 class SlackLockedOut(SlackRefused, PlaceGone):

@@ -35,6 +35,7 @@ from .refusal import (
     SlackGone,
     SlackLockedOut,
     SlackRefused,
+    SlackStopped,
     guard,
 )
 from .streams import Stream, stable_prefix
@@ -278,7 +279,7 @@ class SlackTarget(ReplyTarget):
                         if exc.error == "stopped_by_user":
                             # The person pressed Stop: the answer ends here, as shown.
                             stream.open = False
-                            raise SlackGone("chat.appendStream", exc.error) from exc
+                            raise SlackStopped("chat.appendStream", exc.error) from exc
                         if exc.error != _NOT_STREAMING:
                             raise
                         # The stream ended without us (Slack's own time limit): the
