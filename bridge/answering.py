@@ -72,10 +72,14 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         await relay.notice(job.target, unavailable(circuit))
         relay.metrics.answered.labels(msg.platform, route.backend, "unavailable").inc()
         return
+    # The probe this question is, where `allow` gave it the slot (0: it is not): the
+    # circuit tells its answer from those let through, which may fail as it streams.
+    probe = circuit.probe
+    release = partial(circuit.release, probe=probe)
     try:
         conv, history = await open_conversation(relay.store, key, route.backend, backend)
     except BaseException:
-        circuit.release()  # nothing was asked of the backend
+        release()  # nothing was asked of the backend
         raise
     request = ChatRequest(
         message=valid_text(msg.text).strip(),
@@ -131,7 +135,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
                 # whole, as any answer does: one that then stalls opens the circuit
                 # again at once. (One cut after its first words by a dropped
                 # connection, or `total` as its text flowed, counts neither way.)
-                circuit.began()
+                circuit.began(probe=probe)
 
             cut = job.target.cut_at()
             try:
@@ -193,7 +197,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     except OutOfTime as exc:
         # Not too long: its platform's time for it ran out (a Discord /ask's 15 minutes).
         outcome = "out_of_time"
-        circuit.release()  # the chat API was still answering: no word on it either way
+        release()  # the chat API was still answering: no word on it either way
         log.warning(
             "answer stopped: still streaming when its platform would soon take no "
             "more of it; what came shows, with a note saying so",
@@ -202,7 +206,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         await _fail(relay, job, reply, exc.user_message)
     except RateLimited as exc:
         outcome = "failed"
-        circuit.release()
+        release()
         if exc.retry_at is not None:
             circuit.hold(exc.retry_at)
         await _fail(relay, job, reply, exc.describe())
@@ -212,7 +216,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         if isinstance(exc, Unauthorized | Forbidden):
             # Not a failure to stop calling the backend for: the first question
             # answered shows the key mended. The circuit's ERROR names the setting.
-            circuit.release()
+            release()
             circuit.refused(_key_refused(route.backend, exc))
             level = logging.INFO
         elif isinstance(exc, Unavailable) and not isinstance(exc, CutOff | Unfinished | Overloaded):
@@ -222,14 +226,15 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
             # the backend was not asked. One that stopped past `idle` (Stalled)
             # counts: a backend that hangs after its first words is not asked again
             # and again, each asker waiting `idle` for half an answer.
-            if circuit.probing:  # still down: the circuit's own line says so
+            if probe and circuit.probe == probe:  # still down: the circuit's line says so
                 level = logging.INFO
             circuit.failure(
                 exc.user_message if isinstance(exc, Misaddressed) else None,
                 late=_late(exc),
+                probe=probe,
             )
         else:
-            circuit.release()
+            release()
         log.log(
             level,
             "backend %s failed: %s",
@@ -243,7 +248,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         await _fail(relay, job, reply, notice)
     except PlaceGone as exc:
         outcome = "stopped" if isinstance(exc, StoppedByAsker) else "failed"
-        circuit.release()
+        release()
         try:
             await _stopped(job, reply, exc)
         except asyncio.CancelledError:  # a stop as its mark waited: as one cuts an answer
@@ -257,7 +262,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
     except asyncio.CancelledError:
         # An answer come whole, cut as it was being shown: its mark shows it whole.
         outcome = "interrupted" if reply.ending is None else "shown_late"
-        circuit.release()
+        release()
         # Stop its updates (a late one would undo the "interrupted" mark the stop
         # adds) and let the platform clear its indicators, briefly: the process
         # is going away.
@@ -268,7 +273,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         raise
     except Exception as exc:  # the bridge's own failure: end the reply, say so
         outcome = "failed"
-        circuit.release()
+        release()
         if reply.gave_up and reply.ending is not None:
             # Not a failure to answer: the answer came whole, and only its platform
             # kept its end from showing (`_fail` says what becomes of it).

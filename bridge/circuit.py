@@ -4,11 +4,13 @@ After `failures` consecutive failures of the kind that waiting will not fix
 (unavailable, timed out), the circuit opens: questions get an immediate
 "unavailable" answer for `cooldown` seconds. Then one question is let through
 as a probe; its answer's first text closes the circuit (the relay calls
-`began` then), its failure opens it again. The run of failures stands until an
-answer ends whole (`success`): a probe that begins, then stalls, opens the
-circuit again at once. The opening is a WARNING; probes that fail while the
-backend stays down are summed up at most once a minute, and its return is an
-INFO line.
+`began` then), its failure opens it again. The relay tells which answer was the
+probe (`probe`, noted as `allow` let it through): another answer that fails
+meanwhile counts, but the probe's slot stays its own. The run of failures
+stands until an answer ends whole (`success`): a probe that begins, then
+stalls, opens the circuit again at once. The opening is a WARNING; probes that
+fail while the backend stays down are summed up at most once a minute, and its
+return is an INFO line.
 
 An answer that ran past a timeout of the backend's own counts: it did not begin
 within `first_byte`, or began and then sent nothing more within `idle` (a
@@ -53,7 +55,9 @@ class Circuit:
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
-        self._probing = False
+        # The number of the probe in flight (0: none), of the `_probes` taken so far.
+        self._probing = 0
+        self._probes = 0
         # A 429's "not before", on `clock`: a wall clock stepped meanwhile (NTP, a
         # VM resumed) neither stretches nor cuts the wait the API asked for.
         self._held_until = -math.inf
@@ -82,13 +86,21 @@ class Circuit:
     @property
     def probing(self) -> bool:
         """Whether one question is finding out, now, whether the backend is back."""
+        return bool(self._probing)
+
+    @property
+    def probe(self) -> int:
+        """The number of the probe in flight (0: none). A question let through notes
+        it at once (it is its own where `allow` gave it the probe slot), and passes it
+        to `began`, `failure` and `release`: only the probe's answer closes the
+        circuit or frees its slot."""
         return self._probing
 
     @property
     def refusing(self) -> bool:
         """Whether a question now is told the backend is not being called, without
         taking the probe slot (that is for the first question to reach `allow`)."""
-        return self.state == "open" or self._probing or self.held_until() is not None
+        return self.state == "open" or self.probing or self.held_until() is not None
 
     def allow(self) -> bool:
         """May a request go to the backend now? (Takes the probe slot when half-open.)
@@ -99,7 +111,8 @@ class Circuit:
         if state == "closed":
             return True
         if state == "half-open" and not self._probing:
-            self._probing = True
+            self._probes += 1
+            self._probing = self._probes
             return True
         return False
 
@@ -108,13 +121,13 @@ class Circuit:
             return 0.0
         return max(0.0, self._opened_at + self.cooldown - self._clock())
 
-    def began(self) -> None:
-        """The probe's answer began: every question may go to the backend again (not
-        told it is unavailable while that answer visibly streams). The run of
-        failures stands until an answer ends whole (`success`): one that fails
-        opens the circuit again at once."""
-        if self._probing:
-            self._probing = False
+    def began(self, *, probe: int = 0) -> None:
+        """An answer began; where it is the probe's (`probe`, see the property), every
+        question may go to the backend again (not told it is unavailable while that
+        answer visibly streams). The run of failures stands until an answer ends
+        whole (`success`): one that fails opens the circuit again at once."""
+        if probe and probe == self._probing:
+            self._probing = 0
             self._opened_at = None
 
     def success(self) -> None:
@@ -134,21 +147,25 @@ class Circuit:
             )
         self._failures = 0
         self._opened_at = None
-        self._probing = False
+        self._probing = 0
         self.told = None
         self.slow = False
         self._late = set()
 
-    def failure(self, told: str | None = None, *, late: str | None = None) -> None:
+    def failure(self, told: str | None = None, *, late: str | None = None, probe: int = 0) -> None:
         """A failure waiting may mend; `told`: what the asker is told instead of when
         to try again, where waiting will not (a misconfigured address); `late`: the
         timeout of the backend's its answer ran past, "first_byte" (it did not
-        begin) or "idle" (it began, then sent nothing more)."""
+        begin) or "idle" (it began, then sent nothing more); `probe`: the number of
+        the probe the answer was (see the property). Another answer's failure as a
+        probe is under way counts, and waits the cooldown again from now, but
+        leaves the probe its slot (its answer tells whether the backend is back)."""
+        probing = bool(probe) and probe == self._probing
         self.slow = late is not None and (self.slow or self._failures == 0)
         self._late = self._late | {late} if self.slow and late else set()
         self._failures += 1
         self.told = told
-        if self._probing or self._failures >= self.threshold:
+        if probing or self._failures >= self.threshold:
             what = _late_words(self._late) if self.slow else "failed"
             told_as = "slow to answer" if self.slow else "unavailable"
             if not self._down.tries:  # it opens
@@ -163,7 +180,7 @@ class Circuit:
                     told_as,
                     extra={"backend": self.name},
                 )
-            elif self._probing or self._opened_at is None:  # a probe, or what it let through
+            elif probing or self._opened_at is None:  # a probe, or what it let through
                 again = self._down.failed()
                 (log.debug if again is None else log.warning)(
                     "backend %s still %s: a probe failed, %d failures in a row; not called "
@@ -176,7 +193,8 @@ class Circuit:
                     extra={"backend": self.name},
                 )
             self._opened_at = self._clock()
-        self._probing = False
+        if probing:
+            self._probing = 0
 
     def refused(self, mend: str) -> None:
         """The backend refused its credentials (a 401 or 403): no wait mends that, so
@@ -207,9 +225,11 @@ class Circuit:
         wait = self._held_until - self._clock()
         return time.time() + wait if wait > 0 else None
 
-    def release(self) -> None:
-        """The probe ended without telling anything (e.g. a bad question)."""
-        self._probing = False
+    def release(self, *, probe: int = 0) -> None:
+        """An answer ended without telling anything (e.g. a bad question): where it
+        was the probe (`probe`, see the property), its slot is free again."""
+        if probe and probe == self._probing:
+            self._probing = 0
 
 
 def _late_words(late: set[str]) -> str:

@@ -125,20 +125,61 @@ def test_a_probe_that_begins_lets_questions_through_but_keeps_the_run_until_whol
         circuit.failure(late="idle")
     now[0] += 10
     assert circuit.allow() and circuit.probing
-    circuit.began()
+    probe = circuit.probe
+    circuit.began(probe=probe)
     assert circuit.state == "closed" and not circuit.refusing and circuit.allow()
-    circuit.failure(late="idle")  # the probe stalls
+    circuit.failure(late="idle", probe=probe)  # the probe stalls
     assert circuit.state == "open"
     assert unavailable(circuit).startswith("The assistant is too slow to answer right now")
     now[0] += 10
     assert circuit.allow()
-    circuit.began()
+    circuit.began(probe=circuit.probe)
     circuit.success()  # the probe's answer ends whole
     said = [r.getMessage() for r in caplog.records if r.name == "chat_bridge.circuit"]
     assert said[-1] == "backend docs answers again: calling it again"
     assert [m for m in said if "times in a row" in m] == [said[0]]  # opened once
     circuit.failure()  # one failure now starts a run of its own
     assert circuit.state == "closed"
+
+
+def test_a_probe_keeps_its_slot_when_an_answer_let_through_before_it_stalls() -> None:
+    # A probe's first words let answer A through; the probe then stalled, and after the
+    # cooldown a second probe was taken. A stalling meanwhile was taken for that probe
+    # failing: its slot was freed and the cooldown begun again, and once the second
+    # probe's answer began, every other asker was still told the backend was too slow,
+    # for a whole cooldown, as it streamed.
+    now = [0.0]
+    circuit = Circuit(3, 30.0, lambda: now[0], name="docs")
+    for _ in range(3):
+        circuit.failure(late="idle")
+    now[0] += 30
+    assert circuit.allow()
+    first = circuit.probe
+    circuit.began(probe=first)
+    assert circuit.allow() and circuit.probe == 0  # A: not a probe
+    circuit.began()  # A's answer begins too: nothing changes
+    circuit.failure(late="idle", probe=first)  # the first probe stalls
+    assert circuit.state == "open"
+    now[0] += 30
+    assert circuit.allow()
+    second = circuit.probe
+    assert second not in (0, first)
+    now[0] += 1
+    circuit.failure(late="idle")  # A stalls: it counts, but the probe is the second's
+    assert circuit.probing and circuit.refusing and not circuit.allow()
+    circuit.began(probe=second)
+    assert circuit.state == "closed" and not circuit.refusing and circuit.allow()
+    # An answer released (a bad question) or ending as another probe streams frees
+    # only its own slot: one question at a time finds out whether the backend is back.
+    circuit.failure(late="idle", probe=second)
+    now[0] += 30
+    assert circuit.allow()
+    third = circuit.probe
+    circuit.release(probe=first)  # the first probe's answer, long after
+    circuit.release()
+    assert circuit.probing and not circuit.allow()
+    circuit.release(probe=third)
+    assert circuit.allow() and circuit.probe not in (0, third)
 
 
 def test_a_long_outage_warns_as_the_circuit_opens_then_once_a_minute_at_most(
@@ -168,7 +209,7 @@ def test_a_long_outage_warns_as_the_circuit_opens_then_once_a_minute_at_most(
     for _ in range(11):  # a probe every cooldown, all failing: 110 s
         now[0] += 10
         assert circuit.allow() and circuit.probing
-        circuit.failure()
+        circuit.failure(probe=circuit.probe)
     assert [level for level, _ in said()] == ["WARNING", "WARNING"]
     assert said()[1][1] == (
         "backend docs still down: a probe failed, 8 failures in a row; not called for 10 s "

@@ -277,6 +277,50 @@ async def test_answers_cut_by_the_total_timeout_as_their_text_flows_do_not_open_
     assert len(fake_chat_api.requests) == 3
 
 
+async def test_a_probe_streaming_lets_questions_through_though_an_earlier_answer_stalls(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # An answer let through by one probe's first words stalled as the next probe was
+    # under way: it was taken for that probe failing, so once the probe's answer began
+    # every other asker was still told the assistant was too slow, for a cooldown.
+    extra = "limits: {circuit: {failures: 1, cooldown: 1}}"
+    late, held = asyncio.Event(), asyncio.Event()
+    fake_chat_api.enqueue(tokens=["Begun ", "never"], hang_after=1)  # opens the circuit
+    fake_chat_api.enqueue(tokens=["Probe ", "never"], hang_after=1)  # begins, then stalls
+    fake_chat_api.enqueue(tokens=["Let ", "through"], hang_after=1, gate=late)
+    fake_chat_api.enqueue(tokens=["Back", " again."], gate=held)  # the second probe
+    fake_chat_api.enqueue(tokens=["Meanwhile."])
+    text = config_text(fake_chat_api.endpoint("chatmount"), tmp_path / "b.db", extra)
+    text = text.replace("first_byte: 2}", "first_byte: 10}")
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as b:
+        circuit = b.relay.circuits["docs"]
+        await ask(b, "q0", "T0")
+        await wait_for(lambda: circuit.state == "half-open")
+        first = await local(b).say("q1", thread="T1")
+        await wait_for(lambda: first.visible() != [])  # the probe began: all let through
+        let_through = await local(b).say("q2", thread="T2")
+        await fake_chat_api.wait_requests(3)
+        await asyncio.wait_for(first.ended.wait(), 15)  # the probe stalled
+        assert circuit.state == "open"
+        await wait_for(lambda: circuit.state == "half-open", timeout=5)
+        second = await local(b).say("q3", thread="T3")
+        await fake_chat_api.wait_requests(4)
+        assert circuit.probing
+        late.set()  # the answer let through begins, then stalls
+        await asyncio.wait_for(let_through.ended.wait(), 15)
+        assert "stopped answering within 0.5 s" in let_through.visible()[0]
+        assert circuit.probing  # the probe is still the second question's
+        held.set()
+        await wait_for(lambda: second.visible() != [])
+        assert circuit.state == "closed"
+        meanwhile = await ask(b, "q4", "T4")
+        await asyncio.wait_for(second.ended.wait(), 15)
+    assert meanwhile.notices == [] and meanwhile.visible() == ["Meanwhile."]
+    assert second.visible() == ["Back again."]
+    assert len(fake_chat_api.requests) == 5
+
+
 async def test_connection_dropped_mid_stream(fake_chat_api: FakeChatAPI, tmp_path: Path) -> None:
     fake_chat_api.enqueue(tokens=["Part ", "one ", "part ", "two"], drop_after=2)
     async with bridge(fake_chat_api, tmp_path / "b.db") as b:
