@@ -350,18 +350,18 @@ class SlowToBegin(TimedOut):
 class Stalled(TimedOut):
     """The answer's text had begun, then not a byte more came within the backend's
     `idle` (its text so far is shown): a backend that hangs after its first words,
-    or a model pausing mid-answer, silent, longer than the bridge waits. Only once
-    text came: until then the deadline is `first_byte`'s (SlowToBegin). It counts
-    against the backend's circuit, as SlowToBegin does (each such question is
-    paid for, and its asker waits `idle` for half an answer); the log names
-    `timeouts.idle`."""
+    or a model pausing mid-answer, silent, longer than the bridge waits; or `total`
+    cut it first, nothing having come for half of `idle`. Only once text came:
+    until then the deadline is `first_byte`'s (SlowToBegin). It counts against the
+    backend's circuit, as SlowToBegin does (each such question is paid for, and
+    its asker waits `idle` for half an answer); the log names `timeouts.idle`."""
 
 
 class Unfinished(TimedOut):
-    """The backend's `total` passed while the answer's text was still coming (its
-    text so far is shown): an answer longer than `total` allows (a long reasoning
-    one), not the backend failing, so it does not count against its circuit; the
-    log names `timeouts.total`."""
+    """The backend's `total` passed while the answer's text was still coming, a byte
+    within half of its `idle` before (its text so far is shown): an answer longer
+    than `total` allows (a long reasoning one), not the backend failing, so it does
+    not count against its circuit; the log names `timeouts.total`."""
 
 
 class ProtocolError(ChatAPIError):

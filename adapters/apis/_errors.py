@@ -56,6 +56,15 @@ log = logging.getLogger("adapters.apis")
 
 E = TypeVar("E", bound=ChatAPIError)
 
+# At the `total` cut, an answer whose text had begun was still coming (Unfinished,
+# which its circuit does not count) where bytes came within this share of `idle`
+# before it; quiet longer, it stopped mid-answer (Stalled, which counts). The quiet
+# is under `idle` (else `idle` cut first): streamed text comes many times a second,
+# so half of `idle` without a byte is no answer still flowing, and a backend that
+# hangs after its first words, where `total` cuts it, is quiet that long more often
+# than not (the longer `idle`, the likelier).
+QUIET_SHARE = 0.5
+
 
 def retried(error: ChatAPIError) -> bool:
     """Whether `HTTPDialect.stream` tries again on `error` (while no text was shown).
@@ -174,11 +183,27 @@ def timed_out(
     backend: str,
     *,
     wrote: bool = False,
+    quiet: float = 0.0,
 ) -> TimedOut:
     """TimedOut for the deadline that passed: first text (SlowToBegin), between reads
-    once text came (Stalled), or overall (Unfinished where text had come: `wrote`).
+    once text came (Stalled), or overall (Unfinished where text had come, `wrote`,
+    and still came: nothing for `quiet` seconds, a share of `idle`, is Stalled).
     The log names the setting that decided it, for the admin to raise."""
     t = timeouts
+    if which == "total" and wrote and quiet >= t.idle * QUIET_SHARE:
+        log.warning(
+            "backend %s stopped mid-answer: nothing more for %.3g s when its "
+            "timeouts.total (now %g) cut the answer (timeouts.idle: %g)",
+            backend,
+            quiet,
+            t.total or 0.0,
+            t.idle,
+            extra={"backend": backend},
+        )
+        return Stalled(
+            f"The assistant did not finish within {t.total or 0.0:g} s; please try again.",
+            backend=backend,
+        )
     key, setting, wait = {
         "first": ("first_byte", t.first_byte, t.connect + t.first_byte),
         "idle": ("idle", t.idle, t.idle),

@@ -384,6 +384,7 @@ class HTTPDialect(ChatAPI):
         got_any = False  # an event was parsed
         known = False  # ...and the consumer took one for an event of its stream
         wrote = False  # ...and one held the answer's text
+        heard = start  # when the last bytes came (for a `total` cut: still coming?)
         try:
             async with AsyncExitStack() as stack:
                 async with asyncio.timeout_at(deadline):
@@ -412,6 +413,7 @@ class HTTPDialect(ChatAPI):
                         await gate()
                         # The pause is the reply's, not the API's idle time.
                         deadline = _earliest(deadline + loop.time() - held, end)
+                        heard += loop.time() - held
                     try:
                         async with asyncio.timeout_at(deadline):
                             chunk = await anext(chunks, None)
@@ -425,6 +427,7 @@ class HTTPDialect(ChatAPI):
                             status=response.status_code,
                             detail=f"the connection dropped mid-stream ({type(exc).__name__})",
                         ) from exc
+                    heard = loop.time()
                     if chunk is None:
                         break
                     if not began and (began := chunk.lstrip()[:1]) == b"<":
@@ -471,7 +474,7 @@ class HTTPDialect(ChatAPI):
             which: Literal["first", "idle", "total"] = (
                 "total" if over else "idle" if wrote else "first"
             )
-            raise self._timed_out(which, wrote=wrote) from exc
+            raise self._timed_out(which, wrote=wrote, quiet=loop.time() - heard) from exc
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError) as exc:
             raise self._transport_error(exc) from exc
 
@@ -555,11 +558,12 @@ class HTTPDialect(ChatAPI):
         )
 
     def _timed_out(
-        self, which: Literal["first", "idle", "total"], *, wrote: bool = False
+        self, which: Literal["first", "idle", "total"], *, wrote: bool = False, quiet: float = 0.0
     ) -> TimedOut:
         """TimedOut for the deadline that passed: first text, between reads, or overall
-        (`wrote`: once the answer's text had begun)."""
-        return timed_out(which, self.options.timeouts, self.name, wrote=wrote)
+        (`wrote`: once the answer's text had begun; `quiet`: seconds since the last
+        bytes came)."""
+        return timed_out(which, self.options.timeouts, self.name, wrote=wrote, quiet=quiet)
 
     def _transport_error(self, exc: Exception) -> ChatAPIError:
         """The error an httpx error means (see `transport_error`)."""

@@ -133,6 +133,26 @@ async def test_the_total_timeout_as_text_flows_leaves_the_answer_unfinished(dial
     assert len(dialect.fake.requests) == 1
 
 
+async def test_the_total_timeout_long_after_the_last_byte_is_a_stalled_answer(dialect, caplog):
+    # Its first words, then nothing: `total` cut it before `idle` could. It was taken
+    # for a long answer still coming (Unfinished), which the circuit does not count, so
+    # a backend that hangs after its first words was asked every question.
+    dialect.enqueue(tokens=["first", " words", " never"], hang_after=2)
+    api = dialect.api(timeouts={"total": 1.0, "idle": 1.2})
+    seen, exc = await collect_until_error(api, ask(api))
+    assert text_of(seen) == "first words"
+    assert isinstance(exc, Stalled) and not isinstance(exc, Unfinished)
+    assert exc.user_message == "The assistant did not finish within 1 s; please try again."
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    [said] = [line for line in warned if line.startswith(f"backend {api.name} ")]
+    assert re.fullmatch(
+        f"backend {api.name} stopped mid-answer: nothing more for [\\d.]+ s when its "
+        r"timeouts.total \(now 1\) cut the answer \(timeouts.idle: 1.2\)",
+        said,
+    ), said
+    assert len(dialect.fake.requests) == 1
+
+
 async def test_slow_first_byte_times_out(dialect, caplog):
     # The stream opens with its event without text at once (ndjson's start,
     # bot-messages' empty content, openai's role chunk): a sign of life, which

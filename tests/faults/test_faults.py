@@ -277,6 +277,27 @@ async def test_answers_cut_by_the_total_timeout_as_their_text_flows_do_not_open_
     assert len(fake_chat_api.requests) == 3
 
 
+async def test_answers_cut_by_the_total_timeout_long_after_their_last_byte_open_the_circuit(
+    fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # First words, then nothing, until `total` cut the answer before `idle` could: it
+    # was taken for a long answer still coming, so a backend that hung after its first
+    # words was asked every question.
+    extra = "limits: {circuit: {failures: 1, cooldown: 60}}"
+    fake_chat_api.enqueue(tokens=["Begun ", "never"], hang_after=1)
+    text = config_text(fake_chat_api.endpoint("chatmount"), tmp_path / "b.db", extra)
+    text = text.replace("{idle: 0.5, first_byte: 2}", "{idle: 2, first_byte: 2, total: 1.5}")
+    config = parse_config(text, env={"KEY": fake_chat_api.api_key}, registry=TEST_REGISTRY)
+    async with Bridge(config, TEST_REGISTRY) as b:
+        hung = await ask(b, "q1", "T1")
+        [shown] = hung.visible()
+        assert shown.startswith("Begun") and "did not finish within 1.5 s" in shown
+        assert b.relay.circuits["docs"].state == "open"
+        refused = await ask(b, "q2", "T2")
+    assert refused.notices[0].startswith("The assistant is too slow to answer right now")
+    assert len(fake_chat_api.requests) == 1
+
+
 async def test_a_probe_streaming_lets_questions_through_though_an_earlier_answer_stalls(
     fake_chat_api: FakeChatAPI, tmp_path: Path
 ) -> None:
