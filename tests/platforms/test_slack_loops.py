@@ -82,3 +82,39 @@ async def test_two_bots_do_not_answer_each_other_for_ever(
         assert [r.json["message"] for r in chat.requests][-2:] == ["and now?", "Bot again"]
     finally:
         await bridge.aclose()
+
+
+async def test_a_bot_that_answers_at_the_top_level_is_no_endless_loop_either(
+    fake_slack: FakeSlack,
+    fake_chat_api: FakeChatAPI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Another bot that posts in the channel, mentioning the bridge, for each of its
+    # answers: each of its posts opened a thread of its own for its answer, counted
+    # apart, so the brake never held and every post was a chat API request.
+    caplog.set_level(logging.INFO)
+    h, bridge = await open_harness(
+        fake_slack, fake_chat_api, tmp_path, "socket", "ignore_bots: false"
+    )
+    chat = fake_chat_api
+    try:
+        for n in range(BOT_TURNS + 1):
+            chat.enqueue(tokens=[f"Answer {n}."])
+        root = await h.ask(CHANNEL, "what is a bridge?")
+        await h.answer(CHANNEL, root, "Answer 0.")
+        for n in range(1, BOT_TURNS + 4):
+            mention = f"<@{fake_slack.bot_user_id}>"
+            bodies = fake_slack.user_message(
+                CHANNEL, f"{mention} echo {n}", user="U0OTHERBOT", bot_id="B0OTHER01"
+            )
+            for body in bodies:
+                await h.send(body)
+            if n <= BOT_TURNS:
+                await h.answer(CHANNEL, bodies[0]["event"]["ts"], f"Answer {n}.")
+        asked = [f"echo {n}" for n in range(1, BOT_TURNS + 1)]
+        assert await h.sentinel() == ["what is a bridge?", *asked, "sentinel"]
+        [warned] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert "U0OTHERBOT" in warned and "its top level" in warned
+    finally:
+        await bridge.aclose()

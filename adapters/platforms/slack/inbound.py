@@ -102,21 +102,25 @@ class MessageEvents:
         return platform._spawn(platform._hand_over(inbound, target, platform._handler))
 
     def _loops(self, inbound: Inbound, event: dict[str, Any]) -> bool:
-        """Whether `inbound` is another bot's message past `BotTurns.limit` in a row in
-        its conversation: not answered, lest two bots answer each other for ever."""
-        place = (inbound.workspace, inbound.channel, inbound.thread)
+        """Whether `inbound` is another bot's message past `BotTurns.limit` in a row
+        where it was written (a thread, or a channel's top level): not answered, lest
+        two bots answer each other for ever. Messages at a channel's top level count
+        together, though each opens a thread of its own for its answer: a bot that
+        answers each of the bridge's replies with a post of its own is one loop."""
+        written_in = event.get("thread_ts")
+        place = (inbound.workspace, inbound.channel, str(written_in) if written_in else None)
         if not from_bot(event):
             self.bot_turns.person(place)
             return False
         turns = self.bot_turns.bot(place, inbound.message_id)
         if turns == self.bot_turns.limit + 1:
             log.warning(
-                "slack: not answering bot %s in channel %s (thread %s): %d bot messages in "
-                "a row there, none from a person, as when two bots answer each other; bots "
-                "are answered there again once a person writes in it",
+                "slack: not answering bot %s in channel %s (%s): %d bot messages in a row "
+                "there, none from a person, as when two bots answer each other; bots are "
+                "answered there again once a person writes in it",
                 inbound.user,
                 inbound.channel,
-                inbound.thread,
+                f"thread {place[2]}" if place[2] else "its top level",
                 turns,
             )
         return turns > self.bot_turns.limit
