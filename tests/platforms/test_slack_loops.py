@@ -118,3 +118,33 @@ async def test_a_bot_that_answers_at_the_top_level_is_no_endless_loop_either(
         assert "U0OTHERBOT" in warned and "its top level" in warned
     finally:
         await bridge.aclose()
+
+
+async def test_a_notifier_whose_posts_people_discuss_in_their_threads_is_answered(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # A CI bot asking the bridge at the top level about each failure, people talking
+    # in each post's thread: no loop, and every post is answered.
+    h, bridge = await open_harness(
+        fake_slack, fake_chat_api, tmp_path, "socket", "ignore_bots: false"
+    )
+    try:
+        for n in range(BOT_TURNS + 1):
+            fake_chat_api.enqueue(tokens=[f"Build {n} broke on a test."])
+            fake_chat_api.enqueue(tokens=["Revert it."])
+            bodies = fake_slack.user_message(
+                CHANNEL,
+                f"<@{fake_slack.bot_user_id}> build {n} failed",
+                user="U0CIBOT01",
+                bot_id="B0CIBOT01",
+            )
+            for body in bodies:
+                await h.send(body)
+            post = bodies[0]["event"]["ts"]
+            await h.answer(CHANNEL, post, f"Build {n} broke on a test.")
+            await h.ask(CHANNEL, "what now?", thread_ts=post)
+            await h.answer(CHANNEL, post, "Revert it.", n=2)
+        asked = [f"build {n} failed" for n in range(BOT_TURNS + 1)]
+        assert (await h.sentinel())[::2] == [*asked, "sentinel"]
+    finally:
+        await bridge.aclose()

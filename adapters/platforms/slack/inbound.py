@@ -111,6 +111,8 @@ class MessageEvents:
         place = (inbound.workspace, inbound.channel, str(written_in) if written_in else None)
         if not from_bot(event):
             self.bot_turns.person(place)
+            if place[2] is not None:  # people talking in a bot post's thread: not a loop
+                self.bot_turns.person((*place[:2], None))
             return False
         turns = self.bot_turns.bot(place, inbound.message_id)
         if turns == self.bot_turns.limit + 1:
