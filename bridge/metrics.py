@@ -6,7 +6,7 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from bridge.errors import PlaceGone, PlatformRefused, PlatformUnreachable
+from bridge.errors import PlaceGone, PlatformRefused, PlatformUnreachable, StoppedByAsker
 
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 # A reply's end may wait minutes for a platform that fails (bridge/render.py).
@@ -139,8 +139,10 @@ class Metrics:
         )
 
     def platform_failed(self, platform: str, exc: BaseException) -> None:
-        """Count a platform request of a reply or a notice that failed with `exc`."""
-        self.platform_errors.labels(platform, platform_failure(exc)).inc()
+        """Count a platform request of a reply or a notice that failed with `exc`; not
+        one its asker stopped (Slack's Stop): the platform did as it was asked."""
+        if not isinstance(exc, StoppedByAsker):
+            self.platform_errors.labels(platform, platform_failure(exc)).inc()
 
     def refusal(self, platform: str, reason: Refusal, told: bool) -> None:
         """Count a question refused for `reason`, its asker `told` so or not."""

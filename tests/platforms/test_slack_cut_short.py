@@ -78,3 +78,6 @@ async def test_a_native_answer_its_asker_stops_on_its_second_message_is_left_as_
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("its asker stopped it" in r.getMessage() for r in caplog.records)
     assert 'outcome="stopped"' in counted
+    # Not a platform's error: it did as the person asked.
+    gone = 'chat_bridge_platform_errors_total{kind="gone",platform="slack"}'
+    assert [line for line in counted.splitlines() if line.startswith(gone)] == [f"{gone} 0.0"]
