@@ -24,6 +24,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from bridge.app import Bridge
 from bridge.interruptions import INTERRUPTED
 from bridge.render import LiveReply
 from bridge.reply_budget import Held, Op
@@ -48,16 +49,10 @@ async def test_a_replica_paused_past_the_takeover_stops_and_marks_its_answer_aga
     # answered the next question at the same time), its edits undid the other's
     # "interrupted" mark, and nothing was logged.
     caplog.set_level(logging.INFO)
-    fake_chat_api.enqueue(tokens=[f"word{i} " for i in range(60)], token_delay=0.1)
-    fake_chat_api.enqueue(tokens=[f"then{i} " for i in range(5)], token_delay=0.1)
     async with pg_schema_url() as url, AsyncExitStack() as stack:
-        WHO.set("a")
-        a = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
-        WHO.set("b")
-        b = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
+        a, b = await _two_replicas(stack, fake_chat_api, url)
         on_a: LocalPlatform = a.platforms["console"]  # type: ignore[assignment]
         on_b: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
-        on_b.targets = on_a.targets  # one thread, seen by both replicas
 
         paused = False
         resumed = asyncio.Event()
@@ -101,15 +96,7 @@ async def test_a_replica_paused_past_the_takeover_stops_and_marks_its_answer_aga
         await wait_for(lambda: beats and any("word1" in t for t in thread.visible()))
         # --- A is paused ---
         paused = True
-        fence = a.relay.fence
-        beaten, paused_at = fence.beaten_at, time.monotonic()
-
-        async def clock_stopped() -> None:
-            while not resumed.is_set():
-                fence._beaten_at = beaten + (time.monotonic() - paused_at)
-                await asyncio.sleep(0.005)
-
-        stopped_clock = asyncio.create_task(clock_stopped())
+        stopped_clock = asyncio.create_task(_clock_stopped(a, resumed))
         # B takes A's answer over, marks it, and answers the next question.
         await wait_for(lambda: any(INTERRUPTED in t for t in thread.visible()), timeout=10)
         WHO.set("b")
@@ -143,16 +130,10 @@ async def test_a_replica_resumed_from_a_suspend_edits_nothing_before_its_heartbe
     # "interrupted" mark) until its first heartbeat, up to an interval later. Its
     # monotonic clock stood still meanwhile, its boot and wall clocks did not: a
     # laptop suspended.
-    fake_chat_api.enqueue(tokens=[f"word{i} " for i in range(60)], token_delay=0.1)
-    fake_chat_api.enqueue(tokens=[f"then{i} " for i in range(5)], token_delay=0.1)
     async with pg_schema_url() as url, AsyncExitStack() as stack:
-        WHO.set("a")
-        a = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
-        WHO.set("b")
-        b = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
+        a, b = await _two_replicas(stack, fake_chat_api, url)
         on_a: LocalPlatform = a.platforms["console"]  # type: ignore[assignment]
         on_b: LocalPlatform = b.platforms["console"]  # type: ignore[assignment]
-        on_b.targets = on_a.targets  # one thread, seen by both replicas
 
         paused = False
         resumed = asyncio.Event()
@@ -191,15 +172,7 @@ async def test_a_replica_resumed_from_a_suspend_edits_nothing_before_its_heartbe
         await wait_for(lambda: any("word1" in t for t in thread.visible()))
         # --- A is suspended: its monotonic clock stops ---
         paused = True
-        fence = a.relay.fence
-        beaten, paused_at = fence.beaten_at, time.monotonic()
-
-        async def clock_stopped() -> None:
-            while not resumed.is_set():
-                fence._beaten_at = beaten + (time.monotonic() - paused_at)
-                await asyncio.sleep(0.005)
-
-        stopped_clock = asyncio.create_task(clock_stopped())
+        stopped_clock = asyncio.create_task(_clock_stopped(a, resumed))
         await wait_for(lambda: any(INTERRUPTED in t for t in thread.visible()), timeout=10)
         WHO.set("b")
         await on_b.say("second", thread="T1", sent_at=1_700_000_000.2)
@@ -218,3 +191,27 @@ async def test_a_replica_resumed_from_a_suspend_edits_nothing_before_its_heartbe
         after = ops[ops.index(("a", "resumed", "")) + 1 :]
         strays = [text for who, _, text in after if who == "a" and INTERRUPTED not in text]
         assert strays == []
+
+
+async def _two_replicas(
+    stack: AsyncExitStack, fake_chat_api: FakeChatAPI, url: str
+) -> tuple[Bridge, Bridge]:
+    """Replicas a and b on the store at `url`, seeing one thread (a's), and the chat
+    API's two answers: a long one, then a short one."""
+    fake_chat_api.enqueue(tokens=[f"word{i} " for i in range(60)], token_delay=0.1)
+    fake_chat_api.enqueue(tokens=[f"then{i} " for i in range(5)], token_delay=0.1)
+    WHO.set("a")
+    a = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
+    WHO.set("b")
+    b = await stack.enter_async_context(shared_bridge(fake_chat_api, url))
+    b.platforms["console"].targets = a.platforms["console"].targets  # type: ignore[attr-defined]
+    return a, b
+
+
+async def _clock_stopped(a: Bridge, resumed: asyncio.Event) -> None:
+    """Until `resumed`, a's fence sees no time pass, as its monotonic clock in a pause."""
+    fence = a.relay.fence
+    beaten, paused_at = fence.beaten_at, time.monotonic()
+    while not resumed.is_set():
+        fence._beaten_at = beaten + (time.monotonic() - paused_at)
+        await asyncio.sleep(0.005)
