@@ -285,7 +285,7 @@ class Bridge:
         # Its own frame: what a beat gathers (every live reply's text) is let go
         # when it ends, not kept through the sleep until the next one.
         stamp = self.relay.fence.stamp()
-        began, now = stamp[0], stamp[2]
+        began, now = stamp[0], time.time()
         cut = 0
         if self.store.shared:
             # By the database's clock: this process's own does not count a pause of
