@@ -62,6 +62,18 @@ async def test_uncached_thread_is_looked_up(world: World) -> None:
     assert world.fake.sent("GET", rf"/channels/{thread_id}$")
 
 
+async def test_a_private_thread_open_before_the_bot_connected_is_known_to_it(
+    world: World,
+) -> None:
+    # Discord lists every active thread under the server's `threads`, private ones too.
+    private = await world.fake.add_thread(world.general, "hr", private=True)
+    async with running(world):
+        await world.fake.say(private, world.bob, "inside")
+        msg, _ = await world.next()
+    assert (msg.channel, msg.thread) == (world.general, private)
+    assert not world.fake.sent("GET", rf"/channels/{private}$")  # no look-up
+
+
 async def test_a_message_in_a_thread_that_cannot_be_looked_up_is_still_taken(
     world: World,
 ) -> None:

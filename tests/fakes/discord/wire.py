@@ -144,6 +144,10 @@ EMBED_LINKS, ADD_REACTIONS = 1 << 14, 1 << 6
 CREATE_PUBLIC_THREADS, SEND_MESSAGES_IN_THREADS = 1 << 35, 1 << 38
 
 
+# Channel types that are threads: an announcement channel's, a public and a private one.
+THREAD_TYPES = (10, 11, 12)
+
+
 # What @everyone may do in a new server, as far as the bot is concerned.
 EVERYONE_DEFAULT = (
     VIEW_CHANNEL

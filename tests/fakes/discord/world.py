@@ -12,6 +12,7 @@ from tests.fakes.discord.wire import (
     EVERYONE_DEFAULT,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
+    THREAD_TYPES,
     _error,
     _now_iso,
     snowflake,
@@ -98,7 +99,7 @@ class World(DiscordState):
         """Whether an overwrite denies the bot `permission` in a channel (a thread's
         are its parent's)."""
         ch = self.channels[channel_id]
-        if ch.get("parent_id") and ch["type"] == 11:
+        if ch.get("parent_id") and ch["type"] in THREAD_TYPES:
             ch = self.channels.get(ch["parent_id"], ch)
         return any(
             o["id"] == self.app_id and int(o["deny"]) & permission
@@ -109,7 +110,7 @@ class World(DiscordState):
         ch = self.channels[channel_id]
         if ch.get("guild_id") in self.left:
             return _error(403, 50001, "Missing Access")
-        needed = SEND_MESSAGES_IN_THREADS if ch["type"] == 11 else SEND_MESSAGES
+        needed = SEND_MESSAGES_IN_THREADS if ch["type"] in THREAD_TYPES else SEND_MESSAGES
         if ch.get("guild_id") and self._denied(channel_id, needed):
             return _error(403, 50013, "Missing Permissions")
         return None
@@ -158,7 +159,7 @@ class World(DiscordState):
 
     async def add_thread(self, parent_id: str, name: str, *, private: bool = False) -> str:
         """A member opens a thread in a channel (a private one: type 12, its members
-        only); the bot's gateway hears of it."""
+        only); the bot's gateway hears of it (THREAD_CREATE, or GUILD_CREATE later)."""
         parent = self.channels[parent_id]
         tid = snowflake()
         meta = dict(
@@ -183,7 +184,8 @@ class World(DiscordState):
             thread_metadata=meta,
         )
         self.channels[tid] = thread
-        for gw in self._gateways_for(parent["guild_id"]):
+        # Opened before the bot connects, it is among GUILD_CREATE's threads instead.
+        for gw in self._gateways_for(parent["guild_id"]) if self.gateways else ():
             await self._send_dispatch(gw, "THREAD_CREATE", {**thread, "newly_created": True})
         return tid
 
@@ -222,8 +224,8 @@ class World(DiscordState):
             "roles": guild["roles"],
             "member_count": len(guild["members"]),
             "members": [self._member_obj(gid, u, with_user=True) for u in guild["members"]],
-            "channels": [c for c in chans if c["type"] != 11],
-            "threads": [c for c in chans if c["type"] == 11],
+            "channels": [c for c in chans if c["type"] not in THREAD_TYPES],
+            "threads": [c for c in chans if c["type"] in THREAD_TYPES],
         }
 
     def delete_channel(self, channel_id: str) -> None:
@@ -239,11 +241,11 @@ class World(DiscordState):
         threads = [
             c
             for c, v in self.channels.items()
-            if v["type"] in (11, 12) and v["parent_id"] == channel_id
+            if v["type"] in THREAD_TYPES and v["parent_id"] == channel_id
         ]
         for cid in [channel_id, *threads]:
             self.delete_channel(cid)
-        if ch["type"] in (11, 12):  # the fields discord.py's parse_thread_delete reads
+        if ch["type"] in THREAD_TYPES:  # the fields discord.py's parse_thread_delete reads
             event = "THREAD_DELETE"
             data = {k: ch[k] for k in ("id", "type", "guild_id", "parent_id")}
         else:  # the channel object, as parse_channel_delete reads it
