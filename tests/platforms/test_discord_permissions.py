@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from tests.core.fakeplatform import wait_for
-from tests.fakes.discord import READ_MESSAGE_HISTORY, SEND_MESSAGES
+from tests.fakes.discord import MANAGE_THREADS, READ_MESSAGE_HISTORY, SEND_MESSAGES
 from tests.platforms.discord_support import Setup
 
 
@@ -125,3 +125,49 @@ async def test_a_channel_for_threads_only_where_no_thread_opens_asks_and_says_no
         ]
     assert setup.chat.requests == []
     assert posts == []  # neither the answer nor the refusal
+
+
+async def test_a_locked_thread_is_left_to_its_moderators_until_unlocked(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # In a locked thread only members with Manage Threads may post: each message a
+    # moderator wrote there was asked of the chat API, and its answer refused
+    # (160005 "Thread is locked"), with a WARNING for each.
+    caplog.set_level(logging.INFO)
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["First ", "answer."])
+    setup.chat.enqueue(tokens=["Open ", "again."])
+    async with setup.bridge():
+        question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread = question["id"]
+        await setup.final(thread, "First answer.")
+        await fake.lock_thread(thread)
+        await fake.say(thread, setup.alice, "Locking this: resolved.")
+        await wait_for(
+            lambda: any(
+                "the bot lacks Manage Threads (the thread is locked) there" in r.getMessage()
+                for r in caplog.records
+            )
+        )
+        await fake.lock_thread(thread, locked=False)
+        await fake.say(thread, setup.bob, "Reopened: one more thing?")
+        await setup.final(thread, "Open again.")
+    asked = [r.json["message"] for r in setup.chat.requests]
+    assert asked == ["How long is the bridge?", "Reopened: one more thing?"]
+    assert fake.rejected == []  # neither a post nor typing while it was locked
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_bot_that_may_manage_threads_answers_in_a_locked_one(setup: Setup) -> None:
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["First ", "answer."])
+    setup.chat.enqueue(tokens=["Still ", "here."])
+    async with setup.bridge():
+        await fake.allow_bot(setup.help, MANAGE_THREADS)
+        question = await fake.mention(setup.help, setup.bob, "How long is the bridge?")
+        thread = question["id"]
+        await setup.final(thread, "First answer.")
+        await fake.lock_thread(thread)
+        await fake.say(thread, setup.alice, "Locked, but one more thing?")
+        await setup.final(thread, "Still here.")
+    assert fake.rejected == []

@@ -195,6 +195,41 @@ async def test_the_questions_waiting_where_the_bot_was_muted_are_never_asked(
     assert len(posts) == 1  # the first answer's: nothing for the others
 
 
+@pytest.mark.parametrize("quietly", [False, True], ids=["thread-update", "unseen"])
+async def test_the_questions_waiting_in_a_thread_locked_meanwhile_are_never_asked(
+    setup: Setup, quietly: bool
+) -> None:
+    # A moderator locks the thread while the bot's answer is coming and more questions
+    # wait their turn: only members with Manage Threads post there then, and each was
+    # asked of the chat API for an answer Discord refused (160005 "Thread is locked").
+    # Unseen (a reconnect), the first refusal there ends them all the same.
+    fake = setup.discord
+    setup.chat.enqueue(tokens=["Opened."])
+    slow_answers(setup, 3)
+    async with setup.bridge() as bridge:
+        thread = (await fake.mention(setup.help, setup.bob, "How long is the bridge?"))["id"]
+        await setup.final(thread, "Opened.")
+        typed = len(fake.sent("POST", rf"/channels/{thread}/typing$"))
+        await fake.say(thread, setup.alice, "first question")
+        await fake.wait_until(
+            lambda: len(fake.sent("POST", rf"/channels/{thread}/typing$")) > typed
+        )
+        await fake.say(thread, setup.bob, "second")
+        await fake.say(thread, setup.alice, "third")
+        await wait_for(lambda: len(bridge.relay.records()) == 3)
+        sent = len(fake.requests)
+        await fake.lock_thread(thread, quietly=quietly)
+        await setup.chat.wait_disconnects(1)  # the first answer's, refused, is let go
+        await wait_for(lambda: withdrawn(bridge) == 2)
+    assert asked(setup) == ["How long is the bridge?", "first question"]
+    posts = [
+        r
+        for r in fake.requests[sent:]
+        if r.method == "POST" and r.path.endswith(f"/channels/{thread}/messages")
+    ]
+    assert len(posts) == 1  # the first answer's: nothing for the others
+
+
 async def test_the_questions_waiting_where_typing_is_refused_are_never_asked(
     setup: Setup,
 ) -> None:

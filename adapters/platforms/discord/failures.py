@@ -22,6 +22,8 @@ ARCHIVED_THREAD = 50083
 UNKNOWN_CHANNEL = 10003
 # "Missing Permissions": refusing a post, Discord says the bot may not send messages there.
 MISSING_PERMISSIONS = 50013
+# "Thread is locked": in a locked thread only members with Manage Threads may post.
+THREAD_LOCKED = 160005
 # "Missing Access": the bot is no longer in the channel's server, or may not see the channel.
 MISSING_ACCESS = 50001
 
@@ -44,6 +46,11 @@ def platform_error(action: str, exc: Exception) -> PlatformError:
     if refused is not None:  # the request went no further than the proxy
         return PlatformUnreachable(f"Could not reach Discord to {action}: {refused}.")
     # Neither is mended by trying again: the reply stops (see PlaceGone).
+    if isinstance(exc, discord.HTTPException) and exc.code == THREAD_LOCKED:
+        return PlaceGone(
+            f"Discord refused to {action}: the thread is locked (the bot lacks Manage "
+            "Threads, which posting there takes)."
+        )
     if isinstance(exc, discord.Forbidden) and (exc.text or "").lstrip().startswith("<"):
         # A page, not Discord's JSON: Cloudflare (or a proxy) blocked the request.
         return PlatformError(f"Discord failed to {action} (HTTP 403: {_said(exc.text)}).")

@@ -57,7 +57,12 @@ def may_send(channel: Any, guild: discord.Guild | None) -> Allowed:
     reply = allowed.read_message_history
     if isinstance(channel, discord.Thread):
         post = allowed.send_messages_in_threads
-        return Allowed(post, False, reply, "" if post else "Send Messages in Threads")
+        lacks = "" if post else "Send Messages in Threads"
+        # In a locked thread only those who may manage threads post: Discord refuses
+        # the others' posts (and typing) with 160005 "Thread is locked".
+        if post and channel.locked and not allowed.manage_threads:
+            post, lacks = False, "Manage Threads (the thread is locked)"
+        return Allowed(post, False, reply, lacks)
     lacks = "" if allowed.send_messages else "Send Messages"
     # Threads open in text and announcement channels only (not a voice channel's chat).
     if not isinstance(channel, discord.TextChannel):

@@ -23,6 +23,7 @@ from adapters.platforms.discord.failures import (
     FAILURES,
     MISSING_ACCESS,
     MISSING_PERMISSIONS,
+    THREAD_LOCKED,
     UNKNOWN_CHANNEL,
     platform_error,
 )
@@ -150,14 +151,17 @@ class ChannelTarget(_Formatting, ReplyTarget):
         """`platform_error`; a channel Discord no longer knows is gone for every question
         still waiting in it (the gateway's deletion event may never have come), and a
         post (or typing, which needs the same permission: `posting`) refused for a
-        missing permission refuses every other one there."""
+        missing permission (or in a locked thread) refuses every other one there."""
         if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
             if self._questions is not None:
                 self._questions.place_gone(self._channel_id)
         elif isinstance(exc, discord.Forbidden) and exc.code == MISSING_ACCESS:
             if self._questions is not None:
                 self._questions.out_of_reach(self._channel_id)
-        elif isinstance(exc, discord.Forbidden) and exc.code == MISSING_PERMISSIONS and posting:
+        elif posting and (
+            (isinstance(exc, discord.Forbidden) and exc.code == MISSING_PERMISSIONS)
+            or (isinstance(exc, discord.HTTPException) and exc.code == THREAD_LOCKED)
+        ):
             if self._questions is not None:
                 self._questions.refused(self._channel_id)
         return platform_error(action, exc)

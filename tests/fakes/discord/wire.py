@@ -144,6 +144,9 @@ EMBED_LINKS, ADD_REACTIONS = 1 << 14, 1 << 6
 CREATE_PUBLIC_THREADS, SEND_MESSAGES_IN_THREADS = 1 << 35, 1 << 38
 
 
+MANAGE_THREADS = 1 << 34  # also: post in a locked thread
+
+
 # Channel types that are threads: an announcement channel's, a public and a private one.
 THREAD_TYPES = (10, 11, 12)
 

@@ -10,6 +10,7 @@ from tests.fakes.discord.state import DiscordState
 from tests.fakes.discord.wire import (
     _GUILD_DEFAULTS,
     EVERYONE_DEFAULT,
+    MANAGE_THREADS,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
     THREAD_TYPES,
@@ -79,40 +80,86 @@ class World(DiscordState):
         """A moderator denies the bot `permissions` in a channel (an overwrite for its
         member, CHANNEL_UPDATE; none sent `quietly`, as when the bot missed it in a
         reconnect); the REST API then enforces it."""
+        await self._overwrite_bot(channel_id, 0, permissions, quietly)
+
+    async def allow_bot(self, channel_id: str, permissions: int, *, quietly: bool = False) -> None:
+        """A moderator allows the bot `permissions` in a channel (as `deny_bot`)."""
+        await self._overwrite_bot(channel_id, permissions, 0, quietly)
+
+    async def _overwrite_bot(self, channel_id: str, allow: int, deny: int, quietly: bool) -> None:
         ch = self.channels[channel_id]
         # One overwrite per member, as Discord keeps it (discord.py reads the first).
         others = [o for o in ch["permission_overwrites"] if o["id"] != self.app_id]
-        allowed, denied = 0, permissions
+        allowed, denied = allow, deny
         for o in ch["permission_overwrites"]:
             if o["id"] == self.app_id:
-                allowed, denied = allowed | int(o["allow"]), denied | int(o["deny"])
+                allowed |= int(o["allow"]) & ~deny
+                denied |= int(o["deny"]) & ~allow
         ch["permission_overwrites"] = [
             *others,
-            {"id": self.app_id, "type": 1, "allow": str(allowed & ~denied), "deny": str(denied)},
+            {"id": self.app_id, "type": 1, "allow": str(allowed), "deny": str(denied)},
         ]
         if not quietly:
             for gw in self._gateways_for(ch["guild_id"]):
                 await self._send_dispatch(gw, "CHANNEL_UPDATE", ch)
         self._changed()
 
-    def _denied(self, channel_id: str, permission: int) -> bool:
-        """Whether an overwrite denies the bot `permission` in a channel (a thread's
-        are its parent's)."""
+    async def lock_thread(
+        self, thread_id: str, locked: bool = True, *, quietly: bool = False
+    ) -> None:
+        """A moderator locks a thread (unlocks it: `locked` False), THREAD_UPDATE (none sent
+        `quietly`); then only members with Manage Threads may post in it."""
+        thread = self.channels[thread_id]
+        thread["thread_metadata"]["locked"] = locked
+        if not quietly:
+            for gw in self._gateways_for(thread["guild_id"]):
+                await self._send_dispatch(gw, "THREAD_UPDATE", thread)
+        self._changed()
+
+    def _overwritten(self, channel_id: str) -> dict[str, Any]:
+        """The channel whose overwrites count in `channel_id` (a thread's parent)."""
         ch = self.channels[channel_id]
         if ch.get("parent_id") and ch["type"] in THREAD_TYPES:
             ch = self.channels.get(ch["parent_id"], ch)
+        return ch
+
+    def _denied(self, channel_id: str, permission: int) -> bool:
+        """Whether an overwrite denies the bot `permission` in a channel (a thread's
+        are its parent's)."""
         return any(
             o["id"] == self.app_id and int(o["deny"]) & permission
-            for o in ch.get("permission_overwrites", ())
+            for o in self._overwritten(channel_id).get("permission_overwrites", ())
         )
+
+    def _bot_may(self, channel_id: str, permission: int) -> bool:
+        """Whether the bot has `permission` in a guild's channel: its roles' (@everyone's
+        among them), as its own overwrite there changes them."""
+        ch = self._overwritten(channel_id)
+        guild = self.guilds[ch["guild_id"]]
+        mine = {guild["id"], *guild["members"][self.app_id]["roles"]}
+        granted = 0
+        for role in guild["roles"]:
+            if role["id"] in mine:
+                granted |= int(role["permissions"])
+        for o in ch.get("permission_overwrites", ()):
+            if o["id"] == self.app_id:
+                granted = (granted & ~int(o["deny"])) | int(o["allow"])
+        return bool(granted & permission)
 
     def _may_not_send(self, channel_id: str) -> web.Response | None:
         ch = self.channels[channel_id]
         if ch.get("guild_id") in self.left:
             return _error(403, 50001, "Missing Access")
-        needed = SEND_MESSAGES_IN_THREADS if ch["type"] in THREAD_TYPES else SEND_MESSAGES
+        thread = ch["type"] in THREAD_TYPES
+        needed = SEND_MESSAGES_IN_THREADS if thread else SEND_MESSAGES
         if ch.get("guild_id") and self._denied(channel_id, needed):
             return _error(403, 50013, "Missing Permissions")
+        if (
+            thread
+            and ch.get("thread_metadata", {}).get("locked")
+            and not self._bot_may(channel_id, MANAGE_THREADS)
+        ):  # only those who may manage threads post in a locked one
+            return _error(403, 160005, "Thread is locked")
         return None
 
     def add_role(self, guild_id: str, name: str) -> str:
