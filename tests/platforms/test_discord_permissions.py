@@ -9,7 +9,12 @@ import logging
 import pytest
 
 from tests.core.fakeplatform import wait_for
-from tests.fakes.discord import MANAGE_THREADS, READ_MESSAGE_HISTORY, SEND_MESSAGES
+from tests.fakes.discord import (
+    MANAGE_THREADS,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+)
 from tests.platforms.discord_support import Setup
 
 
@@ -170,4 +175,26 @@ async def test_a_bot_that_may_manage_threads_answers_in_a_locked_one(setup: Setu
         await fake.lock_thread(thread)
         await fake.say(thread, setup.alice, "Locked, but one more thing?")
         await setup.final(thread, "Still here.")
+    assert fake.rejected == []
+
+
+async def test_a_thread_the_bot_never_heard_of_where_it_may_not_post_asks_nothing(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # discord.py gives only the id of a thread it has not seen (no THREAD_CREATE for a
+    # private thread the bot was not in): what the bot may do there went unread, and
+    # the question was asked of the chat API for an answer Discord refused.
+    caplog.set_level(logging.INFO)
+    fake = setup.discord
+    async with setup.bridge():
+        await fake.deny_bot(setup.general, SEND_MESSAGES_IN_THREADS)
+        thread = await fake.add_thread(setup.general, "hr", private=True, quietly=True)
+        await fake.mention(thread, setup.alice, "Who do I ask about leave?")
+        await wait_for(
+            lambda: any(
+                "the bot lacks Send Messages in Threads there" in r.getMessage()
+                for r in caplog.records
+            )
+        )
+    assert setup.chat.requests == []
     assert fake.rejected == []

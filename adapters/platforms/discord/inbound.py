@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from adapters.platforms.discord.permissions import may_send
-from adapters.platforms.discord.places import place_of, tell_deleted
+from adapters.platforms.discord.places import place_of, resolved, tell_deleted
 from adapters.platforms.discord.questions import Question
 from adapters.platforms.discord.readable import (
     Names,
@@ -88,7 +88,10 @@ class MessageEvents:
         guild = message.guild
         # A guild discord.py has not cached yet still has an id: never mistake it for a DM.
         guild_id = guild.id if guild is not None else getattr(message.channel, "guild_id", None)
-        channel_id, thread_id, audience, title = await place_of(client, message.channel, guild_id)
+        # A thread discord.py does not keep is asked of Discord: what the bot may do
+        # there is read from it.
+        channel = await resolved(client, message.channel, guild_id)
+        channel_id, thread_id, audience, title = place_of(channel, guild_id)
         me = client.user.id
         self_role = guild.self_role if guild is not None else None
         role_ids = [self_role.id] if self_role is not None else []
@@ -113,7 +116,7 @@ class MessageEvents:
             return
         # Where a moderator took the bot's Send Messages away, the bridge answers
         # nothing (and says so once, if a route takes the message).
-        allowed = may_send(message.channel, guild)
+        allowed = may_send(channel, guild)
         text, attached = self._asked(message, client.user, channel_id, thread_id, title)
         inbound = Inbound(
             platform="discord",

@@ -37,21 +37,24 @@ async def find_place(client: discord.Client, channel_id: int, guild_id: int) -> 
     return found
 
 
-async def place_of(
-    client: discord.Client | None, channel: Any, guild_id: int | None
-) -> tuple[str, str | None, Audience, str | None]:
-    """`channel`'s (channel, thread) ids, who sees it, and the title of a forum (or
-    media channel) post: a thread's messages belong to its parent channel, a private
-    thread's to its members; a channel @everyone may not view (or one not found)
-    is its members'."""
+async def resolved(client: discord.Client | None, channel: Any, guild_id: int | None) -> Any:
+    """`channel` itself where discord.py gave no more than its id (a thread it has not
+    seen yet, or dropped when it was archived): asked of Discord; as given where it
+    is not found (it is answered all the same)."""
     if (
         guild_id is not None
         and client is not None
         and not isinstance(channel, discord.abc.GuildChannel | discord.Thread)
     ):
-        # Not in the cache (a thread discord.py has not seen yet): ask Discord (not
-        # found, it is answered all the same).
-        channel = await find_place(client, channel.id, guild_id) or channel
+        return await find_place(client, channel.id, guild_id) or channel
+    return channel
+
+
+def place_of(channel: Any, guild_id: int | None) -> tuple[str, str | None, Audience, str | None]:
+    """`channel`'s (channel, thread) ids, who sees it, and the title of a forum (or
+    media channel) post: a thread's messages belong to its parent channel, a private
+    thread's to its members; a channel @everyone may not view (or one not found)
+    is its members'. (`resolved` first: a thread discord.py does not keep.)"""
     audience: Audience = "channel"
     if guild_id is not None and not (
         isinstance(channel, discord.abc.GuildChannel | discord.Thread) and everyone_sees(channel)

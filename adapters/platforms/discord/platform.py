@@ -42,7 +42,7 @@ from adapters.platforms.discord.inbound import EDIT_WINDOW, MessageEvents
 from adapters.platforms.discord.indicator import Typist, renewals_per_second
 from adapters.platforms.discord.options import DiscordOptions
 from adapters.platforms.discord.permissions import Said
-from adapters.platforms.discord.places import Channel, place_of
+from adapters.platforms.discord.places import Channel, place_of, resolved
 from adapters.platforms.discord.questions import Questions
 from adapters.platforms.discord.ratelimits import COUNTED_LOGGERS, RateLimitLines
 from adapters.platforms.discord.readable import place_ids
@@ -386,7 +386,8 @@ class DiscordPlatform(Platform):
         channel: Channel | discord.Object | None = interaction.channel
         if channel is None:
             channel = discord.Object(interaction.channel_id or 0)
-        channel_id, thread_id, audience, _ = await place_of(self.client, channel, guild_id)
+        channel = await resolved(self.client, channel, guild_id)
+        channel_id, thread_id, audience, _ = place_of(channel, guild_id)
         if self.options.ask_ephemeral and command == "ask":
             # Answered to the asker only: their own conversation (/reset resets it too).
             audience = "asker"

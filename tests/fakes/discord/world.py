@@ -204,9 +204,12 @@ class World(DiscordState):
         )
         return cid
 
-    async def add_thread(self, parent_id: str, name: str, *, private: bool = False) -> str:
+    async def add_thread(
+        self, parent_id: str, name: str, *, private: bool = False, quietly: bool = False
+    ) -> str:
         """A member opens a thread in a channel (a private one: type 12, its members
-        only); the bot's gateway hears of it (THREAD_CREATE, or GUILD_CREATE later)."""
+        only); the bot's gateway hears of it (THREAD_CREATE, or GUILD_CREATE later;
+        nothing `quietly`, as of a private thread the bot is not yet a member of)."""
         parent = self.channels[parent_id]
         tid = snowflake()
         meta = dict(
@@ -232,7 +235,7 @@ class World(DiscordState):
         )
         self.channels[tid] = thread
         # Opened before the bot connects, it is among GUILD_CREATE's threads instead.
-        for gw in self._gateways_for(parent["guild_id"]) if self.gateways else ():
+        for gw in self._gateways_for(parent["guild_id"]) if self.gateways and not quietly else ():
             await self._send_dispatch(gw, "THREAD_CREATE", {**thread, "newly_created": True})
         return tid
 
