@@ -148,3 +148,37 @@ async def test_a_notifier_whose_posts_people_discuss_in_their_threads_is_answere
         assert (await h.sentinel())[::2] == [*asked, "sentinel"]
     finally:
         await bridge.aclose()
+
+
+async def test_people_talking_in_a_thread_of_their_own_do_not_lift_the_top_levels_brake(
+    fake_slack: FakeSlack, fake_chat_api: FakeChatAPI, tmp_path: Path
+) -> None:
+    # Any person's message in any thread of the channel reset the top level's count: a
+    # bot looping with the bridge there was never held while people chatted elsewhere.
+    h, bridge = await open_harness(
+        fake_slack, fake_chat_api, tmp_path, "socket", "ignore_bots: false"
+    )
+    try:
+        [lunch] = fake_slack.user_message(CHANNEL, "lunch?", user="U0PERSON2")
+        await h.send(lunch)
+        for n in range(1, BOT_TURNS + 1):
+            fake_chat_api.enqueue(tokens=[f"Answer {n}."])
+        for n in range(1, BOT_TURNS + 4):
+            bodies = fake_slack.user_message(
+                CHANNEL,
+                f"<@{fake_slack.bot_user_id}> echo {n}",
+                user="U0OTHERBOT",
+                bot_id="B0OTHER01",
+            )
+            for body in bodies:
+                await h.send(body)
+            if n <= BOT_TURNS:
+                await h.answer(CHANNEL, bodies[0]["event"]["ts"], f"Answer {n}.")
+            [chatter] = fake_slack.user_message(
+                CHANNEL, f"pizza {n}", user="U0PERSON2", thread_ts=lunch["event"]["ts"]
+            )
+            await h.send(chatter)
+        asked = [f"echo {n}" for n in range(1, BOT_TURNS + 1)]
+        assert await h.sentinel() == [*asked, "sentinel"]
+    finally:
+        await bridge.aclose()

@@ -112,7 +112,7 @@ class MessageEvents:
         if not from_bot(event):
             self.bot_turns.person(place)
             if place[2] is not None:  # people talking in a bot post's thread: not a loop
-                self.bot_turns.person((*place[:2], None))
+                self.bot_turns.answered((*place[:2], None), place[2])
             return False
         turns = self.bot_turns.bot(place, inbound.message_id)
         if turns == self.bot_turns.limit + 1:

@@ -30,6 +30,14 @@ class BotTurns:
         """A person wrote in `place`: bots are answered there again."""
         self._turns.pop(place)
 
+    def answered(self, place: Place, root: str) -> None:
+        """A person wrote in the thread of `root`, a message at `place` (a channel's top
+        level): where it is the last bot message counted there, bots are answered there
+        again (people discussing a bot's post, not two bots answering each other)."""
+        found = self._turns.get(place)
+        if found is not None and found[1] == root:
+            self._turns.pop(place)
+
     def bot(self, place: Place, message_id: str) -> int:
         """A bot wrote `message_id` in `place`: how many bot messages in a row that makes
         (past `limit`, it is not to be answered)."""
