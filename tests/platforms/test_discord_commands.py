@@ -235,7 +235,7 @@ async def test_an_ask_discord_did_not_take_is_not_asked_when_its_turn_comes(
     setup.chat.enqueue(tokens=["First "] * 20 + ["answer."], token_delay=0.05)
     async with setup.bridge() as bridge:
         await fake.mention(setup.general, setup.alice, "first question")
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/messages$"))
+        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{setup.general}/typing$"))
         fake.drop.append(("POST", r"/interactions/\d+/[^/]+/callback$"))
         await fake.invoke(setup.general, setup.bob, "ask", {"question": "and me?"})
         await wait_for(lambda: any("could not take /ask" in r.getMessage() for r in caplog.records))

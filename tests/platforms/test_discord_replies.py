@@ -11,19 +11,11 @@ from bridge.interfaces import Address
 from tests.platforms.discord_support import World, running
 
 
-async def test_reply_types_then_posts_and_edits_without_pinging(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from adapters.platforms.discord import indicator
-
-    monkeypatch.setattr(indicator, "THINKING_AFTER", 0.05)
+async def test_reply_types_then_posts_and_edits_without_pinging(world: World) -> None:
     async with running(world):
         sent = await world.fake.mention(world.general, world.alice, "ping test")
         _, target = await world.next()
-        await target.begin()  # returns at once: typing comes a moment later
-        await world.fake.wait_until(
-            lambda: world.fake.sent("POST", rf"/channels/{world.general}/typing$")
-        )
+        await target.begin()
         mid = await target.post("@everyone hi")
         await target.edit(mid, "@here <@&1> <@2> done")
         await target.end()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,8 +30,7 @@ SHOWN = 0.5
 def fast_typing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(indicator, "TYPING_RENEW", RENEW)
     monkeypatch.setattr(indicator, "TYPING_SHOWN", SHOWN)
-    # After an answer's own first typing (THINKING_AFTER, kept), as in production.
-    monkeypatch.setattr(indicator, "QUEUED_AFTER", 0.8)
+    monkeypatch.setattr(indicator, "QUEUED_AFTER", 0.2)
 
 
 @asynccontextmanager
@@ -71,79 +69,6 @@ def typing_in(fake: FakeDiscord, channel: str) -> list[float]:
 
 def first_post(fake: FakeDiscord, channel: str) -> float:
     return min(r.at for r in fake.sent("POST", rf"/channels/{channel}/messages$"))
-
-
-def setup_place(fake: FakeDiscord) -> tuple[str, str]:
-    """A channel and a member who asks there."""
-    guild = fake.add_guild("Community")
-    channel, user = fake.add_channel(guild, "a"), fake.add_user("u1")
-    fake.add_member(guild, user)
-    return channel, user
-
-
-@pytest.mark.timeout(60)
-async def test_the_first_words_are_not_held_behind_typing(
-    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path
-) -> None:
-    # Typing was sent as the answer began, and its first words waited for Discord's
-    # reply to it: a round trip added to every answer quicker than that.
-    fake = fake_discord
-    channel, user = setup_place(fake)
-    away = 0.5  # every request answered this long after it reaches Discord
-    fake.slow.extend(
-        [("POST", r"/typing$", away), ("POST", r"/messages$", away), ("PATCH", r"/messages/", away)]
-        * 3
-    )
-    fake_chat_api.enqueue(tokens=["Quick", " answer."])
-    async with bridge(fake, fake_chat_api, tmp_path / "b.db"):
-        await fake.mention(channel, user, "easy question")
-        asked = time.monotonic()
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{channel}/messages$"))
-        assert first_post(fake, channel) - asked < away
-
-
-@pytest.mark.timeout(60)
-async def test_a_quick_answer_shows_no_typing_and_a_slow_one_does(
-    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path
-) -> None:
-    # Every answer sent typing, the quick ones too: a request of the bot's 50 a second
-    # for an indicator its first words replaced at once.
-    fake = fake_discord
-    guild = fake.add_guild("Community")
-    quick, slow = fake.add_channel(guild, "quick"), fake.add_channel(guild, "slow")
-    user = fake.add_user("u1")
-    fake.add_member(guild, user)
-    fake_chat_api.enqueue(tokens=["Quick", " answer."])
-    fake_chat_api.enqueue(tokens=["Slow", " answer."], first_delay=3.0)
-    async with bridge(fake, fake_chat_api, tmp_path / "b.db"):
-        await fake.mention(quick, user, "easy question")
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{quick}/messages$"))
-        await fake.mention(slow, user, "hard question")
-        asked = time.monotonic()
-        await fake.wait_until(lambda: typing_in(fake, slow), timeout=10)
-        # The quick one's typing, were it ever sent, would have been by now.
-        assert typing_in(fake, quick) == []
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{slow}/messages$"))
-    shown = typing_in(fake, slow)[0]
-    assert indicator.THINKING_AFTER <= shown - asked < indicator.THINKING_AFTER + 0.5
-    assert shown < first_post(fake, slow)
-
-
-@pytest.mark.timeout(60)
-async def test_first_words_during_a_typing_request_are_posted_once_it_is_answered(
-    fake_discord: FakeDiscord, fake_chat_api: FakeChatAPI, tmp_path: Path
-) -> None:
-    # Typing that lands after the answer's post shows "typing…" under it for 10 s.
-    fake = fake_discord
-    channel, user = setup_place(fake)
-    away = 0.6
-    fake.slow.append(("POST", r"/typing$", away))
-    fake_chat_api.enqueue(tokens=["Answer", "."], first_delay=indicator.THINKING_AFTER + 0.2)
-    async with bridge(fake, fake_chat_api, tmp_path / "b.db"):
-        await fake.mention(channel, user, "question")
-        await fake.wait_until(lambda: fake.sent("POST", rf"/channels/{channel}/messages$"))
-    [typing] = typing_in(fake, channel)
-    assert first_post(fake, channel) >= typing + away
 
 
 def test_renewals_use_what_the_replies_leave_of_discords_limit() -> None:

@@ -16,10 +16,8 @@ A renewal Discord refuses is tried again only a renewal later, as one it took:
 Discord counts every refused request toward its limit on invalid ones, past
 which Cloudflare bans the bot's address. (A place that refuses typing for
 good, 403, shows none any more: the target stops it.)
-An answer's first typing comes `THINKING_AFTER` into it, where its first words
-have not come by then, on the renewals' budget; a question waiting its turn (all
-stream places held) shows typing too, from `QUEUED_AFTER` on, until it is answered,
-refused or withdrawn.
+A question waiting its turn (all stream places held) shows typing too, from
+`QUEUED_AFTER` on, until it is answered, refused or withdrawn.
 """
 
 from __future__ import annotations
@@ -36,18 +34,9 @@ from bridge.interfaces import Rate
 TYPING_SHOWN = 10.0  # Discord: typing shows this long after each trigger
 TYPING_RENEW = 8.0  # triggered again this long after the last one, before it lapses
 TYPING_MAX = 600.0  # never type for longer than this, whatever happens upstream
-# A question taken shows typing this long after, unless its answer began meanwhile:
-# one that waits its turn.
+# A question taken shows typing this long after, unless its answer began meanwhile
+# (and showed typing within the reply's own budgets): one that waits its turn.
 QUEUED_AFTER = 1.0
-# An answer begun shows typing this long after, unless its first words came meanwhile.
-# Many chat APIs' first words come within it: they are posted at once, not a typing
-# round trip later, and save a request of the bot's 50 a second. A slow one (a
-# reasoning model thinks for seconds) shows typing well within a second of the
-# question, which still reads as taken at once.
-THINKING_AFTER = 0.5
-# The first post waits this long at most for a typing request on its way to be
-# answered (landing after the post, it would show typing under the answer).
-TYPING_WAIT = 1.0
 # Discord's limit on all of a bot's requests, and what renewals leave of what the
 # replies leave for requests the bridge does not budget (lookups, commands' sync).
 BOT_LIMIT = 50

@@ -129,12 +129,10 @@ class ChannelTarget(_Formatting, ReplyTarget):
         self.limits = _limits(str(self._channel_id), options, notices_post=True)
         self._typing: asyncio.Task[None] | None = None
         self._typing_stop = Flag()  # a slotted asyncio.Event: one per answer
-        self._first_typing = float("inf")  # (monotonic) when the keeper types first
-        self._requesting = False  # a typing request is on its way
         # (monotonic) The last typing asked for here, taken or not: one that failed is
         # tried again only a renewal later, as one that showed.
         self._typed_at: float | None = None
-        self._typist = typist  # the bot's renewals (None: no typing)
+        self._typist = typist  # the bot's renewals (None: typing is shown once)
         # Shared with the thread opened on the question.
         self.question = question if question is not None else Question()
         self._posted: list[int] = []  # this answer's messages, deleted with its question
@@ -180,31 +178,29 @@ class ChannelTarget(_Formatting, ReplyTarget):
     # -------------------------------------------------------------- typing
 
     def accepted(self) -> None:
-        # A question waiting its turn shows typing, as Slack's shows its reaction, from
-        # a moment on: one answered at once shows only its answer's (`begin`).
+        # A question waiting its turn shows typing, as Slack's shows its reaction: by
+        # renewals (the reply's budgets are not yet its own), from a moment on, so
+        # one answered at once shows only its reply's own first typing (`begin`).
         if not self._typing_stop.is_set():
             self._keep_typing(first_after=indicator.QUEUED_AFTER)
 
     async def begin(self, text: str | None = None) -> str | None:
-        # Typing comes a moment into the answer, unless its first words came first: sent
-        # now, its round trip would hold them (the post waits for typing on its way, see
-        # `_stop_typing`), and a quick answer needs none.
         self.question.check()
         if not self._typing_stop.is_set():
-            self._keep_typing(first_after=indicator.THINKING_AFTER)
+            if not self._showing():
+                await self._type_once()  # within the reply's budgets (the renderer's)
+            self._keep_typing()
         return None
 
-    def _keep_typing(self, first_after: float) -> None:
-        """Keep typing showing from `first_after` seconds on (or sooner, if it was to
-        come sooner already) until the answer's first words or its end."""
-        if self._typist is None:
+    def _showing(self) -> bool:
+        """Whether typing shows here now, and for a renewal's time more (or was refused
+        so recently that it is not asked for again yet)."""
+        last = self._typed_at
+        return last is not None and time.monotonic() < last + indicator.TYPING_RENEW
+
+    def _keep_typing(self, first_after: float = 0.0) -> None:
+        if self._typing is not None or self._typist is None:
             return
-        first = time.monotonic() + first_after
-        if self._typing is not None:
-            if self._typed_at is not None or first >= self._first_typing:
-                return  # typed already (renewed from then on), or due sooner
-            self._typing.cancel()  # still waiting for its first: due sooner now
-        self._first_typing = first
         self._typing = asyncio.create_task(
             self._typist.keep_up(
                 self._type_once,
@@ -217,11 +213,10 @@ class ChannelTarget(_Formatting, ReplyTarget):
         )
 
     async def _type_once(self) -> None:
-        # Counted from the request, and kept where it fails: Discord counts every
-        # request it refuses toward its limit on invalid ones (past it, Cloudflare bans
-        # the bot's address a while).
+        # Counted from the request, so the renewals and `begin` never send two at once;
+        # and kept where it fails: Discord counts every request it refuses toward its
+        # limit on invalid ones (past it, Cloudflare bans the bot's address a while).
         self._typed_at = time.monotonic()
-        self._requesting = True
         try:
             await self._channel.typing()
         except FAILURES as exc:  # typing is a courtesy; the reply matters more
@@ -240,20 +235,11 @@ class ChannelTarget(_Formatting, ReplyTarget):
                     error,
                     extra={"platform": "discord", "channel": str(self._channel_id)},
                 )
-        finally:
-            self._requesting = False
 
     async def _stop_typing(self) -> None:
-        """No more typing for this answer. A typing request on its way is answered
-        first (briefly): landing after the post, it would show "typing…" under the
-        answer for 10 s. None is sent from now on."""
         self._typing_stop.set()
         task, self._typing = self._typing, None
-        if task is None or task.done():
-            return
-        if self._requesting:  # the keeper ends once it is answered (the stop is set)
-            await asyncio.wait([task], timeout=indicator.TYPING_WAIT)
-        if not task.done():
+        if task is not None and not task.done():
             task.cancel()
             await asyncio.wait([task])
 
