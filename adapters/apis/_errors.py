@@ -242,8 +242,15 @@ def timed_out(
             f"The assistant stopped answering within {wait:g} s; please try again.",
             backend=backend,
         )
-    said = f"The assistant did not finish within {wait:g} s; please try again."
-    return Unfinished(said, backend=backend) if wrote else TimedOut(said, backend=backend)
+    if wrote:  # still coming: a longer answer than `total` lets be, not a failure
+        # Not "try again": it would be cut (and paid for) again, as SlowToBegin's.
+        return Unfinished(
+            f"The assistant did not finish within {wait:g} s; an admin can let it take longer.",
+            backend=backend,
+        )
+    return TimedOut(
+        f"The assistant did not finish within {wait:g} s; please try again.", backend=backend
+    )
 
 
 def transport_error(

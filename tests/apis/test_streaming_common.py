@@ -127,7 +127,10 @@ async def test_the_total_timeout_as_text_flows_leaves_the_answer_unfinished(dial
     # Its text still flowed: an answer longer than `total`, not a backend failing (the
     # circuit does not count it), not one that stalled.
     assert isinstance(exc, Unfinished) and not isinstance(exc, Stalled)
-    assert exc.user_message == "The assistant did not finish within 0.5 s; please try again."
+    # Not "try again": the answer would be cut, and paid for, again.
+    assert exc.user_message == (
+        "The assistant did not finish within 0.5 s; an admin can let it take longer."
+    )
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(f"raise backends.{api.name}.timeouts.total (now 0.5)" in line for line in warned)
     assert len(dialect.fake.requests) == 1
