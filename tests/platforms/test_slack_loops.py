@@ -12,7 +12,18 @@ import pytest
 from adapters.platforms.slack.loops import BOT_TURNS, MAX_PLACES, BotTurns
 from tests.fakes.chatapi import FakeChatAPI
 from tests.fakes.slack import FakeSlack
-from tests.platforms.slack_support import CHANNEL, open_harness
+from tests.platforms.slack_support import CHANNEL, Harness, open_harness
+
+
+async def bot_asks(
+    h: Harness, text: str, *, user: str = "U0OTHERBOT", bot_id: str = "B0OTHER01"
+) -> str:
+    """Another bot asks the bridge `text` at the channel's top level: its post's ts."""
+    mention = f"<@{h.slack.bot_user_id}>"
+    bodies = h.slack.user_message(CHANNEL, f"{mention} {text}", user=user, bot_id=bot_id)
+    for body in bodies:
+        await h.send(body)
+    return str(bodies[0]["event"]["ts"])
 
 
 def test_bot_turns_are_counted_per_conversation_until_a_person_writes() -> None:
@@ -104,14 +115,9 @@ async def test_a_bot_that_answers_at_the_top_level_is_no_endless_loop_either(
         root = await h.ask(CHANNEL, "what is a bridge?")
         await h.answer(CHANNEL, root, "Answer 0.")
         for n in range(1, BOT_TURNS + 4):
-            mention = f"<@{fake_slack.bot_user_id}>"
-            bodies = fake_slack.user_message(
-                CHANNEL, f"{mention} echo {n}", user="U0OTHERBOT", bot_id="B0OTHER01"
-            )
-            for body in bodies:
-                await h.send(body)
+            post = await bot_asks(h, f"echo {n}")
             if n <= BOT_TURNS:
-                await h.answer(CHANNEL, bodies[0]["event"]["ts"], f"Answer {n}.")
+                await h.answer(CHANNEL, post, f"Answer {n}.")
         asked = [f"echo {n}" for n in range(1, BOT_TURNS + 1)]
         assert await h.sentinel() == ["what is a bridge?", *asked, "sentinel"]
         [warned] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -132,15 +138,7 @@ async def test_a_notifier_whose_posts_people_discuss_in_their_threads_is_answere
         for n in range(BOT_TURNS + 1):
             fake_chat_api.enqueue(tokens=[f"Build {n} broke on a test."])
             fake_chat_api.enqueue(tokens=["Revert it."])
-            bodies = fake_slack.user_message(
-                CHANNEL,
-                f"<@{fake_slack.bot_user_id}> build {n} failed",
-                user="U0CIBOT01",
-                bot_id="B0CIBOT01",
-            )
-            for body in bodies:
-                await h.send(body)
-            post = bodies[0]["event"]["ts"]
+            post = await bot_asks(h, f"build {n} failed", user="U0CIBOT01", bot_id="B0CIBOT01")
             await h.answer(CHANNEL, post, f"Build {n} broke on a test.")
             await h.ask(CHANNEL, "what now?", thread_ts=post)
             await h.answer(CHANNEL, post, "Revert it.", n=2)
@@ -164,16 +162,9 @@ async def test_people_talking_in_a_thread_of_their_own_do_not_lift_the_top_level
         for n in range(1, BOT_TURNS + 1):
             fake_chat_api.enqueue(tokens=[f"Answer {n}."])
         for n in range(1, BOT_TURNS + 4):
-            bodies = fake_slack.user_message(
-                CHANNEL,
-                f"<@{fake_slack.bot_user_id}> echo {n}",
-                user="U0OTHERBOT",
-                bot_id="B0OTHER01",
-            )
-            for body in bodies:
-                await h.send(body)
+            post = await bot_asks(h, f"echo {n}")
             if n <= BOT_TURNS:
-                await h.answer(CHANNEL, bodies[0]["event"]["ts"], f"Answer {n}.")
+                await h.answer(CHANNEL, post, f"Answer {n}.")
             [chatter] = fake_slack.user_message(
                 CHANNEL, f"pizza {n}", user="U0PERSON2", thread_ts=lunch["event"]["ts"]
             )
