@@ -152,14 +152,10 @@ class RestRoutes(DiscordState):
         return _json(msg, headers=headers)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
-        cid, mid = request.match_info["cid"], request.match_info["mid"]
-        if cid not in self.channels:
-            return _error(404, 10003, "Unknown Channel")
-        msg = self.messages.get(mid)
-        if msg is None or msg["channel_id"] != cid:
-            return _error(404, 10008, "Unknown Message")
-        if msg["author"]["id"] != self.app_id:
-            return _error(403, 50005, "Cannot edit a message authored by another user")
+        msg = self._bots_message(request, (50005, "Cannot edit a message authored by another user"))
+        if isinstance(msg, web.Response):
+            return msg
+        cid = msg["channel_id"]
         body = await _body(request) or {}
         refused, headers = self._admit(body, f"edit:{cid}", "edit", require=False)
         if refused is not None:
@@ -169,14 +165,10 @@ class RestRoutes(DiscordState):
 
     async def _delete_message(self, request: web.Request) -> web.Response:
         """The bot deletes its own message (it may always): MESSAGE_DELETE follows."""
-        cid, mid = request.match_info["cid"], request.match_info["mid"]
-        if cid not in self.channels:
-            return _error(404, 10003, "Unknown Channel")
-        msg = self.messages.get(mid)
-        if msg is None or msg["channel_id"] != cid:
-            return _error(404, 10008, "Unknown Message")
-        if msg["author"]["id"] != self.app_id:
-            return _error(403, 50013, "Missing Permissions")
+        msg = self._bots_message(request, (50013, "Missing Permissions"))
+        if isinstance(msg, web.Response):
+            return msg
+        cid, mid = msg["channel_id"], msg["id"]
         del self.messages[mid]
         gid = msg.get("guild_id")
         data = {"id": mid, "channel_id": cid, **({"guild_id": gid} if gid else {})}
@@ -184,6 +176,22 @@ class RestRoutes(DiscordState):
             await self._send_dispatch(gw, "MESSAGE_DELETE", data)
         self._changed()
         return web.Response(status=204)
+
+    def _bots_message(
+        self, request: web.Request, not_its_own: tuple[int, str]
+    ) -> dict[str, Any] | web.Response:
+        """The bot's own message a request names (its channel's and its ids), or
+        Discord's refusal: an unknown channel or message, or 403 `not_its_own` (the
+        code and message for one another user wrote)."""
+        cid, mid = request.match_info["cid"], request.match_info["mid"]
+        if cid not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        msg = self.messages.get(mid)
+        if msg is None or msg["channel_id"] != cid:
+            return _error(404, 10008, "Unknown Message")
+        if msg["author"]["id"] != self.app_id:
+            return _error(403, *not_its_own)
+        return msg
 
     def _apply_edit(self, msg: dict[str, Any], body: dict[str, Any]) -> None:
         if "content" in body:
