@@ -8,8 +8,8 @@ import pytest
 from adapters.registry import REGISTRY
 from bridge.config import parse_config
 from bridge.errors import ConfigError
+from tests.core.config_support import SECRET
 
-SECRET = "cm_live_SUPERSECRET_value_123"
 BOT = "xoxb-1234-SECRETBOT"
 
 BASE = """
