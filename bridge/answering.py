@@ -252,10 +252,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         try:
             await _stopped(job, reply, exc)
         except asyncio.CancelledError:  # a stop as its mark waited: as one cuts an answer
-            with contextlib.suppress(Exception):
-                await reply.aclose()
-                async with asyncio.timeout(END_ON_STOP):
-                    await reply.target.end()
+            await _cut(reply)
             raise
         with contextlib.suppress(Exception):
             await reply.abandon()
@@ -263,13 +260,7 @@ async def answer(relay: Relay, job: Job, free_slot: Callable[[], None]) -> None:
         # An answer come whole, cut as it was being shown: its mark shows it whole.
         outcome = "interrupted" if reply.ending is None else "shown_late"
         release()
-        # Stop its updates (a late one would undo the "interrupted" mark the stop
-        # adds) and let the platform clear its indicators, briefly: the process
-        # is going away.
-        with contextlib.suppress(Exception):
-            await reply.aclose()
-            async with asyncio.timeout(END_ON_STOP):
-                await reply.target.end()
+        await _cut(reply)
         raise
     except Exception as exc:  # the bridge's own failure: end the reply, say so
         outcome = "failed"
@@ -426,6 +417,16 @@ async def _fail(relay: Relay, job: Job, reply: LiveReply, notice: str) -> None:
                     "replies given up on wait for their platform already)",
                     extra={"conversation": key},
                 )
+
+
+async def _cut(reply: LiveReply) -> None:
+    """A stop cuts the answer: its updates stop (a late one would undo the "interrupted"
+    mark the stop adds) and the platform clears its indicators, briefly: the process
+    is going away."""
+    with contextlib.suppress(Exception):
+        await reply.aclose()
+        async with asyncio.timeout(END_ON_STOP):
+            await reply.target.end()
 
 
 async def _stopped(job: Job, reply: LiveReply, exc: PlaceGone) -> None:
