@@ -73,15 +73,15 @@ def interrupted_edit(
     as one cut, its end never shown."""
     if not message_ids:
         return None
-    text, complete, ending = text.partition(_ENDED)
-    if not complete and (row := row_arriving(text, cut=True)) < len(text):
+    text, whole, ending = text.partition(_ENDED)
+    if not whole and (row := row_arriving(text, cut=True)) < len(text):
         text = text[:row].rstrip("\r\n")  # cut: half a row would show as raw Markdown
     # A code block left open would hold the mark: shown as code, it reads as the
     # answer's (Discord's formatting leaves a fence as it is; Slack's closes it).
     body = target.format_markdown(close_fences(text)) if text else ""
-    if complete:  # as it ends once shown: one blank line under it
+    if whole:  # as it ends once shown: one blank line under it
         body, mark = body.rstrip(), _LATE.get(mark, mark)
-    tries = [[body, ending, mark], [body, mark]] if complete else [[body, mark]]
+    tries = [[body, ending, mark], [body, mark]] if whole else [[body, mark]]
     for parts in tries:
         note = "\n\n".join(part for part in parts if part)
         if len(note) <= target.limits.max_chars:
