@@ -53,8 +53,8 @@ CUT_SHORT = (
     "deleted, or the bot may no longer post here) — please ask again."
 )
 
-ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
 # Told of the reply's messages and its text as its record keeps it (`LiveReply.recorded`).
+ProgressHook = Callable[[Sequence[str], str], Awaitable[None]]
 # Told of each request of the platform that failed (for metrics).
 FailureHook = Callable[[Exception], None]
 
