@@ -64,10 +64,8 @@ class Circuit:
         # What the asker is told while the circuit is open, where the last failure
         # said waiting will not help (None: "try again in N s").
         self.told: str | None = None
-        # Whether every failure of the run was an answer that ran past a timeout of
-        # the backend's (`first_byte`, `idle`): the backend took the questions, so it
-        # is not said to be down. `_late`: those timeouts, for the log.
-        self.slow = False
+        # The timeouts of the backend's (`first_byte`, `idle`) the run's answers ran
+        # past, where every failure of the run was one (else none): see `slow`.
         self._late: set[str] = set()
         # The run of failures since it opened: the opening told, then failed probes
         # summed up at most once a minute (one every cooldown would bury the rest).
@@ -82,6 +80,13 @@ class Circuit:
         if self._probing or self._clock() - self._opened_at >= self.cooldown:
             return "half-open"
         return "open"
+
+    @property
+    def slow(self) -> bool:
+        """Whether every failure of the run was an answer that ran past a timeout of
+        the backend's (`first_byte`, `idle`): the backend took the questions, so it is
+        not said to be down."""
+        return bool(self._late)
 
     @property
     def probing(self) -> bool:
@@ -149,7 +154,6 @@ class Circuit:
         self._opened_at = None
         self._probing = 0
         self.told = None
-        self.slow = False
         self._late = set()
 
     def failure(self, told: str | None = None, *, late: str | None = None, probe: int = 0) -> None:
@@ -161,8 +165,9 @@ class Circuit:
         probe is under way counts, and waits the cooldown again from now, but
         leaves the probe its slot (its answer tells whether the backend is back)."""
         probing = bool(probe) and probe == self._probing
-        self.slow = late is not None and (self.slow or self._failures == 0)
-        self._late = self._late | {late} if self.slow and late else set()
+        # Slow while every failure of the run ran past such a timeout.
+        slow = late is not None and (self.slow or self._failures == 0)
+        self._late = self._late | {late} if slow and late else set()
         self._failures += 1
         self.told = told
         if probing or self._failures >= self.threshold:
